@@ -1,0 +1,98 @@
+"""Every default of the tool lives here, in frozen dataclasses.
+
+Frozen so a configuration can be shared between threads and worker processes
+without anyone mutating it underneath the others; change one with
+``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: The folder that holds the shipped decoder (``weights/`` at the repository root).
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+#: Video file extensions the batch command looks for.
+VIDEO_EXTENSIONS = (
+    ".mp4", ".m4v", ".mkv", ".avi", ".mov", ".webm", ".mpg", ".mpeg",
+    ".wmv", ".flv", ".ts", ".mts", ".m2ts", ".3gp", ".ogv",
+)
+
+#: Image file extensions ``captioner image`` accepts inside folders.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The frozen image encoder. Lite0 is the default: see weights/README.md for the table."""
+
+    name: str = "efficientnet-lite0"
+    image_size: int = 224
+    batch_size: int = 16
+    # The official Lite preprocessing, (x - 127) / 128 on 0..255 pixels, written as 0..1
+    # fractions. On coco-val2017-mini it gave more confident, more often right ImageNet
+    # labels than ImageNet mean/std (e.g. "refrigerator" vs "file" for a kitchen).
+    mean: tuple[float, float, float] = (127.0 / 255, 127.0 / 255, 127.0 / 255)
+    std: tuple[float, float, float] = (128.0 / 255, 128.0 / 255, 128.0 / 255)
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Shape of the attention LSTM decoder (stored with the weights)."""
+
+    feature_dim: int = 1280
+    embed_dim: int = 512
+    hidden_dim: int = 512
+    attention_dim: int = 512
+    dropout: float = 0.5
+    vocab_size: int = 0  # filled in from the vocabulary at training time
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """How captions are searched for."""
+
+    beam_size: int = 3
+    max_length: int = 20
+    length_penalty: float = 0.7  # score / len**alpha; 0 = raw log-prob, 1 = mean log-prob
+    no_repeat_ngram: int = 2  # block any repeated bigram ("combing combing" is impossible)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Which frames of a video are looked at."""
+
+    fps: float = 1.0
+    max_frames_per_segment: int = 8  # frames the decoder attends over per segment
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """How sampled frames are grouped into cues."""
+
+    shot_threshold: float = 0.25  # cosine distance between pooled features that marks a cut
+    max_segment: float = 8.0  # seconds; a long shot is split so it still gets several cues
+    min_duration: float = 1.0  # seconds; shorter cues are merged into a neighbour
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Subtitle files (whisper's conventions)."""
+
+    formats: tuple[str, ...] = ("srt",)
+    max_line_width: int = 42
+    max_line_count: int = 2
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    """Everything ``Captioner`` needs, in one value."""
+
+    model_dir: Path = DEFAULT_WEIGHTS_DIR
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    segments: SegmentConfig = field(default_factory=SegmentConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    threads: int = 0  # torch intra-op threads; 0 = let torch decide

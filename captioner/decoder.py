@@ -1,0 +1,300 @@
+"""The caption decoder: an LSTM with soft attention over a *set* of feature vectors.
+
+Show, Attend and Tell (Xu et al. 2015), with one change that matters for video:
+the decoder does not assume a fixed spatial grid. A photo is the 7x7 = 49 vectors
+of one frame; a video segment is the vectors of all its sampled frames stacked
+(e.g. 8 frames x 49). Attention is a softmax over whatever set it is given, so one
+trained decoder serves both, and a padding mask lets segments of different lengths
+share a batch.
+
+Decoding is a generic beam search over a ``step`` function so that it can be
+tested on a hand-built toy model, with length normalisation, n-gram blocking and
+banned tokens (``<unk>`` is never emitted).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .config import DecoderConfig
+
+
+class Attention(nn.Module):
+    """Additive (Bahdanau) attention of the LSTM state over the feature set."""
+
+    def __init__(self, hidden_dim: int, attention_dim: int) -> None:
+        super().__init__()
+        self.dec = nn.Linear(hidden_dim, attention_dim)
+        self.out = nn.Linear(attention_dim, 1)
+
+    def forward(
+        self, feats: torch.Tensor, feats_att: torch.Tensor, h: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.out(torch.tanh(feats_att + self.dec(h).unsqueeze(1))).squeeze(2)  # [B, N]
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        alpha = scores.softmax(dim=1)
+        return (feats * alpha.unsqueeze(2)).sum(dim=1), alpha
+
+
+@dataclass
+class DecoderState:
+    """Per-sequence recurrent state plus the (beam-expanded) features it attends over."""
+
+    h: torch.Tensor
+    c: torch.Tensor
+    feats: torch.Tensor
+    feats_att: torch.Tensor
+    mask: torch.Tensor | None
+
+    def select(self, index: torch.Tensor) -> "DecoderState":
+        return DecoderState(
+            self.h[index], self.c[index], self.feats[index], self.feats_att[index],
+            None if self.mask is None else self.mask[index],
+        )
+
+
+class CaptionDecoder(nn.Module):
+    """Attention LSTM decoder. Input features: [B, N, feature_dim] (N vectors per item)."""
+
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        if config.vocab_size <= 4:
+            raise ValueError("DecoderConfig.vocab_size must be set from the vocabulary")
+        self.config = config
+        h = config.hidden_dim
+        self.feat_proj = nn.Sequential(nn.Linear(config.feature_dim, h), nn.ReLU(), nn.Dropout(config.dropout * 0.5))
+        self.enc_att = nn.Linear(h, config.attention_dim)
+        self.attention = Attention(h, config.attention_dim)
+        self.init_h = nn.Linear(h, h)
+        self.init_c = nn.Linear(h, h)
+        self.gate = nn.Linear(h, h)
+        self.embed = nn.Embedding(config.vocab_size, config.embed_dim)
+        self.lstm = nn.LSTMCell(config.embed_dim + h, h)
+        self.drop = nn.Dropout(config.dropout)
+        self.fc = nn.Linear(h, config.vocab_size)
+
+    # -- shared pieces -------------------------------------------------------------
+    def init_state(self, feats: torch.Tensor, mask: torch.Tensor | None = None) -> DecoderState:
+        """Project the feature set and derive the initial LSTM state from its mean."""
+        proj = self.feat_proj(feats)
+        if mask is None:
+            mean = proj.mean(dim=1)
+        else:
+            m = mask.unsqueeze(2).to(proj.dtype)
+            mean = (proj * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return DecoderState(torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean)), proj, self.enc_att(proj), mask)
+
+    def step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
+        """One word: previous tokens [B] -> logits [B, V], new state, attention weights."""
+        context, alpha = self.attention(state.feats, state.feats_att, state.h, state.mask)
+        context = torch.sigmoid(self.gate(state.h)) * context
+        h, c = self.lstm(torch.cat([self.embed(tokens), context], dim=1), (state.h, state.c))
+        logits = self.fc(self.drop(h))
+        return logits, DecoderState(h, c, state.feats, state.feats_att, state.mask), alpha
+
+    # -- training ------------------------------------------------------------------
+    def forward(
+        self, feats: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing. captions: [B, T] starting with <start>; lengths include <start> and <end>.
+
+        Returns logits [B, T-1, V] predicting captions[:, 1:] and attention [B, T-1, N].
+        Rows are processed only while their caption lasts (the batch shrinks as
+        short captions end), which saves about a third of the work on Flickr8k.
+        """
+        order = lengths.argsort(descending=True)
+        feats, captions, lengths = feats[order], captions[order], lengths[order]
+        mask = None if mask is None else mask[order]
+        state = self.init_state(feats, mask)
+        B, T = captions.shape
+        steps = T - 1
+        logits = feats.new_zeros(B, steps, self.config.vocab_size)
+        alphas = feats.new_zeros(B, steps, feats.shape[1])
+        for t in range(steps):
+            active = int((lengths - 1 > t).sum())
+            if active == 0:
+                break
+            sub = DecoderState(
+                state.h[:active], state.c[:active], state.feats[:active], state.feats_att[:active],
+                None if state.mask is None else state.mask[:active],
+            )
+            out, sub, alpha = self.step(captions[:active, t], sub)
+            logits[:active, t] = out
+            alphas[:active, t] = alpha
+            state = DecoderState(
+                torch.cat([sub.h, state.h[active:]]), torch.cat([sub.c, state.c[active:]]),
+                state.feats, state.feats_att, state.mask,
+            )
+        inverse = order.argsort()
+        return logits[inverse], alphas[inverse]
+
+    # -- inference -----------------------------------------------------------------
+    @torch.inference_mode()
+    def greedy(
+        self, feats: torch.Tensor, start_id: int, end_id: int, max_length: int,
+        banned: Sequence[int] = (), mask: torch.Tensor | None = None,
+    ) -> list[list[int]]:
+        """Batched greedy decoding (fast; used for dev-set model selection)."""
+        state = self.init_state(feats, mask)
+        B = feats.shape[0]
+        tokens = torch.full((B,), start_id, dtype=torch.long)
+        out = torch.zeros(B, max_length, dtype=torch.long)
+        done = torch.zeros(B, dtype=torch.bool)
+        for t in range(max_length):
+            logits, state, _ = self.step(tokens, state)
+            if banned:
+                logits[:, list(banned)] = float("-inf")
+            if t > 0:  # never the same word twice in a row
+                logits[torch.arange(B), tokens] = float("-inf")
+            tokens = logits.argmax(-1)
+            out[:, t] = tokens
+            done |= tokens == end_id
+            if bool(done.all()):
+                break
+        return [row.tolist() for row in out]
+
+    @torch.inference_mode()
+    def beam(
+        self, feats: torch.Tensor, start_id: int, end_id: int, *, beam_size: int, max_length: int,
+        length_penalty: float, no_repeat_ngram: int, banned: Sequence[int] = (),
+        required: Sequence[int] = (),
+    ) -> "Hypothesis":
+        """Beam search for one item. feats: [N, feature_dim]."""
+        state = self.init_state(feats.unsqueeze(0))
+
+        def step(tokens: torch.Tensor, st: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+            logits, st, _ = self.step(tokens, st)
+            return logits.log_softmax(-1), st
+
+        return beam_search(
+            step, state, start_id, end_id, beam_size=beam_size, max_length=max_length,
+            length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram, banned=banned,
+            required=required,
+        )
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A finished caption: token ids (no <start>/<end>), total log-prob and normalised score."""
+
+    tokens: tuple[int, ...]
+    logprob: float
+    score: float
+
+    @property
+    def confidence(self) -> float:
+        """Geometric-mean token probability: 1 when every word was certain."""
+        return math.exp(self.logprob / max(1, len(self.tokens) + 1))
+
+
+def _blocked(seq: Sequence[int], n: int) -> set[int]:
+    """Tokens that would complete an n-gram already present in ``seq`` (and immediate repeats)."""
+    out: set[int] = set()
+    if seq:
+        out.add(seq[-1])
+    if n >= 1 and len(seq) >= n:
+        prefix = tuple(seq[len(seq) - n + 1 :]) if n > 1 else ()
+        for i in range(len(seq) - n + 1):
+            if tuple(seq[i : i + n - 1]) == prefix:
+                out.add(seq[i + n - 1])
+    return out
+
+
+def beam_search(
+    step: Callable[[torch.Tensor, object], tuple[torch.Tensor, object]],
+    state: object,
+    start_id: int,
+    end_id: int,
+    *,
+    beam_size: int,
+    max_length: int,
+    length_penalty: float = 0.7,
+    no_repeat_ngram: int = 2,
+    banned: Sequence[int] = (),
+    required: Sequence[int] = (),
+) -> Hypothesis:
+    """Length-normalised beam search.
+
+    ``step(tokens [k], state) -> (log-probs [k, V], state)``; ``state`` must have
+    ``select(index)`` to reorder/expand beams. A finished hypothesis scores
+    ``logprob / (len+1) ** length_penalty``. Every hypothesis obeys: no token from
+    ``banned``, no repeated n-gram of size ``no_repeat_ngram``, never the same token
+    twice in a row. With ``required`` set, a hypothesis can only end once it contains
+    every required token (each at most once) — constrained decoding for concept words.
+    """
+    if beam_size < 1:
+        raise ValueError("beam_size must be >= 1")
+    required_set = set(required)
+    beams: list[tuple[list[int], float]] = [([], 0.0)]
+    tokens = torch.tensor([start_id])
+    finished: list[Hypothesis] = []
+    banned_list = list(banned)
+    for t in range(max_length):
+        logp, state = step(tokens, state)
+        logp = logp.clone()
+        if banned_list:
+            logp[:, banned_list] = float("-inf")
+        for i, (seq, _) in enumerate(beams):
+            blocked = _blocked(seq, no_repeat_ngram)
+            blocked |= {r for r in required_set if r in seq}  # each required word once
+            if blocked:
+                logp[i, list(blocked)] = float("-inf")
+            if required_set and not required_set.issubset(seq):
+                # may not end before the constraint is met, unless out of room
+                missing = len(required_set - set(seq))
+                if missing > 0:
+                    logp[i, end_id] = float("-inf")
+                if max_length - t <= missing:  # the last free slots go to required words
+                    keep = list(required_set - set(seq))
+                    allowed = torch.full_like(logp[i], float("-inf"))
+                    allowed[keep] = logp[i, keep]
+                    logp[i] = allowed
+        if t == max_length - 1 and (not required_set):
+            # last step: only <end> may follow, so every live beam finishes
+            forced = torch.full_like(logp, float("-inf"))
+            forced[:, end_id] = logp[:, end_id]
+            logp = forced
+        totals = torch.tensor([s for _, s in beams]).unsqueeze(1) + logp  # [k, V]
+        flat = totals.flatten()
+        k = min(beam_size * 2, int(torch.isfinite(flat).sum()))
+        if k == 0:
+            break
+        best = flat.topk(k)
+        vocab = logp.shape[1]
+        new_beams: list[tuple[list[int], float]] = []
+        parents: list[int] = []
+        for score, idx in zip(best.values.tolist(), best.indices.tolist()):
+            parent, tok = divmod(idx, vocab)
+            seq = beams[parent][0]
+            if tok == end_id:
+                finished.append(Hypothesis(tuple(seq), score, score / (len(seq) + 1) ** length_penalty))
+            else:
+                new_beams.append((seq + [tok], score))
+                parents.append(parent)
+            if len(new_beams) == beam_size:
+                break
+        # stop when no live beam can beat the best finished one (scores only fall)
+        if finished:
+            best_done = max(h.score for h in finished)
+            if len(finished) >= beam_size and all(
+                s / (max_length + 1) ** length_penalty <= best_done if length_penalty > 0 else s <= best_done
+                for _, s in new_beams
+            ):
+                break
+        if not new_beams:
+            break
+        beams = new_beams
+        index = torch.tensor(parents)
+        state = state.select(index)  # type: ignore[attr-defined]
+        tokens = torch.tensor([seq[-1] for seq, _ in beams])
+    if not finished:  # only possible when constraints could not be met: return the best live beam
+        seq, score = max(beams, key=lambda b: b[1])
+        return Hypothesis(tuple(seq), score, score / (len(seq) + 1) ** length_penalty)
+    return max(finished, key=lambda h: h.score)

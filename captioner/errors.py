@@ -1,0 +1,23 @@
+"""Exceptions the library raises for problems a user can fix.
+
+The CLI turns any ``CaptionerError`` into a one-line message and a non-zero exit;
+anything else is a bug and is allowed to show a traceback.
+"""
+
+from __future__ import annotations
+
+
+class CaptionerError(Exception):
+    """Base class: a problem with the user's input, files or options."""
+
+
+class VideoError(CaptionerError):
+    """The video cannot be opened or yields no decodable frame."""
+
+
+class ModelError(CaptionerError):
+    """Weights are missing, corrupt, or do not match the expected model."""
+
+
+class OutputError(CaptionerError):
+    """An output file or directory cannot be written."""

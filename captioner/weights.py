@@ -1,0 +1,127 @@
+"""Saving and loading the trained decoder without ever executing code.
+
+A model is a folder with two files:
+  ``decoder.safetensors``  the tensors (safetensors cannot carry code), and
+  ``model.json``           architecture, vocabulary, encoder name, metrics, and the
+                           SHA-256 of the tensor file, checked on every load so a
+                           truncated download or a mixed-up file fails loudly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import DecoderConfig
+from .errors import ModelError
+from .vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+FORMAT = "captioner-decoder/1"
+TENSORS = "decoder.safetensors"
+MANIFEST = "model.json"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded model says about itself (shown by ``captioner info`` and in JSON output)."""
+
+    name: str
+    encoder: str
+    sha256: str
+    path: Path
+    decoder: DecoderConfig
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve(path: str | Path) -> Path:
+    """Accept the model folder or its model.json."""
+    p = Path(path)
+    if p.is_file() and p.name == MANIFEST:
+        p = p.parent
+    if not p.exists():
+        raise ModelError(f"{p}: no such model folder")
+    if not (p / MANIFEST).is_file():
+        raise ModelError(f"{p}: not a captioner model (no {MANIFEST})")
+    return p
+
+
+def save_model(folder: Path, state_dict: dict, vocab: Vocabulary, config: DecoderConfig, *,
+               name: str, encoder: str, extra: dict[str, Any] | None = None) -> Path:
+    """Write the tensors and a manifest that pins their checksum."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    tmp = folder / (TENSORS + ".tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(folder / TENSORS)
+    manifest = {
+        "format": FORMAT,
+        "name": name,
+        "encoder": encoder,
+        "decoder": asdict(config),
+        "sha256": sha256_file(folder / TENSORS),
+        "vocab": list(vocab.itos),
+        "extra": extra or {},
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    return folder
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    folder = resolve(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{folder / MANIFEST}: unreadable model manifest ({exc.__class__.__name__})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelError(f"{folder / MANIFEST}: not a {FORMAT} manifest")
+    return manifest
+
+
+def load_model(folder: str | Path):
+    """Load (decoder, vocabulary, info); verify the checksum before touching the tensors."""
+    import torch
+    from safetensors.torch import load_file
+
+    from .decoder import CaptionDecoder
+
+    folder = resolve(folder)
+    manifest = read_manifest(folder)
+    tensor_path = folder / TENSORS
+    if not tensor_path.is_file():
+        raise ModelError(f"{tensor_path}: missing")
+    actual = sha256_file(tensor_path)
+    if actual != manifest.get("sha256"):
+        raise ModelError(
+            f"{tensor_path}: checksum mismatch (expected {str(manifest.get('sha256'))[:12]}… for model "
+            f"{manifest.get('name')!r}, got {actual[:12]}…); the file is corrupt or belongs to another model"
+        )
+    try:
+        config = DecoderConfig(**manifest["decoder"])
+        vocab = Vocabulary(tuple(manifest["vocab"]))
+        decoder = CaptionDecoder(config)
+        state = load_file(str(tensor_path))
+        decoder.load_state_dict(state, strict=True)
+    except Exception as exc:  # any mismatch between manifest and tensors is the user's file, not our bug
+        raise ModelError(f"{folder}: model does not match its manifest ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
+    if len(vocab) != config.vocab_size:
+        raise ModelError(f"{folder}: vocabulary has {len(vocab)} words, decoder expects {config.vocab_size}")
+    decoder.eval()
+    info = ModelInfo(manifest.get("name", folder.name), manifest["encoder"], actual, folder, config, manifest.get("extra", {}))
+    log.info("loaded model %s (%s, sha256 %s…)", info.name, info.encoder, actual[:12])
+    return decoder, vocab, info

@@ -1,0 +1,91 @@
+"""Encode every training/evaluation photo once and cache the feature maps.
+
+The encoder is frozen, so its outputs are computed once (≈ 5 min for Flickr8k on
+2 cores with Lite0) and the decoder trains on the cache. The cache lives in
+``.cache/features/<encoder>/`` (git-ignored): ``<set>_grid.npy`` float16
+[N, 49, C], ``<set>_probs.npy`` float16 [N, 1000], ``<set>_files.txt``.
+
+    python -m pipelines.extract_features --set flickr8k --set coco
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from captioner.config import EncoderConfig
+from captioner.encoder import Encoder, load_image
+
+from .common import CACHE, DATA
+
+log = logging.getLogger("extract")
+
+SETS = {
+    "flickr8k": DATA / "flickr8k" / "images",
+    "coco": DATA / "coco-val2017-mini" / "images",
+}
+
+
+def feature_dir(encoder: str) -> Path:
+    return CACHE / "features" / encoder
+
+
+def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None = None) -> Path:
+    out = feature_dir(encoder_name)
+    out.mkdir(parents=True, exist_ok=True)
+    grid_path = out / f"{set_name}_grid.npy"
+    if grid_path.exists() and (out / f"{set_name}_files.txt").exists() and limit is None:
+        log.info("%s exists, skipping", grid_path)
+        return grid_path
+    files = sorted(p.name for p in SETS[set_name].iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if limit:
+        files = files[:limit]
+    cfg = EncoderConfig(name=encoder_name, image_size={"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}[encoder_name])
+    enc = Encoder(cfg)
+    n = len(files)
+    probe = enc.encode([load_image(str(SETS[set_name] / files[0]))])
+    cells, dim = probe.grid.shape[1:]
+    tmp_grid = out / f"{set_name}_grid.tmp.npy"
+    grid = np.lib.format.open_memmap(tmp_grid, mode="w+", dtype=np.float16, shape=(n, cells, dim))
+    probs = np.zeros((n, 1000), dtype=np.float16)
+    t0 = time.time()
+    with ThreadPoolExecutor(2) as pool:  # JPEG decoding overlaps the network
+        for start in range(0, n, batch):
+            names = files[start : start + batch]
+            imgs = list(pool.map(lambda f: load_image(str(SETS[set_name] / f)), names))
+            res = enc.encode_tensor(enc.preprocess(imgs))
+            grid[start : start + len(names)] = res.grid.numpy().astype(np.float16)
+            probs[start : start + len(names)] = res.probs.numpy().astype(np.float16)
+            if (start // batch) % 20 == 0:
+                el = time.time() - t0
+                log.info("%s %d/%d  %.1f ms/img", set_name, start + len(names), n, 1000 * el / (start + len(names)))
+    grid.flush()
+    del grid
+    tmp_grid.replace(grid_path)
+    np.save(out / f"{set_name}_probs.npy", probs)
+    (out / f"{set_name}_files.txt").write_text("\n".join(files) + "\n")
+    log.info("%s: %d images in %.0f s -> %s", set_name, n, time.time() - t0, out)
+    return grid_path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--set", action="append", choices=sorted(SETS), help="image set(s) to encode")
+    ap.add_argument("--encoder", default="efficientnet-lite0")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--limit", type=int, default=None, help="only the first N images (speed measurements)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(2)
+    for s in args.set or ["flickr8k", "coco"]:
+        extract(s, args.encoder, args.batch, args.limit)
+
+
+if __name__ == "__main__":
+    main()
