@@ -91,7 +91,7 @@ def train_steps(model: CaptionDecoder, opt: torch.optim.Optimizer, feats_all: to
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if on_step:
             on_step(step, losses)
     return losses

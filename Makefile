@@ -1,0 +1,45 @@
+# captioner — common jobs. `make demo` and `make test` are the README's first two commands.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+DATA   ?= ../shared/data
+EXTRAS ?= test,train,ray
+
+.PHONY: install demo test train eval bench clean help
+
+help:
+	@echo "make install  create .venv and install captioner (editable) with test/train/ray extras"
+	@echo "make demo     caption a real sample video (Big Buck Bunny) and print the subtitles"
+	@echo "make test     run the test suite"
+	@echo "make train    extract features and train the shipped decoder into weights/ (~45 min, 2 cores)"
+	@echo "make eval     score weights/ on Flickr8k test, coco-val2017-mini and the MSVD clips"
+	@echo "make bench    speed and memory benchmark"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+demo: install
+	$(PY) -m pipelines.demo
+
+test: install
+	$(PY) -m pytest
+
+train: install
+	$(PY) -m pipelines.extract_features --set flickr8k --set coco
+	$(PY) -m pipelines.train --run .cache/runs/lite0-sat --out weights
+
+eval: install
+	@command -v java >/dev/null || { echo "METEOR needs Java: installing default-jre-headless"; apt-get install -y -q default-jre-headless || { echo "install a Java runtime (e.g. apt-get install default-jre-headless) and rerun"; exit 1; }; }
+	$(PY) -m pipelines.extract_features --set flickr8k --set coco
+	$(PY) -m pipelines.evaluate --model weights --update-card
+
+bench: install
+	$(PY) -m pipelines.bench
+
+clean:
+	rm -rf .cache/demo .cache/bench .pytest_cache

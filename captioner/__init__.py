@@ -1,0 +1,26 @@
+"""captioner: describe what is visible in a video as timed subtitles.
+
+The heavy parts (torch, OpenCV) load on first use, so importing the package or
+running ``captioner --help`` is instant.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["Captioner", "CaptionConfig", "Cue", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "Captioner":
+        from .pipeline import Captioner
+
+        return Captioner
+    if name == "CaptionConfig":
+        from .config import CaptionConfig
+
+        return CaptionConfig
+    if name == "Cue":
+        from .subtitles import Cue
+
+        return Cue
+    raise AttributeError(name)

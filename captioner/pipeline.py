@@ -1,0 +1,189 @@
+"""The library's front door: frames -> features -> segments -> captions -> cues.
+
+``Captioner`` loads the encoder and the decoder once and then captions any number
+of videos or images. It never prints: it logs, and reports progress through an
+optional callback so a CLI, a batch engine or a GUI can show it their own way.
+
+    from captioner import Captioner
+    cues = Captioner().caption_video("talk.mp4").cues
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .config import CaptionConfig, EncoderConfig
+from .errors import CaptionerError, VideoError
+from .segment import Segment, segment_frames
+from .subtitles import Cue, merge_cues, normalize_cues
+from .video import VideoInfo, iter_frames, open_video, sample_times_hint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress report: ``done`` of ``total`` units of ``stage`` (total 0 = unknown)."""
+
+    stage: str
+    done: float
+    total: float
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class Caption:
+    text: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """Everything a writer needs about one captioned video."""
+
+    video: VideoInfo
+    cues: list[Cue]
+    frames_sampled: int
+    duration: float
+    model: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        """Metadata for the JSON writer."""
+        return {
+            "video": {
+                "path": str(self.video.path), "width": self.video.width, "height": self.video.height,
+                "fps": round(self.video.fps, 3), "duration": round(self.duration, 3),
+                "frames_sampled": self.frames_sampled,
+            },
+            "model": self.model,
+        }
+
+
+class Captioner:
+    """Loads the model once; captions videos and images."""
+
+    def __init__(self, config: CaptionConfig = CaptionConfig(), device: str = "cpu") -> None:
+        from .encoder import Encoder
+        from .weights import load_model
+
+        self.config = config
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        t0 = time.perf_counter()
+        self.decoder, self.vocab, self.model_info = load_model(config.model_dir)
+        enc_cfg = config.encoder
+        if enc_cfg.name != self.model_info.encoder:
+            enc_cfg = EncoderConfig(name=self.model_info.encoder, image_size={"efficientnet-lite1": 240, "efficientnet-lite2": 260}.get(self.model_info.encoder, 224),
+                                    batch_size=enc_cfg.batch_size)
+        self.encoder = Encoder(enc_cfg, device=device)
+        if self.encoder.feature_dim != self.decoder.config.feature_dim:
+            from .errors import ModelError
+
+            raise ModelError(f"{self.model_info.path}: decoder expects {self.decoder.config.feature_dim}-d features, "
+                             f"{enc_cfg.name} gives {self.encoder.feature_dim}")
+        self.load_seconds = time.perf_counter() - t0
+        # tokens the decoder may never emit: padding, <start>, and <unk> (an unknown word is no caption)
+        self._banned = (self.vocab.pad_id, self.vocab.start_id, self.vocab.unk_id)
+
+    # -- captions from features ------------------------------------------------------
+    def caption_features(self, feats: torch.Tensor) -> Caption:
+        """Caption one set of feature vectors [N, C] (one photo's grid, or a segment's frames stacked)."""
+        d = self.config.decoding
+        if d.beam_size <= 1:
+            ids = self.decoder.greedy(feats.float().unsqueeze(0), self.vocab.start_id, self.vocab.end_id,
+                                      d.max_length, banned=self._banned)[0]
+            text = self.vocab.decode(ids)
+            return Caption(text, float("nan"))
+        hyp = self.decoder.beam(feats.float(), self.vocab.start_id, self.vocab.end_id, beam_size=d.beam_size,
+                                max_length=d.max_length, length_penalty=d.length_penalty,
+                                no_repeat_ngram=d.no_repeat_ngram, banned=self._banned)
+        return Caption(self.vocab.decode(hyp.tokens), round(hyp.confidence, 4))
+
+    def caption_images(self, images: Sequence[np.ndarray]) -> list[Caption]:
+        """Caption RGB uint8 images (each squashed to the encoder's input size)."""
+        if not images:
+            return []
+        enc = self.encoder.encode(images)
+        return [self.caption_features(g) for g in enc.grid]
+
+    # -- video -------------------------------------------------------------------------
+    def caption_video(self, path: str | Path, progress: ProgressCallback | None = None) -> VideoResult:
+        """Caption a video file into ordered, non-overlapping cues."""
+        t_start = time.perf_counter()
+        info = open_video(path)
+        fps = self.config.sampling.fps
+        if fps <= 0:
+            raise CaptionerError(f"sampling fps must be positive, got {fps}")
+        expected = sample_times_hint(info, fps)
+        times: list[float] = []
+        pooled: list[torch.Tensor] = []
+        grids: list[torch.Tensor] = []
+        batch_imgs: list[np.ndarray] = []
+        t_encode = 0.0
+
+        def flush() -> None:
+            nonlocal t_encode
+            t0 = time.perf_counter()
+            enc = self.encoder.encode(batch_imgs)
+            t_encode += time.perf_counter() - t0
+            pooled.append(enc.pooled)
+            grids.append(enc.grid.to(torch.float16))  # half the memory; the decoder upcasts
+            batch_imgs.clear()
+
+        for frame in iter_frames(info.path, fps):
+            times.append(frame.time)
+            batch_imgs.append(frame.image)
+            if len(batch_imgs) >= self.encoder.config.batch_size:
+                flush()
+                if progress:
+                    progress(Progress("frames", len(times), max(expected, len(times))))
+        if batch_imgs:
+            flush()
+        if not times:
+            raise VideoError(f"{info.path}: no decodable frames")
+        if progress:
+            progress(Progress("frames", len(times), len(times)))
+        all_pooled = torch.cat(pooled).numpy()
+        all_grids = torch.cat(grids)
+        interval = 1.0 / fps
+        duration = max(info.duration, times[-1] + min(interval, 1.0 / info.fps if info.fps > 0 else interval))
+        segments = segment_frames(times, all_pooled, duration, self.config.segments)
+        t0 = time.perf_counter()
+        cues = []
+        for i, seg in enumerate(segments):
+            cap = self.caption_features(self._segment_features(seg, all_grids))
+            if cap.text:
+                cues.append(Cue(seg.start, seg.end, cap.text, cap.confidence if cap.confidence == cap.confidence else 1.0))
+            if progress:
+                progress(Progress("segments", i + 1, len(segments)))
+        t_decode = time.perf_counter() - t0
+        cues = normalize_cues(merge_cues(cues), duration)
+        timings = {
+            "total_s": time.perf_counter() - t_start, "encode_s": t_encode, "decode_s": t_decode,
+            "encoder_ms_per_frame": 1000 * t_encode / len(times),
+            "decoder_ms_per_segment": 1000 * t_decode / max(1, len(segments)),
+        }
+        log.info("%s: %d frames, %d segments, %d cues in %.1f s", info.path, len(times), len(segments), len(cues), timings["total_s"])
+        return VideoResult(info, cues, len(times), duration, self.model_summary(), timings)
+
+    def _segment_features(self, seg: Segment, grids: torch.Tensor) -> torch.Tensor:
+        """The stacked grids of up to ``max_frames_per_segment`` evenly spread frames of a segment."""
+        frames = list(seg.frames)
+        k = self.config.sampling.max_frames_per_segment
+        if len(frames) > k:
+            pick = np.linspace(0, len(frames) - 1, k).round().astype(int)
+            frames = [frames[j] for j in pick]
+        return grids[frames].reshape(-1, grids.shape[-1])
+
+    def model_summary(self) -> dict[str, Any]:
+        return {"name": self.model_info.name, "encoder": self.model_info.encoder, "sha256": self.model_info.sha256}

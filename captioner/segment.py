@@ -1,0 +1,255 @@
+"""Group sampled frames into time segments, each of which becomes one subtitle cue.
+
+Works on plain numbers (sample times and pooled CNN features) and knows
+nothing about videos, so it can be tested with synthetic arrays and reused
+for any sequence of frames.
+
+Three passes, each fixing what the previous one cannot see:
+
+1. **Cut at shots.** A large cosine distance between the features of two
+   consecutive samples means the picture changed; the cut is put halfway
+   between them, the best guess with one sample per interval.
+2. **Split long pieces.** A two-minute static shot would otherwise get one
+   caption for two minutes; it is cut into equal parts no longer than
+   ``max_segment`` so the viewer still gets a cue every few seconds.
+3. **Merge short pieces.** Flicker, flashes and fast cutting make pieces too
+   short to read; each is folded into the neighbour it looks most like.
+
+The result always covers ``[0, duration]`` without gaps or overlaps and every
+segment has at least one frame to caption.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from captioner.config import SegmentConfig
+
+log = logging.getLogger(__name__)
+
+#: Lengths within this many seconds of a limit count as meeting it (float noise).
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A span of the video and the sampled frames that describe it."""
+
+    start: float  # seconds
+    end: float  # seconds
+    frames: tuple[int, ...]  # sorted indexes into the list of sampled frames
+
+
+def shot_boundaries(pooled: np.ndarray) -> np.ndarray:
+    """Cosine distances (0 = same direction, up to 2) between consecutive feature rows.
+
+    Args:
+        pooled: ``[N, D]`` features of consecutive samples.
+
+    Returns:
+        ``[N - 1]`` float64 distances; empty for ``N <= 1``. Two all-zero rows
+        are identical (distance 0); a zero row next to a non-zero one is
+        distance 1 (nothing in common).
+    """
+    x = _as_features(pooled)
+    if len(x) < 2:
+        return np.zeros(0, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=1)
+    unit = x / np.where(norms > 0, norms, 1.0)[:, None]
+    cos = np.einsum("ij,ij->i", unit[:-1], unit[1:])
+    both_zero = (norms[:-1] == 0) & (norms[1:] == 0)
+    cos = np.where(both_zero, 1.0, cos)
+    return np.clip(1.0 - cos, 0.0, 2.0)
+
+
+def segment_frames(
+    times: Sequence[float],
+    pooled: np.ndarray,
+    duration: float,
+    config: SegmentConfig,
+) -> list[Segment]:
+    """Split ``[0, duration]`` into segments of visually coherent samples.
+
+    Args:
+        times: non-decreasing time in seconds of each sample.
+        pooled: ``[N, D]`` pooled features of the same samples.
+        duration: length of the video in seconds (0 if unknown); extended to
+            ``times[-1] + one sample interval`` so the last sample is inside.
+        config: shot threshold and segment length limits. ``max_segment <= 0``
+            disables splitting, ``min_duration <= 0`` disables merging (a
+            zero-length piece is merged regardless).
+
+    Returns:
+        Ordered, contiguous segments covering ``[0, max(duration, ...)]``,
+        each with at least one frame. A frame can belong to two segments when
+        a long shot is split into more parts than it has samples; a piece
+        with a single sample is never split.
+        A merge can make a segment up to ``min_duration`` longer than
+        ``max_segment``: readable beats uniform.
+
+    Raises:
+        ValueError: empty input, mismatched lengths, non-finite values or
+            decreasing times (all programming errors upstream).
+    """
+    t = np.asarray(times, dtype=np.float64)
+    x = _as_features(pooled)
+    if t.ndim != 1 or len(t) == 0:
+        raise ValueError("segment_frames needs at least one sample time")
+    if len(t) != len(x):
+        raise ValueError(f"{len(t)} times but {len(x)} feature rows")
+    if not np.all(np.isfinite(t)) or t[0] < 0:
+        raise ValueError("sample times must be finite and non-negative")
+    if np.any(np.diff(t) < 0):
+        raise ValueError("sample times must be non-decreasing")
+
+    step = _sample_interval(t, config)
+    given = float(duration) if math.isfinite(duration) and duration > 0 else 0.0
+    end = max(given, float(t[-1]) + step)
+
+    pieces = _cut_at_shots(t, x, end, config.shot_threshold)
+    if config.max_segment > 0:
+        pieces = [part for piece in pieces for part in _split(piece, t, config.max_segment)]
+    pieces = _merge_short(pieces, x, config.min_duration)
+    segments = [Segment(start=s, end=e, frames=tuple(sorted(f))) for s, e, f in pieces]
+    log.debug("%d samples -> %d segments over %.2f s", len(t), len(segments), end)
+    return segments
+
+
+# --------------------------------------------------------------------------- internals
+
+# A piece under construction: (start, end, frame indexes).
+_Piece = tuple[float, float, list[int]]
+
+
+def _as_features(pooled: np.ndarray) -> np.ndarray:
+    """Features as a finite float64 ``[N, D]`` array (NaN means a bug upstream: fail loudly)."""
+    x = np.asarray(pooled, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"pooled features must be [N, D], got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("pooled features contain NaN or infinity")
+    return x
+
+
+def _sample_interval(t: np.ndarray, config: SegmentConfig) -> float:
+    """Typical spacing of the samples, i.e. how long the last sample 'lasts'.
+
+    The median ignores the odd gap left by a frame that failed to decode.
+    With a single sample there is no spacing to measure; it then lasts
+    ``min_duration`` (so its cue is readable), or one second.
+    """
+    gaps = np.diff(t)
+    gaps = gaps[gaps > 0]
+    if len(gaps):
+        return float(np.median(gaps))
+    return config.min_duration if config.min_duration > 0 else 1.0
+
+
+def _cut_at_shots(t: np.ndarray, x: np.ndarray, end: float, threshold: float) -> list[_Piece]:
+    """Pass 1: one piece per shot, cut halfway between the samples either side."""
+    cuts = np.nonzero(shot_boundaries(x) > threshold)[0]
+    pieces: list[_Piece] = []
+    start, first = 0.0, 0
+    for i in cuts:
+        at = float(t[i] + t[i + 1]) / 2.0
+        pieces.append((start, at, list(range(first, i + 1))))
+        start, first = at, i + 1
+    pieces.append((start, end, list(range(first, len(t)))))
+    return pieces
+
+
+def _split(piece: _Piece, t: np.ndarray, max_segment: float) -> list[_Piece]:
+    """Pass 2: cut a piece longer than ``max_segment`` into equal parts that are not.
+
+    Each frame goes to the part its time falls in; a part no sample falls in
+    borrows the piece's sample nearest to its middle, so it can still be captioned.
+    A piece with a single sample is left whole: every part would caption that
+    same frame, repeating one caption (this also keeps ``N == 1`` one segment).
+    """
+    start, end, frames = piece
+    length = end - start
+    if length <= max_segment + _EPS or len(frames) < 2:
+        return [piece]
+    count = math.ceil(length / max_segment - _EPS)
+    bounds = [start + length * k / count for k in range(count)] + [end]
+    members: list[list[int]] = [[] for _ in range(count)]
+    for f in frames:
+        k = int((t[f] - start) / length * count)
+        members[min(max(k, 0), count - 1)].append(f)
+    parts: list[_Piece] = []
+    for k in range(count):
+        if not members[k]:
+            middle = (bounds[k] + bounds[k + 1]) / 2.0
+            members[k] = [min(frames, key=lambda f: (abs(t[f] - middle), f))]
+        parts.append((bounds[k], bounds[k + 1], members[k]))
+    return parts
+
+
+def _merge_short(pieces: list[_Piece], x: np.ndarray, min_duration: float) -> list[_Piece]:
+    """Pass 3: fold pieces shorter than ``min_duration`` into their most similar neighbour.
+
+    The shortest piece goes first (it is the least readable, and its merge may
+    already lift a short neighbour over the limit). A heap and a linked list
+    keep this O(n log n) for a feature-length film with thousands of flickery
+    pieces; similarity is the cosine between the pieces' summed features,
+    which equals that of their means. Ties go to the shorter neighbour, so a
+    split static shot stays evenly split, then to the earlier one.
+    """
+    n = len(pieces)
+    starts = [p[0] for p in pieces]
+    ends = [p[1] for p in pieces]
+    members = [set(p[2]) for p in pieces]
+    sums = [x[sorted(m)].sum(axis=0) for m in members]
+    prev = list(range(-1, n - 1))
+    nxt = list(range(1, n)) + [-1]
+    alive = [True] * n
+
+    def is_short(i: int) -> bool:
+        length = ends[i] - starts[i]
+        return length <= 0 or length < min_duration - _EPS
+
+    heap = [(ends[i] - starts[i], i) for i in range(n) if is_short(i)]
+    heapq.heapify(heap)
+    remaining = n
+    while heap and remaining > 1:
+        length, i = heapq.heappop(heap)
+        if not alive[i] or length != ends[i] - starts[i] or not is_short(i):
+            continue  # stale entry: the piece has grown or gone since it was queued
+        neighbours = [j for j in (prev[i], nxt[i]) if j != -1]
+        j = max(neighbours, key=lambda j: (round(_cosine(sums[i], sums[j]), 9),
+                                           -(ends[j] - starts[j]), j == prev[i]))
+        left, right = (j, i) if j == prev[i] else (i, j)
+        shared = members[left] & members[right]
+        ends[left] = ends[right]
+        sums[left] = sums[left] + sums[right]
+        if shared:
+            sums[left] = sums[left] - x[sorted(shared)].sum(axis=0)
+        members[left] |= members[right]
+        nxt[left] = nxt[right]
+        if nxt[right] != -1:
+            prev[nxt[right]] = left
+        alive[right] = False
+        remaining -= 1
+        if is_short(left):
+            heapq.heappush(heap, (ends[left] - starts[left], left))
+
+    out: list[_Piece] = []
+    i = 0
+    while i != -1:
+        out.append((starts[i], ends[i], sorted(members[i])))
+        i = nxt[i]
+    return out
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity, 1.0 for two zero vectors (nothing distinguishes them)."""
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0 or nb == 0:
+        return 1.0 if na == nb else 0.0
+    return float(np.dot(a, b) / (na * nb))

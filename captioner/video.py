@@ -1,0 +1,351 @@
+"""Read a video file as a stream of sampled RGB frames.
+
+The rest of the tool only ever sees ``Frame`` values: this module is the one
+place that knows OpenCV's quirks. Videos in the wild lie about themselves
+(frame counts that are 0 or wrong, a frame rate of 0 or 1000), get damaged in
+the middle or cut off at the end, so everything here trusts what actually
+decodes over what the container claims:
+
+* frames are read until ``grab()`` fails, never up to the announced count;
+* a frame's time comes from the decoder's timestamp, not ``index / fps``;
+* only the frames that are sampled are converted to pixels (``retrieve()``),
+  so sampling 1 frame per second of a 30 fps video costs a decode per frame
+  but a colour conversion and an array copy only per sample;
+* nothing is held in memory: ``iter_frames`` is a generator.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from captioner.errors import VideoError
+
+log = logging.getLogger(__name__)
+
+#: Frame rate assumed for timestamps when the container gives none we believe
+#: (the PAL rate, which is also what FFmpeg itself falls back to).
+FALLBACK_FPS = 25.0
+
+#: Frame rates above this are treated as "unknown". Containers that store
+#: timestamps in milliseconds often report 1000 fps (the time base, not a
+#: frame rate); real footage above a few hundred fps is stored slowed down.
+MAX_PLAUSIBLE_FPS = 500.0
+
+#: Seconds ``open_video`` lets OpenCV spend opening a file or decoding one frame.
+OPEN_TIMEOUT_S = 30.0
+
+#: ``grab()`` attempts after a failure before the stream is declared over. A
+#: single failure is usually the end of the file, but FFmpeg gives up on a
+#: read after a run of undecodable packets and may continue on the next call.
+_GRAB_ATTEMPTS = 3
+
+#: Timestamps within this many seconds of a sampling instant count as on it,
+#: so a 29.97 fps frame at 0.9999 s is the sample for 1 s, not the one after.
+_TIME_EPS = 1e-3
+
+#: Fewer decoded frames than this share of the announced count is worth a warning.
+_SHORT_STREAM_RATIO = 0.9
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video; hints only, never trusted for control flow."""
+
+    path: Path
+    width: int
+    height: int
+    fps: float  # 0.0 when the container does not say (or says something implausible)
+    frame_count: int  # as reported by the container (may be wrong or 0)
+    duration: float  # seconds, best estimate from metadata (0.0 if unknown)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One sampled frame."""
+
+    index: int  # decoded frame number in the stream (0-based)
+    time: float  # seconds since the start of the stream, non-decreasing
+    image: np.ndarray  # RGB uint8, H x W x 3
+
+
+def open_video(path: str | Path) -> VideoInfo:
+    """Check that ``path`` is a readable video and return its metadata.
+
+    Decodes the first frame as well, so that a file whose header survives but
+    whose frames do not (a truncated download) is rejected here, before any
+    model is loaded, rather than halfway through a batch.
+
+    Raises:
+        VideoError: with a one-line message that starts with the path.
+    """
+    p = Path(path)
+    _check_file(p)
+    cap = _open_capture(p, OPEN_TIMEOUT_S)
+    try:
+        if not cap.isOpened():
+            raise VideoError(f"{p}: not a video file or unsupported codec")
+        info = _read_info(p, cap)
+        first = _grab(cap)
+        if not first:
+            raise VideoError(f"{p}: no decodable frames")
+        if info.width <= 0 or info.height <= 0:
+            # Some containers only reveal the frame size once a frame decodes.
+            image = _retrieve(cap)
+            if image is None:
+                raise VideoError(f"{p}: no decodable frames")
+            info = VideoInfo(
+                path=info.path,
+                width=int(image.shape[1]),
+                height=int(image.shape[0]),
+                fps=info.fps,
+                frame_count=info.frame_count,
+                duration=info.duration,
+            )
+        return info
+    finally:
+        cap.release()
+
+
+def iter_frames(
+    path: str | Path, fps: float, *, max_frame_seconds: float = 10.0
+) -> Iterator[Frame]:
+    """Yield one frame per ``1 / fps`` seconds of stream time, streaming.
+
+    The first decoded frame is always yielded. A frame is sampled when its
+    timestamp reaches the next sampling instant ``k / fps``; when the video
+    has fewer frames per second than requested, every frame is yielded.
+
+    ``max_frame_seconds`` bounds how long OpenCV may block opening the file or
+    reading one frame (where the OpenCV build supports read timeouts), so a
+    pathological file fails instead of hanging a batch.
+
+    A stream that stops decoding part-way (damaged file) ends the iteration
+    with a logged warning, keeping what was read.
+
+    Raises:
+        ValueError: ``fps`` or ``max_frame_seconds`` is not a positive number
+            (raised on the call, not on iteration).
+        VideoError: the file is missing/unreadable (on the call), or cannot be
+            opened or yields no decodable frame at all (on iteration).
+    """
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"sampling fps must be a positive number, got {fps!r}")
+    if not (math.isfinite(max_frame_seconds) and max_frame_seconds > 0):
+        raise ValueError(f"max_frame_seconds must be positive, got {max_frame_seconds!r}")
+    p = Path(path)
+    _check_file(p)
+    return _iter_frames(p, float(fps), float(max_frame_seconds))
+
+
+def sample_times_hint(info: VideoInfo, fps: float) -> int:
+    """Expected number of frames ``iter_frames(info.path, fps)`` yields, for progress bars.
+
+    Derived from metadata, so it can be wrong for the same reasons the
+    metadata can; 0 when the metadata is not enough to guess.
+    """
+    if not (math.isfinite(fps) and fps > 0) or info.frame_count <= 0 or info.fps <= 0:
+        return 0
+    if info.fps <= fps:
+        return info.frame_count
+    last_time = (info.frame_count - 1) / info.fps
+    return math.floor((last_time + _sample_eps(fps)) * fps) + 1
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _iter_frames(path: Path, fps: float, max_frame_seconds: float) -> Iterator[Frame]:
+    """The generator behind ``iter_frames`` (split out so argument errors are eager)."""
+    cap = _open_capture(path, max_frame_seconds)
+    try:
+        if not cap.isOpened():
+            raise VideoError(f"{path}: not a video file or unsupported codec")
+        info = _read_info(path, cap)
+        stream_fps = info.fps if info.fps > 0 else FALLBACK_FPS
+        eps = _sample_eps(fps)
+        next_time = -math.inf  # the first frame is always sampled
+        prev_time = 0.0
+        decoded = 0
+        sampled = 0
+        failed_retrieves = 0
+        while _grab(cap):
+            index = decoded
+            decoded += 1
+            time = _frame_time(cap, index, stream_fps, prev_time)
+            prev_time = time
+            if time + eps < next_time:
+                continue
+            image = _retrieve(cap)
+            if image is None:
+                # Leave next_time alone so the following frame stands in for this one.
+                failed_retrieves += 1
+                continue
+            next_time = (math.floor((time + eps) * fps) + 1) / fps
+            sampled += 1
+            yield Frame(index=index, time=time, image=image)
+        if failed_retrieves:
+            log.warning("%s: %d sampled frame(s) could not be decoded and were skipped",
+                        path, failed_retrieves)
+        if sampled == 0:
+            raise VideoError(f"{path}: no decodable frames")
+        if info.frame_count > 0 and decoded < _SHORT_STREAM_RATIO * info.frame_count:
+            log.warning(
+                "%s: decoding stopped after %d of the %d frames the container announces "
+                "(%.1f s); the file may be damaged or truncated, captioning what was read",
+                path, decoded, info.frame_count, prev_time,
+            )
+        else:
+            log.debug("%s: decoded %d frames, sampled %d", path, decoded, sampled)
+    finally:
+        cap.release()
+
+
+def _sample_eps(fps: float) -> float:
+    """Timestamp tolerance: 1 ms, but never more than a tenth of the sampling interval."""
+    return min(_TIME_EPS, 0.1 / fps)
+
+
+def _check_file(path: Path) -> None:
+    """Reject what is plainly not a video file before OpenCV sees it.
+
+    OpenCV answers every one of these with the same silent ``isOpened() ==
+    False`` (or, for a FIFO, by blocking), which would leave the user guessing.
+    """
+    try:
+        if not path.exists():
+            raise VideoError(f"{path}: no such file")
+        if path.is_dir():
+            raise VideoError(f"{path}: is a directory, not a video file")
+        if not path.is_file():
+            raise VideoError(f"{path}: not a regular file")
+        if path.stat().st_size == 0:
+            raise VideoError(f"{path}: empty file")
+        with path.open("rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise VideoError(f"{path}: cannot read file ({reason.lower()})") from exc
+
+
+def _open_capture(path: Path, timeout_s: float) -> Any:
+    """Open ``path`` with OpenCV, preferring FFmpeg and bounding open/read time.
+
+    FFmpeg is asked for explicitly because ``CAP_ANY`` also tries the image
+    sequence backend, which reads a ``%`` in a file name as a pattern. The
+    timeouts must be passed as open parameters: setting them on an opened
+    capture is ignored by the FFmpeg backend. Builds that reject the
+    parameters get a second, plain open. Tests replace this function to
+    observe or fake the capture.
+    """
+    api = cv2.CAP_ANY
+    registry = getattr(cv2, "videoio_registry", None)
+    if registry is not None and hasattr(cv2, "CAP_FFMPEG") and registry.hasBackend(cv2.CAP_FFMPEG):
+        api = cv2.CAP_FFMPEG
+    msec = max(1, int(timeout_s * 1000))
+    params: list[int] = []
+    for name in ("CAP_PROP_OPEN_TIMEOUT_MSEC", "CAP_PROP_READ_TIMEOUT_MSEC"):
+        if hasattr(cv2, name):
+            params += [getattr(cv2, name), msec]
+    if params:
+        try:
+            cap = cv2.VideoCapture(str(path), api, params)
+            if cap.isOpened():
+                return cap
+            cap.release()
+        except cv2.error as exc:
+            log.debug("%s: open with timeouts failed (%s); retrying without", path, exc)
+    try:
+        return cv2.VideoCapture(str(path), api)
+    except cv2.error as exc:
+        raise VideoError(f"{path}: not a video file or unsupported codec") from exc
+
+
+def _read_info(path: Path, cap: Any) -> VideoInfo:
+    """Metadata from an opened capture, with impossible values replaced by 'unknown'."""
+    width = _int_prop(cap, cv2.CAP_PROP_FRAME_WIDTH)
+    height = _int_prop(cap, cv2.CAP_PROP_FRAME_HEIGHT)
+    frame_count = _int_prop(cap, cv2.CAP_PROP_FRAME_COUNT)
+    fps = _float_prop(cap, cv2.CAP_PROP_FPS)
+    if fps > MAX_PLAUSIBLE_FPS:
+        log.debug("%s: container reports %.1f fps; treating the frame rate as unknown", path, fps)
+        fps = 0.0
+    duration = frame_count / fps if frame_count > 0 and fps > 0 else 0.0
+    return VideoInfo(path=path, width=width, height=height, fps=fps,
+                     frame_count=frame_count, duration=duration)
+
+
+def _float_prop(cap: Any, prop: int) -> float:
+    """A capture property as a finite non-negative float (0.0 for unknown/unsupported)."""
+    try:
+        value = float(cap.get(prop))
+    except (cv2.error, TypeError, ValueError):
+        return 0.0
+    return value if math.isfinite(value) and value > 0 else 0.0
+
+
+def _int_prop(cap: Any, prop: int) -> int:
+    """A capture property as a non-negative int (backends say -1 or NaN for unknown)."""
+    return int(round(_float_prop(cap, prop)))
+
+
+def _grab(cap: Any) -> bool:
+    """Advance to the next frame, retrying a failed read a couple of times."""
+    for _ in range(_GRAB_ATTEMPTS):
+        try:
+            if cap.grab():
+                return True
+        except cv2.error as exc:
+            log.debug("grab() raised: %s", exc)
+    return False
+
+
+def _frame_time(cap: Any, index: int, stream_fps: float, prev_time: float) -> float:
+    """Seconds of the frame just grabbed, clamped so times never go backwards.
+
+    After ``grab()`` FFmpeg's ``CAP_PROP_POS_MSEC`` is the presentation time of
+    that frame (relative to the stream start). Backends without timestamps
+    return 0 or -1 for every frame; then the frame number is the only clock.
+    """
+    try:
+        msec = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+    except (cv2.error, TypeError, ValueError):
+        msec = math.nan
+    if math.isfinite(msec) and (msec > 0 or (index == 0 and msec == 0)):
+        time = msec / 1000.0
+    else:
+        time = index / stream_fps
+    return max(time, prev_time)
+
+
+def _retrieve(cap: Any) -> np.ndarray | None:
+    """Decode the grabbed frame to an RGB uint8 array, or None if it will not decode."""
+    try:
+        ok, image = cap.retrieve()
+    except cv2.error as exc:
+        log.debug("retrieve() raised: %s", exc)
+        return None
+    if not ok or image is None or image.size == 0:
+        return None
+    return _to_rgb(image)
+
+
+def _to_rgb(image: np.ndarray) -> np.ndarray:
+    """OpenCV's BGR (or grey/BGRA, from unusual backends) as contiguous RGB uint8."""
+    if image.dtype != np.uint8:
+        if image.dtype == np.uint16:
+            image = (image >> 8).astype(np.uint8)
+        else:
+            image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

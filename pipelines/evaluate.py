@@ -1,0 +1,143 @@
+"""Score a model with the COCO caption evaluation code (pycocoevalcap).
+
+Sets: Flickr8k test (1,000 photos, in domain), coco-val2017-mini (249 photos, out of
+domain) and the 18 MSVD clips (real video, out of domain, captioned through the
+same ``Captioner.caption_video`` that ``captioner run`` uses; the clip's caption
+is the text of its longest cue).
+
+    python -m pipelines.evaluate --model weights --update-card   # what `make eval` runs
+    python -m pipelines.evaluate --model weights --sets coco --beam-size 1
+
+Photos use the cached encoder features (same encoder, same preprocessing as the
+runtime), decoded by ``Captioner.caption_features``: the runtime code path.
+METEOR and the PTB tokenizer need Java.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from captioner.config import CaptionConfig
+from captioner.pipeline import Captioner
+
+from .common import CACHE, DATA, captions_by_file, flickr_split, read_tsv
+from .extract_features import feature_dir
+
+log = logging.getLogger("evaluate")
+
+
+def coco_scores(hyps: dict[str, str], refs: dict[str, list[str]], meteor: bool = True) -> dict[str, float]:
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr (x100) with the official tokenizer and scorers."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    tok = PTBTokenizer()
+    gts = tok.tokenize({k: [{"caption": c} for c in refs[k]] for k in hyps})
+    res = tok.tokenize({k: [{"caption": hyps[k] or "a"}] for k in hyps})
+    out: dict[str, float] = {}
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    for i, b in enumerate(bleu):
+        out[f"BLEU-{i + 1}"] = round(100 * b, 2)
+    if meteor and shutil.which("java"):
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        m, _ = Meteor().compute_score(gts, res)
+        out["METEOR"] = round(100 * m, 2)
+    out["ROUGE-L"] = round(100 * Rouge().compute_score(gts, res)[0], 2)
+    out["CIDEr"] = round(100 * Cider().compute_score(gts, res)[0], 2)
+    return out
+
+
+def caption_cached(cap: Captioner, set_name: str, names: Sequence[str]) -> dict[str, str]:
+    fdir = feature_dir(cap.model_info.encoder)
+    files = (fdir / f"{set_name}_files.txt").read_text().split()
+    index = {f: i for i, f in enumerate(files)}
+    grid = np.load(fdir / f"{set_name}_grid.npy", mmap_mode="r")
+    out = {}
+    for n in names:
+        out[n] = cap.caption_features(torch.from_numpy(np.asarray(grid[index[n]])).float()).text
+    return out
+
+
+def eval_set(cap: Captioner, name: str) -> tuple[dict[str, float], dict[str, str]]:
+    t0 = time.time()
+    if name == "flickr8k":
+        refs = captions_by_file(DATA / "flickr8k" / "captions.tsv")
+        names = flickr_split("test")
+        hyps = caption_cached(cap, "flickr8k", names)
+    elif name == "coco":
+        refs = captions_by_file(DATA / "coco-val2017-mini" / "captions.tsv")
+        names = sorted(refs)
+        hyps = caption_cached(cap, "coco", names)
+    elif name == "msvd":
+        refs = captions_by_file(DATA / "video" / "msvd" / "captions.tsv")
+        clips = {p.stem: p for p in (DATA / "video" / "msvd" / "clips").iterdir()}
+        hyps = {}
+        for cid in sorted(refs):
+            res = cap.caption_video(clips[cid])
+            longest = max(res.cues, key=lambda c: c.end - c.start) if res.cues else None
+            hyps[cid] = longest.text if longest else ""
+            log.info("%s: %s", cid, " | ".join(c.text for c in res.cues))
+    else:
+        raise ValueError(name)
+    scores = coco_scores(hyps, {k: refs[k] for k in hyps})
+    scores["unk_captions"] = sum("<unk>" in h for h in hyps.values())
+    scores["n"] = len(hyps)
+    scores["seconds"] = round(time.time() - t0, 1)
+    return scores, hyps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=Path("weights"))
+    ap.add_argument("--sets", default="flickr8k,coco,msvd")
+    ap.add_argument("--beam-size", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=None, help="JSON report (default .cache/eval/<model>.json)")
+    ap.add_argument("--update-card", action="store_true", help="store the metrics in the model's model.json")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(2)
+    config = replace(CaptionConfig(), model_dir=args.model)
+    if args.beam_size:
+        config = replace(config, decoding=replace(config.decoding, beam_size=args.beam_size))
+    cap = Captioner(config)
+    report = {"model": cap.model_summary(), "decoding": vars(config.decoding) if hasattr(config.decoding, "__dict__") else {},
+              "sets": {}, "captions": {}}
+    labels = {"flickr8k": "Flickr8k test", "coco": "coco-val2017-mini", "msvd": "MSVD 18 clips (video)"}
+    for s in args.sets.split(","):
+        scores, hyps = eval_set(cap, s)
+        report["sets"][labels[s]] = scores
+        report["captions"][labels[s]] = hyps
+        log.info("%s: %s", labels[s], scores)
+    out = args.out or CACHE / "eval" / f"{args.model.name}-beam{config.decoding.beam_size}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    keys = ["BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "unk_captions"]
+    print("| set | " + " | ".join(keys) + " |")
+    print("|---|" + "---|" * len(keys))
+    for name, sc in report["sets"].items():
+        print(f"| {name} | " + " | ".join(str(sc.get(k, "-")) for k in keys) + " |")
+    if args.update_card:
+        mj = args.model / "model.json"
+        manifest = json.loads(mj.read_text())
+        manifest.setdefault("extra", {}).setdefault("metrics", {}).update(
+            {name: {k: sc[k] for k in keys if k in sc} for name, sc in report["sets"].items()})
+        manifest["extra"]["metrics_command"] = f"make eval (beam {config.decoding.beam_size})"
+        mj.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    print(f"report: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""Tests for captioner.segment on synthetic feature arrays (no video, no model)."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from captioner import segment
+from captioner.config import SegmentConfig
+from captioner.segment import Segment, segment_frames, shot_boundaries
+
+#: No splitting, no merging: only shot cuts.
+CUTS_ONLY = SegmentConfig(shot_threshold=0.25, max_segment=0.0, min_duration=0.0)
+
+D = 16
+
+
+def shots(lengths: list[int], step: float = 0.5, *, noise: float = 0.05, seed: int = 0):
+    """Times and features for consecutive shots of ``lengths`` samples.
+
+    Shot k points along basis vector k (so shots are orthogonal: distance ~1)
+    with a little noise (consecutive samples of one shot: distance ~0.01).
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k, n in enumerate(lengths):
+        base = np.zeros(D)
+        base[k % D] = 1.0
+        rows.append(base + noise * rng.random((n, D)))
+    feats = np.concatenate(rows)
+    times = [i * step for i in range(len(feats))]
+    return times, feats
+
+
+def check_invariants(segs: list[Segment], times, duration: float) -> None:
+    """Coverage, contiguity, order, non-empty frames, every sample inside its segment."""
+    n = len(times)
+    gaps = np.diff(times)[np.diff(times) > 0]
+    step = float(np.median(gaps)) if len(gaps) else 1.0
+    assert segs[0].start == 0.0
+    assert segs[-1].end == pytest.approx(max(duration, times[-1] + step))
+    for a, b in zip(segs, segs[1:]):
+        assert a.end == b.start
+    for s in segs:
+        assert s.start < s.end
+        assert s.frames and list(s.frames) == sorted(set(s.frames))
+        assert all(0 <= f < n for f in s.frames)
+    for i, t in enumerate(times):
+        assert any(i in s.frames and s.start <= t <= s.end for s in segs), i
+
+
+# --------------------------------------------------------------------------- shot_boundaries
+
+
+def test_shot_boundaries_values() -> None:
+    x = np.array([[1.0, 0], [2.0, 0], [0, 3.0], [0, -1.0], [0, 0], [0, 0]])
+    assert shot_boundaries(x) == pytest.approx([0.0, 1.0, 2.0, 1.0, 0.0])
+
+
+def test_shot_boundaries_shapes() -> None:
+    assert shot_boundaries(np.ones((1, 4))).shape == (0,)
+    assert shot_boundaries(np.ones((5, 4), np.float32)).shape == (4,)
+    with pytest.raises(ValueError):
+        shot_boundaries(np.ones(4))
+    with pytest.raises(ValueError):
+        shot_boundaries(np.array([[np.nan, 1.0], [1.0, 1.0]]))
+
+
+# --------------------------------------------------------------------------- cuts
+
+
+def test_cuts_at_known_shot_changes() -> None:
+    step = 0.5
+    times, feats = shots([5, 7, 4], step)
+    segs = segment_frames(times, feats, 8.0, CUTS_ONLY)
+    assert [s.frames for s in segs] == [tuple(range(0, 5)), tuple(range(5, 12)), tuple(range(12, 16))]
+    true_cuts = [5 * step, 12 * step]  # first sample of each new shot
+    for seg, cut in zip(segs[1:], true_cuts):
+        assert abs(seg.start - cut) <= step
+        assert seg.start == pytest.approx(cut - step / 2)  # halfway between the two samples
+    check_invariants(segs, times, 8.0)
+
+
+def test_no_cut_below_threshold() -> None:
+    times, feats = shots([20], noise=0.2)
+    segs = segment_frames(times, feats, 10.0, CUTS_ONLY)
+    assert len(segs) == 1 and segs[0].frames == tuple(range(20))
+
+
+# --------------------------------------------------------------------------- split
+
+
+def test_long_static_shot_is_split() -> None:
+    times, feats = shots([30], step=1.0)
+    config = SegmentConfig(max_segment=8.0, min_duration=1.0)
+    segs = segment_frames(times, feats, 30.0, config)
+    assert len(segs) == 4  # 30 s into ceil(30 / 8) equal parts of 7.5 s
+    assert all(s.end - s.start <= 8.0 + 1e-9 for s in segs)
+    assert [len(s.frames) for s in segs] == [8, 7, 8, 7]
+    check_invariants(segs, times, 30.0)
+
+
+def test_split_parts_without_samples_borrow_the_nearest() -> None:
+    times = [0.0, 6.0]
+    feats = np.ones((2, D))
+    segs = segment_frames(times, feats, 12.0, SegmentConfig(max_segment=2.0, min_duration=0.0))
+    assert len(segs) == 6
+    assert all(s.end - s.start <= 2.0 + 1e-9 for s in segs)
+    # Parts 2 and 3 have no sample: their middles (3 s, 5 s) borrow the nearer one
+    # (a tie at 3 s goes to the earlier sample).
+    assert [s.frames for s in segs] == [(0,), (0,), (1,), (1,), (1,), (1,)]
+    check_invariants(segs, times, 12.0)
+
+
+def test_single_sample_piece_is_not_split() -> None:
+    segs = segment_frames([0.0], np.ones((1, D)), 30.0, SegmentConfig(max_segment=8.0))
+    assert segs == [Segment(start=0.0, end=30.0, frames=(0,))]
+
+
+# --------------------------------------------------------------------------- merge
+
+
+def test_short_flash_is_merged() -> None:
+    times, feats = shots([10, 1, 10], step=0.5)
+    feats[11:] = feats[:10]  # shot A, one-sample flash B, shot A again
+    segs = segment_frames(times, feats, 10.5, SegmentConfig(max_segment=0.0, min_duration=1.0))
+    assert len(segs) == 2
+    assert 10 in segs[0].frames or 10 in segs[1].frames
+    assert all(s.end - s.start >= 1.0 for s in segs)
+    check_invariants(segs, times, 10.5)
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_merge_goes_to_the_most_similar_neighbour(mirror: bool) -> None:
+    a, c, d = np.array([1.0, 0, 0]), np.array([0.3, 1.0, 0]), np.array([0, 1.0, 1.0])
+    rows = [a] * 6 + [c] + [d] * 6  # C is cut from both sides but closer to D
+    if mirror:
+        rows = rows[::-1]
+    feats = np.array(rows)
+    times = [i * 0.5 for i in range(len(rows))]
+    config = SegmentConfig(shot_threshold=0.25, max_segment=0.0, min_duration=1.0)
+    assert (shot_boundaries(feats) > 0.25).sum() == 2
+    segs = segment_frames(times, feats, 6.5, config)
+    assert len(segs) == 2
+    d_side = segs[0] if mirror else segs[1]
+    assert 6 in d_side.frames and len(d_side.frames) == 7
+    check_invariants(segs, times, 6.5)
+
+
+def test_everything_short_collapses_to_one() -> None:
+    times, feats = shots([1, 1, 1, 1], step=0.25)
+    segs = segment_frames(times, feats, 0.0, SegmentConfig(min_duration=5.0))
+    assert segs == [Segment(start=0.0, end=1.0, frames=(0, 1, 2, 3))]
+
+
+def test_zero_length_piece_is_merged_even_without_min_duration() -> None:
+    times = [0.0, 1.0, 1.0, 1.0, 2.0]  # cuts on both sides of sample 2 meet at t = 1.0
+    feats = np.eye(5)
+    segs = segment_frames(times, feats, 0.0, CUTS_ONLY)
+    check_invariants(segs, times, 0.0)
+    assert sorted(f for s in segs for f in s.frames) == [0, 1, 2, 3, 4]
+    assert len(segs) == 4
+
+
+# --------------------------------------------------------------------------- invariants and edges
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_invariants_on_random_inputs(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    step = float(rng.choice([0.25, 0.5, 1.0, 2.0]))
+    times = list(np.cumsum(np.r_[rng.uniform(0, 1), rng.choice([0, step, step, 2 * step], n - 1)]))
+    feats = rng.random((n, D)) ** 4  # sparse-ish: plenty of cuts
+    duration = float(rng.choice([0.0, times[-1], times[-1] + 30.0]))
+    config = SegmentConfig(
+        shot_threshold=float(rng.uniform(0.05, 0.6)),
+        max_segment=float(rng.choice([0.0, 1.5, 4.0, 8.0])),
+        min_duration=float(rng.choice([0.0, 0.5, 1.0, 3.0])),
+    )
+    segs = segment_frames(times, feats, duration, config)
+    positive = np.diff(times)[np.diff(times) > 0]
+    last_step = float(np.median(positive)) if len(positive) else (config.min_duration or 1.0)
+    assert segs[0].start == 0.0
+    assert segs[-1].end == pytest.approx(max(duration, times[-1] + last_step))
+    for a, b in zip(segs, segs[1:]):
+        assert a.end == b.start
+    for s in segs:
+        assert s.start < s.end and s.frames
+    for i, t in enumerate(times):
+        assert any(i in s.frames and s.start <= t <= s.end for s in segs)
+
+
+def test_one_sample() -> None:
+    segs = segment_frames([0.0], np.ones((1, D)), 0.0, SegmentConfig())
+    assert segs == [Segment(start=0.0, end=1.0, frames=(0,))]  # lasts min_duration
+    segs = segment_frames([0.0], np.ones((1, D)), 3.0, SegmentConfig())
+    assert segs == [Segment(start=0.0, end=3.0, frames=(0,))]
+
+
+def test_duration_is_extended_past_the_last_sample() -> None:
+    times, feats = shots([4], step=1.0)
+    segs = segment_frames(times, feats, 2.0, CUTS_ONLY)  # metadata shorter than the stream
+    assert segs[-1].end == 4.0
+
+
+@pytest.mark.parametrize(
+    "times, feats",
+    [
+        ([], np.zeros((0, D))),
+        ([0.0, 1.0], np.zeros((3, D))),
+        ([1.0, 0.5], np.zeros((2, D))),
+        ([0.0, math.nan], np.zeros((2, D))),
+        ([-1.0, 0.0], np.zeros((2, D))),
+    ],
+)
+def test_bad_input(times, feats) -> None:
+    with pytest.raises(ValueError):
+        segment_frames(times, feats, 1.0, SegmentConfig())
+
+
+def test_many_samples_stay_fast() -> None:
+    # Two hours at 2 fps where every sample is a cut: thousands of merges.
+    n = 14_400
+    feats = np.eye(2)[np.arange(n) % 2]
+    segs = segment_frames([i * 0.5 for i in range(n)], feats, 0.0, SegmentConfig())
+    assert all(s.end - s.start >= 1.0 for s in segs)
+
+
+# --------------------------------------------------------------------------- module boundaries
+
+
+def test_segment_does_not_import_video_or_torch() -> None:
+    tree = ast.parse(inspect.getsource(segment))
+    imported = {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not any("video" in name or "torch" in name for name in imported)
+
+
+def test_video_and_segment_load_without_torch() -> None:
+    code = "import sys, captioner.video, captioner.segment; sys.exit('torch' in sys.modules)"
+    root = Path(__file__).resolve().parent.parent
+    assert subprocess.run([sys.executable, "-c", code], cwd=root, check=False).returncode == 0

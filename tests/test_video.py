@@ -1,0 +1,369 @@
+"""Tests for captioner.video on tiny synthetic files (see tests/videos.py)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from captioner import video
+from captioner.errors import VideoError
+from captioner.video import Frame, VideoInfo, iter_frames, open_video, sample_times_hint
+from videos import (
+    corrupt_middle,
+    make_video,
+    patch_avi_header,
+    truncate_video,
+    write_garbage,
+)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory):
+    """3 s at 10 fps: 1 s red, 1 s green, 1 s blue (30 frames)."""
+    folder = tmp_path_factory.mktemp("clip")
+    return make_video(folder / "clip.mp4", [("red", 1.0), ("green", 1.0), ("blue", 1.0)])
+
+
+@pytest.fixture(scope="module")
+def clip_avi(tmp_path_factory: pytest.TempPathFactory):
+    """Same content as ``clip`` as MJPG/AVI, whose header is easy to patch."""
+    folder = tmp_path_factory.mktemp("clip_avi")
+    return make_video(folder / "clip.avi", [("red", 1.0), ("green", 1.0), ("blue", 1.0)])
+
+
+class SpyCapture:
+    """Wraps a real capture and counts calls, to see what iter_frames decodes."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.grabs = 0
+        self.retrieves = 0
+        self.released = False
+
+    def grab(self):
+        self.grabs += 1
+        return self.inner.grab()
+
+    def retrieve(self):
+        self.retrieves += 1
+        return self.inner.retrieve()
+
+    def release(self):
+        self.released = True
+        self.inner.release()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> list[SpyCapture]:
+    """Every capture iter_frames opens, wrapped in a SpyCapture."""
+    opened: list[SpyCapture] = []
+    real_open = video._open_capture
+
+    def open_spy(path, timeout_s):
+        cap = SpyCapture(real_open(path, timeout_s))
+        opened.append(cap)
+        return cap
+
+    monkeypatch.setattr(video, "_open_capture", open_spy)
+    return opened
+
+
+class FakeCapture:
+    """A capture with scripted metadata and timestamps, for lies no real file tells."""
+
+    def __init__(self, n, *, fps=10.0, count=None, msec=None, grab_fails=(), retrieve_ok=True):
+        self.n = n
+        self.props = {
+            video.cv2.CAP_PROP_FPS: fps,
+            video.cv2.CAP_PROP_FRAME_COUNT: n if count is None else count,
+            video.cv2.CAP_PROP_FRAME_WIDTH: 8,
+            video.cv2.CAP_PROP_FRAME_HEIGHT: 6,
+        }
+        self.msec = msec  # function of the frame index, or None for "backend has no clock" (-1)
+        self.grab_fails = set(grab_fails)  # grab() call numbers (0-based) that fail
+        self.retrieve_ok = retrieve_ok
+        self.calls = 0
+        self.index = -1
+
+    def isOpened(self):
+        return True
+
+    def get(self, prop):
+        if prop == video.cv2.CAP_PROP_POS_MSEC:
+            return -1.0 if self.msec is None else float(self.msec(self.index))
+        return float(self.props.get(prop, 0.0))
+
+    def grab(self):
+        call = self.calls
+        self.calls += 1
+        if call in self.grab_fails or self.index + 1 >= self.n:
+            return False
+        self.index += 1
+        return True
+
+    def retrieve(self):
+        if not self.retrieve_ok:
+            return False, None
+        return True, np.full((6, 8, 3), (255, 0, 0), np.uint8)  # pure blue in BGR
+
+    def release(self):
+        pass
+
+
+def fake(monkeypatch: pytest.MonkeyPatch, cap: FakeCapture, tmp_path: Path) -> Path:
+    """Make iter_frames read ``cap`` for a (real, non-empty) dummy file."""
+    monkeypatch.setattr(video, "_open_capture", lambda path, timeout_s: cap)
+    path = tmp_path / "fake.mp4"
+    path.write_bytes(b"x")
+    return path
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def test_open_video_reports_metadata(clip) -> None:
+    info = open_video(clip.path)
+    assert info == VideoInfo(path=clip.path, width=64, height=48, fps=10.0,
+                             frame_count=30, duration=3.0)
+
+
+def test_open_video_accepts_str(clip) -> None:
+    assert open_video(str(clip.path)).frame_count == 30
+
+
+@pytest.mark.parametrize("fps, expected", [(1.0, 3), (2.0, 6), (3.0, 9), (10.0, 30), (25.0, 30)])
+def test_sample_times_hint(clip, fps: float, expected: int) -> None:
+    assert sample_times_hint(open_video(clip.path), fps) == expected
+
+
+def test_sample_times_hint_unknown_is_zero(tmp_path: Path) -> None:
+    unknown = VideoInfo(path=tmp_path, width=1, height=1, fps=0.0, frame_count=0, duration=0.0)
+    assert sample_times_hint(unknown, 1.0) == 0
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+@pytest.mark.parametrize("fps", [1.0, 2.0, 3.0, 4.0])
+def test_sampling_count_and_times(clip, fps: float) -> None:
+    frames = list(iter_frames(clip.path, fps))
+    assert abs(len(frames) - clip.duration * fps) <= 1
+    assert len(frames) == sample_times_hint(open_video(clip.path), fps)
+    times = [f.time for f in frames]
+    assert times == sorted(times)
+    interval = 1.0 / fps
+    for k, frame in enumerate(frames):
+        assert abs(frame.time - k * interval) <= interval
+        # With timestamps from the stream, the frame's time matches its index exactly.
+        assert frame.time == pytest.approx(frame.index / clip.fps, abs=1e-6)
+    assert [f.index for f in frames] == sorted({f.index for f in frames})
+
+
+def test_first_frame_always_sampled(clip) -> None:
+    first = next(iter(iter_frames(clip.path, 0.1)))
+    assert (first.index, first.time) == (0, 0.0)
+
+
+def test_frames_are_rgb_uint8(clip) -> None:
+    frames = list(iter_frames(clip.path, 1.0))
+    assert all(f.image.shape == (48, 64, 3) and f.image.dtype == np.uint8 for f in frames)
+    # Top-left corner is away from the moving noise square: red, green, blue shots, in RGB order.
+    means = [f.image[:8, :8].reshape(-1, 3).mean(axis=0) for f in frames]
+    assert [int(np.argmax(m)) for m in means] == [0, 1, 2]
+
+
+def test_only_sampled_frames_are_retrieved(clip, spy: list[SpyCapture]) -> None:
+    frames = list(iter_frames(clip.path, 2.0))
+    (cap,) = spy
+    assert cap.grabs >= clip.frame_count  # every frame decoded (plus the final failing grabs)
+    assert cap.retrieves == len(frames) == 6
+    assert cap.released
+
+
+def test_iteration_streams_and_releases(clip, spy: list[SpyCapture]) -> None:
+    frames = iter_frames(clip.path, 1.0)
+    assert not spy  # nothing is opened until iteration starts
+    first = next(frames)
+    (cap,) = spy
+    assert first.index == 0 and cap.grabs == 1
+    frames.close()
+    assert cap.released
+
+
+def test_one_frame_video(tmp_path: Path) -> None:
+    one = make_video(tmp_path / "one.mp4", [("green", 0.1)])
+    assert one.frame_count == 1
+    frames = list(iter_frames(one.path, 1.0))
+    assert [(f.index, f.time) for f in frames] == [(0, 0.0)]
+    assert sample_times_hint(open_video(one.path), 1.0) == 1
+
+
+def test_video_slower_than_requested_fps_gives_every_frame(tmp_path: Path) -> None:
+    slow = make_video(tmp_path / "slow.mp4", [("red", 1.0), ("blue", 1.0)], fps=5)
+    frames = list(iter_frames(slow.path, 10.0))
+    assert [f.index for f in frames] == list(range(10))
+    assert [f.time for f in frames] == pytest.approx([i * 0.2 for i in range(10)])
+
+
+def test_avi_container(clip_avi) -> None:
+    frames = list(iter_frames(clip_avi.path, 1.0))
+    assert [f.index for f in frames] == [0, 10, 20]
+
+
+def test_invalid_arguments(clip) -> None:
+    for bad in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(ValueError):
+            iter_frames(clip.path, bad)
+    with pytest.raises(ValueError):
+        iter_frames(clip.path, 1.0, max_frame_seconds=0)
+
+
+# --------------------------------------------------------------------------- lying metadata
+
+
+@pytest.mark.parametrize("count", [0, 5, 1000])
+def test_wrong_frame_count_is_ignored(clip_avi, tmp_path: Path, count: int) -> None:
+    liar = patch_avi_header(clip_avi.path, tmp_path / f"n{count}.avi", frame_count=count)
+    assert open_video(liar).frame_count == count
+    frames = list(iter_frames(liar, 10.0))
+    assert len(frames) == clip_avi.frame_count
+
+
+def test_absurd_fps_is_treated_as_unknown(clip_avi, tmp_path: Path) -> None:
+    liar = patch_avi_header(clip_avi.path, tmp_path / "f1000.avi", fps=1000)
+    info = open_video(liar)
+    assert (info.fps, info.duration) == (0.0, 0.0)
+    assert sample_times_hint(info, 1.0) == 0
+    # FFmpeg takes its timestamps from the same lie (1 ms apart): still survives.
+    frames = list(iter_frames(liar, 1000.0))
+    assert len(frames) == clip_avi.frame_count
+    assert frames[-1].time == pytest.approx(0.029)
+
+
+def test_zero_fps_falls_back(clip_avi, tmp_path: Path) -> None:
+    liar = patch_avi_header(clip_avi.path, tmp_path / "f0.avi", fps=0)
+    frames = list(iter_frames(liar, 25.0))
+    assert len(frames) == clip_avi.frame_count
+
+
+def test_no_timestamps_uses_index_over_fps(monkeypatch, tmp_path: Path) -> None:
+    path = fake(monkeypatch, FakeCapture(20, fps=10.0), tmp_path)
+    frames = list(iter_frames(path, 2.0))
+    assert [f.index for f in frames] == [0, 5, 10, 15]
+    assert [f.time for f in frames] == pytest.approx([0.0, 0.5, 1.0, 1.5])
+    assert frames[0].image.tolist()[0][0] == [0, 0, 255]  # BGR blue became RGB blue
+
+
+@pytest.mark.parametrize("fps", [0.0, math.nan, 90000.0])
+def test_no_timestamps_and_no_fps_uses_25(monkeypatch, tmp_path: Path, fps: float) -> None:
+    path = fake(monkeypatch, FakeCapture(50, fps=fps, count=0), tmp_path)
+    frames = list(iter_frames(path, 1.0))
+    assert [f.index for f in frames] == [0, 25]
+
+
+def test_times_never_go_backwards(monkeypatch, tmp_path: Path) -> None:
+    jumpy = {0: 0, 1: 100, 2: 50, 3: 300, 4: 250, 5: 500}
+    path = fake(monkeypatch, FakeCapture(6, msec=jumpy.__getitem__), tmp_path)
+    frames = list(iter_frames(path, 100.0))
+    # A frame stamped before its predecessor is pinned to the predecessor's time,
+    # which is already sampled, so it is skipped rather than yielded out of order.
+    assert [f.index for f in frames] == [0, 1, 3, 5]
+    assert [f.time for f in frames] == pytest.approx([0.0, 0.1, 0.3, 0.5])
+
+
+def test_transient_grab_failure_is_retried(monkeypatch, tmp_path: Path) -> None:
+    path = fake(monkeypatch, FakeCapture(10, grab_fails={3}), tmp_path)
+    assert len(list(iter_frames(path, 100.0))) == 10
+
+
+def test_short_stream_keeps_frames_and_warns(monkeypatch, tmp_path: Path, caplog) -> None:
+    path = fake(monkeypatch, FakeCapture(10, count=100), tmp_path)
+    with caplog.at_level(logging.WARNING, logger="captioner.video"):
+        frames = list(iter_frames(path, 100.0))
+    assert len(frames) == 10
+    assert "10 of the 100 frames" in caplog.text
+
+
+def test_undecodable_samples_raise(monkeypatch, tmp_path: Path) -> None:
+    path = fake(monkeypatch, FakeCapture(10, retrieve_ok=False), tmp_path)
+    with pytest.raises(VideoError, match="no decodable frames"):
+        list(iter_frames(path, 1.0))
+
+
+# --------------------------------------------------------------------------- bad files
+
+
+def assert_one_line_naming(exc: pytest.ExceptionInfo, path: Path, reason: str) -> None:
+    message = str(exc.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    assert reason in message
+
+
+@pytest.mark.parametrize("call", [open_video, lambda p: list(iter_frames(p, 1.0))])
+def test_missing_file(tmp_path: Path, call) -> None:
+    path = tmp_path / "x.mp4"
+    with pytest.raises(VideoError) as exc:
+        call(path)
+    assert_one_line_naming(exc, path, "no such file")
+
+
+def test_directory(tmp_path: Path) -> None:
+    path = tmp_path / "folder.mp4"
+    path.mkdir()
+    with pytest.raises(VideoError) as exc:
+        open_video(path)
+    assert_one_line_naming(exc, path, "directory")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.mp4"
+    path.touch()
+    with pytest.raises(VideoError) as exc:
+        iter_frames(path, 1.0)
+    assert_one_line_naming(exc, path, "empty file")
+
+
+@pytest.mark.parametrize("call", [open_video, lambda p: list(iter_frames(p, 1.0))])
+def test_random_bytes(tmp_path: Path, call) -> None:
+    path = write_garbage(tmp_path / "noise.mp4")
+    with pytest.raises(VideoError) as exc:
+        call(path)
+    assert_one_line_naming(exc, path, "not a video file or unsupported codec")
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mp4"])
+@pytest.mark.parametrize("call", [open_video, lambda p: list(iter_frames(p, 1.0))])
+def test_truncated_file(clip, clip_avi, tmp_path: Path, suffix: str, call) -> None:
+    src = clip_avi if suffix == ".avi" else clip
+    path = truncate_video(src.path, tmp_path / f"cut{suffix}")
+    with pytest.raises(VideoError) as exc:
+        call(path)
+    assert_one_line_naming(exc, path, "no decodable frames")
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mp4"])
+def test_corrupted_middle_yields_frames(clip, clip_avi, tmp_path: Path, suffix: str, caplog) -> None:
+    src = clip_avi if suffix == ".avi" else clip
+    path = corrupt_middle(src.path, tmp_path / f"bad{suffix}")
+    with caplog.at_level(logging.WARNING, logger="captioner.video"):
+        frames = list(iter_frames(path, 10.0))
+    assert 0 < len(frames) <= src.frame_count
+    assert frames[0].index == 0
+    times = [f.time for f in frames]
+    assert times == sorted(times)
+    if len(frames) < 0.9 * src.frame_count:  # decoding stopped at the damage: say so
+        assert "damaged" in caplog.text
+
+
+def test_frame_is_frozen() -> None:
+    frame = Frame(index=0, time=0.0, image=np.zeros((1, 1, 3), np.uint8))
+    with pytest.raises(AttributeError):
+        frame.index = 1  # type: ignore[misc]

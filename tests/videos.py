@@ -1,0 +1,292 @@
+"""Synthetic video files for tests, written with OpenCV's own ``VideoWriter``.
+
+No ffmpeg binary is needed: OpenCV's pip wheel writes ``mp4v`` into ``.mp4``
+and ``MJPG`` into ``.avi``. Keep videos tiny (the default 64x48 px at 10 fps
+writes and decodes in milliseconds) so test suites stay fast.
+
+Import from a test module as ``from videos import make_video`` (pytest puts
+``tests/`` on ``sys.path`` because it has no ``__init__.py``).
+
+Helpers:
+
+* ``make_video(path, shots, fps=10, size=(64, 48), codec=None)`` -> ``SyntheticVideo``:
+  one shot per ``(look, seconds)``; a look is a colour name from ``COLOURS``,
+  an RGB tuple, or a pattern from ``PATTERNS``. Each frame also carries a
+  small moving noise square and mild pixel noise, so consecutive frames differ
+  (as in real footage) while different shots stay clearly apart for a CNN.
+* ``shot_frame(look, index, size)`` -> the RGB array ``make_video`` writes
+  (handy for image tests).
+* ``corrupt_middle(src, dst)``: overwrite the middle of the frame data with
+  random bytes; header and index survive, so the file opens and the frames
+  before the damage decode (OpenCV then stops early without raising).
+* ``truncate_video(src, dst)``: keep the header, drop every frame.
+  ``.avi``: opens with the right size/fps/count but decodes nothing.
+  ``.mp4``: keeps ``ftyp`` + ``moov``; opens with width 0 and decodes nothing.
+* ``patch_avi_header(src, dst, frame_count=..., fps=...)``: make an ``.avi``
+  lie about its frame count or frame rate (the frames themselves are intact).
+  FFmpeg derives the timestamps from the rate, so a patched fps changes the
+  decoded times too; a patched count changes only the metadata.
+* ``write_garbage(path)``: random bytes, e.g. named ``.mp4``.
+
+Every helper returns the path it wrote and overwrites ``dst`` if it exists.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+#: Named colours, RGB. Chosen far apart so shot changes are unmistakable.
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 200, 40),
+    "blue": (30, 40, 220),
+    "yellow": (230, 220, 40),
+    "magenta": (210, 40, 200),
+    "cyan": (40, 210, 220),
+    "white": (240, 240, 240),
+    "black": (10, 10, 10),
+    "grey": (128, 128, 128),
+    "orange": (240, 140, 20),
+}
+
+#: Textured looks: black/white checkerboard, vertical stripes, diagonal colour gradient.
+PATTERNS = ("checker", "stripes", "gradient")
+
+Look = str | tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class SyntheticVideo:
+    """What ``make_video`` wrote: enough to predict what decoding should give.
+
+    Usable wherever a path is expected (``os.fspath``/``Path(video)``); pass
+    ``video.path`` to APIs that insist on ``str``/``Path`` instances.
+    """
+
+    path: Path
+    fps: float
+    size: tuple[int, int]  # (width, height)
+    frame_count: int
+    shot_starts: tuple[float, ...]  # seconds at which each shot's first frame is shown
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video: frame_count / fps."""
+        return self.frame_count / self.fps
+
+    @property
+    def cut_times(self) -> tuple[float, ...]:
+        """Times of the shot changes (every shot start but the first)."""
+        return self.shot_starts[1:]
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+def shot_frame(look: Look, index: int, size: tuple[int, int] = (64, 48), *, seed: int = 0) -> np.ndarray:
+    """The RGB uint8 frame number ``index`` of a shot with the given look.
+
+    A noise square (a quarter of the height) slides one step to the right per
+    frame, and +-6 of pixel noise is added everywhere, so no two frames are
+    equal but the look dominates the picture.
+    """
+    width, height = size
+    base = _base_image(look, width, height)
+    rng = np.random.default_rng((seed, index))
+    image = base.astype(np.int16) + rng.integers(-6, 7, size=base.shape, dtype=np.int16)
+    side = max(2, height // 4)
+    x0 = (index * max(1, width // 16)) % max(1, width - side)
+    y0 = (height - side) // 2
+    image[y0:y0 + side, x0:x0 + side] = rng.integers(0, 256, size=(side, side, 3), dtype=np.int16)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def make_video(
+    path: str | os.PathLike[str],
+    shots: list[tuple[Look, float]] | None = None,
+    fps: float = 10.0,
+    size: tuple[int, int] = (64, 48),
+    codec: str | None = None,
+    *,
+    seed: int = 0,
+) -> SyntheticVideo:
+    """Write a video made of ``shots``, each ``(look, seconds)``; default: 1 s red, 1 s blue.
+
+    Each shot gets ``max(1, round(seconds * fps))`` frames. ``codec`` defaults
+    to ``MJPG`` for ``.avi`` and ``mp4v`` otherwise. Raises ``RuntimeError``
+    if OpenCV cannot write that combination.
+    """
+    path = Path(path)
+    shots = shots if shots is not None else [("red", 1.0), ("blue", 1.0)]
+    if not shots:
+        raise ValueError("a video needs at least one shot")
+    if codec is None:
+        codec = "MJPG" if path.suffix.lower() == ".avi" else "mp4v"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), float(fps), tuple(size))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {codec!r} to {path}")
+    index = 0
+    starts: list[float] = []
+    try:
+        for shot_number, (look, seconds) in enumerate(shots):
+            starts.append(index / fps)
+            for i in range(max(1, round(seconds * fps))):
+                rgb = shot_frame(look, index, size, seed=seed * 1000 + shot_number)
+                writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                index += 1
+    finally:
+        writer.release()
+    return SyntheticVideo(path=path, fps=float(fps), size=tuple(size), frame_count=index,
+                          shot_starts=tuple(starts))
+
+
+def corrupt_middle(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, fraction: float = 0.3, seed: int = 0
+) -> Path:
+    """Copy ``src`` to ``dst`` with the middle ``fraction`` of its frame data replaced by noise.
+
+    Only the media payload is touched (the ``mdat`` box of an ``.mp4``, the
+    ``movi`` list of an ``.avi``; the middle of the file otherwise), so the
+    container still opens and the first frames decode.
+    """
+    data = bytearray(Path(src).read_bytes())
+    lo, hi = _payload_span(bytes(data))
+    middle = (lo + hi) // 2
+    half = max(1, int((hi - lo) * fraction / 2))
+    a, b = max(lo, middle - half), min(hi, middle + half)
+    rng = np.random.default_rng(seed)
+    data[a:b] = rng.integers(0, 256, size=b - a, dtype=np.uint8).tobytes()
+    dst = Path(dst)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def truncate_video(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Copy ``src`` to ``dst`` keeping the container header but none of the frames.
+
+    Models an interrupted download or a recording that was never finalised.
+    Supports what ``make_video`` writes (``.avi`` and ``.mp4``).
+    """
+    data = Path(src).read_bytes()
+    if data[:4] == b"RIFF":
+        movi = _find_avi_movi(data)
+        out = data[:movi + 4]  # everything up to and including the 'movi' tag
+    else:
+        out = b"".join(data[o:o + s] for kind, o, s in _mp4_boxes(data) if kind != b"mdat")
+        if not out:
+            raise ValueError(f"{src}: neither AVI nor MP4")
+    dst = Path(dst)
+    dst.write_bytes(out)
+    return dst
+
+
+def patch_avi_header(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    frame_count: int | None = None,
+    fps: int | None = None,
+) -> Path:
+    """Copy an ``.avi`` made by ``make_video`` with a lying frame count and/or frame rate.
+
+    ``frame_count`` rewrites the main header, stream header and OpenDML
+    totals; ``fps`` rewrites the stream rate (``fps=0`` makes FFmpeg fall back
+    to 25 fps, ``fps=1000`` squeezes the timestamps 100x for a 10 fps video).
+    """
+    data = bytearray(Path(src).read_bytes())
+    if data[:4] != b"RIFF":
+        raise ValueError(f"{src}: not an AVI file")
+    avih = data.find(b"avih") + 8
+    strh = data.find(b"strh") + 8
+    dmlh = data.find(b"dmlh")
+    if frame_count is not None:
+        struct.pack_into("<I", data, avih + 16, frame_count)  # dwTotalFrames
+        struct.pack_into("<I", data, strh + 32, frame_count)  # dwLength
+        if dmlh >= 0:
+            struct.pack_into("<I", data, dmlh + 8, frame_count)
+    if fps is not None:
+        struct.pack_into("<I", data, avih, 1_000_000 // fps if fps else 0)  # dwMicroSecPerFrame
+        struct.pack_into("<I", data, strh + 20, 1)  # dwScale
+        struct.pack_into("<I", data, strh + 24, fps)  # dwRate
+    dst = Path(dst)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def write_garbage(path: str | os.PathLike[str], size: int = 4096, *, seed: int = 0) -> Path:
+    """Write ``size`` random bytes: a file that no demuxer recognises."""
+    path = Path(path)
+    path.write_bytes(np.random.default_rng(seed).integers(0, 256, size=size, dtype=np.uint8).tobytes())
+    return path
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _base_image(look: Look, width: int, height: int) -> np.ndarray:
+    """The noiseless picture of a look."""
+    if isinstance(look, tuple):
+        return np.full((height, width, 3), look, dtype=np.uint8)
+    if look in COLOURS:
+        return np.full((height, width, 3), COLOURS[look], dtype=np.uint8)
+    ys, xs = np.mgrid[0:height, 0:width]
+    if look == "checker":
+        cell = max(2, height // 6)
+        on = ((xs // cell + ys // cell) % 2).astype(bool)
+        return np.where(on[..., None], 235, 20).astype(np.uint8).repeat(3, axis=2)
+    if look == "stripes":
+        on = ((xs // max(2, width // 8)) % 2).astype(bool)
+        return np.where(on[..., None], np.array([240, 200, 30]), np.array([30, 30, 120])).astype(np.uint8)
+    if look == "gradient":
+        r = (xs * 255 // max(1, width - 1)).astype(np.uint8)
+        g = (ys * 255 // max(1, height - 1)).astype(np.uint8)
+        b = np.full_like(r, 128)
+        return np.stack([r, g, b], axis=2)
+    raise ValueError(f"unknown look {look!r}: use a name from COLOURS, PATTERNS or an RGB tuple")
+
+
+def _mp4_boxes(data: bytes) -> list[tuple[bytes, int, int]]:
+    """Top-level ISO-BMFF boxes as (type, offset, size)."""
+    boxes = []
+    offset = 0
+    while offset + 8 <= len(data):
+        size = int.from_bytes(data[offset:offset + 4], "big")
+        kind = data[offset + 4:offset + 8]
+        if size == 1 and offset + 16 <= len(data):
+            size = int.from_bytes(data[offset + 8:offset + 16], "big")
+        elif size == 0:
+            size = len(data) - offset
+        if size < 8:
+            break
+        boxes.append((kind, offset, size))
+        offset += size
+    return boxes
+
+
+def _find_avi_movi(data: bytes) -> int:
+    """Offset of the 'movi' tag of the ``LIST movi`` chunk."""
+    at = data.find(b"movi")
+    while at >= 0 and data[at - 8:at - 4] != b"LIST":
+        at = data.find(b"movi", at + 1)
+    if at < 0:
+        raise ValueError("no 'LIST movi' chunk in AVI file")
+    return at
+
+
+def _payload_span(data: bytes) -> tuple[int, int]:
+    """Byte range holding the encoded frames."""
+    if data[:4] == b"RIFF":
+        movi = _find_avi_movi(data)
+        size = int.from_bytes(data[movi - 4:movi], "little")
+        return movi + 4, min(len(data), movi + size)
+    for kind, offset, size in _mp4_boxes(data):
+        if kind == b"mdat":
+            return offset + 8, offset + size
+    return len(data) // 10, len(data) - len(data) // 10
