@@ -151,7 +151,9 @@ class CaptionDecoder(nn.Module):
             logits, state, _ = self.step(tokens, state)
             if banned:
                 logits[:, list(banned)] = float("-inf")
-            if t > 0:  # never the same word twice in a row
+            if t == 0:  # an empty caption is never an answer
+                logits[:, end_id] = float("-inf")
+            else:  # never the same word twice in a row
                 logits[torch.arange(B), tokens] = float("-inf")
             tokens = logits.argmax(-1)
             out[:, t] = tokens
@@ -243,6 +245,8 @@ def beam_search(
             logp[:, banned_list] = float("-inf")
         for i, (seq, _) in enumerate(beams):
             blocked = _blocked(seq, no_repeat_ngram)
+            if not seq:
+                blocked.add(end_id)  # an empty caption is never an answer
             blocked |= {r for r in required_set if r in seq}  # each required word once
             if blocked:
                 logp[i, list(blocked)] = float("-inf")

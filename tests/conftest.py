@@ -1,0 +1,51 @@
+"""Shared fixtures: a tiny randomly initialised decoder saved like the shipped one.
+
+Pipeline and CLI tests need *a* model, not a good one: a 32-unit decoder over the
+real (frozen, pip-installed) EfficientNet-Lite0 encoder exercises every code path in
+a fraction of a second per video. Identical frames give identical captions, which is
+all the segment/merge tests rely on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from captioner.config import DecoderConfig
+from captioner.decoder import CaptionDecoder
+from captioner.vocab import Vocabulary
+from captioner.weights import save_model
+
+TINY_WORDS = "a dog cat man woman red blue green car street grass water runs sits plays in on the with".split()
+
+
+def make_tiny_model(folder: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    vocab = Vocabulary.build([" ".join(TINY_WORDS)], min_count=1)
+    config = DecoderConfig(feature_dim=1280, embed_dim=32, hidden_dim=32, attention_dim=32, dropout=0.0,
+                           vocab_size=len(vocab))
+    model = CaptionDecoder(config)
+    with torch.no_grad():
+        # sharpen the random weights so different pictures give different captions
+        model.feat_proj[0].weight.mul_(8.0)
+        model.init_h.weight.mul_(4.0)
+        model.fc.weight.mul_(6.0)
+        model.fc.bias[vocab.end_id] += 1.0  # keep captions short
+    return save_model(folder, model.state_dict(), vocab, config, name="tiny-test", encoder="efficientnet-lite0")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def captioner(tiny_model):
+    from dataclasses import replace
+
+    from captioner.config import CaptionConfig
+    from captioner.pipeline import Captioner
+
+    return Captioner(replace(CaptionConfig(), model_dir=tiny_model))

@@ -1,0 +1,88 @@
+"""Video -> cues through the real pipeline (real encoder, tiny decoder, generated videos)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import srt
+
+from captioner.config import CaptionConfig, SamplingConfig, SegmentConfig
+from captioner.errors import VideoError
+from captioner.pipeline import Captioner, Progress
+from videos import make_video
+
+
+def test_cues_cut_at_shot_changes(tmp_path, captioner):
+    video = make_video(tmp_path / "shots.mp4", [("red", 3), ("checker", 3), ("blue", 3)], fps=10)
+    fps = captioner.config.sampling.fps
+    result = captioner.caption_video(video.path)
+    assert result.frames_sampled == pytest.approx(video.duration * fps, abs=1)
+    boundaries = [c.start for c in result.cues[1:]]
+    # the shots look different, so their captions differ and cues cannot all merge
+    assert len(result.cues) >= 2, result.cues
+    # every cue boundary sits at a real cut, within one sample interval (no invented cuts)
+    for b in boundaries:
+        assert any(abs(b - cut) <= 1.0 / fps + 1e-6 for cut in video.cut_times), (boundaries, video.cut_times)
+    assert result.cues[0].start == 0.0
+    assert result.cues[-1].end <= result.duration + 1e-6
+    for a, b in zip(result.cues, result.cues[1:]):
+        assert a.end <= b.start and a.text != b.text  # ordered, non-overlapping, equal neighbours merged
+
+
+def test_segments_follow_shots_exactly(tmp_path, tiny_model):
+    """Segmentation alone (before captions merge): one segment per shot."""
+    from captioner.segment import segment_frames
+
+    cap = Captioner(replace(CaptionConfig(), model_dir=tiny_model, sampling=SamplingConfig(fps=2)))
+    video = make_video(tmp_path / "s.avi", [("red", 4), ("stripes", 4), ("green", 4)], fps=10)
+    from captioner.video import iter_frames
+
+    frames = list(iter_frames(video.path, 2))
+    enc = cap.encoder.encode([f.image for f in frames])
+    segs = segment_frames([f.time for f in frames], enc.pooled.numpy(), video.duration, cap.config.segments)
+    starts = [s.start for s in segs[1:]]
+    assert len(segs) == 3
+    for got, cut in zip(starts, video.cut_times):
+        assert abs(got - cut) <= 0.5 + 1e-6
+
+
+def test_long_static_shot_gets_several_segments_that_merge(tmp_path, tiny_model):
+    cfg = replace(CaptionConfig(), model_dir=tiny_model, segments=SegmentConfig(max_segment=3.0, min_duration=1.0))
+    cap = Captioner(cfg)
+    video = make_video(tmp_path / "static.mp4", [("grey", 10)], fps=10)
+    seen = []
+    result = cap.caption_video(video.path, progress=seen.append)
+    stages = {p.stage for p in seen}
+    assert stages == {"frames", "segments"}
+    seg_reports = [p for p in seen if p.stage == "segments"]
+    assert seg_reports[-1].total >= 4  # 10 s / 3 s -> at least 4 segments were captioned
+    # the frames are the same picture, so the captions agree and the cues merge back into one
+    assert len(result.cues) == 1
+    assert result.cues[0].start == 0.0 and result.cues[0].end == pytest.approx(result.duration, abs=0.05)
+
+
+def test_srt_from_pipeline_parses(tmp_path, captioner):
+    from captioner.subtitles import format_srt
+
+    video = make_video(tmp_path / "v.mp4", [("red", 2), ("gradient", 2)], fps=10)
+    result = captioner.caption_video(video.path)
+    subs = list(srt.parse(format_srt(result.cues)))
+    assert [s.index for s in subs] == list(range(1, len(subs) + 1))
+    assert all(s.content.strip() for s in subs)
+    assert subs[-1].end.total_seconds() <= result.duration + 1e-3
+
+
+def test_unreadable_video_raises_video_error(tmp_path, captioner):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    with pytest.raises(VideoError, match="bad.mp4"):
+        captioner.caption_video(bad)
+
+
+def test_caption_images_gives_text(captioner):
+    from videos import shot_frame
+
+    caps = captioner.caption_images([shot_frame("red", 0, (64, 48)), shot_frame("checker", 0, (100, 30))])
+    assert len(caps) == 2 and all(isinstance(c.text, str) for c in caps)
+    assert all("<unk>" not in c.text for c in caps)
