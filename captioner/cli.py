@@ -8,6 +8,7 @@ It parses options, builds a ``CaptionConfig``, calls the library and turns
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -19,16 +20,76 @@ from . import __version__
 from .config import (
     DEFAULT_WEIGHTS_DIR, IMAGE_EXTENSIONS, CaptionConfig, OutputConfig,
 )
-from .errors import CaptionerError
+from .errors import CaptionerError, OutputError
 
 log = logging.getLogger("captioner")
 
 _D = CaptionConfig()
 
 
+class _CliFormatter(logging.Formatter):
+    """``warning: <message>``: lower-case level names, like the ``error: <path>: <reason>`` lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A handler that writes to whatever ``sys.stderr`` is when a record comes in.
+
+    Click's test runner (and anything else that swaps ``sys.stderr``) then gets
+    the log lines, and no handler is left holding a closed stream afterwards.
+    """
+
+    _captioner_cli = True
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _setup_logging(verbose: int, quiet: bool) -> None:
+    """Send the library's log to stderr; silence OpenCV's and FFmpeg's own output unless -vv.
+
+    Only the ``captioner`` logger gets a handler (replacing the one an earlier call
+    added), so calling this twice in one process, as tests do, does not double lines.
+    """
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    if verbose < 2:
+        _silence_opencv()
+    logger = logging.getLogger("captioner")
+    for old in [h for h in logger.handlers if getattr(h, "_captioner_cli", False)]:
+        logger.removeHandler(old)
+    handler = _StderrHandler()
+    handler.setFormatter(_CliFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+def _silence_opencv() -> None:
+    """Keep FFmpeg's and OpenCV's complaints about broken files off stderr.
+
+    They write straight to the process's stderr ("moov atom not found", "[ WARN:0@0.2]
+    ... can't be used to capture by name"), around our one ``error:`` line. FFmpeg
+    reads its level from the environment when OpenCV first uses it, OpenCV its own
+    when cv2 is imported, so this runs before the commands import cv2; a value the
+    user set is kept.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:  # imported already (library use, tests): the variable came too late
+        try:
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        except AttributeError:  # a build without cv2.utils.logging
+            pass
 
 
 def _formats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -87,10 +148,27 @@ def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration
 
 
 def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    """Print ``error: <message>`` as exactly one line on stderr."""
+    click.echo("error: " + " ".join(str(message).splitlines()), err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    """The command group; turns Ctrl-C in any command into one line and exit 130.
+
+    Click's own handling prints "Aborted!" and exits 1. Output files are written
+    atomically, so an interrupt leaves only whole files (the temporary file of the
+    one being written is removed on the way out).
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="captioner")
 def main() -> None:
     """Describe what is visible in videos as timed subtitles.
@@ -114,12 +192,27 @@ def run(videos: tuple[Path, ...], output_dir: Path | None, formats: tuple[str, .
 
     config = build_config(formats=formats, **options)
     captioner = _load(config)
+    if output_dir is not None:
+        # fail before captioning anything if the folder cannot exist
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _fail(f"{output_dir}: cannot create output folder ({exc.strerror or exc})")
+            sys.exit(1)
     failed = 0
+    done: dict[Path, Path] = {}  # output base -> the video written there, so a.mp4 and a.avi cannot clobber
     for video in videos:
-        bar = None if quiet else _ProgressBar(video.name)
+        # a bar only on a terminal: redirected to a file, tqdm's redraws are noise around the error lines
+        bar = None if quiet or not sys.stderr.isatty() else _ProgressBar(video.name)
         try:
             base = output_base(video, output_dir)
+            key = base.resolve()
+            if key in done:
+                if done[key].resolve() == video.resolve():
+                    continue  # the same video named twice
+                raise OutputError(f"{video}: would overwrite {base}.* just written for {done[key]}")
             written, n_cues = caption_one(captioner, video, base, config, progress=bar)
+            done[key] = video
         except CaptionerError as exc:
             failed += 1
             _fail(str(exc))
@@ -204,6 +297,101 @@ def info(model_dir: Path) -> None:
     card = folder / "README.md"
     if card.exists():
         click.echo(f"model card: {card}")
+
+
+@main.command()
+@click.argument("folders", metavar="DIR...", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--recursive/--no-recursive", default=True, show_default=True, help="Look into sub-folders.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Parallel workers, each with its own model. local: processes, default 1 (this process); "
+                   "ray: actors, default one per cluster CPU.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where videos are captioned: this machine, or a Ray cluster.")
+@click.option("--ray-address", metavar="ADDR", default=None,
+              help="Ray cluster to join (auto, HOST:6379, ray://HOST:10001). Default: start a private local instance.")
+@click.option("--overwrite", is_flag=True, help="Caption again the videos whose outputs are already up to date.")
+@caption_options
+def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engine: str, ray_address: str | None,
+          overwrite: bool, output_dir: Path | None, formats: tuple[str, ...], verbose: int, quiet: bool,
+          **options) -> None:
+    """Caption every video under DIR (resumable; bad files are reported, never fatal).
+
+    \b
+    Outputs mirror DIR's sub-folders under --output-dir (DIR/a/clip.mp4 -> OUT/a/clip.srt),
+    or sit beside each video. With several DIRs and -o, each gets OUT/<its name>/.
+    A video whose outputs are newer than it is skipped (--overwrite redoes it); failures
+    print one 'error: <path>: <reason>' line each. OUT/captioner-report.json (or
+    DIR/captioner-report.json) lists every video. Exit 0: none failed, 1: some failed.
+    """
+    import time
+
+    from tqdm import tqdm
+
+    from .engines import FileResult, plan_batch, require_ray, run_local, run_ray, write_reports
+
+    _setup_logging(verbose, quiet)
+    if ray_address and engine != "ray":
+        raise click.UsageError("--ray-address needs --engine ray")
+    if engine == "ray":
+        try:
+            require_ray()
+        except CaptionerError as exc:
+            _fail(str(exc))
+            sys.exit(1)
+    config = build_config(formats=formats, **options)
+    started = time.time()
+    try:
+        plan = plan_batch(folders, output_dir, formats, recursive=recursive, overwrite=overwrite)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    results: list[FileResult] = list(plan.done)
+    for r in results:
+        if r.status == "failed":
+            _fail(f"{r.shown}: {r.reason}")
+    if not quiet and not plan.jobs and not plan.done:
+        click.echo(f"no videos found in {', '.join(map(str, folders))}", err=True)
+    bar = tqdm(total=len(plan.jobs), unit="video", desc="captioning", file=sys.stderr, dynamic_ncols=True,
+               disable=True if quiet else None, mininterval=0.5)
+
+    def on_result(r: FileResult) -> None:
+        results.append(r)
+        if r.status == "failed":
+            tqdm.write("error: " + " ".join(f"{r.shown}: {r.reason}".split()), file=sys.stderr)
+        bar.update(1)
+
+    fatal = None
+    try:
+        try:
+            if engine == "ray":
+                run_ray(plan.jobs, config, address=ray_address, workers=workers, on_result=on_result)
+            else:
+                run_local(plan.jobs, config, workers=workers or 1, on_result=on_result)
+        except CaptionerError as exc:  # the model or the cluster, not a video: nothing more can run
+            fatal = exc
+        finally:
+            bar.close()
+    finally:  # also on Ctrl-C: report what was done, the rest as pending
+        finished = {r.video for r in results}
+        results += [FileResult(str(j.video), "pending", "not captioned: the batch stopped first", shown=j.shown,
+                               root=j.root) for j in plan.jobs if str(j.video) not in finished]
+        extra = {"engine": engine, "workers": (workers or 1) if engine == "local" else workers,
+                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+                 "seconds": round(time.time() - started, 3)}
+        try:
+            reports = write_reports(plan, results, extra=extra)
+        except (CaptionerError, OSError) as exc:
+            _fail(f"cannot write the report: {exc}")
+            reports = []
+    if fatal is not None:
+        _fail(str(fatal))
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("ok", "skipped", "failed", "pending")}
+    if not quiet:
+        click.echo(f"{counts['ok']} captioned, {counts['skipped']} up to date, {counts['failed']} failed, "
+                   + (f"{counts['pending']} not run, " if counts["pending"] else "")
+                   + f"{sum(plan.ignored)} non-video file(s) ignored in {time.time() - started:.1f} s"
+                   + (f"; report: {', '.join(map(str, reports))}" if reports else ""), err=True)
+    sys.exit(1 if counts["failed"] or fatal is not None else 0)
 
 
 class _ProgressBar:

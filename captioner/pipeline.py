@@ -23,7 +23,7 @@ from .config import CaptionConfig, EncoderConfig
 from .errors import CaptionerError, VideoError
 from .segment import Segment, segment_frames
 from .subtitles import Cue, merge_cues, normalize_cues
-from .video import VideoInfo, iter_frames, open_video, sample_times_hint
+from .video import DecodeStats, VideoInfo, iter_frames, open_video, sample_times_hint
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,8 @@ class Captioner:
             grids.append(enc.grid.to(torch.float16))  # half the memory; the decoder upcasts
             batch_imgs.clear()
 
-        for frame in iter_frames(info.path, fps):
+        stats = DecodeStats()
+        for frame in iter_frames(info.path, fps, stats=stats):
             times.append(frame.time)
             batch_imgs.append(frame.image)
             if len(batch_imgs) >= self.encoder.config.batch_size:
@@ -155,8 +156,9 @@ class Captioner:
             progress(Progress("frames", len(times), len(times)))
         all_pooled = torch.cat(pooled).numpy()
         all_grids = torch.cat(grids)
-        interval = 1.0 / fps
-        duration = max(info.duration, times[-1] + min(interval, 1.0 / info.fps if info.fps > 0 else interval))
+        # What decoded is the truth: a damaged file, or a header announcing more frames than
+        # there are, must not give a cue that runs on past the last frame.
+        duration = stats.end_time if stats.short else max(info.duration, stats.end_time)
         segments = segment_frames(times, all_pooled, duration, self.config.segments)
         t0 = time.perf_counter()
         cues = []

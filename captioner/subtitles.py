@@ -460,12 +460,13 @@ def write_atomic(path: Path, text: str) -> None:
 
     The parent folder must already exist: creating folders is the caller's
     decision. Any failure removes the temporary file and raises ``OutputError``
-    with a one-line message naming ``path``.
+    with a one-line message that starts with ``path``. An interrupt
+    (``KeyboardInterrupt``) also removes the temporary file and propagates.
     """
     path = Path(path)
     parent = path.parent
     if not parent.is_dir():
-        raise OutputError(f"cannot write {path}: folder {parent} does not exist")
+        raise OutputError(f"{path}: cannot write: folder {parent} does not exist")
 
     tmp_name: str | None = None
     try:
@@ -484,7 +485,7 @@ def write_atomic(path: Path, text: str) -> None:
         os.replace(tmp_name, path)
         tmp_name = None
     except Exception as exc:
-        raise OutputError(f"cannot write {path}: {_one_line(exc)}") from exc
+        raise OutputError(f"{path}: cannot write: {_one_line(exc)}") from exc
     finally:
         if tmp_name is not None:
             try:

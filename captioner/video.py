@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,21 @@ class VideoInfo:
     duration: float  # seconds, best estimate from metadata (0.0 if unknown)
 
 
+@dataclass
+class DecodeStats:
+    """What one ``iter_frames`` pass actually decoded; filled in as the frames stream.
+
+    Pass one to ``iter_frames(..., stats=...)`` to learn where the stream really
+    ended, which for a damaged file or one whose header lies is not where the
+    container says it ends.
+    """
+
+    decoded: int = 0  # frames decoded (grabbed), sampled or not
+    sampled: int = 0  # frames yielded
+    end_time: float = 0.0  # seconds: the last decoded frame's time plus one frame
+    short: bool = False  # fewer frames decoded than the container announces (damaged, truncated or lying)
+
+
 @dataclass(frozen=True)
 class Frame:
     """One sampled frame."""
@@ -88,6 +104,14 @@ def open_video(path: str | Path) -> VideoInfo:
     """
     p = Path(path)
     _check_file(p)
+    try:
+        return _open_video(p)
+    except cv2.error as exc:
+        raise VideoError(f"{p}: OpenCV cannot read this file ({_cv_reason(exc)})") from None
+
+
+def _open_video(p: Path) -> VideoInfo:
+    """The body of ``open_video`` (``cv2.error`` is turned into ``VideoError`` by the caller)."""
     cap = _open_capture(p, OPEN_TIMEOUT_S)
     try:
         if not cap.isOpened():
@@ -115,7 +139,7 @@ def open_video(path: str | Path) -> VideoInfo:
 
 
 def iter_frames(
-    path: str | Path, fps: float, *, max_frame_seconds: float = 10.0
+    path: str | Path, fps: float, *, max_frame_seconds: float = 10.0, stats: DecodeStats | None = None
 ) -> Iterator[Frame]:
     """Yield one frame per ``1 / fps`` seconds of stream time, streaming.
 
@@ -128,7 +152,8 @@ def iter_frames(
     pathological file fails instead of hanging a batch.
 
     A stream that stops decoding part-way (damaged file) ends the iteration
-    with a logged warning, keeping what was read.
+    with a logged warning, keeping what was read. ``stats``, if given, is
+    updated as frames decode (see ``DecodeStats``).
 
     Raises:
         ValueError: ``fps`` or ``max_frame_seconds`` is not a positive number
@@ -142,7 +167,7 @@ def iter_frames(
         raise ValueError(f"max_frame_seconds must be positive, got {max_frame_seconds!r}")
     p = Path(path)
     _check_file(p)
-    return _iter_frames(p, float(fps), float(max_frame_seconds))
+    return _iter_frames(p, float(fps), float(max_frame_seconds), stats if stats is not None else DecodeStats())
 
 
 def sample_times_hint(info: VideoInfo, fps: float) -> int:
@@ -162,8 +187,34 @@ def sample_times_hint(info: VideoInfo, fps: float) -> int:
 # --------------------------------------------------------------------------- internals
 
 
-def _iter_frames(path: Path, fps: float, max_frame_seconds: float) -> Iterator[Frame]:
-    """The generator behind ``iter_frames`` (split out so argument errors are eager)."""
+def _iter_frames(path: Path, fps: float, max_frame_seconds: float, stats: DecodeStats) -> Iterator[Frame]:
+    """The generator behind ``iter_frames`` (split out so argument errors are eager).
+
+    OpenCV raises ``cv2.error`` on some inputs it cannot handle; that is the
+    file's fault, not a bug, so it becomes a ``VideoError`` naming the file.
+    """
+    try:
+        yield from _decode_frames(path, fps, max_frame_seconds, stats)
+    except cv2.error as exc:
+        raise VideoError(f"{path}: OpenCV cannot decode this file ({_cv_reason(exc)})") from None
+
+
+def _cv_reason(exc: BaseException) -> str:
+    """A short one-line reason from a ``cv2.error`` (whose text spans several lines).
+
+    ``OpenCV(5.0.0) /src/x.cpp:92: error: (-15:Bad number of channels) in function 'f'``
+    followed by ``> detail`` lines becomes ``(-15:Bad number of channels) detail``.
+    """
+    lines = str(exc).splitlines() or [""]
+    head = re.sub(r"^OpenCV\([^)]*\)\s*\S+:\d+:\s*error:\s*", "", lines[0].strip())
+    head = head.split(" in function ")[0].strip()
+    detail = next((ln.lstrip("> ").strip().rstrip(":") for ln in lines[1:] if ln.startswith(">")), "")
+    text = " ".join(f"{head} {detail}".split()) or type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: DecodeStats) -> Iterator[Frame]:
+    """Sample frames from ``path`` (see ``iter_frames``)."""
     cap = _open_capture(path, max_frame_seconds)
     try:
         if not cap.isOpened():
@@ -181,6 +232,8 @@ def _iter_frames(path: Path, fps: float, max_frame_seconds: float) -> Iterator[F
             decoded += 1
             time = _frame_time(cap, index, stream_fps, prev_time)
             prev_time = time
+            stats.decoded = decoded
+            stats.end_time = time + 1.0 / stream_fps
             if time + eps < next_time:
                 continue
             image = _retrieve(cap)
@@ -190,12 +243,14 @@ def _iter_frames(path: Path, fps: float, max_frame_seconds: float) -> Iterator[F
                 continue
             next_time = (math.floor((time + eps) * fps) + 1) / fps
             sampled += 1
+            stats.sampled = sampled
             yield Frame(index=index, time=time, image=image)
         if failed_retrieves:
             log.warning("%s: %d sampled frame(s) could not be decoded and were skipped",
                         path, failed_retrieves)
         if sampled == 0:
             raise VideoError(f"{path}: no decodable frames")
+        stats.short = info.frame_count > 0 and decoded < info.frame_count
         if info.frame_count > 0 and decoded < _SHORT_STREAM_RATIO * info.frame_count:
             log.warning(
                 "%s: decoding stopped after %d of the %d frames the container announces "
@@ -329,12 +384,12 @@ def _retrieve(cap: Any) -> np.ndarray | None:
     """Decode the grabbed frame to an RGB uint8 array, or None if it will not decode."""
     try:
         ok, image = cap.retrieve()
+        if not ok or image is None or image.size == 0:
+            return None
+        return _to_rgb(image)
     except cv2.error as exc:
         log.debug("retrieve() raised: %s", exc)
         return None
-    if not ok or image is None or image.size == 0:
-        return None
-    return _to_rgb(image)
 
 
 def _to_rgb(image: np.ndarray) -> np.ndarray:

@@ -102,6 +102,9 @@ def load_model(folder: str | Path):
 
     folder = resolve(folder)
     manifest = read_manifest(folder)
+    missing = [key for key in ("sha256", "encoder", "decoder", "vocab") if key not in manifest]
+    if missing:
+        raise ModelError(f"{folder / MANIFEST}: incomplete model manifest (no {', '.join(missing)})")
     tensor_path = folder / TENSORS
     if not tensor_path.is_file():
         raise ModelError(f"{tensor_path}: missing")
@@ -112,13 +115,18 @@ def load_model(folder: str | Path):
             f"{manifest.get('name')!r}, got {actual[:12]}…); the file is corrupt or belongs to another model"
         )
     try:
+        # safetensors only parses a JSON header and raw tensor bytes: nothing in the file can run
+        state = load_file(str(tensor_path))
+    except Exception as exc:  # a pickle, a truncated file, ... renamed to .safetensors
+        raise ModelError(f"{tensor_path}: not a valid safetensors file ({exc.__class__.__name__}: "
+                         f"{(str(exc).splitlines() or [''])[0][:120]})") from None
+    try:
         config = DecoderConfig(**manifest["decoder"])
         vocab = Vocabulary(tuple(manifest["vocab"]))
         decoder = CaptionDecoder(config)
-        state = load_file(str(tensor_path))
         decoder.load_state_dict(state, strict=True)
     except Exception as exc:  # any mismatch between manifest and tensors is the user's file, not our bug
-        raise ModelError(f"{folder}: model does not match its manifest ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
+        raise ModelError(f"{folder}: model does not match its manifest ({exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0][:120]})") from None
     if len(vocab) != config.vocab_size:
         raise ModelError(f"{folder}: vocabulary has {len(vocab)} words, decoder expects {config.vocab_size}")
     decoder.eval()

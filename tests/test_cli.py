@@ -1,0 +1,172 @@
+"""The command line end to end: generated videos in, subtitle files out (tiny model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+import srt
+
+from captioner import __version__
+from captioner.pipeline import Caption, Captioner
+from captioner.weights import read_manifest
+from clitools import cli, files_under, isolate_cli  # noqa: F401  (isolate_cli is a fixture)
+from videos import make_video, shot_frame
+
+
+@pytest.fixture(autouse=True)
+def _isolated(isolate_cli):
+    yield
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """2 s, two shots; the tests copy it where they need it."""
+    return make_video(tmp_path_factory.mktemp("clip") / "clip.mp4", [("red", 1.0), ("checker", 1.0)]).path
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(src.read_bytes())
+    return dst
+
+
+def test_help_lists_commands_and_options() -> None:
+    top = cli("--help")
+    assert top.exit_code == 0
+    for command in ("run", "image", "info"):
+        assert f"  {command} " in top.stdout
+    run_help = cli("run", "--help")
+    assert run_help.exit_code == 0
+    for option in ("--output-dir", "--output-format", "--fps", "--beam-size", "--max-segment", "--min-duration",
+                   "--shot-threshold", "--max-line-width", "--max-line-count", "--model", "--quiet", "--verbose"):
+        assert option in run_help.stdout, option
+    assert "--beam-size" in cli("image", "--help").stdout
+
+
+def test_version() -> None:
+    result = cli("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"captioner, version {__version__}"
+
+
+def test_run_writes_srt_beside_the_video(tmp_path, clip, tiny_model) -> None:
+    video = _copy(clip, tmp_path / "talk.mp4")
+    result = cli("run", video, "--model", tiny_model, "--beam-size", "1")
+    assert result.exit_code == 0, result.stderr
+    assert files_under(tmp_path) == ["talk.mp4", "talk.srt"]
+    cues = list(srt.parse((tmp_path / "talk.srt").read_text(encoding="utf-8")))
+    assert cues and cues[0].start.total_seconds() == 0.0
+    assert cues[-1].end.total_seconds() <= 2.0 + 1e-6
+    assert result.stdout == ""  # subtitles go to files; stdout stays clean
+    assert result.stderr == f"{tmp_path / 'talk.srt'}  ({len(cues)} cues)\n"
+
+
+def test_run_into_output_dir(tmp_path, clip, tiny_model) -> None:
+    video = _copy(clip, tmp_path / "in" / "talk.mp4")
+    out = tmp_path / "subs" / "nested"  # created, parents included
+    result = cli("run", video, "-o", out, "--model", tiny_model, "--beam-size", "1", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""  # -q: nothing but errors
+    assert files_under(tmp_path) == ["in/talk.mp4", "subs/nested/talk.srt"]
+
+
+def test_all_formats_parse_back(tmp_path, clip, tiny_model) -> None:
+    video = _copy(clip, tmp_path / "talk.mp4")
+    result = cli("run", video, "-o", tmp_path / "out", "-f", "all", "--model", tiny_model, "--fps", "2")
+    assert result.exit_code == 0, result.stderr
+    out = tmp_path / "out"
+    assert files_under(out) == ["talk.json", "talk.srt", "talk.txt", "talk.vtt"]
+    cues = list(srt.parse((out / "talk.srt").read_text(encoding="utf-8")))
+    data = json.loads((out / "talk.json").read_text(encoding="utf-8"))
+    vtt = (out / "talk.vtt").read_text(encoding="utf-8")
+    txt = (out / "talk.txt").read_text(encoding="utf-8")
+    assert len(cues) == len(data["cues"]) >= 1
+    assert [c["text"] for c in data["cues"]] == [c.content.replace("\n", " ") for c in cues]
+    assert [(c["start"], c["end"]) for c in data["cues"]] == [
+        (c.start.total_seconds(), c.end.total_seconds()) for c in cues]
+    assert all(0.0 <= c["confidence"] <= 1.0 for c in data["cues"])
+    assert data["metadata"]["model"]["name"] == "tiny-test"
+    assert data["metadata"]["video"]["width"] == 64 and data["metadata"]["video"]["duration"] == 2.0
+    assert vtt.startswith("WEBVTT\n\n") and vtt.count(" --> ") == len(cues)
+    assert txt.splitlines() == [c["text"] for c in data["cues"]]
+
+
+def test_max_line_width_is_respected(tmp_path, clip, tiny_model, monkeypatch) -> None:
+    # the tiny model says one or two words; give it something worth wrapping
+    long = "a man in a red shirt is riding a bicycle down a busy street"
+    monkeypatch.setattr(Captioner, "caption_features", lambda self, feats: Caption(long, 0.5))
+    video = _copy(clip, tmp_path / "talk.mp4")
+    result = cli("run", video, "-f", "srt,vtt,txt", "--model", tiny_model, "--max-line-width", "16",
+                 "--max-line-count", "4")
+    assert result.exit_code == 0, result.stderr
+    (cue,) = list(srt.parse((tmp_path / "talk.srt").read_text(encoding="utf-8")))
+    lines = cue.content.split("\n")
+    assert len(lines) > 1 and all(len(line) <= 16 for line in lines), lines
+    assert " ".join(lines) == long  # wrapped, nothing dropped
+    vtt_lines = (tmp_path / "talk.vtt").read_text(encoding="utf-8").split("\n\n")[1].splitlines()[1:]
+    assert vtt_lines == lines
+    assert (tmp_path / "talk.txt").read_text(encoding="utf-8") == long + "\n"  # txt is never wrapped
+
+
+def test_several_videos_one_bad(tmp_path, clip, tiny_model) -> None:
+    a = _copy(clip, tmp_path / "a.mp4")
+    bad = tmp_path / "b.mp4"
+    bad.write_text("not a video\n")
+    c = _copy(clip, tmp_path / "c.mp4")
+    result = cli("run", a, bad, c, "--model", tiny_model, "--beam-size", "1", "-q")
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {bad}: not a video file or unsupported codec\n"
+    assert files_under(tmp_path) == ["a.mp4", "a.srt", "b.mp4", "c.mp4", "c.srt"]
+
+
+def test_same_stem_twice_does_not_overwrite(tmp_path, clip, tiny_model) -> None:
+    mp4 = _copy(clip, tmp_path / "talk.mp4")
+    avi = make_video(tmp_path / "talk.avi", [("blue", 1.0)]).path
+    result = cli("run", mp4, avi, mp4, "--model", tiny_model, "--beam-size", "1", "-q")
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {avi}: would overwrite {tmp_path / 'talk'}.* just written for {mp4}\n"
+    assert (tmp_path / "talk.srt").exists()
+
+
+def test_info_on_the_tiny_model(tiny_model) -> None:
+    result = cli("info", "--model", tiny_model)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"model:     tiny-test  ({tiny_model})"
+    assert f"sha256:    {read_manifest(tiny_model)['sha256']}" in lines
+    assert any(line.startswith("decoder:   attention LSTM, hidden 32") for line in lines)
+
+
+def test_info_on_a_missing_model(tmp_path) -> None:
+    result = cli("info", "--model", tmp_path / "nope")
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {tmp_path / 'nope'}: no such model folder\n"
+
+
+def test_image_on_a_folder(tmp_path, tiny_model) -> None:
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for name, look in [("b.png", "blue"), ("a.jpg", "red"), ("sub/c.jpeg", "checker")]:
+        rgb = shot_frame(look, 0, (64, 48))
+        assert cv2.imwrite(str(photos / name), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    (photos / "notes.txt").write_text("not an image")
+    result = cli("image", photos, "--model", tiny_model, "--beam-size", "1")
+    assert result.exit_code == 0, result.stderr
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [r[0] for r in rows] == [str(photos / n) for n in ("a.jpg", "b.png", "sub/c.jpeg")]
+    assert all(len(r) == 2 and r[1] and r[1] == r[1].strip() for r in rows)
+
+
+def test_image_reports_bad_files_and_goes_on(tmp_path, tiny_model) -> None:
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), shot_frame("red", 0))
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    result = cli("image", good, bad, tmp_path / "missing.png", "--model", tiny_model, "--beam-size", "1")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [f"error: {tmp_path / 'missing.png'}: no such file or folder",
+                                          f"error: {bad}: not a readable image"]
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(good)]
