@@ -60,6 +60,14 @@ class DecodingConfig:
 
 
 @dataclass(frozen=True)
+class GroundingConfig:
+    """Open vocabulary: use the encoder's ImageNet concepts in captions (see grounding.py)."""
+
+    enabled: bool = True
+    min_prob: float = 0.5  # summed class probability a concept word needs before it is used
+
+
+@dataclass(frozen=True)
 class SamplingConfig:
     """Which frames of a video are looked at."""
 
@@ -92,6 +100,7 @@ class CaptionConfig:
     model_dir: Path = DEFAULT_WEIGHTS_DIR
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    grounding: GroundingConfig = field(default_factory=GroundingConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     output: OutputConfig = field(default_factory=OutputConfig)

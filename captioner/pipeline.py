@@ -93,28 +93,56 @@ class Captioner:
                              f"{enc_cfg.name} gives {self.encoder.feature_dim}")
         self.load_seconds = time.perf_counter() - t0
         # tokens the decoder may never emit: padding, <start>, and <unk> (an unknown word is no caption)
-        self._banned = (self.vocab.pad_id, self.vocab.start_id, self.vocab.unk_id)
+        self._banned: tuple[int, ...] = (self.vocab.pad_id, self.vocab.start_id, self.vocab.unk_id)
+        self.grounder = None
+        if config.grounding.enabled:
+            from .grounding import Grounder
+
+            self.grounder = Grounder(self.decoder, self.vocab, config.grounding.min_prob)
+            self.decoder, self.vocab = self.grounder.decoder, self.grounder.vocab
+            # transferred concept words appear only when a confident concept requires them
+            self._banned = self._banned + self.grounder.novel_ids
 
     # -- captions from features ------------------------------------------------------
-    def caption_features(self, feats: torch.Tensor) -> Caption:
-        """Caption one set of feature vectors [N, C] (one photo's grid, or a segment's frames stacked)."""
+    def caption_features(self, feats: torch.Tensor, probs: torch.Tensor | None = None) -> Caption:
+        """Caption one set of feature vectors [N, C] (one photo's grid, or a segment's frames stacked).
+
+        ``probs`` ([1000] or [frames, 1000] ImageNet probabilities) lets a confident
+        concept word into the caption (see grounding.py).
+        """
         d = self.config.decoding
         if d.beam_size <= 1:
             ids = self.decoder.greedy(feats.float().unsqueeze(0), self.vocab.start_id, self.vocab.end_id,
                                       d.max_length, banned=self._banned)[0]
-            text = self.vocab.decode(ids)
-            return Caption(text, float("nan"))
-        hyp = self.decoder.beam(feats.float(), self.vocab.start_id, self.vocab.end_id, beam_size=d.beam_size,
-                                max_length=d.max_length, length_penalty=d.length_penalty,
-                                no_repeat_ngram=d.no_repeat_ngram, banned=self._banned)
-        return Caption(self.vocab.decode(hyp.tokens), round(hyp.confidence, 4))
+            tokens: tuple[int, ...] = tuple(ids[: ids.index(self.vocab.end_id)] if self.vocab.end_id in ids else ids)
+            confidence = float("nan")
+        else:
+            hyp = self._beam(feats, self._banned)
+            tokens, confidence = hyp.tokens, round(hyp.confidence, 4)
+        if self.grounder is not None and probs is not None:
+            concept = self.grounder.concept(probs)
+            rule = self.grounder.constraints(concept, tokens) if concept is not None else None
+            if rule is not None:
+                required, extra_banned = rule
+                allowed_novel = set(required)
+                banned = tuple(i for i in self._banned if i not in allowed_novel) + extra_banned
+                hyp = self._beam(feats, banned, required)
+                if set(required).issubset(hyp.tokens):
+                    tokens, confidence = hyp.tokens, round(hyp.confidence, 4)
+        return Caption(self.vocab.decode(tokens), confidence)
+
+    def _beam(self, feats: torch.Tensor, banned: Sequence[int], required: Sequence[int] = ()):
+        d = self.config.decoding
+        return self.decoder.beam(feats.float(), self.vocab.start_id, self.vocab.end_id, beam_size=max(2, d.beam_size),
+                                 max_length=d.max_length, length_penalty=d.length_penalty,
+                                 no_repeat_ngram=d.no_repeat_ngram, banned=banned, required=required)
 
     def caption_images(self, images: Sequence[np.ndarray]) -> list[Caption]:
         """Caption RGB uint8 images (each squashed to the encoder's input size)."""
         if not images:
             return []
         enc = self.encoder.encode(images)
-        return [self.caption_features(g) for g in enc.grid]
+        return [self.caption_features(g, p) for g, p in zip(enc.grid, enc.probs)]
 
     # -- video -------------------------------------------------------------------------
     def caption_video(self, path: str | Path, progress: ProgressCallback | None = None) -> VideoResult:
@@ -128,6 +156,7 @@ class Captioner:
         times: list[float] = []
         pooled: list[torch.Tensor] = []
         grids: list[torch.Tensor] = []
+        class_probs: list[torch.Tensor] = []
         batch_imgs: list[np.ndarray] = []
         t_encode = 0.0
 
@@ -137,6 +166,7 @@ class Captioner:
             enc = self.encoder.encode(batch_imgs)
             t_encode += time.perf_counter() - t0
             pooled.append(enc.pooled)
+            class_probs.append(enc.probs)
             grids.append(enc.grid.to(torch.float16))  # half the memory; the decoder upcasts
             batch_imgs.clear()
 
@@ -156,6 +186,7 @@ class Captioner:
             progress(Progress("frames", len(times), len(times)))
         all_pooled = torch.cat(pooled).numpy()
         all_grids = torch.cat(grids)
+        all_probs = torch.cat(class_probs)
         # What decoded is the truth: a damaged file, or a header announcing more frames than
         # there are, must not give a cue that runs on past the last frame.
         duration = stats.end_time if stats.short else max(info.duration, stats.end_time)
@@ -163,7 +194,7 @@ class Captioner:
         t0 = time.perf_counter()
         cues = []
         for i, seg in enumerate(segments):
-            cap = self.caption_features(self._segment_features(seg, all_grids))
+            cap = self.caption_features(self._segment_features(seg, all_grids), all_probs[list(seg.frames)])
             if cap.text:
                 cues.append(Cue(seg.start, seg.end, cap.text, cap.confidence if cap.confidence == cap.confidence else 1.0))
             if progress:

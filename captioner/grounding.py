@@ -1,0 +1,111 @@
+"""Ground captions in what the encoder recognises (open vocabulary).
+
+The decoder learnt its words from Flickr8k: people and dogs outdoors. The frozen
+encoder's ImageNet head knows a thousand other things ("brown bear", "street
+sign", "refrigerator"). Two mechanisms bring those words into captions:
+
+* **Vocabulary transfer** (Hendricks et al. 2016, "Deep Compositional Captioner"):
+  every concept word the decoder never learnt gets an embedding and an output row
+  copied from a learnt word of the same group ("bear" from "dog", "train" from
+  "car"), so the language model knows how to continue after it. Transferred words
+  are never emitted freely; only when a confident concept asks for them.
+* **Constrained beam search** (Anderson et al. 2017): when the encoder is
+  confident about a concept (class probabilities summed per word >= ``min_prob``)
+  and the free caption does not say it, the caption is searched again with that
+  word required exactly once, and the other nouns of its group banned, so "a dog
+  runs through the grass" becomes "a bear runs through the grass" rather than
+  "a dog and a bear".
+
+Below the threshold nothing changes: an unsure concept must not invent objects.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .concepts import NOUN_GROUPS, Concept, class_words, top_concepts
+from .decoder import CaptionDecoder
+from .vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+#: For each group, learnt words whose rows seed novel words of that group (first found in the vocabulary wins).
+DONORS: dict[str, tuple[str, ...]] = {
+    "person": ("person", "man"),
+    "animal": ("animal", "dog"),
+    "vehicle": ("car", "truck", "bike"),
+    "food": ("food", "cake", "pizza"),
+    "plant": ("tree", "flowers", "plant"),
+    "furniture": ("chair", "bench", "table"),
+    "clothing": ("shirt", "jacket", "hat"),
+    "place": ("building", "field", "water"),
+    "object": ("ball", "toy", "sign"),
+}
+
+
+class Grounder:
+    """Extends a loaded decoder with concept words and decides the required word per caption."""
+
+    def __init__(self, decoder: CaptionDecoder, vocab: Vocabulary, min_prob: float = 0.5) -> None:
+        self.min_prob = min_prob
+        words = sorted({w for w, _ in class_words()})
+        groups = {w: g for w, g in class_words()}
+        novel = [w for w in words if w not in vocab]
+        donors = []
+        for w in novel:
+            donor = next((d for d in DONORS.get(groups[w], ()) if d in vocab), None)
+            donors.append(vocab.index(donor) if donor else vocab.index("a"))
+        self.vocab = Vocabulary(vocab.itos + tuple(novel))
+        self.decoder = _extend(decoder, donors)
+        self.novel_ids = tuple(range(len(vocab), len(self.vocab)))
+        self.word_id = {w: self.vocab.index(w) for w in words}
+        # learnt nouns per group, to ban when a concept of that group is required
+        self.group_ids: dict[str, set[int]] = {}
+        for noun, g in NOUN_GROUPS.items():
+            if noun in vocab:
+                self.group_ids.setdefault(g, set()).add(vocab.index(noun))
+        log.debug("grounding: %d concept words, %d transferred", len(words), len(novel))
+
+    def concept(self, probs: np.ndarray | torch.Tensor) -> Concept | None:
+        """The most probable concept word (class probabilities summed per word), if confident."""
+        p = probs.float().mean(0) if isinstance(probs, torch.Tensor) and probs.ndim == 2 else probs
+        p = np.asarray(p.numpy() if isinstance(p, torch.Tensor) else p, dtype=np.float64)
+        if p.ndim == 2:
+            p = p.mean(0)
+        top = top_concepts(p, k=1)
+        if top and top[0].prob >= self.min_prob:
+            return top[0]
+        return None
+
+    def constraints(self, concept: Concept, free_tokens: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """(required ids, extra banned ids) for a second search, or None if the free caption already says it."""
+        wid = self.word_id[concept.word]
+        if wid in free_tokens:
+            return None
+        banned = set(self.group_ids.get(concept.group, set())) - {wid}
+        banned |= set(self.novel_ids) - {wid}
+        return (wid,), tuple(sorted(banned))
+
+
+def _extend(decoder: CaptionDecoder, donors: Sequence[int]) -> CaptionDecoder:
+    """Append rows for novel words to the embedding and output layers, copied from donor words."""
+    if not donors:
+        return decoder
+    idx = torch.tensor(list(donors))
+    with torch.no_grad():
+        emb = decoder.embed.weight
+        new_emb = torch.nn.Embedding(emb.shape[0] + len(donors), emb.shape[1])
+        new_emb.weight.copy_(torch.cat([emb, emb[idx]]))
+        fc = decoder.fc
+        new_fc = torch.nn.Linear(fc.in_features, fc.out_features + len(donors))
+        new_fc.weight.copy_(torch.cat([fc.weight, fc.weight[idx]]))
+        new_fc.bias.copy_(torch.cat([fc.bias, fc.bias[idx]]))
+    decoder.embed, decoder.fc = new_emb, new_fc
+    from dataclasses import replace
+
+    decoder.config = replace(decoder.config, vocab_size=new_fc.out_features)
+    return decoder

@@ -1,0 +1,43 @@
+"""Open vocabulary: confident ImageNet concepts reach the caption, unsure ones do not."""
+
+from __future__ import annotations
+
+import torch
+
+from captioner.concepts import class_words
+
+
+def _one_hot(index: int, p: float) -> torch.Tensor:
+    probs = torch.full((1000,), (1 - p) / 999)
+    probs[index] = p
+    return probs
+
+
+def _index_of(word: str) -> int:
+    return next(i for i, (w, _) in enumerate(class_words()) if w == word)
+
+
+def test_confident_novel_concept_appears_exactly_once(captioner):
+    feats = torch.randn(49, 1280).abs()
+    bear = _index_of("bear")
+    assert "bear" not in captioner.grounder.vocab.itos[: len(captioner.grounder.vocab) - len(captioner.grounder.novel_ids)]
+    cap = captioner.caption_features(feats, _one_hot(bear, 0.9))
+    words = cap.text.split()
+    assert words.count("bear") == 1, cap.text
+    assert "<unk>" not in cap.text
+
+
+def test_unsure_concept_changes_nothing(captioner):
+    feats = torch.randn(49, 1280).abs()
+    plain = captioner.caption_features(feats)
+    unsure = captioner.caption_features(feats, _one_hot(_index_of("bear"), 0.2))
+    assert unsure.text == plain.text
+    assert "bear" not in plain.text.split()
+
+
+def test_transferred_words_never_appear_freely(captioner):
+    novel = {captioner.vocab.itos[i] for i in captioner.grounder.novel_ids}
+    for seed in range(5):
+        torch.manual_seed(seed)
+        text = captioner.caption_features(torch.randn(49, 1280).abs()).text
+        assert not (set(text.split()) & novel) and "<unk>" not in text
