@@ -1,0 +1,135 @@
+"""`make bench`: is captioning as fast as decoding, and is memory flat?
+
+Builds (once, into the git-ignored ``.cache/bench``) a 1280x720 25 fps H.264
+benchmark video from real footage — the demo's Big Buck Bunny clip looped with
+ffmpeg stream copy — at about 2 minutes (1x) and 8 minutes (4x). Then, each as a
+separate process so the figures are whole-process:
+
+* bare OpenCV decode of the file: a ``grab()`` loop over every frame;
+* ``captioner run`` on it with default options (wall time, peak RSS);
+* the same on the 4x video (peak RSS must not grow with length);
+* a library run for the breakdown: start-up (import + model load + first frame),
+  encoder ms/frame, decoder ms/segment, frames sampled.
+
+    python -m pipelines.bench [--seconds 120]
+
+All numbers come from one run: compare ratios, not absolute times, across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .common import CACHE
+from .demo import sample_video
+
+BENCH = CACHE / "bench"
+
+
+def build_video(seconds: float, name: str) -> Path:
+    """Loop the demo clip (H.264, 1280x720, 25 fps) to about ``seconds`` long, without re-encoding."""
+    out = BENCH / name
+    if out.exists():
+        return out
+    if not shutil.which("ffmpeg"):
+        sys.exit("make bench needs ffmpeg to build its video: apt-get install ffmpeg")
+    clip = sample_video()
+    loops = max(1, round(seconds / 5.28))  # the clip is 132 frames at 25 fps
+    BENCH.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".part.mp4")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-stream_loop", str(loops - 1), "-i", str(clip),
+                    "-c", "copy", "-an", str(tmp)], check=True)
+    tmp.replace(out)
+    return out
+
+
+def measured_rss(cmd: list[str]) -> dict:
+    """Like ``measure`` but also the child's peak RSS, via os.wait4 on that one child."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as fout, tempfile.TemporaryFile("w+") as ferr:
+        proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        fout.seek(0)
+        ferr.seek(0)
+        out, err = fout.read(), ferr.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(cmd)}\n{err[-2000:]}")
+    return {"wall_s": wall, "rss_mib": usage.ru_maxrss / 1024, "stdout": out}
+
+
+DECODE = """
+import sys, cv2
+cap = cv2.VideoCapture(sys.argv[1])
+n = 0
+while cap.grab():
+    n += 1
+print(n)
+"""
+
+BREAKDOWN = """
+import time, sys, json
+t0 = time.perf_counter()
+from captioner.pipeline import Captioner
+from captioner.video import iter_frames
+cap = Captioner()
+t_load = time.perf_counter() - t0
+next(iter(iter_frames(sys.argv[1], 1.0)))
+t_first = time.perf_counter() - t0
+res = cap.caption_video(sys.argv[1])
+print(json.dumps({"startup_s": t_first, "load_s": t_load, "frames": res.frames_sampled, "cues": len(res.cues),
+                  "duration_s": res.duration, **res.timings}))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=120.0, help="length of the 1x video")
+    args = ap.parse_args()
+    py = sys.executable
+    v1 = build_video(args.seconds, f"bench_{int(args.seconds)}s.mp4")
+    v4 = build_video(4 * args.seconds, f"bench_{int(4 * args.seconds)}s.mp4")
+    out = Path(tempfile.mkdtemp(prefix="captioner-bench-"))
+    print(f"benchmark video: {v1} (and 4x: {v4}); {os.cpu_count()} CPUs", flush=True)
+
+    dec = measured_rss([py, "-c", DECODE, str(v1)])
+    frames = int(dec["stdout"].strip())
+    run1 = measured_rss([py, "-m", "captioner.cli", "run", str(v1), "-o", str(out), "-q"])
+    run4 = measured_rss([py, "-m", "captioner.cli", "run", str(v4), "-o", str(out), "-q"])
+    brk = json.loads(measured_rss([py, "-c", BREAKDOWN, str(v1)])["stdout"].strip().splitlines()[-1])
+    shutil.rmtree(out, ignore_errors=True)
+
+    duration = frames / 25.0
+    rows = [
+        ("video", f"{v1.name}: 1280x720 H.264, {frames} frames, {duration:.0f} s"),
+        ("decode only (grab loop), wall", f"{dec['wall_s']:.2f} s  ({frames / dec['wall_s']:.0f} frames/s)"),
+        ("captioner run (defaults), wall", f"{run1['wall_s']:.2f} s  ({duration / run1['wall_s']:.1f}x real time)"),
+        ("throughput ratio run / decode", f"{dec['wall_s'] / run1['wall_s']:.2f}  (target >= 0.8)"),
+        ("frames sampled / cues", f"{brk['frames']} / {brk['cues']}"),
+        ("encoder ms/frame", f"{brk['encoder_ms_per_frame']:.1f}"),
+        ("decoder ms/segment", f"{brk['decoder_ms_per_segment']:.1f}"),
+        ("start-up (import + model load + first frame)", f"{brk['startup_s']:.2f} s  (target < 2 s)"),
+        ("peak RSS, 1x video", f"{run1['rss_mib']:.0f} MiB"),
+        (f"peak RSS, 4x video ({4 * duration:.0f} s)", f"{run4['rss_mib']:.0f} MiB  ({100 * (run4['rss_mib'] / run1['rss_mib'] - 1):+.1f} %)"),
+        ("decode-only peak RSS", f"{dec['rss_mib']:.0f} MiB"),
+    ]
+    print("\n| measure | value |\n|---|---|")
+    for k, v in rows:
+        print(f"| {k} | {v} |")
+    BENCH.mkdir(parents=True, exist_ok=True)
+    (BENCH / "results.json").write_text(json.dumps(
+        {"decode": {k: v for k, v in dec.items() if k != "stdout"}, "run_1x": {k: v for k, v in run1.items() if k != "stdout"},
+         "run_4x": {k: v for k, v in run4.items() if k != "stdout"}, "breakdown": brk, "frames": frames}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

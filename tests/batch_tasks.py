@@ -1,0 +1,18 @@
+"""Stand-in tasks for the batch process pool, importable by 'spawn' workers.
+
+They let a test kill a worker process on purpose (as a decoder segfault would)
+without torch or a model: a job whose path contains "crash" ends its worker with
+``os._exit``; any other job succeeds at once.
+"""
+
+from __future__ import annotations
+
+import os
+
+from captioner.engines import BatchJob, FileResult
+
+
+def crash_or_succeed(job: BatchJob) -> FileResult:
+    if "crash" in job.shown:
+        os._exit(3)
+    return FileResult(str(job.video), "ok", seconds=0.0, cues=0, shown=job.shown, root=job.root)

@@ -1,0 +1,235 @@
+"""``captioner batch``: folder trees, resume, isolation of bad files, SIGKILL, workers, Ray.
+
+Every video is a tiny generated clip (64x48 px, 1-2 s) and the model is the
+tiny random decoder of conftest.py, so the whole file runs in well under 90 s
+on two shared cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import srt
+import torch
+from click.testing import CliRunner
+
+from captioner.cli import main
+from captioner.engines import REPORT_NAME, BatchJob, _run_pool
+from videos import make_video, write_garbage
+
+GOOD = ["a.mp4", "sub/b.avi", "sub/deep/c.mp4", "sub/D.MP4"]  # extensions match in any case
+BROKEN = ["bad.mp4", "empty.avi"]  # random bytes; an empty file
+OTHER = ["notes.txt", "sub/cover.jpg"]  # not videos: ignored, never failures
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """``--threads`` sets torch's global thread count; give the next tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_tree(root: Path) -> Path:
+    looks = ["red", "green", "checker", "blue", "stripes", "yellow"]
+    for i, name in enumerate(GOOD):
+        make_video(root / name, [(looks[i % len(looks)], 1.0), (looks[(i + 1) % len(looks)], 1.0)], seed=i)
+    write_garbage(root / BROKEN[0])
+    (root / BROKEN[1]).write_bytes(b"")
+    for name in OTHER:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("not a video")
+    (root / ".hidden").mkdir()
+    write_garbage(root / ".hidden" / "x.mp4")  # hidden folders are skipped
+    return root
+
+
+def batch(*args, ok_codes=(0, 1)):
+    result = CliRunner().invoke(main, ["batch", *map(str, args)], catch_exceptions=False)
+    assert result.exit_code in ok_codes, (result.exit_code, result.output)
+    return result
+
+
+def files_under(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+def read_report(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def by_name(report: dict) -> dict[str, dict]:
+    return {Path(v["path"]).name: v for v in report["videos"]}
+
+
+def test_tree_mirrored_failures_isolated_then_resumed(tmp_path, tiny_model):
+    tree = make_tree(tmp_path / "in")
+    out = tmp_path / "out"
+    first = batch(tree, "-o", out, "--model", tiny_model, "-f", "srt,json")
+    assert first.exit_code == 1  # two files failed; every other one is done
+    expected = {n.rsplit(".", 1)[0] + ext for n in GOOD for ext in (".srt", ".json")}
+    assert files_under(out) == expected | {REPORT_NAME}
+    assert files_under(tree) == set(GOOD + BROKEN + OTHER + [".hidden/x.mp4"])  # nothing written among the inputs
+    for name in GOOD:
+        subs = list(srt.parse((out / name).with_suffix(".srt").read_text()))
+        assert subs and all(s.content for s in subs)
+        meta = json.loads((out / name).with_suffix(".json").read_text())["metadata"]
+        assert meta["video"]["path"] == str(tree / name)
+
+    errors = sorted(line for line in first.stderr.splitlines() if line.startswith("error:"))
+    assert len(errors) == 2, first.stderr  # one line per broken file, nothing else
+    assert errors[0].startswith(f"error: {tree / 'bad.mp4'}: ") and len(errors[0]) > len(f"error: {tree / 'bad.mp4'}: ")
+    assert errors[1] == f"error: {tree / 'empty.avi'}: empty file"
+    report = read_report(out / REPORT_NAME)
+    assert report["totals"] == {"videos": 6, "ok": 4, "skipped": 0, "failed": 2, "pending": 0, "ignored": 2}
+    rows = by_name(report)
+    assert set(rows) == {Path(n).name for n in GOOD + BROKEN}
+    for name in GOOD:
+        row = rows[Path(name).name]
+        assert row["status"] == "ok" and row["cues"] >= 1 and row["seconds"] > 0
+        assert row["outputs"] == [str(out / name.rsplit(".", 1)[0]) + ext for ext in (".srt", ".json")]
+    assert rows["bad.mp4"]["status"] == "failed" and rows["bad.mp4"]["reason"] == errors[0].split(": ", 2)[2]
+    assert rows["empty.avi"] == {**rows["empty.avi"], "status": "failed", "reason": "empty file", "cues": None}
+
+    # second run: the finished videos are skipped, untouched; the broken ones fail again
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.srt")}
+    second = batch(tree, "-o", out, "--model", tiny_model, "-f", "srt,json")
+    assert second.exit_code == 1
+    report = read_report(out / REPORT_NAME)
+    assert report["totals"] == {"videos": 6, "ok": 0, "skipped": 4, "failed": 2, "pending": 0, "ignored": 2}
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.srt")} == stamps
+    # a format not written yet makes the video due again
+    third = batch(tree, "-o", out, "--model", tiny_model, "-f", "srt", "-q")
+    assert read_report(out / REPORT_NAME)["totals"]["skipped"] == 4 and third.stderr.count("\n") == 2  # -q: errors only
+
+    # a video newer than its subtitles is redone; --overwrite redoes everything
+    os.utime(tree / "a.mp4", ns=(time.time_ns(), time.time_ns() + 10**9))
+    batch(tree, "-o", out, "--model", tiny_model, "-f", "srt,json")
+    assert by_name(read_report(out / REPORT_NAME))["a.mp4"]["status"] == "ok"
+    batch(tree, "-o", out, "--model", tiny_model, "-f", "srt,json", "--overwrite")
+    report = read_report(out / REPORT_NAME)
+    assert report["totals"]["ok"] == 4 and report["totals"]["skipped"] == 0
+
+
+def test_several_dirs_beside_videos_name_clashes_and_no_recursion(tmp_path, tiny_model):
+    one, two = tmp_path / "one", tmp_path / "two"
+    make_video(one / "clip.mp4", [("red", 1.0)])
+    make_video(one / "clip.avi", [("blue", 1.0)])  # same name, other extension
+    make_video(two / "sub" / "x.mp4", [("green", 1.0)])
+    out = tmp_path / "out"
+    assert batch(one, two, "-o", out, "--model", tiny_model).exit_code == 0
+    # several folders: each mirrored under its own name, so they cannot collide
+    assert files_under(out) == {"one/clip.mp4.srt", "one/clip.avi.srt", "two/sub/x.srt", REPORT_NAME}
+
+    # no -o: beside each video, one report per folder; own outputs are not "ignored" files next time
+    batch(one, two, "--model", tiny_model)
+    assert (two / "sub" / "x.srt").is_file() and (one / "clip.mp4.srt").is_file()
+    again = batch(one, two, "--model", tiny_model)
+    assert again.exit_code == 0
+    for folder, n in ((one, 2), (two, 1)):
+        totals = read_report(folder / REPORT_NAME)["totals"]
+        assert totals == {"videos": n, "ok": 0, "skipped": n, "failed": 0, "pending": 0, "ignored": 0}
+
+    flat = batch(two, "-o", tmp_path / "flat", "--model", tiny_model, "--no-recursive")
+    assert flat.exit_code == 0 and read_report(tmp_path / "flat" / REPORT_NAME)["totals"]["videos"] == 0
+
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "one").mkdir()
+    clash = batch(one, tmp_path / "b" / "one", "-o", out, ok_codes=(2,))
+    assert "share the output folder" in clash.stderr
+
+
+def test_sigkill_midway_then_rerun_completes(tmp_path, tiny_model):
+    tree = tmp_path / "in"
+    n = 6
+    for i in range(n):
+        make_video(tree / f"c{i}.mp4", [(["red", "blue", "checker", "green"][i % 4], 1.5)], seed=i)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".c5.srt.k1ll3d_x.tmp"  # what a SIGKILL during write_atomic leaves behind
+    stale.write_text("1\n00:00:00,000 --> 00:00:0")
+    proc = subprocess.Popen([sys.executable, "-m", "captioner.cli", "batch", str(tree), "-o", str(out),
+                             "--model", str(tiny_model), "--fps", "2", "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).parent.parent)
+    deadline = time.monotonic() + 60
+    while not list(out.glob("*.srt")):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no output within 60 s"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    done = sorted(out.glob("*.srt"))
+    assert 1 <= len(done) < n, "the batch was not killed mid-way"
+    for p in done:  # whatever exists is whole: written to a temp file, then renamed
+        assert list(srt.parse(p.read_text()))
+
+    rerun = batch(tree, "-o", out, "--model", tiny_model, "--fps", "2")
+    assert rerun.exit_code == 0, rerun.output
+    totals = read_report(out / REPORT_NAME)["totals"]
+    assert (totals["skipped"], totals["ok"], totals["failed"]) == (len(done), n - len(done), 0)
+    for i in range(n):
+        assert list(srt.parse((out / f"c{i}.srt").read_text()))
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.fixture(scope="module")
+def small_tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engines") / "in"
+    make_video(root / "x.mp4", [("red", 1.0), ("checker", 1.0)])
+    make_video(root / "deep" / "y.avi", [("blue", 2.0)], seed=1)
+    write_garbage(root / "broken.mkv")
+    return root
+
+
+def run_engine(tree: Path, out: Path, model: Path, *extra: str) -> dict[str, bytes]:
+    result = batch(tree, "-o", out, "--model", model, "-f", "all", "--threads", "1", "-q", *extra)
+    assert result.exit_code == 1 and result.stderr.count("broken.mkv") == 1, result.output
+    totals = read_report(out / REPORT_NAME)["totals"]
+    assert (totals["ok"], totals["failed"]) == (2, 1)
+    return {name: (out / name).read_bytes() for name in files_under(out) if name != REPORT_NAME}
+
+
+def test_two_workers_write_the_same_files_as_one(tmp_path, tiny_model, small_tree):
+    one = run_engine(small_tree, tmp_path / "w1", tiny_model)
+    two = run_engine(small_tree, tmp_path / "w2", tiny_model, "--workers", "2")
+    assert len(one) == 8 and one == two
+    assert read_report(tmp_path / "w2" / REPORT_NAME)["workers"] == 2
+
+
+def test_ray_engine_writes_the_same_files_as_local(tmp_path, tiny_model, small_tree):
+    pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'captioner[ray]')")
+    local = run_engine(small_tree, tmp_path / "local", tiny_model)
+    on_ray = run_engine(small_tree, tmp_path / "ray", tiny_model, "--engine", "ray", "--workers", "2")
+    assert len(local) == 8 and on_ray == local
+    assert read_report(tmp_path / "ray" / REPORT_NAME)["engine"] == "ray"
+
+
+def test_ray_missing_is_one_line(tmp_path, tiny_model, small_tree, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    result = batch(small_tree, "-o", tmp_path / "o", "--engine", "ray", ok_codes=(1,))
+    assert result.stderr == "error: the Ray engine needs Ray: pip install 'captioner[ray]'\n"
+    assert not (tmp_path / "o").exists()
+    usage = batch(small_tree, "--ray-address", "auto", ok_codes=(2,))
+    assert "--engine ray" in usage.stderr
+
+
+def test_a_worker_that_dies_costs_only_its_file(tmp_path):
+    """A decoder segfault kills a worker process: that file fails, the others still run."""
+    names = ["a.mp4", "crash.mp4", "b.mp4", "c.mp4", "d.mp4"]
+    jobs = [BatchJob(tmp_path / n, tmp_path / n, n, 0) for n in names]
+    import batch_tasks
+
+    results = []
+    _run_pool(jobs, 2, batch_tasks.crash_or_succeed, None, (), results.append)
+    status = {r.shown: (r.status, r.reason) for r in results}
+    assert sorted(status) == sorted(names)  # each file reported exactly once
+    assert status.pop("crash.mp4") == ("failed", "the worker process died on this file (it exited abruptly)")
+    assert all(s == "ok" for s, _ in status.values())
