@@ -171,8 +171,12 @@ class CaptionDecoder(nn.Module):
         """Beam search for one item. feats: [N, feature_dim]."""
         state = self.init_state(feats.unsqueeze(0))
 
+        banned_idx = list(banned)
+
         def step(tokens: torch.Tensor, st: DecoderState) -> tuple[torch.Tensor, DecoderState]:
             logits, st, _ = self.step(tokens, st)
+            if banned_idx:  # banned words take no probability mass from the others
+                logits[:, banned_idx] = float("-inf")
             return logits.log_softmax(-1), st
 
         return beam_search(
@@ -222,18 +226,25 @@ def beam_search(
     banned: Sequence[int] = (),
     required: Sequence[int] = (),
 ) -> Hypothesis:
-    """Length-normalised beam search.
+    """Length-normalised beam search, optionally constrained (Anderson et al. 2017).
 
     ``step(tokens [k], state) -> (log-probs [k, V], state)``; ``state`` must have
     ``select(index)`` to reorder/expand beams. A finished hypothesis scores
     ``logprob / (len+1) ** length_penalty``. Every hypothesis obeys: no token from
     ``banned``, no repeated n-gram of size ``no_repeat_ngram``, never the same token
-    twice in a row. With ``required`` set, a hypothesis can only end once it contains
-    every required token (each at most once) — constrained decoding for concept words.
+    twice in a row, never empty.
+
+    With ``required`` tokens, beams are kept in separate groups by which required
+    tokens they already contain (the constraint automaton's states), each group with
+    its own ``beam_size`` places, and only the group that contains them all may
+    finish. A required word therefore competes only with other placements of itself
+    and lands where the language model likes it, not wherever the beam runs out of
+    room. Each required token appears exactly once.
     """
     if beam_size < 1:
         raise ValueError("beam_size must be >= 1")
-    required_set = set(required)
+    req = tuple(dict.fromkeys(required))
+    full = frozenset(req)
     beams: list[tuple[list[int], float]] = [([], 0.0)]
     tokens = torch.tensor([start_id])
     finished: list[Hypothesis] = []
@@ -247,58 +258,64 @@ def beam_search(
             blocked = _blocked(seq, no_repeat_ngram)
             if not seq:
                 blocked.add(end_id)  # an empty caption is never an answer
-            blocked |= {r for r in required_set if r in seq}  # each required word once
+            have = full.intersection(seq)
+            blocked |= have  # each required word once
+            if have != full:
+                blocked.add(end_id)  # only a beam holding every required word may finish
             if blocked:
                 logp[i, list(blocked)] = float("-inf")
-            if required_set and not required_set.issubset(seq):
-                # may not end before the constraint is met, unless out of room
-                missing = len(required_set - set(seq))
-                if missing > 0:
-                    logp[i, end_id] = float("-inf")
-                if max_length - t <= missing:  # the last free slots go to required words
-                    keep = list(required_set - set(seq))
-                    allowed = torch.full_like(logp[i], float("-inf"))
-                    allowed[keep] = logp[i, keep]
-                    logp[i] = allowed
-        if t == max_length - 1 and (not required_set):
-            # last step: only <end> may follow, so every live beam finishes
+        if t == max_length - 1:
+            # last step: only <end> may follow, so every live beam that may finish does
             forced = torch.full_like(logp, float("-inf"))
             forced[:, end_id] = logp[:, end_id]
             logp = forced
-        totals = torch.tensor([s for _, s in beams]).unsqueeze(1) + logp  # [k, V]
-        flat = totals.flatten()
-        k = min(beam_size * 2, int(torch.isfinite(flat).sum()))
-        if k == 0:
-            break
-        best = flat.topk(k)
+        totals = torch.tensor([sc for _, sc in beams]).unsqueeze(1) + logp  # [k, V]
         vocab = logp.shape[1]
+        # candidates per constraint state: the k best continuations of each beam suffice
+        groups: dict[frozenset, list[tuple[float, int, int]]] = {}
+        k_each = min(vocab, beam_size * 2 + len(req))
+        top = totals.topk(k_each, dim=1)
+        for parent, (vals, idxs) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
+            seq = beams[parent][0]
+            for score, tok in zip(vals, idxs):
+                if score == float("-inf"):
+                    break
+                key = full.intersection(seq) | ({tok} & full)
+                groups.setdefault(key, []).append((score, parent, tok))
+        # make sure each required token gets a chance to be placed from every beam
+        for parent, (seq, _) in enumerate(beams):
+            for tok in full - set(seq):
+                score = float(totals[parent, tok])
+                if score > float("-inf"):
+                    key = full.intersection(seq) | {tok}
+                    if (score, parent, tok) not in groups.get(key, []):
+                        groups.setdefault(key, []).append((score, parent, tok))
         new_beams: list[tuple[list[int], float]] = []
         parents: list[int] = []
-        for score, idx in zip(best.values.tolist(), best.indices.tolist()):
-            parent, tok = divmod(idx, vocab)
-            seq = beams[parent][0]
-            if tok == end_id:
-                finished.append(Hypothesis(tuple(seq), score, score / (len(seq) + 1) ** length_penalty))
-            else:
-                new_beams.append((seq + [tok], score))
-                parents.append(parent)
-            if len(new_beams) == beam_size:
-                break
-        # stop when no live beam can beat the best finished one (scores only fall)
-        if finished:
+        for key, cands in groups.items():
+            kept = 0
+            for score, parent, tok in sorted(cands, key=lambda c: -c[0]):
+                seq = beams[parent][0]
+                if tok == end_id:
+                    finished.append(Hypothesis(tuple(seq), score, score / (len(seq) + 1) ** length_penalty))
+                else:
+                    new_beams.append((seq + [tok], score))
+                    parents.append(parent)
+                    kept += 1
+                if kept == beam_size:
+                    break
+        # stop when no live beam that could still finish can beat the best finished one
+        if finished and len(finished) >= beam_size:
             best_done = max(h.score for h in finished)
-            if len(finished) >= beam_size and all(
-                s / (max_length + 1) ** length_penalty <= best_done if length_penalty > 0 else s <= best_done
-                for _, s in new_beams
-            ):
+            bound = (max_length + 1) ** length_penalty if length_penalty > 0 else 1.0
+            if all(sc / bound <= best_done for _, sc in new_beams):
                 break
         if not new_beams:
             break
         beams = new_beams
-        index = torch.tensor(parents)
-        state = state.select(index)  # type: ignore[attr-defined]
+        state = state.select(torch.tensor(parents))  # type: ignore[attr-defined]
         tokens = torch.tensor([seq[-1] for seq, _ in beams])
-    if not finished:  # only possible when constraints could not be met: return the best live beam
+    if not finished:  # no hypothesis could satisfy the constraints: return the best live beam
         seq, score = max(beams, key=lambda b: b[1])
         return Hypothesis(tuple(seq), score, score / (len(seq) + 1) ** length_penalty)
     return max(finished, key=lambda h: h.score)

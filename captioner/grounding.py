@@ -6,8 +6,8 @@ sign", "refrigerator"). Two mechanisms bring those words into captions:
 
 * **Vocabulary transfer** (Hendricks et al. 2016, "Deep Compositional Captioner"):
   every concept word the decoder never learnt gets an embedding and an output row
-  copied from a learnt word of the same group ("bear" from "dog", "train" from
-  "car"), so the language model knows how to continue after it. Transferred words
+  copied from the most frequent learnt noun of its group ("bear" from "dog",
+  "train" from "car"), so the language model knows how to use and continue after it. Transferred words
   are never emitted freely; only when a confident concept asks for them.
 * **Constrained beam search** (Anderson et al. 2017): when the encoder is
   confident about a concept (class probabilities summed per word >= ``min_prob``)
@@ -33,20 +33,6 @@ from .vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
-#: For each group, learnt words whose rows seed novel words of that group (first found in the vocabulary wins).
-DONORS: dict[str, tuple[str, ...]] = {
-    "person": ("person", "man"),
-    "animal": ("animal", "dog"),
-    "vehicle": ("car", "truck", "bike"),
-    "food": ("food", "cake", "pizza"),
-    "plant": ("tree", "flowers", "plant"),
-    "furniture": ("chair", "bench", "table"),
-    "clothing": ("shirt", "jacket", "hat"),
-    "place": ("building", "field", "water"),
-    "object": ("ball", "toy", "sign"),
-}
-
-
 class Grounder:
     """Extends a loaded decoder with concept words and decides the required word per caption."""
 
@@ -55,10 +41,15 @@ class Grounder:
         words = sorted({w for w, _ in class_words()})
         groups = {w: g for w, g in class_words()}
         novel = [w for w in words if w not in vocab]
-        donors = []
-        for w in novel:
-            donor = next((d for d in DONORS.get(groups[w], ()) if d in vocab), None)
-            donors.append(vocab.index(donor) if donor else vocab.index("a"))
+        # the donor of a group is its most frequent learnt noun ("dog" for animals, "man" for people):
+        # the vocabulary is ordered by frequency, so the first match wins
+        donor_of: dict[str, int] = {}
+        for i, w in enumerate(vocab.itos):
+            g = NOUN_GROUPS.get(w)
+            if g is not None and g not in donor_of:
+                donor_of[g] = i
+        fallback = donor_of.get("object", vocab.unk_id)
+        donors = [donor_of.get(groups[w], fallback) for w in novel]
         self.vocab = Vocabulary(vocab.itos + tuple(novel))
         self.decoder = _extend(decoder, donors)
         self.novel_ids = tuple(range(len(vocab), len(self.vocab)))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import logging
 import shutil
 import time
@@ -65,17 +66,20 @@ def caption_cached(cap: Captioner, set_name: str, names: Sequence[str]) -> dict[
     files = (fdir / f"{set_name}_files.txt").read_text().split()
     index = {f: i for i, f in enumerate(files)}
     grid = np.load(fdir / f"{set_name}_grid.npy", mmap_mode="r")
+    probs = np.load(fdir / f"{set_name}_probs.npy")
     out = {}
     for n in names:
-        out[n] = cap.caption_features(torch.from_numpy(np.asarray(grid[index[n]])).float()).text
+        i = index[n]
+        out[n] = cap.caption_features(torch.from_numpy(np.asarray(grid[i])).float(),
+                                      torch.from_numpy(probs[i].astype(np.float32))).text
     return out
 
 
 def eval_set(cap: Captioner, name: str) -> tuple[dict[str, float], dict[str, str]]:
     t0 = time.time()
-    if name == "flickr8k":
+    if name in ("flickr8k", "flickr8k-dev"):
         refs = captions_by_file(DATA / "flickr8k" / "captions.tsv")
-        names = flickr_split("test")
+        names = flickr_split("test" if name == "flickr8k" else "dev")
         hyps = caption_cached(cap, "flickr8k", names)
     elif name == "coco":
         refs = captions_by_file(DATA / "coco-val2017-mini" / "captions.tsv")
@@ -104,24 +108,37 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=Path("weights"))
     ap.add_argument("--sets", default="flickr8k,coco,msvd")
     ap.add_argument("--beam-size", type=int, default=None)
+    ap.add_argument("--length-penalty", type=float, default=None)
+    ap.add_argument("--no-grounding", action="store_true", help="plain decoder, no concept words")
+    ap.add_argument("--min-prob", type=float, default=None, help="grounding confidence threshold")
     ap.add_argument("--out", type=Path, default=None, help="JSON report (default .cache/eval/<model>.json)")
     ap.add_argument("--update-card", action="store_true", help="store the metrics in the model's model.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("CAPTIONER_THREADS", "2")))
     config = replace(CaptionConfig(), model_dir=args.model)
     if args.beam_size:
         config = replace(config, decoding=replace(config.decoding, beam_size=args.beam_size))
+    if args.length_penalty is not None:
+        config = replace(config, decoding=replace(config.decoding, length_penalty=args.length_penalty))
+    if args.no_grounding:
+        config = replace(config, grounding=replace(config.grounding, enabled=False))
+    if args.min_prob is not None:
+        config = replace(config, grounding=replace(config.grounding, min_prob=args.min_prob))
     cap = Captioner(config)
-    report = {"model": cap.model_summary(), "decoding": vars(config.decoding) if hasattr(config.decoding, "__dict__") else {},
+    from dataclasses import asdict
+
+    report = {"model": cap.model_summary(), "decoding": asdict(config.decoding), "grounding": asdict(config.grounding),
               "sets": {}, "captions": {}}
-    labels = {"flickr8k": "Flickr8k test", "coco": "coco-val2017-mini", "msvd": "MSVD 18 clips (video)"}
+    labels = {"flickr8k": "Flickr8k test", "flickr8k-dev": "Flickr8k dev", "coco": "coco-val2017-mini", "msvd": "MSVD 18 clips (video)"}
     for s in args.sets.split(","):
         scores, hyps = eval_set(cap, s)
         report["sets"][labels[s]] = scores
         report["captions"][labels[s]] = hyps
         log.info("%s: %s", labels[s], scores)
-    out = args.out or CACHE / "eval" / f"{args.model.name}-beam{config.decoding.beam_size}.json"
+    tag = f"beam{config.decoding.beam_size}-lp{config.decoding.length_penalty}-" + (
+        f"ground{config.grounding.min_prob}" if config.grounding.enabled else "plain")
+    out = args.out or CACHE / "eval" / f"{args.model.name}-{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     keys = ["BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "unk_captions"]
@@ -134,7 +151,7 @@ def main() -> None:
         manifest = json.loads(mj.read_text())
         manifest.setdefault("extra", {}).setdefault("metrics", {}).update(
             {name: {k: sc[k] for k in keys if k in sc} for name, sc in report["sets"].items()})
-        manifest["extra"]["metrics_command"] = f"make eval (beam {config.decoding.beam_size})"
+        manifest["extra"]["metrics_command"] = f"make eval ({tag})"
         mj.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     print(f"report: {out}")
 

@@ -1,0 +1,40 @@
+"""Export a training checkpoint (``<run>/best.pt``) as a shippable model folder.
+
+``pipelines.train --out`` exports by itself at the end; this job does the same for a
+run that was stopped early (its best checkpoint is kept after every improving epoch).
+
+    python -m pipelines.export --run .cache/runs/lite0-sat --out weights
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from captioner.config import DecoderConfig
+from captioner.vocab import Vocabulary
+from captioner.weights import save_model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--name", default="flickr8k-lite0-sat")
+    ap.add_argument("--encoder", default="efficientnet-lite0")
+    args = ap.parse_args()
+    ckpt = torch.load(args.run / "best.pt", map_location="cpu", weights_only=True)
+    history = ckpt["history"]
+    extra = {"training": {
+        "data": "Flickr8k train (6,000 photos x 5 captions), official split; selection on Flickr8k dev",
+        "epochs_run": len(history), "history": history, "command": "make train", "exported_from": str(args.run),
+    }}
+    save_model(args.out, ckpt["state"], Vocabulary(tuple(ckpt["vocab"])), DecoderConfig(**ckpt["config"]),
+               name=args.name, encoder=args.encoder, extra=extra)
+    print(f"exported {args.run / 'best.pt'} -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
