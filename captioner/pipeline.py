@@ -23,7 +23,7 @@ from .config import CaptionConfig, EncoderConfig
 from .errors import CaptionerError, VideoError
 from .segment import Segment, segment_frames
 from .subtitles import Cue, merge_cues, normalize_cues
-from .video import DecodeStats, VideoInfo, iter_frames, open_video, sample_times_hint
+from .video import DecodeStats, VideoInfo, iter_frames, open_video, sample_times_hint, prefetch
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class Captioner:
             batch_imgs.clear()
 
         stats = DecodeStats()
-        for frame in iter_frames(info.path, fps, stats=stats):
+        for frame in prefetch(iter_frames(info.path, fps, stats=stats), depth=2 * self.encoder.config.batch_size):
             times.append(frame.time)
             batch_imgs.append(frame.image)
             if len(batch_imgs) >= self.encoder.config.batch_size:

@@ -404,3 +404,52 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
     if image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def prefetch(frames: Iterator[Frame], depth: int = 32) -> Iterator[Frame]:
+    """Run a frame iterator in a background thread, ``depth`` frames ahead.
+
+    Decoding (OpenCV/FFmpeg) and encoding (torch) both release the GIL, so with
+    a reader thread the next frames decode while the current batch is encoded: the
+    two costs overlap instead of adding up. The bounded queue keeps memory flat.
+    Errors raised while decoding are re-raised in the consumer; closing the
+    consumer (or an exception there, e.g. Ctrl-C) stops the reader.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    done = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        try:
+            for frame in frames:
+                if not put(frame):
+                    return
+            put(done)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(exc)
+
+    thread = threading.Thread(target=reader, name="captioner-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
