@@ -77,6 +77,9 @@ class Grounder:
         wid = self.word_id[concept.word]
         if wid in free_tokens:
             return None
+        said = [self.vocab.itos[t] for t in free_tokens if t < len(self.vocab)]
+        if any(w.startswith(concept.word) for w in said if len(w) >= 3):
+            return None  # already said in another form: "skiing" for ski, "dogs" for dog
         banned = set(self.group_ids.get(concept.group, set())) - {wid}
         banned |= set(self.novel_ids) - {wid}
         return (wid,), tuple(sorted(banned))

@@ -41,3 +41,21 @@ def test_transferred_words_never_appear_freely(captioner):
         torch.manual_seed(seed)
         text = captioner.caption_features(torch.randn(49, 1280).abs()).text
         assert not (set(text.split()) & novel) and "<unk>" not in text
+
+
+def test_concept_already_said_in_another_form_is_not_forced():
+    from captioner.concepts import Concept
+    from captioner.config import DecoderConfig
+    from captioner.decoder import CaptionDecoder
+    from captioner.grounding import Grounder
+    from captioner.vocab import Vocabulary
+
+    vocab = Vocabulary.build(["a man is skiing with two dogs and a dog"], min_count=1)
+    decoder = CaptionDecoder(DecoderConfig(feature_dim=8, embed_dim=8, hidden_dim=8, attention_dim=8, vocab_size=len(vocab)))
+    g = Grounder(decoder, vocab)
+    ids = lambda text: tuple(g.vocab.index(w) for w in text.split())  # noqa: E731
+    assert g.constraints(Concept("ski", "object", 0.9, ("ski",)), ids("a man is skiing")) is None
+    assert g.constraints(Concept("dog", "animal", 0.9, ("beagle",)), ids("two dogs")) is None
+    rule = g.constraints(Concept("bear", "animal", 0.9, ("brown bear",)), ids("a dog"))
+    assert rule is not None and rule[0] == (g.word_id["bear"],)
+    assert g.vocab.index("dog") in rule[1]  # same-group noun banned: "bear" replaces "dog"

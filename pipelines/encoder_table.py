@@ -1,0 +1,45 @@
+"""Speed of the three EfficientNet-Lite encoders on this machine (the quality side is in the model card).
+
+    python -m pipelines.encoder_table [--frames 64]
+
+Encodes the same real frames (the demo clip, squashed to each model's input size)
+with lite0/1/2 in batches of 16 and prints ms/frame and parameter counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from captioner.config import EncoderConfig
+from captioner.encoder import Encoder
+
+from .demo import sample_video
+
+SIZES = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--frames", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from captioner.video import iter_frames
+
+    frames = [f.image for f in iter_frames(sample_video(), 25.0)][: args.frames]
+    print(f"| encoder | input | params | ms/frame (batch 16, {args.threads} threads) |\n|---|---|---|---|")
+    for name, size in SIZES.items():
+        enc = Encoder(EncoderConfig(name=name, image_size=size))
+        enc.encode(frames[:16])  # warm-up
+        t0 = time.perf_counter()
+        enc.encode(frames)
+        ms = 1000 * (time.perf_counter() - t0) / len(frames)
+        params = sum(p.numel() for p in enc.model.parameters()) / 1e6
+        print(f"| {name} | {size}px | {params:.1f} M | {ms:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
