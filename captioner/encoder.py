@@ -82,15 +82,16 @@ class Encoder:
     def feature_dim(self) -> int:
         return int(self.model._conv_head.out_channels)
 
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        """Squash a whole RGB frame to the input size (no crop, aspect ratio not kept)."""
+        size = self.config.image_size
+        if image.shape[:2] == (size, size):
+            return image
+        return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """RGB uint8 HxWx3 arrays -> normalised [B, 3, S, S] float tensor (whole frame squashed)."""
-        size = self.config.image_size
-        batch = np.stack(
-            [
-                img if img.shape[:2] == (size, size) else cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-                for img in images
-            ]
-        )
+        batch = np.stack([self.resize(img) for img in images])
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
         return (x - self._mean) / self._std
 

@@ -10,6 +10,7 @@ optional callback so a CLI, a batch engine or a GUI can show it their own way.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from .config import CaptionConfig, EncoderConfig
 from .errors import CaptionerError, VideoError
 from .segment import Segment, segment_frames
 from .subtitles import Cue, merge_cues, normalize_cues
-from .video import DecodeStats, VideoInfo, iter_frames, open_video, sample_times_hint, prefetch
+from .video import DecodeStats, Frame, VideoInfo, iter_frames, open_video, sample_times_hint, prefetch
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,15 @@ class Captioner:
             batch_imgs.clear()
 
         stats = DecodeStats()
-        for frame in prefetch(iter_frames(info.path, fps, stats=stats), depth=2 * self.encoder.config.batch_size):
+        size = self.encoder.config.image_size
+
+        def squash(frame: Frame) -> Frame:
+            # done in the reader thread: the resize runs beside the encoder, and the
+            # queue holds 224x224 frames instead of full-size ones (flat, small memory)
+            return dataclasses.replace(frame, image=self.encoder.resize(frame.image))
+
+        frames = map(squash, iter_frames(info.path, fps, stats=stats))
+        for frame in prefetch(frames, depth=2 * self.encoder.config.batch_size):
             times.append(frame.time)
             batch_imgs.append(frame.image)
             if len(batch_imgs) >= self.encoder.config.batch_size:

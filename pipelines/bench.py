@@ -96,6 +96,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=120.0, help="length of the 1x video")
     args = ap.parse_args()
     py = sys.executable
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it, so the breakdown matches `captioner run`
     v1 = build_video(args.seconds, f"bench_{int(args.seconds)}s.mp4")
     v4 = build_video(4 * args.seconds, f"bench_{int(4 * args.seconds)}s.mp4")
     out = Path(tempfile.mkdtemp(prefix="captioner-bench-"))
