@@ -73,6 +73,7 @@ class SamplingConfig:
 
     fps: float = 1.0
     max_frames_per_segment: int = 8  # frames the decoder attends over per segment
+    window_frames: int = 64  # sampled frames buffered before finished segments are captioned (flat memory)
 
 
 @dataclass(frozen=True)

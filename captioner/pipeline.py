@@ -154,25 +154,50 @@ class Captioner:
         if fps <= 0:
             raise CaptionerError(f"sampling fps must be positive, got {fps}")
         expected = sample_times_hint(info, fps)
-        times: list[float] = []
-        pooled: list[torch.Tensor] = []
-        grids: list[torch.Tensor] = []
-        class_probs: list[torch.Tensor] = []
+        window = max(2, self.config.sampling.window_frames)
+        buf = _FrameBuffer()
         batch_imgs: list[np.ndarray] = []
-        t_encode = 0.0
+        cues: list[Cue] = []
+        n_frames = n_segments = 0
+        t_encode = t_decode = 0.0
+        origin = 0.0  # start time of the buffered, not yet captioned stretch
+
+        def caption(segments: Sequence[Segment], offset: float) -> None:
+            nonlocal t_decode, n_segments
+            t0 = time.perf_counter()
+            for seg in segments:
+                cap = self.caption_features(self._segment_features(seg, buf.grids()), buf.probs()[list(seg.frames)])
+                if cap.text:
+                    conf = cap.confidence if cap.confidence == cap.confidence else 1.0
+                    cues.append(Cue(seg.start + offset, seg.end + offset, cap.text, conf))
+                n_segments += 1
+                if progress:
+                    progress(Progress("segments", n_segments, 0))
+            t_decode += time.perf_counter() - t0
 
         def flush() -> None:
-            nonlocal t_encode
+            """Encode the batch; caption every segment that can no longer change."""
+            nonlocal t_encode, origin
             t0 = time.perf_counter()
             enc = self.encoder.encode(batch_imgs)
             t_encode += time.perf_counter() - t0
-            pooled.append(enc.pooled)
-            class_probs.append(enc.probs)
-            grids.append(enc.grid.to(torch.float16))  # half the memory; the decoder upcasts
+            buf.add(enc.pooled, enc.grid.to(torch.float16), enc.probs)  # float16 grids: half the memory
             batch_imgs.clear()
+            if len(buf) < window:
+                return
+            # Streaming keeps memory flat: segment what is buffered, caption all but the
+            # last segment (a later frame may still extend or merge into it) and drop
+            # the frames only those segments used.
+            rel = [t - origin for t in buf.times]
+            segments = segment_frames(rel, buf.pooled(), rel[-1], self.config.segments)
+            if len(segments) < 2:
+                return
+            caption(segments[:-1], origin)
+            keep = segments[-1]
+            origin += keep.start
+            buf.drop_before(min(keep.frames))
 
         stats = DecodeStats()
-        size = self.encoder.config.image_size
 
         def squash(frame: Frame) -> Frame:
             # done in the reader thread: the resize runs beside the encoder, and the
@@ -181,42 +206,34 @@ class Captioner:
 
         frames = map(squash, iter_frames(info.path, fps, stats=stats))
         for frame in prefetch(frames, depth=2 * self.encoder.config.batch_size):
-            times.append(frame.time)
+            buf.times.append(frame.time)
             batch_imgs.append(frame.image)
+            n_frames += 1
             if len(batch_imgs) >= self.encoder.config.batch_size:
                 flush()
                 if progress:
-                    progress(Progress("frames", len(times), max(expected, len(times))))
+                    progress(Progress("frames", n_frames, max(expected, n_frames)))
         if batch_imgs:
             flush()
-        if not times:
+        if not n_frames:
             raise VideoError(f"{info.path}: no decodable frames")
         if progress:
-            progress(Progress("frames", len(times), len(times)))
-        all_pooled = torch.cat(pooled).numpy()
-        all_grids = torch.cat(grids)
-        all_probs = torch.cat(class_probs)
+            progress(Progress("frames", n_frames, n_frames))
         # What decoded is the truth: a damaged file, or a header announcing more frames than
         # there are, must not give a cue that runs on past the last frame.
         duration = stats.end_time if stats.short else max(info.duration, stats.end_time)
-        segments = segment_frames(times, all_pooled, duration, self.config.segments)
-        t0 = time.perf_counter()
-        cues = []
-        for i, seg in enumerate(segments):
-            cap = self.caption_features(self._segment_features(seg, all_grids), all_probs[list(seg.frames)])
-            if cap.text:
-                cues.append(Cue(seg.start, seg.end, cap.text, cap.confidence if cap.confidence == cap.confidence else 1.0))
-            if progress:
-                progress(Progress("segments", i + 1, len(segments)))
-        t_decode = time.perf_counter() - t0
+        rel = [t - origin for t in buf.times]
+        caption(segment_frames(rel, buf.pooled(), max(duration - origin, rel[-1]), self.config.segments), origin)
+        if progress:
+            progress(Progress("segments", n_segments, n_segments))
         cues = normalize_cues(merge_cues(cues), duration)
         timings = {
             "total_s": time.perf_counter() - t_start, "encode_s": t_encode, "decode_s": t_decode,
-            "encoder_ms_per_frame": 1000 * t_encode / len(times),
-            "decoder_ms_per_segment": 1000 * t_decode / max(1, len(segments)),
+            "encoder_ms_per_frame": 1000 * t_encode / n_frames,
+            "decoder_ms_per_segment": 1000 * t_decode / max(1, n_segments),
         }
-        log.info("%s: %d frames, %d segments, %d cues in %.1f s", info.path, len(times), len(segments), len(cues), timings["total_s"])
-        return VideoResult(info, cues, len(times), duration, self.model_summary(), timings)
+        log.info("%s: %d frames, %d segments, %d cues in %.1f s", info.path, n_frames, n_segments, len(cues), timings["total_s"])
+        return VideoResult(info, cues, n_frames, duration, self.model_summary(), timings)
 
     def _segment_features(self, seg: Segment, grids: torch.Tensor) -> torch.Tensor:
         """The stacked grids of up to ``max_frames_per_segment`` evenly spread frames of a segment."""
@@ -229,3 +246,42 @@ class Captioner:
 
     def model_summary(self) -> dict[str, Any]:
         return {"name": self.model_info.name, "encoder": self.model_info.encoder, "sha256": self.model_info.sha256}
+
+
+class _FrameBuffer:
+    """Per-frame encoder outputs of the stretch of video not yet captioned."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._pooled: list[torch.Tensor] = []
+        self._grids: list[torch.Tensor] = []
+        self._probs: list[torch.Tensor] = []
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self._pooled)
+
+    def add(self, pooled: torch.Tensor, grids: torch.Tensor, probs: torch.Tensor) -> None:
+        self._pooled.append(pooled)
+        self._grids.append(grids)
+        self._probs.append(probs)
+
+    def _cat(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        if len(parts) > 1:
+            parts[:] = [torch.cat(parts)]
+        return parts[0]
+
+    def pooled(self) -> np.ndarray:
+        return self._cat(self._pooled).numpy()
+
+    def grids(self) -> torch.Tensor:
+        return self._cat(self._grids)
+
+    def probs(self) -> torch.Tensor:
+        return self._cat(self._probs)
+
+    def drop_before(self, index: int) -> None:
+        """Forget frames [0, index): segment frame indexes then count from the new first frame."""
+        self.times = self.times[index:]
+        self._pooled = [self._cat(self._pooled)[index:].clone()]
+        self._grids = [self._cat(self._grids)[index:].clone()]
+        self._probs = [self._cat(self._probs)[index:].clone()]

@@ -86,3 +86,31 @@ def test_caption_images_gives_text(captioner):
     caps = captioner.caption_images([shot_frame("red", 0, (64, 48)), shot_frame("checker", 0, (100, 30))])
     assert len(caps) == 2 and all(isinstance(c.text, str) for c in caps)
     assert all("<unk>" not in c.text for c in caps)
+
+
+def test_streaming_windows_cut_where_whole_video_cuts(tmp_path, tiny_model, monkeypatch):
+    """Captioning in windows (flat memory) finds the same shot changes as all at once.
+
+    Captions are replaced by a counter so no cues merge: the cue boundaries are then
+    exactly the segment boundaries, independent of the (random) test decoder.
+    """
+    from captioner.pipeline import Caption
+
+    shots = [("red", 5), ("checker", 7), ("blue", 4), ("stripes", 9), ("green", 5)]
+    video = make_video(tmp_path / "long.avi", shots, fps=4, size=(32, 24))
+    results = {}
+    for window in (8, 10_000):
+        counter = iter(range(10_000))
+        monkeypatch.setattr(Captioner, "caption_features", lambda self, f, p=None: Caption(f"cue {next(counter)}", 1.0))
+        cfg = replace(CaptionConfig(), model_dir=tiny_model,
+                      sampling=SamplingConfig(fps=2, window_frames=window),
+                      segments=SegmentConfig(max_segment=4.0, min_duration=1.0))
+        results[window] = Captioner(cfg).caption_video(video.path).cues
+    for cues in results.values():
+        starts = [c.start for c in cues]
+        assert starts[0] == 0.0 and cues[-1].end == pytest.approx(video.duration, abs=0.5)
+        assert all(a.end == b.start for a, b in zip(cues, cues[1:]))  # contiguous
+        assert all(c.end - c.start <= 4.0 + 1.0 + 1e-6 for c in cues)  # max_segment (+ a merged short piece)
+        for cut in video.cut_times:
+            assert any(abs(s - cut) <= 0.5 + 1e-6 for s in starts), (cut, starts)
+    assert abs(len(results[8]) - len(results[10_000])) <= 2
