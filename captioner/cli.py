@@ -122,6 +122,8 @@ def caption_options(f):
                      show_default=True, help="Characters per subtitle line."),
         click.option("--max-line-count", type=click.IntRange(min=1), default=_D.output.max_line_count,
                      show_default=True, help="Lines per cue."),
+        click.option("--concepts/--no-concepts", default=_D.grounding.enabled, show_default=True,
+                     help="Let confident ImageNet concepts name objects in captions (open vocabulary)."),
         click.option("--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_WEIGHTS_DIR,
                      show_default="shipped weights/", help="Model folder (or its model.json)."),
         click.option("--threads", type=click.IntRange(min=0), default=0, help="Torch threads (0 = automatic)."),
@@ -135,13 +137,15 @@ def caption_options(f):
 
 def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration: float, shot_threshold: float,
                  max_line_width: int, max_line_count: int, model_dir: Path, formats: Sequence[str],
-                 threads: int) -> CaptionConfig:
+                 threads: int, concepts: bool = _D.grounding.enabled) -> CaptionConfig:
     return replace(
         _D,
         model_dir=model_dir,
         decoding=replace(_D.decoding, beam_size=beam_size),
         sampling=replace(_D.sampling, fps=fps),
-        segments=replace(_D.segments, max_segment=max_segment, min_duration=min(min_duration, max_segment)),
+        segments=replace(_D.segments, max_segment=max_segment, min_duration=min(min_duration, max_segment),
+                         shot_threshold=shot_threshold),
+        grounding=replace(_D.grounding, enabled=concepts),
         output=OutputConfig(formats=tuple(formats), max_line_width=max_line_width, max_line_count=max_line_count),
         threads=threads,
     )

@@ -170,3 +170,15 @@ def test_image_reports_bad_files_and_goes_on(tmp_path, tiny_model) -> None:
     assert result.stderr.splitlines() == [f"error: {tmp_path / 'missing.png'}: no such file or folder",
                                           f"error: {bad}: not a readable image"]
     assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(good)]
+
+
+def test_caption_options_reach_the_config():
+    from captioner.cli import build_config
+
+    cfg = build_config(fps=2.0, beam_size=1, max_segment=5.0, min_duration=0.5, shot_threshold=0.4,
+                       max_line_width=30, max_line_count=3, model_dir=Path("m"), formats=("srt", "json"),
+                       threads=1, concepts=False)
+    assert cfg.sampling.fps == 2.0 and cfg.decoding.beam_size == 1
+    assert (cfg.segments.max_segment, cfg.segments.min_duration, cfg.segments.shot_threshold) == (5.0, 0.5, 0.4)
+    assert cfg.output.formats == ("srt", "json") and cfg.output.max_line_width == 30 and cfg.output.max_line_count == 3
+    assert cfg.grounding.enabled is False and cfg.model_dir == Path("m") and cfg.threads == 1
