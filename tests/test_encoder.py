@@ -1,0 +1,41 @@
+"""The frozen encoder: shapes, preprocessing, and the ONNX Runtime path against torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from captioner.config import EncoderConfig
+from captioner.encoder import Encoder
+from videos import shot_frame
+
+
+@pytest.fixture(scope="module")
+def frames():
+    rng = np.random.default_rng(1)
+    imgs = [shot_frame(look, i, (96, 54)) for i, look in enumerate(["red", "checker", "stripes", "gradient"])]
+    imgs.append(rng.integers(0, 256, (300, 200, 3), dtype=np.uint8))  # portrait, odd size
+    return imgs
+
+
+def test_torch_encoder_outputs(frames):
+    enc = Encoder(EncoderConfig(), backend="torch")
+    out = enc.encode(frames)
+    assert out.grid.shape == (5, 49, 1280) and out.pooled.shape == (5, 1280) and out.probs.shape == (5, 1000)
+    assert torch.allclose(out.probs.sum(-1), torch.ones(5), atol=1e-4)
+    assert torch.allclose(out.pooled, out.grid.mean(1), atol=1e-5)
+
+
+def test_onnx_encoder_matches_torch_reference(frames, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime not installed: the torch path is used")
+    pytest.importorskip("onnx", reason="onnx not installed: cannot export the encoder")
+    monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path))
+    ref = Encoder(EncoderConfig(), backend="torch").encode(frames)
+    onnx = Encoder(EncoderConfig(), backend="onnx")
+    assert onnx.backend == "onnx"
+    out = onnx.encode(frames)
+    assert torch.allclose(out.grid, ref.grid, atol=1e-3, rtol=1e-3)
+    assert torch.allclose(out.probs, ref.probs, atol=1e-4)
+    assert list((tmp_path / "encoders").glob("*.onnx"))  # exported once, cached
+    assert not list((tmp_path / "encoders").glob(".*tmp"))
