@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -175,3 +175,21 @@ def test_not_a_model_folder(tmp_path):
     (tmp_path / "model.json").write_text("{not json")
     with pytest.raises(ModelError, match="unreadable"):
         load_model(tmp_path)
+
+
+def test_training_is_deterministic_for_a_seed():
+    """Same seed, same data -> bit-identical weights (what makes `make train` reproducible)."""
+    from pipelines.train import batches, train_steps
+
+    def run() -> dict:
+        torch.manual_seed(3)
+        vocab = Vocabulary.build(["a red square", "a blue circle"] * 3, min_count=1)
+        feats = torch.randn(2, 5, 16)
+        pairs = [(0, vocab.encode("a red square")), (1, vocab.encode("a blue circle"))] * 3
+        model = CaptionDecoder(replace(tiny_config(len(vocab)), dropout=0.3))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        train_steps(model, opt, feats, batches(pairs, 2, random.Random(3)))
+        return model.state_dict()
+
+    a, b = run(), run()
+    assert all(torch.equal(a[k], b[k]) for k in a)
