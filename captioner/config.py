@@ -76,6 +76,7 @@ class SamplingConfig:
 
     fps: float = 1.0
     max_frames_per_segment: int = 8  # frames the decoder attends over per segment
+    fast: bool = False  # decode key frames only (PyAV): much faster, one sample per key-frame interval
     window_frames: int = 64  # sampled frames buffered before finished segments are captioned (flat memory)
 
 

@@ -24,7 +24,7 @@ from .config import CaptionConfig, EncoderConfig
 from .errors import CaptionerError, VideoError
 from .segment import Segment, segment_frames
 from .subtitles import Cue, merge_cues, normalize_cues
-from .video import DecodeStats, Frame, VideoInfo, iter_frames, open_video, sample_times_hint, prefetch
+from .video import DecodeStats, Frame, VideoInfo, iter_frames, iter_keyframes, open_video, sample_times_hint, prefetch
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,11 @@ class Captioner:
             # queue holds 224x224 frames instead of full-size ones (flat, small memory)
             return dataclasses.replace(frame, image=self.encoder.resize(frame.image))
 
-        frames = map(squash, iter_frames(info.path, fps, stats=stats))
+        if self.config.sampling.fast:
+            source = iter_keyframes(info.path, fps)
+        else:
+            source = iter_frames(info.path, fps, stats=stats)
+        frames = map(squash, source)
         for frame in prefetch(frames, depth=2 * self.encoder.config.batch_size):
             buf.times.append(frame.time)
             batch_imgs.append(frame.image)
@@ -222,6 +226,8 @@ class Captioner:
         # What decoded is the truth: a damaged file, or a header announcing more frames than
         # there are, must not give a cue that runs on past the last frame.
         duration = stats.end_time if stats.short else max(info.duration, stats.end_time)
+        if self.config.sampling.fast:  # key frames only: the container's length, or past the last one
+            duration = max(info.duration, buf.times[-1] + 1.0 / fps)
         rel = [t - origin for t in buf.times]
         caption(segment_frames(rel, buf.pooled(), max(duration - origin, rel[-1]), self.config.segments), origin)
         if progress:

@@ -91,6 +91,22 @@ print(json.dumps({"startup_s": t_first, "load_s": t_load, "frames": res.frames_s
 """
 
 
+def agreement(a: Path, b: Path) -> float:
+    """Fraction of the video's time during which two JSON outputs show the same caption."""
+    ca, cb = (json.loads(p.read_text())["cues"] for p in (a, b))
+    end = max([c["end"] for c in ca + cb] or [0.0])
+    if end <= 0:
+        return 0.0
+    steps = 1000
+    same = 0
+    for i in range(steps):
+        t = (i + 0.5) * end / steps
+        ta = next((c["text"] for c in ca if c["start"] <= t < c["end"]), None)
+        tb = next((c["text"] for c in cb if c["start"] <= t < c["end"]), None)
+        same += ta is not None and ta == tb
+    return same / steps
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=120.0, help="length of the 1x video")
@@ -106,6 +122,9 @@ def main() -> None:
     frames = int(dec["stdout"].strip())
     run1 = measured_rss([py, "-m", "captioner.cli", "run", str(v1), "-o", str(out), "-q"])
     run4 = measured_rss([py, "-m", "captioner.cli", "run", str(v4), "-o", str(out), "-q"])
+    fast = measured_rss([py, "-m", "captioner.cli", "run", str(v1), "-o", str(out / "fast"), "-q", "--fast", "-f", "json"])
+    normal = measured_rss([py, "-m", "captioner.cli", "run", str(v1), "-o", str(out / "normal"), "-q", "-f", "json"])
+    agree = agreement(out / "normal" / f"{v1.stem}.json", out / "fast" / f"{v1.stem}.json")
     brk = json.loads(measured_rss([py, "-c", BREAKDOWN, str(v1)])["stdout"].strip().splitlines()[-1])
     shutil.rmtree(out, ignore_errors=True)
 
@@ -122,6 +141,8 @@ def main() -> None:
         ("peak RSS, 1x video", f"{run1['rss_mib']:.0f} MiB"),
         (f"peak RSS, 4x video ({4 * duration:.0f} s)", f"{run4['rss_mib']:.0f} MiB  ({100 * (run4['rss_mib'] / run1['rss_mib'] - 1):+.1f} %)"),
         ("decode-only peak RSS", f"{dec['rss_mib']:.0f} MiB"),
+        ("captioner run --fast (key frames only), wall", f"{fast['wall_s']:.2f} s  (ratio to decode {dec['wall_s'] / fast['wall_s']:.2f})"),
+        ("--fast captions equal to normal mode's", f"{100 * agree:.0f} % of the video's time"),
     ]
     print("\n| measure | value |\n|---|---|")
     for k, v in rows:

@@ -114,3 +114,29 @@ def test_streaming_windows_cut_where_whole_video_cuts(tmp_path, tiny_model, monk
         for cut in video.cut_times:
             assert any(abs(s - cut) <= 0.5 + 1e-6 for s in starts), (cut, starts)
     assert abs(len(results[8]) - len(results[10_000])) <= 2
+
+
+def test_fast_mode_decodes_key_frames_only(tmp_path, tiny_model):
+    pytest.importorskip("av", reason="PyAV not installed: --fast is unavailable")
+    from captioner.video import iter_keyframes
+
+    video = make_video(tmp_path / "k.mp4", [("red", 4), ("checker", 4)], fps=10)
+    keys = list(iter_keyframes(video.path, fps=10))
+    assert 1 <= len(keys) < 80  # far fewer than the 80 frames a full decode reads
+    assert keys[0].time == 0.0 and all(a.time < b.time for a, b in zip(keys, keys[1:]))
+    cap = Captioner(replace(CaptionConfig(), model_dir=tiny_model, sampling=SamplingConfig(fps=1, fast=True)))
+    result = cap.caption_video(video.path)
+    spaced = [k for i, k in enumerate(keys) if i == 0 or k.time >= 1.0]  # at most one key frame per second
+    assert 1 <= result.frames_sampled <= len(keys) and result.frames_sampled <= max(len(spaced), int(video.duration) + 1)
+    assert result.cues and result.cues[0].start == 0.0
+    assert result.cues[-1].end == pytest.approx(video.duration, abs=0.2)
+
+
+def test_fast_mode_rejects_garbage(tmp_path, captioner):
+    pytest.importorskip("av")
+    from captioner.video import iter_keyframes
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00garbage" * 500)
+    with pytest.raises(VideoError, match="bad.mp4"):
+        list(iter_keyframes(bad, 1.0))
