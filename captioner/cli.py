@@ -110,7 +110,7 @@ def caption_options(f):
                      callback=_formats, help="srt, vtt, json, txt, 'all', or a comma list (e.g. srt,json)."),
         click.option("--fps", type=click.FloatRange(min=0, min_open=True, max=60), default=_D.sampling.fps,
                      show_default=True, help="Frames looked at per second of video."),
-        click.option("--fast", is_flag=True, default=False,
+        click.option("--fast", is_flag=True, default=_D.sampling.fast,
                      help="Decode key frames only (much faster; about one look per key-frame interval)."),
         click.option("--beam-size", type=click.IntRange(min=1, max=20), default=_D.decoding.beam_size,
                      show_default=True, help="Beam width; 1 = greedy (fastest)."),
@@ -139,7 +139,7 @@ def caption_options(f):
 
 def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration: float, shot_threshold: float,
                  max_line_width: int, max_line_count: int, model_dir: Path, formats: Sequence[str],
-                 threads: int, concepts: bool = _D.grounding.enabled, fast: bool = False) -> CaptionConfig:
+                 threads: int, concepts: bool = _D.grounding.enabled, fast: bool = _D.sampling.fast) -> CaptionConfig:
     return replace(
         _D,
         model_dir=model_dir,
