@@ -63,9 +63,8 @@ class Grounder:
 
     def concept(self, probs: np.ndarray | torch.Tensor) -> Concept | None:
         """The most probable concept word (class probabilities summed per word), if confident."""
-        p = probs.float().mean(0) if isinstance(probs, torch.Tensor) and probs.ndim == 2 else probs
-        p = np.asarray(p.numpy() if isinstance(p, torch.Tensor) else p, dtype=np.float64)
-        if p.ndim == 2:
+        p = np.asarray(probs.numpy() if isinstance(probs, torch.Tensor) else probs, dtype=np.float64)
+        if p.ndim == 2:  # a segment's frames: their mean probabilities
             p = p.mean(0)
         top = top_concepts(p, k=1)
         if top and top[0].prob >= self.min_prob:

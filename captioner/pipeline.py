@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .config import CaptionConfig, EncoderConfig
+from .config import CaptionConfig
 from .errors import CaptionerError, VideoError
 from .segment import Segment, segment_frames
 from .subtitles import Cue, merge_cues, normalize_cues
@@ -74,25 +74,23 @@ class Captioner:
     """Loads the model once; captions videos and images."""
 
     def __init__(self, config: CaptionConfig = CaptionConfig(), device: str = "cpu") -> None:
-        from .encoder import Encoder
+        from .encoder import Encoder, input_size
         from .weights import load_model
 
         self.config = config
         if config.threads:
             torch.set_num_threads(config.threads)
-        t0 = time.perf_counter()
         self.decoder, self.vocab, self.model_info = load_model(config.model_dir)
         enc_cfg = config.encoder
-        if enc_cfg.name != self.model_info.encoder:
-            enc_cfg = EncoderConfig(name=self.model_info.encoder, image_size={"efficientnet-lite1": 240, "efficientnet-lite2": 260}.get(self.model_info.encoder, 224),
-                                    batch_size=enc_cfg.batch_size)
+        if enc_cfg.name != self.model_info.encoder:  # the model says which encoder it was trained on
+            enc_cfg = dataclasses.replace(enc_cfg, name=self.model_info.encoder,
+                                          image_size=input_size(self.model_info.encoder))
         self.encoder = Encoder(enc_cfg, device=device)
         if self.encoder.feature_dim != self.decoder.config.feature_dim:
             from .errors import ModelError
 
             raise ModelError(f"{self.model_info.path}: decoder expects {self.decoder.config.feature_dim}-d features, "
                              f"{enc_cfg.name} gives {self.encoder.feature_dim}")
-        self.load_seconds = time.perf_counter() - t0
         # tokens the decoder may never emit: padding, <start>, and <unk> (an unknown word is no caption)
         self._banned: tuple[int, ...] = (self.vocab.pad_id, self.vocab.start_id, self.vocab.unk_id)
         self.grounder = None

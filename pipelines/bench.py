@@ -27,8 +27,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
-from .common import CACHE
+from .common import CACHE, same_caption_steps
 from .demo import sample_video
 
 BENCH = CACHE / "bench"
@@ -93,18 +94,11 @@ print(json.dumps({"startup_s": t_first, "load_s": t_load, "frames": res.frames_s
 
 def agreement(a: Path, b: Path) -> float:
     """Fraction of the video's time during which two JSON outputs show the same caption."""
-    ca, cb = (json.loads(p.read_text())["cues"] for p in (a, b))
-    end = max([c["end"] for c in ca + cb] or [0.0])
+    ca, cb = ([SimpleNamespace(**c) for c in json.loads(p.read_text())["cues"]] for p in (a, b))
+    end = max([c.end for c in ca + cb] or [0.0])
     if end <= 0:
         return 0.0
-    steps = 1000
-    same = 0
-    for i in range(steps):
-        t = (i + 0.5) * end / steps
-        ta = next((c["text"] for c in ca if c["start"] <= t < c["end"]), None)
-        tb = next((c["text"] for c in cb if c["start"] <= t < c["end"]), None)
-        same += ta is not None and ta == tb
-    return same / steps
+    return same_caption_steps(ca, cb, end, 1000) / 1000
 
 
 def main() -> None:

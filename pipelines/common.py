@@ -30,3 +30,21 @@ def captions_by_file(path: Path) -> dict[str, list[str]]:
     for f, c in read_tsv(path):
         out.setdefault(f, []).append(c)
     return out
+
+
+def same_caption_steps(a, b, end: float, steps: int) -> int:
+    """At how many of ``steps`` evenly spaced instants in [0, end) two cue lists show the same text.
+
+    Cues are anything with ``start``, ``end`` and ``text`` (``subtitles.Cue``, or
+    ``SimpleNamespace(**cue)`` from a JSON output). Exact equality: a strict measure.
+    """
+
+    def text_at(cues, t: float):
+        return next((c.text for c in cues if c.start <= t < c.end), None)
+
+    same = 0
+    for i in range(steps):
+        t = (i + 0.5) * end / steps
+        ta = text_at(a, t)
+        same += ta is not None and ta == text_at(b, t)
+    return same

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from captioner.config import EncoderConfig
-from captioner.encoder import Encoder, load_image
+from captioner.encoder import Encoder, input_size, load_image
 
 from .common import CACHE, DATA
 
@@ -46,7 +46,7 @@ def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None
     files = sorted(p.name for p in SETS[set_name].iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if limit:
         files = files[:limit]
-    cfg = EncoderConfig(name=encoder_name, image_size={"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}[encoder_name])
+    cfg = EncoderConfig(name=encoder_name, image_size=input_size(encoder_name))
     enc = Encoder(cfg)
     n = len(files)
     probe = enc.encode([load_image(str(SETS[set_name] / files[0]))])

@@ -15,11 +15,7 @@ from dataclasses import replace
 from captioner.config import CaptionConfig
 from captioner.pipeline import Captioner
 
-from .common import DATA
-
-
-def _text_at(cues, t: float) -> str | None:
-    return next((c.text for c in cues if c.start <= t < c.end), None)
+from .common import DATA, same_caption_steps
 
 
 def main() -> None:
@@ -36,11 +32,8 @@ def main() -> None:
         t0 = time.perf_counter()
         b = fast.caption_video(path)
         t_fast += time.perf_counter() - t0
-        for i in range(200):
-            t = (i + 0.5) * a.duration / 200
-            ta = _text_at(a.cues, t)
-            total += 1
-            same += ta is not None and ta == _text_at(b.cues, t)
+        same += same_caption_steps(a.cues, b.cues, a.duration, 200)
+        total += 200
     print(f"{len(clips)} clips: --fast shows the normal mode's caption {100 * same / max(1, total):.0f} % of the time; "
           f"captioning time normal {t_normal:.1f} s, fast {t_fast:.1f} s")
 
