@@ -3,7 +3,8 @@
     python -m pipelines.encoder_table [--frames 64]
 
 Encodes the same real frames (the demo clip, squashed to each model's input size)
-with lite0/1/2 in batches of 16 and prints ms/frame and parameter counts.
+with lite0/1/2 in batches of 16, on the torch path and on ONNX Runtime, and prints
+ms/frame and parameter counts.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import time
 import torch
 
 from captioner.config import EncoderConfig
-from captioner.encoder import Encoder
+from captioner.encoder import Encoder, input_size
 
 from .demo import sample_video
 
-SIZES = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
+ENCODERS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 
 
 def main() -> None:
@@ -30,15 +31,19 @@ def main() -> None:
     from captioner.video import iter_frames
 
     frames = [f.image for f in iter_frames(sample_video(), 25.0)][: args.frames]
-    print(f"| encoder | input | params | ms/frame (batch 16, {args.threads} threads) |\n|---|---|---|---|")
-    for name, size in SIZES.items():
-        enc = Encoder(EncoderConfig(name=name, image_size=size))
-        enc.encode(frames[:16])  # warm-up
-        t0 = time.perf_counter()
-        enc.encode(frames)
-        ms = 1000 * (time.perf_counter() - t0) / len(frames)
+    print(f"batch 16, {args.threads} threads, {len(frames)} frames\n")
+    print("| encoder | input | params | ms/frame torch | ms/frame ONNX Runtime |\n|---|---|---|---|---|")
+    for name in ENCODERS:
+        size = input_size(name)
+        times = {}
+        for backend in ("torch", "onnx"):
+            enc = Encoder(EncoderConfig(name=name, image_size=size), backend=backend)
+            enc.encode(frames[:16])  # warm-up
+            t0 = time.perf_counter()
+            enc.encode(frames)
+            times[backend] = 1000 * (time.perf_counter() - t0) / len(frames)
         params = sum(p.numel() for p in enc.model.parameters()) / 1e6
-        print(f"| {name} | {size}px | {params:.1f} M | {ms:.1f} |")
+        print(f"| {name} | {size}px | {params:.1f} M | {times['torch']:.1f} | {times['onnx']:.1f} |")
 
 
 if __name__ == "__main__":
