@@ -298,7 +298,8 @@ def info(model_dir: Path) -> None:
     click.echo(f"model:     {m.get('name')}  ({folder})")
     click.echo(f"encoder:   {m.get('encoder')} (frozen, ImageNet-1k)")
     d = m.get("decoder", {})
-    click.echo(f"decoder:   attention LSTM, hidden {d.get('hidden_dim')}, vocabulary {d.get('vocab_size')} words")
+    concepts = f", attends over and copies {d['concept_slots']} ImageNet concept words" if d.get("concept_slots") else ""
+    click.echo(f"decoder:   attention LSTM, hidden {d.get('hidden_dim')}, vocabulary {d.get('vocab_size')} words{concepts}")
     click.echo(f"sha256:    {m.get('sha256')}")
     training = extra.get("training", {})
     if training:

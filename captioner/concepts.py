@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -111,6 +111,32 @@ def top_concepts(probs: Sequence[float] | np.ndarray, k: int = 3, min_prob: floa
         word, group = t.keys[j]
         out.append(Concept(word, group, float(sums[j]), tuple(t.names[i] for i in members)))
     return out
+
+
+def concept_inputs(probs: Sequence[float] | np.ndarray, index: Callable[[str], int], k: int) -> tuple[list[int], list[float]]:
+    """The ``k`` most probable concepts as (token ids, summed probabilities) for a concept decoder.
+
+    ``index`` maps a word to its vocabulary id (a concept decoder's vocabulary holds
+    every concept word, multi-word ones like "teddy bear" as one token). ``probs``:
+    one image's 1,000 probabilities, or a segment's [frames, 1000] (their mean is
+    used). The same function feeds training and run time, so both see the same
+    inputs. A word in two groups ("crane" the bird and the machine) is one token:
+    its probabilities are added.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim == 2:
+        p = p.mean(0)
+    ids: list[int] = []
+    out: list[float] = []
+    for c in top_concepts(p, k=2 * k, min_prob=1e-12):  # never a word the encoder gave nothing
+        i = index(c.word)
+        if i in ids:
+            out[ids.index(i)] += c.prob
+        elif len(ids) < k:
+            ids.append(i)
+            out.append(c.prob)
+    order = sorted(range(len(ids)), key=lambda j: -out[j])  # merged homonyms may move up
+    return [ids[j] for j in order], [min(1.0, out[j]) for j in order]
 
 
 def _nouns(group: str, words: str) -> dict[str, str]:

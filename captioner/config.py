@@ -50,6 +50,9 @@ class DecoderConfig:
     attention_dim: int = 512
     dropout: float = 0.5
     vocab_size: int = 0  # filled in from the vocabulary at training time
+    # ImageNet concept words the decoder attends over and may copy (0 = a plain
+    # Flickr8k decoder; see decoder.py and concepts.concept_inputs)
+    concept_slots: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,9 @@ class DecodingConfig:
     max_length: int = 20
     length_penalty: float = 0.7  # score / len**alpha; 0 = raw log-prob, 1 = mean log-prob
     no_repeat_ngram: int = 2  # block any repeated bigram ("combing combing" is impossible)
+    # concept decoders: weight of the concepts-only expert mixed into each word's score
+    # (decoder.CaptionDecoder.beam); 0 = picture and concepts together only
+    concept_weight: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -45,23 +45,40 @@ class Attention(nn.Module):
 
 @dataclass
 class DecoderState:
-    """Per-sequence recurrent state plus the (beam-expanded) features it attends over."""
+    """Per-sequence recurrent state plus the (beam-expanded) set it attends over.
+
+    ``cids`` are the concept word ids of a concept-conditioned decoder; their
+    slots are the last ``cids.shape[1]`` entries of ``feats``.
+    """
 
     h: torch.Tensor
     c: torch.Tensor
     feats: torch.Tensor
     feats_att: torch.Tensor
     mask: torch.Tensor | None
+    cids: torch.Tensor | None = None
 
-    def select(self, index: torch.Tensor) -> "DecoderState":
+    def select(self, index: torch.Tensor | slice) -> "DecoderState":
         return DecoderState(
             self.h[index], self.c[index], self.feats[index], self.feats_att[index],
             None if self.mask is None else self.mask[index],
+            None if self.cids is None else self.cids[index],
         )
 
 
 class CaptionDecoder(nn.Module):
-    """Attention LSTM decoder. Input features: [B, N, feature_dim] (N vectors per item)."""
+    """Attention LSTM decoder. Input features: [B, N, feature_dim] (N vectors per item).
+
+    With ``config.concept_slots`` = K > 0 the decoder also attends over K concept
+    words (the encoder's most probable ImageNet concepts, embedded with the
+    decoder's own word embedding plus their probability) and a learnt "nothing"
+    slot, and can copy a concept word straight into the caption (pointer-generator,
+    See et al. 2017): p(w) = (1 - g) p_vocab(w) + g * attention on w's slot. That
+    is how a word the photos never taught ("bear", "refrigerator") gets said when
+    the encoder is sure of it. Such a decoder returns log-probabilities from
+    ``step``; a plain one returns logits. Both are fine for softmax, argmax and
+    cross-entropy.
+    """
 
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
@@ -79,58 +96,96 @@ class CaptionDecoder(nn.Module):
         self.lstm = nn.LSTMCell(config.embed_dim + h, h)
         self.drop = nn.Dropout(config.dropout)
         self.fc = nn.Linear(h, config.vocab_size)
+        if config.concept_slots:
+            self.concept_proj = nn.Sequential(nn.Linear(config.embed_dim + 1, h), nn.ReLU())
+            self.null_slot = nn.Parameter(torch.zeros(1, 1, h))
+            self.copy_gate = nn.Linear(2 * h + config.embed_dim, 1)
 
     # -- shared pieces -------------------------------------------------------------
-    def init_state(self, feats: torch.Tensor, mask: torch.Tensor | None = None) -> DecoderState:
-        """Project the feature set and derive the initial LSTM state from its mean."""
+    def init_state(
+        self, feats: torch.Tensor, mask: torch.Tensor | None = None,
+        cids: torch.Tensor | None = None, cprobs: torch.Tensor | None = None,
+    ) -> DecoderState:
+        """Project the attended set and derive the initial LSTM state from its mean.
+
+        ``feats`` [B, N, C] may have N = 0 (a caption-only training sentence: concepts
+        but no picture). ``cids``/``cprobs`` [B, K]: concept word ids (0 = empty slot)
+        and probabilities, required by a concept-conditioned decoder.
+        """
         proj = self.feat_proj(feats)
+        K = self.config.concept_slots
+        if K:
+            B, N = feats.shape[:2]
+            if cids is None or cprobs is None:
+                cids = torch.zeros(B, K, dtype=torch.long, device=feats.device)
+                cprobs = torch.zeros(B, K, dtype=proj.dtype, device=feats.device)
+            cids, cprobs = cids[:, :K], cprobs[:, :K].to(proj.dtype)
+            if cids.shape[1] < K:  # fewer concepts than slots: pad with empty ones
+                pad = K - cids.shape[1]
+                cids = F.pad(cids, (0, pad))
+                cprobs = F.pad(cprobs, (0, pad))
+            slots = self.concept_proj(torch.cat([self.embed(cids), cprobs.unsqueeze(2)], dim=2))
+            proj = torch.cat([proj, self.null_slot.expand(B, 1, -1).to(proj.dtype), slots], dim=1)
+            vis = torch.ones(B, N, dtype=torch.bool, device=feats.device) if mask is None else mask
+            mask = torch.cat([vis, torch.ones(B, 1, dtype=torch.bool, device=feats.device), cids != 0], dim=1)
         if mask is None:
             mean = proj.mean(dim=1)
         else:
             m = mask.unsqueeze(2).to(proj.dtype)
             mean = (proj * m).sum(1) / m.sum(1).clamp_min(1.0)
-        return DecoderState(torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean)), proj, self.enc_att(proj), mask)
+        return DecoderState(torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean)), proj, self.enc_att(proj),
+                            mask, cids if K else None)
 
     def step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
-        """One word: previous tokens [B] -> logits [B, V], new state, attention weights."""
+        """One word: previous tokens [B] -> logits (or log-probs) [B, V], new state, attention weights."""
         context, alpha = self.attention(state.feats, state.feats_att, state.h, state.mask)
         context = torch.sigmoid(self.gate(state.h)) * context
-        h, c = self.lstm(torch.cat([self.embed(tokens), context], dim=1), (state.h, state.c))
+        emb = self.embed(tokens)
+        h, c = self.lstm(torch.cat([emb, context], dim=1), (state.h, state.c))
         logits = self.fc(self.drop(h))
-        return logits, DecoderState(h, c, state.feats, state.feats_att, state.mask), alpha
+        new = DecoderState(h, c, state.feats, state.feats_att, state.mask, state.cids)
+        if state.cids is None:
+            return logits, new, alpha
+        K = state.cids.shape[1]
+        on_concepts = alpha[:, -K:]
+        copy = on_concepts / on_concepts.sum(1, keepdim=True).clamp_min(1e-9)
+        g = torch.sigmoid(self.copy_gate(torch.cat([h, context, emb], dim=1)))
+        g = g * (state.cids != 0).any(1, keepdim=True).to(g.dtype)  # nothing to copy: generate
+        p = ((1 - g) * logits.softmax(-1)).scatter_add(1, state.cids, g * copy)
+        return p.clamp_min(1e-12).log(), new, alpha
 
     # -- training ------------------------------------------------------------------
     def forward(
-        self, feats: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor | None = None
+        self, feats: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor | None = None,
+        cids: torch.Tensor | None = None, cprobs: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing. captions: [B, T] starting with <start>; lengths include <start> and <end>.
 
-        Returns logits [B, T-1, V] predicting captions[:, 1:] and attention [B, T-1, N].
-        Rows are processed only while their caption lasts (the batch shrinks as
-        short captions end), which saves about a third of the work on Flickr8k.
+        Returns logits [B, T-1, V] predicting captions[:, 1:] and attention [B, T-1, N']
+        (N' = N, plus 1 + K slots for a concept decoder). Rows are processed only
+        while their caption lasts (the batch shrinks as short captions end), which
+        saves about a third of the work on Flickr8k.
         """
         order = lengths.argsort(descending=True)
         feats, captions, lengths = feats[order], captions[order], lengths[order]
         mask = None if mask is None else mask[order]
-        state = self.init_state(feats, mask)
+        if cids is not None and cprobs is not None:
+            cids, cprobs = cids[order], cprobs[order]
+        state = self.init_state(feats, mask, cids, cprobs)
         B, T = captions.shape
         steps = T - 1
         logits = feats.new_zeros(B, steps, self.config.vocab_size)
-        alphas = feats.new_zeros(B, steps, feats.shape[1])
+        alphas = feats.new_zeros(B, steps, state.feats.shape[1])
         for t in range(steps):
             active = int((lengths - 1 > t).sum())
             if active == 0:
                 break
-            sub = DecoderState(
-                state.h[:active], state.c[:active], state.feats[:active], state.feats_att[:active],
-                None if state.mask is None else state.mask[:active],
-            )
-            out, sub, alpha = self.step(captions[:active, t], sub)
+            out, sub, alpha = self.step(captions[:active, t], state.select(slice(0, active)))
             logits[:active, t] = out
             alphas[:active, t] = alpha
             state = DecoderState(
                 torch.cat([sub.h, state.h[active:]]), torch.cat([sub.c, state.c[active:]]),
-                state.feats, state.feats_att, state.mask,
+                state.feats, state.feats_att, state.mask, state.cids,
             )
         inverse = order.argsort()
         return logits[inverse], alphas[inverse]
@@ -140,9 +195,10 @@ class CaptionDecoder(nn.Module):
     def greedy(
         self, feats: torch.Tensor, start_id: int, end_id: int, max_length: int,
         banned: Sequence[int] = (), mask: torch.Tensor | None = None,
+        cids: torch.Tensor | None = None, cprobs: torch.Tensor | None = None,
     ) -> list[list[int]]:
         """Batched greedy decoding (fast; used for dev-set model selection)."""
-        state = self.init_state(feats, mask)
+        state = self.init_state(feats, mask, cids, cprobs)
         B = feats.shape[0]
         tokens = torch.full((B,), start_id, dtype=torch.long)
         out = torch.zeros(B, max_length, dtype=torch.long)
@@ -166,15 +222,33 @@ class CaptionDecoder(nn.Module):
     def beam(
         self, feats: torch.Tensor, start_id: int, end_id: int, *, beam_size: int, max_length: int,
         length_penalty: float, no_repeat_ngram: int, banned: Sequence[int] = (),
-        required: Sequence[int] = (),
+        required: Sequence[int] = (), cids: torch.Tensor | None = None, cprobs: torch.Tensor | None = None,
+        concept_weight: float = 0.0, once: Sequence[int] = (),
     ) -> "Hypothesis":
-        """Beam search for one item. feats: [N, feature_dim]."""
-        state = self.init_state(feats.unsqueeze(0))
+        """Beam search for one item. feats: [N, feature_dim]; cids/cprobs: [K].
+
+        ``concept_weight`` w > 0 (concept decoders only) scores each word by
+        (1 - w) log p(word | picture, concepts) + w log p(word | concepts alone),
+        renormalised: a product of two experts from the same weights. The second
+        one learnt its phrasing from the caption-only corpora, the first from
+        Flickr8k photos, so mixing them trades Flickr8k's "a man in a blue shirt"
+        prior against what the concepts say.
+        """
+        one = lambda t: None if t is None else t.unsqueeze(0)  # noqa: E731
+        state: DecoderState | _PairState = self.init_state(feats.unsqueeze(0), None, one(cids), one(cprobs))
+        w = float(concept_weight) if (cids is not None and self.config.concept_slots) else 0.0
+        if w > 0:
+            state = _PairState.of(state, self.init_state(feats[:0].unsqueeze(0), None, one(cids), one(cprobs)))
 
         banned_idx = list(banned)
 
-        def step(tokens: torch.Tensor, st: DecoderState) -> tuple[torch.Tensor, DecoderState]:
-            logits, st, _ = self.step(tokens, st)
+        def step(tokens: torch.Tensor, st):
+            if isinstance(st, _PairState):  # both experts in one batched step
+                out, both, _ = self.step(tokens.repeat(2), st.both)
+                a, b = out.log_softmax(-1).chunk(2)
+                logits, st = (1 - w) * a + w * b, _PairState(both)
+            else:
+                logits, st, _ = self.step(tokens, st)
             if banned_idx:  # banned words take no probability mass from the others
                 logits[:, banned_idx] = float("-inf")
             return logits.log_softmax(-1), st
@@ -182,8 +256,35 @@ class CaptionDecoder(nn.Module):
         return beam_search(
             step, state, start_id, end_id, beam_size=beam_size, max_length=max_length,
             length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram, banned=banned,
-            required=required,
+            required=required, once=once,
         )
+
+
+@dataclass
+class _PairState:
+    """The picture+concepts beams stacked over the concepts-only beams (first half / second half).
+
+    One batched step serves both experts. The concepts-only set is shorter; it is
+    padded at the front with masked slots so that the concept slots stay last in both.
+    """
+
+    both: DecoderState
+
+    @classmethod
+    def of(cls, full: DecoderState, concepts: DecoderState) -> "_PairState":
+        n = full.feats.shape[1] - concepts.feats.shape[1]
+        pad = lambda t: torch.cat([t.new_zeros(t.shape[0], n, *t.shape[2:]), t], dim=1)  # noqa: E731
+        c_mask = concepts.mask if concepts.mask is not None else torch.ones(concepts.feats.shape[:2], dtype=torch.bool)
+        f_mask = full.mask if full.mask is not None else torch.ones(full.feats.shape[:2], dtype=torch.bool)
+        return cls(DecoderState(
+            torch.cat([full.h, concepts.h]), torch.cat([full.c, concepts.c]),
+            torch.cat([full.feats, pad(concepts.feats)]), torch.cat([full.feats_att, pad(concepts.feats_att)]),
+            torch.cat([f_mask, pad(c_mask)]), torch.cat([full.cids, concepts.cids]),
+        ))
+
+    def select(self, index: torch.Tensor) -> "_PairState":
+        k = self.both.h.shape[0] // 2
+        return _PairState(self.both.select(torch.cat([index, index + k])))
 
 
 @dataclass(frozen=True)
@@ -225,6 +326,7 @@ def beam_search(
     no_repeat_ngram: int = 2,
     banned: Sequence[int] = (),
     required: Sequence[int] = (),
+    once: Sequence[int] = (),
 ) -> Hypothesis:
     """Length-normalised beam search, optionally constrained (Anderson et al. 2017).
 
@@ -232,7 +334,7 @@ def beam_search(
     ``select(index)`` to reorder/expand beams. A finished hypothesis scores
     ``logprob / (len+1) ** length_penalty``. Every hypothesis obeys: no token from
     ``banned``, no repeated n-gram of size ``no_repeat_ngram``, never the same token
-    twice in a row, never empty.
+    twice in a row, never empty, no token from ``once`` twice ("a loaf of loaf").
 
     With ``required`` tokens, beams are kept in separate groups by which required
     tokens they already contain (the constraint automaton's states), each group with
@@ -244,6 +346,7 @@ def beam_search(
     if beam_size < 1:
         raise ValueError("beam_size must be >= 1")
     req = tuple(dict.fromkeys(required))
+    once_set = frozenset(once)
     full = frozenset(req)
     beams: list[tuple[list[int], float]] = [([], 0.0)]
     tokens = torch.tensor([start_id])
@@ -260,6 +363,8 @@ def beam_search(
                 blocked.add(end_id)  # an empty caption is never an answer
             have = full.intersection(seq)
             blocked |= have  # each required word once
+            if once_set:
+                blocked |= once_set.intersection(seq)
             if have != full:
                 blocked.add(end_id)  # only a beam holding every required word may finish
             if blocked:

@@ -24,6 +24,7 @@ from .config import CaptionConfig
 from .errors import CaptionerError, VideoError
 from .segment import Segment, segment_frames
 from .subtitles import Cue, merge_cues, normalize_cues
+from .vocab import fix_articles
 from .video import DecodeStats, Frame, VideoInfo, iter_frames, iter_keyframes, open_video, sample_times_hint, prefetch
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,13 @@ class Captioner:
             # transferred concept words appear only when a confident concept requires them
             self._banned = self._banned + self.grounder.novel_ids
 
+        # a concept decoder copies object words; none of them is said twice ("a loaf of loaf")
+        self._once: tuple[int, ...] = ()
+        if self.decoder.config.concept_slots:
+            from .concepts import class_words
+
+            self._once = tuple(sorted({self.vocab.index(w) for w, _ in class_words()} - {self.vocab.unk_id}))
+
     # -- captions from features ------------------------------------------------------
     def caption_features(self, feats: torch.Tensor, probs: torch.Tensor | None = None) -> Caption:
         """Caption one set of feature vectors [N, C] (one photo's grid, or a segment's frames stacked).
@@ -110,13 +118,15 @@ class Captioner:
         concept word into the caption (see grounding.py).
         """
         d = self.config.decoding
+        concepts = self._concept_inputs(probs)
         if d.beam_size <= 1:
+            cids, cprobs = (None, None) if concepts is None else (concepts[0][None], concepts[1][None])
             ids = self.decoder.greedy(feats.float().unsqueeze(0), self.vocab.start_id, self.vocab.end_id,
-                                      d.max_length, banned=self._banned)[0]
+                                      d.max_length, banned=self._banned, cids=cids, cprobs=cprobs)[0]
             tokens: tuple[int, ...] = tuple(ids[: ids.index(self.vocab.end_id)] if self.vocab.end_id in ids else ids)
             confidence = float("nan")
         else:
-            hyp = self._beam(feats, self._banned)
+            hyp = self._beam(feats, self._banned, concepts=concepts)
             tokens, confidence = hyp.tokens, round(hyp.confidence, 4)
         if self.grounder is not None and probs is not None:
             concept = self.grounder.concept(probs)
@@ -125,16 +135,29 @@ class Captioner:
                 required, extra_banned = rule
                 allowed_novel = set(required)
                 banned = tuple(i for i in self._banned if i not in allowed_novel) + extra_banned
-                hyp = self._beam(feats, banned, required)
+                hyp = self._beam(feats, banned, required, concepts=concepts)
                 if set(required).issubset(hyp.tokens):
                     tokens, confidence = hyp.tokens, round(hyp.confidence, 4)
-        return Caption(self.vocab.decode(tokens), confidence)
+        return Caption(fix_articles(self.vocab.decode(tokens)), confidence)
 
-    def _beam(self, feats: torch.Tensor, banned: Sequence[int], required: Sequence[int] = ()):
+    def _concept_inputs(self, probs: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(ids [K], probabilities [K]) of the top concepts, for a decoder trained to attend over them."""
+        k = self.decoder.config.concept_slots
+        if not k or probs is None:
+            return None
+        from .concepts import concept_inputs
+
+        ids, ps = concept_inputs(probs.float().numpy(), self.vocab.index, k)
+        return torch.tensor(ids, dtype=torch.long), torch.tensor(ps, dtype=torch.float32)
+
+    def _beam(self, feats: torch.Tensor, banned: Sequence[int], required: Sequence[int] = (),
+              concepts: tuple[torch.Tensor, torch.Tensor] | None = None):
         d = self.config.decoding
+        cids, cprobs = (None, None) if concepts is None else concepts
         return self.decoder.beam(feats.float(), self.vocab.start_id, self.vocab.end_id, beam_size=max(2, d.beam_size),
                                  max_length=d.max_length, length_penalty=d.length_penalty,
-                                 no_repeat_ngram=d.no_repeat_ngram, banned=banned, required=required)
+                                 no_repeat_ngram=d.no_repeat_ngram, banned=banned, required=required,
+                                 cids=cids, cprobs=cprobs, concept_weight=d.concept_weight, once=self._once)
 
     def caption_images(self, images: Sequence[np.ndarray]) -> list[Caption]:
         """Caption RGB uint8 images (each squashed to the encoder's input size)."""

@@ -33,6 +33,16 @@ class Vocabulary:
         if tuple(self.itos[: len(SPECIALS)]) != SPECIALS:
             raise ValueError("vocabulary must start with " + ", ".join(SPECIALS))
         object.__setattr__(self, "_stoi", {w: i for i, w in enumerate(self.itos)})
+        # multi-word entries ("teddy bear", "hot dog") are single tokens: one concept, one
+        # decision, and never confused with the "bear" or "dog" they end in
+        phrases: dict[str, list[tuple[str, ...]]] = {}
+        for w in self.itos[len(SPECIALS) :]:
+            if " " in w:
+                parts = tuple(w.split())
+                phrases.setdefault(parts[0], []).append(parts)
+        for v in phrases.values():
+            v.sort(key=len, reverse=True)
+        object.__setattr__(self, "_phrases", phrases)
 
     pad_id, start_id, end_id, unk_id = 0, 1, 2, 3
 
@@ -52,9 +62,28 @@ class Vocabulary:
     def index(self, word: str) -> int:
         return self._stoi.get(word, self.unk_id)  # type: ignore[attr-defined]
 
+    def words(self, text: str) -> list[str]:
+        """Tokens of a caption, with the vocabulary's multi-word entries joined into one."""
+        toks = tokenize(text)
+        phrases = self._phrases  # type: ignore[attr-defined]
+        if not phrases:
+            return toks
+        out: list[str] = []
+        i = 0
+        while i < len(toks):
+            for p in phrases.get(toks[i], ()):
+                if tuple(toks[i : i + len(p)]) == p:
+                    out.append(" ".join(p))
+                    i += len(p)
+                    break
+            else:
+                out.append(toks[i])
+                i += 1
+        return out
+
     def encode(self, text: str, max_length: int | None = None) -> list[int]:
         """<start> w1 .. wn <end>, with words beyond ``max_length`` dropped."""
-        ids = [self.index(t) for t in tokenize(text)]
+        ids = [self.index(t) for t in self.words(text)]
         if max_length is not None:
             ids = ids[:max_length]
         return [self.start_id, *ids, self.end_id]
@@ -69,3 +98,23 @@ class Vocabulary:
             if i >= len(SPECIALS):
                 words.append(self.itos[i])
         return " ".join(words)
+
+
+_YOU_SOUND = ("uni", "use", "usu", "uten", "eu", "ewe", "one", "once", "ufo")
+_SILENT_H = ("hour", "honest", "honor", "honour", "heir")
+
+
+def fix_articles(text: str) -> str:
+    """"a elephant" -> "an elephant", "an dog" -> "a dog" (by spelling, with the usual exceptions).
+
+    The decoder picks the article before it picks the noun, and a copied concept
+    word ("elephant", "umbrella") may not be the noun it had in mind.
+    """
+    words = text.split(" ")
+    for i in range(len(words) - 1):
+        if words[i] not in ("a", "an"):
+            continue
+        nxt = words[i + 1]
+        vowel = (nxt[:1] in "aeiou" and not nxt.startswith(_YOU_SOUND)) or nxt.startswith(_SILENT_H)
+        words[i] = "an" if vowel else "a"
+    return " ".join(words)

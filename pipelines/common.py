@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("CAPTIONER_DATA", ROOT.parent / "shared" / "data"))
@@ -30,6 +31,45 @@ def captions_by_file(path: Path) -> dict[str, list[str]]:
     for f, c in read_tsv(path):
         out.setdefault(f, []).append(c)
     return out
+
+
+#: Caption-only corpora in ../shared/data/text that the decoder's language side may learn from.
+TEXT_CORPORA = ("coco", "msvd", "msrvtt")
+
+
+def text_sentences(corpora: Sequence[str] = TEXT_CORPORA) -> list[tuple[str, str]]:
+    """(corpus, sentence) from the caption-only corpora, minus everything we test on.
+
+    Excluded so no test caption is ever trained on: the captions of the 249
+    coco-val2017-mini photos (the COCO corpus is all of val2017), the MSVD test split
+    (which holds the 18 clips in video/msvd), and the MSR-VTT videos in video/msrvtt;
+    and, to be sure, any sentence that equals one of those test captions (ignoring
+    case, spacing and the final full stop), whatever file it is filed under.
+    """
+    test_refs = [DATA / "coco-val2017-mini" / "captions.tsv", DATA / "video" / "msvd" / "captions.tsv",
+                 DATA / "video" / "msrvtt" / "captions.tsv"]
+    test_text = {_norm(c) for p in test_refs for _, c in read_tsv(p)}
+    out: list[tuple[str, str]] = []
+    text = DATA / "text"
+    for name in corpora:
+        if name == "coco":
+            held_out = set(captions_by_file(DATA / "coco-val2017-mini" / "captions.tsv"))
+            out += [(name, c) for f, c in read_tsv(text / "coco_val2017_captions.tsv") if f not in held_out]
+        elif name == "msvd":
+            held_out = set(captions_by_file(DATA / "video" / "msvd" / "captions.tsv"))
+            out += [(name, c) for cid, split, c in read_tsv(text / "msvd_captions.tsv", 3)
+                    if split == "train" and cid not in held_out]
+        elif name == "msrvtt":
+            held_out = {p.stem for p in (DATA / "video" / "msrvtt" / "clips").iterdir()}
+            held_out |= set(captions_by_file(DATA / "video" / "msrvtt" / "captions.tsv"))
+            out += [(name, c) for vid, c in read_tsv(text / "msrvtt_captions_video0-1267.tsv") if vid not in held_out]
+        else:
+            raise ValueError(f"unknown text corpus {name!r} (known: {', '.join(TEXT_CORPORA)})")
+    return [(name, c) for name, c in out if _norm(c) not in test_text]
+
+
+def _norm(caption: str) -> str:
+    return " ".join(caption.lower().split()).strip(" .")
 
 
 def same_caption_steps(a, b, end: float, steps: int) -> int:

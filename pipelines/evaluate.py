@@ -3,7 +3,9 @@
 Sets: Flickr8k test (1,000 photos, in domain), coco-val2017-mini (249 photos, out of
 domain) and the 18 MSVD clips (real video, out of domain, captioned through the
 same ``Captioner.caption_video`` that ``captioner run`` uses; the clip's caption
-is the text of its longest cue).
+is the text of its longest cue). For choosing between variants without looking at
+those: ``flickr8k-dev`` and ``msrvtt`` (the 9 MSR-VTT clips that have a reference
+caption; one reference each, so a noisy signal).
 
     python -m pipelines.evaluate --model weights --update-card   # what `make eval` runs
     python -m pipelines.evaluate --model weights --sets coco --beam-size 1
@@ -85,9 +87,9 @@ def eval_set(cap: Captioner, name: str) -> tuple[dict[str, float], dict[str, str
         refs = captions_by_file(DATA / "coco-val2017-mini" / "captions.tsv")
         names = sorted(refs)
         hyps = caption_cached(cap, "coco", names)
-    elif name == "msvd":
-        refs = captions_by_file(DATA / "video" / "msvd" / "captions.tsv")
-        clips = {p.stem: p for p in (DATA / "video" / "msvd" / "clips").iterdir()}
+    elif name in ("msvd", "msrvtt"):
+        refs = captions_by_file(DATA / "video" / name / "captions.tsv")
+        clips = {p.stem: p for p in (DATA / "video" / name / "clips").iterdir()}
         hyps = {}
         for cid in sorted(refs):
             res = cap.caption_video(clips[cid])
@@ -109,6 +111,7 @@ def main() -> None:
     ap.add_argument("--sets", default="flickr8k,coco,msvd")
     ap.add_argument("--beam-size", type=int, default=None)
     ap.add_argument("--length-penalty", type=float, default=None)
+    ap.add_argument("--concept-weight", type=float, default=None, help="concepts-only expert weight (concept decoders)")
     ap.add_argument("--no-grounding", action="store_true", help="plain decoder, no concept words")
     ap.add_argument("--min-prob", type=float, default=None, help="grounding confidence threshold")
     ap.add_argument("--out", type=Path, default=None, help="JSON report (default .cache/eval/<model>.json)")
@@ -121,6 +124,8 @@ def main() -> None:
         config = replace(config, decoding=replace(config.decoding, beam_size=args.beam_size))
     if args.length_penalty is not None:
         config = replace(config, decoding=replace(config.decoding, length_penalty=args.length_penalty))
+    if args.concept_weight is not None:
+        config = replace(config, decoding=replace(config.decoding, concept_weight=args.concept_weight))
     if args.no_grounding:
         config = replace(config, grounding=replace(config.grounding, enabled=False))
     if args.min_prob is not None:
@@ -130,13 +135,14 @@ def main() -> None:
 
     report = {"model": cap.model_summary(), "decoding": asdict(config.decoding), "grounding": asdict(config.grounding),
               "sets": {}, "captions": {}}
-    labels = {"flickr8k": "Flickr8k test", "flickr8k-dev": "Flickr8k dev", "coco": "coco-val2017-mini", "msvd": "MSVD 18 clips (video)"}
+    labels = {"flickr8k": "Flickr8k test", "flickr8k-dev": "Flickr8k dev", "coco": "coco-val2017-mini", "msvd": "MSVD 18 clips (video)",
+              "msrvtt": "MSR-VTT 9 captioned clips (video, validation)"}
     for s in args.sets.split(","):
         scores, hyps = eval_set(cap, s)
         report["sets"][labels[s]] = scores
         report["captions"][labels[s]] = hyps
         log.info("%s: %s", labels[s], scores)
-    tag = f"beam{config.decoding.beam_size}-lp{config.decoding.length_penalty}-" + (
+    tag = f"beam{config.decoding.beam_size}-lp{config.decoding.length_penalty}-cw{config.decoding.concept_weight}-" + (
         f"ground{config.grounding.min_prob}" if config.grounding.enabled else "plain")
     out = args.out or CACHE / "eval" / f"{args.model.name}-{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

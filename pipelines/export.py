@@ -22,17 +22,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--name", default="flickr8k-lite0-sat")
+    ap.add_argument("--name", default=None, help="model name (default: the one the run was started with)")
     ap.add_argument("--encoder", default="efficientnet-lite0")
     args = ap.parse_args()
     ckpt = torch.load(args.run / "best.pt", map_location="cpu", weights_only=True)
     history = ckpt["history"]
     extra = {"training": {
-        "data": "Flickr8k train (6,000 photos x 5 captions), official split; selection on Flickr8k dev",
+        "data": ckpt.get("data", "Flickr8k train (6,000 photos x 5 captions), official split; selection on Flickr8k dev"),
         "epochs_run": len(history), "history": history, "command": "make train", "exported_from": str(args.run),
     }}
     save_model(args.out, ckpt["state"], Vocabulary(tuple(ckpt["vocab"])), DecoderConfig(**ckpt["config"]),
-               name=args.name, encoder=args.encoder, extra=extra)
+               name=args.name or ckpt.get("name", "flickr8k-lite0-sat"), encoder=args.encoder, extra=extra)
     print(f"exported {args.run / 'best.pt'} -> {args.out}")
 
 

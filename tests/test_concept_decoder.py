@@ -1,0 +1,194 @@
+"""The concept-conditioned decoder: concept slots, the copy switch, caption-only training."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from captioner.concepts import class_words, concept_inputs
+from captioner.config import DecoderConfig
+from captioner.decoder import CaptionDecoder
+from captioner.vocab import Vocabulary
+from pipelines.common import DATA
+
+
+def concept_config(vocab_size: int, k: int = 3) -> DecoderConfig:
+    return DecoderConfig(feature_dim=16, embed_dim=16, hidden_dim=16, attention_dim=16, dropout=0.0,
+                         vocab_size=vocab_size, concept_slots=k)
+
+
+def test_step_gives_a_distribution_and_copies_a_concept():
+    torch.manual_seed(0)
+    model = CaptionDecoder(concept_config(20)).eval()
+    feats = torch.randn(2, 5, 16)
+    cids = torch.tensor([[7, 9, 0], [11, 0, 0]])
+    cprobs = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.0, 0.0]])
+    state = model.init_state(feats, None, cids, cprobs)
+    assert state.feats.shape == (2, 5 + 1 + 3, 16)  # picture, the "nothing" slot, concept slots
+    with torch.no_grad():
+        logp, _, alpha = model.step(torch.tensor([1, 1]), state)
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(2), atol=1e-4)
+    assert float(alpha[0, -1]) == 0.0 and float(alpha[1, -2:].abs().sum()) == 0.0  # empty slots: no attention
+    # force the switch to copy: all probability then sits on the item's concept words
+    with torch.no_grad():
+        model.copy_gate.bias.fill_(30.0)
+        logp, _, _ = model.step(torch.tensor([1, 1]), state)
+    p = logp.exp()
+    assert float(p[0, [7, 9]].sum()) > 0.99 and float(p[1, 11]) > 0.99
+
+
+def test_caption_only_items_and_missing_concepts_are_finite():
+    torch.manual_seed(0)
+    model = CaptionDecoder(concept_config(20)).eval()
+    caps = torch.tensor([[1, 4, 5, 2], [1, 6, 2, 0]])
+    lengths = torch.tensor([4, 3])
+    # a sentence without a picture (N = 0) and without any concept still decodes: the "nothing" slot
+    logits, alphas = model(torch.zeros(2, 0, 16), caps, lengths, cids=torch.zeros(2, 3, dtype=torch.long),
+                           cprobs=torch.zeros(2, 3))
+    assert torch.isfinite(logits[0]).all() and torch.isfinite(logits[1, :2]).all()
+    assert torch.allclose(alphas[0, :, 0], torch.ones(3))
+    # a photo given without concepts (an image captioned with no class probabilities)
+    out = model.greedy(torch.randn(1, 5, 16), 1, 2, 5)
+    assert len(out[0]) == 5
+
+
+def test_concept_inputs_rank_merge_homonyms_and_respect_k():
+    probs = np.zeros(1000)
+    words = [w for w, _ in class_words()]
+    cranes = [i for i, w in enumerate(words) if w == "crane"]
+    assert len(cranes) == 2  # the bird and the machine: two groups, one caption token
+    probs[cranes[0]], probs[cranes[1]] = 0.3, 0.25
+    probs[words.index("teddy bear")] = 0.4
+    probs[words.index("bear")] = 0.05
+    vocab = {"crane": 5, "teddy bear": 6, "bear": 7}
+    ids, ps = concept_inputs(probs, lambda w: vocab.get(w, 3), 2)
+    assert ids == [5, 6] and ps == pytest.approx([0.55, 0.4])
+    frames = np.stack([probs, probs])
+    assert concept_inputs(frames, lambda w: vocab.get(w, 3), 2) == (ids, ps)
+    assert concept_inputs(probs, lambda w: vocab.get(w, 3), 5)[0] == [5, 6, 7]
+
+
+def test_multi_word_concepts_are_one_token():
+    vocab = Vocabulary(Vocabulary.build(["a bear and a dog"], 1).itos + ("teddy bear", "hot dog"))
+    ids = vocab.encode("A teddy bear eats a hot dog; a bear watches")
+    assert [vocab.itos[i] for i in ids[1:-1]] == ["a", "teddy bear", "<unk>", "a", "hot dog", "a", "bear", "<unk>"]
+    assert vocab.decode(ids[1:]) == "a teddy bear a hot dog a bear"
+
+
+def test_text_concepts_mentions_plurals_and_fills_slots():
+    from pipelines.train import TextConcepts
+
+    vocab = Vocabulary.build(["two bears and a dog near a refrigerator", "bear bears dog dogs cat cats"], 1)
+    sampler = TextConcepts(vocab, [vocab.index("cat")] * 3, k=3, drop=0.0)
+    mentioned = sampler.mentioned(vocab.encode("two bears and a dog near a refrigerator")[1:-1])
+    assert [vocab.itos[i] for i in mentioned] == ["bear", "dog", "refrigerator"]
+    ids, ps = sampler.sample(mentioned[:1], random.Random(0))
+    assert len(ids) == 2 and ids[0] == vocab.index("bear") and ids[1] == vocab.index("cat")  # no repeated distractor
+    assert ps[0] >= 0.2 and ps[1] <= 0.15
+
+
+def test_mixed_training_on_photos_and_sentences_lowers_the_loss():
+    """Photo batches and caption-only batches train one decoder; the copy switch learns to say a concept."""
+    from pipelines.train import TextConcepts, mixed_batches, train_steps
+
+    torch.manual_seed(0)
+    sentences = ["a bear in the grass", "a dog in the grass"]
+    vocab = Vocabulary.build(sentences * 3, min_count=1)
+    model = CaptionDecoder(replace(concept_config(len(vocab), k=2), dropout=0.0))
+    feats = torch.randn(2, 4, 16)
+    dog = vocab.index("dog")
+    concepts = (torch.tensor([[dog, 0], [dog, 0]]), torch.tensor([[0.9, 0.0], [0.9, 0.0]]))
+    pairs = [(0, vocab.encode("a dog in the grass")), (1, vocab.encode("a dog in the grass"))]
+    text_pairs = [(0, vocab.encode("a bear in the grass"))] * 4
+    sampler = TextConcepts(vocab, [dog], k=2, drop=0.0)
+    text = ([sampler.mentioned(ids[1:-1]) for _, ids in text_pairs], sampler, random.Random(1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    rng = random.Random(0)
+    losses = []
+    for _ in range(30):
+        losses += train_steps(model, opt, feats, mixed_batches(pairs, text_pairs, 4, 2, rng),
+                              concepts=concepts, text=text)
+    assert losses[-1] < 0.3 * losses[0]
+    model.eval()
+    bear = vocab.index("bear")
+    out = model.greedy(torch.zeros(1, 0, 16), vocab.start_id, vocab.end_id, 6, banned=(vocab.unk_id,),
+                       cids=torch.tensor([[bear, 0]]), cprobs=torch.tensor([[0.9, 0.0]]))
+    assert vocab.decode(out[0]) == "a bear in the grass"
+
+
+@pytest.mark.skipif(not (DATA / "text" / "coco_val2017_captions.tsv").exists(), reason="needs ../shared/data")
+def test_text_corpora_exclude_every_test_caption():
+    from pipelines.common import _norm, captions_by_file, read_tsv, text_sentences
+
+    train = {_norm(c) for _, c in text_sentences()}
+    for refs in (DATA / "coco-val2017-mini" / "captions.tsv", DATA / "video" / "msvd" / "captions.tsv",
+                 DATA / "video" / "msrvtt" / "captions.tsv"):
+        assert not train & {_norm(c) for _, c in read_tsv(refs)}, refs
+    held_out = set(captions_by_file(DATA / "coco-val2017-mini" / "captions.tsv"))
+    assert held_out and len(train) > 20000
+
+
+def test_articles_follow_the_next_word():
+    from captioner.vocab import fix_articles
+
+    assert fix_articles("a elephant near an dog") == "an elephant near a dog"
+    assert fix_articles("a umbrella and a unicycle in an hour") == "an umbrella and a unicycle in an hour"
+    assert fix_articles("a man with a") == "a man with a"
+
+
+def test_once_tokens_never_repeat_in_beam_output():
+    """A toy language model that loves "loaf loaf" cannot say it twice when "loaf" is a once-token."""
+    from captioner.decoder import beam_search
+
+    V, start, end, loaf, of = 6, 1, 2, 4, 5
+    nxt = {start: loaf, loaf: of, of: loaf}
+
+    class S:
+        def __init__(self, last):
+            self.last = last
+
+        def select(self, index):
+            return S([self.last[i] for i in index.tolist()])
+
+    def step(tokens, st):
+        logp = torch.full((len(tokens), V), -5.0)
+        for i, t in enumerate(tokens.tolist()):
+            logp[i, nxt.get(t, end)] = -0.01
+        return logp, S(tokens.tolist())
+
+    free = beam_search(step, S([start]), start, end, beam_size=3, max_length=6, no_repeat_ngram=0)
+    assert free.tokens.count(loaf) > 1
+    once = beam_search(step, S([start]), start, end, beam_size=3, max_length=6, no_repeat_ngram=0, once=[loaf])
+    assert once.tokens.count(loaf) == 1
+
+
+def test_concept_weight_mixes_the_concepts_only_expert():
+    torch.manual_seed(0)
+    model = CaptionDecoder(concept_config(20)).eval()
+    feats, cids, cprobs = torch.randn(5, 16), torch.tensor([7, 9, 0]), torch.tensor([0.9, 0.1, 0.0])
+    kw = dict(beam_size=3, max_length=6, length_penalty=0.7, no_repeat_ngram=2, cids=cids, cprobs=cprobs)
+    full = model.beam(feats, 1, 2, **kw)
+    alone = model.beam(feats[:0], 1, 2, **kw)
+    assert model.beam(feats, 1, 2, concept_weight=0.0, **kw) == full
+    assert model.beam(feats, 1, 2, concept_weight=1.0, **kw).tokens == alone.tokens
+
+
+def test_concept_model_round_trips_in_half_precision(tmp_path):
+    from safetensors.torch import load_file
+
+    from captioner.weights import load_model, save_model
+
+    torch.manual_seed(0)
+    vocab = Vocabulary.build(["a bear in the grass"], 1)
+    model = CaptionDecoder(concept_config(len(vocab)))
+    folder = save_model(tmp_path / "m", model.state_dict(), vocab, model.config, name="c", encoder="efficientnet-lite0")
+    assert all(t.dtype == torch.float16 for t in load_file(str(folder / "decoder.safetensors")).values())
+    loaded, _, info = load_model(folder)
+    assert info.decoder.concept_slots == 3
+    for k, v in model.state_dict().items():
+        assert loaded.state_dict()[k].dtype == torch.float32
+        assert torch.allclose(loaded.state_dict()[k], v, atol=1e-3, rtol=1e-3)
