@@ -111,11 +111,12 @@ class Captioner:
             self._once = tuple(sorted({self.vocab.index(w) for w, _ in class_words()} - {self.vocab.unk_id}))
 
     # -- captions from features ------------------------------------------------------
-    def caption_features(self, feats: torch.Tensor, probs: torch.Tensor | None = None) -> Caption:
+    def caption_features(self, feats: torch.Tensor, probs: torch.Tensor | None = None, *, video: bool = False) -> Caption:
         """Caption one set of feature vectors [N, C] (one photo's grid, or a segment's frames stacked).
 
         ``probs`` ([1000] or [frames, 1000] ImageNet probabilities) lets a confident
-        concept word into the caption (see grounding.py).
+        concept word into the caption (see grounding.py). ``video`` selects the video
+        decoding settings (``DecodingConfig.video_concept_weight``).
         """
         d = self.config.decoding
         concepts = self._concept_inputs(probs)
@@ -126,7 +127,7 @@ class Captioner:
             tokens: tuple[int, ...] = tuple(ids[: ids.index(self.vocab.end_id)] if self.vocab.end_id in ids else ids)
             confidence = float("nan")
         else:
-            hyp = self._beam(feats, self._banned, concepts=concepts)
+            hyp = self._beam(feats, self._banned, concepts=concepts, video=video)
             tokens, confidence = hyp.tokens, round(hyp.confidence, 4)
         if self.grounder is not None and probs is not None:
             concept = self.grounder.concept(probs)
@@ -135,7 +136,7 @@ class Captioner:
                 required, extra_banned = rule
                 allowed_novel = set(required)
                 banned = tuple(i for i in self._banned if i not in allowed_novel) + extra_banned
-                hyp = self._beam(feats, banned, required, concepts=concepts)
+                hyp = self._beam(feats, banned, required, concepts=concepts, video=video)
                 if set(required).issubset(hyp.tokens):
                     tokens, confidence = hyp.tokens, round(hyp.confidence, 4)
         return Caption(fix_articles(self.vocab.decode(tokens)), confidence)
@@ -151,13 +152,14 @@ class Captioner:
         return torch.tensor(ids, dtype=torch.long), torch.tensor(ps, dtype=torch.float32)
 
     def _beam(self, feats: torch.Tensor, banned: Sequence[int], required: Sequence[int] = (),
-              concepts: tuple[torch.Tensor, torch.Tensor] | None = None):
+              concepts: tuple[torch.Tensor, torch.Tensor] | None = None, video: bool = False):
         d = self.config.decoding
         cids, cprobs = (None, None) if concepts is None else concepts
         return self.decoder.beam(feats.float(), self.vocab.start_id, self.vocab.end_id, beam_size=max(2, d.beam_size),
                                  max_length=d.max_length, length_penalty=d.length_penalty,
                                  no_repeat_ngram=d.no_repeat_ngram, banned=banned, required=required,
-                                 cids=cids, cprobs=cprobs, concept_weight=d.concept_weight, once=self._once)
+                                 cids=cids, cprobs=cprobs, once=self._once,
+                                 concept_weight=d.video_concept_weight if video else d.concept_weight)
 
     def caption_images(self, images: Sequence[np.ndarray]) -> list[Caption]:
         """Caption RGB uint8 images (each squashed to the encoder's input size)."""
@@ -187,7 +189,8 @@ class Captioner:
             nonlocal t_decode, n_segments
             t0 = time.perf_counter()
             for seg in segments:
-                cap = self.caption_features(self._segment_features(seg, buf.grids()), buf.probs()[list(seg.frames)])
+                cap = self.caption_features(self._segment_features(seg, buf.grids()), buf.probs()[list(seg.frames)],
+                                            video=True)
                 if cap.text:
                     conf = cap.confidence if cap.confidence == cap.confidence else 1.0
                     cues.append(Cue(seg.start + offset, seg.end + offset, cap.text, conf))

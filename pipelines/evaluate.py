@@ -111,7 +111,8 @@ def main() -> None:
     ap.add_argument("--sets", default="flickr8k,coco,msvd")
     ap.add_argument("--beam-size", type=int, default=None)
     ap.add_argument("--length-penalty", type=float, default=None)
-    ap.add_argument("--concept-weight", type=float, default=None, help="concepts-only expert weight (concept decoders)")
+    ap.add_argument("--concept-weight", type=float, default=None,
+                    help="concepts-only expert weight for photos and video alike (default: the config's per-kind values)")
     ap.add_argument("--no-grounding", action="store_true", help="plain decoder, no concept words")
     ap.add_argument("--min-prob", type=float, default=None, help="grounding confidence threshold")
     ap.add_argument("--out", type=Path, default=None, help="JSON report (default .cache/eval/<model>.json)")
@@ -125,7 +126,8 @@ def main() -> None:
     if args.length_penalty is not None:
         config = replace(config, decoding=replace(config.decoding, length_penalty=args.length_penalty))
     if args.concept_weight is not None:
-        config = replace(config, decoding=replace(config.decoding, concept_weight=args.concept_weight))
+        config = replace(config, decoding=replace(config.decoding, concept_weight=args.concept_weight,
+                                                  video_concept_weight=args.concept_weight))
     if args.no_grounding:
         config = replace(config, grounding=replace(config.grounding, enabled=False))
     if args.min_prob is not None:
@@ -142,7 +144,7 @@ def main() -> None:
         report["sets"][labels[s]] = scores
         report["captions"][labels[s]] = hyps
         log.info("%s: %s", labels[s], scores)
-    tag = f"beam{config.decoding.beam_size}-lp{config.decoding.length_penalty}-cw{config.decoding.concept_weight}-" + (
+    tag = f"beam{config.decoding.beam_size}-lp{config.decoding.length_penalty}-cw{config.decoding.concept_weight}v{config.decoding.video_concept_weight}-" + (
         f"ground{config.grounding.min_prob}" if config.grounding.enabled else "plain")
     out = args.out or CACHE / "eval" / f"{args.model.name}-{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

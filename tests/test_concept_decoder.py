@@ -192,3 +192,33 @@ def test_concept_model_round_trips_in_half_precision(tmp_path):
     for k, v in model.state_dict().items():
         assert loaded.state_dict()[k].dtype == torch.float32
         assert torch.allclose(loaded.state_dict()[k], v, atol=1e-3, rtol=1e-3)
+
+
+def test_video_and_photos_use_their_own_concept_weight(tmp_path, monkeypatch):
+    """Photos decode with DecodingConfig.concept_weight, video segments with video_concept_weight."""
+    from captioner.config import CaptionConfig, DecodingConfig
+    from captioner.pipeline import Captioner
+    from captioner.weights import save_model
+
+    torch.manual_seed(0)
+    words = sorted({w for w, _ in class_words()})
+    vocab = Vocabulary(Vocabulary.build(["a dog on the grass"], 1).itos + tuple(w for w in words if w not in ("dog", "grass")))
+    model = CaptionDecoder(replace(concept_config(len(vocab)), feature_dim=1280))
+    folder = save_model(tmp_path / "m", model.state_dict(), vocab, model.config, name="c", encoder="efficientnet-lite0")
+    cap = Captioner(replace(CaptionConfig(), model_dir=folder,
+                            decoding=DecodingConfig(concept_weight=0.1, video_concept_weight=0.7)))
+    seen = []
+    real = cap.decoder.beam
+
+    def spy(*args, **kw):
+        seen.append(kw["concept_weight"])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(cap.decoder, "beam", spy)
+    probs = torch.zeros(1000)
+    probs[words and [w for w, _ in class_words()].index("bear")] = 0.9
+    feats = torch.rand(49, 1280)
+    photo = cap.caption_features(feats, probs)
+    cap.caption_features(feats, probs, video=True)
+    assert seen[0] == 0.1 and seen[-1] == 0.7
+    assert "<unk>" not in photo.text
