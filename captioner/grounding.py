@@ -17,6 +17,10 @@ sign", "refrigerator"). Two mechanisms bring those words into captions:
   "a dog and a bear".
 
 Below the threshold nothing changes: an unsure concept must not invent objects.
+
+A concept decoder (``DecoderConfig.concept_slots`` > 0) already has every concept
+word in its vocabulary and sees the concepts as inputs, so for it no word is
+transferred and only the constrained search applies.
 """
 
 from __future__ import annotations
