@@ -159,7 +159,15 @@ class Captioner:
                                  max_length=d.max_length, length_penalty=d.length_penalty,
                                  no_repeat_ngram=d.no_repeat_ngram, banned=banned, required=required,
                                  cids=cids, cprobs=cprobs, once=self._once,
-                                 concept_weight=d.video_concept_weight if video else d.concept_weight)
+                                 concept_weight=self._concept_weight(concepts, video))
+
+    def _concept_weight(self, concepts: tuple[torch.Tensor, torch.Tensor] | None, video: bool) -> float:
+        """The concepts-only expert's weight: the configured one if the top concept is sure enough, else 0."""
+        d = self.config.decoding
+        w = d.video_concept_weight if video else d.concept_weight
+        if concepts is None or not len(concepts[1]) or float(concepts[1].max()) < d.concept_min_prob:
+            return 0.0
+        return w
 
     def caption_images(self, images: Sequence[np.ndarray]) -> list[Caption]:
         """Caption RGB uint8 images (each squashed to the encoder's input size)."""

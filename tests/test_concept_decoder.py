@@ -206,7 +206,7 @@ def test_video_and_photos_use_their_own_concept_weight(tmp_path, monkeypatch):
     model = CaptionDecoder(replace(concept_config(len(vocab)), feature_dim=1280))
     folder = save_model(tmp_path / "m", model.state_dict(), vocab, model.config, name="c", encoder="efficientnet-lite0")
     cap = Captioner(replace(CaptionConfig(), model_dir=folder,
-                            decoding=DecodingConfig(concept_weight=0.1, video_concept_weight=0.7)))
+                            decoding=DecodingConfig(concept_weight=0.1, video_concept_weight=0.7, concept_min_prob=0.5)))
     seen = []
     real = cap.decoder.beam
 
@@ -222,3 +222,8 @@ def test_video_and_photos_use_their_own_concept_weight(tmp_path, monkeypatch):
     cap.caption_features(feats, probs, video=True)
     assert seen[0] == 0.1 and seen[-1] == 0.7
     assert "<unk>" not in photo.text
+    # an unsure top concept (0.3 < concept_min_prob 0.5): the concepts-only expert is not consulted
+    unsure = torch.full((1000,), 0.7 / 999)
+    unsure[[w for w, _ in class_words()].index("bear")] = 0.3
+    cap.caption_features(feats, unsure, video=True)
+    assert seen[-1] == 0.0
