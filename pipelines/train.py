@@ -261,6 +261,8 @@ def main() -> None:
     ap.add_argument("--text", default=",".join(TEXT_CORPORA),
                     help="caption-only corpora to train the language side on (comma list; empty = none)")
     ap.add_argument("--text-per-epoch", type=int, default=30000, help="sentences drawn from the corpora per epoch")
+    ap.add_argument("--resume", type=Path, default=None,
+                    help="continue from a run's best.pt (weights, history; Adam's state is not saved, so it restarts)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)
@@ -309,8 +311,17 @@ def main() -> None:
     args.run.mkdir(parents=True, exist_ok=True)
     history: list[dict] = []
     best, best_state, bad = -1.0, None, 0
+    if args.resume:
+        ckpt = torch.load(args.resume, map_location="cpu", weights_only=True)
+        if tuple(ckpt["vocab"]) != vocab.itos or DecoderConfig(**ckpt["config"]) != config:
+            ap.error(f"{args.resume}: trained with another vocabulary or architecture than these options give")
+        model.load_state_dict(ckpt["state"])
+        history = list(ckpt["history"])
+        best = max(h["dev_bleu4_greedy"] for h in history)
+        best_state = {k: v.clone() for k, v in ckpt["state"].items()}
+        log.info("resumed from %s after epoch %d (best dev BLEU-4 %.2f)", args.resume, len(history), best)
     steps_per_epoch = math.ceil(len(pairs) / args.batch) + math.ceil(min(len(text_pairs), args.text_per_epoch) / args.batch)
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(len(history) + 1, args.epochs + 1):
         t0 = time.time()
 
         def report(step: int, losses: list[float]) -> None:
