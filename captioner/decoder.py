@@ -272,14 +272,14 @@ class _PairState:
 
     @classmethod
     def of(cls, full: DecoderState, concepts: DecoderState) -> "_PairState":
+        # a concept decoder's init_state always gives a mask and cids; padding is masked out
+        assert full.mask is not None and concepts.mask is not None and full.cids is not None and concepts.cids is not None
         n = full.feats.shape[1] - concepts.feats.shape[1]
         pad = lambda t: torch.cat([t.new_zeros(t.shape[0], n, *t.shape[2:]), t], dim=1)  # noqa: E731
-        c_mask = concepts.mask if concepts.mask is not None else torch.ones(concepts.feats.shape[:2], dtype=torch.bool)
-        f_mask = full.mask if full.mask is not None else torch.ones(full.feats.shape[:2], dtype=torch.bool)
         return cls(DecoderState(
             torch.cat([full.h, concepts.h]), torch.cat([full.c, concepts.c]),
             torch.cat([full.feats, pad(concepts.feats)]), torch.cat([full.feats_att, pad(concepts.feats_att)]),
-            torch.cat([f_mask, pad(c_mask)]), torch.cat([full.cids, concepts.cids]),
+            torch.cat([full.mask, pad(concepts.mask)]), torch.cat([full.cids, concepts.cids]),
         ))
 
     def select(self, index: torch.Tensor) -> "_PairState":
