@@ -124,4 +124,4 @@ class CaptionConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    threads: int = 0  # torch intra-op threads; 0 = let torch decide
+    threads: int = 0  # compute threads (encoder, decoder); 0 = one per CPU

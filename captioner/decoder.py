@@ -7,22 +7,24 @@ of one frame; a video segment is the vectors of all its sampled frames stacked
 trained decoder serves both, and a padding mask lets segments of different lengths
 share a batch.
 
-Decoding is a generic beam search over a ``step`` function so that it can be
-tested on a hand-built toy model, with length normalisation, n-gram blocking and
-banned tokens (``<unk>`` is never emitted).
+This is the reference implementation, used for training and evaluation; ``captioner
+run`` decodes with its NumPy twin (``decoder_np.py``, tested to give the same
+captions), which spares the run torch's start-up time and memory. Both decode with
+the same beam search (``search.py``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .config import DecoderConfig
+from .search import Hypothesis, _blocked, beam_search  # noqa: F401  (re-exported: the search lives in search.py)
 
 
 class Attention(nn.Module):
@@ -242,22 +244,33 @@ class CaptionDecoder(nn.Module):
 
         banned_idx = list(banned)
 
-        def step(tokens: torch.Tensor, st):
-            if isinstance(st, _PairState):  # both experts in one batched step
-                out, both, _ = self.step(tokens.repeat(2), st.both)
+        def step(tokens: np.ndarray, st: _Beams):
+            tok = torch.from_numpy(np.asarray(tokens, dtype=np.int64))
+            if isinstance(st.inner, _PairState):  # both experts in one batched step
+                out, both, _ = self.step(tok.repeat(2), st.inner.both)
                 a, b = out.log_softmax(-1).chunk(2)
-                logits, st = (1 - w) * a + w * b, _PairState(both)
+                logits, inner = (1 - w) * a + w * b, _PairState(both)
             else:
-                logits, st, _ = self.step(tokens, st)
+                logits, inner, _ = self.step(tok, st.inner)
             if banned_idx:  # banned words take no probability mass from the others
                 logits[:, banned_idx] = float("-inf")
-            return logits.log_softmax(-1), st
+            return logits.log_softmax(-1).numpy(), _Beams(inner)
 
         return beam_search(
-            step, state, start_id, end_id, beam_size=beam_size, max_length=max_length,
+            step, _Beams(state), start_id, end_id, beam_size=beam_size, max_length=max_length,
             length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram, banned=banned,
             required=required, once=once,
         )
+
+
+@dataclass
+class _Beams:
+    """Adapts a torch state to the NumPy beam search (which selects beams with NumPy indexes)."""
+
+    inner: "DecoderState | _PairState"
+
+    def select(self, index: np.ndarray) -> "_Beams":
+        return _Beams(self.inner.select(torch.from_numpy(np.asarray(index, dtype=np.int64))))
 
 
 @dataclass
@@ -285,142 +298,3 @@ class _PairState:
     def select(self, index: torch.Tensor) -> "_PairState":
         k = self.both.h.shape[0] // 2
         return _PairState(self.both.select(torch.cat([index, index + k])))
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    """A finished caption: token ids (no <start>/<end>), total log-prob and normalised score."""
-
-    tokens: tuple[int, ...]
-    logprob: float
-    score: float
-
-    @property
-    def confidence(self) -> float:
-        """Geometric-mean token probability: 1 when every word was certain."""
-        return math.exp(self.logprob / max(1, len(self.tokens) + 1))
-
-
-def _blocked(seq: Sequence[int], n: int) -> set[int]:
-    """Tokens that would complete an n-gram already present in ``seq`` (and immediate repeats)."""
-    out: set[int] = set()
-    if seq:
-        out.add(seq[-1])
-    if n >= 1 and len(seq) >= n:
-        prefix = tuple(seq[len(seq) - n + 1 :]) if n > 1 else ()
-        for i in range(len(seq) - n + 1):
-            if tuple(seq[i : i + n - 1]) == prefix:
-                out.add(seq[i + n - 1])
-    return out
-
-
-def beam_search(
-    step: Callable[[torch.Tensor, object], tuple[torch.Tensor, object]],
-    state: object,
-    start_id: int,
-    end_id: int,
-    *,
-    beam_size: int,
-    max_length: int,
-    length_penalty: float = 0.7,
-    no_repeat_ngram: int = 2,
-    banned: Sequence[int] = (),
-    required: Sequence[int] = (),
-    once: Sequence[int] = (),
-) -> Hypothesis:
-    """Length-normalised beam search, optionally constrained (Anderson et al. 2017).
-
-    ``step(tokens [k], state) -> (log-probs [k, V], state)``; ``state`` must have
-    ``select(index)`` to reorder/expand beams. A finished hypothesis scores
-    ``logprob / (len+1) ** length_penalty``. Every hypothesis obeys: no token from
-    ``banned``, no repeated n-gram of size ``no_repeat_ngram``, never the same token
-    twice in a row, never empty, no token from ``once`` twice ("a loaf of loaf").
-
-    With ``required`` tokens, beams are kept in separate groups by which required
-    tokens they already contain (the constraint automaton's states), each group with
-    its own ``beam_size`` places, and only the group that contains them all may
-    finish. A required word therefore competes only with other placements of itself
-    and lands where the language model likes it, not wherever the beam runs out of
-    room. Each required token appears exactly once.
-    """
-    if beam_size < 1:
-        raise ValueError("beam_size must be >= 1")
-    req = tuple(dict.fromkeys(required))
-    once_set = frozenset(once)
-    full = frozenset(req)
-    beams: list[tuple[list[int], float]] = [([], 0.0)]
-    tokens = torch.tensor([start_id])
-    finished: list[Hypothesis] = []
-    banned_list = list(banned)
-    for t in range(max_length):
-        logp, state = step(tokens, state)
-        logp = logp.clone()
-        if banned_list:
-            logp[:, banned_list] = float("-inf")
-        for i, (seq, _) in enumerate(beams):
-            blocked = _blocked(seq, no_repeat_ngram)
-            if not seq:
-                blocked.add(end_id)  # an empty caption is never an answer
-            have = full.intersection(seq)
-            blocked |= have  # each required word once
-            if once_set:
-                blocked |= once_set.intersection(seq)
-            if have != full:
-                blocked.add(end_id)  # only a beam holding every required word may finish
-            if blocked:
-                logp[i, list(blocked)] = float("-inf")
-        if t == max_length - 1:
-            # last step: only <end> may follow, so every live beam that may finish does
-            forced = torch.full_like(logp, float("-inf"))
-            forced[:, end_id] = logp[:, end_id]
-            logp = forced
-        totals = torch.tensor([sc for _, sc in beams]).unsqueeze(1) + logp  # [k, V]
-        vocab = logp.shape[1]
-        # candidates per constraint state: the k best continuations of each beam suffice
-        groups: dict[frozenset, list[tuple[float, int, int]]] = {}
-        k_each = min(vocab, beam_size * 2 + len(req))
-        top = totals.topk(k_each, dim=1)
-        for parent, (vals, idxs) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
-            seq = beams[parent][0]
-            for score, tok in zip(vals, idxs):
-                if score == float("-inf"):
-                    break
-                key = full.intersection(seq) | ({tok} & full)
-                groups.setdefault(key, []).append((score, parent, tok))
-        # make sure each required token gets a chance to be placed from every beam
-        for parent, (seq, _) in enumerate(beams):
-            for tok in full - set(seq):
-                score = float(totals[parent, tok])
-                if score > float("-inf"):
-                    key = full.intersection(seq) | {tok}
-                    if (score, parent, tok) not in groups.get(key, []):
-                        groups.setdefault(key, []).append((score, parent, tok))
-        new_beams: list[tuple[list[int], float]] = []
-        parents: list[int] = []
-        for key, cands in groups.items():
-            kept = 0
-            for score, parent, tok in sorted(cands, key=lambda c: -c[0]):
-                seq = beams[parent][0]
-                if tok == end_id:
-                    finished.append(Hypothesis(tuple(seq), score, score / (len(seq) + 1) ** length_penalty))
-                else:
-                    new_beams.append((seq + [tok], score))
-                    parents.append(parent)
-                    kept += 1
-                if kept == beam_size:
-                    break
-        # stop when no live beam that could still finish can beat the best finished one
-        if finished and len(finished) >= beam_size:
-            best_done = max(h.score for h in finished)
-            bound = (max_length + 1) ** length_penalty if length_penalty > 0 else 1.0
-            if all(sc / bound <= best_done for _, sc in new_beams):
-                break
-        if not new_beams:
-            break
-        beams = new_beams
-        state = state.select(torch.tensor(parents))  # type: ignore[attr-defined]
-        tokens = torch.tensor([seq[-1] for seq, _ in beams])
-    if not finished:  # no hypothesis could satisfy the constraints: return the best live beam
-        seq, score = max(beams, key=lambda b: b[1])
-        return Hypothesis(tuple(seq), score, score / (len(seq) + 1) ** length_penalty)
-    return max(finished, key=lambda h: h.score)

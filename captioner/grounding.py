@@ -28,11 +28,11 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
+from typing import Any
+
 import numpy as np
-import torch
 
 from .concepts import NOUN_GROUPS, Concept, class_words, top_concepts
-from .decoder import CaptionDecoder
 from .vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 class Grounder:
     """Extends a loaded decoder with concept words and decides the required word per caption."""
 
-    def __init__(self, decoder: CaptionDecoder, vocab: Vocabulary, min_prob: float = 0.5) -> None:
+    def __init__(self, decoder: Any, vocab: Vocabulary, min_prob: float = 0.5) -> None:
+        """``decoder``: a ``NumpyDecoder`` (run time) or a torch ``CaptionDecoder`` (reference)."""
         self.min_prob = min_prob
         words = sorted({w for w, _ in class_words()})
         groups = {w: g for w, g in class_words()}
@@ -65,9 +66,12 @@ class Grounder:
                 self.group_ids.setdefault(g, set()).add(vocab.index(noun))
         log.debug("grounding: %d concept words, %d transferred", len(words), len(novel))
 
-    def concept(self, probs: np.ndarray | torch.Tensor) -> Concept | None:
-        """The most probable concept word (class probabilities summed per word), if confident."""
-        p = np.asarray(probs.numpy() if isinstance(probs, torch.Tensor) else probs, dtype=np.float64)
+    def concept(self, probs: Any) -> Concept | None:
+        """The most probable concept word (class probabilities summed per word), if confident.
+
+        ``probs``: [1000] or a segment's [frames, 1000], a NumPy array or a CPU tensor.
+        """
+        p = np.asarray(probs, dtype=np.float64)
         if p.ndim == 2:  # a segment's frames: their mean probabilities
             p = p.mean(0)
         top = top_concepts(p, k=1)
@@ -88,10 +92,14 @@ class Grounder:
         return (wid,), tuple(sorted(banned))
 
 
-def _extend(decoder: CaptionDecoder, donors: Sequence[int]) -> CaptionDecoder:
+def _extend(decoder: Any, donors: Sequence[int]) -> Any:
     """Append rows for novel words to the embedding and output layers, copied from donor words."""
     if not donors:
         return decoder
+    if hasattr(decoder, "extend_vocab"):  # the NumPy decoder
+        return decoder.extend_vocab(donors)
+    import torch
+
     idx = torch.tensor(list(donors))
     with torch.no_grad():
         emb = decoder.embed.weight

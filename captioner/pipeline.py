@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
 
 from .config import CaptionConfig
 from .errors import CaptionerError, VideoError
@@ -76,17 +75,20 @@ class Captioner:
 
     def __init__(self, config: CaptionConfig = CaptionConfig(), device: str = "cpu") -> None:
         from .encoder import Encoder, input_size
-        from .weights import load_model
+        from .weights import load_runtime_model
 
         self.config = config
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        self.decoder, self.vocab, self.model_info = load_model(config.model_dir)
+        if config.threads:  # the decoder's matrix products (BLAS); the encoder gets its own count
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(config.threads)
+        # the NumPy decoder: a run never imports torch once the encoder's ONNX export exists
+        self.decoder, self.vocab, self.model_info = load_runtime_model(config.model_dir)
         enc_cfg = config.encoder
         if enc_cfg.name != self.model_info.encoder:  # the model says which encoder it was trained on
             enc_cfg = dataclasses.replace(enc_cfg, name=self.model_info.encoder,
                                           image_size=input_size(self.model_info.encoder))
-        self.encoder = Encoder(enc_cfg, device=device)
+        self.encoder = Encoder(enc_cfg, device=device, threads=config.threads)
         if self.encoder.feature_dim != self.decoder.config.feature_dim:
             from .errors import ModelError
 
@@ -111,18 +113,21 @@ class Captioner:
             self._once = tuple(sorted({self.vocab.index(w) for w, _ in class_words()} - {self.vocab.unk_id}))
 
     # -- captions from features ------------------------------------------------------
-    def caption_features(self, feats: torch.Tensor, probs: torch.Tensor | None = None, *, video: bool = False) -> Caption:
+    def caption_features(self, feats: Any, probs: Any = None, *, video: bool = False) -> Caption:
         """Caption one set of feature vectors [N, C] (one photo's grid, or a segment's frames stacked).
 
         ``probs`` ([1000] or [frames, 1000] ImageNet probabilities) lets a confident
         concept word into the caption (see grounding.py). ``video`` selects the video
-        decoding settings (``DecodingConfig.video_concept_weight``).
+        decoding settings (``DecodingConfig.video_concept_weight``). Arrays of any
+        float type (NumPy, or CPU torch tensors).
         """
         d = self.config.decoding
+        feats = np.asarray(feats, dtype=np.float32)
+        probs = None if probs is None else np.asarray(probs, dtype=np.float32)
         concepts = self._concept_inputs(probs)
         if d.beam_size <= 1:
             cids, cprobs = (None, None) if concepts is None else (concepts[0][None], concepts[1][None])
-            ids = self.decoder.greedy(feats.float().unsqueeze(0), self.vocab.start_id, self.vocab.end_id,
+            ids = self.decoder.greedy(feats[None], self.vocab.start_id, self.vocab.end_id,
                                       d.max_length, banned=self._banned, cids=cids, cprobs=cprobs)[0]
             tokens: tuple[int, ...] = tuple(ids[: ids.index(self.vocab.end_id)] if self.vocab.end_id in ids else ids)
             confidence = float("nan")
@@ -141,27 +146,27 @@ class Captioner:
                     tokens, confidence = hyp.tokens, round(hyp.confidence, 4)
         return Caption(fix_articles(self.vocab.decode(tokens)), confidence)
 
-    def _concept_inputs(self, probs: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _concept_inputs(self, probs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         """(ids [K], probabilities [K]) of the top concepts, for a decoder trained to attend over them."""
         k = self.decoder.config.concept_slots
         if not k or probs is None:
             return None
         from .concepts import concept_inputs
 
-        ids, ps = concept_inputs(probs.float().numpy(), self.vocab.index, k)
-        return torch.tensor(ids, dtype=torch.long), torch.tensor(ps, dtype=torch.float32)
+        ids, ps = concept_inputs(probs, self.vocab.index, k)
+        return np.asarray(ids, dtype=np.int64), np.asarray(ps, dtype=np.float32)
 
-    def _beam(self, feats: torch.Tensor, banned: Sequence[int], required: Sequence[int] = (),
-              concepts: tuple[torch.Tensor, torch.Tensor] | None = None, video: bool = False):
+    def _beam(self, feats: np.ndarray, banned: Sequence[int], required: Sequence[int] = (),
+              concepts: tuple[np.ndarray, np.ndarray] | None = None, video: bool = False):
         d = self.config.decoding
         cids, cprobs = (None, None) if concepts is None else concepts
-        return self.decoder.beam(feats.float(), self.vocab.start_id, self.vocab.end_id, beam_size=max(2, d.beam_size),
+        return self.decoder.beam(feats, self.vocab.start_id, self.vocab.end_id, beam_size=max(2, d.beam_size),
                                  max_length=d.max_length, length_penalty=d.length_penalty,
                                  no_repeat_ngram=d.no_repeat_ngram, banned=banned, required=required,
                                  cids=cids, cprobs=cprobs, once=self._once,
                                  concept_weight=self._concept_weight(concepts, video))
 
-    def _concept_weight(self, concepts: tuple[torch.Tensor, torch.Tensor] | None, video: bool) -> float:
+    def _concept_weight(self, concepts: tuple[np.ndarray, np.ndarray] | None, video: bool) -> float:
         """The concepts-only expert's weight: the configured one if the top concept is sure enough, else 0."""
         d = self.config.decoding
         w = d.video_concept_weight if video else d.concept_weight
@@ -213,7 +218,7 @@ class Captioner:
             t0 = time.perf_counter()
             enc = self.encoder.encode(batch_imgs)
             t_encode += time.perf_counter() - t0
-            buf.add(enc.pooled, enc.grid.to(torch.float16), enc.probs)  # float16 grids: half the memory
+            buf.add(enc.pooled, enc.grid.astype(np.float16), enc.probs)  # float16 grids: half the memory
             batch_imgs.clear()
             if len(buf) < window:
                 return
@@ -273,7 +278,7 @@ class Captioner:
         log.info("%s: %d frames, %d segments, %d cues in %.1f s", info.path, n_frames, n_segments, len(cues), timings["total_s"])
         return VideoResult(info, cues, n_frames, duration, self.model_summary(), timings)
 
-    def _segment_features(self, seg: Segment, grids: torch.Tensor) -> torch.Tensor:
+    def _segment_features(self, seg: Segment, grids: np.ndarray) -> np.ndarray:
         """The stacked grids of up to ``max_frames_per_segment`` evenly spread frames of a segment."""
         frames = list(seg.frames)
         k = self.config.sampling.max_frames_per_segment
@@ -291,35 +296,35 @@ class _FrameBuffer:
 
     def __init__(self) -> None:
         self.times: list[float] = []
-        self._pooled: list[torch.Tensor] = []
-        self._grids: list[torch.Tensor] = []
-        self._probs: list[torch.Tensor] = []
+        self._pooled: list[np.ndarray] = []
+        self._grids: list[np.ndarray] = []
+        self._probs: list[np.ndarray] = []
 
     def __len__(self) -> int:
         return sum(len(p) for p in self._pooled)
 
-    def add(self, pooled: torch.Tensor, grids: torch.Tensor, probs: torch.Tensor) -> None:
+    def add(self, pooled: np.ndarray, grids: np.ndarray, probs: np.ndarray) -> None:
         self._pooled.append(pooled)
         self._grids.append(grids)
         self._probs.append(probs)
 
-    def _cat(self, parts: list[torch.Tensor]) -> torch.Tensor:
+    def _cat(self, parts: list[np.ndarray]) -> np.ndarray:
         if len(parts) > 1:
-            parts[:] = [torch.cat(parts)]
+            parts[:] = [np.concatenate(parts)]
         return parts[0]
 
     def pooled(self) -> np.ndarray:
-        return self._cat(self._pooled).numpy()
+        return self._cat(self._pooled)
 
-    def grids(self) -> torch.Tensor:
+    def grids(self) -> np.ndarray:
         return self._cat(self._grids)
 
-    def probs(self) -> torch.Tensor:
+    def probs(self) -> np.ndarray:
         return self._cat(self._probs)
 
     def drop_before(self, index: int) -> None:
         """Forget frames [0, index): segment frame indexes then count from the new first frame."""
         self.times = self.times[index:]
-        self._pooled = [self._cat(self._pooled)[index:].clone()]
-        self._grids = [self._cat(self._grids)[index:].clone()]
-        self._probs = [self._cat(self._probs)[index:].clone()]
+        self._pooled = [self._cat(self._pooled)[index:].copy()]
+        self._grids = [self._cat(self._grids)[index:].copy()]
+        self._probs = [self._cat(self._probs)[index:].copy()]

@@ -96,13 +96,8 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def load_model(folder: str | Path):
-    """Load (decoder, vocabulary, info); verify the checksum before touching the tensors."""
-    import torch
-    from safetensors.torch import load_file
-
-    from .decoder import CaptionDecoder
-
+def _checked(folder: str | Path) -> tuple[Path, dict[str, Any], str]:
+    """(folder, manifest, sha256) once the manifest is complete and the tensor file matches its checksum."""
     folder = resolve(folder)
     manifest = read_manifest(folder)
     missing = [key for key in ("sha256", "encoder", "decoder", "vocab") if key not in manifest]
@@ -117,22 +112,56 @@ def load_model(folder: str | Path):
             f"{tensor_path}: checksum mismatch (expected {str(manifest.get('sha256'))[:12]}… for model "
             f"{manifest.get('name')!r}, got {actual[:12]}…); the file is corrupt or belongs to another model"
         )
+    return folder, manifest, actual
+
+
+def _load(folder: str | Path, backend: str):
+    folder, manifest, actual = _checked(folder)
+    tensor_path = folder / TENSORS
     try:
         # safetensors only parses a JSON header and raw tensor bytes: nothing in the file can run
-        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(tensor_path)).items()}
+        if backend == "torch":
+            from safetensors.torch import load_file
+
+            state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(tensor_path)).items()}
+        else:
+            from safetensors.numpy import load_file
+
+            state = {k: v.astype("float32") if v.dtype.kind == "f" else v for k, v in load_file(str(tensor_path)).items()}
     except Exception as exc:  # a pickle, a truncated file, ... renamed to .safetensors
         raise ModelError(f"{tensor_path}: not a valid safetensors file ({exc.__class__.__name__}: "
                          f"{(str(exc).splitlines() or [''])[0][:120]})") from None
     try:
         config = DecoderConfig(**manifest["decoder"])
         vocab = Vocabulary(tuple(manifest["vocab"]))
-        decoder = CaptionDecoder(config)
-        decoder.load_state_dict(state, strict=True)
+        if backend == "torch":
+            from .decoder import CaptionDecoder
+
+            decoder = CaptionDecoder(config)
+            decoder.load_state_dict(state, strict=True)
+            decoder.eval()
+        else:
+            from .decoder_np import NumpyDecoder
+
+            decoder = NumpyDecoder(config, state)
     except Exception as exc:  # any mismatch between manifest and tensors is the user's file, not our bug
         raise ModelError(f"{folder}: model does not match its manifest ({exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0][:120]})") from None
     if len(vocab) != config.vocab_size:
         raise ModelError(f"{folder}: vocabulary has {len(vocab)} words, decoder expects {config.vocab_size}")
-    decoder.eval()
     info = ModelInfo(manifest.get("name", folder.name), manifest["encoder"], actual, folder, config, manifest.get("extra", {}))
-    log.info("loaded model %s (%s, sha256 %s…)", info.name, info.encoder, actual[:12])
+    log.info("loaded model %s (%s, sha256 %s…, %s)", info.name, info.encoder, actual[:12], backend)
     return decoder, vocab, info
+
+
+def load_model(folder: str | Path):
+    """Load (torch ``CaptionDecoder``, vocabulary, info); verify the checksum before touching the tensors.
+
+    The torch decoder is the reference and the one that trains; ``captioner run`` uses
+    ``load_runtime_model``.
+    """
+    return _load(folder, "torch")
+
+
+def load_runtime_model(folder: str | Path):
+    """Load (``NumpyDecoder``, vocabulary, info) from the same files, without importing torch."""
+    return _load(folder, "numpy")

@@ -42,7 +42,7 @@ def main() -> None:
             t0 = time.perf_counter()
             enc.encode(frames)
             times[backend] = 1000 * (time.perf_counter() - t0) / len(frames)
-        params = sum(p.numel() for p in enc.model.parameters()) / 1e6
+        params = sum(p.numel() for p in enc.torch_model().parameters()) / 1e6
         print(f"| {name} | {size}px | {params:.1f} M | {times['torch']:.1f} | {times['onnx']:.1f} |")
 
 

@@ -72,8 +72,7 @@ def caption_cached(cap: Captioner, set_name: str, names: Sequence[str]) -> dict[
     out = {}
     for n in names:
         i = index[n]
-        out[n] = cap.caption_features(torch.from_numpy(np.array(grid[i], dtype=np.float32)),
-                                      torch.from_numpy(probs[i].astype(np.float32))).text
+        out[n] = cap.caption_features(np.array(grid[i], dtype=np.float32), probs[i].astype(np.float32)).text
     return out
 
 

@@ -59,9 +59,9 @@ def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None
         for start in range(0, n, batch):
             names = files[start : start + batch]
             imgs = list(pool.map(lambda f: load_image(str(SETS[set_name] / f)), names))
-            res = enc.encode_tensor(enc.preprocess(imgs))
-            grid[start : start + len(names)] = res.grid.numpy().astype(np.float16)
-            probs[start : start + len(names)] = res.probs.numpy().astype(np.float16)
+            res = enc.encode_batch(enc.preprocess(imgs))
+            grid[start : start + len(names)] = res.grid.astype(np.float16)
+            probs[start : start + len(names)] = res.probs.astype(np.float16)
             if (start // batch) % 20 == 0:
                 el = time.time() - t0
                 log.info("%s %d/%d  %.1f ms/img", set_name, start + len(names), n, 1000 * el / (start + len(names)))

@@ -155,7 +155,7 @@ def test_once_tokens_never_repeat_in_beam_output():
             return S([self.last[i] for i in index.tolist()])
 
     def step(tokens, st):
-        logp = torch.full((len(tokens), V), -5.0)
+        logp = np.full((len(tokens), V), -5.0, dtype=np.float32)
         for i, t in enumerate(tokens.tolist()):
             logp[i, nxt.get(t, end)] = -0.01
         return logp, S(tokens.tolist())

@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -41,7 +42,7 @@ def test_vocab_rejects_missing_specials():
 class ToyState:
     """The toy's state is just the previous token; the table below decides everything."""
 
-    prev: torch.Tensor
+    prev: np.ndarray
 
     def select(self, index):
         return ToyState(self.prev[index])
@@ -51,11 +52,11 @@ def _toy_step(table: dict[int, dict[int, float]], vocab_size: int):
     def step(tokens, state):
         rows = []
         for t in tokens.tolist():
-            row = torch.full((vocab_size,), -1e9)
+            row = np.full(vocab_size, -1e9, dtype=np.float32)
             for nxt, p in table.get(t, {}).items():
-                row[nxt] = torch.log(torch.tensor(p))
+                row[nxt] = np.log(p)
             rows.append(row)
-        return torch.stack(rows), ToyState(tokens)
+        return np.stack(rows), ToyState(tokens)
 
     return step
 
@@ -68,11 +69,11 @@ def test_beam_finds_the_best_sequence_greedy_misses():
     table = {START: {4: 0.6, 5: 0.4}, 4: {7: 0.35, 8: 0.35, 9: 0.3}, 7: {END: 1.0}, 8: {END: 1.0}, 9: {END: 1.0},
              5: {6: 1.0}, 6: {END: 1.0}}
     step = _toy_step(table, 10)
-    best = beam_search(step, ToyState(torch.tensor([START])), START, END, beam_size=3, max_length=5,
+    best = beam_search(step, ToyState(np.array([START])), START, END, beam_size=3, max_length=5,
                        length_penalty=0.0, no_repeat_ngram=0)
     assert best.tokens == (5, 6)
-    assert best.logprob == pytest.approx(float(torch.log(torch.tensor(0.4))), abs=1e-5)
-    greedy = beam_search(step, ToyState(torch.tensor([START])), START, END, beam_size=1, max_length=5,
+    assert best.logprob == pytest.approx(float(np.log(0.4)), abs=1e-5)
+    greedy = beam_search(step, ToyState(np.array([START])), START, END, beam_size=1, max_length=5,
                          length_penalty=0.0, no_repeat_ngram=0)
     assert greedy.tokens[0] == 4
 
@@ -81,7 +82,7 @@ def test_beam_blocks_repeats_and_banned_tokens():
     # the model loves repeating word 4 ("combing combing") and emitting <unk>=3
     table = {START: {4: 0.7, 3: 0.2, 5: 0.1}, 4: {4: 0.8, 3: 0.1, 5: 0.05, END: 0.05}, 5: {4: 0.5, 6: 0.3, END: 0.2}, 6: {END: 1.0}}
     step = _toy_step(table, 8)
-    best = beam_search(step, ToyState(torch.tensor([START])), START, END, beam_size=3, max_length=6,
+    best = beam_search(step, ToyState(np.array([START])), START, END, beam_size=3, max_length=6,
                        length_penalty=0.7, no_repeat_ngram=2, banned=(3,))
     toks = best.tokens
     assert 3 not in toks
@@ -93,7 +94,7 @@ def test_beam_blocks_repeats_and_banned_tokens():
 def test_beam_required_word_appears_exactly_once():
     table = {START: {4: 0.9, 5: 0.1}, 4: {END: 0.9, 5: 0.1}, 5: {END: 0.8, 4: 0.2}}
     step = _toy_step(table, 8)
-    best = beam_search(step, ToyState(torch.tensor([START])), START, END, beam_size=3, max_length=5,
+    best = beam_search(step, ToyState(np.array([START])), START, END, beam_size=3, max_length=5,
                        length_penalty=0.0, no_repeat_ngram=2, required=(5,))
     assert best.tokens.count(5) == 1
 

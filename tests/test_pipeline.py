@@ -40,7 +40,7 @@ def test_segments_follow_shots_exactly(tmp_path, tiny_model):
 
     frames = list(iter_frames(video.path, 2))
     enc = cap.encoder.encode([f.image for f in frames])
-    segs = segment_frames([f.time for f in frames], enc.pooled.numpy(), video.duration, cap.config.segments)
+    segs = segment_frames([f.time for f in frames], enc.pooled, video.duration, cap.config.segments)
     starts = [s.start for s in segs[1:]]
     assert len(segs) == 3
     for got, cut in zip(starts, video.cut_times):

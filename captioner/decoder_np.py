@@ -1,0 +1,261 @@
+"""The caption decoder's inference in NumPy: what ``captioner run`` decodes with.
+
+``decoder.CaptionDecoder`` (torch) is the reference: it trains, and evaluation can
+use it. Decoding one caption is a few hundred small matrix products, which NumPy
+does as fast as torch, and importing torch costs ~1.8 s and ~650 MB of memory
+before the first frame is read (README, Performance). So the runtime computes the
+same equations here from the same tensors; a test checks that both give the same
+log-probabilities and the same beams. Parameter names are the torch module's, so
+one ``decoder.safetensors`` serves both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .config import DecoderConfig
+from .search import Hypothesis, beam_search
+
+
+def expected_shapes(config: DecoderConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor a decoder of this configuration has, and its shape (the torch module's state dict)."""
+    h, e, a, c, v = config.hidden_dim, config.embed_dim, config.attention_dim, config.feature_dim, config.vocab_size
+    shapes = {
+        "feat_proj.0.weight": (h, c), "feat_proj.0.bias": (h,),
+        "enc_att.weight": (a, h), "enc_att.bias": (a,),
+        "attention.dec.weight": (a, h), "attention.dec.bias": (a,),
+        "attention.out.weight": (1, a), "attention.out.bias": (1,),
+        "init_h.weight": (h, h), "init_h.bias": (h,),
+        "init_c.weight": (h, h), "init_c.bias": (h,),
+        "gate.weight": (h, h), "gate.bias": (h,),
+        "embed.weight": (v, e),
+        "lstm.weight_ih": (4 * h, e + h), "lstm.weight_hh": (4 * h, h),
+        "lstm.bias_ih": (4 * h,), "lstm.bias_hh": (4 * h,),
+        "fc.weight": (v, h), "fc.bias": (v,),
+    }
+    if config.concept_slots:
+        shapes.update({
+            "concept_proj.0.weight": (h, e + 1), "concept_proj.0.bias": (h,),
+            "null_slot": (1, 1, h),
+            "copy_gate.weight": (1, 2 * h + e), "copy_gate.bias": (1,),
+        })
+    return shapes
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # no overflow warnings for large |x|
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+@dataclass
+class NpState:
+    """Per-beam LSTM state and the set it attends over (projected, and pre-multiplied for attention)."""
+
+    h: np.ndarray
+    c: np.ndarray
+    feats: np.ndarray
+    feats_att: np.ndarray
+    mask: np.ndarray | None
+    cids: np.ndarray | None = None
+
+    def select(self, index: np.ndarray | slice) -> "NpState":
+        if self.feats.shape[0] == 1:  # the beams of one caption share its set: broadcast, never copied
+            return NpState(self.h[index], self.c[index], self.feats, self.feats_att, self.mask, self.cids)
+        return NpState(self.h[index], self.c[index], self.feats[index], self.feats_att[index],
+                       None if self.mask is None else self.mask[index], None if self.cids is None else self.cids[index])
+
+
+@dataclass
+class _PairState:
+    """The picture+concepts beams and the concepts-only beams, stepped side by side."""
+
+    full: NpState
+    alone: NpState
+
+    def select(self, index: np.ndarray) -> "_PairState":
+        return _PairState(self.full.select(index), self.alone.select(index))
+
+
+class NumpyDecoder:
+    """Inference-only twin of ``CaptionDecoder``: same parameters, same equations, float32."""
+
+    def __init__(self, config: DecoderConfig, params: Mapping[str, np.ndarray]) -> None:
+        want = expected_shapes(config)
+        missing = sorted(set(want) - set(params))
+        unexpected = sorted(set(params) - set(want))
+        if missing or unexpected:
+            raise ValueError(f"tensors missing: {missing[:3]}, unexpected: {unexpected[:3]}")
+        for k, shape in want.items():
+            if tuple(params[k].shape) != shape:
+                raise ValueError(f"{k}: shape {tuple(params[k].shape)}, expected {shape}")
+        self.config = config
+        p = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in params.items()}
+        self.params = p
+        # weights transposed once, so that every product is x @ W
+        t = lambda k: np.ascontiguousarray(p[k].T)  # noqa: E731
+        self._feat_w, self._feat_b = t("feat_proj.0.weight"), p["feat_proj.0.bias"]
+        self._enc_w, self._enc_b = t("enc_att.weight"), p["enc_att.bias"]
+        self._dec_w, self._dec_b = t("attention.dec.weight"), p["attention.dec.bias"]
+        self._out_w, self._out_b = p["attention.out.weight"][0], float(p["attention.out.bias"][0])
+        self._inith_w, self._inith_b = t("init_h.weight"), p["init_h.bias"]
+        self._initc_w, self._initc_b = t("init_c.weight"), p["init_c.bias"]
+        self._gate_w, self._gate_b = t("gate.weight"), p["gate.bias"]
+        self._embed = p["embed.weight"]
+        e = config.embed_dim
+        w_ih = t("lstm.weight_ih")
+        self._ih_emb, self._ih_ctx = np.ascontiguousarray(w_ih[:e]), np.ascontiguousarray(w_ih[e:])
+        self._hh_w = t("lstm.weight_hh")
+        self._lstm_b = p["lstm.bias_ih"] + p["lstm.bias_hh"]
+        self._fc_w, self._fc_b = t("fc.weight"), p["fc.bias"]
+        if config.concept_slots:
+            self._cp_w, self._cp_b = t("concept_proj.0.weight"), p["concept_proj.0.bias"]
+            self._null = p["null_slot"].reshape(1, 1, -1)
+            self._cg_w, self._cg_b = p["copy_gate.weight"][0], float(p["copy_gate.bias"][0])
+
+    @classmethod
+    def from_torch(cls, decoder) -> "NumpyDecoder":
+        """The twin of a torch ``CaptionDecoder`` (tests, and tools that trained one in-process)."""
+        return cls(decoder.config, {k: v.detach().cpu().float().numpy() for k, v in decoder.state_dict().items()})
+
+    def extend_vocab(self, donors: Sequence[int]) -> "NumpyDecoder":
+        """A decoder with extra words whose embedding and output rows are copies of ``donors``' (grounding)."""
+        if not len(donors):
+            return self
+        idx = np.asarray(list(donors), dtype=np.int64)
+        params = dict(self.params)
+        for k in ("embed.weight", "fc.weight", "fc.bias"):
+            params[k] = np.concatenate([params[k], params[k][idx]])
+        return NumpyDecoder(replace(self.config, vocab_size=self.config.vocab_size + len(idx)), params)
+
+    # -- the equations of CaptionDecoder.init_state / step ----------------------------
+    def init_state(self, feats: np.ndarray, mask: np.ndarray | None = None,
+                   cids: np.ndarray | None = None, cprobs: np.ndarray | None = None) -> NpState:
+        """``feats`` [B, N, C] (N may be 0: concepts only); ``cids``/``cprobs`` [B, K] for a concept decoder."""
+        feats = np.asarray(feats, dtype=np.float32)
+        proj = np.maximum(feats @ self._feat_w + self._feat_b, 0.0)
+        K = self.config.concept_slots
+        if K:
+            B, N = feats.shape[:2]
+            if cids is None or cprobs is None:
+                cids, cprobs = np.zeros((B, K), np.int64), np.zeros((B, K), np.float32)
+            cids = np.asarray(cids, dtype=np.int64)[:, :K]
+            cprobs = np.asarray(cprobs, dtype=np.float32)[:, :K]
+            if cids.shape[1] < K:  # fewer concepts than slots: pad with empty ones
+                pad = ((0, 0), (0, K - cids.shape[1]))
+                cids, cprobs = np.pad(cids, pad), np.pad(cprobs, pad)
+            slot_in = np.concatenate([self._embed[cids], cprobs[:, :, None]], axis=2)
+            slots = np.maximum(slot_in @ self._cp_w + self._cp_b, 0.0)
+            proj = np.concatenate([proj, np.broadcast_to(self._null, (B, 1, proj.shape[2])), slots], axis=1)
+            vis = np.ones((B, N), bool) if mask is None else np.asarray(mask, bool)
+            mask = np.concatenate([vis, np.ones((B, 1), bool), cids != 0], axis=1)
+        if mask is None:
+            mean = proj.mean(axis=1)
+        else:
+            m = np.asarray(mask, np.float32)[:, :, None]
+            mean = (proj * m).sum(1) / np.maximum(m.sum(1), 1.0)
+        h = np.tanh(mean @ self._inith_w + self._inith_b)
+        c = np.tanh(mean @ self._initc_w + self._initc_b)
+        return NpState(h, c, proj, proj @ self._enc_w + self._enc_b,
+                       None if mask is None else np.asarray(mask, bool), cids if K else None)
+
+    def step(self, tokens: np.ndarray, state: NpState) -> tuple[np.ndarray, NpState]:
+        """Previous tokens [B] -> logits (plain decoder) or log-probs (concept decoder) [B, V], new state."""
+        scores = np.tanh(state.feats_att + (state.h @ self._dec_w + self._dec_b)[:, None, :]) @ self._out_w
+        scores += self._out_b
+        if state.mask is not None:
+            scores = np.where(state.mask, scores, -np.inf)
+        alpha = _softmax(scores)  # [B, N]
+        context = np.matmul(alpha[:, None, :], state.feats)[:, 0]
+        context *= _sigmoid(state.h @ self._gate_w + self._gate_b)
+        emb = self._embed[np.asarray(tokens, dtype=np.int64)]
+        gates = emb @ self._ih_emb + context @ self._ih_ctx + state.h @ self._hh_w + self._lstm_b
+        i, f, g, o = np.split(gates, 4, axis=1)
+        c = _sigmoid(f) * state.c + _sigmoid(i) * np.tanh(g)
+        h = _sigmoid(o) * np.tanh(c)
+        logits = h @ self._fc_w + self._fc_b
+        new = NpState(h, c, state.feats, state.feats_att, state.mask, state.cids)
+        if state.cids is None:
+            return logits, new
+        cids = state.cids
+        on = alpha[:, -cids.shape[1]:]
+        copy = on / np.maximum(on.sum(1, keepdims=True), 1e-9)
+        gate = _sigmoid(np.concatenate([h, context, emb], axis=1) @ self._cg_w + self._cg_b)[:, None]
+        gate = gate * (cids != 0).any(1, keepdims=True)  # nothing to copy: generate
+        p = (1.0 - gate) * _softmax(logits)
+        rows = np.arange(len(p))
+        for k in range(cids.shape[1]):  # one slot at a time: a word id repeated across slots adds up
+            p[rows, cids[:, k]] += gate[:, 0] * copy[:, k]
+        return np.log(np.maximum(p, 1e-12)), new
+
+    # -- decoding ------------------------------------------------------------------------
+    def greedy(self, feats: np.ndarray, start_id: int, end_id: int, max_length: int,
+               banned: Sequence[int] = (), mask: np.ndarray | None = None,
+               cids: np.ndarray | None = None, cprobs: np.ndarray | None = None) -> list[list[int]]:
+        """Batched greedy decoding, as ``CaptionDecoder.greedy``."""
+        state = self.init_state(feats, mask, cids, cprobs)
+        B = state.h.shape[0]
+        tokens = np.full(B, start_id, np.int64)
+        out = np.zeros((B, max_length), np.int64)
+        done = np.zeros(B, bool)
+        for t in range(max_length):
+            logits, state = self.step(tokens, state)
+            if len(banned):
+                logits[:, list(banned)] = -np.inf
+            if t == 0:
+                logits[:, end_id] = -np.inf
+            else:
+                logits[np.arange(B), tokens] = -np.inf
+            tokens = logits.argmax(-1)
+            out[:, t] = tokens
+            done |= tokens == end_id
+            if done.all():
+                break
+        return [row.tolist() for row in out]
+
+    def beam(
+        self, feats: np.ndarray, start_id: int, end_id: int, *, beam_size: int, max_length: int,
+        length_penalty: float, no_repeat_ngram: int, banned: Sequence[int] = (),
+        required: Sequence[int] = (), cids: np.ndarray | None = None, cprobs: np.ndarray | None = None,
+        concept_weight: float = 0.0, once: Sequence[int] = (),
+    ) -> Hypothesis:
+        """Beam search for one item, as ``CaptionDecoder.beam``. feats: [N, C]; cids/cprobs: [K].
+
+        With ``concept_weight`` w > 0 the concepts-only expert is stepped beside the
+        full one (not padded into one batch as torch does: its set is 6 slots, not 400).
+        """
+        one = lambda a: None if a is None else np.asarray(a)[None]  # noqa: E731
+        feats = np.asarray(feats, dtype=np.float32)
+        state: NpState | _PairState = self.init_state(feats[None], None, one(cids), one(cprobs))
+        w = float(concept_weight) if (cids is not None and self.config.concept_slots) else 0.0
+        if w > 0:
+            state = _PairState(state, self.init_state(feats[None, :0], None, one(cids), one(cprobs)))
+        banned_idx = list(banned)
+
+        def step(tokens: np.ndarray, st):
+            if isinstance(st, _PairState):
+                a, full = self.step(tokens, st.full)
+                b, alone = self.step(tokens, st.alone)
+                logits, st = (1 - w) * _log_softmax(a) + w * _log_softmax(b), _PairState(full, alone)
+            else:
+                logits, st = self.step(tokens, st)
+            if banned_idx:  # banned words take no probability mass from the others
+                logits[:, banned_idx] = -np.inf
+            return _log_softmax(logits), st
+
+        return beam_search(
+            step, state, start_id, end_id, beam_size=beam_size, max_length=max_length,
+            length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram, banned=banned,
+            required=required, once=once,
+        )

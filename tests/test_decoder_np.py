@@ -1,0 +1,144 @@
+"""The NumPy decoder that `captioner run` uses gives what the torch reference gives."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from captioner.config import DecoderConfig
+from captioner.decoder import CaptionDecoder
+from captioner.decoder_np import NumpyDecoder
+from captioner.errors import ModelError
+from captioner.weights import load_model, load_runtime_model, save_model
+from captioner.vocab import Vocabulary
+
+V = 30
+
+
+def _config(k: int) -> DecoderConfig:
+    return DecoderConfig(feature_dim=16, embed_dim=12, hidden_dim=20, attention_dim=8, dropout=0.3,
+                         vocab_size=V, concept_slots=k)
+
+
+def _pair(k: int, seed: int) -> tuple[CaptionDecoder, NumpyDecoder]:
+    torch.manual_seed(seed)
+    model = CaptionDecoder(_config(k)).eval()
+    with torch.no_grad():  # sharper than the initialisation, so beams disagree when anything differs
+        model.fc.weight.mul_(4.0)
+        if k:
+            model.null_slot.normal_()
+    return model, NumpyDecoder.from_torch(model)
+
+
+@pytest.mark.parametrize("k", [0, 3])
+def test_step_matches_torch(k):
+    model, twin = _pair(k, 0)
+    feats = torch.randn(4, 7, 16)
+    mask = torch.ones(4, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    cids = torch.tensor([[5, 9, 0], [5, 5, 0], [0, 0, 0], [7, 8, 9]]) if k else None  # repeats, empties, none
+    cprobs = torch.tensor([[0.7, 0.2, 0.0], [0.4, 0.3, 0.0], [0.0, 0.0, 0.0], [0.3, 0.3, 0.3]]) if k else None
+    st = model.init_state(feats, mask, cids, cprobs)
+    nst = twin.init_state(feats.numpy(), mask.numpy(), None if cids is None else cids.numpy(),
+                          None if cprobs is None else cprobs.numpy())
+    tokens = torch.tensor([1, 4, 6, 9])
+    for _ in range(4):
+        with torch.no_grad():
+            out, st, _ = model.step(tokens, st)
+        nout, nst = twin.step(tokens.numpy(), nst)
+        np.testing.assert_allclose(nout, out.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(nst.h, st.h.numpy(), rtol=1e-4, atol=1e-5)
+        tokens = out.argmax(-1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_beams_match_torch(seed):
+    """Same captions and scores, with and without the concepts-only expert and a required word."""
+    model, twin = _pair(3, seed)
+    g = torch.Generator().manual_seed(100 + seed)
+    feats = torch.randn(10, 16, generator=g)
+    cids, cprobs = torch.tensor([6, 11, 0]), torch.tensor([0.8, 0.15, 0.0])
+    kw = dict(beam_size=4, max_length=8, length_penalty=0.7, no_repeat_ngram=2, banned=(0, 1, 3), once=(6, 11))
+    for extra in ({}, {"concept_weight": 0.5}, {"required": (13,)}):
+        ref = model.beam(feats, 1, 2, cids=cids, cprobs=cprobs, **kw, **extra)
+        got = twin.beam(feats.numpy(), 1, 2, cids=cids.numpy(), cprobs=cprobs.numpy(), **kw, **extra)
+        assert got.tokens == ref.tokens, extra
+        assert got.score == pytest.approx(ref.score, abs=1e-4)
+
+
+def test_plain_decoder_greedy_and_beam_match_torch():
+    model, twin = _pair(0, 3)
+    feats = torch.randn(3, 9, 16)
+    assert twin.greedy(feats.numpy(), 1, 2, 8, banned=(0, 3)) == model.greedy(feats, 1, 2, 8, banned=(0, 3))
+    kw = dict(beam_size=3, max_length=8, length_penalty=0.7, no_repeat_ngram=2, banned=(0, 1, 3))
+    assert twin.beam(feats[0].numpy(), 1, 2, **kw).tokens == model.beam(feats[0], 1, 2, **kw).tokens
+
+
+def test_extend_vocab_copies_donor_rows():
+    _, twin = _pair(0, 1)
+    big = twin.extend_vocab([5, 7])
+    assert big.config.vocab_size == V + 2
+    st = big.init_state(np.ones((1, 4, 16), np.float32))
+    logits, _ = big.step(np.array([V]), st)  # the first new word reads like its donor 5
+    ref, _ = big.step(np.array([5]), st)
+    np.testing.assert_allclose(logits[:, [V, V + 1]], ref[:, [5, 7]], rtol=1e-5)
+
+
+def test_runtime_loader_reads_the_same_files(tmp_path):
+    model, _ = _pair(3, 2)
+    vocab = Vocabulary(("<pad>", "<start>", "<end>", "<unk>") + tuple(f"w{i}" for i in range(V - 4)))
+    folder = save_model(tmp_path / "m", model.state_dict(), vocab, model.config, name="t", encoder="efficientnet-lite0")
+    torch_dec, _, info = load_model(folder)
+    np_dec, np_vocab, np_info = load_runtime_model(folder)
+    assert np_vocab == vocab and np_info.sha256 == info.sha256
+    feats = np.random.default_rng(0).standard_normal((6, 16)).astype(np.float32)
+    kw = dict(beam_size=3, max_length=6, length_penalty=0.7, no_repeat_ngram=2, banned=(0, 1, 3))
+    assert np_dec.beam(feats, 1, 2, **kw).tokens == torch_dec.beam(torch.from_numpy(feats), 1, 2, **kw).tokens
+
+
+def test_runtime_loader_rejects_tensors_that_do_not_fit(tmp_path):
+    model, _ = _pair(0, 0)
+    vocab = Vocabulary(("<pad>", "<start>", "<end>", "<unk>") + tuple(f"w{i}" for i in range(V - 4)))
+    folder = save_model(tmp_path / "m", model.state_dict(), vocab, model.config, name="t", encoder="efficientnet-lite0")
+    manifest = json.loads((folder / "model.json").read_text())
+    manifest["decoder"]["hidden_dim"] = 24  # the tensors say 20
+    (folder / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="does not match its manifest"):
+        load_runtime_model(folder)
+
+
+def test_captioning_never_imports_torch(tiny_model, tmp_path):
+    """Once the encoder's ONNX export exists, a run loads neither torch's 650 MB nor its 1.8 s."""
+    pytest.importorskip("onnxruntime")
+    from captioner.config import EncoderConfig
+    from captioner.encoder import Encoder
+
+    env = dict(os.environ, CAPTIONER_CACHE=str(tmp_path / "cache"))
+    os.environ["CAPTIONER_CACHE"] = env["CAPTIONER_CACHE"]
+    try:
+        assert Encoder(EncoderConfig(), backend="onnx").backend == "onnx"  # exports into the cache (uses torch)
+    finally:
+        del os.environ["CAPTIONER_CACHE"]
+    script = textwrap.dedent(f"""
+        import sys
+        from dataclasses import replace
+        import numpy as np
+        from captioner.config import CaptionConfig
+        from captioner.pipeline import Captioner
+        cap = Captioner(replace(CaptionConfig(), model_dir={str(tiny_model)!r}))
+        text = cap.caption_images([np.full((64, 80, 3), 120, np.uint8)])[0].text
+        assert text, "no caption"
+        print("torch" in sys.modules, cap.encoder.backend)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).parent.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "onnx"]
