@@ -167,11 +167,39 @@ class _Group(click.Group):
     """
 
     def invoke(self, ctx: click.Context):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, _on_sigint)
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+
+
+#: Set by Ctrl-C. A KeyboardInterrupt can be swallowed where it lands (a ``__del__``,
+#: a callback run by C code: "Exception ignored in ..."), so the flag stays set and
+#: ``_checked`` raises again at the next progress report, before any file is written.
+_INTERRUPTED: list[bool] = []
+
+
+def _on_sigint(signum, frame) -> None:
+    _INTERRUPTED.append(True)
+    raise KeyboardInterrupt
+
+
+def _checked(bar):
+    """A progress callback that first re-raises a Ctrl-C that was swallowed, then draws ``bar`` (if any)."""
+
+    def report(p) -> None:
+        if _INTERRUPTED:
+            raise KeyboardInterrupt
+        if bar:
+            bar(p)
+
+    return report
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -222,7 +250,7 @@ def run(videos: tuple[Path, ...], output_dir: Path | None, formats: tuple[str, .
                 if done[key].resolve() == video.resolve():
                     continue  # the same video named twice
                 raise OutputError(f"{video}: would overwrite {base}.* just written for {done[key]}")
-            written, n_cues = caption_one(captioner, video, base, config, progress=bar)
+            written, n_cues = caption_one(captioner, video, base, config, progress=_checked(bar))
             done[key] = video
         except CaptionerError as exc:
             failed += 1
