@@ -78,10 +78,13 @@ class Captioner:
         from .weights import load_runtime_model
 
         self.config = config
-        if config.threads:  # the decoder's matrix products (BLAS); the encoder gets its own count
-            from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
 
-            threadpool_limits(config.threads)
+        # The decoder's products are small ([beams, 512] x [512, vocab]): a second BLAS
+        # thread gains little and, spinning, takes the core the video reader needs.
+        # Limited only while decoding, so the caller's own NumPy keeps its threads.
+        self._blas = ThreadpoolController()
+        self._blas_threads = config.threads or 1
         # the NumPy decoder: a run never imports torch once the encoder's ONNX export exists
         self.decoder, self.vocab, self.model_info = load_runtime_model(config.model_dir)
         enc_cfg = config.encoder
@@ -121,8 +124,11 @@ class Captioner:
         decoding settings (``DecodingConfig.video_concept_weight``). Arrays of any
         float type (NumPy, or CPU torch tensors).
         """
+        with self._blas.limit(limits=self._blas_threads, user_api="blas"):
+            return self._caption(np.asarray(feats, dtype=np.float32), probs, video)
+
+    def _caption(self, feats: np.ndarray, probs: Any, video: bool) -> Caption:
         d = self.config.decoding
-        feats = np.asarray(feats, dtype=np.float32)
         probs = None if probs is None else np.asarray(probs, dtype=np.float32)
         concepts = self._concept_inputs(probs)
         if d.beam_size <= 1:
