@@ -172,23 +172,56 @@ class NumpyDecoder:
 
     def step(self, tokens: np.ndarray, state: NpState) -> tuple[np.ndarray, NpState]:
         """Previous tokens [B] -> logits (plain decoder) or log-probs (concept decoder) [B, V], new state."""
-        scores = np.tanh(state.feats_att + (state.h @ self._dec_w + self._dec_b)[:, None, :]) @ self._out_w
+        context, alpha = self._attend(state)
+        emb = self._embed[np.asarray(tokens, dtype=np.int64)]
+        h, c, logits = self._cell(emb, context, state.h, state.c)
+        return self._output(logits, h, context, emb, alpha, state.cids), \
+            NpState(h, c, state.feats, state.feats_att, state.mask, state.cids)
+
+    def step_pair(self, tokens: np.ndarray, a: NpState, b: NpState) -> tuple[np.ndarray, np.ndarray, NpState, NpState]:
+        """``step`` on two states that see the same tokens (the two experts), sharing one pass over the weights.
+
+        Attention is per state (their sets differ in size); the LSTM and the output
+        layer read ~23 MB of weights per call, so with a handful of beams the step is
+        memory-bound and one product over both halves costs about what one half did.
+        """
+        ctx_a, alpha_a = self._attend(a)
+        ctx_b, alpha_b = self._attend(b)
+        emb = self._embed[np.asarray(tokens, dtype=np.int64)]
+        n = len(emb)
+        h, c, logits = self._cell(np.concatenate([emb, emb]), np.concatenate([ctx_a, ctx_b]),
+                                  np.concatenate([a.h, b.h]), np.concatenate([a.c, b.c]))
+        out_a = self._output(logits[:n], h[:n], ctx_a, emb, alpha_a, a.cids)
+        out_b = self._output(logits[n:], h[n:], ctx_b, emb, alpha_b, b.cids)
+        return (out_a, out_b, NpState(h[:n], c[:n], a.feats, a.feats_att, a.mask, a.cids),
+                NpState(h[n:], c[n:], b.feats, b.feats_att, b.mask, b.cids))
+
+    def _attend(self, state: NpState) -> tuple[np.ndarray, np.ndarray]:
+        """Gated attention context [B, H] and weights [B, N] (CaptionDecoder's Attention and gate)."""
+        x = state.feats_att + (state.h @ self._dec_w + self._dec_b)[:, None, :]
+        np.tanh(x, out=x)
+        scores = x @ self._out_w
         scores += self._out_b
         if state.mask is not None:
             scores = np.where(state.mask, scores, -np.inf)
-        alpha = _softmax(scores)  # [B, N]
+        alpha = _softmax(scores)
         context = np.matmul(alpha[:, None, :], state.feats)[:, 0]
         context *= _sigmoid(state.h @ self._gate_w + self._gate_b)
-        emb = self._embed[np.asarray(tokens, dtype=np.int64)]
-        gates = emb @ self._ih_emb + context @ self._ih_ctx + state.h @ self._hh_w + self._lstm_b
+        return context, alpha
+
+    def _cell(self, emb: np.ndarray, context: np.ndarray, h: np.ndarray, c: np.ndarray):
+        """LSTMCell (gate order i, f, g, o as torch) and the output layer: new h, c and logits."""
+        gates = emb @ self._ih_emb + context @ self._ih_ctx + h @ self._hh_w + self._lstm_b
         i, f, g, o = np.split(gates, 4, axis=1)
-        c = _sigmoid(f) * state.c + _sigmoid(i) * np.tanh(g)
+        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
         h = _sigmoid(o) * np.tanh(c)
-        logits = h @ self._fc_w + self._fc_b
-        new = NpState(h, c, state.feats, state.feats_att, state.mask, state.cids)
-        if state.cids is None:
-            return logits, new
-        cids = state.cids
+        return h, c, h @ self._fc_w + self._fc_b
+
+    def _output(self, logits: np.ndarray, h: np.ndarray, context: np.ndarray, emb: np.ndarray,
+                alpha: np.ndarray, cids: np.ndarray | None) -> np.ndarray:
+        """Logits of a plain decoder; log-probs of the copy-mixed distribution of a concept decoder."""
+        if cids is None:
+            return logits
         on = alpha[:, -cids.shape[1]:]
         copy = on / np.maximum(on.sum(1, keepdims=True), 1e-9)
         gate = _sigmoid(np.concatenate([h, context, emb], axis=1) @ self._cg_w + self._cg_b)[:, None]
@@ -197,7 +230,7 @@ class NumpyDecoder:
         rows = np.arange(len(p))
         for k in range(cids.shape[1]):  # one slot at a time: a word id repeated across slots adds up
             p[rows, cids[:, k]] += gate[:, 0] * copy[:, k]
-        return np.log(np.maximum(p, 1e-12)), new
+        return np.log(np.maximum(p, 1e-12))
 
     # -- decoding ------------------------------------------------------------------------
     def greedy(self, feats: np.ndarray, start_id: int, end_id: int, max_length: int,
@@ -233,7 +266,8 @@ class NumpyDecoder:
         """Beam search for one item, as ``CaptionDecoder.beam``. feats: [N, C]; cids/cprobs: [K].
 
         With ``concept_weight`` w > 0 the concepts-only expert is stepped beside the
-        full one (not padded into one batch as torch does: its set is 6 slots, not 400).
+        full one: separate attention (its set is 6 slots, not 400, so it is not padded
+        into one batch as torch does), one shared pass through the LSTM and output layer.
         """
         one = lambda a: None if a is None else np.asarray(a)[None]  # noqa: E731
         feats = np.asarray(feats, dtype=np.float32)
@@ -245,8 +279,7 @@ class NumpyDecoder:
 
         def step(tokens: np.ndarray, st):
             if isinstance(st, _PairState):
-                a, full = self.step(tokens, st.full)
-                b, alone = self.step(tokens, st.alone)
+                a, b, full, alone = self.step_pair(tokens, st.full, st.alone)
                 logits, st = (1 - w) * _log_softmax(a) + w * _log_softmax(b), _PairState(full, alone)
             else:
                 logits, st = self.step(tokens, st)
