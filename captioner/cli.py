@@ -170,13 +170,17 @@ class _Group(click.Group):
         import signal
         import threading
 
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, _on_sigint)
+        _INTERRUPTED.clear()
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, _on_sigint) if main_thread else None
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        finally:
+            if main_thread:  # in-process callers (tests, notebooks) get their handler back
+                signal.signal(signal.SIGINT, previous)
 
 
 #: Set by Ctrl-C. A KeyboardInterrupt can be swallowed where it lands (a ``__del__``,

@@ -473,3 +473,22 @@ def test_opencv_and_ffmpeg_noise_is_silenced(tmp_path, tiny_model, clip_mp4) -> 
     assert "moov atom not found" in loud.stderr
     assert loud.stderr.splitlines()[-1] == f"error: {garbage}: not a video file or unsupported codec"
     assert files_under(tmp_path) == ["cut.mp4", "garbage.mp4"]
+
+
+def test_swallowed_interrupt_still_stops_before_writing(tmp_path, tiny_model, clip_avi, monkeypatch) -> None:
+    """A Ctrl-C whose KeyboardInterrupt was lost where it landed (a ``__del__``, a C callback) still ends the run."""
+    from captioner import cli as cli_module
+    from captioner.pipeline import Captioner
+
+    real = Captioner.caption_video
+
+    def interrupted_then_swallowed(self, path, progress=None):
+        cli_module._INTERRUPTED.append(True)  # what the SIGINT handler records before raising
+        return real(self, path, progress=progress)
+
+    monkeypatch.setattr(Captioner, "caption_video", interrupted_then_swallowed)
+    out = tmp_path / "out"
+    result = run_cli(clip_avi, "-o", out, model=tiny_model)
+    assert result.exit_code == 130
+    assert result.stderr.endswith("interrupted\n")
+    assert not out.exists() or files_under(out) == []
