@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .config import DecoderConfig
-from .search import Hypothesis, beam_search
+from .search import Hypothesis, beam_steps, run_searches
 
 
 def expected_shapes(config: DecoderConfig) -> dict[str, tuple[int, ...]]:
@@ -172,29 +172,34 @@ class NumpyDecoder:
 
     def step(self, tokens: np.ndarray, state: NpState) -> tuple[np.ndarray, NpState]:
         """Previous tokens [B] -> logits (plain decoder) or log-probs (concept decoder) [B, V], new state."""
-        context, alpha = self._attend(state)
-        emb = self._embed[np.asarray(tokens, dtype=np.int64)]
-        h, c, logits = self._cell(emb, context, state.h, state.c)
-        return self._output(logits, h, context, emb, alpha, state.cids), \
-            NpState(h, c, state.feats, state.feats_att, state.mask, state.cids)
+        (out, new), = self.step_many([(tokens, state)])
+        return out, new
 
-    def step_pair(self, tokens: np.ndarray, a: NpState, b: NpState) -> tuple[np.ndarray, np.ndarray, NpState, NpState]:
-        """``step`` on two states that see the same tokens (the two experts), sharing one pass over the weights.
+    def step_many(self, requests: Sequence[tuple[np.ndarray, "NpState | _PairState"]]) -> list[tuple]:
+        """``step`` for several captions (and both experts of a ``_PairState``) in one pass over the weights.
 
-        Attention is per state (their sets differ in size); the LSTM and the output
-        layer read ~23 MB of weights per call, so with a handful of beams the step is
-        memory-bound and one product over both halves costs about what one half did.
+        Attention is per state (their sets differ in size). The LSTM and the output layer
+        read ~23 MB of weights per call, so with a handful of beams the step is memory-bound:
+        stacking every caption's beams into one product costs little more than one caption
+        did. Returns, per request, (out, new state), or for a pair ((out_full, out_alone), new pair).
         """
-        ctx_a, alpha_a = self._attend(a)
-        ctx_b, alpha_b = self._attend(b)
-        emb = self._embed[np.asarray(tokens, dtype=np.int64)]
-        n = len(emb)
-        h, c, logits = self._cell(np.concatenate([emb, emb]), np.concatenate([ctx_a, ctx_b]),
-                                  np.concatenate([a.h, b.h]), np.concatenate([a.c, b.c]))
-        out_a = self._output(logits[:n], h[:n], ctx_a, emb, alpha_a, a.cids)
-        out_b = self._output(logits[n:], h[n:], ctx_b, emb, alpha_b, b.cids)
-        return (out_a, out_b, NpState(h[:n], c[:n], a.feats, a.feats_att, a.mask, a.cids),
-                NpState(h[n:], c[n:], b.feats, b.feats_att, b.mask, b.cids))
+        parts: list[tuple[int, NpState, np.ndarray, np.ndarray, np.ndarray]] = []
+        for r, (tokens, st) in enumerate(requests):
+            emb = self._embed[np.asarray(tokens, dtype=np.int64)]
+            for s in ((st.full, st.alone) if isinstance(st, _PairState) else (st,)):
+                ctx, alpha = self._attend(s)
+                parts.append((r, s, emb, ctx, alpha))
+        h, c, logits = self._cell(np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]),
+                                  np.concatenate([p[1].h for p in parts]), np.concatenate([p[1].c for p in parts]))
+        outs: list[list[tuple[np.ndarray, NpState]]] = [[] for _ in requests]
+        row = 0
+        for r, s, emb, ctx, alpha in parts:
+            rows = slice(row, row + len(emb))
+            row += len(emb)
+            out = self._output(logits[rows], h[rows], ctx, emb, alpha, s.cids)
+            outs[r].append((out, NpState(h[rows], c[rows], s.feats, s.feats_att, s.mask, s.cids)))
+        return [one[0] if len(one) == 1 else ((one[0][0], one[1][0]), _PairState(one[0][1], one[1][1]))
+                for one in outs]
 
     def _attend(self, state: NpState) -> tuple[np.ndarray, np.ndarray]:
         """Gated attention context [B, H] and weights [B, N] (CaptionDecoder's Attention and gate)."""
@@ -263,32 +268,57 @@ class NumpyDecoder:
         required: Sequence[int] = (), cids: np.ndarray | None = None, cprobs: np.ndarray | None = None,
         concept_weight: float = 0.0, once: Sequence[int] = (),
     ) -> Hypothesis:
-        """Beam search for one item, as ``CaptionDecoder.beam``. feats: [N, C]; cids/cprobs: [K].
+        """Beam search for one item, as ``CaptionDecoder.beam``. feats: [N, C]; cids/cprobs: [K]."""
+        item = BeamItem(feats, cids, cprobs, concept_weight, tuple(banned), tuple(required))
+        return self.beam_many([item], start_id, end_id, beam_size=beam_size, max_length=max_length,
+                              length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram, once=once)[0]
 
-        With ``concept_weight`` w > 0 the concepts-only expert is stepped beside the
-        full one: separate attention (its set is 6 slots, not 400, so it is not padded
-        into one batch as torch does), one shared pass through the LSTM and output layer.
+    def beam_many(self, items: Sequence["BeamItem"], start_id: int, end_id: int, *, beam_size: int,
+                  max_length: int, length_penalty: float, no_repeat_ngram: int,
+                  once: Sequence[int] = ()) -> list[Hypothesis]:
+        """Beam searches for several items at once (a video window's segments): one model call per step.
+
+        Each item's search is exactly what ``beam`` would do for it alone. With
+        ``concept_weight`` w > 0 an item's word scores mix in the concepts-only expert:
+        (1 - w) log p(word | picture, concepts) + w log p(word | concepts), renormalised.
         """
         one = lambda a: None if a is None else np.asarray(a)[None]  # noqa: E731
-        feats = np.asarray(feats, dtype=np.float32)
-        state: NpState | _PairState = self.init_state(feats[None], None, one(cids), one(cprobs))
-        w = float(concept_weight) if (cids is not None and self.config.concept_slots) else 0.0
-        if w > 0:
-            state = _PairState(state, self.init_state(feats[None, :0], None, one(cids), one(cprobs)))
-        banned_idx = list(banned)
+        searches, weights, banned = [], [], []
+        for it in items:
+            feats = np.asarray(it.feats, dtype=np.float32)
+            state: NpState | _PairState = self.init_state(feats[None], None, one(it.cids), one(it.cprobs))
+            w = float(it.concept_weight) if (it.cids is not None and self.config.concept_slots) else 0.0
+            if w > 0:
+                state = _PairState(state, self.init_state(feats[None, :0], None, one(it.cids), one(it.cprobs)))
+            weights.append(w)
+            banned.append(list(it.banned))
+            searches.append(beam_steps(state, start_id, end_id, beam_size=beam_size, max_length=max_length,
+                                       length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram,
+                                       banned=it.banned, required=it.required, once=once))
 
-        def step(tokens: np.ndarray, st):
-            if isinstance(st, _PairState):
-                a, b, full, alone = self.step_pair(tokens, st.full, st.alone)
-                logits, st = (1 - w) * _log_softmax(a) + w * _log_softmax(b), _PairState(full, alone)
-            else:
-                logits, st = self.step(tokens, st)
-            if banned_idx:  # banned words take no probability mass from the others
-                logits[:, banned_idx] = -np.inf
-            return _log_softmax(logits), st
+        def step_many(requests: list[tuple[int, np.ndarray, "NpState | _PairState"]]) -> list:
+            replies = []
+            outs = self.step_many([(tokens, st) for _, tokens, st in requests])
+            for (i, _, _), (out, new) in zip(requests, outs):
+                if isinstance(new, _PairState):
+                    logits = (1 - weights[i]) * _log_softmax(out[0]) + weights[i] * _log_softmax(out[1])
+                else:
+                    logits = out
+                if banned[i]:  # banned words take no probability mass from the others
+                    logits[:, banned[i]] = -np.inf
+                replies.append((_log_softmax(logits), new))
+            return replies
 
-        return beam_search(
-            step, state, start_id, end_id, beam_size=beam_size, max_length=max_length,
-            length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram, banned=banned,
-            required=required, once=once,
-        )
+        return run_searches(step_many, searches)
+
+
+@dataclass(frozen=True)
+class BeamItem:
+    """One caption to search for: its attended set [N, C], concept inputs [K], expert weight and word rules."""
+
+    feats: np.ndarray
+    cids: np.ndarray | None = None
+    cprobs: np.ndarray | None = None
+    concept_weight: float = 0.0
+    banned: tuple[int, ...] = ()
+    required: tuple[int, ...] = ()

@@ -124,33 +124,44 @@ class Captioner:
         decoding settings (``DecodingConfig.video_concept_weight``). Arrays of any
         float type (NumPy, or CPU torch tensors).
         """
-        with self._blas.limit(limits=self._blas_threads, user_api="blas"):
-            return self._caption(np.asarray(feats, dtype=np.float32), probs, video)
+        return self.caption_batch([(feats, probs)], video=video)[0]
 
-    def _caption(self, feats: np.ndarray, probs: Any, video: bool) -> Caption:
+    def caption_batch(self, items: Sequence[tuple[Any, Any]], *, video: bool = False) -> list[Caption]:
+        """Caption several (features, probs) at once, as ``caption_features`` would one by one.
+
+        The beam searches run in lock step so that each decoder step is one matrix
+        product over all their beams (the step is memory-bound: see decoder_np.py).
+        """
+        with self._blas.limit(limits=self._blas_threads, user_api="blas"):
+            feats = [np.asarray(f, dtype=np.float32) for f, _ in items]
+            probs = [None if p is None else np.asarray(p, dtype=np.float32) for _, p in items]
+            concepts = [self._concept_inputs(p) for p in probs]
+            if self.config.decoding.beam_size <= 1:
+                found = [self._greedy(f, c) for f, c in zip(feats, concepts)]
+            else:
+                found = [(h.tokens, round(h.confidence, 4))
+                         for h in self._beams([(f, c, self._banned, ()) for f, c in zip(feats, concepts)], video)]
+            if self.grounder is not None:
+                # a confident concept the caption does not say: search again with it required
+                again = []
+                for i, (p, (tokens, _)) in enumerate(zip(probs, found)):
+                    concept = self.grounder.concept(p) if p is not None else None
+                    rule = self.grounder.constraints(concept, tokens) if concept is not None else None
+                    if rule is not None:
+                        required, extra_banned = rule
+                        banned = tuple(t for t in self._banned if t not in set(required)) + extra_banned
+                        again.append((i, (feats[i], concepts[i], banned, required)))
+                for (i, (_, _, _, required)), hyp in zip(again, self._beams([a for _, a in again], video)):
+                    if set(required).issubset(hyp.tokens):
+                        found[i] = (hyp.tokens, round(hyp.confidence, 4))
+        return [Caption(fix_articles(self.vocab.decode(tokens)), conf) for tokens, conf in found]
+
+    def _greedy(self, feats: np.ndarray, concepts: tuple[np.ndarray, np.ndarray] | None) -> tuple[tuple[int, ...], float]:
         d = self.config.decoding
-        probs = None if probs is None else np.asarray(probs, dtype=np.float32)
-        concepts = self._concept_inputs(probs)
-        if d.beam_size <= 1:
-            cids, cprobs = (None, None) if concepts is None else (concepts[0][None], concepts[1][None])
-            ids = self.decoder.greedy(feats[None], self.vocab.start_id, self.vocab.end_id,
-                                      d.max_length, banned=self._banned, cids=cids, cprobs=cprobs)[0]
-            tokens: tuple[int, ...] = tuple(ids[: ids.index(self.vocab.end_id)] if self.vocab.end_id in ids else ids)
-            confidence = float("nan")
-        else:
-            hyp = self._beam(feats, self._banned, concepts=concepts, video=video)
-            tokens, confidence = hyp.tokens, round(hyp.confidence, 4)
-        if self.grounder is not None and probs is not None:
-            concept = self.grounder.concept(probs)
-            rule = self.grounder.constraints(concept, tokens) if concept is not None else None
-            if rule is not None:
-                required, extra_banned = rule
-                allowed_novel = set(required)
-                banned = tuple(i for i in self._banned if i not in allowed_novel) + extra_banned
-                hyp = self._beam(feats, banned, required, concepts=concepts, video=video)
-                if set(required).issubset(hyp.tokens):
-                    tokens, confidence = hyp.tokens, round(hyp.confidence, 4)
-        return Caption(fix_articles(self.vocab.decode(tokens)), confidence)
+        cids, cprobs = (None, None) if concepts is None else (concepts[0][None], concepts[1][None])
+        ids = self.decoder.greedy(feats[None], self.vocab.start_id, self.vocab.end_id,
+                                  d.max_length, banned=self._banned, cids=cids, cprobs=cprobs)[0]
+        return tuple(ids[: ids.index(self.vocab.end_id)] if self.vocab.end_id in ids else ids), float("nan")
 
     def _concept_inputs(self, probs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         """(ids [K], probabilities [K]) of the top concepts, for a decoder trained to attend over them."""
@@ -162,15 +173,18 @@ class Captioner:
         ids, ps = concept_inputs(probs, self.vocab.index, k)
         return np.asarray(ids, dtype=np.int64), np.asarray(ps, dtype=np.float32)
 
-    def _beam(self, feats: np.ndarray, banned: Sequence[int], required: Sequence[int] = (),
-              concepts: tuple[np.ndarray, np.ndarray] | None = None, video: bool = False):
+    def _beams(self, searches: Sequence[tuple[np.ndarray, Any, Sequence[int], Sequence[int]]], video: bool):
+        """Beam searches for (feats, concepts, banned, required) items, all in one lock-stepped run."""
+        if not searches:
+            return []
+        from .decoder_np import BeamItem
+
         d = self.config.decoding
-        cids, cprobs = (None, None) if concepts is None else concepts
-        return self.decoder.beam(feats, self.vocab.start_id, self.vocab.end_id, beam_size=max(2, d.beam_size),
-                                 max_length=d.max_length, length_penalty=d.length_penalty,
-                                 no_repeat_ngram=d.no_repeat_ngram, banned=banned, required=required,
-                                 cids=cids, cprobs=cprobs, once=self._once,
-                                 concept_weight=self._concept_weight(concepts, video))
+        items = [BeamItem(f, None if c is None else c[0], None if c is None else c[1], self._concept_weight(c, video),
+                          tuple(banned), tuple(required)) for f, c, banned, required in searches]
+        return self.decoder.beam_many(items, self.vocab.start_id, self.vocab.end_id, beam_size=max(2, d.beam_size),
+                                      max_length=d.max_length, length_penalty=d.length_penalty,
+                                      no_repeat_ngram=d.no_repeat_ngram, once=self._once)
 
     def _concept_weight(self, concepts: tuple[np.ndarray, np.ndarray] | None, video: bool) -> float:
         """The concepts-only expert's weight: the configured one if the top concept is sure enough, else 0."""
@@ -185,7 +199,7 @@ class Captioner:
         if not images:
             return []
         enc = self.encoder.encode(images)
-        return [self.caption_features(g, p) for g, p in zip(enc.grid, enc.probs)]
+        return self.caption_batch(list(zip(enc.grid, enc.probs)))
 
     # -- video -------------------------------------------------------------------------
     def caption_video(self, path: str | Path, progress: ProgressCallback | None = None) -> VideoResult:
@@ -207,9 +221,10 @@ class Captioner:
         def caption(segments: Sequence[Segment], offset: float) -> None:
             nonlocal t_decode, n_segments
             t0 = time.perf_counter()
-            for seg in segments:
-                cap = self.caption_features(self._segment_features(seg, buf.grids()), buf.probs()[list(seg.frames)],
-                                            video=True)
+            grids, probs = buf.grids(), buf.probs()
+            caps = self.caption_batch([(self._segment_features(seg, grids), probs[list(seg.frames)]) for seg in segments],
+                                      video=True)
+            for seg, cap in zip(segments, caps):
                 if cap.text:
                     conf = cap.confidence if cap.confidence == cap.confidence else 1.0
                     cues.append(Cue(seg.start + offset, seg.end + offset, cap.text, conf))

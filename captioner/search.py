@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Generator, Sequence
 
 import numpy as np
 
 #: ``step(tokens [k], state) -> (log-probs [k, V], state)``; ``state.select(index)`` reorders beams.
 StepFn = Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
+#: A search in progress: yields (tokens, state) to be stepped, is sent (log-probs, new state),
+#: returns the best ``Hypothesis``.
+Search = Generator[tuple[np.ndarray, Any], tuple[np.ndarray, Any], "Hypothesis"]
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,34 @@ def _topk(totals: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(vals, order, axis=1), np.take_along_axis(idx, order, axis=1)
 
 
-def beam_search(
-    step: StepFn,
+def beam_search(step: StepFn, state: Any, start_id: int, end_id: int, **options: Any) -> Hypothesis:
+    """Beam search for one item: ``beam_steps`` driven by ``step``."""
+    return run_searches(lambda requests: [step(tokens, st) for _, tokens, st in requests],
+                        [beam_steps(state, start_id, end_id, **options)])[0]
+
+
+def run_searches(step_many: Callable[[list[tuple[int, np.ndarray, Any]]], list[tuple[np.ndarray, Any]]],
+                 searches: Sequence[Search]) -> list[Hypothesis]:
+    """Drive several searches in lock step, so that one model call serves all their beams.
+
+    ``step_many`` gets (search index, tokens, state) for every search still running
+    and returns their (log-probs, new state) in the same order. Searches end at
+    different steps; the others go on.
+    """
+    results: list[Hypothesis | None] = [None] * len(searches)
+    pending = {i: next(s) for i, s in enumerate(searches)}
+    while pending:
+        order = list(pending)
+        for i, reply in zip(order, step_many([(i, *pending[i]) for i in order])):
+            try:
+                pending[i] = searches[i].send(reply)
+            except StopIteration as done:
+                results[i] = done.value
+                del pending[i]
+    return results  # type: ignore[return-value]
+
+
+def beam_steps(
     state: Any,
     start_id: int,
     end_id: int,
@@ -69,11 +98,12 @@ def beam_search(
     banned: Sequence[int] = (),
     required: Sequence[int] = (),
     once: Sequence[int] = (),
-) -> Hypothesis:
+) -> Search:
     """Length-normalised beam search, optionally constrained (Anderson et al. 2017).
 
-    ``step(tokens [k], state) -> (log-probs [k, V], state)`` with NumPy arrays;
-    ``state`` must have ``select(index)`` to reorder/expand beams. A finished
+    A generator (see ``Search``): it yields the tokens [k] to feed and the state, and
+    is sent back the log-probs [k, V] (NumPy) and the new state; ``state`` must have
+    ``select(index)`` to reorder/expand beams. A finished
     hypothesis scores ``logprob / (len+1) ** length_penalty``. Every hypothesis
     obeys: no token from ``banned``, no repeated n-gram of size ``no_repeat_ngram``,
     never the same token twice in a row, never empty, no token from ``once`` twice
@@ -97,7 +127,7 @@ def beam_search(
     banned_list = list(banned)
     neg_inf = -np.inf
     for t in range(max_length):
-        logp, state = step(tokens, state)
+        logp, state = yield tokens, state
         logp = np.array(logp, dtype=np.float32)  # a copy: the masks below must not touch the model's output
         if banned_list:
             logp[:, banned_list] = neg_inf

@@ -208,13 +208,13 @@ def test_video_and_photos_use_their_own_concept_weight(tmp_path, monkeypatch):
     cap = Captioner(replace(CaptionConfig(), model_dir=folder,
                             decoding=DecodingConfig(concept_weight=0.1, video_concept_weight=0.7, concept_min_prob=0.5)))
     seen = []
-    real = cap.decoder.beam
+    real = cap.decoder.beam_many
 
-    def spy(*args, **kw):
-        seen.append(kw["concept_weight"])
-        return real(*args, **kw)
+    def spy(items, *args, **kw):
+        seen.extend(item.concept_weight for item in items)
+        return real(items, *args, **kw)
 
-    monkeypatch.setattr(cap.decoder, "beam", spy)
+    monkeypatch.setattr(cap.decoder, "beam_many", spy)
     probs = torch.zeros(1000)
     probs[words and [w for w, _ in class_words()].index("bear")] = 0.9
     feats = torch.rand(49, 1280)

@@ -142,3 +142,27 @@ def test_captioning_never_imports_torch(tiny_model, tmp_path):
                          cwd=Path(__file__).parent.parent)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["False", "onnx"]
+
+
+def test_beams_of_many_items_at_once_equal_each_alone():
+    """A video window's segments are searched together; each gets what it would get alone."""
+    from captioner.decoder_np import BeamItem
+
+    _, twin = _pair(3, 4)
+    rng = np.random.default_rng(7)
+    items = [
+        BeamItem(rng.standard_normal((10, 16)).astype(np.float32), np.array([6, 11, 0]), np.array([0.8, 0.1, 0.0]),
+                 0.5, (0, 1, 3)),
+        BeamItem(rng.standard_normal((3, 16)).astype(np.float32), np.array([7, 0, 0]), np.array([0.4, 0.0, 0.0]),
+                 0.0, (0, 1, 3), (13,)),
+        BeamItem(rng.standard_normal((25, 16)).astype(np.float32), np.array([9, 8, 5]), np.array([0.3, 0.3, 0.2]),
+                 0.3, (0, 1, 3, 4)),
+    ]
+    kw = dict(beam_size=4, max_length=9, length_penalty=0.7, no_repeat_ngram=2, once=(5, 6, 7))
+    together = twin.beam_many(items, 1, 2, **kw)
+    for item, got in zip(items, together):
+        alone = twin.beam(item.feats, 1, 2, banned=item.banned, required=item.required, cids=item.cids,
+                          cprobs=item.cprobs, concept_weight=item.concept_weight, **kw)
+        assert got.tokens == alone.tokens
+        assert got.score == pytest.approx(alone.score, abs=1e-4)
+    assert 13 in together[1].tokens

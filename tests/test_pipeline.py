@@ -101,7 +101,8 @@ def test_streaming_windows_cut_where_whole_video_cuts(tmp_path, tiny_model, monk
     results = {}
     for window in (8, 10_000):
         counter = iter(range(10_000))
-        monkeypatch.setattr(Captioner, "caption_features", lambda self, f, p=None, video=False: Caption(f"cue {next(counter)}", 1.0))
+        monkeypatch.setattr(Captioner, "caption_batch",
+                            lambda self, items, video=False: [Caption(f"cue {next(counter)}", 1.0) for _ in items])
         cfg = replace(CaptionConfig(), model_dir=tiny_model,
                       sampling=SamplingConfig(fps=2, window_frames=window),
                       segments=SegmentConfig(max_segment=4.0, min_duration=1.0))
