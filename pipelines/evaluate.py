@@ -70,9 +70,11 @@ def caption_cached(cap: Captioner, set_name: str, names: Sequence[str]) -> dict[
     grid = np.load(fdir / f"{set_name}_grid.npy", mmap_mode="r")
     probs = np.load(fdir / f"{set_name}_probs.npy")
     out = {}
-    for n in names:
-        i = index[n]
-        out[n] = cap.caption_features(np.array(grid[i], dtype=np.float32), probs[i].astype(np.float32)).text
+    for start in range(0, len(names), 32):  # lock-stepped beams: one decoder product per step for 32 photos
+        chunk = names[start : start + 32]
+        caps = cap.caption_batch([(np.array(grid[index[n]], dtype=np.float32), probs[index[n]].astype(np.float32))
+                                  for n in chunk])
+        out.update({n: c.text for n, c in zip(chunk, caps)})
     return out
 
 
