@@ -225,28 +225,37 @@ def _onnx_session(encoder: "Encoder", config: EncoderConfig):
     weights = Path(weights_path(config.name))
     key = sha256_file(weights)[:16]
     path = onnx_cache_dir() / f"{config.name}-{config.image_size}-{key}.onnx"
-    if not path.exists():
-        import warnings
-
-        import torch
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        x = torch.zeros(2, 3, config.image_size, config.image_size)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(_heads(encoder.torch_model()), (x,), str(tmp), input_names=["x"],
-                              output_names=["grid", "pooled", "probs"], dynamic_axes={"x": {0: "batch"}},
-                              opset_version=17, dynamo=False)
-        os.replace(tmp, path)
-        log.info("exported %s to %s", config.name, path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = encoder.threads or _physical_cores()
     # threads that spin between batches take the core the video reader needs
     # (make bench: run 5.8-6.0 s spinning, 5.2-5.3 s passive with the next change)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
+    if path.exists():
+        try:
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # a damaged cache file (disk full, killed copy): export it again
+            log.warning("%s: unreadable cached encoder (%s); exporting it again", path, exc.__class__.__name__)
+    _export(encoder, config, path)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _export(encoder: "Encoder", config: EncoderConfig, path: Path) -> None:
+    """Export the torch encoder to ``path`` (written to a temporary file, then renamed: never half a file)."""
+    import warnings
+
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    x = torch.zeros(2, 3, config.image_size, config.image_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_heads(encoder.torch_model()), (x,), str(tmp), input_names=["x"],
+                          output_names=["grid", "pooled", "probs"], dynamic_axes={"x": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+    os.replace(tmp, path)
+    log.info("exported %s to %s", config.name, path)
 
 
 def _physical_cores() -> int:

@@ -38,3 +38,16 @@ def test_onnx_encoder_matches_torch_reference(frames, tmp_path, monkeypatch):
     assert np.allclose(out.probs, ref.probs, atol=1e-4)
     assert list((tmp_path / "encoders").glob("*.onnx"))  # exported once, cached
     assert not list((tmp_path / "encoders").glob(".*tmp"))
+
+
+def test_damaged_onnx_cache_is_exported_again(frames, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime not installed: the torch path is used")
+    pytest.importorskip("onnx", reason="onnx not installed: cannot export the encoder")
+    monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path))
+    good = Encoder(EncoderConfig(), backend="onnx").encode(frames[:2])
+    (cached,) = (tmp_path / "encoders").glob("*.onnx")
+    cached.write_bytes(cached.read_bytes()[:1000])  # a copy that was cut off
+    again = Encoder(EncoderConfig(), backend="onnx")
+    assert again.backend == "onnx"
+    assert np.allclose(again.encode(frames[:2]).probs, good.probs, atol=1e-5)
+    assert cached.stat().st_size > 1000
