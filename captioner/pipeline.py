@@ -74,12 +74,12 @@ class Captioner:
     """Loads the model once; captions videos and images."""
 
     def __init__(self, config: CaptionConfig = CaptionConfig(), device: str = "cpu") -> None:
+        from threadpoolctl import ThreadpoolController
+
         from .encoder import Encoder, input_size
         from .weights import load_runtime_model
 
         self.config = config
-        from threadpoolctl import ThreadpoolController
-
         # The decoder's products are small ([beams, 512] x [512, vocab]): a second BLAS
         # thread gains little and, spinning, takes the core the video reader needs.
         # Limited only while decoding, so the caller's own NumPy keeps its threads.
