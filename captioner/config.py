@@ -102,6 +102,7 @@ class SegmentConfig:
     shot_threshold: float = 0.25  # cosine distance between pooled features that marks a cut
     max_segment: float = 8.0  # seconds; a long shot is split so it still gets several cues
     min_duration: float = 1.0  # seconds; shorter cues are merged into a neighbour
+    stable_threshold: float = 0.02  # cosine distance under which neighbouring segments share one caption (0 = off)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .config import CaptionConfig
 from .errors import CaptionerError, VideoError
-from .segment import Segment, segment_frames
+from .segment import Segment, segment_frames, stable_runs
 from .subtitles import Cue, merge_cues, normalize_cues
 from .vocab import fix_articles
 from .video import DecodeStats, Frame, VideoInfo, iter_frames, iter_keyframes, open_video, sample_times_hint, prefetch
@@ -222,13 +222,18 @@ class Captioner:
             nonlocal t_decode, n_segments
             t0 = time.perf_counter()
             grids, probs = buf.grids(), buf.probs()
-            caps = self.caption_batch([(self._segment_features(seg, grids), probs[list(seg.frames)]) for seg in segments],
+            # pieces of a shot that show the same picture are captioned once, from frames spread over all of them
+            runs = stable_runs(segments, buf.pooled(), self.config.segments.stable_threshold)
+            joined = [Segment(segments[r[0]].start, segments[r[-1]].end,
+                              tuple(sorted({f for i in r for f in segments[i].frames}))) for r in runs]
+            caps = self.caption_batch([(self._segment_features(seg, grids), probs[list(seg.frames)]) for seg in joined],
                                       video=True)
-            for seg, cap in zip(segments, caps):
-                if cap.text:
-                    conf = cap.confidence if cap.confidence == cap.confidence else 1.0
-                    cues.append(Cue(seg.start + offset, seg.end + offset, cap.text, conf))
-                n_segments += 1
+            for run, cap in zip(runs, caps):
+                for seg in (segments[i] for i in run):
+                    if cap.text:
+                        conf = cap.confidence if cap.confidence == cap.confidence else 1.0
+                        cues.append(Cue(seg.start + offset, seg.end + offset, cap.text, conf))
+                    n_segments += 1
                 if progress:
                     progress(Progress("segments", n_segments, 0))
             t_decode += time.perf_counter() - t0

@@ -105,7 +105,7 @@ def test_streaming_windows_cut_where_whole_video_cuts(tmp_path, tiny_model, monk
                             lambda self, items, video=False: [Caption(f"cue {next(counter)}", 1.0) for _ in items])
         cfg = replace(CaptionConfig(), model_dir=tiny_model,
                       sampling=SamplingConfig(fps=2, window_frames=window),
-                      segments=SegmentConfig(max_segment=4.0, min_duration=1.0))
+                      segments=SegmentConfig(max_segment=4.0, min_duration=1.0, stable_threshold=0.0))
         results[window] = Captioner(cfg).caption_video(video.path).cues
     for cues in results.values():
         starts = [c.start for c in cues]
@@ -141,3 +141,22 @@ def test_fast_mode_rejects_garbage(tmp_path, captioner):
     bad.write_bytes(b"\x00garbage" * 500)
     with pytest.raises(VideoError, match="bad.mp4"):
         list(iter_keyframes(bad, 1.0))
+
+
+def test_pieces_of_a_static_shot_are_captioned_once(tmp_path, tiny_model, monkeypatch):
+    """A long unchanging shot is split every max_segment seconds, but searched for one caption, not one per piece."""
+    from captioner.pipeline import Caption
+
+    video = make_video(tmp_path / "static.avi", [("red", 12), ("checker", 12)], fps=4, size=(32, 24))
+    counts = {}
+    for threshold in (0.0, 0.02):
+        asked = []
+        monkeypatch.setattr(Captioner, "caption_batch",
+                            lambda self, items, video=False: asked.extend(items) or [Caption("x", 1.0) for _ in items])
+        cfg = replace(CaptionConfig(), model_dir=tiny_model, sampling=SamplingConfig(fps=2),
+                      segments=SegmentConfig(max_segment=4.0, stable_threshold=threshold))
+        cues = Captioner(cfg).caption_video(video.path).cues
+        counts[threshold] = len(asked)
+        assert cues[0].start == 0.0 and cues[-1].end == pytest.approx(video.duration, abs=0.5)
+    assert counts[0.0] >= 6  # 2 shots of 12 s, pieces of at most 4 s
+    assert counts[0.02] == 2  # one search per shot

@@ -248,3 +248,17 @@ def test_video_and_segment_load_without_torch() -> None:
     code = "import sys, captioner.video, captioner.segment; sys.exit('torch' in sys.modules)"
     root = Path(__file__).resolve().parent.parent
     assert subprocess.run([sys.executable, "-c", code], cwd=root, check=False).returncode == 0
+
+
+def test_stable_runs_group_pieces_of_one_picture_only() -> None:
+    Seg = segment.Segment
+    a, b = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    pooled = np.stack([a, a * 1.01, a, b, b, a])  # frames 0-2: one picture; 3-4: another; 5: the first again
+    segs = [Seg(0, 1, (0,)), Seg(1, 2, (1,)), Seg(2, 3, (2,)), Seg(3, 4, (3,)), Seg(4, 5, (4,)), Seg(5, 6, (5,))]
+    assert segment.stable_runs(segs, pooled, 0.02) == [[0, 1, 2], [3, 4], [5]]  # only neighbours join
+    assert segment.stable_runs(segs, pooled, 0.0) == [[i] for i in range(6)]  # off
+    assert segment.stable_runs([], pooled, 0.02) == []
+    # a slow drift: each step is small, but a run is measured from its first segment
+    drift = np.stack([np.array([1.0, 0.15 * i, 0.0]) for i in range(6)])
+    runs = segment.stable_runs(segs, drift, 0.02)
+    assert len(runs) > 1 and sum(runs, []) == list(range(6))
