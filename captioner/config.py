@@ -125,4 +125,4 @@ class CaptionConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    threads: int = 0  # compute threads (encoder, decoder); 0 = one per CPU
+    threads: int = 0  # compute threads of encoder and decoder; 0 = encoder one per CPU, decoder 1
