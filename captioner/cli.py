@@ -333,6 +333,7 @@ def info(model_dir: Path) -> None:
     concepts = f", attends over and copies {d['concept_slots']} ImageNet concept words" if d.get("concept_slots") else ""
     click.echo(f"decoder:   attention LSTM, hidden {d.get('hidden_dim')}, vocabulary {d.get('vocab_size')} words{concepts}")
     click.echo(f"sha256:    {m.get('sha256')}")
+    click.echo(f"runtime:   {_runtime_line(str(m.get('encoder')))}")
     training = extra.get("training", {})
     if training:
         click.echo(f"trained:   {training.get('data')}")
@@ -341,6 +342,18 @@ def info(model_dir: Path) -> None:
     card = folder / "README.md"
     if card.exists():
         click.echo(f"model card: {card}")
+
+
+def _runtime_line(encoder: str) -> str:
+    """How a run computes: where the encoder's ONNX export is, or that the first run makes it."""
+    from .encoder import onnx_export_path
+
+    try:
+        path = onnx_export_path(encoder)
+    except CaptionerError as exc:  # the encoder's weight package is missing
+        return f"unavailable ({exc})"
+    state = "exported" if path.exists() else "not exported yet (the first run exports it; that step needs torch)"
+    return f"NumPy decoder; encoder on ONNX Runtime, {path} {state}"
 
 
 @main.command()

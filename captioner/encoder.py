@@ -211,6 +211,14 @@ def onnx_cache_dir() -> Path:
     return Path(root) / "encoders"
 
 
+def onnx_export_path(name: str, image_size: int | None = None) -> Path:
+    """Where the ONNX export of encoder ``name`` is cached, keyed by its weight file's checksum."""
+    from .weights import sha256_file
+
+    key = sha256_file(Path(weights_path(name)))[:16]
+    return onnx_cache_dir() / f"{name}-{image_size or input_size(name)}-{key}.onnx"
+
+
 def _onnx_session(encoder: "Encoder", config: EncoderConfig):
     """An ONNX Runtime session for the frozen encoder, exported once from the torch model.
 
@@ -220,11 +228,7 @@ def _onnx_session(encoder: "Encoder", config: EncoderConfig):
     """
     import onnxruntime as ort
 
-    from .weights import sha256_file
-
-    weights = Path(weights_path(config.name))
-    key = sha256_file(weights)[:16]
-    path = onnx_cache_dir() / f"{config.name}-{config.image_size}-{key}.onnx"
+    path = onnx_export_path(config.name, config.image_size)
     options = ort.SessionOptions()
     options.intra_op_num_threads = encoder.threads or _physical_cores()
     # threads that spin between batches take the core the video reader needs

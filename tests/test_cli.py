@@ -138,6 +138,7 @@ def test_info_on_the_tiny_model(tiny_model) -> None:
     assert lines[0] == f"model:     tiny-test  ({tiny_model})"
     assert f"sha256:    {read_manifest(tiny_model)['sha256']}" in lines
     assert any(line.startswith("decoder:   attention LSTM, hidden 32") for line in lines)
+    assert any(line.startswith("runtime:   NumPy decoder; encoder on ONNX Runtime, ") for line in lines)
 
 
 def test_info_on_a_missing_model(tmp_path) -> None:
