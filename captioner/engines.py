@@ -397,9 +397,9 @@ def run_local(jobs: Sequence[BatchJob], config: CaptionConfig, *, workers: int =
         for job in jobs:
             deliver(run_job(captioner, job, config))
         return results
-    from .weights import load_model
+    from .weights import load_runtime_model
 
-    load_model(config.model_dir)  # a broken model is one clear error here, not one per file
+    load_runtime_model(config.model_dir)  # a broken model is one clear error here, not one per file
     threads = config.threads or max(1, _cpu_count() // workers)
     config = replace(config, threads=threads)
     level = logging.getLogger("captioner").getEffectiveLevel()

@@ -26,9 +26,7 @@ transferred and only the constrained search applies.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
-
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
