@@ -10,6 +10,7 @@ torch. The torch model stays the reference path (``backend="torch"``).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -122,7 +123,7 @@ class Encoder:
                 p.requires_grad_(False)
         return self._model
 
-    @property
+    @functools.cached_property
     def feature_dim(self) -> int:
         if self._session is None:
             return int(self.torch_model()._conv_head.out_channels)
@@ -230,7 +231,7 @@ def _onnx_session(encoder: "Encoder", config: EncoderConfig):
 
     path = onnx_export_path(config.name, config.image_size)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = encoder.threads or _physical_cores()
+    options.intra_op_num_threads = encoder.threads or _usable_cpus()
     # threads that spin between batches take the core the video reader needs
     # (make bench: run 5.8-6.0 s spinning, 5.2-5.3 s passive with the next change)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -262,8 +263,8 @@ def _export(encoder: "Encoder", config: EncoderConfig, path: Path) -> None:
     log.info("exported %s to %s", config.name, path)
 
 
-def _physical_cores() -> int:
-    """One thread per CPU this process may use (torch's default on the machines without hyper-threads)."""
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (logical ones: torch's own default counts physical cores)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
