@@ -59,12 +59,12 @@ def build_video(seconds: float, name: str) -> Path:
 
 def build_varied_video(name: str = "bench_varied.mp4") -> Path | None:
     """The real clips in ../shared/data/video, each scaled to 1280x720 25 fps H.264, joined (None without the data)."""
-    from .common import DATA
+    from .common import video_clips
 
     out = BENCH / name
     if out.exists():
         return out
-    clips = sorted(p for p in (DATA / "video").rglob("*") if p.suffix.lower() in (".avi", ".mp4"))
+    clips = video_clips()
     if not clips or not shutil.which("ffmpeg"):
         return None
     parts = BENCH / "varied_parts"

@@ -11,6 +11,11 @@ DATA = Path(os.environ.get("CAPTIONER_DATA", ROOT.parent / "shared" / "data"))
 CACHE = Path(os.environ.get("CAPTIONER_CACHE", ROOT / ".cache"))
 
 
+def video_clips() -> list[Path]:
+    """The real MSVD / MSR-VTT clips in ../shared/data/video (validation and demos only), sorted."""
+    return sorted(p for p in (DATA / "video").rglob("*") if p.suffix.lower() in (".avi", ".mp4"))
+
+
 def read_tsv(path: Path, ncols: int = 2) -> list[list[str]]:
     """Rows of a tab-separated file; the last column may itself contain tabs."""
     rows = []

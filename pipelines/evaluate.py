@@ -34,7 +34,7 @@ from captioner.config import CaptionConfig
 from captioner.pipeline import Captioner
 
 from .common import CACHE, DATA, captions_by_file, flickr_split, read_tsv
-from .extract_features import feature_dir
+from .extract_features import feature_dir, feature_rows
 
 log = logging.getLogger("evaluate")
 
@@ -65,8 +65,7 @@ def coco_scores(hyps: dict[str, str], refs: dict[str, list[str]], meteor: bool =
 
 def caption_cached(cap: Captioner, set_name: str, names: Sequence[str]) -> dict[str, str]:
     fdir = feature_dir(cap.model_info.encoder)
-    files = (fdir / f"{set_name}_files.txt").read_text().split()
-    index = {f: i for i, f in enumerate(files)}
+    index = feature_rows(cap.model_info.encoder, set_name)
     grid = np.load(fdir / f"{set_name}_grid.npy", mmap_mode="r")
     probs = np.load(fdir / f"{set_name}_probs.npy")
     out = {}

@@ -36,6 +36,12 @@ def feature_dir(encoder: str) -> Path:
     return CACHE / "features" / encoder
 
 
+def feature_rows(encoder: str, set_name: str) -> dict[str, int]:
+    """File name -> row of the cached ``<set>_grid.npy`` / ``<set>_probs.npy``."""
+    files = (feature_dir(encoder) / f"{set_name}_files.txt").read_text().split()
+    return {f: i for i, f in enumerate(files)}
+
+
 def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None = None) -> Path:
     out = feature_dir(encoder_name)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from dataclasses import replace
 from captioner.config import CaptionConfig
 from captioner.pipeline import Captioner
 
-from .common import DATA, same_caption_steps
+from .common import same_caption_steps, video_clips
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     fast = Captioner(replace(base, sampling=replace(base.sampling, fast=True)))
     total = same = 0
     t_normal = t_fast = 0.0
-    clips = sorted(p for p in (DATA / "video").rglob("*") if p.suffix in (".mp4", ".avi"))
+    clips = video_clips()
     for path in clips:
         t0 = time.perf_counter()
         a = normal.caption_video(path)

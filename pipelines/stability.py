@@ -16,19 +16,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from pathlib import Path
-
 import numpy as np
 
 from captioner.config import CaptionConfig, SegmentConfig
 from captioner.pipeline import Captioner
 
-from .common import DATA
+from .common import video_clips
 from .evaluate import eval_set
-
-
-def clips() -> list[Path]:
-    return sorted(p for p in (DATA / "video").rglob("*") if p.suffix.lower() in (".avi", ".mp4"))
 
 
 def flicker(cap: Captioner, near: float = 0.02) -> tuple[int, float]:
@@ -48,7 +42,7 @@ def flicker(cap: Captioner, near: float = 0.02) -> tuple[int, float]:
         return caps
 
     cap.caption_batch = spy  # type: ignore[method-assign]
-    for p in clips():
+    for p in video_clips():
         cap.caption_video(p)
     del cap.caption_batch
     return len(pairs), (sum(pairs) / len(pairs) if pairs else float("nan"))
@@ -65,7 +59,7 @@ def main() -> None:
     for th in (0.0, 0.02, 0.05):
         cap = Captioner(replace(CaptionConfig(), segments=replace(SegmentConfig(), stable_threshold=th)))
         t = time.perf_counter()
-        results = [cap.caption_video(p) for p in clips()]
+        results = [cap.caption_video(p) for p in video_clips()]
         wall = time.perf_counter() - t
         cues = sum(len(r.cues) for r in results)
         minutes = sum(r.duration for r in results) / 60

@@ -45,28 +45,24 @@ from captioner.vocab import Vocabulary, tokenize
 from captioner.weights import save_model
 
 from .common import CACHE, DATA, ROOT, TEXT_CORPORA, captions_by_file, flickr_split, text_sentences
-from .extract_features import feature_dir
+from .extract_features import feature_dir, feature_rows
 
 log = logging.getLogger("train")
 
 
 def load_split(encoder: str, split: str, limit: int | None = None) -> tuple[list[str], torch.Tensor]:
     """(file names, float16 features [n, N, C]) of one Flickr8k split, held in RAM."""
-    fdir = feature_dir(encoder)
-    files = (fdir / "flickr8k_files.txt").read_text().split()
-    index = {f: i for i, f in enumerate(files)}
+    index = feature_rows(encoder, "flickr8k")
     names = [f for f in flickr_split(split) if f in index][: limit or None]
-    grid = np.load(fdir / "flickr8k_grid.npy", mmap_mode="r")
+    grid = np.load(feature_dir(encoder) / "flickr8k_grid.npy", mmap_mode="r")
     rows = np.array([index[f] for f in names])
     return names, torch.from_numpy(np.ascontiguousarray(grid[np.sort(rows)]))[np.argsort(np.argsort(rows))]
 
 
 def load_concepts(encoder: str, names: Sequence[str], vocab: Vocabulary, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Concept inputs ([n, k] ids, [n, k] probabilities) of Flickr8k photos, from their cached ImageNet probabilities."""
-    fdir = feature_dir(encoder)
-    files = (fdir / "flickr8k_files.txt").read_text().split()
-    index = {f: i for i, f in enumerate(files)}
-    probs = np.load(fdir / "flickr8k_probs.npy")
+    index = feature_rows(encoder, "flickr8k")
+    probs = np.load(feature_dir(encoder) / "flickr8k_probs.npy")
     ids = torch.zeros(len(names), k, dtype=torch.long)
     ps = torch.zeros(len(names), k)
     for j, n in enumerate(names):
