@@ -7,6 +7,7 @@ without anyone mutating it underneath the others; change one with
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,3 +127,15 @@ class CaptionConfig:
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     threads: int = 0  # compute threads of encoder and decoder; 0 = encoder one per CPU, decoder 1
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: what ``threads = 0`` and ``--workers`` default to.
+
+    Logical CPUs allowed by the affinity mask (a container or ``taskset`` may allow
+    fewer than the machine has); torch's own default counts physical cores instead.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)

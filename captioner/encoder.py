@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .config import EncoderConfig
+from .config import EncoderConfig, usable_cpus
 from .errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ def _onnx_session(encoder: "Encoder", config: EncoderConfig):
 
     path = onnx_export_path(config.name, config.image_size)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = encoder.threads or _usable_cpus()
+    options.intra_op_num_threads = encoder.threads or usable_cpus()
     # threads that spin between batches take the core the video reader needs
     # (make bench: run 5.8-6.0 s spinning, 5.2-5.3 s passive with the next change)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -262,10 +262,3 @@ def _export(encoder: "Encoder", config: EncoderConfig, path: Path) -> None:
     os.replace(tmp, path)
     log.info("exported %s to %s", config.name, path)
 
-
-def _usable_cpus() -> int:
-    """The CPUs this process may run on (logical ones: torch's own default counts physical cores)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)

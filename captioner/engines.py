@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
-from .config import VIDEO_EXTENSIONS, CaptionConfig
+from .config import VIDEO_EXTENSIONS, CaptionConfig, usable_cpus
 from .errors import CaptionerError, OutputError, VideoError
 
 if TYPE_CHECKING:
@@ -350,13 +350,6 @@ def _crashed(job: BatchJob, detail: str) -> FileResult:
                       shown=job.shown, root=job.root)
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def _absolute_model(config: CaptionConfig) -> CaptionConfig:
     """Workers may start in another folder (Ray), so the model path must not be relative."""
     return replace(config, model_dir=_abs(config.model_dir))
@@ -400,7 +393,7 @@ def run_local(jobs: Sequence[BatchJob], config: CaptionConfig, *, workers: int =
     from .weights import load_runtime_model
 
     load_runtime_model(config.model_dir)  # a broken model is one clear error here, not one per file
-    threads = config.threads or max(1, _cpu_count() // workers)
+    threads = config.threads or max(1, usable_cpus() // workers)
     config = replace(config, threads=threads)
     level = logging.getLogger("captioner").getEffectiveLevel()
     _run_pool(jobs, min(workers, len(jobs)), _pool_task, _init_pool_worker, (config, level), deliver)
@@ -568,7 +561,7 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
     config = _absolute_model(config)
     own = not ray.is_initialized()
     level = logging.getLogger("captioner").getEffectiveLevel()
-    cores = _cpu_count()
+    cores = usable_cpus()
     local = own and not address
     per_actor = config.threads or (max(1, cores // workers) if (local and workers) else 1)
     config = replace(config, threads=per_actor)

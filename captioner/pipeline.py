@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .config import CaptionConfig
+from .config import CaptionConfig, usable_cpus
 from .errors import CaptionerError, VideoError
 from .segment import Segment, segment_frames, stable_runs
 from .subtitles import Cue, merge_cues, normalize_cues
@@ -126,13 +126,15 @@ class Captioner:
         """
         return self.caption_batch([(feats, probs)], video=video)[0]
 
-    def caption_batch(self, items: Sequence[tuple[Any, Any]], *, video: bool = False) -> list[Caption]:
+    def caption_batch(self, items: Sequence[tuple[Any, Any]], *, video: bool = False,
+                      threads: int | None = None) -> list[Caption]:
         """Caption several (features, probs) at once, as ``caption_features`` would one by one.
 
         The beam searches run in lock step so that each decoder step is one matrix
         product over all their beams (the step is memory-bound: see decoder_np.py).
+        ``threads``: BLAS threads for this call (default: one, or ``config.threads``).
         """
-        with self._blas.limit(limits=self._blas_threads, user_api="blas"):
+        with self._blas.limit(limits=threads or self._blas_threads, user_api="blas"):
             feats = [np.asarray(f, dtype=np.float32) for f, _ in items]
             probs = [None if p is None else np.asarray(p, dtype=np.float32) for _, p in items]
             concepts = [self._concept_inputs(p) for p in probs]
@@ -218,7 +220,7 @@ class Captioner:
         t_encode = t_decode = 0.0
         origin = 0.0  # start time of the buffered, not yet captioned stretch
 
-        def caption(segments: Sequence[Segment], offset: float) -> None:
+        def caption(segments: Sequence[Segment], offset: float, threads: int | None = None) -> None:
             nonlocal t_decode, n_segments
             t0 = time.perf_counter()
             grids, probs = buf.grids(), buf.probs()
@@ -227,7 +229,7 @@ class Captioner:
             joined = [Segment(segments[r[0]].start, segments[r[-1]].end,
                               tuple(sorted({f for i in r for f in segments[i].frames}))) for r in runs]
             caps = self.caption_batch([(self._segment_features(seg, grids), probs[list(seg.frames)]) for seg in joined],
-                                      video=True)
+                                      video=True, threads=threads)
             for run, cap in zip(runs, caps):
                 for seg in (segments[i] for i in run):
                     if cap.text:
@@ -292,7 +294,9 @@ class Captioner:
         if self.config.sampling.fast:  # key frames only: the container's length, or past the last one
             duration = max(info.duration, buf.times[-1] + 1.0 / fps)
         rel = [t - origin for t in buf.times]
-        caption(segment_frames(rel, buf.pooled(), max(duration - origin, rel[-1]), self.config.segments), origin)
+        # the reader is done: the last window's beams may have every core (the run waits on them alone)
+        caption(segment_frames(rel, buf.pooled(), max(duration - origin, rel[-1]), self.config.segments), origin,
+                threads=self.config.threads or usable_cpus())
         if progress:
             progress(Progress("segments", n_segments, n_segments))
         cues = normalize_cues(merge_cues(cues), duration)

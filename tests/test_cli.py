@@ -97,7 +97,7 @@ def test_all_formats_parse_back(tmp_path, clip, tiny_model) -> None:
 def test_max_line_width_is_respected(tmp_path, clip, tiny_model, monkeypatch) -> None:
     # the tiny model says one or two words; give it something worth wrapping
     long = "a man in a red shirt is riding a bicycle down a busy street"
-    monkeypatch.setattr(Captioner, "caption_batch", lambda self, items, video=False: [Caption(long, 0.5) for _ in items])
+    monkeypatch.setattr(Captioner, "caption_batch", lambda self, items, **_: [Caption(long, 0.5) for _ in items])
     video = _copy(clip, tmp_path / "talk.mp4")
     result = cli("run", video, "-f", "srt,vtt,txt", "--model", tiny_model, "--max-line-width", "16",
                  "--max-line-count", "4")

@@ -102,7 +102,7 @@ def test_streaming_windows_cut_where_whole_video_cuts(tmp_path, tiny_model, monk
     for window in (8, 10_000):
         counter = iter(range(10_000))
         monkeypatch.setattr(Captioner, "caption_batch",
-                            lambda self, items, video=False: [Caption(f"cue {next(counter)}", 1.0) for _ in items])
+                            lambda self, items, **_: [Caption(f"cue {next(counter)}", 1.0) for _ in items])
         cfg = replace(CaptionConfig(), model_dir=tiny_model,
                       sampling=SamplingConfig(fps=2, window_frames=window),
                       segments=SegmentConfig(max_segment=4.0, min_duration=1.0, stable_threshold=0.0))
@@ -152,7 +152,7 @@ def test_pieces_of_a_static_shot_are_captioned_once(tmp_path, tiny_model, monkey
     for threshold in (0.0, 0.02):
         asked = []
         monkeypatch.setattr(Captioner, "caption_batch",
-                            lambda self, items, video=False: asked.extend(items) or [Caption("x", 1.0) for _ in items])
+                            lambda self, items, **_: asked.extend(items) or [Caption("x", 1.0) for _ in items])
         cfg = replace(CaptionConfig(), model_dir=tiny_model, sampling=SamplingConfig(fps=2),
                       segments=SegmentConfig(max_segment=4.0, stable_threshold=threshold))
         cues = Captioner(cfg).caption_video(video.path).cues
