@@ -101,6 +101,12 @@ def _formats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
         raise click.BadParameter(str(exc)) from None
 
 
+_INT8_OPTION = click.option(
+    "--int8/--no-int8", default=_D.encoder.int8, show_default=True,
+    help="Run an int8 copy of the encoder: about 2x faster encoding, slightly different captions "
+         "(made once from the float one and cached).")
+
+
 def caption_options(f):
     """Options shared by ``run`` and ``batch`` (defaults come from config.py)."""
     opts = [
@@ -129,6 +135,7 @@ def caption_options(f):
         click.option("--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_WEIGHTS_DIR,
                      show_default="shipped weights/", help="Model folder (or its model.json)."),
         click.option("--threads", type=click.IntRange(min=0), default=0, help="Compute threads (0 = encoder: one per CPU, decoder: 1)."),
+        _INT8_OPTION,
         click.option("-v", "--verbose", count=True, help="More log output (-vv for debug)."),
         click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bar."),
     ]
@@ -139,10 +146,12 @@ def caption_options(f):
 
 def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration: float, shot_threshold: float,
                  max_line_width: int, max_line_count: int, model_dir: Path, formats: Sequence[str],
-                 threads: int, concepts: bool = _D.grounding.enabled, fast: bool = _D.sampling.fast) -> CaptionConfig:
+                 threads: int, concepts: bool = _D.grounding.enabled, fast: bool = _D.sampling.fast,
+                 int8: bool = _D.encoder.int8) -> CaptionConfig:
     return replace(
         _D,
         model_dir=model_dir,
+        encoder=replace(_D.encoder, int8=int8),
         decoding=replace(_D.decoding, beam_size=beam_size),
         sampling=replace(_D.sampling, fps=fps, fast=fast),
         segments=replace(_D.segments, max_segment=max_segment, min_duration=min(min_duration, max_segment),
@@ -277,8 +286,10 @@ def run(videos: tuple[Path, ...], output_dir: Path | None, formats: tuple[str, .
               show_default="shipped weights/", help="Model folder (or its model.json).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images encoded at once.")
 @click.option("-v", "--verbose", count=True)
+@_INT8_OPTION
 @click.option("-q", "--quiet", is_flag=True)
-def image(paths: tuple[Path, ...], beam_size: int, model_dir: Path, batch_size: int, verbose: int, quiet: bool) -> None:
+def image(paths: tuple[Path, ...], beam_size: int, model_dir: Path, batch_size: int, int8: bool, verbose: int,
+          quiet: bool) -> None:
     """Caption photos (files, or folders of .jpg/.jpeg/.png): prints '<path>\\t<caption>' per image."""
     _setup_logging(verbose, quiet)
     from .encoder import load_image
@@ -297,7 +308,8 @@ def image(paths: tuple[Path, ...], beam_size: int, model_dir: Path, batch_size: 
         if not failed:
             _fail("no images found")
         sys.exit(1)
-    config = replace(_D, model_dir=model_dir, decoding=replace(_D.decoding, beam_size=beam_size))
+    config = replace(_D, model_dir=model_dir, decoding=replace(_D.decoding, beam_size=beam_size),
+                     encoder=replace(_D.encoder, int8=int8))
     captioner = _load(config)
     for start in range(0, len(files), batch_size):
         chunk, imgs = [], []
@@ -353,7 +365,14 @@ def _runtime_line(encoder: str) -> str:
     except CaptionerError as exc:  # the encoder's weight package is missing
         return f"unavailable ({exc})"
     state = "exported" if path.exists() else "not exported yet (the first run exports it; that step needs torch)"
-    return f"NumPy decoder; encoder on ONNX Runtime, {path} {state}"
+    line = f"NumPy decoder; encoder on ONNX Runtime, {path} {state}"
+    from .encoder import int8_export_path, int8_ranges_path
+
+    ranges = int8_ranges_path(encoder)
+    if ranges is not None:
+        made = path.exists() and int8_export_path(path, ranges).exists()
+        line += "; its int8 copy (--int8) " + ("is made" if made else "is made on the first --int8 run")
+    return line
 
 
 @main.command()

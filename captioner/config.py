@@ -34,6 +34,9 @@ class EncoderConfig:
     # "auto": ONNX Runtime when installed (7.1 vs 20.5 ms/frame, pipelines.encoder_table; same features,
     # see tests/test_encoder.py), else torch; "torch" is the reference path.
     backend: str = "auto"
+    # ONNX Runtime runs an int8 copy (encoder 2x faster) when captioner/data ships activation
+    # ranges for the encoder. Off: on Flickr8k test it cost 0.45 BLEU-4 (weights/README.md).
+    int8: bool = False
     # The official Lite preprocessing, (x - 127) / 128 on 0..255 pixels, written as 0..1
     # fractions. On coco-val2017-mini it gave more confident, more often right ImageNet
     # labels than ImageNet mean/std (e.g. "refrigerator" vs "file" for a kitchen).

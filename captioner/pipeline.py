@@ -318,7 +318,8 @@ class Captioner:
         return grids[frames].reshape(-1, grids.shape[-1])
 
     def model_summary(self) -> dict[str, Any]:
-        return {"name": self.model_info.name, "encoder": self.model_info.encoder, "sha256": self.model_info.sha256}
+        return {"name": self.model_info.name, "encoder": self.model_info.encoder, "sha256": self.model_info.sha256,
+                "encoder_precision": self.encoder.precision}
 
 
 class _FrameBuffer:

@@ -6,7 +6,8 @@ ffmpeg stream copy — at about 2 minutes (1x) and 8 minutes (4x). Then, each as
 separate process so the figures are whole-process:
 
 * bare OpenCV decode of the file: a ``grab()`` loop over every frame;
-* ``captioner run`` on it with default options (wall time, CPU time, peak RSS);
+* ``captioner run`` on it with default options (wall time, CPU time, peak RSS), and
+  with ``--int8``;
 * captioner's reader alone (sampling, colour conversion, resize; no networks): with
   start-up, the floor of a run if encoding and decoding cost nothing. With the CPU
   time the target allows (CPUs x decode wall / 0.8), it says how far a design can go;
@@ -166,6 +167,7 @@ def main() -> None:
     frames = int(dec["stdout"].strip())
     run1 = measured_rss([py, "-m", "captioner.cli", "run", str(v1), "-o", str(out), "-q"])
     run4 = measured_rss([py, "-m", "captioner.cli", "run", str(v4), "-o", str(out), "-q"])
+    int8 = measured_rss([py, "-m", "captioner.cli", "run", str(v1), "-o", str(out / "int8"), "-q", "--int8"])
     fast = measured_rss([py, "-m", "captioner.cli", "run", str(v1), "-o", str(out / "fast"), "-q", "--fast", "-f", "json"])
     normal = measured_rss([py, "-m", "captioner.cli", "run", str(v1), "-o", str(out / "normal"), "-q", "-f", "json"])
     agree = agreement(out / "normal" / f"{v1.stem}.json", out / "fast" / f"{v1.stem}.json")
@@ -188,6 +190,8 @@ def main() -> None:
         ("captioner run (defaults), wall", f"{run1['wall_s']:.2f} s  ({duration / run1['wall_s']:.1f}x real time)"),
         ("throughput ratio run / decode", f"{dec['wall_s'] / run1['wall_s']:.2f}  (target >= 0.8)"),
         ("CPU time (user + sys): decode only / run", f"{dec['cpu_s']:.2f} s / {run1['cpu_s']:.2f} s"),
+        ("captioner run --int8 (int8 encoder), wall / CPU",
+         f"{int8['wall_s']:.2f} s / {int8['cpu_s']:.2f} s  (ratio {dec['wall_s'] / int8['wall_s']:.2f})"),
         ("CPU time the target allows a run", f"{budget:.2f} s  ({ncpu} CPUs x {dec['wall_s'] / 0.8:.2f} s, all busy)"),
         ("reader alone (sampling, conversion, resize; no networks)",
          f"{read['wall_s']:.2f} s wall, {read['cpu_s']:.2f} s CPU"),

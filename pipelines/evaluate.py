@@ -10,8 +10,9 @@ caption; one reference each, so a noisy signal).
     python -m pipelines.evaluate --model weights --update-card   # what `make eval` runs
     python -m pipelines.evaluate --model weights --sets coco --beam-size 1
 
-Photos use the cached encoder features (same encoder, same preprocessing as the
-runtime), decoded by ``Captioner.caption_features``: the runtime code path.
+Photos use the cached float32 encoder features (same encoder, same preprocessing as
+the runtime), decoded by ``Captioner.caption_batch``: the runtime code path. With
+``--int8`` they are encoded afresh by the int8 encoder instead.
 METEOR and the PTB tokenizer need Java.
 """
 
@@ -23,6 +24,7 @@ import os
 import logging
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -31,10 +33,11 @@ import numpy as np
 import torch
 
 from captioner.config import CaptionConfig
+from captioner.encoder import load_image
 from captioner.pipeline import Captioner
 
 from .common import CACHE, DATA, captions_by_file, flickr_split, read_tsv
-from .extract_features import feature_dir, feature_rows
+from .extract_features import SETS, feature_dir, feature_rows
 
 log = logging.getLogger("evaluate")
 
@@ -64,6 +67,9 @@ def coco_scores(hyps: dict[str, str], refs: dict[str, list[str]], meteor: bool =
 
 
 def caption_cached(cap: Captioner, set_name: str, names: Sequence[str]) -> dict[str, str]:
+    """Captions of photos: from the float32 feature cache, or encoded here when the run-time encoder is int8."""
+    if cap.encoder.precision != "float32":
+        return caption_encoded(cap, set_name, names)
     fdir = feature_dir(cap.model_info.encoder)
     index = feature_rows(cap.model_info.encoder, set_name)
     grid = np.load(fdir / f"{set_name}_grid.npy", mmap_mode="r")
@@ -74,6 +80,17 @@ def caption_cached(cap: Captioner, set_name: str, names: Sequence[str]) -> dict[
         caps = cap.caption_batch([(np.array(grid[index[n]], dtype=np.float32), probs[index[n]].astype(np.float32))
                                   for n in chunk])
         out.update({n: c.text for n, c in zip(chunk, caps)})
+    return out
+
+
+def caption_encoded(cap: Captioner, set_name: str, names: Sequence[str]) -> dict[str, str]:
+    """Captions of photos encoded by ``cap``'s own encoder (what ``captioner image`` does), 32 at a time."""
+    out = {}
+    with ThreadPoolExecutor(2) as pool:  # JPEG decoding overlaps the network
+        for start in range(0, len(names), 32):
+            chunk = names[start : start + 32]
+            caps = cap.caption_images(list(pool.map(lambda n: load_image(str(SETS[set_name] / n)), chunk)))
+            out.update({n: c.text for n, c in zip(chunk, caps)})
     return out
 
 
@@ -114,6 +131,7 @@ def main() -> None:
     ap.add_argument("--concept-weight", type=float, default=None,
                     help="concepts-only expert weight for photos and video alike (default: the config's per-kind values)")
     ap.add_argument("--no-grounding", action="store_true", help="plain decoder, no concept words")
+    ap.add_argument("--int8", action="store_true", help="the int8 encoder (photos encoded afresh, not from the cache)")
     ap.add_argument("--min-prob", type=float, default=None, help="grounding confidence threshold")
     ap.add_argument("--out", type=Path, default=None, help="JSON report (default .cache/eval/<model>.json)")
     ap.add_argument("--update-card", action="store_true", help="store the metrics in the model's model.json")
@@ -130,6 +148,8 @@ def main() -> None:
                                                   video_concept_weight=args.concept_weight))
     if args.no_grounding:
         config = replace(config, grounding=replace(config.grounding, enabled=False))
+    if args.int8:
+        config = replace(config, encoder=replace(config.encoder, int8=True))
     if args.min_prob is not None:
         config = replace(config, grounding=replace(config.grounding, min_prob=args.min_prob))
     cap = Captioner(config)
@@ -145,7 +165,7 @@ def main() -> None:
         report["captions"][labels[s]] = hyps
         log.info("%s: %s", labels[s], scores)
     tag = f"beam{config.decoding.beam_size}-lp{config.decoding.length_penalty}-cw{config.decoding.concept_weight}v{config.decoding.video_concept_weight}-" + (
-        f"ground{config.grounding.min_prob}" if config.grounding.enabled else "plain")
+        f"ground{config.grounding.min_prob}" if config.grounding.enabled else "plain") + f"-{cap.encoder.precision}"
     out = args.out or CACHE / "eval" / f"{args.model.name}-{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))

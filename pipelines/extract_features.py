@@ -52,7 +52,8 @@ def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None
     files = sorted(p.name for p in SETS[set_name].iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if limit:
         files = files[:limit]
-    cfg = EncoderConfig(name=encoder_name, image_size=input_size(encoder_name))
+    # the cache is the float32 reference: training must not depend on the run-time int8 default
+    cfg = EncoderConfig(name=encoder_name, image_size=input_size(encoder_name), int8=False)
     enc = Encoder(cfg)
     n = len(files)
     probe = enc.encode([load_image(str(SETS[set_name] / files[0]))])

@@ -1,39 +1,49 @@
-"""Experiment: what an int8 encoder would buy and cost (not used by captioner).
+"""The int8 encoder: measure its activation ranges, and what it buys and costs.
 
-Quantizes the cached ONNX export of EfficientNet-Lite0 statically (QDQ, per-channel
-int8 weights, uint8 activations) with ONNX Runtime's tools, calibrated on 100
-Flickr8k *train* photos, and compares it with the float encoder on the validation
-data only: encoder ms/photo, Flickr8k dev and the 9 MSR-VTT clips (shipped decoder,
-default decoding). Writes the model to .cache/int8/.
+``--write-ranges`` calibrates the float ONNX export of EfficientNet-Lite0 on 100
+Flickr8k *train* photos with ONNX Runtime's tools (after its shape pre-processing,
+as ``captioner.encoder`` does) and writes the activation ranges it found to
+``captioner/data/efficientnet-lite0-224.int8-ranges.json``: ~20 KB of per-tensor
+minima and maxima, statistics of our photos rather than the encoder's weights. From
+that file alone ONNX Runtime (>= 1.32) quantizes the export on the user's machine
+(``quantize_static(..., calibration_data_reader=None, calibration_cache_path=...)``),
+so int8 ships without shipping photos or weights. The ranges are keyed by the export's
+tensor names; when those differ, the run falls back to float32 with a warning.
 
-    python -m pipelines.int8_encoder
+Then it compares the run-time encoders (``Captioner`` with ``int8`` off and on) on
+validation data only: encoder ms/photo (batch 32, 2 threads), Flickr8k dev and the
+9 MSR-VTT clips, with the shipped decoder and default decoding.
+
+    python -m pipelines.int8_encoder [--write-ranges]
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
 import logging
+import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
-from captioner.encoder import load_image
+from captioner.config import CaptionConfig
+from captioner.encoder import int8_ranges_path, load_image, onnx_export_path
 from captioner.pipeline import Captioner
 
-from .common import CACHE, DATA, captions_by_file, flickr_split
-from .evaluate import coco_scores, eval_set
+from .common import DATA, flickr_split
+from .evaluate import eval_set
+
+log = logging.getLogger("int8_encoder")
 
 
-def main() -> None:
-    import onnxruntime as ort
+def write_ranges(cap: Captioner, out: Path) -> None:
+    """Calibrate on 100 Flickr8k train photos; write ONNX Runtime's calibration cache to ``out``."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    logging.basicConfig(level=logging.WARNING)
-    cap = Captioner()
-    fp32 = cap.encoder._session
-    if fp32 is None:
-        raise SystemExit("needs the ONNX Runtime encoder")
     images = next(p for p in (DATA / "flickr8k").iterdir() if p.is_dir())
     calib = [cap.encoder.preprocess([load_image(str(images / n))]) for n in flickr_split("train")[:100]]
 
@@ -45,36 +55,43 @@ def main() -> None:
             x = next(self.batches, None)
             return None if x is None else {"x": x}
 
-    out = CACHE / "int8"
-    out.mkdir(parents=True, exist_ok=True)
-    src = fp32._model_path
-    quant_pre_process(src, str(out / "pre.onnx"))
-    quantize_static(str(out / "pre.onnx"), str(out / "lite0-int8.onnx"), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    opts.log_severity_level = 3
-    int8 = ort.InferenceSession(str(out / "lite0-int8.onnx"), opts, providers=["CPUExecutionProvider"])
+    with tempfile.TemporaryDirectory() as tmp:
+        pre, ranges = Path(tmp) / "pre.onnx", Path(tmp) / "ranges.json"
+        quant_pre_process(str(onnx_export_path(cap.encoder.config.name)), str(pre))
+        quantize_static(str(pre), str(Path(tmp) / "int8.onnx"), Reader(), calibration_cache_path=str(ranges),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        out.write_text(json.dumps(json.loads(ranges.read_text()), sort_keys=True) + "\n")  # stable bytes, stable diffs
+    log.info("wrote %s", out)
 
-    refs = captions_by_file(DATA / "flickr8k" / "captions.tsv")
-    names = flickr_split("dev")
-    with ThreadPoolExecutor(2) as pool:
-        x = np.concatenate(list(pool.map(lambda n: cap.encoder.preprocess([load_image(str(images / n))]), names)))
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--write-ranges", action="store_true", help="calibrate and write the shipped ranges file first")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    base = CaptionConfig()
+    if args.write_ranges:
+        cap = Captioner(base)
+        write_ranges(cap, Path(__file__).resolve().parent.parent / "captioner" / "data"
+                     / f"{cap.encoder.config.name}-{cap.encoder.config.image_size}.int8-ranges.json")
+    if int8_ranges_path(base.encoder.name) is None:
+        raise SystemExit("no shipped int8 ranges: run with --write-ranges")
+    images = next(p for p in (DATA / "flickr8k").iterdir() if p.is_dir())
+    x = np.concatenate([Captioner(base).encoder.preprocess([load_image(str(images / n))])
+                        for n in flickr_split("dev")[:256]])
     print("| encoder | ms/photo (batch 32) | Flickr8k dev BLEU-4 / METEOR / CIDEr | MSR-VTT 9 BLEU-4 / METEOR / CIDEr |")
     print("|---|---|---|---|")
-    for label, sess in (("float32", fp32), ("int8", int8)):
-        cap.encoder._session = sess
+    for int8 in (False, True):
+        cap = Captioner(dataclasses.replace(base, encoder=dataclasses.replace(base.encoder, int8=int8)))
+        cap.encoder.encode_batch(x[:32])
         t = time.perf_counter()
-        outs = [sess.run(None, {"x": x[i : i + 32]}) for i in range(0, len(x), 32)]
+        for i in range(0, len(x), 32):
+            cap.encoder.encode_batch(x[i : i + 32])
         ms = 1000 * (time.perf_counter() - t) / len(x)
-        grid, probs = np.concatenate([o[0] for o in outs]), np.concatenate([o[2] for o in outs])
-        hyps = {}
-        for i in range(0, len(names), 32):
-            caps = cap.caption_batch([(grid[j], probs[j]) for j in range(i, min(i + 32, len(names)))])
-            hyps.update({names[i + k]: c.text for k, c in enumerate(caps)})
-        d = coco_scores(hyps, {k: refs[k] for k in hyps})
+        d, _ = eval_set(cap, "flickr8k-dev")
         v, _ = eval_set(cap, "msrvtt")
-        print(f"| {label} | {ms:.2f} | {d['BLEU-4']} / {d['METEOR']} / {d['CIDEr']} | "
+        print(f"| {cap.encoder.precision} | {ms:.2f} | {d['BLEU-4']} / {d['METEOR']} / {d['CIDEr']} | "
               f"{v['BLEU-4']} / {v['METEOR']} / {v['CIDEr']} |", flush=True)
 
 

@@ -89,6 +89,7 @@ def test_all_formats_parse_back(tmp_path, clip, tiny_model) -> None:
         (c.start.total_seconds(), c.end.total_seconds()) for c in cues]
     assert all(0.0 <= c["confidence"] <= 1.0 for c in data["cues"])
     assert data["metadata"]["model"]["name"] == "tiny-test"
+    assert data["metadata"]["model"]["encoder_precision"] == "float32"  # the default
     assert data["metadata"]["video"]["width"] == 64 and data["metadata"]["video"]["duration"] == 2.0
     assert vtt.startswith("WEBVTT\n\n") and vtt.count(" --> ") == len(cues)
     assert txt.splitlines() == [c["text"] for c in data["cues"]]
@@ -183,3 +184,12 @@ def test_caption_options_reach_the_config():
     assert (cfg.segments.max_segment, cfg.segments.min_duration, cfg.segments.shot_threshold) == (5.0, 0.5, 0.4)
     assert cfg.output.formats == ("srt", "json") and cfg.output.max_line_width == 30 and cfg.output.max_line_count == 3
     assert cfg.grounding.enabled is False and cfg.model_dir == Path("m") and cfg.threads == 1
+
+
+def test_int8_flag_runs_the_quantized_encoder(tmp_path, clip, tiny_model) -> None:
+    video = _copy(clip, tmp_path / "talk.mp4")
+    result = cli("run", video, "-o", tmp_path / "out", "-f", "json", "--model", tiny_model, "--int8")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads((tmp_path / "out" / "talk.json").read_text(encoding="utf-8"))
+    assert data["metadata"]["model"]["encoder_precision"] == "int8"
+    assert data["cues"]

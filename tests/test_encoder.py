@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 import numpy as np
 import pytest
 
+from captioner import encoder as encoder_mod
 from captioner.config import EncoderConfig
 from captioner.encoder import Encoder
 from videos import shot_frame
@@ -31,8 +35,8 @@ def test_onnx_encoder_matches_torch_reference(frames, tmp_path, monkeypatch):
     pytest.importorskip("onnx", reason="onnx not installed: cannot export the encoder")
     monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path))
     ref = Encoder(EncoderConfig(), backend="torch").encode(frames)
-    onnx = Encoder(EncoderConfig(), backend="onnx")
-    assert onnx.backend == "onnx"
+    onnx = Encoder(EncoderConfig(int8=False), backend="onnx")
+    assert onnx.backend == "onnx" and onnx.precision == "float32"
     out = onnx.encode(frames)
     assert np.allclose(out.grid, ref.grid, atol=1e-3, rtol=1e-3)
     assert np.allclose(out.probs, ref.probs, atol=1e-4)
@@ -44,10 +48,68 @@ def test_damaged_onnx_cache_is_exported_again(frames, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime", reason="ONNX Runtime not installed: the torch path is used")
     pytest.importorskip("onnx", reason="onnx not installed: cannot export the encoder")
     monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path))
-    good = Encoder(EncoderConfig(), backend="onnx").encode(frames[:2])
+    good = Encoder(EncoderConfig(int8=False), backend="onnx").encode(frames[:2])
     (cached,) = (tmp_path / "encoders").glob("*.onnx")
     cached.write_bytes(cached.read_bytes()[:1000])  # a copy that was cut off
-    again = Encoder(EncoderConfig(), backend="onnx")
+    again = Encoder(EncoderConfig(int8=False), backend="onnx")
     assert again.backend == "onnx"
     assert np.allclose(again.encode(frames[:2]).probs, good.probs, atol=1e-5)
     assert cached.stat().st_size > 1000
+
+
+def _needs_int8() -> None:
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime not installed: the torch path is used")
+    pytest.importorskip("onnx", reason="onnx not installed: cannot export the encoder")
+    if encoder_mod.int8_ranges_path("efficientnet-lite0") is None:
+        pytest.fail("captioner/data ships no int8 ranges for efficientnet-lite0")
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def test_int8_encoder_is_close_to_float32(frames, tmp_path, monkeypatch):
+    _needs_int8()
+    monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path))
+    ref = Encoder(EncoderConfig(), backend="onnx")
+    assert ref.precision == "float32"  # the default
+    ref = ref.encode(frames)
+    enc = Encoder(EncoderConfig(int8=True), backend="onnx")
+    assert enc.precision == "int8"
+    out = enc.encode(frames)
+    assert out.grid.shape == ref.grid.shape and out.probs.shape == ref.probs.shape
+    assert _cosine(out.pooled, ref.pooled).min() > 0.95
+    assert np.allclose(out.probs.sum(-1), 1.0, atol=1e-4)
+    # quantized, not a copy of the float network
+    assert not np.allclose(out.pooled, ref.pooled, atol=1e-4)
+    assert len(list((tmp_path / "encoders").glob("*.int8-*.onnx"))) == 1
+    assert not [p for p in (tmp_path / "encoders").iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_int8_falls_back_to_float32_when_the_ranges_do_not_fit(frames, tmp_path, monkeypatch, caplog):
+    _needs_int8()
+    monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path / "cache"))
+    shipped = json.loads(encoder_mod.int8_ranges_path("efficientnet-lite0").read_text())
+    # an export whose tensor names differ: the range of one convolution's output is missing
+    shipped["data"].pop(next(k for k in sorted(shipped["data"]) if k.endswith("Conv_output_0")))
+    ranges = tmp_path / "ranges.json"
+    ranges.write_text(json.dumps(shipped))
+    monkeypatch.setattr(encoder_mod, "int8_ranges_path", lambda name, size=None: ranges)
+    with caplog.at_level(logging.WARNING, logger="captioner"):
+        enc = Encoder(EncoderConfig(int8=True), backend="onnx")
+    assert enc.precision == "float32"
+    assert "int8 encoder unavailable" in caplog.text
+    ref = Encoder(EncoderConfig(int8=False), backend="onnx").encode(frames[:2])
+    assert np.array_equal(enc.encode(frames[:2]).probs, ref.probs)
+    assert not list((tmp_path / "cache" / "encoders").glob("*int8*"))
+
+
+def test_damaged_int8_copy_is_quantized_again(frames, tmp_path, monkeypatch):
+    _needs_int8()
+    monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path))
+    good = Encoder(EncoderConfig(int8=True), backend="onnx").encode(frames[:2])
+    (cached,) = (tmp_path / "encoders").glob("*.int8-*.onnx")
+    cached.write_bytes(cached.read_bytes()[:1000])
+    again = Encoder(EncoderConfig(int8=True), backend="onnx")
+    assert again.precision == "int8"
+    assert np.array_equal(again.encode(frames[:2]).probs, good.probs)
