@@ -358,7 +358,7 @@ def info(model_dir: Path) -> None:
 
 def _runtime_line(encoder: str) -> str:
     """How a run computes: where the encoder's ONNX export is, or that the first run makes it."""
-    from .encoder import onnx_export_path
+    from .encoder import int8_export_path, int8_ranges_path, onnx_export_path
 
     try:
         path = onnx_export_path(encoder)
@@ -366,8 +366,6 @@ def _runtime_line(encoder: str) -> str:
         return f"unavailable ({exc})"
     state = "exported" if path.exists() else "not exported yet (the first run exports it; that step needs torch)"
     line = f"NumPy decoder; encoder on ONNX Runtime, {path} {state}"
-    from .encoder import int8_export_path, int8_ranges_path
-
     ranges = int8_ranges_path(encoder)
     if ranges is not None:
         made = path.exists() and int8_export_path(path, ranges).exists()

@@ -35,7 +35,8 @@ class EncoderConfig:
     # see tests/test_encoder.py), else torch; "torch" is the reference path.
     backend: str = "auto"
     # ONNX Runtime runs an int8 copy (encoder 2x faster) when captioner/data ships activation
-    # ranges for the encoder. Off: on Flickr8k test it cost 0.45 BLEU-4 (weights/README.md).
+    # ranges for the encoder. Off: its first version fell under a Flickr8k test target line
+    # (BLEU-4 20.74 < 20.83; weights/README.md), and the default was decided on that.
     int8: bool = False
     # The official Lite preprocessing, (x - 127) / 128 on 0..255 pixels, written as 0..1
     # fractions. On coco-val2017-mini it gave more confident, more often right ImageNet

@@ -143,10 +143,7 @@ class Encoder:
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """Squash a whole RGB frame to the input size (no crop, aspect ratio not kept)."""
-        size = self.config.image_size
-        if image.shape[:2] == (size, size):
-            return image
-        return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+        return squash(image, self.config.image_size)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """RGB uint8 HxWx3 arrays -> normalised [B, 3, S, S] float32 (whole frame squashed)."""
@@ -183,6 +180,13 @@ class Encoder:
             pooled=np.concatenate([p.pooled for p in parts]),
             probs=np.concatenate([p.probs for p in parts]),
         )
+
+
+def squash(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` resized to ``size`` x ``size`` with area averaging (the training photos' resize)."""
+    if image.shape[:2] == (size, size):
+        return image
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def load_image(path: str) -> np.ndarray:
@@ -239,12 +243,13 @@ def int8_ranges_path(name: str, image_size: int | None = None) -> Path | None:
 
 
 def int8_export_path(float_path: Path, ranges: Path) -> Path:
-    """Where the int8 copy of ``float_path`` made with ``ranges`` is cached (keyed by both and the recipe)."""
-    import hashlib
-    import json
+    """Where the int8 copy of ``float_path`` made with ``ranges`` is cached (keyed by both and the recipe).
 
-    canonical = json.dumps(json.loads(ranges.read_text()), sort_keys=True)  # ORT writes its keys in any order
-    key = hashlib.sha256((canonical + repr(_FLOAT_HEAD_OPS)).encode()).hexdigest()[:8]
+    The ranges file is written with sorted keys (pipelines.int8_encoder), so equal ranges hash equal.
+    """
+    import hashlib
+
+    key = hashlib.sha256(ranges.read_bytes() + repr(_FLOAT_HEAD_OPS).encode()).hexdigest()[:8]
     return float_path.with_name(f"{float_path.stem}.int8-{key}.onnx")
 
 

@@ -121,11 +121,11 @@ print(n)
 # colour conversion and resize to the encoder's input, in the same reader thread. Its
 # wall time plus start-up is the best a run could do if encoding and decoding were free.
 READ = """
-import sys, cv2
+import sys
+from captioner.encoder import squash
 from captioner.video import iter_frames, prefetch
 size = int(sys.argv[2])
-squash = lambda f: cv2.resize(f.image, (size, size), interpolation=cv2.INTER_AREA)
-print(sum(1 for _ in prefetch(map(squash, iter_frames(sys.argv[1], 1.0)))))
+print(sum(1 for _ in prefetch(map(lambda f: squash(f.image, size), iter_frames(sys.argv[1], 1.0)))))
 """
 
 BREAKDOWN = """

@@ -71,19 +71,17 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     base = CaptionConfig()
+    fp32 = Captioner(base)
     if args.write_ranges:
-        cap = Captioner(base)
-        write_ranges(cap, Path(__file__).resolve().parent.parent / "captioner" / "data"
-                     / f"{cap.encoder.config.name}-{cap.encoder.config.image_size}.int8-ranges.json")
+        write_ranges(fp32, Path(__file__).resolve().parent.parent / "captioner" / "data"
+                     / f"{fp32.encoder.config.name}-{fp32.encoder.config.image_size}.int8-ranges.json")
     if int8_ranges_path(base.encoder.name) is None:
         raise SystemExit("no shipped int8 ranges: run with --write-ranges")
     images = next(p for p in (DATA / "flickr8k").iterdir() if p.is_dir())
-    x = np.concatenate([Captioner(base).encoder.preprocess([load_image(str(images / n))])
-                        for n in flickr_split("dev")[:256]])
+    x = np.concatenate([fp32.encoder.preprocess([load_image(str(images / n))]) for n in flickr_split("dev")[:256]])
     print("| encoder | ms/photo (batch 32) | Flickr8k dev BLEU-4 / METEOR / CIDEr | MSR-VTT 9 BLEU-4 / METEOR / CIDEr |")
     print("|---|---|---|---|")
-    for int8 in (False, True):
-        cap = Captioner(dataclasses.replace(base, encoder=dataclasses.replace(base.encoder, int8=int8)))
+    for cap in (fp32, Captioner(dataclasses.replace(base, encoder=dataclasses.replace(base.encoder, int8=True)))):
         cap.encoder.encode_batch(x[:32])
         t = time.perf_counter()
         for i in range(0, len(x), 32):
