@@ -37,6 +37,7 @@ class ModelInfo:
     path: Path
     decoder: DecoderConfig
     extra: dict[str, Any] = field(default_factory=dict)
+    detectors: dict[str, Any] = field(default_factory=dict)  # model.json "detectors" (words, checksum); {} = none
 
 
 def sha256_file(path: Path) -> str:
@@ -148,7 +149,8 @@ def _load(folder: str | Path, backend: str):
         raise ModelError(f"{folder}: model does not match its manifest ({exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0][:120]})") from None
     if len(vocab) != config.vocab_size:
         raise ModelError(f"{folder}: vocabulary has {len(vocab)} words, decoder expects {config.vocab_size}")
-    info = ModelInfo(manifest.get("name", folder.name), manifest["encoder"], actual, folder, config, manifest.get("extra", {}))
+    info = ModelInfo(manifest.get("name", folder.name), manifest["encoder"], actual, folder, config,
+                     manifest.get("extra", {}), manifest.get("detectors") or {})
     log.info("loaded model %s (%s, sha256 %s…, %s)", info.name, info.encoder, actual[:12], backend)
     return decoder, vocab, info
 

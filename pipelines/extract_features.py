@@ -23,12 +23,16 @@ from captioner.config import EncoderConfig
 from captioner.encoder import Encoder, input_size, load_image
 
 from .common import CACHE, DATA
+from .prepare_data import PREPARED
 
 log = logging.getLogger("extract")
 
 SETS = {
     "flickr8k": DATA / "flickr8k" / "images",
     "coco": DATA / "coco-val2017-mini" / "images",
+    # prepared from git mirrors by pipelines.prepare_data; names are relative paths (videoN/shot_frame.jpg)
+    "msrvtt": PREPARED / "msrvtt",
+    "cc3m": PREPARED / "cc3m",
 }
 
 
@@ -49,7 +53,9 @@ def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None
     if grid_path.exists() and (out / f"{set_name}_files.txt").exists() and limit is None:
         log.info("%s exists, skipping", grid_path)
         return grid_path
-    files = sorted(p.name for p in SETS[set_name].iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    root = SETS[set_name]
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                   if p.suffix.lower() in (".jpg", ".jpeg", ".png") and not p.name.endswith(".tmp.jpg"))
     if limit:
         files = files[:limit]
     # the cache is the float32 reference: training must not depend on the run-time int8 default

@@ -1,0 +1,175 @@
+"""Visual concepts learnt from captions: which caption words a picture shows (run time, NumPy only).
+
+ImageNet-1k has no person, no kitchen, no stage and no cartoon, so its class
+probabilities (concepts.py) cannot tell the decoder that nobody is in a picture.
+These detectors can: one logistic unit per caption word ("man", "kitchen",
+"cartoon", "playing", ...) over each of the encoder's 7x7 grid cells, pooled by
+noisy-OR, P(word | picture) = 1 - prod_cells (1 - sigmoid(w . x_cell + b)):
+multiple-instance learning (Fang et al. 2015, "From captions to visual concepts
+and back"), where a word is in the picture if any cell shows it. They are trained
+on every paired picture (``pipelines/train_detectors.py``) with "the captions
+mention the word" as the label, and calibrated on held-out pictures (Platt
+scaling per word, so a probability means what it says). A video segment's
+probability of a word is the mean over its frames.
+
+The decoder attends over the most probable detected words (its concept slots)
+and the pipeline does not let it say a person word when P(person) is low
+(``DetectorConfig`` thresholds, chosen on validation data).
+
+Stored beside the decoder as ``detectors.safetensors`` (``weight`` [C, D],
+``bias`` [D], ``platt_a`` [D], ``platt_b`` [D]); its words, thresholds and
+checksum are in ``model.json`` under ``"detectors"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .errors import ModelError
+
+TENSORS = "detectors.safetensors"
+#: Cells of one frame's grid (7 x 7): frames are told apart in a stacked segment by this.
+CELLS = 49
+
+#: Caption words that name a person. A caption may say one only if the "person" detector
+#: (any of these in the captions) is sure enough (``presence_threshold``).
+PERSON_WORDS = frozenset("""man men woman women boy boys girl girls child children kid kids baby babies toddler
+toddlers people person persons lady ladies guy guys adult adults player players crowd team couple family
+skier skiers surfer surfers rider riders biker bikers snowboarder skateboarder climber cyclist bicyclist
+motorcyclist hiker swimmer swimmers dancer dancers worker workers groom bride diver someone somebody gentleman
+gentlemen he she his her him actor actress actors singer singers chef host anchor reporter athlete
+athletes teenager teenagers teen teens boyfriend girlfriend mother father mom dad son daughter player's
+policeman officer soldier soldiers student students audience fans spectators""".split())
+
+
+@dataclass(frozen=True)
+class Detectors:
+    """Calibrated word detectors over grid cells (see the module docstring)."""
+
+    words: tuple[str, ...]
+    weight: np.ndarray  # [C, D] float32
+    bias: np.ndarray  # [D]
+    platt_a: np.ndarray  # [D]: calibrated logit = a * logit(noisy-OR) + b
+    platt_b: np.ndarray  # [D]
+    presence_threshold: float = 0.0  # P(person) under which no person word is said (0 = never banned)
+
+    def __post_init__(self) -> None:
+        d = len(self.words)
+        if self.weight.ndim != 2 or self.weight.shape[1] != d or any(a.shape != (d,) for a in
+                                                                      (self.bias, self.platt_a, self.platt_b)):
+            raise ModelError(f"detectors: tensors do not match {d} words")
+
+    def index(self, word: str) -> int:
+        return self.words.index(word)
+
+    def frame_probs(self, grids: np.ndarray) -> np.ndarray:
+        """Calibrated P(word) per frame: grids [F, 49, C] (or one [49, C]) -> [F, D]."""
+        g = np.asarray(grids, dtype=np.float32)
+        if g.ndim == 2:
+            g = g[None]
+        if g.ndim != 3 or g.shape[2] != self.weight.shape[0]:
+            raise ValueError(f"expected [frames, cells, {self.weight.shape[0]}] features, got {g.shape}")
+        z = g @ self.weight + self.bias  # [F, cells, D]
+        # log(1 - sigmoid(z)) = -softplus(z); noisy-OR: P = 1 - exp(-sum softplus)
+        s = np.logaddexp(0.0, z).sum(1)
+        p = -np.expm1(-s)
+        logit = np.log(np.clip(p, 1e-7, 1 - 1e-7)) - np.log(np.clip(1 - p, 1e-7, 1.0))
+        return 1.0 / (1.0 + np.exp(-(self.platt_a * logit + self.platt_b)))
+
+    def probs(self, feats: np.ndarray) -> np.ndarray:
+        """P(word) for a picture or a video segment: stacked cells [F*49, C] -> [D] (mean over frames)."""
+        f = np.asarray(feats, dtype=np.float32)
+        if f.ndim == 2:
+            if f.shape[0] % CELLS:
+                raise ValueError(f"{f.shape[0]} feature vectors are not whole {CELLS}-cell frames")
+            f = f.reshape(-1, CELLS, f.shape[1])
+        return self.frame_probs(f).mean(0)
+
+    def top(self, probs: np.ndarray, k: int, exclude: Sequence[str] = ()) -> list[tuple[str, float]]:
+        """The ``k`` most probable words (ties by word), leaving out ``exclude``."""
+        skip = set(exclude)
+        order = sorted(range(len(self.words)), key=lambda j: (-float(probs[j]), self.words[j]))
+        return [(self.words[j], float(probs[j])) for j in order if self.words[j] not in skip][:k]
+
+
+def save_detectors(folder: Path, det: Detectors, extra: Mapping | None = None) -> dict:
+    """Write ``detectors.safetensors`` into a model folder; returns the manifest entry for ``model.json``."""
+    from safetensors.numpy import save_file
+
+    from .weights import sha256_file
+
+    tensors = {"weight": det.weight.astype(np.float16), "bias": det.bias.astype(np.float32),
+               "platt_a": det.platt_a.astype(np.float32), "platt_b": det.platt_b.astype(np.float32)}
+    tmp = folder / (TENSORS + ".tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(folder / TENSORS)
+    return {"words": list(det.words), "sha256": sha256_file(folder / TENSORS),
+            "presence_threshold": det.presence_threshold, **dict(extra or {})}
+
+
+def load_detectors(folder: Path, manifest: Mapping) -> Detectors | None:
+    """The model's detectors, checksum verified, or None for a model trained without them."""
+    entry = manifest.get("detectors")
+    if not entry:
+        return None
+    from safetensors.numpy import load_file
+
+    from .weights import sha256_file
+
+    path = Path(folder) / TENSORS
+    if not path.is_file():
+        raise ModelError(f"{path}: missing (model.json lists detectors)")
+    actual = sha256_file(path)
+    if actual != entry.get("sha256"):
+        raise ModelError(f"{path}: checksum mismatch (expected {str(entry.get('sha256'))[:12]}…, got {actual[:12]}…)")
+    try:
+        t = load_file(str(path))
+        return Detectors(tuple(entry["words"]), t["weight"].astype(np.float32), t["bias"].astype(np.float32),
+                         t["platt_a"].astype(np.float32), t["platt_b"].astype(np.float32),
+                         float(entry.get("presence_threshold", 0.0)))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ModelError(f"{path}: does not match model.json ({exc.__class__.__name__}: {str(exc)[:100]})") from None
+
+
+def describe(entry: Mapping) -> str:
+    """One line for ``captioner info``."""
+    return f"{len(entry.get('words', []))} concept detectors learnt from captions" + (
+        f", person words need P(person) >= {entry['presence_threshold']}" if entry.get("presence_threshold") else "")
+
+
+
+
+def concept_inputs(det: Detectors | None, det_probs: np.ndarray | None, imagenet_probs: np.ndarray | None,
+                   index, k: int, detector_slots: int) -> tuple[list[int], list[float]]:
+    """The decoder's K concept slots: the ``detector_slots`` most probable detected words, then ImageNet words.
+
+    Detected words come first because they cover what ImageNet cannot name (people,
+    places, actions, "cartoon"); the remaining slots take the encoder's own ImageNet
+    words ("piano", "cat"), which are finer. A word in both keeps the larger
+    probability. ``index`` maps a word to its vocabulary id; words without one are
+    skipped. The same function feeds training and run time.
+    """
+    from .concepts import concept_inputs as imagenet_inputs
+
+    ids: list[int] = []
+    ps: list[float] = []
+    unk = index("<unk>")
+    if det is not None and det_probs is not None and detector_slots:
+        for word, p in det.top(det_probs, 2 * detector_slots):
+            i = index(word)
+            if i != unk and i not in ids and len(ids) < detector_slots:
+                ids.append(i)
+                ps.append(p)
+    if imagenet_probs is not None and k > len(ids):
+        for i, p in zip(*imagenet_inputs(imagenet_probs, index, k)):
+            if i in ids:
+                ps[ids.index(i)] = max(ps[ids.index(i)], p)
+            elif len(ids) < k:
+                ids.append(i)
+                ps.append(p)
+    order = sorted(range(len(ids)), key=lambda j: -ps[j])
+    return [ids[j] for j in order], [ps[j] for j in order]

@@ -1,0 +1,392 @@
+"""Teach the decoder real video: MSR-VTT frames, web photos and detector concepts (stage 2 of ``make train``).
+
+Stage 1 (``pipelines.train``) learns captions from Flickr8k photos and caption-only
+text. Its whole visual world is 6,000 photos of people and dogs. This stage continues
+that decoder on:
+
+- **MSR-VTT train videos** (3,1xx, frames from ``pipelines.prepare_data``): one example
+  is a video's frames *as a set*, exactly as ``captioner run`` feeds a segment (1 to
+  ``--max-frames`` frames drawn at random, stacked 49 cells each), with one of its
+  ~20 captions;
+- **Conceptual Captions** web photos (train part, alt text) and **Flickr8k** train photos;
+- caption-only sentences (COCO, MSVD; test captions excluded), from concepts alone;
+
+with the concept slots fed by the **visual concept detectors** (``detect.py``,
+``pipelines.train_detectors``): the ``--detector-slots`` most probable detected words,
+then ImageNet words. New words of the MSR-VTT and CC3M captions are appended to the
+vocabulary (their embedding and output rows start neutral). Selection: greedy CIDEr on
+**MSR-VTT val** (the whole video's frames, <= 8) plus Flickr8k dev CIDEr; every epoch
+writes ``last.pt`` (model, optimiser, random state: ``--resume`` continues exactly) and
+the best one ``best.pt``; ``--out`` exports the best with its detectors.
+
+    python -m pipelines.train_video --init weights --run .cache/runs/video --out weights
+    python -m pipelines.train_video --run .cache/runs/video --resume      # after a stop
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from captioner.concepts import class_words
+from captioner.config import DecoderConfig
+from captioner.decoder import CaptionDecoder
+from captioner.detect import Detectors, concept_inputs, save_detectors
+from captioner.vocab import Vocabulary, tokenize
+from captioner.weights import MANIFEST, load_model, save_model
+
+from .common import CACHE, DATA, captions_by_file, flickr_split, read_tsv, text_sentences
+from .extract_features import feature_dir, feature_rows
+from .prepare_data import PREPARED, held_out_clips, msrvtt_ids
+from .train import TextConcepts, collate, loss_fn
+from .train_detectors import load_trained
+
+log = logging.getLogger("train_video")
+CELLS = 49
+
+
+class Pictures:
+    """Every training/selection picture in one float16 array, with per-frame detector and ImageNet outputs.
+
+    An *item* is a tuple of rows (one photo, or a video's frames) plus its captions.
+    """
+
+    def __init__(self, encoder: str) -> None:
+        self.encoder = encoder
+        self.grids: list[np.ndarray] = []
+        self.det: list[np.ndarray] = []
+        self.probs: list[np.ndarray] = []
+        self.n = 0
+
+    def add(self, set_name: str, names: list[str]) -> list[int]:
+        """Load the rows of ``names`` from a cached set; returns their global row numbers."""
+        rows = feature_rows(self.encoder, set_name)
+        idx = np.array([rows[n] for n in names], dtype=np.int64)
+        order = np.argsort(idx)
+        d = feature_dir(self.encoder)
+        take = lambda a: np.asarray(a[idx[order]])[np.argsort(order)]  # noqa: E731  (sorted reads of a memmap)
+        self.grids.append(take(np.load(d / f"{set_name}_grid.npy", mmap_mode="r")))
+        self.det.append(take(np.load(d / f"{set_name}_det.npy", mmap_mode="r")))
+        self.probs.append(take(np.load(d / f"{set_name}_probs.npy", mmap_mode="r")))
+        start = self.n
+        self.n += len(names)
+        return list(range(start, self.n))
+
+    def freeze(self) -> None:
+        self.grid_all = torch.from_numpy(np.concatenate(self.grids))
+        self.det_all = np.concatenate(self.det).astype(np.float32)
+        self.probs_all = np.concatenate(self.probs).astype(np.float32)
+        del self.grids, self.det, self.probs
+
+
+def extend(model: CaptionDecoder, vocab: Vocabulary, new_words: list[str], config: DecoderConfig) -> tuple[CaptionDecoder, Vocabulary]:
+    """A copy of ``model`` with ``new_words`` appended to its vocabulary and ``config``'s slots.
+
+    New embedding rows start at the mean embedding, new output rows at zero weight and
+    the smallest existing bias: neutral, rare words until training says otherwise.
+    """
+    big = Vocabulary(vocab.itos + tuple(new_words))
+    cfg = replace(config, vocab_size=len(big))
+    out = CaptionDecoder(cfg)
+    state = model.state_dict()
+    new = out.state_dict()
+    for k, v in state.items():
+        if k == "embed.weight":
+            new[k][: len(vocab)] = v
+            new[k][len(vocab):] = v.mean(0) + 0.01 * torch.randn(len(new_words), v.shape[1])
+        elif k == "fc.weight":
+            new[k][: len(vocab)] = v
+            new[k][len(vocab):] = 0
+        elif k == "fc.bias":
+            new[k][: len(vocab)] = v
+            new[k][len(vocab):] = v.min()
+        else:
+            new[k] = v
+    out.load_state_dict(new)
+    return out, big
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--encoder", default="efficientnet-lite0")
+    ap.add_argument("--init", type=Path, default=Path("weights"), help="stage-1 model folder to continue")
+    ap.add_argument("--run", type=Path, default=CACHE / "runs" / "video")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --run from its last.pt")
+    ap.add_argument("--out", type=Path, default=None, help="export the best epoch here (with its detectors)")
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--slots", type=int, default=8, help="concept slots in all")
+    ap.add_argument("--detector-slots", type=int, default=5, help="of which detector words")
+    ap.add_argument("--max-frames", type=int, default=6, help="most frames of a video in one training example")
+    ap.add_argument("--min-count", type=int, default=5)
+    ap.add_argument("--max-words", type=int, default=20)
+    ap.add_argument("--flickr-caps", type=int, default=2, help="captions per Flickr8k photo per epoch")
+    ap.add_argument("--msrvtt-caps", type=int, default=6, help="captions per MSR-VTT video per epoch")
+    ap.add_argument("--text-per-epoch", type=int, default=8000)
+    ap.add_argument("--cc3m", type=float, default=1.0, help="share of CC3M photos per epoch")
+    ap.add_argument("--limit", type=int, default=None, help="first N items of each set (smoke runs)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--name", default="msrvtt-cc3m-flickr8k-lite0-detectors")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = random.Random(args.seed)
+    t_start = time.time()
+    lim = lambda xs: xs[: args.limit] if args.limit else xs  # noqa: E731
+
+    # -- data ---------------------------------------------------------------------------
+    det: Detectors = load_trained()
+    pics = Pictures(args.encoder)
+    fl_caps = captions_by_file(DATA / "flickr8k" / "captions.tsv")
+    fl_train = lim([n for n in flickr_split("train") if n in feature_rows(args.encoder, "flickr8k")])
+    fl_dev = lim(flickr_split("dev"))
+    mv_caps: dict[str, list[str]] = {}
+    for vid, c in read_tsv(DATA / "text" / "msrvtt_captions_all.tsv"):
+        mv_caps.setdefault(vid, []).append(c)
+    held = held_out_clips()
+    frames: dict[str, list[str]] = {}
+    for f in feature_rows(args.encoder, "msrvtt"):
+        frames.setdefault(f.split("/")[0], []).append(f)
+    mv_train = lim([v for v in msrvtt_ids("train", frames, held) if v in mv_caps])
+    mv_val = lim([v for v in msrvtt_ids("val", frames, held) if v in mv_caps])
+    args.run.mkdir(parents=True, exist_ok=True)
+    # the training manifest: tests/test_training_data.py fails if a val/test or demo-clip id is in it
+    (args.run / "msrvtt_train_ids.txt").write_text("\n".join(mv_train) + "\n")
+    cc_caps = {f: [c] for f, c in read_tsv(PREPARED / "cc3m" / "captions.tsv")}
+    cc_train = lim([f for f in sorted(cc_caps) if int(Path(f).stem) % 20 and f in feature_rows(args.encoder, "cc3m")])
+
+    def frames_of(v: str) -> list[str]:
+        return sorted(frames[v], key=lambda f: (f.split("/")[1].rsplit("_", 1)[0], int(f.rsplit("_", 1)[1][:-4])))
+
+    items: dict[str, list[tuple[tuple[int, ...], list[str]]]] = {}
+    rows = pics.add("flickr8k", fl_train + fl_dev)
+    items["flickr"] = [((r,), fl_caps[n]) for r, n in zip(rows, fl_train)]
+    items["flickr_dev"] = [((r,), fl_caps[n]) for r, n in zip(rows[len(fl_train):], fl_dev)]
+    for key, vids in (("msrvtt", mv_train), ("msrvtt_val", mv_val)):
+        names = [f for v in vids for f in frames_of(v)]
+        rows = iter(pics.add("msrvtt", names))
+        items[key] = [(tuple(next(rows) for _ in frames_of(v)), mv_caps[v]) for v in vids]
+    rows = pics.add("cc3m", cc_train)
+    items["cc3m"] = [((r,), cc_caps[n]) for r, n in zip(rows, cc_train)]
+    pics.freeze()
+    sentences = [c for corpus, c in text_sentences(("coco", "msvd"))]
+    log.info("items: %s; %d sentences; %.1f GB of features", {k: len(v) for k, v in items.items()}, len(sentences),
+             pics.grid_all.numel() * 2 / 1e9)
+
+    # -- model ----------------------------------------------------------------------------
+    args.run.mkdir(parents=True, exist_ok=True)
+    last = args.run / "last.pt"
+    if args.resume:
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        config = DecoderConfig(**ckpt["config"])
+        vocab = Vocabulary(tuple(ckpt["vocab"]))
+        model = CaptionDecoder(config)
+        model.load_state_dict(ckpt["state"])
+        log.info("resumed %s after epoch %d", last, len(ckpt["history"]))
+    else:
+        base, base_vocab, info = load_model(args.init)
+        if info.encoder != args.encoder:
+            raise SystemExit(f"error: {args.init} was trained on {info.encoder} features, not {args.encoder}")
+        counts: dict[str, int] = {}
+        for caps in [c for _, cs in items["msrvtt"] for c in cs] + [c for _, cs in items["cc3m"] for c in cs]:
+            for t in tokenize(caps):
+                counts[t] = counts.get(t, 0) + 1
+        new_words = sorted(w for w, c in counts.items() if c >= args.min_count and w not in base_vocab)
+        new_words += sorted(w for w in det.words if w not in base_vocab and w not in new_words)
+        cfg = replace(base.config, concept_slots=args.slots, detector_slots=args.detector_slots)
+        model, vocab = extend(base, base_vocab, new_words, cfg)
+        config = model.config
+        log.info("continuing %s (%s): vocabulary %d + %d new words (e.g. %s)", args.init, info.name, len(base_vocab),
+                 len(new_words), ", ".join(new_words[:20]))
+        ckpt = None
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    history: list[dict] = []
+    best = -1.0
+    if ckpt is not None:
+        opt.load_state_dict(ckpt["opt"])
+        history = ckpt["history"]
+        best = max(h["select"] for h in history)
+        rng.setstate(ckpt["rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+
+    concept_word_ids = {vocab.index(w) for w in det.words} | {vocab.index(w) for w, _ in class_words()}
+    concept_word_ids.discard(vocab.unk_id)
+
+    def concepts_of(rows: tuple[int, ...]) -> tuple[list[int], list[float]]:
+        r = list(rows)
+        return concept_inputs(det, pics.det_all[r].mean(0), pics.probs_all[r].mean(0), vocab.index, args.slots,
+                              args.detector_slots)
+
+    # distractors for caption-only sentences: the words the detectors really put in slots, with repetition
+    sample_rows = [it[0] for k in ("flickr", "msrvtt", "cc3m") for it in items[k][:400]]
+    distractors = [i for r in sample_rows for i in concepts_of(r)[0]]
+    sampler = TextConcepts(vocab, distractors, args.slots)
+    sampler.concept_ids = concept_word_ids
+    text_pairs = [vocab.encode(c, args.max_words) for c in sentences]
+    mentioned = [sampler.mentioned(ids[1:-1]) for ids in text_pairs]
+
+    def picture_batch(chunk: list[tuple[tuple[int, ...], str]]):
+        """(features [B, N, C], mask [B, N], cids, cprobs, captions, lengths) of picture examples."""
+        n = max(len(r) for r, _ in chunk) * CELLS
+        feats = torch.zeros(len(chunk), n, pics.grid_all.shape[2])
+        mask = torch.zeros(len(chunk), n, dtype=torch.bool)
+        cids = torch.zeros(len(chunk), args.slots, dtype=torch.long)
+        cprobs = torch.zeros(len(chunk), args.slots)
+        for j, (r, _) in enumerate(chunk):
+            g = pics.grid_all[list(r)].float().reshape(-1, pics.grid_all.shape[2])
+            feats[j, : len(g)] = g
+            mask[j, : len(g)] = True
+            ids, ps = concepts_of(r)
+            cids[j, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            cprobs[j, : len(ps)] = torch.tensor(ps)
+        _, caps, lengths = collate([(0, vocab.encode(c, args.max_words)) for _, c in chunk])
+        return feats, mask, cids, cprobs, caps, lengths
+
+    def epoch_jobs() -> list[tuple[str, list]]:
+        photo: list[tuple[tuple[int, ...], str]] = []
+        for r, caps in items["flickr"]:
+            photo += [(r, c) for c in rng.sample(caps, min(args.flickr_caps, len(caps)))]
+        for r, caps in items["cc3m"]:
+            if rng.random() < args.cc3m:
+                photo.append((r, caps[0]))
+        video: list[tuple[tuple[int, ...], str]] = []
+        for r, caps in items["msrvtt"]:
+            for c in rng.sample(caps, min(args.msrvtt_caps, len(caps))):
+                k = rng.randint(1, min(args.max_frames, len(r)))
+                video.append((tuple(sorted(rng.sample(r, k))), c))
+        rng.shuffle(photo)
+        video.sort(key=lambda x: len(x[0]))  # similar frame counts share a batch: less padding
+        vb = [video[s : s + args.batch] for s in range(0, len(video), args.batch)]
+        jobs = [("picture", photo[s : s + args.batch]) for s in range(0, len(photo), args.batch)]
+        jobs += [("picture", b) for b in vb]
+        chosen = rng.sample(range(len(text_pairs)), min(args.text_per_epoch, len(text_pairs)))
+        jobs += [("text", chosen[s : s + args.batch]) for s in range(0, len(chosen), args.batch)]
+        rng.shuffle(jobs)
+        return jobs
+
+    def greedy(key: str, limit: int | None = None) -> list[str]:
+        model.eval()
+        out = []
+        its = items[key][:limit]
+        with torch.inference_mode():
+            for s in range(0, len(its), 50):
+                chunk = [(r[:8], "") for r, _ in its[s : s + 50]]
+                feats, mask, cids, cprobs, _, _ = picture_batch(chunk)
+                ids = model.greedy(feats, vocab.start_id, vocab.end_id, args.max_words,
+                                   banned=(vocab.pad_id, vocab.start_id, vocab.unk_id), mask=mask, cids=cids, cprobs=cprobs)
+                out += [vocab.decode(i) for i in ids]
+        return out
+
+    def cider(hyps: list[str], refs: list[list[str]]) -> tuple[float, float]:
+        from pycocoevalcap.bleu.bleu import Bleu
+        from pycocoevalcap.cider.cider import Cider
+
+        gts = {i: [" ".join(tokenize(r)) for r in rs] for i, rs in enumerate(refs)}
+        res = {i: [h or "a"] for i, h in enumerate(hyps)}
+        return 100 * Cider().compute_score(gts, res)[0], 100 * Bleu(4).compute_score(gts, res, verbose=0)[0][3]
+
+    def evaluate() -> dict:
+        mv = greedy("msrvtt_val")
+        fl = greedy("flickr_dev")
+        mc, mb = cider(mv, [c for _, c in items["msrvtt_val"]])
+        fc, fb = cider(fl, [c for _, c in items["flickr_dev"]])
+        log.info("val e.g. %s", mv[:6])
+        return {"msrvtt_val_cider": round(mc, 2), "msrvtt_val_bleu4": round(mb, 2),
+                "flickr_dev_cider": round(fc, 2), "flickr_dev_bleu4": round(fb, 2), "select": round(mc + fc, 2)}
+
+    if not history:
+        start = evaluate()
+        log.info("before training: %s", start)
+        history.append({"epoch": 0, **start})
+        best = start["select"]
+    for epoch in range(len(history), args.epochs + 1):
+        t0 = time.time()
+        model.train()
+        jobs = epoch_jobs()
+        losses = []
+        for step, (kind, chunk) in enumerate(jobs):
+            if kind == "picture":
+                feats, mask, cids, cprobs, caps, lengths = picture_batch(chunk)
+            else:
+                _, caps, lengths = collate([(0, text_pairs[i]) for i in chunk])
+                feats = torch.zeros(len(chunk), 0, pics.grid_all.shape[2])
+                mask = None
+                cids = torch.zeros(len(chunk), args.slots, dtype=torch.long)
+                cprobs = torch.zeros(len(chunk), args.slots)
+                for j, i in enumerate(chunk):
+                    ids, ps = sampler.sample(mentioned[i], rng)
+                    cids[j, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+                    cprobs[j, : len(ps)] = torch.tensor(ps)
+            logits, alphas = model(feats, caps, lengths, mask=mask, cids=cids, cprobs=cprobs)
+            target = caps[:, 1:]
+            ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=0)
+            loss = ce
+            if feats.shape[1] == CELLS:  # photos: doubly stochastic attention (SAT eq. 14), as in stage 1
+                loss = loss + ((1.0 - alphas[:, :, :CELLS].sum(1)) ** 2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            losses.append(loss.item())
+            if step % 100 == 0:
+                log.info("epoch %d step %d/%d loss %.3f (%.2f s/step)", epoch, step, len(jobs),
+                         sum(losses[-100:]) / len(losses[-100:]), (time.time() - t0) / (step + 1))
+        scores = evaluate()
+        entry = {"epoch": epoch, "train_loss": round(sum(losses) / len(losses), 4), **scores,
+                 "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0)}
+        history.append(entry)
+        log.info("epoch %d done: %s", epoch, entry)
+        (args.run / "history.json").write_text(json.dumps(history, indent=1))
+        payload = {"state": model.state_dict(), "vocab": list(vocab.itos), "config": asdict(config),
+                   "history": history, "name": args.name}
+        if scores["select"] > best:
+            best = scores["select"]
+            torch.save(payload, args.run / "best.pt")
+        else:
+            for g in opt.param_groups:
+                g["lr"] *= 0.5
+        torch.save({**payload, "opt": opt.state_dict(), "rng": rng.getstate(), "torch_rng": torch.get_rng_state()},
+                   args.run / "last.pt.tmp")
+        (args.run / "last.pt.tmp").replace(last)
+    log.info("best selection score %.2f; wall time %.0f s", best, time.time() - t_start)
+    if args.out:
+        export(args.run, args.out, det, args, {k: len(v) for k, v in items.items()}, len(sentences))
+
+
+def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences: int) -> None:
+    """Write the best epoch and its detectors as a model folder."""
+    ckpt = torch.load(run / "best.pt", map_location="cpu", weights_only=False)
+    vocab = Vocabulary(tuple(ckpt["vocab"]))
+    config = DecoderConfig(**ckpt["config"])
+    data = (f"stage 1: see training.stage1; stage 2: MSR-VTT train videos ({counts['msrvtt']}, frames), "
+            f"Conceptual Captions photos ({counts['cc3m']}), Flickr8k train ({counts['flickr']}), "
+            f"{n_sentences} caption-only sentences (COCO, MSVD; test captions excluded); "
+            "selection on MSR-VTT val + Flickr8k dev")
+    stage1 = json.loads((args.init / MANIFEST).read_text()).get("extra", {}).get("training", {}) if (args.init / MANIFEST).exists() else {}
+    extra = {"training": {"data": data, "history": ckpt["history"], "stage1": stage1,
+                          "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                          "command": "make train"}}
+    save_model(out, ckpt["state"], vocab, config, name=ckpt["name"], encoder=args.encoder, extra=extra)
+    report_path = CACHE / "runs" / "detectors" / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    entry = save_detectors(out, det, {"heldout_mAP": report.get("heldout_mAP")})
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest["detectors"] = entry
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    log.info("exported %s to %s", ckpt["name"], out)
+
+
+if __name__ == "__main__":
+    main()

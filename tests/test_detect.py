@@ -1,0 +1,122 @@
+"""Visual concept detectors (detect.py): noisy-OR pooling, calibration, concept slots, person presence."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from captioner.detect import CELLS, Detectors, concept_inputs, load_detectors, save_detectors
+from captioner.errors import ModelError
+from captioner.vocab import Vocabulary
+
+
+def make_detectors(words=("person", "dog", "kitchen"), dim=8, threshold=0.0, seed=0) -> Detectors:
+    rng = np.random.default_rng(seed)
+    d = len(words)
+    return Detectors(tuple(words), rng.normal(size=(dim, d)).astype(np.float32), np.full(d, -4.0, np.float32),
+                     np.ones(d, np.float32), np.zeros(d, np.float32), threshold)
+
+
+def test_noisy_or_is_one_minus_the_product_over_cells():
+    det = make_detectors()
+    grid = np.random.default_rng(1).normal(size=(CELLS, 8)).astype(np.float32)
+    cell = 1 / (1 + np.exp(-(grid @ det.weight + det.bias)))
+    want = 1 - np.prod(1 - cell, axis=0)
+    assert np.allclose(det.frame_probs(grid)[0], want, atol=1e-5)
+
+
+def test_one_cell_that_shows_a_word_is_enough_and_frames_average():
+    det = make_detectors(dim=2, words=("person", "dog"))
+    det = replace(det, weight=np.array([[10.0, 0.0], [0.0, 10.0]], np.float32), bias=np.array([-5.0, -5.0], np.float32))
+    empty = np.zeros((CELLS, 2), np.float32)
+    one = empty.copy()
+    one[17, 0] = 1.0  # one cell shows a person
+    p_empty, p_one = det.frame_probs(np.stack([empty, one]))
+    assert p_empty[0] < 0.4 and p_one[0] > 0.99 and abs(p_one[1] - p_empty[1]) < 1e-6
+    seg = det.probs(np.concatenate([empty, one]))  # a two-frame segment, cells stacked as the pipeline does
+    assert np.allclose(seg, (p_empty + p_one) / 2)
+    with pytest.raises(ValueError):
+        det.probs(np.zeros((50, 2), np.float32))
+
+
+def test_platt_scaling_changes_probabilities_not_their_order():
+    det = make_detectors()
+    grids = 0.3 * np.random.default_rng(2).normal(size=(20, CELLS, 8)).astype(np.float32)
+    raw = det.frame_probs(grids)
+    assert 0.01 < raw.min() and raw.max() < 0.99  # unsaturated, so the order is meaningful
+    cal = replace(det, platt_a=np.full(3, 0.5, np.float32), platt_b=np.full(3, -1.0, np.float32)).frame_probs(grids)
+    assert not np.allclose(raw, cal)
+    for j in range(3):
+        assert (np.argsort(raw[:, j], kind="stable") == np.argsort(cal[:, j], kind="stable")).all()
+
+
+def test_concept_slots_take_detected_words_first_then_imagenet_and_merge():
+    vocab = Vocabulary(("<pad>", "<start>", "<end>", "<unk>", "a", "person", "dog", "kitchen", "cat", "piano"))
+    det = make_detectors(words=("person", "cat", "kitchen", "unseenword"))
+    detected = np.array([0.9, 0.65, 0.6, 0.95])
+    from captioner.concepts import class_words
+
+    words = [w for w, _ in class_words()]
+    probs = np.zeros(1000)
+    probs[words.index("cat")] = 0.7
+    probs[words.index("dog")] = 0.2
+    ids, ps = concept_inputs(det, detected, probs, vocab.index, k=4, detector_slots=2)
+    got = [vocab.itos[i] for i in ids]
+    # "unseenword" has no token: skipped; two detector slots (person, cat), then ImageNet: cat again
+    # (merged, keeping the larger probability), dog; "kitchen" lost its slot to the detector limit
+    assert got == ["person", "cat", "dog"]
+    assert ps == pytest.approx([0.9, 0.7, 0.2])
+    ids0, _ = concept_inputs(None, None, probs, vocab.index, k=4, detector_slots=0)
+    assert [vocab.itos[i] for i in ids0][:2] == ["cat", "dog"]
+
+
+def test_detectors_round_trip_and_a_damaged_file_is_refused(tmp_path):
+    det = make_detectors(threshold=0.3)
+    entry = save_detectors(tmp_path, det)
+    back = load_detectors(tmp_path, {"detectors": json.loads(json.dumps(entry))})
+    assert back.words == det.words and back.presence_threshold == 0.3
+    assert np.allclose(back.weight, det.weight, atol=1e-2)
+    assert load_detectors(tmp_path, {}) is None
+    (tmp_path / "detectors.safetensors").write_bytes(b"x" * 100)
+    with pytest.raises(ModelError, match="checksum"):
+        load_detectors(tmp_path, {"detectors": entry})
+
+
+def test_no_person_word_when_the_person_detector_says_nobody_is_there(tmp_path):
+    """Presence-aware decoding: a model that would say "man" does not, when P(person) is under the threshold."""
+    import torch
+
+    from captioner.config import CaptionConfig, DecoderConfig
+    from captioner.decoder import CaptionDecoder
+    from captioner.pipeline import Captioner
+    from captioner.weights import MANIFEST, save_model
+
+    torch.manual_seed(0)
+    vocab = Vocabulary(("<pad>", "<start>", "<end>", "<unk>", "a", "man", "dog", "person", "runs"))
+    config = DecoderConfig(feature_dim=1280, embed_dim=16, hidden_dim=16, attention_dim=16, dropout=0.0,
+                           vocab_size=len(vocab), concept_slots=2, detector_slots=2)
+    model = CaptionDecoder(config)
+    with torch.no_grad():
+        model.copy_gate.bias.fill_(-30.0)  # never copy: the language model alone decides
+        model.fc.weight.zero_()
+        model.fc.bias.fill_(-5.0)
+        model.fc.bias[vocab.index("man")] = 5.0  # "man" first, whatever the picture
+        model.fc.bias[vocab.index("dog")] = 3.0
+    folder = save_model(tmp_path / "m", model.state_dict(), vocab, config, name="t", encoder="efficientnet-lite0")
+    manifest = json.loads((folder / MANIFEST).read_text())
+
+    def with_threshold(t: float):
+        det = Detectors(("person", "dog"), np.zeros((1280, 2), np.float32), np.full(2, -8.0, np.float32),
+                        np.ones(2, np.float32), np.zeros(2, np.float32), t)
+        manifest["detectors"] = save_detectors(folder, det)
+        (folder / MANIFEST).write_text(json.dumps(manifest))
+        cap = Captioner(replace(CaptionConfig(), model_dir=folder,
+                                decoding=replace(CaptionConfig().decoding, beam_size=2, max_length=3)))
+        return cap.caption_features(np.zeros((CELLS, 1280), np.float32)).text
+
+    # P(person) = 1 - (1 - sigmoid(-8))^49 ~ 0.016
+    assert "man" in with_threshold(0.0).split()  # no threshold: the prior says "man"
+    assert "man" not in with_threshold(0.5).split() and "dog" in with_threshold(0.5).split()
