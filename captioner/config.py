@@ -58,6 +58,9 @@ class DecoderConfig:
     # ImageNet concept words the decoder attends over and may copy (0 = a plain
     # Flickr8k decoder; see decoder.py and concepts.concept_inputs)
     concept_slots: int = 0
+    # how many of those slots hold words of the visual concept detectors learnt from
+    # captions (detect.py), most probable first; the rest hold ImageNet words. 0 = ImageNet only.
+    detector_slots: int = 0
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,14 @@ class Captioner:
             self._once = tuple(sorted({self.vocab.index(w) for w, _ in class_words()} - {self.vocab.unk_id}))
 
     # -- captions from features ------------------------------------------------------
+        # visual concept detectors learnt from captions (detect.py): concept slots and person presence
+        from .detect import PERSON_WORDS, load_detectors
+
+        self.detectors = load_detectors(self.model_info.path, {"detectors": self.model_info.detectors})
+        self._person_ids: tuple[int, ...] = ()
+        if self.detectors is not None and self.detectors.presence_threshold > 0 and "person" in self.detectors.words:
+            self._person_ids = tuple(sorted({self.vocab.index(w) for w in PERSON_WORDS} - {self.vocab.unk_id}))
+
     def caption_features(self, feats: Any, probs: Any = None, *, video: bool = False) -> Caption:
         """Caption one set of feature vectors [N, C] (one photo's grid, or a segment's frames stacked).
 
@@ -137,12 +145,14 @@ class Captioner:
         with self._blas.limit(limits=threads or self._blas_threads, user_api="blas"):
             feats = [np.asarray(f, dtype=np.float32) for f, _ in items]
             probs = [None if p is None else np.asarray(p, dtype=np.float32) for _, p in items]
-            concepts = [self._concept_inputs(p) for p in probs]
+            detected = [self._detect(f) for f in feats]
+            concepts = [self._concept_inputs(d, p) for d, p in zip(detected, probs)]
+            banned = [self._banned + self._absent(d) for d in detected]
             if self.config.decoding.beam_size <= 1:
-                found = [self._greedy(f, c) for f, c in zip(feats, concepts)]
+                found = [self._greedy(f, c, b) for f, c, b in zip(feats, concepts, banned)]
             else:
                 found = [(h.tokens, round(h.confidence, 4))
-                         for h in self._beams([(f, c, self._banned, ()) for f, c in zip(feats, concepts)], video)]
+                         for h in self._beams([(f, c, b, ()) for f, c, b in zip(feats, concepts, banned)], video)]
             if self.grounder is not None:
                 # a confident concept the caption does not say: search again with it required
                 again = []
@@ -151,28 +161,43 @@ class Captioner:
                     rule = self.grounder.constraints(concept, tokens) if concept is not None else None
                     if rule is not None:
                         required, extra_banned = rule
-                        banned = tuple(t for t in self._banned if t not in set(required)) + extra_banned
+                        banned = tuple(t for t in self._banned + self._absent(detected[i]) if t not in set(required)) + extra_banned
                         again.append((i, (feats[i], concepts[i], banned, required)))
                 for (i, (_, _, _, required)), hyp in zip(again, self._beams([a for _, a in again], video)):
                     if set(required).issubset(hyp.tokens):
                         found[i] = (hyp.tokens, round(hyp.confidence, 4))
         return [Caption(fix_articles(self.vocab.decode(tokens)), conf) for tokens, conf in found]
 
-    def _greedy(self, feats: np.ndarray, concepts: tuple[np.ndarray, np.ndarray] | None) -> tuple[tuple[int, ...], float]:
+    def _greedy(self, feats: np.ndarray, concepts: tuple[np.ndarray, np.ndarray] | None,
+                banned: tuple[int, ...]) -> tuple[tuple[int, ...], float]:
         d = self.config.decoding
         cids, cprobs = (None, None) if concepts is None else (concepts[0][None], concepts[1][None])
         ids = self.decoder.greedy(feats[None], self.vocab.start_id, self.vocab.end_id,
-                                  d.max_length, banned=self._banned, cids=cids, cprobs=cprobs)[0]
+                                  d.max_length, banned=banned, cids=cids, cprobs=cprobs)[0]
         return tuple(ids[: ids.index(self.vocab.end_id)] if self.vocab.end_id in ids else ids), float("nan")
 
-    def _concept_inputs(self, probs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    def _detect(self, feats: np.ndarray) -> np.ndarray | None:
+        """P(word) of each detector word for a photo's or segment's stacked cells, or None without detectors."""
+        if self.detectors is None or feats.shape[0] % 49:
+            return None
+        return self.detectors.probs(feats)
+
+    def _absent(self, detected: np.ndarray | None) -> tuple[int, ...]:
+        """Person words, when the person detector says nobody is there (presence-aware decoding)."""
+        if detected is None or not self._person_ids:
+            return ()
+        return self._person_ids if detected[self.detectors.index("person")] < self.detectors.presence_threshold else ()
+
+    def _concept_inputs(self, detected: np.ndarray | None,
+                        probs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         """(ids [K], probabilities [K]) of the top concepts, for a decoder trained to attend over them."""
         k = self.decoder.config.concept_slots
-        if not k or probs is None:
+        if not k or (probs is None and detected is None):
             return None
-        from .concepts import concept_inputs
+        from .detect import concept_inputs
 
-        ids, ps = concept_inputs(probs, self.vocab.index, k)
+        ids, ps = concept_inputs(self.detectors, detected, probs, self.vocab.index, k,
+                                 self.decoder.config.detector_slots if detected is not None else 0)
         return np.asarray(ids, dtype=np.int64), np.asarray(ps, dtype=np.float32)
 
     def _beams(self, searches: Sequence[tuple[np.ndarray, Any, Sequence[int], Sequence[int]]], video: bool):
