@@ -20,7 +20,7 @@ from . import __version__
 from .config import (
     DEFAULT_WEIGHTS_DIR, IMAGE_EXTENSIONS, CaptionConfig, OutputConfig,
 )
-from .errors import CaptionerError, OutputError
+from .errors import CaptionerError
 
 log = logging.getLogger("captioner")
 
@@ -167,12 +167,18 @@ def _fail(message: str) -> None:
     click.echo("error: " + " ".join(str(message).splitlines()), err=True)
 
 
-class _Group(click.Group):
-    """The command group; turns Ctrl-C in any command into one line and exit 130.
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stopped like Ctrl-C (whole files only, a batch's report written), exit 143."""
 
-    Click's own handling prints "Aborted!" and exits 1. Output files are written
-    atomically, so an interrupt leaves only whole files (the temporary file of the
-    one being written is removed on the way out).
+
+class _Group(click.Group):
+    """The command group; turns Ctrl-C into one line and exit 130, SIGTERM into one line and 143.
+
+    Click's own handling prints "Aborted!" and exits 1, and Python's default for
+    SIGTERM ends the process on the spot (a batch would write no report and leave
+    its workers behind). Output files are written atomically, so an interrupt leaves
+    only whole files (the temporary file of the one being written is removed on the
+    way out).
     """
 
     def invoke(self, ctx: click.Context):
@@ -181,26 +187,35 @@ class _Group(click.Group):
 
         _INTERRUPTED.clear()
         main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, _on_sigint) if main_thread else None
+        previous = {}
+        if main_thread:
+            previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             return super().invoke(ctx)
+        except Terminated:
+            click.echo("terminated", err=True)
+            ctx.exit(143)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
         finally:
-            if main_thread:  # in-process callers (tests, notebooks) get their handler back
-                signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():  # in-process callers (tests, notebooks) get their handlers back
+                signal.signal(sig, handler)
 
 
-#: Set by Ctrl-C. A KeyboardInterrupt can be swallowed where it lands (a ``__del__``,
-#: a callback run by C code: "Exception ignored in ..."), so the flag stays set and
-#: ``_checked`` raises again at the next progress report, before any file is written.
-_INTERRUPTED: list[bool] = []
+#: Set by Ctrl-C or SIGTERM (the exception to raise). A KeyboardInterrupt can be swallowed
+#: where it lands (a ``__del__``, a callback run by C code: "Exception ignored in ..."), so
+#: the flag stays set and ``_checked`` raises again at the next progress report, before
+#: any file is written.
+_INTERRUPTED: list[object] = []
 
 
-def _on_sigint(signum, frame) -> None:
-    _INTERRUPTED.append(True)
-    raise KeyboardInterrupt
+def _on_signal(signum, frame) -> None:
+    import signal
+
+    kind = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    _INTERRUPTED.append(kind)
+    raise kind
 
 
 def _checked(bar):
@@ -208,7 +223,7 @@ def _checked(bar):
 
     def report(p) -> None:
         if _INTERRUPTED:
-            raise KeyboardInterrupt
+            raise Terminated if Terminated in _INTERRUPTED else KeyboardInterrupt
         if bar:
             bar(p)
 
@@ -240,31 +255,28 @@ def run(videos: tuple[Path, ...], output_dir: Path | None, formats: tuple[str, .
         **options) -> None:
     """Caption VIDEO files into subtitle files (default: <name>.srt beside each video)."""
     _setup_logging(verbose, quiet)
-    from .engines import caption_one, output_base
+    from .engines import caption_one, output_bases, prepare_output_dir, remove_empty
 
     config = build_config(formats=formats, **options)
     captioner = _load(config)
+    created = []
     if output_dir is not None:
-        # fail before captioning anything if the folder cannot exist
-        try:
-            output_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            _fail(f"{output_dir}: cannot create output folder ({exc.strerror or exc})")
+        try:  # fail before captioning anything if the folder cannot exist
+            created = prepare_output_dir(output_dir)
+        except CaptionerError as exc:
+            _fail(str(exc))
             sys.exit(1)
     failed = 0
-    done: dict[Path, Path] = {}  # output base -> the video written there, so a.mp4 and a.avi cannot clobber
-    for video in videos:
+    any_written = False
+    for video, base in output_bases(videos, output_dir):
+        if isinstance(base, CaptionerError):
+            failed += 1
+            _fail(str(base))
+            continue
         # a bar only on a terminal: redirected to a file, tqdm's redraws are noise around the error lines
         bar = None if quiet or not sys.stderr.isatty() else _ProgressBar(video.name)
         try:
-            base = output_base(video, output_dir)
-            key = base.resolve()
-            if key in done:
-                if done[key].resolve() == video.resolve():
-                    continue  # the same video named twice
-                raise OutputError(f"{video}: would overwrite {base}.* just written for {done[key]}")
             written, n_cues = caption_one(captioner, video, base, config, progress=_checked(bar))
-            done[key] = video
         except CaptionerError as exc:
             failed += 1
             _fail(str(exc))
@@ -272,9 +284,12 @@ def run(videos: tuple[Path, ...], output_dir: Path | None, formats: tuple[str, .
         finally:
             if bar:
                 bar.close()
+        any_written = True
         if not quiet:
             for p in written:
                 click.echo(f"{p}  ({n_cues} cues)", err=True)
+    if not any_written:
+        remove_empty(created)  # no empty output folder is left behind by a run that wrote nothing
     sys.exit(1 if failed else 0)
 
 
@@ -402,19 +417,24 @@ def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engin
 
     from tqdm import tqdm
 
-    from .engines import FileResult, plan_batch, require_ray, run_local, run_ray, write_reports
+    from .engines import (
+        FileResult, plan_batch, prepare_output_dir, require_ray, run_local, run_ray, unfinished_results,
+        write_reports,
+    )
 
     _setup_logging(verbose, quiet)
     if ray_address and engine != "ray":
         raise click.UsageError("--ray-address needs --engine ray")
-    if engine == "ray":
-        try:
-            require_ray()
-        except CaptionerError as exc:
-            _fail(str(exc))
-            sys.exit(1)
-    config = build_config(formats=formats, **options)
     started = time.time()
+    try:
+        if engine == "ray":
+            require_ray()
+        if output_dir is not None:
+            prepare_output_dir(output_dir)  # a folder that cannot exist fails before any video is captioned
+    except CaptionerError as exc:
+        _fail(str(exc))
+        sys.exit(1)
+    config = build_config(formats=formats, **options)
     try:
         plan = plan_batch(folders, output_dir, formats, recursive=recursive, overwrite=overwrite)
     except ValueError as exc:
@@ -445,10 +465,8 @@ def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engin
             fatal = exc
         finally:
             bar.close()
-    finally:  # also on Ctrl-C: report what was done, the rest as pending
-        finished = {r.video for r in results}
-        results += [FileResult(str(j.video), "pending", "not captioned: the batch stopped first", shown=j.shown,
-                               root=j.root) for j in plan.jobs if str(j.video) not in finished]
+    finally:  # also on Ctrl-C or SIGTERM: report what was done, the rest as pending
+        results += unfinished_results(plan.jobs, results, plan.formats, started)
         extra = {"engine": engine, "workers": (workers or 1) if engine == "local" else workers,
                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
                  "seconds": round(time.time() - started, 3)}

@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import stat
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -71,6 +72,39 @@ def _stem(video: Path) -> str:
     return video.name if stem in ("", ".", "..") else stem
 
 
+def prepare_output_dir(output_dir: Path) -> list[Path]:
+    """Create ``output_dir`` (and its parents) before any work, or raise ``OutputError``.
+
+    A folder that cannot exist is found out before the first video is captioned, not
+    after every one of them. Returns the folders this call created, outermost first,
+    so a caller that ends up writing nothing can remove them again (``remove_empty``).
+    """
+    missing: list[Path] = []
+    folder = Path(output_dir)
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if not output_dir.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        probe = tempfile.TemporaryFile(dir=output_dir, prefix=".captioner-probe.")
+        probe.close()
+    except OSError as exc:
+        remove_empty(missing[::-1])
+        raise OutputError(f"{output_dir}: cannot create output folder ({exc.strerror or exc})") from None
+    return missing[::-1]
+
+
+def remove_empty(folders: Sequence[Path]) -> None:
+    """Remove ``folders`` (innermost last in the list) that are still empty; others are left alone."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def caption_one(captioner: "Captioner", video: Path, base: Path, config: CaptionConfig,
                 progress: "ProgressCallback | None" = None) -> tuple[list[Path], int]:
     """Caption ``video`` and write ``base.<fmt>`` for each format; returns (paths, cue count)."""
@@ -81,7 +115,10 @@ def caption_one(captioner: "Captioner", video: Path, base: Path, config: Caption
         base.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{base.parent}: cannot create output folder ({exc.strerror or exc})") from None
-    paths = write_subtitles(result.cues, base, config.output.formats, config.output, result.metadata(), result.duration)
+    metadata = result.metadata()
+    metadata["video"]["path"] = str(_abs(video))  # the same record whether run or batch wrote it
+    paths = write_subtitles(result.cues, base, config.output.formats, config.output, metadata, result.duration,
+                            snapshots=result.snapshots, review=config.review)
     return paths, len(result.cues)
 
 
@@ -89,6 +126,9 @@ def caption_one(captioner: "Captioner", video: Path, base: Path, config: Caption
 
 #: File name of the batch report, written into the output folder (or each input folder).
 REPORT_NAME = "captioner-report.json"
+
+#: The archive index's names (``-f html``; review.index_path says which one is used).
+INDEX_NAMES = ("index.html", "captioner-index.html")
 
 #: Seconds to wait for a first Ray actor to load its model before giving up.
 RAY_START_TIMEOUT_S = 600.0
@@ -228,6 +268,54 @@ def remove_stale_temp_files(folder: Path, names: Iterable[str]) -> int:
     return removed
 
 
+def keep_extensions(pairs: Sequence[tuple[Path, Path]]) -> list[Path]:
+    """The output bases of (video, base) pairs, where videos that share a base keep their extension.
+
+    ``clip.mp4`` and ``clip.avi`` of one folder would both write ``clip.srt``; they
+    get ``clip.mp4.srt`` and ``clip.avi.srt`` instead (``run`` and ``batch`` alike).
+    Bases are compared without case, as a case-insensitive file system would.
+    """
+    groups: dict[str, set[Path]] = {}
+    for video, base in pairs:
+        groups.setdefault(str(base).casefold(), set()).add(_abs(video))
+    return [base.with_name(base.name + video.suffix) if len(groups[str(base).casefold()]) > 1 else base
+            for video, base in pairs]
+
+
+def output_bases(videos: Sequence[Path], output_dir: Path | None) -> list[tuple[Path, "Path | CaptionerError"]]:
+    """(video, output base) for ``captioner run``'s list of videos, by the rules a batch uses.
+
+    A video named twice is listed once; videos that would share a base keep their
+    extension (``keep_extensions``); a video no base can be made for, or whose base
+    still clashes with another's (names that differ only in case), gets the error
+    in place of its base.
+    """
+    seen: set[Path] = set()
+    named: list[tuple[Path, Path | CaptionerError]] = []
+    for video in videos:
+        if _abs(video) in seen:
+            continue
+        seen.add(_abs(video))
+        try:
+            named.append((video, output_base(video, output_dir)))
+        except CaptionerError as exc:
+            named.append((video, exc))
+    ok = [(v, b) for v, b in named if isinstance(b, Path)]
+    fixed = dict(zip((v for v, _ in ok), keep_extensions(ok)))
+    taken: dict[str, Path] = {}
+    out: list[tuple[Path, Path | CaptionerError]] = []
+    for video, base in named:
+        if isinstance(base, Path):
+            base = fixed[video]
+            key = str(_abs(base)).casefold()
+            if key in taken:
+                base = OutputError(f"{video}: its subtitles would overwrite those of {taken[key]}")
+            else:
+                taken[key] = video
+        out.append((video, base))
+    return out
+
+
 def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence[str], *,
                recursive: bool = True, overwrite: bool = False) -> BatchPlan:
     """Find the videos under ``roots`` and decide what to do with each.
@@ -282,16 +370,12 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
                 continue
             found.append([video_abs, base, str(video), i])
 
-    # videos of one folder that share a name keep their extension in the output name
-    groups: dict[str, list[list]] = {}
-    for entry in found:
-        groups.setdefault(str(entry[1]).casefold(), []).append(entry)
-    for members in groups.values():
-        if len(members) > 1:
-            for entry in members:
-                entry[1] = entry[1].with_name(entry[1].name + entry[0].suffix)
+    for entry, base in zip(found, keep_extensions([(e[0], e[1]) for e in found])):
+        entry[1] = base
 
     own: set[Path] = {path for path, _ in plan.report_paths_abs()}
+    if "html" in plan.formats:  # the archive index beside the report (review.py)
+        own.update(path.parent / name for path, _ in plan.report_paths_abs() for name in INDEX_NAMES)
     tmp_names: dict[Path, set[str]] = {}
     taken: dict[str, Path] = {}
     for video, base, shown, i in found:
@@ -313,7 +397,7 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     for folder, names in tmp_names.items():
         plan.stale_removed += remove_stale_temp_files(folder, names)
     for path, _ in plan.report_paths_abs():
-        plan.stale_removed += remove_stale_temp_files(path.parent, [REPORT_NAME])
+        plan.stale_removed += remove_stale_temp_files(path.parent, [REPORT_NAME, *INDEX_NAMES])
     return plan
 
 
@@ -418,6 +502,44 @@ def _worker_logging(level: int) -> None:
     logger.setLevel(level)
 
 
+#: Seconds between a worker's checks that the process that started it is still alive.
+PARENT_CHECK_S = 0.5
+
+
+def _watch_parent(parent: int, interval: float = PARENT_CHECK_S) -> None:
+    """End this worker process as soon as ``parent`` is gone, however it died.
+
+    A worker whose batch process was killed (``kill -9``, a crash, out of memory) would
+    otherwise be re-parented and live on, holding its model, or block forever reading
+    the pool's pipe. A daemon thread polls ``getppid`` (it changes on re-parenting);
+    the worker's own work may be inside C code that releases the GIL, so it exits with
+    ``os._exit`` rather than an exception.
+    """
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="captioner-parent-watch", daemon=True).start()
+
+
+def _start_worker(parent: int, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    """Every pool worker's initializer: watch the parent, leave interrupts to it, then ``initializer``.
+
+    Ctrl-C reaches every process of the terminal's group; the batch process decides
+    what is finished and stops its workers itself, so a worker ignores SIGINT (no
+    traceback from a worker waiting for its next file).
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _watch_parent(parent)
+    if initializer is not None:
+        initializer(*initargs)
+
+
 def _init_pool_worker(config: CaptionConfig, log_level: int) -> None:
     """Process-pool initializer: load the model once per worker process."""
     _worker_logging(log_level)
@@ -457,10 +579,11 @@ def _run_pool(jobs: Sequence[BatchJob], workers: int, task: Callable[[BatchJob],
     suspects: deque[BatchJob] = deque()
     pool = None
     inflight: dict[Any, tuple[BatchJob, bool]] = {}  # future -> (job, running alone)
+    start_args = (os.getpid(), initializer, initargs)
     try:
         while queue or suspects or inflight:
             if pool is None:
-                pool = ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs)
+                pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=start_args)
             if suspects:
                 if not inflight:
                     job = suspects.popleft()
@@ -495,9 +618,25 @@ def _run_pool(jobs: Sequence[BatchJob], workers: int, task: Callable[[BatchJob],
                                 len(suspects))
                 pool.shutdown(wait=True, cancel_futures=True)
                 pool = None
+    except BaseException:  # Ctrl-C, SIGTERM: keep what finished, stop the workers now
+        for future, (job, _) in inflight.items():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                deliver(future.result())
+        if pool is not None:
+            _stop_workers(pool)
+        raise
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(pool: Any) -> None:
+    """Terminate a pool's worker processes (their current files are left unwritten, not half-written)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            process.terminate()
+        except Exception:  # already gone
+            pass
 
 
 # --------------------------------------------------------------------------- Ray engine
@@ -644,6 +783,34 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
 
 # --------------------------------------------------------------------------- report
 
+def unfinished_results(jobs: Sequence[BatchJob], results: Sequence[FileResult], formats: Sequence[str],
+                       since: float) -> list[FileResult]:
+    """Results for the ``jobs`` a stopped batch has no result for.
+
+    A video whose files (every format) were all written since ``since`` (a
+    ``time.time()`` taken before the batch started) was finished, even if its result
+    never came back (Ctrl-C between the last write and the report): it is ``ok``. The
+    others are ``pending``.
+    """
+    finished = {r.video for r in results}
+    out = []
+    for job in jobs:
+        if str(job.video) in finished:
+            continue
+        paths = [_output_file(job.base, f) for f in formats]
+        try:
+            written = all(p.stat().st_mtime >= since for p in paths)
+        except OSError:
+            written = False
+        if written:
+            out.append(FileResult(str(job.video), "ok", "", outputs=tuple(map(str, paths)), shown=job.shown,
+                                  root=job.root))
+        else:
+            out.append(FileResult(str(job.video), "pending", "not captioned: the batch stopped first",
+                                  shown=job.shown, root=job.root))
+    return out
+
+
 def batch_report(plan: BatchPlan, results: Sequence[FileResult], roots: Sequence[int], *,
                  extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The report of the videos found under ``roots`` (indexes into ``plan.roots``)."""
@@ -666,7 +833,10 @@ def batch_report(plan: BatchPlan, results: Sequence[FileResult], roots: Sequence
 
 def write_reports(plan: BatchPlan, results: Sequence[FileResult], *,
                   extra: Mapping[str, Any] | None = None) -> list[Path]:
-    """Write the report(s) atomically (``OUT/captioner-report.json``, else one per input folder)."""
+    """Write the report(s) atomically (``OUT/captioner-report.json``, else one per input folder).
+
+    With ``html`` among the formats, the archive index (review.py) is written beside each report.
+    """
     from .subtitles import write_atomic
 
     written = []
@@ -675,4 +845,8 @@ def write_reports(plan: BatchPlan, results: Sequence[FileResult], *,
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         written.append(path)
+        if "html" in plan.formats:  # the archive index of the review pages, beside the report
+            from .review import write_batch_index
+
+            written.append(write_batch_index(plan, results, roots, path.parent))
     return written

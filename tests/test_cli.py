@@ -123,13 +123,24 @@ def test_several_videos_one_bad(tmp_path, clip, tiny_model) -> None:
     assert files_under(tmp_path) == ["a.mp4", "a.srt", "b.mp4", "c.mp4", "c.srt"]
 
 
-def test_same_stem_twice_does_not_overwrite(tmp_path, clip, tiny_model) -> None:
+def test_same_stem_twice_keeps_extensions_like_batch(tmp_path, clip, tiny_model, monkeypatch) -> None:
+    """One naming rule for run and batch: talk.mp4 and talk.avi give talk.mp4.srt and talk.avi.srt;
+    the JSON records the video's absolute path whichever command wrote it."""
     mp4 = _copy(clip, tmp_path / "talk.mp4")
     avi = make_video(tmp_path / "talk.avi", [("blue", 1.0)]).path
-    result = cli("run", mp4, avi, mp4, "--model", tiny_model, "--beam-size", "1", "-q")
-    assert result.exit_code == 1
-    assert result.stderr == f"error: {avi}: would overwrite {tmp_path / 'talk'}.* just written for {mp4}\n"
-    assert (tmp_path / "talk.srt").exists()
+    monkeypatch.chdir(tmp_path)
+    result = cli("run", "talk.mp4", avi, mp4, "-o", "subs", "-f", "srt,json", "--model", tiny_model,
+                 "--beam-size", "1", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert files_under(tmp_path / "subs") == ["talk.avi.json", "talk.avi.srt", "talk.mp4.json", "talk.mp4.srt"]
+    recorded = json.loads((tmp_path / "subs" / "talk.mp4.json").read_text())["metadata"]["video"]["path"]
+    assert recorded == str(mp4) and Path(recorded).is_absolute()
+    batched = cli("batch", tmp_path, "-o", tmp_path / "b", "-f", "srt,json", "--model", tiny_model,
+                  "--beam-size", "1", "-q")
+    assert batched.exit_code == 0, batched.stderr
+    assert {n for n in files_under(tmp_path / "b") if n.startswith("talk")} == set(files_under(tmp_path / "subs"))
+    for name in files_under(tmp_path / "subs"):
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "subs" / name).read_bytes()
 
 
 def test_info_on_the_tiny_model(tiny_model) -> None:

@@ -1,0 +1,154 @@
+"""Issue #14, a new user's trial: stopping a batch, output folders, reports, ``info`` checks.
+
+Real processes where only a real process shows the defect (signals, orphaned workers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from captioner import engines
+from captioner.cli import main
+from captioner.engines import REPORT_NAME
+from clitools import REPO, captioner_command, files_under, isolate_cli, subprocess_env  # noqa: F401
+from videos import make_video
+
+pytestmark = pytest.mark.usefixtures("isolate_cli")
+
+
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    kids = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.add(int(entry))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has exited; only its parent's bookkeeping is left
+
+
+def _wait_gone(pids: set[int], seconds: float) -> set[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive = {p for p in pids if _alive(p)}
+        if not alive:
+            return alive
+        time.sleep(0.1)
+    return {p for p in pids if _alive(p)}
+
+
+def _start_batch(tmp_path: Path, model: Path) -> tuple[subprocess.Popen, Path, set[int]]:
+    """A two-worker batch of videos long enough to be stopped mid-way; returns once workers captioned one."""
+    tree = tmp_path / "in"
+    for i in range(8):
+        make_video(tree / f"v{i}.mp4", [(["red", "blue", "checker", "green"][i % 4], 8.0)], seed=i)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(captioner_command("batch", tree, "-o", out, "--model", model, "--workers", "2",
+                                              "--threads", "1", "--fps", "4", "-q"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=subprocess_env(), cwd=REPO)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*.srt")):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "no output within 120 s"
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    assert len(workers) >= 2, workers  # the two workers (and the pool's resource tracker)
+    return proc, out, workers
+
+
+def test_sigterm_stops_a_batch_like_ctrl_c(tmp_path, tiny_model):
+    """SIGTERM: one line, exit 143, the report written (pending marked), every worker gone within 5 s."""
+    proc, out, workers = _start_batch(tmp_path, tiny_model)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 143
+        stderr = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert stderr == "terminated\n"
+    assert _wait_gone(workers, 5.0) == set()
+    report = json.loads((out / REPORT_NAME).read_text())
+    statuses = {Path(v["path"]).name: v["status"] for v in report["videos"]}
+    assert len(statuses) == 8 and set(statuses.values()) <= {"ok", "pending"}
+    assert report["totals"]["pending"] >= 1
+    for name, status in statuses.items():  # "ok" exactly when the files are there
+        assert (out / name.replace(".mp4", ".srt")).exists() == (status == "ok"), name
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_workers_exit_when_the_batch_is_killed(tmp_path, tiny_model):
+    """kill -9 of the batch process: its workers notice and exit within 5 s (no orphans)."""
+    proc, out, workers = _start_batch(tmp_path, tiny_model)
+    proc.kill()
+    proc.wait()
+    proc.stderr.close()
+    assert _wait_gone(workers, 5.0) == set()
+
+
+def test_batch_checks_the_output_folder_first(tmp_path, tiny_model, monkeypatch):
+    """A folder that cannot be created fails at once: one line, no video captioned."""
+    tree = tmp_path / "in"
+    make_video(tree / "a.mp4", [("red", 1.0)])
+    make_video(tree / "b.mp4", [("blue", 1.0)])
+    (tmp_path / "afile").write_text("x")
+    calls = []
+    monkeypatch.setattr(engines, "run_job", lambda *a: calls.append(a))
+    result = CliRunner().invoke(main, ["batch", str(tree), "-o", str(tmp_path / "afile" / "subs"),
+                                       "--model", str(tiny_model)])
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {tmp_path / 'afile' / 'subs'}: cannot create output folder (Not a directory)\n"
+    assert calls == []
+
+
+def test_run_leaves_no_empty_output_folder(tmp_path, tiny_model):
+    """A run whose only video fails does not leave the output folder it made behind."""
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    result = CliRunner().invoke(main, ["run", str(bad), "-o", str(tmp_path / "new" / "subs"),
+                                       "--model", str(tiny_model)])
+    assert result.exit_code == 1
+    assert not (tmp_path / "new").exists()
+
+
+def test_interrupted_batch_reports_finished_videos_as_ok(tmp_path, tiny_model, monkeypatch):
+    """Ctrl-C after a video's files are written but before its result is back: the report says ok."""
+    tree = tmp_path / "in"
+    for name, look in (("a.mp4", "red"), ("b.mp4", "blue"), ("c.mp4", "green")):
+        make_video(tree / name, [(look, 1.0)])
+    real = engines.run_job
+
+    def stop_after_second(captioner, job, config):
+        result = real(captioner, job, config)
+        if job.video.name == "b.mp4":
+            raise KeyboardInterrupt  # the files of b are written; its result never arrives
+        return result
+
+    monkeypatch.setattr(engines, "run_job", stop_after_second)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["batch", str(tree), "-o", str(out), "--model", str(tiny_model), "-q"])
+    assert result.exit_code == 130
+    report = json.loads((out / REPORT_NAME).read_text())
+    statuses = {Path(v["path"]).name: v["status"] for v in report["videos"]}
+    assert statuses == {"a.mp4": "ok", "b.mp4": "ok", "c.mp4": "pending"}
+    assert files_under(out) == ["a.srt", "b.srt", REPORT_NAME]
