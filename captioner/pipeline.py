@@ -295,7 +295,7 @@ class Captioner:
             return dataclasses.replace(frame, image=self.encoder.resize(frame.image))
 
         if self.config.sampling.fast:
-            source = iter_keyframes(info.path, fps)
+            source = iter_keyframes(info.path, fps, stats=stats)
         else:
             source = iter_frames(info.path, fps, stats=stats)
         frames = map(squash, source)
@@ -315,8 +315,9 @@ class Captioner:
             progress(Progress("frames", n_frames, n_frames))
         # What decoded is the truth: a damaged file, or a header announcing more frames than
         # there are, must not give a cue that runs on past the last frame.
+        # (--fast reads every packet, so it knows the same end without decoding the frames.)
         duration = stats.end_time if stats.short else max(info.duration, stats.end_time)
-        if self.config.sampling.fast:  # key frames only: the container's length, or past the last one
+        if not stats.end_time:  # no timestamps at all: the container's length, or past the last sample
             duration = max(info.duration, buf.times[-1] + 1.0 / fps)
         rel = [t - origin for t in buf.times]
         # the reader is done: the last window's beams may have every core (the run waits on them alone)

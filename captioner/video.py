@@ -455,7 +455,7 @@ def prefetch(frames: Iterator[Frame], depth: int = 32) -> Iterator[Frame]:
         thread.join(timeout=5)
 
 
-def iter_keyframes(path: str | Path, fps: float) -> Iterator[Frame]:
+def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = None) -> Iterator[Frame]:
     """Fast mode: decode only the key frames (PyAV), at most ``fps`` of them per second.
 
     Every other frame of an H.264/HEVC stream depends on its neighbours, so plain
@@ -463,11 +463,20 @@ def iter_keyframes(path: str | Path, fps: float) -> Iterator[Frame]:
     them every few seconds and at most scene cuts, so they are a cheap, shot-aware
     sample: the bench video decodes 11x faster than a full grab loop. The cost is
     sampling density: one frame per key-frame interval (logged).
+
+    Every packet is still read (not decoded), so ``stats`` learns where the stream
+    really ends, as ``iter_frames`` does: its ``end_time`` is the last packet's end
+    and ``short`` says the stream has fewer packets than the container announces
+    frames (a truncated file). A packet that fails to decode is skipped; a stream
+    that cannot be read further ends the iteration, keeping what decoded.
     """
     try:
         import av
     except ImportError:
         raise VideoError("--fast needs PyAV: pip install av") from None
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"sampling fps must be a positive number, got {fps!r}")
+    stats = stats if stats is not None else DecodeStats()
     p = Path(path)
     _check_file(p)
     try:
@@ -479,18 +488,46 @@ def iter_keyframes(path: str | Path, fps: float) -> Iterator[Frame]:
             raise VideoError(f"{p}: no video stream")
         stream = container.streams.video[0]
         stream.codec_context.skip_frame = "NONKEY"
-        next_time, n = 0.0, 0
-        try:
-            for index, frame in enumerate(container.decode(stream)):
-                t = float(frame.time) if frame.time is not None else index / 25.0
-                if n and t + 1e-3 < next_time:
+        time_base = float(stream.time_base) if stream.time_base else 0.0
+        rate = float(stream.average_rate or 0) or FALLBACK_FPS
+        announced = int(stream.frames or 0)
+        # times from the first packet's timestamp, as OpenCV gives them (an AVI may start at one frame)
+        origin: float | None = None
+        eps = _sample_eps(fps)
+        next_time, n, index, bad, stopped = -math.inf, 0, 0, 0, ""
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except Exception as exc:  # the container cannot be read further: keep what decoded
+                stopped = exc.__class__.__name__
+                break
+            if packet.size and packet.pts is not None and time_base:
+                length = packet.duration * time_base if packet.duration else 1.0 / rate
+                stats.decoded += 1
+                if origin is None:
+                    origin = float(packet.pts * time_base)
+                stats.end_time = max(stats.end_time, packet.pts * time_base + length - origin)
+            try:
+                frames = packet.decode()
+            except Exception:  # a damaged packet: skip it, the next key frame may be fine
+                bad += 1
+                continue
+            for frame in frames:
+                t = max(0.0, float(frame.time) - (origin or 0.0)) if frame.time is not None else index / rate
+                index += 1
+                if t + eps < next_time:
                     continue
                 n += 1
-                next_time = t + 1.0 / fps
-                yield Frame(index=index, time=t, image=frame.to_ndarray(format="rgb24"))
-        except Exception as exc:  # a damaged stream ends the iteration, keeping what decoded
-            if not n:
-                raise VideoError(f"{p}: no decodable frames ({exc.__class__.__name__})") from None
-            log.warning("%s: decoding stopped after %d key frames (%s)", p, n, exc.__class__.__name__)
+                stats.sampled = n
+                next_time = (math.floor((t + eps) * fps) + 1) / fps
+                yield Frame(index=index - 1, time=t, image=frame.to_ndarray(format="rgb24"))
     if not n:
-        raise VideoError(f"{p}: no decodable key frames")
+        raise VideoError(f"{p}: no decodable key frames" + (f" ({stopped})" if stopped else ""))
+    stats.short = announced > 0 and stats.decoded < announced
+    if stopped or bad or stats.short:
+        log.warning("%s: the stream ends early or is damaged (%d packet(s) of %s announced frames read%s); "
+                    "captioning the %d key frame(s) that decoded", p, stats.decoded, announced or "?",
+                    f", {bad} undecodable" if bad else "", n)

@@ -152,3 +152,26 @@ def test_interrupted_batch_reports_finished_videos_as_ok(tmp_path, tiny_model, m
     statuses = {Path(v["path"]).name: v["status"] for v in report["videos"]}
     assert statuses == {"a.mp4": "ok", "b.mp4": "ok", "c.mp4": "pending"}
     assert files_under(out) == ["a.srt", "b.srt", REPORT_NAME]
+
+
+@pytest.mark.parametrize("cut", [None, 0.5])
+def test_fast_mode_ends_where_the_stream_ends(tmp_path, tiny_model, cut):
+    """--fast: no cue, and no JSON duration, past what the file holds (intact or cut in half)."""
+    pytest.importorskip("av")
+    clip = make_video(tmp_path / "full.avi", [("red", 2.0), ("checker", 2.0)], fps=10).path
+    if cut:
+        data = clip.read_bytes()
+        clip = tmp_path / "cut.avi"
+        clip.write_bytes(data[: int(len(data) * cut)])
+    durations = {}
+    for mode in ("normal", "fast"):
+        out = tmp_path / mode
+        result = CliRunner().invoke(main, ["run", str(clip), "-o", str(out), "-f", "json", "--model", str(tiny_model),
+                                           "-q", *(["--fast"] if mode == "fast" else [])])
+        assert result.exit_code == 0, result.output
+        doc = json.loads((out / (clip.stem + ".json")).read_text())
+        durations[mode] = doc["metadata"]["video"]["duration"]
+        assert doc["cues"] and doc["cues"][-1]["end"] <= durations[mode]
+    assert durations["fast"] == pytest.approx(durations["normal"], abs=0.15)
+    if cut:
+        assert durations["fast"] < 3.0  # the header still announces 4 s
