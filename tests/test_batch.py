@@ -200,7 +200,7 @@ def run_engine(tree: Path, out: Path, model: Path, *extra: str) -> dict[str, byt
 def test_two_workers_write_the_same_files_as_one(tmp_path, tiny_model, small_tree):
     one = run_engine(small_tree, tmp_path / "w1", tiny_model)
     two = run_engine(small_tree, tmp_path / "w2", tiny_model, "--workers", "2")
-    assert len(one) == 8 and one == two
+    assert len(one) == 11 and one == two  # 2 videos x 5 formats (html included) + the archive index.html
     assert read_report(tmp_path / "w2" / REPORT_NAME)["workers"] == 2
 
 
@@ -208,7 +208,7 @@ def test_ray_engine_writes_the_same_files_as_local(tmp_path, tiny_model, small_t
     pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'captioner[ray]')")
     local = run_engine(small_tree, tmp_path / "local", tiny_model)
     on_ray = run_engine(small_tree, tmp_path / "ray", tiny_model, "--engine", "ray", "--workers", "2")
-    assert len(local) == 8 and on_ray == local
+    assert len(local) == 11 and on_ray == local  # 2 videos x 5 formats + index.html
     assert read_report(tmp_path / "ray" / REPORT_NAME)["engine"] == "ray"
 
 

@@ -78,7 +78,7 @@ def test_all_formats_parse_back(tmp_path, clip, tiny_model) -> None:
     result = cli("run", video, "-o", tmp_path / "out", "-f", "all", "--model", tiny_model, "--fps", "2")
     assert result.exit_code == 0, result.stderr
     out = tmp_path / "out"
-    assert files_under(out) == ["talk.json", "talk.srt", "talk.txt", "talk.vtt"]
+    assert files_under(out) == ["talk.html", "talk.json", "talk.srt", "talk.txt", "talk.vtt"]
     cues = list(srt.parse((out / "talk.srt").read_text(encoding="utf-8")))
     data = json.loads((out / "talk.json").read_text(encoding="utf-8"))
     vtt = (out / "talk.vtt").read_text(encoding="utf-8")

@@ -143,8 +143,8 @@ CUE = st.builds(Cue, start=TIME, end=TIME, text=TEXT, confidence=st.floats(0.0, 
 def test_parse_formats_single_list_and_all() -> None:
     assert parse_formats("srt") == ("srt",)
     assert parse_formats(" VTT , srt,vtt ") == ("vtt", "srt")
-    assert parse_formats("all") == FORMATS == ("srt", "vtt", "json", "txt")
-    assert parse_formats("txt,all") == ("txt", "srt", "vtt", "json")
+    assert parse_formats("all") == FORMATS == ("srt", "vtt", "json", "txt", "html")
+    assert parse_formats("txt,all") == ("txt", "srt", "vtt", "json", "html")
 
 
 @pytest.mark.parametrize("spec", ["docx", "srt,docx", "", " , "])

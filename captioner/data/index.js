@@ -1,0 +1,79 @@
+// captioner archive index: filter the videos by words of their captions or names.
+// Text only ever goes into the page through textContent (never innerHTML).
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("captioner-data").textContent);
+  var input = document.getElementById("filter");
+  var count = document.getElementById("count");
+  var nothing = document.getElementById("nothing");
+  var rows = Array.prototype.slice.call(document.querySelectorAll("tr.video"));
+  var MAX_HITS = 3;
+
+  function fold(text) { return String(text).toLowerCase(); }
+
+  function clock(seconds) {
+    var s = Math.floor(seconds), m = Math.floor(s / 60);
+    s -= m * 60;
+    return m + ":" + (s < 10 ? "0" : "") + s;
+  }
+
+  function markInto(node, text, words) {  // text with each matched word in <mark>, built from text nodes
+    var lower = fold(text), pos = 0;
+    while (pos < text.length) {
+      var best = -1, len = 0;
+      words.forEach(function (w) {
+        var at = lower.indexOf(w, pos);
+        if (at >= 0 && (best < 0 || at < best)) { best = at; len = w.length; }
+      });
+      if (best < 0) break;
+      node.appendChild(document.createTextNode(text.slice(pos, best)));
+      var mark = document.createElement("mark");
+      mark.textContent = text.slice(best, best + len);
+      node.appendChild(mark);
+      pos = best + len;
+    }
+    node.appendChild(document.createTextNode(text.slice(pos)));
+  }
+
+  function apply() {
+    var words = fold(input.value).split(/\s+/).filter(Boolean);
+    var shown = 0;
+    rows.forEach(function (row, i) {
+      var video = data.videos[i];
+      var hits = row.querySelector(".hits");
+      hits.textContent = "";
+      var captions = video.captions;
+      var haystack = fold(video.name + " " + captions.map(function (c) { return c[1]; }).join(" "));
+      var match = words.every(function (w) { return haystack.indexOf(w) >= 0; });
+      row.hidden = !match;
+      hits.hidden = true;
+      row.classList.remove("matching");
+      if (!match) return;
+      shown++;
+      if (!words.length) return;
+      var listed = 0;
+      captions.forEach(function (c) {
+        var text = fold(c[1]);
+        if (listed >= MAX_HITS || !words.some(function (w) { return text.indexOf(w) >= 0; })) return;
+        var li = document.createElement("li");
+        var at = document.createElement("span");
+        at.className = "at";
+        at.textContent = clock(c[0]);
+        var target = video.href ? document.createElement("a") : document.createElement("span");
+        if (video.href) target.href = video.href + "#t=" + c[0];
+        markInto(target, c[1], words);
+        li.appendChild(at);
+        li.appendChild(target);
+        hits.appendChild(li);
+        listed++;
+      });
+      hits.hidden = listed === 0;
+      row.classList.toggle("matching", listed > 0);
+    });
+    count.textContent = words.length ? shown + " of " + rows.length + " videos" : rows.length + " videos";
+    nothing.hidden = shown > 0;
+  }
+
+  input.addEventListener("input", apply);
+  apply();
+}());

@@ -1,0 +1,308 @@
+// captioner review page: seek, follow, edit, save in this browser, download .srt/.vtt.
+// Text only ever goes into the page through textContent (never innerHTML).
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("captioner-data").textContent);
+  var cues = data.cues;
+  var video = document.getElementById("video");
+  var list = document.getElementById("cues");
+  var rows = Array.prototype.slice.call(list.querySelectorAll("li.cue"));
+  var statusLine = document.getElementById("status");
+  var discardButton = document.getElementById("discard");
+  var storageKey = "captioner.edits:" + (data.model.sha256 || data.model.name || "") + ":" + data.video.path;
+  var active = -1;
+  var edits = loadEdits();
+
+  // ---------------------------------------------------------------- text rules (as subtitles.py)
+  function clean(text) {
+    var out = "";
+    for (var i = 0; i < text.length; i++) {
+      var ch = text.charAt(i), code = text.charCodeAt(i);
+      if (/\s/.test(ch)) out += " ";
+      else if (code < 32 || (code >= 127 && code < 160)) continue;
+      else out += ch;
+    }
+    return out.split(" ").filter(Boolean).join(" ").replace(/-{2,}>/g, "->");
+  }
+
+  function wrapPieces(text, width, count) {
+    var lines = [], current = "", continues = false;
+    text.split(" ").filter(Boolean).forEach(function (word) {
+      if (current && current.length + 1 + word.length <= width) { current += " " + word; return; }
+      if (current) lines.push([current, continues]);
+      var pieces = [];
+      for (var i = 0; i < word.length; i += width) pieces.push(word.slice(i, i + width));
+      for (var j = 0; j < pieces.length - 1; j++) lines.push([pieces[j], j > 0]);
+      current = pieces[pieces.length - 1];
+      continues = pieces.length > 1;
+    });
+    if (current) lines.push([current, continues]);
+    if (lines.length > count) {
+      var head = lines.slice(0, count - 1), tail = lines.slice(count - 1);
+      head.push([joinLines(tail), tail[0][1]]);
+      lines = head;
+    }
+    return lines;
+  }
+
+  function joinLines(lines) {
+    var joined = lines[0][0];
+    for (var i = 1; i < lines.length; i++) joined += lines[i][1] ? lines[i][0] : " " + lines[i][0];
+    return joined;
+  }
+
+  function srtLines(text) {
+    var lines = wrapPieces(text, data.line.width, data.line.count), i = 0;
+    while (i < lines.length - 1) {  // a number alone on a line reads as a cue index
+      if (/^-?\d+(\.\d*)?$/.test(lines[i][0])) lines.splice(i, 2, [joinLines(lines.slice(i, i + 2)), lines[i][1]]);
+      else i++;
+    }
+    return lines.map(function (l) { return l[0]; });
+  }
+
+  function stamp(seconds, sep) {
+    var ms = Math.round(seconds * 1000);
+    var h = Math.floor(ms / 3600000); ms -= h * 3600000;
+    var m = Math.floor(ms / 60000); ms -= m * 60000;
+    var s = Math.floor(ms / 1000); ms -= s * 1000;
+    function pad(n, w) { n = String(n); while (n.length < w) n = "0" + n; return n; }
+    return pad(h, 2) + ":" + pad(m, 2) + ":" + pad(s, 2) + sep + pad(ms, 3);
+  }
+
+  function vttEscape(text) { return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"); }
+
+  // ---------------------------------------------------------------- edits (localStorage)
+  function keyOf(i) { return String(Math.round(cues[i].start * 1000)); }
+
+  function loadEdits() {
+    try {
+      var stored = JSON.parse(localStorage.getItem(storageKey) || "null");
+      return stored && stored.version === 1 && stored.edits ? stored.edits : {};
+    } catch (e) { return {}; }
+  }
+
+  function saveEdits() {
+    try {
+      if (Object.keys(edits).length) localStorage.setItem(storageKey, JSON.stringify({version: 1, edits: edits}));
+      else localStorage.removeItem(storageKey);
+      return true;
+    } catch (e) { return false; }
+  }
+
+  // an edit applies only to the cue it was made on (same start, same original caption)
+  function editedText(i) {
+    var e = edits[keyOf(i)];
+    return e && e.orig === cues[i].text ? e.text : null;
+  }
+
+  function textOf(i) { var e = editedText(i); return e === null ? cues[i].text : e; }
+
+  function editCount() {
+    var n = 0;
+    for (var i = 0; i < cues.length; i++) if (editedText(i) !== null) n++;
+    return n;
+  }
+
+  function refreshStatus(message) {
+    var n = editCount();
+    discardButton.disabled = n === 0;
+    disarm();
+    if (message) statusLine.textContent = message;
+    else if (n) statusLine.textContent = n + (n === 1 ? " caption" : " captions") +
+      " edited; saved in this browser. The downloads contain the edits.";
+    else statusLine.textContent = "Click a caption to jump there; click its text to edit it.";
+  }
+
+  function trackCue(i) {
+    var tracks = video.textTracks;
+    for (var t = 0; t < tracks.length; t++) {
+      var list = tracks[t].cues;
+      if (!list) continue;
+      for (var c = 0; c < list.length; c++) {
+        if (Math.abs(list[c].startTime - cues[i].start) < 0.0005) return list[c];
+      }
+    }
+    return null;
+  }
+
+  function showText(i) {
+    var row = rows[i], text = textOf(i), node = row.querySelector(".text");
+    if (document.activeElement !== node) node.textContent = text;
+    row.classList.toggle("edited", editedText(i) !== null);
+    var cue = trackCue(i);
+    if (cue) cue.text = vttEscape(wrapPieces(clean(text), data.line.width, data.line.count)
+      .map(function (l) { return l[0]; }).join("\n"));
+  }
+
+  function onEdit(i) {
+    var text = clean(rows[i].querySelector(".text").textContent);
+    if (text === cues[i].text) delete edits[keyOf(i)];
+    else edits[keyOf(i)] = {orig: cues[i].text, text: text};
+    var saved = saveEdits();
+    rows[i].classList.toggle("edited", editedText(i) !== null);
+    showText(i);
+    refreshStatus(saved ? null : "This browser does not keep the edits (storage unavailable); download them.");
+  }
+
+  var armedTimer = null;
+  function disarm() {
+    discardButton.classList.remove("armed");
+    discardButton.textContent = "Discard edits";
+    if (armedTimer) { clearTimeout(armedTimer); armedTimer = null; }
+  }
+
+  discardButton.addEventListener("click", function () {
+    if (!discardButton.classList.contains("armed")) {  // two clicks: no dialog, no accident
+      var n = editCount();
+      discardButton.classList.add("armed");
+      discardButton.textContent = "Discard " + n + (n === 1 ? " edit?" : " edits?") + " Click again";
+      armedTimer = setTimeout(disarm, 4000);
+      return;
+    }
+    edits = {};
+    saveEdits();
+    for (var i = 0; i < rows.length; i++) { rows[i].querySelector(".text").textContent = cues[i].text; showText(i); }
+    refreshStatus("Edits discarded: the captions are as the model wrote them.");
+  });
+
+  // ---------------------------------------------------------------- downloads
+  function currentCues() {
+    var out = [];
+    for (var i = 0; i < cues.length; i++) {
+      var text = clean(textOf(i));
+      if (text) out.push({start: cues[i].start, end: cues[i].end, text: text});
+    }
+    return out;
+  }
+
+  function buildSrt() {
+    return currentCues().map(function (c, n) {
+      return (n + 1) + "\n" + stamp(c.start, ",") + " --> " + stamp(c.end, ",") + "\n" + srtLines(c.text).join("\n") + "\n";
+    }).join("\n");
+  }
+
+  function buildVtt() {
+    return ["WEBVTT\n"].concat(currentCues().map(function (c) {
+      return stamp(c.start, ".") + " --> " + stamp(c.end, ".") + "\n" +
+        wrapPieces(c.text, data.line.width, data.line.count).map(function (l) { return vttEscape(l[0]); }).join("\n") + "\n";
+    })).join("\n");
+  }
+
+  function download(name, text, type) {
+    var url = URL.createObjectURL(new Blob([text], {type: type}));
+    var a = document.createElement("a");
+    a.href = url;
+    a.download = name;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(function () { URL.revokeObjectURL(url); }, 10000);
+  }
+
+  document.getElementById("dl-srt").addEventListener("click", function () {
+    download(data.video.stem + ".srt", buildSrt(), "application/x-subrip;charset=utf-8");
+  });
+  document.getElementById("dl-vtt").addEventListener("click", function () {
+    download(data.video.stem + ".vtt", buildVtt(), "text/vtt;charset=utf-8");
+  });
+
+  // ---------------------------------------------------------------- seek and follow
+  function cueAt(t) {
+    var lo = 0, hi = cues.length - 1;
+    while (lo <= hi) {
+      var mid = (lo + hi) >> 1;
+      if (t < cues[mid].start) hi = mid - 1;
+      else if (t >= cues[mid].end) lo = mid + 1;
+      else return mid;
+    }
+    return -1;
+  }
+
+  function editing() {
+    var el = document.activeElement;
+    return el && el.classList && el.classList.contains("text");
+  }
+
+  function follow() {
+    var i = cueAt(video.currentTime);
+    if (i === active) return;
+    if (active >= 0) { rows[active].classList.remove("active"); rows[active].removeAttribute("aria-current"); }
+    active = i;
+    if (i < 0) return;
+    rows[i].classList.add("active");
+    rows[i].setAttribute("aria-current", "true");
+    if (!editing()) scrollIntoList(rows[i]);
+  }
+
+  function scrollIntoList(row) {
+    var box = list.getBoundingClientRect(), r = row.getBoundingClientRect();
+    if (list.scrollHeight > list.clientHeight + 1) {  // the list scrolls by itself (wide screens)
+      if (r.top < box.top || r.bottom > box.bottom) list.scrollTop += r.top - box.top - (box.height - r.height) / 2;
+    } else if (r.top < 0 || r.bottom > window.innerHeight) {
+      row.scrollIntoView({block: "center"});
+    }
+  }
+
+  function seek(i) {
+    // a hair past the start: at the exact boundary a player also shows the cue that ends there
+    try { video.currentTime = cues[i].start + Math.min(0.001, (cues[i].end - cues[i].start) / 2); } catch (e) { /* no media: still highlight */ }
+    follow();
+    if (active !== i) {  // the video is missing or not loaded yet: show the choice anyway
+      if (active >= 0) rows[active].classList.remove("active");
+      active = i;
+      rows[i].classList.add("active");
+    }
+  }
+
+  var ticking = false;
+  function tick() {
+    follow();
+    if (!video.paused && !video.ended) requestAnimationFrame(tick); else ticking = false;
+  }
+  video.addEventListener("play", function () { if (!ticking) { ticking = true; requestAnimationFrame(tick); } });
+  ["timeupdate", "seeked", "loadedmetadata"].forEach(function (name) { video.addEventListener(name, follow); });
+  video.addEventListener("error", function () {
+    var note = document.getElementById("video-error");
+    note.textContent = "The video " + data.video.name + " cannot be played here (missing beside this page, " +
+      "or a format this browser does not play). The captions and thumbnails below still work.";
+    note.hidden = false;
+  });
+
+  rows.forEach(function (row, i) {
+    var text = row.querySelector(".text");
+    text.setAttribute("contenteditable", "true");
+    text.setAttribute("spellcheck", "true");
+    text.setAttribute("role", "textbox");
+    text.setAttribute("aria-label", "caption " + (i + 1));
+    row.addEventListener("click", function () { seek(i); });
+    row.addEventListener("keydown", function (ev) {
+      if (ev.target === row && (ev.key === "Enter" || ev.key === " ")) { ev.preventDefault(); seek(i); }
+    });
+    text.addEventListener("input", function () { onEdit(i); });
+    text.addEventListener("blur", function () { showText(i); });
+    text.addEventListener("keydown", function (ev) {
+      if (ev.key === "Enter") { ev.preventDefault(); text.blur(); }
+      if (ev.key === "Escape") { text.textContent = textOf(i); text.blur(); }
+    });
+    text.addEventListener("paste", function (ev) {  // plain text only
+      ev.preventDefault();
+      var plain = (ev.clipboardData || window.clipboardData).getData("text/plain");
+      document.execCommand("insertText", false, clean(plain));
+    });
+    showText(i);
+  });
+
+  // page.html#t=12.5 opens at 12.5 s (the index links matching captions that way)
+  var hash = /^#t=(\d+(?:\.\d+)?)$/.exec(location.hash);
+  if (hash) {
+    var at = cueAt(parseFloat(hash[1]) + 0.0005);
+    if (at >= 0) { seek(at); rows[at].scrollIntoView({block: "center"}); }
+  }
+  // the track loads on its own: edits from an earlier visit go into it once it has its cues
+  var trackElement = video.querySelector("track");
+  function syncTrack() { for (var i = 0; i < rows.length; i++) showText(i); }
+  if (trackElement) {
+    if (trackElement.readyState === 2) syncTrack(); else trackElement.addEventListener("load", syncTrack);
+  }
+  refreshStatus();
+}());

@@ -1,0 +1,439 @@
+"""The HTML review page (``-f html``) and a batch's archive index.
+
+A review page is one more subtitle writer (``subtitles.write_subtitles`` calls
+``format_html``): one self-contained file beside the other outputs that plays the
+source video (by relative path) with the captions as a ``<track>``, and lists the
+cues with a thumbnail, times, confidence and the concept words the encoder saw.
+Captions can be edited in place; the edits are kept in the browser's
+``localStorage`` (keyed by the video's path and the model's checksum) and can be
+downloaded as .srt or .vtt. Nothing is fetched from the network: styles, script,
+thumbnails (JPEG, base64) and the WebVTT track (a ``data:`` URL) are inside the
+file, and a Content-Security-Policy with the hashes of the page's own style and
+script forbids anything else, so even a text that escaped escaping could not run.
+
+The thumbnails and concept words come from the run itself (``Snapshot``, kept by
+``Captioner.caption_video`` while it reads the video: no second decode).
+
+``write_index`` writes a batch's ``index.html``: every video with its first
+thumbnail, duration, cue count and status, a filter over all captions, and links
+to the pages. It reads each page's embedded data, so videos skipped as up to date
+are listed like the ones captioned in this run.
+
+All text goes through ``html.escape`` (markup) or ``_json_for_html`` (the data
+block); the page's script only ever sets ``textContent``.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import hashlib
+import html
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from captioner.config import OutputConfig, ReviewConfig
+
+__all__ = ["INDEX_NAME", "IndexEntry", "Snapshot", "format_html", "format_index", "page_data", "snapshots_for",
+           "write_index"]
+
+logger = logging.getLogger(__name__)
+
+_DATA = Path(__file__).parent / "data"
+
+#: The archive index a batch writes at its output root (see ``index_path``).
+INDEX_NAME = "index.html"
+#: Used instead when ``index.html`` there is a video's page or a file captioner did not write.
+INDEX_FALLBACK_NAME = "captioner-index.html"
+
+#: Marks every page this module writes (the index only overwrites such files).
+GENERATOR = "captioner"
+
+_DATA_RE = re.compile(r'<script type="application/json" id="captioner-data">(.*?)</script>', re.S)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the model saw of one segment of a video: a thumbnail and its concept words.
+
+    ``start``/``end``: the segment (seconds); ``time``: the frame the thumbnail
+    shows (inside the segment); ``jpeg``: that frame as a small JPEG (``b""`` when
+    thumbnails are off); ``concepts``: the encoder's top caption words over the
+    frames the caption was made from, with their summed ImageNet probability, most
+    probable first (what a concept decoder attends over).
+    """
+
+    start: float
+    end: float
+    time: float
+    jpeg: bytes
+    concepts: tuple[tuple[str, float], ...] = ()
+
+
+# --------------------------------------------------------------------------- data from a run
+
+
+def thumbnail_size(width: int, height: int, review: ReviewConfig) -> tuple[int, int]:
+    """(w, h) of a thumbnail of a ``width`` x ``height`` video: the box of ``review``, aspect kept."""
+    if width <= 0 or height <= 0:
+        width, height = 16, 9
+    scale = min(review.thumbnail_width / width, review.thumbnail_height / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def shrink(image: Any, size: tuple[int, int]) -> Any:
+    """An RGB frame (any size, e.g. already squashed to the encoder's) resized to ``size`` (w, h)."""
+    import cv2
+
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def encode_jpeg(image: Any, quality: int) -> bytes:
+    """An RGB uint8 image as JPEG bytes."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return buf.tobytes() if ok else b""
+
+
+def snapshots_for(cues: Sequence[Any], snapshots: Sequence[Snapshot]) -> list[Snapshot | None]:
+    """For each cue, the snapshot of the segment it came from (``None`` if none overlaps it).
+
+    Cues are segments merged and trimmed, so a cue is matched to the segment that
+    overlaps it most among those whose thumbnail frame lies inside the cue (then
+    among all); ties go to the earlier one. Works for any cues with ``start`` and
+    ``end`` (the ones a writer receives, or edited ones). Segments do not overlap,
+    so both their starts and their ends are sorted.
+    """
+    ordered = sorted(snapshots, key=lambda s: s.start)
+    starts = [s.start for s in ordered]
+    ends = [s.end for s in ordered]
+    out: list[Snapshot | None] = []
+    for cue in cues:
+        best, best_key = None, None
+        for s in ordered[bisect.bisect_right(ends, cue.start):bisect.bisect_left(starts, cue.end)]:
+            key = (cue.start <= s.time < cue.end, min(cue.end, s.end) - max(cue.start, s.start))
+            if best_key is None or key > best_key:
+                best, best_key = s, key
+        out.append(best)
+    return out
+
+
+# --------------------------------------------------------------------------- page assets
+
+
+@lru_cache(maxsize=None)
+def _asset(name: str) -> str:
+    return (_DATA / name).read_text(encoding="utf-8")
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+def _csp(style: str, script: str) -> str:
+    """No network, no plugins, no frames; only this page's own style and script run."""
+    return ("default-src 'none'; img-src data:; media-src 'self' file: data: blob:; "
+            f"style-src {_csp_hash(style)}; script-src {_csp_hash(script)}; "
+            "base-uri 'none'; form-action 'none'")
+
+
+def _json_for_html(value: Any) -> str:
+    """JSON that is safe inside ``<script type="application/json">`` (no ``</script>``, no ``<!--``)."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=str)
+    return (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _clock(seconds: float, decimals: int = 1) -> str:
+    """``M:SS.s`` (``H:MM:SS.s`` from an hour on)."""
+    if not math.isfinite(seconds) or seconds < 0:
+        seconds = 0.0
+    tenths = round(seconds * 10 ** decimals)
+    whole, frac = divmod(tenths, 10 ** decimals)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    tail = f".{frac:0{decimals}d}" if decimals else ""
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}{tail}"
+    return f"{minutes}:{secs:02d}{tail}"
+
+
+def _href(target: Path, folder: Path) -> str:
+    """A URL for ``target`` relative to ``folder`` (percent-encoded), or a file: URL when none exists."""
+    try:
+        rel = os.path.relpath(os.path.abspath(target), os.path.abspath(folder))
+    except ValueError:  # another drive (Windows)
+        return Path(os.path.abspath(target)).as_uri()
+    return quote(rel.replace(os.sep, "/"))
+
+
+def _page(title: str, body: str, data: Any, style: str, script: str, lang: str = "en") -> str:
+    from captioner import __version__
+
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{_csp(style, script)}">\n'  # no " or < in it
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<meta name="generator" content="{GENERATOR} {_e(__version__)}">\n'
+        '<meta name="referrer" content="no-referrer">\n'
+        f"<title>{_e(title)}</title>\n<style>{style}</style>\n</head>\n<body>\n{body}\n"
+        f'<script type="application/json" id="captioner-data">{_json_for_html(data)}</script>\n'
+        f"<script>{script}</script>\n</body>\n</html>\n"
+    )
+
+
+# --------------------------------------------------------------------------- the review page
+
+
+def page_data(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Sequence[Snapshot],
+              output: OutputConfig, review: ReviewConfig, page: Path) -> dict[str, Any]:
+    """What a review page embeds (and what ``write_index`` reads back from it)."""
+    video = dict(metadata.get("video") or {})
+    model = dict(metadata.get("model") or {})
+    video_path = Path(str(video.get("path", "")))
+    shots = snapshots_for(cues, snapshots)
+    first = next((s for s in shots if s is not None and s.jpeg), None)
+    return {
+        "version": 1,
+        "video": {
+            "name": video_path.name,
+            "path": os.path.abspath(video_path) if str(video_path) else "",
+            "src": _href(video_path, page.parent) if str(video_path) else "",
+            "stem": page.name[: -len(".html")] if page.name.endswith(".html") else page.stem,
+            "duration": video.get("duration"),
+            "width": video.get("width"),
+            "height": video.get("height"),
+        },
+        "model": {"name": model.get("name"), "sha256": model.get("sha256")},
+        "low_confidence": review.low_confidence,
+        "line": {"width": output.max_line_width, "count": output.max_line_count},
+        "cues": [
+            {"start": round(c.start, 3), "end": round(c.end, 3), "text": c.text,
+             "confidence": round(float(c.confidence), 4),
+             "concepts": [[w, round(float(p), 3)] for w, p in (s.concepts if s else ())]}
+            for c, s in zip(cues, shots)
+        ],
+        "thumbnail": base64.b64encode(first.jpeg).decode("ascii") if first else "",
+    }
+
+
+def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Sequence[Snapshot] = (), *,
+                output: OutputConfig = OutputConfig(), review: ReviewConfig = ReviewConfig(),
+                page: Path = Path("video.html")) -> str:
+    """The review page of one video (cues as ``normalize_cues`` gives them; ``page``: where it will be written)."""
+    from captioner.subtitles import format_vtt
+
+    data = page_data(cues, metadata, snapshots, output, review, Path(page))
+    shots = snapshots_for(cues, snapshots)
+    v, m = data["video"], data["model"]
+    low = [c for c in data["cues"] if c["confidence"] < review.low_confidence]
+    vtt = format_vtt(cues, max_line_width=output.max_line_width, max_line_count=output.max_line_count)
+    track = "data:text/vtt;base64," + base64.b64encode(vtt.encode("utf-8")).decode("ascii")
+    facts = [f"{_clock(v['duration'] or 0.0, 1)}", f"{len(cues)} cue{'s' * (len(cues) != 1)}"]
+    if v.get("width") and v.get("height"):
+        facts.append(f"{v['width']}×{v['height']}")
+    if low:
+        facts.append(f"{len(low)} to check")
+    model_text = f"model {m['name'] or 'unknown'}" + (f" · {str(m['sha256'])[:12]}" if m.get("sha256") else "")
+
+    rows = []
+    for i, (cue, shot, c) in enumerate(zip(cues, shots, data["cues"])):
+        flagged = c["confidence"] < review.low_confidence
+        thumb = (f'<img class="thumb" src="data:image/jpeg;base64,{base64.b64encode(shot.jpeg).decode("ascii")}" '
+                 f'alt="frame at {_clock(shot.time)}">' if shot is not None and shot.jpeg
+                 else '<div class="thumb none" aria-hidden="true"></div>')
+        concepts = "".join(f'<li title="probability {p:.2f}">{_e(w)}</li>' for w, p in c["concepts"])
+        rows.append(
+            f'<li class="cue{" low" if flagged else ""}" id="cue-{i + 1}" data-index="{i}" tabindex="0">'
+            f"{thumb}<div class=\"body\"><div class=\"meta\">"
+            f'<span class="num">{i + 1}</span>'
+            f'<span class="time">{_clock(cue.start)} – {_clock(cue.end)}</span>'
+            f'<span class="conf" title="confidence: geometric-mean probability of the caption\'s words">'
+            f"{c['confidence']:.2f}</span>"
+            + ('<span class="flag" title="confidence below '
+               f'{review.low_confidence:.2f}: check this caption">check</span>' if flagged else "")
+            + '<span class="edited-badge">edited</span></div>'
+            f'<p class="text">{_e(cue.text)}</p>'
+            + (f'<ul class="concepts" aria-label="concept words the encoder saw">{concepts}</ul>' if concepts else "")
+            + "</div></li>"
+        )
+    empty = "" if rows else '<p class="empty">No captions: nothing was recognised in this video.</p>'
+    body = f"""<header class="bar">
+<div class="title"><h1>{_e(v['name'] or 'video')}</h1>
+<p class="facts">{' · '.join(_e(f) for f in facts)} · <span class="model">{_e(model_text)}</span></p></div>
+<div class="actions">
+<button type="button" id="dl-srt">Download .srt</button>
+<button type="button" id="dl-vtt">Download .vtt</button>
+<button type="button" id="discard" class="quiet" disabled>Discard edits</button>
+</div>
+</header>
+<main class="review">
+<section class="player">
+<video id="video" controls preload="metadata" src="{_e(v['src'])}">
+<track kind="captions" srclang="en" label="Captions" default src="{_e(track)}">
+</video>
+<p id="video-error" class="notice" hidden></p>
+<p id="status" class="hint" aria-live="polite">Click a caption to jump there; click its text to edit it.</p>
+<dl class="legend">
+<dt><span class="flag">check</span></dt><dd>confidence below {review.low_confidence:.2f} (the geometric-mean probability of the caption's words): look at these first</dd>
+<dt><span class="chip">word</span></dt><dd>concept words the image encoder saw in the cue's frames (ImageNet classes as caption words)</dd>
+<dt>edits</dt><dd>are kept in this browser for this video and model until discarded; the downloads contain them</dd>
+</dl>
+</section>
+<section class="list">
+{empty}<ol id="cues" class="cues">
+{chr(10).join(rows)}
+</ol>
+</section>
+</main>"""
+    return _page(f"{v['name'] or 'video'} · captions", body, data, _asset("review.css"), _asset("review.js"))
+
+
+# --------------------------------------------------------------------------- the archive index
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One video of a batch, as the index shows it."""
+
+    shown: str  # the video's path as shown (relative to its input folder)
+    status: str  # ok, skipped, failed, pending
+    reason: str = ""
+    page: Path | None = None  # its review page, when one exists
+
+
+def read_page_data(page: Path) -> dict[str, Any] | None:
+    """The data a review page embeds, or ``None`` if ``page`` is missing or not one of ours."""
+    try:
+        text = page.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    match = _DATA_RE.search(text)
+    if not match:
+        return None
+    try:
+        data = json.loads(match.group(1))
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and data.get("version") == 1 else None
+
+
+_STATUS_TEXT = {"ok": "captioned", "skipped": "up to date", "failed": "failed", "pending": "not run"}
+
+
+def format_index(entries: Sequence[IndexEntry], index: Path, title: str = "Captioned videos") -> str:
+    """The archive index for ``entries``, to be written at ``index``."""
+    folder = Path(index).parent
+    rows, videos = [], []
+    total_cues = 0
+    counts: dict[str, int] = {}
+    for entry in sorted(entries, key=lambda e: e.shown):
+        counts[entry.status] = counts.get(entry.status, 0) + 1
+        data = read_page_data(entry.page) if entry.page is not None else None
+        href = _href(entry.page, folder) if data is not None else ""
+        cues = data["cues"] if data else []
+        total_cues += len(cues)
+        duration = (data or {}).get("video", {}).get("duration")
+        thumb = (f'<img class="thumb" src="data:image/jpeg;base64,{_e(data["thumbnail"])}" alt="">'
+                 if data and data.get("thumbnail") else '<div class="thumb none" aria-hidden="true"></div>')
+        name = f'<a href="{_e(href)}">{_e(entry.shown)}</a>' if href else f"<span>{_e(entry.shown)}</span>"
+        status = entry.status if entry.status in _STATUS_TEXT else "failed"
+        reason = f'<p class="reason">{_e(entry.reason)}</p>' if entry.reason and status in ("failed", "pending") else ""
+        first = f'<p class="first">{_e(cues[0]["text"])}</p>' if cues else ""
+        rows.append(
+            f'<tr class="video {status}" data-index="{len(videos)}">'
+            f"<td class=\"t\">{thumb}</td>"
+            f'<td class="name">{name}{first}{reason}<ul class="hits" hidden></ul></td>'
+            f'<td class="num">{_e(_clock(duration, 0)) if isinstance(duration, (int, float)) else "–"}</td>'
+            f'<td class="num">{len(cues) if data else "–"}</td>'
+            f'<td><span class="status {status}">{_STATUS_TEXT[status]}</span></td></tr>'
+        )
+        videos.append({"name": entry.shown, "href": href,
+                       "captions": [[c.get("start", 0), c.get("text", "")] for c in cues]})
+    summary = [f"{len(entries)} video{'s' * (len(entries) != 1)}", f"{total_cues} cues"]
+    summary += [f"{n} {_STATUS_TEXT.get(s, s)}" for s, n in sorted(counts.items()) if s != "ok"]
+    body = f"""<header class="bar">
+<div class="title"><h1>{_e(title)}</h1><p class="facts">{_e(' · '.join(summary))}</p></div>
+<div class="actions"><input id="filter" type="search" placeholder="Filter: words in captions or names"
+ aria-label="Filter videos by caption or name" autocomplete="off"><span id="count" class="count"></span></div>
+</header>
+<main class="index">
+<table class="videos">
+<thead><tr><th></th><th>video</th><th class="num">length</th><th class="num">cues</th><th>status</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody>
+</table>
+<p id="nothing" class="empty" hidden>No video matches.</p>
+</main>"""
+    return _page(title, body, {"version": 1, "videos": videos}, _asset("review.css"), _asset("index.js"))
+
+
+def index_path(root: Path, pages: Sequence[Path]) -> Path:
+    """Where a batch's index goes in ``root``: ``index.html`` unless a video's page or a foreign file has that name."""
+    candidate = Path(root) / INDEX_NAME
+    taken = {os.path.abspath(p) for p in pages}
+    if os.path.abspath(candidate) not in taken and (not candidate.exists() or _ours(candidate)):
+        return candidate
+    return Path(root) / INDEX_FALLBACK_NAME
+
+
+def _ours(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            head = handle.read(2048)
+    except OSError:
+        return False
+    return f'<meta name="generator" content="{GENERATOR} ' in head
+
+
+def write_index(entries: Sequence[IndexEntry], root: Path, title: str = "Captioned videos") -> Path:
+    """Write the archive index of ``entries`` into ``root`` (atomically); returns its path."""
+    from captioner.subtitles import write_atomic
+
+    path = index_path(root, [e.page for e in entries if e.page is not None])
+    write_atomic(path, format_index(entries, path, title))
+    return path
+
+
+def write_batch_index(plan: Any, results: Sequence[Any], roots: Sequence[int], folder: Path) -> Path:
+    """Write the index of a batch's videos under ``roots`` (indexes into ``plan.roots``) into ``folder``.
+
+    ``plan`` is an ``engines.BatchPlan`` and ``results`` its ``FileResult`` list.
+    Videos are shown by their path inside their input folder (prefixed by the
+    folder's name when one index covers several).
+    """
+    wanted = set(roots)
+    several = len(wanted) > 1
+    entries = []
+    for r in results:
+        if r.root not in wanted:
+            continue
+        root = Path(plan.roots[r.root])
+        try:
+            shown = os.path.relpath(r.video, root)
+        except ValueError:
+            shown = r.shown or r.video
+        if shown.startswith(".."):
+            shown = r.shown or r.video
+        elif several:
+            shown = f"{root.name}/{shown}"
+        page = next((Path(p) for p in r.outputs if str(p).endswith(".html")), None)
+        entries.append(IndexEntry(shown.replace(os.sep, "/"), r.status, r.reason, page))
+    names = [Path(plan.roots[i]).name or str(plan.roots[i]) for i in sorted(wanted)]
+    return write_index(entries, Path(folder), f"{', '.join(names)} · captioned videos")

@@ -1,0 +1,387 @@
+"""The HTML review page and the archive index (``-f html``, captioner/review.py).
+
+The first half checks the files and the data behind them without a browser; the
+second half opens them in headless Chromium (``browser.py``) the way a reviewer
+would: click, play, edit, download, filter. The videos are VP8 WebM, which OpenCV
+writes and Debian's Chromium plays.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import srt
+
+from browser import chrome, close, console_errors, require_browser, shot, wait_for
+from captioner.config import CaptionConfig, OutputConfig, ReviewConfig
+from captioner.review import (
+    INDEX_FALLBACK_NAME, IndexEntry, Snapshot, format_html, format_index, read_page_data, snapshots_for,
+)
+from captioner.subtitles import Cue, parse_formats
+from clitools import cli, files_under, isolate_cli, run_subprocess  # noqa: F401  (isolate_cli is a fixture)
+from videos import make_video, write_garbage
+
+EVIL = "<img src=x onerror=alert(1)>"
+SHOTS_A = [("red", 3), ("checker", 3), ("blue", 3), ("stripes", 3)]
+SHOTS_B = [("green", 3), ("gradient", 3), ("grey", 3)]
+# for the batch: with the tiny model of seed 5 these give different captions shot by shot, and
+# the second video says a word ("plays", for red) that the first never does
+ARCHIVE_A = [("blue", 3), ("checker", 3), ("gradient", 3)]
+ARCHIVE_B = [("red", 3), ("grey", 3)]
+
+
+def webm(path: Path, shots, size=(160, 90)):
+    return make_video(path, shots, fps=10, size=size, codec="VP80")
+
+
+def rows_of(page: str) -> int:
+    return len(re.findall(r'<li class="cue[ "]', page))
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    """``captioner batch ARCH -o OUT -f all`` over two good videos (one named like markup) and a broken one."""
+    from conftest import make_tiny_model
+
+    root = tmp_path_factory.mktemp("html")
+    tiny_model = make_tiny_model(root / "tiny5", seed=5)
+    arch = root / "arch"
+    webm(arch / f"{EVIL}.webm", ARCHIVE_A)
+    webm(arch / "sub" / "other.webm", ARCHIVE_B)
+    write_garbage(arch / "broken.mp4")
+    out = root / "out"
+    done = run_subprocess("batch", arch, "-o", out, "-f", "all", "--model", tiny_model, "--threads", "1", timeout=300)
+    assert done.returncode == 1, done.stderr  # the broken file fails, the others are written
+    return {"root": root, "arch": arch, "out": out, "stderr": done.stderr,
+            "evil": out / f"{EVIL}.html", "other": out / "sub" / "other.html", "index": out / "index.html"}
+
+
+def cues_of(page: Path) -> list[dict]:
+    return read_page_data(page)["cues"]
+
+
+# --------------------------------------------------------------------------- files and data
+
+
+def test_html_is_a_format_and_in_all():
+    assert parse_formats("html") == ("html",)
+    assert "html" in parse_formats("all")
+
+
+def test_snapshots_give_each_cue_a_thumbnail_from_inside_it_and_its_concepts(tmp_path, captioner):
+    video = webm(tmp_path / "v.webm", SHOTS_A, size=(160, 120))
+    result = captioner.caption_video(video.path)
+    assert len(result.cues) >= 2
+    shots = result.cue_snapshots()
+    assert len(shots) == len(result.cues)
+    for cue, snap in zip(result.cues, shots):
+        assert snap is not None
+        assert cue.start <= snap.time < cue.end  # a frame from inside the cue
+        image = cv2.imdecode(np.frombuffer(snap.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape[:2] == (120, 160)  # the video's 4:3 kept, in the 160x120 box
+        assert 0 < len(snap.concepts) <= ReviewConfig().concept_words
+        probs = [p for _, p in snap.concepts]
+        assert probs == sorted(probs, reverse=True) and all(0 <= p <= 1 for p in probs)
+        assert all(isinstance(w, str) and w for w, _ in snap.concepts)
+    # the segments' snapshots tile the video in order
+    starts = [s.start for s in result.snapshots]
+    assert starts == sorted(starts) and result.snapshots[0].start == 0.0
+
+
+def test_thumbnails_can_be_turned_off(tmp_path, tiny_model):
+    from captioner.pipeline import Captioner
+
+    cap = Captioner(replace(CaptionConfig(), model_dir=tiny_model, review=ReviewConfig(thumbnails=False)))
+    result = cap.caption_video(webm(tmp_path / "v.webm", SHOTS_B).path)
+    assert result.snapshots and all(s.jpeg == b"" and s.concepts for s in result.snapshots)
+    page = format_html(result.cues, result.metadata(), result.snapshots, page=tmp_path / "v.html")
+    assert "data:image/jpeg" not in page and rows_of(page) == len(result.cues)
+
+
+def test_snapshots_for_matches_merged_and_trimmed_cues():
+    snaps = [Snapshot(0, 2, 1.0, b"a"), Snapshot(2, 6, 4.0, b"b"), Snapshot(6, 8, 7.0, b"c")]
+    cues = [Cue(0, 6, "merged"), Cue(6, 7.5, "trimmed"), Cue(9, 10, "after")]
+    assert [s and s.jpeg for s in snapshots_for(cues, snaps)] == [b"b", b"c", None]
+    # a cue whose own segment's frame lies outside it still gets the segment it overlaps most
+    assert snapshots_for([Cue(2.5, 3.5, "x")], snaps)[0].jpeg == b"b"
+
+
+def test_run_writes_a_self_contained_page(tmp_path, tiny_model, isolate_cli):
+    video = webm(tmp_path / "videos" / "clip.webm", SHOTS_A)
+    result = cli("run", video, "-o", tmp_path / "subs", "-f", "html,srt", "--model", tiny_model, "--threads", "1")
+    assert result.exit_code == 0, result.stderr
+    assert files_under(tmp_path / "subs") == ["clip.html", "clip.srt"]
+    page = (tmp_path / "subs" / "clip.html").read_text(encoding="utf-8")
+    data = read_page_data(tmp_path / "subs" / "clip.html")
+    subs = list(srt.parse((tmp_path / "subs" / "clip.srt").read_text(encoding="utf-8")))
+    assert rows_of(page) == len(data["cues"]) == len(subs) >= 2
+    assert [c["text"] for c in data["cues"]] == [s.content.replace("\n", " ") for s in subs]
+    assert data["video"]["src"] == "../videos/clip.webm"  # relative: the folder can move as a whole
+    # nothing from the network: every URL in the page is data:, or the video beside it
+    urls = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert urls and all(u.startswith("data:") or u == "../videos/clip.webm" for u in urls), urls
+    assert "http://" not in page and "https://" not in page
+    assert "default-src 'none'" in page
+    track = re.search(r'<track [^>]*src="data:text/vtt;base64,([^"]+)"', page).group(1)
+    assert base64.b64decode(track).decode("utf-8").startswith("WEBVTT")
+
+
+def test_page_escapes_every_text(tmp_path):
+    bad = '</script><script>alert(1)</script> & "quotes" <b>'
+    cues = [Cue(0, 1, bad, 0.9), Cue(1, 2, f"{EVIL} --> next", 0.1)]
+    meta = {"video": {"path": str(tmp_path / f"{EVIL}.mp4"), "duration": 2.0}, "model": {"name": EVIL, "sha256": "x"}}
+    snaps = [Snapshot(0, 1, 0.5, b"\xff\xd8", ((EVIL, 0.9),)), Snapshot(1, 2, 1.5, b"", ())]
+    page = format_html(cues, meta, snaps, page=tmp_path / f"{EVIL}.html")
+    assert "<img src=x" not in page and "<script>alert" not in page and "<b>" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    # the data block cannot be closed early, and still reads back exactly
+    block = re.search(r'id="captioner-data">(.*?)</script>', page, re.S).group(1)
+    assert "<" not in block and ">" not in block
+    data = json.loads(block)
+    assert data["cues"][0]["text"] == bad and data["video"]["name"] == f"{EVIL}.mp4"
+    assert data["cues"][0]["concepts"] == [[EVIL, 0.9]]
+    assert data["video"]["src"] == "%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E.mp4"
+    # exactly two scripts: the data block and the page's own
+    assert page.count("<script") == 2
+
+
+def test_page_weighs_at_most_15_kb_per_cue(tmp_path, captioner):
+    """Thumbnails of noisy frames (the synthetic shots have a noise square: JPEG's worst case)."""
+    video = webm(tmp_path / "v.webm", SHOTS_A, size=(320, 180))
+    result = captioner.caption_video(video.path)
+    meta = result.metadata()
+    empty = len(format_html([], meta, [], page=tmp_path / "v.html").encode())
+    # one cue per segment (none merged: a thumbnail each), with a caption of the longest kind
+    cues = [Cue(s.start, s.end, "a man in a red shirt is riding a bicycle down the street", 0.3)
+            for s in result.snapshots]
+    assert len(cues) >= 4
+    for these in (cues, result.cues):
+        full = len(format_html(these, meta, result.snapshots, page=tmp_path / "v.html").encode())
+        assert (full - empty) / len(these) <= 15_000, (full - empty) / len(these)
+
+
+def test_low_confidence_cues_are_marked(tmp_path):
+    cues = [Cue(0, 1, "sure", 0.9), Cue(1, 2, "unsure", 0.1)]
+    page = format_html(cues, {"video": {"path": "v.mp4"}, "model": {}}, [], review=ReviewConfig(low_confidence=0.5),
+                       page=tmp_path / "v.html")
+    assert re.findall(r'<li class="(cue[^"]*)"', page) == ["cue", "cue low"]
+    assert "below 0.50" in page
+
+
+def test_batch_writes_pages_and_an_index(archive):
+    out = archive["out"]
+    assert f"error: {archive['arch'] / 'broken.mp4'}" in archive["stderr"]
+    assert {"index.html", f"{EVIL}.html", "sub/other.html", "captioner-report.json"} <= set(files_under(out))
+    index = archive["index"].read_text(encoding="utf-8")
+    assert re.findall(r'<tr class="video (\w+)"', index) == ["ok", "failed", "ok"]  # by name: <img.., broken, sub/other
+    assert "not a video file" in index  # the failure's reason
+    assert 'href="sub/other.html"' in index
+    assert "<img src=x" not in index and "&lt;img src=x onerror=alert(1)&gt;.webm" in index
+    report = json.loads((out / "captioner-report.json").read_text(encoding="utf-8"))
+    assert any(p.endswith("other.html") for v in report["videos"] for p in v["outputs"])
+
+
+def test_index_keeps_skipped_videos_and_is_not_counted_as_ignored(tmp_path, tiny_model, isolate_cli):
+    folder = tmp_path / "videos"
+    webm(folder / "a.webm", SHOTS_B)
+    args = ("batch", folder, "-f", "html", "--model", tiny_model, "--threads", "1")
+    first = cli(*args)
+    assert first.exit_code == 0, first.stderr
+    assert (folder / "index.html").exists() and (folder / "a.html").exists()
+    second = cli(*args)  # beside the videos: index.html lies in the input folder now
+    assert second.exit_code == 0, second.stderr
+    assert "0 captioned, 1 up to date" in second.stderr and "0 non-video file(s) ignored" in second.stderr
+    index = (folder / "index.html").read_text(encoding="utf-8")
+    assert 'href="a.html"' in index and "up to date" in index
+
+
+def test_index_never_overwrites_a_foreign_index_or_a_video_page(tmp_path):
+    (tmp_path / "index.html").write_text("<p>the user's own page</p>", encoding="utf-8")
+    from captioner.review import write_index
+
+    path = write_index([IndexEntry("a.mp4", "failed", "broken")], tmp_path)
+    assert path.name == INDEX_FALLBACK_NAME
+    assert (tmp_path / "index.html").read_text(encoding="utf-8") == "<p>the user's own page</p>"
+    other = tmp_path / "o"
+    other.mkdir()
+    path = write_index([IndexEntry("index.mp4", "ok", "", other / "index.html")], other)
+    assert path.name == INDEX_FALLBACK_NAME  # index.mp4's page is index.html
+    again = write_index([IndexEntry("a.mp4", "failed", "broken")], tmp_path)
+    assert again == path.parent.parent / INDEX_FALLBACK_NAME
+
+
+def test_format_index_without_pages_lists_every_status(tmp_path):
+    entries = [IndexEntry("b.mp4", "pending", "not captioned: the batch stopped first"),
+               IndexEntry("a.mp4", "failed", f"{EVIL} broken")]
+    page = format_index(entries, tmp_path / "index.html")
+    assert re.findall(r'<tr class="video (\w+)"', page) == ["failed", "pending"]
+    assert "&lt;img src=x onerror=alert(1)&gt; broken" in page and "<img src=x" not in page
+
+
+# --------------------------------------------------------------------------- in a browser
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    require_browser()
+    downloads = tmp_path_factory.mktemp("downloads")
+    driver = chrome(downloads)
+    driver.downloads = downloads
+    yield driver
+    close(driver)
+
+
+def open_page(driver, page: Path, clear: bool = True):
+    driver.get(page.as_uri())
+    if clear:
+        driver.execute_script("localStorage.clear()")
+        driver.get(page.as_uri())
+    wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+    # the video's metadata: seeking works from here on
+    wait_for(driver, lambda d: d.execute_script("return document.getElementById('video').readyState") >= 1,
+             message="the video did not load in Chromium")
+
+
+def open_index(driver, index: Path):
+    driver.get(index.as_uri())
+    wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def rows(driver):
+    return driver.find_elements("css selector", "li.cue")
+
+
+def active_index(driver) -> int:
+    return driver.execute_script(
+        "var r = document.querySelectorAll('li.cue'); for (var i = 0; i < r.length; i++)"
+        " if (r[i].classList.contains('active')) return i; return -1;")
+
+
+def current_time(driver) -> float:
+    return driver.execute_script("return document.getElementById('video').currentTime")
+
+
+def test_page_loads_without_errors_and_clicking_a_row_seeks_there(browser, archive, tmp_path):
+    page = archive["other"]
+    cues = cues_of(page)
+    open_page(browser, page)
+    assert console_errors(browser) == []
+    assert len(rows(browser)) == len(cues) >= 2
+    for k in reversed(range(len(cues))):
+        rows(browser)[k].find_element("css selector", ".time").click()
+        wait_for(browser, lambda d: not d.execute_script("return document.getElementById('video').seeking"))
+        assert cues[k]["start"] <= current_time(browser) < cues[k]["end"]
+        assert active_index(browser) == k
+    assert browser.execute_script("return document.querySelector('track').readyState") == 2  # the track loaded
+    assert console_errors(browser) == []
+
+
+def test_the_highlight_follows_playback(browser, archive, tmp_path):
+    page = archive["evil"]
+    cues = cues_of(page)
+    open_page(browser, page)
+    browser.execute_script("var v = document.getElementById('video'); v.muted = true;"
+                           "v.currentTime = arguments[0]; v.play();", cues[1]["start"] - 0.3)
+    # playing across the boundary moves the highlight from cue 1 to cue 2 by itself
+    wait_for(browser, lambda d: current_time(d) > cues[1]["start"] + 0.2, message="the video did not play")
+    wait_for(browser, lambda d: active_index(d) == 1)
+    browser.execute_script("var v = document.getElementById('video'); v.currentTime = arguments[0];",
+                           cues[-1]["start"] - 0.3)
+    wait_for(browser, lambda d: current_time(d) > cues[-1]["start"] + 0.2)
+    wait_for(browser, lambda d: active_index(d) == len(cues) - 1)
+    browser.execute_script("document.getElementById('video').pause()")
+    # the playing row is in view inside the list
+    assert browser.execute_script(
+        "var l = document.getElementById('cues').getBoundingClientRect(),"
+        " r = document.querySelectorAll('li.cue')[arguments[0]].getBoundingClientRect();"
+        " return r.top >= l.top - 1 && r.bottom <= l.bottom + 1 && r.bottom <= window.innerHeight;", len(cues) - 1)
+    assert console_errors(browser) == []
+
+
+def test_an_edit_is_downloaded_kept_over_a_reload_and_discarded(browser, archive, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+
+    page = archive["other"]
+    cues = cues_of(page)
+    open_page(browser, page)
+    text = rows(browser)[1].find_element("css selector", ".text")
+    text.click()
+    text.send_keys(Keys.CONTROL, "a")
+    text.send_keys("a red bus waits 12 --> at the stop", Keys.ENTER)
+    assert "edited" in rows(browser)[1].get_attribute("class")
+    for old in browser.downloads.glob("*"):
+        old.unlink()
+    browser.find_element("id", "dl-srt").click()
+    target = browser.downloads / "other.srt"
+    wait_for(browser, lambda d: target.exists() and target.stat().st_size > 0, message="no download")
+    subs = list(srt.parse(target.read_text(encoding="utf-8")))
+    assert [s.content.replace("\n", " ") for s in subs] == (
+        [cues[0]["text"], "a red bus waits 12 -> at the stop"] + [c["text"] for c in cues[2:]])
+    assert [s.start.total_seconds() for s in subs] == [c["start"] for c in cues]
+    browser.find_element("id", "dl-vtt").click()
+    vtt = browser.downloads / "other.vtt"
+    wait_for(browser, lambda d: vtt.exists() and vtt.stat().st_size > 0, message="no .vtt download")
+    assert vtt.read_text(encoding="utf-8").startswith("WEBVTT\n") and "a red bus waits" in vtt.read_text()
+    shot(browser, "review-page.png", tmp_path)
+
+    open_page(browser, page, clear=False)  # reload: the edit is still there, in the page and in the track
+    assert rows(browser)[1].find_element("css selector", ".text").text == "a red bus waits 12 -> at the stop"
+    wait_for(browser, lambda d: d.execute_script(
+        "var c = document.getElementById('video').textTracks[0].cues; return c && c.length && c[1].text") ==
+        "a red bus waits 12 -&gt; at the stop")
+    discard = browser.find_element("id", "discard")
+    discard.click()  # the first click only asks
+    assert "Click again" in discard.text
+    assert rows(browser)[1].find_element("css selector", ".text").text == "a red bus waits 12 -> at the stop"
+    discard.click()  # the second click discards
+    assert rows(browser)[1].find_element("css selector", ".text").text == cues[1]["text"]
+    assert browser.execute_script("return localStorage.length") == 0
+    assert console_errors(browser) == []
+
+
+def test_a_video_named_like_markup_runs_no_script(browser, archive):
+    from selenium.common.exceptions import NoAlertPresentException
+
+    open_page(browser, archive["evil"])
+    assert browser.find_element("css selector", "h1").text == f"{EVIL}.webm"
+    assert browser.title.startswith(EVIL)
+    assert browser.execute_script("return document.querySelectorAll('img[src=\"x\"], img:not(.thumb)').length") == 0
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text
+    open_index(browser, archive["index"])
+    assert EVIL + ".webm" in browser.find_element("css selector", "tbody").text
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text
+    assert console_errors(browser) == []
+
+
+def test_index_filter_finds_a_video_by_a_caption_word_and_opens_its_page(browser, archive, tmp_path):
+    # the filter matches substrings of names and captions: a word of the other video's captions found
+    # nowhere in the first video's
+    evil = (f"{EVIL}.webm " + " ".join(c["text"] for c in cues_of(archive["evil"]))).lower()
+    only_other = sorted(w for c in cues_of(archive["other"]) for w in c["text"].split() if w.lower() not in evil)
+    assert only_other, (evil, cues_of(archive["other"]))
+    open_index(browser, archive["index"])
+    assert len(browser.find_elements("css selector", "tr.video")) == 3
+    box = browser.find_element("id", "filter")
+    box.send_keys(only_other[0].upper())  # case does not matter
+    visible = [r for r in browser.find_elements("css selector", "tr.video") if r.is_displayed()]
+    assert [r.find_element("css selector", ".name a").text for r in visible] == ["sub/other.webm"]
+    assert only_other[0] in visible[0].find_element("css selector", ".hits").text
+    assert browser.find_element("id", "count").text == "1 of 3 videos"
+    shot(browser, "review-index.png", tmp_path)
+    visible[0].find_element("css selector", ".name a").click()
+    wait_for(browser, lambda d: d.current_url.endswith("/sub/other.html"))
+    wait_for(browser, lambda d: d.execute_script("return document.readyState") == "complete")
+    assert browser.find_element("css selector", "h1").text == "other.webm"
+    assert len(rows(browser)) == len(cues_of(archive["other"]))
+    assert console_errors(browser) == []
