@@ -94,6 +94,31 @@ def caption_encoded(cap: Captioner, set_name: str, names: Sequence[str]) -> dict
     return out
 
 
+MSRVTT_VIDEOS = CACHE / "msrvtt"
+
+
+def person_scores(hyps: dict[str, str], refs: dict[str, list[str]]) -> dict[str, float]:
+    """Invented people and person recall, the quality issue's measure.
+
+    invented_person: share of captions that name a person (``detect.PERSON_WORDS``) among
+    the pictures none of whose references names one; person_recall: share of captions
+    that name one among the pictures where at least 3 references (or all, if fewer) do.
+    """
+    from captioner.detect import PERSON_WORDS
+    from captioner.vocab import tokenize
+
+    says = lambda text: any(t in PERSON_WORDS for t in tokenize(text))  # noqa: E731
+    nobody = [k for k in hyps if not any(says(r) for r in refs[k])]
+    somebody = [k for k in hyps if sum(says(r) for r in refs[k]) >= min(3, len(refs[k]))]
+    out = {}
+    if nobody:
+        out["invented_person"] = round(100 * sum(says(hyps[k]) for k in nobody) / len(nobody), 1)
+        out["n_without_person"] = len(nobody)
+    if somebody:
+        out["person_recall"] = round(100 * sum(says(hyps[k]) for k in somebody) / len(somebody), 1)
+    return out
+
+
 def eval_set(cap: Captioner, name: str) -> tuple[dict[str, float], dict[str, str]]:
     t0 = time.time()
     if name in ("flickr8k", "flickr8k-dev"):
@@ -104,6 +129,20 @@ def eval_set(cap: Captioner, name: str) -> tuple[dict[str, float], dict[str, str
         refs = captions_by_file(DATA / "coco-val2017-mini" / "captions.tsv")
         names = sorted(refs)
         hyps = caption_cached(cap, "coco", names)
+    elif name in ("msrvtt-val", "msrvtt-test"):
+        # MSR-VTT videos rebuilt from public frames (../shared/tools/msrvtt_videos.py, 1 fps) into
+        # .cache/msrvtt/<split>/, captioned as `captioner batch DIR -f json` does (caption_video,
+        # default options), each video's longest cue scored against all its ~20 references
+        folder = MSRVTT_VIDEOS / name.split("-")[1]
+        if not (folder / "refs.tsv").exists():
+            raise SystemExit(f"error: {folder}: rebuild the videos first (../shared/tools/msrvtt_videos.py "
+                             f"--mirror MIRROR --split {name.split('-')[1]} --out {folder})")
+        refs = captions_by_file(folder / "refs.tsv")
+        hyps = {}
+        for vid in sorted(refs, key=lambda v: int(v[5:])):
+            res = cap.caption_video(folder / f"{vid}.mp4")
+            longest = max(res.cues, key=lambda c: c.end - c.start) if res.cues else None
+            hyps[vid] = longest.text if longest else ""
     elif name in ("msvd", "msrvtt"):
         refs = captions_by_file(DATA / "video" / name / "captions.tsv")
         clips = {p.stem: p for p in (DATA / "video" / name / "clips").iterdir()}
@@ -116,6 +155,7 @@ def eval_set(cap: Captioner, name: str) -> tuple[dict[str, float], dict[str, str
     else:
         raise ValueError(name)
     scores = coco_scores(hyps, {k: refs[k] for k in hyps})
+    scores.update(person_scores(hyps, refs))
     scores["unk_captions"] = sum("<unk>" in h for h in hyps.values())
     scores["n"] = len(hyps)
     scores["seconds"] = round(time.time() - t0, 1)
@@ -158,7 +198,9 @@ def main() -> None:
     report = {"model": cap.model_summary(), "decoding": asdict(config.decoding), "grounding": asdict(config.grounding),
               "sets": {}, "captions": {}}
     labels = {"flickr8k": "Flickr8k test", "flickr8k-dev": "Flickr8k dev", "coco": "coco-val2017-mini", "msvd": "MSVD 18 clips (video)",
-              "msrvtt": "MSR-VTT 9 captioned clips (video, validation)"}
+              "msrvtt": "MSR-VTT 9 captioned clips (video, validation)",
+              "msrvtt-val": "MSR-VTT val (497 ids, 244 with frames; video, validation)",
+              "msrvtt-test": "MSR-VTT test (1,432 videos rebuilt from frames)"}
     for s in args.sets.split(","):
         scores, hyps = eval_set(cap, s)
         report["sets"][labels[s]] = scores
@@ -169,7 +211,7 @@ def main() -> None:
     out = args.out or CACHE / "eval" / f"{args.model.name}-{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
-    keys = ["BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "unk_captions"]
+    keys = ["BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "invented_person", "person_recall", "unk_captions"]
     print("| set | " + " | ".join(keys) + " |")
     print("|---|" + "---|" * len(keys))
     for name, sc in report["sets"].items():

@@ -54,13 +54,21 @@ they them is are was were be been being has have had do does doing who whom what
 out up down over under near next front back some two three four five several many one each other another something
 someone very about through around off top side then than so but not no all also just only can will would could
 image images photo photos picture pictures video videos clip shown show shows showing seen stock illustration vector
-being gets get got getting way thing things part lot lots your you we our us i my me""".split())
+being gets get got getting way thing things part lot lots your you we our us i my me how what when where why
+who's here""".split())
+
+
+#: Words ending in "s" that are not plurals of another caption word.
+NOT_PLURAL = frozenset("his this is was has as us yes its bus gas glass dress grass class boss news pants jeans shorts "
+                       "glasses sunglasses goggles clothes series species always across".split())
 
 
 def lemma_map(counts: Counter) -> dict[str, str]:
     """Plural -> singular for words whose singular is itself a caption word ("dogs" -> "dog")."""
     out = {}
     for w in counts:
+        if w in NOT_PLURAL or len(w) < 4:
+            continue
         if w.endswith("ies") and w[:-3] + "y" in counts:
             out[w] = w[:-3] + "y"
         elif w.endswith("es") and w[:-2] in counts and counts[w[:-2]] >= counts[w]:
@@ -112,9 +120,13 @@ def load_sets(encoder: str) -> list[dict]:
         mcaps[f] = mv[vid]
         msplit[f] = "train" if s == "train" else "heldout"
     sets.append(dict(name="msrvtt", caps=mcaps, split=msplit, share=0.1))
-    cc = {f: [c] for f, c in read_tsv(PREPARED / "cc3m" / "captions.tsv")}
+    cc = {f: [c] for f, c in read_tsv(PREPARED / "cc3m" / "captions.tsv")} if (PREPARED / "cc3m" / "captions.tsv").exists() else {}
     csplit = {f: ("heldout" if int(Path(f).stem) % 20 == 0 else "train") for f in cc}
     sets.append(dict(name="cc3m", caps=cc, split=csplit, share=1.0))
+    missing = [s["name"] for s in sets if not (feature_dir(encoder) / f"{s['name']}_files.txt").exists()]
+    if missing:
+        log.warning("no cached features for %s: trained without (run pipelines.extract_features)", ", ".join(missing))
+        sets = [s for s in sets if s["name"] not in missing]
     for s in sets:
         rows = feature_rows(encoder, s["name"])
         s["names"] = [n for n in rows if n in s["split"]]
@@ -172,6 +184,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=CACHE / "runs" / "detectors")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-cache-outputs", action="store_true", help="do not write <set>_det.npy (trial runs)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.manual_seed(args.seed)
@@ -281,6 +294,8 @@ def main() -> None:
     del xtr, xho
     for name in ("flickr8k", "coco", "msrvtt", "cc3m"):
         path = feature_dir(args.encoder) / f"{name}_grid.npy"
+        if args.no_cache_outputs:
+            break
         if not path.exists():
             continue
         grid = np.load(path, mmap_mode="r")
