@@ -120,6 +120,9 @@ class OutputConfig:
     formats: tuple[str, ...] = ("srt",)
     max_line_width: int = 42
     max_line_count: int = 2
+    # reading speed: a cue stays up at least len(text) / this many seconds (subtitle style
+    # guides ask for 17-20 characters per second for adults); 0 = no limit
+    max_chars_per_second: float = 20.0
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from .config import CaptionConfig, usable_cpus
 from .errors import CaptionerError, VideoError
 from .review import Snapshot, encode_jpeg, shrink, snapshots_for, thumbnail_size
 from .segment import Segment, segment_frames, stable_runs
-from .subtitles import Cue, merge_cues, normalize_cues
+from .subtitles import Cue, layout_cues
 from .vocab import fix_articles
 from .video import DecodeStats, Frame, VideoInfo, iter_frames, iter_keyframes, open_video, sample_times_hint, prefetch
 
@@ -343,7 +343,10 @@ class Captioner:
                 threads=self.config.threads or usable_cpus())
         if progress:
             progress(Progress("segments", n_segments, n_segments))
-        cues = normalize_cues(merge_cues(cues), duration)
+        seg, out = self.config.segments, self.config.output
+        cues = layout_cues(cues, duration, max_duration=seg.max_segment, min_duration=seg.min_duration,
+                           max_chars_per_second=out.max_chars_per_second, max_line_width=out.max_line_width,
+                           max_line_count=out.max_line_count)
         timings = {
             "total_s": time.perf_counter() - t_start, "encode_s": t_encode, "decode_s": t_decode,
             "encoder_ms_per_frame": 1000 * t_encode / n_frames,

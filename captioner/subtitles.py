@@ -41,6 +41,7 @@ __all__ = [
     "format_srt",
     "format_txt",
     "format_vtt",
+    "layout_cues",
     "merge_cues",
     "normalize_cues",
     "parse_formats",
@@ -311,6 +312,147 @@ def normalize_cues(cues: Sequence[Cue], duration: float | None) -> list[Cue]:
             else:
                 logger.debug("dropping cue hidden by one at the same start: %r", previous.text)
         result.append(cue)
+    return result
+
+
+# --------------------------------------------------------------------------- cue rules
+
+
+def _pages(text: str, max_line_width: int, max_line_count: int, max_chars: int) -> list[str]:
+    """``text`` cut into the pieces one cue can show: ``max_line_count`` lines of ``max_line_width``, ``max_chars`` in all.
+
+    Lines are wrapped greedily at ``min(max_line_width, max_chars)`` and grouped in
+    order; a piece is re-wrapped by the writers into at most ``max_line_count`` lines
+    (a wider wrap never needs more lines).
+    """
+    lines = _wrap_pieces(text, min(max_line_width, max_chars), len(text) + 1)
+    pages: list[str] = []
+    current: list[tuple[str, bool]] = []
+    for line in lines:
+        if current and (len(current) >= max_line_count or len(_join_lines([*current, line])) > max_chars):
+            pages.append(_join_lines(current))
+            current = []
+        current.append(line)
+    if current:
+        pages.append(_join_lines(current))
+    return pages
+
+
+def _spread(start: int, total: int, weights: Sequence[int], floors: Sequence[int]) -> list[int]:
+    """Boundaries (ms) of consecutive parts of ``total`` ms from ``start``: each gets its floor, the rest by weight."""
+    extra = total - sum(floors)
+    if extra < 0:  # not enough time for the floors (a lone caption in a short video): by floor instead
+        floors, extra = [0] * len(weights), total
+        weights = [max(1, w) for w in weights]
+    bounds, given, acc = [start], 0, 0
+    for floor, weight in zip(floors, weights):
+        acc += weight
+        share = extra * acc // max(1, sum(weights)) - given
+        given += share
+        bounds.append(bounds[-1] + floor + share)
+    return bounds
+
+
+def layout_cues(
+    cues: Sequence[Cue],
+    duration: float | None,
+    *,
+    max_duration: float,
+    min_duration: float,
+    max_chars_per_second: float,
+    max_line_width: int,
+    max_line_count: int,
+) -> list[Cue]:
+    """Cues that keep every documented rule, from captions as the model gives them.
+
+    1. Neighbouring cues with the same text merge (``merge_cues``) and the result is
+       made safe (``normalize_cues``: clean text, inside the video, no overlaps).
+    2. A caption too long for one cue (``max_line_count`` lines of ``max_line_width``
+       characters, and no more characters than ``max_chars_per_second`` allows in
+       ``max_duration``) is cut into pieces shown one after the other.
+    3. Each caption gets the time its pieces need: every piece at least
+       ``min_duration`` and ``len(text) / max_chars_per_second`` seconds. Time comes
+       from the silence after it, then before it, then from what its neighbours can
+       spare; a caption that cannot get enough time even so is dropped (its time is
+       left to its neighbours), unless it is the only one.
+    4. The pieces share their caption's time in proportion to their length, and a
+       piece longer than ``max_duration`` is shown as several cues of equal length,
+       each at least as long as the piece needs (a remainder too short for that is
+       left empty).
+
+    Every cue of the result is then at most ``max_duration`` long (``<= 0``: no
+    limit), at least ``min_duration`` and readable at ``max_chars_per_second``
+    (``<= 0``: no limit), except the only caption of a video too short for it; its
+    text fits ``max_line_count`` lines of ``max_line_width``. Times are whole
+    milliseconds.
+    """
+    if max_line_width < 1 or max_line_count < 1:
+        raise ValueError("max_line_width and max_line_count must be at least 1")
+    ready = normalize_cues(merge_cues(cues), duration)
+    end_ms = _to_ms(duration) if duration is not None else None
+    max_ms = math.floor(max_duration * 1000.0 + 1e-6) if max_duration > 0 else 0
+    min_ms = max(0, math.ceil(min_duration * 1000.0 - 1e-6))
+    if max_ms:
+        min_ms = min(min_ms, max_ms)
+    cps = max_chars_per_second if max_chars_per_second > 0 else 0.0
+    max_chars = max_line_width * max_line_count
+    if cps and max_ms:
+        max_chars = max(1, min(max_chars, math.floor(cps * max_ms / 1000.0 + 1e-6)))
+
+    def page_need(text: str) -> int:
+        return max(min_ms, math.ceil(len(text) * 1000.0 / cps - 1e-6) if cps else 0)
+
+    # [start ms, end ms, pieces, piece needs, confidence]
+    caps = []
+    for cue in ready:
+        pages = _pages(cue.text, max_line_width, max_line_count, max_chars)
+        caps.append([_to_ms(cue.start), _to_ms(cue.end), pages, [page_need(p) for p in pages], cue.confidence])
+
+    i = 0
+    while i < len(caps):
+        cap = caps[i]
+        short = sum(cap[3]) - (cap[1] - cap[0])
+        if short > 0:
+            later = caps[i + 1] if i + 1 < len(caps) else None
+            earlier = caps[i - 1] if i > 0 else None
+            limit = later[0] if later else (end_ms if end_ms is not None else cap[1] + short)
+            grow = min(short, max(0, limit - cap[1]))
+            cap[1] += grow
+            short -= grow
+            grow = min(short, max(0, cap[0] - (earlier[1] if earlier else 0)))
+            cap[0] -= grow
+            short -= grow
+            if short > 0 and later:
+                grow = min(short, max(0, later[1] - later[0] - sum(later[3])))
+                later[0] += grow
+                cap[1] += grow
+                short -= grow
+            if short > 0 and earlier:
+                grow = min(short, max(0, earlier[1] - earlier[0] - sum(earlier[3])))
+                earlier[1] -= grow
+                cap[0] -= grow
+                short -= grow
+            if short > 0 and len(caps) > 1:
+                logger.debug("dropping a caption with too little time to be read: %r", " ".join(cap[2]))
+                del caps[i]
+                continue
+        i += 1
+
+    result: list[Cue] = []
+    for start, end, pages, needs, confidence in caps:
+        bounds = _spread(start, end - start, [len(p) for p in pages], needs)
+        for text, need, a, b in zip(pages, needs, bounds, bounds[1:]):
+            length = b - a
+            parts = 1
+            if max_ms and length > max_ms:
+                parts = math.ceil(length / max_ms)
+                if need and parts * need > length:
+                    parts = max(1, length // need)
+                    length = min(length, parts * max_ms)
+            for k in range(parts):
+                s, e = a + length * k // parts, a + length * (k + 1) // parts
+                if e > s:
+                    result.append(Cue(s / 1000.0, e / 1000.0, text, confidence))
     return result
 
 

@@ -57,9 +57,12 @@ def test_long_static_shot_gets_several_segments_that_merge(tmp_path, tiny_model)
     assert stages == {"frames", "segments"}
     seg_reports = [p for p in seen if p.stage == "segments"]
     assert seg_reports[-1].total >= 4  # 10 s / 3 s -> at least 4 segments were captioned
-    # the frames are the same picture, so the captions agree and the cues merge back into one
-    assert len(result.cues) == 1
-    assert result.cues[0].start == 0.0 and result.cues[0].end == pytest.approx(result.duration, abs=0.05)
+    # the frames are the same picture, so the captions agree: one caption, shown as equal cues of at most
+    # max_segment (--max-segment is the longest cue, also after merging)
+    assert len({c.text for c in result.cues}) == 1 and len(result.cues) == 4
+    assert all(c.end - c.start <= 3.0 for c in result.cues)
+    assert all(a.end == b.start for a, b in zip(result.cues, result.cues[1:]))
+    assert result.cues[0].start == 0.0 and result.cues[-1].end == pytest.approx(result.duration, abs=0.05)
 
 
 def test_srt_from_pipeline_parses(tmp_path, captioner):

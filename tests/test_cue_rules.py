@@ -1,0 +1,132 @@
+"""The documented cue rules (issue #14, defect 6), from ``layout_cues`` to the files ``run`` writes.
+
+--max-segment is the longest cue, --min-duration the shortest, --max-line-width and
+--max-line-count the box a cue's text must fit (text that does not fit goes to the next
+cue), and no cue asks for more than 20 characters a second of reading.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import srt
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from captioner.cli import main
+from captioner.subtitles import Cue, _pages, _wrap_pieces, format_srt, layout_cues, merge_cues, normalize_cues
+from clitools import isolate_cli  # noqa: F401
+from videos import make_video
+
+RULES = dict(max_duration=8.0, min_duration=1.0, max_chars_per_second=20.0, max_line_width=42, max_line_count=2)
+
+
+def check(cues: list[Cue], duration: float, *, max_duration, min_duration, max_chars_per_second, max_line_width,
+          max_line_count, readable: bool = True) -> None:
+    """Every rule, in whole milliseconds (the files' resolution)."""
+    for a, b in zip(cues, cues[1:]):
+        assert a.end <= b.start
+    for cue in cues:
+        ms = round((cue.end - cue.start) * 1000)
+        assert 0 <= cue.start < cue.end and round(cue.end * 1000) <= round(duration * 1000)
+        assert ms <= max_duration * 1000 + 1e-6, cue
+        lines = _wrap_pieces(cue.text, max_line_width, 10**6)
+        assert len(lines) <= max_line_count and all(len(line) <= max_line_width for line, _ in lines), cue
+        if readable:
+            assert ms > min_duration * 1000 - 1, cue  # whole milliseconds: never more than 1 ms short
+            assert len(cue.text) * 1000 <= max_chars_per_second * ms + 1e-6, cue
+
+
+def test_merged_cues_are_no_longer_than_max_segment():
+    """Same caption on three 7 s pieces: merged, then shown as cues of at most 8 s (was one 21 s cue)."""
+    cues = [Cue(0, 7, "a dog runs"), Cue(7, 14, "a dog runs"), Cue(14, 21, "a dog runs")]
+    out = layout_cues(cues, 21.0, **RULES)
+    assert [(c.start, c.end) for c in out] == [(0, 7), (7, 14), (14, 21)]
+    assert {c.text for c in out} == {"a dog runs"}
+    check(out, 21.0, **RULES)
+
+
+def test_a_short_last_cue_gets_its_minimum_from_its_neighbour():
+    """A 0.57 s last cue borrows from the long cue before it."""
+    cues = [Cue(0, 5.43, "a man sits on a bench"), Cue(5.43, 6.0, "a cat")]
+    out = layout_cues(cues, 6.0, **RULES)
+    assert [c.text for c in out] == ["a man sits on a bench", "a cat"]
+    assert out[-1].end == 6.0 and out[-1].end - out[-1].start == pytest.approx(1.0)
+    check(out, 6.0, **RULES)
+
+
+def test_text_that_does_not_fit_goes_to_the_next_cue():
+    """Width 10, count 2: no 56-character second line; count 1 wraps too."""
+    text = "a man in a red shirt is riding a bike down a street"
+    for count in (2, 1):
+        rules = dict(RULES, max_line_width=10, max_line_count=count)
+        out = layout_cues([Cue(0, 8, text)], 8.0, **rules)
+        assert len(out) > 1 and " ".join(c.text for c in out) == text  # no word lost, in order
+        check(out, 8.0, **rules)
+        for sub in srt.parse(format_srt(out, max_line_width=10, max_line_count=count)):
+            assert len(sub.content.splitlines()) <= count and max(map(len, sub.content.splitlines())) <= 10
+
+
+def test_reading_speed():
+    """A 52-character caption is not shown for 1 s: it takes time from the silence after it."""
+    text = "a brown dog is running through the grass with a ball"
+    assert len(text) == 52
+    out = layout_cues([Cue(0, 1, text), Cue(5, 8, "a cat")], 8.0, **RULES)
+    assert out[0].text == text and out[0].end - out[0].start == pytest.approx(2.6)
+    check(out, 8.0, **RULES)
+
+
+def test_a_caption_with_no_time_to_be_read_is_dropped_not_squeezed():
+    cues = [Cue(0, 1, "a dog"), Cue(1, 1.2, "a man is playing a guitar on a stage"), Cue(1.2, 2.2, "a cat")]
+    out = layout_cues(cues, 2.2, **RULES)
+    assert [c.text for c in out] == ["a dog", "a cat"]
+    check(out, 2.2, **RULES)
+
+
+def test_a_lone_caption_of_a_short_video_is_kept():
+    out = layout_cues([Cue(0, 0.4, "a red car")], 0.4, **RULES)
+    assert [(c.start, c.end, c.text) for c in out] == [(0, 0.4, "a red car")]
+
+
+words = st.sampled_from("a dog cat man woman red blue green car street grass water runs sits plays in on the with "
+                        "supercalifragilistic 42 x".split())
+texts = st.lists(words, min_size=1, max_size=22).map(" ".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 60), st.floats(0.001, 25), texts), min_size=1, max_size=12),
+       st.floats(0.5, 70), st.floats(0.5, 12), st.floats(0, 3), st.integers(10, 50), st.integers(1, 3))
+def test_every_rule_holds_for_any_captions(raw, duration, max_duration, min_duration, width, count):
+    rules = dict(max_duration=max_duration, min_duration=min(min_duration, max_duration), max_chars_per_second=20.0,
+                 max_line_width=width, max_line_count=count)
+    cues = [Cue(s, s + d, t) for s, d, t in raw]
+    out = layout_cues(cues, duration, **rules)
+    # a caption fits the video on its own: then every rule must hold (else only a lone caption may break them)
+    captions = normalize_cues(merge_cues(cues), duration)
+    max_chars = max(1, min(width * count, math.floor(20.0 * max_duration + 1e-6)))
+    need = max((sum(max(rules["min_duration"], len(p) / 20.0)
+                    for p in _pages(c.text, width, count, max_chars)) for c in captions), default=0)
+    check(out, duration, **rules, readable=duration >= need + 0.002)
+    pieces = {p for c in captions for p in _pages(c.text, width, count, max_chars)}
+    assert {c.text for c in out} <= pieces  # cues show the captions' own words, cut, never altered
+    if captions:
+        assert out
+
+
+def test_run_keeps_the_rules(tmp_path, tiny_model, isolate_cli):  # noqa: F811
+    """The files ``run`` writes keep the options' meaning (tiny random model: long, varied captions)."""
+    clip = make_video(tmp_path / "v.avi", [("red", 3.0), ("checker", 3.0), ("blue", 14.0)], fps=5).path
+    args = ["--max-line-width", "10", "--max-line-count", "1", "--max-segment", "4", "--min-duration", "1.5"]
+    result = CliRunner().invoke(main, ["run", str(clip), "-o", str(tmp_path / "o"), "-f", "srt,json",
+                                       "--model", str(tiny_model), "--fps", "2", "-q", *args])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "o" / "v.json").read_text())
+    cues = [Cue(c["start"], c["end"], c["text"]) for c in doc["cues"]]
+    assert cues
+    check(cues, doc["metadata"]["video"]["duration"], max_duration=4, min_duration=1.5, max_chars_per_second=20,
+          max_line_width=10, max_line_count=1)
+    subs = list(srt.parse((tmp_path / "o" / "v.srt").read_text()))
+    assert [s.content for s in subs] == [c.text for c in cues]
