@@ -345,11 +345,11 @@ def image(paths: tuple[Path, ...], beam_size: int, model_dir: Path, batch_size: 
               show_default="shipped weights/")
 def info(model_dir: Path) -> None:
     """Show the model card summary: model, encoder, training data, metrics, checksum."""
-    from .weights import read_manifest, resolve
+    from .weights import resolve, verify_model
 
     try:
         folder = resolve(model_dir)
-        m = read_manifest(folder)
+        m = verify_model(folder)  # a corrupt or mixed-up decoder is an error here too, not a checksum to trust
     except CaptionerError as exc:
         _fail(str(exc))
         sys.exit(1)
@@ -357,8 +357,14 @@ def info(model_dir: Path) -> None:
     click.echo(f"model:     {m.get('name')}  ({folder})")
     click.echo(f"encoder:   {m.get('encoder')} (frozen, ImageNet-1k)")
     d = m.get("decoder", {})
-    concepts = f", attends over and copies {d['concept_slots']} ImageNet concept words" if d.get("concept_slots") else ""
+    k, kd = d.get("concept_slots", 0), d.get("detector_slots", 0)
+    concepts = (f", attends over and copies {k} concept words ({kd} detected, {k - kd} ImageNet)" if kd
+                else f", attends over and copies {k} ImageNet concept words" if k else "")
     click.echo(f"decoder:   attention LSTM, hidden {d.get('hidden_dim')}, vocabulary {d.get('vocab_size')} words{concepts}")
+    if m.get("detectors"):
+        from .detect import describe
+
+        click.echo(f"concepts:  {describe(m['detectors'])}")
     click.echo(f"sha256:    {m.get('sha256')}")
     click.echo(f"runtime:   {_runtime_line(str(m.get('encoder')))}")
     training = extra.get("training", {})
@@ -487,25 +493,34 @@ def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engin
 
 
 class _ProgressBar:
-    """A tqdm bar on stderr fed by the library's progress callback."""
+    """One tqdm bar per video on stderr, fed by the library's progress callback.
+
+    The bar counts sampled frames against the number the container's metadata
+    promises, so tqdm can show an ETA; captioned segments are shown beside it. Stages
+    alternate window by window (frames, then the window's segments), so the bar is
+    made once and only moves forward.
+    """
 
     def __init__(self, label: str) -> None:
         self.label = label
         self._bar = None
-        self._stage = None
+        self._segments = 0
 
     def __call__(self, p) -> None:
         from tqdm import tqdm
 
-        if p.stage != self._stage:
-            self.close()
-            self._stage = p.stage
-            self._bar = tqdm(total=p.total or None, desc=f"{self.label} {p.stage}", unit=" " + p.stage,
-                             file=sys.stderr, leave=False, dynamic_ncols=True, mininterval=0.5)
-        if self._bar is not None:
-            if p.total and p.total != self._bar.total:
-                self._bar.total = p.total
-            self._bar.update(p.done - self._bar.n)
+        if self._bar is None:
+            self._bar = tqdm(total=None, desc=self.label, unit=" frames", file=sys.stderr, leave=False,
+                             dynamic_ncols=True, mininterval=0.5)
+        bar = self._bar
+        if p.stage == "frames":
+            if p.total and p.total != bar.total:
+                bar.total = p.total
+            if p.done > bar.n:
+                bar.update(p.done - bar.n)
+        elif p.done != self._segments:
+            self._segments = int(p.done)
+            bar.set_postfix_str(f"{self._segments} segments captioned", refresh=False)
 
     def close(self) -> None:
         if self._bar is not None:
