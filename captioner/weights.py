@@ -116,6 +116,11 @@ def _checked(folder: str | Path) -> tuple[Path, dict[str, Any], str]:
     return folder, manifest, actual
 
 
+def verify_model(folder: str | Path) -> dict[str, Any]:
+    """The manifest of a model folder whose tensor file matches its checksum; ``ModelError`` otherwise."""
+    return _checked(folder)[1]
+
+
 def _load(folder: str | Path, backend: str):
     folder, manifest, actual = _checked(folder)
     tensor_path = folder / TENSORS

@@ -175,3 +175,53 @@ def test_fast_mode_ends_where_the_stream_ends(tmp_path, tiny_model, cut):
     assert durations["fast"] == pytest.approx(durations["normal"], abs=0.15)
     if cut:
         assert durations["fast"] < 3.0  # the header still announces 4 s
+
+
+def test_info_checks_the_decoder_checksum(tmp_path, tiny_model):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    tensors = model / "decoder.safetensors"
+    data = bytearray(tensors.read_bytes())
+    data[-10] ^= 0xFF
+    tensors.write_bytes(bytes(data))
+    result = CliRunner().invoke(main, ["info", "--model", str(model)])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith(f"error: {tensors}: checksum mismatch") and result.stderr.count("\n") == 1
+
+
+def test_run_shows_one_progress_bar_per_video(monkeypatch):
+    """Windows alternate frames and segments: the bar is made once, never goes back, and knows its total (ETA)."""
+    import tqdm
+
+    from captioner.cli import _ProgressBar
+    from captioner.pipeline import Progress
+
+    made = []
+
+    class Recorder:
+        def __init__(self, **kwargs):
+            made.append(self)
+            self.total, self.n, self.seen = kwargs.get("total"), 0, []
+
+        def update(self, k):
+            self.n += k
+            self.seen.append(self.n)
+
+        def set_postfix_str(self, text, refresh=True):
+            self.postfix = text
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tqdm, "tqdm", Recorder)
+    bar = _ProgressBar("clip.mp4")
+    for event in [Progress("frames", 16, 100), Progress("frames", 32, 100), Progress("segments", 3, 0),
+                  Progress("frames", 48, 100), Progress("segments", 5, 0), Progress("frames", 100, 100),
+                  Progress("segments", 9, 9)]:
+        bar(event)
+    bar.close()
+    assert len(made) == 1
+    assert made[0].total == 100 and made[0].seen == [16, 32, 48, 100]
+    assert made[0].postfix == "9 segments captioned"
