@@ -129,17 +129,20 @@ class OutputConfig:
 class ReviewConfig:
     """The HTML review page (``-f html``, review.py) and the data a run keeps for it."""
 
-    # keep one small JPEG per segment while the video is read (no second decode); the
-    # frames are already squashed to the encoder's size, so this costs a resize and
-    # a JPEG encode of a thumbnail per segment
+    # keep one small JPEG per segment while the video is read (no second decode): the
+    # frames squashed to the encoder's size stay referenced while their window is
+    # buffered (~150 KB each, ~10 MB for a 64-frame window), and one per segment is
+    # resized and JPEG-encoded (~1.5 ms)
     thumbnails: bool = True
     thumbnail_width: int = 160  # a thumbnail fits in this box, the video's aspect ratio kept
     thumbnail_height: int = 120
     jpeg_quality: int = 70  # a 160x90 thumbnail of real footage is 3-6 KB
     concept_words: int = 5  # top ImageNet concept words kept per cue (what the decoder attends over)
     # a cue whose confidence (geometric-mean word probability) is below this is marked
-    # "check" on the page
-    low_confidence: float = 0.35
+    # "check" on the page: the lowest quarter of the shipped model's cues on the 18 MSVD
+    # clips (10 of 36, all ten wrong or garbled; quartiles 0.316 / 0.363 / 0.386). Higher
+    # ones can be wrong too: the scale is narrow and only loosely tied to correctness.
+    low_confidence: float = 0.32
 
 
 @dataclass(frozen=True)

@@ -271,7 +271,8 @@ class Captioner:
                              top_concepts(probs[list(seg_run.frames)].mean(0), review.concept_words))
                 for seg in (segments[i] for i in run):
                     mid = seg.frames[len(seg.frames) // 2]  # a frame from inside the segment, already decoded
-                    jpeg = encode_jpeg(buf.thumbs[mid], review.jpeg_quality) if review.thumbnails else b""
+                    jpeg = (encode_jpeg(shrink(buf.images[mid], thumb_size), review.jpeg_quality)
+                            if review.thumbnails else b"")
                     snapshots.append(Snapshot(seg.start + offset, seg.end + offset, buf.times[mid], jpeg, seen))
                     if cap.text:
                         conf = cap.confidence if cap.confidence == cap.confidence else 1.0
@@ -288,8 +289,8 @@ class Captioner:
             enc = self.encoder.encode(batch_imgs)
             t_encode += time.perf_counter() - t0
             buf.add(enc.pooled, enc.grid.astype(np.float16), enc.probs)  # float16 grids: half the memory
-            if review.thumbnails:  # the frames are squashed to the encoder's size; back to the video's aspect
-                buf.thumbs.extend(shrink(img, thumb_size) for img in batch_imgs)
+            if review.thumbnails:  # the frames as squashed for the encoder (one per segment becomes a thumbnail)
+                buf.images.extend(batch_imgs)
             batch_imgs.clear()
             if len(buf) < window:
                 return
@@ -374,7 +375,7 @@ class _FrameBuffer:
 
     def __init__(self) -> None:
         self.times: list[float] = []
-        self.thumbs: list[np.ndarray] = []  # small RGB frames, when thumbnails are kept
+        self.images: list[np.ndarray] = []  # the frames squashed to the encoder's size, when thumbnails are kept
         self._pooled: list[np.ndarray] = []
         self._grids: list[np.ndarray] = []
         self._probs: list[np.ndarray] = []
@@ -404,7 +405,7 @@ class _FrameBuffer:
     def drop_before(self, index: int) -> None:
         """Forget frames [0, index): segment frame indexes then count from the new first frame."""
         self.times = self.times[index:]
-        self.thumbs = self.thumbs[index:]
+        self.images = self.images[index:]
         self._pooled = [self._cat(self._pooled)[index:].copy()]
         self._grids = [self._cat(self._grids)[index:].copy()]
         self._probs = [self._cat(self._probs)[index:].copy()]

@@ -59,6 +59,7 @@ INDEX_FALLBACK_NAME = "captioner-index.html"
 GENERATOR = "captioner"
 
 _DATA_RE = re.compile(r'<script type="application/json" id="captioner-data">(.*?)</script>', re.S)
+_THUMB_RE = re.compile(r'<img class="thumb" src="data:image/jpeg;base64,([A-Za-z0-9+/=]*)"')
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,6 @@ def page_data(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seque
     model = dict(metadata.get("model") or {})
     video_path = Path(str(video.get("path", "")))
     shots = snapshots_for(cues, snapshots)
-    first = next((s for s in shots if s is not None and s.jpeg), None)
     return {
         "version": 1,
         "video": {
@@ -228,7 +228,6 @@ def page_data(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seque
              "concepts": [[w, round(float(p), 3)] for w, p in (s.concepts if s else ())]}
             for c, s in zip(cues, shots)
         ],
-        "thumbnail": base64.b64encode(first.jpeg).decode("ascii") if first else "",
     }
 
 
@@ -318,7 +317,11 @@ class IndexEntry:
 
 
 def read_page_data(page: Path) -> dict[str, Any] | None:
-    """The data a review page embeds, or ``None`` if ``page`` is missing or not one of ours."""
+    """The data a review page embeds, or ``None`` if ``page`` is missing or not one of ours.
+
+    ``thumbnail`` is added: the base64 JPEG of the page's first thumbnail ("" if none),
+    read from the cue list rather than stored twice in the page.
+    """
     try:
         text = page.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
@@ -330,7 +333,11 @@ def read_page_data(page: Path) -> dict[str, Any] | None:
         data = json.loads(match.group(1))
     except ValueError:
         return None
-    return data if isinstance(data, dict) and data.get("version") == 1 else None
+    if not (isinstance(data, dict) and data.get("version") == 1):
+        return None
+    thumb = _THUMB_RE.search(text)
+    data["thumbnail"] = thumb.group(1) if thumb else ""
+    return data
 
 
 _STATUS_TEXT = {"ok": "captioned", "skipped": "up to date", "failed": "failed", "pending": "not run"}

@@ -185,6 +185,11 @@ def test_batch_writes_pages_and_an_index(archive):
     assert re.findall(r'<tr class="video (\w+)"', index) == ["ok", "failed", "ok"]  # by name: <img.., broken, sub/other
     assert "not a video file" in index  # the failure's reason
     assert 'href="sub/other.html"' in index
+    # each captioned video shows its page's first thumbnail (read back from the page)
+    thumbs = re.findall(r'<img class="thumb" src="data:image/jpeg;base64,([^"]+)"', index)
+    firsts = [re.search(r'<img class="thumb" src="data:image/jpeg;base64,([^"]+)"',
+                        p.read_text(encoding="utf-8")).group(1) for p in (archive["evil"], archive["other"])]
+    assert thumbs == firsts
     assert "<img src=x" not in index and "&lt;img src=x onerror=alert(1)&gt;.webm" in index
     report = json.loads((out / "captioner-report.json").read_text(encoding="utf-8"))
     assert any(p.endswith("other.html") for v in report["videos"] for p in v["outputs"])
@@ -346,6 +351,35 @@ def test_an_edit_is_downloaded_kept_over_a_reload_and_discarded(browser, archive
     assert rows(browser)[1].find_element("css selector", ".text").text == cues[1]["text"]
     assert browser.execute_script("return localStorage.length") == 0
     assert console_errors(browser) == []
+
+
+def test_escape_takes_an_edit_back(browser, archive):
+    from selenium.webdriver.common.keys import Keys
+
+    page = archive["evil"]
+    original = cues_of(page)[0]["text"]
+    open_page(browser, page)
+    text = rows(browser)[0].find_element("css selector", ".text")
+    text.click()
+    text.send_keys(Keys.END, " and more")
+    assert "edited" in rows(browser)[0].get_attribute("class")
+    text.send_keys(Keys.ESCAPE)
+    assert text.text == original and "edited" not in rows(browser)[0].get_attribute("class")
+    assert browser.execute_script("return localStorage.length") == 0
+
+
+def test_a_video_the_browser_cannot_play_gets_a_notice(browser, tmp_path, captioner):
+    video = make_video(tmp_path / "old.mp4", SHOTS_B)  # MPEG-4 part 2: Chromium does not play it
+    result = captioner.caption_video(video.path)
+    page = tmp_path / "old.html"
+    page.write_text(format_html(result.cues, result.metadata(), result.snapshots, page=page), encoding="utf-8")
+    browser.get(page.as_uri())
+    notice = browser.find_element("id", "video-error")
+    wait_for(browser, lambda d: notice.is_displayed(), message="no notice for an unplayable video")
+    assert "old.mp4 cannot be played here" in notice.text
+    rows(browser)[-1].click()  # the list still works: the chosen cue is highlighted
+    assert active_index(browser) == len(result.cues) - 1
+    assert [e for e in console_errors(browser) if "old.mp4" not in e["message"]] == []
 
 
 def test_a_video_named_like_markup_runs_no_script(browser, archive):

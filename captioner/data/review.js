@@ -278,11 +278,16 @@
     row.addEventListener("keydown", function (ev) {
       if (ev.target === row && (ev.key === "Enter" || ev.key === " ")) { ev.preventDefault(); seek(i); }
     });
+    var before = null;  // the text when editing began: what Esc goes back to
+    text.addEventListener("focus", function () { before = textOf(i); });
     text.addEventListener("input", function () { onEdit(i); });
     text.addEventListener("blur", function () { showText(i); });
     text.addEventListener("keydown", function (ev) {
       if (ev.key === "Enter") { ev.preventDefault(); text.blur(); }
-      if (ev.key === "Escape") { text.textContent = textOf(i); text.blur(); }
+      if (ev.key === "Escape") {
+        if (before !== null) { text.textContent = before; onEdit(i); }
+        text.blur();
+      }
     });
     text.addEventListener("paste", function (ev) {  // plain text only
       ev.preventDefault();
