@@ -113,7 +113,9 @@ def caption_options(f):
         click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Folder for the subtitle files. Default: beside each video."),
         click.option("-f", "--output-format", "formats", default=",".join(_D.output.formats), show_default=True,
-                     callback=_formats, help="srt, vtt, json, txt, 'all', or a comma list (e.g. srt,json)."),
+                     callback=_formats,
+                     help="srt, vtt, json, txt, html (a review page; batch adds index.html), 'all', "
+                          "or a comma list (e.g. srt,html)."),
         click.option("--fps", type=click.FloatRange(min=0, min_open=True, max=60), default=_D.sampling.fps,
                      show_default=True, help="Frames looked at per second of video."),
         click.option("--fast", is_flag=True, default=_D.sampling.fast,
@@ -158,6 +160,7 @@ def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration
                          shot_threshold=shot_threshold),
         grounding=replace(_D.grounding, enabled=concepts),
         output=OutputConfig(formats=tuple(formats), max_line_width=max_line_width, max_line_count=max_line_count),
+        review=replace(_D.review, thumbnails="html" in formats),  # only the review page shows them
         threads=threads,
     )
 
@@ -237,7 +240,7 @@ def main() -> None:
 
     \b
     captioner run talk.mp4                  # -> talk.srt beside the video
-    captioner run *.mp4 -o subs -f all      # srt, vtt, json and txt into subs/
+    captioner run *.mp4 -o subs -f all      # srt, vtt, json, txt and html into subs/
     captioner batch archive/ -o subs        # a whole folder tree, resumable
     captioner image photo.jpg               # alt text for photos
     """

@@ -132,7 +132,7 @@ class ReviewConfig:
     # keep one small JPEG per segment while the video is read (no second decode): the
     # frames squashed to the encoder's size stay referenced while their window is
     # buffered (~150 KB each, ~10 MB for a 64-frame window), and one per segment is
-    # resized and JPEG-encoded (~1.5 ms)
+    # resized and JPEG-encoded (~1.5 ms). The CLI keeps them only for -f html.
     thumbnails: bool = True
     thumbnail_width: int = 160  # a thumbnail fits in this box, the video's aspect ratio kept
     thumbnail_height: int = 120

@@ -97,6 +97,15 @@ def test_snapshots_give_each_cue_a_thumbnail_from_inside_it_and_its_concepts(tmp
     assert starts == sorted(starts) and result.snapshots[0].start == 0.0
 
 
+def test_the_cli_keeps_thumbnails_only_for_the_review_page(tiny_model):
+    from captioner.cli import build_config
+
+    options = dict(fps=1.0, beam_size=1, max_segment=8.0, min_duration=1.0, shot_threshold=0.25, max_line_width=42,
+                   max_line_count=2, model_dir=tiny_model, threads=1)
+    assert not build_config(formats=("srt", "json"), **options).review.thumbnails
+    assert build_config(formats=("srt", "html"), **options).review.thumbnails
+
+
 def test_thumbnails_can_be_turned_off(tmp_path, tiny_model):
     from captioner.pipeline import Captioner
 
