@@ -47,6 +47,9 @@ ProgressCallback = Callable[[Progress], None]
 class Caption:
     text: str
     confidence: float
+    # a concept decoder's inputs for this caption: the words it attended over (detected or
+    # ImageNet concept words) with their probabilities, most probable first; () for a plain decoder
+    concepts: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,15 @@ class Captioner:
                 for (i, (_, _, _, required)), hyp in zip(again, self._beams([a for _, a in again], video)):
                     if set(required).issubset(hyp.tokens):
                         found[i] = (hyp.tokens, round(hyp.confidence, 4))
-        return [Caption(fix_articles(self.vocab.decode(tokens)), conf) for tokens, conf in found]
+        return [Caption(fix_articles(self.vocab.decode(tokens)), conf, self._concept_words(c))
+                for (tokens, conf), c in zip(found, concepts)]
+
+    def _concept_words(self, concepts: tuple[np.ndarray, np.ndarray] | None) -> tuple[tuple[str, float], ...]:
+        """The words (and probabilities) of a concept decoder's slots, as the review page shows them."""
+        if concepts is None:
+            return ()
+        return tuple((self.vocab.itos[int(i)], round(float(p), 4)) for i, p in zip(*concepts)
+                     if int(i) != self.vocab.unk_id)
 
     def _greedy(self, feats: np.ndarray, concepts: tuple[np.ndarray, np.ndarray] | None,
                 banned: tuple[int, ...]) -> tuple[tuple[int, ...], float]:
@@ -267,8 +278,10 @@ class Captioner:
             caps = self.caption_batch([(self._segment_features(seg, grids), probs[list(seg.frames)]) for seg in joined],
                                       video=True, threads=threads)
             for run, cap, seg_run in zip(runs, caps, joined):
-                seen = tuple((c.word, round(c.prob, 4)) for c in
-                             top_concepts(probs[list(seg_run.frames)].mean(0), review.concept_words))
+                # what the decoder attended over; a plain decoder has no concept inputs: the
+                # encoder's top ImageNet words then
+                seen = cap.concepts or tuple((c.word, round(c.prob, 4)) for c in
+                                             top_concepts(probs[list(seg_run.frames)].mean(0), review.concept_words))
                 for seg in (segments[i] for i in run):
                     mid = seg.frames[len(seg.frames) // 2]  # a frame from inside the segment, already decoded
                     jpeg = (encode_jpeg(shrink(buf.images[mid], thumb_size), review.jpeg_quality)

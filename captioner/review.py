@@ -68,9 +68,10 @@ class Snapshot:
 
     ``start``/``end``: the segment (seconds); ``time``: the frame the thumbnail
     shows (inside the segment); ``jpeg``: that frame as a small JPEG (``b""`` when
-    thumbnails are off); ``concepts``: the encoder's top caption words over the
-    frames the caption was made from, with their summed ImageNet probability, most
-    probable first (what a concept decoder attends over).
+    thumbnails are off); ``concepts``: the words a concept decoder attended over for
+    the segment's caption (its concept slots: detected or ImageNet concept words) with
+    their probabilities, most probable first; for a plain decoder, the encoder's top
+    ImageNet caption words over the caption's frames.
     """
 
     start: float
@@ -290,7 +291,7 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
 <p id="status" class="hint" aria-live="polite">Click a caption to jump there; click its text to edit it.</p>
 <dl class="legend">
 <dt><span class="flag">check</span></dt><dd>confidence below {review.low_confidence:.2f} (the geometric-mean probability of the caption's words): look at these first</dd>
-<dt><span class="chip">word</span></dt><dd>concept words the image encoder saw in the cue's frames (ImageNet classes as caption words)</dd>
+<dt><span class="chip">word</span></dt><dd>concept words the model was given for this caption: objects recognised in the cue's frames (probability on hover)</dd>
 <dt>edits</dt><dd>are kept in this browser for this video and model until discarded; the downloads contain them</dd>
 </dl>
 </section>

@@ -97,6 +97,34 @@ def test_snapshots_give_each_cue_a_thumbnail_from_inside_it_and_its_concepts(tmp
     assert starts == sorted(starts) and result.snapshots[0].start == 0.0
 
 
+def test_a_concept_decoder_shows_the_words_it_attended_over(tmp_path):
+    import torch
+
+    from captioner.concepts import class_words
+    from captioner.config import DecoderConfig
+    from captioner.decoder import CaptionDecoder
+    from captioner.pipeline import Captioner
+    from captioner.vocab import Vocabulary
+    from captioner.weights import save_model
+
+    torch.manual_seed(0)
+    words = sorted({w for w, _ in class_words()})
+    vocab = Vocabulary(Vocabulary.build(["a dog on the grass"], 1).itos + tuple(w for w in words if w not in ("dog", "grass")))
+    config = DecoderConfig(feature_dim=1280, embed_dim=16, hidden_dim=16, attention_dim=16, dropout=0.0,
+                           vocab_size=len(vocab), concept_slots=3)
+    folder = save_model(tmp_path / "m", CaptionDecoder(config).state_dict(), vocab, config, name="c",
+                        encoder="efficientnet-lite0")
+    cap = Captioner(replace(CaptionConfig(), model_dir=folder, threads=1))
+    probs = torch.zeros(1000)
+    probs[[w for w, _ in class_words()].index("bear")] = 0.9
+    caption = cap.caption_features(torch.rand(49, 1280), probs)
+    assert caption.concepts[0] == ("bear", pytest.approx(0.9, abs=1e-3)) and len(caption.concepts) <= 3
+    # in a video, each segment shows its caption's concept slots (3), not the encoder's top 5 words
+    result = cap.caption_video(webm(tmp_path / "v.webm", SHOTS_B).path)
+    assert result.snapshots and all(len(s.concepts) == 3 for s in result.snapshots)
+    assert ReviewConfig().concept_words == 5
+
+
 def test_the_cli_keeps_thumbnails_only_for_the_review_page(tiny_model):
     from captioner.cli import build_config
 
