@@ -119,14 +119,6 @@ class Captioner:
             # transferred concept words appear only when a confident concept requires them
             self._banned = self._banned + self.grounder.novel_ids
 
-        # a concept decoder copies object words; none of them is said twice ("a loaf of loaf")
-        self._once: tuple[int, ...] = ()
-        if self.decoder.config.concept_slots:
-            from .concepts import class_words
-
-            self._once = tuple(sorted({self.vocab.index(w) for w, _ in class_words()} - {self.vocab.unk_id}))
-
-    # -- captions from features ------------------------------------------------------
         # visual concept detectors learnt from captions (detect.py): concept slots and person presence
         from .detect import PERSON_WORDS, load_detectors
 
@@ -135,6 +127,14 @@ class Captioner:
         if self.detectors is not None and self.detectors.presence_threshold > 0 and "person" in self.detectors.words:
             self._person_ids = tuple(sorted({self.vocab.index(w) for w in PERSON_WORDS} - {self.vocab.unk_id}))
 
+        # a concept decoder copies object words; none of them is said twice ("a loaf of loaf")
+        self._once: tuple[int, ...] = ()
+        if self.decoder.config.concept_slots:
+            from .concepts import class_words
+
+            self._once = tuple(sorted({self.vocab.index(w) for w, _ in class_words()} - {self.vocab.unk_id}))
+
+    # -- captions from features ------------------------------------------------------
     def caption_features(self, feats: Any, probs: Any = None, *, video: bool = False) -> Caption:
         """Caption one set of feature vectors [N, C] (one photo's grid, or a segment's frames stacked).
 
