@@ -11,7 +11,7 @@ help:
 	@echo "make install  create .venv and install captioner (editable) with test/train/ray extras"
 	@echo "make demo     caption a real sample video (Big Buck Bunny) and print the subtitles"
 	@echo "make test     run the test suite"
-	@echo "make train    extract features and train the shipped decoder into weights/ (~90 min, 2 cores)"
+	@echo "make train    prepare data, extract features, train detectors and the shipped decoder into weights/ (hours on 2 cores; weights/README.md)"
 	@echo "make eval     score weights/ on Flickr8k test, coco-val2017-mini and the MSVD clips"
 	@echo "make bench    speed and memory benchmark"
 
@@ -29,10 +29,16 @@ demo: install
 test: install
 	$(PY) -m pytest
 
+# stage 1: Flickr8k + caption-only text (ImageNet concepts); stage 2: MSR-VTT frames, CC3M photos and
+# concept detectors learnt from captions (needs the two git mirrors named in ../shared/data/README.md)
 train: install
 	$(PY) -m pipelines.extract_features --set flickr8k --set coco
 	$(PY) -m pipelines.train --run .cache/runs/concepts --epochs 6
-	$(PY) -m pipelines.train --resume .cache/runs/concepts/best.pt --run .cache/runs/concepts-lr2 --epochs 8 --lr 2e-4 --out weights
+	$(PY) -m pipelines.train --resume .cache/runs/concepts/best.pt --run .cache/runs/concepts-lr2 --epochs 8 --lr 2e-4 --out .cache/models/stage1
+	$(PY) -m pipelines.prepare_data
+	$(PY) -m pipelines.extract_features --set msrvtt --set cc3m
+	$(PY) -m pipelines.train_detectors
+	$(PY) -m pipelines.train_video --init .cache/models/stage1 --run .cache/runs/video --out weights
 
 eval: install
 	@command -v java >/dev/null || { echo "METEOR needs Java: installing default-jre-headless"; apt-get install -y -q default-jre-headless || { echo "install a Java runtime (e.g. apt-get install default-jre-headless) and rerun"; exit 1; }; }

@@ -134,6 +134,37 @@ def load_sets(encoder: str) -> list[dict]:
     return sets
 
 
+def labelled_sets(encoder: str) -> tuple[list[dict], dict[str, list[Counter]]]:
+    """The sets of ``load_sets`` and every picture's word labels (plurals folded by the training captions)."""
+    sets = load_sets(encoder)
+    all_caps = [c for s in sets for n in s["names"] if s["split"][n] == "train" for c in s["caps"][n]]
+    lemma = lemma_map(Counter(t for c in all_caps for t in tokenize(c)))
+    labels = {s["name"]: [picture_labels(s["caps"][n], lemma, s["share"]) for n in s["names"]] for s in sets}
+    return sets, labels
+
+
+def stack(encoder: str, sets: list[dict], labels: dict, words: list[str],
+          split: str) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """(grids [n, 49, C] float16, labels [n, D], (set, name)) of one split's pictures."""
+    widx = {w: j for j, w in enumerate(words)}
+    feats, ys, who = [], [], []
+    for s in sets:
+        keep = [j for j, n in enumerate(s["names"]) if s["split"][n] == split]
+        grid = np.load(feature_dir(encoder) / f"{s['name']}_grid.npy", mmap_mode="r")
+        rows = s["rows"][keep]
+        order = np.argsort(rows)
+        feats.append(np.asarray(grid[rows[order]])[np.argsort(order)])
+        y = np.zeros((len(keep), len(words)), np.float32)
+        for i, j in enumerate(keep):
+            for w in labels[s["name"]][j]:
+                if w in widx:
+                    y[i, widx[w]] = 1
+        ys.append(y)
+        who += [(s["name"], s["names"][j]) for j in keep]
+        log.info("%s %s: %d pictures", s["name"], split, len(keep))
+    return np.concatenate(feats), np.concatenate(ys), who
+
+
 def noisy_or_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """BCE of P = 1 - exp(-sum_cells softplus(z)) against labels y; z [B, cells, D], y [B, D]."""
     s = F.softplus(z).sum(1).clamp_min(1e-6)
@@ -192,10 +223,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
 
-    sets = load_sets(args.encoder)
-    all_caps = [c for s in sets for n in s["names"] if s["split"][n] == "train" for c in s["caps"][n]]
-    lemma = lemma_map(Counter(t for c in all_caps for t in tokenize(c)))
-    labels = {s["name"]: [picture_labels(s["caps"][n], lemma, s["share"]) for n in s["names"]] for s in sets}
+    sets, labels = labelled_sets(args.encoder)
     pos = Counter()
     for s in sets:
         for n, lab in zip(s["names"], labels[s["name"]]):
@@ -206,26 +234,8 @@ def main() -> None:
     widx = {w: j for j, w in enumerate(words)}
     log.info("%d words; most frequent: %s", len(words), ", ".join(words[:40]))
 
-    def stack(split: str) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-        feats, ys, who = [], [], []
-        for s in sets:
-            keep = [j for j, n in enumerate(s["names"]) if s["split"][n] == split]
-            grid = np.load(feature_dir(args.encoder) / f"{s['name']}_grid.npy", mmap_mode="r")
-            rows = s["rows"][keep]
-            order = np.argsort(rows)
-            feats.append(np.asarray(grid[rows[order]])[np.argsort(order)])
-            y = np.zeros((len(keep), len(words)), np.float32)
-            for i, j in enumerate(keep):
-                for w in labels[s["name"]][j]:
-                    if w in widx:
-                        y[i, widx[w]] = 1
-            ys.append(y)
-            who += [(s["name"], s["names"][j]) for j in keep]
-            log.info("%s %s: %d pictures", s["name"], split, len(keep))
-        return np.concatenate(feats), np.concatenate(ys), who
-
-    xtr, ytr, _ = stack("train")
-    xho, yho, who = stack("heldout")
+    xtr, ytr, _ = stack(args.encoder, sets, labels, words, "train")
+    xho, yho, who = stack(args.encoder, sets, labels, words, "heldout")
     prior = ytr.mean(0).clip(1e-4, 0.5)
     cell = 1 - (1 - prior) ** (1 / xtr.shape[1])
     weight = torch.zeros(xtr.shape[2], len(words), requires_grad=True)
@@ -310,7 +320,7 @@ def main() -> None:
 def load_trained(path: Path = CACHE / "runs" / "detectors" / "detectors.npz") -> Detectors:
     z = np.load(path)
     return Detectors(tuple(str(w) for w in z["words"]), z["weight"], z["bias"], z["platt_a"], z["platt_b"],
-                     float(z["threshold"]))
+                     round(float(z["threshold"]), 4))
 
 
 if __name__ == "__main__":

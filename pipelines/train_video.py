@@ -127,17 +127,20 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--slots", type=int, default=8, help="concept slots in all")
     ap.add_argument("--detector-slots", type=int, default=5, help="of which detector words")
-    ap.add_argument("--max-frames", type=int, default=6, help="most frames of a video in one training example")
+    ap.add_argument("--max-frames", type=int, default=4, help="most frames of a video in one training example")
     ap.add_argument("--min-count", type=int, default=5)
     ap.add_argument("--max-words", type=int, default=20)
-    ap.add_argument("--flickr-caps", type=int, default=2, help="captions per Flickr8k photo per epoch")
-    ap.add_argument("--msrvtt-caps", type=int, default=6, help="captions per MSR-VTT video per epoch")
-    ap.add_argument("--text-per-epoch", type=int, default=8000)
-    ap.add_argument("--cc3m", type=float, default=1.0, help="share of CC3M photos per epoch")
+    ap.add_argument("--flickr-caps", type=int, default=1, help="captions per Flickr8k photo per epoch")
+    ap.add_argument("--msrvtt-caps", type=int, default=4, help="captions per MSR-VTT video per epoch")
+    ap.add_argument("--text-per-epoch", type=int, default=6000)
+    ap.add_argument("--cc3m", type=float, default=0.6, help="share of CC3M photos per epoch")
     ap.add_argument("--limit", type=int, default=None, help="first N items of each set (smoke runs)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--name", default="msrvtt-cc3m-flickr8k-lite0-detectors")
+    ap.add_argument("--detector-rank", type=int, default=192,
+                    help="ship the detectors as a rank-R factorisation (pipelines.detector_rank; 0 = full)")
+    ap.add_argument("--export-only", action="store_true", help="export the best epoch of --run to --out, no training")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)
@@ -306,6 +309,11 @@ def main() -> None:
         return {"msrvtt_val_cider": round(mc, 2), "msrvtt_val_bleu4": round(mb, 2),
                 "flickr_dev_cider": round(fc, 2), "flickr_dev_bleu4": round(fb, 2), "select": round(mc + fc, 2)}
 
+    if args.export_only:
+        if not args.out:
+            ap.error("--export-only needs --out")
+        export(args.run, args.out, det, args, {k: len(v) for k, v in items.items()}, len(sentences))
+        return
     if not history:
         start = evaluate()
         log.info("before training: %s", start)
@@ -381,10 +389,14 @@ def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences
     save_model(out, ckpt["state"], vocab, config, name=ckpt["name"], encoder=args.encoder, extra=extra)
     report_path = CACHE / "runs" / "detectors" / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    entry = save_detectors(out, det, {"heldout_mAP": report.get("heldout_mAP")})
+    if args.detector_rank:
+        det = det.low_rank(args.detector_rank)
+    entry = save_detectors(out, det, {"heldout_mAP_full_rank": report.get("heldout_mAP"), "rank": args.detector_rank or None})
     manifest = json.loads((out / MANIFEST).read_text())
     manifest["detectors"] = entry
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    for f in out.iterdir():  # safetensors writes its files private; a shipped model is readable by all
+        f.chmod(0o644)
     log.info("exported %s to %s", ckpt["name"], out)
 
 

@@ -120,3 +120,17 @@ def test_no_person_word_when_the_person_detector_says_nobody_is_there(tmp_path):
     # P(person) = 1 - (1 - sigmoid(-8))^49 ~ 0.016
     assert "man" in with_threshold(0.0).split()  # no threshold: the prior says "man"
     assert "man" not in with_threshold(0.5).split() and "dog" in with_threshold(0.5).split()
+
+
+def test_low_rank_copy_is_close_and_round_trips(tmp_path):
+    det = make_detectors(words=tuple(f"w{i}" for i in range(12)), dim=40, seed=3)
+    small = det.low_rank(6)
+    assert small.basis.shape == (40, 6) and small.weight.shape == (6, 12) and small.feature_dim == 40
+    assert det.low_rank(40) is det  # nothing to gain
+    grid = 0.2 * np.random.default_rng(4).normal(size=(CELLS, 40)).astype(np.float32)
+    rng = np.random.default_rng(5)
+    rank4 = replace(det, weight=(rng.normal(size=(40, 4)) @ rng.normal(size=(4, 12))).astype(np.float32) / 4)
+    assert np.allclose(rank4.low_rank(4).frame_probs(grid), rank4.frame_probs(grid), atol=1e-5)  # exact at its rank
+    entry = save_detectors(tmp_path, small)
+    back = load_detectors(tmp_path, {"detectors": entry})
+    assert back.basis is not None and np.allclose(back.frame_probs(grid), small.frame_probs(grid), atol=2e-3)
