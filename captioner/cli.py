@@ -20,7 +20,7 @@ from . import __version__
 from .config import (
     DEFAULT_WEIGHTS_DIR, IMAGE_EXTENSIONS, CaptionConfig, OutputConfig,
 )
-from .errors import CaptionerError
+from .errors import CaptionerError, Terminated
 
 log = logging.getLogger("captioner")
 
@@ -168,10 +168,6 @@ def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration
 def _fail(message: str) -> None:
     """Print ``error: <message>`` as exactly one line on stderr."""
     click.echo("error: " + " ".join(str(message).splitlines()), err=True)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM: stopped like Ctrl-C (whole files only, a batch's report written), exit 143."""
 
 
 class _Group(click.Group):

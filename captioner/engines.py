@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import stat
+import sys
 import tempfile
 import time
 from collections import deque
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from .config import VIDEO_EXTENSIONS, CaptionConfig, usable_cpus
-from .errors import CaptionerError, OutputError, VideoError
+from .errors import CaptionerError, OutputError, Terminated, VideoError
 
 if TYPE_CHECKING:
     from .pipeline import Captioner, ProgressCallback
@@ -649,6 +650,69 @@ def require_ray():
     return ray
 
 
+#: Ray's messages when a cluster refuses a client without its token (token authentication).
+_RAY_AUTH_FAILURES = ("InvalidAuthToken", "Unauthenticated", "authentication token")
+
+
+def _token_auth_from_env() -> None:
+    """Join by address with token authentication when the user gave a token (``RAY_AUTH_TOKEN[_PATH]``).
+
+    Ray turns token authentication on by itself only for ``auto`` (a cluster found on
+    this node); joining by address it needs ``RAY_AUTH_MODE=token``. A token in the
+    environment says which the user wants; ``RAY_AUTH_MODE``, when set, is obeyed.
+    """
+    if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        try:  # Ray read its configuration when it was imported: have it read the variable again, as Ray does
+            from ray._raylet import Config
+
+            Config.initialize("")
+        except Exception as exc:  # another Ray version: the variable alone may do
+            log.debug("could not refresh Ray's configuration: %s", exc)
+
+
+def _ray_start_error(address: str | None, exc: BaseException, output: str) -> str:
+    """One line for a failed ``ray.init``: what to do when the cluster wants a token, else Ray's reason."""
+    if address and any(word in output or word in str(exc) for word in _RAY_AUTH_FAILURES):
+        return (f"cannot join the Ray cluster at {address}: it requires its authentication token; set "
+                f"RAY_AUTH_TOKEN to the token that `ray get-auth-token` prints on the head node (or run the "
+                f"batch on a node of the cluster with --ray-address auto)")
+    detail = " ".join(str(exc).split())[:300]
+    return f"cannot start Ray{' at ' + address if address else ''}: {detail}"
+
+
+class _stderr_captured:
+    """Send file descriptor 2 to a temporary file for the ``with`` block; calling the value reads it.
+
+    Ray's C++ client logs every failed connection attempt (one line a second for 20 s)
+    straight to the process's stderr, around the one ``error:`` line a failure gets.
+    What was caught is logged at debug level (``-vv``).
+    """
+
+    def __enter__(self):
+        self._file = tempfile.TemporaryFile(mode="w+b")
+        try:
+            sys.stderr.flush()
+        except Exception:
+            pass
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+        return self.read
+
+    def read(self) -> str:
+        self._file.flush()
+        self._file.seek(0)
+        return self._file.read().decode("utf-8", "replace")
+
+    def __exit__(self, *exc_info) -> None:
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        text = self.read().strip()
+        if text:
+            log.debug("Ray said: %s", text)
+        self._file.close()
+
+
 class _CaptionActor:
     """A Ray actor holding one model; never raises from ``caption`` (failures are results)."""
 
@@ -707,15 +771,29 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
     if own:
         ray_level = logging.WARNING if level <= logging.INFO else logging.ERROR  # Ray's notices only with -v
         quiet = dict(include_dashboard=False, logging_level=ray_level, log_to_driver=level <= logging.INFO)
-        try:
-            if address:
-                ray.init(address=address, **quiet)
-            else:
-                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # an offline tool: no usage reports
-                ray.init(address="local", num_cpus=(workers or max(1, cores // per_actor)) * per_actor, **quiet)
-        except Exception as exc:
-            raise CaptionerError(f"cannot start Ray{' at ' + address if address else ''}: "
-                                 f"{' '.join(str(exc).split())[:300]}") from None
+        if address:
+            _token_auth_from_env()
+        import signal
+        import threading
+
+        main_thread = threading.current_thread() is threading.main_thread()
+        on_sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
+        with _stderr_captured() as captured:  # Ray's C++ client writes its retries straight to fd 2
+            try:
+                if address:
+                    ray.init(address=address, **quiet)
+                else:
+                    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # an offline tool: no usage reports
+                    ray.init(address="local", num_cpus=(workers or max(1, cores // per_actor)) * per_actor, **quiet)
+            except SystemExit as exc:  # ray.init's own SIGTERM handler exits; stop like our caller's would
+                if exc.code == signal.SIGTERM:
+                    raise Terminated from None
+                raise
+            except Exception as exc:
+                raise CaptionerError(_ray_start_error(address, exc, captured())) from None
+            finally:
+                if main_thread and on_sigterm is not None:  # ray.init replaces the SIGTERM handler
+                    signal.signal(signal.SIGTERM, on_sigterm)
     actors: list[Any] = []
     try:
         total_cpus = int(ray.cluster_resources().get("CPU", 1))

@@ -21,3 +21,7 @@ class ModelError(CaptionerError):
 
 class OutputError(CaptionerError):
     """An output file or directory cannot be written."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM): handled like Ctrl-C, but the exit status is 143."""

@@ -225,3 +225,107 @@ def test_run_shows_one_progress_bar_per_video(monkeypatch):
     assert len(made) == 1
     assert made[0].total == 100 and made[0].seen == [16, 32, 48, 100]
     assert made[0].postfix == "9 segments captioned"
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_ray_cluster_joined_by_address(tmp_path, tiny_model):
+    """A real head from `ray start` (token authentication on, as current Ray does by default), joined by
+    address: with the cluster's token in RAY_AUTH_TOKEN the batch runs there; without it, one line says what to do."""
+    pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'captioner[ray]')")
+    import secrets
+    import shutil
+    import sys
+    import tempfile
+
+    ray_cli = Path(sys.executable).with_name("ray")
+    if not ray_cli.exists():
+        pytest.skip("no `ray` command beside this Python")
+    tree = tmp_path / "in"
+    make_video(tree / "x.mp4", [("red", 1.0), ("checker", 1.0)])
+    make_video(tree / "deep" / "y.avi", [("blue", 2.0)], seed=1)
+    token = secrets.token_hex(16)
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    port, *others = _free_ports(5)
+    env = {**subprocess_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", "--port", str(port), "--node-ip-address",
+                             "127.0.0.1", "--num-cpus", "2", "--include-dashboard", "false", "--temp-dir", temp,
+                             *[a for flag, p in zip(["--dashboard-agent-listen-port",
+                                                     "--dashboard-agent-grpc-port", "--metrics-export-port",
+                                                     "--runtime-env-agent-port"], others) for a in (flag, str(p))]],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        seen = []
+        for line in head.stdout:  # ends if the head exits
+            seen.append(line)
+            if "Ray runtime started" in line:
+                break
+        assert any("Ray runtime started" in line for line in seen), "".join(seen)
+        client = {k: v for k, v in subprocess_env().items() if not k.startswith("RAY_")}
+        client["HOME"] = str(tmp_path)  # no ~/.ray/auth_token of this machine's
+        args = ["batch", tree, "-o", tmp_path / "ray", "--engine", "ray", "--ray-address", f"127.0.0.1:{port}",
+                "--workers", "2", "--model", tiny_model, "-f", "srt,vtt,json,txt", "--threads", "1", "-q"]
+        joined = subprocess.run(captioner_command(*args), env={**client, "RAY_AUTH_TOKEN": token}, cwd=REPO,
+                                capture_output=True, text=True, timeout=240)
+        assert joined.returncode == 0 and joined.stderr == "", joined.stderr
+        report = json.loads((tmp_path / "ray" / REPORT_NAME).read_text())
+        assert report["engine"] == "ray" and report["totals"]["ok"] == 2
+        local = CliRunner().invoke(main, ["batch", str(tree), "-o", str(tmp_path / "local"), "--model", str(tiny_model),
+                                          "-f", "srt,vtt,json,txt", "--threads", "1", "-q"])
+        assert local.exit_code == 0
+        names = [n for n in files_under(tmp_path / "local") if n != REPORT_NAME]
+        assert len(names) == 8 and names == [n for n in files_under(tmp_path / "ray") if n != REPORT_NAME]
+        for name in names:
+            assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    finally:  # the head, its raylet, GCS and workers share the session `ray start` was given
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=3)
+        except subprocess.TimeoutExpired:  # a graceful `ray start --block` takes long; this cluster is throwaway
+            pass
+        try:
+            os.killpg(head.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_cluster_that_wants_a_token_is_one_line(tmp_path, tiny_model, monkeypatch):
+    """What Ray does without the token (20 s of C++ log lines on fd 2, then ConnectionError) becomes one line."""
+    ray = pytest.importorskip("ray")
+    tree = tmp_path / "in"
+    make_video(tree / "x.mp4", [("red", 1.0)])
+
+    def refused(**kwargs):
+        os.write(2, b"[2026-12-02 17:56:20,834 W 1 1] gcs_client.cc:210: Failed to get cluster ID from GCS server: "
+                    b"Unauthenticated: RPC error: InvalidAuthToken: Authentication token is missing or incorrect\n")
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.9:6379")
+
+    monkeypatch.setattr(ray, "init", refused)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    err = tmp_path / "fd2"
+    saved = os.dup(2)
+    with open(err, "wb") as fh:
+        os.dup2(fh.fileno(), 2)
+        try:
+            out = CliRunner().invoke(main, ["batch", str(tree), "-o", str(tmp_path / "o"), "--engine", "ray",
+                                            "--ray-address", "10.0.0.9:6379", "--model", str(tiny_model), "-q"])
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    assert out.exit_code == 1
+    assert out.stderr == ("error: cannot join the Ray cluster at 10.0.0.9:6379: it requires its authentication token; "
+                          "set RAY_AUTH_TOKEN to the token that `ray get-auth-token` prints on the head node (or run "
+                          "the batch on a node of the cluster with --ray-address auto)\n")
+    assert err.read_bytes() == b""
