@@ -537,27 +537,33 @@ def format_txt(cues: Sequence[Cue]) -> str:
     return "".join(f"{text}\n" for text in texts if text)
 
 
-def format_json(cues: Sequence[Cue], metadata: Mapping[str, Any]) -> str:
+def format_json(cues: Sequence[Cue], metadata: Mapping[str, Any],
+                concepts: Sequence[Sequence[tuple[str, float]]] | None = None) -> str:
     """Render ``{"metadata": {...}, "cues": [...]}`` for programs that consume captions.
 
     Times are rounded to milliseconds (like the other formats) and confidence
     to four decimals. Metadata values JSON cannot hold (``Path``, ``datetime``)
     are written with ``str()`` so a caller can pass what it has; NaN or
     infinity raise ``ValueError`` instead of producing invalid JSON.
+    ``concepts``, one list per cue (same order as ``cues``), adds each cue's
+    concept words as ``"concepts": [[word, probability], ...]`` (what
+    ``captioner search`` matches besides the caption).
     """
-    payload = {
-        "metadata": dict(metadata),
-        "cues": [
-            {
-                "start": _to_ms(cue.start) / 1000.0,
-                "end": _to_ms(cue.end) / 1000.0,
-                "text": text,
-                "confidence": round(float(cue.confidence), 4),
-            }
-            for cue in cues
-            if (text := clean_text(cue.text))
-        ],
-    }
+    rows = []
+    for i, cue in enumerate(cues):
+        text = clean_text(cue.text)
+        if not text:
+            continue
+        row: dict[str, Any] = {
+            "start": _to_ms(cue.start) / 1000.0,
+            "end": _to_ms(cue.end) / 1000.0,
+            "text": text,
+            "confidence": round(float(cue.confidence), 4),
+        }
+        if concepts is not None:
+            row["concepts"] = [[str(w), round(float(p), 4)] for w, p in concepts[i]]
+        rows.append(row)
+    payload = {"metadata": dict(metadata), "cues": rows}
     return json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False, default=str) + "\n"
 
 
@@ -698,7 +704,10 @@ def write_subtitles(
                 ready, max_line_width=output.max_line_width, max_line_count=output.max_line_count
             )
         elif fmt == "json":
-            text = format_json(ready, metadata)
+            from captioner.review import snapshots_for
+
+            found = snapshots_for(ready, snapshots) if snapshots else None
+            text = format_json(ready, metadata, None if found is None else [s.concepts if s else () for s in found])
         elif fmt == "html":  # the review page (review.py): thumbnails and concept words from ``snapshots``
             from captioner.config import ReviewConfig
             from captioner.review import format_html

@@ -578,3 +578,10 @@ def test_disjoint_cues_lose_no_words(pieces: list[tuple[float, float, str]]) -> 
     out = format_srt(normalize_cues(cues, duration=None))
     joined = " ".join(s.content for s in srt.parse(out))
     assert_same_words(joined, " ".join(clean_text(c.text) for c in cues), 42)
+
+
+def test_format_json_carries_each_cue_concepts() -> None:
+    cues = [Cue(0, 1, "a dog runs"), Cue(1, 2, " "), Cue(2, 3, "a cat sits")]
+    data = json.loads(format_json(cues, {}, [[("dog", 0.91234)], [("x", 1.0)], []]))
+    assert [c["concepts"] for c in data["cues"]] == [[["dog", 0.9123]], []]  # the empty cue and its words dropped
+    assert "concepts" not in json.loads(format_json(cues, {}))["cues"][0]
