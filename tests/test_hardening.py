@@ -329,3 +329,19 @@ def test_a_cluster_that_wants_a_token_is_one_line(tmp_path, tiny_model, monkeypa
                           "set RAY_AUTH_TOKEN to the token that `ray get-auth-token` prints on the head node (or run "
                           "the batch on a node of the cluster with --ray-address auto)\n")
     assert err.read_bytes() == b""
+
+
+def test_no_telemetry_files(tmp_path, tiny_model):
+    """ONNX Runtime writes ~/.cache/Microsoft/DeveloperTools/.onnxruntime/{deviceid,onnxruntime.db} unless told not to."""
+    from captioner.encoder import onnx_cache_dir
+
+    clip = make_video(tmp_path / "v.mp4", [("red", 1.0)]).path
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in subprocess_env().items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    env.update(HOME=str(home), CAPTIONER_CACHE=str(onnx_cache_dir()))  # the encoder export that exists already
+    done = subprocess.run(captioner_command("run", clip, "--model", tiny_model, "-q"), env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "v.srt").exists()
+    assert files_under(home) == []
