@@ -11,8 +11,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: The folder that holds the shipped decoder (``weights/`` at the repository root).
-DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+def _shipped_weights() -> Path:
+    """The shipped decoder: inside the installed package (a wheel), else ``weights/`` beside a checkout."""
+    package = Path(__file__).resolve().parent
+    installed = package / "_model"
+    return installed if (installed / "model.json").is_file() else package.parent / "weights"
+
+
+#: The folder that holds the shipped decoder (``weights/`` at the repository root, ``captioner/_model`` in a wheel).
+DEFAULT_WEIGHTS_DIR = _shipped_weights()
 
 #: Video file extensions the batch command looks for.
 VIDEO_EXTENSIONS = (

@@ -646,7 +646,7 @@ def require_ray():
     try:
         import ray
     except ImportError:
-        raise CaptionerError("the Ray engine needs Ray: pip install 'captioner[ray]'") from None
+        raise CaptionerError("the Ray engine needs Ray: pip install 'ray>=2.9'") from None
     return ray
 
 

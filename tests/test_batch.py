@@ -205,7 +205,7 @@ def test_two_workers_write_the_same_files_as_one(tmp_path, tiny_model, small_tre
 
 
 def test_ray_engine_writes_the_same_files_as_local(tmp_path, tiny_model, small_tree):
-    pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'captioner[ray]')")
+    pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'ray>=2.9')")
     local = run_engine(small_tree, tmp_path / "local", tiny_model)
     on_ray = run_engine(small_tree, tmp_path / "ray", tiny_model, "--engine", "ray", "--workers", "2")
     assert len(local) == 11 and on_ray == local  # 2 videos x 5 formats + index.html
@@ -215,7 +215,7 @@ def test_ray_engine_writes_the_same_files_as_local(tmp_path, tiny_model, small_t
 def test_ray_missing_is_one_line(tmp_path, tiny_model, small_tree, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     result = batch(small_tree, "-o", tmp_path / "o", "--engine", "ray", ok_codes=(1,))
-    assert result.stderr == "error: the Ray engine needs Ray: pip install 'captioner[ray]'\n"
+    assert result.stderr == "error: the Ray engine needs Ray: pip install 'ray>=2.9'\n"
     assert not (tmp_path / "o").exists()
     usage = batch(small_tree, "--ray-address", "auto", ok_codes=(2,))
     assert "--engine ray" in usage.stderr

@@ -242,7 +242,7 @@ def _free_ports(n: int) -> list[int]:
 def test_ray_cluster_joined_by_address(tmp_path, tiny_model):
     """A real head from `ray start` (token authentication on, as current Ray does by default), joined by
     address: with the cluster's token in RAY_AUTH_TOKEN the batch runs there; without it, one line says what to do."""
-    pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'captioner[ray]')")
+    pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'ray>=2.9')")
     import secrets
     import shutil
     import sys
