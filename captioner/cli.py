@@ -18,13 +18,14 @@ import click
 
 from . import __version__
 from .config import (
-    DEFAULT_WEIGHTS_DIR, IMAGE_EXTENSIONS, CaptionConfig, OutputConfig,
+    DEFAULT_WEIGHTS_DIR, IMAGE_EXTENSIONS, CaptionConfig, OutputConfig, SearchConfig,
 )
 from .errors import CaptionerError, Terminated
 
 log = logging.getLogger("captioner")
 
 _D = CaptionConfig()
+_D_SEARCH = SearchConfig()
 
 
 class _CliFormatter(logging.Formatter):
@@ -535,6 +536,55 @@ def _load(config: CaptionConfig):
     except CaptionerError as exc:
         _fail(str(exc))
         sys.exit(1)
+
+
+@main.command()
+@click.argument("query")
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-n", "results", type=click.IntRange(min=1), default=_D_SEARCH.results, show_default=True,
+              help="how many cues to show")
+@click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
+@click.option("--html", "html_page", type=click.Path(dir_okay=False, path_type=Path),
+              help="also write a results page here, linking to each video's review page (-f html) at the cue")
+@click.option("-v", "--verbose", count=True, help="more logging (-vv: debug)")
+@click.option("-q", "--quiet", is_flag=True, help="errors only")
+def search(query: str, folders: tuple[Path, ...], results: int, as_json: bool, html_page: Path | None,
+           verbose: int, quiet: bool) -> None:
+    """Find the moments whose captions match QUERY in the JSON outputs under FOLDERS.
+
+    \b
+    captioner search "a dog running on a beach" subs/
+    captioner search "cooking" subs/ -n 20 --json
+    captioner search "a car" subs/ --html results.html
+
+    Cues are ranked by meaning (sentence embeddings, offline) and by shared words;
+    prints 'path  start --> end  score  caption', best first. The index is kept in
+    FOLDER/.captioner-search/ (or the cache folder if FOLDER is read-only) and
+    brought up to date with the JSON files on every search. A JSON file that is
+    not a captioner output gives one 'error: <path>: <reason>' line (exit 1; the
+    others are still searched).
+    """
+    _setup_logging(verbose, quiet)
+    if not query.strip():
+        _fail("the query is empty")
+        sys.exit(2)
+    from .find import Searcher, hit_lines, hits_json, write_results_html
+
+    try:
+        result = Searcher(folders).search(query, results)
+        if html_page is not None:
+            write_results_html(query, result, html_page)
+    except CaptionerError as exc:
+        _fail(str(exc))
+        sys.exit(1)
+    for path, reason in result.errors:
+        _fail(f"{path}: {reason}")
+    if as_json:
+        click.echo(hits_json(query, result), nl=False)
+    else:
+        for line in hit_lines(result.hits):
+            click.echo(line)
+    sys.exit(1 if result.errors else 0)
 
 
 if __name__ == "__main__":

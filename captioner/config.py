@@ -154,6 +154,26 @@ class ReviewConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """``captioner search`` (find.py): how cues are ranked against a query.
+
+    A cue's score is ``(1 - concept_weight) * cos(query, caption) + concept_weight *
+    cos(query, caption + concept words) + word_weight * BM25 / its maximum``; the
+    weights were chosen on the MSR-VTT validation videos (pipelines/retrieval.py; the
+    first 105 captioned, so the differences are a few queries): the concept words took
+    R@5 from 17.1 to 24.8 % (0.5); BM25 did not help at max-over-cues (0.15: 23.8,
+    0.3: 22.9), so it is off (its scorer stays, for trying again on other data).
+    """
+
+    results: int = 10  # hits shown (-n)
+    concept_words: int = 3  # concept words of a cue added to its caption for the second embedding and BM25
+    concept_weight: float = 0.5
+    word_weight: float = 0.0
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+
+
+@dataclass(frozen=True)
 class CaptionConfig:
     """Everything ``Captioner`` needs, in one value."""
 

@@ -1,0 +1,559 @@
+"""Find the moment: search the JSON outputs of a captioned archive (``captioner search``).
+
+A search reads every captioner JSON output under the folders it is given and
+ranks their cues against a query by meaning and by words:
+
+- **meaning**: cosine similarity between the query's sentence embedding and the
+  cue's (all-MiniLM-L6-v2 in NumPy, ``embed.py``), over the caption and, where the
+  JSON carries them, the cue's concept words;
+- **words**: BM25 over the caption and concept words (lower-cased, light
+  stemming, stop words dropped), scaled to 0..1 and added with a weight.
+
+The weights are ``SearchConfig``'s (config.py), chosen on the MSR-VTT validation
+videos by ``pipelines/retrieval.py`` (README: Search).
+
+**The index.** Each folder gets one index file, ``.captioner-search/index.npz``
+inside it (hidden: batch skips it), or, if the folder cannot be written, one under
+the cache folder (``~/.cache/captioner/search/<hash of the folder's path>/``). It
+holds per JSON file its signature (size, modification time, inode), its cues, and
+one embedding per distinct text. Every search checks every file's signature, so
+the index is never stale: new and changed files are read and only texts never
+seen before are embedded; removed files are dropped. The index is written
+atomically (temporary file, then rename) and any index that cannot be read or
+does not fit (damaged, another model, another format version) is rebuilt.
+
+The library never prints: problems with single files come back as
+``SearchResult.errors``; ``CaptionerError`` for problems that stop a search.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+from urllib.parse import quote
+
+import numpy as np
+
+from .config import SearchConfig
+from .errors import CaptionerError, OutputError
+
+log = logging.getLogger(__name__)
+
+INDEX_VERSION = 1
+INDEX_FOLDER = ".captioner-search"
+INDEX_FILE = "index.npz"
+#: JSON files a batch writes that are not caption outputs (skipped without a word).
+NOT_OUTPUTS = frozenset({"captioner-report.json"})
+
+_STOP = frozenset(
+    "a an the is are was were be been being am of in on at to into onto for from with by and or "
+    "as it its this that these those there here he she they his her their them him who whom which "
+    "while some something someone one two up down out over about very".split()
+)
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+# --------------------------------------------------------------------------- words
+
+
+def stem(word: str) -> str:
+    """A light suffix stripper: plays/playing/played -> play, dogs -> dog, dishes -> dish."""
+    for suffix, keep in (("ing", 3), ("ed", 3), ("es", 3), ("s", 3)):
+        if word.endswith(suffix) and len(word) - len(suffix) >= keep:
+            base = word[: -len(suffix)]
+            if suffix == "es" and not base.endswith(("sh", "ch", "x", "ss", "z")):
+                base = word[:-1]  # "games" -> "game", but "dishes" -> "dish"
+            if suffix in ("ing", "ed") and len(base) > 2 and base[-1] == base[-2] and base[-1] not in "lsz":
+                base = base[:-1]  # running -> run
+            return base
+    return word
+
+
+def terms(text: str) -> list[str]:
+    """The words BM25 matches: lower case, stop words dropped, stemmed."""
+    return [stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP]
+
+
+# --------------------------------------------------------------------------- reading outputs
+
+
+@dataclass(frozen=True)
+class CueRecord:
+    start: float
+    end: float
+    text: str
+    concepts: tuple[str, ...] = ()
+
+
+def read_output(path: Path) -> tuple[str, list[CueRecord]]:
+    """(the video's path, its cues) from one captioner JSON output; ``ValueError`` if it is not one."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError("not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("cues"), list) or not isinstance(data.get("metadata"), dict):
+        raise ValueError("not a captioner output (no \"metadata\" and \"cues\")")
+    video = data["metadata"].get("video")
+    video_path = str(video.get("path", "")) if isinstance(video, dict) else str(video or "")
+    cues = []
+    for i, c in enumerate(data["cues"]):
+        try:
+            start, end, text = float(c["start"]), float(c["end"]), c["text"]
+            if not isinstance(text, str) or not (math.isfinite(start) and math.isfinite(end)):
+                raise TypeError
+            words = tuple(str(w[0]) for w in c.get("concepts", ()) if isinstance(w, (list, tuple)) and w)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            raise ValueError(f"cue {i + 1} is not a captioner cue (start, end, text)") from None
+        cues.append(CueRecord(start, end, " ".join(text.split()), words))
+    return video_path, cues
+
+
+def find_outputs(root: Path) -> list[Path]:
+    """The JSON outputs under ``root`` (recursive; hidden files and folders and batch reports skipped), sorted."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(folder, f) for f in files
+                     if f.lower().endswith(".json") and not f.startswith(".") and f not in NOT_OUTPUTS)
+    return sorted(found)
+
+
+# --------------------------------------------------------------------------- the index
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int]:
+    return (int(st.st_size), int(st.st_mtime_ns), int(st.st_ino))
+
+
+def cache_home() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "captioner" / "search"
+
+
+def index_path(root: Path) -> Path:
+    """Where ``root``'s index lives: inside it if it can be written, else in the cache folder."""
+    root = Path(root).resolve()
+    inside = root / INDEX_FOLDER / INDEX_FILE
+    if os.access(root, os.W_OK) or (inside.parent.is_dir() and os.access(inside.parent, os.W_OK)):
+        return inside
+    return cache_home() / hashlib.sha256(str(root).encode()).hexdigest()[:20] / INDEX_FILE
+
+
+@dataclass
+class Index:
+    """The searchable cues of one folder (see the module's docstring). Arrays are row-aligned per cue."""
+
+    root: Path
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # rel path -> {sig, video, first, count}
+    starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    ends: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    file_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # index into ``paths``
+    text_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # caption -> ``texts``
+    doc_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # caption + concepts -> ``texts``
+    concepts: list[tuple[str, ...]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 384), np.float32))
+    paths: list[str] = field(default_factory=list)
+    model: str = ""
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    # -- file format: one .npz, strings as a UTF-8 JSON blob -------------------------
+    def save(self, path: Path) -> None:
+        meta = {"version": INDEX_VERSION, "model": self.model, "root": str(self.root), "files": self.files,
+                "paths": self.paths, "texts": self.texts, "concepts": [list(c) for c in self.concepts]}
+        blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), np.uint8)
+        buf = io.BytesIO()
+        np.savez(buf, meta=blob, starts=self.starts, ends=self.ends, file_of=self.file_of, text_of=self.text_of,
+                 doc_of=self.doc_of, vectors=self.vectors.astype(np.float16))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                if hasattr(os, "fchmod"):
+                    from .subtitles import _new_file_mode
+
+                    os.fchmod(handle.fileno(), _new_file_mode())  # as readable as the outputs beside it
+                handle.write(buf.getvalue())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            tmp = None
+        finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+    @classmethod
+    def load(cls, path: Path, root: Path, model: str) -> Index | None:
+        """The index stored at ``path``, or ``None`` if there is none or it is damaged or does not fit."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(bytes(z["meta"]).decode("utf-8"))
+                arrays = {k: z[k] for k in ("starts", "ends", "file_of", "text_of", "doc_of", "vectors")}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as exc:
+            log.info("%s: damaged index, rebuilding (%s)", path, exc)
+            return None
+        try:
+            if meta["version"] != INDEX_VERSION or meta["model"] != model or meta["root"] != str(root):
+                return None
+            idx = cls(Path(root), dict(meta["files"]), arrays["starts"].astype(np.float64),
+                      arrays["ends"].astype(np.float64), arrays["file_of"].astype(np.int32),
+                      arrays["text_of"].astype(np.int32), arrays["doc_of"].astype(np.int32),
+                      [tuple(c) for c in meta["concepts"]], list(meta["texts"]),
+                      arrays["vectors"].astype(np.float32), list(meta["paths"]), model)
+            n, t = len(idx.starts), len(idx.texts)
+            ok = (all(len(a) == n for a in (idx.ends, idx.file_of, idx.text_of, idx.doc_of, idx.concepts))
+                  and idx.vectors.ndim == 2 and len(idx.vectors) == t
+                  and (n == 0 or (0 <= idx.text_of.min() and idx.text_of.max() < t and 0 <= idx.doc_of.min()
+                                  and idx.doc_of.max() < t and 0 <= idx.file_of.min() and idx.file_of.max() < len(idx.paths)))
+                  and sum(int(f["count"]) for f in idx.files.values()) == n)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.info("%s: damaged index, rebuilding (%s)", path, exc)
+            return None
+        if not ok:
+            log.info("%s: inconsistent index, rebuilding", path)
+            return None
+        return idx
+
+
+def doc_text(text: str, concepts: Sequence[str], n: int) -> str:
+    """What the second embedding of a cue reads: its caption and its first ``n`` concept words."""
+    words = [w for w in concepts[:n] if w]
+    return f"{text} ({', '.join(words)})" if words else text
+
+
+@dataclass
+class UpdateStats:
+    files: int = 0
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    cues: int = 0
+    embedded: int = 0  # distinct new texts embedded
+    seconds: float = 0.0
+    written: bool = False
+
+
+def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(), *,
+                 path: Path | None = None, errors: list[tuple[str, str]] | None = None) -> tuple[Index, UpdateStats]:
+    """Bring ``root``'s index up to date with the JSON outputs under it and return it.
+
+    Unreadable or foreign JSON files are left out and reported in ``errors`` as
+    ``(path, reason)``; they are read again on the next update.
+    """
+    import time
+
+    from .embed import MODEL_NAME
+
+    t0 = time.perf_counter()
+    root = Path(root).resolve()
+    path = Path(path) if path is not None else index_path(root)
+    old = Index.load(path, root, MODEL_NAME)
+    stats = UpdateStats()
+    outputs = find_outputs(root)
+    stats.files = len(outputs)
+    current: dict[str, tuple[Path, tuple[int, int, int]]] = {}
+    for p in outputs:
+        try:
+            current[p.relative_to(root).as_posix()] = (p, _signature(p.stat()))
+        except OSError as exc:
+            if errors is not None:
+                errors.append((str(p), exc.strerror or str(exc)))
+    old_files = old.files if old is not None else {}
+    if old is not None and set(old_files) == set(current) and all(
+            tuple(old_files[k]["sig"]) == sig for k, (_, sig) in current.items()):
+        stats.cues, stats.seconds = len(old), time.perf_counter() - t0
+        return old, stats  # nothing changed: nothing to write
+
+    known = {t: i for i, t in enumerate(old.texts)} if old is not None else {}
+    new = Index(root, model=MODEL_NAME)
+    texts: list[str] = []
+    text_ids: dict[str, int] = {}
+    reuse: list[int] = []  # per new text: its row in the old vectors, or -1
+    starts, ends, file_of, text_of, doc_of = [], [], [], [], []
+
+    def text_id(t: str) -> int:
+        if t not in text_ids:
+            text_ids[t] = len(texts)
+            texts.append(t)
+            reuse.append(known.get(t, -1))
+        return text_ids[t]
+
+    for rel, (p, sig) in current.items():
+        entry = old_files.get(rel)
+        if entry is not None and tuple(entry["sig"]) == sig:
+            first, count = int(entry["first"]), int(entry["count"])
+            rows = range(first, first + count)
+            video = entry["video"]
+            cues = [CueRecord(float(old.starts[r]), float(old.ends[r]), old.texts[old.text_of[r]], old.concepts[r])
+                    for r in rows]
+        else:
+            try:
+                video, cues = read_output(p)
+            except (OSError, ValueError) as exc:
+                if errors is not None:
+                    errors.append((str(p), exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)))
+                continue
+            if entry is None:
+                stats.added += 1
+            else:
+                stats.changed += 1
+        fid = len(new.paths)
+        new.paths.append(rel)
+        new.files[rel] = {"sig": list(sig), "video": video, "first": len(starts), "count": len(cues)}
+        for c in cues:
+            starts.append(c.start)
+            ends.append(c.end)
+            file_of.append(fid)
+            text_of.append(text_id(c.text))
+            doc_of.append(text_id(doc_text(c.text, c.concepts, config.concept_words)))
+            new.concepts.append(tuple(c.concepts))
+    stats.removed = len(set(old_files) - set(current))
+    new.texts = texts
+    vectors = np.zeros((len(texts), 384), np.float32)
+    fresh = [i for i, r in enumerate(reuse) if r < 0]
+    if old is not None:
+        kept = [i for i, r in enumerate(reuse) if r >= 0]
+        vectors[kept] = old.vectors[[reuse[i] for i in kept]]
+    if fresh:
+        vectors[fresh] = embedder.embed([texts[i] for i in fresh])
+    new.vectors = vectors
+    new.starts = np.asarray(starts, np.float64)
+    new.ends = np.asarray(ends, np.float64)
+    new.file_of = np.asarray(file_of, np.int32)
+    new.text_of = np.asarray(text_of, np.int32)
+    new.doc_of = np.asarray(doc_of, np.int32)
+    stats.embedded, stats.cues = len(fresh), len(new)
+    try:
+        new.save(path)
+        stats.written = True
+    except OSError as exc:  # a read-only archive and cache: search anyway, from memory
+        log.warning("cannot write the search index %s: %s", path, exc.strerror or exc)
+    stats.seconds = time.perf_counter() - t0
+    return new, stats
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+class WordScorer:
+    """BM25 over each cue's caption and concept words (``k1``, ``b`` from ``SearchConfig``)."""
+
+    def __init__(self, index: Index, config: SearchConfig) -> None:
+        self.k1, self.b = config.bm25_k1, config.bm25_b
+        doc_terms = [terms(doc_text(index.texts[t], c, config.concept_words))
+                     for t, c in zip(index.text_of, index.concepts)]
+        self.lengths = np.array([len(d) for d in doc_terms], np.float32)
+        self.avg = float(self.lengths.mean()) if len(self.lengths) else 1.0
+        self.postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        rows: dict[str, list[int]] = {}
+        counts: dict[str, list[int]] = {}
+        for i, d in enumerate(doc_terms):
+            for term, k in Counter(d).items():
+                rows.setdefault(term, []).append(i)
+                counts.setdefault(term, []).append(k)
+        for term in rows:
+            self.postings[term] = (np.asarray(rows[term], np.int64), np.asarray(counts[term], np.float32))
+        self.n = len(doc_terms)
+
+    def scores(self, query: str) -> np.ndarray:
+        """Per cue, BM25 of the query divided by the best a cue could score (0..1)."""
+        out = np.zeros(self.n, np.float32)
+        best = 0.0
+        for term in set(terms(query)):
+            if term not in self.postings:
+                continue
+            rows, tf = self.postings[term]
+            idf = math.log(1.0 + (self.n - len(rows) + 0.5) / (len(rows) + 0.5))
+            norm = tf + self.k1 * (1 - self.b + self.b * self.lengths[rows] / self.avg)
+            out[rows] += idf * tf * (self.k1 + 1) / norm
+            best += idf * (self.k1 + 1)
+        return out / best if best > 0 else out
+
+
+def cue_scores(index: Index, query_vec: np.ndarray, words: WordScorer | None, query: str,
+               config: SearchConfig) -> np.ndarray:
+    """The score of every cue: caption similarity, concept-sentence similarity and words, weighted."""
+    sims = index.vectors @ query_vec
+    score = (1.0 - config.concept_weight) * sims[index.text_of] + config.concept_weight * sims[index.doc_of]
+    if words is not None and config.word_weight:
+        score = score + config.word_weight * words.scores(query)
+    return score
+
+
+# --------------------------------------------------------------------------- search
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One found cue: its JSON output, video, time, caption and score (higher is better)."""
+
+    output: Path
+    video: str
+    start: float
+    end: float
+    text: str
+    score: float
+    concepts: tuple[str, ...] = ()
+
+    @property
+    def page(self) -> Path:
+        """The video's review page (``-f html``) beside the JSON: ``clip.json`` -> ``clip.html``."""
+        return self.output.with_name(self.output.name[: -len(".json")] + ".html")
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    errors: list[tuple[str, str]]  # (JSON file, reason): files left out
+    cues: int  # cues searched
+    stats: list[UpdateStats]
+
+
+class Searcher:
+    """Keeps the embedding model and the indexes of some folders; ``search(query)`` many times."""
+
+    def __init__(self, roots: Sequence[Path], config: SearchConfig = SearchConfig(), embedder: Any = None,
+                 index_paths: Sequence[Path] | None = None) -> None:
+        if embedder is None:
+            from .embed import TextEmbedder
+
+            embedder = TextEmbedder()
+        self.config, self.embedder = config, embedder
+        self.errors: list[tuple[str, str]] = []
+        self.stats: list[UpdateStats] = []
+        self.indexes: list[Index] = []
+        for i, root in enumerate(roots):
+            root = Path(root)
+            if not root.is_dir():
+                raise CaptionerError(f"{root}: not a folder")
+            idx, st = update_index(root, embedder, config, path=index_paths[i] if index_paths else None,
+                                   errors=self.errors)
+            self.indexes.append(idx)
+            self.stats.append(st)
+        if not any(st.files for st in self.stats):
+            raise CaptionerError(f"no captioner JSON outputs under {', '.join(str(r) for r in roots)}"
+                                 " (caption with -f json first)")
+        self._words = [WordScorer(idx, config) if config.word_weight else None for idx in self.indexes]
+
+    @property
+    def cues(self) -> int:
+        return sum(len(i) for i in self.indexes)
+
+    def scores(self, query: str) -> list[np.ndarray]:
+        """Per folder, every cue's score for ``query``."""
+        q = self.embedder.embed([query])[0]
+        return [cue_scores(idx, q, w, query, self.config) for idx, w in zip(self.indexes, self._words)]
+
+    def search(self, query: str, n: int | None = None) -> SearchResult:
+        """The ``n`` best cues for ``query``, best first (ties: folder, file, time order)."""
+        if not query or not query.strip():
+            raise CaptionerError("the query is empty")
+        n = self.config.results if n is None else n
+        if n < 1:
+            raise CaptionerError(f"the number of results must be at least 1, got {n}")
+        pool: list[tuple[float, int, int]] = []
+        for k, (idx, s) in enumerate(zip(self.indexes, self.scores(query))):
+            if not len(s):
+                continue
+            top = np.argsort(-s, kind="stable")[:n] if len(s) > 4 * n else np.argsort(-s, kind="stable")
+            if len(s) > 4 * n:  # argpartition for big indexes, then sort the few
+                part = np.argpartition(-s, n - 1)[:n]
+                top = part[np.lexsort((part, -s[part]))]
+            pool.extend((float(s[r]), k, int(r)) for r in top)
+        pool.sort(key=lambda x: (-x[0], x[1], x[2]))
+        hits = []
+        for score, k, r in pool[:n]:
+            idx = self.indexes[k]
+            rel = idx.paths[idx.file_of[r]]
+            hits.append(Hit(idx.root / rel, idx.files[rel]["video"], float(idx.starts[r]), float(idx.ends[r]),
+                            idx.texts[idx.text_of[r]], score, idx.concepts[r]))
+        return SearchResult(hits, list(self.errors), self.cues, list(self.stats))
+
+
+def search(query: str, roots: Sequence[Path], n: int | None = None, config: SearchConfig = SearchConfig(),
+           embedder: Any = None) -> SearchResult:
+    """One search over the JSON outputs under ``roots`` (indexes brought up to date first)."""
+    if not query or not query.strip():
+        raise CaptionerError("the query is empty")
+    return Searcher(roots, config, embedder).search(query, n)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def clock(seconds: float) -> str:
+    """``HH:MM:SS.mmm``."""
+    ms = int(round(max(0.0, seconds) * 1000))
+    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+
+
+def hit_lines(hits: Iterable[Hit]) -> list[str]:
+    """``path  start --> end  score  caption``, one per hit (the CLI's plain output)."""
+    return [f"{h.output}  {clock(h.start)} --> {clock(h.end)}  {h.score:.3f}  {h.text}" for h in hits]
+
+
+def hits_json(query: str, result: SearchResult) -> str:
+    rows = [{"output": str(h.output), "video": h.video, "start": h.start, "end": h.end, "score": round(h.score, 4),
+             "text": h.text, "concepts": list(h.concepts)} for h in result.hits]
+    return json.dumps({"query": query, "cues_searched": result.cues, "results": rows,
+                       "errors": [{"path": p, "reason": r} for p, r in result.errors]},
+                      indent=2, ensure_ascii=False) + "\n"
+
+
+def _href(target: Path, page: Path, start: float) -> str:
+    rel = os.path.relpath(target.resolve(), page.resolve().parent)
+    return quote(Path(rel).as_posix()) + f"#t={start:.3f}".rstrip("0").rstrip(".")
+
+
+def format_results_html(query: str, result: SearchResult, page: Path) -> str:
+    """A self-contained results page: each hit links to its video's review page at the cue, if that page exists."""
+    e = html.escape
+    rows = []
+    for h in result.hits:
+        where = e(str(h.output))
+        if h.page.is_file():
+            where = f'<a href="{e(_href(h.page, page, h.start))}">{e(str(h.output.name[:-5]))}</a>'
+        rows.append(f"<tr><td>{where}</td><td>{e(clock(h.start))} &rarr; {e(clock(h.end))}</td>"
+                    f"<td>{h.score:.3f}</td><td>{e(h.text)}</td></tr>")
+    body = "\n".join(rows) or '<tr><td colspan="4">no results</td></tr>'
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<title>captioner search: {e(query)}</title>
+<style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}</style></head>
+<body><h1>Search: {e(query)}</h1><p>{result.cues} cues searched.</p>
+<table><thead><tr><th>video</th><th>time</th><th>score</th><th>caption</th></tr></thead>
+<tbody>
+{body}
+</tbody></table></body></html>
+"""
+
+
+def write_results_html(query: str, result: SearchResult, page: Path) -> None:
+    from .subtitles import write_atomic
+
+    if not page.parent.is_dir():
+        raise OutputError(f"{page}: cannot write: folder {page.parent} does not exist")
+    write_atomic(page, format_results_html(query, result, page))

@@ -1,0 +1,126 @@
+"""Text-to-video retrieval with ``captioner search`` on MSR-VTT (issue #16).
+
+The query is each video's first reference caption (``refs.tsv``: ``video<TAB>caption``),
+the target that video; every video's JSON output (``captioner batch -f json``) is indexed
+by find.py and a video is scored by the best of its cues (``--pool max``) or their mean.
+Prints R@1, R@5, R@10 and the median rank, for the shipped ``SearchConfig`` and, with
+``--grid``, for other weights (to choose them on val; never on test).
+
+    python -m pipelines.retrieval --json /tmp/val-json --refs .cache/msrvtt/val/refs.tsv --grid
+    python -m pipelines.retrieval --json .cache/msrvtt/test-json --refs .cache/msrvtt/test/refs.tsv
+
+The index is kept in a scratch folder (``--index``), not inside the JSON folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from captioner.config import SearchConfig
+from captioner.embed import TextEmbedder
+from captioner.find import Searcher, WordScorer, cue_scores
+
+
+def first_refs(path: Path) -> dict[str, str]:
+    refs: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        vid, _, cap = line.partition("\t")
+        if vid and cap and vid not in refs:
+            refs[vid] = cap.strip()
+    return refs
+
+
+def ranks(video_scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """1-based rank of each query's target among all videos (ties count against the target)."""
+    t = video_scores[np.arange(len(targets)), targets]
+    return (video_scores >= t[:, None]).sum(1)
+
+
+def summary(r: np.ndarray) -> dict[str, float]:
+    return {"R@1": 100 * float((r <= 1).mean()), "R@5": 100 * float((r <= 5).mean()),
+            "R@10": 100 * float((r <= 10).mean()), "median_rank": float(np.median(r))}
+
+
+def pool_scores(scores: np.ndarray, video_of: np.ndarray, n_videos: int, pool: str) -> np.ndarray:
+    """[queries, cues] -> [queries, videos]: max or mean over each video's cues."""
+    out = np.full((scores.shape[0], n_videos), -np.inf, np.float32)
+    if pool == "max":
+        for v in range(n_videos):
+            cols = video_of == v
+            if cols.any():
+                out[:, v] = scores[:, cols].max(1)
+    else:
+        for v in range(n_videos):
+            cols = video_of == v
+            if cols.any():
+                out[:, v] = scores[:, cols].mean(1)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", type=Path, required=True, help="folder of captioner JSON outputs (videoNNNN.json)")
+    ap.add_argument("--refs", type=Path, required=True, help="refs.tsv: video<TAB>reference caption")
+    ap.add_argument("--index", type=Path, default=Path(".cache/retrieval-index"), help="scratch folder for the index")
+    ap.add_argument("--grid", action="store_true", help="also try other weights (choose them on val only)")
+    ap.add_argument("--out", type=Path, help="write the numbers as JSON here")
+    args = ap.parse_args()
+
+    refs = first_refs(args.refs)
+    embedder = TextEmbedder()
+    base = SearchConfig()
+    t0 = time.perf_counter()
+    index_file = args.index / f"{args.json.resolve().name}.npz"
+    searcher = Searcher([args.json], base, embedder, index_paths=[index_file])
+    idx = searcher.indexes[0]
+    t_index = time.perf_counter() - t0
+    vids = [Path(p).name[: -len(".json")] for p in idx.paths]
+    pos = {v: i for i, v in enumerate(vids)}
+    queries = [(v, q) for v, q in refs.items() if v in pos]
+    missing = sorted(set(refs) - set(pos))
+    targets = np.array([pos[v] for v, _ in queries])
+    video_of = idx.file_of
+    qv = embedder.embed([q for _, q in queries])
+    sims = qv @ idx.vectors.T  # [queries, texts]
+    cap_sim, doc_sim = sims[:, idx.text_of], sims[:, idx.doc_of]
+    words = WordScorer(idx, base)
+    bm = np.stack([words.scores(q) for _, q in queries])
+    results: dict[str, dict[str, float]] = {}
+
+    def measure(name: str, cue: np.ndarray, pool: str = "max") -> None:
+        results[name] = summary(ranks(pool_scores(cue, video_of, len(vids), pool), targets))
+
+    # the shipped configuration, exactly as the CLI scores cues
+    shipped = np.stack([cue_scores(idx, q, words, text, base) for q, (_, text) in zip(qv, queries)])
+    measure("shipped SearchConfig (max over cues)", shipped)
+    if args.grid:
+        measure("caption only, first cue (one caption per video)",
+                np.where(np.r_[True, video_of[1:] != video_of[:-1]][None, :], cap_sim, -np.inf))
+        measure("caption only, max over cues", cap_sim)
+        measure("caption only, mean over cues", cap_sim, "mean")
+        measure("caption+concepts sentence only, max", doc_sim)
+        measure("BM25 only, max", bm)
+        for cw in (0.25, 0.5, 0.75):
+            for ww in (0.0, 0.15, 0.3, 0.5):
+                for pool in ("max", "mean"):
+                    measure(f"concept_weight {cw}, word_weight {ww}, {pool}",
+                            (1 - cw) * cap_sim + cw * doc_sim + ww * bm, pool)
+    report = {"videos": len(vids), "queries": len(queries), "missing_outputs": len(missing), "cues": len(idx),
+              "distinct_texts": len(idx.texts), "index_seconds": round(t_index, 2), "results": results,
+              "config": base.__dict__}
+    for name, r in results.items():
+        print(f"{name:55s} R@1 {r['R@1']:5.1f}  R@5 {r['R@5']:5.1f}  R@10 {r['R@10']:5.1f}  median {r['median_rank']:.0f}")
+    print(f"{len(queries)} queries over {len(vids)} videos, {len(idx)} cues ({len(idx.texts)} distinct texts); "
+          f"{len(missing)} videos without output; index {t_index:.1f} s")
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

