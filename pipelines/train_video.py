@@ -173,6 +173,13 @@ def main() -> None:
     def frames_of(v: str) -> list[str]:
         return sorted(frames[v], key=lambda f: (f.split("/")[1].rsplit("_", 1)[0], int(f.rsplit("_", 1)[1][:-4])))
 
+    sentences = [c for corpus, c in text_sentences(("coco", "msvd"))]
+    if args.export_only:
+        if not args.out:
+            ap.error("--export-only needs --out")
+        counts = {"flickr": len(fl_train), "msrvtt": len(mv_train), "cc3m": len(cc_train)}
+        export(args.run, args.out, det, args, counts, len(sentences))
+        return
     items: dict[str, list[tuple[tuple[int, ...], list[str]]]] = {}
     rows = pics.add("flickr8k", fl_train + fl_dev)
     items["flickr"] = [((r,), fl_caps[n]) for r, n in zip(rows, fl_train)]
@@ -184,7 +191,6 @@ def main() -> None:
     rows = pics.add("cc3m", cc_train)
     items["cc3m"] = [((r,), cc_caps[n]) for r, n in zip(rows, cc_train)]
     pics.freeze()
-    sentences = [c for corpus, c in text_sentences(("coco", "msvd"))]
     log.info("items: %s; %d sentences; %.1f GB of features", {k: len(v) for k, v in items.items()}, len(sentences),
              pics.grid_all.numel() * 2 / 1e9)
 
@@ -309,11 +315,6 @@ def main() -> None:
         return {"msrvtt_val_cider": round(mc, 2), "msrvtt_val_bleu4": round(mb, 2),
                 "flickr_dev_cider": round(fc, 2), "flickr_dev_bleu4": round(fb, 2), "select": round(mc + fc, 2)}
 
-    if args.export_only:
-        if not args.out:
-            ap.error("--export-only needs --out")
-        export(args.run, args.out, det, args, {k: len(v) for k, v in items.items()}, len(sentences))
-        return
     if not history:
         start = evaluate()
         log.info("before training: %s", start)
