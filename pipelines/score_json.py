@@ -1,0 +1,54 @@
+"""Score a folder of ``captioner batch -f json`` outputs against reference captions (the CLI protocol).
+
+Each video's caption is the text of its longest cue; it is scored against all the video's
+references with the COCO caption code (``evaluate.coco_scores``), plus the invented-person
+measure (``evaluate.person_scores``). The MSR-VTT test figure of the quality issue:
+
+    captioner batch .cache/msrvtt/test -o .cache/msrvtt/test-json -f json --workers 2
+    python -m pipelines.score_json .cache/msrvtt/test-json --refs .cache/msrvtt/test/refs.tsv
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import captions_by_file
+from .evaluate import coco_scores, person_scores
+
+
+def longest_cues(folder: Path) -> dict[str, str]:
+    """Video id (file stem) -> text of its longest cue ('' for a video with no cue)."""
+    out = {}
+    for p in sorted(folder.rglob("*.json")):
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if not isinstance(data, dict) or "cues" not in data:
+            continue  # a batch report or another file
+        cues = data["cues"]
+        best = max(cues, key=lambda c: c["end"] - c["start"]) if cues else None
+        out[p.name.split(".")[0]] = best["text"] if best else ""
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--refs", type=Path, required=True, help="video_id<TAB>caption")
+    ap.add_argument("--out", type=Path, default=None, help="write scores and captions as JSON here")
+    args = ap.parse_args()
+    refs = captions_by_file(args.refs)
+    hyps = {k: v for k, v in longest_cues(args.folder).items() if k in refs}
+    missing = sorted(set(refs) - set(hyps))
+    scores = {**coco_scores(hyps, refs), **person_scores(hyps, refs), "n": len(hyps), "missing": len(missing),
+              "unk_captions": sum("<unk>" in h for h in hyps.values())}
+    print(json.dumps(scores))
+    if args.out:
+        args.out.write_text(json.dumps({"scores": scores, "captions": hyps}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
