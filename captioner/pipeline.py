@@ -197,7 +197,9 @@ class Captioner:
 
     def _detect(self, feats: np.ndarray) -> np.ndarray | None:
         """P(word) of each detector word for a photo's or segment's stacked cells, or None without detectors."""
-        if self.detectors is None or feats.shape[0] % 49:
+        from .detect import CELLS
+
+        if self.detectors is None or feats.shape[0] % CELLS:
             return None
         return self.detectors.probs(feats)
 

@@ -97,6 +97,16 @@ def caption_encoded(cap: Captioner, set_name: str, names: Sequence[str]) -> dict
 MSRVTT_VIDEOS = CACHE / "msrvtt"
 
 
+def longest_text(cues) -> str:
+    """A video's caption for scoring: the text of its longest cue ('' without cues).
+
+    Cues are anything with ``start``, ``end`` and ``text`` (``subtitles.Cue``, or
+    ``SimpleNamespace(**cue)`` from a JSON output).
+    """
+    longest = max(cues, key=lambda c: c.end - c.start, default=None)
+    return longest.text if longest else ""
+
+
 def person_scores(hyps: dict[str, str], refs: dict[str, list[str]]) -> dict[str, float]:
     """Invented people and person recall, the quality issue's measure.
 
@@ -141,16 +151,14 @@ def eval_set(cap: Captioner, name: str) -> tuple[dict[str, float], dict[str, str
         hyps = {}
         for vid in sorted(refs, key=lambda v: int(v[5:])):
             res = cap.caption_video(folder / f"{vid}.mp4")
-            longest = max(res.cues, key=lambda c: c.end - c.start) if res.cues else None
-            hyps[vid] = longest.text if longest else ""
+            hyps[vid] = longest_text(res.cues)
     elif name in ("msvd", "msrvtt"):
         refs = captions_by_file(DATA / "video" / name / "captions.tsv")
         clips = {p.stem: p for p in (DATA / "video" / name / "clips").iterdir()}
         hyps = {}
         for cid in sorted(refs):
             res = cap.caption_video(clips[cid])
-            longest = max(res.cues, key=lambda c: c.end - c.start) if res.cues else None
-            hyps[cid] = longest.text if longest else ""
+            hyps[cid] = longest_text(res.cues)
             log.info("%s: %s", cid, " | ".join(c.text for c in res.cues))
     else:
         raise ValueError(name)

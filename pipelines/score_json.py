@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 from .common import captions_by_file
-from .evaluate import coco_scores, person_scores
+from .evaluate import coco_scores, longest_text, person_scores
 
 
 def longest_cues(folder: Path) -> dict[str, str]:
@@ -28,9 +29,7 @@ def longest_cues(folder: Path) -> dict[str, str]:
             continue
         if not isinstance(data, dict) or "cues" not in data:
             continue  # a batch report or another file
-        cues = data["cues"]
-        best = max(cues, key=lambda c: c["end"] - c["start"]) if cues else None
-        out[p.name.split(".")[0]] = best["text"] if best else ""
+        out[p.name.split(".")[0]] = longest_text([SimpleNamespace(**c) for c in data["cues"]])
     return out
 
 
