@@ -1,0 +1,422 @@
+"""Stage 3: fine-tune the decoder on CIDEr itself (self-critical sequence training).
+
+Stages 1 and 2 (``pipelines.train``, ``pipelines.train_video``) teach the decoder
+with cross-entropy: predict each reference word given the previous *reference*
+words. That objective rewards the safest phrasing of the most common captions
+("a man is talking" for a fifth of MSR-VTT val), and the decoder never sees its own
+mistakes. Self-critical sequence training (Rennie et al. 2017, "Self-critical
+sequence training for image captioning"; the baseline of Luo 2020, "A better
+variant of SCST") optimises the metric instead: for each picture or video the
+decoder *samples* K captions, each is scored with CIDEr-D against all the
+references, and the log-probability of a caption is raised in proportion to how
+much better it scored than the mean of the other K - 1 samples. CIDEr weighs
+n-grams by how rare they are across the corpus, so "a man is talking" earns little
+and "a man is cooking noodles in a pan" a lot when that is what the references say.
+
+Data: MSR-VTT train videos (a video's frames as one set, as ``captioner run`` feeds
+a segment) and Flickr8k train photos, both with all their references; concept
+slots from the *shipped* detectors (the low-rank ones that run at run time) and the
+encoder's ImageNet words, through ``detect.concept_inputs`` as at run time.
+Selection: greedy CIDEr on MSR-VTT val + Flickr8k dev, as in stage 2. Every epoch
+writes ``last.pt`` (``--resume`` continues) and the best epoch ``best.pt``;
+``--out`` exports the best one with the initial model's detectors.
+
+    python -m pipelines.train_scst --init weights --run .cache/runs/scst --out .cache/models/scst
+    python -m pipelines.train_scst --run .cache/runs/scst --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from captioner.config import DecoderConfig
+from captioner.decoder import CaptionDecoder
+from captioner.detect import CELLS, Detectors, concept_inputs, load_detectors
+from captioner.vocab import Vocabulary, tokenize
+from captioner.weights import MANIFEST, load_model, read_manifest, save_model
+
+from .common import CACHE, DATA, captions_by_file, flickr_split, read_tsv
+from .extract_features import feature_dir, feature_rows
+from .prepare_data import held_out_clips, msrvtt_ids
+
+log = logging.getLogger("train_scst")
+
+
+# -- CIDEr-D with corpus document frequencies -------------------------------------------
+def ngrams(words: list[str], n: int = 4) -> Counter:
+    return Counter(tuple(words[i : i + k]) for k in range(1, n + 1) for i in range(len(words) - k + 1))
+
+
+class CiderD:
+    """CIDEr-D (Vedantam et al. 2015) as ``pycocoevalcap``'s ``CiderScorer`` computes it.
+
+    The one difference is where document frequencies come from: pycocoevalcap counts
+    them over the batch it is given; a reward needs them fixed, so they come from
+    all the training items' reference sets (as in Rennie et al.'s "coco-train-df").
+    Items are indexed once (their references' tf-idf vectors), then any number of
+    candidates is scored against an item cheaply.
+    """
+
+    sigma = 6.0
+
+    def __init__(self, refs_per_item: list[list[list[str]]]) -> None:
+        df: Counter = Counter()
+        for refs in refs_per_item:
+            df.update({g for r in refs for g in ngrams(r)})
+        self.df = df
+        self.ref_len = math.log(float(len(refs_per_item)))
+        self.refs = [[self._vec(ngrams(r)) for r in refs] for refs in refs_per_item]
+
+    def _vec(self, counts: Counter) -> tuple[list[dict], list[float], int]:
+        vec: list[dict] = [{}, {}, {}, {}]
+        norm = [0.0] * 4
+        length = 0
+        for g, tf in counts.items():
+            n = len(g) - 1
+            v = float(tf) * (self.ref_len - math.log(max(1.0, self.df.get(g, 0.0))))
+            vec[n][g] = v
+            norm[n] += v * v
+            if n == 1:  # sic: pycocoevalcap counts bigrams here; kept so scores match it
+                length += tf
+        return vec, [math.sqrt(x) for x in norm], length
+
+    def score(self, item: int, words: list[str]) -> float:
+        vh, nh, lh = self._vec(ngrams(words))
+        total = 0.0
+        refs = self.refs[item]
+        for vr, nr, lr in refs:
+            pen = math.exp(-((lh - lr) ** 2) / (2 * self.sigma ** 2))
+            s = 0.0
+            for n in range(4):
+                val = 0.0
+                ref_n = vr[n]
+                for g, v in vh[n].items():
+                    r = ref_n.get(g)
+                    if r is not None:
+                        val += min(v, r) * r
+                if nh[n] and nr[n]:
+                    val /= nh[n] * nr[n]
+                s += val * pen
+            total += s / 4
+        return 10.0 * total / len(refs)
+
+
+def sample(model: CaptionDecoder, vocab: Vocabulary, feats: torch.Tensor, mask: torch.Tensor | None,
+           cids: torch.Tensor | None, cprobs: torch.Tensor | None, k: int, max_words: int,
+           banned: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``k`` captions sampled per picture: token ids [B*k, max_words] (pad after <end>) and their summed log-probs [B*k].
+
+    Picture j's samples are rows j*k .. j*k+k-1. The rules of greedy decoding hold
+    (no empty caption, never the same word twice in a row, ``banned`` never), so the
+    reward judges captions the decoder could really say. The log-probabilities keep
+    their graph: the policy gradient flows through them.
+    """
+    state = model.init_state(feats, mask, cids, cprobs)
+    B = feats.shape[0]
+    state = state.select(torch.arange(B).repeat_interleave(k))
+    n = B * k
+    tokens = torch.full((n,), vocab.start_id, dtype=torch.long)
+    done = torch.zeros(n, dtype=torch.bool)
+    out = torch.full((n, max_words), vocab.pad_id, dtype=torch.long)
+    logp_sum = torch.zeros(n)
+    for t in range(max_words):
+        logits, state, _ = model.step(tokens, state)
+        logits = logits.clone()
+        logits[:, banned] = float("-inf")
+        if t == 0:
+            logits[:, vocab.end_id] = float("-inf")
+        else:
+            logits[torch.arange(n), tokens] = float("-inf")
+        logp = logits.log_softmax(-1)
+        nxt = torch.multinomial(logp.detach().exp(), 1).squeeze(1)
+        lp = logp.gather(1, nxt.unsqueeze(1)).squeeze(1)
+        logp_sum = logp_sum + lp.masked_fill(done, 0.0)
+        nxt = nxt.masked_fill(done, vocab.pad_id)
+        out[:, t] = nxt
+        done = done | (nxt == vocab.end_id)
+        tokens = nxt.masked_fill(nxt == vocab.pad_id, vocab.end_id)
+        if bool(done.all()):
+            break
+    return out, logp_sum
+
+
+# -- data -------------------------------------------------------------------------------
+class Items:
+    """Pictures (one photo, or a video's frames) with concept inputs and references, features in RAM."""
+
+    def __init__(self, encoder: str, det: Detectors) -> None:
+        self.encoder, self.det = encoder, det
+        self.grids: list[np.ndarray] = []
+        self.det_p: list[np.ndarray] = []
+        self.probs: list[np.ndarray] = []
+        self.n = 0
+
+    def add(self, set_name: str, names: list[str]) -> list[int]:
+        rows = feature_rows(self.encoder, set_name)
+        idx = np.array([rows[n] for n in names], dtype=np.int64)
+        order = np.argsort(idx)
+        d = feature_dir(self.encoder)
+        take = lambda a: np.asarray(a[idx[order]])[np.argsort(order)]  # noqa: E731  (sorted reads of a memmap)
+        grid = take(np.load(d / f"{set_name}_grid.npy", mmap_mode="r"))
+        self.grids.append(grid)
+        self.probs.append(take(np.load(d / f"{set_name}_probs.npy", mmap_mode="r")).astype(np.float32))
+        self.det_p.append(np.concatenate([self.det.frame_probs(grid[s : s + 256]) for s in range(0, len(grid), 256)]))
+        start = self.n
+        self.n += len(names)
+        return list(range(start, self.n))
+
+    def freeze(self) -> None:
+        self.grid_all = torch.from_numpy(np.concatenate(self.grids))
+        self.det_all = np.concatenate(self.det_p).astype(np.float32)
+        self.probs_all = np.concatenate(self.probs)
+        del self.grids, self.det_p, self.probs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--init", type=Path, default=Path("weights"), help="model folder to continue (stage 2)")
+    ap.add_argument("--run", type=Path, default=CACHE / "runs" / "scst")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --run from its last.pt")
+    ap.add_argument("--out", type=Path, default=None, help="export the best epoch here (with the --init detectors)")
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=24, help="pictures per step (each sampled --samples times)")
+    ap.add_argument("--samples", type=int, default=5)
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--flickr-per-epoch", type=int, default=2000)
+    ap.add_argument("--max-frames", type=int, default=8, help="most frames of a video in one example")
+    ap.add_argument("--max-words", type=int, default=16)
+    ap.add_argument("--limit", type=int, default=None, help="first N items of each set (smoke runs)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--name", default="msrvtt-cc3m-flickr8k-lite0-detectors-scst")
+    ap.add_argument("--export-only", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = random.Random(args.seed)
+    lim = lambda xs: xs[: args.limit] if args.limit else xs  # noqa: E731
+    args.run.mkdir(parents=True, exist_ok=True)
+    init_dir = args.init
+    if args.resume or args.export_only:
+        init_dir = Path(json.loads((args.run / "init.json").read_text())["init"])
+    else:
+        (args.run / "init.json").write_text(json.dumps({"init": str(args.init)}))
+    manifest = read_manifest(init_dir)
+    det = load_detectors(init_dir, manifest)
+    if det is None:
+        raise SystemExit(f"error: {init_dir} has no detectors; SCST continues a stage-2 model")
+    if args.export_only:
+        if not args.out:
+            ap.error("--export-only needs --out")
+        export(args, init_dir, {})
+        return
+
+    # -- data ---------------------------------------------------------------------------
+    items = Items(manifest["encoder"], det)
+    fl_caps = captions_by_file(DATA / "flickr8k" / "captions.tsv")
+    fl_train = lim([n for n in flickr_split("train") if n in feature_rows(items.encoder, "flickr8k")])
+    fl_dev = lim(flickr_split("dev"))
+    mv_caps: dict[str, list[str]] = {}
+    for vid, c in read_tsv(DATA / "text" / "msrvtt_captions_all.tsv"):
+        mv_caps.setdefault(vid, []).append(c)
+    frames: dict[str, list[str]] = {}
+    for f in feature_rows(items.encoder, "msrvtt"):
+        frames.setdefault(f.split("/")[0], []).append(f)
+    held = held_out_clips()
+    mv_train = lim([v for v in msrvtt_ids("train", frames, held) if v in mv_caps])
+    mv_val = lim([v for v in msrvtt_ids("val", frames, held) if v in mv_caps])
+    # the training manifest: tests/test_training_data.py fails if a val/test or demo-clip id is in it
+    (args.run / "msrvtt_train_ids.txt").write_text("\n".join(mv_train) + "\n")
+
+    def frames_of(v: str) -> list[str]:
+        return sorted(frames[v], key=lambda f: (f.split("/")[1].rsplit("_", 1)[0], int(f.rsplit("_", 1)[1][:-4])))
+
+    sets: dict[str, list[tuple[tuple[int, ...], list[str]]]] = {}
+    rows = items.add("flickr8k", fl_train + fl_dev)
+    sets["flickr"] = [((r,), fl_caps[n]) for r, n in zip(rows, fl_train)]
+    sets["flickr_dev"] = [((r,), fl_caps[n]) for r, n in zip(rows[len(fl_train):], fl_dev)]
+    for key, vids in (("msrvtt", mv_train), ("msrvtt_val", mv_val)):
+        names = [f for v in vids for f in frames_of(v)]
+        it = iter(items.add("msrvtt", names))
+        sets[key] = [(tuple(next(it) for _ in frames_of(v)), mv_caps[v]) for v in vids]
+    items.freeze()
+    train = sets["msrvtt"] + sets["flickr"]
+    n_video = len(sets["msrvtt"])
+    t0 = time.time()
+    cider = CiderD([[tokenize(c) for c in caps] for _, caps in train])
+    log.info("items: %s; CIDEr-D index of %d training items in %.0f s", {k: len(v) for k, v in sets.items()},
+             len(train), time.time() - t0)
+
+    # -- model ----------------------------------------------------------------------------
+    last = args.run / "last.pt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=False) if args.resume else None
+    if ckpt is not None:
+        config = DecoderConfig(**ckpt["config"])
+        vocab = Vocabulary(tuple(ckpt["vocab"]))
+        model = CaptionDecoder(config)
+        model.load_state_dict(ckpt["state"])
+        log.info("resumed %s after epoch %d", last, len(ckpt["history"]) - 1)
+    else:
+        model, vocab, info = load_model(init_dir)
+        config = model.config
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    history: list[dict] = []
+    if ckpt is not None:
+        opt.load_state_dict(ckpt["opt"])
+        history = ckpt["history"]
+        rng.setstate(ckpt["rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+    slots, det_slots = config.concept_slots, config.detector_slots
+    banned = [vocab.pad_id, vocab.start_id, vocab.unk_id]
+
+    def batch_inputs(rows_list: list[tuple[int, ...]]):
+        n = max(len(r) for r in rows_list) * CELLS
+        C = items.grid_all.shape[2]
+        feats = torch.zeros(len(rows_list), n, C)
+        mask = torch.zeros(len(rows_list), n, dtype=torch.bool)
+        cids = torch.zeros(len(rows_list), slots, dtype=torch.long)
+        cprobs = torch.zeros(len(rows_list), slots)
+        for j, r in enumerate(rows_list):
+            r = list(r)
+            g = items.grid_all[r].float().reshape(-1, C)
+            feats[j, : len(g)] = g
+            mask[j, : len(g)] = True
+            ids, ps = concept_inputs(det, items.det_all[r].mean(0), items.probs_all[r].mean(0), vocab.index, slots,
+                                     det_slots)
+            cids[j, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            cprobs[j, : len(ps)] = torch.tensor(ps)
+        return feats, mask, cids, cprobs
+
+    def words_of(ids: list[int]) -> list[str]:
+        return tokenize(vocab.decode(ids))
+
+    def greedy(key: str) -> list[str]:
+        model.eval()
+        out: list[str] = []
+        its = sets[key]
+        with torch.inference_mode():
+            for s in range(0, len(its), 50):
+                feats, mask, cids, cprobs = batch_inputs([r[: args.max_frames] for r, _ in its[s : s + 50]])
+                ids = model.greedy(feats, vocab.start_id, vocab.end_id, 20, banned=banned, mask=mask, cids=cids,
+                                   cprobs=cprobs)
+                out += [vocab.decode(i) for i in ids]
+        return out
+
+    def coco_scores(hyps: list[str], refs: list[list[str]]) -> tuple[float, float]:
+        from pycocoevalcap.bleu.bleu import Bleu
+        from pycocoevalcap.cider.cider import Cider
+
+        gts = {i: [" ".join(tokenize(r)) for r in rs] for i, rs in enumerate(refs)}
+        res = {i: [h or "a"] for i, h in enumerate(hyps)}
+        return 100 * Cider().compute_score(gts, res)[0], 100 * Bleu(4).compute_score(gts, res, verbose=0)[0][3]
+
+    def evaluate() -> dict:
+        mv, fl = greedy("msrvtt_val"), greedy("flickr_dev")
+        mc, mb = coco_scores(mv, [c for _, c in sets["msrvtt_val"]])
+        fc, fb = coco_scores(fl, [c for _, c in sets["flickr_dev"]])
+        top = Counter(mv).most_common(3)
+        log.info("val e.g. %s; most frequent: %s; distinct %d of %d", mv[:6], top, len(set(mv)), len(mv))
+        return {"msrvtt_val_cider": round(mc, 2), "msrvtt_val_bleu4": round(mb, 2),
+                "flickr_dev_cider": round(fc, 2), "flickr_dev_bleu4": round(fb, 2),
+                "msrvtt_val_distinct": len(set(mv)), "select": round(mc + fc, 2)}
+
+    def save(name: str, extra: dict | None = None) -> None:
+        payload = {"state": model.state_dict(), "vocab": list(vocab.itos), "config": asdict(config),
+                   "history": history, "name": args.name, **(extra or {})}
+        torch.save(payload, args.run / (name + ".tmp"))
+        (args.run / (name + ".tmp")).replace(args.run / name)
+
+    if not history:
+        start = evaluate()
+        log.info("before SCST: %s", start)
+        history.append({"epoch": 0, **start})
+        save("best.pt")
+    best = max(h["select"] for h in history)
+    for epoch in range(len(history), args.epochs + 1):
+        t0 = time.time()
+        jobs = list(range(n_video))
+        jobs += [n_video + i for i in rng.sample(range(len(sets["flickr"])), min(args.flickr_per_epoch, len(sets["flickr"])))]
+        rng.shuffle(jobs)
+        # a batch holds one kind (video or photo) with similar frame counts: less padding
+        jobs.sort(key=lambda i: (i >= n_video, min(len(train[i][0]), args.max_frames)))
+        batches = [jobs[s : s + args.batch] for s in range(0, len(jobs), args.batch)]
+        rng.shuffle(batches)
+        rewards_log, greedy_gain = [], []
+        for step, chunk in enumerate(batches):
+            model.train()
+            rows_list = []
+            for i in chunk:
+                r = train[i][0]
+                k = rng.randint(1, min(args.max_frames, len(r)))
+                rows_list.append(tuple(sorted(rng.sample(r, k))))
+            feats, mask, cids, cprobs = batch_inputs(rows_list)
+            seqs, logp = sample(model, vocab, feats, mask, cids, cprobs, args.samples, args.max_words, banned)
+            K = args.samples
+            rewards = torch.tensor([cider.score(chunk[j // K], words_of(seqs[j].tolist())) for j in range(len(seqs))])
+            r = rewards.view(-1, K)
+            baseline = (r.sum(1, keepdim=True) - r) / (K - 1)  # mean of the other samples
+            adv = (r - baseline).view(-1)
+            loss = -(adv * logp).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            rewards_log.append(float(r.mean()))
+            if step % 20 == 0:
+                log.info("epoch %d step %d/%d mean reward %.3f (%.2f s/step) e.g. %r", epoch, step, len(batches),
+                         sum(rewards_log[-20:]) / len(rewards_log[-20:]), (time.time() - t0) / (step + 1),
+                         vocab.decode(seqs[0].tolist()))
+        scores = evaluate()
+        entry = {"epoch": epoch, "mean_reward": round(sum(rewards_log) / len(rewards_log), 4), **scores,
+                 "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0)}
+        history.append(entry)
+        log.info("epoch %d done: %s", epoch, entry)
+        (args.run / "history.json").write_text(json.dumps(history, indent=1))
+        if scores["select"] > best:
+            best = scores["select"]
+            save("best.pt")
+        save("last.pt", {"opt": opt.state_dict(), "rng": rng.getstate(), "torch_rng": torch.get_rng_state()})
+    log.info("best selection score %.2f", best)
+    if args.out:
+        export(args, init_dir, {k: len(v) for k, v in sets.items()})
+
+
+def export(args, init_dir: Path, counts: dict) -> None:
+    """Write the best epoch as a model folder, with the detectors of the model it continued."""
+    ckpt = torch.load(args.run / "best.pt", map_location="cpu", weights_only=False)
+    manifest = read_manifest(init_dir)
+    prev = manifest.get("extra", {}).get("training", {})
+    extra = {"training": {**prev, "stage3_scst": {
+        "data": f"MSR-VTT train videos ({counts.get('msrvtt', '?')}) and Flickr8k train photos "
+                f"({args.flickr_per_epoch} a epoch of {counts.get('flickr', '?')}), all references; "
+                "selection on MSR-VTT val + Flickr8k dev (greedy CIDEr)",
+        "history": ckpt["history"],
+        "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_model(args.out, ckpt["state"], Vocabulary(tuple(ckpt["vocab"])), DecoderConfig(**ckpt["config"]),
+               name=ckpt["name"], encoder=manifest["encoder"], extra=extra)
+    if Path(init_dir).resolve() != args.out.resolve():
+        shutil.copy2(Path(init_dir) / "detectors.safetensors", args.out / "detectors.safetensors")
+    out_manifest = json.loads((args.out / MANIFEST).read_text())
+    out_manifest["detectors"] = manifest["detectors"]
+    (args.out / MANIFEST).write_text(json.dumps(out_manifest, indent=1, ensure_ascii=False) + "\n")
+    for f in args.out.iterdir():  # safetensors writes its files private; a shipped model is readable by all
+        f.chmod(0o644)
+    log.info("exported %s (epoch %d) to %s", ckpt["name"], len(ckpt["history"]) - 1, args.out)
+
+
+if __name__ == "__main__":
+    main()
