@@ -26,6 +26,7 @@ transferred and only the constrained search applies.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Sequence
 
 import numpy as np
@@ -82,12 +83,40 @@ class Grounder:
         wid = self.word_id[concept.word]
         if wid in free_tokens:
             return None
+        forms = word_forms(concept.word)
         said = [self.vocab.itos[t] for t in free_tokens if t < len(self.vocab)]
-        if any(w.startswith(concept.word) for w in said if len(w) >= 3):
-            return None  # already said in another form: "skiing" for ski, "dogs" for dog
+        if any(part in forms for w in said for part in w.split()):
+            return None  # already said in another form: "skiing" for ski, "dogs" for dog, "ski mask" for ski
         banned = set(self.group_ids.get(concept.group, set())) - {wid}
         banned |= set(self.novel_ids) - {wid}
         return (wid,), tuple(sorted(banned))
+
+
+def word_forms(word: str) -> frozenset[str]:
+    """``word`` and its inflections: plural, possessive, -ing and -er(s) ("ski": skis, skiing, skier, ...).
+
+    Whole forms only: a word that merely starts with the concept is another word
+    ("catching" is not "cat", "busy" not "bus", "kitchen" not "kit").
+    """
+    forms = {word, word + "'s"}
+    if re.search(r"[^aeiou]y$", word):
+        forms.add(word[:-1] + "ies")  # puppy -> puppies
+    elif re.search(r"(s|x|z|ch|sh|o)$", word):
+        forms.add(word + "es")  # bus -> buses, box -> boxes
+    elif word.endswith("fe"):
+        forms |= {word + "s", word[:-2] + "ves"}  # knife -> knives
+    elif word.endswith("f"):
+        forms |= {word + "s", word[:-1] + "ves"}  # wolf -> wolves
+    else:
+        forms.add(word + "s")
+    if word.endswith("e"):
+        stem = word[:-1]  # skate -> skating, skater
+    elif re.fullmatch(r"[^aeiou]*[aeiou][bdgklmnprt]", word):
+        stem = word + word[-1]  # one syllable: drum -> drumming, drummer
+    else:
+        stem = word
+    forms |= {stem + "ing", stem + "er", stem + "ers"}
+    return frozenset(forms)
 
 
 def _extend(decoder: Any, donors: Sequence[int]) -> Any:

@@ -59,3 +59,27 @@ def test_concept_already_said_in_another_form_is_not_forced():
     rule = g.constraints(Concept("bear", "animal", 0.9, ("brown bear",)), ids("a dog"))
     assert rule is not None and rule[0] == (g.word_id["bear"],)
     assert g.vocab.index("dog") in rule[1]  # same-group noun banned: "bear" replaces "dog"
+
+
+def test_a_word_that_only_starts_with_the_concept_does_not_say_it():
+    """"catching" is not "cat", "busy" not "bus": the concept is still required (skiing/dogs still say ski/dog)."""
+    from captioner.concepts import Concept
+    from captioner.config import DecoderConfig
+    from captioner.decoder import CaptionDecoder
+    from captioner.grounding import Grounder
+    from captioner.vocab import Vocabulary
+
+    text = ("a dog is catching a ball on a busy street carrying pants a piece of potato in the kitchen "
+            "skirt skiing skier dogs buses knives")
+    vocab = Vocabulary.build([text], min_count=1)
+    decoder = CaptionDecoder(DecoderConfig(feature_dim=8, embed_dim=8, hidden_dim=8, attention_dim=8, vocab_size=len(vocab)))
+    g = Grounder(decoder, vocab)
+    ids = lambda text: tuple(g.vocab.index(w) for w in text.split())  # noqa: E731
+    concept = lambda word: next(Concept(w, grp, 0.9, (w,)) for w, grp in class_words() if w == word)  # noqa: E731
+    for word, caption in [("cat", "a dog is catching a ball"), ("bus", "a busy street"), ("car", "a dog carrying a ball"),
+                          ("pan", "pants"), ("pie", "a piece of potato"), ("pot", "a piece of potato"),
+                          ("kit", "in the kitchen"), ("ski", "a skirt")]:
+        rule = g.constraints(concept(word), ids(caption))
+        assert rule is not None and rule[0] == (g.word_id[word],), (word, caption)
+    for word, caption in [("ski", "skiing"), ("ski", "a skier"), ("dog", "dogs"), ("bus", "buses"), ("knife", "knives")]:
+        assert g.constraints(concept(word), ids(caption)) is None, (word, caption)
