@@ -16,6 +16,7 @@ decodes over what the container claims:
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import re
@@ -220,9 +221,8 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
         if not cap.isOpened():
             raise VideoError(f"{path}: not a video file or unsupported codec")
         info = _read_info(path, cap)
-        stream_fps = info.fps if info.fps > 0 else FALLBACK_FPS
-        eps = _sample_eps(fps)
-        next_time = -math.inf  # the first frame is always sampled
+        stream_fps = _stream_rate(info.fps)
+        clock = _SampleClock(fps)
         prev_time = 0.0
         decoded = 0
         sampled = 0
@@ -234,14 +234,14 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
             prev_time = time
             stats.decoded = decoded
             stats.end_time = time + 1.0 / stream_fps
-            if time + eps < next_time:
+            if not clock.due(time):
                 continue
             image = _retrieve(cap)
             if image is None:
-                # Leave next_time alone so the following frame stands in for this one.
+                # Not taken: the following frame stands in for this one.
                 failed_retrieves += 1
                 continue
-            next_time = (math.floor((time + eps) * fps) + 1) / fps
+            clock.take(time)
             sampled += 1
             stats.sampled = sampled
             yield Frame(index=index, time=time, image=image)
@@ -266,6 +266,31 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
 def _sample_eps(fps: float) -> float:
     """Timestamp tolerance: 1 ms, but never more than a tenth of the sampling interval."""
     return min(_TIME_EPS, 0.1 / fps)
+
+
+def _stream_rate(fps: float) -> float:
+    """The frame rate to time frames by: the container's, unless missing or implausible (then ``FALLBACK_FPS``)."""
+    return fps if 0 < fps <= MAX_PLAUSIBLE_FPS else FALLBACK_FPS
+
+
+class _SampleClock:
+    """Which decoded frames are samples: the first one, then the first at or after each ``k / fps``.
+
+    Both readers (every frame, key frames only) sample through it, so they agree on
+    what "``fps`` samples per second" means.
+    """
+
+    def __init__(self, fps: float) -> None:
+        self.fps = fps
+        self.eps = _sample_eps(fps)
+        self.next_time = -math.inf  # the first frame is always sampled
+
+    def due(self, time: float) -> bool:
+        return time + self.eps >= self.next_time
+
+    def take(self, time: float) -> None:
+        """``time`` was sampled: the next sample is due at the next multiple of ``1 / fps``."""
+        self.next_time = (math.floor((time + self.eps) * self.fps) + 1) / self.fps
 
 
 def _check_file(path: Path) -> None:
@@ -489,12 +514,16 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         stream = container.streams.video[0]
         stream.codec_context.skip_frame = "NONKEY"
         time_base = float(stream.time_base) if stream.time_base else 0.0
-        rate = float(stream.average_rate or 0) or FALLBACK_FPS
+        rate = _stream_rate(float(stream.average_rate or 0))
         announced = int(stream.frames or 0)
         # times from the first packet's timestamp, as OpenCV gives them (an AVI may start at one frame)
         origin: float | None = None
-        eps = _sample_eps(fps)
-        next_time, n, index, bad, stopped = -math.inf, 0, 0, 0, ""
+        clock = _SampleClock(fps)
+        n, bad, stopped = 0, 0, ""
+        # Frame numbers count every packet, decoded or not (``Frame.index`` is the frame's place in
+        # the stream, as iter_frames gives it); key packets wait here for the frame they decode to
+        # (a decoder may return it a few packets later).
+        position, keys = 0, collections.deque()
         packets = container.demux(stream)
         while True:
             try:
@@ -504,26 +533,36 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
             except Exception as exc:  # the container cannot be read further: keep what decoded
                 stopped = exc.__class__.__name__
                 break
-            if packet.size and packet.pts is not None and time_base:
-                length = packet.duration * time_base if packet.duration else 1.0 / rate
-                stats.decoded += 1
-                if origin is None:
-                    origin = float(packet.pts * time_base)
-                stats.end_time = max(stats.end_time, packet.pts * time_base + length - origin)
+            if packet.size:
+                if packet.is_keyframe:
+                    keys.append(position)
+                position += 1
+                if packet.pts is not None and time_base:
+                    length = packet.duration * time_base if packet.duration else 1.0 / rate
+                    stats.decoded += 1
+                    if origin is None:
+                        origin = float(packet.pts * time_base)
+                    stats.end_time = max(stats.end_time, packet.pts * time_base + length - origin)
             try:
                 frames = packet.decode()
             except Exception:  # a damaged packet: skip it, the next key frame may be fine
                 bad += 1
+                if keys and packet.size and packet.is_keyframe:
+                    keys.pop()  # it gives no frame
                 continue
             for frame in frames:
+                index = keys.popleft() if keys else max(0, position - 1)
+                # no timestamps: the frame number is the only clock, as in iter_frames
                 t = max(0.0, float(frame.time) - (origin or 0.0)) if frame.time is not None else index / rate
-                index += 1
-                if t + eps < next_time:
+                if not clock.due(t):
                     continue
                 n += 1
                 stats.sampled = n
-                next_time = (math.floor((t + eps) * fps) + 1) / fps
-                yield Frame(index=index - 1, time=t, image=frame.to_ndarray(format="rgb24"))
+                clock.take(t)
+                yield Frame(index=index, time=t, image=frame.to_ndarray(format="rgb24"))
+        if not time_base or origin is None:  # no packet timestamps: the stream ends after its last frame
+            stats.decoded = position
+            stats.end_time = position / rate
     if not n:
         raise VideoError(f"{p}: no decodable key frames" + (f" ({stopped})" if stopped else ""))
     stats.short = announced > 0 and stats.decoded < announced

@@ -367,3 +367,56 @@ def test_frame_is_frozen() -> None:
     frame = Frame(index=0, time=0.0, image=np.zeros((1, 1, 3), np.uint8))
     with pytest.raises(AttributeError):
         frame.index = 1  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- key frames (--fast)
+
+
+class _FakeAvFrame:
+    time = None  # a stream without timestamps
+
+    def to_ndarray(self, format):
+        return np.zeros((6, 8, 3), np.uint8)
+
+
+class _FakePacket:
+    def __init__(self, key: bool, size: int = 100):
+        self.size, self.is_keyframe, self.pts, self.duration = size, key, None, 0
+
+    def decode(self):
+        return [_FakeAvFrame()] if self.is_keyframe else []
+
+
+class _FakeContainer:
+    """A PyAV container whose packets carry no timestamps: 100 frames, a key frame every 25."""
+
+    def __init__(self, rate: float = 25.0, n: int = 100, every: int = 25):
+        from types import SimpleNamespace
+
+        self.packets = [_FakePacket(i % every == 0) for i in range(n)] + [_FakePacket(False, size=0)]
+        stream = SimpleNamespace(codec_context=SimpleNamespace(skip_frame=""), time_base=None,
+                                 average_rate=rate, frames=n)
+        self.streams = SimpleNamespace(video=[stream])
+
+    def demux(self, stream):
+        return iter(self.packets)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("rate, expected", [(25.0, 25.0), (0.0, 25.0), (10.0, 10.0), (90000.0, 25.0)])
+def test_key_frames_without_timestamps_keep_the_timeline(monkeypatch, tmp_path: Path, rate, expected) -> None:
+    """No timestamps: a key frame's time is its place among *all* frames over the frame rate, as in iter_frames."""
+    av = pytest.importorskip("av")
+    monkeypatch.setattr(av, "open", lambda path: _FakeContainer(rate))
+    path = tmp_path / "fake.mp4"
+    path.write_bytes(b"x")
+    stats = video.DecodeStats()
+    frames = list(video.iter_keyframes(path, 1.0, stats=stats))
+    assert [f.index for f in frames] == [0, 25, 50, 75]
+    assert [f.time for f in frames] == pytest.approx([i / expected for i in (0, 25, 50, 75)])
+    assert stats.decoded == 100 and stats.end_time == pytest.approx(100 / expected) and not stats.short
