@@ -14,7 +14,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .config import DecoderConfig
 from .errors import ModelError
@@ -84,6 +84,26 @@ def save_model(folder: Path, state_dict: dict, vocab: Vocabulary, config: Decode
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     return folder
+
+
+def checkpoint_encoder(checkpoint: Mapping[str, Any], encoder: str | None, source: str | Path) -> str:
+    """The encoder whose features a training checkpoint was trained on, checked against ``encoder``.
+
+    Lite0, Lite1 and Lite2 all give 1280-d features, so nothing else would notice a
+    decoder trained on Lite2 features being run on Lite0: its captions would just be
+    worse. ``encoder`` is what the command was told (``--encoder``; None = not told).
+    A checkpoint that records none (written before checkpoints did) needs ``encoder``.
+    Raises ``ModelError`` (one line) on a mismatch or when neither says.
+    """
+    recorded = checkpoint.get("encoder")
+    if recorded is None:
+        if encoder is None:
+            raise ModelError(f"{source}: the checkpoint does not record its encoder; say which with --encoder")
+        log.warning("%s: the checkpoint does not record its encoder; taking %s", source, encoder)
+        return encoder
+    if encoder is not None and encoder != recorded:
+        raise ModelError(f"{source}: trained on {recorded} features, not {encoder}")
+    return str(recorded)
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:

@@ -15,24 +15,30 @@ import torch
 
 from captioner.config import DecoderConfig
 from captioner.vocab import Vocabulary
-from captioner.weights import save_model
+from captioner.errors import ModelError
+from captioner.weights import checkpoint_encoder, save_model
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--name", default=None, help="model name (default: the one the run was started with)")
-    ap.add_argument("--encoder", default="efficientnet-lite0")
-    args = ap.parse_args()
+    ap.add_argument("--encoder", default=None,
+                    help="the encoder the run was trained on (default: the one its checkpoint records; must agree)")
+    args = ap.parse_args(argv)
     ckpt = torch.load(args.run / "best.pt", map_location="cpu", weights_only=True)
+    try:
+        encoder = checkpoint_encoder(ckpt, args.encoder, args.run / "best.pt")
+    except ModelError as exc:
+        raise SystemExit(f"error: {exc}") from None
     history = ckpt["history"]
     extra = {"training": {
         "data": ckpt.get("data", "Flickr8k train (6,000 photos x 5 captions), official split; selection on Flickr8k dev"),
         "epochs_run": len(history), "history": history, "command": "make train", "exported_from": str(args.run),
     }}
     save_model(args.out, ckpt["state"], Vocabulary(tuple(ckpt["vocab"])), DecoderConfig(**ckpt["config"]),
-               name=args.name or ckpt.get("name", "flickr8k-lite0-sat"), encoder=args.encoder, extra=extra)
+               name=args.name or ckpt.get("name", "flickr8k-lite0-sat"), encoder=encoder, extra=extra)
     print(f"exported {args.run / 'best.pt'} -> {args.out}")
 
 

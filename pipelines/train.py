@@ -42,7 +42,8 @@ from captioner.concepts import class_words, concept_inputs
 from captioner.config import DecoderConfig
 from captioner.decoder import CaptionDecoder
 from captioner.vocab import Vocabulary, tokenize
-from captioner.weights import save_model
+from captioner.errors import ModelError
+from captioner.weights import checkpoint_encoder, save_model
 
 from .common import CACHE, DATA, ROOT, TEXT_CORPORA, captions_by_file, flickr_split, text_sentences
 from .extract_features import feature_dir, feature_rows
@@ -311,6 +312,10 @@ def main() -> None:
         ckpt = torch.load(args.resume, map_location="cpu", weights_only=True)
         if tuple(ckpt["vocab"]) != vocab.itos or DecoderConfig(**ckpt["config"]) != config:
             ap.error(f"{args.resume}: trained with another vocabulary or architecture than these options give")
+        try:  # Lite0/1/2 features are all 1280-d: only the record tells them apart
+            checkpoint_encoder(ckpt, args.encoder, args.resume)
+        except ModelError as exc:
+            raise SystemExit(f"error: {exc}") from None
         model.load_state_dict(ckpt["state"])
         history = list(ckpt["history"])
         best = max(h["dev_bleu4_greedy"] for h in history)
@@ -338,7 +343,7 @@ def main() -> None:
             best, bad = score, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             torch.save({"state": best_state, "vocab": list(vocab.itos), "config": asdict(config), "history": history,
-                        "data": data, "name": args.name},
+                        "data": data, "name": args.name, "encoder": args.encoder},
                        args.run / "best.pt")
         else:
             bad += 1

@@ -42,7 +42,8 @@ from captioner.config import DecoderConfig
 from captioner.decoder import CaptionDecoder
 from captioner.detect import Detectors, concept_inputs, save_detectors
 from captioner.vocab import Vocabulary, tokenize
-from captioner.weights import MANIFEST, load_model, save_model
+from captioner.errors import ModelError
+from captioner.weights import MANIFEST, checkpoint_encoder, load_model, save_model
 
 from .common import CACHE, DATA, captions_by_file, flickr_split, read_tsv, text_sentences
 from .extract_features import feature_dir, feature_rows
@@ -199,6 +200,10 @@ def main() -> None:
     last = args.run / "last.pt"
     if args.resume:
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        try:  # Lite0/1/2 features are all 1280-d: only the record tells them apart
+            checkpoint_encoder(ckpt, args.encoder, last)
+        except ModelError as exc:
+            raise SystemExit(f"error: {exc}") from None
         config = DecoderConfig(**ckpt["config"])
         vocab = Vocabulary(tuple(ckpt["vocab"]))
         model = CaptionDecoder(config)
@@ -359,7 +364,7 @@ def main() -> None:
         log.info("epoch %d done: %s", epoch, entry)
         (args.run / "history.json").write_text(json.dumps(history, indent=1))
         payload = {"state": model.state_dict(), "vocab": list(vocab.itos), "config": asdict(config),
-                   "history": history, "name": args.name}
+                   "history": history, "name": args.name, "encoder": args.encoder}
         if scores["select"] > best:
             best = scores["select"]
             torch.save(payload, args.run / "best.pt")
@@ -377,6 +382,10 @@ def main() -> None:
 def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences: int) -> None:
     """Write the best epoch and its detectors as a model folder."""
     ckpt = torch.load(run / "best.pt", map_location="cpu", weights_only=False)
+    try:
+        encoder = checkpoint_encoder(ckpt, args.encoder, run / "best.pt")
+    except ModelError as exc:
+        raise SystemExit(f"error: {exc}") from None
     vocab = Vocabulary(tuple(ckpt["vocab"]))
     config = DecoderConfig(**ckpt["config"])
     data = (f"stage 1: see training.stage1; stage 2: MSR-VTT train videos ({counts['msrvtt']}, frames), "
@@ -387,7 +396,7 @@ def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences
     extra = {"training": {"data": data, "history": ckpt["history"], "stage1": stage1,
                           "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                           "command": "make train"}}
-    save_model(out, ckpt["state"], vocab, config, name=ckpt["name"], encoder=args.encoder, extra=extra)
+    save_model(out, ckpt["state"], vocab, config, name=ckpt["name"], encoder=encoder, extra=extra)
     report_path = CACHE / "runs" / "detectors" / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     if args.detector_rank:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +194,69 @@ def test_training_is_deterministic_for_a_seed():
 
     a, b = run(), run()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# -- checkpoints record their encoder -----------------------------------------------------
+def _checkpoint(run: Path, **extra) -> Path:
+    vocab = Vocabulary.build(["a b c"], min_count=1)
+    model = CaptionDecoder(tiny_config(len(vocab)))
+    run.mkdir(parents=True)
+    torch.save({"state": model.state_dict(), "vocab": list(vocab.itos), "config": asdict(model.config),
+                "history": [{"epoch": 1}], "name": "t", **extra}, run / "best.pt")
+    return run
+
+
+def test_export_takes_the_encoder_the_checkpoint_records(tmp_path):
+    """Lite0/1/2 features are all 1280-d: a Lite2 run exported without --encoder must not become a Lite0 model."""
+    import json
+
+    from pipelines.export import main as export
+
+    run = _checkpoint(tmp_path / "run", encoder="efficientnet-lite2")
+    export(["--run", str(run), "--out", str(tmp_path / "m")])
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["encoder"] == "efficientnet-lite2"
+    assert load_model(tmp_path / "m")[2].encoder == "efficientnet-lite2"
+    with pytest.raises(SystemExit, match=r"^error: .*best.pt: trained on efficientnet-lite2 features, not efficientnet-lite0$"):
+        export(["--run", str(run), "--out", str(tmp_path / "m2"), "--encoder", "efficientnet-lite0"])
+    assert not (tmp_path / "m2").exists()
+
+
+def test_a_checkpoint_without_an_encoder_needs_one_named(tmp_path):
+    from captioner.weights import checkpoint_encoder
+    from pipelines.export import main as export
+
+    run = _checkpoint(tmp_path / "old")  # written before checkpoints recorded their encoder
+    with pytest.raises(SystemExit, match="does not record its encoder; say which with --encoder"):
+        export(["--run", str(run), "--out", str(tmp_path / "m")])
+    export(["--run", str(run), "--out", str(tmp_path / "m"), "--encoder", "efficientnet-lite1"])
+    assert load_model(tmp_path / "m")[2].encoder == "efficientnet-lite1"
+    # what --resume checks (pipelines.train, pipelines.train_video)
+    assert checkpoint_encoder({"encoder": "efficientnet-lite1"}, "efficientnet-lite1", "x") == "efficientnet-lite1"
+    with pytest.raises(ModelError, match="x: trained on efficientnet-lite1 features, not efficientnet-lite0"):
+        checkpoint_encoder({"encoder": "efficientnet-lite1"}, "efficientnet-lite0", "x")
+
+
+def test_resume_refuses_a_checkpoint_of_another_encoder(tmp_path, monkeypatch):
+    """pipelines.train --resume with --encoder other than the run's: one line, before any training."""
+    import sys
+
+    import pipelines.train as train
+
+    vocab = Vocabulary.build(["a b c"] * 5, min_count=1)
+    feats = torch.zeros(2, 49, 16)
+    monkeypatch.setattr(train, "captions_by_file", lambda path: {"x.jpg": ["a b c"], "y.jpg": ["a b c"]})
+    monkeypatch.setattr(train, "load_split", lambda encoder, split, limit=None: (["x.jpg", "y.jpg"], feats))
+    for global_setting in ("use_deterministic_algorithms", "set_num_threads"):  # not for the tests after this one
+        monkeypatch.setattr(torch, global_setting, lambda *a, **k: None)
+    run = _checkpoint(tmp_path / "run", encoder="efficientnet-lite2")
+    ckpt = torch.load(run / "best.pt", weights_only=True)
+    model = CaptionDecoder(DecoderConfig(feature_dim=16, embed_dim=16, hidden_dim=16, attention_dim=16,
+                                         dropout=0.5, vocab_size=len(vocab)))
+    ckpt.update(vocab=list(vocab.itos), state=model.state_dict(), config=asdict(model.config),
+                history=[{"epoch": 1, "dev_bleu4_greedy": 1.0}])
+    torch.save(ckpt, run / "best.pt")
+    monkeypatch.setattr(sys, "argv", ["train", "--resume", str(run / "best.pt"), "--run", str(tmp_path / "r2"),
+                                      "--concepts", "0", "--text", "", "--hidden", "16", "--min-count", "1",
+                                      "--encoder", "efficientnet-lite0"])
+    with pytest.raises(SystemExit, match="trained on efficientnet-lite2 features, not efficientnet-lite0"):
+        train.main()
