@@ -20,7 +20,7 @@ def __getattr__(name: str):
 
         return CaptionConfig
     if name == "Cue":
-        from .subtitles import Cue
+        from .cues import Cue
 
         return Cue
     raise AttributeError(name)

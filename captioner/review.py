@@ -1,7 +1,7 @@
 """The HTML review page (``-f html``) and a batch's archive index.
 
-A review page is one more subtitle writer (``subtitles.write_subtitles`` calls
-``format_html``): one self-contained file beside the other outputs that plays the
+A review page is one more subtitle writer (``writers.WRITERS["html"]`` is
+``write_page``): one self-contained file beside the other outputs that plays the
 source video (by relative path) with the captions as a ``<track>``, and lists the
 cues with a thumbnail, times, confidence and the concept words the encoder saw.
 Captions can be edited in place; the edits are kept in the browser's
@@ -14,10 +14,10 @@ script forbids anything else, so even a text that escaped escaping could not run
 The thumbnails and concept words come from the run itself (``Snapshot``, kept by
 ``Captioner.caption_video`` while it reads the video: no second decode).
 
-``write_index`` writes a batch's ``index.html``: every video with its first
-thumbnail, duration, cue count and status, a filter over all captions, and links
-to the pages. It reads each page's embedded data, so videos skipped as up to date
-are listed like the ones captioned in this run.
+``write_index`` writes a batch's ``index.html`` (batch/report.py says which
+videos): every video with its first thumbnail, duration, cue count and status, a
+filter over all captions, and links to the pages. It reads each page's embedded
+data, so videos skipped as up to date are listed like the ones captioned in this run.
 
 All text goes through ``html.escape`` (markup) or ``_json_for_html`` (the data
 block); the page's script only ever sets ``textContent``.
@@ -38,22 +38,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from captioner.config import OutputConfig, ReviewConfig
+from captioner.outputs import INDEX_FALLBACK_NAME, INDEX_NAME, write_atomic
+
+if TYPE_CHECKING:
+    from captioner.writers import Document
 
 __all__ = ["INDEX_NAME", "IndexEntry", "Snapshot", "format_html", "format_index", "page_data", "snapshots_for",
-           "write_index"]
+           "write_index", "write_page"]
 
 logger = logging.getLogger(__name__)
 
 _DATA = Path(__file__).parent / "data"
-
-#: The archive index a batch writes at its output root (see ``index_path``).
-INDEX_NAME = "index.html"
-#: Used instead when ``index.html`` there is a video's page or a file captioner did not write.
-INDEX_FALLBACK_NAME = "captioner-index.html"
 
 #: Marks every page this module writes (the index only overwrites such files).
 GENERATOR = "captioner"
@@ -236,7 +235,7 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
                 output: OutputConfig = OutputConfig(), review: ReviewConfig = ReviewConfig(),
                 page: Path = Path("video.html")) -> str:
     """The review page of one video (cues as ``normalize_cues`` gives them; ``page``: where it will be written)."""
-    from captioner.subtitles import format_vtt
+    from captioner.writers import format_vtt  # writers.py imports this module for its registry
 
     data = page_data(cues, metadata, snapshots, output, review, Path(page))
     shots = snapshots_for(cues, snapshots)
@@ -302,6 +301,11 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
 </section>
 </main>"""
     return _page(f"{v['name'] or 'video'} · captions", body, data, _asset("review.css"), _asset("review.js"))
+
+
+def write_page(cues: Sequence[Any], doc: "Document") -> str:
+    """The ``html`` writer of ``writers.WRITERS``: ``format_html`` with the document's data."""
+    return format_html(cues, doc.metadata, doc.snapshots, output=doc.output, review=doc.review, page=doc.path)
 
 
 # --------------------------------------------------------------------------- the archive index
@@ -412,36 +416,6 @@ def _ours(path: Path) -> bool:
 
 def write_index(entries: Sequence[IndexEntry], root: Path, title: str = "Captioned videos") -> Path:
     """Write the archive index of ``entries`` into ``root`` (atomically); returns its path."""
-    from captioner.subtitles import write_atomic
-
     path = index_path(root, [e.page for e in entries if e.page is not None])
     write_atomic(path, format_index(entries, path, title))
     return path
-
-
-def write_batch_index(plan: Any, results: Sequence[Any], roots: Sequence[int], folder: Path) -> Path:
-    """Write the index of a batch's videos under ``roots`` (indexes into ``plan.roots``) into ``folder``.
-
-    ``plan`` is an ``engines.BatchPlan`` and ``results`` its ``FileResult`` list.
-    Videos are shown by their path inside their input folder (prefixed by the
-    folder's name when one index covers several).
-    """
-    wanted = set(roots)
-    several = len(wanted) > 1
-    entries = []
-    for r in results:
-        if r.root not in wanted:
-            continue
-        root = Path(plan.roots[r.root])
-        try:
-            shown = os.path.relpath(r.video, root)
-        except ValueError:
-            shown = r.shown or r.video
-        if shown.startswith(".."):
-            shown = r.shown or r.video
-        elif several:
-            shown = f"{root.name}/{shown}"
-        page = next((Path(p) for p in r.outputs if str(p).endswith(".html")), None)
-        entries.append(IndexEntry(shown.replace(os.sep, "/"), r.status, r.reason, page))
-    names = [Path(plan.roots[i]).name or str(plan.roots[i]) for i in sorted(wanted)]
-    return write_index(entries, Path(folder), f"{', '.join(names)} · captioned videos")

@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from captioner.cli import main
-from captioner.subtitles import Cue, _pages, _wrap_pieces, format_srt, layout_cues, merge_cues, normalize_cues
+from captioner.cues import Cue, _pages, layout_cues, merge_cues, normalize_cues, wrap_pieces
+from captioner.writers import format_srt
 from clitools import isolate_cli  # noqa: F401
 from videos import make_video
 
@@ -33,7 +34,7 @@ def check(cues: list[Cue], duration: float, *, max_duration, min_duration, max_c
         ms = round((cue.end - cue.start) * 1000)
         assert 0 <= cue.start < cue.end and round(cue.end * 1000) <= round(duration * 1000)
         assert ms <= max_duration * 1000 + 1e-6, cue
-        lines = _wrap_pieces(cue.text, max_line_width, 10**6)
+        lines = wrap_pieces(cue.text, max_line_width, 10**6)
         assert len(lines) <= max_line_count and all(len(line) <= max_line_width for line, _ in lines), cue
         if readable:
             assert ms > min_duration * 1000 - 1, cue  # whole milliseconds: never more than 1 ms short

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import srt
 
-from captioner import subtitles, video
-from captioner.engines import output_base
+from captioner import outputs, video
 from captioner.errors import OutputError, VideoError
+from captioner.outputs import output_base
 from captioner.weights import read_manifest, sha256_file
 from clitools import (  # noqa: F401  (isolate_cli is a fixture)
     REPO, captioner_command, cli, files_under, isolate_cli, run_subprocess, subprocess_env,
@@ -280,7 +280,7 @@ def test_failure_mid_way_leaves_no_partial_file(tmp_path, tiny_model, clip_avi, 
             raise OSError(28, "No space left on device")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(subtitles.os, "replace", replace)
+    monkeypatch.setattr(outputs.os, "replace", replace)
     out = tmp_path / "out"
     result = run_cli(clip_avi, "-o", out, "-f", "srt,vtt", "-q", model=tiny_model)
     assert_one_error(result, f"{out / 'clip.vtt'}: cannot write: No space left on device")
@@ -294,7 +294,7 @@ def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path, tiny_model, clip_avi, mon
     def interrupted(fd):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(subtitles.os, "fsync", interrupted)
+    monkeypatch.setattr(outputs.os, "fsync", interrupted)
     out = tmp_path / "out"
     result = run_cli(clip_avi, "-o", out, model=tiny_model)
     assert result.exit_code == 130

@@ -1,4 +1,4 @@
-"""Tests for captioner.subtitles: formats must parse back to what was written."""
+"""Tests for cues.py, writers.py and write_atomic: formats must parse back to what was written."""
 
 from __future__ import annotations
 
@@ -14,22 +14,18 @@ import srt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from captioner import subtitles
+from captioner import outputs
 from captioner.config import OutputConfig
+from captioner.cues import Cue, clean_text, merge_cues, normalize_cues, wrap_text
 from captioner.errors import OutputError
-from captioner.subtitles import (
+from captioner.outputs import write_atomic
+from captioner.writers import (
     FORMATS,
-    Cue,
-    clean_text,
     format_json,
     format_srt,
     format_txt,
     format_vtt,
-    merge_cues,
-    normalize_cues,
     parse_formats,
-    wrap_text,
-    write_atomic,
     write_subtitles,
 )
 
@@ -476,7 +472,7 @@ def test_write_atomic_failed_replace_keeps_old_file(tmp_path: Path, monkeypatch:
         seen.append(os.path.basename(src))
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(subtitles.os, "replace", failing_replace)
+    monkeypatch.setattr(outputs.os, "replace", failing_replace)
     with pytest.raises(OutputError, match="No space left on device"):
         write_atomic(target, "new\n")
     assert len(seen) == 1 and seen[0].startswith(".talk.vtt.") and seen[0].endswith(".tmp")
@@ -513,6 +509,25 @@ def test_write_subtitles_validates_formats_before_writing(tmp_path: Path) -> Non
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(OutputError):
         write_subtitles([Cue(0, 1, "x")], tmp_path / "no" / "talk", ["srt"], OutputConfig(), {})
+
+
+def test_every_format_is_one_writer_of_the_registry(tmp_path: Path) -> None:
+    """FORMATS is the registry's keys; each file is what its writer renders, the review page included."""
+    from captioner import review, subtitles
+    from captioner.writers import WRITERS, Document
+
+    assert FORMATS == tuple(WRITERS) == ("srt", "vtt", "json", "txt", "html")
+    assert WRITERS["html"] is review.write_page
+    cues = [Cue(0.0, 2.5, "a dog runs in the long green grass of a park", 0.4), Cue(2.5, 4.0, "a <b> & c")]
+    output = OutputConfig(max_line_width=16, max_line_count=3)
+    metadata = {"video": {"path": str(tmp_path / "talk.mp4"), "name": "talk.mp4", "duration": 4.0}}
+    paths = write_subtitles(cues, tmp_path / "talk", FORMATS, output, metadata, duration=4.0)
+    for fmt, path in zip(FORMATS, paths):
+        doc = Document(metadata, output, path=path)
+        assert path.read_text(encoding="utf-8") == WRITERS[fmt](normalize_cues(cues, 4.0), doc), fmt
+    assert paths[0].read_text(encoding="utf-8") == format_srt(cues, max_line_width=16, max_line_count=3)
+    # the old single import still offers the same objects
+    assert (subtitles.Cue, subtitles.write_subtitles, subtitles.write_atomic) == (Cue, write_subtitles, write_atomic)
 
 
 # --------------------------------------------------------------------------- properties

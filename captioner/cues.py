@@ -1,0 +1,398 @@
+"""Cues: timed caption text, and the rules that make them safe and readable.
+
+Everything a writer (writers.py) emits goes through the same two gates here:
+``clean_text`` for the words and ``normalize_cues`` for the times. That way a
+caption the model produced (or a user edited) can never yield a file a player
+mis-parses: no "-->" inside a cue, no blank line inside a cue, no overlapping or
+backwards cues, no times past the end of the video. ``layout_cues`` turns the
+model's captions into cues that keep every documented cue rule (length,
+reading speed, the line box); ``wrap_text`` is the line wrapping the SRT and VTT
+writers share.
+
+This module deliberately imports neither torch nor cv2: it is used by the CLI
+and by tests that must stay light.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from captioner.config import OutputConfig
+
+__all__ = ["Cue", "clean_text", "join_lines", "layout_cues", "merge_cues", "normalize_cues", "to_ms", "wrap_pieces",
+           "wrap_text"]
+
+logger = logging.getLogger(__name__)
+
+#: The line box a cue's text fits in when nothing else is said (``OutputConfig``'s 42 / 2).
+_BOX = OutputConfig()
+
+# Two cues whose gap is below half a millisecond are rendered with the same
+# timestamp, so for merging they count as touching.
+_TOUCH_TOLERANCE = 0.0005
+
+# A run of two or more dashes followed by ">" is the SRT/VTT timing arrow. The
+# whole run is replaced (not just "-->") so "--->" cannot turn back into "-->".
+_ARROW_RE = re.compile(r"-{2,}>")
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One caption shown from ``start`` to ``end`` (seconds from the video's start).
+
+    ``confidence`` (0..1) is kept so the JSON output can tell a reviewer which
+    captions to check first; SRT/VTT/TXT ignore it.
+    """
+
+    start: float
+    end: float
+    text: str
+    confidence: float = 1.0
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds; negative for a malformed cue (``normalize_cues`` drops those)."""
+        return self.end - self.start
+
+
+# --------------------------------------------------------------------------- text
+
+
+def clean_text(text: str) -> str:
+    """Normalise caption text once, the same way for every writer.
+
+    * whitespace of any kind (``\\r``, ``\\n``, ``\\t``, U+2028, NBSP, ...)
+      becomes a single space and the ends are stripped, because a line break
+      or blank line inside a cue is how SRT/VTT parsers find the end of a cue;
+    * other control characters (NUL, BEL, ESC, DEL, ...) and lone surrogates
+      are dropped: they are invisible at best and make the file unencodable or
+      confuse players at worst;
+    * any run of two or more dashes followed by ``>`` becomes ``->``, because
+      ``-->`` is the timing arrow and a cue line containing it is read as the
+      start of a new cue (WebVTT forbids it in cue text outright).
+
+    The result is idempotent (``clean_text(clean_text(t)) == clean_text(t)``),
+    so writers may apply it to text that is already clean.
+    """
+    kept = []
+    for char in text:
+        if char.isspace():
+            kept.append(" ")
+        elif unicodedata.category(char) in ("Cc", "Cs"):
+            continue
+        else:
+            kept.append(char)
+    collapsed = " ".join("".join(kept).split())
+    return _ARROW_RE.sub("->", collapsed)
+
+
+def wrap_pieces(text: str, max_line_width: int, max_line_count: int) -> list[tuple[str, bool]]:
+    """Greedy wrap that also says, per line, whether it continues a broken word.
+
+    The flag is what lets later steps (the overflow line, the SRT index-line
+    guard) glue lines back together without inserting a space into a word.
+    """
+    if max_line_width < 1:
+        raise ValueError(f"max_line_width must be at least 1, got {max_line_width}")
+    if max_line_count < 1:
+        raise ValueError(f"max_line_count must be at least 1, got {max_line_count}")
+
+    lines: list[tuple[str, bool]] = []
+    current = ""
+    current_continues = False
+    for word in text.split():
+        if current and len(current) + 1 + len(word) <= max_line_width:
+            current += " " + word
+            continue
+        if current:
+            lines.append((current, current_continues))
+        # A word that does not fit on a line of its own starts a fresh line and
+        # is cut into width-sized pieces; the last piece may share its line with
+        # the following words.
+        pieces = [word[i : i + max_line_width] for i in range(0, len(word), max_line_width)]
+        for index, piece in enumerate(pieces[:-1]):
+            lines.append((piece, index > 0))
+        current = pieces[-1]
+        current_continues = len(pieces) > 1
+    if current:
+        lines.append((current, current_continues))
+
+    if len(lines) > max_line_count:
+        head = lines[: max_line_count - 1]
+        tail = lines[max_line_count - 1 :]
+        head.append((join_lines(tail), tail[0][1]))
+        lines = head
+    return lines
+
+
+def join_lines(lines: Sequence[tuple[str, bool]]) -> str:
+    """Join wrapped lines into one, with a space only between different words."""
+    joined = lines[0][0]
+    for line, continues in lines[1:]:
+        joined += line if continues else " " + line
+    return joined
+
+
+def wrap_text(text: str, max_line_width: int = _BOX.max_line_width,
+              max_line_count: int = _BOX.max_line_count) -> list[str]:
+    """Wrap ``text`` greedily into at most ``max_line_count`` lines of ``max_line_width`` characters.
+
+    Width is counted in code points (as whisper does), not display cells.
+
+    * Words are packed greedily, separated by single spaces.
+    * A word longer than the width starts a new line and is cut into pieces of
+      exactly the width (the last piece may be shorter and share its line).
+    * When the text needs more than ``max_line_count`` lines, the lines past
+      the limit are appended to the last allowed line. Subtitles must never
+      lose words (a caption is short, the viewer can still read it), while a
+      cue with more lines than configured would cover the picture and some
+      players drop the extra lines silently; so the line count is the hard
+      bound and only the last line may exceed the width.
+
+    Returns ``[]`` for text without any non-whitespace character.
+    """
+    return [line for line, _ in wrap_pieces(text, max_line_width, max_line_count)]
+
+
+# --------------------------------------------------------------------------- cues
+
+
+def to_ms(seconds: float) -> int:
+    """Round seconds to whole milliseconds, the resolution of every format written."""
+    return int(round(seconds * 1000.0))
+
+
+def merge_cues(cues: Sequence[Cue]) -> list[Cue]:
+    """Merge neighbouring cues that show the same text without a gap.
+
+    The segmenter cuts long shots into several cues, which often get the same
+    caption; shown back to back they look like a flicker. Cues are sorted by
+    start; a cue is folded into the previous one when their cleaned texts are
+    equal and it starts no later than the previous one ends (plus half a
+    millisecond, below the files' resolution). The merged cue spans both,
+    carries the cleaned text and the duration-weighted mean confidence (a plain
+    mean when all durations are zero). Different texts are never merged.
+    """
+    merged: list[Cue] = []
+    # Per merged cue: (total duration, duration-weighted confidence sum,
+    # number of cues, plain confidence sum), to recompute the mean exactly.
+    weights: list[tuple[float, float, int, float]] = []
+    for cue in sorted(cues, key=lambda c: c.start):
+        text = clean_text(cue.text)
+        length = max(cue.end - cue.start, 0.0)
+        if merged:
+            last = merged[-1]
+            if text == last.text and cue.start <= last.end + _TOUCH_TOLERANCE:
+                total, weighted, count, plain = weights[-1]
+                total += length
+                weighted += length * cue.confidence
+                count += 1
+                plain += cue.confidence
+                confidence = weighted / total if total > 0 else plain / count
+                merged[-1] = Cue(last.start, max(last.end, cue.end), text, confidence)
+                weights[-1] = (total, weighted, count, plain)
+                continue
+        merged.append(Cue(cue.start, cue.end, text, cue.confidence))
+        weights.append((length, length * cue.confidence, 1, cue.confidence))
+    return merged
+
+
+def normalize_cues(cues: Sequence[Cue], duration: float | None) -> list[Cue]:
+    """Make cues safe to write: what every writer receives.
+
+    Steps, in order:
+
+    1. clean the text (``clean_text``) and drop cues left without text;
+    2. clamp times into ``[0, duration]`` (only below by 0 when the duration is
+       unknown) and drop cues with a non-finite time;
+    3. round times to whole milliseconds, the resolution of SRT/VTT/JSON, so
+       what is checked here is exactly what gets written, and drop cues whose
+       length is then zero or negative;
+    4. sort by start (stable, so equal starts keep their input order) and
+       remove overlaps by ending each cue where the next one starts; a cue
+       that this leaves without length is dropped. Cutting the earlier cue
+       (rather than delaying the later one) keeps every caption appearing
+       when its scene starts.
+
+    Confidence is clamped to ``[0, 1]`` (NaN becomes 0) so the JSON stays valid.
+    """
+    if duration is not None and (math.isnan(duration) or duration < 0):
+        raise ValueError(f"duration must be a non-negative number of seconds, got {duration}")
+
+    prepared: list[Cue] = []
+    for cue in cues:
+        text = clean_text(cue.text)
+        if not text:
+            logger.debug("dropping cue without text at %.3f s", cue.start)
+            continue
+        start, end = max(cue.start, 0.0), max(cue.end, 0.0)
+        if duration is not None:
+            start, end = min(start, duration), min(end, duration)
+        if not (math.isfinite(start) and math.isfinite(end)):
+            logger.debug("dropping cue with non-finite time: %r", cue)
+            continue
+        start_ms, end_ms = to_ms(start), to_ms(end)
+        if end_ms <= start_ms:
+            logger.debug("dropping cue of no length at %.3f s: %r", start, text)
+            continue
+        confidence = cue.confidence
+        confidence = 0.0 if math.isnan(confidence) else min(max(confidence, 0.0), 1.0)
+        prepared.append(Cue(start_ms / 1000.0, end_ms / 1000.0, text, confidence))
+
+    prepared.sort(key=lambda c: c.start)
+    result: list[Cue] = []
+    for cue in prepared:
+        if result and result[-1].end > cue.start:
+            previous = result.pop()
+            if previous.start < cue.start:
+                result.append(Cue(previous.start, cue.start, previous.text, previous.confidence))
+            else:
+                logger.debug("dropping cue hidden by one at the same start: %r", previous.text)
+        result.append(cue)
+    return result
+
+
+# --------------------------------------------------------------------------- cue rules
+
+
+def _pages(text: str, max_line_width: int, max_line_count: int, max_chars: int) -> list[str]:
+    """``text`` cut into the pieces one cue can show: ``max_line_count`` lines of ``max_line_width``, ``max_chars`` in all.
+
+    Lines are wrapped greedily at ``min(max_line_width, max_chars)`` and grouped in
+    order; a piece is re-wrapped by the writers into at most ``max_line_count`` lines
+    (a wider wrap never needs more lines).
+    """
+    lines = wrap_pieces(text, min(max_line_width, max_chars), len(text) + 1)
+    pages: list[str] = []
+    current: list[tuple[str, bool]] = []
+    for line in lines:
+        if current and (len(current) >= max_line_count or len(join_lines([*current, line])) > max_chars):
+            pages.append(join_lines(current))
+            current = []
+        current.append(line)
+    if current:
+        pages.append(join_lines(current))
+    return pages
+
+
+def _spread(start: int, total: int, weights: Sequence[int], floors: Sequence[int]) -> list[int]:
+    """Boundaries (ms) of consecutive parts of ``total`` ms from ``start``: each gets its floor, the rest by weight."""
+    extra = total - sum(floors)
+    if extra < 0:  # not enough time for the floors (a lone caption in a short video): by floor instead
+        floors, extra = [0] * len(weights), total
+        weights = [max(1, w) for w in weights]
+    bounds, given, acc = [start], 0, 0
+    for floor, weight in zip(floors, weights):
+        acc += weight
+        share = extra * acc // max(1, sum(weights)) - given
+        given += share
+        bounds.append(bounds[-1] + floor + share)
+    return bounds
+
+
+def layout_cues(
+    cues: Sequence[Cue],
+    duration: float | None,
+    *,
+    max_duration: float,
+    min_duration: float,
+    max_chars_per_second: float,
+    max_line_width: int,
+    max_line_count: int,
+) -> list[Cue]:
+    """Cues that keep every documented rule, from captions as the model gives them.
+
+    1. Neighbouring cues with the same text merge (``merge_cues``) and the result is
+       made safe (``normalize_cues``: clean text, inside the video, no overlaps).
+    2. A caption too long for one cue (``max_line_count`` lines of ``max_line_width``
+       characters, and no more characters than ``max_chars_per_second`` allows in
+       ``max_duration``) is cut into pieces shown one after the other.
+    3. Each caption gets the time its pieces need: every piece at least
+       ``min_duration`` and ``len(text) / max_chars_per_second`` seconds. Time comes
+       from the silence after it, then before it, then from what its neighbours can
+       spare; a caption that cannot get enough time even so is dropped (its time is
+       left to its neighbours), unless it is the only one.
+    4. The pieces share their caption's time in proportion to their length, and a
+       piece longer than ``max_duration`` is shown as several cues of equal length,
+       each at least as long as the piece needs (a remainder too short for that is
+       left empty).
+
+    Every cue of the result is then at most ``max_duration`` long (``<= 0``: no
+    limit), at least ``min_duration`` and readable at ``max_chars_per_second``
+    (``<= 0``: no limit), except the only caption of a video too short for it; its
+    text fits ``max_line_count`` lines of ``max_line_width``. Times are whole
+    milliseconds.
+    """
+    if max_line_width < 1 or max_line_count < 1:
+        raise ValueError("max_line_width and max_line_count must be at least 1")
+    ready = normalize_cues(merge_cues(cues), duration)
+    end_ms = to_ms(duration) if duration is not None else None
+    max_ms = math.floor(max_duration * 1000.0 + 1e-6) if max_duration > 0 else 0
+    min_ms = max(0, math.ceil(min_duration * 1000.0 - 1e-6))
+    if max_ms:
+        min_ms = min(min_ms, max_ms)
+    cps = max_chars_per_second if max_chars_per_second > 0 else 0.0
+    max_chars = max_line_width * max_line_count
+    if cps and max_ms:
+        max_chars = max(1, min(max_chars, math.floor(cps * max_ms / 1000.0 + 1e-6)))
+
+    def page_need(text: str) -> int:
+        return max(min_ms, math.ceil(len(text) * 1000.0 / cps - 1e-6) if cps else 0)
+
+    # [start ms, end ms, pieces, piece needs, confidence]
+    caps = []
+    for cue in ready:
+        pages = _pages(cue.text, max_line_width, max_line_count, max_chars)
+        caps.append([to_ms(cue.start), to_ms(cue.end), pages, [page_need(p) for p in pages], cue.confidence])
+
+    i = 0
+    while i < len(caps):
+        cap = caps[i]
+        short = sum(cap[3]) - (cap[1] - cap[0])
+        if short > 0:
+            later = caps[i + 1] if i + 1 < len(caps) else None
+            earlier = caps[i - 1] if i > 0 else None
+            limit = later[0] if later else (end_ms if end_ms is not None else cap[1] + short)
+            grow = min(short, max(0, limit - cap[1]))
+            cap[1] += grow
+            short -= grow
+            grow = min(short, max(0, cap[0] - (earlier[1] if earlier else 0)))
+            cap[0] -= grow
+            short -= grow
+            if short > 0 and later:
+                grow = min(short, max(0, later[1] - later[0] - sum(later[3])))
+                later[0] += grow
+                cap[1] += grow
+                short -= grow
+            if short > 0 and earlier:
+                grow = min(short, max(0, earlier[1] - earlier[0] - sum(earlier[3])))
+                earlier[1] -= grow
+                cap[0] -= grow
+                short -= grow
+            if short > 0 and len(caps) > 1:
+                logger.debug("dropping a caption with too little time to be read: %r", " ".join(cap[2]))
+                del caps[i]
+                continue
+        i += 1
+
+    result: list[Cue] = []
+    for start, end, pages, needs, confidence in caps:
+        bounds = _spread(start, end - start, [len(p) for p in pages], needs)
+        for text, need, a, b in zip(pages, needs, bounds, bounds[1:]):
+            length = b - a
+            parts = 1
+            if max_ms and length > max_ms:
+                parts = math.ceil(length / max_ms)
+                if need and parts * need > length:
+                    parts = max(1, length // need)
+                    length = min(length, parts * max_ms)
+            for k in range(parts):
+                s, e = a + length * k // parts, a + length * (k + 1) // parts
+                if e > s:
+                    result.append(Cue(s / 1000.0, e / 1000.0, text, confidence))
+    return result

@@ -1,0 +1,351 @@
+"""Every file captioner writes: its name, where it goes and how it is written.
+
+One owner for output names (``output_base``, ``output_file``, the report and index
+names), for atomic writes (``write_atomic``, ``atomic_path``) and for the hidden
+temporary files they use (``.<name>.<random>.tmp``), so the code that deletes the
+temporary files of an interrupted run (``remove_stale_temp_files``) matches exactly
+what the writers make, and ``run``, ``batch`` and the resume check agree on every
+name. The encoder export cache lives under ``cache_dir()``.
+
+This module imports neither torch nor cv2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import CaptionerError, OutputError, VideoError
+
+__all__ = [
+    "INDEX_FALLBACK_NAME", "INDEX_NAME", "INDEX_NAMES", "REPORT_NAME", "absolute", "atomic_path", "cache_dir",
+    "keep_extensions", "new_file_mode", "output_base", "output_bases", "output_file", "outputs_up_to_date",
+    "prepare_output_dir", "remove_empty", "remove_stale_temp_files", "write_atomic",
+]
+
+log = logging.getLogger(__name__)
+
+#: File name of the batch report, written into the output folder (or each input folder).
+REPORT_NAME = "captioner-report.json"
+
+#: The archive index a batch writes at its output root (review.py; ``review.index_path`` picks one).
+INDEX_NAME = "index.html"
+#: Used instead when ``index.html`` there is a video's page or a file captioner did not write.
+INDEX_FALLBACK_NAME = "captioner-index.html"
+INDEX_NAMES = (INDEX_NAME, INDEX_FALLBACK_NAME)
+
+# The temporary file of ``path`` is ``.<path.name>.<mkstemp's random letters>.tmp`` in the same
+# folder: hidden (a batch never takes it for a video), and on the same file system as ``path``
+# so that the final rename is atomic.
+_TMP_SUFFIX = ".tmp"
+_TMP_RE = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]+" + re.escape(_TMP_SUFFIX))
+
+
+def _tmp_prefix(name: str) -> str:
+    return f".{name}."
+
+
+def cache_dir() -> Path:
+    """captioner's cache folder: ``$CAPTIONER_CACHE``, else ``$XDG_CACHE_HOME/captioner``, else ``~/.cache/captioner``.
+
+    The one default for that variable (the encoder exports live in ``encoders/`` under it).
+    """
+    root = os.environ.get("CAPTIONER_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "captioner")
+    return Path(root)
+
+
+def absolute(path: Path | str) -> Path:
+    """Absolute without resolving symlinks (a shared mount keeps the name users know)."""
+    return Path(os.path.abspath(path))
+
+
+# --------------------------------------------------------------------------- names
+
+
+def output_file(base: Path, fmt: str) -> Path:
+    """``base`` plus ``.fmt``, appended rather than via ``with_suffix``.
+
+    ``with_suffix`` would turn ``talk.v2`` into ``talk.srt`` and make two
+    videos that differ only after a dot overwrite each other.
+    """
+    return base.with_name(f"{base.name}.{fmt}")
+
+
+def output_base(video: Path, output_dir: Path | None, relative_to: Path | None = None) -> Path:
+    """Output path without extension: beside the video, or under ``output_dir``.
+
+    With ``relative_to`` (a batch root) the video's sub-folders are mirrored under
+    ``output_dir``. The result is always inside ``output_dir`` when one is given.
+    """
+    if video.name in ("", ".", ".."):
+        # "." or "dir/..": no file name to build an output name from
+        reason = "is a directory, not a video file" if video.is_dir() else "not a video file name"
+        raise VideoError(f"{video}: {reason}")
+    if output_dir is None:
+        return video.parent / _stem(video)
+    if relative_to is not None:
+        try:
+            # where the file is listed, not where a symlink points: a link to a video elsewhere
+            # is mirrored like the files beside it
+            rel_video = absolute(video).relative_to(absolute(relative_to))
+        except ValueError:
+            raise OutputError(f"{video}: not inside {relative_to}; cannot mirror it under {output_dir}") from None
+        rel = rel_video.parent / _stem(rel_video)
+    else:
+        rel = Path(_stem(video))
+    base = (output_dir / rel).resolve()
+    root = output_dir.resolve()
+    if root not in base.parents:  # strictly inside: "<base>.srt" must land in output_dir too
+        raise OutputError(f"{video}: output would fall outside {output_dir}")
+    return output_dir / rel
+
+
+def _stem(video: Path) -> str:
+    """The file name without its extension, never empty, "." or ".." (``..mp4`` keeps its name).
+
+    ``Path("..mp4").stem`` is ``"."``; used as an output name it would point at the
+    folder itself and ``<folder>.srt`` would land outside it.
+    """
+    stem = video.stem
+    return video.name if stem in ("", ".", "..") else stem
+
+
+def keep_extensions(pairs: Sequence[tuple[Path, Path]]) -> list[Path]:
+    """The output bases of (video, base) pairs, where videos that share a base keep their extension.
+
+    ``clip.mp4`` and ``clip.avi`` of one folder would both write ``clip.srt``; they
+    get ``clip.mp4.srt`` and ``clip.avi.srt`` instead (``run`` and ``batch`` alike).
+    Bases are compared without case, as a case-insensitive file system would.
+    """
+    groups: dict[str, set[Path]] = {}
+    for video, base in pairs:
+        groups.setdefault(str(base).casefold(), set()).add(absolute(video))
+    return [base.with_name(base.name + video.suffix) if len(groups[str(base).casefold()]) > 1 else base
+            for video, base in pairs]
+
+
+def output_bases(videos: Sequence[Path], output_dir: Path | None) -> list[tuple[Path, "Path | CaptionerError"]]:
+    """(video, output base) for ``captioner run``'s list of videos, by the rules a batch uses.
+
+    A video named twice is listed once; videos that would share a base keep their
+    extension (``keep_extensions``); a video no base can be made for, or whose base
+    still clashes with another's (names that differ only in case), gets the error
+    in place of its base.
+    """
+    seen: set[Path] = set()
+    named: list[tuple[Path, Path | CaptionerError]] = []
+    for video in videos:
+        if absolute(video) in seen:
+            continue
+        seen.add(absolute(video))
+        try:
+            named.append((video, output_base(video, output_dir)))
+        except CaptionerError as exc:
+            named.append((video, exc))
+    ok = [(v, b) for v, b in named if isinstance(b, Path)]
+    fixed = dict(zip((v for v, _ in ok), keep_extensions(ok)))
+    taken: dict[str, Path] = {}
+    out: list[tuple[Path, Path | CaptionerError]] = []
+    for video, base in named:
+        if isinstance(base, Path):
+            base = fixed[video]
+            key = str(absolute(base)).casefold()
+            if key in taken:
+                base = OutputError(f"{video}: its subtitles would overwrite those of {taken[key]}")
+            else:
+                taken[key] = video
+        out.append((video, base))
+    return out
+
+
+def outputs_up_to_date(video: Path, base: Path, formats: Sequence[str]) -> bool:
+    """True when every ``base.<fmt>`` exists and is newer than ``video`` (the resume test)."""
+    try:
+        video_time = video.stat().st_mtime_ns
+        for fmt in formats:
+            st = output_file(base, fmt).stat()
+            if not stat.S_ISREG(st.st_mode) or st.st_mtime_ns <= video_time:
+                return False
+    except OSError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def prepare_output_dir(output_dir: Path) -> list[Path]:
+    """Create ``output_dir`` (and its parents) before any work, or raise ``OutputError``.
+
+    A folder that cannot exist is found out before the first video is captioned, not
+    after every one of them. Returns the folders this call created, outermost first,
+    so a caller that ends up writing nothing can remove them again (``remove_empty``).
+    """
+    missing: list[Path] = []
+    folder = Path(output_dir)
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if not output_dir.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        probe = tempfile.TemporaryFile(dir=output_dir, prefix=".captioner-probe.")
+        probe.close()
+    except OSError as exc:
+        remove_empty(missing[::-1])
+        raise OutputError(f"{output_dir}: cannot create output folder ({exc.strerror or exc})") from None
+    return missing[::-1]
+
+
+def remove_empty(folders: Sequence[Path]) -> None:
+    """Remove ``folders`` (innermost last in the list) that are still empty; others are left alone."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def new_file_mode() -> int:
+    """Permissions a plainly created file would get (0o666 minus the umask).
+
+    ``mkstemp`` creates files readable by the owner only; subtitles are meant
+    to be shared, so the final file gets the usual mode instead. The umask is
+    read from /proc because ``os.umask`` can only be read by changing it, which
+    races with other threads.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o644
+
+
+def _one_line(exc: BaseException) -> str:
+    """A short reason for an error, guaranteed not to span lines."""
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror
+    else:
+        reason = str(exc) or type(exc).__name__
+    return " ".join(reason.split())
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` so readers see the old file or the new one, never half.
+
+    The text goes to a hidden temporary file (``.<name>.<random>.tmp``) in the
+    same folder, so the final ``os.replace`` stays on one file system and is
+    atomic; it is fsynced first so a crash cannot leave an empty file behind
+    the new name. An existing file keeps its permissions, a new one gets the
+    usual ``0o666 & ~umask``.
+
+    The parent folder must already exist: creating folders is the caller's
+    decision. Any failure removes the temporary file and raises ``OutputError``
+    with a one-line message that starts with ``path``. An interrupt
+    (``KeyboardInterrupt``) also removes the temporary file and propagates.
+    """
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        raise OutputError(f"{path}: cannot write: folder {parent} does not exist")
+
+    tmp_name: str | None = None
+    try:
+        data = text.encode("utf-8")
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = new_file_mode()
+        fd, tmp_name = tempfile.mkstemp(prefix=_tmp_prefix(path.name), suffix=_TMP_SUFFIX, dir=parent)
+        with os.fdopen(fd, "wb") as handle:
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+    except Exception as exc:
+        raise OutputError(f"{path}: cannot write: {_one_line(exc)}") from exc
+    finally:
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                log.warning("could not remove temporary file %s", tmp_name)
+    _fsync_folder(parent)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path for a file that another library writes (an ONNX export), renamed to ``path`` on success.
+
+    For writers that take a file name rather than text. The temporary file follows
+    ``write_atomic``'s pattern; if the ``with`` block raises (or is interrupted) it is
+    removed and the exception propagates, so no ``.tmp`` file is left behind. The
+    parent folder must exist.
+    """
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=_tmp_prefix(path.name), suffix=_TMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp_name)
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        raise
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Persist the rename itself; best effort, as not every platform allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temp_files(folder: Path, names: Iterable[str]) -> int:
+    """Delete ``.<name>.<random>.tmp`` files that an interrupted ``write_atomic`` left for any of ``names``.
+
+    Only exact matches are touched, so no file of the user's can be hit. Returns the count removed.
+    """
+    names = set(names)
+    removed = 0
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return 0
+    for entry in entries:
+        match = _TMP_RE.fullmatch(entry)
+        if match and match["name"] in names:
+            try:
+                os.unlink(folder / entry)
+                removed += 1
+            except OSError as exc:
+                log.warning("could not remove stale temporary file %s: %s", folder / entry, exc)
+    if removed:
+        log.info("%s: removed %d temporary file(s) of an interrupted run", folder, removed)
+    return removed

@@ -1,0 +1,295 @@
+"""Subtitle writers: cues to SRT, WebVTT, JSON, plain text and the HTML review page.
+
+``WRITERS`` maps each format name to the function that renders it; adding a
+format is one entry there. Every writer receives cues that went through
+``cues.normalize_cues`` (clean text, safe times) and a ``Document`` with what
+some formats need besides the cues (the video's metadata, the line box, the
+review page's thumbnails). The review page (review.py) is one writer among them.
+
+Conventions follow whisper's writers: SRT and VTT are wrapped to
+``OutputConfig.max_line_width`` characters and ``max_line_count`` lines, JSON
+and TXT carry the unwrapped text. ``write_subtitles`` writes the files
+atomically (outputs.py), so an interrupted run never leaves a half-written
+subtitle file behind that the batch's resume check would mistake for a
+finished one.
+
+This module deliberately imports neither torch nor cv2: it is used by the CLI
+and by tests that must stay light.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from captioner.config import OutputConfig, ReviewConfig
+from captioner.cues import Cue, clean_text, join_lines, normalize_cues, to_ms, wrap_pieces, wrap_text
+from captioner.outputs import output_file, write_atomic
+from captioner.review import snapshots_for, write_page
+
+__all__ = [
+    "FORMATS",
+    "WRITERS",
+    "Document",
+    "Writer",
+    "format_json",
+    "format_srt",
+    "format_txt",
+    "format_vtt",
+    "parse_formats",
+    "write_subtitles",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The line box when nothing else is said (``OutputConfig``'s 42 / 2).
+_BOX = OutputConfig()
+
+# An SRT line made only of a number reads as a cue index to lenient parsers
+# (the ``srt`` library among them) when the next line starts like a timestamp,
+# which splits the cue in two. Such a line is never left on its own (see
+# ``_srt_lines``). Unicode digits are included because some parsers use ``\d``.
+_INDEX_LINE_RE = re.compile(r"-?\d+(?:\.\d*)?")
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def parse_formats(spec: str) -> tuple[str, ...]:
+    """Parse a ``--format`` value such as ``"srt"``, ``"srt,vtt"`` or ``"all"``.
+
+    Names are case-insensitive, surrounding spaces are ignored and duplicates
+    are dropped (first mention wins the position), so the caller can write each
+    file exactly once. ``"all"`` expands to ``FORMATS`` at its position.
+
+    Raises ``ValueError`` for an empty spec or an unknown name; the message lists
+    the valid names so the CLI can show it to the user as is.
+    """
+    valid = ", ".join(FORMATS) + " or all"
+    names = [part.strip().lower() for part in spec.split(",")]
+    names = [name for name in names if name]
+    if not names:
+        raise ValueError(f"no subtitle format given; choose from {valid}")
+    result: list[str] = []
+    for name in names:
+        if name == "all":
+            expanded: tuple[str, ...] = FORMATS
+        elif name in FORMATS:
+            expanded = (name,)
+        else:
+            raise ValueError(f"unknown subtitle format {name!r}; choose from {valid}")
+        result.extend(fmt for fmt in expanded if fmt not in result)
+    return tuple(result)
+
+
+# --------------------------------------------------------------------------- formats one by one
+
+
+
+def _timestamp(seconds: float, separator: str) -> str:
+    """``HH:MM:SS<sep>mmm``; hours grow past two digits rather than wrapping."""
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"cannot write a subtitle time of {seconds} s")
+    ms = to_ms(seconds)
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{ms:03d}"
+
+
+def _srt_lines(text: str, max_line_width: int, max_line_count: int) -> list[str]:
+    """Wrap for SRT, never leaving a number alone on a line that has a line after it.
+
+    Lenient SRT parsers take ``<number>`` + ``<timestamp-like line>`` inside a
+    cue for the start of the next cue. Joining such a number to the following
+    line (with a space, or without when that line continues the same word)
+    keeps every word and keeps the file parseable; it can make that line
+    wider than the limit, which is rare (it needs a number right before a line
+    break) and harmless.
+    """
+    lines = wrap_pieces(text, max_line_width, max_line_count)
+    i = 0
+    while i < len(lines) - 1:
+        if _INDEX_LINE_RE.fullmatch(lines[i][0]):
+            lines[i : i + 2] = [(join_lines(lines[i : i + 2]), lines[i][1])]
+        else:
+            i += 1
+    return [line for line, _ in lines]
+
+
+def format_srt(cues: Sequence[Cue], *, max_line_width: int = _BOX.max_line_width,
+               max_line_count: int = _BOX.max_line_count) -> str:
+    """Render cues as SRT: indexes from 1, ``HH:MM:SS,mmm`` times, a blank line between cues.
+
+    Cues are written in the order given (pass them through ``normalize_cues``
+    first); a cue whose cleaned text is empty is skipped, because an empty cue
+    body would merge with the next block.
+    """
+    blocks = []
+    for cue in cues:
+        lines = _srt_lines(clean_text(cue.text), max_line_width, max_line_count)
+        if not lines:
+            continue
+        timing = f"{_timestamp(cue.start, ',')} --> {_timestamp(cue.end, ',')}"
+        blocks.append(f"{len(blocks) + 1}\n{timing}\n" + "\n".join(lines) + "\n")
+    return "\n".join(blocks)
+
+
+def _vtt_escape(line: str) -> str:
+    """Escape the characters WebVTT cue text reserves for tags and entities.
+
+    Without this a caption such as "a <b> sign" would be rendered as markup.
+    """
+    return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def format_vtt(cues: Sequence[Cue], *, max_line_width: int = _BOX.max_line_width,
+               max_line_count: int = _BOX.max_line_count) -> str:
+    """Render cues as WebVTT: ``WEBVTT`` header, ``HH:MM:SS.mmm`` times.
+
+    Wrapping counts the characters the viewer sees, so it happens before
+    ``&``, ``<`` and ``>`` are escaped as entities. Empty cues are skipped.
+    """
+    blocks = ["WEBVTT\n"]
+    for cue in cues:
+        lines = wrap_text(clean_text(cue.text), max_line_width, max_line_count)
+        if not lines:
+            continue
+        timing = f"{_timestamp(cue.start, '.')} --> {_timestamp(cue.end, '.')}"
+        blocks.append(f"{timing}\n" + "\n".join(_vtt_escape(line) for line in lines) + "\n")
+    return "\n".join(blocks)
+
+
+def format_txt(cues: Sequence[Cue]) -> str:
+    """One cleaned cue text per line (unwrapped, no times), for reading or grepping."""
+    texts = [clean_text(cue.text) for cue in cues]
+    return "".join(f"{text}\n" for text in texts if text)
+
+
+def format_json(cues: Sequence[Cue], metadata: Mapping[str, Any],
+                concepts: Sequence[Sequence[tuple[str, float]]] | None = None) -> str:
+    """Render ``{"metadata": {...}, "cues": [...]}`` for programs that consume captions.
+
+    Times are rounded to milliseconds (like the other formats) and confidence
+    to four decimals. Metadata values JSON cannot hold (``Path``, ``datetime``)
+    are written with ``str()`` so a caller can pass what it has; NaN or
+    infinity raise ``ValueError`` instead of producing invalid JSON.
+    ``concepts``, one list per cue (same order as ``cues``), adds each cue's
+    concept words as ``"concepts": [[word, probability], ...]`` (what
+    ``captioner search`` matches besides the caption).
+    """
+    rows = []
+    for i, cue in enumerate(cues):
+        text = clean_text(cue.text)
+        if not text:
+            continue
+        row: dict[str, Any] = {
+            "start": to_ms(cue.start) / 1000.0,
+            "end": to_ms(cue.end) / 1000.0,
+            "text": text,
+            "confidence": round(float(cue.confidence), 4),
+        }
+        if concepts is not None:
+            row["concepts"] = [[str(w), round(float(p), 4)] for w, p in concepts[i]]
+        rows.append(row)
+    payload = {"metadata": dict(metadata), "cues": rows}
+    return json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False, default=str) + "\n"
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class Document:
+    """What a writer may need besides the cues: the same for every format of one video.
+
+    ``metadata``: the video's and model's record (``VideoResult.metadata()``);
+    ``output``: the line box; ``snapshots``: per segment a thumbnail and concept words
+    (``VideoResult.snapshots``, for JSON's concept words and the review page);
+    ``review``: the review page's settings; ``path``: where the file goes (the review
+    page links to the video relative to it).
+    """
+
+    metadata: Mapping[str, Any]
+    output: OutputConfig = field(default_factory=OutputConfig)
+    snapshots: Sequence[Any] = ()
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+    path: Path = Path("video")
+
+
+#: A writer renders normalised cues as the text of one file.
+Writer = Callable[[Sequence[Cue], Document], str]
+
+
+def _srt(cues: Sequence[Cue], doc: Document) -> str:
+    return format_srt(cues, max_line_width=doc.output.max_line_width, max_line_count=doc.output.max_line_count)
+
+
+def _vtt(cues: Sequence[Cue], doc: Document) -> str:
+    return format_vtt(cues, max_line_width=doc.output.max_line_width, max_line_count=doc.output.max_line_count)
+
+
+def _json(cues: Sequence[Cue], doc: Document) -> str:
+    """JSON, with each cue's concept words when the run kept snapshots."""
+    found = snapshots_for(cues, doc.snapshots) if doc.snapshots else None
+    return format_json(cues, doc.metadata, None if found is None else [s.concepts if s else () for s in found])
+
+
+def _txt(cues: Sequence[Cue], doc: Document) -> str:
+    return format_txt(cues)
+
+
+#: Every format the tool can write and its writer, in the order ``"all"`` expands to.
+WRITERS: Mapping[str, Writer] = {
+    "srt": _srt,
+    "vtt": _vtt,
+    "json": _json,
+    "txt": _txt,
+    "html": write_page,  # the review page: thumbnails and concept words from ``doc.snapshots``
+}
+
+#: Every subtitle format the tool can write, in the order ``"all"`` expands to.
+FORMATS: tuple[str, ...] = tuple(WRITERS)
+
+
+def write_subtitles(
+    cues: Sequence[Cue],
+    base: Path,
+    formats: Sequence[str],
+    output: OutputConfig,
+    metadata: Mapping[str, Any],
+    duration: float | None = None,
+    *,
+    snapshots: Sequence[Any] = (),
+    review: ReviewConfig | None = None,
+) -> list[Path]:
+    """Write ``base.<fmt>`` for each requested format and return the paths written.
+
+    ``base`` is the output path without extension (``out/talk`` gives
+    ``out/talk.srt``, ...); its folder must exist. Cues go through
+    ``normalize_cues`` once, so all formats show identical cues. Formats are
+    validated up front (``ValueError`` for an unknown one, before anything is
+    written) and a format named twice is written once. Each file is written
+    atomically; if one fails with ``OutputError``, files already written stay.
+    Neighbouring identical captions are not merged here: call ``merge_cues``
+    first if that is wanted. ``html`` (the review page, review.py) shows the
+    thumbnails and concept words of ``snapshots`` (``VideoResult.snapshots``) and
+    marks cues under ``review.low_confidence`` (a ``ReviewConfig``).
+    """
+    wanted = parse_formats(",".join(formats)) if formats else ()
+    ready = normalize_cues(cues, duration)
+    base = Path(base)
+    written: list[Path] = []
+    for fmt in wanted:
+        path = output_file(base, fmt)
+        doc = Document(metadata, output, snapshots, review or ReviewConfig(), path)
+        write_atomic(path, WRITERS[fmt](ready, doc))
+        logger.debug("wrote %s (%d cues)", path, len(ready))
+        written.append(path)
+    return written
