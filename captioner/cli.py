@@ -255,7 +255,8 @@ def run(videos: tuple[Path, ...], output_dir: Path | None, formats: tuple[str, .
         **options) -> None:
     """Caption VIDEO files into subtitle files (default: <name>.srt beside each video)."""
     _setup_logging(verbose, quiet)
-    from .engines import caption_one, output_bases, prepare_output_dir, remove_empty
+    from .batch.job import caption_one
+    from .outputs import output_bases, prepare_output_dir, remove_empty
 
     config = build_config(formats=formats, **options)
     captioner = _load(config)
@@ -423,10 +424,8 @@ def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engin
 
     from tqdm import tqdm
 
-    from .engines import (
-        FileResult, plan_batch, prepare_output_dir, require_ray, run_local, run_ray, unfinished_results,
-        write_reports,
-    )
+    from .batch import FileResult, Status, plan_batch, require_ray, run_batch
+    from .outputs import prepare_output_dir
 
     _setup_logging(verbose, quiet)
     if ray_address and engine != "ray":
@@ -445,9 +444,8 @@ def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engin
         plan = plan_batch(folders, output_dir, formats, recursive=recursive, overwrite=overwrite)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    results: list[FileResult] = list(plan.done)
-    for r in results:
-        if r.status == "failed":
+    for r in plan.done:
+        if r.status is Status.FAILED:
             _fail(f"{r.shown}: {r.reason}")
     if not quiet and not plan.jobs and not plan.done:
         click.echo(f"no videos found in {', '.join(map(str, folders))}", err=True)
@@ -455,41 +453,23 @@ def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engin
                disable=True if quiet else None, mininterval=0.5)
 
     def on_result(r: FileResult) -> None:
-        results.append(r)
-        if r.status == "failed":
+        if r.status is Status.FAILED:
             tqdm.write("error: " + " ".join(f"{r.shown}: {r.reason}".split()), file=sys.stderr)
         bar.update(1)
 
-    fatal = None
-    try:
-        try:
-            if engine == "ray":
-                run_ray(plan.jobs, config, address=ray_address, workers=workers, on_result=on_result)
-            else:
-                run_local(plan.jobs, config, workers=workers or 1, on_result=on_result)
-        except CaptionerError as exc:  # the model or the cluster, not a video: nothing more can run
-            fatal = exc
-        finally:
-            bar.close()
-    finally:  # also on Ctrl-C or SIGTERM: report what was done, the rest as pending
-        results += unfinished_results(plan.jobs, results, plan.formats, started)
-        extra = {"engine": engine, "workers": (workers or 1) if engine == "local" else workers,
-                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-                 "seconds": round(time.time() - started, 3)}
-        try:
-            reports = write_reports(plan, results, extra=extra)
-        except (CaptionerError, OSError) as exc:
-            _fail(f"cannot write the report: {exc}")
-            reports = []
-    if fatal is not None:
-        _fail(str(fatal))
-    counts = {s: sum(1 for r in results if r.status == s) for s in ("ok", "skipped", "failed", "pending")}
+    # a report that cannot be written is logged as an error line by run_batch
+    outcome = run_batch(plan, config, engine=engine, workers=workers, ray_address=ray_address, started=started,
+                        on_result=on_result, on_stop=bar.close)
+    if outcome.fatal is not None:
+        _fail(str(outcome.fatal))
+    counts = outcome.counts()
     if not quiet:
-        click.echo(f"{counts['ok']} captioned, {counts['skipped']} up to date, {counts['failed']} failed, "
-                   + (f"{counts['pending']} not run, " if counts["pending"] else "")
+        click.echo(f"{counts[Status.OK]} captioned, {counts[Status.SKIPPED]} up to date, "
+                   f"{counts[Status.FAILED]} failed, "
+                   + (f"{counts[Status.PENDING]} not run, " if counts[Status.PENDING] else "")
                    + f"{sum(plan.ignored)} non-video file(s) ignored in {time.time() - started:.1f} s"
-                   + (f"; report: {', '.join(map(str, reports))}" if reports else ""), err=True)
-    sys.exit(1 if counts["failed"] or fatal is not None else 0)
+                   + (f"; report: {', '.join(map(str, outcome.reports))}" if outcome.reports else ""), err=True)
+    sys.exit(1 if counts[Status.FAILED] or outcome.fatal is not None else 0)
 
 
 class _ProgressBar:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 
-from captioner.engines import BatchJob, FileResult
+from captioner.batch import BatchJob, FileResult, Status
 
 
 def crash_or_succeed(job: BatchJob) -> FileResult:
     if "crash" in job.shown:
         os._exit(3)
-    return FileResult(str(job.video), "ok", seconds=0.0, cues=0, shown=job.shown, root=job.root)
+    return FileResult(str(job.video), Status.OK, seconds=0.0, cues=0, shown=job.shown, root=job.root)

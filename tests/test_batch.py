@@ -21,7 +21,9 @@ import torch
 from click.testing import CliRunner
 
 from captioner.cli import main
-from captioner.engines import REPORT_NAME, BatchJob, _run_pool
+from captioner.batch import BatchJob, Status
+from captioner.batch.local import run_pool
+from captioner.outputs import REPORT_NAME
 from videos import make_video, write_garbage
 
 GOOD = ["a.mp4", "sub/b.avi", "sub/deep/c.mp4", "sub/D.MP4"]  # extensions match in any case
@@ -222,14 +224,18 @@ def test_ray_missing_is_one_line(tmp_path, tiny_model, small_tree, monkeypatch):
 
 
 def test_a_worker_that_dies_costs_only_its_file(tmp_path):
-    """A decoder segfault kills a worker process: that file fails, the others still run."""
+    """A decoder segfault kills a worker process: that file fails, the others still run.
+
+    Through the local engine's pool (``run_pool``, public for any task), with a task that
+    ends its worker process on one file as a segfault would, so no model is needed.
+    """
     names = ["a.mp4", "crash.mp4", "b.mp4", "c.mp4", "d.mp4"]
     jobs = [BatchJob(tmp_path / n, tmp_path / n, n, 0) for n in names]
     import batch_tasks
 
     results = []
-    _run_pool(jobs, 2, batch_tasks.crash_or_succeed, None, (), results.append)
+    run_pool(jobs, 2, batch_tasks.crash_or_succeed, None, (), results.append)
     status = {r.shown: (r.status, r.reason) for r in results}
     assert sorted(status) == sorted(names)  # each file reported exactly once
-    assert status.pop("crash.mp4") == ("failed", "the worker process died on this file (it exited abruptly)")
-    assert all(s == "ok" for s, _ in status.values())
+    assert status.pop("crash.mp4") == (Status.FAILED, "the worker process died on this file (it exited abruptly)")
+    assert all(s is Status.OK for s, _ in status.values())

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from captioner import engines
+from captioner.batch import local as local_engine
 from captioner.cli import main
-from captioner.engines import REPORT_NAME
+from captioner.outputs import REPORT_NAME
 from clitools import REPO, captioner_command, files_under, isolate_cli, subprocess_env  # noqa: F401
 from videos import make_video
 
@@ -113,7 +113,7 @@ def test_batch_checks_the_output_folder_first(tmp_path, tiny_model, monkeypatch)
     make_video(tree / "b.mp4", [("blue", 1.0)])
     (tmp_path / "afile").write_text("x")
     calls = []
-    monkeypatch.setattr(engines, "run_job", lambda *a: calls.append(a))
+    monkeypatch.setattr(local_engine, "run_job", lambda *a: calls.append(a))
     result = CliRunner().invoke(main, ["batch", str(tree), "-o", str(tmp_path / "afile" / "subs"),
                                        "--model", str(tiny_model)])
     assert result.exit_code == 1
@@ -136,7 +136,7 @@ def test_interrupted_batch_reports_finished_videos_as_ok(tmp_path, tiny_model, m
     tree = tmp_path / "in"
     for name, look in (("a.mp4", "red"), ("b.mp4", "blue"), ("c.mp4", "green")):
         make_video(tree / name, [(look, 1.0)])
-    real = engines.run_job
+    real = local_engine.run_job
 
     def stop_after_second(captioner, job, config):
         result = real(captioner, job, config)
@@ -144,7 +144,7 @@ def test_interrupted_batch_reports_finished_videos_as_ok(tmp_path, tiny_model, m
             raise KeyboardInterrupt  # the files of b are written; its result never arrives
         return result
 
-    monkeypatch.setattr(engines, "run_job", stop_after_second)
+    monkeypatch.setattr(local_engine, "run_job", stop_after_second)
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["batch", str(tree), "-o", str(out), "--model", str(tiny_model), "-q"])
     assert result.exit_code == 130

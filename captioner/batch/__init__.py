@@ -1,0 +1,109 @@
+"""Batches: caption every video under some folders, resumably, and report on each.
+
+A batch is planned (``plan.plan_batch``: find the videos, name their outputs,
+skip the finished ones, clean up after an interrupted run), run (``run_batch``
+with the local engine, ``local.run_local``: this process or a process pool, or
+the Ray engine, ``ray.run_ray``) and reported (``report.write_reports``). The
+unit of work every engine shares, and ``captioner run`` too, is ``job.caption_one``.
+Nothing here prints: results arrive through callbacks and the outcome, notices
+through the ``captioner`` logger.
+
+Importing this package loads neither torch, cv2 nor Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+from ..config import CaptionConfig
+from ..errors import CaptionerError
+from .job import BatchJob, FileResult, ResultCallback, Status, caption_one, run_job
+from .local import run_local
+from .plan import BatchPlan, find_files, plan_batch
+from .ray import require_ray, run_ray
+from .report import counts, unfinished_results, write_reports
+
+__all__ = [
+    "BatchJob", "BatchOutcome", "BatchPlan", "Engine", "FileResult", "Status", "caption_one", "find_files",
+    "plan_batch", "require_ray", "run_batch", "run_job", "run_local", "run_ray", "write_reports",
+]
+
+log = logging.getLogger(__name__)
+
+#: Where a batch's videos are captioned: this machine (``local``) or a Ray cluster (``ray``).
+Engine = Literal["local", "ray"]
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What a finished batch did: every video's result, the reports written, and a fatal error if any.
+
+    ``fatal`` is an error that stopped the batch before all videos were tried (the
+    model could not be loaded, the cluster could not be reached); the videos it
+    left are ``pending`` in ``results``. ``reports`` is empty when the report could
+    not be written (that is logged as an error).
+    """
+
+    results: tuple[FileResult, ...]
+    reports: tuple[Path, ...]
+    fatal: CaptionerError | None = None
+
+    def counts(self) -> dict[Status, int]:
+        """How many videos have each status."""
+        return counts(self.results)
+
+
+def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local", workers: int | None = None,
+              ray_address: str | None = None, started: float | None = None,
+              on_result: ResultCallback | None = None, on_stop: Callable[[], None] | None = None) -> BatchOutcome:
+    """Caption ``plan.jobs`` with ``engine``, then write the report(s); returns the outcome.
+
+    ``workers``: local processes (default 1, this process) or Ray actors (default one
+    per cluster CPU); ``ray_address``: the cluster to join (default a private local
+    instance). ``on_result`` is called once per captioned video as it finishes;
+    ``on_stop`` once the engine has stopped, before the report is written (a progress
+    bar closes there). ``started`` (a ``time.time()`` taken before planning) dates
+    the report and tells files this batch wrote from older ones.
+
+    The report is written however the engine stops: on Ctrl-C or SIGTERM too (then
+    finished videos are ``ok``, the others ``pending``, and the interrupt
+    propagates). A ``CaptionerError`` that is not about one video (the model, the
+    cluster) ends the batch and is returned as ``fatal``.
+    """
+    if engine not in ("local", "ray"):
+        raise ValueError(f"unknown engine {engine!r}: use local or ray")
+    started = time.time() if started is None else started
+    results: list[FileResult] = list(plan.done)
+
+    def deliver(r: FileResult) -> None:
+        results.append(r)
+        if on_result is not None:
+            on_result(r)
+
+    fatal = None
+    reports: list[Path] = []
+    try:
+        try:
+            if engine == "ray":
+                run_ray(plan.jobs, config, address=ray_address, workers=workers, on_result=deliver)
+            else:
+                run_local(plan.jobs, config, workers=workers or 1, on_result=deliver)
+        except CaptionerError as exc:  # the model or the cluster, not a video: nothing more can run
+            fatal = exc
+        finally:
+            if on_stop is not None:
+                on_stop()
+    finally:  # also on Ctrl-C or SIGTERM: report what was done, the rest as pending
+        results += unfinished_results(plan.jobs, results, plan.formats, started)
+        extra = {"engine": engine, "workers": (workers or 1) if engine == "local" else workers,
+                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+                 "seconds": round(time.time() - started, 3)}
+        try:
+            reports = write_reports(plan, results, extra=extra)
+        except (CaptionerError, OSError) as exc:
+            log.error("%s", " ".join(f"cannot write the report: {exc}".splitlines()))
+    return BatchOutcome(tuple(results), tuple(reports), fatal)

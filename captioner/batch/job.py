@@ -1,0 +1,132 @@
+"""The unit of work: caption one video and write its files, the same way everywhere.
+
+``caption_one`` is what ``captioner run`` does for each video and what every batch
+engine does for each job (``run_job``, in this process, a worker process or a Ray
+actor), so their files are byte-identical. A batch job's outcome is a
+``FileResult`` with a typed ``Status``; a failure is a result, never an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..config import CaptionConfig
+from ..errors import CaptionerError, OutputError
+from ..outputs import absolute
+
+if TYPE_CHECKING:
+    from ..pipeline import Captioner, ProgressCallback
+
+log = logging.getLogger(__name__)
+
+
+class Status(str, Enum):
+    """What happened to a video of a batch; the value is what the report says."""
+
+    OK = "ok"  # captioned in this run
+    SKIPPED = "skipped"  # its outputs were newer than the video
+    FAILED = "failed"
+    PENDING = "pending"  # the batch stopped before it (in the report of an interrupted batch)
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One video of a batch: where it is and where its files go.
+
+    ``video`` and ``base`` are absolute, so every engine (a worker process, a Ray
+    actor on another machine) opens and writes the same paths, and the JSON output,
+    which records the video path, is byte-identical whichever engine wrote it.
+    ``shown`` is the path as the user typed it, for messages.
+    """
+
+    video: Path
+    base: Path
+    shown: str
+    root: int  # index of the input folder it was found in
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one video (a line of the report)."""
+
+    video: str  # absolute path
+    status: Status
+    reason: str = ""
+    seconds: float = 0.0
+    cues: int | None = None
+    outputs: tuple[str, ...] = ()
+    shown: str = ""  # the path as the user typed it
+    root: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.video, "status": self.status.value, "reason": self.reason,
+                "seconds": round(self.seconds, 3), "cues": self.cues, "outputs": list(self.outputs)}
+
+
+#: Called once per video as its result comes in.
+ResultCallback = Callable[[FileResult], None]
+
+
+def caption_one(captioner: "Captioner", video: Path, base: Path, config: CaptionConfig,
+                progress: "ProgressCallback | None" = None) -> tuple[list[Path], int]:
+    """Caption ``video`` and write ``base.<fmt>`` for each format; returns (paths, cue count)."""
+    from ..writers import write_subtitles
+
+    result = captioner.caption_video(video, progress=progress)
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{base.parent}: cannot create output folder ({exc.strerror or exc})") from None
+    metadata = result.metadata()
+    metadata["video"]["path"] = str(absolute(video))  # the same record whether run or batch wrote it
+    paths = write_subtitles(result.cues, base, config.output.formats, config.output, metadata, result.duration,
+                            snapshots=result.snapshots, review=config.review)
+    return paths, len(result.cues)
+
+
+def failure_reason(exc: BaseException, video: Path) -> str:
+    """A one-line reason for a failure, without the video path that messages usually start with."""
+    text = str(exc) if isinstance(exc, CaptionerError) else f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split()) or type(exc).__name__
+    prefix = f"{video}: "
+    if text.startswith(prefix):
+        text = text[len(prefix):]
+    return text[:500]
+
+
+def run_job(captioner: "Captioner", job: BatchJob, config: CaptionConfig) -> FileResult:
+    """Caption one batch video with ``caption_one``; any error becomes a failed result, never an exception.
+
+    Every engine runs exactly this, so their files are byte-identical.
+    """
+    t0 = time.perf_counter()
+    try:
+        paths, n_cues = caption_one(captioner, job.video, job.base, config)
+    except Exception as exc:  # one bad file must never stop a batch
+        log.debug("%s failed", job.video, exc_info=not isinstance(exc, CaptionerError))
+        return FileResult(str(job.video), Status.FAILED, failure_reason(exc, job.video), time.perf_counter() - t0,
+                          shown=job.shown, root=job.root)
+    return FileResult(str(job.video), Status.OK, "", time.perf_counter() - t0, n_cues, tuple(str(p) for p in paths),
+                      shown=job.shown, root=job.root)
+
+
+def crashed(job: BatchJob, detail: str) -> FileResult:
+    """The result of a job whose worker process died under it."""
+    return FileResult(str(job.video), Status.FAILED, f"the worker process died on this file ({detail})",
+                      shown=job.shown, root=job.root)
+
+
+def absolute_model(config: CaptionConfig) -> CaptionConfig:
+    """Workers may start in another folder (Ray), so the model path must not be relative."""
+    return replace(config, model_dir=absolute(config.model_dir))

@@ -1,0 +1,222 @@
+"""The local engine: caption a batch in this process or in a pool of worker processes.
+
+``run_local`` gives each video to ``job.run_job`` and reports each result through a
+callback as it comes in; it never prints. With several workers the pool
+(``run_pool``) survives worker deaths: a decoder that crashes its process costs
+only the file it was working on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import replace
+from typing import Any, Callable, Sequence
+
+from ..config import CaptionConfig, usable_cpus
+from .job import BatchJob, FileResult, ResultCallback, absolute_model, crashed, run_job
+
+log = logging.getLogger(__name__)
+
+
+def run_local(jobs: Sequence[BatchJob], config: CaptionConfig, *, workers: int = 1,
+              on_result: ResultCallback | None = None) -> list[FileResult]:
+    """Caption ``jobs`` on this machine; ``on_result`` is called once per video as it finishes.
+
+    ``workers=1`` works in this process. More start that many processes ('spawn'),
+    each loading the model once, with the CPU cores split between them
+    (``config.threads`` per worker when set). A worker that dies (a decoder
+    crash, out of memory) costs only its file: the files it shared the pool with
+    are retried, each suspect alone, and the one that kills a worker again is
+    reported failed.
+
+    Raises ``ModelError`` when the model cannot be loaded.
+    """
+    from ..pipeline import Captioner
+
+    on_result = on_result or (lambda r: None)
+    results: list[FileResult] = []
+
+    def deliver(r: FileResult) -> None:
+        results.append(r)
+        on_result(r)
+
+    if not jobs:
+        return results
+    config = absolute_model(config)
+    if workers <= 1:
+        captioner = Captioner(config)
+        for job in jobs:
+            deliver(run_job(captioner, job, config))
+        return results
+    from ..weights import load_runtime_model
+
+    load_runtime_model(config.model_dir)  # a broken model is one clear error here, not one per file
+    threads = config.threads or max(1, usable_cpus() // workers)
+    config = replace(config, threads=threads)
+    level = logging.getLogger("captioner").getEffectiveLevel()
+    run_pool(jobs, min(workers, len(jobs)), _pool_task, _init_pool_worker, (config, level), deliver)
+    return results
+
+
+_worker_state: dict[str, Any] = {}
+
+
+class _WorkerFormatter(logging.Formatter):
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def worker_logging(level: int) -> None:
+    """Log like the CLI (``warning: <message>`` on stderr) from a worker process."""
+    logger = logging.getLogger("captioner")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(_WorkerFormatter())
+        logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+#: Seconds between a worker's checks that the process that started it is still alive.
+PARENT_CHECK_S = 0.5
+
+
+def _watch_parent(parent: int, interval: float = PARENT_CHECK_S) -> None:
+    """End this worker process as soon as ``parent`` is gone, however it died.
+
+    A worker whose batch process was killed (``kill -9``, a crash, out of memory) would
+    otherwise be re-parented and live on, holding its model, or block forever reading
+    the pool's pipe. A daemon thread polls ``getppid`` (it changes on re-parenting);
+    the worker's own work may be inside C code that releases the GIL, so it exits with
+    ``os._exit`` rather than an exception.
+    """
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="captioner-parent-watch", daemon=True).start()
+
+
+def _start_worker(parent: int, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    """Every pool worker's initializer: watch the parent, leave interrupts to it, then ``initializer``.
+
+    Ctrl-C reaches every process of the terminal's group; the batch process decides
+    what is finished and stops its workers itself, so a worker ignores SIGINT (no
+    traceback from a worker waiting for its next file).
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _watch_parent(parent)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def _init_pool_worker(config: CaptionConfig, log_level: int) -> None:
+    """Process-pool initializer: load the model once per worker process."""
+    worker_logging(log_level)
+    try:
+        import cv2
+
+        cv2.setNumThreads(config.threads)
+        from ..pipeline import Captioner
+
+        _worker_state["captioner"] = Captioner(config)
+        _worker_state["config"] = config
+    except Exception as exc:  # raising here would break the pool; report it with the first task instead
+        _worker_state["error"] = exc
+
+
+def _pool_task(job: BatchJob) -> FileResult:
+    if "error" in _worker_state:
+        raise _worker_state["error"]
+    return run_job(_worker_state["captioner"], job, _worker_state["config"])
+
+
+def run_pool(jobs: Sequence[BatchJob], workers: int, task: Callable[[BatchJob], FileResult],
+              initializer: Callable[..., None] | None, initargs: tuple, deliver: ResultCallback) -> None:
+    """Run ``task`` over ``jobs`` in a 'spawn' process pool, surviving worker deaths; ``deliver`` gets each result.
+
+    ``run_local``'s pool, for any task: ``task`` and ``initializer`` (run once per
+    worker with ``initargs``) must be importable by a fresh process. A job whose
+    worker dies (a segfault, ``os._exit``, out of memory) is delivered as failed
+    ("the worker process died on this file"), and only that job: at most
+    ``workers`` jobs are in flight, so when the pool breaks the files in flight are
+    exactly the suspects. They are rerun one at a time in a fresh pool; a suspect
+    that breaks a pool on its own is reported failed. Every job is delivered once.
+    An exception from ``task`` itself (the model failed to load in a worker) stops
+    the batch. Workers exit when this process dies, and on an interrupt they are
+    stopped at once.
+    """
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("spawn")
+    queue = deque(jobs)
+    suspects: deque[BatchJob] = deque()
+    pool = None
+    inflight: dict[Any, tuple[BatchJob, bool]] = {}  # future -> (job, running alone)
+    start_args = (os.getpid(), initializer, initargs)
+    try:
+        while queue or suspects or inflight:
+            if pool is None:
+                pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=start_args)
+            if suspects:
+                if not inflight:
+                    job = suspects.popleft()
+                    inflight[pool.submit(task, job)] = (job, True)
+            else:
+                while queue and len(inflight) < workers:
+                    job = queue.popleft()
+                    inflight[pool.submit(task, job)] = (job, False)
+            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            broken = None
+            for future in done:
+                job, alone = inflight.pop(future)
+                try:
+                    deliver(future.result())
+                except BrokenProcessPool as exc:
+                    broken = exc
+                    if alone:
+                        deliver(crashed(job, "it exited abruptly"))
+                    else:
+                        suspects.append(job)
+            if broken is not None:
+                for future, (job, alone) in list(inflight.items()):
+                    if future.done() and future.exception() is None:
+                        deliver(future.result())
+                    elif alone:
+                        deliver(crashed(job, "it exited abruptly"))
+                    else:
+                        suspects.append(job)
+                inflight.clear()
+                if suspects:
+                    log.warning("a worker process died; retrying the %d file(s) it was working on one at a time",
+                                len(suspects))
+                pool.shutdown(wait=True, cancel_futures=True)
+                pool = None
+    except BaseException:  # Ctrl-C, SIGTERM: keep what finished, stop the workers now
+        for future, (job, _) in inflight.items():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                deliver(future.result())
+        if pool is not None:
+            _stop_workers(pool)
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(pool: Any) -> None:
+    """Terminate a pool's worker processes (their current files are left unwritten, not half-written)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            process.terminate()
+        except Exception:  # already gone
+            pass

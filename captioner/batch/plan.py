@@ -1,0 +1,158 @@
+"""Planning a batch: find the videos, name their outputs, skip the finished ones.
+
+``plan_batch`` decides everything before any video is captioned, so every engine
+gets the same jobs and a report can list every video even if the batch is
+stopped. It also deletes the temporary files an interrupted run left beside the
+outputs (the pattern is outputs.py's).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..config import VIDEO_EXTENSIONS
+from ..errors import CaptionerError
+from ..outputs import (
+    INDEX_NAMES, REPORT_NAME, absolute, keep_extensions, output_base, output_file, outputs_up_to_date,
+    remove_stale_temp_files,
+)
+from .job import BatchJob, FileResult, Status, failure_reason
+
+
+@dataclass
+class BatchPlan:
+    """What a batch will do: the videos to caption and those already done."""
+
+    roots: list[Path]  # absolute input folders
+    output_dir: Path | None
+    formats: tuple[str, ...]
+    jobs: list[BatchJob] = field(default_factory=list)  # to caption
+    done: list[FileResult] = field(default_factory=list)  # skipped (outputs up to date) or failed up front
+    ignored: list[int] = field(default_factory=list)  # non-video files, per root
+    stale_removed: int = 0  # temporary files of an interrupted run that were deleted
+
+    def report_paths_abs(self) -> list[tuple[Path, list[int]]]:
+        """Where reports go, each with the roots it covers: one in the output folder, else one per input folder."""
+        if self.output_dir is not None:
+            return [(absolute(self.output_dir) / REPORT_NAME, list(range(len(self.roots))))]
+        return [(root / REPORT_NAME, [i]) for i, root in enumerate(self.roots)]
+
+
+def find_files(root: Path, *, recursive: bool = True, exclude: Sequence[Path] = ()) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+    """(videos, other files, unreadable folders) under ``root``, in sorted walk order.
+
+    Videos are recognised by extension (``VIDEO_EXTENSIONS``, any case). Hidden
+    files and folders (a leading dot: ``.git``, macOS ``._clip.mp4``, the
+    temporary files of an interrupted write) are left out, and so are the folders
+    in ``exclude`` (the output folder when it lies inside the input folder).
+    Symlinked folders are not followed (no loops); symlinked files are videos like any other.
+    """
+    excluded = {os.path.realpath(p) for p in exclude}
+    videos: list[Path] = []
+    others: list[Path] = []
+    errors: list[tuple[Path, str]] = []
+
+    def onerror(exc: OSError) -> None:
+        errors.append((Path(exc.filename or root), f"cannot list folder ({(exc.strerror or str(exc)).lower()})"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
+        if recursive:
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                                 and os.path.realpath(os.path.join(dirpath, d)) not in excluded)
+        else:
+            dirnames[:] = []
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            (videos if path.suffix.lower() in VIDEO_EXTENSIONS else others).append(path)
+    return videos, others, errors
+
+
+def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence[str], *,
+               recursive: bool = True, overwrite: bool = False) -> BatchPlan:
+    """Find the videos under ``roots`` and decide what to do with each.
+
+    Outputs mirror each root's tree under ``output_dir`` (``root/a/clip.mp4`` ->
+    ``output_dir/a/clip.srt``); with several roots each gets its own sub-folder
+    named after it (``output_dir/<root name>/a/clip.srt``), so two roots cannot
+    write the same file. Without ``output_dir`` the files go beside each video.
+    Videos of one folder that share a name (``clip.mp4``, ``clip.avi``) keep
+    their extension in the output name (``clip.mp4.srt``, ``clip.avi.srt``).
+
+    A video whose outputs are all newer than it is skipped unless ``overwrite``.
+    Temporary files an interrupted run left beside the outputs are deleted.
+
+    Raises ``ValueError`` for roots that would share an output sub-folder.
+    """
+    from ..writers import FORMATS
+
+    pairs: list[tuple[Path, Path]] = []  # (as given, absolute), repeated roots dropped
+    for r in roots:
+        if all(absolute(r) != a for _, a in pairs):
+            pairs.append((Path(r), absolute(r)))
+    out_abs = absolute(output_dir) if output_dir is not None else None
+    plan = BatchPlan(roots=[a for _, a in pairs], output_dir=output_dir, formats=tuple(formats))
+    mirror_into: list[Path | None] = [out_abs] * len(pairs)
+    if out_abs is not None and len(pairs) > 1:
+        names = [a.name or "root" for _, a in pairs]
+        for name in names:
+            if names.count(name) > 1:
+                same = " and ".join(str(g) for (g, _), n in zip(pairs, names) if n == name)
+                raise ValueError(f"input folders {same} would share the output folder "
+                                 f"{output_dir / name}; caption them in separate runs")
+        mirror_into = [out_abs / n for n in names]
+
+    seen: set[Path] = set()
+    found: list[list] = []  # [video, base, shown, root]
+    others: list[list[Path]] = []
+    for i, (given, root) in enumerate(pairs):
+        videos, other, errors = find_files(given, recursive=recursive, exclude=[output_dir] if output_dir else [])
+        others.append([absolute(o) for o in other])
+        for folder, reason in errors:
+            plan.done.append(FileResult(str(absolute(folder)), Status.FAILED, reason, shown=str(folder), root=i))
+        for video in videos:
+            video_abs = absolute(video)
+            if video_abs in seen:
+                continue  # nested or repeated roots: each video once
+            seen.add(video_abs)
+            try:
+                base = absolute(output_base(video_abs, mirror_into[i], relative_to=root if mirror_into[i] else None))
+            except CaptionerError as exc:
+                plan.done.append(FileResult(str(video_abs), Status.FAILED, failure_reason(exc, video_abs),
+                                            shown=str(video), root=i))
+                continue
+            found.append([video_abs, base, str(video), i])
+
+    for entry, base in zip(found, keep_extensions([(e[0], e[1]) for e in found])):
+        entry[1] = base
+
+    own: set[Path] = {path for path, _ in plan.report_paths_abs()}
+    if "html" in plan.formats:  # the archive index beside the report (review.py)
+        own.update(path.parent / name for path, _ in plan.report_paths_abs() for name in INDEX_NAMES)
+    tmp_names: dict[Path, set[str]] = {}
+    taken: dict[str, Path] = {}
+    for video, base, shown, i in found:
+        key = str(base).casefold()
+        if key in taken:  # only left for names that differ in case alone
+            plan.done.append(FileResult(str(video), Status.FAILED,
+                                        f"its subtitles would overwrite those of {taken[key]}", shown=shown, root=i))
+            continue
+        taken[key] = video
+        own.update(output_file(base, f) for f in FORMATS)
+        tmp_names.setdefault(base.parent, set()).update(output_file(base, f).name for f in FORMATS)
+        if not overwrite and outputs_up_to_date(video, base, plan.formats):
+            plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are newer than the video",
+                                        outputs=tuple(str(output_file(base, f)) for f in plan.formats),
+                                        shown=shown, root=i))
+        else:
+            plan.jobs.append(BatchJob(video, base, shown, i))
+    plan.ignored = [sum(1 for o in other if o not in own) for other in others]
+    for folder, names in tmp_names.items():
+        plan.stale_removed += remove_stale_temp_files(folder, names)
+    for path, _ in plan.report_paths_abs():
+        plan.stale_removed += remove_stale_temp_files(path.parent, [REPORT_NAME, *INDEX_NAMES])
+    return plan

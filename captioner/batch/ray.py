@@ -1,0 +1,244 @@
+"""The Ray engine: caption a batch on Ray actors, one model each.
+
+``run_ray`` gives each video to ``job.run_job`` on an actor (so the files are
+byte-identical to the local engine's) and reports each result through a callback;
+it never prints. It joins a cluster by address or starts a private local
+instance, and ties every result to its file even when an actor dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from collections import deque
+from dataclasses import replace
+from typing import Any, Sequence
+
+from ..config import CaptionConfig, usable_cpus
+from ..errors import CaptionerError, Terminated
+from .job import BatchJob, FileResult, ResultCallback, absolute_model, crashed, run_job
+from .local import worker_logging
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for a first Ray actor to load its model before giving up.
+RAY_START_TIMEOUT_S = 600.0
+
+
+def require_ray():
+    try:
+        import ray
+    except ImportError:
+        raise CaptionerError("the Ray engine needs Ray: pip install 'ray>=2.9'") from None
+    return ray
+
+
+#: Ray's messages when a cluster refuses a client without its token (token authentication).
+_RAY_AUTH_FAILURES = ("InvalidAuthToken", "Unauthenticated", "authentication token")
+
+
+def _token_auth_from_env() -> None:
+    """Join by address with token authentication when the user gave a token (``RAY_AUTH_TOKEN[_PATH]``).
+
+    Ray turns token authentication on by itself only for ``auto`` (a cluster found on
+    this node); joining by address it needs ``RAY_AUTH_MODE=token``. A token in the
+    environment says which the user wants; ``RAY_AUTH_MODE``, when set, is obeyed.
+    """
+    if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        try:  # Ray read its configuration when it was imported: have it read the variable again, as Ray does
+            from ray._raylet import Config
+
+            Config.initialize("")
+        except Exception as exc:  # another Ray version: the variable alone may do
+            log.debug("could not refresh Ray's configuration: %s", exc)
+
+
+def _ray_start_error(address: str | None, exc: BaseException, output: str) -> str:
+    """One line for a failed ``ray.init``: what to do when the cluster wants a token, else Ray's reason."""
+    if address and any(word in output or word in str(exc) for word in _RAY_AUTH_FAILURES):
+        return (f"cannot join the Ray cluster at {address}: it requires its authentication token; set "
+                f"RAY_AUTH_TOKEN to the token that `ray get-auth-token` prints on the head node (or run the "
+                f"batch on a node of the cluster with --ray-address auto)")
+    detail = " ".join(str(exc).split())[:300]
+    return f"cannot start Ray{' at ' + address if address else ''}: {detail}"
+
+
+class _stderr_captured:
+    """Send file descriptor 2 to a temporary file for the ``with`` block; calling the value reads it.
+
+    Ray's C++ client logs every failed connection attempt (one line a second for 20 s)
+    straight to the process's stderr, around the one ``error:`` line a failure gets.
+    What was caught is logged at debug level (``-vv``).
+    """
+
+    def __enter__(self):
+        self._file = tempfile.TemporaryFile(mode="w+b")
+        try:
+            sys.stderr.flush()
+        except Exception:
+            pass
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+        return self.read
+
+    def read(self) -> str:
+        self._file.flush()
+        self._file.seek(0)
+        return self._file.read().decode("utf-8", "replace")
+
+    def __exit__(self, *exc_info) -> None:
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        text = self.read().strip()
+        if text:
+            log.debug("Ray said: %s", text)
+        self._file.close()
+
+
+class _CaptionActor:
+    """A Ray actor holding one model; never raises from ``caption`` (failures are results)."""
+
+    def __init__(self, config: CaptionConfig, log_level: int) -> None:
+        worker_logging(log_level)
+        self.config = config
+        self.error: str | None = None
+        try:
+            from ..pipeline import Captioner
+
+            self.captioner = Captioner(config)
+        except Exception as exc:
+            self.error = " ".join(str(exc).split()) or type(exc).__name__
+
+    def ready(self) -> str | None:
+        return self.error
+
+    def caption(self, job: BatchJob) -> FileResult:
+        return run_job(self.captioner, job, self.config)
+
+
+def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | None = None,
+            workers: int | None = None, on_result: ResultCallback | None = None) -> list[FileResult]:
+    """Caption ``jobs`` on a Ray cluster with ``run_job``, one model per actor.
+
+    ``address`` is a cluster to join (``"auto"``, ``"ray://host:10001"``, ``host:6379``);
+    ``None`` starts a private local instance with ``workers`` CPUs (default: all
+    cores), no dashboard, quiet logs and no usage reporting. Video and output
+    paths must exist at the same absolute path on every node, and captioner must
+    be installed there.
+
+    Each actor gets ``config.threads`` CPUs (default 1; a local instance splits
+    its cores between ``workers`` actors) and there are ``workers`` actors
+    (default: as many as the cluster's CPUs allow). Actors are scheduled with
+    ``ray.wait`` rather than ``ActorPool`` so that a result can always be tied to
+    its file, even when an actor dies: that file is reported failed and the actor
+    replaced.
+
+    Raises ``CaptionerError`` when Ray is missing or the cluster cannot be
+    reached, ``ModelError`` when no actor can load the model.
+    """
+    from ..errors import ModelError
+
+    on_result = on_result or (lambda r: None)
+    results: list[FileResult] = []
+    if not jobs:
+        return results
+    ray = require_ray()
+    config = absolute_model(config)
+    own = not ray.is_initialized()
+    level = logging.getLogger("captioner").getEffectiveLevel()
+    cores = usable_cpus()
+    local = own and not address
+    per_actor = config.threads or (max(1, cores // workers) if (local and workers) else 1)
+    config = replace(config, threads=per_actor)
+    if own:
+        ray_level = logging.WARNING if level <= logging.INFO else logging.ERROR  # Ray's notices only with -v
+        quiet = dict(include_dashboard=False, logging_level=ray_level, log_to_driver=level <= logging.INFO)
+        if address:
+            _token_auth_from_env()
+        import signal
+        import threading
+
+        main_thread = threading.current_thread() is threading.main_thread()
+        on_sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
+        with _stderr_captured() as captured:  # Ray's C++ client writes its retries straight to fd 2
+            try:
+                if address:
+                    ray.init(address=address, **quiet)
+                else:
+                    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # an offline tool: no usage reports
+                    ray.init(address="local", num_cpus=(workers or max(1, cores // per_actor)) * per_actor, **quiet)
+            except SystemExit as exc:  # ray.init's own SIGTERM handler exits; stop like our caller's would
+                if exc.code == signal.SIGTERM:
+                    raise Terminated from None
+                raise
+            except Exception as exc:
+                raise CaptionerError(_ray_start_error(address, exc, captured())) from None
+            finally:
+                if main_thread and on_sigterm is not None:  # ray.init replaces the SIGTERM handler
+                    signal.signal(signal.SIGTERM, on_sigterm)
+    actors: list[Any] = []
+    try:
+        total_cpus = int(ray.cluster_resources().get("CPU", 1))
+        n_actors = max(1, min(len(jobs), workers or total_cpus // per_actor))
+        actor_cls = ray.remote(_CaptionActor).options(num_cpus=config.threads, max_restarts=0)
+
+        starting: dict[Any, Any] = {}
+
+        def start_actor() -> None:
+            actor = actor_cls.remote(config, level)
+            actors.append(actor)
+            starting[actor.ready.remote()] = actor
+
+        for _ in range(n_actors):
+            start_actor()
+        idle: list[Any] = []
+        inflight: dict[Any, tuple[BatchJob, Any]] = {}
+        queue = deque(jobs)
+        init_errors: list[str] = []
+        while queue or inflight:
+            if not (starting or idle or inflight):
+                raise ModelError(f"no Ray worker could load the model: {init_errors[0] if init_errors else 'unknown'}")
+            while idle and queue:
+                actor = idle.pop()
+                job = queue.popleft()
+                inflight[actor.caption.remote(job)] = (job, actor)
+            timeout = RAY_START_TIMEOUT_S if not (idle or inflight) else None
+            ready, _ = ray.wait(list(starting) + list(inflight), num_returns=1, timeout=timeout)
+            if not ready:
+                raise CaptionerError(f"no Ray worker started within {RAY_START_TIMEOUT_S:.0f} s; does the cluster "
+                                     f"have {config.threads} free CPU(s) per worker?")
+            ref = ready[0]
+            if ref in starting:
+                actor = starting.pop(ref)
+                try:
+                    error = ray.get(ref)
+                except Exception as exc:  # the actor died while starting
+                    error = " ".join(str(exc).split())[:500]
+                if error:
+                    init_errors.append(error)
+                    log.warning("a Ray worker could not load the model: %s", error)
+                else:
+                    idle.append(actor)
+                continue
+            job, actor = inflight.pop(ref)
+            try:
+                result = ray.get(ref)
+                idle.append(actor)
+            except Exception as exc:  # the actor process died on this file: report it, replace the actor
+                result = crashed(job, type(exc).__name__)
+                ray.kill(actor)
+                start_actor()
+            results.append(result)
+            on_result(result)
+    finally:
+        for actor in actors:
+            try:
+                ray.kill(actor)
+            except Exception:
+                pass
+        if own:
+            ray.shutdown()
+    return results

@@ -1,0 +1,118 @@
+"""A batch's report: what happened to every video, written beside the outputs.
+
+``write_reports`` writes ``captioner-report.json`` (and, with ``html`` among the
+formats, the archive index of the review pages) atomically, also for a stopped
+batch: ``unfinished_results`` says which of the videos without a result were
+finished anyway (``ok``) and which were not run (``pending``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..outputs import absolute, output_file, write_atomic
+from .job import BatchJob, FileResult, Status
+from .plan import BatchPlan
+
+
+def counts(results: Sequence[FileResult]) -> dict[Status, int]:
+    """How many results have each status (every status present, in ``Status`` order)."""
+    return {s: sum(1 for r in results if r.status == s) for s in Status}
+
+
+def unfinished_results(jobs: Sequence[BatchJob], results: Sequence[FileResult], formats: Sequence[str],
+                       since: float) -> list[FileResult]:
+    """Results for the ``jobs`` a stopped batch has no result for.
+
+    A video whose files (every format) were all written since ``since`` (a
+    ``time.time()`` taken before the batch started) was finished, even if its result
+    never came back (Ctrl-C between the last write and the report): it is ``ok``. The
+    others are ``pending``.
+    """
+    finished = {r.video for r in results}
+    out = []
+    for job in jobs:
+        if str(job.video) in finished:
+            continue
+        paths = [output_file(job.base, f) for f in formats]
+        try:
+            written = all(p.stat().st_mtime >= since for p in paths)
+        except OSError:
+            written = False
+        if written:
+            out.append(FileResult(str(job.video), Status.OK, "", outputs=tuple(map(str, paths)), shown=job.shown,
+                                  root=job.root))
+        else:
+            out.append(FileResult(str(job.video), Status.PENDING, "not captioned: the batch stopped first",
+                                  shown=job.shown, root=job.root))
+    return out
+
+
+def batch_report(plan: BatchPlan, results: Sequence[FileResult], roots: Sequence[int], *,
+                 extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The report of the videos found under ``roots`` (indexes into ``plan.roots``)."""
+    from .. import __version__
+
+    wanted = set(roots)
+    rows = sorted((r for r in results if r.root in wanted), key=lambda r: r.video)
+    totals = {"videos": len(rows), **{s.value: n for s, n in counts(rows).items()},
+              "ignored": sum(plan.ignored[i] for i in wanted if i < len(plan.ignored))}
+    return {
+        "captioner": __version__,
+        **(dict(extra) if extra else {}),
+        "inputs": [str(plan.roots[i]) for i in sorted(wanted)],
+        "output_dir": str(absolute(plan.output_dir)) if plan.output_dir is not None else None,
+        "formats": list(plan.formats),
+        "totals": totals,
+        "videos": [r.as_dict() for r in rows],
+    }
+
+
+def write_reports(plan: BatchPlan, results: Sequence[FileResult], *,
+                  extra: Mapping[str, Any] | None = None) -> list[Path]:
+    """Write the report(s) atomically (``OUT/captioner-report.json``, else one per input folder).
+
+    With ``html`` among the formats, the archive index (review.py) is written beside each report.
+    """
+    written = []
+    for path, roots in plan.report_paths_abs():
+        report = batch_report(plan, results, roots, extra=extra)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        written.append(path)
+        if "html" in plan.formats:  # the archive index of the review pages, beside the report
+            written.append(write_batch_index(plan, results, roots, path.parent))
+    return written
+
+
+def write_batch_index(plan: BatchPlan, results: Sequence[FileResult], roots: Sequence[int], folder: Path) -> Path:
+    """Write the index of a batch's videos under ``roots`` (indexes into ``plan.roots``) into ``folder``.
+
+    Videos are shown by their path inside their input folder (prefixed by the
+    folder's name when one index covers several).
+    """
+    from ..review import IndexEntry, write_index
+
+    wanted = set(roots)
+    several = len(wanted) > 1
+    entries = []
+    for r in results:
+        if r.root not in wanted:
+            continue
+        root = Path(plan.roots[r.root])
+        try:
+            shown = os.path.relpath(r.video, root)
+        except ValueError:
+            shown = r.shown or r.video
+        if shown.startswith(".."):
+            shown = r.shown or r.video
+        elif several:
+            shown = f"{root.name}/{shown}"
+        page = next((Path(p) for p in r.outputs if str(p).endswith(".html")), None)
+        entries.append(IndexEntry(shown.replace(os.sep, "/"), r.status.value, r.reason, page))
+    names = [Path(plan.roots[i]).name or str(plan.roots[i]) for i in sorted(wanted)]
+    return write_index(entries, Path(folder), f"{', '.join(names)} · captioned videos")
