@@ -7,10 +7,11 @@ of one frame; a video segment is the vectors of all its sampled frames stacked
 trained decoder serves both, and a padding mask lets segments of different lengths
 share a batch.
 
-This is the reference implementation, used for training and evaluation; ``captioner
-run`` decodes with its NumPy twin (``decoder_np.py``, tested to give the same
-captions), which spares the run torch's start-up time and memory. Both decode with
-the same beam search (``search.py``).
+This is the reference implementation, used for training; ``captioner run`` and
+``pipelines.evaluate`` caption with its NumPy twin (``decoder_np.py``, tested to
+compute the same steps), which spares a run torch's start-up time and memory, and
+``search.py`` drives that twin's steps (greedy or beam). Here, besides training,
+only ``greedy``: the fast batched decoding that training uses to pick its best epoch.
 """
 
 from __future__ import annotations
@@ -18,13 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .config import DecoderConfig
-from .search import Hypothesis, _blocked, beam_search  # noqa: F401  (re-exported: the search lives in search.py)
 
 
 class Attention(nn.Module):
@@ -199,7 +198,12 @@ class CaptionDecoder(nn.Module):
         banned: Sequence[int] = (), mask: torch.Tensor | None = None,
         cids: torch.Tensor | None = None, cprobs: torch.Tensor | None = None,
     ) -> list[list[int]]:
-        """Batched greedy decoding (fast; used for dev-set model selection)."""
+        """Batched greedy decoding, for training's dev-set model selection (fast: one batch, no search).
+
+        Only <end> first and immediate repeats are ruled out; the captions the tool
+        writes come from ``search.py``'s rules (``captioner.pipeline``). Kept apart so
+        that selection scores stay comparable across training runs.
+        """
         state = self.init_state(feats, mask, cids, cprobs)
         B = feats.shape[0]
         tokens = torch.full((B,), start_id, dtype=torch.long)
@@ -219,82 +223,3 @@ class CaptionDecoder(nn.Module):
             if bool(done.all()):
                 break
         return [row.tolist() for row in out]
-
-    @torch.inference_mode()
-    def beam(
-        self, feats: torch.Tensor, start_id: int, end_id: int, *, beam_size: int, max_length: int,
-        length_penalty: float, no_repeat_ngram: int, banned: Sequence[int] = (),
-        required: Sequence[int] = (), cids: torch.Tensor | None = None, cprobs: torch.Tensor | None = None,
-        concept_weight: float = 0.0, once: Sequence[int] = (),
-    ) -> "Hypothesis":
-        """Beam search for one item. feats: [N, feature_dim]; cids/cprobs: [K].
-
-        ``concept_weight`` w > 0 (concept decoders only) scores each word by
-        (1 - w) log p(word | picture, concepts) + w log p(word | concepts alone),
-        renormalised: a product of two experts from the same weights. The second
-        one learnt its phrasing from the caption-only corpora, the first from
-        Flickr8k photos, so mixing them trades Flickr8k's "a man in a blue shirt"
-        prior against what the concepts say.
-        """
-        one = lambda t: None if t is None else t.unsqueeze(0)  # noqa: E731
-        state: DecoderState | _PairState = self.init_state(feats.unsqueeze(0), None, one(cids), one(cprobs))
-        w = float(concept_weight) if (cids is not None and self.config.concept_slots) else 0.0
-        if w > 0:
-            state = _PairState.of(state, self.init_state(feats[:0].unsqueeze(0), None, one(cids), one(cprobs)))
-
-        banned_idx = list(banned)
-
-        def step(tokens: np.ndarray, st: _Beams):
-            tok = torch.from_numpy(np.asarray(tokens, dtype=np.int64))
-            if isinstance(st.inner, _PairState):  # both experts in one batched step
-                out, both, _ = self.step(tok.repeat(2), st.inner.both)
-                a, b = out.log_softmax(-1).chunk(2)
-                logits, inner = (1 - w) * a + w * b, _PairState(both)
-            else:
-                logits, inner, _ = self.step(tok, st.inner)
-            if banned_idx:  # banned words take no probability mass from the others
-                logits[:, banned_idx] = float("-inf")
-            return logits.log_softmax(-1).numpy(), _Beams(inner)
-
-        return beam_search(
-            step, _Beams(state), start_id, end_id, beam_size=beam_size, max_length=max_length,
-            length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram, banned=banned,
-            required=required, once=once,
-        )
-
-
-@dataclass
-class _Beams:
-    """Adapts a torch state to the NumPy beam search (which selects beams with NumPy indexes)."""
-
-    inner: "DecoderState | _PairState"
-
-    def select(self, index: np.ndarray) -> "_Beams":
-        return _Beams(self.inner.select(torch.from_numpy(np.asarray(index, dtype=np.int64))))
-
-
-@dataclass
-class _PairState:
-    """The picture+concepts beams stacked over the concepts-only beams (first half / second half).
-
-    One batched step serves both experts. The concepts-only set is shorter; it is
-    padded at the front with masked slots so that the concept slots stay last in both.
-    """
-
-    both: DecoderState
-
-    @classmethod
-    def of(cls, full: DecoderState, concepts: DecoderState) -> "_PairState":
-        # a concept decoder's init_state always gives a mask and cids; padding is masked out
-        assert full.mask is not None and concepts.mask is not None and full.cids is not None and concepts.cids is not None
-        n = full.feats.shape[1] - concepts.feats.shape[1]
-        pad = lambda t: torch.cat([t.new_zeros(t.shape[0], n, *t.shape[2:]), t], dim=1)  # noqa: E731
-        return cls(DecoderState(
-            torch.cat([full.h, concepts.h]), torch.cat([full.c, concepts.c]),
-            torch.cat([full.feats, pad(concepts.feats)]), torch.cat([full.feats_att, pad(concepts.feats_att)]),
-            torch.cat([full.mask, pad(concepts.mask)]), torch.cat([full.cids, concepts.cids]),
-        ))
-
-    def select(self, index: torch.Tensor) -> "_PairState":
-        k = self.both.h.shape[0] // 2
-        return _PairState(self.both.select(torch.cat([index, index + k])))

@@ -5,8 +5,9 @@ use it. Decoding one caption is a few hundred small matrix products, which NumPy
 does as fast as torch, and importing torch costs ~1.8 s and ~650 MB of memory
 before the first frame is read (README, Performance). So the runtime computes the
 same equations here from the same tensors; a test checks that both give the same
-log-probabilities and the same beams. Parameter names are the torch module's, so
-one ``decoder.safetensors`` serves both.
+log-probabilities. Parameter names are the torch module's, so one
+``decoder.safetensors`` serves both. The decoder computes steps (``start``,
+``log_probs``); ``search.py`` drives them, greedy or beam.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .config import DecoderConfig
-from .search import Hypothesis, beam_steps, run_searches
 
 
 def expected_shapes(config: DecoderConfig) -> dict[str, tuple[int, ...]]:
@@ -237,88 +237,51 @@ class NumpyDecoder:
             p[rows, cids[:, k]] += gate[:, 0] * copy[:, k]
         return np.log(np.maximum(p, 1e-12))
 
-    # -- decoding ------------------------------------------------------------------------
-    def greedy(self, feats: np.ndarray, start_id: int, end_id: int, max_length: int,
-               banned: Sequence[int] = (), mask: np.ndarray | None = None,
-               cids: np.ndarray | None = None, cprobs: np.ndarray | None = None) -> list[list[int]]:
-        """Batched greedy decoding, as ``CaptionDecoder.greedy``."""
-        state = self.init_state(feats, mask, cids, cprobs)
-        B = state.h.shape[0]
-        tokens = np.full(B, start_id, np.int64)
-        out = np.zeros((B, max_length), np.int64)
-        done = np.zeros(B, bool)
-        for t in range(max_length):
-            logits, state = self.step(tokens, state)
-            if len(banned):
-                logits[:, list(banned)] = -np.inf
-            if t == 0:
-                logits[:, end_id] = -np.inf
-            else:
-                logits[np.arange(B), tokens] = -np.inf
-            tokens = logits.argmax(-1)
-            out[:, t] = tokens
-            done |= tokens == end_id
-            if done.all():
-                break
-        return [row.tolist() for row in out]
+    # -- the step a search drives (search.py) -------------------------------------------
+    def start(self, feats: np.ndarray, cids: np.ndarray | None = None, cprobs: np.ndarray | None = None,
+              concept_weight: float = 0.0, banned: Sequence[int] = ()) -> "SearchState":
+        """The state one caption's search starts from. feats: [N, C]; cids/cprobs: [K].
 
-    def beam(
-        self, feats: np.ndarray, start_id: int, end_id: int, *, beam_size: int, max_length: int,
-        length_penalty: float, no_repeat_ngram: int, banned: Sequence[int] = (),
-        required: Sequence[int] = (), cids: np.ndarray | None = None, cprobs: np.ndarray | None = None,
-        concept_weight: float = 0.0, once: Sequence[int] = (),
-    ) -> Hypothesis:
-        """Beam search for one item, as ``CaptionDecoder.beam``. feats: [N, C]; cids/cprobs: [K]."""
-        item = BeamItem(feats, cids, cprobs, concept_weight, tuple(banned), tuple(required))
-        return self.beam_many([item], start_id, end_id, beam_size=beam_size, max_length=max_length,
-                              length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram, once=once)[0]
-
-    def beam_many(self, items: Sequence["BeamItem"], start_id: int, end_id: int, *, beam_size: int,
-                  max_length: int, length_penalty: float, no_repeat_ngram: int,
-                  once: Sequence[int] = ()) -> list[Hypothesis]:
-        """Beam searches for several items at once (a video window's segments): one model call per step.
-
-        Each item's search is exactly what ``beam`` would do for it alone. With
-        ``concept_weight`` w > 0 an item's word scores mix in the concepts-only expert:
-        (1 - w) log p(word | picture, concepts) + w log p(word | concepts), renormalised.
+        ``concept_weight`` w > 0 (concept decoders only) scores each word by
+        (1 - w) log p(word | picture, concepts) + w log p(word | concepts alone),
+        renormalised: a product of two experts from the same weights. The second one
+        learnt its phrasing from the caption-only corpora, the first from pictures, so
+        mixing them trades a picture corpus's prior ("a man in a blue shirt") against
+        what the concepts say. ``banned`` words get no probability: the others share it.
         """
         one = lambda a: None if a is None else np.asarray(a)[None]  # noqa: E731
-        searches, weights, banned = [], [], []
-        for it in items:
-            feats = np.asarray(it.feats, dtype=np.float32)
-            state: NpState | _PairState = self.init_state(feats[None], None, one(it.cids), one(it.cprobs))
-            w = float(it.concept_weight) if (it.cids is not None and self.config.concept_slots) else 0.0
-            if w > 0:
-                state = _PairState(state, self.init_state(feats[None, :0], None, one(it.cids), one(it.cprobs)))
-            weights.append(w)
-            banned.append(list(it.banned))
-            searches.append(beam_steps(state, start_id, end_id, beam_size=beam_size, max_length=max_length,
-                                       length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram,
-                                       banned=it.banned, required=it.required, once=once))
+        feats = np.asarray(feats, dtype=np.float32)
+        state: NpState | _PairState = self.init_state(feats[None], None, one(cids), one(cprobs))
+        w = float(concept_weight) if (cids is not None and self.config.concept_slots) else 0.0
+        if w > 0:
+            state = _PairState(state, self.init_state(feats[None, :0], None, one(cids), one(cprobs)))
+        return SearchState(state, w, tuple(banned))
 
-        def step_many(requests: list[tuple[int, np.ndarray, "NpState | _PairState"]]) -> list:
-            replies = []
-            outs = self.step_many([(tokens, st) for _, tokens, st in requests])
-            for (i, _, _), (out, new) in zip(requests, outs):
-                if isinstance(new, _PairState):
-                    logits = (1 - weights[i]) * _log_softmax(out[0]) + weights[i] * _log_softmax(out[1])
-                else:
-                    logits = out
-                if banned[i]:  # banned words take no probability mass from the others
-                    logits[:, banned[i]] = -np.inf
-                replies.append((_log_softmax(logits), new))
-            return replies
+    def log_probs(self, requests: Sequence[tuple[np.ndarray, "SearchState"]]) -> list[tuple[np.ndarray, "SearchState"]]:
+        """One step of several searches (``search.StepManyFn``): each beam's next-word log-probs, new states.
 
-        return run_searches(step_many, searches)
+        All the searches' beams go through one ``step_many`` (one pass over the weights).
+        """
+        replies = []
+        outs = self.step_many([(tokens, st.inner) for tokens, st in requests])
+        for (_, st), (out, new) in zip(requests, outs):
+            if isinstance(new, _PairState):
+                logits = (1 - st.weight) * _log_softmax(out[0]) + st.weight * _log_softmax(out[1])
+            else:
+                logits = out
+            if st.banned:  # banned words take no probability mass from the others
+                logits[:, list(st.banned)] = -np.inf
+            replies.append((_log_softmax(logits), SearchState(new, st.weight, st.banned)))
+        return replies
 
 
 @dataclass(frozen=True)
-class BeamItem:
-    """One caption to search for: its attended set [N, C], concept inputs [K], expert weight and word rules."""
+class SearchState:
+    """What a search steps for one caption: the decoder state of its beams, the expert weight, banned words."""
 
-    feats: np.ndarray
-    cids: np.ndarray | None = None
-    cprobs: np.ndarray | None = None
-    concept_weight: float = 0.0
+    inner: NpState | _PairState
+    weight: float = 0.0
     banned: tuple[int, ...] = ()
-    required: tuple[int, ...] = ()
+
+    def select(self, index: np.ndarray) -> "SearchState":
+        return SearchState(self.inner.select(index), self.weight, self.banned)

@@ -23,6 +23,7 @@ from .concepts import top_concepts
 from .config import CaptionConfig, usable_cpus
 from .errors import CaptionerError, VideoError
 from .review import Snapshot, encode_jpeg, shrink, snapshots_for, thumbnail_size
+from .search import Hypothesis, search_many
 from .segment import Segment, segment_frames, stable_runs
 from .subtitles import Cue, layout_cues
 from .vocab import fix_articles
@@ -159,11 +160,9 @@ class Captioner:
             detected = [self._detect(f) for f in feats]
             concepts = [self._concept_inputs(d, p) for d, p in zip(detected, probs)]
             banned = [self._banned + self._absent(d) for d in detected]
-            if self.config.decoding.beam_size <= 1:
-                found = [self._greedy(f, c, b) for f, c, b in zip(feats, concepts, banned)]
-            else:
-                found = [(h.tokens, round(h.confidence, 4))
-                         for h in self._beams([(f, c, b, ()) for f, c, b in zip(feats, concepts, banned)], video)]
+            beam_size = self.config.decoding.beam_size  # 1: greedy, under the same rules
+            found = [(h.tokens, round(h.confidence, 4)) for h in
+                     self._search([(f, c, b, ()) for f, c, b in zip(feats, concepts, banned)], video, beam_size)]
             if self.grounder is not None:
                 # a confident concept the caption does not say: search again with it required
                 again = []
@@ -174,7 +173,9 @@ class Captioner:
                         required, extra_banned = rule
                         banned = tuple(t for t in self._banned + self._absent(detected[i]) if t not in set(required)) + extra_banned
                         again.append((i, (feats[i], concepts[i], banned, required)))
-                for (i, (_, _, _, required)), hyp in zip(again, self._beams([a for _, a in again], video)):
+                # placing a required word needs a beam search (a constraint group besides the free beam)
+                retry = self._search([a for _, a in again], video, max(2, beam_size))
+                for (i, (_, _, _, required)), hyp in zip(again, retry):
                     if set(required).issubset(hyp.tokens):
                         found[i] = (hyp.tokens, round(hyp.confidence, 4))
         return [Caption(fix_articles(self.vocab.decode(tokens)), conf, self._concept_words(c))
@@ -186,14 +187,6 @@ class Captioner:
             return ()
         return tuple((self.vocab.itos[int(i)], round(float(p), 4)) for i, p in zip(*concepts)
                      if int(i) != self.vocab.unk_id)
-
-    def _greedy(self, feats: np.ndarray, concepts: tuple[np.ndarray, np.ndarray] | None,
-                banned: tuple[int, ...]) -> tuple[tuple[int, ...], float]:
-        d = self.config.decoding
-        cids, cprobs = (None, None) if concepts is None else (concepts[0][None], concepts[1][None])
-        ids = self.decoder.greedy(feats[None], self.vocab.start_id, self.vocab.end_id,
-                                  d.max_length, banned=banned, cids=cids, cprobs=cprobs)[0]
-        return tuple(ids[: ids.index(self.vocab.end_id)] if self.vocab.end_id in ids else ids), float("nan")
 
     def _detect(self, feats: np.ndarray) -> np.ndarray | None:
         """P(word) of each detector word for a photo's or segment's stacked cells, or None without detectors."""
@@ -221,18 +214,18 @@ class Captioner:
                                  self.decoder.config.detector_slots if detected is not None else 0)
         return np.asarray(ids, dtype=np.int64), np.asarray(ps, dtype=np.float32)
 
-    def _beams(self, searches: Sequence[tuple[np.ndarray, Any, Sequence[int], Sequence[int]]], video: bool):
-        """Beam searches for (feats, concepts, banned, required) items, all in one lock-stepped run."""
+    def _search(self, searches: Sequence[tuple[np.ndarray, Any, Sequence[int], Sequence[int]]], video: bool,
+                beam_size: int) -> list[Hypothesis]:
+        """Searches for (feats, concepts, banned, required) items, all in one lock-stepped run (search.py)."""
         if not searches:
             return []
-        from .decoder_np import BeamItem
-
         d = self.config.decoding
-        items = [BeamItem(f, None if c is None else c[0], None if c is None else c[1], self._concept_weight(c, video),
-                          tuple(banned), tuple(required)) for f, c, banned, required in searches]
-        return self.decoder.beam_many(items, self.vocab.start_id, self.vocab.end_id, beam_size=max(2, d.beam_size),
-                                      max_length=d.max_length, length_penalty=d.length_penalty,
-                                      no_repeat_ngram=d.no_repeat_ngram, once=self._once)
+        items = [(self.decoder.start(f, None if c is None else c[0], None if c is None else c[1],
+                                     self._concept_weight(c, video), banned), tuple(banned), tuple(required))
+                 for f, c, banned, required in searches]
+        return search_many(self.decoder.log_probs, items, self.vocab.start_id, self.vocab.end_id, beam_size=beam_size,
+                           max_length=d.max_length, length_penalty=d.length_penalty,
+                           no_repeat_ngram=d.no_repeat_ngram, once=self._once)
 
     def _concept_weight(self, concepts: tuple[np.ndarray, np.ndarray] | None, video: bool) -> float:
         """The concepts-only expert's weight: the configured one if the top concept is sure enough, else 0."""
@@ -290,8 +283,7 @@ class Captioner:
                             if review.thumbnails else b"")
                     snapshots.append(Snapshot(seg.start + offset, seg.end + offset, buf.times[mid], jpeg, seen))
                     if cap.text:
-                        conf = cap.confidence if cap.confidence == cap.confidence else 1.0
-                        cues.append(Cue(seg.start + offset, seg.end + offset, cap.text, conf))
+                        cues.append(Cue(seg.start + offset, seg.end + offset, cap.text, cap.confidence))
                     n_segments += 1
                 if progress:
                     progress(Progress("segments", n_segments, 0))

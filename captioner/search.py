@@ -1,9 +1,12 @@
-"""Beam search over any ``step`` function, in NumPy.
+"""Caption search over any ``step`` function, in NumPy: greedy and beam alike.
 
-Kept apart from the models so that one search serves the NumPy decoder that
-``captioner run`` uses, the torch decoder that training and evaluation use, and
-hand-built toy models in the tests: the rules a caption obeys (no ``<unk>``, no
-repeated bigram, required concept words exactly once) are written once.
+Decoders compute steps (``NumpyDecoder.log_probs`` at run time, hand-built toy models
+in the tests); this module drives them, so the rules a caption obeys are written
+once and hold for every search: no banned word (``<unk>``, a person word the person
+detector rules out), never the same word twice in a row, no repeated n-gram, never
+empty, a concept word ("said once") at most once, required words exactly once, at
+most ``max_length - 1`` words. Greedy search (``beam_size`` 1) is the one-beam case
+of the same rules and reports the same confidence (geometric-mean word probability).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import numpy as np
 
 #: ``step(tokens [k], state) -> (log-probs [k, V], state)``; ``state.select(index)`` reorders beams.
 StepFn = Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
+#: ``step`` for several searches at once: [(tokens, state), ...] -> [(log-probs, state), ...], same order.
+StepManyFn = Callable[[list[tuple[np.ndarray, Any]]], list[tuple[np.ndarray, Any]]]
 #: A search in progress: yields (tokens, state) to be stepped, is sent (log-probs, new state),
 #: returns the best ``Hypothesis``.
 Search = Generator[tuple[np.ndarray, Any], tuple[np.ndarray, Any], "Hypothesis"]
@@ -59,31 +64,120 @@ def _topk(totals: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(vals, order, axis=1), np.take_along_axis(idx, order, axis=1)
 
 
-def beam_search(step: StepFn, state: Any, start_id: int, end_id: int, **options: Any) -> Hypothesis:
-    """Beam search for one item: ``beam_steps`` driven by ``step``."""
-    return run_searches(lambda requests: [step(tokens, st) for _, tokens, st in requests],
-                        [beam_steps(state, start_id, end_id, **options)])[0]
+@dataclass(frozen=True)
+class _Rules:
+    """The word rules of every search (see the module docstring), applied to one step's log-probs."""
+
+    end_id: int
+    banned: tuple[int, ...]
+    required: frozenset[int]
+    once: frozenset[int]
+    no_repeat_ngram: int
+
+    def apply(self, logp: np.ndarray, seqs: Sequence[Sequence[int]], last: bool) -> np.ndarray:
+        """A copy of ``logp`` [k, V] with every word row ``i`` (continuing ``seqs[i]``) may not say at -inf."""
+        neg_inf = -np.inf
+        logp = np.array(logp, dtype=np.float32)  # a copy: the masks below must not touch the model's output
+        if self.banned:
+            logp[:, list(self.banned)] = neg_inf
+        for i, seq in enumerate(seqs):
+            blocked = _blocked(seq, self.no_repeat_ngram)
+            if not seq:
+                blocked.add(self.end_id)  # an empty caption is never an answer
+            have = self.required.intersection(seq)
+            blocked |= have  # each required word once
+            if self.once:
+                blocked |= self.once.intersection(seq)
+            if have != self.required:
+                blocked.add(self.end_id)  # only a caption holding every required word may finish
+            if blocked:
+                logp[i, list(blocked)] = neg_inf
+        if last:
+            # last step: only <end> may follow, so every live caption that may finish does
+            forced = np.full_like(logp, neg_inf)
+            forced[:, self.end_id] = logp[:, self.end_id]
+            logp = forced
+        return logp
 
 
-def run_searches(step_many: Callable[[list[tuple[int, np.ndarray, Any]]], list[tuple[np.ndarray, Any]]],
-                 searches: Sequence[Search]) -> list[Hypothesis]:
+def search_one(step: StepFn, state: Any, start_id: int, end_id: int, **options: Any) -> Hypothesis:
+    """One caption: ``search_steps`` (greedy or beam, by ``beam_size``) driven by ``step``."""
+    return run_searches(lambda requests: [step(tokens, st) for tokens, st in requests],
+                        [search_steps(state, start_id, end_id, **options)])[0]
+
+
+def search_many(step_many: StepManyFn, items: Sequence[tuple[Any, Sequence[int], Sequence[int]]],
+                start_id: int, end_id: int, **options: Any) -> list[Hypothesis]:
+    """Several captions in lock step: ``items`` are (initial state, banned, required) per caption.
+
+    ``options`` (``beam_size``, ``max_length``, ...) are ``search_steps``'s, the same for all.
+    """
+    return run_searches(step_many, [search_steps(state, start_id, end_id, banned=banned, required=required, **options)
+                                    for state, banned, required in items])
+
+
+def run_searches(step_many: StepManyFn, searches: Sequence[Search]) -> list[Hypothesis]:
     """Drive several searches in lock step, so that one model call serves all their beams.
 
-    ``step_many`` gets (search index, tokens, state) for every search still running
-    and returns their (log-probs, new state) in the same order. Searches end at
-    different steps; the others go on.
+    ``step_many`` gets (tokens, state) for every search still running and returns their
+    (log-probs, new state) in the same order. Searches end at different steps; the
+    others go on.
     """
     results: list[Hypothesis | None] = [None] * len(searches)
     pending = {i: next(s) for i, s in enumerate(searches)}
     while pending:
         order = list(pending)
-        for i, reply in zip(order, step_many([(i, *pending[i]) for i in order])):
+        for i, reply in zip(order, step_many([pending[i] for i in order])):
             try:
                 pending[i] = searches[i].send(reply)
             except StopIteration as done:
                 results[i] = done.value
                 del pending[i]
     return results  # type: ignore[return-value]
+
+
+def search_steps(state: Any, start_id: int, end_id: int, *, beam_size: int, **options: Any) -> Search:
+    """Greedy search for ``beam_size`` 1, else beam search (``beam_steps``); the same rules and options."""
+    if beam_size < 1:
+        raise ValueError("beam_size must be >= 1")
+    if beam_size == 1:
+        return greedy_steps(state, start_id, end_id, **options)
+    return beam_steps(state, start_id, end_id, beam_size=beam_size, **options)
+
+
+def greedy_steps(
+    state: Any,
+    start_id: int,
+    end_id: int,
+    *,
+    max_length: int,
+    length_penalty: float = 0.7,
+    no_repeat_ngram: int = 2,
+    banned: Sequence[int] = (),
+    required: Sequence[int] = (),
+    once: Sequence[int] = (),
+) -> Search:
+    """The most probable word at each step, under the rules beam search obeys (a ``Search``).
+
+    Greedy search cannot plan where a required word goes: it is only kept from
+    finishing without it (a constrained search wants ``beam_steps``).
+    """
+    rules = _Rules(end_id, tuple(banned), frozenset(required), frozenset(once), no_repeat_ngram)
+    seq: list[int] = []
+    total = 0.0
+    tokens = np.array([start_id], dtype=np.int64)
+    for t in range(max_length):
+        logp, state = yield tokens, state
+        row = rules.apply(logp, [seq], last=t == max_length - 1)[0]
+        tok = int(np.argmax(row))
+        if row[tok] == -np.inf:  # nothing may follow: the caption so far
+            break
+        total += float(row[tok])
+        if tok == end_id:
+            break
+        seq.append(tok)
+        tokens = np.array([tok], dtype=np.int64)
+    return Hypothesis(tuple(seq), total, total / (len(seq) + 1) ** length_penalty)
 
 
 def beam_steps(
@@ -105,9 +199,9 @@ def beam_steps(
     is sent back the log-probs [k, V] (NumPy) and the new state; ``state`` must have
     ``select(index)`` to reorder/expand beams. A finished
     hypothesis scores ``logprob / (len+1) ** length_penalty``. Every hypothesis
-    obeys: no token from ``banned``, no repeated n-gram of size ``no_repeat_ngram``,
-    never the same token twice in a row, never empty, no token from ``once`` twice
-    ("a loaf of loaf").
+    obeys the rules (``_Rules``): no token from ``banned``, no repeated n-gram of size
+    ``no_repeat_ngram``, never the same token twice in a row, never empty, no token
+    from ``once`` twice ("a loaf of loaf").
 
     With ``required`` tokens, beams are kept in separate groups by which required
     tokens they already contain (the constraint automaton's states), each group with
@@ -119,35 +213,15 @@ def beam_steps(
     if beam_size < 1:
         raise ValueError("beam_size must be >= 1")
     req = tuple(dict.fromkeys(required))
-    once_set = frozenset(once)
     full = frozenset(req)
+    rules = _Rules(end_id, tuple(banned), full, frozenset(once), no_repeat_ngram)
     beams: list[tuple[list[int], float]] = [([], 0.0)]
     tokens = np.array([start_id], dtype=np.int64)
     finished: list[Hypothesis] = []
-    banned_list = list(banned)
     neg_inf = -np.inf
     for t in range(max_length):
         logp, state = yield tokens, state
-        logp = np.array(logp, dtype=np.float32)  # a copy: the masks below must not touch the model's output
-        if banned_list:
-            logp[:, banned_list] = neg_inf
-        for i, (seq, _) in enumerate(beams):
-            blocked = _blocked(seq, no_repeat_ngram)
-            if not seq:
-                blocked.add(end_id)  # an empty caption is never an answer
-            have = full.intersection(seq)
-            blocked |= have  # each required word once
-            if once_set:
-                blocked |= once_set.intersection(seq)
-            if have != full:
-                blocked.add(end_id)  # only a beam holding every required word may finish
-            if blocked:
-                logp[i, list(blocked)] = neg_inf
-        if t == max_length - 1:
-            # last step: only <end> may follow, so every live beam that may finish does
-            forced = np.full_like(logp, neg_inf)
-            forced[:, end_id] = logp[:, end_id]
-            logp = forced
+        logp = rules.apply(logp, [seq for seq, _ in beams], last=t == max_length - 1)
         totals = np.array([sc for _, sc in beams], dtype=np.float32)[:, None] + logp  # [k, V]
         vocab = logp.shape[1]
         # candidates per constraint state: the k best continuations of each beam suffice

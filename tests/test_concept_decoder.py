@@ -140,9 +140,10 @@ def test_articles_follow_the_next_word():
     assert fix_articles("a man with a") == "a man with a"
 
 
-def test_once_tokens_never_repeat_in_beam_output():
-    """A toy language model that loves "loaf loaf" cannot say it twice when "loaf" is a once-token."""
-    from captioner.decoder import beam_search
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_once_tokens_never_repeat(beam_size):
+    """A toy language model that loves "loaf loaf" cannot say it twice when "loaf" is a once-token (greedy too)."""
+    from captioner.search import search_one
 
     V, start, end, loaf, of = 6, 1, 2, 4, 5
     nxt = {start: loaf, loaf: of, of: loaf}
@@ -160,21 +161,31 @@ def test_once_tokens_never_repeat_in_beam_output():
             logp[i, nxt.get(t, end)] = -0.01
         return logp, S(tokens.tolist())
 
-    free = beam_search(step, S([start]), start, end, beam_size=3, max_length=6, no_repeat_ngram=0)
+    free = search_one(step, S([start]), start, end, beam_size=beam_size, max_length=6, no_repeat_ngram=0)
     assert free.tokens.count(loaf) > 1
-    once = beam_search(step, S([start]), start, end, beam_size=3, max_length=6, no_repeat_ngram=0, once=[loaf])
+    once = search_one(step, S([start]), start, end, beam_size=beam_size, max_length=6, no_repeat_ngram=0, once=[loaf])
     assert once.tokens.count(loaf) == 1
 
 
-def test_concept_weight_mixes_the_concepts_only_expert():
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_concept_weight_mixes_the_concepts_only_expert(beam_size):
+    from captioner.decoder_np import NumpyDecoder
+    from captioner.search import search_one
+
     torch.manual_seed(0)
-    model = CaptionDecoder(concept_config(20)).eval()
-    feats, cids, cprobs = torch.randn(5, 16), torch.tensor([7, 9, 0]), torch.tensor([0.9, 0.1, 0.0])
-    kw = dict(beam_size=3, max_length=6, length_penalty=0.7, no_repeat_ngram=2, cids=cids, cprobs=cprobs)
-    full = model.beam(feats, 1, 2, **kw)
-    alone = model.beam(feats[:0], 1, 2, **kw)
-    assert model.beam(feats, 1, 2, concept_weight=0.0, **kw) == full
-    assert model.beam(feats, 1, 2, concept_weight=1.0, **kw).tokens == alone.tokens
+    dec = NumpyDecoder.from_torch(CaptionDecoder(concept_config(20)).eval())
+    feats, cids, cprobs = np.random.default_rng(0).standard_normal((5, 16)), np.array([7, 9, 0]), np.array([0.9, 0.1, 0.0])
+    kw = dict(beam_size=beam_size, max_length=6, length_penalty=0.7, no_repeat_ngram=2)
+
+    def search(feats, weight=0.0):
+        step = lambda tokens, st: dec.log_probs([(tokens, st)])[0]  # noqa: E731
+        return search_one(step, dec.start(feats, cids, cprobs, weight), 1, 2, **kw)
+
+    full, alone = search(feats), search(feats[:0])
+    assert full.logprob != pytest.approx(alone.logprob, abs=1e-4)  # else the test below shows nothing
+    assert search(feats, 0.0) == full
+    only = search(feats, 1.0)
+    assert only.tokens == alone.tokens and only.logprob == pytest.approx(alone.logprob, abs=1e-4)
 
 
 def test_concept_model_round_trips_in_half_precision(tmp_path):
@@ -208,13 +219,14 @@ def test_video_and_photos_use_their_own_concept_weight(tmp_path, monkeypatch):
     cap = Captioner(replace(CaptionConfig(), model_dir=folder,
                             decoding=DecodingConfig(concept_weight=0.1, video_concept_weight=0.7, concept_min_prob=0.5)))
     seen = []
-    real = cap.decoder.beam_many
+    real = cap.decoder.start
 
-    def spy(items, *args, **kw):
-        seen.extend(item.concept_weight for item in items)
-        return real(items, *args, **kw)
+    def spy(*args, **kw):
+        state = real(*args, **kw)
+        seen.append(state.weight)
+        return state
 
-    monkeypatch.setattr(cap.decoder, "beam_many", spy)
+    monkeypatch.setattr(cap.decoder, "start", spy)
     probs = torch.zeros(1000)
     probs[words and [w for w, _ in class_words()].index("bear")] = 0.9
     feats = torch.rand(49, 1280)

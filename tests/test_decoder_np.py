@@ -59,27 +59,33 @@ def test_step_matches_torch(k):
         tokens = out.argmax(-1)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_beams_match_torch(seed):
-    """Same captions and scores, with and without the concepts-only expert and a required word."""
-    model, twin = _pair(3, seed)
-    g = torch.Generator().manual_seed(100 + seed)
-    feats = torch.randn(10, 16, generator=g)
-    cids, cprobs = torch.tensor([6, 11, 0]), torch.tensor([0.8, 0.15, 0.0])
-    kw = dict(beam_size=4, max_length=8, length_penalty=0.7, no_repeat_ngram=2, banned=(0, 1, 3), once=(6, 11))
-    for extra in ({}, {"concept_weight": 0.5}, {"required": (13,)}):
-        ref = model.beam(feats, 1, 2, cids=cids, cprobs=cprobs, **kw, **extra)
-        got = twin.beam(feats.numpy(), 1, 2, cids=cids.numpy(), cprobs=cprobs.numpy(), **kw, **extra)
-        assert got.tokens == ref.tokens, extra
-        assert got.score == pytest.approx(ref.score, abs=1e-4)
+def _search(twin: NumpyDecoder, feats, cids=None, cprobs=None, weight=0.0, banned=(), required=(), **kw):
+    """One caption through the runtime's path: the twin's steps driven by search.py."""
+    from captioner.search import search_many
+
+    start = twin.start(feats, cids, cprobs, weight, banned)
+    return search_many(twin.log_probs, [(start, banned, required)], 1, 2, **kw)[0]
 
 
-def test_plain_decoder_greedy_and_beam_match_torch():
-    model, twin = _pair(0, 3)
-    feats = torch.randn(3, 9, 16)
-    assert twin.greedy(feats.numpy(), 1, 2, 8, banned=(0, 3)) == model.greedy(feats, 1, 2, 8, banned=(0, 3))
-    kw = dict(beam_size=3, max_length=8, length_penalty=0.7, no_repeat_ngram=2, banned=(0, 1, 3))
-    assert twin.beam(feats[0].numpy(), 1, 2, **kw).tokens == model.beam(feats[0], 1, 2, **kw).tokens
+@pytest.mark.parametrize("k", [0, 3])
+def test_search_steps_are_the_torch_models_probabilities(k):
+    """What a search is fed: log-softmax of the torch step, banned words renormalised away."""
+    model, twin = _pair(k, 5)
+    feats = torch.randn(6, 16)
+    cids, cprobs = (torch.tensor([6, 11, 0]), torch.tensor([0.8, 0.15, 0.0])) if k else (None, None)
+    st = model.init_state(feats[None], None, *((cids[None], cprobs[None]) if k else (None, None)))
+    nst = twin.start(feats.numpy(), *((cids.numpy(), cprobs.numpy()) if k else (None, None)), banned=(0, 3))
+    tokens = torch.tensor([1])
+    for _ in range(4):
+        with torch.no_grad():
+            out, st, _ = model.step(tokens, st)
+        out[:, [0, 3]] = float("-inf")
+        ref = out.log_softmax(-1).numpy()
+        (got, nst), = twin.log_probs([(tokens.numpy(), nst)])
+        np.testing.assert_allclose(got[:, [1, 2] + list(range(4, V))], ref[:, [1, 2] + list(range(4, V))],
+                                   rtol=1e-4, atol=1e-5)
+        assert np.all(got[:, [0, 3]] == -np.inf)
+        tokens = out.argmax(-1)
 
 
 def test_extend_vocab_copies_donor_rows():
@@ -99,9 +105,11 @@ def test_runtime_loader_reads_the_same_files(tmp_path):
     torch_dec, _, info = load_model(folder)
     np_dec, np_vocab, np_info = load_runtime_model(folder)
     assert np_vocab == vocab and np_info.sha256 == info.sha256
-    feats = np.random.default_rng(0).standard_normal((6, 16)).astype(np.float32)
-    kw = dict(beam_size=3, max_length=6, length_penalty=0.7, no_repeat_ngram=2, banned=(0, 1, 3))
-    assert np_dec.beam(feats, 1, 2, **kw).tokens == torch_dec.beam(torch.from_numpy(feats), 1, 2, **kw).tokens
+    feats = np.random.default_rng(0).standard_normal((1, 6, 16)).astype(np.float32)
+    with torch.no_grad():
+        ref, _, _ = torch_dec.step(torch.tensor([1]), torch_dec.init_state(torch.from_numpy(feats)))
+    got, _ = np_dec.step(np.array([1]), np_dec.init_state(feats))
+    np.testing.assert_allclose(got, ref.numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_runtime_loader_rejects_tensors_that_do_not_fit(tmp_path):
@@ -144,25 +152,24 @@ def test_captioning_never_imports_torch(tiny_model, tmp_path):
     assert out.stdout.split() == ["False", "onnx"]
 
 
-def test_beams_of_many_items_at_once_equal_each_alone():
-    """A video window's segments are searched together; each gets what it would get alone."""
-    from captioner.decoder_np import BeamItem
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_searches_of_many_items_at_once_equal_each_alone(beam_size):
+    """A video window's segments are searched together; each gets what it would get alone (greedy or beam)."""
+    from captioner.search import search_many
 
     _, twin = _pair(3, 4)
     rng = np.random.default_rng(7)
-    items = [
-        BeamItem(rng.standard_normal((10, 16)).astype(np.float32), np.array([6, 11, 0]), np.array([0.8, 0.1, 0.0]),
-                 0.5, (0, 1, 3)),
-        BeamItem(rng.standard_normal((3, 16)).astype(np.float32), np.array([7, 0, 0]), np.array([0.4, 0.0, 0.0]),
-                 0.0, (0, 1, 3), (13,)),
-        BeamItem(rng.standard_normal((25, 16)).astype(np.float32), np.array([9, 8, 5]), np.array([0.3, 0.3, 0.2]),
-                 0.3, (0, 1, 3, 4)),
+    items = [  # feats, cids, cprobs, concept weight, banned, required
+        (rng.standard_normal((10, 16)), np.array([6, 11, 0]), np.array([0.8, 0.1, 0.0]), 0.5, (0, 1, 3), ()),
+        (rng.standard_normal((3, 16)), np.array([7, 0, 0]), np.array([0.4, 0.0, 0.0]), 0.0, (0, 1, 3), (13,)),
+        (rng.standard_normal((25, 16)), np.array([9, 8, 5]), np.array([0.3, 0.3, 0.2]), 0.3, (0, 1, 3, 4), ()),
     ]
-    kw = dict(beam_size=4, max_length=9, length_penalty=0.7, no_repeat_ngram=2, once=(5, 6, 7))
-    together = twin.beam_many(items, 1, 2, **kw)
-    for item, got in zip(items, together):
-        alone = twin.beam(item.feats, 1, 2, banned=item.banned, required=item.required, cids=item.cids,
-                          cprobs=item.cprobs, concept_weight=item.concept_weight, **kw)
+    kw = dict(beam_size=beam_size, max_length=9, length_penalty=0.7, no_repeat_ngram=2, once=(5, 6, 7))
+    together = search_many(twin.log_probs, [(twin.start(f, c, p, w, b), b, r) for f, c, p, w, b, r in items], 1, 2, **kw)
+    for (f, c, p, w, b, r), got in zip(items, together):
+        alone = _search(twin, f, c, p, w, b, r, **kw)
         assert got.tokens == alone.tokens
         assert got.score == pytest.approx(alone.score, abs=1e-4)
-    assert 13 in together[1].tokens
+        assert not set(got.tokens) & set(b) and all(got.tokens.count(t) <= 1 for t in (5, 6, 7))
+    if beam_size > 1:
+        assert 13 in together[1].tokens

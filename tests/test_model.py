@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from captioner.config import DecoderConfig
-from captioner.decoder import CaptionDecoder, beam_search
+from captioner.decoder import CaptionDecoder
+from captioner.search import search_one
 from captioner.errors import ModelError
 from captioner.vocab import Vocabulary, tokenize
 from captioner.weights import load_model, save_model
@@ -37,7 +38,7 @@ def test_vocab_rejects_missing_specials():
         Vocabulary(("a", "b"))
 
 
-# -- beam search on a hand-built toy model ----------------------------------------
+# -- greedy and beam search on a hand-built toy model ----------------------------------------
 @dataclass
 class ToyState:
     """The toy's state is just the previous token; the table below decides everything."""
@@ -69,20 +70,51 @@ def test_beam_finds_the_best_sequence_greedy_misses():
     table = {START: {4: 0.6, 5: 0.4}, 4: {7: 0.35, 8: 0.35, 9: 0.3}, 7: {END: 1.0}, 8: {END: 1.0}, 9: {END: 1.0},
              5: {6: 1.0}, 6: {END: 1.0}}
     step = _toy_step(table, 10)
-    best = beam_search(step, ToyState(np.array([START])), START, END, beam_size=3, max_length=5,
+    best = search_one(step, ToyState(np.array([START])), START, END, beam_size=3, max_length=5,
                        length_penalty=0.0, no_repeat_ngram=0)
     assert best.tokens == (5, 6)
     assert best.logprob == pytest.approx(float(np.log(0.4)), abs=1e-5)
-    greedy = beam_search(step, ToyState(np.array([START])), START, END, beam_size=1, max_length=5,
-                         length_penalty=0.0, no_repeat_ngram=0)
-    assert greedy.tokens[0] == 4
+    greedy = search_one(step, ToyState(np.array([START])), START, END, beam_size=1, max_length=5,
+                        length_penalty=0.0, no_repeat_ngram=0)
+    assert greedy.tokens == (4, 7)
+    assert greedy.logprob == pytest.approx(float(np.log(0.6 * 0.35)), abs=1e-5)
+    assert greedy.confidence == pytest.approx((0.6 * 0.35) ** (1 / 3), abs=1e-5)  # <end> (p = 1) counts as a word
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_greedy_and_beam_obey_the_same_rules(beam_size):
+    """No repeated bigram, no immediate repeat, no banned word, a once-word once: greedy as beam search."""
+    # the model's favourite: "4 5 4 5 ..." (a repeated bigram), then "6 6"; 3 (<unk>) is likelier than the rest
+    table = {START: {4: 0.6, 3: 0.3, 7: 0.1}, 4: {5: 0.7, 3: 0.2, 6: 0.1}, 5: {4: 0.6, 3: 0.2, 6: 0.1, END: 0.1},
+             6: {6: 0.6, 3: 0.2, 7: 0.1, END: 0.1}, 7: {END: 1.0}}
+    step = _toy_step(table, 8)
+    free = search_one(step, ToyState(np.array([START])), START, END, beam_size=beam_size, max_length=8,
+                      length_penalty=0.7, no_repeat_ngram=2, banned=(3,))
+    toks = free.tokens
+    assert 3 not in toks and all(a != b for a, b in zip(toks, toks[1:]))
+    assert len(list(zip(toks, toks[1:]))) == len(set(zip(toks, toks[1:])))
+    assert 0.0 < free.confidence < 1.0
+    once = search_one(step, ToyState(np.array([START])), START, END, beam_size=beam_size, max_length=8,
+                      length_penalty=0.7, no_repeat_ngram=0, banned=(3,), once=(4,))
+    assert once.tokens.count(4) <= 1 and len(once.tokens) <= 7
+    if beam_size == 1:  # without the rules greedy says "4 5 4 5 ..."
+        assert free.tokens[:2] == (4, 5) and once.tokens[:2] == (4, 5)
+
+
+def test_greedy_stops_at_max_length_with_end():
+    """At most max_length - 1 words, then <end>, as in beam search."""
+    step = _toy_step({START: {4: 1.0}, 4: {5: 1.0}, 5: {4: 1.0}}, 8)  # never ends by itself
+    for beam_size in (1, 2):
+        hyp = search_one(step, ToyState(np.array([START])), START, END, beam_size=beam_size, max_length=5,
+                         no_repeat_ngram=0)
+        assert len(hyp.tokens) == 4, beam_size
 
 
 def test_beam_blocks_repeats_and_banned_tokens():
     # the model loves repeating word 4 ("combing combing") and emitting <unk>=3
     table = {START: {4: 0.7, 3: 0.2, 5: 0.1}, 4: {4: 0.8, 3: 0.1, 5: 0.05, END: 0.05}, 5: {4: 0.5, 6: 0.3, END: 0.2}, 6: {END: 1.0}}
     step = _toy_step(table, 8)
-    best = beam_search(step, ToyState(np.array([START])), START, END, beam_size=3, max_length=6,
+    best = search_one(step, ToyState(np.array([START])), START, END, beam_size=3, max_length=6,
                        length_penalty=0.7, no_repeat_ngram=2, banned=(3,))
     toks = best.tokens
     assert 3 not in toks
@@ -94,7 +126,7 @@ def test_beam_blocks_repeats_and_banned_tokens():
 def test_beam_required_word_appears_exactly_once():
     table = {START: {4: 0.9, 5: 0.1}, 4: {END: 0.9, 5: 0.1}, 5: {END: 0.8, 4: 0.2}}
     step = _toy_step(table, 8)
-    best = beam_search(step, ToyState(np.array([START])), START, END, beam_size=3, max_length=5,
+    best = search_one(step, ToyState(np.array([START])), START, END, beam_size=3, max_length=5,
                        length_penalty=0.0, no_repeat_ngram=2, required=(5,))
     assert best.tokens.count(5) == 1
 

@@ -163,3 +163,16 @@ def test_pieces_of_a_static_shot_are_captioned_once(tmp_path, tiny_model, monkey
         assert cues[0].start == 0.0 and cues[-1].end == pytest.approx(video.duration, abs=0.5)
     assert counts[0.0] >= 6  # 2 shots of 12 s, pieces of at most 4 s
     assert counts[0.02] == 2  # one search per shot
+
+
+def test_greedy_reports_real_confidences(tmp_path, tiny_model):
+    """--beam-size 1: every cue and photo gets its geometric-mean word probability (was 1.0 for cues, NaN for photos)."""
+    from videos import shot_frame
+
+    cfg = CaptionConfig()
+    cap = Captioner(replace(cfg, model_dir=tiny_model, decoding=replace(cfg.decoding, beam_size=1)))
+    photos = cap.caption_images([shot_frame("red", 0, (64, 48)), shot_frame("checker", 0, (100, 30))])
+    assert all(0.0 < c.confidence < 1.0 for c in photos), photos
+    video = make_video(tmp_path / "g.mp4", [("red", 2), ("checker", 2)], fps=10)
+    cues = cap.caption_video(video.path).cues
+    assert cues and all(0.0 < c.confidence < 1.0 for c in cues), cues
