@@ -193,9 +193,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--batch", type=int, default=24, help="pictures per step (each sampled --samples times)")
     ap.add_argument("--samples", type=int, default=5)
-    ap.add_argument("--lr", type=float, default=2e-5)
-    ap.add_argument("--flickr-per-epoch", type=int, default=2000)
-    ap.add_argument("--max-frames", type=int, default=8, help="most frames of a video in one example")
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--flickr-per-epoch", type=int, default=1500)
+    ap.add_argument("--max-frames", type=int, default=4, help="most frames of a video in one training example")
     ap.add_argument("--max-words", type=int, default=16)
     ap.add_argument("--limit", type=int, default=None, help="first N items of each set (smoke runs)")
     ap.add_argument("--seed", type=int, default=0)
@@ -309,7 +309,7 @@ def main() -> None:
         its = sets[key]
         with torch.inference_mode():
             for s in range(0, len(its), 50):
-                feats, mask, cids, cprobs = batch_inputs([r[: args.max_frames] for r, _ in its[s : s + 50]])
+                feats, mask, cids, cprobs = batch_inputs([r[:8] for r, _ in its[s : s + 50]])  # a segment: <= 8 frames
                 ids = model.greedy(feats, vocab.start_id, vocab.end_id, 20, banned=banned, mask=mask, cids=cids,
                                    cprobs=cprobs)
                 out += [vocab.decode(i) for i in ids]
