@@ -30,8 +30,8 @@ def flicker(cap: Captioner, near: float = 0.02) -> tuple[int, float]:
     pairs: list[bool] = []
     real = cap.caption_batch
 
-    def spy(items, *, video=False):
-        caps = real(items, video=video)
+    def spy(items, **options):  # whatever the pipeline passes (video=, threads=, ...) goes through
+        caps = real(items, **options)
         prev = None
         for (feats, _), c in zip(items, caps):  # neighbours within a window
             f = np.asarray(feats, np.float32).reshape(-1, 49, feats.shape[-1]).mean((0, 1))
