@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -24,10 +24,10 @@ from .config import CaptionConfig, usable_cpus
 from .errors import CaptionerError, VideoError
 from .review import Snapshot, encode_jpeg, shrink, snapshots_for, thumbnail_size
 from .search import Hypothesis, search_many
-from .segment import Segment, segment_frames, stable_runs
+from .segment import StreamingSegmenter, Window
 from .subtitles import Cue, layout_cues
 from .vocab import fix_articles
-from .video import DecodeStats, Frame, VideoInfo, iter_frames, iter_keyframes, open_video, sample_times_hint, prefetch
+from .video import DecodeStats, Frame, VideoInfo, open_video, prefetch, read_frames, sample_times_hint
 
 log = logging.getLogger(__name__)
 
@@ -244,128 +244,75 @@ class Captioner:
 
     # -- video -------------------------------------------------------------------------
     def caption_video(self, path: str | Path, progress: ProgressCallback | None = None) -> VideoResult:
-        """Caption a video file into ordered, non-overlapping cues."""
+        """Caption a video file into ordered, non-overlapping cues.
+
+        Frames stream from the reader (a thread) through the encoder, a batch at a
+        time, into a ``StreamingSegmenter``; each window of finished segments is
+        captioned as soon as it is handed back, so memory stays flat.
+        """
         t_start = time.perf_counter()
         info = open_video(path)
-        fps = self.config.sampling.fps
-        if fps <= 0:
-            raise CaptionerError(f"sampling fps must be positive, got {fps}")
-        expected = sample_times_hint(info, fps)
-        window = max(2, self.config.sampling.window_frames)
-        buf = _FrameBuffer()
-        batch_imgs: list[np.ndarray] = []
-        cues: list[Cue] = []
-        n_frames = n_segments = 0
-        t_encode = t_decode = 0.0
-        origin = 0.0  # start time of the buffered, not yet captioned stretch
-        review = self.config.review
-        thumb_size = thumbnail_size(info.width, info.height, review)
-        snapshots: list[Snapshot] = []
-
-        def caption(segments: Sequence[Segment], offset: float, threads: int | None = None) -> None:
-            nonlocal t_decode, n_segments
-            t0 = time.perf_counter()
-            grids, probs = buf.grids(), buf.probs()
-            # pieces of a shot that show the same picture are captioned once, from frames spread over all of them
-            runs = stable_runs(segments, buf.pooled(), self.config.segments.stable_threshold)
-            joined = [Segment(segments[r[0]].start, segments[r[-1]].end,
-                              tuple(sorted({f for i in r for f in segments[i].frames}))) for r in runs]
-            caps = self.caption_batch([(self._segment_features(seg, grids), probs[list(seg.frames)]) for seg in joined],
-                                      video=True, threads=threads)
-            for run, cap, seg_run in zip(runs, caps, joined):
-                # what the decoder attended over; a plain decoder has no concept inputs: the
-                # encoder's top ImageNet words then
-                seen = cap.concepts or tuple((c.word, round(c.prob, 4)) for c in
-                                             top_concepts(probs[list(seg_run.frames)].mean(0), review.concept_words))
-                for seg in (segments[i] for i in run):
-                    mid = seg.frames[len(seg.frames) // 2]  # a frame from inside the segment, already decoded
-                    jpeg = (encode_jpeg(shrink(buf.images[mid], thumb_size), review.jpeg_quality)
-                            if review.thumbnails else b"")
-                    snapshots.append(Snapshot(seg.start + offset, seg.end + offset, buf.times[mid], jpeg, seen))
-                    if cap.text:
-                        cues.append(Cue(seg.start + offset, seg.end + offset, cap.text, cap.confidence))
-                    n_segments += 1
-                if progress:
-                    progress(Progress("segments", n_segments, 0))
-            t_decode += time.perf_counter() - t0
-
-        def flush() -> None:
-            """Encode the batch; caption every segment that can no longer change."""
-            nonlocal t_encode, origin
-            t0 = time.perf_counter()
-            enc = self.encoder.encode(batch_imgs)
-            t_encode += time.perf_counter() - t0
-            buf.add(enc.pooled, enc.grid.astype(np.float16), enc.probs)  # float16 grids: half the memory
-            if review.thumbnails:  # the frames as squashed for the encoder (one per segment becomes a thumbnail)
-                buf.images.extend(batch_imgs)
-            batch_imgs.clear()
-            if len(buf) < window:
-                return
-            # Streaming keeps memory flat: segment what is buffered, caption all but the
-            # last segment (a later frame may still extend or merge into it) and drop
-            # the frames only those segments used.
-            rel = [t - origin for t in buf.times]
-            segments = segment_frames(rel, buf.pooled(), rel[-1], self.config.segments)
-            if len(segments) < 2:
-                return
-            caption(segments[:-1], origin)
-            keep = segments[-1]
-            origin += keep.start
-            buf.drop_before(min(keep.frames))
-
+        sampling = self.config.sampling
+        if sampling.fps <= 0:
+            raise CaptionerError(f"sampling fps must be positive, got {sampling.fps}")
+        expected = sample_times_hint(info, sampling.fps)
+        batch_size = self.encoder.config.batch_size
+        segmenter = StreamingSegmenter(self.config.segments, sampling.window_frames)
+        out = _VideoCues(self, info, progress)
         stats = DecodeStats()
-
-        def squash(frame: Frame) -> Frame:
-            # done in the reader thread: the resize runs beside the encoder, and the
-            # queue holds 224x224 frames instead of full-size ones (flat, small memory)
-            return dataclasses.replace(frame, image=self.encoder.resize(frame.image))
-
-        if self.config.sampling.fast:
-            source = iter_keyframes(info.path, fps, stats=stats)
-        else:
-            source = iter_frames(info.path, fps, stats=stats)
-        frames = map(squash, source)
-        for frame in prefetch(frames, depth=2 * self.encoder.config.batch_size):
-            buf.times.append(frame.time)
-            batch_imgs.append(frame.image)
-            n_frames += 1
-            if len(batch_imgs) >= self.encoder.config.batch_size:
-                flush()
-                if progress:
-                    progress(Progress("frames", n_frames, max(expected, n_frames)))
-        if batch_imgs:
-            flush()
+        frames = map(self._squash, read_frames(info.path, sampling.fps, keyframes=sampling.fast, stats=stats))
+        n_frames, t_encode, last_time = 0, 0.0, 0.0
+        for batch in _batches(prefetch(frames, depth=2 * batch_size), batch_size):
+            n_frames += len(batch)
+            last_time = batch[-1].time
+            images = [f.image for f in batch]
+            t0 = time.perf_counter()
+            enc = self.encoder.encode(images)
+            t_encode += time.perf_counter() - t0
+            window = segmenter.push([f.time for f in batch], enc.pooled,
+                                    grids=enc.grid.astype(np.float16),  # float16 grids: half the memory
+                                    probs=enc.probs,
+                                    # the frames as squashed for the encoder (one per segment becomes a thumbnail)
+                                    images=images if self.config.review.thumbnails else None)
+            if window is not None:
+                out.caption(window)
+            if progress and len(batch) == batch_size:
+                progress(Progress("frames", n_frames, max(expected, n_frames)))
         if not n_frames:
             raise VideoError(f"{info.path}: no decodable frames")
         if progress:
             progress(Progress("frames", n_frames, n_frames))
         # What decoded is the truth: a damaged file, or a header announcing more frames than
-        # there are, must not give a cue that runs on past the last frame.
-        # (--fast reads every packet, so it knows the same end without decoding the frames.)
+        # there are, must not give a cue that runs on past the last frame. (Both readers
+        # read every packet, so they know where the stream ends.)
         duration = stats.end_time if stats.short else max(info.duration, stats.end_time)
         if not stats.end_time:  # no timestamps at all: the container's length, or past the last sample
-            duration = max(info.duration, buf.times[-1] + 1.0 / fps)
-        rel = [t - origin for t in buf.times]
+            duration = max(info.duration, last_time + 1.0 / sampling.fps)
         # the reader is done: the last window's beams may have every core (the run waits on them alone)
-        caption(segment_frames(rel, buf.pooled(), max(duration - origin, rel[-1]), self.config.segments), origin,
-                threads=self.config.threads or usable_cpus())
+        out.caption(segmenter.finish(duration), threads=self.config.threads or usable_cpus())
         if progress:
-            progress(Progress("segments", n_segments, n_segments))
-        seg, out = self.config.segments, self.config.output
-        cues = layout_cues(cues, duration, max_duration=seg.max_segment, min_duration=seg.min_duration,
-                           max_chars_per_second=out.max_chars_per_second, max_line_width=out.max_line_width,
-                           max_line_count=out.max_line_count)
+            progress(Progress("segments", out.n_segments, out.n_segments))
+        seg, fmt = self.config.segments, self.config.output
+        cues = layout_cues(out.cues, duration, max_duration=seg.max_segment, min_duration=seg.min_duration,
+                           max_chars_per_second=fmt.max_chars_per_second, max_line_width=fmt.max_line_width,
+                           max_line_count=fmt.max_line_count)
         timings = {
-            "total_s": time.perf_counter() - t_start, "encode_s": t_encode, "decode_s": t_decode,
+            "total_s": time.perf_counter() - t_start, "encode_s": t_encode, "decode_s": out.seconds,
             "encoder_ms_per_frame": 1000 * t_encode / n_frames,
-            "decoder_ms_per_segment": 1000 * t_decode / max(1, n_segments),
+            "decoder_ms_per_segment": 1000 * out.seconds / max(1, out.n_segments),
         }
-        log.info("%s: %d frames, %d segments, %d cues in %.1f s", info.path, n_frames, n_segments, len(cues), timings["total_s"])
-        return VideoResult(info, cues, n_frames, duration, self.model_summary(), timings, snapshots)
+        log.info("%s: %d frames, %d segments, %d cues in %.1f s", info.path, n_frames, out.n_segments, len(cues),
+                 timings["total_s"])
+        return VideoResult(info, cues, n_frames, duration, self.model_summary(), timings, out.snapshots)
 
-    def _segment_features(self, seg: Segment, grids: np.ndarray) -> np.ndarray:
+    def _squash(self, frame: Frame) -> Frame:
+        """The frame resized to the encoder's input. Runs in the reader thread: the resize goes on beside
+        the encoder, and the queue holds 224x224 frames instead of full-size ones (flat, small memory)."""
+        return dataclasses.replace(frame, image=self.encoder.resize(frame.image))
+
+    def _segment_features(self, frames: Sequence[int], grids: np.ndarray) -> np.ndarray:
         """The stacked grids of up to ``max_frames_per_segment`` evenly spread frames of a segment."""
-        frames = list(seg.frames)
+        frames = list(frames)
         k = self.config.sampling.max_frames_per_segment
         if len(frames) > k:
             pick = np.linspace(0, len(frames) - 1, k).round().astype(int)
@@ -377,42 +324,53 @@ class Captioner:
                 "encoder_precision": self.encoder.precision}
 
 
-class _FrameBuffer:
-    """Per-frame encoder outputs of the stretch of video not yet captioned."""
+class _VideoCues:
+    """The cues and review snapshots of one video, captioned window by window."""
 
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self.images: list[np.ndarray] = []  # the frames squashed to the encoder's size, when thumbnails are kept
-        self._pooled: list[np.ndarray] = []
-        self._grids: list[np.ndarray] = []
-        self._probs: list[np.ndarray] = []
+    def __init__(self, captioner: Captioner, info: VideoInfo, progress: ProgressCallback | None) -> None:
+        self.captioner = captioner
+        self.progress = progress
+        self.review = captioner.config.review
+        self.thumb_size = thumbnail_size(info.width, info.height, self.review)
+        self.cues: list[Cue] = []
+        self.snapshots: list[Snapshot] = []
+        self.n_segments = 0
+        self.seconds = 0.0  # spent captioning
 
-    def __len__(self) -> int:
-        return sum(len(p) for p in self._pooled)
+    def caption(self, window: Window, threads: int | None = None) -> None:
+        """Caption a window's segments, each run of pieces that show the same picture once."""
+        t0 = time.perf_counter()
+        grids, probs = window.data["grids"], window.data["probs"]
+        frames = [window.run_frames(run) for run in window.runs]
+        caps = self.captioner.caption_batch(
+            [(self.captioner._segment_features(f, grids), probs[list(f)]) for f in frames], video=True, threads=threads)
+        review = self.review
+        for run, cap, run_frames in zip(window.runs, caps, frames):
+            # what the decoder attended over; a plain decoder has no concept inputs: the
+            # encoder's top ImageNet words then
+            seen = cap.concepts or tuple((c.word, round(c.prob, 4)) for c in
+                                         top_concepts(probs[list(run_frames)].mean(0), review.concept_words))
+            for seg in (window.segments[i] for i in run):
+                start, end = window.span(seg)
+                mid = seg.frames[len(seg.frames) // 2]  # a frame from inside the segment, already decoded
+                jpeg = (encode_jpeg(shrink(window.data["images"][mid], self.thumb_size), review.jpeg_quality)
+                        if review.thumbnails else b"")
+                self.snapshots.append(Snapshot(start, end, window.times[mid], jpeg, seen))
+                if cap.text:
+                    self.cues.append(Cue(start, end, cap.text, cap.confidence))
+                self.n_segments += 1
+            if self.progress:
+                self.progress(Progress("segments", self.n_segments, 0))
+        self.seconds += time.perf_counter() - t0
 
-    def add(self, pooled: np.ndarray, grids: np.ndarray, probs: np.ndarray) -> None:
-        self._pooled.append(pooled)
-        self._grids.append(grids)
-        self._probs.append(probs)
 
-    def _cat(self, parts: list[np.ndarray]) -> np.ndarray:
-        if len(parts) > 1:
-            parts[:] = [np.concatenate(parts)]
-        return parts[0]
-
-    def pooled(self) -> np.ndarray:
-        return self._cat(self._pooled)
-
-    def grids(self) -> np.ndarray:
-        return self._cat(self._grids)
-
-    def probs(self) -> np.ndarray:
-        return self._cat(self._probs)
-
-    def drop_before(self, index: int) -> None:
-        """Forget frames [0, index): segment frame indexes then count from the new first frame."""
-        self.times = self.times[index:]
-        self.images = self.images[index:]
-        self._pooled = [self._cat(self._pooled)[index:].copy()]
-        self._grids = [self._cat(self._grids)[index:].copy()]
-        self._probs = [self._cat(self._probs)[index:].copy()]
+def _batches(items: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
+    """``items`` in lists of ``size`` (the last one shorter)."""
+    batch: list[Frame] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -4,6 +4,9 @@ Works on plain numbers (sample times and pooled CNN features) and knows
 nothing about videos, so it can be tested with synthetic arrays and reused
 for any sequence of frames.
 
+``segment_frames`` segments a whole sequence; ``StreamingSegmenter`` does it window by
+window while the frames stream in (what a video run uses: flat memory).
+
 Three passes, each fixing what the previous one cannot see:
 
 1. **Cut at shots.** A large cosine distance between the features of two
@@ -26,6 +29,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -143,6 +147,117 @@ def stable_runs(segments: Sequence[Segment], pooled: np.ndarray, threshold: floa
         else:
             runs.append([i])
     return runs
+
+
+@dataclass(frozen=True)
+class Window:
+    """Segments that can no longer change, ready to caption, and the buffered frames they index.
+
+    ``segments`` are relative to ``offset`` (seconds) and their ``frames`` index the
+    per-frame data of this window: ``times`` (absolute seconds), ``pooled`` and the
+    arrays or lists given to ``StreamingSegmenter.push`` (``data``). ``runs`` groups
+    consecutive segments that show the same picture (``stable_runs``): each run is
+    captioned once, from the frames of all its segments (``run_frames``).
+    """
+
+    segments: list[Segment]
+    offset: float
+    runs: list[list[int]]
+    times: list[float]
+    pooled: np.ndarray
+    data: dict[str, Any]
+
+    def run_frames(self, run: Sequence[int]) -> tuple[int, ...]:
+        """The frames of a run's segments, sorted."""
+        return tuple(sorted({f for i in run for f in self.segments[i].frames}))
+
+    def span(self, segment: Segment) -> tuple[float, float]:
+        """A segment's start and end in seconds since the start of the video."""
+        return segment.start + self.offset, segment.end + self.offset
+
+
+class StreamingSegmenter:
+    """Segments frames while they stream in, a window at a time: memory stays flat for any length.
+
+    ``push`` adds a batch of frames (times, pooled features and any other per-frame
+    arrays or lists, kept for the caller: grids, probabilities, thumbnails). Once
+    ``window`` frames are buffered it segments them and hands back every segment but
+    the last (a later frame may still extend it or merge into it) as a ``Window``,
+    then forgets the frames only those segments used. ``finish(duration)`` hands back
+    the rest. Cuts land where segmenting the whole video at once would put them, up to
+    the odd merge at a window's edge. Knows nothing about models or videos.
+    """
+
+    def __init__(self, config: SegmentConfig, window: int = 64) -> None:
+        self.config = config
+        self.window = max(2, window)
+        self.origin = 0.0  # start time of the buffered, not yet handed back stretch
+        self.times: list[float] = []
+        self._chunks: dict[str, list[Any]] = {"pooled": []}
+        self._lists: dict[str, list[Any]] = {}
+
+    def __len__(self) -> int:
+        """Frames buffered."""
+        return len(self.times)
+
+    def push(self, times: Sequence[float], pooled: np.ndarray, **data: Any) -> Window | None:
+        """Add frames; a ``Window`` when some segments are finished, else None.
+
+        ``data``: per-frame NumPy arrays (concatenated along their first axis) or
+        lists (extended), one entry per frame; None entries are skipped.
+        """
+        self.times.extend(times)
+        self._chunks["pooled"].append(pooled)
+        for name, value in data.items():
+            if value is None:
+                continue
+            if isinstance(value, np.ndarray):
+                self._chunks.setdefault(name, []).append(value)
+            else:
+                self._lists.setdefault(name, []).extend(value)
+        if len(self) < self.window:
+            return None
+        rel = [t - self.origin for t in self.times]
+        segments = segment_frames(rel, self._array("pooled"), rel[-1], self.config)
+        if len(segments) < 2:
+            return None
+        done = self._window(segments[:-1])
+        keep = segments[-1]
+        self.origin += keep.start
+        self._drop_before(min(keep.frames))
+        return done
+
+    def finish(self, duration: float) -> Window:
+        """Every buffered frame's segments, up to ``duration`` seconds (or past the last frame)."""
+        if not self.times:
+            raise ValueError("StreamingSegmenter.finish: no frames were pushed")
+        rel = [t - self.origin for t in self.times]
+        return self._window(segment_frames(rel, self._array("pooled"), max(duration - self.origin, rel[-1]),
+                                           self.config))
+
+    def _window(self, segments: list[Segment]) -> Window:
+        pooled = self._array("pooled")
+        data: dict[str, Any] = {name: self._array(name) for name in self._chunks if name != "pooled"}
+        data.update(self._lists)
+        return Window(segments, self.origin, stable_runs(segments, pooled, self.config.stable_threshold),
+                      self.times, pooled, data)
+
+    def _array(self, name: str) -> np.ndarray:
+        parts = self._chunks[name]
+        if len(parts) > 1:
+            parts[:] = [np.concatenate(parts)]
+        return parts[0]
+
+    def _drop_before(self, index: int) -> None:
+        """Forget frames [0, index): segment frame indexes then count from the new first frame.
+
+        New lists and arrays: a ``Window`` handed back keeps the old ones.
+        """
+        self.times = self.times[index:]
+        for name in self._chunks:
+            self._chunks[name] = [self._array(name)[index:].copy()]
+        for name in self._lists:
+            self._lists[name] = self._lists[name][index:]
 
 
 # --------------------------------------------------------------------------- internals

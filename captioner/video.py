@@ -171,6 +171,19 @@ def iter_frames(
     return _iter_frames(p, float(fps), float(max_frame_seconds), stats if stats is not None else DecodeStats())
 
 
+def read_frames(path: str | Path, fps: float, *, keyframes: bool = False,
+                stats: DecodeStats | None = None) -> Iterator[Frame]:
+    """Sampled frames of a video: ``iter_frames``, or with ``keyframes`` ``iter_keyframes`` (``--fast``).
+
+    The two readers are siblings: the same ``Frame`` values, the same sampling rule
+    (one frame per ``1 / fps`` seconds at most, the first always), the same frame-rate
+    fallback and the same ``DecodeStats``.
+    """
+    if keyframes:
+        return iter_keyframes(path, fps, stats=stats)
+    return iter_frames(path, fps, stats=stats)
+
+
 def sample_times_hint(info: VideoInfo, fps: float) -> int:
     """Expected number of frames ``iter_frames(info.path, fps)`` yields, for progress bars.
 
