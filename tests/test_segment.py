@@ -262,3 +262,59 @@ def test_stable_runs_group_pieces_of_one_picture_only() -> None:
     drift = np.stack([np.array([1.0, 0.15 * i, 0.0]) for i in range(6)])
     runs = segment.stable_runs(segs, drift, 0.02)
     assert len(runs) > 1 and sum(runs, []) == list(range(6))
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def _stream(times, feats, config, window=8, batch=3, duration=0.0):
+    """Push frames in batches (with their global indexes as per-frame data); every window handed back."""
+    seg = segment.StreamingSegmenter(config, window)
+    windows, most = [], 0
+    for s in range(0, len(times), batch):
+        w = seg.push(times[s : s + batch], feats[s : s + batch], ids=np.arange(s, min(s + batch, len(times))),
+                     names=[f"f{i}" for i in range(s, min(s + batch, len(times)))], skipped=None)
+        most = max(most, len(seg))
+        if w is not None:
+            windows.append(w)
+    windows.append(seg.finish(duration))
+    return windows, most
+
+
+def test_streaming_windows_cut_where_the_whole_sequence_cuts() -> None:
+    times, feats = shots([9, 5, 14, 3, 11, 7])
+    config = SegmentConfig(shot_threshold=0.25, max_segment=3.0, min_duration=1.0, stable_threshold=0.0)
+    whole = segment_frames(times, feats, 0.0, config)
+    windows, most = _stream(times, feats, config)
+    assert len(windows) > 3 and most <= 8 + 3 + 8  # flat: a window, a batch and the kept last segment
+    spans = [w.span(s) for w in windows for s in w.segments]
+    assert spans[0][0] == 0.0 and spans[-1][1] == pytest.approx(whole[-1].end)
+    assert all(a[1] == pytest.approx(b[0]) for a, b in zip(spans, spans[1:]))  # contiguous, in order
+    whole_cuts = [s.start for s in whole[1:]]
+    shot_cuts = [t for t in whole_cuts if any(t == pytest.approx((times[i] + times[i + 1]) / 2)
+                                              for i in np.nonzero(shot_boundaries(feats) > 0.25)[0])]
+    starts = [a for a, _ in spans]
+    assert all(any(c == pytest.approx(s) for s in starts) for c in shot_cuts)  # every shot cut is a cut
+    for w in windows:  # a segment's frames index the window's own per-frame data, and lie inside it
+        for s in w.segments:
+            start, end = w.span(s)
+            for f in s.frames:
+                i = int(w.data["ids"][f])
+                assert w.times[f] == times[i] and w.data["names"][f] == f"f{i}"
+                assert np.array_equal(w.pooled[f], feats[i]) and start - 1e-9 <= times[i] <= end + 1e-9
+        assert "skipped" not in w.data
+
+
+def test_streaming_groups_the_pieces_of_a_static_shot() -> None:
+    times, feats = shots([30, 30], noise=0.001)
+    config = SegmentConfig(shot_threshold=0.25, max_segment=2.0, min_duration=1.0, stable_threshold=0.02)
+    windows, _ = _stream(times, feats, config, window=32, batch=16)
+    assert len(windows) == 2  # the first shot's pieces, then the second's
+    for w in windows:
+        assert len(w.segments) >= 6 and w.runs == [list(range(len(w.segments)))]  # one caption each
+        assert w.run_frames(w.runs[0]) == tuple(sorted({f for s in w.segments for f in s.frames}))
+
+
+def test_streaming_needs_a_frame() -> None:
+    with pytest.raises(ValueError, match="no frames"):
+        segment.StreamingSegmenter(SegmentConfig()).finish(1.0)
