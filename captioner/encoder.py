@@ -21,9 +21,11 @@ import functools
 import importlib
 import logging
 import os
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -218,10 +220,10 @@ def _heads(model: Any) -> Any:
 
 
 def onnx_cache_dir() -> Path:
-    """Where exported encoders are kept: $CAPTIONER_CACHE, else $XDG_CACHE_HOME/captioner, else ~/.cache/captioner."""
-    root = os.environ.get("CAPTIONER_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "captioner")
-    return Path(root) / "encoders"
+    """Where exported encoders are kept: ``encoders/`` in captioner's cache folder (``outputs.cache_dir``)."""
+    from .outputs import cache_dir
+
+    return cache_dir() / "encoders"
 
 
 def onnx_export_path(name: str, image_size: int | None = None) -> Path:
@@ -327,27 +329,77 @@ def _quantize(float_path: Path, ranges: Path, out: Path) -> None:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    root = logging.getLogger()
-    quiet = logging.NullHandler()  # ORT's advice goes to logging.warning(): no root handler may appear
-    root.addHandler(quiet)
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".quantize-") as tmp:
-            pre, cache, model = Path(tmp) / "pre.onnx", Path(tmp) / "ranges.json", Path(tmp) / "int8.onnx"
-            quant_pre_process(str(float_path), str(pre))
-            shutil.copyfile(ranges, cache)  # a cache miss would write to it: never to the package's copy
-            # the convolutions are the cost; the head stays float so that the ImageNet
-            # probabilities stay probabilities (quantized, they summed to 0.6-0.97)
-            head = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in _FLOAT_HEAD_OPS]
-            quantize_static(str(pre), str(model), None, calibration_cache_path=str(cache),
-                            quant_format=QuantFormat.QDQ, per_channel=True, nodes_to_exclude=head,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-            os.replace(model, out)
-    finally:
-        logging.disable(previous)
-        root.removeHandler(quiet)
+    with _ort_advice_silenced(), tempfile.TemporaryDirectory(dir=out.parent, prefix=".quantize-") as tmp:
+        pre, cache, model = Path(tmp) / "pre.onnx", Path(tmp) / "ranges.json", Path(tmp) / "int8.onnx"
+        quant_pre_process(str(float_path), str(pre))
+        shutil.copyfile(ranges, cache)  # a cache miss would write to it: never to the package's copy
+        # the convolutions are the cost; the head stays float so that the ImageNet
+        # probabilities stay probabilities (quantized, they summed to 0.6-0.97)
+        head = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in _FLOAT_HEAD_OPS]
+        quantize_static(str(pre), str(model), None, calibration_cache_path=str(cache),
+                        quant_format=QuantFormat.QDQ, per_channel=True, nodes_to_exclude=head,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        os.replace(model, out)
     log.info("quantized %s to %s", float_path.name, out)
+
+
+class _DropFromThread(logging.Filter):
+    """Drops the records one thread logs (the one quantizing) and lets every other record through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread != self.thread
+
+
+class _AsIfNoHandler(logging.Handler):
+    """Stands in for a missing root handler: a record nothing else handles goes to ``logging.lastResort``.
+
+    That is what logging does when no handler exists, so a program without logging
+    configuration sees captioner's warnings as before while this handler is there.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger: logging.Logger | None = logging.getLogger(record.name) if record.name != "root" else logging.root
+        while logger is not None:
+            if any(h is not self for h in logger.handlers):
+                return
+            logger = logger.parent if logger.propagate else None
+        last = logging.lastResort
+        if last is not None and record.levelno >= last.level:
+            last.handle(record)
+
+
+@contextmanager
+def _ort_advice_silenced() -> Iterator[None]:
+    """Keep ONNX Runtime's quantization advice off the log, and nothing else of the process.
+
+    ``quantize_static`` logs through the root logger (``logging.warning(...)``), which
+    also installs a stderr handler on the root when it has none (``basicConfig``). A
+    filter on the root logger drops the records this thread logs there (only ONNX
+    Runtime's code runs in it meanwhile), ONNX Runtime's own loggers are raised to
+    errors, and while the root has no handler a stand-in keeps ``basicConfig`` from
+    adding one. Other threads' records, and every named logger's, are untouched
+    (``logging.disable`` would have silenced the whole process).
+    """
+    root = logging.getLogger()
+    drop = _DropFromThread()
+    ort = logging.getLogger("onnxruntime")
+    ort_level = ort.level
+    stand_in = _AsIfNoHandler() if not root.handlers else None
+    root.addFilter(drop)
+    ort.setLevel(logging.ERROR)
+    if stand_in is not None:
+        root.addHandler(stand_in)
+    try:
+        yield
+    finally:
+        if stand_in is not None:
+            root.removeHandler(stand_in)
+        ort.setLevel(ort_level)
+        root.removeFilter(drop)
 
 
 def _export(encoder: "Encoder", config: EncoderConfig, path: Path) -> None:
@@ -356,14 +408,14 @@ def _export(encoder: "Encoder", config: EncoderConfig, path: Path) -> None:
 
     import torch
 
+    from .outputs import atomic_path
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     x = torch.zeros(2, 3, config.image_size, config.image_size)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_path(path) as tmp:  # a failed export leaves no temporary file
         warnings.simplefilter("ignore")
         torch.onnx.export(_heads(encoder.torch_model()), (x,), str(tmp), input_names=["x"],
                           output_names=["grid", "pooled", "probs"], dynamic_axes={"x": {0: "batch"}},
                           opset_version=17, dynamo=False)
-    os.replace(tmp, path)
     log.info("exported %s to %s", config.name, path)
 

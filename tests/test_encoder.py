@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,3 +114,57 @@ def test_damaged_int8_copy_is_quantized_again(frames, tmp_path, monkeypatch):
     again = Encoder(EncoderConfig(int8=True), backend="onnx")
     assert again.precision == "int8"
     assert np.array_equal(again.encode(frames[:2]).probs, good.probs)
+
+
+def test_a_failed_export_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """An ONNX export that raises (disk full, a torch error) used to leave its ``.tmp`` file behind."""
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime not installed: the torch path is used")
+    import torch
+
+    monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path))
+
+    def failing_export(model, args, f, **kwargs):
+        with open(f, "wb") as handle:
+            handle.write(b"half an onnx file")
+        raise RuntimeError("No space left on device")
+
+    monkeypatch.setattr(torch.onnx, "export", failing_export)
+    with pytest.raises(encoder_mod.ModelError, match="No space left on device"):
+        Encoder(EncoderConfig(int8=False), backend="onnx")
+    assert list((tmp_path / "encoders").iterdir()) == []
+
+
+def test_quantizing_keeps_the_rest_of_the_log(tmp_path, monkeypatch, caplog):
+    """Making the int8 copy hides ONNX Runtime's advice only, not every log record of the process.
+
+    The stand-in quantizer logs like ONNX Runtime's does (through the root logger) and,
+    meanwhile, captioner logs a warning (another thread's, say): that one must arrive.
+    """
+    pytest.importorskip("onnxruntime.quantization", reason="ONNX Runtime's quantization tools not installed")
+    pytest.importorskip("onnx", reason="onnx not installed")
+    import onnx
+    import onnxruntime.quantization as quantization
+    import onnxruntime.quantization.shape_inference as shape_inference
+
+    def pre_process(src, dst, *args, **kwargs):
+        Path(dst).write_bytes(b"model")
+
+    def quantize_static(src, dst, *args, **kwargs):
+        logging.warning("Please consider to run pre-processing before quantization.")  # as ORT does
+        logging.getLogger("onnxruntime.quantization.example").warning("ORT's own logger")
+        logging.getLogger("captioner.elsewhere").warning("a warning of captioner's")
+        Path(dst).write_bytes(b"int8 model")
+
+    monkeypatch.setattr(shape_inference, "quant_pre_process", pre_process)
+    monkeypatch.setattr(quantization, "quantize_static", quantize_static)
+    monkeypatch.setattr(onnx, "load", lambda path: type("M", (), {"graph": type("G", (), {"node": []})})())
+    ranges = tmp_path / "ranges.json"
+    ranges.write_text("{}")
+    handlers = list(logging.getLogger().handlers)
+    with caplog.at_level(logging.INFO):
+        encoder_mod._quantize(tmp_path / "float.onnx", ranges, tmp_path / "int8.onnx")
+    messages = [r.getMessage() for r in caplog.records]
+    assert "a warning of captioner's" in messages
+    assert not [m for m in messages if "pre-processing" in m or "ORT's own" in m]
+    assert (tmp_path / "int8.onnx").read_bytes() == b"int8 model"
+    assert logging.getLogger().handlers == handlers and logging.root.manager.disable == 0
