@@ -10,16 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import click
 
 from . import __version__
-from .config import (
-    DEFAULT_WEIGHTS_DIR, IMAGE_EXTENSIONS, CaptionConfig, OutputConfig, SearchConfig,
-)
+from .config import DEFAULT_WEIGHTS_DIR, IMAGE_EXTENSIONS, CaptionConfig, SearchConfig, configure
 from .errors import CaptionerError, Terminated
 
 log = logging.getLogger("captioner")
@@ -151,19 +148,11 @@ def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration
                  max_line_width: int, max_line_count: int, model_dir: Path, formats: Sequence[str],
                  threads: int, concepts: bool = _D.grounding.enabled, fast: bool = _D.sampling.fast,
                  int8: bool = _D.encoder.int8) -> CaptionConfig:
-    return replace(
-        _D,
-        model_dir=model_dir,
-        encoder=replace(_D.encoder, int8=int8),
-        decoding=replace(_D.decoding, beam_size=beam_size),
-        sampling=replace(_D.sampling, fps=fps, fast=fast),
-        segments=replace(_D.segments, max_segment=max_segment, min_duration=min(min_duration, max_segment),
-                         shot_threshold=shot_threshold),
-        grounding=replace(_D.grounding, enabled=concepts),
-        output=OutputConfig(formats=tuple(formats), max_line_width=max_line_width, max_line_count=max_line_count),
-        review=replace(_D.review, thumbnails="html" in formats),  # only the review page shows them
-        threads=threads,
-    )
+    """The configuration ``run`` and ``batch`` options describe (``config.configure``)."""
+    return configure(model_dir=model_dir, fps=fps, fast=fast, beam_size=beam_size, max_segment=max_segment,
+                     min_duration=min_duration, shot_threshold=shot_threshold, concepts=concepts,
+                     formats=tuple(formats), max_line_width=max_line_width, max_line_count=max_line_count,
+                     threads=threads, int8=int8)
 
 
 def _fail(message: str) -> None:
@@ -324,8 +313,7 @@ def image(paths: tuple[Path, ...], beam_size: int, model_dir: Path, batch_size: 
         if not failed:
             _fail("no images found")
         sys.exit(1)
-    config = replace(_D, model_dir=model_dir, decoding=replace(_D.decoding, beam_size=beam_size),
-                     encoder=replace(_D.encoder, int8=int8))
+    config = configure(model_dir=model_dir, beam_size=beam_size, int8=int8)
     captioner = _load(config)
     for start in range(0, len(files), batch_size):
         chunk, imgs = [], []

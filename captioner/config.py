@@ -2,13 +2,17 @@
 
 Frozen so a configuration can be shared between threads and worker processes
 without anyone mutating it underneath the others; change one with
-``dataclasses.replace``.
+``dataclasses.replace``, or from command-line style options with ``configure``
+(what ``captioner run``, ``batch``, ``image`` and ``pipelines.evaluate`` all use).
+
+The comments say why a default is what it is; the measurements behind them, and
+what else was tried, are in the model card (weights/README.md, "Why the defaults").
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
@@ -34,21 +38,25 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """The frozen image encoder. Lite0 is the default: see weights/README.md for the table."""
+    """The frozen image encoder.
+
+    A model folder names the encoder its decoder was trained on (model.json), and a run
+    uses that one whatever ``name`` says: Lite0 is only the default for training. It
+    was chosen for speed on a CPU at equal caption quality.
+    """
 
     name: str = "efficientnet-lite0"
     image_size: int = 224
     batch_size: int = 16
-    # "auto": ONNX Runtime when installed (7.1 vs 20.5 ms/frame, pipelines.encoder_table; same features,
-    # see tests/test_encoder.py), else torch; "torch" is the reference path.
+    # "auto": ONNX Runtime when installed (same features, ~3x faster), else torch; "torch" is
+    # the reference path.
     backend: str = "auto"
     # ONNX Runtime runs an int8 copy (encoder 2x faster) when captioner/data ships activation
-    # ranges for the encoder. Off: its first version fell under a Flickr8k test target line
-    # (BLEU-4 20.74 < 20.83; weights/README.md), and the default was decided on that.
+    # ranges for the encoder. Off: it changes captions slightly, and its first version scored
+    # under a quality target line.
     int8: bool = False
     # The official Lite preprocessing, (x - 127) / 128 on 0..255 pixels, written as 0..1
-    # fractions. On coco-val2017-mini it gave more confident, more often right ImageNet
-    # labels than ImageNet mean/std (e.g. "refrigerator" vs "file" for a kitchen).
+    # fractions: more confident, more often right ImageNet labels than ImageNet mean/std.
     mean: tuple[float, float, float] = (127.0 / 255, 127.0 / 255, 127.0 / 255)
     std: tuple[float, float, float] = (128.0 / 255, 128.0 / 255, 128.0 / 255)
 
@@ -75,21 +83,21 @@ class DecoderConfig:
 class DecodingConfig:
     """How captions are searched for."""
 
-    beam_size: int = 5  # beam 5 beat 3 on Flickr8k dev: BLEU-4 20.7 vs 20.0 (weights/README.md)
-    max_length: int = 20
-    length_penalty: float = 0.7  # score / len**alpha; 0 = raw log-prob, 1 = mean log-prob
+    # 1 = greedy: the same rules and confidence (search.py), faster, blander captions; a wider
+    # beam finds likelier captions, 5 better than 3 on validation photos
+    beam_size: int = 5
+    max_length: int = 20  # tokens, <end> included: at most 19 words
+    length_penalty: float = 0.7  # score / len**alpha; 0 = raw log-prob (short captions win), 1 = mean log-prob
     no_repeat_ngram: int = 2  # block any repeated bigram ("combing combing" is impossible)
     # Concept decoders: weight of the concepts-only expert mixed into each word's score
-    # (decoder.CaptionDecoder.beam); 0 = picture and concepts together only. Chosen per
-    # input kind on validation data (weights/README.md): photos on Flickr8k dev (0.5
-    # cost 4 BLEU-4 there), video on the MSR-VTT validation clips (0.5: METEOR 14.1 vs 11.9).
+    # (decoder_np.NumpyDecoder.start); 0 = picture and concepts together only. Per input
+    # kind, each chosen on validation data of its kind: photos read better without it,
+    # video gains from it (the picture expert learnt mostly from photos).
     concept_weight: float = 0.0
     video_concept_weight: float = 0.5
     # Consult that expert only when the top concept reaches this probability. Off (0):
-    # with weak concepts the expert falls back to its text prior ("a man is playing a
-    # guitar" on 17 of the 43 real clips), but a 0.5 gate only swapped that for the
-    # Flickr8k prior ("a man and a woman are sitting on a bench"; guitar on 9 clips) and
-    # lowered MSR-VTT validation METEOR 14.14 -> 11.98 (weights/README.md).
+    # with weak concepts the expert falls back to its text prior, but a gate only swapped
+    # that for the photo prior, and scored lower on validation video.
     concept_min_prob: float = 0.0
 
 
@@ -98,7 +106,9 @@ class GroundingConfig:
     """Open vocabulary: use the encoder's ImageNet concepts in captions (see grounding.py)."""
 
     enabled: bool = True
-    min_prob: float = 0.5  # summed class probability a concept word needs before it is used
+    # summed class probability a concept word needs before it is required: an unsure
+    # concept must not invent objects
+    min_prob: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -106,7 +116,7 @@ class SamplingConfig:
     """Which frames of a video are looked at."""
 
     fps: float = 1.0
-    max_frames_per_segment: int = 8  # frames the decoder attends over per segment
+    max_frames_per_segment: int = 8  # frames the decoder attends over per segment (as many as it trained on)
     fast: bool = False  # decode key frames only (PyAV): much faster, one sample per key-frame interval
     window_frames: int = 64  # sampled frames buffered before finished segments are captioned (flat memory)
 
@@ -118,7 +128,9 @@ class SegmentConfig:
     shot_threshold: float = 0.25  # cosine distance between pooled features that marks a cut
     max_segment: float = 8.0  # seconds; a long shot is split so it still gets several cues
     min_duration: float = 1.0  # seconds; shorter cues are merged into a neighbour
-    stable_threshold: float = 0.02  # cosine distance under which neighbouring segments share one caption (0 = off)
+    # cosine distance under which neighbouring segments share one caption (0 = off): the pieces
+    # of a split static shot otherwise flicker between equally likely sentences
+    stable_threshold: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -147,9 +159,9 @@ class ReviewConfig:
     jpeg_quality: int = 70  # a 160x90 thumbnail of real footage is 3-6 KB
     concept_words: int = 5  # top ImageNet concept words kept per cue (what the decoder attends over)
     # a cue whose confidence (geometric-mean word probability) is below this is marked
-    # "check" on the page: the lowest quarter of the shipped model's cues on the 18 MSVD
-    # clips (10 of 36, all ten wrong or garbled; quartiles 0.316 / 0.363 / 0.386). Higher
-    # ones can be wrong too: the scale is narrow and only loosely tied to correctness.
+    # "check" on the page: about the lowest quarter of the shipped model's cues on real
+    # clips, which were nearly all wrong. Higher ones can be wrong too: the scale is narrow
+    # and only loosely tied to correctness.
     low_confidence: float = 0.32
 
 
@@ -159,10 +171,9 @@ class SearchConfig:
 
     A cue's score is ``(1 - concept_weight) * cos(query, caption) + concept_weight *
     cos(query, caption + concept words) + word_weight * BM25 / its maximum``; the
-    weights were chosen on the MSR-VTT validation videos (pipelines/retrieval.py, max over
-    a video's cues; 195 of the 244 videos captioned): the caption + concept words sentence
-    alone gave R@5 17.4 % (caption alone 11.3, half and half 13.8); BM25 added nothing
-    that held (R@5 within one or two queries either way), so it is off (its scorer stays).
+    weights were chosen on the MSR-VTT validation videos (pipelines/retrieval.py): the
+    caption + concept words sentence alone retrieves best; BM25 added nothing that held,
+    so it is off (its scorer stays).
     """
 
     results: int = 10  # hits shown (-n)
@@ -186,6 +197,47 @@ class CaptionConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
     threads: int = 0  # compute threads of encoder and decoder; 0 = encoder one per CPU, decoder 1
+
+
+def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None = None,
+              fps: float | None = None, fast: bool | None = None, beam_size: int | None = None,
+              length_penalty: float | None = None, concept_weight: float | None = None,
+              concepts: bool | None = None, min_prob: float | None = None,
+              max_segment: float | None = None, min_duration: float | None = None,
+              shot_threshold: float | None = None, formats: tuple[str, ...] | list[str] | None = None,
+              max_line_width: int | None = None, max_line_count: int | None = None,
+              threads: int | None = None, int8: bool | None = None) -> CaptionConfig:
+    """``base`` (default: the defaults) with the given options set; None leaves a value as it is.
+
+    The one way from options to a configuration, for ``captioner run``/``batch``/``image``
+    and ``pipelines.evaluate`` (the options are named as on the command line).
+    Relations between values are kept here: ``concept_weight`` sets photos' and video's
+    weight alike, ``min_duration`` never exceeds ``max_segment``, and thumbnails are kept
+    only when ``formats`` include the review page (``html``), the one output that shows them.
+    """
+    c = base if base is not None else CaptionConfig()
+
+    def given(**values):
+        return {k: v for k, v in values.items() if v is not None}
+
+    segments = replace(c.segments, **given(max_segment=max_segment, min_duration=min_duration,
+                                           shot_threshold=shot_threshold))
+    if min_duration is not None or max_segment is not None:
+        segments = replace(segments, min_duration=min(segments.min_duration, segments.max_segment))
+    output = replace(c.output, **given(formats=None if formats is None else tuple(formats),
+                                       max_line_width=max_line_width, max_line_count=max_line_count))
+    return replace(
+        c,
+        **given(model_dir=None if model_dir is None else Path(model_dir), threads=threads),
+        encoder=replace(c.encoder, **given(int8=int8)),
+        decoding=replace(c.decoding, **given(beam_size=beam_size, length_penalty=length_penalty,
+                                             concept_weight=concept_weight, video_concept_weight=concept_weight)),
+        grounding=replace(c.grounding, **given(enabled=concepts, min_prob=min_prob)),
+        sampling=replace(c.sampling, **given(fps=fps, fast=fast)),
+        segments=segments,
+        output=output,
+        review=c.review if formats is None else replace(c.review, thumbnails="html" in output.formats),
+    )
 
 
 def usable_cpus() -> int:
