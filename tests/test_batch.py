@@ -239,3 +239,18 @@ def test_a_worker_that_dies_costs_only_its_file(tmp_path):
     assert sorted(status) == sorted(names)  # each file reported exactly once
     assert status.pop("crash.mp4") == (Status.FAILED, "the worker process died on this file (it exited abruptly)")
     assert all(s is Status.OK for s, _ in status.values())
+
+
+def test_a_report_that_cannot_be_written_is_one_error_line(tmp_path):
+    """The batch still ends with its summary; the report's failure is one ``error:`` line, exit 0 (no video failed)."""
+    tree = tmp_path / "in"
+    tree.mkdir()
+    (tree / "notes.txt").write_text("not a video")
+    out = tmp_path / "out"
+    (out / REPORT_NAME).mkdir(parents=True)  # a folder where the report should go
+    result = batch(tree, "-o", out, ok_codes=(0,))
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"no videos found in {tree}"
+    assert lines[1] == f"error: cannot write the report: {out / REPORT_NAME}: cannot write: Is a directory"
+    assert lines[2].startswith("0 captioned, 0 up to date, 0 failed, 1 non-video file(s) ignored in ")
+    assert "report:" not in lines[2] and len(lines) == 3
