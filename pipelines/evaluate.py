@@ -25,14 +25,13 @@ import logging
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from captioner.config import CaptionConfig
+from captioner.config import configure
 from captioner.encoder import load_image
 from captioner.pipeline import Captioner
 
@@ -186,20 +185,9 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(int(os.environ.get("CAPTIONER_THREADS", "2")))
-    config = replace(CaptionConfig(), model_dir=args.model)
-    if args.beam_size:
-        config = replace(config, decoding=replace(config.decoding, beam_size=args.beam_size))
-    if args.length_penalty is not None:
-        config = replace(config, decoding=replace(config.decoding, length_penalty=args.length_penalty))
-    if args.concept_weight is not None:
-        config = replace(config, decoding=replace(config.decoding, concept_weight=args.concept_weight,
-                                                  video_concept_weight=args.concept_weight))
-    if args.no_grounding:
-        config = replace(config, grounding=replace(config.grounding, enabled=False))
-    if args.int8:
-        config = replace(config, encoder=replace(config.encoder, int8=True))
-    if args.min_prob is not None:
-        config = replace(config, grounding=replace(config.grounding, min_prob=args.min_prob))
+    config = configure(model_dir=args.model, beam_size=args.beam_size or None, length_penalty=args.length_penalty,
+                       concept_weight=args.concept_weight, concepts=False if args.no_grounding else None,
+                       int8=True if args.int8 else None, min_prob=args.min_prob)
     cap = Captioner(config)
     from dataclasses import asdict
 

@@ -1,0 +1,60 @@
+"""One way from options to a configuration (config.configure), for every command and pipelines.evaluate."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from captioner.config import CaptionConfig, configure
+
+
+def test_no_options_is_the_defaults_and_none_keeps_a_value():
+    assert configure() == CaptionConfig()
+    base = configure(beam_size=2, fps=3.0)
+    assert configure(base, beam_size=None, fps=None) == base
+    assert configure(base, threads=0).decoding.beam_size == 2
+
+
+def test_options_and_their_relations():
+    c = configure(model_dir="m", fps=2.0, fast=True, beam_size=1, length_penalty=0.5, concept_weight=0.3,
+                  concepts=False, min_prob=0.7, max_segment=3.0, min_duration=5.0, shot_threshold=0.4,
+                  formats=["srt", "html"], max_line_width=30, max_line_count=3, threads=1, int8=True)
+    assert c.model_dir == Path("m") and (c.sampling.fps, c.sampling.fast) == (2.0, True)
+    assert (c.decoding.beam_size, c.decoding.length_penalty) == (1, 0.5)
+    assert c.decoding.concept_weight == c.decoding.video_concept_weight == 0.3  # photos and video alike
+    assert (c.grounding.enabled, c.grounding.min_prob) == (False, 0.7)
+    assert (c.segments.max_segment, c.segments.min_duration, c.segments.shot_threshold) == (3.0, 3.0, 0.4)
+    assert c.output.formats == ("srt", "html") and (c.output.max_line_width, c.output.max_line_count) == (30, 3)
+    assert c.review.thumbnails and c.threads == 1 and c.encoder.int8
+    assert not configure(formats=("srt", "json")).review.thumbnails  # only the review page shows thumbnails
+    assert configure(formats=None).review == CaptionConfig().review
+
+
+def test_evaluate_options_take_the_same_path(monkeypatch, tmp_path):
+    import pipelines.evaluate as evaluate
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_captioner(config):
+        seen.append(config)
+        raise Stop
+
+    monkeypatch.setattr(evaluate, "Captioner", fake_captioner)
+    monkeypatch.setattr(evaluate.torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(evaluate.logging, "basicConfig", lambda **kw: None)
+    for argv, want in [
+        ([], configure(model_dir="weights")),
+        (["--beam-size", "1", "--no-grounding", "--int8", "--concept-weight", "0.2", "--min-prob", "0.6",
+          "--length-penalty", "0.9"],
+         configure(model_dir="weights", beam_size=1, concepts=False, int8=True, concept_weight=0.2, min_prob=0.6,
+                   length_penalty=0.9)),
+    ]:
+        monkeypatch.setattr(sys, "argv", ["evaluate", *argv])
+        with pytest.raises(Stop):
+            evaluate.main()
+        assert seen[-1] == want
