@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from captioner.config import usable_cpus
+
 from .common import CACHE, same_caption_steps
 from .demo import sample_video
 
@@ -161,7 +163,7 @@ def main() -> None:
     v1 = build_video(args.seconds, f"bench_{int(args.seconds)}s.mp4")
     v4 = build_video(4 * args.seconds, f"bench_{int(4 * args.seconds)}s.mp4")
     out = Path(tempfile.mkdtemp(prefix="captioner-bench-"))
-    print(f"benchmark video: {v1} (and 4x: {v4}); {os.cpu_count()} CPUs", flush=True)
+    print(f"benchmark video: {v1} (and 4x: {v4}); {usable_cpus()} CPUs", flush=True)
 
     dec = measured_rss([py, "-c", DECODE, str(v1)])
     frames = int(dec["stdout"].strip())
@@ -182,7 +184,7 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
 
     duration = frames / 25.0
-    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    ncpu = usable_cpus()
     budget = ncpu * dec["wall_s"] / 0.8
     rows = [
         ("video", f"{v1.name}: 1280x720 H.264, {frames} frames, {duration:.0f} s"),

@@ -1,4 +1,9 @@
-"""Paths and small readers shared by the offline jobs (never imported by the runtime)."""
+"""Paths and small readers shared by the offline jobs (never imported by the runtime).
+
+The jobs' work folder is the checkout's git-ignored ``.cache/`` (``$CAPTIONER_WORK``
+moves it). It is not captioner's cache folder (``$CAPTIONER_CACHE``, the encoder
+exports: ``captioner.outputs.cache_dir``), which the jobs leave to the runtime.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,17 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from captioner.config import VIDEO_EXTENSIONS
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("CAPTIONER_DATA", ROOT.parent / "shared" / "data"))
-CACHE = Path(os.environ.get("CAPTIONER_CACHE", ROOT / ".cache"))
+#: The offline jobs' work folder: data taken out of the mirrors, features, runs, bench videos.
+CACHE = Path(os.environ.get("CAPTIONER_WORK", ROOT / ".cache"))
 
 
 def video_clips() -> list[Path]:
     """The real MSVD / MSR-VTT clips in ../shared/data/video (validation and demos only), sorted."""
-    return sorted(p for p in (DATA / "video").rglob("*") if p.suffix.lower() in (".avi", ".mp4"))
+    return sorted(p for p in (DATA / "video").rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
 
 
 def read_tsv(path: Path, ncols: int = 2) -> list[list[str]]:

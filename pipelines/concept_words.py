@@ -63,7 +63,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
-import re
 import shutil
 import tempfile
 import warnings
@@ -387,12 +386,11 @@ def resolve_synsets(wn, names: list[str]) -> list:
 
 # ---------------------------------------------------------------- 2.-4. words
 
-_SPLIT = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-
-
 def phrase_of(lemma) -> str:
-    """A lemma as caption words: 'Granny_Smith' -> 'granny smith', "potter's wheel" kept."""
-    return " ".join(_SPLIT.findall(lemma.name().lower().replace("_", " ").replace("-", " ")))
+    """A lemma as caption words (the runtime's tokenizer): 'Granny_Smith' -> 'granny smith', "potter's wheel" kept."""
+    from captioner.vocab import tokenize
+
+    return " ".join(tokenize(lemma.name().replace("_", " ").replace("-", " ")))
 
 
 def _plurals(phrase: str, irregular: dict[str, list[str]]) -> set[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from captioner.config import EncoderConfig
+from captioner.config import IMAGE_EXTENSIONS, EncoderConfig
 from captioner.encoder import Encoder, input_size, load_image
 
 from .common import CACHE, DATA
@@ -55,7 +55,7 @@ def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None
         return grid_path
     root = SETS[set_name]
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                   if p.suffix.lower() in (".jpg", ".jpeg", ".png") and not p.name.endswith(".tmp.jpg"))
+                   if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.endswith(".tmp.jpg"))
     if limit:
         files = files[:limit]
     # the cache is the float32 reference: training must not depend on the run-time int8 default

@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
-ROOT = Path(__file__).resolve().parent.parent
+from pipelines.common import CACHE, ROOT, video_clips
 
 # --------------------------------------------------------------------------- mutations
 
@@ -86,6 +86,8 @@ MUTATIONS: dict[str, Callable[[bytes, random.Random], bytes]] = {
     "zero_stretch": _zero_stretch, "repeat_stretch": _repeat_stretch, "append_garbage": _append_garbage,
     "wrong_extension": _as_is,
 }
+#: The wrong extensions a mutant may get: a few of ``VIDEO_EXTENSIONS`` whose demuxers guess differently
+#: (a fixed list, so that a seed makes the same mutants whatever the runtime recognises).
 _EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".ts")
 
 
@@ -204,11 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped one)")
-    parser.add_argument("--out", type=Path, default=ROOT / ".cache" / "fuzz")
+    parser.add_argument("--out", type=Path, default=CACHE / "fuzz")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-
-    from pipelines.common import video_clips
 
     sources = video_clips()
     if not sources:
