@@ -334,6 +334,7 @@ def image(paths: tuple[Path, ...], beam_size: int, model_dir: Path, batch_size: 
               show_default="shipped weights/")
 def info(model_dir: Path) -> None:
     """Show the model card summary: model, encoder, training data, metrics, checksum."""
+    from .encoder import runtime_summary
     from .weights import resolve, verify_model
 
     try:
@@ -355,7 +356,7 @@ def info(model_dir: Path) -> None:
 
         click.echo(f"concepts:  {describe(m['detectors'])}")
     click.echo(f"sha256:    {m.get('sha256')}")
-    click.echo(f"runtime:   {_runtime_line(str(m.get('encoder')))}")
+    click.echo(f"runtime:   {runtime_summary(str(m.get('encoder')))}")
     training = extra.get("training", {})
     if training:
         click.echo(f"trained:   {training.get('data')}")
@@ -364,23 +365,6 @@ def info(model_dir: Path) -> None:
     card = folder / "README.md"
     if card.exists():
         click.echo(f"model card: {card}")
-
-
-def _runtime_line(encoder: str) -> str:
-    """How a run computes: where the encoder's ONNX export is, or that the first run makes it."""
-    from .encoder import int8_export_path, int8_ranges_path, onnx_export_path
-
-    try:
-        path = onnx_export_path(encoder)
-    except CaptionerError as exc:  # the encoder's weight package is missing
-        return f"unavailable ({exc})"
-    state = "exported" if path.exists() else "not exported yet (the first run exports it; that step needs torch)"
-    line = f"NumPy decoder; encoder on ONNX Runtime, {path} {state}"
-    ranges = int8_ranges_path(encoder)
-    if ranges is not None:
-        made = path.exists() and int8_export_path(path, ranges).exists()
-        line += "; its int8 copy (--int8) " + ("is made" if made else "is made on the first --int8 run")
-    return line
 
 
 @main.command()

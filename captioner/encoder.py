@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from .config import EncoderConfig, usable_cpus
-from .errors import ModelError
+from .errors import CaptionerError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +253,24 @@ def int8_export_path(float_path: Path, ranges: Path) -> Path:
 
     key = hashlib.sha256(ranges.read_bytes() + repr(_FLOAT_HEAD_OPS).encode()).hexdigest()[:8]
     return float_path.with_name(f"{float_path.stem}.int8-{key}.onnx")
+
+
+def runtime_summary(name: str) -> str:
+    """How a run computes with encoder ``name``: where its ONNX export is cached, or that the first run makes it.
+
+    For ``captioner info``; the cache layout stays this module's business.
+    """
+    try:
+        path = onnx_export_path(name)
+    except CaptionerError as exc:  # the encoder's weight package is missing
+        return f"unavailable ({exc})"
+    state = "exported" if path.exists() else "not exported yet (the first run exports it; that step needs torch)"
+    line = f"NumPy decoder; encoder on ONNX Runtime, {path} {state}"
+    ranges = int8_ranges_path(name)
+    if ranges is not None:
+        made = path.exists() and int8_export_path(path, ranges).exists()
+        line += "; its int8 copy (--int8) " + ("is made" if made else "is made on the first --int8 run")
+    return line
 
 
 def _onnx_session(encoder: "Encoder", config: EncoderConfig) -> tuple[Any, str]:
