@@ -150,7 +150,7 @@ class Captioner:
                       threads: int | None = None) -> list[Caption]:
         """Caption several (features, probs) at once, as ``caption_features`` would one by one.
 
-        The beam searches run in lock step so that each decoder step is one matrix
+        The searches (greedy or beam) run in lock step so that each decoder step is one matrix
         product over all their beams (the step is memory-bound: see decoder_np.py).
         ``threads``: BLAS threads for this call (default: one, or ``config.threads``).
         """
