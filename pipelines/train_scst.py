@@ -50,6 +50,7 @@ from captioner.weights import MANIFEST, load_model, read_manifest, save_model
 from .common import CACHE, DATA, captions_by_file, flickr_split, read_tsv
 from .extract_features import feature_dir, feature_rows
 from .prepare_data import held_out_clips, msrvtt_ids
+from .train import collate
 
 log = logging.getLogger("train_scst")
 
@@ -115,13 +116,16 @@ class CiderD:
 
 def sample(model: CaptionDecoder, vocab: Vocabulary, feats: torch.Tensor, mask: torch.Tensor | None,
            cids: torch.Tensor | None, cprobs: torch.Tensor | None, k: int, max_words: int,
-           banned: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+           banned: list[int], temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """``k`` captions sampled per picture: token ids [B*k, max_words] (pad after <end>) and their summed log-probs [B*k].
 
     Picture j's samples are rows j*k .. j*k+k-1. The rules of greedy decoding hold
     (no empty caption, never the same word twice in a row, ``banned`` never), so the
     reward judges captions the decoder could really say. The log-probabilities keep
-    their graph: the policy gradient flows through them.
+    their graph: the policy gradient flows through them. ``temperature`` < 1 samples
+    nearer the decoder's own best guesses (the log-probabilities are the tempered
+    policy's): with a weak decoder, samples at 1 are mostly word salad whose rewards
+    are all near zero and teach little.
     """
     state = model.init_state(feats, mask, cids, cprobs)
     B = feats.shape[0]
@@ -139,7 +143,7 @@ def sample(model: CaptionDecoder, vocab: Vocabulary, feats: torch.Tensor, mask: 
             logits[:, vocab.end_id] = float("-inf")
         else:
             logits[torch.arange(n), tokens] = float("-inf")
-        logp = logits.log_softmax(-1)
+        logp = (logits / temperature).log_softmax(-1)
         nxt = torch.multinomial(logp.detach().exp(), 1).squeeze(1)
         lp = logp.gather(1, nxt.unsqueeze(1)).squeeze(1)
         logp_sum = logp_sum + lp.masked_fill(done, 0.0)
@@ -193,7 +197,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--batch", type=int, default=24, help="pictures per step (each sampled --samples times)")
     ap.add_argument("--samples", type=int, default=5)
-    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--temperature", type=float, default=0.5, help="sampling temperature (see sample())")
+    ap.add_argument("--xe-weight", type=float, default=0.5,
+                    help="weight of cross-entropy on one reference per picture, added to keep captions fluent")
     ap.add_argument("--flickr-per-epoch", type=int, default=1500)
     ap.add_argument("--max-frames", type=int, default=4, help="most frames of a video in one training example")
     ap.add_argument("--max-words", type=int, default=16)
@@ -363,13 +370,20 @@ def main() -> None:
                 k = rng.randint(1, min(args.max_frames, len(r)))
                 rows_list.append(tuple(sorted(rng.sample(r, k))))
             feats, mask, cids, cprobs = batch_inputs(rows_list)
-            seqs, logp = sample(model, vocab, feats, mask, cids, cprobs, args.samples, args.max_words, banned)
+            seqs, logp = sample(model, vocab, feats, mask, cids, cprobs, args.samples, args.max_words, banned,
+                                args.temperature)
             K = args.samples
             rewards = torch.tensor([cider.score(chunk[j // K], words_of(seqs[j].tolist())) for j in range(len(seqs))])
             r = rewards.view(-1, K)
             baseline = (r.sum(1, keepdim=True) - r) / (K - 1)  # mean of the other samples
             adv = (r - baseline).view(-1)
             loss = -(adv * logp).mean()
+            if args.xe_weight:
+                _, caps, lengths = collate([(0, vocab.encode(rng.choice(train[i][1]), args.max_words)) for i in chunk])
+                logits, _ = model(feats, caps, lengths, mask=mask, cids=cids, cprobs=cprobs)
+                xe = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), caps[:, 1:].reshape(-1),
+                                                       ignore_index=0)
+                loss = loss + args.xe_weight * xe
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
