@@ -1,0 +1,70 @@
+"""outputs.py: one owner for output names, atomic writes and their temporary files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from captioner.outputs import (
+    atomic_path, cache_dir, output_base, output_file, remove_stale_temp_files, write_atomic,
+)
+from clitools import REPO
+
+KILLED_MID_WRITE = """
+import os, sys
+from pathlib import Path
+from captioner import outputs
+os.fsync = lambda fd: os._exit(9)  # the process dies after the bytes went to the temporary file
+outputs.write_atomic(Path(sys.argv[1]), "1\\n00:00:00,000 --> 00:00:01,000\\na dog\\n")
+"""
+
+
+def test_the_cleanup_removes_exactly_what_a_killed_write_leaves(tmp_path):
+    """A write killed mid-way leaves its hidden temporary file; the next batch's cleanup finds that file, and only it."""
+    target = tmp_path / "talk.srt"
+    killed = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(target)], cwd=REPO, timeout=60)
+    assert killed.returncode == 9
+    (left,) = list(tmp_path.iterdir())
+    assert left.name.startswith(".talk.srt.") and not target.exists()
+    mine = [tmp_path / "talk.srt.tmp", tmp_path / ".talk.srt.tmp", tmp_path / ".other.srt.abc.tmp"]
+    for path in mine:
+        path.write_text("the user's")
+    assert remove_stale_temp_files(tmp_path, [target.name, "talk.vtt"]) == 1
+    assert sorted(tmp_path.iterdir()) == sorted(mine)
+    write_atomic(target, "whole\n")
+    assert target.read_text() == "whole\n" and remove_stale_temp_files(tmp_path, [target.name]) == 0
+
+
+def test_atomic_path_renames_on_success_and_cleans_up_on_failure(tmp_path):
+    target = tmp_path / "model.onnx"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("export failed")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".model.onnx.")
+        tmp.write_bytes(b"whole")
+    assert list(tmp_path.iterdir()) == [target] and target.read_bytes() == b"whole"
+
+
+def test_output_names_append_the_format(tmp_path):
+    base = output_base(Path("in/talk.v2.mp4"), tmp_path)
+    assert base == tmp_path / "talk.v2" and output_file(base, "srt") == tmp_path / "talk.v2.srt"
+
+
+def test_the_cache_folder_has_one_default(monkeypatch, tmp_path):
+    monkeypatch.delenv("CAPTIONER_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "captioner"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / ".cache" / "captioner"
+    monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path / "mine"))
+    assert cache_dir() == tmp_path / "mine"
+    from captioner.encoder import onnx_cache_dir
+
+    assert onnx_cache_dir() == tmp_path / "mine" / "encoders"
