@@ -180,6 +180,8 @@ class SearchConfig:
     concept_words: int = 3  # concept words of a cue added to its caption for the second embedding and BM25
     concept_weight: float = 1.0
     word_weight: float = 0.0
+    # share of the picture similarity (query vs the cue's visual vector, vse.py) in a cue's score
+    visual_weight: float = 0.5
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
 

@@ -48,12 +48,15 @@ import numpy as np
 
 from .config import SearchConfig
 from .errors import CaptionerError, OutputError
+from .vse import decode_vector
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: per-cue visual vectors
 INDEX_FOLDER = ".captioner-search"
 INDEX_FILE = "index.npz"
+#: Dimensions of a cue's visual vector (the sentence-embedding space of all-MiniLM-L6-v2).
+VECTOR_DIM = 384
 #: JSON files a batch writes that are not caption outputs (skipped without a word).
 NOT_OUTPUTS = frozenset({"captioner-report.json"})
 
@@ -95,6 +98,7 @@ class CueRecord:
     end: float
     text: str
     concepts: tuple[str, ...] = ()
+    vector: np.ndarray | None = None  # the segment's visual vector (vse.py), int8 x 127; None if the JSON has none
 
 
 def read_output(path: Path) -> tuple[str, list[CueRecord]]:
@@ -118,8 +122,18 @@ def read_output(path: Path) -> tuple[str, list[CueRecord]]:
             words = tuple(str(w[0]) for w in c.get("concepts", ()) if isinstance(w, (list, tuple)) and w)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError):
             raise ValueError(f"cue {i + 1} is not a captioner cue (start, end, text)") from None
-        cues.append(CueRecord(start, end, " ".join(text.split()), words))
+        vector = None
+        if c.get("vector") is not None:
+            try:
+                vector = _int8(decode_vector(c["vector"], VECTOR_DIM))
+            except (ValueError, AttributeError) as exc:
+                raise ValueError(f"cue {i + 1}: bad \"vector\" ({exc})") from None
+        cues.append(CueRecord(start, end, " ".join(text.split()), words, vector))
     return video_path, cues
+
+
+def _int8(v: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(v * 127.0), -127, 127).astype(np.int8)
 
 
 def find_outputs(root: Path) -> list[Path]:
@@ -167,6 +181,9 @@ class Index:
     concepts: list[tuple[str, ...]] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 384), np.float32))
+    # per cue: its segment's visual vector (int8, x 127) and whether the JSON had one
+    visual: np.ndarray = field(default_factory=lambda: np.zeros((0, VECTOR_DIM), np.int8))
+    has_visual: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     paths: list[str] = field(default_factory=list)
     model: str = ""
 
@@ -180,7 +197,8 @@ class Index:
         blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), np.uint8)
         buf = io.BytesIO()
         np.savez(buf, meta=blob, starts=self.starts, ends=self.ends, file_of=self.file_of, text_of=self.text_of,
-                 doc_of=self.doc_of, vectors=self.vectors.astype(np.float16))
+                 doc_of=self.doc_of, vectors=self.vectors.astype(np.float16), visual=self.visual,
+                 has_visual=self.has_visual)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
@@ -207,7 +225,8 @@ class Index:
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode("utf-8"))
-                arrays = {k: z[k] for k in ("starts", "ends", "file_of", "text_of", "doc_of", "vectors")}
+                arrays = {k: z[k] for k in ("starts", "ends", "file_of", "text_of", "doc_of", "vectors", "visual",
+                                            "has_visual")}
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as exc:
@@ -220,9 +239,12 @@ class Index:
                       arrays["ends"].astype(np.float64), arrays["file_of"].astype(np.int32),
                       arrays["text_of"].astype(np.int32), arrays["doc_of"].astype(np.int32),
                       [tuple(c) for c in meta["concepts"]], list(meta["texts"]),
-                      arrays["vectors"].astype(np.float32), list(meta["paths"]), model)
+                      arrays["vectors"].astype(np.float32), arrays["visual"].astype(np.int8),
+                      arrays["has_visual"].astype(bool), list(meta["paths"]), model)
             n, t = len(idx.starts), len(idx.texts)
-            ok = (all(len(a) == n for a in (idx.ends, idx.file_of, idx.text_of, idx.doc_of, idx.concepts))
+            ok = (all(len(a) == n for a in (idx.ends, idx.file_of, idx.text_of, idx.doc_of, idx.concepts, idx.visual,
+                                            idx.has_visual))
+                  and idx.visual.ndim == 2 and idx.visual.shape[1] == VECTOR_DIM
                   and idx.vectors.ndim == 2 and len(idx.vectors) == t
                   and (n == 0 or (0 <= idx.text_of.min() and idx.text_of.max() < t and 0 <= idx.doc_of.min()
                                   and idx.doc_of.max() < t and 0 <= idx.file_of.min() and idx.file_of.max() < len(idx.paths)))
@@ -291,6 +313,7 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
     text_ids: dict[str, int] = {}
     reuse: list[int] = []  # per new text: its row in the old vectors, or -1
     starts, ends, file_of, text_of, doc_of = [], [], [], [], []
+    visual: list[np.ndarray | None] = []
 
     def text_id(t: str) -> int:
         if t not in text_ids:
@@ -305,8 +328,8 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
             first, count = int(entry["first"]), int(entry["count"])
             rows = range(first, first + count)
             video = entry["video"]
-            cues = [CueRecord(float(old.starts[r]), float(old.ends[r]), old.texts[old.text_of[r]], old.concepts[r])
-                    for r in rows]
+            cues = [CueRecord(float(old.starts[r]), float(old.ends[r]), old.texts[old.text_of[r]], old.concepts[r],
+                              old.visual[r] if old.has_visual[r] else None) for r in rows]
         else:
             try:
                 video, cues = read_output(p)
@@ -328,6 +351,7 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
             text_of.append(text_id(c.text))
             doc_of.append(text_id(doc_text(c.text, c.concepts, config.concept_words)))
             new.concepts.append(tuple(c.concepts))
+            visual.append(c.vector)
     stats.removed = len(set(old_files) - set(current))
     new.texts = texts
     vectors = np.zeros((len(texts), 384), np.float32)
@@ -338,6 +362,11 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
     if fresh:
         vectors[fresh] = embedder.embed([texts[i] for i in fresh])
     new.vectors = vectors
+    new.visual = np.zeros((len(visual), VECTOR_DIM), np.int8)
+    new.has_visual = np.array([v is not None for v in visual], bool)
+    for r, v in enumerate(visual):
+        if v is not None:
+            new.visual[r] = v
     new.starts = np.asarray(starts, np.float64)
     new.ends = np.asarray(ends, np.float64)
     new.file_of = np.asarray(file_of, np.int32)
@@ -393,9 +422,21 @@ class WordScorer:
 
 def cue_scores(index: Index, query_vec: np.ndarray, words: WordScorer | None, query: str,
                config: SearchConfig) -> np.ndarray:
-    """The score of every cue: caption similarity, concept-sentence similarity and words, weighted."""
+    """The score of every cue: caption similarity, concept-sentence similarity, picture similarity and words, weighted.
+
+    The picture similarity is the query's cosine with the cue's visual vector; a cue
+    whose JSON has none (an older model, another tool) gets its concept-sentence
+    similarity in its place, so archives that mix both still rank on one scale.
+    """
     sims = index.vectors @ query_vec
-    score = (1.0 - config.concept_weight) * sims[index.text_of] + config.concept_weight * sims[index.doc_of]
+    doc = sims[index.doc_of]
+    score = (1.0 - config.concept_weight) * sims[index.text_of] + config.concept_weight * doc
+    if config.visual_weight and len(index):
+        vis = np.empty(len(index), np.float32)
+        for s in range(0, len(index), 65536):  # int8 rows as float in slices: bounded memory on big archives
+            vis[s : s + 65536] = index.visual[s : s + 65536].astype(np.float32) @ query_vec / 127.0
+        vis = np.where(index.has_visual, vis, doc)
+        score = (1.0 - config.visual_weight) * score + config.visual_weight * vis
     if words is not None and config.word_weight:
         score = score + config.word_weight * words.scores(query)
     return score

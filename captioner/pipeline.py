@@ -51,6 +51,8 @@ class Caption:
     # a concept decoder's inputs for this caption: the words it attended over (detected or
     # ImageNet concept words) with their probabilities, most probable first; () for a plain decoder
     concepts: tuple[tuple[str, float], ...] = ()
+    # where the picture sits among sentences, for search (vse.encode_vector); "" for photos or a model without one
+    vector: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,12 @@ class Captioner:
         if self.detectors is not None and self.detectors.presence_threshold > 0 and "person" in self.detectors.words:
             self._person_ids = tuple(sorted({self.vocab.index(w) for w in PERSON_WORDS} - {self.vocab.unk_id}))
 
+        # where a segment sits among sentences, written into JSON for `captioner search` (vse.py)
+        from .vse import load_vse
+        from .weights import read_manifest
+
+        self.vse = load_vse(self.model_info.path, read_manifest(self.model_info.path))
+
         # a concept decoder copies object words; none of them is said twice ("a loaf of loaf")
         self._once: tuple[int, ...] = ()
         if self.decoder.config.concept_slots:
@@ -178,8 +186,19 @@ class Captioner:
                 for (i, (_, _, _, required)), hyp in zip(again, retry):
                     if set(required).issubset(hyp.tokens):
                         found[i] = (hyp.tokens, round(hyp.confidence, 4))
-        return [Caption(fix_articles(self.vocab.decode(tokens)), conf, self._concept_words(c))
-                for (tokens, conf), c in zip(found, concepts)]
+            vectors = [self._vector(f, d) if video else "" for f, d in zip(feats, detected)]
+        return [Caption(fix_articles(self.vocab.decode(tokens)), conf, self._concept_words(c), v)
+                for (tokens, conf), c, v in zip(found, concepts, vectors)]
+
+    def _vector(self, feats: np.ndarray, detected: np.ndarray | None) -> str:
+        """A segment's visual vector (stacked cells -> each frame's mean cell -> vse), encoded; "" without one."""
+        from .detect import CELLS
+
+        if self.vse is None or detected is None:
+            return ""
+        from .vse import encode_vector
+
+        return encode_vector(self.vse.embed(feats.reshape(-1, CELLS, feats.shape[1]).mean(1), detected))
 
     def _concept_words(self, concepts: tuple[np.ndarray, np.ndarray] | None) -> tuple[tuple[str, float], ...]:
         """The words (and probabilities) of a concept decoder's slots, as the review page shows them."""
@@ -355,7 +374,7 @@ class _VideoCues:
                 mid = seg.frames[len(seg.frames) // 2]  # a frame from inside the segment, already decoded
                 jpeg = (encode_jpeg(shrink(window.data["images"][mid], self.thumb_size), review.jpeg_quality)
                         if review.thumbnails else b"")
-                self.snapshots.append(Snapshot(start, end, window.times[mid], jpeg, seen))
+                self.snapshots.append(Snapshot(start, end, window.times[mid], jpeg, seen, cap.vector))
                 if cap.text:
                     self.cues.append(Cue(start, end, cap.text, cap.confidence))
                 self.n_segments += 1

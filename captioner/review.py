@@ -78,6 +78,7 @@ class Snapshot:
     time: float
     jpeg: bytes
     concepts: tuple[tuple[str, float], ...] = ()
+    vector: str = ""  # the segment's visual vector for search (vse.encode_vector), "" without one
 
 
 # --------------------------------------------------------------------------- data from a run

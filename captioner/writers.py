@@ -173,7 +173,8 @@ def format_txt(cues: Sequence[Cue]) -> str:
 
 
 def format_json(cues: Sequence[Cue], metadata: Mapping[str, Any],
-                concepts: Sequence[Sequence[tuple[str, float]]] | None = None) -> str:
+                concepts: Sequence[Sequence[tuple[str, float]]] | None = None,
+                vectors: Sequence[str] | None = None) -> str:
     """Render ``{"metadata": {...}, "cues": [...]}`` for programs that consume captions.
 
     Times are rounded to milliseconds (like the other formats) and confidence
@@ -182,7 +183,9 @@ def format_json(cues: Sequence[Cue], metadata: Mapping[str, Any],
     infinity raise ``ValueError`` instead of producing invalid JSON.
     ``concepts``, one list per cue (same order as ``cues``), adds each cue's
     concept words as ``"concepts": [[word, probability], ...]`` (what
-    ``captioner search`` matches besides the caption).
+    ``captioner search`` matches besides the caption). ``vectors``, one per cue,
+    adds a non-empty one as ``"vector"``: where the cue's picture sits in the
+    sentence-embedding space search ranks by (``vse.py``).
     """
     rows = []
     for i, cue in enumerate(cues):
@@ -197,6 +200,8 @@ def format_json(cues: Sequence[Cue], metadata: Mapping[str, Any],
         }
         if concepts is not None:
             row["concepts"] = [[str(w), round(float(p), 4)] for w, p in concepts[i]]
+        if vectors is not None and vectors[i]:
+            row["vector"] = vectors[i]
         rows.append(row)
     payload = {"metadata": dict(metadata), "cues": rows}
     return json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False, default=str) + "\n"
@@ -238,7 +243,10 @@ def _vtt(cues: Sequence[Cue], doc: Document) -> str:
 def _json(cues: Sequence[Cue], doc: Document) -> str:
     """JSON, with each cue's concept words when the run kept snapshots."""
     found = snapshots_for(cues, doc.snapshots) if doc.snapshots else None
-    return format_json(cues, doc.metadata, None if found is None else [s.concepts if s else () for s in found])
+    if found is None:
+        return format_json(cues, doc.metadata)
+    return format_json(cues, doc.metadata, [s.concepts if s else () for s in found],
+                       [getattr(s, "vector", "") if s else "" for s in found])
 
 
 def _txt(cues: Sequence[Cue], doc: Document) -> str:

@@ -1,0 +1,225 @@
+"""Learn where a video segment sits in the sentence-embedding space search uses (for ``captioner search``).
+
+``captioner search`` compares a query's MiniLM sentence embedding with each cue. A
+cue's caption is one short sentence, often generic ("a man is talking"), so a
+query naming what the caption left out ("a man explains how to fix a bike")
+cannot find it. This job learns a visual-semantic embedding (Frome et al. 2013;
+Faghri et al. 2018 "VSE++"): a small network maps what the encoder and the concept
+detectors saw in a segment (mean-pooled Lite0 features, the 600 detector
+probabilities) to a point near the MiniLM embeddings of the sentences people wrote
+for that video, and a linear map (identity at the start) takes a query's MiniLM
+embedding into the same space. Trained with a symmetric contrastive loss (InfoNCE)
+on MSR-VTT train videos: one of a video's ~20 captions against a random subset of
+its frames, as ``captioner run`` gives a segment.
+
+Selection: text-to-video R@5 on MSR-VTT val (the query is each video's first
+reference, as in the issue's protocol). Output: ``--out`` (default
+``weights/``)/``vse.safetensors`` plus a ``"vse"`` entry in its ``model.json``.
+
+    python -m pipelines.train_vse --init weights --out weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from captioner.detect import Detectors, load_detectors
+from captioner.weights import read_manifest
+
+from .common import CACHE, DATA, read_tsv
+from .extract_features import feature_dir, feature_rows
+from .prepare_data import held_out_clips, msrvtt_ids
+
+log = logging.getLogger("train_vse")
+
+
+class VisualMap(nn.Module):
+    """Segment descriptor (pooled features ‖ detector probabilities) -> unit vector in the joint space."""
+
+    def __init__(self, in_dim: int, out_dim: int = 384, hidden: int = 1024) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(0.2), nn.Linear(hidden, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(x), dim=-1)
+
+
+class TextMap(nn.Module):
+    """Query embedding -> joint space: x + A x (A starts at zero: MiniLM's own space)."""
+
+    def __init__(self, dim: int = 384) -> None:
+        super().__init__()
+        self.a = nn.Linear(dim, dim)
+        nn.init.zeros_(self.a.weight)
+        nn.init.zeros_(self.a.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x + self.a(x), dim=-1)
+
+
+def descriptor(pooled: np.ndarray, det_probs: np.ndarray) -> np.ndarray:
+    """One segment's input: mean pooled features [F, C] ‖ mean detector probabilities [F, D]."""
+    return np.concatenate([pooled.mean(0), det_probs.mean(0)]).astype(np.float32)
+
+
+def ranks(sim: np.ndarray) -> np.ndarray:
+    """Rank (1 = best) of item i among all items for query i: sim [queries, items], target on the diagonal."""
+    target = sim[np.arange(len(sim)), np.arange(len(sim))][:, None]
+    return (sim > target).sum(1) + 1
+
+
+def recall(r: np.ndarray) -> dict:
+    return {"R@1": round(100 * float((r <= 1).mean()), 2), "R@5": round(100 * float((r <= 5).mean()), 2),
+            "R@10": round(100 * float((r <= 10).mean()), 2), "median_rank": float(np.median(r))}
+
+
+def text_embeddings(captions: list[str], path: Path) -> np.ndarray:
+    """MiniLM embeddings of ``captions``, cached in ``path`` (keyed by the caption list)."""
+    key = path.with_suffix(".txt")
+    if path.exists() and key.exists() and key.read_text(encoding="utf-8").split("\n") == captions:
+        return np.load(path)
+    from captioner.embed import TextEmbedder
+
+    emb = TextEmbedder(batch_size=128)
+    out = np.zeros((len(captions), 384), np.float32)
+    t0 = time.time()
+    step = 4096
+    for s in range(0, len(captions), step):
+        out[s : s + step] = emb.embed(captions[s : s + step])
+        log.info("embedded %d/%d captions (%.0f s)", min(s + step, len(captions)), len(captions), time.time() - t0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, out)
+    key.write_text("\n".join(captions), encoding="utf-8")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--init", type=Path, default=Path("weights"), help="model folder whose detectors feed the map")
+    ap.add_argument("--out", type=Path, default=None, help="model folder to add vse.safetensors to")
+    ap.add_argument("--run", type=Path, default=CACHE / "runs" / "vse")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--max-frames", type=int, default=8)
+    ap.add_argument("--caps-per-video", type=int, default=8, help="captions of a train video embedded and trained on")
+    ap.add_argument("--text-map", action="store_true",
+                    help="also learn a linear map of the query embedding (then search needs it; default: queries stay in MiniLM's space)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = random.Random(args.seed)
+    manifest = read_manifest(args.init)
+    det: Detectors | None = load_detectors(args.init, manifest)
+    if det is None:
+        raise SystemExit(f"error: {args.init} has no detectors")
+    enc = manifest["encoder"]
+
+    rows = feature_rows(enc, "msrvtt")
+    frames: dict[str, list[int]] = {}
+    for f, i in rows.items():
+        frames.setdefault(f.split("/")[0], []).append(i)
+    caps: dict[str, list[str]] = {}
+    for vid, c in read_tsv(DATA / "text" / "msrvtt_captions_all.tsv"):
+        caps.setdefault(vid, []).append(c)
+    held = held_out_clips()
+    train = [v for v in msrvtt_ids("train", frames, held) if v in caps]
+    val = [v for v in msrvtt_ids("val", frames, held) if v in caps]
+    t0 = time.time()
+    cached = args.run / "msrvtt_frames.npz"
+    if cached.exists():
+        with np.load(cached) as z:
+            pooled, detp = z["pooled"], z["det"]
+    else:
+        grid = np.load(feature_dir(enc) / "msrvtt_grid.npy", mmap_mode="r")
+        pooled = np.zeros((grid.shape[0], grid.shape[2]), np.float32)
+        detp = np.zeros((grid.shape[0], len(det.words)), np.float32)
+        for s in range(0, grid.shape[0], 512):
+            g = np.asarray(grid[s : s + 512], dtype=np.float32)
+            pooled[s : s + 512] = g.mean(1)
+            detp[s : s + 512] = det.frame_probs(g)
+        args.run.mkdir(parents=True, exist_ok=True)
+        np.savez(cached, pooled=pooled, det=detp)
+    log.info("pooled features and detector probabilities of %d frames: %.0f s", len(pooled), time.time() - t0)
+
+    train_caps = [c for v in train for c in caps[v][: args.caps_per_video]]
+    owner = np.array([j for j, v in enumerate(train) for _ in caps[v][: args.caps_per_video]])
+    temb = text_embeddings(train_caps, args.run / "msrvtt_train_text.npy")
+    val_q = text_embeddings([caps[v][0] for v in val], args.run / "msrvtt_val_query.npy")
+    cap_index = [np.flatnonzero(owner == j) for j in range(len(train))]
+
+    def desc(v: str, subset: list[int]) -> np.ndarray:
+        return descriptor(pooled[subset], detp[subset])
+
+    val_x = torch.from_numpy(np.stack([desc(v, sorted(frames[v])[: args.max_frames]) for v in val]))
+    in_dim = val_x.shape[1]
+    mean = torch.from_numpy(np.stack([desc(v, frames[v]) for v in train])).mean(0)
+    std = torch.from_numpy(np.stack([desc(v, frames[v]) for v in train])).std(0) + 1e-3
+    vis, txt = VisualMap(in_dim), TextMap()
+    log_t = nn.Parameter(torch.tensor(np.log(1 / 0.05), dtype=torch.float32))
+    params = list(vis.parameters()) + [log_t] + (list(txt.parameters()) if args.text_map else [])
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs)
+
+    def evaluate() -> dict:
+        vis.eval(), txt.eval()
+        with torch.no_grad():
+            v = vis((val_x - mean) / std)
+            q = txt(torch.from_numpy(val_q))
+        return recall(ranks((q @ v.T).numpy()))
+
+    base = recall(ranks(val_q @ val_q.T))  # sanity: a query against itself (upper bound, not a result)
+    log.info("val: %d videos; the query-vs-itself bound %s", len(val), base)
+    best, best_state, history = -1.0, None, []
+    for epoch in range(1, args.epochs + 1):
+        vis.train(), txt.train()
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        losses = []
+        for s in range(0, len(order), args.batch):
+            chunk = order[s : s + args.batch]
+            xs, ts = [], []
+            for j in chunk:
+                fr = frames[train[j]]
+                k = rng.randint(1, min(args.max_frames, len(fr)))
+                xs.append(desc(train[j], rng.sample(fr, k)))
+                ts.append(temb[rng.choice(cap_index[j])])
+            x = (torch.from_numpy(np.stack(xs)) - mean) / std
+            t = torch.from_numpy(np.stack(ts))
+            logits = log_t.exp().clamp(max=100) * txt(t) @ vis(x).T
+            target = torch.arange(len(chunk))
+            loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        sched.step()
+        r = evaluate()
+        history.append({"epoch": epoch, "loss": round(sum(losses) / len(losses), 4), **r})
+        log.info("epoch %d: %s", epoch, history[-1])
+        if r["R@5"] > best:
+            best = r["R@5"]
+            best_state = ({k: v.clone() for k, v in vis.state_dict().items()},
+                          {k: v.clone() for k, v in txt.state_dict().items()}, epoch)
+    args.run.mkdir(parents=True, exist_ok=True)
+    (args.run / "history.json").write_text(json.dumps(history, indent=1))
+    log.info("best val R@5 %.2f at epoch %d", best, best_state[2])
+    torch.save({"vis": best_state[0], "txt": best_state[1], "mean": mean, "std": std, "epoch": best_state[2],
+                "history": history, "in_dim": in_dim}, args.run / "best.pt")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Visual vectors for search (vse.py): the segment embedder, its file, JSON cues that carry one, ranking by them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from captioner.config import SearchConfig
+from captioner.cues import Cue
+from captioner.errors import ModelError
+from captioner.find import Searcher, read_output, update_index
+from captioner.vse import SegmentEmbedder, decode_vector, encode_vector, load_vse, save_vse
+from captioner.writers import format_json
+
+
+def unit(seed: int, dim: int = 384) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def small_embedder(seed: int = 0) -> SegmentEmbedder:
+    rng = np.random.default_rng(seed)
+    d_in = 6 + 4  # 6 pooled feature dims + 4 detector words
+    return SegmentEmbedder(rng.standard_normal(d_in).astype(np.float32), rng.random(d_in).astype(np.float32) + 0.5,
+                           rng.standard_normal((d_in, 8)).astype(np.float32), rng.standard_normal(8).astype(np.float32),
+                           rng.standard_normal((8, 384)).astype(np.float32), rng.standard_normal(384).astype(np.float32))
+
+
+def test_vector_text_round_trip_is_close_and_refuses_garbage() -> None:
+    v = unit(1)
+    text = encode_vector(v)
+    assert len(text) == 512  # 384 int8 values in base64
+    back = decode_vector(text, 384)
+    assert float(back @ v) > 0.999
+    for bad in ("not base64!", encode_vector(unit(2, 100)), ""):
+        with pytest.raises(ValueError):
+            decode_vector(bad, 384)
+
+
+def test_segment_embedder_gives_unit_vectors_and_its_file_is_checked(tmp_path: Path) -> None:
+    emb = small_embedder()
+    frames = np.random.default_rng(3).random((5, 6)).astype(np.float32)
+    det = np.array([0.9, 0.1, 0.5, 0.0], np.float32)
+    v = emb.embed(frames, det)
+    assert v.shape == (384,) and abs(float(np.linalg.norm(v)) - 1) < 1e-5
+    assert np.allclose(emb.embed(frames.mean(0), det), v, atol=1e-6)  # frames or their mean: the same
+    entry = save_vse(tmp_path, emb)
+    loaded = load_vse(tmp_path, {"vse": entry})
+    assert loaded is not None and float(loaded.embed(frames, det) @ v) > 0.999  # float16 weights
+    assert load_vse(tmp_path, {}) is None  # a model without one
+    (tmp_path / "vse.safetensors").write_bytes(b"x" * 100)
+    with pytest.raises(ModelError, match="checksum"):
+        load_vse(tmp_path, {"vse": entry})
+
+
+def test_json_carries_a_cue_vector_only_when_there_is_one() -> None:
+    cues = [Cue(0.0, 2.0, "a dog runs", 0.5), Cue(2.0, 4.0, "a cat sleeps", 0.5)]
+    vec = encode_vector(unit(4))
+    rows = json.loads(format_json(cues, {}, [(), ()], [vec, ""]))["cues"]
+    assert rows[0]["vector"] == vec and "vector" not in rows[1]
+    assert "vector" not in json.loads(format_json(cues, {}))["cues"][0]  # no vectors: the old output
+
+
+class Fixed:
+    """An embedder that maps known texts to fixed vectors (the query decides the winner by its vector)."""
+
+    def __init__(self, table: dict[str, np.ndarray]) -> None:
+        self.table = table
+
+    def embed(self, texts):
+        return np.stack([self.table.get(t, unit(abs(hash(t)) % 1000 + 50)) for t in texts]).astype(np.float32)
+
+
+def test_search_ranks_by_the_picture_when_captions_say_nothing(tmp_path: Path) -> None:
+    """Two cues with the same generic caption: only their visual vectors tell the query's one apart."""
+    q, other = unit(10), unit(11)
+    root = tmp_path / "subs"
+    root.mkdir()
+    for name, vec in (("a.json", other), ("b.json", q)):
+        doc = {"metadata": {"video": {"path": f"/v/{name}.mp4"}},
+               "cues": [{"start": 0.0, "end": 3.0, "text": "a man is talking", "vector": encode_vector(vec)}]}
+        (root / name).write_text(json.dumps(doc), encoding="utf-8")
+    (root / "old.json").write_text(json.dumps({"metadata": {}, "cues": [{"start": 0, "end": 1, "text": "a man is talking"}]}))
+    emb = Fixed({"someone explains a recipe": q})
+    hits = Searcher([root], SearchConfig(visual_weight=0.5), emb).search("someone explains a recipe", 3).hits
+    assert hits[0].output.name == "b.json"
+    # without the picture the three cues tie (same caption): the order is the files'
+    flat = Searcher([root], SearchConfig(visual_weight=0.0), emb).search("someone explains a recipe", 3).hits
+    assert len({round(h.score, 6) for h in flat}) == 1
+    # the index keeps the vectors: a second update reuses them
+    idx, st = update_index(root, emb)
+    assert not st.written and idx.has_visual.tolist().count(True) == 2
+
+
+def test_a_bad_vector_leaves_that_file_out_with_a_reason(tmp_path: Path) -> None:
+    root = tmp_path / "subs"
+    root.mkdir()
+    (root / "bad.json").write_text(json.dumps({"metadata": {}, "cues": [
+        {"start": 0, "end": 1, "text": "a dog", "vector": "???"}]}), encoding="utf-8")
+    with pytest.raises(ValueError, match="vector"):
+        read_output(root / "bad.json")
+    (root / "good.json").write_text(json.dumps({"metadata": {}, "cues": [{"start": 0, "end": 1, "text": "a dog"}]}))
+    s = Searcher([root], replace(SearchConfig(), visual_weight=0.5), Fixed({}))
+    assert [Path(p).name for p, _ in s.errors] == ["bad.json"] and s.cues == 1
