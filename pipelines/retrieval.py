@@ -99,7 +99,15 @@ def main() -> None:
     # the shipped configuration, exactly as the CLI scores cues
     shipped = np.stack([cue_scores(idx, q, words, text, base) for q, (_, text) in zip(qv, queries)])
     measure("shipped SearchConfig (max over cues)", shipped)
+    # query vs each cue's visual vector (vse.py); cues without one take their caption+concepts similarity
+    vis_sim = np.where(idx.has_visual[None, :], (qv @ idx.visual.T.astype(np.float32)) / 127.0, doc_sim)
+    if idx.has_visual.any():
+        measure("picture only (visual vectors), max", vis_sim)
     if args.grid:
+        for vw in (0.25, 0.5, 0.6, 0.7, 0.8, 0.9):
+            for pool in ("max", "mean"):
+                measure(f"visual_weight {vw} with the caption+concepts sentence, {pool}",
+                        (1 - vw) * doc_sim + vw * vis_sim, pool)
         measure("caption only, first cue (one caption per video)",
                 np.where(np.r_[True, video_of[1:] != video_of[:-1]][None, :], cap_sim, -np.inf))
         measure("caption only, max over cues", cap_sim)
@@ -112,7 +120,7 @@ def main() -> None:
                     measure(f"concept_weight {cw}, word_weight {ww}, {pool}",
                             (1 - cw) * cap_sim + cw * doc_sim + ww * bm, pool)
     report = {"videos": len(vids), "queries": len(queries), "missing_outputs": len(missing), "cues": len(idx),
-              "distinct_texts": len(idx.texts), "index_seconds": round(t_index, 2), "results": results,
+              "cues_with_vectors": int(idx.has_visual.sum()), "distinct_texts": len(idx.texts), "index_seconds": round(t_index, 2), "results": results,
               "config": base.__dict__}
     for name, r in results.items():
         print(f"{name:55s} R@1 {r['R@1']:5.1f}  R@5 {r['R@5']:5.1f}  R@10 {r['R@10']:5.1f}  median {r['median_rank']:.0f}")

@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--init", type=Path, default=Path("weights"), help="model folder whose detectors feed the map")
     ap.add_argument("--out", type=Path, default=None, help="model folder to add vse.safetensors to")
     ap.add_argument("--run", type=Path, default=CACHE / "runs" / "vse")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--max-frames", type=int, default=8)
@@ -117,7 +117,14 @@ def main() -> None:
                     help="also learn a linear map of the query embedding (then search needs it; default: queries stay in MiniLM's space)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--export-only", action="store_true", help="write --run's best.pt into --out, no training")
     args = ap.parse_args()
+    if args.export_only:
+        if not args.out:
+            ap.error("--export-only needs --out")
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+        export(args.run / "best.pt", args.out, {})
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -219,6 +226,30 @@ def main() -> None:
     log.info("best val R@5 %.2f at epoch %d", best, best_state[2])
     torch.save({"vis": best_state[0], "txt": best_state[1], "mean": mean, "std": std, "epoch": best_state[2],
                 "history": history, "in_dim": in_dim}, args.run / "best.pt")
+    if args.out:
+        if args.text_map:
+            raise SystemExit("error: search keeps queries in MiniLM's space; a --text-map run cannot be exported")
+        export(args.run / "best.pt", args.out, {"train_videos": len(train), "val_videos": len(val)})
+
+
+def export(checkpoint: Path, out: Path, counts: dict) -> None:
+    """Add the checkpoint's visual map to the model folder ``out`` as ``vse.safetensors`` + a ``"vse"`` entry."""
+    from captioner.vse import SegmentEmbedder, save_vse
+    from captioner.weights import MANIFEST
+
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    v = ck["vis"]
+    emb = SegmentEmbedder(ck["mean"].numpy(), ck["std"].numpy(), v["net.0.weight"].T.numpy().copy(),
+                          v["net.0.bias"].numpy(), v["net.3.weight"].T.numpy().copy(), v["net.3.bias"].numpy())
+    best = next(h for h in ck["history"] if h["epoch"] == ck["epoch"])
+    entry = save_vse(out, emb, {"trained_on": f"MSR-VTT train videos ({counts.get('train_videos', '?')})",
+                                "val": {k: best[k] for k in ("R@1", "R@5", "R@10", "median_rank")},
+                                "command": "python -m pipelines.train_vse --init weights --out weights"})
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest["vse"] = entry
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    (out / "vse.safetensors").chmod(0o644)
+    log.info("wrote %s/vse.safetensors (val R@5 %.2f)", out, best["R@5"])
 
 
 if __name__ == "__main__":
