@@ -31,7 +31,8 @@ test: install
 	$(PY) -m pytest
 
 # stage 1: Flickr8k + caption-only text (ImageNet concepts); stage 2: MSR-VTT frames, CC3M photos and
-# concept detectors learnt from captions (needs the two git mirrors named in ../shared/data/README.md)
+# concept detectors learnt from captions (needs the two git mirrors named in ../shared/data/README.md);
+# stage 3: self-critical training on CIDEr (MSR-VTT + Flickr8k); then the visual vectors search uses
 train: install
 	$(PY) -m pipelines.extract_features --set flickr8k --set coco
 	$(PY) -m pipelines.train --run .cache/runs/concepts --epochs 6
@@ -39,7 +40,9 @@ train: install
 	$(PY) -m pipelines.prepare_data
 	$(PY) -m pipelines.extract_features --set msrvtt --set cc3m
 	$(PY) -m pipelines.train_detectors
-	$(PY) -m pipelines.train_video --init .cache/models/stage1 --run .cache/runs/video --out weights
+	$(PY) -m pipelines.train_video --init .cache/models/stage1 --run .cache/runs/video --out .cache/models/stage2
+	$(PY) -m pipelines.train_scst --init .cache/models/stage2 --run .cache/runs/scst --epochs 3 --out weights
+	$(PY) -m pipelines.train_vse --init weights --run .cache/runs/vse --out weights
 
 eval: install
 	@command -v java >/dev/null || { echo "METEOR needs Java: installing default-jre-headless"; apt-get install -y -q default-jre-headless || { echo "install a Java runtime (e.g. apt-get install default-jre-headless) and rerun"; exit 1; }; }

@@ -355,6 +355,9 @@ def info(model_dir: Path) -> None:
         from .detect import describe
 
         click.echo(f"concepts:  {describe(m['detectors'])}")
+    if m.get("vse"):
+        click.echo(f"search:    JSON cues carry a {m['vse'].get('dim')}-d visual vector in {m['vse'].get('space')}'s "
+                   "sentence space (captioner search ranks by it)")
     click.echo(f"sha256:    {m.get('sha256')}")
     click.echo(f"runtime:   {runtime_summary(str(m.get('encoder')))}")
     training = extra.get("training", {})

@@ -45,7 +45,7 @@ from captioner.config import DecoderConfig
 from captioner.decoder import CaptionDecoder
 from captioner.detect import CELLS, Detectors, concept_inputs, load_detectors
 from captioner.vocab import Vocabulary, tokenize
-from captioner.weights import MANIFEST, load_model, read_manifest, save_model
+from captioner.weights import MANIFEST, checkpoint_encoder, load_model, read_manifest, save_model
 
 from .common import CACHE, DATA, captions_by_file, flickr_split, read_tsv
 from .extract_features import feature_dir, feature_rows
@@ -273,6 +273,7 @@ def main() -> None:
     if ckpt is not None:
         config = DecoderConfig(**ckpt["config"])
         vocab = Vocabulary(tuple(ckpt["vocab"]))
+        checkpoint_encoder(ckpt, manifest["encoder"], last)  # Lite0/1/2 all give 1280-d features: refuse a mix
         model = CaptionDecoder(config)
         model.load_state_dict(ckpt["state"])
         log.info("resumed %s after epoch %d", last, len(ckpt["history"]) - 1)
@@ -342,7 +343,7 @@ def main() -> None:
 
     def save(name: str, extra: dict | None = None) -> None:
         payload = {"state": model.state_dict(), "vocab": list(vocab.itos), "config": asdict(config),
-                   "history": history, "name": args.name, **(extra or {})}
+                   "history": history, "name": args.name, "encoder": manifest["encoder"], **(extra or {})}
         torch.save(payload, args.run / (name + ".tmp"))
         (args.run / (name + ".tmp")).replace(args.run / name)
 
@@ -420,8 +421,9 @@ def export(args, init_dir: Path, counts: dict) -> None:
         "history": ckpt["history"],
         "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}}}
     args.out.mkdir(parents=True, exist_ok=True)
+    encoder = checkpoint_encoder(ckpt, manifest["encoder"], args.run / "best.pt")
     save_model(args.out, ckpt["state"], Vocabulary(tuple(ckpt["vocab"])), DecoderConfig(**ckpt["config"]),
-               name=ckpt["name"], encoder=manifest["encoder"], extra=extra)
+               name=ckpt["name"], encoder=encoder, extra=extra)
     if Path(init_dir).resolve() != args.out.resolve():
         shutil.copy2(Path(init_dir) / "detectors.safetensors", args.out / "detectors.safetensors")
     out_manifest = json.loads((args.out / MANIFEST).read_text())
