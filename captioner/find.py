@@ -154,8 +154,10 @@ def _signature(st: os.stat_result) -> tuple[int, int, int]:
 
 
 def cache_home() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "captioner" / "search"
+    """Where indexes of folders that cannot be written go: ``search/`` in captioner's cache folder."""
+    from .outputs import cache_dir
+
+    return cache_dir() / "search"
 
 
 def index_path(root: Path) -> Path:
@@ -204,9 +206,9 @@ class Index:
         try:
             with os.fdopen(fd, "wb") as handle:
                 if hasattr(os, "fchmod"):
-                    from .subtitles import _new_file_mode
+                    from .outputs import new_file_mode
 
-                    os.fchmod(handle.fileno(), _new_file_mode())  # as readable as the outputs beside it
+                    os.fchmod(handle.fileno(), new_file_mode())  # as readable as the outputs beside it
                 handle.write(buf.getvalue())
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -593,7 +595,7 @@ td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}</style><
 
 
 def write_results_html(query: str, result: SearchResult, page: Path) -> None:
-    from .subtitles import write_atomic
+    from .outputs import write_atomic
 
     if not page.parent.is_dir():
         raise OutputError(f"{page}: cannot write: folder {page.parent} does not exist")

@@ -70,6 +70,7 @@ def main() -> None:
 
     from captioner.embed import TextEmbedder
     from captioner.find import Searcher, doc_text, update_index
+    from captioner.vse import encode_vector
 
     t = time.perf_counter()
     embedder = TextEmbedder()
@@ -86,8 +87,11 @@ def main() -> None:
         root = Path(tmp) / "archive"
         per_file = args.cues // args.files
         for f in range(args.files):
+            # each cue with a visual vector, as a model with vse.safetensors writes them (search scores it too)
+            vecs = RandomVectors().embed([""] * per_file) if f == 0 else np.roll(vecs, f, axis=1)
             cues = [{"start": 4.0 * i, "end": 4.0 * i + 4, "text": pool[(f * per_file + i) % len(pool)],
-                     "confidence": 0.4, "concepts": [[w, 0.5] for w in rng.sample(CONCEPTS, 3)]}
+                     "confidence": 0.4, "concepts": [[w, 0.5] for w in rng.sample(CONCEPTS, 3)],
+                     "vector": encode_vector(vecs[i])}
                     for i in range(per_file)]
             path = root / f"part{f // 100}" / f"video{f:05d}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
