@@ -51,6 +51,7 @@ from .common import CACHE, DATA, captions_by_file, flickr_split, read_tsv
 from .extract_features import feature_dir, feature_rows
 from .prepare_data import held_out_clips, msrvtt_ids
 from .train import collate
+from .train_video import selection_scores
 
 log = logging.getLogger("train_scst")
 
@@ -323,18 +324,10 @@ def main() -> None:
                 out += [vocab.decode(i) for i in ids]
         return out
 
-    def coco_scores(hyps: list[str], refs: list[list[str]]) -> tuple[float, float]:
-        from pycocoevalcap.bleu.bleu import Bleu
-        from pycocoevalcap.cider.cider import Cider
-
-        gts = {i: [" ".join(tokenize(r)) for r in rs] for i, rs in enumerate(refs)}
-        res = {i: [h or "a"] for i, h in enumerate(hyps)}
-        return 100 * Cider().compute_score(gts, res)[0], 100 * Bleu(4).compute_score(gts, res, verbose=0)[0][3]
-
     def evaluate() -> dict:
         mv, fl = greedy("msrvtt_val"), greedy("flickr_dev")
-        mc, mb = coco_scores(mv, [c for _, c in sets["msrvtt_val"]])
-        fc, fb = coco_scores(fl, [c for _, c in sets["flickr_dev"]])
+        mc, mb = selection_scores(mv, [c for _, c in sets["msrvtt_val"]])
+        fc, fb = selection_scores(fl, [c for _, c in sets["flickr_dev"]])
         top = Counter(mv).most_common(3)
         log.info("val e.g. %s; most frequent: %s; distinct %d of %d", mv[:6], top, len(set(mv)), len(mv))
         return {"msrvtt_val_cider": round(mc, 2), "msrvtt_val_bleu4": round(mb, 2),

@@ -89,6 +89,20 @@ class Pictures:
         del self.grids, self.det, self.probs
 
 
+def selection_scores(hyps: list[str], refs: list[list[str]]) -> tuple[float, float]:
+    """(CIDEr, BLEU-4) x 100 of greedy captions against their references: the epoch-selection score.
+
+    Quick (our tokenizer, no Java), so it runs after every epoch; the reported metrics
+    come from ``pipelines.evaluate`` (the official PTB tokenizer, METEOR).
+    """
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+
+    gts = {i: [" ".join(tokenize(r)) for r in rs] for i, rs in enumerate(refs)}
+    res = {i: [h or "a"] for i, h in enumerate(hyps)}
+    return 100 * Cider().compute_score(gts, res)[0], 100 * Bleu(4).compute_score(gts, res, verbose=0)[0][3]
+
+
 def extend(model: CaptionDecoder, vocab: Vocabulary, new_words: list[str], config: DecoderConfig) -> tuple[CaptionDecoder, Vocabulary]:
     """A copy of ``model`` with ``new_words`` appended to its vocabulary and ``config``'s slots.
 
@@ -303,19 +317,11 @@ def main() -> None:
                 out += [vocab.decode(i) for i in ids]
         return out
 
-    def cider(hyps: list[str], refs: list[list[str]]) -> tuple[float, float]:
-        from pycocoevalcap.bleu.bleu import Bleu
-        from pycocoevalcap.cider.cider import Cider
-
-        gts = {i: [" ".join(tokenize(r)) for r in rs] for i, rs in enumerate(refs)}
-        res = {i: [h or "a"] for i, h in enumerate(hyps)}
-        return 100 * Cider().compute_score(gts, res)[0], 100 * Bleu(4).compute_score(gts, res, verbose=0)[0][3]
-
     def evaluate() -> dict:
         mv = greedy("msrvtt_val")
         fl = greedy("flickr_dev")
-        mc, mb = cider(mv, [c for _, c in items["msrvtt_val"]])
-        fc, fb = cider(fl, [c for _, c in items["flickr_dev"]])
+        mc, mb = selection_scores(mv, [c for _, c in items["msrvtt_val"]])
+        fc, fb = selection_scores(fl, [c for _, c in items["flickr_dev"]])
         log.info("val e.g. %s", mv[:6])
         return {"msrvtt_val_cider": round(mc, 2), "msrvtt_val_bleu4": round(mb, 2),
                 "flickr_dev_cider": round(fc, 2), "flickr_dev_bleu4": round(fb, 2), "select": round(mc + fc, 2)}
