@@ -145,6 +145,9 @@ def main() -> None:
     held = held_out_clips()
     train = [v for v in msrvtt_ids("train", frames, held) if v in caps]
     val = [v for v in msrvtt_ids("val", frames, held) if v in caps]
+    args.run.mkdir(parents=True, exist_ok=True)
+    # the training manifest: tests/test_training_data.py fails if a val/test or demo-clip id is in it
+    (args.run / "msrvtt_train_ids.txt").write_text("\n".join(train) + "\n")
     t0 = time.time()
     cached = args.run / "msrvtt_frames.npz"
     if cached.exists():
