@@ -237,12 +237,14 @@ class Index:
         try:
             if meta["version"] != INDEX_VERSION or meta["model"] != model or meta["root"] != str(root):
                 return None
-            idx = cls(Path(root), dict(meta["files"]), arrays["starts"].astype(np.float64),
-                      arrays["ends"].astype(np.float64), arrays["file_of"].astype(np.int32),
-                      arrays["text_of"].astype(np.int32), arrays["doc_of"].astype(np.int32),
-                      [tuple(c) for c in meta["concepts"]], list(meta["texts"]),
-                      arrays["vectors"].astype(np.float32), arrays["visual"].astype(np.int8),
-                      arrays["has_visual"].astype(bool), list(meta["paths"]), model)
+            # as stored, no copies: the text vectors stay float16 (a float32 copy of a 100,000-cue
+            # index is 300 MB of fresh memory, over a second of a new process's start); see _dot
+            a = {k: np.asarray(arrays[k], dtype) for k, dtype in (
+                ("starts", np.float64), ("ends", np.float64), ("file_of", np.int32), ("text_of", np.int32),
+                ("doc_of", np.int32), ("vectors", np.float16), ("visual", np.int8), ("has_visual", bool))}
+            idx = cls(Path(root), dict(meta["files"]), a["starts"], a["ends"], a["file_of"], a["text_of"], a["doc_of"],
+                      [tuple(c) for c in meta["concepts"]], list(meta["texts"]), a["vectors"], a["visual"],
+                      a["has_visual"], list(meta["paths"]), model)
             n, t = len(idx.starts), len(idx.texts)
             ok = (all(len(a) == n for a in (idx.ends, idx.file_of, idx.text_of, idx.doc_of, idx.concepts, idx.visual,
                                             idx.has_visual))
@@ -422,6 +424,16 @@ class WordScorer:
         return out / best if best > 0 else out
 
 
+def _dot(rows: np.ndarray, vec: np.ndarray, chunk: int = 32768) -> np.ndarray:
+    """``rows @ vec`` in float32 for rows of any dtype (float16, int8), converted a slice at a time (bounded memory)."""
+    if rows.dtype == np.float32:
+        return rows @ vec
+    out = np.empty(len(rows), np.float32)
+    for s in range(0, len(rows), chunk):
+        out[s : s + chunk] = rows[s : s + chunk].astype(np.float32) @ vec
+    return out
+
+
 def cue_scores(index: Index, query_vec: np.ndarray, words: WordScorer | None, query: str,
                config: SearchConfig) -> np.ndarray:
     """The score of every cue: caption similarity, concept-sentence similarity, picture similarity and words, weighted.
@@ -430,14 +442,11 @@ def cue_scores(index: Index, query_vec: np.ndarray, words: WordScorer | None, qu
     whose JSON has none (an older model, another tool) gets its concept-sentence
     similarity in its place, so archives that mix both still rank on one scale.
     """
-    sims = index.vectors @ query_vec
+    sims = _dot(index.vectors, query_vec)
     doc = sims[index.doc_of]
     score = (1.0 - config.concept_weight) * sims[index.text_of] + config.concept_weight * doc
     if config.visual_weight and len(index):
-        vis = np.empty(len(index), np.float32)
-        for s in range(0, len(index), 65536):  # int8 rows as float in slices: bounded memory on big archives
-            vis[s : s + 65536] = index.visual[s : s + 65536].astype(np.float32) @ query_vec / 127.0
-        vis = np.where(index.has_visual, vis, doc)
+        vis = np.where(index.has_visual, _dot(index.visual, query_vec) / 127.0, doc)
         score = (1.0 - config.visual_weight) * score + config.visual_weight * vis
     if words is not None and config.word_weight:
         score = score + config.word_weight * words.scores(query)
