@@ -38,20 +38,19 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from captioner.config import DecoderConfig
 from captioner.decoder import CaptionDecoder
-from captioner.detect import CELLS, Detectors, concept_inputs, load_detectors
+from captioner.detect import load_detectors
 from captioner.vocab import Vocabulary, tokenize
 from captioner.weights import MANIFEST, checkpoint_encoder, load_model, read_manifest, save_model
 
 from .common import CACHE, DATA, captions_by_file, flickr_split, read_tsv
-from .extract_features import feature_dir, feature_rows
+from .extract_features import feature_rows
 from .prepare_data import held_out_clips, msrvtt_ids
 from .train import collate
-from .train_video import selection_scores
+from .train_video import Pictures, greedy_captions, selection_scores
 
 log = logging.getLogger("train_scst")
 
@@ -157,38 +156,6 @@ def sample(model: CaptionDecoder, vocab: Vocabulary, feats: torch.Tensor, mask: 
     return out, logp_sum
 
 
-# -- data -------------------------------------------------------------------------------
-class Items:
-    """Pictures (one photo, or a video's frames) with concept inputs and references, features in RAM."""
-
-    def __init__(self, encoder: str, det: Detectors) -> None:
-        self.encoder, self.det = encoder, det
-        self.grids: list[np.ndarray] = []
-        self.det_p: list[np.ndarray] = []
-        self.probs: list[np.ndarray] = []
-        self.n = 0
-
-    def add(self, set_name: str, names: list[str]) -> list[int]:
-        rows = feature_rows(self.encoder, set_name)
-        idx = np.array([rows[n] for n in names], dtype=np.int64)
-        order = np.argsort(idx)
-        d = feature_dir(self.encoder)
-        take = lambda a: np.asarray(a[idx[order]])[np.argsort(order)]  # noqa: E731  (sorted reads of a memmap)
-        grid = take(np.load(d / f"{set_name}_grid.npy", mmap_mode="r"))
-        self.grids.append(grid)
-        self.probs.append(take(np.load(d / f"{set_name}_probs.npy", mmap_mode="r")).astype(np.float32))
-        self.det_p.append(np.concatenate([self.det.frame_probs(grid[s : s + 256]) for s in range(0, len(grid), 256)]))
-        start = self.n
-        self.n += len(names)
-        return list(range(start, self.n))
-
-    def freeze(self) -> None:
-        self.grid_all = torch.from_numpy(np.concatenate(self.grids))
-        self.det_all = np.concatenate(self.det_p).astype(np.float32)
-        self.probs_all = np.concatenate(self.probs)
-        del self.grids, self.det_p, self.probs
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--init", type=Path, default=Path("weights"), help="model folder to continue (stage 2)")
@@ -233,7 +200,7 @@ def main() -> None:
         return
 
     # -- data ---------------------------------------------------------------------------
-    items = Items(manifest["encoder"], det)
+    items = Pictures(manifest["encoder"], det)  # the shipped detectors' outputs, as at run time
     fl_caps = captions_by_file(DATA / "flickr8k" / "captions.tsv")
     fl_train = lim([n for n in flickr_split("train") if n in feature_rows(items.encoder, "flickr8k")])
     fl_dev = lim(flickr_split("dev"))
@@ -292,37 +259,13 @@ def main() -> None:
     banned = [vocab.pad_id, vocab.start_id, vocab.unk_id]
 
     def batch_inputs(rows_list: list[tuple[int, ...]]):
-        n = max(len(r) for r in rows_list) * CELLS
-        C = items.grid_all.shape[2]
-        feats = torch.zeros(len(rows_list), n, C)
-        mask = torch.zeros(len(rows_list), n, dtype=torch.bool)
-        cids = torch.zeros(len(rows_list), slots, dtype=torch.long)
-        cprobs = torch.zeros(len(rows_list), slots)
-        for j, r in enumerate(rows_list):
-            r = list(r)
-            g = items.grid_all[r].float().reshape(-1, C)
-            feats[j, : len(g)] = g
-            mask[j, : len(g)] = True
-            ids, ps = concept_inputs(det, items.det_all[r].mean(0), items.probs_all[r].mean(0), vocab.index, slots,
-                                     det_slots)
-            cids[j, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            cprobs[j, : len(ps)] = torch.tensor(ps)
-        return feats, mask, cids, cprobs
+        return items.inputs(rows_list, det, vocab.index, slots, det_slots)
 
     def words_of(ids: list[int]) -> list[str]:
         return tokenize(vocab.decode(ids))
 
     def greedy(key: str) -> list[str]:
-        model.eval()
-        out: list[str] = []
-        its = sets[key]
-        with torch.inference_mode():
-            for s in range(0, len(its), 50):
-                feats, mask, cids, cprobs = batch_inputs([r[:8] for r, _ in its[s : s + 50]])  # a segment: <= 8 frames
-                ids = model.greedy(feats, vocab.start_id, vocab.end_id, 20, banned=banned, mask=mask, cids=cids,
-                                   cprobs=cprobs)
-                out += [vocab.decode(i) for i in ids]
-        return out
+        return greedy_captions(model, vocab, items, det, sets[key], slots, det_slots, 20)
 
     def evaluate() -> dict:
         mv, fl = greedy("msrvtt_val"), greedy("flickr_dev")
@@ -355,7 +298,7 @@ def main() -> None:
         jobs.sort(key=lambda i: (i >= n_video, min(len(train[i][0]), args.max_frames)))
         batches = [jobs[s : s + args.batch] for s in range(0, len(jobs), args.batch)]
         rng.shuffle(batches)
-        rewards_log, greedy_gain = [], []
+        rewards_log: list[float] = []
         for step, chunk in enumerate(batches):
             model.train()
             rows_list = []

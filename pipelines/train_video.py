@@ -59,10 +59,14 @@ class Pictures:
     """Every training/selection picture in one float16 array, with per-frame detector and ImageNet outputs.
 
     An *item* is a tuple of rows (one photo, or a video's frames) plus its captions.
+    Detector outputs come from the ``<set>_det.npy`` that ``pipelines.train_detectors``
+    wrote, or, given ``detectors``, are computed from the features (a model's shipped,
+    low-rank detectors: what the decoder sees at run time).
     """
 
-    def __init__(self, encoder: str) -> None:
+    def __init__(self, encoder: str, detectors: Detectors | None = None) -> None:
         self.encoder = encoder
+        self.detectors = detectors
         self.grids: list[np.ndarray] = []
         self.det: list[np.ndarray] = []
         self.probs: list[np.ndarray] = []
@@ -75,8 +79,13 @@ class Pictures:
         order = np.argsort(idx)
         d = feature_dir(self.encoder)
         take = lambda a: np.asarray(a[idx[order]])[np.argsort(order)]  # noqa: E731  (sorted reads of a memmap)
-        self.grids.append(take(np.load(d / f"{set_name}_grid.npy", mmap_mode="r")))
-        self.det.append(take(np.load(d / f"{set_name}_det.npy", mmap_mode="r")))
+        grid = take(np.load(d / f"{set_name}_grid.npy", mmap_mode="r"))
+        self.grids.append(grid)
+        if self.detectors is None:
+            self.det.append(take(np.load(d / f"{set_name}_det.npy", mmap_mode="r")))
+        else:
+            self.det.append(np.concatenate([self.detectors.frame_probs(grid[s : s + 256])
+                                            for s in range(0, len(grid), 256)]))
         self.probs.append(take(np.load(d / f"{set_name}_probs.npy", mmap_mode="r")))
         start = self.n
         self.n += len(names)
@@ -87,6 +96,44 @@ class Pictures:
         self.det_all = np.concatenate(self.det).astype(np.float32)
         self.probs_all = np.concatenate(self.probs).astype(np.float32)
         del self.grids, self.det, self.probs
+
+    def concepts(self, rows: tuple[int, ...], det: Detectors, index, slots: int,
+                 detector_slots: int) -> tuple[list[int], list[float]]:
+        """The concept slots of an item (its frames' mean detector and ImageNet outputs), as at run time."""
+        r = list(rows)
+        return concept_inputs(det, self.det_all[r].mean(0), self.probs_all[r].mean(0), index, slots, detector_slots)
+
+    def inputs(self, rows_list: list[tuple[int, ...]], det: Detectors, index, slots: int, detector_slots: int):
+        """(features [B, N, C], mask [B, N], concept ids [B, slots], probabilities) of some items, padded."""
+        n = max(len(r) for r in rows_list) * CELLS
+        feats = torch.zeros(len(rows_list), n, self.grid_all.shape[2])
+        mask = torch.zeros(len(rows_list), n, dtype=torch.bool)
+        cids = torch.zeros(len(rows_list), slots, dtype=torch.long)
+        cprobs = torch.zeros(len(rows_list), slots)
+        for j, r in enumerate(rows_list):
+            g = self.grid_all[list(r)].float().reshape(-1, self.grid_all.shape[2])
+            feats[j, : len(g)] = g
+            mask[j, : len(g)] = True
+            ids, ps = self.concepts(r, det, index, slots, detector_slots)
+            cids[j, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            cprobs[j, : len(ps)] = torch.tensor(ps)
+        return feats, mask, cids, cprobs
+
+
+def greedy_captions(model: CaptionDecoder, vocab: Vocabulary, pics: Pictures, det: Detectors,
+                    items: list[tuple[tuple[int, ...], list[str]]], slots: int, detector_slots: int,
+                    max_words: int) -> list[str]:
+    """Greedy captions of ``items`` (a video: its first 8 frames, as a segment), for epoch selection."""
+    model.eval()
+    out: list[str] = []
+    with torch.inference_mode():
+        for s in range(0, len(items), 50):
+            feats, mask, cids, cprobs = pics.inputs([r[:8] for r, _ in items[s : s + 50]], det, vocab.index, slots,
+                                                    detector_slots)
+            ids = model.greedy(feats, vocab.start_id, vocab.end_id, max_words,
+                               banned=(vocab.pad_id, vocab.start_id, vocab.unk_id), mask=mask, cids=cids, cprobs=cprobs)
+            out += [vocab.decode(i) for i in ids]
+    return out
 
 
 def selection_scores(hyps: list[str], refs: list[list[str]]) -> tuple[float, float]:
@@ -253,9 +300,7 @@ def main() -> None:
     concept_word_ids.discard(vocab.unk_id)
 
     def concepts_of(rows: tuple[int, ...]) -> tuple[list[int], list[float]]:
-        r = list(rows)
-        return concept_inputs(det, pics.det_all[r].mean(0), pics.probs_all[r].mean(0), vocab.index, args.slots,
-                              args.detector_slots)
+        return pics.concepts(rows, det, vocab.index, args.slots, args.detector_slots)
 
     # distractors for caption-only sentences: the words the detectors really put in slots, with repetition
     sample_rows = [it[0] for k in ("flickr", "msrvtt", "cc3m") for it in items[k][:400]]
@@ -267,18 +312,7 @@ def main() -> None:
 
     def picture_batch(chunk: list[tuple[tuple[int, ...], str]]):
         """(features [B, N, C], mask [B, N], cids, cprobs, captions, lengths) of picture examples."""
-        n = max(len(r) for r, _ in chunk) * CELLS
-        feats = torch.zeros(len(chunk), n, pics.grid_all.shape[2])
-        mask = torch.zeros(len(chunk), n, dtype=torch.bool)
-        cids = torch.zeros(len(chunk), args.slots, dtype=torch.long)
-        cprobs = torch.zeros(len(chunk), args.slots)
-        for j, (r, _) in enumerate(chunk):
-            g = pics.grid_all[list(r)].float().reshape(-1, pics.grid_all.shape[2])
-            feats[j, : len(g)] = g
-            mask[j, : len(g)] = True
-            ids, ps = concepts_of(r)
-            cids[j, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            cprobs[j, : len(ps)] = torch.tensor(ps)
+        feats, mask, cids, cprobs = pics.inputs([r for r, _ in chunk], det, vocab.index, args.slots, args.detector_slots)
         _, caps, lengths = collate([(0, vocab.encode(c, args.max_words)) for _, c in chunk])
         return feats, mask, cids, cprobs, caps, lengths
 
@@ -304,18 +338,8 @@ def main() -> None:
         rng.shuffle(jobs)
         return jobs
 
-    def greedy(key: str, limit: int | None = None) -> list[str]:
-        model.eval()
-        out = []
-        its = items[key][:limit]
-        with torch.inference_mode():
-            for s in range(0, len(its), 50):
-                chunk = [(r[:8], "") for r, _ in its[s : s + 50]]
-                feats, mask, cids, cprobs, _, _ = picture_batch(chunk)
-                ids = model.greedy(feats, vocab.start_id, vocab.end_id, args.max_words,
-                                   banned=(vocab.pad_id, vocab.start_id, vocab.unk_id), mask=mask, cids=cids, cprobs=cprobs)
-                out += [vocab.decode(i) for i in ids]
-        return out
+    def greedy(key: str) -> list[str]:
+        return greedy_captions(model, vocab, pics, det, items[key], args.slots, args.detector_slots, args.max_words)
 
     def evaluate() -> dict:
         mv = greedy("msrvtt_val")
