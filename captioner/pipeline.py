@@ -132,9 +132,8 @@ class Captioner:
 
         # where a segment sits among sentences, written into JSON for `captioner search` (vse.py)
         from .vse import load_vse
-        from .weights import read_manifest
 
-        self.vse = load_vse(self.model_info.path, read_manifest(self.model_info.path))
+        self.vse = load_vse(self.model_info.path, {"vse": self.model_info.vse})
 
         # a concept decoder copies object words; none of them is said twice ("a loaf of loaf")
         self._once: tuple[int, ...] = ()

@@ -38,6 +38,7 @@ class ModelInfo:
     decoder: DecoderConfig
     extra: dict[str, Any] = field(default_factory=dict)
     detectors: dict[str, Any] = field(default_factory=dict)  # model.json "detectors" (words, checksum); {} = none
+    vse: dict[str, Any] = field(default_factory=dict)  # model.json "vse" (search vectors' checksum); {} = none
 
 
 def sha256_file(path: Path) -> str:
@@ -175,7 +176,7 @@ def _load(folder: str | Path, backend: str):
     if len(vocab) != config.vocab_size:
         raise ModelError(f"{folder}: vocabulary has {len(vocab)} words, decoder expects {config.vocab_size}")
     info = ModelInfo(manifest.get("name", folder.name), manifest["encoder"], actual, folder, config,
-                     manifest.get("extra", {}), manifest.get("detectors") or {})
+                     manifest.get("extra", {}), manifest.get("detectors") or {}, manifest.get("vse") or {})
     log.info("loaded model %s (%s, sha256 %s…, %s)", info.name, info.encoder, actual[:12], backend)
     return decoder, vocab, info
 

@@ -246,7 +246,7 @@ def _json(cues: Sequence[Cue], doc: Document) -> str:
     if found is None:
         return format_json(cues, doc.metadata)
     return format_json(cues, doc.metadata, [s.concepts if s else () for s in found],
-                       [getattr(s, "vector", "") if s else "" for s in found])
+                       [s.vector if s else "" for s in found])
 
 
 def _txt(cues: Sequence[Cue], doc: Document) -> str:

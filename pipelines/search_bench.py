@@ -86,9 +86,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "archive"
         per_file = args.cues // args.files
+        visual = RandomVectors()
         for f in range(args.files):
             # each cue with a visual vector, as a model with vse.safetensors writes them (search scores it too)
-            vecs = RandomVectors().embed([""] * per_file) if f == 0 else np.roll(vecs, f, axis=1)
+            vecs = visual.embed([""] * per_file)
             cues = [{"start": 4.0 * i, "end": 4.0 * i + 4, "text": pool[(f * per_file + i) % len(pool)],
                      "confidence": 0.4, "concepts": [[w, 0.5] for w in rng.sample(CONCEPTS, 3)],
                      "vector": encode_vector(vecs[i])}

@@ -171,13 +171,13 @@ def main() -> None:
     val_q = text_embeddings([caps[v][0] for v in val], args.run / "msrvtt_val_query.npy")
     cap_index = [np.flatnonzero(owner == j) for j in range(len(train))]
 
-    def desc(v: str, subset: list[int]) -> np.ndarray:
+    def desc(subset: list[int]) -> np.ndarray:
         return descriptor(pooled[subset], detp[subset])
 
-    val_x = torch.from_numpy(np.stack([desc(v, sorted(frames[v])[: args.max_frames]) for v in val]))
+    val_x = torch.from_numpy(np.stack([desc(sorted(frames[v])[: args.max_frames]) for v in val]))
     in_dim = val_x.shape[1]
-    mean = torch.from_numpy(np.stack([desc(v, frames[v]) for v in train])).mean(0)
-    std = torch.from_numpy(np.stack([desc(v, frames[v]) for v in train])).std(0) + 1e-3
+    whole = torch.from_numpy(np.stack([desc(frames[v]) for v in train]))  # each train video, all its frames
+    mean, std = whole.mean(0), whole.std(0) + 1e-3
     vis, txt = VisualMap(in_dim), TextMap()
     log_t = nn.Parameter(torch.tensor(np.log(1 / 0.05), dtype=torch.float32))
     params = list(vis.parameters()) + [log_t] + (list(txt.parameters()) if args.text_map else [])
@@ -205,7 +205,7 @@ def main() -> None:
             for j in chunk:
                 fr = frames[train[j]]
                 k = rng.randint(1, min(args.max_frames, len(fr)))
-                xs.append(desc(train[j], rng.sample(fr, k)))
+                xs.append(desc(rng.sample(fr, k)))
                 ts.append(temb[rng.choice(cap_index[j])])
             x = (torch.from_numpy(np.stack(xs)) - mean) / std
             t = torch.from_numpy(np.stack(ts))
