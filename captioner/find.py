@@ -48,7 +48,7 @@ import numpy as np
 
 from .config import SearchConfig
 from .errors import CaptionerError, OutputError
-from .vse import decode_vector
+from .vse import decode_vector, quantize
 
 log = logging.getLogger(__name__)
 
@@ -125,15 +125,11 @@ def read_output(path: Path) -> tuple[str, list[CueRecord]]:
         vector = None
         if c.get("vector") is not None:
             try:
-                vector = _int8(decode_vector(c["vector"], VECTOR_DIM))
+                vector = quantize(decode_vector(c["vector"], VECTOR_DIM))
             except (ValueError, AttributeError) as exc:
                 raise ValueError(f"cue {i + 1}: bad \"vector\" ({exc})") from None
         cues.append(CueRecord(start, end, " ".join(text.split()), words, vector))
     return video_path, cues
-
-
-def _int8(v: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(v * 127.0), -127, 127).astype(np.int8)
 
 
 def find_outputs(root: Path) -> list[Path]:

@@ -93,12 +93,16 @@ def load_vse(folder: Path, manifest: Mapping) -> SegmentEmbedder | None:
         raise ModelError(f"{path}: not a segment embedder ({exc.__class__.__name__}: {str(exc)[:100]})") from None
 
 
+def quantize(v: np.ndarray) -> np.ndarray:
+    """A unit vector as int8 (x 127): how vectors are written into JSON and kept in the search index."""
+    return np.clip(np.round(np.asarray(v, np.float32) * 127.0), -127, 127).astype(np.int8)
+
+
 def encode_vector(v: np.ndarray) -> str:
-    """A unit vector as JSON-friendly text: int8 (x 127), base64: 512 characters for 384 dimensions."""
+    """A unit vector as JSON-friendly text: int8 (``quantize``), base64: 512 characters for 384 dimensions."""
     import base64
 
-    q = np.clip(np.round(np.asarray(v, np.float32) * 127.0), -127, 127).astype(np.int8)
-    return base64.b64encode(q.tobytes()).decode("ascii")
+    return base64.b64encode(quantize(v).tobytes()).decode("ascii")
 
 
 def decode_vector(text: str, dim: int | None = None) -> np.ndarray:
