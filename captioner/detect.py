@@ -118,18 +118,13 @@ class Detectors:
 
 def save_detectors(folder: Path, det: Detectors, extra: Mapping | None = None) -> dict:
     """Write ``detectors.safetensors`` into a model folder; returns the manifest entry for ``model.json``."""
-    from safetensors.numpy import save_file
-
-    from .weights import sha256_file
+    from .weights import save_tensors
 
     tensors = {"weight": det.weight.astype(np.float16), "bias": det.bias.astype(np.float32),
                "platt_a": det.platt_a.astype(np.float32), "platt_b": det.platt_b.astype(np.float32)}
     if det.basis is not None:
         tensors["basis"] = det.basis.astype(np.float16)
-    tmp = folder / (TENSORS + ".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(folder / TENSORS)
-    return {"words": list(det.words), "sha256": sha256_file(folder / TENSORS),
+    return {"words": list(det.words), "sha256": save_tensors(folder, TENSORS, tensors),
             "presence_threshold": det.presence_threshold, **dict(extra or {})}
 
 
@@ -138,18 +133,11 @@ def load_detectors(folder: Path, manifest: Mapping) -> Detectors | None:
     entry = manifest.get("detectors")
     if not entry:
         return None
-    from safetensors.numpy import load_file
-
-    from .weights import sha256_file
+    from .weights import load_tensors
 
     path = Path(folder) / TENSORS
-    if not path.is_file():
-        raise ModelError(f"{path}: missing (model.json lists detectors)")
-    actual = sha256_file(path)
-    if actual != entry.get("sha256"):
-        raise ModelError(f"{path}: checksum mismatch (expected {str(entry.get('sha256'))[:12]}…, got {actual[:12]}…)")
+    t = load_tensors(folder, TENSORS, entry, "detectors")
     try:
-        t = load_file(str(path))
         return Detectors(tuple(entry["words"]), t["weight"].astype(np.float32), t["bias"].astype(np.float32),
                          t["platt_a"].astype(np.float32), t["platt_b"].astype(np.float32),
                          float(entry.get("presence_threshold", 0.0)),

@@ -54,17 +54,12 @@ class SegmentEmbedder:
 
 def save_vse(folder: Path, emb: SegmentEmbedder, extra: Mapping | None = None) -> dict:
     """Write ``vse.safetensors`` into a model folder; returns the manifest entry for ``model.json``."""
-    from safetensors.numpy import save_file
-
-    from .weights import sha256_file
+    from .weights import save_tensors
 
     tensors = {"mean": emb.mean.astype(np.float32), "std": emb.std.astype(np.float32),
                "w1": emb.w1.astype(np.float16), "b1": emb.b1.astype(np.float32),
                "w2": emb.w2.astype(np.float16), "b2": emb.b2.astype(np.float32)}
-    tmp = Path(folder) / (TENSORS + ".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(Path(folder) / TENSORS)
-    return {"sha256": sha256_file(Path(folder) / TENSORS), "dim": emb.dim, "space": "all-MiniLM-L6-v2",
+    return {"sha256": save_tensors(folder, TENSORS, tensors), "dim": emb.dim, "space": "all-MiniLM-L6-v2",
             **dict(extra or {})}
 
 
@@ -73,18 +68,12 @@ def load_vse(folder: Path, manifest: Mapping) -> SegmentEmbedder | None:
     entry = manifest.get("vse")
     if not entry:
         return None
-    from safetensors.numpy import load_file
-
-    from .weights import sha256_file
+    from .weights import load_tensors
 
     path = Path(folder) / TENSORS
-    if not path.is_file():
-        raise ModelError(f"{path}: missing (model.json lists it)")
-    actual = sha256_file(path)
-    if actual != entry.get("sha256"):
-        raise ModelError(f"{path}: checksum mismatch (expected {str(entry.get('sha256'))[:12]}…, got {actual[:12]}…)")
+    raw = load_tensors(folder, TENSORS, entry, "it")
     try:
-        t = {k: v.astype(np.float32) for k, v in load_file(str(path)).items()}
+        t = {k: v.astype(np.float32) for k, v in raw.items()}
         emb = SegmentEmbedder(t["mean"], t["std"], t["w1"], t["b1"], t["w2"], t["b2"])
         if emb.w1.shape[0] != emb.mean.shape[0] or emb.w2.shape[0] != emb.w1.shape[1]:
             raise ValueError("shapes do not chain")

@@ -107,6 +107,34 @@ def checkpoint_encoder(checkpoint: Mapping[str, Any], encoder: str | None, sourc
     return str(recorded)
 
 
+def save_tensors(folder: str | Path, name: str, tensors: Mapping[str, Any]) -> str:
+    """Write a model folder's extra tensor file ``name`` (NumPy arrays) atomically; returns its SHA-256."""
+    from safetensors.numpy import save_file
+
+    path = Path(folder) / name
+    tmp = path.with_name(name + ".tmp")
+    save_file(dict(tensors), str(tmp))
+    tmp.replace(path)
+    return sha256_file(path)
+
+
+def load_tensors(folder: str | Path, name: str, entry: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """The NumPy arrays of a model folder's extra tensor file ``name``, whose ``model.json`` ``entry`` gives its checksum.
+
+    ``ModelError`` (one line) if the file is missing or is not the one the manifest lists.
+    ``what`` names the entry in the message ("model.json lists <what>").
+    """
+    from safetensors.numpy import load_file
+
+    path = Path(folder) / name
+    if not path.is_file():
+        raise ModelError(f"{path}: missing (model.json lists {what})")
+    actual = sha256_file(path)
+    if actual != entry.get("sha256"):
+        raise ModelError(f"{path}: checksum mismatch (expected {str(entry.get('sha256'))[:12]}…, got {actual[:12]}…)")
+    return load_file(str(path))
+
+
 def read_manifest(folder: str | Path) -> dict[str, Any]:
     folder = resolve(folder)
     try:
