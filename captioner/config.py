@@ -183,6 +183,11 @@ class SearchConfig:
     # share of the picture similarity (query vs the cue's visual vector, vse.py) in a cue's score;
     # 0.9 chosen on MSR-VTT val (pipelines/retrieval.py --grid): R@5 41.4 against 24.6 for captions alone
     visual_weight: float = 0.9
+    # share, within the picture similarity, of the cue's neighbourhood: the mean vector of its file's
+    # cues within ``context_seconds`` (find.context_windows); an index records its window and is
+    # rebuilt for another
+    context_weight: float = 0.5
+    context_seconds: float = 30.0
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
 

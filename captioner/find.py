@@ -52,7 +52,7 @@ from .vse import decode_vector, quantize
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 2  # 2: per-cue visual vectors
+INDEX_VERSION = 3  # 2: per-cue visual vectors; 3: their neighbourhoods (context)
 INDEX_FOLDER = ".captioner-search"
 INDEX_FILE = "index.npz"
 #: Dimensions of a cue's visual vector (the sentence-embedding space of all-MiniLM-L6-v2).
@@ -184,6 +184,12 @@ class Index:
     has_visual: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     paths: list[str] = field(default_factory=list)
     model: str = ""
+    # per cue, its picture's neighbourhood (``context_windows``): the rows [ctx_lo, ctx_hi) of the
+    # same file within ``context_seconds``, and 1 / (their visual cues x |mean of their vectors|)
+    ctx_lo: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    ctx_hi: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    ctx_scale: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    context_seconds: float = 0.0
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -191,12 +197,13 @@ class Index:
     # -- file format: one .npz, strings as a UTF-8 JSON blob -------------------------
     def save(self, path: Path) -> None:
         meta = {"version": INDEX_VERSION, "model": self.model, "root": str(self.root), "files": self.files,
+                "context_seconds": self.context_seconds,
                 "paths": self.paths, "texts": self.texts, "concepts": [list(c) for c in self.concepts]}
         blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), np.uint8)
         buf = io.BytesIO()
         np.savez(buf, meta=blob, starts=self.starts, ends=self.ends, file_of=self.file_of, text_of=self.text_of,
                  doc_of=self.doc_of, vectors=self.vectors.astype(np.float16), visual=self.visual,
-                 has_visual=self.has_visual)
+                 has_visual=self.has_visual, ctx_lo=self.ctx_lo, ctx_hi=self.ctx_hi, ctx_scale=self.ctx_scale)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
@@ -218,32 +225,37 @@ class Index:
                     pass
 
     @classmethod
-    def load(cls, path: Path, root: Path, model: str) -> Index | None:
+    def load(cls, path: Path, root: Path, model: str, context_seconds: float = SearchConfig.context_seconds) -> Index | None:
         """The index stored at ``path``, or ``None`` if there is none or it is damaged or does not fit."""
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode("utf-8"))
                 arrays = {k: z[k] for k in ("starts", "ends", "file_of", "text_of", "doc_of", "vectors", "visual",
-                                            "has_visual")}
+                                            "has_visual", "ctx_lo", "ctx_hi", "ctx_scale")}
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as exc:
             log.info("%s: damaged index, rebuilding (%s)", path, exc)
             return None
         try:
-            if meta["version"] != INDEX_VERSION or meta["model"] != model or meta["root"] != str(root):
+            if (meta["version"] != INDEX_VERSION or meta["model"] != model or meta["root"] != str(root)
+                    or meta["context_seconds"] != context_seconds):
                 return None
             # as stored, no copies: the text vectors stay float16 (a float32 copy of a 100,000-cue
             # index is 300 MB of fresh memory, over a second of a new process's start); see _dot
             a = {k: np.asarray(arrays[k], dtype) for k, dtype in (
                 ("starts", np.float64), ("ends", np.float64), ("file_of", np.int32), ("text_of", np.int32),
-                ("doc_of", np.int32), ("vectors", np.float16), ("visual", np.int8), ("has_visual", bool))}
+                ("doc_of", np.int32), ("vectors", np.float16), ("visual", np.int8), ("has_visual", bool),
+                ("ctx_lo", np.int32), ("ctx_hi", np.int32), ("ctx_scale", np.float32))}
             idx = cls(Path(root), dict(meta["files"]), a["starts"], a["ends"], a["file_of"], a["text_of"], a["doc_of"],
                       [tuple(c) for c in meta["concepts"]], list(meta["texts"]), a["vectors"], a["visual"],
-                      a["has_visual"], list(meta["paths"]), model)
+                      a["has_visual"], list(meta["paths"]), model, a["ctx_lo"], a["ctx_hi"], a["ctx_scale"],
+                      float(meta["context_seconds"]))
             n, t = len(idx.starts), len(idx.texts)
             ok = (all(len(a) == n for a in (idx.ends, idx.file_of, idx.text_of, idx.doc_of, idx.concepts, idx.visual,
-                                            idx.has_visual))
+                                            idx.has_visual, idx.ctx_lo, idx.ctx_hi, idx.ctx_scale))
+                  and (n == 0 or (0 <= idx.ctx_lo.min() and idx.ctx_hi.max() <= n
+                                  and bool(np.all(idx.ctx_lo <= np.arange(n))) and bool(np.all(np.arange(n) < idx.ctx_hi))))
                   and idx.visual.ndim == 2 and idx.visual.shape[1] == VECTOR_DIM
                   and idx.vectors.ndim == 2 and len(idx.vectors) == t
                   and (n == 0 or (0 <= idx.text_of.min() and idx.text_of.max() < t and 0 <= idx.doc_of.min()
@@ -290,7 +302,7 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
     t0 = time.perf_counter()
     root = Path(root).resolve()
     path = Path(path) if path is not None else index_path(root)
-    old = Index.load(path, root, MODEL_NAME)
+    old = Index.load(path, root, MODEL_NAME, config.context_seconds)
     stats = UpdateStats()
     outputs = find_outputs(root)
     stats.files = len(outputs)
@@ -308,7 +320,7 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
         return old, stats  # nothing changed: nothing to write
 
     known = {t: i for i, t in enumerate(old.texts)} if old is not None else {}
-    new = Index(root, model=MODEL_NAME)
+    new = Index(root, model=MODEL_NAME, context_seconds=config.context_seconds)
     texts: list[str] = []
     text_ids: dict[str, int] = {}
     reuse: list[int] = []  # per new text: its row in the old vectors, or -1
@@ -372,6 +384,7 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
     new.file_of = np.asarray(file_of, np.int32)
     new.text_of = np.asarray(text_of, np.int32)
     new.doc_of = np.asarray(doc_of, np.int32)
+    new.ctx_lo, new.ctx_hi, new.ctx_scale = context_windows(new, config.context_seconds)
     stats.embedded, stats.cues = len(fresh), len(new)
     try:
         new.save(path)
@@ -380,6 +393,40 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
         log.warning("cannot write the search index %s: %s", path, exc.strerror or exc)
     stats.seconds = time.perf_counter() - t0
     return new, stats
+
+
+def context_windows(index: Index, seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each cue's picture neighbourhood: the cues of its file whose middles lie within ``seconds`` of its own.
+
+    A cue's visual vector comes from a few frames, so one unlucky frame can hide
+    what a whole shot or clip shows. ``cue_scores`` therefore also compares a query
+    with the mean of the neighbourhood's vectors; that is the mean of the query's
+    similarities with them divided by the mean vector's length, so only the window
+    (rows [lo, hi), cues of a file being stored in time order) and that factor are
+    kept: ``scale`` = 1 / (visual cues in the window x |their mean vector|), 0 when
+    the window has none. A file whose cues are not in time order gets windows of one.
+    """
+    n = len(index)
+    lo, hi = np.arange(n, dtype=np.int32), np.arange(1, n + 1, dtype=np.int32)
+    scale = np.zeros(n, np.float32)
+    if not n:
+        return lo, hi, scale
+    mid = (index.starts + index.ends) / 2
+    vis = index.visual.astype(np.float32) / 127.0
+    bounds = np.flatnonzero(np.diff(index.file_of)) + 1
+    for a, b in zip(np.r_[0, bounds], np.r_[bounds, n]):
+        m = mid[a:b]
+        if seconds > 0 and np.all(np.diff(m) >= 0):
+            lo[a:b] = a + np.searchsorted(m, m - seconds, side="left")
+            hi[a:b] = a + np.searchsorted(m, m + seconds, side="right")
+        sums = np.cumsum(np.r_[np.zeros((1, vis.shape[1]), np.float32), vis[a:b] * index.has_visual[a:b, None]], 0)
+        counts = np.cumsum(np.r_[0, index.has_visual[a:b].astype(np.int64)])
+        for i in range(a, b):
+            k = counts[hi[i] - a] - counts[lo[i] - a]
+            if k:
+                length = float(np.linalg.norm(sums[hi[i] - a] - sums[lo[i] - a])) / k
+                scale[i] = 1.0 / (k * length) if length > 1e-6 else 0.0
+    return lo, hi, scale
 
 
 # --------------------------------------------------------------------------- scoring
@@ -442,7 +489,12 @@ def cue_scores(index: Index, query_vec: np.ndarray, words: WordScorer | None, qu
     doc = sims[index.doc_of]
     score = (1.0 - config.concept_weight) * sims[index.text_of] + config.concept_weight * doc
     if config.visual_weight and len(index):
-        vis = np.where(index.has_visual, _dot(index.visual, query_vec) / 127.0, doc)
+        own = _dot(index.visual, query_vec) / 127.0
+        vis = np.where(index.has_visual, own, doc)
+        if config.context_weight:
+            csum = np.r_[0.0, np.cumsum(np.where(index.has_visual, own, 0.0), dtype=np.float64)]
+            context = (csum[index.ctx_hi] - csum[index.ctx_lo]) * index.ctx_scale
+            vis = np.where(index.ctx_scale > 0, (1.0 - config.context_weight) * vis + config.context_weight * context, vis)
         score = (1.0 - config.visual_weight) * score + config.visual_weight * vis
     if words is not None and config.word_weight:
         score = score + config.word_weight * words.scores(query)

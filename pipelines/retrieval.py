@@ -104,10 +104,14 @@ def main() -> None:
     if idx.has_visual.any():
         measure("picture only (visual vectors), max", vis_sim)
     if args.grid:
-        for vw in (0.25, 0.5, 0.6, 0.7, 0.8, 0.9):
-            for pool in ("max", "mean"):
-                measure(f"visual_weight {vw} with the caption+concepts sentence, {pool}",
-                        (1 - vw) * doc_sim + vw * vis_sim, pool)
+        for vw in (0.5, 0.7, 0.8, 0.9, 1.0):
+            for cw in (0.0, 0.25, 0.5, 0.75, 1.0):
+                conf = replace(base, visual_weight=vw, context_weight=cw)
+                measure(f"visual_weight {vw}, context_weight {cw}, max",
+                        np.stack([cue_scores(idx, q, words, text, conf) for q, (_, text) in zip(qv, queries)]))
+        for vw in (0.5, 0.9):
+            measure(f"visual_weight {vw} with the caption+concepts sentence, no context, mean",
+                    (1 - vw) * doc_sim + vw * vis_sim, "mean")
         measure("caption only, first cue (one caption per video)",
                 np.where(np.r_[True, video_of[1:] != video_of[:-1]][None, :], cap_sim, -np.inf))
         measure("caption only, max over cues", cap_sim)

@@ -106,3 +106,43 @@ def test_a_bad_vector_leaves_that_file_out_with_a_reason(tmp_path: Path) -> None
     (root / "good.json").write_text(json.dumps({"metadata": {}, "cues": [{"start": 0, "end": 1, "text": "a dog"}]}))
     s = Searcher([root], replace(SearchConfig(), visual_weight=0.5), Fixed({}))
     assert [Path(p).name for p, _ in s.errors] == ["bad.json"] and s.cues == 1
+
+
+def test_a_cue_borrows_its_neighbourhood_picture(tmp_path: Path) -> None:
+    """One frame of a clip missed the query's content: its neighbours' vectors lift it (context_weight)."""
+    q = unit(20)
+    near_q = q + 0.3 * unit(21)
+    near_q /= np.linalg.norm(near_q)
+    root = tmp_path / "subs"
+    root.mkdir()
+
+    def clip(name: str, vecs: list[np.ndarray], step: float = 2.0) -> None:
+        cues = [{"start": i * step, "end": (i + 1) * step, "text": "a man is talking", "vector": encode_vector(v)}
+                for i, v in enumerate(vecs)]
+        (root / name).write_text(json.dumps({"metadata": {}, "cues": cues}), encoding="utf-8")
+
+    clip("a.json", [unit(30), near_q, near_q])  # the cue at 0-2 s shows nothing of it; the rest of the clip does
+    clip("b.json", [unit(31), unit(32), unit(33)])
+    clip("far.json", [unit(34), near_q], step=100.0)  # its second cue is 100 s away: outside a 30 s window
+    emb = Fixed({"someone explains a recipe": q})
+    idx, _ = update_index(root, emb, SearchConfig(context_seconds=30.0))
+    a = [i for i in range(len(idx)) if idx.paths[idx.file_of[i]] == "a.json"]
+    far = [i for i in range(len(idx)) if idx.paths[idx.file_of[i]] == "far.json"]
+    assert idx.ctx_lo[a[0]] == a[0] and idx.ctx_hi[a[0]] == a[-1] + 1  # the whole clip
+    assert idx.ctx_hi[far[0]] == far[0] + 1  # alone
+
+    def first_cue_score(weight: float, name: str) -> float:
+        s = Searcher([root], SearchConfig(visual_weight=1.0, context_weight=weight, context_seconds=30.0), emb)
+        hits = s.search("someone explains a recipe", 20).hits
+        return next(h.score for h in hits if h.output.name == name and h.start == 0.0)
+
+    own, helped = first_cue_score(0.0, "a.json"), first_cue_score(0.5, "a.json")
+    expected_context = float(q @ ((near_q * 2 + decode_vector(encode_vector(unit(30)))) / 3)) / float(
+        np.linalg.norm((decode_vector(encode_vector(near_q)) * 2 + decode_vector(encode_vector(unit(30)))) / 3))
+    assert helped > own + 0.2 and abs(helped - (0.5 * own + 0.5 * expected_context)) < 0.02
+    assert abs(first_cue_score(0.5, "far.json") - first_cue_score(0.0, "far.json")) < 1e-4  # its window is itself
+    # the index records its window: another one rebuilds it, the same one is reused
+    _, st = update_index(root, emb, SearchConfig(context_seconds=30.0))
+    assert not st.written
+    _, st = update_index(root, emb, SearchConfig(context_seconds=5.0))
+    assert st.written
