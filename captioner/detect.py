@@ -23,7 +23,7 @@ checksum are in ``model.json`` under ``"detectors"``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -58,6 +58,9 @@ class Detectors:
     presence_threshold: float = 0.0  # P(person) under which no person word is said (0 = never banned)
     # optional low-rank factor: cell scores are (x @ basis) @ weight, weight then [r, D] (pipelines.detector_rank)
     basis: np.ndarray | None = None
+    # other words with a threshold of their own: under it the word (and its plural) is not said,
+    # as person words under ``presence_threshold`` (pipelines.word_thresholds chooses them)
+    word_thresholds: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         d = len(self.words)
@@ -66,6 +69,9 @@ class Detectors:
             raise ModelError(f"detectors: tensors do not match {d} words")
         if self.basis is not None and (self.basis.ndim != 2 or self.basis.shape[1] != self.weight.shape[0]):
             raise ModelError("detectors: basis does not match weight")
+        unknown = set(self.word_thresholds) - set(self.words)
+        if unknown:
+            raise ModelError(f"detectors: thresholds for words without a detector: {', '.join(sorted(unknown)[:5])}")
 
     @property
     def feature_dim(self) -> int:
@@ -81,7 +87,7 @@ class Detectors:
             return self
         u, s, vt = np.linalg.svd(self.weight.astype(np.float64), full_matrices=False)
         return Detectors(self.words, vt[:rank].astype(np.float32), self.bias, self.platt_a, self.platt_b,
-                         self.presence_threshold, (u[:, :rank] * s[:rank]).astype(np.float32))
+                         self.presence_threshold, (u[:, :rank] * s[:rank]).astype(np.float32), self.word_thresholds)
 
     def index(self, word: str) -> int:
         return self.words.index(word)
@@ -116,6 +122,12 @@ class Detectors:
         return [(self.words[j], float(probs[j])) for j in order if self.words[j] not in skip][:k]
 
 
+def word_forms(word: str, vocab_index) -> set[int]:
+    """Token ids of a detector word and its plural (detector words are singular: "dog" covers "dogs")."""
+    forms = {word, word + "s", word + "es"} | ({word[:-1] + "ies"} if word.endswith("y") else set())
+    return {vocab_index(f) for f in forms}
+
+
 def save_detectors(folder: Path, det: Detectors, extra: Mapping | None = None) -> dict:
     """Write ``detectors.safetensors`` into a model folder; returns the manifest entry for ``model.json``."""
     from .weights import save_tensors
@@ -125,7 +137,8 @@ def save_detectors(folder: Path, det: Detectors, extra: Mapping | None = None) -
     if det.basis is not None:
         tensors["basis"] = det.basis.astype(np.float16)
     return {"words": list(det.words), "sha256": save_tensors(folder, TENSORS, tensors),
-            "presence_threshold": det.presence_threshold, **dict(extra or {})}
+            "presence_threshold": det.presence_threshold,
+            **({"word_thresholds": dict(det.word_thresholds)} if det.word_thresholds else {}), **dict(extra or {})}
 
 
 def load_detectors(folder: Path, manifest: Mapping) -> Detectors | None:
@@ -141,7 +154,8 @@ def load_detectors(folder: Path, manifest: Mapping) -> Detectors | None:
         return Detectors(tuple(entry["words"]), t["weight"].astype(np.float32), t["bias"].astype(np.float32),
                          t["platt_a"].astype(np.float32), t["platt_b"].astype(np.float32),
                          float(entry.get("presence_threshold", 0.0)),
-                         t["basis"].astype(np.float32) if "basis" in t else None)
+                         t["basis"].astype(np.float32) if "basis" in t else None,
+                         {str(w): float(v) for w, v in dict(entry.get("word_thresholds") or {}).items()})
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelError(f"{path}: does not match model.json ({exc.__class__.__name__}: {str(exc)[:100]})") from None
 
@@ -149,7 +163,8 @@ def load_detectors(folder: Path, manifest: Mapping) -> Detectors | None:
 def describe(entry: Mapping) -> str:
     """One line for ``captioner info``."""
     return f"{len(entry.get('words', []))} concept detectors learnt from captions" + (
-        f", person words need P(person) >= {float(entry['presence_threshold']):.3g}" if entry.get("presence_threshold") else "")
+        f", person words need P(person) >= {float(entry['presence_threshold']):.3g}" if entry.get("presence_threshold") else "") + (
+        f", {len(entry['word_thresholds'])} other words need their detector's" if entry.get("word_thresholds") else "")
 
 
 

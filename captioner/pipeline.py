@@ -129,6 +129,14 @@ class Captioner:
         self._person_ids: tuple[int, ...] = ()
         if self.detectors is not None and self.detectors.presence_threshold > 0 and "person" in self.detectors.words:
             self._person_ids = tuple(sorted({self.vocab.index(w) for w in PERSON_WORDS} - {self.vocab.unk_id}))
+        # other words' own thresholds: (detector index, threshold, token ids of the word's forms)
+        self._word_bans: tuple[tuple[int, float, tuple[int, ...]], ...] = ()
+        if self.detectors is not None and self.detectors.word_thresholds:
+            from .detect import word_forms
+
+            self._word_bans = tuple(
+                (self.detectors.index(w), t, ids) for w, t in sorted(self.detectors.word_thresholds.items())
+                if (ids := tuple(sorted(word_forms(w, self.vocab.index) - {self.vocab.unk_id}))))
 
         # where a segment sits among sentences, written into JSON for `captioner search` (vse.py)
         from .vse import load_vse
@@ -215,10 +223,15 @@ class Captioner:
         return self.detectors.probs(feats)
 
     def _absent(self, detected: np.ndarray | None) -> tuple[int, ...]:
-        """Person words, when the person detector says nobody is there (presence-aware decoding)."""
-        if detected is None or not self._person_ids:
+        """Words the detectors say are not there (presence-aware decoding): person words, and any word under its own threshold."""
+        if detected is None:
             return ()
-        return self._person_ids if detected[self.detectors.index("person")] < self.detectors.presence_threshold else ()
+        person_absent = self._person_ids and detected[self.detectors.index("person")] < self.detectors.presence_threshold
+        out = self._person_ids if person_absent else ()
+        for j, threshold, ids in self._word_bans:
+            if detected[j] < threshold:
+                out = out + ids
+        return out
 
     def _concept_inputs(self, detected: np.ndarray | None,
                         probs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:

@@ -108,9 +108,9 @@ def test_no_person_word_when_the_person_detector_says_nobody_is_there(tmp_path):
     folder = save_model(tmp_path / "m", model.state_dict(), vocab, config, name="t", encoder="efficientnet-lite0")
     manifest = json.loads((folder / MANIFEST).read_text())
 
-    def with_threshold(t: float):
+    def with_threshold(t: float, words: dict | None = None):
         det = Detectors(("person", "dog"), np.zeros((1280, 2), np.float32), np.full(2, -8.0, np.float32),
-                        np.ones(2, np.float32), np.zeros(2, np.float32), t)
+                        np.ones(2, np.float32), np.zeros(2, np.float32), t, word_thresholds=words or {})
         manifest["detectors"] = save_detectors(folder, det)
         (folder / MANIFEST).write_text(json.dumps(manifest))
         cap = Captioner(replace(CaptionConfig(), model_dir=folder,
@@ -120,6 +120,14 @@ def test_no_person_word_when_the_person_detector_says_nobody_is_there(tmp_path):
     # P(person) = 1 - (1 - sigmoid(-8))^49 ~ 0.016
     assert "man" in with_threshold(0.0).split()  # no threshold: the prior says "man"
     assert "man" not in with_threshold(0.5).split() and "dog" in with_threshold(0.5).split()
+    # any other word with a threshold of its own: P(dog) ~ 0.016 is under 0.5, so neither "man" nor "dog"
+    both = with_threshold(0.5, {"dog": 0.5}).split()
+    assert "man" not in both and "dog" not in both and both
+    assert "dog" in with_threshold(0.5, {"dog": 0.01}).split()  # over its threshold: said
+    back = load_detectors(folder, json.loads((folder / MANIFEST).read_text()))
+    assert back.word_thresholds == {"dog": 0.01}
+    with pytest.raises(ModelError, match="without a detector"):
+        replace(back, word_thresholds={"cat": 0.2})
 
 
 def test_low_rank_copy_is_close_and_round_trips(tmp_path):
