@@ -47,6 +47,66 @@ policeman officer soldier soldiers student students audience fans spectators""".
 
 
 @dataclass(frozen=True)
+class PresenceHead:
+    """P(a person is visible) in a picture or segment: a small MLP over each frame's mean and max cell.
+
+    The person detector is one linear unit per cell; on web photos (Conceptual
+    Captions held-out) this head, trained on the same labels, ranks better (AP 72 ->
+    ~78, pipelines/train_presence.py), so presence-aware decoding asks it instead.
+    A segment's probability is the mean over its frames.
+    """
+
+    mean: np.ndarray  # [2C]
+    std: np.ndarray  # [2C]
+    w1: np.ndarray  # [2C, H]
+    b1: np.ndarray  # [H]
+    w2: np.ndarray  # [H]
+    b2: float
+    threshold: float  # under it, no person word is said
+
+    def prob(self, feats: np.ndarray) -> float:
+        """Stacked cells [F*49, C] (or [F, 49, C]) -> P(person)."""
+        f = np.asarray(feats, dtype=np.float32)
+        if f.ndim == 2:
+            f = f.reshape(-1, CELLS, f.shape[1])
+        x = (np.concatenate([f.mean(1), f.max(1)], axis=1) - self.mean) / self.std
+        z = np.maximum(x @ self.w1 + self.b1, 0.0) @ self.w2 + self.b2
+        return float((1.0 / (1.0 + np.exp(-z))).mean())
+
+
+PRESENCE_TENSORS = "presence.safetensors"
+
+
+def save_presence(folder: Path, head: PresenceHead) -> dict:
+    """Write ``presence.safetensors``; returns its entry for ``model.json``'s detectors (``"presence"``)."""
+    from .weights import save_tensors
+
+    tensors = {"mean": head.mean.astype(np.float32), "std": head.std.astype(np.float32),
+               "w1": head.w1.astype(np.float16), "b1": head.b1.astype(np.float32),
+               "w2": head.w2.astype(np.float32), "b2": np.array([head.b2], np.float32)}
+    return {"sha256": save_tensors(folder, PRESENCE_TENSORS, tensors), "threshold": head.threshold}
+
+
+def load_presence(folder: Path, entry: Mapping | None) -> PresenceHead | None:
+    """The detectors' presence head, checksum verified, or None when ``entry`` lists none."""
+    if not entry:
+        return None
+    from .weights import load_tensors
+
+    t = load_tensors(folder, PRESENCE_TENSORS, entry, "a presence head")
+    try:
+        head = PresenceHead(t["mean"].astype(np.float32), t["std"].astype(np.float32), t["w1"].astype(np.float32),
+                            t["b1"].astype(np.float32), t["w2"].astype(np.float32), float(t["b2"][0]),
+                            float(entry["threshold"]))
+        if not (head.w1.shape == (len(head.mean), len(head.b1)) and head.w2.shape == head.b1.shape == (head.w1.shape[1],)
+                and head.std.shape == head.mean.shape):
+            raise ValueError("shapes do not chain")
+        return head
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise ModelError(f"{Path(folder) / PRESENCE_TENSORS}: not a presence head ({exc.__class__.__name__}: {str(exc)[:100]})") from None
+
+
+@dataclass(frozen=True)
 class Detectors:
     """Calibrated word detectors over grid cells (see the module docstring)."""
 
@@ -61,6 +121,8 @@ class Detectors:
     # other words with a threshold of their own: under it the word (and its plural) is not said,
     # as person words under ``presence_threshold`` (pipelines.word_thresholds chooses them)
     word_thresholds: Mapping[str, float] = field(default_factory=dict)
+    # asked instead of the "person" unit and ``presence_threshold`` when present (PresenceHead)
+    presence: PresenceHead | None = None
 
     def __post_init__(self) -> None:
         d = len(self.words)
@@ -87,7 +149,14 @@ class Detectors:
             return self
         u, s, vt = np.linalg.svd(self.weight.astype(np.float64), full_matrices=False)
         return Detectors(self.words, vt[:rank].astype(np.float32), self.bias, self.platt_a, self.platt_b,
-                         self.presence_threshold, (u[:, :rank] * s[:rank]).astype(np.float32), self.word_thresholds)
+                         self.presence_threshold, (u[:, :rank] * s[:rank]).astype(np.float32), self.word_thresholds,
+                         self.presence)
+
+    def person_absent(self, feats: np.ndarray, probs: np.ndarray) -> bool:
+        """Whether nobody is visible: the presence head under its threshold, else P(person) under ``presence_threshold``."""
+        if self.presence is not None:
+            return self.presence.prob(feats) < self.presence.threshold
+        return self.presence_threshold > 0 and float(probs[self.index("person")]) < self.presence_threshold
 
     def index(self, word: str) -> int:
         return self.words.index(word)
@@ -155,7 +224,8 @@ def load_detectors(folder: Path, manifest: Mapping) -> Detectors | None:
                          t["platt_a"].astype(np.float32), t["platt_b"].astype(np.float32),
                          float(entry.get("presence_threshold", 0.0)),
                          t["basis"].astype(np.float32) if "basis" in t else None,
-                         {str(w): float(v) for w, v in dict(entry.get("word_thresholds") or {}).items()})
+                         {str(w): float(v) for w, v in dict(entry.get("word_thresholds") or {}).items()},
+                         load_presence(Path(folder), entry.get("presence")))
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelError(f"{path}: does not match model.json ({exc.__class__.__name__}: {str(exc)[:100]})") from None
 
@@ -164,7 +234,8 @@ def describe(entry: Mapping) -> str:
     """One line for ``captioner info``."""
     return f"{len(entry.get('words', []))} concept detectors learnt from captions" + (
         f", person words need P(person) >= {float(entry['presence_threshold']):.3g}" if entry.get("presence_threshold") else "") + (
-        f", {len(entry['word_thresholds'])} other words need their detector's" if entry.get("word_thresholds") else "")
+        f", {len(entry['word_thresholds'])} other words need their detector's" if entry.get("word_thresholds") else "") + (
+        f"; a presence head decides person words (P >= {float(entry['presence']['threshold']):.3g})" if entry.get("presence") else "")
 
 
 

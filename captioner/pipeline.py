@@ -127,7 +127,8 @@ class Captioner:
 
         self.detectors = load_detectors(self.model_info.path, {"detectors": self.model_info.detectors})
         self._person_ids: tuple[int, ...] = ()
-        if self.detectors is not None and self.detectors.presence_threshold > 0 and "person" in self.detectors.words:
+        if self.detectors is not None and "person" in self.detectors.words and (
+                self.detectors.presence_threshold > 0 or self.detectors.presence is not None):
             self._person_ids = tuple(sorted({self.vocab.index(w) for w in PERSON_WORDS} - {self.vocab.unk_id}))
         # other words' own thresholds: (detector index, threshold, token ids of the word's forms)
         self._word_bans: tuple[tuple[int, float, tuple[int, ...]], ...] = ()
@@ -174,7 +175,7 @@ class Captioner:
             probs = [None if p is None else np.asarray(p, dtype=np.float32) for _, p in items]
             detected = [self._detect(f) for f in feats]
             concepts = [self._concept_inputs(d, p) for d, p in zip(detected, probs)]
-            banned = [self._banned + self._absent(d) for d in detected]
+            banned = [self._banned + self._absent(d, f) for d, f in zip(detected, feats)]
             beam_size = self.config.decoding.beam_size  # 1: greedy, under the same rules
             found = [(h.tokens, round(h.confidence, 4)) for h in
                      self._search([(f, c, b, ()) for f, c, b in zip(feats, concepts, banned)], video, beam_size)]
@@ -186,7 +187,8 @@ class Captioner:
                     rule = self.grounder.constraints(concept, tokens) if concept is not None else None
                     if rule is not None:
                         required, extra_banned = rule
-                        banned = tuple(t for t in self._banned + self._absent(detected[i]) if t not in set(required)) + extra_banned
+                        banned = tuple(t for t in self._banned + self._absent(detected[i], feats[i])
+                                       if t not in set(required)) + extra_banned
                         again.append((i, (feats[i], concepts[i], banned, required)))
                 # placing a required word needs a beam search (a constraint group besides the free beam)
                 retry = self._search([a for _, a in again], video, max(2, beam_size))
@@ -222,12 +224,11 @@ class Captioner:
             return None
         return self.detectors.probs(feats)
 
-    def _absent(self, detected: np.ndarray | None) -> tuple[int, ...]:
+    def _absent(self, detected: np.ndarray | None, feats: np.ndarray) -> tuple[int, ...]:
         """Words the detectors say are not there (presence-aware decoding): person words, and any word under its own threshold."""
         if detected is None:
             return ()
-        person_absent = self._person_ids and detected[self.detectors.index("person")] < self.detectors.presence_threshold
-        out = self._person_ids if person_absent else ()
+        out = self._person_ids if self._person_ids and self.detectors.person_absent(feats, detected) else ()
         for j, threshold, ids in self._word_bans:
             if detected[j] < threshold:
                 out = out + ids

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from captioner.detect import load_detectors
+from captioner.detect import PERSON_WORDS, load_detectors
 from captioner.weights import MANIFEST, read_manifest
 
 from .common import CACHE
@@ -37,11 +37,12 @@ log = logging.getLogger("word_thresholds")
 
 def thresholds(probs: np.ndarray, labels: np.ndarray, words: list[str], recall: float, min_ap: float,
                min_positives: int) -> tuple[dict[str, float], dict[str, dict]]:
-    """Per word (person excluded: it has its own rule): the threshold keeping ``recall`` of its positives."""
+    """Per word (person words excluded: presence has its own rule, and which person is not
+    presence): the threshold keeping ``recall`` of its positives."""
     chosen, report = {}, {}
     for j, w in enumerate(words):
         pos = labels[:, j] > 0
-        if w == "person" or pos.sum() < min_positives:
+        if w == "person" or w in PERSON_WORDS or pos.sum() < min_positives:
             continue
         ap = average_precision(probs[:, j], labels[:, j])
         t = float(np.quantile(probs[pos, j], 1 - recall))

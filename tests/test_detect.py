@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from captioner.detect import CELLS, Detectors, concept_inputs, load_detectors, save_detectors
+from captioner.detect import CELLS, Detectors, PresenceHead, concept_inputs, load_detectors, save_detectors, save_presence
 from captioner.errors import ModelError
 from captioner.vocab import Vocabulary
 
@@ -108,10 +108,14 @@ def test_no_person_word_when_the_person_detector_says_nobody_is_there(tmp_path):
     folder = save_model(tmp_path / "m", model.state_dict(), vocab, config, name="t", encoder="efficientnet-lite0")
     manifest = json.loads((folder / MANIFEST).read_text())
 
-    def with_threshold(t: float, words: dict | None = None):
+    def with_threshold(t: float, words: dict | None = None, presence_logit: float | None = None):
         det = Detectors(("person", "dog"), np.zeros((1280, 2), np.float32), np.full(2, -8.0, np.float32),
                         np.ones(2, np.float32), np.zeros(2, np.float32), t, word_thresholds=words or {})
         manifest["detectors"] = save_detectors(folder, det)
+        if presence_logit is not None:  # a head that says P(person) = sigmoid(presence_logit) for any picture
+            head = PresenceHead(np.zeros(2560, np.float32), np.ones(2560, np.float32), np.zeros((2560, 4), np.float32),
+                                np.zeros(4, np.float32), np.zeros(4, np.float32), presence_logit, 0.5)
+            manifest["detectors"]["presence"] = save_presence(folder, head)
         (folder / MANIFEST).write_text(json.dumps(manifest))
         cap = Captioner(replace(CaptionConfig(), model_dir=folder,
                                 decoding=replace(CaptionConfig().decoding, beam_size=2, max_length=3)))
@@ -128,6 +132,15 @@ def test_no_person_word_when_the_person_detector_says_nobody_is_there(tmp_path):
     assert back.word_thresholds == {"dog": 0.01}
     with pytest.raises(ModelError, match="without a detector"):
         replace(back, word_thresholds={"cat": 0.2})
+    # a presence head, when the model has one, decides instead of the person unit and its threshold
+    assert "man" in with_threshold(0.5, presence_logit=4.0).split()  # the head sees someone (P 0.98 >= 0.5)
+    assert "man" not in with_threshold(0.0, presence_logit=-4.0).split()  # the head sees nobody
+    back = load_detectors(folder, json.loads((folder / MANIFEST).read_text()))
+    assert back.presence is not None and back.presence.threshold == 0.5
+    assert abs(back.presence.prob(np.zeros((2 * CELLS, 1280), np.float32)) - 1 / (1 + np.exp(4.0))) < 1e-4
+    (folder / "presence.safetensors").write_bytes(b"x" * 10)
+    with pytest.raises(ModelError, match="checksum"):
+        load_detectors(folder, json.loads((folder / MANIFEST).read_text()))
 
 
 def test_low_rank_copy_is_close_and_round_trips(tmp_path):
