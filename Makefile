@@ -32,7 +32,7 @@ test: install
 
 # stage 1: Flickr8k + caption-only text (ImageNet concepts); stage 2: MSR-VTT frames, CC3M photos and
 # concept detectors learnt from captions (needs the two git mirrors named in ../shared/data/README.md);
-# then the visual vectors `captioner search` ranks by (pipelines.train_scst, stage 3, is an experiment: not shipped)
+# then the person presence head and the visual vectors `captioner search` ranks by (pipelines.train_scst, stage 3, is an experiment: not shipped)
 train: install
 	$(PY) -m pipelines.extract_features --set flickr8k --set coco
 	$(PY) -m pipelines.train --run .cache/runs/concepts --epochs 6
@@ -41,6 +41,7 @@ train: install
 	$(PY) -m pipelines.extract_features --set msrvtt --set cc3m
 	$(PY) -m pipelines.train_detectors
 	$(PY) -m pipelines.train_video --init .cache/models/stage1 --run .cache/runs/video --out weights
+	$(PY) -m pipelines.train_presence --model weights --out weights
 	$(PY) -m pipelines.train_vse --init weights --run .cache/runs/vse --out weights
 
 eval: install

@@ -12,7 +12,12 @@ Selection and threshold use held-out pictures only (Flickr8k dev, MSR-VTT val fr
 CC3M keys divisible by 20):
 - the epoch: the best mean AP over the three held-out sets;
 - the threshold: the same rule as the detectors' person threshold. Held-out
-  pictures with a person keep their person words for ``--recall`` of them.
+  pictures with a person keep their person words for ``--recall`` of them. The
+  default, 92 %, was chosen on validation captions (the shipped decoder's captions
+  of held-out CC3M photos and Flickr8k dev, no ban): the loosest rule under which
+  at most 15 % of held-out CC3M photos without a person get a person word while
+  Flickr8k dev photos that ≥ 3 references say show one keep it for ≥ 90 % (95 %:
+  19.1 % / 93.7 %; 92 %: 14.3 % / 93.3 %; 90 %: 11.3 % / 92.0 %).
 
 Writes a copy of ``--model`` into ``--out`` with ``presence.safetensors`` and a
 ``"presence"`` entry in its detectors (``--out weights`` ships it), plus a report
@@ -75,7 +80,7 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--recall", type=float, default=0.95, help="held-out pictures with a person that keep person words")
+    ap.add_argument("--recall", type=float, default=0.92, help="held-out pictures with a person that keep person words")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
