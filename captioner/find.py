@@ -421,11 +421,10 @@ def context_windows(index: Index, seconds: float) -> tuple[np.ndarray, np.ndarra
             hi[a:b] = a + np.searchsorted(m, m + seconds, side="right")
         sums = np.cumsum(np.r_[np.zeros((1, vis.shape[1]), np.float32), vis[a:b] * index.has_visual[a:b, None]], 0)
         counts = np.cumsum(np.r_[0, index.has_visual[a:b].astype(np.int64)])
-        for i in range(a, b):
-            k = counts[hi[i] - a] - counts[lo[i] - a]
-            if k:
-                length = float(np.linalg.norm(sums[hi[i] - a] - sums[lo[i] - a])) / k
-                scale[i] = 1.0 / (k * length) if length > 1e-6 else 0.0
+        k = counts[hi[a:b] - a] - counts[lo[a:b] - a]
+        total = np.linalg.norm(sums[hi[a:b] - a] - sums[lo[a:b] - a], axis=1)  # k x |mean vector|
+        ok = (k > 0) & (total > 1e-6 * np.maximum(k, 1))
+        scale[a:b][ok] = 1.0 / total[ok]
     return lo, hi, scale
 
 
