@@ -232,10 +232,14 @@ def load_detectors(folder: Path, manifest: Mapping) -> Detectors | None:
 
 def describe(entry: Mapping) -> str:
     """One line for ``captioner info``."""
-    return f"{len(entry.get('words', []))} concept detectors learnt from captions" + (
-        f", person words need P(person) >= {float(entry['presence_threshold']):.3g}" if entry.get("presence_threshold") else "") + (
-        f", {len(entry['word_thresholds'])} other words need their detector's" if entry.get("word_thresholds") else "") + (
-        f"; a presence head decides person words (P >= {float(entry['presence']['threshold']):.3g})" if entry.get("presence") else "")
+    if entry.get("presence"):
+        person = f", person words need the presence head's P(person) >= {float(entry['presence']['threshold']):.3g}"
+    elif entry.get("presence_threshold"):
+        person = f", person words need P(person) >= {float(entry['presence_threshold']):.3g}"
+    else:
+        person = ""
+    others = f", {len(entry['word_thresholds'])} other words need their detector's" if entry.get("word_thresholds") else ""
+    return f"{len(entry.get('words', []))} concept detectors learnt from captions{person}{others}"
 
 
 
