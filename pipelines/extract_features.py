@@ -46,6 +46,29 @@ def feature_rows(encoder: str, set_name: str) -> dict[str, int]:
     return {f: i for i, f in enumerate(files)}
 
 
+def pooled_cells(encoder: str, set_name: str, rows: np.ndarray | None = None, det=None,
+                 chunk: int = 1024) -> dict[str, np.ndarray]:
+    """Per picture of a cached set (``rows`` of its grid, default all): its mean cell and max cell
+    (``"pooled"``, ``"maxed"``: [N, C]) and, given ``det`` (``captioner.detect.Detectors``), its
+    detector probabilities (``"det"``: [N, D]). The grid is read in row order, ``chunk`` pictures at a time.
+    """
+    grid = np.load(feature_dir(encoder) / f"{set_name}_grid.npy", mmap_mode="r")
+    rows = np.arange(len(grid)) if rows is None else np.asarray(rows)
+    out = {"pooled": np.zeros((len(rows), grid.shape[2]), np.float32),
+           "maxed": np.zeros((len(rows), grid.shape[2]), np.float32)}
+    if det is not None:
+        out["det"] = np.zeros((len(rows), len(det.words)), np.float32)
+    order = np.argsort(rows, kind="stable")
+    for a in range(0, len(rows), chunk):
+        sel = order[a : a + chunk]
+        g = np.asarray(grid[rows[sel]], dtype=np.float32)
+        out["pooled"][sel] = g.mean(1)
+        out["maxed"][sel] = g.max(1)
+        if det is not None:
+            out["det"][sel] = det.frame_probs(g)
+    return out
+
+
 def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None = None) -> Path:
     out = feature_dir(encoder_name)
     out.mkdir(parents=True, exist_ok=True)

@@ -42,30 +42,24 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from captioner.detect import PresenceHead, load_detectors, save_presence
+from captioner.detect import Detectors, PresenceHead, load_detectors, save_presence
 from captioner.weights import MANIFEST, read_manifest
 
 from .common import CACHE
-from .extract_features import feature_dir
+from .extract_features import pooled_cells
 from .train_detectors import average_precision, labelled_sets
 
 log = logging.getLogger("presence")
 
 
-def pooled_pictures(encoder: str, sets: list[dict], labels: dict, person_unit) -> dict[str, dict]:
+def pooled_pictures(encoder: str, sets: list[dict], labels: dict, det: Detectors) -> dict[str, dict]:
     """Per set: [mean cell ‖ max cell] per picture, person label, split, and the detector unit's P(person)."""
     out = {}
+    person = det.index("person")
     for s in sets:
-        grid = np.load(feature_dir(encoder) / f"{s['name']}_grid.npy", mmap_mode="r")
-        rows = s["rows"]
-        x = np.zeros((len(rows), 2 * grid.shape[2]), np.float32)
-        unit = np.zeros(len(rows), np.float32)
-        order = np.argsort(rows)
-        for a in range(0, len(rows), 1024):
-            sel = order[a : a + 1024]
-            g = np.asarray(grid[rows[sel]], np.float32)
-            x[sel] = np.concatenate([g.mean(1), g.max(1)], axis=1)
-            unit[sel] = person_unit(g)
+        cells = pooled_cells(encoder, s["name"], s["rows"], det)
+        x = np.concatenate([cells["pooled"], cells["maxed"]], axis=1)
+        unit = cells["det"][:, person]
         y = np.array([1.0 if "person" in lab else 0.0 for lab in labels[s["name"]]], np.float32)
         split = np.array([s["split"][n] for n in s["names"]])
         out[s["name"]] = {"x": x, "y": y, "split": split, "unit": unit}
@@ -92,9 +86,8 @@ def main() -> None:
     det = load_detectors(args.model, manifest)
     if det is None or "person" not in det.words:
         raise SystemExit(f"error: {args.model} has no person detector")
-    person = det.index("person")
     sets, labels = labelled_sets(manifest["encoder"])
-    data = pooled_pictures(manifest["encoder"], sets, labels, lambda g: det.frame_probs(g)[:, person])
+    data = pooled_pictures(manifest["encoder"], sets, labels, det)
     train_x = np.concatenate([d["x"][d["split"] == "train"] for d in data.values()])
     train_y = np.concatenate([d["y"][d["split"] == "train"] for d in data.values()])
     mean, std = train_x.mean(0), train_x.std(0) + 1e-3

@@ -45,7 +45,7 @@ from captioner.detect import Detectors, load_detectors
 from captioner.weights import read_manifest
 
 from .common import CACHE, DATA, read_tsv
-from .extract_features import feature_dir, feature_rows
+from .extract_features import feature_dir, feature_rows, pooled_cells
 from .prepare_data import held_out_clips, msrvtt_ids
 
 log = logging.getLogger("train_vse")
@@ -190,16 +190,7 @@ def main() -> None:
     with np.load(cached) if cached.exists() else contextlib.nullcontext() as z:
         parts = {k: z[k] for k in z.files} if z is not None else {}
     if not {"pooled", "det", "maxed"} <= parts.keys():
-        grid = np.load(feature_dir(enc) / "msrvtt_grid.npy", mmap_mode="r")
-        pooled = np.zeros((grid.shape[0], grid.shape[2]), np.float32)
-        maxed = np.zeros((grid.shape[0], grid.shape[2]), np.float32)
-        detp = np.zeros((grid.shape[0], len(det.words)), np.float32)
-        for s in range(0, grid.shape[0], 512):
-            g = np.asarray(grid[s : s + 512], dtype=np.float32)
-            pooled[s : s + 512] = g.mean(1)
-            maxed[s : s + 512] = g.max(1)
-            detp[s : s + 512] = det.frame_probs(g)
-        parts = {"pooled": pooled, "maxed": maxed, "det": detp}
+        parts = pooled_cells(enc, "msrvtt", det=det)
         np.savez(cached, **parts)
     per_frame = [parts["pooled"]] + ([parts["maxed"]] if args.max_pool else []) + [parts["det"]]
     if args.imagenet:
@@ -316,17 +307,7 @@ def photo_examples(enc: str, det: Detectors, run: Path, set_name: str, max_pool:
     with np.load(cached) if cached.exists() else contextlib.nullcontext() as z:
         parts = {k: z[k] for k in z.files} if z is not None else {}
     if len(parts.get("pooled", ())) != len(names):
-        grid = np.load(feature_dir(enc) / f"{set_name}_grid.npy", mmap_mode="r")
-        idx = np.array([rows[n] for n in names])
-        parts = {"pooled": np.zeros((len(idx), grid.shape[2]), np.float32),
-                 "maxed": np.zeros((len(idx), grid.shape[2]), np.float32),
-                 "det": np.zeros((len(idx), len(det.words)), np.float32)}
-        for s in range(0, len(idx), 512):
-            g = np.asarray(grid[np.sort(idx[s : s + 512])], dtype=np.float32)
-            g = g[np.argsort(np.argsort(idx[s : s + 512]))]
-            parts["pooled"][s : s + 512] = g.mean(1)
-            parts["maxed"][s : s + 512] = g.max(1)
-            parts["det"][s : s + 512] = det.frame_probs(g)
+        parts = pooled_cells(enc, set_name, np.array([rows[n] for n in names]), det)
         np.savez(cached, **parts)
     per = [parts["pooled"]] + ([parts["maxed"]] if max_pool else []) + [parts["det"]]
     if imagenet:
