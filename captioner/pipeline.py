@@ -175,7 +175,8 @@ class Captioner:
             probs = [None if p is None else np.asarray(p, dtype=np.float32) for _, p in items]
             detected = [self._detect(f) for f in feats]
             concepts = [self._concept_inputs(d, p) for d, p in zip(detected, probs)]
-            banned = [self._banned + self._absent(d, f) for d, f in zip(detected, feats)]
+            absent = [self._absent(d, f) for d, f in zip(detected, feats)]
+            banned = [self._banned + a for a in absent]
             beam_size = self.config.decoding.beam_size  # 1: greedy, under the same rules
             found = [(h.tokens, round(h.confidence, 4)) for h in
                      self._search([(f, c, b, ()) for f, c, b in zip(feats, concepts, banned)], video, beam_size)]
@@ -187,8 +188,7 @@ class Captioner:
                     rule = self.grounder.constraints(concept, tokens) if concept is not None else None
                     if rule is not None:
                         required, extra_banned = rule
-                        banned = tuple(t for t in self._banned + self._absent(detected[i], feats[i])
-                                       if t not in set(required)) + extra_banned
+                        banned = tuple(t for t in self._banned + absent[i] if t not in set(required)) + extra_banned
                         again.append((i, (feats[i], concepts[i], banned, required)))
                 # placing a required word needs a beam search (a constraint group besides the free beam)
                 retry = self._search([a for _, a in again], video, max(2, beam_size))
