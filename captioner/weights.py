@@ -14,7 +14,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .config import DecoderConfig
 from .errors import ModelError
@@ -83,8 +83,24 @@ def save_model(folder: Path, state_dict: dict, vocab: Vocabulary, config: Decode
         "vocab": list(vocab.itos),
         "extra": extra or {},
     }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    write_manifest(folder, manifest)
     return folder
+
+
+def write_manifest(folder: str | Path, manifest: Mapping[str, Any]) -> None:
+    """Write a model folder's ``model.json`` (one layout for every job that writes one)."""
+    (Path(folder) / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+
+
+def update_manifest(folder: str | Path, edit: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """Read a model folder's manifest, let ``edit`` change it in place, write it back; returns it.
+
+    How the offline jobs add an entry (detectors, a presence head, search vectors) to a model folder.
+    """
+    manifest = read_manifest(folder)
+    edit(manifest)
+    write_manifest(folder, manifest)
+    return manifest
 
 
 def checkpoint_encoder(checkpoint: Mapping[str, Any], encoder: str | None, source: str | Path) -> str:

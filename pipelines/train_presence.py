@@ -43,7 +43,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from captioner.detect import Detectors, PresenceHead, load_detectors, save_presence
-from captioner.weights import MANIFEST, read_manifest
+from captioner.weights import read_manifest, update_manifest
 
 from .common import CACHE
 from .extract_features import pooled_cells
@@ -149,9 +149,7 @@ def main() -> None:
     entry = save_presence(args.out, head)
     entry.update({"rule": report["threshold_rule"], "heldout": report["heldout"],
                   "command": "python -m pipelines.train_presence --model weights --out weights"})
-    out_manifest = json.loads((args.out / MANIFEST).read_text())
-    out_manifest["detectors"]["presence"] = entry
-    (args.out / MANIFEST).write_text(json.dumps(out_manifest, indent=1, ensure_ascii=False) + "\n")
+    update_manifest(args.out, lambda m: m["detectors"].update(presence=entry))
     (args.out / "presence.safetensors").chmod(0o644)
     log.info("epoch %d, threshold %.3f; held-out %s; wrote %s (%.0f s)", best_state[1], threshold,
              json.dumps(report["heldout"]), args.out, time.time() - t0)

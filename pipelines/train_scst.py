@@ -44,7 +44,7 @@ from captioner.config import DecoderConfig
 from captioner.decoder import CaptionDecoder
 from captioner.detect import load_detectors
 from captioner.vocab import Vocabulary, tokenize
-from captioner.weights import MANIFEST, checkpoint_encoder, load_model, read_manifest, save_model
+from captioner.weights import checkpoint_encoder, load_model, read_manifest, save_model, update_manifest
 
 from .common import CACHE, DATA, captions_by_file, flickr_split, read_tsv
 from .extract_features import feature_rows
@@ -362,9 +362,7 @@ def export(args, init_dir: Path, counts: dict) -> None:
                name=ckpt["name"], encoder=encoder, extra=extra)
     if Path(init_dir).resolve() != args.out.resolve():
         shutil.copy2(Path(init_dir) / "detectors.safetensors", args.out / "detectors.safetensors")
-    out_manifest = json.loads((args.out / MANIFEST).read_text())
-    out_manifest["detectors"] = manifest["detectors"]
-    (args.out / MANIFEST).write_text(json.dumps(out_manifest, indent=1, ensure_ascii=False) + "\n")
+    update_manifest(args.out, lambda m: m.update(detectors=manifest["detectors"]))
     for f in args.out.iterdir():  # safetensors writes its files private; a shipped model is readable by all
         f.chmod(0o644)
     log.info("exported %s (epoch %d) to %s", ckpt["name"], len(ckpt["history"]) - 1, args.out)

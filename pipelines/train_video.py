@@ -43,7 +43,7 @@ from captioner.decoder import CaptionDecoder
 from captioner.detect import Detectors, concept_inputs, save_detectors
 from captioner.vocab import Vocabulary, tokenize
 from captioner.errors import ModelError
-from captioner.weights import MANIFEST, checkpoint_encoder, load_model, save_model
+from captioner.weights import MANIFEST, checkpoint_encoder, load_model, save_model, update_manifest
 
 from .common import CACHE, DATA, captions_by_file, flickr_split, read_tsv, text_sentences
 from .extract_features import feature_dir, feature_rows
@@ -432,9 +432,7 @@ def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences
     if args.detector_rank:
         det = det.low_rank(args.detector_rank)
     entry = save_detectors(out, det, {"heldout_mAP_full_rank": report.get("heldout_mAP"), "rank": args.detector_rank or None})
-    manifest = json.loads((out / MANIFEST).read_text())
-    manifest["detectors"] = entry
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    update_manifest(out, lambda m: m.update(detectors=entry))
     for f in out.iterdir():  # safetensors writes its files private; a shipped model is readable by all
         f.chmod(0o644)
     log.info("exported %s to %s", ckpt["name"], out)

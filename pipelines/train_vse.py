@@ -319,7 +319,7 @@ def photo_examples(enc: str, det: Detectors, run: Path, set_name: str, max_pool:
 def export(checkpoint: Path, out: Path, counts: dict) -> None:
     """Add the checkpoint's visual map to the model folder ``out`` as ``vse.safetensors`` + a ``"vse"`` entry."""
     from captioner.vse import SegmentEmbedder, save_vse
-    from captioner.weights import MANIFEST
+    from captioner.weights import update_manifest
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     v = ck["vis"]
@@ -330,9 +330,7 @@ def export(checkpoint: Path, out: Path, counts: dict) -> None:
     entry = save_vse(out, emb, {"trained_on": f"MSR-VTT train videos ({counts.get('train_videos', '?')})" + (f" and {photos}" if photos else ""),
                                 "val": {k: best[k] for k in ("R@1", "R@5", "R@10", "median_rank")},
                                 "command": "python -m pipelines.train_vse --init weights --out weights"})
-    manifest = json.loads((out / MANIFEST).read_text())
-    manifest["vse"] = entry
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    update_manifest(out, lambda m: m.update(vse=entry))
     (out / "vse.safetensors").chmod(0o644)
     log.info("wrote %s/vse.safetensors (val R@5 %.2f)", out, best["R@5"])
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from captioner.detect import PERSON_WORDS, load_detectors
-from captioner.weights import MANIFEST, read_manifest
+from captioner.weights import read_manifest, update_manifest
 
 from .common import CACHE
 from .train_detectors import average_precision, labelled_sets, stack
@@ -74,11 +74,8 @@ def main() -> None:
     log.info("%d held-out pictures; %d of %d words get a threshold (AP >= %.2f)", len(x), len(chosen), len(report), args.min_ap)
     if args.out.resolve() != args.model.resolve():
         shutil.copytree(args.model, args.out, dirs_exist_ok=True)
-    out_manifest = json.loads((args.out / MANIFEST).read_text())
-    out_manifest["detectors"]["word_thresholds"] = chosen
-    out_manifest["detectors"]["word_threshold_rule"] = (
-        f"held-out pictures showing the word keep it for {args.recall:.0%} of them; words with held-out AP >= {args.min_ap}")
-    (args.out / MANIFEST).write_text(json.dumps(out_manifest, indent=1, ensure_ascii=False) + "\n")
+    rule = f"held-out pictures showing the word keep it for {args.recall:.0%} of them; words with held-out AP >= {args.min_ap}"
+    update_manifest(args.out, lambda m: m["detectors"].update(word_thresholds=chosen, word_threshold_rule=rule))
     report_path = CACHE / "runs" / "word_thresholds" / f"{args.out.name}.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=1) + "\n")
