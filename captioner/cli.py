@@ -105,6 +105,13 @@ _INT8_OPTION = click.option(
          "(made once from the float one and cached).")
 
 
+_STYLE_OPTION = click.option(
+    "--style", type=click.Choice(["auto", "video", "photo"]), default="auto", show_default=True,
+    help="How captions read: video ('a man is cooking in a kitchen', MSR-VTT style) or photo "
+         "('a man in a red jacket stands on a street', Flickr/COCO style); auto = video for videos, "
+         "photo for images. Models trained without style tokens ignore it.")
+
+
 def caption_options(f):
     """Options shared by ``run`` and ``batch`` (defaults come from config.py)."""
     opts = [
@@ -130,6 +137,7 @@ def caption_options(f):
                      show_default=True, help="Characters per subtitle line."),
         click.option("--max-line-count", type=click.IntRange(min=1), default=_D.output.max_line_count,
                      show_default=True, help="Lines per cue."),
+        _STYLE_OPTION,
         click.option("--concepts/--no-concepts", default=_D.grounding.enabled, show_default=True,
                      help="Let confident ImageNet concepts name objects in captions (open vocabulary)."),
         click.option("--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_WEIGHTS_DIR,
@@ -147,12 +155,12 @@ def caption_options(f):
 def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration: float, shot_threshold: float,
                  max_line_width: int, max_line_count: int, model_dir: Path, formats: Sequence[str],
                  threads: int, concepts: bool = _D.grounding.enabled, fast: bool = _D.sampling.fast,
-                 int8: bool = _D.encoder.int8) -> CaptionConfig:
+                 int8: bool = _D.encoder.int8, style: str = "auto") -> CaptionConfig:
     """The configuration ``run`` and ``batch`` options describe (``config.configure``)."""
     return configure(model_dir=model_dir, fps=fps, fast=fast, beam_size=beam_size, max_segment=max_segment,
                      min_duration=min_duration, shot_threshold=shot_threshold, concepts=concepts,
                      formats=tuple(formats), max_line_width=max_line_width, max_line_count=max_line_count,
-                     threads=threads, int8=int8)
+                     threads=threads, int8=int8, style=style)
 
 
 def _fail(message: str) -> None:
@@ -292,9 +300,10 @@ def run(videos: tuple[Path, ...], output_dir: Path | None, formats: tuple[str, .
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images encoded at once.")
 @click.option("-v", "--verbose", count=True)
 @_INT8_OPTION
+@_STYLE_OPTION
 @click.option("-q", "--quiet", is_flag=True)
-def image(paths: tuple[Path, ...], beam_size: int, model_dir: Path, batch_size: int, int8: bool, verbose: int,
-          quiet: bool) -> None:
+def image(paths: tuple[Path, ...], beam_size: int, model_dir: Path, batch_size: int, int8: bool, style: str,
+          verbose: int, quiet: bool) -> None:
     """Caption photos (files, or folders of .jpg/.jpeg/.png): prints '<path>\\t<caption>' per image."""
     _setup_logging(verbose, quiet)
     from .encoder import load_image
@@ -313,7 +322,7 @@ def image(paths: tuple[Path, ...], beam_size: int, model_dir: Path, batch_size: 
         if not failed:
             _fail("no images found")
         sys.exit(1)
-    config = configure(model_dir=model_dir, beam_size=beam_size, int8=int8)
+    config = configure(model_dir=model_dir, beam_size=beam_size, int8=int8, style=style)
     captioner = _load(config)
     for start in range(0, len(files), batch_size):
         chunk, imgs = [], []

@@ -99,6 +99,11 @@ class DecodingConfig:
     # with weak concepts the expert falls back to its text prior, but a gate only swapped
     # that for the photo prior, and scored lower on validation video.
     concept_min_prob: float = 0.0
+    # The style a caption is written in, per input kind, for a decoder trained with style
+    # tokens (vocab.STYLES; ignored by one without): video reads like MSR-VTT/MSVD ("a man is
+    # cooking in a kitchen"), photos like Flickr8k/COCO. "web" (alt text) is learnt, never the default.
+    video_style: str = "video"
+    photo_style: str = "photo"
 
 
 @dataclass(frozen=True)
@@ -214,13 +219,13 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
               max_segment: float | None = None, min_duration: float | None = None,
               shot_threshold: float | None = None, formats: tuple[str, ...] | list[str] | None = None,
               max_line_width: int | None = None, max_line_count: int | None = None,
-              threads: int | None = None, int8: bool | None = None) -> CaptionConfig:
+              threads: int | None = None, int8: bool | None = None, style: str | None = None) -> CaptionConfig:
     """``base`` (default: the defaults) with the given options set; None leaves a value as it is.
 
     The one way from options to a configuration, for ``captioner run``/``batch``/``image``
     and ``pipelines.evaluate`` (the options are named as on the command line).
     Relations between values are kept here: ``concept_weight`` sets photos' and video's
-    weight alike, ``min_duration`` never exceeds ``max_segment``, and thumbnails are kept
+    weight alike, so does ``style`` ("auto" keeps each kind's own), ``min_duration`` never exceeds ``max_segment``, and thumbnails are kept
     only when ``formats`` include the review page (``html``), the one output that shows them.
     """
     c = base if base is not None else CaptionConfig()
@@ -239,7 +244,9 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
         **given(model_dir=None if model_dir is None else Path(model_dir), threads=threads),
         encoder=replace(c.encoder, **given(int8=int8)),
         decoding=replace(c.decoding, **given(beam_size=beam_size, length_penalty=length_penalty,
-                                             concept_weight=concept_weight, video_concept_weight=concept_weight)),
+                                             concept_weight=concept_weight, video_concept_weight=concept_weight,
+                                             **({} if style in (None, "auto") else
+                                                {"video_style": style, "photo_style": style}))),
         grounding=replace(c.grounding, **given(enabled=concepts, min_prob=min_prob)),
         sampling=replace(c.sampling, **given(fps=fps, fast=fast)),
         segments=segments,

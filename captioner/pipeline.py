@@ -111,8 +111,9 @@ class Captioner:
 
             raise ModelError(f"{self.model_info.path}: decoder expects {self.decoder.config.feature_dim}-d features, "
                              f"{enc_cfg.name} gives {self.encoder.feature_dim}")
-        # tokens the decoder may never emit: padding, <start>, and <unk> (an unknown word is no caption)
-        self._banned: tuple[int, ...] = (self.vocab.pad_id, self.vocab.start_id, self.vocab.unk_id)
+        # tokens the decoder may never emit: padding, <start>, <unk> (an unknown word is no caption), style tokens
+        self._banned: tuple[int, ...] = (self.vocab.pad_id, self.vocab.start_id, self.vocab.unk_id,
+                                         *self.vocab.style_ids)
         self.grounder = None
         if config.grounding.enabled:
             from .grounding import Grounder
@@ -255,7 +256,8 @@ class Captioner:
         items = [(self.decoder.start(f, None if c is None else c[0], None if c is None else c[1],
                                      self._concept_weight(c, video), banned), tuple(banned), tuple(required))
                  for f, c, banned, required in searches]
-        return search_many(self.decoder.log_probs, items, self.vocab.start_id, self.vocab.end_id, beam_size=beam_size,
+        start = self.vocab.start_for(d.video_style if video else d.photo_style)
+        return search_many(self.decoder.log_probs, items, start, self.vocab.end_id, beam_size=beam_size,
                            max_length=d.max_length, length_penalty=d.length_penalty,
                            no_repeat_ngram=d.no_repeat_ngram, once=self._once)
 

@@ -14,6 +14,11 @@ from typing import Iterable, Sequence
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
+# Style tokens: a decoder trained with them starts a caption with "<video>", "<photo>" or
+# "<web>" instead of <start>, so one network learns how each source's captions read (MSR-VTT's
+# "a man is talking", Flickr/COCO's "a dog runs on the grass", alt text's "actor attends the
+# premiere") and the caller picks the style. Appended after the words: older models lack them.
+STYLES = ("video", "photo", "web")
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
@@ -62,6 +67,15 @@ class Vocabulary:
     def index(self, word: str) -> int:
         return self._stoi.get(word, self.unk_id)  # type: ignore[attr-defined]
 
+    def start_for(self, style: str | None) -> int:
+        """The token a caption in ``style`` starts with: its style token, or <start> if the model has none."""
+        return self._stoi.get(f"<{style}>", self.start_id) if style else self.start_id  # type: ignore[attr-defined]
+
+    @property
+    def style_ids(self) -> tuple[int, ...]:
+        """Ids of the style tokens this vocabulary has: never part of a caption, so never emitted."""
+        return tuple(self._stoi[f"<{s}>"] for s in STYLES if f"<{s}>" in self._stoi)  # type: ignore[attr-defined]
+
     def words(self, text: str) -> list[str]:
         """Tokens of a caption, with the vocabulary's multi-word entries joined into one."""
         toks = tokenize(text)
@@ -81,12 +95,12 @@ class Vocabulary:
                 i += 1
         return out
 
-    def encode(self, text: str, max_length: int | None = None) -> list[int]:
-        """<start> w1 .. wn <end>, with words beyond ``max_length`` dropped."""
+    def encode(self, text: str, max_length: int | None = None, style: str | None = None) -> list[int]:
+        """<start> w1 .. wn <end> (<start> = ``style``'s token if given), words beyond ``max_length`` dropped."""
         ids = [self.index(t) for t in self.words(text)]
         if max_length is not None:
             ids = ids[:max_length]
-        return [self.start_id, *ids, self.end_id]
+        return [self.start_for(style), *ids, self.end_id]
 
     def decode(self, ids: Sequence[int]) -> str:
         """Words up to the first <end>, specials removed."""
@@ -95,7 +109,7 @@ class Vocabulary:
             i = int(i)
             if i == self.end_id:
                 break
-            if i >= len(SPECIALS):
+            if i >= len(SPECIALS) and not self.itos[i].startswith("<"):  # a style token is no word
                 words.append(self.itos[i])
         return " ".join(words)
 

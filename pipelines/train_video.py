@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -40,8 +41,8 @@ import torch
 from captioner.concepts import class_words
 from captioner.config import DecoderConfig
 from captioner.decoder import CaptionDecoder
-from captioner.detect import Detectors, concept_inputs, save_detectors
-from captioner.vocab import Vocabulary, tokenize
+from captioner.detect import Detectors, concept_inputs, load_detectors, save_detectors
+from captioner.vocab import STYLES, Vocabulary, tokenize
 from captioner.errors import ModelError
 from captioner.weights import MANIFEST, checkpoint_encoder, load_model, save_model, update_manifest
 
@@ -122,16 +123,17 @@ class Pictures:
 
 def greedy_captions(model: CaptionDecoder, vocab: Vocabulary, pics: Pictures, det: Detectors,
                     items: list[tuple[tuple[int, ...], list[str]]], slots: int, detector_slots: int,
-                    max_words: int) -> list[str]:
-    """Greedy captions of ``items`` (a video: its first 8 frames, as a segment), for epoch selection."""
+                    max_words: int, style: str | None = None) -> list[str]:
+    """Greedy captions of ``items`` (a video: its first 8 frames, as a segment) in ``style``, for epoch selection."""
     model.eval()
     out: list[str] = []
     with torch.inference_mode():
         for s in range(0, len(items), 50):
             feats, mask, cids, cprobs = pics.inputs([r[:8] for r, _ in items[s : s + 50]], det, vocab.index, slots,
                                                     detector_slots)
-            ids = model.greedy(feats, vocab.start_id, vocab.end_id, max_words,
-                               banned=(vocab.pad_id, vocab.start_id, vocab.unk_id), mask=mask, cids=cids, cprobs=cprobs)
+            ids = model.greedy(feats, vocab.start_for(style), vocab.end_id, max_words,
+                               banned=(vocab.pad_id, vocab.start_id, vocab.unk_id, *vocab.style_ids), mask=mask,
+                               cids=cids, cprobs=cprobs)
             out += [vocab.decode(i) for i in ids]
     return out
 
@@ -154,7 +156,8 @@ def extend(model: CaptionDecoder, vocab: Vocabulary, new_words: list[str], confi
     """A copy of ``model`` with ``new_words`` appended to its vocabulary and ``config``'s slots.
 
     New embedding rows start at the mean embedding, new output rows at zero weight and
-    the smallest existing bias: neutral, rare words until training says otherwise.
+    the smallest existing bias: neutral, rare words until training says otherwise. A
+    style token ("<video>") starts as <start>'s embedding: the model begins as it was.
     """
     big = Vocabulary(vocab.itos + tuple(new_words))
     cfg = replace(config, vocab_size=len(big))
@@ -165,6 +168,9 @@ def extend(model: CaptionDecoder, vocab: Vocabulary, new_words: list[str], confi
         if k == "embed.weight":
             new[k][: len(vocab)] = v
             new[k][len(vocab):] = v.mean(0) + 0.01 * torch.randn(len(new_words), v.shape[1])
+            for j, w in enumerate(new_words):
+                if w.startswith("<"):
+                    new[k][len(vocab) + j] = v[vocab.start_id]
         elif k == "fc.weight":
             new[k][: len(vocab)] = v
             new[k][len(vocab):] = 0
@@ -203,6 +209,12 @@ def main() -> None:
     ap.add_argument("--detector-rank", type=int, default=192,
                     help="ship the detectors as a rank-R factorisation (pipelines.detector_rank; 0 = full)")
     ap.add_argument("--export-only", action="store_true", help="export the best epoch of --run to --out, no training")
+    ap.add_argument("--styles", action=argparse.BooleanOptionalAction, default=True,
+                    help="start captions with a style token by source (vocab.STYLES): video, photo, web (CC3M)")
+    ap.add_argument("--shipped-detectors", action="store_true",
+                    help="feed the --init model's own (shipped, low-rank) detectors and ship them, its presence head "
+                         "and search vectors unchanged; for fine-tuning a released model without "
+                         "pipelines.train_detectors' outputs")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)
@@ -212,8 +224,14 @@ def main() -> None:
     lim = lambda xs: xs[: args.limit] if args.limit else xs  # noqa: E731
 
     # -- data ---------------------------------------------------------------------------
-    det: Detectors = load_trained()
-    pics = Pictures(args.encoder)
+    if args.shipped_detectors:
+        det = load_detectors(args.init, json.loads((args.init / MANIFEST).read_text()))
+        if det is None:
+            raise SystemExit(f"error: {args.init} has no detectors to reuse")
+        pics = Pictures(args.encoder, detectors=det)
+    else:
+        det = load_trained()
+        pics = Pictures(args.encoder)
     fl_caps = captions_by_file(DATA / "flickr8k" / "captions.tsv")
     fl_train = lim([n for n in flickr_split("train") if n in feature_rows(args.encoder, "flickr8k")])
     fl_dev = lim(flickr_split("dev"))
@@ -235,7 +253,9 @@ def main() -> None:
     def frames_of(v: str) -> list[str]:
         return sorted(frames[v], key=lambda f: (f.split("/")[1].rsplit("_", 1)[0], int(f.rsplit("_", 1)[1][:-4])))
 
-    sentences = [c for corpus, c in text_sentences(("coco", "msvd"))]
+    # caption-only sentences, each in its source's style: COCO reads like photos, MSVD like video
+    corpus_style = {"coco": "photo", "msvd": "video"}
+    sentences = [(corpus_style[corpus] if args.styles else None, c) for corpus, c in text_sentences(("coco", "msvd"))]
     if args.export_only:
         if not args.out:
             ap.error("--export-only needs --out")
@@ -280,6 +300,8 @@ def main() -> None:
                 counts[t] = counts.get(t, 0) + 1
         new_words = sorted(w for w, c in counts.items() if c >= args.min_count and w not in base_vocab)
         new_words += sorted(w for w in det.words if w not in base_vocab and w not in new_words)
+        if args.styles:
+            new_words += [f"<{s}>" for s in STYLES if f"<{s}>" not in base_vocab]
         cfg = replace(base.config, concept_slots=args.slots, detector_slots=args.detector_slots)
         model, vocab = extend(base, base_vocab, new_words, cfg)
         config = model.config
@@ -307,27 +329,30 @@ def main() -> None:
     distractors = [i for r in sample_rows for i in concepts_of(r)[0]]
     sampler = TextConcepts(vocab, distractors, args.slots)
     sampler.concept_ids = concept_word_ids
-    text_pairs = [vocab.encode(c, args.max_words) for c in sentences]
+    text_pairs = [vocab.encode(c, args.max_words, style) for style, c in sentences]
     mentioned = [sampler.mentioned(ids[1:-1]) for ids in text_pairs]
 
-    def picture_batch(chunk: list[tuple[tuple[int, ...], str]]):
-        """(features [B, N, C], mask [B, N], cids, cprobs, captions, lengths) of picture examples."""
-        feats, mask, cids, cprobs = pics.inputs([r for r, _ in chunk], det, vocab.index, args.slots, args.detector_slots)
-        _, caps, lengths = collate([(0, vocab.encode(c, args.max_words)) for _, c in chunk])
+    def picture_batch(chunk: list[tuple[tuple[int, ...], str, str | None]]):
+        """(features [B, N, C], mask [B, N], cids, cprobs, captions, lengths) of (rows, caption, style) examples."""
+        feats, mask, cids, cprobs = pics.inputs([r for r, _, _ in chunk], det, vocab.index, args.slots,
+                                                args.detector_slots)
+        _, caps, lengths = collate([(0, vocab.encode(c, args.max_words, style)) for _, c, style in chunk])
         return feats, mask, cids, cprobs, caps, lengths
 
+    style = {k: (v if args.styles else None) for k, v in (("photo", "photo"), ("video", "video"), ("web", "web"))}
+
     def epoch_jobs() -> list[tuple[str, list]]:
-        photo: list[tuple[tuple[int, ...], str]] = []
+        photo: list[tuple[tuple[int, ...], str, str | None]] = []
         for r, caps in items["flickr"]:
-            photo += [(r, c) for c in rng.sample(caps, min(args.flickr_caps, len(caps)))]
+            photo += [(r, c, style["photo"]) for c in rng.sample(caps, min(args.flickr_caps, len(caps)))]
         for r, caps in items["cc3m"]:
             if rng.random() < args.cc3m:
-                photo.append((r, caps[0]))
-        video: list[tuple[tuple[int, ...], str]] = []
+                photo.append((r, caps[0], style["web"]))
+        video: list[tuple[tuple[int, ...], str, str | None]] = []
         for r, caps in items["msrvtt"]:
             for c in rng.sample(caps, min(args.msrvtt_caps, len(caps))):
                 k = rng.randint(1, min(args.max_frames, len(r)))
-                video.append((tuple(sorted(rng.sample(r, k))), c))
+                video.append((tuple(sorted(rng.sample(r, k))), c, style["video"]))
         rng.shuffle(photo)
         video.sort(key=lambda x: len(x[0]))  # similar frame counts share a batch: less padding
         vb = [video[s : s + args.batch] for s in range(0, len(video), args.batch)]
@@ -338,12 +363,13 @@ def main() -> None:
         rng.shuffle(jobs)
         return jobs
 
-    def greedy(key: str) -> list[str]:
-        return greedy_captions(model, vocab, pics, det, items[key], args.slots, args.detector_slots, args.max_words)
+    def greedy(key: str, kind: str) -> list[str]:
+        return greedy_captions(model, vocab, pics, det, items[key], args.slots, args.detector_slots, args.max_words,
+                               style[kind])
 
     def evaluate() -> dict:
-        mv = greedy("msrvtt_val")
-        fl = greedy("flickr_dev")
+        mv = greedy("msrvtt_val", "video")
+        fl = greedy("flickr_dev", "photo")
         mc, mb = selection_scores(mv, [c for _, c in items["msrvtt_val"]])
         fc, fb = selection_scores(fl, [c for _, c in items["flickr_dev"]])
         log.info("val e.g. %s", mv[:6])
@@ -427,6 +453,16 @@ def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences
                           "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                           "command": "make train"}}
     save_model(out, ckpt["state"], vocab, config, name=ckpt["name"], encoder=encoder, extra=extra)
+    if args.shipped_detectors:  # the --init model's detectors, presence head and search vectors, as they were
+        init = json.loads((args.init / MANIFEST).read_text())
+        for name in ("detectors.safetensors", "presence.safetensors", "vse.safetensors"):
+            if (args.init / name).exists() and args.init.resolve() != out.resolve():
+                shutil.copyfile(args.init / name, out / name)
+        update_manifest(out, lambda m: m.update({k: init[k] for k in ("detectors", "vse") if k in init}))
+        for f in out.iterdir():
+            f.chmod(0o644)
+        log.info("exported %s to %s (detectors of %s)", ckpt["name"], out, args.init)
+        return
     report_path = CACHE / "runs" / "detectors" / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     if args.detector_rank:
