@@ -144,9 +144,14 @@ def main() -> None:
     ap.add_argument("--holdout", type=int, default=0,
                     help="experiments: keep this many train videos out of training and add them to the val pool")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ensemble", type=int, default=1,
+                    help="train this many maps (seeds --seed, --seed+1, ...), each selected on val, and ship the "
+                         "mean of their outputs: one wider map, the same run-time code")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--export-only", action="store_true", help="write --run's best.pt into --out, no training")
     args = ap.parse_args()
+    if args.ensemble > 1 and args.text_map:
+        ap.error("--ensemble averages visual maps only; it cannot be combined with --text-map")
     if args.holdout and args.out:
         ap.error("--holdout is for experiments: it cannot write --out")
     if (args.max_pool or args.imagenet) and args.out:
@@ -221,11 +226,7 @@ def main() -> None:
     in_dim = val_x.shape[1]
     whole = torch.from_numpy(np.stack([desc(frames[v]) for v in train]))  # each train video, all its frames
     mean, std = whole.mean(0), whole.std(0) + 1e-3
-    vis, txt = VisualMap(in_dim, hidden=args.hidden, dropout=args.dropout), TextMap()
-    log_t = nn.Parameter(torch.tensor(np.log(1 / 0.05), dtype=torch.float32))
-    params = list(vis.parameters()) + [log_t] + (list(txt.parameters()) if args.text_map else [])
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs)
+    txt = TextMap()
 
     def evaluate() -> dict:
         vis.eval(), txt.eval()
@@ -236,53 +237,90 @@ def main() -> None:
 
     base = recall(ranks(val_q @ val_q.T))  # sanity: a query against itself (upper bound, not a result)
     log.info("val: %d videos; the query-vs-itself bound %s", len(val), base)
-    best, best_state, history = -1.0, None, []
-    for epoch in range(1, args.epochs + 1):
-        vis.train(), txt.train()
-        order = list(range(len(train)))
-        if args.photos:  # a photo is item -1 - i
-            order += [-1 - i for i in rng.sample(range(len(photo_caps)), min(len(photo_caps), int(args.photos * len(train))))]
-        rng.shuffle(order)
-        losses = []
-        for s in range(0, len(order), args.batch):
-            chunk = order[s : s + args.batch]
-            xs, ts = [], []
-            for j in chunk:
-                if j < 0:
-                    xs.append(photo_x[-1 - j])
-                    ts.append(pemb[rng.randrange(pstart[-1 - j], pstart[-j])])
-                    continue
-                fr = frames[train[j]]
-                k = rng.randint(1, min(args.max_frames, len(fr)))
-                xs.append(desc(rng.sample(fr, k)))
-                ts.append(temb[rng.choice(cap_index[j])])
-            x = (torch.from_numpy(np.stack(xs)) - mean) / std
-            t = torch.from_numpy(np.stack(ts))
-            logits = log_t.exp().clamp(max=100) * txt(t) @ vis(x).T
-            target = torch.arange(len(chunk))
-            loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        sched.step()
+    history: list[dict] = []
+    members: list[dict] = []
+    for member in range(args.ensemble):  # member 0 is the single map a run without --ensemble trains
+        if member:
+            torch.manual_seed(args.seed + member)
+            rng = random.Random(args.seed + member)
+        vis, txt = VisualMap(in_dim, hidden=args.hidden, dropout=args.dropout), TextMap()
+        log_t = nn.Parameter(torch.tensor(np.log(1 / 0.05), dtype=torch.float32))
+        params = list(vis.parameters()) + [log_t] + (list(txt.parameters()) if args.text_map else [])
+        opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs)
+        best, best_state = -1.0, None
+        for epoch in range(1, args.epochs + 1):
+            vis.train(), txt.train()
+            order = list(range(len(train)))
+            if args.photos:  # a photo is item -1 - i
+                order += [-1 - i for i in rng.sample(range(len(photo_caps)), min(len(photo_caps), int(args.photos * len(train))))]
+            rng.shuffle(order)
+            losses = []
+            for s in range(0, len(order), args.batch):
+                chunk = order[s : s + args.batch]
+                xs, ts = [], []
+                for j in chunk:
+                    if j < 0:
+                        xs.append(photo_x[-1 - j])
+                        ts.append(pemb[rng.randrange(pstart[-1 - j], pstart[-j])])
+                        continue
+                    fr = frames[train[j]]
+                    k = rng.randint(1, min(args.max_frames, len(fr)))
+                    xs.append(desc(rng.sample(fr, k)))
+                    ts.append(temb[rng.choice(cap_index[j])])
+                x = (torch.from_numpy(np.stack(xs)) - mean) / std
+                t = torch.from_numpy(np.stack(ts))
+                logits = log_t.exp().clamp(max=100) * txt(t) @ vis(x).T
+                target = torch.arange(len(chunk))
+                loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+            sched.step()
+            r = evaluate()
+            history.append({"member": member, "epoch": epoch, "loss": round(sum(losses) / len(losses), 4), **r})
+            log.info("epoch %d: %s", epoch, history[-1])
+            if r["R@5"] > best:
+                best = r["R@5"]
+                best_state = ({k: v.clone() for k, v in vis.state_dict().items()},
+                              {k: v.clone() for k, v in txt.state_dict().items()}, epoch)
+        log.info("member %d: best val R@5 %.2f at epoch %d", member, best, best_state[2])
+        members.append({"vis": best_state[0], "txt": best_state[1], "epoch": best_state[2]})
+    chosen = members[0]
+    if len(members) > 1:
+        vis = ensemble_map([m["vis"] for m in members], in_dim)
+        txt = TextMap()
         r = evaluate()
-        history.append({"epoch": epoch, "loss": round(sum(losses) / len(losses), 4), **r})
-        log.info("epoch %d: %s", epoch, history[-1])
-        if r["R@5"] > best:
-            best = r["R@5"]
-            best_state = ({k: v.clone() for k, v in vis.state_dict().items()},
-                          {k: v.clone() for k, v in txt.state_dict().items()}, epoch)
+        history.append({"member": "all", "epoch": "ensemble", **r})
+        log.info("ensemble of %d maps (mean of their outputs): %s", len(members), r)
+        chosen = {"vis": vis.state_dict(), "txt": txt.state_dict(), "epoch": "ensemble"}
     args.run.mkdir(parents=True, exist_ok=True)
     (args.run / "history.json").write_text(json.dumps(history, indent=1))
-    log.info("best val R@5 %.2f at epoch %d", best, best_state[2])
-    torch.save({"vis": best_state[0], "txt": best_state[1], "mean": mean, "std": std, "epoch": best_state[2],
-                "history": history, "in_dim": in_dim}, args.run / "best.pt")
+    torch.save({**chosen, "mean": mean, "std": std, "history": history, "in_dim": in_dim,
+                "members": [m["epoch"] for m in members]}, args.run / "best.pt")
     if args.out:
         if args.text_map:
             raise SystemExit("error: search keeps queries in MiniLM's space; a --text-map run cannot be exported")
         export(args.run / "best.pt", args.out, {"train_videos": len(train), "val_videos": len(val),
                                                 "photos": {name: sum(1 for _ in got_) for name, got_ in photo_sets_used}})
+
+
+def ensemble_map(states: list[dict], in_dim: int) -> VisualMap:
+    """One VisualMap whose output is the mean of the given maps' outputs (before normalising).
+
+    The hidden layers are stacked side by side and the output layer averages them, so
+    the run-time embedder (``captioner/vse.py``) needs no change: it just sees a wider map.
+    """
+    k = len(states)
+    hidden = sum(s["net.0.weight"].shape[0] for s in states)
+    out = VisualMap(in_dim, out_dim=states[0]["net.3.weight"].shape[0], hidden=hidden)
+    out.load_state_dict({
+        "net.0.weight": torch.cat([s["net.0.weight"] for s in states]),
+        "net.0.bias": torch.cat([s["net.0.bias"] for s in states]),
+        "net.3.weight": torch.cat([s["net.3.weight"] for s in states], dim=1) / k,
+        "net.3.bias": torch.stack([s["net.3.bias"] for s in states]).mean(0)})
+    return out
 
 
 def photo_examples(enc: str, det: Detectors, run: Path, set_name: str, max_pool: bool,

@@ -146,3 +146,21 @@ def test_a_cue_borrows_its_neighbourhood_picture(tmp_path: Path) -> None:
     assert not st.written
     _, st = update_index(root, emb, SearchConfig(context_seconds=5.0))
     assert st.written
+
+
+def test_ensemble_map_is_the_mean_of_its_members():
+    """train_vse --ensemble ships K maps as one wider map: its output is their mean output, normalised."""
+    import torch
+    from torch.nn import functional as F
+
+    from pipelines.train_vse import VisualMap, ensemble_map
+
+    torch.manual_seed(0)
+    maps = [VisualMap(10, out_dim=4, hidden=6).eval() for _ in range(3)]
+    joint = ensemble_map([m.state_dict() for m in maps], 10).eval()
+    x = torch.randn(5, 10)
+    with torch.no_grad():
+        want = F.normalize(sum(m.net(x) for m in maps) / 3, dim=-1)
+        assert joint.net[0].out_features == 18
+        assert torch.allclose(joint(x), want, atol=1e-6)
+        assert not torch.allclose(maps[0](x), want, atol=1e-3)  # the members differ: the mean is not any one of them
