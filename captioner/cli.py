@@ -105,8 +105,9 @@ _INT8_OPTION = click.option(
          "(made once from the float one and cached).")
 
 
+_STYLES = ("video", "photo")
 _STYLE_OPTION = click.option(
-    "--style", type=click.Choice(["auto", "video", "photo"]), default="auto", show_default=True,
+    "--style", type=click.Choice(["auto", *_STYLES]), default="auto", show_default=True,
     help="How captions read: video ('a man is cooking in a kitchen', MSR-VTT style) or photo "
          "('a man in a red jacket stands on a street', Flickr/COCO style); auto = video for videos, "
          "photo for images. Models trained without style tokens ignore it.")
@@ -344,6 +345,7 @@ def image(paths: tuple[Path, ...], beam_size: int, model_dir: Path, batch_size: 
 def info(model_dir: Path) -> None:
     """Show the model card summary: model, encoder, training data, metrics, checksum."""
     from .encoder import runtime_summary
+    from .vocab import STYLES
     from .weights import resolve, verify_model
 
     try:
@@ -359,7 +361,11 @@ def info(model_dir: Path) -> None:
     k, kd = d.get("concept_slots", 0), d.get("detector_slots", 0)
     concepts = (f", attends over and copies {k} concept words ({kd} detected, {k - kd} ImageNet)" if kd
                 else f", attends over and copies {k} ImageNet concept words" if k else "")
-    click.echo(f"decoder:   attention LSTM, hidden {d.get('hidden_dim')}, vocabulary {d.get('vocab_size')} words{concepts}")
+    tokens = [w[1:-1] for w in m.get("vocab", []) if w.startswith("<") and w[1:-1] in STYLES]
+    styles = [t for t in tokens if t in _STYLES]  # "web" (alt text) is learnt, not offered
+    words = (d.get("vocab_size") or 0) - len(tokens)
+    click.echo(f"decoder:   attention LSTM, hidden {d.get('hidden_dim')}, vocabulary {words} words{concepts}"
+               + (f"; writes in styles {', '.join(styles)} (--style)" if styles else ""))
     if m.get("detectors"):
         from .detect import describe
 

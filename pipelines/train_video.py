@@ -448,13 +448,16 @@ def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences
             f"Conceptual Captions photos ({counts['cc3m']}), Flickr8k train ({counts['flickr']}), "
             f"{n_sentences} caption-only sentences (COCO, MSVD; test captions excluded); "
             "selection on MSR-VTT val + Flickr8k dev")
+    if args.shipped_detectors:  # a fine-tune of a released model: training.stage1 then holds that model's record
+        data = (f"fine-tune of {args.init} ({'with style tokens ' + '/'.join(STYLES) if args.styles else 'no style tokens'}): "
+                + data.split("; ", 1)[1])
     stage1 = json.loads((args.init / MANIFEST).read_text()).get("extra", {}).get("training", {}) if (args.init / MANIFEST).exists() else {}
     extra = {"training": {"data": data, "history": ckpt["history"], "stage1": stage1,
                           "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                           "command": "make train"}}
+    init = json.loads((args.init / MANIFEST).read_text()) if args.shipped_detectors else {}  # before --out is written
     save_model(out, ckpt["state"], vocab, config, name=ckpt["name"], encoder=encoder, extra=extra)
     if args.shipped_detectors:  # the --init model's detectors, presence head and search vectors, as they were
-        init = json.loads((args.init / MANIFEST).read_text())
         for name in ("detectors.safetensors", "presence.safetensors", "vse.safetensors"):
             if (args.init / name).exists() and args.init.resolve() != out.resolve():
                 shutil.copyfile(args.init / name, out / name)

@@ -115,3 +115,17 @@ def test_cli_style_option_reaches_the_captions(styled_model, tmp_path):
     photo = runner.invoke(main, args + ["--style", "photo"])
     assert auto.exit_code == video.exit_code == photo.exit_code == 0, auto.output
     assert auto.output == photo.output and video.output != photo.output
+
+
+def test_info_names_the_styles(styled_model, tiny_model):
+    from click.testing import CliRunner
+
+    from captioner.cli import main
+
+    styled = CliRunner().invoke(main, ["info", "--model", str(styled_model)])
+    plain = CliRunner().invoke(main, ["info", "--model", str(tiny_model)])
+    assert styled.exit_code == plain.exit_code == 0
+    assert "writes in styles video, photo (--style)" in styled.output
+    assert "styles" not in plain.output
+    words = len(Vocabulary.build([" ".join(TINY_WORDS)], min_count=1))
+    assert f"vocabulary {words} words" in styled.output  # style tokens are not words
