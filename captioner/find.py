@@ -52,7 +52,7 @@ from .vse import decode_vector, quantize
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 3  # 2: per-cue visual vectors; 3: their neighbourhoods (context)
+INDEX_VERSION = 4  # 2: per-cue visual vectors; 3: their neighbourhoods (context); 4: int8 text vectors
 INDEX_FOLDER = ".captioner-search"
 INDEX_FILE = "index.npz"
 #: Dimensions of a cue's visual vector (the sentence-embedding space of all-MiniLM-L6-v2).
@@ -178,7 +178,9 @@ class Index:
     doc_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # caption + concepts -> ``texts``
     concepts: list[tuple[str, ...]] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
-    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 384), np.float32))
+    # one MiniLM embedding per text, int8 with a scale per row (``quantize_rows``): a quarter of float32's
+    # memory, and a query converts 4x fewer bytes than from float16 (pipelines.search_bench)
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 384), np.int8))
     # per cue: its segment's visual vector (int8, x 127) and whether the JSON had one
     visual: np.ndarray = field(default_factory=lambda: np.zeros((0, VECTOR_DIM), np.int8))
     has_visual: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
@@ -190,9 +192,14 @@ class Index:
     ctx_hi: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     ctx_scale: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     context_seconds: float = 0.0
+    vector_scale: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # per text: vectors row x scale
 
     def __len__(self) -> int:
         return len(self.starts)
+
+    def text_sims(self, query_vec: np.ndarray) -> np.ndarray:
+        """Cosine of a unit query vector with every text's embedding [texts] (float32)."""
+        return _dot(self.vectors, np.asarray(query_vec, np.float32)) * self.vector_scale
 
     # -- file format: one .npz, strings as a UTF-8 JSON blob -------------------------
     def save(self, path: Path) -> None:
@@ -202,7 +209,7 @@ class Index:
         blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), np.uint8)
         buf = io.BytesIO()
         np.savez(buf, meta=blob, starts=self.starts, ends=self.ends, file_of=self.file_of, text_of=self.text_of,
-                 doc_of=self.doc_of, vectors=self.vectors.astype(np.float16), visual=self.visual,
+                 doc_of=self.doc_of, vectors=self.vectors, vector_scale=self.vector_scale, visual=self.visual,
                  has_visual=self.has_visual, ctx_lo=self.ctx_lo, ctx_hi=self.ctx_hi, ctx_scale=self.ctx_scale)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -231,7 +238,7 @@ class Index:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode("utf-8"))
                 arrays = {k: z[k] for k in ("starts", "ends", "file_of", "text_of", "doc_of", "vectors", "visual",
-                                            "has_visual", "ctx_lo", "ctx_hi", "ctx_scale")}
+                                            "has_visual", "ctx_lo", "ctx_hi", "ctx_scale", "vector_scale")}
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as exc:
@@ -241,23 +248,23 @@ class Index:
             if (meta["version"] != INDEX_VERSION or meta["model"] != model or meta["root"] != str(root)
                     or meta["context_seconds"] != context_seconds):
                 return None
-            # as stored, no copies: the text vectors stay float16 (a float32 copy of a 100,000-cue
+            # as stored, no copies: the text vectors stay int8 (a float32 copy of a 100,000-cue
             # index is 300 MB of fresh memory, over a second of a new process's start); see _dot
             a = {k: np.asarray(arrays[k], dtype) for k, dtype in (
                 ("starts", np.float64), ("ends", np.float64), ("file_of", np.int32), ("text_of", np.int32),
-                ("doc_of", np.int32), ("vectors", np.float16), ("visual", np.int8), ("has_visual", bool),
-                ("ctx_lo", np.int32), ("ctx_hi", np.int32), ("ctx_scale", np.float32))}
+                ("doc_of", np.int32), ("vectors", np.int8), ("visual", np.int8), ("has_visual", bool),
+                ("ctx_lo", np.int32), ("ctx_hi", np.int32), ("ctx_scale", np.float32), ("vector_scale", np.float32))}
             idx = cls(Path(root), dict(meta["files"]), a["starts"], a["ends"], a["file_of"], a["text_of"], a["doc_of"],
                       [tuple(c) for c in meta["concepts"]], list(meta["texts"]), a["vectors"], a["visual"],
                       a["has_visual"], list(meta["paths"]), model, a["ctx_lo"], a["ctx_hi"], a["ctx_scale"],
-                      float(meta["context_seconds"]))
+                      float(meta["context_seconds"]), a["vector_scale"])
             n, t = len(idx.starts), len(idx.texts)
             ok = (all(len(a) == n for a in (idx.ends, idx.file_of, idx.text_of, idx.doc_of, idx.concepts, idx.visual,
                                             idx.has_visual, idx.ctx_lo, idx.ctx_hi, idx.ctx_scale))
                   and (n == 0 or (0 <= idx.ctx_lo.min() and idx.ctx_hi.max() <= n
                                   and bool(np.all(idx.ctx_lo <= np.arange(n))) and bool(np.all(np.arange(n) < idx.ctx_hi))))
                   and idx.visual.ndim == 2 and idx.visual.shape[1] == VECTOR_DIM
-                  and idx.vectors.ndim == 2 and len(idx.vectors) == t
+                  and idx.vectors.ndim == 2 and len(idx.vectors) == t and len(idx.vector_scale) == t
                   and (n == 0 or (0 <= idx.text_of.min() and idx.text_of.max() < t and 0 <= idx.doc_of.min()
                                   and idx.doc_of.max() < t and 0 <= idx.file_of.min() and idx.file_of.max() < len(idx.paths)))
                   and sum(int(f["count"]) for f in idx.files.values()) == n)
@@ -366,14 +373,15 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
             visual.append(c.vector)
     stats.removed = len(set(old_files) - set(current))
     new.texts = texts
-    vectors = np.zeros((len(texts), 384), np.float32)
+    new.vectors = np.zeros((len(texts), 384), np.int8)
+    new.vector_scale = np.zeros(len(texts), np.float32)
     fresh = [i for i, r in enumerate(reuse) if r < 0]
     if old is not None:
         kept = [i for i, r in enumerate(reuse) if r >= 0]
-        vectors[kept] = old.vectors[[reuse[i] for i in kept]]
+        new.vectors[kept] = old.vectors[[reuse[i] for i in kept]]
+        new.vector_scale[kept] = old.vector_scale[[reuse[i] for i in kept]]
     if fresh:
-        vectors[fresh] = embedder.embed([texts[i] for i in fresh])
-    new.vectors = vectors
+        new.vectors[fresh], new.vector_scale[fresh] = quantize_rows(embedder.embed([texts[i] for i in fresh]))
     new.visual = np.zeros((len(visual), VECTOR_DIM), np.int8)
     new.has_visual = np.array([v is not None for v in visual], bool)
     for r, v in enumerate(visual):
@@ -466,6 +474,18 @@ class WordScorer:
         return out / best if best > 0 else out
 
 
+def quantize_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows as int8 and one scale each (row ~ int8 row x scale): the largest value maps to +-127.
+
+    A scale per row keeps about 8 bits of every vector however its values are spread;
+    cosines move by about 1e-3 (tests/test_find.py).
+    """
+    v = np.asarray(vectors, np.float32)
+    scale = np.abs(v).max(1) / 127.0
+    scale[scale == 0] = 1.0
+    return np.clip(np.rint(v / scale[:, None]), -127, 127).astype(np.int8), scale.astype(np.float32)
+
+
 def _dot(rows: np.ndarray, vec: np.ndarray, chunk: int = 32768) -> np.ndarray:
     """``rows @ vec`` in float32 for rows of any dtype (float16, int8), converted a slice at a time (bounded memory)."""
     if rows.dtype == np.float32:
@@ -484,7 +504,7 @@ def cue_scores(index: Index, query_vec: np.ndarray, words: WordScorer | None, qu
     whose JSON has none (an older model, another tool) gets its concept-sentence
     similarity in its place, so archives that mix both still rank on one scale.
     """
-    sims = _dot(index.vectors, query_vec)
+    sims = index.text_sims(query_vec)
     doc = sims[index.doc_of]
     score = (1.0 - config.concept_weight) * sims[index.text_of] + config.concept_weight * doc
     if config.visual_weight and len(index):

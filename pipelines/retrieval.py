@@ -87,7 +87,7 @@ def main() -> None:
     targets = np.array([pos[v] for v, _ in queries])
     video_of = idx.file_of
     qv = embedder.embed([q for _, q in queries])
-    sims = qv @ idx.vectors.T  # [queries, texts]
+    sims = np.stack([idx.text_sims(q) for q in qv])  # [queries, texts]
     cap_sim, doc_sim = sims[:, idx.text_of], sims[:, idx.doc_of]
     words = WordScorer(idx, base)
     bm = np.stack([words.scores(q) for _, q in queries])

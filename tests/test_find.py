@@ -166,3 +166,19 @@ def test_cli_search_real_model(archive: Path, tmp_path: Path) -> None:
     assert r.exit_code == 1 and f"error: {archive / 'broken.json'}: not valid JSON" in r.output
     assert "beach.json" in r.output  # the others are still searched
 
+
+
+def test_text_vectors_are_kept_as_int8_rows_with_a_scale():
+    from captioner.find import quantize_rows
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(200, 384)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    q, scale = quantize_rows(v)
+    assert q.dtype == np.int8 and scale.dtype == np.float32 and np.abs(q).max(1).min() == 127
+    query = v[0]
+    exact = v @ query
+    approx = (q.astype(np.float32) @ query) * scale
+    assert np.abs(exact - approx).max() < 2e-3
+    z, zs = quantize_rows(np.zeros((1, 384), np.float32))
+    assert not z.any() and zs[0] == 1.0  # an all-zero row stays zero, no division by zero
