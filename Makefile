@@ -40,9 +40,10 @@ train: install
 	$(PY) -m pipelines.prepare_data
 	$(PY) -m pipelines.extract_features --set msrvtt --set cc3m
 	$(PY) -m pipelines.train_detectors
-	$(PY) -m pipelines.train_video --init .cache/models/stage1 --run .cache/runs/video --out weights
+	$(PY) -m pipelines.train_video --init .cache/models/stage1 --run .cache/runs/video --no-styles --out weights
+	$(PY) -m pipelines.train_video --init weights --shipped-detectors --run .cache/runs/style --epochs 5 --lr 1.5e-4 --msrvtt-caps 6 --out weights
 	$(PY) -m pipelines.train_presence --model weights --out weights
-	$(PY) -m pipelines.train_vse --init weights --run .cache/runs/vse --out weights
+	$(PY) -m pipelines.train_vse --init weights --run .cache/runs/vse --ensemble 3 --out weights
 
 eval: install
 	@command -v java >/dev/null || { echo "METEOR needs Java: installing default-jre-headless"; apt-get install -y -q default-jre-headless || { echo "install a Java runtime (e.g. apt-get install default-jre-headless) and rerun"; exit 1; }; }
