@@ -18,6 +18,7 @@ import click
 from . import __version__
 from .config import DEFAULT_WEIGHTS_DIR, IMAGE_EXTENSIONS, CaptionConfig, SearchConfig, configure
 from .errors import CaptionerError, Terminated
+from .vocab import CHOSEN_STYLES
 
 log = logging.getLogger("captioner")
 
@@ -105,9 +106,8 @@ _INT8_OPTION = click.option(
          "(made once from the float one and cached).")
 
 
-_STYLES = ("video", "photo")
 _STYLE_OPTION = click.option(
-    "--style", type=click.Choice(["auto", *_STYLES]), default="auto", show_default=True,
+    "--style", type=click.Choice(["auto", *CHOSEN_STYLES]), default="auto", show_default=True,
     help="How captions read: video ('a man is cooking in a kitchen', MSR-VTT style) or photo "
          "('a man in a red jacket stands on a street', Flickr/COCO style); auto = video for videos, "
          "photo for images. Models trained without style tokens ignore it.")
@@ -362,7 +362,7 @@ def info(model_dir: Path) -> None:
     concepts = (f", attends over and copies {k} concept words ({kd} detected, {k - kd} ImageNet)" if kd
                 else f", attends over and copies {k} ImageNet concept words" if k else "")
     tokens = [w[1:-1] for w in m.get("vocab", []) if w.startswith("<") and w[1:-1] in STYLES]
-    styles = [t for t in tokens if t in _STYLES]  # "web" (alt text) is learnt, not offered
+    styles = [t for t in tokens if t in CHOSEN_STYLES]
     words = (d.get("vocab_size") or 0) - len(tokens)
     click.echo(f"decoder:   attention LSTM, hidden {d.get('hidden_dim')}, vocabulary {words} words{concepts}"
                + (f"; writes in styles {', '.join(styles)} (--style)" if styles else ""))

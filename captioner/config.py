@@ -225,7 +225,8 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
     The one way from options to a configuration, for ``captioner run``/``batch``/``image``
     and ``pipelines.evaluate`` (the options are named as on the command line).
     Relations between values are kept here: ``concept_weight`` sets photos' and video's
-    weight alike, so does ``style`` ("auto" keeps each kind's own), ``min_duration`` never exceeds ``max_segment``, and thumbnails are kept
+    weight alike, so does ``style`` ("auto" keeps each kind's own), ``min_duration`` never
+    exceeds ``max_segment``, and thumbnails are kept
     only when ``formats`` include the review page (``html``), the one output that shows them.
     """
     c = base if base is not None else CaptionConfig()

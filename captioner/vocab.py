@@ -19,6 +19,7 @@ SPECIALS = (PAD, START, END, UNK)
 # "a man is talking", Flickr/COCO's "a dog runs on the grass", alt text's "actor attends the
 # premiere") and the caller picks the style. Appended after the words: older models lack them.
 STYLES = ("video", "photo", "web")
+CHOSEN_STYLES = ("video", "photo")  # the ones a user picks (--style); "web" is learnt only
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
