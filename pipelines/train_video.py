@@ -339,7 +339,7 @@ def main() -> None:
         _, caps, lengths = collate([(0, vocab.encode(c, args.max_words, style)) for _, c, style in chunk])
         return feats, mask, cids, cprobs, caps, lengths
 
-    style = {k: (v if args.styles else None) for k, v in (("photo", "photo"), ("video", "video"), ("web", "web"))}
+    style = {s: (s if args.styles else None) for s in STYLES}  # the token each source starts with
 
     def epoch_jobs() -> list[tuple[str, list]]:
         photo: list[tuple[tuple[int, ...], str, str | None]] = []
@@ -451,31 +451,31 @@ def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences
     if args.shipped_detectors:  # a fine-tune of a released model: training.stage1 then holds that model's record
         data = (f"fine-tune of {args.init} ({'with style tokens ' + '/'.join(STYLES) if args.styles else 'no style tokens'}): "
                 + data.split("; ", 1)[1])
-    stage1 = json.loads((args.init / MANIFEST).read_text()).get("extra", {}).get("training", {}) if (args.init / MANIFEST).exists() else {}
-    extra = {"training": {"data": data, "history": ckpt["history"], "stage1": stage1,
+    # read before --out is written (it may be --init): the previous stage's record, and a fine-tune's detectors
+    init = json.loads((args.init / MANIFEST).read_text()) if (args.init / MANIFEST).exists() else {}
+    extra = {"training": {"data": data, "history": ckpt["history"], "stage1": init.get("extra", {}).get("training", {}),
                           "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                           "command": "make train"}}
-    init = json.loads((args.init / MANIFEST).read_text()) if args.shipped_detectors else {}  # before --out is written
     save_model(out, ckpt["state"], vocab, config, name=ckpt["name"], encoder=encoder, extra=extra)
     if args.shipped_detectors:  # the --init model's detectors, presence head and search vectors, as they were
-        for name in ("detectors.safetensors", "presence.safetensors", "vse.safetensors"):
+        from captioner.detect import PRESENCE_TENSORS, TENSORS as DETECTOR_TENSORS
+        from captioner.vse import TENSORS as VSE_TENSORS
+
+        for name in (DETECTOR_TENSORS, PRESENCE_TENSORS, VSE_TENSORS):
             if (args.init / name).exists() and args.init.resolve() != out.resolve():
                 shutil.copyfile(args.init / name, out / name)
         update_manifest(out, lambda m: m.update({k: init[k] for k in ("detectors", "vse") if k in init}))
-        for f in out.iterdir():
-            f.chmod(0o644)
-        log.info("exported %s to %s (detectors of %s)", ckpt["name"], out, args.init)
-        return
-    report_path = CACHE / "runs" / "detectors" / "report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    if args.detector_rank:
-        det = det.low_rank(args.detector_rank)
-    entry = save_detectors(out, det, {"heldout_mAP_full_rank": report.get("heldout_mAP"), "rank": args.detector_rank or None})
-    update_manifest(out, lambda m: m.update(detectors=entry))
+    else:
+        report_path = CACHE / "runs" / "detectors" / "report.json"
+        report = json.loads(report_path.read_text()) if report_path.exists() else {}
+        if args.detector_rank:
+            det = det.low_rank(args.detector_rank)
+        entry = save_detectors(out, det, {"heldout_mAP_full_rank": report.get("heldout_mAP"),
+                                          "rank": args.detector_rank or None})
+        update_manifest(out, lambda m: m.update(detectors=entry))
     for f in out.iterdir():  # safetensors writes its files private; a shipped model is readable by all
         f.chmod(0o644)
-    log.info("exported %s to %s", ckpt["name"], out)
-
+    log.info("exported %s to %s%s", ckpt["name"], out, f" (detectors of {args.init})" if args.shipped_detectors else "")
 
 if __name__ == "__main__":
     main()

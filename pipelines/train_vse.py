@@ -226,9 +226,7 @@ def main() -> None:
     in_dim = val_x.shape[1]
     whole = torch.from_numpy(np.stack([desc(frames[v]) for v in train]))  # each train video, all its frames
     mean, std = whole.mean(0), whole.std(0) + 1e-3
-    txt = TextMap()
-
-    def evaluate() -> dict:
+    def evaluate() -> dict:  # of the current ``vis`` and ``txt`` (each member's, then the ensemble's)
         vis.eval(), txt.eval()
         with torch.no_grad():
             v = vis((val_x - mean) / std)
