@@ -32,7 +32,7 @@ test: install
 
 # stage 1: Flickr8k + caption-only text (ImageNet concepts); stage 2: MSR-VTT frames, CC3M photos and
 # concept detectors learnt from captions (needs the two git mirrors named in ../shared/data/README.md);
-# then the person presence head and the visual vectors `captioner search` ranks by (pipelines.train_scst, stage 3, is an experiment: not shipped)
+# then the person presence head, the visual vectors `captioner search` ranks by and the words allowed after is/are (pipelines.train_scst, stage 3, is an experiment: not shipped)
 train: install
 	$(PY) -m pipelines.extract_features --set flickr8k --set coco
 	$(PY) -m pipelines.train --run .cache/runs/concepts --epochs 6
@@ -44,6 +44,7 @@ train: install
 	$(PY) -m pipelines.train_video --init weights --shipped-detectors --run .cache/runs/style --epochs 5 --lr 1.5e-4 --msrvtt-caps 6 --out weights
 	$(PY) -m pipelines.train_presence --model weights --out weights
 	$(PY) -m pipelines.train_vse --init weights --run .cache/runs/vse --ensemble 3 --out weights
+	$(PY) -m pipelines.grammar --model weights
 
 eval: install
 	@command -v java >/dev/null || { echo "METEOR needs Java: installing default-jre-headless"; apt-get install -y -q default-jre-headless || { echo "install a Java runtime (e.g. apt-get install default-jre-headless) and rerun"; exit 1; }; }

@@ -370,6 +370,9 @@ def info(model_dir: Path) -> None:
         from .detect import describe
 
         click.echo(f"concepts:  {describe(m['detectors'])}")
+    if (m.get("grammar") or {}).get("after_be"):
+        click.echo(f"grammar:   after is/are only the {len(m['grammar']['after_be'])} words the training captions put "
+                   "there (no noun in the verb slot)")
     if m.get("vse"):
         click.echo(f"search:    JSON cues carry a {m['vse'].get('dim')}-d visual vector in {m['vse'].get('space')}'s "
                    "sentence space (captioner search ranks by it)")

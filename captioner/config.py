@@ -104,6 +104,10 @@ class DecodingConfig:
     # cooking in a kitchen"), photos like Flickr8k/COCO. "web" (alt text) is learnt, never the default.
     video_style: str = "video"
     photo_style: str = "photo"
+    # Only the words the model lists (model.json "grammar", pipelines.grammar) may follow
+    # "is"/"are": a copied concept noun never fills the verb slot ("a woman is green onions").
+    # Models without the list are unaffected.
+    grammar: bool = True
 
 
 @dataclass(frozen=True)

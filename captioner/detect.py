@@ -197,6 +197,37 @@ def word_forms(word: str, vocab_index) -> set[int]:
     return {vocab_index(f) for f in forms}
 
 
+@dataclass(frozen=True)
+class AbsentWords:
+    """Presence-aware decoding: the token ids a caption may not say, given what the detectors see.
+
+    Person words when the presence head says nobody is there; any other word under its
+    own threshold (``Detectors.word_thresholds``). Shared by the run-time pipeline and
+    self-critical training, so training samples only captions the tool could say.
+    """
+
+    detectors: Detectors
+    person_ids: tuple[int, ...]
+    word_bans: tuple[tuple[int, float, tuple[int, ...]], ...]  # (detector index, threshold, token ids)
+
+    @classmethod
+    def build(cls, det: Detectors, vocab_index, unk_id: int) -> "AbsentWords":
+        person: tuple[int, ...] = ()
+        if "person" in det.words and (det.presence_threshold > 0 or det.presence is not None):
+            person = tuple(sorted({vocab_index(w) for w in PERSON_WORDS} - {unk_id}))
+        bans = tuple((det.index(w), t, ids) for w, t in sorted(det.word_thresholds.items())
+                     if (ids := tuple(sorted(word_forms(w, vocab_index) - {unk_id}))))
+        return cls(det, person, bans)
+
+    def __call__(self, feats: np.ndarray, detected: np.ndarray) -> tuple[int, ...]:
+        """Ids banned for a picture or segment: its stacked cells [F*49, C] and their ``Detectors.probs``."""
+        out = self.person_ids if self.person_ids and self.detectors.person_absent(feats, detected) else ()
+        for j, threshold, ids in self.word_bans:
+            if detected[j] < threshold:
+                out = out + ids
+        return out
+
+
 def save_detectors(folder: Path, det: Detectors, extra: Mapping | None = None) -> dict:
     """Write ``detectors.safetensors`` into a model folder; returns the manifest entry for ``model.json``."""
     from .weights import save_tensors

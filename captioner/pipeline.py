@@ -26,7 +26,7 @@ from .review import Snapshot, encode_jpeg, shrink, snapshots_for, thumbnail_size
 from .search import Hypothesis, search_many
 from .segment import StreamingSegmenter, Window
 from .subtitles import Cue, layout_cues
-from .vocab import fix_articles
+from .vocab import fix_articles, follow_rules
 from .video import DecodeStats, Frame, VideoInfo, open_video, prefetch, read_frames, sample_times_hint
 
 log = logging.getLogger(__name__)
@@ -124,21 +124,11 @@ class Captioner:
             self._banned = self._banned + self.grounder.novel_ids
 
         # visual concept detectors learnt from captions (detect.py): concept slots and person presence
-        from .detect import PERSON_WORDS, load_detectors
+        from .detect import AbsentWords, load_detectors
 
         self.detectors = load_detectors(self.model_info.path, {"detectors": self.model_info.detectors})
-        self._person_ids: tuple[int, ...] = ()
-        if self.detectors is not None and "person" in self.detectors.words and (
-                self.detectors.presence_threshold > 0 or self.detectors.presence is not None):
-            self._person_ids = tuple(sorted({self.vocab.index(w) for w in PERSON_WORDS} - {self.vocab.unk_id}))
-        # other words' own thresholds: (detector index, threshold, token ids of the word's forms)
-        self._word_bans: tuple[tuple[int, float, tuple[int, ...]], ...] = ()
-        if self.detectors is not None and self.detectors.word_thresholds:
-            from .detect import word_forms
-
-            self._word_bans = tuple(
-                (self.detectors.index(w), t, ids) for w, t in sorted(self.detectors.word_thresholds.items())
-                if (ids := tuple(sorted(word_forms(w, self.vocab.index) - {self.vocab.unk_id}))))
+        self._absent_words = (AbsentWords.build(self.detectors, self.vocab.index, self.vocab.unk_id)
+                              if self.detectors is not None else None)
 
         # where a segment sits among sentences, written into JSON for `captioner search` (vse.py)
         from .vse import load_vse
@@ -151,6 +141,9 @@ class Captioner:
             from .concepts import class_words
 
             self._once = tuple(sorted({self.vocab.index(w) for w, _ in class_words()} - {self.vocab.unk_id}))
+
+        # the verb slot: after "is"/"are" only the words the model's training text puts there
+        self._follow = follow_rules(self.vocab, self.model_info.grammar) if config.decoding.grammar else None
 
     # -- captions from features ------------------------------------------------------
     def caption_features(self, feats: Any, probs: Any = None, *, video: bool = False) -> Caption:
@@ -227,13 +220,9 @@ class Captioner:
 
     def _absent(self, detected: np.ndarray | None, feats: np.ndarray) -> tuple[int, ...]:
         """Words the detectors say are not there (presence-aware decoding): person words, and any word under its own threshold."""
-        if detected is None:
+        if detected is None or self._absent_words is None:
             return ()
-        out = self._person_ids if self._person_ids and self.detectors.person_absent(feats, detected) else ()
-        for j, threshold, ids in self._word_bans:
-            if detected[j] < threshold:
-                out = out + ids
-        return out
+        return self._absent_words(feats, detected)
 
     def _concept_inputs(self, detected: np.ndarray | None,
                         probs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -259,7 +248,7 @@ class Captioner:
         start = self.vocab.start_for(d.video_style if video else d.photo_style)
         return search_many(self.decoder.log_probs, items, start, self.vocab.end_id, beam_size=beam_size,
                            max_length=d.max_length, length_penalty=d.length_penalty,
-                           no_repeat_ngram=d.no_repeat_ngram, once=self._once)
+                           no_repeat_ngram=d.no_repeat_ngram, once=self._once, follow=self._follow)
 
     def _concept_weight(self, concepts: tuple[np.ndarray, np.ndarray] | None, video: bool) -> float:
         """The concepts-only expert's weight: the configured one if the top concept is sure enough, else 0."""

@@ -4,8 +4,9 @@ Decoders compute steps (``NumpyDecoder.log_probs`` at run time, hand-built toy m
 in the tests); this module drives them, so the rules a caption obeys are written
 once and hold for every search: no banned word (``<unk>``, a person word the person
 detector rules out), never the same word twice in a row, no repeated n-gram, never
-empty, a concept word ("said once") at most once, required words exactly once, at
-most ``max_length - 1`` words. Greedy search (``beam_size`` 1) is the one-beam case
+empty, a concept word ("said once") at most once, required words exactly once, only
+the words a model allows after a word (``follow``: after "is"/"are", no copied noun:
+"a woman is green onions"), at most ``max_length - 1`` words. Greedy search (``beam_size`` 1) is the one-beam case
 of the same rules and reports the same confidence (geometric-mean word probability).
 """
 
@@ -21,6 +22,8 @@ import numpy as np
 StepFn = Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
 #: ``step`` for several searches at once: [(tokens, state), ...] -> [(log-probs, state), ...], same order.
 StepManyFn = Callable[[list[tuple[np.ndarray, Any]]], list[tuple[np.ndarray, Any]]]
+#: Words that may follow a word: {token: sorted ids of the words NOT allowed after it}.
+Follow = dict[int, np.ndarray]
 #: A search in progress: yields (tokens, state) to be stepped, is sent (log-probs, new state),
 #: returns the best ``Hypothesis``.
 Search = Generator[tuple[np.ndarray, Any], tuple[np.ndarray, Any], "Hypothesis"]
@@ -73,6 +76,7 @@ class _Rules:
     required: frozenset[int]
     once: frozenset[int]
     no_repeat_ngram: int
+    follow: Follow | None = None
 
     def apply(self, logp: np.ndarray, seqs: Sequence[Sequence[int]], last: bool) -> np.ndarray:
         """A copy of ``logp`` [k, V] with every word row ``i`` (continuing ``seqs[i]``) may not say at -inf."""
@@ -92,6 +96,8 @@ class _Rules:
                 blocked.add(self.end_id)  # only a caption holding every required word may finish
             if blocked:
                 logp[i, list(blocked)] = neg_inf
+            if self.follow and seq and seq[-1] in self.follow:
+                logp[i, self.follow[seq[-1]]] = neg_inf
         if last:
             # last step: only <end> may follow, so every live caption that may finish does
             forced = np.full_like(logp, neg_inf)
@@ -156,13 +162,14 @@ def greedy_steps(
     banned: Sequence[int] = (),
     required: Sequence[int] = (),
     once: Sequence[int] = (),
+    follow: Follow | None = None,
 ) -> Search:
     """The most probable word at each step, under the rules beam search obeys (a ``Search``).
 
     Greedy search cannot plan where a required word goes: it is only kept from
     finishing without it (a constrained search wants ``beam_steps``).
     """
-    rules = _Rules(end_id, tuple(banned), frozenset(required), frozenset(once), no_repeat_ngram)
+    rules = _Rules(end_id, tuple(banned), frozenset(required), frozenset(once), no_repeat_ngram, follow)
     seq: list[int] = []
     total = 0.0
     tokens = np.array([start_id], dtype=np.int64)
@@ -192,6 +199,7 @@ def beam_steps(
     banned: Sequence[int] = (),
     required: Sequence[int] = (),
     once: Sequence[int] = (),
+    follow: Follow | None = None,
 ) -> Search:
     """Length-normalised beam search, optionally constrained (Anderson et al. 2017).
 
@@ -201,7 +209,7 @@ def beam_steps(
     hypothesis scores ``logprob / (len+1) ** length_penalty``. Every hypothesis
     obeys the rules (``_Rules``): no token from ``banned``, no repeated n-gram of size
     ``no_repeat_ngram``, never the same token twice in a row, never empty, no token
-    from ``once`` twice ("a loaf of loaf").
+    from ``once`` twice ("a loaf of loaf"), after a token of ``follow`` only the words it allows.
 
     With ``required`` tokens, beams are kept in separate groups by which required
     tokens they already contain (the constraint automaton's states), each group with
@@ -214,7 +222,7 @@ def beam_steps(
         raise ValueError("beam_size must be >= 1")
     req = tuple(dict.fromkeys(required))
     full = frozenset(req)
-    rules = _Rules(end_id, tuple(banned), full, frozenset(once), no_repeat_ngram)
+    rules = _Rules(end_id, tuple(banned), full, frozenset(once), no_repeat_ngram, follow)
     beams: list[tuple[list[int], float]] = [([], 0.0)]
     tokens = np.array([start_id], dtype=np.int64)
     finished: list[Hypothesis] = []

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
@@ -20,6 +22,9 @@ SPECIALS = (PAD, START, END, UNK)
 # premiere") and the caller picks the style. Appended after the words: older models lack them.
 STYLES = ("video", "photo", "web")
 CHOSEN_STYLES = ("video", "photo")  # the ones a user picks (--style); "web" is learnt only
+
+#: The verb slot a model's grammar list guards (model.json "grammar", pipelines.grammar).
+BE = ("is", "are")
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
@@ -133,3 +138,17 @@ def fix_articles(text: str) -> str:
         vowel = (nxt[:1] in "aeiou" and not nxt.startswith(_YOU_SOUND)) or nxt.startswith(_SILENT_H)
         words[i] = "an" if vowel else "a"
     return " ".join(words)
+
+
+def follow_rules(vocab: Vocabulary, grammar: Mapping[str, Any]) -> dict[int, np.ndarray] | None:
+    """The search's ``follow`` rule from a model's ``grammar`` entry: {id of is/are: ids NOT allowed after it}.
+
+    None when the model lists no words (every older model): nothing is restricted.
+    ``<end>`` is never allowed after "is"/"are": a caption does not stop mid-sentence.
+    """
+    words = grammar.get("after_be") if grammar else None
+    if not words:
+        return None
+    allowed = {vocab.index(w) for w in words} - {vocab.unk_id}
+    blocked = np.array(sorted(set(range(len(vocab))) - allowed), dtype=np.int64)
+    return {vocab.index(w): blocked for w in BE if vocab.index(w) != vocab.unk_id}

@@ -39,6 +39,7 @@ class ModelInfo:
     extra: dict[str, Any] = field(default_factory=dict)
     detectors: dict[str, Any] = field(default_factory=dict)  # model.json "detectors" (words, checksum); {} = none
     vse: dict[str, Any] = field(default_factory=dict)  # model.json "vse" (search vectors' checksum); {} = none
+    grammar: dict[str, Any] = field(default_factory=dict)  # model.json "grammar" (pipelines.grammar); {} = none
 
 
 def sha256_file(path: Path) -> str:
@@ -220,7 +221,8 @@ def _load(folder: str | Path, backend: str):
     if len(vocab) != config.vocab_size:
         raise ModelError(f"{folder}: vocabulary has {len(vocab)} words, decoder expects {config.vocab_size}")
     info = ModelInfo(manifest.get("name", folder.name), manifest["encoder"], actual, folder, config,
-                     manifest.get("extra", {}), manifest.get("detectors") or {}, manifest.get("vse") or {})
+                     manifest.get("extra", {}), manifest.get("detectors") or {}, manifest.get("vse") or {},
+                     manifest.get("grammar") or {})
     log.info("loaded model %s (%s, sha256 %s…, %s)", info.name, info.encoder, actual[:12], backend)
     return decoder, vocab, info
 

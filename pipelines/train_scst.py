@@ -38,13 +38,14 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from captioner.config import DecoderConfig
 from captioner.decoder import CaptionDecoder
-from captioner.detect import load_detectors
-from captioner.vocab import Vocabulary, tokenize
-from captioner.weights import checkpoint_encoder, load_model, read_manifest, save_model, update_manifest
+from captioner.detect import AbsentWords, load_detectors
+from captioner.vocab import Vocabulary, follow_rules, tokenize
+from captioner.weights import TENSORS, checkpoint_encoder, load_model, read_manifest, save_model, update_manifest
 
 from .common import CACHE, DATA, captions_by_file, flickr_split, read_tsv
 from .extract_features import feature_rows
@@ -116,12 +117,17 @@ class CiderD:
 
 def sample(model: CaptionDecoder, vocab: Vocabulary, feats: torch.Tensor, mask: torch.Tensor | None,
            cids: torch.Tensor | None, cprobs: torch.Tensor | None, k: int, max_words: int,
-           banned: list[int], temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+           banned: list[int], temperature: float = 1.0, start: torch.Tensor | None = None,
+           row_banned: list[tuple[int, ...]] | None = None,
+           follow: dict[int, np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``k`` captions sampled per picture: token ids [B*k, max_words] (pad after <end>) and their summed log-probs [B*k].
 
     Picture j's samples are rows j*k .. j*k+k-1. The rules of greedy decoding hold
-    (no empty caption, never the same word twice in a row, ``banned`` never), so the
-    reward judges captions the decoder could really say. The log-probabilities keep
+    (no empty caption, never the same word twice in a row, ``banned`` never; per
+    picture, ``row_banned`` never: the words presence-aware decoding rules out; after
+    a token of ``follow``, only the words it allows: the grammar rule of search.py), so
+    the reward judges captions the decoder could really say. ``start`` [B]: each
+    picture's first token (its style token), else <start>. The log-probabilities keep
     their graph: the policy gradient flows through them. ``temperature`` < 1 samples
     nearer the decoder's own best guesses (the log-probabilities are the tempered
     policy's): with a weak decoder, samples at 1 are mostly word salad whose rewards
@@ -131,18 +137,28 @@ def sample(model: CaptionDecoder, vocab: Vocabulary, feats: torch.Tensor, mask: 
     B = feats.shape[0]
     state = state.select(torch.arange(B).repeat_interleave(k))
     n = B * k
-    tokens = torch.full((n,), vocab.start_id, dtype=torch.long)
+    tokens = (start.repeat_interleave(k) if start is not None
+              else torch.full((n,), vocab.start_id, dtype=torch.long))
+    ban = torch.zeros(n, len(vocab), dtype=torch.bool)
+    ban[:, banned] = True
+    for j, ids in enumerate(row_banned or []):
+        if ids:
+            ban[j * k : (j + 1) * k, list(ids)] = True
+    follow_t = {tok: torch.from_numpy(blocked) for tok, blocked in (follow or {}).items()}
     done = torch.zeros(n, dtype=torch.bool)
     out = torch.full((n, max_words), vocab.pad_id, dtype=torch.long)
     logp_sum = torch.zeros(n)
     for t in range(max_words):
         logits, state, _ = model.step(tokens, state)
-        logits = logits.clone()
-        logits[:, banned] = float("-inf")
+        logits = logits.masked_fill(ban, float("-inf"))
         if t == 0:
             logits[:, vocab.end_id] = float("-inf")
         else:
             logits[torch.arange(n), tokens] = float("-inf")
+            for tok, blocked in follow_t.items():
+                rows = (tokens == tok).nonzero().squeeze(1)
+                if len(rows):
+                    logits[rows.unsqueeze(1), blocked.unsqueeze(0)] = float("-inf")
         logp = (logits / temperature).log_softmax(-1)
         nxt = torch.multinomial(logp.detach().exp(), 1).squeeze(1)
         lp = logp.gather(1, nxt.unsqueeze(1)).squeeze(1)
@@ -177,6 +193,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--name", default="msrvtt-cc3m-flickr8k-lite0-detectors-scst")
     ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--presence", action=argparse.BooleanOptionalAction, default=True,
+                    help="sample no word presence-aware decoding rules out (person words where nobody is seen)")
+    ap.add_argument("--grammar", action=argparse.BooleanOptionalAction, default=True,
+                    help="sample after is/are only the words the --init model's grammar list allows")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)
@@ -256,7 +276,23 @@ def main() -> None:
         rng.setstate(ckpt["rng"])
         torch.set_rng_state(ckpt["torch_rng"])
     slots, det_slots = config.concept_slots, config.detector_slots
-    banned = [vocab.pad_id, vocab.start_id, vocab.unk_id]
+    banned = [vocab.pad_id, vocab.start_id, vocab.unk_id, *vocab.style_ids]
+    # each source's style token (a decoder without them starts with <start>), as at run time
+    video_start, photo_start = vocab.start_for("video"), vocab.start_for("photo")
+    absent = AbsentWords.build(det, vocab.index, vocab.unk_id) if args.presence else None
+    follow = follow_rules(vocab, manifest.get("grammar") or {}) if args.grammar else None
+    log.info("styles: %s; presence-aware sampling: %s; grammar rule: %s", vocab.style_ids or "none",
+             absent is not None, sorted(vocab.itos[t] for t in follow) if follow else "none")
+
+    def row_bans(feats: torch.Tensor, mask: torch.Tensor) -> list[tuple[int, ...]]:
+        """The words presence-aware decoding rules out for each picture of a batch."""
+        if absent is None:
+            return []
+        out = []
+        for f, m in zip(feats, mask):
+            cells = f[m].numpy()
+            out.append(absent(cells, det.probs(cells)))
+        return out
 
     def batch_inputs(rows_list: list[tuple[int, ...]]):
         return items.inputs(rows_list, det, vocab.index, slots, det_slots)
@@ -264,11 +300,11 @@ def main() -> None:
     def words_of(ids: list[int]) -> list[str]:
         return tokenize(vocab.decode(ids))
 
-    def greedy(key: str) -> list[str]:
-        return greedy_captions(model, vocab, items, det, sets[key], slots, det_slots, 20)
+    def greedy(key: str, style: str) -> list[str]:
+        return greedy_captions(model, vocab, items, det, sets[key], slots, det_slots, 20, style)
 
     def evaluate() -> dict:
-        mv, fl = greedy("msrvtt_val"), greedy("flickr_dev")
+        mv, fl = greedy("msrvtt_val", "video"), greedy("flickr_dev", "photo")
         mc, mb = selection_scores(mv, [c for _, c in sets["msrvtt_val"]])
         fc, fb = selection_scores(fl, [c for _, c in sets["flickr_dev"]])
         top = Counter(mv).most_common(3)
@@ -307,8 +343,9 @@ def main() -> None:
                 k = rng.randint(1, min(args.max_frames, len(r)))
                 rows_list.append(tuple(sorted(rng.sample(r, k))))
             feats, mask, cids, cprobs = batch_inputs(rows_list)
+            start = torch.tensor([video_start if i < n_video else photo_start for i in chunk])
             seqs, logp = sample(model, vocab, feats, mask, cids, cprobs, args.samples, args.max_words, banned,
-                                args.temperature)
+                                args.temperature, start, row_bans(feats, mask), follow)
             K = args.samples
             rewards = torch.tensor([cider.score(chunk[j // K], words_of(seqs[j].tolist())) for j in range(len(seqs))])
             r = rewards.view(-1, K)
@@ -316,7 +353,8 @@ def main() -> None:
             adv = (r - baseline).view(-1)
             loss = -(adv * logp).mean()
             if args.xe_weight:
-                _, caps, lengths = collate([(0, vocab.encode(rng.choice(train[i][1]), args.max_words)) for i in chunk])
+                _, caps, lengths = collate([(0, vocab.encode(rng.choice(train[i][1]), args.max_words,
+                                                             "video" if i < n_video else "photo")) for i in chunk])
                 logits, _ = model(feats, caps, lengths, mask=mask, cids=cids, cprobs=cprobs)
                 xe = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), caps[:, 1:].reshape(-1),
                                                        ignore_index=0)
@@ -346,7 +384,7 @@ def main() -> None:
 
 
 def export(args, init_dir: Path, counts: dict) -> None:
-    """Write the best epoch as a model folder, with the detectors of the model it continued."""
+    """Write the best epoch as a model folder, with the detectors, presence head, search vectors and grammar list of the model it continued."""
     ckpt = torch.load(args.run / "best.pt", map_location="cpu", weights_only=False)
     manifest = read_manifest(init_dir)
     prev = manifest.get("extra", {}).get("training", {})
@@ -360,9 +398,11 @@ def export(args, init_dir: Path, counts: dict) -> None:
     encoder = checkpoint_encoder(ckpt, manifest["encoder"], args.run / "best.pt")
     save_model(args.out, ckpt["state"], Vocabulary(tuple(ckpt["vocab"])), DecoderConfig(**ckpt["config"]),
                name=ckpt["name"], encoder=encoder, extra=extra)
-    if Path(init_dir).resolve() != args.out.resolve():
-        shutil.copy2(Path(init_dir) / "detectors.safetensors", args.out / "detectors.safetensors")
-    update_manifest(args.out, lambda m: m.update(detectors=manifest["detectors"]))
+    if Path(init_dir).resolve() != args.out.resolve():  # detectors, presence head, search vectors as they were
+        for f in Path(init_dir).glob("*.safetensors"):
+            if f.name != TENSORS:
+                shutil.copy2(f, args.out / f.name)
+    update_manifest(args.out, lambda m: m.update({k: manifest[k] for k in ("detectors", "vse", "grammar") if k in manifest}))
     for f in args.out.iterdir():  # safetensors writes its files private; a shipped model is readable by all
         f.chmod(0o644)
     log.info("exported %s (epoch %d) to %s", ckpt["name"], len(ckpt["history"]) - 1, args.out)

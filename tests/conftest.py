@@ -9,6 +9,7 @@ all the segment/merge tests rely on.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import pytest
 import torch
@@ -21,9 +22,11 @@ from captioner.weights import save_model
 TINY_WORDS = "a dog cat man woman red blue green car street grass water runs sits plays in on the with".split()
 
 
-def make_tiny_model(folder: Path, seed: int = 0) -> Path:
+def make_tiny_model(folder: Path, seed: int = 0, words: Sequence[str] = TINY_WORDS,
+                    boost: Mapping[str, float] | None = None) -> Path:
+    """A random but sharp decoder over ``words``; ``boost`` raises some words' output bias (say them often)."""
     torch.manual_seed(seed)
-    vocab = Vocabulary.build([" ".join(TINY_WORDS)], min_count=1)
+    vocab = Vocabulary.build([" ".join(words)], min_count=1)
     config = DecoderConfig(feature_dim=1280, embed_dim=32, hidden_dim=32, attention_dim=32, dropout=0.0,
                            vocab_size=len(vocab))
     model = CaptionDecoder(config)
@@ -33,6 +36,8 @@ def make_tiny_model(folder: Path, seed: int = 0) -> Path:
         model.init_h.weight.mul_(4.0)
         model.fc.weight.mul_(6.0)
         model.fc.bias[vocab.end_id] += 1.0  # keep captions short
+        for w, b in (boost or {}).items():
+            model.fc.bias[vocab.index(w)] += b
     return save_model(folder, model.state_dict(), vocab, config, name="tiny-test", encoder="efficientnet-lite0")
 
 

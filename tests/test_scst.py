@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -51,3 +52,29 @@ def test_sample_draws_k_captions_per_picture_under_the_decoding_rules_and_keeps_
     assert bool((logp < 0).all())
     logp.sum().backward()
     assert model.fc.weight.grad is not None and float(model.fc.weight.grad.abs().sum()) > 0
+
+
+def test_sample_starts_with_each_pictures_token_and_obeys_its_bans_and_the_follow_rule():
+    torch.manual_seed(1)
+    vocab = Vocabulary(("<pad>", "<start>", "<end>", "<unk>") + tuple(f"w{i}" for i in range(12)) + ("<video>",))
+    config = DecoderConfig(feature_dim=8, embed_dim=8, hidden_dim=8, attention_dim=8, dropout=0.0,
+                           vocab_size=len(vocab), concept_slots=0)
+    model = CaptionDecoder(config)
+    feats, mask = torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.bool)
+    w = vocab.index
+    banned = [vocab.pad_id, vocab.start_id, vocab.unk_id, *vocab.style_ids]
+    # after w0 only w1 or w2 may come; picture 1 may never say w3, picture 0 may
+    follow = {w("w0"): np.array(sorted(set(range(len(vocab))) - {w("w1"), w("w2")}))}
+    seen_after: set[int] = set()
+    said_by = {0: set(), 1: set()}
+    for _ in range(30):
+        seqs, _ = sample(model, vocab, feats, mask, None, None, k=4, max_words=8, banned=banned, temperature=2.0,
+                         start=torch.tensor([vocab.start_for("video")] * 2), row_banned=[(), (w("w3"),)],
+                         follow=follow)
+        for j, row in enumerate(seqs.tolist()):
+            words = row[: row.index(vocab.end_id) + 1] if vocab.end_id in row else row  # <end> kept
+            said_by[j // 4] |= set(words)
+            seen_after |= {b for a, b in zip(words, words[1:]) if a == w("w0")}
+    assert w("w3") not in said_by[1] and w("w3") in said_by[0]
+    assert w("w0") in said_by[0] | said_by[1] and seen_after and seen_after <= {w("w1"), w("w2")}
+    assert not (said_by[0] | said_by[1]) & set(vocab.style_ids)
