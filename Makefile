@@ -44,6 +44,7 @@ train: install
 	$(PY) -m pipelines.train_video --init weights --shipped-detectors --run .cache/runs/style --epochs 5 --lr 1.5e-4 --msrvtt-caps 6 --out weights
 	$(PY) -m pipelines.train_presence --model weights --out weights
 	$(PY) -m pipelines.train_vse --init weights --run .cache/runs/vse --ensemble 3 --out weights
+	$(PY) -m pipelines.vse_memory --model weights
 	$(PY) -m pipelines.grammar --model weights
 
 eval: install

@@ -374,8 +374,11 @@ def info(model_dir: Path) -> None:
         click.echo(f"grammar:   after is/are only the {len(m['grammar']['after_be'])} words the training captions put "
                    "there (no noun in the verb slot)")
     if m.get("vse"):
+        memory = m["vse"].get("memory") or {}
         click.echo(f"search:    JSON cues carry a {m['vse'].get('dim')}-d visual vector in {m['vse'].get('space')}'s "
-                   "sentence space (captioner search ranks by it)")
+                   "sentence space (captioner search ranks by it)"
+                   + (f", moved towards the captions of the {memory.get('k')} training videos it looks most like "
+                      f"(of {memory.get('items')})" if memory else ""))
     click.echo(f"sha256:    {m.get('sha256')}")
     click.echo(f"runtime:   {runtime_summary(str(m.get('encoder')))}")
     training = extra.get("training", {})

@@ -10,14 +10,25 @@ detectors' probabilities) to a unit vector near the all-MiniLM-L6-v2 embeddings
 of sentences people wrote for such footage. Queries stay in MiniLM's own space, so
 search compares a query with a cue's vector directly, whatever model wrote it.
 
+A map learnt from 3,000 videos generalises only so far. A *caption memory*
+(``pipelines/vse_memory.py``) adds what the training videos' own captions say: the
+vectors of the training videos (``memory_keys``) and the mean embedding of each
+one's ~20 reference captions (``memory_values``). A segment's vector is moved
+towards the captions of the training videos it looks most like (a softmax over its
+``k`` nearest keys, mixed in with weight ``weight``), as kNN language models do for
+text (Khandelwal et al. 2020). It is one more step of ``embed``; JSON and search are
+unchanged.
+
 Stored beside the decoder as ``vse.safetensors`` (``mean``, ``std``, ``w1``,
-``b1``, ``w2``, ``b2``); listed with its checksum in ``model.json`` under ``"vse"``.
-A model without it writes no vectors and search falls back to captions.
+``b1``, ``w2``, ``b2``, and with a memory ``memory_keys``, ``memory_values``); listed
+with its checksum in ``model.json`` under ``"vse"`` (the memory's ``k``,
+``temperature`` and ``weight`` under ``"memory"``). A model without it writes no
+vectors and search falls back to captions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -38,18 +49,51 @@ class SegmentEmbedder:
     b1: np.ndarray  # [H]
     w2: np.ndarray  # [H, D_out]
     b2: np.ndarray  # [D_out]
+    memory: "CaptionMemory | None" = None
 
     @property
     def dim(self) -> int:
         return int(self.w2.shape[1])
 
-    def embed(self, pooled: np.ndarray, det_probs: np.ndarray) -> np.ndarray:
-        """Unit vector [D_out] of one segment: ``pooled`` [F, C] (each frame's mean over its cells) or their mean [C]; ``det_probs`` [D]."""
+    def embed_map(self, pooled: np.ndarray, det_probs: np.ndarray) -> np.ndarray:
+        """The map's own unit vector [D_out], before the memory: ``pooled`` [F, C] (each frame's mean over its cells) or their mean [C]; ``det_probs`` [D]."""
         p = np.asarray(pooled, np.float32)
         x = np.concatenate([p.mean(0) if p.ndim == 2 else p, np.asarray(det_probs, np.float32)])
         h = np.maximum((x - self.mean) / self.std @ self.w1 + self.b1, 0.0)
-        v = h @ self.w2 + self.b2
-        return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+        return _unit(h @ self.w2 + self.b2)
+
+    def embed(self, pooled: np.ndarray, det_probs: np.ndarray) -> np.ndarray:
+        """Unit vector [D_out] of one segment (``embed_map``'s arguments), moved towards its memory captions if any."""
+        v = self.embed_map(pooled, det_probs)
+        return v if self.memory is None else self.memory.apply(v)
+
+    def with_memory(self, memory: "CaptionMemory | None") -> "SegmentEmbedder":
+        return replace(self, memory=memory)
+
+
+@dataclass(frozen=True)
+class CaptionMemory:
+    """Training videos' vectors (keys) and caption embeddings (values): see the module docstring."""
+
+    keys: np.ndarray  # [M, D] unit vectors: each training video under the map
+    values: np.ndarray  # [M, D] unit vectors: the mean MiniLM embedding of its captions
+    k: int = 50
+    temperature: float = 0.05
+    weight: float = 0.5
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        """``v`` + ``weight`` x (softmax-weighted mean of its ``k`` nearest keys' values), renormalised."""
+        sims = self.keys @ v
+        k = min(self.k, len(sims))
+        top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+        w = np.exp((sims[top] - sims[top].max()) / self.temperature)
+        near = _unit((w / w.sum()) @ self.values[top])
+        return _unit(v + self.weight * near)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, np.float32)
+    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
 
 def save_vse(folder: Path, emb: SegmentEmbedder, extra: Mapping | None = None) -> dict:
@@ -59,8 +103,13 @@ def save_vse(folder: Path, emb: SegmentEmbedder, extra: Mapping | None = None) -
     tensors = {"mean": emb.mean.astype(np.float32), "std": emb.std.astype(np.float32),
                "w1": emb.w1.astype(np.float16), "b1": emb.b1.astype(np.float32),
                "w2": emb.w2.astype(np.float16), "b2": emb.b2.astype(np.float32)}
-    return {"sha256": save_tensors(folder, TENSORS, tensors), "dim": emb.dim, "space": "all-MiniLM-L6-v2",
-            **dict(extra or {})}
+    entry = {k: v for k, v in (extra or {}).items() if k != "memory"}
+    if emb.memory is not None:  # its parameters in model.json, beside what the caller says of it (data, val)
+        m = emb.memory
+        tensors |= {"memory_keys": m.keys.astype(np.float16), "memory_values": m.values.astype(np.float16)}
+        entry["memory"] = {**dict((extra or {}).get("memory") or {}), "k": m.k, "temperature": m.temperature,
+                           "weight": m.weight, "items": len(m.keys)}
+    return {**entry, "sha256": save_tensors(folder, TENSORS, tensors), "dim": emb.dim, "space": "all-MiniLM-L6-v2"}
 
 
 def load_vse(folder: Path, manifest: Mapping) -> SegmentEmbedder | None:
@@ -74,9 +123,17 @@ def load_vse(folder: Path, manifest: Mapping) -> SegmentEmbedder | None:
     raw = load_tensors(folder, TENSORS, entry, "it")
     try:
         t = {k: v.astype(np.float32) for k, v in raw.items()}
-        emb = SegmentEmbedder(t["mean"], t["std"], t["w1"], t["b1"], t["w2"], t["b2"])
+        memory = None
+        if "memory_keys" in t:
+            m = entry.get("memory") or {}
+            memory = CaptionMemory(t["memory_keys"], t["memory_values"], int(m.get("k", 50)),
+                                   float(m.get("temperature", 0.05)), float(m.get("weight", 0.5)))
+        emb = SegmentEmbedder(t["mean"], t["std"], t["w1"], t["b1"], t["w2"], t["b2"], memory)
         if emb.w1.shape[0] != emb.mean.shape[0] or emb.w2.shape[0] != emb.w1.shape[1]:
             raise ValueError("shapes do not chain")
+        if memory is not None and not (memory.keys.shape == memory.values.shape and memory.keys.shape[1] == emb.dim
+                                       and memory.k >= 1 and memory.temperature > 0):
+            raise ValueError("memory does not fit the map")
         return emb
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelError(f"{path}: not a segment embedder ({exc.__class__.__name__}: {str(exc)[:100]})") from None

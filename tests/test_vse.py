@@ -164,3 +164,44 @@ def test_ensemble_map_is_the_mean_of_its_members():
         assert joint.net[0].out_features == 18
         assert torch.allclose(joint(x), want, atol=1e-6)
         assert not torch.allclose(maps[0](x), want, atol=1e-3)  # the members differ: the mean is not any one of them
+
+
+def test_caption_memory_moves_a_vector_towards_its_nearest_videos_captions(tmp_path: Path) -> None:
+    """A segment that looks like training video j takes on some of what j's captions say."""
+    from captioner.vse import CaptionMemory
+
+    keys = np.stack([unit(s) for s in range(60, 70)])
+    values = np.stack([unit(s) for s in range(80, 90)])
+    v = keys[3] + 0.2 * unit(99)
+    v /= np.linalg.norm(v)
+    one = CaptionMemory(keys, values, k=1, temperature=0.05, weight=0.5)
+    moved = one.apply(v)
+    want = v + 0.5 * values[3]
+    assert np.allclose(moved, want / np.linalg.norm(want), atol=1e-5)  # k = 1: the nearest video's captions
+    many = CaptionMemory(keys, values, k=10, temperature=0.05, weight=0.5).apply(v)
+    assert abs(float(np.linalg.norm(many)) - 1) < 1e-5
+    assert float(many @ values[3]) > float(v @ values[3]) + 0.2  # the softmax picks the near one out of ten
+    assert float(many @ values[3]) > max(float(many @ values[i]) for i in range(10) if i != 3)
+    # the embedder applies it after its map; save and load keep it with its parameters
+    emb = small_embedder().with_memory(CaptionMemory(keys, values, k=3, temperature=0.1, weight=0.7))
+    frames = np.random.default_rng(5).random((2, 6)).astype(np.float32)
+    det = np.array([0.2, 0.1, 0.9, 0.0], np.float32)
+    assert np.allclose(emb.embed(frames, det), emb.memory.apply(emb.embed_map(frames, det)), atol=1e-6)
+    assert float(emb.embed(frames, det) @ emb.embed_map(frames, det)) < 0.99  # it does move the vector
+    entry = save_vse(tmp_path, emb, {"memory": {"data": "ten videos"}})
+    assert entry["memory"] == {"data": "ten videos", "k": 3, "temperature": 0.1, "weight": 0.7, "items": 10}
+    loaded = load_vse(tmp_path, {"vse": entry})
+    assert loaded.memory is not None and loaded.memory.k == 3 and loaded.memory.weight == 0.7
+    assert float(loaded.embed(frames, det) @ emb.embed(frames, det)) > 0.999
+    (tmp_path / "plain").mkdir()
+    plain = save_vse(tmp_path / "plain", small_embedder(), {"memory": {"data": "stale"}})
+    assert "memory" not in plain and load_vse(tmp_path / "plain", {"vse": plain}).memory is None
+
+
+def test_a_memory_that_does_not_fit_the_map_is_refused(tmp_path: Path) -> None:
+    from captioner.vse import CaptionMemory
+
+    emb = small_embedder().with_memory(CaptionMemory(np.stack([unit(1, 100)] * 2), np.stack([unit(2, 100)] * 2)))
+    entry = save_vse(tmp_path, emb)
+    with pytest.raises(ModelError, match="memory does not fit"):
+        load_vse(tmp_path, {"vse": entry})
