@@ -33,6 +33,30 @@ def longest_cues(folder: Path) -> dict[str, str]:
     return out
 
 
+#: words that may follow "is"/"are" in the readability count, besides -ing/-ed/-en forms
+_AFTER_BE_OK = set("""a an the on in at into inside outside out up down over under near next behind not being very so
+all also still now there here about with from for by to of off away together happy ready able alone asleep""".split())
+
+
+def readability(hyps: dict[str, str]) -> dict[str, float]:
+    """How captions read, by heuristics (no metric sees this): verb-less "is/are X", "talking about a" tails, length.
+
+    A word after "is"/"are" passes if it ends in -ing, -ed or -en or is one of ``_AFTER_BE_OK``;
+    "a man is people on a stage" does not.
+    """
+    texts = [h for h in hyps.values() if h]
+    verbless = 0
+    for t in texts:
+        w = t.split()
+        if any(a in ("is", "are") and not (b.endswith(("ing", "ed", "en")) or b in _AFTER_BE_OK)
+               for a, b in zip(w, w[1:])):
+            verbless += 1
+    top = max(((texts.count(t), t) for t in set(texts)), default=(0, ""))
+    return {"verbless": verbless, "talking_about_tails": sum("talking about a" in t for t in texts),
+            "mean_words": round(sum(len(t.split()) for t in texts) / max(1, len(texts)), 2),
+            "distinct": len(set(texts)), "most_frequent": f"{top[1]} ({top[0]})"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", type=Path)
@@ -43,7 +67,7 @@ def main() -> None:
     hyps = {k: v for k, v in longest_cues(args.folder).items() if k in refs}
     missing = sorted(set(refs) - set(hyps))
     scores = {**coco_scores(hyps, refs), **person_scores(hyps, refs), "n": len(hyps), "missing": len(missing),
-              "unk_captions": sum("<unk>" in h for h in hyps.values())}
+              "unk_captions": sum("<unk>" in h for h in hyps.values()), **readability(hyps)}
     print(json.dumps(scores))
     if args.out:
         args.out.write_text(json.dumps({"scores": scores, "captions": hyps}, indent=1))

@@ -81,3 +81,12 @@ def test_info_names_the_rule(is_model, tiny_model):
     assert result.exit_code == 0, result.stderr
     assert "grammar:   after is/are only the 3 words the training captions put there" in result.stdout
     assert "grammar:" not in cli("info", "--model", tiny_model).stdout
+
+
+def test_readability_counts_verbless_captions_and_talking_about_tails():
+    from pipelines.score_json import readability
+
+    r = readability({"v1": "a man is people on a stage", "v2": "a man is talking about a hat",
+                     "v3": "a man is talking about a hat", "v4": "two men are inside a car", "v5": ""})
+    assert r["verbless"] == 1 and r["talking_about_tails"] == 2 and r["distinct"] == 3
+    assert r["most_frequent"] == "a man is talking about a hat (2)" and r["mean_words"] == 6.75
