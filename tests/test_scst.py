@@ -78,3 +78,12 @@ def test_sample_starts_with_each_pictures_token_and_obeys_its_bans_and_the_follo
     assert w("w3") not in said_by[1] and w("w3") in said_by[0]
     assert w("w0") in said_by[0] | said_by[1] and seen_after and seen_after <= {w("w1"), w("w2")}
     assert not (said_by[0] | said_by[1]) & set(vocab.style_ids)
+
+
+def test_tail_penalty_hits_talking_about_a_only():
+    from pipelines.train_scst import tail_penalty
+
+    assert tail_penalty("a woman is talking about a woman".split(), 0.3) == 0.3
+    assert tail_penalty("a man is talking about the news".split(), 0.3) == 0.3
+    assert tail_penalty("a man is talking about cars".split(), 0.3) == 0.0
+    assert tail_penalty("a man is talking to a woman".split(), 0.3) == 0.0
