@@ -75,6 +75,23 @@ class TextMap(nn.Module):
         return F.normalize(x + self.a(x), dim=-1)
 
 
+def msrvtt_videos(encoder: str) -> tuple[dict[str, list[int]], dict[str, list[str]], list[str], list[str]]:
+    """MSR-VTT's cached frames: (video -> feature rows, video -> captions, train ids, val ids).
+
+    Train and val are the official splits minus the demo clips, videos with frames and captions only.
+    """
+    frames: dict[str, list[int]] = {}
+    for f, i in feature_rows(encoder, "msrvtt").items():
+        frames.setdefault(f.split("/")[0], []).append(i)
+    caps: dict[str, list[str]] = {}
+    for vid, c in read_tsv(DATA / "text" / "msrvtt_captions_all.tsv"):
+        caps.setdefault(vid, []).append(c)
+    held = held_out_clips()
+    train = [v for v in msrvtt_ids("train", frames, held) if v in caps]
+    val = [v for v in msrvtt_ids("val", frames, held) if v in caps]
+    return frames, caps, train, val
+
+
 def descriptor(*per_frame: np.ndarray) -> np.ndarray:
     """One segment's input: the mean over its frames of each per-frame array ([F, C] mean-pooled
     features, [F, C] max-pooled, [F, D] detector probabilities, ...), concatenated."""
@@ -172,16 +189,7 @@ def main() -> None:
         raise SystemExit(f"error: {args.init} has no detectors")
     enc = manifest["encoder"]
 
-    rows = feature_rows(enc, "msrvtt")
-    frames: dict[str, list[int]] = {}
-    for f, i in rows.items():
-        frames.setdefault(f.split("/")[0], []).append(i)
-    caps: dict[str, list[str]] = {}
-    for vid, c in read_tsv(DATA / "text" / "msrvtt_captions_all.tsv"):
-        caps.setdefault(vid, []).append(c)
-    held = held_out_clips()
-    train = [v for v in msrvtt_ids("train", frames, held) if v in caps]
-    val = [v for v in msrvtt_ids("val", frames, held) if v in caps]
+    frames, caps, train, val = msrvtt_videos(enc)
     if args.holdout:
         rng_h = random.Random(1234)
         out = set(rng_h.sample(train, args.holdout))

@@ -28,10 +28,9 @@ from captioner.detect import load_detectors
 from captioner.vse import CaptionMemory, load_vse, save_vse
 from captioner.weights import read_manifest, update_manifest
 
-from .common import CACHE, DATA, read_tsv
-from .extract_features import feature_rows, pooled_cells
-from .prepare_data import held_out_clips, msrvtt_ids
-from .train_vse import ranks, recall, text_embeddings
+from .common import CACHE
+from .extract_features import pooled_cells
+from .train_vse import msrvtt_videos, ranks, recall, text_embeddings
 
 log = logging.getLogger("vse_memory")
 
@@ -56,16 +55,7 @@ def main() -> None:
         raise SystemExit(f"error: {args.model} has no detectors or no search vectors (vse.safetensors)")
     vse = vse.with_memory(None)  # keys come from the map alone
 
-    rows = feature_rows(manifest["encoder"], "msrvtt")
-    frames: dict[str, list[int]] = {}
-    for f, i in rows.items():
-        frames.setdefault(f.split("/")[0], []).append(i)
-    caps: dict[str, list[str]] = {}
-    for vid, c in read_tsv(DATA / "text" / "msrvtt_captions_all.tsv"):
-        caps.setdefault(vid, []).append(c)
-    held = held_out_clips()
-    train = [v for v in msrvtt_ids("train", frames, held) if v in caps]
-    val = [v for v in msrvtt_ids("val", frames, held) if v in caps]
+    frames, caps, train, val = msrvtt_videos(manifest["encoder"])
     args.run.mkdir(parents=True, exist_ok=True)
     # the training manifest: tests/test_training_data.py fails if a val/test or demo-clip id is in it
     (args.run / "msrvtt_train_ids.txt").write_text("\n".join(train) + "\n")
