@@ -6,8 +6,9 @@ once and hold for every search: no banned word (``<unk>``, a person word the per
 detector rules out), never the same word twice in a row, no repeated n-gram, never
 empty, a concept word ("said once") at most once, required words exactly once, only
 the words a model allows after a word (``follow``: after "is"/"are", no copied noun:
-"a woman is green onions"), at most ``max_length - 1`` words. Greedy search (``beam_size`` 1) is the one-beam case
-of the same rules and reports the same confidence (geometric-mean word probability).
+"a woman is green onions"), at most ``max_length - 1`` words. Greedy search
+(``beam_size`` 1) is the one-beam case of the same rules and reports the same
+confidence (geometric-mean word probability).
 """
 
 from __future__ import annotations
