@@ -205,3 +205,23 @@ def test_a_memory_that_does_not_fit_the_map_is_refused(tmp_path: Path) -> None:
     entry = save_vse(tmp_path, emb)
     with pytest.raises(ModelError, match="memory does not fit"):
         load_vse(tmp_path, {"vse": entry})
+
+
+def test_info_says_whether_the_search_vectors_have_a_memory(tmp_path: Path) -> None:
+    from captioner.vse import CaptionMemory
+    from captioner.weights import update_manifest
+    from clitools import cli
+    from conftest import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "m")
+    keys = np.stack([unit(s) for s in range(10)])
+    for emb, want in ((small_embedder(), None),
+                      (small_embedder().with_memory(CaptionMemory(keys, keys, k=3)),
+                       "moved towards the captions of the 3 training videos it looks most like (of 10)")):
+        entry = save_vse(model, emb)
+        update_manifest(model, lambda m: m.update(vse=entry))
+        result = cli("info", "--model", model)
+        assert result.exit_code == 0, result.stderr
+        line = next(x for x in result.stdout.splitlines() if x.startswith("search:"))
+        assert "384-d visual vector" in line
+        assert (want in line) if want else ("moved towards" not in line)
