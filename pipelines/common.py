@@ -101,3 +101,26 @@ def same_caption_steps(a, b, end: float, steps: int) -> int:
         ta = text_at(a, t)
         same += ta is not None and ta == text_at(b, t)
     return same
+
+
+#: What a model folder holds beside its decoder, kept as it was when a job fine-tunes only the decoder:
+#: the tensor files and the model.json entries that describe them (and the is/are word list).
+COMPANION_ENTRIES = ("detectors", "vse", "grammar")
+
+
+def carry_companions(init: Path, out: Path, init_manifest: dict) -> None:
+    """Copy ``init``'s detectors, presence head and search vectors into the model folder ``out``, with their entries.
+
+    ``init_manifest`` is ``init``'s model.json as read *before* ``out`` was written (``out`` may be ``init``).
+    """
+    import shutil
+
+    from captioner.detect import PRESENCE_TENSORS, TENSORS as DETECTOR_TENSORS
+    from captioner.vse import TENSORS as VSE_TENSORS
+    from captioner.weights import update_manifest
+
+    if Path(init).resolve() != Path(out).resolve():
+        for name in (DETECTOR_TENSORS, PRESENCE_TENSORS, VSE_TENSORS):
+            if (Path(init) / name).exists():
+                shutil.copyfile(Path(init) / name, Path(out) / name)
+    update_manifest(out, lambda m: m.update({k: init_manifest[k] for k in COMPANION_ENTRIES if k in init_manifest}))

@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import random
-import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -46,7 +45,7 @@ from captioner.vocab import STYLES, Vocabulary, tokenize
 from captioner.errors import ModelError
 from captioner.weights import MANIFEST, checkpoint_encoder, load_model, save_model, update_manifest
 
-from .common import CACHE, DATA, captions_by_file, flickr_split, read_tsv, text_sentences
+from .common import CACHE, DATA, captions_by_file, carry_companions, flickr_split, read_tsv, text_sentences
 from .extract_features import feature_dir, feature_rows
 from .prepare_data import PREPARED, held_out_clips, msrvtt_ids
 from .train import TextConcepts, collate, loss_fn
@@ -457,14 +456,8 @@ def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences
                           "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                           "command": "make train"}}
     save_model(out, ckpt["state"], vocab, config, name=ckpt["name"], encoder=encoder, extra=extra)
-    if args.shipped_detectors:  # the --init model's detectors, presence head and search vectors, as they were
-        from captioner.detect import PRESENCE_TENSORS, TENSORS as DETECTOR_TENSORS
-        from captioner.vse import TENSORS as VSE_TENSORS
-
-        for name in (DETECTOR_TENSORS, PRESENCE_TENSORS, VSE_TENSORS):
-            if (args.init / name).exists() and args.init.resolve() != out.resolve():
-                shutil.copyfile(args.init / name, out / name)
-        update_manifest(out, lambda m: m.update({k: init[k] for k in ("detectors", "vse") if k in init}))
+    if args.shipped_detectors:  # the --init model's detectors, presence head, search vectors and is/are list
+        carry_companions(args.init, out, init)
     else:
         report_path = CACHE / "runs" / "detectors" / "report.json"
         report = json.loads(report_path.read_text()) if report_path.exists() else {}
@@ -476,6 +469,7 @@ def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences
     for f in out.iterdir():  # safetensors writes its files private; a shipped model is readable by all
         f.chmod(0o644)
     log.info("exported %s to %s%s", ckpt["name"], out, f" (detectors of {args.init})" if args.shipped_detectors else "")
+
 
 if __name__ == "__main__":
     main()
