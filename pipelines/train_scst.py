@@ -32,7 +32,6 @@ import json
 import logging
 import math
 import random
-import shutil
 import time
 from collections import Counter
 from dataclasses import asdict
@@ -45,9 +44,9 @@ from captioner.config import DecoderConfig
 from captioner.decoder import CaptionDecoder
 from captioner.detect import AbsentWords, load_detectors
 from captioner.vocab import Vocabulary, follow_rules, tokenize
-from captioner.weights import TENSORS, checkpoint_encoder, load_model, read_manifest, save_model, update_manifest
+from captioner.weights import checkpoint_encoder, load_model, read_manifest, save_model
 
-from .common import CACHE, DATA, captions_by_file, flickr_split, read_tsv
+from .common import CACHE, DATA, captions_by_file, carry_companions, flickr_split, read_tsv
 from .extract_features import feature_rows
 from .prepare_data import held_out_clips, msrvtt_ids
 from .train import collate
@@ -299,15 +298,15 @@ def main() -> None:
     log.info("styles: %s; presence-aware sampling: %s; grammar rule: %s", vocab.style_ids or "none",
              absent is not None, sorted(vocab.itos[t] for t in follow) if follow else "none")
 
-    def row_bans(feats: torch.Tensor, mask: torch.Tensor) -> list[tuple[int, ...]]:
-        """The words presence-aware decoding rules out for each picture of a batch."""
+    def row_bans(rows_list: list[tuple[int, ...]], feats: torch.Tensor, mask: torch.Tensor) -> list[tuple[int, ...]]:
+        """The words presence-aware decoding rules out for each picture of a batch.
+
+        Its detector probabilities are the frames' mean, as ``Detectors.probs`` computes
+        them, taken from ``items`` (computed once for every frame) instead of again.
+        """
         if absent is None:
             return []
-        out = []
-        for f, m in zip(feats, mask):
-            cells = f[m].numpy()
-            out.append(absent(cells, det.probs(cells)))
-        return out
+        return [absent(f[m].numpy(), items.det_all[list(r)].mean(0)) for r, f, m in zip(rows_list, feats, mask)]
 
     def batch_inputs(rows_list: list[tuple[int, ...]]):
         return items.inputs(rows_list, det, vocab.index, slots, det_slots)
@@ -360,7 +359,7 @@ def main() -> None:
             feats, mask, cids, cprobs = batch_inputs(rows_list)
             start = torch.tensor([video_start if i < n_video else photo_start for i in chunk])
             seqs, logp = sample(model, vocab, feats, mask, cids, cprobs, args.samples, args.max_words, banned,
-                                args.temperature, start, row_bans(feats, mask), follow)
+                                args.temperature, start, row_bans(rows_list, feats, mask), follow)
             K = args.samples
             said = [words_of(seqs[j].tolist()) for j in range(len(seqs))]
             rewards = torch.tensor([cider.score(chunk[j // K], w) - tail_penalty(w, args.tail_penalty)
@@ -415,11 +414,7 @@ def export(args, init_dir: Path, counts: dict) -> None:
     encoder = checkpoint_encoder(ckpt, manifest["encoder"], args.run / "best.pt")
     save_model(args.out, ckpt["state"], Vocabulary(tuple(ckpt["vocab"])), DecoderConfig(**ckpt["config"]),
                name=ckpt["name"], encoder=encoder, extra=extra)
-    if Path(init_dir).resolve() != args.out.resolve():  # detectors, presence head, search vectors as they were
-        for f in Path(init_dir).glob("*.safetensors"):
-            if f.name != TENSORS:
-                shutil.copy2(f, args.out / f.name)
-    update_manifest(args.out, lambda m: m.update({k: manifest[k] for k in ("detectors", "vse", "grammar") if k in manifest}))
+    carry_companions(init_dir, args.out, manifest)
     for f in args.out.iterdir():  # safetensors writes its files private; a shipped model is readable by all
         f.chmod(0o644)
     log.info("exported %s (epoch %d) to %s", ckpt["name"], len(ckpt["history"]) - 1, args.out)
