@@ -125,9 +125,9 @@ def load_vse(folder: Path, manifest: Mapping) -> SegmentEmbedder | None:
         t = {k: v.astype(np.float32) for k, v in raw.items()}
         memory = None
         if "memory_keys" in t:
-            m = entry.get("memory") or {}
-            memory = CaptionMemory(t["memory_keys"], t["memory_values"], int(m.get("k", 50)),
-                                   float(m.get("temperature", 0.05)), float(m.get("weight", 0.5)))
+            m = entry.get("memory") or {}  # a parameter it does not name keeps CaptionMemory's default
+            memory = CaptionMemory(t["memory_keys"], t["memory_values"], **{
+                name: cast(m[name]) for name, cast in (("k", int), ("temperature", float), ("weight", float)) if name in m})
         emb = SegmentEmbedder(t["mean"], t["std"], t["w1"], t["b1"], t["w2"], t["b2"], memory)
         if emb.w1.shape[0] != emb.mean.shape[0] or emb.w2.shape[0] != emb.w1.shape[1]:
             raise ValueError("shapes do not chain")

@@ -41,9 +41,9 @@ def main() -> None:
     ap.add_argument("--run", type=Path, default=CACHE / "runs" / "vse-memory", help="folder for cached frame inputs")
     ap.add_argument("--text-cache", type=Path, default=CACHE / "runs" / "vse" / "msrvtt_train_text.npy",
                     help="MiniLM embeddings of the train captions (train_vse's cache; missing ones are embedded)")
-    ap.add_argument("--k", type=int, default=50)
-    ap.add_argument("--temperature", type=float, default=0.05)
-    ap.add_argument("--weight", type=float, default=0.5)
+    ap.add_argument("--k", type=int, default=CaptionMemory.k)
+    ap.add_argument("--temperature", type=float, default=CaptionMemory.temperature)
+    ap.add_argument("--weight", type=float, default=CaptionMemory.weight)
     ap.add_argument("--max-frames", type=int, default=8)
     ap.add_argument("--dry-run", action="store_true", help="report val numbers only; leave the model alone")
     args = ap.parse_args()
