@@ -32,7 +32,8 @@ test: install
 
 # stage 1: Flickr8k + caption-only text (ImageNet concepts); stage 2: MSR-VTT frames, CC3M photos and
 # concept detectors learnt from captions (needs the two git mirrors named in ../shared/data/README.md);
-# then the person presence head, the visual vectors `captioner search` ranks by and the words allowed after is/are (pipelines.train_scst, stage 3, is an experiment: not shipped)
+# then the person presence head, the visual vectors `captioner search` ranks by (with their caption memory and the word
+# vectors that choose among a video segment's beam captions) and the words allowed after is/are (pipelines.train_scst, stage 3, is an experiment: not shipped)
 train: install
 	$(PY) -m pipelines.extract_features --set flickr8k --set coco
 	$(PY) -m pipelines.train --run .cache/runs/concepts --epochs 6
@@ -45,6 +46,7 @@ train: install
 	$(PY) -m pipelines.train_presence --model weights --out weights
 	$(PY) -m pipelines.train_vse --init weights --run .cache/runs/vse --ensemble 3 --out weights
 	$(PY) -m pipelines.vse_memory --model weights
+	$(PY) -m pipelines.caption_vectors --model weights
 	$(PY) -m pipelines.grammar --model weights
 
 eval: install

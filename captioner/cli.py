@@ -128,6 +128,10 @@ def caption_options(f):
                      help="Decode key frames only (much faster; about one look per key-frame interval)."),
         click.option("--beam-size", type=click.IntRange(min=1, max=20), default=_D.decoding.beam_size,
                      show_default=True, help="Beam width; 1 = greedy (fastest)."),
+        click.option("--rerank-weight", type=click.FloatRange(min=0), default=_D.decoding.rerank_weight,
+                     show_default=True,
+                     help="Video: how much a caption's closeness to what the segment looks like (its search "
+                          "vector) counts when choosing among the beam's captions; 0 = the likeliest caption."),
         click.option("--max-segment", type=click.FloatRange(min=0.5), default=_D.segments.max_segment,
                      show_default=True, help="Longest cue in seconds; a long shot is split into several cues."),
         click.option("--min-duration", type=click.FloatRange(min=0), default=_D.segments.min_duration,
@@ -156,9 +160,11 @@ def caption_options(f):
 def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration: float, shot_threshold: float,
                  max_line_width: int, max_line_count: int, model_dir: Path, formats: Sequence[str],
                  threads: int, concepts: bool = _D.grounding.enabled, fast: bool = _D.sampling.fast,
-                 int8: bool = _D.encoder.int8, style: str = "auto") -> CaptionConfig:
+                 int8: bool = _D.encoder.int8, style: str = "auto",
+                 rerank_weight: float = _D.decoding.rerank_weight) -> CaptionConfig:
     """The configuration ``run`` and ``batch`` options describe (``config.configure``)."""
-    return configure(model_dir=model_dir, fps=fps, fast=fast, beam_size=beam_size, max_segment=max_segment,
+    return configure(model_dir=model_dir, fps=fps, fast=fast, beam_size=beam_size, rerank_weight=rerank_weight,
+                     max_segment=max_segment,
                      min_duration=min_duration, shot_threshold=shot_threshold, concepts=concepts,
                      formats=tuple(formats), max_line_width=max_line_width, max_line_count=max_line_count,
                      threads=threads, int8=int8, style=style)
@@ -379,6 +385,9 @@ def info(model_dir: Path) -> None:
                    "sentence space (captioner search ranks by it)"
                    + (f", moved towards the captions of the {memory.get('k')} training videos it looks most like "
                       f"(of {memory.get('items')})" if memory else ""))
+        if m["vse"].get("words"):
+            click.echo(f"choosing:  video captions: among the beam's, the one closest to the segment's vector counts "
+                       f"(word vectors for {m['vse']['words'].get('count')} words; --rerank-weight)")
     click.echo(f"sha256:    {m.get('sha256')}")
     click.echo(f"runtime:   {runtime_summary(str(m.get('encoder')))}")
     training = extra.get("training", {})

@@ -172,14 +172,14 @@ class Captioner:
             absent = [self._absent(d, f) for d, f in zip(detected, feats)]
             banned = [self._banned + a for a in absent]
             beam_size = self.config.decoding.beam_size  # 1: greedy, under the same rules
-            found = [(h.tokens, round(h.confidence, 4)) for h in
-                     self._search([(f, c, b, ()) for f, c, b in zip(feats, concepts, banned)], video, beam_size)]
+            vectors = [self._segment_vector(f, d) if video else None for f, d in zip(feats, detected)]
+            found = self._search([(f, c, b, ()) for f, c, b in zip(feats, concepts, banned)], video, beam_size)
             if self.grounder is not None:
                 # a confident concept the caption does not say: search again with it required
                 again = []
-                for i, (p, (tokens, _)) in enumerate(zip(probs, found)):
+                for i, (p, hyp) in enumerate(zip(probs, found)):
                     concept = self.grounder.concept(p) if p is not None else None
-                    rule = self.grounder.constraints(concept, tokens) if concept is not None else None
+                    rule = self.grounder.constraints(concept, hyp.tokens) if concept is not None else None
                     if rule is not None:
                         required, extra_banned = rule
                         banned = tuple(t for t in self._banned + absent[i] if t not in set(required)) + extra_banned
@@ -188,20 +188,31 @@ class Captioner:
                 retry = self._search([a for _, a in again], video, max(2, beam_size))
                 for (i, (_, _, _, required)), hyp in zip(again, retry):
                     if set(required).issubset(hyp.tokens):
-                        found[i] = (hyp.tokens, round(hyp.confidence, 4))
-            vectors = [self._vector(f, d) if video else "" for f, d in zip(feats, detected)]
-        return [Caption(fix_articles(self.vocab.decode(tokens)), conf, self._concept_words(c), v)
-                for (tokens, conf), c, v in zip(found, concepts, vectors)]
+                        found[i] = hyp
+            chosen = [self._rerank(h, v) for h, v in zip(found, vectors)]
+        from .vse import encode_vector
 
-    def _vector(self, feats: np.ndarray, detected: np.ndarray | None) -> str:
-        """A segment's visual vector (stacked cells -> each frame's mean cell -> vse), encoded; "" without one."""
+        return [Caption(fix_articles(self.vocab.decode(h.tokens)), round(h.confidence, 4), self._concept_words(c),
+                        "" if v is None else encode_vector(v))
+                for h, c, v in zip(chosen, concepts, vectors)]
+
+    def _segment_vector(self, feats: np.ndarray, detected: np.ndarray | None) -> np.ndarray | None:
+        """A segment's visual vector (stacked cells -> each frame's mean cell -> vse); None without one."""
         from .detect import CELLS
 
         if self.vse is None or detected is None:
-            return ""
-        from .vse import encode_vector
+            return None
+        return self.vse.embed(feats.reshape(-1, CELLS, feats.shape[1]).mean(1), detected)
 
-        return encode_vector(self.vse.embed(feats.reshape(-1, CELLS, feats.shape[1]).mean(1), detected))
+    def _rerank(self, hyp: Hypothesis, vector: np.ndarray | None) -> Hypothesis:
+        """The finished caption (``hyp`` or one of its alternatives) whose score plus
+        ``rerank_weight`` x cos(caption, segment vector) is highest; ``hyp`` without a vector or word vectors."""
+        weight = self.config.decoding.rerank_weight
+        if vector is None or not hyp.alternatives or weight <= 0 or self.vse is None or self.vse.words is None:
+            return hyp
+        cands = (hyp, *hyp.alternatives)
+        closeness = self.vse.caption_vectors([h.tokens for h in cands]) @ vector
+        return cands[int(np.argmax([h.score + weight * float(c) for h, c in zip(cands, closeness)]))]
 
     def _concept_words(self, concepts: tuple[np.ndarray, np.ndarray] | None) -> tuple[tuple[str, float], ...]:
         """The words (and probabilities) of a concept decoder's slots, as the review page shows them."""

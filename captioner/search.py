@@ -14,7 +14,7 @@ confidence (geometric-mean word probability).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Generator, Sequence
 
 import numpy as np
@@ -32,11 +32,17 @@ Search = Generator[tuple[np.ndarray, Any], tuple[np.ndarray, Any], "Hypothesis"]
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """A finished caption: token ids (no <start>/<end>), total log-prob and normalised score."""
+    """A finished caption: token ids (no <start>/<end>), total log-prob and normalised score.
+
+    A beam search also returns the other captions it finished, best first
+    (``alternatives``), so that a caller with knowledge the decoder lacks (the
+    segment's search vector: pipeline.py) can choose among them.
+    """
 
     tokens: tuple[int, ...]
     logprob: float
     score: float
+    alternatives: tuple["Hypothesis", ...] = field(default=(), compare=False, repr=False)
 
     @property
     def confidence(self) -> float:
@@ -280,4 +286,5 @@ def beam_steps(
     if not finished:  # no hypothesis could satisfy the constraints: return the best live beam
         seq, score = max(beams, key=lambda b: b[1])
         return Hypothesis(tuple(seq), score, score / (len(seq) + 1) ** length_penalty)
-    return max(finished, key=lambda h: h.score)
+    ranked = sorted(finished, key=lambda h: -h.score)
+    return replace(ranked[0], alternatives=tuple(ranked[1:]))

@@ -19,10 +19,21 @@ towards the captions of the training videos it looks most like (a softmax over i
 text (Khandelwal et al. 2020). It is one more step of ``embed``; JSON and search are
 unchanged.
 
+The same vector also helps the decoder choose what to say. Beam search finishes
+several captions; the likeliest is often the decoder's fallback ("a person is playing
+a video game") while a close second names what the segment shows. ``words`` holds,
+for each word of the decoder's vocabulary, a vector in the same sentence space
+(``pipelines/caption_vectors.py``: a ridge fit of training captions' MiniLM
+embeddings on their bags of words), so a caption's place among sentences costs a
+mean of a few rows, not a transformer run; ``pipeline.py`` adds
+``DecodingConfig.rerank_weight`` x cos(caption, segment) to each finished caption's
+score.
+
 Stored beside the decoder as ``vse.safetensors`` (``mean``, ``std``, ``w1``,
-``b1``, ``w2``, ``b2``, and with a memory ``memory_keys``, ``memory_values``); listed
-with its checksum in ``model.json`` under ``"vse"`` (the memory's ``k``,
-``temperature`` and ``weight`` under ``"memory"``). A model without it writes no
+``b1``, ``w2``, ``b2``, with a memory ``memory_keys``, ``memory_values``, and with
+word vectors ``word_vectors``); listed with its checksum in ``model.json`` under
+``"vse"`` (the memory's ``k``, ``temperature`` and ``weight`` under ``"memory"``,
+what the word vectors were fitted on under ``"words"``). A model without it writes no
 vectors and search falls back to captions.
 """
 
@@ -30,7 +41,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -50,6 +61,7 @@ class SegmentEmbedder:
     w2: np.ndarray  # [H, D_out]
     b2: np.ndarray  # [D_out]
     memory: "CaptionMemory | None" = None
+    words: np.ndarray | None = None  # [V, D_out]: each decoder vocabulary word's vector (see the module docstring)
 
     @property
     def dim(self) -> int:
@@ -69,6 +81,25 @@ class SegmentEmbedder:
 
     def with_memory(self, memory: "CaptionMemory | None") -> "SegmentEmbedder":
         return replace(self, memory=memory)
+
+    def with_words(self, words: np.ndarray | None) -> "SegmentEmbedder":
+        return replace(self, words=words)
+
+    def caption_vectors(self, captions: Sequence[Sequence[int]]) -> np.ndarray:
+        """Unit vectors [N, D_out] of captions given as decoder token ids: the mean of their words' rows.
+
+        Ids the table does not have (words a grounder added to the vocabulary after the
+        fit) are left out; a caption with none gets the zero vector. Needs ``words``.
+        """
+        if self.words is None:
+            raise ValueError("this segment embedder has no word vectors")
+        n = len(self.words)
+        out = np.zeros((len(captions), self.dim), np.float32)
+        for i, ids in enumerate(captions):
+            known = [t for t in ids if 0 <= t < n]
+            if known:
+                out[i] = _unit(self.words[known].mean(0))
+        return out
 
 
 @dataclass(frozen=True)
@@ -103,12 +134,15 @@ def save_vse(folder: Path, emb: SegmentEmbedder, extra: Mapping | None = None) -
     tensors = {"mean": emb.mean.astype(np.float32), "std": emb.std.astype(np.float32),
                "w1": emb.w1.astype(np.float16), "b1": emb.b1.astype(np.float32),
                "w2": emb.w2.astype(np.float16), "b2": emb.b2.astype(np.float32)}
-    entry = {k: v for k, v in (extra or {}).items() if k != "memory"}
+    entry = {k: v for k, v in (extra or {}).items() if k not in ("memory", "words")}
     if emb.memory is not None:  # its parameters in model.json, beside what the caller says of it (data, val)
         m = emb.memory
         tensors |= {"memory_keys": m.keys.astype(np.float16), "memory_values": m.values.astype(np.float16)}
         entry["memory"] = {**dict((extra or {}).get("memory") or {}), "k": m.k, "temperature": m.temperature,
                            "weight": m.weight, "items": len(m.keys)}
+    if emb.words is not None:
+        tensors["word_vectors"] = emb.words.astype(np.float16)
+        entry["words"] = {**dict((extra or {}).get("words") or {}), "count": len(emb.words)}
     return {**entry, "sha256": save_tensors(folder, TENSORS, tensors), "dim": emb.dim, "space": "all-MiniLM-L6-v2"}
 
 
@@ -128,12 +162,14 @@ def load_vse(folder: Path, manifest: Mapping) -> SegmentEmbedder | None:
             m = entry.get("memory") or {}  # a parameter it does not name keeps CaptionMemory's default
             memory = CaptionMemory(t["memory_keys"], t["memory_values"], **{
                 name: cast(m[name]) for name, cast in (("k", int), ("temperature", float), ("weight", float)) if name in m})
-        emb = SegmentEmbedder(t["mean"], t["std"], t["w1"], t["b1"], t["w2"], t["b2"], memory)
+        emb = SegmentEmbedder(t["mean"], t["std"], t["w1"], t["b1"], t["w2"], t["b2"], memory, t.get("word_vectors"))
         if emb.w1.shape[0] != emb.mean.shape[0] or emb.w2.shape[0] != emb.w1.shape[1]:
             raise ValueError("shapes do not chain")
         if memory is not None and not (memory.keys.shape == memory.values.shape and memory.keys.shape[1] == emb.dim
                                        and memory.k >= 1 and memory.temperature > 0):
             raise ValueError("memory does not fit the map")
+        if emb.words is not None and (emb.words.ndim != 2 or emb.words.shape[1] != emb.dim):
+            raise ValueError("word vectors do not fit the map")
         return emb
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelError(f"{path}: not a segment embedder ({exc.__class__.__name__}: {str(exc)[:100]})") from None

@@ -81,6 +81,22 @@ def test_beam_finds_the_best_sequence_greedy_misses():
     assert greedy.confidence == pytest.approx((0.6 * 0.35) ** (1 / 3), abs=1e-5)  # <end> (p = 1) counts as a word
 
 
+def test_beam_returns_the_other_captions_it_finished_best_first():
+    """Alternatives let the pipeline choose by what the decoder cannot see (the segment's vector)."""
+    table = {START: {4: 0.6, 5: 0.4}, 4: {7: 0.35, 8: 0.35, 9: 0.3}, 7: {END: 1.0}, 8: {END: 1.0}, 9: {END: 1.0},
+             5: {6: 1.0}, 6: {END: 1.0}}
+    best = search_one(_toy_step(table, 10), ToyState(np.array([START])), START, END, beam_size=3, max_length=5,
+                      length_penalty=0.0, no_repeat_ngram=0)
+    assert best.tokens == (5, 6)
+    assert [h.tokens for h in best.alternatives] == [(4, 7), (4, 8)]  # .21 each; (4, 9) fell out of the beam
+    assert all(not h.alternatives for h in best.alternatives)
+    scores = [best.score] + [h.score for h in best.alternatives]
+    assert scores == sorted(scores, reverse=True)
+    greedy = search_one(_toy_step(table, 10), ToyState(np.array([START])), START, END, beam_size=1, max_length=5,
+                        length_penalty=0.0, no_repeat_ngram=0)
+    assert greedy.alternatives == ()
+
+
 @pytest.mark.parametrize("beam_size", [1, 3])
 def test_greedy_and_beam_obey_the_same_rules(beam_size):
     """No repeated bigram, no immediate repeat, no banned word, a once-word once: greedy as beam search."""

@@ -225,3 +225,121 @@ def test_info_says_whether_the_search_vectors_have_a_memory(tmp_path: Path) -> N
         line = next(x for x in result.stdout.splitlines() if x.startswith("search:"))
         assert "384-d visual vector" in line
         assert (want in line) if want else ("moved towards" not in line)
+
+
+def test_caption_vectors_are_the_mean_of_their_words_and_survive_save_and_load(tmp_path: Path) -> None:
+    words = np.stack([unit(s) for s in range(200, 206)])  # a 6-word vocabulary
+    emb = small_embedder().with_words(words)
+    got = emb.caption_vectors([(1, 2), (3,), (4, 99), (), (99,)])  # 99: a word added after the fit
+    want = words[1] + words[2]
+    assert np.allclose(got[0], want / np.linalg.norm(want), atol=1e-6)
+    assert np.allclose(got[1], words[3], atol=1e-6)
+    assert np.allclose(got[2], words[4], atol=1e-6)  # the unknown id is left out
+    assert not got[3].any() and not got[4].any()  # nothing known: the zero vector (closeness 0)
+    with pytest.raises(ValueError, match="no word vectors"):
+        small_embedder().caption_vectors([(1,)])
+    entry = save_vse(tmp_path, emb, {"words": {"data": "six words"}})
+    assert entry["words"] == {"data": "six words", "count": 6}
+    loaded = load_vse(tmp_path, {"vse": entry})
+    assert loaded.words is not None and np.allclose(loaded.caption_vectors([(1, 2)]), got[:1], atol=1e-3)
+    bad = save_vse(tmp_path, small_embedder().with_words(np.ones((6, 10), np.float32)))
+    with pytest.raises(ModelError, match="word vectors do not fit"):
+        load_vse(tmp_path, {"vse": bad})
+
+
+def test_word_vectors_fit_recovers_a_bag_of_words_space() -> None:
+    """pipelines.caption_vectors: captions whose embedding is a mean of word vectors give those vectors back."""
+    from captioner.vocab import Vocabulary
+    from pipelines.caption_vectors import bag_of_words, fit_word_vectors, mean_cosine
+
+    vocab = Vocabulary.build(["a dog runs on grass", "a cat sleeps on a sofa", "a man cooks food"], min_count=1)
+    rng = np.random.default_rng(0)
+    truth = rng.standard_normal((len(vocab), 16)).astype(np.float32)
+    words = [w for w in vocab.itos if not w.startswith("<")]
+    captions = [" ".join(rng.choice(words, size=rng.integers(2, 7))) + " zebra" for _ in range(400)]  # zebra: unknown
+    x = bag_of_words(vocab, captions)
+    assert np.allclose(np.asarray(x.sum(1)).ravel(), 1.0)  # 1/n per known word: "zebra" is not one
+    y = np.asarray(x @ truth)
+    w = fit_word_vectors(x, y, ridge=1e-4)
+    assert mean_cosine(x, w, y / np.linalg.norm(y, axis=1, keepdims=True)) > 0.999
+    assert mean_cosine(x, w[rng.permutation(len(w))], y / np.linalg.norm(y, axis=1, keepdims=True)) < 0.9
+
+
+def test_info_names_the_word_vectors_that_choose_among_beam_captions(tmp_path: Path) -> None:
+    from captioner.weights import update_manifest
+    from clitools import cli
+    from conftest import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "m")
+    for emb, shown in ((small_embedder(), False), (small_embedder().with_words(np.stack([unit(1)] * 5)), True)):
+        entry = save_vse(model, emb)
+        update_manifest(model, lambda m: m.update(vse=entry))
+        result = cli("info", "--model", model)
+        assert result.exit_code == 0, result.stderr
+        lines = [x for x in result.stdout.splitlines() if x.startswith("choosing:")]
+        assert bool(lines) == shown
+        if shown:
+            assert "word vectors for 5 words" in lines[0]
+
+
+def test_rerank_takes_the_beam_caption_closest_to_the_segment(captioner) -> None:
+    """Captioner._rerank: score + rerank_weight x cos(caption, segment vector), over the beam's finished captions."""
+    import copy
+
+    from captioner.search import Hypothesis
+
+    v = unit(300)
+    words = np.stack([unit(s) for s in range(310, 316)])
+    words[4] = v  # a caption of word 4 says what the segment shows
+    likeliest = Hypothesis((3,), -1.0, -1.0, alternatives=(Hypothesis((4,), -1.2, -1.2), Hypothesis((5,), -3.0, -3.0)))
+    cap = copy.copy(captioner)
+    cap.vse = small_embedder().with_words(words)
+    for weight, want in ((10.0, (4,)), (0.1, (3,)), (0.0, (3,))):  # 0.1 x ~1 does not make up 0.2 of score
+        cap.config = replace(captioner.config, decoding=replace(captioner.config.decoding, rerank_weight=weight))
+        assert cap._rerank(likeliest, v).tokens == want
+    assert cap._rerank(likeliest, None).tokens == (3,)  # a photo: no vector
+    cap.vse = small_embedder()  # search vectors without word vectors
+    assert cap._rerank(likeliest, v).tokens == (3,)
+
+
+def test_video_captions_go_through_rerank_with_their_segment_vector(tmp_path: Path) -> None:
+    """The wiring: a video segment's caption is what _rerank chose, given the vector the JSON gets."""
+    import json as _json
+
+    from captioner.config import CaptionConfig
+    from captioner.detect import CELLS, Detectors, save_detectors
+    from captioner.pipeline import Captioner
+    from captioner.vocab import fix_articles
+    from captioner.weights import MANIFEST
+    from conftest import make_tiny_model
+
+    folder = make_tiny_model(tmp_path / "m")
+    manifest = _json.loads((folder / MANIFEST).read_text())
+    rng = np.random.default_rng(0)
+    det = Detectors(("dog", "cat"), rng.normal(size=(1280, 2)).astype(np.float32) * 0.01, np.zeros(2, np.float32),
+                    np.ones(2, np.float32), np.zeros(2, np.float32), 0.0)
+    manifest["detectors"] = save_detectors(folder, det)
+    d_in = 1280 + 2
+    emb = SegmentEmbedder(np.zeros(d_in, np.float32), np.ones(d_in, np.float32),
+                          rng.standard_normal((d_in, 8)).astype(np.float32), np.zeros(8, np.float32),
+                          rng.standard_normal((8, 384)).astype(np.float32), np.zeros(384, np.float32),
+                          words=np.stack([unit(s) for s in range(manifest["decoder"]["vocab_size"])]))
+    manifest["vse"] = save_vse(folder, emb)
+    (folder / MANIFEST).write_text(_json.dumps(manifest))
+    cap = Captioner(replace(CaptionConfig(), model_dir=folder))
+    seen = []
+
+    def last_alternative(hyp, vector):
+        seen.append((hyp, vector))
+        return hyp.alternatives[-1] if hyp.alternatives else hyp
+
+    cap._rerank = last_alternative
+    feats = rng.random((2 * CELLS, 1280)).astype(np.float32)  # a two-frame segment
+    video, = cap.caption_batch([(feats, None)], video=True)
+    (hyp, vector), = seen
+    assert hyp.alternatives, "a beam of 5 finishes more than one caption"
+    assert video.text == fix_articles(cap.vocab.decode(hyp.alternatives[-1].tokens))
+    assert vector.shape == (384,) and float(decode_vector(video.vector, 384) @ vector) > 0.99
+    seen.clear()
+    photo, = cap.caption_batch([(feats[:CELLS], None)], video=False)
+    assert seen[0][1] is None and photo.vector == ""
