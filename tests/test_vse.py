@@ -279,7 +279,7 @@ def test_info_names_the_word_vectors_that_choose_among_beam_captions(tmp_path: P
         lines = [x for x in result.stdout.splitlines() if x.startswith("choosing:")]
         assert bool(lines) == shown
         if shown:
-            assert "word vectors for 5 words" in lines[0]
+            assert "vectors for 5 words" in lines[0] and "--rerank-weight" in lines[0]
 
 
 def test_rerank_takes_the_beam_caption_closest_to_the_segment(captioner) -> None:
