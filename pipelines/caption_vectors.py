@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from captioner.vocab import Vocabulary
-from captioner.vse import load_vse, save_vse
-from captioner.weights import read_manifest, update_manifest
+from captioner.vse import load_vse
+from captioner.weights import read_manifest
 
-from .common import CACHE, DATA, captions_by_file, flickr_split
+from .common import CACHE, DATA, captions_by_file, flickr_split, rewrite_vse
 from .train_vse import msrvtt_videos, text_embeddings
 
 log = logging.getLogger("caption_vectors")
@@ -93,13 +93,10 @@ def main() -> None:
     if args.dry_run:
         return
     w = fit_word_vectors(x, y, args.ridge)  # all captions for the shipped table
-    entry = save_vse(args.model, vse.with_words(w), {
-        **{k: v for k, v in manifest["vse"].items() if k not in ("sha256", "dim", "space")},
-        "words": {"data": f"MSR-VTT train captions ({len(msrvtt)}) and Flickr8k train captions ({len(flickr)})",
-                  "ridge": args.ridge, "held_out_mean_cos": round(held_cos, 4),
-                  "command": f"python -m pipelines.caption_vectors --model {args.model}"}})
-    update_manifest(args.model, lambda m: m.update(vse=entry))
-    (args.model / "vse.safetensors").chmod(0o644)
+    rewrite_vse(args.model, manifest, vse.with_words(w), words={
+        "data": f"MSR-VTT train captions ({len(msrvtt)}) and Flickr8k train captions ({len(flickr)})",
+        "ridge": args.ridge, "held_out_mean_cos": round(held_cos, 4),
+        "command": f"python -m pipelines.caption_vectors --model {args.model}"})
     log.info("wrote word vectors (%d words) into %s/vse.safetensors", len(w), args.model)
 
 

@@ -124,3 +124,18 @@ def carry_companions(init: Path, out: Path, init_manifest: dict) -> None:
             if (Path(init) / name).exists():
                 shutil.copyfile(Path(init) / name, Path(out) / name)
     update_manifest(out, lambda m: m.update({k: init_manifest[k] for k in COMPANION_ENTRIES if k in init_manifest}))
+
+
+def rewrite_vse(folder: Path, manifest: dict, emb, **sections: dict) -> None:
+    """Write ``emb`` (``captioner.vse.SegmentEmbedder``) into the model folder's vse.safetensors in place.
+
+    The model.json entry keeps what it said of the search vectors (data, val numbers, other
+    sections), with ``sections`` (``memory=``, ``words=``: what the caller built) set anew.
+    """
+    from captioner.vse import save_vse
+    from captioner.weights import update_manifest
+
+    kept = {k: v for k, v in manifest["vse"].items() if k not in ("sha256", "dim", "space")}
+    entry = save_vse(folder, emb, {**kept, **sections})
+    update_manifest(folder, lambda m: m.update(vse=entry))
+    (folder / "vse.safetensors").chmod(0o644)

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from captioner.detect import load_detectors
-from captioner.vse import CaptionMemory, load_vse, save_vse
-from captioner.weights import read_manifest, update_manifest
+from captioner.vse import CaptionMemory, load_vse
+from captioner.weights import read_manifest
 
-from .common import CACHE
+from .common import CACHE, rewrite_vse
 from .extract_features import pooled_cells
 from .train_vse import msrvtt_videos, ranks, recall, text_embeddings
 
@@ -95,13 +95,9 @@ def main() -> None:
     (args.run / "report.json").write_text(json.dumps(report, indent=1))
     if args.dry_run:
         return
-    entry = save_vse(args.model, vse.with_memory(memory), {
-        **{k: v for k, v in manifest["vse"].items() if k not in ("sha256", "dim", "space")},
-        "memory": {"data": f"MSR-VTT train videos ({len(train)}), each with the mean embedding of its ~20 captions",
-                   "val_without": before, "val_with": after,
-                   "command": f"python -m pipelines.vse_memory --model {args.model}"}})
-    update_manifest(args.model, lambda m: m.update(vse=entry))
-    (args.model / "vse.safetensors").chmod(0o644)
+    rewrite_vse(args.model, manifest, vse.with_memory(memory), memory={
+        "data": f"MSR-VTT train videos ({len(train)}), each with the mean embedding of its ~20 captions",
+        "val_without": before, "val_with": after, "command": f"python -m pipelines.vse_memory --model {args.model}"})
     log.info("wrote the memory (%d videos) into %s/vse.safetensors", len(train), args.model)
 
 
