@@ -172,7 +172,11 @@ class Captioner:
             absent = [self._absent(d, f) for d, f in zip(detected, feats)]
             banned = [self._banned + a for a in absent]
             beam_size = self.config.decoding.beam_size  # 1: greedy, under the same rules
-            vectors = [self._segment_vector(f, d) if video else None for f, d in zip(feats, detected)]
+            # video segments' vectors go into the JSON; a photo's is computed only to choose its caption
+            d_cfg = self.config.decoding
+            weight = d_cfg.rerank_weight if video else d_cfg.photo_rerank_weight
+            vectors = [self._segment_vector(f, d, memory=video) if video or weight > 0 else None
+                       for f, d in zip(feats, detected)]
             found = self._search([(f, c, b, ()) for f, c, b in zip(feats, concepts, banned)], video, beam_size)
             if self.grounder is not None:
                 # a confident concept the caption does not say: search again with it required
@@ -189,25 +193,29 @@ class Captioner:
                 for (i, (_, _, _, required)), hyp in zip(again, retry):
                     if set(required).issubset(hyp.tokens):
                         found[i] = hyp
-            chosen = [self._rerank(h, v) for h, v in zip(found, vectors)]
+            chosen = [self._rerank(h, v, weight) for h, v in zip(found, vectors)]
         from .vse import encode_vector
 
         return [Caption(fix_articles(self.vocab.decode(h.tokens)), round(h.confidence, 4), self._concept_words(c),
-                        "" if v is None else encode_vector(v))
+                        "" if v is None or not video else encode_vector(v))
                 for h, c, v in zip(chosen, concepts, vectors)]
 
-    def _segment_vector(self, feats: np.ndarray, detected: np.ndarray | None) -> np.ndarray | None:
-        """A segment's visual vector (stacked cells -> each frame's mean cell -> vse); None without one."""
+    def _segment_vector(self, feats: np.ndarray, detected: np.ndarray | None, memory: bool = True) -> np.ndarray | None:
+        """A segment's visual vector (stacked cells -> each frame's mean cell -> vse); None without one.
+
+        ``memory=False``: the map's own vector. Photos use it: the caption memory holds what
+        people said of training *videos*, and it chose photo captions worse on Flickr8k dev.
+        """
         from .detect import CELLS
 
         if self.vse is None or detected is None:
             return None
-        return self.vse.embed(feats.reshape(-1, CELLS, feats.shape[1]).mean(1), detected)
+        pooled = feats.reshape(-1, CELLS, feats.shape[1]).mean(1)
+        return self.vse.embed(pooled, detected) if memory else self.vse.embed_map(pooled, detected)
 
-    def _rerank(self, hyp: Hypothesis, vector: np.ndarray | None) -> Hypothesis:
+    def _rerank(self, hyp: Hypothesis, vector: np.ndarray | None, weight: float) -> Hypothesis:
         """The finished caption (``hyp`` or one of its alternatives) whose score plus
-        ``rerank_weight`` x cos(caption, segment vector) is highest; ``hyp`` without a vector or word vectors."""
-        weight = self.config.decoding.rerank_weight
+        ``weight`` x cos(caption, segment vector) is highest; ``hyp`` without a vector or word vectors."""
         if vector is None or not hyp.alternatives or weight <= 0 or self.vse is None or self.vse.words is None:
             return hyp
         cands = (hyp, *hyp.alternatives)

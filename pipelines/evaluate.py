@@ -176,6 +176,7 @@ def main() -> None:
     ap.add_argument("--beam-size", type=int, default=None)
     ap.add_argument("--length-penalty", type=float, default=None)
     ap.add_argument("--rerank-weight", type=float, default=None, help="DecodingConfig.rerank_weight (video)")
+    ap.add_argument("--photo-rerank-weight", type=float, default=None, help="DecodingConfig.photo_rerank_weight")
     ap.add_argument("--concept-weight", type=float, default=None,
                     help="concepts-only expert weight for photos and video alike (default: the config's per-kind values)")
     ap.add_argument("--no-grounding", action="store_true", help="plain decoder, no concept words")
@@ -190,6 +191,10 @@ def main() -> None:
                        rerank_weight=args.rerank_weight,
                        concept_weight=args.concept_weight, concepts=False if args.no_grounding else None,
                        int8=True if args.int8 else None, min_prob=args.min_prob)
+    if args.photo_rerank_weight is not None:
+        from dataclasses import replace as _replace
+
+        config = _replace(config, decoding=_replace(config.decoding, photo_rerank_weight=args.photo_rerank_weight))
     cap = Captioner(config)
     from dataclasses import asdict
 

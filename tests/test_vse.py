@@ -295,11 +295,10 @@ def test_rerank_takes_the_beam_caption_closest_to_the_segment(captioner) -> None
     cap = copy.copy(captioner)
     cap.vse = small_embedder().with_words(words)
     for weight, want in ((10.0, (4,)), (0.1, (3,)), (0.0, (3,))):  # 0.1 x ~1 does not make up 0.2 of score
-        cap.config = replace(captioner.config, decoding=replace(captioner.config.decoding, rerank_weight=weight))
-        assert cap._rerank(likeliest, v).tokens == want
-    assert cap._rerank(likeliest, None).tokens == (3,)  # a photo: no vector
+        assert cap._rerank(likeliest, v, weight).tokens == want
+    assert cap._rerank(likeliest, None, 10.0).tokens == (3,)  # no vector
     cap.vse = small_embedder()  # search vectors without word vectors
-    assert cap._rerank(likeliest, v).tokens == (3,)
+    assert cap._rerank(likeliest, v, 10.0).tokens == (3,)
 
 
 def test_video_captions_go_through_rerank_with_their_segment_vector(tmp_path: Path) -> None:
@@ -329,17 +328,36 @@ def test_video_captions_go_through_rerank_with_their_segment_vector(tmp_path: Pa
     cap = Captioner(replace(CaptionConfig(), model_dir=folder))
     seen = []
 
-    def last_alternative(hyp, vector):
-        seen.append((hyp, vector))
+    def last_alternative(hyp, vector, weight):
+        seen.append((hyp, vector, weight))
         return hyp.alternatives[-1] if hyp.alternatives else hyp
 
     cap._rerank = last_alternative
     feats = rng.random((2 * CELLS, 1280)).astype(np.float32)  # a two-frame segment
     video, = cap.caption_batch([(feats, None)], video=True)
-    (hyp, vector), = seen
+    (hyp, vector, weight), = seen
     assert hyp.alternatives, "a beam of 5 finishes more than one caption"
     assert video.text == fix_articles(cap.vocab.decode(hyp.alternatives[-1].tokens))
     assert vector.shape == (384,) and float(decode_vector(video.vector, 384) @ vector) > 0.99
+    assert weight == cap.config.decoding.rerank_weight
+    # photos: chosen by the map's own vector (no caption memory), which is not written anywhere
+    from captioner.vse import CaptionMemory
+
+    keys = np.stack([unit(s) for s in range(400, 410)])
+    cap.vse = cap.vse.with_memory(CaptionMemory(keys, keys[::-1].copy(), k=3))
     seen.clear()
     photo, = cap.caption_batch([(feats[:CELLS], None)], video=False)
-    assert seen[0][1] is None and photo.vector == ""
+    (hyp, vector, weight), = seen
+    pooled, det_probs = feats[:CELLS].mean(0, keepdims=True), cap.detectors.probs(feats[:CELLS])
+    assert weight == cap.config.decoding.photo_rerank_weight > 0
+    assert np.allclose(vector, cap.vse.embed_map(pooled, det_probs), atol=1e-5)
+    assert not np.allclose(vector, cap.vse.embed(pooled, det_probs), atol=1e-3)
+    assert photo.vector == ""
+    seen.clear()
+    video, = cap.caption_batch([(feats[:CELLS], None)], video=True)
+    assert np.allclose(seen[0][1], cap.vse.embed(pooled, det_probs), atol=1e-5)  # video: with the memory
+    cap.config = replace(cap.config, decoding=replace(cap.config.decoding, photo_rerank_weight=0.0))
+    seen.clear()
+    cap.caption_batch([(feats[:CELLS], None)], video=False)
+    assert seen[0][1] is None  # photo reranking off: no vector computed
+
