@@ -302,6 +302,9 @@ def run(videos: tuple[Path, ...], output_dir: Path | None, formats: tuple[str, .
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--beam-size", type=click.IntRange(min=1, max=20), default=_D.decoding.beam_size, show_default=True,
               help="Beam width; 1 = greedy.")
+@click.option("--rerank-weight", type=click.FloatRange(min=0), default=_D.decoding.photo_rerank_weight,
+              show_default=True, help="How much a caption's closeness to what the photo looks like counts when "
+                                      "choosing among the beam's captions; 0 = the likeliest caption.")
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_WEIGHTS_DIR,
               show_default="shipped weights/", help="Model folder (or its model.json).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images encoded at once.")
@@ -309,8 +312,8 @@ def run(videos: tuple[Path, ...], output_dir: Path | None, formats: tuple[str, .
 @_INT8_OPTION
 @_STYLE_OPTION
 @click.option("-q", "--quiet", is_flag=True)
-def image(paths: tuple[Path, ...], beam_size: int, model_dir: Path, batch_size: int, int8: bool, style: str,
-          verbose: int, quiet: bool) -> None:
+def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, model_dir: Path, batch_size: int, int8: bool,
+          style: str, verbose: int, quiet: bool) -> None:
     """Caption photos (files, or folders of .jpg/.jpeg/.png): prints '<path>\\t<caption>' per image."""
     _setup_logging(verbose, quiet)
     from .encoder import load_image
@@ -329,7 +332,7 @@ def image(paths: tuple[Path, ...], beam_size: int, model_dir: Path, batch_size: 
         if not failed:
             _fail("no images found")
         sys.exit(1)
-    config = configure(model_dir=model_dir, beam_size=beam_size, int8=int8, style=style)
+    config = configure(model_dir=model_dir, beam_size=beam_size, int8=int8, style=style, photo_rerank_weight=rerank_weight)
     captioner = _load(config)
     for start in range(0, len(files), batch_size):
         chunk, imgs = [], []

@@ -233,7 +233,7 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
               shot_threshold: float | None = None, formats: tuple[str, ...] | list[str] | None = None,
               max_line_width: int | None = None, max_line_count: int | None = None,
               threads: int | None = None, int8: bool | None = None, style: str | None = None,
-              rerank_weight: float | None = None) -> CaptionConfig:
+              rerank_weight: float | None = None, photo_rerank_weight: float | None = None) -> CaptionConfig:
     """``base`` (default: the defaults) with the given options set; None leaves a value as it is.
 
     The one way from options to a configuration, for ``captioner run``/``batch``/``image``
@@ -259,6 +259,7 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
         **given(model_dir=None if model_dir is None else Path(model_dir), threads=threads),
         encoder=replace(c.encoder, **given(int8=int8)),
         decoding=replace(c.decoding, **given(beam_size=beam_size, length_penalty=length_penalty, rerank_weight=rerank_weight,
+                                             photo_rerank_weight=photo_rerank_weight,
                                              concept_weight=concept_weight, video_concept_weight=concept_weight,
                                              **({} if style in (None, "auto") else
                                                 {"video_style": style, "photo_style": style}))),

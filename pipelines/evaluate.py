@@ -188,13 +188,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(int(os.environ.get("CAPTIONER_THREADS", "2")))
     config = configure(model_dir=args.model, beam_size=args.beam_size or None, length_penalty=args.length_penalty,
-                       rerank_weight=args.rerank_weight,
+                       rerank_weight=args.rerank_weight, photo_rerank_weight=args.photo_rerank_weight,
                        concept_weight=args.concept_weight, concepts=False if args.no_grounding else None,
                        int8=True if args.int8 else None, min_prob=args.min_prob)
-    if args.photo_rerank_weight is not None:
-        from dataclasses import replace as _replace
-
-        config = _replace(config, decoding=_replace(config.decoding, photo_rerank_weight=args.photo_rerank_weight))
     cap = Captioner(config)
     from dataclasses import asdict
 

@@ -30,6 +30,31 @@ def test_options_and_their_relations():
     assert c.review.thumbnails and c.threads == 1 and c.encoder.int8
     assert not configure(formats=("srt", "json")).review.thumbnails  # only the review page shows thumbnails
     assert configure(formats=None).review == CaptionConfig().review
+    d = configure(rerank_weight=2.0, photo_rerank_weight=0.0).decoding  # video and photo weights apart
+    assert (d.rerank_weight, d.photo_rerank_weight) == (2.0, 0.0)
+
+
+def test_rerank_weight_options_reach_the_configuration_and_refuse_negatives(monkeypatch, tmp_path):
+    from clitools import cli
+
+    import captioner.cli as cli_mod
+
+    seen = {}
+
+    def stop(config):  # the configuration the command built; stop before loading a model
+        seen["decoding"] = config.decoding
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli_mod, "_load", stop)
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(b"not read")
+    assert cli("image", "--rerank-weight", "0", photo).exit_code == 0
+    assert seen["decoding"].photo_rerank_weight == 0.0
+    assert seen["decoding"].rerank_weight == CaptionConfig().decoding.rerank_weight  # video's untouched
+    bad = cli("image", "--rerank-weight", "-1", photo)
+    assert bad.exit_code == 2 and "rerank-weight" in bad.stderr
+    bad = cli("run", "--rerank-weight", "-1", photo)
+    assert bad.exit_code == 2 and "rerank-weight" in bad.stderr
 
 
 def test_evaluate_options_take_the_same_path(monkeypatch, tmp_path):
