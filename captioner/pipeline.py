@@ -161,7 +161,9 @@ class Captioner:
         """Caption several (features, probs) at once, as ``caption_features`` would one by one.
 
         The searches (greedy or beam) run in lock step so that each decoder step is one matrix
-        product over all their beams (the step is memory-bound: see decoder_np.py).
+        product over all their beams (the step is memory-bound: see decoder_np.py). Among the
+        captions a beam search finished, the one closest to the picture's vector wins where the
+        model has word vectors (``_rerank``; ``DecodingConfig.rerank_weight`` / ``photo_rerank_weight``).
         ``threads``: BLAS threads for this call (default: one, or ``config.threads``).
         """
         with self._blas.limit(limits=threads or self._blas_threads, user_api="blas"):
