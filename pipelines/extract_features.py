@@ -69,14 +69,16 @@ def pooled_cells(encoder: str, set_name: str, rows: np.ndarray | None = None, de
     return out
 
 
-def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None = None) -> Path:
+def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None = None,
+            root: Path | None = None) -> Path:
+    """Encode ``set_name``'s pictures (from ``root``, default ``SETS[set_name]``) into the feature cache."""
     out = feature_dir(encoder_name)
     out.mkdir(parents=True, exist_ok=True)
     grid_path = out / f"{set_name}_grid.npy"
     if grid_path.exists() and (out / f"{set_name}_files.txt").exists() and limit is None:
         log.info("%s exists, skipping", grid_path)
         return grid_path
-    root = SETS[set_name]
+    root = root or SETS[set_name]
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                    if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.endswith(".tmp.jpg"))
     if limit:
@@ -85,7 +87,7 @@ def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None
     cfg = EncoderConfig(name=encoder_name, image_size=input_size(encoder_name), int8=False)
     enc = Encoder(cfg)
     n = len(files)
-    probe = enc.encode([load_image(str(SETS[set_name] / files[0]))])
+    probe = enc.encode([load_image(str(root / files[0]))])
     cells, dim = probe.grid.shape[1:]
     tmp_grid = out / f"{set_name}_grid.tmp.npy"
     grid = np.lib.format.open_memmap(tmp_grid, mode="w+", dtype=np.float16, shape=(n, cells, dim))
@@ -94,7 +96,7 @@ def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None
     with ThreadPoolExecutor(2) as pool:  # JPEG decoding overlaps the network
         for start in range(0, n, batch):
             names = files[start : start + batch]
-            imgs = list(pool.map(lambda f: load_image(str(SETS[set_name] / f)), names))
+            imgs = list(pool.map(lambda f: load_image(str(root / f)), names))
             res = enc.encode_batch(enc.preprocess(imgs))
             grid[start : start + len(names)] = res.grid.astype(np.float16)
             probs[start : start + len(names)] = res.probs.astype(np.float16)
@@ -116,11 +118,16 @@ def main() -> None:
     ap.add_argument("--encoder", default="efficientnet-lite0")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--limit", type=int, default=None, help="only the first N images (speed measurements)")
+    ap.add_argument("--msrvtt-size", type=int, default=None,
+                    help="read MSR-VTT frames prepared at this size (prepare_data --size; e.g. 240 for Lite1)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(2)
+    from .prepare_data import prepared_dir
+
     for s in args.set or ["flickr8k", "coco"]:
-        extract(s, args.encoder, args.batch, args.limit)
+        root = prepared_dir(args.msrvtt_size) / "msrvtt" if s == "msrvtt" and args.msrvtt_size else None
+        extract(s, args.encoder, args.batch, args.limit, root)
 
 
 if __name__ == "__main__":

@@ -97,16 +97,22 @@ def _ls(mirror: Path, commit: str) -> list[str]:
     return out.splitlines()
 
 
-def _write_jpeg(path: Path, bgr: np.ndarray) -> None:
-    img = cv2.resize(bgr, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+def prepared_dir(size: int = SIZE) -> Path:
+    """Where frames squashed to ``size`` x ``size`` live: ``.cache/data/`` for the shipped encoder's
+    224, ``.cache/data<size>/`` for a larger encoder's input (the encoder comparison in the model card)."""
+    return PREPARED if size == SIZE else CACHE / f"data{size}"
+
+
+def _write_jpeg(path: Path, bgr: np.ndarray, size: int = SIZE) -> None:
+    img = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA)
     tmp = path.with_suffix(".tmp.jpg")
     if not cv2.imwrite(str(tmp), img, [cv2.IMWRITE_JPEG_QUALITY, 92]):
         raise RuntimeError(f"could not write {tmp}")
     tmp.replace(path)
 
 
-def prepare_msrvtt(mirror: Path, splits: tuple[str, ...] = ("train", "val")) -> Path:
-    out = PREPARED / "msrvtt"
+def prepare_msrvtt(mirror: Path, splits: tuple[str, ...] = ("train", "val"), size: int = SIZE) -> Path:
+    out = prepared_dir(size) / "msrvtt"
     out.mkdir(parents=True, exist_ok=True)
     pattern = re.compile(r"(video\d+)-(shot[^/]*)/([^/]*\.jpg)$")
     wanted: dict[str, list[tuple[str, str, list[int]]]] = {}
@@ -138,7 +144,7 @@ def prepare_msrvtt(mirror: Path, splits: tuple[str, ...] = ("train", "val")) -> 
         halves = [im] if len(idx) == 1 else [im[:, : im.shape[1] // 2], im[:, im.shape[1] // 2:]]
         (out / vid).mkdir(exist_ok=True)
         for i, h in zip(idx, halves):
-            _write_jpeg(out / vid / f"{shot}_{i}.jpg", h)
+            _write_jpeg(out / vid / f"{shot}_{i}.jpg", h, size)
         if k % 2000 == 0:
             log.info("msrvtt %d/%d (%.0f s)", k, len(todo), time.time() - t0)
     return out
@@ -188,14 +194,21 @@ def main() -> None:
     ap.add_argument("--msrvtt-mirror", type=Path, default=MIRRORS / "BennoKrojer+imagecode-msrvtt-pairs" / "repo")
     ap.add_argument("--cc3m-mirror", type=Path, default=MIRRORS / "heon01px2020+csci1470-prismer-final-project" / "repo")
     ap.add_argument("--set", action="append", choices=("msrvtt", "cc3m"))
+    ap.add_argument("--size", type=int, default=SIZE,
+                    help="MSR-VTT frames' side in pixels (a larger encoder's input: 240 Lite1, 260 Lite2) -> .cache/data<size>/")
     args = ap.parse_args()
+    if args.size != SIZE and set(args.set or ["msrvtt", "cc3m"]) != {"msrvtt"}:
+        ap.error("--size is for MSR-VTT frames only: add --set msrvtt")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for s in args.set or ["msrvtt", "cc3m"]:
         mirror = args.msrvtt_mirror if s == "msrvtt" else args.cc3m_mirror
         if not (mirror / "HEAD").exists():
             raise SystemExit(f"error: {mirror}: no git mirror there (fetch the repository named in "
                              f"{DATA / 'README.md'} and pass --{s}-mirror)")
-        (prepare_msrvtt if s == "msrvtt" else prepare_cc3m)(mirror)
+        if s == "msrvtt":
+            prepare_msrvtt(mirror, size=args.size)
+        else:
+            prepare_cc3m(mirror)
 
 
 if __name__ == "__main__":

@@ -164,6 +164,9 @@ def main() -> None:
     ap.add_argument("--ensemble", type=int, default=1,
                     help="train this many maps (seeds --seed, --seed+1, ...), each selected on val, and ship the "
                          "mean of their outputs: one wider map, the same run-time code")
+    ap.add_argument("--encoder", default=None,
+                    help="experiments: another encoder's cached MSR-VTT features (extract_features --encoder), "
+                         "without detectors or photos: the encoder comparison in the model card")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--export-only", action="store_true", help="write --run's best.pt into --out, no training")
     args = ap.parse_args()
@@ -171,6 +174,8 @@ def main() -> None:
         ap.error("--ensemble averages visual maps only; it cannot be combined with --text-map")
     if args.holdout and args.out:
         ap.error("--holdout is for experiments: it cannot write --out")
+    if args.encoder and (args.out or args.photos or args.imagenet):
+        ap.error("--encoder is for experiments: it cannot write --out, and needs --photos 0 (photos need detectors)")
     if (args.max_pool or args.imagenet) and args.out:
         ap.error("--max-pool and --imagenet are experiments: the run-time embedder (captioner/vse.py) reads mean features and detectors only")
     if args.export_only:
@@ -184,10 +189,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
     manifest = read_manifest(args.init)
-    det: Detectors | None = load_detectors(args.init, manifest)
-    if det is None:
+    det: Detectors | None = None if args.encoder else load_detectors(args.init, manifest)
+    if det is None and not args.encoder:
         raise SystemExit(f"error: {args.init} has no detectors")
-    enc = manifest["encoder"]
+    enc = args.encoder or manifest["encoder"]
 
     frames, caps, train, val = msrvtt_videos(enc)
     if args.holdout:
@@ -202,10 +207,10 @@ def main() -> None:
     cached = args.run / "msrvtt_frames.npz"
     with np.load(cached) if cached.exists() else contextlib.nullcontext() as z:
         parts = {k: z[k] for k in z.files} if z is not None else {}
-    if not {"pooled", "det", "maxed"} <= parts.keys():
+    if not ({"pooled", "maxed"} | ({"det"} if det is not None else set())) <= parts.keys():
         parts = pooled_cells(enc, "msrvtt", det=det)
         np.savez(cached, **parts)
-    per_frame = [parts["pooled"]] + ([parts["maxed"]] if args.max_pool else []) + [parts["det"]]
+    per_frame = [parts["pooled"]] + ([parts["maxed"]] if args.max_pool else []) + ([parts["det"]] if det is not None else [])
     if args.imagenet:
         per_frame.append(np.load(feature_dir(enc) / "msrvtt_probs.npy").astype(np.float32))
     pooled = parts["pooled"]
