@@ -239,7 +239,8 @@ class NumpyDecoder:
 
     # -- the step a search drives (search.py) -------------------------------------------
     def start(self, feats: np.ndarray, cids: np.ndarray | None = None, cprobs: np.ndarray | None = None,
-              concept_weight: float = 0.0, banned: Sequence[int] = ()) -> "SearchState":
+              concept_weight: float = 0.0, banned: Sequence[int] = (),
+              bias: np.ndarray | None = None) -> "SearchState":
         """The state one caption's search starts from. feats: [N, C]; cids/cprobs: [K].
 
         ``concept_weight`` w > 0 (concept decoders only) scores each word by
@@ -248,6 +249,8 @@ class NumpyDecoder:
         learnt its phrasing from the caption-only corpora, the first from pictures, so
         mixing them trades a picture corpus's prior ("a man in a blue shirt") against
         what the concepts say. ``banned`` words get no probability: the others share it.
+        ``bias`` [V] is added to every step's scores before they are renormalised: a
+        per-caption prior over words (pipeline.py: words close to the picture's vector).
         """
         one = lambda a: None if a is None else np.asarray(a)[None]  # noqa: E731
         feats = np.asarray(feats, dtype=np.float32)
@@ -255,7 +258,7 @@ class NumpyDecoder:
         w = float(concept_weight) if (cids is not None and self.config.concept_slots) else 0.0
         if w > 0:
             state = _PairState(state, self.init_state(feats[None, :0], None, one(cids), one(cprobs)))
-        return SearchState(state, w, tuple(banned))
+        return SearchState(state, w, tuple(banned), None if bias is None else np.asarray(bias, np.float32))
 
     def log_probs(self, requests: Sequence[tuple[np.ndarray, "SearchState"]]) -> list[tuple[np.ndarray, "SearchState"]]:
         """One step of several searches (``search.StepManyFn``): each beam's next-word log-probs, new states.
@@ -269,19 +272,22 @@ class NumpyDecoder:
                 logits = (1 - st.weight) * _log_softmax(out[0]) + st.weight * _log_softmax(out[1])
             else:
                 logits = out
+            if st.bias is not None:
+                logits = logits + st.bias[: logits.shape[1]]
             if st.banned:  # banned words take no probability mass from the others
                 logits[:, list(st.banned)] = -np.inf
-            replies.append((_log_softmax(logits), SearchState(new, st.weight, st.banned)))
+            replies.append((_log_softmax(logits), SearchState(new, st.weight, st.banned, st.bias)))
         return replies
 
 
 @dataclass(frozen=True)
 class SearchState:
-    """What a search steps for one caption: the decoder state of its beams, the expert weight, banned words."""
+    """What a search steps for one caption: the decoder state of its beams, the expert weight, banned words, word prior."""
 
     inner: NpState | _PairState
     weight: float = 0.0
     banned: tuple[int, ...] = ()
+    bias: np.ndarray | None = None  # [V], added to every step's scores
 
     def select(self, index: np.ndarray) -> "SearchState":
-        return SearchState(self.inner.select(index), self.weight, self.banned)
+        return SearchState(self.inner.select(index), self.weight, self.banned, self.bias)

@@ -177,9 +177,12 @@ class Captioner:
             # video segments' vectors go into the JSON; a photo's is computed only to choose its caption
             d_cfg = self.config.decoding
             weight = d_cfg.rerank_weight if video else d_cfg.photo_rerank_weight
-            vectors = [self._segment_vector(f, d, memory=video) if video or weight > 0 else None
+            guide = d_cfg.guide_weight if video else d_cfg.photo_guide_weight
+            vectors = [self._segment_vector(f, d, memory=video) if video or weight > 0 or guide > 0 else None
                        for f, d in zip(feats, detected)]
-            found = self._search([(f, c, b, ()) for f, c, b in zip(feats, concepts, banned)], video, beam_size)
+            priors = [self._word_prior(v, guide) for v in vectors]
+            found = self._search([(f, c, b, (), p) for f, c, b, p in zip(feats, concepts, banned, priors)],
+                                 video, beam_size)
             if self.grounder is not None:
                 # a confident concept the caption does not say: search again with it required
                 again = []
@@ -189,10 +192,10 @@ class Captioner:
                     if rule is not None:
                         required, extra_banned = rule
                         banned = tuple(t for t in self._banned + absent[i] if t not in set(required)) + extra_banned
-                        again.append((i, (feats[i], concepts[i], banned, required)))
+                        again.append((i, (feats[i], concepts[i], banned, required, priors[i])))
                 # placing a required word needs a beam search (a constraint group besides the free beam)
                 retry = self._search([a for _, a in again], video, max(2, beam_size))
-                for (i, (_, _, _, required)), hyp in zip(again, retry):
+                for (i, (_, _, _, required, _)), hyp in zip(again, retry):
                     if set(required).issubset(hyp.tokens):
                         found[i] = hyp
             chosen = [self._rerank(h, v, weight) for h, v in zip(found, vectors)]
@@ -214,6 +217,17 @@ class Captioner:
             return None
         pooled = feats.reshape(-1, CELLS, feats.shape[1]).mean(1)
         return self.vse.embed(pooled, detected) if memory else self.vse.embed_map(pooled, detected)
+
+    def _word_prior(self, vector: np.ndarray | None, weight: float) -> np.ndarray | None:
+        """[V] ``weight`` x (each word's vector . the picture's vector), added to every step's scores
+        (``NumpyDecoder.start``'s ``bias``): the search explores captions whose words fit what is seen,
+        where ``_rerank`` can only choose among what it finished. None without a vector or word vectors."""
+        if vector is None or weight <= 0 or self.vse is None or self.vse.words is None:
+            return None
+        prior = np.zeros(len(self.vocab), np.float32)
+        n = min(len(prior), len(self.vse.words))
+        prior[:n] = weight * (self.vse.words[:n] @ vector)
+        return prior
 
     def _rerank(self, hyp: Hypothesis, vector: np.ndarray | None, weight: float) -> Hypothesis:
         """The finished caption (``hyp`` or one of its alternatives) whose score plus
@@ -257,15 +271,15 @@ class Captioner:
                                  self.decoder.config.detector_slots if detected is not None else 0)
         return np.asarray(ids, dtype=np.int64), np.asarray(ps, dtype=np.float32)
 
-    def _search(self, searches: Sequence[tuple[np.ndarray, Any, Sequence[int], Sequence[int]]], video: bool,
-                beam_size: int) -> list[Hypothesis]:
-        """Searches for (feats, concepts, banned, required) items, all in one lock-stepped run (search.py)."""
+    def _search(self, searches: Sequence[tuple[np.ndarray, Any, Sequence[int], Sequence[int], np.ndarray | None]],
+                video: bool, beam_size: int) -> list[Hypothesis]:
+        """Searches for (feats, concepts, banned, required, word prior) items, all in one lock-stepped run (search.py)."""
         if not searches:
             return []
         d = self.config.decoding
         items = [(self.decoder.start(f, None if c is None else c[0], None if c is None else c[1],
-                                     self._concept_weight(c, video), banned), tuple(banned), tuple(required))
-                 for f, c, banned, required in searches]
+                                     self._concept_weight(c, video), banned, prior), tuple(banned), tuple(required))
+                 for f, c, banned, required, prior in searches]
         start = self.vocab.start_for(d.video_style if video else d.photo_style)
         return search_many(self.decoder.log_probs, items, start, self.vocab.end_id, beam_size=beam_size,
                            max_length=d.max_length, length_penalty=d.length_penalty,

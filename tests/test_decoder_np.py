@@ -173,3 +173,30 @@ def test_searches_of_many_items_at_once_equal_each_alone(beam_size):
         assert not set(got.tokens) & set(b) and all(got.tokens.count(t) <= 1 for t in (5, 6, 7))
     if beam_size > 1:
         assert 13 in together[1].tokens
+
+
+def test_a_word_prior_shifts_every_step_and_survives_beam_reordering():
+    """start(..., bias=b): each step's log-probs are log_softmax(scores + b), banned words still get none."""
+    _, twin = _pair(3, 5)
+    rng = np.random.default_rng(3)
+    feats = rng.standard_normal((6, 16)).astype(np.float32)
+    cids, cprobs = np.array([6, 11, 0]), np.array([0.8, 0.1, 0.0])
+    vocab_size = twin.config.vocab_size
+    bias = rng.standard_normal(vocab_size).astype(np.float32) * 2
+    plain = twin.start(feats, cids, cprobs, 0.5, (0, 1))
+    guided = twin.start(feats, cids, cprobs, 0.5, (0, 1), bias)
+    tokens = np.array([1, 1])
+    plain, guided = plain.select(np.array([0, 0])), guided.select(np.array([0, 0]))  # two beams
+    for step in range(3):
+        (lp, plain), = twin.log_probs([(tokens, plain)])
+        (lg, guided), = twin.log_probs([(tokens, guided)])
+        x = lp + bias  # lp: the unguided log-probs, -inf at the banned words
+        want = x - x.max(1, keepdims=True) - np.log(np.exp(x - x.max(1, keepdims=True)).sum(1, keepdims=True))
+        finite = np.isfinite(want)
+        assert np.allclose(lg[finite], want[finite], atol=1e-4)
+        assert np.array_equal(np.isfinite(lg), finite) and np.all(np.isinf(lg[:, [0, 1]]))
+        assert not np.allclose(lg[finite], lp[finite], atol=1e-2)  # the prior did move them
+        tokens = np.argmax(lg, axis=1)
+        plain, guided = plain.select(np.array([1, 0])), guided.select(np.array([1, 0]))
+        assert guided.bias is not None  # kept through select
+    assert twin.start(feats).bias is None

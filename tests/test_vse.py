@@ -333,9 +333,19 @@ def test_video_captions_go_through_rerank_with_their_segment_vector(tmp_path: Pa
         return hyp.alternatives[-1] if hyp.alternatives else hyp
 
     cap._rerank = last_alternative
+    priors = []
+    plain_start = cap.decoder.start
+
+    def start(*args):  # the word prior each search starts with
+        priors.append(args[5] if len(args) > 5 else None)
+        return plain_start(*args)
+
+    cap.decoder.start = start
     feats = rng.random((2 * CELLS, 1280)).astype(np.float32)  # a two-frame segment
     video, = cap.caption_batch([(feats, None)], video=True)
     (hyp, vector, weight), = seen
+    assert cap.config.decoding.guide_weight > 0
+    assert np.allclose(priors[0], cap._word_prior(vector, cap.config.decoding.guide_weight))
     assert hyp.alternatives, "a beam of 5 finishes more than one caption"
     assert video.text == fix_articles(cap.vocab.decode(hyp.alternatives[-1].tokens))
     assert vector.shape == (384,) and float(decode_vector(video.vector, 384) @ vector) > 0.99
@@ -353,6 +363,7 @@ def test_video_captions_go_through_rerank_with_their_segment_vector(tmp_path: Pa
     assert np.allclose(vector, cap.vse.embed_map(pooled, det_probs), atol=1e-5)
     assert not np.allclose(vector, cap.vse.embed(pooled, det_probs), atol=1e-3)
     assert photo.vector == ""
+    assert priors[-1] is None  # photos: no word prior by default (photo_guide_weight 0)
     seen.clear()
     video, = cap.caption_batch([(feats[:CELLS], None)], video=True)
     assert np.allclose(seen[0][1], cap.vse.embed(pooled, det_probs), atol=1e-5)  # video: with the memory
@@ -361,3 +372,18 @@ def test_video_captions_go_through_rerank_with_their_segment_vector(tmp_path: Pa
     cap.caption_batch([(feats[:CELLS], None)], video=False)
     assert seen[0][1] is None  # photo reranking off: no vector computed
 
+
+
+def test_word_prior_is_each_words_closeness_to_the_picture(captioner) -> None:
+    import copy
+
+    words = np.stack([unit(s) for s in range(500, 506)])  # fewer rows than the vocabulary: the rest get 0
+    cap = copy.copy(captioner)
+    cap.vse = small_embedder().with_words(words)
+    v = unit(501)
+    prior = cap._word_prior(v, 2.0)
+    assert prior.shape == (len(cap.vocab),) and np.allclose(prior[:6], 2.0 * words @ v, atol=1e-6)
+    assert not prior[6:].any() and int(np.argmax(prior)) == 1
+    assert cap._word_prior(None, 2.0) is None and cap._word_prior(v, 0.0) is None
+    cap.vse = small_embedder()
+    assert cap._word_prior(v, 2.0) is None  # no word vectors
