@@ -389,8 +389,9 @@ def info(model_dir: Path) -> None:
                    + (f", moved towards the captions of the {memory.get('k')} training videos it looks most like "
                       f"(of {memory.get('items')})" if memory else ""))
         if m["vse"].get("words"):
-            click.echo(f"choosing:  a video segment's caption is the beam caption with the best likelihood + closeness "
-                       f"to the segment's visual vector (vectors for {m['vse']['words'].get('count')} words; --rerank-weight)")
+            click.echo(f"choosing:  a caption is the beam caption with the best likelihood + closeness to the picture's "
+                       f"vector, and video searches are steered towards it (vectors for {m['vse']['words'].get('count')} "
+                       "words; --rerank-weight)")
     click.echo(f"sha256:    {m.get('sha256')}")
     click.echo(f"runtime:   {runtime_summary(str(m.get('encoder')))}")
     training = extra.get("training", {})
