@@ -390,8 +390,7 @@ def info(model_dir: Path) -> None:
                       f"(of {memory.get('items')})" if memory else ""))
         if m["vse"].get("words"):
             click.echo(f"choosing:  a caption is the beam caption with the best likelihood + closeness to the picture's "
-                       f"vector, and video searches are steered towards it (vectors for {m['vse']['words'].get('count')} "
-                       "words; --rerank-weight)")
+                       f"vector (vectors for {m['vse']['words'].get('count')} words; --rerank-weight)")
     click.echo(f"sha256:    {m.get('sha256')}")
     click.echo(f"runtime:   {runtime_summary(str(m.get('encoder')))}")
     training = extra.get("training", {})

@@ -325,7 +325,8 @@ def test_video_captions_go_through_rerank_with_their_segment_vector(tmp_path: Pa
                           words=np.stack([unit(s) for s in range(manifest["decoder"]["vocab_size"])]))
     manifest["vse"] = save_vse(folder, emb)
     (folder / MANIFEST).write_text(_json.dumps(manifest))
-    cap = Captioner(replace(CaptionConfig(), model_dir=folder))
+    base = CaptionConfig()
+    cap = Captioner(replace(base, model_dir=folder, decoding=replace(base.decoding, guide_weight=1.0)))
     seen = []
 
     def last_alternative(hyp, vector, weight):
@@ -344,8 +345,7 @@ def test_video_captions_go_through_rerank_with_their_segment_vector(tmp_path: Pa
     feats = rng.random((2 * CELLS, 1280)).astype(np.float32)  # a two-frame segment
     video, = cap.caption_batch([(feats, None)], video=True)
     (hyp, vector, weight), = seen
-    assert cap.config.decoding.guide_weight > 0
-    assert np.allclose(priors[0], cap._word_prior(vector, cap.config.decoding.guide_weight))
+    assert np.allclose(priors[0], cap._word_prior(vector, 1.0))
     assert hyp.alternatives, "a beam of 5 finishes more than one caption"
     assert video.text == fix_articles(cap.vocab.decode(hyp.alternatives[-1].tokens))
     assert vector.shape == (384,) and float(decode_vector(video.vector, 384) @ vector) > 0.99
@@ -363,7 +363,7 @@ def test_video_captions_go_through_rerank_with_their_segment_vector(tmp_path: Pa
     assert np.allclose(vector, cap.vse.embed_map(pooled, det_probs), atol=1e-5)
     assert not np.allclose(vector, cap.vse.embed(pooled, det_probs), atol=1e-3)
     assert photo.vector == ""
-    assert priors[-1] is None  # photos: no word prior by default (photo_guide_weight 0)
+    assert priors[-1] is None  # photos: no word prior (photo_guide_weight 0)
     seen.clear()
     video, = cap.caption_batch([(feats[:CELLS], None)], video=True)
     assert np.allclose(seen[0][1], cap.vse.embed(pooled, det_probs), atol=1e-5)  # video: with the memory
