@@ -63,6 +63,43 @@ def pool_scores(scores: np.ndarray, video_of: np.ndarray, n_videos: int, pool: s
     return out
 
 
+def hubness_rows(measure, shipped: np.ndarray, qv: np.ndarray, idx, base: SearchConfig) -> None:
+    """Two corrections tried on val (not shipped; README: Search), with the shipped model's caption memory.
+
+    - CSLS (Lample et al. 2018): a cue whose vector is close to many captions is a "hub" that
+      tops many queries; its picture similarity loses ``beta`` x its mean cosine with its ``k``
+      nearest memory captions (the training videos' mean caption embeddings).
+    - Query expansion into the memory's keys: the query also looks for where its ``k`` nearest
+      memory captions' videos sit under the map (softmax-weighted keys, temperature 0.05), mixed
+      into the query with weight ``lam`` for the cue's own picture similarity.
+    """
+    from captioner.config import DEFAULT_WEIGHTS_DIR
+    from captioner.vse import load_vse
+    from captioner.weights import read_manifest
+
+    emb = load_vse(DEFAULT_WEIGHTS_DIR, read_manifest(DEFAULT_WEIGHTS_DIR))
+    if emb is None or emb.memory is None or not idx.has_visual.any():
+        return
+    unit = lambda m: m / np.linalg.norm(m, axis=-1, keepdims=True)  # noqa: E731
+    bank, keys = unit(emb.memory.values.astype(np.float32)), unit(emb.memory.keys.astype(np.float32))
+    vis = idx.visual.astype(np.float32) / 127.0
+    near = np.sort(vis @ bank.T, axis=1)
+    for k in (10, 50, 200):
+        for beta in (0.25, 0.5, 1.0):
+            measure(f"CSLS against the memory, k {k}, beta {beta}, max",
+                    shipped - base.visual_weight * beta * near[:, -k:].mean(1)[None, :])
+    sq = qv @ bank.T
+    own = qv @ vis.T
+    for k in (10, 50):
+        top = np.argsort(-sq, axis=1)[:, :k]
+        w = np.exp((np.take_along_axis(sq, top, 1) - sq.max(1, keepdims=True)) / 0.05)
+        qk = unit(np.einsum("qk,qkd->qd", w / w.sum(1, keepdims=True), keys[top]))
+        for lam in (0.25, 0.5):
+            moved = unit((1 - lam) * qv + lam * qk) @ vis.T
+            measure(f"query expanded into memory keys, k {k}, lam {lam}, max",
+                    shipped + base.visual_weight * (1 - base.context_weight) * (moved - own))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", type=Path, required=True, help="folder of captioner JSON outputs (videoNNNN.json)")
@@ -118,6 +155,7 @@ def main() -> None:
         measure("caption only, mean over cues", cap_sim, "mean")
         measure("caption+concepts sentence only, max", doc_sim)
         measure("BM25 only, max", bm)
+        hubness_rows(measure, shipped, qv, idx, base)
         for cw in (0.25, 0.5, 0.75):
             for ww in (0.0, 0.15, 0.3, 0.5):
                 for pool in ("max", "mean"):
