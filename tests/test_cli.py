@@ -197,10 +197,26 @@ def test_caption_options_reach_the_config():
     assert cfg.grounding.enabled is False and cfg.model_dir == Path("m") and cfg.threads == 1
 
 
-def test_int8_flag_runs_the_quantized_encoder(tmp_path, clip, tiny_model) -> None:
+def test_int8_flag_runs_the_quantized_encoder(tmp_path, clip, tiny_model, monkeypatch) -> None:
+    from captioner import encoder as encoder_mod
+
+    monkeypatch.setattr(encoder_mod, "INT8_MIN_COSINE", -1.0)  # whatever this CPU makes of it (test_encoder.py)
     video = _copy(clip, tmp_path / "talk.mp4")
     result = cli("run", video, "-o", tmp_path / "out", "-f", "json", "--model", tiny_model, "--int8")
     assert result.exit_code == 0, result.stderr
     data = json.loads((tmp_path / "out" / "talk.json").read_text(encoding="utf-8"))
     assert data["metadata"]["model"]["encoder_precision"] == "int8"
     assert data["cues"]
+
+
+def test_int8_flag_on_a_cpu_where_int8_is_inaccurate(tmp_path, clip, tiny_model, monkeypatch) -> None:
+    from captioner import encoder as encoder_mod
+
+    monkeypatch.setattr(encoder_mod, "int8_agreement", lambda quantized, reference, x: 0.64)
+    video = _copy(clip, tmp_path / "talk.mp4")
+    result = cli("run", video, "-o", tmp_path / "out", "-f", "json", "--model", tiny_model, "--int8")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads((tmp_path / "out" / "talk.json").read_text(encoding="utf-8"))
+    assert data["metadata"]["model"]["encoder_precision"] == "float32"
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and "inaccurate on this CPU" in warned[0] and "using float32" in warned[0]

@@ -69,9 +69,11 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 
 
-def test_int8_encoder_is_close_to_float32(frames, tmp_path, monkeypatch):
+def test_int8_copy_is_a_quantized_encoder(frames, tmp_path, monkeypatch):
+    """What --int8 runs, accepted whatever this CPU makes of it (the agreement check is the next test's)."""
     _needs_int8()
     monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path))
+    monkeypatch.setattr(encoder_mod, "INT8_MIN_COSINE", -1.0)
     ref = Encoder(EncoderConfig(), backend="onnx")
     assert ref.precision == "float32"  # the default
     ref = ref.encode(frames)
@@ -79,12 +81,66 @@ def test_int8_encoder_is_close_to_float32(frames, tmp_path, monkeypatch):
     assert enc.precision == "int8"
     out = enc.encode(frames)
     assert out.grid.shape == ref.grid.shape and out.probs.shape == ref.probs.shape
-    assert _cosine(out.pooled, ref.pooled).min() > 0.95
     assert np.allclose(out.probs.sum(-1), 1.0, atol=1e-4)
     # quantized, not a copy of the float network
     assert not np.allclose(out.pooled, ref.pooled, atol=1e-4)
     assert len(list((tmp_path / "encoders").glob("*.int8-*.onnx"))) == 1
     assert not [p for p in (tmp_path / "encoders").iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_int8_runs_only_where_it_agrees_with_float32(frames, tmp_path, monkeypatch, caplog):
+    """On this machine's CPU: either the int8 copy runs and is close to float32, or the run
+    warns and runs float32. (x86 CPUs without VNNI saturate ONNX Runtime's int8 products: on
+    an AVX2 AMD EPYC the copy's features were at cosine 0.64 from float32's on these frames.)"""
+    _needs_int8()
+    monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path))
+    ref = Encoder(EncoderConfig(), backend="onnx").encode(frames)
+    with caplog.at_level(logging.WARNING, logger="captioner"):
+        enc = Encoder(EncoderConfig(int8=True), backend="onnx")
+    out = enc.encode(frames)
+    if enc.precision == "int8":
+        assert _cosine(out.pooled, ref.pooled).min() > 0.95
+        assert "inaccurate on this CPU" not in caplog.text
+    else:
+        assert enc.precision == "float32"
+        assert "the int8 encoder is inaccurate on this CPU" in caplog.text
+        assert np.array_equal(out.probs, ref.probs)
+
+
+@pytest.mark.parametrize("agreement, precision", [(0.5, "float32"), (0.99, "int8")])
+def test_int8_agreement_decides_the_precision(frames, tmp_path, monkeypatch, caplog, agreement, precision):
+    _needs_int8()
+    monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path))
+    seen = []
+
+    def measured(quantized, reference, x):
+        seen.append(x.shape)
+        return agreement
+
+    monkeypatch.setattr(encoder_mod, "int8_agreement", measured)
+    with caplog.at_level(logging.WARNING, logger="captioner"):
+        enc = Encoder(EncoderConfig(int8=True), backend="onnx")
+    assert enc.precision == precision
+    assert seen == [(5, 3, 224, 224)]  # the five probe pictures at the input size
+    assert ("cosine 0.50 from float32's" in caplog.text) == (precision == "float32")
+    assert len(list((tmp_path / "encoders").glob("*.int8-*.onnx"))) == 1  # the copy stays made either way
+
+
+def test_int8_agreement_is_the_smallest_cosine():
+    class Fixed:
+        def __init__(self, pooled):
+            self.pooled = np.asarray(pooled, np.float32)
+
+        def run(self, names, feeds):
+            assert names == ["pooled"] and set(feeds) == {"x"}
+            return [self.pooled]
+
+    same = Fixed([[1, 0], [0, 2]])
+    assert encoder_mod.int8_agreement(same, same, np.zeros(1)) == pytest.approx(1.0)
+    assert encoder_mod.int8_agreement(Fixed([[1, 0], [1, 1]]), same, np.zeros(1)) == pytest.approx(2 ** -0.5)
+    probes = encoder_mod.probe_images(224)
+    assert len(probes) == 5 and all(p.shape == (224, 224, 3) and p.dtype == np.uint8 for p in probes)
+    assert len({p.tobytes() for p in probes}) == 5 and all(np.array_equal(a, b) for a, b in zip(probes, encoder_mod.probe_images(224)))
 
 
 def test_int8_falls_back_to_float32_when_the_ranges_do_not_fit(frames, tmp_path, monkeypatch, caplog):
@@ -108,6 +164,7 @@ def test_int8_falls_back_to_float32_when_the_ranges_do_not_fit(frames, tmp_path,
 def test_damaged_int8_copy_is_quantized_again(frames, tmp_path, monkeypatch):
     _needs_int8()
     monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path))
+    monkeypatch.setattr(encoder_mod, "INT8_MIN_COSINE", -1.0)  # whatever this CPU makes of it
     good = Encoder(EncoderConfig(int8=True), backend="onnx").encode(frames[:2])
     (cached,) = (tmp_path / "encoders").glob("*.int8-*.onnx")
     cached.write_bytes(cached.read_bytes()[:1000])
