@@ -9,6 +9,13 @@ search starts in a fraction of a second. The tokenizer is the model's own
 sentence-transformers' ``encode(..., normalize_embeddings=True)`` to float32
 rounding (tests/test_find.py checks it): mean of the last layer over the
 tokens, L2-normalised, so a dot product is the cosine similarity.
+
+Many texts at once (indexing an archive, ``ONNX_FROM`` or more in one call) go
+through ONNX Runtime instead, about 3.7x faster on 2 cores: the same layers,
+exported once from a torch copy of ``_forward`` into captioner's cache folder,
+keyed by the weight file's checksum, as the image encoder is (encoder.py). A
+query or two stays in NumPy, so a search does not wait for a session. If the
+export or the session fails (no torch, a damaged file), NumPy does the work.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: What the model is called in an index (an index made by another model is rebuilt).
 MODEL_NAME = "all-MiniLM-L6-v2"
+#: Texts in one ``embed`` call from which ONNX Runtime computes them (see the module docstring).
+ONNX_FROM = 64
 
 
 def model_dir() -> Path:
@@ -85,6 +94,9 @@ class TextEmbedder:
                       np.concatenate([w[f"encoder.layer.{i}.attention.self.{n}.bias"] for n in ("query", "key", "value")]))
                      for i in range(self.layers)]
         self._t = {k: v.T.copy() for k, v in w.items() if k.endswith("dense.weight")}
+        self.folder = folder
+        self._session: object | None = None
+        self._session_tried = False
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=max_len)
@@ -125,15 +137,34 @@ class TextEmbedder:
         with self._lock:
             encs = self.tokenizer.encode_batch(list(texts))
         order = sorted(range(len(texts)), key=lambda i: len(encs[i].ids))
+        forward = self._onnx_forward() if len(texts) >= ONNX_FROM else None
+        if forward is not None:
+            self._embed_sorted(encs, order, out, forward)
+            return out
         # a query or two: one BLAS thread (a second one only waits for its share of a tiny
         # product; on a busy 2-core machine a query took 2.9 s with two threads, 0.27 s with one)
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1 if len(texts) <= 16 else None, user_api="blas"):
-            self._embed_sorted(encs, order, out)
+            self._embed_sorted(encs, order, out, self._forward)
         return out
 
-    def _embed_sorted(self, encs, order: list[int], out: np.ndarray) -> None:
+    def _onnx_forward(self):
+        """``forward(ids, mask)`` on ONNX Runtime (made on first use), or None: then NumPy computes."""
+        with self._lock:
+            if not self._session_tried:
+                self._session_tried = True
+                try:
+                    self._session = _onnx_session(self)
+                except Exception as exc:
+                    reason = str(exc).splitlines()[0][:160] if str(exc) else ""
+                    log.info("text embeddings in NumPy: no ONNX Runtime copy (%s: %s)", exc.__class__.__name__, reason)
+        session = self._session
+        if session is None:
+            return None
+        return lambda ids, mask: session.run(["embedding"], {"ids": ids, "mask": mask})[0]
+
+    def _embed_sorted(self, encs, order: list[int], out: np.ndarray, forward) -> None:
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
             length = max(len(encs[i].ids) for i in chunk)
@@ -143,4 +174,84 @@ class TextEmbedder:
                 tok = encs[i].ids
                 ids[row, :len(tok)] = tok
                 mask[row, :len(tok)] = 1
-            out[chunk] = self._forward(ids, mask)
+            out[chunk] = forward(ids, mask)
+
+
+def onnx_path(folder: Path) -> Path:
+    """Where the ONNX copy of the model in ``folder`` is cached, keyed by its weight file's checksum."""
+    from .outputs import cache_dir
+    from .weights import sha256_file
+
+    return cache_dir() / "text" / f"{MODEL_NAME}-{sha256_file(folder / 'model.safetensors')[:16]}.onnx"
+
+
+def _onnx_session(embedder: TextEmbedder):
+    """An ONNX Runtime session of ``embedder``'s layers, exported first if not cached (or unreadable)."""
+    from .config import usable_cpus
+    from .encoder import onnxruntime_module
+
+    ort = onnxruntime_module()
+    path = onnx_path(embedder.folder)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = usable_cpus()
+    options.log_severity_level = 3
+
+    def session():
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    if path.exists():
+        try:
+            return session()
+        except Exception as exc:  # a damaged cache file: export it again
+            log.warning("%s: unreadable cached text model (%s); exporting it again", path, exc.__class__.__name__)
+    _export(embedder, path)
+    return session()
+
+
+def _export(embedder: TextEmbedder, path: Path) -> None:
+    """Export a torch copy of ``TextEmbedder._forward`` to ``path`` (atomically: never half a file)."""
+    import warnings
+
+    import torch
+    from torch.nn import functional as F
+
+    from .outputs import atomic_path
+
+    e = embedder
+    w = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in e._w.items()}
+    qkv_w = [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in e._qkv]
+    t = {k: torch.from_numpy(v) for k, v in e._t.items()}
+
+    class Layers(torch.nn.Module):
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            n, length = ids.shape
+            h, d = e.heads, e.dim // e.heads
+            x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:length]
+                 + w["embeddings.token_type_embeddings.weight"][0])
+            x = F.layer_norm(x, (e.dim,), w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], e.eps)
+            m = mask.to(torch.float32)
+            bias = (1.0 - m)[:, None, None, :] * -1e9
+            for i in range(e.layers):
+                p = f"encoder.layer.{i}."
+                wqkv, bqkv = qkv_w[i]
+                qkv = (x @ wqkv + bqkv).reshape(n, length, 3, h, d).permute(2, 0, 3, 1, 4)
+                scores = ((qkv[0] @ qkv[1].transpose(-1, -2)) * (1.0 / math.sqrt(d)) + bias).softmax(-1)
+                ctx = (scores @ qkv[2]).permute(0, 2, 1, 3).reshape(n, length, e.dim)
+                a = ctx @ t[p + "attention.output.dense.weight"] + w[p + "attention.output.dense.bias"]
+                x = F.layer_norm(a + x, (e.dim,), w[p + "attention.output.LayerNorm.weight"],
+                                 w[p + "attention.output.LayerNorm.bias"], e.eps)
+                u = F.gelu(x @ t[p + "intermediate.dense.weight"] + w[p + "intermediate.dense.bias"])
+                o = u @ t[p + "output.dense.weight"] + w[p + "output.dense.bias"]
+                x = F.layer_norm(o + x, (e.dim,), w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], e.eps)
+            pooled = (x * m[:, :, None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1e-9)
+            return pooled / pooled.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ids = torch.ones((2, 7), dtype=torch.int64)
+    with warnings.catch_warnings(), atomic_path(path) as tmp:
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Layers().eval(), (ids, torch.ones_like(ids)), str(tmp), input_names=["ids", "mask"],
+                          output_names=["embedding"], dynamic_axes={"ids": {0: "n", 1: "length"},
+                                                                    "mask": {0: "n", 1: "length"}, "embedding": {0: "n"}},
+                          opset_version=17, dynamo=False)
+    log.info("exported %s to %s", MODEL_NAME, path)

@@ -275,6 +275,25 @@ def runtime_summary(name: str) -> str:
     return line
 
 
+def onnxruntime_module() -> Any:
+    """``onnxruntime``, imported with its telemetry off (the encoder's and the text embedder's sessions).
+
+    An offline tool sends and keeps no telemetry: ONNX Runtime's official builds otherwise
+    write a device id and an event database under ~/.cache/Microsoft/ when they load
+    (and may upload events). The variable must be set before ONNX Runtime initializes;
+    a value the user set wins.
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime as ort
+
+    if os.environ["ORT_DISABLE_TELEMETRY"] == "1":
+        try:
+            ort.disable_telemetry_events()  # in case ONNX Runtime was imported before this function ran
+        except AttributeError:  # a build without telemetry
+            pass
+    return ort
+
+
 def _onnx_session(encoder: "Encoder", config: EncoderConfig) -> tuple[Any, str]:
     """An ONNX Runtime session for the frozen encoder, and its precision ("int8" or "float32").
 
@@ -285,19 +304,7 @@ def _onnx_session(encoder: "Encoder", config: EncoderConfig) -> tuple[Any, str]:
     int8 copy instead; any trouble making or opening it falls back to float32 with a
     warning. Every cached file is written atomically.
     """
-    # An offline tool sends and keeps no telemetry: ONNX Runtime's official builds otherwise
-    # write a device id and an event database under ~/.cache/Microsoft/ when they load
-    # (and may upload events). The variable must be set before ONNX Runtime initializes;
-    # a value the user set wins.
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-    import onnxruntime as ort
-
-    if os.environ["ORT_DISABLE_TELEMETRY"] == "1":
-        try:
-            ort.disable_telemetry_events()  # in case ONNX Runtime was imported before this function ran
-        except AttributeError:  # a build without telemetry
-            pass
-
+    ort = onnxruntime_module()
     path = onnx_export_path(config.name, config.image_size)
     options = ort.SessionOptions()
     options.intra_op_num_threads = encoder.threads or usable_cpus()
