@@ -516,6 +516,27 @@ class _ProgressBar:
             self._bar = None
 
 
+class _IndexBar:
+    """A tqdm bar on stderr for ``captioner search``'s indexing, fed by find.py's progress reports."""
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def __call__(self, p) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None or self._bar.total != p.total or p.done < self._bar.n:  # a new folder's texts
+            self.close()
+            self._bar = tqdm(total=p.total, desc="indexing", unit=" texts", file=sys.stderr, leave=False,
+                             dynamic_ncols=True, mininterval=0.5)
+        self._bar.update(p.done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
 def _load(config: CaptionConfig):
     from .pipeline import Captioner
 
@@ -545,10 +566,12 @@ def search(query: str, folders: tuple[Path, ...], results: int, as_json: bool, h
     captioner search "cooking" subs/ -n 20 --json
     captioner search "a car" subs/ --html results.html
 
-    Cues are ranked by meaning (sentence embeddings, offline) and by shared words;
-    prints 'path  start --> end  score  caption', best first. The index is kept in
+    Cues are ranked by meaning: the query's sentence embedding (offline) against
+    each cue's picture vector and its caption (weights: SearchConfig); prints
+    'path  start --> end  score  caption', best first. The index is kept in
     FOLDER/.captioner-search/ (or the cache folder if FOLDER is read-only) and
-    brought up to date with the JSON files on every search. A JSON file that is
+    brought up to date with the JSON files on every search (on a terminal, a
+    progress bar while new captions are embedded). A JSON file that is
     not a captioner output gives one 'error: <path>: <reason>' line (exit 1; the
     others are still searched).
     """
@@ -558,13 +581,18 @@ def search(query: str, folders: tuple[Path, ...], results: int, as_json: bool, h
         sys.exit(2)
     from .find import Searcher, hit_lines, hits_json, write_results_html
 
+    # a bar only on a terminal, and only while new texts are embedded (a large new archive: minutes)
+    bar = None if quiet or not sys.stderr.isatty() else _IndexBar()
     try:
-        result = Searcher(folders).search(query, results)
+        result = Searcher(folders, progress=bar).search(query, results)
         if html_page is not None:
             write_results_html(query, result, html_page)
     except CaptionerError as exc:
         _fail(str(exc))
         sys.exit(1)
+    finally:
+        if bar:
+            bar.close()
     for path, reason in result.errors:
         _fail(f"{path}: {reason}")
     if as_json:

@@ -48,6 +48,7 @@ import numpy as np
 
 from .config import SearchConfig
 from .errors import CaptionerError, OutputError
+from .progress import Progress, ProgressCallback
 from .vse import decode_vector, quantize
 
 log = logging.getLogger(__name__)
@@ -295,12 +296,20 @@ class UpdateStats:
     written: bool = False
 
 
+#: Texts embedded per call while indexing: each call reports progress, and each is large
+#: enough for the embedder's ONNX Runtime path (embed.ONNX_FROM).
+EMBED_CHUNK = 1024
+
+
 def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(), *,
-                 path: Path | None = None, errors: list[tuple[str, str]] | None = None) -> tuple[Index, UpdateStats]:
+                 path: Path | None = None, errors: list[tuple[str, str]] | None = None,
+                 progress: ProgressCallback | None = None) -> tuple[Index, UpdateStats]:
     """Bring ``root``'s index up to date with the JSON outputs under it and return it.
 
     Unreadable or foreign JSON files are left out and reported in ``errors`` as
-    ``(path, reason)``; they are read again on the next update.
+    ``(path, reason)``; they are read again on the next update. Embedding the new
+    texts is the long part (minutes for a large new archive): ``progress`` hears
+    ``Progress("texts", done, total)`` after every ``EMBED_CHUNK`` of them.
     """
     import time
 
@@ -380,8 +389,11 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
         kept = [i for i, r in enumerate(reuse) if r >= 0]
         new.vectors[kept] = old.vectors[[reuse[i] for i in kept]]
         new.vector_scale[kept] = old.vector_scale[[reuse[i] for i in kept]]
-    if fresh:
-        new.vectors[fresh], new.vector_scale[fresh] = quantize_rows(embedder.embed([texts[i] for i in fresh]))
+    for start in range(0, len(fresh), EMBED_CHUNK):
+        rows = fresh[start:start + EMBED_CHUNK]
+        new.vectors[rows], new.vector_scale[rows] = quantize_rows(embedder.embed([texts[i] for i in rows]))
+        if progress is not None:
+            progress(Progress("texts", start + len(rows), len(fresh)))
     new.visual = np.zeros((len(visual), VECTOR_DIM), np.int8)
     new.has_visual = np.array([v is not None for v in visual], bool)
     for r, v in enumerate(visual):
@@ -553,7 +565,7 @@ class Searcher:
     """Keeps the embedding model and the indexes of some folders; ``search(query)`` many times."""
 
     def __init__(self, roots: Sequence[Path], config: SearchConfig = SearchConfig(), embedder: Any = None,
-                 index_paths: Sequence[Path] | None = None) -> None:
+                 index_paths: Sequence[Path] | None = None, progress: ProgressCallback | None = None) -> None:
         if embedder is None:
             from .embed import TextEmbedder
 
@@ -567,7 +579,7 @@ class Searcher:
             if not root.is_dir():
                 raise CaptionerError(f"{root}: not a folder")
             idx, st = update_index(root, embedder, config, path=index_paths[i] if index_paths else None,
-                                   errors=self.errors)
+                                   errors=self.errors, progress=progress)
             self.indexes.append(idx)
             self.stats.append(st)
         if not any(st.files for st in self.stats):

@@ -15,13 +15,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from .concepts import top_concepts
 from .config import CaptionConfig, usable_cpus
 from .errors import CaptionerError, VideoError
+from .progress import Progress, ProgressCallback  # noqa: F401  (Progress: importable from here too)
 from .review import Snapshot, encode_jpeg, shrink, snapshots_for, thumbnail_size
 from .search import Hypothesis, search_many
 from .segment import StreamingSegmenter, Window
@@ -31,17 +32,6 @@ from .video import DecodeStats, Frame, VideoInfo, open_video, prefetch, read_fra
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Progress:
-    """A progress report: ``done`` of ``total`` units of ``stage`` (total 0 = unknown)."""
-
-    stage: str
-    done: float
-    total: float
-
-
-ProgressCallback = Callable[[Progress], None]
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,30 @@ def test_index_is_updated_incrementally_and_never_stale(archive: Path) -> None:
     assert hits[0].output.name == "beach.json" and hits[0].text == "a red car on a road"
 
 
+def test_indexing_reports_progress_chunk_by_chunk(archive: Path, monkeypatch) -> None:
+    import captioner.find as find_mod
+    from captioner.progress import Progress
+
+    monkeypatch.setattr(find_mod, "EMBED_CHUNK", 3)
+    calls, reports = [], []
+
+    class Counting(BagOfWords):
+        def embed(self, texts):
+            calls.append(len(texts))
+            return super().embed(texts)
+
+    idx, st = update_index(archive, Counting(), progress=reports.append)
+    # 3 cues, 4 distinct texts (each caption, and caption + concept words where a cue has some)
+    assert st.embedded == len(idx.texts) == 4 and calls == [3, 1]
+    assert reports == [Progress("texts", 3, 4), Progress("texts", 4, 4)]
+    # the same vectors as one call would give
+    one, _ = update_index(archive, BagOfWords(), path=archive / "other.npz")
+    assert np.array_equal(one.vectors, idx.vectors) and one.texts == idx.texts
+    reports.clear()
+    update_index(archive, Counting(), progress=reports.append)  # nothing new: nothing to report
+    assert reports == []
+
+
 def test_damaged_index_is_rebuilt(archive: Path) -> None:
     update_index(archive, BagOfWords())
     path = archive / ".captioner-search" / "index.npz"
