@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import click
 
@@ -397,7 +397,7 @@ def info(model_dir: Path) -> None:
     if training:
         click.echo(f"trained:   {training.get('data')}")
     for name, table in extra.get("metrics", {}).items():
-        click.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in table.items()))
+        click.echo(f"{name}: " + ", ".join(_metric(k, v, table) for k, v in table.items() if k != "n_without_person"))
     card = folder / "README.md"
     if card.exists():
         click.echo(f"model card: {card}")
@@ -514,6 +514,13 @@ class _ProgressBar:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def _metric(key: str, value: Any, table: dict) -> str:
+    """One metric of ``captioner info``; a share of invented people says of how many pictures (often few)."""
+    if key == "invented_person" and "n_without_person" in table:
+        return f"{key} {value} (of {table['n_without_person']} without a person)"
+    return f"{key} {value}"
 
 
 class _IndexBar:

@@ -222,7 +222,7 @@ def main() -> None:
         mj = args.model / "model.json"
         manifest = json.loads(mj.read_text())
         manifest.setdefault("extra", {}).setdefault("metrics", {}).update(
-            {name: {k: sc[k] for k in keys if k in sc} for name, sc in report["sets"].items()})
+            {name: {k: sc[k] for k in [*keys, "n_without_person"] if k in sc} for name, sc in report["sets"].items()})
         manifest["extra"]["metrics_command"] = f"make eval ({tag})"
         mj.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     print(f"report: {out}")

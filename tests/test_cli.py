@@ -153,6 +153,23 @@ def test_info_on_the_tiny_model(tiny_model) -> None:
     assert any(line.startswith("runtime:   NumPy decoder; encoder on ONNX Runtime, ") for line in lines)
 
 
+def test_info_says_of_how_many_pictures_a_share_of_invented_people_is(tiny_model, tmp_path) -> None:
+    import shutil
+
+    from captioner.weights import update_manifest
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    update_manifest(model, lambda m: m.setdefault("extra", {}).__setitem__("metrics", {
+        "MSVD 18 clips": {"METEOR": 28.86, "invented_person": 100.0, "n_without_person": 1, "person_recall": 86.7},
+        "old set": {"METEOR": 20.0, "invented_person": 12.5}}))
+    result = cli("info", "--model", model)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "MSVD 18 clips: METEOR 28.86, invented_person 100.0 (of 1 without a person), person_recall 86.7" in lines
+    assert "old set: METEOR 20.0, invented_person 12.5" in lines  # no base recorded: the share alone
+
+
 def test_info_on_a_missing_model(tmp_path) -> None:
     result = cli("info", "--model", tmp_path / "nope")
     assert result.exit_code == 1

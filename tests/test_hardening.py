@@ -81,17 +81,17 @@ def test_sigterm_stops_a_batch_like_ctrl_c(tmp_path, tiny_model):
     proc, out, workers = _start_batch(tmp_path, tiny_model)
     try:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 143
+        code = proc.wait(timeout=30)
         stderr = proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert stderr == "terminated\n"
+    assert (code, stderr) == (143, "terminated\n")
     assert _wait_gone(workers, 5.0) == set()
     report = json.loads((out / REPORT_NAME).read_text())
     statuses = {Path(v["path"]).name: v["status"] for v in report["videos"]}
-    assert len(statuses) == 8 and set(statuses.values()) <= {"ok", "pending"}
-    assert report["totals"]["pending"] >= 1
+    assert len(statuses) == 8 and set(statuses.values()) <= {"ok", "pending"}, statuses
+    assert report["totals"]["pending"] >= 1, statuses
     for name, status in statuses.items():  # "ok" exactly when the files are there
         assert (out / name.replace(".mp4", ".srt")).exists() == (status == "ok"), name
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
