@@ -15,6 +15,7 @@ validation data only: encoder ms/photo (batch 32, 2 threads), Flickr8k dev and t
 9 MSR-VTT clips, with the shipped decoder and default decoding.
 
     python -m pipelines.int8_encoder [--write-ranges]
+    python -m pipelines.int8_encoder --agreement     # this CPU: would a run use int8? (encoder.INT8_MIN_COSINE)
 """
 
 from __future__ import annotations
@@ -65,12 +66,48 @@ def write_ranges(cap: Captioner, out: Path) -> None:
     log.info("wrote %s", out)
 
 
+def agreement(base: CaptionConfig, photos: int, captions: int) -> None:
+    """How close this CPU's int8 copy comes to float32, whether or not a run would use it.
+
+    The probe cosine is what a run checks (``encoder.INT8_MIN_COSINE``); on Flickr8k dev
+    photos: the pooled features' cosine, the same ImageNet top class, the same caption.
+    """
+    from captioner import encoder as encoder_mod
+
+    threshold = encoder_mod.INT8_MIN_COSINE
+    encoder_mod.INT8_MIN_COSINE = -1.0  # measure the copy whatever this CPU makes of it
+    fp32 = Captioner(base)
+    int8 = Captioner(dataclasses.replace(base, encoder=dataclasses.replace(base.encoder, int8=True)))
+    assert int8.encoder.precision == "int8"
+    size = base.encoder.image_size
+    probe = encoder_mod.int8_agreement(int8.encoder._session, fp32.encoder._session,
+                                       fp32.encoder.preprocess(encoder_mod.probe_images(size)))
+    images_dir = next(p for p in (DATA / "flickr8k").iterdir() if p.is_dir())
+    names = flickr_split("dev")[: max(photos, captions)]
+    images = [load_image(str(images_dir / n)) for n in names]
+    a, b = int8.encoder.encode(images[:photos]), fp32.encoder.encode(images[:photos])
+    cos = (a.pooled * b.pooled).sum(1) / (np.linalg.norm(a.pooled, axis=1) * np.linalg.norm(b.pooled, axis=1))
+    top1 = float((a.probs.argmax(1) == b.probs.argmax(1)).mean())
+    same = sum(x.text == y.text for x, y in zip(int8.caption_images(images[:captions]), fp32.caption_images(images[:captions])))
+    print("| probe min cosine (runs int8 if >= %.2f) | Flickr8k dev photos: pooled cosine min / mean | same ImageNet top-1 | same caption |" % threshold)
+    print("|---|---|---|---|")
+    print(f"| {probe:.3f} ({'int8' if probe >= threshold else 'float32'}) | {photos}: {cos.min():.3f} / {cos.mean():.3f} | "
+          f"{100 * top1:.0f} % | {same} of {captions} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--write-ranges", action="store_true", help="calibrate and write the shipped ranges file first")
+    ap.add_argument("--agreement", action="store_true",
+                    help="only measure how close this CPU's int8 copy is to float32 (probe, photos, captions)")
+    ap.add_argument("--photos", type=int, default=256, help="--agreement: Flickr8k dev photos for features")
+    ap.add_argument("--captions", type=int, default=300, help="--agreement: Flickr8k dev photos for captions")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     base = CaptionConfig()
+    if args.agreement:
+        agreement(base, args.photos, args.captions)
+        return
     fp32 = Captioner(base)
     if args.write_ranges:
         write_ranges(fp32, Path(__file__).resolve().parent.parent / "captioner" / "data"
