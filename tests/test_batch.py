@@ -254,3 +254,18 @@ def test_a_report_that_cannot_be_written_is_one_error_line(tmp_path):
     assert lines[1] == f"error: cannot write the report: {out / REPORT_NAME}: cannot write: Is a directory"
     assert lines[2].startswith("0 captioned, 0 up to date, 0 failed, 1 non-video file(s) ignored in ")
     assert "report:" not in lines[2] and len(lines) == 3
+
+
+def test_workers_inherit_one_int8_decision(tmp_path, tiny_model, small_tree, monkeypatch):
+    """Where the int8 copy is inaccurate, a batch warns once (not once per worker) and its workers run float32."""
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime not installed: the torch path is used")
+    from captioner import encoder as encoder_mod
+
+    monkeypatch.setattr(encoder_mod, "int8_agreement", lambda quantized, reference, x: 0.64)
+    out = tmp_path / "int8"
+    result = batch(small_tree, "-o", out, "--model", tiny_model, "-f", "json", "--threads", "1", "--workers", "2", "--int8")
+    assert result.exit_code == 1 and result.stderr.count("broken.mkv") == 1, result.output
+    warned = [line for line in result.stderr.splitlines() if "int8 encoder is inaccurate" in line]
+    assert len(warned) == 1, result.stderr
+    for name in ("x.json", "deep/y.json"):
+        assert json.loads((out / name).read_text())["metadata"]["model"]["encoder_precision"] == "float32"

@@ -54,6 +54,13 @@ def run_local(jobs: Sequence[BatchJob], config: CaptionConfig, *, workers: int =
     from ..weights import load_runtime_model
 
     load_runtime_model(config.model_dir)  # a broken model is one clear error here, not one per file
+    if config.encoder.int8:
+        # the workers share this CPU: whether its int8 copy is accurate (encoder.INT8_MIN_COSINE) is
+        # decided and warned about once, here, not once per worker
+        from ..encoder import Encoder
+
+        if Encoder(config.encoder, threads=1).precision != "int8":
+            config = replace(config, encoder=replace(config.encoder, int8=False))
     threads = config.threads or max(1, usable_cpus() // workers)
     config = replace(config, threads=threads)
     level = logging.getLogger("captioner").getEffectiveLevel()
