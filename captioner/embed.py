@@ -157,8 +157,10 @@ class TextEmbedder:
                 try:
                     self._session = _onnx_session(self)
                 except Exception as exc:
-                    reason = str(exc).splitlines()[0][:160] if str(exc) else ""
-                    log.info("text embeddings in NumPy: no ONNX Runtime copy (%s: %s)", exc.__class__.__name__, reason)
+                    from .encoder import first_line
+
+                    log.info("text embeddings in NumPy: no ONNX Runtime copy (%s: %s)", exc.__class__.__name__,
+                             first_line(exc))
         session = self._session
         if session is None:
             return None
@@ -188,7 +190,7 @@ def onnx_path(folder: Path) -> Path:
 def _onnx_session(embedder: TextEmbedder):
     """An ONNX Runtime session of ``embedder``'s layers, exported first if not cached (or unreadable)."""
     from .config import usable_cpus
-    from .encoder import onnxruntime_module
+    from .encoder import cached_session, onnxruntime_module
 
     ort = onnxruntime_module()
     path = onnx_path(embedder.folder)
@@ -196,16 +198,8 @@ def _onnx_session(embedder: TextEmbedder):
     options.intra_op_num_threads = usable_cpus()
     options.log_severity_level = 3
 
-    def session():
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    if path.exists():
-        try:
-            return session()
-        except Exception as exc:  # a damaged cache file: export it again
-            log.warning("%s: unreadable cached text model (%s); exporting it again", path, exc.__class__.__name__)
-    _export(embedder, path)
-    return session()
+    return cached_session(lambda p: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"]),
+                          path, lambda p: _export(embedder, p), "text model")
 
 
 def _export(embedder: TextEmbedder, path: Path) -> None:
