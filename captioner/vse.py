@@ -154,9 +154,8 @@ def load_vse(folder: Path, manifest: Mapping) -> SegmentEmbedder | None:
     from .weights import load_tensors
 
     path = Path(folder) / TENSORS
-    raw = load_tensors(folder, TENSORS, entry, "it")
+    t = load_tensors(folder, TENSORS, entry, "it")  # float32
     try:
-        t = {k: v.astype(np.float32) for k, v in raw.items()}
         memory = None
         if "memory_keys" in t:
             m = entry.get("memory") or {}  # a parameter it does not name keeps CaptionMemory's default

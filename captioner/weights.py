@@ -136,7 +136,8 @@ def save_tensors(folder: str | Path, name: str, tensors: Mapping[str, Any]) -> s
 
 
 def load_tensors(folder: str | Path, name: str, entry: Mapping[str, Any], what: str) -> dict[str, Any]:
-    """The NumPy arrays of a model folder's extra tensor file ``name``, whose ``model.json`` ``entry`` gives its checksum.
+    """The NumPy arrays (floating ones as float32) of a model folder's extra tensor file ``name``, whose
+    ``model.json`` ``entry`` gives its checksum.
 
     ``ModelError`` (one line) if the file is missing or is not the one the manifest lists.
     ``what`` names the entry in the message ("model.json lists <what>").
@@ -149,7 +150,24 @@ def load_tensors(folder: str | Path, name: str, entry: Mapping[str, Any], what: 
     actual = sha256_file(path)
     if actual != entry.get("sha256"):
         raise ModelError(f"{path}: checksum mismatch (expected {str(entry.get('sha256'))[:12]}…, got {actual[:12]}…)")
-    return load_file(str(path))
+    return {k: float32(v) for k, v in load_file(str(path)).items()}
+
+
+def float32(a: Any) -> Any:
+    """A floating array as float32 (other arrays as they are).
+
+    The weights are stored as float16 to stay small; converting them is most of what
+    loading a model costs. OpenCV converts with the CPU's half-float instructions, ~6x
+    faster than NumPy's ``astype`` (26M values: ~10 vs ~60 ms warm) and exactly the same
+    values (tests/test_model.py checks all 65,536 of them).
+    """
+    import numpy as np
+
+    if a.dtype == np.float16 and a.size >= 4096:  # OpenCV reads an array of 4 or fewer values as a scalar
+        import cv2
+
+        return cv2.multiply(a.reshape(1, -1), 1.0, dtype=cv2.CV_32F).reshape(a.shape)
+    return a.astype(np.float32) if a.dtype.kind == "f" else a
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
@@ -199,7 +217,7 @@ def _load(folder: str | Path, backend: str):
         else:
             from safetensors.numpy import load_file
 
-            state = {k: v.astype("float32") if v.dtype.kind == "f" else v for k, v in load_file(str(tensor_path)).items()}
+            state = {k: float32(v) for k, v in load_file(str(tensor_path)).items()}
     except Exception as exc:  # a pickle, a truncated file, ... renamed to .safetensors
         raise ModelError(f"{tensor_path}: not a valid safetensors file ({exc.__class__.__name__}: "
                          f"{(str(exc).splitlines() or [''])[0][:120]})") from None

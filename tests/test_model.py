@@ -193,6 +193,24 @@ def test_tiny_decoder_learns_on_generated_images():
 
 
 # -- weight files ---------------------------------------------------------------------------
+def test_float32_converts_every_half_float_exactly():
+    """The fast (OpenCV) float16 -> float32 conversion agrees with NumPy's on all 65,536 bit patterns
+    (NaNs stay NaN), keeps shapes of any rank, and leaves other dtypes' values alone."""
+    from captioner.weights import float32
+
+    every = np.arange(1 << 16, dtype=np.uint16).view(np.float16).reshape(2, 128, 256)
+    got, want = float32(every), every.astype(np.float32)
+    assert got.dtype == np.float32 and got.shape == every.shape
+    nan = np.isnan(want)
+    assert np.array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32)) and np.isnan(got[nan]).all()
+    for n in (0, 1, 4, 5, 4095, 4096):  # small arrays too (OpenCV would take <= 4 values for a scalar)
+        small = np.arange(n, dtype=np.float16)
+        assert float32(small).shape == (n,) and np.array_equal(float32(small), small.astype(np.float32))
+    ints = np.arange(5, dtype=np.int64)
+    assert float32(ints) is ints
+    assert float32(np.ones(3, np.float64)).dtype == np.float32
+
+
 def _saved_tiny(tmp_path: Path) -> Path:
     vocab = Vocabulary.build(["a b c"], min_count=1)
     model = CaptionDecoder(tiny_config(len(vocab)))
