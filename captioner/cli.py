@@ -126,6 +126,10 @@ def caption_options(f):
                      show_default=True, help="Frames looked at per second of video."),
         click.option("--fast", is_flag=True, default=_D.sampling.fast,
                      help="Decode key frames only (much faster; about one look per key-frame interval)."),
+        click.option("--context", type=click.FloatRange(min=0), default=_D.sampling.context_seconds,
+                     show_default=True,
+                     help="Seconds before and after a segment whose frames its caption also sees (its scene: "
+                          "a shot of a second or two says little alone); 0 = the segment's own frames only."),
         click.option("--beam-size", type=click.IntRange(min=1, max=20), default=_D.decoding.beam_size,
                      show_default=True, help="Beam width; 1 = greedy (fastest)."),
         click.option("--rerank-weight", type=click.FloatRange(min=0), default=_D.decoding.rerank_weight,
@@ -161,9 +165,11 @@ def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration
                  max_line_width: int, max_line_count: int, model_dir: Path, formats: Sequence[str],
                  threads: int, concepts: bool = _D.grounding.enabled, fast: bool = _D.sampling.fast,
                  int8: bool = _D.encoder.int8, style: str = "auto",
-                 rerank_weight: float = _D.decoding.rerank_weight) -> CaptionConfig:
+                 rerank_weight: float = _D.decoding.rerank_weight,
+                 context: float = _D.sampling.context_seconds) -> CaptionConfig:
     """The configuration ``run`` and ``batch`` options describe (``config.configure``)."""
-    return configure(model_dir=model_dir, fps=fps, fast=fast, beam_size=beam_size, rerank_weight=rerank_weight,
+    return configure(model_dir=model_dir, fps=fps, fast=fast, context=context, beam_size=beam_size,
+                     rerank_weight=rerank_weight,
                      max_segment=max_segment,
                      min_duration=min_duration, shot_threshold=shot_threshold, concepts=concepts,
                      formats=tuple(formats), max_line_width=max_line_width, max_line_count=max_line_count,

@@ -142,6 +142,11 @@ class SamplingConfig:
 
     fps: float = 1.0
     max_frames_per_segment: int = 8  # frames the decoder attends over per segment (as many as it trained on)
+    # A segment's caption also sees the frames sampled this many seconds before and after it: the
+    # decoder learnt from frames spread over a whole video, and a shot of a second or two alone says
+    # little. MSR-VTT val (CLI protocol) CIDEr / METEOR: 0 s 31.55 / 24.38; 3 s 34.39 / 25.30;
+    # 5 s 35.21 / 25.25; 10 s 34.62 / 25.12 (the least that gains: a cue stays about its own shot)
+    context_seconds: float = 3.0
     fast: bool = False  # decode key frames only (PyAV): much faster, one sample per key-frame interval
     window_frames: int = 64  # sampled frames buffered before finished segments are captioned (flat memory)
 
@@ -233,7 +238,8 @@ class CaptionConfig:
 
 
 def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None = None,
-              fps: float | None = None, fast: bool | None = None, beam_size: int | None = None,
+              fps: float | None = None, fast: bool | None = None, context: float | None = None,
+              beam_size: int | None = None,
               length_penalty: float | None = None, concept_weight: float | None = None,
               concepts: bool | None = None, min_prob: float | None = None,
               max_segment: float | None = None, min_duration: float | None = None,
@@ -273,7 +279,7 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
                                              **({} if style in (None, "auto") else
                                                 {"video_style": style, "photo_style": style}))),
         grounding=replace(c.grounding, **given(enabled=concepts, min_prob=min_prob)),
-        sampling=replace(c.sampling, **given(fps=fps, fast=fast)),
+        sampling=replace(c.sampling, **given(fps=fps, fast=fast, context_seconds=context)),
         segments=segments,
         output=output,
         review=c.review if formats is None else replace(c.review, thumbnails="html" in output.formats),

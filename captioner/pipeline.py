@@ -386,14 +386,17 @@ class _VideoCues:
         self.seconds = 0.0  # spent captioning
 
     def caption(self, window: Window, threads: int | None = None) -> None:
-        """Caption a window's segments, each run of pieces that show the same picture once."""
+        """Caption a window's segments, each run of pieces that show the same picture once, from its
+        frames and those within ``SamplingConfig.context_seconds`` of it (``Window.run_frames``)."""
         t0 = time.perf_counter()
         grids, probs = window.data["grids"], window.data["probs"]
-        frames = [window.run_frames(run) for run in window.runs]
+        context = self.captioner.config.sampling.context_seconds
+        seen_frames = [window.run_frames(run, context) for run in window.runs]
         caps = self.captioner.caption_batch(
-            [(self.captioner._segment_features(f, grids), probs[list(f)]) for f in frames], video=True, threads=threads)
+            [(self.captioner._segment_features(f, grids), probs[list(f)]) for f in seen_frames], video=True,
+            threads=threads)
         review = self.review
-        for run, cap, run_frames in zip(window.runs, caps, frames):
+        for run, cap, run_frames in zip(window.runs, caps, seen_frames):
             # what the decoder attended over; a plain decoder has no concept inputs: the
             # encoder's top ImageNet words then
             seen = cap.concepts or tuple((c.word, round(c.prob, 4)) for c in

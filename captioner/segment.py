@@ -167,9 +167,15 @@ class Window:
     pooled: np.ndarray
     data: dict[str, Any]
 
-    def run_frames(self, run: Sequence[int]) -> tuple[int, ...]:
-        """The frames of a run's segments, sorted."""
-        return tuple(sorted({f for i in run for f in self.segments[i].frames}))
+    def run_frames(self, run: Sequence[int], context: float = 0.0) -> tuple[int, ...]:
+        """The frames of a run's segments, sorted; with ``context`` (seconds), also the window's
+        frames sampled that long before the run's start or after its end (its scene)."""
+        own = {f for i in run for f in self.segments[i].frames}
+        if context > 0 and run:
+            start = min(self.segments[i].start for i in run) + self.offset - context
+            end = max(self.segments[i].end for i in run) + self.offset + context
+            own |= {j for j, t in enumerate(self.times) if start <= t <= end}
+        return tuple(sorted(own))
 
     def span(self, segment: Segment) -> tuple[float, float]:
         """A segment's start and end in seconds since the start of the video."""

@@ -59,7 +59,10 @@ def archive(tmp_path_factory):
     webm(arch / "sub" / "other.webm", ARCHIVE_B)
     write_garbage(arch / "broken.mp4")
     out = root / "out"
-    done = run_subprocess("batch", arch, "-o", out, "-f", "all", "--model", tiny_model, "--threads", "1", timeout=300)
+    # --context 0: each shot captioned from its own frames, so the tiny model's captions of
+    # neighbouring shots stay apart (several cues to click and seek to)
+    done = run_subprocess("batch", arch, "-o", out, "-f", "all", "--model", tiny_model, "--threads", "1",
+                          "--context", "0", timeout=300)
     assert done.returncode == 1, done.stderr  # the broken file fails, the others are written
     return {"root": root, "arch": arch, "out": out, "stderr": done.stderr,
             "evil": out / f"{EVIL}.html", "other": out / "sub" / "other.html", "index": out / "index.html"}

@@ -13,7 +13,10 @@ from captioner.pipeline import Captioner, Progress
 from videos import make_video
 
 
-def test_cues_cut_at_shot_changes(tmp_path, captioner):
+def test_cues_cut_at_shot_changes(tmp_path, tiny_model):
+    # each shot from its own frames (no --context): with its scene around it, the tiny decoder says
+    # "red" of all three shots, and one 9 s caption is shown as two equal cues (max_segment 8)
+    captioner = Captioner(replace(CaptionConfig(), model_dir=tiny_model, sampling=SamplingConfig(context_seconds=0)))
     video = make_video(tmp_path / "shots.mp4", [("red", 3), ("checker", 3), ("blue", 3)], fps=10)
     fps = captioner.config.sampling.fps
     result = captioner.caption_video(video.path)
@@ -163,6 +166,27 @@ def test_pieces_of_a_static_shot_are_captioned_once(tmp_path, tiny_model, monkey
         assert cues[0].start == 0.0 and cues[-1].end == pytest.approx(video.duration, abs=0.5)
     assert counts[0.0] >= 6  # 2 shots of 12 s, pieces of at most 4 s
     assert counts[0.02] == 2  # one search per shot
+
+
+def test_a_short_shot_is_captioned_with_its_scene(tmp_path, tiny_model, monkeypatch):
+    """With ``context_seconds`` a shot of one second is captioned from its frame and those of the
+    neighbouring shots within that time; with 0, from its own frames only. Cues stay per shot."""
+    from captioner.pipeline import Caption
+
+    video = make_video(tmp_path / "scene.avi", [("red", 6), ("checker", 1), ("blue", 6)], fps=4, size=(32, 24))
+    frames, starts = {}, {}
+    for context in (0.0, 2.0):
+        asked = []
+        monkeypatch.setattr(Captioner, "caption_batch",
+                            lambda self, items, **_: asked.extend(items) or [Caption(f"c{i}", 1.0) for i in range(len(items))])
+        cfg = replace(CaptionConfig(), model_dir=tiny_model, sampling=SamplingConfig(fps=1, context_seconds=context),
+                      segments=SegmentConfig(max_segment=8.0, min_duration=0.5, stable_threshold=0.0))
+        cues = Captioner(cfg).caption_video(video.path).cues
+        frames[context] = [len(probs) for _, probs in asked]  # frames each caption saw
+        starts[context] = [c.start for c in cues]
+    assert starts[0.0] == starts[2.0] and len(frames[0.0]) == len(frames[2.0]) == 3  # the same three shots
+    assert frames[0.0][1] == 1 and frames[2.0][1] == 1 + 2 + 2  # the short shot: its frame, then 2 s either side
+    assert all(b > a for a, b in zip(frames[0.0], frames[2.0]))  # the long shots see their neighbours too
 
 
 def test_greedy_reports_real_confidences(tmp_path, tiny_model):

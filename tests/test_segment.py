@@ -315,6 +315,19 @@ def test_streaming_groups_the_pieces_of_a_static_shot() -> None:
         assert w.run_frames(w.runs[0]) == tuple(sorted({f for s in w.segments for f in s.frames}))
 
 
+def test_run_frames_adds_the_scene_within_context() -> None:
+    """``context`` seconds before a run's start and after its end bring the window's frames there in
+    (times are absolute, segments relative to the window's offset); 0 keeps the run's own frames."""
+    times = [10.5 + i for i in range(10)]  # one frame a second, the window starting at 10 s
+    segs = [segment.Segment(0.0, 2.0, (0, 1)), segment.Segment(2.0, 3.0, (2,)), segment.Segment(3.0, 10.0, tuple(range(3, 10)))]
+    w = segment.Window(segs, 10.0, [[0], [1], [2]], times, np.zeros((10, 4)), {})
+    assert w.run_frames([1]) == w.run_frames([1], 0.0) == (2,)
+    assert w.run_frames([1], 1.0) == (1, 2, 3)  # 11.5 and 13.5 lie within 1 s of [12, 13]
+    assert w.run_frames([1], 3.0) == tuple(range(0, 6))
+    assert w.run_frames([0, 1], 0.4) == (0, 1, 2)  # nothing within 0.4 s but its own frames
+    assert w.run_frames([2], 100.0) == tuple(range(10))  # never past the window's frames
+
+
 def test_streaming_needs_a_frame() -> None:
     with pytest.raises(ValueError, match="no frames"):
         segment.StreamingSegmenter(SegmentConfig()).finish(1.0)
