@@ -305,7 +305,7 @@ class Captioner:
             raise CaptionerError(f"sampling fps must be positive, got {sampling.fps}")
         expected = sample_times_hint(info, sampling.fps)
         batch_size = self.encoder.config.batch_size
-        segmenter = StreamingSegmenter(self.config.segments, sampling.window_frames)
+        segmenter = StreamingSegmenter(self.config.segments, sampling.window_frames, sampling.context_seconds)
         out = _VideoCues(self, info, progress)
         stats = DecodeStats()
         frames = map(self._squash, read_frames(info.path, sampling.fps, keyframes=sampling.fast, stats=stats))

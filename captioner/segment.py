@@ -24,6 +24,7 @@ segment has at least one frame to caption.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import logging
 import math
@@ -155,7 +156,9 @@ class Window:
 
     ``segments`` are relative to ``offset`` (seconds) and their ``frames`` index the
     per-frame data of this window: ``times`` (absolute seconds), ``pooled`` and the
-    arrays or lists given to ``StreamingSegmenter.push`` (``data``). ``runs`` groups
+    arrays or lists given to ``StreamingSegmenter.push`` (``data``). That data may hold
+    frames in no segment: the stretch after the last one, and with a segmenter's
+    ``context`` a few frames before the first (the scene ``run_frames`` adds). ``runs`` groups
     consecutive segments that show the same picture (``stable_runs``): each run is
     captioned once, from the frames of all its segments (``run_frames``).
     """
@@ -192,12 +195,19 @@ class StreamingSegmenter:
     then forgets the frames only those segments used. ``finish(duration)`` hands back
     the rest. Cuts land where segmenting the whole video at once would put them, up to
     the odd merge at a window's edge. Knows nothing about models or videos.
+
+    ``context`` (seconds): frames handed back that long before the next window's first
+    segment stay buffered and come with that window (in its ``times`` and data, in no
+    segment), so ``Window.run_frames(run, context)`` sees a window's first run's scene
+    as it sees any other's.
     """
 
-    def __init__(self, config: SegmentConfig, window: int = 64) -> None:
+    def __init__(self, config: SegmentConfig, window: int = 64, context: float = 0.0) -> None:
         self.config = config
         self.window = max(2, window)
+        self.context = max(0.0, context)
         self.origin = 0.0  # start time of the buffered, not yet handed back stretch
+        self._lead = 0  # buffered frames before that stretch: context for its first segments only
         self.times: list[float] = []
         self._chunks: dict[str, list[Any]] = {"pooled": []}
         self._lists: dict[str, list[Any]] = {}
@@ -221,25 +231,34 @@ class StreamingSegmenter:
                 self._chunks.setdefault(name, []).append(value)
             else:
                 self._lists.setdefault(name, []).extend(value)
-        if len(self) < self.window:
+        if len(self) - self._lead < self.window:
             return None
-        rel = [t - self.origin for t in self.times]
-        segments = segment_frames(rel, self._array("pooled"), rel[-1], self.config)
+        segments = self._segments(None)
         if len(segments) < 2:
             return None
         done = self._window(segments[:-1])
         keep = segments[-1]
         self.origin += keep.start
-        self._drop_before(min(keep.frames))
+        first = min(keep.frames)
+        lead_from = bisect.bisect_left(self.times, self.origin - self.context, 0, first) if self.context else first
+        self._drop_before(lead_from)
+        self._lead = first - lead_from
         return done
 
     def finish(self, duration: float) -> Window:
         """Every buffered frame's segments, up to ``duration`` seconds (or past the last frame)."""
         if not self.times:
             raise ValueError("StreamingSegmenter.finish: no frames were pushed")
-        rel = [t - self.origin for t in self.times]
-        return self._window(segment_frames(rel, self._array("pooled"), max(duration - self.origin, rel[-1]),
-                                           self.config))
+        return self._window(self._segments(duration))
+
+    def _segments(self, duration: float | None) -> list[Segment]:
+        """The buffered stretch's segments (after the lead frames), frames indexing the whole buffer;
+        up to ``duration`` (None: the last frame)."""
+        lead = self._lead
+        rel = [t - self.origin for t in self.times[lead:]]
+        end = rel[-1] if duration is None else max(duration - self.origin, rel[-1])
+        segments = segment_frames(rel, self._array("pooled")[lead:], end, self.config)
+        return [Segment(s.start, s.end, tuple(f + lead for f in s.frames)) for s in segments] if lead else segments
 
     def _window(self, segments: list[Segment]) -> Window:
         pooled = self._array("pooled")

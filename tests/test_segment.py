@@ -267,9 +267,9 @@ def test_stable_runs_group_pieces_of_one_picture_only() -> None:
 # --------------------------------------------------------------------------- streaming
 
 
-def _stream(times, feats, config, window=8, batch=3, duration=0.0):
+def _stream(times, feats, config, window=8, batch=3, duration=0.0, context=0.0):
     """Push frames in batches (with their global indexes as per-frame data); every window handed back."""
-    seg = segment.StreamingSegmenter(config, window)
+    seg = segment.StreamingSegmenter(config, window, context)
     windows, most = [], 0
     for s in range(0, len(times), batch):
         w = seg.push(times[s : s + batch], feats[s : s + batch], ids=np.arange(s, min(s + batch, len(times))),
@@ -326,6 +326,30 @@ def test_run_frames_adds_the_scene_within_context() -> None:
     assert w.run_frames([1], 3.0) == tuple(range(0, 6))
     assert w.run_frames([0, 1], 0.4) == (0, 1, 2)  # nothing within 0.4 s but its own frames
     assert w.run_frames([2], 100.0) == tuple(range(10))  # never past the window's frames
+
+
+def test_streaming_keeps_the_scene_before_each_window() -> None:
+    """With ``context`` a window's first segments see the frames before them that an earlier window
+    handed back, as a segment inside a window does; those frames are in no segment twice, the cuts
+    are those of a segmenter without context, and the buffer stays flat."""
+    times, feats = shots([9, 5, 14, 3, 11, 7])  # a sample every 0.5 s
+    config = SegmentConfig(shot_threshold=0.25, max_segment=3.0, min_duration=1.0, stable_threshold=0.0)
+    ctx = 1.5
+    plain, _ = _stream(times, feats, config)
+    windows, most = _stream(times, feats, config, context=ctx)
+    assert [w.span(s) for w in windows for s in w.segments] == [w.span(s) for w in plain for s in w.segments]
+    assert most <= 8 + 3 + 8 + 3  # ... plus 1.5 s of frames
+    owned = [int(w.data["ids"][f]) for w in windows for s in w.segments for f in s.frames]
+    assert owned == list(range(len(times)))  # every frame in exactly one segment, in order
+    lead = 0
+    for w in windows:
+        for k, s in enumerate(w.segments):
+            start, end = w.span(s)
+            seen = {int(w.data["ids"][f]) for f in w.run_frames([k], ctx)}
+            assert {i for i, t in enumerate(times) if start - ctx - 1e-9 <= t < start} <= seen  # the scene before
+            assert all(start - ctx - 1e-9 <= times[i] <= end + ctx + 1e-9 for i in seen)
+        lead += min(s.frames[0] for s in w.segments) > 0
+    assert lead >= 2  # windows after the first did carry frames from before their first segment
 
 
 def test_streaming_needs_a_frame() -> None:
