@@ -93,11 +93,9 @@ def load_presence(folder: Path, entry: Mapping | None) -> PresenceHead | None:
         return None
     from .weights import load_tensors
 
-    t = load_tensors(folder, PRESENCE_TENSORS, entry, "a presence head")
+    t = load_tensors(folder, PRESENCE_TENSORS, entry, "a presence head")  # float32
     try:
-        head = PresenceHead(t["mean"].astype(np.float32), t["std"].astype(np.float32), t["w1"].astype(np.float32),
-                            t["b1"].astype(np.float32), t["w2"].astype(np.float32), float(t["b2"][0]),
-                            float(entry["threshold"]))
+        head = PresenceHead(t["mean"], t["std"], t["w1"], t["b1"], t["w2"], float(t["b2"][0]), float(entry["threshold"]))
         if not (head.w1.shape == (len(head.mean), len(head.b1)) and head.w2.shape == head.b1.shape == (head.w1.shape[1],)
                 and head.std.shape == head.mean.shape):
             raise ValueError("shapes do not chain")
@@ -249,12 +247,10 @@ def load_detectors(folder: Path, manifest: Mapping) -> Detectors | None:
     from .weights import load_tensors
 
     path = Path(folder) / TENSORS
-    t = load_tensors(folder, TENSORS, entry, "detectors")
+    t = load_tensors(folder, TENSORS, entry, "detectors")  # float32
     try:
-        return Detectors(tuple(entry["words"]), t["weight"].astype(np.float32), t["bias"].astype(np.float32),
-                         t["platt_a"].astype(np.float32), t["platt_b"].astype(np.float32),
-                         float(entry.get("presence_threshold", 0.0)),
-                         t["basis"].astype(np.float32) if "basis" in t else None,
+        return Detectors(tuple(entry["words"]), t["weight"], t["bias"], t["platt_a"], t["platt_b"],
+                         float(entry.get("presence_threshold", 0.0)), t.get("basis"),
                          {str(w): float(v) for w, v in dict(entry.get("word_thresholds") or {}).items()},
                          load_presence(Path(folder), entry.get("presence")))
     except (KeyError, ValueError, TypeError) as exc:
