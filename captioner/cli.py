@@ -136,6 +136,11 @@ def caption_options(f):
                      show_default=True,
                      help="Video: how much a caption's closeness to what the segment looks like (its search "
                           "vector) counts when choosing among the beam's captions; 0 = the likeliest caption."),
+        click.option("--consensus", type=click.FloatRange(min=0), default=_D.decoding.consensus_weight,
+                     show_default=True,
+                     help="Video: how much agreeing with what people said of the training videos the segment "
+                          "looks most like counts (their best-agreed captions also become candidates, scored by "
+                          "the decoder for this segment); 0 = off. Models without a caption bank ignore it."),
         click.option("--max-segment", type=click.FloatRange(min=0.5), default=_D.segments.max_segment,
                      show_default=True, help="Longest cue in seconds; a long shot is split into several cues."),
         click.option("--min-duration", type=click.FloatRange(min=0), default=_D.segments.min_duration,
@@ -166,10 +171,11 @@ def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration
                  threads: int, concepts: bool = _D.grounding.enabled, fast: bool = _D.sampling.fast,
                  int8: bool = _D.encoder.int8, style: str = "auto",
                  rerank_weight: float = _D.decoding.rerank_weight,
+                 consensus: float = _D.decoding.consensus_weight,
                  context: float = _D.sampling.context_seconds) -> CaptionConfig:
     """The configuration ``run`` and ``batch`` options describe (``config.configure``)."""
     return configure(model_dir=model_dir, fps=fps, fast=fast, context=context, beam_size=beam_size,
-                     rerank_weight=rerank_weight,
+                     rerank_weight=rerank_weight, consensus_weight=consensus,
                      max_segment=max_segment,
                      min_duration=min_duration, shot_threshold=shot_threshold, concepts=concepts,
                      formats=tuple(formats), max_line_width=max_line_width, max_line_count=max_line_count,

@@ -114,6 +114,14 @@ class DecodingConfig:
     # fallback ("a person is playing a video game"); the vector knows what the segment
     # looks like. 0 = the likeliest. Chosen on MSR-VTT val (the model card).
     rerank_weight: float = 5.0
+    # Video, models with a caption bank (consensus.py): the captions of the ``consensus_videos``
+    # training videos nearest a segment's vector are scored by how much they agree with one
+    # another; the ``consensus_candidates`` best join the beam's captions (scored under the
+    # decoder for the segment's frames), and every candidate gains consensus_weight x its
+    # agreement with them. 0 = off.
+    consensus_weight: float = 0.0
+    consensus_videos: int = 50
+    consensus_candidates: int = 8
     # The same for photos, by the map's own vector (no caption memory; not written anywhere).
     # Chosen on Flickr8k dev: 3 (5 and 10 lost BLEU-4).
     photo_rerank_weight: float = 3.0
@@ -247,6 +255,7 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
               max_line_width: int | None = None, max_line_count: int | None = None,
               threads: int | None = None, int8: bool | None = None, style: str | None = None,
               rerank_weight: float | None = None, photo_rerank_weight: float | None = None,
+              consensus_weight: float | None = None,
               guide_weight: float | None = None, photo_guide_weight: float | None = None) -> CaptionConfig:
     """``base`` (default: the defaults) with the given options set; None leaves a value as it is.
 
@@ -273,6 +282,7 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
         **given(model_dir=None if model_dir is None else Path(model_dir), threads=threads),
         encoder=replace(c.encoder, **given(int8=int8)),
         decoding=replace(c.decoding, **given(beam_size=beam_size, length_penalty=length_penalty, rerank_weight=rerank_weight,
+                                             consensus_weight=consensus_weight,
                                              photo_rerank_weight=photo_rerank_weight, guide_weight=guide_weight,
                                              photo_guide_weight=photo_guide_weight,
                                              concept_weight=concept_weight, video_concept_weight=concept_weight,

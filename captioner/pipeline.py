@@ -124,6 +124,18 @@ class Captioner:
         from .vse import load_vse
 
         self.vse = load_vse(self.model_info.path, {"vse": self.model_info.vse})
+        # the training videos' captions, for the candidates their neighbours agree on (consensus.py)
+        self.bank = None
+        if self.model_info.bank and self.vse is not None and self.vse.memory is not None:
+            from .consensus import load_bank
+
+            self.bank = load_bank(self.model_info.path, {"bank": self.model_info.bank},
+                                   self.model_info.decoder.vocab_size)
+            if self.bank.videos != len(self.vse.memory.keys):
+                from .errors import ModelError
+
+                raise ModelError(f"{self.model_info.path}: the caption bank has {self.bank.videos} videos, "
+                                 f"the caption memory {len(self.vse.memory.keys)}")
 
         # a concept decoder copies object words; none of them is said twice ("a loaf of loaf")
         self._once: tuple[int, ...] = ()
@@ -171,8 +183,9 @@ class Captioner:
             vectors = [self._segment_vector(f, d, memory=video) if video or weight > 0 or guide > 0 else None
                        for f, d in zip(feats, detected)]
             priors = [self._word_prior(v, guide) for v in vectors]
+            states = [self._start(f, c, b, p, video) for f, c, b, p in zip(feats, concepts, banned, priors)]
             found = self._search([(f, c, b, (), p) for f, c, b, p in zip(feats, concepts, banned, priors)],
-                                 video, beam_size)
+                                 video, beam_size, states)
             if self.grounder is not None:
                 # a confident concept the caption does not say: search again with it required
                 again = []
@@ -188,7 +201,10 @@ class Captioner:
                 for (i, (_, _, _, required, _)), hyp in zip(again, retry):
                     if set(required).issubset(hyp.tokens):
                         found[i] = hyp
-            chosen = [self._rerank(h, v, weight) for h, v in zip(found, vectors)]
+            consensus: list[dict[tuple[int, ...], float] | None] = [None] * len(found)
+            if video and self.bank is not None and d_cfg.consensus_weight > 0:
+                found, consensus = self._neighbour_captions(found, vectors, states)
+            chosen = [self._rerank(h, v, weight, c) for h, v, c in zip(found, vectors, consensus)]
         from .vse import encode_vector
 
         return [Caption(fix_articles(self.vocab.decode(h.tokens)), round(h.confidence, 4), self._concept_words(c),
@@ -219,14 +235,79 @@ class Captioner:
         prior[:n] = weight * (self.vse.words[:n] @ vector)
         return prior
 
-    def _rerank(self, hyp: Hypothesis, vector: np.ndarray | None, weight: float) -> Hypothesis:
+    def _rerank(self, hyp: Hypothesis, vector: np.ndarray | None, weight: float,
+                consensus: dict[tuple[int, ...], float] | None = None) -> Hypothesis:
         """The finished caption (``hyp`` or one of its alternatives) whose score plus
-        ``weight`` x cos(caption, segment vector) is highest; ``hyp`` without a vector or word vectors."""
-        if vector is None or not hyp.alternatives or weight <= 0 or self.vse is None or self.vse.words is None:
+        ``weight`` x cos(caption, segment vector) (with word vectors) plus
+        ``DecodingConfig.consensus_weight`` x its consensus with the neighbours' captions
+        (``consensus``, by tokens) is highest; ``hyp`` without a vector or with neither term."""
+        if vector is None or not hyp.alternatives:
             return hyp
         cands = (hyp, *hyp.alternatives)
-        closeness = self.vse.caption_vectors([h.tokens for h in cands]) @ vector
-        return cands[int(np.argmax([h.score + weight * float(c) for h, c in zip(cands, closeness)]))]
+        total = self._closeness([h.tokens for h in cands], vector, weight)
+        agree = self.config.decoding.consensus_weight if consensus else 0.0
+        if agree > 0:
+            total += agree * np.array([consensus.get(h.tokens, 0.0) for h in cands])
+        if not total.any():
+            return hyp
+        return cands[int(np.argmax([h.score + float(t) for h, t in zip(cands, total)]))]
+
+    def _closeness(self, captions: Sequence[Sequence[int]], vector: np.ndarray, weight: float) -> np.ndarray:
+        """``weight`` x cos(caption, segment vector) for each caption; zeros without word vectors or weight."""
+        if weight <= 0 or self.vse is None or self.vse.words is None:
+            return np.zeros(len(captions))
+        return weight * (self.vse.caption_vectors(captions) @ vector).astype(np.float64)
+
+    def _neighbour_captions(self, found: list[Hypothesis], vectors: Sequence[np.ndarray | None],
+                            states: Sequence[Any]) -> tuple[list[Hypothesis], list[dict[tuple[int, ...], float] | None]]:
+        """Each video segment's beam captions joined by the training captions its neighbours agree on.
+
+        For a segment with a vector: the captions of the ``consensus_videos`` training videos
+        nearest it in the caption memory (consensus.py), each scored by its agreement with the
+        others; the ``consensus_candidates`` best become candidates, scored under the decoder from
+        the state the segment's beam search started from (``states``: its frames, concepts, bans and
+        word prior), so they compete with the beam's captions on its terms. Returns the hypotheses with
+        the new candidates among their alternatives, and each candidate's consensus by tokens.
+        """
+        from .search import run_searches, score_steps
+
+        d = self.config.decoding
+        assert self.bank is not None and self.vse is not None and self.vse.memory is not None
+        keys = self.vse.memory.keys
+        start = self.vocab.start_for(d.video_style)
+        jobs, agreement = [], [None] * len(found)
+        for i, (hyp, vector) in enumerate(zip(found, vectors)):
+            if vector is None:
+                continue
+            sims = keys @ vector
+            k = min(d.consensus_videos, len(sims))
+            near = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+            pool = self.bank.captions_of(sorted(int(v) for v in near))
+            own = [h.tokens for h in (hyp, *hyp.alternatives)]
+            pool_score, own_score = self.bank.consensus(pool, own)
+            scores = dict(zip(own, own_score.tolist()))
+            picked: list[tuple[int, ...]] = []
+            for j in np.argsort(-pool_score, kind="stable"):
+                if pool[j] not in scores:
+                    scores[pool[j]] = float(pool_score[j])
+                    picked.append(pool[j])
+                    if len(picked) == d.consensus_candidates:
+                        break
+            agreement[i] = scores
+            if picked:
+                # the score a new candidate must reach to beat the beam's best under _rerank's sum
+                best = max(h.score + c + d.consensus_weight * scores[h.tokens]
+                           for h, c in zip((hyp, *hyp.alternatives), self._closeness(own, vector, d.rerank_weight)))
+                floor = [best - c - d.consensus_weight * scores[t]
+                         for t, c in zip(picked, self._closeness(picked, vector, d.rerank_weight))]
+                jobs.append((i, score_steps(states[i], start, self.vocab.end_id, picked,
+                                            length_penalty=d.length_penalty, floor=floor)))
+        out = list(found)
+        for (i, _), scored in zip(jobs, run_searches(self.decoder.log_probs, [s for _, s in jobs])):
+            hyp = out[i]
+            extra = tuple(h for h in (scored, *scored.alternatives) if np.isfinite(h.score))
+            out[i] = dataclasses.replace(hyp, alternatives=(*hyp.alternatives, *extra))
+        return out, agreement
 
     def _concept_words(self, concepts: tuple[np.ndarray, np.ndarray] | None) -> tuple[tuple[str, float], ...]:
         """The words (and probabilities) of a concept decoder's slots, as the review page shows them."""
@@ -261,15 +342,24 @@ class Captioner:
                                  self.decoder.config.detector_slots if detected is not None else 0)
         return np.asarray(ids, dtype=np.int64), np.asarray(ps, dtype=np.float32)
 
+    def _start(self, feats: np.ndarray, concepts: Any, banned: Sequence[int], prior: np.ndarray | None,
+               video: bool) -> Any:
+        """The decoder state a caption of these frames starts from (its concepts, banned words and word prior)."""
+        c = concepts
+        return self.decoder.start(feats, None if c is None else c[0], None if c is None else c[1],
+                                  self._concept_weight(c, video), banned, prior)
+
     def _search(self, searches: Sequence[tuple[np.ndarray, Any, Sequence[int], Sequence[int], np.ndarray | None]],
-                video: bool, beam_size: int) -> list[Hypothesis]:
-        """Searches for (feats, concepts, banned, required, word prior) items, all in one lock-stepped run (search.py)."""
+                video: bool, beam_size: int, states: Sequence[Any] | None = None) -> list[Hypothesis]:
+        """Searches for (feats, concepts, banned, required, word prior) items, all in one lock-stepped run (search.py).
+
+        ``states``: their start states (``_start``) when the caller made them already."""
         if not searches:
             return []
         d = self.config.decoding
-        items = [(self.decoder.start(f, None if c is None else c[0], None if c is None else c[1],
-                                     self._concept_weight(c, video), banned, prior), tuple(banned), tuple(required))
-                 for f, c, banned, required, prior in searches]
+        if states is None:
+            states = [self._start(f, c, banned, prior, video) for f, c, banned, _, prior in searches]
+        items = [(st, tuple(banned), tuple(required)) for st, (_, _, banned, required, _) in zip(states, searches)]
         start = self.vocab.start_for(d.video_style if video else d.photo_style)
         return search_many(self.decoder.log_probs, items, start, self.vocab.end_id, beam_size=beam_size,
                            max_length=d.max_length, length_penalty=d.length_penalty,

@@ -288,3 +288,44 @@ def beam_steps(
         return Hypothesis(tuple(seq), score, score / (len(seq) + 1) ** length_penalty)
     ranked = sorted(finished, key=lambda h: -h.score)
     return replace(ranked[0], alternatives=tuple(ranked[1:]))
+
+
+def score_steps(state: Any, start_id: int, end_id: int, sequences: Sequence[Sequence[int]], *,
+                length_penalty: float = 0.7, floor: Sequence[float] | None = None) -> Search:
+    """The decoder's score for each of ``sequences`` (captions given, not searched: a ``Search``).
+
+    All of them are fed in lock step from one initial state, each word's log-prob taken
+    from the step before it, ``<end>`` last; each scores as a finished beam hypothesis does,
+    ``logprob / (len+1) ** length_penalty``, so they compete with the beam's captions on
+    equal terms. A word the state bans (log-prob -inf) makes its caption -inf. Returns the
+    best, the others as its ``alternatives`` (best first).
+
+    ``floor``: the score each caption must reach to be of use to the caller. Log-probs only
+    fall as words are added, so a caption whose log-prob so far, normalised by its full
+    length, is already below its floor is dropped there (its score -inf): the caller's choice
+    is the same, and the decoder is not run for the rest of it.
+    """
+    if not sequences:
+        raise ValueError("no sequences to score")
+    rows = [list(s) + [end_id] for s in sequences]
+    norms = np.array([len(r) ** length_penalty for r in rows], dtype=np.float64)
+    floors = np.full(len(rows), -np.inf) if floor is None else np.asarray(floor, dtype=np.float64)
+    totals = np.zeros(len(rows), dtype=np.float64)
+    live = np.arange(len(rows))  # the rows still being fed; a row leaves once its <end> is scored
+    state = state.select(np.zeros(len(rows), dtype=np.int64))
+    tokens = np.full(len(rows), start_id, dtype=np.int64)
+    t = 0
+    while len(live):
+        logp, state = yield tokens, state
+        nxt = np.array([rows[i][t] for i in live], dtype=np.int64)
+        totals[live] += logp[np.arange(len(live)), nxt]
+        t += 1
+        hopeless = totals[live] / norms[live] < floors[live]
+        totals[live[hopeless]] = -np.inf
+        going = np.array([t < len(rows[i]) for i in live]) & ~hopeless
+        if not going.all():
+            state = state.select(np.flatnonzero(going))
+        live, tokens = live[going], nxt[going]
+    hyps = sorted((Hypothesis(tuple(s), float(total), float(total) / (len(s) + 1) ** length_penalty)
+                   for s, total in zip(sequences, totals)), key=lambda h: -h.score)
+    return replace(hyps[0], alternatives=tuple(hyps[1:]))

@@ -40,6 +40,7 @@ class ModelInfo:
     detectors: dict[str, Any] = field(default_factory=dict)  # model.json "detectors" (words, checksum); {} = none
     vse: dict[str, Any] = field(default_factory=dict)  # model.json "vse" (search vectors' checksum); {} = none
     grammar: dict[str, Any] = field(default_factory=dict)  # model.json "grammar" (pipelines.grammar); {} = none
+    bank: dict[str, Any] = field(default_factory=dict)  # model.json "bank" (pipelines.caption_bank); {} = none
 
 
 def sha256_file(path: Path) -> str:
@@ -240,7 +241,7 @@ def _load(folder: str | Path, backend: str):
         raise ModelError(f"{folder}: vocabulary has {len(vocab)} words, decoder expects {config.vocab_size}")
     info = ModelInfo(manifest.get("name", folder.name), manifest["encoder"], actual, folder, config,
                      manifest.get("extra", {}), manifest.get("detectors") or {}, manifest.get("vse") or {},
-                     manifest.get("grammar") or {})
+                     manifest.get("grammar") or {}, manifest.get("bank") or {})
     log.info("loaded model %s (%s, sha256 %s…, %s)", info.name, info.encoder, actual[:12], backend)
     return decoder, vocab, info
 

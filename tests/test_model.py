@@ -97,6 +97,41 @@ def test_beam_returns_the_other_captions_it_finished_best_first():
     assert greedy.alternatives == ()
 
 
+def test_given_captions_score_as_the_beam_scores_its_own():
+    """score_steps: log-probs summed along each given caption, <end> included, normalised as beam search does."""
+    from captioner.search import run_searches, score_steps
+
+    table = {START: {4: 0.6, 5: 0.4}, 4: {7: 0.35, 8: 0.35, 9: 0.3}, 7: {END: 1.0}, 8: {END: 1.0}, 9: {END: 1.0},
+             5: {6: 1.0}, 6: {END: 1.0}}
+    step = _toy_step(table, 10)
+    beam = search_one(step, ToyState(np.array([START])), START, END, beam_size=3, max_length=5,
+                      length_penalty=0.7, no_repeat_ngram=0)
+    given = [(4, 9), (5, 6), (4, 7, 8)]  # (4, 7, 8): 7 is never followed by 8 in the table
+    best, = run_searches(lambda requests: [step(t, s) for t, s in requests],
+                         [score_steps(ToyState(np.array([START])), START, END, given, length_penalty=0.7)])
+    assert best.tokens == (5, 6) and best.score == pytest.approx(beam.score, abs=1e-5)
+    by_tokens = {h.tokens: h for h in (best, *best.alternatives)}
+    assert by_tokens[(4, 9)].logprob == pytest.approx(float(np.log(0.6 * 0.3)), abs=1e-5)
+    assert by_tokens[(4, 9)].score == pytest.approx(float(np.log(0.6 * 0.3)) / 3 ** 0.7, abs=1e-5)
+    assert by_tokens[(4, 7, 8)].logprob < -1e8  # a word the model gives no chance sinks the caption
+    assert [h.tokens for h in best.alternatives] == [(4, 9), (4, 7, 8)]
+    with pytest.raises(ValueError):
+        next(score_steps(ToyState(np.array([START])), START, END, []))
+    # a floor a caption cannot reach stops it at once (-inf); the others score as before, fed fewer rows
+    fed = []
+
+    def counting(requests):
+        fed.extend(len(t) for t, _ in requests)
+        return [step(t, s) for t, s in requests]
+
+    floored, = run_searches(counting, [score_steps(ToyState(np.array([START])), START, END, given,
+                                                   length_penalty=0.7, floor=[-np.inf, -np.inf, 0.0])])
+    got = {h.tokens: h.score for h in (floored, *floored.alternatives)}
+    assert got[(4, 7, 8)] == -np.inf and got[(5, 6)] == pytest.approx(best.score) and got[(4, 9)] == pytest.approx(
+        by_tokens[(4, 9)].score)
+    assert fed == [3, 2, 2]  # all three, then (4, 9) and (5, 6) to their <end>
+
+
 @pytest.mark.parametrize("beam_size", [1, 3])
 def test_greedy_and_beam_obey_the_same_rules(beam_size):
     """No repeated bigram, no immediate repeat, no banned word, a once-word once: greedy as beam search."""
