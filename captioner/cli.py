@@ -403,6 +403,10 @@ def info(model_dir: Path) -> None:
         if m["vse"].get("words"):
             click.echo(f"choosing:  a caption is the beam caption with the best likelihood + closeness to the picture's "
                        f"vector (vectors for {m['vse']['words'].get('count')} words; --rerank-weight)")
+    if m.get("bank"):
+        b = m["bank"]
+        click.echo(f"consensus: video candidates also from the {b.get('captions')} captions of {b.get('videos')} training "
+                   "videos, those the nearest agree on (--consensus)")
     click.echo(f"sha256:    {m.get('sha256')}")
     click.echo(f"runtime:   {runtime_summary(str(m.get('encoder')))}")
     training = extra.get("training", {})

@@ -118,9 +118,10 @@ class DecodingConfig:
     # training videos nearest a segment's vector are scored by how much they agree with one
     # another; the ``consensus_candidates`` best join the beam's captions (scored under the
     # decoder for the segment's frames), and every candidate gains consensus_weight x its
-    # agreement with them. 0 = off.
-    consensus_weight: float = 0.0
-    consensus_videos: int = 50
+    # agreement with them. 0 = off. Chosen on MSR-VTT val (the model card, eighth update):
+    # CIDEr 34.4 -> 42.7; weights 3 to 8 score alike, the least lets the decoder say most.
+    consensus_weight: float = 3.0
+    consensus_videos: int = 15
     consensus_candidates: int = 8
     # The same for photos, by the map's own vector (no caption memory; not written anywhere).
     # Chosen on Flickr8k dev: 3 (5 and 10 lost BLEU-4).

@@ -161,3 +161,40 @@ def test_neighbours_captions_join_the_beam_scored_by_the_decoder(tmp_path: Path)
         assert cands[h.tokens].score == pytest.approx(h.score, abs=1e-4)
     assert on.text.lower() == " ".join(vocab[i] for i in best_two[0])  # a weight of 1000 lets agreement decide
     assert consensus[best_two[0]] == pytest.approx(float(agreed.max()))
+
+
+def test_info_says_whether_the_model_has_a_caption_bank(tmp_path: Path) -> None:
+    from captioner.weights import update_manifest
+    from clitools import cli
+    from conftest import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "m")
+    assert not [x for x in cli("info", "--model", model).stdout.splitlines() if x.startswith("consensus:")]
+    sha = save_tensors(model, "bank.safetensors", build_bank(VIDEOS, VOCAB))
+    update_manifest(model, lambda m: m.update(bank={"sha256": sha, "videos": 4, "captions": 6}))
+    result = cli("info", "--model", model)
+    assert result.exit_code == 0, result.stderr
+    line, = [x for x in result.stdout.splitlines() if x.startswith("consensus:")]
+    assert "6 captions of 4 training videos" in line and "--consensus" in line
+
+
+def test_a_bank_that_does_not_fit_the_caption_memory_is_refused(tmp_path: Path) -> None:
+    from captioner.config import CaptionConfig
+    from captioner.pipeline import Captioner
+    from captioner.vse import CaptionMemory, SegmentEmbedder, save_vse
+    from captioner.weights import update_manifest
+    from conftest import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "m")
+    rng = np.random.default_rng(0)
+    keys = rng.standard_normal((3, 384)).astype(np.float32)
+    keys /= np.linalg.norm(keys, axis=1, keepdims=True)
+    emb = SegmentEmbedder(np.zeros(1280, np.float32), np.ones(1280, np.float32),
+                          rng.standard_normal((1280, 8)).astype(np.float32), np.zeros(8, np.float32),
+                          rng.standard_normal((8, 384)).astype(np.float32), np.zeros(384, np.float32),
+                          CaptionMemory(keys, keys.copy(), k=2))
+    entry = save_vse(model, emb)
+    sha = save_tensors(model, "bank.safetensors", build_bank(VIDEOS, VOCAB))  # 4 videos, the memory has 3
+    update_manifest(model, lambda m: m.update(vse=entry, bank={"sha256": sha}))
+    with pytest.raises(ModelError, match="4 videos, the caption memory 3"):
+        Captioner(replace(CaptionConfig(), model_dir=model))
