@@ -298,7 +298,9 @@ def score_steps(state: Any, start_id: int, end_id: int, sequences: Sequence[Sequ
     from the step before it, ``<end>`` last; each scores as a finished beam hypothesis does,
     ``logprob / (len+1) ** length_penalty``, so they compete with the beam's captions on
     equal terms. A word the state bans (log-prob -inf) makes its caption -inf. Returns the
-    best, the others as its ``alternatives`` (best first).
+    best, the others as its ``alternatives`` (best first). Captions that begin alike ("a man
+    is talking", "a man is singing") share the decoder's steps until they part: one state row
+    per distinct prefix, as a beam keeps one per hypothesis.
 
     ``floor``: the score each caption must reach to be of use to the caller. Log-probs only
     fall as words are added, so a caption whose log-prob so far, normalised by its full
@@ -312,20 +314,24 @@ def score_steps(state: Any, start_id: int, end_id: int, sequences: Sequence[Sequ
     floors = np.full(len(rows), -np.inf) if floor is None else np.asarray(floor, dtype=np.float64)
     totals = np.zeros(len(rows), dtype=np.float64)
     live = np.arange(len(rows))  # the rows still being fed; a row leaves once its <end> is scored
-    state = state.select(np.zeros(len(rows), dtype=np.int64))
-    tokens = np.full(len(rows), start_id, dtype=np.int64)
+    slot = np.zeros(len(rows), dtype=np.int64)  # the state row (distinct prefix) each live row reads
+    tokens = np.array([start_id], dtype=np.int64)
     t = 0
-    while len(live):
+    while True:
         logp, state = yield tokens, state
         nxt = np.array([rows[i][t] for i in live], dtype=np.int64)
-        totals[live] += logp[np.arange(len(live)), nxt]
+        totals[live] += logp[slot, nxt]
         t += 1
         hopeless = totals[live] / norms[live] < floors[live]
         totals[live[hopeless]] = -np.inf
         going = np.array([t < len(rows[i]) for i in live]) & ~hopeless
-        if not going.all():
-            state = state.select(np.flatnonzero(going))
-        live, tokens = live[going], nxt[going]
+        live, nxt, slot = live[going], nxt[going], slot[going]
+        if not len(live):
+            break
+        parent = slot  # rows that fed the same state row and now feed the same word share the next one
+        _, first, slot = np.unique(parent * (int(nxt.max()) + 1) + nxt, return_index=True, return_inverse=True)
+        state = state.select(parent[first])
+        tokens = nxt[first]
     hyps = sorted((Hypothesis(tuple(s), float(total), float(total) / (len(s) + 1) ** length_penalty)
                    for s, total in zip(sequences, totals)), key=lambda h: -h.score)
     return replace(hyps[0], alternatives=tuple(hyps[1:]))

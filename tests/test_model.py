@@ -129,7 +129,15 @@ def test_given_captions_score_as_the_beam_scores_its_own():
     got = {h.tokens: h.score for h in (floored, *floored.alternatives)}
     assert got[(4, 7, 8)] == -np.inf and got[(5, 6)] == pytest.approx(best.score) and got[(4, 9)] == pytest.approx(
         by_tokens[(4, 9)].score)
-    assert fed == [3, 2, 2]  # all three, then (4, 9) and (5, 6) to their <end>
+    assert fed == [1, 2, 2]  # <start> once for all, then (4, 9) and (5, 6) to their <end>
+    # captions that begin alike share the decoder's steps until they part
+    fed.clear()
+    shared, = run_searches(counting, [score_steps(ToyState(np.array([START])), START, END, [(4, 7), (4, 8), (4, 9)],
+                                                  length_penalty=0.0)])
+    assert fed == [1, 1, 3]
+    assert {h.tokens: round(h.logprob, 5) for h in (shared, *shared.alternatives)} == {
+        (4, 7): round(float(np.log(0.6 * 0.35)), 5), (4, 8): round(float(np.log(0.6 * 0.35)), 5),
+        (4, 9): round(float(np.log(0.6 * 0.3)), 5)}
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])
