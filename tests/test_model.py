@@ -63,12 +63,14 @@ def _toy_step(table: dict[int, dict[int, float]], vocab_size: int):
 
 
 START, END = 1, 2
+# greedy takes 4 (0.6), then only 0.3-0.35 words follow; 5 (0.4) -> 6 (1.0) is the likelier caption
+GREEDY_TRAP = {START: {4: 0.6, 5: 0.4}, 4: {7: 0.35, 8: 0.35, 9: 0.3}, 7: {END: 1.0}, 8: {END: 1.0}, 9: {END: 1.0},
+               5: {6: 1.0}, 6: {END: 1.0}}
 
 
 def test_beam_finds_the_best_sequence_greedy_misses():
     # greedy takes 4 (0.6) then is stuck with 0.3-prob words; the best path is 5 (0.4) -> 6 (1.0) -> END
-    table = {START: {4: 0.6, 5: 0.4}, 4: {7: 0.35, 8: 0.35, 9: 0.3}, 7: {END: 1.0}, 8: {END: 1.0}, 9: {END: 1.0},
-             5: {6: 1.0}, 6: {END: 1.0}}
+    table = GREEDY_TRAP
     step = _toy_step(table, 10)
     best = search_one(step, ToyState(np.array([START])), START, END, beam_size=3, max_length=5,
                        length_penalty=0.0, no_repeat_ngram=0)
@@ -83,8 +85,7 @@ def test_beam_finds_the_best_sequence_greedy_misses():
 
 def test_beam_returns_the_other_captions_it_finished_best_first():
     """Alternatives let the pipeline choose by what the decoder cannot see (the segment's vector)."""
-    table = {START: {4: 0.6, 5: 0.4}, 4: {7: 0.35, 8: 0.35, 9: 0.3}, 7: {END: 1.0}, 8: {END: 1.0}, 9: {END: 1.0},
-             5: {6: 1.0}, 6: {END: 1.0}}
+    table = GREEDY_TRAP
     best = search_one(_toy_step(table, 10), ToyState(np.array([START])), START, END, beam_size=3, max_length=5,
                       length_penalty=0.0, no_repeat_ngram=0)
     assert best.tokens == (5, 6)
@@ -101,8 +102,7 @@ def test_given_captions_score_as_the_beam_scores_its_own():
     """score_steps: log-probs summed along each given caption, <end> included, normalised as beam search does."""
     from captioner.search import run_searches, score_steps
 
-    table = {START: {4: 0.6, 5: 0.4}, 4: {7: 0.35, 8: 0.35, 9: 0.3}, 7: {END: 1.0}, 8: {END: 1.0}, 9: {END: 1.0},
-             5: {6: 1.0}, 6: {END: 1.0}}
+    table = GREEDY_TRAP
     step = _toy_step(table, 10)
     beam = search_one(step, ToyState(np.array([START])), START, END, beam_size=3, max_length=5,
                       length_penalty=0.7, no_repeat_ngram=0)
