@@ -186,7 +186,6 @@ class Captioner:
             states = [self._start(f, c, b, p, video) for f, c, b, p in zip(feats, concepts, banned, priors)]
             found = self._search([(f, c, b, (), p) for f, c, b, p in zip(feats, concepts, banned, priors)],
                                  video, beam_size, states)
-            grounded = [False] * len(found)
             if self.grounder is not None:
                 # a confident concept the caption does not say: search again with it required
                 again = []
@@ -202,12 +201,9 @@ class Captioner:
                 for (i, (_, _, _, required, _)), hyp in zip(again, retry):
                     if set(required).issubset(hyp.tokens):
                         found[i] = hyp
-                        grounded[i] = True
             consensus: list[dict[tuple[int, ...], float] | None] = [None] * len(found)
             if video and self.bank is not None and d_cfg.consensus_weight > 0:
-                # a caption that must name a confident concept keeps it: no neighbours' captions there
-                found, consensus = self._neighbour_captions(
-                    found, [None if g else v for v, g in zip(vectors, grounded)], states)
+                found, consensus = self._neighbour_captions(found, vectors, states)
             chosen = [self._rerank(h, v, weight, c) for h, v, c in zip(found, vectors, consensus)]
         from .vse import encode_vector
 
