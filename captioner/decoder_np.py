@@ -109,6 +109,9 @@ class NumpyDecoder:
         self._enc_w, self._enc_b = t("enc_att.weight"), p["enc_att.bias"]
         self._dec_w, self._dec_b = t("attention.dec.weight"), p["attention.dec.bias"]
         self._out_w, self._out_b = p["attention.out.weight"][0], float(p["attention.out.bias"][0])
+        # _attend's out . tanh(x) + b as sum(out) + b - 2 out . (1 / (exp(2x) + 1))
+        self._out_w2 = np.ascontiguousarray(-2.0 * self._out_w)
+        self._out_c = self._out_b + float(self._out_w.sum(dtype=np.float64))
         self._inith_w, self._inith_b = t("init_h.weight"), p["init_h.bias"]
         self._initc_w, self._initc_b = t("init_c.weight"), p["init_c.bias"]
         self._gate_w, self._gate_b = t("gate.weight"), p["gate.bias"]
@@ -202,11 +205,23 @@ class NumpyDecoder:
                 for one in outs]
 
     def _attend(self, state: NpState) -> tuple[np.ndarray, np.ndarray]:
-        """Gated attention context [B, H] and weights [B, N] (CaptionDecoder's Attention and gate)."""
+        """Gated attention context [B, H] and weights [B, N] (CaptionDecoder's Attention and gate).
+
+        The scores are out . tanh(x) + b over every beam x cell x attention unit, the costliest
+        part of a step. NumPy's float32 tanh runs about 3 ns a value on CPUs without AVX-512,
+        OpenCV's exp about 0.5 ns, so tanh(x) = 1 - 2 / (exp(2x) + 1) is used: out . tanh(x)
+        = sum(out) - 2 out . (1 / (exp(2x) + 1)); the same to ~1e-6.
+        """
+        import cv2
+
         x = state.feats_att + (state.h @ self._dec_w + self._dec_b)[:, None, :]
-        np.tanh(x, out=x)
-        scores = x @ self._out_w
-        scores += self._out_b
+        flat = x.reshape(-1, x.shape[-1])
+        flat *= 2.0
+        cv2.exp(flat, flat)
+        flat += 1.0
+        np.reciprocal(flat, out=flat)
+        scores = x @ self._out_w2
+        scores += self._out_c
         if state.mask is not None:
             scores = np.where(state.mask, scores, -np.inf)
         alpha = _softmax(scores)
