@@ -34,7 +34,7 @@ test: install
 # concept detectors learnt from captions (needs the two git mirrors named in ../shared/data/README.md);
 # then the person presence head, the visual vectors `captioner search` ranks by (with their caption memory and the word
 # vectors that choose among a video segment's beam captions), the words allowed after is/are and the training
-# videos' captions for consensus candidates (pipelines.train_scst, stage 3, is an experiment: not shipped)
+# videos' captions for consensus candidates, and the training photos' (pipelines.train_scst, stage 3, is an experiment: not shipped)
 train: install
 	$(PY) -m pipelines.extract_features --set flickr8k --set coco
 	$(PY) -m pipelines.train --run .cache/runs/concepts --epochs 6
@@ -50,6 +50,7 @@ train: install
 	$(PY) -m pipelines.caption_vectors --model weights
 	$(PY) -m pipelines.grammar --model weights
 	$(PY) -m pipelines.caption_bank --model weights
+	$(PY) -m pipelines.caption_bank --model weights --photos
 
 eval: install
 	@command -v java >/dev/null || { echo "METEOR needs Java: installing default-jre-headless"; apt-get install -y -q default-jre-headless || { echo "install a Java runtime (e.g. apt-get install default-jre-headless) and rerun"; exit 1; }; }

@@ -317,6 +317,11 @@ def run(videos: tuple[Path, ...], output_dir: Path | None, formats: tuple[str, .
 @click.option("--rerank-weight", type=click.FloatRange(min=0), default=_D.decoding.photo_rerank_weight,
               show_default=True, help="How much a caption's closeness to what the photo looks like counts when "
                                       "choosing among the beam's captions; 0 = the likeliest caption.")
+@click.option("--consensus", type=click.FloatRange(min=0), default=_D.decoding.photo_consensus_weight,
+              show_default=True,
+              help="How much agreeing with what people said of the training photos this one looks most like "
+                   "counts (their best-agreed captions also become candidates, scored by the decoder for this "
+                   "photo); 0 = off. Models without a photo bank ignore it.")
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_WEIGHTS_DIR,
               show_default="shipped weights/", help="Model folder (or its model.json).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images encoded at once.")
@@ -324,8 +329,8 @@ def run(videos: tuple[Path, ...], output_dir: Path | None, formats: tuple[str, .
 @_INT8_OPTION
 @_STYLE_OPTION
 @click.option("-q", "--quiet", is_flag=True)
-def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, model_dir: Path, batch_size: int, int8: bool,
-          style: str, verbose: int, quiet: bool) -> None:
+def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consensus: float, model_dir: Path,
+          batch_size: int, int8: bool, style: str, verbose: int, quiet: bool) -> None:
     """Caption photos (files, or folders of .jpg/.jpeg/.png): prints '<path>\\t<caption>' per image."""
     _setup_logging(verbose, quiet)
     from .encoder import load_image
@@ -344,7 +349,8 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, model_d
         if not failed:
             _fail("no images found")
         sys.exit(1)
-    config = configure(model_dir=model_dir, beam_size=beam_size, int8=int8, style=style, photo_rerank_weight=rerank_weight)
+    config = configure(model_dir=model_dir, beam_size=beam_size, int8=int8, style=style, photo_rerank_weight=rerank_weight,
+                       photo_consensus_weight=consensus)
     captioner = _load(config)
     for start in range(0, len(files), batch_size):
         chunk, imgs = [], []
@@ -407,6 +413,10 @@ def info(model_dir: Path) -> None:
         b = m["bank"]
         click.echo(f"consensus: video candidates also from the {b.get('captions')} captions of {b.get('videos')} training "
                    "videos, those the nearest agree on (--consensus)")
+    if m.get("photo_bank"):
+        b = m["photo_bank"]
+        click.echo(f"photos:    candidates also from the {b.get('captions')} captions of {b.get('photos')} training "
+                   "photos, those the nearest agree on (captioner image --consensus)")
     click.echo(f"sha256:    {m.get('sha256')}")
     click.echo(f"runtime:   {runtime_summary(str(m.get('encoder')))}")
     training = extra.get("training", {})

@@ -16,6 +16,12 @@ the decoder for *this* segment's frames (so a caption the frames do not support,
 one with a word the person presence head bans, loses), and takes the candidate with
 the best decoder score + rerank + ``consensus_weight`` x consensus.
 
+Photos have a bank of their own (``photo_bank.safetensors``, model.json ``"photo_bank"``,
+``pipelines/caption_bank.py --photos``): the training photos' captions, found by the photo's
+map vector (``vse.embed_map``) among the training photos' own. Those keys are stored small: each
+photo's vector less their mean, in the top ``d`` principal directions (``key_basis``), as int8
+codes with a scale a row (``key_codes``, ``key_scale``); rebuilt to unit-length float32 at load.
+
 Stored beside the decoder as ``bank.safetensors``: the training captions' token ids
 (``tokens``, flat, cut by ``starts``), where each training video's captions begin
 (``video_starts``, in the order of the caption memory's keys), and the document
@@ -36,6 +42,7 @@ import numpy as np
 from .errors import ModelError
 
 TENSORS = "bank.safetensors"
+PHOTO_TENSORS = "photo_bank.safetensors"
 MAX_N = 4  # n-grams of 1..4 words, as CIDEr
 
 
@@ -78,6 +85,7 @@ class CaptionBank:
     gram_keys: np.ndarray  # [G] sorted keys (``gram_keys``) of the n-grams in >= 2 training videos
     gram_df: np.ndarray  # [G] in how many training videos each of them occurs
     base: int  # ``gram_base`` of the vocabulary the tokens index
+    keys: np.ndarray | None = None  # [M, D] unit vectors to find neighbours by (a photo bank's own; video: the memory's)
 
     @property
     def videos(self) -> int:
@@ -134,25 +142,45 @@ class CaptionBank:
         return 10.0 * scores_pool / MAX_N, 10.0 * scores_other / MAX_N  # CIDEr's scale: 10 x the mean cosine
 
 
-def load_bank(folder: Path, manifest: Mapping, vocab_size: int) -> CaptionBank | None:
-    """The model's caption bank, checksum verified, or None for a model without one."""
-    entry = manifest.get("bank")
+def load_bank(folder: Path, manifest: Mapping, vocab_size: int, *, photos: bool = False) -> CaptionBank | None:
+    """The model's caption bank (``photos``: its photo bank, with keys), checksum verified, or None without one."""
+    entry = manifest.get("photo_bank" if photos else "bank")
     if not entry:
         return None
     from .weights import load_tensors
 
-    t = load_tensors(folder, TENSORS, entry, "a caption bank")
+    name = PHOTO_TENSORS if photos else TENSORS
+    t = load_tensors(folder, name, entry, "a caption bank")
     try:
+        keys = None
+        if photos:
+            codes = t["key_codes"].astype(np.float32) * t["key_scale"].astype(np.float32)[:, None]
+            keys = t["key_mean"].astype(np.float32) + codes @ t["key_basis"].astype(np.float32).T
+            keys /= np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-12)
         bank = CaptionBank(t["tokens"].astype(np.int64), t["starts"].astype(np.int64),
                            t["video_starts"].astype(np.int64), t["gram_keys"].astype(np.int64),
-                           t["gram_df"].astype(np.int64), gram_base(vocab_size))
+                           t["gram_df"].astype(np.int64), gram_base(vocab_size), keys)
         if (bank.starts[-1] != len(bank.tokens) or bank.video_starts[-1] != len(bank.starts) - 1
                 or len(bank.gram_keys) != len(bank.gram_df) or bank.videos < 2
-                or (len(bank.tokens) and int(bank.tokens.max()) >= vocab_size)):
+                or (len(bank.tokens) and int(bank.tokens.max()) >= vocab_size)
+                or (keys is not None and len(keys) != bank.videos)):
             raise ValueError("arrays do not fit together or the vocabulary")
         return bank
     except (KeyError, ValueError, TypeError) as exc:
-        raise ModelError(f"{Path(folder) / TENSORS}: not a caption bank ({exc.__class__.__name__}: {str(exc)[:100]})") from None
+        raise ModelError(f"{Path(folder) / name}: not a caption bank ({exc.__class__.__name__}: {str(exc)[:100]})") from None
+
+
+def compress_keys(vectors: np.ndarray, dim: int) -> dict[str, np.ndarray]:
+    """A photo bank's keys, small: ``vectors`` [M, D] less their mean in their top ``dim`` principal
+    directions, int8 with a scale a row (see the module docstring; ``load_bank`` rebuilds them)."""
+    x = np.asarray(vectors, np.float64)
+    mean = x.mean(0)
+    dim = min(dim, x.shape[1], len(x))
+    basis = np.linalg.svd(x - mean, full_matrices=False)[2][:dim].T  # [D, dim]
+    z = (x - mean) @ basis
+    scale = np.maximum(np.abs(z).max(1), 1e-12) / 127.0
+    return {"key_mean": mean.astype(np.float32), "key_basis": np.ascontiguousarray(basis, np.float16),
+            "key_codes": np.round(z / scale[:, None]).astype(np.int8), "key_scale": scale.astype(np.float16)}
 
 
 def build_bank(captions: Sequence[Sequence[Sequence[int]]], vocab_size: int) -> dict[str, np.ndarray]:

@@ -126,6 +126,7 @@ class Captioner:
         self.vse = load_vse(self.model_info.path, {"vse": self.model_info.vse})
         # the training videos' captions, for the candidates their neighbours agree on (consensus.py)
         self.bank = None
+        self.photo_bank = None
         if self.model_info.bank and self.vse is not None and self.vse.memory is not None:
             from .consensus import load_bank
 
@@ -136,6 +137,16 @@ class Captioner:
 
                 raise ModelError(f"{self.model_info.path}: the caption bank has {self.bank.videos} videos, "
                                  f"the caption memory {len(self.vse.memory.keys)}")
+        if self.model_info.photo_bank and self.vse is not None:
+            from .consensus import load_bank
+
+            self.photo_bank = load_bank(self.model_info.path, {"photo_bank": self.model_info.photo_bank},
+                                        self.model_info.decoder.vocab_size, photos=True)
+            if self.photo_bank.keys.shape[1] != self.vse.dim:
+                from .errors import ModelError
+
+                raise ModelError(f"{self.model_info.path}: the photo bank's keys are {self.photo_bank.keys.shape[1]}-d, "
+                                 f"the map's vectors {self.vse.dim}-d")
 
         # a concept decoder copies object words; none of them is said twice ("a loaf of loaf")
         self._once: tuple[int, ...] = ()
@@ -202,9 +213,11 @@ class Captioner:
                     if set(required).issubset(hyp.tokens):
                         found[i] = hyp
             consensus: list[dict[tuple[int, ...], float] | None] = [None] * len(found)
-            if video and self.bank is not None and d_cfg.consensus_weight > 0:
-                found, consensus = self._neighbour_captions(found, vectors, states)
-            chosen = [self._rerank(h, v, weight, c) for h, v, c in zip(found, vectors, consensus)]
+            agree = d_cfg.consensus_weight if video else d_cfg.photo_consensus_weight
+            bank_keys = self._bank_for(video)
+            if bank_keys is not None and agree > 0:
+                found, consensus = self._neighbour_captions(found, vectors, states, video)
+            chosen = [self._rerank(h, v, weight, c, agree) for h, v, c in zip(found, vectors, consensus)]
         from .vse import encode_vector
 
         return [Caption(fix_articles(self.vocab.decode(h.tokens)), round(h.confidence, 4), self._concept_words(c),
@@ -236,17 +249,16 @@ class Captioner:
         return prior
 
     def _rerank(self, hyp: Hypothesis, vector: np.ndarray | None, weight: float,
-                consensus: dict[tuple[int, ...], float] | None = None) -> Hypothesis:
+                consensus: dict[tuple[int, ...], float] | None = None, agree: float = 0.0) -> Hypothesis:
         """The finished caption (``hyp`` or one of its alternatives) whose score plus
         ``weight`` x cos(caption, segment vector) (with word vectors) plus
-        ``DecodingConfig.consensus_weight`` x its consensus with the neighbours' captions
+        ``agree`` x its consensus with the neighbours' captions
         (``consensus``, by tokens) is highest; ``hyp`` without a vector or with neither term."""
         if vector is None or not hyp.alternatives:
             return hyp
         cands = (hyp, *hyp.alternatives)
         total = self._closeness([h.tokens for h in cands], vector, weight)
-        agree = self.config.decoding.consensus_weight if consensus else 0.0
-        if agree > 0:
+        if consensus and agree > 0:
             total += agree * np.array([consensus.get(h.tokens, 0.0) for h in cands])
         if not total.any():
             return hyp
@@ -258,8 +270,18 @@ class Captioner:
             return np.zeros(len(captions))
         return weight * (self.vse.caption_vectors(captions) @ vector).astype(np.float64)
 
+    def _bank_for(self, video: bool) -> tuple[Any, np.ndarray] | None:
+        """(caption bank, its neighbours' keys) for video segments or photos; None where the model has none.
+
+        Video: the training videos' captions, keyed by the caption memory's keys. Photos: the
+        training photos' captions, keyed by their map vectors (the vector a photo is given)."""
+        if video:
+            return None if self.bank is None else (self.bank, self.vse.memory.keys)
+        return None if self.photo_bank is None else (self.photo_bank, self.photo_bank.keys)
+
     def _neighbour_captions(self, found: list[Hypothesis], vectors: Sequence[np.ndarray | None],
-                            states: Sequence[Any]) -> tuple[list[Hypothesis], list[dict[tuple[int, ...], float] | None]]:
+                            states: Sequence[Any], video: bool = True
+                            ) -> tuple[list[Hypothesis], list[dict[tuple[int, ...], float] | None]]:
         """Each video segment's beam captions joined by the training captions its neighbours agree on.
 
         For a segment with a vector: the captions of the ``consensus_videos`` training videos
@@ -272,34 +294,38 @@ class Captioner:
         from .search import run_searches, score_steps
 
         d = self.config.decoding
-        assert self.bank is not None and self.vse is not None and self.vse.memory is not None
-        keys = self.vse.memory.keys
-        start = self.vocab.start_for(d.video_style)
+        found_bank = self._bank_for(video)
+        assert found_bank is not None
+        bank, keys = found_bank
+        start = self.vocab.start_for(d.video_style if video else d.photo_style)
+        agree, rerank = ((d.consensus_weight, d.rerank_weight) if video else (d.photo_consensus_weight, d.photo_rerank_weight))
+        neighbours, candidates = ((d.consensus_videos, d.consensus_candidates) if video else
+                                  (d.photo_consensus_photos, d.photo_consensus_candidates))
         jobs, agreement = [], [None] * len(found)
         for i, (hyp, vector) in enumerate(zip(found, vectors)):
             if vector is None:
                 continue
             sims = keys @ vector
-            k = min(d.consensus_videos, len(sims))
+            k = min(neighbours, len(sims))
             near = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
-            pool = self.bank.captions_of(sorted(int(v) for v in near))
+            pool = bank.captions_of(sorted(int(v) for v in near))
             own = [h.tokens for h in (hyp, *hyp.alternatives)]
-            pool_score, own_score = self.bank.consensus(pool, own)
+            pool_score, own_score = bank.consensus(pool, own)
             scores = dict(zip(own, own_score.tolist()))
             picked: list[tuple[int, ...]] = []
             for j in np.argsort(-pool_score, kind="stable"):
                 if pool[j] not in scores:
                     scores[pool[j]] = float(pool_score[j])
                     picked.append(pool[j])
-                    if len(picked) == d.consensus_candidates:
+                    if len(picked) == candidates:
                         break
             agreement[i] = scores
             if picked:
                 # the score a new candidate must reach to beat the beam's best under _rerank's sum
-                best = max(h.score + c + d.consensus_weight * scores[h.tokens]
-                           for h, c in zip((hyp, *hyp.alternatives), self._closeness(own, vector, d.rerank_weight)))
-                floor = [best - c - d.consensus_weight * scores[t]
-                         for t, c in zip(picked, self._closeness(picked, vector, d.rerank_weight))]
+                best = max(h.score + c + agree * scores[h.tokens]
+                           for h, c in zip((hyp, *hyp.alternatives), self._closeness(own, vector, rerank)))
+                floor = [best - c - agree * scores[t]
+                         for t, c in zip(picked, self._closeness(picked, vector, rerank))]
                 jobs.append((i, score_steps(states[i], start, self.vocab.end_id, picked,
                                             length_penalty=d.length_penalty, floor=floor)))
         out = list(found)

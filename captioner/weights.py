@@ -41,6 +41,7 @@ class ModelInfo:
     vse: dict[str, Any] = field(default_factory=dict)  # model.json "vse" (search vectors' checksum); {} = none
     grammar: dict[str, Any] = field(default_factory=dict)  # model.json "grammar" (pipelines.grammar); {} = none
     bank: dict[str, Any] = field(default_factory=dict)  # model.json "bank" (pipelines.caption_bank); {} = none
+    photo_bank: dict[str, Any] = field(default_factory=dict)  # model.json "photo_bank" (caption_bank --photos); {} = none
 
 
 def sha256_file(path: Path) -> str:
@@ -127,11 +128,13 @@ def checkpoint_encoder(checkpoint: Mapping[str, Any], encoder: str | None, sourc
 
 def save_tensors(folder: str | Path, name: str, tensors: Mapping[str, Any]) -> str:
     """Write a model folder's extra tensor file ``name`` (NumPy arrays) atomically; returns its SHA-256."""
+    import numpy as np
     from safetensors.numpy import save_file
 
     path = Path(folder) / name
     tmp = path.with_name(name + ".tmp")
-    save_file(dict(tensors), str(tmp))
+    # safetensors writes an array's buffer as it lies in memory: a transposed view would come back scrambled
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp))
     tmp.replace(path)
     return sha256_file(path)
 
@@ -241,7 +244,8 @@ def _load(folder: str | Path, backend: str):
         raise ModelError(f"{folder}: vocabulary has {len(vocab)} words, decoder expects {config.vocab_size}")
     info = ModelInfo(manifest.get("name", folder.name), manifest["encoder"], actual, folder, config,
                      manifest.get("extra", {}), manifest.get("detectors") or {}, manifest.get("vse") or {},
-                     manifest.get("grammar") or {}, manifest.get("bank") or {})
+                     manifest.get("grammar") or {}, manifest.get("bank") or {},
+                     manifest.get("photo_bank") or {})
     log.info("loaded model %s (%s, sha256 %s…, %s)", info.name, info.encoder, actual[:12], backend)
     return decoder, vocab, info
 

@@ -9,6 +9,13 @@ more, the idf of the consensus score. The val and test captions never enter:
 ``tests/test_training_data.py`` checks the ids written beside the run.
 
     python -m pipelines.caption_bank --model weights
+    python -m pipelines.caption_bank --model weights --photos
+
+``--photos`` builds the photo bank instead: the Flickr8k train photos' captions (never dev or
+test: the ids are written beside the run), each photo keyed by the map's own vector
+(``vse.embed_map`` of its cached features and detector probabilities, as ``captioner image``
+computes a photo's), stored as ``--key-dim`` principal components in int8 (``consensus.compress_keys``).
+Needs ``python -m pipelines.extract_features --set flickr8k``.
 """
 
 from __future__ import annotations
@@ -19,12 +26,12 @@ import time
 from pathlib import Path
 
 from captioner.config import DecodingConfig
-from captioner.consensus import TENSORS, build_bank
+from captioner.consensus import PHOTO_TENSORS, TENSORS, build_bank, compress_keys
 from captioner.vocab import Vocabulary
 from captioner.vse import load_vse
 from captioner.weights import read_manifest, save_tensors, update_manifest
 
-from .common import CACHE
+from .common import CACHE, DATA, captions_by_file, flickr_split
 from .train_vse import msrvtt_videos
 
 log = logging.getLogger("caption_bank")
@@ -34,8 +41,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, required=True, help="model folder with a caption memory; written in place")
     ap.add_argument("--run", type=Path, default=CACHE / "runs" / "caption-bank", help="folder for the training manifest")
+    ap.add_argument("--photos", action="store_true", help="build the photo bank (Flickr8k train) instead")
+    ap.add_argument("--key-dim", type=int, default=128, help="--photos: principal components a key keeps")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.photos:
+        return photo_bank(args.model, args.key_dim, args.run.parent / "photo-bank" if args.run.name == "caption-bank"
+                          else args.run)
     t0 = time.time()
     manifest = read_manifest(args.model)
     vse = load_vse(args.model, manifest)
@@ -48,17 +60,8 @@ def main() -> None:
     args.run.mkdir(parents=True, exist_ok=True)
     # the training manifest: tests/test_training_data.py fails if a val/test or demo-clip id is in it
     (args.run / "msrvtt_train_ids.txt").write_text("\n".join(train) + "\n")
+    kept, dropped = token_ids(vocab, [caps[v] for v in train])
     longest = DecodingConfig.max_length - 1
-    kept, dropped = [], 0
-    for v in train:
-        mine = []
-        for text in caps[v]:
-            ids = [vocab.index(w) for w in vocab.words(text)]
-            if ids and len(ids) <= longest and vocab.unk_id not in ids:
-                mine.append(ids)
-            else:
-                dropped += 1
-        kept.append(mine)
     tensors = build_bank(kept, len(vocab))
     sha = save_tensors(args.model, TENSORS, tensors)
     (args.model / TENSORS).chmod(0o644)
@@ -70,6 +73,61 @@ def main() -> None:
     update_manifest(args.model, lambda m: m.update(bank=entry))
     log.info("%d captions of %d videos (%d left out), %d n-grams in >= 2 videos; %.1f MB; %.0f s", n_caps, len(train),
              dropped, len(tensors["gram_keys"]), (args.model / TENSORS).stat().st_size / 1e6, time.time() - t0)
+
+
+def token_ids(vocab: Vocabulary, captions: list[list[str]]) -> tuple[list[list[list[int]]], int]:
+    """Each item's captions as token ids, and how many were left out (an unknown word, or too long to write)."""
+    longest = DecodingConfig.max_length - 1
+    kept, dropped = [], 0
+    for texts in captions:
+        mine = []
+        for text in texts:
+            ids = [vocab.index(w) for w in vocab.words(text)]
+            if ids and len(ids) <= longest and vocab.unk_id not in ids:
+                mine.append(ids)
+            else:
+                dropped += 1
+        kept.append(mine)
+    return kept, dropped
+
+
+def photo_bank(model: Path, key_dim: int, run: Path) -> None:
+    """``--photos``: the Flickr8k train photos' captions, keyed by their map vectors (the module docstring)."""
+    import numpy as np
+
+    from captioner.detect import load_detectors
+
+    from .extract_features import feature_rows, pooled_cells
+
+    t0 = time.time()
+    manifest = read_manifest(model)
+    vse, det = load_vse(model, manifest), load_detectors(model, manifest)
+    if vse is None or det is None:
+        raise SystemExit(f"error: {model} has no search vectors or detectors (the photo bank is keyed by their map)")
+    vocab = Vocabulary(tuple(manifest["vocab"]))
+    train = flickr_split("train")
+    refs = captions_by_file(DATA / "flickr8k" / "captions.tsv")
+    run.mkdir(parents=True, exist_ok=True)
+    # the training manifest: tests/test_training_data.py fails if a Flickr8k dev/test photo is in it
+    (run / "flickr8k_train_ids.txt").write_text("\n".join(train) + "\n")
+    rows = feature_rows(manifest["encoder"], "flickr8k")
+    cells = pooled_cells(manifest["encoder"], "flickr8k", np.array([rows[n] for n in train]), det=det)
+    vectors = np.stack([vse.embed_map(p[None], d) for p, d in zip(cells["pooled"], cells["det"])])
+    kept, dropped = token_ids(vocab, [refs[n] for n in train])
+    tensors = {**build_bank(kept, len(vocab)), **compress_keys(vectors, key_dim)}
+    sha = save_tensors(model, PHOTO_TENSORS, tensors)
+    (model / PHOTO_TENSORS).chmod(0o644)
+    n_caps = sum(len(v) for v in kept)
+    entry = {"sha256": sha, "photos": len(train), "captions": n_caps, "grams": int(len(tensors["gram_keys"])),
+             "key_dim": int(tensors["key_basis"].shape[1]),
+             "data": f"Flickr8k train photos ({len(train)}): their captions in the decoder's vocabulary ({n_caps}; "
+                     f"{dropped} with an unknown word or over {DecodingConfig.max_length - 1} words left out), "
+                     "keyed by the map's own vector of each photo",
+             "command": "python -m pipelines.caption_bank --model weights --photos"}
+    update_manifest(model, lambda m: m.update(photo_bank=entry))
+    log.info("photo bank: %d captions of %d photos (%d left out), %d n-grams, %d-d keys; %.2f MB; %.0f s", n_caps,
+             len(train), dropped, len(tensors["gram_keys"]), entry["key_dim"],
+             (model / PHOTO_TENSORS).stat().st_size / 1e6, time.time() - t0)
 
 
 if __name__ == "__main__":

@@ -177,6 +177,7 @@ def main() -> None:
     ap.add_argument("--length-penalty", type=float, default=None)
     ap.add_argument("--rerank-weight", type=float, default=None, help="DecodingConfig.rerank_weight (video)")
     ap.add_argument("--photo-rerank-weight", type=float, default=None, help="DecodingConfig.photo_rerank_weight")
+    ap.add_argument("--photo-consensus", type=float, default=None, help="DecodingConfig.photo_consensus_weight")
     ap.add_argument("--guide-weight", type=float, default=None, help="DecodingConfig.guide_weight (video)")
     ap.add_argument("--photo-guide-weight", type=float, default=None, help="DecodingConfig.photo_guide_weight")
     ap.add_argument("--concept-weight", type=float, default=None,
@@ -191,6 +192,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("CAPTIONER_THREADS", "2")))
     config = configure(model_dir=args.model, beam_size=args.beam_size or None, length_penalty=args.length_penalty,
                        rerank_weight=args.rerank_weight, photo_rerank_weight=args.photo_rerank_weight,
+                       photo_consensus_weight=args.photo_consensus,
                        guide_weight=args.guide_weight, photo_guide_weight=args.photo_guide_weight,
                        concept_weight=args.concept_weight, concepts=False if args.no_grounding else None,
                        int8=True if args.int8 else None, min_prob=args.min_prob)

@@ -92,18 +92,15 @@ def test_bank_file_is_checked_against_the_manifest_and_the_vocabulary(tmp_path: 
         load_bank(tmp_path, {"bank": {"sha256": sha}}, VOCAB)
 
 
-def test_neighbours_captions_join_the_beam_scored_by_the_decoder(tmp_path: Path) -> None:
-    """The wiring: with a bank, a video segment's candidates gain the neighbours' best-agreed captions, scored
-    under the decoder for that segment; a large consensus weight makes the most agreed one the caption."""
-    from captioner.config import CaptionConfig
-    from captioner.detect import CELLS, Detectors, save_detectors
-    from captioner.pipeline import Captioner
-    from captioner.search import run_searches, score_steps
+def tiny_model_with_vectors(folder: Path, memory: bool = True):
+    """A tiny model with detectors and a search-vector map (with a 3-video caption memory when ``memory``):
+    (folder, manifest, vocabulary, word -> id, rng)."""
+    from captioner.detect import Detectors, save_detectors
     from captioner.vse import CaptionMemory, SegmentEmbedder, save_vse
     from captioner.weights import MANIFEST
     from conftest import make_tiny_model
 
-    folder = make_tiny_model(tmp_path / "m")
+    folder = make_tiny_model(folder)
     manifest = json.loads((folder / MANIFEST).read_text())
     vocab = manifest["vocab"]
     ids = {w: i for i, w in enumerate(vocab)}
@@ -118,8 +115,22 @@ def test_neighbours_captions_join_the_beam_scored_by_the_decoder(tmp_path: Path)
     emb = SegmentEmbedder(np.zeros(d_in, np.float32), np.ones(d_in, np.float32),
                           rng.standard_normal((d_in, 8)).astype(np.float32), np.zeros(8, np.float32),
                           rng.standard_normal((8, 384)).astype(np.float32), np.zeros(384, np.float32),
-                          CaptionMemory(keys, keys.copy(), k=2), words / np.linalg.norm(words, axis=1, keepdims=True))
+                          CaptionMemory(keys, keys.copy(), k=2) if memory else None,
+                          words / np.linalg.norm(words, axis=1, keepdims=True))
     manifest["vse"] = save_vse(folder, emb)
+    return folder, manifest, vocab, ids, rng
+
+
+def test_neighbours_captions_join_the_beam_scored_by_the_decoder(tmp_path: Path) -> None:
+    """The wiring: with a bank, a video segment's candidates gain the neighbours' best-agreed captions, scored
+    under the decoder for that segment; a large consensus weight makes the most agreed one the caption."""
+    from captioner.config import CaptionConfig
+    from captioner.detect import CELLS
+    from captioner.pipeline import Captioner
+    from captioner.search import run_searches, score_steps
+    from captioner.weights import MANIFEST
+
+    folder, manifest, vocab, ids, rng = tiny_model_with_vectors(tmp_path / "m")
     said = [[ids[w] for w in c.split()] for c in ("a dog runs on the grass", "a dog runs in the water",
                                                     "a dog runs", "a cat sits", "a red car")]
     videos = [said[:2], said[2:4], said[4:]]
@@ -134,9 +145,9 @@ def test_neighbours_captions_join_the_beam_scored_by_the_decoder(tmp_path: Path)
         seen = []
         plain = cap._rerank
 
-        def spy(hyp, vector, w, consensus=None):
+        def spy(hyp, vector, w, consensus=None, agree=0.0):
             seen.append((hyp, consensus))
-            return plain(hyp, vector, w, consensus)
+            return plain(hyp, vector, w, consensus, agree)
 
         cap._rerank = spy
         caption, = cap.caption_batch([(feats, None)], video=True)
@@ -198,3 +209,66 @@ def test_a_bank_that_does_not_fit_the_caption_memory_is_refused(tmp_path: Path) 
     update_manifest(model, lambda m: m.update(vse=entry, bank={"sha256": sha}))
     with pytest.raises(ModelError, match="4 videos, the caption memory 3"):
         Captioner(replace(CaptionConfig(), model_dir=model))
+
+
+PHOTO_SAID = ("a dog runs on the grass", "a dog runs in the water", "a dog runs", "a cat sits", "a red car")
+
+
+def test_photo_keys_are_stored_small_and_rebuilt_at_load(tmp_path: Path) -> None:
+    """compress_keys + load_bank(photos=True): int8 codes of the top principal directions, unit vectors again at
+    load; with as many directions as the vectors span the neighbours are the same, and a bank whose keys do
+    not number its photos is refused."""
+    from captioner.consensus import compress_keys
+
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((4, 384)) @ rng.standard_normal((384, 384)) * 0.1
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    small = compress_keys(vectors, 8)  # 4 vectors span at most 3 directions about their mean
+    assert small["key_codes"].dtype == np.int8 and small["key_basis"].shape == (384, 4)
+    sha = save_tensors(tmp_path, "photo_bank.safetensors", {**build_bank(VIDEOS, VOCAB), **small})
+    bank = load_bank(tmp_path, {"photo_bank": {"sha256": sha}}, VOCAB, photos=True)
+    assert bank is not None and bank.keys.shape == (4, 384)
+    assert np.linalg.norm(bank.keys, axis=1) == pytest.approx(np.ones(4), abs=1e-5)
+    assert (bank.keys * vectors).sum(1).min() > 0.99  # int8 codes: close to the vectors they stand for
+    query = vectors[2] + 0.01 * rng.standard_normal(384)
+    assert int(np.argmax(bank.keys @ query)) == 2
+    assert load_bank(tmp_path, {}, VOCAB, photos=True) is None
+    sha = save_tensors(tmp_path, "photo_bank.safetensors", {**build_bank(VIDEOS[:3], VOCAB), **small})
+    with pytest.raises(ModelError, match="not a caption bank"):
+        load_bank(tmp_path, {"photo_bank": {"sha256": sha}}, VOCAB, photos=True)
+
+
+def test_photo_captions_join_the_photo_banks_agreed_captions(tmp_path: Path) -> None:
+    """With a photo bank, ``captioner image``'s path (caption_batch, video=False) gains the best-agreed captions of
+    the training photos nearest the photo's map vector; weight 0 leaves the photo's caption as it was, and the
+    video bank is not used for photos."""
+    from captioner.config import CaptionConfig
+    from captioner.consensus import compress_keys
+    from captioner.detect import CELLS
+    from captioner.pipeline import Captioner
+    from captioner.weights import MANIFEST
+
+    folder, manifest, vocab, ids, rng = tiny_model_with_vectors(tmp_path / "m", memory=False)
+    said = [[ids[w] for w in c.split()] for c in PHOTO_SAID]
+    photos = [said[:2], said[2:4], said[4:]]
+    keys = rng.standard_normal((3, 384))
+    keys /= np.linalg.norm(keys, axis=1, keepdims=True)
+    tensors = {**build_bank(photos, len(vocab)), **compress_keys(keys, 16)}
+    manifest["photo_bank"] = {"sha256": save_tensors(folder, "photo_bank.safetensors", tensors), "photos": 3,
+                              "captions": 5}
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    feats = rng.random((CELLS, 1280)).astype(np.float32)
+
+    def caption(weight: float) -> tuple[Captioner, str]:
+        base = CaptionConfig()
+        cap = Captioner(replace(base, model_dir=folder, decoding=replace(
+            base.decoding, photo_consensus_weight=weight, photo_consensus_photos=3, photo_consensus_candidates=2)))
+        return cap, cap.caption_batch([(feats, None)])[0].text
+
+    cap, plain = caption(0.0)
+    assert cap.photo_bank is not None and cap.bank is None
+    cap, agreed = caption(1000.0)
+    pool = [tuple(c) for p in photos for c in p]
+    scores, _ = cap.photo_bank.consensus(pool)
+    assert agreed.lower() == " ".join(vocab[i] for i in pool[int(np.argmax(scores))])
+    assert agreed != plain  # the tiny decoder's own caption is none of the bank's

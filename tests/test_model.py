@@ -369,3 +369,15 @@ def test_resume_refuses_a_checkpoint_of_another_encoder(tmp_path, monkeypatch):
                                       "--encoder", "efficientnet-lite0"])
     with pytest.raises(SystemExit, match="trained on efficientnet-lite2 features, not efficientnet-lite0"):
         train.main()
+
+
+def test_saved_tensors_come_back_as_saved_even_from_transposed_views(tmp_path: Path) -> None:
+    """safetensors writes an array's buffer in memory order; save_tensors must hand it C-ordered arrays."""
+    import numpy as np
+
+    from captioner.weights import load_tensors, save_tensors
+
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    sha = save_tensors(tmp_path, "t.safetensors", {"a": a.T, "b": np.arange(6, dtype=np.int8).reshape(2, 3).T})
+    t = load_tensors(tmp_path, "t.safetensors", {"sha256": sha}, "a test file")
+    assert t["a"].tolist() == a.T.tolist() and t["b"].tolist() == [[0, 3], [1, 4], [2, 5]]

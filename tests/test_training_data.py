@@ -39,6 +39,18 @@ def test_written_training_manifests_hold_train_ids_only(manifest: Path):
     assert not set(ids) & held_out_clips()
 
 
+@pytest.mark.parametrize("manifest", sorted((CACHE / "runs").glob("*/flickr8k_train_ids.txt")), ids=str)
+def test_written_photo_manifests_hold_flickr8k_train_only(manifest: Path):
+    """Every Flickr8k training manifest a run wrote (the photo bank: .cache/runs/*/flickr8k_train_ids.txt):
+    no dev photo (model selection) and no test photo (the reported scores)."""
+    from pipelines.common import flickr_split
+
+    ids = manifest.read_text().split()
+    assert ids, "empty manifest"
+    assert not set(ids) & (set(flickr_split("dev")) | set(flickr_split("test")))
+    assert set(ids) <= set(flickr_split("train"))
+
+
 def test_letterbox_bars_are_cut_off():
     import numpy as np
 

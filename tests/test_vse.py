@@ -329,7 +329,7 @@ def test_video_captions_go_through_rerank_with_their_segment_vector(tmp_path: Pa
     cap = Captioner(replace(base, model_dir=folder, decoding=replace(base.decoding, guide_weight=1.0)))
     seen = []
 
-    def last_alternative(hyp, vector, weight, consensus=None):
+    def last_alternative(hyp, vector, weight, consensus=None, agree=0.0):
         seen.append((hyp, vector, weight))
         return hyp.alternatives[-1] if hyp.alternatives else hyp
 
