@@ -282,11 +282,12 @@ class Captioner:
     def _neighbour_captions(self, found: list[Hypothesis], vectors: Sequence[np.ndarray | None],
                             states: Sequence[Any], video: bool = True
                             ) -> tuple[list[Hypothesis], list[dict[tuple[int, ...], float] | None]]:
-        """Each video segment's beam captions joined by the training captions its neighbours agree on.
+        """Each video segment's (``video``) or photo's beam captions joined by the training captions its neighbours agree on.
 
         For a segment with a vector: the captions of the ``consensus_videos`` training videos
         nearest it in the caption memory (consensus.py), each scored by its agreement with the
-        others; the ``consensus_candidates`` best become candidates, scored under the decoder from
+        others; the ``consensus_candidates`` best become candidates (a photo: the ``photo_consensus_*``
+        settings and the photo bank, ``_bank_for``), scored under the decoder from
         the state the segment's beam search started from (``states``: its frames, concepts, bans and
         word prior), so they compete with the beam's captions on its terms. Returns the hypotheses with
         the new candidates among their alternatives, and each candidate's consensus by tokens.

@@ -40,14 +40,15 @@ log = logging.getLogger("caption_bank")
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, required=True, help="model folder with a caption memory; written in place")
-    ap.add_argument("--run", type=Path, default=CACHE / "runs" / "caption-bank", help="folder for the training manifest")
+    ap.add_argument("--run", type=Path, default=None,
+                    help="folder for the training manifest (default .cache/runs/caption-bank, with --photos photo-bank)")
     ap.add_argument("--photos", action="store_true", help="build the photo bank (Flickr8k train) instead")
     ap.add_argument("--key-dim", type=int, default=128, help="--photos: principal components a key keeps")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.photos:
-        return photo_bank(args.model, args.key_dim, args.run.parent / "photo-bank" if args.run.name == "caption-bank"
-                          else args.run)
+        return photo_bank(args.model, args.key_dim, args.run or CACHE / "runs" / "photo-bank")
+    args.run = args.run or CACHE / "runs" / "caption-bank"
     t0 = time.time()
     manifest = read_manifest(args.model)
     vse = load_vse(args.model, manifest)

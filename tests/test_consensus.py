@@ -174,33 +174,24 @@ def test_neighbours_captions_join_the_beam_scored_by_the_decoder(tmp_path: Path)
     assert consensus[best_two[0]] == pytest.approx(float(agreed.max()))
 
 
-def test_info_says_whether_the_model_has_a_caption_bank(tmp_path: Path) -> None:
+@pytest.mark.parametrize("entry, prefix, says", [
+    ("bank", "consensus:", ("6 captions of 4 training videos", "--consensus")),
+    ("photo_bank", "photos:", ("6 captions of 4 training photos", "captioner image --consensus")),
+])
+def test_info_says_whether_the_model_has_a_caption_bank(tmp_path: Path, entry: str, prefix: str,
+                                                       says: tuple[str, str]) -> None:
     from captioner.weights import update_manifest
     from clitools import cli
     from conftest import make_tiny_model
 
     model = make_tiny_model(tmp_path / "m")
-    assert not [x for x in cli("info", "--model", model).stdout.splitlines() if x.startswith("consensus:")]
+    assert not [x for x in cli("info", "--model", model).stdout.splitlines() if x.startswith(prefix)]
     sha = save_tensors(model, "bank.safetensors", build_bank(VIDEOS, VOCAB))
-    update_manifest(model, lambda m: m.update(bank={"sha256": sha, "videos": 4, "captions": 6}))
+    update_manifest(model, lambda m: m.update({entry: {"sha256": sha, "videos": 4, "photos": 4, "captions": 6}}))
     result = cli("info", "--model", model)
     assert result.exit_code == 0, result.stderr
-    line, = [x for x in result.stdout.splitlines() if x.startswith("consensus:")]
-    assert "6 captions of 4 training videos" in line and "--consensus" in line
-
-
-def test_info_says_whether_the_model_has_a_photo_bank(tmp_path: Path) -> None:
-    from captioner.weights import update_manifest
-    from clitools import cli
-    from conftest import make_tiny_model
-
-    model = make_tiny_model(tmp_path / "m")
-    assert not [x for x in cli("info", "--model", model).stdout.splitlines() if x.startswith("photos:")]
-    update_manifest(model, lambda m: m.update(photo_bank={"sha256": "0" * 64, "photos": 4, "captions": 6}))
-    result = cli("info", "--model", model)
-    assert result.exit_code == 0, result.stderr
-    line, = [x for x in result.stdout.splitlines() if x.startswith("photos:")]
-    assert "6 captions of 4 training photos" in line and "captioner image --consensus" in line
+    line, = [x for x in result.stdout.splitlines() if x.startswith(prefix)]
+    assert all(part in line for part in says)
 
 
 def test_a_bank_that_does_not_fit_the_caption_memory_is_refused(tmp_path: Path) -> None:
