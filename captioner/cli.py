@@ -17,7 +17,7 @@ import click
 
 from . import __version__
 from .config import DEFAULT_WEIGHTS_DIR, IMAGE_EXTENSIONS, CaptionConfig, SearchConfig, configure
-from .errors import CaptionerError, Terminated
+from .errors import CaptionerError, ModelError, Terminated
 from .vocab import CHOSEN_STYLES
 
 log = logging.getLogger("captioner")
@@ -275,7 +275,7 @@ def run(videos: tuple[Path, ...], output_dir: Path | None, formats: tuple[str, .
     from .outputs import output_bases, prepare_output_dir, remove_empty
 
     config = build_config(formats=formats, **options)
-    captioner = _load(config)
+    captioner = _load(config, wait=False)  # a short clip's run is mostly start-up: overlap it
     created = []
     if output_dir is not None:
         try:  # fail before captioning anything if the folder cannot exist
@@ -294,6 +294,10 @@ def run(videos: tuple[Path, ...], output_dir: Path | None, formats: tuple[str, .
         bar = None if quiet or not sys.stderr.isatty() else _ProgressBar(video.name)
         try:
             written, n_cues = caption_one(captioner, video, base, config, progress=_checked(bar))
+        except ModelError as exc:  # the weights (loaded beside the first video): no video can be captioned
+            _fail(str(exc))
+            remove_empty(created)
+            sys.exit(1)
         except CaptionerError as exc:
             failed += 1
             _fail(str(exc))
@@ -570,11 +574,13 @@ class _IndexBar:
             self._bar = None
 
 
-def _load(config: CaptionConfig):
+def _load(config: CaptionConfig, *, wait: bool = True):
+    """The Captioner, or one error line and exit 1. ``wait=False``: the weights finish loading
+    while the first video decodes, and a ``ModelError`` comes from the first caption instead."""
     from .pipeline import Captioner
 
     try:
-        return Captioner(config)
+        return Captioner(config, wait=wait)
     except CaptionerError as exc:
         _fail(str(exc))
         sys.exit(1)

@@ -77,11 +77,23 @@ class VideoResult:
 class Captioner:
     """Loads the model once; captions videos and images."""
 
-    def __init__(self, config: CaptionConfig = CaptionConfig(), device: str = "cpu") -> None:
+    def __init__(self, config: CaptionConfig = CaptionConfig(), device: str = "cpu", *, wait: bool = True) -> None:
+        """Load the model of ``config.model_dir``.
+
+        The encoder is ready on return. The rest (checksum, decoder, detectors, search map,
+        banks: ~0.5 s on 2 cores) loads in a background thread, beside which a video's first
+        frames can already decode and encode: the decoder is not needed before the first
+        window of segments. ``wait`` (the default) waits for it, so that every error in the
+        weights is raised here; with ``wait=False`` the first use of what it loads raises it
+        (``ModelError``), for a caller that treats that as fatal (``captioner run``).
+        A folder that is no model, or names no encoder, fails here either way.
+        """
+        import threading
+
         from threadpoolctl import ThreadpoolController
 
         from .encoder import Encoder, input_size
-        from .weights import load_runtime_model
+        from .weights import complete_manifest
 
         self.config = config
         # The decoder's products are small ([beams, 512] x [512, vocab]): a second BLAS
@@ -89,13 +101,48 @@ class Captioner:
         # Limited only while decoding, so the caller's own NumPy keeps its threads.
         self._blas = ThreadpoolController()
         self._blas_threads = config.threads or 1
-        # the NumPy decoder: a run never imports torch once the encoder's ONNX export exists
-        self.decoder, self.vocab, self.model_info = load_runtime_model(config.model_dir)
+        encoder_name = complete_manifest(config.model_dir)[1]["encoder"]
         enc_cfg = config.encoder
-        if enc_cfg.name != self.model_info.encoder:  # the model says which encoder it was trained on
-            enc_cfg = dataclasses.replace(enc_cfg, name=self.model_info.encoder,
-                                          image_size=input_size(self.model_info.encoder))
+        if enc_cfg.name != encoder_name:  # the model says which encoder it was trained on
+            enc_cfg = dataclasses.replace(enc_cfg, name=encoder_name, image_size=input_size(encoder_name))
         self.encoder = Encoder(enc_cfg, device=device, threads=config.threads)
+        self._load_error: Exception | None = None
+        # not a daemon: the interpreter waits for it at exit, since a process that exits while
+        # the thread is inside OpenCV's thread pool is aborted ("terminate called ...")
+        self._loader = threading.Thread(target=self._load_in_background, name="captioner-load")
+        self._loader.start()
+        if wait:
+            self.wait()
+
+    def wait(self) -> None:
+        """Return once the model has loaded; raise what loading it raised (again at each call)."""
+        self._loader.join()
+        if self._load_error is not None:
+            raise self._load_error
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only for an attribute not set (yet): those the background load sets wait for it.
+        if name.startswith(("_load", "__")):
+            raise AttributeError(name)
+        self.wait()
+        try:
+            return self.__dict__[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}") from None
+
+    def _load_in_background(self) -> None:
+        try:
+            self._load()
+        except Exception as exc:  # kept for the caller's thread (wait, __getattr__)
+            self._load_error = exc
+
+    def _load(self) -> None:
+        """Everything but the encoder (``__init__``): runs in the background thread."""
+        from .weights import load_runtime_model
+
+        # the NumPy decoder: a run never imports torch once the encoder's ONNX export exists
+        self.decoder, self.vocab, self.model_info = load_runtime_model(self.config.model_dir)
+        config, enc_cfg = self.config, self.encoder.config  # enc_cfg: the encoder as the model named it
         if self.encoder.feature_dim != self.decoder.config.feature_dim:
             from .errors import ModelError
 

@@ -185,16 +185,26 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def _checked(folder: str | Path) -> tuple[Path, dict[str, Any], str]:
-    """(folder, manifest, sha256) once the manifest is complete and the tensor file matches its checksum."""
+def complete_manifest(folder: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(folder, manifest) once the manifest names all a model needs and its tensor file exists.
+
+    The cheap half of loading (no tensor is read), so that a caller can fail at once on a
+    folder that is no model, and learn the encoder, before the checksum is computed.
+    """
     folder = resolve(folder)
     manifest = read_manifest(folder)
     missing = [key for key in ("sha256", "encoder", "decoder", "vocab") if key not in manifest]
     if missing:
         raise ModelError(f"{folder / MANIFEST}: incomplete model manifest (no {', '.join(missing)})")
+    if not (folder / TENSORS).is_file():
+        raise ModelError(f"{folder / TENSORS}: missing")
+    return folder, manifest
+
+
+def _checked(folder: str | Path) -> tuple[Path, dict[str, Any], str]:
+    """(folder, manifest, sha256) once the manifest is complete and the tensor file matches its checksum."""
+    folder, manifest = complete_manifest(folder)
     tensor_path = folder / TENSORS
-    if not tensor_path.is_file():
-        raise ModelError(f"{tensor_path}: missing")
     actual = sha256_file(tensor_path)
     if actual != manifest.get("sha256"):
         raise ModelError(

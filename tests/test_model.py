@@ -277,6 +277,33 @@ def test_corrupt_weights_give_clear_error(tmp_path):
         load_model(folder)
 
 
+def test_captioner_loads_its_weights_in_the_background(tmp_path, tiny_model):
+    """Captioner(wait=False) returns with the encoder; a weights error comes with the first use, every time."""
+    import shutil
+
+    from captioner.config import CaptionConfig
+    from captioner.pipeline import Captioner
+
+    model = Path(shutil.copytree(tiny_model, tmp_path / "model"))
+    config = replace(CaptionConfig(), model_dir=model, threads=1)
+    ready = Captioner(config, wait=False)
+    assert ready.encoder is not None
+    assert ready.caption_features(np.zeros((49, 1280), np.float32)).text  # waits for the load
+    data = bytearray((model / "decoder.safetensors").read_bytes())
+    data[-5] ^= 0xFF
+    (model / "decoder.safetensors").write_bytes(bytes(data))
+    broken = Captioner(config, wait=False)  # only the manifest is read before it returns
+    for _ in range(2):
+        with pytest.raises(ModelError, match="checksum mismatch"):
+            broken.decoder
+        with pytest.raises(ModelError, match="checksum mismatch"):
+            broken.wait()
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        Captioner(config)  # waits: the error is raised here
+    with pytest.raises(ModelError, match="no such model"):  # no model folder: at once, either way
+        Captioner(replace(config, model_dir=tmp_path / "missing"), wait=False)
+
+
 def test_not_a_model_folder(tmp_path):
     with pytest.raises(ModelError, match="not a captioner model"):
         load_model(tmp_path)
