@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -132,78 +133,83 @@ class Captioner:
 
     def _load_in_background(self) -> None:
         try:
-            self._load()
+            m = SimpleNamespace(config=self.config, encoder=self.encoder)
+            self._load(m)
         except Exception as exc:  # kept for the caller's thread (wait, __getattr__)
             self._load_error = exc
+            return
+        # published at once, so that no caller sees a half-loaded model (a decoder not yet grounded, say)
+        self.__dict__.update({k: v for k, v in vars(m).items() if k not in ("config", "encoder")})
 
-    def _load(self) -> None:
-        """Everything but the encoder (``__init__``): runs in the background thread."""
+    @staticmethod
+    def _load(m: SimpleNamespace) -> None:
+        """Everything but the encoder (``__init__``) into ``m``: runs in the background thread."""
         from .weights import load_runtime_model
 
         # the NumPy decoder: a run never imports torch once the encoder's ONNX export exists
-        self.decoder, self.vocab, self.model_info = load_runtime_model(self.config.model_dir)
-        config, enc_cfg = self.config, self.encoder.config  # enc_cfg: the encoder as the model named it
-        if self.encoder.feature_dim != self.decoder.config.feature_dim:
+        m.decoder, m.vocab, m.model_info = load_runtime_model(m.config.model_dir)
+        config, enc_cfg = m.config, m.encoder.config  # enc_cfg: the encoder as the model named it
+        if m.encoder.feature_dim != m.decoder.config.feature_dim:
             from .errors import ModelError
 
-            raise ModelError(f"{self.model_info.path}: decoder expects {self.decoder.config.feature_dim}-d features, "
-                             f"{enc_cfg.name} gives {self.encoder.feature_dim}")
+            raise ModelError(f"{m.model_info.path}: decoder expects {m.decoder.config.feature_dim}-d features, "
+                             f"{enc_cfg.name} gives {m.encoder.feature_dim}")
         # tokens the decoder may never emit: padding, <start>, <unk> (an unknown word is no caption), style tokens
-        self._banned: tuple[int, ...] = (self.vocab.pad_id, self.vocab.start_id, self.vocab.unk_id,
-                                         *self.vocab.style_ids)
-        self.grounder = None
+        m._banned: tuple[int, ...] = (m.vocab.pad_id, m.vocab.start_id, m.vocab.unk_id,
+                                         *m.vocab.style_ids)
+        m.grounder = None
         if config.grounding.enabled:
             from .grounding import Grounder
 
-            self.grounder = Grounder(self.decoder, self.vocab, config.grounding.min_prob)
-            self.decoder, self.vocab = self.grounder.decoder, self.grounder.vocab
+            m.grounder = Grounder(m.decoder, m.vocab, config.grounding.min_prob)
+            m.decoder, m.vocab = m.grounder.decoder, m.grounder.vocab
             # transferred concept words appear only when a confident concept requires them
-            self._banned = self._banned + self.grounder.novel_ids
+            m._banned = m._banned + m.grounder.novel_ids
 
         # visual concept detectors learnt from captions (detect.py): concept slots and person presence
         from .detect import AbsentWords, load_detectors
 
-        self.detectors = load_detectors(self.model_info.path, {"detectors": self.model_info.detectors})
-        self._absent_words = (AbsentWords.build(self.detectors, self.vocab.index, self.vocab.unk_id)
-                              if self.detectors is not None else None)
+        m.detectors = load_detectors(m.model_info.path, {"detectors": m.model_info.detectors})
+        m._absent_words = (AbsentWords.build(m.detectors, m.vocab.index, m.vocab.unk_id)
+                              if m.detectors is not None else None)
 
         # where a segment sits among sentences, written into JSON for `captioner search` (vse.py)
         from .vse import load_vse
 
-        self.vse = load_vse(self.model_info.path, {"vse": self.model_info.vse})
+        m.vse = load_vse(m.model_info.path, {"vse": m.model_info.vse})
         # the training videos' captions, for the candidates their neighbours agree on (consensus.py)
-        self.bank = None
-        self.photo_bank = None
-        if self.model_info.bank and self.vse is not None and self.vse.memory is not None:
+        m.bank = None
+        m.photo_bank = None
+        if m.model_info.bank and m.vse is not None and m.vse.memory is not None:
             from .consensus import load_bank
 
-            self.bank = load_bank(self.model_info.path, {"bank": self.model_info.bank},
-                                   self.model_info.decoder.vocab_size)
-            if self.bank.videos != len(self.vse.memory.keys):
+            m.bank = load_bank(m.model_info.path, {"bank": m.model_info.bank},
+                                   m.model_info.decoder.vocab_size)
+            if m.bank.videos != len(m.vse.memory.keys):
                 from .errors import ModelError
 
-                raise ModelError(f"{self.model_info.path}: the caption bank has {self.bank.videos} videos, "
-                                 f"the caption memory {len(self.vse.memory.keys)}")
-        if self.model_info.photo_bank and self.vse is not None:
+                raise ModelError(f"{m.model_info.path}: the caption bank has {m.bank.videos} videos, "
+                                 f"the caption memory {len(m.vse.memory.keys)}")
+        if m.model_info.photo_bank and m.vse is not None:
             from .consensus import load_bank
 
-            self.photo_bank = load_bank(self.model_info.path, {"photo_bank": self.model_info.photo_bank},
-                                        self.model_info.decoder.vocab_size, photos=True)
-            if self.photo_bank.keys.shape[1] != self.vse.dim:
+            m.photo_bank = load_bank(m.model_info.path, {"photo_bank": m.model_info.photo_bank},
+                                        m.model_info.decoder.vocab_size, photos=True)
+            if m.photo_bank.keys.shape[1] != m.vse.dim:
                 from .errors import ModelError
 
-                raise ModelError(f"{self.model_info.path}: the photo bank's keys are {self.photo_bank.keys.shape[1]}-d, "
-                                 f"the map's vectors {self.vse.dim}-d")
+                raise ModelError(f"{m.model_info.path}: the photo bank's keys are {m.photo_bank.keys.shape[1]}-d, "
+                                 f"the map's vectors {m.vse.dim}-d")
 
         # a concept decoder copies object words; none of them is said twice ("a loaf of loaf")
-        self._once: tuple[int, ...] = ()
-        if self.decoder.config.concept_slots:
+        m._once: tuple[int, ...] = ()
+        if m.decoder.config.concept_slots:
             from .concepts import class_words
 
-            self._once = tuple(sorted({self.vocab.index(w) for w, _ in class_words()} - {self.vocab.unk_id}))
+            m._once = tuple(sorted({m.vocab.index(w) for w, _ in class_words()} - {m.vocab.unk_id}))
 
         # the verb slot: after "is"/"are" only the words the model's training text puts there
-        self._follow = follow_rules(self.vocab, self.model_info.grammar) if config.decoding.grammar else None
+        m._follow = follow_rules(m.vocab, m.model_info.grammar) if config.decoding.grammar else None
 
     # -- captions from features ------------------------------------------------------
     def caption_features(self, feats: Any, probs: Any = None, *, video: bool = False) -> Caption:

@@ -304,6 +304,22 @@ def test_captioner_loads_its_weights_in_the_background(tmp_path, tiny_model):
         Captioner(replace(config, model_dir=tmp_path / "missing"), wait=False)
 
 
+def test_a_background_load_is_published_at_once(tiny_model, monkeypatch):
+    """Until the whole load is done no part of it is visible: a caller never sees an ungrounded decoder."""
+    import threading
+
+    from captioner import weights
+    from captioner.config import CaptionConfig
+    from captioner.pipeline import Captioner
+
+    go, real = threading.Event(), weights.load_runtime_model
+    monkeypatch.setattr(weights, "load_runtime_model", lambda folder: (go.wait(10), real(folder))[1])
+    cap = Captioner(replace(CaptionConfig(), model_dir=tiny_model, threads=1), wait=False)
+    assert cap.encoder is not None and not {"decoder", "vocab", "grounder", "detectors"} & set(vars(cap))
+    go.set()
+    assert cap.grounder is not None and cap.decoder is cap.grounder.decoder  # waited, then saw all of it
+
+
 def test_not_a_model_folder(tmp_path):
     with pytest.raises(ModelError, match="not a captioner model"):
         load_model(tmp_path)
