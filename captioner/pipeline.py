@@ -269,7 +269,7 @@ class Captioner:
             agree = d_cfg.consensus_weight if video else d_cfg.photo_consensus_weight
             bank_keys = self._bank_for(video)
             if bank_keys is not None and agree > 0:
-                found, consensus = self._neighbour_captions(found, vectors, states, video)
+                found, consensus = self._neighbour_captions(found, vectors, states, bank_keys, agree, weight, video)
             chosen = [self._rerank(h, v, weight, c, agree) for h, v, c in zip(found, vectors, consensus)]
         from .vse import encode_vector
 
@@ -333,26 +333,24 @@ class Captioner:
         return None if self.photo_bank is None else (self.photo_bank, self.photo_bank.keys)
 
     def _neighbour_captions(self, found: list[Hypothesis], vectors: Sequence[np.ndarray | None],
-                            states: Sequence[Any], video: bool = True
-                            ) -> tuple[list[Hypothesis], list[dict[tuple[int, ...], float] | None]]:
+                            states: Sequence[Any], bank_keys: tuple[Any, np.ndarray], agree: float, rerank: float,
+                            video: bool = True) -> tuple[list[Hypothesis], list[dict[tuple[int, ...], float] | None]]:
         """Each video segment's (``video``) or photo's beam captions joined by the training captions its neighbours agree on.
 
         For a segment with a vector: the captions of the ``consensus_videos`` training videos
         nearest it in the caption memory (consensus.py), each scored by its agreement with the
         others; the ``consensus_candidates`` best become candidates (a photo: the ``photo_consensus_*``
-        settings and the photo bank, ``_bank_for``), scored under the decoder from
+        settings and the photo bank: ``bank_keys``, from ``_bank_for``), scored under the decoder from
         the state the segment's beam search started from (``states``: its frames, concepts, bans and
         word prior), so they compete with the beam's captions on its terms. Returns the hypotheses with
         the new candidates among their alternatives, and each candidate's consensus by tokens.
+        ``agree`` and ``rerank``: the weights ``_rerank`` will choose by, for the floor below.
         """
         from .search import run_searches, score_steps
 
         d = self.config.decoding
-        found_bank = self._bank_for(video)
-        assert found_bank is not None
-        bank, keys = found_bank
+        bank, keys = bank_keys
         start = self.vocab.start_for(d.video_style if video else d.photo_style)
-        agree, rerank = ((d.consensus_weight, d.rerank_weight) if video else (d.photo_consensus_weight, d.photo_rerank_weight))
         neighbours, candidates = ((d.consensus_videos, d.consensus_candidates) if video else
                                   (d.photo_consensus_photos, d.photo_consensus_candidates))
         jobs, agreement = [], [None] * len(found)
