@@ -39,3 +39,26 @@ def test_the_index_lists_every_job():
     modules = {p.stem for p in PIPELINES.glob("*.py") if p.stem != "__init__"}
     assert modules - listed == set(), "add these to pipelines/README.md"
     assert listed - modules == set(), "these are in pipelines/README.md but not in pipelines/"
+
+
+def test_candidate_study_scores_choices_by_weighted_parts_and_cross_validates():
+    """``pipelines.candidate_study``: a choice is the candidate with the best parts . (1, weights); weights
+    picked on the other folds are scored on the held-out one; a video is studied by its longest cue's segment."""
+    import numpy as np
+
+    from pipelines.candidate_study import candidate_table, choose, cross_validated
+
+    rng = np.random.default_rng(1)
+    parts, cider = [], []
+    for _ in range(20):  # candidate 1 is the better one; the decoder prefers 0, the vector (cos) prefers 1
+        parts.append(np.array([[0.0, 0.1, 0, 0, 0], [-0.5, 0.3, 0, 0, 0]]))
+        cider.append(np.array([10.0, 10.0 + rng.uniform(1, 5)]))
+    assert np.allclose(choose(parts, cider, np.zeros(4)), 10.0)  # the decoder's score alone
+    assert np.allclose(choose(parts, cider, np.array([5.0, 0, 0, 0])), [y[1] for y in cider])
+    cv, picked = cross_validated(parts, cider, [(0, 0, 0, 0), (5, 0, 0, 0)])
+    assert cv == np.mean([y.max() for y in cider]) and all(w == (5, 0, 0, 0) for w in picked)
+
+    records = {"v1": [{"chosen": "a dog runs", "candidates": ["first"]}, {"chosen": "a cat", "candidates": ["second"]}],
+               "v2": [{"chosen": "a man talks", "candidates": ["third"]}]}
+    table = candidate_table(records, {"v1": "a cat", "v2": "a woman sings", "v3": "a car"})
+    assert table == {"v1": ["second"]}  # v2's longest cue is no segment's choice; v3 has no records
