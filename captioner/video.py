@@ -493,6 +493,19 @@ def prefetch(frames: Iterator[Frame], depth: int = 32) -> Iterator[Frame]:
         thread.join(timeout=5)
 
 
+def _upright(frame: Any) -> np.ndarray:
+    """A PyAV frame as RGB pixels the way players show it: turned by the stream's display rotation.
+
+    Phones store portrait video as landscape pixels plus a rotation in the container;
+    OpenCV applies it (``iter_frames`` sees the picture upright), PyAV leaves it to the
+    caller. Without this, ``--fast`` captioned a phone video lying on its side.
+    ``frame.rotation`` is counter-clockwise degrees, as ``np.rot90`` turns.
+    """
+    image = frame.to_ndarray(format="rgb24")
+    quarter = round(float(getattr(frame, "rotation", 0) or 0) / 90.0) % 4
+    return np.ascontiguousarray(np.rot90(image, quarter)) if quarter else image
+
+
 def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = None) -> Iterator[Frame]:
     """Fast mode: decode only the key frames (PyAV), at most ``fps`` of them per second.
 
@@ -572,7 +585,7 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                 n += 1
                 stats.sampled = n
                 clock.take(t)
-                yield Frame(index=index, time=t, image=frame.to_ndarray(format="rgb24"))
+                yield Frame(index=index, time=t, image=_upright(frame))
         if not time_base or origin is None:  # no packet timestamps: the stream ends after its last frame
             stats.decoded = position
             stats.end_time = position / rate

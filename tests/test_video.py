@@ -16,6 +16,7 @@ from videos import (
     corrupt_middle,
     make_video,
     patch_avi_header,
+    rotate_video,
     truncate_video,
     write_garbage,
 )
@@ -420,3 +421,20 @@ def test_key_frames_without_timestamps_keep_the_timeline(monkeypatch, tmp_path: 
     assert [f.index for f in frames] == [0, 25, 50, 75]
     assert [f.time for f in frames] == pytest.approx([i / expected for i in (0, 25, 50, 75)])
     assert stats.decoded == 100 and stats.end_time == pytest.approx(100 / expected) and not stats.short
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_fast_mode_turns_a_rotated_video_upright_as_normal_mode_does(tmp_path: Path, degrees) -> None:
+    """A phone's portrait video (landscape pixels + a display rotation): --fast sees it as normal mode and players do.
+
+    PyAV leaves the rotation to the caller; --fast captioned such videos lying on their side."""
+    pytest.importorskip("av")
+    path = make_video(tmp_path / "phone.mp4", [("red", 1.0)], size=(64, 48)).path
+    upright = next(video.iter_frames(path, 1.0)).image
+    rotate_video(path, degrees)
+    normal = next(video.iter_frames(path, 1.0)).image
+    fast = next(video.iter_keyframes(path, 1.0)).image
+    turned = np.rot90(upright, {90: 1, 180: 2, 270: 3}[degrees])  # what ffmpeg's own autorotation shows
+    assert normal.shape == turned.shape and np.abs(normal.astype(int) - turned.astype(int)).mean() < 3.0
+    assert fast.shape == normal.shape
+    assert np.abs(fast.astype(int) - normal.astype(int)).mean() < 3.0  # the same picture, the same way up

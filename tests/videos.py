@@ -147,6 +147,27 @@ def make_video(
                           shot_starts=tuple(starts))
 
 
+#: The display matrix (ISO 14496-12 ``tkhd``, 16.16 fixed point) FFmpeg writes for ``-metadata:s:v rotate=N``.
+_ROTATION_MATRIX = {90: (0, -65536, 0, 65536, 0, 0, 0, 0, 1 << 30), 180: (-65536, 0, 0, 0, -65536, 0, 0, 0, 1 << 30),
+                    270: (0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)}
+
+
+def rotate_video(path: str | os.PathLike[str], degrees: int) -> Path:
+    """Tag an ``.mp4`` from ``make_video`` as a phone tags a portrait recording: pixels unchanged, a display
+    rotation in the track header (the matrix ``ffmpeg -c copy -metadata:s:v rotate=DEGREES`` writes)."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    box = data.find(b"tkhd")
+    if box < 0:
+        raise ValueError(f"{path}: no track header")
+    # version/flags, then (v0) creation, modification, track id, reserved, duration: 4 bytes each, or (v1) 8, 8, 4, 4, 8;
+    # then reserved 8, layer, group, volume, reserved 2 each: the matrix
+    offset = box + 4 + (4 + 20 if data[box + 4] == 0 else 4 + 32) + 16
+    data[offset:offset + 36] = struct.pack(">9i", *_ROTATION_MATRIX[degrees])
+    path.write_bytes(bytes(data))
+    return path
+
+
 def corrupt_middle(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], *, fraction: float = 0.3, seed: int = 0
 ) -> Path:
