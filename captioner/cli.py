@@ -338,6 +338,7 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
     """Caption photos (files, or folders of .jpg/.jpeg/.png): prints '<path>\\t<caption>' per image."""
     _setup_logging(verbose, quiet)
     from .encoder import load_image
+    from .video import URL_HINT, looks_like_url
 
     files: list[Path] = []
     failed = 0
@@ -347,7 +348,7 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
         elif p.is_file():
             files.append(p)
         else:
-            _fail(f"{p}: no such file or folder")
+            _fail(f"{p}: no such file or folder" + (URL_HINT if looks_like_url(p) else ""))
             failed += 1
     if not files:
         if not failed:

@@ -306,6 +306,15 @@ class _SampleClock:
         self.next_time = (math.floor((time + self.eps) * self.fps) + 1) / self.fps
 
 
+#: Added to "no such file" when the name is a URL: the tool never downloads (it runs offline).
+URL_HINT = " (a URL: captioner reads local files only; download it first)"
+
+
+def looks_like_url(path: str | Path) -> bool:
+    """Whether a name the user gave is a URL (``https://...``, ``rtsp://...``), which a ``Path`` keeps as ``https:/...``."""
+    return re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", str(path)) is not None
+
+
 def _check_file(path: Path) -> None:
     """Reject what is plainly not a video file before OpenCV sees it.
 
@@ -314,7 +323,7 @@ def _check_file(path: Path) -> None:
     """
     try:
         if not path.exists():
-            raise VideoError(f"{path}: no such file")
+            raise VideoError(f"{path}: no such file" + (URL_HINT if looks_like_url(path) else ""))
         if path.is_dir():
             raise VideoError(f"{path}: is a directory, not a video file")
         if not path.is_file():

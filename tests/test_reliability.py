@@ -79,6 +79,17 @@ def test_missing_path(tmp_path, tiny_model) -> None:
     assert files_under(tmp_path) == []
 
 
+@pytest.mark.parametrize("url", ["https://example.com/talk.mp4", "rtsp://camera.local/stream"])
+def test_a_url_is_named_as_one(tmp_path, tiny_model, monkeypatch, url) -> None:
+    """The tool runs offline: a URL gets "no such file" and why, not a network attempt or a bare "no such file"."""
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(url, model=tiny_model)
+    assert_one_error(result, f"{Path(url)}: no such file (a URL: captioner reads local files only; download it first)")
+    assert files_under(tmp_path) == []
+    image = cli("image", url.replace(".mp4", ".jpg"), "--model", tiny_model)
+    assert image.exit_code == 1 and image.stderr.count("\n") == 1 and "a URL: captioner reads local files only" in image.stderr
+
+
 @pytest.mark.parametrize("name", ["videos", ".", ".."])
 def test_directory_is_not_a_video(tmp_path, tiny_model, monkeypatch, name) -> None:
     (tmp_path / "work" / "videos").mkdir(parents=True)

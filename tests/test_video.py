@@ -438,3 +438,10 @@ def test_fast_mode_turns_a_rotated_video_upright_as_normal_mode_does(tmp_path: P
     assert normal.shape == turned.shape and np.abs(normal.astype(int) - turned.astype(int)).mean() < 3.0
     assert fast.shape == normal.shape
     assert np.abs(fast.astype(int) - normal.astype(int)).mean() < 3.0  # the same picture, the same way up
+
+
+@pytest.mark.parametrize("name, url", [("https://example.com/a.mp4", True), ("rtsp://cam/stream", True),
+                                       (Path("http://example.com/a.mp4"), True),  # a Path keeps "http:/..."
+                                       ("C:/videos/a.mp4", False), ("clip:1.mp4", False), ("videos/a.mp4", False)])
+def test_urls_are_told_from_file_names(name, url) -> None:
+    assert video.looks_like_url(name) is url
