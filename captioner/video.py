@@ -111,12 +111,28 @@ def open_video(path: str | Path) -> VideoInfo:
         raise VideoError(f"{p}: OpenCV cannot read this file ({_cv_reason(exc)})") from None
 
 
+def _audio_only(p: Path) -> bool:
+    """Whether FFmpeg (through PyAV) reads ``p`` as sound with no picture: an .mp3 or .m4a given by mistake.
+
+    Asked only once OpenCV has refused the file, to tell that common slip from a damaged or
+    unknown one; False whenever PyAV is missing or cannot read the file either.
+    """
+    try:
+        import av
+
+        with av.open(str(p), timeout=OPEN_TIMEOUT_S) as container:
+            return bool(container.streams.audio) and not container.streams.video
+    except Exception:  # PyAV raises its own error types for every way a file can be bad
+        return False
+
+
 def _open_video(p: Path) -> VideoInfo:
     """The body of ``open_video`` (``cv2.error`` is turned into ``VideoError`` by the caller)."""
     cap = _open_capture(p, OPEN_TIMEOUT_S)
     try:
         if not cap.isOpened():
-            raise VideoError(f"{p}: not a video file or unsupported codec")
+            raise VideoError(f"{p}: " + ("no video stream (an audio file)" if _audio_only(p) else
+                                         "not a video file or unsupported codec"))
         info = _read_info(p, cap)
         first = _grab(cap)
         if not first:

@@ -14,6 +14,7 @@ from captioner.errors import VideoError
 from captioner.video import Frame, VideoInfo, iter_frames, open_video, sample_times_hint
 from videos import (
     corrupt_middle,
+    make_audio,
     make_video,
     patch_avi_header,
     rotate_video,
@@ -445,3 +446,18 @@ def test_fast_mode_turns_a_rotated_video_upright_as_normal_mode_does(tmp_path: P
                                        ("C:/videos/a.mp4", False), ("clip:1.mp4", False), ("videos/a.mp4", False)])
 def test_urls_are_told_from_file_names(name, url) -> None:
     assert video.looks_like_url(name) is url
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".m4a"])
+def test_an_audio_file_is_named_as_one(tmp_path: Path, suffix) -> None:
+    """A sound file given by mistake gets told apart from a damaged or unknown one."""
+    pytest.importorskip("av")
+    path = make_audio(tmp_path / f"talk{suffix}")
+    with pytest.raises(VideoError) as exc:
+        video.open_video(path)
+    assert_one_line_naming(exc, path, "no video stream (an audio file)")
+    noise = tmp_path / "noise.mp4"
+    noise.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    with pytest.raises(VideoError) as exc:
+        video.open_video(noise)
+    assert "not a video file or unsupported codec" in str(exc.value)

@@ -311,3 +311,23 @@ def _payload_span(data: bytes) -> tuple[int, int]:
         if kind == b"mdat":
             return offset + 8, offset + size
     return len(data) // 10, len(data) - len(data) // 10
+
+
+def make_audio(path: str | os.PathLike[str], seconds: float = 1.0, rate: int = 16000) -> Path:
+    """Write a sound file with no picture (a 440 Hz tone; PyAV picks the codec from the suffix: .wav, .m4a, .mp3)."""
+    import av
+
+    path = Path(path)
+    codec = {".wav": "pcm_s16le", ".m4a": "aac", ".mp3": "mp3"}.get(path.suffix.lower(), "pcm_s16le")
+    samples = (8000 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)).astype(np.int16)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        chunk = 1024
+        for s in range(0, len(samples), chunk):
+            frame = av.AudioFrame.from_ndarray(samples[None, s : s + chunk], format="s16", layout="mono")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
