@@ -335,7 +335,7 @@ def run(videos: tuple[Path, ...], output_dir: Path | None, formats: tuple[str, .
 @click.option("-q", "--quiet", is_flag=True)
 def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consensus: float, model_dir: Path,
           batch_size: int, int8: bool, style: str, verbose: int, quiet: bool) -> None:
-    """Caption photos (files, or folders of .jpg/.jpeg/.png): prints '<path>\\t<caption>' per image."""
+    """Caption photos (files, or folders of .jpg/.jpeg/.png/.webp/.bmp/.tif): prints '<path>\\t<caption>' per image."""
     _setup_logging(verbose, quiet)
     from .encoder import load_image
     from .video import URL_HINT, looks_like_url

@@ -32,8 +32,8 @@ VIDEO_EXTENSIONS = (
     ".wmv", ".flv", ".ts", ".mts", ".m2ts", ".3gp", ".ogv",
 )
 
-#: Image file extensions ``captioner image`` accepts inside folders.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+#: Image file extensions ``captioner image`` collects from folders: the photo formats OpenCV decodes.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)

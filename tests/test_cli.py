@@ -179,14 +179,15 @@ def test_info_on_a_missing_model(tmp_path) -> None:
 def test_image_on_a_folder(tmp_path, tiny_model) -> None:
     photos = tmp_path / "photos"
     (photos / "sub").mkdir(parents=True)
-    for name, look in [("b.png", "blue"), ("a.jpg", "red"), ("sub/c.jpeg", "checker")]:
+    for name, look in [("b.png", "blue"), ("a.jpg", "red"), ("sub/c.jpeg", "checker"), ("d.webp", "green"),
+                       ("sub/e.tif", "red")]:
         rgb = shot_frame(look, 0, (64, 48))
         assert cv2.imwrite(str(photos / name), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     (photos / "notes.txt").write_text("not an image")
     result = cli("image", photos, "--model", tiny_model, "--beam-size", "1")
     assert result.exit_code == 0, result.stderr
     rows = [line.split("\t") for line in result.stdout.splitlines()]
-    assert [r[0] for r in rows] == [str(photos / n) for n in ("a.jpg", "b.png", "sub/c.jpeg")]
+    assert [r[0] for r in rows] == [str(photos / n) for n in ("a.jpg", "b.png", "d.webp", "sub/c.jpeg", "sub/e.tif")]
     assert all(len(r) == 2 and r[1] and r[1] == r[1].strip() for r in rows)
 
 
