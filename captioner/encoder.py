@@ -200,7 +200,8 @@ def load_image(path: str) -> np.ndarray:
     data = np.fromfile(path, dtype=np.uint8)  # np.fromfile handles unicode paths that cv2.imread cannot
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
-        raise CaptionerError(f"{path}: not a readable image")
+        heif = Path(path).suffix.lower() in (".heic", ".heif")  # iPhones' default; OpenCV has no decoder for it
+        raise CaptionerError(f"{path}: not a readable image" + (" (HEIC is not supported: convert it to JPEG)" if heif else ""))
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 

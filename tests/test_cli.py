@@ -196,10 +196,13 @@ def test_image_reports_bad_files_and_goes_on(tmp_path, tiny_model) -> None:
     cv2.imwrite(str(good), shot_frame("red", 0))
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
-    result = cli("image", good, bad, tmp_path / "missing.png", "--model", tiny_model, "--beam-size", "1")
+    heic = tmp_path / "phone.heic"  # an iPhone photo: OpenCV cannot decode HEIC
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(16))
+    result = cli("image", good, bad, tmp_path / "missing.png", heic, "--model", tiny_model, "--beam-size", "1")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [f"error: {tmp_path / 'missing.png'}: no such file or folder",
-                                          f"error: {bad}: not a readable image"]
+                                          f"error: {bad}: not a readable image",
+                                          f"error: {heic}: not a readable image (HEIC is not supported: convert it to JPEG)"]
     assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(good)]
 
 
