@@ -266,13 +266,20 @@ def main() -> None:
 
 @main.command()
 @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--overwrite", is_flag=True,
+              help="Replace existing output files even if captioner did not write them (such as a film's "
+                   "dialogue <name>.srt). Without it such a video is skipped with an error.")
 @caption_options
-def run(videos: tuple[Path, ...], output_dir: Path | None, formats: tuple[str, ...], verbose: int, quiet: bool,
-        **options) -> None:
-    """Caption VIDEO files into subtitle files (default: <name>.srt beside each video)."""
+def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, formats: tuple[str, ...], verbose: int,
+        quiet: bool, **options) -> None:
+    """Caption VIDEO files into subtitle files (default: <name>.srt beside each video).
+
+    Files captioner wrote before are replaced; any other file of the same name is left alone (--overwrite).
+    """
     _setup_logging(verbose, quiet)
     from .batch.job import caption_one
     from .outputs import output_bases, prepare_output_dir, remove_empty
+    from .writers import foreign_outputs, foreign_reason
 
     config = build_config(formats=formats, **options)
     captioner = _load(config, wait=False)  # a short clip's run is mostly start-up: overlap it
@@ -289,6 +296,11 @@ def run(videos: tuple[Path, ...], output_dir: Path | None, formats: tuple[str, .
         if isinstance(base, CaptionerError):
             failed += 1
             _fail(str(base))
+            continue
+        foreign = [] if overwrite else foreign_outputs(base, config.output.formats)
+        if foreign:  # before captioning: nothing of the user's is replaced, and no time is spent
+            failed += 1
+            _fail(foreign_reason(foreign[0]))
             continue
         # a bar only on a terminal: redirected to a file, tqdm's redraws are noise around the error lines
         bar = None if quiet or not sys.stderr.isatty() else _ProgressBar(video.name)
@@ -445,7 +457,9 @@ def info(model_dir: Path) -> None:
               help="Where videos are captioned: this machine, or a Ray cluster.")
 @click.option("--ray-address", metavar="ADDR", default=None,
               help="Ray cluster to join (auto, HOST:6379, ray://HOST:10001). Default: start a private local instance.")
-@click.option("--overwrite", is_flag=True, help="Caption again the videos whose outputs are already up to date.")
+@click.option("--overwrite", is_flag=True, help="Caption again the videos whose outputs are already up to date, "
+                                               "and replace output files captioner did not write (such as a "
+                                               "film's dialogue <name>.srt; without it such a video fails).")
 @caption_options
 def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engine: str, ray_address: str | None,
           overwrite: bool, output_dir: Path | None, formats: tuple[str, ...], verbose: int, quiet: bool,

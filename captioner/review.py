@@ -401,12 +401,13 @@ def index_path(root: Path, pages: Sequence[Path]) -> Path:
     """Where a batch's index goes in ``root``: ``index.html`` unless a video's page or a foreign file has that name."""
     candidate = Path(root) / INDEX_NAME
     taken = {os.path.abspath(p) for p in pages}
-    if os.path.abspath(candidate) not in taken and (not candidate.exists() or _ours(candidate)):
+    if os.path.abspath(candidate) not in taken and (not candidate.exists() or is_review_page(candidate)):
         return candidate
     return Path(root) / INDEX_FALLBACK_NAME
 
 
-def _ours(path: Path) -> bool:
+def is_review_page(path: Path) -> bool:
+    """Whether ``path`` is a page captioner wrote (its generator tag), which a new one may replace."""
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             head = handle.read(2048)

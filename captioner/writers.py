@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from typing import Any
 from captioner.config import OutputConfig, ReviewConfig
 from captioner.cues import Cue, clean_text, join_lines, normalize_cues, to_ms, wrap_pieces, wrap_text
 from captioner.outputs import output_file, write_atomic
-from captioner.review import snapshots_for, write_page
+from captioner.review import is_review_page, snapshots_for, write_page
 
 __all__ = [
     "FORMATS",
@@ -42,6 +43,9 @@ __all__ = [
     "format_srt",
     "format_txt",
     "format_vtt",
+    "captioner_wrote",
+    "foreign_outputs",
+    "foreign_reason",
     "parse_formats",
     "write_subtitles",
 ]
@@ -301,3 +305,57 @@ def write_subtitles(
         logger.debug("wrote %s (%d cues)", path, len(ready))
         written.append(path)
     return written
+
+
+# --------------------------------------------------------------------------- files captioner did not write
+
+#: A caption line of captioner's own SRT, VTT and TXT files: the shipped vocabulary's characters (lower-case
+#: ASCII letters, digits, apostrophes) and spaces. Dialogue subtitles have capitals, punctuation or other scripts.
+_OWN_LINE_RE = re.compile(r"[a-z0-9' ]+")
+_TIMING_RE = re.compile(r"\d+:\d\d:\d\d[,.]\d+ --> \d+:\d\d:\d\d[,.]\d+")
+_OWN_MAX_BYTES = 32 << 20  # larger than any subtitle file captioner writes
+
+
+def captioner_wrote(path: Path) -> bool:
+    """Whether the existing output ``path`` reads as captioner wrote it, so that replacing it loses nothing.
+
+    ``run`` writes ``<name>.srt`` beside the video by default: the very name under which
+    players find a film's dialogue subtitles, which must not be lost to a caption run.
+    Told by content, so it holds for files from any earlier run or machine: JSON with
+    captioner's ``metadata``, a review page with its generator tag; SRT, VTT and TXT whose
+    every caption line is made of the characters captions are made of (``_OWN_LINE_RE``).
+    An empty file has nothing to lose. A file edited since (capitalised, punctuated) is not ours.
+    """
+    try:
+        if path.stat().st_size > _OWN_MAX_BYTES:
+            return False
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt == "json":
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return False
+        meta = data.get("metadata") if isinstance(data, dict) else None
+        return isinstance(meta, dict) and "model" in meta and isinstance(data.get("cues"), list)
+    if fmt == "html":
+        return is_review_page(path)
+    lines = [line.strip() for line in text.splitlines()]
+    if fmt == "vtt" and lines and lines[0] == "WEBVTT":
+        lines = lines[1:]
+    timed = fmt in ("srt", "vtt")
+    return all(not line or _OWN_LINE_RE.fullmatch(line) or (timed and _TIMING_RE.fullmatch(line)) for line in lines)
+
+
+def foreign_outputs(base: Path, formats: Sequence[str]) -> list[Path]:
+    """The outputs ``base.<fmt>`` that exist and that captioner did not write (``captioner_wrote``)."""
+    return [p for p in (output_file(Path(base), fmt) for fmt in dict.fromkeys(formats))
+            if os.path.lexists(p) and not captioner_wrote(p)]
+
+
+def foreign_reason(path: Path) -> str:
+    """The one-line reason a video is not captioned over ``path`` (the CLI's ``--overwrite`` overrides it)."""
+    return f"{path}: exists and captioner did not write it (dialogue subtitles? edited by hand?); " \
+           "--overwrite replaces it, -o DIR writes elsewhere"

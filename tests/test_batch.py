@@ -120,6 +120,25 @@ def test_tree_mirrored_failures_isolated_then_resumed(tmp_path, tiny_model):
     assert report["totals"]["ok"] == 4 and report["totals"]["skipped"] == 0
 
 
+def test_batch_never_replaces_a_films_dialogue_subtitles_unasked(tmp_path, tiny_model):
+    """Beside the videos, a file captioner did not write fails its video (reported, untouched) instead of being
+    replaced or taken for an up-to-date output; the other videos are captioned; --overwrite replaces it."""
+    tree = tmp_path / "films"
+    make_video(tree / "film.mp4", [("red", 1.0)])
+    make_video(tree / "home.mp4", [("blue", 1.0)], seed=1)
+    dialogue = "1\n00:00:01,000 --> 00:00:02,000\nWhere are you going?\n"
+    (tree / "film.srt").write_text(dialogue)  # newer than the video: it would pass for an up-to-date output
+    first = batch(tree, "--model", tiny_model, "-q")
+    assert first.exit_code == 1 and (tree / "film.srt").read_text() == dialogue
+    assert first.stderr == (f"error: {tree / 'film.mp4'}: {tree / 'film.srt'}: exists and captioner did not write "
+                            "it (dialogue subtitles? edited by hand?); --overwrite replaces it, -o DIR writes elsewhere\n")
+    rows = by_name(read_report(tree / REPORT_NAME))
+    assert rows["film.mp4"]["status"] == "failed" and rows["home.mp4"]["status"] == "ok"
+    batch(tree, "--model", tiny_model, "-q", "--overwrite")
+    assert by_name(read_report(tree / REPORT_NAME))["film.mp4"]["status"] == "ok"
+    assert "Where are you going?" not in (tree / "film.srt").read_text()
+
+
 def test_several_dirs_beside_videos_name_clashes_and_no_recursion(tmp_path, tiny_model):
     one, two = tmp_path / "one", tmp_path / "two"
     make_video(one / "clip.mp4", [("red", 1.0)])

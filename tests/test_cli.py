@@ -123,6 +123,27 @@ def test_several_videos_one_bad(tmp_path, clip, tiny_model) -> None:
     assert files_under(tmp_path) == ["a.mp4", "a.srt", "b.mp4", "c.mp4", "c.srt"]
 
 
+DIALOGUE = "1\n00:00:01,000 --> 00:00:02,000\nWhere are you going?\n"
+
+
+def test_run_never_replaces_a_films_dialogue_subtitles_unasked(tmp_path, clip, tiny_model) -> None:
+    """<name>.srt beside a video is where players find its dialogue: run leaves a file captioner did not write
+    alone (one error line, the other videos captioned), replaces its own, and replaces anything with --overwrite."""
+    film = _copy(clip, tmp_path / "film.mp4")
+    (tmp_path / "film.srt").write_text(DIALOGUE)
+    talk = _copy(clip, tmp_path / "talk.mp4")
+    result = cli("run", film, talk, "--model", tiny_model, "--beam-size", "1", "-f", "srt,json", "-q")
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: {tmp_path / 'film.srt'}: exists and captioner did not write it (dialogue "
+                             "subtitles? edited by hand?); --overwrite replaces it, -o DIR writes elsewhere\n")
+    assert (tmp_path / "film.srt").read_text() == DIALOGUE and not (tmp_path / "film.json").exists()
+    assert (tmp_path / "talk.srt").exists() and (tmp_path / "talk.json").exists()
+    again = cli("run", talk, "--model", tiny_model, "--beam-size", "1", "-f", "srt,json", "-q")
+    assert again.exit_code == 0 and again.stderr == ""  # its own files: replaced as before
+    forced = cli("run", film, "--model", tiny_model, "--beam-size", "1", "--overwrite", "-q")
+    assert forced.exit_code == 0 and list(srt.parse((tmp_path / "film.srt").read_text()))[0].content != "Where are you going?"
+
+
 def test_same_stem_twice_keeps_extensions_like_batch(tmp_path, clip, tiny_model, monkeypatch) -> None:
     """One naming rule for run and batch: talk.mp4 and talk.avi give talk.mp4.srt and talk.avi.srt;
     the JSON records the video's absolute path whichever command wrote it."""

@@ -600,3 +600,37 @@ def test_format_json_carries_each_cue_concepts() -> None:
     data = json.loads(format_json(cues, {}, [[("dog", 0.91234)], [("x", 1.0)], []]))
     assert [c["concepts"] for c in data["cues"]] == [[["dog", 0.9123]], []]  # the empty cue and its words dropped
     assert "concepts" not in json.loads(format_json(cues, {}))["cues"][0]
+
+
+# --------------------------------------------------------------------------- files captioner did not write
+
+FOREIGN = {  # what already sits beside a film: its dialogue, in the formats run can write
+    "srt": "1\n00:00:01,000 --> 00:00:02,500\nWhere are you going?\n\n2\n00:00:03,000 --> 00:00:04,000\n- Home.\n",
+    "vtt": "WEBVTT\n\n00:00:01.000 --> 00:00:02.500\n<v Anna>where are you going\n",
+    "txt": "Chapter one\n",
+    "json": '{"segments": [{"start": 0.0, "end": 1.0, "text": "hello"}]}',  # another tool's (whisper's) JSON
+    "html": "<!doctype html><title>My film</title>",
+}
+
+
+def test_captioner_tells_its_own_files_from_a_films_subtitles(tmp_path: Path) -> None:
+    """Every format captioner writes reads as its own; dialogue subtitles, another tool's JSON, captions edited by
+    hand (capitalised) or in another script do not: run and batch refuse to replace those without --overwrite."""
+    from captioner.writers import FORMATS, captioner_wrote, foreign_outputs
+
+    cues = [Cue(0.0, 2.5, "a man's dog is playing with 2 balls"), Cue(2.5, 6.0, "a woman is cooking in a kitchen")]
+    meta = {"video": {"path": "/v/talk.mp4"}, "model": {"name": "m"}}
+    written = write_subtitles(cues, tmp_path / "ours", FORMATS, OutputConfig(max_line_width=12), meta, 6.0)
+    assert written and all(captioner_wrote(p) for p in written)
+    assert foreign_outputs(tmp_path / "ours", FORMATS) == []
+    for fmt, text in FOREIGN.items():
+        (tmp_path / f"film.{fmt}").write_text(text, encoding="utf-8")
+    assert foreign_outputs(tmp_path / "film", FORMATS) == [tmp_path / f"film.{fmt}" for fmt in FORMATS]
+    edited = tmp_path / "ours.srt"
+    edited.write_text(edited.read_text().replace("a woman", "A woman"))  # corrected by hand: the user's now
+    other_script = tmp_path / "zh.srt"
+    other_script.write_text("1\n00:00:01,000 --> 00:00:02,000\n你去哪里\n", encoding="utf-8")
+    empty = tmp_path / "empty.srt"
+    empty.write_text("")
+    assert [captioner_wrote(p) for p in (edited, other_script, empty)] == [False, False, True]
+    assert foreign_outputs(tmp_path / "missing", FORMATS) == []  # nothing there: nothing to lose

@@ -19,6 +19,7 @@ from ..outputs import (
     INDEX_NAMES, REPORT_NAME, absolute, keep_extensions, output_base, output_file, outputs_up_to_date,
     remove_stale_temp_files,
 )
+from ..writers import foreign_outputs, foreign_reason
 from .job import BatchJob, FileResult, Status, failure_reason
 
 
@@ -83,7 +84,9 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     Videos of one folder that share a name (``clip.mp4``, ``clip.avi``) keep
     their extension in the output name (``clip.mp4.srt``, ``clip.avi.srt``).
 
-    A video whose outputs are all newer than it is skipped unless ``overwrite``.
+    A video whose outputs are all newer than it is skipped unless ``overwrite``; one with an
+    output file captioner did not write (``writers.captioner_wrote``: a film's dialogue
+    subtitles, captions edited by hand) fails, unless ``overwrite``, and nothing is replaced.
     Temporary files an interrupted run left beside the outputs are deleted.
 
     Raises ``ValueError`` for roots that would share an output sub-folder.
@@ -144,7 +147,10 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         taken[key] = video
         own.update(output_file(base, f) for f in FORMATS)
         tmp_names.setdefault(base.parent, set()).update(output_file(base, f).name for f in FORMATS)
-        if not overwrite and outputs_up_to_date(video, base, plan.formats):
+        foreign = [] if overwrite else foreign_outputs(base, plan.formats)
+        if foreign:  # a film's dialogue subtitles, or captions edited by hand: never replaced unasked
+            plan.done.append(FileResult(str(video), Status.FAILED, foreign_reason(foreign[0]), shown=shown, root=i))
+        elif not overwrite and outputs_up_to_date(video, base, plan.formats):
             plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are newer than the video",
                                         outputs=tuple(str(output_file(base, f)) for f in plan.formats),
                                         shown=shown, root=i))
