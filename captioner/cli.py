@@ -262,6 +262,10 @@ def main() -> None:
     # machine). Passive waiting cut `make bench`'s run from 8.6 s to 7.5 s. It must be
     # set before torch loads, which happens inside the commands; a user's value wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # File names print as their own bytes, as ls prints them: a name that is not UTF-8 (a Latin-1
+    # name from an old disk, kept by Python as lone surrogates) made a strict stdout raise mid-output.
+    if hasattr(sys.stdout, "reconfigure") and (sys.stdout.encoding or "").lower().replace("-", "") == "utf8":
+        sys.stdout.reconfigure(errors="surrogateescape")
 
 
 @main.command()

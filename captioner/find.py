@@ -207,7 +207,8 @@ class Index:
         meta = {"version": INDEX_VERSION, "model": self.model, "root": str(self.root), "files": self.files,
                 "context_seconds": self.context_seconds,
                 "paths": self.paths, "texts": self.texts, "concepts": [list(c) for c in self.concepts]}
-        blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), np.uint8)
+        # surrogateescape: a file name that is not UTF-8 is stored as its own bytes and read back the same
+        blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8", "surrogateescape"), np.uint8)
         buf = io.BytesIO()
         np.savez(buf, meta=blob, starts=self.starts, ends=self.ends, file_of=self.file_of, text_of=self.text_of,
                  doc_of=self.doc_of, vectors=self.vectors, vector_scale=self.vector_scale, visual=self.visual,
@@ -237,7 +238,7 @@ class Index:
         """The index stored at ``path``, or ``None`` if there is none or it is damaged or does not fit."""
         try:
             with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(bytes(z["meta"]).decode("utf-8"))
+                meta = json.loads(bytes(z["meta"]).decode("utf-8", "surrogateescape"))
                 arrays = {k: z[k] for k in ("starts", "ends", "file_of", "text_of", "doc_of", "vectors", "visual",
                                             "has_visual", "ctx_lo", "ctx_hi", "ctx_scale", "vector_scale")}
         except FileNotFoundError:
@@ -647,14 +648,15 @@ def hit_lines(hits: Iterable[Hit]) -> list[str]:
 def hits_json(query: str, result: SearchResult) -> str:
     rows = [{"output": str(h.output), "video": h.video, "start": h.start, "end": h.end, "score": round(h.score, 4),
              "text": h.text, "concepts": list(h.concepts)} for h in result.hits]
-    return json.dumps({"query": query, "cues_searched": result.cues, "results": rows,
-                       "errors": [{"path": p, "reason": r} for p, r in result.errors]},
-                      indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps({"query": query, "cues_searched": result.cues, "results": rows,
+                       "errors": [{"path": p, "reason": r} for p, r in result.errors]}, indent=2, ensure_ascii=False)
+    # a file name that is not UTF-8 keeps its bytes as \udcXX escapes, which a JSON reader turns back into that name
+    return re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
 
 def _href(target: Path, page: Path, start: float) -> str:
     rel = os.path.relpath(target.resolve(), page.resolve().parent)
-    return quote(Path(rel).as_posix()) + f"#t={start:.3f}".rstrip("0").rstrip(".")
+    return quote(os.fsencode(Path(rel).as_posix())) + f"#t={start:.3f}".rstrip("0").rstrip(".")  # bytes: any name
 
 
 def format_results_html(query: str, result: SearchResult, page: Path) -> str:

@@ -265,7 +265,7 @@ def write_atomic(path: Path, text: str) -> None:
 
     tmp_name: str | None = None
     try:
-        data = text.encode("utf-8")
+        data = text.encode("utf-8", errors="replace")  # a lone surrogate (a file name not in UTF-8) becomes "?"
         try:
             mode = path.stat().st_mode & 0o7777
         except FileNotFoundError:

@@ -180,7 +180,7 @@ def _href(target: Path, folder: Path) -> str:
         rel = os.path.relpath(os.path.abspath(target), os.path.abspath(folder))
     except ValueError:  # another drive (Windows)
         return Path(os.path.abspath(target)).as_uri()
-    return quote(rel.replace(os.sep, "/"))
+    return quote(os.fsencode(rel.replace(os.sep, "/")))  # the name's own bytes, even when they are not UTF-8
 
 
 def _page(title: str, body: str, data: Any, style: str, script: str, lang: str = "en") -> str:

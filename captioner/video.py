@@ -17,9 +17,12 @@ decodes over what the container claims:
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
+import os
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -353,6 +356,28 @@ def _check_file(path: Path) -> None:
         raise VideoError(f"{path}: cannot read file ({reason.lower()})") from exc
 
 
+@contextlib.contextmanager
+def _opencv_name(path: Path) -> Iterator[str]:
+    """``path`` as a name OpenCV can take, for as long as it takes to open the file.
+
+    A file name that is not valid UTF-8 (a Latin-1 name from an old disk, which Python
+    keeps as lone surrogates) crashes OpenCV's Python binding with a segmentation fault.
+    Such a file is opened through a symlink with a plain name in a temporary folder,
+    removed as soon as FFmpeg holds the file open.
+    """
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        suffix = path.suffix if path.suffix.isascii() and path.suffix.isprintable() else ""
+        with tempfile.TemporaryDirectory(prefix="captioner-") as folder:
+            link = os.path.join(folder, "video" + suffix)
+            os.symlink(os.path.abspath(path), link)
+            yield link
+        return
+    yield name
+
+
 def _open_capture(path: Path, timeout_s: float) -> Any:
     """Open ``path`` with OpenCV, preferring FFmpeg and bounding open/read time.
 
@@ -372,18 +397,19 @@ def _open_capture(path: Path, timeout_s: float) -> Any:
     for name in ("CAP_PROP_OPEN_TIMEOUT_MSEC", "CAP_PROP_READ_TIMEOUT_MSEC"):
         if hasattr(cv2, name):
             params += [getattr(cv2, name), msec]
-    if params:
+    with _opencv_name(path) as name:
+        if params:
+            try:
+                cap = cv2.VideoCapture(name, api, params)
+                if cap.isOpened():
+                    return cap
+                cap.release()
+            except cv2.error as exc:
+                log.debug("%s: open with timeouts failed (%s); retrying without", path, exc)
         try:
-            cap = cv2.VideoCapture(str(path), api, params)
-            if cap.isOpened():
-                return cap
-            cap.release()
+            return cv2.VideoCapture(name, api)
         except cv2.error as exc:
-            log.debug("%s: open with timeouts failed (%s); retrying without", path, exc)
-    try:
-        return cv2.VideoCapture(str(path), api)
-    except cv2.error as exc:
-        raise VideoError(f"{path}: not a video file or unsupported codec") from exc
+            raise VideoError(f"{path}: not a video file or unsupported codec") from exc
 
 
 def _read_info(path: Path, cap: Any) -> VideoInfo:

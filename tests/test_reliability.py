@@ -79,6 +79,29 @@ def test_missing_path(tmp_path, tiny_model) -> None:
     assert files_under(tmp_path) == []
 
 
+def test_a_file_name_that_is_not_utf8(tmp_path, tiny_model) -> None:
+    """A Latin-1 name from an old disk ("caf\xe9.mp4"): OpenCV's binding crashed the process on it (a segmentation
+    fault, no error line); the review page's link and the search index must keep the name's own bytes."""
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.mp4"
+    try:
+        make_video(tmp_path / "plain.mp4", [("red", 1.0), ("blue", 1.0)])
+        os.rename(tmp_path / "plain.mp4", raw)
+    except (OSError, UnicodeError):
+        pytest.skip("this file system takes UTF-8 names only")
+    video = Path(os.fsdecode(raw))
+    out = tmp_path / "out"
+    result = run_cli(video, "-o", out, "-f", "all", "-q", model=tiny_model)
+    assert result.exit_code == 0, result.stderr
+    page = out / os.fsdecode(b"caf\xe9.html")
+    assert {p.name for p in out.iterdir()} == {os.fsdecode(b"caf\xe9." + f) for f in (b"srt", b"vtt", b"json", b"txt", b"html")}
+    assert "caf%E9.mp4" in page.read_text(encoding="utf-8")  # the link a browser resolves to the file's bytes
+    found = cli("search", "a red thing", out, "-n", "1", "--json")
+    assert found.exit_code == 0, found.stderr
+    assert json.loads(found.stdout)["results"][0]["output"] == str(out / os.fsdecode(b"caf\xe9.json"))  # its bytes, back
+    again = cli("search", "a red thing", out, "-n", "1")  # from the index it saved: the name read back whole
+    assert again.exit_code == 0 and again.stdout_bytes.startswith(os.fsencode(out) + b"/caf\xe9.json  ")
+
+
 @pytest.mark.parametrize("url", ["https://example.com/talk.mp4", "rtsp://camera.local/stream"])
 def test_a_url_is_named_as_one(tmp_path, tiny_model, monkeypatch, url) -> None:
     """The tool runs offline: a URL gets "no such file" and why, not a network attempt or a bare "no such file"."""
