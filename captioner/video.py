@@ -56,6 +56,10 @@ _GRAB_ATTEMPTS = 3
 #: so a 29.97 fps frame at 0.9999 s is the sample for 1 s, not the one after.
 _TIME_EPS = 1e-3
 
+#: ``--fast``: a stretch longer than this without a key frame is worth a warning (encoders
+#: put one every 2-10 s; screen recorders and intra-refresh streams only at the start).
+FAST_GAP_WARNING_S = 30.0
+
 #: Fewer decoded frames than this share of the announced count is worth a warning.
 _SHORT_STREAM_RATIO = 0.9
 
@@ -597,6 +601,7 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         origin: float | None = None
         clock = _SampleClock(fps)
         n, bad, stopped = 0, 0, ""
+        longest_gap, last_time = 0.0, 0.0  # the longest stretch the key frames leave unseen (a warning below)
         # Frame numbers count every packet, decoded or not (``Frame.index`` is the frame's place in
         # the stream, as iter_frames gives it); key packets wait here for the frame they decode to
         # (a decoder may return it a few packets later).
@@ -636,6 +641,7 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                 n += 1
                 stats.sampled = n
                 clock.take(t)
+                longest_gap, last_time = max(longest_gap, t - last_time), t
                 yield Frame(index=index, time=t, image=_upright(frame))
         if not time_base or origin is None:  # no packet timestamps: the stream ends after its last frame
             stats.decoded = position
@@ -647,3 +653,10 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         log.warning("%s: the stream ends early or is damaged (%d packet(s) of %s announced frames read%s); "
                     "captioning the %d key frame(s) that decoded", p, stats.decoded, announced or "?",
                     f", {bad} undecodable" if bad else "", n)
+    longest_gap = max(longest_gap, stats.end_time - last_time)
+    if longest_gap > FAST_GAP_WARNING_S:
+        # screen recorders and intra-refresh streams put one key frame at the start: --fast then
+        # captions a whole recording from its first frame, and the captions would not say so
+        log.warning("%s: --fast: %d key frame(s) in %.0f s, %.0f s without one; captions there repeat the "
+                    "last key frame (run without --fast to look every %.3g s)", p, n, stats.end_time, longest_gap,
+                    1.0 / fps)

@@ -461,3 +461,19 @@ def test_an_audio_file_is_named_as_one(tmp_path: Path, suffix) -> None:
     with pytest.raises(VideoError) as exc:
         video.open_video(noise)
     assert "not a video file or unsupported codec" in str(exc.value)
+
+
+def test_fast_mode_warns_when_key_frames_leave_long_stretches_unseen(tmp_path: Path, monkeypatch, caplog) -> None:
+    """A screen recording has one key frame: --fast captions all of it from that frame, and says so."""
+    pytest.importorskip("av")
+    path = make_video(tmp_path / "clip.mp4", [("red", 2.0), ("blue", 2.0)]).path
+    times = [f.time for f in video.iter_keyframes(path, 1.0)]
+    longest = max(np.diff(times + [4.0]))
+    with caplog.at_level("WARNING", logger="captioner.video"):
+        list(video.iter_keyframes(path, 1.0))
+    assert not caplog.records  # key frames often enough for the default threshold
+    monkeypatch.setattr(video, "FAST_GAP_WARNING_S", longest - 0.01)
+    with caplog.at_level("WARNING", logger="captioner.video"):
+        list(video.iter_keyframes(path, 1.0))
+    (record,) = caplog.records
+    assert f"--fast: {len(times)} key frame(s) in 4 s, {longest:.0f} s without one" in record.getMessage()
