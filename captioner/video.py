@@ -376,7 +376,11 @@ def _opencv_name(path: Path) -> Iterator[str]:
         suffix = path.suffix if path.suffix.isascii() and path.suffix.isprintable() else ""
         with tempfile.TemporaryDirectory(prefix="captioner-") as folder:
             link = os.path.join(folder, "video" + suffix)
-            os.symlink(os.path.abspath(path), link)
+            try:
+                os.symlink(os.path.abspath(path), link)
+            except OSError as exc:  # no symlinks here (some Windows setups): say what to do instead
+                raise VideoError(f"{path}: the file name is not valid UTF-8 and no link to it could be made "
+                                 f"({exc.strerror or exc}); rename the file") from None
             yield link
         return
     yield name
