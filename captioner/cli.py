@@ -376,8 +376,8 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
     for start in range(0, len(files), batch_size):
         chunk, imgs = [], []
         for f in files[start : start + batch_size]:
-            try:
-                imgs.append(load_image(str(f)))
+            try:  # shrunk at once: a batch of 12-megapixel photos held whole took over 1 GB
+                imgs.append(captioner.encoder.resize(load_image(str(f))))
                 chunk.append(f)
             except CaptionerError as exc:
                 _fail(str(exc))

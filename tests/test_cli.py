@@ -212,6 +212,23 @@ def test_image_on_a_folder(tmp_path, tiny_model) -> None:
     assert all(len(r) == 2 and r[1] and r[1] == r[1].strip() for r in rows)
 
 
+def test_image_shrinks_each_photo_before_batching_them(tmp_path, tiny_model, monkeypatch) -> None:
+    """A batch holds photos at the encoder's size, not as decoded: 16 phone photos held whole took over 1 GB."""
+    seen = []
+    original = Captioner.caption_images
+
+    def spy(self, images):
+        seen.extend(img.shape for img in images)
+        return original(self, images)
+
+    monkeypatch.setattr(Captioner, "caption_images", spy)
+    for i in range(3):
+        assert cv2.imwrite(str(tmp_path / f"p{i}.jpg"), cv2.resize(shot_frame("red", i), (1200, 900)))
+    result = cli("image", tmp_path, "--model", tiny_model, "--beam-size", "1", "--batch-size", "2")
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 3 and seen == [(224, 224, 3)] * 3
+
+
 def test_image_reports_bad_files_and_goes_on(tmp_path, tiny_model) -> None:
     good = tmp_path / "good.png"
     cv2.imwrite(str(good), shot_frame("red", 0))
