@@ -60,6 +60,12 @@ _TIME_EPS = 1e-3
 #: put one every 2-10 s; screen recorders and intra-refresh streams only at the start).
 FAST_GAP_WARNING_S = 30.0
 
+#: A timestamp this many seconds behind the one before starts the clock again: recordings
+#: joined end to end (``cat a.ts b.ts``) restart their timestamps, and the frames after
+#: the join follow those before it. Smaller steps back (B-frame reordering, a muxer's
+#: jitter) are held at the time before, as always.
+_TIME_RESET_S = 1.0
+
 #: Fewer decoded frames than this share of the announced count is worth a warning.
 _SHORT_STREAM_RATIO = 0.9
 
@@ -259,6 +265,7 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
         info = _read_info(path, cap)
         stream_fps = _stream_rate(info.fps)
         clock = _SampleClock(fps)
+        timeline = _Timeline(1.0 / stream_fps)
         prev_time = 0.0
         decoded = 0
         sampled = 0
@@ -266,7 +273,7 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
         while _grab(cap):
             index = decoded
             decoded += 1
-            time = _frame_time(cap, index, stream_fps, prev_time)
+            time = timeline(_frame_time(cap, index, stream_fps))
             prev_time = time
             stats.decoded = decoded
             stats.end_time = time + 1.0 / stream_fps
@@ -281,6 +288,7 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
             sampled += 1
             stats.sampled = sampled
             yield Frame(index=index, time=time, image=image)
+        _log_joins(path, timeline.joins)
         if failed_retrieves:
             log.warning("%s: %d sampled frame(s) could not be decoded and were skipped",
                         path, failed_retrieves)
@@ -307,6 +315,44 @@ def _sample_eps(fps: float) -> float:
 def _stream_rate(fps: float) -> float:
     """The frame rate to time frames by: the container's, unless missing or implausible (then ``FALLBACK_FPS``)."""
     return fps if 0 < fps <= MAX_PLAUSIBLE_FPS else FALLBACK_FPS
+
+
+class _Timeline:
+    """Stream timestamps -> seconds that never go back.
+
+    A small step back is held at the time before. A jump back of more than
+    ``_TIME_RESET_S`` is a join: from there on, times continue ``step`` seconds after
+    the last one (``joins`` counts them). Clamping alone would have given every frame
+    after a join the time before it, so none was ever sampled: the second recording
+    of a joined file was silently left out.
+    """
+
+    def __init__(self, step: float) -> None:
+        self.step = step
+        self.offset = 0.0
+        self.last: float | None = None
+        self.joins = 0
+        #: where each join's part starts, when another timeline saw more of the stream than this one
+        #: does (``iter_keyframes``: every packet, against key frames only); else after ``last``
+        self.anchors: collections.deque[float] = collections.deque()
+
+    def __call__(self, raw: float) -> float:
+        time = raw + self.offset
+        if self.last is not None:
+            if time < self.last - _TIME_RESET_S:
+                start = self.anchors.popleft() if self.anchors else self.last + self.step
+                self.offset += start - time
+                time = start
+                self.joins += 1
+            time = max(time, self.last)
+        self.last = time
+        return time
+
+
+def _log_joins(path: Path, joins: int) -> None:
+    if joins:
+        log.warning("%s: the timestamps start again %d time(s) (recordings joined end to end?); "
+                    "each part is captioned after the one before it", path, joins)
 
 
 class _SampleClock:
@@ -459,8 +505,8 @@ def _grab(cap: Any) -> bool:
     return False
 
 
-def _frame_time(cap: Any, index: int, stream_fps: float, prev_time: float) -> float:
-    """Seconds of the frame just grabbed, clamped so times never go backwards.
+def _frame_time(cap: Any, index: int, stream_fps: float) -> float:
+    """Seconds of the frame just grabbed, as the stream says (``_Timeline`` keeps them from going back).
 
     After ``grab()`` FFmpeg's ``CAP_PROP_POS_MSEC`` is the presentation time of
     that frame (relative to the stream start). Backends without timestamps
@@ -474,7 +520,7 @@ def _frame_time(cap: Any, index: int, stream_fps: float, prev_time: float) -> fl
         time = msec / 1000.0
     else:
         time = index / stream_fps
-    return max(time, prev_time)
+    return time
 
 
 def _retrieve(cap: Any) -> np.ndarray | None:
@@ -604,6 +650,12 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         # times from the first packet's timestamp, as OpenCV gives them (an AVI may start at one frame)
         origin: float | None = None
         clock = _SampleClock(fps)
+        # Joined recordings (see _Timeline): found on the packets' decode times, which only go forward
+        # within a recording (a presentation time may step back: B-frames come after what they precede).
+        # A join's part starts one frame after the latest presentation time before it, as in iter_frames;
+        # the key frames' timeline takes that start from the packets, which saw every frame.
+        frame_times = _Timeline(1.0 / rate)
+        offset, last_dts, shown_until = 0.0, None, 0.0
         n, bad, stopped = 0, 0, ""
         longest_gap, last_time = 0.0, 0.0  # the longest stretch the key frames leave unseen (a warning below)
         # Frame numbers count every packet, decoded or not (``Frame.index`` is the frame's place in
@@ -628,7 +680,14 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                     stats.decoded += 1
                     if origin is None:
                         origin = float(packet.pts * time_base)
-                    stats.end_time = max(stats.end_time, packet.pts * time_base + length - origin)
+                    pts = float(packet.pts * time_base) - origin
+                    dts = float(packet.dts * time_base) - origin if packet.dts is not None else pts
+                    if last_dts is not None and dts + offset < last_dts - _TIME_RESET_S:
+                        offset = shown_until + 1.0 / rate - pts
+                        frame_times.anchors.append(shown_until + 1.0 / rate)
+                    last_dts = dts + offset
+                    shown_until = max(shown_until, pts + offset)
+                    stats.end_time = max(stats.end_time, pts + offset + length)
             try:
                 frames = packet.decode()
             except Exception:  # a damaged packet: skip it, the next key frame may be fine
@@ -639,7 +698,7 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
             for frame in frames:
                 index = keys.popleft() if keys else max(0, position - 1)
                 # no timestamps: the frame number is the only clock, as in iter_frames
-                t = max(0.0, float(frame.time) - (origin or 0.0)) if frame.time is not None else index / rate
+                t = frame_times(max(0.0, float(frame.time) - (origin or 0.0)) if frame.time is not None else index / rate)
                 if not clock.due(t):
                     continue
                 n += 1
@@ -647,6 +706,7 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                 clock.take(t)
                 longest_gap, last_time = max(longest_gap, t - last_time), t
                 yield Frame(index=index, time=t, image=_upright(frame))
+        _log_joins(p, frame_times.joins)
         if not time_base or origin is None:  # no packet timestamps: the stream ends after its last frame
             stats.decoded = position
             stats.end_time = position / rate

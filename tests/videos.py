@@ -331,3 +331,26 @@ def make_audio(path: str | os.PathLike[str], seconds: float = 1.0, rate: int = 1
         for packet in stream.encode():
             out.mux(packet)
     return path
+
+
+def joined_recordings(path: str | os.PathLike[str], looks: list[str], seconds: float = 3.0, fps: int = 10,
+                      size: tuple[int, int] = (64, 48)) -> Path:
+    """MPEG-TS recordings joined end to end as ``cat a.ts b.ts`` joins them: each part's timestamps start at 0 again."""
+    import av
+
+    path = Path(path)
+    data = b""
+    for n, look in enumerate(looks):
+        part = path.with_name(f".part{n}.ts")
+        with av.open(str(part), "w", format="mpegts") as out:
+            stream = out.add_stream("mpeg2video", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+            for i in range(int(seconds * fps)):
+                for packet in stream.encode(av.VideoFrame.from_ndarray(shot_frame(look, i, size), format="rgb24")):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+        data += part.read_bytes()
+        part.unlink()
+    path.write_bytes(data)
+    return path
