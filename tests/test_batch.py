@@ -201,6 +201,38 @@ def test_sigkill_midway_then_rerun_completes(tmp_path, tiny_model):
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
 
+def test_a_file_that_crashes_the_batch_process_is_not_met_again_forever(tmp_path, tiny_model):
+    """With one worker a batch captions in its own process: a file that crashes it (a decoder segfault) ended the
+    batch, and every rerun met it again, so the files after it were never captioned. A marker beside the report names
+    the file in progress; the next run captions that file alone in a worker process first, then the rest."""
+    tree = tmp_path / "in"
+    for i, name in enumerate(["a.mp4", "crash.mp4", "z.mp4"]):
+        make_video(tree / name, [(["red", "blue", "green"][i], 1.0)], seed=i)
+    out = tmp_path / "out"
+    marker = out / ".captioner-batch-running"
+
+    def run(**env):
+        return subprocess.run([sys.executable, str(Path(__file__).parent / "crash_batch.py"), "batch", str(tree),
+                               "-o", str(out), "--model", str(tiny_model), "--beam-size", "1", "-q"],
+                              env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+
+    first = run()
+    assert first.returncode == 139 and marker.read_bytes() == os.fsencode(tree / "crash.mp4")
+    assert (out / "a.srt").exists() and not (out / "z.srt").exists()  # the crash stopped the batch there
+    again = run(CRASH_WORKERS="1")  # it crashes its own process too: reported, and the batch goes on
+    assert again.returncode == 1, again.stderr
+    assert again.stderr == f"error: {tree / 'crash.mp4'}: the worker process died on this file (it exited abruptly)\n"
+    rows = by_name(read_report(out / REPORT_NAME))
+    assert rows["crash.mp4"]["status"] == "failed" and rows["z.mp4"]["status"] == "ok" and not marker.exists()
+
+    (out / "z.srt").unlink()
+    assert run().returncode == 139  # killed on crash.mp4 again; this time that file is innocent in a process of its own
+    last = run()
+    assert last.returncode == 0, last.stderr
+    rows = by_name(read_report(out / REPORT_NAME))
+    assert rows["crash.mp4"]["status"] == "ok" and rows["z.mp4"]["status"] == "ok" and not marker.exists()
+
+
 @pytest.fixture(scope="module")
 def small_tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("engines") / "in"

@@ -22,7 +22,7 @@ from typing import Callable, Literal
 from ..config import CaptionConfig
 from ..errors import CaptionerError
 from .job import BatchJob, FileResult, ResultCallback, Status, caption_one, run_job
-from .local import run_local
+from .local import MARKER_NAME, run_local
 from .plan import BatchPlan, find_files, plan_batch
 from .ray import require_ray, run_ray
 from .report import counts, unfinished_results, write_reports
@@ -91,7 +91,9 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
             if engine == "ray":
                 run_ray(plan.jobs, config, address=ray_address, workers=workers, on_result=deliver)
             else:
-                run_local(plan.jobs, config, workers=workers or 1, on_result=deliver)
+                reports_at = plan.report_paths_abs()
+                marker = reports_at[0][0].with_name(MARKER_NAME) if reports_at else None
+                run_local(plan.jobs, config, workers=workers or 1, on_result=deliver, marker=marker)
         except CaptionerError as exc:  # the model or the cluster, not a video: nothing more can run
             fatal = exc
         finally:

@@ -13,6 +13,7 @@ import os
 import time
 from collections import deque
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..config import CaptionConfig, usable_cpus
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def run_local(jobs: Sequence[BatchJob], config: CaptionConfig, *, workers: int = 1,
-              on_result: ResultCallback | None = None) -> list[FileResult]:
+              on_result: ResultCallback | None = None, marker: Path | None = None) -> list[FileResult]:
     """Caption ``jobs`` on this machine; ``on_result`` is called once per video as it finishes.
 
     ``workers=1`` works in this process. More start that many processes ('spawn'),
@@ -31,6 +32,13 @@ def run_local(jobs: Sequence[BatchJob], config: CaptionConfig, *, workers: int =
     crash, out of memory) costs only its file: the files it shared the pool with
     are retried, each suspect alone, and the one that kills a worker again is
     reported failed.
+
+    In this process, a file that crashes it (a segmentation fault in a decoder) ends the
+    batch, and the next run would meet it again and never get past it. So ``marker``
+    (a hidden file beside the report) names the file being captioned while it is; a run
+    that finds a marker left behind captions that file alone in a worker process first
+    (``run_pool``: failed if it crashes that one too, captioned if the batch had only
+    been killed on it), then the rest here.
 
     Raises ``ModelError`` when the model cannot be loaded.
     """
@@ -47,9 +55,22 @@ def run_local(jobs: Sequence[BatchJob], config: CaptionConfig, *, workers: int =
         return results
     config = absolute_model(config)
     if workers <= 1:
+        left = read_marker(marker)
+        suspects = [job for job in jobs if left is not None and str(job.video) == left]
+        if suspects:
+            log.warning("%s: the last batch ended while captioning this file; captioning it in a process "
+                        "of its own first", suspects[0].video)
+            level = logging.getLogger("captioner").getEffectiveLevel()
+            run_pool(suspects, 1, _pool_task, _init_pool_worker, (config, level), deliver)
         captioner = Captioner(config)
-        for job in jobs:
-            deliver(run_job(captioner, job, config))
+        try:
+            for job in jobs:
+                if job in suspects:
+                    continue
+                write_marker(marker, job.video)
+                deliver(run_job(captioner, job, config))
+        finally:  # a Python exception or an interrupt is not the file's doing; a crash never gets here
+            remove_marker(marker)
         return results
     from ..weights import load_runtime_model
 
@@ -66,6 +87,38 @@ def run_local(jobs: Sequence[BatchJob], config: CaptionConfig, *, workers: int =
     level = logging.getLogger("captioner").getEffectiveLevel()
     run_pool(jobs, min(workers, len(jobs)), _pool_task, _init_pool_worker, (config, level), deliver)
     return results
+
+
+#: The hidden file, beside a batch's report, that names the video an in-process batch is captioning.
+MARKER_NAME = ".captioner-batch-running"
+
+
+def write_marker(marker: Path | None, video: Path) -> None:
+    """Name ``video`` in ``marker`` (its path's own bytes, whatever its encoding); a marker that cannot be written is skipped."""
+    if marker is None:
+        return
+    try:
+        tmp = marker.with_name(marker.name + ".tmp")
+        tmp.write_bytes(os.fsencode(str(video)))
+        os.replace(tmp, marker)
+    except OSError as exc:
+        log.debug("cannot write %s: %s", marker, exc)
+
+
+def read_marker(marker: Path | None) -> str | None:
+    """The video a marker names, or None."""
+    try:
+        return os.fsdecode(marker.read_bytes()) if marker is not None else None
+    except OSError:
+        return None
+
+
+def remove_marker(marker: Path | None) -> None:
+    if marker is not None:
+        try:
+            marker.unlink()
+        except OSError:
+            pass
 
 
 _worker_state: dict[str, Any] = {}
