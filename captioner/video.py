@@ -604,7 +604,7 @@ def _upright(frame: Any) -> np.ndarray:
     Phones store portrait video as landscape pixels plus a rotation in the container;
     OpenCV applies it (``iter_frames`` sees the picture upright), PyAV leaves it to the
     caller. Without this, ``--fast`` captioned a phone video lying on its side.
-    ``frame.rotation`` is counter-clockwise degrees, as ``np.rot90`` turns.
+    ``frame.rotation`` (PyAV 15 and later) is counter-clockwise degrees, as ``np.rot90`` turns.
     """
     image = frame.to_ndarray(format="rgb24")
     quarter = round(float(getattr(frame, "rotation", 0) or 0) / 90.0) % 4
