@@ -266,7 +266,6 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
         stream_fps = _stream_rate(info.fps)
         clock = _SampleClock(fps)
         timeline = _Timeline(1.0 / stream_fps)
-        prev_time = 0.0
         decoded = 0
         sampled = 0
         failed_retrieves = 0
@@ -274,7 +273,6 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
             index = decoded
             decoded += 1
             time = timeline(_frame_time(cap, index, stream_fps))
-            prev_time = time
             stats.decoded = decoded
             stats.end_time = time + 1.0 / stream_fps
             if not clock.due(time):
@@ -299,7 +297,7 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
             log.warning(
                 "%s: decoding stopped after %d of the %d frames the container announces "
                 "(%.1f s); the file may be damaged or truncated, captioning what was read",
-                path, decoded, info.frame_count, prev_time,
+                path, decoded, info.frame_count, timeline.last or 0.0,
             )
         else:
             log.debug("%s: decoded %d frames, sampled %d", path, decoded, sampled)
