@@ -326,13 +326,15 @@ def captioner_wrote(path: Path) -> bool:
     every caption line is made of the characters captions are made of (``_OWN_LINE_RE``).
     An empty file has nothing to lose. A file edited since (capitalised, punctuated) is not ours.
     """
+    fmt = path.suffix.lower().lstrip(".")
     try:
         if path.stat().st_size > _OWN_MAX_BYTES:
             return False
+        if fmt == "html":
+            return is_review_page(path)  # it reads the page's head only
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
-    fmt = path.suffix.lower().lstrip(".")
     if fmt == "json":
         try:
             data = json.loads(text)
@@ -340,8 +342,6 @@ def captioner_wrote(path: Path) -> bool:
             return False
         meta = data.get("metadata") if isinstance(data, dict) else None
         return isinstance(meta, dict) and "model" in meta and isinstance(data.get("cues"), list)
-    if fmt == "html":
-        return is_review_page(path)
     lines = [line.strip() for line in text.splitlines()]
     if fmt == "vtt" and lines and lines[0] == "WEBVTT":
         lines = lines[1:]
