@@ -263,7 +263,7 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
             f"{thumb}<div class=\"body\"><div class=\"meta\">"
             f'<span class="num">{i + 1}</span>'
             f'<span class="time">{_clock(cue.start)} – {_clock(cue.end)}</span>'
-            f'<span class="conf" title="confidence: geometric-mean probability of the caption\'s words">'
+            f'<span class="conf" title="confidence: how likely the caption says something the picture shows">'
             f"{c['confidence']:.2f}</span>"
             + ('<span class="flag" title="confidence below '
                f'{review.low_confidence:.2f}: check this caption">check</span>' if flagged else "")
@@ -290,7 +290,7 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
 <p id="video-error" class="notice" hidden></p>
 <p id="status" class="hint" aria-live="polite">Click a caption to jump there; click its text to edit it.</p>
 <dl class="legend">
-<dt><span class="flag">check</span></dt><dd>confidence below {review.low_confidence:.2f} (the geometric-mean probability of the caption's words): look at these first</dd>
+<dt><span class="flag">check</span></dt><dd>confidence below {review.low_confidence:.2f} (how likely the caption says something the picture shows, from how close its words sit to the picture): look at these first</dd>
 <dt><span class="chip">word</span></dt><dd>concept words the model was given for this caption: objects recognised in the cue's frames (probability on hover)</dd>
 <dt>edits</dt><dd>are kept in this browser for this video and model until discarded; the downloads contain them</dd>
 </dl>

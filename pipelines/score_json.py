@@ -2,7 +2,8 @@
 
 Each video's caption is the text of its longest cue; it is scored against all the video's
 references with the COCO caption code (``evaluate.coco_scores``), plus the invented-person
-measure (``evaluate.person_scores``). The MSR-VTT test figure of the quality issue:
+measure (``evaluate.person_scores``), and how well each scored cue's ``confidence`` tells good
+captions from bad (``confidence_scores``). The MSR-VTT test figure of the quality issue:
 
     captioner batch .cache/msrvtt/test -o .cache/msrvtt/test-json -f json --workers 2
     python -m pipelines.score_json .cache/msrvtt/test-json --refs .cache/msrvtt/test/refs.tsv
@@ -15,12 +16,17 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+
+from captioner.config import ReviewConfig
+
 from .common import captions_by_file
 from .evaluate import coco_scores, longest_text, person_scores
 
 
-def longest_cues(folder: Path) -> dict[str, str]:
-    """Video id (file stem) -> text of its longest cue ('' for a video with no cue)."""
+def longest_cues(folder: Path, confidences: dict[str, float] | None = None) -> dict[str, str]:
+    """Video id (file stem) -> text of its longest cue ('' for a video with no cue); ``confidences``,
+    if given, is filled with each such cue's confidence."""
     out = {}
     for p in sorted(folder.rglob("*.json")):
         try:
@@ -29,8 +35,34 @@ def longest_cues(folder: Path) -> dict[str, str]:
             continue
         if not isinstance(data, dict) or "cues" not in data:
             continue  # a batch report or another file
-        out[p.name.split(".")[0]] = longest_text([SimpleNamespace(**c) for c in data["cues"]])
+        cues = [SimpleNamespace(**c) for c in data["cues"]]
+        out[p.name.split(".")[0]] = longest_text(cues)
+        if confidences is not None and cues:
+            confidences[p.name.split(".")[0]] = float(max(cues, key=lambda c: c.end - c.start).confidence)
     return out
+
+
+def confidence_scores(hyps: dict[str, str], refs: dict[str, list[str]], confidences: dict[str, float],
+                      low: float) -> dict[str, float]:
+    """Does a cue's confidence tell good captions from bad? The Spearman rank correlation of the scored
+    cues' confidence with their own CIDEr-D (the corpus scorer's per-video scores), and the mean CIDEr-D
+    of the cues under ``low`` (what the review page marks "check") and of the rest."""
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    from scipy.stats import spearmanr
+
+    videos = sorted(v for v in hyps if v in confidences)
+    if len(videos) < 2:
+        return {}
+    tok = PTBTokenizer()
+    gts = tok.tokenize({v: [{"caption": c} for c in refs[v]] for v in videos})
+    res = tok.tokenize({v: [{"caption": hyps[v] or "a"}] for v in videos})
+    cider = 100 * np.asarray(Cider().compute_score(gts, res)[1])
+    conf = np.array([confidences[v] for v in videos])
+    flagged = conf < low
+    mean = lambda x: round(float(x.mean()), 2) if len(x) else None  # noqa: E731
+    return {"confidence_spearman": round(float(spearmanr(conf, cider)[0]), 3), "flagged": int(flagged.sum()),
+            "flagged_cider": mean(cider[flagged]), "unflagged_cider": mean(cider[~flagged])}
 
 
 #: words that may follow "is"/"are" in the readability count, besides -ing/-ed/-en forms
@@ -64,10 +96,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="write scores and captions as JSON here")
     args = ap.parse_args()
     refs = captions_by_file(args.refs)
-    hyps = {k: v for k, v in longest_cues(args.folder).items() if k in refs}
+    confidences: dict[str, float] = {}
+    hyps = {k: v for k, v in longest_cues(args.folder, confidences).items() if k in refs}
     missing = sorted(set(refs) - set(hyps))
     scores = {**coco_scores(hyps, refs), **person_scores(hyps, refs), "n": len(hyps), "missing": len(missing),
-              "unk_captions": sum("<unk>" in h for h in hyps.values()), **readability(hyps)}
+              "unk_captions": sum("<unk>" in h for h in hyps.values()), **readability(hyps),
+              **confidence_scores(hyps, refs, confidences, ReviewConfig().low_confidence)}
     print(json.dumps(scores))
     if args.out:
         args.out.write_text(json.dumps({"scores": scores, "captions": hyps}, indent=1))

@@ -40,3 +40,30 @@ def test_shipped_model_captions_an_image(shipped):
         assert "<unk>" not in cap.text
         assert all(a != b for a, b in zip(words, words[1:]))
         assert 0.0 < cap.confidence <= 1.0
+
+
+def test_shipped_confidence_is_the_fitted_closeness_of_caption_and_picture(shipped):
+    """A video caption's confidence is sigmoid(a + b x cos(its word vectors, the segment's vector))
+    (``DecodingConfig.confidence_fit``: the words' mean probability hardly tells right from wrong);
+    without the fit it is that mean probability again."""
+    import dataclasses
+
+    import numpy as np
+    from videos import shot_frame
+
+    from captioner.config import CaptionConfig
+    from captioner.pipeline import Captioner
+    from captioner.vse import decode_vector
+
+    enc = shipped.encoder.encode([shot_frame(c, 0, (224, 224)) for c in ("green", "red")])
+    a, b = CaptionConfig().decoding.confidence_fit
+    for grid, probs in zip(enc.grid, enc.probs):
+        cap = shipped.caption_features(grid, probs, video=True)
+        cos = float(shipped.vse.caption_vectors([shipped.vocab.encode(cap.text)[1:-1]])[0] @ decode_vector(cap.vector))
+        assert cap.confidence == pytest.approx(1 / (1 + np.exp(-(a + b * cos))), abs=0.02)
+    plain = Captioner(dataclasses.replace(CaptionConfig(), decoding=dataclasses.replace(
+        CaptionConfig().decoding, confidence_fit=None)))
+    fitted = shipped.caption_features(enc.grid[0], enc.probs[0], video=True)
+    unfitted = plain.caption_features(enc.grid[0], enc.probs[0], video=True)
+    assert unfitted.text == fitted.text and 0.0 < unfitted.confidence < 1.0
+    assert unfitted.confidence != pytest.approx(fitted.confidence, abs=1e-3)
