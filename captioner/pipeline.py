@@ -273,7 +273,7 @@ class Captioner:
             chosen = [self._rerank(h, v, weight, c, agree) for h, v, c in zip(found, vectors, consensus)]
         from .vse import encode_vector
 
-        return [Caption(fix_articles(self.vocab.decode(h.tokens)), round(self._confidence(h, v), 4), self._concept_words(c),
+        return [Caption(fix_articles(self.vocab.decode(h.tokens)), round(self._confidence(h, v, video), 4), self._concept_words(c),
                         "" if v is None or not video else encode_vector(v))
                 for h, c, v in zip(chosen, concepts, vectors)]
 
@@ -317,13 +317,15 @@ class Captioner:
             return hyp
         return cands[int(np.argmax([h.score + float(t) for h, t in zip(cands, total)]))]
 
-    def _confidence(self, hyp: Hypothesis, vector: np.ndarray | None) -> float:
-        """How likely the caption is to say something the picture shows (``DecodingConfig.confidence_fit``).
+    def _confidence(self, hyp: Hypothesis, vector: np.ndarray | None, video: bool) -> float:
+        """How likely the caption is to say something the picture shows (``DecodingConfig.confidence_fit``,
+        photos ``photo_confidence_fit``).
 
         The decoder's own word probabilities hardly tell right captions from wrong ones (its
         likeliest fallbacks are said with the most confidence); how close the caption's words sit
         to the picture's vector does. Without a vector or word vectors: the words' mean probability."""
-        fit = self.config.decoding.confidence_fit
+        d = self.config.decoding
+        fit = d.confidence_fit if video else d.photo_confidence_fit
         if fit is None or vector is None or self.vse is None or self.vse.words is None:
             return hyp.confidence
         cos = float(self.vse.caption_vectors([hyp.tokens])[0] @ vector)
