@@ -197,6 +197,9 @@ class OutputConfig:
     # reading speed: a cue stays up at least len(text) / this many seconds (subtitle style
     # guides ask for 17-20 characters per second for adults); 0 = no limit
     max_chars_per_second: float = 20.0
+    # video cues whose confidence (DecodingConfig.confidence_fit) is below this are left out (whisper's
+    # thresholds for unsure segments): 0.5 drops the captions more likely wrong than right; 0 keeps all
+    min_confidence: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,7 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
               max_segment: float | None = None, min_duration: float | None = None,
               shot_threshold: float | None = None, formats: tuple[str, ...] | list[str] | None = None,
               max_line_width: int | None = None, max_line_count: int | None = None,
+              min_confidence: float | None = None,
               threads: int | None = None, int8: bool | None = None, style: str | None = None,
               rerank_weight: float | None = None, photo_rerank_weight: float | None = None,
               consensus_weight: float | None = None, photo_consensus_weight: float | None = None,
@@ -290,7 +294,8 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
     if min_duration is not None or max_segment is not None:
         segments = replace(segments, min_duration=min(segments.min_duration, segments.max_segment))
     output = replace(c.output, **given(formats=None if formats is None else tuple(formats),
-                                       max_line_width=max_line_width, max_line_count=max_line_count))
+                                       max_line_width=max_line_width, max_line_count=max_line_count,
+                                       min_confidence=min_confidence))
     return replace(
         c,
         **given(model_dir=None if model_dir is None else Path(model_dir), threads=threads),

@@ -523,7 +523,11 @@ class Captioner:
         if progress:
             progress(Progress("segments", out.n_segments, out.n_segments))
         seg, fmt = self.config.segments, self.config.output
-        cues = layout_cues(out.cues, duration, max_duration=seg.max_segment, min_duration=seg.min_duration,
+        kept = [c for c in out.cues if c.confidence >= fmt.min_confidence]
+        if len(kept) < len(out.cues):
+            log.info("%s: %d of %d cues left out (confidence under %.2f)", info.path, len(out.cues) - len(kept),
+                     len(out.cues), fmt.min_confidence)
+        cues = layout_cues(kept, duration, max_duration=seg.max_segment, min_duration=seg.min_duration,
                            max_chars_per_second=fmt.max_chars_per_second, max_line_width=fmt.max_line_width,
                            max_line_count=fmt.max_line_count)
         timings = {

@@ -112,6 +112,24 @@ def test_max_line_width_is_respected(tmp_path, clip, tiny_model, monkeypatch) ->
     assert (tmp_path / "talk.txt").read_text(encoding="utf-8") == long + "\n"  # txt is never wrapped
 
 
+def test_min_confidence_leaves_out_unsure_cues(tmp_path, clip, tiny_model, monkeypatch) -> None:
+    # the clip's two shots get one unsure and one sure caption
+    said = [Caption("a red wall", 0.3), Caption("a checkered floor", 0.8)]
+    monkeypatch.setattr(Captioner, "caption_batch", lambda self, items, **_: said[: len(items)])
+    video = _copy(clip, tmp_path / "talk.mp4")
+    texts = {}
+    for threshold in ("0", "0.5", "0.9"):
+        out = tmp_path / threshold
+        result = cli("run", video, "-o", out, "-f", "json,srt", "--model", tiny_model, "--min-duration", "0.5",
+                     "--min-confidence", threshold, "-q")
+        assert result.exit_code == 0, result.stderr
+        texts[threshold] = [c["text"] for c in json.loads((out / "talk.json").read_text(encoding="utf-8"))["cues"]]
+        assert [c.content for c in srt.parse((out / "talk.srt").read_text(encoding="utf-8"))] == texts[threshold]
+    assert texts == {"0": ["a red wall", "a checkered floor"], "0.5": ["a checkered floor"], "0.9": []}
+    bad = cli("run", video, "--model", tiny_model, "--min-confidence", "1.5")
+    assert bad.exit_code == 2 and "min-confidence" in bad.stderr
+
+
 def test_several_videos_one_bad(tmp_path, clip, tiny_model) -> None:
     a = _copy(clip, tmp_path / "a.mp4")
     bad = tmp_path / "b.mp4"
