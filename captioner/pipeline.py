@@ -524,7 +524,10 @@ class Captioner:
             progress(Progress("segments", out.n_segments, out.n_segments))
         seg, fmt = self.config.segments, self.config.output
         kept = [c for c in out.cues if c.confidence >= fmt.min_confidence]
-        if len(kept) < len(out.cues):
+        if out.cues and not kept:  # an empty subtitle file needs saying
+            log.warning("%s: all %d cues have confidence under %.2f (--min-confidence): no captions",
+                        info.path, len(out.cues), fmt.min_confidence)
+        elif len(kept) < len(out.cues):
             log.info("%s: %d of %d cues left out (confidence under %.2f)", info.path, len(out.cues) - len(kept),
                      len(out.cues), fmt.min_confidence)
         cues = layout_cues(kept, duration, max_duration=seg.max_segment, min_duration=seg.min_duration,

@@ -126,6 +126,8 @@ def test_min_confidence_leaves_out_unsure_cues(tmp_path, clip, tiny_model, monke
         texts[threshold] = [c["text"] for c in json.loads((out / "talk.json").read_text(encoding="utf-8"))["cues"]]
         assert [c.content for c in srt.parse((out / "talk.srt").read_text(encoding="utf-8"))] == texts[threshold]
     assert texts == {"0": ["a red wall", "a checkered floor"], "0.5": ["a checkered floor"], "0.9": []}
+    said_all = cli("run", video, "-o", tmp_path / "none", "--model", tiny_model, "--min-confidence", "0.9")
+    assert said_all.exit_code == 0 and "no captions" in said_all.stderr  # an empty file is not silent
     bad = cli("run", video, "--model", tiny_model, "--min-confidence", "1.5")
     assert bad.exit_code == 2 and "min-confidence" in bad.stderr
 
