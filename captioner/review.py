@@ -273,6 +273,9 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
             + "</div></li>"
         )
     empty = "" if rows else '<p class="empty">No captions: nothing was recognised in this video.</p>'
+    # a long video's cues to check are few among many: a reviewer goes through them first
+    filter_box = (f'<label class="filter"><input type="checkbox" id="only-check"> show only the {len(low)} '
+                  f'cue{"s" * (len(low) != 1)} to check</label>\n' if low else "")
     body = f"""<header class="bar">
 <div class="title"><h1>{_e(v['name'] or 'video')}</h1>
 <p class="facts">{' · '.join(_e(f) for f in facts)} · <span class="model">{_e(model_text)}</span></p></div>
@@ -296,7 +299,7 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
 </dl>
 </section>
 <section class="list">
-{empty}<ol id="cues" class="cues">
+{filter_box}{empty}<ol id="cues" class="cues">
 {chr(10).join(rows)}
 </ol>
 </section>

@@ -215,6 +215,10 @@ def test_low_confidence_cues_are_marked(tmp_path):
                        page=tmp_path / "v.html")
     assert re.findall(r'<li class="(cue[^"]*)"', page) == ["cue", "cue low"]
     assert "below 0.50" in page
+    assert "show only the 1 cue to check" in page and 'id="only-check"' in page
+    sure = format_html(cues[:1], {"video": {"path": "v.mp4"}, "model": {}}, [], review=ReviewConfig(low_confidence=0.5),
+                       page=tmp_path / "v.html")
+    assert 'id="only-check"' not in sure  # nothing to check: no filter
 
 
 def test_batch_writes_pages_and_an_index(archive):
@@ -458,4 +462,25 @@ def test_index_filter_finds_a_video_by_a_caption_word_and_opens_its_page(browser
     wait_for(browser, lambda d: d.execute_script("return document.readyState") == "complete")
     assert browser.find_element("css selector", "h1").text == "other.webm"
     assert len(rows(browser)) == len(cues_of(archive["other"]))
+    assert console_errors(browser) == []
+
+
+def test_the_filter_shows_only_the_cues_to_check(browser, tmp_path):
+    video = webm(tmp_path / "clip.webm", ARCHIVE_A)
+    cues = [Cue(0, 3, "sure", 0.9), Cue(3, 6, "unsure", 0.2), Cue(6, 9, "also unsure", 0.4)]
+    page = tmp_path / "clip.html"
+    page.write_text(format_html(cues, {"video": {"path": str(video.path)}, "model": {}}, [],
+                                review=ReviewConfig(low_confidence=0.5), page=page), encoding="utf-8")
+    open_page(browser, page)
+    box = browser.find_element("id", "only-check")
+    shown = lambda: [r.find_element("css selector", ".text").text for r in rows(browser) if r.is_displayed()]  # noqa: E731
+    assert shown() == ["sure", "unsure", "also unsure"]
+    browser.find_element("css selector", "label.filter").click()
+    assert box.is_selected() and shown() == ["unsure", "also unsure"]
+    shot(browser, "review-filter.png", tmp_path)
+    rows(browser)[2].find_element("css selector", ".time").click()  # a shown row still seeks
+    wait_for(browser, lambda d: not d.execute_script("return document.getElementById('video').seeking"))
+    assert 6 <= current_time(browser) < 9
+    box.click()
+    assert shown() == ["sure", "unsure", "also unsure"]
     assert console_errors(browser) == []

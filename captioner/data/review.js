@@ -11,6 +11,11 @@
   var discardButton = document.getElementById("discard");
   var storageKey = "captioner.edits:" + (data.model.sha256 || data.model.name || "") + ":" + data.video.path;
   var active = -1;
+  var onlyCheck = document.getElementById("only-check");
+  if (onlyCheck) {
+    onlyCheck.checked = false;  // a reload shows every cue again
+    onlyCheck.addEventListener("change", function () { list.classList.toggle("only-check", onlyCheck.checked); });
+  }
   var edits = loadEdits();
 
   // ---------------------------------------------------------------- text rules (as subtitles.py)
