@@ -356,7 +356,7 @@ def format_index(entries: Sequence[IndexEntry], index: Path, title: str = "Capti
     """The archive index for ``entries``, to be written at ``index``."""
     folder = Path(index).parent
     rows, videos = [], []
-    total_cues = 0
+    total_cues = total_check = 0
     counts: dict[str, int] = {}
     for entry in sorted(entries, key=lambda e: e.shown):
         counts[entry.status] = counts.get(entry.status, 0) + 1
@@ -364,6 +364,9 @@ def format_index(entries: Sequence[IndexEntry], index: Path, title: str = "Capti
         href = _href(entry.page, folder) if data is not None else ""
         cues = data["cues"] if data else []
         total_cues += len(cues)
+        low = data.get("low_confidence", 0.0) if data else 0.0
+        to_check = sum(1 for c in cues if isinstance(c.get("confidence"), (int, float)) and c["confidence"] < low)
+        total_check += to_check
         duration = (data or {}).get("video", {}).get("duration")
         thumb = (f'<img class="thumb" src="data:image/jpeg;base64,{_e(data["thumbnail"])}" alt="">'
                  if data and data.get("thumbnail") else '<div class="thumb none" aria-hidden="true"></div>')
@@ -377,11 +380,12 @@ def format_index(entries: Sequence[IndexEntry], index: Path, title: str = "Capti
             f'<td class="name">{name}{first}{reason}<ul class="hits" hidden></ul></td>'
             f'<td class="num">{_e(_clock(duration, 0)) if isinstance(duration, (int, float)) else "–"}</td>'
             f'<td class="num">{len(cues) if data else "–"}</td>'
+            f'<td class="num">{to_check if data else "–"}</td>'
             f'<td><span class="status {status}">{_STATUS_TEXT[status]}</span></td></tr>'
         )
         videos.append({"name": entry.shown, "href": href,
                        "captions": [[c.get("start", 0), c.get("text", "")] for c in cues]})
-    summary = [f"{len(entries)} video{'s' * (len(entries) != 1)}", f"{total_cues} cues"]
+    summary = [f"{len(entries)} video{'s' * (len(entries) != 1)}", f"{total_cues} cues", f"{total_check} to check"]
     summary += [f"{n} {_STATUS_TEXT.get(s, s)}" for s, n in sorted(counts.items()) if s != "ok"]
     body = f"""<header class="bar">
 <div class="title"><h1>{_e(title)}</h1><p class="facts">{_e(' · '.join(summary))}</p></div>
@@ -390,7 +394,7 @@ def format_index(entries: Sequence[IndexEntry], index: Path, title: str = "Capti
 </header>
 <main class="index">
 <table class="videos">
-<thead><tr><th></th><th>video</th><th class="num">length</th><th class="num">cues</th><th>status</th></tr></thead>
+<thead><tr><th></th><th>video</th><th class="num">length</th><th class="num">cues</th><th class="num" title="cues whose confidence is below the page's mark: look at these first">to check</th><th>status</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody>

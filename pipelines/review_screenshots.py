@@ -104,7 +104,7 @@ def main() -> None:
         driver.set_window_size(1200, 520)
         driver.get((out / "index.html").as_uri())
         time.sleep(0.5)
-        driver.find_element("id", "filter").send_keys("woman")
+        driver.find_element("id", "filter").send_keys("dog")
         time.sleep(0.3)
         save(driver, args.out / "review-index.png")
     finally:

@@ -276,6 +276,20 @@ def test_format_index_without_pages_lists_every_status(tmp_path):
     assert "&lt;img src=x onerror=alert(1)&gt; broken" in page and "<img src=x" not in page
 
 
+def test_index_counts_each_videos_cues_to_check(tmp_path):
+    meta = {"video": {"path": "v.mp4", "duration": 9.0}, "model": {}}
+    pages = []
+    for name, confidences in (("a", [0.9, 0.2, 0.4]), ("b", [0.8])):
+        page = tmp_path / f"{name}.html"
+        page.write_text(format_html([Cue(i, i + 1, f"cue {i}", c) for i, c in enumerate(confidences)], meta, [],
+                                    review=ReviewConfig(low_confidence=0.5), page=page), encoding="utf-8")
+        pages.append(IndexEntry(f"{name}.mp4", "ok", page=page))
+    index = format_index(pages + [IndexEntry("c.mp4", "failed", "broken")], tmp_path / "index.html")
+    cells = [re.findall(r'<td class="num">([^<]*)</td>', row) for row in re.findall(r"<tr class=\"video.*?</tr>", index)]
+    assert cells == [["0:09", "3", "2"], ["0:09", "1", "0"], ["–", "–", "–"]]  # length, cues, to check
+    assert "4 cues · 2 to check" in index
+
+
 # --------------------------------------------------------------------------- in a browser
 
 
