@@ -96,13 +96,18 @@ def caption_encoded(cap: Captioner, set_name: str, names: Sequence[str]) -> dict
 MSRVTT_VIDEOS = CACHE / "msrvtt"
 
 
-def longest_text(cues) -> str:
-    """A video's caption for scoring: the text of its longest cue ('' without cues).
+def longest_cue(cues):
+    """The cue a video is scored by: its longest (None without cues).
 
     Cues are anything with ``start``, ``end`` and ``text`` (``subtitles.Cue``, or
     ``SimpleNamespace(**cue)`` from a JSON output).
     """
-    longest = max(cues, key=lambda c: c.end - c.start, default=None)
+    return max(cues, key=lambda c: c.end - c.start, default=None)
+
+
+def longest_text(cues) -> str:
+    """A video's caption for scoring: the text of its longest cue ('' without cues)."""
+    longest = longest_cue(cues)
     return longest.text if longest else ""
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from captioner.config import ReviewConfig
 
 from .common import captions_by_file
-from .evaluate import coco_scores, longest_text, person_scores
+from .evaluate import coco_scores, longest_cue, person_scores
 
 
 def longest_cues(folder: Path, confidences: dict[str, float] | None = None) -> dict[str, str]:
@@ -35,10 +35,11 @@ def longest_cues(folder: Path, confidences: dict[str, float] | None = None) -> d
             continue
         if not isinstance(data, dict) or "cues" not in data:
             continue  # a batch report or another file
-        cues = [SimpleNamespace(**c) for c in data["cues"]]
-        out[p.name.split(".")[0]] = longest_text(cues)
-        if confidences is not None and cues:
-            confidences[p.name.split(".")[0]] = float(max(cues, key=lambda c: c.end - c.start).confidence)
+        video = p.name.split(".")[0]
+        longest = longest_cue([SimpleNamespace(**c) for c in data["cues"]])
+        out[video] = longest.text if longest else ""
+        if confidences is not None and longest:
+            confidences[video] = float(longest.confidence)
     return out
 
 
