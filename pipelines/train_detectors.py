@@ -202,6 +202,47 @@ def platt(logit: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 200) -
     return a.detach().numpy(), b.detach().numpy()
 
 
+def fit(xtr: np.ndarray, ytr: np.ndarray, xho: np.ndarray, yho: np.ndarray, words: list[str], epochs: int,
+        batch: int, lr: float, rng: np.random.Generator, history: list[dict] | None = None,
+        rows: np.ndarray | None = None) -> tuple[Detectors, np.ndarray]:
+    """Train detectors on the training pictures (``rows`` of ``xtr``, default all) and Platt-calibrate each
+    word on the held-out ones (monotone, so AP is unchanged). Returns them and their uncalibrated
+    held-out probabilities; each epoch's held-out mAP is appended to ``history``."""
+    rows = np.arange(len(xtr)) if rows is None else rows
+    prior = ytr[rows].mean(0).clip(1e-4, 0.5)
+    cell = 1 - (1 - prior) ** (1 / xtr.shape[1])
+    weight = torch.zeros(xtr.shape[2], len(words), requires_grad=True)
+    bias = torch.tensor(np.log(cell / (1 - cell)), dtype=torch.float32, requires_grad=True)
+    opt = torch.optim.Adam([weight, bias], lr=lr)
+    steps = math.ceil(len(rows) / batch) * epochs
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    for epoch in range(1, epochs + 1):
+        te = time.time()
+        order = rng.permutation(rows)
+        losses = []
+        for s in range(0, len(order), batch):
+            idx = np.sort(order[s : s + batch])
+            x = torch.from_numpy(xtr[idx].astype(np.float32))
+            y = torch.from_numpy(ytr[idx])
+            loss = noisy_or_loss(x @ weight + bias, y) * len(words) + 1e-5 * (weight ** 2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+        det = Detectors(tuple(words), weight.detach().numpy().copy(), bias.detach().numpy().copy(),
+                        np.ones(len(words), np.float32), np.zeros(len(words), np.float32))
+        pho = np.concatenate([det.frame_probs(xho[s : s + 512]) for s in range(0, len(xho), 512)])
+        m = float(np.nanmean([average_precision(pho[:, j], yho[:, j]) for j in range(len(words))]))
+        if history is not None:
+            history.append({"epoch": epoch, "loss": float(np.mean(losses)), "heldout_mAP": round(100 * m, 2),
+                            "seconds": round(time.time() - te)})
+            log.info("epoch %d: %s", epoch, history[-1])
+    logit = np.log(np.clip(pho, 1e-7, 1 - 1e-7)) - np.log(np.clip(1 - pho, 1e-7, 1))
+    a, b = platt(logit, yho)
+    return Detectors(tuple(words), det.weight, det.bias, a.astype(np.float32), b.astype(np.float32)), pho
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--encoder", default="efficientnet-lite0")
@@ -236,42 +277,9 @@ def main() -> None:
 
     xtr, ytr, _ = stack(args.encoder, sets, labels, words, "train")
     xho, yho, who = stack(args.encoder, sets, labels, words, "heldout")
-    prior = ytr.mean(0).clip(1e-4, 0.5)
-    cell = 1 - (1 - prior) ** (1 / xtr.shape[1])
-    weight = torch.zeros(xtr.shape[2], len(words), requires_grad=True)
-    bias = torch.tensor(np.log(cell / (1 - cell)), dtype=torch.float32, requires_grad=True)
-    opt = torch.optim.Adam([weight, bias], lr=args.lr)
-    steps = math.ceil(len(xtr) / args.batch) * args.epochs
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.1)
-    history = []
-    for epoch in range(1, args.epochs + 1):
-        te = time.time()
-        order = rng.permutation(len(xtr))
-        losses = []
-        for s in range(0, len(order), args.batch):
-            idx = np.sort(order[s : s + args.batch])
-            x = torch.from_numpy(xtr[idx].astype(np.float32))
-            y = torch.from_numpy(ytr[idx])
-            loss = noisy_or_loss(x @ weight + bias, y) * len(words) + 1e-5 * (weight ** 2).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-        det = Detectors(tuple(words), weight.detach().numpy().copy(), bias.detach().numpy().copy(),
-                        np.ones(len(words), np.float32), np.zeros(len(words), np.float32))
-        pho = np.concatenate([det.frame_probs(xho[s : s + 512]) for s in range(0, len(xho), 512)])
-        aps = [average_precision(pho[:, j], yho[:, j]) for j in range(len(words))]
-        m = float(np.nanmean(aps))
-        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "heldout_mAP": round(100 * m, 2),
-                        "seconds": round(time.time() - te)})
-        log.info("epoch %d: %s", epoch, history[-1])
-
-    # calibration on held-out pictures (Platt per word; monotone, so AP is unchanged)
-    logit = np.log(np.clip(pho, 1e-7, 1 - 1e-7)) - np.log(np.clip(1 - pho, 1e-7, 1))
-    a, b = platt(logit, yho)
-    det = Detectors(tuple(words), weight.detach().numpy().copy(), bias.detach().numpy().copy(),
-                    a.astype(np.float32), b.astype(np.float32))
+    history: list[dict] = []
+    det, pho = fit(xtr, ytr, xho, yho, words, args.epochs, args.batch, args.lr, rng, history)
+    aps = [average_precision(pho[:, j], yho[:, j]) for j in range(len(words))]
     cal = np.concatenate([det.frame_probs(xho[s : s + 512]) for s in range(0, len(xho), 512)])
     person = cal[:, 0]
     has = yho[:, 0] > 0

@@ -64,9 +64,10 @@ class Pictures:
     low-rank detectors: what the decoder sees at run time).
     """
 
-    def __init__(self, encoder: str, detectors: Detectors | None = None) -> None:
+    def __init__(self, encoder: str, detectors: Detectors | None = None, outputs: Path | None = None) -> None:
         self.encoder = encoder
         self.detectors = detectors
+        self.outputs = outputs
         self.grids: list[np.ndarray] = []
         self.det: list[np.ndarray] = []
         self.probs: list[np.ndarray] = []
@@ -81,7 +82,10 @@ class Pictures:
         take = lambda a: np.asarray(a[idx[order]])[np.argsort(order)]  # noqa: E731  (sorted reads of a memmap)
         grid = take(np.load(d / f"{set_name}_grid.npy", mmap_mode="r"))
         self.grids.append(grid)
-        if self.detectors is None:
+        given = None if self.outputs is None else self.outputs / f"{set_name}_det.npy"
+        if given is not None and given.exists():  # e.g. cross-fitted: as noisy on training pictures as on new ones
+            self.det.append(take(np.load(given, mmap_mode="r")))
+        elif self.detectors is None:
             self.det.append(take(np.load(d / f"{set_name}_det.npy", mmap_mode="r")))
         else:
             self.det.append(np.concatenate([self.detectors.frame_probs(grid[s : s + 256])
@@ -207,6 +211,9 @@ def main() -> None:
     ap.add_argument("--name", default="msrvtt-cc3m-flickr8k-lite0-detectors")
     ap.add_argument("--detector-rank", type=int, default=192,
                     help="ship the detectors as a rank-R factorisation (pipelines.detector_rank; 0 = full)")
+    ap.add_argument("--detector-outputs", type=Path, default=None,
+                    help="folder of <set>_det.npy (rows as the cached features) to feed the concept slots instead of "
+                         "running the detectors: pipelines.crossfit_detectors' out-of-fold outputs")
     ap.add_argument("--export-only", action="store_true", help="export the best epoch of --run to --out, no training")
     ap.add_argument("--styles", action=argparse.BooleanOptionalAction, default=True,
                     help="start captions with a style token by source (vocab.STYLES): video, photo, web (CC3M)")
@@ -227,10 +234,10 @@ def main() -> None:
         det = load_detectors(args.init, json.loads((args.init / MANIFEST).read_text()))
         if det is None:
             raise SystemExit(f"error: {args.init} has no detectors to reuse")
-        pics = Pictures(args.encoder, detectors=det)
+        pics = Pictures(args.encoder, detectors=det, outputs=args.detector_outputs)
     else:
         det = load_trained()
-        pics = Pictures(args.encoder)
+        pics = Pictures(args.encoder, outputs=args.detector_outputs)
     fl_caps = captions_by_file(DATA / "flickr8k" / "captions.tsv")
     fl_train = lim([n for n in flickr_split("train") if n in feature_rows(args.encoder, "flickr8k")])
     fl_dev = lim(flickr_split("dev"))
