@@ -40,7 +40,7 @@ from captioner.weights import read_manifest
 
 from .common import CACHE
 from .extract_features import feature_dir, feature_rows
-from .train_detectors import average_precision, fit, labelled_sets, stack
+from .train_detectors import average_precision, detector_outputs, fit, labelled_sets, stack
 
 log = logging.getLogger("crossfit")
 
@@ -49,15 +49,6 @@ def fold_of(set_name: str, name: str, folds: int) -> int:
     """A picture's fold: by video for MSR-VTT frames (a video's frames share one), by file otherwise."""
     key = name.split("/")[0] if set_name == "msrvtt" else name
     return zlib.crc32(key.encode()) % folds
-
-
-def outputs(det: Detectors, grid: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-    """Per-picture detector probabilities (float16) of ``rows`` of a cached grid (default all), in chunks."""
-    rows = np.arange(len(grid)) if rows is None else rows
-    out = np.zeros((len(rows), len(det.words)), np.float16)
-    for s in range(0, len(rows), 512):
-        out[s : s + 512] = det.frame_probs(np.asarray(grid[rows[s : s + 512]])).astype(np.float16)
-    return out
 
 
 def main() -> None:
@@ -91,12 +82,11 @@ def main() -> None:
     fold0: Detectors | None = None
     for k in range(args.folds):
         t0 = time.time()
-        det, pho = fit(xtr, ytr, xho, yho, words, args.epochs, args.batch, args.lr, rng, rows=np.flatnonzero(fold != k))
+        det, _, aps = fit(xtr, ytr, xho, yho, words, args.epochs, args.batch, args.lr, rng, rows=np.flatnonzero(fold != k))
         mine = np.flatnonzero(fold == k)
-        oof[mine] = outputs(det, xtr, mine)
+        oof[mine] = detector_outputs(det, xtr, mine)
         if fold0 is None:
             fold0 = det
-        aps = [average_precision(pho[:, j], yho[:, j]) for j in range(len(words))]
         report["folds"].append({"fold": k, "pictures": int(len(mine)), "heldout_mAP": round(100 * float(np.nanmean(aps)), 2),
                                 "seconds": round(time.time() - t0)})
         log.info("fold %d: %s", k, report["folds"][-1])
@@ -104,7 +94,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for s in sets:
         grid = np.load(feature_dir(enc) / f"{s['name']}_grid.npy", mmap_mode="r")
-        full = outputs(fold0 if s["name"] == "cc3m" else shipped, grid)
+        full = detector_outputs(fold0 if s["name"] == "cc3m" else shipped, grid)
         if s in paired:
             rows = feature_rows(enc, s["name"])
             mine = [i for i, (sn, _) in enumerate(who) if sn == s["name"]]
@@ -118,7 +108,7 @@ def main() -> None:
         keep = [j for j in range(len(words)) if y[:, j].sum() >= 3]
         grid = np.load(feature_dir(enc) / "msrvtt_grid.npy", mmap_mode="r")
         rows = feature_rows(enc, "msrvtt")
-        ins = outputs(shipped, grid, np.array([rows[who[i][1]] for i in msr]))
+        ins = detector_outputs(shipped, grid, np.array([rows[who[i][1]] for i in msr]))
         report["msrvtt_train_mAP"] = {
             "in_sample": round(100 * float(np.nanmean([average_precision(ins[:, j], y[:, j]) for j in keep])), 2),
             "out_of_fold": round(100 * float(np.nanmean([average_precision(oof[msr][:, j], y[:, j]) for j in keep])), 2),

@@ -204,10 +204,10 @@ def platt(logit: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 200) -
 
 def fit(xtr: np.ndarray, ytr: np.ndarray, xho: np.ndarray, yho: np.ndarray, words: list[str], epochs: int,
         batch: int, lr: float, rng: np.random.Generator, history: list[dict] | None = None,
-        rows: np.ndarray | None = None) -> tuple[Detectors, np.ndarray]:
+        rows: np.ndarray | None = None) -> tuple[Detectors, np.ndarray, list[float]]:
     """Train detectors on the training pictures (``rows`` of ``xtr``, default all) and Platt-calibrate each
-    word on the held-out ones (monotone, so AP is unchanged). Returns them and their uncalibrated
-    held-out probabilities; each epoch's held-out mAP is appended to ``history``."""
+    word on the held-out ones (monotone, so AP is unchanged). Returns them, their uncalibrated held-out
+    probabilities and each word's held-out AP; each epoch's held-out mAP is appended to ``history``."""
     rows = np.arange(len(xtr)) if rows is None else rows
     prior = ytr[rows].mean(0).clip(1e-4, 0.5)
     cell = 1 - (1 - prior) ** (1 / xtr.shape[1])
@@ -233,14 +233,24 @@ def fit(xtr: np.ndarray, ytr: np.ndarray, xho: np.ndarray, yho: np.ndarray, word
         det = Detectors(tuple(words), weight.detach().numpy().copy(), bias.detach().numpy().copy(),
                         np.ones(len(words), np.float32), np.zeros(len(words), np.float32))
         pho = np.concatenate([det.frame_probs(xho[s : s + 512]) for s in range(0, len(xho), 512)])
-        m = float(np.nanmean([average_precision(pho[:, j], yho[:, j]) for j in range(len(words))]))
+        aps = [average_precision(pho[:, j], yho[:, j]) for j in range(len(words))]
+        m = float(np.nanmean(aps))
         if history is not None:
             history.append({"epoch": epoch, "loss": float(np.mean(losses)), "heldout_mAP": round(100 * m, 2),
                             "seconds": round(time.time() - te)})
             log.info("epoch %d: %s", epoch, history[-1])
     logit = np.log(np.clip(pho, 1e-7, 1 - 1e-7)) - np.log(np.clip(1 - pho, 1e-7, 1))
     a, b = platt(logit, yho)
-    return Detectors(tuple(words), det.weight, det.bias, a.astype(np.float32), b.astype(np.float32)), pho
+    return Detectors(tuple(words), det.weight, det.bias, a.astype(np.float32), b.astype(np.float32)), pho, aps
+
+
+def detector_outputs(det: Detectors, grid: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Per-picture detector probabilities (float16) of ``rows`` of a cached grid (default all), 512 at a time."""
+    rows = np.arange(len(grid)) if rows is None else rows
+    out = np.zeros((len(rows), len(det.words)), np.float16)
+    for s in range(0, len(rows), 512):
+        out[s : s + 512] = det.frame_probs(np.asarray(grid[rows[s : s + 512]])).astype(np.float16)
+    return out
 
 
 def main() -> None:
@@ -278,8 +288,7 @@ def main() -> None:
     xtr, ytr, _ = stack(args.encoder, sets, labels, words, "train")
     xho, yho, who = stack(args.encoder, sets, labels, words, "heldout")
     history: list[dict] = []
-    det, pho = fit(xtr, ytr, xho, yho, words, args.epochs, args.batch, args.lr, rng, history)
-    aps = [average_precision(pho[:, j], yho[:, j]) for j in range(len(words))]
+    det, pho, aps = fit(xtr, ytr, xho, yho, words, args.epochs, args.batch, args.lr, rng, history)
     cal = np.concatenate([det.frame_probs(xho[s : s + 512]) for s in range(0, len(xho), 512)])
     person = cal[:, 0]
     has = yho[:, 0] > 0
@@ -317,10 +326,7 @@ def main() -> None:
         if not path.exists():
             continue
         grid = np.load(path, mmap_mode="r")
-        out = np.zeros((len(grid), len(words)), np.float16)
-        for s in range(0, len(grid), 512):
-            out[s : s + 512] = det.frame_probs(np.asarray(grid[s : s + 512])).astype(np.float16)
-        np.save(feature_dir(args.encoder) / f"{name}_det.npy", out)
+        np.save(feature_dir(args.encoder) / f"{name}_det.npy", detector_outputs(det, grid))
         log.info("%s: detector outputs for %d pictures", name, len(grid))
     log.info("done in %.0f s", time.time() - t0)
 

@@ -33,10 +33,10 @@ def test_fit_learns_only_from_the_rows_it_is_given() -> None:
     y_bad[bad, 0] = 1 - y_bad[bad, 0]
     good = np.setdiff1d(np.arange(400), bad)
     torch.manual_seed(0)
-    det, _ = fit(x, y_bad, xho, yho, ["a", "b"], 8, 32, 0.05, np.random.default_rng(0), rows=good)
+    det, _, _ = fit(x, y_bad, xho, yho, ["a", "b"], 8, 32, 0.05, np.random.default_rng(0), rows=good)
     assert average_precision(det.frame_probs(xho)[:, 0], yho[:, 0]) > 0.95
     torch.manual_seed(0)
-    misled, _ = fit(x, y_bad, xho, yho, ["a", "b"], 8, 32, 0.05, np.random.default_rng(0))
+    misled, _, _ = fit(x, y_bad, xho, yho, ["a", "b"], 8, 32, 0.05, np.random.default_rng(0))
     assert average_precision(misled.frame_probs(xho)[:, 0], yho[:, 0]) < 0.8
 
 
