@@ -48,17 +48,15 @@ def confidence_scores(hyps: dict[str, str], refs: dict[str, list[str]], confiden
     """Does a cue's confidence tell good captions from bad? The Spearman rank correlation of the scored
     cues' confidence with their own CIDEr-D (the corpus scorer's per-video scores), and the mean CIDEr-D
     of the cues under ``low`` (what the review page marks "check") and of the rest."""
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
     from scipy.stats import spearmanr
+
+    from .candidate_study import cider_per_candidate
 
     videos = sorted(v for v in hyps if v in confidences)
     if len(videos) < 2:
         return {}
-    tok = PTBTokenizer()
-    gts = tok.tokenize({v: [{"caption": c} for c in refs[v]] for v in videos})
-    res = tok.tokenize({v: [{"caption": hyps[v] or "a"}] for v in videos})
-    cider = 100 * np.asarray(Cider().compute_score(gts, res)[1])
+    per_video = cider_per_candidate({v: [{"text": hyps[v]}] for v in videos}, refs)  # one candidate each
+    cider = np.array([per_video[v][0] for v in videos])
     conf = np.array([confidences[v] for v in videos])
     flagged = conf < low
     mean = lambda x: round(float(x.mean()), 2) if len(x) else None  # noqa: E731
