@@ -44,6 +44,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from captioner.detect import Detectors, load_detectors
+from captioner.vse import SegmentEmbedder
 from captioner.weights import read_manifest
 
 from .common import CACHE, DATA, read_tsv
@@ -92,6 +93,13 @@ def msrvtt_videos(encoder: str) -> tuple[dict[str, list[int]], dict[str, list[st
     train = [v for v in msrvtt_ids("train", frames, held) if v in caps]
     val = [v for v in msrvtt_ids("val", frames, held) if v in caps]
     return frames, caps, train, val
+
+
+def holdout_split(train: list[str], val: list[str], n: int) -> tuple[list[str], list[str]]:
+    """(train less ``n`` videos, val plus them): ``--holdout``'s pool, the same ``n`` videos in every job
+    that asks (a fixed seed), so a map trained without them and a memory built without them agree."""
+    out = set(random.Random(1234).sample(train, n))
+    return [v for v in train if v not in out], val + [v for v in train if v in out]
 
 
 def descriptor(*per_frame: np.ndarray) -> np.ndarray:
@@ -204,10 +212,7 @@ def main() -> None:
 
     frames, caps, train, val = msrvtt_videos(enc)
     if args.holdout:
-        rng_h = random.Random(1234)
-        out = set(rng_h.sample(train, args.holdout))
-        val += [v for v in train if v in out]
-        train = [v for v in train if v not in out]
+        train, val = holdout_split(train, val, args.holdout)
     args.run.mkdir(parents=True, exist_ok=True)
     # the training manifest: tests/test_training_data.py fails if a val/test or demo-clip id is in it
     (args.run / "msrvtt_train_ids.txt").write_text("\n".join(train) + "\n")
@@ -378,15 +383,20 @@ def photo_examples(enc: str, det: Detectors, run: Path, set_name: str, max_pool:
     return x, [refs[n] for n in names]
 
 
+def checkpoint_embedder(ck: dict) -> SegmentEmbedder:
+    """The run-time embedder (``captioner/vse.py``, no memory) of a ``best.pt`` checkpoint's map."""
+    v = ck["vis"]
+    return SegmentEmbedder(ck["mean"].numpy(), ck["std"].numpy(), v["net.0.weight"].T.numpy().copy(),
+                           v["net.0.bias"].numpy(), v["net.3.weight"].T.numpy().copy(), v["net.3.bias"].numpy())
+
+
 def export(checkpoint: Path, out: Path, counts: dict) -> None:
     """Add the checkpoint's visual map to the model folder ``out`` as ``vse.safetensors`` + a ``"vse"`` entry."""
-    from captioner.vse import SegmentEmbedder, save_vse
+    from captioner.vse import save_vse
     from captioner.weights import update_manifest
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    v = ck["vis"]
-    emb = SegmentEmbedder(ck["mean"].numpy(), ck["std"].numpy(), v["net.0.weight"].T.numpy().copy(),
-                          v["net.0.bias"].numpy(), v["net.3.weight"].T.numpy().copy(), v["net.3.bias"].numpy())
+    emb = checkpoint_embedder(ck)
     best = next(h for h in ck["history"] if h["epoch"] == ck["epoch"])
     photos = ", ".join(f"{n} train photos ({k:,})" for n, k in counts.get("photos", {}).items())
     entry = save_vse(out, emb, {"trained_on": f"MSR-VTT train videos ({counts.get('train_videos', '?')})" + (f" and {photos}" if photos else ""),

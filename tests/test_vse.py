@@ -387,3 +387,52 @@ def test_word_prior_is_each_words_closeness_to_the_picture(captioner) -> None:
     assert cap._word_prior(None, 2.0) is None and cap._word_prior(v, 0.0) is None
     cap.vse = small_embedder()
     assert cap._word_prior(v, 2.0) is None  # no word vectors
+
+
+def test_holdout_pool_is_the_same_videos_for_the_map_and_the_memory() -> None:
+    """train_vse --holdout and vse_memory --pool-run take one split: the pool's videos are in neither's training."""
+    from pipelines.train_vse import holdout_split
+
+    train, val = [f"video{i}" for i in range(50)], ["video900", "video901"]
+    kept, pool = holdout_split(train, val, 10)
+    assert (kept, pool) == holdout_split(train, val, 10)  # the same N videos every time
+    assert pool[:2] == val and len(pool) == 12 and len(kept) == 40
+    assert not set(kept) & set(pool) and set(kept) | set(pool) == set(train) | set(val)
+    assert kept == [v for v in train if v in kept]  # training order kept
+
+
+def test_checkpoint_embedder_is_the_trained_map() -> None:
+    """What vse_memory --pool-run scores with (the run-time embedder of best.pt) is the map train_vse evaluated."""
+    import torch
+
+    from pipelines.train_vse import VisualMap, checkpoint_embedder
+
+    torch.manual_seed(0)
+    vis = VisualMap(10, out_dim=6, hidden=8).eval()
+    mean, std = torch.randn(10), torch.rand(10) + 0.5
+    emb = checkpoint_embedder({"vis": vis.state_dict(), "mean": mean, "std": std})
+    x = torch.randn(3, 10)
+    with torch.no_grad():
+        want = vis((x - mean) / std).numpy()
+    got = np.stack([emb.embed_map(r[:6].numpy(), r[6:].numpy()) for r in x])  # 6 pooled dims + 4 detector words
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_memory_grid_scores_the_pool_without_and_with_a_memory() -> None:
+    """A memory of training videos that look like the pool's and whose captions say what the queries say
+    lifts the pool's recall; the first row is the map alone."""
+    from pipelines.train_vse import ranks, recall
+    from pipelines.vse_memory import memory_grid
+
+    rng = np.random.default_rng(0)
+    n, d = 40, 384
+    unit_rows = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    queries = unit_rows(rng.standard_normal((n, d)))
+    pool = unit_rows(0.05 * queries + rng.standard_normal((n, d)) / np.sqrt(d))  # the map sees little of it
+    keys = unit_rows(pool + 0.02 * rng.standard_normal((n, d)))  # a training video like each pool video
+    values = unit_rows(queries + 0.02 * rng.standard_normal((n, d)))  # whose captions say what its query says
+    rows = memory_grid(keys, values, pool, queries, [(1, 0.05, 1.0), (5, 0.05, 0.25)])
+    assert [(r["k"], r["weight"]) for r in rows] == [(0, 0.0), (1, 1.0), (5, 0.25)]
+    assert rows[0] == {"k": 0, "temperature": 0.0, "weight": 0.0, **recall(ranks(queries @ pool.T))}
+    assert rows[0]["R@1"] < 50 and rows[1]["R@1"] == 100.0
+    assert rows[0]["R@1"] < rows[2]["R@1"] <= rows[1]["R@1"]
