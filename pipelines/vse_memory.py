@@ -103,7 +103,13 @@ def main() -> None:
     if args.pool_run:
         import torch
 
-        vse = checkpoint_embedder(torch.load(args.pool_run / "best.pt", map_location="cpu", weights_only=False))
+        if not (args.pool_run / "best.pt").exists():
+            raise SystemExit(f"error: {args.pool_run} has no best.pt (a `train_vse --holdout N --run DIR` run writes one)")
+        ck = torch.load(args.pool_run / "best.pt", map_location="cpu", weights_only=False)
+        if ck["in_dim"] != len(vse.mean):  # --max-pool / --imagenet maps read more than mean cells + detectors
+            raise SystemExit(f"error: {args.pool_run}'s map reads {ck['in_dim']} inputs, the run-time embedder "
+                             f"{len(vse.mean)} (mean-pooled cells and the detectors only)")
+        vse = checkpoint_embedder(ck)
         train, val = holdout_split(train, val, args.holdout)
     args.run.mkdir(parents=True, exist_ok=True)
     # the training manifest: tests/test_training_data.py fails if a val/test or demo-clip id is in it
@@ -134,10 +140,10 @@ def main() -> None:
         settings = GRID if args.grid else [(args.k, args.temperature, args.weight)]
         rows = memory_grid(keys, values, np.stack([vector(v, det) for v in val]), queries, settings)
         for r in sorted(rows, key=lambda r: -r["R@5"]):
-            print(f"k {r['k']:3d}  temperature {r['temperature']:.2f}  weight {r['weight']:.2f}   R@1 {r['R@1']:5.2f}  "
-                  f"R@5 {r['R@5']:5.2f}  R@10 {r['R@10']:5.2f}  median {r['median_rank']:.0f}" if r["k"] else
-                  f"no memory{'':36s}R@1 {r['R@1']:5.2f}  R@5 {r['R@5']:5.2f}  R@10 {r['R@10']:5.2f}  median {r['median_rank']:.0f}")
-        print(f"pool of {len(val)} videos ({'out-of-fold' if args.clean_pool else 'the model'}'s detector outputs), "
+            label = f"k {r['k']:3d}  temperature {r['temperature']:.2f}  weight {r['weight']:.2f}" if r["k"] else "no memory"
+            print(f"{label:42s}  R@1 {r['R@1']:5.2f}  R@5 {r['R@5']:5.2f}  R@10 {r['R@10']:5.2f}  median {r['median_rank']:.0f}")
+        source = "out-of-fold detector outputs" if args.clean_pool else "the model's own detector outputs"
+        print(f"pool of {len(val)} videos ({source}), "
               f"memory of {len(train)} train videos, map {args.pool_run / 'best.pt'}")
         (args.run / "pool_report.json").write_text(json.dumps({"pool_videos": len(val), "memory_videos": len(train),
                                                               "clean": bool(args.clean_pool), "rows": rows}, indent=1))
