@@ -7,6 +7,8 @@ exports: ``captioner.outputs.cache_dir``), which the jobs leave to the runtime.
 
 from __future__ import annotations
 
+import logging
+
 import os
 from pathlib import Path
 from typing import Sequence
@@ -106,24 +108,45 @@ def same_caption_steps(a, b, end: float, steps: int) -> int:
 #: What a model folder holds beside its decoder, kept as it was when a job fine-tunes only the decoder:
 #: the tensor files and the model.json entries that describe them (and the is/are word list).
 COMPANION_ENTRIES = ("detectors", "vse", "grammar")
+BANK_ENTRIES = ("bank", "photo_bank")  # token ids and n-gram keys in the decoder's vocabulary: valid for that one only
 
 
 def carry_companions(init: Path, out: Path, init_manifest: dict) -> None:
-    """Copy ``init``'s detectors, presence head and search vectors into the model folder ``out``, with their entries.
+    """Copy ``init``'s detectors, presence head, search vectors and is/are list into the model folder ``out``.
 
     ``init_manifest`` is ``init``'s model.json as read *before* ``out`` was written (``out`` may be ``init``).
+    The caption banks come too when ``out``'s vocabulary is ``init``'s: they hold token ids and
+    n-gram keys of that vocabulary, so a fine-tune that added words drops them (log: rebuild them
+    with ``pipelines.caption_bank``) rather than ship banks that mean other words.
     """
     import shutil
 
+    from captioner.consensus import PHOTO_TENSORS as PHOTO_BANK_TENSORS, TENSORS as BANK_TENSORS
     from captioner.detect import PRESENCE_TENSORS, TENSORS as DETECTOR_TENSORS
     from captioner.vse import TENSORS as VSE_TENSORS
-    from captioner.weights import update_manifest
+    from captioner.weights import read_manifest, update_manifest
 
+    same_vocab = read_manifest(out).get("vocab") == init_manifest.get("vocab")
+    entries = COMPANION_ENTRIES + (BANK_ENTRIES if same_vocab else ())
+    names = [DETECTOR_TENSORS, PRESENCE_TENSORS, VSE_TENSORS]
+    if same_vocab:
+        names += [BANK_TENSORS, PHOTO_BANK_TENSORS]
+    elif any(k in init_manifest for k in BANK_ENTRIES):
+        logging.getLogger("pipelines").warning(
+            "%s: the vocabulary changed, so %s's caption banks were not carried over; rebuild them with "
+            "python -m pipelines.caption_bank --model %s [--photos]", out, init, out)
     if Path(init).resolve() != Path(out).resolve():
-        for name in (DETECTOR_TENSORS, PRESENCE_TENSORS, VSE_TENSORS):
+        for name in names:
             if (Path(init) / name).exists():
                 shutil.copyfile(Path(init) / name, Path(out) / name)
-    update_manifest(out, lambda m: m.update({k: init_manifest[k] for k in COMPANION_ENTRIES if k in init_manifest}))
+
+    def carry(m: dict) -> None:
+        if not same_vocab:
+            for k in BANK_ENTRIES:
+                m.pop(k, None)
+        m.update({k: init_manifest[k] for k in entries if k in init_manifest})
+
+    update_manifest(out, carry)
 
 
 def rewrite_vse(folder: Path, manifest: dict, emb, **sections: dict) -> None:

@@ -215,6 +215,12 @@ def main() -> None:
                     help="folder of <set>_det.npy (rows as the cached features) to feed the concept slots instead of "
                          "running the detectors: pipelines.crossfit_detectors' out-of-fold outputs")
     ap.add_argument("--export-only", action="store_true", help="export the best epoch of --run to --out, no training")
+    ap.add_argument("--keep-epochs", action="store_true",
+                    help="also keep every epoch's weights as epoch<N>.pt (epoch 0: the model before training), "
+                         "for --average")
+    ap.add_argument("--average", default=None, metavar="N,M,...",
+                    help="with --export-only: export the mean of the weights of these kept epochs (weight averaging, "
+                         "as in SWA) instead of the best epoch")
     ap.add_argument("--styles", action=argparse.BooleanOptionalAction, default=True,
                     help="start captions with a style token by source (vocab.STYLES): video, photo, web (CC3M)")
     ap.add_argument("--shipped-detectors", action="store_true",
@@ -266,7 +272,7 @@ def main() -> None:
         if not args.out:
             ap.error("--export-only needs --out")
         counts = {"flickr": len(fl_train), "msrvtt": len(mv_train), "cc3m": len(cc_train)}
-        export(args.run, args.out, det, args, counts, len(sentences))
+        export(args.run, args.out, det, args, counts, len(sentences), average=parse_epochs(args.average))
         return
     items: dict[str, list[tuple[tuple[int, ...], list[str]]]] = {}
     rows = pics.add("flickr8k", fl_train + fl_dev)
@@ -387,6 +393,9 @@ def main() -> None:
         log.info("before training: %s", start)
         history.append({"epoch": 0, **start})
         best = start["select"]
+        if args.keep_epochs:
+            torch.save({"state": model.state_dict(), "vocab": list(vocab.itos), "config": asdict(config),
+                        "history": history, "name": args.name, "encoder": args.encoder}, args.run / "epoch0.pt")
     for epoch in range(len(history), args.epochs + 1):
         t0 = time.time()
         model.train()
@@ -427,6 +436,8 @@ def main() -> None:
         (args.run / "history.json").write_text(json.dumps(history, indent=1))
         payload = {"state": model.state_dict(), "vocab": list(vocab.itos), "config": asdict(config),
                    "history": history, "name": args.name, "encoder": args.encoder}
+        if args.keep_epochs:
+            torch.save(payload, args.run / f"epoch{epoch}.pt")
         if scores["select"] > best:
             best = scores["select"]
             torch.save(payload, args.run / "best.pt")
@@ -441,9 +452,44 @@ def main() -> None:
         export(args.run, args.out, det, args, {k: len(v) for k, v in items.items()}, len(sentences))
 
 
-def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences: int) -> None:
-    """Write the best epoch and its detectors as a model folder."""
-    ckpt = torch.load(run / "best.pt", map_location="cpu", weights_only=False)
+def parse_epochs(text: str | None) -> list[int] | None:
+    """``"0,2,3"`` → ``[0, 2, 3]`` (``--average``); None stays None."""
+    if text is None:
+        return None
+    try:
+        epochs = sorted({int(e) for e in text.split(",") if e.strip()})
+    except ValueError:
+        raise SystemExit(f"error: --average takes epoch numbers like 0,2,3, not {text!r}") from None
+    if not epochs or min(epochs) < 0:
+        raise SystemExit(f"error: --average takes epoch numbers like 0,2,3, not {text!r}")
+    return epochs
+
+
+def averaged_checkpoint(run: Path, epochs: list[int]) -> dict:
+    """The checkpoint of ``run``'s last kept epoch of ``epochs`` with the mean of their weights.
+
+    Epochs of one run from one start lie in one basin, where the mean of their weights
+    generalises at least as well as each (Izmailov et al. 2018, SWA): it smooths the
+    epoch-to-epoch noise the selection score sees, at no run-time cost.
+    """
+    paths = [run / f"epoch{e}.pt" for e in epochs]
+    missing = [p.name for p in paths if not p.exists()]
+    if missing:
+        raise SystemExit(f"error: {run} has no {', '.join(missing)} (train with --keep-epochs)")
+    ckpts = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
+    if any(c["vocab"] != ckpts[0]["vocab"] or c["config"] != ckpts[0]["config"] for c in ckpts):
+        raise SystemExit(f"error: epochs {epochs} of {run} differ in vocabulary or configuration")
+    out = dict(ckpts[-1])
+    out["state"] = {k: sum(c["state"][k].float() for c in ckpts) / len(ckpts) for k in ckpts[0]["state"]}
+    out["averaged_epochs"] = epochs
+    return out
+
+
+def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences: int,
+           average: list[int] | None = None) -> None:
+    """Write the best epoch (or the mean of the kept epochs in ``average``) and its detectors as a model folder."""
+    ckpt = (torch.load(run / "best.pt", map_location="cpu", weights_only=False) if average is None
+            else averaged_checkpoint(run, average))
     try:
         encoder = checkpoint_encoder(ckpt, args.encoder, run / "best.pt")
     except ModelError as exc:
@@ -460,6 +506,7 @@ def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences
     # read before --out is written (it may be --init): the previous stage's record, and a fine-tune's detectors
     init = json.loads((args.init / MANIFEST).read_text()) if (args.init / MANIFEST).exists() else {}
     extra = {"training": {"data": data, "history": ckpt["history"], "stage1": init.get("extra", {}).get("training", {}),
+                          **({"averaged_epochs": average} if average is not None else {}),
                           "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                           "command": "make train"}}
     save_model(out, ckpt["state"], vocab, config, name=ckpt["name"], encoder=encoder, extra=extra)

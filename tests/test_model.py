@@ -424,3 +424,85 @@ def test_saved_tensors_come_back_as_saved_even_from_transposed_views(tmp_path: P
     sha = save_tensors(tmp_path, "t.safetensors", {"a": a.T, "b": np.arange(6, dtype=np.int8).reshape(2, 3).T})
     t = load_tensors(tmp_path, "t.safetensors", {"sha256": sha}, "a test file")
     assert t["a"].tolist() == a.T.tolist() and t["b"].tolist() == [[0, 3], [1, 4], [2, 5]]
+
+
+# -- weight averaging of kept epochs (pipelines.train_video --keep-epochs / --average) --------
+def _kept_epochs(run: Path, n: int) -> list[dict]:
+    vocab = Vocabulary.build(["a b c"], min_count=1)
+    states = []
+    run.mkdir(parents=True)
+    for e in range(n):
+        torch.manual_seed(e)
+        model = CaptionDecoder(tiny_config(len(vocab)))
+        states.append(model.state_dict())
+        torch.save({"state": model.state_dict(), "vocab": list(vocab.itos), "config": asdict(model.config),
+                    "history": [{"epoch": i} for i in range(e + 1)], "name": "t", "encoder": "efficientnet-lite0"},
+                   run / f"epoch{e}.pt")
+    return states
+
+
+def test_average_is_the_mean_of_the_named_epochs_weights(tmp_path):
+    from pipelines.train_video import averaged_checkpoint, parse_epochs
+
+    states = _kept_epochs(tmp_path / "run", 3)
+    avg = averaged_checkpoint(tmp_path / "run", parse_epochs("2,0"))
+    assert avg["averaged_epochs"] == [0, 2]
+    assert avg["history"] == [{"epoch": 0}, {"epoch": 1}, {"epoch": 2}]  # the last named epoch's record
+    for k, v in states[0].items():
+        assert torch.allclose(avg["state"][k], (v.float() + states[2][k].float()) / 2)
+    assert not torch.allclose(avg["state"]["fc.weight"], states[1]["fc.weight"].float())
+    one = averaged_checkpoint(tmp_path / "run", [1])
+    assert all(torch.equal(one["state"][k], states[1][k].float()) for k in states[1])
+
+
+def test_average_refuses_missing_or_unlike_epochs(tmp_path):
+    from pipelines.train_video import averaged_checkpoint, parse_epochs
+
+    _kept_epochs(tmp_path / "run", 2)
+    with pytest.raises(SystemExit, match=r"^error: .*run has no epoch5.pt \(train with --keep-epochs\)$"):
+        averaged_checkpoint(tmp_path / "run", [0, 5])
+    for bad in ("", "1,x", "-1"):
+        with pytest.raises(SystemExit, match="^error: --average takes epoch numbers like 0,2,3"):
+            parse_epochs(bad)
+    other = torch.load(tmp_path / "run" / "epoch1.pt", weights_only=False)
+    other["vocab"] = other["vocab"] + ["d"]
+    torch.save(other, tmp_path / "run" / "epoch1.pt")
+    with pytest.raises(SystemExit, match="differ in vocabulary or configuration"):
+        averaged_checkpoint(tmp_path / "run", [0, 1])
+
+
+def test_a_fine_tune_carries_the_caption_banks_only_for_the_same_vocabulary(tmp_path, caplog):
+    """train_video --shipped-detectors --out M: M gets the banks of --init, unless new words changed the token ids."""
+    import json
+
+    from captioner.weights import read_manifest
+    from pipelines.common import carry_companions
+
+    vocab = Vocabulary.build(["a b c"], min_count=1)
+    model = CaptionDecoder(tiny_config(len(vocab)))
+    init = tmp_path / "init"
+    save_model(init, model.state_dict(), vocab, model.config, name="t", encoder="efficientnet-lite0")
+    files = {"detectors": "detectors.safetensors", "vse": "vse.safetensors", "bank": "bank.safetensors",
+             "photo_bank": "photo_bank.safetensors"}
+    for key, name in files.items():
+        (init / name).write_bytes(key.encode())
+    manifest = {**read_manifest(init), **{k: {"sha256": k} for k in files}, "grammar": {"after": ["is"]}}
+    (init / "model.json").write_text(json.dumps(manifest))
+
+    same = tmp_path / "same"
+    save_model(same, model.state_dict(), vocab, model.config, name="t", encoder="efficientnet-lite0")
+    carry_companions(init, same, manifest)
+    got = read_manifest(same)
+    for key, name in files.items():
+        assert (same / name).read_bytes() == key.encode() and got[key] == {"sha256": key}
+    assert got["grammar"] == {"after": ["is"]}
+
+    bigger = Vocabulary(vocab.itos + ("d",))
+    grown = CaptionDecoder(tiny_config(len(bigger)))
+    other = tmp_path / "other"
+    save_model(other, grown.state_dict(), bigger, grown.config, name="t", encoder="efficientnet-lite0")
+    carry_companions(init, other, manifest)
+    got = read_manifest(other)
+    assert "bank" not in got and "photo_bank" not in got and not (other / "bank.safetensors").exists()
+    assert got["vse"] == {"sha256": "vse"} and (other / "vse.safetensors").exists()
+    assert "rebuild them with python -m pipelines.caption_bank" in caplog.text
