@@ -31,7 +31,8 @@ test: install
 	$(PY) -m pytest
 
 # stage 1: Flickr8k + caption-only text (ImageNet concepts); stage 2: MSR-VTT frames, CC3M photos and
-# concept detectors learnt from captions (needs the two git mirrors named in ../shared/data/README.md);
+# concept detectors learnt from captions (needs the two git mirrors named in ../shared/data/README.md), style tokens and
+# three more epochs at a low rate (epoch 3 exported, model card tenth update);
 # then the person presence head, the visual vectors `captioner search` ranks by (with their caption memory and the word
 # vectors that choose among a video segment's beam captions), the words allowed after is/are and the training
 # videos' captions for consensus candidates, and the training photos' (pipelines.train_scst, stage 3, is an experiment: not shipped)
@@ -44,6 +45,8 @@ train: install
 	$(PY) -m pipelines.train_detectors
 	$(PY) -m pipelines.train_video --init .cache/models/stage1 --run .cache/runs/video --no-styles --out weights
 	$(PY) -m pipelines.train_video --init weights --shipped-detectors --run .cache/runs/style --epochs 5 --lr 1.5e-4 --msrvtt-caps 6 --out weights
+	$(PY) -m pipelines.train_video --init weights --shipped-detectors --run .cache/runs/swa --epochs 3 --lr 7.5e-5 --msrvtt-caps 6 --keep-epochs
+	$(PY) -m pipelines.train_video --init weights --shipped-detectors --run .cache/runs/swa --epochs 3 --lr 7.5e-5 --msrvtt-caps 6 --export-only --average 3 --out weights
 	$(PY) -m pipelines.train_presence --model weights --out weights
 	$(PY) -m pipelines.train_vse --init weights --run .cache/runs/vse --ensemble 3 --out weights
 	$(PY) -m pipelines.vse_memory --model weights

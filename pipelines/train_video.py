@@ -395,7 +395,8 @@ def main() -> None:
         best = start["select"]
         if args.keep_epochs:
             torch.save({"state": model.state_dict(), "vocab": list(vocab.itos), "config": asdict(config),
-                        "history": history, "name": args.name, "encoder": args.encoder}, args.run / "epoch0.pt")
+                        "history": history, "name": args.name, "encoder": args.encoder,
+                        "hyperparameters": hyperparameters(args)}, args.run / "epoch0.pt")
     for epoch in range(len(history), args.epochs + 1):
         t0 = time.time()
         model.train()
@@ -435,7 +436,8 @@ def main() -> None:
         log.info("epoch %d done: %s", epoch, entry)
         (args.run / "history.json").write_text(json.dumps(history, indent=1))
         payload = {"state": model.state_dict(), "vocab": list(vocab.itos), "config": asdict(config),
-                   "history": history, "name": args.name, "encoder": args.encoder}
+                   "history": history, "name": args.name, "encoder": args.encoder,
+                   "hyperparameters": hyperparameters(args)}
         if args.keep_epochs:
             torch.save(payload, args.run / f"epoch{epoch}.pt")
         if scores["select"] > best:
@@ -450,6 +452,11 @@ def main() -> None:
     log.info("best selection score %.2f; wall time %.0f s", best, time.time() - t_start)
     if args.out:
         export(args.run, args.out, det, args, {k: len(v) for k, v in items.items()}, len(sentences))
+
+
+def hyperparameters(args: argparse.Namespace) -> dict:
+    """The command line's settings as JSON values: what a checkpoint and the exported model.json record."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
 
 def parse_epochs(text: str | None) -> list[int] | None:
@@ -507,7 +514,8 @@ def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences
     init = json.loads((args.init / MANIFEST).read_text()) if (args.init / MANIFEST).exists() else {}
     extra = {"training": {"data": data, "history": ckpt["history"], "stage1": init.get("extra", {}).get("training", {}),
                           **({"averaged_epochs": average} if average is not None else {}),
-                          "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                          # the training run's settings (checkpoints keep them), not those of an --export-only call
+                          "hyperparameters": ckpt.get("hyperparameters") or hyperparameters(args),
                           "command": "make train"}}
     save_model(out, ckpt["state"], vocab, config, name=ckpt["name"], encoder=encoder, extra=extra)
     if args.shipped_detectors:  # the --init model's detectors, presence head, search vectors and is/are list

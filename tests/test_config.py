@@ -83,3 +83,17 @@ def test_evaluate_options_take_the_same_path(monkeypatch, tmp_path):
         with pytest.raises(Stop):
             evaluate.main()
         assert seen[-1] == want
+
+
+def test_evaluate_says_which_features_to_extract_when_a_set_is_not_cached(tmp_path, monkeypatch):
+    """pipelines.evaluate on a machine whose cache lacks a set's features: one line naming the command, no traceback."""
+    from types import SimpleNamespace
+
+    import pipelines.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "feature_dir", lambda encoder: tmp_path)
+    cap = SimpleNamespace(encoder=SimpleNamespace(precision="float32"),
+                          model_info=SimpleNamespace(encoder="efficientnet-lite0"))
+    with pytest.raises(SystemExit, match=r"^error: no cached efficientnet-lite0 features of coco in .*; run python -m "
+                                         r"pipelines.extract_features --set coco --encoder efficientnet-lite0$"):
+        evaluate.caption_cached(cap, "coco", ["a.jpg"])
