@@ -8,7 +8,6 @@ exports: ``captioner.outputs.cache_dir``), which the jobs leave to the runtime.
 from __future__ import annotations
 
 import logging
-
 import os
 from pathlib import Path
 from typing import Sequence
