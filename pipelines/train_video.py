@@ -303,7 +303,7 @@ def main() -> None:
         vocab = Vocabulary(tuple(ckpt["vocab"]))
         model = CaptionDecoder(config)
         model.load_state_dict(ckpt["state"])
-        log.info("resumed %s after epoch %d", last, len(ckpt["history"]))
+        log.info("resumed %s after epoch %d", last, ckpt["history"][-1]["epoch"])
     else:
         base, base_vocab, info = load_model(args.init)
         if info.encoder != args.encoder:
