@@ -70,9 +70,6 @@ def caption_cached(cap: Captioner, set_name: str, names: Sequence[str]) -> dict[
     if cap.encoder.precision != "float32":
         return caption_encoded(cap, set_name, names)
     fdir = feature_dir(cap.model_info.encoder)
-    if not (fdir / f"{set_name}_files.txt").exists():
-        raise SystemExit(f"error: no cached {cap.model_info.encoder} features of {set_name} in {fdir}; run "
-                         f"python -m pipelines.extract_features --set {set_name} --encoder {cap.model_info.encoder}")
     index = feature_rows(cap.model_info.encoder, set_name)
     grid = np.load(fdir / f"{set_name}_grid.npy", mmap_mode="r")
     probs = np.load(fdir / f"{set_name}_probs.npy")

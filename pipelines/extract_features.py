@@ -41,8 +41,12 @@ def feature_dir(encoder: str) -> Path:
 
 
 def feature_rows(encoder: str, set_name: str) -> dict[str, int]:
-    """File name -> row of the cached ``<set>_grid.npy`` / ``<set>_probs.npy``."""
-    files = (feature_dir(encoder) / f"{set_name}_files.txt").read_text().split()
+    """File name -> row of the cached ``<set>_grid.npy`` / ``<set>_probs.npy``; one line naming the command if not cached."""
+    listing = feature_dir(encoder) / f"{set_name}_files.txt"
+    if not listing.exists():
+        raise SystemExit(f"error: no cached {encoder} features of {set_name} in {listing.parent}; run "
+                         f"python -m pipelines.extract_features --set {set_name} --encoder {encoder}")
+    files = listing.read_text().split()
     return {f: i for i, f in enumerate(files)}
 
 

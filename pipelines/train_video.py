@@ -390,15 +390,18 @@ def main() -> None:
         return {"msrvtt_val_cider": round(mc, 2), "msrvtt_val_bleu4": round(mb, 2),
                 "flickr_dev_cider": round(fc, 2), "flickr_dev_bleu4": round(fb, 2), "select": round(mc + fc, 2)}
 
+    def weights_record() -> dict:
+        """What best.pt, epoch<N>.pt and (with the optimiser) last.pt hold: the model as it is now, and its record."""
+        return {"state": model.state_dict(), "vocab": list(vocab.itos), "config": asdict(config),
+                "history": history, "name": args.name, "encoder": args.encoder, "hyperparameters": hyperparameters(args)}
+
     if not history:
         start = evaluate()
         log.info("before training: %s", start)
         history.append({"epoch": 0, **start})
         best = start["select"]
         if args.keep_epochs:
-            torch.save({"state": model.state_dict(), "vocab": list(vocab.itos), "config": asdict(config),
-                        "history": history, "name": args.name, "encoder": args.encoder,
-                        "hyperparameters": hyperparameters(args)}, args.run / "epoch0.pt")
+            torch.save(weights_record(), args.run / "epoch0.pt")
     for epoch in range(len(history), args.epochs + 1):
         t0 = time.time()
         model.train()
@@ -437,9 +440,7 @@ def main() -> None:
         history.append(entry)
         log.info("epoch %d done: %s", epoch, entry)
         (args.run / "history.json").write_text(json.dumps(history, indent=1))
-        payload = {"state": model.state_dict(), "vocab": list(vocab.itos), "config": asdict(config),
-                   "history": history, "name": args.name, "encoder": args.encoder,
-                   "hyperparameters": hyperparameters(args)}
+        payload = weights_record()
         if args.keep_epochs:
             torch.save(payload, args.run / f"epoch{epoch}.pt")
         if scores["select"] > best:
@@ -497,10 +498,11 @@ def averaged_checkpoint(run: Path, epochs: list[int]) -> dict:
 def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences: int,
            average: list[int] | None = None) -> None:
     """Write the best epoch (or the mean of the kept epochs in ``average``) and its detectors as a model folder."""
-    ckpt = (torch.load(run / "best.pt", map_location="cpu", weights_only=False) if average is None
+    source = run / ("best.pt" if average is None else f"epoch{average[-1]}.pt")
+    ckpt = (torch.load(source, map_location="cpu", weights_only=False) if average is None
             else averaged_checkpoint(run, average))
     try:
-        encoder = checkpoint_encoder(ckpt, args.encoder, run / "best.pt")
+        encoder = checkpoint_encoder(ckpt, args.encoder, source)
     except ModelError as exc:
         raise SystemExit(f"error: {exc}") from None
     vocab = Vocabulary(tuple(ckpt["vocab"]))

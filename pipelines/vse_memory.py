@@ -134,9 +134,9 @@ def main() -> None:
 
     keys = np.stack([vector(v) for v in train])
     values = memory_values(train, caps, args.text_cache)
+    queries = text_embeddings([caps[v][0] for v in val], (args.pool_run or args.run) / "msrvtt_val_query.npy")
     if args.pool_run:
         det = np.load(args.clean_pool / "msrvtt_det.npy").astype(np.float32) if args.clean_pool else parts["det"]
-        queries = text_embeddings([caps[v][0] for v in val], args.pool_run / "msrvtt_val_query.npy")
         settings = GRID if args.grid else [(args.k, args.temperature, args.weight)]
         rows = memory_grid(keys, values, np.stack([vector(v, det) for v in val]), queries, settings)
         for r in sorted(rows, key=lambda r: -r["R@5"]):
@@ -149,8 +149,6 @@ def main() -> None:
                                                               "clean": bool(args.clean_pool), "rows": rows}, indent=1))
         return
     memory = CaptionMemory(keys, values, args.k, args.temperature, args.weight)
-
-    queries = text_embeddings([caps[v][0] for v in val], args.run / "msrvtt_val_query.npy")
     plain = np.stack([vector(v) for v in val])
     before = recall(ranks(queries @ plain.T))
     after = recall(ranks(queries @ np.stack([memory.apply(x) for x in plain]).T))

@@ -90,8 +90,9 @@ def test_evaluate_says_which_features_to_extract_when_a_set_is_not_cached(tmp_pa
     from types import SimpleNamespace
 
     import pipelines.evaluate as evaluate
+    import pipelines.extract_features as extract_features
 
-    monkeypatch.setattr(evaluate, "feature_dir", lambda encoder: tmp_path)
+    monkeypatch.setattr(extract_features, "feature_dir", lambda encoder: tmp_path)
     cap = SimpleNamespace(encoder=SimpleNamespace(precision="float32"),
                           model_info=SimpleNamespace(encoder="efficientnet-lite0"))
     with pytest.raises(SystemExit, match=r"^error: no cached efficientnet-lite0 features of coco in .*; run python -m "
