@@ -10,6 +10,7 @@ that decoder on:
   ~20 captions;
 - **Conceptual Captions** web photos (train part, alt text) and **Flickr8k** train photos;
 - caption-only sentences (COCO, MSVD; test captions excluded), from concepts alone;
+  ``--msrvtt-text`` adds the captions of the MSR-VTT train videos that have no frames;
 
 with the concept slots fed by the **visual concept detectors** (``detect.py``,
 ``pipelines.train_detectors``): the ``--detector-slots`` most probable detected words,
@@ -31,6 +32,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -204,6 +206,9 @@ def main() -> None:
     ap.add_argument("--flickr-caps", type=int, default=1, help="captions per Flickr8k photo per epoch")
     ap.add_argument("--msrvtt-caps", type=int, default=4, help="captions per MSR-VTT video per epoch")
     ap.add_argument("--text-per-epoch", type=int, default=6000)
+    ap.add_argument("--msrvtt-text", action="store_true",
+                    help="also train on the captions of the MSR-VTT train videos that have no frames, as caption-only "
+                         "sentences in the video style")
     ap.add_argument("--cc3m", type=float, default=0.6, help="share of CC3M photos per epoch")
     ap.add_argument("--limit", type=int, default=None, help="first N items of each set (smoke runs)")
     ap.add_argument("--seed", type=int, default=0)
@@ -258,9 +263,11 @@ def main() -> None:
         frames.setdefault(f.split("/")[0], []).append(f)
     mv_train = lim([v for v in msrvtt_ids("train", frames, held) if v in mv_caps])
     mv_val = lim([v for v in msrvtt_ids("val", frames, held) if v in mv_caps])
+    # --msrvtt-text: the train videos with no frames lend their captions as caption-only sentences
+    mv_text = lim(frameless_train_ids(mv_caps, frames, held)) if args.msrvtt_text else []
     args.run.mkdir(parents=True, exist_ok=True)
     # the training manifest: tests/test_training_data.py fails if a val/test or demo-clip id is in it
-    (args.run / "msrvtt_train_ids.txt").write_text("\n".join(mv_train) + "\n")
+    (args.run / "msrvtt_train_ids.txt").write_text("\n".join(mv_train + mv_text) + "\n")
     cc_caps = {f: [c] for f, c in read_tsv(PREPARED / "cc3m" / "captions.tsv")}
     cc_train = lim([f for f in sorted(cc_caps) if int(Path(f).stem) % 20 and f in feature_rows(args.encoder, "cc3m")])
 
@@ -270,6 +277,7 @@ def main() -> None:
     # caption-only sentences, each in its source's style: COCO reads like photos, MSVD like video
     corpus_style = {"coco": "photo", "msvd": "video"}
     sentences = [(corpus_style[corpus] if args.styles else None, c) for corpus, c in text_sentences(("coco", "msvd"))]
+    sentences += [("video" if args.styles else None, c) for v in mv_text for c in mv_caps[v]]
     if args.export_only:
         if not args.out:
             ap.error("--export-only needs --out")
@@ -493,6 +501,16 @@ def averaged_checkpoint(run: Path, epochs: list[int]) -> dict:
     out["state"] = {k: sum(c["state"][k].float() for c in ckpts) / len(ckpts) for k in ckpts[0]["state"]}
     out["averaged_epochs"] = epochs
     return out
+
+
+def frameless_train_ids(caps: Mapping[str, list[str]], frames: Mapping[str, list[str]], held: set[str]) -> list[str]:
+    """The official train-split videos that have captions but no frames (``--msrvtt-text``), by number.
+
+    Half the MSR-VTT train videos have no frames in the mirror; their captions can still
+    teach how MSR-VTT describes video, as caption-only sentences. ``msrvtt_ids`` keeps the
+    split rule: no val or test video and no demo clip, whatever the caption file holds.
+    """
+    return [v for v in msrvtt_ids("train", caps, held) if v not in frames]
 
 
 def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences: int,

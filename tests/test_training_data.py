@@ -24,6 +24,15 @@ def test_train_ids_exclude_val_test_and_demo_clips():
     assert msrvtt_ids("val", ids, held_out=set()) == ["video6513", "video7009"]
 
 
+def test_caption_only_msrvtt_videos_are_frameless_train_videos():
+    """train_video --msrvtt-text: captions of train videos without frames, never val/test or a demo clip."""
+    from pipelines.train_video import frameless_train_ids
+
+    caps = {f"video{n}": ["a caption"] for n in (1, 2, 24, 6512, 6513, 7010)}
+    frames = {"video2": ["video2/f_0.jpg"]}
+    assert frameless_train_ids(caps, frames, held={"video24"}) == ["video1", "video6512"]
+
+
 @pytest.mark.skipif(not (DATA / "video" / "msrvtt" / "clips").is_dir(), reason="needs ../shared/data")
 def test_the_demo_clips_are_held_out():
     held = held_out_clips()
