@@ -278,11 +278,13 @@ def main() -> None:
     corpus_style = {"coco": "photo", "msvd": "video"}
     sentences = [(corpus_style[corpus] if args.styles else None, c) for corpus, c in text_sentences(("coco", "msvd"))]
     sentences += [("video" if args.styles else None, c) for v in mv_text for c in mv_caps[v]]
+    text_sources = "COCO, MSVD" + (f", MSR-VTT train videos without frames ({len(mv_text)})" if mv_text else "")
     if args.export_only:
         if not args.out:
             ap.error("--export-only needs --out")
         counts = {"flickr": len(fl_train), "msrvtt": len(mv_train), "cc3m": len(cc_train)}
-        export(args.run, args.out, det, args, counts, len(sentences), average=parse_epochs(args.average))
+        export(args.run, args.out, det, args, counts, len(sentences), average=parse_epochs(args.average),
+               text_sources=text_sources)
         return
     items: dict[str, list[tuple[tuple[int, ...], list[str]]]] = {}
     rows = pics.add("flickr8k", fl_train + fl_dev)
@@ -462,7 +464,8 @@ def main() -> None:
         (args.run / "last.pt.tmp").replace(last)
     log.info("best selection score %.2f; wall time %.0f s", best, time.time() - t_start)
     if args.out:
-        export(args.run, args.out, det, args, {k: len(v) for k, v in items.items()}, len(sentences))
+        export(args.run, args.out, det, args, {k: len(v) for k, v in items.items()}, len(sentences),
+               text_sources=text_sources)
 
 
 def hyperparameters(args: argparse.Namespace) -> dict:
@@ -514,7 +517,7 @@ def frameless_train_ids(caps: Mapping[str, list[str]], frames: Mapping[str, list
 
 
 def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences: int,
-           average: list[int] | None = None) -> None:
+           average: list[int] | None = None, text_sources: str = "COCO, MSVD") -> None:
     """Write the best epoch (or the mean of the kept epochs in ``average``) and its detectors as a model folder."""
     source = run / ("best.pt" if average is None else f"epoch{average[-1]}.pt")
     ckpt = (torch.load(source, map_location="cpu", weights_only=False) if average is None
@@ -527,7 +530,7 @@ def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences
     config = DecoderConfig(**ckpt["config"])
     data = (f"stage 1: see training.stage1; stage 2: MSR-VTT train videos ({counts['msrvtt']}, frames), "
             f"Conceptual Captions photos ({counts['cc3m']}), Flickr8k train ({counts['flickr']}), "
-            f"{n_sentences} caption-only sentences (COCO, MSVD; test captions excluded); "
+            f"{n_sentences} caption-only sentences ({text_sources}; test captions excluded); "
             "selection on MSR-VTT val + Flickr8k dev")
     if args.shipped_detectors:  # a fine-tune of a released model: training.stage1 then holds that model's record
         data = (f"fine-tune of {args.init} ({'with style tokens ' + '/'.join(STYLES) if args.styles else 'no style tokens'}): "
