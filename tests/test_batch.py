@@ -320,3 +320,37 @@ def test_workers_inherit_one_int8_decision(tmp_path, tiny_model, small_tree, mon
     assert len(warned) == 1, result.stderr
     for name in ("x.json", "deep/y.json"):
         assert json.loads((out / name).read_text())["metadata"]["model"]["encoder_precision"] == "float32"
+
+
+def test_a_stopped_batch_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """A worker stopped inside ``write_atomic`` leaves its hidden temporary file; the batch removes it as it stops.
+
+    The race the SIGTERM test meets now and then, made certain: an engine that finishes one
+    video, leaves the other's temporary file as a terminated worker would, then is interrupted.
+    """
+    import captioner.batch as batch_pkg
+    from captioner.batch import FileResult, plan_batch, run_batch
+    from captioner.config import CaptionConfig
+
+    tree, out = tmp_path / "in", tmp_path / "out"
+    tree.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (tree / name).write_bytes(b"not decoded here")
+    plan = plan_batch([tree], out, ["srt"])
+    other = out / ".b.srt.notes"  # not a name captioner's writers make: never touched
+
+    def stopped_engine(jobs, config, *, workers, on_result, marker):
+        first = min(jobs, key=lambda j: j.shown)
+        out.mkdir(exist_ok=True)
+        (out / "a.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\na caption\n")
+        on_result(FileResult(str(first.video), Status.OK, "", outputs=(str(out / "a.srt"),), shown=first.shown))
+        (out / ".b.srt.k3j9x2_a.tmp").write_text("1\n00:00:00,000 --> 00:")
+        other.write_text("the user's")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch_pkg, "run_local", stopped_engine)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(plan, CaptionConfig())
+    assert sorted(p.name for p in out.iterdir()) == [".b.srt.notes", "a.srt", REPORT_NAME]
+    statuses = {Path(v["path"]).name: v["status"] for v in json.loads((out / REPORT_NAME).read_text())["videos"]}
+    assert statuses == {"a.mp4": "ok", "b.mp4": "pending"}

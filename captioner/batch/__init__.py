@@ -23,7 +23,7 @@ from ..config import CaptionConfig
 from ..errors import CaptionerError
 from .job import BatchJob, FileResult, ResultCallback, Status, caption_one, run_job
 from .local import MARKER_NAME, run_local
-from .plan import BatchPlan, find_files, plan_batch
+from .plan import BatchPlan, find_files, plan_batch, remove_partial_writes
 from .ray import require_ray, run_ray
 from .report import counts, unfinished_results, write_reports
 
@@ -100,7 +100,9 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
             if on_stop is not None:
                 on_stop()
     finally:  # also on Ctrl-C or SIGTERM: report what was done, the rest as pending
-        results += unfinished_results(plan.jobs, results, plan.formats, started)
+        unfinished = unfinished_results(plan.jobs, results, plan.formats, started)
+        remove_partial_writes(plan.jobs, unfinished)
+        results += unfinished
         extra = {"engine": engine, "workers": (workers or 1) if engine == "local" else workers,
                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
                  "seconds": round(time.time() - started, 3)}

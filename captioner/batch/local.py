@@ -273,10 +273,22 @@ def run_pool(jobs: Sequence[BatchJob], workers: int, task: Callable[[BatchJob], 
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _stop_workers(pool: Any) -> None:
-    """Terminate a pool's worker processes (their current files are left unwritten, not half-written)."""
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+def _stop_workers(pool: Any, wait_s: float = 5.0) -> None:
+    """Terminate a pool's worker processes and wait (up to ``wait_s``) until they are gone.
+
+    Their current files are left unwritten, not half-written; waiting means that the
+    temporary file a worker may have left (``plan.remove_partial_writes``) is not
+    being written any more when the batch removes it.
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
         try:
             process.terminate()
         except Exception:  # already gone
+            pass
+    deadline = time.monotonic() + wait_s
+    for process in processes:
+        try:
+            process.join(max(0.0, deadline - time.monotonic()))
+        except Exception:  # not joinable: already reaped by the pool
             pass

@@ -162,3 +162,22 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     for path, _ in plan.report_paths_abs():
         plan.stale_removed += remove_stale_temp_files(path.parent, [REPORT_NAME, *INDEX_NAMES])
     return plan
+
+
+def remove_partial_writes(jobs: Sequence[BatchJob], unfinished: Sequence[FileResult]) -> int:
+    """Delete the temporary files of the videos a stopped batch left ``pending``; returns the count.
+
+    A worker stopped by Ctrl-C or SIGTERM (``local._stop_workers``, ``ray.kill``) can die
+    inside ``write_atomic``, between creating its hidden temporary file and renaming it:
+    no output is half-written, but the temporary file stays. The next run's plan removes
+    such files too; this removes them as the batch stops, so that a stopped batch leaves
+    only finished files behind. Called once the engine has stopped its workers.
+    """
+    from ..writers import FORMATS
+
+    pending = {r.video for r in unfinished if r.status is Status.PENDING}
+    removed = 0
+    for job in jobs:
+        if str(job.video) in pending:
+            removed += remove_stale_temp_files(job.base.parent, [output_file(job.base, f).name for f in FORMATS])
+    return removed
