@@ -146,7 +146,7 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
             continue
         taken[key] = video
         own.update(output_file(base, f) for f in FORMATS)
-        tmp_names.setdefault(base.parent, set()).update(output_file(base, f).name for f in FORMATS)
+        tmp_names.setdefault(base.parent, set()).update(_output_names(base))
         foreign = [] if overwrite else foreign_outputs(base, plan.formats)
         if foreign:  # a film's dialogue subtitles, or captions edited by hand: never replaced unasked
             plan.done.append(FileResult(str(video), Status.FAILED, foreign_reason(foreign[0]), shown=shown, root=i))
@@ -173,11 +173,17 @@ def remove_partial_writes(jobs: Sequence[BatchJob], unfinished: Sequence[FileRes
     such files too; this removes them as the batch stops, so that a stopped batch leaves
     only finished files behind. Called once the engine has stopped its workers.
     """
-    from ..writers import FORMATS
-
     pending = {r.video for r in unfinished if r.status is Status.PENDING}
-    removed = 0
+    names: dict[Path, set[str]] = {}  # one listing per folder, as the plan does
     for job in jobs:
         if str(job.video) in pending:
-            removed += remove_stale_temp_files(job.base.parent, [output_file(job.base, f).name for f in FORMATS])
-    return removed
+            names.setdefault(job.base.parent, set()).update(_output_names(job.base))
+    return sum(remove_stale_temp_files(folder, n) for folder, n in names.items())
+
+
+def _output_names(base: Path) -> list[str]:
+    """The names of every file a video with output base ``base`` may get (every format): their temporary
+    files are the ones a batch may delete, at its start (``plan_batch``) and as it stops."""
+    from ..writers import FORMATS
+
+    return [output_file(base, f).name for f in FORMATS]
