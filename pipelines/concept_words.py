@@ -32,7 +32,8 @@ The rule, in order:
    "school bus" -> bus): that word, if seen ``MIN_OWN`` times. "sea lion", "guinea
    pig", "teddy bear" keep their names (no lion, pig or bear above them).
 3. **Own words, then the frequency walk.** Caption frequency (Flickr8k, COCO
-   val2017, MSVD; plurals counted with the singular) decides what a person says:
+   val2017, MSVD, never a caption of a picture or clip we test on; plurals counted
+   with the singular) decides what a person says:
    the synset's most frequent lemma if seen ``MIN_OWN`` times (the name itself
    while it is at least a third as frequent as the best synonym), else the
    nearest hypernym (breadth-first) with a lemma seen ``MIN_HYPERNYM`` times,
@@ -71,16 +72,23 @@ from pathlib import Path
 
 from captioner.concepts import GROUPS as GROUP_NAMES
 
-from .common import DATA, ROOT, read_tsv
+from .common import DATA, ROOT, flickr_split, read_tsv, text_sentences
 
 OUT = ROOT / "captioner" / "data" / "imagenet_words.tsv"
 WORDNET_DIR = Path(os.environ.get("WORDNET_DIR", "/usr/share/wordnet"))
-CORPORA = (  # (path, number of columns; the caption is the last)
-    (DATA / "flickr8k" / "captions.tsv", 2),
-    (DATA / "text" / "coco_val2017_captions.tsv", 2),
-    (DATA / "text" / "msvd_captions.tsv", 3),
-)
 HEADER = ("index", "imagenet_name", "word", "group")
+#: the caption files ``corpus_captions`` reads
+CORPUS_FILES = (DATA / "flickr8k" / "captions.tsv", DATA / "text" / "coco_val2017_captions.tsv",
+                DATA / "text" / "msvd_captions.tsv")
+
+
+def corpus_captions() -> list[str]:
+    """The captions whose word counts decide what a person says: Flickr8k's train and dev
+    photos, and the COCO and MSVD text less everything we test on (``text_sentences``).
+    The counts choose the shipped words, so no test caption may move them."""
+    test = set(flickr_split("test"))
+    out = [c for f, c in read_tsv(DATA / "flickr8k" / "captions.tsv") if f not in test]
+    return out + [c for _, c in text_sentences(("coco", "msvd"))]
 
 MIN_OWN = 5  # the class's own name is a caption word if seen this often
 MIN_HYPERNYM = 20  # a hypernym's word must be really common to replace it
@@ -423,14 +431,13 @@ def caption_counts(phrases: set[str]) -> Counter:
             variant_of.setdefault(v, set()).add(p)
     longest = max(len(p.split()) for p in variant_of)
     counts: Counter = Counter()
-    for path, ncols in CORPORA:
-        for row in read_tsv(path, ncols):
-            toks = tokenize(row[-1])
-            for n in range(1, longest + 1):
-                for i in range(len(toks) - n + 1):
-                    gram = " ".join(toks[i : i + n])
-                    for p in variant_of.get(gram, ()):
-                        counts[p] += 1
+    for caption in corpus_captions():
+        toks = tokenize(caption)
+        for n in range(1, longest + 1):
+            for i in range(len(toks) - n + 1):
+                gram = " ".join(toks[i : i + n])
+                for p in variant_of.get(gram, ()):
+                    counts[p] += 1
     return counts
 
 

@@ -163,7 +163,7 @@ def _generator_or_skip():
     if not (concept_words.WORDNET_DIR / "data.noun").exists():
         pytest.skip(f"no WordNet 3.0 database in {concept_words.WORDNET_DIR} "
                     "(apt-get install wordnet-base, or set WORDNET_DIR): the table cannot be regenerated here")
-    missing = [str(p) for p, _ in concept_words.CORPORA if not Path(p).exists()]
+    missing = [str(p) for p in concept_words.CORPUS_FILES if not Path(p).exists()]
     if missing:
         pytest.skip(f"caption corpora missing ({', '.join(missing)}): the table cannot be regenerated here")
     return concept_words
@@ -186,3 +186,24 @@ def test_regenerating_gives_the_identical_file(tmp_path):
     cw = _generator_or_skip()
     out = cw.write(cw.build(), tmp_path / "imagenet_words.tsv")
     assert out.read_bytes() == WORDS_FILE.read_bytes()
+
+
+def test_no_test_caption_decides_a_word():
+    """The counts that choose the shipped words never see a caption of a test picture or clip
+    (Flickr8k test, coco-val2017-mini, the MSVD test split): a test caption crossing a count
+    threshold once chose five of the words."""
+    cw = _generator_or_skip()
+    from pipelines.common import DATA, captions_by_file, flickr_split, read_tsv
+
+    test_photos = set(flickr_split("test"))
+    flickr = read_tsv(DATA / "flickr8k" / "captions.tsv")
+    mini = set(captions_by_file(DATA / "coco-val2017-mini" / "captions.tsv"))
+    coco = read_tsv(DATA / "text" / "coco_val2017_captions.tsv")
+    msvd = read_tsv(DATA / "text" / "msvd_captions.tsv", 3)
+    tested = ({c for f, c in flickr if f in test_photos} | {c for f, c in coco if f in mini}
+              | {c for _, split, c in msvd if split == "test"})
+    untested = ({c for f, c in flickr if f not in test_photos} | {c for f, c in coco if f not in mini}
+                | {c for _, split, c in msvd if split != "test"})
+    only_tested = tested - untested
+    assert len(only_tested) > 5_000  # the check has something to find
+    assert not only_tested & set(cw.corpus_captions())
