@@ -91,11 +91,13 @@ def _silence_opencv() -> None:
             pass
 
 
-def _formats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+def _formats(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    """Every ``-f`` given, in order: ``-f srt -f vtt`` means ``-f srt,vtt`` (a repeated
+    option must not silently keep only its last value)."""
     from .subtitles import parse_formats
 
     try:
-        return parse_formats(value)
+        return parse_formats(",".join(value))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -118,10 +120,10 @@ def caption_options(f):
     opts = [
         click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Folder for the subtitle files. Default: beside each video."),
-        click.option("-f", "--output-format", "formats", default=",".join(_D.output.formats), show_default=True,
-                     callback=_formats,
+        click.option("-f", "--output-format", "formats", multiple=True, default=(",".join(_D.output.formats),),
+                     show_default=True, callback=_formats,
                      help="srt, vtt, json, txt, html (a review page; batch adds index.html), 'all', "
-                          "or a comma list (e.g. srt,html)."),
+                          "or a comma list (e.g. srt,html); may be repeated (-f srt -f html)."),
         click.option("--fps", type=click.FloatRange(min=0, min_open=True, max=60), default=_D.sampling.fps,
                      show_default=True, help="Frames looked at per second of video."),
         click.option("--fast", is_flag=True, default=_D.sampling.fast,

@@ -95,6 +95,15 @@ def test_all_formats_parse_back(tmp_path, clip, tiny_model) -> None:
     assert txt.splitlines() == [c["text"] for c in data["cues"]]
 
 
+def test_repeated_format_options_add_up(tmp_path, clip, tiny_model) -> None:
+    """``-f srt -f vtt`` (as ffmpeg users write it) is ``-f srt,vtt``: it had kept only the last one."""
+    video = _copy(clip, tmp_path / "talk.mp4")
+    result = cli("run", video, "-o", tmp_path / "out", "-f", "srt", "-f", "vtt,json", "-f", "srt",
+                 "--model", tiny_model, "-q")
+    assert result.exit_code == 0, result.stderr
+    assert files_under(tmp_path / "out") == ["talk.json", "talk.srt", "talk.vtt"]
+
+
 def test_max_line_width_is_respected(tmp_path, clip, tiny_model, monkeypatch) -> None:
     # the tiny model says one or two words; give it something worth wrapping
     long = "a man in a red shirt is riding a bicycle down a busy street"
