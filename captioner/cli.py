@@ -643,10 +643,13 @@ def search(query: str, folders: tuple[Path, ...], results: int, as_json: bool, h
     others are still searched).
     """
     _setup_logging(verbose, quiet)
-    if not query.strip():
-        _fail("the query is empty")
+    from .find import Searcher, check_query, hit_lines, hits_json, write_results_html
+
+    try:
+        check_query(query)
+    except CaptionerError as exc:
+        _fail(str(exc))
         sys.exit(2)
-    from .find import Searcher, hit_lines, hits_json, write_results_html
 
     # a bar only on a terminal, and only while new texts are embedded (a large new archive: minutes)
     bar = None if quiet or not sys.stderr.isatty() else _IndexBar()

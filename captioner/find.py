@@ -15,7 +15,7 @@ videos by ``pipelines/retrieval.py`` (README: Search).
 **The index.** Each folder gets one index file, ``.captioner-search/index.npz``
 inside it (hidden: batch skips it), or, if the folder cannot be written, one under
 the cache folder (``~/.cache/captioner/search/<hash of the folder's path>/``). It
-holds per JSON file its signature (size, modification time, inode), its cues, and
+holds per JSON file its signature (size, modification and change times, inode), its cues, and
 one embedding per distinct text. Every search checks every file's signature, so
 the index is never stale: new and changed files are read and only texts never
 seen before are embedded; removed files are dropped. The index is written
@@ -36,6 +36,7 @@ import logging
 import math
 import os
 import re
+import stat
 import tempfile
 import zipfile
 from collections import Counter
@@ -121,6 +122,8 @@ def read_output(path: Path) -> tuple[str, list[CueRecord]]:
             if not isinstance(text, str) or not (math.isfinite(start) and math.isfinite(end)):
                 raise TypeError
             words = tuple(str(w[0]) for w in c.get("concepts", ()) if isinstance(w, (list, tuple)) and w)
+            for t in (text, *words):
+                t.encode("utf-8")  # a lone surrogate (a "\ud800" escape) is no text: the embedder rejects it
         except (KeyError, TypeError, ValueError, IndexError, AttributeError):
             raise ValueError(f"cue {i + 1} is not a captioner cue (start, end, text)") from None
         vector = None
@@ -139,15 +142,27 @@ def find_outputs(root: Path) -> list[Path]:
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(Path(folder, f) for f in files
-                     if f.lower().endswith(".json") and not f.startswith(".") and f not in NOT_OUTPUTS)
+                     if f.lower().endswith(".json") and not f.startswith(".") and f not in NOT_OUTPUTS
+                     and not _special(os.path.join(folder, f)))
     return sorted(found)
+
+
+def _special(path: str) -> bool:
+    """A FIFO, socket or device (opening a FIFO waits for a writer forever). A broken link is not
+    special: reading it fails, and that is reported."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------- the index
 
 
-def _signature(st: os.stat_result) -> tuple[int, int, int]:
-    return (int(st.st_size), int(st.st_mtime_ns), int(st.st_ino))
+def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells a changed file: size, modification time, inode, and the inode's change time, which
+    an in-place rewrite moves even when it keeps the size and sets the modification time back."""
+    return (int(st.st_size), int(st.st_mtime_ns), int(st.st_ino), int(st.st_ctime_ns))
 
 
 def cache_home() -> Path:
@@ -243,8 +258,8 @@ class Index:
                                             "has_visual", "ctx_lo", "ctx_hi", "ctx_scale", "vector_scale")}
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as exc:
-            log.info("%s: damaged index, rebuilding (%s)", path, exc)
+        except Exception as exc:  # damaged in any way (zipfile raises NotImplementedError for a bad method)
+            log.info("%s: damaged index, rebuilding (%s: %s)", path, exc.__class__.__name__, exc)
             return None
         try:
             if (meta["version"] != INDEX_VERSION or meta["model"] != model or meta["root"] != str(root)
@@ -269,14 +284,28 @@ class Index:
                   and idx.vectors.ndim == 2 and len(idx.vectors) == t and len(idx.vector_scale) == t
                   and (n == 0 or (0 <= idx.text_of.min() and idx.text_of.max() < t and 0 <= idx.doc_of.min()
                                   and idx.doc_of.max() < t and 0 <= idx.file_of.min() and idx.file_of.max() < len(idx.paths)))
-                  and sum(int(f["count"]) for f in idx.files.values()) == n)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            log.info("%s: damaged index, rebuilding (%s)", path, exc)
+                  and sum(int(f["count"]) for f in idx.files.values()) == n
+                  and _entries_fit(idx))
+        except Exception as exc:  # metadata of the wrong types: the index is rebuilt, never trusted
+            log.info("%s: damaged index, rebuilding (%s: %s)", path, exc.__class__.__name__, exc)
             return None
         if not ok:
             log.info("%s: inconsistent index, rebuilding", path)
             return None
         return idx
+
+
+def _entries_fit(idx: Index) -> bool:
+    """Every file entry names rows of the index and a signature of ints; every text, path and
+    concept word is a string (an index whose metadata was edited or damaged is rebuilt)."""
+    n = len(idx.starts)
+    for entry in idx.files.values():
+        first, count, sig = int(entry["first"]), int(entry["count"]), entry["sig"]
+        if not (0 <= first and 0 <= count and first + count <= n and isinstance(entry["video"], str)
+                and isinstance(sig, list) and all(type(v) is int for v in sig)):
+            return False
+    return (all(isinstance(t, str) for t in idx.texts) and all(isinstance(p, str) for p in idx.paths)
+            and all(isinstance(w, str) for c in idx.concepts for w in c))
 
 
 def doc_text(text: str, concepts: Sequence[str], n: int) -> str:
@@ -323,7 +352,7 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
     stats = UpdateStats()
     outputs = find_outputs(root)
     stats.files = len(outputs)
-    current: dict[str, tuple[Path, tuple[int, int, int]]] = {}
+    current: dict[str, tuple[Path, tuple[int, int, int, int]]] = {}
     for p in outputs:
         try:
             current[p.relative_to(root).as_posix()] = (p, _signature(p.stat()))
@@ -407,6 +436,9 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
     new.doc_of = np.asarray(doc_of, np.int32)
     new.ctx_lo, new.ctx_hi, new.ctx_scale = context_windows(new, config.context_seconds)
     stats.embedded, stats.cues = len(fresh), len(new)
+    if not current and old is None:  # nothing to index and no index to empty: leave the folder as it was
+        stats.seconds = time.perf_counter() - t0
+        return new, stats
     try:
         new.save(path)
         stats.written = True
@@ -562,6 +594,31 @@ class SearchResult:
     stats: list[UpdateStats]
 
 
+def _distinct_roots(roots: Sequence[Path]) -> list[int]:
+    """The positions of the folders to index: each folder once, and none that lies inside another
+    given folder whose own walk reaches it (every file once, however the folders were typed)."""
+    resolved = [Path(r).resolve() for r in roots]
+    keep: list[int] = []
+    for i, r in enumerate(resolved):
+        if r in resolved[:i]:
+            continue
+        if any(o != r and r.is_relative_to(o) and not any(part.startswith(".") for part in r.relative_to(o).parts)
+               for o in resolved):
+            continue  # find_outputs of the outer folder walks into it
+        keep.append(i)
+    return keep
+
+
+def check_query(query: str) -> None:
+    """``CaptionerError`` unless ``query`` is text worth searching for."""
+    if not query or not query.strip():
+        raise CaptionerError("the query is empty")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CaptionerError("the query is not valid text (it holds bytes that are not UTF-8)") from None
+
+
 class Searcher:
     """Keeps the embedding model and the indexes of some folders; ``search(query)`` many times."""
 
@@ -575,17 +632,25 @@ class Searcher:
         self.errors: list[tuple[str, str]] = []
         self.stats: list[UpdateStats] = []
         self.indexes: list[Index] = []
-        for i, root in enumerate(roots):
-            root = Path(root)
-            if not root.is_dir():
+        for root in roots:
+            if not Path(root).is_dir():
                 raise CaptionerError(f"{root}: not a folder")
+        empty = []
+        self._shown: list[Path] = []  # each index's folder as the caller named it: hits are shown under it
+        for i in _distinct_roots(roots):
+            root = Path(roots[i])
+            self._shown.append(root)
             idx, st = update_index(root, embedder, config, path=index_paths[i] if index_paths else None,
                                    errors=self.errors, progress=progress)
             self.indexes.append(idx)
             self.stats.append(st)
+            if not st.files:
+                empty.append(str(root))
         if not any(st.files for st in self.stats):
             raise CaptionerError(f"no captioner JSON outputs under {', '.join(str(r) for r in roots)}"
                                  " (caption with -f json first)")
+        # one folder of several with nothing to search is a mistake worth a line (a typo, the wrong drive)
+        self.errors.extend((r, "no captioner JSON outputs under it") for r in empty)
         self._words = [WordScorer(idx, config) if config.word_weight else None for idx in self.indexes]
 
     @property
@@ -599,8 +664,7 @@ class Searcher:
 
     def search(self, query: str, n: int | None = None) -> SearchResult:
         """The ``n`` best cues for ``query``, best first (ties: folder, file, time order)."""
-        if not query or not query.strip():
-            raise CaptionerError("the query is empty")
+        check_query(query)
         n = self.config.results if n is None else n
         if n < 1:
             raise CaptionerError(f"the number of results must be at least 1, got {n}")
@@ -610,7 +674,9 @@ class Searcher:
                 continue
             top = np.argsort(-s, kind="stable")[:n] if len(s) > 4 * n else np.argsort(-s, kind="stable")
             if len(s) > 4 * n:  # argpartition for big indexes, then sort the few
-                part = np.argpartition(-s, n - 1)[:n]
+                kth = -np.partition(-s, n - 1)[n - 1]  # the n-th best score
+                above = np.flatnonzero(s > kth)
+                part = np.concatenate([above, np.flatnonzero(s == kth)[: n - len(above)]])  # ties: earliest rows
                 top = part[np.lexsort((part, -s[part]))]
             pool.extend((float(s[r]), k, int(r)) for r in top)
         pool.sort(key=lambda x: (-x[0], x[1], x[2]))
@@ -618,7 +684,7 @@ class Searcher:
         for score, k, r in pool[:n]:
             idx = self.indexes[k]
             rel = idx.paths[idx.file_of[r]]
-            hits.append(Hit(idx.root / rel, idx.files[rel]["video"], float(idx.starts[r]), float(idx.ends[r]),
+            hits.append(Hit(self._shown[k] / rel, idx.files[rel]["video"], float(idx.starts[r]), float(idx.ends[r]),
                             idx.texts[idx.text_of[r]], score, idx.concepts[r]))
         return SearchResult(hits, list(self.errors), self.cues, list(self.stats))
 
@@ -626,8 +692,7 @@ class Searcher:
 def search(query: str, roots: Sequence[Path], n: int | None = None, config: SearchConfig = SearchConfig(),
            embedder: Any = None) -> SearchResult:
     """One search over the JSON outputs under ``roots`` (indexes brought up to date first)."""
-    if not query or not query.strip():
-        raise CaptionerError("the query is empty")
+    check_query(query)
     return Searcher(roots, config, embedder).search(query, n)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -206,3 +207,107 @@ def test_text_vectors_are_kept_as_int8_rows_with_a_scale():
     assert np.abs(exact - approx).max() < 2e-3
     z, zs = quantize_rows(np.zeros((1, 384), np.float32))
     assert not z.any() and zs[0] == 1.0  # an all-zero row stays zero, no division by zero
+
+
+# ---------------------------------------------------------------- found by a bug hunt (each failed before its fix)
+
+
+def test_an_in_place_rewrite_that_keeps_size_and_mtime_is_seen(archive: Path) -> None:
+    import time
+
+    path = archive / "beach.json"
+    Searcher([archive], embedder=BagOfWords())
+    before = path.stat()
+    time.sleep(0.05)  # the change time moves in clock ticks of a few ms
+    with open(path, "r+", encoding="utf-8") as f:  # same inode, same size
+        text = f.read()
+        f.seek(0)
+        f.write(text.replace("walking on the beach", "sleeping on the roof"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # as rsync --inplace or a restore leaves it
+    assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
+    hits = Searcher([archive], embedder=BagOfWords()).search("roof", 1).hits
+    assert hits[0].text == "a man is sleeping on the roof"
+
+
+def test_each_file_is_searched_once_however_the_folders_are_named(archive: Path, monkeypatch) -> None:
+    monkeypatch.chdir(archive.parent)
+    (archive / "bad.json").write_text("[]", encoding="utf-8")
+    s = Searcher([archive, Path("subs/day"), Path("subs/"), archive / "day"], embedder=BagOfWords())
+    assert s.cues == 3 and len(s.errors) == 1
+    hits = s.search("cooking kitchen", 10).hits
+    assert len(hits) == 3 == len({(h.output.resolve(), h.start) for h in hits})
+    # a hidden folder is not walked by its parent's search, so naming it adds its files
+    write_output(archive / ".hidden" / "x.json", [(0.0, 1.0, "a cat")])
+    assert Searcher([archive, archive / ".hidden"], embedder=BagOfWords()).cues == 4
+
+
+def test_hits_are_shown_under_the_folder_as_it_was_named(archive: Path, monkeypatch) -> None:
+    monkeypatch.chdir(archive.parent)
+    hit = Searcher([Path("subs")], embedder=BagOfWords()).search("cooking", 1).hits[0]
+    assert str(hit.output) == os.path.join("subs", "day", "kitchen.json")
+
+
+def test_text_that_is_not_unicode_is_refused_not_crashed_on(archive: Path) -> None:
+    (archive / "sur.json").write_text('{"metadata": {"video": "v"}, "cues": [{"start": 0, "end": 1, '
+                                      '"text": "a dog \\ud800 runs"}]}', encoding="utf-8")
+    s = Searcher([archive], embedder=BagOfWords())
+    assert [(Path(p).name, r) for p, r in s.errors] == [("sur.json", "cue 1 is not a captioner cue (start, end, text)")]
+    assert s.cues == 3
+    with pytest.raises(CaptionerError, match="not valid text"):
+        s.search("dog \udcff")  # a command-line byte that is not UTF-8 arrives as a lone surrogate
+    result = CliRunner().invoke(main, ["search", "dog \udcff", str(archive)])
+    assert result.exit_code == 2 and "not valid text" in result.output and "Traceback" not in result.output
+
+
+def test_an_index_damaged_in_any_way_is_rebuilt(archive: Path) -> None:
+    import zipfile
+
+    update_index(archive, BagOfWords())
+    path = archive / ".captioner-search" / "index.npz"
+    good = path.read_bytes()
+    at = good.find(b"PK\x01\x02")  # the first central-directory entry: its compression method -> 1 (unsupported)
+    bad = bytearray(good)
+    bad[at + 10 : at + 12] = (1).to_bytes(2, "little")
+    path.write_bytes(bytes(bad))
+    assert Index.load(path, archive.resolve(), "all-MiniLM-L6-v2") is None
+
+    def with_meta(change) -> None:
+        with np.load(io.BytesIO(good)) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(bytes(arrays["meta"]).decode())
+        change(meta)
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        path.write_bytes(buf.getvalue())
+
+    first = next(iter(json.loads(bytes(np.load(io.BytesIO(good))["meta"]).decode())["files"]))
+    for change in (lambda m: m["files"][first].update(first=10 ** 6), lambda m: m["files"][first].update(sig=5),
+                   lambda m: m["texts"].__setitem__(0, ["a", "list"])):
+        with_meta(change)
+        assert Index.load(path, archive.resolve(), "all-MiniLM-L6-v2") is None
+        idx, st = update_index(archive, BagOfWords())
+        assert st.written and len(idx) == 3
+    assert zipfile.is_zipfile(path)
+
+
+def test_ties_come_in_time_order_whatever_the_number_asked(tmp_path: Path) -> None:
+    write_output(tmp_path / "a" / "v.json", [(float(i), i + 1.0, "a dog is running on the beach") for i in range(300)])
+    s = Searcher([tmp_path / "a"], embedder=BagOfWords())
+    assert [h.start for h in s.search("dog", 1).hits] == [0.0]
+    assert [h.start for h in s.search("dog", 5).hits] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_a_fifo_named_json_is_not_read(archive: Path) -> None:
+    from captioner.find import find_outputs
+
+    os.mkfifo(archive / "pipe.json")  # opening it would wait for a writer forever
+    assert "pipe.json" not in [p.name for p in find_outputs(archive)]
+    assert Searcher([archive], embedder=BagOfWords()).cues == 3
+
+
+def test_a_folder_with_nothing_to_search_among_others_is_an_error(archive: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    s = Searcher([archive, tmp_path / "empty"], embedder=BagOfWords())
+    assert s.errors == [(str(tmp_path / "empty"), "no captioner JSON outputs under it")] and s.cues == 3
+    assert not (tmp_path / "empty" / ".captioner-search").exists()  # nothing indexed, nothing written
