@@ -139,6 +139,24 @@ def _audio_only(p: Path) -> bool:
         return False
 
 
+def _cover_art_only(p: Path) -> bool:
+    """Whether every picture stream of ``p`` is an attached picture (an album cover) beside its sound.
+
+    OpenCV opens such a file (.mp3, .m4a with artwork) as a one-frame video at FFmpeg's 90,000 fps
+    placeholder rate; asked only when OpenCV reports an impossible frame rate, so PyAV's import and
+    probe (~15 ms) are not paid for ordinary videos. False whenever PyAV is missing or cannot read ``p``.
+    """
+    try:
+        import av
+
+        with av.open(str(p), timeout=OPEN_TIMEOUT_S) as container:
+            pictures = container.streams.video
+            return bool(container.streams.audio) and bool(pictures) and all(
+                s.disposition & av.stream.Disposition.attached_pic for s in pictures)
+    except Exception:  # PyAV raises its own error types for every way a file can be bad
+        return False
+
+
 def _open_video(p: Path) -> VideoInfo:
     """The body of ``open_video`` (``cv2.error`` is turned into ``VideoError`` by the caller)."""
     cap = _open_capture(p, OPEN_TIMEOUT_S)
@@ -146,6 +164,8 @@ def _open_video(p: Path) -> VideoInfo:
         if not cap.isOpened():
             raise VideoError(f"{p}: " + ("no video stream (an audio file)" if _audio_only(p) else
                                          "not a video file or unsupported codec"))
+        if _float_prop(cap, cv2.CAP_PROP_FPS) > MAX_PLAUSIBLE_FPS and _cover_art_only(p):
+            raise VideoError(f"{p}: no video stream (an audio file; its only picture is the cover art)")
         info = _read_info(p, cap)
         first = _grab(cap)
         if not first:

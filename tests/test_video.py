@@ -449,6 +449,17 @@ def test_urls_are_told_from_file_names(name, url) -> None:
     assert video.looks_like_url(name) is url
 
 
+@pytest.mark.parametrize("suffix", [".mp3", ".mp4"])
+def test_an_audio_file_with_cover_art_is_named_as_one(tmp_path: Path, suffix) -> None:
+    """Music files carry their album cover as a one-frame picture stream: OpenCV opened them as
+    a 40 ms video and a batch wrote a one-cue subtitle file for every song."""
+    pytest.importorskip("av")
+    path = make_audio(tmp_path / f"song{suffix}", cover=True)
+    with pytest.raises(VideoError) as exc:
+        video.open_video(path)
+    assert_one_line_naming(exc, path, "no video stream (an audio file; its only picture is the cover art)")
+
+
 @pytest.mark.parametrize("suffix", [".wav", ".m4a"])
 def test_an_audio_file_is_named_as_one(tmp_path: Path, suffix) -> None:
     """A sound file given by mistake gets told apart from a damaged or unknown one."""

@@ -313,15 +313,23 @@ def _payload_span(data: bytes) -> tuple[int, int]:
     return len(data) // 10, len(data) - len(data) // 10
 
 
-def make_audio(path: str | os.PathLike[str], seconds: float = 1.0, rate: int = 16000) -> Path:
-    """Write a sound file with no picture (a 440 Hz tone; PyAV picks the codec from the suffix: .wav, .m4a, .mp3)."""
+def make_audio(path: str | os.PathLike[str], seconds: float = 1.0, rate: int = 16000, cover: bool = False) -> Path:
+    """Write a sound file with no picture (a 440 Hz tone; PyAV picks the codec from the suffix: .wav, .m4a, .mp3,
+    .mp4). ``cover``: with an album cover, a JPEG attached picture (.mp3, .mp4), as music files carry one."""
     import av
 
     path = Path(path)
-    codec = {".wav": "pcm_s16le", ".m4a": "aac", ".mp3": "mp3"}.get(path.suffix.lower(), "pcm_s16le")
+    codec = {".wav": "pcm_s16le", ".m4a": "aac", ".mp3": "mp3", ".mp4": "aac"}.get(path.suffix.lower(), "pcm_s16le")
     samples = (8000 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)).astype(np.int16)
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=rate, layout="mono")
+        if cover:
+            art = out.add_stream("mjpeg", rate=1)
+            art.width, art.height, art.pix_fmt = 64, 64, "yuvj420p"
+            art.disposition = av.stream.Disposition.attached_pic
+            picture = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 200, np.uint8), format="rgb24")
+            for packet in [*art.encode(picture.reformat(format="yuvj420p")), *art.encode()]:
+                out.mux(packet)
         chunk = 1024
         for s in range(0, len(samples), chunk):
             frame = av.AudioFrame.from_ndarray(samples[None, s : s + chunk], format="s16", layout="mono")
