@@ -202,7 +202,28 @@ def load_image(path: str) -> np.ndarray:
     if img is None:
         heif = Path(path).suffix.lower() in (".heic", ".heif")  # iPhones' default; OpenCV has no decoder for it
         raise CaptionerError(f"{path}: not a readable image" + (" (HEIC is not supported: convert it to JPEG)" if heif else ""))
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(_over_white(data, img), cv2.COLOR_BGR2RGB)
+
+
+def _over_white(data: np.ndarray, img: np.ndarray) -> np.ndarray:
+    """``img`` (BGR) with the file's transparency composited over white, as a web page shows it.
+
+    ``IMREAD_COLOR`` drops the alpha channel and keeps whatever colour lies under transparent
+    pixels, usually black: a dark logo or line drawing on a transparent background became an
+    all-black picture. Only formats that carry alpha are decoded a second time.
+    """
+    head = data[:12].tobytes()
+    if not (head.startswith(b"\x89PNG\r\n\x1a\n") or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+            or head[:4] in (b"II*\x00", b"MM\x00*")):
+        return img
+    full = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if full is None or full.ndim != 3 or full.shape[2] != 4 or full.shape[:2] != img.shape[:2]:
+        return img  # no alpha (or turned by EXIF orientation, which IMREAD_UNCHANGED does not apply)
+    alpha = full[:, :, 3].astype(np.float32) / float(np.iinfo(full.dtype).max if full.dtype.kind in "ui" else 1.0)
+    if alpha.min() >= 1.0:
+        return img
+    a = alpha[..., None]
+    return (img.astype(np.float32) * a + 255.0 * (1.0 - a) + 0.5).astype(np.uint8)
 
 
 def _heads(model: Any) -> Any:

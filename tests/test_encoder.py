@@ -226,3 +226,23 @@ def test_quantizing_keeps_the_rest_of_the_log(tmp_path, monkeypatch, caplog):
     assert not [m for m in messages if "pre-processing" in m or "ORT's own" in m]
     assert enc.precision == "float32"
     assert logging.getLogger().handlers == handlers and logging.root.manager.disable == 0
+
+
+@pytest.mark.parametrize("suffix", [".png", ".webp"])
+def test_a_transparent_image_is_seen_over_white(tmp_path: Path, suffix) -> None:
+    """A dark drawing whose shape lives in the alpha channel (a logo, line art): read without its
+    alpha it was all black, and `captioner image` described a black picture."""
+    import cv2
+
+    bgra = np.zeros((64, 64, 4), np.uint8)
+    bgra[16:48, 16:48, 3] = 255  # an opaque black square; the rest transparent (black underneath)
+    bgra[0:8, :, 3] = 128  # a half-transparent band
+    path = tmp_path / f"logo{suffix}"
+    cv2.imwrite(str(path), bgra, [cv2.IMWRITE_WEBP_QUALITY, 101] if suffix == ".webp" else [])
+    rgb = encoder_mod.load_image(str(path))
+    assert rgb.shape == (64, 64, 3) and rgb.dtype == np.uint8
+    assert (rgb[12, 2] == 255).all() and (rgb[32, 32] == 0).all()
+    assert (np.abs(rgb[4, 40].astype(int) - 127) <= 1).all()
+    opaque = tmp_path / "photo.png"
+    cv2.imwrite(str(opaque), np.full((8, 8, 3), 40, np.uint8))  # no alpha: as it is
+    assert (encoder_mod.load_image(str(opaque)) == 40).all()
