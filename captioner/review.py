@@ -342,8 +342,8 @@ def read_page_data(page: Path) -> dict[str, Any] | None:
         data = json.loads(match.group(1))
     except ValueError:
         return None
-    if not (isinstance(data, dict) and data.get("version") == 1):
-        return None
+    if not (isinstance(data, dict) and data.get("version") == 1 and isinstance(data.get("cues"), list)):
+        return None  # an archive index carries "videos", not "cues": it is no video's page
     thumb = _THUMB_RE.search(text)
     data["thumbnail"] = thumb.group(1) if thumb else ""
     return data

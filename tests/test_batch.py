@@ -354,3 +354,23 @@ def test_a_stopped_batch_leaves_no_temporary_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in out.iterdir()) == [".b.srt.notes", "a.srt", REPORT_NAME]
     statuses = {Path(v["path"]).name: v["status"] for v in json.loads((out / REPORT_NAME).read_text())["videos"]}
     assert statuses == {"a.mp4": "ok", "b.mp4": "pending"}
+
+
+def test_videos_named_like_the_batchs_own_files(tmp_path, tiny_model):
+    """captioner-report.mp4's JSON was replaced by the report (and failed every rerun); an index page
+    was read as a video's page on the rerun (a traceback). Now such a video fails with a reason, and
+    index.mp4 keeps index.html as its page while the index takes the other name."""
+    tree = tmp_path / "in"
+    for i, name in enumerate(["captioner-report.mp4", "captioner-index.mp4", "index.mp4", "ok.mp4"]):
+        make_video(tree / name, [("red", 1.0)], seed=i)
+    for run in range(2):
+        result = batch(tree, "--model", tiny_model, "-f", "json,html", "-q")
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        report = by_name(read_report(tree / REPORT_NAME))
+        assert {n: v["status"] for n, v in report.items()} == {
+            "captioner-report.mp4": "failed", "captioner-index.mp4": "failed",
+            "index.mp4": "ok" if run == 0 else "skipped", "ok.mp4": "ok" if run == 0 else "skipped"}
+        assert "the batch's own captioner-report.json" in report["captioner-report.mp4"]["reason"]
+        assert "the batch's own captioner-index.html" in report["captioner-index.mp4"]["reason"]
+        assert json.loads((tree / "index.json").read_text())["cues"]  # index.mp4's own outputs
+        assert '"cues"' in (tree / "index.html").read_text() and "ok.html" in (tree / "captioner-index.html").read_text()

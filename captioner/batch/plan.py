@@ -136,6 +136,11 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     own: set[Path] = {path for path, _ in plan.report_paths_abs()}
     if "html" in plan.formats:  # the archive index beside the report (review.py)
         own.update(path.parent / name for path, _ in plan.report_paths_abs() for name in INDEX_NAMES)
+    # the batch's own files: a video named captioner-report.mp4 would have its JSON replaced by the
+    # report (and fail every rerun); index.html may be a video's page, the index then takes the other name
+    reserved = {str(path).casefold(): path.name for path, _ in plan.report_paths_abs()}
+    if "html" in plan.formats:
+        reserved.update({str(path.parent / INDEX_NAMES[1]).casefold(): INDEX_NAMES[1] for path, _ in plan.report_paths_abs()})
     tmp_names: dict[Path, set[str]] = {}
     taken: dict[str, Path] = {}
     for video, base, shown, i in found:
@@ -143,6 +148,11 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         if key in taken:  # only left for names that differ in case alone
             plan.done.append(FileResult(str(video), Status.FAILED,
                                         f"its subtitles would overwrite those of {taken[key]}", shown=shown, root=i))
+            continue
+        clash = next((reserved[k] for f in plan.formats if (k := str(output_file(base, f)).casefold()) in reserved), None)
+        if clash is not None:
+            plan.done.append(FileResult(str(video), Status.FAILED, f"its output would be the batch's own {clash}; "
+                                        "rename the video", shown=shown, root=i))
             continue
         taken[key] = video
         own.update(output_file(base, f) for f in FORMATS)
