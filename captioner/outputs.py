@@ -12,6 +12,7 @@ This module imports neither torch nor cv2.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -47,8 +48,24 @@ _TMP_SUFFIX = ".tmp"
 _TMP_RE = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]+" + re.escape(_TMP_SUFFIX))
 
 
+#: Longest file name most file systems take (NAME_MAX, bytes).
+_NAME_MAX = 255
+
+
+def _tmp_stem(name: str) -> str:
+    """``name`` as its temporary file spells it: whole when ``.<name>.<8 random>.tmp`` fits in
+    ``_NAME_MAX`` bytes, else cut to fit and told apart by a hash of the whole name (an output
+    name of 242-255 bytes is legal, its temporary file's was not)."""
+    raw = os.fsencode(name)
+    room = _NAME_MAX - len(f"..12345678{_TMP_SUFFIX}")
+    if len(raw) <= room:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:8]
+    return os.fsdecode(raw[: room - len(digest) - 1]) + "~" + digest
+
+
 def _tmp_prefix(name: str) -> str:
-    return f".{name}."
+    return f".{_tmp_stem(name)}."
 
 
 def cache_dir() -> Path:
@@ -332,7 +349,7 @@ def remove_stale_temp_files(folder: Path, names: Iterable[str]) -> int:
 
     Only exact matches are touched, so no file of the user's can be hit. Returns the count removed.
     """
-    names = set(names)
+    names = {_tmp_stem(n) for n in names}
     removed = 0
     try:
         entries = os.listdir(folder)

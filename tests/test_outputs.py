@@ -68,3 +68,23 @@ def test_the_cache_folder_has_one_default(monkeypatch, tmp_path):
     from captioner.encoder import onnx_cache_dir
 
     assert onnx_cache_dir() == tmp_path / "mine" / "encoders"
+
+
+@pytest.mark.parametrize("length", [241, 242, 250, 255])
+def test_a_long_but_legal_output_name_is_written(tmp_path, length) -> None:
+    """An output name of 242-255 bytes is legal, but its temporary file (14 bytes longer) was not:
+    the write failed with 'File name too long' after the video had been captioned."""
+    import os
+    import tempfile
+
+    from captioner.outputs import _TMP_SUFFIX, _tmp_prefix, remove_stale_temp_files, write_atomic
+
+    name = "é" * ((length - 4) // 2) + "v" * ((length - 4) % 2) + ".srt"  # two bytes a letter: cuts mid-letter too
+    assert len(name.encode()) == length
+    write_atomic(tmp_path / name, "1\n")
+    assert (tmp_path / name).read_text() == "1\n" and os.listdir(tmp_path) == [name]
+    # an interrupted write's leftover is still found and removed by the name it belongs to
+    fd, left = tempfile.mkstemp(prefix=_tmp_prefix(name), suffix=_TMP_SUFFIX, dir=tmp_path)
+    os.close(fd)
+    assert remove_stale_temp_files(tmp_path, ["other.srt"]) == 0
+    assert remove_stale_temp_files(tmp_path, [name]) == 1 and os.listdir(tmp_path) == [name]
