@@ -182,17 +182,25 @@ def output_bases(videos: Sequence[Path], output_dir: Path | None) -> list[tuple[
     return out
 
 
-def outputs_up_to_date(video: Path, base: Path, formats: Sequence[str]) -> bool:
-    """True when every ``base.<fmt>`` exists and is newer than ``video`` (the resume test)."""
+def outputs_up_to_date(video: Path, base: Path, formats: Sequence[str],
+                       source: tuple[int, int] | None = None) -> bool:
+    """The resume test: every ``base.<fmt>`` exists and describes ``video`` as it is now.
+
+    ``source``: the (size, mtime_ns) the last batch report recorded for the video when it was
+    captioned; the video must still have them. Without a record (outputs of ``run``, or of a
+    batch before reports kept it), the outputs must be newer than the video. A record is what
+    catches a video replaced by an older file (``cp -p``, ``rsync -a``), and what lets a video
+    dated in the future be finished once.
+    """
     try:
-        video_time = video.stat().st_mtime_ns
+        st_video = video.stat()
         for fmt in formats:
             st = output_file(base, fmt).stat()
-            if not stat.S_ISREG(st.st_mode) or st.st_mtime_ns <= video_time:
+            if not stat.S_ISREG(st.st_mode) or (source is None and st.st_mtime_ns <= st_video.st_mtime_ns):
                 return False
     except OSError:
         return False
-    return True
+    return source is None or (int(st_video.st_size), int(st_video.st_mtime_ns)) == tuple(source)
 
 
 # --------------------------------------------------------------------------- folders

@@ -374,3 +374,33 @@ def test_videos_named_like_the_batchs_own_files(tmp_path, tiny_model):
         assert "the batch's own captioner-index.html" in report["captioner-index.mp4"]["reason"]
         assert json.loads((tree / "index.json").read_text())["cues"]  # index.mp4's own outputs
         assert '"cues"' in (tree / "index.html").read_text() and "ok.html" in (tree / "captioner-index.html").read_text()
+
+
+def test_resume_knows_the_video_it_captioned_not_only_file_times(tmp_path, tiny_model):
+    """The resume test was 'outputs newer than the video': a video replaced by an older file
+    (cp -p, rsync -a, tar x) kept its old captions, and one dated in the future was captioned
+    again on every run, so a stopped batch never finished. The report now records each video's
+    size and time as captioned."""
+    tree = tmp_path / "in"
+    make_video(tree / "a.mp4", [("red", 1.0)], seed=0)
+    make_video(tree / "b.mp4", [("green", 1.0)], seed=1)
+    make_video(tmp_path / "other.mp4", [("checker", 1.0), ("blue", 1.0)], seed=2)
+    future = time.time() + 86400
+    os.utime(tree / "b.mp4", (future, future))
+    status = lambda: {n: v["status"] for n, v in by_name(read_report(tree / REPORT_NAME)).items()}  # noqa: E731
+    batch(tree, "--model", tiny_model, "-f", "srt,json", "-q")
+    assert status() == {"a.mp4": "ok", "b.mp4": "ok"}
+    assert by_name(read_report(tree / REPORT_NAME))["a.mp4"]["source"]["size"] == (tree / "a.mp4").stat().st_size
+    batch(tree, "--model", tiny_model, "-f", "srt,json", "-q")
+    assert status() == {"a.mp4": "skipped", "b.mp4": "skipped"}  # the future one too
+    old = (tree / "a.mp4").stat().st_mtime - 3600
+    (tree / "a.mp4").write_bytes((tmp_path / "other.mp4").read_bytes())  # replaced, dated before its outputs
+    os.utime(tree / "a.mp4", (old, old))
+    assert (tree / "a.mp4").stat().st_mtime_ns < (tree / "a.srt").stat().st_mtime_ns
+    batch(tree, "--model", tiny_model, "-f", "srt,json", "-q")
+    assert status() == {"a.mp4": "ok", "b.mp4": "skipped"}
+    assert json.loads((tree / "a.json").read_text())["metadata"]["video"]["duration"] == 2.0  # the new video's
+    # without a report (outputs of an older version, or of run) the file times decide, as before
+    (tree / REPORT_NAME).unlink()
+    batch(tree, "--model", tiny_model, "-f", "srt,json", "-q")
+    assert status() == {"a.mp4": "skipped", "b.mp4": "ok"}

@@ -29,7 +29,7 @@ class Status(str, Enum):
     """What happened to a video of a batch; the value is what the report says."""
 
     OK = "ok"  # captioned in this run
-    SKIPPED = "skipped"  # its outputs were newer than the video
+    SKIPPED = "skipped"  # its outputs describe the video as it is (outputs.outputs_up_to_date)
     FAILED = "failed"
     PENDING = "pending"  # the batch stopped before it (in the report of an interrupted batch)
 
@@ -68,10 +68,14 @@ class FileResult:
     outputs: tuple[str, ...] = ()
     shown: str = ""  # the path as the user typed it
     root: int = 0
+    # the video file its outputs describe, (size, mtime_ns) as it was when read: how the next
+    # run knows them up to date even if the file's time is older or in the future (``plan``)
+    source: tuple[int, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.video, "status": self.status.value, "reason": self.reason,
-                "seconds": round(self.seconds, 3), "cues": self.cues, "outputs": list(self.outputs)}
+                "seconds": round(self.seconds, 3), "cues": self.cues, "outputs": list(self.outputs),
+                **({"source": {"size": self.source[0], "mtime_ns": self.source[1]}} if self.source else {})}
 
 
 #: Called once per video as its result comes in.
@@ -112,13 +116,20 @@ def run_job(captioner: "Captioner", job: BatchJob, config: CaptionConfig) -> Fil
     """
     t0 = time.perf_counter()
     try:
+        source = file_signature(job.video)  # before reading it: a video changed meanwhile is done again next time
         paths, n_cues = caption_one(captioner, job.video, job.base, config)
     except Exception as exc:  # one bad file must never stop a batch
         log.debug("%s failed", job.video, exc_info=not isinstance(exc, CaptionerError))
         return FileResult(str(job.video), Status.FAILED, failure_reason(exc, job.video), time.perf_counter() - t0,
                           shown=job.shown, root=job.root)
     return FileResult(str(job.video), Status.OK, "", time.perf_counter() - t0, n_cues, tuple(str(p) for p in paths),
-                      shown=job.shown, root=job.root)
+                      shown=job.shown, root=job.root, source=source)
+
+
+def file_signature(path: Path) -> tuple[int, int]:
+    """(size, modification time in ns) of ``path``: what tells a batch that a video is the one it captioned."""
+    st = Path(path).stat()
+    return int(st.st_size), int(st.st_mtime_ns)
 
 
 def crashed(job: BatchJob, detail: str) -> FileResult:

@@ -20,7 +20,7 @@ from ..outputs import (
     remove_stale_temp_files,
 )
 from ..writers import foreign_outputs, foreign_reason
-from .job import BatchJob, FileResult, Status, failure_reason
+from .job import BatchJob, FileResult, Status, failure_reason, file_signature
 
 
 @dataclass
@@ -143,6 +143,7 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         reserved.update({str(path.parent / INDEX_NAMES[1]).casefold(): INDEX_NAMES[1] for path, _ in plan.report_paths_abs()})
     tmp_names: dict[Path, set[str]] = {}
     taken: dict[str, Path] = {}
+    recorded = recorded_sources([path for path, _ in plan.report_paths_abs()])
     for video, base, shown, i in found:
         key = str(base).casefold()
         if key in taken:  # only left for names that differ in case alone
@@ -160,10 +161,10 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         foreign = [] if overwrite else foreign_outputs(base, plan.formats)
         if foreign:  # a film's dialogue subtitles, or captions edited by hand: never replaced unasked
             plan.done.append(FileResult(str(video), Status.FAILED, foreign_reason(foreign[0]), shown=shown, root=i))
-        elif not overwrite and outputs_up_to_date(video, base, plan.formats):
-            plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are newer than the video",
+        elif not overwrite and outputs_up_to_date(video, base, plan.formats, recorded.get(str(video))):
+            plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date",
                                         outputs=tuple(str(output_file(base, f)) for f in plan.formats),
-                                        shown=shown, root=i))
+                                        shown=shown, root=i, source=recorded.get(str(video)) or _signature(video)))
         else:
             plan.jobs.append(BatchJob(video, base, shown, i))
     plan.ignored = [sum(1 for o in other if o not in own) for other in others]
@@ -172,6 +173,36 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     for path, _ in plan.report_paths_abs():
         plan.stale_removed += remove_stale_temp_files(path.parent, [REPORT_NAME, *INDEX_NAMES])
     return plan
+
+
+def recorded_sources(reports: Sequence[Path]) -> dict[str, tuple[int, int]]:
+    """Video path -> the (size, mtime_ns) its outputs were made from, as the last reports recorded it.
+
+    Only what reports of this format say (``FileResult.source``); a report that is missing,
+    damaged or foreign gives nothing, and the resume test falls back to file times.
+    """
+    import json
+
+    out: dict[str, tuple[int, int]] = {}
+    for report in reports:
+        try:
+            rows = json.loads(Path(report).read_text(encoding="utf-8"))["videos"]
+            for row in rows:
+                src = row.get("source")
+                if row.get("status") in ("ok", "skipped") and isinstance(src, dict):
+                    size, mtime = src["size"], src["mtime_ns"]
+                    if type(size) is int and type(mtime) is int:
+                        out[str(row["path"])] = (size, mtime)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return out
+
+
+def _signature(video: Path) -> tuple[int, int] | None:
+    try:
+        return file_signature(video)
+    except OSError:
+        return None
 
 
 def remove_partial_writes(jobs: Sequence[BatchJob], unfinished: Sequence[FileResult]) -> int:
