@@ -23,6 +23,20 @@ from .vocab import CHOSEN_STYLES
 log = logging.getLogger("captioner")
 
 _D = CaptionConfig()
+
+
+class _Finite(click.FloatRange):
+    """A float range that refuses nan and inf: Python's float() reads them, click's range checks
+    let nan through (every comparison with it is false), and --fps nan or --max-segment inf
+    ended in a traceback deep in the pipeline."""
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 _D_SEARCH = SearchConfig()
 
 
@@ -124,36 +138,36 @@ def caption_options(f):
                      show_default=True, callback=_formats,
                      help="srt, vtt, json, txt, html (a review page; batch adds index.html), 'all', "
                           "or a comma list (e.g. srt,html); may be repeated (-f srt -f html)."),
-        click.option("--fps", type=click.FloatRange(min=0, min_open=True, max=60), default=_D.sampling.fps,
+        click.option("--fps", type=_Finite(min=0, min_open=True, max=60), default=_D.sampling.fps,
                      show_default=True, help="Frames looked at per second of video."),
         click.option("--fast", is_flag=True, default=_D.sampling.fast,
                      help="Decode key frames only (much faster; about one look per key-frame interval)."),
-        click.option("--context", type=click.FloatRange(min=0), default=_D.sampling.context_seconds,
+        click.option("--context", type=_Finite(min=0), default=_D.sampling.context_seconds,
                      show_default=True,
                      help="Seconds before and after a segment whose frames its caption also sees (its scene: "
                           "a shot of a second or two says little alone); 0 = the segment's own frames only."),
         click.option("--beam-size", type=click.IntRange(min=1, max=20), default=_D.decoding.beam_size,
                      show_default=True, help="Beam width; 1 = greedy (fastest)."),
-        click.option("--rerank-weight", type=click.FloatRange(min=0), default=_D.decoding.rerank_weight,
+        click.option("--rerank-weight", type=_Finite(min=0), default=_D.decoding.rerank_weight,
                      show_default=True,
                      help="Video: how much a caption's closeness to what the segment looks like (its search "
                           "vector) counts when choosing among the beam's captions; 0 = the likeliest caption."),
-        click.option("--consensus", type=click.FloatRange(min=0), default=_D.decoding.consensus_weight,
+        click.option("--consensus", type=_Finite(min=0), default=_D.decoding.consensus_weight,
                      show_default=True,
                      help="Video: how much agreeing with what people said of the training videos the segment "
                           "looks most like counts (their best-agreed captions also become candidates, scored by "
                           "the decoder for this segment); 0 = off. Models without a caption bank ignore it."),
-        click.option("--max-segment", type=click.FloatRange(min=0.5), default=_D.segments.max_segment,
+        click.option("--max-segment", type=_Finite(min=0.5), default=_D.segments.max_segment,
                      show_default=True, help="Longest cue in seconds; a long shot is split into several cues."),
-        click.option("--min-duration", type=click.FloatRange(min=0), default=_D.segments.min_duration,
+        click.option("--min-duration", type=_Finite(min=0), default=_D.segments.min_duration,
                      show_default=True, help="Shortest cue in seconds."),
-        click.option("--shot-threshold", type=click.FloatRange(min=0, max=2), default=_D.segments.shot_threshold,
+        click.option("--shot-threshold", type=_Finite(min=0, max=2), default=_D.segments.shot_threshold,
                      show_default=True, help="Feature change (cosine distance) that counts as a cut."),
         click.option("--max-line-width", type=click.IntRange(min=10), default=_D.output.max_line_width,
                      show_default=True, help="Characters per subtitle line."),
         click.option("--max-line-count", type=click.IntRange(min=1), default=_D.output.max_line_count,
                      show_default=True, help="Lines per cue."),
-        click.option("--min-confidence", type=click.FloatRange(min=0, max=1), default=_D.output.min_confidence,
+        click.option("--min-confidence", type=_Finite(min=0, max=1), default=_D.output.min_confidence,
                      show_default=True,
                      help="Leave out cues whose confidence (how likely the caption says something the picture "
                           "shows) is below this; 0 keeps all. At 0.5 a quarter of MSR-VTT test cues go, whose "
@@ -343,10 +357,10 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--beam-size", type=click.IntRange(min=1, max=20), default=_D.decoding.beam_size, show_default=True,
               help="Beam width; 1 = greedy.")
-@click.option("--rerank-weight", type=click.FloatRange(min=0), default=_D.decoding.photo_rerank_weight,
+@click.option("--rerank-weight", type=_Finite(min=0), default=_D.decoding.photo_rerank_weight,
               show_default=True, help="How much a caption's closeness to what the photo looks like counts when "
                                       "choosing among the beam's captions; 0 = the likeliest caption.")
-@click.option("--consensus", type=click.FloatRange(min=0), default=_D.decoding.photo_consensus_weight,
+@click.option("--consensus", type=_Finite(min=0), default=_D.decoding.photo_consensus_weight,
               show_default=True,
               help="How much agreeing with what people said of the training photos this one looks most like "
                    "counts (their best-agreed captions also become candidates, scored by the decoder for this "
@@ -401,16 +415,29 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
               show_default="shipped weights/")
 def info(model_dir: Path) -> None:
     """Show the model card summary: model, encoder, training data, metrics, checksum."""
-    from .encoder import runtime_summary
-    from .vocab import STYLES
     from .weights import resolve, verify_model
+
+    from .pipeline import check_model
 
     try:
         folder = resolve(model_dir)
         m = verify_model(folder)  # a corrupt or mixed-up decoder is an error here too, not a checksum to trust
+        check_model(CaptionConfig(model_dir=folder))  # and every other part a run loads (not the encoder)
     except CaptionerError as exc:
         _fail(str(exc))
         sys.exit(1)
+    try:
+        _describe_model(folder, m)
+    except (TypeError, AttributeError, ValueError, KeyError) as exc:  # card fields of a hand-edited model.json
+        _fail(f"{folder / 'model.json'}: cannot describe the model ({exc.__class__.__name__}: {exc})")
+        sys.exit(1)
+
+
+def _describe_model(folder: Path, m: dict) -> None:
+    """``captioner info``'s lines for the manifest ``m`` of the model in ``folder``."""
+    from .encoder import runtime_summary
+    from .vocab import STYLES
+
     extra = m.get("extra", {})
     click.echo(f"model:     {m.get('name')}  ({folder})")
     click.echo(f"encoder:   {m.get('encoder')} (frozen, ImageNet-1k)")

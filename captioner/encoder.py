@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import logging
 import os
 import threading
@@ -114,7 +115,10 @@ class Encoder:
             except Exception as exc:  # ONNX is an accelerator, torch stays the reference path
                 if backend == "onnx":
                     raise ModelError(f"ONNX Runtime encoder unavailable: {exc.__class__.__name__}: {exc}") from None
-                log.info("ONNX Runtime encoder unavailable (%s); using torch", exc.__class__.__name__)
+                # a warning: the run goes on, but ~3x slower at encoding and with torch's start-up, every time
+                # (a cache folder that cannot be written, say), which the user can fix
+                log.warning("ONNX Runtime encoder unavailable (%s: %s); encoding with torch, slower",
+                            exc.__class__.__name__, first_line(exc) or "no detail")
         if self._session is None:
             self.torch_model()
         self.backend = "onnx" if self._session is not None else "torch"
@@ -317,15 +321,61 @@ def onnxruntime_module() -> Any:
 
 
 def cached_session(open_session: Callable[[Path], Any], path: Path, export: Callable[[Path], None], what: str) -> Any:
-    """``open_session(path)`` on a cached ONNX export, exported first when it is missing or unreadable
-    (a damaged cache file: disk full, a killed copy). For the encoder and the text embedder alike."""
+    """``open_session(path)`` on a cached ONNX export, exported first when it is missing, unreadable
+    (a damaged cache file: disk full, a killed copy) or not the file it exported (``_export_intact``).
+    For the encoder and the text embedder alike."""
     if path.exists():
-        try:
-            return open_session(path)
-        except Exception as exc:
-            log.warning("%s: unreadable cached %s (%s); exporting it again", path, what, exc.__class__.__name__)
+        if not _export_intact(path):
+            log.warning("%s: the cached %s changed since it was exported; exporting it again", path, what)
+        else:
+            try:
+                return open_session(path)
+            except Exception as exc:
+                log.warning("%s: unreadable cached %s (%s); exporting it again", path, what, exc.__class__.__name__)
     export(path)
+    _record_export(path)
     return open_session(path)
+
+
+def _export_record(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _record_export(path: Path) -> None:
+    """Write ``path``'s size, time and checksum beside it (best effort: a read-only cache keeps none)."""
+    from .outputs import write_atomic
+    from .weights import sha256_file
+
+    st = path.stat()
+    try:
+        write_atomic(_export_record(path), json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                                       "sha256": sha256_file(path)}) + "\n")
+    except OSError as exc:
+        log.debug("%s: no record of the export (%s)", path, exc)
+
+
+def _export_intact(path: Path) -> bool:
+    """Whether ``path`` is the file that was exported there. A file overwritten in place can still
+    open and yield NaN features on every run; a file with the recorded size and time is trusted
+    without reading it (start-up stays a stat), any other is checked against the recorded checksum.
+    An export from before records were kept is recorded as it is, once."""
+    from .weights import sha256_file
+
+    try:
+        record = json.loads(_export_record(path).read_text(encoding="utf-8"))
+        size, mtime, digest = int(record["size"]), int(record["mtime_ns"]), str(record["sha256"])
+    except FileNotFoundError:
+        _record_export(path)
+        return True
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    st = path.stat()
+    if (st.st_size, st.st_mtime_ns) == (size, mtime):
+        return True
+    if st.st_size == size and sha256_file(path) == digest:
+        _record_export(path)  # touched, not changed
+        return True
+    return False
 
 
 def first_line(exc: BaseException) -> str:

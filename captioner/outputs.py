@@ -73,9 +73,10 @@ def cache_dir() -> Path:
 
     The one default for that variable (the encoder exports live in ``encoders/`` under it).
     """
-    root = os.environ.get("CAPTIONER_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "captioner")
-    return Path(root)
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(xdg):  # the XDG spec: a relative path is invalid and ignored (else one cache per folder)
+        xdg = os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(os.environ.get("CAPTIONER_CACHE") or os.path.join(xdg, "captioner"))
 
 
 def absolute(path: Path | str) -> Path:
@@ -329,6 +330,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp_name)
+        os.chmod(tmp_name, new_file_mode())  # mkstemp's 0600 would keep a shared cache's exports private
         os.replace(tmp_name, path)
     except BaseException:
         try:

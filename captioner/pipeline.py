@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -73,6 +73,29 @@ class VideoResult:
             },
             "model": self.model,
         }
+
+
+def _load_model_parts(load: Callable[[SimpleNamespace], None], m: SimpleNamespace) -> None:
+    """``load(m)``, any failure a one-line ``ModelError``: a model.json edited by hand can hold values of
+    any type, and what they break deep inside the loaders is the folder's fault, not a crash to show."""
+    from .errors import CaptionerError, ModelError
+
+    try:
+        load(m)
+    except CaptionerError:
+        raise
+    except Exception as exc:  # RecursionError included (a manifest nested 100,000 deep)
+        log.debug("loading %s failed", m.config.model_dir, exc_info=True)
+        reason = str(exc).splitlines()[0][:160] if str(exc) else ""
+        raise ModelError(f"{m.config.model_dir}: the model does not load ({exc.__class__.__name__}"
+                         + (f": {reason})" if reason else ")")) from None
+
+
+def check_model(config: CaptionConfig) -> None:
+    """Load every part of ``config.model_dir`` that a run loads except the encoder, every checksum
+    verified (``captioner info``); ``ModelError`` if any part is missing, damaged or mismatched."""
+    encoder = SimpleNamespace(config=config.encoder, feature_dim=None)  # no session, no export
+    _load_model_parts(Captioner._load, SimpleNamespace(config=config, encoder=encoder))
 
 
 class Captioner:
@@ -134,7 +157,7 @@ class Captioner:
     def _load_in_background(self) -> None:
         try:
             m = SimpleNamespace(config=self.config, encoder=self.encoder)
-            self._load(m)
+            _load_model_parts(self._load, m)
         except Exception as exc:  # kept for the caller's thread (wait, __getattr__)
             self._load_error = exc
             return
@@ -149,7 +172,7 @@ class Captioner:
         # the NumPy decoder: a run never imports torch once the encoder's ONNX export exists
         m.decoder, m.vocab, m.model_info = load_runtime_model(m.config.model_dir)
         config, enc_cfg = m.config, m.encoder.config  # enc_cfg: the encoder as the model named it
-        if m.encoder.feature_dim != m.decoder.config.feature_dim:
+        if m.encoder.feature_dim is not None and m.encoder.feature_dim != m.decoder.config.feature_dim:
             from .errors import ModelError
 
             raise ModelError(f"{m.model_info.path}: decoder expects {m.decoder.config.feature_dim}-d features, "

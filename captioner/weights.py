@@ -151,10 +151,17 @@ def load_tensors(folder: str | Path, name: str, entry: Mapping[str, Any], what: 
     path = Path(folder) / name
     if not path.is_file():
         raise ModelError(f"{path}: missing (model.json lists {what})")
+    if not isinstance(entry, Mapping):
+        raise ModelError(f"{Path(folder) / 'model.json'}: its {what} entry is not an object")
     actual = sha256_file(path)
     if actual != entry.get("sha256"):
         raise ModelError(f"{path}: checksum mismatch (expected {str(entry.get('sha256'))[:12]}…, got {actual[:12]}…)")
-    return {k: float32(v) for k, v in load_file(str(path)).items()}
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors' own error types: a file whose listed checksum was made from a damaged file
+        reason = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
+        raise ModelError(f"{path}: not a valid safetensors file ({reason})") from None
+    return {k: float32(v) for k, v in tensors.items()}
 
 
 def float32(a: Any) -> Any:
@@ -178,11 +185,33 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     folder = resolve(folder)
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelError(f"{folder / MANIFEST}: unreadable model manifest ({exc.__class__.__name__})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ModelError(f"{folder / MANIFEST}: not a {FORMAT} manifest")
+    _check_types(folder / MANIFEST, manifest)
     return manifest
+
+
+#: The type of each top-level manifest entry (absent is fine where a model may lack the part).
+_ENTRY_TYPES: dict[str, type] = {"name": str, "encoder": str, "sha256": str, "decoder": dict, "vocab": list,
+                                 "extra": dict, "detectors": dict, "vse": dict, "grammar": dict, "bank": dict,
+                                 "photo_bank": dict}
+
+
+def _check_types(path: Path, manifest: Mapping[str, Any]) -> None:
+    """``ModelError`` naming the first entry of the wrong type: a hand-edited model.json fails here, in
+    one line, rather than deep inside a loader."""
+    for key, kind in _ENTRY_TYPES.items():
+        if key in manifest and manifest[key] is not None and not isinstance(manifest[key], kind):
+            raise ModelError(f"{path}: \"{key}\" should be a JSON {'string' if kind is str else 'object' if kind is dict else 'list'}")
+    if manifest.get("decoder") is None and "decoder" in manifest:
+        raise ModelError(f"{path}: \"decoder\" should be a JSON object")
+    if not all(isinstance(w, str) for w in manifest.get("vocab") or ()):
+        raise ModelError(f"{path}: \"vocab\" should be a list of words")
+    bad = [k for k, v in (manifest.get("decoder") or {}).items() if isinstance(v, bool) or not isinstance(v, (int, float))]
+    if bad:
+        raise ModelError(f"{path}: decoder setting \"{bad[0]}\" should be a number")
 
 
 def complete_manifest(folder: str | Path) -> tuple[Path, dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import logging
 from pathlib import Path
 
@@ -56,6 +57,25 @@ def test_damaged_onnx_cache_is_exported_again(frames, tmp_path, monkeypatch):
     assert again.backend == "onnx"
     assert np.allclose(again.encode(frames[:2]).probs, good.probs, atol=1e-5)
     assert cached.stat().st_size > 1000
+
+
+def test_an_export_overwritten_in_place_is_exported_again(frames, tmp_path, monkeypatch):
+    """Bytes overwritten inside the cached export: ONNX Runtime still opened it, and every run failed
+    ('pooled features contain NaN') until the cache was deleted by hand."""
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime not installed: the torch path is used")
+    pytest.importorskip("onnx", reason="onnx not installed: cannot export the encoder")
+    monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path))
+    good = Encoder(EncoderConfig(int8=False), backend="onnx").encode(frames[:2])
+    (cached,) = (tmp_path / "encoders").glob("*.onnx")
+    data = bytearray(cached.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 200_000] = b"\xff" * 200_000  # the same size, other weights
+    cached.write_bytes(bytes(data))
+    again = Encoder(EncoderConfig(int8=False), backend="onnx")
+    assert again.backend == "onnx" and np.allclose(again.encode(frames[:2]).probs, good.probs, atol=1e-5)
+    os.utime(cached)  # a file only touched is trusted after one check, not exported again
+    inode = cached.stat().st_ino
+    Encoder(EncoderConfig(int8=False), backend="onnx")
+    assert cached.stat().st_ino == inode  # an export replaces the file (a rename): a new inode
 
 
 def _needs_int8() -> None:

@@ -345,3 +345,125 @@ def test_no_telemetry_files(tmp_path, tiny_model):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "v.srt").exists()
     assert files_under(home) == []
+
+
+# ---------------------------------------------------------------- model folders and options (a bug hunt's findings)
+
+
+def _vse_model(tmp_path: Path, tiny_model: Path) -> Path:
+    """A copy of the tiny model with a search map (vse.safetensors), as the shipped model has."""
+    import shutil
+
+    import numpy as np
+
+    from captioner.vse import SegmentEmbedder, save_vse
+    from captioner.weights import MANIFEST
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    manifest = json.loads((model / MANIFEST).read_text())
+    rng = np.random.default_rng(0)
+    d_in = manifest["decoder"]["feature_dim"]
+    manifest["vse"] = save_vse(model, SegmentEmbedder(
+        np.zeros(d_in, np.float32), np.ones(d_in, np.float32), rng.standard_normal((d_in, 8)).astype(np.float32),
+        np.zeros(8, np.float32), rng.standard_normal((8, 384)).astype(np.float32), np.zeros(384, np.float32)))
+    (model / MANIFEST).write_text(json.dumps(manifest))
+    return model
+
+
+def test_a_damaged_part_whose_checksum_was_updated_is_one_line(tmp_path, tiny_model):
+    """A truncated vse.safetensors listed with its own checksum ended in a safetensors traceback;
+    info said nothing was wrong (it checked the decoder only)."""
+    import hashlib
+
+    from captioner.weights import MANIFEST
+
+    model = _vse_model(tmp_path, tiny_model)
+    assert CliRunner().invoke(main, ["info", "--model", str(model)]).exit_code == 0
+    part = model / "vse.safetensors"
+    part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+    manifest = json.loads((model / MANIFEST).read_text())
+    manifest["vse"]["sha256"] = hashlib.sha256(part.read_bytes()).hexdigest()
+    (model / MANIFEST).write_text(json.dumps(manifest))
+    image = tmp_path / "x.png"
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(image), np.full((32, 32, 3), 90, np.uint8))
+    for args in (["image", str(image)], ["info"]):
+        result = CliRunner().invoke(main, [*args, "--model", str(model)])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert result.stderr == f"error: {part}: not a valid safetensors file (" + result.stderr.split(" (", 1)[1]
+        assert result.stderr.count("\n") == 1
+    part.unlink()
+    result = CliRunner().invoke(main, ["info", "--model", str(model)])
+    assert result.exit_code == 1 and result.stderr == f"error: {part}: missing (model.json lists it)\n"
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("vse", "x", '"vse" should be a JSON object'), ("encoder", ["x"], '"encoder" should be a JSON string'),
+    ("decoder", None, '"decoder" should be a JSON object'), ("extra", "x", '"extra" should be a JSON object'),
+    ("vocab", [1, 2], '"vocab" should be a list of words')])
+def test_model_json_of_the_wrong_types_is_one_line(tmp_path, tiny_model, key, value, says):
+    """Each of these edits ended in a traceback (AttributeError, TypeError: unhashable, ...) in run, image or info."""
+    import shutil
+
+    from captioner.weights import MANIFEST
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    manifest = json.loads((model / MANIFEST).read_text())
+    manifest[key] = value
+    (model / MANIFEST).write_text(json.dumps(manifest))
+    for args in (["info"], ["image", str(model / MANIFEST)]):
+        result = CliRunner().invoke(main, [*args, "--model", str(model)])
+        assert result.exit_code == 1 and result.stderr == f"error: {model / MANIFEST}: {says}\n", result.output
+    (model / MANIFEST).write_text('{"format": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    result = CliRunner().invoke(main, ["info", "--model", str(model)])
+    assert result.exit_code == 1 and "RecursionError" in result.stderr and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("option", [["--fps", "nan"], ["--max-segment", "inf"], ["--min-duration", "nan"],
+                                    ["--min-confidence", "nan"], ["--rerank-weight", "nan"]])
+def test_nan_and_inf_are_refused_as_option_values(tmp_path, tiny_model, option):
+    """click's FloatRange lets nan through (every comparison with it is false): --fps nan ended in a traceback."""
+    video = make_video(tmp_path / "v.mp4", [("red", 1.0)]).path
+    result = CliRunner().invoke(main, ["run", str(video), "-o", str(tmp_path / "out"), "--model", str(tiny_model),
+                                       *option])
+    assert result.exit_code == 2 and "is not a finite number" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_relative_xdg_cache_home_is_ignored(monkeypatch, tmp_path):
+    """The XDG spec: a relative XDG_CACHE_HOME is invalid; used as is, every working folder got its own 19 MB export."""
+    from captioner.outputs import cache_dir
+
+    monkeypatch.delenv("CAPTIONER_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", "relcache")
+    assert cache_dir() == tmp_path / ".cache" / "captioner"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "abs"))
+    assert cache_dir() == tmp_path / "abs" / "captioner"
+
+
+def test_a_file_written_by_another_library_gets_the_outputs_mode(tmp_path):
+    """atomic_path (the encoder's ONNX export) kept mkstemp's 0600: a shared cache's export was private."""
+    from captioner.outputs import atomic_path, new_file_mode
+
+    with atomic_path(tmp_path / "e.onnx") as tmp:
+        tmp.write_bytes(b"x")
+    assert (tmp_path / "e.onnx").stat().st_mode & 0o777 == new_file_mode() & 0o777
+
+
+def test_an_encoder_cache_that_cannot_be_written_is_a_warning(tmp_path, monkeypatch, caplog):
+    """The run fell back to torch (3x slower encoding, every run) and said so only with -v."""
+    import logging
+
+    from captioner.encoder import Encoder
+
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path / "file"))
+    with caplog.at_level(logging.WARNING, logger="captioner.encoder"):
+        enc = Encoder()
+    assert enc.backend == "torch"
+    assert any(r.levelno == logging.WARNING and "encoding with torch, slower" in r.getMessage() for r in caplog.records)
