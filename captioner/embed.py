@@ -157,7 +157,7 @@ class TextEmbedder:
                 try:
                     self._session = _onnx_session(self)
                 except Exception as exc:
-                    from .encoder import first_line
+                    from .errors import first_line
 
                     log.info("text embeddings in NumPy: no ONNX Runtime copy (%s: %s)", exc.__class__.__name__,
                              first_line(exc))

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from .config import EncoderConfig, usable_cpus
-from .errors import CaptionerError, ModelError
+from .errors import CaptionerError, ModelError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -342,10 +342,13 @@ def _export_record(path: Path) -> Path:
 
 
 def _record_export(path: Path) -> None:
-    """Write ``path``'s size, time and checksum beside it (best effort: a read-only cache keeps none)."""
+    """Write ``path``'s size, time and checksum beside it (best effort: a read-only cache keeps none,
+    and is not read through for a checksum it cannot keep)."""
     from .outputs import write_atomic
     from .weights import sha256_file
 
+    if not os.access(path.parent, os.W_OK):
+        return
     st = path.stat()
     try:
         write_atomic(_export_record(path), json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns,
@@ -378,9 +381,6 @@ def _export_intact(path: Path) -> bool:
     return False
 
 
-def first_line(exc: BaseException) -> str:
-    """An exception's message, first line, at most 160 characters: for one-line warnings."""
-    return str(exc).splitlines()[0][:160] if str(exc) else ""
 
 
 def _onnx_session(encoder: "Encoder", config: EncoderConfig) -> tuple[Any, str]:

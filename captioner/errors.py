@@ -23,5 +23,10 @@ class OutputError(CaptionerError):
     """An output file or directory cannot be written."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message, first line, at most 160 characters ("" if it has none): for one-line messages."""
+    return str(exc).splitlines()[0][:160] if str(exc) else ""
+
+
 class Terminated(KeyboardInterrupt):
     """The process was asked to stop (SIGTERM): handled like Ctrl-C, but the exit status is 143."""

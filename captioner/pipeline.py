@@ -78,7 +78,7 @@ class VideoResult:
 def _load_model_parts(load: Callable[[SimpleNamespace], None], m: SimpleNamespace) -> None:
     """``load(m)``, any failure a one-line ``ModelError``: a model.json edited by hand can hold values of
     any type, and what they break deep inside the loaders is the folder's fault, not a crash to show."""
-    from .errors import CaptionerError, ModelError
+    from .errors import CaptionerError, ModelError, first_line
 
     try:
         load(m)
@@ -86,7 +86,7 @@ def _load_model_parts(load: Callable[[SimpleNamespace], None], m: SimpleNamespac
         raise
     except Exception as exc:  # RecursionError included (a manifest nested 100,000 deep)
         log.debug("loading %s failed", m.config.model_dir, exc_info=True)
-        reason = str(exc).splitlines()[0][:160] if str(exc) else ""
+        reason = first_line(exc)
         raise ModelError(f"{m.config.model_dir}: the model does not load ({exc.__class__.__name__}"
                          + (f": {reason})" if reason else ")")) from None
 

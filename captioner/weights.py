@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .config import DecoderConfig
-from .errors import ModelError
+from .errors import ModelError, first_line
 from .vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -159,8 +159,7 @@ def load_tensors(folder: str | Path, name: str, entry: Mapping[str, Any], what: 
     try:
         tensors = load_file(str(path))
     except Exception as exc:  # safetensors' own error types: a file whose listed checksum was made from a damaged file
-        reason = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
-        raise ModelError(f"{path}: not a valid safetensors file ({reason})") from None
+        raise ModelError(f"{path}: not a valid safetensors file ({first_line(exc) or exc.__class__.__name__})") from None
     return {k: float32(v) for k, v in tensors.items()}
 
 
