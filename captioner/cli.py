@@ -319,38 +319,39 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
             sys.exit(1)
     failed = 0
     any_written = False
-    for video, base in output_bases(videos, output_dir):
-        if isinstance(base, CaptionerError):
-            failed += 1
-            _fail(str(base))
-            continue
-        foreign = [] if overwrite else foreign_outputs(base, config.output.formats)
-        if foreign:  # before captioning: nothing of the user's is replaced, and no time is spent
-            failed += 1
-            _fail(foreign_reason(foreign[0]))
-            continue
-        # a bar only on a terminal: redirected to a file, tqdm's redraws are noise around the error lines
-        bar = None if quiet or not sys.stderr.isatty() else _ProgressBar(video.name)
-        try:
-            written, n_cues = caption_one(captioner, video, base, config, progress=_checked(bar))
-        except ModelError as exc:  # the weights (loaded beside the first video): no video can be captioned
-            _fail(str(exc))
+    try:
+        for video, base in output_bases(videos, output_dir):
+            if isinstance(base, CaptionerError):
+                failed += 1
+                _fail(str(base))
+                continue
+            foreign = [] if overwrite else foreign_outputs(base, config.output.formats)
+            if foreign:  # before captioning: nothing of the user's is replaced, and no time is spent
+                failed += 1
+                _fail(foreign_reason(foreign[0]))
+                continue
+            # a bar only on a terminal: redirected to a file, tqdm's redraws are noise around the error lines
+            bar = None if quiet or not sys.stderr.isatty() else _ProgressBar(video.name)
+            try:
+                written, n_cues = caption_one(captioner, video, base, config, progress=_checked(bar))
+            except ModelError as exc:  # the weights (loaded beside the first video): no video can be captioned
+                _fail(str(exc))
+                sys.exit(1)
+            except CaptionerError as exc:
+                failed += 1
+                _fail(str(exc))
+                continue
+            finally:
+                if bar:
+                    bar.close()
+            any_written = True
+            if not quiet:
+                for p in written:
+                    click.echo(f"{p}  ({n_cues} cues)", err=True)
+        sys.exit(1 if failed else 0)
+    finally:  # a run that wrote nothing (failed, stopped by Ctrl-C) leaves no empty output folder behind
+        if not any_written:
             remove_empty(created)
-            sys.exit(1)
-        except CaptionerError as exc:
-            failed += 1
-            _fail(str(exc))
-            continue
-        finally:
-            if bar:
-                bar.close()
-        any_written = True
-        if not quiet:
-            for p in written:
-                click.echo(f"{p}  ({n_cues} cues)", err=True)
-    if not any_written:
-        remove_empty(created)  # no empty output folder is left behind by a run that wrote nothing
-    sys.exit(1 if failed else 0)
 
 
 @main.command()

@@ -131,6 +131,20 @@ def test_run_leaves_no_empty_output_folder(tmp_path, tiny_model):
     assert not (tmp_path / "new").exists()
 
 
+def test_run_stopped_before_writing_leaves_no_empty_output_folder(tmp_path, tiny_model, monkeypatch):
+    """Ctrl-C while the first video was being captioned left the -o folder it had made, empty."""
+    import captioner.batch.job as job
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(job, "caption_one", interrupted)
+    video = make_video(tmp_path / "v.mp4", [("red", 1.0)]).path
+    result = CliRunner().invoke(main, ["run", str(video), "-o", str(tmp_path / "new" / "subs"), "--model", str(tiny_model)])
+    assert result.exit_code == 130 and "interrupted" in result.stderr
+    assert not (tmp_path / "new").exists()
+
+
 def test_interrupted_batch_reports_finished_videos_as_ok(tmp_path, tiny_model, monkeypatch):
     """Ctrl-C after a video's files are written but before its result is back: the report says ok."""
     tree = tmp_path / "in"
