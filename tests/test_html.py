@@ -348,6 +348,19 @@ def test_page_loads_without_errors_and_clicking_a_row_seeks_there(browser, archi
     assert console_errors(browser) == []
 
 
+def test_a_new_time_in_the_address_of_the_open_page_seeks(browser, archive):
+    """#t= was read once, at load: a link within the page, Back/Forward or an edited address left the video where it was."""
+    page = archive["other"]
+    cues = cues_of(page)
+    open_page(browser, page)
+    for k in (len(cues) - 1, 0):
+        browser.execute_script("location.hash = arguments[0]", f"#t={cues[k]['start'] + 0.01:.3f}")
+        wait_for(browser, lambda d: active_index(d) == k and not d.execute_script(
+            "return document.getElementById('video').seeking"), message=f"no seek to cue {k}")
+        assert cues[k]["start"] <= current_time(browser) < cues[k]["end"]
+    assert console_errors(browser) == []
+
+
 def test_the_highlight_follows_playback(browser, archive, tmp_path):
     page = archive["evil"]
     cues = cues_of(page)

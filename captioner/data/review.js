@@ -302,12 +302,16 @@
     showText(i);
   });
 
-  // page.html#t=12.5 opens at 12.5 s (the index links matching captions that way)
-  var hash = /^#t=(\d+(?:\.\d+)?)$/.exec(location.hash);
-  if (hash) {
+  // page.html#t=12.5 opens at 12.5 s (the index links matching captions that way); a new #t= on the open
+  // page (a link within it, Back and Forward, an edited address) seeks too: it does not reload the page
+  function seekToHash() {
+    var hash = /^#t=(\d+(?:\.\d+)?)$/.exec(location.hash);
+    if (!hash) return;
     var at = cueAt(parseFloat(hash[1]) + 0.0005);
     if (at >= 0) { seek(at); rows[at].scrollIntoView({block: "center"}); }
   }
+  seekToHash();
+  window.addEventListener("hashchange", seekToHash);
   // the track loads on its own: edits from an earlier visit go into it once it has its cues
   var trackElement = video.querySelector("track");
   function syncTrack() { for (var i = 0; i < rows.length; i++) showText(i); }
