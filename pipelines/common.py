@@ -26,7 +26,15 @@ def video_clips() -> list[Path]:
 
 
 def read_tsv(path: Path, ncols: int = 2) -> list[list[str]]:
-    """Rows of a tab-separated file; the last column may itself contain tabs."""
+    """Rows of a tab-separated file; the last column may itself contain tabs.
+
+    A missing file ends the job with one line saying where the data should be (a fresh machine
+    without ../shared/data met a FileNotFoundError traceback from every job that reads it).
+    """
+    if not Path(path).is_file():
+        where = (f"; the data is read from {DATA} (set CAPTIONER_DATA to move it; see its README.md)"
+                 if Path(path).is_relative_to(DATA) else "")
+        raise SystemExit(f"error: {path}: no such file{where}")
     rows = []
     with open(path, encoding="utf-8") as fh:
         for line in fh:

@@ -85,6 +85,9 @@ def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None
     root = root or SETS[set_name]
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                    if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.endswith(".tmp.jpg"))
+    if not files:
+        raise SystemExit(f"error: no images under {root} (the {set_name} set: see ../shared/data/README.md, "
+                         "and pipelines.prepare_data for the sets it makes)")
     if limit:
         files = files[:limit]
     # the cache is the float32 reference: training must not depend on the run-time int8 default

@@ -26,13 +26,14 @@ from captioner.config import SearchConfig
 from captioner.embed import TextEmbedder
 from captioner.find import Searcher, WordScorer, cue_scores
 
+from .common import read_tsv
+
 
 def first_refs(path: Path) -> dict[str, str]:
     refs: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        vid, _, cap = line.partition("\t")
-        if vid and cap and vid not in refs:
-            refs[vid] = cap.strip()
+    for row in read_tsv(path):  # a missing file: one line, not a traceback
+        if len(row) == 2 and row[0] and row[1] and row[0] not in refs:
+            refs[row[0]] = row[1].strip()
     return refs
 
 

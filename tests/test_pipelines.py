@@ -11,6 +11,8 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from videos import make_video
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
@@ -62,3 +64,16 @@ def test_candidate_study_scores_choices_by_weighted_parts_and_cross_validates():
                "v2": [{"chosen": "a man talks", "candidates": ["third"]}]}
     table = candidate_table(records, {"v1": "a cat", "v2": "a woman sings", "v3": "a car"})
     assert table == {"v1": ["second"]}  # v2's longest cue is no segment's choice; v3 has no records
+
+
+def test_a_job_without_its_data_says_where_the_data_should_be(tmp_path, monkeypatch):
+    """On a machine without ../shared/data every job that reads it ended in a FileNotFoundError traceback
+    (extract_features: an IndexError)."""
+    import pipelines.common as common
+    import pipelines.extract_features as extract
+
+    monkeypatch.setattr(common, "DATA", tmp_path)
+    with pytest.raises(SystemExit, match=r"flickr8k/captions.tsv: no such file; the data is read from .*CAPTIONER_DATA"):
+        common.read_tsv(tmp_path / "flickr8k" / "captions.tsv")
+    with pytest.raises(SystemExit, match="no images under"):
+        extract.extract("flickr8k", "efficientnet-lite0", limit=1, root=tmp_path / "nowhere")  # limit: past the cache
