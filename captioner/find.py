@@ -38,7 +38,6 @@ import os
 import re
 import stat
 import tempfile
-import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
