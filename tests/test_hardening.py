@@ -345,6 +345,33 @@ def test_a_cluster_that_wants_a_token_is_one_line(tmp_path, tiny_model, monkeypa
     assert err.read_bytes() == b""
 
 
+def test_ctrl_c_while_ray_starts_waits_for_it_then_shuts_it_down(tmp_path, tiny_model, monkeypatch):
+    """Ctrl-C inside ray.init's first seconds: the GCS, raylet and agents it had started outlived the CLI
+    by a minute. The interrupt is held until ray.init returns, then Ray is shut down and the batch stops."""
+    import signal
+
+    ray = pytest.importorskip("ray")
+    from captioner.batch.job import BatchJob
+    from captioner.batch.ray import run_ray
+    from captioner.config import CaptionConfig
+
+    calls = []
+
+    def starting(**kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, while Ray starts
+        time.sleep(0.05)
+        calls.append("init returned")
+
+    monkeypatch.setattr(ray, "init", starting)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
+    job = BatchJob(tmp_path / "x.mp4", tmp_path / "x", "x.mp4", 0)
+    with pytest.raises(KeyboardInterrupt):
+        run_ray([job], CaptionConfig(model_dir=tiny_model))
+    assert calls == ["init returned", "shutdown"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+
+
 def test_no_telemetry_files(tmp_path, tiny_model):
     """ONNX Runtime writes ~/.cache/Microsoft/DeveloperTools/.onnxruntime/{deviceid,onnxruntime.db} unless told not to."""
     from captioner.encoder import onnx_cache_dir

@@ -163,6 +163,10 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
 
         main_thread = threading.current_thread() is threading.main_thread()
         on_sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
+        # Ctrl-C inside ray.init leaves the processes it has started (GCS, raylet, their agents) running
+        # for a minute after the CLI exits, whatever shutdown is tried: hold it until ray.init returns
+        held: list[int] = []
+        on_sigint = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum)) if main_thread else None
         with _stderr_captured() as captured:  # Ray's C++ client writes its retries straight to fd 2
             try:
                 if address:
@@ -179,6 +183,13 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
             finally:
                 if main_thread and on_sigterm is not None:  # ray.init replaces the SIGTERM handler
                     signal.signal(signal.SIGTERM, on_sigterm)
+                if on_sigint is not None:
+                    signal.signal(signal.SIGINT, on_sigint)
+        if held:  # the Ctrl-C that came while Ray started: stop now, with Ray shut down
+            ray.shutdown()
+            if callable(on_sigint):
+                on_sigint(signal.SIGINT, None)
+            raise KeyboardInterrupt
     actors: list[Any] = []
     try:
         total_cpus = int(ray.cluster_resources().get("CPU", 1))
