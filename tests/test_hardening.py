@@ -366,10 +366,14 @@ def test_ctrl_c_while_ray_starts_waits_for_it_then_shuts_it_down(tmp_path, tiny_
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
     job = BatchJob(tmp_path / "x.mp4", tmp_path / "x", "x.mp4", 0)
-    with pytest.raises(KeyboardInterrupt):
-        run_ray([job], CaptionConfig(model_dir=tiny_model))
-    assert calls == ["init returned", "shutdown"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (CI may start us ignoring it)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_ray([job], CaptionConfig(model_dir=tiny_model))
+        assert calls == ["init returned", "shutdown"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_no_telemetry_files(tmp_path, tiny_model):

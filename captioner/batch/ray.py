@@ -166,7 +166,9 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
         # Ctrl-C inside ray.init leaves the processes it has started (GCS, raylet, their agents) running
         # for a minute after the CLI exits, whatever shutdown is tried: hold it until ray.init returns
         held: list[int] = []
-        on_sigint = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum)) if main_thread else None
+        on_sigint = None  # (a process that ignores SIGINT, started with nohup or &, keeps ignoring it)
+        if main_thread and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            on_sigint = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
         with _stderr_captured() as captured:  # Ray's C++ client writes its retries straight to fd 2
             try:
                 if address:
