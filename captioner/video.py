@@ -124,19 +124,27 @@ def open_video(path: str | Path) -> VideoInfo:
         raise VideoError(f"{p}: OpenCV cannot read this file ({_cv_reason(exc)})") from None
 
 
-def _audio_only(p: Path) -> bool:
-    """Whether FFmpeg (through PyAV) reads ``p`` as sound with no picture: an .mp3 or .m4a given by mistake.
-
-    Asked only once OpenCV has refused the file, to tell that common slip from a damaged or
-    unknown one; False whenever PyAV is missing or cannot read the file either.
-    """
+def _streams(p: Path) -> tuple[bool, list[bool]] | None:
+    """How FFmpeg (through PyAV) reads ``p``: (whether it has sound, for each picture stream whether it
+    is an attached picture such as an album cover); None when PyAV is missing or cannot read ``p``."""
     try:
         import av
 
         with av.open(str(p), timeout=OPEN_TIMEOUT_S) as container:
-            return bool(container.streams.audio) and not container.streams.video
+            return bool(container.streams.audio), [
+                bool(s.disposition & av.stream.Disposition.attached_pic) for s in container.streams.video]
     except Exception:  # PyAV raises its own error types for every way a file can be bad
-        return False
+        return None
+
+
+def _audio_only(p: Path) -> bool:
+    """Whether ``p`` is sound with no picture: an .mp3 or .m4a given by mistake.
+
+    Asked only once OpenCV has refused the file, to tell that common slip from a damaged or
+    unknown one; False whenever PyAV is missing or cannot read the file either.
+    """
+    streams = _streams(p)
+    return streams is not None and streams[0] and not streams[1]
 
 
 def _cover_art_only(p: Path) -> bool:
@@ -146,15 +154,8 @@ def _cover_art_only(p: Path) -> bool:
     placeholder rate; asked only when OpenCV reports an impossible frame rate, so PyAV's import and
     probe (~15 ms) are not paid for ordinary videos. False whenever PyAV is missing or cannot read ``p``.
     """
-    try:
-        import av
-
-        with av.open(str(p), timeout=OPEN_TIMEOUT_S) as container:
-            pictures = container.streams.video
-            return bool(container.streams.audio) and bool(pictures) and all(
-                s.disposition & av.stream.Disposition.attached_pic for s in pictures)
-    except Exception:  # PyAV raises its own error types for every way a file can be bad
-        return False
+    streams = _streams(p)
+    return streams is not None and streams[0] and bool(streams[1]) and all(streams[1])
 
 
 def _open_video(p: Path) -> VideoInfo:

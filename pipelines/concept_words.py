@@ -87,7 +87,7 @@ def corpus_captions() -> list[str]:
     photos, and the COCO and MSVD text less everything we test on (``text_sentences``).
     The counts choose the shipped words, so no test caption may move them."""
     test = set(flickr_split("test"))
-    out = [c for f, c in read_tsv(DATA / "flickr8k" / "captions.tsv") if f not in test]
+    out = [c for f, c in read_tsv(CORPUS_FILES[0]) if f not in test]
     return out + [c for _, c in text_sentences(("coco", "msvd"))]
 
 MIN_OWN = 5  # the class's own name is a caption word if seen this often
