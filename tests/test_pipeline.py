@@ -200,3 +200,17 @@ def test_greedy_reports_real_confidences(tmp_path, tiny_model):
     video = make_video(tmp_path / "g.mp4", [("red", 2), ("checker", 2)], fps=10)
     cues = cap.caption_video(video.path).cues
     assert cues and all(0.0 < c.confidence < 1.0 for c in cues), cues
+
+
+def test_threads_beyond_the_cpus_are_not_used(tiny_model, caplog, monkeypatch):
+    # more threads than CPUs only queue: on 2 CPUs --threads 16 made a 10 s clip take 48 s instead of 1.2 s
+    import captioner.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "usable_cpus", lambda: 2)
+    with caplog.at_level("WARNING", logger="captioner.pipeline"):
+        cap = Captioner(replace(CaptionConfig(), model_dir=tiny_model, threads=16))
+    assert cap.config.threads == 2 and cap.encoder.threads == 2
+    assert "--threads 16: this process may use 2 CPU(s); using 2" in caplog.text
+    caplog.clear()
+    assert Captioner(replace(CaptionConfig(), model_dir=tiny_model, threads=2)).config.threads == 2
+    assert "--threads" not in caplog.text
