@@ -320,6 +320,10 @@ def onnxruntime_module() -> Any:
     return ort
 
 
+#: A temporary export file this many seconds old is left over, not being written (``cached_session``).
+STALE_EXPORT_S = 3600.0
+
+
 def cached_session(open_session: Callable[[Path], Any], path: Path, export: Callable[[Path], None], what: str) -> Any:
     """``open_session(path)`` on a cached ONNX export, exported first when it is missing, unreadable
     (a damaged cache file: disk full, a killed copy) or not the file it exported (``_export_intact``).
@@ -332,6 +336,11 @@ def cached_session(open_session: Callable[[Path], Any], path: Path, export: Call
                 return open_session(path)
             except Exception as exc:
                 log.warning("%s: unreadable cached %s (%s); exporting it again", path, what, exc.__class__.__name__)
+    from .outputs import remove_stale_temp_files
+
+    # an export killed outright (SIGKILL, power loss) leaves its temporary file; one an hour old is
+    # no other process's export in progress (an export takes seconds)
+    remove_stale_temp_files(path.parent, [path.name], older_than=STALE_EXPORT_S)
     export(path)
     _record_export(path)
     return open_session(path)

@@ -18,6 +18,7 @@ import os
 import re
 import stat
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -354,10 +355,13 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def remove_stale_temp_files(folder: Path, names: Iterable[str]) -> int:
+def remove_stale_temp_files(folder: Path, names: Iterable[str], older_than: float | None = None) -> int:
     """Delete ``.<name>.<random>.tmp`` files that an interrupted ``write_atomic`` left for any of ``names``.
 
-    Only exact matches are touched, so no file of the user's can be hit. Returns the count removed.
+    Only exact matches are touched, so no file of the user's can be hit. With ``older_than``
+    (seconds), only files last modified that long ago: in a folder that other processes may be
+    writing to at the same moment (a shared cache), a younger one may be another writer's.
+    Returns the count removed.
     """
     names = {_tmp_stem(n) for n in names}
     removed = 0
@@ -365,10 +369,13 @@ def remove_stale_temp_files(folder: Path, names: Iterable[str]) -> int:
         entries = os.listdir(folder)
     except OSError:
         return 0
+    now = time.time()
     for entry in entries:
         match = _TMP_RE.fullmatch(entry)
         if match and match["name"] in names:
             try:
+                if older_than is not None and now - os.stat(folder / entry).st_mtime < older_than:
+                    continue
                 os.unlink(folder / entry)
                 removed += 1
             except OSError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +210,22 @@ def test_a_failed_export_leaves_no_temporary_file(tmp_path, monkeypatch):
     with pytest.raises(encoder_mod.ModelError, match="No space left on device"):
         Encoder(EncoderConfig(int8=False), backend="onnx")
     assert list((tmp_path / "encoders").iterdir()) == []
+
+
+def test_an_export_killed_outright_leaves_no_temporary_file_for_long(tmp_path):
+    """A SIGKILL during the first export left ``.<export>.XXXX.tmp`` in ``encoders/`` for good; the next
+    export removes one an hour old, and keeps a younger one (another process's export in progress)."""
+    path = tmp_path / "lite0-224.onnx"
+    old, young, other = (tmp_path / n for n in (".lite0-224.onnx.ab12cd34.tmp", ".lite0-224.onnx.ef56gh78.tmp",
+                                                 ".lite1-240.onnx.ab12cd34.tmp"))
+    for f in (old, young, other):
+        f.write_bytes(b"half an onnx file")
+    hours_ago = time.time() - 2 * encoder_mod.STALE_EXPORT_S
+    os.utime(old, (hours_ago, hours_ago))
+    os.utime(other, (hours_ago, hours_ago))
+    session = encoder_mod.cached_session(lambda p: p.read_bytes(), path, lambda p: p.write_bytes(b"onnx"), "encoder")
+    assert session == b"onnx"
+    assert not old.exists() and young.exists() and other.exists()  # only this export's, only if old
 
 
 def test_quantizing_keeps_the_rest_of_the_log(tmp_path, monkeypatch, caplog):
