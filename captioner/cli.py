@@ -7,6 +7,7 @@ It parses options, builds a ``CaptionConfig``, calls the library and turns
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -369,13 +370,17 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_WEIGHTS_DIR,
               show_default="shipped weights/", help="Model folder (or its model.json).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images encoded at once.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object a line (path, caption, confidence) instead of '<path>\\t<caption>': for "
+                   "programs, and for file names that hold a tab or a line break.")
 @click.option("-v", "--verbose", count=True)
 @_INT8_OPTION
 @_STYLE_OPTION
 @click.option("-q", "--quiet", is_flag=True)
 def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consensus: float, model_dir: Path,
-          batch_size: int, int8: bool, style: str, verbose: int, quiet: bool) -> None:
-    """Caption photos (files, or folders of .jpg/.jpeg/.png/.webp/.bmp/.tif): prints '<path>\\t<caption>' per image."""
+          batch_size: int, as_json: bool, int8: bool, style: str, verbose: int, quiet: bool) -> None:
+    """Caption photos (files, or folders of .jpg/.jpeg/.png/.webp/.bmp/.tif): prints '<path>\\t<caption>' per image
+    (--json: a JSON object per line)."""
     _setup_logging(verbose, quiet)
     from .encoder import load_image
     from .video import URL_HINT, looks_like_url
@@ -407,7 +412,11 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
                 _fail(str(exc))
                 failed += 1
         for f, cap in zip(chunk, captioner.caption_images(imgs)):
-            click.echo(f"{f}\t{cap.text}")
+            if as_json:  # names as their own bytes, as in the text lines and search --json
+                click.echo(json.dumps({"path": str(f), "caption": cap.text, "confidence": round(cap.confidence, 3)},
+                                      ensure_ascii=False))
+            else:
+                click.echo(f"{f}\t{cap.text}")
     sys.exit(1 if failed else 0)
 
 

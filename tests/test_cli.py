@@ -241,6 +241,20 @@ def test_image_on_a_folder(tmp_path, tiny_model) -> None:
     assert all(len(r) == 2 and r[1] and r[1] == r[1].strip() for r in rows)
 
 
+def test_image_json_lines_keep_names_with_tabs_and_line_breaks_whole(tmp_path, tiny_model) -> None:
+    """'<path>\\t<caption>' cannot be split back when a name holds a tab or a line break; --json lines can."""
+    names = ["a\tb.png", "x\ny.png", "plain.png"]
+    for name in names:
+        assert cv2.imwrite(str(tmp_path / name), cv2.cvtColor(shot_frame("red", 0, (64, 48)), cv2.COLOR_RGB2BGR))
+    result = cli("image", tmp_path, "--model", tiny_model, "--beam-size", "1", "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["path"] for r in rows] == [str(tmp_path / n) for n in sorted(names)]
+    assert all(r["caption"] and 0 <= r["confidence"] <= 1 for r in rows)
+    text = cli("image", tmp_path, "--model", tiny_model, "--beam-size", "1").stdout
+    assert [line.split("\t")[0] for line in text.splitlines()] != [str(tmp_path / n) for n in sorted(names)]
+
+
 def test_image_shrinks_each_photo_before_batching_them(tmp_path, tiny_model, monkeypatch) -> None:
     """A batch holds photos at the encoder's size, not as decoded: 16 phone photos held whole took over 1 GB."""
     seen = []
