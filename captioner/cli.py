@@ -680,20 +680,24 @@ def search(query: str, folders: tuple[Path, ...], results: int, as_json: bool, h
     others are still searched).
     """
     _setup_logging(verbose, quiet)
-    from .find import Searcher, check_query, hit_lines, hits_json, write_results_html
+    from .find import Searcher, check_query, check_results_page, hit_lines, hits_json, write_results_html
 
     try:
         check_query(query)
     except CaptionerError as exc:
         _fail(str(exc))
         sys.exit(2)
+    try:  # before indexing (minutes for a new archive), not after
+        if html_page is not None:
+            check_results_page(html_page)
+    except CaptionerError as exc:
+        _fail(str(exc))
+        sys.exit(1)
 
     # a bar only on a terminal, and only while new texts are embedded (a large new archive: minutes)
     bar = None if quiet or not sys.stderr.isatty() else _IndexBar()
     try:
         result = Searcher(folders, progress=bar).search(query, results)
-        if html_page is not None:
-            write_results_html(query, result, html_page)
     except CaptionerError as exc:
         _fail(str(exc))
         sys.exit(1)
@@ -707,7 +711,14 @@ def search(query: str, folders: tuple[Path, ...], results: int, as_json: bool, h
     else:
         for line in hit_lines(result.hits):
             click.echo(line)
-    sys.exit(1 if result.errors else 0)
+    failed = bool(result.errors)
+    if html_page is not None:
+        try:  # the hits are shown even when the page cannot be written
+            write_results_html(query, result, html_page)
+        except CaptionerError as exc:
+            _fail(str(exc))
+            failed = True
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

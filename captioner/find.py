@@ -14,7 +14,9 @@ videos by ``pipelines/retrieval.py`` (README: Search).
 
 **The index.** Each folder gets one index file, ``.captioner-search/index.npz``
 inside it (hidden: batch skips it), or, if the folder cannot be written, one under
-the cache folder (``~/.cache/captioner/search/<hash of the folder's path>/``). It
+the cache folder (``~/.cache/captioner/search/<hash of the folder's path>/``), which
+starts from the folder's own index if it carries one. Its paths are relative to the
+folder, so a moved or renamed archive keeps its index. It
 holds per JSON file its signature (size, modification and change times, inode), its cues, and
 one embedding per distinct text. Every search checks every file's signature, so
 the index is never stale: new and changed files are read and only texts never
@@ -104,12 +106,16 @@ class CueRecord:
 
 def read_output(path: Path) -> tuple[str, list[CueRecord]]:
     """(the video's path, its cues) from one captioner JSON output; ``ValueError`` if it is not one."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    try:  # utf-8-sig: a file saved by an editor that starts UTF-8 with a byte-order mark is still JSON
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise ValueError("not UTF-8 text") from exc
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+    except RecursionError:  # '[[[[...' a thousand deep: Python's parser gives up (and took the search with it)
+        raise ValueError("not a captioner output (JSON nested too deep)") from None
+    except MemoryError:
+        raise ValueError("too large to read") from None
     if not isinstance(data, dict) or not isinstance(data.get("cues"), list) or not isinstance(data.get("metadata"), dict):
         raise ValueError("not a captioner output (no \"metadata\" and \"cues\")")
     video = data["metadata"].get("video")
@@ -135,10 +141,19 @@ def read_output(path: Path) -> tuple[str, list[CueRecord]]:
     return video_path, cues
 
 
-def find_outputs(root: Path) -> list[Path]:
-    """The JSON outputs under ``root`` (recursive; hidden files and folders and batch reports skipped), sorted."""
+def find_outputs(root: Path, errors: list[tuple[str, str]] | None = None) -> list[Path]:
+    """The JSON outputs under ``root`` (recursive; hidden files and folders and batch reports skipped), sorted.
+
+    As in ``batch``, symlinked folders are not followed (no loops); a folder that cannot be listed
+    is reported in ``errors`` (its outputs would otherwise be missing from every result unsaid).
+    """
     found = []
-    for folder, dirs, files in os.walk(root):
+
+    def onerror(exc: OSError) -> None:
+        if errors is not None:
+            errors.append((str(exc.filename or root), f"cannot list folder ({(exc.strerror or str(exc)).lower()})"))
+
+    for folder, dirs, files in os.walk(root, onerror=onerror):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(Path(folder, f) for f in files
                      if f.lower().endswith(".json") and not f.startswith(".") and f not in NOT_OUTPUTS
@@ -208,6 +223,10 @@ class Index:
     ctx_scale: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     context_seconds: float = 0.0
     vector_scale: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # per text: vectors row x scale
+    # JSON files that are no captioner output (a package.json, a damaged file): rel path -> {sig, reason}.
+    # Kept so that an unchanged one is reported from here, not read again, and does not make every
+    # search rewrite the whole index (a 200 MB foreign JSON made each search take 10 s).
+    rejected: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -219,7 +238,7 @@ class Index:
     # -- file format: one .npz, strings as a UTF-8 JSON blob -------------------------
     def save(self, path: Path) -> None:
         meta = {"version": INDEX_VERSION, "model": self.model, "root": str(self.root), "files": self.files,
-                "context_seconds": self.context_seconds,
+                "rejected": self.rejected, "context_seconds": self.context_seconds,
                 "paths": self.paths, "texts": self.texts, "concepts": [list(c) for c in self.concepts]}
         # surrogateescape: a file name that is not UTF-8 is stored as its own bytes and read back the same
         blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8", "surrogateescape"), np.uint8)
@@ -249,7 +268,11 @@ class Index:
 
     @classmethod
     def load(cls, path: Path, root: Path, model: str, context_seconds: float = SearchConfig.context_seconds) -> Index | None:
-        """The index stored at ``path``, or ``None`` if there is none or it is damaged or does not fit."""
+        """The index stored at ``path``, or ``None`` if there is none or it is damaged or does not fit.
+
+        Paths in it are relative to the folder, and the folder it was made for is not checked: an
+        archive moved, renamed or mounted elsewhere keeps its index (every file's signature is
+        still checked, and a text embedded once is never embedded again)."""
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode("utf-8", "surrogateescape"))
@@ -261,7 +284,7 @@ class Index:
             log.info("%s: damaged index, rebuilding (%s: %s)", path, exc.__class__.__name__, exc)
             return None
         try:
-            if (meta["version"] != INDEX_VERSION or meta["model"] != model or meta["root"] != str(root)
+            if (meta["version"] != INDEX_VERSION or meta["model"] != model
                     or meta["context_seconds"] != context_seconds):
                 return None
             # as stored, no copies: the text vectors stay int8 (a float32 copy of a 100,000-cue
@@ -273,7 +296,7 @@ class Index:
             idx = cls(Path(root), dict(meta["files"]), a["starts"], a["ends"], a["file_of"], a["text_of"], a["doc_of"],
                       [tuple(c) for c in meta["concepts"]], list(meta["texts"]), a["vectors"], a["visual"],
                       a["has_visual"], list(meta["paths"]), model, a["ctx_lo"], a["ctx_hi"], a["ctx_scale"],
-                      float(meta["context_seconds"]), a["vector_scale"])
+                      float(meta["context_seconds"]), a["vector_scale"], dict(meta.get("rejected", {})))
             n, t = len(idx.starts), len(idx.texts)
             ok = (all(len(a) == n for a in (idx.ends, idx.file_of, idx.text_of, idx.doc_of, idx.concepts, idx.visual,
                                             idx.has_visual, idx.ctx_lo, idx.ctx_hi, idx.ctx_scale))
@@ -302,6 +325,10 @@ def _entries_fit(idx: Index) -> bool:
         first, count, sig = int(entry["first"]), int(entry["count"]), entry["sig"]
         if not (0 <= first and 0 <= count and first + count <= n and isinstance(entry["video"], str)
                 and isinstance(sig, list) and all(type(v) is int for v in sig)):
+            return False
+    for entry in idx.rejected.values():
+        if not (isinstance(entry["reason"], str) and isinstance(entry["sig"], list)
+                and all(type(v) is int for v in entry["sig"])):
             return False
     return (all(isinstance(t, str) for t in idx.texts) and all(isinstance(p, str) for p in idx.paths)
             and all(isinstance(w, str) for c in idx.concepts for w in c))
@@ -336,7 +363,8 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
     """Bring ``root``'s index up to date with the JSON outputs under it and return it.
 
     Unreadable or foreign JSON files are left out and reported in ``errors`` as
-    ``(path, reason)``; they are read again on the next update. Embedding the new
+    ``(path, reason)``, the path under ``root`` as given; a foreign one is read again only
+    once it changes (its reason is kept in the index). Embedding the new
     texts is the long part (minutes for a large new archive): ``progress`` hears
     ``Progress("texts", done, total)`` after every ``EMBED_CHUNK`` of them.
     """
@@ -345,22 +373,42 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
     from .embed import MODEL_NAME
 
     t0 = time.perf_counter()
-    root = Path(root).resolve()
+    shown = Path(root)
+    root = shown.resolve()
+    errors = errors if errors is not None else []
+
+    def said(p: str | Path) -> str:
+        """``p`` (under the resolved folder) as the caller named the folder, as hits are shown."""
+        try:
+            return str(shown / Path(p).relative_to(root))
+        except ValueError:
+            return str(p)
+
+    inside = root / INDEX_FOLDER / INDEX_FILE
     path = Path(path) if path is not None else index_path(root)
     old = Index.load(path, root, MODEL_NAME, config.context_seconds)
+    if old is None and path != inside:  # a read-only archive may carry its own index: start from it
+        old = Index.load(inside, root, MODEL_NAME, config.context_seconds)
     stats = UpdateStats()
-    outputs = find_outputs(root)
+    walk_errors: list[tuple[str, str]] = []
+    outputs = find_outputs(root, walk_errors)
+    errors.extend((said(p), reason) for p, reason in walk_errors)
     stats.files = len(outputs)
     current: dict[str, tuple[Path, tuple[int, int, int, int]]] = {}
     for p in outputs:
         try:
             current[p.relative_to(root).as_posix()] = (p, _signature(p.stat()))
         except OSError as exc:
-            if errors is not None:
-                errors.append((str(p), exc.strerror or str(exc)))
+            errors.append((said(p), exc.strerror or str(exc)))
     old_files = old.files if old is not None else {}
-    if old is not None and set(old_files) == set(current) and all(
-            tuple(old_files[k]["sig"]) == sig for k, (_, sig) in current.items()):
+    old_rejected = old.rejected if old is not None else {}
+
+    def unchanged(entries: dict[str, dict[str, Any]], rel: str, sig: tuple[int, ...]) -> bool:
+        return rel in entries and tuple(entries[rel]["sig"]) == sig
+
+    if old is not None and len(old_files) + len(old_rejected) == len(current) and all(
+            unchanged(old_files, k, sig) or unchanged(old_rejected, k, sig) for k, (_, sig) in current.items()):
+        errors.extend((said(p), old_rejected[k]["reason"]) for k, (p, _) in current.items() if k in old_rejected)
         stats.cues, stats.seconds = len(old), time.perf_counter() - t0
         return old, stats  # nothing changed: nothing to write
 
@@ -381,6 +429,10 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
 
     for rel, (p, sig) in current.items():
         entry = old_files.get(rel)
+        if unchanged(old_rejected, rel, sig):
+            errors.append((said(p), old_rejected[rel]["reason"]))
+            new.rejected[rel] = old_rejected[rel]
+            continue
         if entry is not None and tuple(entry["sig"]) == sig:
             first, count = int(entry["first"]), int(entry["count"])
             rows = range(first, first + count)
@@ -390,9 +442,12 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
         else:
             try:
                 video, cues = read_output(p)
-            except (OSError, ValueError) as exc:
-                if errors is not None:
-                    errors.append((str(p), exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)))
+            except OSError as exc:  # perhaps passing (a file being copied in): read again next time
+                errors.append((said(p), exc.strerror or str(exc)))
+                continue
+            except ValueError as exc:
+                errors.append((said(p), str(exc)))
+                new.rejected[rel] = {"sig": list(sig), "reason": str(exc)}
                 continue
             if entry is None:
                 stats.added += 1
@@ -464,14 +519,16 @@ def context_windows(index: Index, seconds: float) -> tuple[np.ndarray, np.ndarra
     if not n:
         return lo, hi, scale
     mid = (index.starts + index.ends) / 2
-    vis = index.visual.astype(np.float32) / 127.0
     bounds = np.flatnonzero(np.diff(index.file_of)) + 1
     for a, b in zip(np.r_[0, bounds], np.r_[bounds, n]):
         m = mid[a:b]
         if seconds > 0 and np.all(np.diff(m) >= 0):
             lo[a:b] = a + np.searchsorted(m, m - seconds, side="left")
             hi[a:b] = a + np.searchsorted(m, m + seconds, side="right")
-        sums = np.cumsum(np.r_[np.zeros((1, vis.shape[1]), np.float32), vis[a:b] * index.has_visual[a:b, None]], 0)
+        if not index.has_visual[a:b].any():
+            continue  # no picture vectors (scale 0); float copies of a file's cues only, never of the whole index
+        vis = index.visual[a:b].astype(np.float32) / 127.0
+        sums = np.cumsum(np.r_[np.zeros((1, vis.shape[1]), np.float32), vis * index.has_visual[a:b, None]], 0)
         counts = np.cumsum(np.r_[0, index.has_visual[a:b].astype(np.int64)])
         k = counts[hi[a:b] - a] - counts[lo[a:b] - a]
         total = np.linalg.norm(sums[hi[a:b] - a] - sums[lo[a:b] - a], axis=1)  # k x |mean vector|
@@ -736,6 +793,7 @@ def format_results_html(query: str, result: SearchResult, page: Path) -> str:
     body = "\n".join(rows) or '<tr><td colspan="4">no results</td></tr>'
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+<meta name="generator" content="{RESULTS_GENERATOR}">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <title>captioner search: {e(query)}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}
@@ -748,9 +806,30 @@ td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}</style><
 """
 
 
+#: Marks a results page, so that ``--html`` replaces its own pages and nothing else.
+RESULTS_GENERATOR = "captioner search"
+
+
+def check_results_page(page: Path) -> None:
+    """``OutputError`` unless ``page`` can take a results page: its folder exists, and it is new or a
+    results page written before. ``--html subs/clip.json`` replaced a caption output (every later
+    search then failed on it), and a review page or a batch's index went the same way, unsaid."""
+    if not page.parent.is_dir():
+        raise OutputError(f"{page}: cannot write: folder {page.parent} does not exist")
+    if not os.path.lexists(page):
+        return
+    try:
+        with open(page, "rb") as handle:
+            head = handle.read(4096)
+    except OSError as exc:
+        raise OutputError(f"{page}: cannot write: {exc.strerror or exc}") from None
+    if f'<meta name="generator" content="{RESULTS_GENERATOR}">'.encode() not in head:
+        raise OutputError(f"{page}: exists and is not a results page of captioner search; not replaced "
+                          "(remove it or choose another name)")
+
+
 def write_results_html(query: str, result: SearchResult, page: Path) -> None:
     from .outputs import write_atomic
 
-    if not page.parent.is_dir():
-        raise OutputError(f"{page}: cannot write: folder {page.parent} does not exist")
+    check_results_page(page)
     write_atomic(page, format_results_html(query, result, page))

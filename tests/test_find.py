@@ -311,3 +311,95 @@ def test_a_folder_with_nothing_to_search_among_others_is_an_error(archive: Path,
     s = Searcher([archive, tmp_path / "empty"], embedder=BagOfWords())
     assert s.errors == [(str(tmp_path / "empty"), "no captioner JSON outputs under it")] and s.cues == 3
     assert not (tmp_path / "empty" / ".captioner-search").exists()  # nothing indexed, nothing written
+
+
+def test_json_nested_too_deep_or_with_a_byte_order_mark(archive: Path) -> None:
+    (archive / "deep.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")  # crashed the whole search
+    bom = write_output(archive / "bom.json", [(0.0, 2.0, "a cat on a sofa")])
+    bom.write_bytes(b"\xef\xbb\xbf" + bom.read_bytes())  # saved by an editor: still a captioner output
+    s = Searcher([archive], embedder=BagOfWords())
+    assert [(Path(p).name, r) for p, r in s.errors] == [("deep.json", "not a captioner output (JSON nested too deep)")]
+    assert s.cues == 4 and s.search("cat", 1).hits[0].output.name == "bom.json"
+
+
+def test_a_foreign_json_does_not_make_every_search_rewrite_the_index(archive: Path, monkeypatch) -> None:
+    (archive / "package.json").write_text('{"name": "x"}', encoding="utf-8")
+    update_index(archive, BagOfWords())
+    reads = []
+    import captioner.find as find_mod
+
+    monkeypatch.setattr(find_mod, "read_output", lambda p: reads.append(p.name) or read_output(p))
+    errors: list = []
+    _, st = update_index(archive, BagOfWords(), errors=errors)
+    assert not st.written and reads == []  # not read again, index not rewritten
+    assert [(Path(p).name, r) for p, r in errors] == [("package.json", 'not a captioner output (no "metadata" and "cues")')]
+    write_output(archive / "package.json", [(0.0, 1.0, "a horse in a field")])  # it changes: read again
+    idx, st = update_index(archive, BagOfWords(), errors=(errors := []))
+    assert st.written and reads == ["package.json"] and errors == [] and len(idx) == 4
+
+
+def test_a_moved_archive_keeps_its_index(archive: Path) -> None:
+    update_index(archive, BagOfWords())
+    moved = archive.with_name("moved")
+    archive.rename(moved)
+    emb = BagOfWords()
+    idx, st = update_index(moved, emb)
+    assert emb.embedded == [] and not st.written and len(idx) == 3  # was: every text embedded again
+
+
+def test_a_read_only_archive_is_searched_from_its_own_index(archive: Path, tmp_path: Path, monkeypatch) -> None:
+    import captioner.find as find_mod
+
+    update_index(archive, BagOfWords())
+    cache = tmp_path / "cache" / "index.npz"
+    monkeypatch.setattr(find_mod, "index_path", lambda root: cache)  # as for a folder that cannot be written
+    emb = BagOfWords()
+    idx, st = update_index(archive, emb)
+    assert emb.embedded == [] and len(idx) == 3 and not cache.exists()  # was: all embedded again into the cache
+    write_output(archive / "new.json", [(0.0, 1.0, "a boat on a lake")])
+    idx, st = update_index(archive, emb)
+    assert emb.embedded == ["a boat on a lake"] and st.written and cache.is_file() and len(idx) == 4
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error_not_a_silence(archive: Path, monkeypatch) -> None:
+    import captioner.find as find_mod
+
+    real_walk = os.walk
+
+    def walk(top, onerror=None, **kw):  # as os.walk does for a folder it may not list (root may list any)
+        for folder, dirs, files in real_walk(top, onerror=onerror, **kw):
+            if folder.endswith("day"):
+                onerror(PermissionError(13, "Permission denied", folder))
+                dirs[:] = []
+                continue
+            yield folder, dirs, files
+
+    monkeypatch.setattr(find_mod.os, "walk", walk)
+    monkeypatch.chdir(archive.parent)
+    s = Searcher([Path("subs")], embedder=BagOfWords())
+    assert s.errors == [(os.path.join("subs", "day"), "cannot list folder (permission denied)")] and s.cues == 2
+
+
+def test_html_does_not_replace_a_file_it_did_not_write(archive: Path) -> None:
+    runner = CliRunner()
+    out = archive / "beach.json"
+    before = out.read_bytes()
+    r = runner.invoke(main, ["search", "dog", str(archive), "--html", str(out)])
+    assert r.exit_code == 1 and out.read_bytes() == before
+    assert r.output == f"error: {out}: exists and is not a results page of captioner search; not replaced " \
+                       "(remove it or choose another name)\n"
+    page = archive / "results.html"
+    assert runner.invoke(main, ["search", "dog", str(archive), "--html", str(page)]).exit_code == 0
+    assert runner.invoke(main, ["search", "cat", str(archive), "--html", str(page)]).exit_code == 0  # its own: replaced
+    assert "Search: cat" in page.read_text(encoding="utf-8")
+
+
+def test_context_windows_of_cues_without_vectors_make_no_float_copies(tmp_path: Path, monkeypatch) -> None:
+    from captioner.find import context_windows
+
+    write_output(tmp_path / "a" / "v.json", [(float(i), i + 1.0, f"cue {i}") for i in range(50)])
+    idx, _ = update_index(tmp_path / "a", BagOfWords())
+    cumsums = []
+    monkeypatch.setattr(np, "cumsum", lambda *a, **k: cumsums.append(1))
+    lo, hi, scale = context_windows(idx, 3.0)
+    assert cumsums == [] and not scale.any() and (hi - lo).max() > 1
