@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-DATA   ?= ../shared/data
+DATA   ?= $(or $(CAPTIONER_DATA),../shared/data)
+# the offline jobs read the data folder from CAPTIONER_DATA: `make train DATA=/mnt/data` moves it
+export CAPTIONER_DATA := $(abspath $(DATA))
 EXTRAS ?= test,train,ray
 
 .PHONY: install demo test train eval bench fuzz clean help

@@ -1,0 +1,26 @@
+"""Offline jobs (``python -m pipelines.NAME``): data preparation, features, training, evaluation.
+
+A job that stops on something it was not given (a model folder that is not one, a missing
+prerequisite file) says so in one ``error:`` line, as the CLI does, instead of a traceback:
+the jobs are run by hand and by ``make train``, by people who did not write them. Any other
+exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def _one_line(exc_type, exc, tb) -> None:
+    from captioner.errors import CaptionerError, first_line
+
+    if issubclass(exc_type, CaptionerError):
+        print(f"error: {first_line(exc)}", file=sys.stderr)
+    elif issubclass(exc_type, FileNotFoundError) and exc.filename:
+        print(f"error: {exc.filename}: no such file (is an earlier step of make train missing?)", file=sys.stderr)
+    else:
+        sys.__excepthook__(exc_type, exc, tb)
+
+
+if sys.excepthook is sys.__excepthook__:  # a debugger's or IDE's own hook is left alone
+    sys.excepthook = _one_line

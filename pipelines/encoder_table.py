@@ -17,6 +17,7 @@ import torch
 from captioner.config import EncoderConfig
 from captioner.encoder import Encoder, input_size
 
+from .common import positive_int
 from .demo import sample_video
 
 ENCODERS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
@@ -24,8 +25,8 @@ ENCODERS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--frames", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--frames", type=positive_int, default=64)
+    ap.add_argument("--threads", type=positive_int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from captioner.video import iter_frames

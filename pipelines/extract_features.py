@@ -21,8 +21,9 @@ import torch
 
 from captioner.config import IMAGE_EXTENSIONS, EncoderConfig
 from captioner.encoder import Encoder, input_size, load_image
+from captioner.outputs import write_atomic
 
-from .common import CACHE, DATA
+from .common import CACHE, DATA, positive_int, save_npy
 from .prepare_data import PREPARED
 
 log = logging.getLogger("extract")
@@ -75,13 +76,16 @@ def pooled_cells(encoder: str, set_name: str, rows: np.ndarray | None = None, de
 
 def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None = None,
             root: Path | None = None) -> Path:
-    """Encode ``set_name``'s pictures (from ``root``, default ``SETS[set_name]``) into the feature cache."""
+    """Encode ``set_name``'s pictures (from ``root``, default ``SETS[set_name]``) into the feature cache.
+
+    The cache is skipped only when it holds exactly these pictures, every row written. ``limit``
+    (a speed measurement) encodes the first pictures and leaves the cache as it is: a 5-row cache
+    written over the full one was then "complete" to every later run, and training and evaluation
+    used or failed on the five.
+    """
     out = feature_dir(encoder_name)
     out.mkdir(parents=True, exist_ok=True)
     grid_path = out / f"{set_name}_grid.npy"
-    if grid_path.exists() and (out / f"{set_name}_files.txt").exists() and limit is None:
-        log.info("%s exists, skipping", grid_path)
-        return grid_path
     root = root or SETS[set_name]
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                    if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.endswith(".tmp.jpg"))
@@ -90,6 +94,9 @@ def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None
                          "and pipelines.prepare_data for the sets it makes)")
     if limit:
         files = files[:limit]
+    elif _complete(out, set_name, files):
+        log.info("%s exists, skipping", grid_path)
+        return grid_path
     # the cache is the float32 reference: training must not depend on the run-time int8 default
     cfg = EncoderConfig(name=encoder_name, image_size=input_size(encoder_name), int8=False)
     enc = Encoder(cfg)
@@ -100,31 +107,54 @@ def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None
     grid = np.lib.format.open_memmap(tmp_grid, mode="w+", dtype=np.float16, shape=(n, cells, dim))
     probs = np.zeros((n, 1000), dtype=np.float16)
     t0 = time.time()
-    with ThreadPoolExecutor(2) as pool:  # JPEG decoding overlaps the network
-        for start in range(0, n, batch):
-            names = files[start : start + batch]
-            imgs = list(pool.map(lambda f: load_image(str(root / f)), names))
-            res = enc.encode_batch(enc.preprocess(imgs))
-            grid[start : start + len(names)] = res.grid.astype(np.float16)
-            probs[start : start + len(names)] = res.probs.astype(np.float16)
-            if (start // batch) % 20 == 0:
-                el = time.time() - t0
-                log.info("%s %d/%d  %.1f ms/img", set_name, start + len(names), n, 1000 * el / (start + len(names)))
-    grid.flush()
+    try:
+        with ThreadPoolExecutor(2) as pool:  # JPEG decoding overlaps the network
+            for start in range(0, n, batch):
+                names = files[start : start + batch]
+                imgs = list(pool.map(lambda f: load_image(str(root / f)), names))
+                res = enc.encode_batch(enc.preprocess(imgs))
+                grid[start : start + len(names)] = res.grid.astype(np.float16)
+                probs[start : start + len(names)] = res.probs.astype(np.float16)
+                if (start // batch) % 20 == 0:
+                    el = time.time() - t0
+                    log.info("%s %d/%d  %.1f ms/img", set_name, start + len(names), n, 1000 * el / (start + len(names)))
+        grid.flush()
+    except BaseException:  # Ctrl-C, an unreadable picture: no gigabyte of scratch left behind
+        del grid
+        tmp_grid.unlink(missing_ok=True)
+        raise
     del grid
+    if limit:
+        tmp_grid.unlink()
+        log.info("%s: %d images in %.0f s (--limit: a measurement; the feature cache is unchanged)",
+                 set_name, n, time.time() - t0)
+        return grid_path
     tmp_grid.replace(grid_path)
-    np.save(out / f"{set_name}_probs.npy", probs)
-    (out / f"{set_name}_files.txt").write_text("\n".join(files) + "\n")
+    save_npy(out / f"{set_name}_probs.npy", probs)
+    write_atomic(out / f"{set_name}_files.txt", "\n".join(files) + "\n")  # last: the cache is whole
     log.info("%s: %d images in %.0f s -> %s", set_name, n, time.time() - t0, out)
     return grid_path
+
+
+def _complete(out: Path, set_name: str, files: list[str]) -> bool:
+    """Whether the cache in ``out`` holds ``set_name``'s features for exactly ``files``, every row."""
+    listing = out / f"{set_name}_files.txt"
+    try:
+        if listing.read_text().split("\n")[:-1] != files:
+            return False
+        grid = np.load(out / f"{set_name}_grid.npy", mmap_mode="r")
+        probs = np.load(out / f"{set_name}_probs.npy", mmap_mode="r")
+    except (OSError, ValueError):
+        return False
+    return len(grid) == len(probs) == len(files)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", action="append", choices=sorted(SETS), help="image set(s) to encode")
     ap.add_argument("--encoder", default="efficientnet-lite0")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--limit", type=int, default=None, help="only the first N images (speed measurements)")
+    ap.add_argument("--batch", type=positive_int, default=32)
+    ap.add_argument("--limit", type=positive_int, default=None, help="only the first N images (speed measurements)")
     ap.add_argument("--msrvtt-size", type=int, default=None,
                     help="read MSR-VTT frames prepared at this size (prepare_data --size; e.g. 240 for Lite1)")
     args = ap.parse_args()

@@ -9,6 +9,7 @@ strict measure). Prints the share of time they agree and the captioning time of 
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import replace
 
@@ -19,12 +20,13 @@ from .common import same_caption_steps, video_clips
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    clips = video_clips(required=True)
     base = CaptionConfig()
     normal = Captioner(base)
     fast = Captioner(replace(base, sampling=replace(base.sampling, fast=True)))
     total = same = 0
     t_normal = t_fast = 0.0
-    clips = video_clips()
     for path in clips:
         t0 = time.perf_counter()
         a = normal.caption_video(path)

@@ -26,7 +26,7 @@ from captioner.config import SearchConfig
 from captioner.embed import TextEmbedder
 from captioner.find import Searcher, WordScorer, cue_scores
 
-from .common import read_tsv
+from .common import CACHE, read_tsv
 
 
 def first_refs(path: Path) -> dict[str, str]:
@@ -105,7 +105,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", type=Path, required=True, help="folder of captioner JSON outputs (videoNNNN.json)")
     ap.add_argument("--refs", type=Path, required=True, help="refs.tsv: video<TAB>reference caption")
-    ap.add_argument("--index", type=Path, default=Path(".cache/retrieval-index"), help="scratch folder for the index")
+    ap.add_argument("--index", type=Path, default=CACHE / "retrieval-index", help="scratch folder for the index")
     ap.add_argument("--grid", action="store_true", help="also try other weights (choose them on val only)")
     ap.add_argument("--out", type=Path, help="write the numbers as JSON here")
     args = ap.parse_args()

@@ -95,8 +95,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="write scores and captions as JSON here")
     args = ap.parse_args()
     refs = captions_by_file(args.refs)
+    if not refs:
+        raise SystemExit(f"error: {args.refs}: no references")
+    if not args.folder.is_dir():
+        raise SystemExit(f"error: {args.folder}: not a folder")
     confidences: dict[str, float] = {}
     hyps = {k: v for k, v in longest_cues(args.folder, confidences).items() if k in refs}
+    if not hyps:  # METEOR given nothing raised inside pycocoevalcap and then hung the exit
+        raise SystemExit(f"error: no JSON outputs in {args.folder} for the videos of {args.refs} "
+                         "(captioner batch VIDEOS -o FOLDER -f json)")
     missing = sorted(set(refs) - set(hyps))
     scores = {**coco_scores(hyps, refs), **person_scores(hyps, refs), "n": len(hyps), "missing": len(missing),
               "unk_captions": sum("<unk>" in h for h in hyps.values()), **readability(hyps),

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .common import positive_int
+
 SUBJECTS = ["a man", "a woman", "a girl", "a boy", "two men", "a group of people", "a dog", "a cat", "a child",
             "a person", "a team", "a chef", "a singer", "a band", "people", "a player", "a car", "a bird"]
 VERBS = ["is playing", "is cooking", "is talking about", "is driving", "is running on", "is singing with",
@@ -62,10 +64,10 @@ class RandomVectors:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cues", type=int, default=100_000)
+    ap.add_argument("--cues", type=positive_int, default=100_000)
     ap.add_argument("--distinct", type=int, default=100_000, help="distinct captions among the cues")
     ap.add_argument("--sample", type=int, default=512, help="texts embedded to measure MiniLM's speed")
-    ap.add_argument("--files", type=int, default=1000)
+    ap.add_argument("--files", type=positive_int, default=1000)
     args = ap.parse_args()
     rng = random.Random(0)
 

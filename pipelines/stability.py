@@ -13,6 +13,7 @@ On the real clips in ``../shared/data/video`` (validation only):
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from dataclasses import replace
@@ -49,6 +50,8 @@ def flicker(cap: Captioner, near: float = 0.02) -> tuple[int, float]:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    video_clips(required=True)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("captioner").setLevel(logging.WARNING)
     base = Captioner(replace(CaptionConfig(), segments=replace(SegmentConfig(), stable_threshold=0.0)))

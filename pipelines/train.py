@@ -45,7 +45,7 @@ from captioner.vocab import Vocabulary, tokenize
 from captioner.errors import ModelError
 from captioner.weights import checkpoint_encoder, save_model
 
-from .common import CACHE, DATA, ROOT, TEXT_CORPORA, captions_by_file, flickr_split, text_sentences
+from .common import CACHE, DATA, ROOT, TEXT_CORPORA, captions_by_file, flickr_split, positive_int, save_torch, text_sentences
 from .extract_features import feature_dir, feature_rows
 
 log = logging.getLogger("train")
@@ -242,17 +242,17 @@ def main() -> None:
     ap.add_argument("--encoder", default="efficientnet-lite0")
     ap.add_argument("--out", type=Path, default=None, help="export the best model here (e.g. weights)")
     ap.add_argument("--run", type=Path, default=CACHE / "runs" / "default", help="checkpoints and log")
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=positive_int, default=8)
     ap.add_argument("--patience", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch", type=positive_int, default=64)
     ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--min-count", type=int, default=5)
     ap.add_argument("--max-words", type=int, default=20)
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--dropout", type=float, default=0.5)
-    ap.add_argument("--limit", type=int, default=None, help="train on the first N photos only (smoke runs)")
+    ap.add_argument("--limit", type=positive_int, default=None, help="train on the first N photos only (smoke runs)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--name", default="flickr8k-text-lite0-concepts")
     ap.add_argument("--concepts", type=int, default=5, help="concept slots the decoder attends over and may copy (0 = none)")
     ap.add_argument("--text", default=",".join(TEXT_CORPORA),
@@ -342,7 +342,7 @@ def main() -> None:
         if score > best:
             best, bad = score, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            torch.save({"state": best_state, "vocab": list(vocab.itos), "config": asdict(config), "history": history,
+            save_torch({"state": best_state, "vocab": list(vocab.itos), "config": asdict(config), "history": history,
                         "data": data, "name": args.name, "encoder": args.encoder},
                        args.run / "best.pt")
         else:

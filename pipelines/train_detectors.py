@@ -40,13 +40,18 @@ import torch
 from torch.nn import functional as F
 
 from captioner.detect import PERSON_WORDS, Detectors
+from captioner.outputs import write_atomic
 from captioner.vocab import tokenize
+from captioner.weights import sha256_file
 
-from .common import CACHE, DATA, captions_by_file, flickr_split, read_tsv
+from .common import CACHE, DATA, captions_by_file, flickr_split, positive_int, read_tsv, save_npy, save_npz, share
 from .extract_features import feature_dir, feature_rows
 from .prepare_data import PREPARED, held_out_clips, msrvtt_split
 
 log = logging.getLogger("detectors")
+
+#: Where `train_detectors` writes the detectors, and `train_video` and `detector_rank` read them.
+DETECTORS = CACHE / "runs" / "detectors" / "detectors.npz"
 
 #: Words that say nothing about what is visible (function words, counts, "video", "shown").
 STOPWORDS = frozenset("""a an the of in on at with and or to it its it's this that these those there their his her he she
@@ -256,15 +261,15 @@ def detector_outputs(det: Detectors, grid: np.ndarray, rows: np.ndarray | None =
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--encoder", default="efficientnet-lite0")
-    ap.add_argument("--words", type=int, default=600, help="detector vocabulary size (most frequent content words)")
+    ap.add_argument("--words", type=positive_int, default=600, help="detector vocabulary size (most frequent content words)")
     ap.add_argument("--min-positives", type=int, default=40)
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--epochs", type=positive_int, default=4)
+    ap.add_argument("--batch", type=positive_int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--person-recall", type=float, default=0.95,
+    ap.add_argument("--person-recall", type=share, default=0.95,
                     help="held-out pictures with a person that keep their person words")
     ap.add_argument("--out", type=Path, default=CACHE / "runs" / "detectors")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-cache-outputs", action="store_true", help="do not write <set>_det.npy (trial runs)")
     args = ap.parse_args()
@@ -312,13 +317,14 @@ def main() -> None:
             report["heldout_AP_by_set"][name] = round(100 * float(np.nanmean(
                 [average_precision(pho[sel, j], yho[sel, j]) for j in range(len(words))])), 2)
     args.out.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out / "detectors.npz", words=np.array(words), weight=det.weight, bias=det.bias,
+    save_npz(args.out / "detectors.npz", words=np.array(words), weight=det.weight, bias=det.bias,
              platt_a=det.platt_a, platt_b=det.platt_b, threshold=np.float32(det.presence_threshold))
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
     log.info("held-out mAP %.2f (by set %s); person threshold %.3f bans %.0f%% of held-out pictures without one",
              report["heldout_mAP"], report["heldout_AP_by_set"], threshold,
              100 * report["person_heldout"]["without_banned_share"])
     del xtr, xho
+    made_by = sha256_file(args.out / "detectors.npz")
     for name in ("flickr8k", "coco", "msrvtt", "cc3m"):
         path = feature_dir(args.encoder) / f"{name}_grid.npy"
         if args.no_cache_outputs:
@@ -326,12 +332,42 @@ def main() -> None:
         if not path.exists():
             continue
         grid = np.load(path, mmap_mode="r")
-        np.save(feature_dir(args.encoder) / f"{name}_det.npy", detector_outputs(det, grid))
+        save_npy(feature_dir(args.encoder) / f"{name}_det.npy", detector_outputs(det, grid))
+        _record_outputs(args.encoder, name, made_by)
         log.info("%s: detector outputs for %d pictures", name, len(grid))
     log.info("done in %.0f s", time.time() - t0)
 
 
-def load_trained(path: Path = CACHE / "runs" / "detectors" / "detectors.npz") -> Detectors:
+#: Beside the cached ``<set>_det.npy``: which ``detectors.npz`` (sha256) made each set's outputs.
+OUTPUTS_RECORD = "det_outputs.json"
+
+
+def _record_outputs(encoder: str, set_name: str, made_by: str) -> None:
+    record = feature_dir(encoder) / OUTPUTS_RECORD
+    try:
+        made = json.loads(record.read_text())
+    except (OSError, ValueError):
+        made = {}
+    write_atomic(record, json.dumps({**made, set_name: made_by}, indent=1) + "\n")
+
+
+def check_outputs(encoder: str, set_name: str, detectors: Path = DETECTORS) -> None:
+    """Stop unless the cached ``<set>_det.npy`` was made by ``detectors``: ``train_detectors`` writes the
+    detectors first and the outputs one set after another (minutes), so a run stopped between them,
+    or one with ``--no-cache-outputs``, paired new detectors with old outputs (an IndexError in
+    ``train_video``, or with as many words, a decoder trained silently on another detector's outputs)."""
+    try:
+        made = json.loads((feature_dir(encoder) / OUTPUTS_RECORD).read_text()).get(set_name)
+    except (OSError, ValueError):
+        made = None
+    if made != sha256_file(detectors):
+        raise SystemExit(f"error: the cached detector outputs of {set_name} ({feature_dir(encoder)}) were not made by "
+                         f"{detectors}; run python -m pipelines.train_detectors (without --no-cache-outputs) again")
+
+
+def load_trained(path: Path = DETECTORS) -> Detectors:
+    if not path.is_file():
+        raise SystemExit(f"error: {path}: no such file; train the detectors first (python -m pipelines.train_detectors)")
     z = np.load(path)
     return Detectors(tuple(str(w) for w in z["words"]), z["weight"], z["bias"], z["platt_a"], z["platt_b"],
                      round(float(z["threshold"]), 4))

@@ -45,7 +45,7 @@ from torch.nn import functional as F
 from captioner.detect import Detectors, PresenceHead, load_detectors, save_presence
 from captioner.weights import read_manifest, update_manifest
 
-from .common import CACHE
+from .common import CACHE, positive_int, share
 from .extract_features import pooled_cells
 from .train_detectors import average_precision, labelled_sets
 
@@ -72,11 +72,11 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=Path("weights"), help="model folder whose detectors it joins")
     ap.add_argument("--out", type=Path, required=True, help="model folder to write (a copy of --model with the head)")
     ap.add_argument("--hidden", type=int, default=512)
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=positive_int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--recall", type=float, default=0.92, help="held-out pictures with a person that keep person words")
+    ap.add_argument("--recall", type=share, default=0.92, help="held-out pictures with a person that keep person words")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=positive_int, default=2)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)

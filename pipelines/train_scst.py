@@ -46,7 +46,7 @@ from captioner.detect import AbsentWords, load_detectors
 from captioner.vocab import Vocabulary, follow_rules, tokenize
 from captioner.weights import checkpoint_encoder, load_model, read_manifest, save_model
 
-from .common import CACHE, DATA, captions_by_file, carry_companions, flickr_split, read_tsv
+from .common import CACHE, DATA, captions_by_file, carry_companions, flickr_split, positive_int, read_tsv
 from .extract_features import feature_rows
 from .prepare_data import held_out_clips, msrvtt_ids
 from .train import collate
@@ -190,8 +190,8 @@ def main() -> None:
     ap.add_argument("--run", type=Path, default=CACHE / "runs" / "scst")
     ap.add_argument("--resume", action="store_true", help="continue the run in --run from its last.pt")
     ap.add_argument("--out", type=Path, default=None, help="export the best epoch here (with the --init detectors)")
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--batch", type=int, default=24, help="pictures per step (each sampled --samples times)")
+    ap.add_argument("--epochs", type=positive_int, default=8)
+    ap.add_argument("--batch", type=positive_int, default=24, help="pictures per step (each sampled --samples times)")
     ap.add_argument("--samples", type=int, default=5)
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--temperature", type=float, default=0.5, help="sampling temperature (see sample())")
@@ -200,9 +200,9 @@ def main() -> None:
     ap.add_argument("--flickr-per-epoch", type=int, default=1500)
     ap.add_argument("--max-frames", type=int, default=4, help="most frames of a video in one training example")
     ap.add_argument("--max-words", type=int, default=16)
-    ap.add_argument("--limit", type=int, default=None, help="first N items of each set (smoke runs)")
+    ap.add_argument("--limit", type=positive_int, default=None, help="first N items of each set (smoke runs)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--name", default="msrvtt-cc3m-flickr8k-lite0-detectors-scst")
     ap.add_argument("--export-only", action="store_true")
     ap.add_argument("--presence", action=argparse.BooleanOptionalAction, default=True,
@@ -221,9 +221,9 @@ def main() -> None:
     init_dir = args.init
     if args.resume or args.export_only:
         init_dir = Path(json.loads((args.run / "init.json").read_text())["init"])
-    else:
+    manifest = read_manifest(init_dir)  # before it is recorded: a bad --init must not replace a good run's record
+    if not (args.resume or args.export_only):
         (args.run / "init.json").write_text(json.dumps({"init": str(args.init)}))
-    manifest = read_manifest(init_dir)
     det = load_detectors(init_dir, manifest)
     if det is None:
         raise SystemExit(f"error: {init_dir} has no detectors; SCST continues a stage-2 model")

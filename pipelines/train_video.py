@@ -47,11 +47,13 @@ from captioner.vocab import STYLES, Vocabulary, tokenize
 from captioner.errors import ModelError
 from captioner.weights import MANIFEST, checkpoint_encoder, load_model, save_model, update_manifest
 
-from .common import CACHE, DATA, captions_by_file, carry_companions, flickr_split, read_tsv, text_sentences
+from .common import (
+    CACHE, DATA, captions_by_file, carry_companions, flickr_split, positive_int, read_tsv, save_torch, text_sentences,
+)
 from .extract_features import feature_dir, feature_rows
 from .prepare_data import PREPARED, held_out_clips, msrvtt_ids
 from .train import TextConcepts, collate, loss_fn
-from .train_detectors import load_trained
+from .train_detectors import check_outputs, load_trained
 
 log = logging.getLogger("train_video")
 CELLS = 49
@@ -88,6 +90,7 @@ class Pictures:
         if given is not None and given.exists():  # e.g. cross-fitted: as noisy on training pictures as on new ones
             self.det.append(take(np.load(given, mmap_mode="r")))
         elif self.detectors is None:
+            check_outputs(self.encoder, set_name)
             self.det.append(take(np.load(d / f"{set_name}_det.npy", mmap_mode="r")))
         else:
             self.det.append(np.concatenate([self.detectors.frame_probs(grid[s : s + 256])
@@ -195,8 +198,8 @@ def main() -> None:
     ap.add_argument("--run", type=Path, default=CACHE / "runs" / "video")
     ap.add_argument("--resume", action="store_true", help="continue the run in --run from its last.pt")
     ap.add_argument("--out", type=Path, default=None, help="export the best epoch here (with its detectors)")
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--epochs", type=positive_int, default=6)
+    ap.add_argument("--batch", type=positive_int, default=64)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--slots", type=int, default=8, help="concept slots in all")
     ap.add_argument("--detector-slots", type=int, default=5, help="of which detector words")
@@ -210,9 +213,9 @@ def main() -> None:
                     help="also train on the captions of the MSR-VTT train videos that have no frames, as caption-only "
                          "sentences in the video style")
     ap.add_argument("--cc3m", type=float, default=0.6, help="share of CC3M photos per epoch")
-    ap.add_argument("--limit", type=int, default=None, help="first N items of each set (smoke runs)")
+    ap.add_argument("--limit", type=positive_int, default=None, help="first N items of each set (smoke runs)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--name", default="msrvtt-cc3m-flickr8k-lite0-detectors")
     ap.add_argument("--detector-rank", type=int, default=192,
                     help="ship the detectors as a rank-R factorisation (pipelines.detector_rank; 0 = full)")
@@ -235,6 +238,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.average is not None and not args.export_only:
         ap.error("--average exports kept epochs: use it with --export-only --out M")
+    if args.export_only and not args.out:
+        ap.error("--export-only needs --out")
+    check_prerequisites(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -304,12 +310,15 @@ def main() -> None:
     args.run.mkdir(parents=True, exist_ok=True)
     last = args.run / "last.pt"
     if args.resume:
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        ckpt = read_checkpoint(last)
         try:  # Lite0/1/2 features are all 1280-d: only the record tells them apart
             checkpoint_encoder(ckpt, args.encoder, last)
         except ModelError as exc:
             raise SystemExit(f"error: {exc}") from None
         config = DecoderConfig(**ckpt["config"])
+        if (config.concept_slots, config.detector_slots) != (args.slots, args.detector_slots):
+            ap.error(f"{last} was trained with --slots {config.concept_slots} --detector-slots "
+                     f"{config.detector_slots}; --resume must keep them")
         vocab = Vocabulary(tuple(ckpt["vocab"]))
         model = CaptionDecoder(config)
         model.load_state_dict(ckpt["state"])
@@ -410,8 +419,11 @@ def main() -> None:
         log.info("before training: %s", start)
         history.append({"epoch": 0, **start})
         best = start["select"]
+        # the starting model is the best so far: a fine-tune that never beats it exports it, not the
+        # best.pt an earlier run left in this folder (or, on a fresh machine, a FileNotFoundError)
+        save_torch(weights_record(), args.run / "best.pt")
         if args.keep_epochs:
-            torch.save(weights_record(), args.run / "epoch0.pt")
+            save_torch(weights_record(), args.run / "epoch0.pt")
     for epoch in range(len(history), args.epochs + 1):
         t0 = time.time()
         model.train()
@@ -452,16 +464,15 @@ def main() -> None:
         (args.run / "history.json").write_text(json.dumps(history, indent=1))
         payload = weights_record()
         if args.keep_epochs:
-            torch.save(payload, args.run / f"epoch{epoch}.pt")
+            save_torch(payload, args.run / f"epoch{epoch}.pt")
         if scores["select"] > best:
             best = scores["select"]
-            torch.save(payload, args.run / "best.pt")
+            save_torch(payload, args.run / "best.pt")
         else:
             for g in opt.param_groups:
                 g["lr"] *= 0.5
-        torch.save({**payload, "opt": opt.state_dict(), "rng": rng.getstate(), "torch_rng": torch.get_rng_state()},
-                   args.run / "last.pt.tmp")
-        (args.run / "last.pt.tmp").replace(last)
+        save_torch({**payload, "opt": opt.state_dict(), "rng": rng.getstate(), "torch_rng": torch.get_rng_state()},
+                   last)
     log.info("best selection score %.2f; wall time %.0f s", best, time.time() - t_start)
     if args.out:
         export(args.run, args.out, det, args, {k: len(v) for k, v in items.items()}, len(sentences),
@@ -497,7 +508,7 @@ def averaged_checkpoint(run: Path, epochs: list[int]) -> dict:
     missing = [p.name for p in paths if not p.exists()]
     if missing:
         raise SystemExit(f"error: {run} has no {', '.join(missing)} (train with --keep-epochs)")
-    ckpts = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
+    ckpts = [read_checkpoint(p) for p in paths]
     if any(c["vocab"] != ckpts[0]["vocab"] or c["config"] != ckpts[0]["config"] for c in ckpts):
         raise SystemExit(f"error: epochs {epochs} of {run} differ in vocabulary or configuration")
     out = dict(ckpts[-1])
@@ -516,12 +527,44 @@ def frameless_train_ids(caps: Mapping[str, list[str]], frames: Mapping[str, list
     return [v for v in msrvtt_ids("train", caps, held) if v not in frames]
 
 
+def check_prerequisites(args) -> None:
+    """What a run needs that the command line names, checked before minutes of loading features (and,
+    with --shipped-detectors, running the detectors over every picture): the model it starts from or
+    the checkpoint it resumes, and what --export-only exports."""
+    from captioner.weights import read_manifest
+
+    if args.export_only:
+        wanted = ([args.run / f"epoch{n}.pt" for n in parse_epochs(args.average)] if args.average
+                  else [args.run / "best.pt"])
+        missing = [str(p) for p in wanted if not p.is_file()]
+        if missing:
+            raise SystemExit(f"error: nothing to export: {', '.join(missing)} missing (train into --run first)")
+    elif args.resume:
+        if not (args.run / "last.pt").is_file():
+            raise SystemExit(f"error: {args.run / 'last.pt'}: no such file; nothing to --resume (run without it to start)")
+    if not args.resume or args.shipped_detectors:
+        try:
+            read_manifest(args.init)
+        except ModelError as exc:
+            raise SystemExit(f"error: --init: {exc}") from None
+
+
+def read_checkpoint(path: Path) -> dict:
+    """``torch.load`` of a run's checkpoint; one line, not a traceback, for a damaged one."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path}: no such file") from None
+    except Exception as exc:  # truncated: "PytorchStreamReader failed ...", BadZipFile, EOFError
+        raise SystemExit(f"error: {path}: damaged checkpoint ({exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); train again or restore it") from None
+
+
 def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences: int,
            average: list[int] | None = None, text_sources: str = "COCO, MSVD") -> None:
     """Write the best epoch (or the mean of the kept epochs in ``average``) and its detectors as a model folder."""
     source = run / ("best.pt" if average is None else f"epoch{average[-1]}.pt")
-    ckpt = (torch.load(source, map_location="cpu", weights_only=False) if average is None
-            else averaged_checkpoint(run, average))
+    ckpt = read_checkpoint(source) if average is None else averaged_checkpoint(run, average)
     try:
         encoder = checkpoint_encoder(ckpt, args.encoder, source)
     except ModelError as exc:

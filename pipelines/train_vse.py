@@ -31,7 +31,6 @@ its ``model.json``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import random
@@ -47,7 +46,7 @@ from captioner.detect import Detectors, load_detectors
 from captioner.vse import SegmentEmbedder
 from captioner.weights import read_manifest
 
-from .common import CACHE, DATA, read_tsv
+from .common import CACHE, DATA, positive_int, read_tsv, save_npy, save_npz, save_torch
 from .extract_features import feature_dir, feature_rows, pooled_cells
 from .prepare_data import held_out_clips, msrvtt_ids
 
@@ -108,6 +107,36 @@ def descriptor(*per_frame: np.ndarray) -> np.ndarray:
     return np.concatenate([a.mean(0) for a in per_frame]).astype(np.float32)
 
 
+def inputs_stamp(enc: str, set_name: str, det: Detectors | None, names: list[str] | None = None) -> str:
+    """What a run's cached frame inputs were made from: the features (their file's size and time), the
+    detectors' weights and the pictures. A cache kept across runs was reused on its keys (or its row
+    count) alone, so retrained detectors with as many words trained the map on the old ones' outputs."""
+    import hashlib
+
+    st = (feature_dir(enc) / f"{set_name}_grid.npy").stat()
+    h = hashlib.sha256(f"{enc} {set_name} {st.st_size} {st.st_mtime_ns}".encode())
+    if det is not None:
+        for a in (det.weight, det.bias, det.platt_a, det.platt_b, det.basis):
+            if a is not None:
+                h.update(np.ascontiguousarray(a).tobytes())
+    if names is not None:
+        h.update("\n".join(names).encode())
+    return h.hexdigest()
+
+
+def cached_inputs(path: Path, stamp: str) -> dict[str, np.ndarray]:
+    """The arrays cached at ``path`` if they were made from what ``stamp`` names; else none (made again)."""
+    try:
+        with np.load(path) as z:
+            if "stamp" in z.files and str(z["stamp"]) == stamp:
+                return {k: z[k] for k in z.files if k != "stamp"}
+    except FileNotFoundError:
+        pass
+    except Exception as exc:  # damaged (zipfile.BadZipFile, a truncated array): made again, never trusted
+        log.info("%s: unreadable (%s); making it again", path, exc.__class__.__name__)
+    return {}
+
+
 def ranks(sim: np.ndarray) -> np.ndarray:
     """Rank (1 = best) of item i among all items for query i: sim [queries, items], target on the diagonal."""
     target = sim[np.arange(len(sim)), np.arange(len(sim))][:, None]
@@ -128,7 +157,11 @@ def text_embeddings(captions: list[str], path: Path) -> np.ndarray:
     key = path.with_suffix(".txt")
     known: dict[str, np.ndarray] = {}
     if path.exists() and key.exists():
-        old_caps, old = key.read_text(encoding="utf-8").split("\n"), np.load(path)
+        try:
+            old_caps, old = key.read_text(encoding="utf-8").split("\n"), np.load(path)
+        except (OSError, ValueError) as exc:  # damaged: embedded again
+            log.info("%s: unreadable (%s); embedding again", path, exc)
+            old_caps, old = [], []
         if len(old_caps) == len(old):
             known = dict(zip(old_caps, old))
     missing = sorted({c for c in captions if c not in known})
@@ -143,7 +176,7 @@ def text_embeddings(captions: list[str], path: Path) -> np.ndarray:
             log.info("embedded %d/%d new captions (%.0f s)", min(s + step, len(missing)), len(missing), time.time() - t0)
         path.parent.mkdir(parents=True, exist_ok=True)
         every = list(known)
-        np.save(path, np.stack([known[c] for c in every]).astype(np.float32))
+        save_npy(path, np.stack([known[c] for c in every]).astype(np.float32))
         key.write_text("\n".join(every), encoding="utf-8")
     return np.stack([known[c] for c in captions]).astype(np.float32) if captions else np.zeros((0, 384), np.float32)
 
@@ -153,8 +186,8 @@ def main() -> None:
     ap.add_argument("--init", type=Path, default=Path("weights"), help="model folder whose detectors feed the map")
     ap.add_argument("--out", type=Path, default=None, help="model folder to add vse.safetensors to")
     ap.add_argument("--run", type=Path, default=CACHE / "runs" / "vse")
-    ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--epochs", type=positive_int, default=20)
+    ap.add_argument("--batch", type=positive_int, default=256)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--max-frames", type=int, default=8)
     ap.add_argument("--caps-per-video", type=int, default=20, help="captions of a train video embedded and trained on")
@@ -175,13 +208,13 @@ def main() -> None:
                          "(pipelines.crossfit_detectors): the shipped detectors trained on the held-out videos, so "
                          "their own outputs make the pool easier than new videos (R@5 ~28.6 against ~21.3)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--ensemble", type=int, default=1,
+    ap.add_argument("--ensemble", type=positive_int, default=1,
                     help="train this many maps (seeds --seed, --seed+1, ...), each selected on val, and ship the "
                          "mean of their outputs: one wider map, the same run-time code")
     ap.add_argument("--encoder", default=None,
                     help="experiments: another encoder's cached MSR-VTT features (extract_features --encoder), "
                          "without detectors or photos: the encoder comparison in the model card")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=positive_int, default=1)
     ap.add_argument("--export-only", action="store_true", help="write --run's best.pt into --out, no training")
     args = ap.parse_args()
     if args.ensemble > 1 and args.text_map:
@@ -218,11 +251,11 @@ def main() -> None:
     (args.run / "msrvtt_train_ids.txt").write_text("\n".join(train) + "\n")
     t0 = time.time()
     cached = args.run / "msrvtt_frames.npz"
-    with np.load(cached) if cached.exists() else contextlib.nullcontext() as z:
-        parts = {k: z[k] for k in z.files} if z is not None else {}
+    stamp = inputs_stamp(enc, "msrvtt", det)
+    parts = cached_inputs(cached, stamp)
     if not ({"pooled", "maxed"} | ({"det"} if det is not None else set())) <= parts.keys():
         parts = pooled_cells(enc, "msrvtt", det=det)
-        np.savez(cached, **parts)
+        save_npz(cached, **parts, stamp=np.array(stamp))
     per_frame = [parts["pooled"]] + ([parts["maxed"]] if args.max_pool else []) + ([parts["det"]] if det is not None else [])
     if args.imagenet:
         per_frame.append(np.load(feature_dir(enc) / "msrvtt_probs.npy").astype(np.float32))
@@ -326,7 +359,7 @@ def main() -> None:
         chosen = {"vis": vis.state_dict(), "txt": txt.state_dict(), "epoch": "ensemble"}
     args.run.mkdir(parents=True, exist_ok=True)
     (args.run / "history.json").write_text(json.dumps(history, indent=1))
-    torch.save({**chosen, "mean": mean, "std": std, "history": history, "in_dim": in_dim,
+    save_torch({**chosen, "mean": mean, "std": std, "history": history, "in_dim": in_dim,
                 "members": [m["epoch"] for m in members]}, args.run / "best.pt")
     if args.out:
         if args.text_map:
@@ -371,11 +404,11 @@ def photo_examples(enc: str, det: Detectors, run: Path, set_name: str, max_pool:
     else:
         raise SystemExit(f"error: unknown photo set {set_name}")
     cached = run / f"{set_name}_frames.npz"
-    with np.load(cached) if cached.exists() else contextlib.nullcontext() as z:
-        parts = {k: z[k] for k in z.files} if z is not None else {}
+    stamp = inputs_stamp(enc, set_name, det, names)
+    parts = cached_inputs(cached, stamp)
     if len(parts.get("pooled", ())) != len(names):
         parts = pooled_cells(enc, set_name, np.array([rows[n] for n in names]), det)
-        np.savez(cached, **parts)
+        save_npz(cached, **parts, stamp=np.array(stamp))
     per = [parts["pooled"]] + ([parts["maxed"]] if max_pool else []) + [parts["det"]]
     if imagenet:
         per.append(np.load(feature_dir(enc) / f"{set_name}_probs.npy")[np.array([rows[n] for n in names])].astype(np.float32))

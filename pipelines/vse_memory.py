@@ -37,7 +37,7 @@ from captioner.detect import load_detectors
 from captioner.vse import CaptionMemory, load_vse
 from captioner.weights import read_manifest
 
-from .common import CACHE, rewrite_vse
+from .common import CACHE, rewrite_vse, save_npz
 from .extract_features import pooled_cells
 from .train_vse import checkpoint_embedder, holdout_split, msrvtt_videos, ranks, recall, text_embeddings
 
@@ -125,7 +125,7 @@ def main() -> None:
                 parts = {k: z[k] for k in ("pooled", "det")}
     if not parts:
         parts = pooled_cells(manifest["encoder"], "msrvtt", det=det)
-        np.savez(cached, pooled=parts["pooled"], det=parts["det"], detectors=np.array(stamp))
+        save_npz(cached, pooled=parts["pooled"], det=parts["det"], detectors=np.array(stamp))
     log.info("frame inputs of %d frames: %.0f s", len(parts["pooled"]), time.time() - t0)
 
     def vector(v: str, det: np.ndarray = parts["det"]) -> np.ndarray:

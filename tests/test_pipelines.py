@@ -77,3 +77,119 @@ def test_a_job_without_its_data_says_where_the_data_should_be(tmp_path, monkeypa
         common.read_tsv(tmp_path / "flickr8k" / "captions.tsv")
     with pytest.raises(SystemExit, match="no images under"):
         extract.extract("flickr8k", "efficientnet-lite0", limit=1, root=tmp_path / "nowhere")  # limit: past the cache
+
+
+def test_jobs_refuse_bad_counts_and_files_of_another_shape(tmp_path):
+    """--batch 0 gave ZeroDivisionError or, in extract_features, an all-zero cache and exit 0; a refs file of
+    one column gave an unpacking traceback."""
+    import argparse
+
+    from pipelines.common import positive_int, read_tsv, share
+
+    assert positive_int("3") == 3
+    for bad in ("0", "-5", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            positive_int(bad)
+    with pytest.raises(argparse.ArgumentTypeError):
+        share("1.5")
+    refs = tmp_path / "refs.tsv"
+    refs.write_text("video1\ta man talks\nvideo2\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"refs.tsv, line 2: 2 tab-separated columns expected, found 1"):
+        read_tsv(refs)
+
+
+def test_a_missing_model_or_file_is_one_line_not_a_traceback(tmp_path):
+    """Eleven jobs ended with a ModelError or FileNotFoundError traceback for a --model that is no model."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pipelines.grammar", "--model", str(tmp_path / "nothing")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr == f"error: {tmp_path / 'nothing'}: no such model folder\n"
+
+
+def test_score_json_without_outputs_stops_at_once(tmp_path):
+    """With no outputs METEOR was given nothing, raised inside pycocoevalcap and then hung the exit."""
+    import subprocess
+    import sys
+
+    refs = tmp_path / "refs.tsv"
+    refs.write_text("video1\ta man talks\n", encoding="utf-8")
+    (tmp_path / "empty").mkdir()
+    done = subprocess.run([sys.executable, "-m", "pipelines.score_json", str(tmp_path / "empty"), "--refs", str(refs)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.startswith("error: no JSON outputs in ")
+
+
+def test_detector_outputs_must_come_from_the_detectors_in_use(tmp_path, monkeypatch):
+    """train_detectors writes the detectors, then each set's outputs (minutes): a run stopped between them, or
+    with --no-cache-outputs, paired new detectors with old outputs (an IndexError, or a silent mix)."""
+    import pipelines.train_detectors as td
+
+    monkeypatch.setattr(td, "feature_dir", lambda encoder: tmp_path)
+    detectors = tmp_path / "detectors.npz"
+    detectors.write_bytes(b"one set of detectors")
+    td._record_outputs("e", "msrvtt", td.sha256_file(detectors))
+    td.check_outputs("e", "msrvtt", detectors)
+    with pytest.raises(SystemExit, match="cached detector outputs of cc3m .* were not made by"):
+        td.check_outputs("e", "cc3m", detectors)
+    detectors.write_bytes(b"detectors trained again")
+    with pytest.raises(SystemExit, match="cached detector outputs of msrvtt"):
+        td.check_outputs("e", "msrvtt", detectors)
+
+
+def test_train_vse_frame_inputs_are_made_again_for_other_detectors(tmp_path, monkeypatch):
+    import numpy as np
+
+    import pipelines.train_vse as tv
+    from captioner.detect import Detectors
+
+    monkeypatch.setattr(tv, "feature_dir", lambda encoder: tmp_path)
+    np.save(tmp_path / "msrvtt_grid.npy", np.zeros((2, 1, 3), np.float16))
+
+    def det(w: float) -> Detectors:
+        return Detectors(("dog",), np.full((3, 1), w, np.float32), np.zeros(1, np.float32), np.ones(1, np.float32),
+                         np.zeros(1, np.float32))
+
+    stamp = tv.inputs_stamp("e", "msrvtt", det(1.0))
+    from pipelines.common import save_npz
+
+    save_npz(tmp_path / "frames.npz", pooled=np.ones((2, 3)), stamp=np.array(stamp))
+    assert set(tv.cached_inputs(tmp_path / "frames.npz", stamp)) == {"pooled"}
+    assert tv.cached_inputs(tmp_path / "frames.npz", tv.inputs_stamp("e", "msrvtt", det(2.0))) == {}
+    (tmp_path / "frames.npz").write_bytes(b"PK cut off")  # damaged: made again, not a traceback
+    assert tv.cached_inputs(tmp_path / "frames.npz", stamp) == {}
+
+
+def test_train_video_checks_what_it_starts_from_before_loading_data(tmp_path):
+    import subprocess
+    import sys
+
+    run = [sys.executable, "-m", "pipelines.train_video", "--run", str(tmp_path / "run")]
+    for extra, says in ((["--resume"], "last.pt: no such file; nothing to --resume"),
+                        (["--init", str(tmp_path / "nothing")], "--init: "),
+                        (["--export-only", "--out", str(tmp_path / "m")], "nothing to export: ")):
+        done = subprocess.run(run + extra, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_extract_features_limit_leaves_the_cache_whole(tmp_path, monkeypatch):
+    """--limit 5 replaced the full cache with five rows, which every later run then took as complete."""
+    import cv2
+    import numpy as np
+
+    import pipelines.extract_features as extract
+
+    monkeypatch.setattr(extract, "feature_dir", lambda encoder: tmp_path / "features")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(photos / f"p{i}.jpg"), np.full((32, 32, 3), 40 * i, np.uint8))
+    extract.extract("coco", "efficientnet-lite0", root=photos)
+    grid = tmp_path / "features" / "coco_grid.npy"
+    assert np.load(grid).shape[0] == 3
+    extract.extract("coco", "efficientnet-lite0", limit=1, root=photos)
+    assert np.load(grid).shape[0] == 3 and not list((tmp_path / "features").glob("*.tmp*"))
+    cv2.imwrite(str(photos / "p3.jpg"), np.zeros((32, 32, 3), np.uint8))  # a picture more: not complete
+    extract.extract("coco", "efficientnet-lite0", root=photos)
+    assert np.load(grid).shape[0] == 4
