@@ -94,7 +94,9 @@ class DecodeStats:
     decoded: int = 0  # frames decoded (grabbed), sampled or not
     sampled: int = 0  # frames yielded
     end_time: float = 0.0  # seconds: the last decoded frame's time plus one frame
-    short: bool = False  # fewer frames decoded than the container announces (damaged, truncated or lying)
+    # ``end_time`` is where the picture ends, not the container's length: fewer frames decoded than it
+    # announces (damaged, truncated or lying), or (``iter_keyframes``) every packet's timestamp read
+    short: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,36 @@ def _streams(p: Path) -> tuple[bool, list[bool]] | None:
                 bool(s.disposition & av.stream.Disposition.attached_pic) for s in container.streams.video]
     except Exception:  # PyAV raises its own error types for every way a file can be bad
         return None
+
+
+def _stream_timing(p: Path) -> tuple[float, float | None]:
+    """(where the picture starts on the player's clock, how long the picture stream lasts) of ``p``.
+
+    Players count time from the container's start; OpenCV counts from the video stream's first
+    frame. They differ when the sound starts first (TS and MKV recordings, ``-itsoffset``): every
+    cue came that much early. The duration (None if unknown) tells a cut-down file, whose container
+    still counts the frames an edit list hides, from a truncated one. (0.0, None) without PyAV's
+    answer (~15 ms a file).
+    """
+    try:
+        import av
+
+        with av.open(str(p), timeout=OPEN_TIMEOUT_S) as container:
+            stream = container.streams.video[0]
+            base = float(stream.time_base) if stream.time_base else 0.0
+            start = stream.start_time * base if stream.start_time is not None and base else None
+            origin = _container_start(container)
+            offset = start - origin if start is not None and origin is not None else 0.0
+            seconds = stream.duration * base if stream.duration and base else None
+            return (offset if math.isfinite(offset) and 0 < offset < 86400 else 0.0), seconds
+    except Exception:  # PyAV raises its own error types for every way a file can be bad
+        return 0.0, None
+
+
+def _container_start(container: Any) -> float | None:
+    """The container's start on the player's clock, in seconds (None if it does not say)."""
+    start = getattr(container, "start_time", None)
+    return start / 1e6 if isinstance(start, (int, float)) and math.isfinite(start / 1e6) else None
 
 
 def _audio_only(p: Path) -> bool:
@@ -285,6 +317,7 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
             raise VideoError(f"{path}: not a video file or unsupported codec")
         info = _read_info(path, cap)
         stream_fps = _stream_rate(info.fps)
+        offset, stream_seconds = _stream_timing(path)
         clock = _SampleClock(fps)
         timeline = _Timeline(1.0 / stream_fps)
         decoded = 0
@@ -293,7 +326,7 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
         while _grab(cap):
             index = decoded
             decoded += 1
-            time = timeline(_frame_time(cap, index, stream_fps))
+            time = offset + timeline(_frame_time(cap, index, stream_fps))
             stats.decoded = decoded
             stats.end_time = time + 1.0 / stream_fps
             if not clock.due(time):
@@ -314,7 +347,10 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
         if sampled == 0:
             raise VideoError(f"{path}: no decodable frames")
         stats.short = info.frame_count > 0 and decoded < info.frame_count
-        if info.frame_count > 0 and decoded < _SHORT_STREAM_RATIO * info.frame_count:
+        # a file cut with -ss -c copy keeps the frames before the cut, hidden by an edit list, in its
+        # frame count: short by the count, whole by the clock
+        whole = stream_seconds is not None and stats.end_time - offset >= _SHORT_STREAM_RATIO * stream_seconds
+        if info.frame_count > 0 and decoded < _SHORT_STREAM_RATIO * info.frame_count and not whole:
             log.warning(
                 "%s: decoding stopped after %d of the %d frames the container announces "
                 "(%.1f s); the file may be damaged or truncated, captioning what was read",
@@ -667,7 +703,10 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         rate = _stream_rate(float(stream.average_rate or 0))
         announced = int(stream.frames or 0)
         # times from the first packet's timestamp, as OpenCV gives them (an AVI may start at one frame)
-        origin: float | None = None
+        # times on the player's clock: from the container's start (a video that starts after its sound
+        # starts late; a cut file's hidden pre-roll lies before 0), else from the first packet
+        origin: float | None = _container_start(container)
+        timed = False  # whether any packet had a timestamp
         clock = _SampleClock(fps)
         # Joined recordings (see _Timeline): found on the packets' decode times, which only go forward
         # within a recording (a presentation time may step back: B-frames come after what they precede).
@@ -675,7 +714,7 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         # the key frames' timeline takes that start from the packets, which saw every frame.
         frame_times = _Timeline(1.0 / rate)
         offset, last_dts, shown_until = 0.0, None, 0.0
-        n, bad, stopped = 0, 0, ""
+        n, bad, stopped, hidden = 0, 0, "", 0
         longest_gap, last_time = 0.0, 0.0  # the longest stretch the key frames leave unseen (a warning below)
         # Frame numbers count every packet, decoded or not (``Frame.index`` is the frame's place in
         # the stream, as iter_frames gives it); key packets wait here for the frame they decode to
@@ -690,21 +729,25 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
             except Exception as exc:  # the container cannot be read further: keep what decoded
                 stopped = exc.__class__.__name__
                 break
-            if packet.size:
+            if packet.size and getattr(packet, "is_discard", False):
+                hidden += 1  # before the cut of a file cut with -ss -c copy: no player shows it
+            elif packet.size:
                 if packet.is_keyframe:
                     keys.append(position)
                 position += 1
                 if packet.pts is not None and time_base:
                     length = packet.duration * time_base if packet.duration else 1.0 / rate
                     stats.decoded += 1
+                    timed = True
                     if origin is None:
                         origin = float(packet.pts * time_base)
                     pts = float(packet.pts * time_base) - origin
-                    dts = float(packet.dts * time_base) - origin if packet.dts is not None else pts
-                    if last_dts is not None and dts + offset < last_dts - _TIME_RESET_S:
-                        offset = shown_until + 1.0 / rate - pts
-                        frame_times.anchors.append(shown_until + 1.0 / rate)
-                    last_dts = dts + offset
+                    if packet.dts is not None:  # an MKV's first packets have none (their pts are reordered)
+                        dts = float(packet.dts * time_base) - origin
+                        if last_dts is not None and dts + offset < last_dts - _TIME_RESET_S:
+                            offset = shown_until + 1.0 / rate - pts
+                            frame_times.anchors.append(shown_until + 1.0 / rate)
+                        last_dts = dts + offset
                     shown_until = max(shown_until, pts + offset)
                     stats.end_time = max(stats.end_time, pts + offset + length)
             try:
@@ -726,13 +769,18 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                 longest_gap, last_time = max(longest_gap, t - last_time), t
                 yield Frame(index=index, time=t, image=_upright(frame))
         _log_joins(p, frame_times.joins)
-        if not time_base or origin is None:  # no packet timestamps: the stream ends after its last frame
+        if not time_base or not timed:  # no packet timestamps: the stream ends after its last frame
             stats.decoded = position
             stats.end_time = position / rate
     if not n:
         raise VideoError(f"{p}: no decodable key frames" + (f" ({stopped})" if stopped else ""))
-    stats.short = announced > 0 and stats.decoded < announced
-    if stopped or bad or stats.short:
+    announced = max(0, announced - hidden)
+    counted_short = announced > 0 and stats.decoded < announced
+    # every packet was read: where their timestamps end, the picture ends (an MKV announces no frame
+    # count, a cut file's count includes the frames hidden before the cut, and the container's length
+    # counts sound that may outlast the picture)
+    stats.short = counted_short or timed
+    if stopped or bad or counted_short:
         log.warning("%s: the stream ends early or is damaged (%d packet(s) of %s announced frames read%s); "
                     "captioning the %d key frame(s) that decoded", p, stats.decoded, announced or "?",
                     f", {bad} undecodable" if bad else "", n)

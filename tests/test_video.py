@@ -16,6 +16,7 @@ from videos import (
     corrupt_middle,
     joined_recordings,
     make_audio,
+    make_timed_video,
     make_video,
     patch_avi_header,
     rotate_video,
@@ -507,3 +508,32 @@ def test_recordings_joined_end_to_end_are_all_read(tmp_path: Path, caplog, fast)
     blue = [f for f in frames if f.time >= 3.0]
     assert blue and all(f.image[..., 2].mean() > f.image[..., 0].mean() for f in blue)  # the second part's frames
     assert any("timestamps start again 1 time(s)" in r.getMessage() for r in caplog.records)
+
+
+def test_a_picture_that_starts_after_the_sound_is_timed_as_players_show_it(tmp_path: Path) -> None:
+    """The sound starts at 0 and the picture 2 s later (TS recordings, ffmpeg -itsoffset): OpenCV counts from
+    the picture's first frame, players from the container's start, and every cue came 2 s early."""
+    pytest.importorskip("av")
+    path = make_timed_video(tmp_path / "late.mp4", video_start=2.0, seconds=4.0)
+    for read in (video.iter_frames, video.iter_keyframes):
+        stats = video.DecodeStats()
+        frames = list(read(path, 1.0, stats=stats))
+        assert frames[0].time == pytest.approx(2.0, abs=0.05), read
+        assert stats.end_time == pytest.approx(6.0, abs=0.05), read
+
+
+def test_a_file_cut_without_reencoding_is_neither_damaged_nor_longer(tmp_path: Path, caplog) -> None:
+    """ffmpeg -ss 8 -c copy keeps the frames before the cut, hidden by an edit list, in the frame count:
+    normal mode warned of a damaged file; --fast timed every frame from the hidden first one (cues ran
+    past the end) and took the container's count of frames as the length."""
+    pytest.importorskip("av")
+    path = make_timed_video(tmp_path / "cut.mp4", preroll=2.0, seconds=4.0, sound=False)
+    assert open_video(path).frame_count == 150  # the hidden 50 counted
+    with caplog.at_level(logging.WARNING, logger="captioner.video"):
+        stats = video.DecodeStats()
+        frames = list(iter_frames(path, 1.0, stats=stats))
+    assert "damaged" not in caplog.text
+    assert frames[0].time == 0.0 and stats.end_time == pytest.approx(4.0, abs=0.05)
+    stats = video.DecodeStats()
+    frames = list(video.iter_keyframes(path, 1.0, stats=stats))
+    assert all(0.0 <= f.time < 4.0 for f in frames) and stats.short and stats.end_time == pytest.approx(4.0, abs=0.05)

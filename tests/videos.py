@@ -362,3 +362,48 @@ def joined_recordings(path: str | os.PathLike[str], looks: list[str], seconds: f
         part.unlink()
     path.write_bytes(data)
     return path
+
+
+def make_timed_video(path: str | os.PathLike[str], *, video_start: float = 0.0, preroll: float = 0.0,
+                     seconds: float = 4.0, sound: bool = True, fps: int = 25) -> Path:
+    """An MPEG-4 .mp4 written with PyAV whose picture does not start where the container does.
+
+    ``video_start``: the picture starts that many seconds after the sound (which starts at 0),
+    as in TS recordings or ``ffmpeg -itsoffset``. ``preroll``: that many seconds of frames before 0,
+    hidden by an edit list, as ``ffmpeg -ss N -c copy`` leaves them (the container still counts them).
+    The first half of the ``seconds`` shown is red, the second blue.
+    """
+    import fractions
+
+    import av
+
+    path = Path(path)
+    out = av.open(str(path), "w")
+    v = out.add_stream("mpeg4", rate=fps)
+    v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+    v.time_base = fractions.Fraction(1, fps)
+    v.codec_context.gop_size = 1000  # one key frame, before the cut when there is a pre-roll
+    a = None
+    if sound:
+        a = out.add_stream("mp2", rate=44100)
+        a.layout = "mono"
+    hidden, shown = int(round(preroll * fps)), int(round(seconds * fps))
+    for i in range(hidden + shown):
+        img = np.zeros((48, 64, 3), np.uint8)
+        img[..., 0 if i < hidden + shown // 2 else 2] = 255
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+        frame.pts = i - hidden + int(round(video_start * fps))
+        for packet in v.encode(frame):
+            out.mux(packet)
+    for packet in v.encode():
+        out.mux(packet)
+    if a is not None:
+        for s0 in range(0, int(44100 * (video_start + seconds)), 1152):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1152), np.int16), format="s16", layout="mono")
+            frame.sample_rate, frame.pts = 44100, s0
+            for packet in a.encode(frame):
+                out.mux(packet)
+        for packet in a.encode():
+            out.mux(packet)
+    out.close()
+    return path
