@@ -286,6 +286,11 @@ def main() -> None:
     # machine). Passive waiting cut `make bench`'s run from 8.6 s to 7.5 s. It must be
     # set before torch loads, which happens inside the commands; a user's value wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # A descriptor closed by the caller (2>&-) is None in Python: run, batch and search stopped
+    # on it (isatty of None) and wrote nothing. Their messages go nowhere instead, as with 2>/dev/null.
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
     # File names print as their own bytes, as ls prints them: a name that is not UTF-8 (a Latin-1
     # name from an old disk, kept by Python as lone surrogates) made a strict stdout raise mid-output.
     if hasattr(sys.stdout, "reconfigure") and (sys.stdout.encoding or "").lower().replace("-", "") == "utf8":

@@ -322,3 +322,15 @@ def test_int8_flag_on_a_cpu_where_int8_is_inaccurate(tmp_path, clip, tiny_model,
     assert data["metadata"]["model"]["encoder_precision"] == "float32"
     warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warned) == 1 and "inaccurate on this CPU" in warned[0] and "using float32" in warned[0]
+
+
+def test_a_closed_stderr_does_not_stop_a_run(tmp_path, tiny_model, clip) -> None:
+    """With 2>&- Python's sys.stderr is None: run, batch and search exited 1 having written nothing."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "captioner.cli", "run", str(clip), "-o", str(tmp_path / "out"),
+                           "--model", str(tiny_model), "--beam-size", "1"],
+                          preexec_fn=lambda: os.close(2), capture_output=False, timeout=300)
+    assert done.returncode == 0 and (tmp_path / "out" / "clip.srt").is_file()
