@@ -332,8 +332,9 @@ def layout_cues(
         raise ValueError("max_line_width and max_line_count must be at least 1")
     ready = normalize_cues(merge_cues(cues), duration)
     end_ms = to_ms(duration) if duration is not None else None
-    max_ms = math.floor(max_duration * 1000.0 + 1e-6) if max_duration > 0 else 0
-    min_ms = max(0, math.ceil(min_duration * 1000.0 - 1e-6))
+    # seconds beyond any video (1e12: 31,000 years) are that bound: --max-segment 1e305 overflowed to inf ms
+    max_ms = math.floor(min(max_duration, 1e12) * 1000.0 + 1e-6) if max_duration > 0 else 0
+    min_ms = max(0, math.ceil(min(min_duration, 1e12) * 1000.0 - 1e-6))
     if max_ms:
         min_ms = min(min_ms, max_ms)
     cps = max_chars_per_second if max_chars_per_second > 0 else 0.0

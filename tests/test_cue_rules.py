@@ -131,3 +131,11 @@ def test_run_keeps_the_rules(tmp_path, tiny_model, isolate_cli):  # noqa: F811
           max_line_width=10, max_line_count=1)
     subs = list(srt.parse((tmp_path / "o" / "v.srt").read_text()))
     assert [s.content for s in subs] == [c.text for c in cues]
+
+
+def test_limits_beyond_any_video_do_not_overflow():
+    """--max-segment 1e305 raised OverflowError (inf milliseconds) in run, and failed every video of a batch."""
+    cues = [Cue(0.0, 5.0, "a dog runs"), Cue(5.0, 9.0, "a cat sleeps")]
+    for max_duration, min_duration in ((1e305, 1.0), (8.0, 1.7e308), (1.7e308, 1.7e308)):
+        out = layout_cues(cues, 9.0, **{**RULES, "max_duration": max_duration, "min_duration": min_duration})
+        assert out and all(0.0 <= c.start < c.end <= 9.0 for c in out)
