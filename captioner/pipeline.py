@@ -139,14 +139,21 @@ class Captioner:
         self._load_error: Exception | None = None
         # not a daemon: the interpreter waits for it at exit, since a process that exits while
         # the thread is inside OpenCV's thread pool is aborted ("terminate called ...")
+        self._loaded = threading.Event()
         self._loader = threading.Thread(target=self._load_in_background, name="captioner-load")
         self._loader.start()
         if wait:
             self.wait()
 
     def wait(self) -> None:
-        """Return once the model has loaded; raise what loading it raised (again at each call)."""
-        self._loader.join()
+        """Return once the model has loaded; raise what loading it raised (again at each call).
+
+        Waits on an event, not ``Thread.join``: a Ctrl-C or SIGTERM that interrupted the join (Python
+        3.11) marked the still-running loader as stopped, the interpreter then exited without waiting
+        for it, and the process aborted ("terminate called without an active exception", exit 134)
+        while the loader was inside native code. The interpreter still waits for it at exit.
+        """
+        self._loaded.wait()
         if self._load_error is not None:
             raise self._load_error
 
@@ -164,11 +171,12 @@ class Captioner:
         try:
             m = SimpleNamespace(config=self.config, encoder=self.encoder)
             _load_model_parts(self._load, m)
+            # published at once, so that no caller sees a half-loaded model (a decoder not yet grounded, say)
+            self.__dict__.update({k: v for k, v in vars(m).items() if k not in ("config", "encoder")})
         except Exception as exc:  # kept for the caller's thread (wait, __getattr__)
             self._load_error = exc
-            return
-        # published at once, so that no caller sees a half-loaded model (a decoder not yet grounded, say)
-        self.__dict__.update({k: v for k, v in vars(m).items() if k not in ("config", "encoder")})
+        finally:
+            self._loaded.set()
 
     @staticmethod
     def _load(m: SimpleNamespace) -> None:

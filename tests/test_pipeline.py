@@ -214,3 +214,36 @@ def test_threads_beyond_the_cpus_are_not_used(tiny_model, caplog, monkeypatch):
     caplog.clear()
     assert Captioner(replace(CaptionConfig(), model_dir=tiny_model, threads=2)).config.threads == 2
     assert "--threads" not in caplog.text
+
+
+def test_an_interrupted_wait_leaves_the_loader_running_to_be_waited_for(tiny_model, monkeypatch):
+    """Ctrl-C or SIGTERM during Thread.join (Python 3.11) marked the still-running loader as stopped; the
+    interpreter then exited without waiting for it and aborted (exit 134) while it was in native code."""
+    import signal
+    import threading
+
+    release = threading.Event()
+    original = Captioner._load
+
+    def slow_load(m):
+        release.wait(5)
+        original(m)
+
+    monkeypatch.setattr(Captioner, "_load", staticmethod(slow_load))
+    cap = Captioner(replace(CaptionConfig(), model_dir=tiny_model), wait=False)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(KeyboardInterrupt):
+            cap.wait()
+        assert cap._loader.is_alive()  # still known to be running: the interpreter will wait for it
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        release.set()
+    cap.wait()
+    assert cap.decoder is not None
