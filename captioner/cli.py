@@ -18,7 +18,7 @@ import click
 
 from . import __version__
 from .config import DEFAULT_WEIGHTS_DIR, IMAGE_EXTENSIONS, CaptionConfig, SearchConfig, configure
-from .errors import CaptionerError, ModelError, Terminated
+from .errors import CaptionerError, HungUp, ModelError, Terminated
 from .vocab import CHOSEN_STYLES
 
 log = logging.getLogger("captioner")
@@ -212,7 +212,8 @@ def _fail(message: str) -> None:
 
 
 class _Group(click.Group):
-    """The command group; turns Ctrl-C into one line and exit 130, SIGTERM into one line and 143.
+    """The command group; turns Ctrl-C into one line and exit 130, SIGTERM into one line and 143, SIGHUP
+    (unless ignored, as under nohup) into one line and 129.
 
     Click's own handling prints "Aborted!" and exits 1, and Python's default for
     SIGTERM ends the process on the spot (a batch would write no report and leave
@@ -230,8 +231,14 @@ class _Group(click.Group):
         previous = {}
         if main_thread:
             previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+            if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+                # a closed terminal killed a batch on the spot: no report, its running marker left behind
+                previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _on_signal)
         try:
             return super().invoke(ctx)
+        except HungUp:
+            click.echo("hung up", err=True)
+            ctx.exit(129)
         except Terminated:
             click.echo("terminated", err=True)
             ctx.exit(143)
@@ -243,7 +250,7 @@ class _Group(click.Group):
                 signal.signal(sig, handler)
 
 
-#: Set by Ctrl-C or SIGTERM (the exception to raise). A KeyboardInterrupt can be swallowed
+#: Set by Ctrl-C, SIGTERM or SIGHUP (the exception to raise). A KeyboardInterrupt can be swallowed
 #: where it lands (a ``__del__``, a callback run by C code: "Exception ignored in ..."), so
 #: the flag stays set and ``_checked`` raises again at the next progress report, before
 #: any file is written.
@@ -253,7 +260,7 @@ _INTERRUPTED: list[object] = []
 def _on_signal(signum, frame) -> None:
     import signal
 
-    kind = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    kind = {signal.SIGTERM: Terminated, getattr(signal, "SIGHUP", None): HungUp}.get(signum, KeyboardInterrupt)
     _INTERRUPTED.append(kind)
     raise kind
 
@@ -263,7 +270,7 @@ def _checked(bar):
 
     def report(p) -> None:
         if _INTERRUPTED:
-            raise Terminated if Terminated in _INTERRUPTED else KeyboardInterrupt
+            raise max(_INTERRUPTED, key=lambda kind: (kind is HungUp, kind is Terminated))
         if bar:
             bar(p)
 

@@ -30,3 +30,7 @@ def first_line(exc: BaseException) -> str:
 
 class Terminated(KeyboardInterrupt):
     """The process was asked to stop (SIGTERM): handled like Ctrl-C, but the exit status is 143."""
+
+
+class HungUp(Terminated):
+    """The terminal went away (SIGHUP: a closed window, a dropped ssh session): as SIGTERM, exit status 129."""

@@ -97,6 +97,28 @@ def test_sigterm_stops_a_batch_like_ctrl_c(tmp_path, tiny_model):
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
+def test_a_hangup_stops_a_batch_like_sigterm(tmp_path, tiny_model):
+    """SIGHUP (a closed terminal, a dropped ssh session) killed a batch on the spot: exit 129 with no report and
+    its running marker left. Now as SIGTERM: one line, the report written, the workers gone."""
+    # the batch inherits this process's disposition: under nohup (CI) SIGHUP is ignored, and stays so
+    inherited = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        proc, out, workers = _start_batch(tmp_path, tiny_model)
+    finally:
+        signal.signal(signal.SIGHUP, inherited)
+    try:
+        proc.send_signal(signal.SIGHUP)
+        code = proc.wait(timeout=30)
+        stderr = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (code, stderr) == (129, "hung up\n")
+    assert _wait_gone(workers, 5.0) == set()
+    report = json.loads((out / REPORT_NAME).read_text())
+    assert report["totals"]["pending"] >= 1 and not list(out.glob(".captioner-batch-running*"))
+
+
 def test_workers_exit_when_the_batch_is_killed(tmp_path, tiny_model):
     """kill -9 of the batch process: its workers notice and exit within 5 s (no orphans)."""
     proc, out, workers = _start_batch(tmp_path, tiny_model)
