@@ -535,25 +535,41 @@ def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engin
     print one 'error: <path>: <reason>' line each. OUT/captioner-report.json (or
     DIR/captioner-report.json) lists every video. Exit 0: none failed, 1: some failed.
     """
+    import contextlib
     import time
 
-    from tqdm import tqdm
-
-    from .batch import FileResult, Status, plan_batch, require_ray, run_batch
+    from .batch import exclusive, require_ray
     from .outputs import prepare_output_dir
 
     _setup_logging(verbose, quiet)
     if ray_address and engine != "ray":
         raise click.UsageError("--ray-address needs --engine ray")
     started = time.time()
-    try:
-        if engine == "ray":
-            require_ray()
-        if output_dir is not None:
-            prepare_output_dir(output_dir)  # a folder that cannot exist fails before any video is captioned
-    except CaptionerError as exc:
-        _fail(str(exc))
-        sys.exit(1)
+    with contextlib.ExitStack() as stack:
+        try:
+            if engine == "ray":
+                require_ray()
+            if output_dir is not None:
+                prepare_output_dir(output_dir)  # a folder that cannot exist fails before any video is captioned
+            # one batch at a time writes into a folder (the outputs', or the videos' when they go beside them)
+            stack.enter_context(exclusive([output_dir] if output_dir is not None else
+                                          [f for f in folders if f.is_dir()]))
+        except CaptionerError as exc:
+            _fail(str(exc))
+            sys.exit(1)
+        _run_batch(folders, output_dir, formats, recursive, overwrite, engine, workers, ray_address, quiet,
+                   started, options)
+
+
+def _run_batch(folders, output_dir, formats, recursive, overwrite, engine, workers, ray_address, quiet, started,
+               options) -> None:
+    """``batch`` once its folders are locked: plan, run, report, exit."""
+    import time
+
+    from tqdm import tqdm
+
+    from .batch import FileResult, Status, plan_batch, run_batch
+
     config = build_config(formats=formats, **options)
     try:
         plan = plan_batch(folders, output_dir, formats, recursive=recursive, overwrite=overwrite)

@@ -404,3 +404,24 @@ def test_resume_knows_the_video_it_captioned_not_only_file_times(tmp_path, tiny_
     (tree / REPORT_NAME).unlink()
     batch(tree, "--model", tiny_model, "-f", "srt,json", "-q")
     assert status() == {"a.mp4": "skipped", "b.mp4": "ok"}
+
+
+def test_two_batches_do_not_write_into_one_folder_at_once(tmp_path, tiny_model) -> None:
+    """A second batch on the same output folder captioned every video again, took the first's marker for a
+    crash, removed its temporary files as stale, and the last to finish wrote the report."""
+    from captioner.batch import LOCK_NAME, exclusive
+    from captioner.errors import CaptionerError
+
+    make_video(tmp_path / "in" / "a.mp4", [("red", 1.0)])
+    out = tmp_path / "out"
+    out.mkdir()
+    with exclusive([out]):  # as a batch running in another process holds it
+        with pytest.raises(CaptionerError, match=r"another captioner batch is writing there \(process \d+\)"):
+            with exclusive([out]):
+                pass
+        result = CliRunner().invoke(main, ["batch", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model)])
+        assert result.exit_code == 1 and result.output.startswith(f"error: {out.resolve()}: another captioner batch")
+        assert not list(out.glob("*.srt"))
+    assert not (out / LOCK_NAME).exists()  # removed when the batch ends
+    result = CliRunner().invoke(main, ["batch", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model)])
+    assert result.exit_code == 0 and (out / "a.srt").is_file() and not (out / LOCK_NAME).exists()
