@@ -300,8 +300,11 @@ def main() -> None:
             setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
     # File names print as their own bytes, as ls prints them: a name that is not UTF-8 (a Latin-1
     # name from an old disk, kept by Python as lone surrogates) made a strict stdout raise mid-output.
-    if hasattr(sys.stdout, "reconfigure") and (sys.stdout.encoding or "").lower().replace("-", "") == "utf8":
-        sys.stdout.reconfigure(errors="surrogateescape")
+    if hasattr(sys.stdout, "reconfigure"):
+        if (sys.stdout.encoding or "").lower().replace("-", "") == "utf8":
+            sys.stdout.reconfigure(errors="surrogateescape")
+        else:  # another encoding (PYTHONIOENCODING=latin-1, an old locale): what it cannot hold is escaped, no crash
+            sys.stdout.reconfigure(errors="backslashreplace")
 
 
 @main.command()

@@ -334,3 +334,19 @@ def test_a_closed_stderr_does_not_stop_a_run(tmp_path, tiny_model, clip) -> None
                            "--model", str(tiny_model), "--beam-size", "1"],
                           preexec_fn=lambda: os.close(2), capture_output=False, timeout=300)
     assert done.returncode == 0 and (tmp_path / "out" / "clip.srt").is_file()
+
+
+def test_image_on_a_stdout_that_is_not_utf8_escapes_what_it_cannot_hold(tmp_path, tiny_model) -> None:
+    """PYTHONIOENCODING=latin-1 and a file name that is not UTF-8 (or not Latin-1): a traceback after the first line."""
+    import os
+    import subprocess
+    import sys
+
+    ok, png = cv2.imencode(".png", cv2.cvtColor(shot_frame("red", 0, (64, 48)), cv2.COLOR_RGB2BGR))
+    for name in (b"lat\xe9.png", "\u65e5\u672c.png".encode(), b"plain.png"):
+        with open(os.path.join(os.fsencode(tmp_path), name), "wb") as fh:  # by bytes: any name
+            fh.write(png.tobytes())
+    done = subprocess.run([sys.executable, "-m", "captioner.cli", "image", str(tmp_path), "--model", str(tiny_model),
+                           "--beam-size", "1"], capture_output=True, timeout=300,
+                          env={**os.environ, "PYTHONIOENCODING": "latin-1"})
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 3, done.stderr
