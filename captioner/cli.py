@@ -133,7 +133,7 @@ _STYLE_OPTION = click.option(
 def caption_options(f):
     """Options shared by ``run`` and ``batch`` (defaults come from config.py)."""
     opts = [
-        click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+        click.option("-o", "--output-dir", type=_OutputFolder(file_okay=False, path_type=Path), default=None,
                      help="Folder for the subtitle files. Default: beside each video."),
         click.option("-f", "--output-format", "formats", multiple=True, default=(",".join(_D.output.formats),),
                      show_default=True, callback=_formats,
@@ -186,6 +186,16 @@ def caption_options(f):
     for opt in reversed(opts):
         f = opt(f)
     return f
+
+
+class _OutputFolder(click.Path):
+    """A folder name that is not empty: ``-o ""`` (an unset shell variable) became ``Path("")``, the
+    current folder, and a batch wrote its outputs and report there unsaid."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty folder name", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration: float, shot_threshold: float,

@@ -215,6 +215,8 @@ def prepare_output_dir(output_dir: Path) -> list[Path]:
     after every one of them. Returns the folders this call created, outermost first,
     so a caller that ends up writing nothing can remove them again (``remove_empty``).
     """
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputError(f"{output_dir}: not a folder (-o names the folder the outputs go into)")
     missing: list[Path] = []
     folder = Path(output_dir)
     while not folder.exists() and folder != folder.parent:

@@ -350,3 +350,16 @@ def test_image_on_a_stdout_that_is_not_utf8_escapes_what_it_cannot_hold(tmp_path
                            "--beam-size", "1"], capture_output=True, timeout=300,
                           env={**os.environ, "PYTHONIOENCODING": "latin-1"})
     assert done.returncode == 0 and len(done.stdout.splitlines()) == 3, done.stderr
+
+
+def test_an_empty_or_non_folder_output_dir_is_refused(tmp_path, tiny_model, clip, monkeypatch) -> None:
+    """-o '' (an unset shell variable) wrote the outputs and a batch's report into the current folder unsaid;
+    -o /dev/null said 'cannot create output folder (File exists)'."""
+    monkeypatch.chdir(tmp_path)
+    for command in ("run", "batch"):
+        target = clip if command == "run" else clip.parent
+        result = cli(command, target, "-o", "", "--model", tiny_model)
+        assert result.exit_code == 2 and "an empty folder name" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    result = cli("run", clip, "-o", "/dev/null", "--model", tiny_model)  # a device: click lets it through
+    assert (result.exit_code, result.stderr) == (1, "error: /dev/null: not a folder (-o names the folder the outputs go into)\n")
