@@ -31,6 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from captioner.config import IMAGE_EXTENSIONS
 from captioner.errors import VideoError
 
 log = logging.getLogger(__name__)
@@ -203,6 +204,9 @@ def _open_video(p: Path) -> VideoInfo:
         first = _grab(cap)
         if not first:
             raise VideoError(f"{p}: no decodable frames")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not _grab(cap):
+            # one picture, captioned as a 40 ms video (an animated PNG or WebP has more frames and goes on)
+            raise VideoError(f"{p}: a still picture, not a video (caption it with: captioner image {p.name})")
         if info.width <= 0 or info.height <= 0:
             # Some containers only reveal the frame size once a frame decodes.
             image = _retrieve(cap)

@@ -6,6 +6,7 @@ import logging
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -537,3 +538,11 @@ def test_a_file_cut_without_reencoding_is_neither_damaged_nor_longer(tmp_path: P
     stats = video.DecodeStats()
     frames = list(video.iter_keyframes(path, 1.0, stats=stats))
     assert all(0.0 <= f.time < 4.0 for f in frames) and stats.short and stats.end_time == pytest.approx(4.0, abs=0.05)
+
+
+def test_a_still_picture_is_not_captioned_as_a_video(tmp_path: Path) -> None:
+    """captioner run photo.jpg wrote one 40 ms cue; the error now names the command for photos."""
+    path = tmp_path / "photo.jpg"
+    assert cv2.imwrite(str(path), np.full((48, 64, 3), 90, np.uint8))
+    with pytest.raises(VideoError, match=r"photo.jpg: a still picture, not a video \(caption it with: captioner image"):
+        open_video(path)
