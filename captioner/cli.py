@@ -280,7 +280,7 @@ def _checked(bar):
 
     def report(p) -> None:
         if _INTERRUPTED:
-            raise max(_INTERRUPTED, key=lambda kind: (kind is HungUp, kind is Terminated))
+            raise HungUp if HungUp in _INTERRUPTED else Terminated if Terminated in _INTERRUPTED else KeyboardInterrupt
         if bar:
             bar(p)
 
