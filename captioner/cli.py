@@ -247,17 +247,25 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except HungUp:
-            click.echo("hung up", err=True)
+            _say("hung up")  # the terminal is gone: the line usually cannot be written
             ctx.exit(129)
         except Terminated:
-            click.echo("terminated", err=True)
+            _say("terminated")
             ctx.exit(143)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            _say("interrupted")
             ctx.exit(130)
         finally:
             for sig, handler in previous.items():  # in-process callers (tests, notebooks) get their handlers back
                 signal.signal(sig, handler)
+
+
+def _say(line: str) -> None:
+    """One line on stderr, if stderr can still be written (after SIGHUP the terminal is gone: EIO)."""
+    try:
+        click.echo(line, err=True)
+    except OSError:
+        pass
 
 
 #: Set by Ctrl-C, SIGTERM or SIGHUP (the exception to raise). A KeyboardInterrupt can be swallowed

@@ -179,6 +179,13 @@ def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
     return (int(st.st_size), int(st.st_mtime_ns), int(st.st_ino), int(st.st_ctime_ns))
 
 
+def _mtime(path: Path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
+
+
 def cache_home() -> Path:
     """Where indexes of folders that cannot be written go: ``search/`` in captioner's cache folder."""
     from .outputs import cache_dir
@@ -386,9 +393,12 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
 
     inside = root / INDEX_FOLDER / INDEX_FILE
     path = Path(path) if path is not None else index_path(root)
-    old = Index.load(path, root, MODEL_NAME, config.context_seconds)
-    if old is None and path != inside:  # a read-only archive may carry its own index: start from it
-        old = Index.load(inside, root, MODEL_NAME, config.context_seconds)
+    old = None
+    # a read-only archive may carry its own index: start from it, or from the cache's copy if newer
+    for candidate in sorted({path, inside}, key=_mtime, reverse=True):
+        old = Index.load(candidate, root, MODEL_NAME, config.context_seconds)
+        if old is not None:
+            break
     stats = UpdateStats()
     walk_errors: list[tuple[str, str]] = []
     outputs = find_outputs(root, walk_errors)
@@ -823,7 +833,8 @@ def check_results_page(page: Path) -> None:
             head = handle.read(4096)
     except OSError as exc:
         raise OutputError(f"{page}: cannot write: {exc.strerror or exc}") from None
-    if f'<meta name="generator" content="{RESULTS_GENERATOR}">'.encode() not in head:
+    if (f'<meta name="generator" content="{RESULTS_GENERATOR}">'.encode() not in head
+            and b"<title>captioner search: " not in head):  # a page of a version before the mark
         raise OutputError(f"{page}: exists and is not a results page of captioner search; not replaced "
                           "(remove it or choose another name)")
 

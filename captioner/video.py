@@ -680,9 +680,10 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
     sampling density: one frame per key-frame interval (logged).
 
     Every packet is still read (not decoded), so ``stats`` learns where the stream
-    really ends, as ``iter_frames`` does: its ``end_time`` is the last packet's end
-    and ``short`` says the stream has fewer packets than the container announces
-    frames (a truncated file). A packet that fails to decode is skipped; a stream
+    really ends, as ``iter_frames`` does: its ``end_time`` is the last packet's end,
+    and ``short`` is set whenever the packets carry timestamps (their end is then the
+    picture's end, whatever the container's length says; packets an edit list hides are
+    not counted). A packet that fails to decode is skipped; a stream
     that cannot be read further ends the iteration, keeping what decoded.
     """
     try:
@@ -706,7 +707,6 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         time_base = float(stream.time_base) if stream.time_base else 0.0
         rate = _stream_rate(float(stream.average_rate or 0))
         announced = int(stream.frames or 0)
-        # times from the first packet's timestamp, as OpenCV gives them (an AVI may start at one frame)
         # times on the player's clock: from the container's start (a video that starts after its sound
         # starts late; a cut file's hidden pre-roll lies before 0), else from the first packet
         origin: float | None = _container_start(container)

@@ -1,9 +1,10 @@
 """Offline jobs (``python -m pipelines.NAME``): data preparation, features, training, evaluation.
 
 A job that stops on something it was not given (a model folder that is not one, a missing
-prerequisite file) says so in one ``error:`` line, as the CLI does, instead of a traceback:
-the jobs are run by hand and by ``make train``, by people who did not write them. Any other
-exception is a bug and keeps its traceback.
+file of the data or of the work folder) says so in one ``error:`` line, as the CLI does,
+instead of a traceback: the jobs are run by hand and by ``make train``, by people who did not
+write them. Any other exception is a bug and keeps its traceback (``CAPTIONER_TRACEBACK=1``
+keeps it for all).
 """
 
 from __future__ import annotations
@@ -12,11 +13,21 @@ import sys
 
 
 def _one_line(exc_type, exc, tb) -> None:
+    import os
+    from pathlib import Path
+
     from captioner.errors import CaptionerError, first_line
 
-    if issubclass(exc_type, CaptionerError):
+    from .common import CACHE, DATA
+
+    if os.environ.get("CAPTIONER_TRACEBACK"):
+        sys.__excepthook__(exc_type, exc, tb)
+    elif issubclass(exc_type, CaptionerError):
         print(f"error: {first_line(exc)}", file=sys.stderr)
-    elif issubclass(exc_type, FileNotFoundError) and exc.filename:
+    elif (issubclass(exc_type, FileNotFoundError) and isinstance(exc.filename, str)
+          and any(Path(exc.filename).resolve().is_relative_to(Path(d).resolve()) for d in (CACHE, DATA))):
+        # a file one of the jobs makes, or the data: the usual cause is a step not run (any other
+        # missing file may be a bug, and keeps its traceback; CAPTIONER_TRACEBACK=1 shows them all)
         print(f"error: {exc.filename}: no such file (is an earlier step of make train missing?)", file=sys.stderr)
     else:
         sys.__excepthook__(exc_type, exc, tb)

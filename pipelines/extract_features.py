@@ -90,6 +90,11 @@ def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                    if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.endswith(".tmp.jpg"))
     if not files:
+        listing = out / f"{set_name}_files.txt"
+        if not limit and listing.exists() and _complete(out, set_name, listing.read_text().split("\n")[:-1]):
+            # a machine that keeps the features but not the pictures (pruned, or never copied)
+            log.warning("no images under %s; keeping the complete feature cache %s", root, grid_path)
+            return grid_path
         raise SystemExit(f"error: no images under {root} (the {set_name} set: see ../shared/data/README.md, "
                          "and pipelines.prepare_data for the sets it makes)")
     if limit:

@@ -342,13 +342,19 @@ def main() -> None:
 OUTPUTS_RECORD = "det_outputs.json"
 
 
+def _made_from(encoder: str, set_name: str, detectors_sha: str) -> dict:
+    """What a set's cached detector outputs are made from: the detectors, and the features (size, time)."""
+    st = (feature_dir(encoder) / f"{set_name}_grid.npy").stat()
+    return {"detectors": detectors_sha, "features": [st.st_size, st.st_mtime_ns]}
+
+
 def _record_outputs(encoder: str, set_name: str, made_by: str) -> None:
     record = feature_dir(encoder) / OUTPUTS_RECORD
     try:
         made = json.loads(record.read_text())
     except (OSError, ValueError):
         made = {}
-    write_atomic(record, json.dumps({**made, set_name: made_by}, indent=1) + "\n")
+    write_atomic(record, json.dumps({**made, set_name: _made_from(encoder, set_name, made_by)}, indent=1) + "\n")
 
 
 def check_outputs(encoder: str, set_name: str, detectors: Path = DETECTORS) -> None:
@@ -358,11 +364,13 @@ def check_outputs(encoder: str, set_name: str, detectors: Path = DETECTORS) -> N
     ``train_video``, or with as many words, a decoder trained silently on another detector's outputs)."""
     try:
         made = json.loads((feature_dir(encoder) / OUTPUTS_RECORD).read_text()).get(set_name)
-    except (OSError, ValueError):
-        made = None
-    if made != sha256_file(detectors):
+        now = _made_from(encoder, set_name, sha256_file(detectors))
+    except (OSError, ValueError, AttributeError):
+        made, now = None, {}
+    if made != now:
         raise SystemExit(f"error: the cached detector outputs of {set_name} ({feature_dir(encoder)}) were not made by "
-                         f"{detectors}; run python -m pipelines.train_detectors (without --no-cache-outputs) again")
+                         f"{detectors} from the features there now; run python -m pipelines.train_detectors "
+                         "(without --no-cache-outputs) again")
 
 
 def load_trained(path: Path = DETECTORS) -> Detectors:

@@ -240,7 +240,7 @@ def main() -> None:
         ap.error("--average exports kept epochs: use it with --export-only --out M")
     if args.export_only and not args.out:
         ap.error("--export-only needs --out")
-    check_prerequisites(args)
+    resumed = check_prerequisites(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -310,15 +310,8 @@ def main() -> None:
     args.run.mkdir(parents=True, exist_ok=True)
     last = args.run / "last.pt"
     if args.resume:
-        ckpt = read_checkpoint(last)
-        try:  # Lite0/1/2 features are all 1280-d: only the record tells them apart
-            checkpoint_encoder(ckpt, args.encoder, last)
-        except ModelError as exc:
-            raise SystemExit(f"error: {exc}") from None
+        ckpt = resumed
         config = DecoderConfig(**ckpt["config"])
-        if (config.concept_slots, config.detector_slots) != (args.slots, args.detector_slots):
-            ap.error(f"{last} was trained with --slots {config.concept_slots} --detector-slots "
-                     f"{config.detector_slots}; --resume must keep them")
         vocab = Vocabulary(tuple(ckpt["vocab"]))
         model = CaptionDecoder(config)
         model.load_state_dict(ckpt["state"])
@@ -527,12 +520,13 @@ def frameless_train_ids(caps: Mapping[str, list[str]], frames: Mapping[str, list
     return [v for v in msrvtt_ids("train", caps, held) if v not in frames]
 
 
-def check_prerequisites(args) -> None:
+def check_prerequisites(args) -> dict | None:
     """What a run needs that the command line names, checked before minutes of loading features (and,
     with --shipped-detectors, running the detectors over every picture): the model it starts from or
-    the checkpoint it resumes, and what --export-only exports."""
+    the checkpoint it resumes (returned), and what --export-only exports."""
     from captioner.weights import read_manifest
 
+    resumed = None
     if args.export_only:
         wanted = ([args.run / f"epoch{n}.pt" for n in parse_epochs(args.average)] if args.average
                   else [args.run / "best.pt"])
@@ -540,13 +534,24 @@ def check_prerequisites(args) -> None:
         if missing:
             raise SystemExit(f"error: nothing to export: {', '.join(missing)} missing (train into --run first)")
     elif args.resume:
-        if not (args.run / "last.pt").is_file():
-            raise SystemExit(f"error: {args.run / 'last.pt'}: no such file; nothing to --resume (run without it to start)")
+        last = args.run / "last.pt"
+        if not last.is_file():
+            raise SystemExit(f"error: {last}: no such file; nothing to --resume (run without it to start)")
+        resumed = read_checkpoint(last)
+        try:  # Lite0/1/2 features are all 1280-d: only the record tells them apart
+            checkpoint_encoder(resumed, args.encoder, last)
+        except ModelError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        slots = (resumed["config"].get("concept_slots"), resumed["config"].get("detector_slots"))
+        if slots != (args.slots, args.detector_slots):
+            raise SystemExit(f"error: {last} was trained with --slots {slots[0]} --detector-slots {slots[1]}; "
+                             "--resume must keep them")
     if not args.resume or args.shipped_detectors:
         try:
             read_manifest(args.init)
         except ModelError as exc:
             raise SystemExit(f"error: --init: {exc}") from None
+    return resumed
 
 
 def read_checkpoint(path: Path) -> dict:

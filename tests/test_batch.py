@@ -425,3 +425,26 @@ def test_two_batches_do_not_write_into_one_folder_at_once(tmp_path, tiny_model) 
     assert not (out / LOCK_NAME).exists()  # removed when the batch ends
     result = CliRunner().invoke(main, ["batch", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model)])
     assert result.exit_code == 0 and (out / "a.srt").is_file() and not (out / LOCK_NAME).exists()
+
+
+def test_the_batch_lock_follows_no_link_and_passes_over_file_systems_without_locks(tmp_path, monkeypatch) -> None:
+    import errno
+    import fcntl
+
+    from captioner.batch import LOCK_NAME, exclusive
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious data")
+    (tmp_path / LOCK_NAME).symlink_to(victim)  # its target was truncated and given the process id
+    with exclusive([tmp_path]):
+        pass
+    assert victim.read_text() == "precious data"
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")  # NFS without lockd
+
+    other = tmp_path / "nfs"
+    other.mkdir()
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with exclusive([other]):  # was an OSError traceback
+        pass

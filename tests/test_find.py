@@ -392,6 +392,8 @@ def test_html_does_not_replace_a_file_it_did_not_write(archive: Path) -> None:
     assert runner.invoke(main, ["search", "dog", str(archive), "--html", str(page)]).exit_code == 0
     assert runner.invoke(main, ["search", "cat", str(archive), "--html", str(page)]).exit_code == 0  # its own: replaced
     assert "Search: cat" in page.read_text(encoding="utf-8")
+    page.write_text("<!DOCTYPE html>\n<html><head><title>captioner search: a dog</title>", encoding="utf-8")
+    assert runner.invoke(main, ["search", "cat", str(archive), "--html", str(page)]).exit_code == 0  # an older version's
 
 
 def test_context_windows_of_cues_without_vectors_make_no_float_copies(tmp_path: Path, monkeypatch) -> None:

@@ -129,10 +129,16 @@ def test_detector_outputs_must_come_from_the_detectors_in_use(tmp_path, monkeypa
     monkeypatch.setattr(td, "feature_dir", lambda encoder: tmp_path)
     detectors = tmp_path / "detectors.npz"
     detectors.write_bytes(b"one set of detectors")
+    for name in ("msrvtt", "cc3m"):
+        (tmp_path / f"{name}_grid.npy").write_bytes(b"features")
     td._record_outputs("e", "msrvtt", td.sha256_file(detectors))
     td.check_outputs("e", "msrvtt", detectors)
     with pytest.raises(SystemExit, match="cached detector outputs of cc3m .* were not made by"):
         td.check_outputs("e", "cc3m", detectors)
+    (tmp_path / "msrvtt_grid.npy").write_bytes(b"features extracted again")  # the outputs are of the old ones
+    with pytest.raises(SystemExit, match="cached detector outputs of msrvtt"):
+        td.check_outputs("e", "msrvtt", detectors)
+    td._record_outputs("e", "msrvtt", td.sha256_file(detectors))
     detectors.write_bytes(b"detectors trained again")
     with pytest.raises(SystemExit, match="cached detector outputs of msrvtt"):
         td.check_outputs("e", "msrvtt", detectors)
@@ -193,3 +199,6 @@ def test_extract_features_limit_leaves_the_cache_whole(tmp_path, monkeypatch):
     cv2.imwrite(str(photos / "p3.jpg"), np.zeros((32, 32, 3), np.uint8))  # a picture more: not complete
     extract.extract("coco", "efficientnet-lite0", root=photos)
     assert np.load(grid).shape[0] == 4
+    for p in photos.iterdir():  # a machine that keeps the features but not the pictures
+        p.unlink()
+    assert extract.extract("coco", "efficientnet-lite0", root=photos) == grid

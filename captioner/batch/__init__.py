@@ -65,9 +65,8 @@ def exclusive(folders: Sequence[Path]) -> Iterator[None]:
         for folder in sorted({os.path.realpath(f) for f in folders}):
             path = os.path.join(folder, LOCK_NAME)
             while True:
-                try:
-                    handle = open(path, "a+", encoding="utf-8")
-                except OSError:
+                handle = _open_lock(path)
+                if handle is None:
                     break
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -78,15 +77,19 @@ def exclusive(folders: Sequence[Path]) -> Iterator[None]:
                     raise CaptionerError(f"{folder}: another captioner batch is writing there"
                                          + (f" (process {holder})" if holder.isdigit() else "")
                                          + "; wait for it to finish, or give another -o") from None
+                except OSError:  # no locks on this file system (NFS without lockd: ENOLCK): passed over
+                    handle.close()
+                    break
                 try:  # the file is removed when a batch ends: locked the one that is still there?
-                    same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+                    same = os.lstat(path).st_ino == os.fstat(handle.fileno()).st_ino
                 except OSError:
                     same = False
                 if same:
-                    handle.seek(0)
-                    handle.truncate()
-                    handle.write(str(os.getpid()))
-                    handle.flush()
+                    if handle.writable():
+                        handle.seek(0)
+                        handle.truncate()
+                        handle.write(str(os.getpid()))
+                        handle.flush()
                     held.append((path, handle))
                     break
                 handle.close()
@@ -98,6 +101,20 @@ def exclusive(folders: Sequence[Path]) -> Iterator[None]:
             except OSError:
                 pass
             handle.close()
+
+
+def _open_lock(path: str) -> Any:
+    """The lock file, opened without following a link planted in its place (whose target would be
+    truncated); read-only when another user made it (a lock still holds on a read-only descriptor);
+    None where neither can be opened (a folder that cannot be written)."""
+    flags = os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for mode, how in ((os.O_RDWR, "r+"), (os.O_RDONLY, "r")):
+        try:
+            fd = os.open(path, mode | flags, 0o666)
+        except OSError:
+            continue
+        return os.fdopen(fd, how, encoding="utf-8")
+    return None
 
 
 @dataclass(frozen=True)
