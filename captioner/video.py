@@ -321,7 +321,8 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
             raise VideoError(f"{path}: not a video file or unsupported codec")
         info = _read_info(path, cap)
         stream_fps = _stream_rate(info.fps)
-        offset, stream_seconds = _stream_timing(path)
+        late, stream_seconds = _stream_timing(path)
+        offset = 0.0
         clock = _SampleClock(fps)
         timeline = _Timeline(1.0 / stream_fps)
         decoded = 0
@@ -330,7 +331,12 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
         while _grab(cap):
             index = decoded
             decoded += 1
-            time = offset + timeline(_frame_time(cap, index, stream_fps))
+            raw = _frame_time(cap, index, stream_fps)
+            if index == 0:
+                # what OpenCV's clock lacks of the player's: where a container starts before 0 (MKV, TS
+                # across the timestamp wrap) OpenCV already counts from the container's start
+                offset = late - raw if late - raw > 1e-3 else 0.0
+            time = offset + timeline(raw)
             stats.decoded = decoded
             stats.end_time = time + 1.0 / stream_fps
             if not clock.due(time):

@@ -523,6 +523,18 @@ def test_a_picture_that_starts_after_the_sound_is_timed_as_players_show_it(tmp_p
         assert stats.end_time == pytest.approx(6.0, abs=0.05), read
 
 
+def test_a_container_that_starts_before_zero_is_not_offset_twice(tmp_path: Path) -> None:
+    """An MKV whose sound starts at -0.061 s and picture at 3 s: OpenCV already counts from the container's start
+    (3.061 s), so the probe's offset must not be added again (cues came 3 s late and ran past the end)."""
+    pytest.importorskip("av")
+    path = make_timed_video(tmp_path / "neg.mkv", video_start=3.0, sound_start=-0.061, seconds=4.0)
+    for read in (video.iter_frames, video.iter_keyframes):
+        stats = video.DecodeStats()
+        frames = list(read(path, 1.0, stats=stats))
+        assert frames[0].time == pytest.approx(3.061, abs=0.03), read
+        assert stats.end_time == pytest.approx(7.061, abs=0.05), read
+
+
 def test_a_file_cut_without_reencoding_is_neither_damaged_nor_longer(tmp_path: Path, caplog) -> None:
     """ffmpeg -ss 8 -c copy keeps the frames before the cut, hidden by an edit list, in the frame count:
     normal mode warned of a damaged file; --fast timed every frame from the hidden first one (cues ran

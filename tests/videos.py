@@ -365,12 +365,13 @@ def joined_recordings(path: str | os.PathLike[str], looks: list[str], seconds: f
 
 
 def make_timed_video(path: str | os.PathLike[str], *, video_start: float = 0.0, preroll: float = 0.0,
-                     seconds: float = 4.0, sound: bool = True, fps: int = 25) -> Path:
+                     seconds: float = 4.0, sound: bool = True, fps: int = 25, sound_start: float = 0.0) -> Path:
     """An MPEG-4 .mp4 written with PyAV whose picture does not start where the container does.
 
     ``video_start``: the picture starts that many seconds after the sound (which starts at 0),
     as in TS recordings or ``ffmpeg -itsoffset``. ``preroll``: that many seconds of frames before 0,
     hidden by an edit list, as ``ffmpeg -ss N -c copy`` leaves them (the container still counts them).
+    ``sound_start`` below 0 (an MKV keeps negative timestamps): the container starts before 0.
     The first half of the ``seconds`` shown is red, the second blue.
     """
     import fractions
@@ -378,7 +379,7 @@ def make_timed_video(path: str | os.PathLike[str], *, video_start: float = 0.0, 
     import av
 
     path = Path(path)
-    out = av.open(str(path), "w")
+    out = av.open(str(path), "w", container_options={"avoid_negative_ts": "disabled"} if sound_start < 0 else {})
     v = out.add_stream("mpeg4", rate=fps)
     v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
     v.time_base = fractions.Fraction(1, fps)
@@ -398,7 +399,7 @@ def make_timed_video(path: str | os.PathLike[str], *, video_start: float = 0.0, 
     for packet in v.encode():
         out.mux(packet)
     if a is not None:
-        for s0 in range(0, int(44100 * (video_start + seconds)), 1152):
+        for s0 in range(int(round(44100 * sound_start)), int(44100 * (video_start + seconds)), 1152):
             frame = av.AudioFrame.from_ndarray(np.zeros((1, 1152), np.int16), format="s16", layout="mono")
             frame.sample_rate, frame.pts = 44100, s0
             for packet in a.encode(frame):
