@@ -448,3 +448,14 @@ def test_the_batch_lock_follows_no_link_and_passes_over_file_systems_without_loc
     monkeypatch.setattr(fcntl, "flock", no_locks)
     with exclusive([other]):  # was an OSError traceback
         pass
+
+
+def test_worker_processes_share_the_cpus_whatever_threads_asks(monkeypatch, caplog) -> None:
+    import captioner.batch.local as local
+
+    monkeypatch.setattr(local, "usable_cpus", lambda: 2)
+    assert local.worker_threads(0, 2) == 1 and local.worker_threads(0, 1) == 2
+    with caplog.at_level("WARNING", logger="captioner.batch.local"):
+        assert local.worker_threads(8, 2) == 1  # each worker capped only at the CPU count before: 4 threads on 2 CPUs
+    assert "--threads 8 with 2 worker processes on 2 CPU(s): using 1 each" in caplog.text
+    assert local.worker_threads(1, 2) == 1

@@ -82,11 +82,21 @@ def run_local(jobs: Sequence[BatchJob], config: CaptionConfig, *, workers: int =
 
         if Encoder(config.encoder, threads=1).precision != "int8":
             config = replace(config, encoder=replace(config.encoder, int8=False))
-    threads = config.threads or max(1, usable_cpus() // workers)
-    config = replace(config, threads=threads)
+    config = replace(config, threads=worker_threads(config.threads, min(workers, len(jobs))))
     level = logging.getLogger("captioner").getEffectiveLevel()
     run_pool(jobs, min(workers, len(jobs)), _pool_task, _init_pool_worker, (config, level), deliver)
     return results
+
+
+def worker_threads(threads: int, workers: int) -> int:
+    """Compute threads for each of ``workers`` processes: the CPUs shared out, and never more than
+    that share (``--threads 8 --workers 2`` on 2 CPUs ran 4 threads, each worker capping only at
+    the CPU count: 14.2 s against 5.8 s for 4 clips)."""
+    share = max(1, usable_cpus() // max(1, workers))
+    if threads > share:
+        log.warning("--threads %d with %d worker processes on %d CPU(s): using %d each", threads, workers,
+                    usable_cpus(), share)
+    return min(threads, share) if threads else share
 
 
 #: The hidden file, beside a batch's report, that names the video an in-process batch is captioning.
