@@ -7,7 +7,6 @@ It parses options, builds a ``CaptionConfig``, calls the library and turns
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -260,6 +259,10 @@ class _Group(click.Group):
                 signal.signal(sig, handler)
 
 
+def _utf8_stdout() -> bool:
+    return (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "") == "utf8"
+
+
 def _say(line: str) -> None:
     """One line on stderr, if stderr can still be written (after SIGHUP the terminal is gone: EIO)."""
     try:
@@ -416,6 +419,7 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
     (--json: a JSON object per line)."""
     _setup_logging(verbose, quiet)
     from .encoder import load_image
+    from .find import json_text
     from .video import URL_HINT, looks_like_url
 
     files: list[Path] = []
@@ -445,9 +449,9 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
                 _fail(str(exc))
                 failed += 1
         for f, cap in zip(chunk, captioner.caption_images(imgs)):
-            if as_json:  # names as their own bytes, as in the text lines and search --json
-                click.echo(json.dumps({"path": str(f), "caption": cap.text, "confidence": round(cap.confidence, 3)},
-                                      ensure_ascii=False))
+            if as_json:  # valid JSON whatever the name (as search --json)
+                click.echo(json_text({"path": str(f), "caption": cap.text, "confidence": round(cap.confidence, 3)},
+                                     ascii_only=not _utf8_stdout()))
             else:
                 click.echo(f"{f}\t{cap.text}")
     sys.exit(1 if failed else 0)
@@ -756,7 +760,7 @@ def search(query: str, folders: tuple[Path, ...], results: int, as_json: bool, h
     for path, reason in result.errors:
         _fail(f"{path}: {reason}")
     if as_json:
-        click.echo(hits_json(query, result), nl=False)
+        click.echo(hits_json(query, result, ascii_only=not _utf8_stdout()), nl=False)
     else:
         for line in hit_lines(result.hits):
             click.echo(line)

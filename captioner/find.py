@@ -776,13 +776,20 @@ def hit_lines(hits: Iterable[Hit]) -> list[str]:
     return [f"{h.output}  {clock(h.start)} --> {clock(h.end)}  {h.score:.3f}  {h.text}" for h in hits]
 
 
-def hits_json(query: str, result: SearchResult) -> str:
+def hits_json(query: str, result: SearchResult, ascii_only: bool = False) -> str:
+    """``--json``'s text. ``ascii_only`` for an output that is not UTF-8: every other character as a JSON
+    escape (backslash-escaping by the stream made invalid JSON of an emoji)."""
     rows = [{"output": str(h.output), "video": h.video, "start": h.start, "end": h.end, "score": round(h.score, 4),
              "text": h.text, "concepts": list(h.concepts)} for h in result.hits]
-    text = json.dumps({"query": query, "cues_searched": result.cues, "results": rows,
-                       "errors": [{"path": p, "reason": r} for p, r in result.errors]}, indent=2, ensure_ascii=False)
-    # a file name that is not UTF-8 keeps its bytes as \udcXX escapes, which a JSON reader turns back into that name
-    return re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
+    return json_text({"query": query, "cues_searched": result.cues, "results": rows,
+                      "errors": [{"path": p, "reason": r} for p, r in result.errors]}, ascii_only, indent=2) + "\n"
+
+
+def json_text(obj: Any, ascii_only: bool = False, indent: int | None = None) -> str:
+    """JSON text for standard output that a JSON reader accepts: a file name that is not UTF-8 keeps its
+    bytes as \\udcXX escapes (which a reader turns back into that name), never as raw bytes."""
+    text = json.dumps(obj, indent=indent, ensure_ascii=ascii_only)
+    return re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _href(target: Path, page: Path, start: float) -> str:

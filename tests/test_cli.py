@@ -350,6 +350,13 @@ def test_image_on_a_stdout_that_is_not_utf8_escapes_what_it_cannot_hold(tmp_path
                            "--beam-size", "1"], capture_output=True, timeout=300,
                           env={**os.environ, "PYTHONIOENCODING": "latin-1"})
     assert done.returncode == 0 and len(done.stdout.splitlines()) == 3, done.stderr
+    for encoding in ("latin-1", "utf-8"):  # --json stays JSON: no raw bytes, no \U escapes of the stream's
+        done = subprocess.run([sys.executable, "-m", "captioner.cli", "image", str(tmp_path), "--model",
+                               str(tiny_model), "--beam-size", "1", "--json"], capture_output=True, timeout=300,
+                              env={**os.environ, "PYTHONIOENCODING": encoding})
+        rows = [json.loads(line) for line in done.stdout.decode(encoding).splitlines()]
+        assert sorted(os.fsencode(r["path"]) for r in rows) == sorted(
+            os.path.join(os.fsencode(tmp_path), n) for n in (b"lat\xe9.png", "\u65e5\u672c.png".encode(), b"plain.png"))
 
 
 def test_an_empty_or_non_folder_output_dir_is_refused(tmp_path, tiny_model, clip, monkeypatch) -> None:
