@@ -76,17 +76,20 @@ def _start_batch(tmp_path: Path, model: Path) -> tuple[subprocess.Popen, Path, s
     return proc, out, workers
 
 
-def test_sigterm_stops_a_batch_like_ctrl_c(tmp_path, tiny_model):
-    """SIGTERM: one line, exit 143, the report written (pending marked), every worker gone within 5 s."""
-    proc, out, workers = _start_batch(tmp_path, tiny_model)
+def _signalled(proc: subprocess.Popen, sig: int) -> tuple[int, str]:
+    """Send ``sig`` to a running batch; its exit status and stderr."""
     try:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=30)
-        stderr = proc.stderr.read()
+        proc.send_signal(sig)
+        return proc.wait(timeout=30), proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert (code, stderr) == (143, "terminated\n")
+
+
+def test_sigterm_stops_a_batch_like_ctrl_c(tmp_path, tiny_model):
+    """SIGTERM: one line, exit 143, the report written (pending marked), every worker gone within 5 s."""
+    proc, out, workers = _start_batch(tmp_path, tiny_model)
+    assert _signalled(proc, signal.SIGTERM) == (143, "terminated\n")
     assert _wait_gone(workers, 5.0) == set()
     report = json.loads((out / REPORT_NAME).read_text())
     statuses = {Path(v["path"]).name: v["status"] for v in report["videos"]}
@@ -106,14 +109,7 @@ def test_a_hangup_stops_a_batch_like_sigterm(tmp_path, tiny_model):
         proc, out, workers = _start_batch(tmp_path, tiny_model)
     finally:
         signal.signal(signal.SIGHUP, inherited)
-    try:
-        proc.send_signal(signal.SIGHUP)
-        code = proc.wait(timeout=30)
-        stderr = proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert (code, stderr) == (129, "hung up\n")
+    assert _signalled(proc, signal.SIGHUP) == (129, "hung up\n")
     assert _wait_gone(workers, 5.0) == set()
     report = json.loads((out / REPORT_NAME).read_text())
     assert report["totals"]["pending"] >= 1 and not list(out.glob(".captioner-batch-running*"))
