@@ -204,8 +204,9 @@ def _open_video(p: Path) -> VideoInfo:
         first = _grab(cap)
         if not first:
             raise VideoError(f"{p}: no decodable frames")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and not _grab(cap):
-            # one picture, captioned as a 40 ms video (an animated PNG or WebP has more frames and goes on)
+        if (p.suffix.lower() in IMAGE_EXTENSIONS or _fourcc(cap) in _PICTURE_CODECS) and not _grab(cap):
+            # one picture (a photo, or one renamed .mp4), captioned as a 40 ms video; an animated PNG
+            # or WebP has more frames and goes on
             raise VideoError(f"{p}: a still picture, not a video (caption it with: captioner image {p.name})")
         if info.width <= 0 or info.height <= 0:
             # Some containers only reveal the frame size once a frame decodes.
@@ -543,6 +544,15 @@ def _read_info(path: Path, cap: Any) -> VideoInfo:
     duration = frame_count / fps if frame_count > 0 and fps > 0 else 0.0
     return VideoInfo(path=path, width=width, height=height, fps=fps,
                      frame_count=frame_count, duration=duration)
+
+
+#: Codecs (OpenCV's FOURCC) of still pictures that FFmpeg opens as a one-frame stream. BMP reports none.
+_PICTURE_CODECS = frozenset({b"MJPG", b"MPNG", b"webp", b"tiff", b"\x00\x00\x00\x00"})
+
+
+def _fourcc(cap: Any) -> bytes:
+    code = _int_prop(cap, cv2.CAP_PROP_FOURCC)
+    return code.to_bytes(4, "little") if code < 2 ** 32 else b""
 
 
 def _float_prop(cap: Any, prop: int) -> float:

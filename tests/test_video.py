@@ -558,3 +558,8 @@ def test_a_still_picture_is_not_captioned_as_a_video(tmp_path: Path) -> None:
     assert cv2.imwrite(str(path), np.full((48, 64, 3), 90, np.uint8))
     with pytest.raises(VideoError, match=r"photo.jpg: a still picture, not a video \(caption it with: captioner image"):
         open_video(path)
+    for ext in (".jpg", ".png", ".bmp"):  # renamed: found by what the file holds
+        assert cv2.imwrite(str(tmp_path / f"p{ext}"), np.full((48, 64, 3), 90, np.uint8))
+        renamed = (tmp_path / f"p{ext}").rename(tmp_path / f"p{ext[1:]}.mp4")
+        with pytest.raises(VideoError, match="a still picture, not a video"):
+            open_video(renamed)
