@@ -706,7 +706,9 @@ def _load(config: CaptionConfig, *, wait: bool = True):
 
 @main.command()
 @click.argument("query")
-@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("folders", nargs=-1, required=True,
+                # readable=False: a folder that cannot be listed is one error line (exit 1), the others searched
+                type=click.Path(exists=True, file_okay=False, readable=False, path_type=Path))
 @click.option("-n", "results", type=click.IntRange(min=1), default=_D_SEARCH.results, show_default=True,
               help="how many cues to show")
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON")

@@ -712,11 +712,15 @@ class Searcher:
             self.stats.append(st)
             if not st.files:
                 empty.append(str(root))
+        unlisted = {p for p, reason in self.errors if reason.startswith("cannot list folder")}
         if not any(st.files for st in self.stats):
+            if unlisted:  # nothing could be read: say why, not that nothing is there
+                path, reason = next((p, r) for p, r in self.errors if p in unlisted)
+                raise CaptionerError(f"{path}: {reason}")
             raise CaptionerError(f"no captioner JSON outputs under {', '.join(str(r) for r in roots)}"
                                  " (caption with -f json first)")
         # one folder of several with nothing to search is a mistake worth a line (a typo, the wrong drive)
-        self.errors.extend((r, "no captioner JSON outputs under it") for r in empty)
+        self.errors.extend((r, "no captioner JSON outputs under it") for r in empty if r not in unlisted)
         self._words = [WordScorer(idx, config) if config.word_weight else None for idx in self.indexes]
 
     @property

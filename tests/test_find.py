@@ -405,3 +405,26 @@ def test_context_windows_of_cues_without_vectors_make_no_float_copies(tmp_path: 
     monkeypatch.setattr(np, "cumsum", lambda *a, **k: cumsums.append(1))
     lo, hi, scale = context_windows(idx, 3.0)
     assert cumsums == [] and not scale.any() and (hi - lo).max() > 1
+
+
+def test_a_folder_given_that_cannot_be_listed_is_one_error_line(archive: Path, tmp_path: Path, monkeypatch) -> None:
+    """search ok/ locked/ with locked/ unlistable was a usage error (click's readable check), exit 2, nothing searched."""
+    import captioner.find as find_mod
+
+    locked = tmp_path / "locked"
+    write_output(locked / "x.json", [(0.0, 1.0, "a cat")])
+    real_walk = os.walk
+
+    def walk(top, onerror=None, **kw):  # os.walk of a folder it may not list (root may list any)
+        if str(top).endswith("locked"):
+            onerror(PermissionError(13, "Permission denied", str(top)))
+            return iter(())
+        return real_walk(top, onerror=onerror, **kw)
+
+    monkeypatch.setattr(find_mod.os, "walk", walk)
+    monkeypatch.setattr("os.access", lambda path, mode, **kw: not str(path).endswith("locked"))  # as for a user
+    result = CliRunner().invoke(main, ["search", "dog", str(archive), str(locked)])
+    assert result.exit_code == 1 and "beach.json" in result.output
+    assert result.output.count("error:") == 1 and f"error: {locked}: cannot list folder (permission denied)" in result.output
+    result = CliRunner().invoke(main, ["search", "dog", str(locked)])
+    assert (result.exit_code, result.output) == (1, f"error: {locked}: cannot list folder (permission denied)\n")
