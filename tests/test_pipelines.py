@@ -103,9 +103,17 @@ def test_a_missing_model_or_file_is_one_line_not_a_traceback(tmp_path):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "pipelines.grammar", "--model", str(tmp_path / "nothing")],
-                          capture_output=True, text=True, timeout=120)
+    # as a job meets it (grammar, vse_memory, ... read their --model; which one first varies with the data)
+    job = f"import pipelines; from captioner.weights import read_manifest; read_manifest({str(tmp_path / 'nothing')!r})"
+    done = subprocess.run([sys.executable, "-c", job], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stderr == f"error: {tmp_path / 'nothing'}: no such model folder\n"
+    # a missing file of the work folder: one line; any other missing file is a bug and keeps its traceback
+    job = "import pipelines; from pipelines.common import CACHE; (CACHE / 'runs' / 'nothing.pt').read_bytes()"
+    done = subprocess.run([sys.executable, "-c", job], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
+    done = subprocess.run([sys.executable, "-c", f"import pipelines; open({str(tmp_path / 'x')!r})"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" in done.stderr
 
 
 def test_score_json_without_outputs_stops_at_once(tmp_path):
