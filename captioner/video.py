@@ -144,8 +144,8 @@ def _stream_timing(p: Path) -> tuple[float, float | None]:
     """(where the picture starts on the player's clock, how long the picture stream lasts) of ``p``.
 
     Players count time from the container's start; OpenCV counts from the video stream's first
-    frame. They differ when the sound starts first (TS and MKV recordings, ``-itsoffset``): every
-    cue came that much early. The duration (None if unknown) tells a cut-down file, whose container
+    frame (unless the container starts before 0). They differ when the sound starts first (TS and
+    MKV recordings, ``-itsoffset``): every cue came that much early. The duration (None if unknown) tells a cut-down file, whose container
     still counts the frames an edit list hides, from a truncated one. (0.0, None) without PyAV's
     answer (~15 ms a file).
     """
@@ -323,7 +323,7 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
         info = _read_info(path, cap)
         stream_fps = _stream_rate(info.fps)
         late, stream_seconds = _stream_timing(path)
-        offset = 0.0
+        offset = first = 0.0
         clock = _SampleClock(fps)
         timeline = _Timeline(1.0 / stream_fps)
         decoded = 0
@@ -337,6 +337,7 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
                 # what OpenCV's clock lacks of the player's: where a container starts before 0 (MKV, TS
                 # across the timestamp wrap) OpenCV already counts from the container's start
                 offset = late - raw if late - raw > 1e-3 else 0.0
+                first = offset + raw
             time = offset + timeline(raw)
             stats.decoded = decoded
             stats.end_time = time + 1.0 / stream_fps
@@ -360,7 +361,7 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
         stats.short = info.frame_count > 0 and decoded < info.frame_count
         # a file cut with -ss -c copy keeps the frames before the cut, hidden by an edit list, in its
         # frame count: short by the count, whole by the clock
-        whole = stream_seconds is not None and stats.end_time - offset >= _SHORT_STREAM_RATIO * stream_seconds
+        whole = stream_seconds is not None and stats.end_time - first >= _SHORT_STREAM_RATIO * stream_seconds
         if info.frame_count > 0 and decoded < _SHORT_STREAM_RATIO * info.frame_count and not whole:
             log.warning(
                 "%s: decoding stopped after %d of the %d frames the container announces "
