@@ -3,7 +3,11 @@
 ``pipelines.train --out`` exports by itself at the end; this job does the same for a
 run that was stopped early (its best checkpoint is kept after every improving epoch).
 
-    python -m pipelines.export --run .cache/runs/lite0-sat --out weights
+    python -m pipelines.export --run .cache/runs/concepts-lr2 --out .cache/models/stage1
+
+It writes a stage-1 model (decoder and vocabulary only): a folder that holds a full model
+(``weights/``) would keep the detectors', search vectors' and banks' files but no longer name
+them. A ``pipelines.train_video`` run exports itself (``train_video --export-only``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--encoder", default=None,
                     help="the encoder the run was trained on (default: the one its checkpoint records; must agree)")
     args = ap.parse_args(argv)
-    ckpt = torch.load(args.run / "best.pt", map_location="cpu", weights_only=True)
+    source = args.run / "best.pt"
+    if not source.is_file():
+        raise SystemExit(f"error: {source}: no such file (train into --run first)")
+    try:  # weights_only: a stage-1 checkpoint holds tensors and plain values only
+        ckpt = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise SystemExit(f"error: {source}: not a stage-1 checkpoint of pipelines.train ({exc.__class__.__name__}); "
+                         "a pipelines.train_video run exports with train_video --export-only") from None
     try:
         encoder = checkpoint_encoder(ckpt, args.encoder, args.run / "best.pt")
     except ModelError as exc:

@@ -210,3 +210,17 @@ def test_extract_features_limit_leaves_the_cache_whole(tmp_path, monkeypatch):
     for p in photos.iterdir():  # a machine that keeps the features but not the pictures
         p.unlink()
     assert extract.extract("coco", "efficientnet-lite0", root=photos) == grid
+
+
+def test_export_says_what_it_cannot_export(tmp_path):
+    """export --run of a train_video run (numpy values in its history) or of nothing ended in a traceback."""
+    import numpy as np
+    import torch
+
+    from pipelines.export import main as export
+
+    torch.save({"history": [{"select": np.float64(1.0)}]}, tmp_path / "best.pt")
+    with pytest.raises(SystemExit, match="not a stage-1 checkpoint of pipelines.train"):
+        export(["--run", str(tmp_path), "--out", str(tmp_path / "m")])
+    with pytest.raises(SystemExit, match="no such file"):
+        export(["--run", str(tmp_path / "nothing"), "--out", str(tmp_path / "m")])
