@@ -322,7 +322,7 @@ def main() -> None:
     # File names print as their own bytes, as ls prints them: a name that is not UTF-8 (a Latin-1
     # name from an old disk, kept by Python as lone surrogates) made a strict stdout raise mid-output.
     if hasattr(sys.stdout, "reconfigure"):
-        if (sys.stdout.encoding or "").lower().replace("-", "") == "utf8":
+        if _utf8_stdout():
             sys.stdout.reconfigure(errors="surrogateescape")
         else:  # another encoding (PYTHONIOENCODING=latin-1, an old locale): what it cannot hold is escaped, no crash
             sys.stdout.reconfigure(errors="backslashreplace")
