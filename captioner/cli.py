@@ -564,26 +564,32 @@ def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engin
     import time
 
     from .batch import exclusive, require_ray
-    from .outputs import prepare_output_dir
+    from .outputs import prepare_output_dir, remove_empty
 
     _setup_logging(verbose, quiet)
     if ray_address and engine != "ray":
         raise click.UsageError("--ray-address needs --engine ray")
     started = time.time()
-    with contextlib.ExitStack() as stack:
-        try:
-            if engine == "ray":
-                require_ray()
-            if output_dir is not None:
-                prepare_output_dir(output_dir)  # a folder that cannot exist fails before any video is captioned
-            # one batch at a time writes into a folder (the outputs', or the videos' when they go beside them)
-            stack.enter_context(exclusive([output_dir] if output_dir is not None else
-                                          [f for f in folders if f.is_dir()]))
-        except CaptionerError as exc:
-            _fail(str(exc))
-            sys.exit(1)
-        _run_batch(folders, output_dir, formats, recursive, overwrite, engine, workers, ray_address, quiet,
-                   started, options)
+    created: list[Path] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            try:
+                if engine == "ray":
+                    require_ray()
+                if output_dir is not None:
+                    # a folder that cannot exist fails before any video is captioned
+                    created = prepare_output_dir(output_dir)
+                # one batch at a time writes into a folder (the outputs', or the videos' when they go beside them)
+                stack.enter_context(exclusive([output_dir] if output_dir is not None else
+                                              [f for f in folders if f.is_dir()]))
+            except CaptionerError as exc:
+                _fail(str(exc))
+                sys.exit(1)
+            _run_batch(folders, output_dir, formats, recursive, overwrite, engine, workers, ray_address, quiet,
+                       started, options)
+    except click.UsageError:  # a plan refused before anything was written: no empty -o folder left behind
+        remove_empty(created)
+        raise
 
 
 def _run_batch(folders, output_dir, formats, recursive, overwrite, engine, workers, ray_address, quiet, started,

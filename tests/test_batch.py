@@ -459,3 +459,24 @@ def test_worker_processes_share_the_cpus_whatever_threads_asks(monkeypatch, capl
         assert local.worker_threads(8, 2) == 1  # each worker capped only at the CPU count before: 4 threads on 2 CPUs
     assert "--threads 8 with 2 worker processes on 2 CPU(s): using 1 each" in caplog.text
     assert local.worker_threads(1, 2) == 1
+
+
+def test_a_killed_batchs_marker_is_gone_after_any_finished_rerun(tmp_path, tiny_model) -> None:
+    """After kill -9 the marker stayed for good unless the rerun had one worker and videos left to caption."""
+    from captioner.batch import MARKER_NAME
+
+    make_video(tmp_path / "in" / "a.mp4", [("red", 1.0)])
+    out = tmp_path / "out"
+    args = ["batch", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    (out / MARKER_NAME).write_text(str(tmp_path / "in" / "a.mp4"))  # as a batch killed while captioning it
+    result = CliRunner().invoke(main, args + ["--workers", "2"])  # nothing left to caption
+    assert result.exit_code == 0 and not (out / MARKER_NAME).exists()
+
+
+def test_a_refused_plan_leaves_no_empty_output_folder(tmp_path, tiny_model) -> None:
+    make_video(tmp_path / "in" / "a.mp4", [("red", 1.0)])
+    make_video(tmp_path / "x" / "in" / "b.mp4", [("blue", 1.0)])
+    result = CliRunner().invoke(main, ["batch", str(tmp_path / "in"), str(tmp_path / "x" / "in"), "-o",
+                                       str(tmp_path / "dup"), "--model", str(tiny_model)])
+    assert result.exit_code == 2 and not (tmp_path / "dup").exists()

@@ -25,7 +25,7 @@ from typing import Any, Callable, Literal
 from ..config import CaptionConfig
 from ..errors import CaptionerError
 from .job import BatchJob, FileResult, ResultCallback, Status, caption_one, run_job
-from .local import MARKER_NAME, run_local
+from .local import MARKER_NAME, remove_marker, run_local
 from .plan import BatchPlan, find_files, plan_batch, remove_partial_writes
 from .ray import require_ray, run_ray
 from .report import counts, unfinished_results, write_reports
@@ -165,17 +165,20 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
 
     fatal = None
     reports: list[Path] = []
+    reports_at = plan.report_paths_abs()
+    marker = reports_at[0][0].with_name(MARKER_NAME) if reports_at else None
     try:
         try:
             if engine == "ray":
                 run_ray(plan.jobs, config, address=ray_address, workers=workers, on_result=deliver)
             else:
-                reports_at = plan.report_paths_abs()
-                marker = reports_at[0][0].with_name(MARKER_NAME) if reports_at else None
                 run_local(plan.jobs, config, workers=workers or 1, on_result=deliver, marker=marker)
         except CaptionerError as exc:  # the model or the cluster, not a video: nothing more can run
             fatal = exc
         finally:
+            # the engine stopped (not a crash, which never gets here): a killed one-worker batch's marker has
+            # served, whichever engine, worker count or plan (nothing left to do) this run had
+            remove_marker(marker)
             if on_stop is not None:
                 on_stop()
     finally:  # also on Ctrl-C or SIGTERM: report what was done, the rest as pending
