@@ -23,6 +23,15 @@ class OutputError(CaptionerError):
     """An output file or directory cannot be written."""
 
 
+#: How a folder that ``os.walk`` could not list is reported (batch and search alike).
+CANNOT_LIST = "cannot list folder"
+
+
+def cannot_list(exc: OSError) -> str:
+    """The reason for a folder ``os.walk`` could not list: ``cannot list folder (permission denied)``."""
+    return f"{CANNOT_LIST} ({(exc.strerror or str(exc)).lower()})"
+
+
 def first_line(exc: BaseException) -> str:
     """An exception's message, first line, at most 160 characters ("" if it has none): for one-line messages."""
     return str(exc).splitlines()[0][:160] if str(exc) else ""

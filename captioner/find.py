@@ -49,7 +49,7 @@ from urllib.parse import quote
 import numpy as np
 
 from .config import SearchConfig
-from .errors import CaptionerError, OutputError
+from .errors import CANNOT_LIST, CaptionerError, OutputError, cannot_list
 from .progress import Progress, ProgressCallback
 from .vse import decode_vector, quantize
 
@@ -147,27 +147,33 @@ def find_outputs(root: Path, errors: list[tuple[str, str]] | None = None) -> lis
     As in ``batch``, symlinked folders are not followed (no loops); a folder that cannot be listed
     is reported in ``errors`` (its outputs would otherwise be missing from every result unsaid).
     """
-    found = []
+    return [p for p, _ in _stat_outputs(root, errors)]
+
+
+def _stat_outputs(root: Path,
+                  errors: list[tuple[str, str]] | None = None) -> list[tuple[Path, os.stat_result | OSError]]:
+    """``find_outputs`` with each file's ``stat`` (one a file: the index's signatures come from it), or
+    the ``OSError`` it raised (a broken link: reading it fails, and that is reported). FIFOs, sockets
+    and devices are left out (opening a FIFO waits for a writer forever)."""
+    found: list[tuple[Path, os.stat_result | OSError]] = []
 
     def onerror(exc: OSError) -> None:
         if errors is not None:
-            errors.append((str(exc.filename or root), f"cannot list folder ({(exc.strerror or str(exc)).lower()})"))
+            errors.append((str(exc.filename or root), cannot_list(exc)))
 
     for folder, dirs, files in os.walk(root, onerror=onerror):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(folder, f) for f in files
-                     if f.lower().endswith(".json") and not f.startswith(".") and f not in NOT_OUTPUTS
-                     and not _special(os.path.join(folder, f)))
-    return sorted(found)
-
-
-def _special(path: str) -> bool:
-    """A FIFO, socket or device (opening a FIFO waits for a writer forever). A broken link is not
-    special: reading it fails, and that is reported."""
-    try:
-        return not stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False
+        for f in files:
+            if not f.lower().endswith(".json") or f.startswith(".") or f in NOT_OUTPUTS:
+                continue
+            path = Path(folder, f)
+            try:
+                st: os.stat_result | OSError = os.stat(path)
+            except OSError as exc:
+                st = exc
+            if isinstance(st, OSError) or stat.S_ISREG(st.st_mode):
+                found.append((path, st))
+    return sorted(found, key=lambda item: item[0])
 
 
 # --------------------------------------------------------------------------- the index
@@ -401,15 +407,15 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
             break
     stats = UpdateStats()
     walk_errors: list[tuple[str, str]] = []
-    outputs = find_outputs(root, walk_errors)
+    outputs = _stat_outputs(root, walk_errors)
     errors.extend((said(p), reason) for p, reason in walk_errors)
     stats.files = len(outputs)
     current: dict[str, tuple[Path, tuple[int, int, int, int]]] = {}
-    for p in outputs:
-        try:
-            current[p.relative_to(root).as_posix()] = (p, _signature(p.stat()))
-        except OSError as exc:
-            errors.append((said(p), exc.strerror or str(exc)))
+    for p, st in outputs:
+        if isinstance(st, OSError):
+            errors.append((said(p), st.strerror or str(st)))
+        else:
+            current[p.relative_to(root).as_posix()] = (p, _signature(st))
     old_files = old.files if old is not None else {}
     old_rejected = old.rejected if old is not None else {}
 
@@ -712,7 +718,7 @@ class Searcher:
             self.stats.append(st)
             if not st.files:
                 empty.append(str(root))
-        unlisted = {p for p, reason in self.errors if reason.startswith("cannot list folder")}
+        unlisted = {p for p, reason in self.errors if reason.startswith(CANNOT_LIST)}
         if not any(st.files for st in self.stats):
             if unlisted:  # nothing could be read: say why, not that nothing is there
                 path, reason = next((p, r) for p, r in self.errors if p in unlisted)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import VIDEO_EXTENSIONS
-from ..errors import CaptionerError
+from ..errors import CaptionerError, cannot_list
 from ..outputs import (
     INDEX_NAMES, REPORT_NAME, absolute, keep_extensions, output_base, output_file, outputs_up_to_date,
     remove_stale_temp_files,
@@ -57,7 +57,7 @@ def find_files(root: Path, *, recursive: bool = True, exclude: Sequence[Path] = 
     errors: list[tuple[Path, str]] = []
 
     def onerror(exc: OSError) -> None:
-        errors.append((Path(exc.filename or root), f"cannot list folder ({(exc.strerror or str(exc)).lower()})"))
+        errors.append((Path(exc.filename or root), cannot_list(exc)))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
         if recursive:
