@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import cv2
 import numpy as np
@@ -35,6 +35,8 @@ from captioner.config import IMAGE_EXTENSIONS
 from captioner.errors import VideoError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Frame rate assumed for timestamps when the container gives none we believe
 #: (the PAL rate, which is also what FFmpeg itself falls back to).
@@ -127,17 +129,29 @@ def open_video(path: str | Path) -> VideoInfo:
         raise VideoError(f"{p}: OpenCV cannot read this file ({_cv_reason(exc)})") from None
 
 
-def _streams(p: Path) -> tuple[bool, list[bool]] | None:
-    """How FFmpeg (through PyAV) reads ``p``: (whether it has sound, for each picture stream whether it
-    is an attached picture such as an album cover); None when PyAV is missing or cannot read ``p``."""
+def _probe(p: Path, read: Callable[[Any], T], otherwise: T) -> T:
+    """``read(container)`` of ``p`` opened by PyAV (FFmpeg), or ``otherwise`` when PyAV is missing or
+    cannot read ``p``: what OpenCV does not say about a file."""
     try:
         import av
 
         with av.open(str(p), timeout=OPEN_TIMEOUT_S) as container:
-            return bool(container.streams.audio), [
-                bool(s.disposition & av.stream.Disposition.attached_pic) for s in container.streams.video]
+            return read(container)
     except Exception:  # PyAV raises its own error types for every way a file can be bad
-        return None
+        return otherwise
+
+
+def _streams(p: Path) -> tuple[bool, list[bool]] | None:
+    """How FFmpeg (through PyAV) reads ``p``: (whether it has sound, for each picture stream whether it
+    is an attached picture such as an album cover); None when PyAV is missing or cannot read ``p``."""
+
+    def read(container: Any) -> tuple[bool, list[bool]]:
+        import av
+
+        cover = av.stream.Disposition.attached_pic
+        return bool(container.streams.audio), [bool(s.disposition & cover) for s in container.streams.video]
+
+    return _probe(p, read, None)
 
 
 def _stream_timing(p: Path) -> tuple[float, float | None]:
@@ -145,23 +159,21 @@ def _stream_timing(p: Path) -> tuple[float, float | None]:
 
     Players count time from the container's start; OpenCV counts from the video stream's first
     frame (unless the container starts before 0). They differ when the sound starts first (TS and
-    MKV recordings, ``-itsoffset``): every cue came that much early. The duration (None if unknown) tells a cut-down file, whose container
-    still counts the frames an edit list hides, from a truncated one. (0.0, None) without PyAV's
-    answer (~15 ms a file).
+    MKV recordings, ``-itsoffset``): every cue came that much early. The duration (None if
+    unknown) tells a cut-down file, whose container still counts the frames an edit list hides,
+    from a truncated one. (0.0, None) without PyAV's answer (~15 ms a file).
     """
-    try:
-        import av
 
-        with av.open(str(p), timeout=OPEN_TIMEOUT_S) as container:
-            stream = container.streams.video[0]
-            base = float(stream.time_base) if stream.time_base else 0.0
-            start = stream.start_time * base if stream.start_time is not None and base else None
-            origin = _container_start(container)
-            offset = start - origin if start is not None and origin is not None else 0.0
-            seconds = stream.duration * base if stream.duration and base else None
-            return (offset if math.isfinite(offset) and 0 < offset < 86400 else 0.0), seconds
-    except Exception:  # PyAV raises its own error types for every way a file can be bad
-        return 0.0, None
+    def read(container: Any) -> tuple[float, float | None]:
+        stream = container.streams.video[0]
+        base = float(stream.time_base) if stream.time_base else 0.0
+        start = stream.start_time * base if stream.start_time is not None and base else None
+        origin = _container_start(container)
+        offset = start - origin if start is not None and origin is not None else 0.0
+        seconds = stream.duration * base if stream.duration and base else None
+        return (offset if math.isfinite(offset) and 0 < offset < 86400 else 0.0), seconds
+
+    return _probe(p, read, (0.0, None))
 
 
 def _container_start(container: Any) -> float | None:
