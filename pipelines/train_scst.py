@@ -46,7 +46,7 @@ from captioner.detect import AbsentWords, load_detectors
 from captioner.vocab import Vocabulary, follow_rules, tokenize
 from captioner.weights import checkpoint_encoder, load_model, read_manifest, save_model
 
-from .common import CACHE, DATA, captions_by_file, carry_companions, flickr_split, positive_int, read_tsv
+from .common import CACHE, DATA, captions_by_file, carry_companions, flickr_split, positive_int, read_tsv, save_torch
 from .extract_features import feature_rows
 from .prepare_data import held_out_clips, msrvtt_ids
 from .train import collate
@@ -330,8 +330,7 @@ def main() -> None:
     def save(name: str, extra: dict | None = None) -> None:
         payload = {"state": model.state_dict(), "vocab": list(vocab.itos), "config": asdict(config),
                    "history": history, "name": args.name, "encoder": manifest["encoder"], **(extra or {})}
-        torch.save(payload, args.run / (name + ".tmp"))
-        (args.run / (name + ".tmp")).replace(args.run / name)
+        save_torch(payload, args.run / name)
 
     if not history:
         start = evaluate()
