@@ -584,6 +584,7 @@ def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engin
                                               [f for f in folders if f.is_dir()]))
             except CaptionerError as exc:
                 _fail(str(exc))
+                remove_empty(created)
                 sys.exit(1)
             _run_batch(folders, output_dir, formats, recursive, overwrite, engine, workers, ray_address, quiet,
                        started, options)
@@ -606,6 +607,9 @@ def _run_batch(folders, output_dir, formats, recursive, overwrite, engine, worke
         plan = plan_batch(folders, output_dir, formats, recursive=recursive, overwrite=overwrite)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    except CaptionerError as exc:  # another batch writes into a folder below this one's
+        _fail(str(exc))
+        sys.exit(1)
     for r in plan.done:
         if r.status is Status.FAILED:
             _fail(f"{r.shown}: {r.reason}")

@@ -424,7 +424,34 @@ def test_two_batches_do_not_write_into_one_folder_at_once(tmp_path, tiny_model) 
         assert not list(out.glob("*.srt"))
     assert not (out / LOCK_NAME).exists()  # removed when the batch ends
     result = CliRunner().invoke(main, ["batch", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model)])
-    assert result.exit_code == 0 and (out / "a.srt").is_file() and not (out / LOCK_NAME).exists()
+    assert result.exit_code == 0 and (out / "a.srt").is_file() and not (out / LOCK_NAME).exists(), result.output
+
+
+def test_a_batch_is_refused_where_a_batch_on_a_folder_above_or_below_writes(tmp_path, tiny_model) -> None:
+    """``batch a`` and ``batch a/b`` (outputs beside the videos) both wrote into ``a/b``: the lock covered exactly
+    each one's folder, so each captioned ``a/b``'s videos and removed the other's temporary files as stale."""
+    from captioner.batch import LOCK_NAME, exclusive
+
+    tree = tmp_path / "a"
+    make_video(tree / "b" / "v.mp4", [("red", 1.0)])
+    make_video(tree / "w.mp4", [("blue", 1.0)])
+    (tree / "b" / ".v.srt.1234.tmp").write_text("another batch's file being written")
+    with exclusive([tree / "b"]):  # ``batch a/b`` running in another process
+        result = CliRunner().invoke(main, ["batch", str(tree), "--model", str(tiny_model)])
+        assert result.exit_code == 1, result.output
+        assert result.output == (f"error: {(tree / 'b').resolve()}: another captioner batch is writing there "
+                                 f"(process {os.getpid()}); wait for it to finish, or give another -o\n")
+        assert (tree / "b" / ".v.srt.1234.tmp").exists() and not list(tree.rglob("*.srt"))
+        assert not (tree / LOCK_NAME).exists()
+    with exclusive([tree]):  # ``batch a`` running: ``batch a/b`` and a batch into a new folder below it wait too
+        for args in ([str(tree / "b")], [str(tree / "b"), "-o", str(tree / "subs")]):
+            result = CliRunner().invoke(main, ["batch", *args, "--model", str(tiny_model)])
+            assert result.exit_code == 1, result.output
+            assert f"another captioner batch is writing into {tree.resolve()} (process {os.getpid()})" in result.output
+        assert not (tree / "subs").exists() and not list(tree.rglob("*.srt"))
+    (tree / "b" / ".v.srt.1234.tmp").unlink()
+    result = CliRunner().invoke(main, ["batch", str(tree), "--model", str(tiny_model)])
+    assert result.exit_code == 0 and (tree / "b" / "v.srt").is_file() and not list(tree.rglob(LOCK_NAME))
 
 
 def test_the_batch_lock_follows_no_link_and_passes_over_file_systems_without_locks(tmp_path, monkeypatch) -> None:

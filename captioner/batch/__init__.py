@@ -14,17 +14,15 @@ Importing this package loads neither torch, cv2 nor Ray.
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Callable, Literal
 
 from ..config import CaptionConfig
 from ..errors import CaptionerError
 from .job import BatchJob, FileResult, ResultCallback, Status, caption_one, run_job
+from .lock import LOCK_NAME, exclusive
 from .local import MARKER_NAME, remove_marker, run_local
 from .plan import BatchPlan, find_files, plan_batch, remove_partial_writes
 from .ray import require_ray, run_ray
@@ -32,89 +30,13 @@ from .report import counts, unfinished_results, write_reports
 
 __all__ = [
     "BatchJob", "BatchOutcome", "BatchPlan", "Engine", "FileResult", "Status", "caption_one", "exclusive",
-    "find_files", "plan_batch", "require_ray", "run_batch", "run_job", "run_local", "run_ray", "write_reports",
+    "LOCK_NAME", "find_files", "plan_batch", "require_ray", "run_batch", "run_job", "run_local", "run_ray", "write_reports",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Where a batch's videos are captioned: this machine (``local``) or a Ray cluster (``ray``).
 Engine = Literal["local", "ray"]
-
-
-#: The hidden file in a batch's output folder (or input folder, outputs beside the videos) that it holds locked.
-LOCK_NAME = ".captioner-batch.lock"
-
-
-@contextmanager
-def exclusive(folders: Sequence[Path]) -> Iterator[None]:
-    """Hold the batch lock of each of ``folders`` (an exclusive ``flock``, released however the process ends).
-
-    Two batches writing into one folder each captioned every video, read the other's "currently
-    captioning" marker as a crash, removed each other's temporary files as stale, and the last to
-    finish wrote the report. ``CaptionerError`` (naming the other process) if another batch holds
-    one. Folders that cannot be written are passed over (the batch reports its own errors there);
-    without ``fcntl`` (Windows) nothing is locked.
-    """
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    held: list[tuple[str, Any]] = []
-    try:
-        for folder in sorted({os.path.realpath(f) for f in folders}):
-            path = os.path.join(folder, LOCK_NAME)
-            while True:
-                handle = _open_lock(path)
-                if handle is None:
-                    break
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    handle.seek(0)
-                    holder = handle.read().strip()
-                    handle.close()
-                    raise CaptionerError(f"{folder}: another captioner batch is writing there"
-                                         + (f" (process {holder})" if holder.isdigit() else "")
-                                         + "; wait for it to finish, or give another -o") from None
-                except OSError:  # no locks on this file system (NFS without lockd: ENOLCK): passed over
-                    handle.close()
-                    break
-                try:  # the file is removed when a batch ends: locked the one that is still there?
-                    same = os.lstat(path).st_ino == os.fstat(handle.fileno()).st_ino
-                except OSError:
-                    same = False
-                if same:
-                    if handle.writable():
-                        handle.seek(0)
-                        handle.truncate()
-                        handle.write(str(os.getpid()))
-                        handle.flush()
-                    held.append((path, handle))
-                    break
-                handle.close()
-        yield
-    finally:
-        for path, handle in held:  # removed while still locked, so no other batch locks a file no longer there
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-            handle.close()
-
-
-def _open_lock(path: str) -> Any:
-    """The lock file, opened without following a link planted in its place (whose target would be
-    truncated); read-only when another user made it (a lock still holds on a read-only descriptor);
-    None where neither can be opened (a folder that cannot be written)."""
-    flags = os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    for mode, how in ((os.O_RDWR, "r+"), (os.O_RDONLY, "r")):
-        try:
-            fd = os.open(path, mode | flags, 0o666)
-        except OSError:
-            continue
-        return os.fdopen(fd, how, encoding="utf-8")
-    return None
 
 
 @dataclass(frozen=True)

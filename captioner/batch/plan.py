@@ -21,6 +21,7 @@ from ..outputs import (
 )
 from ..writers import foreign_outputs, foreign_reason
 from .job import BatchJob, FileResult, Status, failure_reason, file_signature
+from .lock import check_unlocked
 
 
 @dataclass
@@ -89,7 +90,8 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     subtitles, captions edited by hand) fails, unless ``overwrite``, and nothing is replaced.
     Temporary files an interrupted run left beside the outputs are deleted.
 
-    Raises ``ValueError`` for roots that would share an output sub-folder.
+    Raises ``ValueError`` for roots that would share an output sub-folder, ``CaptionerError`` when
+    another batch holds a folder below the one this batch locked (``lock.check_unlocked``).
     """
     from ..writers import FORMATS
 
@@ -168,6 +170,9 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         else:
             plan.jobs.append(BatchJob(video, base, shown, i))
     plan.ignored = [sum(1 for o in other if o not in own) for other in others]
+    # a batch on a folder below this one's (``batch a`` while ``batch a/b`` runs): before anything there is removed
+    for i, root in enumerate(plan.roots):
+        check_unlocked({e[1].parent for e in found if e[3] == i}, below=out_abs or root)
     for folder, names in tmp_names.items():
         plan.stale_removed += remove_stale_temp_files(folder, names)
     for path, _ in plan.report_paths_abs():

@@ -1,0 +1,145 @@
+"""One batch at a time writes into a folder: the batch lock (an ``flock`` on a hidden file).
+
+A batch locks the folder it writes into (its ``-o``, or the video folders when the outputs go
+beside the videos) and is refused where another batch's folder holds or is held by its own:
+``batch a`` and ``batch a/b`` write into ``a/b`` alike.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from contextlib import contextmanager
+from typing import Any
+
+from ..errors import CaptionerError
+
+#: The hidden file in a batch's output folder (or input folder, outputs beside the videos) that it holds locked.
+LOCK_NAME = ".captioner-batch.lock"
+
+
+@contextmanager
+def exclusive(folders: Sequence[Path]) -> Iterator[None]:
+    """Hold the batch lock of each of ``folders`` (an exclusive ``flock``, released however the process ends).
+
+    Two batches writing into one folder each captioned every video, read the other's "currently
+    captioning" marker as a crash, removed each other's temporary files as stale, and the last to
+    finish wrote the report. ``CaptionerError`` (naming the other process) if another batch holds
+    one, or the lock of a folder above one (a batch there may write into it too; batches below it
+    are found by ``check_unlocked`` once the plan knows its folders). Folders that cannot be written are passed over (the batch reports its own errors there);
+    without ``fcntl`` (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    held: list[tuple[str, Any]] = []
+    try:
+        for folder in sorted({os.path.realpath(f) for f in folders}):
+            path = os.path.join(folder, LOCK_NAME)
+            while True:
+                handle = _open_lock(path)
+                if handle is None:
+                    break
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.seek(0)
+                    holder = handle.read().strip()
+                    handle.close()
+                    raise CaptionerError(f"{folder}: another captioner batch is writing there"
+                                         + (f" (process {holder})" if holder.isdigit() else "")
+                                         + "; wait for it to finish, or give another -o") from None
+                except OSError:  # no locks on this file system (NFS without lockd: ENOLCK): passed over
+                    handle.close()
+                    break
+                try:  # the file is removed when a batch ends: locked the one that is still there?
+                    same = os.lstat(path).st_ino == os.fstat(handle.fileno()).st_ino
+                except OSError:
+                    same = False
+                if same:
+                    if handle.writable():
+                        handle.seek(0)
+                        handle.truncate()
+                        handle.write(str(os.getpid()))
+                        handle.flush()
+                    held.append((path, handle))
+                    break
+                handle.close()
+            check_unlocked([folder], above=True)
+        yield
+    finally:
+        for path, handle in held:  # removed while still locked, so no other batch locks a file no longer there
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            handle.close()
+
+
+def _open_lock(path: str) -> Any:
+    """The lock file, opened without following a link planted in its place (whose target would be
+    truncated); read-only when another user made it (a lock still holds on a read-only descriptor);
+    None where neither can be opened (a folder that cannot be written)."""
+    flags = os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for mode, how in ((os.O_RDWR, "r+"), (os.O_RDONLY, "r")):
+        try:
+            fd = os.open(path, mode | flags, 0o666)
+        except OSError:
+            continue
+        return os.fdopen(fd, how, encoding="utf-8")
+    return None
+
+
+def check_unlocked(folders: Iterable[str | os.PathLike[str]], below: str | os.PathLike[str] | None = None, *,
+                   above: bool = False) -> None:
+    """Raise ``CaptionerError`` if another batch holds the lock of one of ``folders``, or of a folder
+    above one: up to ``below`` (not itself; ``folders`` lie below it), or, with ``above``, every
+    folder above but not the folder itself.
+
+    A batch tests the folders it will write into below the one it locked (its own lock, held on
+    another open file, would test as taken), before it touches anything there; ``exclusive`` tests
+    the folders above the one it locked. Each folder is tested once, with a shared ``flock`` that
+    fails while an exclusive one is held.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return
+    stop = os.path.realpath(below) if below is not None else None
+    seen: set[str] = set()
+    for start in folders:
+        ours = os.path.realpath(start)
+        folder = os.path.dirname(ours) if above else ours
+        if above and folder == ours or ours == stop:
+            continue  # the root folder: nothing above it; ``below`` itself: not tested
+        while folder != stop and folder not in seen:
+            seen.add(folder)
+            holder = _holder(fcntl, os.path.join(folder, LOCK_NAME))
+            if holder is not None:
+                raise CaptionerError(f"{ours}: another captioner batch is writing "
+                                     + ("there" if folder == ours else f"into {folder}")
+                                     + (f" (process {holder})" if holder.isdigit() else "")
+                                     + "; wait for it to finish, or give another -o")
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
+
+
+def _holder(fcntl: Any, path: str) -> str | None:
+    """The process id written in the lock file ``path`` ("" if unreadable) while a batch holds it, else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None  # no batch there (or a link planted in its place, which no batch holds)
+    with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read(32).strip()
+        except OSError:
+            return None  # no locks on this file system: passed over, as ``exclusive`` does
+        return None  # closing the file releases the shared lock
