@@ -415,7 +415,7 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
 @click.option("-q", "--quiet", is_flag=True)
 def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consensus: float, model_dir: Path,
           batch_size: int, as_json: bool, int8: bool, style: str, verbose: int, quiet: bool) -> None:
-    """Caption photos (files, or folders of .jpg/.jpeg/.png/.webp/.bmp/.tif): prints '<path>\\t<caption>' per image
+    """Caption photos (files, or folders of .jpg/.jpeg/.png/.webp/.bmp/.tif/.gif: the first frame): prints '<path>\\t<caption>' per image
     (--json: a JSON object per line)."""
     _setup_logging(verbose, quiet)
     from .encoder import load_image

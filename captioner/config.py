@@ -33,7 +33,7 @@ VIDEO_EXTENSIONS = (
 )
 
 #: Image file extensions ``captioner image`` collects from folders: the photo formats OpenCV decodes.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
 @dataclass(frozen=True)

@@ -560,7 +560,7 @@ def _read_info(path: Path, cap: Any) -> VideoInfo:
 
 
 #: Codecs (OpenCV's FOURCC) of still pictures that FFmpeg opens as a one-frame stream. BMP reports none.
-_PICTURE_CODECS = frozenset({b"MJPG", b"MPNG", b"webp", b"tiff", b"\x00\x00\x00\x00"})
+_PICTURE_CODECS = frozenset({b"MJPG", b"MPNG", b"webp", b"tiff", b"gif ", b"\x00\x00\x00\x00"})
 
 
 def _fourcc(cap: Any) -> bytes:

@@ -563,3 +563,22 @@ def test_a_still_picture_is_not_captioned_as_a_video(tmp_path: Path) -> None:
         renamed = (tmp_path / f"p{ext}").rename(tmp_path / f"p{ext[1:]}.mp4")
         with pytest.raises(VideoError, match="a still picture, not a video"):
             open_video(renamed)
+
+
+def test_a_one_frame_gif_is_a_still_picture_and_an_animated_one_a_video(tmp_path: Path) -> None:
+    """A one-frame GIF was captioned as a 100 ms video; ``captioner image`` reads GIFs."""
+    import av
+
+    for name, frames in (("one.gif", 1), ("anim.gif", 6)):
+        with av.open(str(tmp_path / name), "w") as out:
+            stream = out.add_stream("gif", rate=5)
+            stream.width, stream.height, stream.pix_fmt = 32, 32, "rgb8"
+            for i in range(frames):
+                image = np.full((32, 32, 3), 40 * i, np.uint8)
+                for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="rgb8")):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+    with pytest.raises(VideoError, match=r"one.gif: a still picture, not a video \(caption it with: captioner image"):
+        open_video(tmp_path / "one.gif")
+    assert open_video(tmp_path / "anim.gif").frame_count == 6
