@@ -30,6 +30,7 @@ The library never prints: problems with single files come back as
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import html
 import io
@@ -458,9 +459,11 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
         else:
             try:
                 video, cues = read_output(p)
-            except OSError as exc:  # perhaps passing (a file being copied in): read again next time
+            except OSError as exc:
                 errors.append((said(p), exc.strerror or str(exc)))
-                continue
+                if exc.errno in (errno.EACCES, errno.EPERM):  # until chmod moves its change time: not read again
+                    new.rejected[rel] = {"sig": list(sig), "reason": exc.strerror or str(exc)}
+                continue  # other errors may pass (a disk's hiccup): read again next time
             except ValueError as exc:
                 errors.append((said(p), str(exc)))
                 new.rejected[rel] = {"sig": list(sig), "reason": str(exc)}

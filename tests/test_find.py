@@ -338,6 +338,31 @@ def test_a_foreign_json_does_not_make_every_search_rewrite_the_index(archive: Pa
     assert st.written and reads == ["package.json"] and errors == [] and len(idx) == 4
 
 
+def test_an_unreadable_json_does_not_make_every_search_rewrite_the_index(archive: Path, monkeypatch) -> None:
+    """A JSON the user may not read (EACCES) was read again, and the whole index rewritten, on every search."""
+    import captioner.find as find_mod
+
+    locked = archive / "locked.json"
+    write_output(locked, [(0.0, 1.0, "a horse in a field")])
+    reads = []
+
+    def read(p: Path):
+        reads.append(p.name)
+        if p.name == "locked.json" and locked.stat().st_mode & 0o444 == 0:  # as for a user who is not root
+            raise PermissionError(13, "Permission denied", str(p))
+        return read_output(p)
+
+    monkeypatch.setattr(find_mod, "read_output", read)
+    locked.chmod(0)
+    update_index(archive, BagOfWords())
+    reads.clear()
+    _, st = update_index(archive, BagOfWords(), errors=(errors := []))
+    assert not st.written and reads == [] and [(Path(p).name, r) for p, r in errors] == [("locked.json", "Permission denied")]
+    locked.chmod(0o644)  # the change time moves: read again
+    idx, st = update_index(archive, BagOfWords(), errors=(errors := []))
+    assert st.written and reads == ["locked.json"] and errors == [] and len(idx) == 4
+
+
 def test_a_moved_archive_keeps_its_index(archive: Path) -> None:
     update_index(archive, BagOfWords())
     moved = archive.with_name("moved")
