@@ -194,7 +194,7 @@ def main() -> None:
     # --int8 runs float32 on CPUs where the int8 copy is inaccurate (encoder.INT8_MIN_COSINE): say which ran
     int8_precision = json.loads((out / "int8" / f"{v1.stem}.json").read_text())["metadata"]["model"]["encoder_precision"]
     fast = measured_rss([py, "-m", "captioner.cli", "run", str(v1), "-o", str(out / "fast"), "-q", "--fast", "-f", "json"])
-    normal = measured_rss([py, "-m", "captioner.cli", "run", str(v1), "-o", str(out / "normal"), "-q", "-f", "json"])
+    measured_rss([py, "-m", "captioner.cli", "run", str(v1), "-o", str(out / "normal"), "-q", "-f", "json"])
     agree = agreement(out / "normal" / f"{v1.stem}.json", out / "fast" / f"{v1.stem}.json")
     read = measured_rss([py, "-c", READ, str(v1), "224"])
     brk = json.loads(measured_rss([py, "-c", BREAKDOWN, str(v1)])["stdout"].strip().splitlines()[-1])

@@ -49,6 +49,20 @@ def share(text: str) -> float:
     return value
 
 
+def out_folder(text: str) -> Path:
+    """An argparse type for a folder a job writes at its end (a model, a run): one that could not be
+    written (a file's name, a folder without write permission) failed only after the hours of work."""
+    import argparse
+
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: not a folder")
+    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: cannot write in {existing}")
+    return path
+
+
 def save_torch(obj, path: Path) -> None:
     """``torch.save`` through a temporary file renamed into place: a job stopped mid-write (Ctrl-C, a
     full disk) leaves the previous file whole, not a truncated one that ends every later

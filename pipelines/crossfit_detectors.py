@@ -38,7 +38,7 @@ import torch
 from captioner.detect import Detectors, load_detectors
 from captioner.weights import read_manifest
 
-from .common import CACHE, positive_int, save_npy
+from .common import CACHE, out_folder, positive_int, save_npy
 from .extract_features import feature_dir, feature_rows
 from .train_detectors import average_precision, detector_outputs, fit, labelled_sets, stack
 
@@ -54,7 +54,7 @@ def fold_of(set_name: str, name: str, folds: int) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=Path("weights"), help="model folder whose detectors' words are used")
-    ap.add_argument("--out", type=Path, default=CACHE / "runs" / "crossfit")
+    ap.add_argument("--out", type=out_folder, default=CACHE / "runs" / "crossfit")
     ap.add_argument("--folds", type=positive_int, default=5)
     ap.add_argument("--epochs", type=positive_int, default=4)
     ap.add_argument("--batch", type=positive_int, default=256)

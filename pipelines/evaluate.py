@@ -35,7 +35,7 @@ from captioner.config import configure
 from captioner.encoder import load_image
 from captioner.pipeline import Captioner
 
-from .common import CACHE, DATA, captions_by_file, flickr_split, read_tsv
+from .common import CACHE, DATA, captions_by_file, flickr_split
 from .extract_features import SETS, feature_dir, feature_rows
 
 log = logging.getLogger("evaluate")

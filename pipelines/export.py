@@ -5,9 +5,9 @@ run that was stopped early (its best checkpoint is kept after every improving ep
 
     python -m pipelines.export --run .cache/runs/concepts-lr2 --out .cache/models/stage1
 
-It writes a stage-1 model (decoder and vocabulary only): a folder that holds a full model
-(``weights/``) would keep the detectors', search vectors' and banks' files but no longer name
-them. A ``pipelines.train_video`` run exports itself (``train_video --export-only``).
+It writes a stage-1 model (decoder and vocabulary only), so it refuses a folder that holds a full
+model (``weights/``): that would keep the detectors', search vectors' and banks' files but no
+longer name them. A ``pipelines.train_video`` run exports itself (``train_video --export-only``).
 """
 
 from __future__ import annotations
@@ -18,19 +18,29 @@ from pathlib import Path
 import torch
 
 from captioner.config import DecoderConfig
-from captioner.vocab import Vocabulary
 from captioner.errors import ModelError
-from captioner.weights import checkpoint_encoder, save_model
+from captioner.vocab import Vocabulary
+from captioner.weights import MANIFEST, checkpoint_encoder, read_manifest, save_model
+
+from .common import BANK_ENTRIES, COMPANION_ENTRIES, out_folder
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=out_folder, required=True)
     ap.add_argument("--name", default=None, help="model name (default: the one the run was started with)")
     ap.add_argument("--encoder", default=None,
                     help="the encoder the run was trained on (default: the one its checkpoint records; must agree)")
     args = ap.parse_args(argv)
+    if (args.out / MANIFEST).is_file():
+        try:
+            held = [k for k in COMPANION_ENTRIES + BANK_ENTRIES if k in read_manifest(args.out)]
+        except ModelError:
+            held = []  # not a model's manifest: replaced, as any other file of a stage-1 export
+        if held:
+            raise SystemExit(f"error: {args.out}: holds a full model ({', '.join(held)}); a stage-1 export would "
+                             "drop them from its model.json: give another --out")
     source = args.run / "best.pt"
     if not source.is_file():
         raise SystemExit(f"error: {source}: no such file (train into --run first)")

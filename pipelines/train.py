@@ -30,7 +30,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -45,7 +45,9 @@ from captioner.vocab import Vocabulary, tokenize
 from captioner.errors import ModelError
 from captioner.weights import checkpoint_encoder, save_model
 
-from .common import CACHE, DATA, ROOT, TEXT_CORPORA, captions_by_file, flickr_split, positive_int, save_torch, text_sentences
+from .common import (
+    CACHE, DATA, TEXT_CORPORA, captions_by_file, flickr_split, out_folder, positive_int, save_torch, text_sentences,
+)
 from .extract_features import feature_dir, feature_rows
 
 log = logging.getLogger("train")
@@ -240,7 +242,7 @@ def bleu4(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--encoder", default="efficientnet-lite0")
-    ap.add_argument("--out", type=Path, default=None, help="export the best model here (e.g. weights)")
+    ap.add_argument("--out", type=out_folder, default=None, help="export the best model here (e.g. weights)")
     ap.add_argument("--run", type=Path, default=CACHE / "runs" / "default", help="checkpoints and log")
     ap.add_argument("--epochs", type=positive_int, default=8)
     ap.add_argument("--patience", type=int, default=2)

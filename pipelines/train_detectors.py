@@ -44,7 +44,9 @@ from captioner.outputs import write_atomic
 from captioner.vocab import tokenize
 from captioner.weights import sha256_file
 
-from .common import CACHE, DATA, captions_by_file, flickr_split, positive_int, read_tsv, save_npy, save_npz, share
+from .common import (
+    CACHE, DATA, captions_by_file, flickr_split, out_folder, positive_int, read_tsv, save_npy, save_npz, share,
+)
 from .extract_features import feature_dir, feature_rows
 from .prepare_data import PREPARED, held_out_clips, msrvtt_split
 
@@ -268,7 +270,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--person-recall", type=share, default=0.95,
                     help="held-out pictures with a person that keep their person words")
-    ap.add_argument("--out", type=Path, default=CACHE / "runs" / "detectors")
+    ap.add_argument("--out", type=out_folder, default=CACHE / "runs" / "detectors")
     ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-cache-outputs", action="store_true", help="do not write <set>_det.npy (trial runs)")
@@ -287,7 +289,6 @@ def main() -> None:
                 pos.update(lab)
     words = ["person"] + [w for w, c in pos.most_common() if w != "person" and w not in STOPWORDS
                           and not w.isdigit() and len(w) > 1 and c >= args.min_positives][: args.words - 1]
-    widx = {w: j for j, w in enumerate(words)}
     log.info("%d words; most frequent: %s", len(words), ", ".join(words[:40]))
 
     xtr, ytr, _ = stack(args.encoder, sets, labels, words, "train")

@@ -45,7 +45,7 @@ from torch.nn import functional as F
 from captioner.detect import Detectors, PresenceHead, load_detectors, save_presence
 from captioner.weights import read_manifest, update_manifest
 
-from .common import CACHE, positive_int, share
+from .common import CACHE, out_folder, positive_int, share
 from .extract_features import pooled_cells
 from .train_detectors import average_precision, labelled_sets
 
@@ -70,7 +70,7 @@ def pooled_pictures(encoder: str, sets: list[dict], labels: dict, det: Detectors
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=Path("weights"), help="model folder whose detectors it joins")
-    ap.add_argument("--out", type=Path, required=True, help="model folder to write (a copy of --model with the head)")
+    ap.add_argument("--out", type=out_folder, required=True, help="model folder to write (a copy of --model with the head)")
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--epochs", type=positive_int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)

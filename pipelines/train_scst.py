@@ -46,7 +46,9 @@ from captioner.detect import AbsentWords, load_detectors
 from captioner.vocab import Vocabulary, follow_rules, tokenize
 from captioner.weights import checkpoint_encoder, load_model, read_manifest, save_model
 
-from .common import CACHE, DATA, captions_by_file, carry_companions, flickr_split, positive_int, read_tsv, save_torch
+from .common import (
+    CACHE, DATA, captions_by_file, carry_companions, flickr_split, out_folder, positive_int, read_tsv, save_torch,
+)
 from .extract_features import feature_rows
 from .prepare_data import held_out_clips, msrvtt_ids
 from .train import collate
@@ -189,7 +191,7 @@ def main() -> None:
     ap.add_argument("--init", type=Path, default=Path("weights"), help="model folder to continue (stage 2)")
     ap.add_argument("--run", type=Path, default=CACHE / "runs" / "scst")
     ap.add_argument("--resume", action="store_true", help="continue the run in --run from its last.pt")
-    ap.add_argument("--out", type=Path, default=None, help="export the best epoch here (with the --init detectors)")
+    ap.add_argument("--out", type=out_folder, default=None, help="export the best epoch here (with the --init detectors)")
     ap.add_argument("--epochs", type=positive_int, default=8)
     ap.add_argument("--batch", type=positive_int, default=24, help="pictures per step (each sampled --samples times)")
     ap.add_argument("--samples", type=int, default=5)

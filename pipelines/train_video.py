@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import random
 import time
 from collections.abc import Mapping
@@ -48,11 +47,12 @@ from captioner.errors import ModelError
 from captioner.weights import MANIFEST, checkpoint_encoder, load_model, save_model, update_manifest
 
 from .common import (
-    CACHE, DATA, captions_by_file, carry_companions, flickr_split, positive_int, read_tsv, save_torch, text_sentences,
+    CACHE, DATA, captions_by_file, carry_companions, flickr_split, out_folder, positive_int, read_tsv, save_torch,
+    text_sentences,
 )
 from .extract_features import feature_dir, feature_rows
 from .prepare_data import PREPARED, held_out_clips, msrvtt_ids
-from .train import TextConcepts, collate, loss_fn
+from .train import TextConcepts, collate
 from .train_detectors import check_outputs, load_trained
 
 log = logging.getLogger("train_video")
@@ -197,7 +197,7 @@ def main() -> None:
     ap.add_argument("--init", type=Path, default=Path("weights"), help="stage-1 model folder to continue")
     ap.add_argument("--run", type=Path, default=CACHE / "runs" / "video")
     ap.add_argument("--resume", action="store_true", help="continue the run in --run from its last.pt")
-    ap.add_argument("--out", type=Path, default=None, help="export the best epoch here (with its detectors)")
+    ap.add_argument("--out", type=out_folder, default=None, help="export the best epoch here (with its detectors)")
     ap.add_argument("--epochs", type=positive_int, default=6)
     ap.add_argument("--batch", type=positive_int, default=64)
     ap.add_argument("--lr", type=float, default=3e-4)

@@ -46,7 +46,7 @@ from captioner.detect import Detectors, load_detectors
 from captioner.vse import SegmentEmbedder
 from captioner.weights import read_manifest
 
-from .common import CACHE, DATA, positive_int, read_tsv, save_npy, save_npz, save_torch
+from .common import CACHE, DATA, out_folder, positive_int, read_tsv, save_npy, save_npz, save_torch
 from .extract_features import feature_dir, feature_rows, pooled_cells
 from .prepare_data import held_out_clips, msrvtt_ids
 
@@ -184,7 +184,7 @@ def text_embeddings(captions: list[str], path: Path) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--init", type=Path, default=Path("weights"), help="model folder whose detectors feed the map")
-    ap.add_argument("--out", type=Path, default=None, help="model folder to add vse.safetensors to")
+    ap.add_argument("--out", type=out_folder, default=None, help="model folder to add vse.safetensors to")
     ap.add_argument("--run", type=Path, default=CACHE / "runs" / "vse")
     ap.add_argument("--epochs", type=positive_int, default=20)
     ap.add_argument("--batch", type=positive_int, default=256)

@@ -29,7 +29,7 @@ import numpy as np
 from captioner.detect import PERSON_WORDS, load_detectors
 from captioner.weights import read_manifest, update_manifest
 
-from .common import CACHE, share
+from .common import CACHE, out_folder, share
 from .train_detectors import average_precision, labelled_sets, stack
 
 log = logging.getLogger("word_thresholds")
@@ -56,7 +56,7 @@ def thresholds(probs: np.ndarray, labels: np.ndarray, words: list[str], recall: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=Path("weights"))
-    ap.add_argument("--out", type=Path, required=True, help="model folder to write (a copy of --model with the thresholds)")
+    ap.add_argument("--out", type=out_folder, required=True, help="model folder to write (a copy of --model with the thresholds)")
     ap.add_argument("--recall", type=share, default=0.95, help="held-out pictures showing a word that keep it")
     ap.add_argument("--min-ap", type=float, default=0.5, help="held-out average precision a word's detector needs")
     ap.add_argument("--min-positives", type=int, default=20, help="held-out pictures showing the word, at least")

@@ -224,3 +224,38 @@ def test_export_says_what_it_cannot_export(tmp_path):
         export(["--run", str(tmp_path), "--out", str(tmp_path / "m")])
     with pytest.raises(SystemExit, match="no such file"):
         export(["--run", str(tmp_path / "nothing"), "--out", str(tmp_path / "m")])
+
+
+def test_export_leaves_a_full_model_alone(tmp_path, tiny_model):
+    """``export --out weights`` rewrote model.json without the detectors', search vectors' and banks' entries
+    (their files stayed, unnamed, and were no longer loaded)."""
+    import json
+
+    from pipelines.export import main as export
+
+    manifest = json.loads((tiny_model / "model.json").read_text())
+    (tiny_model / "model.json").write_text(json.dumps({**manifest, "vse": {"file": "vse.safetensors"}}))
+    before = (tiny_model / "model.json").read_text()
+    with pytest.raises(SystemExit, match=r"holds a full model \(vse\); a stage-1 export would drop them"):
+        export(["--run", str(tmp_path / "run"), "--out", str(tiny_model)])
+    assert (tiny_model / "model.json").read_text() == before
+
+
+def test_training_jobs_refuse_an_out_folder_they_could_not_write_before_any_work(tmp_path, monkeypatch):
+    """An unwritable --out (or a file's name) was found only when the job exported, after hours of training."""
+    import os
+    import subprocess
+    import sys
+
+    from pipelines.common import out_folder
+
+    (tmp_path / "file").write_text("x")
+    for job in ("train_video", "train", "train_vse", "export"):
+        done = subprocess.run([sys.executable, "-m", f"pipelines.{job}", "--out", str(tmp_path / "file"),
+                               "--run", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and f"{tmp_path / 'file'}: not a folder" in done.stderr, (job, done.stderr)
+    assert not (tmp_path / "run").exists()
+    assert out_folder(str(tmp_path / "new" / "model")) == tmp_path / "new" / "model"  # made at the end
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as a folder of another user's
+    with pytest.raises(Exception, match=f"cannot write in {tmp_path}"):
+        out_folder(str(tmp_path / "new" / "model"))
