@@ -171,9 +171,48 @@ def _stream_timing(p: Path) -> tuple[float, float | None]:
         origin = _container_start(container)
         offset = start - origin if start is not None and origin is not None else 0.0
         seconds = stream.duration * base if stream.duration and base else None
+        if seconds is None and start is not None:  # MKV, WebM: no stream duration, an estimated frame count
+            end = _picture_end(container, stream)
+            seconds = end - start if end is not None and end > start else None
         return (offset if math.isfinite(offset) and 0 < offset < 86400 else 0.0), seconds
 
     return _probe(p, read, (0.0, None))
+
+
+#: The most packets ``_picture_end`` reads after seeking to a file's last key frame.
+_TAIL_PACKETS = 4000
+
+
+def _picture_end(container: Any, stream: Any) -> float | None:
+    """Where the picture stream of a whole file ends, in seconds, from the packets after its last key
+    frame (read, not decoded); None when the file ends before the length its header gives (cut off:
+    every stream stops early) or the tail cannot be read.
+
+    A container without the stream's length (MKV, WebM) lets OpenCV estimate the frame count from the
+    file's length, which counts sound that outlasts the picture, and from the average frame rate,
+    which a variable-rate recording does not keep: whole files were reported as damaged.
+    """
+    length = container.duration / 1e6 if container.duration else None
+    origin = _container_start(container) or 0.0
+    if not length or not math.isfinite(length):
+        return None
+    try:
+        container.seek(int((origin + length) * 1e6), backward=True, any_frame=False)
+        picture = every = None
+        for count, packet in enumerate(container.demux()):
+            if count >= _TAIL_PACKETS:
+                return None
+            if packet.pts is None or not packet.time_base:
+                continue
+            end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+            every = end if every is None else max(every, end)
+            if packet.stream.index == stream.index:
+                picture = end if picture is None else max(picture, end)
+    except Exception:  # PyAV's errors for a file it cannot seek in or read
+        return None
+    if picture is None or every is None or every - origin < _SHORT_STREAM_RATIO * length:
+        return None
+    return picture
 
 
 def _container_start(container: Any) -> float | None:

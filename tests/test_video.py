@@ -535,6 +535,23 @@ def test_a_container_that_starts_before_zero_is_not_offset_twice(tmp_path: Path)
         assert stats.end_time == pytest.approx(7.061, abs=0.05), read
 
 
+def test_an_mkv_whose_sound_outlasts_its_picture_is_not_called_damaged(tmp_path: Path, caplog) -> None:
+    """An MKV gives no frame count: OpenCV estimates one from the file's length, which counts the sound, so a whole
+    file was reported as damaged. One cut off mid-way is still reported."""
+    pytest.importorskip("av")
+    path = make_timed_video(tmp_path / "long.mkv", seconds=4.0, sound_end=10.0)
+    assert open_video(path).frame_count > 150  # the estimate: 10 s of frames
+    with caplog.at_level(logging.WARNING, logger="captioner.video"):
+        stats = video.DecodeStats()
+        list(iter_frames(path, 1.0, stats=stats))
+    assert "damaged" not in caplog.text and stats.end_time == pytest.approx(4.0, abs=0.05)
+    data = path.read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2])
+    with caplog.at_level(logging.WARNING, logger="captioner.video"):
+        list(iter_frames(tmp_path / "cut.mkv", 1.0))
+    assert "the file may be damaged or truncated" in caplog.text
+
+
 def test_a_file_cut_without_reencoding_is_neither_damaged_nor_longer(tmp_path: Path, caplog) -> None:
     """ffmpeg -ss 8 -c copy keeps the frames before the cut, hidden by an edit list, in the frame count:
     normal mode warned of a damaged file; --fast timed every frame from the hidden first one (cues ran

@@ -365,13 +365,15 @@ def joined_recordings(path: str | os.PathLike[str], looks: list[str], seconds: f
 
 
 def make_timed_video(path: str | os.PathLike[str], *, video_start: float = 0.0, preroll: float = 0.0,
-                     seconds: float = 4.0, sound: bool = True, fps: int = 25, sound_start: float = 0.0) -> Path:
+                     seconds: float = 4.0, sound: bool = True, fps: int = 25, sound_start: float = 0.0,
+                     sound_end: float | None = None) -> Path:
     """An MPEG-4 .mp4 written with PyAV whose picture does not start where the container does.
 
     ``video_start``: the picture starts that many seconds after the sound (which starts at 0),
     as in TS recordings or ``ffmpeg -itsoffset``. ``preroll``: that many seconds of frames before 0,
     hidden by an edit list, as ``ffmpeg -ss N -c copy`` leaves them (the container still counts them).
     ``sound_start`` below 0 (an MKV keeps negative timestamps): the container starts before 0.
+    ``sound_end``: where the sound ends (default: with the picture).
     The first half of the ``seconds`` shown is red, the second blue.
     """
     import fractions
@@ -399,7 +401,8 @@ def make_timed_video(path: str | os.PathLike[str], *, video_start: float = 0.0, 
     for packet in v.encode():
         out.mux(packet)
     if a is not None:
-        for s0 in range(int(round(44100 * sound_start)), int(44100 * (video_start + seconds)), 1152):
+        end = video_start + seconds if sound_end is None else sound_end
+        for s0 in range(int(round(44100 * sound_start)), int(44100 * end), 1152):
             frame = av.AudioFrame.from_ndarray(np.zeros((1, 1152), np.int16), format="s16", layout="mono")
             frame.sample_rate, frame.pts = 44100, s0
             for packet in a.encode(frame):
