@@ -792,6 +792,7 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         # the stream, as iter_frames gives it); key packets wait here for the frame they decode to
         # (a decoder may return it a few packets later).
         position, keys = 0, collections.deque()
+        ignores_skip = False
         packets = container.demux(stream)
         while True:
             try:
@@ -822,6 +823,8 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                         last_dts = dts + offset
                     shown_until = max(shown_until, pts + offset)
                     stats.end_time = max(stats.end_time, pts + offset + length)
+            if ignores_skip and not packet.is_keyframe:
+                continue
             try:
                 frames = packet.decode()
             except Exception:  # a damaged packet: skip it, the next key frame may be fine
@@ -829,6 +832,10 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                 if keys and packet.size and packet.is_keyframe:
                     keys.pop()  # it gives no frame
                 continue
+            if not packet.is_keyframe and any(not frame.key_frame for frame in frames):
+                # a decoder that ignores skip_frame (FFmpeg's VP9) decoded every frame: from here on only the
+                # key packets reach it (each decodes alone); those it already gave are shown as usual
+                ignores_skip = True
             for frame in frames:
                 index = keys.popleft() if keys else max(0, position - 1)
                 # no timestamps: the frame number is the only clock, as in iter_frames

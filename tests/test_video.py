@@ -599,3 +599,27 @@ def test_a_one_frame_gif_is_a_still_picture_and_an_animated_one_a_video(tmp_path
     with pytest.raises(VideoError, match=r"one.gif: a still picture, not a video \(caption it with: captioner image"):
         open_video(tmp_path / "one.gif")
     assert open_video(tmp_path / "anim.gif").frame_count == 6
+
+
+def test_fast_mode_decodes_only_key_frames_where_the_decoder_ignores_skip_frame(tmp_path: Path) -> None:
+    """FFmpeg's VP9 decoder (YouTube's WebM) decodes every frame whatever skip_frame says: --fast sampled
+    every second like normal mode, at normal mode's cost, instead of one look per key frame."""
+    av = pytest.importorskip("av")
+    if "libvpx-vp9" not in av.codecs_available:
+        pytest.skip("no VP9 encoder in this PyAV")
+    path = tmp_path / "vp9.webm"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libvpx-vp9", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.gop_size = 30  # key frames at 0, 3, 6 s
+        stream.options = {"deadline": "realtime", "cpu-used": "8"}
+        for i in range(80):
+            image = np.full((48, 64, 3), (i * 3) % 256, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    stats = video.DecodeStats()
+    times = [f.time for f in video.iter_keyframes(path, 1.0, stats=stats)]
+    assert times == pytest.approx([0.0, 3.0, 6.0], abs=0.01)  # was 0, 1, 2, ... 7
+    assert stats.end_time == pytest.approx(8.0, abs=0.05)
