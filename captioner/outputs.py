@@ -185,24 +185,30 @@ def output_bases(videos: Sequence[Path], output_dir: Path | None) -> list[tuple[
 
 
 def outputs_up_to_date(video: Path, base: Path, formats: Sequence[str],
-                       source: tuple[int, int] | None = None) -> bool:
+                       record: tuple[tuple[int, int], Sequence[str]] | None = None) -> bool:
     """The resume test: every ``base.<fmt>`` exists and describes ``video`` as it is now.
 
-    ``source``: the (size, mtime_ns) the last batch report recorded for the video when it was
-    captioned; the video must still have them. Without a record (outputs of ``run``, or of a
-    batch before reports kept it), the outputs must be newer than the video. A record is what
+    ``record``: what the last batch report recorded of the video's outputs, the (size, mtime_ns)
+    the video had when they were made and which outputs were made from it; the video must still
+    have them, and each output asked for must be one of them (an .srt of the video before it was
+    replaced, beside a .json of the new one, is not). Without a record (outputs of ``run``, or of
+    a batch before reports kept it), the outputs must be newer than the video. A record is what
     catches a video replaced by an older file (``cp -p``, ``rsync -a``), and what lets a video
     dated in the future be finished once.
     """
+    made = set(map(str, record[1])) if record is not None else set()
     try:
         st_video = video.stat()
         for fmt in formats:
-            st = output_file(base, fmt).stat()
-            if not stat.S_ISREG(st.st_mode) or (source is None and st.st_mtime_ns <= st_video.st_mtime_ns):
+            path = output_file(base, fmt)
+            st = path.stat()
+            if not stat.S_ISREG(st.st_mode) or (record is None and st.st_mtime_ns <= st_video.st_mtime_ns):
+                return False
+            if record is not None and str(path) not in made:
                 return False
     except OSError:
         return False
-    return source is None or (int(st_video.st_size), int(st_video.st_mtime_ns)) == tuple(source)
+    return record is None or (int(st_video.st_size), int(st_video.st_mtime_ns)) == tuple(record[0])
 
 
 # --------------------------------------------------------------------------- folders

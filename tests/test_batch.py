@@ -406,6 +406,39 @@ def test_resume_knows_the_video_it_captioned_not_only_file_times(tmp_path, tiny_
     assert status() == {"a.mp4": "skipped", "b.mp4": "ok"}
 
 
+def test_outputs_of_a_replaced_video_are_not_kept_by_a_later_format_or_a_failed_run(tmp_path, tiny_model):
+    """The report recorded one (size, time) a video: after the video was replaced, a run with another -f wrote the
+    new .json and recorded the new file, and the next -f srt run kept the old video's .srt as up to date. A replacement
+    that failed (or was left pending) recorded nothing, so the run after fell back to file times and took a bad copy
+    dated before the outputs (cp -p) as captioned, for good."""
+    tree = tmp_path / "in"
+    make_video(tree / "a.mp4", [("red", 1.0)], seed=0)
+    make_video(tmp_path / "other.mp4", [("checker", 1.0), ("blue", 1.0)], seed=2)
+    status = lambda: by_name(read_report(tree / REPORT_NAME))["a.mp4"]["status"]  # noqa: E731
+    duration = lambda f: json.loads((tree / f"a.{f}").read_text())["metadata"]["video"]["duration"]  # noqa: E731
+    batch(tree, "--model", tiny_model, "-f", "srt,vtt", "-q")
+    first_srt = (tree / "a.srt").read_text()
+    (tree / "a.mp4").write_bytes((tmp_path / "other.mp4").read_bytes())
+    batch(tree, "--model", tiny_model, "-f", "json", "-q")
+    assert status() == "ok" and duration("json") == 2.0
+    batch(tree, "--model", tiny_model, "-f", "srt", "-q")
+    assert status() == "ok" and (tree / "a.srt").read_text() != first_srt  # was "skipped", the old video's captions
+    batch(tree, "--model", tiny_model, "-f", "srt,json", "-q")
+    assert status() == "skipped"  # both made from the new file, in two runs
+    batch(tree, "--model", tiny_model, "-f", "vtt", "-q")
+    assert status() == "ok"  # the .vtt is the first video's
+
+    old = (tree / "a.srt").stat().st_mtime - 3600
+    (tree / "a.mp4").write_bytes(b"not a video at all")  # a bad copy, dated before the outputs
+    os.utime(tree / "a.mp4", (old, old))
+    batch(tree, "--model", tiny_model, "-f", "srt", "-q")
+    assert status() == "failed"
+    batch(tree, "--model", tiny_model, "-f", "srt", "-q")
+    assert status() == "failed"  # was "skipped": captions of the file before it, kept from then on
+    report = by_name(read_report(tree / REPORT_NAME))["a.mp4"]
+    assert report["source"]["size"] == (tmp_path / "other.mp4").stat().st_size  # what a.srt still describes
+
+
 def test_two_batches_do_not_write_into_one_folder_at_once(tmp_path, tiny_model) -> None:
     """A second batch on the same output folder captioned every video again, took the first's marker for a
     crash, removed its temporary files as stale, and the last to finish wrote the report."""

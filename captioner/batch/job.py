@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..config import CaptionConfig
 from ..errors import CaptionerError, OutputError
@@ -40,6 +40,11 @@ class Status(str, Enum):
         return format(self.value, spec)
 
 
+#: What a batch report records of a video's outputs: the (size, mtime_ns) the video had when they were made
+#: from it, and which outputs (absolute paths) were made from it. A later run trusts exactly those.
+Record = tuple[tuple[int, int], tuple[str, ...]]
+
+
 @dataclass(frozen=True)
 class BatchJob:
     """One video of a batch: where it is and where its files go.
@@ -54,6 +59,7 @@ class BatchJob:
     base: Path
     shown: str
     root: int  # index of the input folder it was found in
+    previous: Record | None = None  # what the last report recorded of its outputs (``plan.recorded_sources``)
 
 
 @dataclass(frozen=True)
@@ -71,11 +77,22 @@ class FileResult:
     # the video file its outputs describe, (size, mtime_ns) as it was when read: how the next
     # run knows them up to date even if the file's time is older or in the future (``plan``)
     source: tuple[int, int] | None = None
+    # the outputs made from ``source``: those of this run and those of earlier runs from the same file
+    # (other formats). A failed or pending video keeps the record of the outputs it still has, which
+    # describe an earlier file: without it the next run fell back to file times, and a replacement
+    # dated older (``cp -p``) that failed once was taken as captioned from then on.
+    covers: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"path": self.video, "status": self.status.value, "reason": self.reason,
-                "seconds": round(self.seconds, 3), "cues": self.cues, "outputs": list(self.outputs),
-                **({"source": {"size": self.source[0], "mtime_ns": self.source[1]}} if self.source else {})}
+        row = {"path": self.video, "status": self.status.value, "reason": self.reason,
+               "seconds": round(self.seconds, 3), "cues": self.cues, "outputs": list(self.outputs)}
+        if self.source:
+            row["source"] = {"size": self.source[0], "mtime_ns": self.source[1], "outputs": list(self.covers)}
+        return row
+
+    def keeping(self, previous: Record | None) -> FileResult:
+        """This failed or pending result with the record of the outputs the video still has."""
+        return replace(self, source=previous[0], covers=previous[1]) if previous else self
 
 
 #: Called once per video as its result comes in.
@@ -121,9 +138,16 @@ def run_job(captioner: "Captioner", job: BatchJob, config: CaptionConfig) -> Fil
     except Exception as exc:  # one bad file must never stop a batch
         log.debug("%s failed", job.video, exc_info=not isinstance(exc, CaptionerError))
         return FileResult(str(job.video), Status.FAILED, failure_reason(exc, job.video), time.perf_counter() - t0,
-                          shown=job.shown, root=job.root)
-    return FileResult(str(job.video), Status.OK, "", time.perf_counter() - t0, n_cues, tuple(str(p) for p in paths),
-                      shown=job.shown, root=job.root, source=source)
+                          shown=job.shown, root=job.root).keeping(job.previous)
+    written = tuple(str(p) for p in paths)
+    return FileResult(str(job.video), Status.OK, "", time.perf_counter() - t0, n_cues, written,
+                      shown=job.shown, root=job.root, source=source, covers=covering(written, source, job.previous))
+
+
+def covering(written: Sequence[str], source: tuple[int, int] | None, previous: Record | None) -> tuple[str, ...]:
+    """The outputs made from ``source``: ``written``, and the earlier ones too if they came from the same file."""
+    earlier = previous[1] if previous and source is not None and tuple(previous[0]) == tuple(source) else ()
+    return tuple(dict.fromkeys([*written, *earlier]))
 
 
 def file_signature(path: Path) -> tuple[int, int]:
@@ -132,10 +156,18 @@ def file_signature(path: Path) -> tuple[int, int]:
     return int(st.st_size), int(st.st_mtime_ns)
 
 
+def signature_now(path: Path) -> tuple[int, int] | None:
+    """``file_signature``, or None for a file that cannot be read."""
+    try:
+        return file_signature(path)
+    except OSError:
+        return None
+
+
 def crashed(job: BatchJob, detail: str) -> FileResult:
     """The result of a job whose worker process died under it."""
     return FileResult(str(job.video), Status.FAILED, f"the worker process died on this file ({detail})",
-                      shown=job.shown, root=job.root)
+                      shown=job.shown, root=job.root).keeping(job.previous)
 
 
 def absolute_model(config: CaptionConfig) -> CaptionConfig:

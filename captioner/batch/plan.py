@@ -20,7 +20,7 @@ from ..outputs import (
     remove_stale_temp_files,
 )
 from ..writers import foreign_outputs, foreign_reason
-from .job import BatchJob, FileResult, Status, failure_reason, file_signature
+from .job import BatchJob, FileResult, Record, Status, failure_reason, signature_now
 from .lock import check_unlocked
 
 
@@ -148,27 +148,30 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     recorded = recorded_sources([path for path, _ in plan.report_paths_abs()])
     for video, base, shown, i in found:
         key = str(base).casefold()
+        previous = recorded.get(str(video))
         if key in taken:  # only left for names that differ in case alone
-            plan.done.append(FileResult(str(video), Status.FAILED,
-                                        f"its subtitles would overwrite those of {taken[key]}", shown=shown, root=i))
+            plan.done.append(FileResult(str(video), Status.FAILED, f"its subtitles would overwrite those of {taken[key]}",
+                                        shown=shown, root=i).keeping(previous))
             continue
         clash = next((reserved[k] for f in plan.formats if (k := str(output_file(base, f)).casefold()) in reserved), None)
         if clash is not None:
             plan.done.append(FileResult(str(video), Status.FAILED, f"its output would be the batch's own {clash}; "
-                                        "rename the video", shown=shown, root=i))
+                                        "rename the video", shown=shown, root=i).keeping(previous))
             continue
         taken[key] = video
         own.update(output_file(base, f) for f in FORMATS)
         tmp_names.setdefault(base.parent, set()).update(_output_names(base))
         foreign = [] if overwrite else foreign_outputs(base, plan.formats)
+        wanted = tuple(str(output_file(base, f)) for f in plan.formats)
         if foreign:  # a film's dialogue subtitles, or captions edited by hand: never replaced unasked
-            plan.done.append(FileResult(str(video), Status.FAILED, foreign_reason(foreign[0]), shown=shown, root=i))
-        elif not overwrite and outputs_up_to_date(video, base, plan.formats, recorded.get(str(video))):
-            plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date",
-                                        outputs=tuple(str(output_file(base, f)) for f in plan.formats),
-                                        shown=shown, root=i, source=recorded.get(str(video)) or _signature(video)))
+            plan.done.append(FileResult(str(video), Status.FAILED, foreign_reason(foreign[0]), shown=shown,
+                                        root=i).keeping(previous))
+        elif not overwrite and outputs_up_to_date(video, base, plan.formats, previous):
+            plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date", outputs=wanted,
+                                        shown=shown, root=i, source=previous[0] if previous else signature_now(video),
+                                        covers=previous[1] if previous else wanted))
         else:
-            plan.jobs.append(BatchJob(video, base, shown, i))
+            plan.jobs.append(BatchJob(video, base, shown, i, previous))
     plan.ignored = [sum(1 for o in other if o not in own) for other in others]
     # a batch on a folder below this one's (``batch a`` while ``batch a/b`` runs): before anything there is removed
     for i, root in enumerate(plan.roots):
@@ -180,34 +183,30 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     return plan
 
 
-def recorded_sources(reports: Sequence[Path]) -> dict[str, tuple[int, int]]:
-    """Video path -> the (size, mtime_ns) its outputs were made from, as the last reports recorded it.
+def recorded_sources(reports: Sequence[Path]) -> dict[str, Record]:
+    """Video path -> what the last reports recorded of its outputs: the (size, mtime_ns) they were made
+    from and which outputs were made from it (``FileResult.source``, ``covers``).
 
-    Only what reports of this format say (``FileResult.source``); a report that is missing,
-    damaged or foreign gives nothing, and the resume test falls back to file times.
+    Only what reports of this format say; a report that is missing, damaged or foreign gives
+    nothing, and the resume test falls back to file times. A report of an earlier version names
+    no outputs in its record: those its row lists then (an ok or skipped row's own).
     """
     import json
 
-    out: dict[str, tuple[int, int]] = {}
+    out: dict[str, Record] = {}
     for report in reports:
         try:
             rows = json.loads(Path(report).read_text(encoding="utf-8"))["videos"]
             for row in rows:
                 src = row.get("source")
-                if row.get("status") in ("ok", "skipped") and isinstance(src, dict):
+                if isinstance(src, dict):
                     size, mtime = src["size"], src["mtime_ns"]
-                    if type(size) is int and type(mtime) is int:
-                        out[str(row["path"])] = (size, mtime)
+                    made = src.get("outputs", row.get("outputs") if row.get("status") in ("ok", "skipped") else [])
+                    if type(size) is int and type(mtime) is int and isinstance(made, list):
+                        out[str(row["path"])] = ((size, mtime), tuple(str(m) for m in made))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
     return out
-
-
-def _signature(video: Path) -> tuple[int, int] | None:
-    try:
-        return file_signature(video)
-    except OSError:
-        return None
 
 
 def remove_partial_writes(jobs: Sequence[BatchJob], unfinished: Sequence[FileResult]) -> int:

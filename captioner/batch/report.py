@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..outputs import absolute, output_file, write_atomic
-from .job import BatchJob, FileResult, Status
+from .job import BatchJob, FileResult, Status, covering, signature_now
 from .plan import BatchPlan
 
 
@@ -44,11 +44,13 @@ def unfinished_results(jobs: Sequence[BatchJob], results: Sequence[FileResult], 
         except OSError:
             written = False
         if written:
+            source = signature_now(job.video)
             out.append(FileResult(str(job.video), Status.OK, "", outputs=tuple(map(str, paths)), shown=job.shown,
-                                  root=job.root))
+                                  root=job.root, source=source,
+                                  covers=covering(tuple(map(str, paths)), source, job.previous)))
         else:
             out.append(FileResult(str(job.video), Status.PENDING, "not captioned: the batch stopped first",
-                                  shown=job.shown, root=job.root))
+                                  shown=job.shown, root=job.root).keeping(job.previous))
     return out
 
 
