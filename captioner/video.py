@@ -51,9 +51,11 @@ MAX_PLAUSIBLE_FPS = 500.0
 OPEN_TIMEOUT_S = 30.0
 
 #: ``grab()`` attempts after a failure before the stream is declared over. A
-#: single failure is usually the end of the file, but FFmpeg gives up on a
-#: read after a run of undecodable packets and may continue on the next call.
-_GRAB_ATTEMPTS = 3
+#: failure is usually the end of the file (where each further call fails at once),
+#: but each undecodable packet of a damaged stretch fails one call and the next
+#: may decode: with 3 attempts a 64 KB hole in an MP4 ended the captions there (and
+#: damage in the first frames refused the file). 250: ten seconds of 25 fps frames.
+_GRAB_ATTEMPTS = 250
 
 #: Timestamps within this many seconds of a sampling instant count as on it,
 #: so a 29.97 fps frame at 0.9999 s is the sample for 1 s, not the one after.
@@ -380,7 +382,8 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
         decoded = 0
         sampled = 0
         failed_retrieves = 0
-        while _grab(cap):
+        skipped = [0]
+        while _grab(cap, skipped):
             index = decoded
             decoded += 1
             raw = _frame_time(cap, index, stream_fps)
@@ -404,6 +407,9 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
             stats.sampled = sampled
             yield Frame(index=index, time=time, image=image)
         _log_joins(path, timeline.joins)
+        if skipped[0]:
+            log.warning("%s: %d damaged frame(s) could not be decoded and were passed over; captioning the rest",
+                        path, skipped[0])
         if failed_retrieves:
             log.warning("%s: %d sampled frame(s) could not be decoded and were skipped",
                         path, failed_retrieves)
@@ -413,6 +419,9 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
         # a file cut with -ss -c copy keeps the frames before the cut, hidden by an edit list, in its
         # frame count: short by the count, whole by the clock
         whole = stream_seconds is not None and stats.end_time - first >= _SHORT_STREAM_RATIO * stream_seconds
+        # frames passed over at the start (said above) are missing from the count, not from the end
+        if skipped[0] and stream_seconds is not None:
+            whole = whole or stats.end_time >= _SHORT_STREAM_RATIO * stream_seconds
         if info.frame_count > 0 and decoded < _SHORT_STREAM_RATIO * info.frame_count and not whole:
             log.warning(
                 "%s: decoding stopped after %d of the %d frames the container announces "
@@ -442,7 +451,9 @@ class _Timeline:
     ``_TIME_RESET_S`` is a join: from there on, times continue ``step`` seconds after
     the last one (``joins`` counts them). Clamping alone would have given every frame
     after a join the time before it, so none was ever sampled: the second recording
-    of a joined file was silently left out.
+    of a joined file was silently left out. A join holds only if the next frame goes on
+    from where it went: after a damaged stretch a decoder may give one frame of a
+    second before (an MP4 with a hole was timed 2.5 s long and called joined).
     """
 
     def __init__(self, step: float) -> None:
@@ -453,12 +464,22 @@ class _Timeline:
         #: where each join's part starts, when another timeline saw more of the stream than this one
         #: does (``iter_keyframes``: every packet, against key frames only); else after ``last``
         self.anchors: collections.deque[float] = collections.deque()
+        self._undo: tuple[float, float, float | None] | None = None  # (offset, last, anchor) before a join
 
     def __call__(self, raw: float) -> float:
+        if self._undo is not None:
+            offset, before, anchor = self._undo
+            self._undo = None
+            if raw + offset >= before - _TIME_RESET_S:  # the old timeline goes on: that frame was a stray
+                self.offset, self.joins = offset, self.joins - 1
+                if anchor is not None:
+                    self.anchors.appendleft(anchor)
         time = raw + self.offset
         if self.last is not None:
             if time < self.last - _TIME_RESET_S:
-                start = self.anchors.popleft() if self.anchors else self.last + self.step
+                anchor = self.anchors.popleft() if self.anchors else None
+                start = anchor if anchor is not None else self.last + self.step
+                self._undo = (self.offset, self.last, anchor)
                 self.offset += start - time
                 time = start
                 self.joins += 1
@@ -621,11 +642,14 @@ def _int_prop(cap: Any, prop: int) -> int:
     return int(round(_float_prop(cap, prop)))
 
 
-def _grab(cap: Any) -> bool:
-    """Advance to the next frame, retrying a failed read a couple of times."""
-    for _ in range(_GRAB_ATTEMPTS):
+def _grab(cap: Any, skipped: list[int] | None = None) -> bool:
+    """Advance to the next frame that decodes, past up to ``_GRAB_ATTEMPTS`` failed reads (a damaged
+    stretch); ``skipped`` (one number) counts the failed reads that a decoded frame followed."""
+    for attempt in range(_GRAB_ATTEMPTS):
         try:
             if cap.grab():
+                if skipped is not None:
+                    skipped[0] += attempt
                 return True
         except cv2.error as exc:
             log.debug("grab() raised: %s", exc)

@@ -623,3 +623,67 @@ def test_fast_mode_decodes_only_key_frames_where_the_decoder_ignores_skip_frame(
     times = [f.time for f in video.iter_keyframes(path, 1.0, stats=stats)]
     assert times == pytest.approx([0.0, 3.0, 6.0], abs=0.01)  # was 0, 1, 2, ... 7
     assert stats.end_time == pytest.approx(8.0, abs=0.05)
+
+
+def _h264_with_damage(tmp_path: Path, where: float, share: float, zero: bool) -> Path:
+    """10 s of noisy 10 fps H.264 (key frame every 2 s) in an MP4, with ``share`` of its frame data from ``where``
+    (a share of the ``mdat`` box) zeroed or replaced by noise."""
+    av = pytest.importorskip("av")
+    if "libx264" not in av.codecs_available:
+        pytest.skip("no H.264 encoder in this PyAV")
+    from videos import _payload_span
+
+    path = tmp_path / "clean.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.codec_context.gop_size = 20
+        stream.options = {"preset": "ultrafast"}
+        for i in range(100):
+            image = np.clip((i * 5) % 200 + rng.integers(0, 60, (120, 160, 3)), 0, 255).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    data = bytearray(path.read_bytes())
+    lo, hi = _payload_span(bytes(data))
+    a = lo + int((hi - lo) * where)
+    b = a + int((hi - lo) * share)
+    data[a:b] = bytes(b - a) if zero else rng.integers(0, 256, b - a, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    return damaged
+
+
+def test_a_damaged_stretch_in_an_mp4_is_passed_over(tmp_path: Path, caplog) -> None:
+    """A 64 KB hole in an MP4 ended the captions there (three failed reads in a row were taken for the end), and a
+    decoder's stray frame from before the hole was taken for a join (the video timed 2.5 s longer)."""
+    path = _h264_with_damage(tmp_path, where=0.45, share=0.05, zero=True)
+    with caplog.at_level(logging.WARNING, logger="captioner.video"):
+        stats = video.DecodeStats()
+        times = [f.time for f in iter_frames(path, 1.0, stats=stats)]
+    assert len(times) >= 9 and times[-1] >= 8.9 and stats.end_time == pytest.approx(10.0, abs=0.05)
+    assert "damaged frame(s) could not be decoded and were passed over" in caplog.text
+    assert "decoding stopped" not in caplog.text and "start again" not in caplog.text
+
+
+def test_a_video_whose_first_frames_do_not_decode_starts_where_they_do(tmp_path: Path, caplog) -> None:
+    """Noise over an MP4's first frames: 'no decodable frames', the file refused, where players show the rest."""
+    path = _h264_with_damage(tmp_path, where=0.0, share=0.08, zero=False)
+    assert open_video(path).frame_count == 100
+    with caplog.at_level(logging.WARNING, logger="captioner.video"):
+        times = [f.time for f in iter_frames(path, 1.0)]
+    assert 0 < times[0] <= 4.0 and times[-1] >= 8.9
+    assert "passed over" in caplog.text and "decoding stopped" not in caplog.text
+
+
+def test_one_stray_frame_from_before_is_no_join() -> None:
+    """After a damaged stretch H.264 gave one frame of 1.2 s before (8.52 among 9.72, 9.8): taken for a join, it
+    moved every later frame 1.3 s later. A join holds when the next frame goes on from it."""
+    timeline = video._Timeline(0.04)
+    times = [timeline(t) for t in (7.96, 8.0, 9.4, 9.56, 9.72, 8.52, 9.8, 9.84)]
+    assert timeline.joins == 0 and times[-2:] == [9.8, 9.84] and times == sorted(times)
+    timeline = video._Timeline(0.04)
+    times = [timeline(t) for t in (1.9, 1.94, 0.0, 0.04, 0.08)]  # joined: the second part goes on
+    assert timeline.joins == 1 and times[2:] == pytest.approx([1.98, 2.02, 2.06])
