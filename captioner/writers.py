@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,11 +325,15 @@ def captioner_wrote(path: Path) -> bool:
     Told by content, so it holds for files from any earlier run or machine: JSON with
     captioner's ``metadata``, a review page with its generator tag; SRT, VTT and TXT whose
     every caption line is made of the characters captions are made of (``_OWN_LINE_RE``).
-    An empty file has nothing to lose. A file edited since (capitalised, punctuated) is not ours.
+    An empty file has nothing to lose. A file edited since (capitalised, punctuated) is not ours, nor
+    one the review page downloaded (it begins with a byte-order mark, which captioner never writes:
+    corrected captions saved beside the video were replaced by the next run), nor anything but a
+    regular file (reading a FIFO there hung the run; /dev/zero filled the memory).
     """
     fmt = path.suffix.lower().lstrip(".")
     try:
-        if path.stat().st_size > _OWN_MAX_BYTES:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _OWN_MAX_BYTES:
             return False
         if fmt == "html":
             return is_review_page(path)  # it reads the page's head only
@@ -342,6 +347,8 @@ def captioner_wrote(path: Path) -> bool:
             return False
         meta = data.get("metadata") if isinstance(data, dict) else None
         return isinstance(meta, dict) and "model" in meta and isinstance(data.get("cues"), list)
+    if text.startswith("\ufeff"):
+        return False
     lines = [line.strip() for line in text.splitlines()]
     if fmt == "vtt" and lines and lines[0] == "WEBVTT":
         lines = lines[1:]

@@ -173,6 +173,26 @@ def test_run_never_replaces_a_films_dialogue_subtitles_unasked(tmp_path, clip, t
     assert forced.exit_code == 0 and list(srt.parse((tmp_path / "film.srt").read_text()))[0].content != "Where are you going?"
 
 
+def test_a_fifo_or_device_where_an_output_goes_is_not_read(tmp_path, clip, tiny_model) -> None:
+    """Deciding whether captioner wrote the file read it: a FIFO named film.srt hung the run for good, a link to
+    /dev/zero filled the memory. Neither is captioner's: refused, as a film's dialogue subtitles are."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    from captioner.writers import captioner_wrote
+
+    film = _copy(clip, tmp_path / "film.mp4")
+    os.mkfifo(tmp_path / "film.srt")
+    (tmp_path / "film.html").symlink_to("/dev/zero")
+    result = subprocess.run([sys.executable, "-m", "captioner.cli", "run", str(film), "--model", str(tiny_model),
+                             "--beam-size", "1", "-f", "srt,html", "-q"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stderr.startswith(f"error: {tmp_path / 'film.srt'}: exists and captioner")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "film.srt").st_mode)
+    assert not captioner_wrote(tmp_path / "film.html")  # -f srt is refused first: the page asked apart
+
+
 def test_same_stem_twice_keeps_extensions_like_batch(tmp_path, clip, tiny_model, monkeypatch) -> None:
     """One naming rule for run and batch: talk.mp4 and talk.avi give talk.mp4.srt and talk.avi.srt;
     the JSON records the video's absolute path whichever command wrote it."""

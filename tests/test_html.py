@@ -386,6 +386,8 @@ def test_the_highlight_follows_playback(browser, archive, tmp_path):
 def test_an_edit_is_downloaded_kept_over_a_reload_and_discarded(browser, archive, tmp_path):
     from selenium.webdriver.common.keys import Keys
 
+    from captioner.writers import captioner_wrote
+
     page = archive["other"]
     cues = cues_of(page)
     open_page(browser, page)
@@ -399,14 +401,17 @@ def test_an_edit_is_downloaded_kept_over_a_reload_and_discarded(browser, archive
     browser.find_element("id", "dl-srt").click()
     target = browser.downloads / "other.srt"
     wait_for(browser, lambda d: target.exists() and target.stat().st_size > 0, message="no download")
-    subs = list(srt.parse(target.read_text(encoding="utf-8")))
+    assert target.read_bytes().startswith(b"\xef\xbb\xbf1\n")  # a byte-order mark: saved beside the video, it is
+    assert not captioner_wrote(target)  # not taken for captioner's own output and replaced by the next run
+    subs = list(srt.parse(target.read_text(encoding="utf-8-sig")))
     assert [s.content.replace("\n", " ") for s in subs] == (
         [cues[0]["text"], "a red bus waits 12 -> at the stop"] + [c["text"] for c in cues[2:]])
     assert [s.start.total_seconds() for s in subs] == [c["start"] for c in cues]
     browser.find_element("id", "dl-vtt").click()
     vtt = browser.downloads / "other.vtt"
     wait_for(browser, lambda d: vtt.exists() and vtt.stat().st_size > 0, message="no .vtt download")
-    assert vtt.read_text(encoding="utf-8").startswith("WEBVTT\n") and "a red bus waits" in vtt.read_text()
+    assert vtt.read_text(encoding="utf-8").startswith("\ufeffWEBVTT\n") and "a red bus waits" in vtt.read_text()
+    assert not captioner_wrote(vtt)
     shot(browser, "review-page.png", tmp_path)
 
     open_page(browser, page, clear=False)  # reload: the edit is still there, in the page and in the track

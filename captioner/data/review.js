@@ -204,11 +204,13 @@
     setTimeout(function () { URL.revokeObjectURL(url); }, 10000);
   }
 
+  // A byte-order mark first (players read it; captioner never writes one): a corrected file saved
+  // beside the video is then not taken for captioner's own output and replaced by the next run.
   document.getElementById("dl-srt").addEventListener("click", function () {
-    download(data.video.stem + ".srt", buildSrt(), "application/x-subrip;charset=utf-8");
+    download(data.video.stem + ".srt", "\ufeff" + buildSrt(), "application/x-subrip;charset=utf-8");
   });
   document.getElementById("dl-vtt").addEventListener("click", function () {
-    download(data.video.stem + ".vtt", buildVtt(), "text/vtt;charset=utf-8");
+    download(data.video.stem + ".vtt", "\ufeff" + buildVtt(), "text/vtt;charset=utf-8");
   });
 
   // ---------------------------------------------------------------- seek and follow
