@@ -105,6 +105,10 @@ class CueRecord:
     vector: np.ndarray | None = None  # the segment's visual vector (vse.py), int8 x 127; None if the JSON has none
 
 
+#: Cue times beyond any video (31,000 years): a hand-edited or damaged file's, rejected with it.
+_MAX_SECONDS = 1e12
+
+
 def read_output(path: Path) -> tuple[str, list[CueRecord]]:
     """(the video's path, its cues) from one captioner JSON output; ``ValueError`` if it is not one."""
     try:  # utf-8-sig: a file saved by an editor that starts UTF-8 with a byte-order mark is still JSON
@@ -125,8 +129,8 @@ def read_output(path: Path) -> tuple[str, list[CueRecord]]:
     for i, c in enumerate(data["cues"]):
         try:
             start, end, text = float(c["start"]), float(c["end"]), c["text"]
-            if not isinstance(text, str) or not (math.isfinite(start) and math.isfinite(end)):
-                raise TypeError
+            if not isinstance(text, str) or not (0 <= start <= _MAX_SECONDS and 0 <= end <= _MAX_SECONDS):
+                raise TypeError  # NaN fails too; 1e308 s overflowed the clock of every line that showed it
             words = tuple(str(w[0]) for w in c.get("concepts", ()) if isinstance(w, (list, tuple)) and w)
             for t in (text, *words):
                 t.encode("utf-8")  # a lone surrogate (a "\ud800" escape) is no text: the embedder rejects it

@@ -126,7 +126,10 @@ def test_damaged_index_is_rebuilt(archive: Path) -> None:
 def test_read_output_refuses_foreign_and_corrupt_json(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     for text, reason in (('{"cues": [', "not valid JSON"), ('{"a": 1}', "not a captioner output"),
-                         ('{"metadata": {}, "cues": [{"start": 0}]}', "cue 1 is not a captioner cue")):
+                         ('{"metadata": {}, "cues": [{"start": 0}]}', "cue 1 is not a captioner cue"),
+                         # finite, but past any clock: "00:00:..." of 1e308 s overflowed and ended the search
+                         ('{"metadata": {}, "cues": [{"start": 1e308, "end": 1e308, "text": "a"}]}', "cue 1 is not"),
+                         ('{"metadata": {}, "cues": [{"start": -5, "end": 1, "text": "a"}]}', "cue 1 is not")):
         bad.write_text(text, encoding="utf-8")
         with pytest.raises(ValueError, match=reason):
             read_output(bad)
