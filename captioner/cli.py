@@ -558,7 +558,8 @@ def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engin
     or sit beside each video. With several DIRs and -o, each gets OUT/<its name>/.
     A video whose outputs are newer than it is skipped (--overwrite redoes it); failures
     print one 'error: <path>: <reason>' line each. OUT/captioner-report.json (or
-    DIR/captioner-report.json) lists every video. Exit 0: none failed, 1: some failed.
+    DIR/captioner-report.json) lists every video. Exit 0: none failed, 1: some failed
+    (or the report could not be written).
     """
     import contextlib
     import time
@@ -635,7 +636,8 @@ def _run_batch(folders, output_dir, formats, recursive, overwrite, engine, worke
                    + (f"{counts[Status.PENDING]} not run, " if counts[Status.PENDING] else "")
                    + f"{sum(plan.ignored)} non-video file(s) ignored in {time.time() - started:.1f} s"
                    + (f"; report: {', '.join(map(str, outcome.reports))}" if outcome.reports else ""), err=True)
-    sys.exit(1 if counts[Status.FAILED] or outcome.fatal is not None else 0)
+    # no report (its error line said why): the next run cannot tell what this one did
+    sys.exit(1 if counts[Status.FAILED] or outcome.fatal is not None or not outcome.reports else 0)
 
 
 class _ProgressBar:

@@ -293,13 +293,14 @@ def test_a_worker_that_dies_costs_only_its_file(tmp_path):
 
 
 def test_a_report_that_cannot_be_written_is_one_error_line(tmp_path):
-    """The batch still ends with its summary; the report's failure is one ``error:`` line, exit 0 (no video failed)."""
+    """The batch still ends with its summary; the report's failure is one ``error:`` line, and exit 1 (it was 0 for
+    want of a failed video: an error line with success, and a next run that cannot tell what this one did)."""
     tree = tmp_path / "in"
     tree.mkdir()
     (tree / "notes.txt").write_text("not a video")
     out = tmp_path / "out"
     (out / REPORT_NAME).mkdir(parents=True)  # a folder where the report should go
-    result = batch(tree, "-o", out, ok_codes=(0,))
+    result = batch(tree, "-o", out, ok_codes=(1,))
     lines = result.stderr.splitlines()
     assert lines[0] == f"no videos found in {tree}"
     assert lines[1] == f"error: cannot write the report: {out / REPORT_NAME}: cannot write: Is a directory"
@@ -437,6 +438,16 @@ def test_outputs_of_a_replaced_video_are_not_kept_by_a_later_format_or_a_failed_
     assert status() == "failed"  # was "skipped": captions of the file before it, kept from then on
     report = by_name(read_report(tree / REPORT_NAME))["a.mp4"]
     assert report["source"]["size"] == (tmp_path / "other.mp4").stat().st_size  # what a.srt still describes
+
+
+def test_a_dangling_link_is_worded_as_run_words_it(tmp_path, tiny_model):
+    """batch said "FileNotFoundError: [Errno 2] No such file or directory: '/abs/...'" (run: "no such file")."""
+    tree = tmp_path / "in"
+    make_video(tree / "a.mp4", [("red", 1.0)])
+    (tree / "gone.mp4").symlink_to("nowhere.mp4")
+    result = batch(tree, "--model", tiny_model, "-q")
+    assert result.exit_code == 1 and result.output == f"error: {tree / 'gone.mp4'}: no such file\n"
+    assert by_name(read_report(tree / REPORT_NAME))["gone.mp4"]["reason"] == "no such file"
 
 
 def test_two_batches_do_not_write_into_one_folder_at_once(tmp_path, tiny_model) -> None:

@@ -133,7 +133,9 @@ def run_job(captioner: "Captioner", job: BatchJob, config: CaptionConfig) -> Fil
     """
     t0 = time.perf_counter()
     try:
-        source = file_signature(job.video)  # before reading it: a video changed meanwhile is done again next time
+        # before reading it: a video changed meanwhile is done again next time. A file that cannot be
+        # read fails in caption_one, worded as run words it (a dangling link: "no such file")
+        source = signature_now(job.video)
         paths, n_cues = caption_one(captioner, job.video, job.base, config)
     except Exception as exc:  # one bad file must never stop a batch
         log.debug("%s failed", job.video, exc_info=not isinstance(exc, CaptionerError))
