@@ -7,6 +7,7 @@ It parses options, builds a ``CaptionConfig``, calls the library and turns
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -254,6 +255,13 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             _say("interrupted")
             ctx.exit(130)
+        except OSError as exc:
+            if exc.errno not in _OUTPUT_FULL:
+                raise  # a broken pipe is click's (quiet); anything else is a bug: its traceback says where
+            # stdout on a full disk (captioner image > list.txt) or /dev/full: was a traceback
+            sys.stdout = open(os.devnull, "w", encoding="utf-8")  # what is still buffered goes nowhere at exit
+            _say(f"error: cannot write the output: {exc.strerror or exc}")
+            ctx.exit(1)
         finally:
             for sig, handler in previous.items():  # in-process callers (tests, notebooks) get their handlers back
                 signal.signal(sig, handler)
@@ -261,6 +269,10 @@ class _Group(click.Group):
 
 def _utf8_stdout() -> bool:
     return (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "") == "utf8"
+
+
+#: Errors of writing to a file that cannot take more: a full disk, a quota, a file size limit, /dev/full, EIO.
+_OUTPUT_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 def _say(line: str) -> None:

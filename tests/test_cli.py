@@ -193,6 +193,17 @@ def test_a_fifo_or_device_where_an_output_goes_is_not_read(tmp_path, clip, tiny_
     assert not captioner_wrote(tmp_path / "film.html")  # -f srt is refused first: the page asked apart
 
 
+def test_a_full_disk_under_stdout_is_one_error_line(tiny_model) -> None:
+    """captioner image photos/ > list.txt on a full disk (here /dev/full) ended in an OSError traceback."""
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "captioner.cli", "info", "--model", str(tiny_model)],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr == "error: cannot write the output: No space left on device\n"
+
+
 def test_same_stem_twice_keeps_extensions_like_batch(tmp_path, clip, tiny_model, monkeypatch) -> None:
     """One naming rule for run and batch: talk.mp4 and talk.avi give talk.mp4.srt and talk.avi.srt;
     the JSON records the video's absolute path whichever command wrote it."""
