@@ -2,7 +2,7 @@
 
 One owner for output names (``output_base``, ``output_file``, the report and index
 names), for atomic writes (``write_atomic``, ``atomic_path``) and for the hidden
-temporary files they use (``.<name>.<random>.tmp``), so the code that deletes the
+temporary files they use (``.<name>.<random>.captioner.tmp``), so the code that deletes the
 temporary files of an interrupted run (``remove_stale_temp_files``) matches exactly
 what the writers make, and ``run``, ``batch`` and the resume check agree on every
 name. The encoder export cache lives under ``cache_dir()``.
@@ -42,11 +42,12 @@ INDEX_NAME = "index.html"
 INDEX_FALLBACK_NAME = "captioner-index.html"
 INDEX_NAMES = (INDEX_NAME, INDEX_FALLBACK_NAME)
 
-# The temporary file of ``path`` is ``.<path.name>.<mkstemp's random letters>.tmp`` in the same
-# folder: hidden (a batch never takes it for a video), and on the same file system as ``path``
-# so that the final rename is atomic.
-_TMP_SUFFIX = ".tmp"
-_TMP_RE = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]+" + re.escape(_TMP_SUFFIX))
+# The temporary file of ``path`` is ``.<path.name>.<mkstemp's 8 random letters>.captioner.tmp`` in
+# the same folder: hidden (a batch never takes it for a video), on the same file system as ``path``
+# so that the final rename is atomic, and named as no user's file is (``.talk.srt.backup.tmp``, a
+# user's, matched the ``.<name>.<word>.tmp`` of earlier versions and the next batch deleted it).
+_TMP_SUFFIX = ".captioner.tmp"
+_TMP_RE = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}" + re.escape(_TMP_SUFFIX))
 
 
 #: Longest file name most file systems take (NAME_MAX, bytes).
@@ -54,7 +55,7 @@ _NAME_MAX = 255
 
 
 def _tmp_stem(name: str) -> str:
-    """``name`` as its temporary file spells it: whole when ``.<name>.<8 random>.tmp`` fits in
+    """``name`` as its temporary file spells it: whole when ``.<name>.<8 random>.captioner.tmp`` fits in
     ``_NAME_MAX`` bytes, else cut to fit and told apart by a hash of the whole name (an output
     name of 242-255 bytes is legal, its temporary file's was not)."""
     raw = os.fsencode(name)
@@ -282,7 +283,7 @@ def _one_line(exc: BaseException) -> str:
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` so readers see the old file or the new one, never half.
 
-    The text goes to a hidden temporary file (``.<name>.<random>.tmp``) in the
+    The text goes to a hidden temporary file (``.<name>.<random>.captioner.tmp``) in the
     same folder, so the final ``os.replace`` stays on one file system and is
     atomic; it is fsynced first so a crash cannot leave an empty file behind
     the new name. An existing file keeps its permissions, a new one gets the
@@ -364,7 +365,7 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def remove_stale_temp_files(folder: Path, names: Iterable[str], older_than: float | None = None) -> int:
-    """Delete ``.<name>.<random>.tmp`` files that an interrupted ``write_atomic`` left for any of ``names``.
+    """Delete ``.<name>.<random>.captioner.tmp`` files an interrupted ``write_atomic`` left for any of ``names``.
 
     Only exact matches are touched, so no file of the user's can be hit. With ``older_than``
     (seconds), only files last modified that long ago: in a folder that other processes may be

@@ -174,7 +174,7 @@ def test_sigkill_midway_then_rerun_completes(tmp_path, tiny_model):
         make_video(tree / f"c{i}.mp4", [(["red", "blue", "checker", "green"][i % 4], 1.5)], seed=i)
     out = tmp_path / "out"
     out.mkdir()
-    stale = out / ".c5.srt.k1ll3d_x.tmp"  # what a SIGKILL during write_atomic leaves behind
+    stale = out / ".c5.srt.k1ll3d_x.captioner.tmp"  # what a SIGKILL during write_atomic leaves behind
     stale.write_text("1\n00:00:00,000 --> 00:00:0")
     proc = subprocess.Popen([sys.executable, "-m", "captioner.cli", "batch", str(tree), "-o", str(out),
                              "--model", str(tiny_model), "--fps", "2", "-q"],
@@ -345,7 +345,7 @@ def test_a_stopped_batch_leaves_no_temporary_file(tmp_path, monkeypatch):
         out.mkdir(exist_ok=True)
         (out / "a.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\na caption\n")
         on_result(FileResult(str(first.video), Status.OK, "", outputs=(str(out / "a.srt"),), shown=first.shown))
-        (out / ".b.srt.k3j9x2_a.tmp").write_text("1\n00:00:00,000 --> 00:")
+        (out / ".b.srt.k3j9x2_a.captioner.tmp").write_text("1\n00:00:00,000 --> 00:")
         other.write_text("the user's")
         raise KeyboardInterrupt
 
@@ -479,13 +479,13 @@ def test_a_batch_is_refused_where_a_batch_on_a_folder_above_or_below_writes(tmp_
     tree = tmp_path / "a"
     make_video(tree / "b" / "v.mp4", [("red", 1.0)])
     make_video(tree / "w.mp4", [("blue", 1.0)])
-    (tree / "b" / ".v.srt.1234.tmp").write_text("another batch's file being written")
+    (tree / "b" / ".v.srt.k3j9x2_a.captioner.tmp").write_text("another batch's file being written")
     with exclusive([tree / "b"]):  # ``batch a/b`` running in another process
         result = CliRunner().invoke(main, ["batch", str(tree), "--model", str(tiny_model)])
         assert result.exit_code == 1, result.output
         assert result.output == (f"error: {(tree / 'b').resolve()}: another captioner batch is writing there "
                                  f"(process {os.getpid()}); wait for it to finish, or give another -o\n")
-        assert (tree / "b" / ".v.srt.1234.tmp").exists() and not list(tree.rglob("*.srt"))
+        assert (tree / "b" / ".v.srt.k3j9x2_a.captioner.tmp").exists() and not list(tree.rglob("*.srt"))
         assert not (tree / LOCK_NAME).exists()
     with exclusive([tree]):  # ``batch a`` running: ``batch a/b`` and a batch into a new folder below it wait too
         for args in ([str(tree / "b")], [str(tree / "b"), "-o", str(tree / "subs")]):
@@ -493,7 +493,7 @@ def test_a_batch_is_refused_where_a_batch_on_a_folder_above_or_below_writes(tmp_
             assert result.exit_code == 1, result.output
             assert f"another captioner batch is writing into {tree.resolve()} (process {os.getpid()})" in result.output
         assert not (tree / "subs").exists() and not list(tree.rglob("*.srt"))
-    (tree / "b" / ".v.srt.1234.tmp").unlink()
+    (tree / "b" / ".v.srt.k3j9x2_a.captioner.tmp").unlink()
     result = CliRunner().invoke(main, ["batch", str(tree), "--model", str(tiny_model)])
     assert result.exit_code == 0 and (tree / "b" / "v.srt").is_file() and not list(tree.rglob(LOCK_NAME))
 

@@ -216,8 +216,8 @@ def test_an_export_killed_outright_leaves_no_temporary_file_for_long(tmp_path):
     """A SIGKILL during the first export left ``.<export>.XXXX.tmp`` in ``encoders/`` for good; the next
     export removes one an hour old, and keeps a younger one (another process's export in progress)."""
     path = tmp_path / "lite0-224.onnx"
-    old, young, other = (tmp_path / n for n in (".lite0-224.onnx.ab12cd34.tmp", ".lite0-224.onnx.ef56gh78.tmp",
-                                                 ".lite1-240.onnx.ab12cd34.tmp"))
+    old, young, other = (tmp_path / n for n in (".lite0-224.onnx.ab12cd34.captioner.tmp", ".lite0-224.onnx.ef56gh78.captioner.tmp",
+                                                 ".lite1-240.onnx.ab12cd34.captioner.tmp"))
     for f in (old, young, other):
         f.write_bytes(b"half an onnx file")
     hours_ago = time.time() - 2 * encoder_mod.STALE_EXPORT_S
