@@ -354,7 +354,7 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
     """
     _setup_logging(verbose, quiet)
     from .batch.job import caption_one
-    from .outputs import output_bases, prepare_output_dir, remove_empty
+    from .outputs import output_bases, output_problem, prepare_output_dir, remove_empty
     from .writers import foreign_outputs, foreign_reason
 
     config = build_config(formats=formats, **options)
@@ -374,10 +374,11 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
                 failed += 1
                 _fail(str(base))
                 continue
-            foreign = [] if overwrite else foreign_outputs(base, config.output.formats)
-            if foreign:  # before captioning: nothing of the user's is replaced, and no time is spent
+            problem = output_problem(base, config.output.formats)
+            foreign = [] if overwrite or problem else foreign_outputs(base, config.output.formats)
+            if problem or foreign:  # before captioning: nothing of the user's is replaced, and no time is spent
                 failed += 1
-                _fail(foreign_reason(foreign[0]))
+                _fail(problem or foreign_reason(foreign[0]))
                 continue
             # a bar only on a terminal: redirected to a file, tqdm's redraws are noise around the error lines
             bar = None if quiet or not sys.stderr.isatty() else _ProgressBar(video.name)

@@ -27,8 +27,8 @@ from .errors import CaptionerError, OutputError, VideoError
 
 __all__ = [
     "INDEX_FALLBACK_NAME", "INDEX_NAME", "INDEX_NAMES", "REPORT_NAME", "absolute", "atomic_path", "cache_dir",
-    "keep_extensions", "new_file_mode", "output_base", "output_bases", "output_file", "outputs_up_to_date",
-    "prepare_output_dir", "remove_empty", "remove_stale_temp_files", "write_atomic",
+    "keep_extensions", "new_file_mode", "output_base", "output_bases", "output_file", "output_problem",
+    "outputs_up_to_date", "prepare_output_dir", "remove_empty", "remove_stale_temp_files", "write_atomic",
 ]
 
 log = logging.getLogger(__name__)
@@ -213,6 +213,27 @@ def outputs_up_to_date(video: Path, base: Path, formats: Sequence[str],
 
 
 # --------------------------------------------------------------------------- folders
+
+
+def output_problem(base: Path, formats: Sequence[str]) -> str | None:
+    """Why ``base.<fmt>`` could not be written, as far as can be told before captioning; None if nothing.
+
+    Each was found only when the files were written, after the video was captioned, and with
+    some formats already written: a folder beside the videos that cannot be written (a
+    read-only disk), an output name longer than the file system takes, a folder in the way.
+    """
+    for fmt in dict.fromkeys(formats):
+        path = output_file(base, fmt)
+        if len(os.fsencode(path.name)) > _NAME_MAX:
+            return f"{path}: file name too long (over {_NAME_MAX} bytes); rename the video or -o DIR with shorter names"
+        if path.is_dir() and not path.is_symlink():
+            return f"{path}: a folder is in the way of the output"
+    folder = Path(base).parent
+    while not folder.exists() and folder != folder.parent:  # -o's sub-folders are made when written
+        folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder}: cannot write there (read-only or not permitted); -o DIR writes elsewhere"
+    return None
 
 
 def prepare_output_dir(output_dir: Path) -> list[Path]:

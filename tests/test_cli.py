@@ -204,6 +204,34 @@ def test_a_full_disk_under_stdout_is_one_error_line(tiny_model) -> None:
     assert done.returncode == 1 and done.stderr == "error: cannot write the output: No space left on device\n"
 
 
+def test_outputs_that_could_not_be_written_are_found_before_captioning(tmp_path, clip, tiny_model, monkeypatch) -> None:
+    """A read-only folder beside the videos, an output name too long, a folder where an output goes: each was found
+    when writing, after the captioning, with some formats already written."""
+    import os
+
+    from captioner import outputs
+
+    long = _copy(clip, tmp_path / ("x" * 251 + ".mp4"))  # a legal name; its .json (256 bytes) is not
+    (tmp_path / "dir.srt").mkdir()
+    in_the_way = _copy(clip, tmp_path / "dir.mp4")
+    captioned = []
+    monkeypatch.setattr("captioner.batch.job.caption_one", lambda *a, **k: captioned.append(a) or ([], 0))
+    result = cli("run", long, "--model", tiny_model, "-f", "vtt,json", "--overwrite", "-q")
+    assert result.exit_code == 1 and not captioned and not list(tmp_path.glob("*.vtt"))
+    assert result.stderr.splitlines() == [
+        f"error: {tmp_path / ('x' * 251 + '.json')}: file name too long (over 255 bytes); rename the video or -o DIR "
+        "with shorter names"]
+    result = cli("run", in_the_way, "--model", tiny_model, "-f", "srt", "--overwrite", "-q")
+    assert result.stderr == f"error: {tmp_path / 'dir.srt'}: a folder is in the way of the output\n"  # was --overwrite's hint
+    real_access = os.access
+    monkeypatch.setattr(outputs.os, "access", lambda p, m: False if Path(p) == tmp_path else real_access(p, m))
+    result = cli("run", in_the_way, "--model", tiny_model, "-f", "vtt", "-q")  # as on a read-only disk
+    assert result.stderr == f"error: {tmp_path}: cannot write there (read-only or not permitted); -o DIR writes elsewhere\n"
+    assert result.exit_code == 1 and not captioned
+    result = cli("run", in_the_way, "--model", tiny_model, "-f", "vtt", "-o", tmp_path / "subs", "-q")
+    assert result.exit_code == 0 and len(captioned) == 1  # its -o is another folder
+
+
 def test_same_stem_twice_keeps_extensions_like_batch(tmp_path, clip, tiny_model, monkeypatch) -> None:
     """One naming rule for run and batch: talk.mp4 and talk.avi give talk.mp4.srt and talk.avi.srt;
     the JSON records the video's absolute path whichever command wrote it."""

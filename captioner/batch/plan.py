@@ -16,8 +16,8 @@ from typing import Sequence
 from ..config import VIDEO_EXTENSIONS
 from ..errors import CaptionerError, cannot_list
 from ..outputs import (
-    INDEX_NAMES, REPORT_NAME, absolute, keep_extensions, output_base, output_file, outputs_up_to_date,
-    remove_stale_temp_files,
+    INDEX_NAMES, REPORT_NAME, absolute, keep_extensions, output_base, output_file, output_problem,
+    outputs_up_to_date, remove_stale_temp_files,
 )
 from ..writers import foreign_outputs, foreign_reason
 from .job import BatchJob, FileResult, Record, Status, failure_reason, signature_now
@@ -161,10 +161,11 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         taken[key] = video
         own.update(output_file(base, f) for f in FORMATS)
         tmp_names.setdefault(base.parent, set()).update(_output_names(base))
-        foreign = [] if overwrite else foreign_outputs(base, plan.formats)
+        problem = output_problem(base, plan.formats)
+        foreign = [] if overwrite or problem else foreign_outputs(base, plan.formats)
         wanted = tuple(str(output_file(base, f)) for f in plan.formats)
-        if foreign:  # a film's dialogue subtitles, or captions edited by hand: never replaced unasked
-            plan.done.append(FileResult(str(video), Status.FAILED, foreign_reason(foreign[0]), shown=shown,
+        if problem or foreign:  # a film's dialogue subtitles, captions edited by hand: never replaced unasked
+            plan.done.append(FileResult(str(video), Status.FAILED, problem or foreign_reason(foreign[0]), shown=shown,
                                         root=i).keeping(previous))
         elif not overwrite and outputs_up_to_date(video, base, plan.formats, previous):
             plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date", outputs=wanted,
