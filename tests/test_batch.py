@@ -450,6 +450,21 @@ def test_a_dangling_link_is_worded_as_run_words_it(tmp_path, tiny_model):
     assert by_name(read_report(tree / REPORT_NAME))["gone.mp4"]["reason"] == "no such file"
 
 
+def test_videos_in_an_output_folder_inside_the_input_folder_are_captioned(tmp_path, tiny_model):
+    """batch d -o d/x left out d/x entirely (to pass over its subtitles): a video the user kept there was skipped
+    without a word, missing from the report."""
+    tree = tmp_path / "d"
+    make_video(tree / "a.mp4", [("red", 1.0)])
+    make_video(tree / "x" / "b.mp4", [("blue", 1.0)])
+    (tree / "x" / "notes.txt").write_text("the user's")
+    result = batch(tree, "-o", tree / "x", "--model", tiny_model)
+    assert result.exit_code == 0, result.output
+    assert set(by_name(read_report(tree / "x" / REPORT_NAME))) == {"a.mp4", "b.mp4"}
+    assert (tree / "x" / "x" / "b.srt").is_file() and " 0 non-video file(s) ignored" in result.output
+    again = batch(tree, "-o", tree / "x", "--model", tiny_model)  # its outputs are not taken for anything
+    assert "0 captioned, 2 up to date, 0 failed, 0 non-video file(s) ignored" in again.output
+
+
 def test_two_batches_do_not_write_into_one_folder_at_once(tmp_path, tiny_model) -> None:
     """A second batch on the same output folder captioned every video again, took the first's marker for a
     crash, removed its temporary files as stale, and the last to finish wrote the report."""

@@ -48,29 +48,37 @@ def find_files(root: Path, *, recursive: bool = True, exclude: Sequence[Path] = 
 
     Videos are recognised by extension (``VIDEO_EXTENSIONS``, any case). Hidden
     files and folders (a leading dot: ``.git``, macOS ``._clip.mp4``, the
-    temporary files of an interrupted write) are left out, and so are the folders
-    in ``exclude`` (the output folder when it lies inside the input folder).
+    temporary files of an interrupted write) are left out, and so are the other
+    files under the folders in ``exclude`` (the output folder when it lies inside
+    the input folder: its subtitles are not "ignored files"); videos there are
+    listed like any other (they were skipped without a word, missing from the report).
     Symlinked folders are not followed (no loops); symlinked files are videos like any other.
     """
     excluded = {os.path.realpath(p) for p in exclude}
     videos: list[Path] = []
     others: list[Path] = []
     errors: list[tuple[Path, str]] = []
+    inside = {os.fspath(root): False}  # folder -> within an excluded one (below ``root``)
 
     def onerror(exc: OSError) -> None:
         errors.append((Path(exc.filename or root), cannot_list(exc)))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
+        here = inside.get(dirpath, False)
         if recursive:
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                                 and os.path.realpath(os.path.join(dirpath, d)) not in excluded)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for d in dirnames:
+                inside[os.path.join(dirpath, d)] = here or os.path.realpath(os.path.join(dirpath, d)) in excluded
         else:
             dirnames[:] = []
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
             path = Path(dirpath) / name
-            (videos if path.suffix.lower() in VIDEO_EXTENSIONS else others).append(path)
+            if path.suffix.lower() in VIDEO_EXTENSIONS:
+                videos.append(path)
+            elif not here:
+                others.append(path)
     return videos, others, errors
 
 
