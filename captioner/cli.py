@@ -18,7 +18,7 @@ import click
 
 from . import __version__
 from .config import DEFAULT_WEIGHTS_DIR, IMAGE_EXTENSIONS, CaptionConfig, SearchConfig, configure
-from .errors import CaptionerError, HungUp, ModelError, Terminated
+from .errors import CaptionerError, HungUp, ModelError, Terminated, printable
 from .vocab import CHOSEN_STYLES
 
 log = logging.getLogger("captioner")
@@ -397,7 +397,7 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
             any_written = True
             if not quiet:
                 for p in written:
-                    click.echo(f"{p}  ({n_cues} cues)", err=True)
+                    click.echo(f"{printable(str(p))}  ({n_cues} cues)", err=True)
         sys.exit(1 if failed else 0)
     finally:  # a run that wrote nothing (failed, stopped by Ctrl-C) leaves no empty output folder behind
         if not any_written:
@@ -466,7 +466,7 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
                 click.echo(json_text({"path": str(f), "caption": cap.text, "confidence": round(cap.confidence, 3)},
                                      ascii_only=not _utf8_stdout()))
             else:
-                click.echo(f"{f}\t{cap.text}")
+                click.echo(f"{printable(str(f))}\t{printable(cap.text)}")
     sys.exit(1 if failed else 0)
 
 

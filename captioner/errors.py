@@ -6,6 +6,8 @@ anything else is a bug and is allowed to show a traceback.
 
 from __future__ import annotations
 
+import re
+
 
 class CaptionerError(Exception):
     """Base class: a problem with the user's input, files or options."""
@@ -43,3 +45,13 @@ class Terminated(KeyboardInterrupt):
 
 class HungUp(Terminated):
     """The terminal went away (SIGHUP: a closed window, a dropped ssh session): as SIGTERM, exit status 129."""
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters as escapes (``\\n``, ``\\x1b``), for a listing of one item a line: a
+    file named ``a\\nb.mp4`` split its line in two (and could forge another), a caption's ESC moved the
+    terminal's cursor. Other characters, a non-UTF-8 name's bytes included, are left as they are."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)

@@ -50,7 +50,7 @@ from urllib.parse import quote
 import numpy as np
 
 from .config import SearchConfig
-from .errors import CANNOT_LIST, CaptionerError, OutputError, cannot_list
+from .errors import CANNOT_LIST, CaptionerError, OutputError, cannot_list, printable
 from .progress import Progress, ProgressCallback
 from .vse import decode_vector, quantize
 
@@ -61,7 +61,8 @@ INDEX_FOLDER = ".captioner-search"
 INDEX_FILE = "index.npz"
 #: Dimensions of a cue's visual vector (the sentence-embedding space of all-MiniLM-L6-v2).
 VECTOR_DIM = 384
-#: JSON files a batch writes that are not caption outputs (skipped without a word).
+#: JSON files a batch writes that are not caption outputs (skipped without a word, when they are one:
+#: a video named captioner-report.mp4 in a sub-folder has its caption output under that name).
 NOT_OUTPUTS = frozenset({"captioner-report.json"})
 
 _STOP = frozenset(
@@ -159,7 +160,8 @@ def _stat_outputs(root: Path,
                   errors: list[tuple[str, str]] | None = None) -> list[tuple[Path, os.stat_result | OSError]]:
     """``find_outputs`` with each file's ``stat`` (one a file: the index's signatures come from it), or
     the ``OSError`` it raised (a broken link: reading it fails, and that is reported). FIFOs, sockets
-    and devices are left out (opening a FIFO waits for a writer forever)."""
+    and devices are left out (opening a FIFO waits for a writer forever), and so is a second name of
+    a file already found (a link to it: its every cue was listed twice)."""
     found: list[tuple[Path, os.stat_result | OSError]] = []
 
     def onerror(exc: OSError) -> None:
@@ -169,16 +171,34 @@ def _stat_outputs(root: Path,
     for folder, dirs, files in os.walk(root, onerror=onerror):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in files:
-            if not f.lower().endswith(".json") or f.startswith(".") or f in NOT_OUTPUTS:
+            if not f.lower().endswith(".json") or f.startswith("."):
                 continue
             path = Path(folder, f)
             try:
                 st: os.stat_result | OSError = os.stat(path)
             except OSError as exc:
                 st = exc
-            if isinstance(st, OSError) or stat.S_ISREG(st.st_mode):
+            if isinstance(st, OSError) or stat.S_ISREG(st.st_mode) and not (f in NOT_OUTPUTS and _is_report(path)):
                 found.append((path, st))
-    return sorted(found, key=lambda item: item[0])
+    seen: set[tuple[int, int]] = set()
+    unique = []
+    for path, st in sorted(found, key=lambda item: item[0]):
+        if not isinstance(st, OSError):
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+        unique.append((path, st))
+    return unique
+
+
+def _is_report(path: Path) -> bool:
+    """Whether ``path`` is a batch report, not a caption output (which begins with its ``metadata``)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(256)
+    except OSError:
+        return False
+    return b'"metadata"' not in head
 
 
 # --------------------------------------------------------------------------- the index
@@ -790,7 +810,8 @@ def clock(seconds: float) -> str:
 
 def hit_lines(hits: Iterable[Hit]) -> list[str]:
     """``path  start --> end  score  caption``, one per hit (the CLI's plain output)."""
-    return [f"{h.output}  {clock(h.start)} --> {clock(h.end)}  {h.score:.3f}  {h.text}" for h in hits]
+    return [f"{printable(str(h.output))}  {clock(h.start)} --> {clock(h.end)}  {h.score:.3f}  {printable(h.text)}"
+            for h in hits]
 
 
 def hits_json(query: str, result: SearchResult, ascii_only: bool = False) -> str:

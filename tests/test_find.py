@@ -366,6 +366,25 @@ def test_an_unreadable_json_does_not_make_every_search_rewrite_the_index(archive
     assert st.written and reads == ["locked.json"] and errors == [] and len(idx) == 4
 
 
+def test_a_caption_output_named_like_a_report_is_searched_and_a_linked_one_once(archive: Path) -> None:
+    """A video named captioner-report.mp4 in a sub-folder has its output under the report's name: it was never
+    searched. A second name of one output (a link) listed its every cue twice, taking the places of others."""
+    write_output(archive / "day" / "captioner-report.json", [(0.0, 2.0, "a horse in a field")])
+    (archive / "day" / "again.json").symlink_to(archive / "beach.json")
+    s = Searcher([archive], embedder=BagOfWords())
+    assert s.errors == [] and s.cues == 4
+    assert s.search("horse field", 1).hits[0].output == archive / "day" / "captioner-report.json"
+    assert sorted(h.output.name for h in s.search("dog running sand", 4).hits) == [
+        "beach.json", "beach.json", "captioner-report.json", "kitchen.json"]  # not again.json's copies
+
+
+def test_plain_hits_keep_one_line_each(archive: Path) -> None:
+    """A file named with a newline split its line in two (and could forge a hit); a caption's ESC reached the terminal."""
+    write_output(archive / "evil\nfake.json", [(0.0, 2.0, "a horse \x1b[31min a field")])
+    line, = hit_lines(Searcher([archive], embedder=BagOfWords()).search("horse", 1).hits)
+    assert line.endswith("a horse \\x1b[31min a field") and "evil\\nfake.json" in line and "\n" not in line
+
+
 def test_a_moved_archive_keeps_its_index(archive: Path) -> None:
     update_index(archive, BagOfWords())
     moved = archive.with_name("moved")
