@@ -428,8 +428,8 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
 @click.option("-q", "--quiet", is_flag=True)
 def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consensus: float, model_dir: Path,
           batch_size: int, as_json: bool, int8: bool, style: str, verbose: int, quiet: bool) -> None:
-    """Caption photos (files, or folders of .jpg/.jpeg/.png/.webp/.bmp/.tif/.gif: the first frame): prints '<path>\\t<caption>' per image
-    (--json: a JSON object per line)."""
+    """Caption photos (files, or folders of .jpg/.jpeg/.png/.webp/.bmp/.tif/.gif: the first frame): prints
+    '<path>\\t<caption>' per image (--json: a JSON object per line)."""
     _setup_logging(verbose, quiet)
     from .encoder import load_image
     from .find import json_text
@@ -442,6 +442,9 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
             files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
         elif p.is_file():
             files.append(p)
+        elif os.path.exists(p):  # a FIFO, a device: was "no such file or folder"
+            _fail(f"{p}: not a regular file")
+            failed += 1
         else:
             _fail(f"{p}: no such file or folder" + (URL_HINT if looks_like_url(p) else ""))
             failed += 1

@@ -338,9 +338,14 @@ def test_image_reports_bad_files_and_goes_on(tmp_path, tiny_model) -> None:
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     heic = tmp_path / "phone.heic"  # an iPhone photo: OpenCV cannot decode HEIC
     heic.write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(16))
-    result = cli("image", good, bad, tmp_path / "missing.png", heic, "--model", tiny_model, "--beam-size", "1")
+    import os
+
+    os.mkfifo(tmp_path / "pipe.png")  # was "no such file or folder"
+    result = cli("image", good, bad, tmp_path / "missing.png", tmp_path / "pipe.png", heic, "--model", tiny_model,
+                 "--beam-size", "1")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [f"error: {tmp_path / 'missing.png'}: no such file or folder",
+                                          f"error: {tmp_path / 'pipe.png'}: not a regular file",
                                           f"error: {bad}: not a readable image",
                                           f"error: {heic}: not a readable image (HEIC is not supported: convert it to JPEG)"]
     assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(good)]
