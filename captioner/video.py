@@ -415,6 +415,10 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
                         path, failed_retrieves)
         if sampled == 0:
             raise VideoError(f"{path}: no decodable frames")
+        if stream_seconds is not None and (timeline.last or 0.0) < first + stream_seconds < stats.end_time - _TIME_EPS:
+            # the last frame lasted one frame of the average rate: a slideshow's few frames ran 3.7 s past
+            # the stream's end (a variable-rate one, 20 minutes); a stream "ending" before its last frame lies
+            stats.end_time = first + stream_seconds
         stats.short = info.frame_count > 0 and decoded < info.frame_count
         # a file cut with -ss -c copy keeps the frames before the cut, hidden by an edit list, in its
         # frame count: short by the count, whole by the clock
@@ -875,6 +879,11 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         if not time_base or not timed:  # no packet timestamps: the stream ends after its last frame
             stats.decoded = position
             stats.end_time = position / rate
+        elif stream.duration and stream.start_time is not None and not frame_times.joins:
+            # the last packet's length may be another's (MP4 lists lengths in decode order) or a guess
+            end = float((stream.start_time + stream.duration) * time_base) - (origin or 0.0)
+            if shown_until < end < stats.end_time - _TIME_EPS:
+                stats.end_time = end
     if not n:
         raise VideoError(f"{p}: no decodable key frames" + (f" ({stopped})" if stopped else ""))
     announced = max(0, announced - hidden)

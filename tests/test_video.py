@@ -687,3 +687,30 @@ def test_one_stray_frame_from_before_is_no_join() -> None:
     timeline = video._Timeline(0.04)
     times = [timeline(t) for t in (1.9, 1.94, 0.0, 0.04, 0.08)]  # joined: the second part goes on
     assert timeline.joins == 1 and times[2:] == pytest.approx([1.98, 2.02, 2.06])
+
+
+def test_the_last_frame_of_a_sparse_video_ends_with_its_stream(tmp_path: Path) -> None:
+    """Three frames at 0, 5 and 10 s (a slideshow, a variable-rate recording): normal mode gave the last one the
+    average frame's length (cues to 13.3 s), --fast the length of another packet (MP4 lists them in decode order:
+    15 s); the stream ends at 10.04 s."""
+    import fractions
+
+    av = pytest.importorskip("av")
+    if "libx264" not in av.codecs_available:
+        pytest.skip("no H.264 encoder in this PyAV")
+    path = tmp_path / "slides.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        for i, pts in enumerate((0, 5000, 10000)):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 80 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, fractions.Fraction(1, 1000)
+            for packet in stream.encode(frame.reformat(format="yuv420p")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    for read in (video.iter_frames, video.iter_keyframes):
+        stats = video.DecodeStats()
+        list(read(path, 1.0, stats=stats))
+        assert stats.end_time == pytest.approx(10.04, abs=0.01), read
