@@ -826,8 +826,9 @@ def hits_json(query: str, result: SearchResult, ascii_only: bool = False) -> str
 def json_text(obj: Any, ascii_only: bool = False, indent: int | None = None) -> str:
     """JSON text for standard output that a JSON reader accepts: a file name that is not UTF-8 keeps its
     bytes as \\udcXX escapes (which a reader turns back into that name), never as raw bytes."""
-    text = json.dumps(obj, indent=indent, ensure_ascii=ascii_only)
-    return re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text)
+    from .outputs import json_surrogates
+
+    return json_surrogates(json.dumps(obj, indent=indent, ensure_ascii=ascii_only))
 
 
 def _href(target: Path, page: Path, start: float) -> str:

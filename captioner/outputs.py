@@ -27,7 +27,7 @@ from .errors import CaptionerError, OutputError, VideoError
 
 __all__ = [
     "INDEX_FALLBACK_NAME", "INDEX_NAME", "INDEX_NAMES", "REPORT_NAME", "absolute", "atomic_path", "cache_dir",
-    "keep_extensions", "new_file_mode", "output_base", "output_bases", "output_file", "output_problem",
+    "json_surrogates", "keep_extensions", "new_file_mode", "output_base", "output_bases", "output_file", "output_problem",
     "outputs_up_to_date", "prepare_output_dir", "remove_empty", "remove_stale_temp_files", "write_atomic",
 ]
 
@@ -299,6 +299,13 @@ def _one_line(exc: BaseException) -> str:
     else:
         reason = str(exc) or type(exc).__name__
     return " ".join(reason.split())
+
+
+def json_surrogates(text: str) -> str:
+    """JSON text with each lone surrogate as a ``\\udcXX`` escape: a file name that is not UTF-8 (a Latin-1
+    name from an old disk, kept by Python as lone surrogates) then reads back as that very name, where
+    writing it as UTF-8 replaced its bytes by "?" (a path to no file)."""
+    return re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def write_atomic(path: Path, text: str) -> None:

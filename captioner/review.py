@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from captioner.config import OutputConfig, ReviewConfig
-from captioner.outputs import INDEX_FALLBACK_NAME, INDEX_NAME, write_atomic
+from captioner.outputs import INDEX_FALLBACK_NAME, INDEX_NAME, json_surrogates, write_atomic
 
 if TYPE_CHECKING:
     from captioner.writers import Document
@@ -151,7 +151,7 @@ def _csp(style: str, script: str) -> str:
 
 def _json_for_html(value: Any) -> str:
     """JSON that is safe inside ``<script type="application/json">`` (no ``</script>``, no ``<!--``)."""
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=str)
+    text = json_surrogates(json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=str))
     return (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from captioner.config import OutputConfig, ReviewConfig
 from captioner.cues import Cue, clean_text, join_lines, normalize_cues, to_ms, wrap_pieces, wrap_text
-from captioner.outputs import output_file, write_atomic
+from captioner.outputs import json_surrogates, output_file, write_atomic
 from captioner.review import is_review_page, snapshots_for, write_page
 
 __all__ = [
@@ -209,7 +209,7 @@ def format_json(cues: Sequence[Cue], metadata: Mapping[str, Any],
             row["vector"] = vectors[i]
         rows.append(row)
     payload = {"metadata": dict(metadata), "cues": rows}
-    return json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False, default=str) + "\n"
+    return json_surrogates(json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False, default=str)) + "\n"
 
 
 # --------------------------------------------------------------------------- the registry

@@ -634,3 +634,16 @@ def test_captioner_tells_its_own_files_from_a_films_subtitles(tmp_path: Path) ->
     empty.write_text("")
     assert [captioner_wrote(p) for p in (edited, other_script, empty)] == [False, False, True]
     assert foreign_outputs(tmp_path / "missing", FORMATS) == []  # nothing there: nothing to lose
+
+
+def test_a_name_that_is_not_utf8_is_kept_in_the_json() -> None:
+    """The JSON output was written as UTF-8 with "?" for each byte of a Latin-1 file name: its recorded video path
+    (which search reports) named no file. Lone surrogates are JSON escapes now, read back as the same name."""
+    import json
+
+    from captioner.writers import format_json
+
+    name = os.fsdecode(b"/archive/caf\xe9.avi")
+    text = format_json([Cue(0.0, 1.0, "a man")], {"video": {"path": name}})
+    text.encode("utf-8")  # valid UTF-8: a strict reader takes it
+    assert json.loads(text)["metadata"]["video"]["path"] == name
