@@ -230,15 +230,17 @@ def test_export_leaves_a_full_model_alone(tmp_path, tiny_model):
     """``export --out weights`` rewrote model.json without the detectors', search vectors' and banks' entries
     (their files stayed, unnamed, and were no longer loaded)."""
     import json
+    import shutil
 
     from pipelines.export import main as export
 
-    manifest = json.loads((tiny_model / "model.json").read_text())
-    (tiny_model / "model.json").write_text(json.dumps({**manifest, "vse": {"file": "vse.safetensors"}}))
-    before = (tiny_model / "model.json").read_text()
+    model = shutil.copytree(tiny_model, tmp_path / "model")  # the fixture is shared by the session's tests
+    manifest = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**manifest, "vse": {"file": "vse.safetensors"}}))
+    before = (model / "model.json").read_text()
     with pytest.raises(SystemExit, match=r"holds a full model \(vse\); a stage-1 export would drop them"):
-        export(["--run", str(tmp_path / "run"), "--out", str(tiny_model)])
-    assert (tiny_model / "model.json").read_text() == before
+        export(["--run", str(tmp_path / "run"), "--out", str(model)])
+    assert (model / "model.json").read_text() == before
 
 
 def test_training_jobs_refuse_an_out_folder_they_could_not_write_before_any_work(tmp_path, monkeypatch):
