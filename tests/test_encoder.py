@@ -283,3 +283,47 @@ def test_a_transparent_image_is_seen_over_white(tmp_path: Path, suffix) -> None:
     opaque = tmp_path / "photo.png"
     cv2.imwrite(str(opaque), np.full((8, 8, 3), 40, np.uint8))  # no alpha: as it is
     assert (encoder_mod.load_image(str(opaque)) == 40).all()
+
+
+def _png_with_orientation(bgra: np.ndarray, orientation: int) -> bytes:
+    """A PNG of ``bgra`` with an eXIf chunk whose Orientation tag is ``orientation`` (as phones' editors write)."""
+    import struct
+    import zlib
+
+    import cv2
+
+    png = cv2.imencode(".png", bgra)[1].tobytes()
+    exif = b"MM\x00*\x00\x00\x00\x08" + b"\x00\x01" + b"\x01\x12\x00\x03\x00\x00\x00\x01" + struct.pack(">H", orientation) + b"\x00\x00" + b"\x00\x00\x00\x00"
+    chunk = struct.pack(">I", len(exif)) + b"eXIf" + exif + struct.pack(">I", zlib.crc32(b"eXIf" + exif))
+    at = png.index(b"IDAT") - 4
+    return png[:at] + chunk + png[at:]
+
+
+def test_transparency_is_seen_over_white_in_gifs_and_turned_pictures(tmp_path: Path) -> None:
+    """A transparent GIF and a PNG with alpha and an EXIF orientation came out all black (the GIF was not asked
+    for its alpha; the turned picture's alpha, decoded unturned, did not fit and was dropped)."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    bgra = rng.integers(0, 256, (20, 40, 4), dtype=np.uint8)
+    bgra[:, :, 3] = 0
+    bgra[:, :10, 3] = 255  # an opaque band on the left; the rest transparent
+    a = bgra[:, :, 3:].astype(np.float32) / 255.0
+    over_white = (bgra[:, :, :3] * a + 255.0 * (1.0 - a) + 0.5).astype(np.uint8)
+    turns = [lambda x: x, lambda x: x[:, ::-1], lambda x: x[::-1, ::-1], lambda x: x[::-1, :],
+             lambda x: np.swapaxes(x, 0, 1), lambda x: np.rot90(x, -1), lambda x: np.rot90(x, 1),
+             lambda x: np.swapaxes(x[::-1, ::-1], 0, 1)]
+    for orientation in range(1, 9):
+        path = tmp_path / f"turned{orientation}.png"
+        path.write_bytes(_png_with_orientation(bgra, orientation))
+        shown = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR)  # turned as OpenCV turns it
+        colour = bgra[:, :, :3]
+        (turn,) = [t for t in turns if t(colour).shape == shown.shape and np.array_equal(t(colour), shown)]
+        expected = cv2.cvtColor(np.ascontiguousarray(turn(over_white)), cv2.COLOR_BGR2RGB)
+        assert np.array_equal(encoder_mod.load_image(str(path)), expected), orientation
+    image = pytest.importorskip("PIL.Image")
+    picture = image.new("RGBA", (40, 20), (0, 0, 0, 0))
+    picture.paste((0, 0, 0, 255), (0, 0, 10, 20))
+    picture.save(tmp_path / "logo.gif", transparency=0)
+    rgb = encoder_mod.load_image(str(tmp_path / "logo.gif"))
+    assert rgb.mean() == pytest.approx(255 * 0.75, abs=1) and (rgb[10, 5] == 0).all()
