@@ -516,3 +516,54 @@ def test_the_filter_shows_only_the_cues_to_check(browser, tmp_path):
     box.click()
     assert shown() == ["sure", "unsure", "also unsure"]
     assert console_errors(browser) == []
+
+
+def test_two_tabs_of_one_page_keep_each_others_edits(browser, archive):
+    """Each tab wrote back the edits it had read at load: an edit made in one tab was lost to the next edit in the
+    other. Now an edit is merged into what is stored, and the other tab shows it at once."""
+    from selenium.webdriver.common.keys import Keys
+
+    page = archive["other"]
+    open_page(browser, page)
+    first = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    open_page(browser, page, clear=False)
+    second = browser.current_window_handle
+    browser.switch_to.window(first)
+    text = rows(browser)[0].find_element("css selector", ".text")
+    text.click()
+    text.send_keys(Keys.CONTROL, "a")
+    text.send_keys("edited in the first tab", Keys.ENTER)
+    assert browser.execute_script("return document.activeElement") == rows(browser)[0]  # Enter keeps the row
+    browser.switch_to.window(second)
+    wait_for(browser, lambda d: rows(d)[0].find_element("css selector", ".text").text == "edited in the first tab",
+             message="the other tab's edit is not shown")
+    text = rows(browser)[1].find_element("css selector", ".text")
+    text.click()
+    text.send_keys(Keys.CONTROL, "a")
+    text.send_keys("edited in the second tab", Keys.ENTER)
+    browser.close()
+    browser.switch_to.window(first)
+    open_page(browser, page, clear=False)  # reloaded: both edits
+    assert [r.find_element("css selector", ".text").text for r in rows(browser)[:2]] == [
+        "edited in the first tab", "edited in the second tab"]
+    assert console_errors(browser) == []
+
+
+def test_a_hidden_current_cue_does_not_move_the_list(browser, tmp_path):
+    """With only the cues to check shown, each hidden cue that became current scrolled the list by its empty box."""
+    video = webm(tmp_path / "clip.webm", ARCHIVE_A)
+    cues = [Cue(i * 0.5, i * 0.5 + 0.5, f"cue {i}", 0.2 if i % 2 else 0.9) for i in range(int(video.frame_count / 10))]
+    page = tmp_path / "clip.html"
+    page.write_text(format_html(cues, {"video": {"path": str(video.path)}, "model": {}}, [],
+                                review=ReviewConfig(low_confidence=0.5), page=page), encoding="utf-8")
+    browser.set_window_size(1400, 500)
+    open_page(browser, page)
+    browser.find_element("css selector", "label.filter").click()
+    browser.execute_script("document.querySelector('.cues').scrollTop = 40")
+    before = browser.execute_script("return document.querySelector('.cues').scrollTop")
+    for t in (0.1, 1.1, 2.1):  # cues 0, 2, 4: hidden
+        browser.execute_script(f"var v = document.getElementById('video'); v.currentTime = {t};")
+        wait_for(browser, lambda d: not d.execute_script("return document.getElementById('video').seeking"))
+        assert browser.execute_script("return document.querySelector('.cues').scrollTop") == before
+    browser.set_window_size(1280, 760)  # as tests/browser.py opens it

@@ -141,6 +141,8 @@
 
   function onEdit(i) {
     var text = clean(rows[i].querySelector(".text").textContent);
+    // what another tab of this page saved since: kept (the whole set was written back, and the last tab won)
+    edits = loadEdits();
     if (text === cues[i].text) delete edits[keyOf(i)];
     else edits[keyOf(i)] = {orig: cues[i].text, text: text};
     var saved = saveEdits();
@@ -242,6 +244,7 @@
   }
 
   function scrollIntoList(row) {
+    if (!row.getClientRects().length) return;  // hidden by the filter: its box is empty, and the list jumped
     var box = list.getBoundingClientRect(), r = row.getBoundingClientRect();
     if (list.scrollHeight > list.clientHeight + 1) {  // the list scrolls by itself (wide screens)
       if (r.top < box.top || r.bottom > box.bottom) list.scrollTop += r.top - box.top - (box.height - r.height) / 2;
@@ -289,11 +292,12 @@
     text.addEventListener("focus", function () { before = textOf(i); });
     text.addEventListener("input", function () { onEdit(i); });
     text.addEventListener("blur", function () { showText(i); });
-    text.addEventListener("keydown", function (ev) {
-      if (ev.key === "Enter") { ev.preventDefault(); text.blur(); }
+    text.addEventListener("keydown", function (ev) {  // the edit ends; the keyboard stays on its row
+      if (ev.key === "Enter") { ev.preventDefault(); text.blur(); row.focus(); }
       if (ev.key === "Escape") {
         if (before !== null) { text.textContent = before; onEdit(i); }
         text.blur();
+        row.focus();
       }
     });
     text.addEventListener("paste", function (ev) {  // plain text only
@@ -314,6 +318,13 @@
   }
   seekToHash();
   window.addEventListener("hashchange", seekToHash);
+  // another tab of this page saved or discarded edits: shown here at once (the caption being typed is left alone)
+  window.addEventListener("storage", function (ev) {
+    if (ev.key !== storageKey && ev.key !== null) return;
+    edits = loadEdits();
+    for (var i = 0; i < rows.length; i++) showText(i);
+    refreshStatus();
+  });
   // the track loads on its own: edits from an earlier visit go into it once it has its cues
   var trackElement = video.querySelector("track");
   function syncTrack() { for (var i = 0; i < rows.length; i++) showText(i); }
