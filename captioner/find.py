@@ -842,13 +842,15 @@ def format_results_html(query: str, result: SearchResult, page: Path) -> str:
     rows = []
     for h in result.hits:
         where = e(str(h.output))
-        if h.page.is_file():
-            where = f'<a href="{e(_href(h.page, page, h.start))}">{e(str(h.output.name[:-5]))}</a>'
+        if h.page.is_file():  # named by its path from the page: clip.mp4 of a/ and of b/ were both "clip"
+            shown = os.path.relpath(h.output.resolve(), page.resolve().parent)[:-5]
+            where = f'<a href="{e(_href(h.page, page, h.start))}">{e(shown)}</a>'
         rows.append(f"<tr><td>{where}</td><td>{e(clock(h.start))} &rarr; {e(clock(h.end))}</td>"
                     f"<td>{h.score:.3f}</td><td>{e(h.text)}</td></tr>")
     body = "\n".join(rows) or '<tr><td colspan="4">no results</td></tr>'
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="{RESULTS_GENERATOR}">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <title>captioner search: {e(query)}</title>

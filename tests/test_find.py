@@ -159,6 +159,17 @@ def test_results_page_links_to_review_pages_and_escapes(archive: Path, tmp_path:
     assert evil not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert 'href="subs/%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E.html#t=2.5"' in page
     assert "<a " not in page.split("beach.json")[0].rsplit("<tr>", 1)[-1]  # beach has no review page: no link
+    assert '<meta name="viewport"' in page  # phones lay it out at their width
+
+
+def test_results_page_names_each_video_by_its_path(archive: Path, tmp_path: Path) -> None:
+    """clip.mp4 of a/ and of b/ were both linked as "clip": which is which could not be told."""
+    for folder in ("a", "b"):
+        write_output(archive / folder / "clip.json", [(0.0, 2.0, f"a dog in folder {folder}")])
+        (archive / folder / "clip.html").write_text("<html></html>", encoding="utf-8")
+    result = Searcher([archive], embedder=BagOfWords()).search("dog folder", 2)
+    page = format_results_html("dog", result, tmp_path / "results.html")
+    assert ">subs/a/clip</a>" in page and ">subs/b/clip</a>" in page
 
 
 def test_embedder_matches_sentence_transformers() -> None:

@@ -567,3 +567,46 @@ def test_a_hidden_current_cue_does_not_move_the_list(browser, tmp_path):
         wait_for(browser, lambda d: not d.execute_script("return document.getElementById('video').seeking"))
         assert browser.execute_script("return document.querySelector('.cues').scrollTop") == before
     browser.set_window_size(1280, 760)  # as tests/browser.py opens it
+
+
+def test_odd_times_in_the_address_and_edits_of_captions_no_longer_there(browser, tmp_path):
+    """#t= in a gap between cues, or among other parameters, did not move the video; edits of an earlier captioning
+    (the video captioned again) stayed in storage unsaid, and Discard was off so they could never go."""
+    import json
+
+    video = webm(tmp_path / "clip.webm", ARCHIVE_A)
+    cues = [Cue(0, 2, "first", 0.9), Cue(5, 8, "second", 0.9)]  # nothing shown from 2 to 5 s
+    page = tmp_path / "clip.html"
+    page.write_text(format_html(cues, {"video": {"path": str(video.path)}, "model": {}}, [],
+                                review=ReviewConfig(low_confidence=0.5), page=page), encoding="utf-8")
+    open_page(browser, page)
+    for hash_, seconds in (("#t=3.5", 3.5), ("#t=6&x=1", 5.0), ("#x=1&t=.5", 0.0)):
+        browser.execute_script("location.hash = arguments[0]", hash_)
+        wait_for(browser, lambda d: abs(current_time(d) - seconds) < 0.01 and not d.execute_script(
+            "return document.getElementById('video').seeking"), message=f"no seek for {hash_}")
+    key = browser.execute_script("return Object.keys(localStorage).length ? Object.keys(localStorage)[0] : null")
+    assert key is None
+    stored = {"version": 1, "edits": {"0": {"orig": "an earlier caption", "text": "my fix"}}}
+    browser.execute_script("localStorage.setItem(arguments[0], arguments[1])",
+                           "captioner.edits::" + str(video.path), json.dumps(stored))
+    open_page(browser, page, clear=False)
+    status = browser.find_element("id", "status").text
+    assert "1 earlier edit is of captions no longer on this page" in status, status
+    discard = browser.find_element("id", "discard")
+    assert discard.is_enabled()
+    discard.click()
+    discard.click()
+    assert browser.execute_script("return localStorage.length") == 0 and not discard.is_enabled()
+    assert console_errors(browser) == []
+
+
+def test_the_index_filter_matches_names_in_either_unicode_form(browser, tmp_path):
+    """macOS spells "é" as "e" and a combining accent: typing "café" did not find it (nor the other way round)."""
+    from captioner.review import IndexEntry, format_index
+
+    decomposed = "cafe\u0301 scene.webm"
+    index = tmp_path / "index.html"
+    index.write_text(format_index([IndexEntry(decomposed, "failed", "not a video")], index), encoding="utf-8")
+    open_index(browser, index)
+    browser.find_element("id", "filter").send_keys("caf\u00e9")
+    assert browser.find_element("id", "count").text == "1 of 1 videos"

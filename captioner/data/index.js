@@ -9,7 +9,8 @@
   var rows = Array.prototype.slice.call(document.querySelectorAll("tr.video"));
   var MAX_HITS = 3;
 
-  function fold(text) { return String(text).toLowerCase(); }
+  // one form of each letter: a name from macOS spells "é" as "e" and an accent, the keyboard as one letter
+  function fold(text) { text = String(text); return (text.normalize ? text.normalize("NFC") : text).toLowerCase(); }
 
   function clock(seconds) {
     var s = Math.floor(seconds), m = Math.floor(s / 60);

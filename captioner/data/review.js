@@ -109,13 +109,16 @@
   }
 
   function refreshStatus(message) {
-    var n = editCount();
-    discardButton.disabled = n === 0;
+    var n = editCount(), stale = Object.keys(edits).length - n;
+    // edits of captions no longer here (the video was captioned again): said, and Discard removes them
+    discardButton.disabled = n + stale === 0;
     disarm();
+    var old = stale ? " " + stale + (stale === 1 ? " earlier edit is" : " earlier edits are") +
+      " of captions no longer on this page (captioned again?)." : "";
     if (message) statusLine.textContent = message;
     else if (n) statusLine.textContent = n + (n === 1 ? " caption" : " captions") +
-      " edited; saved in this browser. The downloads contain the edits.";
-    else statusLine.textContent = "Click a caption to jump there; click its text to edit it.";
+      " edited; saved in this browser. The downloads contain the edits." + old;
+    else statusLine.textContent = "Click a caption to jump there; click its text to edit it." + old;
   }
 
   function trackCue(i) {
@@ -160,7 +163,7 @@
 
   discardButton.addEventListener("click", function () {
     if (!discardButton.classList.contains("armed")) {  // two clicks: no dialog, no accident
-      var n = editCount();
+      var n = Object.keys(edits).length;
       discardButton.classList.add("armed");
       discardButton.textContent = "Discard " + n + (n === 1 ? " edit?" : " edits?") + " Click again";
       armedTimer = setTimeout(disarm, 4000);
@@ -310,11 +313,12 @@
 
   // page.html#t=12.5 opens at 12.5 s (the index links matching captions that way); a new #t= on the open
   // page (a link within it, Back and Forward, an edited address) seeks too: it does not reload the page
-  function seekToHash() {
-    var hash = /^#t=(\d+(?:\.\d+)?)$/.exec(location.hash);
+  function seekToHash() {  // #t=12.5, also among other parameters (#t=12.5&x=1) and as "12." or ".5"
+    var hash = /^#(?:.*&)?t=(\d+(?:\.\d*)?|\.\d+)(?:&|$)/.exec(location.hash);
     if (!hash) return;
-    var at = cueAt(parseFloat(hash[1]) + 0.0005);
-    if (at >= 0) { seek(at); rows[at].scrollIntoView({block: "center"}); }
+    var t = parseFloat(hash[1]), at = cueAt(t + 0.0005);
+    if (at >= 0) { seek(at); scrollIntoList(rows[at]); return; }
+    try { video.currentTime = t; } catch (e) { /* no media */ }  // a time between cues: the video goes there
   }
   seekToHash();
   window.addEventListener("hashchange", seekToHash);
