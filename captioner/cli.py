@@ -455,6 +455,11 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
     config = configure(model_dir=model_dir, beam_size=beam_size, int8=int8, style=style, photo_rerank_weight=rerank_weight,
                        photo_consensus_weight=consensus)
     captioner = _load(config)
+    from tqdm import tqdm
+
+    # a folder of 500 photos took a minute with nothing said: a bar on a terminal (stdout keeps the captions)
+    bar = tqdm(total=len(files), unit="image", desc="captioning", file=sys.stderr, dynamic_ncols=True, leave=False,
+               disable=True if quiet or len(files) < 2 or not sys.stderr.isatty() else None, mininterval=0.5)
     for start in range(0, len(files), batch_size):
         chunk, imgs = [], []
         for f in files[start : start + batch_size]:
@@ -462,7 +467,7 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
                 imgs.append(captioner.encoder.resize(load_image(str(f))))
                 chunk.append(f)
             except CaptionerError as exc:
-                _fail(str(exc))
+                tqdm.write("error: " + " ".join(str(exc).splitlines()), file=sys.stderr)
                 failed += 1
         for f, cap in zip(chunk, captioner.caption_images(imgs)):
             if as_json:  # valid JSON whatever the name (as search --json)
@@ -470,6 +475,8 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
                                      ascii_only=not _utf8_stdout()))
             else:
                 click.echo(f"{printable(str(f))}\t{printable(cap.text)}")
+        bar.update(len(files[start : start + batch_size]))
+    bar.close()
     sys.exit(1 if failed else 0)
 
 
