@@ -233,6 +233,32 @@ def _audio_only(p: Path) -> bool:
     return streams is not None and streams[0] and not streams[1]
 
 
+def _unfinished_mp4(p: Path) -> bool:
+    """Whether ``p`` is an MP4/MOV whose ``moov`` box (the index of its frames, written last unless the
+    file was made for streaming) is missing: what a cut-off download or a camera stopped mid-recording
+    leaves. Its boxes are walked by their sizes (a few reads, not the frames)."""
+    import struct
+
+    try:
+        with open(p, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            at, kinds = 0, []
+            while at + 8 <= size and len(kinds) < 1000:
+                handle.seek(at)
+                length, kind = struct.unpack(">I4s", handle.read(8))
+                if length == 1:
+                    (length,) = struct.unpack(">Q", handle.read(8))
+                elif length == 0:
+                    length = size - at
+                if length < 8:
+                    break
+                kinds.append(kind)
+                at += length
+    except (OSError, struct.error):
+        return False
+    return bool(kinds) and kinds[0] == b"ftyp" and b"moov" not in kinds
+
+
 def _cover_art_only(p: Path) -> bool:
     """Whether every picture stream of ``p`` is an attached picture (an album cover) beside its sound.
 
@@ -250,6 +276,8 @@ def _open_video(p: Path) -> VideoInfo:
     try:
         if not cap.isOpened():
             raise VideoError(f"{p}: " + ("no video stream (an audio file)" if _audio_only(p) else
+                                         "an unfinished MP4 (its index is missing: an interrupted download or "
+                                         "recording?)" if _unfinished_mp4(p) else
                                          "not a video file or unsupported codec"))
         if _float_prop(cap, cv2.CAP_PROP_FPS) > MAX_PLAUSIBLE_FPS and _cover_art_only(p):
             raise VideoError(f"{p}: no video stream (an audio file; its only picture is the cover art)")

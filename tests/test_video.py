@@ -714,3 +714,16 @@ def test_the_last_frame_of_a_sparse_video_ends_with_its_stream(tmp_path: Path) -
         stats = video.DecodeStats()
         list(read(path, 1.0, stats=stats))
         assert stats.end_time == pytest.approx(10.04, abs=0.01), read
+
+
+def test_an_mp4_cut_before_its_index_says_so(clip, tmp_path: Path) -> None:
+    """A download cut off (or a camera stopped) before the moov box was 'not a video file or unsupported codec'."""
+    data = clip.path.read_bytes()
+    assert data.find(b"moov") > len(data) // 2  # OpenCV's writer puts the index last, as cameras do
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VideoError, match=r"cut.mp4: an unfinished MP4 \(its index is missing: an interrupted download"):
+        open_video(cut)
+    (tmp_path / "text.mp4").write_text("not a video at all")
+    with pytest.raises(VideoError, match="not a video file or unsupported codec"):
+        open_video(tmp_path / "text.mp4")
