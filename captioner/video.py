@@ -496,22 +496,22 @@ class _Timeline:
         #: where each join's part starts, when another timeline saw more of the stream than this one
         #: does (``iter_keyframes``: every packet, against key frames only); else after ``last``
         self.anchors: collections.deque[float] = collections.deque()
-        self._undo: tuple[float, float, float | None] | None = None  # (offset, last, anchor) before a join
+        self._undo: tuple[float, float, None] | None = None  # (offset, last, anchor) before an unanchored join
 
     def __call__(self, raw: float) -> float:
         if self._undo is not None:
-            offset, before, anchor = self._undo
+            offset, before, _ = self._undo
             self._undo = None
             if raw + offset >= before - _TIME_RESET_S:  # the old timeline goes on: that frame was a stray
                 self.offset, self.joins = offset, self.joins - 1
-                if anchor is not None:
-                    self.anchors.appendleft(anchor)
         time = raw + self.offset
         if self.last is not None:
-            if time < self.last - _TIME_RESET_S:
+            # a join another timeline saw (anchored) also where this frame does not go back a second: parts
+            # with one key frame each (screen recordings) start at the same time, and --fast saw one part
+            if time < self.last - _TIME_RESET_S or self.anchors and time <= self.last:
                 anchor = self.anchors.popleft() if self.anchors else None
                 start = anchor if anchor is not None else self.last + self.step
-                self._undo = (self.offset, self.last, anchor)
+                self._undo = (self.offset, self.last, anchor) if anchor is None else None  # anchored: sure
                 self.offset += start - time
                 time = start
                 self.joins += 1

@@ -493,18 +493,21 @@ def test_fast_mode_warns_when_key_frames_leave_long_stretches_unseen(tmp_path: P
     assert f"--fast: {len(times)} key frame(s) in 4 s, {longest:.0f} s without one" in record.getMessage()
 
 
-@pytest.mark.parametrize("fast", [False, True])
-def test_recordings_joined_end_to_end_are_all_read(tmp_path: Path, caplog, fast) -> None:
+@pytest.mark.parametrize("fast, gop", [(False, None), (True, None), (True, 1000)])
+def test_recordings_joined_end_to_end_are_all_read(tmp_path: Path, caplog, fast, gop) -> None:
     """``cat a.ts b.ts``: the second part's timestamps start again at 0. Held at the time before the join, none of
-    its frames was ever sampled: the second recording was silently left out. Now it follows the first."""
+    its frames was ever sampled: the second recording was silently left out. Now it follows the first. With one key
+    frame a part (screen recordings) --fast saw the second part's start at the first's time, held it there, and
+    captioned the whole file from the first part's frame."""
     pytest.importorskip("av")
-    path = joined_recordings(tmp_path / "joined.ts", ["red", "blue"])  # 3 s each at 10 fps
+    path = joined_recordings(tmp_path / "joined.ts", ["red", "blue"], gop=gop)  # 3 s each at 10 fps
     stats = video.DecodeStats()
     with caplog.at_level("WARNING", logger="captioner.video"):
         read = video.iter_keyframes if fast else video.iter_frames
         frames = list(read(path, 1.0, stats=stats))
     times = [f.time for f in frames]
-    assert times == sorted(times) and times[0] == 0.0 and times[-1] >= 5.0  # both parts, one after the other
+    # both parts, one after the other (one key frame a part: at 0 and 3 s)
+    assert times == sorted(times) and times[0] == 0.0 and times[-1] >= (3.0 if gop else 5.0)
     assert stats.end_time == pytest.approx(6.0, abs=0.2)
     blue = [f for f in frames if f.time >= 3.0]
     assert blue and all(f.image[..., 2].mean() > f.image[..., 0].mean() for f in blue)  # the second part's frames

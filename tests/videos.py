@@ -342,8 +342,9 @@ def make_audio(path: str | os.PathLike[str], seconds: float = 1.0, rate: int = 1
 
 
 def joined_recordings(path: str | os.PathLike[str], looks: list[str], seconds: float = 3.0, fps: int = 10,
-                      size: tuple[int, int] = (64, 48)) -> Path:
-    """MPEG-TS recordings joined end to end as ``cat a.ts b.ts`` joins them: each part's timestamps start at 0 again."""
+                      size: tuple[int, int] = (64, 48), gop: int | None = None) -> Path:
+    """MPEG-TS recordings joined end to end as ``cat a.ts b.ts`` joins them: each part's timestamps start at 0 again.
+    ``gop``: frames between key frames (more than a part has: one key frame a part, as screen recorders write)."""
     import av
 
     path = Path(path)
@@ -353,6 +354,8 @@ def joined_recordings(path: str | os.PathLike[str], looks: list[str], seconds: f
         with av.open(str(part), "w", format="mpegts") as out:
             stream = out.add_stream("mpeg2video", rate=fps)
             stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+            if gop:
+                stream.codec_context.gop_size = gop
             for i in range(int(seconds * fps)):
                 for packet in stream.encode(av.VideoFrame.from_ndarray(shot_frame(look, i, size), format="rgb24")):
                     out.mux(packet)
