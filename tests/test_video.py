@@ -20,6 +20,7 @@ from videos import (
     make_timed_video,
     make_video,
     patch_avi_header,
+    pyav_video,
     rotate_video,
     truncate_video,
     write_garbage,
@@ -587,18 +588,9 @@ def test_a_still_picture_is_not_captioned_as_a_video(tmp_path: Path) -> None:
 
 def test_a_one_frame_gif_is_a_still_picture_and_an_animated_one_a_video(tmp_path: Path) -> None:
     """A one-frame GIF was captioned as a 100 ms video; ``captioner image`` reads GIFs."""
-    import av
-
     for name, frames in (("one.gif", 1), ("anim.gif", 6)):
-        with av.open(str(tmp_path / name), "w") as out:
-            stream = out.add_stream("gif", rate=5)
-            stream.width, stream.height, stream.pix_fmt = 32, 32, "rgb8"
-            for i in range(frames):
-                image = np.full((32, 32, 3), 40 * i, np.uint8)
-                for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="rgb8")):
-                    out.mux(packet)
-            for packet in stream.encode():
-                out.mux(packet)
+        pyav_video(tmp_path / name, "gif", [np.full((32, 32, 3), 40 * i, np.uint8) for i in range(frames)], rate=5,
+                   pix_fmt="rgb8")
     with pytest.raises(VideoError, match=r"one.gif: a still picture, not a video \(caption it with: captioner image"):
         open_video(tmp_path / "one.gif")
     assert open_video(tmp_path / "anim.gif").frame_count == 6
@@ -607,21 +599,9 @@ def test_a_one_frame_gif_is_a_still_picture_and_an_animated_one_a_video(tmp_path
 def test_fast_mode_decodes_only_key_frames_where_the_decoder_ignores_skip_frame(tmp_path: Path) -> None:
     """FFmpeg's VP9 decoder (YouTube's WebM) decodes every frame whatever skip_frame says: --fast sampled
     every second like normal mode, at normal mode's cost, instead of one look per key frame."""
-    av = pytest.importorskip("av")
-    if "libvpx-vp9" not in av.codecs_available:
-        pytest.skip("no VP9 encoder in this PyAV")
-    path = tmp_path / "vp9.webm"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libvpx-vp9", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.codec_context.gop_size = 30  # key frames at 0, 3, 6 s
-        stream.options = {"deadline": "realtime", "cpu-used": "8"}
-        for i in range(80):
-            image = np.full((48, 64, 3), (i * 3) % 256, np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    images = [np.full((48, 64, 3), (i * 3) % 256, np.uint8) for i in range(80)]
+    path = pyav_video(tmp_path / "vp9.webm", "libvpx-vp9", images, gop=30,  # key frames at 0, 3, 6 s
+                      options={"deadline": "realtime", "cpu-used": "8"})
     stats = video.DecodeStats()
     times = [f.time for f in video.iter_keyframes(path, 1.0, stats=stats)]
     assert times == pytest.approx([0.0, 3.0, 6.0], abs=0.01)  # was 0, 1, 2, ... 7
@@ -631,24 +611,11 @@ def test_fast_mode_decodes_only_key_frames_where_the_decoder_ignores_skip_frame(
 def _h264_with_damage(tmp_path: Path, where: float, share: float, zero: bool) -> Path:
     """10 s of noisy 10 fps H.264 (key frame every 2 s) in an MP4, with ``share`` of its frame data from ``where``
     (a share of the ``mdat`` box) zeroed or replaced by noise."""
-    av = pytest.importorskip("av")
-    if "libx264" not in av.codecs_available:
-        pytest.skip("no H.264 encoder in this PyAV")
     from videos import _payload_span
 
-    path = tmp_path / "clean.mp4"
     rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
-        stream.codec_context.gop_size = 20
-        stream.options = {"preset": "ultrafast"}
-        for i in range(100):
-            image = np.clip((i * 5) % 200 + rng.integers(0, 60, (120, 160, 3)), 0, 255).astype(np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    images = [np.clip((i * 5) % 200 + rng.integers(0, 60, (120, 160, 3)), 0, 255).astype(np.uint8) for i in range(100)]
+    path = pyav_video(tmp_path / "clean.mp4", "libx264", images, gop=20, options={"preset": "ultrafast"})
     data = bytearray(path.read_bytes())
     lo, hi = _payload_span(bytes(data))
     a = lo + int((hi - lo) * where)
@@ -696,23 +663,8 @@ def test_the_last_frame_of_a_sparse_video_ends_with_its_stream(tmp_path: Path) -
     """Three frames at 0, 5 and 10 s (a slideshow, a variable-rate recording): normal mode gave the last one the
     average frame's length (cues to 13.3 s), --fast the length of another packet (MP4 lists them in decode order:
     15 s); the stream ends at 10.04 s."""
-    import fractions
-
-    av = pytest.importorskip("av")
-    if "libx264" not in av.codecs_available:
-        pytest.skip("no H.264 encoder in this PyAV")
-    path = tmp_path / "slides.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.time_base = stream.codec_context.time_base = fractions.Fraction(1, 1000)
-        for i, pts in enumerate((0, 5000, 10000)):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 80 * i, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = pts, fractions.Fraction(1, 1000)
-            for packet in stream.encode(frame.reformat(format="yuv420p")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    images = [np.full((48, 64, 3), 80 * i, np.uint8) for i in range(3)]
+    path = pyav_video(tmp_path / "slides.mp4", "libx264", images, rate=25, pts_ms=[0, 5000, 10000])
     for read in (video.iter_frames, video.iter_keyframes):
         stats = video.DecodeStats()
         list(read(path, 1.0, stats=stats))

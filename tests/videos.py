@@ -37,6 +37,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -334,6 +335,40 @@ def make_audio(path: str | os.PathLike[str], seconds: float = 1.0, rate: int = 1
         for s in range(0, len(samples), chunk):
             frame = av.AudioFrame.from_ndarray(samples[None, s : s + chunk], format="s16", layout="mono")
             frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def pyav_video(path: str | os.PathLike[str], codec: str, images: Sequence[np.ndarray], *, rate: int = 10,
+               gop: int | None = None, options: dict[str, str] | None = None, pix_fmt: str = "yuv420p",
+               pts_ms: Sequence[int] | None = None) -> Path:
+    """``images`` (RGB uint8, one size) written by PyAV with ``codec`` (skipped where this PyAV has no such
+    encoder); ``pts_ms``: each frame's time in milliseconds (a variable frame rate), else one per ``1 / rate``."""
+    import fractions
+
+    import pytest
+
+    av = pytest.importorskip("av")
+    if codec not in av.codecs_available:
+        pytest.skip(f"no {codec} encoder in this PyAV")
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.height, stream.width = images[0].shape[:2]
+        stream.pix_fmt = pix_fmt
+        if gop:
+            stream.codec_context.gop_size = gop
+        if options:
+            stream.options = options
+        if pts_ms is not None:
+            stream.time_base = stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        for i, image in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=pix_fmt)
+            if pts_ms is not None:
+                frame.pts, frame.time_base = pts_ms[i], fractions.Fraction(1, 1000)
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():
