@@ -253,6 +253,9 @@ class _Group(click.Group):
             _say("terminated")
             ctx.exit(143)
         except KeyboardInterrupt:
+            if Terminated in _INTERRUPTED:  # a SIGTERM that Ray's signal check re-raised as a plain Ctrl-C
+                _say("terminated")
+                ctx.exit(143)
             _say("interrupted")
             ctx.exit(130)
         except OSError as exc:
@@ -268,7 +271,11 @@ class _Group(click.Group):
 
 
 def _utf8_stdout() -> bool:
-    return (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "") == "utf8"
+    return _utf8(sys.stdout)
+
+
+def _utf8(stream: Any) -> bool:
+    return (getattr(stream, "encoding", None) or "").lower().replace("-", "") == "utf8"
 
 
 #: Errors of writing to a file that cannot take more: a full disk, a quota, a file size limit, /dev/full, EIO.
@@ -333,11 +340,12 @@ def main() -> None:
             setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
     # File names print as their own bytes, as ls prints them: a name that is not UTF-8 (a Latin-1
     # name from an old disk, kept by Python as lone surrogates) made a strict stdout raise mid-output.
-    if hasattr(sys.stdout, "reconfigure"):
-        if _utf8_stdout():
-            sys.stdout.reconfigure(errors="surrogateescape")
-        else:  # another encoding (PYTHONIOENCODING=latin-1, an old locale): what it cannot hold is escaped, no crash
-            sys.stdout.reconfigure(errors="backslashreplace")
+    for stream in (sys.stdout, sys.stderr):  # stderr too: its lines name files (written, failed)
+        if hasattr(stream, "reconfigure"):
+            if _utf8(stream):
+                stream.reconfigure(errors="surrogateescape")
+            else:  # another encoding (PYTHONIOENCODING=latin-1, an old locale): what it cannot hold is escaped
+                stream.reconfigure(errors="backslashreplace")
 
 
 @main.command()

@@ -423,6 +423,35 @@ def test_image_on_a_stdout_that_is_not_utf8_escapes_what_it_cannot_hold(tmp_path
             os.path.join(os.fsencode(tmp_path), n) for n in (b"lat\xe9.png", "\u65e5\u672c.png".encode(), b"plain.png"))
 
 
+def test_file_names_on_stderr_keep_their_bytes(tmp_path, clip, tiny_model) -> None:
+    """The written-file lines on stderr showed a Latin-1 name as a literal "\\udce9" (only stdout kept the bytes)."""
+    import os
+    import subprocess
+    import sys
+
+    video = os.path.join(os.fsencode(tmp_path), b"caf\xe9.mp4")
+    with open(video, "wb") as fh:
+        fh.write(Path(clip).read_bytes())
+    done = subprocess.run([sys.executable, "-m", "captioner", "run", os.fsdecode(video), "--model", str(tiny_model),
+                           "--beam-size", "1"], capture_output=True, timeout=300, env={**os.environ, "LC_ALL": "C.UTF-8"})
+    assert done.returncode == 0 and done.stderr.startswith(os.path.join(os.fsencode(tmp_path), b"caf\xe9.srt  (")), done.stderr
+
+
+def test_a_sigterm_that_arrives_as_a_plain_interrupt_still_exits_143(tmp_path, monkeypatch) -> None:
+    """Ray's signal check re-raises a SIGTERM landing in ray.wait as a plain KeyboardInterrupt: 'interrupted', 130."""
+    import captioner.cli as cli_mod
+    from captioner.errors import Terminated
+
+    def stopped(*args, **kwargs):
+        cli_mod._INTERRUPTED.append(Terminated)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("captioner.batch.run_batch", stopped)
+    make_video(tmp_path / "in" / "a.mp4", [("red", 1.0)])
+    result = cli("batch", tmp_path / "in", "-q")
+    assert result.exit_code == 143 and result.stderr == "terminated\n"
+
+
 def test_an_empty_or_non_folder_output_dir_is_refused(tmp_path, tiny_model, clip, monkeypatch) -> None:
     """-o '' (an unset shell variable) wrote the outputs and a batch's report into the current folder unsaid;
     -o /dev/null said 'cannot create output folder (File exists)'."""
