@@ -56,8 +56,9 @@ def _wait_gone(pids: set[int], seconds: float) -> set[int]:
     return {p for p in pids if _alive(p)}
 
 
-def _start_batch(tmp_path: Path, model: Path) -> tuple[subprocess.Popen, Path, set[int]]:
-    """A two-worker batch of videos long enough to be stopped mid-way; returns once workers captioned one."""
+def _start_batch(tmp_path: Path, model: Path, session: bool = False) -> tuple[subprocess.Popen, Path, set[int]]:
+    """A two-worker batch of videos long enough to be stopped mid-way; returns once workers captioned one.
+    ``session``: in a session of its own, as a terminal's (a signal to its process group reaches every process)."""
     tree = tmp_path / "in"
     for i in range(8):
         make_video(tree / f"v{i}.mp4", [(["red", "blue", "checker", "green"][i % 4], 8.0)], seed=i)
@@ -65,7 +66,7 @@ def _start_batch(tmp_path: Path, model: Path) -> tuple[subprocess.Popen, Path, s
     proc = subprocess.Popen(captioner_command("batch", tree, "-o", out, "--model", model, "--workers", "2",
                                               "--threads", "1", "--fps", "4", "-q"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=subprocess_env(), cwd=REPO)
+                            env=subprocess_env(), cwd=REPO, start_new_session=session)
     deadline = time.monotonic() + 120
     while not list(out.glob("*.srt")):
         assert proc.poll() is None, proc.stderr.read()
@@ -113,6 +114,23 @@ def test_a_hangup_stops_a_batch_like_sigterm(tmp_path, tiny_model):
     assert _wait_gone(workers, 5.0) == set()
     report = json.loads((out / REPORT_NAME).read_text())
     assert report["totals"]["pending"] >= 1 and not list(out.glob(".captioner-batch-running*"))
+
+
+def test_a_closed_terminal_hangs_up_the_whole_batch_with_one_line(tmp_path, tiny_model):
+    """A closed terminal sends SIGHUP to every process of its group: it killed the pool's resource tracker, and
+    the shutdown's new tracker printed a warning and five KeyError tracebacks after "hung up"."""
+    inherited = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        proc, out, workers = _start_batch(tmp_path, tiny_model, session=True)
+    finally:
+        signal.signal(signal.SIGHUP, inherited)
+    try:
+        os.killpg(proc.pid, signal.SIGHUP)
+        assert (proc.wait(timeout=30), proc.stderr.read()) == (129, "hung up\n")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _wait_gone(workers, 5.0) == set()
 
 
 def test_workers_exit_when_the_batch_is_killed(tmp_path, tiny_model):

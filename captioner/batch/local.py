@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import deque
 from dataclasses import replace
@@ -208,6 +209,26 @@ def _pool_task(job: BatchJob) -> FileResult:
     return run_job(_worker_state["captioner"], job, _worker_state["config"])
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with SIGHUP ignored, as it ignores SIGINT and SIGTERM.
+
+    A closed terminal (SIGHUP to the process group) killed it; the pool's shutdown then started a
+    new one, which printed a warning and five KeyError tracebacks over the one "hung up" line.
+    Ignored signals stay ignored in the process it starts.
+    """
+    import signal
+
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        return
+    from multiprocessing import resource_tracker
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def run_pool(jobs: Sequence[BatchJob], workers: int, task: Callable[[BatchJob], FileResult],
               initializer: Callable[..., None] | None, initargs: tuple, deliver: ResultCallback) -> None:
     """Run ``task`` over ``jobs`` in a 'spawn' process pool, surviving worker deaths; ``deliver`` gets each result.
@@ -228,6 +249,7 @@ def run_pool(jobs: Sequence[BatchJob], workers: int, task: Callable[[BatchJob], 
     from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("spawn")
+    _start_resource_tracker()
     queue = deque(jobs)
     suspects: deque[BatchJob] = deque()
     pool = None
