@@ -430,10 +430,10 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object a line (path, caption, confidence) instead of '<path>\\t<caption>': for "
                    "programs, and for file names that hold a tab or a line break.")
-@click.option("-v", "--verbose", count=True)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @_INT8_OPTION
 @_STYLE_OPTION
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bar.")
 def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consensus: float, model_dir: Path,
           batch_size: int, as_json: bool, int8: bool, style: str, verbose: int, quiet: bool) -> None:
     """Caption photos (files, or folders of .jpg/.jpeg/.png/.webp/.bmp/.tif/.gif: the first frame): prints
@@ -757,8 +757,8 @@ def _load(config: CaptionConfig, *, wait: bool = True):
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
 @click.option("--html", "html_page", type=click.Path(dir_okay=False, path_type=Path),
               help="also write a results page here, linking to each video's review page (-f html) at the cue")
-@click.option("-v", "--verbose", count=True, help="more logging (-vv: debug)")
-@click.option("-q", "--quiet", is_flag=True, help="errors only")
+@click.option("-v", "--verbose", count=True, help="More log output: what indexing does (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bar.")
 def search(query: str, folders: tuple[Path, ...], results: int, as_json: bool, html_page: Path | None,
            verbose: int, quiet: bool) -> None:
     """Find the moments whose captions match QUERY in the JSON outputs under FOLDERS.
