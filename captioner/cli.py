@@ -382,11 +382,11 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
                 failed += 1
                 _fail(str(base))
                 continue
-            problem = output_problem(base, config.output.formats)
-            foreign = [] if overwrite or problem else foreign_outputs(base, config.output.formats)
-            if problem or foreign:  # before captioning: nothing of the user's is replaced, and no time is spent
+            foreign = [] if overwrite else foreign_outputs(base, config.output.formats)
+            problem = foreign_reason(foreign[0]) if foreign else output_problem(base, config.output.formats)
+            if problem:  # before captioning: nothing of the user's is replaced, and no time is spent
                 failed += 1
-                _fail(problem or foreign_reason(foreign[0]))
+                _fail(problem)
                 continue
             # a bar only on a terminal: redirected to a file, tqdm's redraws are noise around the error lines
             bar = None if quiet or not sys.stderr.isatty() else _ProgressBar(video.name)
@@ -612,21 +612,21 @@ def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engin
                     # a folder that cannot exist fails before any video is captioned
                     created = prepare_output_dir(output_dir)
                 # one batch at a time writes into a folder (the outputs', or the videos' when they go beside them)
-                stack.enter_context(exclusive([output_dir] if output_dir is not None else
-                                              [f for f in folders if f.is_dir()]))
+                locked = stack.enter_context(exclusive([output_dir] if output_dir is not None else
+                                                       [f for f in folders if f.is_dir()]))
             except CaptionerError as exc:
                 _fail(str(exc))
                 remove_empty(created)
                 sys.exit(1)
             _run_batch(folders, output_dir, formats, recursive, overwrite, engine, workers, ray_address, quiet,
-                       started, options)
+                       started, options, locked)
     except click.UsageError:  # a plan refused before anything was written: no empty -o folder left behind
         remove_empty(created)
         raise
 
 
 def _run_batch(folders, output_dir, formats, recursive, overwrite, engine, workers, ray_address, quiet, started,
-               options) -> None:
+               options, locked) -> None:
     """``batch`` once its folders are locked: plan, run, report, exit."""
     import time
 
@@ -636,7 +636,7 @@ def _run_batch(folders, output_dir, formats, recursive, overwrite, engine, worke
 
     config = build_config(formats=formats, **options)
     try:
-        plan = plan_batch(folders, output_dir, formats, recursive=recursive, overwrite=overwrite)
+        plan = plan_batch(folders, output_dir, formats, recursive=recursive, overwrite=overwrite, locked=locked)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except CaptionerError as exc:  # another batch writes into a folder below this one's

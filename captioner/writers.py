@@ -357,9 +357,10 @@ def captioner_wrote(path: Path) -> bool:
 
 
 def foreign_outputs(base: Path, formats: Sequence[str]) -> list[Path]:
-    """The outputs ``base.<fmt>`` that exist and that captioner did not write (``captioner_wrote``)."""
+    """The outputs ``base.<fmt>`` that exist and that captioner did not write (``captioner_wrote``); a folder
+    in an output's place is not one of them (``outputs.output_problem`` says what it is)."""
     return [p for p in (output_file(Path(base), fmt) for fmt in dict.fromkeys(formats))
-            if os.path.lexists(p) and not captioner_wrote(p)]
+            if os.path.lexists(p) and not (p.is_dir() and not p.is_symlink()) and not captioner_wrote(p)]
 
 
 def foreign_reason(path: Path) -> str:

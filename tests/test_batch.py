@@ -465,6 +465,29 @@ def test_videos_in_an_output_folder_inside_the_input_folder_are_captioned(tmp_pa
     assert "0 captioned, 2 up to date, 0 failed, 0 non-video file(s) ignored" in again.output
 
 
+def test_a_batch_over_a_folder_and_its_sub_folder_is_not_refused_by_itself(tmp_path, tiny_model):
+    """``batch a a/b`` locks both; testing the folders above a/b found its own lock on a and refused."""
+    make_video(tmp_path / "a" / "b" / "v.mp4", [("red", 1.0)])
+    result = batch(tmp_path / "a", tmp_path / "a" / "b", "--model", tiny_model, "-q")
+    assert result.exit_code == 0 and result.output == "" and (tmp_path / "a" / "b" / "v.srt").is_file()
+
+
+def test_up_to_date_videos_in_a_folder_that_cannot_be_written_are_skipped(tmp_path, tiny_model, monkeypatch):
+    """Checking before captioning that the outputs' folder could be written failed videos with nothing to write
+    (a captioned archive on a read-only disk)."""
+    import captioner.outputs as outputs_mod
+
+    tree = tmp_path / "in"
+    make_video(tree / "a.mp4", [("red", 1.0)])
+    batch(tree, "--model", tiny_model, "-q")
+    real = os.access
+    monkeypatch.setattr(outputs_mod.os, "access",
+                        lambda path, mode: real(path, mode) and not (Path(path) == tree and mode & os.W_OK))
+    result = batch(tree, "--model", tiny_model, "-q")  # (only the check is fooled: the report is still written)
+    assert result.exit_code == 0 and result.output == ""  # was "error: in/a.mp4: in: cannot write there ..."
+    assert by_name(read_report(tree / REPORT_NAME))["a.mp4"]["status"] == "skipped"
+
+
 def test_two_batches_do_not_write_into_one_folder_at_once(tmp_path, tiny_model) -> None:
     """A second batch on the same output folder captioned every video again, took the first's marker for a
     crash, removed its temporary files as stale, and the last to finish wrote the report."""

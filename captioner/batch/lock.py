@@ -8,7 +8,7 @@ beside the videos) and is refused where another batch's folder holds or is held 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from contextlib import contextmanager
 from typing import Any
@@ -20,24 +20,27 @@ LOCK_NAME = ".captioner-batch.lock"
 
 
 @contextmanager
-def exclusive(folders: Sequence[Path]) -> Iterator[None]:
-    """Hold the batch lock of each of ``folders`` (an exclusive ``flock``, released however the process ends).
+def exclusive(folders: Sequence[Path]) -> Iterator[frozenset[str]]:
+    """Hold the batch lock of each of ``folders`` (an exclusive ``flock``, released however the process ends);
+    yields the folders (real paths), which this batch's own checks pass over (``check_unlocked``'s ``own``).
 
     Two batches writing into one folder each captioned every video, read the other's "currently
     captioning" marker as a crash, removed each other's temporary files as stale, and the last to
     finish wrote the report. ``CaptionerError`` (naming the other process) if another batch holds
     one, or the lock of a folder above one (a batch there may write into it too; batches below it
-    are found by ``check_unlocked`` once the plan knows its folders). Folders that cannot be written are passed over (the batch reports its own errors there);
-    without ``fcntl`` (Windows) nothing is locked.
+    are found by ``check_unlocked`` once the plan knows its folders). Folders that cannot be
+    written are passed over (the batch reports its own errors there); without ``fcntl`` (Windows)
+    nothing is locked.
     """
+    own = frozenset(os.path.realpath(f) for f in folders)
     try:
         import fcntl
     except ImportError:
-        yield
+        yield own
         return
     held: list[tuple[str, Any]] = []
     try:
-        for folder in sorted({os.path.realpath(f) for f in folders}):
+        for folder in sorted(own):
             path = os.path.join(folder, LOCK_NAME)
             while True:
                 handle = _open_lock(path)
@@ -68,8 +71,8 @@ def exclusive(folders: Sequence[Path]) -> Iterator[None]:
                     held.append((path, handle))
                     break
                 handle.close()
-            check_unlocked([folder], above=True)
-        yield
+            check_unlocked([folder], above=True, own=own)  # ``batch a a/b``: a is its own, not another's
+        yield own
     finally:
         for path, handle in held:  # removed while still locked, so no other batch locks a file no longer there
             try:
@@ -94,7 +97,7 @@ def _open_lock(path: str) -> Any:
 
 
 def check_unlocked(folders: Iterable[str | os.PathLike[str]], below: str | os.PathLike[str] | None = None, *,
-                   above: bool = False) -> None:
+                   above: bool = False, own: Collection[str] = ()) -> None:
     """Raise ``CaptionerError`` if another batch holds the lock of one of ``folders``, or of a folder
     above one: up to ``below`` (not itself; ``folders`` lie below it), or, with ``above``, every
     folder above but not the folder itself.
@@ -102,7 +105,7 @@ def check_unlocked(folders: Iterable[str | os.PathLike[str]], below: str | os.Pa
     A batch tests the folders it will write into below the one it locked (its own lock, held on
     another open file, would test as taken), before it touches anything there; ``exclusive`` tests
     the folders above the one it locked. Each folder is tested once, with a shared ``flock`` that
-    fails while an exclusive one is held.
+    fails while an exclusive one is held; the batch's ``own`` locked folders (real paths) are not.
     """
     try:
         import fcntl
@@ -117,7 +120,7 @@ def check_unlocked(folders: Iterable[str | os.PathLike[str]], below: str | os.Pa
             continue  # the root folder: nothing above it; ``below`` itself: not tested
         while folder != stop and folder not in seen:
             seen.add(folder)
-            holder = _holder(fcntl, os.path.join(folder, LOCK_NAME))
+            holder = None if folder in own else _holder(fcntl, os.path.join(folder, LOCK_NAME))
             if holder is not None:
                 raise CaptionerError(f"{ours}: another captioner batch is writing "
                                      + ("there" if folder == ours else f"into {folder}")

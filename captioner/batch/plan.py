@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Collection, Sequence
 
 from ..config import VIDEO_EXTENSIONS
 from ..errors import CaptionerError, cannot_list
@@ -83,7 +83,7 @@ def find_files(root: Path, *, recursive: bool = True, exclude: Sequence[Path] = 
 
 
 def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence[str], *,
-               recursive: bool = True, overwrite: bool = False) -> BatchPlan:
+               recursive: bool = True, overwrite: bool = False, locked: Collection[str] = ()) -> BatchPlan:
     """Find the videos under ``roots`` and decide what to do with each.
 
     Outputs mirror each root's tree under ``output_dir`` (``root/a/clip.mp4`` ->
@@ -99,7 +99,8 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     Temporary files an interrupted run left beside the outputs are deleted.
 
     Raises ``ValueError`` for roots that would share an output sub-folder, ``CaptionerError`` when
-    another batch holds a folder below the one this batch locked (``lock.check_unlocked``).
+    another batch holds a folder below the one this batch locked (``lock.check_unlocked``; ``locked``:
+    the folders this batch holds, ``lock.exclusive``'s).
     """
     from ..writers import FORMATS
 
@@ -169,22 +170,25 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         taken[key] = video
         own.update(output_file(base, f) for f in FORMATS)
         tmp_names.setdefault(base.parent, set()).update(_output_names(base))
-        problem = output_problem(base, plan.formats)
-        foreign = [] if overwrite or problem else foreign_outputs(base, plan.formats)
         wanted = tuple(str(output_file(base, f)) for f in plan.formats)
-        if problem or foreign:  # a film's dialogue subtitles, captions edited by hand: never replaced unasked
-            plan.done.append(FileResult(str(video), Status.FAILED, problem or foreign_reason(foreign[0]), shown=shown,
-                                        root=i).keeping(previous))
-        elif not overwrite and outputs_up_to_date(video, base, plan.formats, previous):
+        foreign = [] if overwrite else foreign_outputs(base, plan.formats)
+        problem = None
+        if foreign:  # a film's dialogue subtitles, captions edited by hand: never replaced unasked
+            problem = foreign_reason(foreign[0])
+        elif not overwrite and outputs_up_to_date(video, base, plan.formats, previous):  # even if read-only
             plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date", outputs=wanted,
                                         shown=shown, root=i, source=previous[0] if previous else signature_now(video),
                                         covers=previous[1] if previous else wanted))
+            continue
+        problem = problem or output_problem(base, plan.formats)
+        if problem:
+            plan.done.append(FileResult(str(video), Status.FAILED, problem, shown=shown, root=i).keeping(previous))
         else:
             plan.jobs.append(BatchJob(video, base, shown, i, previous))
     plan.ignored = [sum(1 for o in other if o not in own) for other in others]
     # a batch on a folder below this one's (``batch a`` while ``batch a/b`` runs): before anything there is removed
     for i, root in enumerate(plan.roots):
-        check_unlocked({e[1].parent for e in found if e[3] == i}, below=out_abs or root)
+        check_unlocked({e[1].parent for e in found if e[3] == i}, below=out_abs or root, own=locked)
     for folder, names in tmp_names.items():
         plan.stale_removed += remove_stale_temp_files(folder, names)
     for path, _ in plan.report_paths_abs():
