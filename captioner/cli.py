@@ -278,8 +278,8 @@ def _utf8(stream: Any) -> bool:
     return (getattr(stream, "encoding", None) or "").lower().replace("-", "") == "utf8"
 
 
-#: Errors of writing to a file that cannot take more: a full disk, a quota, a file size limit, /dev/full, EIO.
-_OUTPUT_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+#: Errors of writing to a file that cannot take more: a full disk (or /dev/full), a quota, a file size limit.
+_OUTPUT_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def _say(line: str) -> None:
@@ -477,12 +477,13 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
             except CaptionerError as exc:
                 tqdm.write("error: " + " ".join(str(exc).splitlines()), file=sys.stderr)
                 failed += 1
-        for f, cap in zip(chunk, captioner.caption_images(imgs)):
-            if as_json:  # valid JSON whatever the name (as search --json)
-                click.echo(json_text({"path": str(f), "caption": cap.text, "confidence": round(cap.confidence, 3)},
-                                     ascii_only=not _utf8_stdout()))
-            else:
-                click.echo(f"{printable(str(f))}\t{printable(cap.text)}")
+        with bar.external_write_mode(file=sys.stdout):  # a caption line is not glued onto the bar's
+            for f, cap in zip(chunk, captioner.caption_images(imgs)):
+                if as_json:  # valid JSON whatever the name (as search --json)
+                    click.echo(json_text({"path": str(f), "caption": cap.text, "confidence": round(cap.confidence, 3)},
+                                         ascii_only=not _utf8_stdout()))
+                else:
+                    click.echo(f"{printable(str(f))}\t{printable(cap.text)}")
         bar.update(len(files[start : start + batch_size]))
     bar.close()
     sys.exit(1 if failed else 0)

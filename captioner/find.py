@@ -178,7 +178,9 @@ def _stat_outputs(root: Path,
                 st: os.stat_result | OSError = os.stat(path)
             except OSError as exc:
                 st = exc
-            if isinstance(st, OSError) or stat.S_ISREG(st.st_mode) and not (f in NOT_OUTPUTS and _is_report(path)):
+            if f in NOT_OUTPUTS and (isinstance(st, OSError) or _is_report(path)):
+                continue
+            if isinstance(st, OSError) or stat.S_ISREG(st.st_mode):
                 found.append((path, st))
     seen: set[tuple[int, int]] = set()
     unique = []
@@ -191,13 +193,18 @@ def _stat_outputs(root: Path,
     return unique
 
 
+def _uid() -> int:
+    return os.geteuid() if hasattr(os, "geteuid") else 0
+
+
 def _is_report(path: Path) -> bool:
-    """Whether ``path`` is a batch report, not a caption output (which begins with its ``metadata``)."""
+    """Whether ``path`` is a batch report, not a caption output (which begins with its ``metadata``); one
+    that cannot be read is passed over as a report, as before such names were read at all."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(256)
     except OSError:
-        return False
+        return True
     return b'"metadata"' not in head
 
 
@@ -445,7 +452,9 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
     old_rejected = old.rejected if old is not None else {}
 
     def unchanged(entries: dict[str, dict[str, Any]], rel: str, sig: tuple[int, ...]) -> bool:
-        return rel in entries and tuple(entries[rel]["sig"]) == sig
+        # a file one user may not read stays unread for that user only: the index is shared
+        return (rel in entries and tuple(entries[rel]["sig"]) == sig
+                and entries[rel].get("uid", _uid()) == _uid())
 
     if old is not None and len(old_files) + len(old_rejected) == len(current) and all(
             unchanged(old_files, k, sig) or unchanged(old_rejected, k, sig) for k, (_, sig) in current.items()):
@@ -486,7 +495,7 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
             except OSError as exc:
                 errors.append((said(p), exc.strerror or str(exc)))
                 if exc.errno in (errno.EACCES, errno.EPERM):  # until chmod moves its change time: not read again
-                    new.rejected[rel] = {"sig": list(sig), "reason": exc.strerror or str(exc)}
+                    new.rejected[rel] = {"sig": list(sig), "reason": exc.strerror or str(exc), "uid": _uid()}
                 continue  # other errors may pass (a disk's hiccup): read again next time
             except ValueError as exc:
                 errors.append((said(p), str(exc)))

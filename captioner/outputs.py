@@ -197,7 +197,8 @@ def outputs_up_to_date(video: Path, base: Path, formats: Sequence[str],
     catches a video replaced by an older file (``cp -p``, ``rsync -a``), and what lets a video
     dated in the future be finished once.
     """
-    made = set(map(str, record[1])) if record is not None else set()
+    # compared as real paths: the same -o reached through a link (or a link to it) is the same folder
+    made = {os.path.realpath(m) for m in record[1]} if record is not None else set()
     try:
         st_video = video.stat()
         for fmt in formats:
@@ -205,7 +206,7 @@ def outputs_up_to_date(video: Path, base: Path, formats: Sequence[str],
             st = path.stat()
             if not stat.S_ISREG(st.st_mode) or (record is None and st.st_mtime_ns <= st_video.st_mtime_ns):
                 return False
-            if record is not None and str(path) not in made:
+            if record is not None and os.path.realpath(path) not in made:
                 return False
     except OSError:
         return False

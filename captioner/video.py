@@ -443,7 +443,8 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
                         path, failed_retrieves)
         if sampled == 0:
             raise VideoError(f"{path}: no decodable frames")
-        if stream_seconds is not None and (timeline.last or 0.0) < first + stream_seconds < stats.end_time - _TIME_EPS:
+        last_frame = offset + (timeline.last or 0.0)  # on the player's clock, as ``first`` and ``end_time``
+        if stream_seconds is not None and last_frame < first + stream_seconds < stats.end_time - _TIME_EPS:
             # the last frame lasted one frame of the average rate: a slideshow's few frames ran 3.7 s past
             # the stream's end (a variable-rate one, 20 minutes); a stream "ending" before its last frame lies
             stats.end_time = first + stream_seconds

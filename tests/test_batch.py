@@ -488,6 +488,16 @@ def test_up_to_date_videos_in_a_folder_that_cannot_be_written_are_skipped(tmp_pa
     assert by_name(read_report(tree / REPORT_NAME))["a.mp4"]["status"] == "skipped"
 
 
+def test_an_output_folder_reached_through_a_link_is_the_same_folder(tmp_path, tiny_model):
+    """The report names the outputs made from each video; compared as written, -o out then -o link-to-out
+    captioned every video again."""
+    make_video(tmp_path / "in" / "a.mp4", [("red", 1.0)])
+    batch(tmp_path / "in", "-o", tmp_path / "out", "--model", tiny_model, "-q")
+    (tmp_path / "link").symlink_to(tmp_path / "out")
+    batch(tmp_path / "in", "-o", tmp_path / "link", "--model", tiny_model, "-q")
+    assert by_name(read_report(tmp_path / "out" / REPORT_NAME))["a.mp4"]["status"] == "skipped"
+
+
 def test_two_batches_do_not_write_into_one_folder_at_once(tmp_path, tiny_model) -> None:
     """A second batch on the same output folder captioned every video again, took the first's marker for a
     crash, removed its temporary files as stale, and the last to finish wrote the report."""

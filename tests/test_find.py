@@ -396,6 +396,29 @@ def test_plain_hits_keep_one_line_each(archive: Path) -> None:
     assert line.endswith("a horse \\x1b[31min a field") and "evil\\nfake.json" in line and "\n" not in line
 
 
+def test_a_file_one_user_cannot_read_is_read_for_another(archive: Path, monkeypatch) -> None:
+    """The index is shared: a JSON recorded as unreadable for one user stayed hidden from a user who may read it."""
+    import captioner.find as find_mod
+
+    locked = archive / "locked.json"
+    write_output(locked, [(0.0, 1.0, "a horse in a field")])
+    real = find_mod.read_output
+
+    def as_user(p: Path):
+        if p.name == "locked.json" and find_mod._uid() == 1234:
+            raise PermissionError(13, "Permission denied", str(p))
+        return real(p)
+
+    monkeypatch.setattr(find_mod, "read_output", as_user)
+    monkeypatch.setattr(find_mod, "_uid", lambda: 1234)
+    update_index(archive, BagOfWords())
+    monkeypatch.setattr(find_mod, "_uid", lambda: 0)  # another user, who may read it
+    idx, st = update_index(archive, BagOfWords(), errors=(errors := []))
+    assert errors == [] and len(idx) == 4 and st.written
+    (archive / "day" / "captioner-report.json").symlink_to("/nonexistent")  # a report's name, unreadable: passed over
+    assert Searcher([archive], embedder=BagOfWords()).errors == []
+
+
 def test_a_moved_archive_keeps_its_index(archive: Path) -> None:
     update_index(archive, BagOfWords())
     moved = archive.with_name("moved")

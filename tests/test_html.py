@@ -610,3 +610,32 @@ def test_the_index_filter_matches_names_in_either_unicode_form(browser, tmp_path
     open_index(browser, index)
     browser.find_element("id", "filter").send_keys("caf\u00e9")
     assert browser.find_element("id", "count").text == "1 of 1 videos"
+
+
+def test_edits_survive_a_browser_that_keeps_no_storage(browser, archive):
+    """Reading back the stored edits before each edit (to keep another tab's) dropped this page's earlier edits where
+    storage cannot be used (blocked, some private modes): the download held the last edit only."""
+    from selenium.webdriver.common.keys import Keys
+
+    blocked = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": (
+        "Object.defineProperty(window, 'localStorage', {get: function () {"
+        " throw new DOMException('blocked', 'SecurityError'); }});")})
+    try:
+        page = archive["other"]
+        browser.get(page.as_uri())
+        wait_for(browser, lambda d: d.execute_script("return document.readyState") == "complete")
+        for i, words in ((0, "first edit"), (1, "second edit")):
+            text = rows(browser)[i].find_element("css selector", ".text")
+            text.click()
+            text.send_keys(Keys.CONTROL, "a")
+            text.send_keys(words, Keys.ENTER)
+        assert "does not keep the edits" in browser.find_element("id", "status").text
+        for old in browser.downloads.glob("*"):
+            old.unlink()
+        browser.find_element("id", "dl-srt").click()
+        target = browser.downloads / "other.srt"
+        wait_for(browser, lambda d: target.exists() and target.stat().st_size > 0, message="no download")
+        subs = [s.content for s in srt.parse(target.read_text(encoding="utf-8-sig"))]
+        assert subs[:2] == ["first edit", "second edit"]
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": blocked["identifier"]})

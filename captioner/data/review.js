@@ -16,7 +16,8 @@
     onlyCheck.checked = false;  // a reload shows every cue again
     onlyCheck.addEventListener("change", function () { list.classList.toggle("only-check", onlyCheck.checked); });
   }
-  var edits = loadEdits();
+  var edits = loadEdits(), storageWorks = edits !== null;
+  if (edits === null) edits = {};
 
   // ---------------------------------------------------------------- text rules (as subtitles.py)
   function clean(text) {
@@ -79,11 +80,11 @@
   // ---------------------------------------------------------------- edits (localStorage)
   function keyOf(i) { return String(Math.round(cues[i].start * 1000)); }
 
-  function loadEdits() {
+  function loadEdits() {  // null when storage cannot be read (blocked, some private modes)
     try {
       var stored = JSON.parse(localStorage.getItem(storageKey) || "null");
       return stored && stored.version === 1 && stored.edits ? stored.edits : {};
-    } catch (e) { return {}; }
+    } catch (e) { return null; }
   }
 
   function saveEdits() {
@@ -144,11 +145,14 @@
 
   function onEdit(i) {
     var text = clean(rows[i].querySelector(".text").textContent);
-    // what another tab of this page saved since: kept (the whole set was written back, and the last tab won)
-    edits = loadEdits();
+    // what another tab of this page saved since: kept (the whole set was written back, and the last tab won);
+    // while storage fails (blocked, full) the edits live in this page only, and none is dropped by a reload
+    var stored = storageWorks ? loadEdits() : null;
+    if (stored !== null) edits = stored;
     if (text === cues[i].text) delete edits[keyOf(i)];
     else edits[keyOf(i)] = {orig: cues[i].text, text: text};
     var saved = saveEdits();
+    storageWorks = storageWorks && saved;
     rows[i].classList.toggle("edited", editedText(i) !== null);
     showText(i);
     refreshStatus(saved ? null : "This browser does not keep the edits (storage unavailable); download them.");
@@ -325,7 +329,7 @@
   // another tab of this page saved or discarded edits: shown here at once (the caption being typed is left alone)
   window.addEventListener("storage", function (ev) {
     if (ev.key !== storageKey && ev.key !== null) return;
-    edits = loadEdits();
+    edits = loadEdits() || edits;
     for (var i = 0; i < rows.length; i++) showText(i);
     refreshStatus();
   });
