@@ -232,6 +232,16 @@ class _Group(click.Group):
     way out).
     """
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        except OSError as exc:  # --help or --version into a full disk: printed before any command runs
+            if exc.errno not in _OUTPUT_FULL:
+                raise
+            sys.stdout = open(os.devnull, "w", encoding="utf-8")
+            _say(f"error: cannot write the output: {exc.strerror or exc}")
+            sys.exit(1)
+
     def invoke(self, ctx: click.Context):
         import signal
         import threading

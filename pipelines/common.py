@@ -63,6 +63,23 @@ def out_folder(text: str) -> Path:
     return path
 
 
+def refuse_full_model(out: Path) -> None:
+    """``SystemExit`` if ``out`` holds a full model (detectors, search vectors, banks): a stage-1 export
+    (decoder and vocabulary) would rewrite its model.json without them, their files left unnamed."""
+    from captioner.errors import ModelError
+    from captioner.weights import MANIFEST, read_manifest
+
+    if not (Path(out) / MANIFEST).is_file():
+        return
+    try:
+        held = [k for k in COMPANION_ENTRIES + BANK_ENTRIES if k in read_manifest(out)]
+    except ModelError:
+        return  # not a model's manifest: replaced, as any other file of a stage-1 export
+    if held:
+        raise SystemExit(f"error: {out}: holds a full model ({', '.join(held)}); a stage-1 export would "
+                         "drop them from its model.json: give another --out")
+
+
 def save_torch(obj, path: Path) -> None:
     """``torch.save`` through a temporary file renamed into place: a job stopped mid-write (Ctrl-C, a
     full disk) leaves the previous file whole, not a truncated one that ends every later

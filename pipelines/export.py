@@ -20,9 +20,9 @@ import torch
 from captioner.config import DecoderConfig
 from captioner.errors import ModelError
 from captioner.vocab import Vocabulary
-from captioner.weights import MANIFEST, checkpoint_encoder, read_manifest, save_model
+from captioner.weights import checkpoint_encoder, save_model
 
-from .common import BANK_ENTRIES, COMPANION_ENTRIES, out_folder
+from .common import out_folder, refuse_full_model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,14 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--encoder", default=None,
                     help="the encoder the run was trained on (default: the one its checkpoint records; must agree)")
     args = ap.parse_args(argv)
-    if (args.out / MANIFEST).is_file():
-        try:
-            held = [k for k in COMPANION_ENTRIES + BANK_ENTRIES if k in read_manifest(args.out)]
-        except ModelError:
-            held = []  # not a model's manifest: replaced, as any other file of a stage-1 export
-        if held:
-            raise SystemExit(f"error: {args.out}: holds a full model ({', '.join(held)}); a stage-1 export would "
-                             "drop them from its model.json: give another --out")
+    refuse_full_model(args.out)
     source = args.run / "best.pt"
     if not source.is_file():
         raise SystemExit(f"error: {source}: no such file (train into --run first)")

@@ -3,7 +3,7 @@
 One readable script (nanoGPT style): data -> model -> loop -> select on dev -> export.
 Run ``python -m pipelines.extract_features`` first (``make train`` does both).
 
-    python -m pipelines.train --out weights            # what `make train` runs
+    python -m pipelines.train --out .cache/models/stage1   # stage 1 of `make train` (see the Makefile)
     python -m pipelines.train --epochs 1 --limit 200   # smoke run
     python -m pipelines.train --concepts 0 --text ""   # the plain Flickr8k decoder
 
@@ -46,7 +46,8 @@ from captioner.errors import ModelError
 from captioner.weights import checkpoint_encoder, save_model
 
 from .common import (
-    CACHE, DATA, TEXT_CORPORA, captions_by_file, flickr_split, out_folder, positive_int, save_torch, text_sentences,
+    CACHE, DATA, TEXT_CORPORA, captions_by_file, flickr_split, out_folder, positive_int, refuse_full_model, save_torch,
+    text_sentences,
 )
 from .extract_features import feature_dir, feature_rows
 
@@ -263,6 +264,8 @@ def main() -> None:
     ap.add_argument("--resume", type=Path, default=None,
                     help="continue from a run's best.pt (weights, history; Adam's state is not saved, so it restarts)")
     args = ap.parse_args()
+    if args.out is not None:
+        refuse_full_model(args.out)  # before the training: its export would drop a full model's parts
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)

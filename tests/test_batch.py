@@ -498,6 +498,18 @@ def test_an_output_folder_reached_through_a_link_is_the_same_folder(tmp_path, ti
     assert by_name(read_report(tmp_path / "out" / REPORT_NAME))["a.mp4"]["status"] == "skipped"
 
 
+def test_a_name_that_is_not_utf8_keeps_its_resume_record(tmp_path, tiny_model):
+    """The report wrote such a name as "?": its record named no file, and file times decided (a replacement dated
+    before the outputs kept its old captions)."""
+    tree = tmp_path / "in"
+    make_video(tree / "a.mp4", [("red", 1.0)])
+    video = os.path.join(os.fsencode(tree), b"caf\xe9.mp4")
+    os.rename(tree / "a.mp4", video)
+    batch(tree, "--model", tiny_model, "-q")
+    rows = read_report(tree / REPORT_NAME)["videos"]
+    assert [os.fsencode(r["path"]) for r in rows] == [video] and rows[0]["source"]["outputs"]
+
+
 def test_two_batches_do_not_write_into_one_folder_at_once(tmp_path, tiny_model) -> None:
     """A second batch on the same output folder captioned every video again, took the first's marker for a
     crash, removed its temporary files as stale, and the last to finish wrote the report."""

@@ -198,10 +198,11 @@ def test_a_full_disk_under_stdout_is_one_error_line(tiny_model) -> None:
     import subprocess
     import sys
 
-    with open("/dev/full", "w") as full:
-        done = subprocess.run([sys.executable, "-m", "captioner.cli", "info", "--model", str(tiny_model)],
-                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
-    assert done.returncode == 1 and done.stderr == "error: cannot write the output: No space left on device\n"
+    for args in (["info", "--model", str(tiny_model)], ["--help"], ["--version"]):  # the last two: before a command
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([sys.executable, "-m", "captioner.cli", *args],
+                                  stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+        assert done.returncode == 1 and done.stderr == "error: cannot write the output: No space left on device\n", args
 
 
 def test_outputs_that_could_not_be_written_are_found_before_captioning(tmp_path, clip, tiny_model, monkeypatch) -> None:

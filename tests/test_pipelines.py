@@ -241,6 +241,12 @@ def test_export_leaves_a_full_model_alone(tmp_path, tiny_model):
     with pytest.raises(SystemExit, match=r"holds a full model \(vse\); a stage-1 export would drop them"):
         export(["--run", str(tmp_path / "run"), "--out", str(model)])
     assert (model / "model.json").read_text() == before
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pipelines.train", "--out", str(model), "--epochs", "1"],
+                          capture_output=True, text=True, timeout=120)  # stage 1's own export: refused before training
+    assert done.returncode == 1 and "holds a full model (vse)" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_training_jobs_refuse_an_out_folder_they_could_not_write_before_any_work(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..outputs import absolute, output_file, write_atomic
+from ..outputs import absolute, json_surrogates, output_file, write_atomic
 from .job import BatchJob, FileResult, Status, covering, signature_now
 from .plan import BatchPlan
 
@@ -84,7 +84,8 @@ def write_reports(plan: BatchPlan, results: Sequence[FileResult], *,
     for path, roots in plan.report_paths_abs():
         report = batch_report(plan, results, roots, extra=extra)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        # a name that is not UTF-8 as JSON escapes (it was "?": its resume record named no file)
+        write_atomic(path, json_surrogates(json.dumps(report, indent=2, ensure_ascii=False)) + "\n")
         written.append(path)
         if "html" in plan.formats:  # the archive index of the review pages, beside the report
             written.append(write_batch_index(plan, results, roots, path.parent))
