@@ -218,7 +218,11 @@ def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration
 
 def _fail(message: str) -> None:
     """Print ``error: <message>`` as exactly one line on stderr."""
-    click.echo("error: " + " ".join(str(message).splitlines()), err=True)
+    click.echo(_error_line(message), err=True)
+
+
+def _error_line(message: object) -> str:
+    return "error: " + " ".join(str(message).splitlines())
 
 
 class _Group(click.Group):
@@ -235,10 +239,10 @@ class _Group(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().main(*args, **kwargs)
-        except OSError as exc:  # --help or --version into a full disk: printed before any command runs
+        except OSError as exc:  # stdout on a full disk (image > list.txt, --help > /dev/full): was a traceback
             if exc.errno not in _OUTPUT_FULL:
-                raise
-            sys.stdout = open(os.devnull, "w", encoding="utf-8")
+                raise  # a broken pipe is click's (quiet); anything else is a bug: its traceback says where
+            sys.stdout = open(os.devnull, "w", encoding="utf-8")  # what is still buffered goes nowhere at exit
             _say(f"error: cannot write the output: {exc.strerror or exc}")
             sys.exit(1)
 
@@ -268,13 +272,6 @@ class _Group(click.Group):
                 ctx.exit(143)
             _say("interrupted")
             ctx.exit(130)
-        except OSError as exc:
-            if exc.errno not in _OUTPUT_FULL:
-                raise  # a broken pipe is click's (quiet); anything else is a bug: its traceback says where
-            # stdout on a full disk (captioner image > list.txt) or /dev/full: was a traceback
-            sys.stdout = open(os.devnull, "w", encoding="utf-8")  # what is still buffered goes nowhere at exit
-            _say(f"error: cannot write the output: {exc.strerror or exc}")
-            ctx.exit(1)
         finally:
             for sig, handler in previous.items():  # in-process callers (tests, notebooks) get their handlers back
                 signal.signal(sig, handler)
@@ -485,7 +482,7 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
                 imgs.append(captioner.encoder.resize(load_image(str(f))))
                 chunk.append(f)
             except CaptionerError as exc:
-                tqdm.write("error: " + " ".join(str(exc).splitlines()), file=sys.stderr)
+                tqdm.write(_error_line(exc), file=sys.stderr)  # _fail's line, clear of the bar
                 failed += 1
         with bar.external_write_mode(file=sys.stdout):  # a caption line is not glued onto the bar's
             for f, cap in zip(chunk, captioner.caption_images(imgs)):

@@ -497,11 +497,11 @@ class _Timeline:
         #: where each join's part starts, when another timeline saw more of the stream than this one
         #: does (``iter_keyframes``: every packet, against key frames only); else after ``last``
         self.anchors: collections.deque[float] = collections.deque()
-        self._undo: tuple[float, float, None] | None = None  # (offset, last, anchor) before an unanchored join
+        self._undo: tuple[float, float] | None = None  # (offset, last) before an unanchored join
 
     def __call__(self, raw: float) -> float:
         if self._undo is not None:
-            offset, before, _ = self._undo
+            offset, before = self._undo
             self._undo = None
             if raw + offset >= before - _TIME_RESET_S:  # the old timeline goes on: that frame was a stray
                 self.offset, self.joins = offset, self.joins - 1
@@ -512,7 +512,7 @@ class _Timeline:
             if time < self.last - _TIME_RESET_S or self.anchors and time <= self.last:
                 anchor = self.anchors.popleft() if self.anchors else None
                 start = anchor if anchor is not None else self.last + self.step
-                self._undo = (self.offset, self.last, anchor) if anchor is None else None  # anchored: sure
+                self._undo = (self.offset, self.last) if anchor is None else None  # anchored: sure
                 self.offset += start - time
                 time = start
                 self.joins += 1

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from ..errors import CaptionerError
@@ -52,9 +52,7 @@ def exclusive(folders: Sequence[Path]) -> Iterator[frozenset[str]]:
                     handle.seek(0)
                     holder = handle.read().strip()
                     handle.close()
-                    raise CaptionerError(f"{folder}: another captioner batch is writing there"
-                                         + (f" (process {holder})" if holder.isdigit() else "")
-                                         + "; wait for it to finish, or give another -o") from None
+                    raise _busy(folder, folder, holder) from None
                 except OSError:  # no locks on this file system (NFS without lockd: ENOLCK): passed over
                     handle.close()
                     break
@@ -122,14 +120,19 @@ def check_unlocked(folders: Iterable[str | os.PathLike[str]], below: str | os.Pa
             seen.add(folder)
             holder = None if folder in own else _holder(fcntl, os.path.join(folder, LOCK_NAME))
             if holder is not None:
-                raise CaptionerError(f"{ours}: another captioner batch is writing "
-                                     + ("there" if folder == ours else f"into {folder}")
-                                     + (f" (process {holder})" if holder.isdigit() else "")
-                                     + "; wait for it to finish, or give another -o")
+                raise _busy(ours, folder, holder)
             parent = os.path.dirname(folder)
             if parent == folder:
                 break
             folder = parent
+
+
+def _busy(ours: str, folder: str, holder: str) -> CaptionerError:
+    """The error for a batch that would write into ``ours`` while process ``holder`` holds ``folder``."""
+    where = "there" if folder == ours else f"into {folder}"
+    process = f" (process {holder})" if holder.isdigit() else ""
+    return CaptionerError(f"{ours}: another captioner batch is writing {where}{process}; "
+                          "wait for it to finish, or give another -o")
 
 
 def _holder(fcntl: Any, path: str) -> str | None:
