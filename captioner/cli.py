@@ -227,7 +227,7 @@ def _error_line(message: object) -> str:
 
 class _Group(click.Group):
     """The command group; turns Ctrl-C into one line and exit 130, SIGTERM into one line and 143, SIGHUP
-    (unless ignored, as under nohup) into one line and 129.
+    into one line and 129 (Ctrl-C and SIGHUP only where the caller has not ignored them).
 
     Click's own handling prints "Aborted!" and exits 1, and Python's default for
     SIGTERM ends the process on the spot (a batch would write no report and leave
@@ -254,10 +254,14 @@ class _Group(click.Group):
         main_thread = threading.current_thread() is threading.main_thread()
         previous = {}
         if main_thread:
-            previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-            if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-                # a closed terminal killed a batch on the spot: no report, its running marker left behind
-                previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _on_signal)
+            previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _on_signal)}
+            # SIGHUP: a closed terminal killed a batch on the spot (no report, its running marker left
+            # behind). Both stay ignored where the caller ignores them, as Python itself leaves SIGINT: a
+            # shell starts `captioner … &` ignoring Ctrl-C, nohup ignores the hang-up.
+            for name in ("SIGINT", "SIGHUP"):
+                sig = getattr(signal, name, None)
+                if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+                    previous[sig] = signal.signal(sig, _on_signal)
         try:
             return super().invoke(ctx)
         except HungUp:

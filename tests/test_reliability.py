@@ -341,7 +341,8 @@ def test_sigint_in_a_real_process(tmp_path, tiny_model) -> None:
     """A real SIGINT while captioning: exit 130, one line, no subtitle file."""
     clip = make_video(tmp_path / "long.mp4", [("red", 30.0), ("blue", 30.0)], fps=10)  # 600 frames to encode
     proc = subprocess.Popen(captioner_command("run", "-v", "--fps", "10", "--model", tiny_model, clip.path),
-                            stderr=subprocess.PIPE, text=True, env=subprocess_env(), cwd=REPO)
+                            stderr=subprocess.PIPE, text=True, env=subprocess_env(), cwd=REPO,
+                            preexec_fn=_sigint_as_in_a_terminal)
     try:
         first = proc.stderr.readline()
         assert first.startswith("info: loaded model tiny-test"), first
@@ -354,6 +355,36 @@ def test_sigint_in_a_real_process(tmp_path, tiny_model) -> None:
             proc.kill()
             proc.wait()
     assert rest == "interrupted\n"
+    assert files_under(tmp_path) == ["long.mp4"]
+
+
+def _sigint_as_in_a_terminal() -> None:
+    """A child's Ctrl-C as a terminal gives it (CI may start the tests with SIGINT ignored, which children inherit)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path, tiny_model) -> None:
+    """Started ignoring Ctrl-C (a shell's `captioner run … &`), a run goes on through it, as Python leaves it
+    ignored; a SIGTERM still stops it with its one line."""
+    clip = make_video(tmp_path / "long.mp4", [("red", 30.0), ("blue", 30.0)], fps=10)
+    proc = subprocess.Popen(captioner_command("run", "-v", "--fps", "10", "--model", tiny_model, clip.path),
+                            stderr=subprocess.PIPE, text=True, env=subprocess_env(), cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        first = proc.stderr.readline()
+        assert first.startswith("info: loaded model tiny-test"), first
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert proc.poll() is None  # still captioning
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=60) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rest.endswith("terminated\n") and "interrupted" not in rest, rest
     assert files_under(tmp_path) == ["long.mp4"]
 
 
