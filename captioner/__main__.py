@@ -1,6 +1,6 @@
 """``python -m captioner``: the same command line as ``captioner``."""
 
-from captioner.cli import main
+from captioner import console
 
 if __name__ == "__main__":
-    main(prog_name="captioner")
+    console(prog_name="captioner")

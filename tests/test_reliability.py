@@ -13,6 +13,7 @@ import pickle
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -356,6 +357,26 @@ def test_sigint_in_a_real_process(tmp_path, tiny_model) -> None:
             proc.wait()
     assert rest == "interrupted\n"
     assert files_under(tmp_path) == ["long.mp4"]
+
+
+def test_ctrl_c_while_the_command_line_loads(tmp_path) -> None:
+    """A Ctrl-C during the ~0.2 s of imports before the CLI's own handling: one line and 130, no traceback
+    (the import is made to raise it, as a Ctrl-C landing there does)."""
+    code = ("import importlib.abc, sys\n"
+            "class Stop(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name == 'captioner.cli':\n"
+            "            raise KeyboardInterrupt\n"
+            "sys.meta_path.insert(0, Stop())\n"
+            "import captioner\n"
+            "captioner.console()\n")
+    done = subprocess.run([sys.executable, "-c", code, "run", "x.mp4"], capture_output=True, text=True,
+                          env=subprocess_env(), cwd=tmp_path, timeout=60)
+    assert (done.returncode, done.stderr) == (130, "interrupted\n")
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["captioner"] == "captioner:console"  # the installed command goes through it
 
 
 def _sigint_as_in_a_terminal() -> None:
