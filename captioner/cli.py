@@ -188,6 +188,33 @@ def caption_options(f):
     return f
 
 
+class _Time(click.ParamType):
+    """A time in the video: seconds (``90``, ``90.5``) or ``[HH:]MM:SS[.mmm]`` (``1:30``, ``01:02:03.5``), as
+    ffmpeg's ``-ss`` reads it (an SRT-style ``,`` before the milliseconds too)."""
+
+    name = "TIME"
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        import math
+        import re
+
+        if isinstance(value, (int, float)):
+            return float(value)
+        text = str(value).strip()
+        match = re.fullmatch(r"(?:(\d+):)?(?:(\d+):)?(\d+(?:[.,]\d*)?|[.,]\d+)", text)
+        if match is None:
+            self.fail(f"{value!r} is not a time: seconds (90.5) or [HH:]MM:SS[.mmm] (1:30, 01:02:03.5)", param, ctx)
+        first, second, last = match.groups()
+        hours, minutes = (first, second) if second is not None else (None, first)
+        seconds = float(last.replace(",", "."))
+        if minutes is not None and seconds >= 60 or hours is not None and int(minutes) >= 60:
+            self.fail(f"{value!r} is not a time: minutes and seconds go up to 59", param, ctx)
+        total = int(hours or 0) * 3600 + int(minutes or 0) * 60 + seconds
+        if not math.isfinite(total):
+            self.fail(f"{value!r} is not a finite time", param, ctx)
+        return total
+
+
 class _OutputFolder(click.Path):
     """A folder name that is not empty: ``-o ""`` (an unset shell variable) became ``Path("")``, the
     current folder, and a batch wrote its outputs and report there unsaid."""
@@ -205,7 +232,8 @@ def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration
                  rerank_weight: float = _D.decoding.rerank_weight,
                  consensus: float = _D.decoding.consensus_weight,
                  context: float = _D.sampling.context_seconds,
-                 min_confidence: float = _D.output.min_confidence) -> CaptionConfig:
+                 min_confidence: float = _D.output.min_confidence,
+                 start: float = _D.sampling.start, end: float | None = _D.sampling.end) -> CaptionConfig:
     """The configuration ``run`` and ``batch`` options describe (``config.configure``)."""
     return configure(model_dir=model_dir, fps=fps, fast=fast, context=context, beam_size=beam_size,
                      rerank_weight=rerank_weight, consensus_weight=consensus,
@@ -213,7 +241,7 @@ def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration
                      min_duration=min_duration, shot_threshold=shot_threshold, concepts=concepts,
                      formats=tuple(formats), max_line_width=max_line_width, max_line_count=max_line_count,
                      min_confidence=min_confidence,
-                     threads=threads, int8=int8, style=style)
+                     threads=threads, int8=int8, style=style, start=start, end=end)
 
 
 def _fail(message: str) -> None:
@@ -364,19 +392,28 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True,
               help="Replace existing output files even if captioner did not write them (such as a film's "
                    "dialogue <name>.srt). Without it such a video is skipped with an error.")
+@click.option("--start", type=_Time(), default=_D.sampling.start,
+              help="Caption from this time of the video: seconds (90.5) or [HH:]MM:SS[.mmm]. Cue times stay the "
+                   "video's, so the subtitles play with the whole file; frames before it are decoded, not looked at. "
+                   "Default: the start.")
+@click.option("--end", type=_Time(), default=_D.sampling.end,
+              help="Caption up to this time (same forms as --start); reading stops there. Default: the end.")
 @caption_options
 def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, formats: tuple[str, ...], verbose: int,
-        quiet: bool, **options) -> None:
+        quiet: bool, start: float, end: float | None, **options) -> None:
     """Caption VIDEO files into subtitle files (default: <name>.srt beside each video).
 
     Files captioner wrote before are replaced; any other file of the same name is left alone (--overwrite).
+    --start and --end caption one stretch of each video (a scene of a film).
     """
+    if end is not None and end <= start:
+        raise click.BadParameter(f"{end:g} s is not after --start ({start:g} s)", param_hint="'--end'")
     _setup_logging(verbose, quiet)
     from .batch.job import caption_one
     from .outputs import output_bases, output_problem, prepare_output_dir, remove_empty
     from .writers import foreign_outputs, foreign_reason
 
-    config = build_config(formats=formats, **options)
+    config = build_config(formats=formats, start=start, end=end, **options)
     captioner = _load(config, wait=False)  # a short clip's run is mostly start-up: overlap it
     created = []
     if output_dir is not None:

@@ -173,6 +173,11 @@ class SamplingConfig:
     context_seconds: float = 3.0
     fast: bool = False  # decode key frames only (PyAV): much faster, one sample per key-frame interval
     window_frames: int = 64  # sampled frames buffered before finished segments are captioned (flat memory)
+    # The stretch of the video to caption, in seconds of the video (cue times stay the video's, so the
+    # subtitles play with the whole film): one scene of a film, a clip without its leader. 0 / None:
+    # from the start, to the end. Frames before ``start`` are decoded but not looked at.
+    start: float = 0.0
+    end: float | None = None
 
 
 @dataclass(frozen=True)
@@ -272,6 +277,7 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
               max_line_width: int | None = None, max_line_count: int | None = None,
               min_confidence: float | None = None,
               threads: int | None = None, int8: bool | None = None, style: str | None = None,
+              start: float | None = None, end: float | None = None,
               rerank_weight: float | None = None, photo_rerank_weight: float | None = None,
               consensus_weight: float | None = None, photo_consensus_weight: float | None = None,
               guide_weight: float | None = None, photo_guide_weight: float | None = None) -> CaptionConfig:
@@ -309,7 +315,7 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
                                              **({} if style in (None, "auto") else
                                                 {"video_style": style, "photo_style": style}))),
         grounding=replace(c.grounding, **given(enabled=concepts, min_prob=min_prob)),
-        sampling=replace(c.sampling, **given(fps=fps, fast=fast, context_seconds=context)),
+        sampling=replace(c.sampling, **given(fps=fps, fast=fast, context_seconds=context, start=start, end=end)),
         segments=segments,
         output=output,
         review=c.review if formats is None else replace(c.review, thumbnails="html" in output.formats),

@@ -304,6 +304,7 @@ def layout_cues(
     max_chars_per_second: float,
     max_line_width: int,
     max_line_count: int,
+    start: float = 0.0,
 ) -> list[Cue]:
     """Cues that keep every documented rule, from captions as the model gives them.
 
@@ -326,12 +327,14 @@ def layout_cues(
     limit), at least ``min_duration`` and readable at ``max_chars_per_second``
     (``<= 0``: no limit), except the only caption of a video too short for it; its
     text fits ``max_line_count`` lines of ``max_line_width``. Times are whole
-    milliseconds.
+    milliseconds. No cue begins before ``start`` (the stretch of the video captioned) or
+    ends after ``duration``.
     """
     if max_line_width < 1 or max_line_count < 1:
         raise ValueError("max_line_width and max_line_count must be at least 1")
     ready = normalize_cues(merge_cues(cues), duration)
     end_ms = to_ms(duration) if duration is not None else None
+    start_ms = to_ms(start)
     # seconds beyond any video (1e12: 31,000 years) are that bound: --max-segment 1e305 overflowed to inf ms
     max_ms = math.floor(min(max_duration, 1e12) * 1000.0 + 1e-6) if max_duration > 0 else 0
     min_ms = max(0, math.ceil(min(min_duration, 1e12) * 1000.0 - 1e-6))
@@ -362,7 +365,7 @@ def layout_cues(
             grow = min(short, max(0, limit - cap[1]))
             cap[1] += grow
             short -= grow
-            grow = min(short, max(0, cap[0] - (earlier[1] if earlier else 0)))
+            grow = min(short, max(0, cap[0] - (earlier[1] if earlier else start_ms)))
             cap[0] -= grow
             short -= grow
             if short > 0 and later:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from .search import Hypothesis, search_many
 from .segment import StreamingSegmenter, Window
 from .subtitles import Cue, layout_cues
 from .vocab import fix_articles, follow_rules
-from .video import DecodeStats, Frame, VideoInfo, open_video, prefetch, read_frames, sample_times_hint
+from .video import DecodeStats, Frame, VideoInfo, open_video, prefetch, read_frames, sample_times_hint, within
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class VideoResult:
     timings: dict[str, float] = field(default_factory=dict)
     # per segment: a thumbnail and the concept words the encoder saw (for the review page)
     snapshots: list[Snapshot] = field(default_factory=list)
+    # (start, end) seconds when only a stretch of the video was captioned (``SamplingConfig.start``/``end``)
+    span: tuple[float, float] | None = None
 
     def cue_snapshots(self) -> list[Snapshot | None]:
         """For each cue, the snapshot of the segment it came from: its thumbnail and concept words."""
@@ -70,6 +73,7 @@ class VideoResult:
                 "path": str(self.video.path), "width": self.video.width, "height": self.video.height,
                 "fps": round(self.video.fps, 3), "duration": round(self.duration, 3),
                 "frames_sampled": self.frames_sampled,
+                **({} if self.span is None else {"captioned": [round(t, 3) for t in self.span]}),
             },
             "model": self.model,
         }
@@ -522,12 +526,17 @@ class Captioner:
         sampling = self.config.sampling
         if sampling.fps <= 0:
             raise CaptionerError(f"sampling fps must be positive, got {sampling.fps}")
+        start, end = _span(info, sampling.start, sampling.end)
         expected = sample_times_hint(info, sampling.fps)
+        if (start or end is not None) and info.duration > 0:  # the share of the video's samples in the stretch
+            expected = math.ceil(expected * (min(end or math.inf, info.duration) - start) / info.duration)
         batch_size = self.encoder.config.batch_size
-        segmenter = StreamingSegmenter(self.config.segments, sampling.window_frames, sampling.context_seconds)
+        segmenter = StreamingSegmenter(self.config.segments, sampling.window_frames, sampling.context_seconds,
+                                       origin=start)
         out = _VideoCues(self, info, progress)
         stats = DecodeStats()
-        frames = map(self._squash, read_frames(info.path, sampling.fps, keyframes=sampling.fast, stats=stats))
+        frames = map(self._squash, within(read_frames(info.path, sampling.fps, keyframes=sampling.fast, stats=stats),
+                                          start, end))
         n_frames, t_encode, last_time = 0, 0.0, 0.0
         for batch in _batches(prefetch(frames, depth=2 * batch_size), batch_size):
             n_frames += len(batch)
@@ -545,6 +554,9 @@ class Captioner:
                 out.caption(window)
             if progress and len(batch) == batch_size:
                 progress(Progress("frames", n_frames, max(expected, n_frames)))
+        if not n_frames and start and stats.end_time:  # the container's length was unknown or wrong
+            raise CaptionerError(f"{info.path}: --start {start:g} s is past the end of the video "
+                                 f"({stats.end_time:.1f} s)")
         if not n_frames:
             raise VideoError(f"{info.path}: no decodable frames")
         if progress:
@@ -555,8 +567,10 @@ class Captioner:
         duration = stats.end_time if stats.short else max(info.duration, stats.end_time)
         if not stats.end_time:  # no timestamps at all: the container's length, or past the last sample
             duration = max(info.duration, last_time + 1.0 / sampling.fps)
+        # where the last cue ends: the video's end, or the end of the stretch asked for (the reader stopped there)
+        cues_end = duration if end is None else min(end, max(duration, last_time + 1.0 / sampling.fps))
         # the reader is done: the last window's beams may have every core (the run waits on them alone)
-        out.caption(segmenter.finish(duration), threads=self.config.threads or usable_cpus())
+        out.caption(segmenter.finish(cues_end), threads=self.config.threads or usable_cpus())
         if progress:
             progress(Progress("segments", out.n_segments, out.n_segments))
         seg, fmt = self.config.segments, self.config.output
@@ -567,9 +581,9 @@ class Captioner:
         elif len(kept) < len(out.cues):
             log.info("%s: %d of %d cues left out (confidence under %.2f)", info.path, len(out.cues) - len(kept),
                      len(out.cues), fmt.min_confidence)
-        cues = layout_cues(kept, duration, max_duration=seg.max_segment, min_duration=seg.min_duration,
+        cues = layout_cues(kept, cues_end, max_duration=seg.max_segment, min_duration=seg.min_duration,
                            max_chars_per_second=fmt.max_chars_per_second, max_line_width=fmt.max_line_width,
-                           max_line_count=fmt.max_line_count)
+                           max_line_count=fmt.max_line_count, start=start)
         timings = {
             "total_s": time.perf_counter() - t_start, "encode_s": t_encode, "decode_s": out.seconds,
             "encoder_ms_per_frame": 1000 * t_encode / n_frames,
@@ -577,7 +591,8 @@ class Captioner:
         }
         log.info("%s: %d frames, %d segments, %d cues in %.1f s", info.path, n_frames, out.n_segments, len(cues),
                  timings["total_s"])
-        return VideoResult(info, cues, n_frames, duration, self.model_summary(), timings, out.snapshots)
+        return VideoResult(info, cues, n_frames, duration, self.model_summary(), timings, out.snapshots,
+                           span=(start, cues_end) if start or end is not None else None)
 
     def _squash(self, frame: Frame) -> Frame:
         """The frame resized to the encoder's input. Runs in the reader thread: the resize goes on beside
@@ -639,6 +654,15 @@ class _VideoCues:
             if self.progress:
                 self.progress(Progress("segments", self.n_segments, 0))
         self.seconds += time.perf_counter() - t0
+
+
+def _span(info: VideoInfo, start: float, end: float | None) -> tuple[float, float | None]:
+    """The stretch ``SamplingConfig.start``/``end`` ask for, checked against each other and the video's length."""
+    if not (math.isfinite(start) and start >= 0) or (end is not None and not (math.isfinite(end) and end > start)):
+        raise CaptionerError(f"the stretch to caption must be 0 <= start < end, got start {start!r}, end {end!r}")
+    if start and info.duration > 0 and start >= info.duration:
+        raise CaptionerError(f"{info.path}: --start {start:g} s is past the end of the video ({info.duration:.1f} s)")
+    return float(start), None if end is None else float(end)
 
 
 def _batches(items: Iterator[Frame], size: int) -> Iterator[list[Frame]]:

@@ -202,11 +202,13 @@ class StreamingSegmenter:
     as it sees any other's.
     """
 
-    def __init__(self, config: SegmentConfig, window: int = 64, context: float = 0.0) -> None:
+    def __init__(self, config: SegmentConfig, window: int = 64, context: float = 0.0, origin: float = 0.0) -> None:
         self.config = config
         self.window = max(2, window)
         self.context = max(0.0, context)
-        self.origin = 0.0  # start time of the buffered, not yet handed back stretch
+        # start time of the buffered, not yet handed back stretch: where the first segment begins, the
+        # start of the video or of the stretch asked for (no frame is pushed before it)
+        self.origin = float(origin)
         self._lead = 0  # buffered frames before that stretch: context for its first segments only
         self.times: list[float] = []
         self._chunks: dict[str, list[Any]] = {"pooled": []}

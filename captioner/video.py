@@ -352,6 +352,21 @@ def read_frames(path: str | Path, fps: float, *, keyframes: bool = False,
     return iter_frames(path, fps, stats=stats)
 
 
+def within(frames: Iterator[Frame], start: float = 0.0, end: float | None = None) -> Iterator[Frame]:
+    """The frames of ``frames`` from ``start`` seconds up to (not at) ``end``; reading stops at ``end``
+    (the reader is closed there, its file released), so a scene near a film's start costs that scene."""
+    try:
+        for frame in frames:
+            if end is not None and frame.time >= end:
+                return
+            if frame.time >= start:
+                yield frame
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+
+
 def sample_times_hint(info: VideoInfo, fps: float) -> int:
     """Expected number of frames ``iter_frames(info.path, fps)`` yields, for progress bars.
 

@@ -1,0 +1,111 @@
+"""Captioning one stretch of a video (``run --start/--end``, ``SamplingConfig.start``/``end``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+import srt
+
+from captioner.cli import _Time
+from captioner.cues import Cue, layout_cues
+from captioner.video import DecodeStats, iter_frames, within
+from clitools import cli, files_under, isolate_cli  # noqa: F401  (isolate_cli is a fixture)
+from videos import make_video
+
+
+@pytest.fixture(autouse=True)
+def _isolated(isolate_cli):
+    yield
+
+
+@pytest.fixture(scope="module")
+def film(tmp_path_factory) -> Path:
+    """12 s in four 3 s shots."""
+    return make_video(tmp_path_factory.mktemp("film") / "film.mp4",
+                      [("red", 3.0), ("checker", 3.0), ("blue", 3.0), ("green", 3.0)], fps=10).path
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("90", 90.0), ("90.5", 90.5), ("1:30", 90.0), ("01:02:03.5", 3723.5), ("0:00:04,250", 4.25), (".5", 0.5),
+    ("0", 0.0), ("100:00", 6000.0),
+])
+def test_times_read_as_ffmpeg_reads_them(text: str, seconds: float) -> None:
+    assert _Time().convert(text, None, None) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "abc", "-3", "1:75", "1:60:00", "1::2", "1e3", "inf", "nan", "1:2:3:4"])
+def test_what_is_not_a_time_is_refused(text: str) -> None:
+    with pytest.raises(click.BadParameter):
+        _Time().convert(text, None, None)
+
+
+def test_run_captions_only_the_stretch_asked_for(tmp_path, film, tiny_model) -> None:
+    result = cli("run", film, "-o", tmp_path, "-f", "srt,json", "--model", tiny_model, "--beam-size", "1",
+                 "--fps", "2", "--start", "4", "--end", "0:08.5", "--min-duration", "0")
+    assert result.exit_code == 0, result.stderr
+    cues = list(srt.parse((tmp_path / "film.srt").read_text(encoding="utf-8")))
+    assert cues[0].start.total_seconds() == 4.0  # the stretch's start, on the video's clock
+    assert cues[-1].end.total_seconds() == 8.5
+    data = json.loads((tmp_path / "film.json").read_text(encoding="utf-8"))
+    video = data["metadata"]["video"]
+    assert video["captioned"] == [4.0, 8.5] and video["duration"] == 12.0  # the video's own length kept
+    assert video["frames_sampled"] == 9  # 4.0, 4.5, ... 8.0
+    assert all(4.0 <= c["start"] < c["end"] <= 8.5 for c in data["cues"])
+
+
+def test_a_whole_run_says_no_stretch(tmp_path, film, tiny_model) -> None:
+    result = cli("run", film, "-o", tmp_path, "-f", "json", "--model", tiny_model, "--beam-size", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "captioned" not in json.loads((tmp_path / "film.json").read_text())["metadata"]["video"]
+
+
+def test_fast_mode_keeps_to_the_stretch_too(tmp_path, film, tiny_model) -> None:
+    result = cli("run", film, "-o", tmp_path, "--fast", "--model", tiny_model, "--beam-size", "1",
+                 "--start", "6", "--min-duration", "0")
+    assert result.exit_code == 0, result.stderr
+    cues = list(srt.parse((tmp_path / "film.srt").read_text(encoding="utf-8")))
+    assert cues and cues[0].start.total_seconds() == 6.0 and cues[-1].end.total_seconds() == 12.0
+
+
+def test_a_start_past_the_end_is_one_line(tmp_path, film, tiny_model) -> None:
+    result = cli("run", film, "-o", tmp_path / "out", "--model", tiny_model, "--start", "12")
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {film}: --start 12 s is past the end of the video (12.0 s)\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_end_before_the_start_is_bad_usage(tmp_path, film, tiny_model) -> None:
+    result = cli("run", film, "-o", tmp_path, "--model", tiny_model, "--start", "5", "--end", "5")
+    assert result.exit_code == 2
+    assert "Invalid value for '--end': 5 s is not after --start (5 s)" in result.stderr
+    assert files_under(tmp_path) == []
+
+
+def test_reading_stops_at_the_end_of_the_stretch(film) -> None:
+    stats = DecodeStats()
+    frames = list(within(iter_frames(film, 1.0, stats=stats), 2.0, 5.0))
+    assert [f.time for f in frames] == [2.0, 3.0, 4.0]
+    assert stats.decoded == 51  # frame 50 (5.0 s) ended the reading; the 120-frame video was not read on
+
+
+def test_no_cue_is_moved_before_the_start_to_be_read() -> None:
+    """A caption too long for its time borrows the silence after it, then before it, but not before ``start``."""
+    text = "a man in a red jacket is riding a bicycle down a busy street"  # 60 characters: 3 s at 20/s
+    rules = dict(max_duration=8.0, min_duration=1.0, max_chars_per_second=20.0, max_line_width=42, max_line_count=2)
+    assert [(c.start, c.end) for c in layout_cues([Cue(10.0, 12.0, text)], 12.0, **rules)] == [(9.0, 12.0)]
+    cues = layout_cues([Cue(10.0, 12.0, text)], 12.0, **rules, start=10.0)
+    assert cues == [Cue(10.0, 12.0, text)]  # the only caption keeps what there is
+
+
+@pytest.mark.parametrize("start, end", [(-1.0, None), (5.0, 3.0), (float("nan"), None), (0.0, float("inf"))])
+def test_the_library_refuses_a_stretch_that_is_not_one(film, tiny_model, start, end) -> None:
+    from captioner.config import configure
+    from captioner.errors import CaptionerError
+    from captioner.pipeline import Captioner
+
+    captioner = Captioner(configure(model_dir=tiny_model, start=start, end=end))
+    with pytest.raises(CaptionerError, match="the stretch to caption must be 0 <= start < end"):
+        captioner.caption_video(film)
