@@ -11,7 +11,6 @@ import ...`` working for library users and for the modules that import from it
 from __future__ import annotations
 
 from captioner.cues import Cue, clean_text, layout_cues, merge_cues, normalize_cues, wrap_text
-from captioner.outputs import new_file_mode as _new_file_mode  # noqa: F401  (find.py imports it from here)
 from captioner.outputs import write_atomic
 from captioner.writers import (
     FORMATS, WRITERS, format_json, format_srt, format_txt, format_vtt, parse_formats, write_subtitles,
