@@ -639,3 +639,36 @@ def test_edits_survive_a_browser_that_keeps_no_storage(browser, archive):
         assert subs[:2] == ["first edit", "second edit"]
     finally:
         browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": blocked["identifier"]})
+
+
+def test_downloads_wrap_and_clean_an_edit_as_the_python_writers_do(browser, tmp_path):
+    """The page counted and cut text in UTF-16 units: an emoji cut between its halves became two replacement
+    characters in the download, astral letters wrapped elsewhere than in captioner's files, and its clean-up
+    and digit-line rule were not Python's. Each edit's download is now what format_srt/format_vtt write."""
+    from captioner.writers import format_srt, format_vtt
+
+    video = webm(tmp_path / "clip.webm", ARCHIVE_A)
+    edits = ["a" + "\U0001F600" * 21, "\U0001D400\U0001D401\U0001D402\U0001D403\U0001D404\U0001D405\U0001D406"
+             "\U0001D407\U0001D408\U0001D409\U0001D40A\U0001D40B\U0001D40C\U0001D40D",
+             "a\u0085b\u001cc\ufeffd e", "\u0661\u0662 x", "caf\u00e9 \U0001F600\U0001F600 ok"]
+    cues = [Cue(i * 1.0, i * 1.0 + 1.0, f"cue {i}", 0.9) for i in range(len(edits))]
+    box = OutputConfig(max_line_width=12, max_line_count=2)
+    page = tmp_path / "clip.html"
+    page.write_text(format_html(cues, {"video": {"path": str(video.path)}, "model": {}}, [], output=box, page=page),
+                    encoding="utf-8")
+    open_page(browser, page)
+    for i, text in enumerate(edits):
+        browser.execute_script(
+            "var el = document.querySelectorAll('li.cue .text')[arguments[0]]; el.focus(); el.textContent = arguments[1];"
+            "el.dispatchEvent(new Event('input', {bubbles: true})); el.blur();", i, text)
+    expected = [Cue(c.start, c.end, text, c.confidence) for c, text in zip(cues, edits)]
+    for button, name, python in (("dl-srt", "clip.srt", format_srt), ("dl-vtt", "clip.vtt", format_vtt)):
+        for old in browser.downloads.glob("*"):
+            old.unlink()
+        browser.find_element("id", button).click()
+        target = browser.downloads / name
+        wait_for(browser, lambda d: target.exists() and target.stat().st_size > 0, message=f"no {name}")
+        got = target.read_bytes().decode("utf-8")
+        assert "\ufffd" not in got
+        assert got == "\ufeff" + python(expected, max_line_width=12, max_line_count=2)
+    assert console_errors(browser) == []

@@ -20,24 +20,33 @@
   if (edits === null) edits = {};
 
   // ---------------------------------------------------------------- text rules (as subtitles.py)
+  // Text is counted and cut in code points, as Python counts it (an emoji is one character, not two
+  // UTF-16 units: cut between its halves it became two replacement characters in the download).
+  function chars(text) { return Array.from(text); }
+
+  function isSpace(ch) {  // Python's str.isspace(): JS's \s less U+FEFF, plus U+001C-U+001F and U+0085
+    return ch !== "\ufeff" && /\s/.test(ch) || /[\u001c-\u001f\u0085]/.test(ch);
+  }
+
   function clean(text) {
     var out = "";
-    for (var i = 0; i < text.length; i++) {
-      var ch = text.charAt(i), code = text.charCodeAt(i);
-      if (/\s/.test(ch)) out += " ";
-      else if (code < 32 || (code >= 127 && code < 160)) continue;
+    chars(text).forEach(function (ch) {
+      var code = ch.codePointAt(0);
+      if (isSpace(ch)) out += " ";
+      else if (code < 32 || (code >= 127 && code < 160) || (code >= 0xd800 && code <= 0xdfff)) return;  // Cc, Cs
       else out += ch;
-    }
+    });
     return out.split(" ").filter(Boolean).join(" ").replace(/-{2,}>/g, "->");
   }
 
   function wrapPieces(text, width, count) {
     var lines = [], current = "", continues = false;
     text.split(" ").filter(Boolean).forEach(function (word) {
-      if (current && current.length + 1 + word.length <= width) { current += " " + word; return; }
+      var letters = chars(word);
+      if (current && chars(current).length + 1 + letters.length <= width) { current += " " + word; return; }
       if (current) lines.push([current, continues]);
       var pieces = [];
-      for (var i = 0; i < word.length; i += width) pieces.push(word.slice(i, i + width));
+      for (var i = 0; i < letters.length; i += width) pieces.push(letters.slice(i, i + width).join(""));
       for (var j = 0; j < pieces.length - 1; j++) lines.push([pieces[j], j > 0]);
       current = pieces[pieces.length - 1];
       continues = pieces.length > 1;
@@ -60,7 +69,7 @@
   function srtLines(text) {
     var lines = wrapPieces(text, data.line.width, data.line.count), i = 0;
     while (i < lines.length - 1) {  // a number alone on a line reads as a cue index
-      if (/^-?\d+(\.\d*)?$/.test(lines[i][0])) lines.splice(i, 2, [joinLines(lines.slice(i, i + 2)), lines[i][1]]);
+      if (/^-?\p{Nd}+(\.\p{Nd}*)?$/u.test(lines[i][0])) lines.splice(i, 2, [joinLines(lines.slice(i, i + 2)), lines[i][1]]);
       else i++;
     }
     return lines.map(function (l) { return l[0]; });
