@@ -8,7 +8,9 @@ review page's thumbnails). The review page (review.py) is one writer among them.
 
 Conventions follow whisper's writers: SRT and VTT are wrapped to
 ``OutputConfig.max_line_width`` characters and ``max_line_count`` lines, JSON
-and TXT carry the unwrapped text. ``write_subtitles`` writes the files
+and TXT carry each cue's text unwrapped. (A caption too long for one cue's box was
+already cut into cues shown one after the other, ``cues.layout_cues``: every format
+has those pieces.) ``write_subtitles`` writes the files
 atomically (outputs.py), so an interrupted run never leaves a half-written
 subtitle file behind that the batch's resume check would mistake for a
 finished one.
