@@ -55,3 +55,12 @@ def printable(text: str) -> str:
     file named ``a\\nb.mp4`` split its line in two (and could forge another), a caption's ESC moved the
     terminal's cursor. Other characters, a non-UTF-8 name's bytes included, are left as they are."""
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def path_list(paths: object, call: str) -> None:
+    """Refuse one path where ``call`` takes a list of them: a string is a sequence of characters, and
+    ``plan_batch("videos", ...)`` planned "v", "i", ..., "/" and ".": every video on the machine."""
+    import os
+
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        raise TypeError(f"{call} takes a list of folders, not one path: {call}([{paths!r}], ...)")

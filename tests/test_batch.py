@@ -611,3 +611,30 @@ def test_a_refused_plan_leaves_no_empty_output_folder(tmp_path, tiny_model) -> N
     result = CliRunner().invoke(main, ["batch", str(tmp_path / "in"), str(tmp_path / "x" / "in"), "-o",
                                        str(tmp_path / "dup"), "--model", str(tiny_model)])
     assert result.exit_code == 2 and not (tmp_path / "dup").exists()
+
+
+def test_the_library_batch_writes_the_formats_its_plan_asked_for(tmp_path, tiny_model):
+    """plan_batch and run_batch each take formats; run_batch wrote the config's (srt), the plan's json was
+    never written, the video was "ok", and every later plan captioned it again."""
+    from captioner.batch import plan_batch, run_batch
+    from captioner.config import configure
+
+    make_video(tmp_path / "in" / "a.mp4", [("red", 1.0)])
+    out = tmp_path / "out"
+    plan = plan_batch([tmp_path / "in"], out, ("srt", "json"))
+    outcome = run_batch(plan, configure(model_dir=tiny_model, beam_size=1, threads=1))
+    assert [r.status for r in outcome.results] == [Status.OK]
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "a.srt", REPORT_NAME]
+    assert plan_batch([tmp_path / "in"], out, ("srt", "json")).jobs == []  # up to date now
+
+
+@pytest.mark.parametrize("one", ["videos", b"videos", Path("videos")])
+def test_one_folder_where_a_list_goes_is_refused(tmp_path, one):
+    """plan_batch("videos", ...) iterated the string: "v", "i", ..., and "/" itself were planned."""
+    from captioner.batch import exclusive, plan_batch
+
+    with pytest.raises(TypeError, match=r"plan_batch takes a list of folders, not one path"):
+        plan_batch(one, None, ("srt",))
+    with pytest.raises(TypeError, match=r"exclusive takes a list of folders"):
+        with exclusive(one):
+            pass

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
 
-from ..config import CaptionConfig
+from ..config import CaptionConfig, configure
 from ..errors import CaptionerError
 from .job import BatchJob, FileResult, ResultCallback, Status, caption_one, run_job
 from .lock import LOCK_NAME, exclusive
@@ -77,6 +77,10 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
     """
     if engine not in ("local", "ray"):
         raise ValueError(f"unknown engine {engine!r}: use local or ray")
+    if set(config.output.formats) != set(plan.formats):
+        # the plan chose what is up to date by its formats: each video gets those (with the config's
+        # own, a json the plan asked for was never written, the video "ok", and captioned again every run)
+        config = configure(config, formats=plan.formats)
     started = time.time() if started is None else started
     results: list[FileResult] = list(plan.done)
 

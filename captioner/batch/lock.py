@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import CaptionerError
+from ..errors import CaptionerError, path_list
 
 #: The hidden file in a batch's output folder (or input folder, outputs beside the videos) that it holds locked.
 LOCK_NAME = ".captioner-batch.lock"
@@ -32,6 +32,7 @@ def exclusive(folders: Sequence[Path]) -> Iterator[frozenset[str]]:
     written are passed over (the batch reports its own errors there); without ``fcntl`` (Windows)
     nothing is locked.
     """
+    path_list(folders, "exclusive")
     own = frozenset(os.path.realpath(f) for f in folders)
     try:
         import fcntl

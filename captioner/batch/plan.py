@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Collection, Sequence
 
 from ..config import VIDEO_EXTENSIONS
-from ..errors import CaptionerError, cannot_list
+from ..errors import CaptionerError, cannot_list, path_list
 from ..outputs import (
     INDEX_NAMES, REPORT_NAME, absolute, keep_extensions, output_base, output_file, output_problem,
     outputs_up_to_date, remove_stale_temp_files,
@@ -104,6 +104,7 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     """
     from ..writers import FORMATS
 
+    path_list(roots, "plan_batch")
     pairs: list[tuple[Path, Path]] = []  # (as given, absolute), repeated roots dropped
     for r in roots:
         if all(absolute(r) != a for _, a in pairs):
