@@ -75,9 +75,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     Only the ``captioner`` logger gets a handler (replacing the one an earlier call
     added), so calling this twice in one process, as tests do, does not double lines.
     """
+    from .native import quiet_native_logs
+
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-    if verbose < 2:
-        _silence_opencv()
     logger = logging.getLogger("captioner")
     for old in [h for h in logger.handlers if getattr(h, "_captioner_cli", False)]:
         logger.removeHandler(old)
@@ -85,25 +85,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     handler.setFormatter(_CliFormatter())
     logger.addHandler(handler)
     logger.setLevel(level)
-
-
-def _silence_opencv() -> None:
-    """Keep FFmpeg's and OpenCV's complaints about broken files off stderr.
-
-    They write straight to the process's stderr ("moov atom not found", "[ WARN:0@0.2]
-    ... can't be used to capture by name"), around our one ``error:`` line. FFmpeg
-    reads its level from the environment when OpenCV first uses it, OpenCV its own
-    when cv2 is imported, so this runs before the commands import cv2; a value the
-    user set is kept.
-    """
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
-    cv2 = sys.modules.get("cv2")
-    if cv2 is not None:  # imported already (library use, tests): the variable came too late
-        try:
-            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-        except AttributeError:  # a build without cv2.utils.logging
-            pass
+    quiet_native_logs()  # not at -vv (debug)
 
 
 def _formats(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:

@@ -33,6 +33,7 @@ import numpy as np
 
 from captioner.config import IMAGE_EXTENSIONS
 from captioner.errors import VideoError
+from captioner.native import quiet_native_logs
 
 log = logging.getLogger(__name__)
 
@@ -629,6 +630,7 @@ def _open_capture(path: Path, timeout_s: float) -> Any:
     parameters get a second, plain open. Tests replace this function to
     observe or fake the capture.
     """
+    quiet_native_logs()  # FFmpeg's complaints about a broken file went to stderr: the library never prints
     api = cv2.CAP_ANY
     registry = getattr(cv2, "videoio_registry", None)
     if registry is not None and hasattr(cv2, "CAP_FFMPEG") and registry.hasBackend(cv2.CAP_FFMPEG):

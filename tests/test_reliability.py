@@ -581,3 +581,18 @@ def test_swallowed_interrupt_still_stops_before_writing(tmp_path, tiny_model, cl
     assert result.exit_code == 130
     assert result.stderr.endswith("interrupted\n")
     assert not out.exists() or files_under(out) == []
+
+
+def test_the_library_keeps_ffmpegs_own_messages_off_stderr(tmp_path) -> None:
+    """Only the CLI quieted FFmpeg and OpenCV: a library caller got "moov atom not found" and OpenCV's
+    warnings on stderr for a file that is not a video (hundreds of lines for a damaged one)."""
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video\n")
+    code = ("from captioner.video import open_video\n"
+            "try:\n"
+            f"    open_video({str(bad)!r})\n"
+            "except Exception as exc:\n"
+            "    print(type(exc).__name__)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(),
+                          cwd=tmp_path, timeout=60)
+    assert (done.stdout, done.stderr) == ("VideoError\n", "")
