@@ -10,6 +10,7 @@ optional callback so a CLI, a batch engine or a GUI can show it their own way.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -535,25 +536,31 @@ class Captioner:
                                        origin=start)
         out = _VideoCues(self, info, progress)
         stats = DecodeStats()
-        frames = map(self._squash, within(read_frames(info.path, sampling.fps, keyframes=sampling.fast, stats=stats),
-                                          start, end))
+        # the reader's generator, closed here: a failure kept by the caller (a REPL's traceback) kept the file open
+        source = within(read_frames(info.path, sampling.fps, keyframes=sampling.fast, stats=stats), start, end)
+        batches = _batches(prefetch(map(self._squash, source), depth=2 * batch_size), batch_size)
         n_frames, t_encode, last_time = 0, 0.0, 0.0
-        for batch in _batches(prefetch(frames, depth=2 * batch_size), batch_size):
-            n_frames += len(batch)
-            last_time = batch[-1].time
-            images = [f.image for f in batch]
-            t0 = time.perf_counter()
-            enc = self.encoder.encode(images)
-            t_encode += time.perf_counter() - t0
-            window = segmenter.push([f.time for f in batch], enc.pooled,
-                                    grids=enc.grid.astype(np.float16),  # float16 grids: half the memory
-                                    probs=enc.probs,
-                                    # the frames as squashed for the encoder (one per segment becomes a thumbnail)
-                                    images=images if self.config.review.thumbnails else None)
-            if window is not None:
-                out.caption(window)
-            if progress and len(batch) == batch_size:
-                progress(Progress("frames", n_frames, max(expected, n_frames)))
+        try:
+            for batch in batches:
+                n_frames += len(batch)
+                last_time = batch[-1].time
+                images = [f.image for f in batch]
+                t0 = time.perf_counter()
+                enc = self.encoder.encode(images)
+                t_encode += time.perf_counter() - t0
+                window = segmenter.push([f.time for f in batch], enc.pooled,
+                                        grids=enc.grid.astype(np.float16),  # float16 grids: half the memory
+                                        probs=enc.probs,
+                                        # the frames as squashed for the encoder (one per segment becomes a thumbnail)
+                                        images=images if self.config.review.thumbnails else None)
+                if window is not None:
+                    out.caption(window)
+                if progress and len(batch) == batch_size:
+                    progress(Progress("frames", n_frames, max(expected, n_frames)))
+        finally:
+            batches.close()  # the reader thread stops (prefetch's own finally) before its generator is closed
+            with contextlib.suppress(ValueError):  # a reader still busy after prefetch's wait ends on its own
+                source.close()
         if not n_frames and start and stats.end_time:  # the container's length was unknown or wrong
             raise CaptionerError(f"{info.path}: --start {start:g} s is past the end of the video "
                                  f"({stats.end_time:.1f} s)")

@@ -247,3 +247,34 @@ def test_an_interrupted_wait_leaves_the_loader_running_to_be_waited_for(tiny_mod
         release.set()
     cap.wait()
     assert cap.decoder is not None
+
+
+def test_a_failure_the_caller_keeps_does_not_keep_the_video_open(tmp_path, tiny_model):
+    """A progress callback that raises (a user's Cancel): the kept exception's traceback held the reader's
+    generator, and with it the open file, for as long as the exception lived (a REPL keeps the last ones)."""
+    import os
+
+    video = make_video(tmp_path / "long.mp4", [("red", 6.0), ("blue", 6.0)], fps=10).path
+    captioner = Captioner(replace(CaptionConfig(model_dir=tiny_model),
+                                  sampling=SamplingConfig(fps=10.0, window_frames=16)))
+
+    def cancel(progress: Progress) -> None:
+        raise RuntimeError("cancelled")
+
+    def open_copies() -> int:
+        fds = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                fds.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                pass
+        return fds.count(str(video))
+
+    kept = []
+    for _ in range(2):
+        try:
+            captioner.caption_video(video, progress=cancel)
+        except RuntimeError as exc:
+            kept.append(exc)
+    assert len(kept) == 2 and all(e.__traceback__ is not None for e in kept)
+    assert open_copies() == 0
