@@ -6,11 +6,18 @@ running ``captioner --help`` is instant.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers see of the lazy names below (``from captioner import Captioner``)
+    from .config import CaptionConfig
+    from .cues import Cue
+    from .pipeline import Captioner
+
 __version__ = "0.1.0"
 __all__ = ["Captioner", "CaptionConfig", "Cue", "__version__"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name == "Captioner":
         from .pipeline import Captioner
 

@@ -64,6 +64,7 @@ def test_the_installed_command_finds_its_model(installed, tmp_path):
     where = subprocess.run([str(installed / "python"), "-c", "import captioner; print(captioner.__file__)"],
                            capture_output=True, text=True, cwd=tmp_path, env=_env(), check=True).stdout
     assert str(REPO) not in where  # the wheel's copy, not this checkout
+    assert (Path(where.strip()).parent / "py.typed").is_file()  # type checkers read its hints (PEP 561)
 
 
 def test_the_installed_command_captions_a_video(installed, tmp_path):
