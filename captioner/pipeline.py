@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,8 +118,6 @@ class Captioner:
         (``ModelError``), for a caller that treats that as fatal (``captioner run``).
         A folder that is no model, or names no encoder, fails here either way.
         """
-        import threading
-
         from threadpoolctl import ThreadpoolController
 
         from .encoder import Encoder, input_size
@@ -274,7 +273,7 @@ class Captioner:
         model has word vectors (``_rerank``; ``DecodingConfig.rerank_weight`` / ``photo_rerank_weight``).
         ``threads``: BLAS threads for this call (default: one, or ``config.threads``).
         """
-        with self._blas.limit(limits=threads or self._blas_threads, user_api="blas"):
+        with _blas_limited(self._blas, threads or self._blas_threads):
             feats = [np.asarray(f, dtype=np.float32) for f, _ in items]
             probs = [None if p is None else np.asarray(p, dtype=np.float32) for _, p in items]
             detected = [self._detect(f) for f in feats]
@@ -661,6 +660,34 @@ class _VideoCues:
             if self.progress:
                 self.progress(Progress("segments", self.n_segments, 0))
         self.seconds += time.perf_counter() - t0
+
+
+_BLAS_LOCK = threading.Lock()
+_blas_users = 0
+_blas_limiter: Any = None
+
+
+@contextlib.contextmanager
+def _blas_limited(controller: Any, threads: int) -> Iterator[None]:
+    """BLAS limited to ``threads`` while any caller decodes, and given back when the last one is done.
+
+    threadpoolctl's limits are process-wide: two threads' overlapping limits each saved the other's
+    limit as the original and restored them out of order, leaving the application's own NumPy on one
+    thread for good. Overlapping callers share the first one's limit.
+    """
+    global _blas_users, _blas_limiter
+    with _BLAS_LOCK:
+        if _blas_users == 0:
+            _blas_limiter = controller.limit(limits=threads, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
 
 
 def _span(info: VideoInfo, start: float, end: float | None) -> tuple[float, float | None]:
