@@ -859,7 +859,7 @@ def format_results_html(query: str, result: SearchResult, page: Path) -> str:
             shown = os.path.relpath(h.output.resolve(), page.resolve().parent)[:-5]
             where = f'<a href="{e(_href(h.page, page, h.start))}">{e(shown)}</a>'
         rows.append(f"<tr><td>{where}</td><td>{e(clock(h.start))} &rarr; {e(clock(h.end))}</td>"
-                    f"<td>{h.score:.3f}</td><td>{e(h.text)}</td></tr>")
+                    f"<td>{h.score:.3f}</td><td dir=\"auto\">{e(h.text)}</td></tr>")
     body = "\n".join(rows) or '<tr><td colspan="4">no results</td></tr>'
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

@@ -268,7 +268,7 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
             + ('<span class="flag" title="confidence below '
                f'{review.low_confidence:.2f}: check this caption">check</span>' if flagged else "")
             + '<span class="edited-badge">edited</span></div>'
-            f'<p class="text">{_e(cue.text)}</p>'
+            f'<p class="text" dir="auto">{_e(cue.text)}</p>'
             + (f'<ul class="concepts" aria-label="concept words the encoder saw">{concepts}</ul>' if concepts else "")
             + "</div></li>"
         )
@@ -370,10 +370,11 @@ def format_index(entries: Sequence[IndexEntry], index: Path, title: str = "Capti
         duration = (data or {}).get("video", {}).get("duration")
         thumb = (f'<img class="thumb" src="data:image/jpeg;base64,{_e(data["thumbnail"])}" alt="">'
                  if data and data.get("thumbnail") else '<div class="thumb none" aria-hidden="true"></div>')
-        name = f'<a href="{_e(href)}">{_e(entry.shown)}</a>' if href else f"<span>{_e(entry.shown)}</span>"
+        name = (f'<a href="{_e(href)}" dir="auto">{_e(entry.shown)}</a>' if href
+                else f'<span dir="auto">{_e(entry.shown)}</span>')
         status = entry.status if entry.status in _STATUS_TEXT else "failed"
         reason = f'<p class="reason">{_e(entry.reason)}</p>' if entry.reason and status in ("failed", "pending") else ""
-        first = f'<p class="first">{_e(cues[0]["text"])}</p>' if cues else ""
+        first = f'<p class="first" dir="auto">{_e(cues[0]["text"])}</p>' if cues else ""
         rows.append(
             f'<tr class="video {status}" data-index="{len(videos)}">'
             f"<td class=\"t\">{thumb}</td>"

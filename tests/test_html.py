@@ -672,3 +672,40 @@ def test_downloads_wrap_and_clean_an_edit_as_the_python_writers_do(browser, tmp_
         assert "\ufffd" not in got
         assert got == "\ufeff" + python(expected, max_line_width=12, max_line_count=2)
     assert console_errors(browser) == []
+
+
+# --------------------------------------------------------------------------- accessibility (keyboard, screen readers)
+
+
+def crafted_page(folder: Path, cues, name="clip", snapshots=(), model=None, page_folder=None, **kwargs) -> Path:
+    """A page of ``cues`` over a 9 s WebM in ``folder`` (the page in ``page_folder``, by default beside it)."""
+    video = webm(folder / f"{name}.webm", ARCHIVE_A)
+    page = (page_folder or folder) / f"{name}.html"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"video": {"path": str(video.path), "duration": 9.0, "width": 160, "height": 90}, "model": model or {}}
+    page.write_text(format_html(cues, meta, list(snapshots), review=ReviewConfig(low_confidence=0.5), page=page,
+                                **kwargs), encoding="utf-8")
+    return page
+
+
+def test_right_to_left_captions_read_in_their_own_order(browser, tmp_path):
+    """A Hebrew or Arabic caption (typed in, or a name) was laid out left to right: its words in the wrong order."""
+    from captioner.find import Hit, SearchResult, format_results_html
+
+    hebrew = "כלב רץ בפארק"
+    page = crafted_page(tmp_path, [Cue(0, 3, hebrew, 0.9), Cue(3, 6, "a dog runs", 0.9)], name="כלב")
+    open_page(browser, page)
+    directions = browser.execute_script(
+        "return Array.prototype.map.call(document.querySelectorAll('li.cue .text'), function (e) {"
+        " return getComputedStyle(e).direction; })")
+    assert directions == ["rtl", "ltr"]
+    index = tmp_path / "index.html"
+    index.write_text(format_index([IndexEntry("כלב.webm", "ok", page=page)], index), encoding="utf-8")
+    open_index(browser, index)
+    browser.find_element("id", "filter").send_keys("כלב")
+    assert browser.execute_script(
+        "return ['.name a', '.first', '.hits a'].map(function (s) {"
+        " return getComputedStyle(document.querySelector(s)).direction; })") == ["rtl", "rtl", "rtl"]
+    hit = Hit(tmp_path / "clip.json", "clip.webm", 0.0, 3.0, hebrew, 0.5)
+    results = format_results_html("dog", SearchResult([hit], [], 1, []), tmp_path / "results.html")
+    assert f'<td dir="auto">{hebrew}</td>' in results

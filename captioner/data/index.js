@@ -62,6 +62,7 @@
         at.textContent = clock(c[0]);
         var target = video.href ? document.createElement("a") : document.createElement("span");
         if (video.href) target.href = video.href + "#t=" + c[0];
+        target.dir = "auto";  // a right-to-left caption reads in its own order
         markInto(target, c[1], words);
         li.appendChild(at);
         li.appendChild(target);
