@@ -391,7 +391,7 @@ def format_index(entries: Sequence[IndexEntry], index: Path, title: str = "Capti
     body = f"""<header class="bar">
 <div class="title"><h1>{_e(title)}</h1><p class="facts">{_e(' · '.join(summary))}</p></div>
 <div class="actions"><input id="filter" type="search" placeholder="Filter: words in captions or names"
- aria-label="Filter videos by caption or name" autocomplete="off"><span id="count" class="count"></span></div>
+ aria-label="Filter videos by caption or name" autocomplete="off"><span id="count" class="count" role="status"></span></div>
 </header>
 <main class="index">
 <table class="videos">

@@ -709,3 +709,23 @@ def test_right_to_left_captions_read_in_their_own_order(browser, tmp_path):
     hit = Hit(tmp_path / "clip.json", "clip.webm", 0.0, 3.0, hebrew, 0.5)
     results = format_results_html("dog", SearchResult([hit], [], 1, []), tmp_path / "results.html")
     assert f'<td dir="auto">{hebrew}</td>' in results
+
+
+def test_the_index_filter_count_is_announced_once_per_change(browser, tmp_path):
+    """The count of matching videos (and "No video matches.") changed silently for a screen reader."""
+    index = tmp_path / "index.html"
+    entries = [IndexEntry(n, "failed", "not a video") for n in ("alpha.mp4", "beta.mp4", "alps.mp4")]
+    index.write_text(format_index(entries, index), encoding="utf-8")
+    open_index(browser, index)
+    count = browser.find_element("id", "count")
+    assert count.get_attribute("role") == "status" or count.get_attribute("aria-live") in ("polite", "assertive")
+    box = browser.find_element("id", "filter")
+    box.send_keys("alp")
+    assert count.text == "2 of 3 videos"
+    browser.execute_script("window.changes = 0; new MutationObserver(function (m) { window.changes += m.length; })"
+                           ".observe(document.getElementById('count'), {childList: true, characterData: true, subtree: true})")
+    box.send_keys("\b")  # "al": still the same two
+    assert count.text == "2 of 3 videos" and browser.execute_script("return window.changes") == 0
+    box.send_keys("zzz")
+    assert "no video matches" in count.text.lower()
+    assert browser.find_element("id", "nothing").is_displayed()

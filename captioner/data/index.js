@@ -72,10 +72,15 @@
       hits.hidden = listed === 0;
       row.classList.toggle("matching", listed > 0);
     });
-    count.textContent = words.length ? shown + " of " + rows.length + " videos" : rows.length + " videos";
+    // #count is a status region: written only when its sentence changes, so a screen reader hears the result
+    // of the typing, not a repeat on every keystroke; "no video matches" is said there as well as shown below
+    var said = !words.length ? rows.length + " videos" :
+      shown ? shown + " of " + rows.length + " videos" : "0 of " + rows.length + " videos: no video matches";
+    if (count.textContent !== said) count.textContent = said;
     nothing.hidden = shown > 0;
   }
 
   input.addEventListener("input", apply);
   apply();
+
 }());
