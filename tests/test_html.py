@@ -729,3 +729,35 @@ def test_the_index_filter_count_is_announced_once_per_change(browser, tmp_path):
     box.send_keys("zzz")
     assert "no video matches" in count.text.lower()
     assert browser.find_element("id", "nothing").is_displayed()
+
+
+def test_a_page_moved_together_with_its_video_plays_it(browser, tmp_path):
+    """The page plays its video by the path from where it was written (../v/clip.webm): copied elsewhere together,
+    the page could not find the video beside it."""
+    import shutil
+
+    page = crafted_page(tmp_path / "v", [Cue(0, 3, "first", 0.9), Cue(3, 6, "second", 0.9)], page_folder=tmp_path / "out")
+    assert read_page_data(page)["video"]["src"] == "../v/clip.webm"
+    moved = tmp_path / "elsewhere" / "usb"
+    moved.mkdir(parents=True)
+    shutil.copy(page, moved / "clip.html")
+    shutil.copy(tmp_path / "v" / "clip.webm", moved / "clip.webm")
+    open_page(browser, moved / "clip.html")  # waits for the video's metadata
+    assert not browser.find_element("id", "video-error").is_displayed()
+    rows(browser)[1].find_element("css selector", ".time").click()
+    wait_for(browser, lambda d: not d.execute_script("return document.getElementById('video').seeking"))
+    assert 3 <= current_time(browser) < 6
+    browser.get((moved / "clip.html").as_uri() + "#t=4")  # a link to a cue: the video still goes there
+    wait_for(browser, lambda d: d.execute_script("var v = document.getElementById('video');"
+                                                 " return v.readyState >= 1 && !v.seeking && v.currentTime >= 3"))
+    assert 3 <= current_time(browser) < 6 and active_index(browser) == 1
+    # the page alone: the notice says where it looked
+    alone = tmp_path / "a" / "b"
+    alone.mkdir(parents=True)
+    shutil.copy(page, alone / "clip.html")
+    browser.get((alone / "clip.html").as_uri())
+    notice = browser.find_element("id", "video-error")
+    wait_for(browser, lambda d: notice.is_displayed(), message="no notice for a missing video")
+    assert "clip.webm cannot be played here" in notice.text and "../v/clip.webm" in notice.text, notice.text
+    # the log holds only the tries that found nothing
+    assert [e for e in console_errors(browser) if "clip.webm - Failed to load resource" not in e["message"]] == []

@@ -287,12 +287,25 @@
   }
   video.addEventListener("play", function () { if (!ticking) { ticking = true; requestAnimationFrame(tick); } });
   ["timeupdate", "seeked", "loadedmetadata"].forEach(function (name) { video.addEventListener(name, follow); });
+  // the video by its path from where the page was written; failing that (the page and the video were moved
+  // together), by its name beside the page, once
+  var tried = [video.getAttribute("src") || ""];
+  var besidePage = tried[0].split(/[\/]/).pop();
   video.addEventListener("error", function () {
+    if (besidePage && tried.indexOf(besidePage) < 0) {
+      tried.push(besidePage);
+      var at = active;
+      video.addEventListener("loadedmetadata", function () { if (at >= 0) seek(at); }, {once: true});  // #t= again
+      video.src = besidePage;
+      return;
+    }
     var note = document.getElementById("video-error");
-    note.textContent = "The video " + data.video.name + " cannot be played here (missing beside this page, " +
-      "or a format this browser does not play). The captions and thumbnails below still work.";
+    note.textContent = "The video " + data.video.name + " cannot be played here (missing, " +
+      "or a format this browser does not play; tried " + tried.map(decodeName).join(" and ") +
+      " from this page's folder). The captions and thumbnails below still work.";
     note.hidden = false;
   });
+  function decodeName(src) { try { return decodeURIComponent(src); } catch (e) { return src; } }
 
   rows.forEach(function (row, i) {
     var text = row.querySelector(".text");
