@@ -291,7 +291,7 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
 <track kind="captions" srclang="en" label="Captions" default src="{_e(track)}">
 </video>
 <p id="video-error" class="notice" hidden></p>
-<p id="status" class="hint" aria-live="polite">Click a caption to jump there; click its text to edit it.</p>
+<p id="status" class="hint" aria-live="polite" tabindex="-1">Click a caption to jump there; click its text to edit it.</p>
 <dl class="legend">
 <dt><span class="flag">check</span></dt><dd>confidence below {review.low_confidence:.2f} (how likely the caption says something the picture shows, from how close its words sit to the picture): look at these first</dd>
 <dt><span class="chip">word</span></dt><dd>concept words the model was given for this caption: objects recognised in the cue's frames (probability on hover)</dd>

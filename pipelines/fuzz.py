@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
-from pipelines.common import CACHE, ROOT, video_clips
+from pipelines.common import CACHE, ROOT, out_folder, positive_int, video_clips
 
 # --------------------------------------------------------------------------- mutations
 
@@ -201,14 +202,56 @@ def _reason_kind(reason: str) -> str:
     return re.sub(r"\d+", "N", reason.split(" (")[0])[:80]
 
 
+#: The names ``make_mutants`` gives (``m007_cut.mp4``), and the start of every output ``captioner batch``
+#: writes for one of them (``m007_cut.srt``, its hidden temporary files).
+_MUTANT_RE = re.compile(r"m\d{3,}_[a-z_]+\.[a-z0-9]+")
+_OUTPUT_RE = re.compile(r"\.?m\d{3,}_")
+
+
+def strangers(out: Path) -> list[Path]:
+    """The files under ``out/videos`` and ``out/subs`` that neither ``make_mutants`` nor the batch made.
+
+    A run empties both folders first: an ``--out`` of the user's (``--out ~/clips``) lost whatever its
+    ``videos/`` held.
+    """
+    from captioner.batch.lock import LOCK_NAME
+    from captioner.outputs import INDEX_NAMES, REPORT_NAME
+
+    found: list[Path] = []
+    videos, subs = out / "videos", out / "subs"
+    for folder in (videos, subs):
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            found.append(folder)
+    if found:
+        return found
+    if videos.is_dir():
+        found += [p for p in sorted(videos.iterdir()) if p.is_symlink() or not p.is_file()
+                  or not _MUTANT_RE.fullmatch(p.name)]
+    if subs.is_dir():
+        for p in sorted(subs.rglob("*")):
+            if p.is_dir() and not p.is_symlink():
+                continue
+            if p.is_symlink() or not (p.name in (REPORT_NAME, LOCK_NAME, *INDEX_NAMES) or _OUTPUT_RE.match(p.name)
+                                      or p.name.endswith(".captioner.tmp")):
+                found.append(p)
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--count", type=positive_int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped one)")
-    parser.add_argument("--out", type=Path, default=CACHE / "fuzz")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=out_folder, default=CACHE / "fuzz",
+                        help="work folder (default: %(default)s); its videos/ and subs/ are emptied first, so it "
+                             "is refused if they hold files that fuzz did not make")
+    parser.add_argument("--workers", type=positive_int, default=2)
     args = parser.parse_args(argv)
+    found = strangers(args.out)
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise SystemExit(f"error: {found[0]}{more}: not made by pipelines.fuzz, and a run empties "
+                         f"{args.out / 'videos'} and {args.out / 'subs'}: give an --out of its own")
 
     sources = video_clips()
     if not sources:

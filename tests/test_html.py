@@ -688,6 +688,146 @@ def crafted_page(folder: Path, cues, name="clip", snapshots=(), model=None, page
     return page
 
 
+LONG_MODEL = {"name": "msrvtt-cc3m-flickr8k-lite0-detectors", "sha256": "c8e5e9d0686c" * 4}
+
+
+def viewport(driver, width=None, height=None):
+    """Emulate a viewport of exactly ``width`` x ``height`` CSS pixels (none: back to the window's)."""
+    if width is None:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    else:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
+
+FOCUS_CLEAR = """
+var e = document.activeElement, r = e.getBoundingClientRect(), bar = document.querySelector('.bar');
+if (bar.contains(e)) return null;
+var top = Math.max(bar.getBoundingClientRect().bottom, 0), bottom = window.innerHeight;
+var list = document.getElementById('cues');
+if (list.contains(e)) { var l = list.getBoundingClientRect(); top = Math.max(top, l.top); bottom = Math.min(bottom, l.bottom); }
+// the video's focus is on its controls, along its bottom: those must show
+if (e.tagName === 'VIDEO') r = {top: r.bottom - 40, bottom: r.bottom};
+return r.top >= top - 6 && r.bottom <= bottom + 6 ? null :  // (a caret may be scrolled to, not its box's padding)
+  [e.id || e.className, Math.round(r.top), Math.round(r.bottom), 'visible from', Math.round(top), 'to', Math.round(bottom)];
+"""
+
+
+def test_focus_is_never_hidden_under_the_title_bar(browser, tmp_path):
+    """At 125-175 % zoom (800-1150 px wide) the sticky title bar wraps to two lines, ~114 px, while the page kept
+    clear of 84 px: Tab to the video or the filter box, or Shift+Tab up the cue list, put the focus under it."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    cues = [Cue(i * 1.5, i * 1.5 + 1.5, f"caption number {i} of the clip", 0.3) for i in range(6)]
+    page = crafted_page(tmp_path, cues, model=LONG_MODEL)
+    try:
+        for width, height in ((1024, 576), (800, 600), (960, 540)):
+            viewport(browser, width, height)
+            open_page(browser, page)
+            bar = browser.execute_script("return document.querySelector('.bar').getBoundingClientRect().height")
+            assert bar > 90, bar  # two lines: the case at hand
+            browser.execute_script("document.getElementById('dl-srt').focus(); window.scrollTo(0, 0)")
+            # Tab down to the last caption's text (the buttons, the video and its controls, the filter box, each
+            # row and its text), then Shift+Tab back up to the first button
+            for back, last in ((False, "return document.activeElement === document.querySelectorAll('.text')[5]"),
+                               (True, "return document.activeElement.id === 'dl-srt'")):
+                for _ in range(40):
+                    if back:
+                        ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
+                    else:
+                        ActionChains(browser).send_keys(Keys.TAB).perform()
+                    time.sleep(0.05)
+                    hidden = browser.execute_script(FOCUS_CLEAR)
+                    assert hidden is None, (width, height, hidden)
+                    if browser.execute_script(last):
+                        break
+                else:
+                    raise AssertionError(f"Tab never reached the end at {width}x{height}")
+            shot(browser, f"focus-clear-{width}x{height}.png", tmp_path)
+    finally:
+        viewport(browser)
+
+
+def test_playback_leaves_the_row_with_the_keyboard_in_view(browser, tmp_path):
+    """While the video played, the list scrolled to the playing cue and took the focused row out of view."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    cues = [Cue(i * 0.5, i * 0.5 + 0.5, f"cue {i}", 0.9) for i in range(18)]
+    page = crafted_page(tmp_path, cues)
+    browser.set_window_size(1280, 600)
+    try:
+        open_page(browser, page)
+        browser.execute_script("document.getElementById('cue-1').focus()")
+        # by the keyboard: Tab to its text, Shift+Tab back to the row
+        ActionChains(browser).send_keys(Keys.TAB).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
+        browser.execute_script("var v = document.getElementById('video'); v.muted = true; v.currentTime = 4.0; v.play();")
+        wait_for(browser, lambda d: active_index(d) >= 9, message="the video did not play")
+        browser.execute_script("document.getElementById('video').pause()")
+        assert browser.execute_script("return document.activeElement.id") == "cue-1"
+        assert browser.execute_script(
+            "var l = document.getElementById('cues').getBoundingClientRect(),"
+            " r = document.getElementById('cue-1').getBoundingClientRect();"
+            " return r.top >= l.top - 1 && r.bottom <= l.bottom + 1;")
+        # with the keyboard elsewhere, or a row clicked with the mouse, the list follows the video again
+        browser.execute_script("document.getElementById('cue-1').blur(); document.getElementById('video').currentTime = 8.2")
+        wait_for(browser, lambda d: active_index(d) == 16)
+        assert browser.execute_script(
+            "var l = document.getElementById('cues').getBoundingClientRect(),"
+            " r = document.getElementById('cue-17').getBoundingClientRect(); return r.top >= l.top - 1 && r.bottom <= l.bottom + 1;")
+        rows(browser)[16].find_element("css selector", ".time").click()
+        browser.execute_script("document.getElementById('video').currentTime = 0.2")
+        wait_for(browser, lambda d: active_index(d) == 0)
+        assert browser.execute_script(
+            "var l = document.getElementById('cues').getBoundingClientRect(),"
+            " r = document.getElementById('cue-1').getBoundingClientRect(); return r.top >= l.top - 1 && r.bottom <= l.bottom + 1;")
+    finally:
+        browser.set_window_size(1280, 760)
+
+
+def test_discard_keeps_the_keyboard_and_waits_for_it(browser, tmp_path):
+    """The second Enter on Discard disabled the focused button and focus fell to <body>; the question went after 4 s,
+    before a screen reader user had heard it."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    page = crafted_page(tmp_path, [Cue(0, 3, "first", 0.9), Cue(3, 6, "second", 0.9)])
+    open_page(browser, page)
+    browser.execute_script(
+        "var el = document.querySelectorAll('li.cue .text')[0]; el.focus(); el.textContent = 'changed';"
+        "el.dispatchEvent(new Event('input', {bubbles: true})); el.blur();")
+    discard = browser.find_element("id", "discard")
+    assert discard.is_enabled()
+    browser.execute_script("arguments[0].focus()", discard)
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    assert "Click again" in discard.text
+    time.sleep(4.5)
+    assert "Click again" in discard.text  # still asking
+    ActionChains(browser).send_keys(Keys.TAB).perform()  # moving on takes the question back
+    assert discard.text == "Discard edits"
+    ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
+    assert browser.execute_script("return document.activeElement.id") == "discard"
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    assert rows(browser)[0].find_element("css selector", ".text").text == "first" and not discard.is_enabled()
+    assert browser.execute_script("return document.activeElement.id") == "status"
+    assert "discarded" in browser.find_element("id", "status").text
+    assert console_errors(browser) == []
+
+
+def test_a_link_to_a_cue_puts_the_keyboard_there(browser, tmp_path):
+    """page.html#t=6 highlighted the cue but left the focus at the top of the page."""
+    cues = [Cue(i * 1.5, i * 1.5 + 1.5, f"cue {i}", 0.9) for i in range(6)]
+    page = crafted_page(tmp_path, cues)
+    open_page(browser, page)
+    browser.get(page.as_uri() + "#t=6")
+    wait_for(browser, lambda d: d.execute_script("return document.readyState") == "complete")
+    wait_for(browser, lambda d: active_index(d) == 4)
+    assert browser.execute_script("return document.activeElement.id") == "cue-5"
+    browser.execute_script("location.hash = '#t=1.6'")
+    wait_for(browser, lambda d: d.execute_script("return document.activeElement.id") == "cue-2")
+
 def test_right_to_left_captions_read_in_their_own_order(browser, tmp_path):
     """A Hebrew or Arabic caption (typed in, or a name) was laid out left to right: its words in the wrong order."""
     from captioner.find import Hit, SearchResult, format_results_html

@@ -167,25 +167,27 @@
     refreshStatus(saved ? null : "This browser does not keep the edits (storage unavailable); download them.");
   }
 
-  var armedTimer = null;
+  // armed until the button loses focus or something else happens (no time limit: a screen reader user
+  // hears the question first); a mouse user's two clicks keep the focus on it
   function disarm() {
+    if (!discardButton.classList.contains("armed")) return;
     discardButton.classList.remove("armed");
     discardButton.textContent = "Discard edits";
-    if (armedTimer) { clearTimeout(armedTimer); armedTimer = null; }
   }
+  discardButton.addEventListener("blur", disarm);
 
   discardButton.addEventListener("click", function () {
     if (!discardButton.classList.contains("armed")) {  // two clicks: no dialog, no accident
       var n = Object.keys(edits).length;
       discardButton.classList.add("armed");
       discardButton.textContent = "Discard " + n + (n === 1 ? " edit?" : " edits?") + " Click again";
-      armedTimer = setTimeout(disarm, 4000);
       return;
     }
     edits = {};
     saveEdits();
     for (var i = 0; i < rows.length; i++) { rows[i].querySelector(".text").textContent = cues[i].text; showText(i); }
     refreshStatus("Edits discarded: the captions are as the model wrote them.");
+    statusLine.focus();  // the button is disabled now: the keyboard goes on from the sentence that says what happened
   });
 
   // ---------------------------------------------------------------- downloads
@@ -243,9 +245,11 @@
     return -1;
   }
 
-  function editing() {
+  // the keyboard is in the list: a row reached by Tab (a row clicked with the mouse lets the list follow the video)
+  function keyboardInList() {
     var el = document.activeElement;
-    return el && el.classList && el.classList.contains("text");
+    if (!el || !list.contains(el)) return false;
+    try { return el.matches(":focus-visible") || el.classList.contains("text"); } catch (e) { return true; }
   }
 
   function follow() {
@@ -256,7 +260,7 @@
     if (i < 0) return;
     rows[i].classList.add("active");
     rows[i].setAttribute("aria-current", "true");
-    if (!editing()) scrollIntoList(rows[i]);
+    if (!keyboardInList()) scrollIntoList(rows[i]);  // the keyboard's row (or the caption being typed) stays in view
   }
 
   function scrollIntoList(row) {
@@ -343,7 +347,7 @@
     var hash = /^#(?:.*&)?t=(\d+(?:\.\d*)?|\.\d+)(?:&|$)/.exec(location.hash);
     if (!hash) return;
     var t = parseFloat(hash[1]), at = cueAt(t + 0.0005);
-    if (at >= 0) { seek(at); scrollIntoList(rows[at]); return; }
+    if (at >= 0) { seek(at); scrollIntoList(rows[at]); rows[at].focus({preventScroll: true}); return; }
     try { video.currentTime = t; } catch (e) { /* no media */ }  // a time between cues: the video goes there
   }
   seekToHash();
@@ -362,4 +366,19 @@
     if (trackElement.readyState === 2) syncTrack(); else trackElement.addEventListener("load", syncTrack);
   }
   refreshStatus();
+
+  // ---------------------------------------------------------------- the sticky title bar
+  // It covers what scrolls under it: the page keeps focus clear of it by its measured height (it wraps to two
+  // lines at 125-175 % zoom), and where it would take a quarter of the screen it scrolls away with the page.
+  var bar = document.querySelector(".bar");
+  function fitBar() {
+    bar.classList.remove("unstuck");
+    var sticky = getComputedStyle(bar).position === "sticky", height = bar.getBoundingClientRect().height;
+    if (sticky && height > window.innerHeight / 4) { bar.classList.add("unstuck"); sticky = false; }
+    document.documentElement.style.setProperty("--bar-h", (sticky ? Math.ceil(height) : 0) + "px");
+  }
+  fitBar();
+  window.addEventListener("resize", fitBar);
+  if (window.ResizeObserver) new ResizeObserver(fitBar).observe(bar);
 }());
+
