@@ -57,6 +57,10 @@ _DATA = Path(__file__).parent / "data"
 #: Marks every page this module writes (the index only overwrites such files).
 GENERATOR = "captioner"
 
+#: The status line's instruction (review.js keeps the text it finds there and writes it back).
+HINT = ("Click a caption, or press Enter or Space on it, to play from there; click or Tab to its text to edit it "
+        "(Enter finishes the edit, Esc takes it back).")
+
 _DATA_RE = re.compile(r'<script type="application/json" id="captioner-data">(.*?)</script>', re.S)
 _THUMB_RE = re.compile(r'<img class="thumb" src="data:image/jpeg;base64,([A-Za-z0-9+/=]*)"')
 
@@ -257,14 +261,18 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
         thumb = (f'<img class="thumb" src="data:image/jpeg;base64,{base64.b64encode(shot.jpeg).decode("ascii")}" '
                  f'alt="frame at {_clock(shot.time)}">' if shot is not None and shot.jpeg
                  else '<div class="thumb none" aria-hidden="true"></div>')
-        concepts = "".join(f'<li title="probability {p:.2f}">{_e(w)}</li>' for w, p in c["concepts"])
+        # the probability on hover (title) and, for screen readers, as text after the word (a title on the item
+        # became its name: "probability 0.42", without the word)
+        concepts = "".join(f'<li><span title="probability {p:.2f}">{_e(w)}</span>'
+                           f'<span class="vh">, probability {p:.2f}</span></li>' for w, p in c["concepts"])
         rows.append(
-            f'<li class="cue{" low" if flagged else ""}" id="cue-{i + 1}" data-index="{i}" tabindex="0">'
+            f'<li class="cue{" low" if flagged else ""}" id="cue-{i + 1}" data-index="{i}" tabindex="0" '
+            'aria-describedby="cue-help">'
             f"{thumb}<div class=\"body\"><div class=\"meta\">"
             f'<span class="num">{i + 1}</span>'
             f'<span class="time">{_clock(cue.start)} – {_clock(cue.end)}</span>'
             f'<span class="conf" title="confidence: how likely the caption says something the picture shows">'
-            f"{c['confidence']:.2f}</span>"
+            f"<span class=\"vh\">confidence </span>{c['confidence']:.2f}</span>"
             + ('<span class="flag" title="confidence below '
                f'{review.low_confidence:.2f}: check this caption">check</span>' if flagged else "")
             + '<span class="edited-badge">edited</span></div>'
@@ -272,7 +280,8 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
             + (f'<ul class="concepts" aria-label="concept words the encoder saw">{concepts}</ul>' if concepts else "")
             + "</div></li>"
         )
-    empty = "" if rows else '<p class="empty">No captions: nothing was recognised in this video.</p>'
+    empty = "" if rows else ('<p class="empty">No captions: nothing was recognised in this video, '
+                              'or every caption was under --min-confidence.</p>')
     # a long video's cues to check are few among many: a reviewer goes through them first
     filter_box = (f'<label class="filter"><input type="checkbox" id="only-check"> show only the {len(low)} '
                   f'cue{"s" * (len(low) != 1)} to check</label>\n' if low else "")
@@ -287,11 +296,11 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
 </header>
 <main class="review">
 <section class="player">
-<video id="video" controls preload="metadata" src="{_e(v['src'])}">
+<video id="video" controls preload="metadata" src="{_e(v['src'])}" aria-label="video {_e(v['name'] or '')}">
 <track kind="captions" srclang="en" label="Captions" default src="{_e(track)}">
 </video>
 <p id="video-error" class="notice" hidden></p>
-<p id="status" class="hint" aria-live="polite" tabindex="-1">Click a caption to jump there; click its text to edit it.</p>
+<p id="status" class="hint" aria-live="polite" tabindex="-1"{'' if rows else ' hidden'}>{_e(HINT if rows else '')}</p>
 <dl class="legend">
 <dt><span class="flag">check</span></dt><dd>confidence below {review.low_confidence:.2f} (how likely the caption says something the picture shows, from how close its words sit to the picture): look at these first</dd>
 <dt><span class="chip">word</span></dt><dd>concept words the model was given for this caption: objects recognised in the cue's frames (probability on hover)</dd>
@@ -299,7 +308,9 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
 </dl>
 </section>
 <section class="list">
-{filter_box}{empty}<ol id="cues" class="cues">
+<h2 id="cues-heading" class="vh">Captions</h2>
+<p id="cue-help" class="vh">Enter or Space: play from this cue; Tab to its text to edit it.</p>
+{filter_box}{empty}<ol id="cues" class="cues" aria-labelledby="cues-heading">
 {chr(10).join(rows)}
 </ol>
 </section>

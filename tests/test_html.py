@@ -677,6 +677,9 @@ def test_downloads_wrap_and_clean_an_edit_as_the_python_writers_do(browser, tmp_
 # --------------------------------------------------------------------------- accessibility (keyboard, screen readers)
 
 
+LONG_MODEL = {"name": "msrvtt-cc3m-flickr8k-lite0-detectors", "sha256": "c8e5e9d0686c" * 4}
+
+
 def crafted_page(folder: Path, cues, name="clip", snapshots=(), model=None, page_folder=None, **kwargs) -> Path:
     """A page of ``cues`` over a 9 s WebM in ``folder`` (the page in ``page_folder``, by default beside it)."""
     video = webm(folder / f"{name}.webm", ARCHIVE_A)
@@ -688,9 +691,6 @@ def crafted_page(folder: Path, cues, name="clip", snapshots=(), model=None, page
     return page
 
 
-LONG_MODEL = {"name": "msrvtt-cc3m-flickr8k-lite0-detectors", "sha256": "c8e5e9d0686c" * 4}
-
-
 def viewport(driver, width=None, height=None):
     """Emulate a viewport of exactly ``width`` x ``height`` CSS pixels (none: back to the window's)."""
     if width is None:
@@ -698,6 +698,17 @@ def viewport(driver, width=None, height=None):
     else:
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
+
+def ax_node(driver, selector: str) -> dict:
+    """Chromium's accessibility node of the element ``selector`` (what a screen reader is given)."""
+    root = driver.execute_cdp_cmd("DOM.getDocument", {})["root"]["nodeId"]
+    node = driver.execute_cdp_cmd("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+    return driver.execute_cdp_cmd("Accessibility.getPartialAXTree", {"nodeId": node, "fetchRelatives": False})["nodes"][0]
+
+
+def ax_text(node: dict, key: str) -> str:
+    return (node.get(key) or {}).get("value", "")
 
 
 FOCUS_CLEAR = """
@@ -786,6 +797,77 @@ def test_playback_leaves_the_row_with_the_keyboard_in_view(browser, tmp_path):
         browser.set_window_size(1280, 760)
 
 
+def test_a_screen_reader_is_told_what_each_part_of_the_page_is(browser, tmp_path):
+    """A cue row was an unnamed list item, its confidence a bare number, a concept word's name its title
+    ("probability 0.42", without the word), the video and the cue list had no name, and the status line spoke of
+    clicks only."""
+    cues = [Cue(0, 3, "a dog runs", 0.93), Cue(3, 6, "a cat sits", 0.2)]
+    snaps = [Snapshot(0, 3, 1.0, b"", (("dog", 0.42), ("grass", 0.3))), Snapshot(3, 6, 4.0, b"", (("cat", 0.8),))]
+    page = crafted_page(tmp_path, cues, snapshots=snaps)
+    open_page(browser, page)
+    row = ax_node(browser, "#cue-1")
+    assert "Enter or Space" in ax_text(row, "description") and "edit" in ax_text(row, "description")
+    assert browser.execute_script("return document.querySelector('#cue-1 .conf').textContent") == "confidence 0.93"
+    word = ax_node(browser, "#cue-1 .concepts li")
+    assert not ax_text(word, "name").startswith("probability")
+    assert browser.execute_script("return document.querySelector('#cue-1 .concepts li').textContent") == (
+        "dog, probability 0.42")
+    assert browser.execute_script("return document.querySelector('#cue-1 .concepts li span').title") == (
+        "probability 0.42")  # still shown on hover
+    assert ax_text(ax_node(browser, "video"), "name") == "video clip.webm"
+    assert ax_text(ax_node(browser, "#cues"), "name") == "Captions"
+    assert browser.execute_script("return document.querySelector('h2').textContent") == "Captions"  # to jump to
+    status = browser.find_element("id", "status").text
+    assert "Enter or Space" in status and "Esc" in status, status
+    # nothing of it shows: the hidden texts take no room
+    assert browser.execute_script(
+        "return Array.prototype.every.call(document.querySelectorAll('.vh'),"
+        " function (e) { var r = e.getBoundingClientRect(); return r.width <= 1 && r.height <= 1; })")
+    assert console_errors(browser) == []
+
+
+def test_forced_colours_keep_the_playing_cue_and_the_cues_to_check_apart(browser, tmp_path):
+    """In Windows High Contrast the backgrounds and border colours went: the playing cue and the cues to check looked
+    like every other row."""
+    cues = [Cue(0, 3, "playing", 0.9), Cue(3, 6, "to check", 0.2), Cue(6, 9, "plain", 0.9)]
+    page = crafted_page(tmp_path, cues)
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "forced-colors", "value": "active"}]})
+    try:
+        open_page(browser, page)
+        assert browser.execute_script("return matchMedia('(forced-colors: active)').matches")
+        rows(browser)[0].find_element("css selector", ".time").click()
+        wait_for(browser, lambda d: active_index(d) == 0)
+        browser.execute_script("document.activeElement.blur()")  # the focus ring is not what tells them apart
+        looks = browser.execute_script(
+            "return Array.prototype.map.call(document.querySelectorAll('li.cue'), function (r) {"
+            " var s = getComputedStyle(r); return [s.borderLeftStyle, s.borderLeftWidth, s.borderLeftColor,"
+            " s.borderTopStyle, s.borderTopWidth, s.outlineStyle].join(' '); })")
+        assert len(set(looks)) == 3, looks
+        shot(browser, "review-forced-colours.png", tmp_path)
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+
+def test_the_index_filter_count_is_announced_once_per_change(browser, tmp_path):
+    """The count of matching videos (and "No video matches.") changed silently for a screen reader."""
+    index = tmp_path / "index.html"
+    entries = [IndexEntry(n, "failed", "not a video") for n in ("alpha.mp4", "beta.mp4", "alps.mp4")]
+    index.write_text(format_index(entries, index), encoding="utf-8")
+    open_index(browser, index)
+    count = browser.find_element("id", "count")
+    assert count.get_attribute("role") == "status" or count.get_attribute("aria-live") in ("polite", "assertive")
+    box = browser.find_element("id", "filter")
+    box.send_keys("alp")
+    assert count.text == "2 of 3 videos"
+    browser.execute_script("window.changes = 0; new MutationObserver(function (m) { window.changes += m.length; })"
+                           ".observe(document.getElementById('count'), {childList: true, characterData: true, subtree: true})")
+    box.send_keys("\b")  # "al": still the same two
+    assert count.text == "2 of 3 videos" and browser.execute_script("return window.changes") == 0
+    box.send_keys("zzz")
+    assert "no video matches" in count.text.lower()
+    assert browser.find_element("id", "nothing").is_displayed()
+
+
 def test_discard_keeps_the_keyboard_and_waits_for_it(browser, tmp_path):
     """The second Enter on Discard disabled the focused button and focus fell to <body>; the question went after 4 s,
     before a screen reader user had heard it."""
@@ -816,59 +898,19 @@ def test_discard_keeps_the_keyboard_and_waits_for_it(browser, tmp_path):
     assert console_errors(browser) == []
 
 
-def test_a_link_to_a_cue_puts_the_keyboard_there(browser, tmp_path):
-    """page.html#t=6 highlighted the cue but left the focus at the top of the page."""
-    cues = [Cue(i * 1.5, i * 1.5 + 1.5, f"cue {i}", 0.9) for i in range(6)]
-    page = crafted_page(tmp_path, cues)
+def test_typing_an_edit_does_not_rewrite_the_status_line_each_key(browser, tmp_path):
+    """The status line is a live region: its text was rewritten on every keystroke of an edit."""
+    from selenium.webdriver.common.keys import Keys
+
+    page = crafted_page(tmp_path, [Cue(0, 3, "a dog", 0.9), Cue(3, 6, "a cat", 0.9)])
     open_page(browser, page)
-    browser.get(page.as_uri() + "#t=6")
-    wait_for(browser, lambda d: d.execute_script("return document.readyState") == "complete")
-    wait_for(browser, lambda d: active_index(d) == 4)
-    assert browser.execute_script("return document.activeElement.id") == "cue-5"
-    browser.execute_script("location.hash = '#t=1.6'")
-    wait_for(browser, lambda d: d.execute_script("return document.activeElement.id") == "cue-2")
-
-def test_right_to_left_captions_read_in_their_own_order(browser, tmp_path):
-    """A Hebrew or Arabic caption (typed in, or a name) was laid out left to right: its words in the wrong order."""
-    from captioner.find import Hit, SearchResult, format_results_html
-
-    hebrew = "כלב רץ בפארק"
-    page = crafted_page(tmp_path, [Cue(0, 3, hebrew, 0.9), Cue(3, 6, "a dog runs", 0.9)], name="כלב")
-    open_page(browser, page)
-    directions = browser.execute_script(
-        "return Array.prototype.map.call(document.querySelectorAll('li.cue .text'), function (e) {"
-        " return getComputedStyle(e).direction; })")
-    assert directions == ["rtl", "ltr"]
-    index = tmp_path / "index.html"
-    index.write_text(format_index([IndexEntry("כלב.webm", "ok", page=page)], index), encoding="utf-8")
-    open_index(browser, index)
-    browser.find_element("id", "filter").send_keys("כלב")
-    assert browser.execute_script(
-        "return ['.name a', '.first', '.hits a'].map(function (s) {"
-        " return getComputedStyle(document.querySelector(s)).direction; })") == ["rtl", "rtl", "rtl"]
-    hit = Hit(tmp_path / "clip.json", "clip.webm", 0.0, 3.0, hebrew, 0.5)
-    results = format_results_html("dog", SearchResult([hit], [], 1, []), tmp_path / "results.html")
-    assert f'<td dir="auto">{hebrew}</td>' in results
-
-
-def test_the_index_filter_count_is_announced_once_per_change(browser, tmp_path):
-    """The count of matching videos (and "No video matches.") changed silently for a screen reader."""
-    index = tmp_path / "index.html"
-    entries = [IndexEntry(n, "failed", "not a video") for n in ("alpha.mp4", "beta.mp4", "alps.mp4")]
-    index.write_text(format_index(entries, index), encoding="utf-8")
-    open_index(browser, index)
-    count = browser.find_element("id", "count")
-    assert count.get_attribute("role") == "status" or count.get_attribute("aria-live") in ("polite", "assertive")
-    box = browser.find_element("id", "filter")
-    box.send_keys("alp")
-    assert count.text == "2 of 3 videos"
     browser.execute_script("window.changes = 0; new MutationObserver(function (m) { window.changes += m.length; })"
-                           ".observe(document.getElementById('count'), {childList: true, characterData: true, subtree: true})")
-    box.send_keys("\b")  # "al": still the same two
-    assert count.text == "2 of 3 videos" and browser.execute_script("return window.changes") == 0
-    box.send_keys("zzz")
-    assert "no video matches" in count.text.lower()
-    assert browser.find_element("id", "nothing").is_displayed()
+                           ".observe(document.getElementById('status'), {childList: true, characterData: true, subtree: true})")
+    text = rows(browser)[0].find_element("css selector", ".text")
+    text.click()
+    text.send_keys(Keys.END, " in a room")
+    assert "1 caption edited" in browser.find_element("id", "status").text
+    assert browser.execute_script("return window.changes") <= 2  # the one change of sentence (a text node replaced)
 
 
 def test_a_page_moved_together_with_its_video_plays_it(browser, tmp_path):
@@ -901,3 +943,50 @@ def test_a_page_moved_together_with_its_video_plays_it(browser, tmp_path):
     assert "clip.webm cannot be played here" in notice.text and "../v/clip.webm" in notice.text, notice.text
     # the log holds only the tries that found nothing
     assert [e for e in console_errors(browser) if "clip.webm - Failed to load resource" not in e["message"]] == []
+
+
+def test_right_to_left_captions_read_in_their_own_order(browser, tmp_path):
+    """A Hebrew or Arabic caption (typed in, or a name) was laid out left to right: its words in the wrong order."""
+    from captioner.find import Hit, SearchResult, format_results_html
+
+    hebrew = "כלב רץ בפארק"
+    page = crafted_page(tmp_path, [Cue(0, 3, hebrew, 0.9), Cue(3, 6, "a dog runs", 0.9)], name="כלב")
+    open_page(browser, page)
+    directions = browser.execute_script(
+        "return Array.prototype.map.call(document.querySelectorAll('li.cue .text'), function (e) {"
+        " return getComputedStyle(e).direction; })")
+    assert directions == ["rtl", "ltr"]
+    index = tmp_path / "index.html"
+    index.write_text(format_index([IndexEntry("כלב.webm", "ok", page=page)], index), encoding="utf-8")
+    open_index(browser, index)
+    browser.find_element("id", "filter").send_keys("כלב")
+    assert browser.execute_script(
+        "return ['.name a', '.first', '.hits a'].map(function (s) {"
+        " return getComputedStyle(document.querySelector(s)).direction; })") == ["rtl", "rtl", "rtl"]
+    hit = Hit(tmp_path / "clip.json", "clip.webm", 0.0, 3.0, hebrew, 0.5)
+    results = format_results_html("dog", SearchResult([hit], [], 1, []), tmp_path / "results.html")
+    assert f'<td dir="auto">{hebrew}</td>' in results
+
+
+def test_a_link_to_a_cue_puts_the_keyboard_there(browser, tmp_path):
+    """page.html#t=6 highlighted the cue but left the focus at the top of the page."""
+    cues = [Cue(i * 1.5, i * 1.5 + 1.5, f"cue {i}", 0.9) for i in range(6)]
+    page = crafted_page(tmp_path, cues)
+    open_page(browser, page)
+    browser.get(page.as_uri() + "#t=6")
+    wait_for(browser, lambda d: d.execute_script("return document.readyState") == "complete")
+    wait_for(browser, lambda d: active_index(d) == 4)
+    assert browser.execute_script("return document.activeElement.id") == "cue-5"
+    browser.execute_script("location.hash = '#t=1.6'")
+    wait_for(browser, lambda d: d.execute_script("return document.activeElement.id") == "cue-2")
+
+
+def test_an_empty_page_says_why_it_may_be_empty(browser, tmp_path):
+    """"nothing was recognised" was wrong when --min-confidence left every cue out, and the page still said
+    "Click a caption"."""
+    page = crafted_page(tmp_path, [])
+    assert "every caption was under --min-confidence" in page.read_text(encoding="utf-8")
+    open_page(browser, page)
+    assert not browser.find_element("id", "status").is_displayed()
+    assert "Click a caption" not in browser.find_element("tag name", "body").text
+    assert console_errors(browser) == []

@@ -11,6 +11,7 @@
   var discardButton = document.getElementById("discard");
   var storageKey = "captioner.edits:" + (data.model.sha256 || data.model.name || "") + ":" + data.video.path;
   var active = -1;
+  var hint = statusLine.textContent;  // the instruction the page was written with ("" on a page without cues)
   var onlyCheck = document.getElementById("only-check");
   if (onlyCheck) {
     onlyCheck.checked = false;  // a reload shows every cue again
@@ -125,10 +126,11 @@
     disarm();
     var old = stale ? " " + stale + (stale === 1 ? " earlier edit is" : " earlier edits are") +
       " of captions no longer on this page (captioned again?)." : "";
-    if (message) statusLine.textContent = message;
-    else if (n) statusLine.textContent = n + (n === 1 ? " caption" : " captions") +
-      " edited; saved in this browser. The downloads contain the edits." + old;
-    else statusLine.textContent = "Click a caption to jump there; click its text to edit it." + old;
+    var text = message || (n ? n + (n === 1 ? " caption" : " captions") +
+      " edited; saved in this browser. The downloads contain the edits." + old : (hint + old).trim());
+    // a live region: written only when its sentence changes (not on every keystroke of an edit)
+    if (statusLine.textContent !== text) statusLine.textContent = text;
+    statusLine.hidden = !text;
   }
 
   function trackCue(i) {
@@ -381,4 +383,3 @@
   window.addEventListener("resize", fitBar);
   if (window.ResizeObserver) new ResizeObserver(fitBar).observe(bar);
 }());
-
