@@ -45,9 +45,9 @@ train: install
 	$(PY) -m pipelines.prepare_data
 	$(PY) -m pipelines.extract_features --set msrvtt --set cc3m
 	$(PY) -m pipelines.train_detectors
-	$(PY) -m pipelines.train_video --init .cache/models/stage1 --run .cache/runs/video --no-styles --out weights
-	$(PY) -m pipelines.train_video --init weights --shipped-detectors --run .cache/runs/style --epochs 5 --lr 1.5e-4 --msrvtt-caps 6 --out weights
-	$(PY) -m pipelines.train_video --init weights --shipped-detectors --run .cache/runs/swa --epochs 3 --lr 7.5e-5 --msrvtt-caps 6 --keep-epochs
+	$(PY) -m pipelines.train_video --init .cache/models/stage1 --run .cache/runs/video --overwrite --no-styles --out weights
+	$(PY) -m pipelines.train_video --init weights --shipped-detectors --run .cache/runs/style --overwrite --epochs 5 --lr 1.5e-4 --msrvtt-caps 6 --out weights
+	$(PY) -m pipelines.train_video --init weights --shipped-detectors --run .cache/runs/swa --overwrite --epochs 3 --lr 7.5e-5 --msrvtt-caps 6 --keep-epochs
 	$(PY) -m pipelines.train_video --init weights --shipped-detectors --run .cache/runs/swa --epochs 3 --lr 7.5e-5 --msrvtt-caps 6 --export-only --average 3 --out weights
 	$(PY) -m pipelines.train_presence --model weights --out weights
 	$(PY) -m pipelines.train_vse --init weights --run .cache/runs/vse --ensemble 3 --out weights

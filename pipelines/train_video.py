@@ -22,6 +22,10 @@ the best one ``best.pt``; ``--out`` exports the best with its detectors.
 
     python -m pipelines.train_video --init weights --run .cache/runs/video --out weights
     python -m pipelines.train_video --run .cache/runs/video --resume      # after a stop
+
+``--resume`` and ``--export-only`` take the run's recorded settings (checkpoints keep them) for the
+options left out, and refuse one given another value; a --run that holds an earlier run is refused
+unless ``--overwrite`` (which deletes its checkpoints first, so ``--average`` never mixes two runs).
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ import argparse
 import json
 import logging
 import random
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -191,7 +196,9 @@ def extend(model: CaptionDecoder, vocab: Vocabulary, new_words: list[str], confi
     return out, big
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, dict]:
+    """The command line, and the options it gave (not left at their defaults): a run's recorded settings
+    stand in for those left out on --resume and --export-only."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--encoder", default="efficientnet-lite0")
     ap.add_argument("--init", type=Path, default=Path("weights"), help="stage-1 model folder to continue")
@@ -235,12 +242,24 @@ def main() -> None:
                     help="feed the --init model's own (shipped, low-rank) detectors and ship them, its presence head "
                          "and search vectors unchanged; for fine-tuning a released model without "
                          "pipelines.train_detectors' outputs")
-    args = ap.parse_args()
+    ap.add_argument("--overwrite", action="store_true",
+                    help="start afresh in a --run that holds an earlier run: its checkpoints (last.pt, best.pt, "
+                         "epoch<N>.pt) are deleted first (without it such a --run is refused)")
+    args = ap.parse_args(argv)
     if args.average is not None and not args.export_only:
         ap.error("--average exports kept epochs: use it with --export-only --out M")
     if args.export_only and not args.out:
         ap.error("--export-only needs --out")
-    resumed = check_prerequisites(args)
+    if args.overwrite and (args.resume or args.export_only):
+        ap.error("--overwrite starts a run afresh: not with --resume or --export-only")
+    for action in ap._actions:  # parsed again with no defaults: what the command line itself gave
+        action.default = argparse.SUPPRESS
+    return args, vars(ap.parse_args(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args, given = parse_args(argv)
+    resumed = check_prerequisites(args, given)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -286,8 +305,6 @@ def main() -> None:
     sentences += [("video" if args.styles else None, c) for v in mv_text for c in mv_caps[v]]
     text_sources = "COCO, MSVD" + (f", MSR-VTT train videos without frames ({len(mv_text)})" if mv_text else "")
     if args.export_only:
-        if not args.out:
-            ap.error("--export-only needs --out")
         counts = {"flickr": len(fl_train), "msrvtt": len(mv_train), "cc3m": len(cc_train)}
         export(args.run, args.out, det, args, counts, len(sentences), average=parse_epochs(args.average),
                text_sources=text_sources)
@@ -408,6 +425,8 @@ def main() -> None:
                 "history": history, "name": args.name, "encoder": args.encoder, "hyperparameters": hyperparameters(args)}
 
     if not history:
+        if args.overwrite:
+            clear_run(args.run)
         start = evaluate()
         log.info("before training: %s", start)
         history.append({"epoch": 0, **start})
@@ -504,6 +523,10 @@ def averaged_checkpoint(run: Path, epochs: list[int]) -> dict:
     ckpts = [read_checkpoint(p) for p in paths]
     if any(c["vocab"] != ckpts[0]["vocab"] or c["config"] != ckpts[0]["config"] for c in ckpts):
         raise SystemExit(f"error: epochs {epochs} of {run} differ in vocabulary or configuration")
+    for e, c in zip(epochs, ckpts):  # one run's epochs: each one's history is the start of the last one's
+        if ckpts[-1]["history"][: len(c["history"])] != c["history"]:
+            raise SystemExit(f"error: {run}: epoch{e}.pt and epoch{epochs[-1]}.pt are of different runs (trained "
+                             "again into the same --run); average the epochs of one run")
     out = dict(ckpts[-1])
     out["state"] = {k: sum(c["state"][k].float() for c in ckpts) / len(ckpts) for k in ckpts[0]["state"]}
     out["averaged_epochs"] = epochs
@@ -520,10 +543,66 @@ def frameless_train_ids(caps: Mapping[str, list[str]], frames: Mapping[str, list
     return [v for v in msrvtt_ids("train", caps, held) if v not in frames]
 
 
-def check_prerequisites(args) -> dict | None:
+#: Options that may differ from a run's recorded ones on --resume and --export-only: where it is, what
+#: this call does, how long it goes on. Every other option is the run's: left out, the recorded value
+#: is used; given otherwise, the call is refused (epoch 2 trained on other detectors, an export shipped
+#: another detector set than model.json said).
+FREE_OPTIONS = frozenset({"run", "resume", "out", "epochs", "threads", "export_only", "average", "keep_epochs",
+                          "overwrite"})
+PATH_OPTIONS = frozenset({"init", "run", "out", "detector_outputs"})
+
+
+def _option(key: str, value) -> str:
+    flag = "--" + key.replace("_", "-")
+    if value is True:
+        return flag
+    if value is False:
+        return "--no-" + flag[2:] if key == "styles" else f"no {flag}"
+    return f"{flag} {value}"
+
+
+def adopt_recorded(args: argparse.Namespace, given: Mapping, record: Mapping, source: Path, doing: str) -> None:
+    """Set ``args``' options that shape a run to those ``record`` (a checkpoint's hyperparameters) holds;
+    ``SystemExit`` naming them if the command line gave one another value."""
+
+    def norm(key: str, value):
+        return str(Path(value).resolve()) if key in PATH_OPTIONS and value is not None else value
+
+    differ = []
+    for key, value in record.items():
+        if key in FREE_OPTIONS or key not in vars(args):
+            continue
+        if key in given and norm(key, hyperparameters(argparse.Namespace(**{key: given[key]}))[key]) != norm(key, value):
+            differ.append((key, value))
+        elif key in PATH_OPTIONS:
+            setattr(args, key, None if value is None else Path(value))
+        else:
+            setattr(args, key, value)
+    if differ:
+        raise SystemExit(f"error: {source} was trained with {', '.join(_option(k, v) for k, v in differ)}; "
+                         f"{doing} keeps a run's settings: leave out "
+                         f"{', '.join(_option(k, given[k]) for k, _ in differ)}")
+
+
+def run_checkpoints(run: Path) -> list[Path]:
+    """The checkpoints a training run leaves in its folder."""
+    if not run.is_dir():
+        return []
+    return sorted(p for p in run.iterdir() if p.name in ("last.pt", "best.pt") or re.fullmatch(r"epoch\d+\.pt", p.name))
+
+
+def clear_run(run: Path) -> None:
+    """Delete an earlier run's checkpoints and history (--overwrite): a kept epoch<N>.pt of it would otherwise
+    be averaged with the new run's by a later --export-only --average."""
+    for p in run_checkpoints(run) + [run / "history.json"]:
+        p.unlink(missing_ok=True)
+
+
+def check_prerequisites(args, given: Mapping = {}) -> dict | None:
     """What a run needs that the command line names, checked before minutes of loading features (and,
     with --shipped-detectors, running the detectors over every picture): the model it starts from or
-    the checkpoint it resumes (returned), and what --export-only exports."""
+    the checkpoint it resumes (returned), and what --export-only exports. On --resume and --export-only
+    the run's recorded settings replace those the command line left out (``adopt_recorded``)."""
     from captioner.weights import read_manifest
 
     resumed = None
@@ -533,11 +612,14 @@ def check_prerequisites(args) -> dict | None:
         missing = [str(p) for p in wanted if not p.is_file()]
         if missing:
             raise SystemExit(f"error: nothing to export: {', '.join(missing)} missing (train into --run first)")
+        adopt_recorded(args, given, read_checkpoint(wanted[-1]).get("hyperparameters") or {}, wanted[-1],
+                       "--export-only")
     elif args.resume:
         last = args.run / "last.pt"
         if not last.is_file():
             raise SystemExit(f"error: {last}: no such file; nothing to --resume (run without it to start)")
         resumed = read_checkpoint(last)
+        adopt_recorded(args, given, resumed.get("hyperparameters") or {}, last, "--resume")
         try:  # Lite0/1/2 features are all 1280-d: only the record tells them apart
             checkpoint_encoder(resumed, args.encoder, last)
         except ModelError as exc:
@@ -546,6 +628,12 @@ def check_prerequisites(args) -> dict | None:
         if slots != (args.slots, args.detector_slots):
             raise SystemExit(f"error: {last} was trained with --slots {slots[0]} --detector-slots {slots[1]}; "
                              "--resume must keep them")
+    else:
+        earlier = run_checkpoints(args.run)
+        if earlier and not args.overwrite:
+            raise SystemExit(f"error: {args.run} holds an earlier run ({', '.join(p.name for p in earlier)}): "
+                             "--resume continues it, --export-only exports it, --overwrite starts afresh "
+                             "(deleting them), or give another --run")
     if not args.resume or args.shipped_detectors:
         try:
             read_manifest(args.init)

@@ -3,6 +3,8 @@ and refused before the hours of work rather than after (bugs a QA helper found i
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 
@@ -33,3 +35,69 @@ def test_fuzz_refuses_an_out_holding_files_it_did_not_make(tmp_path):
             main([*bad, "--out", str(tmp_path / "new")])
         assert stop.value.code == 2
     assert not (tmp_path / "new").exists()
+
+
+def _video_run(folder, init, *options, epochs=(), history=None):
+    """A train_video run folder with last.pt and best.pt (and epoch<N>.pt) recording ``options``."""
+    import torch
+
+    from pipelines.train_video import hyperparameters, parse_args
+
+    folder.mkdir(parents=True, exist_ok=True)
+    args, _ = parse_args(["--init", str(init), "--run", str(folder), *options])
+    record = {"config": {"concept_slots": args.slots, "detector_slots": args.detector_slots},
+              "encoder": args.encoder, "vocab": ["<pad>", "a"], "state": {"w": torch.zeros(2)},
+              "history": history or [{"epoch": 0, "select": 1.0}], "hyperparameters": hyperparameters(args)}
+    for name in ("last.pt", "best.pt", *(f"epoch{e}.pt" for e in epochs)):
+        torch.save(record, folder / name)
+    return record
+
+
+def test_train_video_resume_and_export_only_keep_the_runs_settings(tmp_path, tiny_model):
+    """--resume and --export-only took the defaults for what the command line left out: epoch 2 trained on
+    other detectors and the export shipped them while model.json said shipped_detectors."""
+    from pipelines.train_video import check_prerequisites, parse_args
+
+    run = tmp_path / "run"
+    _video_run(run, tiny_model, "--shipped-detectors", "--no-styles", "--max-frames", "2", "--detector-rank", "0")
+    for call in (["--resume", "--epochs", "3"], ["--export-only", "--out", str(tmp_path / "m")]):
+        args, given = parse_args(["--run", str(run), *call])
+        check_prerequisites(args, given)
+        assert (args.shipped_detectors, args.styles, args.max_frames, args.detector_rank) == (True, False, 2, 0)
+        assert args.init == tiny_model and args.epochs == (3 if "--resume" in call else 6)
+    for call, says in ((["--resume", "--styles"], "trained with --no-styles; --resume keeps a run's settings: "
+                                                   "leave out --styles"),
+                       (["--export-only", "--out", str(tmp_path / "m"), "--init", str(tmp_path)],
+                        f"trained with --init {tiny_model}; --export-only keeps"),
+                       (["--resume", "--max-frames", "4", "--shipped-detectors"], "trained with --max-frames 2;")):
+        args, given = parse_args(["--run", str(run), *call])
+        with pytest.raises(SystemExit, match=re.escape(says)):
+            check_prerequisites(args, given)
+    # the same values given again (the Makefile's --export-only line repeats the training options) are fine
+    args, given = parse_args(["--run", str(run), "--resume", "--shipped-detectors", "--init", str(tiny_model)])
+    check_prerequisites(args, given)
+
+
+def test_train_video_refuses_a_run_folder_holding_an_earlier_run(tmp_path, tiny_model):
+    """Training again into a --run replaced its best.pt and left the first run's epoch<N>.pt, which --average
+    then mixed with the second run's."""
+    from pipelines.train_video import averaged_checkpoint, check_prerequisites, clear_run, parse_args
+
+    run = tmp_path / "run"
+    _video_run(run, tiny_model, epochs=(1, 2), history=[{"epoch": 0, "select": 1.0}, {"epoch": 1, "select": 2.0}])
+    (run / "notes.txt").write_text("mine")
+    args, given = parse_args(["--init", str(tiny_model), "--run", str(run)])
+    with pytest.raises(SystemExit, match=r"holds an earlier run \(best.pt, epoch1.pt, epoch2.pt, last.pt\): "
+                                         r"--resume continues it, .* --overwrite starts afresh"):
+        check_prerequisites(args, given)
+    args, given = parse_args(["--init", str(tiny_model), "--run", str(run), "--overwrite"])
+    check_prerequisites(args, given)
+    with pytest.raises(SystemExit):  # --overwrite starts afresh: not with --resume
+        parse_args(["--run", str(run), "--resume", "--overwrite"])
+    # epochs of two runs (kept before this check existed) are not averaged
+    _video_run(run, tiny_model, epochs=(2,), history=[{"epoch": 0, "select": 1.0}, {"epoch": 1, "select": 3.0},
+                                                      {"epoch": 2, "select": 4.0}])
+    with pytest.raises(SystemExit, match="epoch1.pt and epoch2.pt are of different runs"):
+        averaged_checkpoint(run, [1, 2])
+    clear_run(run)
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
