@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from captioner.config import VIDEO_EXTENSIONS
 
@@ -92,6 +93,21 @@ def save_torch(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def read_checkpoint(path: Path) -> dict:
+    """``torch.load`` of a run's checkpoint; one line, not a traceback, for a missing or damaged one."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path}: no such file") from None
+    except IsADirectoryError:
+        raise SystemExit(f"error: {path}: a folder, not a checkpoint") from None
+    except Exception as exc:  # truncated: "PytorchStreamReader failed ...", BadZipFile, EOFError, UnpicklingError
+        raise SystemExit(f"error: {path}: damaged checkpoint ({exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); train again or restore it") from None
+
+
 def save_npy(path: Path, array) -> None:
     """``np.save`` to exactly ``path``, atomically (as ``save_torch``)."""
     import numpy as np
@@ -110,6 +126,48 @@ def save_npz(path: Path, **arrays) -> None:
 
     with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
+
+
+@contextmanager
+def staged_model(out: Path, keep_manifest: bool = False) -> Iterator[Path]:
+    """A temporary folder beside the model folder ``out`` for an export to write into; on success its files
+    are renamed into ``out`` one by one (readable by all), ``model.json`` last.
+
+    An export wrote ``model.json`` first and its detectors, search vectors and grammar after: stopped
+    between (Ctrl-C, a full disk) it left a model.json without them, or a 0-byte detectors file, and
+    ``captioner run`` then ran without detectors, saying nothing. Stopped before the renames, ``out`` is
+    as it was; stopped during them, its model.json is still the previous one, whose checksums name the
+    replaced files: loading it fails with a checksum error rather than running degraded.
+    ``keep_manifest``: start from ``out``'s model.json (an export that adds one entry to a model).
+    """
+    import shutil
+    import tempfile
+
+    from captioner.weights import MANIFEST
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".export.tmp", dir=out.parent))
+    try:
+        if keep_manifest:
+            shutil.copyfile(out / MANIFEST, stage / MANIFEST)
+        yield stage
+        out.mkdir(exist_ok=True)
+        for f in sorted(stage.iterdir(), key=lambda f: f.name == MANIFEST):
+            f.chmod(0o644)  # safetensors writes its files private; a shipped model is readable by all
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def copy_atomic(source: Path, target: Path) -> None:
+    """``shutil.copyfile`` through a temporary file renamed into place: never a half-copied ``target``."""
+    import shutil
+
+    from captioner.outputs import atomic_path
+
+    with atomic_path(Path(target)) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def video_clips(required: bool = False) -> list[Path]:
@@ -225,13 +283,12 @@ BANK_ENTRIES = ("bank", "photo_bank")  # token ids and n-gram keys in the decode
 def carry_companions(init: Path, out: Path, init_manifest: dict) -> None:
     """Copy ``init``'s detectors, presence head, search vectors and is/are list into the model folder ``out``.
 
-    ``init_manifest`` is ``init``'s model.json as read *before* ``out`` was written (``out`` may be ``init``).
+    ``init_manifest`` is ``init``'s model.json as read *before* ``out`` was written (``out`` may be ``init``;
+    an export writes ``out`` as ``staged_model``'s folder, so that model.json names them the moment it is there).
     The caption banks come too when ``out``'s vocabulary is ``init``'s: they hold token ids and
     n-gram keys of that vocabulary, so a fine-tune that added words drops them (log: rebuild them
     with ``pipelines.caption_bank``) rather than ship banks that mean other words.
     """
-    import shutil
-
     from captioner.consensus import PHOTO_TENSORS as PHOTO_BANK_TENSORS, TENSORS as BANK_TENSORS
     from captioner.detect import PRESENCE_TENSORS, TENSORS as DETECTOR_TENSORS
     from captioner.vse import TENSORS as VSE_TENSORS
@@ -249,7 +306,7 @@ def carry_companions(init: Path, out: Path, init_manifest: dict) -> None:
     if Path(init).resolve() != Path(out).resolve():
         for name in names:
             if (Path(init) / name).exists():
-                shutil.copyfile(Path(init) / name, Path(out) / name)
+                copy_atomic(Path(init) / name, Path(out) / name)
 
     def carry(m: dict) -> None:
         if not same_vocab:

@@ -22,7 +22,7 @@ from captioner.errors import ModelError
 from captioner.vocab import Vocabulary
 from captioner.weights import checkpoint_encoder, save_model
 
-from .common import out_folder, refuse_full_model
+from .common import out_folder, refuse_full_model, staged_model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> None:
         "data": ckpt.get("data", "Flickr8k train (6,000 photos x 5 captions), official split; selection on Flickr8k dev"),
         "epochs_run": len(history), "history": history, "command": "make train", "exported_from": str(args.run),
     }}
-    save_model(args.out, ckpt["state"], Vocabulary(tuple(ckpt["vocab"])), DecoderConfig(**ckpt["config"]),
-               name=args.name or ckpt.get("name", "flickr8k-lite0-sat"), encoder=encoder, extra=extra)
+    with staged_model(args.out) as stage:  # model.json last, every file readable by all
+        save_model(stage, ckpt["state"], Vocabulary(tuple(ckpt["vocab"])), DecoderConfig(**ckpt["config"]),
+                   name=args.name or ckpt.get("name", "flickr8k-lite0-sat"), encoder=encoder, extra=extra)
     print(f"exported {args.run / 'best.pt'} -> {args.out}")
 
 

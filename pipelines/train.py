@@ -47,7 +47,7 @@ from captioner.weights import checkpoint_encoder, save_model
 
 from .common import (
     CACHE, DATA, TEXT_CORPORA, captions_by_file, flickr_split, out_folder, positive_int, refuse_full_model, save_torch,
-    text_sentences,
+    staged_model, text_sentences,
 )
 from .extract_features import feature_dir, feature_rows
 
@@ -368,7 +368,8 @@ def main() -> None:
                 "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             }
         }
-        save_model(args.out, best_state, vocab, config, name=args.name, encoder=args.encoder, extra=extra)
+        with staged_model(args.out) as stage:  # model.json last, every file readable by all
+            save_model(stage, best_state, vocab, config, name=args.name, encoder=args.encoder, extra=extra)
         log.info("exported to %s", args.out)
 
 

@@ -48,6 +48,7 @@ from captioner.weights import checkpoint_encoder, load_model, read_manifest, sav
 
 from .common import (
     CACHE, DATA, captions_by_file, carry_companions, flickr_split, out_folder, positive_int, read_tsv, save_torch,
+    staged_model,
 )
 from .extract_features import feature_rows
 from .prepare_data import held_out_clips, msrvtt_ids
@@ -411,13 +412,11 @@ def export(args, init_dir: Path, counts: dict) -> None:
                 "selection on MSR-VTT val + Flickr8k dev (greedy CIDEr)",
         "history": ckpt["history"],
         "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}}}
-    args.out.mkdir(parents=True, exist_ok=True)
     encoder = checkpoint_encoder(ckpt, manifest["encoder"], args.run / "best.pt")
-    save_model(args.out, ckpt["state"], Vocabulary(tuple(ckpt["vocab"])), DecoderConfig(**ckpt["config"]),
-               name=ckpt["name"], encoder=encoder, extra=extra)
-    carry_companions(init_dir, args.out, manifest)
-    for f in args.out.iterdir():  # safetensors writes its files private; a shipped model is readable by all
-        f.chmod(0o644)
+    with staged_model(args.out) as stage:  # model.json last: never one without its detectors
+        save_model(stage, ckpt["state"], Vocabulary(tuple(ckpt["vocab"])), DecoderConfig(**ckpt["config"]),
+                   name=ckpt["name"], encoder=encoder, extra=extra)
+        carry_companions(init_dir, stage, manifest)
     log.info("exported %s (epoch %d) to %s", ckpt["name"], len(ckpt["history"]) - 1, args.out)
 
 

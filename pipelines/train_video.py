@@ -52,8 +52,8 @@ from captioner.errors import ModelError
 from captioner.weights import MANIFEST, checkpoint_encoder, load_model, save_model, update_manifest
 
 from .common import (
-    CACHE, DATA, captions_by_file, carry_companions, flickr_split, out_folder, positive_int, read_tsv, save_torch,
-    text_sentences,
+    CACHE, DATA, captions_by_file, carry_companions, flickr_split, out_folder, positive_int, read_checkpoint, read_tsv,
+    save_torch, staged_model, text_sentences,
 )
 from .extract_features import feature_dir, feature_rows
 from .prepare_data import PREPARED, held_out_clips, msrvtt_ids
@@ -642,17 +642,6 @@ def check_prerequisites(args, given: Mapping = {}) -> dict | None:
     return resumed
 
 
-def read_checkpoint(path: Path) -> dict:
-    """``torch.load`` of a run's checkpoint; one line, not a traceback, for a damaged one."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise SystemExit(f"error: {path}: no such file") from None
-    except Exception as exc:  # truncated: "PytorchStreamReader failed ...", BadZipFile, EOFError
-        raise SystemExit(f"error: {path}: damaged checkpoint ({exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}); train again or restore it") from None
-
-
 def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences: int,
            average: list[int] | None = None, text_sources: str = "COCO, MSVD") -> None:
     """Write the best epoch (or the mean of the kept epochs in ``average``) and its detectors as a model folder."""
@@ -678,19 +667,18 @@ def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences
                           # the training run's settings (checkpoints keep them), not those of an --export-only call
                           "hyperparameters": ckpt.get("hyperparameters") or hyperparameters(args),
                           "command": "make train"}}
-    save_model(out, ckpt["state"], vocab, config, name=ckpt["name"], encoder=encoder, extra=extra)
-    if args.shipped_detectors:  # the --init model's detectors, presence head, search vectors and is/are list
-        carry_companions(args.init, out, init)
-    else:
-        report_path = CACHE / "runs" / "detectors" / "report.json"
-        report = json.loads(report_path.read_text()) if report_path.exists() else {}
-        if args.detector_rank:
-            det = det.low_rank(args.detector_rank)
-        entry = save_detectors(out, det, {"heldout_mAP_full_rank": report.get("heldout_mAP"),
-                                          "rank": args.detector_rank or None})
-        update_manifest(out, lambda m: m.update(detectors=entry))
-    for f in out.iterdir():  # safetensors writes its files private; a shipped model is readable by all
-        f.chmod(0o644)
+    with staged_model(out) as stage:  # model.json last: never one without its detectors
+        save_model(stage, ckpt["state"], vocab, config, name=ckpt["name"], encoder=encoder, extra=extra)
+        if args.shipped_detectors:  # the --init model's detectors, presence head, search vectors and is/are list
+            carry_companions(args.init, stage, init)
+        else:
+            report_path = CACHE / "runs" / "detectors" / "report.json"
+            report = json.loads(report_path.read_text()) if report_path.exists() else {}
+            if args.detector_rank:
+                det = det.low_rank(args.detector_rank)
+            entry = save_detectors(stage, det, {"heldout_mAP_full_rank": report.get("heldout_mAP"),
+                                                "rank": args.detector_rank or None})
+            update_manifest(stage, lambda m: m.update(detectors=entry))
     log.info("exported %s to %s%s", ckpt["name"], out, f" (detectors of {args.init})" if args.shipped_detectors else "")
 
 

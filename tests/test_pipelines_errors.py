@@ -101,3 +101,60 @@ def test_train_video_refuses_a_run_folder_holding_an_earlier_run(tmp_path, tiny_
         averaged_checkpoint(run, [1, 2])
     clear_run(run)
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+
+
+def test_an_interrupted_export_leaves_the_model_as_it_was(tmp_path, tiny_model, monkeypatch):
+    """train_video's export wrote model.json first and the detectors after, copied straight onto their names:
+    stopped between, the model ran without detectors (a 0-byte detectors.safetensors, a model.json without
+    them), saying nothing."""
+    import argparse
+    import json
+    import shutil
+    import stat
+    from dataclasses import asdict
+
+    import torch
+
+    import pipelines.common as common
+    import pipelines.train_video as tv
+    from captioner.weights import load_model
+
+    init = shutil.copytree(tiny_model, tmp_path / "init")
+    (init / "detectors.safetensors").write_bytes(b"detectors")
+    (init / "model.json").write_text(json.dumps({**json.loads((init / "model.json").read_text()),
+                                                 "detectors": {"file": "detectors.safetensors"}}))
+    out = shutil.copytree(init, tmp_path / "out")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    model, vocab, _ = load_model(tiny_model)
+    (tmp_path / "run").mkdir()
+    torch.save({"state": model.state_dict(), "vocab": list(vocab.itos), "config": asdict(model.config),
+                "history": [], "name": "again", "encoder": "efficientnet-lite0"}, tmp_path / "run" / "best.pt")
+    args = argparse.Namespace(encoder="efficientnet-lite0", shipped_detectors=True, init=init, styles=True)
+    counts = {"msrvtt": 1, "cc3m": 1, "flickr": 1}
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tv, "carry_companions", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        tv.export(tmp_path / "run", out, None, args, counts, 0)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["init", "out", "run"]  # no staging folder left
+    monkeypatch.undo()
+    copied = []
+    def full_disk(source, target):
+        copied.append(target)
+        target.write_bytes(b"dete")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full_disk)
+    with pytest.raises(OSError):  # a full disk while copying the detectors: no 0-byte file under their name
+        common.copy_atomic(init / "detectors.safetensors", out / "detectors.safetensors")
+    assert (out / "detectors.safetensors").read_bytes() == b"detectors" and not copied[0].exists()
+    monkeypatch.undo()
+    tv.export(tmp_path / "run", out, None, args, counts, 0)
+    manifest = json.loads((out / "model.json").read_text())
+    assert manifest["name"] == "again" and manifest["detectors"] == {"file": "detectors.safetensors"}
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in out.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["init", "out", "run"]
+
