@@ -44,9 +44,12 @@ from torch.nn import functional as F
 
 from captioner.detect import Detectors, load_detectors
 from captioner.vse import SegmentEmbedder
+from captioner.errors import ModelError
 from captioner.weights import read_manifest
 
-from .common import CACHE, DATA, out_folder, positive_int, read_tsv, save_npy, save_npz, save_torch
+from .common import (
+    CACHE, DATA, out_folder, positive_int, read_checkpoint, read_tsv, save_npy, save_npz, save_torch, staged_model,
+)
 from .extract_features import feature_dir, feature_rows, pooled_cells
 from .prepare_data import held_out_clips, msrvtt_ids
 
@@ -227,9 +230,16 @@ def main() -> None:
         ap.error("--encoder is for experiments: it cannot write --out, and needs --photos 0 (photos need detectors)")
     if (args.max_pool or args.imagenet) and args.out:
         ap.error("--max-pool and --imagenet are experiments: the run-time embedder (captioner/vse.py) reads mean features and detectors only")
+    if args.export_only and not args.out:
+        ap.error("--export-only needs --out")
+    if args.text_map and args.out:  # said after the training before
+        ap.error("search keeps queries in MiniLM's space: a --text-map run cannot write --out")
+    if args.out:  # checked before the training, not after it: --out gains a vse entry, so it must be a model
+        try:
+            read_manifest(args.out)
+        except ModelError as exc:
+            raise SystemExit(f"error: --out: {exc} (train_vse adds its search vectors to a model folder)") from None
     if args.export_only:
-        if not args.out:
-            ap.error("--export-only needs --out")
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
         export(args.run / "best.pt", args.out, {})
         return
@@ -359,13 +369,12 @@ def main() -> None:
         chosen = {"vis": vis.state_dict(), "txt": txt.state_dict(), "epoch": "ensemble"}
     args.run.mkdir(parents=True, exist_ok=True)
     (args.run / "history.json").write_text(json.dumps(history, indent=1))
+    counts = {"train_videos": len(train), "val_videos": len(val),
+              "photos": {name: sum(1 for _ in got_) for name, got_ in photo_sets_used}}
     save_torch({**chosen, "mean": mean, "std": std, "history": history, "in_dim": in_dim,
-                "members": [m["epoch"] for m in members]}, args.run / "best.pt")
+                "members": [m["epoch"] for m in members], "counts": counts}, args.run / "best.pt")
     if args.out:
-        if args.text_map:
-            raise SystemExit("error: search keeps queries in MiniLM's space; a --text-map run cannot be exported")
-        export(args.run / "best.pt", args.out, {"train_videos": len(train), "val_videos": len(val),
-                                                "photos": {name: sum(1 for _ in got_) for name, got_ in photo_sets_used}})
+        export(args.run / "best.pt", args.out, counts)
 
 
 def ensemble_map(states: list[dict], in_dim: int) -> VisualMap:
@@ -428,15 +437,16 @@ def export(checkpoint: Path, out: Path, counts: dict) -> None:
     from captioner.vse import save_vse
     from captioner.weights import update_manifest
 
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ck = read_checkpoint(checkpoint)
+    counts = counts or ck.get("counts") or {}  # --export-only: what the training run recorded
     emb = checkpoint_embedder(ck)
     best = next(h for h in ck["history"] if h["epoch"] == ck["epoch"])
     photos = ", ".join(f"{n} train photos ({k:,})" for n, k in counts.get("photos", {}).items())
-    entry = save_vse(out, emb, {"trained_on": f"MSR-VTT train videos ({counts.get('train_videos', '?')})" + (f" and {photos}" if photos else ""),
-                                "val": {k: best[k] for k in ("R@1", "R@5", "R@10", "median_rank")},
-                                "command": "python -m pipelines.train_vse --init weights --out weights"})
-    update_manifest(out, lambda m: m.update(vse=entry))
-    (out / "vse.safetensors").chmod(0o644)
+    with staged_model(out, keep_manifest=True) as stage:  # model.json last, vse.safetensors readable by all
+        entry = save_vse(stage, emb, {"trained_on": "MSR-VTT train videos" + (f" ({counts['train_videos']})" if "train_videos" in counts else "") + (f" and {photos}" if photos else ""),
+                                      "val": {k: best[k] for k in ("R@1", "R@5", "R@10", "median_rank")},
+                                      "command": "python -m pipelines.train_vse --init weights --out weights"})
+        update_manifest(stage, lambda m: m.update(vse=entry))
     log.info("wrote %s/vse.safetensors (val R@5 %.2f)", out, best["R@5"])
 
 

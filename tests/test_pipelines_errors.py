@@ -158,3 +158,25 @@ def test_an_interrupted_export_leaves_the_model_as_it_was(tmp_path, tiny_model, 
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in out.iterdir())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["init", "out", "run"]
 
+
+def test_train_vse_checks_its_out_model_before_training(tmp_path, tiny_model):
+    """--out that is no model failed after all the training (a SafetensorError traceback, or a half-installed
+    vse.safetensors); a damaged best.pt gave a traceback on --export-only."""
+    import shutil
+    import subprocess
+    import sys
+
+    (tmp_path / "folder").mkdir()
+    job = [sys.executable, "-m", "pipelines.train_vse", "--init", str(tiny_model), "--run", str(tmp_path / "run")]
+    for out in (tmp_path / "new", tmp_path / "folder"):
+        for extra in ([], ["--export-only"]):
+            done = subprocess.run(job + ["--out", str(out), *extra], capture_output=True, text=True, timeout=120)
+            assert done.returncode == 1 and done.stderr.startswith("error: --out: "), done.stderr
+            assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+    assert not (tmp_path / "run").exists() and list((tmp_path / "folder").iterdir()) == []
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "best.pt").write_bytes(b"PK\x03\x04 cut off")
+    done = subprocess.run(job + ["--out", str(model), "--export-only"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "best.pt: damaged checkpoint" in done.stderr and "Traceback" not in done.stderr
+    assert sorted(p.name for p in model.iterdir()) == sorted(p.name for p in tiny_model.iterdir())
