@@ -11,9 +11,12 @@ what else was tried, are in the model card (weights/README.md, "Why the defaults
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Callable
 
 
 def _shipped_weights() -> Path:
@@ -34,6 +37,31 @@ VIDEO_EXTENSIONS = (
 
 #: Image file extensions ``captioner image`` collects from folders: the photo formats OpenCV decodes.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def _number(low: float = -math.inf, high: float = math.inf, *, above: bool = False) -> tuple[Callable[[Any], bool], str]:
+    """A rule for ``_checked``: a finite real number within [low, high] (above ``low`` with ``above``)."""
+    def ok(v: Any) -> bool:
+        return (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                and (v > low if above else v >= low) and v <= high)
+    bounds = [f"> {low:g}" if above else f">= {low:g}"] if low > -math.inf else []
+    bounds += [f"<= {high:g}"] if high < math.inf else []
+    return ok, "a finite number" + (" " + " and ".join(bounds) if bounds else "")
+
+
+def _count(low: int) -> tuple[Callable[[Any], bool], str]:
+    """A rule for ``_checked``: a whole number >= ``low``."""
+    return (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= low), f"a whole number >= {low}"
+
+
+def _checked(config: Any, **rules: tuple[Callable[[Any], bool], str]) -> None:
+    """Refuse a configuration value outside its rule when the configuration is made, with the field's
+    name: a library caller's beam_size=0 or batch_size=0 failed much later, deep inside the work
+    (StopIteration, "range() arg 3 must not be zero"), and max_frames_per_segment=0 gave no cues unsaid."""
+    for name, (ok, need) in rules.items():
+        value = getattr(config, name)
+        if not ok(value):
+            raise ValueError(f"{type(config).__name__}.{name} must be {need}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -60,6 +88,10 @@ class EncoderConfig:
     mean: tuple[float, float, float] = (127.0 / 255, 127.0 / 255, 127.0 / 255)
     std: tuple[float, float, float] = (128.0 / 255, 128.0 / 255, 128.0 / 255)
 
+    def __post_init__(self) -> None:
+        _checked(self, image_size=_count(32), batch_size=_count(1))
+
+
 
 @dataclass(frozen=True)
 class DecoderConfig:
@@ -77,6 +109,11 @@ class DecoderConfig:
     # how many of those slots hold words of the visual concept detectors learnt from
     # captions (detect.py), most probable first; the rest hold ImageNet words. 0 = ImageNet only.
     detector_slots: int = 0
+
+    def __post_init__(self) -> None:
+        _checked(self, feature_dim=_count(1), embed_dim=_count(1), hidden_dim=_count(1), attention_dim=_count(1),
+                 dropout=_number(0, 1), vocab_size=_count(0), concept_slots=_count(0), detector_slots=_count(0))
+
 
 
 @dataclass(frozen=True)
@@ -149,6 +186,16 @@ class DecodingConfig:
     # dev photos (rank correlation 0.46 against 0.29 for the mean probability)
     photo_confidence_fit: tuple[float, float] | None = (-2.29, 8.73)
 
+    def __post_init__(self) -> None:
+        weight = _number(0)
+        _checked(self, beam_size=_count(1), max_length=_count(2), length_penalty=weight, no_repeat_ngram=_count(0),
+                 concept_weight=_number(0, 1), video_concept_weight=_number(0, 1), concept_min_prob=_number(0, 1),
+                 rerank_weight=weight, consensus_weight=weight, consensus_videos=_count(1),
+                 consensus_candidates=_count(0), photo_rerank_weight=weight, photo_consensus_weight=weight,
+                 photo_consensus_photos=_count(1), photo_consensus_candidates=_count(0), guide_weight=weight,
+                 photo_guide_weight=weight)
+
+
 
 @dataclass(frozen=True)
 class GroundingConfig:
@@ -158,6 +205,10 @@ class GroundingConfig:
     # summed class probability a concept word needs before it is required: an unsure
     # concept must not invent objects
     min_prob: float = 0.5
+
+    def __post_init__(self) -> None:
+        _checked(self, min_prob=_number(0, 1))
+
 
 
 @dataclass(frozen=True)
@@ -179,6 +230,13 @@ class SamplingConfig:
     start: float = 0.0
     end: float | None = None
 
+    def __post_init__(self) -> None:
+        _checked(self, fps=_number(0, above=True), max_frames_per_segment=_count(1), context_seconds=_number(0),
+                 window_frames=_count(2), start=_number(0))
+        if self.end is not None:
+            _checked(self, end=_number(self.start, above=True))
+
+
 
 @dataclass(frozen=True)
 class SegmentConfig:
@@ -190,6 +248,11 @@ class SegmentConfig:
     # cosine distance under which neighbouring segments share one caption (0 = off): the pieces
     # of a split static shot otherwise flicker between equally likely sentences
     stable_threshold: float = 0.02
+
+    def __post_init__(self) -> None:
+        _checked(self, shot_threshold=_number(0, 2), max_segment=_number(0), min_duration=_number(0),
+                 stable_threshold=_number(0, 2))
+
 
 
 @dataclass(frozen=True)
@@ -205,6 +268,11 @@ class OutputConfig:
     # video cues whose confidence (DecodingConfig.confidence_fit) is below this are left out (whisper's
     # thresholds for unsure segments): 0.5 drops the captions more likely wrong than right; 0 keeps all
     min_confidence: float = 0.0
+
+    def __post_init__(self) -> None:
+        _checked(self, max_line_width=_count(1), max_line_count=_count(1), max_chars_per_second=_number(0),
+                 min_confidence=_number(0, 1))
+
 
 
 @dataclass(frozen=True)
@@ -223,6 +291,12 @@ class ReviewConfig:
     # a cue whose confidence (DecodingConfig.confidence_fit) is below this is marked "check" on
     # the page: more likely wrong than right; about the lowest quarter of MSR-VTT val captions
     low_confidence: float = 0.5
+
+    def __post_init__(self) -> None:
+        _checked(self, thumbnail_width=_count(1), thumbnail_height=_count(1), jpeg_quality=_count(0),
+                 concept_words=_count(0), low_confidence=_number(0, 1))
+        _checked(self, jpeg_quality=(lambda q: q <= 100, "a whole number from 0 to 100"))
+
 
 
 @dataclass(frozen=True)
@@ -251,6 +325,12 @@ class SearchConfig:
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
 
+    def __post_init__(self) -> None:
+        _checked(self, results=_count(1), concept_words=_count(0), concept_weight=_number(0, 1), word_weight=_number(0),
+                 visual_weight=_number(0, 1), context_weight=_number(0, 1), context_seconds=_number(0),
+                 bm25_k1=_number(0), bm25_b=_number(0, 1))
+
+
 
 @dataclass(frozen=True)
 class CaptionConfig:
@@ -265,6 +345,10 @@ class CaptionConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
     threads: int = 0  # compute threads of encoder and decoder; 0 = encoder one per CPU, decoder 1
+
+    def __post_init__(self) -> None:
+        _checked(self, threads=_count(0))
+
 
 
 def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None = None,

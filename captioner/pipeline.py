@@ -118,6 +118,9 @@ class Captioner:
         (``ModelError``), for a caller that treats that as fatal (``captioner run``).
         A folder that is no model, or names no encoder, fails here either way.
         """
+        if not isinstance(config, CaptionConfig):  # Captioner("weights") failed later: no attribute 'threads'
+            raise TypeError(f"Captioner takes a CaptionConfig, got {type(config).__name__}"
+                            " (another model: Captioner(CaptionConfig(model_dir=...)))")
         from threadpoolctl import ThreadpoolController
 
         from .encoder import Encoder, input_size
@@ -524,8 +527,6 @@ class Captioner:
         t_start = time.perf_counter()
         info = open_video(path)
         sampling = self.config.sampling
-        if sampling.fps <= 0:
-            raise CaptionerError(f"sampling fps must be positive, got {sampling.fps}")
         start, end = _span(info, sampling.start, sampling.end)
         expected = sample_times_hint(info, sampling.fps)
         if (start or end is not None) and info.duration > 0:  # the share of the video's samples in the stretch
@@ -691,9 +692,8 @@ def _blas_limited(controller: Any, threads: int) -> Iterator[None]:
 
 
 def _span(info: VideoInfo, start: float, end: float | None) -> tuple[float, float | None]:
-    """The stretch ``SamplingConfig.start``/``end`` ask for, checked against each other and the video's length."""
-    if not (math.isfinite(start) and start >= 0) or (end is not None and not (math.isfinite(end) and end > start)):
-        raise CaptionerError(f"the stretch to caption must be 0 <= start < end, got start {start!r}, end {end!r}")
+    """The stretch ``SamplingConfig.start``/``end`` ask for (checked against each other when made), checked
+    against the video's length."""
     if start and info.duration > 0 and start >= info.duration:
         raise CaptionerError(f"{info.path}: --start {start:g} s is past the end of the video ({info.duration:.1f} s)")
     return float(start), None if end is None else float(end)

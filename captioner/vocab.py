@@ -74,7 +74,13 @@ class Vocabulary:
         return self._stoi.get(word, self.unk_id)  # type: ignore[attr-defined]
 
     def start_for(self, style: str | None) -> int:
-        """The token a caption in ``style`` starts with: its style token, or <start> if the model has none."""
+        """The token a caption in ``style`` starts with: its style token, or <start> if the model has none.
+
+        ``style`` must be one of ``STYLES`` (or None): a typo ("vdieo") silently gave other captions, and
+        "end" would have started a caption with <end>.
+        """
+        if style and style not in STYLES:
+            raise ValueError(f"unknown caption style {style!r}: use {', '.join(STYLES)}")
         return self._stoi.get(f"<{style}>", self.start_id) if style else self.start_id  # type: ignore[attr-defined]
 
     @property

@@ -98,3 +98,48 @@ def test_evaluate_says_which_features_to_extract_when_a_set_is_not_cached(tmp_pa
     with pytest.raises(SystemExit, match=r"^error: no cached efficientnet-lite0 features of coco in .*; run python -m "
                                          r"pipelines.extract_features --set coco --encoder efficientnet-lite0$"):
         evaluate.caption_cached(cap, "coco", ["a.jpg"])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda c: c.DecodingConfig(beam_size=0), "DecodingConfig.beam_size must be a whole number >= 1, got 0"),
+    (lambda c: c.DecodingConfig(max_length=1), "DecodingConfig.max_length must be a whole number >= 2, got 1"),
+    (lambda c: c.EncoderConfig(batch_size=0), "EncoderConfig.batch_size must be a whole number >= 1, got 0"),
+    (lambda c: c.SamplingConfig(fps=float("inf")), "SamplingConfig.fps must be a finite number > 0, got inf"),
+    (lambda c: c.SamplingConfig(max_frames_per_segment=0),
+     "SamplingConfig.max_frames_per_segment must be a whole number >= 1, got 0"),
+    (lambda c: c.SegmentConfig(max_segment=-1), "SegmentConfig.max_segment must be a finite number >= 0, got -1"),
+    (lambda c: c.OutputConfig(min_confidence=2), "OutputConfig.min_confidence must be a finite number >= 0 and <= 1"),
+    (lambda c: c.ReviewConfig(jpeg_quality=500), "ReviewConfig.jpeg_quality must be a whole number from 0 to 100"),
+    (lambda c: c.SearchConfig(results=0), "SearchConfig.results must be a whole number >= 1, got 0"),
+    (lambda c: c.CaptionConfig(threads=1.5), "CaptionConfig.threads must be a whole number >= 0, got 1.5"),
+    (lambda c: c.configure(fps=0), "SamplingConfig.fps must be a finite number > 0, got 0"),
+    (lambda c: c.configure(beam_size=True), "DecodingConfig.beam_size must be a whole number >= 1, got True"),
+])
+def test_a_value_outside_its_range_is_refused_when_the_configuration_is_made(make, message):
+    """A library caller's beam_size=0 failed deep in the search (StopIteration), batch_size=0 as
+    "range() arg 3 must not be zero", max_frames_per_segment=0 gave no cues and NumPy warnings on stderr."""
+    import captioner.config as c
+
+    with pytest.raises(ValueError) as caught:
+        make(c)
+    assert str(caught.value).startswith(message)
+
+
+def test_numpy_numbers_are_numbers():
+    import numpy as np
+
+    from captioner.config import DecodingConfig, SamplingConfig
+
+    assert DecodingConfig(beam_size=np.int64(3)).beam_size == 3 and SamplingConfig(fps=np.float32(2)).fps == 2
+
+
+def test_an_unknown_style_or_a_folder_for_a_config_is_refused(tiny_model):
+    from captioner.pipeline import Captioner
+
+    captioner = Captioner(configure(model_dir=tiny_model, style="vdieo"))
+    import numpy as np
+
+    with pytest.raises(ValueError, match="unknown caption style 'vdieo': use video, photo, web"):
+        captioner.caption_images([np.zeros((32, 32, 3), np.uint8)])
+    with pytest.raises(TypeError, match="Captioner takes a CaptionConfig, got str"):
+        Captioner(str(tiny_model))

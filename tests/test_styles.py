@@ -24,7 +24,10 @@ def test_vocabulary_style_tokens():
     video, photo, web = (styled.index(f"<{s}>") for s in STYLES)
     assert styled.style_ids == (video, photo, web)
     assert styled.start_for("video") == video and styled.start_for("photo") == photo
-    assert styled.start_for(None) == styled.start_id and styled.start_for("cartoon") == styled.start_id
+    assert styled.start_for(None) == styled.start_id
+    for unknown in ("cartoon", "end", "start"):  # a typo gave other captions unsaid; "end" began with <end>
+        with pytest.raises(ValueError, match=f"unknown caption style '{unknown}'"):
+            styled.start_for(unknown)
     assert styled.encode("a dog", style="web")[0] == web
     assert styled.encode("a dog")[0] == styled.start_id
     assert styled.decode([video, styled.index("dog"), styled.end_id]) == "dog"  # a style token is no word
