@@ -64,6 +64,20 @@ log = logging.getLogger("train_video")
 CELLS = 49
 
 
+#: The sets whose pictures a run feeds the decoder: a --detector-outputs folder has a <set>_det.npy for each.
+PICTURE_SETS = ("flickr8k", "msrvtt", "cc3m")
+
+
+def detector_outputs_file(folder: Path, set_name: str) -> Path:
+    """``folder/<set>_det.npy``; ``SystemExit`` if it is missing (a mistyped --detector-outputs trained on the
+    in-sample outputs and recorded the folder that was not there)."""
+    path = Path(folder) / f"{set_name}_det.npy"
+    if not path.is_file():
+        raise SystemExit(f"error: --detector-outputs: {path}: no such file (pipelines.crossfit_detectors writes "
+                         f"one for each of {', '.join(PICTURE_SETS)})")
+    return path
+
+
 class Pictures:
     """Every training/selection picture in one float16 array, with per-frame detector and ImageNet outputs.
 
@@ -91,8 +105,8 @@ class Pictures:
         take = lambda a: np.asarray(a[idx[order]])[np.argsort(order)]  # noqa: E731  (sorted reads of a memmap)
         grid = take(np.load(d / f"{set_name}_grid.npy", mmap_mode="r"))
         self.grids.append(grid)
-        given = None if self.outputs is None else self.outputs / f"{set_name}_det.npy"
-        if given is not None and given.exists():  # e.g. cross-fitted: as noisy on training pictures as on new ones
+        if self.outputs is not None:  # e.g. cross-fitted: as noisy on training pictures as on new ones
+            given = detector_outputs_file(self.outputs, set_name)
             self.det.append(take(np.load(given, mmap_mode="r")))
         elif self.detectors is None:
             check_outputs(self.encoder, set_name)
@@ -634,6 +648,9 @@ def check_prerequisites(args, given: Mapping = {}) -> dict | None:
             raise SystemExit(f"error: {args.run} holds an earlier run ({', '.join(p.name for p in earlier)}): "
                              "--resume continues it, --export-only exports it, --overwrite starts afresh "
                              "(deleting them), or give another --run")
+    if args.detector_outputs is not None and not args.export_only:
+        for set_name in PICTURE_SETS:
+            detector_outputs_file(args.detector_outputs, set_name)
     if not args.resume or args.shipped_detectors:
         try:
             read_manifest(args.init)

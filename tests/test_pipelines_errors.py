@@ -180,3 +180,22 @@ def test_train_vse_checks_its_out_model_before_training(tmp_path, tiny_model):
     done = subprocess.run(job + ["--out", str(model), "--export-only"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "best.pt: damaged checkpoint" in done.stderr and "Traceback" not in done.stderr
     assert sorted(p.name for p in model.iterdir()) == sorted(p.name for p in tiny_model.iterdir())
+
+
+def test_train_video_refuses_detector_outputs_that_are_not_there(tmp_path, tiny_model):
+    """--detector-outputs naming a missing folder (or one without a set's outputs) was ignored: the run used the
+    in-sample outputs and recorded the folder it never read."""
+    from pipelines.train_video import check_prerequisites, parse_args
+
+    outputs = tmp_path / "crossfit"
+    args, given = parse_args(["--init", str(tiny_model), "--run", str(tmp_path / "run"),
+                              "--detector-outputs", str(outputs)])
+    with pytest.raises(SystemExit, match=r"--detector-outputs: .*crossfit/flickr8k_det.npy: no such file"):
+        check_prerequisites(args, given)
+    outputs.mkdir()
+    for name in ("flickr8k", "msrvtt"):
+        (outputs / f"{name}_det.npy").write_bytes(b"x")
+    with pytest.raises(SystemExit, match=r"crossfit/cc3m_det.npy: no such file"):
+        check_prerequisites(args, given)
+    (outputs / "cc3m_det.npy").write_bytes(b"x")
+    check_prerequisites(args, given)
