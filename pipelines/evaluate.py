@@ -133,6 +133,23 @@ def person_scores(hyps: dict[str, str], refs: dict[str, list[str]]) -> dict[str,
     return out
 
 
+def check_set(name: str) -> dict[str, Path]:
+    """What set ``name`` needs that costs nothing to look at, checked before any set is scored (a captions.tsv
+    naming a missing clip was a KeyError traceback after the sets before it had run); a video set's clips."""
+    if name in ("msvd", "msrvtt"):
+        refs = captions_by_file(DATA / "video" / name / "captions.tsv")
+        folder = DATA / "video" / name / "clips"
+        if not folder.is_dir():
+            raise SystemExit(f"error: {folder}: no such folder; the data is read from {DATA} (set CAPTIONER_DATA)")
+        clips = {p.stem: p for p in folder.iterdir()}
+        missing = sorted(set(refs) - set(clips))
+        if missing:
+            raise SystemExit(f"error: {DATA / 'video' / name / 'captions.tsv'} names clips that {folder} does not "
+                             f"hold: {', '.join(missing[:5])}" + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""))
+        return clips
+    return {}
+
+
 def eval_set(cap: Captioner, name: str) -> tuple[dict[str, float], dict[str, str]]:
     t0 = time.time()
     if name in ("flickr8k", "flickr8k-dev"):
@@ -158,14 +175,14 @@ def eval_set(cap: Captioner, name: str) -> tuple[dict[str, float], dict[str, str
             hyps[vid] = longest_text(res.cues)
     elif name in ("msvd", "msrvtt"):
         refs = captions_by_file(DATA / "video" / name / "captions.tsv")
-        clips = {p.stem: p for p in (DATA / "video" / name / "clips").iterdir()}
+        clips = check_set(name)
         hyps = {}
         for cid in sorted(refs):
             res = cap.caption_video(clips[cid])
             hyps[cid] = longest_text(res.cues)
             log.info("%s: %s", cid, " | ".join(c.text for c in res.cues))
     else:
-        raise ValueError(name)
+        raise ValueError(f"unknown set {name!r} (known: {', '.join(LABELS)})")
     scores = coco_scores(hyps, {k: refs[k] for k in hyps})
     scores.update(person_scores(hyps, refs))
     scores["unk_captions"] = sum("<unk>" in h for h in hyps.values())
@@ -174,10 +191,28 @@ def eval_set(cap: Captioner, name: str) -> tuple[dict[str, float], dict[str, str
     return scores, hyps
 
 
-def main() -> None:
+#: The sets eval_set scores, with their names in the report.
+LABELS = {"flickr8k": "Flickr8k test", "flickr8k-dev": "Flickr8k dev", "coco": "coco-val2017-mini",
+          "msvd": "MSVD 18 clips (video)", "msrvtt": "MSR-VTT 9 captioned clips (video, validation)",
+          "msrvtt-val": "MSR-VTT val (497 ids, 244 with frames; video, validation)",
+          "msrvtt-test": "MSR-VTT test (1,432 videos rebuilt from frames)"}
+
+
+def set_names(text: str) -> list[str]:
+    """An argparse type for --sets: comma-separated names of ``LABELS``, spaces allowed (a typo was found
+    only after the sets before it had been scored, as a ValueError traceback and no report)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in LABELS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown set {unknown[0]!r} (known: {', '.join(LABELS)})" if unknown
+                                         else f"no set named in {text!r}")
+    return list(dict.fromkeys(names))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=Path("weights"))
-    ap.add_argument("--sets", default="flickr8k,coco,msvd")
+    ap.add_argument("--sets", type=set_names, default="flickr8k,coco,msvd", help=f"any of {', '.join(LABELS)}")
     ap.add_argument("--beam-size", type=int, default=None)
     ap.add_argument("--length-penalty", type=float, default=None)
     ap.add_argument("--rerank-weight", type=float, default=None, help="DecodingConfig.rerank_weight (video)")
@@ -192,7 +227,7 @@ def main() -> None:
     ap.add_argument("--min-prob", type=float, default=None, help="grounding confidence threshold")
     ap.add_argument("--out", type=Path, default=None, help="JSON report (default .cache/eval/<model>.json)")
     ap.add_argument("--update-card", action="store_true", help="store the metrics in the model's model.json")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(int(os.environ.get("CAPTIONER_THREADS", "2")))
     config = configure(model_dir=args.model, beam_size=args.beam_size or None, length_penalty=args.length_penalty,
@@ -201,16 +236,15 @@ def main() -> None:
                        guide_weight=args.guide_weight, photo_guide_weight=args.photo_guide_weight,
                        concept_weight=args.concept_weight, concepts=False if args.no_grounding else None,
                        int8=True if args.int8 else None, min_prob=args.min_prob)
+    for name in args.sets:
+        check_set(name)
     cap = Captioner(config)
     from dataclasses import asdict
 
     report = {"model": cap.model_summary(), "decoding": asdict(config.decoding), "grounding": asdict(config.grounding),
               "sets": {}, "captions": {}}
-    labels = {"flickr8k": "Flickr8k test", "flickr8k-dev": "Flickr8k dev", "coco": "coco-val2017-mini", "msvd": "MSVD 18 clips (video)",
-              "msrvtt": "MSR-VTT 9 captioned clips (video, validation)",
-              "msrvtt-val": "MSR-VTT val (497 ids, 244 with frames; video, validation)",
-              "msrvtt-test": "MSR-VTT test (1,432 videos rebuilt from frames)"}
-    for s in args.sets.split(","):
+    labels = LABELS
+    for s in args.sets:
         scores, hyps = eval_set(cap, s)
         report["sets"][labels[s]] = scores
         report["captions"][labels[s]] = hyps

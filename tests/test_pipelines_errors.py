@@ -199,3 +199,26 @@ def test_train_video_refuses_detector_outputs_that_are_not_there(tmp_path, tiny_
         check_prerequisites(args, given)
     (outputs / "cc3m_det.npy").write_bytes(b"x")
     check_prerequisites(args, given)
+
+
+def test_evaluate_checks_every_set_before_scoring_any(tmp_path, monkeypatch):
+    """--sets flickr8k,cocoo scored flickr8k, then ended in a ValueError traceback and no report; a captions.tsv
+    naming a clip not in clips/ gave a KeyError traceback."""
+    import argparse
+
+    import pipelines.evaluate as ev
+
+    assert ev.set_names("flickr8k, coco") == ["flickr8k", "coco"]
+    for bad in ("flickr8k,cocoo", ",", " "):
+        with pytest.raises(argparse.ArgumentTypeError):
+            ev.set_names(bad)
+    with pytest.raises(SystemExit) as stop:
+        ev.main(["--model", str(tmp_path), "--sets", "flickr8k,cocoo"])
+    assert stop.value.code == 2
+    monkeypatch.setattr(ev, "DATA", tmp_path)
+    (tmp_path / "video" / "msvd" / "clips").mkdir(parents=True)
+    (tmp_path / "video" / "msvd" / "clips" / "a.mp4").write_bytes(b"")
+    (tmp_path / "video" / "msvd" / "captions.tsv").write_text("a\ta dog\nb\ta cat\n")
+    monkeypatch.setattr(ev, "Captioner", lambda config: pytest.fail("scored before the sets were checked"))
+    with pytest.raises(SystemExit, match=r"msvd/captions.tsv names clips that .*msvd/clips does not hold: b$"):
+        ev.main(["--model", str(tmp_path), "--sets", "coco,msvd"])
