@@ -364,6 +364,7 @@ def test_a_cluster_that_wants_a_token_is_one_line(tmp_path, tiny_model, monkeypa
 
     monkeypatch.setattr(ray, "init", refused)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr("captioner.batch.ray._unreachable", lambda address: None)  # as if a head answered there
     err = tmp_path / "fd2"
     saved = os.dup(2)
     with open(err, "wb") as fh:
@@ -548,3 +549,23 @@ def test_an_encoder_cache_that_cannot_be_written_is_a_warning(tmp_path, monkeypa
         enc = Encoder()
     assert enc.backend == "torch"
     assert any(r.levelno == logging.WARNING and "encoding with torch, slower" in r.getMessage() for r in caplog.records)
+
+
+def test_a_ray_address_where_nothing_listens_is_one_line_at_once(tmp_path, tiny_model):
+    """Nothing listening at --ray-address: ray.init retried for minutes with its messages caught and Ctrl-C
+    held, so a mistyped address or a head node that is down hung the batch without a word."""
+    import socket
+
+    pytest.importorskip("ray")
+    tree = tmp_path / "in"
+    make_video(tree / "x.mp4", [("red", 1.0)])
+    with socket.socket() as probe:  # a port nothing listens on: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        started = time.monotonic()
+        out = CliRunner().invoke(main, ["batch", str(tree), "-o", str(tmp_path / "o"), "--engine", "ray",
+                                        "--ray-address", f"127.0.0.1:{port}", "--model", str(tiny_model), "-q"])
+    assert out.exit_code == 1 and time.monotonic() - started < 30
+    assert out.stderr == (f"error: cannot reach a Ray head at 127.0.0.1:{port} (connection refused): is it running "
+                          "(ray start --head) and the address right?\n")
+

@@ -66,6 +66,27 @@ def _ray_start_error(address: str | None, exc: BaseException, output: str) -> st
     return f"cannot start Ray{' at ' + address if address else ''}: {detail}"
 
 
+def _unreachable(address: str, timeout: float = 5.0) -> str | None:
+    """Why nothing answers at a ``HOST:PORT`` (or ``ray://HOST:PORT``) address, or None (it answers, or the
+    address is ``auto`` or a form Ray resolves itself).
+
+    With nothing listening there, ``ray.init`` retries for minutes, its messages caught with fd 2 and
+    Ctrl-C held until it returns: a mistyped address or a head node that is down hung the batch unsaid.
+    """
+    import re
+    import socket
+
+    match = re.fullmatch(r"(?:ray://)?\[?([^\[\]/]+?)\]?:(\d{1,5})", address.strip())
+    if match is None:
+        return None
+    try:
+        socket.create_connection((match.group(1), int(match.group(2))), timeout=timeout).close()
+    except OSError as exc:
+        reason = (exc.strerror or str(exc) or type(exc).__name__).lower()
+        return f"cannot reach a Ray head at {address} ({reason}): is it running (ray start --head) and the address right?"
+    return None
+
+
 class _stderr_captured:
     """Send file descriptor 2 to a temporary file for the ``with`` block; calling the value reads it.
 
@@ -157,6 +178,9 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
         ray_level = logging.WARNING if level <= logging.INFO else logging.ERROR  # Ray's notices only with -v
         quiet = dict(include_dashboard=False, logging_level=ray_level, log_to_driver=level <= logging.INFO)
         if address:
+            problem = _unreachable(address)
+            if problem:
+                raise CaptionerError(problem)
             _token_auth_from_env()
         import signal
         import threading
