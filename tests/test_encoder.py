@@ -111,8 +111,8 @@ def test_int8_copy_is_a_quantized_encoder(frames, tmp_path, monkeypatch):
 
 def test_int8_runs_only_where_it_agrees_with_float32(frames, tmp_path, monkeypatch, caplog):
     """On this machine's CPU: either the int8 copy runs and is close to float32, or the run
-    warns and runs float32. (x86 CPUs without VNNI saturate ONNX Runtime's int8 products: on
-    an AVX2 AMD EPYC the copy's features were at cosine 0.64 from float32's on these frames.)"""
+    warns and runs float32. (ONNX Runtime's int8 products saturate on some x86 CPUs: on an AVX2
+    AMD EPYC the copy's features were at cosine 0.64 from float32's on these frames.)"""
     _needs_int8()
     monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path))
     ref = Encoder(EncoderConfig(), backend="onnx").encode(frames)
