@@ -93,12 +93,15 @@ def save_torch(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def read_checkpoint(path: Path) -> dict:
-    """``torch.load`` of a run's checkpoint; one line, not a traceback, for a missing or damaged one."""
+def read_checkpoint(path: Path, weights_only: bool = False) -> dict:
+    """``torch.load`` of a run's checkpoint; one line, not a traceback, for a missing or damaged one.
+
+    Jobs read what they resume or export before loading any data, so that a damaged file is found in
+    seconds, not after minutes of features."""
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
     except FileNotFoundError:
         raise SystemExit(f"error: {path}: no such file") from None
     except IsADirectoryError:

@@ -46,8 +46,8 @@ from captioner.errors import ModelError
 from captioner.weights import checkpoint_encoder, save_model
 
 from .common import (
-    CACHE, DATA, TEXT_CORPORA, captions_by_file, flickr_split, out_folder, positive_int, refuse_full_model, save_torch,
-    staged_model, text_sentences,
+    CACHE, DATA, TEXT_CORPORA, captions_by_file, flickr_split, out_folder, positive_int, read_checkpoint, refuse_full_model,
+    save_torch, staged_model, text_sentences,
 )
 from .extract_features import feature_dir, feature_rows
 
@@ -266,6 +266,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.out is not None:
         refuse_full_model(args.out)  # before the training: its export would drop a full model's parts
+    resumed = read_checkpoint(args.resume, weights_only=True) if args.resume else None  # before the data
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -314,7 +315,7 @@ def main() -> None:
     history: list[dict] = []
     best, best_state, bad = -1.0, None, 0
     if args.resume:
-        ckpt = torch.load(args.resume, map_location="cpu", weights_only=True)
+        ckpt = resumed
         if tuple(ckpt["vocab"]) != vocab.itos or DecoderConfig(**ckpt["config"]) != config:
             ap.error(f"{args.resume}: trained with another vocabulary or architecture than these options give")
         try:  # Lite0/1/2 features are all 1280-d: only the record tells them apart

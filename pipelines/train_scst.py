@@ -47,8 +47,8 @@ from captioner.vocab import Vocabulary, follow_rules, tokenize
 from captioner.weights import checkpoint_encoder, load_model, read_manifest, save_model
 
 from .common import (
-    CACHE, DATA, captions_by_file, carry_companions, flickr_split, out_folder, positive_int, read_tsv, save_torch,
-    staged_model,
+    CACHE, DATA, captions_by_file, carry_companions, flickr_split, out_folder, positive_int, read_checkpoint, read_tsv,
+    save_torch, staged_model,
 )
 from .extract_features import feature_rows
 from .prepare_data import held_out_clips, msrvtt_ids
@@ -220,10 +220,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
     lim = lambda xs: xs[: args.limit] if args.limit else xs  # noqa: E731
-    args.run.mkdir(parents=True, exist_ok=True)
     init_dir = args.init
     if args.resume or args.export_only:
-        init_dir = Path(json.loads((args.run / "init.json").read_text())["init"])
+        recorded = args.run / "init.json"
+        if not recorded.is_file():
+            raise SystemExit(f"error: {recorded}: no such file; nothing to {'--resume' if args.resume else 'export'} "
+                             "(train into --run first)")
+        init_dir = Path(json.loads(recorded.read_text())["init"])
+    # what is resumed or exported, read before the data (a damaged file: one line, in seconds)
+    ckpt = (read_checkpoint(args.run / ("best.pt" if args.export_only else "last.pt"))
+            if args.resume or args.export_only else None)
+    args.run.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(init_dir)  # before it is recorded: a bad --init must not replace a good run's record
     if not (args.resume or args.export_only):
         (args.run / "init.json").write_text(json.dumps({"init": str(args.init)}))
@@ -233,7 +240,7 @@ def main() -> None:
     if args.export_only:
         if not args.out:
             ap.error("--export-only needs --out")
-        export(args, init_dir, {})
+        export(args, init_dir, {}, ckpt)
         return
 
     # -- data ---------------------------------------------------------------------------
@@ -274,7 +281,6 @@ def main() -> None:
 
     # -- model ----------------------------------------------------------------------------
     last = args.run / "last.pt"
-    ckpt = torch.load(last, map_location="cpu", weights_only=False) if args.resume else None
     if ckpt is not None:
         config = DecoderConfig(**ckpt["config"])
         vocab = Vocabulary(tuple(ckpt["vocab"]))
@@ -401,9 +407,9 @@ def main() -> None:
         export(args, init_dir, {k: len(v) for k, v in sets.items()})
 
 
-def export(args, init_dir: Path, counts: dict) -> None:
+def export(args, init_dir: Path, counts: dict, ckpt: dict | None = None) -> None:
     """Write the best epoch as a model folder, with the detectors, presence head, search vectors and grammar list of the model it continued."""
-    ckpt = torch.load(args.run / "best.pt", map_location="cpu", weights_only=False)
+    ckpt = ckpt or read_checkpoint(args.run / "best.pt")
     manifest = read_manifest(init_dir)
     prev = manifest.get("extra", {}).get("training", {})
     extra = {"training": {**prev, "stage3_scst": {

@@ -37,7 +37,7 @@ from captioner.detect import load_detectors
 from captioner.vse import CaptionMemory, load_vse
 from captioner.weights import read_manifest
 
-from .common import CACHE, rewrite_vse, save_npz
+from .common import CACHE, read_checkpoint, rewrite_vse, save_npz
 from .extract_features import pooled_cells
 from .train_vse import checkpoint_embedder, holdout_split, msrvtt_videos, ranks, recall, text_embeddings
 
@@ -101,11 +101,9 @@ def main() -> None:
 
     frames, caps, train, val = msrvtt_videos(manifest["encoder"])
     if args.pool_run:
-        import torch
-
         if not (args.pool_run / "best.pt").exists():
             raise SystemExit(f"error: {args.pool_run} has no best.pt (a `train_vse --holdout N --run DIR` run writes one)")
-        ck = torch.load(args.pool_run / "best.pt", map_location="cpu", weights_only=False)
+        ck = read_checkpoint(args.pool_run / "best.pt")
         if ck["in_dim"] != len(vse.mean):  # --max-pool / --imagenet maps read more than mean cells + detectors
             raise SystemExit(f"error: {args.pool_run}'s map reads {ck['in_dim']} inputs, the run-time embedder "
                              f"{len(vse.mean)} (mean-pooled cells and the detectors only)")

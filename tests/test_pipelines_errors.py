@@ -222,3 +222,43 @@ def test_evaluate_checks_every_set_before_scoring_any(tmp_path, monkeypatch):
     monkeypatch.setattr(ev, "Captioner", lambda config: pytest.fail("scored before the sets were checked"))
     with pytest.raises(SystemExit, match=r"msvd/captions.tsv names clips that .*msvd/clips does not hold: b$"):
         ev.main(["--model", str(tmp_path), "--sets", "coco,msvd"])
+
+
+def test_a_damaged_checkpoint_is_one_line_before_any_data(tmp_path, tiny_model):
+    """train --resume, train_scst --resume / --export-only ended in a PytorchStreamReader (EOFError,
+    UnpicklingError, FileNotFoundError) traceback, after all the data had been loaded."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from pipelines.common import read_checkpoint
+
+    good = tmp_path / "good.pt"
+    torch.save({"state": {"w": torch.zeros(1000)}, "history": []}, good)
+    damaged = {"cut.pt": good.read_bytes()[:600], "empty.pt": b"", "garbage.pt": b"\x80\x04garbage"}
+    for name, data in damaged.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(SystemExit, match=rf"error: .*{name}: damaged checkpoint \(\w+: .*\); train again"):
+            read_checkpoint(tmp_path / name)
+    for path, says in ((tmp_path / "nothing.pt", "no such file"), (tmp_path, "a folder, not a checkpoint")):
+        with pytest.raises(SystemExit, match=f"error: {path}: {says}"):
+            read_checkpoint(path)
+    assert read_checkpoint(good, weights_only=True)["history"] == []
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "init.json").write_text(f'{{"init": "{tiny_model}"}}')
+    for name in ("last.pt", "best.pt"):
+        (run / name).write_bytes(damaged["cut.pt"])
+    empty = tmp_path / "nodata"  # no data at all: the checkpoint is read before any of it
+    for job in (["train", "--resume", str(run / "best.pt"), "--run", str(tmp_path / "r2")],
+                ["train_scst", "--run", str(run), "--resume"],
+                ["train_scst", "--run", str(run), "--export-only", "--out", str(tmp_path / "m")]):
+        done = subprocess.run([sys.executable, "-m", f"pipelines.{job[0]}", *job[1:]], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "CAPTIONER_DATA": str(empty),
+                                                "CAPTIONER_WORK": str(empty)})
+        assert done.returncode == 1 and "damaged checkpoint" in done.stderr, (job, done.stderr)
+        assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert not (tmp_path / "m").exists()
