@@ -469,6 +469,7 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
     """Caption photos (files, or folders of .jpg/.jpeg/.png/.webp/.bmp/.tif/.gif: the first frame): prints
     '<path>\\t<caption>' per image (--json: a JSON object per line)."""
     _setup_logging(verbose, quiet)
+    from .batch.plan import find_files
     from .encoder import load_image
     from .find import json_text
     from .video import URL_HINT, looks_like_url
@@ -476,8 +477,12 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
     files: list[Path] = []
     failed = 0
     for p in paths:
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+        if p.is_dir():  # as batch walks: hidden files and folders (macOS ._photo.jpg) left out, links to folders not followed
+            found, _, unlisted = find_files(p, extensions=IMAGE_EXTENSIONS)
+            files += [f for f in found if f.is_file()]
+            for folder, reason in unlisted:
+                _fail(f"{printable(str(folder))}: {reason}")
+                failed += 1
         elif p.is_file():
             files.append(p)
         elif os.path.exists(p):  # a FIFO, a device: was "no such file or folder"

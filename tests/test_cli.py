@@ -294,6 +294,9 @@ def test_image_on_a_folder(tmp_path, tiny_model) -> None:
         rgb = shot_frame(look, 0, (64, 48))
         assert cv2.imwrite(str(photos / name), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     (photos / "notes.txt").write_text("not an image")
+    (photos / "._a.jpg").write_bytes(b"\x00\x05\x16\x07Mac OS X")  # macOS metadata: the run failed on it
+    (photos / ".thumbs").mkdir()
+    assert cv2.imwrite(str(photos / ".thumbs" / "h.jpg"), shot_frame("red", 0, (64, 48)))  # hidden, as batch skips
     result = cli("image", photos, "--model", tiny_model, "--beam-size", "1")
     assert result.exit_code == 0, result.stderr
     rows = [line.split("\t") for line in result.stdout.splitlines()]

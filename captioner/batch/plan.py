@@ -43,10 +43,12 @@ class BatchPlan:
         return [(root / REPORT_NAME, [i]) for i, root in enumerate(self.roots)]
 
 
-def find_files(root: Path, *, recursive: bool = True, exclude: Sequence[Path] = ()) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+def find_files(root: Path, *, recursive: bool = True, exclude: Sequence[Path] = (),
+               extensions: Sequence[str] = VIDEO_EXTENSIONS) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
     """(videos, other files, unreadable folders) under ``root``, in sorted walk order.
 
-    Videos are recognised by extension (``VIDEO_EXTENSIONS``, any case). Hidden
+    Videos are recognised by extension (``extensions``, any case: ``VIDEO_EXTENSIONS``, or
+    ``IMAGE_EXTENSIONS`` for ``captioner image``, which walks folders the same way). Hidden
     files and folders (a leading dot: ``.git``, macOS ``._clip.mp4``, the
     temporary files of an interrupted write) are left out, and so are the other
     files under the folders in ``exclude`` (the output folder when it lies inside
@@ -75,7 +77,7 @@ def find_files(root: Path, *, recursive: bool = True, exclude: Sequence[Path] = 
             if name.startswith("."):
                 continue
             path = Path(dirpath) / name
-            if path.suffix.lower() in VIDEO_EXTENSIONS:
+            if path.suffix.lower() in extensions:
                 videos.append(path)
             elif not here:
                 others.append(path)
