@@ -472,7 +472,7 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
     from .batch.plan import find_files
     from .encoder import load_image
     from .find import json_text
-    from .video import URL_HINT, looks_like_url
+    from .video import no_such_file
 
     files: list[Path] = []
     failed = 0
@@ -489,7 +489,7 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
             _fail(f"{p}: not a regular file")
             failed += 1
         else:
-            _fail(f"{p}: no such file or folder" + (URL_HINT if looks_like_url(p) else ""))
+            _fail(no_such_file(p, "file or folder"))
             failed += 1
     if not files:
         if not failed:

@@ -567,6 +567,14 @@ class _SampleClock:
 URL_HINT = " (a URL: captioner reads local files only; download it first)"
 
 
+def no_such_file(path: str | Path, what: str = "file") -> str:
+    """``<path>: no such file``, a URL as typed (a ``Path`` keeps ``https://x`` as ``https:/x``) and why it
+    is no file here."""
+    if not looks_like_url(path):
+        return f"{path}: no such {what}"
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)", r"\1://", str(path)) + f": no such {what}" + URL_HINT
+
+
 def looks_like_url(path: str | Path) -> bool:
     """Whether a name the user gave is a URL (``https://...``, ``rtsp://...``), which a ``Path`` keeps as ``https:/...``."""
     return re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", str(path)) is not None
@@ -580,7 +588,7 @@ def _check_file(path: Path) -> None:
     """
     try:
         if not path.exists():
-            raise VideoError(f"{path}: no such file" + (URL_HINT if looks_like_url(path) else ""))
+            raise VideoError(no_such_file(path))
         if path.is_dir():
             raise VideoError(f"{path}: is a directory, not a video file")
         if not path.is_file():
