@@ -160,7 +160,7 @@ def caption_options(f):
                      help="Let confident ImageNet concepts name objects in captions (open vocabulary)."),
         click.option("--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_WEIGHTS_DIR,
                      show_default="shipped weights/", help="Model folder (or its model.json)."),
-        click.option("--threads", type=click.IntRange(min=0), default=0, help="Compute threads (0 = encoder: one per CPU, decoder: 1; more than the CPUs this process may use are not used)."),
+        click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="Compute threads (0 = encoder: one per CPU, decoder: 1; more than the CPUs this process may use are not used)."),
         _INT8_OPTION,
         click.option("-v", "--verbose", count=True, help="More log output (-vv for debug)."),
         click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bar."),
@@ -526,7 +526,7 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
 
 @main.command()
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_WEIGHTS_DIR,
-              show_default="shipped weights/")
+              show_default="shipped weights/", help="Model folder (or its model.json) to describe.")
 def info(model_dir: Path) -> None:
     """Show the model card summary: model, encoder, training data, metrics, checksum."""
     from .weights import resolve, verify_model
