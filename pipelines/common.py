@@ -64,6 +64,30 @@ def out_folder(text: str) -> Path:
     return path
 
 
+def out_file(text: str) -> Path:
+    """An argparse type for a file a job writes at its end (a JSON report): a folder's name or a missing or
+    unwritable folder failed only after the scoring, with a traceback."""
+    import argparse
+
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: a folder, not a file")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such folder {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"{text}: cannot write it")
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to exactly ``path`` through a temporary file renamed into place."""
+    from captioner.outputs import atomic_path
+
+    with atomic_path(Path(path)) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+
 def refuse_full_model(out: Path) -> None:
     """``SystemExit`` if ``out`` holds a full model (detectors, search vectors, banks): a stage-1 export
     (decoder and vocabulary) would rewrite its model.json without them, their files left unnamed."""

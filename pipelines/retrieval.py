@@ -26,7 +26,7 @@ from captioner.config import SearchConfig
 from captioner.embed import TextEmbedder
 from captioner.find import Searcher, WordScorer, cue_scores
 
-from .common import CACHE, read_tsv
+from .common import CACHE, out_file, read_tsv, write_text_atomic
 
 
 def first_refs(path: Path) -> dict[str, str]:
@@ -107,7 +107,7 @@ def main() -> None:
     ap.add_argument("--refs", type=Path, required=True, help="refs.tsv: video<TAB>reference caption")
     ap.add_argument("--index", type=Path, default=CACHE / "retrieval-index", help="scratch folder for the index")
     ap.add_argument("--grid", action="store_true", help="also try other weights (choose them on val only)")
-    ap.add_argument("--out", type=Path, help="write the numbers as JSON here")
+    ap.add_argument("--out", type=out_file, help="write the numbers as JSON here")
     args = ap.parse_args()
 
     refs = first_refs(args.refs)
@@ -170,7 +170,7 @@ def main() -> None:
     print(f"{len(queries)} queries over {len(vids)} videos, {len(idx)} cues ({len(idx.texts)} distinct texts); "
           f"{len(missing)} videos without output; index {t_index:.1f} s")
     if args.out:
-        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

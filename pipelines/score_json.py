@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from captioner.config import ReviewConfig
 
-from .common import captions_by_file
+from .common import captions_by_file, out_file, write_text_atomic
 from .evaluate import coco_scores, longest_cue, person_scores
 
 
@@ -31,16 +32,36 @@ def longest_cues(folder: Path, confidences: dict[str, float] | None = None) -> d
     for p in sorted(folder.rglob("*.json")):
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             continue
-        if not isinstance(data, dict) or "cues" not in data:
+        cues = output_cues(data)
+        if cues is None:
             continue  # a batch report or another file
-        video = p.name.split(".")[0]
-        longest = longest_cue([SimpleNamespace(**c) for c in data["cues"]])
+        video = p.name[: -len(".json")]  # clip.v1.json and clip.v2.json are two videos, not both "clip"
+        longest = longest_cue(cues)
         out[video] = longest.text if longest else ""
-        if confidences is not None and longest:
-            confidences[video] = float(longest.confidence)
+        if confidences is not None and longest and longest.confidence is not None:
+            confidences[video] = longest.confidence
     return out
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def output_cues(data) -> list[SimpleNamespace] | None:
+    """The cues of a captioner JSON output (each with start, end, text and a confidence or None); None for
+    JSON of another shape ({"cues": null}, cues that are not objects, a cue without text or times)."""
+    if not isinstance(data, dict) or not isinstance(data.get("cues"), list):
+        return None
+    cues = []
+    for c in data["cues"]:
+        if not (isinstance(c, dict) and isinstance(c.get("text"), str) and _number(c.get("start"))
+                and _number(c.get("end"))):
+            return None
+        confidence = c.get("confidence")
+        cues.append(SimpleNamespace(**{**c, "confidence": float(confidence) if _number(confidence) else None}))
+    return cues
 
 
 def confidence_scores(hyps: dict[str, str], refs: dict[str, list[str]], confidences: dict[str, float],
@@ -60,7 +81,8 @@ def confidence_scores(hyps: dict[str, str], refs: dict[str, list[str]], confiden
     conf = np.array([confidences[v] for v in videos])
     flagged = conf < low
     mean = lambda x: round(float(x.mean()), 2) if len(x) else None  # noqa: E731
-    return {"confidence_spearman": round(float(spearmanr(conf, cider)[0]), 3), "flagged": int(flagged.sum()),
+    rho = float(spearmanr(conf, cider)[0])  # NaN when all confidences (or all scores) are equal: not JSON
+    return {"confidence_spearman": round(rho, 3) if math.isfinite(rho) else None, "flagged": int(flagged.sum()),
             "flagged_cider": mean(cider[flagged]), "unflagged_cider": mean(cider[~flagged])}
 
 
@@ -88,12 +110,12 @@ def readability(hyps: dict[str, str]) -> dict[str, float]:
             "distinct": len(set(texts)), "most_frequent": f"{top[1]} ({top[0]})"}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", type=Path)
     ap.add_argument("--refs", type=Path, required=True, help="video_id<TAB>caption")
-    ap.add_argument("--out", type=Path, default=None, help="write scores and captions as JSON here")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=out_file, default=None, help="write scores and captions as JSON here")
+    args = ap.parse_args(argv)
     refs = captions_by_file(args.refs)
     if not refs:
         raise SystemExit(f"error: {args.refs}: no references")
@@ -108,9 +130,9 @@ def main() -> None:
     scores = {**coco_scores(hyps, refs), **person_scores(hyps, refs), "n": len(hyps), "missing": len(missing),
               "unk_captions": sum("<unk>" in h for h in hyps.values()), **readability(hyps),
               **confidence_scores(hyps, refs, confidences, ReviewConfig().low_confidence)}
-    print(json.dumps(scores))
+    print(json.dumps(scores, allow_nan=False))
     if args.out:
-        args.out.write_text(json.dumps({"scores": scores, "captions": hyps}, indent=1))
+        write_text_atomic(args.out, json.dumps({"scores": scores, "captions": hyps}, indent=1, allow_nan=False))
 
 
 if __name__ == "__main__":

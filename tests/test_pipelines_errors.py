@@ -262,3 +262,40 @@ def test_a_damaged_checkpoint_is_one_line_before_any_data(tmp_path, tiny_model):
         assert done.returncode == 1 and "damaged checkpoint" in done.stderr, (job, done.stderr)
         assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_score_json_skips_foreign_json_and_keeps_dotted_ids(tmp_path):
+    """Foreign JSON ({"cues": null}, cues that are not objects, a cue without confidence) gave tracebacks; clip.v1
+    and clip.v2 were both scored as "clip"; equal confidences put NaN (not JSON) in the output; a bad --out failed
+    after all the scoring."""
+    import json
+    import subprocess
+    import sys
+
+    from pipelines.score_json import longest_cues
+
+    outputs = tmp_path / "json"
+    outputs.mkdir()
+
+    def cue(text, **extra):
+        return {"start": 0.0, "end": 2.0, "text": text, **extra}
+
+    (outputs / "clip.v1.json").write_text(json.dumps({"cues": [cue("a dog runs", confidence=0.5)]}))
+    (outputs / "clip.v2.json").write_text(json.dumps({"cues": [cue("a man talks", confidence=0.5)]}))
+    (outputs / "old.json").write_text(json.dumps({"cues": [cue("a cat sits")]}))  # no confidence: text still scored
+    for i, foreign in enumerate(({"cues": ["a"]}, {"cues": None}, {"cues": [{"text": "hi"}]}, [1], {"cues": [cue(3)]})):
+        (outputs / f"foreign{i}.json").write_text(json.dumps(foreign))
+    confidences: dict[str, float] = {}
+    assert longest_cues(outputs, confidences) == {"clip.v1": "a dog runs", "clip.v2": "a man talks", "old": "a cat sits"}
+    assert confidences == {"clip.v1": 0.5, "clip.v2": 0.5}
+    refs = tmp_path / "refs.tsv"
+    refs.write_text("clip.v1\ta dog runs on grass\nclip.v2\ta man talks\nold\ta cat sits\n")
+    job = [sys.executable, "-m", "pipelines.score_json", str(outputs), "--refs", str(refs)]
+    for bad, says in ((tmp_path, "a folder, not a file"), (tmp_path / "no" / "s.json", "no such folder")):
+        done = subprocess.run(job + ["--out", str(bad)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run(job + ["--out", str(tmp_path / "s.json")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    scores = json.loads(done.stdout, parse_constant=lambda c: pytest.fail(f"{c} in the output"))
+    assert scores["n"] == 3 and scores["confidence_spearman"] is None
+    json.loads((tmp_path / "s.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in --out"))
