@@ -82,7 +82,7 @@ def _cat_file(mirror: Path, commit: str, paths: list[str]) -> Iterator[tuple[str
             proc.stdin.flush()
             header = proc.stdout.readline().split()
             if len(header) < 3 or header[1] != b"blob":
-                raise RuntimeError(f"{mirror}: {path} missing at {commit[:8]}")
+                raise SystemExit(f"error: {mirror}: {path} missing at {commit[:8]}")
             data = proc.stdout.read(int(header[2]))
             proc.stdout.read(1)  # the newline after each blob
             yield path, data
@@ -92,9 +92,30 @@ def _cat_file(mirror: Path, commit: str, paths: list[str]) -> Iterator[tuple[str
 
 
 def _ls(mirror: Path, commit: str) -> list[str]:
-    out = subprocess.run(["git", "--git-dir", str(mirror), "ls-tree", "-r", "--name-only", commit],
-                         check=True, capture_output=True).stdout.decode()
-    return out.splitlines()
+    return _git(mirror, "ls-tree", "-r", "--name-only", commit).splitlines()
+
+
+def _git(mirror: Path, *command: str) -> str:
+    """A git command's output in ``mirror``; ``SystemExit`` with git's own first line if it fails (a
+    CalledProcessError traceback with git's stderr swallowed)."""
+    done = subprocess.run(["git", "--git-dir", str(mirror), *command], capture_output=True)
+    if done.returncode:
+        said = next((line for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()), "")
+        raise SystemExit(f"error: {mirror}: git {command[0]} failed: {said or f'exit status {done.returncode}'}")
+    return done.stdout.decode()
+
+
+def check_mirror(mirror: Path, commit: str, flag: str) -> None:
+    """``SystemExit`` unless ``mirror`` is a git mirror holding ``commit`` (the pinned data), before any set
+    is prepared."""
+    if not (mirror / "HEAD").exists():
+        raise SystemExit(f"error: {mirror}: no git mirror there (fetch the repository named in "
+                         f"{DATA / 'README.md'} and pass {flag})")
+    done = subprocess.run(["git", "--git-dir", str(mirror), "cat-file", "-e", f"{commit}^{{commit}}"],
+                          capture_output=True)
+    if done.returncode:
+        raise SystemExit(f"error: {mirror}: does not hold the pinned commit {commit[:12]} (fetch the repository "
+                         f"named in {DATA / 'README.md'} again, or pass {flag})")
 
 
 def prepared_dir(size: int = SIZE) -> Path:
@@ -113,11 +134,11 @@ def _write_jpeg(path: Path, bgr: np.ndarray, size: int = SIZE) -> None:
 
 def prepare_msrvtt(mirror: Path, splits: tuple[str, ...] = ("train", "val"), size: int = SIZE) -> Path:
     out = prepared_dir(size) / "msrvtt"
-    out.mkdir(parents=True, exist_ok=True)
     pattern = re.compile(r"(video\d+)-(shot[^/]*)/([^/]*\.jpg)$")
     wanted: dict[str, list[tuple[str, str, list[int]]]] = {}
     held = held_out_clips()
     names = _ls(mirror, MSRVTT_COMMIT)
+    out.mkdir(parents=True, exist_ok=True)
     all_ids = {m.group(1) for n in names if (m := pattern.search(n))}
     keep = {i for s in splits for i in msrvtt_ids(s, all_ids, held)}
     for n in names:
@@ -161,8 +182,8 @@ def _crop_letterbox(img: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def prepare_cc3m(mirror: Path) -> Path:
     out = PREPARED / "cc3m"
-    out.mkdir(parents=True, exist_ok=True)
     names = _ls(mirror, CC3M_COMMIT)
+    out.mkdir(parents=True, exist_ok=True)
     keys = sorted(n[: -len(".jpg")] for n in names if re.match(r"data/0000\d/\d+\.jpg$", n))
     have = {n for n in names}
     keys = [k for k in keys if k + ".json" in have]
@@ -189,22 +210,23 @@ def prepare_cc3m(mirror: Path) -> Path:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--msrvtt-mirror", type=Path, default=MIRRORS / "BennoKrojer+imagecode-msrvtt-pairs" / "repo")
     ap.add_argument("--cc3m-mirror", type=Path, default=MIRRORS / "heon01px2020+csci1470-prismer-final-project" / "repo")
     ap.add_argument("--set", action="append", choices=("msrvtt", "cc3m"))
     ap.add_argument("--size", type=int, default=SIZE,
                     help="MSR-VTT frames' side in pixels (a larger encoder's input: 240 Lite1, 260 Lite2) -> .cache/data<size>/")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.size != SIZE and set(args.set or ["msrvtt", "cc3m"]) != {"msrvtt"}:
         ap.error("--size is for MSR-VTT frames only: add --set msrvtt")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for s in args.set or ["msrvtt", "cc3m"]:
+    sets = list(dict.fromkeys(args.set or ["msrvtt", "cc3m"]))
+    for s in sets:  # every mirror checked before the first set's minutes of work
+        check_mirror(args.msrvtt_mirror if s == "msrvtt" else args.cc3m_mirror,
+                     MSRVTT_COMMIT if s == "msrvtt" else CC3M_COMMIT, f"--{s}-mirror")
+    for s in sets:
         mirror = args.msrvtt_mirror if s == "msrvtt" else args.cc3m_mirror
-        if not (mirror / "HEAD").exists():
-            raise SystemExit(f"error: {mirror}: no git mirror there (fetch the repository named in "
-                             f"{DATA / 'README.md'} and pass --{s}-mirror)")
         if s == "msrvtt":
             prepare_msrvtt(mirror, size=args.size)
         else:

@@ -299,3 +299,20 @@ def test_score_json_skips_foreign_json_and_keeps_dotted_ids(tmp_path):
     scores = json.loads(done.stdout, parse_constant=lambda c: pytest.fail(f"{c} in the output"))
     assert scores["n"] == 3 and scores["confidence_spearman"] is None
     json.loads((tmp_path / "s.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in --out"))
+
+
+def test_prepare_data_says_a_mirror_lacks_the_pinned_commit(tmp_path, monkeypatch):
+    """A mirror without the pinned commit gave a CalledProcessError traceback (git's stderr swallowed) and left
+    an empty work/data/cc3m/."""
+    import subprocess
+
+    import pipelines.prepare_data as prep
+
+    monkeypatch.setattr(prep, "PREPARED", tmp_path / "work" / "data")
+    mirror = tmp_path / "mirror"
+    subprocess.run(["git", "init", "-q", "--bare", str(mirror)], check=True)
+    with pytest.raises(SystemExit, match=r"mirror: does not hold the pinned commit e059e1606aef .* --cc3m-mirror"):
+        prep.main(["--set", "cc3m", "--cc3m-mirror", str(mirror)])
+    with pytest.raises(SystemExit, match=r"mirror: git ls-tree failed: fatal: not a tree object$"):
+        prep.prepare_cc3m(mirror)  # past the check (a mirror changed under it): git's own words, one line
+    assert not (tmp_path / "work").exists()
