@@ -307,14 +307,15 @@ COMPANION_ENTRIES = ("detectors", "vse", "grammar")
 BANK_ENTRIES = ("bank", "photo_bank")  # token ids and n-gram keys in the decoder's vocabulary: valid for that one only
 
 
-def carry_companions(init: Path, out: Path, init_manifest: dict) -> None:
+def carry_companions(init: Path, out: Path, init_manifest: dict, final: Path | None = None) -> None:
     """Copy ``init``'s detectors, presence head, search vectors and is/are list into the model folder ``out``.
 
     ``init_manifest`` is ``init``'s model.json as read *before* ``out`` was written (``out`` may be ``init``;
     an export writes ``out`` as ``staged_model``'s folder, so that model.json names them the moment it is there).
     The caption banks come too when ``out``'s vocabulary is ``init``'s: they hold token ids and
     n-gram keys of that vocabulary, so a fine-tune that added words drops them (log: rebuild them
-    with ``pipelines.caption_bank``) rather than ship banks that mean other words.
+    with ``pipelines.caption_bank``) rather than ship banks that mean other words. ``final``: the model
+    folder ``out`` stages (``staged_model``), as the log names it.
     """
     from captioner.consensus import PHOTO_TENSORS as PHOTO_BANK_TENSORS, TENSORS as BANK_TENSORS
     from captioner.detect import PRESENCE_TENSORS, TENSORS as DETECTOR_TENSORS
@@ -329,7 +330,7 @@ def carry_companions(init: Path, out: Path, init_manifest: dict) -> None:
     elif any(k in init_manifest for k in BANK_ENTRIES):
         logging.getLogger("pipelines").warning(
             "%s: the vocabulary changed, so %s's caption banks were not carried over; rebuild them with "
-            "python -m pipelines.caption_bank --model %s [--photos]", out, init, out)
+            "python -m pipelines.caption_bank --model %s [--photos]", final or out, init, final or out)
     if Path(init).resolve() != Path(out).resolve():
         for name in names:
             if (Path(init) / name).exists():

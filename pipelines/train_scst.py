@@ -422,7 +422,7 @@ def export(args, init_dir: Path, counts: dict, ckpt: dict | None = None) -> None
     with staged_model(args.out) as stage:  # model.json last: never one without its detectors
         save_model(stage, ckpt["state"], Vocabulary(tuple(ckpt["vocab"])), DecoderConfig(**ckpt["config"]),
                    name=ckpt["name"], encoder=encoder, extra=extra)
-        carry_companions(init_dir, stage, manifest)
+        carry_companions(init_dir, stage, manifest, args.out)
     log.info("exported %s (epoch %d) to %s", ckpt["name"], len(ckpt["history"]) - 1, args.out)
 
 

@@ -687,7 +687,7 @@ def export(run: Path, out: Path, det: Detectors, args, counts: dict, n_sentences
     with staged_model(out) as stage:  # model.json last: never one without its detectors
         save_model(stage, ckpt["state"], vocab, config, name=ckpt["name"], encoder=encoder, extra=extra)
         if args.shipped_detectors:  # the --init model's detectors, presence head, search vectors and is/are list
-            carry_companions(args.init, stage, init)
+            carry_companions(args.init, stage, init, out)
         else:
             report_path = CACHE / "runs" / "detectors" / "report.json"
             report = json.loads(report_path.read_text()) if report_path.exists() else {}
