@@ -219,16 +219,20 @@ def read_tsv(path: Path, ncols: int = 2) -> list[list[str]]:
         where = (f"; the data is read from {DATA} (set CAPTIONER_DATA to move it; see its README.md)"
                  if Path(path).is_relative_to(DATA) else "")
         raise SystemExit(f"error: {path}: no such file{where}")
+    data = Path(path).read_bytes()
+    try:  # utf-8-sig: a byte-order mark (an editor's) is not part of the first id
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SystemExit(f"error: {path}, line {line}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            line = line.rstrip("\n")
-            if line:
-                row = line.split("\t", ncols - 1)
-                if len(row) < ncols:  # a caption file of another shape (a JSON passed as refs): not a traceback
-                    raise SystemExit(f"error: {path}, line {number}: {ncols} tab-separated columns expected, "
-                                     f"found {len(row)}")
-                rows.append(row)
+    for number, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
+        if line:
+            row = line.split("\t", ncols - 1)
+            if len(row) < ncols:  # a caption file of another shape (a JSON passed as refs): not a traceback
+                raise SystemExit(f"error: {path}, line {number}: {ncols} tab-separated columns expected, "
+                                 f"found {len(row)}")
+            rows.append(row)
     return rows
 
 
@@ -238,9 +242,11 @@ def flickr_split(name: str) -> list[str]:
 
 
 def captions_by_file(path: Path) -> dict[str, list[str]]:
+    """{file or video id: its captions}; an empty caption is no reference (CIDEr ended in a ValueError on them)."""
     out: dict[str, list[str]] = {}
     for f, c in read_tsv(path):
-        out.setdefault(f, []).append(c)
+        if c.strip():
+            out.setdefault(f, []).append(c)
     return out
 
 

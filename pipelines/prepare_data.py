@@ -48,11 +48,12 @@ PREPARED = CACHE / "data"
 
 def msrvtt_split(video_id: str) -> str:
     """'train', 'val' or 'test' for an id like ``video123``."""
-    n = int(video_id.removeprefix("video"))
+    number = video_id.removeprefix("video")
+    n = int(number) if video_id.startswith("video") and number.isdigit() else -1
     for name, (lo, hi) in MSRVTT_SPLITS.items():
         if lo <= n <= hi:
             return name
-    raise ValueError(f"{video_id}: not an MSR-VTT video id (video0-video9999)")
+    raise ValueError(f"{video_id!r}: not an MSR-VTT video id (video0-video9999)")
 
 
 def held_out_clips() -> set[str]:
@@ -67,7 +68,11 @@ def msrvtt_ids(split: str, ids: Iterable[str], held_out: set[str]) -> list[str]:
     The one rule that decides which MSR-VTT videos a job may use: training sees only
     the official train split, and never a demo clip even if it is numbered there.
     """
-    keep = {i for i in ids if msrvtt_split(i) == split and i not in held_out}
+    try:
+        keep = {i for i in ids if msrvtt_split(i) == split and i not in held_out}
+    except ValueError as exc:  # a header line in a caption file: ValueError "invalid literal for int()" before
+        raise SystemExit(f"error: {exc}, among the MSR-VTT ids (a header line, or another file's rows, in "
+                         f"{DATA / 'text' / 'msrvtt_captions_all.tsv'} or a refs.tsv?)") from None
     return sorted(keep, key=lambda i: int(i.removeprefix("video")))
 
 

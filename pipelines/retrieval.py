@@ -122,6 +122,9 @@ def main() -> None:
     pos = {v: i for i, v in enumerate(vids)}
     queries = [(v, q) for v, q in refs.items() if v in pos]
     missing = sorted(set(refs) - set(pos))
+    if not queries:  # np.stack of nothing: "need at least one array to stack"
+        raise SystemExit(f"error: no JSON output in {args.json} for the videos of {args.refs} "
+                         "(captioner batch VIDEOS -o FOLDER -f json)")
     targets = np.array([pos[v] for v, _ in queries])
     video_of = idx.file_of
     qv = embedder.embed([q for _, q in queries])

@@ -316,3 +316,30 @@ def test_prepare_data_says_a_mirror_lacks_the_pinned_commit(tmp_path, monkeypatc
     with pytest.raises(SystemExit, match=r"mirror: git ls-tree failed: fatal: not a tree object$"):
         prep.prepare_cc3m(mirror)  # past the check (a mirror changed under it): git's own words, one line
     assert not (tmp_path / "work").exists()
+
+
+def test_bad_lines_in_data_and_refs_files_are_one_line(tmp_path):
+    """Non-UTF-8 refs: a UnicodeDecodeError traceback; a byte-order mark: the first id silently lost; empty
+    references only: a ValueError from CIDEr; a header line in the MSR-VTT captions: "invalid literal for int()"
+    naming nothing; card_examples on a make eval report: a KeyError."""
+    import json
+
+    from pipelines.card_examples import main as card_examples
+    from pipelines.common import captions_by_file, read_tsv
+    from pipelines.prepare_data import msrvtt_ids
+
+    refs = tmp_path / "refs.tsv"
+    refs.write_bytes(b"video1\ta man talks\nvideo2\ta caf\xe9\n")
+    with pytest.raises(SystemExit, match=r"refs.tsv, line 2: not UTF-8 text \(invalid .*\); save it as UTF-8"):
+        read_tsv(refs)
+    refs.write_bytes("\ufeffvideo1\ta man talks\r\nvideo2\t \nvideo3\t\n".encode())
+    assert captions_by_file(refs) == {"video1": ["a man talks"]}
+    with pytest.raises(SystemExit, match=r"'video_id': not an MSR-VTT video id .*a header line"):
+        msrvtt_ids("train", ["video_id", "video1"], set())
+    assert msrvtt_ids("train", ["video2", "video10", "video7000"], {"video10"}) == ["video2"]
+    report = tmp_path / "eval.json"
+    report.write_text(json.dumps({"captions": {"Flickr8k test": {}}}))
+    for path, says in ((report, "no 'MSR-VTT val .*' captions \\(it holds: Flickr8k test\\)"),
+                       (tmp_path / "none.json", "none.json: no such file"), (refs, "not an evaluate report")):
+        with pytest.raises(SystemExit, match=says):
+            card_examples(["--before", str(path), "--after", str(path)])
