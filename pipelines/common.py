@@ -36,6 +36,20 @@ def positive_int(text: str) -> int:
     return value
 
 
+def count(text: str) -> int:
+    """An argparse type for counts that may be 0 (sentences per epoch, captions per picture): -5 was taken as 0
+    or failed deep in a job."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def share(text: str) -> float:
     """An argparse type for a share between 0 and 1 (a recall to keep): 1.5 failed only after the fit."""
     import argparse
@@ -252,6 +266,18 @@ def captions_by_file(path: Path) -> dict[str, list[str]]:
 
 #: Caption-only corpora in ../shared/data/text that the decoder's language side may learn from.
 TEXT_CORPORA = ("coco", "msvd", "msrvtt")
+
+
+def text_corpora(text: str) -> str:
+    """An argparse type for a comma list of ``TEXT_CORPORA`` (empty: none), spaces allowed: a typo was a
+    ValueError traceback after the features had loaded."""
+    import argparse
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in TEXT_CORPORA]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown corpus {unknown[0]!r} (known: {', '.join(TEXT_CORPORA)})")
+    return ",".join(names)
 
 
 def text_sentences(corpora: Sequence[str] = TEXT_CORPORA) -> list[tuple[str, str]]:

@@ -65,8 +65,8 @@ class RandomVectors:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cues", type=positive_int, default=100_000)
-    ap.add_argument("--distinct", type=int, default=100_000, help="distinct captions among the cues")
-    ap.add_argument("--sample", type=int, default=512, help="texts embedded to measure MiniLM's speed")
+    ap.add_argument("--distinct", type=positive_int, default=100_000, help="distinct captions among the cues")
+    ap.add_argument("--sample", type=positive_int, default=512, help="texts embedded to measure MiniLM's speed")
     ap.add_argument("--files", type=positive_int, default=1000)
     args = ap.parse_args()
     rng = random.Random(0)

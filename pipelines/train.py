@@ -46,8 +46,8 @@ from captioner.errors import ModelError
 from captioner.weights import checkpoint_encoder, save_model
 
 from .common import (
-    CACHE, DATA, TEXT_CORPORA, captions_by_file, flickr_split, out_folder, positive_int, read_checkpoint, refuse_full_model,
-    save_torch, staged_model, text_sentences,
+    CACHE, DATA, TEXT_CORPORA, captions_by_file, count, flickr_split, out_folder, positive_int, read_checkpoint, refuse_full_model,
+    save_torch, staged_model, text_corpora, text_sentences,
 )
 from .extract_features import feature_dir, feature_rows
 
@@ -244,26 +244,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--encoder", default="efficientnet-lite0")
     ap.add_argument("--out", type=out_folder, default=None, help="export the best model here (e.g. weights)")
-    ap.add_argument("--run", type=Path, default=CACHE / "runs" / "default", help="checkpoints and log")
+    ap.add_argument("--run", type=out_folder, default=CACHE / "runs" / "default", help="checkpoints and log")
     ap.add_argument("--epochs", type=positive_int, default=8)
-    ap.add_argument("--patience", type=int, default=2)
+    ap.add_argument("--patience", type=positive_int, default=2)
     ap.add_argument("--batch", type=positive_int, default=64)
     ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--min-count", type=int, default=5)
-    ap.add_argument("--max-words", type=int, default=20)
-    ap.add_argument("--hidden", type=int, default=512)
+    ap.add_argument("--max-words", type=positive_int, default=20)
+    ap.add_argument("--hidden", type=positive_int, default=512)
     ap.add_argument("--dropout", type=float, default=0.5)
     ap.add_argument("--limit", type=positive_int, default=None, help="train on the first N photos only (smoke runs)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--name", default="flickr8k-text-lite0-concepts")
-    ap.add_argument("--concepts", type=int, default=5, help="concept slots the decoder attends over and may copy (0 = none)")
-    ap.add_argument("--text", default=",".join(TEXT_CORPORA),
+    ap.add_argument("--concepts", type=count, default=5, help="concept slots the decoder attends over and may copy (0 = none)")
+    ap.add_argument("--text", type=text_corpora, default=",".join(TEXT_CORPORA),
                     help="caption-only corpora to train the language side on (comma list; empty = none)")
-    ap.add_argument("--text-per-epoch", type=int, default=30000, help="sentences drawn from the corpora per epoch")
+    ap.add_argument("--text-per-epoch", type=count, default=30000, help="sentences drawn from the corpora per epoch")
     ap.add_argument("--resume", type=Path, default=None,
                     help="continue from a run's best.pt (weights, history; Adam's state is not saved, so it restarts)")
     args = ap.parse_args()
+    if args.text and not args.concepts:  # said after the features had loaded before
+        ap.error("--text needs --concepts > 0: a sentence without a picture is trained from its concepts")
     if args.out is not None:
         refuse_full_model(args.out)  # before the training: its export would drop a full model's parts
     resumed = read_checkpoint(args.resume, weights_only=True) if args.resume else None  # before the data
@@ -278,8 +280,6 @@ def main() -> None:
     train_names, train_feats = load_split(args.encoder, "train", args.limit)
     dev_names, dev_feats = load_split(args.encoder, "dev", None if args.limit is None else max(50, args.limit // 5))
     corpora = [c for c in args.text.split(",") if c]
-    if corpora and not args.concepts:
-        ap.error("--text needs --concepts > 0: a sentence without a picture is trained from its concepts")
     sentences = [c for _, c in text_sentences(corpora)] if corpora else []
     if args.limit and sentences:
         sentences = sentences[: args.limit * 5]

@@ -47,7 +47,7 @@ from captioner.vocab import Vocabulary, follow_rules, tokenize
 from captioner.weights import checkpoint_encoder, load_model, read_manifest, save_model
 
 from .common import (
-    CACHE, DATA, captions_by_file, carry_companions, flickr_split, out_folder, positive_int, read_checkpoint, read_tsv,
+    CACHE, DATA, captions_by_file, carry_companions, count, flickr_split, out_folder, positive_int, read_checkpoint, read_tsv,
     save_torch, staged_model,
 )
 from .extract_features import feature_rows
@@ -190,19 +190,19 @@ def sample(model: CaptionDecoder, vocab: Vocabulary, feats: torch.Tensor, mask: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--init", type=Path, default=Path("weights"), help="model folder to continue (stage 2)")
-    ap.add_argument("--run", type=Path, default=CACHE / "runs" / "scst")
+    ap.add_argument("--run", type=out_folder, default=CACHE / "runs" / "scst")
     ap.add_argument("--resume", action="store_true", help="continue the run in --run from its last.pt")
     ap.add_argument("--out", type=out_folder, default=None, help="export the best epoch here (with the --init detectors)")
     ap.add_argument("--epochs", type=positive_int, default=8)
     ap.add_argument("--batch", type=positive_int, default=24, help="pictures per step (each sampled --samples times)")
-    ap.add_argument("--samples", type=int, default=5)
+    ap.add_argument("--samples", type=positive_int, default=5)
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--temperature", type=float, default=0.5, help="sampling temperature (see sample())")
     ap.add_argument("--xe-weight", type=float, default=0.5,
                     help="weight of cross-entropy on one reference per picture, added to keep captions fluent")
-    ap.add_argument("--flickr-per-epoch", type=int, default=1500)
-    ap.add_argument("--max-frames", type=int, default=4, help="most frames of a video in one training example")
-    ap.add_argument("--max-words", type=int, default=16)
+    ap.add_argument("--flickr-per-epoch", type=count, default=1500)
+    ap.add_argument("--max-frames", type=positive_int, default=4, help="most frames of a video in one training example")
+    ap.add_argument("--max-words", type=positive_int, default=16)
     ap.add_argument("--limit", type=positive_int, default=None, help="first N items of each set (smoke runs)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=positive_int, default=2)

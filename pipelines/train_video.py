@@ -52,7 +52,7 @@ from captioner.errors import ModelError
 from captioner.weights import MANIFEST, checkpoint_encoder, load_model, save_model, update_manifest
 
 from .common import (
-    CACHE, DATA, captions_by_file, carry_companions, flickr_split, out_folder, positive_int, read_checkpoint, read_tsv,
+    CACHE, DATA, captions_by_file, carry_companions, count, flickr_split, out_folder, positive_int, read_checkpoint, read_tsv,
     save_torch, staged_model, text_sentences,
 )
 from .extract_features import feature_dir, feature_rows
@@ -216,20 +216,20 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--encoder", default="efficientnet-lite0")
     ap.add_argument("--init", type=Path, default=Path("weights"), help="stage-1 model folder to continue")
-    ap.add_argument("--run", type=Path, default=CACHE / "runs" / "video")
+    ap.add_argument("--run", type=out_folder, default=CACHE / "runs" / "video")
     ap.add_argument("--resume", action="store_true", help="continue the run in --run from its last.pt")
     ap.add_argument("--out", type=out_folder, default=None, help="export the best epoch here (with its detectors)")
     ap.add_argument("--epochs", type=positive_int, default=6)
     ap.add_argument("--batch", type=positive_int, default=64)
     ap.add_argument("--lr", type=float, default=3e-4)
-    ap.add_argument("--slots", type=int, default=8, help="concept slots in all")
-    ap.add_argument("--detector-slots", type=int, default=5, help="of which detector words")
-    ap.add_argument("--max-frames", type=int, default=4, help="most frames of a video in one training example")
+    ap.add_argument("--slots", type=positive_int, default=8, help="concept slots in all")
+    ap.add_argument("--detector-slots", type=count, default=5, help="of which detector words")
+    ap.add_argument("--max-frames", type=positive_int, default=4, help="most frames of a video in one training example")
     ap.add_argument("--min-count", type=int, default=5)
-    ap.add_argument("--max-words", type=int, default=20)
-    ap.add_argument("--flickr-caps", type=int, default=1, help="captions per Flickr8k photo per epoch")
-    ap.add_argument("--msrvtt-caps", type=int, default=4, help="captions per MSR-VTT video per epoch")
-    ap.add_argument("--text-per-epoch", type=int, default=6000)
+    ap.add_argument("--max-words", type=positive_int, default=20)
+    ap.add_argument("--flickr-caps", type=count, default=1, help="captions per Flickr8k photo per epoch")
+    ap.add_argument("--msrvtt-caps", type=count, default=4, help="captions per MSR-VTT video per epoch")
+    ap.add_argument("--text-per-epoch", type=count, default=6000)
     ap.add_argument("--msrvtt-text", action="store_true",
                     help="also train on the captions of the MSR-VTT train videos that have no frames, as caption-only "
                          "sentences in the video style")
@@ -264,6 +264,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
         ap.error("--average exports kept epochs: use it with --export-only --out M")
     if args.export_only and not args.out:
         ap.error("--export-only needs --out")
+    if args.detector_slots > args.slots:
+        ap.error(f"--detector-slots {args.detector_slots} is more than --slots {args.slots} (the concept slots in all)")
     if args.overwrite and (args.resume or args.export_only):
         ap.error("--overwrite starts a run afresh: not with --resume or --export-only")
     for action in ap._actions:  # parsed again with no defaults: what the command line itself gave

@@ -343,3 +343,37 @@ def test_bad_lines_in_data_and_refs_files_are_one_line(tmp_path):
                        (tmp_path / "none.json", "none.json: no such file"), (refs, "not an evaluate report")):
         with pytest.raises(SystemExit, match=says):
             card_examples(["--before", str(path), "--after", str(path)])
+
+
+@pytest.mark.parametrize("job, options", [
+    ("train_video", ["--max-frames", "0"]), ("train_video", ["--slots", "0"]),
+    ("train_video", ["--slots", "4", "--detector-slots", "5"]), ("train_video", ["--text-per-epoch", "-5"]),
+    ("train_video", ["--max-words", "0"]), ("train", ["--text", "coco,msrvt"]), ("train", ["--hidden", "0"]),
+    ("train", ["--concepts", "0"]), ("train_vse", ["--max-frames", "0"]), ("train_scst", ["--max-words", "0"]),
+    ("search_bench", ["--distinct", "0"]), ("search_bench", ["--sample", "0"]),
+    ("train", ["--run", "FILE"]), ("train_video", ["--run", "FILE"]), ("train_vse", ["--run", "FILE"]),
+    ("train_scst", ["--run", "FILE"]),
+])
+def test_count_options_are_checked_before_any_work(job, options, tmp_path, monkeypatch, capsys):
+    """--max-frames 0 (randrange), --detector-slots over --slots (RuntimeError), --text with a typo, --distinct 0
+    (ZeroDivisionError), a --run that is a file (FileExistsError): tracebacks, or training on empty captions."""
+    import importlib
+    import sys
+
+    (tmp_path / "FILE").write_text("x")
+    options = [str(tmp_path / "FILE") if o == "FILE" else o for o in options]
+    monkeypatch.setattr(sys, "argv", [job, *options])
+    module = importlib.import_module(f"pipelines.{job}")
+    for name in ("CACHE", "DATA"):  # a job that got past its options would work in scratch folders, not the real ones
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, tmp_path / name.lower())
+    main = module.main
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 2 and "error: " in capsys.readouterr().err
+
+
+def test_train_text_corpora_allow_spaces_and_none():
+    from pipelines.common import text_corpora
+
+    assert text_corpora("coco, msvd") == "coco,msvd" and text_corpora("") == ""
