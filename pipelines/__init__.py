@@ -22,6 +22,8 @@ def _one_line(exc_type, exc, tb) -> None:
 
     if os.environ.get("CAPTIONER_TRACEBACK"):
         sys.__excepthook__(exc_type, exc, tb)
+    elif issubclass(exc_type, KeyboardInterrupt):  # Ctrl-C: the user knows where; scratch files are cleaned
+        print("error: interrupted", file=sys.stderr)
     elif issubclass(exc_type, CaptionerError):
         print(f"error: {first_line(exc)}", file=sys.stderr)
     elif (issubclass(exc_type, FileNotFoundError) and isinstance(exc.filename, str)

@@ -23,7 +23,7 @@ from captioner.config import IMAGE_EXTENSIONS, EncoderConfig
 from captioner.encoder import Encoder, input_size, load_image
 from captioner.outputs import write_atomic
 
-from .common import CACHE, DATA, positive_int, save_npy
+from .common import CACHE, DATA, positive_int, save_npy, stop_on_sigterm
 from .prepare_data import PREPARED
 
 log = logging.getLogger("extract")
@@ -47,7 +47,7 @@ def feature_rows(encoder: str, set_name: str) -> dict[str, int]:
     if not listing.exists():
         raise SystemExit(f"error: no cached {encoder} features of {set_name} in {listing.parent}; run "
                          f"python -m pipelines.extract_features --set {set_name} --encoder {encoder}")
-    files = listing.read_text().split()
+    files = [f for f in listing.read_text().split("\n") if f]  # one a line: a name may hold a space
     return {f: i for i, f in enumerate(files)}
 
 
@@ -163,6 +163,7 @@ def main() -> None:
     ap.add_argument("--msrvtt-size", type=int, default=None,
                     help="read MSR-VTT frames prepared at this size (prepare_data --size; e.g. 240 for Lite1)")
     args = ap.parse_args()
+    stop_on_sigterm()  # a kill cleans the <set>_grid.tmp.npy as Ctrl-C does
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(2)
     from .prepare_data import prepared_dir

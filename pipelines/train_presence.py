@@ -67,6 +67,19 @@ def pooled_pictures(encoder: str, sets: list[dict], labels: dict, det: Detectors
     return out
 
 
+def heldout_ap(scores: np.ndarray, y: np.ndarray) -> float | None:
+    """Held-out AP x 100 of a set, None (not NaN: a JSON null) where it has no held-out picture with a person."""
+    ap = average_precision(scores, y)
+    return round(100 * float(ap), 1) if np.isfinite(ap) else None
+
+
+def mean_ap(aps: dict[str, float | None]) -> float:
+    """The epoch-selection score: the mean AP over the sets that have one (a set without held-out pictures of
+    people gave NaN, no epoch was ever better, and the job ended in a TypeError)."""
+    known = [a for a in aps.values() if a is not None]
+    return float(np.mean(known)) if known else 0.0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=Path("weights"), help="model folder whose detectors it joins")
@@ -113,16 +126,18 @@ def main() -> None:
             loss.backward()
             opt.step()
         scores = heldout_scores()
-        aps = {name: round(100 * average_precision(scores[name], d["y"][d["split"] == "heldout"]), 1) for name, d in data.items()}
+        aps = {name: heldout_ap(scores[name], d["y"][d["split"] == "heldout"]) for name, d in data.items()}
         history.append({"epoch": epoch, "AP": aps})
         log.info("epoch %d: held-out AP %s", epoch, aps)
-        if np.mean(list(aps.values())) > best:
-            best = float(np.mean(list(aps.values())))
+        if best_state is None or mean_ap(aps) > best:
+            best = mean_ap(aps)
             best_state = ({k: v.clone() for k, v in net.state_dict().items()}, epoch)
     net.load_state_dict(best_state[0])
     scores = heldout_scores()
     held_y = np.concatenate([d["y"][d["split"] == "heldout"] for d in data.values()])
     held_p = np.concatenate([scores[name] for name in data])
+    if not (held_y > 0).any():
+        raise SystemExit("error: no held-out picture with a person in any set: the threshold cannot be chosen")
     threshold = round(float(np.quantile(held_p[held_y > 0], 1 - args.recall)), 4)
     sd = net.state_dict()
     head = PresenceHead(mean.astype(np.float32), std.astype(np.float32), sd["0.weight"].T.numpy().copy(),
@@ -135,8 +150,8 @@ def main() -> None:
         y, p, unit = d["y"][h] > 0, scores[name], d["unit"][h]
         report["heldout"][name] = {
             "pictures": int(h.sum()), "with_person": int(y.sum()),
-            "AP_head": round(100 * average_precision(p, y.astype(np.float32)), 1),
-            "AP_unit": round(100 * average_precision(unit, y.astype(np.float32)), 1),
+            "AP_head": heldout_ap(p, y.astype(np.float32)),
+            "AP_unit": heldout_ap(unit, y.astype(np.float32)),
             "without_person_banned_head": round(float((p[~y] < threshold).mean()), 3) if (~y).any() else None,
             "without_person_banned_unit": round(float((unit[~y] < det.presence_threshold).mean()), 3) if (~y).any() else None,
             "with_person_kept_head": round(float((p[y] >= threshold).mean()), 3),

@@ -377,3 +377,39 @@ def test_train_text_corpora_allow_spaces_and_none():
     from pipelines.common import text_corpora
 
     assert text_corpora("coco, msvd") == "coco,msvd" and text_corpora("") == ""
+
+
+def test_train_presence_selects_epochs_when_a_set_has_no_person():
+    """A set without held-out pictures of people gave a NaN mean AP: no epoch was better, then a TypeError."""
+    import json
+
+    import numpy as np
+
+    from pipelines.train_presence import heldout_ap, mean_ap
+
+    aps = {"flickr8k": heldout_ap(np.array([0.9, 0.1]), np.array([1.0, 0.0])), "cc3m": heldout_ap(np.zeros(2), np.zeros(2))}
+    assert aps == {"flickr8k": 100.0, "cc3m": None} and mean_ap(aps) == 100.0
+    assert mean_ap({"cc3m": None}) == 0.0
+    json.loads(json.dumps(aps), parse_constant=lambda c: pytest.fail(c))
+
+
+def test_a_stopped_job_cleans_up_and_says_so_in_one_line(tmp_path, monkeypatch):
+    """SIGTERM to extract_features left its gigabyte <set>_grid.tmp.npy (only Ctrl-C cleaned up); Ctrl-C printed a
+    KeyboardInterrupt traceback in every job; a file name with a space shifted every later row of the cache."""
+    import subprocess
+    import sys
+
+    import pipelines.extract_features as extract
+
+    job = ("import os, signal, time, pipelines; from pathlib import Path; from pipelines.common import stop_on_sigterm\n"
+           f"stop_on_sigterm(); tmp = Path({str(tmp_path / 'grid.tmp.npy')!r}); tmp.write_bytes(b'x')\n"
+           "try:\n    os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)\nexcept BaseException:\n"
+           "    tmp.unlink(); raise\n")
+    done = subprocess.run([sys.executable, "-c", job], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 143 and not (tmp_path / "grid.tmp.npy").exists() and done.stderr == ""
+    done = subprocess.run([sys.executable, "-c", "import pipelines; raise KeyboardInterrupt"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode != 0 and done.stderr == "error: interrupted\n"
+    monkeypatch.setattr(extract, "feature_dir", lambda encoder: tmp_path)
+    (tmp_path / "coco_files.txt").write_text("a photo.jpg\nb.jpg\n")
+    assert extract.feature_rows("e", "coco") == {"a photo.jpg": 0, "b.jpg": 1}
