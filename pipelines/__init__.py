@@ -24,8 +24,8 @@ def _one_line(exc_type, exc, tb) -> None:
         sys.__excepthook__(exc_type, exc, tb)
     elif issubclass(exc_type, KeyboardInterrupt):  # Ctrl-C: the user knows where; scratch files are cleaned
         print("error: interrupted", file=sys.stderr)
-    elif issubclass(exc_type, CaptionerError):
-        print(f"error: {first_line(exc)}", file=sys.stderr)
+    elif issubclass(exc_type, CaptionerError):  # its whole first line: a checksum error names two files and a hash
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else first_line(exc)}", file=sys.stderr)
     elif (issubclass(exc_type, FileNotFoundError) and isinstance(exc.filename, str)
           and any(Path(exc.filename).resolve().is_relative_to(Path(d).resolve()) for d in (CACHE, DATA))):
         # a file one of the jobs makes, or the data: the usual cause is a step not run (any other

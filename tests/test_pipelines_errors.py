@@ -413,3 +413,14 @@ def test_a_stopped_job_cleans_up_and_says_so_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(extract, "feature_dir", lambda encoder: tmp_path)
     (tmp_path / "coco_files.txt").write_text("a photo.jpg\nb.jpg\n")
     assert extract.feature_rows("e", "coco") == {"a photo.jpg": 0, "b.jpg": 1}
+
+
+def test_a_model_error_is_said_whole():
+    """A checksum error from --init was cut at 160 characters, mid-sentence."""
+    import subprocess
+    import sys
+
+    message = "x" * 150 + " checksum mismatch; the file is corrupt or belongs to another model"
+    job = f"import pipelines; from captioner.errors import ModelError; raise ModelError({message + chr(10) + 'more'!r})"
+    done = subprocess.run([sys.executable, "-c", job], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr == f"error: {message}\n"
