@@ -273,7 +273,7 @@ def main() -> None:
     ap.add_argument("--out", type=out_folder, default=CACHE / "runs" / "detectors")
     ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-cache-outputs", action="store_true", help="do not write <set>_det.npy (trial runs)")
+    ap.add_argument("--no-cache-outputs", action="store_true", help="do not write <set>_det.npy (trial runs; an --out other than the default never does)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.manual_seed(args.seed)
@@ -326,9 +326,13 @@ def main() -> None:
              100 * report["person_heldout"]["without_banned_share"])
     del xtr, xho
     made_by = sha256_file(args.out / "detectors.npz")
+    cache_outputs = caches_outputs(args.out, args.no_cache_outputs)
+    if not cache_outputs and not args.no_cache_outputs:
+        log.info("--out %s is not %s: the shared <set>_det.npy (made by those) are left as they are",
+                 args.out, DETECTORS.parent)
     for name in ("flickr8k", "coco", "msrvtt", "cc3m"):
         path = feature_dir(args.encoder) / f"{name}_grid.npy"
-        if args.no_cache_outputs:
+        if not cache_outputs:
             break
         if not path.exists():
             continue
@@ -337,6 +341,12 @@ def main() -> None:
         _record_outputs(args.encoder, name, made_by)
         log.info("%s: detector outputs for %d pictures", name, len(grid))
     log.info("done in %.0f s", time.time() - t0)
+
+
+def caches_outputs(out: Path, no_cache_outputs: bool = False) -> bool:
+    """Whether a run writes the shared ``<set>_det.npy``: only the detectors that train_video and the other
+    jobs read (``DETECTORS``) make them; a trial ``--out`` replaced them with its own outputs."""
+    return not no_cache_outputs and Path(out).resolve() == DETECTORS.parent.resolve()
 
 
 #: Beside the cached ``<set>_det.npy``: which ``detectors.npz`` (sha256) made each set's outputs.

@@ -424,3 +424,11 @@ def test_a_model_error_is_said_whole():
     job = f"import pipelines; from captioner.errors import ModelError; raise ModelError({message + chr(10) + 'more'!r})"
     done = subprocess.run([sys.executable, "-c", job], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and done.stderr == f"error: {message}\n"
+
+
+def test_train_detectors_trial_out_leaves_the_shared_outputs_alone():
+    """train_detectors --out TRIAL rewrote the shared <set>_det.npy that the default detectors' users read."""
+    from pipelines.train_detectors import DETECTORS, caches_outputs
+
+    assert caches_outputs(DETECTORS.parent) and not caches_outputs(DETECTORS.parent, no_cache_outputs=True)
+    assert not caches_outputs(DETECTORS.parent.parent / "detectors-trial")
