@@ -75,13 +75,15 @@ def pooled_cells(encoder: str, set_name: str, rows: np.ndarray | None = None, de
 
 
 def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None = None,
-            root: Path | None = None) -> Path:
+            root: Path | None = None, source: str = "") -> Path:
     """Encode ``set_name``'s pictures (from ``root``, default ``SETS[set_name]``) into the feature cache.
 
     The cache is skipped only when it holds exactly these pictures, every row written. ``limit``
     (a speed measurement) encodes the first pictures and leaves the cache as it is: a 5-row cache
     written over the full one was then "complete" to every later run, and training and evaluation
-    used or failed on the five.
+    used or failed on the five. ``source`` names pictures other than the set's usual ones under the same
+    names (``data240``: MSR-VTT frames prepared at 240 pixels, ``--msrvtt-size``): recorded in
+    ``<set>_source.txt``, a cache of other pictures is not complete (it was: the names matched).
     """
     out = feature_dir(encoder_name)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,7 +93,7 @@ def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None
                    if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.endswith(".tmp.jpg"))
     if not files:
         listing = out / f"{set_name}_files.txt"
-        if not limit and listing.exists() and _complete(out, set_name, listing.read_text().split("\n")[:-1]):
+        if not limit and listing.exists() and _complete(out, set_name, listing.read_text().split("\n")[:-1], source):
             # a machine that keeps the features but not the pictures (pruned, or never copied)
             log.warning("no images under %s; keeping the complete feature cache %s", root, grid_path)
             return grid_path
@@ -99,7 +101,7 @@ def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None
                          "and pipelines.prepare_data for the sets it makes)")
     if limit:
         files = files[:limit]
-    elif _complete(out, set_name, files):
+    elif _complete(out, set_name, files, source):
         log.info("%s exists, skipping", grid_path)
         return grid_path
     # the cache is the float32 reference: training must not depend on the run-time int8 default
@@ -136,16 +138,23 @@ def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None
         return grid_path
     tmp_grid.replace(grid_path)
     save_npy(out / f"{set_name}_probs.npy", probs)
+    if source:
+        write_atomic(out / f"{set_name}_source.txt", source + "\n")
+    else:
+        (out / f"{set_name}_source.txt").unlink(missing_ok=True)
     write_atomic(out / f"{set_name}_files.txt", "\n".join(files) + "\n")  # last: the cache is whole
     log.info("%s: %d images in %.0f s -> %s", set_name, n, time.time() - t0, out)
     return grid_path
 
 
-def _complete(out: Path, set_name: str, files: list[str]) -> bool:
-    """Whether the cache in ``out`` holds ``set_name``'s features for exactly ``files``, every row."""
+def _complete(out: Path, set_name: str, files: list[str], source: str = "") -> bool:
+    """Whether the cache in ``out`` holds ``set_name``'s features for exactly ``files`` of ``source``, every row."""
     listing = out / f"{set_name}_files.txt"
+    record = out / f"{set_name}_source.txt"
     try:
         if listing.read_text().split("\n")[:-1] != files:
+            return False
+        if (record.read_text().strip() if record.exists() else "") != source:
             return False
         grid = np.load(out / f"{set_name}_grid.npy", mmap_mode="r")
         probs = np.load(out / f"{set_name}_probs.npy", mmap_mode="r")
@@ -160,7 +169,7 @@ def main() -> None:
     ap.add_argument("--encoder", default="efficientnet-lite0")
     ap.add_argument("--batch", type=positive_int, default=32)
     ap.add_argument("--limit", type=positive_int, default=None, help="only the first N images (speed measurements)")
-    ap.add_argument("--msrvtt-size", type=int, default=None,
+    ap.add_argument("--msrvtt-size", type=positive_int, default=None,
                     help="read MSR-VTT frames prepared at this size (prepare_data --size; e.g. 240 for Lite1)")
     args = ap.parse_args()
     stop_on_sigterm()  # a kill cleans the <set>_grid.tmp.npy as Ctrl-C does
@@ -169,8 +178,9 @@ def main() -> None:
     from .prepare_data import prepared_dir
 
     for s in args.set or ["flickr8k", "coco"]:
-        root = prepared_dir(args.msrvtt_size) / "msrvtt" if s == "msrvtt" and args.msrvtt_size else None
-        extract(s, args.encoder, args.batch, args.limit, root)
+        other = s == "msrvtt" and args.msrvtt_size and prepared_dir(args.msrvtt_size) != prepared_dir()
+        root = prepared_dir(args.msrvtt_size) / "msrvtt" if other else None
+        extract(s, args.encoder, args.batch, args.limit, root, source=prepared_dir(args.msrvtt_size).name if other else "")
 
 
 if __name__ == "__main__":

@@ -432,3 +432,27 @@ def test_train_detectors_trial_out_leaves_the_shared_outputs_alone():
 
     assert caches_outputs(DETECTORS.parent) and not caches_outputs(DETECTORS.parent, no_cache_outputs=True)
     assert not caches_outputs(DETECTORS.parent.parent / "detectors-trial")
+
+
+def test_extract_features_does_not_take_other_pictures_cache_as_complete(tmp_path, monkeypatch):
+    """--msrvtt-size 240 found the cache of the 224-pixel frames complete (same names) and kept it."""
+    import cv2
+    import numpy as np
+
+    import pipelines.extract_features as extract
+
+    monkeypatch.setattr(extract, "feature_dir", lambda encoder: tmp_path / "features")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(photos / f"p{i}.jpg"), np.full((32, 32, 3), 60 * i, np.uint8))
+    grid = extract.extract("coco", "efficientnet-lite0", root=photos)
+    made = grid.stat().st_ino
+    assert extract.extract("coco", "efficientnet-lite0", root=photos) == grid and grid.stat().st_ino == made
+    extract.extract("coco", "efficientnet-lite0", root=photos, source="data240")
+    assert grid.stat().st_ino != made  # encoded again
+    made = grid.stat().st_ino
+    extract.extract("coco", "efficientnet-lite0", root=photos, source="data240")
+    assert grid.stat().st_ino == made and (tmp_path / "features" / "coco_source.txt").read_text() == "data240\n"
+    extract.extract("coco", "efficientnet-lite0", root=photos)
+    assert grid.stat().st_ino != made and not (tmp_path / "features" / "coco_source.txt").exists()
