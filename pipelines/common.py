@@ -182,7 +182,7 @@ def save_npz(path: Path, **arrays) -> None:
 
 
 @contextmanager
-def staged_model(out: Path, keep_manifest: bool = False) -> Iterator[Path]:
+def staged_model(out: Path, start: Path | None = None) -> Iterator[Path]:
     """A temporary folder beside the model folder ``out`` for an export to write into; on success its files
     are renamed into ``out`` one by one (readable by all), ``model.json`` last.
 
@@ -191,7 +191,8 @@ def staged_model(out: Path, keep_manifest: bool = False) -> Iterator[Path]:
     ``captioner run`` then ran without detectors, saying nothing. Stopped before the renames, ``out`` is
     as it was; stopped during them, its model.json is still the previous one, whose checksums name the
     replaced files: loading it fails with a checksum error rather than running degraded.
-    ``keep_manifest``: start from ``out``'s model.json (an export that adds one entry to a model).
+    ``start``: the model folder an export adds to (a presence head, search vectors): its model.json is copied
+    into the stage first, and, where it is not ``out``, its other files too.
     """
     import shutil
     import tempfile
@@ -202,8 +203,11 @@ def staged_model(out: Path, keep_manifest: bool = False) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".export.tmp", dir=out.parent))
     try:
-        if keep_manifest:
-            shutil.copyfile(out / MANIFEST, stage / MANIFEST)
+        if start is not None:
+            other = Path(start).resolve() != out.resolve()
+            for f in sorted(Path(start).iterdir()):
+                if f.is_file() and (other or f.name == MANIFEST):
+                    shutil.copyfile(f, stage / f.name)
         yield stage
         out.mkdir(exist_ok=True)
         for f in sorted(stage.iterdir(), key=lambda f: f.name == MANIFEST):

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -45,7 +44,7 @@ from torch.nn import functional as F
 from captioner.detect import Detectors, PresenceHead, load_detectors, save_presence
 from captioner.weights import read_manifest, update_manifest
 
-from .common import CACHE, out_folder, positive_int, share
+from .common import CACHE, out_folder, positive_int, share, staged_model
 from .extract_features import pooled_cells
 from .train_detectors import average_precision, labelled_sets
 
@@ -159,13 +158,11 @@ def main() -> None:
     run = CACHE / "runs" / "presence"
     run.mkdir(parents=True, exist_ok=True)
     (run / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    if args.out.resolve() != args.model.resolve():
-        shutil.copytree(args.model, args.out, dirs_exist_ok=True)
-    entry = save_presence(args.out, head)
-    entry.update({"rule": report["threshold_rule"], "heldout": report["heldout"],
-                  "command": "python -m pipelines.train_presence --model weights --out weights"})
-    update_manifest(args.out, lambda m: m["detectors"].update(presence=entry))
-    (args.out / "presence.safetensors").chmod(0o644)
+    with staged_model(args.out, start=args.model) as stage:  # a copy of --model with the head; model.json last
+        entry = save_presence(stage, head)
+        entry.update({"rule": report["threshold_rule"], "heldout": report["heldout"],
+                      "command": "python -m pipelines.train_presence --model weights --out weights"})
+        update_manifest(stage, lambda m: m["detectors"].update(presence=entry))
     log.info("epoch %d, threshold %.3f; held-out %s; wrote %s (%.0f s)", best_state[1], threshold,
              json.dumps(report["heldout"]), args.out, time.time() - t0)
 

@@ -442,7 +442,7 @@ def export(checkpoint: Path, out: Path, counts: dict) -> None:
     emb = checkpoint_embedder(ck)
     best = next(h for h in ck["history"] if h["epoch"] == ck["epoch"])
     photos = ", ".join(f"{n} train photos ({k:,})" for n, k in counts.get("photos", {}).items())
-    with staged_model(out, keep_manifest=True) as stage:  # model.json last, vse.safetensors readable by all
+    with staged_model(out, start=out) as stage:  # model.json last, vse.safetensors readable by all
         entry = save_vse(stage, emb, {"trained_on": "MSR-VTT train videos" + (f" ({counts['train_videos']})" if "train_videos" in counts else "") + (f" and {photos}" if photos else ""),
                                       "val": {k: best[k] for k in ("R@1", "R@5", "R@10", "median_rank")},
                                       "command": "python -m pipelines.train_vse --init weights --out weights"})

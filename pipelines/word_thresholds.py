@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ import numpy as np
 from captioner.detect import PERSON_WORDS, load_detectors
 from captioner.weights import read_manifest, update_manifest
 
-from .common import CACHE, out_folder, share
+from .common import CACHE, out_folder, share, staged_model
 from .train_detectors import average_precision, labelled_sets, stack
 
 log = logging.getLogger("word_thresholds")
@@ -72,10 +71,9 @@ def main() -> None:
     probs = np.concatenate([det.frame_probs(x[s : s + 512]) for s in range(0, len(x), 512)])
     chosen, report = thresholds(probs, y, words, args.recall, args.min_ap, args.min_positives)
     log.info("%d held-out pictures; %d of %d words get a threshold (AP >= %.2f)", len(x), len(chosen), len(report), args.min_ap)
-    if args.out.resolve() != args.model.resolve():
-        shutil.copytree(args.model, args.out, dirs_exist_ok=True)
     rule = f"held-out pictures showing the word keep it for {args.recall:.0%} of them; words with held-out AP >= {args.min_ap}"
-    update_manifest(args.out, lambda m: m["detectors"].update(word_thresholds=chosen, word_threshold_rule=rule))
+    with staged_model(args.out, start=args.model) as stage:  # a copy of --model with the thresholds; model.json last
+        update_manifest(stage, lambda m: m["detectors"].update(word_thresholds=chosen, word_threshold_rule=rule))
     report_path = CACHE / "runs" / "word_thresholds" / f"{args.out.name}.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=1) + "\n")

@@ -456,3 +456,26 @@ def test_extract_features_does_not_take_other_pictures_cache_as_complete(tmp_pat
     assert grid.stat().st_ino == made and (tmp_path / "features" / "coco_source.txt").read_text() == "data240\n"
     extract.extract("coco", "efficientnet-lite0", root=photos)
     assert grid.stat().st_ino != made and not (tmp_path / "features" / "coco_source.txt").exists()
+
+
+def test_a_copy_of_a_model_with_one_entry_more_is_whole_or_absent(tmp_path, tiny_model):
+    """train_presence and word_thresholds copied --model into --out file by file, then changed model.json: stopped
+    midway, --out was half a model."""
+    import json
+
+    from captioner.weights import update_manifest
+    from pipelines.common import staged_model
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        with staged_model(out, start=tiny_model) as stage:
+            update_manifest(stage, lambda m: m.update(grammar={"words": ["running"]}))
+            raise KeyboardInterrupt
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    with staged_model(out, start=tiny_model) as stage:
+        update_manifest(stage, lambda m: m.update(grammar={"words": ["running"]}))
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in tiny_model.iterdir())
+    assert json.loads((out / "model.json").read_text())["grammar"] == {"words": ["running"]}
+    assert "grammar" not in json.loads((tiny_model / "model.json").read_text())
+    with staged_model(out, start=out) as stage:  # in place: only model.json is staged
+        assert [p.name for p in stage.iterdir()] == ["model.json"]
