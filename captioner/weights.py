@@ -91,8 +91,11 @@ def save_model(folder: Path, state_dict: dict, vocab: Vocabulary, config: Decode
 
 
 def write_manifest(folder: str | Path, manifest: Mapping[str, Any]) -> None:
-    """Write a model folder's ``model.json`` (one layout for every job that writes one)."""
-    (Path(folder) / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    """Write a model folder's ``model.json`` (one layout for every job that writes one), atomically: the jobs
+    that add an entry rewrite it in place, and one stopped mid-write left a model that no longer loaded."""
+    from .outputs import write_atomic
+
+    write_atomic(Path(folder) / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
 
 
 def update_manifest(folder: str | Path, edit: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:

@@ -507,3 +507,22 @@ def test_a_fine_tune_carries_the_caption_banks_only_for_the_same_vocabulary(tmp_
     assert "bank" not in got and "photo_bank" not in got and not (other / "bank.safetensors").exists()
     assert got["vse"] == {"sha256": "vse"} and (other / "vse.safetensors").exists()
     assert "rebuild them with python -m pipelines.caption_bank" in caplog.text
+
+
+def test_a_manifest_rewrite_stopped_midway_leaves_the_old_one(tmp_path, monkeypatch):
+    """The offline jobs add entries to model.json in place: one stopped mid-write left a half file and a
+    model that no longer loaded. It is written atomically now."""
+    import os
+
+    from captioner.weights import read_manifest, write_manifest
+
+    write_manifest(tmp_path, {"name": "before", "format": 1})
+
+    def stopped(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        write_manifest(tmp_path, {"name": "after", "format": 1, "more": "x" * 100000})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json"]
+    assert (tmp_path / "model.json").read_text().startswith('{\n "name": "before"')
