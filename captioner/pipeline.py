@@ -537,7 +537,7 @@ class Captioner:
         out = _VideoCues(self, info, progress)
         stats = DecodeStats()
         # the reader's generator, closed here: a failure kept by the caller (a REPL's traceback) kept the file open
-        source = within(read_frames(info.path, sampling.fps, keyframes=sampling.fast, stats=stats), start, end)
+        source = within(read_frames(info.path, sampling.fps, keyframes=sampling.fast, stats=stats), start, end, stats)
         batches = _batches(prefetch(map(self._squash, source), depth=2 * batch_size), batch_size)
         n_frames, t_encode, last_time = 0, 0.0, 0.0
         try:
@@ -561,9 +561,11 @@ class Captioner:
             batches.close()  # the reader thread stops (prefetch's own finally) before its generator is closed
             with contextlib.suppress(ValueError):  # a reader still busy after prefetch's wait ends on its own
                 source.close()
-        if not n_frames and start and stats.end_time:  # the container's length was unknown or wrong
+        if not n_frames and start and stats.end_time and stats.end_time <= start:  # length unknown or wrong
             raise CaptionerError(f"{info.path}: --start {start:g} s is past the end of the video "
                                  f"({stats.end_time:.1f} s)")
+        if not n_frames and end is not None and stats.decoded:  # the picture begins later (sound first)
+            raise CaptionerError(f"{info.path}: the picture begins after --end {end:g} s")
         if not n_frames:
             raise VideoError(f"{info.path}: no decodable frames")
         if progress:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -353,15 +354,28 @@ def read_frames(path: str | Path, fps: float, *, keyframes: bool = False,
     return iter_frames(path, fps, stats=stats)
 
 
-def within(frames: Iterator[Frame], start: float = 0.0, end: float | None = None) -> Iterator[Frame]:
+def within(frames: Iterator[Frame], start: float = 0.0, end: float | None = None,
+           stats: DecodeStats | None = None) -> Iterator[Frame]:
     """The frames of ``frames`` from ``start`` seconds up to (not at) ``end``; reading stops at ``end``
-    (the reader is closed there, its file released), so a scene near a film's start costs that scene."""
+    (the reader is closed there, its file released), so a scene near a film's start costs that scene.
+
+    A stretch that no sample falls in (shorter than the sampling interval, or between two key frames
+    with ``--fast``) gets the last sample before it, timed at ``start``: the picture shown there. Only
+    where the stream reaches ``start`` (``stats``, as the reader fills it in): past the end, nothing.
+    """
+    before: Frame | None = None
+    found = False
     try:
         for frame in frames:
             if end is not None and frame.time >= end:
-                return
-            if frame.time >= start:
-                yield frame
+                break
+            if frame.time < start:
+                before = frame
+                continue
+            found = True
+            yield frame
+        if not found and before is not None and (stats is None or stats.end_time > start):
+            yield dataclasses.replace(before, time=start)
     finally:
         close = getattr(frames, "close", None)
         if close is not None:

@@ -106,3 +106,21 @@ def test_the_library_refuses_a_stretch_that_is_not_one(start, end) -> None:
 
     with pytest.raises(ValueError, match=r"SamplingConfig\.(start|end) must be a finite number"):
         configure(start=start, end=end)
+
+
+def test_a_stretch_between_two_samples_gets_the_picture_shown_there(tmp_path, film, tiny_model) -> None:
+    """No sample fell inside a stretch shorter than the sampling interval (or between two key frames with
+    --fast): the run failed with "--start ... is past the end of the video". The last sample before it
+    stands in, timed at the stretch's start."""
+    stats = DecodeStats()
+    frames = list(within(iter_frames(film, 0.25, stats=stats), 5.0, 6.5, stats))
+    assert [(f.index, f.time) for f in frames] == [(40, 5.0)]  # the sample at 4.0 s, frame 40
+    result = cli("run", film, "-o", tmp_path, "--model", tiny_model, "--beam-size", "1", "--fps", "0.25",
+                 "--start", "5", "--end", "6.5", "--min-duration", "0")
+    assert result.exit_code == 0, result.stderr
+    cues = list(srt.parse((tmp_path / "film.srt").read_text(encoding="utf-8")))
+    assert [(c.start.total_seconds(), c.end.total_seconds()) for c in cues] == [(5.0, 6.5)]
+    past = DecodeStats()
+    assert list(within(iter_frames(film, 0.25, stats=past), 12.5, None, past)) == []  # the stream ends at 12 s
+    result = cli("run", film, "-o", tmp_path / "past", "--model", tiny_model, "--fps", "0.25", "--start", "12.5")
+    assert result.exit_code == 1 and "--start 12.5 s is past the end of the video" in result.stderr
