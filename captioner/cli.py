@@ -171,8 +171,8 @@ def caption_options(f):
 
 
 class _Time(click.ParamType):
-    """A time in the video: seconds (``90``, ``90.5``) or ``[HH:]MM:SS[.mmm]`` (``1:30``, ``01:02:03.5``), as
-    ffmpeg's ``-ss`` reads it (an SRT-style ``,`` before the milliseconds too)."""
+    """A time in the video: seconds (``90``, ``90.5``) or ``[HH:]MM:SS[.mmm]`` (``1:30``, ``01:02:03.5``; an
+    SRT-style ``,`` before the milliseconds too). Minutes without hours may pass 59 (``100:00``)."""
 
     name = "TIME"
 
@@ -191,7 +191,10 @@ class _Time(click.ParamType):
         seconds = float(last.replace(",", "."))
         if minutes is not None and seconds >= 60 or hours is not None and int(minutes) >= 60:
             self.fail(f"{value!r} is not a time: minutes and seconds go up to 59", param, ctx)
-        total = int(hours or 0) * 3600 + int(minutes or 0) * 60 + seconds
+        try:
+            total = float(int(hours or 0) * 3600 + int(minutes or 0) * 60) + seconds
+        except OverflowError:  # hundreds of digits of hours
+            total = math.inf
         if not math.isfinite(total):
             self.fail(f"{value!r} is not a finite time", param, ctx)
         return total
@@ -377,7 +380,7 @@ def main() -> None:
 @click.option("--start", type=_Time(), default=_D.sampling.start,
               help="Caption from this time of the video: seconds (90.5) or [HH:]MM:SS[.mmm]. Cue times stay the "
                    "video's, so the subtitles play with the whole file; frames before it are decoded, not looked at. "
-                   "Default: the start.")
+                   "The outputs are named for the stretch (talk.1m30s-2m00s.srt). Default: the start.")
 @click.option("--end", type=_Time(), default=_D.sampling.end,
               help="Caption up to this time (same forms as --start); reading stops there. Default: the end.")
 @caption_options
@@ -392,7 +395,7 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
         raise click.BadParameter(f"{end:g} s is not after --start ({start:g} s)", param_hint="'--end'")
     _setup_logging(verbose, quiet)
     from .batch.job import caption_one
-    from .outputs import output_bases, output_problem, prepare_output_dir, remove_empty
+    from .outputs import output_bases, output_problem, prepare_output_dir, remove_empty, stretch_label
     from .writers import foreign_outputs, foreign_reason
 
     config = build_config(formats=formats, start=start, end=end, **options)
@@ -412,6 +415,8 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
                 failed += 1
                 _fail(str(base))
                 continue
+            if start or end is not None:  # a scene's subtitles beside the film's, never in their place
+                base = base.with_name(f"{base.name}.{stretch_label(start, end)}")
             foreign = [] if overwrite else foreign_outputs(base, config.output.formats)
             problem = foreign_reason(foreign[0]) if foreign else output_problem(base, config.output.formats)
             if problem:  # before captioning: nothing of the user's is replaced, and no time is spent

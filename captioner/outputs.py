@@ -151,6 +151,24 @@ def keep_extensions(pairs: Sequence[tuple[Path, Path]]) -> list[Path]:
             for video, base in pairs]
 
 
+def stretch_label(start: float, end: float | None) -> str:
+    """How the outputs of one stretch of a video are told from the whole video's: ``1m30s-2m05.5s``
+    (``talk.1m30s-2m05.5s.srt``; ``end`` None: ``1m30s-end``).
+
+    Under the video's own name, a scene's subtitles replaced the whole film's, and ``batch`` took
+    them (newer than the video, captioner's own) for the finished video's.
+    """
+    def clock(seconds: float) -> str:
+        hours, rest = divmod(round(seconds, 3), 3600)
+        minutes, secs = divmod(rest, 60)
+        text = f"{secs:.3f}".rstrip("0").rstrip(".") + "s"
+        if hours:
+            return f"{int(hours)}h{int(minutes):02d}m{'0' if secs < 10 else ''}{text}"
+        return f"{int(minutes)}m{'0' if secs < 10 else ''}{text}" if minutes else text
+
+    return f"{clock(start)}-{'end' if end is None else clock(end)}"
+
+
 def output_bases(videos: Sequence[Path], output_dir: Path | None) -> list[tuple[Path, "Path | CaptionerError"]]:
     """(video, output base) for ``captioner run``'s list of videos, by the rules a batch uses.
 

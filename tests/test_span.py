@@ -36,7 +36,8 @@ def test_times_read_as_ffmpeg_reads_them(text: str, seconds: float) -> None:
     assert _Time().convert(text, None, None) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "abc", "-3", "1:75", "1:60:00", "1::2", "1e3", "inf", "nan", "1:2:3:4"])
+@pytest.mark.parametrize("text", ["", "abc", "-3", "1:75", "1:60:00", "1::2", "1e3", "inf", "nan", "1:2:3:4",
+                                  "9" * 400 + ":00:00"])
 def test_what_is_not_a_time_is_refused(text: str) -> None:
     with pytest.raises(click.BadParameter):
         _Time().convert(text, None, None)
@@ -46,10 +47,11 @@ def test_run_captions_only_the_stretch_asked_for(tmp_path, film, tiny_model) -> 
     result = cli("run", film, "-o", tmp_path, "-f", "srt,json", "--model", tiny_model, "--beam-size", "1",
                  "--fps", "2", "--start", "4", "--end", "0:08.5", "--min-duration", "0")
     assert result.exit_code == 0, result.stderr
-    cues = list(srt.parse((tmp_path / "film.srt").read_text(encoding="utf-8")))
+    assert files_under(tmp_path) == ["film.4s-8.5s.json", "film.4s-8.5s.srt"]  # never in the whole video's place
+    cues = list(srt.parse((tmp_path / "film.4s-8.5s.srt").read_text(encoding="utf-8")))
     assert cues[0].start.total_seconds() == 4.0  # the stretch's start, on the video's clock
     assert cues[-1].end.total_seconds() == 8.5
-    data = json.loads((tmp_path / "film.json").read_text(encoding="utf-8"))
+    data = json.loads((tmp_path / "film.4s-8.5s.json").read_text(encoding="utf-8"))
     video = data["metadata"]["video"]
     assert video["captioned"] == [4.0, 8.5] and video["duration"] == 12.0  # the video's own length kept
     assert video["frames_sampled"] == 9  # 4.0, 4.5, ... 8.0
@@ -66,7 +68,7 @@ def test_fast_mode_keeps_to_the_stretch_too(tmp_path, film, tiny_model) -> None:
     result = cli("run", film, "-o", tmp_path, "--fast", "--model", tiny_model, "--beam-size", "1",
                  "--start", "6", "--min-duration", "0")
     assert result.exit_code == 0, result.stderr
-    cues = list(srt.parse((tmp_path / "film.srt").read_text(encoding="utf-8")))
+    cues = list(srt.parse((tmp_path / "film.6s-end.srt").read_text(encoding="utf-8")))
     assert cues and cues[0].start.total_seconds() == 6.0 and cues[-1].end.total_seconds() == 12.0
 
 
@@ -118,9 +120,27 @@ def test_a_stretch_between_two_samples_gets_the_picture_shown_there(tmp_path, fi
     result = cli("run", film, "-o", tmp_path, "--model", tiny_model, "--beam-size", "1", "--fps", "0.25",
                  "--start", "5", "--end", "6.5", "--min-duration", "0")
     assert result.exit_code == 0, result.stderr
-    cues = list(srt.parse((tmp_path / "film.srt").read_text(encoding="utf-8")))
+    cues = list(srt.parse((tmp_path / "film.5s-6.5s.srt").read_text(encoding="utf-8")))
     assert [(c.start.total_seconds(), c.end.total_seconds()) for c in cues] == [(5.0, 6.5)]
     past = DecodeStats()
     assert list(within(iter_frames(film, 0.25, stats=past), 12.5, None, past)) == []  # the stream ends at 12 s
     result = cli("run", film, "-o", tmp_path / "past", "--model", tiny_model, "--fps", "0.25", "--start", "12.5")
     assert result.exit_code == 1 and "--start 12.5 s is past the end of the video" in result.stderr
+
+
+def test_a_stretch_is_named_apart_from_the_whole_video(tmp_path, film, tiny_model) -> None:
+    """Under the video's own name a scene's subtitles replaced the whole film's, and batch then took them
+    (newer than the video, captioner's own) for the finished video's."""
+    from captioner.outputs import stretch_label
+
+    video = tmp_path / "in" / "film.mp4"
+    video.parent.mkdir()
+    video.write_bytes(film.read_bytes())
+    assert cli("run", video, "--model", tiny_model, "--beam-size", "1", "-q").exit_code == 0
+    whole = (tmp_path / "in" / "film.srt").read_bytes()
+    assert cli("run", video, "--model", tiny_model, "--beam-size", "1", "-q", "--start", "0:03",
+               "--end", "7.25").exit_code == 0
+    assert (tmp_path / "in" / "film.srt").read_bytes() == whole
+    assert (tmp_path / "in" / "film.3s-7.25s.srt").is_file()
+    assert [stretch_label(*s) for s in ((0, None), (90, 125.5), (3750, 3900), (59.9996, 61), (7200.5, None))] == [
+        "0s-end", "1m30s-2m05.5s", "1h02m30s-1h05m00s", "1m00s-1m01s", "2h00m00.5s-end"]
