@@ -143,9 +143,9 @@ class TextEmbedder:
             return out
         # a query or two: one BLAS thread (a second one only waits for its share of a tiny
         # product; on a busy 2-core machine a query took 2.9 s with two threads, 0.27 s with one)
-        from threadpoolctl import threadpool_limits
+        from .native import blas_limited
 
-        with threadpool_limits(1 if len(texts) <= 16 else None, user_api="blas"):
+        with blas_limited(1 if len(texts) <= 16 else None):
             self._embed_sorted(encs, order, out, self._forward)
         return out
 

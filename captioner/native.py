@@ -1,16 +1,20 @@
-"""FFmpeg's and OpenCV's own messages, which they write straight to the process's stderr.
+"""What native libraries do to the whole process: their messages, their thread pools.
 
-"moov atom not found", "[ WARN:0@0.2] ... can't be used to capture by name", hundreds of
-"ac-tex damaged" lines for a damaged clip: around the CLI's one ``error:`` line, and from a
-library that promises never to print. Light (no cv2 import): the CLI calls it before the
-commands import cv2, the video reader before it first opens a file.
+FFmpeg's and OpenCV's own messages, written straight to the process's stderr ("moov atom not
+found", "[ WARN:0@0.2] ... can't be used to capture by name", hundreds of "ac-tex damaged" lines
+for a damaged clip), around the CLI's one ``error:`` line and from a library that promises never
+to print; and BLAS's thread pool, which threadpoolctl limits for the whole process at once.
+Light (no cv2 or NumPy import): the CLI calls it before the commands import cv2.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import threading
+from typing import Any, Iterator
 
 
 def quiet_native_logs() -> None:
@@ -32,3 +36,41 @@ def quiet_native_logs() -> None:
             cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         except AttributeError:  # a build without cv2.utils.logging
             pass
+
+
+_BLAS_LOCK = threading.Lock()
+_blas_users = 0
+_blas_limiter: Any = None
+
+
+@contextlib.contextmanager
+def blas_limited(threads: int | None, controller: Any = None) -> Iterator[None]:
+    """BLAS limited to ``threads`` (None: as it is) while any caller needs it, and given back when the last
+    one is done; ``controller``: a ``threadpoolctl.ThreadpoolController`` to reuse (one is made if None).
+
+    threadpoolctl's limits are process-wide: two threads' overlapping limits (a Captioner decoding in
+    two threads, a search query beside a decode) each saved the other's limit as the original and
+    restored them out of order, leaving the application's own NumPy on one thread for good.
+    Overlapping callers share the first one's limit.
+    """
+    global _blas_users, _blas_limiter
+    if threads is None:
+        yield
+        return
+    with _BLAS_LOCK:
+        if _blas_users == 0:
+            if controller is None:
+                from threadpoolctl import ThreadpoolController
+
+                controller = ThreadpoolController()
+            _blas_limiter = controller.limit(limits=threads, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
+

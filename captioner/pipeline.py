@@ -26,6 +26,7 @@ import numpy as np
 from .concepts import top_concepts
 from .config import CaptionConfig, usable_cpus
 from .errors import CaptionerError, VideoError
+from .native import blas_limited
 from .progress import Progress, ProgressCallback  # noqa: F401  (Progress: importable from here too)
 from .review import Snapshot, encode_jpeg, shrink, snapshots_for, thumbnail_size
 from .search import Hypothesis, search_many
@@ -276,7 +277,7 @@ class Captioner:
         model has word vectors (``_rerank``; ``DecodingConfig.rerank_weight`` / ``photo_rerank_weight``).
         ``threads``: BLAS threads for this call (default: one, or ``config.threads``).
         """
-        with _blas_limited(self._blas, threads or self._blas_threads):
+        with blas_limited(threads or self._blas_threads, self._blas):
             feats = [np.asarray(f, dtype=np.float32) for f, _ in items]
             probs = [None if p is None else np.asarray(p, dtype=np.float32) for _, p in items]
             detected = [self._detect(f) for f in feats]
@@ -663,34 +664,6 @@ class _VideoCues:
             if self.progress:
                 self.progress(Progress("segments", self.n_segments, 0))
         self.seconds += time.perf_counter() - t0
-
-
-_BLAS_LOCK = threading.Lock()
-_blas_users = 0
-_blas_limiter: Any = None
-
-
-@contextlib.contextmanager
-def _blas_limited(controller: Any, threads: int) -> Iterator[None]:
-    """BLAS limited to ``threads`` while any caller decodes, and given back when the last one is done.
-
-    threadpoolctl's limits are process-wide: two threads' overlapping limits each saved the other's
-    limit as the original and restored them out of order, leaving the application's own NumPy on one
-    thread for good. Overlapping callers share the first one's limit.
-    """
-    global _blas_users, _blas_limiter
-    with _BLAS_LOCK:
-        if _blas_users == 0:
-            _blas_limiter = controller.limit(limits=threads, user_api="blas")
-        _blas_users += 1
-    try:
-        yield
-    finally:
-        with _BLAS_LOCK:
-            _blas_users -= 1
-            if _blas_users == 0:
-                _blas_limiter.restore_original_limits()
-                _blas_limiter = None
 
 
 def _span(info: VideoInfo, start: float, end: float | None) -> tuple[float, float | None]:

@@ -281,11 +281,11 @@ def test_a_failure_the_caller_keeps_does_not_keep_the_video_open(tmp_path, tiny_
 
 
 def test_overlapping_decodes_give_the_applications_blas_threads_back():
-    """Two threads decoding at once each saved the other's limit as the original and restored them out of
-    order: the application's own NumPy was left on one BLAS thread for good."""
+    """Two threads decoding at once (or a decode beside a search query) each saved the other's limit as the
+    original and restored them out of order: the application's own NumPy was left on one BLAS thread for good."""
     from threadpoolctl import ThreadpoolController, threadpool_info
 
-    from captioner.pipeline import _blas_limited
+    from captioner.native import blas_limited
 
     def blas_threads() -> list[int]:
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
@@ -293,10 +293,10 @@ def test_overlapping_decodes_give_the_applications_blas_threads_back():
     before = blas_threads()
     if not before or max(before) < 2:
         pytest.skip("BLAS runs one thread here: nothing to give back")
-    controller = ThreadpoolController()
-    first, second = _blas_limited(controller, 1), _blas_limited(controller, 1)
+    # a decode (the Captioner's controller) and a search query (embed.py, its own) in two threads
+    first, second = blas_limited(1, ThreadpoolController()), blas_limited(1)
     first.__enter__()
-    second.__enter__()  # another thread's decode begins while the first runs
+    second.__enter__()  # the other thread's work begins while the first runs
     assert max(blas_threads()) == 1
     first.__exit__(None, None, None)  # ... and ends after it
     assert max(blas_threads()) == 1  # still decoding
