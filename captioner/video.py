@@ -582,10 +582,13 @@ URL_HINT = " (a URL: captioner reads local files only; download it first)"
 
 
 def no_such_file(path: str | Path, what: str = "file") -> str:
-    """``<path>: no such file``, a URL as typed (a ``Path`` keeps ``https://x`` as ``https:/x``) and why it
-    is no file here."""
+    """``<path>: no such file``, a URL as typed (a ``Path`` keeps ``https://x`` as ``https:/x``, ``file:///x``
+    as ``file:/x``) and why it is no file here."""
     if not looks_like_url(path):
         return f"{path}: no such {what}"
+    local = re.match(r"(?i)file:(/+.*)", str(path))
+    if local:  # a local file written as a URL: its path is what to give
+        return f"file://{local.group(1)}: no such {what} (a file: URL: give the path itself, {local.group(1)})"
     return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)", r"\1://", str(path)) + f": no such {what}" + URL_HINT
 
 

@@ -115,6 +115,14 @@ def test_a_url_is_named_as_one(tmp_path, tiny_model, monkeypatch, url) -> None:
                                                      "(a URL: captioner reads local files only; download it first)\n")
 
 
+def test_a_file_url_is_named_as_typed_with_its_path(tmp_path, tiny_model, monkeypatch) -> None:
+    """file:///x lost a slash (a Path keeps file:/x) and was told to be downloaded."""
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("file:///no/where/talk.mp4", model=tiny_model)
+    assert_one_error(result, "file:///no/where/talk.mp4: no such file (a file: URL: give the path itself, "
+                             "/no/where/talk.mp4)")
+
+
 @pytest.mark.parametrize("name", ["videos", ".", ".."])
 def test_directory_is_not_a_video(tmp_path, tiny_model, monkeypatch, name) -> None:
     (tmp_path / "work" / "videos").mkdir(parents=True)
