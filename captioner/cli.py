@@ -250,14 +250,29 @@ class _Group(click.Group):
     """
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
+        import signal
+        import threading
+
+        # A Ctrl-C before ``invoke`` takes over (click parsing the command line) was click's "Aborted!" and
+        # exit 1: it raises an exception click does not catch. Only over Python's own handler.
+        early = None
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            early = signal.signal(signal.SIGINT, _interrupted_early)
         try:
             return super().main(*args, **kwargs)
+        except _EarlyInterrupt:
+            _say("interrupted")
+            sys.exit(130)
         except OSError as exc:  # stdout on a full disk (image > list.txt, --help > /dev/full): was a traceback
             if exc.errno not in _OUTPUT_FULL:
                 raise  # a broken pipe is click's (quiet); anything else is a bug: its traceback says where
             sys.stdout = open(os.devnull, "w", encoding="utf-8")  # what is still buffered goes nowhere at exit
             _say(f"error: cannot write the output: {exc.strerror or exc}")
             sys.exit(1)
+        finally:
+            if early is not None:
+                signal.signal(signal.SIGINT, early)
 
     def invoke(self, ctx: click.Context):
         import signal
@@ -319,6 +334,14 @@ def _say(line: str) -> None:
 #: the flag stays set and ``_checked`` raises again at the next progress report, before
 #: any file is written.
 _INTERRUPTED: list[object] = []
+
+
+class _EarlyInterrupt(BaseException):
+    """A Ctrl-C while click parses the command line (not a KeyboardInterrupt: click would catch it)."""
+
+
+def _interrupted_early(signum, frame) -> None:
+    raise _EarlyInterrupt
 
 
 def _on_signal(signum, frame) -> None:

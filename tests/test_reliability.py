@@ -605,3 +605,24 @@ def test_the_library_keeps_ffmpegs_own_messages_off_stderr(tmp_path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(),
                           cwd=tmp_path, timeout=60)
     assert (done.stdout, done.stderr) == ("VideoError\n", "")
+
+
+def test_ctrl_c_while_click_reads_the_command_line(monkeypatch) -> None:
+    """Between the imports and the command's own handling, click turned a Ctrl-C into "Aborted!" and exit 1."""
+    import click
+
+    parse = click.Group.make_context
+
+    def interrupted(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C while the options are read
+        time.sleep(0.05)
+        return parse(self, *args, **kwargs)
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (CI may start us ignoring it)
+    try:
+        monkeypatch.setattr(click.Group, "make_context", interrupted)
+        result = cli("info")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert (result.exit_code, result.stderr) == (130, "interrupted\n")
