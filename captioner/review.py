@@ -315,7 +315,7 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
 </ol>
 </section>
 </main>"""
-    return _page(f"{v['name'] or 'video'} · captions", body, data, _asset("review.css"), _asset("review.js"))
+    return _page(f"{v['name'] or 'video'} · captions", body, data, _asset("review.css"), _asset("bar.js") + _asset("review.js"))
 
 
 def write_page(cues: Sequence[Any], doc: "Document") -> str:
@@ -413,7 +413,7 @@ def format_index(entries: Sequence[IndexEntry], index: Path, title: str = "Capti
 </table>
 <p id="nothing" class="empty" hidden>No video matches.</p>
 </main>"""
-    return _page(title, body, {"version": 1, "videos": videos}, _asset("review.css"), _asset("index.js"))
+    return _page(title, body, {"version": 1, "videos": videos}, _asset("review.css"), _asset("bar.js") + _asset("index.js"))
 
 
 def index_path(root: Path, pages: Sequence[Path]) -> Path:

@@ -25,28 +25,24 @@ def positive_int(text: str) -> int:
     """An argparse type for counts that must be at least 1 (epochs, batch sizes, threads, folds):
     0 or less gave tracebacks deep in a job (ZeroDivisionError, an empty range) or, worse, silently
     wrote nothing or all-zero features and exited 0."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    return _whole_number(text, 1, "must be at least 1")
 
 
 def count(text: str) -> int:
     """An argparse type for counts that may be 0 (sentences per epoch, captions per picture): -5 was taken as 0
     or failed deep in a job."""
+    return _whole_number(text, 0, "must be 0 or more")
+
+
+def _whole_number(text: str, least: int, rule: str) -> int:
     import argparse
 
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{rule}, got {value}")
     return value
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from videos import make_video
+from videos import make_video, write_photos
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 
@@ -195,10 +195,7 @@ def test_extract_features_limit_leaves_the_cache_whole(tmp_path, monkeypatch):
     import pipelines.extract_features as extract
 
     monkeypatch.setattr(extract, "feature_dir", lambda encoder: tmp_path / "features")
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(photos / f"p{i}.jpg"), np.full((32, 32, 3), 40 * i, np.uint8))
+    photos = write_photos(tmp_path / "photos", 3, 40)
     extract.extract("coco", "efficientnet-lite0", root=photos)
     grid = tmp_path / "features" / "coco_grid.npy"
     assert np.load(grid).shape[0] == 3

@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from videos import write_photos
+
 
 def test_fuzz_refuses_an_out_holding_files_it_did_not_make(tmp_path):
     """``pipelines.fuzz --out DIR`` emptied DIR/videos and DIR/subs whatever they held."""
@@ -436,16 +438,10 @@ def test_train_detectors_trial_out_leaves_the_shared_outputs_alone():
 
 def test_extract_features_does_not_take_other_pictures_cache_as_complete(tmp_path, monkeypatch):
     """--msrvtt-size 240 found the cache of the 224-pixel frames complete (same names) and kept it."""
-    import cv2
-    import numpy as np
-
     import pipelines.extract_features as extract
 
     monkeypatch.setattr(extract, "feature_dir", lambda encoder: tmp_path / "features")
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(2):
-        cv2.imwrite(str(photos / f"p{i}.jpg"), np.full((32, 32, 3), 60 * i, np.uint8))
+    photos = write_photos(tmp_path / "photos", 2, 60)
     grid = extract.extract("coco", "efficientnet-lite0", root=photos)
     made = grid.stat().st_ino
     assert extract.extract("coco", "efficientnet-lite0", root=photos) == grid and grid.stat().st_ino == made

@@ -7,6 +7,7 @@ swallow one into ``result.exception``) and no file written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -349,23 +350,29 @@ def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path, tiny_model, clip_avi, mon
 
 def test_sigint_in_a_real_process(tmp_path, tiny_model) -> None:
     """A real SIGINT while captioning: exit 130, one line, no subtitle file."""
+    with _long_run(tmp_path, tiny_model, _sigint_as_in_a_terminal) as proc:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=60) == 130
+    assert rest == "interrupted\n"
+    assert files_under(tmp_path) == ["long.mp4"]
+
+
+@contextlib.contextmanager
+def _long_run(tmp_path: Path, model: Path, preexec_fn):
+    """``captioner run -v`` of a 60 s clip in a child process, once it is captioning; killed on the way out."""
     clip = make_video(tmp_path / "long.mp4", [("red", 30.0), ("blue", 30.0)], fps=10)  # 600 frames to encode
-    proc = subprocess.Popen(captioner_command("run", "-v", "--fps", "10", "--model", tiny_model, clip.path),
-                            stderr=subprocess.PIPE, text=True, env=subprocess_env(), cwd=REPO,
-                            preexec_fn=_sigint_as_in_a_terminal)
+    proc = subprocess.Popen(captioner_command("run", "-v", "--fps", "10", "--model", model, clip.path),
+                            stderr=subprocess.PIPE, text=True, env=subprocess_env(), cwd=REPO, preexec_fn=preexec_fn)
     try:
         first = proc.stderr.readline()
         assert first.startswith("info: loaded model tiny-test"), first
         time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        rest = proc.stderr.read()
-        assert proc.wait(timeout=60) == 130
+        yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert rest == "interrupted\n"
-    assert files_under(tmp_path) == ["long.mp4"]
 
 
 def test_ctrl_c_while_the_command_line_loads(tmp_path) -> None:
@@ -396,24 +403,13 @@ def _sigint_as_in_a_terminal() -> None:
 def test_an_ignored_sigint_stays_ignored(tmp_path, tiny_model) -> None:
     """Started ignoring Ctrl-C (a shell's `captioner run … &`), a run goes on through it, as Python leaves it
     ignored; a SIGTERM still stops it with its one line."""
-    clip = make_video(tmp_path / "long.mp4", [("red", 30.0), ("blue", 30.0)], fps=10)
-    proc = subprocess.Popen(captioner_command("run", "-v", "--fps", "10", "--model", tiny_model, clip.path),
-                            stderr=subprocess.PIPE, text=True, env=subprocess_env(), cwd=REPO,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    try:
-        first = proc.stderr.readline()
-        assert first.startswith("info: loaded model tiny-test"), first
-        time.sleep(0.3)
+    with _long_run(tmp_path, tiny_model, lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) as proc:
         proc.send_signal(signal.SIGINT)
         time.sleep(0.5)
         assert proc.poll() is None  # still captioning
         proc.send_signal(signal.SIGTERM)
         rest = proc.stderr.read()
         assert proc.wait(timeout=60) == 143
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert rest.endswith("terminated\n") and "interrupted" not in rest, rest
     assert files_under(tmp_path) == ["long.mp4"]
 

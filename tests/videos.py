@@ -242,6 +242,15 @@ def patch_avi_header(
     return dst
 
 
+def write_photos(folder: str | os.PathLike[str], count: int, step: int = 40) -> Path:
+    """``count`` flat grey 32x32 JPEGs ``p0.jpg``, ``p1.jpg``, ... (grey level ``step * i``) in a new ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    for i in range(count):
+        cv2.imwrite(str(folder / f"p{i}.jpg"), np.full((32, 32, 3), step * i, np.uint8))
+    return folder
+
+
 def write_garbage(path: str | os.PathLike[str], size: int = 4096, *, seed: int = 0) -> Path:
     """Write ``size`` random bytes: a file that no demuxer recognises."""
     path = Path(path)

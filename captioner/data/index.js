@@ -82,17 +82,4 @@
 
   input.addEventListener("input", apply);
   apply();
-
-  // the sticky title bar covers what scrolls under it: focus is kept clear of it by its measured height, and
-  // where it would take a quarter of the screen (zoom) it scrolls away with the page
-  var bar = document.querySelector(".bar");
-  function fitBar() {
-    bar.classList.remove("unstuck");
-    var sticky = getComputedStyle(bar).position === "sticky", height = bar.getBoundingClientRect().height;
-    if (sticky && height > window.innerHeight / 4) { bar.classList.add("unstuck"); sticky = false; }
-    document.documentElement.style.setProperty("--bar-h", (sticky ? Math.ceil(height) : 0) + "px");
-  }
-  fitBar();
-  window.addEventListener("resize", fitBar);
-  if (window.ResizeObserver) new ResizeObserver(fitBar).observe(bar);
 }());
