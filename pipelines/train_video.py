@@ -24,7 +24,8 @@ the best one ``best.pt``; ``--out`` exports the best with its detectors.
     python -m pipelines.train_video --run .cache/runs/video --resume      # after a stop
 
 ``--resume`` and ``--export-only`` take the run's recorded settings (checkpoints keep them) for the
-options left out, and refuse one given another value; a --run that holds an earlier run is refused
+options left out, ``--epochs``, ``--keep-epochs`` and ``--out`` included (those three may be given anew:
+``--resume --epochs 8`` goes on further), and refuse any other option given another value; a --run that holds an earlier run is refused
 unless ``--overwrite`` (which deletes its checkpoints first, so ``--average`` never mixes two runs).
 """
 
@@ -559,12 +560,15 @@ def frameless_train_ids(caps: Mapping[str, list[str]], frames: Mapping[str, list
     return [v for v in msrvtt_ids("train", caps, held) if v not in frames]
 
 
-#: Options that may differ from a run's recorded ones on --resume and --export-only: where it is, what
-#: this call does, how long it goes on. Every other option is the run's: left out, the recorded value
-#: is used; given otherwise, the call is refused (epoch 2 trained on other detectors, an export shipped
-#: another detector set than model.json said).
-FREE_OPTIONS = frozenset({"run", "resume", "out", "epochs", "threads", "export_only", "average", "keep_epochs",
-                          "overwrite"})
+#: Options of this call alone on --resume and --export-only (where the run is, what the call does, its
+#: threads): never taken from a run's record.
+CALL_OPTIONS = frozenset({"run", "resume", "threads", "export_only", "average", "overwrite"})
+#: Options a resumed run may change (how long it goes on, what it keeps, where it exports): left out, the
+#: recorded value is used (a resumed run took the defaults: it trained 6 epochs, not its 3, kept no
+#: epoch<N>.pt for --average and exported nothing); given, the new value holds.
+FREE_OPTIONS = frozenset({"out", "epochs", "keep_epochs"})
+#: Every other option is the run's: left out, the recorded value is used; given otherwise, the call is
+#: refused (epoch 2 trained on other detectors, an export shipped another detector set than model.json said).
 PATH_OPTIONS = frozenset({"init", "run", "out", "detector_outputs"})
 
 
@@ -586,7 +590,7 @@ def adopt_recorded(args: argparse.Namespace, given: Mapping, record: Mapping, so
 
     differ = []
     for key, value in record.items():
-        if key in FREE_OPTIONS or key not in vars(args):
+        if key in CALL_OPTIONS or key not in vars(args) or (key in FREE_OPTIONS and key in given):
             continue
         if key in given and norm(key, hyperparameters(argparse.Namespace(**{key: given[key]}))[key]) != norm(key, value):
             differ.append((key, value))
@@ -636,6 +640,10 @@ def check_prerequisites(args, given: Mapping = {}) -> dict | None:
             raise SystemExit(f"error: {last}: no such file; nothing to --resume (run without it to start)")
         resumed = read_checkpoint(last)
         adopt_recorded(args, given, resumed.get("hyperparameters") or {}, last, "--resume")
+        done = (resumed.get("history") or [{}])[-1].get("epoch", 0)
+        if done >= args.epochs and not args.out:  # it trained 3 more epochs and replaced best.pt
+            raise SystemExit(f"error: {args.run}: the run has finished its {args.epochs} epochs; --epochs N (more "
+                             "than that) goes on, --export-only --out M exports it")
         try:  # Lite0/1/2 features are all 1280-d: only the record tells them apart
             checkpoint_encoder(resumed, args.encoder, last)
         except ModelError as exc:

@@ -67,6 +67,24 @@ def test_train_video_resume_and_export_only_keep_the_runs_settings(tmp_path, tin
         check_prerequisites(args, given)
         assert (args.shipped_detectors, args.styles, args.max_frames, args.detector_rank) == (True, False, 2, 0)
         assert args.init == tiny_model and args.epochs == (3 if "--resume" in call else 6)
+    # --epochs, --keep-epochs and --out left out are the run's too (a resumed run trained 6 epochs, not its 3,
+    # kept no epoch<N>.pt and exported nothing); given, they hold
+    _video_run(run, tiny_model, "--epochs", "3", "--keep-epochs", "--out", str(tmp_path / "model"))
+    args, given = parse_args(["--run", str(run), "--resume"])
+    check_prerequisites(args, given)
+    assert (args.epochs, args.keep_epochs, args.out) == (3, True, tmp_path / "model")
+    args, given = parse_args(["--run", str(run), "--resume", "--epochs", "5", "--out", str(tmp_path / "other")])
+    check_prerequisites(args, given)
+    assert (args.epochs, args.keep_epochs, args.out) == (5, True, tmp_path / "other")
+    args, given = parse_args(["--run", str(run), "--export-only", "--out", str(tmp_path / "m")])
+    check_prerequisites(args, given)
+    assert (args.epochs, args.out) == (3, tmp_path / "m")
+    # a finished run (epochs 0..3 done) is not trained 3 epochs more
+    _video_run(run, tiny_model, "--epochs", "3", history=[{"epoch": e, "select": 1.0} for e in range(4)])
+    args, given = parse_args(["--run", str(run), "--resume"])
+    with pytest.raises(SystemExit, match=r"has finished its 3 epochs; --epochs N \(more than that\) goes on"):
+        check_prerequisites(args, given)
+    _video_run(run, tiny_model, "--shipped-detectors", "--no-styles", "--max-frames", "2", "--detector-rank", "0")
     for call, says in ((["--resume", "--styles"], "trained with --no-styles; --resume keeps a run's settings: "
                                                    "leave out --styles"),
                        (["--export-only", "--out", str(tmp_path / "m"), "--init", str(tmp_path)],
