@@ -177,16 +177,23 @@ def save_npz(path: Path, **arrays) -> None:
         np.savez(fh, **arrays)
 
 
+#: How a staging folder of ``staged_model`` ends (git-ignored: ``.*.export.tmp/``).
+STAGE_SUFFIX = ".export.tmp"
+
+
 @contextmanager
 def staged_model(out: Path, start: Path | None = None) -> Iterator[Path]:
-    """A temporary folder beside the model folder ``out`` for an export to write into; on success its files
-    are renamed into ``out`` one by one (readable by all), ``model.json`` last.
+    """A temporary folder for an export to write the model folder ``out`` into; on success its files are renamed
+    into ``out`` one by one (readable by all), ``model.json`` last.
 
     An export wrote ``model.json`` first and its detectors, search vectors and grammar after: stopped
     between (Ctrl-C, a full disk) it left a model.json without them, or a 0-byte detectors file, and
     ``captioner run`` then ran without detectors, saying nothing. Stopped before the renames, ``out`` is
     as it was; stopped during them, its model.json is still the previous one, whose checksums name the
     replaced files: loading it fails with a checksum error rather than running degraded.
+    The stage is a hidden folder inside ``out`` (its real folder: a symlink or a mount point of another file
+    system made the renames fail with EXDEV after the whole training), or, for an ``out`` not there yet, beside
+    it, renamed to ``out`` whole. A stage a killed export left (``.*.export.tmp``, git-ignored) is removed.
     ``start``: the model folder an export adds to (a presence head, search vectors): its model.json is copied
     into the stage first, and, where it is not ``out``, its other files too.
     """
@@ -196,19 +203,31 @@ def staged_model(out: Path, start: Path | None = None) -> Iterator[Path]:
     from captioner.weights import MANIFEST
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".export.tmp", dir=out.parent))
+    real = out.resolve()
+    fresh = not real.is_dir()
+    real.parent.mkdir(parents=True, exist_ok=True)
+    stale = [*real.parent.glob(f".{real.name}.*{STAGE_SUFFIX}"), *([] if fresh else real.glob(f".*{STAGE_SUFFIX}"))]
+    for old in stale:  # a killed export's (SIGKILL, a power cut): a model copy of up to 60 MB
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{real.name}." if fresh else ".", suffix=STAGE_SUFFIX,
+                                  dir=real.parent if fresh else real))
     try:
         if start is not None:
-            other = Path(start).resolve() != out.resolve()
+            other = Path(start).resolve() != real
             for f in sorted(Path(start).iterdir()):
                 if f.is_file() and (other or f.name == MANIFEST):
                     shutil.copyfile(f, stage / f.name)
         yield stage
-        out.mkdir(exist_ok=True)
-        for f in sorted(stage.iterdir(), key=lambda f: f.name == MANIFEST):
+        for f in stage.iterdir():
             f.chmod(0o644)  # safetensors writes its files private; a shipped model is readable by all
-            os.replace(f, out / f.name)
+        if fresh and not real.exists():
+            stage.chmod(0o755)  # mkdtemp's folder is private
+            os.replace(stage, real)  # whole: model.json with all it names, or no folder
+            return
+        real.mkdir(exist_ok=True)
+        for f in sorted(stage.iterdir(), key=lambda f: f.name == MANIFEST):
+            os.replace(f, real / f.name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

@@ -4,6 +4,7 @@ and refused before the hours of work rather than after (bugs a QA helper found i
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -493,3 +494,46 @@ def test_a_copy_of_a_model_with_one_entry_more_is_whole_or_absent(tmp_path, tiny
     assert "grammar" not in json.loads((tiny_model / "model.json").read_text())
     with staged_model(out, start=out) as stage:  # in place: only model.json is staged
         assert [p.name for p in stage.iterdir()] == ["model.json"]
+
+
+def test_an_export_into_a_folder_on_another_file_system_or_after_a_killed_one(tmp_path, tiny_model):
+    """--out a symlink to (or the mount point of) another file system: the stage beside it was renamed across
+    devices, an EXDEV traceback after the whole training; a killed export's stage was left for good."""
+    import os
+    import shutil
+    import uuid
+
+    from pipelines.common import staged_model
+
+    elsewhere = Path("/dev/shm")
+    if not elsewhere.is_dir() or elsewhere.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second file system (/dev/shm) here")
+    target = elsewhere / f"captioner-test-{uuid.uuid4().hex}"
+    try:
+        for existing in (False, True):
+            if existing:
+                shutil.copytree(tiny_model, target)
+            (tmp_path / "model").symlink_to(target, target_is_directory=True)
+            with staged_model(tmp_path / "model", start=tiny_model) as stage:
+                (stage / "extra.txt").write_text("x")
+            assert sorted(p.name for p in target.iterdir()) == sorted([*(p.name for p in tiny_model.iterdir()),
+                                                                       "extra.txt"])
+            assert oct(os.stat(target / "extra.txt").st_mode & 0o777) == "0o644"
+            (tmp_path / "model").unlink()
+            shutil.rmtree(target)
+        # a stage a killed export left, inside the model folder or beside it (before): removed by the next export
+        model = shutil.copytree(tiny_model, tmp_path / "m")
+        (model / ".abc.export.tmp").mkdir()
+        (tmp_path / ".m.xyz.export.tmp").mkdir()
+        with staged_model(model, start=model):
+            pass
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+        assert sorted(p.name for p in model.iterdir()) == sorted(p.name for p in tiny_model.iterdir())
+        import subprocess
+
+        root = Path(__file__).resolve().parent.parent
+        for left in (".weights.k2j3.export.tmp/", "weights/.k2j3.export.tmp/"):  # and git ignores them
+            if shutil.which("git") and (root / ".git").exists():
+                assert subprocess.run(["git", "-C", str(root), "check-ignore", "-q", left]).returncode == 0, left
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
