@@ -136,6 +136,9 @@ def extract(set_name: str, encoder_name: str, batch: int = 32, limit: int | None
         log.info("%s: %d images in %.0f s (--limit: a measurement; the feature cache is unchanged)",
                  set_name, n, time.time() - t0)
         return grid_path
+    # the listing first: stopped after the grid's rename, the cache must not read as complete (with the
+    # listing and source record of the pictures it held before, it did, and the wrong features were kept)
+    (out / f"{set_name}_files.txt").unlink(missing_ok=True)
     tmp_grid.replace(grid_path)
     save_npy(out / f"{set_name}_probs.npy", probs)
     if source:

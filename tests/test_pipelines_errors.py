@@ -471,6 +471,20 @@ def test_extract_features_does_not_take_other_pictures_cache_as_complete(tmp_pat
     assert grid.stat().st_ino == made and (tmp_path / "features" / "coco_source.txt").read_text() == "data240\n"
     extract.extract("coco", "efficientnet-lite0", root=photos)
     assert grid.stat().st_ino != made and not (tmp_path / "features" / "coco_source.txt").exists()
+    # stopped after the new grid's rename (before its probabilities and source record): not complete
+    saved = extract.save_npy
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    extract.save_npy = stopped
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            extract.extract("coco", "efficientnet-lite0", root=photos, source="data240")
+    finally:
+        extract.save_npy = saved
+    assert not extract._complete(tmp_path / "features", "coco", ["p0.jpg", "p1.jpg"])
+    assert not extract._complete(tmp_path / "features", "coco", ["p0.jpg", "p1.jpg"], "data240")
 
 
 def test_a_copy_of_a_model_with_one_entry_more_is_whole_or_absent(tmp_path, tiny_model):
