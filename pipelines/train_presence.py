@@ -151,10 +151,7 @@ def main() -> None:
             "pictures": int(h.sum()), "with_person": int(y.sum()),
             "AP_head": heldout_ap(p, y.astype(np.float32)),
             "AP_unit": heldout_ap(unit, y.astype(np.float32)),
-            "without_person_banned_head": round(float((p[~y] < threshold).mean()), 3) if (~y).any() else None,
-            "without_person_banned_unit": round(float((unit[~y] < det.presence_threshold).mean()), 3) if (~y).any() else None,
-            "with_person_kept_head": round(float((p[y] >= threshold).mean()), 3),
-            "with_person_kept_unit": round(float((unit[y] >= det.presence_threshold).mean()), 3)}
+            **person_shares(y, p, unit, threshold, det.presence_threshold)}
     run = CACHE / "runs" / "presence"
     run.mkdir(parents=True, exist_ok=True)
     (run / "report.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -165,6 +162,20 @@ def main() -> None:
         update_manifest(stage, lambda m: m["detectors"].update(presence=entry))
     log.info("epoch %d, threshold %.3f; held-out %s; wrote %s (%.0f s)", best_state[1], threshold,
              json.dumps(report["heldout"]), args.out, time.time() - t0)
+
+
+def person_shares(y: np.ndarray, p: np.ndarray, unit: np.ndarray, threshold: float, unit_threshold: float) -> dict:
+    """Of a set's held-out pictures (``y``: with a person), the shares the head and the unit threshold ban without
+    a person and keep with one; None where the set has no such picture (the mean of none, NaN, went into
+    model.json: not valid JSON)."""
+
+    def share(hits: np.ndarray) -> float | None:
+        return round(float(hits.mean()), 3) if hits.size else None
+
+    return {"without_person_banned_head": share(p[~y] < threshold),
+            "without_person_banned_unit": share(unit[~y] < unit_threshold),
+            "with_person_kept_head": share(p[y] >= threshold),
+            "with_person_kept_unit": share(unit[y] >= unit_threshold)}
 
 
 if __name__ == "__main__":

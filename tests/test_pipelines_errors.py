@@ -412,6 +412,13 @@ def test_train_presence_selects_epochs_when_a_set_has_no_person():
     assert aps == {"flickr8k": 100.0, "cc3m": None} and mean_ap(aps) == 100.0
     assert mean_ap({"cc3m": None}) == 0.0
     json.loads(json.dumps(aps), parse_constant=lambda c: pytest.fail(c))
+    # nor the shares kept of a set's pictures with a person when it has none (NaN into model.json)
+    from pipelines.train_presence import person_shares
+
+    shares = person_shares(np.zeros(2, bool), np.array([0.9, 0.1]), np.array([0.2, 0.8]), 0.5, 0.5)
+    assert shares == {"without_person_banned_head": 0.5, "without_person_banned_unit": 0.5,
+                      "with_person_kept_head": None, "with_person_kept_unit": None}
+    json.dumps(shares, allow_nan=False)
 
 
 def test_a_stopped_job_cleans_up_and_says_so_in_one_line(tmp_path, monkeypatch):
