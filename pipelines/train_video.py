@@ -618,6 +618,13 @@ def clear_run(run: Path) -> None:
         p.unlink(missing_ok=True)
 
 
+def stopped_early(run: Path, earlier: list[Path]) -> str:
+    """The error line for a --run stopped before its first epoch ended (no last.pt): --resume said "run without
+    it", and without it the call said "--resume continues it"; only --overwrite starts it."""
+    return (f"error: {run} holds a run stopped before its first epoch ended ({', '.join(p.name for p in earlier)}; "
+            "no last.pt to --resume): --overwrite starts it afresh (deleting them), or give another --run")
+
+
 def check_prerequisites(args, given: Mapping = {}) -> dict | None:
     """What a run needs that the command line names, checked before minutes of loading features (and,
     with --shipped-detectors, running the detectors over every picture): the model it starts from or
@@ -637,6 +644,9 @@ def check_prerequisites(args, given: Mapping = {}) -> dict | None:
     elif args.resume:
         last = args.run / "last.pt"
         if not last.is_file():
+            earlier = run_checkpoints(args.run)
+            if earlier:  # stopped during epoch 1: its best.pt is the starting model
+                raise SystemExit(stopped_early(args.run, earlier))
             raise SystemExit(f"error: {last}: no such file; nothing to --resume (run without it to start)")
         resumed = read_checkpoint(last)
         adopt_recorded(args, given, resumed.get("hyperparameters") or {}, last, "--resume")
@@ -654,6 +664,8 @@ def check_prerequisites(args, given: Mapping = {}) -> dict | None:
                              "--resume must keep them")
     else:
         earlier = run_checkpoints(args.run)
+        if earlier and not args.overwrite and not (args.run / "last.pt").is_file():
+            raise SystemExit(stopped_early(args.run, earlier))
         if earlier and not args.overwrite:
             raise SystemExit(f"error: {args.run} holds an earlier run ({', '.join(p.name for p in earlier)}): "
                              "--resume continues it, --export-only exports it, --overwrite starts afresh "

@@ -122,6 +122,15 @@ def test_train_video_refuses_a_run_folder_holding_an_earlier_run(tmp_path, tiny_
         averaged_checkpoint(run, [1, 2])
     clear_run(run)
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+    # stopped during epoch 1 (best.pt only): --resume and a plain start both name --overwrite (they sent each
+    # other: "run without it to start", "--resume continues it")
+    _video_run(run, tiny_model)
+    (run / "last.pt").unlink()
+    for call in (["--resume"], ["--init", str(tiny_model)]):
+        args, given = parse_args(["--run", str(run), *call])
+        with pytest.raises(SystemExit, match=r"stopped before its first epoch ended \(best.pt; no last.pt to "
+                                             r"--resume\): --overwrite starts it afresh"):
+            check_prerequisites(args, given)
 
 
 def test_an_interrupted_export_leaves_the_model_as_it_was(tmp_path, tiny_model, monkeypatch):
