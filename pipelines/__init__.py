@@ -24,6 +24,7 @@ def _one_line(exc_type, exc, tb) -> None:
         sys.__excepthook__(exc_type, exc, tb)
     elif issubclass(exc_type, KeyboardInterrupt):  # Ctrl-C: the user knows where; scratch files are cleaned
         print("error: interrupted", file=sys.stderr)
+        _exit(130)  # as the CLI, and a shell's Ctrl-C: a hook cannot set the exit status, which was 1
     elif issubclass(exc_type, CaptionerError):  # its whole first line: a checksum error names two files and a hash
         print(f"error: {str(exc).splitlines()[0] if str(exc) else first_line(exc)}", file=sys.stderr)
     elif (issubclass(exc_type, FileNotFoundError) and isinstance(exc.filename, str)
@@ -33,6 +34,21 @@ def _one_line(exc_type, exc, tb) -> None:
         print(f"error: {exc.filename}: no such file (is an earlier step of make train missing?)", file=sys.stderr)
     else:
         sys.__excepthook__(exc_type, exc, tb)
+
+
+def _exit(status: int) -> None:
+    """End the process with ``status`` from inside the exception hook: what exit would still do (the atexit
+    functions: logging's flush, temporary folders' removal; the streams' flush), then ``os._exit``."""
+    import atexit
+    import os
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed or full stream: nothing more to say there
+            pass
+    os._exit(status)
 
 
 if sys.excepthook is sys.__excepthook__:  # a debugger's or IDE's own hook is left alone
