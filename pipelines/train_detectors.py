@@ -325,22 +325,27 @@ def main() -> None:
              report["heldout_mAP"], report["heldout_AP_by_set"], threshold,
              100 * report["person_heldout"]["without_banned_share"])
     del xtr, xho
-    made_by = sha256_file(args.out / "detectors.npz")
-    cache_outputs = caches_outputs(args.out, args.no_cache_outputs)
-    if not cache_outputs and not args.no_cache_outputs:
-        log.info("--out %s is not %s: the shared <set>_det.npy (made by those) are left as they are",
-                 args.out, DETECTORS.parent)
+    write_outputs(args.encoder, det, args.out, args.no_cache_outputs)
+    log.info("done in %.0f s", time.time() - t0)
+
+
+def write_outputs(encoder: str, det: Detectors, out: Path, no_cache_outputs: bool = False) -> None:
+    """Each cached set's ``<set>_det.npy`` from the detectors in ``out`` (``det``), where ``caches_outputs``:
+    a trial ``--out`` leaves the shared ones, made by ``DETECTORS``, as they are."""
+    if not caches_outputs(out, no_cache_outputs):
+        if not no_cache_outputs:
+            log.info("--out %s is not %s: the shared <set>_det.npy (made by those) are left as they are",
+                     out, DETECTORS.parent)
+        return
+    made_by = sha256_file(Path(out) / "detectors.npz")
     for name in ("flickr8k", "coco", "msrvtt", "cc3m"):
-        path = feature_dir(args.encoder) / f"{name}_grid.npy"
-        if not cache_outputs:
-            break
+        path = feature_dir(encoder) / f"{name}_grid.npy"
         if not path.exists():
             continue
         grid = np.load(path, mmap_mode="r")
-        save_npy(feature_dir(args.encoder) / f"{name}_det.npy", detector_outputs(det, grid))
-        _record_outputs(args.encoder, name, made_by)
+        save_npy(feature_dir(encoder) / f"{name}_det.npy", detector_outputs(det, grid))
+        _record_outputs(encoder, name, made_by)
         log.info("%s: detector outputs for %d pictures", name, len(grid))
-    log.info("done in %.0f s", time.time() - t0)
 
 
 def caches_outputs(out: Path, no_cache_outputs: bool = False) -> bool:

@@ -446,7 +446,19 @@ def test_a_stopped_job_cleans_up_and_says_so_in_one_line(tmp_path, monkeypatch):
     assert done.returncode == 143 and not (tmp_path / "grid.tmp.npy").exists() and done.stderr == ""
     done = subprocess.run([sys.executable, "-c", "import pipelines; raise KeyboardInterrupt"], capture_output=True,
                           text=True, timeout=60)
-    assert done.returncode != 0 and done.stderr == "error: interrupted\n"
+    assert done.returncode == 130 and done.stderr == "error: interrupted\n"  # as the CLI's Ctrl-C (it was 1)
+    # and extract_features itself turns SIGTERM into that clean stop, before any work
+    class Installed(Exception):
+        pass
+
+    def installed():
+        raise Installed
+
+    monkeypatch.setattr(extract, "stop_on_sigterm", installed)
+    monkeypatch.setattr(extract, "extract", lambda *a, **k: pytest.fail("encoded before stop_on_sigterm"))
+    monkeypatch.setattr(sys, "argv", ["extract_features", "--set", "coco", "--limit", "1"])
+    with pytest.raises(Installed):
+        extract.main()
     monkeypatch.setattr(extract, "feature_dir", lambda encoder: tmp_path)
     (tmp_path / "coco_files.txt").write_text("a photo.jpg\nb.jpg\n")
     assert extract.feature_rows("e", "coco") == {"a photo.jpg": 0, "b.jpg": 1}
@@ -463,12 +475,31 @@ def test_a_model_error_is_said_whole():
     assert done.returncode == 1 and done.stderr == f"error: {message}\n"
 
 
-def test_train_detectors_trial_out_leaves_the_shared_outputs_alone():
+def test_train_detectors_trial_out_leaves_the_shared_outputs_alone(tmp_path, monkeypatch):
     """train_detectors --out TRIAL rewrote the shared <set>_det.npy that the default detectors' users read."""
-    from pipelines.train_detectors import DETECTORS, caches_outputs
+    import numpy as np
 
-    assert caches_outputs(DETECTORS.parent) and not caches_outputs(DETECTORS.parent, no_cache_outputs=True)
-    assert not caches_outputs(DETECTORS.parent.parent / "detectors-trial")
+    import pipelines.train_detectors as td
+    from captioner.detect import Detectors
+
+    assert td.caches_outputs(td.DETECTORS.parent) and not td.caches_outputs(td.DETECTORS.parent, no_cache_outputs=True)
+    assert not td.caches_outputs(td.DETECTORS.parent.parent / "detectors-trial")
+    # what main does with them once trained (write_outputs: main's last step)
+    features, shared = tmp_path / "features", tmp_path / "runs" / "detectors"
+    features.mkdir()
+    shared.mkdir(parents=True)
+    monkeypatch.setattr(td, "feature_dir", lambda encoder: features)
+    monkeypatch.setattr(td, "DETECTORS", shared / "detectors.npz")
+    np.save(features / "coco_grid.npy", np.zeros((2, 1, 3), np.float16))
+    np.save(features / "coco_det.npy", np.full((2, 1), 7, np.float16))  # the shared detectors' outputs
+    det = Detectors(("dog",), np.ones((3, 1), np.float32), np.zeros(1, np.float32), np.ones(1, np.float32),
+                    np.zeros(1, np.float32))
+    for out in (tmp_path / "runs" / "trial", shared):
+        out.mkdir(exist_ok=True)
+        (out / "detectors.npz").write_bytes(b"detectors")
+        td.write_outputs("e", det, out)
+        assert (np.load(features / "coco_det.npy") == 7).all() == (out != shared), out
+    td.write_outputs("e", det, shared, no_cache_outputs=True)
 
 
 def test_extract_features_does_not_take_other_pictures_cache_as_complete(tmp_path, monkeypatch):
