@@ -211,18 +211,21 @@ def page_data(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seque
     """What a review page embeds (and what ``write_index`` reads back from it)."""
     video = dict(metadata.get("video") or {})
     model = dict(metadata.get("model") or {})
-    video_path = Path(str(video.get("path", "")))
+    named = str(video.get("path") or "")  # Path("") is "." (the page linked its own folder as the video)
+    video_path = Path(named)
     shots = snapshots_for(cues, snapshots)
     return {
         "version": 1,
         "video": {
-            "name": video_path.name,
-            "path": os.path.abspath(video_path) if str(video_path) else "",
-            "src": _href(video_path, page.parent) if str(video_path) else "",
+            "name": video_path.name if named else "",
+            "path": os.path.abspath(video_path) if named else "",
+            "src": _href(video_path, page.parent) if named else "",
             "stem": page.name[: -len(".html")] if page.name.endswith(".html") else page.stem,
             "duration": video.get("duration"),
             "width": video.get("width"),
             "height": video.get("height"),
+            # the stretch captioned (run --start/--end): its page keeps its edits apart from the whole video's
+            **({"captioned": list(video["captioned"])} if video.get("captioned") else {}),
         },
         "model": {"name": model.get("name"), "sha256": model.get("sha256")},
         "low_confidence": review.low_confidence,
@@ -397,7 +400,7 @@ def format_index(entries: Sequence[IndexEntry], index: Path, title: str = "Capti
         )
         videos.append({"name": entry.shown, "href": href,
                        "captions": [[c.get("start", 0), c.get("text", "")] for c in cues]})
-    summary = [f"{len(entries)} video{'s' * (len(entries) != 1)}", f"{total_cues} cues", f"{total_check} to check"]
+    summary = [f"{len(entries)} video{'s' * (len(entries) != 1)}", f"{total_cues} cue{'s' * (total_cues != 1)}", f"{total_check} to check"]
     summary += [f"{n} {_STATUS_TEXT.get(s, s)}" for s, n in sorted(counts.items()) if s != "ok"]
     body = f"""<header class="bar">
 <div class="title"><h1>{_e(title)}</h1><p class="facts">{_e(' · '.join(summary))}</p></div>

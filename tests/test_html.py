@@ -609,7 +609,7 @@ def test_the_index_filter_matches_names_in_either_unicode_form(browser, tmp_path
     index.write_text(format_index([IndexEntry(decomposed, "failed", "not a video")], index), encoding="utf-8")
     open_index(browser, index)
     browser.find_element("id", "filter").send_keys("caf\u00e9")
-    assert browser.find_element("id", "count").text == "1 of 1 videos"
+    assert browser.find_element("id", "count").text == "1 of 1 video"
 
 
 def test_edits_survive_a_browser_that_keeps_no_storage(browser, archive):
@@ -989,4 +989,87 @@ def test_an_empty_page_says_why_it_may_be_empty(browser, tmp_path):
     open_page(browser, page)
     assert not browser.find_element("id", "status").is_displayed()
     assert "Click a caption" not in browser.find_element("tag name", "body").text
+    assert console_errors(browser) == []
+
+
+def test_the_page_is_the_window_high_and_opens_at_its_top(browser, tmp_path):
+    """The hidden texts for screen readers were placed against the page, not the list: a 57-cue page scrolled
+    into thousands of pixels of blank (title bar and video gone); on a phone the page opened scrolled past its
+    title, buttons and video to the first cue. A long video name in the notice made the page wider than a phone."""
+    video = webm(tmp_path / "clip.webm", ARCHIVE_A)
+    cues = [Cue(i * 0.1, i * 0.1 + 0.1, f"cue number {i}", 0.9) for i in range(60)]
+    page = tmp_path / "clip.html"
+    page.write_text(format_html(cues, {"video": {"path": str(video.path)}, "model": {}}, [], page=page),
+                    encoding="utf-8")
+    try:
+        browser.set_window_size(1280, 720)
+        open_page(browser, page)
+        main = browser.execute_script("return document.querySelector('main').getBoundingClientRect().bottom + scrollY")
+        assert browser.execute_script("return document.documentElement.scrollHeight") <= max(
+            main + 40, browser.execute_script("return window.innerHeight"))  # no blank below the page's own content
+        browser.set_window_size(375, 667)
+        open_page(browser, page)
+        time.sleep(0.3)
+        assert browser.execute_script("return window.scrollY") == 0
+        assert "active" in rows(browser)[0].get_attribute("class")  # the first cue is marked all the same
+        long_name = tmp_path / ("VID_20240517_183522_HDR_stabilized_final_" * 2 + ".webm")
+        moved = tmp_path / "moved.html"
+        moved.write_text(format_html(cues, {"video": {"path": str(long_name)}, "model": {}}, [], page=moved),
+                         encoding="utf-8")
+        browser.get(moved.as_uri())
+        wait_for(browser, lambda d: not d.find_element("id", "video-error").get_attribute("hidden"))
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= 375
+        shot(browser, "review-page-phone.png", tmp_path)
+        assert all("ERR_FILE_NOT_FOUND" in e["message"] for e in console_errors(browser))  # the missing video only
+    finally:
+        browser.set_window_size(1280, 760)  # as tests/browser.py opens it
+
+
+def test_a_stretchs_page_keeps_its_edits_apart_from_the_whole_videos(browser, tmp_path):
+    """A run --start/--end page shared the whole video's stored edits: it counted them as stale and its
+    Discard deleted them."""
+    video = webm(tmp_path / "clip.webm", ARCHIVE_A)
+    whole, scene = tmp_path / "clip.html", tmp_path / "clip.3s-6s.html"
+    whole.write_text(format_html([Cue(0, 3, "first", 0.9), Cue(3, 9, "second", 0.9)],
+                                 {"video": {"path": str(video.path)}, "model": {}}, [], page=whole), encoding="utf-8")
+    scene.write_text(format_html([Cue(3, 6, "second", 0.9)], {"video": {"path": str(video.path), "captioned": [3, 6]},
+                                                               "model": {}}, [], page=scene), encoding="utf-8")
+    open_page(browser, whole)
+    browser.execute_script("var el = document.querySelectorAll('li.cue .text')[0]; el.focus(); el.textContent = 'mine';"
+                           "el.dispatchEvent(new Event('input', {bubbles: true})); el.blur();")
+    open_page(browser, scene, clear=False)
+    assert "earlier edit" not in browser.find_element("id", "status").text
+    assert not browser.find_element("id", "discard").is_enabled()
+    open_page(browser, whole, clear=False)
+    assert rows(browser)[0].find_element("css selector", ".text").text == "mine"
+
+
+def test_esc_takes_back_an_edit_across_the_window_losing_focus_and_paste_keeps_its_spaces(browser, tmp_path):
+    """The window going to the back and returning refocused the caption: Esc then took back nothing. A paste of
+    " in a kitchen" lost its spaces and joined the words ("talkingin")."""
+    from selenium.webdriver.common.keys import Keys
+
+    video = webm(tmp_path / "clip.webm", ARCHIVE_A)
+    page = tmp_path / "clip.html"
+    page.write_text(format_html([Cue(0, 3, "a man is talking", 0.9)], {"video": {"path": str(video.path)}, "model": {}},
+                                [], page=page), encoding="utf-8")
+    open_page(browser, page)
+    text = rows(browser)[0].find_element("css selector", ".text")
+    text.click()
+    text.send_keys(Keys.END, " oops")
+    # what Chromium does when the window loses and regains focus: blur and focus, document.hasFocus() false between
+    browser.execute_script("""
+        var el = arguments[0], real = document.hasFocus;
+        document.hasFocus = function () { return false; };
+        el.dispatchEvent(new FocusEvent('blur')); el.dispatchEvent(new FocusEvent('focus'));
+        document.hasFocus = real;""", text)
+    text.send_keys(Keys.ESCAPE)
+    assert text.text == "a man is talking"
+    text.click()
+    text.send_keys(Keys.END)
+    browser.execute_script("""
+        var data = new DataTransfer(); data.setData('text/plain', ' in a kitchen ');
+        arguments[0].dispatchEvent(new ClipboardEvent('paste', {clipboardData: data, bubbles: true, cancelable: true}));""",
+                           text)
+    assert text.text.rstrip() == "a man is talking in a kitchen"
     assert console_errors(browser) == []

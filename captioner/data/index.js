@@ -74,8 +74,8 @@
     });
     // #count is a status region: written only when its sentence changes, so a screen reader hears the result
     // of the typing, not a repeat on every keystroke; "no video matches" is said there as well as shown below
-    var said = !words.length ? rows.length + " videos" :
-      shown ? shown + " of " + rows.length + " videos" : "0 of " + rows.length + " videos: no video matches";
+    var videos = rows.length + (rows.length === 1 ? " video" : " videos");
+    var said = !words.length ? videos : shown ? shown + " of " + videos : "0 of " + videos + ": no video matches";
     if (count.textContent !== said) count.textContent = said;
     nothing.hidden = shown > 0;
   }

@@ -9,7 +9,10 @@
   var rows = Array.prototype.slice.call(list.querySelectorAll("li.cue"));
   var statusLine = document.getElementById("status");
   var discardButton = document.getElementById("discard");
-  var storageKey = "captioner.edits:" + (data.model.sha256 || data.model.name || "") + ":" + data.video.path;
+  // one key per captioning of a video: a stretch's page (run --start/--end) keeps its own edits (they were
+  // counted as stale on the whole video's page, and Discard there deleted them)
+  var storageKey = "captioner.edits:" + (data.model.sha256 || data.model.name || "") + ":" + data.video.path +
+    (data.video.captioned ? ":" + data.video.captioned.join("-") : "");
   var active = -1;
   var hint = statusLine.textContent;  // the instruction the page was written with ("" on a page without cues)
   var onlyCheck = document.getElementById("only-check");
@@ -292,7 +295,13 @@
     if (!video.paused && !video.ended) requestAnimationFrame(tick); else ticking = false;
   }
   video.addEventListener("play", function () { if (!ticking) { ticking = true; requestAnimationFrame(tick); } });
-  ["timeupdate", "seeked", "loadedmetadata"].forEach(function (name) { video.addEventListener(name, follow); });
+  ["timeupdate", "seeked"].forEach(function (name) { video.addEventListener(name, follow); });
+  // the first cue is marked when the video loads, without scrolling: on a phone the page opened scrolled
+  // past its title, buttons and video to the first row
+  video.addEventListener("loadedmetadata", function () {
+    var i = cueAt(video.currentTime);
+    if (active < 0 && i >= 0) { active = i; rows[i].classList.add("active"); rows[i].setAttribute("aria-current", "true"); }
+  });
   // the video by its path from where the page was written; failing that (the page and the video were moved
   // together), by its name beside the page, once
   var tried = [video.getAttribute("src") || ""];
@@ -323,22 +332,30 @@
     row.addEventListener("keydown", function (ev) {
       if (ev.target === row && (ev.key === "Enter" || ev.key === " ")) { ev.preventDefault(); seek(i); }
     });
-    var before = null;  // the text when editing began: what Esc goes back to
-    text.addEventListener("focus", function () { before = textOf(i); });
+    // the text when editing began: what Esc goes back to. The window losing focus (another tab, Alt-Tab) blurs
+    // and refocuses the caption without ending the edit: Esc then took back nothing (it was already saved)
+    var before = null;
+    text.addEventListener("focus", function () { if (before === null) before = textOf(i); });
     text.addEventListener("input", function () { onEdit(i); });
-    text.addEventListener("blur", function () { showText(i); });
+    text.addEventListener("blur", function () {
+      if (document.hasFocus()) before = null;  // the edit ended here, not by the window going to the back
+      showText(i);
+    });
     text.addEventListener("keydown", function (ev) {  // the edit ends; the keyboard stays on its row
       if (ev.key === "Enter") { ev.preventDefault(); text.blur(); row.focus(); }
       if (ev.key === "Escape") {
         if (before !== null) { text.textContent = before; onEdit(i); }
+        before = null;
         text.blur();
         row.focus();
       }
     });
     text.addEventListener("paste", function (ev) {  // plain text only
       ev.preventDefault();
-      var plain = (ev.clipboardData || window.clipboardData).getData("text/plain");
-      document.execCommand("insertText", false, clean(plain));
+      var plain = (ev.clipboardData || window.clipboardData).getData("text/plain"), inner = clean(plain);
+      // one space kept at each end that had any: " in a kitchen" pasted after a word no longer joins onto it
+      if (inner) inner = (isSpace(plain.charAt(0)) ? " " : "") + inner + (isSpace(plain.charAt(plain.length - 1)) ? " " : "");
+      document.execCommand("insertText", false, inner);
     });
     showText(i);
   });
