@@ -102,14 +102,6 @@ def out_file(text: str) -> Path:
     return path
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to exactly ``path`` through a temporary file renamed into place."""
-    from captioner.outputs import atomic_path
-
-    with atomic_path(Path(path)) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
-
-
 def refuse_full_model(out: Path) -> None:
     """``SystemExit`` if ``out`` holds a full model (detectors, search vectors, banks): a stage-1 export
     (decoder and vocabulary) would rewrite its model.json without them, their files left unnamed."""

@@ -100,10 +100,15 @@ def _ls(mirror: Path, commit: str) -> list[str]:
     return _git(mirror, "ls-tree", "-r", "--name-only", commit).splitlines()
 
 
+def _run_git(mirror: Path, *command: str) -> subprocess.CompletedProcess:
+    """A git command in ``mirror``, its output and error bytes captured."""
+    return subprocess.run(["git", "--git-dir", str(mirror), *command], capture_output=True)
+
+
 def _git(mirror: Path, *command: str) -> str:
     """A git command's output in ``mirror``; ``SystemExit`` with git's own first line if it fails (a
     CalledProcessError traceback with git's stderr swallowed)."""
-    done = subprocess.run(["git", "--git-dir", str(mirror), *command], capture_output=True)
+    done = _run_git(mirror, *command)
     if done.returncode:
         said = next((line for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()), "")
         raise SystemExit(f"error: {mirror}: git {command[0]} failed: {said or f'exit status {done.returncode}'}")
@@ -116,9 +121,7 @@ def check_mirror(mirror: Path, commit: str, flag: str) -> None:
     if not (mirror / "HEAD").exists():
         raise SystemExit(f"error: {mirror}: no git mirror there (fetch the repository named in "
                          f"{DATA / 'README.md'} and pass {flag})")
-    done = subprocess.run(["git", "--git-dir", str(mirror), "cat-file", "-e", f"{commit}^{{commit}}"],
-                          capture_output=True)
-    if done.returncode:
+    if _run_git(mirror, "cat-file", "-e", f"{commit}^{{commit}}").returncode:
         raise SystemExit(f"error: {mirror}: does not hold the pinned commit {commit[:12]} (fetch the repository "
                          f"named in {DATA / 'README.md'} again, or pass {flag})")
 

@@ -25,8 +25,9 @@ import numpy as np
 from captioner.config import SearchConfig
 from captioner.embed import TextEmbedder
 from captioner.find import Searcher, WordScorer, cue_scores
+from captioner.outputs import write_atomic
 
-from .common import CACHE, out_file, read_tsv, write_text_atomic
+from .common import CACHE, out_file, read_tsv
 
 
 def first_refs(path: Path) -> dict[str, str]:
@@ -173,7 +174,7 @@ def main() -> None:
     print(f"{len(queries)} queries over {len(vids)} videos, {len(idx)} cues ({len(idx.texts)} distinct texts); "
           f"{len(missing)} videos without output; index {t_index:.1f} s")
     if args.out:
-        write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")
+        write_atomic(args.out, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

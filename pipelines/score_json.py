@@ -20,8 +20,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from captioner.config import ReviewConfig
+from captioner.outputs import write_atomic
 
-from .common import captions_by_file, out_file, write_text_atomic
+from .common import captions_by_file, out_file
 from .evaluate import coco_scores, longest_cue, person_scores
 
 
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
               **confidence_scores(hyps, refs, confidences, ReviewConfig().low_confidence)}
     print(json.dumps(scores, allow_nan=False))
     if args.out:
-        write_text_atomic(args.out, json.dumps({"scores": scores, "captions": hyps}, indent=1, allow_nan=False))
+        write_atomic(args.out, json.dumps({"scores": scores, "captions": hyps}, indent=1, allow_nan=False))
 
 
 if __name__ == "__main__":
