@@ -578,7 +578,7 @@ class Captioner:
         if not stats.end_time:  # no timestamps at all: the container's length, or past the last sample
             duration = max(info.duration, last_time + 1.0 / sampling.fps)
         # where the last cue ends: the video's end, or the end of the stretch asked for (the reader stopped there)
-        cues_end = duration if end is None else min(end, max(duration, last_time + 1.0 / sampling.fps))
+        cues_end = duration if end is None else min(end, duration)
         # the reader is done: the last window's beams may have every core (the run waits on them alone)
         out.caption(segmenter.finish(cues_end), threads=self.config.threads or usable_cpus())
         if progress:

@@ -144,3 +144,13 @@ def test_a_stretch_is_named_apart_from_the_whole_video(tmp_path, film, tiny_mode
     assert (tmp_path / "in" / "film.3s-7.25s.srt").is_file()
     assert [stretch_label(*s) for s in ((0, None), (90, 125.5), (3750, 3900), (59.9996, 61), (7200.5, None))] == [
         "0s-end", "1m30s-2m05.5s", "1h02m30s-1h05m00s", "1m00s-1m01s", "2h00m00.5s-end"]
+
+
+def test_an_end_past_the_video_ends_the_cues_with_the_video(tmp_path, film, tiny_model) -> None:
+    """--end past the end of a 12 s video sampled every 3.3 s: the cues end with the video, not a sampling interval
+    after its last sample (13.3 s)."""
+    result = cli("run", film, "-o", tmp_path, "--model", tiny_model, "--beam-size", "1", "--fps", "0.3",
+                 "--start", "1", "--end", "100")
+    assert result.exit_code == 0, result.stderr
+    cues = list(srt.parse((tmp_path / "film.1s-1m40s.srt").read_text(encoding="utf-8")))
+    assert cues[0].start.total_seconds() == 1.0 and cues[-1].end.total_seconds() == 12.0
