@@ -1073,3 +1073,26 @@ def test_esc_takes_back_an_edit_across_the_window_losing_focus_and_paste_keeps_i
                            text)
     assert text.text.rstrip() == "a man is talking in a kitchen"
     assert console_errors(browser) == []
+
+
+def test_an_emptied_caption_shows_no_subtitle_box(browser, tmp_path):
+    """A caption deleted in the page is left out of the downloads, but the video still showed an empty box."""
+    video = webm(tmp_path / "clip.webm", ARCHIVE_A)
+    page = tmp_path / "clip.html"
+    page.write_text(format_html([Cue(0, 4, "a man is talking", 0.9)], {"video": {"path": str(video.path)}, "model": {}},
+                                [], page=page), encoding="utf-8")
+    open_page(browser, page)
+    browser.execute_script("var v = document.getElementById('video'); v.textTracks[0].mode = 'hidden'; v.currentTime = 1;")
+    wait_for(browser, lambda d: d.execute_script("return document.getElementById('video').textTracks[0].activeCues.length")
+             == 1)
+    edit = ("var el = document.querySelector('li.cue .text'); el.focus(); el.textContent = arguments[0];"
+            "el.dispatchEvent(new Event('input', {bubbles: true})); el.blur();")
+    browser.execute_script(edit, "")
+    browser.execute_script("var v = document.getElementById('video'); v.currentTime = 2;")
+    wait_for(browser, lambda d: d.execute_script("return document.getElementById('video').textTracks[0].activeCues.length")
+             == 0, message="the emptied caption is still shown")
+    browser.execute_script(edit, "a man is cooking")  # written again: shown again
+    browser.execute_script("var v = document.getElementById('video'); v.currentTime = 3;")
+    wait_for(browser, lambda d: d.execute_script(
+        "var a = document.getElementById('video').textTracks[0].activeCues; return a.length && a[0].text")
+        == "a man is cooking")

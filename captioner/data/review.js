@@ -153,8 +153,12 @@
     if (document.activeElement !== node) node.textContent = text;
     row.classList.toggle("edited", editedText(i) !== null);
     var cue = trackCue(i);
-    if (cue) cue.text = vttEscape(wrapPieces(clean(text), data.line.width, data.line.count)
-      .map(function (l) { return l[0]; }).join("\n"));
+    if (cue) {
+      cue.text = vttEscape(wrapPieces(clean(text), data.line.width, data.line.count)
+        .map(function (l) { return l[0]; }).join("\n"));
+      // a caption emptied here is left out of the downloads: the picture shows no empty subtitle box either
+      cue.endTime = clean(text) ? cues[i].end : cues[i].start;
+    }
   }
 
   function onEdit(i) {
