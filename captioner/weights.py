@@ -179,7 +179,10 @@ def float32(a: Any) -> Any:
     if a.dtype == np.float16 and a.size >= 4096:  # OpenCV reads an array of 4 or fewer values as a scalar
         import cv2
 
-        return cv2.multiply(a.reshape(1, -1), 1.0, dtype=cv2.CV_32F).reshape(a.shape)
+        try:
+            return cv2.multiply(a.reshape(1, -1), 1.0, dtype=cv2.CV_32F).reshape(a.shape)
+        except cv2.error:  # OpenCV 4.x takes no float16 input here (5.0 does): every model "was not a valid file"
+            pass
     return a.astype(np.float32) if a.dtype.kind == "f" else a
 
 

@@ -327,3 +327,24 @@ def test_transparency_is_seen_over_white_in_gifs_and_turned_pictures(tmp_path: P
     picture.save(tmp_path / "logo.gif", transparency=0)
     rgb = encoder_mod.load_image(str(tmp_path / "logo.gif"))
     assert rgb.mean() == pytest.approx(255 * 0.75, abs=1) and (rgb[10, 5] == 0).all()
+
+
+def test_without_torch_and_no_export_yet_is_one_line(tmp_path, tiny_model):
+    """No ONNX export cached and no torch to make one: 'encoding with torch' then a ModuleNotFoundError traceback."""
+    import subprocess
+    import sys
+
+    from clitools import subprocess_env
+    from videos import make_video
+
+    clip = make_video(tmp_path / "x.mp4", [("red", 1.0)]).path
+    code = ("import sys\n"
+            "sys.modules['torch'] = None\n"
+            f"sys.argv = ['captioner', 'run', {str(clip)!r}, '--model', {str(tiny_model)!r}]\n"
+            "from captioner import console\n"
+            "console()\n")
+    env = subprocess_env() | {"CAPTIONER_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: the encoder's ONNX copy is not made yet (in ") and done.stderr.count("\n") == 1
+    assert "needs torch: pip install torch==" in done.stderr and not (tmp_path / "x.srt").exists()

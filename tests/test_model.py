@@ -526,3 +526,21 @@ def test_a_manifest_rewrite_stopped_midway_leaves_the_old_one(tmp_path, monkeypa
         write_manifest(tmp_path, {"name": "after", "format": 1, "more": "x" * 100000})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json"]
     assert (tmp_path / "model.json").read_text().startswith('{\n "name": "before"')
+
+
+def test_float16_weights_load_with_an_opencv_that_cannot_convert_them(monkeypatch):
+    """OpenCV 4.x (which the requirements allow) takes no float16 input in cv2.multiply: every command that
+    loaded the model failed with "not a valid safetensors file". NumPy converts instead, to the same values."""
+    import cv2
+
+    from captioner.weights import float32
+
+    values = np.random.default_rng(0).standard_normal(5000).astype(np.float16).reshape(50, 100)
+    expected = float32(values)
+
+    def refuses(*args, **kwargs):
+        raise cv2.error("(-215:Assertion failed) func in function 'arithm_op'")
+
+    monkeypatch.setattr(cv2, "multiply", refuses)
+    converted = float32(values)
+    assert converted.dtype == np.float32 and np.array_equal(converted, expected)
