@@ -29,7 +29,7 @@ def installed(tmp_path_factory) -> Path:
     source = root / "src"  # a copy: building in the checkout would leave build/ behind (and reuse a stale one)
     for name in ("captioner", "weights"):
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in"):
         shutil.copy2(REPO / name, source / name)
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
                             str(root / "dist"), str(source)], capture_output=True, text=True, timeout=300)
@@ -65,6 +65,8 @@ def test_the_installed_command_finds_its_model(installed, tmp_path):
                            capture_output=True, text=True, cwd=tmp_path, env=_env(), check=True).stdout
     assert str(REPO) not in where  # the wheel's copy, not this checkout
     assert (Path(where.strip()).parent / "py.typed").is_file()  # type checkers read its hints (PEP 561)
+    licences = list(Path(where.strip()).parent.parent.glob("captioner-*.dist-info/licenses/LICENSE"))
+    assert len(licences) == 1 and "Apache License" in licences[0].read_text()  # Apache-2.0 asks for its text
 
 
 def test_the_installed_command_captions_a_video(installed, tmp_path):
