@@ -230,8 +230,8 @@ def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration
 
 
 def _fail(message: str) -> None:
-    """Print ``error: <message>`` as exactly one line on stderr."""
-    click.echo(_error_line(message), err=True)
+    """Print ``error: <message>`` as exactly one line on stderr (if it can still be written)."""
+    _say(_error_line(message))
 
 
 def _error_line(message: object) -> str:
@@ -461,9 +461,9 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
                 if bar:
                     bar.close()
             any_written = True
-            if not quiet:
+            if not quiet:  # stderr read by `| head -1` that has gone: the other videos are still captioned
                 for p in written:
-                    click.echo(f"{printable(str(p))}  ({n_cues} cues)", err=True)
+                    _say(f"{printable(str(p))}  ({n_cues} cues)")
         sys.exit(1 if failed else 0)
     finally:  # a run that wrote nothing (failed, stopped by Ctrl-C) leaves no empty output folder behind
         if not any_written:

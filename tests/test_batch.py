@@ -638,3 +638,46 @@ def test_one_folder_where_a_list_goes_is_refused(tmp_path, one):
     with pytest.raises(TypeError, match=r"exclusive takes a list of folders"):
         with exclusive(one):
             pass
+
+
+def test_workers_that_cannot_start_are_one_line(tmp_path, tiny_model, monkeypatch):
+    """No usable /dev/shm (containers) or too few file descriptors: --workers 2 ended in a 40-line traceback."""
+    import concurrent.futures
+
+    def no_semaphores(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    for name in ("a", "b"):
+        make_video(tmp_path / "in" / f"{name}.mp4", [("red", 1.0)])
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_semaphores)
+    result = CliRunner().invoke(main, ["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--workers", "2",
+                                       "--model", str(tiny_model), "-q"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == "error: cannot start 2 worker processes (read-only file system): use --workers 1"
+    statuses = [v["status"] for v in json.loads((tmp_path / "out" / REPORT_NAME).read_text())["videos"]]
+    assert statuses == ["pending", "pending"]
+
+
+def test_a_full_disk_where_the_lock_goes_is_one_line_and_leaves_no_lock(tmp_path, monkeypatch):
+    """A full disk at the batch's start: 'cannot write the output' (read as stdout) and the lock file stayed."""
+    import captioner.batch.lock as lock
+    from captioner.batch import exclusive
+    from captioner.errors import CaptionerError
+
+    class Full:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def write(self, text):
+            raise OSError(28, "No space left on device")
+
+    real_fdopen = lock.os.fdopen
+    monkeypatch.setattr(lock.os, "fdopen", lambda *args, **kwargs: Full(real_fdopen(*args, **kwargs)))
+    with pytest.raises(CaptionerError, match=r": cannot write \(no space left on device\)$"):
+        with exclusive([tmp_path]):
+            pass
+    monkeypatch.undo()
+    assert not (tmp_path / lock.LOCK_NAME).exists()

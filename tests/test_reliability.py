@@ -622,3 +622,20 @@ def test_ctrl_c_while_click_reads_the_command_line(monkeypatch) -> None:
     finally:
         signal.signal(signal.SIGINT, before)
     assert (result.exit_code, result.stderr) == (130, "interrupted\n")
+
+
+def test_run_goes_on_when_what_reads_its_stderr_has_gone(tmp_path, tiny_model) -> None:
+    """`captioner run a b c 2>&1 | head -1`: the second progress line met a closed pipe, click made that exit 1,
+    and the third video was never captioned."""
+    videos = [make_video(tmp_path / f"v{i}.mp4", [("red", 1.0)]).path for i in range(3)]
+    proc = subprocess.Popen(captioner_command("run", *videos, "-o", tmp_path / "out", "--model", tiny_model),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=subprocess_env(), cwd=REPO)
+    try:
+        assert proc.stderr.readline().endswith("v0.srt  (1 cues)\n")
+        proc.stderr.close()  # the reader is gone
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert files_under(tmp_path / "out") == ["v0.srt", "v1.srt", "v2.srt"]

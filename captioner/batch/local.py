@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..config import CaptionConfig, usable_cpus
+from ..errors import CaptionerError
 from .job import BatchJob, FileResult, ResultCallback, absolute_model, crashed, run_job
 
 log = logging.getLogger(__name__)
@@ -108,12 +109,13 @@ def write_marker(marker: Path | None, video: Path) -> None:
     """Name ``video`` in ``marker`` (its path's own bytes, whatever its encoding); a marker that cannot be written is skipped."""
     if marker is None:
         return
+    tmp = marker.with_name(marker.name + ".tmp")
     try:
-        tmp = marker.with_name(marker.name + ".tmp")
         tmp.write_bytes(os.fsencode(str(video)))
         os.replace(tmp, marker)
     except OSError as exc:
         log.debug("cannot write %s: %s", marker, exc)
+        tmp.unlink(missing_ok=True)  # a full disk left an empty one behind
 
 
 def read_marker(marker: Path | None) -> str | None:
@@ -257,16 +259,21 @@ def run_pool(jobs: Sequence[BatchJob], workers: int, task: Callable[[BatchJob], 
     start_args = (os.getpid(), initializer, initargs)
     try:
         while queue or suspects or inflight:
-            if pool is None:
-                pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=start_args)
-            if suspects:
-                if not inflight:
-                    job = suspects.popleft()
-                    inflight[pool.submit(task, job)] = (job, True)
-            else:
-                while queue and len(inflight) < workers:
-                    job = queue.popleft()
-                    inflight[pool.submit(task, job)] = (job, False)
+            try:  # no usable /dev/shm (containers, sandboxes) or too few file descriptors: was a traceback
+                if pool is None:
+                    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                               initargs=start_args)
+                if suspects:
+                    if not inflight:
+                        job = suspects.popleft()
+                        inflight[pool.submit(task, job)] = (job, True)
+                else:
+                    while queue and len(inflight) < workers:
+                        job = queue.popleft()
+                        inflight[pool.submit(task, job)] = (job, False)
+            except OSError as exc:
+                raise CaptionerError(f"cannot start {workers} worker processes "
+                                     f"({(exc.strerror or str(exc)).lower()}): use --workers 1") from None
             done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
             broken = None
             for future in done:

@@ -62,12 +62,15 @@ def exclusive(folders: Sequence[Path]) -> Iterator[frozenset[str]]:
                 except OSError:
                     same = False
                 if same:
+                    held.append((path, handle))  # first: removed on the way out whatever happens next
                     if handle.writable():
-                        handle.seek(0)
-                        handle.truncate()
-                        handle.write(str(os.getpid()))
-                        handle.flush()
-                    held.append((path, handle))
+                        try:
+                            handle.seek(0)
+                            handle.truncate()
+                            handle.write(str(os.getpid()))
+                            handle.flush()
+                        except OSError as exc:  # a full disk: was "cannot write the output", and the lock stayed
+                            raise CaptionerError(f"{folder}: cannot write ({(exc.strerror or str(exc)).lower()})") from None
                     break
                 handle.close()
             check_unlocked([folder], above=True, own=own)  # ``batch a a/b``: a is its own, not another's
