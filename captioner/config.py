@@ -49,9 +49,11 @@ def _number(low: float = -math.inf, high: float = math.inf, *, above: bool = Fal
     return ok, "a finite number" + (" " + " and ".join(bounds) if bounds else "")
 
 
-def _count(low: int) -> tuple[Callable[[Any], bool], str]:
-    """A rule for ``_checked``: a whole number >= ``low``."""
-    return (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= low), f"a whole number >= {low}"
+def _count(low: int, high: float = math.inf) -> tuple[Callable[[Any], bool], str]:
+    """A rule for ``_checked``: a whole number within [low, high]."""
+    def ok(v: Any) -> bool:
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool) and low <= v <= high
+    return ok, f"a whole number >= {low}" if high == math.inf else f"a whole number from {low} to {high:g}"
 
 
 def _checked(config: Any, **rules: tuple[Callable[[Any], bool], str]) -> None:
@@ -92,7 +94,6 @@ class EncoderConfig:
         _checked(self, image_size=_count(32), batch_size=_count(1))
 
 
-
 @dataclass(frozen=True)
 class DecoderConfig:
     """Shape of the attention LSTM decoder (stored with the weights)."""
@@ -113,7 +114,6 @@ class DecoderConfig:
     def __post_init__(self) -> None:
         _checked(self, feature_dim=_count(1), embed_dim=_count(1), hidden_dim=_count(1), attention_dim=_count(1),
                  dropout=_number(0, 1), vocab_size=_count(0), concept_slots=_count(0), detector_slots=_count(0))
-
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,6 @@ class DecodingConfig:
                  photo_guide_weight=weight)
 
 
-
 @dataclass(frozen=True)
 class GroundingConfig:
     """Open vocabulary: use the encoder's ImageNet concepts in captions (see grounding.py)."""
@@ -208,7 +207,6 @@ class GroundingConfig:
 
     def __post_init__(self) -> None:
         _checked(self, min_prob=_number(0, 1))
-
 
 
 @dataclass(frozen=True)
@@ -237,7 +235,6 @@ class SamplingConfig:
             _checked(self, end=_number(self.start, above=True))
 
 
-
 @dataclass(frozen=True)
 class SegmentConfig:
     """How sampled frames are grouped into cues."""
@@ -252,7 +249,6 @@ class SegmentConfig:
     def __post_init__(self) -> None:
         _checked(self, shot_threshold=_number(0, 2), max_segment=_number(0), min_duration=_number(0),
                  stable_threshold=_number(0, 2))
-
 
 
 @dataclass(frozen=True)
@@ -274,7 +270,6 @@ class OutputConfig:
                  min_confidence=_number(0, 1))
 
 
-
 @dataclass(frozen=True)
 class ReviewConfig:
     """The HTML review page (``-f html``, review.py) and the data a run keeps for it."""
@@ -293,10 +288,8 @@ class ReviewConfig:
     low_confidence: float = 0.5
 
     def __post_init__(self) -> None:
-        _checked(self, thumbnail_width=_count(1), thumbnail_height=_count(1), jpeg_quality=_count(0),
+        _checked(self, thumbnail_width=_count(1), thumbnail_height=_count(1), jpeg_quality=_count(0, 100),
                  concept_words=_count(0), low_confidence=_number(0, 1))
-        _checked(self, jpeg_quality=(lambda q: q <= 100, "a whole number from 0 to 100"))
-
 
 
 @dataclass(frozen=True)
@@ -331,7 +324,6 @@ class SearchConfig:
                  bm25_k1=_number(0), bm25_b=_number(0, 1))
 
 
-
 @dataclass(frozen=True)
 class CaptionConfig:
     """Everything ``Captioner`` needs, in one value."""
@@ -348,7 +340,6 @@ class CaptionConfig:
 
     def __post_init__(self) -> None:
         _checked(self, threads=_count(0))
-
 
 
 def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None = None,

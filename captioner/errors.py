@@ -29,9 +29,14 @@ class OutputError(CaptionerError):
 CANNOT_LIST = "cannot list folder"
 
 
+def os_reason(exc: OSError) -> str:
+    """An ``OSError``'s reason as a message's parenthesis says it: ``permission denied``, ``no space left on device``."""
+    return (exc.strerror or str(exc) or type(exc).__name__).lower()
+
+
 def cannot_list(exc: OSError) -> str:
     """The reason for a folder ``os.walk`` could not list: ``cannot list folder (permission denied)``."""
-    return f"{CANNOT_LIST} ({(exc.strerror or str(exc)).lower()})"
+    return f"{CANNOT_LIST} ({os_reason(exc)})"
 
 
 def first_line(exc: BaseException) -> str:

@@ -73,4 +73,3 @@ def blas_limited(threads: int | None, controller: Any = None) -> Iterator[None]:
             if _blas_users == 0:
                 _blas_limiter.restore_original_limits()
                 _blas_limiter = None
-

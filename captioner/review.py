@@ -318,7 +318,8 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
 </ol>
 </section>
 </main>"""
-    return _page(f"{v['name'] or 'video'} · captions", body, data, _asset("review.css"), _asset("bar.js") + _asset("review.js"))
+    return _page(f"{v['name'] or 'video'} · captions", body, data, _asset("review.css"),
+                 _asset("bar.js") + _asset("review.js"))
 
 
 def write_page(cues: Sequence[Any], doc: "Document") -> str:
@@ -400,7 +401,8 @@ def format_index(entries: Sequence[IndexEntry], index: Path, title: str = "Capti
         )
         videos.append({"name": entry.shown, "href": href,
                        "captions": [[c.get("start", 0), c.get("text", "")] for c in cues]})
-    summary = [f"{len(entries)} video{'s' * (len(entries) != 1)}", f"{total_cues} cue{'s' * (total_cues != 1)}", f"{total_check} to check"]
+    summary = [f"{len(entries)} video{'s' * (len(entries) != 1)}", f"{total_cues} cue{'s' * (total_cues != 1)}",
+               f"{total_check} to check"]
     summary += [f"{n} {_STATUS_TEXT.get(s, s)}" for s, n in sorted(counts.items()) if s != "ok"]
     body = f"""<header class="bar">
 <div class="title"><h1>{_e(title)}</h1><p class="facts">{_e(' · '.join(summary))}</p></div>
@@ -416,7 +418,8 @@ def format_index(entries: Sequence[IndexEntry], index: Path, title: str = "Capti
 </table>
 <p id="nothing" class="empty" hidden>No video matches.</p>
 </main>"""
-    return _page(title, body, {"version": 1, "videos": videos}, _asset("review.css"), _asset("bar.js") + _asset("index.js"))
+    return _page(title, body, {"version": 1, "videos": videos}, _asset("review.css"),
+                 _asset("bar.js") + _asset("index.js"))
 
 
 def index_path(root: Path, pages: Sequence[Path]) -> Path:

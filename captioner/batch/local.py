@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..config import CaptionConfig, usable_cpus
-from ..errors import CaptionerError
+from ..errors import CaptionerError, os_reason
 from .job import BatchJob, FileResult, ResultCallback, absolute_model, crashed, run_job
 
 log = logging.getLogger(__name__)
@@ -273,7 +273,7 @@ def run_pool(jobs: Sequence[BatchJob], workers: int, task: Callable[[BatchJob], 
                         inflight[pool.submit(task, job)] = (job, False)
             except OSError as exc:
                 raise CaptionerError(f"cannot start {workers} worker processes "
-                                     f"({(exc.strerror or str(exc)).lower()}): use --workers 1") from None
+                                     f"({os_reason(exc)}): use --workers 1") from None
             done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
             broken = None
             for future in done:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import CaptionerError, path_list
+from ..errors import CaptionerError, os_reason, path_list
 
 #: The hidden file in a batch's output folder (or input folder, outputs beside the videos) that it holds locked.
 LOCK_NAME = ".captioner-batch.lock"
@@ -70,7 +70,7 @@ def exclusive(folders: Sequence[Path]) -> Iterator[frozenset[str]]:
                             handle.write(str(os.getpid()))
                             handle.flush()
                         except OSError as exc:  # a full disk: was "cannot write the output", and the lock stayed
-                            raise CaptionerError(f"{folder}: cannot write ({(exc.strerror or str(exc)).lower()})") from None
+                            raise CaptionerError(f"{folder}: cannot write ({os_reason(exc)})") from None
                     break
                 handle.close()
             check_unlocked([folder], above=True, own=own)  # ``batch a a/b``: a is its own, not another's

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any, Sequence
 
 from ..config import CaptionConfig, usable_cpus
-from ..errors import CaptionerError, Terminated
+from ..errors import CaptionerError, Terminated, os_reason
 from .job import BatchJob, FileResult, ResultCallback, absolute_model, crashed, run_job
 from .local import worker_logging
 
@@ -82,8 +82,8 @@ def _unreachable(address: str, timeout: float = 5.0) -> str | None:
     try:
         socket.create_connection((match.group(1), int(match.group(2))), timeout=timeout).close()
     except OSError as exc:
-        reason = (exc.strerror or str(exc) or type(exc).__name__).lower()
-        return f"cannot reach a Ray head at {address} ({reason}): is it running (ray start --head) and the address right?"
+        return (f"cannot reach a Ray head at {address} ({os_reason(exc)}): is it running (ray start --head) and the "
+                "address right?")
     return None
 
 
