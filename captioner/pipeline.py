@@ -538,7 +538,8 @@ class Captioner:
         out = _VideoCues(self, info, progress)
         stats = DecodeStats()
         # the reader's generator, closed here: a failure kept by the caller (a REPL's traceback) kept the file open
-        source = within(read_frames(info.path, sampling.fps, keyframes=sampling.fast, stats=stats), start, end, stats)
+        source = within(read_frames(info.path, sampling.fps, keyframes=sampling.fast, stats=stats, seek=start),
+                        start, end, stats)
         batches = _batches(prefetch(map(self._squash, source), depth=2 * batch_size), batch_size)
         n_frames, t_encode, last_time = 0, 0.0, 0.0
         try:

@@ -76,6 +76,15 @@ _TIME_RESET_S = 1.0
 #: Fewer decoded frames than this share of the announced count is worth a warning.
 _SHORT_STREAM_RATIO = 0.9
 
+#: ``iter_frames(..., seek=)``: the reader jumps ahead only when it would otherwise decode at least this many
+#: seconds it does not need (a jump costs up to a key-frame interval of decoding, and a check)
+SEEK_MIN_S = 10.0
+
+#: Containers whose index FFmpeg seeks in exactly, by timestamps that only go forward (PyAV's format names).
+#: Not MPEG-TS/PS: no index, and joined recordings restart their timestamps (a seek would land in the
+#: wrong part, on the wrong clock).
+_SEEKABLE_FORMATS = frozenset({"mov", "mp4", "matroska", "webm"})
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -158,7 +167,7 @@ def _streams(p: Path) -> tuple[bool, list[bool]] | None:
     return _probe(p, read, None)
 
 
-def _stream_timing(p: Path) -> tuple[float, float | None]:
+def _stream_timing(p: Path) -> tuple[float, float | None, bool]:
     """(where the picture starts on the player's clock, how long the picture stream lasts) of ``p``.
 
     Players count time from the container's start; OpenCV counts from the video stream's first
@@ -178,9 +187,10 @@ def _stream_timing(p: Path) -> tuple[float, float | None]:
         if seconds is None and start is not None:  # MKV, WebM: no stream duration, an estimated frame count
             end = _picture_end(container, stream)
             seconds = end - start if end is not None and end > start else None
-        return (offset if math.isfinite(offset) and 0 < offset < 86400 else 0.0), seconds
+        seekable = bool(_SEEKABLE_FORMATS & set(str(getattr(container.format, "name", "")).split(",")))
+        return (offset if math.isfinite(offset) and 0 < offset < 86400 else 0.0), seconds, seekable
 
-    return _probe(p, read, (0.0, None))
+    return _probe(p, read, (0.0, None, False))
 
 
 #: The most packets ``_picture_end`` reads after seeking to a file's last key frame.
@@ -310,7 +320,8 @@ def _open_video(p: Path) -> VideoInfo:
 
 
 def iter_frames(
-    path: str | Path, fps: float, *, max_frame_seconds: float = 10.0, stats: DecodeStats | None = None
+    path: str | Path, fps: float, *, max_frame_seconds: float = 10.0, stats: DecodeStats | None = None,
+    seek: float = 0.0,
 ) -> Iterator[Frame]:
     """Yield one frame per ``1 / fps`` seconds of stream time, streaming.
 
@@ -326,6 +337,15 @@ def iter_frames(
     with a logged warning, keeping what was read. ``stats``, if given, is
     updated as frames decode (see ``DecodeStats``).
 
+    ``seek``: seconds (on the same clock as ``Frame.time``) before which no frame is wanted, as
+    ``within`` cuts them (``run --start``). Where the container has an index (MP4, MOV, MKV, WebM) and
+    that saves at least ``SEEK_MIN_S`` of decoding, the reader jumps to a little before it, so an
+    hour into a film is not an hour of decoding; the samples from there on are the frames a reading
+    from the start gives (same times, same pixels), and the last ones before ``seek`` still come. A
+    jump that lands past where it should (a variable-rate stream's index is approximate) or nowhere
+    reads the file again from the start. The first frames and the stats' frame count are then
+    FFmpeg's estimate, not a count.
+
     Raises:
         ValueError: ``fps`` or ``max_frame_seconds`` is not a positive number
             (raised on the call, not on iteration).
@@ -338,20 +358,22 @@ def iter_frames(
         raise ValueError(f"max_frame_seconds must be positive, got {max_frame_seconds!r}")
     p = Path(path)
     _check_file(p)
-    return _iter_frames(p, float(fps), float(max_frame_seconds), stats if stats is not None else DecodeStats())
+    stats = stats if stats is not None else DecodeStats()
+    return _iter_frames(p, float(fps), float(max_frame_seconds), stats, float(seek) if math.isfinite(seek) else 0.0)
 
 
 def read_frames(path: str | Path, fps: float, *, keyframes: bool = False,
-                stats: DecodeStats | None = None) -> Iterator[Frame]:
+                stats: DecodeStats | None = None, seek: float = 0.0) -> Iterator[Frame]:
     """Sampled frames of a video: ``iter_frames``, or with ``keyframes`` ``iter_keyframes`` (``--fast``).
 
     The two readers are siblings: the same ``Frame`` values, the same sampling rule
     (one frame per ``1 / fps`` seconds at most, the first always), the same frame-rate
-    fallback and the same ``DecodeStats``.
+    fallback and the same ``DecodeStats``. ``seek``: see ``iter_frames`` (the key-frame reader reads
+    every packet anyway, without decoding it, and does not jump).
     """
     if keyframes:
         return iter_keyframes(path, fps, stats=stats)
-    return iter_frames(path, fps, stats=stats)
+    return iter_frames(path, fps, stats=stats, seek=seek)
 
 
 def within(frames: Iterator[Frame], start: float = 0.0, end: float | None = None,
@@ -399,13 +421,28 @@ def sample_times_hint(info: VideoInfo, fps: float) -> int:
 # --------------------------------------------------------------------------- internals
 
 
-def _iter_frames(path: Path, fps: float, max_frame_seconds: float, stats: DecodeStats) -> Iterator[Frame]:
+def _iter_frames(path: Path, fps: float, max_frame_seconds: float, stats: DecodeStats,
+                 seek: float) -> Iterator[Frame]:
     """The generator behind ``iter_frames`` (split out so argument errors are eager).
 
     OpenCV raises ``cv2.error`` on some inputs it cannot handle; that is the
     file's fault, not a bug, so it becomes a ``VideoError`` naming the file.
     """
     try:
+        back = 0.0
+        for _ in range(2):
+            try:
+                yield from _decode_frames(path, fps, max_frame_seconds, stats, seek, back)
+                return
+            except _SeekMissed as exc:  # raised before any frame is yielded
+                for field in dataclasses.fields(DecodeStats):
+                    setattr(stats, field.name, field.default)
+                if exc.overshoot is None:
+                    break
+                # a variable-rate stream's index is approximate, more so the further in: twice as far back
+                log.debug("%s: %s; jumping %.1f s further back", path, exc, 2 * exc.overshoot)
+                back += 2 * exc.overshoot
+        log.debug("%s: reading from the start", path)
         yield from _decode_frames(path, fps, max_frame_seconds, stats)
     except cv2.error as exc:
         raise VideoError(f"{path}: OpenCV cannot decode this file ({_cv_reason(exc)})") from None
@@ -425,15 +462,29 @@ def _cv_reason(exc: BaseException) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: DecodeStats) -> Iterator[Frame]:
-    """Sample frames from ``path`` (see ``iter_frames``)."""
+class _SeekMissed(Exception):
+    """``_decode_frames``' jump ahead did not land before where it was asked to (nothing yielded yet):
+    ``overshoot`` seconds past where it should have, or None (it did not land)."""
+
+    def __init__(self, message: str, overshoot: float | None = None) -> None:
+        super().__init__(message)
+        self.overshoot = overshoot
+
+
+def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: DecodeStats,
+                   seek: float = 0.0, back: float = 0.0) -> Iterator[Frame]:
+    """Sample frames from ``path`` (see ``iter_frames``); ``back``: seconds to jump further back than usual."""
     cap = _open_capture(path, max_frame_seconds)
     try:
         if not cap.isOpened():
             raise VideoError(f"{path}: not a video file or unsupported codec")
         info = _read_info(path, cap)
         stream_fps = _stream_rate(info.fps)
-        late, stream_seconds = _stream_timing(path)
+        late, stream_seconds, seekable = _stream_timing(path)
+        # where to jump to, on the player's clock: two sampling intervals and a second before ``seek``, so
+        # that the samples before it are those of a reading from the start, and an approximate landing is early
+        jump = seek - 2.0 / fps - 1.0 - back if seekable and seek > 0 else 0.0
+        landing = False  # the next frame is the first after the jump
         offset = first = 0.0
         clock = _SampleClock(fps)
         timeline = _Timeline(1.0 / stream_fps)
@@ -450,6 +501,19 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
                 # across the timestamp wrap) OpenCV already counts from the container's start
                 offset = late - raw if late - raw > 1e-3 else 0.0
                 first = offset + raw
+                if jump - first >= SEEK_MIN_S:
+                    # OpenCV seeks to the key frame before and decodes on to the frame at that time
+                    landing = bool(cap.set(cv2.CAP_PROP_POS_MSEC, (jump - offset) * 1000.0))
+                    if not landing:
+                        raise _SeekMissed("OpenCV cannot seek in this file")
+                    continue
+            elif landing:
+                landing = False
+                if not first <= offset + raw <= seek - 1.0 / fps:
+                    raise _SeekMissed(f"a jump to {jump:.3f} s landed at {offset + raw:.3f} s",
+                                      offset + raw - jump if offset + raw > jump else None)
+                index = max(1, round(_float_prop(cap, cv2.CAP_PROP_POS_FRAMES)) - 1)  # FFmpeg's estimate
+                decoded = index + 1
             time = offset + timeline(raw)
             stats.decoded = decoded
             stats.end_time = time + 1.0 / stream_fps
@@ -464,6 +528,8 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
             sampled += 1
             stats.sampled = sampled
             yield Frame(index=index, time=time, image=image)
+        if landing:
+            raise _SeekMissed(f"no frame after a jump to {jump:.3f} s")
         _log_joins(path, timeline.joins)
         if skipped[0]:
             log.warning("%s: %d damaged frame(s) could not be decoded and were passed over; captioning the rest",

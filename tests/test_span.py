@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import click
 import pytest
 import srt
 
+from captioner import video
 from captioner.cli import _Time
 from captioner.cues import Cue, layout_cues
 from captioner.video import DecodeStats, iter_frames, within
@@ -154,3 +156,99 @@ def test_an_end_past_the_video_ends_the_cues_with_the_video(tmp_path, film, tiny
     assert result.exit_code == 0, result.stderr
     cues = list(srt.parse((tmp_path / "film.1s-1m40s.srt").read_text(encoding="utf-8")))
     assert cues[0].start.total_seconds() == 1.0 and cues[-1].end.total_seconds() == 12.0
+
+
+# --------------------------------------------------------------------------- jumping to the start (seeking)
+
+
+class _Capture:
+    """A real capture that counts the frames it gives Python and may misplace or refuse a jump."""
+
+    def __init__(self, inner, *, late: float = 0.0, refuse: bool = False) -> None:
+        self.inner, self.late, self.refuse = inner, late, refuse
+        self.grabs, self.jumps = 0, []
+
+    def grab(self):
+        ok = self.inner.grab()
+        self.grabs += bool(ok)
+        return ok
+
+    def set(self, prop, value):
+        if prop == video.cv2.CAP_PROP_POS_MSEC:
+            self.jumps.append(value / 1000.0)
+            if self.refuse:
+                return False
+            value += self.late * 1000.0
+        return self.inner.set(prop, value)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class _Opened(list):
+    """The captures opened so far; ``settings`` are given to the next ones (``_Capture``'s keywords)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settings: dict = {}
+
+
+@pytest.fixture
+def captures(monkeypatch) -> _Opened:
+    """Every capture the reader opens, wrapped."""
+    opened = _Opened()
+    real_open = video._open_capture
+
+    def open_capture(path, timeout_s):
+        opened.append(_Capture(real_open(path, timeout_s), **opened.settings))
+        return opened[-1]
+
+    monkeypatch.setattr(video, "_open_capture", open_capture)
+    monkeypatch.setattr(video, "SEEK_MIN_S", 1.0)  # the 12 s film is long enough to jump in
+    return opened
+
+
+def _read(path: Path, fps: float, start: float, seek: float) -> list[tuple[float, bytes]]:
+    stats = DecodeStats()
+    return [(f.time, f.image.tobytes()) for f in within(iter_frames(path, fps, stats=stats, seek=seek), start, None,
+                                                         stats)]
+
+
+@pytest.mark.parametrize("start", [5.0, 7.3, 11.0])
+def test_a_start_far_in_is_jumped_to_with_the_frames_a_whole_reading_gives(film, captures, start) -> None:
+    whole = _read(film, 2.0, start, seek=0.0)
+    assert captures[-1].jumps == [] and captures[-1].grabs == 120  # every frame decoded
+    jumped = _read(film, 2.0, start, seek=start)
+    assert jumped == whole and whole  # the same samples: times and pixels
+    assert captures[-1].jumps == [pytest.approx(start - 2.0)]  # two samples and a second before
+    assert captures[-1].grabs < 120 - 10 * (start - 3.0)  # the frames before the jump were not read
+
+
+@pytest.mark.parametrize("settings, second", [({"late": 2.5}, [2.0]), ({"late": 6.0}, []), ({"refuse": True}, [])])
+def test_a_jump_that_lands_late_or_nowhere_is_made_again_further_back_or_not_at_all(film, captures, settings,
+                                                                                   second) -> None:
+    whole = _read(film, 2.0, 9.0, seek=0.0)
+    captures.settings.update(settings)
+    assert _read(film, 2.0, 9.0, seek=9.0) == whole
+    # 2.5 s late: twice that further back lands early enough; 6 s late: that would be before the film
+    assert [c.jumps for c in captures[1:]] == [[pytest.approx(7.0)], [pytest.approx(j) for j in second]]
+    assert (captures[-1].grabs == 120) == (not second)
+
+
+def test_no_jump_in_a_container_without_an_index(tmp_path, captures) -> None:
+    clip = make_video(tmp_path / "film.avi", [("red", 6.0), ("blue", 6.0)], fps=10).path
+    frames = _read(clip, 2.0, 9.0, seek=9.0)
+    assert [round(t, 3) for t, _ in frames] == [9.0, 9.5, 10.0, 10.5, 11.0, 11.5]
+    assert captures[-1].jumps == []
+
+
+def test_run_start_jumps_and_captions_as_a_whole_reading_does(tmp_path, film, tiny_model, captures,
+                                                             monkeypatch) -> None:
+    args = ("-f", "json", "--model", tiny_model, "--beam-size", "1", "--fps", "2", "--start", "7.5")
+    assert cli("run", film, "-o", tmp_path / "jumped", *args).exit_code == 0
+    assert captures[-1].jumps == [pytest.approx(5.5)]
+    monkeypatch.setattr(video, "SEEK_MIN_S", 1e9)
+    assert cli("run", film, "-o", tmp_path / "whole", *args).exit_code == 0
+    assert captures[-1].jumps == []
+    jumped, whole = ((tmp_path / f / "film.7.5s-end.json").read_text(encoding="utf-8") for f in ("jumped", "whole"))
+    assert json.loads(jumped)["cues"] == json.loads(whole)["cues"] and json.loads(whole)["cues"]
