@@ -274,6 +274,91 @@ def test_ray_missing_is_one_line(tmp_path, tiny_model, small_tree, monkeypatch):
     assert "--engine ray" in usage.stderr
 
 
+def test_the_private_ray_instance_is_started_on_the_loopback(tmp_path, tiny_model, small_tree, monkeypatch):
+    """batch --engine ray without --ray-address started Ray on the machine's network address: its GCS, raylet and
+    workers listened on all interfaces, and anyone on the network could run code in the unauthenticated instance."""
+    ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'ray>=2.9')")
+    from ray._private import ray_constants
+
+    seen = []
+
+    def init(**kwargs):  # what Ray would start with, and whether it would turn 127.0.0.1 into the network address
+        seen.append((kwargs, ray_constants.ENABLE_RAY_CLUSTER))
+        raise RuntimeError("not started in this test")
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    cluster = ray_constants.ENABLE_RAY_CLUSTER
+    result = batch(small_tree, "-o", tmp_path / "o", "--model", tiny_model, "--engine", "ray", "-q", ok_codes=(1,))
+    assert "cannot start Ray: not started in this test" in result.stderr
+    [(kwargs, cluster_during)] = seen
+    assert kwargs["address"] == "local" and kwargs["_node_ip_address"] == "127.0.0.1"
+    assert kwargs["include_dashboard"] is False and kwargs["dashboard_host"] == "127.0.0.1"
+    assert cluster_during is False and ray_constants.ENABLE_RAY_CLUSTER == cluster  # off for ray.init alone
+
+
+def _listening(pids: set[int]) -> list[str]:
+    """The local addresses of the TCP sockets that processes ``pids`` listen on (Linux /proc)."""
+    import ipaddress
+
+    inodes = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:  # gone, or not ours to read
+            continue
+        inodes |= {link[8:-1] for link in links if link.startswith("socket:[")}
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(fields[1].split(":")[0])
+            packed = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # each 32-bit word is little-endian
+            found.append(str(ipaddress.ip_address(packed)))
+    return found
+
+
+def _descendants(root: int) -> set[int]:
+    parents = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, grown = {root}, True
+    while grown:
+        more = {pid for pid, parent in parents.items() if parent in found} - found
+        found |= more
+        grown = bool(more)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the listening sockets from Linux's /proc")
+def test_the_private_ray_instance_listens_on_the_loopback_only(tmp_path, tiny_model, small_tree, monkeypatch):
+    """The real instance: every TCP socket its processes listen on is a loopback one (they were all 0.0.0.0/::)."""
+    import ipaddress
+
+    ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'ray>=2.9')")
+    addresses = []
+    resources = ray.cluster_resources
+
+    def look(*args, **kwargs):  # called once Ray is up, before the actors start
+        addresses.extend(_listening(_descendants(os.getpid())))
+        return resources(*args, **kwargs)
+
+    monkeypatch.setattr(ray, "cluster_resources", look)
+    result = batch(small_tree, "-o", tmp_path / "o", "--model", tiny_model, "--engine", "ray", "--workers", "1",
+                   "--threads", "1", "-q", ok_codes=(1,))  # 1: the tree's broken file
+    assert result.stderr.count("broken.mkv") == 1, result.stderr
+    assert len(addresses) >= 3, addresses  # the driver, the GCS, the raylet
+    ips = [ipaddress.ip_address(a) for a in addresses]  # Ray's gRPC servers bind ::ffff:127.0.0.1
+    assert all(ip.is_loopback or getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback for ip in ips), \
+        addresses
+
+
 def test_a_worker_that_dies_costs_only_its_file(tmp_path):
     """A decoder segfault kills a worker process: that file fails, the others still run.
 

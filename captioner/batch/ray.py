@@ -8,13 +8,15 @@ instance, and ties every result to its file even when an actor dies.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
 import os
 import sys
 import tempfile
 from collections import deque
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..config import CaptionConfig, usable_cpus
 from ..errors import CaptionerError, Terminated, os_reason
@@ -87,6 +89,46 @@ def _unreachable(address: str, timeout: float = 5.0) -> str | None:
     return None
 
 
+#: Where a private instance listens: this machine only.
+LOOPBACK = "127.0.0.1"
+
+
+@contextlib.contextmanager
+def _loopback_node() -> Iterator[None]:
+    """Have ``ray.init`` keep a private instance's node on the loopback address.
+
+    Ray makes every server of a node (GCS, raylet, object manager, each worker) listen on its node
+    address, and turns a loopback ``_node_ip_address`` into the machine's network address so that
+    other nodes could join, unless its multi-node mode is off (as on macOS and Windows). On that
+    address, anyone on the network could reach the unauthenticated instance and run code in it.
+    Its multi-node switch is off for the ``ray.init`` call alone; the node keeps the address it got.
+    """
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # another Ray layout: run_ray warns if the node is not on the loopback
+        yield
+        return
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def _warn_if_reachable(ray: Any) -> None:
+    """Warn when a private instance's node is not on the loopback (a Ray version that ignores it)."""
+    try:
+        address = ray.util.get_node_ip_address()
+        loopback = ipaddress.ip_address(address).is_loopback
+    except Exception as exc:  # not an IP address, or a Ray without the call
+        log.debug("could not read the Ray node's address: %s", exc)
+        return
+    if not loopback:
+        log.warning("the private Ray instance listens on %s: other machines on the network can reach it "
+                    "(use the local engine, or a firewall)", address)
+
+
 class _stderr_captured:
     """Send file descriptor 2 to a temporary file for the ``with`` block; calling the value reads it.
 
@@ -146,7 +188,7 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
 
     ``address`` is a cluster to join (``"auto"``, ``"ray://host:10001"``, ``host:6379``);
     ``None`` starts a private local instance with ``workers`` CPUs (default: all
-    cores), no dashboard, quiet logs and no usage reporting. Video and output
+    cores), listening on the loopback only, no dashboard, quiet logs and no usage reporting. Video and output
     paths must exist at the same absolute path on every node, and captioner must
     be installed there.
 
@@ -199,7 +241,9 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
                     ray.init(address=address, **quiet)
                 else:
                     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # an offline tool: no usage reports
-                    ray.init(address="local", num_cpus=(workers or max(1, cores // per_actor)) * per_actor, **quiet)
+                    with _loopback_node():
+                        ray.init(address="local", num_cpus=(workers or max(1, cores // per_actor)) * per_actor,
+                                 _node_ip_address=LOOPBACK, dashboard_host=LOOPBACK, **quiet)
             except SystemExit as exc:  # ray.init's own SIGTERM handler exits; stop like our caller's would
                 if exc.code == signal.SIGTERM:
                     raise Terminated from None
@@ -216,6 +260,8 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
             if callable(on_sigint):
                 on_sigint(signal.SIGINT, None)
             raise KeyboardInterrupt
+        if not address:  # after the capture of fd 2: its warning is seen
+            _warn_if_reachable(ray)
     actors: list[Any] = []
     try:
         total_cpus = int(ray.cluster_resources().get("CPU", 1))
