@@ -253,6 +253,14 @@ class _Group(click.Group):
         import signal
         import threading
 
+        # A descriptor closed by the caller is None in Python: run, batch and search stopped on a closed
+        # stderr (2>&-: isatty of None) and wrote nothing; their messages go nowhere instead, as with
+        # 2>/dev/null. A closed stdout (>&-) lost image's, search's and info's output with exit 0.
+        if sys.stderr is None:
+            sys.stderr = open(os.devnull, "w", encoding="utf-8")
+        if sys.stdout is None:
+            sys.stdout = _ClosedStdout()
+
         # A Ctrl-C before ``invoke`` takes over (click parsing the command line) was click's "Aborted!" and
         # exit 1: it raises an exception click does not catch. Only over Python's own handler.
         early = None
@@ -265,7 +273,7 @@ class _Group(click.Group):
             _say("interrupted")
             sys.exit(130)
         except OSError as exc:  # stdout on a full disk (image > list.txt, --help > /dev/full): was a traceback
-            if exc.errno not in _OUTPUT_FULL:
+            if exc.errno not in _OUTPUT_FULL and not isinstance(exc, _StdoutClosed):
                 raise  # a broken pipe is click's (quiet); anything else is a bug: its traceback says where
             sys.stdout = open(os.devnull, "w", encoding="utf-8")  # what is still buffered goes nowhere at exit
             _say(f"error: cannot write the output: {exc.strerror or exc}")
@@ -319,6 +327,34 @@ def _utf8(stream: Any) -> bool:
 
 #: Errors of writing to a file that cannot take more: a full disk (or /dev/full), a quota, a file size limit.
 _OUTPUT_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class _StdoutClosed(OSError):
+    """A write to a standard output that the caller closed."""
+
+
+class _ClosedStdout:
+    """``sys.stdout`` where the caller closed descriptor 1 (``captioner image a.jpg >&-``): writing to it fails.
+
+    Commands that write nothing there (run, batch) are unaffected. The stand-in also holds descriptor 1
+    open on /dev/null, so that no file opened later takes its number and receives what a native library
+    writes to its stdout.
+    """
+
+    encoding = "utf-8"
+    errors = "strict"
+
+    def __init__(self) -> None:
+        self._placeholder = open(os.devnull, "w", encoding="utf-8")
+
+    def write(self, text: str) -> int:
+        raise _StdoutClosed(errno.EBADF, "standard output is closed")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
 
 
 def _say(line: str) -> None:
@@ -380,11 +416,6 @@ def main() -> None:
     # machine). Passive waiting cut `make bench`'s run from 8.6 s to 7.5 s. It must be
     # set before torch loads, which happens inside the commands; a user's value wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    # A descriptor closed by the caller (2>&-) is None in Python: run, batch and search stopped
-    # on it (isatty of None) and wrote nothing. Their messages go nowhere instead, as with 2>/dev/null.
-    for name in ("stdout", "stderr"):
-        if getattr(sys, name) is None:
-            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
     # File names print as their own bytes, as ls prints them: a name that is not UTF-8 (a Latin-1
     # name from an old disk, kept by Python as lone surrogates) made a strict stdout raise mid-output.
     for stream in (sys.stdout, sys.stderr):  # stderr too: its lines name files (written, failed)

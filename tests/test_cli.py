@@ -205,6 +205,46 @@ def test_a_full_disk_under_stdout_is_one_error_line(tiny_model) -> None:
         assert done.returncode == 1 and done.stderr == "error: cannot write the output: No space left on device\n", args
 
 
+def test_output_that_cannot_be_written_is_never_exit_0(tmp_path, tiny_model) -> None:
+    """image, search and info with stdout closed (>&-) lost their output and exited 0. A closed stdout or a full
+    disk is one error line and exit 1; a reader gone before the output (| true) is a quiet exit 1, as click makes
+    it; run, which writes nothing to stdout, still captions."""
+    import os
+    import subprocess
+    import sys
+
+    ok, png = cv2.imencode(".png", cv2.cvtColor(shot_frame("red", 0, (64, 48)), cv2.COLOR_RGB2BGR))
+    (tmp_path / "photo.png").write_bytes(png.tobytes())
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "beach.json").write_text(json.dumps({"metadata": {"video": {"path": "/videos/beach.mp4"}}, "cues": [
+        {"start": 0.0, "end": 4.0, "text": "a dog is running on the beach", "confidence": 0.5}]}), encoding="utf-8")
+    commands = {"image": ["image", str(tmp_path / "photo.png"), "--model", str(tiny_model), "--beam-size", "1"],
+                "search": ["search", "a dog", str(subs), "-q"], "info": ["info", "--model", str(tiny_model)]}
+
+    def captioner(args, **how):
+        return subprocess.run([sys.executable, "-m", "captioner.cli", *args], stderr=subprocess.PIPE, text=True,
+                              timeout=300, **how)
+
+    for name, args in commands.items():
+        closed = captioner(args, preexec_fn=lambda: os.close(1))
+        assert (closed.returncode, closed.stderr) == (1, "error: cannot write the output: standard output is closed\n"), name
+        with open("/dev/full", "w") as full:
+            done = captioner(args, stdout=full)
+        assert (done.returncode, done.stderr) == (1, "error: cannot write the output: No space left on device\n"), name
+        read, write = os.pipe()
+        os.close(read)  # the reader has gone before the first line
+        try:
+            gone = captioner(args, stdout=write)
+        finally:
+            os.close(write)
+        assert (gone.returncode, gone.stderr) == (1, ""), name
+    video = make_video(tmp_path / "v.mp4", [("red", 1.0)]).path
+    ran = captioner(["run", str(video), "--model", str(tiny_model), "--beam-size", "1", "--threads", "1", "-q"],
+                    preexec_fn=lambda: os.close(1))
+    assert ran.returncode == 0 and (tmp_path / "v.srt").is_file(), ran.stderr
+
+
 def test_outputs_that_could_not_be_written_are_found_before_captioning(tmp_path, clip, tiny_model, monkeypatch) -> None:
     """A read-only folder beside the videos, an output name too long, a folder where an output goes: each was found
     when writing, after the captioning, with some formats already written."""
