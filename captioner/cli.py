@@ -566,7 +566,7 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
         chunk, imgs = [], []
         for f in files[start : start + batch_size]:
             try:  # shrunk at once: a batch of 12-megapixel photos held whole took over 1 GB
-                imgs.append(captioner.encoder.resize(load_image(str(f))))
+                imgs.append(captioner.encoder.resize(load_image(str(f), captioner.encoder.config.image_size)))
                 chunk.append(f)
             except CaptionerError as exc:
                 tqdm.write(_error_line(exc), file=sys.stderr)  # _fail's line, clear of the bar

@@ -213,16 +213,82 @@ def squash(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def load_image(path: str) -> np.ndarray:
-    """Read an image file as RGB uint8; raise a clear error when it is not an image."""
+def load_image(path: str, size: int | None = None) -> np.ndarray:
+    """Read an image file as RGB uint8; raise a clear error when it is not an image.
+
+    ``size``: the encoder's input side, when the picture is only to be squashed to it. A JPEG larger than
+    that needs is then decoded 2, 4 or 8 times smaller by the JPEG decoder itself, its short side kept at
+    least twice ``size`` (``_jpeg_reduction``): a 20000 x 20000 photo took 1.2 GB decoded whole, and a
+    50000 x 50000 one could not be decoded at all.
+    """
     from .errors import CaptionerError
 
     data = np.fromfile(path, dtype=np.uint8)  # np.fromfile handles unicode paths that cv2.imread cannot
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    img = cv2.imdecode(data, _jpeg_reduction(data, size)) if data.size else None
     if img is None:
         heif = Path(path).suffix.lower() in (".heic", ".heif")  # iPhones' default; OpenCV has no decoder for it
         raise CaptionerError(f"{path}: not a readable image" + (" (HEIC is not supported: convert it to JPEG)" if heif else ""))
     return cv2.cvtColor(_over_white(data, img), cv2.COLOR_BGR2RGB)
+
+
+#: A reduced JPEG decode keeps at least this many times the encoder's input on its short side, so that
+#: the squash to it still averages several pixels into one, as it does for photos of ordinary sizes.
+MIN_DECODED_RATIO = 2
+
+#: ``cv2.imdecode`` flags that decode a JPEG 2, 4 or 8 times smaller (EXIF orientation still applied).
+_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def _jpeg_reduction(data: np.ndarray, size: int | None) -> int:
+    """The ``cv2.imdecode`` flag for a file's bytes: ``IMREAD_COLOR``, or for a JPEG larger than ``size``
+    needs, the largest reduction that keeps its short side at least ``MIN_DECODED_RATIO * size``.
+
+    The JPEG decoder scales while it decodes (from the DCT coefficients): the result is what the full
+    decode shrunk by area averaging would be, at a fraction of the memory and time. JPEGs carry no alpha,
+    so ``_over_white`` has nothing to do for them whatever the decode.
+    """
+    dims = _jpeg_dimensions(data) if size else None
+    if dims is None:
+        return cv2.IMREAD_COLOR
+    short = min(dims)
+    for factor, flag in _REDUCED:
+        if short >= factor * MIN_DECODED_RATIO * size:
+            return flag
+    return cv2.IMREAD_COLOR
+
+
+#: Start-of-frame markers (baseline, extended, progressive, lossless, arithmetic): they hold the size.
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_dimensions(data: np.ndarray) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's frame header, as stored (before EXIF orientation); None for another
+    format or a header that cannot be read. Reads only the few segments before the frame header."""
+    head = data[:2].tobytes()
+    if head != b"\xff\xd8":
+        return None
+    at, end = 2, data.size
+    while at + 4 <= end:
+        if data[at] != 0xFF:
+            return None
+        marker = int(data[at + 1])
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            at += 2
+            continue
+        segment = data[at + 2:at + 9].tobytes()
+        length = int.from_bytes(segment[:2], "big")
+        if marker in _SOF:
+            if len(segment) < 7:
+                return None
+            height, width = int.from_bytes(segment[3:5], "big"), int.from_bytes(segment[5:7], "big")
+            return (height, width) if height and width else None
+        if marker == 0xDA or length < 2:  # image data before any frame header, or a damaged length
+            return None
+        at += 2 + length
+    return None
 
 
 def _over_white(data: np.ndarray, img: np.ndarray) -> np.ndarray:

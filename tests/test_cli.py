@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import srt
 
@@ -203,6 +204,21 @@ def test_a_full_disk_under_stdout_is_one_error_line(tiny_model) -> None:
             done = subprocess.run([sys.executable, "-m", "captioner.cli", *args],
                                   stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
         assert done.returncode == 1 and done.stderr == "error: cannot write the output: No space left on device\n", args
+
+
+def test_image_captions_a_large_jpeg_decoded_reduced(tmp_path, tiny_model, monkeypatch) -> None:
+    """captioner image decoded a photo whole before squashing it to the encoder's 224 x 224: a 20000 x 20000 JPEG
+    took 1.2 GB. A 6000 x 4000 one is decoded 8 times smaller (500 px: still twice the input) and captioned."""
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    big = cv2.resize(small, (6000, 4000), interpolation=cv2.INTER_LINEAR)
+    (tmp_path / "big.jpg").write_bytes(cv2.imencode(".jpg", big)[1].tobytes())
+    flags = []
+    imdecode = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda data, flag: flags.append(flag) or imdecode(data, flag))
+    result = cli("image", tmp_path / "big.jpg", "--model", tiny_model, "--beam-size", "1")
+    assert result.exit_code == 0 and result.stdout.startswith(f"{tmp_path / 'big.jpg'}\t"), result.output
+    assert flags == [cv2.IMREAD_REDUCED_COLOR_8]
 
 
 def test_output_that_cannot_be_written_is_never_exit_0(tmp_path, tiny_model) -> None:

@@ -348,3 +348,49 @@ def test_without_torch_and_no_export_yet_is_one_line(tmp_path, tiny_model):
     assert done.returncode == 1
     assert done.stderr.startswith("error: the encoder's ONNX copy is not made yet (in ") and done.stderr.count("\n") == 1
     assert "needs torch: pip install torch==" in done.stderr and not (tmp_path / "x.srt").exists()
+
+
+def _jpeg(bgr: np.ndarray, orientation: int = 1, params: tuple[int, ...] = ()) -> bytes:
+    """``bgr`` as a JPEG (``cv2.imencode`` ``params``), with an EXIF Orientation tag unless it is 1."""
+    import struct
+
+    import cv2
+
+    jpeg = cv2.imencode(".jpg", bgr, list(params))[1].tobytes()
+    if orientation == 1:
+        return jpeg
+    exif = (b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03\x00\x00\x00\x01"
+            + struct.pack(">H", orientation) + b"\x00\x00\x00\x00\x00\x00")
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + jpeg[2:]
+
+
+def test_a_large_jpeg_is_decoded_reduced_to_what_the_encoder_needs(tmp_path: Path, monkeypatch) -> None:
+    """captioner image decoded every photo whole: a 20000 x 20000 JPEG took 1.2 GB, a 50000 x 50000 one failed.
+    A JPEG is decoded 2, 4 or 8 times smaller where its short side stays at least twice the encoder's input;
+    the pixels are the whole decode's averaged, the EXIF orientation is applied as before, smaller photos and
+    other formats are decoded as they were."""
+    import cv2
+
+    flags = []
+    imdecode = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda data, flag: flags.append(flag) or imdecode(data, flag))
+    ramp = np.linspace(0, 255, 6000, dtype=np.float32)
+    bgr = np.stack(np.broadcast_arrays(ramp[None, :], ramp[:4000, None], 255 - ramp[None, :]), -1).astype(np.uint8)
+    cases = [  # (file, size asked, flag expected, shape expected)
+        (_jpeg(bgr), 224, cv2.IMREAD_REDUCED_COLOR_8, (500, 750, 3)),  # 4000 / 8 = 500 >= 2 x 224
+        (_jpeg(bgr, 6, (cv2.IMWRITE_JPEG_PROGRESSIVE, 1)), 224, cv2.IMREAD_REDUCED_COLOR_8, (750, 500, 3)),  # turned
+        (_jpeg(bgr), 512, cv2.IMREAD_REDUCED_COLOR_2, (2000, 3000, 3)),  # 4000 / 4 = 1000 < 2 x 512
+        (_jpeg(bgr), None, cv2.IMREAD_COLOR, (4000, 6000, 3)),  # no size: as before
+        (_jpeg(bgr[:800, :1200]), 224, cv2.IMREAD_COLOR, (800, 1200, 3)),  # 800 / 2 = 400 < 2 x 224
+        (cv2.imencode(".png", bgr[:1000, :1000])[1].tobytes(), 224, cv2.IMREAD_COLOR, (1000, 1000, 3)),  # no JPEG
+    ]
+    for i, (data, size, flag, shape) in enumerate(cases):
+        path = tmp_path / f"photo{i}.jpg"
+        path.write_bytes(data)
+        flags.clear()
+        rgb = encoder_mod.load_image(str(path), size)
+        assert flags[0] == flag and rgb.shape == shape, i
+    whole = cv2.cvtColor(cv2.resize(bgr, (750, 500), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    (tmp_path / "photo.jpg").write_bytes(_jpeg(bgr))
+    reduced = encoder_mod.load_image(str(tmp_path / "photo.jpg"), 224)
+    assert np.abs(reduced.astype(int) - whole).mean() < 2  # JPEG's own error: the same picture
