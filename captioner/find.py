@@ -13,7 +13,7 @@ The weights are ``SearchConfig``'s (config.py), chosen on the MSR-VTT validation
 videos by ``pipelines/retrieval.py`` (README: Search).
 
 **The index.** Each folder gets one index file, ``.captioner-search/index.npz``
-inside it (hidden: batch skips it), or, if the folder cannot be written, one under
+inside it (hidden: batch skips it), or, if that cannot be written, one under
 the cache folder (``~/.cache/captioner/search/<hash of the folder's path>/``), which
 starts from the folder's own index if it carries one. Its paths are relative to the
 folder, so a moved or renamed archive keeps its index. It
@@ -169,6 +169,10 @@ def _stat_outputs(root: Path,
             errors.append((str(exc.filename or root), cannot_list(exc)))
 
     for folder, dirs, files in os.walk(root, onerror=onerror):
+        if not _may(folder, os.X_OK):  # names listed, but none can be opened: the folder is the error
+            onerror(PermissionError(errno.EACCES, os.strerror(errno.EACCES), folder))
+            dirs[:] = []
+            continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in files:
             if not f.lower().endswith(".json") or f.startswith("."):
@@ -195,6 +199,12 @@ def _stat_outputs(root: Path,
 
 def _uid() -> int:
     return os.geteuid() if hasattr(os, "geteuid") else 0
+
+
+def _may(path: str | Path, mode: int) -> bool:
+    """``os.access`` for the effective user and capabilities, those every open is checked against: plain
+    ``access()`` asks for the real user's, and as root for every capability it could take up again."""
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
 
 
 def _is_report(path: Path) -> bool:
@@ -232,10 +242,21 @@ def cache_home() -> Path:
 
 
 def index_path(root: Path) -> Path:
-    """Where ``root``'s index lives: inside it if it can be written, else in the cache folder."""
+    """Where ``root``'s index lives: inside it if it can be written there, else in the cache folder.
+
+    "Written there" is decided by the folder that takes the file: ``.captioner-search`` if it exists
+    (left root-owned by one ``sudo`` search, it made every later search embed the new texts again
+    and fail to save them), else ``root``. A folder that cannot even be looked into (mode 000) goes
+    to the cache too: asking about its contents raised ``PermissionError`` and ended the search."""
     root = Path(root).resolve()
     inside = root / INDEX_FOLDER / INDEX_FILE
-    if os.access(root, os.W_OK) or (inside.parent.is_dir() and os.access(inside.parent, os.W_OK)):
+    try:  # a regular file, a link or anything else of that name is not ours to write into
+        writable = stat.S_ISDIR(os.lstat(inside.parent).st_mode) and _may(inside.parent, os.W_OK | os.X_OK)
+    except FileNotFoundError:
+        writable = _may(root, os.W_OK | os.X_OK)
+    except OSError:  # root cannot be searched: nothing can be written inside it either
+        writable = False
+    if writable:
         return inside
     return cache_home() / hashlib.sha256(str(root).encode()).hexdigest()[:20] / INDEX_FILE
 
@@ -318,13 +339,21 @@ class Index:
         Paths in it are relative to the folder, and the folder it was made for is not checked: an
         archive moved, renamed or mounted elsewhere keeps its index (every file's signature is
         still checked, and a text embedded once is never embedded again)."""
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(bytes(z["meta"]).decode("utf-8", "surrogateescape"))
-                arrays = {k: z[k] for k in ("starts", "ends", "file_of", "text_of", "doc_of", "vectors", "visual",
-                                            "has_visual", "ctx_lo", "ctx_hi", "ctx_scale", "vector_scale")}
-        except FileNotFoundError:
+        try:  # non-blocking: opening a FIFO of that name waited for a writer forever
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except OSError as exc:  # none yet, or one in a folder this user may not enter: start afresh
+            if not isinstance(exc, FileNotFoundError):
+                log.info("%s: cannot read the index (%s)", path, exc.strerror or exc)
             return None
+        try:
+            with os.fdopen(fd, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    log.info("%s: not a file, rebuilding the index", path)
+                    return None
+                with np.load(handle, allow_pickle=False) as z:
+                    meta = json.loads(bytes(z["meta"]).decode("utf-8", "surrogateescape"))
+                    arrays = {k: z[k] for k in ("starts", "ends", "file_of", "text_of", "doc_of", "vectors", "visual",
+                                                "has_visual", "ctx_lo", "ctx_hi", "ctx_scale", "vector_scale")}
         except Exception as exc:  # damaged in any way (zipfile raises NotImplementedError for a bad method)
             log.info("%s: damaged index, rebuilding (%s: %s)", path, exc.__class__.__name__, exc)
             return None

@@ -509,3 +509,95 @@ def test_a_folder_given_that_cannot_be_listed_is_one_error_line(archive: Path, t
     assert result.output.count("error:") == 1 and f"error: {locked}: cannot list folder (permission denied)" in result.output
     result = CliRunner().invoke(main, ["search", "dog", str(locked)])
     assert (result.exit_code, result.output) == (1, f"error: {locked}: cannot list folder (permission denied)\n")
+
+
+# ---------------------------------------------------------------- permissions, as a user who is not root meets them
+
+
+@pytest.fixture
+def as_a_user(tmp_path: Path, monkeypatch):
+    """File modes enforced as for a user who is not root. As root, the capabilities that override them
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER) leave this thread's effective set while the
+    test runs and come back after; the cache folder is the test's own."""
+    monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path / "cache"))
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        yield
+        return
+    import ctypes
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3, this thread
+    if not hasattr(libc, "capget") or libc.capget(ctypes.byref(header), data) != 0:
+        pytest.skip("root, and the capabilities cannot be dropped here")
+    before = data[0].effective
+    data[0].effective &= ~0b1110  # bits 1, 2, 3
+    if libc.capset(ctypes.byref(header), data) != 0:
+        pytest.skip("root, and the capabilities cannot be dropped here")
+    try:
+        yield
+    finally:
+        data[0].effective = before
+        libc.capset(ctypes.byref(header), data)
+
+
+def test_a_folder_given_that_cannot_be_entered_is_one_error_line(archive: Path, tmp_path: Path, as_a_user) -> None:
+    """search ok/ locked/ with locked/ at mode 000 or 400 ended in a PermissionError traceback (asking
+    whether locked/.captioner-search exists), ok/'s results lost; at 600 the error named locked/day1."""
+    locked = tmp_path / "locked"
+    write_output(locked / "v.json", [(0.0, 1.0, "a dog")])
+    write_output(locked / "day1" / "w.json", [(0.0, 1.0, "a dog")])
+    for mode in (0o000, 0o400, 0o600, 0o100):
+        locked.chmod(mode)
+        try:
+            s = Searcher([archive, locked], embedder=BagOfWords())
+            with pytest.raises(CaptionerError, match=f"^{locked}: cannot list folder \\(permission denied\\)$"):
+                Searcher([locked], embedder=BagOfWords())
+        finally:
+            locked.chmod(0o755)
+        assert s.errors == [(str(locked), "cannot list folder (permission denied)")] and s.cues == 3, oct(mode)
+
+
+def test_an_index_folder_that_cannot_be_written_gives_way_to_the_cache(archive: Path, tmp_path: Path,
+                                                                         as_a_user) -> None:
+    """.captioner-search left read-only (root's, after one sudo search), or a file of that name: every search
+    embedded the new texts again and failed to save them ('cannot write the search index')."""
+    update_index(archive, BagOfWords())
+    folder = archive / ".captioner-search"
+    other = tmp_path / "other"
+    write_output(other / "a.json", [(0.0, 1.0, "a cat")])
+    (other / ".captioner-search").write_text("not a folder", encoding="utf-8")
+    folder.chmod(0o555)
+    try:
+        for root in (archive, other):
+            write_output(root / "new.json", [(0.0, 1.0, "a boat on a lake")])
+            emb = BagOfWords()
+            _, st = update_index(root, emb)
+            assert st.written and "a boat on a lake" in emb.embedded
+            emb = BagOfWords()
+            idx, st = update_index(root, emb)
+            assert not st.written and emb.embedded == [] and "a boat on a lake" in idx.texts
+    finally:
+        folder.chmod(0o755)
+    assert len(list((tmp_path / "cache" / "search").glob("*/index.npz"))) == 2
+
+
+def test_a_fifo_at_the_index_path_is_not_waited_on(archive: Path) -> None:
+    """A FIFO named .captioner-search/index.npz: search waited for a writer forever."""
+    import threading
+
+    fifo = archive / ".captioner-search" / "index.npz"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(update_index(archive, BagOfWords())), daemon=True)
+    worker.start()
+    worker.join(20)
+    if worker.is_alive():  # let it go: a writer that opens and closes the FIFO ends its wait
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert done and len(done[0][0]) == 3 and done[0][1].written and fifo.is_file()
