@@ -110,10 +110,16 @@ class CueRecord:
 _MAX_SECONDS = 1e12
 
 
+def _json_int(digits: str) -> int | float:
+    """A JSON integer; one too long for Python's int (over 4,300 digits, an error that named
+    ``sys.set_int_max_str_digits``) as a float, infinite, which no cue time passes."""
+    return int(digits) if len(digits) <= 4000 else float(digits)
+
+
 def read_output(path: Path) -> tuple[str, list[CueRecord]]:
     """(the video's path, its cues) from one captioner JSON output; ``ValueError`` if it is not one."""
     try:  # utf-8-sig: a file saved by an editor that starts UTF-8 with a byte-order mark is still JSON
-        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"), parse_int=_json_int)
     except UnicodeDecodeError as exc:
         raise ValueError("not UTF-8 text") from exc
     except json.JSONDecodeError as exc:
@@ -126,19 +132,27 @@ def read_output(path: Path) -> tuple[str, list[CueRecord]]:
         raise ValueError("not a captioner output (no \"metadata\" and \"cues\")")
     video = data["metadata"].get("video")
     video_path = str(video.get("path", "")) if isinstance(video, dict) else str(video or "")
+    try:  # a non-UTF-8 file name is kept as \udcXX escapes (as captioner writes it); a lone "\ud800" is no name
+        video_path.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise ValueError("not a captioner output (its video's path is not valid text)") from None
     cues = []
     for i, c in enumerate(data["cues"]):
         try:
+            if isinstance(c["start"], bool) or isinstance(c["end"], bool):
+                raise TypeError  # float(true) is 1.0: no time
             start, end, text = float(c["start"]), float(c["end"]), c["text"]
-            if not isinstance(text, str) or not (0 <= start <= _MAX_SECONDS and 0 <= end <= _MAX_SECONDS):
+            if not isinstance(text, str) or not (0 <= start <= end <= _MAX_SECONDS):
                 raise TypeError  # NaN fails too; 1e308 s overflowed the clock of every line that showed it
             words = tuple(str(w[0]) for w in c.get("concepts", ()) if isinstance(w, (list, tuple)) and w)
             for t in (text, *words):
                 t.encode("utf-8")  # a lone surrogate (a "\ud800" escape) is no text: the embedder rejects it
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError):
             raise ValueError(f"cue {i + 1} is not a captioner cue (start, end, text)") from None
         vector = None
         if c.get("vector") is not None:
+            if not isinstance(c["vector"], str):
+                raise ValueError(f"cue {i + 1}: bad \"vector\" (not a base64 text)")
             try:
                 vector = quantize(decode_vector(c["vector"], VECTOR_DIM))
             except (ValueError, AttributeError) as exc:

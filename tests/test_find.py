@@ -601,3 +601,27 @@ def test_a_fifo_at_the_index_path_is_not_waited_on(archive: Path) -> None:
     if worker.is_alive():  # let it go: a writer that opens and closes the FIFO ends its wait
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
     assert done and len(done[0][0]) == 3 and done[0][1].written and fifo.is_file()
+
+
+def test_a_badly_formed_json_is_one_error_line_not_a_crash(archive: Path) -> None:
+    """A video path with a lone surrogate ended the search in a UnicodeEncodeError (saving the index), a
+    400-digit cue time in an OverflowError, a 5,000-digit one in Python's int-digits limit message; a
+    non-text "vector" was reported in Python's words, and cue times of 9 -> 1 s or `true` were accepted."""
+    cue = '{"start": %s, "end": %s, "text": "a dog"%s}'
+    for name, video, c in (("sur", "\\ud800.mp4", cue % (0, 2, "")), ("long", "v", cue % ("9" * 400, "9" * 400, "")),
+                           ("longer", "v", cue % ("9" * 5000, "9" * 5000, "")), ("vec", "v", cue % (0, 2, ', "vector": 12')),
+                           ("back", "v", cue % (9, 1, "")), ("bool", "v", cue % ("true", 2, "")),
+                           ("bytes", "\\udcff.mp4", cue % (0, 2, ""))):  # a name that is not UTF-8, as captioner keeps it
+        (archive / f"{name}.json").write_text(f'{{"metadata": {{"video": {{"path": "{video}"}}}}, "cues": [{c}]}}',
+                                              encoding="utf-8")
+    s = Searcher([archive], embedder=BagOfWords())
+    assert sorted((Path(p).name, r) for p, r in s.errors) == [
+        ("back.json", "cue 1 is not a captioner cue (start, end, text)"),
+        ("bool.json", "cue 1 is not a captioner cue (start, end, text)"),
+        ("long.json", "cue 1 is not a captioner cue (start, end, text)"),
+        ("longer.json", "cue 1 is not a captioner cue (start, end, text)"),
+        ("sur.json", "not a captioner output (its video's path is not valid text)"),
+        ("vec.json", 'cue 1: bad "vector" (not a base64 text)')]
+    assert s.cues == 4 and (archive / ".captioner-search" / "index.npz").is_file()
+    hits = Searcher([archive], embedder=BagOfWords()).search("dog", 10).hits  # from the saved index
+    assert [h.video for h in hits if h.output.name == "bytes.json"] == ["\udcff.mp4"]
