@@ -167,16 +167,17 @@ def find_outputs(root: Path, errors: list[tuple[str, str]] | None = None) -> lis
     As in ``batch``, symlinked folders are not followed (no loops); a folder that cannot be listed
     is reported in ``errors`` (its outputs would otherwise be missing from every result unsaid).
     """
-    return [p for p, _ in _stat_outputs(root, errors)]
+    return [p for p, _, _ in _stat_outputs(root, errors)]
 
 
-def _stat_outputs(root: Path,
-                  errors: list[tuple[str, str]] | None = None) -> list[tuple[Path, os.stat_result | OSError]]:
+def _stat_outputs(root: Path, errors: list[tuple[str, str]] | None = None
+                  ) -> list[tuple[Path, os.stat_result | OSError, bool]]:
     """``find_outputs`` with each file's ``stat`` (one a file: the index's signatures come from it), or
-    the ``OSError`` it raised (a broken link: reading it fails, and that is reported). FIFOs, sockets
-    and devices are left out (opening a FIFO waits for a writer forever), and so is a second name of
-    a file already found (a link to it: its every cue was listed twice)."""
-    found: list[tuple[Path, os.stat_result | OSError]] = []
+    the ``OSError`` it raised (a broken link: reading it fails, and that is reported), and whether the
+    name is a symlink. FIFOs, sockets and devices are left out (opening a FIFO waits for a writer
+    forever), and so is a second name of a file already found (a link to it: its every cue was listed
+    twice). Of a symlink and the file it names, the file is kept: its review page lies beside it."""
+    found: list[tuple[Path, os.stat_result | OSError, bool]] = []
 
     def onerror(exc: OSError) -> None:
         if errors is not None:
@@ -192,23 +193,27 @@ def _stat_outputs(root: Path,
             if not f.lower().endswith(".json") or f.startswith("."):
                 continue
             path = Path(folder, f)
+            link = False
             try:
-                st: os.stat_result | OSError = os.stat(path)
+                st: os.stat_result | OSError = os.lstat(path)
+                if stat.S_ISLNK(st.st_mode):
+                    link = True
+                    st = os.stat(path)
             except OSError as exc:
                 st = exc
             if f in NOT_OUTPUTS and (isinstance(st, OSError) or _is_report(path)):
                 continue
             if isinstance(st, OSError) or stat.S_ISREG(st.st_mode):
-                found.append((path, st))
+                found.append((path, st, link))
     seen: set[tuple[int, int]] = set()
     unique = []
-    for path, st in sorted(found, key=lambda item: item[0]):
+    for path, st, link in sorted(found, key=lambda item: (item[2], item[0])):  # files before links
         if not isinstance(st, OSError):
             if (st.st_dev, st.st_ino) in seen:
                 continue
             seen.add((st.st_dev, st.st_ino))
-        unique.append((path, st))
-    return unique
+        unique.append((path, st, link))
+    return sorted(unique, key=lambda item: item[0])
 
 
 def _uid() -> int:
@@ -307,6 +312,9 @@ class Index:
     # Kept so that an unchanged one is reported from here, not read again, and does not make every
     # search rewrite the whole index (a 200 MB foreign JSON made each search take 10 s).
     rejected: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # not stored: per file of this search, (device, inode, whether its name is a symlink), so that a
+    # file reached from two of the folders searched is searched once (``Searcher``)
+    ids: dict[str, tuple[int, int, bool]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -486,11 +494,14 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
     errors.extend((said(p), reason) for p, reason in walk_errors)
     stats.files = len(outputs)
     current: dict[str, tuple[Path, tuple[int, int, int, int]]] = {}
-    for p, st in outputs:
+    ids: dict[str, tuple[int, int, bool]] = {}
+    for p, st, link in outputs:
         if isinstance(st, OSError):
             errors.append((said(p), st.strerror or str(st)))
         else:
-            current[p.relative_to(root).as_posix()] = (p, _signature(st))
+            rel = p.relative_to(root).as_posix()
+            current[rel] = (p, _signature(st))
+            ids[rel] = (int(st.st_dev), int(st.st_ino), link)
     old_files = old.files if old is not None else {}
     old_rejected = old.rejected if old is not None else {}
 
@@ -503,10 +514,11 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
             unchanged(old_files, k, sig) or unchanged(old_rejected, k, sig) for k, (_, sig) in current.items()):
         errors.extend((said(p), old_rejected[k]["reason"]) for k, (p, _) in current.items() if k in old_rejected)
         stats.cues, stats.seconds = len(old), time.perf_counter() - t0
+        old.ids = ids
         return old, stats  # nothing changed: nothing to write
 
     known = {t: i for i, t in enumerate(old.texts)} if old is not None else {}
-    new = Index(root, model=MODEL_NAME, context_seconds=config.context_seconds)
+    new = Index(root, model=MODEL_NAME, context_seconds=config.context_seconds, ids=ids)
     texts: list[str] = []
     text_ids: dict[str, int] = {}
     reuse: list[int] = []  # per new text: its row in the old vectors, or -1
@@ -737,8 +749,13 @@ class Hit:
 
     @property
     def page(self) -> Path:
-        """The video's review page (``-f html``) beside the JSON: ``clip.json`` -> ``clip.html``."""
-        return self.output.with_name(self.output.name[: -len(".json")] + ".html")
+        """The video's review page (``-f html``) beside the JSON: ``clip.json`` -> ``clip.html``; for a
+        JSON that is a symlink with no page beside it, the page beside the file it names."""
+        own = self.output.with_name(self.output.name[: -len(".json")] + ".html")
+        if own.is_file() or not self.output.is_symlink():
+            return own
+        real = Path(os.path.realpath(self.output))
+        return real.with_name(real.name[: -len(".json")] + ".html") if real.name.lower().endswith(".json") else own
 
 
 @dataclass
@@ -762,6 +779,26 @@ def _distinct_roots(roots: Sequence[Path]) -> list[int]:
             continue  # find_outputs of the outer folder walks into it
         keep.append(i)
     return keep
+
+
+def _searched_rows(indexes: Sequence[Index]) -> list[np.ndarray | None]:
+    """Per index, the rows to search (``None``: all): each file once across the folders, as within one
+    (hard links in two folders, a symlink in one to a file in another listed every cue twice). A file
+    goes to the first folder where it is no symlink, else to the first that has it."""
+    owner: dict[tuple[int, int], tuple[bool, int]] = {}
+    for k, idx in enumerate(indexes):
+        for rel, (dev, ino, link) in idx.ids.items():
+            if (dev, ino) not in owner or (owner[dev, ino][0] and not link):
+                owner[dev, ino] = (link, k)
+    out: list[np.ndarray | None] = []
+    for k, idx in enumerate(indexes):
+        keep = np.ones(len(idx), bool)
+        for rel, (dev, ino, _) in idx.ids.items():
+            if owner[dev, ino][1] != k and rel in idx.files:
+                first = int(idx.files[rel]["first"])
+                keep[first : first + int(idx.files[rel]["count"])] = False
+        out.append(None if keep.all() else np.flatnonzero(keep))
+    return out
 
 
 def check_query(query: str) -> None:
@@ -811,10 +848,11 @@ class Searcher:
         # one folder of several with nothing to search is a mistake worth a line (a typo, the wrong drive)
         self.errors.extend((r, "no captioner JSON outputs under it") for r in empty if r not in unlisted)
         self._words = [WordScorer(idx, config) if config.word_weight else None for idx in self.indexes]
+        self._rows = _searched_rows(self.indexes)
 
     @property
     def cues(self) -> int:
-        return sum(len(i) for i in self.indexes)
+        return sum(len(i) if rows is None else len(rows) for i, rows in zip(self.indexes, self._rows))
 
     def scores(self, query: str) -> list[np.ndarray]:
         """Per folder, every cue's score for ``query``."""
@@ -828,7 +866,9 @@ class Searcher:
         if n < 1:
             raise CaptionerError(f"the number of results must be at least 1, got {n}")
         pool: list[tuple[float, int, int]] = []
-        for k, (idx, s) in enumerate(zip(self.indexes, self.scores(query))):
+        for k, (rows, s) in enumerate(zip(self._rows, self.scores(query))):
+            if rows is not None:
+                s = s[rows]
             if not len(s):
                 continue
             top = np.argsort(-s, kind="stable")[:n] if len(s) > 4 * n else np.argsort(-s, kind="stable")
@@ -837,7 +877,7 @@ class Searcher:
                 above = np.flatnonzero(s > kth)
                 part = np.concatenate([above, np.flatnonzero(s == kth)[: n - len(above)]])  # ties: earliest rows
                 top = part[np.lexsort((part, -s[part]))]
-            pool.extend((float(s[r]), k, int(r)) for r in top)
+            pool.extend((float(s[r]), k, int(r if rows is None else rows[r])) for r in top)
         pool.sort(key=lambda x: (-x[0], x[1], x[2]))
         hits = []
         for score, k, r in pool[:n]:

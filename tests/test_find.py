@@ -625,3 +625,30 @@ def test_a_badly_formed_json_is_one_error_line_not_a_crash(archive: Path) -> Non
     assert s.cues == 4 and (archive / ".captioner-search" / "index.npz").is_file()
     hits = Searcher([archive], embedder=BagOfWords()).search("dog", 10).hits  # from the saved index
     assert [h.video for h in hits if h.output.name == "bytes.json"] == ["\udcff.mp4"]
+
+
+def test_a_symlinked_output_gives_way_to_its_file_and_each_file_counts_once_across_folders(archive: Path,
+                                                                                             tmp_path: Path) -> None:
+    """best.json -> day2/clip.json was listed in the file's place (it sorts first) and its results page had no
+    link to the review page beside the file; a hard link or symlink in a second folder listed every cue twice."""
+    clip = write_output(archive / "day2" / "clip.json", [(0.0, 2.0, "a zebra on the grass")])
+    (archive / "day2" / "clip.html").write_text("<html></html>", encoding="utf-8")
+    (archive / "best.json").symlink_to(Path("day2", "clip.json"))
+    result = Searcher([archive], embedder=BagOfWords()).search("zebra", 1)
+    assert result.hits[0].output == clip and result.cues == 4
+    assert 'href="subs/day2/clip.html#t=0"' in format_results_html("zebra", result, tmp_path / "r.html")
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "only.json").symlink_to(clip)  # its only name in that folder: kept, its page found beside the file
+    result = Searcher([links], embedder=BagOfWords()).search("zebra", 1)
+    assert result.hits[0].output == links / "only.json"
+    assert 'href="subs/day2/clip.html#t=0"' in format_results_html("zebra", result, tmp_path / "r.html")
+    hard = tmp_path / "hard"
+    hard.mkdir()
+    os.link(clip, hard / "copy.json")
+    for roots in ([links, archive, hard], [hard, archive], [archive, links]):
+        s = Searcher(roots, embedder=BagOfWords())
+        hits = s.search("zebra", 10).hits
+        assert s.cues == 4 and [h.text for h in hits].count("a zebra on the grass") == 1, roots
+        # the first folder that holds the file itself, not a link to it
+        assert hits[0].output == (hard / "copy.json" if roots[0] == hard else clip), roots
