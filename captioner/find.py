@@ -928,7 +928,9 @@ def json_text(obj: Any, ascii_only: bool = False, indent: int | None = None) -> 
 
 
 def _href(target: Path, page: Path, start: float) -> str:
-    rel = os.path.relpath(target.resolve(), page.resolve().parent)
+    """``target`` at ``start`` relative to ``page`` as named, symlinks not resolved: a browser opens the page
+    at that path (results/ a link to store/results: links made from the resolved page led nowhere)."""
+    rel = os.path.relpath(os.path.abspath(target), os.path.dirname(os.path.abspath(page)))
     return quote(os.fsencode(Path(rel).as_posix())) + f"#t={start:.3f}".rstrip("0").rstrip(".")  # bytes: any name
 
 
@@ -939,7 +941,7 @@ def format_results_html(query: str, result: SearchResult, page: Path) -> str:
     for h in result.hits:
         where = e(str(h.output))
         if h.page.is_file():  # named by its path from the page: clip.mp4 of a/ and of b/ were both "clip"
-            shown = os.path.relpath(h.output.resolve(), page.resolve().parent)[:-5]
+            shown = os.path.relpath(os.path.abspath(h.output), os.path.dirname(os.path.abspath(page)))[:-5]
             where = f'<a href="{e(_href(h.page, page, h.start))}">{e(shown)}</a>'
         rows.append(f"<tr><td>{where}</td><td>{e(clock(h.start))} &rarr; {e(clock(h.end))}</td>"
                     f"<td>{h.score:.3f}</td><td dir=\"auto\">{e(h.text)}</td></tr>")

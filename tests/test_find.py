@@ -652,3 +652,18 @@ def test_a_symlinked_output_gives_way_to_its_file_and_each_file_counts_once_acro
         assert s.cues == 4 and [h.text for h in hits].count("a zebra on the grass") == 1, roots
         # the first folder that holds the file itself, not a link to it
         assert hits[0].output == (hard / "copy.json" if roots[0] == hard else clip), roots
+
+
+def test_a_results_page_in_a_symlinked_folder_links_from_where_it_is_opened(archive: Path, tmp_path: Path) -> None:
+    """--html res/r.html with res -> store/results: links were made from store/results, and the browser,
+    which opens the page at res/r.html, found nothing at them."""
+    from urllib.parse import unquote
+
+    (archive / "day" / "kitchen.html").write_text("<html></html>", encoding="utf-8")
+    (tmp_path / "store" / "results").mkdir(parents=True)
+    (tmp_path / "res").symlink_to(Path("store", "results"))
+    page = tmp_path / "res" / "r.html"
+    text = format_results_html("cooking", Searcher([archive], embedder=BagOfWords()).search("cooking", 1), page)
+    href = unquote(text.split('href="', 1)[1].split("#", 1)[0])
+    assert href == "../subs/day/kitchen.html" and ">../subs/day/kitchen</a>" in text
+    assert os.path.normpath(os.path.join(os.path.dirname(page), href)) == str(archive / "day" / "kitchen.html")
