@@ -774,11 +774,20 @@ def _distinct_roots(roots: Sequence[Path]) -> list[int]:
     for i, r in enumerate(resolved):
         if r in resolved[:i]:
             continue
-        if any(o != r and r.is_relative_to(o) and not any(part.startswith(".") for part in r.relative_to(o).parts)
-               for o in resolved):
+        if any(o != r and r.is_relative_to(o) and _walk_reaches(o, r) for o in resolved):
             continue  # find_outputs of the outer folder walks into it
         keep.append(i)
     return keep
+
+
+def _walk_reaches(outer: Path, inner: Path) -> bool:
+    """Whether ``find_outputs(outer)`` walks into ``inner`` (resolved, inside it): no hidden folder on the
+    way, and every folder on the way can be listed. A sub-folder named with a parent it cannot be reached
+    from (a private/ of mode 711 between them) was dropped, and never searched."""
+    parts = inner.relative_to(outer).parts
+    if any(part.startswith(".") for part in parts):
+        return False
+    return all(_may(outer.joinpath(*parts[:k]), os.R_OK | os.X_OK) for k in range(len(parts)))
 
 
 def _searched_rows(indexes: Sequence[Index]) -> list[np.ndarray | None]:

@@ -667,3 +667,18 @@ def test_a_results_page_in_a_symlinked_folder_links_from_where_it_is_opened(arch
     href = unquote(text.split('href="', 1)[1].split("#", 1)[0])
     assert href == "../subs/day/kitchen.html" and ">../subs/day/kitchen</a>" in text
     assert os.path.normpath(os.path.join(os.path.dirname(page), href)) == str(archive / "day" / "kitchen.html")
+
+
+def test_a_sub_folder_named_with_a_parent_that_cannot_reach_it_is_searched(archive: Path, as_a_user) -> None:
+    """search subs subs/private/day3, private/ enterable but not listable (711 of another user): day3 was
+    dropped as "inside subs", and subs's walk stopped at private/: its files were never searched."""
+    private = archive / "private"
+    write_output(private / "day3" / "clip.json", [(0.0, 2.0, "a zebra on the grass")])
+    private.chmod(0o100)
+    try:
+        s = Searcher([archive, private / "day3"], embedder=BagOfWords())
+        hits = s.search("zebra", 1).hits
+    finally:
+        private.chmod(0o755)
+    assert s.errors == [(str(private), "cannot list folder (permission denied)")] and s.cues == 4
+    assert hits[0].output == private / "day3" / "clip.json"
