@@ -224,7 +224,7 @@ class SamplingConfig:
     window_frames: int = 64  # sampled frames buffered before finished segments are captioned (flat memory)
     # The stretch of the video to caption, in seconds of the video (cue times stay the video's, so the
     # subtitles play with the whole film): one scene of a film, a clip without its leader. 0 / None:
-    # from the start, to the end. Frames before ``start`` are decoded but not looked at.
+    # from the start, to the end. ``end`` at least a millisecond (subtitles' precision) after ``start``.
     start: float = 0.0
     end: float | None = None
 
@@ -232,7 +232,7 @@ class SamplingConfig:
         _checked(self, fps=_number(0, above=True), max_frames_per_segment=_count(1), context_seconds=_number(0),
                  window_frames=_count(2), start=_number(0))
         if self.end is not None:
-            _checked(self, end=_number(self.start, above=True))
+            _checked(self, end=_number(self.start + 0.001))
 
 
 @dataclass(frozen=True)

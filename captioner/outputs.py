@@ -151,6 +151,12 @@ def keep_extensions(pairs: Sequence[tuple[Path, Path]]) -> list[Path]:
             for video, base in pairs]
 
 
+def seconds_text(seconds: float) -> str:
+    """Seconds as messages give them: to the millisecond, without trailing zeros (``9.96``, ``3600.125``,
+    ``1234567``): ``{:g}`` wrote 1.23457e+06 and rounded 3600.125 to 3600.12, ``{:.1f}`` 9.96 to 10.0."""
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
+
+
 def stretch_label(start: float, end: float | None) -> str:
     """How the outputs of one stretch of a video are told from the whole video's: ``1m30s-2m05.5s``
     (``talk.1m30s-2m05.5s.srt``; ``end`` None: ``1m30s-end``).

@@ -27,6 +27,7 @@ from .concepts import top_concepts
 from .config import CaptionConfig, usable_cpus
 from .errors import CaptionerError, VideoError
 from .native import blas_limited
+from .outputs import seconds_text
 from .progress import Progress, ProgressCallback  # noqa: F401  (Progress: importable from here too)
 from .review import Snapshot, encode_jpeg, shrink, snapshots_for, thumbnail_size
 from .search import Hypothesis, search_many
@@ -528,7 +529,9 @@ class Captioner:
         t_start = time.perf_counter()
         info = open_video(path)
         sampling = self.config.sampling
-        start, end = _span(info, sampling.start, sampling.end)
+        # the stretch asked for: whether the video reaches ``start`` is known once read (a header's length
+        # leaves out joined recordings and a picture that starts after the sound)
+        start, end = float(sampling.start), None if sampling.end is None else float(sampling.end)
         expected = sample_times_hint(info, sampling.fps)
         if (start or end is not None) and info.duration > 0:  # the share of the video's samples in the stretch
             expected = math.ceil(expected * (min(end or math.inf, info.duration) - start) / info.duration)
@@ -564,10 +567,10 @@ class Captioner:
             with contextlib.suppress(ValueError):  # a reader still busy after prefetch's wait ends on its own
                 source.close()
         if not n_frames and start and stats.end_time and stats.end_time <= start:  # length unknown or wrong
-            raise CaptionerError(f"{info.path}: --start {start:g} s is past the end of the video "
-                                 f"({stats.end_time:.1f} s)")
+            raise CaptionerError(f"{info.path}: --start {seconds_text(start)} s is past the end of the video "
+                                 f"({seconds_text(stats.end_time)} s)")
         if not n_frames and end is not None and stats.decoded:  # the picture begins later (sound first)
-            raise CaptionerError(f"{info.path}: the picture begins after --end {end:g} s")
+            raise CaptionerError(f"{info.path}: the picture begins after --end {seconds_text(end)} s")
         if not n_frames:
             raise VideoError(f"{info.path}: no decodable frames")
         if progress:
@@ -576,6 +579,8 @@ class Captioner:
         # there are, must not give a cue that runs on past the last frame. (Both readers
         # read every packet, so they know where the stream ends.)
         duration = stats.end_time if stats.short else max(info.duration, stats.end_time)
+        if not stats.finished:  # reading stopped at ``end``: where the picture ends, as the container says
+            duration = max(stats.end_time, stats.announced_end or info.duration)
         if not stats.end_time:  # no timestamps at all: the container's length, or past the last sample
             duration = max(info.duration, last_time + 1.0 / sampling.fps)
         # where the last cue ends: the video's end, or the end of the stretch asked for (the reader stopped there)
@@ -665,14 +670,6 @@ class _VideoCues:
             if self.progress:
                 self.progress(Progress("segments", self.n_segments, 0))
         self.seconds += time.perf_counter() - t0
-
-
-def _span(info: VideoInfo, start: float, end: float | None) -> tuple[float, float | None]:
-    """The stretch ``SamplingConfig.start``/``end`` ask for (checked against each other when made), checked
-    against the video's length."""
-    if start and info.duration > 0 and start >= info.duration:
-        raise CaptionerError(f"{info.path}: --start {start:g} s is past the end of the video ({info.duration:.1f} s)")
-    return float(start), None if end is None else float(end)
 
 
 def _batches(items: Iterator[Frame], size: int) -> Iterator[list[Frame]]:

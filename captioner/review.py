@@ -252,6 +252,8 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
     vtt = format_vtt(cues, max_line_width=output.max_line_width, max_line_count=output.max_line_count)
     track = "data:text/vtt;base64," + base64.b64encode(vtt.encode("utf-8")).decode("ascii")
     facts = [f"{_clock(v['duration'] or 0.0, 1)}", f"{len(cues)} cue{'s' * (len(cues) != 1)}"]
+    if v.get("captioned"):  # one stretch (run --start/--end): the page says which, beside the video's length
+        facts.insert(1, f"captioned {_clock(v['captioned'][0], 1)} – {_clock(v['captioned'][1], 1)}")
     if v.get("width") and v.get("height"):
         facts.append(f"{v['width']}×{v['height']}")
     if low:

@@ -113,6 +113,11 @@ class DecodeStats:
     # ``end_time`` is where the picture ends, not the container's length: fewer frames decoded than it
     # announces (damaged, truncated or lying), or (``iter_keyframes``) every packet's timestamp read
     short: bool = False
+    #: the stream was read to its end (not stopped by the caller: ``within``'s ``end``); only then is
+    #: ``end_time`` where the picture ends
+    finished: bool = False
+    #: seconds: where the container says the picture ends, on the same clock (0.0: it does not say)
+    announced_end: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -381,9 +386,11 @@ def within(frames: Iterator[Frame], start: float = 0.0, end: float | None = None
     """The frames of ``frames`` from ``start`` seconds up to (not at) ``end``; reading stops at ``end``
     (the reader is closed there, its file released), so a scene near a film's start costs that scene.
 
-    A stretch that no sample falls in (shorter than the sampling interval, or between two key frames
-    with ``--fast``) gets the last sample before it, timed at ``start``: the picture shown there. Only
-    where the stream reaches ``start`` (``stats``, as the reader fills it in): past the end, nothing.
+    The last sample before ``start`` comes first, timed at ``start``, where it is the picture shown
+    there: where a whole video's cues would change from it to the next sample (half-way between
+    them) lies past ``start`` (a stretch opening between two key frames with ``--fast``: the next
+    one may be a different shot), or no sample falls in the stretch at all. Only where the stream
+    reaches ``start`` (``stats``, as the reader fills it in): past the end, nothing.
     """
     before: Frame | None = None
     found = False
@@ -394,6 +401,8 @@ def within(frames: Iterator[Frame], start: float = 0.0, end: float | None = None
             if frame.time < start:
                 before = frame
                 continue
+            if not found and before is not None and (before.time + frame.time) / 2 > start < frame.time:
+                yield dataclasses.replace(before, time=start)
             found = True
             yield frame
         if not found and before is not None and (stats is None or stats.end_time > start):
@@ -475,6 +484,7 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
                    seek: float = 0.0, back: float = 0.0) -> Iterator[Frame]:
     """Sample frames from ``path`` (see ``iter_frames``); ``back``: seconds to jump further back than usual."""
     cap = _open_capture(path, max_frame_seconds)
+    timeline: _Timeline | None = None
     try:
         if not cap.isOpened():
             raise VideoError(f"{path}: not a video file or unsupported codec")
@@ -501,6 +511,7 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
                 # across the timestamp wrap) OpenCV already counts from the container's start
                 offset = late - raw if late - raw > 1e-3 else 0.0
                 first = offset + raw
+                stats.announced_end = first + stream_seconds if stream_seconds else 0.0
                 if jump - first >= SEEK_MIN_S:
                     # OpenCV seeks to the key frame before and decodes on to the frame at that time
                     landing = bool(cap.set(cv2.CAP_PROP_POS_MSEC, (jump - offset) * 1000.0))
@@ -530,7 +541,7 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
             yield Frame(index=index, time=time, image=image)
         if landing:
             raise _SeekMissed(f"no frame after a jump to {jump:.3f} s")
-        _log_joins(path, timeline.joins)
+        stats.finished = True
         if skipped[0]:
             log.warning("%s: %d damaged frame(s) could not be decoded and were passed over; captioning the rest",
                         path, skipped[0])
@@ -561,6 +572,8 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
             log.debug("%s: decoded %d frames, sampled %d", path, decoded, sampled)
     finally:
         cap.release()
+        if timeline is not None:  # also where the caller stopped reading (``within``'s end), past a join
+            _log_joins(path, timeline.joins)
 
 
 def _sample_eps(fps: float) -> float:
@@ -943,6 +956,8 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         # times on the player's clock: from the container's start (a video that starts after its sound
         # starts late; a cut file's hidden pre-roll lies before 0), else from the first packet
         origin: float | None = _container_start(container)
+        if time_base and origin is not None and stream.duration and stream.start_time is not None:
+            stats.announced_end = float((stream.start_time + stream.duration) * time_base) - origin
         timed = False  # whether any packet had a timestamp
         clock = _SampleClock(fps)
         # Joined recordings (see _Timeline): found on the packets' decode times, which only go forward
@@ -958,61 +973,63 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         # (a decoder may return it a few packets later).
         position, keys = 0, collections.deque()
         ignores_skip = False
-        packets = container.demux(stream)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                break
-            except Exception as exc:  # the container cannot be read further: keep what decoded
-                stopped = exc.__class__.__name__
-                break
-            if packet.size and getattr(packet, "is_discard", False):
-                hidden += 1  # before the cut of a file cut with -ss -c copy: no player shows it
-            elif packet.size:
-                if packet.is_keyframe:
-                    keys.append(position)
-                position += 1
-                if packet.pts is not None and time_base:
-                    length = packet.duration * time_base if packet.duration else 1.0 / rate
-                    stats.decoded += 1
-                    timed = True
-                    if origin is None:
-                        origin = float(packet.pts * time_base)
-                    pts = float(packet.pts * time_base) - origin
-                    if packet.dts is not None:  # an MKV's first packets have none (their pts are reordered)
-                        dts = float(packet.dts * time_base) - origin
-                        if last_dts is not None and dts + offset < last_dts - _TIME_RESET_S:
-                            offset = shown_until + 1.0 / rate - pts
-                            frame_times.anchors.append(shown_until + 1.0 / rate)
-                        last_dts = dts + offset
-                    shown_until = max(shown_until, pts + offset)
-                    stats.end_time = max(stats.end_time, pts + offset + length)
-            if ignores_skip and not packet.is_keyframe:
-                continue
-            try:
-                frames = packet.decode()
-            except Exception:  # a damaged packet: skip it, the next key frame may be fine
-                bad += 1
-                if keys and packet.size and packet.is_keyframe:
-                    keys.pop()  # it gives no frame
-                continue
-            if not packet.is_keyframe and any(not frame.key_frame for frame in frames):
-                # a decoder that ignores skip_frame (FFmpeg's VP9) decoded every frame: from here on only the
-                # key packets reach it (each decodes alone); those it already gave are shown as usual
-                ignores_skip = True
-            for frame in frames:
-                index = keys.popleft() if keys else max(0, position - 1)
-                # no timestamps: the frame number is the only clock, as in iter_frames
-                t = frame_times(max(0.0, float(frame.time) - (origin or 0.0)) if frame.time is not None else index / rate)
-                if not clock.due(t):
+        try:
+            packets = container.demux(stream)
+            while True:
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                except Exception as exc:  # the container cannot be read further: keep what decoded
+                    stopped = exc.__class__.__name__
+                    break
+                if packet.size and getattr(packet, "is_discard", False):
+                    hidden += 1  # before the cut of a file cut with -ss -c copy: no player shows it
+                elif packet.size:
+                    if packet.is_keyframe:
+                        keys.append(position)
+                    position += 1
+                    if packet.pts is not None and time_base:
+                        length = packet.duration * time_base if packet.duration else 1.0 / rate
+                        stats.decoded += 1
+                        timed = True
+                        if origin is None:
+                            origin = float(packet.pts * time_base)
+                        pts = float(packet.pts * time_base) - origin
+                        if packet.dts is not None:  # an MKV's first packets have none (their pts are reordered)
+                            dts = float(packet.dts * time_base) - origin
+                            if last_dts is not None and dts + offset < last_dts - _TIME_RESET_S:
+                                offset = shown_until + 1.0 / rate - pts
+                                frame_times.anchors.append(shown_until + 1.0 / rate)
+                            last_dts = dts + offset
+                        shown_until = max(shown_until, pts + offset)
+                        stats.end_time = max(stats.end_time, pts + offset + length)
+                if ignores_skip and not packet.is_keyframe:
                     continue
-                n += 1
-                stats.sampled = n
-                clock.take(t)
-                longest_gap, last_time = max(longest_gap, t - last_time), t
-                yield Frame(index=index, time=t, image=_upright(frame))
-        _log_joins(p, frame_times.joins)
+                try:
+                    frames = packet.decode()
+                except Exception:  # a damaged packet: skip it, the next key frame may be fine
+                    bad += 1
+                    if keys and packet.size and packet.is_keyframe:
+                        keys.pop()  # it gives no frame
+                    continue
+                if not packet.is_keyframe and any(not frame.key_frame for frame in frames):
+                    # a decoder that ignores skip_frame (FFmpeg's VP9) decoded every frame: from here on only the
+                    # key packets reach it (each decodes alone); those it already gave are shown as usual
+                    ignores_skip = True
+                for frame in frames:
+                    index = keys.popleft() if keys else max(0, position - 1)
+                    # no timestamps: the frame number is the only clock, as in iter_frames
+                    t = frame_times(max(0.0, float(frame.time) - (origin or 0.0)) if frame.time is not None else index / rate)
+                    if not clock.due(t):
+                        continue
+                    n += 1
+                    stats.sampled = n
+                    clock.take(t)
+                    longest_gap, last_time = max(longest_gap, t - last_time), t
+                    yield Frame(index=index, time=t, image=_upright(frame))
+        finally:  # also where the caller stopped reading (``within``'s end), past a join
+            _log_joins(p, frame_times.joins)
         if not time_base or not timed:  # no packet timestamps: the stream ends after its last frame
             stats.decoded = position
             stats.end_time = position / rate
@@ -1021,6 +1038,7 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
             end = float((stream.start_time + stream.duration) * time_base) - (origin or 0.0)
             if shown_until < end < stats.end_time - _TIME_EPS:
                 stats.end_time = end
+        stats.finished = True
     if not n:
         raise VideoError(f"{p}: no decodable key frames" + (f" ({stopped})" if stopped else ""))
     announced = max(0, announced - hidden)

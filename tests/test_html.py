@@ -1096,3 +1096,21 @@ def test_an_emptied_caption_shows_no_subtitle_box(browser, tmp_path):
     wait_for(browser, lambda d: d.execute_script(
         "var a = document.getElementById('video').textTracks[0].activeCues; return a.length && a[0].text")
         == "a man is cooking")
+
+
+def test_a_stretch_s_page_opens_where_its_captions_begin(browser, tmp_path, tiny_model):
+    """A page of `run --start 5 --end 11` opened at 0:00, no cue marked: play showed the film's start uncaptioned."""
+    video = webm(tmp_path / "v.webm", SHOTS_A)
+    result = cli("run", video.path, "-o", tmp_path, "-f", "html", "--model", tiny_model, "--beam-size", "1",
+                 "--start", "5", "--end", "11")
+    assert result.exit_code == 0, result.stderr
+    open_page(browser, tmp_path / "v.5s-11s.html")
+    wait_for(browser, lambda d: active_index(d) == 0 and current_time(d) == 5.0, message="not at the stretch")
+    cues = cues_of(tmp_path / "v.5s-11s.html")
+    k = next(i for i, c in enumerate(cues) if c["start"] <= 9.5 < c["end"])
+    assert k > 0  # the shots change at 6 and 9 s
+    browser.get((tmp_path / "v.5s-11s.html").as_uri() + "#t=9.5")  # an address with a time goes there
+    wait_for(browser, lambda d: active_index(d) == k and cues[k]["start"] <= current_time(d) < cues[k]["end"],
+             message="#t= not kept")
+    shot(browser, "stretch-page.png", tmp_path)
+    assert console_errors(browser) == []

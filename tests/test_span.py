@@ -7,15 +7,16 @@ import logging
 from pathlib import Path
 
 import click
+import numpy as np
 import pytest
 import srt
 
 from captioner import video
 from captioner.cli import _Time
 from captioner.cues import Cue, layout_cues
-from captioner.video import DecodeStats, iter_frames, within
+from captioner.video import DecodeStats, Frame, iter_frames, within
 from clitools import cli, files_under, isolate_cli  # noqa: F401  (isolate_cli is a fixture)
-from videos import make_video
+from videos import joined_recordings, make_timed_video, make_video
 
 
 @pytest.fixture(autouse=True)
@@ -77,7 +78,7 @@ def test_fast_mode_keeps_to_the_stretch_too(tmp_path, film, tiny_model) -> None:
 def test_a_start_past_the_end_is_one_line(tmp_path, film, tiny_model) -> None:
     result = cli("run", film, "-o", tmp_path / "out", "--model", tiny_model, "--start", "12")
     assert result.exit_code == 1
-    assert result.stderr == f"error: {film}: --start 12 s is past the end of the video (12.0 s)\n"
+    assert result.stderr == f"error: {film}: --start 12 s is past the end of the video (12 s)\n"
     assert not (tmp_path / "out").exists()
 
 
@@ -252,3 +253,70 @@ def test_run_start_jumps_and_captions_as_a_whole_reading_does(tmp_path, film, ti
     assert captures[-1].jumps == []
     jumped, whole = ((tmp_path / f / "film.7.5s-end.json").read_text(encoding="utf-8") for f in ("jumped", "whole"))
     assert json.loads(jumped)["cues"] == json.loads(whole)["cues"] and json.loads(whole)["cues"]
+
+
+# --------------------------------------------------------------------------- found by a hunt (2026-12-05)
+
+
+def test_a_start_beyond_the_header_s_length_is_captioned_where_the_picture_goes_on(tmp_path, tiny_model) -> None:
+    """Joined recordings (each part's clock starts again) and a picture that starts after the sound last longer
+    than the header says: --start there was refused as past the end, though a whole run captions it."""
+    joined = joined_recordings(tmp_path / "joined.ts", ["red", "blue"], seconds=3.0)  # header: 3 s; picture: 6 s
+    late = make_timed_video(tmp_path / "late.mp4", video_start=2.0, seconds=3.0)  # picture 2-5 s
+    for clip, start, end in ((joined, 4.0, 6.0), (late, 4.0, 5.0)):
+        result = cli("run", clip, "-o", tmp_path / "out", "-f", "json", "--model", tiny_model, "--beam-size", "1",
+                     "--start", start, "--min-duration", "0")
+        assert result.exit_code == 0, result.stderr
+        data = json.loads(next((tmp_path / "out").glob(f"{clip.stem}.*.json")).read_text(encoding="utf-8"))
+        assert data["cues"] and data["cues"][0]["start"] == start and data["cues"][-1]["end"] == pytest.approx(end)
+    result = cli("run", late, "-o", tmp_path / "past", "--model", tiny_model, "--start", "5.04")
+    assert result.stderr == f"error: {late}: --start 5.04 s is past the end of the video (5 s)\n"  # what was read
+
+
+def test_the_picture_on_screen_at_the_start_opens_the_stretch() -> None:
+    """Key frames at 0 and 5 s (--fast): a stretch from 1 to 5.2 s was captioned from 1 s on with the 5 s picture,
+    a later shot; the one before is on screen until where a whole video's cues change (half-way, 2.5 s)."""
+    image = np.zeros((2, 2, 3), np.uint8)
+    frames = [Frame(0, 0.0, image), Frame(125, 5.0, image)]
+    assert [(f.index, f.time) for f in within(iter(frames), 1.0, 5.2)] == [(0, 1.0), (125, 5.0)]
+    assert [(f.index, f.time) for f in within(iter(frames), 3.0, 5.2)] == [(125, 5.0)]  # past half-way: the next
+    assert [(f.index, f.time) for f in within(iter(frames), 1.0, 4.9)] == [(0, 1.0)]  # no sample in it, as before
+    assert [(f.index, f.time) for f in within(iter(frames), 5.0, None)] == [(125, 5.0)]  # a sample right there
+
+
+def test_a_stretch_tells_the_video_s_length_as_the_container_does(tmp_path, tiny_model) -> None:
+    """Reading stops at --end: the length was where reading stopped, or the header's count of frames (a picture
+    starting after the sound: 3.0 s, where a whole run says 5.0)."""
+    late = make_timed_video(tmp_path / "late.mp4", video_start=2.0, seconds=3.0)
+    lengths = []
+    for args in ((), ("--start", "2.5", "--end", "3.5")):
+        assert cli("run", late, "-o", tmp_path / "o", "-f", "json", "--model", tiny_model, *args).exit_code == 0
+        lengths += [json.loads(p.read_text(encoding="utf-8"))["metadata"]["video"]["duration"]
+                    for p in sorted((tmp_path / "o").glob("*.json"), key=lambda p: p.stat().st_mtime)][-1:]
+    assert lengths == [pytest.approx(5.0), pytest.approx(5.0)]
+
+
+def test_a_stretch_across_a_join_says_so(tmp_path, tiny_model, caplog) -> None:
+    joined = joined_recordings(tmp_path / "joined.ts", ["red", "blue"], seconds=3.0)
+    with caplog.at_level(logging.WARNING, logger="captioner"):
+        frames = list(within(iter_frames(joined, 1.0), 2.0, 4.5))
+    assert [f.time for f in frames] == [2.0, 3.0, 4.0]
+    assert "the timestamps start again 1 time(s)" in caplog.text
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--start", "1:00:00.25", "--end", "1:00:00.125"), "3600.125 s is not after --start (3600.25 s)"),
+    (("--start", "5", "--end", "5.0004"), "5 s is not after --start (5 s)"),  # not a millisecond: no subtitle
+    (("--start", "1234567", "--end", "1234566"), "1234566 s is not after --start (1234567 s)"),
+])
+def test_times_in_messages_are_given_to_the_millisecond(tmp_path, film, args, message) -> None:
+    result = cli("run", film, "-o", tmp_path, *args)
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_a_stretch_s_page_opens_at_the_stretch_and_says_which_it_is(tmp_path, film, tiny_model) -> None:
+    result = cli("run", film, "-o", tmp_path, "-f", "html", "--model", tiny_model, "--beam-size", "1",
+                 "--start", "4", "--end", "8.5")
+    assert result.exit_code == 0, result.stderr
+    page = (tmp_path / "film.4s-8.5s.html").read_text(encoding="utf-8")
+    assert "0:12.0 · captioned 0:04.0 – 0:08.5 ·" in page

@@ -303,6 +303,11 @@
   // the first cue is marked when the video loads, without scrolling: on a phone the page opened scrolled
   // past its title, buttons and video to the first row
   video.addEventListener("loadedmetadata", function () {
+    // a stretch's page (run --start) opens where its captions begin, not at the film's start
+    var from = data.video.captioned ? data.video.captioned[0] : 0;
+    if (from > 0 && video.currentTime < from && !/^#(?:.*&)?t=/.test(location.hash)) {
+      try { video.currentTime = from; } catch (e) { /* no media */ }
+    }
     var i = cueAt(video.currentTime);
     if (active < 0 && i >= 0) { active = i; rows[i].classList.add("active"); rows[i].setAttribute("aria-current", "true"); }
   });
