@@ -445,11 +445,13 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
     Files captioner wrote before are replaced; any other file of the same name is left alone (--overwrite).
     --start and --end caption one stretch of each video (a scene of a film).
     """
-    if end is not None and end <= start:
-        raise click.BadParameter(f"{end:g} s is not after --start ({start:g} s)", param_hint="'--end'")
+    from .outputs import output_bases, output_problem, prepare_output_dir, remove_empty, seconds_text, stretch_label
+
+    if end is not None and end < start + 0.001:  # a millisecond, subtitles' precision (and the file names')
+        raise click.BadParameter(f"{seconds_text(end)} s is not after --start ({seconds_text(start)} s)",
+                                 param_hint="'--end'")
     _setup_logging(verbose, quiet)
     from .batch.job import caption_one
-    from .outputs import output_bases, output_problem, prepare_output_dir, remove_empty, stretch_label
     from .writers import foreign_outputs, foreign_reason
 
     config = build_config(formats=formats, start=start, end=end, **options)
