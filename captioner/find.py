@@ -976,22 +976,28 @@ RESULTS_GENERATOR = "captioner search"
 
 
 def check_results_page(page: Path) -> None:
-    """``OutputError`` unless ``page`` can take a results page: its folder exists, and it is new or a
-    results page written before. ``--html subs/clip.json`` replaced a caption output (every later
-    search then failed on it), and a review page or a batch's index went the same way, unsaid."""
+    """``OutputError`` unless ``page`` can take a results page: its folder exists and can be written,
+    it is not named ``.json``, and it is new or a results page written before. ``--html subs/clip.json``
+    replaced a caption output (every later search then failed on it), and a review page or a batch's
+    index went the same way, unsaid; a new ``subs/dog.json`` broke every later search the same way;
+    a read-only folder was found out only after minutes of indexing."""
     if not page.parent.is_dir():
         raise OutputError(f"{page}: cannot write: folder {page.parent} does not exist")
-    if not os.path.lexists(page):
-        return
-    try:
-        with open(page, "rb") as handle:
-            head = handle.read(4096)
-    except OSError as exc:
-        raise OutputError(f"{page}: cannot write: {exc.strerror or exc}") from None
-    if (f'<meta name="generator" content="{RESULTS_GENERATOR}">'.encode() not in head
-            and b"<title>captioner search: " not in head):  # a page of a version before the mark
-        raise OutputError(f"{page}: exists and is not a results page of captioner search; not replaced "
-                          "(remove it or choose another name)")
+    if os.path.lexists(page):
+        try:
+            with open(page, "rb") as handle:
+                head = handle.read(4096)
+        except OSError as exc:
+            raise OutputError(f"{page}: cannot write: {exc.strerror or exc}") from None
+        if (f'<meta name="generator" content="{RESULTS_GENERATOR}">'.encode() not in head
+                and b"<title>captioner search: " not in head):  # a page of a version before the mark
+            raise OutputError(f"{page}: exists and is not a results page of captioner search; not replaced "
+                              "(remove it or choose another name)")
+    if page.name.lower().endswith(".json"):
+        raise OutputError(f"{page}: a results page is HTML; a .json name is read by later searches as a "
+                          "caption output (choose a .html name)")
+    if not _may(page.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{page}: cannot write: folder {page.parent} is not writable")
 
 
 def write_results_html(query: str, result: SearchResult, page: Path) -> None:

@@ -682,3 +682,26 @@ def test_a_sub_folder_named_with_a_parent_that_cannot_reach_it_is_searched(archi
         private.chmod(0o755)
     assert s.errors == [(str(private), "cannot list folder (permission denied)")] and s.cues == 4
     assert hits[0].output == private / "day3" / "clip.json"
+
+
+def test_html_refuses_a_json_name_and_a_read_only_folder_before_searching(archive: Path, tmp_path: Path,
+                                                                          as_a_user, monkeypatch) -> None:
+    """--html subs/dog-results.json was written (exit 0), then every later search failed on it as 'not valid
+    JSON'; --html into a read-only folder was an error only after the search (minutes of indexing)."""
+    import captioner.find as find_mod
+
+    searched = []
+    monkeypatch.setattr(find_mod.Searcher, "__init__", lambda *a, **k: searched.append(1) or 1 / 0)
+    page = archive / "dog-results.JSON"
+    r = CliRunner().invoke(main, ["search", "dog", str(archive), "--html", str(page)])
+    assert (r.exit_code, r.output) == (1, f"error: {page}: a results page is HTML; a .json name is read by later "
+                                          "searches as a caption output (choose a .html name)\n")
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        r = CliRunner().invoke(main, ["search", "dog", str(archive), "--html", str(locked / "r.html")])
+    finally:
+        locked.chmod(0o755)
+    assert (r.exit_code, r.output) == (1, f"error: {locked / 'r.html'}: cannot write: folder {locked} is not writable\n")
+    assert searched == [] and not page.exists()
