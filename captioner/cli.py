@@ -18,7 +18,8 @@ import click
 
 from . import __version__
 from .config import DEFAULT_WEIGHTS_DIR, IMAGE_EXTENSIONS, CaptionConfig, SearchConfig, configure
-from .errors import CaptionerError, HungUp, ModelError, Terminated, printable
+from .errors import (OUT_OF_MEMORY, CaptionerError, HungUp, ModelError, OutOfMemory, Terminated, out_of_memory,
+                     printable)
 from .vocab import CHOSEN_STYLES
 
 log = logging.getLogger("captioner")
@@ -229,6 +230,12 @@ def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration
                      threads=threads, int8=int8, style=style, start=start, end=end)
 
 
+def _reason(exc: CaptionerError) -> str:
+    """What an error line says of ``exc``: its message, or that memory ran out when it did (a loader that
+    met a full memory blamed the model: "the model does not load (MemoryError)")."""
+    return OUT_OF_MEMORY if out_of_memory(exc) else str(exc)
+
+
 def _fail(message: str) -> None:
     """Print ``error: <message>`` as exactly one line on stderr (if it can still be written)."""
     _say(_error_line(message))
@@ -300,6 +307,12 @@ class _Group(click.Group):
                     previous[sig] = signal.signal(sig, _on_signal)
         try:
             return super().invoke(ctx)
+        except Exception as exc:  # memory ran out where no file is to blame (a traceback before)
+            if not out_of_memory(exc):
+                raise
+            log.debug("out of memory", exc_info=True)
+            _fail(OUT_OF_MEMORY)
+            ctx.exit(1)
         except HungUp:
             _say("hung up")  # the terminal is gone: the line usually cannot be written
             ctx.exit(129)
@@ -483,8 +496,9 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
             bar = None if quiet or not sys.stderr.isatty() else _ProgressBar(video.name)
             try:
                 written, n_cues = caption_one(captioner, video, base, config, progress=_checked(bar))
-            except ModelError as exc:  # the weights (loaded beside the first video): no video can be captioned
-                _fail(str(exc))
+            except (ModelError, OutOfMemory) as exc:  # the weights (loaded beside the first video), or no memory
+                # left: no other video can be captioned either
+                _fail(_reason(exc))
                 sys.exit(1)
             except CaptionerError as exc:
                 failed += 1
@@ -599,7 +613,7 @@ def info(model_dir: Path) -> None:
         m = verify_model(folder)  # a corrupt or mixed-up decoder is an error here too, not a checksum to trust
         check_model(CaptionConfig(model_dir=folder))  # and every other part a run loads (not the encoder)
     except CaptionerError as exc:
-        _fail(str(exc))
+        _fail(_reason(exc))
         sys.exit(1)
     try:
         _describe_model(folder, m)
@@ -840,7 +854,7 @@ def _load(config: CaptionConfig, *, wait: bool = True):
     try:
         return Captioner(config, wait=wait)
     except CaptionerError as exc:
-        _fail(str(exc))
+        _fail(_reason(exc))
         sys.exit(1)
 
 

@@ -196,7 +196,7 @@ def _onnx_session(embedder: TextEmbedder):
     path = onnx_path(embedder.folder)
     options = ort.SessionOptions()
     options.intra_op_num_threads = usable_cpus()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: an error also comes as the exception, which the CLI words
 
     return cached_session(lambda p: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"]),
                           path, lambda p: _export(embedder, p), "text model")

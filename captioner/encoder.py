@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from .config import EncoderConfig, usable_cpus
-from .errors import CaptionerError, ModelError, first_line
+from .errors import CaptionerError, ModelError, first_line, raise_if_out_of_memory
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,7 @@ class Encoder:
             except ModelError:
                 raise
             except Exception as exc:  # ONNX is an accelerator, torch stays the reference path
+                raise_if_out_of_memory(exc)  # torch would need more
                 if backend == "onnx":
                     raise ModelError(f"ONNX Runtime encoder unavailable: {exc.__class__.__name__}: {exc}") from None
                 if isinstance(exc, ImportError) and not _torch_importable():
@@ -223,12 +224,17 @@ def load_image(path: str, size: int | None = None) -> np.ndarray:
     """
     from .errors import CaptionerError
 
-    data = np.fromfile(path, dtype=np.uint8)  # np.fromfile handles unicode paths that cv2.imread cannot
-    img = cv2.imdecode(data, _jpeg_reduction(data, size)) if data.size else None
-    if img is None:
-        heif = Path(path).suffix.lower() in (".heic", ".heif")  # iPhones' default; OpenCV has no decoder for it
-        raise CaptionerError(f"{path}: not a readable image" + (" (HEIC is not supported: convert it to JPEG)" if heif else ""))
-    return cv2.cvtColor(_over_white(data, img), cv2.COLOR_BGR2RGB)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)  # np.fromfile handles unicode paths that cv2.imread cannot
+        img = cv2.imdecode(data, _jpeg_reduction(data, size)) if data.size else None
+        if img is None:
+            heif = Path(path).suffix.lower() in (".heic", ".heif")  # iPhones' default; OpenCV has no decoder for it
+            raise CaptionerError(f"{path}: not a readable image"
+                                 + (" (HEIC is not supported: convert it to JPEG)" if heif else ""))
+        return cv2.cvtColor(_over_white(data, img), cv2.COLOR_BGR2RGB)
+    except (MemoryError, cv2.error) as exc:
+        raise_if_out_of_memory(exc, f"{path}: ")
+        raise
 
 
 #: A reduced JPEG decode keeps at least this many times the encoder's input on its short side, so that
@@ -474,6 +480,7 @@ def cached_session(open_session: Callable[[Path], Any], path: Path, export: Call
             try:
                 return open_session(path)
             except Exception as exc:
+                raise_if_out_of_memory(exc)  # the file is not the trouble
                 log.warning("%s: unreadable cached %s (%s); exporting it again", path, what, exc.__class__.__name__)
     from .outputs import remove_stale_temp_files
 
@@ -548,7 +555,7 @@ def _onnx_session(encoder: "Encoder", config: EncoderConfig) -> tuple[Any, str]:
     # threads that spin between batches take the core the video reader needs
     # (make bench: run 5.8-6.0 s spinning, 5.2-5.3 s passive with the next change)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: an error also comes as the exception, which the CLI words
 
     def session(model: Path) -> Any:
         return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])

@@ -6,6 +6,8 @@ anything else is a bug and is allowed to show a traceback.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 
 
@@ -23,6 +25,44 @@ class ModelError(CaptionerError):
 
 class OutputError(CaptionerError):
     """An output file or directory cannot be written."""
+
+
+class OutOfMemory(CaptionerError):
+    """An allocation failed: the machine (or the process's memory limit) has too little memory free."""
+
+
+#: What a user is told when memory runs out, wherever it ran out (decoding, loading the model, encoding).
+OUT_OF_MEMORY = ("captioner ran out of memory: close other programs or allow it more memory "
+                 "(batch: fewer --workers, each loads the model; image: a smaller --batch-size)")
+
+#: How native libraries say an allocation failed: ONNX Runtime's arena and C++ (``Fail: ... Failed to
+#: allocate memory``, ``std::bad_alloc``), OpenCV (``(-4:Insufficient memory) Failed to allocate``), and an
+#: ``ENOMEM`` passed through as text (safetensors' memory map: ``Cannot allocate memory (os error 12)``).
+_NATIVE_OUT_OF_MEMORY = ("Failed to allocate memory", "bad_alloc", "Insufficient memory", os.strerror(errno.ENOMEM))
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says that memory ran out, in any of the forms the libraries captioner uses raise.
+
+    Each of them, met where a file is read, became that file's fault ("not a valid safetensors file",
+    "not a readable image", "the model does not load (MemoryError)") or a traceback; callers turn it into
+    ``OutOfMemory`` or ``OUT_OF_MEMORY``. A ``CaptionerError``'s text is not searched (it names the user's
+    files, which may be called anything): the exception it was raised while handling is.
+    """
+    if isinstance(exc, (MemoryError, OutOfMemory)):  # NumPy's "Unable to allocate" too
+        return True
+    if isinstance(exc, CaptionerError):  # raised while memory ran out: a loader blamed the model for it
+        return exc.__context__ is not None and out_of_memory(exc.__context__)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
+        return True
+    return any(text in str(exc) for text in _NATIVE_OUT_OF_MEMORY)
+
+
+def raise_if_out_of_memory(exc: BaseException, what: str = "") -> None:
+    """Raise ``OutOfMemory`` (``OUT_OF_MEMORY``, after ``what``: ``"photo.jpg: "``) if ``exc`` says memory
+    ran out; for an ``except`` clause, before it blames the file."""
+    if out_of_memory(exc):
+        raise OutOfMemory(what + OUT_OF_MEMORY) from None
 
 
 #: How a folder that ``os.walk`` could not list is reported (batch and search alike).

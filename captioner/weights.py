@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .config import DecoderConfig
-from .errors import ModelError, first_line
+from .errors import ModelError, first_line, raise_if_out_of_memory
 from .vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -160,10 +160,10 @@ def load_tensors(folder: str | Path, name: str, entry: Mapping[str, Any], what: 
     if actual != entry.get("sha256"):
         raise ModelError(f"{path}: checksum mismatch (expected {str(entry.get('sha256'))[:12]}…, got {actual[:12]}…)")
     try:
-        tensors = load_file(str(path))
+        return {k: float32(v) for k, v in load_file(str(path)).items()}
     except Exception as exc:  # safetensors' own error types: a file whose listed checksum was made from a damaged file
+        raise_if_out_of_memory(exc)
         raise ModelError(f"{path}: not a valid safetensors file ({first_line(exc) or exc.__class__.__name__})") from None
-    return {k: float32(v) for k, v in tensors.items()}
 
 
 def float32(a: Any) -> Any:
@@ -267,6 +267,7 @@ def _load(folder: str | Path, backend: str):
 
             state = {k: float32(v) for k, v in load_file(str(tensor_path)).items()}
     except Exception as exc:  # a pickle, a truncated file, ... renamed to .safetensors
+        raise_if_out_of_memory(exc)
         raise ModelError(f"{tensor_path}: not a valid safetensors file ({exc.__class__.__name__}: "
                          f"{(str(exc).splitlines() or [''])[0][:120]})") from None
     try:

@@ -206,6 +206,57 @@ def test_a_full_disk_under_stdout_is_one_error_line(tiny_model) -> None:
         assert done.returncode == 1 and done.stderr == "error: cannot write the output: No space left on device\n", args
 
 
+def _raises(exc: BaseException):
+    """A stand-in for a function: whatever it is called with, it raises ``exc``."""
+
+    def stand_in(*args, **kwargs):
+        raise exc
+
+    return stand_in
+
+
+def test_running_out_of_memory_is_one_line_wherever_it_happens(tmp_path, tiny_model, clip, monkeypatch) -> None:
+    """Memory running out (ulimit -v, a full machine) read as 'not a valid safetensors file', 'the model does not
+    load (MemoryError)' or an ONNX Runtime traceback; now one line that says so and what may help, exit 1."""
+    import cv2
+    import safetensors.numpy
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+    from safetensors import SafetensorError
+
+    from captioner.batch.job import failure_reason
+    from captioner.encoder import Encoder
+    from captioner.errors import OUT_OF_MEMORY
+    from captioner.pipeline import Captioner
+
+    line = f"error: {OUT_OF_MEMORY}\n"
+    assert "ran out of memory" in line and "--workers" in line
+    video = _copy(clip, tmp_path / "talk.mp4")
+    run = ("run", video, "-o", tmp_path / "out", "--model", tiny_model, "--beam-size", "1", "-q")
+    with monkeypatch.context() as m:  # the encoder's arena (ONNX Runtime) while captioning
+        m.setattr(Encoder, "encode_batch", _raises(Fail(
+            "[ONNXRuntimeError] : 1 : FAIL : bfc_arena.cc:360 Failed to allocate memory for requested buffer")))
+        result = cli(*run)
+    assert (result.exit_code, result.stderr) == (1, line)
+    with monkeypatch.context() as m:  # safetensors' memory map, loading the weights
+        m.setattr(safetensors.numpy, "load_file", _raises(SafetensorError("Cannot allocate memory (os error 12)")))
+        for args in (run, ("info", "--model", tiny_model)):
+            result = cli(*args)
+            assert (result.exit_code, result.stderr) == (1, line), args
+    with monkeypatch.context() as m:  # NumPy, in a part of the model that the pipeline's loader blames
+        m.setattr(Captioner, "_load", staticmethod(_raises(MemoryError("Unable to allocate 1.2 GiB"))))
+        result = cli(*run)
+    assert (result.exit_code, result.stderr) == (1, line)
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes())
+    with monkeypatch.context() as m:  # OpenCV decoding a photo: that photo's line, the others captioned
+        m.setattr(cv2, "imdecode", _raises(cv2.error(
+            "OpenCV(5.1.0) alloc.cpp:73: error: (-4:Insufficient memory) Failed to allocate 432000000 bytes")))
+        result = cli("image", photo, "--model", tiny_model, "--beam-size", "1")
+    assert (result.exit_code, result.stderr) == (1, f"error: {photo}: {OUT_OF_MEMORY}\n")
+    assert failure_reason(MemoryError(), video) == OUT_OF_MEMORY  # a batch's report and error line
+    assert files_under(tmp_path) == ["photo.jpg", "talk.mp4"]
+
+
 def test_image_captions_a_large_jpeg_decoded_reduced(tmp_path, tiny_model, monkeypatch) -> None:
     """captioner image decoded a photo whole before squashing it to the encoder's 224 x 224: a 20000 x 20000 JPEG
     took 1.2 GB. A 6000 x 4000 one is decoded 8 times smaller (500 px: still twice the input) and captioned."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..config import CaptionConfig
-from ..errors import CaptionerError, OutputError
+from ..errors import OUT_OF_MEMORY, CaptionerError, OutputError, out_of_memory
 from ..outputs import absolute
 
 if TYPE_CHECKING:
@@ -118,6 +118,8 @@ def caption_one(captioner: "Captioner", video: Path, base: Path, config: Caption
 
 def failure_reason(exc: BaseException, video: Path) -> str:
     """A one-line reason for a failure, without the video path that messages usually start with."""
+    if out_of_memory(exc):  # not the video's fault: a reason that says what to do
+        return OUT_OF_MEMORY
     text = str(exc) if isinstance(exc, CaptionerError) else f"{type(exc).__name__}: {exc}"
     text = " ".join(text.split()) or type(exc).__name__
     prefix = f"{video}: "
