@@ -448,9 +448,10 @@ def _iter_frames(path: Path, fps: float, max_frame_seconds: float, stats: Decode
                     setattr(stats, field.name, field.default)
                 if exc.overshoot is None:
                     break
-                # a variable-rate stream's index is approximate, more so the further in: twice as far back
-                log.debug("%s: %s; jumping %.1f s further back", path, exc, 2 * exc.overshoot)
-                back += 2 * exc.overshoot
+                # a variable-rate stream's index is approximate, more so the further in: twice as far back; a
+                # jump past the end (a start past it), to a little before where the container says it ends
+                log.debug("%s: %s; jumping %.1f s further back", path, exc, exc.overshoot)
+                back += exc.overshoot
         log.debug("%s: reading from the start", path)
         yield from _decode_frames(path, fps, max_frame_seconds, stats)
     except cv2.error as exc:
@@ -473,7 +474,7 @@ def _cv_reason(exc: BaseException) -> str:
 
 class _SeekMissed(Exception):
     """``_decode_frames``' jump ahead did not land before where it was asked to (nothing yielded yet):
-    ``overshoot`` seconds past where it should have, or None (it did not land)."""
+    ``overshoot``: how much further back to jump again, or None (read from the start instead)."""
 
     def __init__(self, message: str, overshoot: float | None = None) -> None:
         super().__init__(message)
@@ -522,7 +523,7 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
                 landing = False
                 if not first <= offset + raw <= seek - 1.0 / fps:
                     raise _SeekMissed(f"a jump to {jump:.3f} s landed at {offset + raw:.3f} s",
-                                      offset + raw - jump if offset + raw > jump else None)
+                                      2 * (offset + raw - jump) if offset + raw > jump else None)
                 index = max(1, round(_float_prop(cap, cv2.CAP_PROP_POS_FRAMES)) - 1)  # FFmpeg's estimate
                 decoded = index + 1
             time = offset + timeline(raw)
@@ -539,8 +540,10 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
             sampled += 1
             stats.sampled = sampled
             yield Frame(index=index, time=time, image=image)
-        if landing:
-            raise _SeekMissed(f"no frame after a jump to {jump:.3f} s")
+        if landing:  # past the end, where the container says it is, or lost: from the start
+            near_end = stats.announced_end - SEEK_MIN_S / 2
+            raise _SeekMissed(f"no frame after a jump to {jump:.3f} s",
+                              jump - near_end if stats.announced_end and jump > near_end else None)
         stats.finished = True
         if skipped[0]:
             log.warning("%s: %d damaged frame(s) could not be decoded and were passed over; captioning the rest",

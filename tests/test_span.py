@@ -320,3 +320,12 @@ def test_a_stretch_s_page_opens_at_the_stretch_and_says_which_it_is(tmp_path, fi
     assert result.exit_code == 0, result.stderr
     page = (tmp_path / "film.4s-8.5s.html").read_text(encoding="utf-8")
     assert "0:12.0 · captioned 0:04.0 – 0:08.5 ·" in page
+
+
+def test_a_start_past_the_end_is_found_near_the_end(film, captures, tmp_path, tiny_model) -> None:
+    """A jump past the end lands nowhere: the whole video was then read from its start to learn that."""
+    assert _read(film, 2.0, 20.0, seek=20.0) == []
+    assert [c.jumps for c in captures] == [[pytest.approx(18.0)], [pytest.approx(11.5)]]  # half a SEEK_MIN_S before
+    assert captures[-1].grabs == 6  # 11.5 - 12 s: to learn where the picture ends
+    result = cli("run", film, "-o", tmp_path, "--model", tiny_model, "--start", "20")
+    assert result.exit_code == 1 and "--start 20 s is past the end of the video (12 s)" in result.stderr
