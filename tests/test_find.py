@@ -705,3 +705,20 @@ def test_html_refuses_a_json_name_and_a_read_only_folder_before_searching(archiv
         locked.chmod(0o755)
     assert (r.exit_code, r.output) == (1, f"error: {locked / 'r.html'}: cannot write: folder {locked} is not writable\n")
     assert searched == [] and not page.exists()
+
+
+def test_a_folder_tree_deeper_than_pythons_recursion_limit_is_searched(tmp_path: Path) -> None:
+    """A tree ~1,100 folders deep ended the search in a RecursionError (os.walk recurses once per level)."""
+    import sys
+
+    from captioner.find import find_outputs
+
+    deep = bottom = tmp_path / "deep"
+    deep.mkdir()
+    for _ in range(sys.getrecursionlimit() + 100):  # one level at a time: makedirs recurses too
+        bottom = bottom / "d"
+        bottom.mkdir()
+    write_output(bottom / "clip.json", [(0.0, 1.0, "a dog")])
+    write_output(deep / "top.json", [(0.0, 1.0, "a cat")])
+    (deep / "d" / "link").symlink_to(deep, target_is_directory=True)  # not followed: no loop
+    assert find_outputs(deep) == [bottom / "clip.json", deep / "top.json"]
