@@ -50,7 +50,7 @@ from urllib.parse import quote
 import numpy as np
 
 from .config import SearchConfig
-from .errors import CANNOT_LIST, CaptionerError, OutputError, cannot_list, printable
+from .errors import CANNOT_LIST, CaptionerError, OutputError, cannot_list, path_list, printable
 from .progress import Progress, ProgressCallback
 from .vse import decode_vector, quantize
 
@@ -843,23 +843,27 @@ class Searcher:
 
             embedder = TextEmbedder()
         self.config, self.embedder = config, embedder
+        path_list(roots, "Searcher")
         self.errors: list[tuple[str, str]] = []
         self.stats: list[UpdateStats] = []
         self.indexes: list[Index] = []
         for root in roots:
             if not Path(root).is_dir():
                 raise CaptionerError(f"{root}: not a folder")
-        empty = []
+        empty, no_cues = [], []
         self._shown: list[Path] = []  # each index's folder as the caller named it: hits are shown under it
         for i in _distinct_roots(roots):
             root = Path(roots[i])
             self._shown.append(root)
+            before = len(self.errors)
             idx, st = update_index(root, embedder, config, path=index_paths[i] if index_paths else None,
                                    errors=self.errors, progress=progress)
             self.indexes.append(idx)
             self.stats.append(st)
             if not st.files:
                 empty.append(str(root))
+            elif not len(idx) and len(self.errors) == before:  # (a file in error has its own line)
+                no_cues.append(str(root))
         unlisted = {p for p, reason in self.errors if reason.startswith(CANNOT_LIST)}
         if not any(st.files for st in self.stats):
             if unlisted:  # nothing could be read: say why, not that nothing is there
@@ -869,6 +873,9 @@ class Searcher:
                                  " (caption with -f json first)")
         # one folder of several with nothing to search is a mistake worth a line (a typo, the wrong drive)
         self.errors.extend((r, "no captioner JSON outputs under it") for r in empty if r not in unlisted)
+        # outputs without a single cue (videos too short or dark to caption) are nothing to search either:
+        # a search of them printed nothing and exited 0, as if it had looked and found nothing to show
+        self.errors.extend((r, "no cues in its captioner JSON outputs") for r in no_cues)
         self._words = [WordScorer(idx, config) if config.word_weight else None for idx in self.indexes]
         self._rows = _searched_rows(self.indexes)
 
@@ -913,6 +920,7 @@ class Searcher:
 def search(query: str, roots: Sequence[Path], n: int | None = None, config: SearchConfig = SearchConfig(),
            embedder: Any = None) -> SearchResult:
     """One search over the JSON outputs under ``roots`` (indexes brought up to date first)."""
+    path_list(roots, "search")
     check_query(query)
     return Searcher(roots, config, embedder).search(query, n)
 

@@ -721,4 +721,35 @@ def test_a_folder_tree_deeper_than_pythons_recursion_limit_is_searched(tmp_path:
     write_output(bottom / "clip.json", [(0.0, 1.0, "a dog")])
     write_output(deep / "top.json", [(0.0, 1.0, "a cat")])
     (deep / "d" / "link").symlink_to(deep, target_is_directory=True)  # not followed: no loop
-    assert find_outputs(deep) == [bottom / "clip.json", deep / "top.json"]
+    try:
+        assert find_outputs(deep) == [bottom / "clip.json", deep / "top.json"]
+    finally:  # bottom up, one level at a time: pytest's clean-up of old temporary folders recurses too
+        (bottom / "clip.json").unlink()
+        (deep / "d" / "link").unlink()
+        while bottom != deep:
+            bottom.rmdir()
+            bottom = bottom.parent
+
+
+def test_outputs_without_a_cue_are_one_error_line_as_no_outputs_are(archive: Path, tmp_path: Path) -> None:
+    """A folder whose only outputs have no cues printed nothing and exited 0, as if searched and nothing found;
+    README: no JSON output under a DIR is one error line, exit 1, the other DIRs still searched."""
+    blank = tmp_path / "blank"
+    write_output(blank / "dark.json", [])
+    s = Searcher([archive, blank], embedder=BagOfWords())
+    assert s.errors == [(str(blank), "no cues in its captioner JSON outputs")] and s.cues == 3
+    (blank / "broken.json").write_text("{", encoding="utf-8")  # a file in error says why itself: no second line
+    assert [Path(p).name for p, _ in Searcher([blank], embedder=BagOfWords()).errors] == ["broken.json"]
+    (blank / "broken.json").unlink()
+    r = CliRunner().invoke(main, ["search", "dog", str(blank)])
+    assert (r.exit_code, r.output) == (1, f"error: {blank}: no cues in its captioner JSON outputs\n")
+
+
+def test_search_takes_a_list_of_folders(archive: Path) -> None:
+    """search("dog", "subs") searched the folders "s", "u", "b", "s" ('CaptionerError: s: not a folder')."""
+    from captioner.find import search
+
+    for call in (lambda: search("dog", str(archive), embedder=BagOfWords()),
+                 lambda: Searcher(archive, embedder=BagOfWords())):
+        with pytest.raises(TypeError, match="takes a list of folders, not one path"):
+            call()
