@@ -596,6 +596,8 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
         kept = [i for i, r in enumerate(reuse) if r >= 0]
         new.vectors[kept] = old.vectors[[reuse[i] for i in kept]]
         new.vector_scale[kept] = old.vector_scale[[reuse[i] for i in kept]]
+    if fresh and progress is not None:  # the bar from the start: reports after each chunk alone showed none
+        progress(Progress("texts", 0, len(fresh)))  # while the first (or only) chunk was embedded
     for start in range(0, len(fresh), EMBED_CHUNK):
         rows = fresh[start:start + EMBED_CHUNK]
         new.vectors[rows], new.vector_scale[rows] = quantize_rows(embedder.embed([texts[i] for i in rows]))
