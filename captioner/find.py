@@ -282,10 +282,10 @@ def index_path(root: Path) -> Path:
     to the cache too: asking about its contents raised ``PermissionError`` and ended the search."""
     root = Path(root).resolve()
     inside = root / INDEX_FOLDER / INDEX_FILE
-    try:  # a regular file, a link or anything else of that name is not ours to write into
-        writable = stat.S_ISDIR(os.lstat(inside.parent).st_mode) and _may(inside.parent, os.W_OK | os.X_OK)
-    except FileNotFoundError:
-        writable = _may(root, os.W_OK | os.X_OK)
+    try:  # a regular file or anything else of that name but a folder (or a link to one) is not ours to write into
+        writable = stat.S_ISDIR(os.stat(inside.parent).st_mode) and _may(inside.parent, os.W_OK | os.X_OK)
+    except FileNotFoundError:  # (a broken link of that name cannot be made a folder either)
+        writable = not os.path.lexists(inside.parent) and _may(root, os.W_OK | os.X_OK)
     except OSError:  # root cannot be searched: nothing can be written inside it either
         writable = False
     if writable:
