@@ -754,3 +754,17 @@ def test_search_takes_a_list_of_folders(archive: Path) -> None:
                  lambda: Searcher(archive, embedder=BagOfWords())):
         with pytest.raises(TypeError, match="takes a list of folders, not one path"):
             call()
+
+
+def test_an_index_folder_that_is_a_symlink(archive: Path, tmp_path: Path, monkeypatch) -> None:
+    """A .captioner-search that links to a folder holds the index; a broken link of that name made every
+    search embed all texts again and fail to save them ('File exists')."""
+    monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "elsewhere").mkdir()
+    (archive / ".captioner-search").symlink_to(tmp_path / "elsewhere")
+    assert update_index(archive, BagOfWords())[1].written and (tmp_path / "elsewhere" / "index.npz").is_file()
+    (archive / ".captioner-search").unlink()
+    (archive / ".captioner-search").symlink_to(tmp_path / "nowhere")
+    assert update_index(archive, BagOfWords())[1].written
+    emb = BagOfWords()
+    assert not update_index(archive, emb)[1].written and emb.embedded == []
