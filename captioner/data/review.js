@@ -136,16 +136,25 @@
     statusLine.hidden = !text;
   }
 
+  // the track's cues by their start (ms), made once the track has loaded: a scan of every track cue for each
+  // row made redrawing all rows (another tab's edits, the track's load) n-squared on a long film's page
+  var trackIndex = null;
   function trackCue(i) {
-    var tracks = video.textTracks;
-    for (var t = 0; t < tracks.length; t++) {
-      var list = tracks[t].cues;
-      if (!list) continue;
-      for (var c = 0; c < list.length; c++) {
-        if (Math.abs(list[c].startTime - cues[i].start) < 0.0005) return list[c];
+    if (trackIndex === null) {
+      var tracks = video.textTracks, index = null;
+      for (var t = 0; t < tracks.length; t++) {
+        var list = tracks[t].cues;
+        if (!list || !list.length) continue;
+        index = index || {};
+        for (var c = 0; c < list.length; c++) {
+          var key = Math.round(list[c].startTime * 1000);
+          if (!(key in index)) index[key] = list[c];
+        }
       }
+      if (index === null) return null;
+      trackIndex = index;
     }
-    return null;
+    return trackIndex[Math.round(cues[i].start * 1000)] || null;
   }
 
   function showText(i) {
