@@ -547,24 +547,27 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
     from .batch.plan import find_files
     from .encoder import load_image
     from .find import json_text
+    from .outputs import too_long
     from .video import no_such_file
 
     files: list[Path] = []
     failed = 0
     for p in paths:
-        if p.is_dir():  # as batch walks: hidden files and folders (macOS ._photo.jpg) left out, links to folders not followed
+        # os.path's tests, not Path's: on a path too long for the system Path's raised (a traceback). As batch
+        # walks: hidden files and folders (macOS ._photo.jpg) left out, links to folders not followed
+        if os.path.isdir(p):
             found, _, unlisted = find_files(p, extensions=IMAGE_EXTENSIONS)
-            files += [f for f in found if f.is_file()]
+            files += [f for f in found if os.path.isfile(f)]
             for folder, reason in unlisted:
                 _fail(f"{printable(str(folder))}: {reason}")
                 failed += 1
-        elif p.is_file():
+        elif os.path.isfile(p):
             files.append(p)
         elif os.path.exists(p):  # a FIFO, a device: was "no such file or folder"
             _fail(f"{p}: not a regular file")
             failed += 1
         else:
-            _fail(no_such_file(p, "file or folder"))
+            _fail(f"{p}: {too_long(p)}" if too_long(p) else no_such_file(p, "file or folder"))
             failed += 1
     if not files:
         if not failed:
@@ -724,7 +727,7 @@ def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engin
                     created = prepare_output_dir(output_dir)
                 # one batch at a time writes into a folder (the outputs', or the videos' when they go beside them)
                 locked = stack.enter_context(exclusive([output_dir] if output_dir is not None else
-                                                       [f for f in folders if f.is_dir()]))
+                                                       [f for f in folders if os.path.isdir(f)]))
             except CaptionerError as exc:
                 _fail(str(exc))
                 remove_empty(created)

@@ -850,7 +850,7 @@ class Searcher:
         self.stats: list[UpdateStats] = []
         self.indexes: list[Index] = []
         for root in roots:
-            if not Path(root).is_dir():
+            if not os.path.isdir(root):  # Path.is_dir() raises on a path too long for the system
                 raise CaptionerError(f"{root}: not a folder")
         empty, no_cues = [], []
         self._shown: list[Path] = []  # each index's folder as the caller named it: hits are shown under it
@@ -1004,8 +1004,14 @@ def check_results_page(page: Path) -> None:
     replaced a caption output (every later search then failed on it), and a review page or a batch's
     index went the same way, unsaid; a new ``subs/dog.json`` broke every later search the same way;
     a read-only folder was found out only after minutes of indexing."""
-    if not page.parent.is_dir():
-        raise OutputError(f"{page}: cannot write: folder {page.parent} does not exist")
+    from .outputs import too_long, write_problem
+
+    if not os.path.isdir(page.parent):  # not Path.is_dir(): it raises on a path too long for the system
+        reason = too_long(page.parent, folder=True) or f"folder {page.parent} does not exist"
+        raise OutputError(f"{page}: cannot write: {reason}")
+    problem = write_problem(page)
+    if problem:
+        raise OutputError(f"{page}: cannot write: {problem}")
     if os.path.lexists(page):
         try:
             with open(page, "rb") as handle:

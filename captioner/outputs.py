@@ -12,6 +12,7 @@ This module imports neither torch nor cv2.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -28,7 +29,8 @@ from .errors import CaptionerError, OutputError, VideoError
 __all__ = [
     "INDEX_FALLBACK_NAME", "INDEX_NAME", "INDEX_NAMES", "REPORT_NAME", "absolute", "atomic_path", "cache_dir",
     "json_surrogates", "keep_extensions", "new_file_mode", "output_base", "output_bases", "output_file", "output_problem",
-    "outputs_up_to_date", "prepare_output_dir", "remove_empty", "remove_stale_temp_files", "write_atomic",
+    "outputs_up_to_date", "prepare_output_dir", "remove_empty", "remove_stale_temp_files", "too_long",
+    "write_atomic", "write_problem",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ _TMP_RE = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}" + re.escape(_TMP_SUFFIX))
 
 #: Longest file name most file systems take (NAME_MAX, bytes).
 _NAME_MAX = 255
+#: Longest path the system takes (Linux's PATH_MAX, bytes, its closing NUL included).
+_PATH_MAX = 4096
 
 
 def _tmp_stem(name: str) -> str:
@@ -68,6 +72,39 @@ def _tmp_stem(name: str) -> str:
 
 def _tmp_prefix(name: str) -> str:
     return f".{_tmp_stem(name)}."
+
+
+def too_long(path: Path | str, folder: bool = False) -> str | None:
+    """Why the system refuses ``path`` for its length alone (``ENAMETOOLONG``), as a message says it; None
+    if it does not.
+
+    Python 3.11's ``Path.exists()`` and ``is_dir()`` raise on such a path instead of saying False, and
+    the error's own "File name too long" does not say which limit was passed: outputs mirrored under
+    -o from a legal video path can be past the path's limit with every name in them short. ``folder``:
+    ``path`` names a folder (its last name is a folder's).
+    """
+    raw = os.fsencode(path)
+    parts = raw.split(b"/")
+    if len(parts[-1]) > _NAME_MAX:
+        return f"{'folder' if folder else 'file'} name too long (over {_NAME_MAX} bytes)"
+    if any(len(part) > _NAME_MAX for part in parts):
+        return f"folder name too long (over {_NAME_MAX} bytes)"
+    if len(raw) >= _PATH_MAX:
+        return f"path too long ({len(raw):,} bytes; at most {_PATH_MAX - 1:,})"
+    return None
+
+
+def write_problem(path: Path) -> str | None:
+    """``too_long`` for what ``write_atomic`` opens to write ``path``: the path itself, and the temporary
+    file beside it, whose path is longer: a path just under the limit was captioned for, then failed as
+    "<name>: cannot write: File name too long" of a name far under 255 bytes."""
+    problem = too_long(path)
+    if problem is None:
+        tmp = len(os.fsencode(Path(path).parent / f"{_tmp_prefix(Path(path).name)}12345678{_TMP_SUFFIX}"))
+        if tmp >= _PATH_MAX:
+            problem = f"path too long ({tmp:,} bytes with the name of the temporary file written first; " \
+                      f"at most {_PATH_MAX - 1:,})"
+    return problem
 
 
 def cache_dir() -> Path:
@@ -106,7 +143,7 @@ def output_base(video: Path, output_dir: Path | None, relative_to: Path | None =
     """
     if video.name in ("", ".", ".."):
         # "." or "dir/..": no file name to build an output name from
-        reason = "is a directory, not a video file" if video.is_dir() else "not a video file name"
+        reason = "is a directory, not a video file" if os.path.isdir(video) else "not a video file name"
         raise VideoError(f"{video}: {reason}")
     if output_dir is None:
         return video.parent / _stem(video)
@@ -245,16 +282,18 @@ def output_problem(base: Path, formats: Sequence[str]) -> str | None:
 
     Each was found only when the files were written, after the video was captioned, and with
     some formats already written: a folder beside the videos that cannot be written (a
-    read-only disk), an output name longer than the file system takes, a folder in the way.
+    read-only disk), an output name or path longer than the system takes (``write_problem``),
+    a folder in the way.
     """
     for fmt in dict.fromkeys(formats):
         path = output_file(base, fmt)
-        if len(os.fsencode(path.name)) > _NAME_MAX:
-            return f"{path}: file name too long (over {_NAME_MAX} bytes); rename the video or -o DIR with shorter names"
-        if path.is_dir() and not path.is_symlink():
+        problem = write_problem(path)
+        if problem:
+            return f"{path}: {problem}; rename the video or -o DIR with shorter names"
+        if os.path.isdir(path) and not os.path.islink(path):
             return f"{path}: a folder is in the way of the output"
     folder = Path(base).parent
-    while not folder.exists() and folder != folder.parent:  # -o's sub-folders are made when written
+    while not os.path.exists(folder) and folder != folder.parent:  # -o's sub-folders are made when written
         folder = folder.parent
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"{folder}: cannot write there (read-only or not permitted); -o DIR writes elsewhere"
@@ -268,11 +307,11 @@ def prepare_output_dir(output_dir: Path) -> list[Path]:
     after every one of them. Returns the folders this call created, outermost first,
     so a caller that ends up writing nothing can remove them again (``remove_empty``).
     """
-    if output_dir.exists() and not output_dir.is_dir():
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise OutputError(f"{output_dir}: not a folder (-o names the folder the outputs go into)")
     missing: list[Path] = []
     folder = Path(output_dir)
-    while not folder.exists() and folder != folder.parent:
+    while not os.path.exists(folder) and folder != folder.parent:
         missing.append(folder)
         folder = folder.parent
     try:
@@ -283,7 +322,9 @@ def prepare_output_dir(output_dir: Path) -> list[Path]:
         probe.close()
     except OSError as exc:
         remove_empty(missing[::-1])
-        raise OutputError(f"{output_dir}: cannot create output folder ({exc.strerror or exc})") from None
+        reason = too_long(output_dir, folder=True) if exc.errno == errno.ENAMETOOLONG else None
+        raise OutputError(f"{output_dir}: cannot create output folder: {reason}" if reason else
+                          f"{output_dir}: cannot create output folder ({exc.strerror or exc})") from None
     return missing[::-1]
 
 
@@ -349,8 +390,8 @@ def write_atomic(path: Path, text: str) -> None:
     """
     path = Path(path)
     parent = path.parent
-    if not parent.is_dir():
-        raise OutputError(f"{path}: cannot write: folder {parent} does not exist")
+    if not os.path.isdir(parent):
+        raise OutputError(f"{path}: cannot write: {too_long(parent, folder=True) or f'folder {parent} does not exist'}")
 
     tmp_name: str | None = None
     try:
@@ -369,7 +410,8 @@ def write_atomic(path: Path, text: str) -> None:
         os.replace(tmp_name, path)
         tmp_name = None
     except Exception as exc:
-        raise OutputError(f"{path}: cannot write: {_one_line(exc)}") from exc
+        reason = write_problem(path) if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG else None
+        raise OutputError(f"{path}: cannot write: {reason or _one_line(exc)}") from exc
     finally:
         if tmp_name is not None:
             try:

@@ -574,3 +574,58 @@ def test_an_empty_or_non_folder_output_dir_is_refused(tmp_path, tiny_model, clip
     assert list(tmp_path.iterdir()) == []
     result = cli("run", clip, "-o", "/dev/null", "--model", tiny_model)  # a device: click lets it through
     assert (result.exit_code, result.stderr) == (1, "error: /dev/null: not a folder (-o names the folder the outputs go into)\n")
+
+
+def test_paths_too_long_for_the_system_are_one_error_line_and_a_batch_goes_on(tmp_path, tiny_model, clip) -> None:
+    """Python 3.11's Path.exists() and is_dir() raise on a path the system refuses for its length (a name over 255
+    bytes, a path over 4,095): a traceback, and one such video ended the whole batch, its good videos uncaptioned
+    and no report written. Each is one error line now; a batch captions the others."""
+    import json
+    import os
+
+    deep = tmp_path / "in" / "/".join(["a" * 250] * 15)  # ~3,840 bytes: legal, its mirror under -o is not
+    _copy(clip, deep / "clip.mp4")
+    _copy(clip, tmp_path / "in" / "good.mp4")
+    out = tmp_path / "out" / ("y" * 200) / ("y" * 200)
+    result = cli("batch", tmp_path / "in", "-o", out, "--model", tiny_model, "-f", "srt", "-q")
+    far = out / deep.relative_to(tmp_path / "in") / "clip.srt"
+    reason = f"{far}: path too long ({len(os.fsencode(far)):,} bytes; at most 4,095); rename the video or -o DIR with shorter names"
+    assert (result.exit_code, result.stderr) == (1, f"error: {deep / 'clip.mp4'}: {reason}\n")
+    assert (out / "good.srt").is_file()
+    rows = {Path(r["path"]).name: r for r in json.loads((out / "captioner-report.json").read_text())["videos"]}
+    assert (rows["good.mp4"]["status"], rows["clip.mp4"]["status"], rows["clip.mp4"]["reason"]) == ("ok", "failed", reason)
+
+    # a video whose .srt path is legal, but not its temporary file's (~25 bytes longer): was captioned, then
+    # failed as 'clip.srt: cannot write: File name too long' (a name of 8 bytes)
+    near = tmp_path / "near" / "/".join(["n" * 250] * 15)
+    near = near / ("n" * (4085 - len(os.fsencode(near / "clip.srt")))) / "clip.mp4"
+    _copy(clip, near)
+    result = cli("run", near, "--model", tiny_model, "-f", "srt", "-q")
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith(f"error: {near.with_suffix('.srt')}: path too long (4,")
+    assert "with the name of the temporary file written first; at most 4,095)" in result.stderr
+
+    too_long = [  # (command, its one error line)
+        (["run", clip, "-o", tmp_path / ("x" * 300)],
+         f"{tmp_path / ('x' * 300)}: cannot create output folder: folder name too long (over 255 bytes)"),
+        (["batch", clip.parent, "-o", tmp_path / ("x" * 300)],
+         f"{tmp_path / ('x' * 300)}: cannot create output folder: folder name too long (over 255 bytes)"),
+        (["run", clip, "-o", tmp_path / "/".join(["q" * 250] * 17)],
+         f"{tmp_path / '/'.join(['q' * 250] * 17)}: cannot create output folder: path too long "
+         f"({len(os.fsencode(tmp_path / '/'.join(['q' * 250] * 17))):,} bytes; at most 4,095)"),
+        (["image", tmp_path / ("x" * 300 + ".jpg")], f"{tmp_path / ('x' * 300 + '.jpg')}: file name too long (over 255 bytes)"),
+        (["search", "dog", tmp_path, "--html", tmp_path / "/".join(["q" * 250] * 17) / "r.html"],
+         f"{tmp_path / '/'.join(['q' * 250] * 17) / 'r.html'}: cannot write: path too long "
+         f"({len(os.fsencode(tmp_path / '/'.join(['q' * 250] * 17))):,} bytes; at most 4,095)"),
+    ]
+    for args, line in too_long:
+        result = cli(*args, *(["--model", tiny_model] if args[0] in ("run", "batch") else []))
+        assert (result.exit_code, result.stderr) == (1, f"error: {line}\n"), args
+    # a video path over 4,095 bytes (through "b/.."): its outputs beside it, or the video itself under -o
+    (deep / "b").mkdir()
+    longer = Path(os.path.join(deep, "b/../" * 60, "clip.mp4"))
+    result = cli("run", longer, "--model", tiny_model, "-q")
+    assert result.exit_code == 1 and result.stderr.startswith(f"error: {longer.with_suffix('.srt')}: path too long (")
+    result = cli("run", longer, "-o", tmp_path / "o", "--model", tiny_model, "-q")
+    assert (result.exit_code, result.stderr) == (1, f"error: {longer}: cannot read file (file name too long)\n")
+
