@@ -84,6 +84,16 @@ def first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:160] if str(exc) else ""
 
 
+def elided(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, cut in the middle ("…" in place of what is left out): its
+    start says what failed, its end why. Cut at the end, a reason that names a long path (an output
+    mirrored deep under -o) kept the path and lost the why: "no space left on device" never said."""
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return text[:head] + "…" + text[len(text) - (limit - head - 1):]
+
+
 class Terminated(KeyboardInterrupt):
     """The process was asked to stop (SIGTERM): handled like Ctrl-C, but the exit status is 143."""
 

@@ -629,3 +629,23 @@ def test_paths_too_long_for_the_system_are_one_error_line_and_a_batch_goes_on(tm
     result = cli("run", longer, "-o", tmp_path / "o", "--model", tiny_model, "-q")
     assert (result.exit_code, result.stderr) == (1, f"error: {longer}: cannot read file (file name too long)\n")
 
+
+def test_a_long_failure_reason_keeps_its_cause(tmp_path, tiny_model, clip, monkeypatch) -> None:
+    """A batch cut a failure's reason to its first 500 characters: with outputs ~450 characters deep on a full disk,
+    the line and the report said 'error: in/talk.mp4: /…/Camera_B_C', never 'No space left on device'."""
+    import json
+
+    from captioner.errors import OutputError
+
+    def full(path, text):
+        raise OutputError(f"{path}: cannot write: No space left on device")
+
+    monkeypatch.setattr("captioner.writers.write_atomic", full)
+    _copy(clip, tmp_path / "in" / "talk.mp4")
+    out = tmp_path / "out" / "/".join(["Interview_2026_Camera_B_Closeup" * 4] * 4)
+    result = cli("batch", tmp_path / "in", "-o", out, "--model", tiny_model, "-f", "srt", "-q")
+    (line,) = result.stderr.splitlines()
+    assert result.exit_code == 1 and line.startswith(f"error: {tmp_path / 'in' / 'talk.mp4'}: {tmp_path}")
+    assert line.endswith("Closeup/talk.srt: cannot write: No space left on device") and "…" in line
+    (row,) = json.loads((out / "captioner-report.json").read_text())["videos"]
+    assert line.endswith(row["reason"]) and len(row["reason"]) == 500  # still one short line

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..config import CaptionConfig
-from ..errors import OUT_OF_MEMORY, CaptionerError, OutputError, out_of_memory
+from ..errors import OUT_OF_MEMORY, CaptionerError, OutputError, elided, out_of_memory
 from ..outputs import absolute
 
 if TYPE_CHECKING:
@@ -116,8 +116,13 @@ def caption_one(captioner: "Captioner", video: Path, base: Path, config: Caption
     return paths, len(result.cues)
 
 
+#: The most characters of a failure's reason a batch keeps (its error line, its report row).
+REASON_MAX = 500
+
+
 def failure_reason(exc: BaseException, video: Path) -> str:
-    """A one-line reason for a failure, without the video path that messages usually start with."""
+    """A one-line reason for a failure, without the video path that messages usually start with, cut in
+    the middle (``errors.elided``) if longer than ``REASON_MAX``: its end says why."""
     if out_of_memory(exc):  # not the video's fault: a reason that says what to do
         return OUT_OF_MEMORY
     text = str(exc) if isinstance(exc, CaptionerError) else f"{type(exc).__name__}: {exc}"
@@ -125,7 +130,7 @@ def failure_reason(exc: BaseException, video: Path) -> str:
     prefix = f"{video}: "
     if text.startswith(prefix):
         text = text[len(prefix):]
-    return text[:500]
+    return elided(text, REASON_MAX)
 
 
 def run_job(captioner: "Captioner", job: BatchJob, config: CaptionConfig) -> FileResult:
