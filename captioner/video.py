@@ -85,6 +85,13 @@ SEEK_MIN_S = 10.0
 #: wrong part, on the wrong clock).
 _SEEKABLE_FORMATS = frozenset({"mov", "mp4", "matroska", "webm"})
 
+#: Streams stored without a container (PyAV's format names): a bare H.264, HEVC, MPEG-2 (``.m2v``) or MPEG-4
+#: bitstream, raw DV. FFmpeg announces its 25 fps default as their rate (DV: 60000) and times H.264 and HEVC
+#: frames by it: a 30 fps ``.h264`` was captioned 1.2 times too long. The codec's own header (an H.264 SPS, an
+#: MPEG-2 sequence header, a DV frame) has the real rate.
+_RAW_FORMATS = frozenset({"h261", "h263", "h264", "hevc", "vvc", "mpegvideo", "m4v", "cavsvideo", "avs2", "avs3",
+                          "vc1", "dirac", "obu", "dv"})
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -232,6 +239,38 @@ def _picture_end(container: Any, stream: Any) -> float | None:
     if picture is None or every is None or every - origin < _SHORT_STREAM_RATIO * length:
         return None
     return picture
+
+
+def _format_names(container: Any) -> set[str]:
+    """The names of a PyAV container's format (``"mov,mp4,m4a,3gp,3g2,mj2"``: one each)."""
+    return set(str(getattr(getattr(container, "format", None), "name", "")).split(","))
+
+
+def _raw_rate(container: Any, stream: Any) -> float | None:
+    """The frame rate of a stream stored without a container (``_RAW_FORMATS``), as the codec's header gives
+    it; None for any other file, or where that rate is missing or implausible."""
+    if not _RAW_FORMATS & _format_names(container):
+        return None
+    rate = stream.guessed_rate or stream.codec_context.framerate
+    rate = float(rate) if rate else 0.0
+    return rate if 0 < rate <= MAX_PLAUSIBLE_FPS else None
+
+
+def _raw_timing(p: Path) -> tuple[float, int] | None:
+    """(frame rate, frame count, 0 if unknown) of ``p`` when it is a raw stream (``_raw_rate``), else None.
+
+    OpenCV's count is the length times its rate (DV: 60000 fps), so it is worked out again from the real one.
+    """
+
+    def read(container: Any) -> tuple[float, int] | None:
+        stream = container.streams.video[0]
+        rate = _raw_rate(container, stream)
+        if rate is None:
+            return None
+        length = container.duration / 1e6 if container.duration else 0.0
+        return rate, int(round(length * rate)) if math.isfinite(length) and length > 0 else int(stream.frames or 0)
+
+    return _probe(p, read, None)
 
 
 def _container_start(container: Any) -> float | None:
@@ -503,10 +542,18 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
         sampled = 0
         failed_retrieves = 0
         skipped = [0]
+        # a frame without a timestamp is timed by its number, but never before the last frame that had one nor
+        # more frames after it than it is numbers after it: a raw MPEG-2 stream's last frame, by its number over
+        # FFmpeg's 25 fps for the stream's 30, came 12 s after the one before
+        known, known_index = 0.0, 0
         while _grab(cap, skipped):
             index = decoded
             decoded += 1
-            raw = _frame_time(cap, index, stream_fps)
+            stamp = _frame_time(cap, index)
+            raw = stamp
+            if raw is None:
+                after = known + (index - known_index) / stream_fps
+                raw = index / stream_fps if known <= index / stream_fps <= after else after
             if index == 0:
                 # what OpenCV's clock lacks of the player's: where a container starts before 0 (MKV, TS
                 # across the timestamp wrap) OpenCV already counts from the container's start
@@ -526,6 +573,8 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
                                       2 * (offset + raw - jump) if offset + raw > jump else None)
                 index = max(1, round(_float_prop(cap, cv2.CAP_PROP_POS_FRAMES)) - 1)  # FFmpeg's estimate
                 decoded = index + 1
+            if stamp is not None:
+                known, known_index = raw, index
             time = offset + timeline(raw)
             stats.decoded = decoded
             stats.end_time = time + 1.0 / stream_fps
@@ -768,6 +817,10 @@ def _read_info(path: Path, cap: Any) -> VideoInfo:
     height = _int_prop(cap, cv2.CAP_PROP_FRAME_HEIGHT)
     frame_count = _int_prop(cap, cv2.CAP_PROP_FRAME_COUNT)
     fps = _float_prop(cap, cv2.CAP_PROP_FPS)
+    if fps == FALLBACK_FPS or fps > MAX_PLAUSIBLE_FPS:  # FFmpeg's default, or nonsense: a raw stream's?
+        raw = _raw_timing(path)
+        if raw is not None:
+            fps, frame_count = raw
     if fps > MAX_PLAUSIBLE_FPS:
         log.debug("%s: container reports %.1f fps; treating the frame rate as unknown", path, fps)
         fps = 0.0
@@ -813,22 +866,22 @@ def _grab(cap: Any, skipped: list[int] | None = None) -> bool:
     return False
 
 
-def _frame_time(cap: Any, index: int, stream_fps: float) -> float:
-    """Seconds of the frame just grabbed, as the stream says (``_Timeline`` keeps them from going back).
+def _frame_time(cap: Any, index: int) -> float | None:
+    """Seconds of the frame just grabbed, as the stream says (``_Timeline`` keeps them from going back), or
+    None where it says nothing.
 
     After ``grab()`` FFmpeg's ``CAP_PROP_POS_MSEC`` is the presentation time of
     that frame (relative to the stream start). Backends without timestamps
-    return 0 or -1 for every frame; then the frame number is the only clock.
+    return 0 or -1 for every frame, and FFmpeg returns 0 for the last frame of a
+    raw MPEG-2 stream (the one flushed out of the decoder at the end).
     """
     try:
         msec = float(cap.get(cv2.CAP_PROP_POS_MSEC))
     except (cv2.error, TypeError, ValueError):
         msec = math.nan
     if math.isfinite(msec) and (msec > 0 or (index == 0 and msec == 0)):
-        time = msec / 1000.0
-    else:
-        time = index / stream_fps
-    return time
+        return msec / 1000.0
+    return None
 
 
 def _retrieve(cap: Any) -> np.ndarray | None:
@@ -954,7 +1007,7 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         stream = container.streams.video[0]
         stream.codec_context.skip_frame = "NONKEY"
         time_base = float(stream.time_base) if stream.time_base else 0.0
-        rate = _stream_rate(float(stream.average_rate or 0))
+        rate = _stream_rate(_raw_rate(container, stream) or float(stream.average_rate or 0))
         announced = int(stream.frames or 0)
         # times on the player's clock: from the container's start (a video that starts after its sound
         # starts late; a cut file's hidden pre-roll lies before 0), else from the first packet

@@ -682,3 +682,29 @@ def test_an_mp4_cut_before_its_index_says_so(clip, tmp_path: Path) -> None:
     (tmp_path / "text.mp4").write_text("not a video at all")
     with pytest.raises(VideoError, match="not a video file or unsupported codec"):
         open_video(tmp_path / "text.mp4")
+
+
+def test_a_frame_without_a_timestamp_follows_the_one_before(monkeypatch, tmp_path: Path) -> None:
+    """A raw MPEG-2 stream's last frame has no timestamp (FFmpeg gives 0 for the frame flushed out of the decoder):
+    timed by its number over FFmpeg's 25 fps placeholder, a 60 s clip's last frame came at 71.96 s (cues to 72 s)."""
+    path = fake(monkeypatch, FakeCapture(60, fps=25.0, msec=lambda i: i * 1000 / 30 if i < 59 else 0.0), tmp_path)
+    stats = video.DecodeStats()
+    frames = list(iter_frames(path, 30.0, stats=stats))
+    assert frames[-1].index == 59 and frames[-1].time == pytest.approx(58 / 30 + 1 / 25)  # was 59 / 25 = 2.36
+    assert stats.end_time == pytest.approx(58 / 30 + 2 / 25)
+
+
+@pytest.mark.parametrize("codec, container", [("libx264", "h264"), ("mpeg2video", "mpeg2video")])
+def test_a_raw_stream_is_timed_by_its_codecs_frame_rate(tmp_path: Path, codec, container) -> None:
+    """A raw .h264 (no container) has no timestamps and FFmpeg announces 25 fps for it: a 30 fps one was timed 1.2
+    times too long in both modes (a 60 s clip captioned to 72 s). Its SPS (an .m2v's sequence header) says 30."""
+    images = [np.full((48, 64, 3), (i * 3) % 256, np.uint8) for i in range(90)]
+    path = pyav_video(tmp_path / f"clip.{container}", codec, images, rate=30, gop=30, container=container)
+    info = open_video(path)
+    assert info.fps == pytest.approx(30.0) and info.duration <= 3.05
+    for read in (video.iter_frames, video.iter_keyframes):
+        stats = video.DecodeStats()
+        times = [f.time for f in read(path, 1.0, stats=stats)]
+        # (OpenCV times an .m2v's frames one frame late: its first at 1/30 s)
+        assert times[-1] < stats.end_time == pytest.approx(3.0, abs=0.05), (read, times, stats)
+

@@ -353,9 +353,10 @@ def make_audio(path: str | os.PathLike[str], seconds: float = 1.0, rate: int = 1
 
 def pyav_video(path: str | os.PathLike[str], codec: str, images: Sequence[np.ndarray], *, rate: int = 10,
                gop: int | None = None, options: dict[str, str] | None = None, pix_fmt: str = "yuv420p",
-               pts_ms: Sequence[int] | None = None) -> Path:
+               pts_ms: Sequence[int] | None = None, container: str | None = None) -> Path:
     """``images`` (RGB uint8, one size) written by PyAV with ``codec`` (skipped where this PyAV has no such
-    encoder); ``pts_ms``: each frame's time in milliseconds (a variable frame rate), else one per ``1 / rate``."""
+    encoder); ``pts_ms``: each frame's time in milliseconds (a variable frame rate), else one per ``1 / rate``;
+    ``container``: FFmpeg's muxer (``"h264"``, ``"mpeg2video"``: a raw stream, no container), else from the suffix."""
     import fractions
 
     import pytest
@@ -364,7 +365,7 @@ def pyav_video(path: str | os.PathLike[str], codec: str, images: Sequence[np.nda
     if codec not in av.codecs_available:
         pytest.skip(f"no {codec} encoder in this PyAV")
     path = Path(path)
-    with av.open(str(path), "w") as out:
+    with av.open(str(path), "w", format=container) as out:
         stream = out.add_stream(codec, rate=rate)
         stream.height, stream.width = images[0].shape[:2]
         stream.pix_fmt = pix_fmt
