@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -344,7 +345,9 @@ def _open_video(p: Path) -> VideoInfo:
         if (p.suffix.lower() in IMAGE_EXTENSIONS or _fourcc(cap) in _PICTURE_CODECS) and not _grab(cap):
             # one picture (a photo, or one renamed .mp4), captioned as a 40 ms video; an animated PNG
             # or WebP has more frames and goes on
-            raise VideoError(f"{p}: a still picture, not a video (caption it with: captioner image {p.name})")
+            # the path as given (``p.name`` was a command that failed from any other folder), quoted for a shell
+            command = f"captioner image {shlex.quote(str(p))}"
+            raise VideoError(f"{p}: a still picture, not a video (caption it with: {command})")
         if info.width <= 0 or info.height <= 0:
             # Some containers only reveal the frame size once a frame decodes.
             image = _retrieve(cap)
@@ -1015,6 +1018,10 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         if time_base and origin is not None and stream.duration and stream.start_time is not None:
             stats.announced_end = float((stream.start_time + stream.duration) * time_base) - origin
         timed = False  # whether any packet had a timestamp
+        # AVI stores no presentation times: FFmpeg makes them up from the decode times plus the decoder's delay,
+        # one frame for H.264 even without B-frames, so every key frame and the end came a frame late. Frame
+        # ``n`` of an AVI is shown at ``n`` frames: that delay (the first packet's) comes off every time.
+        delay: float | None = None if "avi" in _format_names(container) else 0.0
         clock = _SampleClock(fps)
         # Joined recordings (see _Timeline): found on the packets' decode times, which only go forward
         # within a recording (a presentation time may step back: B-frames come after what they precede).
@@ -1051,7 +1058,10 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                         timed = True
                         if origin is None:
                             origin = float(packet.pts * time_base)
-                        pts = float(packet.pts * time_base) - origin
+                        if delay is None:  # the first packet's (an AVI's)
+                            ahead = packet.pts - packet.dts if packet.dts is not None else 0
+                            delay = max(0.0, float(ahead * time_base))
+                        pts = float(packet.pts * time_base) - origin - delay
                         if packet.dts is not None:  # an MKV's first packets have none (their pts are reordered)
                             dts = float(packet.dts * time_base) - origin
                             if last_dts is not None and dts + offset < last_dts - _TIME_RESET_S:
@@ -1076,7 +1086,8 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                 for frame in frames:
                     index = keys.popleft() if keys else max(0, position - 1)
                     # no timestamps: the frame number is the only clock, as in iter_frames
-                    t = frame_times(max(0.0, float(frame.time) - (origin or 0.0)) if frame.time is not None else index / rate)
+                    t = frame_times(max(0.0, float(frame.time) - (origin or 0.0) - (delay or 0.0))
+                                    if frame.time is not None else index / rate)
                     if not clock.due(t):
                         continue
                     n += 1
@@ -1095,6 +1106,15 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
             if shown_until < end < stats.end_time - _TIME_EPS:
                 stats.end_time = end
         stats.finished = True
+        # the container's length where the picture ends well before it, and its tail does not say the sound
+        # outlasts the picture: an MKV or WebM cut off (no frame count to fall short of) was captioned in part, unsaid
+        announced_length = 0.0
+        if timed and not announced and not stopped and not frame_times.joins and container.duration:
+            length = container.duration / 1e6
+            if math.isfinite(length) and stats.end_time < _SHORT_STREAM_RATIO * length:
+                tail = _picture_end(container, stream)  # None: every stream stops early
+                if tail is None or stats.end_time < _SHORT_STREAM_RATIO * (tail - (origin or 0.0)):
+                    announced_length = length
     if not n:
         raise VideoError(f"{p}: no decodable key frames" + (f" ({stopped})" if stopped else ""))
     announced = max(0, announced - hidden)
@@ -1107,6 +1127,9 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         log.warning("%s: the stream ends early or is damaged (%d packet(s) of %s announced frames read%s); "
                     "captioning the %d key frame(s) that decoded", p, stats.decoded, announced or "?",
                     f", {bad} undecodable" if bad else "", n)
+    elif announced_length:
+        log.warning("%s: the picture ends at %.1f s of the %.1f s the container announces; the file may be damaged "
+                    "or truncated, captioning the %d key frame(s) that decoded", p, stats.end_time, announced_length, n)
     longest_gap = max(longest_gap, stats.end_time - last_time)
     if longest_gap > FAST_GAP_WARNING_S:
         # screen recorders and intra-refresh streams put one key frame at the start: --fast then

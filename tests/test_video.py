@@ -708,3 +708,48 @@ def test_a_raw_stream_is_timed_by_its_codecs_frame_rate(tmp_path: Path, codec, c
         # (OpenCV times an .m2v's frames one frame late: its first at 1/30 s)
         assert times[-1] < stats.end_time == pytest.approx(3.0, abs=0.05), (read, times, stats)
 
+
+def test_fast_mode_says_when_an_mkv_is_cut_off(tmp_path: Path, caplog) -> None:
+    """An MKV or WebM gives no frame count: --fast captioned the first half of one cut in half without a word (normal
+    mode warns). One whose sound outlasts its picture is whole."""
+    pytest.importorskip("av")
+    whole = make_timed_video(tmp_path / "whole.mkv", seconds=10.0, sound=False)
+    data = whole.read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2])
+    longer = make_timed_video(tmp_path / "sound.mkv", seconds=4.0, sound_end=10.0)
+    for path in (whole, longer):
+        with caplog.at_level(logging.WARNING, logger="captioner.video"):
+            caplog.clear()
+            list(video.iter_keyframes(path, 1.0))
+        assert not caplog.text, path
+    with caplog.at_level(logging.WARNING, logger="captioner.video"):
+        stats = video.DecodeStats()
+        list(video.iter_keyframes(tmp_path / "cut.mkv", 1.0, stats=stats))
+    assert 3.0 < stats.end_time < 7.0
+    assert f"the picture ends at {stats.end_time:.1f} s of the 10.0 s the container announces" in caplog.text
+    assert "damaged or truncated" in caplog.text
+
+
+def test_a_still_picture_hint_names_the_file_as_given(tmp_path: Path, monkeypatch) -> None:
+    """'caption it with: captioner image photo.mp4' named the file without its folder: the command failed."""
+    folder = tmp_path / "arch"
+    folder.mkdir()
+    for name in ("photo.mp4", "my photo.mp4"):
+        assert cv2.imwrite(str(folder / "p.jpg"), np.full((48, 64, 3), 90, np.uint8))
+        (folder / "p.jpg").rename(folder / name)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(VideoError, match=r"\(caption it with: captioner image arch/photo.mp4\)$"):
+        open_video("arch/photo.mp4")
+    with pytest.raises(VideoError, match=r"\(caption it with: captioner image 'arch/my photo.mp4'\)$"):
+        open_video("arch/my photo.mp4")
+
+
+def test_fast_mode_times_an_avi_as_normal_mode_does(tmp_path: Path) -> None:
+    """AVI keeps no presentation times; FFmpeg (through PyAV) makes H.264's one frame later than its decode times:
+    --fast put the first key frame at 1/15 s and the end a frame late (6.133 s for a 6.067 s MSVD clip)."""
+    images = [np.full((48, 64, 3), (i * 7) % 256, np.uint8) for i in range(30)]
+    path = pyav_video(tmp_path / "clip.avi", "libx264", images, rate=15, gop=15, options={"preset": "ultrafast"})
+    for read in (video.iter_frames, video.iter_keyframes):
+        stats = video.DecodeStats()
+        times = [f.time for f in read(path, 1.0, stats=stats)]
+        assert times == pytest.approx([0.0, 1.0]) and stats.end_time == pytest.approx(2.0), (read, times, stats)
