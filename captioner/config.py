@@ -29,10 +29,14 @@ def _shipped_weights() -> Path:
 #: The folder that holds the shipped decoder (``weights/`` at the repository root, ``captioner/_model`` in a wheel).
 DEFAULT_WEIGHTS_DIR = _shipped_weights()
 
-#: Video file extensions the batch command looks for.
+#: Video file extensions the batch command looks for: the common containers, those of DVDs (VOB), camcorders (DV,
+#: TOD) and broadcast (MXF) that archives hold, and raw H.264/HEVC/MPEG-2 streams (all of which ``run`` captions).
+#: Not ``.mod`` (an SD camcorder's, but also tracker music: a music folder's every file would fail).
 VIDEO_EXTENSIONS = (
     ".mp4", ".m4v", ".mkv", ".avi", ".mov", ".webm", ".mpg", ".mpeg",
     ".wmv", ".flv", ".ts", ".mts", ".m2ts", ".3gp", ".ogv",
+    ".vob", ".dv", ".mxf", ".asf", ".f4v", ".3g2", ".qt", ".divx", ".tod", ".m2v",
+    ".h264", ".264", ".hevc", ".265",
 )
 
 #: Image file extensions ``captioner image`` collects from folders: the photo formats OpenCV decodes.

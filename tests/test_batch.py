@@ -766,3 +766,25 @@ def test_a_full_disk_where_the_lock_goes_is_one_line_and_leaves_no_lock(tmp_path
             pass
     monkeypatch.undo()
     assert not (tmp_path / lock.LOCK_NAME).exists()
+
+
+def test_archive_containers_are_captioned_and_ignored_files_named(tmp_path, tiny_model):
+    """A DVD's .VOB, a raw .m2v (and .dv, .mxf, .asf, ... that ``run`` captions) were skipped as 'non-video file(s)
+    ignored', a count with no names anywhere."""
+    import numpy as np
+
+    from videos import pyav_video
+
+    tree = tmp_path / "arch"
+    tree.mkdir()
+    images = [np.full((48, 64, 3), 20 * i, np.uint8) for i in range(10)]
+    pyav_video(tree / "VTS_01_1.VOB", "mpeg2video", images, container="vob")
+    pyav_video(tree / "tape.m2v", "mpeg2video", images, container="mpeg2video")
+    (tree / "notes.txt").write_text("not a video")
+    out = tmp_path / "out"
+    result = batch(tree, "-o", out, "--model", tiny_model, "-f", "json", "-v", ok_codes=(0,))
+    assert "2 captioned, 0 up to date, 0 failed, 1 non-video file(s) ignored" in result.stderr
+    assert f"{tree / 'notes.txt'}: ignored (not a video file extension)" in result.stderr  # -v names them
+    report = read_report(out / REPORT_NAME)
+    assert {row["status"] for row in report["videos"]} == {"ok"} and len(report["videos"]) == 2
+    assert report["ignored"] == [str(tree / "notes.txt")] and report["totals"]["ignored"] == 1

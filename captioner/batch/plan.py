@@ -8,6 +8,7 @@ outputs (the pattern is outputs.py's).
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from ..writers import foreign_outputs, foreign_reason
 from .job import BatchJob, FileResult, Record, Status, failure_reason, signature_now
 from .lock import check_unlocked
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class BatchPlan:
@@ -34,6 +37,9 @@ class BatchPlan:
     jobs: list[BatchJob] = field(default_factory=list)  # to caption
     done: list[FileResult] = field(default_factory=list)  # skipped (outputs up to date) or failed up front
     ignored: list[int] = field(default_factory=list)  # non-video files, per root
+    #: those files (absolute), per root: named in the report and (``-v``) the log, so a video in a container
+    #: ``VIDEO_EXTENSIONS`` lacks is not left out unsaid
+    ignored_files: list[list[Path]] = field(default_factory=list)
     stale_removed: int = 0  # temporary files of an interrupted run that were deleted
 
     def report_paths_abs(self) -> list[tuple[Path, list[int]]]:
@@ -188,7 +194,10 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
             plan.done.append(FileResult(str(video), Status.FAILED, problem, shown=shown, root=i).keeping(previous))
         else:
             plan.jobs.append(BatchJob(video, base, shown, i, previous))
-    plan.ignored = [sum(1 for o in other if o not in own) for other in others]
+    plan.ignored_files = [[o for o in other if o not in own] for other in others]
+    plan.ignored = [len(files) for files in plan.ignored_files]
+    for path in (path for files in plan.ignored_files for path in files):
+        log.info("%s: ignored (not a video file extension)", path)
     # a batch on a folder below this one's (``batch a`` while ``batch a/b`` runs): before anything there is removed
     for i, root in enumerate(plan.roots):
         check_unlocked({e[1].parent for e in found if e[3] == i}, below=out_abs or root, own=locked)

@@ -71,6 +71,8 @@ def batch_report(plan: BatchPlan, results: Sequence[FileResult], roots: Sequence
         "formats": list(plan.formats),
         "totals": totals,
         "videos": [r.as_dict() for r in rows],
+        # the non-video files (by extension) counted in totals: a video in a container not looked for is named
+        "ignored": [str(path) for i in sorted(wanted) if i < len(plan.ignored_files) for path in plan.ignored_files[i]],
     }
 
 
