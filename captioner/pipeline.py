@@ -578,7 +578,10 @@ class Captioner:
         # What decoded is the truth: a damaged file, or a header announcing more frames than
         # there are, must not give a cue that runs on past the last frame. (Both readers
         # read every packet, so they know where the stream ends.)
-        duration = stats.end_time if stats.short else max(info.duration, stats.end_time)
+        # The header's length (frames / average rate) is only as long as the stream says it lasts: a variable-rate
+        # slideshow's average frame lasted 34.04 s where its last frame ends at 33.04 s.
+        header = min(info.duration, stats.announced_end) if stats.announced_end > 0 else info.duration
+        duration = stats.end_time if stats.short else max(header, stats.end_time)
         if not stats.finished:  # reading stopped at ``end``: where the picture ends, as the container says
             duration = max(stats.end_time, stats.announced_end or info.duration)
         if not stats.end_time:  # no timestamps at all: the container's length, or past the last sample

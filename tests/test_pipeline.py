@@ -302,3 +302,19 @@ def test_overlapping_decodes_give_the_applications_blas_threads_back():
     assert max(blas_threads()) == 1  # still decoding
     second.__exit__(None, None, None)
     assert blas_threads() == before
+
+
+def test_a_variable_rate_slideshow_ends_where_its_last_picture_does(tmp_path, captioner):
+    """Four pictures shown 2, 30, 1 and 0.04 s: the header's frame count over its average rate says 34.04 s, the
+    stream 33.04 s. Normal mode's cues ran to 34.04 s (--fast's to 33.04 s)."""
+    import numpy as np
+
+    from videos import pyav_video
+
+    images = [np.full((48, 64, 3), 60 * i, np.uint8) for i in range(4)]
+    path = pyav_video(tmp_path / "slides.mp4", "libx264", images, rate=25, pts_ms=[0, 2000, 32000, 33000])
+    for fast in (False, True):
+        run = Captioner(replace(captioner.config, sampling=replace(captioner.config.sampling, fast=fast)))
+        result = run.caption_video(path)
+        assert result.duration == pytest.approx(33.04, abs=0.01), fast
+        assert result.cues[-1].end == pytest.approx(33.04, abs=0.01), fast
