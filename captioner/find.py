@@ -51,6 +51,7 @@ import numpy as np
 
 from .config import SearchConfig
 from .errors import CANNOT_LIST, CaptionerError, OutputError, cannot_list, path_list, printable
+from .outputs import walk
 from .progress import Progress, ProgressCallback
 from .vse import decode_vector, quantize
 
@@ -183,7 +184,7 @@ def _stat_outputs(root: Path, errors: list[tuple[str, str]] | None = None
         if errors is not None:
             errors.append((str(exc.filename or root), cannot_list(exc)))
 
-    for folder, dirs, files in _walk(root, onerror):
+    for folder, dirs, files in walk(root, onerror):
         if not _may(folder, os.X_OK):  # names listed, but none can be opened: the folder is the error
             onerror(PermissionError(errno.EACCES, os.strerror(errno.EACCES), folder))
             dirs[:] = []
@@ -214,19 +215,6 @@ def _stat_outputs(root: Path, errors: list[tuple[str, str]] | None = None
             seen.add((st.st_dev, st.st_ino))
         unique.append((path, st, link))
     return sorted(unique, key=lambda item: item[0])
-
-
-def _walk(root: Path, onerror: Any) -> Iterable[tuple[str, list[str], list[str]]]:
-    """``os.walk(root, onerror=onerror)`` (top-down, symlinked folders not followed) with a stack of its own:
-    Python before 3.12 recurses once per level, and a tree ~1,000 folders deep ended the search in a
-    ``RecursionError``. Each folder is listed by ``os.walk`` itself, one level at a time; as there,
-    the caller prunes ``dirs`` in place."""
-    stack = [str(root)]
-    while stack:
-        for folder, dirs, files in os.walk(stack.pop(), onerror=onerror):
-            yield folder, dirs, files
-            stack.extend(p for p in (os.path.join(folder, d) for d in reversed(dirs)) if not os.path.islink(p))
-            dirs[:] = []  # not down from here: the stack does that
 
 
 def _uid() -> int:

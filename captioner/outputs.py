@@ -20,7 +20,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,9 +28,9 @@ from .errors import CaptionerError, OutputError, VideoError
 
 __all__ = [
     "INDEX_FALLBACK_NAME", "INDEX_NAME", "INDEX_NAMES", "REPORT_NAME", "absolute", "atomic_path", "cache_dir",
-    "json_surrogates", "keep_extensions", "new_file_mode", "output_base", "output_bases", "output_file", "output_problem",
-    "outputs_up_to_date", "prepare_output_dir", "remove_empty", "remove_stale_temp_files", "too_long",
-    "write_atomic", "write_problem",
+    "json_surrogates", "keep_extensions", "make_folders", "new_file_mode", "output_base", "output_bases", "output_file",
+    "output_problem", "outputs_up_to_date", "prepare_output_dir", "remove_empty", "remove_stale_temp_files", "too_long",
+    "walk", "write_atomic", "write_problem",
 ]
 
 log = logging.getLogger(__name__)
@@ -277,6 +277,20 @@ def outputs_up_to_date(video: Path, base: Path, formats: Sequence[str],
 # --------------------------------------------------------------------------- folders
 
 
+def walk(root: Path | str,
+         onerror: Callable[[OSError], None] | None = None) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(root, onerror=onerror)`` (top-down, symlinked folders not followed) with a stack of its own:
+    Python before 3.12 recurses once per level, and a tree ~1,000 folders deep ended a batch, an image
+    run or a search in a ``RecursionError``. Each folder is listed by ``os.walk`` itself, one level at a
+    time; as there, the caller prunes ``dirs`` in place. The one walker of batch, image and search."""
+    stack = [os.fspath(root)]
+    while stack:
+        for folder, dirs, files in os.walk(stack.pop(), onerror=onerror):
+            yield folder, dirs, files
+            stack.extend(p for p in (os.path.join(folder, d) for d in reversed(dirs)) if not os.path.islink(p))
+            dirs[:] = []  # not down from here: the stack does that
+
+
 def output_problem(base: Path, formats: Sequence[str]) -> str | None:
     """Why ``base.<fmt>`` could not be written, as far as can be told before captioning; None if nothing.
 
@@ -300,6 +314,25 @@ def output_problem(base: Path, formats: Sequence[str]) -> str | None:
     return None
 
 
+def make_folders(folder: Path) -> list[Path]:
+    """``folder.mkdir(parents=True, exist_ok=True)`` one level at a time, or ``OSError``; returns the folders
+    made, outermost first. ``Path.mkdir`` and ``os.makedirs`` recurse once per missing level: the outputs of
+    a video ~1,000 folders deep, mirrored under -o, failed with a ``RecursionError``."""
+    missing: list[Path] = []
+    while not os.path.isdir(folder) and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    made: list[Path] = []
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+            made.append(folder)
+        except FileExistsError:  # made meanwhile by another worker (a folder), or a file in the way
+            if not os.path.isdir(folder):
+                raise
+    return made
+
+
 def prepare_output_dir(output_dir: Path) -> list[Path]:
     """Create ``output_dir`` (and its parents) before any work, or raise ``OutputError``.
 
@@ -315,7 +348,7 @@ def prepare_output_dir(output_dir: Path) -> list[Path]:
         missing.append(folder)
         folder = folder.parent
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
+        make_folders(output_dir)
         if not output_dir.is_dir():
             raise NotADirectoryError(20, "Not a directory")
         probe = tempfile.TemporaryFile(dir=output_dir, prefix=".captioner-probe.")

@@ -649,3 +649,49 @@ def test_a_long_failure_reason_keeps_its_cause(tmp_path, tiny_model, clip, monke
     assert line.endswith("Closeup/talk.srt: cannot write: No space left on device") and "…" in line
     (row,) = json.loads((out / "captioner-report.json").read_text())["videos"]
     assert line.endswith(row["reason"]) and len(row["reason"]) == 500  # still one short line
+
+
+def _remove_chain(top: Path, bottom: Path) -> None:
+    """Remove the folders from ``bottom`` up to ``top`` (one sub-folder each) and their files, one level at a time:
+    ``shutil.rmtree`` and pytest's own clean-up of old temporary folders recurse once per level, and a tree deeper
+    than Python's limit ended them."""
+    import os
+
+    while not bottom.exists() and bottom != top:  # a tree made only part of the way down
+        bottom = bottom.parent
+    while bottom.exists():
+        for entry in os.scandir(bottom):  # its one sub-folder was removed the level before
+            os.unlink(entry.path)
+        bottom.rmdir()
+        if bottom == top:
+            break
+        bottom = bottom.parent
+
+
+def test_a_folder_tree_deeper_than_pythons_recursion_limit_is_captioned(tmp_path, tiny_model, clip) -> None:
+    """batch and image of a tree ~1,100 folders deep ended in a RecursionError traceback (os.walk recurses once per
+    level, and so does making the mirrored output folders): no video captioned, no report. search walked it already."""
+    import json
+    import sys
+
+    top = bottom = tmp_path / "in"
+    top.mkdir()
+    for _ in range(sys.getrecursionlimit() + 100):  # one level at a time: makedirs recurses too
+        bottom = bottom / "d"
+        bottom.mkdir()
+    _copy(clip, top / "good.mp4")
+    _copy(clip, bottom / "deep.mp4")
+    cv2.imwrite(str(bottom / "photo.png"), shot_frame("red", 0)[..., ::-1])
+    out = tmp_path / "out"
+    try:
+        result = cli("batch", top, "-o", out, "--model", tiny_model, "-f", "srt", "-q")
+        assert (result.exit_code, result.stderr) == (0, ""), result.exception
+        assert (out / "good.srt").is_file() and (out / bottom.relative_to(top) / "deep.srt").is_file()
+        rows = json.loads((out / "captioner-report.json").read_text())["videos"]
+        assert sorted((Path(r["path"]).name, r["status"]) for r in rows) == [("deep.mp4", "ok"), ("good.mp4", "ok")]
+        result = cli("image", top, "--model", tiny_model, "-q")
+        assert result.exit_code == 0, result.exception
+        assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(bottom / "photo.png")]
+    finally:
+        _remove_chain(top, bottom)
+        _remove_chain(out, out / bottom.relative_to(top))

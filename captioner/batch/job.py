@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..config import CaptionConfig
 from ..errors import OUT_OF_MEMORY, CaptionerError, OutputError, elided, out_of_memory
-from ..outputs import absolute
+from ..outputs import absolute, make_folders
 
 if TYPE_CHECKING:
     from ..pipeline import Captioner, ProgressCallback
@@ -106,7 +106,7 @@ def caption_one(captioner: "Captioner", video: Path, base: Path, config: Caption
 
     result = captioner.caption_video(video, progress=progress)
     try:
-        base.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(base.parent)
     except OSError as exc:
         raise OutputError(f"{base.parent}: cannot create output folder ({exc.strerror or exc})") from None
     metadata = result.metadata()

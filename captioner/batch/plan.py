@@ -18,7 +18,7 @@ from ..config import VIDEO_EXTENSIONS
 from ..errors import CaptionerError, cannot_list, path_list
 from ..outputs import (
     INDEX_NAMES, REPORT_NAME, absolute, keep_extensions, output_base, output_file, output_problem,
-    outputs_up_to_date, remove_stale_temp_files,
+    outputs_up_to_date, remove_stale_temp_files, walk,
 )
 from ..writers import foreign_outputs, foreign_reason
 from .job import BatchJob, FileResult, Record, Status, failure_reason, signature_now
@@ -61,6 +61,8 @@ def find_files(root: Path, *, recursive: bool = True, exclude: Sequence[Path] = 
     the input folder: its subtitles are not "ignored files"); videos there are
     listed like any other (they were skipped without a word, missing from the report).
     Symlinked folders are not followed (no loops); symlinked files are videos like any other.
+    A tree of any depth is walked (``outputs.walk``: ``os.walk`` recursed, and ~1,000 levels ended the
+    batch in a ``RecursionError``).
     """
     excluded = {os.path.realpath(p) for p in exclude}
     videos: list[Path] = []
@@ -71,7 +73,7 @@ def find_files(root: Path, *, recursive: bool = True, exclude: Sequence[Path] = 
     def onerror(exc: OSError) -> None:
         errors.append((Path(exc.filename or root), cannot_list(exc)))
 
-    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
+    for dirpath, dirnames, filenames in walk(root, onerror):
         here = inside.get(dirpath, False)
         if recursive:
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
