@@ -440,7 +440,8 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
+# readable=False: click refused the whole command over one unreadable file; each gets its own error line
+@click.argument("videos", nargs=-1, required=True, type=click.Path(readable=False, path_type=Path))
 @click.option("--overwrite", is_flag=True,
               help="Replace existing output files even if captioner did not write them (such as a film's "
                    "dialogue <name>.srt). Without it such a video is skipped with an error.")
@@ -518,7 +519,7 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False, path_type=Path))
 @click.option("--beam-size", type=click.IntRange(min=1, max=20), default=_D.decoding.beam_size, show_default=True,
               help="Beam width; 1 = greedy.")
 @click.option("--rerank-weight", type=_Finite(min=0), default=_D.decoding.photo_rerank_weight,
@@ -531,7 +532,9 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
                    "photo); 0 = off. Models without a photo bank ignore it.")
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_WEIGHTS_DIR,
               show_default="shipped weights/", help="Model folder (or its model.json).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images encoded at once.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Photos read and captioned together (the encoder takes them 16 at a time): more holds more "
+                   "in memory.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object a line (path, caption, confidence) instead of '<path>\\t<caption>': for "
                    "programs, and for file names that hold a tab or a line break.")
@@ -541,11 +544,11 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
 @click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bar.")
 def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consensus: float, model_dir: Path,
           batch_size: int, as_json: bool, int8: bool, style: str, verbose: int, quiet: bool) -> None:
-    """Caption photos (files, or folders of .jpg/.jpeg/.png/.webp/.bmp/.tif/.gif: the first frame): prints
-    '<path>\\t<caption>' per image (--json: a JSON object per line)."""
+    """Caption photos (files, or folders of .jpg/.jpeg/.jfif/.png/.webp/.avif/.bmp/.tif/.gif: the first frame):
+    prints '<path>\\t<caption>' per image (--json: a JSON object per line)."""
     _setup_logging(verbose, quiet)
     from .batch.plan import find_files
-    from .encoder import load_image
+    from .encoder import UNDECODED_PHOTO_EXTENSIONS, load_image
     from .find import json_text
     from .outputs import too_long
     from .video import no_such_file
@@ -556,7 +559,8 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
         # os.path's tests, not Path's: on a path too long for the system Path's raised (a traceback). As batch
         # walks: hidden files and folders (macOS ._photo.jpg) left out, links to folders not followed
         if os.path.isdir(p):
-            found, _, unlisted = find_files(p, extensions=IMAGE_EXTENSIONS)
+            # HEIC photos too: each gets its error line and hint (left out, a folder of them was "no images found")
+            found, _, unlisted = find_files(p, extensions=IMAGE_EXTENSIONS + UNDECODED_PHOTO_EXTENSIONS)
             files += [f for f in found if os.path.isfile(f)]
             for folder, reason in unlisted:
                 _fail(f"{printable(str(folder))}: {reason}")
@@ -588,8 +592,11 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
                 imgs.append(captioner.encoder.resize(load_image(str(f), captioner.encoder.config.image_size)))
                 chunk.append(f)
             except CaptionerError as exc:
-                tqdm.write(_error_line(exc), file=sys.stderr)  # _fail's line, clear of the bar
                 failed += 1
+                try:  # _fail's line, clear of the bar; a stderr that cannot be written stops no photo (as _say)
+                    tqdm.write(_error_line(exc), file=sys.stderr)
+                except OSError:
+                    pass
         with bar.external_write_mode(file=sys.stdout):  # a caption line is not glued onto the bar's
             for f, cap in zip(chunk, captioner.caption_images(imgs)):
                 if as_json:  # valid JSON whatever the name (as search --json)

@@ -40,7 +40,7 @@ VIDEO_EXTENSIONS = (
 )
 
 #: Image file extensions ``captioner image`` collects from folders: the photo formats OpenCV decodes.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".png", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".gif")
 
 
 def _number(low: float = -math.inf, high: float = math.inf, *, above: bool = False) -> tuple[Callable[[Any], bool], str]:

@@ -34,7 +34,8 @@ import cv2
 import numpy as np
 
 from .config import EncoderConfig, usable_cpus
-from .errors import CaptionerError, ModelError, first_line, raise_if_out_of_memory
+from .errors import (PHOTO_OUT_OF_MEMORY, CaptionerError, ModelError, OutOfMemory, first_line, os_reason,
+                     out_of_memory, raise_if_out_of_memory)
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,8 @@ class Encoder:
 
     def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """RGB uint8 HxWx3 arrays -> normalised [B, 3, S, S] float32 (whole frame squashed)."""
+        for i, img in enumerate(images):
+            check_image(img, i)
         batch = np.stack([self.resize(img) for img in images]).astype(np.float32)
         return np.ascontiguousarray(((batch - self._mean) / self._std).transpose(0, 3, 1, 2))
 
@@ -207,6 +210,31 @@ def _torch_importable() -> bool:
     return True
 
 
+def check_image(image: object, index: int = 0) -> None:
+    """Raise a ``ValueError`` that says what is expected unless ``image`` is an RGB picture as the encoder
+    takes it: a uint8 array of shape (height, width, 3) with pixels.
+
+    Anything else went through to wrong results or to errors that named neither the image nor the
+    cause: float pixels in 0..1 were captioned as a nearly black picture, without a word; RGBA and
+    grey arrays failed in NumPy's broadcasting ("operands could not be broadcast together"), an
+    empty one in OpenCV's resize. Grey and RGBA are refused, not converted: whether transparency
+    is shown over white (as ``load_image`` does) or dropped is the caller's to say.
+    """
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 \
+            and image.size:
+        return
+    if not isinstance(image, np.ndarray):
+        got, hint = f"a {type(image).__name__}", ""
+    else:
+        got, hint = f"{'an empty' if not image.size else 'a'} {image.dtype} array of shape {image.shape}", ""
+        if image.dtype.kind == "f":
+            hint = "; floats in 0..1 convert with (image * 255).round().astype(np.uint8)"
+        elif image.ndim == 2 or image.ndim == 3 and image.shape[2] in (1, 4):
+            hint = "; convert grey or RGBA with cv2.cvtColor (COLOR_GRAY2RGB, COLOR_RGBA2RGB)"
+    raise ValueError(f"image {index}: expected an RGB picture as a uint8 array of shape (height, width, 3), "
+                     f"got {got}{hint}")
+
+
 def squash(image: np.ndarray, size: int) -> np.ndarray:
     """``image`` resized to ``size`` x ``size`` with area averaging (the training photos' resize)."""
     if image.shape[:2] == (size, size):
@@ -215,26 +243,39 @@ def squash(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def load_image(path: str, size: int | None = None) -> np.ndarray:
-    """Read an image file as RGB uint8; raise a clear error when it is not an image.
+    """Read an image file as RGB uint8; raise a clear error when it is not an image or cannot be read.
 
     ``size``: the encoder's input side, when the picture is only to be squashed to it. A JPEG larger than
     that needs is then decoded 2, 4 or 8 times smaller by the JPEG decoder itself, its short side kept at
     least twice ``size`` (``_jpeg_reduction``): a 20000 x 20000 photo took 1.2 GB decoded whole, and a
     50000 x 50000 one could not be decoded at all.
+
+    A file that cannot be read (permission denied, deleted meanwhile) is a ``CaptionerError`` like a file
+    that is no image: an ``OSError`` ended ``captioner image`` with a traceback, every photo lost. What
+    libjpeg and libpng write straight to stderr about a damaged file is logged at debug level instead.
     """
-    from .errors import CaptionerError
+    from .native import native_stderr_captured
 
     try:
         data = np.fromfile(path, dtype=np.uint8)  # np.fromfile handles unicode paths that cv2.imread cannot
-        img = cv2.imdecode(data, _jpeg_reduction(data, size)) if data.size else None
-        if img is None:
-            heif = Path(path).suffix.lower() in (".heic", ".heif")  # iPhones' default; OpenCV has no decoder for it
-            raise CaptionerError(f"{path}: not a readable image"
-                                 + (" (HEIC is not supported: convert it to JPEG)" if heif else ""))
-        return cv2.cvtColor(_over_white(data, img), cv2.COLOR_BGR2RGB)
-    except (MemoryError, cv2.error) as exc:
-        raise_if_out_of_memory(exc, f"{path}: ")
+        with native_stderr_captured(f"decoding {path}"):
+            img = cv2.imdecode(data, _jpeg_reduction(data, size)) if data.size else None
+            if img is None:
+                heif = Path(path).suffix.lower() in UNDECODED_PHOTO_EXTENSIONS  # iPhones' default: no decoder here
+                raise CaptionerError(f"{path}: not a readable image"
+                                     + (" (HEIC is not supported: convert it to JPEG)" if heif else ""))
+            return cv2.cvtColor(_over_white(data, img), cv2.COLOR_BGR2RGB)
+    except (OSError, MemoryError, cv2.error) as exc:
+        if out_of_memory(exc):  # "a smaller --batch-size" cannot help one photo: it is decoded alone
+            raise OutOfMemory(f"{path}: {PHOTO_OUT_OF_MEMORY}") from None
+        if isinstance(exc, OSError):  # permission denied, deleted since the folder was listed
+            raise CaptionerError(f"{path}: {os_reason(exc)}") from None
         raise
+
+
+#: Photo extensions OpenCV has no decoder for (HEIC, iPhones' default): ``captioner image`` names such
+#: files in a folder with a hint rather than leaving them out without a word.
+UNDECODED_PHOTO_EXTENSIONS = (".heic", ".heif")
 
 
 #: A reduced JPEG decode keeps at least this many times the encoder's input on its short side, so that
@@ -302,27 +343,142 @@ def _over_white(data: np.ndarray, img: np.ndarray) -> np.ndarray:
 
     ``IMREAD_COLOR`` drops the alpha channel and keeps whatever colour lies under transparent
     pixels, usually black: a dark logo or line drawing on a transparent background became an
-    all-black picture. Only formats that carry alpha (PNG, WebP, TIFF, GIF) are decoded a second
-    time; that decode ignores the EXIF orientation ``img`` has, so the alpha is turned as the file's
-    orientation says (it was dropped: all black again). Blended a band of rows at a time: a
+    all-black picture. Only a file whose header says it has transparency (``_alpha_kind``) is
+    decoded a second time (every PNG was, a 6000 x 4000 photo's decode taking 1.04 s instead of
+    0.44); that decode ignores the EXIF orientation ``img`` has, so the alpha is turned as the
+    file's orientation says (it was dropped: all black again). Blended a band of rows at a time: a
     20000 x 20000 PNG's float copies took 15.5 GB.
     """
-    head = data[:12].tobytes()
-    if not (head.startswith(b"\x89PNG\r\n\x1a\n") or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-            or head[:4] in (b"II*\x00", b"MM\x00*") or head[:4] == b"GIF8"):
+    kind = _alpha_kind(data)
+    if kind is None:
         return img
     full = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if full is None or full.ndim != 3 or full.shape[2] != 4:
+    if full is None:
+        return img
+    key = _png_grey_key(data) if full.ndim == 2 else None  # OpenCV keeps no alpha for a grey PNG's tRNS key
+    if full.ndim == 3 and full.shape[2] == 4:
+        stored = full[:, :, 3]
+    elif key is not None:
+        stored = np.where(full == key, 0, 255).astype(np.uint8)
+    else:
         return img  # no alpha
-    scale = float(np.iinfo(full.dtype).max if full.dtype.kind in "ui" else 1.0)
-    alpha = _as_shown(full[:, :, 3], data, img.shape)
+    scale = float(np.iinfo(stored.dtype).max if stored.dtype.kind in "ui" else 1.0)
+    if data[:2].tobytes() == b"BM" and not stored.any():  # a 32-bit BMP whose fourth byte is padding, all 0
+        return img
+    alpha = _as_shown(stored, data, img.shape)
     if alpha is None or alpha.min() >= scale:
         return img
     out = np.empty_like(img)
     for top in range(0, img.shape[0], 512):
         a = alpha[top:top + 512, :, None].astype(np.float32) / scale
-        out[top:top + 512] = (img[top:top + 512].astype(np.float32) * a + 255.0 * (1.0 - a) + 0.5).astype(np.uint8)
+        colour = img[top:top + 512].astype(np.float32)
+        if kind == "premultiplied":
+            shown = colour + 255.0 * (1.0 - a)
+        else:
+            shown = colour * a + 255.0 * (1.0 - a)
+        out[top:top + 512] = np.minimum(shown + 0.5, 255.0).astype(np.uint8)
     return out
+
+
+def _alpha_kind(data: np.ndarray) -> str | None:
+    """Whether a file's header says it holds transparency: ``None`` (no: most photos, not decoded again),
+    ``"straight"``, or ``"premultiplied"`` where OpenCV hands back colour already multiplied by alpha
+    (a TIFF whose ExtraSamples says associated or unassociated alpha: libtiff's RGBA reading
+    multiplies the latter; blended as straight alpha, half-transparent areas came out too dark).
+
+    PNG: an alpha colour type, or a tRNS chunk before the image data (a grey one is a colour key
+    OpenCV does not turn into alpha: ``_png_grey_key``); WebP: the VP8X alpha flag or VP8L's
+    alpha bit; GIF: a transparent colour; BMP: 32 bits with bit fields (BITMAPV4/V5, which OpenCV
+    reads with alpha); TIFF: a sample beyond the colour ones; AVIF: always. A header that cannot be read counts
+    as transparency: the second decode then decides, as it did for every file before.
+    """
+    import struct
+
+    raw = data[:64].tobytes()
+    try:
+        if raw.startswith(b"\x89PNG\r\n\x1a\n"):
+            if raw[25] in (4, 6):  # grey + alpha, RGBA
+                return "straight"
+            return "straight" if _png_chunk(data, b"tRNS") is not None else None
+        if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+            if raw[12:16] == b"VP8X":
+                return "straight" if raw[20] & 0x10 else None
+            if raw[12:16] == b"VP8L":
+                return "straight" if struct.unpack("<I", raw[21:25])[0] >> 28 & 1 else None
+            return None  # lossy VP8 without a VP8X header has no alpha
+        if raw[:4] == b"GIF8":
+            blob = data.tobytes()
+            at = blob.find(b"\x21\xf9\x04")
+            while at >= 0:  # a graphic control extension: its first byte's low bit says a colour is transparent
+                if at + 3 < len(blob) and blob[at + 3] & 1:
+                    return "straight"
+                at = blob.find(b"\x21\xf9\x04", at + 1)
+            return None
+        if raw[:2] == b"BM":
+            (bits,), (compression,) = struct.unpack("<H", raw[28:30]), struct.unpack("<I", raw[30:34])
+            return "straight" if bits == 32 and compression in (3, 6) else None  # BI_BITFIELDS, BI_ALPHABITFIELDS
+        if raw[:4] in (b"II*\x00", b"MM\x00*"):
+            return _tiff_alpha_kind(memoryview(data))
+        if raw[4:8] == b"ftyp" and raw[8:12] in (b"avif", b"avis"):
+            return "straight"  # its alpha is an auxiliary image, found deep in the boxes: the decode decides
+    except (IndexError, struct.error):
+        return "straight"
+    return None
+
+
+def _png_chunk(data: np.ndarray, kind: bytes) -> bytes | None:
+    """The data of a PNG's first ``kind`` chunk before its image data (IDAT), or None."""
+    import struct
+
+    at, blob = 8, memoryview(data)  # not a copy of the whole file
+    while at + 8 <= len(blob):
+        length, name = struct.unpack(">I4s", blob[at:at + 8])
+        if name == kind:
+            return bytes(blob[at + 8:at + 8 + length])
+        if name in (b"IDAT", b"IEND"):
+            return None
+        at += 12 + length
+    return None
+
+
+def _png_grey_key(data: np.ndarray) -> int | None:
+    """The grey value a grey PNG's tRNS chunk makes transparent, as OpenCV decodes the samples (1, 2 and
+    4-bit greys stretched to 0..255), or None for another PNG."""
+    head = data[:26].tobytes()
+    key = _png_chunk(data, b"tRNS") if head.startswith(b"\x89PNG\r\n\x1a\n") and head[25:26] == b"\x00" else None
+    if not key or len(key) < 2:
+        return None
+    depth = head[24]
+    value = int.from_bytes(key[:2], "big") & ((1 << depth) - 1)
+    return value * 255 // ((1 << depth) - 1) if depth < 8 else value
+
+
+#: TIFF photometric interpretation -> its colour samples (white/black is 0, grey 1, RGB 2, palette 3,
+#: CMYK 5, YCbCr 6, CIELab 8); a sample beyond them is alpha (or an unspecified extra OpenCV reads as it).
+_TIFF_COLOUR_SAMPLES = {0: 1, 1: 1, 2: 3, 3: 1, 5: 4, 6: 3, 8: 3}
+
+
+def _tiff_alpha_kind(blob: memoryview) -> str | None:
+    """``_alpha_kind`` of a TIFF, from its first directory's SamplesPerPixel, PhotometricInterpretation and
+    ExtraSamples (1 associated, 2 unassociated alpha: both handed back premultiplied by OpenCV)."""
+    import struct
+
+    order = "<" if bytes(blob[:2]) == b"II" else ">"
+    (first,) = struct.unpack(order + "I", blob[4:8])
+    (count,) = struct.unpack(order + "H", blob[first:first + 2])
+    tags: dict[int, int] = {}
+    for i in range(count):
+        tag, kind, _, value = struct.unpack(order + "HHI4s", blob[first + 2 + 12 * i:first + 14 + 12 * i])
+        if kind == 3:  # SHORT: the first value sits in the first two bytes
+            tags[tag] = struct.unpack(order + "H", value[:2])[0]
+        elif kind == 4:
+            tags[tag] = struct.unpack(order + "I", value)[0]
+    samples, colour = tags.get(277, 1), _TIFF_COLOUR_SAMPLES.get(tags.get(262, -1))
+    if colour is None:
+        return "straight"  # a photometric this table does not know: the second decode decides
+    if samples <= colour:
+        return None
+    return "premultiplied" if tags.get(338) in (1, 2) else "straight"
 
 
 def _as_shown(alpha: np.ndarray, data: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:

@@ -35,6 +35,11 @@ class OutOfMemory(CaptionerError):
 OUT_OF_MEMORY = ("captioner ran out of memory: close other programs or allow it more memory "
                  "(batch: fewer --workers, each loads the model; image: a smaller --batch-size)")
 
+#: What ``captioner image`` says of a photo whose decoding ran out of memory: each photo is decoded alone and kept
+#: only squashed, so OUT_OF_MEMORY's "a smaller --batch-size" cannot help (a 12000 x 8000 PNG under a limit).
+PHOTO_OUT_OF_MEMORY = ("out of memory decoding this photo: close other programs or allow captioner more memory, "
+                       "or make the photo smaller")
+
 #: How native libraries say an allocation failed: ONNX Runtime's arena and C++ (``Fail: ... Failed to
 #: allocate memory``, ``std::bad_alloc``), OpenCV (``(-4:Insufficient memory) Failed to allocate``), and an
 #: ``ENOMEM`` passed through as text (safetensors' memory map: ``Cannot allocate memory (os error 12)``).

@@ -2,8 +2,8 @@
 
 FFmpeg's and OpenCV's own messages, written straight to the process's stderr ("moov atom not
 found", "[ WARN:0@0.2] ... can't be used to capture by name", hundreds of "ac-tex damaged" lines
-for a damaged clip), around the CLI's one ``error:`` line and from a library that promises never
-to print; and BLAS's thread pool, which threadpoolctl limits for the whole process at once.
+for a damaged clip; libjpeg's and libpng's, which no log level reaches: ``native_stderr_captured``),
+around the CLI's one ``error:`` line and from a library that promises never to print; and BLAS's thread pool, which threadpoolctl limits for the whole process at once.
 Light (no cv2 or NumPy import): the CLI calls it before the commands import cv2.
 """
 
@@ -36,6 +36,66 @@ def quiet_native_logs() -> None:
             cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         except AttributeError:  # a build without cv2.utils.logging
             pass
+
+
+_FD2_LOCK = threading.Lock()
+_fd2_users = 0
+_fd2_saved = -1
+_fd2_file: Any = None
+
+
+@contextlib.contextmanager
+def native_stderr_captured(what: str) -> Iterator[None]:
+    """File descriptor 2 sent to a temporary file for the ``with`` block; what came is logged at debug level
+    (``-vv``) as ``what`` said it.
+
+    libjpeg and libpng write their warnings straight to fd 2 ("Corrupt JPEG data: 59 extraneous bytes
+    before marker 0xd9", "libpng warning: tEXt: CRC error"), whatever OpenCV's log level, around the
+    one ``error:`` line a bad photo gets and from a library that promises never to print. fd 2 is the
+    process's: overlapping captures (threads decoding at once) share one redirection, made by the
+    first and undone by the last, which logs all that came; what other threads write to stderr
+    meanwhile is logged with it. Costs a temporary file and a few system calls, not a lock held
+    while decoding.
+    """
+    global _fd2_users, _fd2_saved, _fd2_file
+    import tempfile
+
+    with _FD2_LOCK:
+        if _fd2_users == 0:
+            try:
+                saved = os.dup(2)  # first: with fd 2 closed (2>&-) the temporary file would become fd 2
+            except OSError:  # nothing to keep clean
+                saved = -1
+            if saved >= 0:
+                try:
+                    _fd2_file = tempfile.TemporaryFile()
+                except OSError:  # no temporary folder to write to (full, read-only): the messages are let through
+                    os.close(saved)
+                    saved = -1
+            if saved >= 0:
+                try:
+                    sys.stderr.flush()  # Python's own buffered text goes where it was meant to
+                except Exception:
+                    pass
+                os.dup2(_fd2_file.fileno(), 2)
+            _fd2_saved = saved
+        _fd2_users += 1
+    try:
+        yield
+    finally:
+        text = b""
+        with _FD2_LOCK:
+            _fd2_users -= 1
+            if _fd2_users == 0 and _fd2_saved >= 0:
+                os.dup2(_fd2_saved, 2)
+                os.close(_fd2_saved)
+                _fd2_file.seek(0)
+                text = _fd2_file.read()
+                _fd2_file.close()
+                _fd2_saved, _fd2_file = -1, None
+        if text.strip():
+            lines = text.decode("utf-8", "replace").split("\n")
+            logging.getLogger(__name__).debug("%s: %s", what, "; ".join(line.strip() for line in lines if line.strip()))
 
 
 _BLAS_LOCK = threading.Lock()

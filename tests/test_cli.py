@@ -225,7 +225,7 @@ def test_running_out_of_memory_is_one_line_wherever_it_happens(tmp_path, tiny_mo
 
     from captioner.batch.job import failure_reason
     from captioner.encoder import Encoder
-    from captioner.errors import OUT_OF_MEMORY
+    from captioner.errors import OUT_OF_MEMORY, PHOTO_OUT_OF_MEMORY
     from captioner.pipeline import Captioner
 
     line = f"error: {OUT_OF_MEMORY}\n"
@@ -252,7 +252,7 @@ def test_running_out_of_memory_is_one_line_wherever_it_happens(tmp_path, tiny_mo
         m.setattr(cv2, "imdecode", _raises(cv2.error(
             "OpenCV(5.1.0) alloc.cpp:73: error: (-4:Insufficient memory) Failed to allocate 432000000 bytes")))
         result = cli("image", photo, "--model", tiny_model, "--beam-size", "1")
-    assert (result.exit_code, result.stderr) == (1, f"error: {photo}: {OUT_OF_MEMORY}\n")
+    assert (result.exit_code, result.stderr) == (1, f"error: {photo}: {PHOTO_OUT_OF_MEMORY}\n")  # not --batch-size
     assert failure_reason(MemoryError(), video) == OUT_OF_MEMORY  # a batch's report and error line
     assert files_under(tmp_path) == ["photo.jpg", "talk.mp4"]
 

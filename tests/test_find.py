@@ -515,38 +515,6 @@ def test_a_folder_given_that_cannot_be_listed_is_one_error_line(archive: Path, t
 # ---------------------------------------------------------------- permissions, as a user who is not root meets them
 
 
-@pytest.fixture
-def as_a_user(tmp_path: Path, monkeypatch):
-    """File modes enforced as for a user who is not root. As root, the capabilities that override them
-    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER) leave this thread's effective set while the
-    test runs and come back after; the cache folder is the test's own."""
-    monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path / "cache"))
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        yield
-        return
-    import ctypes
-
-    class Header(ctypes.Structure):
-        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-    class Data(ctypes.Structure):
-        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    header, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3, this thread
-    if not hasattr(libc, "capget") or libc.capget(ctypes.byref(header), data) != 0:
-        pytest.skip("root, and the capabilities cannot be dropped here")
-    before = data[0].effective
-    data[0].effective &= ~0b1110  # bits 1, 2, 3
-    if libc.capset(ctypes.byref(header), data) != 0:
-        pytest.skip("root, and the capabilities cannot be dropped here")
-    try:
-        yield
-    finally:
-        data[0].effective = before
-        libc.capset(ctypes.byref(header), data)
-
-
 def test_a_folder_given_that_cannot_be_entered_is_one_error_line(archive: Path, tmp_path: Path, as_a_user) -> None:
     """search ok/ locked/ with locked/ at mode 000 or 400 ended in a PermissionError traceback (asking
     whether locked/.captioner-search exists), ok/'s results lost; at 600 the error named locked/day1."""

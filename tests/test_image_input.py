@@ -1,0 +1,351 @@
+"""Photos as ``captioner image`` and ``load_image`` meet them: files that cannot be read, transparency
+in every format that carries it, what native decoders write, formats in folders, arrays from callers."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from captioner import encoder as encoder_mod
+from captioner.encoder import load_image
+from captioner.errors import CaptionerError, OutOfMemory
+from clitools import captioner_command, cli, isolate_cli, subprocess_env  # noqa: F401  (isolate_cli is a fixture)
+from videos import make_video, shot_frame
+
+
+@pytest.fixture(autouse=True)
+def _isolated(isolate_cli):
+    yield
+
+
+def _photo(path: Path, look: str = "red") -> Path:
+    assert cv2.imwrite(str(path), cv2.cvtColor(shot_frame(look, 0, (64, 48)), cv2.COLOR_RGB2BGR))
+    return path
+
+
+def _over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """What a browser shows: straight alpha in 0..255 blended over white."""
+    a = alpha.astype(np.float64)[..., None] / 255.0
+    return rgb.astype(np.float64) * a + 255.0 * (1.0 - a)
+
+
+# ---------------------------------------------------------------- files that cannot be read
+
+
+def test_an_unreadable_photo_is_one_error_line_and_the_others_are_captioned(tmp_path, tiny_model, as_a_user) -> None:
+    """A folder with one photo at mode 000 ended in a PermissionError traceback, nothing captioned; named on
+    the command line, click refused the whole command ("Path 'album/2.jpg' is not readable.", exit 2)."""
+    album = tmp_path / "album"
+    album.mkdir()
+    photos = [_photo(album / f"{i}.jpg") for i in (1, 2, 3)]
+    photos[1].chmod(0)
+    for args in ([album], photos):
+        result = cli("image", *args, "--model", tiny_model, "--beam-size", "1", "--batch-size", "4")
+        assert result.exit_code == 1, result.output
+        assert result.stderr.splitlines() == [f"error: {photos[1]}: permission denied"]
+        assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(photos[0]), str(photos[2])]
+
+
+def _without_root_overrides() -> None:
+    """For a child process (``preexec_fn``): as root, drop CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH and CAP_FOWNER
+    from the bounding set, so that the program it runs has them in no set at all. ``as_a_user`` drops them
+    from this thread's effective set only, and access(2), which click's readable check calls, checks a
+    root caller against its permitted set: as_a_user's tests never met click's refusal."""
+    if os.geteuid() != 0:
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2, 3):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            os._exit(77)
+
+
+def test_an_unreadable_file_on_the_command_line_does_not_refuse_the_others(tmp_path, tiny_model) -> None:
+    """image 1.jpg 2.jpg 3.jpg and run ok.mp4 locked.mp4 with one of them unreadable: click refused the whole
+    command ("Path '2.jpg' is not readable.", exit 2), nothing captioned. Now one error line for it."""
+    ok = make_video(tmp_path / "ok.mp4", [("red", 1.0)]).path
+    locked = tmp_path / "locked.mp4"
+    locked.write_bytes(Path(ok).read_bytes())
+    photos = [_photo(tmp_path / f"{i}.jpg") for i in (1, 2, 3)]
+    for path in (locked, photos[1]):
+        path.chmod(0)
+    for args, unreadable, captioned in ((["run", ok, locked], locked, None), (["image", *photos], photos[1], photos)):
+        done = subprocess.run(captioner_command(*args, "--model", tiny_model, "--beam-size", "1"), cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300, env=subprocess_env(),
+                              preexec_fn=_without_root_overrides)
+        if done.returncode == 77:
+            pytest.skip("root, and the capabilities cannot be dropped here")
+        assert done.returncode == 1, done.stderr
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and errors[0].startswith(f"error: {unreadable}: ") and "permission denied" in errors[0]
+        if captioned:
+            assert [line.split("\t")[0] for line in done.stdout.splitlines()] == [str(captioned[0]), str(captioned[2])]
+    assert (tmp_path / "ok.srt").is_file()
+
+
+def test_a_photo_deleted_during_a_run_is_a_captioner_error(tmp_path) -> None:
+    """A photo removed after the folder was listed ended the run in a FileNotFoundError traceback."""
+    with pytest.raises(CaptionerError, match=r"gone\.jpg: no such file or directory$"):
+        load_image(str(tmp_path / "gone.jpg"))
+    with pytest.raises(CaptionerError, match=r": is a directory$"):
+        load_image(str(tmp_path))
+
+
+def test_a_stderr_that_cannot_be_written_stops_no_photo(tmp_path, tiny_model) -> None:
+    """stderr a pipe nobody reads any more (2> >(true) gone, a closed pipe): the first bad photo's error
+    line raised BrokenPipeError, the run ended there and the good photos were never captioned."""
+    (tmp_path / "bad.jpg").write_bytes(b"")
+    good = [_photo(tmp_path / "good1.jpg"), _photo(tmp_path / "good2.jpg", "blue")]
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(captioner_command("image", tmp_path / "bad.jpg", *good, "--model", tiny_model,
+                                                "--beam-size", "1"),
+                              stdout=subprocess.PIPE, stderr=write, text=True, timeout=300, env=subprocess_env())
+    finally:
+        os.close(write)
+    assert done.returncode == 1
+    assert [line.split("\t")[0] for line in done.stdout.splitlines()] == [str(p) for p in good]
+
+
+# ---------------------------------------------------------------- transparency, as a browser shows it
+
+
+def _tiff(rgba: np.ndarray, extra_samples: int | None) -> bytes:
+    """An uncompressed little-endian RGBA TIFF, one strip; ``extra_samples`` 1 = associated alpha,
+    2 = unassociated, None = no ExtraSamples tag."""
+    height, width, n = rgba.shape
+    pixels = rgba.tobytes()
+    entries = [(256, width), (257, height), (258, None), (259, 1), (262, 2), (273, None), (277, n), (278, height),
+               (279, len(pixels))] + ([(338, extra_samples)] if extra_samples is not None else [])
+    bits_at = 8 + 2 + 12 * len(entries) + 4
+    data_at = bits_at + 2 * n
+    out = b"II*\x00" + struct.pack("<IH", 8, len(entries))
+    for tag, value in entries:
+        if tag == 258:
+            out += struct.pack("<HHII", tag, 3, n, bits_at)
+        elif tag in (273, 279):
+            out += struct.pack("<HHII", tag, 4, 1, data_at if tag == 273 else value)
+        else:
+            out += struct.pack("<HHIHH", tag, 3, 1, value, 0)
+    return out + b"\x00\x00\x00\x00" + struct.pack("<" + "H" * n, *[8] * n) + pixels
+
+
+def _half_transparent() -> tuple[np.ndarray, np.ndarray]:
+    rgb = shot_frame("checker", 0, (64, 48))
+    alpha = np.full(rgb.shape[:2], 128, np.uint8)
+    alpha[:12], alpha[-12:] = 0, 255
+    return rgb, alpha
+
+
+def test_a_half_transparent_tiff_is_shown_over_white(tmp_path) -> None:
+    """libtiff hands OpenCV colour already multiplied by alpha (unassociated alpha is multiplied on
+    reading, associated alpha is stored so); blended once more, half-transparent areas came out at
+    half their brightness (mean 153 for 179 over white)."""
+    rgb, alpha = _half_transparent()
+    want = _over_white(rgb, alpha)
+    premultiplied = (rgb.astype(np.float64) * alpha[..., None] / 255.0 + 0.5).astype(np.uint8)
+    for name, stored, extra in (("unassociated.tif", rgb, 2), ("associated.tif", premultiplied, 1),
+                                ("unspecified.tif", rgb, None)):  # as cv2.imwrite writes one: straight
+        (tmp_path / name).write_bytes(_tiff(np.dstack([stored, alpha]), extra))
+        got = load_image(str(tmp_path / name)).astype(np.float64)
+        assert np.abs(got - want).max() <= 2, name
+
+
+def _png(samples: np.ndarray, depth: int, colour_type: int, *chunks: tuple[bytes, bytes]) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    height, width = samples.shape[:2]
+    rows = b"".join(b"\x00" + row.astype(">u2" if depth == 16 else np.uint8).tobytes() for row in samples)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0))
+            + b"".join(chunk(k, b) for k, b in chunks) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_a_grey_png_with_a_transparent_colour_key_is_shown_over_white(tmp_path) -> None:
+    """A grey logo whose background is made transparent by a tRNS key (PIL's save(transparency=0)): OpenCV
+    decodes it to one channel, taken for no alpha, and the background came out black (mean 12 for 215)."""
+    for depth in (8, 16):
+        grey = np.zeros((40, 50), np.uint16)
+        grey[10:30, 10:40] = 80 * (257 if depth == 16 else 1)
+        path = tmp_path / f"logo{depth}.png"
+        path.write_bytes(_png(grey, depth, 0, (b"tRNS", struct.pack(">H", 0))))
+        got = load_image(str(path))
+        assert (got[0, 0] == 255).all() and (got[20, 20] == 80).all(), depth
+
+
+def test_a_bmp_with_alpha_is_shown_over_white(tmp_path) -> None:
+    """A 32-bit BMP with an alpha mask (BITMAPV5, as cv2.imwrite writes BGRA): all black, transparency left out."""
+    bgra = np.zeros((40, 50, 4), np.uint8)
+    bgra[10:30, 10:40] = (40, 40, 40, 255)
+    assert cv2.imwrite(str(tmp_path / "logo.bmp"), bgra)
+    got = load_image(str(tmp_path / "logo.bmp"))
+    assert (got[0, 0] == 255).all() and (got[20, 20] == 40).all()
+
+
+def test_a_32_bit_bmp_without_alpha_stays_as_it_is(tmp_path) -> None:
+    """BI_RGB 32-bit BMPs use the fourth byte as padding (zero): not a fully transparent, all-white picture."""
+    pixels = np.zeros((4, 4, 4), np.uint8)
+    pixels[..., :3] = 200
+    body = pixels.tobytes()
+    header = b"BM" + struct.pack("<IHHI", 54 + len(body), 0, 0, 54) + struct.pack(
+        "<IiiHHIIiiII", 40, 4, 4, 1, 32, 0, len(body), 2835, 2835, 0, 0)
+    (tmp_path / "old.bmp").write_bytes(header + body)
+    assert (load_image(str(tmp_path / "old.bmp")) == 200).all()
+
+
+def test_a_photo_without_transparency_is_decoded_once(tmp_path, monkeypatch) -> None:
+    """Every PNG, WebP, TIFF and GIF was decoded a second time (IMREAD_UNCHANGED) to look for alpha: a 6000 x
+    4000 PNG took 1.04 s for 0.44, both copies held at once. The header says whether there is any."""
+    decodes = []
+    imdecode = cv2.imdecode
+
+    def counted(data, flags):
+        decodes.append(flags)
+        return imdecode(data, flags)
+
+    monkeypatch.setattr(encoder_mod.cv2, "imdecode", counted)
+    rgb, alpha = _half_transparent()
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    for name in ("p.png", "p.webp", "p.tif", "p.gif", "p.bmp"):
+        assert cv2.imwrite(str(tmp_path / name), bgr)
+        decodes.clear()
+        load_image(str(tmp_path / name))
+        assert decodes == [cv2.IMREAD_COLOR], name
+    assert cv2.imwrite(str(tmp_path / "a.png"), np.dstack([bgr, alpha]))  # one with alpha: still shown over white
+    decodes.clear()
+    got = load_image(str(tmp_path / "a.png")).astype(np.float64)
+    assert len(decodes) == 2 and np.abs(got - _over_white(rgb, alpha)).max() <= 1
+
+
+# ---------------------------------------------------------------- native decoders' own messages
+
+
+def test_decoder_warnings_stay_off_stderr(tmp_path, tiny_model) -> None:
+    """libjpeg and libpng write to fd 2 themselves, past OPENCV_LOG_LEVEL: "Corrupt JPEG data: 59 extraneous
+    bytes before marker 0xd9", "libpng warning: tEXt: CRC error" (twice), "libpng error: IDAT: ..." before
+    the error line, even with -q. Now only the error line; -vv logs what they said."""
+    noise = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    jpeg = bytearray(cv2.imencode(".jpg", noise)[1].tobytes())
+    jpeg[len(jpeg) // 2:len(jpeg) // 2 + 8] = bytes(8)
+    (tmp_path / "corrupt.jpg").write_bytes(jpeg)
+    png = cv2.imencode(".png", noise)[1].tobytes()
+    text = b"Comment\x00hello"
+    bad_crc = struct.pack(">I", len(text)) + b"tEXt" + text + b"\x00\x00\x00\x00"
+    (tmp_path / "text.png").write_bytes(png[:33] + bad_crc + png[33:])
+    idat = bytearray(png)
+    at = idat.find(b"IDAT")
+    idat[at + 40:at + 48] = b"\xff" * 8
+    (tmp_path / "idat.png").write_bytes(idat)
+    names = [tmp_path / n for n in ("corrupt.jpg", "text.png", "idat.png")]
+    for flags in ([], ["-q"]):
+        done = subprocess.run(captioner_command("image", *names, "--model", tiny_model, "--beam-size", "1", *flags),
+                              capture_output=True, text=True, timeout=300, env=subprocess_env())
+        assert done.returncode == 1 and len(done.stdout.splitlines()) == 2
+        assert done.stderr.splitlines() == [f"error: {names[2]}: not a readable image"]
+    done = subprocess.run(captioner_command("image", *names, "--model", tiny_model, "--beam-size", "1", "-vv"),
+                          capture_output=True, text=True, timeout=300, env=subprocess_env())
+    said = [line for line in done.stderr.splitlines() if line.startswith("debug: decoding ")]
+    assert any("Corrupt JPEG data" in line for line in said) and sum("libpng warning" in line for line in said) == 1
+
+
+# ---------------------------------------------------------------- formats in folders
+
+
+def test_heic_in_a_folder_gets_its_hint_and_avif_and_jfif_are_captioned(tmp_path, tiny_model) -> None:
+    """A folder of iPhone photos (HEIC, AVIF) printed only "no images found"; with a JPG beside them it
+    exited 0 and never mentioned them. AVIF (which OpenCV decodes here) and .jfif (a JPEG) were left out."""
+    heic = [tmp_path / "IMG_0001.HEIC", tmp_path / "IMG_0002.heic"]
+    for path in heic:
+        path.write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(16))
+    ok, avif = cv2.imencode(".avif", cv2.cvtColor(shot_frame("blue", 0, (64, 48)), cv2.COLOR_RGB2BGR))
+    if not ok:
+        pytest.skip("this OpenCV writes no AVIF")
+    avif.tofile(str(tmp_path / "IMG_0003.avif"))
+    jfif = tmp_path / "scan.jfif"
+    jfif.write_bytes(cv2.imencode(".jpg", shot_frame("red", 0, (64, 48)))[1].tobytes())
+    result = cli("image", tmp_path, "--model", tiny_model, "--beam-size", "1")
+    assert result.exit_code == 1
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(tmp_path / "IMG_0003.avif"), str(jfif)]
+    assert result.stderr.splitlines() == [
+        f"error: {p}: not a readable image (HEIC is not supported: convert it to JPEG)" for p in heic]
+
+
+def test_batch_size_help_says_what_it_does() -> None:
+    """--batch-size said "Images encoded at once", but the encoder takes 16 at a time whatever it is."""
+    text = " ".join(cli("image", "--help").stdout.split())
+    assert "encoded at once" not in text and "the encoder takes them 16 at a time" in text
+
+
+# ---------------------------------------------------------------- memory
+
+
+def test_one_photo_too_large_for_memory_is_not_told_to_lower_batch_size(tmp_path, monkeypatch) -> None:
+    """A 12000 x 8000 RGBA PNG under ulimit -v was told "image: a smaller --batch-size", which cannot help
+    a photo decoded alone."""
+    path = _photo(tmp_path / "huge.png")
+
+    def no_memory(data, img):
+        raise MemoryError("Unable to allocate 1.07 GiB for an array with shape (8000, 12000, 3)")
+
+    monkeypatch.setattr(encoder_mod, "_over_white", no_memory)
+    with pytest.raises(OutOfMemory) as caught:
+        load_image(str(path))
+    assert str(caught.value).startswith(f"{path}: out of memory") and "--batch-size" not in str(caught.value)
+    assert "make the photo smaller" in str(caught.value)
+
+
+# ---------------------------------------------------------------- arrays from library callers
+
+
+@pytest.mark.parametrize("image, says", [
+    (np.full((64, 48, 3), 0.5, np.float32), "float32 array of shape (64, 48, 3); floats in 0..1 convert with"),
+    (np.zeros((64, 48, 4), np.uint8), "uint8 array of shape (64, 48, 4); convert grey or RGBA with cv2.cvtColor"),
+    (np.zeros((64, 48), np.uint8), "uint8 array of shape (64, 48); convert grey or RGBA"),
+    (np.zeros((0, 0, 3), np.uint8), "an empty uint8 array of shape (0, 0, 3)"),
+])
+def test_caption_images_says_what_input_it_takes(captioner, image, says) -> None:
+    """Floats in 0..1 were captioned as a nearly black picture without a word; RGBA and grey arrays raised
+    "operands could not be broadcast together", an empty one an OpenCV resize assertion."""
+    good = shot_frame("red", 0, (64, 48))
+    with pytest.raises(ValueError) as caught:
+        captioner.caption_images([good, image])
+    assert str(caught.value).startswith("image 1: expected an RGB picture as a uint8 array of shape (height, width, 3)")
+    assert says in str(caught.value)
+
+
+def test_overlapping_captures_of_stderr_give_it_back_and_log_what_came(caplog) -> None:
+    """Threads decoding at once share fd 2's redirection: the last one out restores it (two captures that each
+    saved and restored fd 2 in turn would leave it pointing at a deleted temporary file)."""
+    import logging
+    import threading
+
+    from captioner.native import native_stderr_captured
+
+    caplog.set_level(logging.DEBUG, logger="captioner.native")
+    before = os.fstat(2)
+    both_in, both_wrote = threading.Barrier(2), threading.Barrier(2)
+
+    def decode(i: int) -> None:
+        with native_stderr_captured(f"decoding {i}.png"):
+            both_in.wait()
+            os.write(2, f"libpng warning: {i}\n".encode())
+            both_wrote.wait()
+
+    threads = [threading.Thread(target=decode, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+    said = " ".join(r.getMessage() for r in caplog.records if r.name == "captioner.native")
+    assert "libpng warning: 0" in said and "libpng warning: 1" in said
