@@ -788,8 +788,9 @@ def _run_batch(folders, output_dir, formats, recursive, overwrite, engine, worke
                    + (f"{counts[Status.PENDING]} not run, " if counts[Status.PENDING] else "")
                    + f"{sum(plan.ignored)} non-video file(s) ignored in {time.time() - started:.1f} s"
                    + (f"; report: {', '.join(map(str, outcome.reports))}" if outcome.reports else ""), err=True)
-    # no report (its error line said why): the next run cannot tell what this one did
-    sys.exit(1 if counts[Status.FAILED] or outcome.fatal is not None or not outcome.reports else 0)
+    # a report or an index not written (its error line said why): without the report the next run cannot tell
+    # what this one did
+    sys.exit(1 if counts[Status.FAILED] or outcome.fatal is not None or outcome.unwritten or not outcome.reports else 0)
 
 
 class _ProgressBar:

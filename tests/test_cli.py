@@ -695,3 +695,23 @@ def test_a_folder_tree_deeper_than_pythons_recursion_limit_is_captioned(tmp_path
     finally:
         _remove_chain(top, bottom)
         _remove_chain(out, out / bottom.relative_to(top))
+
+
+def test_an_archive_index_that_cannot_be_written_leaves_the_report_named(tmp_path, tiny_model, clip,
+                                                                          monkeypatch) -> None:
+    """When index.html could not be written, the line said 'cannot write the report: …/index.html: …' though
+    captioner-report.json was written, and the summary left out 'report: …'."""
+    from captioner.errors import OutputError
+
+    def full(plan, results, roots, folder):
+        raise OutputError(f"{folder / 'index.html'}: cannot write: No space left on device")
+
+    monkeypatch.setattr("captioner.batch.report.write_batch_index", full)
+    _copy(clip, tmp_path / "in" / "talk.mp4")
+    out = tmp_path / "out"
+    result = cli("batch", tmp_path / "in", "-o", out, "--model", tiny_model, "-f", "srt,html")
+    error, summary = result.stderr.splitlines()
+    assert result.exit_code == 1 and (out / "captioner-report.json").is_file()
+    assert error == f"error: cannot write the archive index: {out / 'index.html'}: cannot write: No space left on device"
+    assert summary.startswith("1 captioned, 0 up to date, 0 failed") and summary.endswith(
+        f"; report: {out / 'captioner-report.json'}")

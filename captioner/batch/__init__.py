@@ -26,7 +26,7 @@ from .lock import LOCK_NAME, exclusive
 from .local import MARKER_NAME, remove_marker, run_local
 from .plan import BatchPlan, find_files, plan_batch, remove_partial_writes
 from .ray import require_ray, run_ray
-from .report import counts, unfinished_results, write_reports
+from .report import ReportError, counts, unfinished_results, write_reports
 
 __all__ = [
     "BatchJob", "BatchOutcome", "BatchPlan", "Engine", "FileResult", "Status", "caption_one", "exclusive",
@@ -45,13 +45,14 @@ class BatchOutcome:
 
     ``fatal`` is an error that stopped the batch before all videos were tried (the
     model could not be loaded, the cluster could not be reached); the videos it
-    left are ``pending`` in ``results``. ``reports`` is empty when the report could
-    not be written (that is logged as an error).
+    left are ``pending`` in ``results``. ``reports``: the reports (and archive indexes) written;
+    ``unwritten``: why one could not be (that is logged as an error), else None.
     """
 
     results: tuple[FileResult, ...]
     reports: tuple[Path, ...]
     fatal: CaptionerError | None = None
+    unwritten: str | None = None
 
     def counts(self) -> dict[Status, int]:
         """How many videos have each status."""
@@ -114,8 +115,13 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
         extra = {"engine": engine, "workers": (workers or 1) if engine == "local" else workers,
                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
                  "seconds": round(time.time() - started, 3)}
+        unwritten = None
         try:
             reports = write_reports(plan, results, extra=extra)
         except (CaptionerError, OSError) as exc:
-            log.error("%s", " ".join(f"cannot write the report: {exc}".splitlines()))
-    return BatchOutcome(tuple(results), tuple(reports), fatal)
+            # (an index that failed beside its report: the report is there, and named in the summary)
+            reports = list(exc.written) if isinstance(exc, ReportError) else []
+            unwritten = " ".join((str(exc) if isinstance(exc, ReportError) else f"cannot write the report: {exc}")
+                                 .split())
+            log.error("%s", unwritten)
+    return BatchOutcome(tuple(results), tuple(reports), fatal, unwritten)

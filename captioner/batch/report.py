@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import CaptionerError, OutputError
 from ..outputs import absolute, json_surrogates, output_file, write_atomic
 from .job import BatchJob, FileResult, Status, covering, signature_now
 from .plan import BatchPlan
@@ -76,21 +77,40 @@ def batch_report(plan: BatchPlan, results: Sequence[FileResult], roots: Sequence
     }
 
 
+class ReportError(OutputError):
+    """A batch's report or archive index that could not be written; ``written``: those that were.
+
+    An index that failed beside a report that was written said "cannot write the report", and the
+    summary named no report, as if the next run could not resume from it.
+    """
+
+    def __init__(self, message: str, written: Sequence[Path]) -> None:
+        super().__init__(message)
+        self.written = tuple(written)
+
+
 def write_reports(plan: BatchPlan, results: Sequence[FileResult], *,
                   extra: Mapping[str, Any] | None = None) -> list[Path]:
     """Write the report(s) atomically (``OUT/captioner-report.json``, else one per input folder).
 
     With ``html`` among the formats, the archive index (review.py) is written beside each report.
+    Raises ``ReportError`` (what failed, what was written) at the first file that cannot be written.
     """
-    written = []
+    written: list[Path] = []
     for path, roots in plan.report_paths_abs():
         report = batch_report(plan, results, roots, extra=extra)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # a name that is not UTF-8 as JSON escapes (it was "?": its resume record named no file)
-        write_atomic(path, json_surrogates(json.dumps(report, indent=2, ensure_ascii=False)) + "\n")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # a name that is not UTF-8 as JSON escapes (it was "?": its resume record named no file)
+            write_atomic(path, json_surrogates(json.dumps(report, indent=2, ensure_ascii=False)) + "\n")
+        except (CaptionerError, OSError) as exc:
+            raise ReportError(f"cannot write the report: {exc}", written) from exc
         written.append(path)
         if "html" in plan.formats:  # the archive index of the review pages, beside the report
-            written.append(write_batch_index(plan, results, roots, path.parent))
+            try:
+                written.append(write_batch_index(plan, results, roots, path.parent))
+            except (CaptionerError, OSError) as exc:
+                raise ReportError(f"cannot write the archive index: {exc}", written) from exc
     return written
 
 
