@@ -597,8 +597,12 @@ def test_paths_too_long_for_the_system_are_one_error_line_and_a_batch_goes_on(tm
 
     # a video whose .srt path is legal, but not its temporary file's (~25 bytes longer): was captioned, then
     # failed as 'clip.srt: cannot write: File name too long' (a name of 8 bytes)
-    near = tmp_path / "near" / "/".join(["n" * 250] * 15)
-    near = near / ("n" * (4085 - len(os.fsencode(near / "clip.srt")))) / "clip.mp4"
+    near, left = tmp_path / "near", 4086 - len(os.fsencode(tmp_path / "near" / "clip.srt"))  # whatever tmp_path is
+    while left > 0:  # folders of at most 250 bytes, each with its slash, until the .srt path is 4,086 bytes
+        n = min(250, left - 1) - (2 if 0 < left - min(250, left - 1) - 1 < 2 else 0)
+        near, left = near / ("n" * n), left - n - 1
+    near = near / "clip.mp4"
+    assert len(os.fsencode(near.with_suffix(".srt"))) == 4086
     _copy(clip, near)
     result = cli("run", near, "--model", tiny_model, "-f", "srt", "-q")
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
