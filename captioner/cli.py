@@ -461,7 +461,7 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
     """
     from .outputs import output_bases, output_problem, prepare_output_dir, remove_empty, seconds_text, stretch_label
 
-    if end is not None and end < start + 0.001:  # a millisecond, subtitles' precision (and the file names')
+    if end is not None and end < start + 0.001 - 1e-9:  # a millisecond, subtitles' precision (and the file names')
         raise click.BadParameter(f"{seconds_text(end)} s is not after --start ({seconds_text(start)} s)",
                                  param_hint="'--end'")
     _setup_logging(verbose, quiet)

@@ -236,7 +236,7 @@ class SamplingConfig:
         _checked(self, fps=_number(0, above=True), max_frames_per_segment=_count(1), context_seconds=_number(0),
                  window_frames=_count(2), start=_number(0))
         if self.end is not None:
-            _checked(self, end=_number(self.start + 0.001))
+            _checked(self, end=_number(self.start + 0.001 - 1e-9))  # (0.008 + 0.001 > 0.009 in floats)
 
 
 @dataclass(frozen=True)

@@ -863,9 +863,13 @@ class Searcher:
                                  " (caption with -f json first)")
         # one folder of several with nothing to search is a mistake worth a line (a typo, the wrong drive)
         self.errors.extend((r, "no captioner JSON outputs under it") for r in empty if r not in unlisted)
-        # outputs without a single cue (videos too short or dark to caption) are nothing to search either:
-        # a search of them printed nothing and exited 0, as if it had looked and found nothing to show
-        self.errors.extend((r, "no cues in its captioner JSON outputs") for r in no_cues)
+        # outputs without a single cue (videos too short or dark to caption): a search of only them printed nothing
+        # and exited 0, as if it had looked and found nothing to show; beside folders with cues, a valid archive
+        if any(len(idx) for idx in self.indexes):
+            for r in no_cues:
+                log.warning("%s: no cues in its captioner JSON outputs (nothing there to find)", r)
+        else:
+            self.errors.extend((r, "no cues in its captioner JSON outputs") for r in no_cues)
         self._words = [WordScorer(idx, config) if config.word_weight else None for idx in self.indexes]
         self._rows = _searched_rows(self.indexes)
 

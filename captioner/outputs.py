@@ -319,7 +319,8 @@ def make_folders(folder: Path) -> list[Path]:
     made, outermost first. ``Path.mkdir`` and ``os.makedirs`` recurse once per missing level: the outputs of
     a video ~1,000 folders deep, mirrored under -o, failed with a ``RecursionError``."""
     missing: list[Path] = []
-    while not os.path.isdir(folder) and folder != folder.parent:
+    # up to the first that exists: a file in the way is then met as by mkdir -p ("Not a directory")
+    while not os.path.lexists(folder) and folder != folder.parent:
         missing.append(folder)
         folder = folder.parent
     made: list[Path] = []

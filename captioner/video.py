@@ -86,6 +86,11 @@ SEEK_MIN_S = 10.0
 #: wrong part, on the wrong clock).
 _SEEKABLE_FORMATS = frozenset({"mov", "mp4", "matroska", "webm"})
 
+#: Containers whose header gives the picture's length, frames over a constant rate, to be believed: a start past it
+#: is said at once (reading the whole file to find that out took 8.5 s for a 4-minute 720p AVI). Not MPEG-TS/PS or
+#: raw streams (joined recordings run past it; the length is guessed from the bit rate).
+_TRUSTED_LENGTH_FORMATS = frozenset({"avi", "asf", "flv", "mxf"})
+
 #: Streams stored without a container (PyAV's format names): a bare H.264, HEVC, MPEG-2 (``.m2v``) or MPEG-4
 #: bitstream, raw DV. FFmpeg announces its 25 fps default as their rate (DV: 60000) and times H.264 and HEVC
 #: frames by it: a 30 fps ``.h264`` was captioned 1.2 times too long. The codec's own header (an H.264 SPS, an
@@ -180,17 +185,19 @@ def _streams(p: Path) -> tuple[bool, list[bool]] | None:
     return _probe(p, read, None)
 
 
-def _stream_timing(p: Path) -> tuple[float, float | None, bool]:
+def _stream_timing(p: Path) -> tuple[float, float | None, frozenset[str]]:
     """(where the picture starts on the player's clock, how long the picture stream lasts) of ``p``.
 
     Players count time from the container's start; OpenCV counts from the video stream's first
     frame (unless the container starts before 0). They differ when the sound starts first (TS and
     MKV recordings, ``-itsoffset``): every cue came that much early. The duration (None if
     unknown) tells a cut-down file, whose container still counts the frames an edit list hides,
-    from a truncated one. (0.0, None) without PyAV's answer (~15 ms a file).
+    from a truncated one. The third value: the container's names as FFmpeg gives them (``mov``,
+    ``mp4``, ...; what they can be trusted for: ``_SEEKABLE_FORMATS``, ``_TRUSTED_LENGTH_FORMATS``).
+    (0.0, None, {}) without PyAV's answer (~15 ms a file).
     """
 
-    def read(container: Any) -> tuple[float, float | None]:
+    def read(container: Any) -> tuple[float, float | None, frozenset[str]]:
         stream = container.streams.video[0]
         base = float(stream.time_base) if stream.time_base else 0.0
         start = stream.start_time * base if stream.start_time is not None and base else None
@@ -200,10 +207,10 @@ def _stream_timing(p: Path) -> tuple[float, float | None, bool]:
         if seconds is None and start is not None:  # MKV, WebM: no stream duration, an estimated frame count
             end = _picture_end(container, stream)
             seconds = end - start if end is not None and end > start else None
-        seekable = bool(_SEEKABLE_FORMATS & set(str(getattr(container.format, "name", "")).split(",")))
-        return (offset if math.isfinite(offset) and 0 < offset < 86400 else 0.0), seconds, seekable
+        names = frozenset(str(getattr(container.format, "name", "")).split(",")) - {""}
+        return (offset if math.isfinite(offset) and 0 < offset < 86400 else 0.0), seconds, names
 
-    return _probe(p, read, (0.0, None, False))
+    return _probe(p, read, (0.0, None, frozenset()))
 
 
 #: The most packets ``_picture_end`` reads after seeking to a file's last key frame.
@@ -346,7 +353,8 @@ def _open_video(p: Path) -> VideoInfo:
             # one picture (a photo, or one renamed .mp4), captioned as a 40 ms video; an animated PNG
             # or WebP has more frames and goes on
             # the path as given (``p.name`` was a command that failed from any other folder), quoted for a shell
-            command = f"captioner image {shlex.quote(str(p))}"
+            name = str(p) if not str(p).startswith("-") else f"./{p}"  # "-photo.mp4" would read as an option
+            command = f"captioner image {shlex.quote(name)}"
             raise VideoError(f"{p}: a still picture, not a video (caption it with: {command})")
         if info.width <= 0 or info.height <= 0:
             # Some containers only reveal the frame size once a frame decodes.
@@ -533,11 +541,15 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
             raise VideoError(f"{path}: not a video file or unsupported codec")
         info = _read_info(path, cap)
         stream_fps = _stream_rate(info.fps)
-        late, stream_seconds, seekable = _stream_timing(path)
+        late, stream_seconds, formats = _stream_timing(path)
+        seekable = bool(_SEEKABLE_FORMATS & formats)
+        if seek > 0 and _TRUSTED_LENGTH_FORMATS & formats and info.duration > 0 and seek >= late + info.duration + 1.0:
+            stats.end_time, stats.finished = late + info.duration, True  # past the end: nothing there to read
+            return
         # where to jump to, on the player's clock: two sampling intervals and a second before ``seek``, so
         # that the samples before it are those of a reading from the start, and an approximate landing is early
         jump = seek - 2.0 / fps - 1.0 - back if seekable and seek > 0 else 0.0
-        landing = False  # the next frame is the first after the jump
+        landing = jumped = False  # the next frame is the first after the jump; a jump was made
         offset = first = 0.0
         clock = _SampleClock(fps)
         timeline = _Timeline(1.0 / stream_fps)
@@ -570,7 +582,7 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
                         raise _SeekMissed("OpenCV cannot seek in this file")
                     continue
             elif landing:
-                landing = False
+                landing, jumped = False, True
                 if not first <= offset + raw <= seek - 1.0 / fps:
                     raise _SeekMissed(f"a jump to {jump:.3f} s landed at {offset + raw:.3f} s",
                                       2 * (offset + raw - jump) if offset + raw > jump else None)
@@ -611,13 +623,17 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
             # the stream's end (a variable-rate one, 20 minutes); a stream "ending" before its last frame lies
             stats.end_time = first + stream_seconds
         stats.short = info.frame_count > 0 and decoded < info.frame_count
+        if jumped:  # the frames before the jump were not counted (``decoded`` is FFmpeg's estimate there): whether
+            # the stream stops early, its last packets tell (a whole file whose last frame is held 10 s looked cut)
+            stats.short = _probe(path, lambda c: _picture_end(c, c.streams.video[0]), None) is None
         # a file cut with -ss -c copy keeps the frames before the cut, hidden by an edit list, in its
         # frame count: short by the count, whole by the clock
         whole = stream_seconds is not None and stats.end_time - first >= _SHORT_STREAM_RATIO * stream_seconds
         # frames passed over at the start (said above) are missing from the count, not from the end
         if skipped[0] and stream_seconds is not None:
             whole = whole or stats.end_time >= _SHORT_STREAM_RATIO * stream_seconds
-        if info.frame_count > 0 and decoded < _SHORT_STREAM_RATIO * info.frame_count and not whole:
+        if (stats.short if jumped else info.frame_count > 0 and decoded < _SHORT_STREAM_RATIO * info.frame_count) \
+                and not whole:
             log.warning(
                 "%s: decoding stopped after %d of the %d frames the container announces "
                 "(%.1f s); the file may be damaged or truncated, captioning what was read",

@@ -314,6 +314,16 @@ def test_times_in_messages_are_given_to_the_millisecond(tmp_path, film, args, me
     assert result.exit_code == 2 and message in result.stderr
 
 
+def test_a_stretch_of_one_millisecond_is_one() -> None:
+    """0.008 + 0.001 is above 0.009 in floats: --start 0.008 --end 0.009 was 'not after', as 2,906 of the 20,000
+    one-millisecond stretches of the first 20 s."""
+    from captioner.config import SamplingConfig
+
+    for k in range(20000):
+        SamplingConfig(start=k / 1000, end=(k + 1) / 1000)
+    assert _Time().convert("0.009", None, None) - _Time().convert("0.008", None, None) < 0.001
+
+
 def test_a_stretch_s_page_opens_at_the_stretch_and_says_which_it_is(tmp_path, film, tiny_model) -> None:
     result = cli("run", film, "-o", tmp_path, "-f", "html", "--model", tiny_model, "--beam-size", "1",
                  "--start", "4", "--end", "8.5")
@@ -329,3 +339,34 @@ def test_a_start_past_the_end_is_found_near_the_end(film, captures, tmp_path, ti
     assert captures[-1].grabs == 6  # 11.5 - 12 s: to learn where the picture ends
     result = cli("run", film, "-o", tmp_path, "--model", tiny_model, "--start", "20")
     assert result.exit_code == 1 and "--start 20 s is past the end of the video (12 s)" in result.stderr
+
+
+def test_a_jump_into_a_variable_rate_video_judges_its_end_as_a_whole_reading_does(tmp_path, captures, caplog) -> None:
+    """After a jump the frames before it are not counted (their number is FFmpeg's estimate from the average rate):
+    a whole file that slows from 50 to 5 frames a second was called cut off ("decoding stopped after ... the
+    file may be damaged or truncated") and given its last frame's end for its length."""
+    from videos import pyav_video, shot_frame
+
+    times = [20 * i for i in range(300)] + [6000 + 200 * i for i in range(20)]  # 6 s at 50 fps, 4 s at 5 fps
+    clip = pyav_video(tmp_path / "slows.mp4", "mpeg4", [shot_frame("checker", i) for i in range(320)],
+                      pts_ms=times, gop=25)
+    whole, jumped = DecodeStats(), DecodeStats()
+    with caplog.at_level(logging.WARNING, logger="captioner"):
+        a = [f.time for f in within(iter_frames(clip, 2.0, stats=whole), 8.0, None, whole)]
+        b = [f.time for f in within(iter_frames(clip, 2.0, stats=jumped, seek=8.0), 8.0, None, jumped)]
+    assert captures[-1].jumps and a == b == [8.0, 8.6, 9.0, 9.6]  # it jumped; frames every 0.2 s
+    assert (jumped.short, jumped.end_time) == (whole.short, whole.end_time)
+    assert "damaged or truncated" not in caplog.text
+
+
+def test_a_start_past_an_avi_s_end_is_said_without_reading_it(tmp_path, captures, tiny_model) -> None:
+    """An AVI cannot be jumped in, and its header's length can be believed: a start past it read the whole file
+    first (8.5 s for a 4-minute 720p one). MPEG-TS is still read (joined recordings run past the header)."""
+    clip = make_video(tmp_path / "film.avi", [("red", 6.0), ("blue", 6.0)], fps=10).path
+    stats = DecodeStats()
+    assert list(within(iter_frames(clip, 1.0, stats=stats, seek=20.0), 20.0, None, stats)) == []
+    assert captures[-1].grabs == 0 and stats.end_time == 12.0
+    result = cli("run", clip, "-o", tmp_path / "o", "--model", tiny_model, "--start", "20")
+    assert (result.exit_code, result.stderr) == (1, f"error: {clip}: --start 20 s is past the end of the video (12 s)\n")
+    joined = joined_recordings(tmp_path / "joined.ts", ["red", "blue"], seconds=3.0)  # header: 3 s; picture: 6 s
+    assert [f.time for f in within(iter_frames(joined, 1.0, seek=4.0), 4.0)] == [4.0, 5.0]

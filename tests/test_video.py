@@ -734,9 +734,12 @@ def test_a_still_picture_hint_names_the_file_as_given(tmp_path: Path, monkeypatc
     """'caption it with: captioner image photo.mp4' named the file without its folder: the command failed."""
     folder = tmp_path / "arch"
     folder.mkdir()
-    for name in ("photo.mp4", "my photo.mp4"):
+    for name in ("photo.mp4", "my photo.mp4", "-photo.mp4"):
         assert cv2.imwrite(str(folder / "p.jpg"), np.full((48, 64, 3), 90, np.uint8))
         (folder / "p.jpg").rename(folder / name)
+    monkeypatch.chdir(folder)  # "captioner image -photo.mp4" is an unknown option -p
+    with pytest.raises(VideoError, match=r"\(caption it with: captioner image ./-photo.mp4\)$"):
+        open_video("-photo.mp4")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(VideoError, match=r"\(caption it with: captioner image arch/photo.mp4\)$"):
         open_video("arch/photo.mp4")
