@@ -1114,3 +1114,20 @@ def test_a_stretch_s_page_opens_where_its_captions_begin(browser, tmp_path, tiny
              message="#t= not kept")
     shot(browser, "stretch-page.png", tmp_path)
     assert console_errors(browser) == []
+
+
+def test_the_rows_of_a_long_page_out_of_view_are_read_by_screen_readers(browser, tmp_path):
+    """content-visibility (to keep a long film's page quick) took the rows out of view out of the accessibility
+    tree: reading down the list gave empty rows. Each row now lays out on its own (contain) and stays there."""
+    video = webm(tmp_path / "v.webm", SHOTS_B)
+    cues = [Cue(i * 0.03, i * 0.03 + 0.03, f"cue number {i} a man is walking", 0.9) for i in range(300)]
+    ok, jpeg = cv2.imencode(".jpg", np.full((90, 160, 3), 128, np.uint8))
+    snaps = [Snapshot(c.start, c.end, c.start, jpeg.tobytes(), (("man", 0.5),)) for c in cues]
+    page = tmp_path / "v.html"
+    meta = {"video": {"path": str(video.path), "duration": 9.0, "width": 160, "height": 90}, "model": {}}
+    page.write_text(format_html(cues, meta, snaps, page=page), encoding="utf-8")
+    open_page(browser, page)
+    far = ax_node(browser, "#cue-290 .text")
+    assert not far.get("ignored") and ax_text(far, "role") == "textbox" and ax_text(far, "name") == "caption 290"
+    tree = browser.execute_cdp_cmd("Accessibility.getFullAXTree", {})["nodes"]
+    assert any("cue number 289 a man is walking" in ax_text(n, "name") for n in tree if not n.get("ignored"))
