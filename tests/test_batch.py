@@ -788,3 +788,13 @@ def test_archive_containers_are_captioned_and_ignored_files_named(tmp_path, tiny
     report = read_report(out / REPORT_NAME)
     assert {row["status"] for row in report["videos"]} == {"ok"} and len(report["videos"]) == 2
     assert report["ignored"] == [str(tree / "notes.txt")] and report["totals"]["ignored"] == 1
+
+
+def test_a_long_ray_start_error_keeps_its_reason():
+    """Ray's failure to start was cut to its first 300 characters: a long message lost the reason at its end."""
+    from captioner.batch.ray import _ray_start_error
+
+    line = _ray_start_error(None, RuntimeError("Failed to start the GCS at " + "/tmp/ray/session" * 40 +
+                                               ": No space left on device"), "")
+    assert line.startswith("cannot start Ray: Failed to start the GCS at /tmp/ray/session")
+    assert line.endswith(": No space left on device") and len(line) <= 320

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
 from ..config import CaptionConfig, usable_cpus
-from ..errors import CaptionerError, Terminated, os_reason
+from ..errors import CaptionerError, Terminated, elided, os_reason
 from .job import BatchJob, FileResult, ResultCallback, absolute_model, crashed, run_job
 from .local import worker_logging
 
@@ -64,7 +64,7 @@ def _ray_start_error(address: str | None, exc: BaseException, output: str) -> st
         return (f"cannot join the Ray cluster at {address}: it requires its authentication token; set "
                 f"RAY_AUTH_TOKEN to the token that `ray get-auth-token` prints on the head node (or run the "
                 f"batch on a node of the cluster with --ray-address auto)")
-    detail = " ".join(str(exc).split())[:300]
+    detail = elided(" ".join(str(exc).split()), 300)  # the end of Ray's message says why
     return f"cannot start Ray{' at ' + address if address else ''}: {detail}"
 
 
@@ -299,7 +299,7 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
                 try:
                     error = ray.get(ref)
                 except Exception as exc:  # the actor died while starting
-                    error = " ".join(str(exc).split())[:500]
+                    error = elided(" ".join(str(exc).split()), 500)
                 if error:
                     init_errors.append(error)
                     log.warning("a Ray worker could not load the model: %s", error)
