@@ -18,8 +18,8 @@ import click
 
 from . import __version__
 from .config import DEFAULT_WEIGHTS_DIR, IMAGE_EXTENSIONS, CaptionConfig, SearchConfig, configure
-from .errors import (OUT_OF_MEMORY, CaptionerError, HungUp, ModelError, OutOfMemory, Terminated, out_of_memory,
-                     printable)
+from .errors import (OUT_OF_MEMORY, CaptionerError, HungUp, ModelError, OutOfMemory, Terminated, os_reason,
+                     out_of_memory, printable)
 from .vocab import CHOSEN_STYLES
 
 log = logging.getLogger("captioner")
@@ -561,7 +561,15 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
         if os.path.isdir(p):
             # HEIC photos too: each gets its error line and hint (left out, a folder of them was "no images found")
             found, _, unlisted = find_files(p, extensions=IMAGE_EXTENSIONS + UNDECODED_PHOTO_EXTENSIONS)
-            files += [f for f in found if os.path.isfile(f)]
+            for f in found:
+                if os.path.isfile(f):
+                    files.append(f)
+                    continue
+                try:  # listed, but its folder cannot be entered (mode 644): said, as batch says it
+                    os.stat(f)
+                except OSError as exc:
+                    _fail(f"{printable(str(f))}: cannot read file ({os_reason(exc)})")
+                    failed += 1
             for folder, reason in unlisted:
                 _fail(f"{printable(str(folder))}: {reason}")
                 failed += 1

@@ -60,32 +60,35 @@ def native_stderr_captured(what: str) -> Iterator[None]:
     global _fd2_users, _fd2_saved, _fd2_file
     import tempfile
 
-    with _FD2_LOCK:
-        if _fd2_users == 0:
-            try:
-                saved = os.dup(2)  # first: with fd 2 closed (2>&-) the temporary file would become fd 2
-            except OSError:  # nothing to keep clean
-                saved = -1
-            if saved >= 0:
+    counted = False  # this call is in _fd2_users: the finally takes it out (and undoes the swap if it was the last)
+    text = b""
+    try:  # entered before the swap: a Ctrl-C just after dup2 left fd 2 on the (deleted) temporary file for good
+        with _FD2_LOCK:
+            _fd2_users += 1
+            counted = True
+            if _fd2_users == 1:
                 try:
-                    _fd2_file = tempfile.TemporaryFile()
-                except OSError:  # no temporary folder to write to (full, read-only): the messages are let through
-                    os.close(saved)
+                    saved = os.dup(2)  # first: with fd 2 closed (2>&-) the temporary file would become fd 2
+                except OSError:  # nothing to keep clean
                     saved = -1
-            if saved >= 0:
-                try:
-                    sys.stderr.flush()  # Python's own buffered text goes where it was meant to
-                except Exception:
-                    pass
-                os.dup2(_fd2_file.fileno(), 2)
-            _fd2_saved = saved
-        _fd2_users += 1
-    try:
+                if saved >= 0:
+                    try:
+                        _fd2_file = tempfile.TemporaryFile()
+                    except OSError:  # no temporary folder to write to (full, read-only): the messages are let through
+                        os.close(saved)
+                        saved = -1
+                if saved >= 0:
+                    try:
+                        sys.stderr.flush()  # Python's own buffered text goes where it was meant to
+                    except Exception:
+                        pass
+                    _fd2_saved = saved  # before the swap: the finally puts it back
+                    os.dup2(_fd2_file.fileno(), 2)
         yield
     finally:
-        text = b""
         with _FD2_LOCK:
-            _fd2_users -= 1
+            if counted:
+                _fd2_users -= 1
             if _fd2_users == 0 and _fd2_saved >= 0:
                 os.dup2(_fd2_saved, 2)
                 os.close(_fd2_saved)

@@ -86,11 +86,6 @@ SEEK_MIN_S = 10.0
 #: wrong part, on the wrong clock).
 _SEEKABLE_FORMATS = frozenset({"mov", "mp4", "matroska", "webm"})
 
-#: Containers whose header gives the picture's length, frames over a constant rate, to be believed: a start past it
-#: is said at once (reading the whole file to find that out took 8.5 s for a 4-minute 720p AVI). Not MPEG-TS/PS or
-#: raw streams (joined recordings run past it; the length is guessed from the bit rate).
-_TRUSTED_LENGTH_FORMATS = frozenset({"avi", "asf", "flv", "mxf"})
-
 #: Streams stored without a container (PyAV's format names): a bare H.264, HEVC, MPEG-2 (``.m2v``) or MPEG-4
 #: bitstream, raw DV. FFmpeg announces its 25 fps default as their rate (DV: 60000) and times H.264 and HEVC
 #: frames by it: a 30 fps ``.h264`` was captioned 1.2 times too long. The codec's own header (an H.264 SPS, an
@@ -193,7 +188,7 @@ def _stream_timing(p: Path) -> tuple[float, float | None, frozenset[str]]:
     MKV recordings, ``-itsoffset``): every cue came that much early. The duration (None if
     unknown) tells a cut-down file, whose container still counts the frames an edit list hides,
     from a truncated one. The third value: the container's names as FFmpeg gives them (``mov``,
-    ``mp4``, ...; what they can be trusted for: ``_SEEKABLE_FORMATS``, ``_TRUSTED_LENGTH_FORMATS``).
+    ``mp4``, ...; ``_SEEKABLE_FORMATS`` can be jumped in).
     (0.0, None, {}) without PyAV's answer (~15 ms a file).
     """
 
@@ -543,9 +538,6 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
         stream_fps = _stream_rate(info.fps)
         late, stream_seconds, formats = _stream_timing(path)
         seekable = bool(_SEEKABLE_FORMATS & formats)
-        if seek > 0 and _TRUSTED_LENGTH_FORMATS & formats and info.duration > 0 and seek >= late + info.duration + 1.0:
-            stats.end_time, stats.finished = late + info.duration, True  # past the end: nothing there to read
-            return
         # where to jump to, on the player's clock: two sampling intervals and a second before ``seek``, so
         # that the samples before it are those of a reading from the start, and an approximate landing is early
         jump = seek - 2.0 / fps - 1.0 - back if seekable and seek > 0 else 0.0

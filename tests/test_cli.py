@@ -719,3 +719,25 @@ def test_an_archive_index_that_cannot_be_written_leaves_the_report_named(tmp_pat
     assert error == f"error: cannot write the archive index: {out / 'index.html'}: cannot write: No space left on device"
     assert summary.startswith("1 captioned, 0 up to date, 0 failed") and summary.endswith(
         f"; report: {out / 'captioner-report.json'}")
+
+
+def test_one_input_folder_that_cannot_take_its_report_leaves_the_others(tmp_path, tiny_model, clip,
+                                                                         monkeypatch) -> None:
+    """batch A B without -o writes a report into each; A's failing (read-only) stopped at once: B's was never written."""
+    from captioner.batch import report
+    from captioner.errors import OutputError
+
+    real = report.write_atomic
+
+    def read_only_a(path, text, *args, **kwargs):
+        if path.parent.name == "A":
+            raise OutputError(f"{path}: cannot write: folder {path.parent} is not writable")
+        return real(path, text, *args, **kwargs)
+
+    monkeypatch.setattr(report, "write_atomic", read_only_a)
+    for name in ("A", "B"):
+        _copy(clip, tmp_path / name / "talk.mp4")
+    result = cli("batch", tmp_path / "A", tmp_path / "B", "--model", tiny_model, "-f", "srt")
+    assert result.exit_code == 1
+    assert (tmp_path / "B" / "captioner-report.json").is_file()
+    assert f"error: cannot write the report: {tmp_path / 'A' / 'captioner-report.json'}: cannot write" in result.stderr

@@ -349,3 +349,48 @@ def test_overlapping_captures_of_stderr_give_it_back_and_log_what_came(caplog) -
     assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
     said = " ".join(r.getMessage() for r in caplog.records if r.name == "captioner.native")
     assert "libpng warning: 0" in said and "libpng warning: 1" in said
+
+
+def test_a_ctrl_c_just_after_stderr_is_swapped_gives_it_back(monkeypatch) -> None:
+    """A KeyboardInterrupt between the swap of fd 2 and the block's try left fd 2 on the deleted temporary file:
+    the CLI's "interrupted" line was lost, and in a library every later capture kept the file as "stderr"."""
+    from captioner import native
+
+    before, real_dup2, keep = os.fstat(2), os.dup2, os.dup(2)
+    calls = []
+
+    def dup2_then_interrupt(fd: int, fd2: int, *args) -> int:
+        result = real_dup2(fd, fd2, *args)
+        calls.append(fd)
+        if len(calls) == 1:  # the swap itself, not the giving back
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(native.os, "dup2", dup2_then_interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with native.native_stderr_captured("decoding x.png"):
+                pass
+        after = os.fstat(2)
+        assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino) and native._fd2_users == 0
+    finally:
+        real_dup2(keep, 2)  # whatever happened, this test process keeps its stderr
+        os.close(keep)
+        native._fd2_users, native._fd2_saved = 0, -1
+
+
+def test_photos_in_a_folder_that_cannot_be_entered_are_said(tmp_path, tiny_model, as_a_user) -> None:
+    """A sub-folder that can be listed but not entered (mode 644): its photos were left out without a word, exit 0
+    (batch and search say so)."""
+    album = tmp_path / "album"
+    (album / "locked").mkdir(parents=True)
+    first = _photo(album / "a.jpg")
+    _photo(album / "locked" / "b.jpg")
+    (album / "locked").chmod(0o644)
+    try:
+        result = cli("image", album, "--model", tiny_model, "--beam-size", "1")
+    finally:
+        (album / "locked").chmod(0o755)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines() == [f"error: {album / 'locked' / 'b.jpg'}: cannot read file (permission denied)"]
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(first)]

@@ -94,9 +94,11 @@ def write_reports(plan: BatchPlan, results: Sequence[FileResult], *,
     """Write the report(s) atomically (``OUT/captioner-report.json``, else one per input folder).
 
     With ``html`` among the formats, the archive index (review.py) is written beside each report.
-    Raises ``ReportError`` (what failed, what was written) at the first file that cannot be written.
+    Raises ``ReportError`` (what failed, what was written) once every report that can be is written:
+    one input folder that cannot take its report (read-only) left the others' unwritten.
     """
     written: list[Path] = []
+    failed: list[str] = []
     for path, roots in plan.report_paths_abs():
         report = batch_report(plan, results, roots, extra=extra)
         try:
@@ -104,13 +106,16 @@ def write_reports(plan: BatchPlan, results: Sequence[FileResult], *,
             # a name that is not UTF-8 as JSON escapes (it was "?": its resume record named no file)
             write_atomic(path, json_surrogates(json.dumps(report, indent=2, ensure_ascii=False)) + "\n")
         except (CaptionerError, OSError) as exc:
-            raise ReportError(f"cannot write the report: {exc}", written) from exc
+            failed.append(f"cannot write the report: {exc}")
+            continue
         written.append(path)
         if "html" in plan.formats:  # the archive index of the review pages, beside the report
             try:
                 written.append(write_batch_index(plan, results, roots, path.parent))
             except (CaptionerError, OSError) as exc:
-                raise ReportError(f"cannot write the archive index: {exc}", written) from exc
+                failed.append(f"cannot write the archive index: {exc}")
+    if failed:
+        raise ReportError("; ".join(failed), written)
     return written
 
 
