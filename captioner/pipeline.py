@@ -639,7 +639,8 @@ class _VideoCues:
         self.captioner = captioner
         self.progress = progress
         self.review = captioner.config.review
-        self.thumb_size = thumbnail_size(info.width, info.height, self.review)
+        # as the video is shown: an anamorphic DVD's thumbnails came out squeezed 3:2 for its 16:9
+        self.thumb_size = thumbnail_size(round(info.width * info.pixel_aspect), info.height, self.review)
         self.cues: list[Cue] = []
         self.snapshots: list[Snapshot] = []
         self.n_segments = 0

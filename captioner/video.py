@@ -104,6 +104,8 @@ class VideoInfo:
     fps: float  # 0.0 when the container does not say (or says something implausible)
     frame_count: int  # as reported by the container (may be wrong or 0)
     duration: float  # seconds, best estimate from metadata (0.0 if unknown)
+    # a pixel's width over its height as shown (an anamorphic DVD's 720x480 pixels are shown 16:9): 1.0 if square
+    pixel_aspect: float = 1.0
 
 
 @dataclass
@@ -363,6 +365,7 @@ def _open_video(p: Path) -> VideoInfo:
                 fps=info.fps,
                 frame_count=info.frame_count,
                 duration=info.duration,
+                pixel_aspect=info.pixel_aspect,
             )
         return info
     finally:
@@ -836,8 +839,12 @@ def _read_info(path: Path, cap: Any) -> VideoInfo:
         log.debug("%s: container reports %.1f fps; treating the frame rate as unknown", path, fps)
         fps = 0.0
     duration = frame_count / fps if frame_count > 0 and fps > 0 else 0.0
+    aspect = _float_prop(cap, cv2.CAP_PROP_SAR_NUM) / (_float_prop(cap, cv2.CAP_PROP_SAR_DEN) or math.inf)
+    if round(_float_prop(cap, getattr(cv2, "CAP_PROP_ORIENTATION_META", -1))) % 180 == 90:
+        aspect = 1.0 / aspect if aspect else 0.0  # frames turned upright: the stored width is now their height
     return VideoInfo(path=path, width=width, height=height, fps=fps,
-                     frame_count=frame_count, duration=duration)
+                     frame_count=frame_count, duration=duration,
+                     pixel_aspect=aspect if 0.2 <= aspect <= 5.0 else 1.0)
 
 
 #: Codecs (OpenCV's FOURCC) of still pictures that FFmpeg opens as a one-frame stream. BMP reports none.

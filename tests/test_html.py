@@ -1131,3 +1131,26 @@ def test_the_rows_of_a_long_page_out_of_view_are_read_by_screen_readers(browser,
     assert not far.get("ignored") and ax_text(far, "role") == "textbox" and ax_text(far, "name") == "caption 290"
     tree = browser.execute_cdp_cmd("Accessibility.getFullAXTree", {})["nodes"]
     assert any("cue number 289 a man is walking" in ax_text(n, "name") for n in tree if not n.get("ignored"))
+
+
+def test_an_anamorphic_video_s_thumbnails_are_shown_as_the_video_is(tmp_path, captioner):
+    """A DVD's 720x480 pixels are shown 16:9 (wide pixels): its thumbnails came out squeezed, 3:2; here a 64x48
+    video whose pixels are 4:3 wide, shown 16:9 (85x48), got 4:3 thumbnails (160x120)."""
+    import fractions
+
+    import av
+
+    path = tmp_path / "wide.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = fractions.Fraction(4, 3)
+        for i in range(30):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 8, np.uint8),
+                                                                   format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    result = captioner.caption_video(path)
+    image = cv2.imdecode(np.frombuffer(result.snapshots[0].jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape[:2] == (90, 160)  # 16:9 in the 160x120 box
