@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -183,7 +184,8 @@ def _streams(p: Path) -> tuple[bool, list[bool]] | None:
 
 
 def _stream_timing(p: Path) -> tuple[float, float | None, frozenset[str]]:
-    """(where the picture starts on the player's clock, how long the picture stream lasts) of ``p``.
+    """(where the picture starts on the player's clock, how long the picture stream lasts) of ``p``
+    (``_stream_facts``).
 
     Players count time from the container's start; OpenCV counts from the video stream's first
     frame (unless the container starts before 0). They differ when the sound starts first (TS and
@@ -193,8 +195,28 @@ def _stream_timing(p: Path) -> tuple[float, float | None, frozenset[str]]:
     ``mp4``, ...; ``_SEEKABLE_FORMATS`` can be jumped in).
     (0.0, None, {}) without PyAV's answer (~15 ms a file).
     """
+    return _stream_facts(p)[:3]
 
-    def read(container: Any) -> tuple[float, float | None, frozenset[str]]:
+
+def _stream_facts(p: Path) -> tuple[float, float | None, frozenset[str], tuple[float, int] | None]:
+    """``_stream_timing``'s three values and ``_raw_timing``'s, from one PyAV open of ``p``, kept while the
+    file stays as it is: ``open_video`` and the reader both ask (a 25 fps video was opened by PyAV three
+    times a run, ~11 ms each)."""
+    try:
+        st = os.stat(p)
+    except OSError:
+        return _read_stream_facts(p)
+    return _cached_stream_facts(str(p), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_stream_facts(path: str, inode: int, size: int, mtime_ns: int) -> tuple[float, float | None, frozenset[str],
+                                                                                   tuple[float, int] | None]:
+    return _read_stream_facts(Path(path))
+
+
+def _read_stream_facts(p: Path) -> tuple[float, float | None, frozenset[str], tuple[float, int] | None]:
+    def read(container: Any) -> tuple[float, float | None, frozenset[str], tuple[float, int] | None]:
         stream = container.streams.video[0]
         base = float(stream.time_base) if stream.time_base else 0.0
         start = stream.start_time * base if stream.start_time is not None and base else None
@@ -204,10 +226,15 @@ def _stream_timing(p: Path) -> tuple[float, float | None, frozenset[str]]:
         if seconds is None and start is not None:  # MKV, WebM: no stream duration, an estimated frame count
             end = _picture_end(container, stream)
             seconds = end - start if end is not None and end > start else None
-        names = frozenset(str(getattr(container.format, "name", "")).split(",")) - {""}
-        return (offset if math.isfinite(offset) and 0 < offset < 86400 else 0.0), seconds, names
+        raw = None
+        rate = _raw_rate(container, stream)
+        if rate is not None:
+            length = container.duration / 1e6 if container.duration else 0.0
+            raw = rate, int(round(length * rate)) if math.isfinite(length) and length > 0 else int(stream.frames or 0)
+        return (offset if math.isfinite(offset) and 0 < offset < 86400 else 0.0), seconds, \
+            frozenset(_format_names(container)), raw
 
-    return _probe(p, read, (0.0, None, frozenset()))
+    return _probe(p, read, (0.0, None, frozenset(), None))
 
 
 #: The most packets ``_picture_end`` reads after seeking to a file's last key frame.
@@ -264,18 +291,10 @@ def _raw_rate(container: Any, stream: Any) -> float | None:
 def _raw_timing(p: Path) -> tuple[float, int] | None:
     """(frame rate, frame count, 0 if unknown) of ``p`` when it is a raw stream (``_raw_rate``), else None.
 
-    OpenCV's count is the length times its rate (DV: 60000 fps), so it is worked out again from the real one.
+    OpenCV's count is the length times its rate (DV: 60000 fps), so it is worked out again from the real one
+    (``_stream_facts``).
     """
-
-    def read(container: Any) -> tuple[float, int] | None:
-        stream = container.streams.video[0]
-        rate = _raw_rate(container, stream)
-        if rate is None:
-            return None
-        length = container.duration / 1e6 if container.duration else 0.0
-        return rate, int(round(length * rate)) if math.isfinite(length) and length > 0 else int(stream.frames or 0)
-
-    return _probe(p, read, None)
+    return _stream_facts(p)[3]
 
 
 def _container_start(container: Any) -> float | None:
