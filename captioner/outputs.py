@@ -204,7 +204,7 @@ def stretch_label(start: float, end: float | None) -> str:
     def clock(seconds: float) -> str:
         hours, rest = divmod(round(seconds, 3), 3600)
         minutes, secs = divmod(rest, 60)
-        text = f"{secs:.3f}".rstrip("0").rstrip(".") + "s"
+        text = seconds_text(secs) + "s"
         if hours:
             return f"{int(hours)}h{int(minutes):02d}m{'0' if secs < 10 else ''}{text}"
         return f"{int(minutes)}m{'0' if secs < 10 else ''}{text}" if minutes else text
