@@ -33,6 +33,20 @@ def test_torch_encoder_outputs(frames):
     assert np.allclose(out.pooled, out.grid.mean(1), atol=1e-5)
 
 
+def test_preprocessing_is_the_normalised_batch_channels_first_bit_for_bit(frames):
+    """The training features were extracted through the same method; a faster way to compute it must not
+    change a single value (a cue's caption can hang on the last bit of a beam's score)."""
+    enc = Encoder(EncoderConfig(), backend="torch")
+    size = enc.config.image_size
+    batch = np.stack([enc.resize(f) for f in frames]).astype(np.float32)
+    mean = np.asarray(enc.config.mean, np.float32) * np.float32(255)
+    std = np.asarray(enc.config.std, np.float32) * np.float32(255)
+    expected = ((batch - mean) / std).transpose(0, 3, 1, 2)
+    got = enc.preprocess(frames)
+    assert got.shape == (len(frames), 3, size, size) and got.dtype == np.float32 and got.flags.c_contiguous
+    assert np.array_equal(got, expected)
+
+
 def test_onnx_encoder_matches_torch_reference(frames, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime", reason="ONNX Runtime not installed: the torch path is used")
     pytest.importorskip("onnx", reason="onnx not installed: cannot export the encoder")
