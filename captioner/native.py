@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import threading
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 def quiet_native_logs() -> None:
@@ -45,17 +45,18 @@ _fd2_file: Any = None
 
 
 @contextlib.contextmanager
-def native_stderr_captured(what: str) -> Iterator[None]:
+def native_stderr_captured(what: str) -> Iterator[Callable[[], str]]:
     """File descriptor 2 sent to a temporary file for the ``with`` block; what came is logged at debug level
-    (``-vv``) as ``what`` said it.
+    (``-vv``) as ``what`` said it. The value bound by ``as`` reads what has come so far (for an error
+    message that quotes it).
 
     libjpeg and libpng write their warnings straight to fd 2 ("Corrupt JPEG data: 59 extraneous bytes
-    before marker 0xd9", "libpng warning: tEXt: CRC error"), whatever OpenCV's log level, around the
-    one ``error:`` line a bad photo gets and from a library that promises never to print. fd 2 is the
-    process's: overlapping captures (threads decoding at once) share one redirection, made by the
-    first and undone by the last, which logs all that came; what other threads write to stderr
-    meanwhile is logged with it. Costs a temporary file and a few system calls, not a lock held
-    while decoding.
+    before marker 0xd9", "libpng warning: tEXt: CRC error"), whatever OpenCV's log level, and Ray's C++
+    client every failed connection attempt (a line a second for 20 s), around the one ``error:`` line a
+    failure gets and from a library that promises never to print. fd 2 is the process's: overlapping
+    captures (threads decoding at once) share one redirection, made by the first and undone by the
+    last, which logs all that came; what other threads write to stderr meanwhile is logged with it.
+    Costs a temporary file and a few system calls, not a lock held while decoding.
     """
     global _fd2_users, _fd2_saved, _fd2_file
     import tempfile
@@ -84,7 +85,7 @@ def native_stderr_captured(what: str) -> Iterator[None]:
                         pass
                     _fd2_saved = saved  # before the swap: the finally puts it back
                     os.dup2(_fd2_file.fileno(), 2)
-        yield
+        yield _captured_so_far
     finally:
         with _FD2_LOCK:
             if counted:
@@ -99,6 +100,15 @@ def native_stderr_captured(what: str) -> Iterator[None]:
         if text.strip():
             lines = text.decode("utf-8", "replace").split("\n")
             logging.getLogger(__name__).debug("%s: %s", what, "; ".join(line.strip() for line in lines if line.strip()))
+
+
+def _captured_so_far() -> str:
+    """What the shared capture of fd 2 holds now ("" when fd 2 could not be captured)."""
+    with _FD2_LOCK:
+        if _fd2_file is None:
+            return ""
+        _fd2_file.seek(0)  # fd 2 shares this offset: reading to the end leaves it where the next write goes
+        return _fd2_file.read().decode("utf-8", "replace")
 
 
 _BLAS_LOCK = threading.Lock()

@@ -351,6 +351,21 @@ def test_overlapping_captures_of_stderr_give_it_back_and_log_what_came(caplog) -
     assert "libpng warning: 0" in said and "libpng warning: 1" in said
 
 
+def test_what_stderr_got_so_far_can_be_read_inside_the_capture() -> None:
+    """Ray's start-up error quotes what its C++ client wrote to fd 2 (the capture is shared with photo decoding):
+    reading it must not move where the next write goes, nor keep fd 2 after the block."""
+    from captioner.native import native_stderr_captured
+
+    before = os.fstat(2)
+    with native_stderr_captured("Ray said") as captured:
+        os.write(2, b"connection refused 1\n")
+        assert captured() == "connection refused 1\n"
+        os.write(2, b"connection refused 2\n")
+        assert captured() == "connection refused 1\nconnection refused 2\n"
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+
+
 def test_a_ctrl_c_just_after_stderr_is_swapped_gives_it_back(monkeypatch) -> None:
     """A KeyboardInterrupt between the swap of fd 2 and the block's try left fd 2 on the deleted temporary file:
     the CLI's "interrupted" line was lost, and in a library every later capture kept the file as "stderr"."""

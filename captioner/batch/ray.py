@@ -12,14 +12,13 @@ import contextlib
 import ipaddress
 import logging
 import os
-import sys
-import tempfile
 from collections import deque
 from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
 from ..config import CaptionConfig, usable_cpus
 from ..errors import CaptionerError, Terminated, elided, os_reason
+from ..native import native_stderr_captured
 from .job import BatchJob, FileResult, ResultCallback, absolute_model, crashed, run_job
 from .local import worker_logging
 
@@ -129,38 +128,6 @@ def _warn_if_reachable(ray: Any) -> None:
                     "(use the local engine, or a firewall)", address)
 
 
-class _stderr_captured:
-    """Send file descriptor 2 to a temporary file for the ``with`` block; calling the value reads it.
-
-    Ray's C++ client logs every failed connection attempt (one line a second for 20 s)
-    straight to the process's stderr, around the one ``error:`` line a failure gets.
-    What was caught is logged at debug level (``-vv``).
-    """
-
-    def __enter__(self):
-        self._file = tempfile.TemporaryFile(mode="w+b")
-        try:
-            sys.stderr.flush()
-        except Exception:
-            pass
-        self._saved = os.dup(2)
-        os.dup2(self._file.fileno(), 2)
-        return self.read
-
-    def read(self) -> str:
-        self._file.flush()
-        self._file.seek(0)
-        return self._file.read().decode("utf-8", "replace")
-
-    def __exit__(self, *exc_info) -> None:
-        os.dup2(self._saved, 2)
-        os.close(self._saved)
-        text = self.read().strip()
-        if text:
-            log.debug("Ray said: %s", text)
-        self._file.close()
-
-
 class _CaptionActor:
     """A Ray actor holding one model; never raises from ``caption`` (failures are results)."""
 
@@ -235,7 +202,7 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
         on_sigint = None  # (a process that ignores SIGINT, started with nohup or &, keeps ignoring it)
         if main_thread and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             on_sigint = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
-        with _stderr_captured() as captured:  # Ray's C++ client writes its retries straight to fd 2
+        with native_stderr_captured("Ray said") as captured:  # Ray's C++ client writes its retries straight to fd 2
             try:
                 if address:
                     ray.init(address=address, **quiet)
