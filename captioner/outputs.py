@@ -317,20 +317,25 @@ def output_problem(base: Path, formats: Sequence[str]) -> str | None:
 def make_folders(folder: Path) -> list[Path]:
     """``folder.mkdir(parents=True, exist_ok=True)`` one level at a time, or ``OSError``; returns the folders
     made, outermost first. ``Path.mkdir`` and ``os.makedirs`` recurse once per missing level: the outputs of
-    a video ~1,000 folders deep, mirrored under -o, failed with a ``RecursionError``."""
+    a video ~1,000 folders deep, mirrored under -o, failed with a ``RecursionError``. A failure part-way
+    (a name too long, no room) takes back the folders this call made, so that nothing empty is left."""
     missing: list[Path] = []
     # up to the first that exists: a file in the way is then met as by mkdir -p ("Not a directory")
     while not os.path.lexists(folder) and folder != folder.parent:
         missing.append(folder)
         folder = folder.parent
     made: list[Path] = []
-    for folder in reversed(missing):
-        try:
-            folder.mkdir()
-            made.append(folder)
-        except FileExistsError:  # made meanwhile by another worker (a folder), or a file in the way
-            if not os.path.isdir(folder):
-                raise
+    try:
+        for folder in reversed(missing):
+            try:
+                folder.mkdir()
+                made.append(folder)
+            except FileExistsError:  # made meanwhile by another worker (a folder), or a file in the way
+                if not os.path.isdir(folder):
+                    raise
+    except OSError:
+        remove_empty(made)
+        raise
     return made
 
 
@@ -343,23 +348,19 @@ def prepare_output_dir(output_dir: Path) -> list[Path]:
     """
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise OutputError(f"{output_dir}: not a folder (-o names the folder the outputs go into)")
-    missing: list[Path] = []
-    folder = Path(output_dir)
-    while not os.path.exists(folder) and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
+    made: list[Path] = []
     try:
-        make_folders(output_dir)
+        made = make_folders(output_dir)
         if not output_dir.is_dir():
             raise NotADirectoryError(20, "Not a directory")
         probe = tempfile.TemporaryFile(dir=output_dir, prefix=".captioner-probe.")
         probe.close()
     except OSError as exc:
-        remove_empty(missing[::-1])
+        remove_empty(made)
         reason = too_long(output_dir, folder=True) if exc.errno == errno.ENAMETOOLONG else None
         raise OutputError(f"{output_dir}: cannot create output folder: {reason}" if reason else
                           f"{output_dir}: cannot create output folder ({exc.strerror or exc})") from None
-    return missing[::-1]
+    return made
 
 
 def remove_empty(folders: Sequence[Path]) -> None:

@@ -90,3 +90,15 @@ def test_a_long_but_legal_output_name_is_written(tmp_path, length) -> None:
     os.close(fd)
     assert remove_stale_temp_files(tmp_path, ["other.srt"]) == 0
     assert remove_stale_temp_files(tmp_path, [name]) == 1 and os.listdir(tmp_path) == [name]
+
+
+def test_folders_made_before_a_failure_part_way_are_taken_back(tmp_path: Path) -> None:
+    """A video's output folder under -o whose last level cannot be made (a name over 255 bytes): the levels above
+    it were made and left behind, empty, by batch (prepare_output_dir alone cleaned up after itself)."""
+    from captioner.outputs import make_folders
+
+    target = tmp_path / "a" / "b" / ("x" * 300)
+    with pytest.raises(OSError):
+        make_folders(target)
+    assert list(tmp_path.iterdir()) == []
+    assert make_folders(tmp_path / "a" / "b") == [tmp_path / "a", tmp_path / "a" / "b"]
