@@ -21,6 +21,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from captioner.config import OutputConfig
 
@@ -295,6 +296,51 @@ def _spread(start: int, total: int, weights: Sequence[int], floors: Sequence[int
     return bounds
 
 
+def _room_later(caps: list[list[Any]], i: int, end_ms: int | None) -> int:
+    """How far caption ``i`` can end later if every caption after it is moved later and shortened to what it
+    needs (``layout_cues``' [start, end, pages, needs, confidence] rows); unbounded after the last one when
+    the video's length is unknown."""
+    if end_ms is None:
+        return sum(caps[i][3])
+    return max(0, end_ms - sum(sum(c[3]) for c in caps[i + 1:]) - caps[i][1])
+
+
+def _room_earlier(caps: list[list[Any]], i: int, start_ms: int) -> int:
+    """How far caption ``i`` can begin earlier if every caption before it (each given its time already) is moved
+    earlier and shortened to what it needs."""
+    return max(0, caps[i][0] - start_ms - sum(sum(c[3]) for c in caps[:i]))
+
+
+def _push_later(caps: list[list[Any]], i: int, ms: int) -> int:
+    """End caption ``i`` ``ms`` later, moving on the captions after it only as far as each then needs
+    (``_room_later`` says how far that can go). Returns ``ms``."""
+    caps[i][1] += ms
+    edge = caps[i][1]
+    for cap in caps[i + 1:]:
+        if cap[0] >= edge:
+            break
+        cap[0] = edge
+        if cap[1] - cap[0] >= sum(cap[3]):
+            break
+        cap[1] = edge = cap[0] + sum(cap[3])
+    return ms
+
+
+def _pull_earlier(caps: list[list[Any]], i: int, ms: int) -> int:
+    """Begin caption ``i`` ``ms`` earlier, moving the captions before it back only as far as each then needs
+    (``_room_earlier`` says how far that can go). Returns ``ms``."""
+    caps[i][0] -= ms
+    edge = caps[i][0]
+    for cap in reversed(caps[:i]):
+        if cap[1] <= edge:
+            break
+        cap[1] = edge
+        if cap[1] - cap[0] >= sum(cap[3]):
+            break
+        cap[0] = edge = cap[1] - sum(cap[3])
+    return ms
+
+
 def layout_cues(
     cues: Sequence[Cue],
     duration: float | None,
@@ -316,8 +362,11 @@ def layout_cues(
     3. Each caption gets the time its pieces need: every piece at least
        ``min_duration`` and ``len(text) / max_chars_per_second`` seconds. Time comes
        from the silence after it, then before it, then from what its neighbours can
-       spare; a caption that cannot get enough time even so is dropped (its time is
-       left to its neighbours), unless it is the only one.
+       spare, then from captions further along, later then earlier (those between
+       shift by what it lacks, each keeping the time it needs); a caption that cannot
+       get enough time even so is dropped, unless it is the only one, and its time
+       goes to the neighbours it touches (shared between two), so that a dropped
+       caption leaves no stretch without one.
     4. The pieces share their caption's time in proportion to their length, and a
        piece longer than ``max_duration`` is shown as several cues of equal length,
        each at least as long as the piece needs (a remainder too short for that is
@@ -359,6 +408,7 @@ def layout_cues(
         cap = caps[i]
         short = sum(cap[3]) - (cap[1] - cap[0])
         if short > 0:
+            saved = [(c[0], c[1]) for c in caps]  # what a caption that cannot be given its time leaves as it was
             later = caps[i + 1] if i + 1 < len(caps) else None
             earlier = caps[i - 1] if i > 0 else None
             limit = later[0] if later else (end_ms if end_ms is not None else cap[1] + short)
@@ -378,9 +428,25 @@ def layout_cues(
                 earlier[1] -= grow
                 cap[0] -= grow
                 short -= grow
+            if short > 0:  # from further along, each caption between shifted by at most ``short``
+                short -= _push_later(caps, i, min(short, _room_later(caps, i, end_ms)))
+            if short > 0:
+                short -= _pull_earlier(caps, i, min(short, _room_earlier(caps, i, start_ms)))
             if short > 0 and len(caps) > 1:
                 logger.debug("dropping a caption with too little time to be read: %r", " ".join(cap[2]))
+                for row, (a, b) in zip(caps, saved):
+                    row[0], row[1] = a, b
                 del caps[i]
+                # its time goes to the neighbours it touches (halved between two): a hole with no caption is
+                # no truer to the video than a neighbour's caption held on (silence beside it stays silence)
+                before = caps[i - 1] if i > 0 and caps[i - 1][1] >= cap[0] else None
+                after = caps[i] if i < len(caps) and caps[i][0] <= cap[1] else None
+                if before and after:
+                    before[1] = after[0] = (cap[0] + cap[1]) // 2
+                elif before:
+                    before[1] = cap[1]
+                elif after:
+                    after[0] = cap[0]
                 continue
         i += 1
 

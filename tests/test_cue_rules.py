@@ -81,10 +81,40 @@ def test_reading_speed():
 
 
 def test_a_caption_with_no_time_to_be_read_is_dropped_not_squeezed():
+    """...and its time goes to its neighbours: it left 1.0-1.2 s without a caption."""
     cues = [Cue(0, 1, "a dog"), Cue(1, 1.2, "a man is playing a guitar on a stage"), Cue(1.2, 2.2, "a cat")]
     out = layout_cues(cues, 2.2, **RULES)
-    assert [c.text for c in out] == ["a dog", "a cat"]
+    assert [(c.start, c.end, c.text) for c in out] == [(0, 1.1, "a dog"), (1.1, 2.2, "a cat")]
     check(out, 2.2, **RULES)
+
+
+def test_time_comes_from_captions_further_along_before_one_is_dropped():
+    """A real clip's last caption needed 1.95 s and had 1.5: the caption before it had none to spare, the first
+    1.25 s. It was dropped, leaving 5.5-7.0 s of the 7 s clip without a caption; now the middle one moves."""
+    cues = [Cue(0, 3.5, "a group of people standing next to each other"),
+            Cue(3.5, 5.5, "a group of people are dancing in a field"),
+            Cue(5.5, 7.0, "a group of people are standing together")]
+    out = layout_cues(cues, 7.0, **RULES)
+    assert [(c.start, c.end) for c in out] == [(0, 3.05), (3.05, 5.05), (5.05, 7.0)]
+    check(out, 7.0, **RULES)
+    # the same borrowed from later captions
+    later = [Cue(0, 1.5, "a group of people are standing together"),
+             Cue(1.5, 3.5, "a group of people are dancing in a field"),
+             Cue(3.5, 7.0, "a group of people standing next to each other")]
+    out = layout_cues(later, 7.0, **RULES)
+    assert [(c.start, c.end) for c in out] == [(0, 1.95), (1.95, 3.95), (3.95, 7.0)]
+    check(out, 7.0, **RULES)
+
+
+def test_a_dropped_first_caption_leaves_no_hole_and_silence_stays_silence():
+    """The first 1.26 s of a real clip had no caption (its caption could not be read in that time)."""
+    cues = [Cue(0, 0.3, "a person is making a cut into pieces"), Cue(0.3, 1.3, "a man"), Cue(1.3, 2.3, "a cat")]
+    out = layout_cues(cues, 2.3, **RULES)
+    assert [(c.start, c.end, c.text) for c in out] == [(0, 1.3, "a man"), (1.3, 2.3, "a cat")]
+    # a caption between two silences: dropped, the silences and its own time stay without a caption
+    cues = [Cue(0, 1, "a dog"), Cue(1.5, 1.6, "a man is playing a guitar on a stage"), Cue(1.6, 2.6, "a cat")]
+    out = layout_cues(cues, 2.6, **RULES)
+    assert [c.text for c in out] == ["a dog", "a cat"] and out[0].end == 1.0
 
 
 def test_a_lone_caption_of_a_short_video_is_kept():
