@@ -28,8 +28,8 @@ from .errors import CaptionerError, OutputError, VideoError
 
 __all__ = [
     "INDEX_FALLBACK_NAME", "INDEX_NAME", "INDEX_NAMES", "REPORT_NAME", "absolute", "atomic_path", "cache_dir",
-    "json_surrogates", "keep_extensions", "make_folders", "new_file_mode", "output_base", "output_bases", "output_file",
-    "output_problem", "outputs_up_to_date", "prepare_output_dir", "remove_empty", "remove_stale_temp_files", "too_long",
+    "case_keys", "ignores_case", "json_surrogates", "keep_extensions", "make_folders", "new_file_mode", "output_base",
+    "output_bases", "output_file", "output_problem", "outputs_up_to_date", "prepare_output_dir", "remove_empty", "remove_stale_temp_files", "too_long",
     "walk", "write_atomic", "write_problem",
 ]
 
@@ -174,18 +174,76 @@ def _stem(video: Path) -> str:
     return video.name if stem in ("", ".", "..") else stem
 
 
-def keep_extensions(pairs: Sequence[tuple[Path, Path]]) -> list[Path]:
+def ignores_case(folder: Path | str) -> bool:
+    """Whether the file system holding ``folder`` (or, while it does not exist yet, its nearest existing
+    parent) takes names that differ only in case for one file: macOS's and Windows' disks do, Linux's
+    do not. Found by creating a hidden file there and asking for its name in the other case; where no
+    file can be made there (read-only, gone), True: two names then never land on one file unsaid."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".captioner-case-probe.", dir=_existing(absolute(folder)))
+    except OSError:
+        return True
+    try:
+        os.close(fd)
+        folder_name, name = os.path.split(probe)
+        return os.path.lexists(os.path.join(folder_name, name.swapcase()))
+    finally:
+        try:
+            os.unlink(probe)
+        except OSError:
+            pass
+
+
+def _existing(folder: Path) -> Path:
+    """``folder``, or its nearest parent that exists (-o's sub-folders are made when written)."""
+    while not os.path.isdir(folder) and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def case_keys() -> Callable[[Path], str]:
+    """A function that gives output paths the same key exactly when they would be one file: compared
+    without case where their folder's file system ignores case (``ignores_case``), as they are elsewhere.
+
+    Outputs folded without case everywhere collided on Linux: ``cam/day/clip.mp4`` and
+    ``cam/DAY/clip.mp4`` (or ``a.mp4`` and ``A.mp4``) could not both be captioned. Each file system is
+    probed once per function (by its device number); the folders are only looked at.
+    """
+    by_device: dict[int, bool] = {}
+    by_folder: dict[str, bool] = {}
+
+    def key(path: Path) -> str:
+        whole = absolute(path)
+        folder = str(whole.parent)
+        if folder not in by_folder:
+            here = _existing(whole.parent)
+            try:
+                device = os.stat(here).st_dev
+            except OSError:
+                device = -1
+            if device not in by_device:
+                by_device[device] = ignores_case(here)
+            by_folder[folder] = by_device[device]
+        return str(whole).casefold() if by_folder[folder] else str(whole)
+
+    return key
+
+
+def keep_extensions(pairs: Sequence[tuple[Path, Path]], key: Callable[[Path], str] | None = None) -> list[Path]:
     """The output bases of (video, base) pairs, where videos that share a base keep their extension.
 
     ``clip.mp4`` and ``clip.avi`` of one folder would both write ``clip.srt``; they
     get ``clip.mp4.srt`` and ``clip.avi.srt`` instead (``run`` and ``batch`` alike).
-    Bases are compared without case, as a case-insensitive file system would.
+    Bases are the same when ``key`` (default ``case_keys()``) says so: without case
+    only where the file system ignores it.
     """
+    key = key or case_keys()
+    keys = [key(base) for _, base in pairs]
     groups: dict[str, set[Path]] = {}
-    for video, base in pairs:
-        groups.setdefault(str(base).casefold(), set()).add(absolute(video))
-    return [base.with_name(base.name + video.suffix) if len(groups[str(base).casefold()]) > 1 else base
-            for video, base in pairs]
+    for (video, _), k in zip(pairs, keys):
+        groups.setdefault(k, set()).add(absolute(video))
+    return [base.with_name(base.name + video.suffix) if len(groups[k]) > 1 else base
+            for (video, base), k in zip(pairs, keys)]
 
 
 def seconds_text(seconds: float) -> str:
@@ -217,8 +275,8 @@ def output_bases(videos: Sequence[Path], output_dir: Path | None) -> list[tuple[
 
     A video named twice is listed once; videos that would share a base keep their
     extension (``keep_extensions``); a video no base can be made for, or whose base
-    still clashes with another's (names that differ only in case), gets the error
-    in place of its base.
+    still clashes with another's (names that differ only in case, on a file system
+    that ignores case), gets the error in place of its base.
     """
     seen: set[Path] = set()
     named: list[tuple[Path, Path | CaptionerError]] = []
@@ -231,17 +289,18 @@ def output_bases(videos: Sequence[Path], output_dir: Path | None) -> list[tuple[
         except CaptionerError as exc:
             named.append((video, exc))
     ok = [(v, b) for v, b in named if isinstance(b, Path)]
-    fixed = dict(zip((v for v, _ in ok), keep_extensions(ok)))
+    key = case_keys()
+    fixed = dict(zip((v for v, _ in ok), keep_extensions(ok, key)))
     taken: dict[str, Path] = {}
     out: list[tuple[Path, Path | CaptionerError]] = []
     for video, base in named:
         if isinstance(base, Path):
             base = fixed[video]
-            key = str(absolute(base)).casefold()
-            if key in taken:
-                base = OutputError(f"{video}: its subtitles would overwrite those of {taken[key]}")
+            same = key(base)
+            if same in taken:
+                base = OutputError(f"{video}: its subtitles would overwrite those of {taken[same]}")
             else:
-                taken[key] = video
+                taken[same] = video
         out.append((video, base))
     return out
 

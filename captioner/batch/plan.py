@@ -17,7 +17,7 @@ from typing import Collection, Sequence
 from ..config import VIDEO_EXTENSIONS
 from ..errors import CaptionerError, cannot_list, path_list
 from ..outputs import (
-    INDEX_NAMES, REPORT_NAME, absolute, keep_extensions, output_base, output_file, output_problem,
+    INDEX_NAMES, REPORT_NAME, absolute, case_keys, keep_extensions, output_base, output_file, output_problem,
     outputs_up_to_date, remove_stale_temp_files, walk,
 )
 from ..writers import foreign_outputs, foreign_reason
@@ -152,7 +152,8 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
                 continue
             found.append([video_abs, base, str(video), i])
 
-    for entry, base in zip(found, keep_extensions([(e[0], e[1]) for e in found])):
+    key = case_keys()  # the same output file: without case only where the file system ignores it
+    for entry, base in zip(found, keep_extensions([(e[0], e[1]) for e in found], key)):
         entry[1] = base
 
     own: set[Path] = {path for path, _ in plan.report_paths_abs()}
@@ -160,25 +161,25 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         own.update(path.parent / name for path, _ in plan.report_paths_abs() for name in INDEX_NAMES)
     # the batch's own files: a video named captioner-report.mp4 would have its JSON replaced by the
     # report (and fail every rerun); index.html may be a video's page, the index then takes the other name
-    reserved = {str(path).casefold(): path.name for path, _ in plan.report_paths_abs()}
+    reserved = {key(path): path.name for path, _ in plan.report_paths_abs()}
     if "html" in plan.formats:
-        reserved.update({str(path.parent / INDEX_NAMES[1]).casefold(): INDEX_NAMES[1] for path, _ in plan.report_paths_abs()})
+        reserved.update({key(path.parent / INDEX_NAMES[1]): INDEX_NAMES[1] for path, _ in plan.report_paths_abs()})
     tmp_names: dict[Path, set[str]] = {}
     taken: dict[str, Path] = {}
     recorded = recorded_sources([path for path, _ in plan.report_paths_abs()])
     for video, base, shown, i in found:
-        key = str(base).casefold()
+        same = key(base)
         previous = recorded.get(str(video))
-        if key in taken:  # only left for names that differ in case alone
-            plan.done.append(FileResult(str(video), Status.FAILED, f"its subtitles would overwrite those of {taken[key]}",
+        if same in taken:  # only left for names that differ in case alone, where the file system ignores case
+            plan.done.append(FileResult(str(video), Status.FAILED, f"its subtitles would overwrite those of {taken[same]}",
                                         shown=shown, root=i).keeping(previous))
             continue
-        clash = next((reserved[k] for f in plan.formats if (k := str(output_file(base, f)).casefold()) in reserved), None)
+        clash = next((reserved[k] for f in plan.formats if (k := key(output_file(base, f))) in reserved), None)
         if clash is not None:
             plan.done.append(FileResult(str(video), Status.FAILED, f"its output would be the batch's own {clash}; "
                                         "rename the video", shown=shown, root=i).keeping(previous))
             continue
-        taken[key] = video
+        taken[same] = video
         own.update(output_file(base, f) for f in FORMATS)
         tmp_names.setdefault(base.parent, set()).update(_output_names(base))
         wanted = tuple(str(output_file(base, f)) for f in plan.formats)

@@ -1,0 +1,75 @@
+"""The paths ``run``, ``batch``, ``image`` and ``search`` are given and write: case, the input itself, ``-``,
+empty names (tiny model, generated clips)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from captioner import outputs
+from clitools import cli, files_under, isolate_cli  # noqa: F401  (isolate_cli is a fixture)
+from videos import make_video
+
+
+@pytest.fixture(autouse=True)
+def _isolated(isolate_cli):
+    yield
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return make_video(tmp_path_factory.mktemp("clip") / "clip.mp4", [("red", 1.0)]).path
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(src.read_bytes())
+    return dst
+
+
+def _insensitive(monkeypatch) -> None:
+    """As on a macOS or Windows disk: names that differ only in case are one file."""
+    monkeypatch.setattr(outputs, "ignores_case", lambda folder: True)
+
+
+def test_the_probe_tells_this_file_system_and_leaves_nothing(tmp_path) -> None:
+    assert outputs.ignores_case(tmp_path) is False  # the tests' Linux file system tells case apart
+    assert outputs.ignores_case(tmp_path / "not" / "made") is False  # probed where it will be made
+    assert list(tmp_path.iterdir()) == []
+    key = outputs.case_keys()
+    assert key(tmp_path / "a.srt") != key(tmp_path / "A.srt")
+
+
+def test_names_that_differ_in_case_are_captioned_where_case_counts(tmp_path, clip, tiny_model) -> None:
+    """cam/day/clip.mp4 and cam/DAY/clip.mp4 (or a.mp4 and A.mp4) failed every run on Linux: 'its subtitles
+    would overwrite those of …', the other named clip.mp4.srt."""
+    cam = tmp_path / "cam"
+    for name in ("day/clip.mp4", "DAY/clip.mp4", "a.mp4", "A.mp4"):
+        _copy(clip, cam / name)
+    result = cli("batch", cam, "--model", tiny_model, "-q")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert files_under(cam) == ["A.mp4", "A.srt", "DAY/clip.mp4", "DAY/clip.srt", "a.mp4", "a.srt",
+                                "captioner-report.json", "day/clip.mp4", "day/clip.srt"]
+    out = tmp_path / "out"
+    result = cli("run", cam / "day/clip.mp4", cam / "DAY/clip.mp4", cam / "a.mp4", cam / "A.mp4", "-o", out,
+                 "--model", tiny_model, "-q")
+    # -o flattens: day/clip and DAY/clip are one name there (fix 5's case); a and A are not
+    assert "A.srt" in files_under(out) and "a.srt" in files_under(out), result.stderr
+
+
+def test_where_the_file_system_ignores_case_they_still_clash(tmp_path, clip, tiny_model, monkeypatch) -> None:
+    _insensitive(monkeypatch)
+    for name in ("a.mp4", "A.mp4"):
+        _copy(clip, tmp_path / "in" / name)
+    result = cli("run", tmp_path / "in" / "a.mp4", tmp_path / "in" / "A.mp4", "--model", tiny_model, "-q")
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: {tmp_path / 'in' / 'A.mp4'}: its subtitles would overwrite those of "
+                             f"{tmp_path / 'in' / 'a.mp4'}\n")
+    assert files_under(tmp_path / "in") == ["A.mp4", "a.mp4", "a.mp4.srt"]
+    (tmp_path / "in" / "a.mp4.srt").unlink()
+    result = cli("batch", tmp_path / "in", "--model", tiny_model, "-q")
+    assert result.exit_code == 1 and "its subtitles would overwrite those of" in result.stderr
+    rows = json.loads((tmp_path / "in" / "captioner-report.json").read_text())["videos"]
+    assert sorted(r["status"] for r in rows) == ["failed", "ok"]
