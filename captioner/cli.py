@@ -459,7 +459,8 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
     Files captioner wrote before are replaced; any other file of the same name is left alone (--overwrite).
     --start and --end caption one stretch of each video (a scene of a film).
     """
-    from .outputs import output_bases, output_problem, prepare_output_dir, remove_empty, seconds_text, stretch_label
+    from .outputs import (output_bases, output_problem, prepare_output_dir, remove_empty, replaces_input, seconds_text,
+                          stretch_label)
 
     if end is not None and end < start + 0.001 - 1e-9:  # a millisecond, subtitles' precision (and the file names')
         raise click.BadParameter(f"{seconds_text(end)} s is not after --start ({seconds_text(start)} s)",
@@ -488,7 +489,8 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
             if start or end is not None:  # a scene's subtitles beside the film's, never in their place
                 base = base.with_name(f"{base.name}.{stretch_label(start, end)}")
             foreign = [] if overwrite else foreign_outputs(base, config.output.formats)
-            problem = foreign_reason(foreign[0]) if foreign else output_problem(base, config.output.formats)
+            problem = (replaces_input(video, base, config.output.formats)  # even with --overwrite
+                       or (foreign_reason(foreign[0]) if foreign else output_problem(base, config.output.formats)))
             if problem:  # before captioning: nothing of the user's is replaced, and no time is spent
                 failed += 1
                 _fail(problem)

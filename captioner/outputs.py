@@ -29,8 +29,8 @@ from .errors import CaptionerError, OutputError, VideoError
 __all__ = [
     "INDEX_FALLBACK_NAME", "INDEX_NAME", "INDEX_NAMES", "REPORT_NAME", "absolute", "atomic_path", "cache_dir",
     "case_keys", "ignores_case", "json_surrogates", "keep_extensions", "make_folders", "new_file_mode", "output_base",
-    "output_bases", "output_file", "output_problem", "outputs_up_to_date", "prepare_output_dir", "remove_empty", "remove_stale_temp_files", "too_long",
-    "walk", "write_atomic", "write_problem",
+    "output_bases", "output_file", "output_problem", "outputs_up_to_date", "prepare_output_dir", "remove_empty",
+    "remove_stale_temp_files", "replaces_input", "too_long", "walk", "write_atomic", "write_problem",
 ]
 
 log = logging.getLogger(__name__)
@@ -370,6 +370,24 @@ def output_problem(base: Path, formats: Sequence[str]) -> str | None:
         folder = folder.parent
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"{folder}: cannot write there (read-only or not permitted); -o DIR writes elsewhere"
+    return None
+
+
+def replaces_input(video: Path, base: Path, formats: Sequence[str]) -> str | None:
+    """Why ``base.<fmt>`` must not be written over ``video`` itself, whatever ``--overwrite`` says; None if
+    no output is the video (the same file, or the same path while either is missing).
+
+    A video named ``talk.srt`` (or ``notes.txt`` with ``-f txt``) has itself for its subtitles: the
+    error offered ``--overwrite``, and with it the video was replaced by its own subtitles.
+    """
+    for fmt in dict.fromkeys(formats):
+        path = output_file(base, fmt)
+        try:
+            same = os.path.samefile(path, video)
+        except OSError:  # either is missing (or cannot be looked at): the same name is the same file
+            same = absolute(path) == absolute(video)
+        if same:
+            return f"{path}: the output would replace the video itself; rename the video, or -o DIR writes elsewhere"
     return None
 
 

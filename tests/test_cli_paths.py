@@ -73,3 +73,32 @@ def test_where_the_file_system_ignores_case_they_still_clash(tmp_path, clip, tin
     assert result.exit_code == 1 and "its subtitles would overwrite those of" in result.stderr
     rows = json.loads((tmp_path / "in" / "captioner-report.json").read_text())["videos"]
     assert sorted(r["status"] for r in rows) == ["failed", "ok"]
+
+
+@pytest.mark.parametrize("name, fmt", [("v.srt", "srt"), ("notes.txt", "txt")])
+def test_the_video_itself_is_never_its_own_output(tmp_path, clip, tiny_model, name, fmt) -> None:
+    """A video named v.srt: the error offered --overwrite, and with it the video was replaced by its own subtitles."""
+    video = _copy(clip, tmp_path / name)
+    other = _copy(clip, tmp_path / "other.mp4")
+    for extra in ([], ["--overwrite"], ["-o", tmp_path]):
+        result = cli("run", video, other, "-f", fmt, "--model", tiny_model, "-q", *extra)
+        assert result.exit_code == 1
+        assert result.stderr == (f"error: {video}: the output would replace the video itself; rename the video, "
+                                 "or -o DIR writes elsewhere\n")
+        assert video.read_bytes() == clip.read_bytes() and (tmp_path / f"other.{fmt}").is_file()
+    result = cli("run", video, "-f", fmt, "--model", tiny_model, "-q", "-o", tmp_path / "out")
+    assert result.exit_code == 0 and (tmp_path / "out" / name).is_file()
+
+
+def test_a_batch_never_writes_over_the_video_through_a_link(tmp_path, clip, tiny_model) -> None:
+    tree = tmp_path / "in"
+    video = _copy(clip, tree / "clip.mp4")
+    (tree / "clip.srt").symlink_to("clip.mp4")  # its output is the video
+    _copy(clip, tree / "other.mp4")
+    result = cli("batch", tree, "--overwrite", "--model", tiny_model, "-q")
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: {video}: {tree / 'clip.srt'}: the output would replace the video itself; "
+                             "rename the video, or -o DIR writes elsewhere\n")
+    assert (tree / "clip.srt").is_symlink() and (tree / "other.srt").is_file()
+    rows = {Path(r["path"]).name: r["status"] for r in json.loads((tree / "captioner-report.json").read_text())["videos"]}
+    assert rows == {"clip.mp4": "failed", "other.mp4": "ok"}

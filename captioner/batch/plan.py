@@ -18,7 +18,7 @@ from ..config import VIDEO_EXTENSIONS
 from ..errors import CaptionerError, cannot_list, path_list
 from ..outputs import (
     INDEX_NAMES, REPORT_NAME, absolute, case_keys, keep_extensions, output_base, output_file, output_problem,
-    outputs_up_to_date, remove_stale_temp_files, walk,
+    outputs_up_to_date, remove_stale_temp_files, replaces_input, walk,
 )
 from ..writers import foreign_outputs, foreign_reason
 from .job import BatchJob, FileResult, Record, Status, failure_reason, signature_now
@@ -184,10 +184,10 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         tmp_names.setdefault(base.parent, set()).update(_output_names(base))
         wanted = tuple(str(output_file(base, f)) for f in plan.formats)
         foreign = [] if overwrite else foreign_outputs(base, plan.formats)
-        problem = None
-        if foreign:  # a film's dialogue subtitles, captions edited by hand: never replaced unasked
-            problem = foreign_reason(foreign[0])
-        elif not overwrite and outputs_up_to_date(video, base, plan.formats, previous):  # even if read-only
+        # the video itself: never, even with --overwrite; a film's dialogue subtitles, captions edited by
+        # hand: never replaced unasked
+        problem = replaces_input(video, base, plan.formats) or (foreign_reason(foreign[0]) if foreign else None)
+        if not problem and not overwrite and outputs_up_to_date(video, base, plan.formats, previous):  # read-only too
             plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date", outputs=wanted,
                                         shown=shown, root=i, source=previous[0] if previous else signature_now(video),
                                         covers=previous[1] if previous else wanted))
