@@ -116,7 +116,8 @@ _STYLE_OPTION = click.option(
 def caption_options(f):
     """Options shared by ``run`` and ``batch`` (defaults come from config.py)."""
     opts = [
-        click.option("-o", "--output-dir", type=_OutputFolder(file_okay=False, path_type=Path), default=None,
+        click.option("-o", "--output-dir", type=_Named(file_okay=False, path_type=Path, what="folder name"),
+                     default=None,
                      help="Folder for the subtitle files. Default: beside each video."),
         click.option("-f", "--output-format", "formats", multiple=True, default=(",".join(_D.output.formats),),
                      show_default=True, callback=_formats,
@@ -159,7 +160,7 @@ def caption_options(f):
         _STYLE_OPTION,
         click.option("--concepts/--no-concepts", default=_D.grounding.enabled, show_default=True,
                      help="Let confident ImageNet concepts name objects in captions (open vocabulary)."),
-        click.option("--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_WEIGHTS_DIR,
+        click.option("--model", "model_dir", type=_MODEL, default=DEFAULT_WEIGHTS_DIR,
                      show_default="shipped weights/", help="Model folder (or its model.json)."),
         click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="Compute threads (0 = encoder: one per CPU, decoder: 1; more than the CPUs this process may use are not used)."),
         _INT8_OPTION,
@@ -201,14 +202,23 @@ class _Time(click.ParamType):
         return total
 
 
-class _OutputFolder(click.Path):
-    """A folder name that is not empty: ``-o ""`` (an unset shell variable) became ``Path("")``, the
-    current folder, and a batch wrote its outputs and report there unsaid."""
+class _Named(click.Path):
+    """A path that is not empty (nor blank): ``""`` (an unset shell variable) became ``Path("")``, the current
+    folder: ``-o ""`` wrote a batch's outputs and report there unsaid, ``image ""`` captioned every photo
+    there, ``run ""`` said ``.: is a directory``. A blank name (``" "``) is refused too unless it exists.
+    ``what`` names the path in the message."""
 
-    def convert(self, value, param, ctx):
-        if isinstance(value, str) and not value.strip():
-            self.fail("an empty folder name", param, ctx)
+    def __init__(self, *args: Any, what: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.what = what
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        if isinstance(value, str) and not value.strip() and not os.path.lexists(value):
+            self.fail(f"an empty {self.what}", param, ctx)
         return super().convert(value, param, ctx)
+
+
+_MODEL = _Named(path_type=Path, what="model folder name")
 
 
 def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration: float, shot_threshold: float,
@@ -441,7 +451,7 @@ def main() -> None:
 
 @main.command()
 # readable=False: click refused the whole command over one unreadable file; each gets its own error line
-@click.argument("videos", nargs=-1, required=True, type=click.Path(readable=False, path_type=Path))
+@click.argument("videos", nargs=-1, required=True, type=_Named(readable=False, path_type=Path, what="file name"))
 @click.option("--overwrite", is_flag=True,
               help="Replace existing output files even if captioner did not write them (such as a film's "
                    "dialogue <name>.srt). Without it such a video is skipped with an error.")
@@ -521,7 +531,8 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False, path_type=Path))
+@click.argument("paths", nargs=-1, required=True,
+                type=_Named(readable=False, path_type=Path, what="file or folder name"))
 @click.option("--beam-size", type=click.IntRange(min=1, max=20), default=_D.decoding.beam_size, show_default=True,
               help="Beam width; 1 = greedy.")
 @click.option("--rerank-weight", type=_Finite(min=0), default=_D.decoding.photo_rerank_weight,
@@ -532,7 +543,7 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
               help="How much agreeing with what people said of the training photos this one looks most like "
                    "counts (their best-agreed captions also become candidates, scored by the decoder for this "
                    "photo); 0 = off. Models without a photo bank ignore it.")
-@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_WEIGHTS_DIR,
+@click.option("--model", "model_dir", type=_MODEL, default=DEFAULT_WEIGHTS_DIR,
               show_default="shipped weights/", help="Model folder (or its model.json).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Photos read and captioned together (the encoder takes them 16 at a time): more holds more "
@@ -620,7 +631,7 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
 
 
 @main.command()
-@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_WEIGHTS_DIR,
+@click.option("--model", "model_dir", type=_MODEL, default=DEFAULT_WEIGHTS_DIR,
               show_default="shipped weights/", help="Model folder (or its model.json) to describe.")
 def info(model_dir: Path) -> None:
     """Show the model card summary: model, encoder, training data, metrics, checksum."""
@@ -697,7 +708,7 @@ def _describe_model(folder: Path, m: dict) -> None:
 
 @main.command()
 @click.argument("folders", metavar="DIR...", nargs=-1, required=True,
-                type=click.Path(exists=True, file_okay=False, path_type=Path))
+                type=_Named(exists=True, file_okay=False, path_type=Path, what="folder name"))
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Look into sub-folders.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Parallel workers, each with its own model. local: processes, default 1 (this process); "
@@ -883,11 +894,11 @@ def _load(config: CaptionConfig, *, wait: bool = True):
 @click.argument("query")
 @click.argument("folders", nargs=-1, required=True,
                 # readable=False: a folder that cannot be listed is one error line (exit 1), the others searched
-                type=click.Path(exists=True, file_okay=False, readable=False, path_type=Path))
+                type=_Named(exists=True, file_okay=False, readable=False, path_type=Path, what="folder name"))
 @click.option("-n", "results", type=click.IntRange(min=1), default=_D_SEARCH.results, show_default=True,
               help="how many cues to show")
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
-@click.option("--html", "html_page", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--html", "html_page", type=_Named(dir_okay=False, path_type=Path, what="file name"),
               help="also write a results page here, linking to each video's review page (-f html) at the cue")
 @click.option("-v", "--verbose", count=True, help="More log output: what indexing does (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bar.")

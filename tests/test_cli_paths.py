@@ -102,3 +102,24 @@ def test_a_batch_never_writes_over_the_video_through_a_link(tmp_path, clip, tiny
     assert (tree / "clip.srt").is_symlink() and (tree / "other.srt").is_file()
     rows = {Path(r["path"]).name: r["status"] for r in json.loads((tree / "captioner-report.json").read_text())["videos"]}
     assert rows == {"clip.mp4": "failed", "other.mp4": "ok"}
+
+
+@pytest.mark.parametrize("args, option, what", [
+    (["image", ""], "PATHS...", "file or folder name"),
+    (["run", ""], "VIDEOS...", "file name"),
+    (["run", "a.mp4", "--model", ""], "--model", "model folder name"),
+    (["image", "a.jpg", "--model", ""], "--model", "model folder name"),
+    (["info", "--model", ""], "--model", "model folder name"),
+    (["search", "car", ".", "--html", ""], "--html", "file name"),
+    (["batch", ""], "DIR...", "folder name"),
+    (["search", "car", " "], "FOLDERS...", "folder name"),
+])
+def test_an_empty_name_is_a_usage_error(tmp_path, monkeypatch, args, option, what) -> None:
+    """image "" (an unset shell variable) captioned every photo in the current folder, exit 0; run "" said
+    '.: is a directory'; --model "" looked for a model in the current folder; as -o "" and batch "" are, each is
+    now a usage error naming the argument."""
+    monkeypatch.chdir(tmp_path)
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == f"Error: Invalid value for {option!r}: an empty {what}".replace('"', "'")
+    assert list(tmp_path.iterdir()) == []
