@@ -116,7 +116,8 @@ _STYLE_OPTION = click.option(
 def caption_options(f):
     """Options shared by ``run`` and ``batch`` (defaults come from config.py)."""
     opts = [
-        click.option("-o", "--output-dir", type=_Named(file_okay=False, path_type=Path, what="folder name"),
+        click.option("-o", "--output-dir", type=_Named(file_okay=False, path_type=Path, what="folder name",
+                                                       dash=_no_stdout("folder"), output=True),
                      default=None,
                      help="Folder for the subtitle files. Default: beside each video."),
         click.option("-f", "--output-format", "formats", multiple=True, default=(",".join(_D.output.formats),),
@@ -206,16 +207,31 @@ class _Named(click.Path):
     """A path that is not empty (nor blank): ``""`` (an unset shell variable) became ``Path("")``, the current
     folder: ``-o ""`` wrote a batch's outputs and report there unsaid, ``image ""`` captioned every photo
     there, ``run ""`` said ``.: is a directory``. A blank name (``" "``) is refused too unless it exists.
-    ``what`` names the path in the message."""
+    ``what`` names the path in the message.
 
-    def __init__(self, *args: Any, what: str, **kwargs: Any) -> None:
+    ``dash``: why ``-`` is refused, where a Unix user means standard input or output by it (captioner reads
+    and writes files only): ``-o -`` made a folder named ``-``, ``run -`` said ``-: no such file``. An input
+    (``output=False``) that exists by that name is still read; an output named ``-`` is written as ``./-``.
+    """
+
+    def __init__(self, *args: Any, what: str, dash: str | None = None, output: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.what = what
+        self.what, self.dash, self.output = what, dash, output
 
     def convert(self, value, param, ctx):  # type: ignore[override]
         if isinstance(value, str) and not value.strip() and not os.path.lexists(value):
             self.fail(f"an empty {self.what}", param, ctx)
+        if value == "-" and self.dash and (self.output or not os.path.lexists(value)):
+            self.fail(self.dash, param, ctx)
         return super().convert(value, param, ctx)
+
+
+def _no_stdin(what: str) -> str:
+    return f"reading from standard input is not supported: give a {what}"
+
+
+def _no_stdout(what: str) -> str:
+    return f"writing to standard output is not supported: give a {what} (./- for one named -)"
 
 
 _MODEL = _Named(path_type=Path, what="model folder name")
@@ -451,7 +467,8 @@ def main() -> None:
 
 @main.command()
 # readable=False: click refused the whole command over one unreadable file; each gets its own error line
-@click.argument("videos", nargs=-1, required=True, type=_Named(readable=False, path_type=Path, what="file name"))
+@click.argument("videos", nargs=-1, required=True, type=_Named(readable=False, path_type=Path, what="file name",
+                                                               dash=_no_stdin("file")))
 @click.option("--overwrite", is_flag=True,
               help="Replace existing output files even if captioner did not write them (such as a film's "
                    "dialogue <name>.srt). Without it such a video is skipped with an error.")
@@ -532,7 +549,8 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True,
-                type=_Named(readable=False, path_type=Path, what="file or folder name"))
+                type=_Named(readable=False, path_type=Path, what="file or folder name",
+                            dash=_no_stdin("file or folder")))
 @click.option("--beam-size", type=click.IntRange(min=1, max=20), default=_D.decoding.beam_size, show_default=True,
               help="Beam width; 1 = greedy.")
 @click.option("--rerank-weight", type=_Finite(min=0), default=_D.decoding.photo_rerank_weight,
@@ -708,7 +726,7 @@ def _describe_model(folder: Path, m: dict) -> None:
 
 @main.command()
 @click.argument("folders", metavar="DIR...", nargs=-1, required=True,
-                type=_Named(exists=True, file_okay=False, path_type=Path, what="folder name"))
+                type=_Named(exists=True, file_okay=False, path_type=Path, what="folder name", dash=_no_stdin("folder")))
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Look into sub-folders.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Parallel workers, each with its own model. local: processes, default 1 (this process); "
@@ -894,11 +912,13 @@ def _load(config: CaptionConfig, *, wait: bool = True):
 @click.argument("query")
 @click.argument("folders", nargs=-1, required=True,
                 # readable=False: a folder that cannot be listed is one error line (exit 1), the others searched
-                type=_Named(exists=True, file_okay=False, readable=False, path_type=Path, what="folder name"))
+                type=_Named(exists=True, file_okay=False, readable=False, path_type=Path, what="folder name",
+                            dash=_no_stdin("folder")))
 @click.option("-n", "results", type=click.IntRange(min=1), default=_D_SEARCH.results, show_default=True,
               help="how many cues to show")
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
-@click.option("--html", "html_page", type=_Named(dir_okay=False, path_type=Path, what="file name"),
+@click.option("--html", "html_page", type=_Named(dir_okay=False, path_type=Path, what="file name",
+                                                 dash=_no_stdout("file name"), output=True),
               help="also write a results page here, linking to each video's review page (-f html) at the cue")
 @click.option("-v", "--verbose", count=True, help="More log output: what indexing does (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bar.")

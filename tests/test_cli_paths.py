@@ -123,3 +123,34 @@ def test_an_empty_name_is_a_usage_error(tmp_path, monkeypatch, args, option, wha
     assert result.exit_code == 2
     assert result.stderr.splitlines()[-1] == f"Error: Invalid value for {option!r}: an empty {what}".replace('"', "'")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, option, message", [
+    (["run", "a.mp4", "-o", "-"], "-o' / '--output-dir", "writing to standard output is not supported: give a folder"),
+    (["batch", ".", "-o", "-"], "-o' / '--output-dir", "writing to standard output is not supported: give a folder"),
+    (["search", "car", ".", "--html", "-"], "--html", "writing to standard output is not supported: give a file name"),
+    (["run", "-"], "VIDEOS...", "reading from standard input is not supported: give a file"),
+    (["image", "-"], "PATHS...", "reading from standard input is not supported: give a file or folder"),
+    (["batch", "-"], "DIR...", "reading from standard input is not supported: give a folder"),
+])
+def test_a_dash_is_not_taken_for_a_file_name(tmp_path, monkeypatch, args, option, message) -> None:
+    """-o - made a folder named '-', search --html - wrote a file named '-', run - said '-: no such file':
+    a Unix user means standard input or output; captioner reads and writes files only."""
+    monkeypatch.chdir(tmp_path)
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1].startswith(f"Error: Invalid value for '{option}': {message}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_named_dash_is_still_read_and_dot_slash_dash_written(tmp_path, clip, tiny_model, monkeypatch) -> None:
+    (tmp_path / "in").mkdir()
+    monkeypatch.chdir(tmp_path / "in")
+    _copy(clip, tmp_path / "in" / "-")
+    result = cli("run", "-", "--model", tiny_model, "-q")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert files_under(tmp_path / "in") == ["-", "-.srt"]
+    monkeypatch.chdir(tmp_path)
+    result = cli("run", "in/-", "-o", "./-", "-f", "json", "--model", tiny_model, "-q")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert (tmp_path / "-" / "-.json").is_file()
