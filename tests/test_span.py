@@ -370,3 +370,22 @@ def test_a_start_past_an_avi_s_header_length_is_read(tmp_path, captures, tiny_mo
     assert [f.time for f in within(iter_frames(stale, 1.0, seek=8.0), 8.0)] == [8.0, 9.0, 10.0, 11.0]
     result = cli("run", clip, "-o", tmp_path / "o", "--model", tiny_model, "--start", "20")
     assert (result.exit_code, result.stderr) == (1, f"error: {clip}: --start 20 s is past the end of the video (12 s)\n")
+
+
+def test_a_start_past_the_end_of_a_file_without_an_index_is_told_from_its_packets(tmp_path, captures,
+                                                                                  tiny_model) -> None:
+    """MPEG-TS, AVI: no jump, so a start past the end was found by decoding the whole file (25 s for 8 minutes of
+    720p TS) before 'past the end'. The packets' timestamps say it in a moment; the picture is not decoded."""
+    ts = joined_recordings(tmp_path / "film.ts", ["red"], seconds=12.0)  # one recording: not joined
+    avi = make_video(tmp_path / "film.avi", [("red", 6.0), ("blue", 6.0)], fps=10).path
+    for clip in (ts, avi):
+        result = cli("run", clip, "-o", tmp_path / "o", "--model", tiny_model, "--start", "20")
+        assert (result.exit_code, result.stderr) == (1, f"error: {clip}: --start 20 s is past the end of the video "
+                                                        "(12 s)\n")
+        assert captures[-1].grabs == 1  # the first frame only, for the clock
+    # timestamps that start again (joined recordings) say nothing of the length: read, as before
+    joined = joined_recordings(tmp_path / "joined.ts", ["red", "blue"], seconds=3.0)  # 6 s of picture
+    assert video._packet_length(joined) is None
+    stats = DecodeStats()
+    assert [f.time for f in within(iter_frames(joined, 1.0, stats=stats, seek=7.0), 7.0, None, stats)] == []
+    assert captures[-1].grabs == 60 and stats.end_time == pytest.approx(6.0)
