@@ -235,13 +235,15 @@ def keep_extensions(pairs: Sequence[tuple[Path, Path]], key: Callable[[Path], st
     ``clip.mp4`` and ``clip.avi`` of one folder would both write ``clip.srt``; they
     get ``clip.mp4.srt`` and ``clip.avi.srt`` instead (``run`` and ``batch`` alike).
     Bases are the same when ``key`` (default ``case_keys()``) says so: without case
-    only where the file system ignores it.
+    only where the file system ignores it. Where the extensions cannot tell them apart
+    (``run d1/clip.mp4 d2/clip.mp4 -o out``) the bases stay as they are: the first
+    video's ``clip.srt`` was ``clip.mp4.srt`` for nothing, the second clashes either way.
     """
     key = key or case_keys()
     keys = [key(base) for _, base in pairs]
-    groups: dict[str, set[Path]] = {}
-    for (video, _), k in zip(pairs, keys):
-        groups.setdefault(k, set()).add(absolute(video))
+    groups: dict[str, set[str]] = {}  # a base -> the keys of its videos' bases with their extension
+    for (video, base), k in zip(pairs, keys):
+        groups.setdefault(k, set()).add(key(base.with_name(base.name + video.suffix)))
     return [base.with_name(base.name + video.suffix) if len(groups[k]) > 1 else base
             for (video, base), k in zip(pairs, keys)]
 
@@ -298,7 +300,10 @@ def output_bases(videos: Sequence[Path], output_dir: Path | None) -> list[tuple[
             base = fixed[video]
             same = key(base)
             if same in taken:
-                base = OutputError(f"{video}: its subtitles would overwrite those of {taken[same]}")
+                # -o puts videos of several folders in one: batch mirrors their folders instead
+                hint = ("; give them separate -o folders, or caption their folder with batch (it keeps sub-folders)"
+                        if output_dir is not None and absolute(video).parent != absolute(taken[same]).parent else "")
+                base = OutputError(f"{video}: its subtitles would overwrite those of {taken[same]}{hint}")
             else:
                 taken[same] = video
         out.append((video, base))

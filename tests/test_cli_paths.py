@@ -55,8 +55,8 @@ def test_names_that_differ_in_case_are_captioned_where_case_counts(tmp_path, cli
     out = tmp_path / "out"
     result = cli("run", cam / "day/clip.mp4", cam / "DAY/clip.mp4", cam / "a.mp4", cam / "A.mp4", "-o", out,
                  "--model", tiny_model, "-q")
-    # -o flattens: day/clip and DAY/clip are one name there (fix 5's case); a and A are not
-    assert "A.srt" in files_under(out) and "a.srt" in files_under(out), result.stderr
+    # -o flattens: day/clip and DAY/clip are one name there (the second fails); a and A are not
+    assert files_under(out) == ["A.srt", "a.srt", "clip.srt"], result.stderr
 
 
 def test_where_the_file_system_ignores_case_they_still_clash(tmp_path, clip, tiny_model, monkeypatch) -> None:
@@ -67,8 +67,8 @@ def test_where_the_file_system_ignores_case_they_still_clash(tmp_path, clip, tin
     assert result.exit_code == 1
     assert result.stderr == (f"error: {tmp_path / 'in' / 'A.mp4'}: its subtitles would overwrite those of "
                              f"{tmp_path / 'in' / 'a.mp4'}\n")
-    assert files_under(tmp_path / "in") == ["A.mp4", "a.mp4", "a.mp4.srt"]
-    (tmp_path / "in" / "a.mp4.srt").unlink()
+    assert files_under(tmp_path / "in") == ["A.mp4", "a.mp4", "a.srt"]  # their extensions would not tell them apart
+    (tmp_path / "in" / "a.srt").unlink()
     result = cli("batch", tmp_path / "in", "--model", tiny_model, "-q")
     assert result.exit_code == 1 and "its subtitles would overwrite those of" in result.stderr
     rows = json.loads((tmp_path / "in" / "captioner-report.json").read_text())["videos"]
@@ -154,3 +154,18 @@ def test_a_file_named_dash_is_still_read_and_dot_slash_dash_written(tmp_path, cl
     result = cli("run", "in/-", "-o", "./-", "-f", "json", "--model", tiny_model, "-q")
     assert (result.exit_code, result.stderr) == (0, "")
     assert (tmp_path / "-" / "-.json").is_file()
+
+
+def test_same_named_videos_of_two_folders_under_one_output_folder(tmp_path, clip, tiny_model) -> None:
+    """run d1/clip.mp4 d2/clip.mp4 -o out wrote out/clip.mp4.srt for the first (the extension told nothing
+    apart) and the second's error gave no way out."""
+    one, two = _copy(clip, tmp_path / "d1" / "clip.mp4"), _copy(clip, tmp_path / "d2" / "clip.mp4")
+    out = tmp_path / "out"
+    result = cli("run", one, two, "-o", out, "--model", tiny_model, "-q")
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: {two}: its subtitles would overwrite those of {one}; give them separate -o "
+                             "folders, or caption their folder with batch (it keeps sub-folders)\n")
+    assert files_under(out) == ["clip.srt"]
+    avi = _copy(clip, tmp_path / "d2" / "clip.avi")  # an extension that tells it apart: both keep theirs
+    result = cli("run", one, avi, "-o", tmp_path / "out2", "--model", tiny_model, "-q")
+    assert result.exit_code == 0 and files_under(tmp_path / "out2") == ["clip.avi.srt", "clip.mp4.srt"]
