@@ -508,7 +508,8 @@ def write_atomic(path: Path, text: str) -> None:
     path = Path(path)
     parent = path.parent
     if not os.path.isdir(parent):
-        raise OutputError(f"{path}: cannot write: {too_long(parent, folder=True) or f'folder {parent} does not exist'}")
+        missing = f"{parent} is not a folder" if os.path.lexists(parent) else f"folder {parent} does not exist"
+        raise OutputError(f"{path}: cannot write: {too_long(parent, folder=True) or missing}")
 
     tmp_name: str | None = None
     try:

@@ -798,3 +798,20 @@ def test_a_long_ray_start_error_keeps_its_reason():
                                                ": No space left on device"), "")
     assert line.startswith("cannot start Ray: Failed to start the GCS at /tmp/ray/session")
     assert line.endswith(": No space left on device") and len(line) <= 320
+
+
+def test_an_output_folder_replaced_by_a_file_mid_batch_fails_each_video_in_one_line(tmp_path) -> None:
+    """The output folder removed and a file put in its place while a one-worker batch ran: a traceback
+    (NotADirectoryError from cleaning up the running-marker's temporary file) ended the batch, the videos after
+    it never tried; the others' reason said the folder did not exist."""
+    from captioner.batch.local import write_marker
+    from captioner.errors import OutputError
+    from captioner.outputs import write_atomic
+
+    out = tmp_path / "out"
+    out.write_text("x\n", encoding="utf-8")
+    write_marker(out / ".captioner-batch-running", tmp_path / "v2.mp4")  # skipped, not raised
+    with pytest.raises(OutputError) as caught:
+        write_atomic(out / "v2.srt", "1\n")
+    assert str(caught.value) == f"{out / 'v2.srt'}: cannot write: {out} is not a folder"
+    assert out.read_text(encoding="utf-8") == "x\n"

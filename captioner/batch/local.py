@@ -8,6 +8,7 @@ only the file it was working on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -115,7 +116,8 @@ def write_marker(marker: Path | None, video: Path) -> None:
         os.replace(tmp, marker)
     except OSError as exc:
         log.debug("cannot write %s: %s", marker, exc)
-        tmp.unlink(missing_ok=True)  # a full disk left an empty one behind
+        with contextlib.suppress(OSError):  # the folder gone, or a file now: nothing to clean up there
+            tmp.unlink(missing_ok=True)  # a full disk left an empty one behind
 
 
 def read_marker(marker: Path | None) -> str | None:

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import CaptionerError, OutputError
-from ..outputs import absolute, json_surrogates, output_file, write_atomic
+from ..errors import CaptionerError, OutputError, os_reason
+from ..outputs import absolute, json_surrogates, make_folders, output_file, write_atomic
 from .job import BatchJob, FileResult, Status, covering, signature_now
 from .plan import BatchPlan
 
@@ -102,11 +102,14 @@ def write_reports(plan: BatchPlan, results: Sequence[FileResult], *,
     for path, roots in plan.report_paths_abs():
         report = batch_report(plan, results, roots, extra=extra)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_folders(path.parent)  # a file in the way is then write_atomic's "is not a folder"
             # a name that is not UTF-8 as JSON escapes (it was "?": its resume record named no file)
             write_atomic(path, json_surrogates(json.dumps(report, indent=2, ensure_ascii=False)) + "\n")
-        except (CaptionerError, OSError) as exc:
+        except CaptionerError as exc:
             failed.append(f"cannot write the report: {exc}")
+            continue
+        except OSError as exc:  # its folder could not be made: a file in the way, no permission
+            failed.append(f"cannot write the report: {exc.filename or path.parent}: {os_reason(exc)}")
             continue
         written.append(path)
         if "html" in plan.formats:  # the archive index of the review pages, beside the report
