@@ -40,7 +40,6 @@ import math
 import os
 import re
 import stat
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +57,8 @@ from .vse import decode_vector, quantize
 log = logging.getLogger(__name__)
 
 INDEX_VERSION = 4  # 2: per-cue visual vectors; 3: their neighbourhoods (context); 4: int8 text vectors
+#: A temporary index file this many seconds old is left over, not being written (``Index.save``).
+STALE_INDEX_S = 3600.0
 INDEX_FOLDER = ".captioner-search"
 INDEX_FILE = "index.npz"
 #: Dimensions of a cue's visual vector (the sentence-embedding space of all-MiniLM-L6-v2).
@@ -335,25 +336,16 @@ class Index:
         np.savez(buf, meta=blob, starts=self.starts, ends=self.ends, file_of=self.file_of, text_of=self.text_of,
                  doc_of=self.doc_of, vectors=self.vectors, vector_scale=self.vector_scale, visual=self.visual,
                  has_visual=self.has_visual, ctx_lo=self.ctx_lo, ctx_hi=self.ctx_hi, ctx_scale=self.ctx_scale)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                if hasattr(os, "fchmod"):
-                    from .outputs import new_file_mode
+        from .outputs import atomic_path, remove_stale_temp_files
 
-                    os.fchmod(handle.fileno(), new_file_mode())  # as readable as the outputs beside it
-                handle.write(buf.getvalue())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-            tmp = None
-        finally:
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # a search killed outright (SIGKILL, power loss) while it wrote leaves its temporary file, as large as
+        # the index; one an hour old is no other search's write in progress
+        remove_stale_temp_files(path.parent, [path.name], older_than=STALE_INDEX_S)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # as readable as the outputs beside it
+            handle.write(buf.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
 
     @classmethod
     def load(cls, path: Path, root: Path, model: str, context_seconds: float = SearchConfig.context_seconds) -> Index | None:

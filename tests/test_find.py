@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -740,3 +741,17 @@ def test_an_index_folder_that_is_a_symlink(archive: Path, tmp_path: Path, monkey
     assert update_index(archive, BagOfWords())[1].written
     emb = BagOfWords()
     assert not update_index(archive, emb)[1].written and emb.embedded == []
+
+
+def test_a_killed_index_write_leaves_nothing_for_long(archive: Path) -> None:
+    """A search killed outright while it wrote its index left '.index.npz.<random>.tmp' (as large as the index) for
+    good: no later search removed it. The index is now written as outputs are, and one an hour old is removed."""
+    folder = archive / ".captioner-search"
+    update_index(archive, BagOfWords())
+    old, young = folder / ".index.npz.abcd1234.captioner.tmp", folder / ".index.npz.efgh5678.captioner.tmp"
+    for leftover in (old, young):
+        leftover.write_bytes(b"\0" * 1000)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    write_output(archive / "new.json", [(0.0, 2.0, "a cat is sleeping")])  # a change: the index is written again
+    update_index(archive, BagOfWords())
+    assert sorted(p.name for p in folder.iterdir()) == [young.name, "index.npz"]  # another search's, maybe
