@@ -534,6 +534,8 @@ def write_atomic(path: Path, text: str) -> None:
         if tmp_name is not None:
             try:
                 os.unlink(tmp_name)
+            except FileNotFoundError:  # renamed already: a Ctrl-C came between the rename and the line after it
+                pass
             except OSError:
                 log.warning("could not remove temporary file %s", tmp_name)
     _fsync_folder(parent)

@@ -444,6 +444,23 @@ def test_write_atomic_creates_and_replaces(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.srt"]
 
 
+def test_a_ctrl_c_just_after_the_rename_gives_no_false_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """An interrupt between the rename and forgetting the temporary name: 'could not remove temporary file' was
+    logged for a file that had become the output."""
+    real_replace = os.replace
+
+    def replace_then_interrupt(src, dst) -> None:
+        real_replace(src, dst)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outputs.os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(tmp_path / "talk.srt", "x\n")
+    assert (tmp_path / "talk.srt").read_text(encoding="utf-8") == "x\n" and leftovers(tmp_path) == []
+    assert "could not remove" not in caplog.text
+
+
 def test_write_atomic_missing_folder(tmp_path: Path) -> None:
     target = tmp_path / "missing" / "talk.srt"
     with pytest.raises(OutputError) as info:
