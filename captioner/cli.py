@@ -267,6 +267,11 @@ def _fail(message: str) -> None:
     _say(_error_line(message))
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 cue``, ``2 cues``: "(1 cues)" read as a slip."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _error_line(message: object) -> str:
     return "error: " + " ".join(str(message).splitlines())
 
@@ -540,7 +545,7 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
             any_written = True
             if not quiet:  # stderr read by `| head -1` that has gone: the other videos are still captioned
                 for p in written:
-                    _say(f"{printable(str(p))}  ({n_cues} cues)")
+                    _say(f"{printable(str(p))}  ({_count(n_cues, 'cue')})")
         sys.exit(1 if failed else 0)
     finally:  # a run that wrote nothing (failed, stopped by Ctrl-C) leaves no empty output folder behind
         if not any_written:
@@ -860,7 +865,7 @@ class _ProgressBar:
                 bar.update(p.done - bar.n)
         elif p.done != self._segments:
             self._segments = int(p.done)
-            bar.set_postfix_str(f"{self._segments} segments captioned", refresh=False)
+            bar.set_postfix_str(f"{_count(self._segments, 'segment')} captioned", refresh=False)
 
     def close(self) -> None:
         if self._bar is not None:

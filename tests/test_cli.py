@@ -62,7 +62,7 @@ def test_run_writes_srt_beside_the_video(tmp_path, clip, tiny_model) -> None:
     assert cues and cues[0].start.total_seconds() == 0.0
     assert cues[-1].end.total_seconds() <= 2.0 + 1e-6
     assert result.stdout == ""  # subtitles go to files; stdout stays clean
-    assert result.stderr == f"{tmp_path / 'talk.srt'}  ({len(cues)} cues)\n"
+    assert result.stderr == f"{tmp_path / 'talk.srt'}  ({len(cues)} cue{'' if len(cues) == 1 else 's'})\n"
 
 
 def test_run_into_output_dir(tmp_path, clip, tiny_model) -> None:

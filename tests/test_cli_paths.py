@@ -169,3 +169,14 @@ def test_same_named_videos_of_two_folders_under_one_output_folder(tmp_path, clip
     avi = _copy(clip, tmp_path / "d2" / "clip.avi")  # an extension that tells it apart: both keep theirs
     result = cli("run", one, avi, "-o", tmp_path / "out2", "--model", tiny_model, "-q")
     assert result.exit_code == 0 and files_under(tmp_path / "out2") == ["clip.avi.srt", "clip.mp4.srt"]
+
+
+def test_one_cue_is_said_in_the_singular(tmp_path, clip, tiny_model, monkeypatch) -> None:
+    """'talk.srt  (1 cues)'."""
+    from captioner.pipeline import Caption, Captioner
+
+    monkeypatch.setattr(Captioner, "caption_batch", lambda self, items, **_: [Caption("a dog", 0.5) for _ in items])
+    video = _copy(clip, tmp_path / "talk.mp4")  # one shot, one caption: one cue
+    result = cli("run", video, "--model", tiny_model, "-f", "srt,txt")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == f"{tmp_path / 'talk.srt'}  (1 cue)\n{tmp_path / 'talk.txt'}  (1 cue)\n"
