@@ -174,8 +174,9 @@ def caption_options(f):
 
 
 class _Time(click.ParamType):
-    """A time in the video: seconds (``90``, ``90.5``) or ``[HH:]MM:SS[.mmm]`` (``1:30``, ``01:02:03.5``; an
-    SRT-style ``,`` before the milliseconds too). Minutes without hours may pass 59 (``100:00``)."""
+    """A time in the video: seconds (``90``, ``90.5``), with units as captioner's output names write them (``90s``,
+    ``1m30s``, ``1h02m30.5s``; ``1500ms``), or ``[HH:]MM:SS[.mmm]`` (``1:30``, ``01:02:03.5``; an SRT-style ``,``
+    before the milliseconds too). Minutes without hours may pass 59 (``100:00``, ``100m``), as seconds alone may."""
 
     name = "TIME"
 
@@ -186,13 +187,22 @@ class _Time(click.ParamType):
         if isinstance(value, (int, float)):
             return float(value)
         text = str(value).strip()
-        match = re.fullmatch(r"(?:(\d+):)?(?:(\d+):)?(\d+(?:[.,]\d*)?|[.,]\d+)", text)
-        if match is None:
-            self.fail(f"{value!r} is not a time: seconds (90.5) or [HH:]MM:SS[.mmm] (1:30, 01:02:03.5)", param, ctx)
-        first, second, last = match.groups()
-        hours, minutes = (first, second) if second is not None else (None, first)
-        seconds = float(last.replace(",", "."))
-        if minutes is not None and seconds >= 60 or hours is not None and int(minutes) >= 60:
+        number = r"(\d+(?:[.,]\d*)?|[.,]\d+)"
+        clock = re.fullmatch(r"(?:(\d+):)?(?:(\d+):)?" + number, text)
+        units = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:" + number + "s)?", text, re.IGNORECASE)
+        millis = re.fullmatch(number + "ms", text, re.IGNORECASE)
+        if clock is not None:
+            first, second, last = clock.groups()
+            hours, minutes = (first, second) if second is not None else (None, first)
+        elif units is not None and text:
+            hours, minutes, last = units.groups()
+        elif millis is not None:
+            hours, minutes, last = None, None, str(float(millis.group(1).replace(",", ".")) / 1000)
+        else:
+            self.fail(f"{value!r} is not a time: seconds (90.5, 90s, 1500ms), 1m30s, or [HH:]MM:SS[.mmm] "
+                      "(1:30, 01:02:03.5)", param, ctx)
+        seconds = float((last or "0").replace(",", "."))
+        if minutes is not None and seconds >= 60 or hours is not None and int(minutes or 0) >= 60:
             self.fail(f"{value!r} is not a time: minutes and seconds go up to 59", param, ctx)
         try:
             total = float(int(hours or 0) * 3600 + int(minutes or 0) * 60) + seconds
@@ -478,7 +488,8 @@ def main() -> None:
               help="Replace existing output files even if captioner did not write them (such as a film's "
                    "dialogue <name>.srt). Without it such a video is skipped with an error.")
 @click.option("--start", type=_Time(), default=_D.sampling.start,
-              help="Caption from this time of the video: seconds (90.5) or [HH:]MM:SS[.mmm]. Cue times stay the "
+              help="Caption from this time of the video: seconds (90.5, 90s, 1500ms), 1m30s (as output names "
+                   "give it) or [HH:]MM:SS[.mmm]. Cue times stay the "
                    "video's, so the subtitles play with the whole file; frames before it are decoded, not looked at. "
                    "The outputs are named for the stretch (talk.1m30s-2m00s.srt). Default: the start.")
 @click.option("--end", type=_Time(), default=_D.sampling.end,

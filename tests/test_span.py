@@ -39,8 +39,21 @@ def test_times_read_as_ffmpeg_reads_them(text: str, seconds: float) -> None:
     assert _Time().convert(text, None, None) == pytest.approx(seconds)
 
 
+@pytest.mark.parametrize("text, seconds", [
+    ("90s", 90.0), ("1500ms", 1.5), ("1m30s", 90.0), ("1h02m30s", 3750.0), ("2m05.5s", 125.5), ("100m", 6000.0),
+    ("1h", 3600.0), ("0s", 0.0), ("1M30S", 90.0),
+])
+def test_times_with_units_as_the_output_names_write_them(text: str, seconds: float) -> None:
+    """--start 90s, 1500ms or 1m30s (the form of captioner's own output names, a.1m30s-end.srt) was 'not a time'."""
+    from captioner.outputs import stretch_label
+
+    assert _Time().convert(text, None, None) == pytest.approx(seconds)
+    for start in (0.0, 1.5, 90.0, 125.5, 3750.25):
+        assert _Time().convert(stretch_label(start, None).split("-")[0], None, None) == pytest.approx(start)
+
+
 @pytest.mark.parametrize("text", ["", "abc", "-3", "1:75", "1:60:00", "1::2", "1e3", "inf", "nan", "1:2:3:4",
-                                  "9" * 400 + ":00:00"])
+                                  "9" * 400 + ":00:00", "s", "ms", "1m60s", "1h60m", "1h2", "1s30m", "9" * 400 + "h"])
 def test_what_is_not_a_time_is_refused(text: str) -> None:
     with pytest.raises(click.BadParameter):
         _Time().convert(text, None, None)
