@@ -815,3 +815,38 @@ def test_an_output_folder_replaced_by_a_file_mid_batch_fails_each_video_in_one_l
         write_atomic(out / "v2.srt", "1\n")
     assert str(caught.value) == f"{out / 'v2.srt'}: cannot write: {out} is not a folder"
     assert out.read_text(encoding="utf-8") == "x\n"
+
+
+def test_a_second_ctrl_c_while_the_report_is_written_still_leaves_the_report(tmp_path, monkeypatch):
+    """People press Ctrl-C twice: the second, landing while the report was written, removed its temporary file
+    and left no report (or an old one), though the README promises one however a batch stops. It is held off
+    until the report is written, then delivered."""
+    import signal
+
+    import captioner.batch as batch_pkg
+    from captioner.batch import FileResult, plan_batch, report as report_mod, run_batch
+    from captioner.config import CaptionConfig
+
+    tree, out = tmp_path / "in", tmp_path / "out"
+    tree.mkdir()
+    (tree / "a.mp4").write_bytes(b"not decoded here")
+    plan = plan_batch([tree], out, ["srt"])
+
+    def stopped_engine(jobs, config, *, workers, on_result, marker):
+        out.mkdir(exist_ok=True)
+        (out / "a.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\na caption\n")
+        on_result(FileResult(str(jobs[0].video), Status.OK, "", outputs=(str(out / "a.srt"),), shown=jobs[0].shown))
+        raise KeyboardInterrupt  # the first Ctrl-C
+
+    real_write = report_mod.write_atomic
+
+    def write_with_a_second_ctrl_c(path, text):
+        signal.raise_signal(signal.SIGINT)
+        return real_write(path, text)
+
+    monkeypatch.setattr(batch_pkg, "run_local", stopped_engine)
+    monkeypatch.setattr(report_mod, "write_atomic", write_with_a_second_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(plan, CaptionConfig())
+    assert sorted(p.name for p in out.iterdir()) == ["a.srt", REPORT_NAME]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -13,11 +13,12 @@ Importing this package loads neither torch, cv2 nor Ray.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 
 from ..config import CaptionConfig, configure
 from ..errors import CaptionerError
@@ -109,19 +110,47 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
             if on_stop is not None:
                 on_stop()
     finally:  # also on Ctrl-C or SIGTERM: report what was done, the rest as pending
-        unfinished = unfinished_results(plan.jobs, results, plan.formats, started)
-        remove_partial_writes(plan.jobs, unfinished)
-        results += unfinished
-        extra = {"engine": engine, "workers": (workers or 1) if engine == "local" else workers,
-                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-                 "seconds": round(time.time() - started, 3)}
-        unwritten = None
-        try:
-            reports = write_reports(plan, results, extra=extra)
-        except (CaptionerError, OSError) as exc:
-            # (an index that failed beside its report: the report is there, and named in the summary)
-            reports = list(exc.written) if isinstance(exc, ReportError) else []
-            unwritten = " ".join((str(exc) if isinstance(exc, ReportError) else f"cannot write the report: {exc}")
-                                 .split())
-            log.error("%s", unwritten)
+        with _stops_held():
+            unfinished = unfinished_results(plan.jobs, results, plan.formats, started)
+            remove_partial_writes(plan.jobs, unfinished)
+            results += unfinished
+            extra = {"engine": engine, "workers": (workers or 1) if engine == "local" else workers,
+                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+                     "seconds": round(time.time() - started, 3)}
+            unwritten = None
+            try:
+                reports = write_reports(plan, results, extra=extra)
+            except (CaptionerError, OSError) as exc:
+                # (an index that failed beside its report: the report is there, and named in the summary)
+                reports = list(exc.written) if isinstance(exc, ReportError) else []
+                unwritten = " ".join((str(exc) if isinstance(exc, ReportError) else f"cannot write the report: {exc}")
+                                     .split())
+                log.error("%s", unwritten)
     return BatchOutcome(tuple(results), tuple(reports), fatal, unwritten)
+
+
+@contextlib.contextmanager
+def _stops_held() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP held off for the ``with`` block, then delivered as they came.
+
+    The report is written however a batch stops, and people press Ctrl-C twice: the second one, landing while
+    the report was written, removed its temporary file and left no report at all (or an old one). Only where
+    Python handles the signal (in the main thread); a signal left to the system is not touched.
+    """
+    import signal
+    import threading
+
+    held: list[int] = []
+    previous: dict[int, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            number = getattr(signal, name, None)
+            if number is not None and callable(signal.getsignal(number)):
+                previous[number] = signal.signal(number, lambda sig, _frame: held.append(sig))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in dict.fromkeys(held):
+            signal.raise_signal(number)
