@@ -36,14 +36,53 @@ TENSORS = "detectors.safetensors"
 CELLS = 49
 
 #: Caption words that name a person. A caption may say one only if the "person" detector
-#: (any of these in the captions) is sure enough (``presence_threshold``).
+#: (any of these in the captions) is sure enough (``presence_threshold``). Judged word by word
+#: over the shipped vocabulary; tests/test_detect.py holds every other word of it that looks like
+#: one (agent nouns, -man, possessives) to a reviewed list, so a new vocabulary's are decided, not
+#: missed. Left out: words with a common other sense ("cook" and "judge" are verbs, "boxer" a dog,
+#: "pitcher" and "batter" things, "fighter" a plane, "racer" a car, "emperor" a penguin,
+#: "commuter" a train), the pronouns that name things too (they, them, their, themselves), the
+#: narrator's (i, you, we), characters that need not be people (ninja, hero, santa, zombie) and names.
 PERSON_WORDS = frozenset("""man men woman women boy boys girl girls child children kid kids baby babies toddler
 toddlers people person persons lady ladies guy guys adult adults player players crowd team couple family
 skier skiers surfer surfers rider riders biker bikers snowboarder skateboarder climber cyclist bicyclist
 motorcyclist hiker swimmer swimmers dancer dancers worker workers groom bride diver someone somebody gentleman
 gentlemen he she his her him actor actress actors singer singers chef host anchor reporter athlete
 athletes teenager teenagers teen teens boyfriend girlfriend mother father mom dad son daughter player's
-policeman officer soldier soldiers student students audience fans spectators""".split())
+policeman officer soldier soldiers student students audience fans spectators
+male males female females human humans individual individuals peoples mans womans someones somone someoen
+everyone youngster youth youths infant himself herself aman
+man's woman's person's someone's lady's boy's girl's child's children's childs childrens men's women's mens
+womens he's artist's team's baby's
+mothers wife husband brother brothers sister grandmother parent parents families couples twins friend friends
+partner lovers brides bridesmaid bridesmaids groomsmen
+driver drivers chefs waiter waitress bartender teacher teachers nurse nurses doctor doctors dentist surgeon
+scientist scientists professor lecturer instructor trainer coach coaches engineer engineers mechanic mechanics
+technician technicians carpenter farmer farmers fisherman hunter hunters pilot pilots sailor firefighter
+fireman policemen cop cops officers sergeant solider vendor vendors customer customers employee employees
+personnel builders miners barber beautician stylist designer director directors manager assistant attendant
+volunteer businessman businessmen leader leaders president politician politicians senator minister priest
+priests monk pope trucker nerd duchess
+performer performers musician musicians guitarist drummer soloist rapper dj comedian ventriloquist actresses
+hosts announcer announcers commentator commentators narrator presenter newscaster reporters journalist
+journalists interviewer contestant contestants participants competitor competitors opponent opponents gamer
+gymnast wrestler wrestlers fighters fencers footballer footballers goalie goalkeeper quarterback batsman
+baseman catcher catchers hitter bowler golfer umpire referee jockey jockeys rowers skater skaters runner
+runners jogger surfers skiiers climbers hikers bicyclists bicycler cyclists motorcyclists skateboarders
+snowboarders boarder boarders waterskier wakeboarder windsurfer kayaker rollerblader bodybuilder lifter divers
+cheerleader cheerleaders sportsman backpacker teammate teammates member members teams crew gang troupe cowboy
+cowboys cowgirl clown clowns
+onlookers visitors tourist tourists guest guests pedestrian pedestrians passenger passengers commuters diners
+crowds celebrity celebrities cameraman photographer photographers paparazzi artist artists author writer
+blogger graduates candidate candidates prisoner prisoners criminal terrorist owner owners handlers settlers
+judges""".split()) | {"baseball player"}  # a vocabulary entry of two words (an ImageNet class)
+
+#: Words said only of people, not naming one: banned with ``PERSON_WORDS`` when nobody is
+#: visible (else the noun's ban leaves "a young blonde haired bird"), but not counted as naming a
+#: person (training labels, evaluate's invented-person measure). "haired" stays: "a long haired
+#: dog"; so do "bald" (eagle), "teenage" (mutant ninja turtles) and "pregnant".
+PERSON_ATTRIBUTES = frozenset("""blonde blond brunette redheaded bearded shirtless topless naked scantily barefoot
+barefooted elderly shirted blindfolded caucasian""".split())
 
 
 @dataclass(frozen=True)
@@ -212,7 +251,7 @@ class AbsentWords:
     def build(cls, det: Detectors, vocab_index, unk_id: int) -> "AbsentWords":
         person: tuple[int, ...] = ()
         if "person" in det.words and (det.presence_threshold > 0 or det.presence is not None):
-            person = tuple(sorted({vocab_index(w) for w in PERSON_WORDS} - {unk_id}))
+            person = tuple(sorted({vocab_index(w) for w in PERSON_WORDS | PERSON_ATTRIBUTES} - {unk_id}))
         bans = tuple((det.index(w), t, ids) for w, t in sorted(det.word_thresholds.items())
                      if (ids := tuple(sorted(word_forms(w, vocab_index) - {unk_id}))))
         return cls(det, person, bans)
