@@ -27,10 +27,10 @@ from pathlib import Path
 from .errors import CaptionerError, OutputError, VideoError
 
 __all__ = [
-    "INDEX_FALLBACK_NAME", "INDEX_NAME", "INDEX_NAMES", "REPORT_NAME", "absolute", "atomic_path", "cache_dir",
-    "case_keys", "ignores_case", "json_surrogates", "keep_extensions", "make_folders", "new_file_mode", "output_base",
-    "output_bases", "output_file", "output_problem", "outputs_up_to_date", "prepare_output_dir", "remove_empty",
-    "remove_stale_temp_files", "replaces_input", "too_long", "walk", "write_atomic", "write_problem",
+    "INDEX_FALLBACK_NAME", "INDEX_NAME", "INDEX_NAMES", "REPORT_NAME", "absolute", "atomic_path", "base_names_of",
+    "cache_dir", "case_keys", "ignores_case", "json_surrogates", "keep_extensions", "make_folders", "new_file_mode",
+    "output_base", "output_bases", "output_file", "output_problem", "outputs_up_to_date", "prepare_output_dir",
+    "remove_empty", "remove_stale_temp_files", "replaces_input", "too_long", "walk", "write_atomic", "write_problem",
 ]
 
 log = logging.getLogger(__name__)
@@ -270,6 +270,25 @@ def stretch_label(start: float, end: float | None) -> str:
         return f"{int(minutes)}m{'0' if secs < 10 else ''}{text}" if minutes else text
 
     return f"{clock(start)}-{'end' if end is None else clock(end)}"
+
+
+#: A clock of ``stretch_label``'s (``1h02m30s``, ``2m05.5s``, ``0s``).
+_CLOCK = r"(?:\d+h)?(?:\d+m)?\d+(?:\.\d+)?s"
+_STRETCH = re.compile(rf"{_CLOCK}-(?:end|{_CLOCK})")
+
+
+def base_names_of(name: str, formats: Iterable[str]) -> set[str]:
+    """The base names (an output base's last part) of which a file named ``name`` would be an output, in any
+    of ``formats``: ``talk`` for ``talk.srt`` and for ``talk.1m30s-end.srt`` (``run --start``); none for a
+    name no format ends. How a batch tells captioner's own files beside the videos from other files."""
+    names: set[str] = set()
+    for fmt in formats:
+        if name.endswith(f".{fmt}") and len(name) > len(fmt) + 1:
+            head = name[: -len(fmt) - 1]
+            names.add(head)
+            # a.0.5s-end: a's (0.5 s on) or a.0's (5 s on); both, as either video may be there
+            names.update(head[:i] for i, c in enumerate(head) if c == "." and i and _STRETCH.fullmatch(head[i + 1:]))
+    return names
 
 
 def output_bases(videos: Sequence[Path], output_dir: Path | None) -> list[tuple[Path, "Path | CaptionerError"]]:

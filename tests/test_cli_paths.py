@@ -180,3 +180,24 @@ def test_one_cue_is_said_in_the_singular(tmp_path, clip, tiny_model, monkeypatch
     result = cli("run", video, "--model", tiny_model, "-f", "srt,txt")
     assert result.exit_code == 0, result.stderr
     assert result.stderr == f"{tmp_path / 'talk.srt'}  (1 cue)\n{tmp_path / 'talk.txt'}  (1 cue)\n"
+
+
+def test_captioners_own_files_are_not_counted_as_ignored_inputs(tmp_path, clip, tiny_model) -> None:
+    """run --start's a.0.5s-end.srt, a format not asked for this time and an old report in DIR were among the
+    summary's 'non-video file(s) ignored' and the report's ignored files (meant for videos in containers
+    captioner does not look for)."""
+    tree = tmp_path / "in"
+    _copy(clip, tree / "a.mp4")
+    _copy(clip, tree / "sub" / "b.avi")
+    assert cli("run", tree / "a.mp4", "--start", "500ms", "-f", "srt,json", "--model", tiny_model, "-q").exit_code == 0
+    assert cli("run", tree / "sub" / "b.avi", "-f", "vtt", "--model", tiny_model, "-q").exit_code == 0
+    assert cli("batch", tree, "-f", "html", "--model", tiny_model, "-q").exit_code == 0  # a report and an index in DIR
+    for name in ("notes.txt", "sub/b.avi.srt.bak", "index.srt"):  # not captioner's
+        (tree / name).write_text("x\n")
+    result = cli("batch", tree, "-o", tmp_path / "out", "--model", tiny_model)
+    assert result.exit_code == 0, result.stderr
+    assert "3 non-video file(s) ignored" in result.stderr.splitlines()[-1]
+    report = json.loads((tmp_path / "out" / "captioner-report.json").read_text())
+    assert sorted(Path(p).relative_to(tree).as_posix() for p in report["ignored"]) == [
+        "index.srt", "notes.txt", "sub/b.avi.srt.bak"]
+    assert report["totals"]["ignored"] == 3

@@ -17,10 +17,10 @@ from typing import Collection, Sequence
 from ..config import VIDEO_EXTENSIONS
 from ..errors import CaptionerError, cannot_list, path_list
 from ..outputs import (
-    INDEX_NAMES, REPORT_NAME, absolute, case_keys, keep_extensions, output_base, output_file, output_problem,
+    INDEX_FALLBACK_NAME, INDEX_NAMES, REPORT_NAME, absolute, base_names_of, case_keys, keep_extensions, output_base, output_file, output_problem,
     outputs_up_to_date, remove_stale_temp_files, replaces_input, walk,
 )
-from ..writers import foreign_outputs, foreign_reason
+from ..writers import captioner_wrote, foreign_outputs, foreign_reason
 from .job import BatchJob, FileResult, Record, Status, failure_reason, signature_now
 from .lock import check_unlocked
 
@@ -38,7 +38,8 @@ class BatchPlan:
     done: list[FileResult] = field(default_factory=list)  # skipped (outputs up to date) or failed up front
     ignored: list[int] = field(default_factory=list)  # non-video files, per root
     #: those files (absolute), per root: named in the report and (``-v``) the log, so a video in a container
-    #: ``VIDEO_EXTENSIONS`` lacks is not left out unsaid
+    #: ``VIDEO_EXTENSIONS`` lacks is not left out unsaid. captioner's own files are not among them: the outputs
+    #: beside a video (``base_names_of``: any format, ``run --start``'s too) and a report or index in DIR
     ignored_files: list[list[Path]] = field(default_factory=list)
     stale_removed: int = 0  # temporary files of an interrupted run that were deleted
 
@@ -134,6 +135,7 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     seen: set[Path] = set()
     found: list[list] = []  # [video, base, shown, root]
     others: list[list[Path]] = []
+    beside: dict[Path, set[str]] = {}  # folder -> the base names of the outputs its videos get beside them
     for i, (given, root) in enumerate(pairs):
         videos, other, errors = find_files(given, recursive=recursive, exclude=[output_dir] if output_dir else [])
         others.append([absolute(o) for o in other])
@@ -141,6 +143,11 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
             plan.done.append(FileResult(str(absolute(folder)), Status.FAILED, reason, shown=str(folder), root=i))
         for video in videos:
             video_abs = absolute(video)
+            try:
+                stem = output_base(video_abs, None).name
+                beside.setdefault(video_abs.parent, set()).update((stem, stem + video_abs.suffix))
+            except CaptionerError:
+                pass
             if video_abs in seen:
                 continue  # nested or repeated roots: each video once
             seen.add(video_abs)
@@ -197,7 +204,18 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
             plan.done.append(FileResult(str(video), Status.FAILED, problem, shown=shown, root=i).keeping(previous))
         else:
             plan.jobs.append(BatchJob(video, base, shown, i, previous))
-    plan.ignored_files = [[o for o in other if o not in own] for other in others]
+
+    def captioners(path: Path, root: Path) -> bool:
+        """Whether ``path`` is captioner's own (an earlier run's output, a batch's report or index), not an input:
+        run --start's a.1s-end.srt and an old report in DIR were counted as non-video files ignored."""
+        if path.parent == root and path.name in (REPORT_NAME, INDEX_FALLBACK_NAME):
+            return True
+        if path.parent == root and path.name in INDEX_NAMES and captioner_wrote(path):
+            return True
+        return bool(base_names_of(path.name, FORMATS) & beside.get(path.parent, set()))
+
+    plan.ignored_files = [[o for o in other if o not in own and not captioners(o, plan.roots[i])]
+                          for i, other in enumerate(others)]
     plan.ignored = [len(files) for files in plan.ignored_files]
     for path in (path for files in plan.ignored_files for path in files):
         log.info("%s: ignored (not a video file extension)", path)
