@@ -42,6 +42,17 @@ def test_the_probe_tells_this_file_system_and_leaves_nothing(tmp_path) -> None:
     assert key(tmp_path / "a.srt") != key(tmp_path / "A.srt")
 
 
+def test_a_folder_that_cannot_be_probed_is_taken_to_ignore_case(tmp_path, monkeypatch) -> None:
+    """No file can be made there (read-only): names that differ in case are kept apart, never written as one."""
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(outputs.tempfile, "mkstemp", refused)
+    assert outputs.ignores_case(tmp_path) is True
+    key = outputs.case_keys()
+    assert key(tmp_path / "a.srt") == key(tmp_path / "A.srt")
+
+
 def test_names_that_differ_in_case_are_captioned_where_case_counts(tmp_path, clip, tiny_model) -> None:
     """cam/day/clip.mp4 and cam/DAY/clip.mp4 (or a.mp4 and A.mp4) failed every run on Linux: 'its subtitles
     would overwrite those of …', the other named clip.mp4.srt."""
