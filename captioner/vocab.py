@@ -126,12 +126,44 @@ class Vocabulary:
         return " ".join(words)
 
 
-_YOU_SOUND = ("uni", "use", "usu", "uten", "eu", "ewe", "one", "once", "ufo")
+#: Spellings that start with a vowel letter but a consonant sound ("a unicycle", "a ukulele", "a urinal",
+#: "a utility truck", "a european", "a one way street"), and those of them that do not ("an unidentified").
+_YOU_SOUND = ("uni", "use", "usu", "usa", "uten", "uti", "uto", "ute", "uk", "urin", "ura", "ure", "uf", "eu", "ewe",
+              "one", "once")
+_NOT_YOU_SOUND = ("unin", "unimp", "unid")
 _SILENT_H = ("hour", "honest", "honor", "honour", "heir")
+#: Single letters said with a vowel sound ("an x box", "an m", but "a u turn", "a t shirt").
+_VOWEL_LETTERS = frozenset("aefhilmnorsx")
+#: Words said letter by letter whose first letter's name starts with a vowel ("an nba game", "an suv", "an xbox").
+_LETTER_WORDS = frozenset("fps hbo hd hr lmfao mma mtv nba nbc nfl rv suv xbox".split())
+_DIGITS = re.compile(r"\d+")
+
+
+def _number_starts_with_a_vowel(digits: str) -> bool:
+    """Whether a number is read starting with a vowel: eight..., eleven, eighteen ("an 8 year old", "an 80s song",
+    "an 18 wheeler", "an 1800s house", "an 11000 foot peak"; "a 180", "a 100", "a 1989 car").
+
+    Read in groups of three from the right (a four-digit number as a year: "18|00"): the first group decides.
+    """
+    lead = digits[:2] if len(digits) == 4 else digits[: len(digits) % 3 or 3]
+    return lead.startswith("8") or lead in ("11", "18")
+
+
+def _vowel_sound(word: str) -> bool:
+    """Whether "an" goes before ``word`` (by spelling, with the usual exceptions)."""
+    number = _DIGITS.match(word)
+    if number:
+        return _number_starts_with_a_vowel(number.group())
+    if len(word) == 1:
+        return word in _VOWEL_LETTERS
+    if word in _LETTER_WORDS or word.startswith(_SILENT_H):
+        return True
+    return word[:1] in "aeiou" and not (word.startswith(_YOU_SOUND) and not word.startswith(_NOT_YOU_SOUND))
 
 
 def fix_articles(text: str) -> str:
-    """"a elephant" -> "an elephant", "an dog" -> "a dog" (by spelling, with the usual exceptions).
+    """"a elephant" -> "an elephant", "an dog" -> "a dog", by how the next word starts when said:
+    "a ukulele", "an hour", "an 8 year old boy", "an x box".
 
     The decoder picks the article before it picks the noun, and a copied concept
     word ("elephant", "umbrella") may not be the noun it had in mind.
@@ -140,9 +172,7 @@ def fix_articles(text: str) -> str:
     for i in range(len(words) - 1):
         if words[i] not in ("a", "an"):
             continue
-        nxt = words[i + 1]
-        vowel = (nxt[:1] in "aeiou" and not nxt.startswith(_YOU_SOUND)) or nxt.startswith(_SILENT_H)
-        words[i] = "an" if vowel else "a"
+        words[i] = "an" if _vowel_sound(words[i + 1]) else "a"
     return " ".join(words)
 
 

@@ -140,6 +140,28 @@ def test_articles_follow_the_next_word():
     assert fix_articles("a man with a") == "a man with a"
 
 
+@pytest.mark.parametrize("wrong, right", [
+    # the article goes by the sound: correct ones were broken ("an 8 year old boy" -> "a 8 ...")
+    ("a 8 year old boy", "an 8 year old boy"), ("a 18 wheeler", "an 18 wheeler"), ("a 80s song", "an 80s song"),
+    ("a 11 year old girl", "an 11 year old girl"), ("a 800 pound bear", "an 800 pound bear"),
+    ("a 1800s house", "an 1800s house"), ("a 8x10 photo", "an 8x10 photo"),
+    ("an 180 degree turn", "a 180 degree turn"), ("an 100 year old tree", "a 100 year old tree"),
+    ("an 2012 car", "a 2012 car"), ("an 113th street", "a 113th street"),
+    ("an ukulele", "a ukulele"), ("an urinal", "a urinal"), ("an utility truck", "a utility truck"),
+    ("an usa flag", "a usa flag"), ("an ufc fight", "a ufc fight"), ("an uk flag", "a uk flag"),
+    ("an unicycle", "a unicycle"), ("an utensil", "a utensil"), ("an european city", "a european city"),
+    ("a urban street", "an urban street"), ("a unusual hat", "an unusual hat"),
+    ("a unidentified object", "an unidentified object"),
+    ("a x box", "an x box"), ("a m on a sign", "an m on a sign"), ("an u turn", "a u turn"),
+    ("an t shirt", "a t shirt"), ("a nba game", "an nba game"), ("a xbox", "an xbox"), ("an 3d movie", "a 3d movie"),
+])
+def test_articles_follow_how_the_next_word_is_said(wrong, right):
+    from captioner.vocab import fix_articles
+
+    assert fix_articles(wrong) == right
+    assert fix_articles(right) == right  # a correct article is kept
+
+
 @pytest.mark.parametrize("beam_size", [1, 3])
 def test_once_tokens_never_repeat(beam_size):
     """A toy language model that loves "loaf loaf" cannot say it twice when "loaf" is a once-token (greedy too)."""
