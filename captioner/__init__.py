@@ -39,6 +39,7 @@ def console(**click_options: object) -> None:
     Loading the command line takes ~0.2 s of imports (click, NumPy), before its Ctrl-C handling exists:
     a Ctrl-C then printed a KeyboardInterrupt traceback. It is the same one line and exit 130 as later.
     """
+    import signal
     import sys
 
     try:
@@ -46,4 +47,7 @@ def console(**click_options: object) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         raise SystemExit(130) from None
-    main(**click_options)
+    try:
+        main(**click_options)
+    finally:  # the process is on its way out, its line said: a Ctrl-C now only made a traceback of the exit
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -321,7 +321,8 @@ class _Group(click.Group):
             _say("interrupted")
             sys.exit(130)
         except OSError as exc:  # stdout on a full disk (image > list.txt, --help > /dev/full): was a traceback
-            if exc.errno not in _OUTPUT_FULL and not isinstance(exc, _StdoutClosed):
+            # (EIO: the terminal closed under a job that ignores the hang-up, nohup's or a disowned one's)
+            if exc.errno not in _OUTPUT_FULL and exc.errno != errno.EIO and not isinstance(exc, _StdoutClosed):
                 raise  # a broken pipe is click's (quiet); anything else is a bug: its traceback says where
             sys.stdout = open(os.devnull, "w", encoding="utf-8")  # what is still buffered goes nowhere at exit
             _say(f"error: cannot write the output: {exc.strerror or exc}")
@@ -431,6 +432,8 @@ class _EarlyInterrupt(BaseException):
 
 
 def _interrupted_early(signum, frame) -> None:
+    if _INTERRUPTED:  # the command said "interrupted" and is on its way out: a second Ctrl-C raised in a
+        return  # weakref callback there ("Exception ignored in ... _EarlyInterrupt", a traceback)
     raise _EarlyInterrupt
 
 
@@ -822,7 +825,7 @@ def _run_batch(folders, output_dir, formats, recursive, overwrite, engine, worke
         if r.status is Status.FAILED:
             _fail(f"{r.shown}: {r.reason}")
     if not quiet and not plan.jobs and not plan.done:
-        click.echo(f"no videos found in {', '.join(map(str, folders))}", err=True)
+        _say(f"no videos found in {', '.join(map(str, folders))}")
     bar = tqdm(total=len(plan.jobs), unit="video", desc="captioning", file=sys.stderr, dynamic_ncols=True,
                disable=True if quiet else None, mininterval=0.5)
 
@@ -837,12 +840,12 @@ def _run_batch(folders, output_dir, formats, recursive, overwrite, engine, worke
     if outcome.fatal is not None:
         _fail(str(outcome.fatal))
     counts = outcome.counts()
-    if not quiet:
-        click.echo(f"{counts[Status.OK]} captioned, {counts[Status.SKIPPED]} up to date, "
-                   f"{counts[Status.FAILED]} failed, "
-                   + (f"{counts[Status.PENDING]} not run, " if counts[Status.PENDING] else "")
-                   + f"{sum(plan.ignored)} non-video file(s) ignored in {time.time() - started:.1f} s"
-                   + (f"; report: {', '.join(map(str, outcome.reports))}" if outcome.reports else ""), err=True)
+    if not quiet:  # (a terminal gone under a job that ignores the hang-up: the line is lost, the batch is not)
+        _say(f"{counts[Status.OK]} captioned, {counts[Status.SKIPPED]} up to date, "
+             f"{counts[Status.FAILED]} failed, "
+             + (f"{counts[Status.PENDING]} not run, " if counts[Status.PENDING] else "")
+             + f"{sum(plan.ignored)} non-video file(s) ignored in {time.time() - started:.1f} s"
+             + (f"; report: {', '.join(map(str, outcome.reports))}" if outcome.reports else ""))
     # a report or an index not written (its error line said why): without the report the next run cannot tell
     # what this one did
     sys.exit(1 if counts[Status.FAILED] or outcome.fatal is not None or outcome.unwritten or not outcome.reports else 0)

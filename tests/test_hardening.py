@@ -569,3 +569,53 @@ def test_a_ray_address_where_nothing_listens_is_one_line_at_once(tmp_path, tiny_
     assert out.stderr == (f"error: cannot reach a Ray head at 127.0.0.1:{port} (connection refused): is it running "
                           "(ray start --head) and the address right?\n")
 
+
+
+def test_a_terminal_gone_under_a_job_that_ignores_the_hang_up(tmp_path, tiny_model):
+    """nohup or a disowned job: SIGHUP ignored, the terminal closed. batch's summary line met EIO and the batch,
+    every video captioned and reported, exited 1 with a traceback; image's result line likewise (its output is
+    lost: exit 1, but as one line, as a full disk is said)."""
+    import pty
+    import sys
+
+    tree = tmp_path / "in"
+    make_video(tree / "x.mp4", [("red", 1.0)])
+
+    def on_a_gone_terminal(*args) -> int:
+        master, slave = pty.openpty()
+        os.close(master)  # gone before anything is written
+        child = subprocess.Popen(captioner_command(*args), stdin=slave, stdout=slave, stderr=slave, env=subprocess_env(),
+                                 cwd=REPO, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+        os.close(slave)
+        return child.wait(timeout=300)
+
+    assert on_a_gone_terminal("batch", tree, "-o", tmp_path / "o", "--model", tiny_model) == 0
+    assert json.loads((tmp_path / "o" / REPORT_NAME).read_text(encoding="utf-8"))["totals"]["ok"] == 1
+    photo = tmp_path / "p.png"
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(photo), np.full((48, 64, 3), 200, np.uint8))
+    done = subprocess.run([sys.executable, "-c", "import errno, sys, click\n"
+                           "from captioner.cli import main\n"
+                           "def echo(message=None, file=None, nl=True, err=False, color=None):\n"
+                           "    if not err: raise OSError(errno.EIO, 'Input/output error')\n"
+                           "    sys.stderr.write(str(message) + '\\n')\n"
+                           "click.echo = echo\n"
+                           "main(['image', sys.argv[1], '--model', sys.argv[2]])\n", str(photo), str(tiny_model)],
+                          capture_output=True, text=True, env=subprocess_env(), cwd=REPO, timeout=300)
+    assert (done.returncode, done.stderr) == (1, "error: cannot write the output: Input/output error\n")
+
+
+def test_a_second_ctrl_c_after_the_interrupted_line_is_not_a_traceback():
+    """Between the command's end and the process's, Ctrl-C went to the handler for one during start-up, which
+    raised where it landed (a weakref callback: 'Exception ignored in ... _EarlyInterrupt' and a traceback)."""
+    from captioner import cli as cli_mod
+
+    cli_mod._INTERRUPTED[:] = [KeyboardInterrupt]
+    try:
+        assert cli_mod._interrupted_early(signal.SIGINT, None) is None
+    finally:
+        cli_mod._INTERRUPTED.clear()
+    with pytest.raises(cli_mod._EarlyInterrupt):
+        cli_mod._interrupted_early(signal.SIGINT, None)
