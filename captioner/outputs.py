@@ -27,8 +27,8 @@ from pathlib import Path
 from .errors import CaptionerError, OutputError, VideoError
 
 __all__ = [
-    "INDEX_FALLBACK_NAME", "INDEX_NAME", "INDEX_NAMES", "REPORT_NAME", "absolute", "atomic_path", "base_names_of",
-    "cache_dir", "case_keys", "ignores_case", "json_surrogates", "keep_extensions", "make_folders", "new_file_mode",
+    "INDEX_FALLBACK_NAME", "INDEX_NAME", "INDEX_NAMES", "REPORT_NAME", "STALE_WRITE_S", "absolute", "atomic_path",
+    "base_names_of", "cache_dir", "case_keys", "ignores_case", "json_surrogates", "keep_extensions", "make_folders", "new_file_mode",
     "output_base", "output_bases", "output_file", "output_problem", "outputs_up_to_date", "prepare_output_dir",
     "remove_empty", "remove_stale_temp_files", "replaces_input", "too_long", "walk", "write_atomic", "write_problem",
 ]
@@ -49,6 +49,8 @@ INDEX_NAMES = (INDEX_NAME, INDEX_FALLBACK_NAME)
 # so that the final rename is atomic, and named as no user's file is (``.talk.srt.backup.tmp``, a
 # user's, matched the ``.<name>.<word>.tmp`` of earlier versions and the next batch deleted it).
 _TMP_SUFFIX = ".captioner.tmp"
+#: A temporary output this many seconds old is a killed run's, not one another run is writing (``run`` clears them).
+STALE_WRITE_S = 60.0
 _TMP_RE = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}" + re.escape(_TMP_SUFFIX))
 
 

@@ -212,3 +212,18 @@ def test_captioners_own_files_are_not_counted_as_ignored_inputs(tmp_path, clip, 
     assert sorted(Path(p).relative_to(tree).as_posix() for p in report["ignored"]) == [
         "index.srt", "notes.txt", "sub/b.avi.srt.bak"]
     assert report["totals"]["ignored"] == 3
+
+
+def test_run_clears_what_a_killed_run_of_the_same_video_left(tmp_path, tiny_model, isolate_cli) -> None:
+    """A run killed outright while it wrote left '.x.srt.<random>.captioner.tmp' for good: only batch cleared them.
+    One a minute old is a killed run's; a younger one may be another run's write in progress."""
+    import os
+    import time
+
+    clip = make_video(tmp_path / "x.mp4", [("red", 1.0)]).path
+    old, young = tmp_path / ".x.srt.abcd1234.captioner.tmp", tmp_path / ".x.json.efgh5678.captioner.tmp"
+    for leftover in (old, young):
+        leftover.write_text("1\n00:00:00,000 --> 00:", encoding="utf-8")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    assert cli("run", clip, "--model", tiny_model, "--beam-size", "1").exit_code == 0
+    assert not old.exists() and young.exists() and (tmp_path / "x.srt").is_file()
