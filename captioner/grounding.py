@@ -81,15 +81,47 @@ class Grounder:
     def constraints(self, concept: Concept, free_tokens: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
         """(required ids, extra banned ids) for a second search, or None if the free caption already says it."""
         wid = self.word_id[concept.word]
-        if wid in free_tokens:
-            return None
-        forms = word_forms(concept.word)
-        said = [self.vocab.itos[t] for t in free_tokens if t < len(self.vocab)]
-        if any(part in forms for w in said for part in w.split()):
-            return None  # already said in another form: "skiing" for ski, "dogs" for dog, "ski mask" for ski
+        if wid in free_tokens or self.says(concept.word, free_tokens):
+            return None  # already said, in another form or by another name ("sink" for washbasin)
         banned = set(self.group_ids.get(concept.group, set())) - {wid}
         banned |= set(self.novel_ids) - {wid}
         return (wid,), tuple(sorted(banned))
+
+    def says(self, word: str, tokens: Sequence[int], *, besides: bool = False) -> bool:
+        """Whether ``tokens`` name what the concept ``word`` names: in one of its forms ("skiing" for ski,
+        "dogs" for dog, "ski mask" for ski), by another name of the same thing (``SAME_THING``: "sink" for
+        washbasin), or spelt in two words ("motor cycle" for motorcycle).
+
+        ``besides``: another name, or ``word`` spelt in two, beside ``word`` itself, as a caption that requires
+        ``word`` must not hold: "a man is riding a motor cycle on a moped" names one thing twice.
+        """
+        others = next((g for g in SAME_THING if word in g), frozenset((word,))) - {word}
+        # another name in its plain forms ("fridges", not "screening" for screen)
+        other_forms = frozenset(f for n in others for f in (n, n + "s", n + "es", n + "'s"))
+        forms = word_forms(word) | other_forms
+        said = [self.vocab.itos[t] for t in tokens if 0 <= t < len(self.vocab)]
+        joined = [a + b for a, b in zip(said, said[1:]) if " " not in a + b]
+        if any(j in forms for j in joined):
+            return True
+        # besides: its own forms are not a second name ("skiing" beside the required "ski")
+        single = other_forms if besides else forms
+        return any(part in single for w in said for part in (w, *w.split()))
+
+
+#: Caption words that name the same thing, where a concept word is one of them: the caption that
+#: says one says the concept (a small curated list; only words a caption uses for the very thing
+#: the ImageNet class shows, and only where the group ban would not stop the second name:
+#: "a bathroom with a sink and a washbasin", "a man is riding a motor cycle on a moped").
+SAME_THING: tuple[frozenset[str], ...] = tuple(frozenset(g.split(",")) for g in (
+    "sink,washbasin",
+    "moped,motor scooter,scooter,motorcycle,motorbike",
+    "television,tv,screen,monitor",
+    "refrigerator,fridge",
+    "trolley,tram,streetcar",
+    "jug,pitcher",
+    "bathtub,tub",
+    "coffee mug,mug",
+))
 
 
 def word_forms(word: str) -> frozenset[str]:

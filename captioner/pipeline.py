@@ -305,11 +305,12 @@ class Captioner:
                     if rule is not None:
                         required, extra_banned = rule
                         banned = tuple(t for t in self._banned + absent[i] if t not in set(required)) + extra_banned
-                        again.append((i, (feats[i], concepts[i], banned, required, priors[i])))
+                        again.append((i, concept.word, (feats[i], concepts[i], banned, required, priors[i])))
                 # placing a required word needs a beam search (a constraint group besides the free beam)
-                retry = self._search([a for _, a in again], video, max(2, beam_size))
-                for (i, (_, _, _, required, _)), hyp in zip(again, retry):
-                    if set(required).issubset(hyp.tokens):
+                retry = self._search([a for _, _, a in again], video, max(2, beam_size))
+                for (i, word, (_, _, _, required, _)), hyp in zip(again, retry):
+                    # not where it names the thing twice ("riding a motor cycle on a moped"): the free caption stays
+                    if set(required).issubset(hyp.tokens) and not self.grounder.says(word, hyp.tokens, besides=True):
                         found[i] = hyp
             consensus: list[dict[tuple[int, ...], float] | None] = [None] * len(found)
             agree = d_cfg.consensus_weight if video else d_cfg.photo_consensus_weight
