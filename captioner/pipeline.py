@@ -296,6 +296,7 @@ class Captioner:
             states = [self._start(f, c, b, p, video) for f, c, b, p in zip(feats, concepts, banned, priors)]
             found = self._search([(f, c, b, (), p) for f, c, b, p in zip(feats, concepts, banned, priors)],
                                  video, beam_size, states)
+            grounded: dict[int, tuple[tuple[int, ...], Hypothesis]] = {}  # retried: (required ids, the free hypothesis)
             if self.grounder is not None:
                 # a confident concept the caption does not say: search again with it required
                 again = []
@@ -311,6 +312,7 @@ class Captioner:
                 for (i, word, (_, _, _, required, _)), hyp in zip(again, retry):
                     # not where it names the thing twice ("riding a motor cycle on a moped"): the free caption stays
                     if set(required).issubset(hyp.tokens) and not self.grounder.says(word, hyp.tokens, besides=True):
+                        grounded[i] = (required, found[i])
                         found[i] = hyp
             consensus: list[dict[tuple[int, ...], float] | None] = [None] * len(found)
             agree = d_cfg.consensus_weight if video else d_cfg.photo_consensus_weight
@@ -318,6 +320,17 @@ class Captioner:
             if bank_keys is not None and agree > 0:
                 found, consensus = self._neighbour_captions(found, vectors, states, bank_keys, agree, weight, video)
             chosen = [self._rerank(h, v, weight, c, agree) for h, v, c in zip(found, vectors, consensus)]
+            # a grounded caption whose rerank chose a candidate without the required word (a consensus caption
+            # the free one had beaten: "two dogs running in the dirt" for a bear) says neither the concept nor
+            # the free answer: what the free caption's pool chooses is returned instead, as without grounding
+            lost = [i for i, (required, _) in grounded.items() if not set(required).issubset(chosen[i].tokens)]
+            free = [grounded[i][1] for i in lost]
+            free_consensus: list[dict[tuple[int, ...], float] | None] = [None] * len(lost)
+            if lost and bank_keys is not None and agree > 0:
+                free, free_consensus = self._neighbour_captions(free, [vectors[i] for i in lost], [states[i] for i in lost],
+                                                                bank_keys, agree, weight, video)
+            for i, h, c in zip(lost, free, free_consensus):
+                chosen[i] = self._rerank(h, vectors[i], weight, c, agree)
         from .vse import encode_vector
 
         return [Caption(fix_articles(self.vocab.decode(h.tokens)), round(self._confidence(h, v, video), 4), self._concept_words(c),

@@ -131,3 +131,27 @@ def test_a_constrained_caption_that_names_the_concept_twice_is_not_taken(caption
     monkeypatch.setattr(grounder, "says", lambda self, word, tokens, besides=False: besides or says(self, word, tokens))
     assert captioner.caption_features(feats, bear).text == plain.text
 
+
+def test_when_the_rerank_drops_the_required_word_the_free_choice_stays(captioner, monkeypatch):
+    """The retry replaced the free caption and all its alternatives; a consensus candidate the free caption
+    had beaten could then win the rerank, with neither the concept nor the free answer ("two dogs running in
+    the dirt" for a bear). Where the winner lacks the required word, what the free pool picks is returned."""
+    import dataclasses
+
+    feats = torch.randn(49, 1280).abs()
+    plain = captioner.caption_features(feats).text
+    bear = _one_hot(_index_of("bear"), 0.9)
+    bear_id = captioner.vocab.index("bear")
+    grounded = captioner.caption_features(feats, bear).text
+    assert "bear" in grounded.split() and grounded != plain
+    kind = type(captioner)
+    rerank = kind._rerank
+
+    def a_candidate_without_the_concept_wins(self, hyp, *args, **kwargs):
+        chosen = rerank(self, hyp, *args, **kwargs)
+        if bear_id in chosen.tokens:
+            return dataclasses.replace(chosen, tokens=tuple(t for t in chosen.tokens if t != bear_id))
+        return chosen
+
+    monkeypatch.setattr(kind, "_rerank", a_candidate_without_the_concept_wins)
+    assert captioner.caption_features(feats, bear).text == plain
