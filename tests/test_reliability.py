@@ -244,7 +244,7 @@ def test_damaged_middle_keeps_what_decodes(tmp_path, tiny_model, clip_avi) -> No
     stopped = [w for w in warnings if w.startswith(f"warning: {damaged}: decoding stopped after ")]
     assert len(stopped) == 1 and stopped[0].endswith("captioning what was read"), warnings
     cues = srt_cues(tmp_path / "damaged.srt")
-    assert written == [f"{tmp_path / 'damaged'}.{f}  ({len(cues)} cues)" for f in ("srt", "json")]
+    assert written == [f"{tmp_path / 'damaged'}.{f}  ({len(cues)} cue{'' if len(cues) == 1 else 's'})" for f in ("srt", "json")]
     decoded = json.loads((tmp_path / "damaged.json").read_text())["metadata"]["video"]["duration"]
     assert decoded < 2.0  # the subtitles end where the frames did, not where the header says
     assert cues[-1].end.total_seconds() == decoded
