@@ -21,7 +21,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from captioner.config import OutputConfig
 
@@ -296,49 +296,128 @@ def _spread(start: int, total: int, weights: Sequence[int], floors: Sequence[int
     return bounds
 
 
-def _room_later(caps: list[list[Any]], i: int, end_ms: int | None) -> int:
-    """How far caption ``i`` can end later if every caption after it is moved later and shortened to what it
-    needs (``layout_cues``' [start, end, pages, needs, confidence] rows); unbounded after the last one when
-    the video's length is unknown."""
-    if end_ms is None:
-        return sum(caps[i][3])
-    return max(0, end_ms - sum(sum(c[3]) for c in caps[i + 1:]) - caps[i][1])
+#: How far a caption may move from where the model put it so that a caption beyond its neighbour gets the time
+#: it needs (``layout_cues``): about a sample's worth. Unbounded, a montage of short shots pushed each caption
+#: further off its picture than the one before (15.9 s late by the end of ten 1-s shots).
+MAX_SHIFT_MS = 1000
 
 
-def _room_earlier(caps: list[list[Any]], i: int, start_ms: int) -> int:
-    """How far caption ``i`` can begin earlier if every caption before it (each given its time already) is moved
-    earlier and shortened to what it needs."""
-    return max(0, caps[i][0] - start_ms - sum(sum(c[3]) for c in caps[:i]))
-
-
-def _push_later(caps: list[list[Any]], i: int, ms: int) -> int:
-    """End caption ``i`` ``ms`` later, moving on the captions after it only as far as each then needs
-    (``_room_later`` says how far that can go). Returns ``ms``."""
-    caps[i][1] += ms
-    edge = caps[i][1]
-    for cap in caps[i + 1:]:
-        if cap[0] >= edge:
+def _push_later(caps: list[list[Any]], i: int, ms: int, end_ms: int | None, apply: bool = True) -> bool:
+    """End caption ``i`` ``ms`` later, moving the captions after it on only as far as each then needs (rows of
+    ``layout_cues``: [start, end, pages, needs, confidence, start given, end given]). False, and nothing moved,
+    where one would end past ``end_ms`` or move more than ``MAX_SHIFT_MS`` from where it was given."""
+    moves = [(i, caps[i][0], caps[i][1] + ms)]
+    edge = moves[0][2]
+    for j in range(i + 1, len(caps)):
+        row = caps[j]
+        if row[0] >= edge:
             break
-        cap[0] = edge
-        if cap[1] - cap[0] >= sum(cap[3]):
+        start, end = edge, max(row[1], edge + sum(row[3]))
+        if start - row[5] > MAX_SHIFT_MS or end - row[6] > MAX_SHIFT_MS:
+            return False
+        moves.append((j, start, end))
+        if end == row[1]:
             break
-        cap[1] = edge = cap[0] + sum(cap[3])
-    return ms
+        edge = end
+    if end_ms is not None and moves[-1][2] > end_ms:
+        return False
+    if apply:
+        for j, start, end in moves:
+            caps[j][0], caps[j][1] = start, end
+    return True
 
 
-def _pull_earlier(caps: list[list[Any]], i: int, ms: int) -> int:
-    """Begin caption ``i`` ``ms`` earlier, moving the captions before it back only as far as each then needs
-    (``_room_earlier`` says how far that can go). Returns ``ms``."""
-    caps[i][0] -= ms
-    edge = caps[i][0]
-    for cap in reversed(caps[:i]):
-        if cap[1] <= edge:
+def _pull_earlier(caps: list[list[Any]], i: int, ms: int, start_ms: int, apply: bool = True) -> bool:
+    """``_push_later`` the other way: begin caption ``i`` ``ms`` earlier, moving the captions before it back, none
+    before ``start_ms``."""
+    moves = [(i, caps[i][0] - ms, caps[i][1])]
+    edge = moves[0][1]
+    for j in range(i - 1, -1, -1):
+        row = caps[j]
+        if row[1] <= edge:
             break
-        cap[1] = edge
-        if cap[1] - cap[0] >= sum(cap[3]):
+        start, end = min(row[0], edge - sum(row[3])), edge
+        if row[5] - start > MAX_SHIFT_MS or row[6] - end > MAX_SHIFT_MS:
+            return False
+        moves.append((j, start, end))
+        if start == row[0]:
             break
-        cap[0] = edge = cap[1] - sum(cap[3])
-    return ms
+        edge = start
+    if moves[-1][1] < start_ms:
+        return False
+    if apply:
+        for j, start, end in moves:
+            caps[j][0], caps[j][1] = start, end
+    return True
+
+
+def _most(fits: Callable[[int], bool], most: int) -> int:
+    """The largest ``n`` in 0..``most`` that ``fits`` (which holds for every number below one that fits)."""
+    low, high = 0, most
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _fit(caps: list[list[Any]], start_ms: int, end_ms: int | None, chain: bool) -> list[list[Any]]:
+    """Step 3 of ``layout_cues`` on its rows (changed in place, returned without the captions dropped); ``chain``:
+    also from captions beyond the neighbours."""
+    i = 0
+    while i < len(caps):
+        cap = caps[i]
+        short = sum(cap[3]) - (cap[1] - cap[0])
+        if short > 0:
+            saved = [(c[0], c[1]) for c in caps]  # what a caption that cannot be given its time leaves as it was
+            later = caps[i + 1] if i + 1 < len(caps) else None
+            earlier = caps[i - 1] if i > 0 else None
+            limit = later[0] if later else (end_ms if end_ms is not None else cap[1] + short)
+            grow = min(short, max(0, limit - cap[1]))
+            cap[1] += grow
+            short -= grow
+            grow = min(short, max(0, cap[0] - (earlier[1] if earlier else start_ms)))
+            cap[0] -= grow
+            short -= grow
+            if short > 0 and later:
+                grow = min(short, max(0, later[1] - later[0] - sum(later[3])))
+                later[0] += grow
+                cap[1] += grow
+                short -= grow
+            if short > 0 and earlier:
+                grow = min(short, max(0, earlier[1] - earlier[0] - sum(earlier[3])))
+                earlier[1] -= grow
+                cap[0] -= grow
+                short -= grow
+            if short > 0 and chain:  # from further along: those between shift, none more than MAX_SHIFT_MS off its picture
+                grow = _most(lambda ms: _push_later(caps, i, ms, end_ms, apply=False), short)
+                _push_later(caps, i, grow, end_ms)
+                short -= grow
+            if short > 0 and chain:
+                grow = _most(lambda ms: _pull_earlier(caps, i, ms, start_ms, apply=False), short)
+                _pull_earlier(caps, i, grow, start_ms)
+                short -= grow
+            if short > 0 and len(caps) > 1:
+                logger.debug("dropping a caption with too little time to be read: %r", " ".join(cap[2]))
+                for row, (a, b) in zip(caps, saved):
+                    row[0], row[1] = a, b
+                del caps[i]
+                # its time goes to the neighbours it touches (halved between two): a hole with no caption is
+                # no truer to the video than a neighbour's caption held on (silence beside it stays silence)
+                before = caps[i - 1] if i > 0 and caps[i - 1][1] >= cap[0] else None
+                after = caps[i] if i < len(caps) and caps[i][0] <= cap[1] else None
+                if before and after:
+                    before[1] = after[0] = (cap[0] + cap[1]) // 2
+                elif before:
+                    before[1] = cap[1]
+                elif after:
+                    after[0] = cap[0]
+                continue
+        i += 1
+
+    return caps
 
 
 def layout_cues(
@@ -363,7 +442,8 @@ def layout_cues(
        ``min_duration`` and ``len(text) / max_chars_per_second`` seconds. Time comes
        from the silence after it, then before it, then from what its neighbours can
        spare, then from captions further along, later then earlier (those between
-       shift by what it lacks, each keeping the time it needs); a caption that cannot
+       shift, each keeping the time it needs and none more than ``MAX_SHIFT_MS`` from
+       where it was given); a caption that cannot
        get enough time even so is dropped, unless it is the only one, and its time
        goes to the neighbours it touches (shared between two), so that a dropped
        caption leaves no stretch without one.
@@ -397,61 +477,22 @@ def layout_cues(
     def page_need(text: str) -> int:
         return max(min_ms, math.ceil(len(text) * 1000.0 / cps - 1e-6) if cps else 0)
 
-    # [start ms, end ms, pieces, piece needs, confidence]
+    # [start ms, end ms, pieces, piece needs, confidence, start ms as given, end ms as given]
     caps = []
     for cue in ready:
         pages = _pages(cue.text, max_line_width, max_line_count, max_chars)
-        caps.append([to_ms(cue.start), to_ms(cue.end), pages, [page_need(p) for p in pages], cue.confidence])
+        start_given, end_given = to_ms(cue.start), to_ms(cue.end)
+        caps.append([start_given, end_given, pages, [page_need(p) for p in pages], cue.confidence, start_given,
+                     end_given])
 
-    i = 0
-    while i < len(caps):
-        cap = caps[i]
-        short = sum(cap[3]) - (cap[1] - cap[0])
-        if short > 0:
-            saved = [(c[0], c[1]) for c in caps]  # what a caption that cannot be given its time leaves as it was
-            later = caps[i + 1] if i + 1 < len(caps) else None
-            earlier = caps[i - 1] if i > 0 else None
-            limit = later[0] if later else (end_ms if end_ms is not None else cap[1] + short)
-            grow = min(short, max(0, limit - cap[1]))
-            cap[1] += grow
-            short -= grow
-            grow = min(short, max(0, cap[0] - (earlier[1] if earlier else start_ms)))
-            cap[0] -= grow
-            short -= grow
-            if short > 0 and later:
-                grow = min(short, max(0, later[1] - later[0] - sum(later[3])))
-                later[0] += grow
-                cap[1] += grow
-                short -= grow
-            if short > 0 and earlier:
-                grow = min(short, max(0, earlier[1] - earlier[0] - sum(earlier[3])))
-                earlier[1] -= grow
-                cap[0] -= grow
-                short -= grow
-            if short > 0:  # from further along, each caption between shifted by at most ``short``
-                short -= _push_later(caps, i, min(short, _room_later(caps, i, end_ms)))
-            if short > 0:
-                short -= _pull_earlier(caps, i, min(short, _room_earlier(caps, i, start_ms)))
-            if short > 0 and len(caps) > 1:
-                logger.debug("dropping a caption with too little time to be read: %r", " ".join(cap[2]))
-                for row, (a, b) in zip(caps, saved):
-                    row[0], row[1] = a, b
-                del caps[i]
-                # its time goes to the neighbours it touches (halved between two): a hole with no caption is
-                # no truer to the video than a neighbour's caption held on (silence beside it stays silence)
-                before = caps[i - 1] if i > 0 and caps[i - 1][1] >= cap[0] else None
-                after = caps[i] if i < len(caps) and caps[i][0] <= cap[1] else None
-                if before and after:
-                    before[1] = after[0] = (cap[0] + cap[1]) // 2
-                elif before:
-                    before[1] = cap[1]
-                elif after:
-                    after[0] = cap[0]
-                continue
-        i += 1
+    # time from captions beyond the neighbours must not cost captions elsewhere (taken greedily, it can)
+    plain = _fit([row[:] for row in caps], start_ms, end_ms, chain=False)
+    caps = _fit(caps, start_ms, end_ms, chain=True)
+    if len(plain) > len(caps):
+        caps = plain
 
     result: list[Cue] = []
-    for start, end, pages, needs, confidence in caps:
+    for start, end, pages, needs, confidence, *_ in caps:
         bounds = _spread(start, end - start, [len(p) for p in pages], needs)
         for text, need, a, b in zip(pages, needs, bounds, bounds[1:]):
             length = b - a

@@ -106,6 +106,25 @@ def test_time_comes_from_captions_further_along_before_one_is_dropped():
     check(out, 7.0, **RULES)
 
 
+def test_borrowing_from_further_along_never_moves_a_caption_off_its_picture():
+    """A montage of ten 1 s shots, each with a caption that needs 2.65 s, then a 20 s shot: borrowing without a
+    bound pushed each caption further than the one before, the tenth shown at 23.25 s and the talking man 15.9 s
+    late (found by a reviewing helper). No caption moves more than MAX_SHIFT_MS from where it was given."""
+    from captioner.cues import MAX_SHIFT_MS
+
+    texts = ["a man in a red shirt is playing a guitar on a stage", "a woman with long hair is singing into a microphone"]
+    given = {f"{texts[k % 2]} {k}": (k, k + 1.0) for k in range(10)}
+    given["a man is talking to the camera"] = (10.0, 30.0)
+    out = layout_cues([Cue(a, b, t) for t, (a, b) in given.items()], 30.0, **RULES)
+    check(out, 30.0, **RULES)
+    talking = [c for c in out if c.text == "a man is talking to the camera"]
+    assert talking[0].start <= 12.0 and talking[-1].end == 30.0
+    for cue in out:
+        if cue.text in given and cue.text != "a man is talking to the camera":
+            a, b = given[cue.text]  # its own second, or a neighbour's spare around it
+            assert cue.start <= b + MAX_SHIFT_MS / 1000 and cue.end >= a - MAX_SHIFT_MS / 1000, cue
+
+
 def test_a_dropped_first_caption_leaves_no_hole_and_silence_stays_silence():
     """The first 1.26 s of a real clip had no caption (its caption could not be read in that time)."""
     cues = [Cue(0, 0.3, "a person is making a cut into pieces"), Cue(0.3, 1.3, "a man"), Cue(1.3, 2.3, "a cat")]
