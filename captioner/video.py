@@ -273,15 +273,19 @@ def _picture_end(container: Any, stream: Any) -> float | None:
     return picture
 
 
-#: Seconds a packet's timestamp may lie before the latest one (frames stored out of display order) before the
-#: stream counts as starting again (``_packet_length``).
-_REORDER_S = 2.0
+#: Frames a packet's display time may lie before the latest one (frames stored out of display order: B-frames,
+#: a few) before the stream counts as starting again, where packets carry no decoding time (``_packet_length``).
+_REORDER_FRAMES = 16
 
 
 def _packet_length(p: Path) -> float | None:
     """Seconds from the first picture packet to the end of the last, from every packet's timestamp (read, not
     decoded: 0.1 s for 8 minutes of 720p MPEG-TS, which took 10-25 s to decode); None where the timestamps
     start again (joined recordings: the picture lasts longer than they say), are missing, or cannot be read.
+
+    A restart is a decoding time that goes back (they only go forward within a stream), or where packets
+    have none, a display time more than ``_REORDER_FRAMES`` frames before the latest: a 2 s intro joined
+    before a recording went back by 2 s, less than a first rule of 2 s caught.
     """
     def read(container: Any) -> float | None:
         stream = container.streams.video[0]
@@ -289,15 +293,20 @@ def _packet_length(p: Path) -> float | None:
         rate = float(stream.average_rate) if stream.average_rate else 0.0
         if not base:
             return None
-        first = latest = None
+        reorder = _REORDER_FRAMES / rate if rate else 0.5
+        first = latest = decoded = None
         end = -math.inf
         for packet in container.demux(stream):
             if packet.pts is None:
                 if packet.size:  # a picture without a time: the length cannot be told from the timestamps
                     return None
                 continue  # the demuxer's empty packet at the end
+            if packet.dts is not None:
+                if decoded is not None and packet.dts < decoded:
+                    return None
+                decoded = packet.dts
             pts = packet.pts * base
-            if latest is not None and pts < latest - _REORDER_S:
+            if latest is not None and pts < latest - reorder:
                 return None
             latest = pts if latest is None else max(latest, pts)
             first = pts if first is None else min(first, pts)

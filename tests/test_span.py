@@ -399,6 +399,10 @@ def test_a_start_past_the_end_of_a_file_without_an_index_is_told_from_its_packet
     # timestamps that start again (joined recordings) say nothing of the length: read, as before
     joined = joined_recordings(tmp_path / "joined.ts", ["red", "blue"], seconds=3.0)  # 6 s of picture
     assert video._packet_length(joined) is None
+    intro = joined_recordings(tmp_path / "intro.ts", ["red"], seconds=1.5)  # a short intro before a recording:
+    recording = joined_recordings(tmp_path / "recording.ts", ["blue"], seconds=6.0)  # its times go back 1.5 s only
+    (tmp_path / "both.ts").write_bytes(intro.read_bytes() + recording.read_bytes())
+    assert video._packet_length(tmp_path / "both.ts") is None and video._packet_length(recording) == pytest.approx(6.0)
     stats = DecodeStats()
     assert [f.time for f in within(iter_frames(joined, 1.0, stats=stats, seek=7.0), 7.0, None, stats)] == []
     assert captures[-1].grabs == 60 and stats.end_time == pytest.approx(6.0)
