@@ -49,5 +49,10 @@ def console(**click_options: object) -> None:
         raise SystemExit(130) from None
     try:
         main(**click_options)
-    finally:  # the process is on its way out, its line said: a Ctrl-C now only made a traceback of the exit
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except SystemExit:
+        if click_options.get("standalone_mode", True):
+            # click's standalone mode ends the process here, its line said: a Ctrl-C now (the exit waits for the
+            # model's loading thread) only made a traceback of the exit. A caller that keeps control
+            # (standalone_mode=False: no SystemExit) keeps its handler.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise

@@ -619,3 +619,17 @@ def test_a_second_ctrl_c_after_the_interrupted_line_is_not_a_traceback():
         cli_mod._INTERRUPTED.clear()
     with pytest.raises(cli_mod._EarlyInterrupt):
         cli_mod._interrupted_early(signal.SIGINT, None)
+
+
+def test_console_leaves_a_caller_that_keeps_control_its_ctrl_c():
+    """console() ignored Ctrl-C on the way out (the process's exit, waiting for the loader thread, made a
+    traceback of a second one) for any caller: a notebook calling it could no longer be stopped."""
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import signal, captioner\n"
+                           "captioner.console(args=['--version'], standalone_mode=False)\n"
+                           "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+                           "try:\n    captioner.console(args=['--version'])\n"
+                           "except SystemExit:\n    print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)\n"],
+                          capture_output=True, text=True, env=subprocess_env(), cwd=REPO, timeout=120)
+    assert done.stdout.splitlines()[1::2] == ["True", "True"], done.stderr
