@@ -749,9 +749,11 @@ def test_a_killed_index_write_leaves_nothing_for_long(archive: Path) -> None:
     folder = archive / ".captioner-search"
     update_index(archive, BagOfWords())
     old, young = folder / ".index.npz.abcd1234.captioner.tmp", folder / ".index.npz.efgh5678.captioner.tmp"
-    for leftover in (old, young):
+    older = folder / ".index.npz.ijkl9012.tmp"  # as searches named them until 2026-12-05
+    for leftover in (old, young, older):
         leftover.write_bytes(b"\0" * 1000)
-    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    for leftover in (old, older):
+        os.utime(leftover, (time.time() - 7200, time.time() - 7200))
     write_output(archive / "new.json", [(0.0, 2.0, "a cat is sleeping")])  # a change: the index is written again
     update_index(archive, BagOfWords())
     assert sorted(p.name for p in folder.iterdir()) == [young.name, "index.npz"]  # another search's, maybe
