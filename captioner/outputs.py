@@ -208,24 +208,23 @@ def case_keys() -> Callable[[Path], str]:
     without case where their folder's file system ignores case (``ignores_case``), as they are elsewhere.
 
     Outputs folded without case everywhere collided on Linux: ``cam/day/clip.mp4`` and
-    ``cam/DAY/clip.mp4`` (or ``a.mp4`` and ``A.mp4``) could not both be captioned. Each file system is
-    probed once per function (by its device number); the folders are only looked at.
+    ``cam/DAY/clip.mp4`` (or ``a.mp4`` and ``A.mp4``) could not both be captioned. Each existing folder
+    is probed once per function (folders still to be made, by their nearest existing parent, as they
+    will inherit it): case can be ignored folder by folder (ext4's ``chattr +F``, Windows' per-folder
+    case sensitivity), so one probe per file system could let a case-insensitive folder's two videos
+    write one file.
     """
-    by_device: dict[int, bool] = {}
+    probed: dict[str, bool] = {}
     by_folder: dict[str, bool] = {}
 
     def key(path: Path) -> str:
         whole = absolute(path)
         folder = str(whole.parent)
         if folder not in by_folder:
-            here = _existing(whole.parent)
-            try:
-                device = os.stat(here).st_dev
-            except OSError:
-                device = -1
-            if device not in by_device:
-                by_device[device] = ignores_case(here)
-            by_folder[folder] = by_device[device]
+            here = str(_existing(whole.parent))
+            if here not in probed:
+                probed[here] = ignores_case(here)
+            by_folder[folder] = probed[here]
         return str(whole).casefold() if by_folder[folder] else str(whole)
 
     return key

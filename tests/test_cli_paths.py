@@ -53,6 +53,18 @@ def test_a_folder_that_cannot_be_probed_is_taken_to_ignore_case(tmp_path, monkey
     assert key(tmp_path / "a.srt") == key(tmp_path / "A.srt")
 
 
+def test_case_is_probed_folder_by_folder(tmp_path, monkeypatch) -> None:
+    """ext4's chattr +F and Windows make single folders ignore case: probed once per file system, a case-sensitive
+    folder probed first let a case-insensitive one's a.mp4 and A.mp4 write one file (found by a reviewing helper)."""
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "folded").mkdir()
+    monkeypatch.setattr(outputs, "ignores_case", lambda folder: Path(folder).name == "folded")
+    key = outputs.case_keys()
+    assert key(tmp_path / "plain" / "a.srt") != key(tmp_path / "plain" / "A.srt")
+    assert key(tmp_path / "folded" / "a.srt") == key(tmp_path / "folded" / "A.srt")
+    assert key(tmp_path / "folded" / "new" / "a.srt") == key(tmp_path / "folded" / "new" / "A.srt")  # inherits it
+
+
 def test_names_that_differ_in_case_are_captioned_where_case_counts(tmp_path, clip, tiny_model) -> None:
     """cam/day/clip.mp4 and cam/DAY/clip.mp4 (or a.mp4 and A.mp4) failed every run on Linux: 'its subtitles
     would overwrite those of …', the other named clip.mp4.srt."""
