@@ -202,7 +202,7 @@ class _Time(click.ParamType):
             self.fail(f"{value!r} is not a time: seconds (90.5, 90s, 1500ms), 1m30s, or [HH:]MM:SS[.mmm] "
                       "(1:30, 01:02:03.5)", param, ctx)
         seconds = float((last or "0").replace(",", "."))
-        if minutes is not None and seconds >= 60 or hours is not None and int(minutes or 0) >= 60:
+        if (minutes is not None or hours is not None) and seconds >= 60 or hours is not None and int(minutes or 0) >= 60:
             self.fail(f"{value!r} is not a time: minutes and seconds go up to 59", param, ctx)
         try:
             total = float(int(hours or 0) * 3600 + int(minutes or 0) * 60) + seconds
