@@ -312,6 +312,7 @@ class _Group(click.Group):
         # A Ctrl-C before ``invoke`` takes over (click parsing the command line) was click's "Aborted!" and
         # exit 1: it raises an exception click does not catch. Only over Python's own handler.
         early = None
+        _INTERRUPTED.clear()  # an in-process caller's earlier command's (``_interrupted_early`` reads it)
         if threading.current_thread() is threading.main_thread() and \
                 signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             early = signal.signal(signal.SIGINT, _interrupted_early)

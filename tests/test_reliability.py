@@ -631,7 +631,7 @@ def test_run_goes_on_when_what_reads_its_stderr_has_gone(tmp_path, tiny_model) -
     proc = subprocess.Popen(captioner_command("run", *videos, "-o", tmp_path / "out", "--model", tiny_model),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=subprocess_env(), cwd=REPO)
     try:
-        assert proc.stderr.readline().endswith("v0.srt  (1 cues)\n")
+        assert proc.stderr.readline().endswith("v0.srt  (1 cue)\n")
         proc.stderr.close()  # the reader is gone
         assert proc.wait(timeout=120) == 0
     finally:
