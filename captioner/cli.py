@@ -277,11 +277,6 @@ def _fail(message: str) -> None:
     _say(_error_line(message))
 
 
-def _count(n: int, noun: str) -> str:
-    """``1 cue``, ``2 cues``: "(1 cues)" read as a slip."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 def _error_line(message: object) -> str:
     return "error: " + " ".join(str(message).splitlines())
 
@@ -506,7 +501,7 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
     Files captioner wrote before are replaced; any other file of the same name is left alone (--overwrite).
     --start and --end caption one stretch of each video (a scene of a film).
     """
-    from .outputs import (STALE_WRITE_S, output_bases, output_file, output_problem, prepare_output_dir, remove_empty,
+    from .outputs import (STALE_WRITE_S, count_text, output_bases, output_file, output_problem, prepare_output_dir, remove_empty,
                           remove_stale_temp_files, replaces_input, seconds_text, stretch_label)
     from .writers import FORMATS
 
@@ -563,7 +558,7 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
             any_written = True
             if not quiet:  # stderr read by `| head -1` that has gone: the other videos are still captioned
                 for p in written:
-                    _say(f"{printable(str(p))}  ({_count(n_cues, 'cue')})")
+                    _say(f"{printable(str(p))}  ({count_text(n_cues, 'cue')})")
         sys.exit(1 if failed else 0)
     finally:  # a run that wrote nothing (failed, stopped by Ctrl-C) leaves no empty output folder behind
         if not any_written:
@@ -882,8 +877,10 @@ class _ProgressBar:
             if p.done > bar.n:
                 bar.update(p.done - bar.n)
         elif p.done != self._segments:
+            from .outputs import count_text
+
             self._segments = int(p.done)
-            bar.set_postfix_str(f"{_count(self._segments, 'segment')} captioned", refresh=False)
+            bar.set_postfix_str(f"{count_text(self._segments, 'segment')} captioned", refresh=False)
 
     def close(self) -> None:
         if self._bar is not None:

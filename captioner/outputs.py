@@ -28,7 +28,7 @@ from .errors import CaptionerError, OutputError, VideoError
 
 __all__ = [
     "INDEX_FALLBACK_NAME", "INDEX_NAME", "INDEX_NAMES", "REPORT_NAME", "STALE_WRITE_S", "absolute", "atomic_path",
-    "base_names_of", "cache_dir", "case_keys", "ignores_case", "json_surrogates", "keep_extensions", "make_folders", "new_file_mode",
+    "base_names_of", "cache_dir", "count_text", "case_keys", "ignores_case", "json_surrogates", "keep_extensions", "make_folders", "new_file_mode",
     "output_base", "output_bases", "output_file", "output_problem", "outputs_up_to_date", "prepare_output_dir",
     "remove_empty", "remove_stale_temp_files", "replaces_input", "too_long", "walk", "write_atomic", "write_problem",
 ]
@@ -247,6 +247,11 @@ def keep_extensions(pairs: Sequence[tuple[Path, Path]], key: Callable[[Path], st
         groups.setdefault(k, set()).add(key(base.with_name(base.name + video.suffix)))
     return [base.with_name(base.name + video.suffix) if len(groups[k]) > 1 else base
             for (video, base), k in zip(pairs, keys)]
+
+
+def count_text(n: int, noun: str) -> str:
+    """``1 cue``, ``2 cues``: "(1 cues)" read as a slip."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def seconds_text(seconds: float) -> str:

@@ -27,7 +27,7 @@ from .concepts import top_concepts
 from .config import CaptionConfig, usable_cpus
 from .errors import CaptionerError, VideoError
 from .native import blas_limited
-from .outputs import seconds_text
+from .outputs import count_text, seconds_text
 from .progress import Progress, ProgressCallback  # noqa: F401  (Progress: importable from here too)
 from .review import Snapshot, encode_jpeg, shrink, snapshots_for, thumbnail_size
 from .search import Hypothesis, search_many
@@ -622,8 +622,8 @@ class Captioner:
             "encoder_ms_per_frame": 1000 * t_encode / n_frames,
             "decoder_ms_per_segment": 1000 * out.seconds / max(1, out.n_segments),
         }
-        log.info("%s: %d frames, %d segments, %d cues in %.1f s", info.path, n_frames, out.n_segments, len(cues),
-                 timings["total_s"])
+        log.info("%s: %s, %s, %s in %.1f s", info.path, count_text(n_frames, "frame"),
+                 count_text(out.n_segments, "segment"), count_text(len(cues), "cue"), timings["total_s"])
         return VideoResult(info, cues, n_frames, duration, self.model_summary(), timings, out.snapshots,
                            span=(start, cues_end) if start or end is not None else None)
 
