@@ -489,7 +489,8 @@ def main() -> None:
 @click.option("--start", type=_Time(), default=_D.sampling.start,
               help="Caption from this time of the video: seconds (90.5, 90s, 1500ms), 1m30s (as output names "
                    "give it) or [HH:]MM:SS[.mmm]. Cue times stay the "
-                   "video's, so the subtitles play with the whole file; frames before it are decoded, not looked at. "
+                   "video's, so the subtitles play with the whole file; an MP4, MOV, MKV or WebM is jumped into, other "
+                   "containers decode the frames before it without looking at them. "
                    "The outputs are named for the stretch (talk.1m30s-2m00s.srt). Default: the start.")
 @click.option("--end", type=_Time(), default=_D.sampling.end,
               help="Caption up to this time (same forms as --start); reading stops there. Default: the end.")
@@ -501,8 +502,8 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
     Files captioner wrote before are replaced; any other file of the same name is left alone (--overwrite).
     --start and --end caption one stretch of each video (a scene of a film).
     """
-    from .outputs import (STALE_WRITE_S, count_text, output_bases, output_file, output_problem, prepare_output_dir, remove_empty,
-                          remove_stale_temp_files, replaces_input, seconds_text, stretch_label)
+    from .outputs import (STALE_WRITE_S, count_text, output_bases, output_file, output_problem, prepare_output_dir,
+                          remove_empty, remove_stale_temp_files, replaces_input, seconds_text, stretch_label)
     from .writers import FORMATS
 
     if end is not None and end < start + 0.001 - 1e-9:  # a millisecond, subtitles' precision (and the file names')
