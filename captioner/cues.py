@@ -300,6 +300,9 @@ def _spread(start: int, total: int, weights: Sequence[int], floors: Sequence[int
 #: it needs (``layout_cues``): about a sample's worth. Unbounded, a montage of short shots pushed each caption
 #: further off its picture than the one before (15.9 s late by the end of ten 1-s shots).
 MAX_SHIFT_MS = 1000
+#: How many captions may move for one (``layout_cues``): the time comes from close by, and a layout of thousands of
+#: tightly packed captions stays linear.
+MAX_MOVED = 8
 
 
 def _push_later(caps: list[list[Any]], i: int, ms: int, end_ms: int | None, apply: bool = True) -> bool:
@@ -318,6 +321,8 @@ def _push_later(caps: list[list[Any]], i: int, ms: int, end_ms: int | None, appl
         moves.append((j, start, end))
         if end == row[1]:
             break
+        if len(moves) > MAX_MOVED:
+            return False
         edge = end
     if end_ms is not None and moves[-1][2] > end_ms:
         return False
@@ -342,6 +347,8 @@ def _pull_earlier(caps: list[list[Any]], i: int, ms: int, start_ms: int, apply: 
         moves.append((j, start, end))
         if start == row[0]:
             break
+        if len(moves) > MAX_MOVED:
+            return False
         edge = start
     if moves[-1][1] < start_ms:
         return False
@@ -349,6 +356,12 @@ def _pull_earlier(caps: list[list[Any]], i: int, ms: int, start_ms: int, apply: 
         for j, start, end in moves:
             caps[j][0], caps[j][1] = start, end
     return True
+
+
+#: Captions a layout tries again once the others are laid out (each costs a layout of the rest): a caption dropped
+#: because the neighbour that held its time was dropped after it.
+SECOND_CHANCES = 50
+_NEAR = 2 * MAX_MOVED  # captions either side that a second chance is tried among
 
 
 def _most(fits: Callable[[int], bool], most: int) -> int:
@@ -363,9 +376,26 @@ def _most(fits: Callable[[int], bool], most: int) -> int:
     return low
 
 
-def _fit(caps: list[list[Any]], start_ms: int, end_ms: int | None, chain: bool) -> list[list[Any]]:
+def _drop(caps: list[list[Any]], i: int) -> None:
+    """Drop row ``i``; its time goes to the neighbours it touches (halved between two): a hole with no caption is
+    no truer to the video than a neighbour's caption held on (silence beside it stays silence)."""
+    cap = caps.pop(i)
+    before = caps[i - 1] if i > 0 and caps[i - 1][1] >= cap[0] else None
+    after = caps[i] if i < len(caps) and caps[i][0] <= cap[1] else None
+    if before and after:
+        before[1] = after[0] = (cap[0] + cap[1]) // 2
+    elif before:
+        before[1] = cap[1]
+    elif after:
+        after[0] = cap[0]
+
+
+def _fit(caps: list[list[Any]], start_ms: int, end_ms: int | None, chain: bool,
+         drop: frozenset[int] = frozenset()) -> list[list[Any]]:
     """Step 3 of ``layout_cues`` on its rows (changed in place, returned without the captions dropped); ``chain``:
-    also from captions beyond the neighbours."""
+    also from captions beyond the neighbours; ``drop``: the rows (by their number, row[7]) to drop at once."""
+    for i in [i for i, row in enumerate(caps) if row[7] in drop][::-1]:
+        _drop(caps, i)
     i = 0
     while i < len(caps):
         cap = caps[i]
@@ -391,7 +421,7 @@ def _fit(caps: list[list[Any]], start_ms: int, end_ms: int | None, chain: bool) 
                 earlier[1] -= grow
                 cap[0] -= grow
                 short -= grow
-            if short > 0 and chain:  # from further along: those between shift, none more than MAX_SHIFT_MS off its picture
+            if short > 0 and chain:  # from further along: those between shift, none over MAX_SHIFT_MS
                 grow = _most(lambda ms: _push_later(caps, i, ms, end_ms, apply=False), short)
                 _push_later(caps, i, grow, end_ms)
                 short -= grow
@@ -403,17 +433,7 @@ def _fit(caps: list[list[Any]], start_ms: int, end_ms: int | None, chain: bool) 
                 logger.debug("dropping a caption with too little time to be read: %r", " ".join(cap[2]))
                 for row, (a, b) in zip(caps, saved):
                     row[0], row[1] = a, b
-                del caps[i]
-                # its time goes to the neighbours it touches (halved between two): a hole with no caption is
-                # no truer to the video than a neighbour's caption held on (silence beside it stays silence)
-                before = caps[i - 1] if i > 0 and caps[i - 1][1] >= cap[0] else None
-                after = caps[i] if i < len(caps) and caps[i][0] <= cap[1] else None
-                if before and after:
-                    before[1] = after[0] = (cap[0] + cap[1]) // 2
-                elif before:
-                    before[1] = cap[1]
-                elif after:
-                    after[0] = cap[0]
+                _drop(caps, i)
                 continue
         i += 1
 
@@ -443,10 +463,12 @@ def layout_cues(
        from the silence after it, then before it, then from what its neighbours can
        spare, then from captions further along, later then earlier (those between
        shift, each keeping the time it needs and none more than ``MAX_SHIFT_MS`` from
-       where it was given); a caption that cannot
+       where it was given; at most ``MAX_MOVED`` of them); a caption that cannot
        get enough time even so is dropped, unless it is the only one, and its time
-       goes to the neighbours it touches (shared between two), so that a dropped
-       caption leaves no stretch without one.
+       goes to the neighbours it touches (shared between two; a silence beside it
+       stays silent). Dropped captions then get a second chance, in order, among the
+       captions near them (``SECOND_CHANCES``): one dropped because the neighbour that
+       held its time was dropped after it is kept.
     4. The pieces share their caption's time in proportion to their length, and a
        piece longer than ``max_duration`` is shown as several cues of equal length,
        each at least as long as the piece needs (a remainder too short for that is
@@ -477,19 +499,37 @@ def layout_cues(
     def page_need(text: str) -> int:
         return max(min_ms, math.ceil(len(text) * 1000.0 / cps - 1e-6) if cps else 0)
 
-    # [start ms, end ms, pieces, piece needs, confidence, start ms as given, end ms as given]
+    # [start ms, end ms, pieces, piece needs, confidence, start ms as given, end ms as given, number]
     caps = []
     for cue in ready:
         pages = _pages(cue.text, max_line_width, max_line_count, max_chars)
         start_given, end_given = to_ms(cue.start), to_ms(cue.end)
         caps.append([start_given, end_given, pages, [page_need(p) for p in pages], cue.confidence, start_given,
-                     end_given])
+                     end_given, len(caps)])
 
-    # time from captions beyond the neighbours must not cost captions elsewhere (taken greedily, it can)
-    plain = _fit([row[:] for row in caps], start_ms, end_ms, chain=False)
-    caps = _fit(caps, start_ms, end_ms, chain=True)
-    if len(plain) > len(caps):
-        caps = plain
+    def fitted(rows: list[list[Any]], drop: frozenset[int] = frozenset(), lo: int = start_ms,
+               hi: int | None = end_ms) -> list[list[Any]]:
+        # time from captions beyond the neighbours must not cost captions elsewhere (taken greedily, it can)
+        plain = _fit([row[:] for row in rows], lo, hi, False, drop)
+        chained = _fit([row[:] for row in rows], lo, hi, True, drop)
+        return plain if len(plain) > len(chained) else chained
+
+    out = fitted(caps)
+    kept = {row[7] for row in out}
+    # a second chance, in order, for what was dropped: the time it needed was held by a neighbour dropped after it.
+    # Tried among the captions near it, between the kept ones beyond (as given); the whole is laid out again after.
+    for row in [r for r in caps if r[7] not in kept][:SECOND_CHANCES]:
+        k = row[7]
+        near = [r for r in caps[max(0, k - _NEAR): k + _NEAR + 1] if r[7] in kept or r is row]
+        lo = max((r[6] for r in caps[:max(0, k - _NEAR)] if r[7] in kept), default=start_ms)
+        hi = min((r[5] for r in caps[k + _NEAR + 1:] if r[7] in kept), default=end_ms)
+        if len(fitted(near, lo=lo, hi=hi)) == len(near):
+            kept.add(k)
+    if len(kept) > len(out):
+        again = fitted(caps, frozenset(r[7] for r in caps if r[7] not in kept))  # the rest drop, their time given
+        if len(again) > len(out):
+            out = again
+    caps = out
 
     result: list[Cue] = []
     for start, end, pages, needs, confidence, *_ in caps:

@@ -125,6 +125,17 @@ def test_borrowing_from_further_along_never_moves_a_caption_off_its_picture():
             assert cue.start <= b + MAX_SHIFT_MS / 1000 and cue.end >= a - MAX_SHIFT_MS / 1000, cue
 
 
+def test_a_caption_dropped_for_a_neighbour_dropped_after_it_gets_a_second_chance():
+    """The dog's 1 s fitted once the 2.85 s caption after it was gone, but it had been dropped first (greedy, left to
+    right), and that caption, given its time, was dropped too: 2.4-4.0 s of a 4 s video had no caption (found by a
+    helper checking the README's cue rules)."""
+    a = "a man is playing a guitar on a stage with a band"
+    c = "a woman is cooking food in a kitchen and talking about it"
+    out = layout_cues([Cue(0.0, 2.0, a), Cue(2.5, 3.0, "a dog is running"), Cue(3.0, 4.0, c)], 4.0, **RULES)
+    assert [(c.start, c.end, c.text) for c in out] == [(0.0, 2.4, a), (2.5, 4.0, "a dog is running")]
+    check(out, 4.0, **RULES)
+
+
 def test_a_dropped_first_caption_leaves_no_hole_and_silence_stays_silence():
     """The first 1.26 s of a real clip had no caption (its caption could not be read in that time)."""
     cues = [Cue(0, 0.3, "a person is making a cut into pieces"), Cue(0.3, 1.3, "a man"), Cue(1.3, 2.3, "a cat")]
