@@ -52,7 +52,7 @@ import numpy as np
 
 from .config import SearchConfig
 from .errors import CANNOT_LIST, CaptionerError, OutputError, cannot_list, path_list, printable
-from .outputs import walk
+from .outputs import count_text, walk
 from .progress import Progress, ProgressCallback
 from .vse import decode_vector, quantize
 
@@ -987,7 +987,7 @@ def format_results_html(query: str, result: SearchResult, page: Path) -> str:
 <title>captioner search: {e(query)}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}</style></head>
-<body><h1>Search: {e(query)}</h1><p>{result.cues} cues searched.</p>
+<body><h1>Search: {e(query)}</h1><p>{count_text(result.cues, "cue")} searched.</p>
 <table><thead><tr><th>video</th><th>time</th><th>score</th><th>caption</th></tr></thead>
 <tbody>
 {body}

@@ -609,8 +609,8 @@ class Captioner:
         seg, fmt = self.config.segments, self.config.output
         kept = [c for c in out.cues if c.confidence >= fmt.min_confidence]
         if out.cues and not kept:  # an empty subtitle file needs saying
-            log.warning("%s: all %d cues have confidence under %.2f (--min-confidence): no captions",
-                        info.path, len(out.cues), fmt.min_confidence)
+            log.warning("%s: %s confidence under %.2f (--min-confidence): no captions", info.path,
+                        "the one cue has" if len(out.cues) == 1 else f"all {len(out.cues)} cues have", fmt.min_confidence)
         elif len(kept) < len(out.cues):
             log.info("%s: %d of %d cues left out (confidence under %.2f)", info.path, len(out.cues) - len(kept),
                      len(out.cues), fmt.min_confidence)

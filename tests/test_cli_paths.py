@@ -203,6 +203,12 @@ def test_one_cue_is_said_in_the_singular(tmp_path, clip, tiny_model, monkeypatch
     result = cli("run", video, "--model", tiny_model, "-f", "srt,txt")
     assert result.exit_code == 0, result.stderr
     assert result.stderr == f"{tmp_path / 'talk.srt'}  (1 cue)\n{tmp_path / 'talk.txt'}  (1 cue)\n"
+    # and where its one cue is left out, and a search's page (both said "1 cues")
+    result = cli("run", video, "--model", tiny_model, "-f", "json", "--min-confidence", "1", "-o", tmp_path / "out")
+    assert "warning: " in result.stderr and "the one cue has confidence under 1.00" in result.stderr
+    result = cli("run", video, "--model", tiny_model, "-f", "json", "-o", tmp_path / "found")
+    assert cli("search", "dog", tmp_path / "found", "--html", tmp_path / "r.html").exit_code == 0
+    assert "<p>1 cue searched.</p>" in (tmp_path / "r.html").read_text(encoding="utf-8")
 
 
 def test_captioners_own_files_are_not_counted_as_ignored_inputs(tmp_path, clip, tiny_model) -> None:
