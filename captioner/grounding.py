@@ -114,6 +114,7 @@ class Grounder:
 #: "a bathroom with a sink and a washbasin", "a man is riding a motor cycle on a moped").
 SAME_THING: tuple[frozenset[str], ...] = tuple(frozenset(g.split(",")) for g in (
     "sink,washbasin",
+    "bicycle,bike",
     "moped,motor scooter,scooter,motorcycle,motorbike",
     "television,tv,screen,monitor",
     "refrigerator,fridge",
@@ -124,8 +125,9 @@ SAME_THING: tuple[frozenset[str], ...] = tuple(frozenset(g.split(",")) for g in 
 ))
 
 
-def word_forms(word: str) -> frozenset[str]:
-    """``word`` and its inflections: plural, possessive, -ing and -er(s) ("ski": skis, skiing, skier, ...).
+def word_forms(word: str, derived: bool = True) -> frozenset[str]:
+    """``word`` and its inflections: plural, possessive, and with ``derived`` -ing and -er(s) ("ski": skis, skiing,
+    skier, ...).
 
     Whole forms only: a word that merely starts with the concept is another word
     ("catching" is not "cat", "busy" not "bus", "kitchen" not "kit").
@@ -141,6 +143,8 @@ def word_forms(word: str) -> frozenset[str]:
         forms |= {word + "s", word[:-1] + "ves"}  # wolf -> wolves
     else:
         forms.add(word + "s")
+    if not derived:
+        return frozenset(forms)
     if word.endswith("e"):
         stem = word[:-1]  # skate -> skating, skater
     elif re.fullmatch(r"[^aeiou]*[aeiou][bdgklmnprt]", word):

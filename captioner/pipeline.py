@@ -30,7 +30,7 @@ from .native import blas_limited
 from .outputs import count_text, seconds_text
 from .progress import Progress, ProgressCallback  # noqa: F401  (Progress: importable from here too)
 from .review import Snapshot, encode_jpeg, shrink, snapshots_for, thumbnail_size
-from .search import Hypothesis, search_many
+from .search import Hypothesis, OnceMap, once_groups, search_many
 from .segment import StreamingSegmenter, Window
 from .subtitles import Cue, layout_cues
 from .vocab import fix_articles, follow_rules
@@ -247,12 +247,19 @@ class Captioner:
                 raise ModelError(f"{m.model_info.path}: the photo bank's keys are {m.photo_bank.keys.shape[1]}-d, "
                                  f"the map's vectors {m.vse.dim}-d")
 
-        # a concept decoder copies object words; none of them is said twice ("a loaf of loaf")
-        m._once: tuple[int, ...] = ()
+        # a concept decoder copies object words; none of them is said twice ("a loaf of loaf"), nor in another
+        # form or by another name ("a man is riding a bike on a bicycle", "on top of a mountain in the mountains")
+        m._once = OnceMap()
         if m.decoder.config.concept_slots:
             from .concepts import class_words
+            from .grounding import SAME_THING, word_forms
 
-            m._once = tuple(sorted({m.vocab.index(w) for w, _ in class_words()} - {m.vocab.unk_id}))
+            def names(word: str) -> set[str]:
+                same = next((g for g in SAME_THING if word in g), frozenset((word,)))
+                return {f for n in same for f in word_forms(n, derived=False)}  # "skiing" is not a second ski
+
+            groups = [{m.vocab.index(n) for n in names(w)} - {m.vocab.unk_id} for w, _ in class_words()]
+            m._once = once_groups([g for g in groups if g])
 
         # the verb slot: after "is"/"are" only the words the model's training text puts there
         m._follow = follow_rules(m.vocab, m.model_info.grammar) if config.decoding.grammar else None

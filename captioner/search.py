@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Generator, Sequence
+from typing import Any, Callable, Collection, Generator, Mapping, Sequence
 
 import numpy as np
 
@@ -81,7 +81,7 @@ class _Rules:
     end_id: int
     banned: tuple[int, ...]
     required: frozenset[int]
-    once: frozenset[int]
+    once: Mapping[int, frozenset[int]]  # a word said -> the words it rules out (itself, other forms and names)
     no_repeat_ngram: int
     follow: Follow | None = None
 
@@ -98,7 +98,8 @@ class _Rules:
             have = self.required.intersection(seq)
             blocked |= have  # each required word once
             if self.once:
-                blocked |= self.once.intersection(seq)
+                for tok in seq:
+                    blocked |= self.once.get(tok, frozenset())
             if have != self.required:
                 blocked.add(self.end_id)  # only a caption holding every required word may finish
             if blocked:
@@ -111,6 +112,30 @@ class _Rules:
             forced[:, self.end_id] = logp[:, self.end_id]
             logp = forced
         return logp
+
+
+class OnceMap(dict):
+    """Words said at most once, as a word -> the words it rules out once said (itself, other forms and names of the
+    same thing: "a man is riding a bike on a bicycle"); made once for a model (``once_groups``), used as it is."""
+
+
+def once_groups(groups: Collection[Collection[int]]) -> OnceMap:
+    """An ``OnceMap`` where each word of a group rules out every word of its group (groups that share a word merge)."""
+    of: dict[int, set[int]] = {}
+    for group in groups:
+        merged = set(group).union(*(of.get(t, set()) for t in group))
+        for t in merged:
+            of[t] = merged
+    return OnceMap({t: frozenset(g) for t, g in of.items()})
+
+
+def _once_map(once: Sequence[int] | Mapping[int, Collection[int]]) -> Mapping[int, frozenset[int]]:
+    """``once`` as an ``OnceMap``: a plain list rules out each word itself."""
+    if isinstance(once, OnceMap):
+        return once
+    if isinstance(once, Mapping):
+        return once_groups([{int(t), *map(int, g)} for t, g in once.items()])
+    return OnceMap({int(t): frozenset((int(t),)) for t in once})
 
 
 def search_one(step: StepFn, state: Any, start_id: int, end_id: int, **options: Any) -> Hypothesis:
@@ -168,7 +193,7 @@ def greedy_steps(
     no_repeat_ngram: int = 2,
     banned: Sequence[int] = (),
     required: Sequence[int] = (),
-    once: Sequence[int] = (),
+    once: Sequence[int] | Mapping[int, Collection[int]] = (),
     follow: Follow | None = None,
 ) -> Search:
     """The most probable word at each step, under the rules beam search obeys (a ``Search``).
@@ -176,7 +201,7 @@ def greedy_steps(
     Greedy search cannot plan where a required word goes: it is only kept from
     finishing without it (a constrained search wants ``beam_steps``).
     """
-    rules = _Rules(end_id, tuple(banned), frozenset(required), frozenset(once), no_repeat_ngram, follow)
+    rules = _Rules(end_id, tuple(banned), frozenset(required), _once_map(once), no_repeat_ngram, follow)
     seq: list[int] = []
     total = 0.0
     tokens = np.array([start_id], dtype=np.int64)
@@ -205,7 +230,7 @@ def beam_steps(
     no_repeat_ngram: int = 2,
     banned: Sequence[int] = (),
     required: Sequence[int] = (),
-    once: Sequence[int] = (),
+    once: Sequence[int] | Mapping[int, Collection[int]] = (),
     follow: Follow | None = None,
 ) -> Search:
     """Length-normalised beam search, optionally constrained (Anderson et al. 2017).
@@ -229,7 +254,7 @@ def beam_steps(
         raise ValueError("beam_size must be >= 1")
     req = tuple(dict.fromkeys(required))
     full = frozenset(req)
-    rules = _Rules(end_id, tuple(banned), full, frozenset(once), no_repeat_ngram, follow)
+    rules = _Rules(end_id, tuple(banned), full, _once_map(once), no_repeat_ngram, follow)
     beams: list[tuple[list[int], float]] = [([], 0.0)]
     tokens = np.array([start_id], dtype=np.int64)
     finished: list[Hypothesis] = []
