@@ -307,7 +307,7 @@ MAX_MOVED = 8
 
 def _push_later(caps: list[list[Any]], i: int, ms: int, end_ms: int | None, apply: bool = True) -> bool:
     """End caption ``i`` ``ms`` later, moving the captions after it on only as far as each then needs (rows of
-    ``layout_cues``: [start, end, pages, needs, confidence, start given, end given]). False, and nothing moved,
+    ``layout_cues``: [start, end, pages, needs, confidence, start given, end given, number]). False, and nothing moved,
     where one would end past ``end_ms`` or move more than ``MAX_SHIFT_MS`` from where it was given."""
     moves = [(i, caps[i][0], caps[i][1] + ms)]
     edge = moves[0][2]
@@ -358,8 +358,8 @@ def _pull_earlier(caps: list[list[Any]], i: int, ms: int, start_ms: int, apply: 
     return True
 
 
-#: Captions a layout tries again once the others are laid out (each costs a layout of the rest): a caption dropped
-#: because the neighbour that held its time was dropped after it.
+#: Captions a layout tries again once the others are laid out (each costs a layout of the captions near it): a
+#: caption dropped because the neighbour that held its time was dropped after it.
 SECOND_CHANCES = 50
 _NEAR = 2 * MAX_MOVED  # captions either side that a second chance is tried among
 
