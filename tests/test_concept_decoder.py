@@ -162,27 +162,35 @@ def test_articles_follow_how_the_next_word_is_said(wrong, right):
     assert fix_articles(right) == right  # a correct article is kept
 
 
+class _Last:
+    """A toy decoder state: the tokens last fed (reordered as beams are)."""
+
+    def __init__(self, last):
+        self.last = last
+
+    def select(self, index):
+        return _Last([self.last[i] for i in index.tolist()])
+
+
+def _toy_step(nxt: dict[int, int], vocab_size: int, end: int):
+    """A toy language model sure that token ``nxt[t]`` follows ``t`` (``end`` after any other)."""
+
+    def step(tokens, st):
+        logp = np.full((len(tokens), vocab_size), -5.0, dtype=np.float32)
+        for i, t in enumerate(tokens.tolist()):
+            logp[i, nxt.get(t, end)] = -0.01
+        return logp, _Last(tokens.tolist())
+
+    return step
+
+
 @pytest.mark.parametrize("beam_size", [1, 3])
 def test_once_tokens_never_repeat(beam_size):
     """A toy language model that loves "loaf loaf" cannot say it twice when "loaf" is a once-token (greedy too)."""
     from captioner.search import search_one
 
     V, start, end, loaf, of = 6, 1, 2, 4, 5
-    nxt = {start: loaf, loaf: of, of: loaf}
-
-    class S:
-        def __init__(self, last):
-            self.last = last
-
-        def select(self, index):
-            return S([self.last[i] for i in index.tolist()])
-
-    def step(tokens, st):
-        logp = np.full((len(tokens), V), -5.0, dtype=np.float32)
-        for i, t in enumerate(tokens.tolist()):
-            logp[i, nxt.get(t, end)] = -0.01
-        return logp, S(tokens.tolist())
-
+    step, S = _toy_step({start: loaf, loaf: of, of: loaf}, V, end), _Last
     free = search_one(step, S([start]), start, end, beam_size=beam_size, max_length=6, no_repeat_ngram=0)
     assert free.tokens.count(loaf) > 1
     once = search_one(step, S([start]), start, end, beam_size=beam_size, max_length=6, no_repeat_ngram=0, once=[loaf])
@@ -197,21 +205,7 @@ def test_a_thing_is_not_named_twice_by_another_name(beam_size):
     from captioner.search import once_groups, search_one
 
     V, start, end, bike, on, bicycle, bikes = 8, 1, 2, 4, 5, 6, 7
-    nxt = {start: bike, bike: on, on: bicycle, bicycle: on}
-
-    class S:
-        def __init__(self, last):
-            self.last = last
-
-        def select(self, index):
-            return S([self.last[i] for i in index.tolist()])
-
-    def step(tokens, st):
-        logp = np.full((len(tokens), V), -5.0, dtype=np.float32)
-        for i, t in enumerate(tokens.tolist()):
-            logp[i, nxt.get(t, end)] = -0.01
-        return logp, S(tokens.tolist())
-
+    step, S = _toy_step({start: bike, bike: on, on: bicycle, bicycle: on}, V, end), _Last
     kw = dict(beam_size=beam_size, max_length=6, no_repeat_ngram=0)
     assert bicycle in search_one(step, S([start]), start, end, **kw, once=[bike]).tokens
     said = search_one(step, S([start]), start, end, **kw, once=once_groups([{bike, bicycle, bikes}])).tokens
