@@ -401,7 +401,10 @@ def _fit(caps: list[list[Any]], start_ms: int, end_ms: int | None, chain: bool,
         cap = caps[i]
         short = sum(cap[3]) - (cap[1] - cap[0])
         if short > 0:
-            saved = [(c[0], c[1]) for c in caps]  # what a caption that cannot be given its time leaves as it was
+            # what a caption that cannot be given its time leaves as it was: the rows it may move (its neighbours,
+            # and MAX_MOVED either side), not every row (a copy of thousands per short caption)
+            near = range(max(0, i - MAX_MOVED), min(len(caps), i + MAX_MOVED + 1))
+            saved = [(j, caps[j][0], caps[j][1]) for j in near]
             later = caps[i + 1] if i + 1 < len(caps) else None
             earlier = caps[i - 1] if i > 0 else None
             limit = later[0] if later else (end_ms if end_ms is not None else cap[1] + short)
@@ -431,8 +434,8 @@ def _fit(caps: list[list[Any]], start_ms: int, end_ms: int | None, chain: bool,
                 short -= grow
             if short > 0 and len(caps) > 1:
                 logger.debug("dropping a caption with too little time to be read: %r", " ".join(cap[2]))
-                for row, (a, b) in zip(caps, saved):
-                    row[0], row[1] = a, b
+                for j, a, b in saved:
+                    caps[j][0], caps[j][1] = a, b
                 _drop(caps, i)
                 continue
         i += 1
