@@ -95,7 +95,7 @@ class Grounder:
         ``besides``: another name, or ``word`` spelt in two, beside ``word`` itself, as a caption that requires
         ``word`` must not hold: "a man is riding a motor cycle on a moped" names one thing twice.
         """
-        others = next((g for g in SAME_THING if word in g), frozenset((word,))) - {word}
+        others = same_thing(word) - {word}
         # another name in its plain forms ("fridges", not "screening" for screen)
         other_forms = frozenset(f for n in others for f in (n, n + "s", n + "es", n + "'s"))
         forms = word_forms(word) | other_forms
@@ -123,6 +123,11 @@ SAME_THING: tuple[frozenset[str], ...] = tuple(frozenset(g.split(",")) for g in 
     "bathtub,tub",
     "coffee mug,mug",
 ))
+
+
+def same_thing(word: str) -> frozenset[str]:
+    """``word`` and the other names ``SAME_THING`` gives the thing it names (``{word}`` where it lists none)."""
+    return next((g for g in SAME_THING if word in g), frozenset((word,)))
 
 
 def word_forms(word: str, derived: bool = True) -> frozenset[str]:

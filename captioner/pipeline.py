@@ -252,13 +252,11 @@ class Captioner:
         m._once = OnceMap()
         if m.decoder.config.concept_slots:
             from .concepts import class_words
-            from .grounding import SAME_THING, word_forms
+            from .grounding import same_thing, word_forms
 
-            def names(word: str) -> set[str]:
-                same = next((g for g in SAME_THING if word in g), frozenset((word,)))
-                return {f for n in same for f in word_forms(n, derived=False)}  # "skiing" is not a second ski
-
-            groups = [{m.vocab.index(n) for n in names(w)} - {m.vocab.unk_id} for w, _ in class_words()]
+            # each name in its plain forms ("skiing" is not a second ski)
+            groups = [{m.vocab.index(f) for n in same_thing(w) for f in word_forms(n, derived=False)} - {m.vocab.unk_id}
+                      for w, _ in class_words()]
             m._once = once_groups([g for g in groups if g])
 
         # the verb slot: after "is"/"are" only the words the model's training text puts there
