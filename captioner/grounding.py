@@ -97,7 +97,7 @@ class Grounder:
         """
         others = same_thing(word) - {word}
         # another name in its plain forms ("fridges", not "screening" for screen)
-        other_forms = frozenset(f for n in others for f in (n, n + "s", n + "es", n + "'s"))
+        other_forms = frozenset(f for n in others for f in word_forms(n, derived=False))
         forms = word_forms(word) | other_forms
         said = [self.vocab.itos[t] for t in tokens if 0 <= t < len(self.vocab)]
         joined = [a + b for a, b in zip(said, said[1:]) if " " not in a + b]

@@ -95,7 +95,8 @@ def test_another_name_or_a_split_spelling_says_the_concept():
     from captioner.grounding import Grounder
     from captioner.vocab import Vocabulary
 
-    text = "a man is riding a motorcycle motor cycle on the road watching tv screen skiing skis in a kitchen with a fridge"
+    text = ("a man is riding a motorcycle motor cycle on the road watching tv screen skiing skis in a kitchen with a fridge"
+            " tub tubes")
     vocab = Vocabulary.build([text], min_count=1)
     decoder = CaptionDecoder(DecoderConfig(feature_dim=8, embed_dim=8, hidden_dim=8, attention_dim=8, vocab_size=len(vocab)))
     g = Grounder(decoder, vocab)
@@ -113,6 +114,7 @@ def test_another_name_or_a_split_spelling_says_the_concept():
     assert g.says("moped", ids("a man is riding a motorcycle on a moped"), besides=True)
     assert not g.says("moped", ids("a man is riding a moped on the road"), besides=True)
     assert not g.says("ski", ids("a man skiing on skis"), besides=True)  # its own forms are no second name
+    assert g.says("bathtub", ids("a man in a tub")) and not g.says("bathtub", ids("a man with tubes"))  # tub's plural
 
 
 def test_the_washbasin_class_is_said_as_sink():
