@@ -33,7 +33,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import html
-import contextlib
 import io
 import json
 import logging
@@ -41,7 +40,6 @@ import math
 import os
 import re
 import stat
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,20 +282,6 @@ def index_path(root: Path) -> Path:
     return cache_home() / hashlib.sha256(str(root).encode()).hexdigest()[:20] / INDEX_FILE
 
 
-def _remove_old_style_temp_files(path: Path) -> None:
-    """What searches before 2026-12-05 left when killed while writing ``path``: ``.index.npz.<8 random>.tmp``
-    (named otherwise than outputs' temporary files), an hour old or more."""
-    pattern = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}\.tmp")
-    try:
-        names = [name for name in os.listdir(path.parent) if pattern.fullmatch(name)]
-    except OSError:
-        return
-    for name in names:
-        with contextlib.suppress(OSError):
-            if time.time() - os.stat(path.parent / name).st_mtime >= STALE_INDEX_S:
-                os.unlink(path.parent / name)
-
-
 @dataclass
 class Index:
     """The searchable cues of one folder (see the module's docstring). Arrays are row-aligned per cue."""
@@ -358,7 +342,7 @@ class Index:
         # a search killed outright (SIGKILL, power loss) while it wrote leaves its temporary file, as large as
         # the index; one an hour old is no other search's write in progress
         remove_stale_temp_files(path.parent, [path.name], older_than=STALE_INDEX_S)
-        _remove_old_style_temp_files(path)
+        remove_stale_temp_files(path.parent, [path.name], older_than=STALE_INDEX_S, suffix=".tmp")  # before 2026-12-05
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # as readable as the outputs beside it
             handle.write(buf.getvalue())
             handle.flush()

@@ -604,15 +604,18 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def remove_stale_temp_files(folder: Path, names: Iterable[str], older_than: float | None = None) -> int:
+def remove_stale_temp_files(folder: Path, names: Iterable[str], older_than: float | None = None,
+                            suffix: str = _TMP_SUFFIX) -> int:
     """Delete ``.<name>.<random>.captioner.tmp`` files an interrupted ``write_atomic`` left for any of ``names``.
 
     Only exact matches are touched, so no file of the user's can be hit. With ``older_than``
     (seconds), only files last modified that long ago: in a folder that other processes may be
     writing to at the same moment (a shared cache), a younger one may be another writer's.
-    Returns the count removed.
+    ``suffix``: the temporary names' ending, where another writer named them (``.tmp``: the search
+    index's until 2026-12-05). Returns the count removed.
     """
     names = {_tmp_stem(n) for n in names}
+    pattern = _TMP_RE if suffix == _TMP_SUFFIX else re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}" + re.escape(suffix))
     removed = 0
     try:
         entries = os.listdir(folder)
@@ -620,7 +623,7 @@ def remove_stale_temp_files(folder: Path, names: Iterable[str], older_than: floa
         return 0
     now = time.time()
     for entry in entries:
-        match = _TMP_RE.fullmatch(entry)
+        match = pattern.fullmatch(entry)
         if match and match["name"] in names:
             try:
                 if older_than is not None and now - os.stat(folder / entry).st_mtime < older_than:
