@@ -28,9 +28,10 @@ from .errors import CaptionerError, OutputError, VideoError
 
 __all__ = [
     "INDEX_FALLBACK_NAME", "INDEX_NAME", "INDEX_NAMES", "REPORT_NAME", "STALE_WRITE_S", "absolute", "atomic_path",
-    "base_names_of", "cache_dir", "count_text", "case_keys", "ignores_case", "json_surrogates", "keep_extensions", "make_folders", "new_file_mode",
-    "output_base", "output_bases", "output_file", "output_problem", "outputs_up_to_date", "prepare_output_dir",
-    "remove_empty", "remove_stale_temp_files", "replaces_input", "too_long", "walk", "write_atomic", "write_problem",
+    "base_names_of", "cache_dir", "case_keys", "count_text", "ignores_case", "json_surrogates", "keep_extensions",
+    "make_folders", "new_file_mode", "output_base", "output_bases", "output_file", "output_problem",
+    "outputs_up_to_date", "prepare_output_dir", "remove_empty", "remove_stale_temp_files", "replaces_input",
+    "too_long", "walk", "write_atomic", "write_problem",
 ]
 
 log = logging.getLogger(__name__)
