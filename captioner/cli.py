@@ -502,9 +502,8 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
     Files captioner wrote before are replaced; any other file of the same name is left alone (--overwrite).
     --start and --end caption one stretch of each video (a scene of a film).
     """
-    from .outputs import (STALE_WRITE_S, count_text, output_bases, output_file, output_problem, prepare_output_dir,
+    from .outputs import (STALE_WRITE_S, count_text, output_bases, output_names, output_problem, prepare_output_dir,
                           remove_empty, remove_stale_temp_files, replaces_input, seconds_text, stretch_label)
-    from .writers import FORMATS
 
     if end is not None and end < start + 0.001 - 1e-9:  # a millisecond, subtitles' precision (and the file names')
         raise click.BadParameter(f"{seconds_text(end)} s is not after --start ({seconds_text(start)} s)",
@@ -540,7 +539,7 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
                 _fail(problem)
                 continue
             # what a run of this video killed outright left (batch clears them when it plans)
-            remove_stale_temp_files(base.parent, [output_file(base, f).name for f in FORMATS], older_than=STALE_WRITE_S)
+            remove_stale_temp_files(base.parent, output_names(base), older_than=STALE_WRITE_S)
             # a bar only on a terminal: redirected to a file, tqdm's redraws are noise around the error lines
             bar = None if quiet or not sys.stderr.isatty() else _ProgressBar(video.name)
             try:

@@ -29,7 +29,7 @@ from .errors import CaptionerError, OutputError, VideoError
 __all__ = [
     "INDEX_FALLBACK_NAME", "INDEX_NAME", "INDEX_NAMES", "REPORT_NAME", "STALE_WRITE_S", "absolute", "atomic_path",
     "base_names_of", "cache_dir", "case_keys", "count_text", "ignores_case", "json_surrogates", "keep_extensions",
-    "make_folders", "new_file_mode", "output_base", "output_bases", "output_file", "output_problem",
+    "make_folders", "new_file_mode", "output_base", "output_bases", "output_file", "output_names", "output_problem",
     "outputs_up_to_date", "prepare_output_dir", "remove_empty", "remove_stale_temp_files", "replaces_input",
     "too_long", "walk", "write_atomic", "write_problem",
 ]
@@ -136,6 +136,14 @@ def output_file(base: Path, fmt: str) -> Path:
     videos that differ only after a dot overwrite each other.
     """
     return base.with_name(f"{base.name}.{fmt}")
+
+
+def output_names(base: Path) -> list[str]:
+    """The names of every file a video with output base ``base`` may get (every format): their temporary
+    files are the ones a batch (at its start and as it stops) or a run of the same video may delete."""
+    from .writers import FORMATS
+
+    return [output_file(base, f).name for f in FORMATS]
 
 
 def output_base(video: Path, output_dir: Path | None, relative_to: Path | None = None) -> Path:

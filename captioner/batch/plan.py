@@ -17,8 +17,8 @@ from typing import Collection, Sequence
 from ..config import VIDEO_EXTENSIONS
 from ..errors import CaptionerError, cannot_list, path_list
 from ..outputs import (
-    INDEX_FALLBACK_NAME, INDEX_NAMES, REPORT_NAME, absolute, base_names_of, case_keys, keep_extensions, output_base, output_file, output_problem,
-    outputs_up_to_date, remove_stale_temp_files, replaces_input, walk,
+    INDEX_FALLBACK_NAME, INDEX_NAMES, REPORT_NAME, absolute, base_names_of, case_keys, keep_extensions, output_base,
+    output_file, output_names, output_problem, outputs_up_to_date, remove_stale_temp_files, replaces_input, walk,
 )
 from ..writers import captioner_wrote, foreign_outputs, foreign_reason
 from .job import BatchJob, FileResult, Record, Status, failure_reason, signature_now
@@ -188,7 +188,7 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
             continue
         taken[same] = video
         own.update(output_file(base, f) for f in FORMATS)
-        tmp_names.setdefault(base.parent, set()).update(_output_names(base))
+        tmp_names.setdefault(base.parent, set()).update(output_names(base))
         wanted = tuple(str(output_file(base, f)) for f in plan.formats)
         foreign = [] if overwrite else foreign_outputs(base, plan.formats)
         # the video itself: never, even with --overwrite; a film's dialogue subtitles, captions edited by
@@ -268,13 +268,6 @@ def remove_partial_writes(jobs: Sequence[BatchJob], unfinished: Sequence[FileRes
     names: dict[Path, set[str]] = {}  # one listing per folder, as the plan does
     for job in jobs:
         if str(job.video) in pending:
-            names.setdefault(job.base.parent, set()).update(_output_names(job.base))
+            names.setdefault(job.base.parent, set()).update(output_names(job.base))
     return sum(remove_stale_temp_files(folder, n) for folder, n in names.items())
 
-
-def _output_names(base: Path) -> list[str]:
-    """The names of every file a video with output base ``base`` may get (every format): their temporary
-    files are the ones a batch may delete, at its start (``plan_batch``) and as it stops."""
-    from ..writers import FORMATS
-
-    return [output_file(base, f).name for f in FORMATS]
