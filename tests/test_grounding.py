@@ -61,21 +61,25 @@ def test_concept_already_said_in_another_form_is_not_forced():
     assert g.vocab.index("dog") in rule[1]  # same-group noun banned: "bear" replaces "dog"
 
 
-def test_a_word_that_only_starts_with_the_concept_does_not_say_it():
-    """"catching" is not "cat", "busy" not "bus": the concept is still required (skiing/dogs still say ski/dog)."""
+def _grounder_of(text: str):
+    """A Grounder over a tiny vocabulary of ``text``'s words, its caption -> ids, and a concept of a class word."""
     from captioner.concepts import Concept
     from captioner.config import DecoderConfig
     from captioner.decoder import CaptionDecoder
     from captioner.grounding import Grounder
     from captioner.vocab import Vocabulary
 
-    text = ("a dog is catching a ball on a busy street carrying pants a piece of potato in the kitchen "
-            "skirt skiing skier dogs buses knives")
     vocab = Vocabulary.build([text], min_count=1)
     decoder = CaptionDecoder(DecoderConfig(feature_dim=8, embed_dim=8, hidden_dim=8, attention_dim=8, vocab_size=len(vocab)))
     g = Grounder(decoder, vocab)
-    ids = lambda text: tuple(g.vocab.index(w) for w in text.split())  # noqa: E731
-    concept = lambda word: next(Concept(w, grp, 0.9, (w,)) for w, grp in class_words() if w == word)  # noqa: E731
+    return (g, lambda caption: tuple(g.vocab.index(w) for w in caption.split()),
+            lambda word: next(Concept(w, grp, 0.9, (w,)) for w, grp in class_words() if w == word))
+
+
+def test_a_word_that_only_starts_with_the_concept_does_not_say_it():
+    """"catching" is not "cat", "busy" not "bus": the concept is still required (skiing/dogs still say ski/dog)."""
+    g, ids, concept = _grounder_of("a dog is catching a ball on a busy street carrying pants a piece of potato in the "
+                                   "kitchen skirt skiing skier dogs buses knives")
     for word, caption in [("cat", "a dog is catching a ball"), ("bus", "a busy street"), ("car", "a dog carrying a ball"),
                           ("pan", "pants"), ("pie", "a piece of potato"), ("pot", "a piece of potato"),
                           ("kit", "in the kitchen"), ("ski", "a skirt")]:
@@ -89,19 +93,8 @@ def test_another_name_or_a_split_spelling_says_the_concept():
     """The grounding added a second name for what the caption said: "a bathroom with a sink and a washbasin",
     "a man is riding a motor cycle on a moped". Another name of the same thing (SAME_THING) and a word spelt
     in two count as said: no second search; a constrained caption that says it twice is not taken."""
-    from captioner.concepts import Concept
-    from captioner.config import DecoderConfig
-    from captioner.decoder import CaptionDecoder
-    from captioner.grounding import Grounder
-    from captioner.vocab import Vocabulary
-
-    text = ("a man is riding a motorcycle motor cycle on the road watching tv screen skiing skis in a kitchen with a fridge"
-            " tub tubes")
-    vocab = Vocabulary.build([text], min_count=1)
-    decoder = CaptionDecoder(DecoderConfig(feature_dim=8, embed_dim=8, hidden_dim=8, attention_dim=8, vocab_size=len(vocab)))
-    g = Grounder(decoder, vocab)
-    ids = lambda text: tuple(g.vocab.index(w) for w in text.split())  # noqa: E731
-    concept = lambda word: next(Concept(w, grp, 0.9, (w,)) for w, grp in class_words() if w == word)  # noqa: E731
+    g, ids, concept = _grounder_of("a man is riding a motorcycle motor cycle on the road watching tv screen skiing skis "
+                                   "in a kitchen with a fridge tub tubes")
     for word, caption in [("moped", "a man is riding a motorcycle"), ("moped", "a man is riding a motor cycle"),
                           ("television", "a man watching tv"), ("monitor", "a screen"),
                           ("refrigerator", "a kitchen with a fridge")]:
