@@ -683,10 +683,11 @@ def _export_intact(path: Path) -> bool:
     open and yield NaN features on every run; a file with the recorded size and time is trusted
     without reading it (start-up stays a stat), any other is checked against the recorded checksum.
     An export from before records were kept is recorded as it is, once."""
+    from .outputs import parse_json
     from .weights import sha256_file
 
     try:
-        record = json.loads(_export_record(path).read_text(encoding="utf-8"))
+        record = parse_json(_export_record(path).read_text(encoding="utf-8"))
         size, mtime, digest = int(record["size"]), int(record["mtime_ns"]), str(record["sha256"])
     except FileNotFoundError:
         _record_export(path)

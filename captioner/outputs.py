@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from .errors import CaptionerError, OutputError, VideoError
 
@@ -30,7 +32,7 @@ __all__ = [
     "INDEX_FALLBACK_NAME", "INDEX_NAME", "INDEX_NAMES", "REPORT_NAME", "STALE_WRITE_S", "absolute", "atomic_path",
     "base_names_of", "cache_dir", "case_keys", "count_text", "ignores_case", "json_surrogates", "keep_extensions",
     "make_folders", "new_file_mode", "output_base", "output_bases", "output_file", "output_names", "output_problem",
-    "outputs_up_to_date", "prepare_output_dir", "remove_empty", "remove_stale_temp_files", "replaces_input",
+    "outputs_up_to_date", "parse_json", "prepare_output_dir", "remove_empty", "remove_stale_temp_files", "replaces_input",
     "too_long", "walk", "write_atomic", "write_problem",
 ]
 
@@ -516,6 +518,27 @@ def _one_line(exc: BaseException) -> str:
     else:
         reason = str(exc) or type(exc).__name__
     return " ".join(reason.split())
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads`` whose every failure on bad text is a ``ValueError``.
+
+    Files captioner reads back (its outputs, reports, review pages, model manifests) can be
+    anything by the time they are read. ``json.loads`` also fails with ``RecursionError`` on
+    '[[[...' nested ~1,000 deep and with ``MemoryError`` on text it cannot hold; where a caller
+    caught only ``ValueError`` (bad JSON, or an integer over Python's 4,300-digit limit) those
+    ended a run or a whole batch in a traceback.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        raise ValueError("a JSON number of over 4,300 digits") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+    except MemoryError:
+        raise ValueError("JSON too large to read") from None
 
 
 def json_surrogates(text: str) -> str:

@@ -187,11 +187,15 @@ def float32(a: Any) -> Any:
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
+    from .outputs import parse_json
+
     folder = resolve(folder)
     try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        manifest = parse_json((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"{folder / MANIFEST}: unreadable model manifest ({exc.__class__.__name__})") from None
+    except ValueError as exc:  # parse_json's: nested too deep, a number too long
+        raise ModelError(f"{folder / MANIFEST}: unreadable model manifest ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ModelError(f"{folder / MANIFEST}: not a {FORMAT} manifest")
     _check_types(folder / MANIFEST, manifest)

@@ -34,7 +34,7 @@ from typing import Any
 
 from captioner.config import OutputConfig, ReviewConfig
 from captioner.cues import Cue, clean_text, join_lines, normalize_cues, to_ms, wrap_pieces, wrap_text
-from captioner.outputs import json_surrogates, output_file, write_atomic
+from captioner.outputs import json_surrogates, output_file, parse_json, write_atomic
 from captioner.review import is_review_page, snapshots_for, write_page
 
 __all__ = [
@@ -344,7 +344,7 @@ def captioner_wrote(path: Path) -> bool:
         return False
     if fmt == "json":
         try:
-            data = json.loads(text)
+            data = parse_json(text)
         except ValueError:
             return False
         meta = data.get("metadata") if isinstance(data, dict) else None

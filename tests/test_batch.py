@@ -139,6 +139,24 @@ def test_batch_never_replaces_a_films_dialogue_subtitles_unasked(tmp_path, tiny_
     assert "Where are you going?" not in (tree / "film.srt").read_text()
 
 
+def test_json_nested_too_deep_beside_a_video_or_as_the_report_fails_no_other_video(tmp_path, tiny_model):
+    """'[[[...' 100,000 deep as a video's .json or as the batch report raised RecursionError out of json.loads
+    (caught as ValueError only): a traceback before anything was captioned. Now the .json is a file captioner did
+    not write (its video fails, the other is captioned) and the report is a damaged one (file times decide)."""
+    tree = tmp_path / "films"
+    make_video(tree / "a.mp4", [("red", 1.0)])
+    make_video(tree / "b.mp4", [("blue", 1.0)], seed=1)
+    nested = "[" * 100_000 + "]" * 100_000
+    (tree / "b.json").write_text(nested)
+    (tree / REPORT_NAME).write_text(nested)
+    result = batch(tree, "--model", tiny_model, "-q", "-f", "json")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {tree / 'b.mp4'}: {tree / 'b.json'}: exists and captioner did not write")
+    rows = by_name(read_report(tree / REPORT_NAME))
+    assert rows["a.mp4"]["status"] == "ok" and rows["b.mp4"]["status"] == "failed"
+    assert (tree / "b.json").read_text() == nested
+
+
 def test_several_dirs_beside_videos_name_clashes_and_no_recursion(tmp_path, tiny_model):
     one, two = tmp_path / "one", tmp_path / "two"
     make_video(one / "clip.mp4", [("red", 1.0)])

@@ -290,6 +290,25 @@ def test_index_counts_each_videos_cues_to_check(tmp_path):
     assert "4 cues · 2 to check" in index
 
 
+def test_index_lists_a_page_with_data_of_the_wrong_types_without_its_figures(tmp_path):
+    """A page whose data was edited ("low_confidence": "0.5", a cue without text, a cue that is a number) ended the
+    batch's index step in a TypeError/KeyError; such a page's data is not trusted: its row shows no figures."""
+    meta = {"video": {"path": "v.mp4", "duration": 9.0}, "model": {}}
+    good = format_html([Cue(0, 1, "a dog", 0.2)], meta, [], review=ReviewConfig(low_confidence=0.5), page=tmp_path / "x.html")
+    edits = {"low": ('"low_confidence":0.5', '"low_confidence":"0.5"'), "text": ('"text":"a dog"', '"words":"a dog"'),
+             "duration": ('"duration":9.0', '"duration":"9"'), "nested": ('"version":1', '"version":1,"x":' + "[" * 5000 + "]" * 5000)}
+    entries = []
+    for name, (old, new) in edits.items():
+        assert old in good
+        page = tmp_path / f"{name}.html"
+        page.write_text(good.replace(old, new, 1), encoding="utf-8")
+        assert read_page_data(page) is None
+        entries.append(IndexEntry(f"{name}.mp4", "ok", page=page))
+    index = format_index(entries, tmp_path / "index.html")
+    cells = [re.findall(r'<td class="num">([^<]*)</td>', row) for row in re.findall(r"<tr class=\"video.*?</tr>", index)]
+    assert cells == [["–", "–", "–"]] * 4
+
+
 # --------------------------------------------------------------------------- in a browser
 
 

@@ -18,7 +18,8 @@ from ..config import VIDEO_EXTENSIONS
 from ..errors import CaptionerError, cannot_list, path_list
 from ..outputs import (
     INDEX_FALLBACK_NAME, INDEX_NAMES, REPORT_NAME, absolute, base_names_of, case_keys, keep_extensions, output_base,
-    output_file, output_names, output_problem, outputs_up_to_date, remove_stale_temp_files, replaces_input, walk,
+    output_file, output_names, output_problem, outputs_up_to_date, parse_json, remove_stale_temp_files, replaces_input,
+    walk,
 )
 from ..writers import captioner_wrote, foreign_outputs, foreign_reason
 from .job import BatchJob, FileResult, Record, Status, failure_reason, signature_now
@@ -237,12 +238,10 @@ def recorded_sources(reports: Sequence[Path]) -> dict[str, Record]:
     nothing, and the resume test falls back to file times. A report of an earlier version names
     no outputs in its record: those its row lists then (an ok or skipped row's own).
     """
-    import json
-
     out: dict[str, Record] = {}
     for report in reports:
         try:
-            rows = json.loads(Path(report).read_text(encoding="utf-8"))["videos"]
+            rows = parse_json(Path(report).read_text(encoding="utf-8"))["videos"]
             for row in rows:
                 src = row.get("source")
                 if isinstance(src, dict):
