@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import click
 
 from . import __version__
-from .config import DEFAULT_WEIGHTS_DIR, IMAGE_EXTENSIONS, CaptionConfig, SearchConfig, configure
+from .config import DEFAULT_WEIGHTS_DIR, IMAGE_EXTENSIONS, MIN_SEGMENT, CaptionConfig, SearchConfig, configure
 from .errors import (OUT_OF_MEMORY, CaptionerError, HungUp, ModelError, OutOfMemory, Terminated, os_reason,
                      out_of_memory, printable)
 from .vocab import CHOSEN_STYLES
@@ -143,7 +143,7 @@ def caption_options(f):
                      help="Video: how much agreeing with what people said of the training videos the segment "
                           "looks most like counts (their best-agreed captions also become candidates, scored by "
                           "the decoder for this segment); 0 = off. Models without a caption bank ignore it."),
-        click.option("--max-segment", type=_Finite(min=0.5), default=_D.segments.max_segment,
+        click.option("--max-segment", type=_Finite(min=MIN_SEGMENT), default=_D.segments.max_segment,
                      show_default=True, help="Longest cue in seconds; a long shot is split into several cues."),
         click.option("--min-duration", type=_Finite(min=0), default=_D.segments.min_duration,
                      show_default=True, help="Shortest cue in seconds."),
@@ -201,13 +201,11 @@ class _Time(click.ParamType):
         else:
             self.fail(f"{value!r} is not a time: seconds (90.5, 90s, 1500ms), 1m30s, or [HH:]MM:SS[.mmm] "
                       "(1:30, 01:02:03.5)", param, ctx)
+        # float, not int: int() of over 4,300 digits raised a ValueError (a traceback); float() of them is inf
         seconds = float((last or "0").replace(",", "."))
-        if (minutes is not None or hours is not None) and seconds >= 60 or hours is not None and int(minutes or 0) >= 60:
+        if (minutes is not None or hours is not None) and seconds >= 60 or hours is not None and float(minutes or 0) >= 60:
             self.fail(f"{value!r} is not a time: minutes and seconds go up to 59", param, ctx)
-        try:
-            total = float(int(hours or 0) * 3600 + int(minutes or 0) * 60) + seconds
-        except OverflowError:  # hundreds of digits of hours
-            total = math.inf
+        total = float(hours or 0) * 3600 + float(minutes or 0) * 60 + seconds
         if not math.isfinite(total):
             self.fail(f"{value!r} is not a finite time", param, ctx)
         return total

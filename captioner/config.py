@@ -239,6 +239,10 @@ class SamplingConfig:
             _checked(self, end=_number(self.start + 0.001 - 1e-9))  # (0.008 + 0.001 > 0.009 in floats)
 
 
+#: Shortest ``SegmentConfig.max_segment`` (seconds) other than 0, the least ``--max-segment`` takes.
+MIN_SEGMENT = 0.5
+
+
 @dataclass(frozen=True)
 class SegmentConfig:
     """How sampled frames are grouped into cues."""
@@ -251,8 +255,12 @@ class SegmentConfig:
     stable_threshold: float = 0.02
 
     def __post_init__(self) -> None:
-        _checked(self, shot_threshold=_number(0, 2), max_segment=_number(0), min_duration=_number(0),
-                 stable_threshold=_number(0, 2))
+        # max_segment: 0 (shots are not split) or at least the CLI's half second; 1e-300 asked for
+        # ~1e300 pieces and ran out of memory after the whole video was decoded
+        finite = _number(0)[0]
+        _checked(self, shot_threshold=_number(0, 2),
+                 max_segment=(lambda v: finite(v) and (v == 0 or v >= MIN_SEGMENT), f"0 or a finite number >= {MIN_SEGMENT:g}"),
+                 min_duration=_number(0), stable_threshold=_number(0, 2))
 
 
 @dataclass(frozen=True)
@@ -376,7 +384,7 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
 
     segments = replace(c.segments, **given(max_segment=max_segment, min_duration=min_duration,
                                            shot_threshold=shot_threshold))
-    if min_duration is not None or max_segment is not None:
+    if (min_duration is not None or max_segment is not None) and segments.max_segment > 0:  # 0: shots are not split
         segments = replace(segments, min_duration=min(segments.min_duration, segments.max_segment))
     output = replace(c.output, **given(formats=None if formats is None else tuple(formats),
                                        max_line_width=max_line_width, max_line_count=max_line_count,

@@ -497,7 +497,7 @@ def layout_cues(
     cps = max_chars_per_second if max_chars_per_second > 0 else 0.0
     max_chars = max_line_width * max_line_count
     if cps and max_ms:
-        max_chars = max(1, min(max_chars, math.floor(cps * max_ms / 1000.0 + 1e-6)))
+        max_chars = max(1, min(max_chars, math.floor(min(cps * max_ms / 1000.0, 1e12) + 1e-6)))  # 1e308 cps: no inf
 
     def page_need(text: str) -> int:
         return max(min_ms, math.ceil(len(text) * 1000.0 / cps - 1e-6) if cps else 0)

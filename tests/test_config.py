@@ -32,6 +32,8 @@ def test_options_and_their_relations():
     assert configure(formats=None).review == CaptionConfig().review
     d = configure(rerank_weight=2.0, photo_rerank_weight=0.0).decoding  # video and photo weights apart
     assert (d.rerank_weight, d.photo_rerank_weight) == (2.0, 0.0)
+    # max_segment 0 is "shots are not split", not a bound: min_duration 2 was turned into 0 (no merging) unsaid
+    assert configure(min_duration=2.0, max_segment=0).segments.min_duration == 2.0
 
 
 def test_rerank_weight_options_reach_the_configuration_and_refuse_negatives(monkeypatch, tmp_path):
@@ -108,7 +110,9 @@ def test_evaluate_says_which_features_to_extract_when_a_set_is_not_cached(tmp_pa
     (lambda c: c.SamplingConfig(fps=float("inf")), "SamplingConfig.fps must be a finite number > 0, got inf"),
     (lambda c: c.SamplingConfig(max_frames_per_segment=0),
      "SamplingConfig.max_frames_per_segment must be a whole number >= 1, got 0"),
-    (lambda c: c.SegmentConfig(max_segment=-1), "SegmentConfig.max_segment must be a finite number >= 0, got -1"),
+    (lambda c: c.SegmentConfig(max_segment=-1), "SegmentConfig.max_segment must be 0 or a finite number >= 0.5, got -1"),
+    # 1e-300 asked for ~1e300 pieces: MemoryError once the whole video was decoded
+    (lambda c: c.SegmentConfig(max_segment=1e-300), "SegmentConfig.max_segment must be 0 or a finite number >= 0.5, got 1e-300"),
     (lambda c: c.OutputConfig(min_confidence=2), "OutputConfig.min_confidence must be a finite number >= 0 and <= 1"),
     (lambda c: c.ReviewConfig(jpeg_quality=500), "ReviewConfig.jpeg_quality must be a whole number from 0 to 100"),
     (lambda c: c.SearchConfig(results=0), "SearchConfig.results must be a whole number >= 1, got 0"),

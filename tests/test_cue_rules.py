@@ -78,6 +78,9 @@ def test_reading_speed():
     out = layout_cues([Cue(0, 1, text), Cue(5, 8, "a cat")], 8.0, **RULES)
     assert out[0].text == text and out[0].end - out[0].start == pytest.approx(2.6)
     check(out, 8.0, **RULES)
+    # any finite reading speed: 1e308 characters a second overflowed to inf (OverflowError from math.floor)
+    fast = layout_cues([Cue(0, 1, text), Cue(5, 8, "a cat")], 8.0, **{**RULES, "max_chars_per_second": 1e308})
+    assert [c.text for c in fast] == [text, "a cat"]
 
 
 def test_a_caption_with_no_time_to_be_read_is_dropped_not_squeezed():

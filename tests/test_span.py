@@ -53,7 +53,8 @@ def test_times_with_units_as_the_output_names_write_them(text: str, seconds: flo
 
 
 @pytest.mark.parametrize("text", ["", "abc", "-3", "1:75", "1:60:00", "1::2", "1e3", "inf", "nan", "1:2:3:4",
-                                  "9" * 400 + ":00:00", "s", "ms", "1m60s", "1h60m", "1h90s", "1h2", "1s30m", "9" * 400 + "h"])
+                                  "9" * 400 + ":00:00", "s", "ms", "1m60s", "1h60m", "1h90s", "1h2", "1s30m", "9" * 400 + "h",
+                                  "9" * 5000 + "m", "9" * 5000 + ":00:00", "1:" + "9" * 5000 + ":00"])  # int(): over 4,300 digits
 def test_what_is_not_a_time_is_refused(text: str) -> None:
     with pytest.raises(click.BadParameter):
         _Time().convert(text, None, None)
