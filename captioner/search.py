@@ -5,8 +5,9 @@ in the tests); this module drives them, so the rules a caption obeys are written
 once and hold for every search: no banned word (``<unk>``, a person word the person
 detector rules out), never the same word twice in a row, no repeated n-gram, never
 empty, a concept word ("said once") at most once, required words exactly once, only
-the words a model allows after a word (``follow``: after "is"/"are", no copied noun:
-"a woman is green onions"), at most ``max_length - 1`` words. Greedy search
+the words a model allows after a word or a pair of words (``follow``: after "is"/"are",
+no copied noun: "a woman is green onions"; after "a", no plural: "a sunglasses"; after "a
+makeup", a noun: "a makeup tutorial", not "a makeup"), at most ``max_length - 1`` words. Greedy search
 (``beam_size`` 1) is the one-beam case of the same rules and reports the same
 confidence (geometric-mean word probability).
 """
@@ -23,8 +24,9 @@ import numpy as np
 StepFn = Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
 #: ``step`` for several searches at once: [(tokens, state), ...] -> [(log-probs, state), ...], same order.
 StepManyFn = Callable[[list[tuple[np.ndarray, Any]]], list[tuple[np.ndarray, Any]]]
-#: Words that may follow a word: {token: sorted ids of the words NOT allowed after it}.
-Follow = dict[int, np.ndarray]
+#: Words that may follow a word: {token: sorted ids of the words NOT allowed after it}, and a pair of words:
+#: {(token, token): sorted ids of the only words allowed after the pair} (a short list: an allowed one is stored).
+Follow = dict[int | tuple[int, int], np.ndarray]
 #: A search in progress: yields (tokens, state) to be stepped, is sent (log-probs, new state),
 #: returns the best ``Hypothesis``.
 Search = Generator[tuple[np.ndarray, Any], tuple[np.ndarray, Any], "Hypothesis"]
@@ -104,8 +106,14 @@ class _Rules:
                 blocked.add(self.end_id)  # only a caption holding every required word may finish
             if blocked:
                 logp[i, list(blocked)] = neg_inf
-            if self.follow and seq and seq[-1] in self.follow:
-                logp[i, self.follow[seq[-1]]] = neg_inf
+            if self.follow and seq:
+                if seq[-1] in self.follow:
+                    logp[i, self.follow[seq[-1]]] = neg_inf
+                only = self.follow.get(tuple(seq[-2:])) if len(seq) > 1 else None
+                if only is not None:
+                    kept = logp[i, only]
+                    logp[i] = neg_inf
+                    logp[i, only] = kept
         if last:
             # last step: only <end> may follow, so every live caption that may finish does
             forced = np.full_like(logp, neg_inf)
@@ -241,7 +249,7 @@ def beam_steps(
     hypothesis scores ``logprob / (len+1) ** length_penalty``. Every hypothesis
     obeys the rules (``_Rules``): no token from ``banned``, no repeated n-gram of size
     ``no_repeat_ngram``, never the same token twice in a row, never empty, no token
-    from ``once`` twice ("a loaf of loaf"), after a token of ``follow`` only the words it allows.
+    from ``once`` twice ("a loaf of loaf"), after a token or pair of ``follow`` only the words it allows.
 
     With ``required`` tokens, beams are kept in separate groups by which required
     tokens they already contain (the constraint automaton's states), each group with

@@ -14,6 +14,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .search import Follow
+
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
 # Style tokens: a decoder trained with them starts a caption with "<video>", "<photo>" or
@@ -25,6 +27,8 @@ CHOSEN_STYLES = ("video", "photo")  # the ones a user picks (--style); "web" is 
 
 #: The verb slot a model's grammar list guards (model.json "grammar", pipelines.grammar).
 BE = ("is", "are")
+#: The articles whose next word a model's grammar entry may restrict (model.json "grammar" "after_article").
+ARTICLES = ("a", "an")
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
@@ -176,15 +180,31 @@ def fix_articles(text: str) -> str:
     return " ".join(words)
 
 
-def follow_rules(vocab: Vocabulary, grammar: Mapping[str, Any]) -> dict[int, np.ndarray] | None:
-    """The search's ``follow`` rule from a model's ``grammar`` entry: {id of is/are: ids NOT allowed after it}.
+def follow_rules(vocab: Vocabulary, grammar: Mapping[str, Any]) -> Follow | None:
+    """The search's ``follow`` rule from a model's ``grammar`` entry (pipelines.grammar).
 
-    None when the model lists no words (every older model): nothing is restricted.
-    ``<end>`` is never allowed after "is"/"are": a caption does not stop mid-sentence.
+    {id of is/are: ids NOT allowed after it (every word but the listed ones, and
+    ``<end>``: a caption does not stop mid-sentence)}; {id of a/an: the ids of the
+    words banned after it ("a sunglasses")}; {(id of a/an, id of a modifier): the only
+    ids allowed after the pair ("a makeup" + "tutorial", not + ``<end>``)}. None when
+    the model lists nothing (every older model): nothing is restricted.
     """
-    words = grammar.get("after_be") if grammar else None
-    if not words:
+    if not grammar:
         return None
-    allowed = {vocab.index(w) for w in words} - {vocab.unk_id}
-    blocked = np.array(sorted(set(range(len(vocab))) - allowed), dtype=np.int64)
-    return {vocab.index(w): blocked for w in BE if vocab.index(w) != vocab.unk_id}
+    rules: Follow = {}
+    words = grammar.get("after_be")
+    if words:
+        allowed = {vocab.index(w) for w in words} - {vocab.unk_id}
+        blocked = np.array(sorted(set(range(len(vocab))) - allowed), dtype=np.int64)
+        rules.update({vocab.index(w): blocked for w in BE if vocab.index(w) != vocab.unk_id})
+    article = grammar.get("after_article") or {}
+    articles = [vocab.index(w) for w in ARTICLES if vocab.index(w) != vocab.unk_id]
+    banned = np.array(sorted({vocab.index(w) for w in article.get("banned", ())} - {vocab.unk_id}), dtype=np.int64)
+    if len(banned):
+        rules.update({a: banned for a in articles})
+    for word, after in (article.get("then") or {}).items():
+        if word in vocab:
+            only = np.array(sorted({vocab.end_id if w == END else vocab.index(w) for w in after} - {vocab.unk_id}),
+                            dtype=np.int64)
+            rules.update({(a, vocab.index(word)): only for a in articles})
+    return rules or None

@@ -1,4 +1,4 @@
-"""Which words may follow "is"/"are" in a caption, learnt from the training captions.
+"""Which words may follow "is"/"are", and "a"/"an", in a caption, learnt from the training captions.
 
 The decoder copies concept words ("onions", "gate", "people") from its concept
 slots. In a short segment it sometimes copies one into the verb slot: "a woman is
@@ -8,6 +8,16 @@ follows "is"/"are" in 51 % of its MSR-VTT uses, "inside" in 4.5 %, "people" in
 0.5 %, "onions" never. The list is written into the model's ``model.json``
 (``"grammar": {"after_be": [...]}``) and the search (``search.py``, rule
 ``follow``) lets only these words follow "is"/"are".
+
+The same counts keep plural and mass nouns from following "a"/"an" ("a woman is
+talking about a makeup", "a man in a sunglasses"): a word the training captions
+almost never put after "a"/"an" ("sunglasses" 0 of 315 uses, "people" 0.2 %) may not
+follow it (``"after_article": {"banned": [...]}``); a word they put there in a small
+share of its uses, as a noun's modifier ("a makeup tutorial", "a hair dryer", "a food
+dish": 7.5, 3.6, 5.9 %), may follow "a"/"an" only before a word the training
+captions put after that pair ("then": "a makeup" + "tutorial", never "a makeup" and the
+end, while "a dough" and the end is said 12 times). Adjectives and countable nouns
+("a red car", "a dress") follow "a"/"an" in a large share of their uses and are free.
 
 Counts come from training text only: MSR-VTT train-split captions (no demo clip),
 Flickr8k train captions, and the caption-only COCO and MSVD sentences minus
@@ -20,11 +30,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections import Counter
-from typing import Iterable
+from collections import Counter, defaultdict
+from typing import Any, Callable, Iterable
 
-from captioner.vocab import BE, tokenize
-from captioner.weights import update_manifest
+from captioner.vocab import ARTICLES, BE, END, Vocabulary, tokenize
+from captioner.weights import read_manifest, update_manifest
 
 from .common import DATA, captions_by_file, flickr_split, read_tsv, text_sentences
 from .prepare_data import held_out_clips, msrvtt_ids
@@ -48,6 +58,33 @@ def after_be(captions: Iterable[str], min_count: int = 5, min_share: float = 0.0
     return sorted(w for w, n in after.items() if n >= min_count and n / uses[w] >= min_share)
 
 
+def after_article(captions: Iterable[str], words: Callable[[str], list[str]] = tokenize, *, min_uses: int = 50,
+                  ban_share: float = 0.01, modifier_share: float = 0.1, min_next: int = 2) -> dict[str, Any]:
+    """What may follow "a"/"an": {"banned": words never after it, "then": {word: words allowed after "a word"}}.
+
+    Only words used at least ``min_uses`` times are judged: a rarer word's share says
+    little. One that follows "a"/"an" in under ``ban_share`` of its uses is banned after
+    it; one under ``modifier_share`` is said there as a modifier, so "a word" must go on
+    with a word (or ``<end>``) that the captions put after it at least ``min_next`` times.
+    ``words`` splits a caption as the model's vocabulary does ("a teddy bear": one word).
+    """
+    uses: Counter = Counter()
+    after: Counter = Counter()
+    then: defaultdict[str, Counter] = defaultdict(Counter)
+    for c in captions:
+        ws = words(c) + [END]
+        uses.update(ws[:-1])
+        for a, b, nxt in zip(ws, ws[1:], ws[2:] + [END]):
+            if a in ARTICLES:
+                after[b] += 1
+                then[b][nxt] += 1
+    judged = sorted(w for w, n in uses.items() if n >= min_uses)
+    banned = [w for w in judged if after[w] / uses[w] < ban_share]
+    modifiers = [w for w in judged if ban_share <= after[w] / uses[w] < modifier_share]
+    return {"banned": banned,
+            "then": {w: sorted(n for n, k in then[w].items() if k >= min_next) for w in modifiers}}
+
+
 def training_captions() -> list[str]:
     """The training text the rule is counted over (see the module docstring)."""
     mv = [(vid, c) for vid, c in read_tsv(DATA / "text" / "msrvtt_captions_all.tsv")]
@@ -68,10 +105,18 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     caps = training_captions()
     words = after_be(caps, args.min_count, args.min_share)
+    vocab = Vocabulary(tuple(read_manifest(args.model)["vocab"]))
+    article = after_article(caps, vocab.words)
+    article = {"banned": [w for w in article["banned"] if w in vocab],
+               "then": {w: [n for n in nxt if n in vocab or n == END]
+                        for w, nxt in article["then"].items() if w in vocab}}
     update_manifest(args.model, lambda m: m.update(grammar={
-        "after_be": words, "source": f"pipelines.grammar over {len(caps)} training captions "
-                                     f"(min count {args.min_count}, min share {args.min_share})"}))
-    log.info("%d words may follow is/are (of %d captions); written to %s/model.json", len(words), len(caps), args.model)
+        "after_be": words, "after_article": article,
+        "source": f"pipelines.grammar over {len(caps)} training captions "
+                  f"(min count {args.min_count}, min share {args.min_share}; after a/an: after_article's defaults)"}))
+    log.info("%d words may follow is/are; after a/an %d are banned and %d only as a modifier (of %d captions); "
+             "written to %s/model.json",
+             len(words), len(article["banned"]), len(article["then"]), len(caps), args.model)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ import torch
 from captioner.config import DecoderConfig
 from captioner.decoder import CaptionDecoder
 from captioner.detect import AbsentWords, load_detectors
+from captioner.search import Follow
 from captioner.vocab import Vocabulary, follow_rules, tokenize
 from captioner.weights import checkpoint_encoder, load_model, read_manifest, save_model
 
@@ -134,7 +135,7 @@ def sample(model: CaptionDecoder, vocab: Vocabulary, feats: torch.Tensor, mask: 
            cids: torch.Tensor | None, cprobs: torch.Tensor | None, k: int, max_words: int,
            banned: list[int], temperature: float = 1.0, start: torch.Tensor | None = None,
            row_banned: list[tuple[int, ...]] | None = None,
-           follow: dict[int, np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+           follow: Follow | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``k`` captions sampled per picture: token ids [B*k, max_words] (pad after <end>) and their summed log-probs [B*k].
 
     Picture j's samples are rows j*k .. j*k+k-1. The rules of greedy decoding hold
@@ -159,7 +160,8 @@ def sample(model: CaptionDecoder, vocab: Vocabulary, feats: torch.Tensor, mask: 
     for j, ids in enumerate(row_banned or []):
         if ids:
             ban[j * k : (j + 1) * k, list(ids)] = True
-    follow_t = {tok: torch.from_numpy(blocked) for tok, blocked in (follow or {}).items()}
+    # the one-word rules only: a pair's rule ("a makeup" + a noun) is the search's, not needed to sample
+    follow_t = {tok: torch.from_numpy(blocked) for tok, blocked in (follow or {}).items() if isinstance(tok, int)}
     done = torch.zeros(n, dtype=torch.bool)
     out = torch.full((n, max_words), vocab.pad_id, dtype=torch.long)
     logp_sum = torch.zeros(n)
@@ -305,7 +307,7 @@ def main() -> None:
     absent = AbsentWords.build(det, vocab.index, vocab.unk_id) if args.presence else None
     follow = follow_rules(vocab, manifest.get("grammar") or {}) if args.grammar else None
     log.info("styles: %s; presence-aware sampling: %s; grammar rule: %s", vocab.style_ids or "none",
-             absent is not None, sorted(vocab.itos[t] for t in follow) if follow else "none")
+             absent is not None, sorted(vocab.itos[t] for t in follow if isinstance(t, int)) if follow else "none")
 
     def row_bans(rows_list: list[tuple[int, ...]], feats: torch.Tensor, mask: torch.Tensor) -> list[tuple[int, ...]]:
         """The words presence-aware decoding rules out for each picture of a batch.

@@ -1,4 +1,5 @@
-"""The verb-slot rule: after "is"/"are" only the words the training text puts there (pipelines/grammar.py)."""
+"""The verb-slot and article rules: after "is"/"are", and after "a"/"an", only the words the training text puts there
+(pipelines/grammar.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from captioner.config import CaptionConfig, DecodingConfig
 from captioner.search import search_one
 from captioner.vocab import Vocabulary, follow_rules
 from captioner.weights import update_manifest
-from pipelines.grammar import after_be
+from pipelines.grammar import after_article, after_be
 
 from conftest import TINY_WORDS, make_tiny_model
 from test_model import END, START, ToyState, _toy_step
@@ -50,6 +51,44 @@ def test_search_after_is_says_only_an_allowed_word(beam_size):
     assert ruled.tokens == (4, 6)
 
 
+def test_after_article_bans_plurals_and_lets_a_modifier_go_on_only_as_the_captions_do():
+    caps = (["a man in sunglasses"] * 60 + ["a woman applies makeup"] * 60 + ["a makeup tutorial"] * 3
+            + ["a makeup artist"] * 2 + ["a makeup to her face"] + ["she makes dough"] * 40 + ["a dough"] * 3)
+    rule = after_article(caps, min_uses=30)
+    # judged: the words used 30 times or more; "a", "in", "sunglasses" ... never follow "a"
+    assert rule["banned"] == ["a", "applies", "in", "makes", "she", "sunglasses"]
+    # "makeup" after "a" in 6 of 66 uses: said there only as "a makeup tutorial" or "a makeup artist" (the one
+    # "a makeup to" is under min_next); "a dough" ends a caption in 3 of 43 uses; "man" is after "a" in all its uses
+    assert rule["then"] == {"dough": ["<end>"], "makeup": ["artist", "tutorial"]}
+
+
+def test_follow_rules_ban_words_after_a_and_an_and_keep_a_modifier_before_its_nouns():
+    vocab = Vocabulary.build(["a man in sunglasses an apple a makeup tutorial artist"], min_count=1)
+    rules = follow_rules(vocab, {"after_article": {"banned": ["sunglasses", "not-in-vocab"],
+                                                   "then": {"makeup": ["tutorial", "<end>"], "nothing": ["man"]}}})
+    a, an, makeup = vocab.index("a"), vocab.index("an"), vocab.index("makeup")
+    assert set(rules) == {a, an, (a, makeup), (an, makeup)}
+    assert rules[a].tolist() == rules[an].tolist() == [vocab.index("sunglasses")]
+    assert sorted(rules[(a, makeup)].tolist()) == sorted([vocab.index("tutorial"), vocab.end_id])
+    assert follow_rules(vocab, {"after_article": {"banned": [], "then": {}}}) is None
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_search_after_a_pair_says_only_an_allowed_word(beam_size):
+    # 4 = "a", 5 = "makeup": the model likes "a makeup" and the end; "a makeup" + 6 ("tutorial") is allowed
+    table = {START: {4: 1.0}, 4: {5: 0.8, 7: 0.2}, 5: {END: 0.6, 6: 0.4}, 6: {END: 1.0}, 7: {END: 1.0}}
+    step = _toy_step(table, 8)
+    free = search_one(step, ToyState(np.array([START])), START, END, beam_size=beam_size, max_length=5)
+    assert free.tokens == (4, 5)
+    ruled = search_one(step, ToyState(np.array([START])), START, END, beam_size=beam_size, max_length=5,
+                       follow={(4, 5): np.array([6])})
+    assert ruled.tokens == (4, 5, 6)
+    # a word banned after "a" ("sunglasses") is not said there at all
+    banned = search_one(step, ToyState(np.array([START])), START, END, beam_size=beam_size, max_length=5,
+                        follow={4: np.array([5])})
+    assert banned.tokens == (4, 7)
+
+
 @pytest.fixture(scope="module")
 def is_model(tmp_path_factory) -> Path:
     """A tiny decoder that says "is" all the time, followed by whatever its random weights like."""
@@ -57,13 +96,18 @@ def is_model(tmp_path_factory) -> Path:
 
 
 def _after_is(model: Path, grammar: bool) -> list[str]:
+    return _after(model, "is", grammar)
+
+
+def _after(model: Path, word: str, grammar: bool) -> list[str]:
+    """The words (or ``<end>``) a model's captions of 12 random pictures say after ``word``."""
     from captioner.pipeline import Captioner
 
     cap = Captioner(replace(CaptionConfig(), model_dir=model, decoding=replace(DecodingConfig(), grammar=grammar)))
     rng = np.random.default_rng(0)
     caps = [c.text.split() for c in cap.caption_batch([(rng.normal(size=(49, 1280)).astype(np.float32), None)
                                                       for _ in range(12)], video=True)]
-    return [c[i + 1] if i + 1 < len(c) else "<end>" for c in caps for i, w in enumerate(c) if w == "is"]
+    return [c[i + 1] if i + 1 < len(c) else "<end>" for c in caps for i, w in enumerate(c) if w == word]
 
 
 def test_a_model_with_a_grammar_list_says_only_listed_words_after_is(is_model):
@@ -71,6 +115,15 @@ def test_a_model_with_a_grammar_list_says_only_listed_words_after_is(is_model):
     assert set(_after_is(is_model, grammar=False)) - {"runs", "sits", "plays"}  # free, it says other words
     ruled = _after_is(is_model, grammar=True)
     assert ruled and set(ruled) <= {"runs", "sits", "plays"}
+
+
+def test_a_model_with_an_article_rule_says_no_banned_word_after_a(tmp_path):
+    model = make_tiny_model(tmp_path / "m", seed=1, boost={"a": 4.0})
+    free = set(_after(model, "a", grammar=False)) - {"<end>"}
+    assert free  # "man", "car", "green": each is banned below
+    update_manifest(model, lambda m: m.update(grammar={"after_article": {"banned": sorted(free), "then": {}}}))
+    ruled = _after(model, "a", grammar=True)
+    assert ruled and not free & set(ruled)
 
 
 def test_info_names_the_rule(is_model, tiny_model):
