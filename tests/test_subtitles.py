@@ -281,6 +281,29 @@ def test_merge_cues_keeps_different_texts_and_gaps_apart() -> None:
     assert merge_cues([]) == []
 
 
+def test_merge_cues_joins_a_caption_that_is_its_neighbours_beginning() -> None:
+    # Seen on MSR-VTT val: "a man is talking about a car engine" then "a man is talking about a car" read as a stutter.
+    cues = [
+        Cue(0.0, 3.5, "a man is talking about a car engine", 0.6),
+        Cue(3.5, 4.9, "a man is talking about a car", 0.4),
+        Cue(4.9, 6.0, "a man is talking about a carpet", 0.5),  # "car" is not "carpet": words, not letters
+        Cue(6.0, 7.0, "a man is", 0.5),
+        Cue(7.5, 9.0, "a man is talking", 0.5),  # a gap: kept apart
+    ]
+    merged = merge_cues(cues)
+    assert [(c.start, c.end, c.text) for c in merged] == [
+        (0.0, 4.9, "a man is talking about a car engine"),
+        (4.9, 7.0, "a man is talking about a carpet"),
+        (7.5, 9.0, "a man is talking"),
+    ]
+    assert merged[0].confidence == pytest.approx((3.5 * 0.6 + 1.4 * 0.4) / 4.9)
+    # The text the model is surer of is shown, the longer on a tie, in either order.
+    assert [c.text for c in merge_cues([Cue(0, 1, "two men"), Cue(1, 2, "two men are wrestling")])] == [
+        "two men are wrestling"]
+    assert [c.text for c in merge_cues([Cue(0, 1, "a man is talking", 0.7), Cue(1, 2, "a man is talking about it", 0.3)])] \
+        == ["a man is talking"]
+
+
 def test_merge_cues_zero_length_uses_plain_mean() -> None:
     merged = merge_cues([Cue(1, 1, "x", 0.2), Cue(1, 1, "x", 0.6)])
     assert len(merged) == 1
