@@ -395,6 +395,49 @@ def test_a_worker_that_dies_costs_only_its_file(tmp_path):
     assert all(s is Status.OK for s, _ in status.values())
 
 
+def test_workers_that_die_while_starting_blame_no_file(tmp_path):
+    """Workers that die before their first file (here in the initializer, as a crash loading the model would):
+    each file in flight was "failed: the worker process died on this file", retried alone, and failed again."""
+    from captioner.errors import CaptionerError
+
+    jobs = [BatchJob(tmp_path / n, tmp_path / n, n, 0) for n in ("a.mp4", "b.mp4", "c.mp4")]
+    import batch_tasks
+
+    results = []
+    with pytest.raises(CaptionerError, match=r"^2 worker processes could not start: they ended while loading the "
+                                             r"model, before their first file"):
+        run_pool(jobs, 2, batch_tasks.crash_or_succeed, batch_tasks.die_at_start, (), results.append)
+    assert results == []
+
+
+def test_a_script_that_runs_a_two_worker_batch_unguarded_is_told_why_and_blames_no_video(tmp_path, tiny_model):
+    """A script calling run_batch(workers=2) at module level (no ``if __name__ == "__main__":``): each worker
+    ran the script again and died in multiprocessing's bootstrapping (a RuntimeError traceback each), and every
+    good video was reported "failed: the worker process died on this file"."""
+    make_video(tmp_path / "vids" / "a.mp4", [("red", 1.0)])
+    make_video(tmp_path / "vids" / "b.mp4", [("blue", 1.0)])
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from captioner.batch import plan_batch, run_batch\n"
+        "from captioner.config import configure\n"
+        "plan = plan_batch([Path('vids')], Path('subs'), ['srt'])\n"
+        f"out = run_batch(plan, configure(model_dir={str(tiny_model)!r}, beam_size=1), workers=2)\n"
+        "print([r.status.value for r in out.results])\n"
+        "print(out.fatal)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, script.name], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    statuses, fatal = done.stdout.splitlines()[-2:]
+    assert statuses == "['pending', 'pending']"
+    assert fatal == (f"worker processes could not start: each runs {script} again as it starts; a script "
+                     "that calls run_batch with workers > 1 must do so under 'if __name__ == \"__main__\":' "
+                     "(as multiprocessing requires)")
+    assert "Traceback" not in done.stderr and "bootstrapping" not in done.stderr
+
+
 def test_a_report_that_cannot_be_written_is_one_error_line(tmp_path):
     """The batch still ends with its summary; the report's failure is one ``error:`` line, and exit 1 (it was 0 for
     want of a failed video: an error line with success, and a next run that cannot tell what this one did)."""

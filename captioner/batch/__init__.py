@@ -76,6 +76,11 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
     finished videos are ``ok``, the others ``pending``, and the interrupt
     propagates). A ``CaptionerError`` that is not about one video (the model, the
     cluster) ends the batch and is returned as ``fatal``.
+
+    Local ``workers`` > 1 start processes by 'spawn', which imports the calling script
+    again in each: a script must call this under ``if __name__ == "__main__":`` (as
+    multiprocessing requires). Without it no worker can start, and ``fatal`` says so,
+    the videos left pending.
     """
     if engine not in ("local", "ray"):
         raise ValueError(f"unknown engine {engine!r}: use local or ray")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -43,7 +44,9 @@ def run_local(jobs: Sequence[BatchJob], config: CaptionConfig, *, workers: int =
     (``run_pool``: failed if it crashes that one too, captioned if the batch had only
     been killed on it), then the rest here.
 
-    Raises ``ModelError`` when the model cannot be loaded.
+    Raises ``ModelError`` when the model cannot be loaded, and ``CaptionerError`` when no
+    worker process can start (a script that calls this with ``workers`` > 1 outside
+    ``if __name__ == "__main__":``).
     """
     from ..pipeline import Captioner
 
@@ -77,6 +80,7 @@ def run_local(jobs: Sequence[BatchJob], config: CaptionConfig, *, workers: int =
         return results
     from ..weights import load_runtime_model
 
+    _leave_if_spawning()  # before the model: a worker importing the script would load it for nothing
     load_runtime_model(config.model_dir)  # a broken model is one clear error here, not one per file
     if config.encoder.int8:
         # the workers share this CPU: whether its int8 copy is accurate (encoder.INT8_MIN_COSINE) is
@@ -177,8 +181,34 @@ def _watch_parent(parent: int, interval: float = PARENT_CHECK_S) -> None:
     threading.Thread(target=watch, name="captioner-parent-watch", daemon=True).start()
 
 
-def _start_worker(parent: int, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+#: Exit status of a worker process that, while starting, found itself running the batch of the script that
+#: started it (the script imported again, as 'spawn' does, without ``if __name__ == "__main__":``).
+SCRIPT_AGAIN_EXIT = 78
+
+
+def _leave_if_spawning() -> None:
+    """End this process quietly if it is a 'spawn' worker still importing the parent's script.
+
+    A script that calls ``run_batch(..., workers=2)`` at module level is run again by each
+    worker as it starts; there multiprocessing refused to start processes of its own with a
+    RuntimeError traceback per worker, and every video of the batch was blamed for the dead
+    workers. The worker leaves instead, and the batch process, whose pool then never starts
+    a file, ends the batch with one error that says why.
+    """
+    import multiprocessing.process
+
+    if getattr(multiprocessing.process.current_process(), "_inheriting", False):
+        raise SystemExit(SCRIPT_AGAIN_EXIT)
+
+
+def _start_worker(parent: int, steps: tuple[Any, Any], initializer: Callable[..., None] | None,
+                  initargs: tuple) -> None:
     """Every pool worker's initializer: watch the parent, leave interrupts to it, then ``initializer``.
+
+    ``steps`` are two Events of the pool, set as a worker gets here (it imported what the
+    parent's main module imports) and as it is ready for files: a pool that breaks before
+    the second never started a file, and before the first, its workers could not even
+    import the parent's script.
 
     Ctrl-C reaches every process of the terminal's group; the batch process decides
     what is finished and stops its workers itself, so a worker ignores SIGINT (no
@@ -186,10 +216,28 @@ def _start_worker(parent: int, initializer: Callable[..., None] | None, initargs
     """
     import signal
 
+    imported, ready = steps
+    imported.set()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _watch_parent(parent)
     if initializer is not None:
         initializer(*initargs)
+    ready.set()
+
+
+def _workers_could_not_start(imported: bool, workers: int) -> CaptionerError:
+    """The batch's error for a pool whose workers died before one of them was ready for a file: no file is
+    to blame. Workers that died before they ran any of this module's code, started by a script, most
+    likely ran the script's batch again (it lacks ``if __name__ == "__main__":``)."""
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    if script and not imported:
+        return CaptionerError(
+            f"worker processes could not start: each runs {script} again as it starts; a script that calls "
+            f"run_batch with workers > 1 must do so under 'if __name__ == \"__main__\":' (as multiprocessing "
+            f"requires)")
+    when = "while loading the model" if imported else "as they started"
+    return CaptionerError(f"{workers} worker processes could not start: they ended {when}, before their first "
+                          f"file: use --workers 1")
 
 
 def _init_pool_worker(config: CaptionConfig, log_level: int) -> None:
@@ -245,26 +293,30 @@ def run_pool(jobs: Sequence[BatchJob], workers: int, task: Callable[[BatchJob], 
     exactly the suspects. They are rerun one at a time in a fresh pool; a suspect
     that breaks a pool on its own is reported failed. Every job is delivered once.
     An exception from ``task`` itself (the model failed to load in a worker) stops
-    the batch. Workers exit when this process dies, and on an interrupt they are
+    the batch. A pool whose workers die before any of them was ready for a file
+    blames no file: ``CaptionerError`` (worker processes could not start), the jobs
+    not delivered. Workers exit when this process dies, and on an interrupt they are
     stopped at once.
     """
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
+    _leave_if_spawning()
     context = multiprocessing.get_context("spawn")
     _start_resource_tracker()
     queue = deque(jobs)
     suspects: deque[BatchJob] = deque()
     pool = None
     inflight: dict[Any, tuple[BatchJob, bool]] = {}  # future -> (job, running alone)
-    start_args = (os.getpid(), initializer, initargs)
+    steps = None
     try:
         while queue or suspects or inflight:
             try:  # no usable /dev/shm (containers, sandboxes) or too few file descriptors: was a traceback
                 if pool is None:
+                    steps = (context.Event(), context.Event())
                     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                               initargs=start_args)
+                                               initargs=(os.getpid(), steps, initializer, initargs))
                 if suspects:
                     if not inflight:
                         job = suspects.popleft()
@@ -288,6 +340,8 @@ def run_pool(jobs: Sequence[BatchJob], workers: int, task: Callable[[BatchJob], 
                         deliver(crashed(job, "it exited abruptly"))
                     else:
                         suspects.append(job)
+            if broken is not None and steps is not None and not steps[1].is_set():
+                raise _workers_could_not_start(steps[0].is_set(), workers)
             if broken is not None:
                 for future, (job, alone) in list(inflight.items()):
                     if future.done() and future.exception() is None:
