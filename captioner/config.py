@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from .vocab import STYLES
+
 
 def _shipped_weights() -> Path:
     """The shipped decoder: inside the installed package (a wheel), else ``weights/`` beside a checkout."""
@@ -60,6 +62,31 @@ def _count(low: int, high: float = math.inf) -> tuple[Callable[[Any], bool], str
     return ok, f"a whole number >= {low}" if high == math.inf else f"a whole number from {low} to {high:g}"
 
 
+def _flag() -> tuple[Callable[[Any], bool], str]:
+    """A rule for ``_checked``: True or False (NumPy's too); "no" was taken as true, it is not empty."""
+    return (lambda v: isinstance(v, bool) or type(v).__module__ == "numpy" and type(v).__name__ == "bool_"), \
+        "True or False"
+
+
+def _numbers(n: int, low: float = -math.inf, *, above: bool = False,
+             optional: bool = False) -> tuple[Callable[[Any], bool], str]:
+    """A rule for ``_checked``: ``n`` finite real numbers (a tuple or list) each as ``_number(low, above=)``
+    takes, or None with ``optional``; a wrong count failed late, in NumPy's broadcasting, or not at all."""
+    one, need = _number(low, above=above)
+
+    def ok(v: Any) -> bool:
+        if v is None:
+            return optional
+        return isinstance(v, (tuple, list)) and len(v) == n and all(one(x) for x in v)
+    need = f"{n} numbers, each {need}" + (", or None" if optional else "")
+    return ok, need
+
+
+def _one_of(choices: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:
+    """A rule for ``_checked``: one of ``choices``."""
+    return (lambda v: isinstance(v, str) and v in choices), "one of " + ", ".join(choices)
+
+
 def _checked(config: Any, **rules: tuple[Callable[[Any], bool], str]) -> None:
     """Refuse a configuration value outside its rule when the configuration is made, with the field's
     name: a library caller's beam_size=0 or batch_size=0 failed much later, deep inside the work
@@ -68,6 +95,16 @@ def _checked(config: Any, **rules: tuple[Callable[[Any], bool], str]) -> None:
         value = getattr(config, name)
         if not ok(value):
             raise ValueError(f"{type(config).__name__}.{name} must be {need}, got {value!r}")
+
+
+def _typed(config: Any, **types: type | tuple[type, ...]) -> None:
+    """Refuse a field of ``config`` that is not of its type, with the field's name: a dict for a
+    ``SamplingConfig`` was taken, and failed at its first use ("'dict' object has no attribute 'fps'")."""
+    for name, kind in types.items():
+        value = getattr(config, name)
+        if not isinstance(value, kind):
+            need = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise TypeError(f"{type(config).__name__}.{name} must be a {need}, got {type(value).__name__}")
 
 
 @dataclass(frozen=True)
@@ -95,7 +132,9 @@ class EncoderConfig:
     std: tuple[float, float, float] = (128.0 / 255, 128.0 / 255, 128.0 / 255)
 
     def __post_init__(self) -> None:
-        _checked(self, image_size=_count(32), batch_size=_count(1))
+        _checked(self, name=(lambda v: isinstance(v, str) and v != "", "a model name"), image_size=_count(32),
+                 batch_size=_count(1), backend=_one_of(("auto", "torch", "onnx")), int8=_flag(),
+                 mean=_numbers(3), std=_numbers(3, 0, above=True))
 
 
 @dataclass(frozen=True)
@@ -120,6 +159,17 @@ class DecoderConfig:
                  dropout=_number(0, 1), vocab_size=_count(0), concept_slots=_count(0), detector_slots=_count(0))
 
 
+#: Longest ``DecodingConfig.max_length`` (tokens, ``<end>`` included). The LSTM decoder has no
+#: positional limit, so 10**9 was taken and the search ran on for ever on a caption that never
+#: ends; the training captions have at most ~70 words, and a subtitle line a few dozen.
+MAX_LENGTH = 100
+
+#: Highest ``SamplingConfig.fps``. Above the frame rate every frame is a sample anyway, and no frame
+#: rate the reader believes is over 500 (video.MAX_PLAUSIBLE_FPS); 1e308 overflowed the sampling
+#: clock (time x fps) into an OverflowError once the video was open.
+MAX_FPS = 1000.0
+
+
 @dataclass(frozen=True)
 class DecodingConfig:
     """How captions are searched for."""
@@ -127,7 +177,7 @@ class DecodingConfig:
     # 1 = greedy: the same rules and confidence (search.py), faster, blander captions; a wider
     # beam finds likelier captions, 5 better than 3 on validation photos
     beam_size: int = 5
-    max_length: int = 20  # tokens, <end> included: at most 19 words
+    max_length: int = 20  # tokens, <end> included: at most 19 words (at most MAX_LENGTH)
     length_penalty: float = 0.7  # score / len**alpha; 0 = raw log-prob (short captions win), 1 = mean log-prob
     no_repeat_ngram: int = 2  # block any repeated bigram ("combing combing" is impossible)
     # Concept decoders: weight of the concepts-only expert mixed into each word's score
@@ -192,7 +242,10 @@ class DecodingConfig:
 
     def __post_init__(self) -> None:
         weight = _number(0)
-        _checked(self, beam_size=_count(1), max_length=_count(2), length_penalty=weight, no_repeat_ngram=_count(0),
+        fit = _numbers(2, optional=True)
+        _checked(self, beam_size=_count(1), max_length=_count(2, MAX_LENGTH), length_penalty=weight,
+                 no_repeat_ngram=_count(0), video_style=_one_of(STYLES), photo_style=_one_of(STYLES), grammar=_flag(),
+                 confidence_fit=fit, photo_confidence_fit=fit,
                  concept_weight=_number(0, 1), video_concept_weight=_number(0, 1), concept_min_prob=_number(0, 1),
                  rerank_weight=weight, consensus_weight=weight, consensus_videos=_count(1),
                  consensus_candidates=_count(0), photo_rerank_weight=weight, photo_consensus_weight=weight,
@@ -210,7 +263,7 @@ class GroundingConfig:
     min_prob: float = 0.5
 
     def __post_init__(self) -> None:
-        _checked(self, min_prob=_number(0, 1))
+        _checked(self, enabled=_flag(), min_prob=_number(0, 1))
 
 
 @dataclass(frozen=True)
@@ -233,8 +286,8 @@ class SamplingConfig:
     end: float | None = None
 
     def __post_init__(self) -> None:
-        _checked(self, fps=_number(0, above=True), max_frames_per_segment=_count(1), context_seconds=_number(0),
-                 window_frames=_count(2), start=_number(0))
+        _checked(self, fps=_number(0, MAX_FPS, above=True), max_frames_per_segment=_count(1),
+                 context_seconds=_number(0), fast=_flag(), window_frames=_count(2), start=_number(0))
         if self.end is not None:
             _checked(self, end=_number(self.start + 0.001 - 1e-9))  # (0.008 + 0.001 > 0.009 in floats)
 
@@ -278,7 +331,11 @@ class OutputConfig:
     min_confidence: float = 0.0
 
     def __post_init__(self) -> None:
-        _checked(self, max_line_width=_count(1), max_line_count=_count(1), max_chars_per_second=_number(0),
+        # a str is a sequence of one-letter "formats" ('s', 'r', 't'); names are checked where files are
+        # written (writers.parse_formats: the writers import this module), and by ``configure``
+        _checked(self, formats=(lambda v: isinstance(v, tuple) and all(isinstance(f, str) for f in v),
+                                "a tuple of format names"),
+                 max_line_width=_count(1), max_line_count=_count(1), max_chars_per_second=_number(0),
                  min_confidence=_number(0, 1))
 
 
@@ -300,7 +357,8 @@ class ReviewConfig:
     low_confidence: float = 0.5
 
     def __post_init__(self) -> None:
-        _checked(self, thumbnail_width=_count(1), thumbnail_height=_count(1), jpeg_quality=_count(0, 100),
+        _checked(self, thumbnails=_flag(), thumbnail_width=_count(1), thumbnail_height=_count(1),
+                 jpeg_quality=_count(0, 100),
                  concept_words=_count(0), low_confidence=_number(0, 1))
 
 
@@ -351,6 +409,9 @@ class CaptionConfig:
     threads: int = 0  # compute threads of encoder and decoder; 0 = encoder one per CPU, decoder 1
 
     def __post_init__(self) -> None:
+        _typed(self, model_dir=(str, os.PathLike), encoder=EncoderConfig, decoding=DecodingConfig,
+               grounding=GroundingConfig, sampling=SamplingConfig, segments=SegmentConfig, output=OutputConfig,
+               review=ReviewConfig)
         _checked(self, threads=_count(0))
 
 
@@ -360,7 +421,7 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
               length_penalty: float | None = None, concept_weight: float | None = None,
               concepts: bool | None = None, min_prob: float | None = None,
               max_segment: float | None = None, min_duration: float | None = None,
-              shot_threshold: float | None = None, formats: tuple[str, ...] | list[str] | None = None,
+              shot_threshold: float | None = None, formats: str | tuple[str, ...] | list[str] | None = None,
               max_line_width: int | None = None, max_line_count: int | None = None,
               min_confidence: float | None = None,
               threads: int | None = None, int8: bool | None = None, style: str | None = None,
@@ -378,6 +439,8 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
     only when ``formats`` include the review page (``html``), the one output that shows them.
     """
     c = base if base is not None else CaptionConfig()
+    if formats is not None:
+        formats = _format_names(formats)
 
     def given(**values):
         return {k: v for k, v in values.items() if v is not None}
@@ -386,7 +449,7 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
                                            shot_threshold=shot_threshold))
     if (min_duration is not None or max_segment is not None) and segments.max_segment > 0:  # 0: shots are not split
         segments = replace(segments, min_duration=min(segments.min_duration, segments.max_segment))
-    output = replace(c.output, **given(formats=None if formats is None else tuple(formats),
+    output = replace(c.output, **given(formats=formats,
                                        max_line_width=max_line_width, max_line_count=max_line_count,
                                        min_confidence=min_confidence))
     return replace(
@@ -407,6 +470,18 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
         output=output,
         review=c.review if formats is None else replace(c.review, thumbnails="html" in output.formats),
     )
+
+
+def _format_names(formats: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``configure``'s formats as the CLI's ``-f`` reads them (writers.parse_formats): "srt,vtt" or a
+    list of names, known names only; a str was a sequence of one-letter formats ('s', 'r', 't')."""
+    from .writers import parse_formats
+
+    if isinstance(formats, str):
+        formats = (formats,)
+    if not all(isinstance(f, str) for f in formats):
+        raise TypeError(f"configure's formats must be format names, got {formats!r}")
+    return parse_formats(",".join(formats)) if formats else ()
 
 
 def usable_cpus() -> int:

@@ -105,9 +105,37 @@ def test_evaluate_says_which_features_to_extract_when_a_set_is_not_cached(tmp_pa
 
 @pytest.mark.parametrize("make, message", [
     (lambda c: c.DecodingConfig(beam_size=0), "DecodingConfig.beam_size must be a whole number >= 1, got 0"),
-    (lambda c: c.DecodingConfig(max_length=1), "DecodingConfig.max_length must be a whole number >= 2, got 1"),
+    (lambda c: c.DecodingConfig(max_length=1), "DecodingConfig.max_length must be a whole number from 2 to 100, got 1"),
+    # the LSTM has no positional limit: 10**9 searched on for ever
+    (lambda c: c.DecodingConfig(max_length=10**9), "DecodingConfig.max_length must be a whole number from 2 to 100"),
+    # an unknown style failed only at the first caption, a capital letter too
+    (lambda c: c.DecodingConfig(video_style="Video"), "DecodingConfig.video_style must be one of video, photo, web, "
+                                                      "got 'Video'"),
+    (lambda c: c.DecodingConfig(photo_style=None), "DecodingConfig.photo_style must be one of video, photo, web"),
+    (lambda c: c.configure(style="vdieo"), "DecodingConfig.video_style must be one of video, photo, web, got 'vdieo'"),
+    # 'ab' failed at the first caption; (nan, 1) gave every caption the confidence nan
+    (lambda c: c.DecodingConfig(confidence_fit="ab"), "DecodingConfig.confidence_fit must be 2 numbers, each a finite "
+                                                      "number, or None, got 'ab'"),
+    (lambda c: c.DecodingConfig(confidence_fit=(float("nan"), 1.0)), "DecodingConfig.confidence_fit must be 2 numbers"),
+    (lambda c: c.DecodingConfig(photo_confidence_fit=(1.0,)), "DecodingConfig.photo_confidence_fit must be 2 numbers"),
+    (lambda c: c.DecodingConfig(grammar="no"), "DecodingConfig.grammar must be True or False, got 'no'"),
+    (lambda c: c.EncoderConfig(mean=(0.5, 0.5)), "EncoderConfig.mean must be 3 numbers, each a finite number, got "
+                                                 "(0.5, 0.5)"),
+    (lambda c: c.EncoderConfig(std=(0.5, 0.0, 0.5)), "EncoderConfig.std must be 3 numbers, each a finite number > 0"),
+    (lambda c: c.EncoderConfig(backend="ONNX"), "EncoderConfig.backend must be one of auto, torch, onnx, got 'ONNX'"),
+    (lambda c: c.EncoderConfig(int8="no"), "EncoderConfig.int8 must be True or False, got 'no'"),
+    (lambda c: c.EncoderConfig(name=""), "EncoderConfig.name must be a model name, got ''"),
+    # 1e308 overflowed the sampling clock once the video was open
+    (lambda c: c.SamplingConfig(fps=1e308), "SamplingConfig.fps must be a finite number > 0 and <= 1000, got 1e+308"),
+    # "no" was true: every non-empty string is
+    (lambda c: c.SamplingConfig(fast="no"), "SamplingConfig.fast must be True or False, got 'no'"),
+    (lambda c: c.GroundingConfig(enabled="no"), "GroundingConfig.enabled must be True or False, got 'no'"),
+    (lambda c: c.ReviewConfig(thumbnails="no"), "ReviewConfig.thumbnails must be True or False, got 'no'"),
+    # a str was a sequence of formats ('s', 'r', 't')
+    (lambda c: c.OutputConfig(formats="srt"), "OutputConfig.formats must be a tuple of format names, got 'srt'"),
+    (lambda c: c.configure(formats=["srt", "sub"]), "unknown subtitle format 'sub'"),
     (lambda c: c.EncoderConfig(batch_size=0), "EncoderConfig.batch_size must be a whole number >= 1, got 0"),
-    (lambda c: c.SamplingConfig(fps=float("inf")), "SamplingConfig.fps must be a finite number > 0, got inf"),
+    (lambda c: c.SamplingConfig(fps=float("inf")), "SamplingConfig.fps must be a finite number > 0 and <= 1000, got inf"),
     (lambda c: c.SamplingConfig(max_frames_per_segment=0),
      "SamplingConfig.max_frames_per_segment must be a whole number >= 1, got 0"),
     (lambda c: c.SegmentConfig(max_segment=-1), "SegmentConfig.max_segment must be 0 or a finite number >= 0.5, got -1"),
@@ -117,7 +145,7 @@ def test_evaluate_says_which_features_to_extract_when_a_set_is_not_cached(tmp_pa
     (lambda c: c.ReviewConfig(jpeg_quality=500), "ReviewConfig.jpeg_quality must be a whole number from 0 to 100"),
     (lambda c: c.SearchConfig(results=0), "SearchConfig.results must be a whole number >= 1, got 0"),
     (lambda c: c.CaptionConfig(threads=1.5), "CaptionConfig.threads must be a whole number >= 0, got 1.5"),
-    (lambda c: c.configure(fps=0), "SamplingConfig.fps must be a finite number > 0, got 0"),
+    (lambda c: c.configure(fps=0), "SamplingConfig.fps must be a finite number > 0 and <= 1000, got 0"),
     (lambda c: c.configure(beam_size=True), "DecodingConfig.beam_size must be a whole number >= 1, got True"),
 ])
 def test_a_value_outside_its_range_is_refused_when_the_configuration_is_made(make, message):
@@ -128,6 +156,28 @@ def test_a_value_outside_its_range_is_refused_when_the_configuration_is_made(mak
     with pytest.raises(ValueError) as caught:
         make(c)
     assert str(caught.value).startswith(message)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda c: c.CaptionConfig(sampling={"fps": 2}), "CaptionConfig.sampling must be a SamplingConfig, got dict"),
+    (lambda c: c.CaptionConfig(decoding=None), "CaptionConfig.decoding must be a DecodingConfig, got NoneType"),
+    (lambda c: c.CaptionConfig(model_dir=None), "CaptionConfig.model_dir must be a str or PathLike, got NoneType"),
+    (lambda c: c.configure(formats=["srt", 1]), "configure's formats must be format names, got ['srt', 1]"),
+])
+def test_a_value_of_the_wrong_type_is_refused_when_the_configuration_is_made(make, message):
+    """sampling={"fps": 2} was taken and failed at its first use ("'dict' object has no attribute 'fps'")."""
+    import captioner.config as c
+
+    with pytest.raises(TypeError) as caught:
+        make(c)
+    assert str(caught.value) == message
+
+
+def test_formats_are_read_as_the_command_line_reads_them():
+    """configure(formats="srt") gave the formats ('s', 'r', 't')."""
+    assert configure(formats="srt").output.formats == ("srt",)
+    assert configure(formats="SRT, vtt").output.formats == ("srt", "vtt")
+    assert configure(formats=["vtt", "srt", "vtt"]).output.formats == ("vtt", "srt")
 
 
 def test_numpy_numbers_are_numbers():
@@ -141,10 +191,7 @@ def test_numpy_numbers_are_numbers():
 def test_an_unknown_style_or_a_folder_for_a_config_is_refused(tiny_model):
     from captioner.pipeline import Captioner
 
-    captioner = Captioner(configure(model_dir=tiny_model, style="vdieo"))
-    import numpy as np
-
-    with pytest.raises(ValueError, match="unknown caption style 'vdieo': use video, photo, web"):
-        captioner.caption_images([np.zeros((32, 32, 3), np.uint8)])
+    with pytest.raises(ValueError, match="DecodingConfig.video_style must be one of video, photo, web, got 'vdieo'"):
+        configure(model_dir=tiny_model, style="vdieo")  # it was refused only at the first caption
     with pytest.raises(TypeError, match="Captioner takes a CaptionConfig, got str"):
         Captioner(str(tiny_model))
