@@ -106,6 +106,25 @@ def check_model(config: CaptionConfig) -> None:
     _load_model_parts(Captioner._load, SimpleNamespace(config=config, encoder=encoder))
 
 
+def _fresh(exc: Exception) -> Exception:
+    """A new exception like ``exc`` (its type, message and the loader's traceback), raised in its stead.
+
+    Raising the one stored exception again and again added each call's frames to its traceback
+    (``Captioner(wait=False)``: every failed use kept the frames, and their locals, of all before it).
+    A raise prepends its frames to the traceback it is given without changing it, so the stored one stays.
+    """
+    import copy
+
+    try:
+        new = copy.copy(exc)
+    except Exception:  # an exception class whose arguments do not rebuild it
+        from .errors import ModelError
+
+        new = ModelError(str(exc))
+    new.__cause__, new.__suppress_context__ = exc.__cause__, exc.__suppress_context__
+    return new.with_traceback(exc.__traceback__)
+
+
 class Captioner:
     """Loads the model once; captions videos and images."""
 
@@ -164,7 +183,7 @@ class Captioner:
         """
         self._loaded.wait()
         if self._load_error is not None:
-            raise self._load_error
+            raise _fresh(self._load_error)
 
     def __getattr__(self, name: str) -> Any:
         # Reached only for an attribute not set (yet): those the background load sets wait for it.
