@@ -304,6 +304,29 @@ def test_captioner_loads_its_weights_in_the_background(tmp_path, tiny_model):
         Captioner(replace(config, model_dir=tmp_path / "missing"), wait=False)
 
 
+def test_a_load_error_raised_again_and_again_keeps_its_traceback(tiny_model, monkeypatch):
+    """Captioner(wait=False) raised the one stored exception at each use, and its traceback grew by each
+    call's frames (every failed call's frames and locals kept alive)."""
+    import traceback
+
+    from captioner.config import CaptionConfig
+    from captioner.pipeline import Captioner
+
+    def broken(m):
+        raise ModelError("the weights are broken")
+
+    monkeypatch.setattr(Captioner, "_load", staticmethod(broken))
+    cap = Captioner(replace(CaptionConfig(), model_dir=tiny_model, threads=1), wait=False)
+    raised = []
+    for _ in range(3):
+        with pytest.raises(ModelError, match="^the weights are broken$") as caught:
+            cap.wait()
+        raised.append(caught.value)
+    depths = [len(traceback.extract_tb(e.__traceback__)) for e in raised]
+    assert depths[0] == depths[1] == depths[2] and len({id(e) for e in raised}) == 3, depths
+    assert any(f.name == "broken" for f in traceback.extract_tb(raised[-1].__traceback__))  # where it failed
+
+
 def test_a_background_load_is_published_at_once(tiny_model, monkeypatch):
     """Until the whole load is done no part of it is visible: a caller never sees an ungrounded decoder."""
     import threading
