@@ -106,6 +106,23 @@ def check_model(config: CaptionConfig) -> None:
     _load_model_parts(Captioner._load, SimpleNamespace(config=config, encoder=encoder))
 
 
+def _check_features(feats: np.ndarray, index: int, dim: int) -> None:
+    """Raise a ``ValueError`` that says what is expected unless ``feats`` are [N, ``dim``] finite vectors, N >= 1.
+
+    Others went through to nonsense or to errors that named neither: NaN gave the caption '' with
+    confidence nan, no vectors NumPy's RuntimeWarnings on stderr and a caption of nothing, one
+    vector without its axis an IndexError deep in the decoder.
+    """
+    want = f"features {index}: expected an array of shape (vectors, {dim})"
+    if feats.ndim != 2 or feats.shape[1] != dim:
+        hint = "; one vector: feats[None]" if feats.shape == (dim,) else ""
+        raise ValueError(f"{want}, got shape {feats.shape}{hint}")
+    if not len(feats):
+        raise ValueError(f"{want} with at least one vector, got none")
+    if not np.isfinite(feats).all():
+        raise ValueError(f"features {index}: must be finite numbers, got NaN or infinity")
+
+
 def _fresh(exc: Exception) -> Exception:
     """A new exception like ``exc`` (its type, message and the loader's traceback), raised in its stead.
 
@@ -288,7 +305,8 @@ class Captioner:
         ``probs`` ([1000] or [frames, 1000] ImageNet probabilities) lets a confident
         concept word into the caption (see grounding.py). ``video`` selects the video
         decoding settings (``DecodingConfig.video_concept_weight``). Arrays of any
-        float type (NumPy, or CPU torch tensors).
+        float type (NumPy, or CPU torch tensors). Features that are not [N, C] with N >= 1
+        and C the decoder's, or not finite, raise ``ValueError``.
         """
         return self.caption_batch([(feats, probs)], video=video)[0]
 
@@ -304,6 +322,8 @@ class Captioner:
         """
         with blas_limited(threads or self._blas_threads, self._blas):
             feats = [np.asarray(f, dtype=np.float32) for f, _ in items]
+            for i, f in enumerate(feats):
+                _check_features(f, i, self.decoder.config.feature_dim)
             probs = [None if p is None else np.asarray(p, dtype=np.float32) for _, p in items]
             detected = [self._detect(f) for f in feats]
             concepts = [self._concept_inputs(d, p) for d, p in zip(detected, probs)]

@@ -318,3 +318,25 @@ def test_a_variable_rate_slideshow_ends_where_its_last_picture_does(tmp_path, ca
         result = run.caption_video(path)
         assert result.duration == pytest.approx(33.04, abs=0.01), fast
         assert result.cues[-1].end == pytest.approx(33.04, abs=0.01), fast
+
+
+@pytest.mark.parametrize("feats, says", [
+    ("nan", "features 0: must be finite numbers, got NaN or infinity"),  # was the caption '' with confidence nan
+    ("none", "features 0: expected an array of shape (vectors, 1280) with at least one vector, got none"),
+    ("row", "features 0: expected an array of shape (vectors, 1280), got shape (1280,); one vector: feats[None]"),
+    ("narrow", "features 0: expected an array of shape (vectors, 1280), got shape (49, 512)"),
+])
+def test_caption_features_says_what_features_it_takes(captioner, feats, says):
+    """NaN features were captioned '' with confidence nan, none at all printed NumPy's RuntimeWarnings to stderr
+    (and captioned nothing), one vector without its axis raised IndexError deep in the decoder."""
+    import warnings
+
+    import numpy as np
+
+    given = {"nan": np.full((49, 1280), np.nan, np.float32), "none": np.zeros((0, 1280), np.float32),
+             "row": np.zeros(1280, np.float32), "narrow": np.zeros((49, 512), np.float32)}[feats]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing on stderr on the way
+        with pytest.raises(ValueError) as caught:
+            captioner.caption_features(given, video=True)
+    assert str(caught.value) == says
