@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -121,6 +121,21 @@ def _check_features(feats: np.ndarray, index: int, dim: int) -> None:
         raise ValueError(f"{want} with at least one vector, got none")
     if not np.isfinite(feats).all():
         raise ValueError(f"features {index}: must be finite numbers, got NaN or infinity")
+
+
+def _image_list(images: Any) -> list[Any]:
+    """``caption_images``'s images as a list: any iterable, or a stacked [B, H, W, 3] array.
+
+    One image (an array) failed with NumPy's "truth value of an array ... is ambiguous", a
+    generator with "has no len()".
+    """
+    if isinstance(images, np.ndarray) and images.ndim != 4:
+        hint = "; one image: caption_images([image])" if images.ndim == 3 else ""
+        raise ValueError(f"caption_images takes a list of images or a [batch, height, width, 3] array, got one "
+                         f"{images.dtype} array of shape {images.shape}{hint}")
+    if isinstance(images, (str, bytes)) or not isinstance(images, Iterable):
+        raise TypeError(f"caption_images takes a list of images, got {type(images).__name__}")
+    return list(images)
 
 
 def _fresh(exc: Exception) -> Exception:
@@ -569,8 +584,18 @@ class Captioner:
             return 0.0
         return w
 
-    def caption_images(self, images: Sequence[np.ndarray]) -> list[Caption]:
-        """Caption RGB uint8 images (each squashed to the encoder's input size)."""
+    def caption_images(self, images: Iterable[np.ndarray]) -> list[Caption]:
+        """Caption RGB uint8 images (each squashed to the encoder's input size).
+
+        ``images``: a list of images (any iterable, a generator too) or a stacked [B, H, W, 3]
+        array; one image goes in a list (``caption_images([image])``): an array that is no batch
+        is refused, since iterating it would caption its rows.
+        """
+        from .encoder import check_image
+
+        images = _image_list(images)
+        for i, image in enumerate(images):  # here, where the index counts from the first image, not the batch's
+            check_image(image, i)
         if not images:
             return []
         enc = self.encoder.encode(images)

@@ -409,3 +409,22 @@ def test_photos_in_a_folder_that_cannot_be_entered_are_said(tmp_path, tiny_model
     assert result.exit_code == 1, result.output
     assert result.stderr.splitlines() == [f"error: {album / 'locked' / 'b.jpg'}: cannot read file (permission denied)"]
     assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(first)]
+
+
+def test_caption_images_takes_any_iterable_of_images_or_a_stacked_batch_but_not_one_image(captioner) -> None:
+    """One image (an array) or a stacked batch gave "The truth value of an array ... is ambiguous", a generator
+    "object of type 'generator' has no len()"."""
+    red, blue = shot_frame("red", 0, (64, 48)), shot_frame("blue", 0, (64, 48))
+    want = [c.text for c in captioner.caption_images([red, blue])]
+    assert [c.text for c in captioner.caption_images(np.stack([red, blue]))] == want
+    assert [c.text for c in captioner.caption_images(im for im in (red, blue))] == want
+    assert captioner.caption_images(iter(())) == []
+    with pytest.raises(ValueError, match=r"^caption_images takes a list of images or a \[batch, height, width, 3\] "
+                                         r"array, got one uint8 array of shape \(48, 64, 3\); one image: "
+                                         r"caption_images\(\[image\]\)$"):
+        captioner.caption_images(red)
+    with pytest.raises(TypeError, match=r"^caption_images takes a list of images, got int$"):
+        captioner.caption_images(3)
+    past = captioner.encoder.config.batch_size + 1  # an image of the second batch is counted from the first image
+    with pytest.raises(ValueError, match=rf"^image {past}: expected an RGB picture"):
+        captioner.caption_images([red] * past + [np.zeros((4, 4), np.uint8)])
