@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -248,10 +248,14 @@ class AbsentWords:
     word_bans: tuple[tuple[int, float, tuple[int, ...]], ...]  # (detector index, threshold, token ids)
 
     @classmethod
-    def build(cls, det: Detectors, vocab_index, unk_id: int) -> "AbsentWords":
+    def build(cls, det: Detectors, vocab_index, unk_id: int, with_person: Collection[str] = ()) -> "AbsentWords":
+        """``with_person``: words banned with the person words, the model's ``grammar.before_person`` (words the
+        training captions put almost only before a person word: "young", "elderly"), else the noun's ban leaves
+        "a young little talking"."""
         person: tuple[int, ...] = ()
         if "person" in det.words and (det.presence_threshold > 0 or det.presence is not None):
-            person = tuple(sorted({vocab_index(w) for w in PERSON_WORDS | PERSON_ATTRIBUTES} - {unk_id}))
+            words = PERSON_WORDS | PERSON_ATTRIBUTES | set(with_person)
+            person = tuple(sorted({vocab_index(w) for w in words} - {unk_id}))
         bans = tuple((det.index(w), t, ids) for w, t in sorted(det.word_thresholds.items())
                      if (ids := tuple(sorted(word_forms(w, vocab_index) - {unk_id}))))
         return cls(det, person, bans)

@@ -267,7 +267,8 @@ class Captioner:
         from .detect import AbsentWords, load_detectors
 
         m.detectors = load_detectors(m.model_info.path, {"detectors": m.model_info.detectors})
-        m._absent_words = (AbsentWords.build(m.detectors, m.vocab.index, m.vocab.unk_id)
+        m._absent_words = (AbsentWords.build(m.detectors, m.vocab.index, m.vocab.unk_id,
+                                             m.model_info.grammar.get("before_person", ()))
                               if m.detectors is not None else None)
 
         # where a segment sits among sentences, written into JSON for `captioner search` (vse.py)

@@ -235,3 +235,17 @@ def test_the_ban_covers_person_attributes_and_the_new_words():
     grid = np.zeros((CELLS, 8), np.float32)
     banned = {vocab.itos[i] for i in absent(grid, det.probs(grid))}
     assert banned == {"male", "blonde", "man's"}
+
+
+def test_the_ban_takes_the_words_a_model_learnt_lead_to_a_person():
+    """The model's grammar.before_person words ("young") are banned with the person words: alone, the ban of the noun
+    left "a young little talking"."""
+    from captioner.detect import AbsentWords
+
+    vocab = Vocabulary(("<pad>", "<start>", "<end>", "<unk>", "a", "young", "man", "bird"))
+    head = PresenceHead(np.zeros(16, np.float32), np.ones(16, np.float32), np.zeros((16, 2), np.float32),
+                        np.zeros(2, np.float32), np.zeros(2, np.float32), -4.0, 0.5)  # P(person) 0.018 < 0.5
+    det = replace(make_detectors(), presence=head)
+    absent = AbsentWords.build(det, vocab.index, vocab.unk_id, with_person=["young", "not-in-vocab"])
+    grid = np.zeros((CELLS, 8), np.float32)
+    assert {vocab.itos[i] for i in absent(grid, det.probs(grid))} == {"young", "man"}

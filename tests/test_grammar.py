@@ -13,7 +13,7 @@ from captioner.config import CaptionConfig, DecodingConfig
 from captioner.search import search_one
 from captioner.vocab import Vocabulary, follow_rules
 from captioner.weights import update_manifest
-from pipelines.grammar import after_article, after_be
+from pipelines.grammar import after_article, after_be, before_person
 
 from conftest import TINY_WORDS, make_tiny_model
 from test_model import END, START, ToyState, _toy_step
@@ -87,6 +87,16 @@ def test_search_after_a_pair_says_only_an_allowed_word(beam_size):
     banned = search_one(step, ToyState(np.array([START])), START, END, beam_size=beam_size, max_length=5,
                         follow={4: np.array([5])})
     assert banned.tokens == (4, 7)
+
+
+def test_before_person_finds_the_words_said_almost_only_before_a_person_word_or_another_such_word():
+    caps = (["a young man walks"] * 9 + ["a young dog"] + ["a young blonde haired woman"] * 10
+            + ["a blonde haired dog"] * 2 + ["a little girl"] * 6 + ["a little dog"] * 4)
+    # "haired": 10 of 12 uses before "woman"; "blonde" then 10 of 12 before "haired"; "young" 19 of 20;
+    # "little" 6 of 10: "a little dog" is said too; at 0.6 it joins, and then "a" itself (all its uses lead there)
+    assert before_person(caps, {"man", "woman", "girl"}, min_uses=5, min_share=0.8) == ["blonde", "haired", "young"]
+    assert before_person(caps, {"man", "woman", "girl"}, min_uses=5, min_share=0.6) == [
+        "a", "blonde", "haired", "little", "young"]
 
 
 @pytest.fixture(scope="module")

@@ -67,3 +67,12 @@ def test_shipped_confidence_is_the_fitted_closeness_of_caption_and_picture(shipp
     unfitted = plain.caption_features(enc.grid[0], enc.probs[0], video=True)
     assert unfitted.text == fitted.text and 0.0 < unfitted.confidence < 1.0
     assert unfitted.confidence != pytest.approx(fitted.confidence, abs=1e-3)
+
+
+def test_shipped_model_bans_the_words_that_lead_to_a_person_with_the_person_words(shipped):
+    """The shipped grammar's before_person words reach the presence ban: with only the nouns banned, a clip without
+    a person (by the presence head) was "a black and white photo of a young little talking"."""
+    before = json.loads((DEFAULT_WEIGHTS_DIR / "model.json").read_text())["grammar"]["before_person"]
+    assert "young" in before
+    banned = {shipped.vocab.itos[i] for i in shipped._absent_words.person_ids}
+    assert set(before) <= banned and {"woman", "blonde"} <= banned and "dog" not in banned
