@@ -117,10 +117,14 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
-def path_list(paths: object, call: str) -> None:
+def path_list(paths: object, call: str, before: str = "") -> None:
     """Refuse one path where ``call`` takes a list of them: a string is a sequence of characters, and
-    ``plan_batch("videos", ...)`` planned "v", "i", ..., "/" and ".": every video on the machine."""
+    ``plan_batch("videos", ...)`` planned "v", "i", ..., "/" and ".": every video on the machine.
+
+    ``before``: the arguments the call takes before the list, as the suggestion writes them
+    (``search``'s query: the suggestion put the list first, where it is the query).
+    """
     import os
 
     if isinstance(paths, (str, bytes, os.PathLike)):
-        raise TypeError(f"{call} takes a list of folders, not one path: {call}([{paths!r}], ...)")
+        raise TypeError(f"{call} takes a list of folders, not one path: {call}({before}[{paths!r}], ...)")

@@ -907,7 +907,7 @@ class Searcher:
 def search(query: str, roots: Sequence[Path], n: int | None = None, config: SearchConfig = SearchConfig(),
            embedder: Any = None) -> SearchResult:
     """One search over the JSON outputs under ``roots`` (indexes brought up to date first)."""
-    path_list(roots, "search")
+    path_list(roots, "search", f"{query!r}, " if isinstance(query, str) else "query, ")
     check_query(query)
     return Searcher(roots, config, embedder).search(query, n)
 

@@ -723,10 +723,12 @@ def test_search_takes_a_list_of_folders(archive: Path) -> None:
     """search("dog", "subs") searched the folders "s", "u", "b", "s" ('CaptionerError: s: not a folder')."""
     from captioner.find import search
 
-    for call in (lambda: search("dog", str(archive), embedder=BagOfWords()),
-                 lambda: Searcher(archive, embedder=BagOfWords())):
-        with pytest.raises(TypeError, match="takes a list of folders, not one path"):
+    for call, suggested in ((lambda: search("dog", str(archive), embedder=BagOfWords()),
+                             f"search('dog', [{str(archive)!r}], ...)"),  # it was search([...], ...): the list a query
+                            (lambda: Searcher(archive, embedder=BagOfWords()), f"Searcher([{archive!r}], ...)")):
+        with pytest.raises(TypeError) as caught:
             call()
+        assert str(caught.value) == f"{suggested.split('(')[0]} takes a list of folders, not one path: {suggested}"
 
 
 def test_an_index_folder_that_is_a_symlink(archive: Path, tmp_path: Path, monkeypatch) -> None:
