@@ -36,6 +36,7 @@ import numpy as np
 from .config import EncoderConfig, usable_cpus
 from .errors import (PHOTO_OUT_OF_MEMORY, CaptionerError, ModelError, OutOfMemory, first_line, os_reason,
                      out_of_memory, raise_if_out_of_memory)
+from .native import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +138,6 @@ class Encoder:
             import torch
             from efficientnet_lite_pytorch import EfficientNet
 
-            if self.threads:
-                torch.set_num_threads(self.threads)
             state = torch.load(weights_path(self.config.name), map_location="cpu", weights_only=True)
             model = EfficientNet.from_name(self.config.name)
             model.load_state_dict(state, strict=True)
@@ -186,7 +185,7 @@ class Encoder:
         import torch
 
         model = self.torch_model()
-        with torch.inference_mode():
+        with torch_threads(self.threads), torch.inference_mode():  # the caller's own count given back after
             fmap = model.extract_features(torch.from_numpy(x).to(torch.device(self.device)))  # [B, C, h, w]
             grid = fmap.flatten(2).transpose(1, 2).contiguous()  # [B, h*w, C]
             pooled = grid.mean(dim=1)

@@ -146,3 +146,37 @@ def blas_limited(threads: int | None, controller: Any = None) -> Iterator[None]:
             if _blas_users == 0:
                 _blas_limiter.restore_original_limits()
                 _blas_limiter = None
+
+
+_TORCH_LOCK = threading.Lock()
+_torch_users = 0
+_torch_saved = 0
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` (None or 0: as they are) while any caller needs them, and the
+    count they had given back when the last one is done.
+
+    ``torch.set_num_threads`` is process-wide: the torch encoder set it once and left it, so a program that
+    captioned one video ran its own torch on the encoder's count from then on. Overlapping callers share
+    the first one's count, as ``blas_limited``'s do.
+    """
+    global _torch_users, _torch_saved
+    if not threads:
+        yield
+        return
+    import torch
+
+    with _TORCH_LOCK:
+        if _torch_users == 0:
+            _torch_saved = torch.get_num_threads()
+            torch.set_num_threads(threads)
+        _torch_users += 1
+    try:
+        yield
+    finally:
+        with _TORCH_LOCK:
+            _torch_users -= 1
+            if _torch_users == 0:
+                torch.set_num_threads(_torch_saved)

@@ -33,6 +33,26 @@ def test_torch_encoder_outputs(frames):
     assert np.allclose(out.pooled, out.grid.mean(1), atol=1e-5)
 
 
+def test_the_torch_encoder_gives_the_caller_its_thread_count_back(frames):
+    """Encoder(threads=1) on torch set torch's process-wide thread count and left it: the calling program's
+    own torch ran on one thread from then on."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        enc = Encoder(EncoderConfig(), backend="torch", threads=1)
+        model = enc.torch_model()
+        seen = []
+        extract = model.extract_features
+        model.extract_features = lambda x: (seen.append(torch.get_num_threads()), extract(x))[1]
+        assert torch.get_num_threads() == 3  # building the model leaves it
+        enc.encode(frames[:1])
+        assert seen == [1] and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_preprocessing_is_the_normalised_batch_channels_first_bit_for_bit(frames):
     """The training features were extracted through the same method; a faster way to compute it must not
     change a single value (a cue's caption can hang on the last bit of a beam's score)."""
