@@ -634,27 +634,38 @@ def onnxruntime_module() -> Any:
 STALE_EXPORT_S = 3600.0
 
 
+#: Held while an ONNX export is made, checked or opened from the cache (``cached_session``), and while the int8
+#: copy is made: ``torch.onnx.export`` is not thread-safe, nor is the ``warnings.catch_warnings`` around it. Two
+#: Captioners made at once on a fresh cache exported side by side: one export failed and that Captioner ran the
+#: slower torch encoder (a warning no one configured logging to see), and torch's "Constant folding" warnings
+#: reached stderr when the other export's ``catch_warnings`` put the filters back.
+_EXPORT_LOCK = threading.Lock()
+
+
 def cached_session(open_session: Callable[[Path], Any], path: Path, export: Callable[[Path], None], what: str) -> Any:
     """``open_session(path)`` on a cached ONNX export, exported first when it is missing, unreadable
     (a damaged cache file: disk full, a killed copy) or not the file it exported (``_export_intact``).
-    For the encoder and the text embedder alike."""
-    if path.exists():
-        if not _export_intact(path):
-            log.warning("%s: the cached %s changed since it was exported; exporting it again", path, what)
-        else:
-            try:
-                return open_session(path)
-            except Exception as exc:
-                raise_if_out_of_memory(exc)  # the file is not the trouble
-                log.warning("%s: unreadable cached %s (%s); exporting it again", path, what, exc.__class__.__name__)
-    from .outputs import remove_stale_temp_files
+    For the encoder and the text embedder alike; one thread at a time (``_EXPORT_LOCK``), so that a
+    second caller waits for the first one's export and opens it."""
+    with _EXPORT_LOCK:
+        if path.exists():
+            if not _export_intact(path):
+                log.warning("%s: the cached %s changed since it was exported; exporting it again", path, what)
+            else:
+                try:
+                    return open_session(path)
+                except Exception as exc:
+                    raise_if_out_of_memory(exc)  # the file is not the trouble
+                    log.warning("%s: unreadable cached %s (%s); exporting it again", path, what,
+                                exc.__class__.__name__)
+        from .outputs import remove_stale_temp_files
 
-    # an export killed outright (SIGKILL, power loss) leaves its temporary file; one an hour old is
-    # no other process's export in progress (an export takes seconds)
-    remove_stale_temp_files(path.parent, [path.name], older_than=STALE_EXPORT_S)
-    export(path)
-    _record_export(path)
-    return open_session(path)
+        # an export killed outright (SIGKILL, power loss) leaves its temporary file; one an hour old is
+        # no other process's export in progress (an export takes seconds)
+        remove_stale_temp_files(path.parent, [path.name], older_than=STALE_EXPORT_S)
+        export(path)
+        _record_export(path)
+        return open_session(path)
 
 
 def _export_record(path: Path) -> Path:
@@ -731,18 +742,21 @@ def _onnx_session(encoder: "Encoder", config: EncoderConfig) -> tuple[Any, str]:
     if ranges is not None:
         int8 = int8_export_path(path, ranges)
         quantized = None
-        try:
-            if int8.exists():
-                try:
+        with _EXPORT_LOCK:  # another thread's copy is waited for, not made beside it (and its log left alone)
+            try:
+                if int8.exists():
+                    try:
+                        quantized = session(int8)
+                    except Exception as exc:  # damaged like the float export can be: make it again
+                        log.warning("%s: unreadable cached int8 encoder (%s); quantizing again", int8,
+                                    exc.__class__.__name__)
+                if quantized is None:
+                    _quantize(path, ranges, int8)
                     quantized = session(int8)
-                except Exception as exc:  # damaged like the float export can be: make it again
-                    log.warning("%s: unreadable cached int8 encoder (%s); quantizing again", int8, exc.__class__.__name__)
-            if quantized is None:
-                _quantize(path, ranges, int8)
-                quantized = session(int8)
-        except Exception as exc:
-            int8.unlink(missing_ok=True)
-            log.warning("int8 encoder unavailable (%s: %s); using float32", exc.__class__.__name__, first_line(exc))
+            except Exception as exc:
+                int8.unlink(missing_ok=True)
+                log.warning("int8 encoder unavailable (%s: %s); using float32", exc.__class__.__name__,
+                            first_line(exc))
         if quantized is not None:
             agreement = int8_agreement(quantized, reference, encoder.preprocess(probe_images(config.image_size)))
             if agreement >= INT8_MIN_COSINE:

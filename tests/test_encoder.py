@@ -81,6 +81,43 @@ def test_onnx_encoder_matches_torch_reference(frames, tmp_path, monkeypatch):
     assert not list((tmp_path / "encoders").glob(".*tmp"))
 
 
+def test_two_encoders_made_at_once_on_a_fresh_cache_export_once_and_both_run_onnx(tmp_path, monkeypatch):
+    """Two Captioners made at once (two threads) exported side by side (torch.onnx.export is not thread-safe):
+    one export failed and that Captioner silently ran the slower torch encoder, and torch's warnings reached
+    stderr. The export is a stand-in that copies a real one (made once per machine) and notes overlaps."""
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime not installed: the torch path is used")
+    pytest.importorskip("onnx", reason="onnx not installed: cannot export the encoder")
+    import shutil
+    import threading
+
+    real = encoder_mod.onnx_export_path("efficientnet-lite0")  # the machine's own cache
+    if not real.exists() or not encoder_mod._export_intact(real):
+        Encoder(EncoderConfig(), backend="onnx")
+    monkeypatch.setenv("CAPTIONER_CACHE", str(tmp_path))
+    guard = threading.Lock()
+    running, calls, overlaps = [0], [0], [0]
+
+    def export(encoder, config, path):
+        with guard:
+            running[0] += 1
+            calls[0] += 1
+            overlaps[0] += running[0] > 1
+        time.sleep(0.3)  # a real export takes seconds: long enough for the other thread to arrive
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(real, path)
+        with guard:
+            running[0] -= 1
+
+    monkeypatch.setattr(encoder_mod, "_export", export)
+    backends = []
+    threads = [threading.Thread(target=lambda: backends.append(Encoder(EncoderConfig()).backend)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (backends, calls[0], overlaps[0]) == (["onnx", "onnx"], 1, 0)
+
+
 def test_damaged_onnx_cache_is_exported_again(frames, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime", reason="ONNX Runtime not installed: the torch path is used")
     pytest.importorskip("onnx", reason="onnx not installed: cannot export the encoder")
