@@ -186,33 +186,40 @@ def merge_cues(cues: Sequence[Cue]) -> list[Cue]:
 
     Cues are sorted by start; a cue is folded into the previous one when it starts
     no later than the previous one ends (plus half a millisecond, below the files'
-    resolution) and their cleaned texts are equal or one begins, word for word, with
-    the other. The merged cue spans both, carries the text so chosen and the
+    resolution) and, for every text folded there so far, the two cleaned texts are
+    equal or one begins, word for word, with the other (so "a man" between "a man is
+    talking" and "a man is cooking" joins the first, and the third stays apart). The merged cue spans them all, carries
+    the text of the surest of them (its own confidence, not the group's) and the
     duration-weighted mean confidence (a plain mean when all durations are zero).
     Other texts are never merged.
     """
     merged: list[Cue] = []
-    # Per merged cue: (total duration, duration-weighted confidence sum,
-    # number of cues, plain confidence sum), to recompute the mean exactly.
+    # Per merged cue: (total duration, duration-weighted confidence sum, number of cues, plain confidence sum)
+    # to recompute the mean exactly; its longest text (every text of the group begins it); its surest text's key.
     weights: list[tuple[float, float, int, float]] = []
+    longest: list[str] = []
+    surest: list[tuple[float, int, str]] = []
     for cue in sorted(cues, key=lambda c: c.start):
         text = clean_text(cue.text)
         length = max(cue.end - cue.start, 0.0)
-        if merged:
+        key = (cue.confidence, len(text), text)
+        if merged and cue.start <= merged[-1].end + _TOUCH_TOLERANCE and _says_less_or_same(text, longest[-1]):
             last = merged[-1]
-            if _says_less_or_same(text, last.text) and cue.start <= last.end + _TOUCH_TOLERANCE:
-                total, weighted, count, plain = weights[-1]
-                total += length
-                weighted += length * cue.confidence
-                count += 1
-                plain += cue.confidence
-                confidence = weighted / total if total > 0 else plain / count
-                shown = max((last.confidence, len(last.text), last.text), (cue.confidence, len(text), text))[2]
-                merged[-1] = Cue(last.start, max(last.end, cue.end), shown, confidence)
-                weights[-1] = (total, weighted, count, plain)
-                continue
+            total, weighted, count, plain = weights[-1]
+            total += length
+            weighted += length * cue.confidence
+            count += 1
+            plain += cue.confidence
+            confidence = weighted / total if total > 0 else plain / count
+            surest[-1] = max(surest[-1], key)
+            longest[-1] = max(longest[-1], text, key=len)
+            merged[-1] = Cue(last.start, max(last.end, cue.end), surest[-1][2], confidence)
+            weights[-1] = (total, weighted, count, plain)
+            continue
         merged.append(Cue(cue.start, cue.end, text, cue.confidence))
         weights.append((length, length * cue.confidence, 1, cue.confidence))
+        longest.append(text)
+        surest.append(key)
     return merged
 
 
@@ -470,7 +477,7 @@ def layout_cues(
     """Cues that keep every documented rule, from captions as the model gives them.
 
     1. Neighbouring cues with the same text, or one the other's first words, merge
-       (``merge_cues``, the longer text) and the result is
+       (``merge_cues``: the surer text) and the result is
        made safe (``normalize_cues``: clean text, inside the video, no overlaps).
     2. A caption too long for one cue (``max_line_count`` lines of ``max_line_width``
        characters, and no more characters than ``max_chars_per_second`` allows in

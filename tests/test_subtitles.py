@@ -302,6 +302,11 @@ def test_merge_cues_joins_a_caption_that_is_its_neighbours_beginning() -> None:
         "two men are wrestling"]
     assert [c.text for c in merge_cues([Cue(0, 1, "a man is talking", 0.7), Cue(1, 2, "a man is talking about it", 0.3)])] \
         == ["a man is talking"]
+    # The surest text of the group, not one against the group's mean; and no chain through a short caption.
+    group = [Cue(0, 1, "a man is talking", 0.9), Cue(1, 2, "a man", 0.1), Cue(2, 3, "a man is talking about a car", 0.6)]
+    assert [(c.start, c.end, c.text) for c in merge_cues(group)] == [(0, 3, "a man is talking")]
+    chain = [Cue(0, 1, "a man is talking about a car", 0.5), Cue(1, 2, "a man", 0.9), Cue(2, 3, "a man is cooking", 0.5)]
+    assert [(c.start, c.end, c.text) for c in merge_cues(chain)] == [(0, 2, "a man"), (2, 3, "a man is cooking")]
 
 
 def test_merge_cues_zero_length_uses_plain_mean() -> None:
