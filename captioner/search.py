@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Callable, Collection, Generator, Mapping, Sequence
 
 import numpy as np
@@ -87,8 +88,20 @@ class _Rules:
     no_repeat_ngram: int
     follow: Follow | None = None
 
-    def apply(self, logp: np.ndarray, seqs: Sequence[Sequence[int]], last: bool) -> np.ndarray:
-        """A copy of ``logp`` [k, V] with every word row ``i`` (continuing ``seqs[i]``) may not say at -inf."""
+    @cached_property
+    def _open_pairs(self) -> dict[int, np.ndarray]:
+        """{first word of a pair rule: the second words whose pair may not end the caption}: said one step
+        before the last, such a pair would leave no word to say at the last step, where only <end> may come
+        ('a makeup' then nothing: the search kept "a man is wearing a makeup" or dropped the beam)."""
+        pairs: dict[int, list[int]] = {}
+        for key, only in (self.follow or {}).items():
+            if isinstance(key, tuple) and self.end_id not in only:
+                pairs.setdefault(key[0], []).append(key[1])
+        return {first: np.array(sorted(seconds), dtype=np.int64) for first, seconds in pairs.items()}
+
+    def apply(self, logp: np.ndarray, seqs: Sequence[Sequence[int]], last: bool, before_last: bool = False) -> np.ndarray:
+        """A copy of ``logp`` [k, V] with every word row ``i`` (continuing ``seqs[i]``) may not say at -inf
+        (``last``: the step after which the caption must end; ``before_last``: the one before it)."""
         neg_inf = -np.inf
         logp = np.array(logp, dtype=np.float32)  # a copy: the masks below must not touch the model's output
         if self.banned:
@@ -114,6 +127,8 @@ class _Rules:
                     kept = logp[i, only]
                     logp[i] = neg_inf
                     logp[i, only] = kept
+                if before_last and seq[-1] in self._open_pairs:
+                    logp[i, self._open_pairs[seq[-1]]] = neg_inf
         if last:
             # last step: only <end> may follow, so every live caption that may finish does
             forced = np.full_like(logp, neg_inf)
@@ -215,7 +230,7 @@ def greedy_steps(
     tokens = np.array([start_id], dtype=np.int64)
     for t in range(max_length):
         logp, state = yield tokens, state
-        row = rules.apply(logp, [seq], last=t == max_length - 1)[0]
+        row = rules.apply(logp, [seq], last=t == max_length - 1, before_last=t == max_length - 2)[0]
         tok = int(np.argmax(row))
         if row[tok] == -np.inf:  # nothing may follow: the caption so far
             break
@@ -269,7 +284,7 @@ def beam_steps(
     neg_inf = -np.inf
     for t in range(max_length):
         logp, state = yield tokens, state
-        logp = rules.apply(logp, [seq for seq, _ in beams], last=t == max_length - 1)
+        logp = rules.apply(logp, [seq for seq, _ in beams], last=t == max_length - 1, before_last=t == max_length - 2)
         totals = np.array([sc for _, sc in beams], dtype=np.float32)[:, None] + logp  # [k, V]
         vocab = logp.shape[1]
         # candidates per constraint state: the k best continuations of each beam suffice

@@ -199,12 +199,15 @@ def follow_rules(vocab: Vocabulary, grammar: Mapping[str, Any]) -> Follow | None
         rules.update({vocab.index(w): blocked for w in BE if vocab.index(w) != vocab.unk_id})
     article = grammar.get("after_article") or {}
     articles = [vocab.index(w) for w in ARTICLES if vocab.index(w) != vocab.unk_id]
-    banned = np.array(sorted({vocab.index(w) for w in article.get("banned", ())} - {vocab.unk_id}), dtype=np.int64)
-    if len(banned):
-        rules.update({a: banned for a in articles})
+    banned = {vocab.index(w) for w in article.get("banned", ())} - {vocab.unk_id}
     for word, after in (article.get("then") or {}).items():
         if word in vocab:
             only = np.array(sorted({vocab.end_id if w == END else vocab.index(w) for w in after} - {vocab.unk_id}),
                             dtype=np.int64)
-            rules.update({(a, vocab.index(word)): only for a in articles})
+            if len(only):
+                rules.update({(a, vocab.index(word)): only for a in articles})
+            else:  # nothing may follow "a <word>" (189 of the shipped 452): the pair left no word at all
+                banned.add(vocab.index(word))
+    if banned:
+        rules.update({a: np.array(sorted(banned), dtype=np.int64) for a in articles})
     return rules or None

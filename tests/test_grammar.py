@@ -71,6 +71,10 @@ def test_follow_rules_ban_words_after_a_and_an_and_keep_a_modifier_before_its_no
     assert rules[a].tolist() == rules[an].tolist() == [vocab.index("sunglasses")]
     assert sorted(rules[(a, makeup)].tolist()) == sorted([vocab.index("tutorial"), vocab.end_id])
     assert follow_rules(vocab, {"after_article": {"banned": [], "then": {}}}) is None
+    # a modifier with nothing listed after it (189 of the shipped 452) is banned after a/an, not a pair with no
+    # word allowed after it (the search then kept "a man is holding a buildings")
+    empty = follow_rules(vocab, {"after_article": {"banned": [], "then": {"artist": [], "apple": ["not-in-vocab"]}}})
+    assert set(empty) == {a, an} and empty[a].tolist() == sorted([vocab.index("artist"), vocab.index("apple")])
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])
@@ -87,6 +91,11 @@ def test_search_after_a_pair_says_only_an_allowed_word(beam_size):
     banned = search_one(step, ToyState(np.array([START])), START, END, beam_size=beam_size, max_length=5,
                         follow={4: np.array([5])})
     assert banned.tokens == (4, 7)
+    # one step before the last, a pair that may not end the caption is not begun: at the last step only <end> may
+    # come, so "a makeup" there was said and kept as it was (greedy) or left every beam without a word
+    short = search_one(step, ToyState(np.array([START])), START, END, beam_size=beam_size, max_length=3,
+                       follow={(4, 5): np.array([6])})
+    assert short.tokens == (4, 7)
 
 
 def test_before_person_finds_the_words_said_almost_only_before_a_person_word_or_another_such_word():
