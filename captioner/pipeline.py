@@ -139,7 +139,7 @@ def _image_list(images: Any) -> list[Any]:
 
 
 def _fresh(exc: Exception) -> Exception:
-    """A new exception like ``exc`` (its type, message and the loader's traceback), raised in its stead.
+    """A new exception like ``exc`` (its type, message, cause, context and the loader's traceback), raised in its stead.
 
     Raising the one stored exception again and again added each call's frames to its traceback
     (``Captioner(wait=False)``: every failed use kept the frames, and their locals, of all before it).
@@ -153,7 +153,8 @@ def _fresh(exc: Exception) -> Exception:
         from .errors import ModelError
 
         new = ModelError(str(exc))
-    new.__cause__, new.__suppress_context__ = exc.__cause__, exc.__suppress_context__
+    # the context too: errors.out_of_memory reads it (a loader's MemoryError under "the model does not load")
+    new.__cause__, new.__context__, new.__suppress_context__ = exc.__cause__, exc.__context__, exc.__suppress_context__
     return new.with_traceback(exc.__traceback__)
 
 
