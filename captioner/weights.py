@@ -221,6 +221,29 @@ def _check_types(path: Path, manifest: Mapping[str, Any]) -> None:
     bad = [k for k, v in (manifest.get("decoder") or {}).items() if isinstance(v, bool) or not isinstance(v, (int, float))]
     if bad:
         raise ModelError(f"{path}: decoder setting \"{bad[0]}\" should be a number")
+    _check_grammar(path, manifest.get("grammar"))
+
+
+def _words(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(w, str) for w in value)
+
+
+def _check_grammar(path: Path, grammar: Any) -> None:
+    """The word lists of ``pipelines.grammar`` (each optional): a null or a number there was a TypeError deep in
+    the search's rules ("the model does not load (TypeError: 'NoneType' object is not iterable)")."""
+    if grammar is None:
+        return
+    if not isinstance(grammar, dict):
+        raise ModelError(f"{path}: \"grammar\" should be a JSON object")
+    article = grammar.get("after_article", {})
+    then = article.get("then", {}) if isinstance(article, dict) else None
+    checks = {"after_be": _words(grammar.get("after_be", [])), "before_person": _words(grammar.get("before_person", [])),
+              "after_article": isinstance(article, dict) and _words(article.get("banned", []))
+              and isinstance(then, dict) and all(_words(v) for v in then.values())}
+    bad = [key for key, ok in checks.items() if not ok]
+    if bad:
+        raise ModelError(f"{path}: grammar \"{bad[0]}\" should be "
+                         + ("lists of words" if bad[0] == "after_article" else "a list of words"))
 
 
 def complete_manifest(folder: str | Path) -> tuple[Path, dict[str, Any]]:

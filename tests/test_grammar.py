@@ -145,6 +145,26 @@ def test_a_model_with_an_article_rule_says_no_banned_word_after_a(tmp_path):
     assert ruled and not free & set(ruled)
 
 
+@pytest.mark.parametrize("grammar, says", [
+    ({"before_person": None}, 'grammar "before_person" should be a list of words'),
+    ({"after_be": [1]}, 'grammar "after_be" should be a list of words'),
+    ({"after_article": {"then": {"makeup": None}}}, 'grammar "after_article" should be lists of words'),
+    ({"after_article": ["a"]}, 'grammar "after_article" should be lists of words'),
+    ([], '"grammar" should be a JSON object')])
+def test_grammar_lists_of_the_wrong_types_are_one_line(tiny_model, tmp_path, grammar, says):
+    """A null in a grammar list was "the model does not load (TypeError: 'NoneType' object is not iterable)"."""
+    import shutil
+
+    from captioner.errors import ModelError
+    from captioner.weights import MANIFEST, read_manifest
+
+    model = shutil.copytree(tiny_model, tmp_path / "m")
+    update_manifest(model, lambda m: m.update(grammar=grammar))
+    with pytest.raises(ModelError) as err:
+        read_manifest(model)
+    assert str(err.value) == f"{model / MANIFEST}: {says}"
+
+
 def test_info_names_the_rule(is_model, tiny_model):
     from clitools import cli
 
