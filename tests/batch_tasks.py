@@ -8,6 +8,7 @@ without torch or a model: a job whose path contains "crash" ends its worker with
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from captioner.batch import BatchJob, FileResult, Status
 
@@ -21,3 +22,17 @@ def crash_or_succeed(job: BatchJob) -> FileResult:
 def die_at_start() -> None:
     """A pool initializer that ends its worker process before it is ready, as a crash loading the model would."""
     os._exit(3)
+
+
+def crash_and_mark(job: BatchJob) -> FileResult:
+    """Like ``crash_or_succeed``, leaving ``crashed`` beside the file first (``die_if_marked`` reads it)."""
+    if "crash" in job.shown:
+        (job.video.parent / "crashed").touch()
+    return crash_or_succeed(job)
+
+
+def die_if_marked(folder: str) -> None:
+    """A pool initializer whose worker dies before it is ready once a file has crashed a worker: the pool that
+    retries that file alone can then not start."""
+    if (Path(folder) / "crashed").exists():
+        os._exit(3)

@@ -408,6 +408,12 @@ def test_workers_that_die_while_starting_blame_no_file(tmp_path):
                                              r"model, before their first file"):
         run_pool(jobs, 2, batch_tasks.crash_or_succeed, batch_tasks.die_at_start, (), results.append)
     assert results == []
+    # the file retried alone in a pool whose worker could not start is not blamed either (it was "failed" and
+    # the batch said "could not start" too)
+    jobs = [BatchJob(tmp_path / "crash.mp4", tmp_path / "crash.mp4", "crash.mp4", 0)]
+    with pytest.raises(CaptionerError, match=r"^2 worker processes could not start"):
+        run_pool(jobs, 2, batch_tasks.crash_and_mark, batch_tasks.die_if_marked, (str(tmp_path),), results.append)
+    assert (tmp_path / "crashed").exists() and results == []
 
 
 def test_a_script_that_runs_a_two_worker_batch_unguarded_is_told_why_and_blames_no_video(tmp_path, tiny_model):

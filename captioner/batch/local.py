@@ -230,14 +230,16 @@ def _workers_could_not_start(imported: bool, workers: int) -> CaptionerError:
     to blame. Workers that died before they ran any of this module's code, started by a script, most
     likely ran the script's batch again (it lacks ``if __name__ == "__main__":``)."""
     script = getattr(sys.modules.get("__main__"), "__file__", None)
-    if script and not imported:
+    # a .py script run by path; captioner's own command (a console script, or python -m) guards its main
+    if script and str(script).endswith(".py") and getattr(sys.modules["__main__"], "__spec__", None) is None \
+            and not imported:
         return CaptionerError(
             f"worker processes could not start: each runs {script} again as it starts; a script that calls "
             f"run_batch with workers > 1 must do so under 'if __name__ == \"__main__\":' (as multiprocessing "
             f"requires)")
     when = "while loading the model" if imported else "as they started"
     return CaptionerError(f"{workers} worker processes could not start: they ended {when}, before their first "
-                          f"file: use --workers 1")
+                          f"file: use one worker (--workers 1)")
 
 
 def _init_pool_worker(config: CaptionConfig, log_level: int) -> None:
@@ -330,6 +332,7 @@ def run_pool(jobs: Sequence[BatchJob], workers: int, task: Callable[[BatchJob], 
                                      f"({os_reason(exc)}): use --workers 1") from None
             done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
             broken = None
+            crashed_alone = []  # blamed only once a worker is known to have been ready for files
             for future in done:
                 job, alone = inflight.pop(future)
                 try:
@@ -337,11 +340,13 @@ def run_pool(jobs: Sequence[BatchJob], workers: int, task: Callable[[BatchJob], 
                 except BrokenProcessPool as exc:
                     broken = exc
                     if alone:
-                        deliver(crashed(job, "it exited abruptly"))
+                        crashed_alone.append(job)
                     else:
                         suspects.append(job)
             if broken is not None and steps is not None and not steps[1].is_set():
                 raise _workers_could_not_start(steps[0].is_set(), workers)
+            for job in crashed_alone:
+                deliver(crashed(job, "it exited abruptly"))
             if broken is not None:
                 for future, (job, alone) in list(inflight.items()):
                     if future.done() and future.exception() is None:
