@@ -708,9 +708,23 @@ def _describe_model(folder: Path, m: dict) -> None:
         from .detect import describe
 
         click.echo(f"concepts:  {describe(m['detectors'])}")
-    if (m.get("grammar") or {}).get("after_be"):
-        click.echo(f"grammar:   after is/are only the {len(m['grammar']['after_be'])} words the training captions put "
-                   "there (no noun in the verb slot)")
+    from .outputs import count_text
+
+    grammar = m.get("grammar") or {}
+    rules = ([f"after is/are only the {count_text(len(grammar['after_be']), 'word')} the training captions put there "
+              "(no noun in the verb slot)"] if grammar.get("after_be") else [])
+    article = grammar.get("after_article") or {}
+    then = article.get("then") or {}
+    modifiers = sum(1 for after in then.values() if after)  # one with nothing after it is banned (vocab.follow_rules)
+    if article.get("banned") or then:
+        banned = count_text(len(article.get("banned") or ()) + len(then) - modifiers, "word")
+        rules.append(f"after a/an none of {banned} ('a sunglasses'), and {modifiers} only before the words they "
+                     "precede there ('a makeup tutorial')")
+    if grammar.get("before_person"):
+        rules.append(f"{count_text(len(grammar['before_person']), 'word')} said almost only before a person word "
+                     "('young') banned with them when nobody is seen")
+    for i, rule in enumerate(rules):
+        click.echo(("grammar:   " if i == 0 else "           ") + rule)
     if m.get("vse"):
         memory = m["vse"].get("memory") or {}
         click.echo(f"search:    JSON cues carry a {m['vse'].get('dim')}-d visual vector in {m['vse'].get('space')}'s "

@@ -195,9 +195,10 @@ class DecodingConfig:
     # cooking in a kitchen"), photos like Flickr8k/COCO. "web" (alt text) is learnt, never the default.
     video_style: str = "video"
     photo_style: str = "photo"
-    # Only the words the model lists (model.json "grammar", pipelines.grammar) may follow
-    # "is"/"are": a copied concept noun never fills the verb slot ("a woman is green onions").
-    # Models without the list are unaffected.
+    # The model's word lists (model.json "grammar", pipelines.grammar) rule what may follow
+    # "is"/"are" (a copied concept noun never fills the verb slot: "a woman is green onions")
+    # and "a"/"an" (no plural or mass noun: "a sunglasses", "a makeup"). Models without the
+    # lists are unaffected. (Its "before_person" list goes with the person ban, not with this.)
     grammar: bool = True
     # Video: among the captions a beam search finished, take the one with the best
     # score + rerank_weight x cos(caption, the segment's search vector) (vse.py; models whose

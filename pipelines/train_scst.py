@@ -141,8 +141,9 @@ def sample(model: CaptionDecoder, vocab: Vocabulary, feats: torch.Tensor, mask: 
     Picture j's samples are rows j*k .. j*k+k-1. The rules of greedy decoding hold
     (no empty caption, never the same word twice in a row, ``banned`` never; per
     picture, ``row_banned`` never: the words presence-aware decoding rules out; after
-    a token of ``follow``, only the words it allows: the grammar rule of search.py), so
-    the reward judges captions the decoder could really say. ``start`` [B]: each
+    a token of ``follow``, only the words it allows: the one-word grammar rules of
+    search.py, not its rules for a pair of words, "a makeup" + a noun), so the reward
+    judges captions the decoder could nearly always really say. ``start`` [B]: each
     picture's first token (its style token), else <start>. The log-probabilities keep
     their graph: the policy gradient flows through them. ``temperature`` < 1 samples
     nearer the decoder's own best guesses (the log-probabilities are the tempered
@@ -304,7 +305,8 @@ def main() -> None:
     banned = [vocab.pad_id, vocab.start_id, vocab.unk_id, *vocab.style_ids]
     # each source's style token (a decoder without them starts with <start>), as at run time
     video_start, photo_start = vocab.start_for("video"), vocab.start_for("photo")
-    absent = AbsentWords.build(det, vocab.index, vocab.unk_id) if args.presence else None
+    absent = AbsentWords.build(det, vocab.index, vocab.unk_id,
+                               with_person=(manifest.get("grammar") or {}).get("before_person", ())) if args.presence else None
     follow = follow_rules(vocab, manifest.get("grammar") or {}) if args.grammar else None
     log.info("styles: %s; presence-aware sampling: %s; grammar rule: %s", vocab.style_ids or "none",
              absent is not None, sorted(vocab.itos[t] for t in follow if isinstance(t, int)) if follow else "none")

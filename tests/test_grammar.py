@@ -173,6 +173,15 @@ def test_info_names_the_rule(is_model, tiny_model):
     assert result.exit_code == 0, result.stderr
     assert "grammar:   after is/are only the 3 words the training captions put there" in result.stdout
     assert "grammar:" not in cli("info", "--model", tiny_model).stdout
+    # the article and person-adjective lists were not named at all (a model with only those showed no grammar line)
+    update_manifest(is_model, lambda m: m.update(grammar={"after_article": {"banned": ["runs"], "then": {
+        "green": ["car"], "sits": []}}, "before_person": ["young"]}))
+    lines = cli("info", "--model", is_model).stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("grammar:"))
+    assert lines[first:first + 2] == [
+        "grammar:   after a/an none of 2 words ('a sunglasses'), and 1 only before the words they precede there "
+        "('a makeup tutorial')",
+        "           1 word said almost only before a person word ('young') banned with them when nobody is seen"]
 
 
 def test_readability_counts_verbless_captions_and_talking_about_tails():
