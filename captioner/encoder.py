@@ -898,8 +898,9 @@ def _export(encoder: "Encoder", config: EncoderConfig, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     x = torch.zeros(2, 3, config.image_size, config.image_size)
-    with warnings.catch_warnings(), atomic_path(path) as tmp:  # a failed export leaves no temporary file
-        warnings.simplefilter("ignore")
+    # on the encoder's threads, as its torch runs (torch_model no longer sets the process's count)
+    with warnings.catch_warnings(), atomic_path(path) as tmp, torch_threads(encoder.threads):
+        warnings.simplefilter("ignore")  # a failed export leaves no temporary file (atomic_path)
         torch.onnx.export(_heads(encoder.torch_model()), (x,), str(tmp), input_names=["x"],
                           output_names=["grid", "pooled", "probs"], dynamic_axes={"x": {0: "batch"}},
                           opset_version=17, dynamo=False)
