@@ -89,15 +89,29 @@ class _Rules:
     follow: Follow | None = None
 
     @cached_property
-    def _open_pairs(self) -> dict[int, np.ndarray]:
-        """{first word of a pair rule: the second words whose pair may not end the caption}: said one step
-        before the last, such a pair would leave no word to say at the last step, where only <end> may come
-        ('a makeup' then nothing: the search kept "a man is wearing a makeup" or dropped the beam)."""
-        pairs: dict[int, list[int]] = {}
+    def _closed_pairs(self) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+        """For each first word of a pair rule, the second words not to say after it: (at any step, those whose
+        pair allows only banned words; one step before the last, those too whose pair may not end the caption).
+
+        Either pair would leave no word to say next: the person ban takes every word allowed after "a smoking"
+        or "a cheering" (man, audience), and at the last step only <end> may come ("a makeup" then nothing).
+        Greedy search then kept the caption as it stood ("... watching a smoking"); beam search dropped the beam.
+        """
+        banned = set(self.banned)
+        dead: dict[int, list[int]] = {}
+        open_: dict[int, list[int]] = {}
         for key, only in (self.follow or {}).items():
-            if isinstance(key, tuple) and self.end_id not in only:
-                pairs.setdefault(key[0], []).append(key[1])
-        return {first: np.array(sorted(seconds), dtype=np.int64) for first, seconds in pairs.items()}
+            if isinstance(key, tuple):
+                left = set(only.tolist()) - banned
+                if not left:
+                    dead.setdefault(key[0], []).append(key[1])
+                if self.end_id not in left:
+                    open_.setdefault(key[0], []).append(key[1])
+
+        def arrays(pairs: dict[int, list[int]]) -> dict[int, np.ndarray]:
+            return {first: np.array(sorted(seconds), dtype=np.int64) for first, seconds in pairs.items()}
+
+        return arrays(dead), arrays(open_)
 
     def apply(self, logp: np.ndarray, seqs: Sequence[Sequence[int]], last: bool, before_last: bool = False) -> np.ndarray:
         """A copy of ``logp`` [k, V] with every word row ``i`` (continuing ``seqs[i]``) may not say at -inf
@@ -127,8 +141,9 @@ class _Rules:
                     kept = logp[i, only]
                     logp[i] = neg_inf
                     logp[i, only] = kept
-                if before_last and seq[-1] in self._open_pairs:
-                    logp[i, self._open_pairs[seq[-1]]] = neg_inf
+                closed = self._closed_pairs[1 if before_last else 0].get(seq[-1])
+                if closed is not None:
+                    logp[i, closed] = neg_inf
         if last:
             # last step: only <end> may follow, so every live caption that may finish does
             forced = np.full_like(logp, neg_inf)

@@ -96,6 +96,10 @@ def test_search_after_a_pair_says_only_an_allowed_word(beam_size):
     short = search_one(step, ToyState(np.array([START])), START, END, beam_size=beam_size, max_length=3,
                        follow={(4, 5): np.array([6])})
     assert short.tokens == (4, 7)
+    # nor, at any step, a pair whose every allowed word is banned (the person ban: "a smoking" + man)
+    ruled_out = search_one(step, ToyState(np.array([START])), START, END, beam_size=beam_size, max_length=5,
+                           follow={(4, 5): np.array([6])}, banned=[6])
+    assert ruled_out.tokens == (4, 7)
 
 
 def test_before_person_finds_the_words_said_almost_only_before_a_person_word_or_another_such_word():

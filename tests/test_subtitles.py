@@ -297,12 +297,16 @@ def test_merge_cues_joins_a_caption_that_is_its_neighbours_beginning() -> None:
         (7.5, 9.0, "a man is talking"),
     ]
     assert merged[0].confidence == pytest.approx((3.5 * 0.6 + 1.4 * 0.4) / 4.9)
-    # The text the model is surer of is shown, the longer on a tie, in either order.
+    # The caption that held most of the time is shown, not the surer ("a car is driving" 0.8 over the road for 2 s
+    # of 8), a text's pieces counted together; on equal times the surer, then the longer, in either order.
+    road = [Cue(0, 3, "a car is driving down the road", 0.3), Cue(3, 5, "a car is driving", 0.8),
+            Cue(5, 8, "a car is driving down the road", 0.3)]
+    assert [(c.start, c.end, c.text) for c in merge_cues(road)] == [(0, 8, "a car is driving down the road")]
     assert [c.text for c in merge_cues([Cue(0, 1, "two men"), Cue(1, 2, "two men are wrestling")])] == [
         "two men are wrestling"]
     assert [c.text for c in merge_cues([Cue(0, 1, "a man is talking", 0.7), Cue(1, 2, "a man is talking about it", 0.3)])] \
         == ["a man is talking"]
-    # The surest text of the group, not one against the group's mean; and no chain through a short caption.
+    # On equal times the surest text of the group, not one against the group's mean; no chain through a short one.
     group = [Cue(0, 1, "a man is talking", 0.9), Cue(1, 2, "a man", 0.1), Cue(2, 3, "a man is talking about a car", 0.6)]
     assert [(c.start, c.end, c.text) for c in merge_cues(group)] == [(0, 3, "a man is talking")]
     chain = [Cue(0, 1, "a man is talking about a car", 0.5), Cue(1, 2, "a man", 0.9), Cue(2, 3, "a man is cooking", 0.5)]
