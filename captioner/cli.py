@@ -591,7 +591,7 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
 @click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bar.")
 def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consensus: float, model_dir: Path,
           batch_size: int, as_json: bool, int8: bool, style: str, verbose: int, quiet: bool) -> None:
-    """Caption photos (files, or folders of .jpg/.jpeg/.jfif/.png/.webp/.avif/.bmp/.tif/.gif: the first frame):
+    """Caption photos (files, or folders of .jpg/.jpeg/.jfif/.png/.webp/.avif/.bmp/.tif/.tiff/.gif: the first frame):
     prints '<path>\\t<caption>' per image (--json: a JSON object per line)."""
     _setup_logging(verbose, quiet)
     from .batch.plan import find_files

@@ -367,11 +367,13 @@ class ReviewConfig:
 class SearchConfig:
     """``captioner search`` (find.py): how cues are ranked against a query.
 
-    A cue's score is ``(1 - concept_weight) * cos(query, caption) + concept_weight *
-    cos(query, caption + concept words) + word_weight * BM25 / its maximum``; the
-    weights were chosen on the MSR-VTT validation videos (pipelines/retrieval.py): the
-    caption + concept words sentence alone retrieves best; BM25 added nothing that held,
-    so it is off (its scorer stays).
+    A cue's score is ``(1 - visual_weight) * text + visual_weight * picture + word_weight *
+    BM25 / its maximum``, where text is ``(1 - concept_weight) * cos(query, caption) +
+    concept_weight * cos(query, caption + concept words)`` and picture the query's cosine
+    with the cue's visual vector (vse.py), ``context_weight`` of it its neighbourhood's
+    (find.cue_scores; cues without vectors: text alone). The weights were chosen on the
+    MSR-VTT validation videos (pipelines/retrieval.py): the caption + concept words sentence
+    is the best text; BM25 added nothing that held, so it is off (its scorer stays).
     """
 
     results: int = 10  # hits shown (-n)

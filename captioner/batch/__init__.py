@@ -79,8 +79,8 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
 
     Local ``workers`` > 1 start processes by 'spawn', which imports the calling script
     again in each: a script must call this under ``if __name__ == "__main__":`` (as
-    multiprocessing requires). Without it no worker can start, and ``fatal`` says so,
-    the videos left pending.
+    multiprocessing requires). Without it no worker can start: ``fatal`` says the workers
+    could not start (naming the guard for a script run by path), the videos left pending.
     """
     if engine not in ("local", "ray"):
         raise ValueError(f"unknown engine {engine!r}: use local or ray")
