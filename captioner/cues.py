@@ -198,15 +198,15 @@ def merge_cues(cues: Sequence[Cue]) -> list[Cue]:
     """
     merged: list[Cue] = []
     # Per merged cue: (total duration, duration-weighted confidence sum, number of cues, plain confidence sum)
-    # to recompute the mean exactly; its longest text (every text of the group begins it); per text of the
-    # group, (its time, its best confidence).
+    # to recompute the mean exactly; per text of the group, (its time, its best confidence). Every text of a
+    # group begins its longest one.
     weights: list[tuple[float, float, int, float]] = []
-    longest: list[str] = []
     texts: list[dict[str, tuple[float, float]]] = []
     for cue in sorted(cues, key=lambda c: c.start):
         text = clean_text(cue.text)
         length = max(cue.end - cue.start, 0.0)
-        if merged and cue.start <= merged[-1].end + _TOUCH_TOLERANCE and _says_less_or_same(text, longest[-1]):
+        if (merged and cue.start <= merged[-1].end + _TOUCH_TOLERANCE
+                and _says_less_or_same(text, max(texts[-1], key=len))):
             last = merged[-1]
             total, weighted, count, plain = weights[-1]
             total += length
@@ -216,14 +216,12 @@ def merge_cues(cues: Sequence[Cue]) -> list[Cue]:
             confidence = weighted / total if total > 0 else plain / count
             held, sure = texts[-1].get(text, (0.0, -math.inf))
             texts[-1][text] = (held + length, max(sure, cue.confidence))
-            longest[-1] = max(longest[-1], text, key=len)
             shown = max(texts[-1].items(), key=lambda kv: (kv[1][0], kv[1][1], len(kv[0])))[0]
             merged[-1] = Cue(last.start, max(last.end, cue.end), shown, confidence)
             weights[-1] = (total, weighted, count, plain)
             continue
         merged.append(Cue(cue.start, cue.end, text, cue.confidence))
         weights.append((length, length * cue.confidence, 1, cue.confidence))
-        longest.append(text)
         texts.append({text: (length, cue.confidence)})
     return merged
 
