@@ -16,6 +16,7 @@ import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import stat
@@ -30,10 +31,10 @@ from .errors import CaptionerError, OutputError, VideoError
 
 __all__ = [
     "INDEX_FALLBACK_NAME", "INDEX_NAME", "INDEX_NAMES", "REPORT_NAME", "STALE_WRITE_S", "absolute", "atomic_path",
-    "base_names_of", "cache_dir", "case_keys", "count_text", "ignores_case", "json_surrogates", "keep_extensions",
-    "make_folders", "new_file_mode", "output_base", "output_bases", "output_file", "output_names", "output_problem",
-    "outputs_up_to_date", "parse_json", "prepare_output_dir", "remove_empty", "remove_stale_temp_files", "replaces_input",
-    "too_long", "walk", "write_atomic", "write_problem",
+    "base_names_of", "cache_dir", "case_keys", "count_text", "ignores_case", "json_number", "json_surrogates",
+    "keep_extensions", "make_folders", "new_file_mode", "output_base", "output_bases", "output_file", "output_names",
+    "output_problem", "outputs_up_to_date", "parse_json", "prepare_output_dir", "remove_empty",
+    "remove_stale_temp_files", "replaces_input", "too_long", "walk", "write_atomic", "write_problem",
 ]
 
 log = logging.getLogger(__name__)
@@ -518,6 +519,12 @@ def _one_line(exc: BaseException) -> str:
     else:
         reason = str(exc) or type(exc).__name__
     return " ".join(reason.split())
+
+
+def json_number(value: Any) -> bool:
+    """Whether a value read from JSON is a finite number (not a bool, not a string of digits): what a time or a
+    confidence in captioner's own outputs must be before it is compared."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def parse_json(text: str) -> Any:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from captioner.config import OutputConfig, ReviewConfig
-from captioner.outputs import INDEX_FALLBACK_NAME, INDEX_NAME, json_surrogates, parse_json, write_atomic
+from captioner.outputs import INDEX_FALLBACK_NAME, INDEX_NAME, json_number, json_surrogates, parse_json, write_atomic
 
 if TYPE_CHECKING:
     from captioner.writers import Document
@@ -342,18 +342,14 @@ class IndexEntry:
     page: Path | None = None  # its review page, when one exists
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _page_data_sound(data: dict[str, Any]) -> bool:
     """Whether a page's data has the types the index reads (a "low_confidence" of "0.5" in a page edited
     by hand ended the batch's index step in a TypeError)."""
     video = data.get("video", {})
-    return (_number(data.get("low_confidence", 0.0)) and isinstance(video, dict)
-            and (video.get("duration") is None or _number(video["duration"]))
-            and all(isinstance(c, dict) and isinstance(c.get("text"), str) and _number(c.get("start", 0))
-                    and (c.get("confidence") is None or _number(c["confidence"])) for c in data["cues"]))
+    return (json_number(data.get("low_confidence", 0.0)) and isinstance(video, dict)
+            and (video.get("duration") is None or json_number(video["duration"]))
+            and all(isinstance(c, dict) and isinstance(c.get("text"), str) and json_number(c.get("start", 0))
+                    and (c.get("confidence") is None or json_number(c["confidence"])) for c in data["cues"]))
 
 
 def read_page_data(page: Path) -> dict[str, Any] | None:

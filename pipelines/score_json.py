@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from captioner.config import ReviewConfig
-from captioner.outputs import write_atomic
+from captioner.outputs import json_number, write_atomic
 
 from .common import captions_by_file, out_file
 from .evaluate import coco_scores, longest_cue, person_scores
@@ -46,10 +46,6 @@ def longest_cues(folder: Path, confidences: dict[str, float] | None = None) -> d
     return out
 
 
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def output_cues(data) -> list[SimpleNamespace] | None:
     """The cues of a captioner JSON output (each with start, end, text and a confidence or None); None for
     JSON of another shape ({"cues": null}, cues that are not objects, a cue without text or times)."""
@@ -57,11 +53,11 @@ def output_cues(data) -> list[SimpleNamespace] | None:
         return None
     cues = []
     for c in data["cues"]:
-        if not (isinstance(c, dict) and isinstance(c.get("text"), str) and _number(c.get("start"))
-                and _number(c.get("end"))):
+        if not (isinstance(c, dict) and isinstance(c.get("text"), str) and json_number(c.get("start"))
+                and json_number(c.get("end"))):
             return None
         confidence = c.get("confidence")
-        cues.append(SimpleNamespace(**{**c, "confidence": float(confidence) if _number(confidence) else None}))
+        cues.append(SimpleNamespace(**{**c, "confidence": float(confidence) if json_number(confidence) else None}))
     return cues
 
 
