@@ -9,7 +9,9 @@ all the segment/merge tests rely on. ``as_a_user``: file modes enforced as root 
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -41,6 +43,25 @@ def make_tiny_model(folder: Path, seed: int = 0, words: Sequence[str] = TINY_WOR
         for w, b in (boost or {}).items():
             model.fc.bias[vocab.index(w)] += b
     return save_model(folder, model.state_dict(), vocab, config, name="tiny-test", encoder="efficientnet-lite0")
+
+
+@pytest.fixture(autouse=True)
+def _captioner_log_per_test():
+    """Each test starts and ends with the ``captioner`` logger as it found it, and no model still loading.
+
+    Many tests run the CLI in-process, which sets the logger's level and handler (``-v`` leaves INFO and
+    a handler writing to whatever ``sys.stderr`` is); and a command that fails after starting a
+    ``Captioner`` leaves its background loader running past the test. CI once saw both meet: a later
+    test's ``batch -q`` output began with "info: loaded model ...", logged by an earlier test's loader
+    in the moment between Click swapping ``sys.stderr`` and that command setting its own level."""
+    logger = logging.getLogger("captioner")
+    level, handlers = logger.level, list(logger.handlers)
+    yield
+    for thread in threading.enumerate():
+        if thread.name == "captioner-load" and thread is not threading.current_thread():
+            thread.join(timeout=120)
+    logger.setLevel(level)
+    logger.handlers[:] = handlers
 
 
 @pytest.fixture(scope="session")
