@@ -17,7 +17,10 @@ share of its uses, as a noun's modifier ("a makeup tutorial", "a hair dryer", "a
 dish": 7.5, 3.6, 5.9 %), may follow "a"/"an" only before a word the training
 captions put after that pair ("then": "a makeup" + "tutorial", never "a makeup" and the
 end, while "a dough" and the end is said 12 times). Adjectives and countable nouns
-("a red car", "a dress") follow "a"/"an" in a large share of their uses and are free.
+("a red car", "a dress") follow "a"/"an" in a large share of their uses and are free,
+unless there they almost always begin one of a few phrases ("a swimming pool", "a group
+of": then they get a "then" list too). A plural too rare to judge ("sneakers") is banned
+when it never follows "a"/"an" and its singular is free there.
 
 And they say which words lead only to a person: when the presence head sees nobody,
 the person words are banned, and a word that the training captions put almost only
@@ -67,13 +70,22 @@ def after_be(captions: Iterable[str], min_count: int = 5, min_share: float = 0.0
 
 
 def after_article(captions: Iterable[str], words: Callable[[str], list[str]] = tokenize, *, min_uses: int = 50,
-                  ban_share: float = 0.01, modifier_share: float = 0.1, min_next: int = 2) -> dict[str, Any]:
+                  ban_share: float = 0.01, modifier_share: float = 0.1, min_next: int = 2, min_after: int = 20,
+                  top: int = 3, top_share: float = 0.9, end_share: float = 0.05, min_plural: int = 3) -> dict[str, Any]:
     """What may follow "a"/"an": {"banned": words never after it, "then": {word: words allowed after "a word"}}.
 
     Only words used at least ``min_uses`` times are judged: a rarer word's share says
     little. One that follows "a"/"an" in under ``ban_share`` of its uses is banned after
     it; one under ``modifier_share`` is said there as a modifier, so "a word" must go on
     with a word (or ``<end>``) that the captions put after it at least ``min_next`` times.
+    So does a word that follows "a"/"an" often but, there, as the first word of a few
+    phrases: at least ``min_after`` times after "a"/"an", ending the caption in under
+    ``end_share`` of them, its ``top`` most usual next words in at least ``top_share``
+    ("a swimming" + pool 155 of 175, "a frying" + pan, "a group" + of; the model's "a person
+    is making a swimming cut into pieces"). A noun ("a car", "a man") goes on in many ways.
+    A plural too rare to judge by its share (``min_plural`` to ``min_uses`` uses) is banned too when the
+    captions never put it after "a"/"an" and its singular ("sneaker" of "sneakers", "berry" of "berries")
+    is judged and said there freely (432 such words, "balloons", "backpacks", "cameras").
     ``words`` splits a caption as the model's vocabulary does ("a teddy bear": one word).
     """
     uses: Counter = Counter()
@@ -88,7 +100,23 @@ def after_article(captions: Iterable[str], words: Callable[[str], list[str]] = t
                 then[b][nxt] += 1
     judged = sorted(w for w, n in uses.items() if n >= min_uses)
     banned = [w for w in judged if after[w] / uses[w] < ban_share]
-    modifiers = [w for w in judged if ban_share <= after[w] / uses[w] < modifier_share]
+
+    def singular_free(w: str) -> bool:
+        forms = [w[:-3] + "y"] if w.endswith("ies") else []
+        forms += [w[:-1], w[:-2]] if w.endswith("es") else [w[:-1]]
+        return any(uses[f] >= min_uses and after[f] / uses[f] >= modifier_share for f in forms)
+
+    banned += [w for w, n in uses.items() if min_plural <= n < min_uses and not after[w] and w.endswith("s")
+               and not w.endswith("ss") and singular_free(w)]
+    banned.sort()
+
+    def phrase_start(w: str) -> bool:
+        n = after[w]
+        return (n >= min_after and then[w][END] < end_share * n
+                and sum(k for _, k in then[w].most_common(top)) >= top_share * n)
+
+    modifiers = [w for w in judged if ban_share <= after[w] / uses[w] < modifier_share
+                 or (after[w] / uses[w] >= modifier_share and phrase_start(w))]
     return {"banned": banned,
             "then": {w: sorted(n for n, k in then[w].items() if k >= min_next) for w in modifiers}}
 
