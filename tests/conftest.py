@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -62,6 +63,21 @@ def _captioner_log_per_test():
             thread.join(timeout=120)
     logger.setLevel(level)
     logger.handlers[:] = handlers
+
+
+@pytest.fixture
+def default_sigint():
+    """Ctrl-C handled as Python sets it up in a process started from a terminal. A test runner started in
+    the background (``cmd &`` in a script, ``nohup``) inherits SIGINT ignored, and Python then leaves it
+    ignored: tests of what a Ctrl-C does, or of the handler left behind, would fail there for that alone."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def sigint_default_in_child() -> None:
+    """``preexec_fn`` for a child Python whose own SIGINT handler a test checks (see ``default_sigint``)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")

@@ -884,7 +884,7 @@ def test_an_output_folder_replaced_by_a_file_mid_batch_fails_each_video_in_one_l
     assert out.read_text(encoding="utf-8") == "x\n"
 
 
-def test_a_second_ctrl_c_while_the_report_is_written_still_leaves_the_report(tmp_path, monkeypatch):
+def test_a_second_ctrl_c_while_the_report_is_written_still_leaves_the_report(tmp_path, monkeypatch, default_sigint):
     """People press Ctrl-C twice: the second, landing while the report was written, removed its temporary file
     and left no report (or an old one), though the README promises one however a batch stops. It is held off
     until the report is written, then delivered."""

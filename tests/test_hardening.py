@@ -19,6 +19,7 @@ from captioner.batch import local as local_engine
 from captioner.cli import main
 from captioner.outputs import REPORT_NAME
 from clitools import REPO, captioner_command, files_under, isolate_cli, subprocess_env  # noqa: F401
+from conftest import sigint_default_in_child
 from videos import make_video
 
 pytestmark = pytest.mark.usefixtures("isolate_cli")
@@ -638,5 +639,6 @@ def test_console_leaves_a_caller_that_keeps_control_its_ctrl_c():
                            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
                            "try:\n    captioner.console(args=['--version'])\n"
                            "except SystemExit:\n    print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)\n"],
-                          capture_output=True, text=True, env=subprocess_env(), cwd=REPO, timeout=120)
+                          capture_output=True, text=True, env=subprocess_env(), cwd=REPO, timeout=120,
+                          preexec_fn=sigint_default_in_child)
     assert done.stdout.splitlines()[1::2] == ["True", "True"], done.stderr
