@@ -559,6 +559,28 @@ def test_resume_knows_the_video_it_captioned_not_only_file_times(tmp_path, tiny_
     assert status() == {"a.mp4": "skipped", "b.mp4": "ok"}
 
 
+def test_a_caption_file_corrected_by_hand_is_kept_and_its_unchanged_video_skipped(tmp_path, tiny_model):
+    """The review page's Download .srt saves UTF-8 with a byte-order mark so that a corrected file is never taken
+    for captioner's own. Saved over the batch's .srt, it made its unchanged video fail on every later batch
+    ("exists and captioner did not write it"), its page left out of index.html, until --overwrite destroyed the
+    correction. The report's record says the video is unchanged since: it is skipped, the correction kept."""
+    tree = tmp_path / "in"
+    make_video(tree / "a.mp4", [("red", 1.0)], seed=0)
+    batch(tree, "--model", tiny_model, "-f", "srt,json,html", "-q")
+    corrected = "\ufeff1\n00:00:00,000 --> 00:00:01,000\nA red screen, corrected\n"
+    (tree / "a.srt").write_text(corrected, encoding="utf-8")
+    result = batch(tree, "--model", tiny_model, "-f", "srt,json,html", "-q")
+    assert result.exit_code == 0 and result.stderr == ""
+    assert by_name(read_report(tree / REPORT_NAME))["a.mp4"]["status"] == "skipped"
+    assert (tree / "a.srt").read_text(encoding="utf-8") == corrected
+    assert 'href="a.html"' in (tree / "index.html").read_text(encoding="utf-8")
+    # a video changed since, or no record of it (a film's dialogue .srt found beside it): not replaced, one error
+    (tree / REPORT_NAME).unlink()
+    result = batch(tree, "--model", tiny_model, "-f", "srt,json,html", "-q")
+    assert result.exit_code == 1 and "exists and captioner did not write it" in result.stderr
+    assert (tree / "a.srt").read_text(encoding="utf-8") == corrected
+
+
 def test_outputs_of_a_replaced_video_are_not_kept_by_a_later_format_or_a_failed_run(tmp_path, tiny_model):
     """The report recorded one (size, time) a video: after the video was replaced, a run with another -f wrote the
     new .json and recorded the new file, and the next -f srt run kept the old video's .srt as up to date. A replacement

@@ -194,8 +194,12 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         foreign = [] if overwrite else foreign_outputs(base, plan.formats)
         # the video itself: never, even with --overwrite; a film's dialogue subtitles, captions edited by
         # hand: never replaced unasked
-        problem = replaces_input(video, base, plan.formats) or (foreign_reason(foreign[0]) if foreign else None)
-        if not problem and not overwrite and outputs_up_to_date(video, base, plan.formats, previous):  # read-only too
+        replaces = replaces_input(video, base, plan.formats)
+        problem = replaces or (foreign_reason(foreign[0]) if foreign else None)
+        # a caption file corrected by hand where a batch wrote it, of a video unchanged since (the report's record):
+        # nothing to write, so up to date; was a failure on every run, its page left out of index.html
+        vouched = previous is not None and not replaces
+        if (not problem or vouched) and not overwrite and outputs_up_to_date(video, base, plan.formats, previous):
             plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date", outputs=wanted,
                                         shown=shown, root=i, source=previous[0] if previous else signature_now(video),
                                         covers=previous[1] if previous else wanted))
