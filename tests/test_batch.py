@@ -581,6 +581,32 @@ def test_a_caption_file_corrected_by_hand_is_kept_and_its_unchanged_video_skippe
     assert (tree / "a.srt").read_text(encoding="utf-8") == corrected
 
 
+@pytest.mark.parametrize("output_dir", [False, True])
+def test_resume_knows_its_videos_after_the_archive_moved(tmp_path, tiny_model, output_dir):
+    """The report's records were found by the video's absolute path only: once the archive was moved or renamed
+    (with -o OUT kept, or with the outputs beside the videos), a video replaced by an older file (cp -p) was
+    "up to date" by file times and kept the first video's captions. A record is now also found by the video's
+    path inside its input folder, its outputs moved as the report was."""
+    tree, out = tmp_path / "in", tmp_path / "out"
+    make_video(tree / "d" / "a.mp4", [("red", 1.0)], seed=0)
+    make_video(tree / "d" / "b.mp4", [("green", 1.0)], seed=1)
+    make_video(tmp_path / "other.mp4", [("checker", 1.0), ("blue", 1.0)], seed=2)
+    where = lambda root: ("-o", out) if output_dir else ()  # noqa: E731
+    batch(tree, *where(tree), "--model", tiny_model, "-f", "srt,json", "-q")
+    moved = tree.rename(tmp_path / "moved")
+    dest = out if output_dir else moved
+    first = (dest / "d" / "a.srt").stat().st_mtime
+    (moved / "d" / "a.mp4").write_bytes((tmp_path / "other.mp4").read_bytes())
+    os.utime(moved / "d" / "a.mp4", (first - 3600, first - 3600))  # dated before its outputs, as cp -p leaves it
+    batch(moved, *where(moved), "--model", tiny_model, "-f", "srt,json", "-q")
+    rows = by_name(read_report(dest / REPORT_NAME))
+    assert (rows["a.mp4"]["status"], rows["b.mp4"]["status"]) == ("ok", "skipped")
+    assert json.loads((dest / "d" / "a.json").read_text())["metadata"]["video"]["duration"] == 2.0  # the new video's
+    batch(moved, *where(moved), "--model", tiny_model, "-f", "srt,json", "-q")
+    assert {n: r["status"] for n, r in by_name(read_report(dest / REPORT_NAME)).items()} == {"a.mp4": "skipped",
+                                                                                           "b.mp4": "skipped"}
+
+
 def test_outputs_of_a_replaced_video_are_not_kept_by_a_later_format_or_a_failed_run(tmp_path, tiny_model):
     """The report recorded one (size, time) a video: after the video was replaced, a run with another -f wrote the
     new .json and recorded the new file, and the next -f srt run kept the old video's .srt as up to date. A replacement

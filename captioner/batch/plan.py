@@ -8,6 +8,7 @@ outputs (the pattern is outputs.py's).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -175,9 +176,16 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     tmp_names: dict[Path, set[str]] = {}
     taken: dict[str, Path] = {}
     recorded = recorded_sources([path for path, _ in plan.report_paths_abs()])
+    moved: dict[tuple[int, str], Record] | None = None  # records of an archive moved since: read at the first miss
     for video, base, shown, i in found:
         same = key(base)
         previous = recorded.get(str(video))
+        if previous is None:
+            if moved is None:
+                moved = {(covered[k], inside): record for path, covered in plan.report_paths_abs()
+                         for (k, inside), record in moved_records(path).items() if k < len(covered)}
+            with contextlib.suppress(ValueError):
+                previous = moved.get((i, video.relative_to(plan.roots[i]).as_posix()))
         if same in taken:  # only left for names that differ in case alone, where the file system ignores case
             plan.done.append(FileResult(str(video), Status.FAILED, f"its subtitles would overwrite those of {taken[same]}",
                                         shown=shown, root=i).keeping(previous))
@@ -255,6 +263,33 @@ def recorded_sources(reports: Sequence[Path]) -> dict[str, Record]:
                         out[str(row["path"])] = ((size, mtime), tuple(str(m) for m in made))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
+    return out
+
+
+def moved_records(report: Path) -> dict[tuple[int, str], Record]:
+    """The records of ``report`` (``recorded_sources``) keyed by (the index of the input folder the video was
+    found in, its path inside that folder), their outputs moved as the report was: for an archive moved or
+    renamed since (``mv``, another mount point), whose videos' paths the report no longer names. Without it
+    a video there replaced by an older file (``cp -p``) kept the first one's captions, "up to date" by file
+    times. Outputs are re-rooted from where the report's outputs were (``output_dir``, else its one input
+    folder) to where the report is now; {} for a report that says neither."""
+    try:
+        data = parse_json(Path(report).read_text(encoding="utf-8"))
+        inputs = [Path(str(p)) for p in data["inputs"]]
+        folder = data.get("output_dir")
+        before = Path(str(folder)) if folder else (inputs[0] if len(inputs) == 1 else None)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    if before is None:
+        return {}
+    now = Path(report).parent
+    out: dict[tuple[int, str], Record] = {}
+    for video, (source, made) in recorded_sources([report]).items():
+        path = Path(video)
+        k = next((k for k, root in enumerate(inputs) if path.is_relative_to(root)), None)
+        if k is not None:
+            outputs = tuple(str(now / Path(m).relative_to(before)) for m in made if Path(m).is_relative_to(before))
+            out[(k, path.relative_to(inputs[k]).as_posix())] = (source, outputs)
     return out
 
 
