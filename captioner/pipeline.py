@@ -32,7 +32,7 @@ from .progress import Progress, ProgressCallback  # noqa: F401  (Progress: impor
 from .review import Snapshot, encode_jpeg, shrink, snapshots_for, thumbnail_size
 from .search import Hypothesis, OnceMap, once_groups, search_many
 from .segment import StreamingSegmenter, Window
-from .subtitles import Cue, layout_cues
+from .subtitles import Cue, layout_cues, merge_cues
 from .vocab import fix_articles, follow_rules
 from .video import DecodeStats, Frame, VideoInfo, open_video, prefetch, read_frames, sample_times_hint, within
 
@@ -678,13 +678,16 @@ class Captioner:
         if progress:
             progress(Progress("segments", out.n_segments, out.n_segments))
         seg, fmt = self.config.segments, self.config.output
-        kept = [c for c in out.cues if c.confidence >= fmt.min_confidence]
-        if out.cues and not kept:  # an empty subtitle file needs saying
+        # judged as written: neighbours of one caption merged first, each with its time-weighted confidence (a cue
+        # written at 0.64 lost a 4 s stretch whose segment alone was under 0.5, and the counts were of segments)
+        merged = merge_cues(out.cues)
+        kept = [c for c in merged if c.confidence >= fmt.min_confidence]
+        if merged and not kept:  # an empty subtitle file needs saying
             log.warning("%s: %s confidence under %.2f (--min-confidence): no captions", info.path,
-                        "the one cue has" if len(out.cues) == 1 else f"all {len(out.cues)} cues have", fmt.min_confidence)
-        elif len(kept) < len(out.cues):
-            log.info("%s: %d of %d cues left out (confidence under %.2f)", info.path, len(out.cues) - len(kept),
-                     len(out.cues), fmt.min_confidence)
+                        "the one cue has" if len(merged) == 1 else f"all {len(merged)} cues have", fmt.min_confidence)
+        elif len(kept) < len(merged):
+            log.info("%s: %d of %d cues left out (confidence under %.2f)", info.path, len(merged) - len(kept),
+                     len(merged), fmt.min_confidence)
         cues = layout_cues(kept, cues_end, max_duration=seg.max_segment, min_duration=seg.min_duration,
                            max_chars_per_second=fmt.max_chars_per_second, max_line_width=fmt.max_line_width,
                            max_line_count=fmt.max_line_count, start=start)

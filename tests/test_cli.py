@@ -142,6 +142,24 @@ def test_min_confidence_leaves_out_unsure_cues(tmp_path, clip, tiny_model, monke
     assert bad.exit_code == 2 and "min-confidence" in bad.stderr
 
 
+def test_min_confidence_judges_cues_as_written(tmp_path, clip, tiny_model, monkeypatch) -> None:
+    """--min-confidence filtered each segment's caption before neighbours with the same text were merged into the
+    cue the files show, with its time-weighted confidence: a cue written at 0.64 lost a 4 s stretch at 0.5 (a
+    tester, video9560), and the counts logged were of segments. Cues are judged as written."""
+    said = [Caption("a red wall", 0.3), Caption("a red wall", 0.9)]  # the clip's two shots, one caption
+    monkeypatch.setattr(Captioner, "caption_batch", lambda self, items, **_: said[: len(items)])
+    video = _copy(clip, tmp_path / "talk.mp4")
+    cues = {}
+    for threshold in ("0", "0.5"):
+        out = tmp_path / threshold
+        result = cli("run", video, "-o", out, "-f", "json", "--model", tiny_model, "--min-duration", "0.5",
+                     "--min-confidence", threshold, "-q")
+        assert result.exit_code == 0, result.stderr
+        cues[threshold] = json.loads((out / "talk.json").read_text(encoding="utf-8"))["cues"]
+    assert len(cues["0"]) == 1 and 0.5 < cues["0"][0]["confidence"] < 0.9  # one cue, the two segments' mean
+    assert cues["0.5"] == cues["0"]  # was: the second shot's piece alone, at 0.9
+
+
 def test_several_videos_one_bad(tmp_path, clip, tiny_model) -> None:
     a = _copy(clip, tmp_path / "a.mp4")
     bad = tmp_path / "b.mp4"
