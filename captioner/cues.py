@@ -498,12 +498,15 @@ def layout_cues(
        held its time was dropped after it is kept.
     4. The pieces share their caption's time in proportion to their length, and a
        piece longer than ``max_duration`` is shown as several cues of equal length,
-       each at least as long as the piece needs (a remainder too short for that is
-       left empty).
+       each at least as long as the piece needs; where equal cues would be shorter than
+       that, the first gets the time the piece needs and the rest, repeats of a text just
+       read, share what is left, each at least ``min_duration`` (only where even that
+       cannot be, a ``min_duration`` close to ``max_duration``, is a remainder left empty).
 
     Every cue of the result is then at most ``max_duration`` long (``<= 0``: no
     limit), at least ``min_duration`` and readable at ``max_chars_per_second``
-    (``<= 0``: no limit), except the only caption of a video too short for it; its
+    (``<= 0``: no limit; a repeat of the cue before it needs only ``min_duration``),
+    except the only caption of a video too short for it; its
     text fits ``max_line_count`` lines of ``max_line_width``. Times are whole
     milliseconds. No cue begins before ``start`` (the stretch of the video captioned) or
     ends after ``duration``.
@@ -563,14 +566,21 @@ def layout_cues(
         bounds = _spread(start, end - start, [len(p) for p in pages], needs)
         for text, need, a, b in zip(pages, needs, bounds, bounds[1:]):
             length = b - a
-            parts = 1
+            cuts = [a, b]
             if max_ms and length > max_ms:
                 parts = math.ceil(length / max_ms)
-                if need and parts * need > length:
+                if not need or parts * need <= length:
+                    cuts = [a + length * k // parts for k in range(parts + 1)]
+                elif need + (parts - 1) * min_ms <= length:
+                    # the same text again is not read again: the first cue gets the reading time, the repeats
+                    # share the rest (each under max_ms, as an even share would be) and need only min_ms; the
+                    # rest was left blank ("--max-segment 2" on a 5 s shot: captions 0-4 s, nothing at 4-5 s)
+                    cuts = [a] + [a + need + (length - need) * k // (parts - 1) for k in range(parts)]
+                else:  # min_duration too long for max_duration here: equal cues that can be read, the rest blank
                     parts = max(1, length // need)
                     length = min(length, parts * max_ms)
-            for k in range(parts):
-                s, e = a + length * k // parts, a + length * (k + 1) // parts
+                    cuts = [a + length * k // parts for k in range(parts + 1)]
+            for s, e in zip(cuts, cuts[1:]):
                 if e > s:
                     result.append(Cue(s / 1000.0, e / 1000.0, text, confidence))
     return result

@@ -2,7 +2,8 @@
 
 --max-segment is the longest cue, --min-duration the shortest, --max-line-width and
 --max-line-count the box a cue's text must fit (text that does not fit goes to the next
-cue), and no cue asks for more than 20 characters a second of reading.
+cue), and no cue asks for more than 20 characters a second of reading (a repeat of the cue
+just before it, a caption held longer than --max-segment, is not read again).
 """
 
 from __future__ import annotations
@@ -30,15 +31,17 @@ def check(cues: list[Cue], duration: float, *, max_duration, min_duration, max_c
     """Every rule, in whole milliseconds (the files' resolution)."""
     for a, b in zip(cues, cues[1:]):
         assert a.end <= b.start
-    for cue in cues:
+    for i, cue in enumerate(cues):
         ms = round((cue.end - cue.start) * 1000)
+        # the same text again, straight after (a caption held longer than max_duration): already read
+        repeat = i > 0 and cues[i - 1].text == cue.text and round(cues[i - 1].end * 1000) == round(cue.start * 1000)
         assert 0 <= cue.start < cue.end and round(cue.end * 1000) <= round(duration * 1000)
         assert ms <= max_duration * 1000 + 1e-6, cue
         lines = wrap_pieces(cue.text, max_line_width, 10**6)
         assert len(lines) <= max_line_count and all(len(line) <= max_line_width for line, _ in lines), cue
         if readable:
             assert ms > min_duration * 1000 - 1, cue  # whole milliseconds: never more than 1 ms short
-            assert len(cue.text) * 1000 <= max_chars_per_second * ms + 1e-6, cue
+            assert repeat or len(cue.text) * 1000 <= max_chars_per_second * ms + 1e-6, cue
 
 
 def test_merged_cues_are_no_longer_than_max_segment():
@@ -48,6 +51,22 @@ def test_merged_cues_are_no_longer_than_max_segment():
     assert [(c.start, c.end) for c in out] == [(0, 7), (7, 14), (14, 21)]
     assert {c.text for c in out} == {"a dog runs"}
     check(out, 21.0, **RULES)
+
+
+def test_a_caption_held_long_leaves_no_blank_where_equal_cues_could_not_be_read():
+    """A 5 s shot at --max-segment 2 whose caption needs 1.8 s of reading: two cues of 2 s, then nothing at 4-5 s
+    (three equal cues, 1.67 s, were too short to read; a tester, also mid-sentence on a real clip). The repeats are
+    not read again: the first cue gets the reading time, the others share the rest."""
+    text = "a black and white photo of a red car"  # 36 characters: 1.8 s
+    rules = dict(RULES, max_duration=2.0)
+    out = layout_cues([Cue(0, 5, text)], 5.0, **rules)
+    assert [(c.start, c.end) for c in out] == [(0, 1.8), (1.8, 3.4), (3.4, 5.0)] and {c.text for c in out} == {text}
+    check(out, 5.0, **rules)
+    # where even a repeat cannot keep --min-duration under --max-segment (6 and 8 s on 17 s), the end stays blank
+    rules = dict(RULES, min_duration=6.0)
+    out = layout_cues([Cue(0, 17, "a dog runs")], 17.0, **rules)
+    assert [(c.start, c.end) for c in out] == [(0, 8), (8, 16)]
+    check(out, 17.0, **rules)
 
 
 def test_a_short_last_cue_gets_its_minimum_from_its_neighbour():
