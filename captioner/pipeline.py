@@ -10,6 +10,7 @@ optional callback so a CLI, a batch engine or a GUI can show it their own way.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import logging
@@ -681,13 +682,16 @@ class Captioner:
         # judged as written: neighbours of one caption merged first, each with its time-weighted confidence (a cue
         # written at 0.64 lost a 4 s stretch whose segment alone was under 0.5, and the counts were of segments)
         merged = merge_cues(out.cues)
-        kept = [c for c in merged if c.confidence >= fmt.min_confidence]
-        if merged and not kept:  # an empty subtitle file needs saying
+        sure = [c for c in merged if c.confidence >= fmt.min_confidence]
+        if merged and not sure:  # an empty subtitle file needs saying
             log.warning("%s: %s confidence under %.2f (--min-confidence): no captions", info.path,
                         "the one cue has" if len(merged) == 1 else f"all {len(merged)} cues have", fmt.min_confidence)
-        elif len(kept) < len(merged):
-            log.info("%s: %d of %d cues left out (confidence under %.2f)", info.path, len(merged) - len(kept),
+        elif len(sure) < len(merged):
+            log.info("%s: %d of %d cues left out (confidence under %.2f)", info.path, len(merged) - len(sure),
                      len(merged), fmt.min_confidence)
+        # the segments of the cues kept, for layout_cues to merge as it always does (merging merged cues again
+        # can join two that the first pass kept apart)
+        kept = out.cues if len(sure) == len(merged) else _within(out.cues, sure)
         cues = layout_cues(kept, cues_end, max_duration=seg.max_segment, min_duration=seg.min_duration,
                            max_chars_per_second=fmt.max_chars_per_second, max_line_width=fmt.max_line_width,
                            max_line_count=fmt.max_line_count, start=start)
@@ -762,6 +766,18 @@ class _VideoCues:
             if self.progress:
                 self.progress(Progress("segments", self.n_segments, 0))
         self.seconds += time.perf_counter() - t0
+
+
+def _within(cues: Sequence[Cue], spans: Sequence[Cue]) -> list[Cue]:
+    """The ``cues`` that lie inside one of ``spans`` (``merge_cues`` of them, some left out): both sorted by start,
+    the spans apart, each cue inside at most one."""
+    starts = [s.start for s in spans]
+    out = []
+    for cue in cues:
+        i = bisect.bisect_right(starts, cue.start) - 1
+        if i >= 0 and cue.end <= spans[i].end:
+            out.append(cue)
+    return out
 
 
 def _batches(items: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
