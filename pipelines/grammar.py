@@ -85,7 +85,7 @@ def after_article(captions: Iterable[str], words: Callable[[str], list[str]] = t
     is making a swimming cut into pieces"). A noun ("a car", "a man") goes on in many ways.
     A plural too rare to judge by its share (``min_plural`` to ``min_uses`` uses) is banned too when the
     captions never put it after "a"/"an" and its singular ("sneaker" of "sneakers", "berry" of "berries")
-    is judged and said there freely (432 such words, "balloons", "backpacks", "cameras").
+    is judged and said there freely (277 such words in the training captions: "balloons", "backpacks", "cameras").
     ``words`` splits a caption as the model's vocabulary does ("a teddy bear": one word).
     """
     uses: Counter = Counter()
