@@ -13,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Collection, Sequence
+from typing import Any, Collection, Sequence
 
 from ..config import VIDEO_EXTENSIONS
 from ..errors import CaptionerError, cannot_list, path_list
@@ -253,17 +253,26 @@ def recorded_sources(reports: Sequence[Path]) -> dict[str, Record]:
     out: dict[str, Record] = {}
     for report in reports:
         try:
-            rows = parse_json(Path(report).read_text(encoding="utf-8"))["videos"]
-            for row in rows:
-                src = row.get("source")
-                if isinstance(src, dict):
-                    size, mtime = src["size"], src["mtime_ns"]
-                    made = src.get("outputs", row.get("outputs") if row.get("status") in ("ok", "skipped") else [])
-                    if type(size) is int and type(mtime) is int and isinstance(made, list):
-                        out[str(row["path"])] = ((size, mtime), tuple(str(m) for m in made))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            _add_records(parse_json(Path(report).read_text(encoding="utf-8"))["videos"], out)
+        except _UNREADABLE_REPORT:
             continue
     return out
+
+
+#: What a missing, damaged or foreign report raises while its records are read.
+_UNREADABLE_REPORT = (OSError, ValueError, KeyError, TypeError, AttributeError)
+
+
+def _add_records(rows: Any, out: dict[str, Record]) -> None:
+    """Each report row's record (``recorded_sources``) into ``out``, by video path; raises on a malformed row,
+    keeping the rows before it."""
+    for row in rows:
+        src = row.get("source")
+        if isinstance(src, dict):
+            size, mtime = src["size"], src["mtime_ns"]
+            made = src.get("outputs", row.get("outputs") if row.get("status") in ("ok", "skipped") else [])
+            if type(size) is int and type(mtime) is int and isinstance(made, list):
+                out[str(row["path"])] = ((size, mtime), tuple(str(m) for m in made))
 
 
 def moved_records(report: Path) -> dict[tuple[int, str], Record]:
@@ -273,18 +282,21 @@ def moved_records(report: Path) -> dict[tuple[int, str], Record]:
     a video there replaced by an older file (``cp -p``) kept the first one's captions, "up to date" by file
     times. Outputs are re-rooted from where the report's outputs were (``output_dir``, else its one input
     folder) to where the report is now; {} for a report that says neither."""
+    records: dict[str, Record] = {}
+    before: Path | None = None
     try:
         data = parse_json(Path(report).read_text(encoding="utf-8"))
         inputs = [Path(str(p)) for p in data["inputs"]]
         folder = data.get("output_dir")
         before = Path(str(folder)) if folder else (inputs[0] if len(inputs) == 1 else None)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
+        _add_records(data["videos"], records)
+    except _UNREADABLE_REPORT:
+        pass
     if before is None:
         return {}
     now = Path(report).parent
     out: dict[tuple[int, str], Record] = {}
-    for video, (source, made) in recorded_sources([report]).items():
+    for video, (source, made) in records.items():
         path = Path(video)
         k = next((k for k, root in enumerate(inputs) if path.is_relative_to(root)), None)
         if k is not None:
