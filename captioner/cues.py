@@ -569,16 +569,16 @@ def layout_cues(
             cuts = [a, b]
             if max_ms and length > max_ms:
                 parts = math.ceil(length / max_ms)
-                if not need or parts * need <= length:
-                    cuts = [a + length * k // parts for k in range(parts + 1)]
-                elif need + (parts - 1) * min_ms <= length:
+                short = need and parts * need > length  # equal cues too short to read
+                if short and need + (parts - 1) * min_ms <= length:
                     # the same text again is not read again: the first cue gets the reading time, the repeats
                     # share the rest (each under max_ms, as an even share would be) and need only min_ms; the
                     # rest was left blank ("--max-segment 2" on a 5 s shot: captions 0-4 s, nothing at 4-5 s)
                     cuts = [a] + [a + need + (length - need) * k // (parts - 1) for k in range(parts)]
-                else:  # min_duration too long for max_duration here: equal cues that can be read, the rest blank
-                    parts = max(1, length // need)
-                    length = min(length, parts * max_ms)
+                else:
+                    if short:  # min_duration too long for max_duration here: equal cues that can be read, the rest blank
+                        parts = max(1, length // need)
+                        length = min(length, parts * max_ms)
                     cuts = [a + length * k // parts for k in range(parts + 1)]
             for s, e in zip(cuts, cuts[1:]):
                 if e > s:

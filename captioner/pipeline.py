@@ -681,7 +681,7 @@ class Captioner:
         seg, fmt = self.config.segments, self.config.output
         # judged as written: neighbours of one caption merged first, each with its time-weighted confidence (a cue
         # written at 0.64 lost a 4 s stretch whose segment alone was under 0.5, and the counts were of segments)
-        merged = merge_cues(out.cues)
+        merged = merge_cues(out.cues) if fmt.min_confidence > 0 else out.cues  # at 0 every cue is kept: no merge
         sure = [c for c in merged if c.confidence >= fmt.min_confidence]
         if merged and not sure:  # an empty subtitle file needs saying
             log.warning("%s: %s confidence under %.2f (--min-confidence): no captions", info.path,
