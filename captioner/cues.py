@@ -576,7 +576,7 @@ def layout_cues(
                     # rest was left blank ("--max-segment 2" on a 5 s shot: captions 0-4 s, nothing at 4-5 s)
                     cuts = [a] + [a + need + (length - need) * k // (parts - 1) for k in range(parts)]
                 else:
-                    if short:  # min_duration too long for max_duration here: equal cues that can be read, the rest blank
+                    if short:  # min_duration too close to max_duration here: equal cues that can be read, rest blank
                         parts = max(1, length // need)
                         length = min(length, parts * max_ms)
                     cuts = [a + length * k // parts for k in range(parts + 1)]
