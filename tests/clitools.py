@@ -3,8 +3,9 @@
 * ``cli(*args)``: run ``captioner`` in-process with Click's ``CliRunner`` (stdout and
   stderr kept apart); arguments may be paths.
 * ``isolate_cli``: an autouse-able fixture that puts back what a CLI run changes in the
-  test process (the ``captioner`` logger's level and handler, OpenCV's log level and
-  the OpenCV/FFmpeg log variables), so later tests (e.g. ``caplog`` ones) are unaffected.
+  test process (OpenCV's log level and the OpenCV/FFmpeg log variables; the ``captioner``
+  logger's level and handler are put back after every test by conftest's
+  ``_captioner_log_per_test``), so later tests (e.g. ``caplog`` ones) are unaffected.
   It also runs torch single-threaded meanwhile: on a busy machine (CI runners, a
   training job on the same cores) OpenMP's spinning threads make every encoder call
   cost about a second and a half whatever its size; one thread costs ~40 ms a frame.
@@ -16,7 +17,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -44,16 +44,12 @@ def isolate_cli():
     import cv2
     import torch
 
-    logger = logging.getLogger("captioner")
-    level, handlers = logger.level, list(logger.handlers)
     env = {k: os.environ.get(k) for k in _OPENCV_VARS}
     cv_level = cv2.utils.logging.getLogLevel()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-    logger.setLevel(level)
-    logger.handlers[:] = handlers
     for key, value in env.items():
         if value is None:
             os.environ.pop(key, None)
