@@ -50,6 +50,7 @@ __all__ = [
     "foreign_outputs",
     "foreign_reason",
     "parse_formats",
+    "repoint_json",
     "write_subtitles",
 ]
 
@@ -210,8 +211,37 @@ def format_json(cues: Sequence[Cue], metadata: Mapping[str, Any],
         if vectors is not None and vectors[i]:
             row["vector"] = vectors[i]
         rows.append(row)
-    payload = {"metadata": dict(metadata), "cues": rows}
+    return _json_text({"metadata": dict(metadata), "cues": rows})
+
+
+def _json_text(payload: Mapping[str, Any]) -> str:
+    """A JSON output's text, as ``format_json`` writes it (and ``repoint_json`` writes it again)."""
     return json_surrogates(json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False, default=str)) + "\n"
+
+
+def repoint_json(path: Path, video: Path) -> bool:
+    """Make the JSON output ``path`` name ``video`` (absolute) as its video; whether the file was rewritten.
+
+    After an archive is moved or renamed, ``batch`` finds its videos' records by their path inside the input
+    folder and skips them as up to date (``batch.plan.moved_records``); their JSON still named the old place, and
+    ``captioner search`` answered with a file that is not there. Only ``metadata.video.path`` changes: the cues,
+    corrections made by hand included, stay as they are. A file that is not captioner's JSON is left alone.
+    (The review page needs no such step: it finds its video relative to itself, or beside itself.)
+    Raises ``OSError`` or ``OutputError`` when the file cannot be read or written.
+    """
+    try:
+        data = parse_json(Path(path).read_text(encoding="utf-8-sig"))
+    except (UnicodeDecodeError, ValueError):
+        return False
+    meta = data.get("metadata") if isinstance(data, dict) else None
+    known = meta.get("video") if isinstance(meta, dict) else None
+    if not isinstance(known, dict) or not isinstance(data.get("cues"), list) or "path" not in known:
+        return False
+    if known["path"] == str(video):
+        return False
+    known["path"] = str(video)
+    write_atomic(Path(path), _json_text(data))
+    return True
 
 
 # --------------------------------------------------------------------------- the registry

@@ -21,6 +21,8 @@ import torch
 from click.testing import CliRunner
 
 from captioner.cli import main
+from captioner.find import read_output
+from captioner.writers import repoint_json
 from captioner.batch import BatchJob, Status
 from captioner.batch.local import run_pool
 from captioner.outputs import REPORT_NAME
@@ -605,6 +607,38 @@ def test_resume_knows_its_videos_after_the_archive_moved(tmp_path, tiny_model, o
     batch(moved, *where(moved), "--model", tiny_model, "-f", "srt,json", "-q")
     assert {n: r["status"] for n, r in by_name(read_report(dest / REPORT_NAME)).items()} == {"a.mp4": "skipped",
                                                                                            "b.mp4": "skipped"}
+
+
+@pytest.mark.parametrize("output_dir", [False, True])
+def test_a_moved_archives_json_names_where_its_video_is_now(tmp_path, tiny_model, output_dir):
+    """After the archive moved, its videos were skipped as up to date but their JSON kept the old absolute path:
+    ``captioner search`` answered with a file that was not there. The JSON now names the video where it is; its
+    cues, a hand correction included, stay as they were."""
+    tree, out = tmp_path / "in", tmp_path / "out"
+    make_video(tree / "d" / "a.mp4", [("red", 1.0)], seed=0)
+    where = lambda root: ("-o", out) if output_dir else ()  # noqa: E731
+    batch(tree, *where(tree), "--model", tiny_model, "-f", "srt,json", "-q")
+    dest = out if output_dir else tree
+    doc = json.loads((dest / "d" / "a.json").read_text())
+    doc["cues"][0]["text"] = "a red wall, checked"
+    (dest / "d" / "a.json").write_text(json.dumps(doc, indent=2))
+    moved = tree.rename(tmp_path / "moved")
+    dest = out if output_dir else moved
+    result = batch(moved, *where(moved), "--model", tiny_model, "-f", "srt,json", "-q")
+    assert result.exit_code == 0 and result.stderr == ""
+    assert by_name(read_report(dest / REPORT_NAME))["a.mp4"]["status"] == "skipped"
+    now = json.loads((dest / "d" / "a.json").read_text())
+    assert now["metadata"]["video"]["path"] == str(moved / "d" / "a.mp4")
+    assert now["cues"] == doc["cues"] and {k: v for k, v in now["metadata"]["video"].items() if k != "path"} == {
+        k: v for k, v in doc["metadata"]["video"].items() if k != "path"}
+    assert read_output(dest / "d" / "a.json")[0] == str(moved / "d" / "a.mp4")  # what search reads and answers
+    again = moved.rename(tmp_path / "again")  # a later batch without -f json: the JSON an earlier one wrote too
+    dest = out if output_dir else again
+    assert batch(again, *where(again), "--model", tiny_model, "-f", "srt", "-q").exit_code == 0
+    assert read_output(dest / "d" / "a.json")[0] == str(again / "d" / "a.mp4")
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text('{"metadata": {"video": "x.mp4"}, "cues": []}')
+    assert not repoint_json(foreign, again / "d" / "a.mp4") and '"x.mp4"' in foreign.read_text()
 
 
 def test_outputs_of_a_replaced_video_are_not_kept_by_a_later_format_or_a_failed_run(tmp_path, tiny_model):

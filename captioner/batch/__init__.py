@@ -96,6 +96,7 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
         if on_result is not None:
             on_result(r)
 
+    _repoint(plan.repoint)
     fatal = None
     reports: list[Path] = []
     reports_at = plan.report_paths_abs()
@@ -132,6 +133,24 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
                                      .split())
                 log.error("%s", unwritten)
     return BatchOutcome(tuple(results), tuple(reports), fatal, unwritten)
+
+
+def _repoint(outputs: list[tuple[Path, Path]]) -> None:
+    """The JSON outputs of a moved archive's skipped videos name where each video is now (``plan.repoint``).
+    One that cannot be rewritten is a warning: its captions are up to date, only the path they name is old."""
+    from ..writers import repoint_json
+
+    changed = 0
+    for output, video in outputs:
+        try:
+            changed += repoint_json(output, video)
+        except CaptionerError as exc:  # "<output>: cannot write: <why>"
+            log.warning("%s; it still names the video's old path", exc)
+        except OSError as exc:
+            log.warning("%s: cannot read: %s; it still names the video's old path", output, exc.strerror or exc)
+    if changed:
+        log.info("%d JSON output%s now name%s where %s video is (the archive was moved)", changed,
+                 "s" * (changed != 1), "s" * (changed == 1), "its" if changed == 1 else "their")
 
 
 @contextlib.contextmanager

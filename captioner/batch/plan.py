@@ -44,6 +44,9 @@ class BatchPlan:
     #: beside a video (``base_names_of``: any format, ``run --start``'s too) and a report or index in DIR
     ignored_files: list[list[Path]] = field(default_factory=list)
     stale_removed: int = 0  # temporary files of an interrupted run that were deleted
+    #: (JSON output, its video) of skipped videos found by their path inside a moved archive: the JSON names the
+    #: video where it was (``writers.repoint_json``, before the engine starts)
+    repoint: list[tuple[Path, Path]] = field(default_factory=list)
 
     def report_paths_abs(self) -> list[tuple[Path, list[int]]]:
         """Where reports go, each with the roots it covers: one in the output folder, else one per input folder."""
@@ -180,12 +183,14 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     for video, base, shown, i in found:
         same = key(base)
         previous = recorded.get(str(video))
+        found_moved = False
         if previous is None:
             if moved is None:
                 moved = {(covered[k], inside): record for path, covered in plan.report_paths_abs()
                          for (k, inside), record in moved_records(path).items() if k < len(covered)}
             with contextlib.suppress(ValueError):
                 previous = moved.get((i, video.relative_to(plan.roots[i]).as_posix()))
+                found_moved = previous is not None
         if same in taken:  # only left for names that differ in case alone, where the file system ignores case
             plan.done.append(FileResult(str(video), Status.FAILED, f"its subtitles would overwrite those of {taken[same]}",
                                         shown=shown, root=i).keeping(previous))
@@ -211,6 +216,8 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
             plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date", outputs=wanted,
                                         shown=shown, root=i, source=previous[0] if previous else signature_now(video),
                                         covers=previous[1] if previous else wanted))
+            if found_moved and ("json" in plan.formats or str(output_file(base, "json")) in previous[1]):
+                plan.repoint.append((output_file(base, "json"), video))  # an earlier -f json's too: search reads it
             continue
         problem = problem or output_problem(base, plan.formats)
         if problem:
