@@ -641,6 +641,41 @@ def test_a_moved_archives_json_names_where_its_video_is_now(tmp_path, tiny_model
     assert not repoint_json(foreign, again / "d" / "a.mp4") and '"x.mp4"' in foreign.read_text()
 
 
+@pytest.mark.parametrize("output_dir", [False, True])
+def test_outputs_of_deleted_videos_are_kept_and_named(tmp_path, tiny_model, output_dir):
+    """A video deleted or renamed since a batch left its outputs in the archive, searchable, and no later run said
+    so. They are kept (a batch deletes nothing it wrote) and named: a summary note and the report's "gone", on
+    every run while they exist, also after the archive moved."""
+    tree, out = tmp_path / "in", tmp_path / "out"
+    make_video(tree / "a.mp4", [("red", 1.0)], seed=0)
+    make_video(tree / "d" / "b.mp4", [("green", 1.0)], seed=1)
+    where = lambda root: ("-o", out) if output_dir else ()  # noqa: E731
+    batch(tree, *where(tree), "--model", tiny_model, "-f", "srt,json")
+    (tree / "d" / "b.mp4").unlink()
+    (tree / "a.mp4").rename(tree / "c.mp4")
+    result = batch(tree, *where(tree), "--model", tiny_model, "-f", "srt,json")
+    assert result.exit_code == 0 and "note: 2 videos captioned before are no longer in the input folder" in result.stderr
+    dest = out if output_dir else tree
+    report = read_report(dest / REPORT_NAME)
+    assert report["totals"]["gone"] == 2 and [g["path"] for g in report["gone"]] == [str(tree / "a.mp4"),
+                                                                                     str(tree / "d" / "b.mp4")]
+    assert report["gone"][1]["outputs"] == [str(dest / "d" / "b.srt"), str(dest / "d" / "b.json")]
+    assert (dest / "d" / "b.json").is_file() and (dest / "a.json").is_file()  # kept
+    (dest / "a.srt").unlink()
+    (dest / "a.json").unlink()
+    moved = tree.rename(tmp_path / "moved")
+    dest = out if output_dir else moved
+    result = batch(moved, *where(moved), "--model", tiny_model, "-f", "srt,json")
+    assert result.exit_code == 0 and "note: 1 video captioned before is no longer" in result.stderr
+    report = read_report(dest / REPORT_NAME)
+    assert report["gone"] == [{"path": str(moved / "d" / "b.mp4"),
+                               "outputs": [str(dest / "d" / "b.srt"), str(dest / "d" / "b.json")]}]
+    (dest / "d" / "b.srt").unlink()
+    (dest / "d" / "b.json").unlink()
+    result = batch(moved, *where(moved), "--model", tiny_model, "-f", "srt,json")
+    assert "note:" not in result.stderr and "gone" not in read_report(dest / REPORT_NAME)
+
+
 def test_outputs_of_a_replaced_video_are_not_kept_by_a_later_format_or_a_failed_run(tmp_path, tiny_model):
     """The report recorded one (size, time) a video: after the video was replaced, a run with another -f wrote the
     new .json and recorded the new file, and the next -f srt run kept the old video's .srt as up to date. A replacement

@@ -47,6 +47,9 @@ class BatchPlan:
     #: (JSON output, its video) of skipped videos found by their path inside a moved archive: the JSON names the
     #: video where it was (``writers.repoint_json``, before the engine starts)
     repoint: list[tuple[Path, Path]] = field(default_factory=list)
+    #: per report (its path): the videos it recorded that are no longer there (deleted, renamed), with their outputs
+    #: still there (``gone_videos``): kept, and named in the new report and the summary
+    gone: dict[Path, list[tuple[str, tuple[str, ...]]]] = field(default_factory=dict)
 
     def report_paths_abs(self) -> list[tuple[Path, list[int]]]:
         """Where reports go, each with the roots it covers: one in the output folder, else one per input folder."""
@@ -242,6 +245,9 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     # a batch on a folder below this one's (``batch a`` while ``batch a/b`` runs): before anything there is removed
     for i, root in enumerate(plan.roots):
         check_unlocked({e[1].parent for e in found if e[3] == i}, below=out_abs or root, own=locked)
+    for report, covered in plan.report_paths_abs():
+        if gone := gone_videos(report, [plan.roots[k] for k in covered], seen, own):
+            plan.gone[report] = gone
     for folder, names in tmp_names.items():
         plan.stale_removed += remove_stale_temp_files(folder, names)
     for path, _ in plan.report_paths_abs():
@@ -282,6 +288,32 @@ def _add_records(rows: Any, out: dict[str, Record]) -> None:
                 out[str(row["path"])] = ((size, mtime), tuple(str(m) for m in made))
 
 
+def _read_report(report: Path) -> tuple[dict[str, Record], list[Path], Path | None, Any]:
+    """(its records, its input folders, where its outputs were: ``output_dir``, else its one input folder, its
+    list of gone videos) of ``report``; nothing of a report that is missing, damaged or foreign."""
+    records: dict[str, Record] = {}
+    try:
+        data = parse_json(Path(report).read_text(encoding="utf-8"))
+        inputs = [Path(str(p)) for p in data["inputs"]]
+        folder = data.get("output_dir")
+        before = Path(str(folder)) if folder else (inputs[0] if len(inputs) == 1 else None)
+        _add_records(data["videos"], records)
+        return records, inputs, before, data.get("gone")
+    except _UNREADABLE_REPORT:
+        return records, [], None, None
+
+
+def _inside(path: Path, inputs: Sequence[Path]) -> tuple[int, str] | None:
+    """(the index of the input folder ``path`` is in, its path inside it), or None."""
+    k = next((k for k, root in enumerate(inputs) if path.is_relative_to(root)), None)
+    return None if k is None else (k, path.relative_to(inputs[k]).as_posix())
+
+
+def _moved(made: Sequence[str], before: Path, now: Path) -> tuple[str, ...]:
+    """Output paths under ``before`` as they are under ``now`` (the report's folder then and now)."""
+    return tuple(str(now / Path(m).relative_to(before)) for m in made if Path(m).is_relative_to(before))
+
+
 def moved_records(report: Path) -> dict[tuple[int, str], Record]:
     """The records of ``report`` (``recorded_sources``) keyed by (the index of the input folder the video was
     found in, its path inside that folder), their outputs moved as the report was: for an archive moved or
@@ -289,27 +321,43 @@ def moved_records(report: Path) -> dict[tuple[int, str], Record]:
     a video there replaced by an older file (``cp -p``) kept the first one's captions, "up to date" by file
     times. Outputs are re-rooted from where the report's outputs were (``output_dir``, else its one input
     folder) to where the report is now; {} for a report that says neither."""
-    records: dict[str, Record] = {}
-    before: Path | None = None
-    try:
-        data = parse_json(Path(report).read_text(encoding="utf-8"))
-        inputs = [Path(str(p)) for p in data["inputs"]]
-        folder = data.get("output_dir")
-        before = Path(str(folder)) if folder else (inputs[0] if len(inputs) == 1 else None)
-        _add_records(data["videos"], records)
-    except _UNREADABLE_REPORT:
-        pass
+    records, inputs, before, _ = _read_report(report)
     if before is None:
         return {}
-    now = Path(report).parent
     out: dict[tuple[int, str], Record] = {}
     for video, (source, made) in records.items():
-        path = Path(video)
-        k = next((k for k, root in enumerate(inputs) if path.is_relative_to(root)), None)
-        if k is not None:
-            outputs = tuple(str(now / Path(m).relative_to(before)) for m in made if Path(m).is_relative_to(before))
-            out[(k, path.relative_to(inputs[k]).as_posix())] = (source, outputs)
+        if (at := _inside(Path(video), inputs)) is not None:
+            out[at] = (source, _moved(made, before, Path(report).parent))
     return out
+
+
+def gone_videos(report: Path, roots: Sequence[Path], found: Collection[Path],
+                claimed: Collection[Path]) -> list[tuple[str, tuple[str, ...]]]:
+    """The videos ``report`` recorded (its rows and the gone videos it listed) that are no longer there, deleted
+    or renamed, each (its path, now) with its outputs that are still there and that no video found now
+    (``found``) has as its own (``claimed``); ``roots``: the input folders the report covers now.
+
+    A batch never deletes what it wrote, but outputs of a video deleted since stayed in the archive, searchable,
+    and no run said so: they are named in the report (``"gone"``) and the summary, on every run while they exist.
+    Paths follow an archive that was moved as ``moved_records`` does."""
+    records, inputs, before, listed = _read_report(report)
+    if before is None:
+        return []
+    rows = [(video, made) for video, (_, made) in records.items()]
+    if isinstance(listed, list):
+        rows += [(str(g["path"]), [str(m) for m in g["outputs"]]) for g in listed
+                 if isinstance(g, dict) and "path" in g and isinstance(g.get("outputs"), list)]
+    out: dict[str, tuple[str, ...]] = {}
+    for video, made in rows:
+        at = _inside(Path(video), inputs)
+        path = roots[at[0]] / at[1] if at is not None and at[0] < len(roots) else Path(video)
+        if path in found or os.path.lexists(path):
+            continue
+        kept = tuple(m for m in _moved(made, before, Path(report).parent)
+                     if Path(m) not in claimed and os.path.lexists(m))
+        if kept:
+            out[str(path)] = kept
+    return sorted(out.items())
 
 
 def remove_partial_writes(jobs: Sequence[BatchJob], unfinished: Sequence[FileResult]) -> int:

@@ -56,14 +56,18 @@ def unfinished_results(jobs: Sequence[BatchJob], results: Sequence[FileResult], 
 
 
 def batch_report(plan: BatchPlan, results: Sequence[FileResult], roots: Sequence[int], *,
-                 extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The report of the videos found under ``roots`` (indexes into ``plan.roots``)."""
+                 extra: Mapping[str, Any] | None = None, path: Path | None = None) -> dict[str, Any]:
+    """The report of the videos found under ``roots`` (indexes into ``plan.roots``), written at ``path`` (its
+    ``"gone"``: the videos an earlier report there recorded that are gone, with the outputs they left)."""
     from .. import __version__
 
     wanted = set(roots)
     rows = sorted((r for r in results if r.root in wanted), key=lambda r: r.video)
     totals = {"videos": len(rows), **{s.value: n for s, n in counts(rows).items()},
               "ignored": sum(plan.ignored[i] for i in wanted if i < len(plan.ignored))}
+    gone = plan.gone.get(path, []) if path is not None else []
+    if gone:
+        totals["gone"] = len(gone)
     return {
         "captioner": __version__,
         **(dict(extra) if extra else {}),
@@ -73,7 +77,9 @@ def batch_report(plan: BatchPlan, results: Sequence[FileResult], roots: Sequence
         "totals": totals,
         "videos": [r.as_dict() for r in rows],
         # the non-video files (by extension) counted in totals: a video in a container not looked for is named
-        "ignored": [str(path) for i in sorted(wanted) if i < len(plan.ignored_files) for path in plan.ignored_files[i]],
+        "ignored": [str(f) for i in sorted(wanted) if i < len(plan.ignored_files) for f in plan.ignored_files[i]],
+        # videos deleted or renamed since an earlier run, whose outputs are kept: listed while those exist
+        **({"gone": [{"path": video, "outputs": list(made)} for video, made in gone]} if gone else {}),
     }
 
 
@@ -100,7 +106,7 @@ def write_reports(plan: BatchPlan, results: Sequence[FileResult], *,
     written: list[Path] = []
     failed: list[str] = []
     for path, roots in plan.report_paths_abs():
-        report = batch_report(plan, results, roots, extra=extra)
+        report = batch_report(plan, results, roots, extra=extra, path=path)
         try:
             make_folders(path.parent)  # a file in the way is then write_atomic's "is not a folder"
             # a name that is not UTF-8 as JSON escapes (it was "?": its resume record named no file)
