@@ -858,10 +858,13 @@ def _run_batch(folders, output_dir, formats, recursive, overwrite, engine, worke
              + (f"{counts[Status.PENDING]} not run, " if counts[Status.PENDING] else "")
              + f"{sum(plan.ignored)} non-video file(s) ignored in {time.time() - started:.1f} s"
              + (f"; report: {', '.join(map(str, outcome.reports))}" if outcome.reports else ""))
-        if gone := sum(len(g) for g in plan.gone.values()):
-            _say(f"note: {count_text(gone, 'video')} captioned before {'is' if gone == 1 else 'are'} no longer in "
-                 "the input folder (deleted or renamed); the outputs left are kept and listed in the report "
-                 "(\"gone\")")
+        if gone := len({video for g in plan.gone.values() for video, _ in g}):  # nested roots: in two reports
+            _say(f"note: {count_text(gone, 'video')} captioned before {'is' if gone == 1 else 'are'} no longer there "
+                 "(deleted or renamed); the outputs left are kept"
+                 + (" and listed in the report (\"gone\")" if outcome.reports else ""))
+        if outcome.repointed:
+            _say(f"note: {count_text(outcome.repointed, 'JSON output')} now name{'s' * (outcome.repointed == 1)} "
+                 f"where {'its video is' if outcome.repointed == 1 else 'their videos are'} (moved since captioned)")
     # a report or an index not written (its error line said why): without the report the next run cannot tell
     # what this one did
     sys.exit(1 if counts[Status.FAILED] or outcome.fatal is not None or outcome.unwritten or not outcome.reports else 0)

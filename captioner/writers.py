@@ -226,21 +226,31 @@ def repoint_json(path: Path, video: Path) -> bool:
     folder and skips them as up to date (``batch.plan.moved_records``); their JSON still named the old place, and
     ``captioner search`` answered with a file that is not there. Only ``metadata.video.path`` changes: the cues,
     corrections made by hand included, stay as they are. A file that is not captioner's JSON is left alone.
-    (The review page needs no such step: it finds its video relative to itself, or beside itself.)
-    Raises ``OSError`` or ``OutputError`` when the file cannot be read or written.
+    (The review page needs no such step: it finds its video relative to itself, or beside itself.) A path that
+    names the same file another way (a folder reached through a link) is kept; a JSON that is a link is written
+    where it points. Raises ``OSError`` or ``OutputError`` when the file cannot be read or written.
     """
     try:
+        if not os.path.isfile(path):
+            return False
         data = parse_json(Path(path).read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, ValueError):
         return False
     meta = data.get("metadata") if isinstance(data, dict) else None
     known = meta.get("video") if isinstance(meta, dict) else None
-    if not isinstance(known, dict) or not isinstance(data.get("cues"), list) or "path" not in known:
+    if not isinstance(known, dict) or not isinstance(data.get("cues"), list) or not isinstance(known.get("path"), str):
         return False
-    if known["path"] == str(video):
-        return False
+    try:
+        if known["path"] == str(video) or os.path.samefile(known["path"], video):
+            return False
+    except (OSError, ValueError):  # the old path is gone (moved), or not a path at all ("\0")
+        pass
     known["path"] = str(video)
-    write_atomic(Path(path), _json_text(data))
+    try:
+        text = _json_text(data)
+    except ValueError:  # NaN or Infinity written by another tool: not ours to rewrite
+        return False
+    write_atomic(Path(os.path.realpath(path)), text)
     return True
 
 

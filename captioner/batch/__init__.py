@@ -54,6 +54,7 @@ class BatchOutcome:
     reports: tuple[Path, ...]
     fatal: CaptionerError | None = None
     unwritten: str | None = None
+    repointed: int = 0  # JSON outputs changed to name where their video is now (``plan.repoint``)
 
     def counts(self) -> dict[Status, int]:
         """How many videos have each status."""
@@ -96,13 +97,14 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
         if on_result is not None:
             on_result(r)
 
-    _repoint(plan.repoint)
     fatal = None
     reports: list[Path] = []
+    repointed = 0
     reports_at = plan.report_paths_abs()
     marker = reports_at[0][0].with_name(MARKER_NAME) if reports_at else None
     try:
         try:
+            repointed = _repoint(plan.repoint)  # inside: a Ctrl-C here still gets its report
             if engine == "ray":
                 run_ray(plan.jobs, config, address=ray_address, workers=workers, on_result=deliver)
             else:
@@ -132,12 +134,13 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
                 unwritten = " ".join((str(exc) if isinstance(exc, ReportError) else f"cannot write the report: {exc}")
                                      .split())
                 log.error("%s", unwritten)
-    return BatchOutcome(tuple(results), tuple(reports), fatal, unwritten)
+    return BatchOutcome(tuple(results), tuple(reports), fatal, unwritten, repointed)
 
 
-def _repoint(outputs: list[tuple[Path, Path]]) -> None:
-    """The JSON outputs of a moved archive's skipped videos name where each video is now (``plan.repoint``).
-    One that cannot be rewritten is a warning: its captions are up to date, only the path they name is old."""
+def _repoint(outputs: list[tuple[Path, Path]]) -> int:
+    """The JSON outputs of videos found where the report did not record them (a moved archive, a sub-folder moved
+    inside it, no record) name where each video is now (``plan.repoint``); returns how many changed. One that cannot
+    be rewritten is a warning: its captions are up to date, only the path they name is old."""
     from ..writers import repoint_json
 
     changed = 0
@@ -149,8 +152,9 @@ def _repoint(outputs: list[tuple[Path, Path]]) -> None:
         except OSError as exc:
             log.warning("%s: cannot read: %s; it still names the video's old path", output, exc.strerror or exc)
     if changed:
-        log.info("%d JSON output%s now name%s where %s video is (the archive was moved)", changed,
-                 "s" * (changed != 1), "s" * (changed == 1), "its" if changed == 1 else "their")
+        log.info("%d JSON output%s now name%s where %s video is", changed, "s" * (changed != 1),
+                 "s" * (changed == 1), "its" if changed == 1 else "their")
+    return changed
 
 
 @contextlib.contextmanager

@@ -189,8 +189,8 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         found_moved = False
         if previous is None:
             if moved is None:
-                moved = {(covered[k], inside): record for path, covered in plan.report_paths_abs()
-                         for (k, inside), record in moved_records(path).items() if k < len(covered)}
+                moved = {(covered[j], inside): record for path, covered in plan.report_paths_abs()
+                         for (j, inside), record in moved_records(path, [plan.roots[c] for c in covered]).items()}
             with contextlib.suppress(ValueError):
                 previous = moved.get((i, video.relative_to(plan.roots[i]).as_posix()))
                 found_moved = previous is not None
@@ -219,14 +219,16 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
             plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date", outputs=wanted,
                                         shown=shown, root=i, source=previous[0] if previous else signature_now(video),
                                         covers=previous[1] if previous else wanted))
-            if found_moved and ("json" in plan.formats or str(output_file(base, "json")) in previous[1]):
-                plan.repoint.append((output_file(base, "json"), video))  # an earlier -f json's too: search reads it
+            if previous is None or found_moved:
+                plan.repoint.append((output_file(base, "json"), video))
             continue
         problem = problem or output_problem(base, plan.formats)
         if problem:
             plan.done.append(FileResult(str(video), Status.FAILED, problem, shown=shown, root=i).keeping(previous))
         else:
             plan.jobs.append(BatchJob(video, base, shown, i, previous))
+            if (previous is None or found_moved) and "json" not in plan.formats:
+                plan.repoint.append((output_file(base, "json"), video))
 
     def captioners(path: Path, root: Path) -> bool:
         """Whether ``path`` is captioner's own (an earlier run's output, a batch's report or index), not an input:
@@ -237,7 +239,11 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
             return True
         return bool(base_names_of(path.name, FORMATS) & beside.get(path.parent, set()))
 
-    plan.ignored_files = [[o for o in other if o not in own and not captioners(o, plan.roots[i])]
+    for report, covered in plan.report_paths_abs():
+        if gone := gone_videos(report, [plan.roots[k] for k in covered], seen, own):
+            plan.gone[report] = gone
+    left = {Path(m) for gone in plan.gone.values() for _, made in gone for m in made}  # a gone video's: not ignored
+    plan.ignored_files = [[o for o in other if o not in own and o not in left and not captioners(o, plan.roots[i])]
                           for i, other in enumerate(others)]
     plan.ignored = [len(files) for files in plan.ignored_files]
     for path in (path for files in plan.ignored_files for path in files):
@@ -245,9 +251,6 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     # a batch on a folder below this one's (``batch a`` while ``batch a/b`` runs): before anything there is removed
     for i, root in enumerate(plan.roots):
         check_unlocked({e[1].parent for e in found if e[3] == i}, below=out_abs or root, own=locked)
-    for report, covered in plan.report_paths_abs():
-        if gone := gone_videos(report, [plan.roots[k] for k in covered], seen, own):
-            plan.gone[report] = gone
     for folder, names in tmp_names.items():
         plan.stale_removed += remove_stale_temp_files(folder, names)
     for path, _ in plan.report_paths_abs():
@@ -314,20 +317,37 @@ def _moved(made: Sequence[str], before: Path, now: Path) -> tuple[str, ...]:
     return tuple(str(now / Path(m).relative_to(before)) for m in made if Path(m).is_relative_to(before))
 
 
-def moved_records(report: Path) -> dict[tuple[int, str], Record]:
-    """The records of ``report`` (``recorded_sources``) keyed by (the index of the input folder the video was
-    found in, its path inside that folder), their outputs moved as the report was: for an archive moved or
-    renamed since (``mv``, another mount point), whose videos' paths the report no longer names. Without it
-    a video there replaced by an older file (``cp -p``) kept the first one's captions, "up to date" by file
-    times. Outputs are re-rooted from where the report's outputs were (``output_dir``, else its one input
-    folder) to where the report is now; {} for a report that says neither."""
+def _root_map(inputs: Sequence[Path], roots: Sequence[Path]) -> dict[int, int]:
+    """Which of ``roots`` (the input folders a report covers now) each of the report's ``inputs`` is: itself; else, for
+    an input folder no longer there (moved or renamed), the one root of a report of one folder, or the root of the same
+    name (several folders under ``-o OUT`` have their outputs in ``OUT/<name>``). A folder still there has not moved:
+    ``batch day1 -o OUT`` then ``batch day2 -o OUT`` took day1's videos for day2's, and those it lacked for gone."""
+    out = {k: roots.index(old) for k, old in enumerate(inputs) if old in roots}
+    for k, old in enumerate(inputs):
+        if k in out or os.path.isdir(old):
+            continue
+        free = [j for j in range(len(roots)) if j not in out.values()]
+        same = free if len(inputs) == len(roots) == 1 else [j for j in free if roots[j].name == old.name]
+        if len(same) == 1:
+            out[k] = same[0]
+    return out
+
+
+def moved_records(report: Path, roots: Sequence[Path]) -> dict[tuple[int, str], Record]:
+    """The records of ``report`` (``recorded_sources``) keyed by (the index in ``roots``, the input folders the report
+    covers now, of the folder the video was found in, its path inside that folder), their outputs moved as the report
+    was: for an archive moved or renamed since (``mv``, another mount point), whose videos' paths the report no longer
+    names. Without it a video there replaced by an older file (``cp -p``) kept the first one's captions, "up to date"
+    by file times. Folders are matched by ``_root_map``; outputs are re-rooted from where the report's outputs were
+    (``output_dir``, else its one input folder) to where the report is now; {} for a report that says neither."""
     records, inputs, before, _ = _read_report(report)
     if before is None:
         return {}
+    where = _root_map(inputs, roots)
     out: dict[tuple[int, str], Record] = {}
     for video, (source, made) in records.items():
-        if (at := _inside(Path(video), inputs)) is not None:
-            out[at] = (source, _moved(made, before, Path(report).parent))
+        if (at := _inside(Path(video), inputs)) is not None and at[0] in where:
+            out[(where[at[0]], at[1])] = (source, _moved(made, before, Path(report).parent))
     return out
 
 
@@ -339,7 +359,8 @@ def gone_videos(report: Path, roots: Sequence[Path], found: Collection[Path],
 
     A batch never deletes what it wrote, but outputs of a video deleted since stayed in the archive, searchable,
     and no run said so: they are named in the report (``"gone"``) and the summary, on every run while they exist.
-    Paths follow an archive that was moved as ``moved_records`` does."""
+    Paths follow an archive that was moved as ``moved_records`` does; a video whose recorded path still holds a
+    file is not gone."""
     records, inputs, before, listed = _read_report(report)
     if before is None:
         return []
@@ -347,11 +368,13 @@ def gone_videos(report: Path, roots: Sequence[Path], found: Collection[Path],
     if isinstance(listed, list):
         rows += [(str(g["path"]), [str(m) for m in g["outputs"]]) for g in listed
                  if isinstance(g, dict) and "path" in g and isinstance(g.get("outputs"), list)]
+    where = _root_map(inputs, roots)
     out: dict[str, tuple[str, ...]] = {}
     for video, made in rows:
-        at = _inside(Path(video), inputs)
-        path = roots[at[0]] / at[1] if at is not None and at[0] < len(roots) else Path(video)
-        if path in found or os.path.lexists(path):
+        old = Path(video)
+        at = _inside(old, inputs)
+        path = roots[where[at[0]]] / at[1] if at is not None and at[0] in where else old
+        if path in found or os.path.isfile(path) or os.path.isfile(old):
             continue
         kept = tuple(m for m in _moved(made, before, Path(report).parent)
                      if Path(m) not in claimed and os.path.lexists(m))
