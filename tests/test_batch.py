@@ -773,12 +773,14 @@ def test_outputs_of_a_replaced_video_are_not_kept_by_a_later_format_or_a_failed_
     (tree / "a.mp4").write_bytes((tmp_path / "other.mp4").read_bytes())
     batch(tree, "--model", tiny_model, "-f", "json", "-q")
     assert status() == "ok" and duration("json") == 2.0
+    # its .srt and .vtt, made from the old file, were written again with it (were left describing the old picture)
+    assert by_name(read_report(tree / REPORT_NAME))["a.mp4"]["outputs"] == [str(tree / f"a.{f}") for f in
+                                                                           ("json", "srt", "vtt")]
+    assert (tree / "a.srt").read_text() != first_srt
     batch(tree, "--model", tiny_model, "-f", "srt", "-q")
-    assert status() == "ok" and (tree / "a.srt").read_text() != first_srt  # was "skipped", the old video's captions
-    batch(tree, "--model", tiny_model, "-f", "srt,json", "-q")
-    assert status() == "skipped"  # both made from the new file, in two runs
-    batch(tree, "--model", tiny_model, "-f", "vtt", "-q")
-    assert status() == "ok"  # the .vtt is the first video's
+    assert status() == "skipped"  # made from the new file (was: the old video's captions kept as up to date)
+    batch(tree, "--model", tiny_model, "-f", "srt,json,vtt", "-q")
+    assert status() == "skipped"
 
     old = (tree / "a.srt").stat().st_mtime - 3600
     (tree / "a.mp4").write_bytes(b"not a video at all")  # a bad copy, dated before the outputs
@@ -789,6 +791,27 @@ def test_outputs_of_a_replaced_video_are_not_kept_by_a_later_format_or_a_failed_
     assert status() == "failed"  # was "skipped": captions of the file before it, kept from then on
     report = by_name(read_report(tree / REPORT_NAME))["a.mp4"]
     assert report["source"]["size"] == (tmp_path / "other.mp4").stat().st_size  # what a.srt still describes
+
+
+def test_a_replaced_videos_other_outputs_are_written_again_not_left_stale(tmp_path, tiny_model):
+    """A replaced video captioned again for -f srt kept its .json (and review page) from the old file: search answered
+    the old picture's captions for the new video. Outputs captioner made from an older file of the video are written
+    again with the asked ones; a correction by hand is not; without a record, an output older than the video is."""
+    tree = tmp_path / "in"
+    make_video(tree / "a.mp4", [("red", 1.0)], seed=0)
+    make_video(tree / "b.mp4", [("green", 1.0)], seed=1)
+    make_video(tmp_path / "other.mp4", [("checker", 1.0), ("blue", 1.0)], seed=2)
+    batch(tree, "--model", tiny_model, "-f", "srt,json,txt", "-q")
+    (tree / "a.txt").write_text("A red screen, checked by hand.\n")
+    for name in ("a.mp4", "b.mp4"):
+        (tree / name).write_bytes((tmp_path / "other.mp4").read_bytes())
+    (tree / REPORT_NAME).unlink()  # b: no record, its outputs older than the video
+    batch(tree, "--model", tiny_model, "-f", "srt", "-q")
+    for name in ("a", "b"):
+        assert read_output(tree / f"{name}.json")[0] == str(tree / f"{name}.mp4")
+        assert json.loads((tree / f"{name}.json").read_text())["metadata"]["video"]["duration"] == 2.0
+    assert (tree / "a.txt").read_text() == "A red screen, checked by hand.\n"
+    assert (tree / "b.txt").stat().st_mtime_ns >= (tree / "b.mp4").stat().st_mtime_ns  # written again
 
 
 def test_a_dangling_link_is_worded_as_run_words_it(tmp_path, tiny_model):

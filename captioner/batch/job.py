@@ -60,6 +60,9 @@ class BatchJob:
     shown: str
     root: int  # index of the input folder it was found in
     previous: Record | None = None  # what the last report recorded of its outputs (``plan.recorded_sources``)
+    #: formats this run does not ask for whose outputs an earlier run made from an older file of this video: written
+    #: again with the rest (``plan.refreshed_formats``), so that none of them describes the old picture
+    refresh: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,9 @@ ResultCallback = Callable[[FileResult], None]
 
 
 def caption_one(captioner: "Captioner", video: Path, base: Path, config: CaptionConfig,
-                progress: "ProgressCallback | None" = None) -> tuple[list[Path], int]:
-    """Caption ``video`` and write ``base.<fmt>`` for each format; returns (paths, cue count)."""
+                progress: "ProgressCallback | None" = None, also: Sequence[str] = ()) -> tuple[list[Path], int]:
+    """Caption ``video`` and write ``base.<fmt>`` for each format (the config's, then ``also``'s); returns (paths,
+    cue count)."""
     from ..writers import write_subtitles
 
     result = captioner.caption_video(video, progress=progress)
@@ -111,7 +115,8 @@ def caption_one(captioner: "Captioner", video: Path, base: Path, config: Caption
         raise OutputError(f"{base.parent}: cannot create output folder ({exc.strerror or exc})") from None
     metadata = result.metadata()
     metadata["video"]["path"] = str(absolute(video))  # the same record whether run or batch wrote it
-    paths = write_subtitles(result.cues, base, config.output.formats, config.output, metadata, result.duration,
+    formats = tuple(dict.fromkeys([*config.output.formats, *also]))
+    paths = write_subtitles(result.cues, base, formats, config.output, metadata, result.duration,
                             snapshots=result.snapshots, review=config.review)
     return paths, len(result.cues)
 
@@ -143,7 +148,7 @@ def run_job(captioner: "Captioner", job: BatchJob, config: CaptionConfig) -> Fil
         # before reading it: a video changed meanwhile is done again next time. A file that cannot be
         # read fails in caption_one, worded as run words it (a dangling link: "no such file")
         source = signature_now(job.video)
-        paths, n_cues = caption_one(captioner, job.video, job.base, config)
+        paths, n_cues = caption_one(captioner, job.video, job.base, config, also=job.refresh)
     except Exception as exc:  # one bad file must never stop a batch
         log.debug("%s failed", job.video, exc_info=not isinstance(exc, CaptionerError))
         return FileResult(str(job.video), Status.FAILED, failure_reason(exc, job.video), time.perf_counter() - t0,

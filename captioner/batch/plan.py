@@ -226,7 +226,8 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         if problem:
             plan.done.append(FileResult(str(video), Status.FAILED, problem, shown=shown, root=i).keeping(previous))
         else:
-            plan.jobs.append(BatchJob(video, base, shown, i, previous))
+            plan.jobs.append(BatchJob(video, base, shown, i, previous, refreshed_formats(video, base, plan.formats,
+                                                                                         previous)))
             if (previous is None or found_moved) and "json" not in plan.formats:
                 plan.repoint.append((output_file(base, "json"), video))
 
@@ -256,6 +257,33 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     for path, _ in plan.report_paths_abs():
         plan.stale_removed += remove_stale_temp_files(path.parent, [REPORT_NAME, *INDEX_NAMES])
     return plan
+
+
+def refreshed_formats(video: Path, base: Path, formats: Sequence[str], previous: Record | None) -> tuple[str, ...]:
+    """The formats not in ``formats`` whose outputs of ``video`` (to be captioned) were made from an older file of it:
+    recorded as made from a file the video no longer is, or older than the video (not recorded). A batch asked for
+    ``-f srt`` after a video was replaced wrote its .srt and left its .json describing the old picture, for ``captioner
+    search`` to answer with. Only files captioner wrote (``captioner_wrote``): a correction by hand is not replaced."""
+    from ..writers import FORMATS
+
+    now = signature_now(video)
+    if now is None:
+        return ()
+    out = []
+    for fmt in FORMATS:
+        path = output_file(base, fmt)
+        if fmt in formats or not os.path.isfile(path):
+            continue
+        if previous is not None and str(path) in previous[1]:
+            stale = tuple(previous[0]) != tuple(now)
+        else:
+            try:
+                stale = os.stat(path).st_mtime_ns < now[1]
+            except OSError:
+                continue
+        if stale and captioner_wrote(path):
+            out.append(fmt)
+    return tuple(out)
 
 
 def recorded_sources(reports: Sequence[Path]) -> dict[str, Record]:
