@@ -151,10 +151,7 @@ def _repoint(outputs: list[tuple[Path, Path]]) -> int:
             log.warning("%s; it still names the video's old path", exc)
         except OSError as exc:
             log.warning("%s: cannot read: %s; it still names the video's old path", output, exc.strerror or exc)
-    if changed:
-        log.info("%d JSON output%s now name%s where %s video is", changed, "s" * (changed != 1),
-                 "s" * (changed == 1), "its" if changed == 1 else "their")
-    return changed
+    return changed  # said by the caller (BatchOutcome.repointed: the CLI's note)
 
 
 @contextlib.contextmanager

@@ -44,8 +44,9 @@ class BatchPlan:
     #: beside a video (``base_names_of``: any format, ``run --start``'s too) and a report or index in DIR
     ignored_files: list[list[Path]] = field(default_factory=list)
     stale_removed: int = 0  # temporary files of an interrupted run that were deleted
-    #: (JSON output, its video) of skipped videos found by their path inside a moved archive: the JSON names the
-    #: video where it was (``writers.repoint_json``, before the engine starts)
+    #: (JSON output, its video) of videos found where no report put them (the archive or a folder in it moved; no
+    #: record) whose JSON this run does not write: it is made to name the video where it is now
+    #: (``writers.repoint_json``, in ``run_batch`` before the engine starts)
     repoint: list[tuple[Path, Path]] = field(default_factory=list)
     #: per report (its path): the videos it recorded that are no longer there (deleted, renamed), with their outputs
     #: still there (``gone_videos``): kept, and named in the new report and the summary
