@@ -319,6 +319,43 @@ def _spread(start: int, total: int, weights: Sequence[int], floors: Sequence[int
     return bounds
 
 
+def _capped(total: int, weights: Sequence[int], floors: Sequence[int], cap: int) -> list[int]:
+    """Lengths (ms) of consecutive parts of ``total`` ms: each its floor, the rest by weight, none over ``cap``
+    (``sum(floors) <= total <= len(weights) * cap``, every floor at most ``cap``)."""
+    out = list(floors)
+    left = total - sum(out)
+    while left > 0:
+        free = [j for j in range(len(out)) if out[j] < cap]
+        weight = sum(max(1, weights[j]) for j in free)
+        given = 0
+        for j in free:
+            add = min(cap - out[j], left * max(1, weights[j]) // weight)
+            out[j] += add
+            given += add
+        if not given:  # shares rounded to nothing: a millisecond each, in order
+            for j in free[:left]:
+                out[j] += 1
+                given += 1
+        left -= given
+    return out
+
+
+def _rounds(start: int, length: int, pages: Sequence[str], needs: Sequence[int], max_ms: int) -> list[int] | None:
+    """Boundaries (ms) of the cues of a caption of several pages held longer than its pages can be shown once each
+    (``max_ms`` a cue): the pages in order, round after round, each at least its reading time (``needs``); None where
+    that cannot be. Repeating each page on its own showed the first half-sentence several times, then its end once
+    ("a dog is playing with a toy in" three times, then "the grass"), and could leave the last moments blank."""
+    rounds = -(-length // (len(pages) * max_ms))
+    if rounds * sum(needs) > length or any(n > max_ms for n in needs):
+        return None
+    bounds = [start]
+    for k in range(rounds):
+        span = length * (k + 1) // rounds - length * k // rounds
+        for part in _capped(span, [len(p) for p in pages], needs, max_ms):
+            bounds.append(bounds[-1] + part)
+    return bounds
+
+
 #: How far a caption may move from where the model put it so that a caption beyond its neighbour gets the time
 #: it needs (``layout_cues``): about a sample's worth. Unbounded, a montage of short shots pushed each caption
 #: further off its picture than the one before (15.9 s late by the end of ten 1-s shots).
@@ -502,6 +539,10 @@ def layout_cues(
        that, the first gets the time the piece needs and the rest, repeats of a text just
        read, share what is left, each at least ``min_duration`` (only where even that
        cannot be, a ``min_duration`` close to ``max_duration``, is a remainder left empty).
+       A caption of several pieces held longer than one showing of each (each under
+       ``max_duration``) shows them in turn, round after round (``_rounds``). Equal cues
+       that touch are joined where the two fit one cue (``_append``: a caption dropped
+       in step 3 between two equal ones left them back to back).
 
     Every cue of the result is then at most ``max_duration`` long (``<= 0``: no
     limit), at least ``min_duration`` and readable at ``max_chars_per_second``
@@ -564,6 +605,12 @@ def layout_cues(
     result: list[Cue] = []
     for start, end, pages, needs, confidence, *_ in caps:
         bounds = _spread(start, end - start, [len(p) for p in pages], needs)
+        if max_ms and len(pages) > 1 and any(b - a > max_ms for a, b in zip(bounds, bounds[1:])):
+            cycled = _rounds(start, end - start, pages, needs, max_ms)
+            if cycled is not None:
+                for k, (a, b) in enumerate(zip(cycled, cycled[1:])):
+                    _append(result, Cue(a / 1000.0, b / 1000.0, pages[k % len(pages)], confidence), max_ms)
+                continue
         for text, need, a, b in zip(pages, needs, bounds, bounds[1:]):
             length = b - a
             cuts = [a, b]
@@ -582,5 +629,21 @@ def layout_cues(
                     cuts = [a + length * k // parts for k in range(parts + 1)]
             for s, e in zip(cuts, cuts[1:]):
                 if e > s:
-                    result.append(Cue(s / 1000.0, e / 1000.0, text, confidence))
+                    _append(result, Cue(s / 1000.0, e / 1000.0, text, confidence), max_ms)
     return result
+
+
+def _append(result: list[Cue], cue: Cue, max_ms: int) -> None:
+    """Add ``cue`` to the layout, joined to the cue before it where that shows the same text up to its start and the
+    two fit one cue (``max_ms``; 0: no limit). A caption dropped for want of reading time gives its time to its
+    neighbours, and two equal ones were left back to back (the flicker ``merge_cues`` prevents before layout)."""
+    if result:
+        last = result[-1]
+        if (last.text == cue.text and to_ms(last.end) == to_ms(cue.start)
+                and (not max_ms or to_ms(cue.end) - to_ms(last.start) <= max_ms)):
+            total = cue.end - last.start
+            confidence = ((last.confidence * (last.end - last.start) + cue.confidence * (cue.end - cue.start)) / total
+                          if total > 0 else last.confidence)
+            result[-1] = Cue(last.start, cue.end, cue.text, confidence)
+            return
+    result.append(cue)

@@ -69,6 +69,28 @@ def test_a_caption_held_long_leaves_no_blank_where_equal_cues_could_not_be_read(
     check(out, 17.0, **rules)
 
 
+def test_a_caption_of_several_pages_held_long_shows_its_pages_in_turn():
+    """Cut into pages (here by --max-segment 1.5 s at 20 characters a second) and held longer than one showing of
+    each, a caption showed its first page three times, then its end once, and left the clip's last moments blank
+    (README's review-page screenshot: "a dog is playing with a toy in" x3, "the grass"). The pages come in turn."""
+    text = "a dog is playing with a toy in the grass"
+    rules = dict(RULES, max_duration=1.5)
+    out = layout_cues([Cue(0, 5.28, text)], 5.28, **rules)
+    assert [c.text for c in out] == ["a dog is playing with a toy in", "the grass"] * 2
+    assert out[0].start == 0 and out[-1].end == 5.28
+    check(out, 5.28, **rules)
+
+
+def test_equal_captions_a_dropped_one_stood_between_become_one_cue():
+    """A caption with no time to be read between two equal ones gave its time to both, and the two were left back
+    to back: the flicker merge_cues prevents."""
+    a = "a young boy is talking to a woman in a library"
+    out = layout_cues([Cue(0, 3, a, 0.7), Cue(3, 3.5, a.replace("boy", "girl"), 0.5), Cue(3.5, 6, a, 0.7)], 6.0,
+                      **RULES)
+    assert [(c.start, c.end, c.text) for c in out] == [(0, 6, a)] and math.isclose(out[0].confidence, 0.7)
+    check(out, 6.0, **RULES)
+
+
 def test_a_short_last_cue_gets_its_minimum_from_its_neighbour():
     """A 0.57 s last cue borrows from the long cue before it."""
     cues = [Cue(0, 5.43, "a man sits on a bench"), Cue(5.43, 6.0, "a cat")]
