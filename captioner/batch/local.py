@@ -205,10 +205,11 @@ def _start_worker(parent: int, steps: tuple[Any, Any], initializer: Callable[...
                   initargs: tuple) -> None:
     """Every pool worker's initializer: watch the parent, leave interrupts to it, then ``initializer``.
 
-    ``steps`` are two Events of the pool, set as a worker gets here (it imported what the
+    ``steps`` are two flags of the pool (shared bytes), set as a worker gets here (it imported what the
     parent's main module imports) and as it is ready for files: a pool that breaks before
     the second never started a file, and before the first, its workers could not even
-    import the parent's script.
+    import the parent's script. They were Events: a worker the broken pool terminated while it
+    held an Event's lock (setting it) left the batch waiting on that lock for ever.
 
     Ctrl-C reaches every process of the terminal's group; the batch process decides
     what is finished and stops its workers itself, so a worker ignores SIGINT (no
@@ -217,12 +218,12 @@ def _start_worker(parent: int, steps: tuple[Any, Any], initializer: Callable[...
     import signal
 
     imported, ready = steps
-    imported.set()
+    imported.value = 1
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _watch_parent(parent)
     if initializer is not None:
         initializer(*initargs)
-    ready.set()
+    ready.value = 1
 
 
 def _workers_could_not_start(imported: bool, workers: int) -> CaptionerError:
@@ -316,7 +317,7 @@ def run_pool(jobs: Sequence[BatchJob], workers: int, task: Callable[[BatchJob], 
         while queue or suspects or inflight:
             try:  # no usable /dev/shm (containers, sandboxes) or too few file descriptors: was a traceback
                 if pool is None:
-                    steps = (context.Event(), context.Event())
+                    steps = (context.RawValue("b", 0), context.RawValue("b", 0))  # no lock to be left held
                     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                                initargs=(os.getpid(), steps, initializer, initargs))
                 if suspects:
@@ -343,8 +344,8 @@ def run_pool(jobs: Sequence[BatchJob], workers: int, task: Callable[[BatchJob], 
                         crashed_alone.append(job)
                     else:
                         suspects.append(job)
-            if broken is not None and steps is not None and not steps[1].is_set():
-                raise _workers_could_not_start(steps[0].is_set(), workers)
+            if broken is not None and steps is not None and not steps[1].value:
+                raise _workers_could_not_start(bool(steps[0].value), workers)
             for job in crashed_alone:
                 deliver(crashed(job, "it exited abruptly"))
             if broken is not None:
