@@ -92,11 +92,56 @@ def clean_text(text: str) -> str:
     return _ARROW_RE.sub("->", collapsed)
 
 
-def wrap_pieces(text: str, max_line_width: int, max_line_count: int) -> list[tuple[str, bool]]:
+#: Words a subtitle line should not end on when the text could break elsewhere ("a woman in a" / "library"):
+#: articles, prepositions, conjunctions, "is"/"are" and possessives (``balance_lines``; review.js has the same list).
+WEAK_LINE_ENDS = frozenset("a an the and or of to in on at with by for from into onto is are his her its their each".split())
+#: What a line ending on such a word costs in ``balance_lines``, in squared characters (a 20-character imbalance).
+WEAK_END_COST = 400
+
+
+def balance_lines(words: Sequence[str], count: int, max_line_width: int) -> list[str] | None:
+    """``words`` in ``count`` lines of at most ``max_line_width`` characters, as even as they can be and not ending
+    a line on a weak word (``WEAK_LINE_ENDS``) where another break will do: least sum of squared line lengths plus
+    ``WEAK_END_COST`` a weak ending; of equal ones, the later break. None where they do not fit.
+
+    Subtitle style guides ask for lines of similar length, broken where the sense breaks; the greedy wrap
+    filled line one and left one word below ("a young boy is talking to a woman in a" / "library").
+    """
+    m = len(words)
+    if count < 1 or m < count:
+        return None
+    inf = float("inf")
+    best = [[inf] * (m + 1) for _ in range(count + 1)]
+    cut = [[0] * (m + 1) for _ in range(count + 1)]
+    best[0][0] = 0
+    for k in range(1, count + 1):
+        for i in range(k, m + 1):
+            for j in range(k - 1, i):
+                if best[k - 1][j] == inf:
+                    continue
+                length = sum(len(w) for w in words[j:i]) + (i - j - 1)
+                if length > max_line_width:
+                    continue
+                cost = best[k - 1][j] + length * length + (WEAK_END_COST if i < m and words[i - 1] in WEAK_LINE_ENDS else 0)
+                if cost <= best[k][i]:  # a tie: the later break (the longer first line)
+                    best[k][i], cut[k][i] = cost, j
+    if best[count][m] == inf:
+        return None
+    lines, i = [], m
+    for k in range(count, 0, -1):
+        j = cut[k][i]
+        lines.append(" ".join(words[j:i]))
+        i = j
+    return lines[::-1]
+
+
+def wrap_pieces(text: str, max_line_width: int, max_line_count: int, balance: bool = False) -> list[tuple[str, bool]]:
     """Greedy wrap that also says, per line, whether it continues a broken word.
 
     The flag is what lets later steps (the overflow line, the SRT index-line
     guard) glue lines back together without inserting a space into a word.
+    ``balance``: text that takes 2 to ``max_line_count`` lines with no word cut is
+    laid out by ``balance_lines`` in as many lines (what the subtitle writers show).
     """
     if max_line_width < 1:
         raise ValueError(f"max_line_width must be at least 1, got {max_line_width}")
@@ -128,6 +173,10 @@ def wrap_pieces(text: str, max_line_width: int, max_line_count: int) -> list[tup
         tail = lines[max_line_count - 1 :]
         head.append((join_lines(tail), tail[0][1]))
         lines = head
+    elif balance and len(lines) > 1 and not any(continues for _, continues in lines):
+        even = balance_lines(text.split(), len(lines), max_line_width)
+        if even is not None:
+            lines = [(line, False) for line in even]
     return lines
 
 
@@ -140,8 +189,9 @@ def join_lines(lines: Sequence[tuple[str, bool]]) -> str:
 
 
 def wrap_text(text: str, max_line_width: int = _BOX.max_line_width,
-              max_line_count: int = _BOX.max_line_count) -> list[str]:
-    """Wrap ``text`` greedily into at most ``max_line_count`` lines of ``max_line_width`` characters.
+              max_line_count: int = _BOX.max_line_count, balance: bool = False) -> list[str]:
+    """Wrap ``text`` greedily into at most ``max_line_count`` lines of ``max_line_width`` characters
+    (``balance``: then evened out, ``wrap_pieces``).
 
     Width is counted in code points (as whisper does), not display cells.
 
@@ -157,7 +207,7 @@ def wrap_text(text: str, max_line_width: int = _BOX.max_line_width,
 
     Returns ``[]`` for text without any non-whitespace character.
     """
-    return [line for line, _ in wrap_pieces(text, max_line_width, max_line_count)]
+    return [line for line, _ in wrap_pieces(text, max_line_width, max_line_count, balance)]
 
 
 # --------------------------------------------------------------------------- cues

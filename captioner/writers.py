@@ -121,7 +121,7 @@ def _srt_lines(text: str, max_line_width: int, max_line_count: int) -> list[str]
     wider than the limit, which is rare (it needs a number right before a line
     break) and harmless.
     """
-    lines = wrap_pieces(text, max_line_width, max_line_count)
+    lines = wrap_pieces(text, max_line_width, max_line_count, balance=True)
     i = 0
     while i < len(lines) - 1:
         if _INDEX_LINE_RE.fullmatch(lines[i][0]):
@@ -166,7 +166,7 @@ def format_vtt(cues: Sequence[Cue], *, max_line_width: int = _BOX.max_line_width
     """
     blocks = ["WEBVTT\n"]
     for cue in cues:
-        lines = wrap_text(clean_text(cue.text), max_line_width, max_line_count)
+        lines = wrap_text(clean_text(cue.text), max_line_width, max_line_count, balance=True)
         if not lines:
             continue
         timing = f"{_timestamp(cue.start, '.')} --> {_timestamp(cue.end, '.')}"

@@ -669,7 +669,9 @@ def test_downloads_wrap_and_clean_an_edit_as_the_python_writers_do(browser, tmp_
     video = webm(tmp_path / "clip.webm", ARCHIVE_A)
     edits = ["a" + "\U0001F600" * 21, "\U0001D400\U0001D401\U0001D402\U0001D403\U0001D404\U0001D405\U0001D406"
              "\U0001D407\U0001D408\U0001D409\U0001D40A\U0001D40B\U0001D40C\U0001D40D",
-             "a\u0085b\u001cc\ufeffd e", "\u0661\u0662 x", "caf\u00e9 \U0001F600\U0001F600 ok"]
+             "a\u0085b\u001cc\ufeffd e", "\u0661\u0662 x", "caf\u00e9 \U0001F600\U0001F600 ok",
+             # two lines evened out, none ending on "a"/"in" (cues.balance_lines), astral letters counted as one
+             "a dog in a red car", "a man and a woman talk", "\U0001D400\U0001D401 is in a big car"]
     cues = [Cue(i * 1.0, i * 1.0 + 1.0, f"cue {i}", 0.9) for i in range(len(edits))]
     box = OutputConfig(max_line_width=12, max_line_count=2)
     page = tmp_path / "clip.html"

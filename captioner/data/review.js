@@ -60,8 +60,38 @@
       var head = lines.slice(0, count - 1), tail = lines.slice(count - 1);
       head.push([joinLines(tail), tail[0][1]]);
       lines = head;
+    } else if (lines.length > 1 && !lines.some(function (l) { return l[1]; })) {
+      var even = balanceLines(text.split(" ").filter(Boolean), lines.length, width);
+      if (even) lines = even.map(function (l) { return [l, false]; });
     }
     return lines;
+  }
+
+  // cues.py's balance_lines: lines as even as they can be, none ending on a weak word where another break will do
+  var WEAK = {};
+  "a an the and or of to in on at with by for from into onto is are his her its their each".split(" ")
+    .forEach(function (w) { WEAK[w] = true; });
+  function balanceLines(words, count, width) {
+    var m = words.length, best = [], cut = [], k, i, j;
+    if (count < 1 || m < count) return null;
+    for (k = 0; k <= count; k++) { best.push([]); cut.push([]); for (i = 0; i <= m; i++) { best[k].push(Infinity); cut[k].push(0); } }
+    best[0][0] = 0;
+    for (k = 1; k <= count; k++) {
+      for (i = k; i <= m; i++) {
+        for (j = k - 1; j < i; j++) {
+          if (best[k - 1][j] === Infinity) continue;
+          var length = i - j - 1;
+          for (var w = j; w < i; w++) length += chars(words[w]).length;
+          if (length > width) continue;
+          var cost = best[k - 1][j] + length * length + (i < m && WEAK[words[i - 1]] ? 400 : 0);
+          if (cost <= best[k][i]) { best[k][i] = cost; cut[k][i] = j; }
+        }
+      }
+    }
+    if (best[count][m] === Infinity) return null;
+    var out = [];
+    for (k = count, i = m; k > 0; k--) { j = cut[k][i]; out.unshift(words.slice(j, i).join(" ")); i = j; }
+    return out;
   }
 
   function joinLines(lines) {
