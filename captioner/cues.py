@@ -376,6 +376,8 @@ def _capped(total: int, weights: Sequence[int], floors: Sequence[int], cap: int)
     left = total - sum(out)
     while left > 0:
         free = [j for j in range(len(out)) if out[j] < cap]
+        if not free:  # more time than the cap allows (not the callers' case): the rest unassigned
+            break
         weight = sum(max(1, weights[j]) for j in free)
         given = 0
         for j in free:
