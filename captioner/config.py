@@ -11,6 +11,8 @@ what else was tried, are in the model card (weights/README.md, "Why the defaults
 
 from __future__ import annotations
 
+import logging
+
 import math
 import numbers
 import os
@@ -451,6 +453,12 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
     segments = replace(c.segments, **given(max_segment=max_segment, min_duration=min_duration,
                                            shot_threshold=shot_threshold))
     if (min_duration is not None or max_segment is not None) and segments.max_segment > 0:  # 0: shots are not split
+        # said when asked for (10 s with 8 s: one 8 s cue, the rest blank); the default 1 s under --max-segment 0.5 is not
+        if segments.min_duration > segments.max_segment and min_duration not in (None, SegmentConfig.min_duration):
+            logging.getLogger("captioner").warning(
+                "the shortest cue (--min-duration, %g s) is longer than the longest (--max-segment, %g s): "
+                "cues are at most %g s",
+                segments.min_duration, segments.max_segment, segments.max_segment)
         segments = replace(segments, min_duration=min(segments.min_duration, segments.max_segment))
     output = replace(c.output, **given(formats=formats,
                                        max_line_width=max_line_width, max_line_count=max_line_count,

@@ -36,6 +36,17 @@ def test_options_and_their_relations():
     assert configure(min_duration=2.0, max_segment=0).segments.min_duration == 2.0
 
 
+def test_a_shortest_cue_longer_than_the_longest_is_said(caplog):
+    """--min-duration 10 with --max-segment 8 was lowered to 8 unsaid: one 0-8 s cue and nothing for the rest of a
+    13 s clip, no word why (a tester)."""
+    with caplog.at_level("WARNING", logger="captioner"):
+        assert configure(min_duration=10.0, max_segment=8.0).segments.min_duration == 8.0
+        assert configure(min_duration=2.0, max_segment=8.0).segments.min_duration == 2.0
+        assert configure(min_duration=1.0, max_segment=0.5).segments.min_duration == 0.5  # the default: not said
+    assert [r.getMessage() for r in caplog.records] == [
+        "the shortest cue (--min-duration, 10 s) is longer than the longest (--max-segment, 8 s): cues are at most 8 s"]
+
+
 def test_rerank_weight_options_reach_the_configuration_and_refuse_negatives(monkeypatch, tmp_path):
     from clitools import cli
 
