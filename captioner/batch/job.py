@@ -59,7 +59,7 @@ class BatchJob:
     base: Path
     shown: str
     root: int  # index of the input folder it was found in
-    previous: Record | None = None  # what the last report recorded of its outputs (``plan.recorded_sources``)
+    previous: Record | None = None  # what the last report recorded of its outputs (``plan.read_report``)
     #: formats this run does not ask for whose outputs an earlier run made from an older file of this video: written
     #: again with the rest (``plan.refreshed_formats``), so that none of them describes the old picture
     refresh: tuple[str, ...] = ()

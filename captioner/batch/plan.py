@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Collection, Sequence
@@ -182,16 +183,19 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         reserved.update({key(path.parent / INDEX_NAMES[1]): INDEX_NAMES[1] for path, _ in plan.report_paths_abs()})
     tmp_names: dict[Path, set[str]] = {}
     taken: dict[str, Path] = {}
-    recorded = recorded_sources([path for path, _ in plan.report_paths_abs()])
-    moved: dict[tuple[int, str], Record] | None = None  # records of an archive moved since: read at the first miss
+    # each earlier report read once: its records, and for a moved archive its moved and gone videos
+    reports = [(read_report(path), [plan.roots[c] for c in covered], covered)
+               for path, covered in plan.report_paths_abs()]
+    recorded = {video: record for report, _, _ in reports for video, record in report.records.items()}
+    moved: dict[tuple[int, str], Record] | None = None  # records of an archive moved since: made at the first miss
     for video, base, shown, i in found:
         same = key(base)
         previous = recorded.get(str(video))
         found_moved = False
         if previous is None:
             if moved is None:
-                moved = {(covered[j], inside): record for path, covered in plan.report_paths_abs()
-                         for (j, inside), record in moved_records(path, [plan.roots[c] for c in covered]).items()}
+                moved = {(covered[j], inside): record for report, roots_now, covered in reports
+                         for (j, inside), record in moved_records(report, roots_now).items()}
             with contextlib.suppress(ValueError):
                 previous = moved.get((i, video.relative_to(plan.roots[i]).as_posix()))
                 found_moved = previous is not None
@@ -241,9 +245,9 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
             return True
         return bool(base_names_of(path.name, FORMATS) & beside.get(path.parent, set()))
 
-    for report, covered in plan.report_paths_abs():
-        if gone := gone_videos(report, [plan.roots[k] for k in covered], seen, own):
-            plan.gone[report] = gone
+    for report, roots_now, _ in reports:
+        if gone := gone_videos(report, roots_now, seen, own):
+            plan.gone[report.path] = gone
     left = {Path(m) for gone in plan.gone.values() for _, made in gone for m in made}  # a gone video's: not ignored
     plan.ignored_files = [[o for o in other if o not in own and o not in left and not captioners(o, plan.roots[i])]
                           for i, other in enumerate(others)]
@@ -273,35 +277,53 @@ def refreshed_formats(video: Path, base: Path, formats: Sequence[str], previous:
     out = []
     for fmt in FORMATS:
         path = output_file(base, fmt)
-        if fmt in formats or not os.path.isfile(path):
+        if fmt in formats:
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
             continue
         if previous is not None and str(path) in previous[1]:
             stale = tuple(previous[0]) != tuple(now)
         else:
-            try:
-                stale = os.stat(path).st_mtime_ns < now[1]
-            except OSError:
-                continue
+            stale = st.st_mtime_ns < now[1]
         if stale and captioner_wrote(path):
             out.append(fmt)
     return tuple(out)
 
 
-def recorded_sources(reports: Sequence[Path]) -> dict[str, Record]:
-    """Video path -> what the last reports recorded of its outputs: the (size, mtime_ns) they were made
-    from and which outputs were made from it (``FileResult.source``, ``covers``).
+@dataclass(frozen=True)
+class PastReport:
+    """What an earlier report at ``path`` says (``read_report``), read once per batch."""
+
+    path: Path
+    #: video path -> its record: the (size, mtime_ns) its outputs were made from and which outputs were made from it
+    #: (``FileResult.source``, ``covers``)
+    records: dict[str, Record] = field(default_factory=dict)
+    inputs: list[Path] = field(default_factory=list)  # its input folders
+    before: Path | None = None  # where its outputs were: its ``output_dir``, else its one input folder
+    gone: Any = None  # its list of gone videos, as written (checked where read)
+
+
+def read_report(report: Path) -> PastReport:
+    """What the report at ``report`` recorded (``PastReport``).
 
     Only what reports of this format say; a report that is missing, damaged or foreign gives
     nothing, and the resume test falls back to file times. A report of an earlier version names
     no outputs in its record: those its row lists then (an ok or skipped row's own).
     """
-    out: dict[str, Record] = {}
-    for report in reports:
-        try:
-            _add_records(parse_json(Path(report).read_text(encoding="utf-8"))["videos"], out)
-        except _UNREADABLE_REPORT:
-            continue
-    return out
+    records: dict[str, Record] = {}
+    try:
+        data = parse_json(Path(report).read_text(encoding="utf-8"))
+        _add_records(data["videos"], records)
+        inputs = [Path(str(p)) for p in data["inputs"]]
+        folder = data.get("output_dir")
+        before = Path(str(folder)) if folder else (inputs[0] if len(inputs) == 1 else None)
+        return PastReport(Path(report), records, inputs, before, data.get("gone"))
+    except _UNREADABLE_REPORT:
+        return PastReport(Path(report), records)  # the rows before a malformed one are kept
 
 
 #: What a missing, damaged or foreign report raises while its records are read.
@@ -309,7 +331,7 @@ _UNREADABLE_REPORT = (OSError, ValueError, KeyError, TypeError, AttributeError)
 
 
 def _add_records(rows: Any, out: dict[str, Record]) -> None:
-    """Each report row's record (``recorded_sources``) into ``out``, by video path; raises on a malformed row,
+    """Each report row's record (``PastReport.records``) into ``out``, by video path; raises on a malformed row,
     keeping the rows before it."""
     for row in rows:
         src = row.get("source")
@@ -318,21 +340,6 @@ def _add_records(rows: Any, out: dict[str, Record]) -> None:
             made = src.get("outputs", row.get("outputs") if row.get("status") in ("ok", "skipped") else [])
             if type(size) is int and type(mtime) is int and isinstance(made, list):
                 out[str(row["path"])] = ((size, mtime), tuple(str(m) for m in made))
-
-
-def _read_report(report: Path) -> tuple[dict[str, Record], list[Path], Path | None, Any]:
-    """(its records, its input folders, where its outputs were: ``output_dir``, else its one input folder, its
-    list of gone videos) of ``report``; nothing of a report that is missing, damaged or foreign."""
-    records: dict[str, Record] = {}
-    try:
-        data = parse_json(Path(report).read_text(encoding="utf-8"))
-        inputs = [Path(str(p)) for p in data["inputs"]]
-        folder = data.get("output_dir")
-        before = Path(str(folder)) if folder else (inputs[0] if len(inputs) == 1 else None)
-        _add_records(data["videos"], records)
-        return records, inputs, before, data.get("gone")
-    except _UNREADABLE_REPORT:
-        return records, [], None, None
 
 
 def _inside(path: Path, inputs: Sequence[Path]) -> tuple[int, str] | None:
@@ -362,25 +369,24 @@ def _root_map(inputs: Sequence[Path], roots: Sequence[Path]) -> dict[int, int]:
     return out
 
 
-def moved_records(report: Path, roots: Sequence[Path]) -> dict[tuple[int, str], Record]:
-    """The records of ``report`` (``recorded_sources``) keyed by (the index in ``roots``, the input folders the report
+def moved_records(report: PastReport, roots: Sequence[Path]) -> dict[tuple[int, str], Record]:
+    """The records of ``report`` keyed by (the index in ``roots``, the input folders the report
     covers now, of the folder the video was found in, its path inside that folder), their outputs moved as the report
     was: for an archive moved or renamed since (``mv``, another mount point), whose videos' paths the report no longer
     names. Without it a video there replaced by an older file (``cp -p``) kept the first one's captions, "up to date"
     by file times. Folders are matched by ``_root_map``; outputs are re-rooted from where the report's outputs were
     (``output_dir``, else its one input folder) to where the report is now; {} for a report that says neither."""
-    records, inputs, before, _ = _read_report(report)
-    if before is None:
+    if report.before is None:
         return {}
-    where = _root_map(inputs, roots)
+    where = _root_map(report.inputs, roots)
     out: dict[tuple[int, str], Record] = {}
-    for video, (source, made) in records.items():
-        if (at := _inside(Path(video), inputs)) is not None and at[0] in where:
-            out[(where[at[0]], at[1])] = (source, _moved(made, before, Path(report).parent))
+    for video, (source, made) in report.records.items():
+        if (at := _inside(Path(video), report.inputs)) is not None and at[0] in where:
+            out[(where[at[0]], at[1])] = (source, _moved(made, report.before, report.path.parent))
     return out
 
 
-def gone_videos(report: Path, roots: Sequence[Path], found: Collection[Path],
+def gone_videos(report: PastReport, roots: Sequence[Path], found: Collection[Path],
                 claimed: Collection[Path]) -> list[tuple[str, tuple[str, ...]]]:
     """The videos ``report`` recorded (its rows and the gone videos it listed) that are no longer there, deleted
     or renamed, each (its path, now) with its outputs that are still there and that no video found now
@@ -390,22 +396,21 @@ def gone_videos(report: Path, roots: Sequence[Path], found: Collection[Path],
     and no run said so: they are named in the report (``"gone"``) and the summary, on every run while they exist.
     Paths follow an archive that was moved as ``moved_records`` does; a video whose recorded path still holds a
     file is not gone."""
-    records, inputs, before, listed = _read_report(report)
-    if before is None:
+    if report.before is None:
         return []
-    rows = [(video, made) for video, (_, made) in records.items()]
-    if isinstance(listed, list):
-        rows += [(str(g["path"]), [str(m) for m in g["outputs"]]) for g in listed
+    rows = [(video, made) for video, (_, made) in report.records.items()]
+    if isinstance(report.gone, list):
+        rows += [(str(g["path"]), [str(m) for m in g["outputs"]]) for g in report.gone
                  if isinstance(g, dict) and "path" in g and isinstance(g.get("outputs"), list)]
-    where = _root_map(inputs, roots)
+    where = _root_map(report.inputs, roots)
     out: dict[str, tuple[str, ...]] = {}
     for video, made in rows:
         old = Path(video)
-        at = _inside(old, inputs)
+        at = _inside(old, report.inputs)
         path = roots[where[at[0]]] / at[1] if at is not None and at[0] in where else old
         if path in found or os.path.isfile(path) or os.path.isfile(old):
             continue
-        kept = tuple(m for m in _moved(made, before, Path(report).parent)
+        kept = tuple(m for m in _moved(made, report.before, report.path.parent)
                      if Path(m) not in claimed and os.path.lexists(m))
         if kept:
             out[str(path)] = kept
