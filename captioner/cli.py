@@ -690,7 +690,7 @@ def info(model_dir: Path) -> None:
 def _describe_model(folder: Path, m: dict) -> None:
     """``captioner info``'s lines for the manifest ``m`` of the model in ``folder``."""
     from .encoder import runtime_summary
-    from .vocab import STYLES
+    from .vocab import SPECIALS, STYLES
 
     extra = m.get("extra", {})
     click.echo(f"model:     {m.get('name')}  ({folder})")
@@ -699,9 +699,12 @@ def _describe_model(folder: Path, m: dict) -> None:
     k, kd = d.get("concept_slots", 0), d.get("detector_slots", 0)
     concepts = (f", attends over and copies {k} concept words ({kd} detected, {k - kd} ImageNet)" if kd
                 else f", attends over and copies {k} ImageNet concept words" if k else "")
-    tokens = [w[1:-1] for w in m.get("vocab", []) if w.startswith("<") and w[1:-1] in STYLES]
+    vocab = m.get("vocab", [])
+    tokens = [w[1:-1] for w in vocab if w.startswith("<") and w[1:-1] in STYLES]
     styles = [t for t in tokens if t in CHOSEN_STYLES]
-    words = (d.get("vocab_size") or 0) - len(tokens)
+    # <pad>, <start>, <end>, <unk> and the style tokens are the decoder's, not words it can write
+    not_words = len(tokens) + sum(1 for w in vocab if w in SPECIALS)
+    words = (d.get("vocab_size") or 0) - not_words
     click.echo(f"decoder:   attention LSTM, hidden {d.get('hidden_dim')}, vocabulary {words} words{concepts}"
                + (f"; writes in styles {', '.join(styles)} (--style)" if styles else ""))
     if m.get("detectors"):
@@ -732,8 +735,11 @@ def _describe_model(folder: Path, m: dict) -> None:
                    + (f", moved towards the captions of the {memory.get('k')} training videos it looks most like "
                       f"(of {memory.get('items')})" if memory else ""))
         if m["vse"].get("words"):
+            vectors = m["vse"]["words"].get("count")
+            if vectors == len(vocab):  # a vector per vocabulary entry, the special tokens' unused
+                vectors -= not_words
             click.echo(f"choosing:  a caption is the beam caption with the best likelihood + closeness to the picture's "
-                       f"vector (vectors for {m['vse']['words'].get('count')} words; --rerank-weight)")
+                       f"vector (vectors for {vectors} words; --rerank-weight)")
     if m.get("bank"):
         b = m["bank"]
         click.echo(f"consensus: video candidates also from the {b.get('captions')} captions of {b.get('videos')} training "

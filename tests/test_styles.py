@@ -11,7 +11,7 @@ import torch
 
 from captioner.config import CaptionConfig, DecoderConfig, DecodingConfig
 from captioner.decoder import CaptionDecoder
-from captioner.vocab import STYLES, Vocabulary
+from captioner.vocab import SPECIALS, STYLES, Vocabulary
 from captioner.weights import save_model
 
 from conftest import TINY_WORDS
@@ -130,5 +130,6 @@ def test_info_names_the_styles(styled_model, tiny_model):
     assert styled.exit_code == plain.exit_code == 0
     assert "writes in styles video, photo (--style)" in styled.output
     assert "styles" not in plain.output
-    words = len(Vocabulary.build([" ".join(TINY_WORDS)], min_count=1))
-    assert f"vocabulary {words} words" in styled.output  # style tokens are not words
+    words = len(Vocabulary.build([" ".join(TINY_WORDS)], min_count=1)) - len(SPECIALS)
+    assert f"vocabulary {words} words" in styled.output  # neither <pad>/<start>/<end>/<unk> nor style tokens are words
+    assert f"vocabulary {words} words" in plain.output
