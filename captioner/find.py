@@ -40,6 +40,7 @@ import math
 import os
 import re
 import stat
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,7 +179,9 @@ def _stat_outputs(root: Path, errors: list[tuple[str, str]] | None = None
     the ``OSError`` it raised (a broken link: reading it fails, and that is reported), and whether the
     name is a symlink. FIFOs, sockets and devices are left out (opening a FIFO waits for a writer
     forever), and so is a second name of a file already found (a link to it: its every cue was listed
-    twice). Of a symlink and the file it names, the file is kept: its review page lies beside it."""
+    twice). Of a symlink and the file it names, the file is kept: its review page lies beside it; of two
+    names of one file (hard links), one with a review page beside it (a picks/car.json linked to clip.json
+    was shown without its link to clip.html)."""
     found: list[tuple[Path, os.stat_result | OSError, bool]] = []
 
     def onerror(exc: OSError) -> None:
@@ -207,9 +210,19 @@ def _stat_outputs(root: Path, errors: list[tuple[str, str]] | None = None
                 continue
             if isinstance(st, OSError) or stat.S_ISREG(st.st_mode):
                 found.append((path, st, link))
+    names: dict[tuple[int, int], int] = {}
+    for _, st, _ in found:
+        if not isinstance(st, OSError):
+            names[st.st_dev, st.st_ino] = names.get((st.st_dev, st.st_ino), 0) + 1
+
+    def preference(item: tuple[Path, os.stat_result | OSError, bool]) -> tuple[bool, bool, Path]:
+        path, st, link = item  # files before links, then (a file with several names only) one with its page
+        several = not isinstance(st, OSError) and names[st.st_dev, st.st_ino] > 1
+        return link, several and not os.path.isfile(path.with_name(path.name[: -len(".json")] + ".html")), path
+
     seen: set[tuple[int, int]] = set()
     unique = []
-    for path, st, link in sorted(found, key=lambda item: (item[2], item[0])):  # files before links
+    for path, st, link in sorted(found, key=preference):
         if not isinstance(st, OSError):
             if (st.st_dev, st.st_ino) in seen:
                 continue
@@ -309,6 +322,9 @@ class Index:
     ctx_hi: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     ctx_scale: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     context_seconds: float = 0.0
+    # how many concept words each cue's second text holds (``doc_text``): an index made with another count
+    # holds other texts, and is rebuilt (a library search with 0 left its index to every later CLI search)
+    concept_words: int = SearchConfig.concept_words
     vector_scale: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # per text: vectors row x scale
     # JSON files that are no captioner output (a package.json, a damaged file): rel path -> {sig, reason}.
     # Kept so that an unchanged one is reported from here, not read again, and does not make every
@@ -329,6 +345,7 @@ class Index:
     def save(self, path: Path) -> None:
         meta = {"version": INDEX_VERSION, "model": self.model, "root": str(self.root), "files": self.files,
                 "rejected": self.rejected, "context_seconds": self.context_seconds,
+                "concept_words": self.concept_words,
                 "paths": self.paths, "texts": self.texts, "concepts": [list(c) for c in self.concepts]}
         # surrogateescape: a file name that is not UTF-8 is stored as its own bytes and read back the same
         blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8", "surrogateescape"), np.uint8)
@@ -349,7 +366,8 @@ class Index:
             os.fsync(handle.fileno())
 
     @classmethod
-    def load(cls, path: Path, root: Path, model: str, context_seconds: float = SearchConfig.context_seconds) -> Index | None:
+    def load(cls, path: Path, root: Path, model: str, context_seconds: float = SearchConfig.context_seconds,
+             concept_words: int = SearchConfig.concept_words) -> Index | None:
         """The index stored at ``path``, or ``None`` if there is none or it is damaged or does not fit.
 
         Paths in it are relative to the folder, and the folder it was made for is not checked: an
@@ -375,7 +393,9 @@ class Index:
             return None
         try:
             if (meta["version"] != INDEX_VERSION or meta["model"] != model
-                    or meta["context_seconds"] != context_seconds):
+                    or meta["context_seconds"] != context_seconds
+                    # an index from before the count was stored was made with the default
+                    or meta.get("concept_words", SearchConfig.concept_words) != concept_words):
                 return None
             # as stored, no copies: the text vectors stay int8 (a float32 copy of a 100,000-cue
             # index is 300 MB of fresh memory, over a second of a new process's start); see _dot
@@ -386,7 +406,8 @@ class Index:
             idx = cls(Path(root), dict(meta["files"]), a["starts"], a["ends"], a["file_of"], a["text_of"], a["doc_of"],
                       [tuple(c) for c in meta["concepts"]], list(meta["texts"]), a["vectors"], a["visual"],
                       a["has_visual"], list(meta["paths"]), model, a["ctx_lo"], a["ctx_hi"], a["ctx_scale"],
-                      float(meta["context_seconds"]), a["vector_scale"], dict(meta.get("rejected", {})))
+                      float(meta["context_seconds"]), int(concept_words), a["vector_scale"],
+                      dict(meta.get("rejected", {})))
             n, t = len(idx.starts), len(idx.texts)
             ok = (all(len(a) == n for a in (idx.ends, idx.file_of, idx.text_of, idx.doc_of, idx.concepts, idx.visual,
                                             idx.has_visual, idx.ctx_lo, idx.ctx_hi, idx.ctx_scale))
@@ -479,7 +500,7 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
     old = None
     # a read-only archive may carry its own index: start from it, or from the cache's copy if newer
     for candidate in sorted({path, inside}, key=_mtime, reverse=True):
-        old = Index.load(candidate, root, MODEL_NAME, config.context_seconds)
+        old = Index.load(candidate, root, MODEL_NAME, config.context_seconds, config.concept_words)
         if old is not None:
             break
     stats = UpdateStats()
@@ -512,7 +533,8 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
         return old, stats  # nothing changed: nothing to write
 
     known = {t: i for i, t in enumerate(old.texts)} if old is not None else {}
-    new = Index(root, model=MODEL_NAME, context_seconds=config.context_seconds, ids=ids)
+    new = Index(root, model=MODEL_NAME, context_seconds=config.context_seconds,
+                concept_words=config.concept_words, ids=ids)
     texts: list[str] = []
     text_ids: dict[str, int] = {}
     reuse: list[int] = []  # per new text: its row in the old vectors, or -1
@@ -814,6 +836,10 @@ def check_query(query: str) -> None:
         query.encode("utf-8")
     except UnicodeEncodeError:
         raise CaptionerError("the query is not valid text (it holds bytes that are not UTF-8)") from None
+    # zero-width spaces, a BOM, control characters, lone accents: nothing to read, and the embedder saw the
+    # empty query in them (the same vector), answering with whatever scores best against nothing
+    if not any(unicodedata.category(ch)[0] in "LNPS" for ch in query):
+        raise CaptionerError("the query is empty")
 
 
 class Searcher:
@@ -827,6 +853,8 @@ class Searcher:
             embedder = TextEmbedder()
         self.config, self.embedder = config, embedder
         path_list(roots, "Searcher")
+        if not len(roots):
+            raise CaptionerError("no folders to search")
         self.errors: list[tuple[str, str]] = []
         self.stats: list[UpdateStats] = []
         self.indexes: list[Index] = []
@@ -957,7 +985,8 @@ def format_results_html(query: str, result: SearchResult, page: Path) -> str:
     rows = []
     for h in result.hits:
         where = e(str(h.output))
-        if h.page.is_file():  # named by its path from the page: clip.mp4 of a/ and of b/ were both "clip"
+        # a results page saved as clip.html (--html beside the outputs) is no review page of clip
+        if h.page.is_file() and not is_results_page(h.page):  # named by its path from the page (a/ and b/ clip)
             shown = os.path.relpath(os.path.abspath(h.output), os.path.dirname(os.path.abspath(page)))[:-5]
             where = f'<a href="{e(_href(h.page, page, h.start))}">{e(shown)}</a>'
         rows.append(f"<tr><td>{where}</td><td>{e(clock(h.start))} &rarr; {e(clock(h.end))}</td>"
@@ -983,6 +1012,22 @@ td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}</style><
 RESULTS_GENERATOR = "captioner search"
 
 
+def _results_head(head: bytes) -> bool:
+    """Whether ``head``, a page's first bytes, is a results page's (its mark, or the title of a page of a
+    version before the mark)."""
+    return (f'<meta name="generator" content="{RESULTS_GENERATOR}">'.encode() in head
+            or b"<title>captioner search: " in head)
+
+
+def is_results_page(page: Path) -> bool:
+    """Whether ``page`` is a results page ``--html`` wrote."""
+    try:
+        with open(page, "rb") as handle:
+            return _results_head(handle.read(4096))
+    except OSError:
+        return False
+
+
 def check_results_page(page: Path) -> None:
     """``OutputError`` unless ``page`` can take a results page: its folder exists and can be written,
     it is not named ``.json``, and it is new or a results page written before. ``--html subs/clip.json``
@@ -1003,8 +1048,7 @@ def check_results_page(page: Path) -> None:
                 head = handle.read(4096)
         except OSError as exc:
             raise OutputError(f"{page}: cannot write: {exc.strerror or exc}") from None
-        if (f'<meta name="generator" content="{RESULTS_GENERATOR}">'.encode() not in head
-                and b"<title>captioner search: " not in head):  # a page of a version before the mark
+        if not _results_head(head):
             raise OutputError(f"{page}: exists and is not a results page of captioner search; not replaced "
                               "(remove it or choose another name)")
     if page.name.lower().endswith(".json"):

@@ -452,7 +452,9 @@ def is_review_page(path: Path) -> bool:
             head = handle.read(2048)
     except OSError:
         return False
-    return f'<meta name="generator" content="{GENERATOR} ' in head
+    # a search results page (``captioner search --html``) is marked "captioner search": no review page
+    return (f'<meta name="generator" content="{GENERATOR} ' in head
+            and f'<meta name="generator" content="{GENERATOR} search">' not in head)
 
 
 def write_index(entries: Sequence[IndexEntry], root: Path, title: str = "Captioned videos") -> Path:

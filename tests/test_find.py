@@ -148,6 +148,13 @@ def test_errors_for_bad_input(archive: Path, tmp_path: Path) -> None:
     assert len(s.search("cooking").hits) == 3  # the good files are still searched
     with pytest.raises(CaptionerError, match="empty"):
         s.search("   ")
+    # nothing visible: the embedder reads these as the empty query, and answered with what scores best against it
+    for invisible in ("\u200b\u200b", "\x01\x02", "\ufeff", "\u0301"):
+        with pytest.raises(CaptionerError, match="the query is empty"):
+            s.search(invisible)
+    assert s.search("?").hits and s.search("\U0001f436").hits  # punctuation and emoji are something to look for
+    with pytest.raises(CaptionerError, match="no folders to search"):
+        Searcher([], embedder=BagOfWords())
     (tmp_path / "empty").mkdir()
     with pytest.raises(CaptionerError, match="no captioner JSON outputs"):
         Searcher([tmp_path / "empty"], embedder=BagOfWords())
@@ -163,6 +170,44 @@ def test_results_page_links_to_review_pages_and_escapes(archive: Path, tmp_path:
     assert 'href="subs/%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E.html#t=2.5"' in page
     assert "<a " not in page.split("beach.json")[0].rsplit("<tr>", 1)[-1]  # beach has no review page: no link
     assert '<meta name="viewport"' in page  # phones lay it out at their width
+
+
+def test_results_page_links_no_results_page_as_a_review_page(archive: Path, tmp_path: Path) -> None:
+    """--html subs/beach.html (accepted: nothing there yet) and a later results page linked it as beach's review page."""
+    searcher = Searcher([archive], embedder=BagOfWords())
+    (archive / "beach.html").write_text(format_results_html("sand", searcher.search("sand", 1), archive / "beach.html"),
+                                        encoding="utf-8")
+    page = format_results_html("dog", searcher.search("dog", 3), tmp_path / "results.html")
+    assert "<a " not in page and f"<td>{archive / 'beach.json'}</td>" in page
+    from captioner.review import is_review_page
+
+    assert not is_review_page(archive / "beach.html")  # so no run -f html replaces it as its own, unasked
+
+
+def test_of_two_names_of_a_file_the_one_with_its_review_page_is_shown(archive: Path, tmp_path: Path) -> None:
+    """A picks/car.json hard-linked to clip.json sorted first and was shown without its link to clip.html."""
+    (archive / "beach.html").write_text("<html></html>", encoding="utf-8")
+    (archive / "2024-picks").mkdir()
+    os.link(archive / "beach.json", archive / "2024-picks" / "beach-best.json")
+    hits = Searcher([archive], embedder=BagOfWords()).search("dog running", 3).hits
+    assert [h.output.relative_to(archive).as_posix() for h in hits].count("beach.json") == 2
+    assert not any("picks" in str(h.output) for h in hits)
+    page = format_results_html("dog", Searcher([archive], embedder=BagOfWords()).search("dog", 1), tmp_path / "r.html")
+    assert 'href="subs/beach.html#t=4"' in page
+
+
+def test_an_index_made_with_other_concept_words_is_rebuilt(archive: Path) -> None:
+    """A library search with concept_words=0 left an index of other texts that every later CLI search used."""
+    from captioner.config import SearchConfig
+
+    emb = BagOfWords()
+    plain, _ = update_index(archive, emb, SearchConfig(concept_words=0))
+    assert "a dog is running in the sand (dog, seashore)" not in plain.texts
+    idx, st = update_index(archive, emb)
+    assert st.written and "a dog is running in the sand (dog, seashore)" in idx.texts
+    assert Index.load(archive / ".captioner-search" / "index.npz", archive, idx.model, concept_words=0) is None
+    _, st = update_index(archive, emb)
+    assert not st.written  # the default's index, kept
 
 
 def test_results_page_names_each_video_by_its_path(archive: Path, tmp_path: Path) -> None:
