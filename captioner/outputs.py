@@ -468,6 +468,7 @@ def prepare_output_dir(output_dir: Path) -> list[Path]:
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise OutputError(f"{output_dir}: not a folder (-o names the folder the outputs go into)")
     made: list[Path] = []
+    existed = os.path.isdir(output_dir)
     try:
         made = make_folders(output_dir)
         if not output_dir.is_dir():
@@ -477,8 +478,11 @@ def prepare_output_dir(output_dir: Path) -> list[Path]:
     except OSError as exc:
         remove_empty(made)
         reason = too_long(output_dir, folder=True) if exc.errno == errno.ENAMETOOLONG else None
-        raise OutputError(f"{output_dir}: cannot create output folder: {reason}" if reason else
-                          f"{output_dir}: cannot create output folder ({exc.strerror or exc})") from None
+        if reason:
+            raise OutputError(f"{output_dir}: cannot create output folder: {reason}") from None
+        if existed:  # there already: what fails is writing into it ("cannot create" sent users looking for a typo)
+            raise OutputError(f"{output_dir}: cannot write there ({exc.strerror or exc})") from None
+        raise OutputError(f"{output_dir}: cannot create output folder ({exc.strerror or exc})") from None
     return made
 
 

@@ -706,6 +706,67 @@ def test_gone_and_moved_folders_are_matched_by_what_they_are_not_their_order(tmp
     assert read_output(both / "a" / "x.json")[0] == str(moved / "a" / "x.mp4")
 
 
+def test_a_video_is_not_taken_for_another_whose_outputs_have_its_name(tmp_path, tiny_model):
+    """``batch day1 -o OUT`` then ``batch day2 -o OUT``, both with an a.mp4: day2's was "up to date" with day1's
+    captions and its JSON repointed to day2 (search then answered with day1's pictures for day2's video). It fails
+    in one line now, day1's outputs untouched. An a.mp4 deleted and an older, other a.mkv added took a.mp4's
+    captions the same way; the same video renamed (a.mp4 -> a.mkv) is still up to date."""
+    make_video(tmp_path / "day2" / "a.mp4", [("green", 1.0)], seed=1)
+    make_video(tmp_path / "day1" / "a.mp4", [("red", 1.0)], seed=0)
+    os.utime(tmp_path / "day2" / "a.mp4", (1e9, 1e9))  # older than every output
+    out = tmp_path / "out"
+    batch(tmp_path / "day1", "-o", out, "--model", tiny_model, "-f", "srt,json", "-q")
+    before = (out / "a.srt").read_bytes(), (out / "a.json").read_bytes()
+    result = batch(tmp_path / "day2", "-o", out, "--model", tiny_model, "-f", "srt,json")
+    assert result.exit_code == 1 and "note:" not in result.stderr
+    assert f"day2/a.mp4: its outputs would replace those of {tmp_path / 'day1' / 'a.mp4'}" in result.stderr
+    assert ((out / "a.srt").read_bytes(), (out / "a.json").read_bytes()) == before
+    assert by_name(read_report(out / REPORT_NAME))["a.mp4"]["status"] == "failed"
+
+    tree = tmp_path / "g"
+    make_video(tree / "a.mp4", [("red", 1.0)], seed=0)
+    batch(tree, "--model", tiny_model, "-f", "srt,json", "-q")
+    (tree / "a.mp4").unlink()
+    make_video(tree / "a.mkv", [("green", 2.0)], seed=1)
+    os.utime(tree / "a.mkv", (1e9, 1e9))
+    result = batch(tree, "--model", tiny_model, "-f", "srt,json")
+    assert result.exit_code == 0 and by_name(read_report(tree / REPORT_NAME))["a.mkv"]["status"] == "ok"
+    assert read_output(tree / "a.json")[0] == str(tree / "a.mkv")
+    assert max(c.end for c in srt.parse((tree / "a.srt").read_text())).total_seconds() == 2.0  # the 2 s one's
+
+    (tree / "a.mkv").rename(tree / "a.webm")
+    result = batch(tree, "--model", tiny_model, "-f", "srt,json")
+    assert result.exit_code == 0 and by_name(read_report(tree / REPORT_NAME))["a.webm"]["status"] == "skipped"
+    assert read_output(tree / "a.json")[0] == str(tree / "a.webm")
+
+
+def test_a_report_of_a_sub_folder_batched_before_is_read_not_ignored(tmp_path, tiny_model):
+    """``batch archive/sub`` then ``batch archive``: sub's report was counted as an ignored non-video file on every
+    run, and its records unread, so a video there replaced by an older file (``cp -p``) kept the old captions."""
+    make_video(tmp_path / "archive" / "a.mp4", [("red", 1.0)], seed=0)
+    make_video(tmp_path / "archive" / "sub" / "b.mp4", [("green", 1.0)], seed=1)
+    batch(tmp_path / "archive" / "sub", "--model", tiny_model, "-f", "srt", "-q")
+    make_video(tmp_path / "older.mp4", [("blue", 2.0)], seed=2)
+    os.utime(tmp_path / "older.mp4", (1e9, 1e9))
+    (tmp_path / "older.mp4").replace(tmp_path / "archive" / "sub" / "b.mp4")
+    result = batch(tmp_path / "archive", "--model", tiny_model, "-f", "srt")
+    assert result.exit_code == 0 and "2 captioned, 0 up to date, 0 failed, 0 non-video" in result.stderr
+    assert max(c.end for c in srt.parse((tmp_path / "archive" / "sub" / "b.srt").read_text())).total_seconds() == 2.0
+
+
+def test_a_folder_given_twice_through_a_link_is_captioned_once(tmp_path, tiny_model):
+    """``batch s1 s1-link`` captioned each video twice, the second root's report written over the first's; a
+    sub-folder reached through a link (``batch s1 s1-link/sub``) the same."""
+    make_video(tmp_path / "s1" / "a.mp4", [("red", 1.0)], seed=0)
+    make_video(tmp_path / "s1" / "sub" / "b.mp4", [("green", 1.0)], seed=1)
+    (tmp_path / "s1-link").symlink_to(tmp_path / "s1")
+    for second in (tmp_path / "s1-link", tmp_path / "s1-link" / "sub"):
+        result = batch(tmp_path / "s1", second, "--model", tiny_model, "-f", "srt", "--overwrite")
+        assert result.exit_code == 0 and result.stderr.count("2 captioned") == 1, result.stderr
+        assert {r["path"] for r in read_report(tmp_path / "s1" / REPORT_NAME)["videos"]} == {
+            str(tmp_path / "s1" / "a.mp4"), str(tmp_path / "s1" / "sub" / "b.mp4")}
+
+
 def test_a_json_names_its_video_after_a_move_inside_the_archive_or_a_new_format(tmp_path, tiny_model):
     """Only a skipped video found through a moved report had its JSON changed: a video in a sub-folder moved inside
     the archive (no record at its new path), and one captioned again for another format after a move (the JSON not

@@ -102,3 +102,23 @@ def test_folders_made_before_a_failure_part_way_are_taken_back(tmp_path: Path) -
         make_folders(target)
     assert list(tmp_path.iterdir()) == []
     assert make_folders(tmp_path / "a" / "b") == [tmp_path / "a", tmp_path / "a" / "b"]
+
+
+def test_an_output_folder_that_exists_but_cannot_be_written_is_not_said_to_be_uncreatable(tmp_path: Path,
+                                                                                        monkeypatch) -> None:
+    """A read-only -o folder that exists was "cannot create output folder (Permission denied)": a typo to look for."""
+    import tempfile
+
+    from captioner.errors import OutputError
+    from captioner.outputs import prepare_output_dir
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)  # what a folder of mode 555 does for a user not root
+    (tmp_path / "there").mkdir()
+    with pytest.raises(OutputError, match=r"^.*/there: cannot write there \(Permission denied\)$"):
+        prepare_output_dir(tmp_path / "there")
+    with pytest.raises(OutputError, match=r"^.*/new: cannot create output folder \(Permission denied\)$"):
+        prepare_output_dir(tmp_path / "new")
+    assert not (tmp_path / "new").exists()

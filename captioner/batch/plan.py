@@ -14,7 +14,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Collection, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from ..config import VIDEO_EXTENSIONS
 from ..errors import CaptionerError, cannot_list, path_list
@@ -127,8 +127,12 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
 
     path_list(roots, "plan_batch")
     pairs: list[tuple[Path, Path]] = []  # (as given, absolute), repeated roots dropped
+    real_roots: set[str] = set()
     for r in roots:
-        if all(absolute(r) != a for _, a in pairs):
+        # the same folder however named: ``batch s1 s1-link`` captioned every video twice, each root's report
+        # written over the other's
+        if (real := os.path.realpath(r)) not in real_roots:
+            real_roots.add(real)
             pairs.append((Path(r), absolute(r)))
     out_abs = absolute(output_dir) if output_dir is not None else None
     plan = BatchPlan(roots=[a for _, a in pairs], output_dir=output_dir, formats=tuple(formats))
@@ -143,6 +147,7 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         mirror_into = [out_abs / n for n in names]
 
     seen: set[Path] = set()
+    seen_real: set[Path] = set()  # the same, their folders' links resolved
     found: list[list] = []  # [video, base, shown, root]
     others: list[list[Path]] = []
     beside: dict[Path, set[str]] = {}  # folder -> the base names of the outputs its videos get beside them
@@ -158,9 +163,11 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
                 beside.setdefault(video_abs.parent, set()).update((stem, stem + video_abs.suffix))
             except CaptionerError:
                 pass
-            if video_abs in seen:
-                continue  # nested or repeated roots: each video once
+            # nested or repeated roots, also through a linked folder (``batch a a-link/sub``): each video once
+            if video_abs in seen or (at := Path(os.path.realpath(video_abs.parent), video_abs.name)) in seen_real:
+                continue
             seen.add(video_abs)
+            seen_real.add(at)
             try:
                 base = absolute(output_base(video_abs, mirror_into[i], relative_to=root if mirror_into[i] else None))
             except CaptionerError as exc:
@@ -187,6 +194,14 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     reports = [(read_report(path), [plan.roots[c] for c in covered], covered)
                for path, covered in plan.report_paths_abs()]
     recorded = {video: record for report, _, _ in reports for video, record in report.records.items()}
+    # a batch of a sub-folder before (``batch archive/2023``, then ``batch archive``): its report's records too, where
+    # this batch's own reports say nothing of a video (a video replaced there by an older file kept its captions)
+    read = {path for path, _ in plan.report_paths_abs()}
+    for path in (o for other in others for o in other if o.name == REPORT_NAME and o not in read):
+        for video, record in read_report(path).records.items():
+            recorded.setdefault(video, record)
+    # output file (real path) -> the video an earlier report says it was made from, and that record
+    made_from = {os.path.realpath(m): (video, record) for video, record in recorded.items() for m in record[1]}
     moved: dict[tuple[int, str], Record] | None = None  # records of an archive moved since: made at the first miss
     for video, base, shown, i in found:
         same = key(base)
@@ -199,6 +214,21 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
             with contextlib.suppress(ValueError):
                 previous = moved.get((i, video.relative_to(plan.roots[i]).as_posix()))
                 found_moved = previous is not None
+        others_outputs = False  # the outputs there were made from another video, since deleted
+        if previous is None and (owner := _made_from_another(video, base, plan.formats, made_from)) is not None:
+            other, record = owner
+            if os.path.isfile(other):
+                # ``batch day1 -o OUT`` then ``batch day2 -o OUT``: day2/a.mp4 was "up to date" with day1/a.mp4's
+                # captions and its JSON repointed to day2; the first folder's outputs are not replaced unasked
+                plan.done.append(FileResult(
+                    str(video), Status.FAILED, f"its outputs would replace those of {other}, captioned into the same "
+                    "folder by an earlier batch; batch both folders in one run (each gets its own sub-folder) or "
+                    "give this one another output folder", shown=shown, root=i))
+                continue
+            if tuple(record[0]) == signature_now(video):  # that video under a new name (a.mp4 -> a.mkv)
+                previous, found_moved = record, True
+            else:  # another video's (a.mp4 deleted, an older a.mkv added): not this one's, whatever their times
+                others_outputs = True
         if same in taken:  # only left for names that differ in case alone, where the file system ignores case
             plan.done.append(FileResult(str(video), Status.FAILED, f"its subtitles would overwrite those of {taken[same]}",
                                         shown=shown, root=i).keeping(previous))
@@ -220,7 +250,8 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         # a caption file corrected by hand where a batch wrote it, of a video unchanged since (the report's record):
         # nothing to write, so up to date; was a failure on every run, its page left out of index.html
         vouched = previous is not None and not replaces
-        if (not problem or vouched) and not overwrite and outputs_up_to_date(video, base, plan.formats, previous):
+        if (not problem or vouched) and not overwrite and not others_outputs \
+                and outputs_up_to_date(video, base, plan.formats, previous):
             plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date", outputs=wanted,
                                         shown=shown, root=i, source=previous[0] if previous else signature_now(video),
                                         covers=previous[1] if previous else wanted))
@@ -239,8 +270,8 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     def captioners(path: Path, root: Path) -> bool:
         """Whether ``path`` is captioner's own (an earlier run's output, a batch's report or index), not an input:
         run --start's a.1s-end.srt and an old report in DIR were counted as non-video files ignored."""
-        if path.parent == root and path.name in (REPORT_NAME, INDEX_FALLBACK_NAME):
-            return True
+        if path.name == REPORT_NAME or (path.parent == root and path.name == INDEX_FALLBACK_NAME):
+            return True  # a report in a sub-folder: of a batch of that folder before
         if path.parent == root and path.name in INDEX_NAMES and captioner_wrote(path):
             return True
         return bool(base_names_of(path.name, FORMATS) & beside.get(path.parent, set()))
@@ -305,6 +336,20 @@ class PastReport:
     inputs: list[Path] = field(default_factory=list)  # its input folders
     before: Path | None = None  # where its outputs were: its ``output_dir``, else its one input folder
     gone: Any = None  # its list of gone videos, as written (checked where read)
+
+
+def _made_from_another(video: Path, base: Path, formats: Sequence[str], made_from: Mapping[str, tuple[str, Record]]
+                       ) -> tuple[str, Record] | None:
+    """The video (and its record) an earlier report says one of ``video``'s outputs (at ``base``, in ``formats``)
+    was made from, where that is another file than ``video``; None where none is."""
+    for fmt in formats:
+        owner = made_from.get(os.path.realpath(output_file(base, fmt)))
+        if owner is not None and owner[0] != str(video):
+            with contextlib.suppress(OSError):
+                if os.path.samefile(owner[0], video):  # the same file by another name (a linked folder)
+                    continue
+            return owner
+    return None
 
 
 def read_report(report: Path) -> PastReport:
