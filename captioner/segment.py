@@ -257,7 +257,11 @@ class StreamingSegmenter:
         """The buffered stretch's segments (after the lead frames), frames indexing the whole buffer;
         up to ``duration`` (None: the last frame)."""
         lead = self._lead
-        rel = [t - self.origin for t in self.times[lead:]]
+        # the kept segment of the last window may hold only a sample from before it starts (``_split`` lends a part
+        # with no sample of its own the nearest one, when samples come further apart than ``max_segment``): it
+        # stands for the stretch from its start, as it did there (its time before the stretch ended a run in a
+        # traceback: an 11-minute static video under --fast, 1 fps under --max-segment 0.5)
+        rel = [max(t - self.origin, 0.0) for t in self.times[lead:]]
         end = rel[-1] if duration is None else max(duration - self.origin, rel[-1])
         segments = segment_frames(rel, self._array("pooled")[lead:], end, self.config)
         return [Segment(s.start, s.end, tuple(f + lead for f in s.frames)) for s in segments] if lead else segments

@@ -355,3 +355,20 @@ def test_streaming_keeps_the_scene_before_each_window() -> None:
 def test_streaming_needs_a_frame() -> None:
     with pytest.raises(ValueError, match="no frames"):
         segment.StreamingSegmenter(SegmentConfig()).finish(1.0)
+
+
+@pytest.mark.parametrize("max_segment, min_duration, step", [(0.5, 0.5, 1.0), (8.0, 1.0, 10.0), (0.8, 0.8, 1.0)])
+def test_streaming_samples_further_apart_than_the_longest_segment(max_segment, min_duration, step) -> None:
+    """Samples further apart than --max-segment (1 fps under 0.5; --fast's key frames every 10 s of a static
+    lecture): the part kept for the next window could hold only a sample from before it, lent by ``_split``, and
+    the 127th frame ended the run in a traceback ("sample times must be finite and non-negative")."""
+    config = SegmentConfig(max_segment=max_segment, min_duration=min_duration)
+    streamer = segment.StreamingSegmenter(config, window=64)
+    spans = []
+    for i in range(300):
+        window = streamer.push([i * step], np.ones((1, 8)))
+        spans += [window.span(s) for s in window.segments] if window else []
+    last = streamer.finish(300 * step)
+    spans += [last.span(s) for s in last.segments]
+    assert spans[0][0] == 0.0 and spans[-1][1] == 300 * step
+    assert all(a[1] == pytest.approx(b[0]) and a[0] < a[1] for a, b in zip(spans, spans[1:]))
