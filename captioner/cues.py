@@ -337,11 +337,12 @@ def normalize_cues(cues: Sequence[Cue], duration: float | None) -> list[Cue]:
 def _pages(text: str, max_line_width: int, max_line_count: int, max_chars: int) -> list[str]:
     """``text`` cut into the pieces one cue can show: ``max_line_count`` lines of ``max_line_width``, ``max_chars`` in all.
 
-    Lines are wrapped greedily at ``min(max_line_width, max_chars)`` and grouped in
-    order; a piece is re-wrapped by the writers into at most ``max_line_count`` lines
-    (a wider wrap never needs more lines).
+    Lines are wrapped at ``min(max_line_width, max_chars)``, as evenly as they can be and not ending on a weak
+    word where another break will do (``balance_lines``, as within a cue: a page ending "... in a" before "library"
+    came back at ``--max-line-count 1``), and grouped in order; a piece is re-wrapped by the writers into at most
+    ``max_line_count`` lines (a wider wrap never needs more lines).
     """
-    lines = wrap_pieces(text, min(max_line_width, max_chars), len(text) + 1)
+    lines = wrap_pieces(text, min(max_line_width, max_chars), len(text) + 1, balance=True)
     pages: list[str] = []
     current: list[tuple[str, bool]] = []
     for line in lines:
@@ -397,14 +398,24 @@ def _rounds(start: int, length: int, pages: Sequence[str], needs: Sequence[int],
     (``max_ms`` a cue): the pages in order, round after round, each at least its reading time (``needs``); None where
     that cannot be. Repeating each page on its own showed the first half-sentence several times, then its end once
     ("a dog is playing with a toy in" three times, then "the grass"), and could leave the last moments blank."""
-    rounds = -(-length // (len(pages) * max_ms))
-    if rounds * sum(needs) > length or any(n > max_ms for n in needs):
+    if any(n > max_ms for n in needs):
         return None
+    rounds = -(-length // (len(pages) * max_ms))
     bounds = [start]
-    for k in range(rounds):
-        span = length * (k + 1) // rounds - length * k // rounds
-        for part in _capped(span, [len(p) for p in pages], needs, max_ms):
-            bounds.append(bounds[-1] + part)
+    if rounds * sum(needs) <= length:
+        for k in range(rounds):
+            span = length * (k + 1) // rounds - length * k // rounds
+            for part in _capped(span, [len(p) for p in pages], needs, max_ms):
+                bounds.append(bounds[-1] + part)
+        return bounds
+    # no time for whole rounds: as few showings as the time takes, the pages still in turn, the last round cut
+    # short (held 8.5 s at 2 s a cue, 1.5 s each: was "... toy in" three times, "the grass" once, 0.8 s blank)
+    showings = max(len(pages), -(-length // max_ms))
+    floors = [needs[k % len(pages)] for k in range(showings)]
+    if sum(floors) > length:
+        return None
+    for part in _capped(length, [len(pages[k % len(pages)]) for k in range(showings)], floors, max_ms):
+        bounds.append(bounds[-1] + part)
     return bounds
 
 

@@ -76,9 +76,30 @@ def test_a_caption_of_several_pages_held_long_shows_its_pages_in_turn():
     text = "a dog is playing with a toy in the grass"
     rules = dict(RULES, max_duration=1.5)
     out = layout_cues([Cue(0, 5.28, text)], 5.28, **rules)
-    assert [c.text for c in out] == ["a dog is playing with a toy in", "the grass"] * 2
+    assert [c.text for c in out] == ["a dog is playing", "with a toy in the grass"] * 2
     assert out[0].start == 0 and out[-1].end == 5.28
     check(out, 5.28, **rules)
+
+
+def test_pages_in_turn_where_whole_rounds_take_too_long():
+    """Held 8.5 s, 2 s at most a cue, 1.5 s at least: two whole rounds are too short, three need 9 s, and the first
+    page was shown three times, then the end once, the last 0.8 s blank. The pages come in turn, the last round cut."""
+    rules = dict(RULES, max_duration=2.0, min_duration=1.5, max_line_width=30, max_line_count=1)
+    out = layout_cues([Cue(0, 8.5, "a dog is playing with a toy in the grass")], 8.5, **rules)
+    assert [c.text for c in out] == ["a dog is playing", "with a toy in the grass"] * 2 + ["a dog is playing"]
+    assert out[0].start == 0 and out[-1].end == 8.5
+    check(out, 8.5, **rules)
+
+
+def test_pages_break_as_lines_do_evenly_and_not_after_a_weak_word():
+    """Pages were cut greedily: "a young boy is talking to a woman in a" then "library" alone at --max-line-count 1
+    (the break the README says lines no longer make), "a little girl is playing with a baby on" / "the floor" at
+    --max-segment 2 on a real clip."""
+    out = layout_cues([Cue(0, 6, "a young boy is talking to a woman in a library")], 6.0, **dict(RULES, max_line_count=1))
+    assert [c.text for c in out] == ["a young boy is talking", "to a woman in a library"]
+    out = layout_cues([Cue(0, 3.75, "a little girl is playing with a baby on the floor")], 3.75,
+                      **dict(RULES, max_duration=2.0))
+    assert [c.text for c in out] == ["a little girl is playing", "with a baby on the floor"]
 
 
 def test_equal_captions_a_dropped_one_stood_between_become_one_cue():
