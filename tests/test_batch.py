@@ -722,6 +722,8 @@ def test_a_video_is_not_taken_for_another_whose_outputs_have_its_name(tmp_path, 
     assert f"day2/a.mp4: its outputs would replace those of {tmp_path / 'day1' / 'a.mp4'}" in result.stderr
     assert ((out / "a.srt").read_bytes(), (out / "a.json").read_bytes()) == before
     assert by_name(read_report(out / REPORT_NAME))["a.mp4"]["status"] == "failed"
+    result = batch(tmp_path / "day2", "-o", out, "--model", tiny_model, "-f", "srt,json", "--overwrite")
+    assert result.exit_code == 0 and read_output(out / "a.json")[0] == str(tmp_path / "day2" / "a.mp4")  # as asked
 
     tree = tmp_path / "g"
     make_video(tree / "a.mp4", [("red", 1.0)], seed=0)

@@ -214,18 +214,20 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
             with contextlib.suppress(ValueError):
                 previous = moved.get((i, video.relative_to(plan.roots[i]).as_posix()))
                 found_moved = previous is not None
-        others_outputs = False  # the outputs there were made from another video, since deleted
+        others_outputs = False  # the outputs there were made from another video (since deleted, or --overwrite)
         if previous is None and (owner := _made_from_another(video, base, plan.formats, made_from)) is not None:
             other, record = owner
-            if os.path.isfile(other):
+            if os.path.isfile(other) and not overwrite:
                 # ``batch day1 -o OUT`` then ``batch day2 -o OUT``: day2/a.mp4 was "up to date" with day1/a.mp4's
                 # captions and its JSON repointed to day2; the first folder's outputs are not replaced unasked
                 plan.done.append(FileResult(
                     str(video), Status.FAILED, f"its outputs would replace those of {other}, captioned into the same "
                     "folder by an earlier batch; batch both folders in one run (each gets its own sub-folder) or "
-                    "give this one another output folder", shown=shown, root=i))
+                    "give this one another output folder (--overwrite replaces them)", shown=shown, root=i))
                 continue
-            if tuple(record[0]) == signature_now(video):  # that video under a new name (a.mp4 -> a.mkv)
+            if os.path.isfile(other):  # --overwrite: replaced, as asked
+                others_outputs = True
+            elif tuple(record[0]) == signature_now(video):  # that video under a new name (a.mp4 -> a.mkv)
                 previous, found_moved = record, True
             else:  # another video's (a.mp4 deleted, an older a.mkv added): not this one's, whatever their times
                 others_outputs = True
