@@ -224,6 +224,12 @@ def _says_less_or_same(a: str, b: str) -> bool:
     return long_[: len(short)] == short
 
 
+def _begins_with(a: str, b: str) -> bool:
+    """Whether caption ``a`` is ``b`` or ``b`` and more words ("a man is talking about a car" of "a man is talking")."""
+    words, first = a.split(" "), b.split(" ")
+    return words[: len(first)] == first
+
+
 def merge_cues(cues: Sequence[Cue]) -> list[Cue]:
     """Merge neighbouring cues that show the same text, or one the other's beginning, without a gap.
 
@@ -244,7 +250,12 @@ def merge_cues(cues: Sequence[Cue]) -> list[Cue]:
     talking" and "a man is cooking" joins the first, and the third stays apart). The
     merged cue spans them all, carries the text so chosen and the duration-weighted
     mean confidence (a plain mean when all durations are zero). Other texts are
-    never merged.
+    never merged, but one: a caption that begins with the text shown, where that text held
+    more than half of the group's time so far, joins it though it differs from a longer
+    text the group hid ("a man is talking" for 5.5 s, "... about a car" for 2 s, then "...
+    about something" stood apart, read as "a man is talking" then "a man is talking about
+    something"); the text shown is then one that every text of the group begins or is
+    begun by. A short generic caption is no such bridge (it holds half the time or less).
     """
     merged: list[Cue] = []
     # Per merged cue: (total duration, duration-weighted confidence sum, number of cues, plain confidence sum)
@@ -256,7 +267,8 @@ def merge_cues(cues: Sequence[Cue]) -> list[Cue]:
         text = clean_text(cue.text)
         length = max(cue.end - cue.start, 0.0)
         if (merged and cue.start <= merged[-1].end + _TOUCH_TOLERANCE
-                and _says_less_or_same(text, max(texts[-1], key=len))):
+                and (all(_says_less_or_same(text, t) for t in texts[-1])
+                     or (_begins_with(text, merged[-1].text) and 2 * texts[-1][merged[-1].text][0] > weights[-1][0]))):
             last = merged[-1]
             total, weighted, count, plain = weights[-1]
             total += length
@@ -266,7 +278,9 @@ def merge_cues(cues: Sequence[Cue]) -> list[Cue]:
             confidence = weighted / total if total > 0 else plain / count
             held, sure = texts[-1].get(text, (0.0, -math.inf))
             texts[-1][text] = (held + length, max(sure, cue.confidence))
-            shown = max(texts[-1].items(), key=lambda kv: (kv[1][0], kv[1][1], len(kv[0])))[0]
+            group = texts[-1]
+            shown = max(((t, v) for t, v in group.items() if all(_says_less_or_same(t, o) for o in group)),
+                        key=lambda kv: (kv[1][0], kv[1][1], len(kv[0])))[0]
             merged[-1] = Cue(last.start, max(last.end, cue.end), shown, confidence)
             weights[-1] = (total, weighted, count, plain)
             continue

@@ -311,6 +311,16 @@ def test_merge_cues_joins_a_caption_that_is_its_neighbours_beginning() -> None:
     assert [(c.start, c.end, c.text) for c in merge_cues(group)] == [(0, 3, "a man is talking")]
     chain = [Cue(0, 1, "a man is talking about a car", 0.5), Cue(1, 2, "a man", 0.9), Cue(2, 3, "a man is cooking", 0.5)]
     assert [(c.start, c.end, c.text) for c in merge_cues(chain)] == [(0, 2, "a man"), (2, 3, "a man is cooking")]
+    # A caption that begins with the text shown, where that held most of the time, joins though the group hid a longer
+    # text it differs from (the real clip video24: "a man is talking" x2, then "a man is talking about something").
+    talk = [Cue(0, 2.5, "a man is talking", 0.6), Cue(2.5, 5.5, "a man is talking", 0.6),
+            Cue(5.5, 8.5, "a man is talking about a car", 0.3), Cue(8.5, 11, "a man is talking about something", 0.35)]
+    assert [(c.start, c.end, c.text) for c in merge_cues(talk)] == [(0, 11, "a man is talking")]
+    talk[2] = Cue(5.5, 11.5, "a man is talking about a car", 0.3)  # shown, and it differs: no bridge
+    talk[3] = Cue(11.5, 13, "a man is talking about something", 0.35)
+    assert [c.text for c in merge_cues(talk)] == ["a man is talking about a car", "a man is talking about something"]
+    chain = [Cue(0, 2, "a man is talking about a car"), Cue(2, 4, "a man"), Cue(4, 5, "a man is cooking")]
+    assert [c.text for c in merge_cues(chain)] == ["a man is talking about a car", "a man is cooking"]  # shown differs
 
 
 def test_merge_cues_zero_length_uses_plain_mean() -> None:
