@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -722,6 +723,17 @@ def test_a_video_is_not_taken_for_another_whose_outputs_have_its_name(tmp_path, 
     assert f"day2/a.mp4: its outputs would replace those of {tmp_path / 'day1' / 'a.mp4'}" in result.stderr
     assert ((out / "a.srt").read_bytes(), (out / "a.json").read_bytes()) == before
     assert by_name(read_report(out / REPORT_NAME))["a.mp4"]["status"] == "failed"
+    # and on every run: the report keeps day1's record ("earlier"), which the refused run dropped, so the next run
+    # took day1's captions for day2's after all, and then refused day1 its own
+    result = batch(tmp_path / "day2", "-o", out, "--model", tiny_model, "-f", "srt,json")
+    assert result.exit_code == 1 and "its outputs would replace those of" in result.stderr
+    assert [e["path"] for e in read_report(out / REPORT_NAME)["earlier"]] == [str(tmp_path / "day1" / "a.mp4")]
+    result = batch(tmp_path / "day1", "-o", out, "--model", tiny_model, "-f", "srt,json")
+    assert result.exit_code == 0 and "0 captioned, 1 up to date" in result.stderr and "note:" not in result.stderr
+    make_video(tmp_path / "day3" / "b.mp4", [("blue", 1.0)], seed=2)  # a third folder with no clash in between
+    assert batch(tmp_path / "day3", "-o", out, "--model", tiny_model, "-f", "srt,json", "-q").exit_code == 0
+    assert batch(tmp_path / "day2", "-o", out, "--model", tiny_model, "-f", "srt,json", "-q").exit_code == 1
+    assert ((out / "a.srt").read_bytes(), (out / "a.json").read_bytes()) == before
     result = batch(tmp_path / "day2", "-o", out, "--model", tiny_model, "-f", "srt,json", "--overwrite")
     assert result.exit_code == 0 and read_output(out / "a.json")[0] == str(tmp_path / "day2" / "a.mp4")  # as asked
 
@@ -754,6 +766,49 @@ def test_a_report_of_a_sub_folder_batched_before_is_read_not_ignored(tmp_path, t
     result = batch(tmp_path / "archive", "--model", tiny_model, "-f", "srt")
     assert result.exit_code == 0 and "2 captioned, 0 up to date, 0 failed, 0 non-video" in result.stderr
     assert max(c.end for c in srt.parse((tmp_path / "archive" / "sub" / "b.srt").read_text())).total_seconds() == 2.0
+
+
+def test_outputs_a_video_of_this_run_moved_from_and_copies_are_no_other_videos(tmp_path, tiny_model):
+    """Two cases the rule above must not refuse: ``batch archive/2023 -o OUT`` then ``batch archive -o OUT`` moves
+    2023's outputs to OUT/2023, its record still listing OUT/a.srt (archive/a.mp4 was refused on every run); a video
+    copied with its times (``cp -p``) into a folder whose earlier report was read is its original's copy, up to date."""
+    make_video(tmp_path / "archive" / "2023" / "a.mp4", [("red", 1.0)], seed=0)
+    out = tmp_path / "out"
+    batch(tmp_path / "archive" / "2023", "-o", out, "--model", tiny_model, "-q")
+    make_video(tmp_path / "archive" / "a.mp4", [("green", 1.0)], seed=1)
+    for _ in range(2):
+        result = batch(tmp_path / "archive", "-o", out, "--model", tiny_model)
+        assert result.exit_code == 0, result.stderr
+    assert (out / "2023" / "a.srt").is_file() and by_name(read_report(out / REPORT_NAME))["a.mp4"]["status"] in (
+        "ok", "skipped")
+
+    make_video(tmp_path / "incoming" / "b.mp4", [("blue", 1.0)], seed=2)
+    batch(tmp_path / "incoming", "-o", tmp_path / "store" / "2023", "--model", tiny_model, "-q")
+    shutil.copy2(tmp_path / "incoming" / "b.mp4", tmp_path / "store" / "2023" / "b.mp4")
+    result = batch(tmp_path / "store", "--model", tiny_model)
+    assert result.exit_code == 0 and "0 captioned, 1 up to date" in result.stderr
+
+
+def test_of_a_folder_and_its_sub_folder_the_newer_report_is_believed(tmp_path, tiny_model):
+    """A sub-folder's report newer than the record of the folder above (the sub-folder batched alone since) was
+    passed over: a video put back there (``cp -p``) kept the captions of the one it had replaced."""
+    make_video(tmp_path / "red.mp4", [("red", 1.0)], seed=0)
+    make_video(tmp_path / "blue.mp4", [("blue", 2.0)], seed=1)
+    sub = tmp_path / "archive" / "2023"
+    sub.mkdir(parents=True)
+    shutil.copy2(tmp_path / "red.mp4", sub / "a.mp4")
+    batch(sub, "--model", tiny_model, "-q")
+    batch(tmp_path / "archive", "--model", tiny_model, "-q")
+    time.sleep(0.05)
+    shutil.copy(tmp_path / "blue.mp4", sub / "a.mp4")
+    batch(sub, "--model", tiny_model, "-q")
+    shutil.copy2(tmp_path / "red.mp4", sub / "a.mp4")
+    result = batch(tmp_path / "archive", "--model", tiny_model)
+    assert result.exit_code == 0 and "1 captioned" in result.stderr
+    assert max(c.end for c in srt.parse((sub / "a.srt").read_text())).total_seconds() == 1.0  # the red one's
+    (sub / "elsewhere").mkdir()
+    os.mkfifo(sub / "elsewhere" / REPORT_NAME)
+    assert batch(tmp_path / "archive", "--model", tiny_model, "-q").exit_code == 0  # a FIFO of that name: not read
 
 
 def test_a_folder_given_twice_through_a_link_is_captioned_once(tmp_path, tiny_model):

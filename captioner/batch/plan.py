@@ -52,6 +52,11 @@ class BatchPlan:
     #: per report (its path): the videos it recorded that are no longer there (deleted, renamed), with their outputs
     #: still there (``gone_videos``): kept, and named in the new report and the summary
     gone: dict[Path, list[tuple[str, tuple[str, ...]]]] = field(default_factory=dict)
+    #: per report (its path): records of another input folder's videos that an earlier report there kept (``batch
+    #: day1 -o OUT``, then ``batch day2 -o OUT``), still there with outputs still there: carried into the new report
+    #: (``"earlier"``), so that the next run still knows whose those outputs are (they were dropped, and the run
+    #: after a refusal took day1's captions for day2's video)
+    earlier: dict[Path, dict[str, Record]] = field(default_factory=dict)
 
     def report_paths_abs(self) -> list[tuple[Path, list[int]]]:
         """Where reports go, each with the roots it covers: one in the output folder, else one per input folder."""
@@ -193,15 +198,24 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     # each earlier report read once: its records, and for a moved archive its moved and gone videos
     reports = [(read_report(path), [plan.roots[c] for c in covered], covered)
                for path, covered in plan.report_paths_abs()]
-    recorded = {video: record for report, _, _ in reports for video, record in report.records.items()}
+    # the reports' rows, over the records they carried of another input folder's videos (``BatchPlan.earlier``)
+    recorded = {video: record for report, _, _ in reports for video, record in report.earlier.items()}
+    recorded.update((video, record) for report, _, _ in reports for video, record in report.records.items())
     # a batch of a sub-folder before (``batch archive/2023``, then ``batch archive``): its report's records too, where
     # this batch's own reports say nothing of a video (a video replaced there by an older file kept its captions)
     read = {path for path, _ in plan.report_paths_abs()}
+    stamps = {video: _mtime(report.path) for report, _, _ in reports for video in [*report.earlier, *report.records]}
     for path in (o for other in others for o in other if o.name == REPORT_NAME and o not in read):
+        if not os.path.isfile(path):  # a FIFO of that name: reading it waited for a writer for ever
+            continue
+        stamp = _mtime(path)
         for video, record in read_report(path).records.items():
-            recorded.setdefault(video, record)
+            if video not in recorded or stamp > stamps[video]:  # the newer report's word
+                recorded[video], stamps[video] = record, stamp
     # output file (real path) -> the video an earlier report says it was made from, and that record
     made_from = {os.path.realpath(m): (video, record) for video, record in recorded.items() for m in record[1]}
+    # a video of this run: its outputs are where it writes them now (its record may still list where they were)
+    bases = {str(video): base for video, base, _, _ in found}
     moved: dict[tuple[int, str], Record] | None = None  # records of an archive moved since: made at the first miss
     for video, base, shown, i in found:
         same = key(base)
@@ -215,9 +229,11 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
                 previous = moved.get((i, video.relative_to(plan.roots[i]).as_posix()))
                 found_moved = previous is not None
         others_outputs = False  # the outputs there were made from another video (since deleted, or --overwrite)
-        if previous is None and (owner := _made_from_another(video, base, plan.formats, made_from)) is not None:
+        if previous is None and (owner := _made_from_another(video, base, plan.formats, made_from, bases)) is not None:
             other, record = owner
-            if os.path.isfile(other) and not overwrite:
+            if tuple(record[0]) == signature_now(video):  # that video renamed (a.mp4 -> a.mkv), or a copy of it
+                previous, found_moved = record, True
+            elif os.path.isfile(other) and not overwrite:
                 # ``batch day1 -o OUT`` then ``batch day2 -o OUT``: day2/a.mp4 was "up to date" with day1/a.mp4's
                 # captions and its JSON repointed to day2; the first folder's outputs are not replaced unasked
                 plan.done.append(FileResult(
@@ -225,11 +241,7 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
                     "folder by an earlier batch; batch both folders in one run (each gets its own sub-folder) or "
                     "give this one another output folder (--overwrite replaces them)", shown=shown, root=i))
                 continue
-            if os.path.isfile(other):  # --overwrite: replaced, as asked
-                others_outputs = True
-            elif tuple(record[0]) == signature_now(video):  # that video under a new name (a.mp4 -> a.mkv)
-                previous, found_moved = record, True
-            else:  # another video's (a.mp4 deleted, an older a.mkv added): not this one's, whatever their times
+            else:  # another video's (deleted, an older a.mkv in a.mp4's place; --overwrite): not this one's
                 others_outputs = True
         if same in taken:  # only left for names that differ in case alone, where the file system ignores case
             plan.done.append(FileResult(str(video), Status.FAILED, f"its subtitles would overwrite those of {taken[same]}",
@@ -281,6 +293,11 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     for report, roots_now, _ in reports:
         if gone := gone_videos(report, roots_now, seen, own):
             plan.gone[report.path] = gone
+        kept = {video: record for video, record in {**report.earlier, **report.records}.items()
+                if not any(Path(video).is_relative_to(r) for r in plan.roots) and os.path.isfile(video)
+                and any(os.path.isfile(m) for m in record[1])}
+        if kept:
+            plan.earlier[report.path] = kept
     left = {Path(m) for gone in plan.gone.values() for _, made in gone for m in made}  # a gone video's: not ignored
     plan.ignored_files = [[o for o in other if o not in own and o not in left and not captioners(o, plan.roots[i])]
                           for i, other in enumerate(others)]
@@ -338,14 +355,27 @@ class PastReport:
     inputs: list[Path] = field(default_factory=list)  # its input folders
     before: Path | None = None  # where its outputs were: its ``output_dir``, else its one input folder
     gone: Any = None  # its list of gone videos, as written (checked where read)
+    earlier: dict[str, Record] = field(default_factory=dict)  # its ``"earlier"`` records (``BatchPlan.earlier``)
 
 
-def _made_from_another(video: Path, base: Path, formats: Sequence[str], made_from: Mapping[str, tuple[str, Record]]
-                       ) -> tuple[str, Record] | None:
+def _mtime(path: Path) -> int:
+    """When ``path`` was last written (ns), 0 where it cannot be told."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _made_from_another(video: Path, base: Path, formats: Sequence[str], made_from: Mapping[str, tuple[str, Record]],
+                       bases: Mapping[str, Path]) -> tuple[str, Record] | None:
     """The video (and its record) an earlier report says one of ``video``'s outputs (at ``base``, in ``formats``)
-    was made from, where that is another file than ``video``; None where none is."""
+    was made from, where that is another file than ``video``; None where none is. A video of this run (``bases``:
+    where each writes its outputs now) owns only outputs there: ``batch archive/2023 -o OUT`` then ``batch archive -o
+    OUT`` moves 2023's outputs to OUT/2023, and its record still listing OUT/a.srt refused archive/a.mp4 for ever."""
     for fmt in formats:
         owner = made_from.get(os.path.realpath(output_file(base, fmt)))
+        if owner is not None and owner[0] in bases and bases[owner[0]] != base:
+            continue
         if owner is not None and owner[0] != str(video):
             with contextlib.suppress(OSError):
                 if os.path.samefile(owner[0], video):  # the same file by another name (a linked folder)
@@ -362,15 +392,17 @@ def read_report(report: Path) -> PastReport:
     no outputs in its record: those its row lists then (an ok or skipped row's own).
     """
     records: dict[str, Record] = {}
+    earlier: dict[str, Record] = {}
     try:
         data = parse_json(Path(report).read_text(encoding="utf-8"))
+        _add_records(data.get("earlier", []), earlier)
         _add_records(data["videos"], records)
         inputs = [Path(str(p)) for p in data["inputs"]]
         folder = data.get("output_dir")
         before = Path(str(folder)) if folder else (inputs[0] if len(inputs) == 1 else None)
-        return PastReport(Path(report), records, inputs, before, data.get("gone"))
+        return PastReport(Path(report), records, inputs, before, data.get("gone"), earlier)
     except _UNREADABLE_REPORT:
-        return PastReport(Path(report), records)  # the rows before a malformed one are kept
+        return PastReport(Path(report), records, earlier=earlier)  # the rows before a malformed one are kept
 
 
 #: What a missing, damaged or foreign report raises while its records are read.

@@ -66,6 +66,7 @@ def batch_report(plan: BatchPlan, results: Sequence[FileResult], roots: Sequence
     totals = {"videos": len(rows), **{s.value: n for s, n in counts(rows).items()},
               "ignored": sum(plan.ignored[i] for i in wanted if i < len(plan.ignored))}
     gone = plan.gone.get(path, []) if path is not None else []
+    earlier = plan.earlier.get(path, {}) if path is not None else {}
     if gone:
         totals["gone"] = len(gone)
     return {
@@ -80,6 +81,10 @@ def batch_report(plan: BatchPlan, results: Sequence[FileResult], roots: Sequence
         "ignored": [str(f) for i in sorted(wanted) if i < len(plan.ignored_files) for f in plan.ignored_files[i]],
         # videos deleted or renamed since an earlier run, whose outputs are kept: listed while those exist
         **({"gone": [{"path": video, "outputs": list(made)} for video, made in gone]} if gone else {}),
+        # another input folder's videos batched into the same output folder before, with their outputs: whose those
+        # outputs are (``BatchPlan.earlier``)
+        **({"earlier": [{"path": video, "source": {"size": source[0], "mtime_ns": source[1], "outputs": list(made)}}
+                        for video, (source, made) in sorted(earlier.items())]} if earlier else {}),
     }
 
 
