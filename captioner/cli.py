@@ -987,10 +987,11 @@ def search(query: str, folders: tuple[Path, ...], results: int, as_json: bool, h
     others are still searched).
     """
     _setup_logging(verbose, quiet)
-    from .find import Searcher, check_query, check_results_page, hit_lines, hits_json, write_results_html
+    from .find import Searcher, check_query, check_results_page, check_words, hit_lines, hits_json, write_results_html
 
     try:
         check_query(query)
+        check_words(query)  # before indexing: a query the model cannot read would be answered with noise
     except CaptionerError as exc:
         _fail(str(exc))
         sys.exit(2)

@@ -842,6 +842,16 @@ def check_query(query: str) -> None:
         raise CaptionerError("the query is empty")
 
 
+def check_words(query: str, tokenizer: Any = None) -> None:
+    """``CaptionerError`` unless the sentence model reads a word in ``query`` (``embed.knows_a_word``; ``tokenizer``:
+    its tokenizer, read from the model if not given)."""
+    from .embed import knows_a_word, read_tokenizer
+
+    if not knows_a_word(tokenizer if tokenizer is not None else read_tokenizer(), query):
+        raise CaptionerError(f"the search model knows none of the query's characters ({query.strip()[:40]!r}); "
+                             "captions are English: search with English words")
+
+
 class Searcher:
     """Keeps the embedding model and the indexes of some folders; ``search(query)`` many times."""
 
@@ -906,6 +916,9 @@ class Searcher:
     def search(self, query: str, n: int | None = None) -> SearchResult:
         """The ``n`` best cues for ``query``, best first (ties: folder, file, time order)."""
         check_query(query)
+        tokenizer = getattr(self.embedder, "tokenizer", None)
+        if tokenizer is not None:
+            check_words(query, tokenizer)
         n = self.config.results if n is None else n
         if n < 1:
             raise CaptionerError(f"the number of results must be at least 1, got {n}")

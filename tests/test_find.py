@@ -245,6 +245,11 @@ def test_cli_search_real_model(archive: Path, tmp_path: Path) -> None:
     assert "someone preparing food" in (tmp_path / "r.html").read_text(encoding="utf-8")
     r = runner.invoke(main, ["search", " ", str(archive)])
     assert (r.exit_code, r.output) == (2, "error: the query is empty\n")
+    for unread in ("猫", "\U0001f431", "\U0001f600\U0001f600"):  # all [UNK] to the model: one vector, whatever they say
+        r = runner.invoke(main, ["search", unread, str(archive)])
+        assert r.exit_code == 2 and r.output.startswith("error: the search model knows none of the query's characters")
+    for read in ("犬", "a \U0001f431", "قطة"):
+        assert runner.invoke(main, ["search", read, str(archive), "-n", "1"]).exit_code == 0
     (tmp_path / "none").mkdir()
     r = runner.invoke(main, ["search", "dog", str(tmp_path / "none")])
     assert r.exit_code == 1 and r.output.startswith("error: no captioner JSON outputs under ") and r.output.count("\n") == 1
