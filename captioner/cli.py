@@ -868,6 +868,9 @@ def _run_batch(folders, output_dir, formats, recursive, overwrite, engine, worke
             _say(f"note: {count_text(gone, 'video')} captioned before {'is' if gone == 1 else 'are'} no longer there "
                  "(deleted or renamed); the outputs left are kept"
                  + (" and listed in the report (\"gone\")" if outcome.reports else ""))
+        if outcome.renamed:
+            _say(f"note: {count_text(outcome.renamed, 'output')} renamed for a video of the same name beside "
+                 f"{'its video' if outcome.renamed == 1 else 'theirs'} (clip.srt -> clip.mp4.srt)")
         if outcome.repointed:
             _say(f"note: {count_text(outcome.repointed, 'JSON output')} now name{'s' * (outcome.repointed == 1)} "
                  f"where {'its video is' if outcome.repointed == 1 else 'their videos are'} (moved since captioned)")

@@ -811,6 +811,34 @@ def test_of_a_folder_and_its_sub_folder_the_newer_report_is_believed(tmp_path, t
     assert batch(tmp_path / "archive", "--model", tiny_model, "-q").exit_code == 0  # a FIFO of that name: not read
 
 
+def test_a_video_of_the_same_name_beside_renames_the_outputs_not_captions_again(tmp_path, tiny_model):
+    """clip.mkv put beside a captioned clip.mp4: the .mp4 was captioned again as clip.mp4.srt and its clip.srt was left,
+    which a player opening clip.mkv showed with it (and search found twice). Its outputs are renamed, and back when
+    the .mkv goes."""
+    tree = tmp_path / "in"
+    make_video(tree / "a.mp4", [("red", 1.0)], seed=0)
+    batch(tree, "--model", tiny_model, "-f", "srt,json", "-q")
+    first = (tree / "a.srt").read_bytes(), (tree / "a.json").read_bytes()
+    make_video(tree / "a.mkv", [("green", 2.0)], seed=1)
+    result = batch(tree, "--model", tiny_model, "-f", "srt,json")
+    assert result.exit_code == 0 and "1 captioned, 1 up to date" in result.stderr
+    assert "note: 2 outputs renamed for a video of the same name beside theirs" in result.stderr
+    assert ((tree / "a.mp4.srt").read_bytes(), (tree / "a.mp4.json").read_bytes()) == first
+    assert not (tree / "a.srt").exists() and not (tree / "a.json").exists() and (tree / "a.mkv.srt").is_file()
+    rows = by_name(read_report(tree / REPORT_NAME))
+    assert rows["a.mp4"]["source"]["outputs"] == [str(tree / "a.mp4.srt"), str(tree / "a.mp4.json")]
+    (tree / "a.mkv").unlink()
+    result = batch(tree, "--model", tiny_model, "-f", "srt,json")
+    assert result.exit_code == 0 and "0 captioned, 1 up to date" in result.stderr
+    assert "note: 2 outputs renamed" in result.stderr
+    assert ((tree / "a.srt").read_bytes(), (tree / "a.json").read_bytes()) == first
+    # a video changed meanwhile is captioned again, its old outputs not renamed over
+    make_video(tree / "a.mkv", [("green", 2.0)], seed=1)
+    make_video(tree / "a.mp4", [("blue", 2.0)], seed=2)
+    result = batch(tree, "--model", tiny_model, "-f", "srt,json")
+    assert result.exit_code == 0 and "2 captioned" in result.stderr and "renamed" not in result.stderr
+
+
 def test_a_folder_given_twice_through_a_link_is_captioned_once(tmp_path, tiny_model):
     """``batch s1 s1-link`` captioned each video twice, the second root's report written over the first's; a
     sub-folder reached through a link (``batch s1 s1-link/sub``) the same."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ class BatchOutcome:
     fatal: CaptionerError | None = None
     unwritten: str | None = None
     repointed: int = 0  # JSON outputs changed to name where their video is now (``plan.repoint``)
+    renamed: int = 0  # outputs given their video's new output name (``plan.renames``)
 
     def counts(self) -> dict[Status, int]:
         """How many videos have each status."""
@@ -99,11 +101,12 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
 
     fatal = None
     reports: list[Path] = []
-    repointed = 0
+    repointed = renamed = 0
     reports_at = plan.report_paths_abs()
     marker = reports_at[0][0].with_name(MARKER_NAME) if reports_at else None
     try:
         try:
+            renamed = _rename(plan.renames)
             repointed = _repoint(plan.repoint)  # inside: a Ctrl-C here still gets its report
             if engine == "ray":
                 run_ray(plan.jobs, config, address=ray_address, workers=workers, on_result=deliver)
@@ -134,7 +137,24 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
                 unwritten = " ".join((str(exc) if isinstance(exc, ReportError) else f"cannot write the report: {exc}")
                                      .split())
                 log.error("%s", unwritten)
-    return BatchOutcome(tuple(results), tuple(reports), fatal, unwritten, repointed)
+    return BatchOutcome(tuple(results), tuple(reports), fatal, unwritten, repointed, renamed)
+
+
+def _rename(moves: list[tuple[Path, Path]]) -> int:
+    """Give outputs their new names (``plan.renames``); returns how many were renamed. One that cannot be renamed
+    (gone, a file there since) is a warning: the next run captions its video again."""
+    done = 0
+    for old, new in moves:
+        try:
+            if os.path.lexists(new):
+                raise FileExistsError(17, "a file of the new name is there")
+            os.rename(old, new)
+            done += 1
+            log.info("%s: renamed %s (a video of the same name came beside its video)", new, old.name)
+        except OSError as exc:
+            log.warning("%s: cannot rename it %s: %s; its video is captioned on the next run", old, new.name,
+                        exc.strerror or exc)
+    return done
 
 
 def _repoint(outputs: list[tuple[Path, Path]]) -> int:

@@ -57,6 +57,10 @@ class BatchPlan:
     #: (``"earlier"``), so that the next run still knows whose those outputs are (they were dropped, and the run
     #: after a refusal took day1's captions for day2's video)
     earlier: dict[Path, dict[str, Record]] = field(default_factory=dict)
+    #: (output, its new name) of videos whose outputs' name changed, unchanged since: a clip.mkv put beside a
+    #: captioned clip.mp4 makes their outputs clip.mp4.srt and clip.mkv.srt. Renamed (``run_batch``, first), not
+    #: made again, and no clip.srt of the .mp4 left for a player to show with the .mkv
+    renames: list[tuple[Path, Path]] = field(default_factory=list)
 
     def report_paths_abs(self) -> list[tuple[Path, list[int]]]:
         """Where reports go, each with the roots it covers: one in the output folder, else one per input folder."""
@@ -264,6 +268,14 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         # a caption file corrected by hand where a batch wrote it, of a video unchanged since (the report's record):
         # nothing to write, so up to date; was a failure on every run, its page left out of index.html
         vouched = previous is not None and not replaces
+        if not problem and not overwrite and not others_outputs and (
+                moves := _renamed_outputs(video, base, plan.formats, previous, {key(b) for b in bases.values()}, key)):
+            plan.renames.extend(moves)
+            new_names = dict((str(old), str(new)) for old, new in moves)
+            plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date (renamed)", outputs=wanted,
+                                        shown=shown, root=i, source=previous[0],
+                                        covers=tuple(new_names.get(m, m) for m in previous[1])))
+            continue
         if (not problem or vouched) and not overwrite and not others_outputs \
                 and outputs_up_to_date(video, base, plan.formats, previous):
             plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date", outputs=wanted,
@@ -356,6 +368,28 @@ class PastReport:
     before: Path | None = None  # where its outputs were: its ``output_dir``, else its one input folder
     gone: Any = None  # its list of gone videos, as written (checked where read)
     earlier: dict[str, Record] = field(default_factory=dict)  # its ``"earlier"`` records (``BatchPlan.earlier``)
+
+
+def _renamed_outputs(video: Path, base: Path, formats: Sequence[str], previous: Record | None,
+                     bases_now: Collection[str], key: Any) -> list[tuple[Path, Path]]:
+    """(old, new) for each output in ``formats`` that ``video``, unchanged since its record, has under another name in
+    the same folder (its base changed: a video of the same name came beside it) and not yet under this one; [] unless
+    every format is so (or already there), or where the old name is now another video's (``bases_now``)."""
+    if previous is None or tuple(previous[0]) != signature_now(video):
+        return []
+    moves: list[tuple[Path, Path]] = []
+    for fmt in formats:
+        new = output_file(base, fmt)
+        if os.path.lexists(new):
+            if os.path.realpath(new) in {os.path.realpath(m) for m in previous[1]}:
+                continue  # this one is where it goes already
+            return []
+        old = next((Path(m) for m in previous[1] if Path(m).parent == base.parent and m.endswith(f".{fmt}")
+                    and Path(m) != new and os.path.isfile(m)), None)
+        if old is None or key(old.with_name(old.name[: -len(fmt) - 1])) in bases_now:
+            return []
+        moves.append((old, new))
+    return moves
 
 
 def _mtime(path: Path) -> int:
