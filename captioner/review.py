@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from captioner.config import OutputConfig, ReviewConfig
+from captioner.errors import OutputError
 from captioner.outputs import INDEX_FALLBACK_NAME, INDEX_NAME, json_number, json_surrogates, parse_json, write_atomic
 
 if TYPE_CHECKING:
@@ -272,16 +273,17 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
                            f'<span class="vh">, probability {p:.2f}</span></li>' for w, p in c["concepts"])
         rows.append(
             f'<li class="cue{" low" if flagged else ""}" id="cue-{i + 1}" data-index="{i}" tabindex="0" '
-            'aria-describedby="cue-help">'
+            # named by its time and caption (the text as edited: the name follows it), told what keys do
+            f'aria-labelledby="cue-{i + 1}-time cue-{i + 1}-text" aria-describedby="cue-help">'
             f"{thumb}<div class=\"body\"><div class=\"meta\">"
             f'<span class="num">{i + 1}</span>'
-            f'<span class="time">{_clock(cue.start)} – {_clock(cue.end)}</span>'
+            f'<span class="time" id="cue-{i + 1}-time">{_clock(cue.start)} – {_clock(cue.end)}</span>'
             f'<span class="conf" title="confidence: how likely the caption says something the picture shows">'
             f"<span class=\"vh\">confidence </span>{c['confidence']:.2f}</span>"
             + ('<span class="flag" title="confidence below '
                f'{review.low_confidence:.2f}: check this caption">check</span>' if flagged else "")
             + '<span class="edited-badge">edited</span></div>'
-            f'<p class="text" dir="auto">{_e(cue.text)}</p>'
+            f'<p class="text" id="cue-{i + 1}-text" dir="auto">{_e(cue.text)}</p>'
             + (f'<ul class="concepts" aria-label="concept words the encoder saw">{concepts}</ul>' if concepts else "")
             + "</div></li>"
         )
@@ -437,12 +439,28 @@ def format_index(entries: Sequence[IndexEntry], index: Path, title: str = "Capti
 
 
 def index_path(root: Path, pages: Sequence[Path]) -> Path:
-    """Where a batch's index goes in ``root``: ``index.html`` unless a video's page or a foreign file has that name."""
-    candidate = Path(root) / INDEX_NAME
+    """Where a batch's index goes in ``root``: ``index.html``, else ``captioner-index.html``: the first that is new or an
+    archive index written before, and no page of this batch (``pages``). A video's own page of that name (an
+    index.mp4 captioned by ``run`` or by an earlier batch, since deleted) was written over, and so was a foreign
+    captioner-index.html; ``OutputError`` where neither name is free."""
     taken = {os.path.abspath(p) for p in pages}
-    if os.path.abspath(candidate) not in taken and (not candidate.exists() or is_review_page(candidate)):
-        return candidate
-    return Path(root) / INDEX_FALLBACK_NAME
+    for candidate in (Path(root) / INDEX_NAME, Path(root) / INDEX_FALLBACK_NAME):
+        if os.path.abspath(candidate) not in taken and (not os.path.lexists(candidate) or _archive_index(candidate)):
+            return candidate
+    raise OutputError(f"{root}: {INDEX_NAME} and {INDEX_FALLBACK_NAME} are both another page or file; the archive "
+                      "index is not written (rename one)")
+
+
+def _archive_index(path: Path) -> bool:
+    """Whether ``path`` is an archive index captioner wrote (its data lists ``videos``; a video's page lists cues)."""
+    if not is_review_page(path):
+        return False
+    try:
+        match = _DATA_RE.search(path.read_text(encoding="utf-8", errors="replace"))
+        data = parse_json(match.group(1)) if match else None
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("videos"), list) and "cues" not in data
 
 
 def is_review_page(path: Path) -> bool:

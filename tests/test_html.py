@@ -23,6 +23,7 @@ import srt
 
 from browser import chrome, close, console_errors, require_browser, shot, wait_for
 from captioner.config import CaptionConfig, OutputConfig, ReviewConfig
+from captioner.errors import OutputError
 from captioner.review import (
     INDEX_FALLBACK_NAME, IndexEntry, Snapshot, format_html, format_index, read_page_data, snapshots_for,
 )
@@ -266,6 +267,21 @@ def test_index_never_overwrites_a_foreign_index_or_a_video_page(tmp_path):
     assert path.name == INDEX_FALLBACK_NAME  # index.mp4's page is index.html
     again = write_index([IndexEntry("a.mp4", "failed", "broken")], tmp_path)
     assert again == path.parent.parent / INDEX_FALLBACK_NAME
+    # a video's page named index.html that is not among this batch's (captioned by run, or its video since deleted)
+    # was written over, any captioner page being taken for an earlier index; an earlier index still is replaced
+    page = tmp_path / "p"
+    page.mkdir()
+    meta = {"video": {"path": str(page / "index.mp4"), "duration": 1.0}, "model": {"name": "m", "sha256": "x"}}
+    (page / "index.html").write_text(format_html([Cue(0.0, 1.0, "a dog", 0.9)], meta, [], page=page / "index.html"),
+                                     encoding="utf-8")
+    before = (page / "index.html").read_text(encoding="utf-8")
+    assert write_index([IndexEntry("a.mp4", "failed", "broken")], page).name == INDEX_FALLBACK_NAME
+    assert (page / "index.html").read_text(encoding="utf-8") == before
+    assert write_index([IndexEntry("b.mp4", "failed", "broken")], page).name == INDEX_FALLBACK_NAME  # its own, again
+    (page / INDEX_FALLBACK_NAME).write_text("<p>another page of the user's</p>", encoding="utf-8")
+    with pytest.raises(OutputError, match="are both another page or file"):
+        write_index([IndexEntry("a.mp4", "failed", "broken")], page)
+    assert (page / INDEX_FALLBACK_NAME).read_text(encoding="utf-8") == "<p>another page of the user's</p>"
 
 
 def test_format_index_without_pages_lists_every_status(tmp_path):
@@ -828,6 +844,7 @@ def test_a_screen_reader_is_told_what_each_part_of_the_page_is(browser, tmp_path
     open_page(browser, page)
     row = ax_node(browser, "#cue-1")
     assert "Enter or Space" in ax_text(row, "description") and "edit" in ax_text(row, "description")
+    assert ax_text(row, "name") == "0:00.0 – 0:03.0 a dog runs"  # was nameless: its description only
     assert browser.execute_script("return document.querySelector('#cue-1 .conf').textContent") == "confidence 0.93"
     word = ax_node(browser, "#cue-1 .concepts li")
     assert not ax_text(word, "name").startswith("probability")
@@ -1044,6 +1061,27 @@ def test_the_page_is_the_window_high_and_opens_at_its_top(browser, tmp_path):
         assert all("ERR_FILE_NOT_FOUND" in e["message"] for e in console_errors(browser))  # the missing video only
     finally:
         browser.set_window_size(1280, 760)  # as tests/browser.py opens it
+
+
+def test_on_a_phone_playing_the_video_keeps_it_on_screen(browser, tmp_path):
+    """One column: each new cue's row was centred as the video played, scrolling the picture off the screen (a phone,
+    half a laptop screen). While it plays in view the page stays; paused or out of view, the list follows again."""
+    cues = [Cue(i * 0.5, i * 0.5 + 0.5, f"cue number {i}", 0.9) for i in range(18)]
+    page = crafted_page(tmp_path, cues)
+    try:
+        browser.set_window_size(375, 667)
+        open_page(browser, page)
+        browser.execute_script("var v = document.getElementById('video'); v.muted = true; v.currentTime = 3.0; v.play();")
+        wait_for(browser, lambda d: active_index(d) >= 9, message="the video did not play")
+        assert browser.execute_script("return window.scrollY") == 0
+        assert browser.execute_script("var v = document.getElementById('video').getBoundingClientRect();"
+                                      " return v.top >= 0 && v.bottom <= window.innerHeight;")
+        browser.execute_script("document.getElementById('video').pause(); document.getElementById('video').currentTime = 8.2")
+        wait_for(browser, lambda d: active_index(d) == 16)
+        assert browser.execute_script("var r = document.getElementById('cue-17').getBoundingClientRect();"
+                                      " return r.top >= 0 && r.bottom <= window.innerHeight;")  # paused: the row is shown
+    finally:
+        browser.set_window_size(1280, 760)
 
 
 def test_a_stretchs_page_keeps_its_edits_apart_from_the_whole_videos(browser, tmp_path):

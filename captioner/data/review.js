@@ -316,9 +316,17 @@
     var box = list.getBoundingClientRect(), r = row.getBoundingClientRect();
     if (list.scrollHeight > list.clientHeight + 1) {  // the list scrolls by itself (wide screens)
       if (r.top < box.top || r.bottom > box.bottom) list.scrollTop += r.top - box.top - (box.height - r.height) / 2;
-    } else if (r.top < 0 || r.bottom > window.innerHeight) {
+    } else if ((r.top < 0 || r.bottom > window.innerHeight) && !watching()) {
       row.scrollIntoView({block: "center"});
     }
+  }
+
+  // one column (phones, narrow windows): the page itself scrolls, and centring the next row while the video plays
+  // pushed the picture off the screen at every cue; the list follows again once the video is out of view or stopped
+  function watching() {
+    if (video.paused || video.ended) return false;
+    var v = video.getBoundingClientRect();
+    return v.bottom > 0 && v.top < window.innerHeight;
   }
 
   function seek(i) {
