@@ -1103,6 +1103,34 @@ def test_a_stretchs_page_keeps_its_edits_apart_from_the_whole_videos(browser, tm
     assert rows(browser)[0].find_element("css selector", ".text").text == "mine"
 
 
+def test_another_pages_edits_of_the_same_video_are_neither_stale_nor_discarded_there(browser, tmp_path):
+    """Pages of one video in two output folders (other options: other cues) share its stored edits: the second page
+    called the first's edit "of captions no longer on this page (captioned again?)" and its Discard deleted it."""
+    video = webm(tmp_path / "clip.webm", ARCHIVE_A)
+    meta = {"video": {"path": str(video.path)}, "model": {}}
+    a, b = tmp_path / "a" / "clip.html", tmp_path / "b" / "clip.html"
+    for page, cues in ((a, [Cue(0, 3, "first", 0.9), Cue(3, 9, "second", 0.9)]),
+                       (b, [Cue(0, 4.5, "one", 0.9), Cue(4.5, 9, "two", 0.9)])):
+        page.parent.mkdir()
+        page.write_text(format_html(cues, meta, [], page=page), encoding="utf-8")
+    edit = ("var el = document.querySelectorAll('li.cue .text')[arguments[0]]; el.focus(); el.textContent = arguments[1];"
+            "el.dispatchEvent(new Event('input', {bubbles: true})); el.blur();")
+    open_page(browser, a)
+    browser.execute_script(edit, 1, "mine")
+    open_page(browser, b, clear=False)
+    status = browser.find_element("id", "status").text
+    assert "no longer on this page" not in status and "1 edit was made on another page of this video" in status
+    assert not browser.find_element("id", "discard").is_enabled()
+    browser.execute_script(edit, 0, "its own")
+    discard = browser.find_element("id", "discard")
+    discard.click()
+    assert discard.text == "Discard 1 edit? Click again"
+    discard.click()
+    assert rows(browser)[0].find_element("css selector", ".text").text == "one"
+    open_page(browser, a, clear=False)
+    assert rows(browser)[1].find_element("css selector", ".text").text == "mine"  # kept
+
+
 def test_esc_takes_back_an_edit_across_the_window_losing_focus_and_paste_keeps_its_spaces(browser, tmp_path):
     """The window going to the back and returning refocused the caption: Esc then took back nothing. A paste of
     " in a kitchen" lost its spaces and joined the words ("talkingin")."""

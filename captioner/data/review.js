@@ -13,6 +13,9 @@
   // counted as stale on the whole video's page, and Discard there deleted them)
   var storageKey = "captioner.edits:" + (data.model.sha256 || data.model.name || "") + ":" + data.video.path +
     (data.video.captioned ? ":" + data.video.captioned.join("-") : "");
+  // this page, as the browser reached it: an edit records the page it was made on, so that another page of the same
+  // video (another -o folder, other options: the same key) neither counts it as stale nor discards it
+  var here = location.pathname;
   var active = -1;
   var hint = statusLine.textContent;  // the instruction the page was written with ("" on a page without cues)
   var onlyCheck = document.getElementById("only-check");
@@ -152,13 +155,27 @@
     return n;
   }
 
+  // the stored edits this page does not show: of its own captions no longer here (captioned again), and those made
+  // on another page of the video, left to it
+  function unshown() {
+    var shown = {}, out = {stale: [], others: []};
+    for (var i = 0; i < cues.length; i++) if (editedText(i) !== null) shown[keyOf(i)] = true;
+    Object.keys(edits).forEach(function (k) {
+      if (shown[k]) return;
+      (edits[k].page && edits[k].page !== here ? out.others : out.stale).push(k);
+    });
+    return out;
+  }
+
   function refreshStatus(message) {
-    var n = editCount(), stale = Object.keys(edits).length - n;
+    var n = editCount(), left = unshown(), stale = left.stale.length, others = left.others.length;
     // edits of captions no longer here (the video was captioned again): said, and Discard removes them
     discardButton.disabled = n + stale === 0;
     disarm();
-    var old = stale ? " " + stale + (stale === 1 ? " earlier edit is" : " earlier edits are") +
-      " of captions no longer on this page (captioned again?)." : "";
+    var old = (stale ? " " + stale + (stale === 1 ? " earlier edit is" : " earlier edits are") +
+      " of captions no longer on this page (captioned again?)." : "") +
+      (others ? " " + others + (others === 1 ? " edit was" : " edits were") + " made on another page of this video" +
+       " (kept for it)." : "");
     var text = message || (n ? n + (n === 1 ? " caption" : " captions") +
       " edited; saved in this browser. The downloads contain the edits." + old : (hint + old).trim());
     // a live region: written only when its sentence changes (not on every keystroke of an edit)
@@ -207,7 +224,7 @@
     var stored = storageWorks ? loadEdits() : null;
     if (stored !== null) edits = stored;
     if (text === cues[i].text) delete edits[keyOf(i)];
-    else edits[keyOf(i)] = {orig: cues[i].text, text: text};
+    else edits[keyOf(i)] = {orig: cues[i].text, text: text, page: here};
     var saved = saveEdits();
     storageWorks = storageWorks && saved;
     rows[i].classList.toggle("edited", editedText(i) !== null);
@@ -226,12 +243,16 @@
 
   discardButton.addEventListener("click", function () {
     if (!discardButton.classList.contains("armed")) {  // two clicks: no dialog, no accident
-      var n = Object.keys(edits).length;
+      var n = editCount() + unshown().stale.length;
       discardButton.classList.add("armed");
       discardButton.textContent = "Discard " + n + (n === 1 ? " edit?" : " edits?") + " Click again";
       return;
     }
-    edits = {};
+    var stored = storageWorks ? loadEdits() : null;  // another tab's or page's, saved since
+    if (stored !== null) edits = stored;
+    var keep = {};
+    unshown().others.forEach(function (k) { keep[k] = edits[k]; });
+    edits = keep;
     saveEdits();
     for (var i = 0; i < rows.length; i++) { rows[i].querySelector(".text").textContent = cues[i].text; showText(i); }
     refreshStatus("Edits discarded: the captions are as the model wrote them.");
