@@ -438,6 +438,43 @@ def format_index(entries: Sequence[IndexEntry], index: Path, title: str = "Capti
                  _asset("bar.js") + _asset("index.js"))
 
 
+def repoint_page(page: Path, video: Path) -> bool:
+    """Make the review page ``page`` play ``video`` (its new place or name); whether the page was rewritten.
+
+    After an archive moved (outputs under another ``-o``) or a video was renamed (``a.mp4`` -> ``a.mkv``), ``batch``
+    skips the video as up to date and repoints its JSON (``writers.repoint_json``); the page still linked the old
+    place and could not play ("tried ../old/a.mp4 and a.mp4 from this page's folder"), and the index listed a.mkv
+    under a page titled a.mp4. Its link, the name it shows and its title change; ``video.path``, the key its stored
+    edits are kept under, does not (they stay with the page). A page that is not captioner's is left alone."""
+    try:
+        text = Path(page).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    match = _DATA_RE.search(text)
+    if not is_review_page(page) or not match:
+        return False
+    try:
+        data = parse_json(match.group(1))
+    except ValueError:
+        return False
+    v = data.get("video") if isinstance(data, dict) and isinstance(data.get("cues"), list) else None
+    if not isinstance(v, dict) or not isinstance(v.get("src"), str) or not isinstance(v.get("name"), str):
+        return False
+    src, name = _href(video, Path(page).parent), Path(video).name
+    if v["src"] == src and v["name"] == name:
+        return False
+    old_src, old_name = v["src"], v["name"]
+    v["src"], v["name"] = src, name
+    head, tail = text[: match.start(1)], text[match.end(1):]
+    head = head.replace(f'src="{_e(old_src)}" aria-label="video {_e(old_name)}">',
+                        f'src="{_e(src)}" aria-label="video {_e(name)}">', 1)
+    head = head.replace(f"<title>{_e(old_name or 'video')} · captions</title>",
+                        f"<title>{_e(name or 'video')} · captions</title>", 1)
+    head = head.replace(f"<h1>{_e(old_name or 'video')}</h1>", f"<h1>{_e(name or 'video')}</h1>", 1)
+    write_atomic(Path(os.path.realpath(page)), head + _json_for_html(data) + tail)
+    return True
+
+
 def index_path(root: Path, pages: Sequence[Path]) -> Path:
     """Where a batch's index goes in ``root``: ``index.html``, else ``captioner-index.html``: the first that is new or an
     archive index written before, and no page of this batch (``pages``). A video's own page of that name (an

@@ -226,7 +226,7 @@ def repoint_json(path: Path, video: Path) -> bool:
     folder and skips them as up to date (``batch.plan.moved_records``); their JSON still named the old place, and
     ``captioner search`` answered with a file that is not there. Only ``metadata.video.path`` changes: the cues,
     corrections made by hand included, stay as they are. A file that is not captioner's JSON is left alone.
-    (The review page needs no such step: it finds its video relative to itself, or beside itself.) A path that
+    (The review page beside it is repointed by ``review.repoint_page``.) A path that
     names the same file another way (a folder reached through a link) is kept; a JSON that is a link is written
     where it points. Raises ``OSError`` or ``OutputError`` when the file cannot be read or written.
     """

@@ -254,6 +254,27 @@ def test_index_keeps_skipped_videos_and_is_not_counted_as_ignored(tmp_path, tiny
     assert 'href="a.html"' in index and "up to date" in index
 
 
+def test_a_page_of_a_moved_or_renamed_video_plays_it_where_it_is(tmp_path, tiny_model, isolate_cli):
+    """batch skipped a video moved (its input folder renamed, outputs under -o) or renamed as up to date and repointed
+    its JSON; its review page still linked the old place ("cannot be played here") and was titled by the old name."""
+    folder = tmp_path / "in"
+    webm(folder / "a.webm", SHOTS_B)
+    out = tmp_path / "out"
+    args = ("-o", out, "-f", "html,json", "--model", tiny_model, "--threads", "1")
+    assert cli("batch", folder, *args).exit_code == 0
+    moved = folder.rename(tmp_path / "in2")
+    result = cli("batch", moved, *args)
+    assert result.exit_code == 0 and "0 captioned, 1 up to date" in result.stderr
+    data = read_page_data(out / "a.html")
+    assert data["video"]["src"] == "../in2/a.webm" and 'src="../in2/a.webm"' in (out / "a.html").read_text()
+    assert data["video"]["path"] == str(folder / "a.webm")  # the key its stored edits are under: kept
+    (moved / "a.webm").rename(moved / "a.mkv")
+    assert cli("batch", moved, *args).exit_code == 0
+    page = (out / "a.html").read_text(encoding="utf-8")
+    assert read_page_data(out / "a.html")["video"]["name"] == "a.mkv" and "<h1>a.mkv</h1>" in page
+    assert "<title>a.mkv · captions</title>" in page and 'aria-label="video a.mkv"' in page
+
+
 def test_index_never_overwrites_a_foreign_index_or_a_video_page(tmp_path):
     (tmp_path / "index.html").write_text("<p>the user's own page</p>", encoding="utf-8")
     from captioner.review import write_index

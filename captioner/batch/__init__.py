@@ -161,10 +161,17 @@ def _repoint(outputs: list[tuple[Path, Path]]) -> int:
     """The JSON outputs of videos found where the report did not record them (a moved archive, a sub-folder moved
     inside it, no record) name where each video is now (``plan.repoint``); returns how many changed. One that cannot
     be rewritten is a warning: its captions are up to date, only the path they name is old."""
+    from ..review import repoint_page
     from ..writers import repoint_json
 
     changed = 0
     for output, video in outputs:
+        page = output.with_name(output.name[: -len(".json")] + ".html")
+        try:  # its review page too, if it has one: it linked the old place and could not play (a moved -o)
+            if os.path.isfile(page) and repoint_page(page, video):
+                log.info("%s: now plays %s", page, video)
+        except (CaptionerError, OSError) as exc:
+            log.warning("%s: cannot point it at %s: %s", page, video, exc)
         try:
             changed += repoint_json(output, video)
         except CaptionerError as exc:  # "<output>: cannot write: <why>"
