@@ -157,6 +157,7 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
 
     seen: set[Path] = set()
     seen_real: set[Path] = set()  # the same, their folders' links resolved
+    real_folders: dict[Path, str] = {}
     found: list[list] = []  # [video, base, shown, root]
     others: list[list[Path]] = []
     beside: dict[Path, set[str]] = {}  # folder -> the base names of the outputs its videos get beside them
@@ -173,7 +174,9 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
             except CaptionerError:
                 pass
             # nested or repeated roots, also through a linked folder (``batch a a-link/sub``): each video once
-            if video_abs in seen or (at := Path(os.path.realpath(video_abs.parent), video_abs.name)) in seen_real:
+            if video_abs.parent not in real_folders:
+                real_folders[video_abs.parent] = os.path.realpath(video_abs.parent)
+            if video_abs in seen or (at := Path(real_folders[video_abs.parent], video_abs.name)) in seen_real:
                 continue
             seen.add(video_abs)
             seen_real.add(at)
@@ -220,6 +223,14 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     made_from = {os.path.realpath(m): (video, record) for video, record in recorded.items() for m in record[1]}
     # a video of this run: its outputs are where it writes them now (its record may still list where they were)
     bases = {str(video): base for video, base, _, _ in found}
+    base_keys: set[str] = set()
+
+    def taken_bases() -> set[str]:
+        """The keys of ``bases``: made when a rename is first looked at (rare), not for every batch."""
+        if not base_keys:
+            base_keys.update(key(b) for b in bases.values())
+        return base_keys
+
     moved: dict[tuple[int, str], Record] | None = None  # records of an archive moved since: made at the first miss
     for video, base, shown, i in found:
         same = key(base)
@@ -233,7 +244,8 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
                 previous = moved.get((i, video.relative_to(plan.roots[i]).as_posix()))
                 found_moved = previous is not None
         others_outputs = False  # the outputs there were made from another video (since deleted, or --overwrite)
-        if previous is None and (owner := _made_from_another(video, base, plan.formats, made_from, bases)) is not None:
+        if previous is None and made_from and (
+                owner := _made_from_another(video, base, plan.formats, made_from, bases)) is not None:
             other, record = owner
             if tuple(record[0]) == signature_now(video):  # that video renamed (a.mp4 -> a.mkv), or a copy of it
                 previous, found_moved = record, True
@@ -268,14 +280,6 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         # a caption file corrected by hand where a batch wrote it, of a video unchanged since (the report's record):
         # nothing to write, so up to date; was a failure on every run, its page left out of index.html
         vouched = previous is not None and not replaces
-        if not problem and not overwrite and not others_outputs and (
-                moves := _renamed_outputs(video, base, plan.formats, previous, {key(b) for b in bases.values()}, key)):
-            plan.renames.extend(moves)
-            new_names = dict((str(old), str(new)) for old, new in moves)
-            plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date (renamed)", outputs=wanted,
-                                        shown=shown, root=i, source=previous[0],
-                                        covers=tuple(new_names.get(m, m) for m in previous[1])))
-            continue
         if (not problem or vouched) and not overwrite and not others_outputs \
                 and outputs_up_to_date(video, base, plan.formats, previous):
             plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date", outputs=wanted,
@@ -283,6 +287,14 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
                                         covers=previous[1] if previous else wanted))
             if previous is None or found_moved:
                 plan.repoint.append((output_file(base, "json"), video))
+            continue
+        if not problem and not overwrite and not others_outputs and previous is not None and (
+                moves := _renamed_outputs(video, base, plan.formats, previous, taken_bases(), key)):
+            plan.renames.extend(moves)
+            new_names = dict((str(old), str(new)) for old, new in moves)
+            plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date (renamed)", outputs=wanted,
+                                        shown=shown, root=i, source=previous[0],
+                                        covers=tuple(new_names.get(m, m) for m in previous[1])))
             continue
         problem = problem or output_problem(base, plan.formats)
         if problem:
