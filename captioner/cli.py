@@ -255,6 +255,9 @@ def build_config(*, fps: float, beam_size: int, max_segment: float, min_duration
                  min_confidence: float = _D.output.min_confidence,
                  start: float = _D.sampling.start, end: float | None = _D.sampling.end) -> CaptionConfig:
     """The configuration ``run`` and ``batch`` options describe (``config.configure``)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.get_parameter_source("min_duration") is click.core.ParameterSource.DEFAULT:
+        min_duration = None  # left at its default: configure tells it from one given (the warning is for those)
     return configure(model_dir=model_dir, fps=fps, fast=fast, context=context, beam_size=beam_size,
                      rerank_weight=rerank_weight, consensus_weight=consensus,
                      max_segment=max_segment,

@@ -453,8 +453,9 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
     segments = replace(c.segments, **given(max_segment=max_segment, min_duration=min_duration,
                                            shot_threshold=shot_threshold))
     if (min_duration is not None or max_segment is not None) and segments.max_segment > 0:  # 0: shots are not split
-        # said when asked for (10 s with 8 s: one 8 s cue, the rest blank); the default 1 s under --max-segment 0.5 is not
-        if segments.min_duration > segments.max_segment and min_duration not in (None, SegmentConfig.min_duration):
+        # said when asked for (10 s with 8 s: one 8 s cue, the rest blank, also 1 s given with 0.5); the default 1 s
+        # under --max-segment 0.5 is not (the CLI passes None for an option left at its default)
+        if segments.min_duration > segments.max_segment and min_duration is not None:
             logging.getLogger("captioner").warning(
                 "the shortest cue (--min-duration, %g s) is longer than the longest (--max-segment, %g s): "
                 "cues are at most %g s",

@@ -42,9 +42,30 @@ def test_a_shortest_cue_longer_than_the_longest_is_said(caplog):
     with caplog.at_level("WARNING", logger="captioner"):
         assert configure(min_duration=10.0, max_segment=8.0).segments.min_duration == 8.0
         assert configure(min_duration=2.0, max_segment=8.0).segments.min_duration == 2.0
-        assert configure(min_duration=1.0, max_segment=0.5).segments.min_duration == 0.5  # the default: not said
+        assert configure(max_segment=0.5).segments.min_duration == 0.5  # the default: not said
+        assert configure(min_duration=1.0, max_segment=0.5).segments.min_duration == 0.5  # given: said
     assert [r.getMessage() for r in caplog.records] == [
-        "the shortest cue (--min-duration, 10 s) is longer than the longest (--max-segment, 8 s): cues are at most 8 s"]
+        "the shortest cue (--min-duration, 10 s) is longer than the longest (--max-segment, 8 s): cues are at most 8 s",
+        "the shortest cue (--min-duration, 1 s) is longer than the longest (--max-segment, 0.5 s): cues are at most "
+        "0.5 s"]
+
+
+def test_the_cli_says_a_given_min_duration_over_max_segment_and_not_its_default(monkeypatch, tmp_path):
+    """--min-duration 1 --max-segment 0.5 was lowered unsaid: 1 s is the default, and the default was not told from
+    a value given."""
+    from clitools import cli
+
+    import captioner.cli as cli_mod
+
+    def stop(config):  # the configuration the command built; stop before loading a model
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli_mod, "_load", stop)
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"")
+    said = cli("run", video, "--max-segment", "0.5", "--min-duration", "1").stderr
+    assert "is longer than the longest (--max-segment, 0.5 s)" in said
+    assert "longer than the longest" not in cli("run", video, "--max-segment", "0.5").stderr
 
 
 def test_rerank_weight_options_reach_the_configuration_and_refuse_negatives(monkeypatch, tmp_path):
