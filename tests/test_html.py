@@ -275,6 +275,17 @@ def test_a_page_of_a_moved_or_renamed_video_plays_it_where_it_is(tmp_path, tiny_
     assert "<title>a.mkv · captions</title>" in page and 'aria-label="video a.mkv"' in page
 
 
+def test_the_index_keeps_the_pages_of_a_folder_batched_into_the_same_output_before(tmp_path, tiny_model, isolate_cli):
+    """batch A -o OUT -f html, then batch B -o OUT -f html: the index listed B's videos only, A's pages left unlinked."""
+    webm(tmp_path / "A" / "a1.webm", SHOTS_A)
+    webm(tmp_path / "B" / "b1.webm", SHOTS_B)
+    out = tmp_path / "out"
+    for folder in ("A", "B"):
+        assert cli("batch", tmp_path / folder, "-o", out, "-f", "html", "--model", tiny_model).exit_code == 0
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert 'href="a1.html"' in index and ">A/a1.webm<" in index and 'href="b1.html"' in index
+
+
 def test_index_never_overwrites_a_foreign_index_or_a_video_page(tmp_path):
     (tmp_path / "index.html").write_text("<p>the user's own page</p>", encoding="utf-8")
     from captioner.review import write_index

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CaptionerError, OutputError, os_reason
-from ..outputs import absolute, json_surrogates, make_folders, output_file, write_atomic
+from ..outputs import REPORT_NAME, absolute, json_surrogates, make_folders, output_file, write_atomic
 from .job import BatchJob, FileResult, Status, covering, signature_now
 from .plan import BatchPlan
 
@@ -158,5 +158,11 @@ def write_batch_index(plan: BatchPlan, results: Sequence[FileResult], roots: Seq
             shown = f"{root.name}/{shown}"
         page = next((Path(p) for p in r.outputs if str(p).endswith(".html")), None)
         entries.append(IndexEntry(shown.replace(os.sep, "/"), r.status.value, r.reason, page))
+    # another folder's videos batched into the same output folder before (the report's "earlier"): their pages are
+    # still here and were left out, as if the index covered only the last folder batched
+    for video, (_, made) in sorted(plan.earlier.get(Path(folder) / REPORT_NAME, {}).items()):
+        page = next((Path(m) for m in made if m.endswith(".html") and os.path.isfile(m)), None)
+        if page is not None:
+            entries.append(IndexEntry(f"{Path(video).parent.name}/{Path(video).name}", "skipped", "", page))
     names = [Path(plan.roots[i]).name or str(plan.roots[i]) for i in sorted(wanted)]
     return write_index(entries, Path(folder), f"{', '.join(names)} · captioned videos")
