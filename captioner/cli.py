@@ -872,8 +872,8 @@ def _run_batch(folders, output_dir, formats, recursive, overwrite, engine, worke
                  "(deleted or renamed); the outputs left are kept"
                  + (" and listed in the report (\"gone\")" if outcome.reports else ""))
         if outcome.renamed:
-            _say(f"note: {count_text(outcome.renamed, 'output')} renamed for a video of the same name beside "
-                 f"{'its video' if outcome.renamed == 1 else 'theirs'} (clip.srt -> clip.mp4.srt)")
+            _say(f"note: {count_text(outcome.renamed, 'output')} renamed: a video of the same name came or went "
+                 f"beside {'its video' if outcome.renamed == 1 else 'theirs'}, which keeps its captions (-v names them)")
         if outcome.repointed:
             _say(f"note: {count_text(outcome.repointed, 'JSON output')} now name{'s' * (outcome.repointed == 1)} "
                  f"where {'its video is' if outcome.repointed == 1 else 'their videos are'} (moved since captioned)")

@@ -463,14 +463,46 @@ def repoint_page(page: Path, video: Path) -> bool:
     src, name = _href(video, Path(page).parent), Path(video).name
     if v["src"] == src and v["name"] == name:
         return False
-    old_src, old_name = v["src"], v["name"]
     v["src"], v["name"] = src, name
+    return _rewrite_page(page, text, match, data)
+
+
+def restem_page(page: Path) -> bool:
+    """After ``batch`` renamed the review page ``page`` (clip.html -> clip.mp4.html: a video of the same name came
+    beside its video), its downloads take its new name (they were still saved as clip.srt, the name a player pairs
+    with the other video); whether the page was rewritten."""
+    try:
+        text = Path(page).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    match = _DATA_RE.search(text)
+    if not is_review_page(page) or not match:
+        return False
+    try:
+        data = parse_json(match.group(1))
+    except ValueError:
+        return False
+    v = data.get("video") if isinstance(data, dict) and isinstance(data.get("cues"), list) else None
+    stem = Path(page).name[: -len(".html")] if Path(page).name.endswith(".html") else Path(page).stem
+    if not isinstance(v, dict) or v.get("stem") == stem:
+        return False
+    v["stem"] = stem
+    return _rewrite_page(page, text, match, data)
+
+
+def _rewrite_page(page: Path, text: str, match: re.Match[str], data: dict[str, Any]) -> bool:
+    """Write ``page`` again with ``data`` (its data block found at ``match``) and the video's link, name and title
+    that data gives; its cues, thumbnails and script as they are."""
+    v = data["video"]
     head, tail = text[: match.start(1)], text[match.end(1):]
-    head = head.replace(f'src="{_e(old_src)}" aria-label="video {_e(old_name)}">',
-                        f'src="{_e(src)}" aria-label="video {_e(name)}">', 1)
-    head = head.replace(f"<title>{_e(old_name or 'video')} · captions</title>",
-                        f"<title>{_e(name or 'video')} · captions</title>", 1)
-    head = head.replace(f"<h1>{_e(old_name or 'video')}</h1>", f"<h1>{_e(name or 'video')}</h1>", 1)
+    # the tags as the page writes them, whatever they held (a name that is not UTF-8 was written with "?")
+    head = re.sub(r'<video id="video" controls preload="metadata" src="[^"]*" aria-label="video [^"]*">',
+                  lambda _: f'<video id="video" controls preload="metadata" src="{_e(v["src"])}" '
+                            f'aria-label="video {_e(v["name"] or "")}">', head, count=1)
+    head = re.sub(r"<title>[^<]*</title>", lambda _: f"<title>{_e(v['name'] or 'video')} · captions</title>", head,
+                  count=1)
+    head = re.sub(r'<div class="title"><h1>[^<]*</h1>', lambda _: f'<div class="title"><h1>{_e(v["name"] or "video")}</h1>',
+                  head, count=1)
     write_atomic(Path(os.path.realpath(page)), head + _json_for_html(data) + tail)
     return True
 

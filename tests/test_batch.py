@@ -734,6 +734,14 @@ def test_a_video_is_not_taken_for_another_whose_outputs_have_its_name(tmp_path, 
     assert batch(tmp_path / "day3", "-o", out, "--model", tiny_model, "-f", "srt,json", "-q").exit_code == 0
     assert batch(tmp_path / "day2", "-o", out, "--model", tiny_model, "-f", "srt,json", "-q").exit_code == 1
     assert ((out / "a.srt").read_bytes(), (out / "a.json").read_bytes()) == before
+    # a video with a record of its own whose output name comes back to the other's: day2's a.mp4 and a.mkv wrote
+    # a.mp4.* and a.mkv.*; a.mkv deleted, a.mp4's outputs are a.* again, and day1's were written over
+    make_video(tmp_path / "day2" / "a.mkv", [("blue", 1.0)], seed=3)
+    assert batch(tmp_path / "day2", "-o", out, "--model", tiny_model, "-f", "srt,json", "-q").exit_code == 0
+    (tmp_path / "day2" / "a.mkv").unlink()
+    result = batch(tmp_path / "day2", "-o", out, "--model", tiny_model, "-f", "srt,json")
+    assert result.exit_code == 1 and "its outputs would replace those of" in result.stderr
+    assert ((out / "a.srt").read_bytes(), (out / "a.json").read_bytes()) == before
     result = batch(tmp_path / "day2", "-o", out, "--model", tiny_model, "-f", "srt,json", "--overwrite")
     assert result.exit_code == 0 and read_output(out / "a.json")[0] == str(tmp_path / "day2" / "a.mp4")  # as asked
 
@@ -809,6 +817,10 @@ def test_of_a_folder_and_its_sub_folder_the_newer_report_is_believed(tmp_path, t
     (sub / "elsewhere").mkdir()
     os.mkfifo(sub / "elsewhere" / REPORT_NAME)
     assert batch(tmp_path / "archive", "--model", tiny_model, "-q").exit_code == 0  # a FIFO of that name: not read
+    (tmp_path / "archive" / REPORT_NAME).unlink()
+    os.mkfifo(tmp_path / "archive" / REPORT_NAME)  # the batch's own report: read as none (it waited for ever), replaced
+    assert batch(tmp_path / "archive", "--model", tiny_model, "-q").exit_code == 0
+    assert (tmp_path / "archive" / REPORT_NAME).is_file()
 
 
 def test_a_video_of_the_same_name_beside_renames_the_outputs_not_captions_again(tmp_path, tiny_model):
@@ -822,7 +834,7 @@ def test_a_video_of_the_same_name_beside_renames_the_outputs_not_captions_again(
     make_video(tree / "a.mkv", [("green", 2.0)], seed=1)
     result = batch(tree, "--model", tiny_model, "-f", "srt,json")
     assert result.exit_code == 0 and "1 captioned, 1 up to date" in result.stderr
-    assert "note: 2 outputs renamed for a video of the same name beside theirs" in result.stderr
+    assert "note: 2 outputs renamed: a video of the same name came or went beside theirs" in result.stderr
     assert ((tree / "a.mp4.srt").read_bytes(), (tree / "a.mp4.json").read_bytes()) == first
     assert not (tree / "a.srt").exists() and not (tree / "a.json").exists() and (tree / "a.mkv.srt").is_file()
     rows = by_name(read_report(tree / REPORT_NAME))

@@ -286,6 +286,44 @@ def test_the_index_keeps_the_pages_of_a_folder_batched_into_the_same_output_befo
     assert 'href="a1.html"' in index and ">A/a1.webm<" in index and 'href="b1.html"' in index
 
 
+def test_a_page_renamed_for_a_video_of_the_same_name_keeps_its_edits_and_downloads_under_its_name(
+        browser, tmp_path, tiny_model, isolate_cli):
+    """A page batch renamed (clip.html -> clip.webm.html: clip.mkv came beside clip.webm) saved its downloads as
+    clip.srt, the name a player pairs with clip.mkv, and counted its own edits as another page's."""
+    folder = tmp_path / "in"
+    webm(folder / "clip.webm", SHOTS_B)
+    args = ("-f", "html", "--model", tiny_model, "--threads", "1")
+    assert cli("batch", folder, *args).exit_code == 0
+    open_page(browser, folder / "clip.html")
+    browser.execute_script("var el = document.querySelectorAll('li.cue .text')[0]; el.focus(); el.textContent = 'mine';"
+                           "el.dispatchEvent(new Event('input', {bubbles: true})); el.blur();")
+    webm(folder / "clip.mkv", SHOTS_A)
+    assert "renamed" in cli("batch", folder, *args).stderr
+    assert read_page_data(folder / "clip.webm.html")["video"]["stem"] == "clip.webm"
+    open_page(browser, folder / "clip.webm.html", clear=False)
+    assert rows(browser)[0].find_element("css selector", ".text").text == "mine"
+    assert browser.find_element("id", "discard").is_enabled()
+    assert "another page" not in browser.find_element("id", "status").text
+
+
+def test_repointing_a_page_rewrites_its_video_tag_whatever_name_it_was_written_with(tmp_path):
+    """A video name that is not UTF-8 is written into the page as "?": the repoint looked for the name as it is and
+    changed the data only; the page still tried the old file."""
+    from captioner.outputs import write_atomic
+    from captioner.review import repoint_page
+
+    old, new = tmp_path / os.fsdecode(b"bad\xffname.webm"), tmp_path / "sub" / os.fsdecode(b"bad\xffname.mkv")
+    page = tmp_path / "out" / "page.html"
+    page.parent.mkdir()
+    write_atomic(page, format_html([Cue(0, 1, "a dog", 0.9)], {"video": {"path": str(old)}, "model": {}}, [],
+                                   page=page))
+    assert repoint_page(page, new)
+    text = page.read_text(encoding="utf-8")
+    assert 'src="../sub/bad%FFname.mkv"' in text and "webm" not in text.split('id="captioner-data"')[0]
+    assert read_page_data(page)["video"]["src"] == "../sub/bad%FFname.mkv"
+    assert not repoint_page(page, new)  # there already
+
+
 def test_index_never_overwrites_a_foreign_index_or_a_video_page(tmp_path):
     (tmp_path / "index.html").write_text("<p>the user's own page</p>", encoding="utf-8")
     from captioner.review import write_index

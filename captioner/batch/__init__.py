@@ -150,6 +150,10 @@ def _rename(moves: list[tuple[Path, Path]]) -> int:
                 raise FileExistsError(17, "a file of the new name is there")
             os.rename(old, new)
             done += 1
+            if new.name.endswith(".html"):  # its downloads are named for it
+                from ..review import restem_page
+
+                restem_page(new)
             log.info("%s: renamed %s (a video of the same name came beside its video)", new, old.name)
         except OSError as exc:
             log.warning("%s: cannot rename it %s: %s; its video is captioned on the next run", old, new.name,

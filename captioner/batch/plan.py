@@ -244,10 +244,12 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
                 previous = moved.get((i, video.relative_to(plan.roots[i]).as_posix()))
                 found_moved = previous is not None
         others_outputs = False  # the outputs there were made from another video (since deleted, or --overwrite)
-        if previous is None and made_from and (
-                owner := _made_from_another(video, base, plan.formats, made_from, bases)) is not None:
+        # also for a video with a record of its own: day2's a.mp4 and a.mkv wrote a.mp4.srt and a.mkv.srt into
+        # day1's -o; a.mkv deleted, a.mp4's outputs are a.srt again, day1's, which were written over
+        if made_from and (owner := _made_from_another(video, base, plan.formats, made_from, bases)) is not None \
+                and not (found_moved and owner[1] == previous):  # its own record, by its path before a move
             other, record = owner
-            if tuple(record[0]) == signature_now(video):  # that video renamed (a.mp4 -> a.mkv), or a copy of it
+            if previous is None and tuple(record[0]) == signature_now(video):  # it renamed (a.mp4 -> a.mkv), or a copy
                 previous, found_moved = record, True
             elif os.path.isfile(other) and not overwrite:
                 # ``batch day1 -o OUT`` then ``batch day2 -o OUT``: day2/a.mp4 was "up to date" with day1/a.mp4's
@@ -255,7 +257,8 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
                 plan.done.append(FileResult(
                     str(video), Status.FAILED, f"its outputs would replace those of {other}, captioned into the same "
                     "folder by an earlier batch; batch both folders in one run (each gets its own sub-folder) or "
-                    "give this one another output folder (--overwrite replaces them)", shown=shown, root=i))
+                    "give this one another output folder (--overwrite replaces them)", shown=shown, root=i
+                ).keeping(previous))
                 continue
             else:  # another video's (deleted, an older a.mkv in a.mp4's place; --overwrite): not this one's
                 others_outputs = True
@@ -440,6 +443,8 @@ def read_report(report: Path) -> PastReport:
     records: dict[str, Record] = {}
     earlier: dict[str, Record] = {}
     try:
+        if os.path.exists(report) and not os.path.isfile(report):  # a FIFO of that name: reading it waited for ever
+            raise ValueError(f"{report}: not a file")
         data = parse_json(Path(report).read_text(encoding="utf-8"))
         _add_records(data.get("earlier", []), earlier)
         _add_records(data["videos"], records)

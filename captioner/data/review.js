@@ -13,9 +13,10 @@
   // counted as stale on the whole video's page, and Discard there deleted them)
   var storageKey = "captioner.edits:" + (data.model.sha256 || data.model.name || "") + ":" + data.video.path +
     (data.video.captioned ? ":" + data.video.captioned.join("-") : "");
-  // this page, as the browser reached it: an edit records the page it was made on, so that another page of the same
-  // video (another -o folder, other options: the same key) neither counts it as stale nor discards it
-  var here = location.pathname;
+  // this page's folder, as the browser reached it: an edit records where it was made, so that a page of the same
+  // video in another folder (another -o, other options: the same key) neither counts it as stale nor discards it.
+  // The folder, not the file: batch renames a page beside its video (clip.html -> clip.mp4.html) and it stays itself
+  var here = location.pathname.replace(/[^\/]*$/, "");
   var active = -1;
   var hint = statusLine.textContent;  // the instruction the page was written with ("" on a page without cues)
   var onlyCheck = document.getElementById("only-check");
