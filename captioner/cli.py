@@ -69,6 +69,19 @@ class _StderrHandler(logging.StreamHandler):
     def stream(self, value) -> None:
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        # a progress bar on screen (run's per video): the line goes above it, not onto its end (tqdm clears and
+        # redraws it); the bar's own clear-up then no longer blanks the line below
+        bars = getattr(sys.modules.get("tqdm"), "tqdm", None)
+        if bars is not None and getattr(bars, "_instances", None):
+            try:
+                bars.write(self.format(record), file=sys.stderr)
+                return
+            except Exception:  # a stream gone: as any handler would
+                self.handleError(record)
+                return
+        super().emit(record)
+
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
     """Send the library's log to stderr; silence OpenCV's and FFmpeg's own output unless -vv.
@@ -279,7 +292,9 @@ def _fail(message: str) -> None:
 
 
 def _error_line(message: object) -> str:
-    return "error: " + " ".join(str(message).splitlines())
+    """One line: a file name's newline as ``\\n`` (a space named a file that was not there), as the other lines
+    show it."""
+    return "error: " + printable(str(message))
 
 
 class _Group(click.Group):
@@ -410,9 +425,14 @@ class _ClosedStdout:
 
 
 def _say(line: str) -> None:
-    """One line on stderr, if stderr can still be written (after SIGHUP the terminal is gone: EIO)."""
+    """One line on stderr, if stderr can still be written (after SIGHUP the terminal is gone: EIO); above a progress
+    bar on screen, not onto its end."""
     try:
-        click.echo(line, err=True)
+        bars = getattr(sys.modules.get("tqdm"), "tqdm", None)
+        if bars is not None and getattr(bars, "_instances", None):
+            bars.write(line, file=sys.stderr)
+        else:
+            click.echo(line, err=True)
     except OSError:
         pass
 

@@ -279,6 +279,10 @@ def load_image(path: str, size: int | None = None) -> np.ndarray:
             raise OutOfMemory(f"{path}: {PHOTO_OUT_OF_MEMORY}") from None
         if isinstance(exc, OSError):  # permission denied, deleted since the folder was listed
             raise CaptionerError(f"{path}: {os_reason(exc)}") from None
+        if isinstance(exc, cv2.error):  # a picture OpenCV refuses (over 2^30 pixels): that photo, not the run
+            big = "CV_IO_MAX_IMAGE_PIXELS" in str(exc)
+            raise CaptionerError(f"{path}: " + ("too large to decode (over 2^30 pixels)" if big
+                                                else "not a readable image (OpenCV cannot decode it)")) from None
         raise
 
 

@@ -652,7 +652,10 @@ class Captioner:
             batches.close()  # the reader thread stops (prefetch's own finally) before its generator is closed
             with contextlib.suppress(ValueError):  # a reader still busy after prefetch's wait ends on its own
                 source.close()
-        if not n_frames and start and stats.end_time and stats.end_time <= start:  # length unknown or wrong
+        # (length unknown or wrong) also with under a millisecond left after it, subtitles' precision: --start 11.9999 of
+        # a 12 s video wrote an empty y.12s-end.srt where --start 12 was refused
+        if start and stats.end_time and (stats.end_time <= start if not n_frames
+                                         else stats.finished and stats.end_time < start + 0.001 - 1e-9):
             raise CaptionerError(f"{info.path}: --start {seconds_text(start)} s is past the end of the video "
                                  f"({seconds_text(stats.end_time)} s)")
         if not n_frames and end is not None and stats.decoded:  # the picture begins later (sound first)

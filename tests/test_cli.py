@@ -759,3 +759,38 @@ def test_one_input_folder_that_cannot_take_its_report_leaves_the_others(tmp_path
     assert result.exit_code == 1
     assert (tmp_path / "B" / "captioner-report.json").is_file()
     assert f"error: cannot write the report: {tmp_path / 'A' / 'captioner-report.json'}: cannot write" in result.stderr
+
+
+def test_an_error_line_names_a_file_with_a_newline_as_the_other_lines_do(tmp_path, tiny_model) -> None:
+    """A failing "c<newline>d.mp4" was named "c d.mp4" (a file that is not there); a written one as "a\\nb.srt"."""
+    bad = tmp_path / "c\nd.mp4"
+    bad.write_bytes(b"not a video")
+    result = cli("run", bad, "-o", tmp_path / "o", "--model", tiny_model)
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {tmp_path}/c\\nd.mp4: not a video file or unsupported codec\n"
+
+
+def test_lines_said_while_a_progress_bar_shows_go_above_it(monkeypatch) -> None:
+    """run's per-video bar: a warning was written onto the end of the bar's line, and the bar's clear-up then
+    blanked the line below instead."""
+    import io
+    import logging
+
+    from tqdm import tqdm
+
+    import captioner.cli as cli_mod
+
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    cli_mod._setup_logging(0, False)
+    bar = tqdm(total=10, desc="clip.mp4", file=err, ncols=60, mininterval=0)
+    try:
+        bar.update(3)
+        logging.getLogger("captioner.video").warning("clip.mp4: decoding stopped early")
+        cli_mod._say("error: other.mp4: not a video file")
+    finally:
+        bar.close()
+    text = err.getvalue()
+    for line in ("warning: clip.mp4: decoding stopped early\n", "error: other.mp4: not a video file\n"):
+        at = text.index(line)
+        assert text[at - 1] == "\r", repr(text[max(0, at - 80): at + len(line)])  # the bar cleared first

@@ -91,6 +91,26 @@ def test_an_unreadable_file_on_the_command_line_does_not_refuse_the_others(tmp_p
     assert (tmp_path / "ok.srt").is_file()
 
 
+def test_a_photo_opencv_refuses_is_one_error_line_and_the_others_are_captioned(tmp_path, tiny_model,
+                                                                              monkeypatch) -> None:
+    """A PNG over 2^30 pixels (a 4.7 MB file: OpenCV's limit, checked before decoding) ended captioner image in a
+    cv2.error traceback, every photo of the run lost."""
+    photos = [_photo(tmp_path / "a.png"), _photo(tmp_path / "huge.png", "green"), _photo(tmp_path / "c.png", "blue")]
+    real = cv2.imdecode
+
+    def refuse(data, flags):
+        if bytes(data) == photos[1].read_bytes():
+            raise cv2.error("OpenCV(5.1.0) loadsave.cpp:80: error: (-215:Assertion failed) pixels <= "
+                            "CV_IO_MAX_IMAGE_PIXELS in function 'validateInputImageSize'")
+        return real(data, flags)
+
+    monkeypatch.setattr(encoder_mod.cv2, "imdecode", refuse)
+    result = cli("image", *photos, "--model", tiny_model, "--beam-size", "1")
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {photos[1]}: too large to decode (over 2^30 pixels)\n"
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(photos[0]), str(photos[2])]
+
+
 def test_a_photo_deleted_during_a_run_is_a_captioner_error(tmp_path) -> None:
     """A photo removed after the folder was listed ended the run in a FileNotFoundError traceback."""
     with pytest.raises(CaptionerError, match=r"gone\.jpg: no such file or directory$"):

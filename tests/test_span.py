@@ -94,6 +94,10 @@ def test_a_start_past_the_end_is_one_line(tmp_path, film, tiny_model) -> None:
     assert result.exit_code == 1
     assert result.stderr == f"error: {film}: --start 12 s is past the end of the video (12 s)\n"
     assert not (tmp_path / "out").exists()
+    # under a millisecond before it, subtitles' precision: an empty film.12s-end.srt was written, exit 0
+    result = cli("run", film, "-o", tmp_path / "out", "--model", tiny_model, "--start", "11.9999")
+    assert result.exit_code == 1 and "is past the end of the video (12 s)" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_end_before_the_start_is_bad_usage(tmp_path, film, tiny_model) -> None:
