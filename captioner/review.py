@@ -446,20 +446,10 @@ def repoint_page(page: Path, video: Path) -> bool:
     place and could not play ("tried ../old/a.mp4 and a.mp4 from this page's folder"), and the index listed a.mkv
     under a page titled a.mp4. Its link, the name it shows and its title change; ``video.path``, the key its stored
     edits are kept under, does not (they stay with the page). A page that is not captioner's is left alone."""
-    try:
-        text = Path(page).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+    read = _read_page(page)
+    if read is None or not isinstance(read[2].get("src"), str) or not isinstance(read[2].get("name"), str):
         return False
-    match = _DATA_RE.search(text)
-    if not is_review_page(page) or not match:
-        return False
-    try:
-        data = parse_json(match.group(1))
-    except ValueError:
-        return False
-    v = data.get("video") if isinstance(data, dict) and isinstance(data.get("cues"), list) else None
-    if not isinstance(v, dict) or not isinstance(v.get("src"), str) or not isinstance(v.get("name"), str):
-        return False
+    text, match, v, data = read
     src, name = _href(video, Path(page).parent), Path(video).name
     if v["src"] == src and v["name"] == name:
         return False
@@ -471,23 +461,31 @@ def restem_page(page: Path) -> bool:
     """After ``batch`` renamed the review page ``page`` (clip.html -> clip.mp4.html: a video of the same name came
     beside its video), its downloads take its new name (they were still saved as clip.srt, the name a player pairs
     with the other video); whether the page was rewritten."""
+    read = _read_page(page)
+    stem = Path(page).name[: -len(".html")] if Path(page).name.endswith(".html") else Path(page).stem
+    if read is None or read[2].get("stem") == stem:
+        return False
+    text, match, v, data = read
+    v["stem"] = stem
+    return _rewrite_page(page, text, match, data)
+
+
+def _read_page(page: Path) -> tuple[str, re.Match[str], dict[str, Any], dict[str, Any]] | None:
+    """A review page captioner wrote: (its text, its data block's match, the data's ``video``, the data); None for
+    any other file, or one that cannot be read."""
     try:
         text = Path(page).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
-        return False
+        return None
     match = _DATA_RE.search(text)
     if not is_review_page(page) or not match:
-        return False
+        return None
     try:
         data = parse_json(match.group(1))
     except ValueError:
-        return False
+        return None
     v = data.get("video") if isinstance(data, dict) and isinstance(data.get("cues"), list) else None
-    stem = Path(page).name[: -len(".html")] if Path(page).name.endswith(".html") else Path(page).stem
-    if not isinstance(v, dict) or v.get("stem") == stem:
-        return False
-    v["stem"] = stem
-    return _rewrite_page(page, text, match, data)
+    return (text, match, v, data) if isinstance(v, dict) else None
 
 
 def _rewrite_page(page: Path, text: str, match: re.Match[str], data: dict[str, Any]) -> bool:
