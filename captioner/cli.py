@@ -46,7 +46,7 @@ class _CliFormatter(logging.Formatter):
     """``warning: <message>``: lower-case level names, like the ``error: <path>: <reason>`` lines."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        return f"{record.levelname.lower()}: {record.getMessage()}"
+        return f"{record.levelname.lower()}: {printable(record.getMessage())}"  # a name's newline as \\n
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -872,7 +872,7 @@ def _run_batch(folders, output_dir, formats, recursive, overwrite, engine, worke
 
     def on_result(r: FileResult) -> None:
         if r.status is Status.FAILED:
-            tqdm.write("error: " + " ".join(f"{r.shown}: {r.reason}".split()), file=sys.stderr)
+            _say(_error_line(f"{r.shown}: {r.reason}"))  # the name as run shows it (its spaces, a newline as \\n)
         bar.update(1)
 
     # a report that cannot be written is logged as an error line by run_batch

@@ -654,10 +654,13 @@ class Captioner:
                 source.close()
         # (length unknown or wrong) also with under a millisecond left after it, subtitles' precision: --start 11.9999 of
         # a 12 s video wrote an empty y.12s-end.srt where --start 12 was refused
-        if start and stats.end_time and (stats.end_time <= start if not n_frames
-                                         else stats.finished and stats.end_time < start + 0.001 - 1e-9):
+        if start and stats.end_time and not n_frames and stats.end_time <= start:
             raise CaptionerError(f"{info.path}: --start {seconds_text(start)} s is past the end of the video "
                                  f"({seconds_text(stats.end_time)} s)")
+        if start and stats.end_time and n_frames and stats.finished and stats.end_time < start + 0.001 - 1e-9:
+            # said with the digits given: rounded to the millisecond, "--start 3.999 s is past the end" read wrong
+            raise CaptionerError(f"{info.path}: --start {start:.9g} s leaves less than a millisecond of the video "
+                                 f"(it ends at {seconds_text(stats.end_time)} s)")
         if not n_frames and end is not None and stats.decoded:  # the picture begins later (sound first)
             raise CaptionerError(f"{info.path}: the picture begins after --end {seconds_text(end)} s")
         if not n_frames:

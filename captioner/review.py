@@ -532,6 +532,8 @@ def _archive_index(path: Path) -> bool:
 
 def is_review_page(path: Path) -> bool:
     """Whether ``path`` is a page captioner wrote (its generator tag), which a new one may replace."""
+    if not os.path.isfile(path):  # a FIFO named index.html: reading it waited for a writer for ever
+        return False
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             head = handle.read(2048)

@@ -851,6 +851,42 @@ def test_a_video_of_the_same_name_beside_renames_the_outputs_not_captions_again(
     assert result.exit_code == 0 and "2 captioned" in result.stderr and "renamed" not in result.stderr
 
 
+def test_a_failed_videos_line_names_it_as_it_is_once(tmp_path, tiny_model):
+    """"holiday  2019.mp4" (two spaces) failed as "error: d/holiday 2019.mp4: /abs/d/holiday 2019.mp4: not a video
+    ...": a file that is not there, twice (the reason kept its path once the spaces were evened out)."""
+    tree = tmp_path / "d"
+    tree.mkdir()
+    for name in ("holiday  2019.mp4", "x\ny.mp4"):
+        (tree / name).write_bytes(b"junk")
+    result = batch(tree, "--model", tiny_model)
+    errors = sorted(line for line in result.stderr.splitlines() if line.startswith("error:"))
+    assert errors == [f"error: {tree}/holiday  2019.mp4: not a video file or unsupported codec",
+                      f"error: {tree}/x\\ny.mp4: not a video file or unsupported codec"]
+    reasons = {r["reason"] for r in read_report(tree / REPORT_NAME)["videos"]}
+    assert reasons == {"not a video file or unsupported codec"}
+
+
+def test_a_moved_archive_whose_video_got_a_same_name_sibling_has_its_renamed_json_repointed(tmp_path, tiny_model):
+    """The archive moved and clip.mkv came beside clip.mp4 in one step: the renamed clip.mp4.json kept the old path
+    for good (search answered with a file that is not there)."""
+    make_video(tmp_path / "t1" / "d" / "clip.mp4", [("red", 1.0)], seed=0)
+    batch(tmp_path / "t1" / "d", "-o", tmp_path / "t1" / "out", "--model", tiny_model, "-f", "json,srt", "-q")
+    moved = (tmp_path / "t1").rename(tmp_path / "t2")
+    make_video(moved / "d" / "clip.mkv", [("green", 1.0)], seed=1)
+    result = batch(moved / "d", "-o", moved / "out", "--model", tiny_model, "-f", "json,srt")
+    assert result.exit_code == 0 and "renamed" in result.stderr and "now names where its video is" in result.stderr
+    assert read_output(moved / "out" / "clip.mp4.json")[0] == str(moved / "d" / "clip.mp4")
+
+
+def test_a_fifo_named_like_the_index_does_not_hang_the_batch(tmp_path, tiny_model):
+    """A FIFO named index.html in the output folder: the batch waited for a writer for ever (SIGTERM held off too)."""
+    make_video(tmp_path / "d" / "a.mp4", [("red", 1.0)], seed=0)
+    (tmp_path / "out").mkdir()
+    os.mkfifo(tmp_path / "out" / "index.html")
+    result = batch(tmp_path / "d", "-o", tmp_path / "out", "--model", tiny_model, "-f", "srt,html")
+    assert result.exit_code == 0 and (tmp_path / "out" / "captioner-index.html").is_file()
+
+
 def test_a_folder_given_twice_through_a_link_is_captioned_once(tmp_path, tiny_model):
     """``batch s1 s1-link`` captioned each video twice, the second root's report written over the first's; a
     sub-folder reached through a link (``batch s1 s1-link/sub``) the same."""

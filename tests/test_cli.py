@@ -791,6 +791,8 @@ def test_lines_said_while_a_progress_bar_shows_go_above_it(monkeypatch) -> None:
     finally:
         bar.close()
     text = err.getvalue()
+    logging.getLogger("captioner.video").warning("%s: a name with a newline", "x\ny.mp4")
+    assert "warning: x\\ny.mp4: a name with a newline\n" in err.getvalue()  # one line, the name as the others show it
     for line in ("warning: clip.mp4: decoding stopped early\n", "error: other.mp4: not a video file\n"):
         at = text.index(line)
         assert text[at - 1] == "\r", repr(text[max(0, at - 80): at + len(line)])  # the bar cleared first

@@ -154,7 +154,7 @@ def _rename(moves: list[tuple[Path, Path]]) -> int:
                 from ..review import restem_page
 
                 restem_page(new)
-            log.info("%s: renamed %s (a video of the same name came beside its video)", new, old.name)
+            log.info("%s: renamed from %s (a video of the same name came or went beside its video)", new, old.name)
         except OSError as exc:
             log.warning("%s: cannot rename it %s: %s; its video is captioned on the next run", old, new.name,
                         exc.strerror or exc)

@@ -131,11 +131,10 @@ def failure_reason(exc: BaseException, video: Path) -> str:
     if out_of_memory(exc):  # not the video's fault: a reason that says what to do
         return OUT_OF_MEMORY
     text = str(exc) if isinstance(exc, CaptionerError) else f"{type(exc).__name__}: {exc}"
-    text = " ".join(text.split()) or type(exc).__name__
     prefix = f"{video}: "
-    if text.startswith(prefix):
+    if text.startswith(prefix):  # before the spaces are evened out: "holiday  2019.mp4" kept its path, twice shown
         text = text[len(prefix):]
-    return elided(text, REASON_MAX)
+    return elided(" ".join(text.split()) or type(exc).__name__, REASON_MAX)
 
 
 def run_job(captioner: "Captioner", job: BatchJob, config: CaptionConfig) -> FileResult:

@@ -298,6 +298,8 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
             plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date (renamed)", outputs=wanted,
                                         shown=shown, root=i, source=previous[0],
                                         covers=tuple(new_names.get(m, m) for m in previous[1])))
+            if found_moved:  # the archive moved too: the renamed JSON and page name where the video is now
+                plan.repoint.append((output_file(base, "json"), video))
             continue
         problem = problem or output_problem(base, plan.formats)
         if problem:
