@@ -887,6 +887,20 @@ def test_a_fifo_named_like_the_index_does_not_hang_the_batch(tmp_path, tiny_mode
     assert result.exit_code == 0 and (tmp_path / "out" / "captioner-index.html").is_file()
 
 
+def test_an_output_folder_moved_alone_keeps_its_videos_up_to_date(tmp_path, tiny_model):
+    """mv OUT OUT2 (the videos left where they are): every video was captioned again, the report's records naming
+    outputs in OUT, and one corrected by hand then failed on every run ("exists and captioner did not write it")."""
+    make_video(tmp_path / "d" / "x.mp4", [("red", 1.0)], seed=0)
+    make_video(tmp_path / "d" / "y.mp4", [("green", 1.0)], seed=1)
+    batch(tmp_path / "d", "-o", tmp_path / "out", "--model", tiny_model, "-f", "srt,json", "-q")
+    moved = (tmp_path / "out").rename(tmp_path / "out2")
+    text = (moved / "x.srt").read_text(encoding="utf-8")
+    (moved / "x.srt").write_text(text.rstrip("\n") + " Corrected By Hand\n", encoding="utf-8")
+    result = batch(tmp_path / "d", "-o", moved, "--model", tiny_model, "-f", "srt,json")
+    assert result.exit_code == 0 and "0 captioned, 2 up to date" in result.stderr, result.stderr
+    assert "Corrected By Hand" in (moved / "x.srt").read_text(encoding="utf-8")
+
+
 def test_a_folder_given_twice_through_a_link_is_captioned_once(tmp_path, tiny_model):
     """``batch s1 s1-link`` captioned each video twice, the second root's report written over the first's; a
     sub-folder reached through a link (``batch s1 s1-link/sub``) the same."""

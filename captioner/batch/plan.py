@@ -207,7 +207,8 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
                for path, covered in plan.report_paths_abs()]
     # the reports' rows, over the records they carried of another input folder's videos (``BatchPlan.earlier``)
     recorded = {video: record for report, _, _ in reports for video, record in report.earlier.items()}
-    recorded.update((video, record) for report, _, _ in reports for video, record in report.records.items())
+    recorded.update((video, _outputs_now(report, record)) for report, _, _ in reports
+                    for video, record in report.records.items())
     # a batch of a sub-folder before (``batch archive/2023``, then ``batch archive``): its report's records too, where
     # this batch's own reports say nothing of a video (a video replaced there by an older file kept its captions)
     read = {path for path, _ in plan.report_paths_abs()}
@@ -407,6 +408,15 @@ def _renamed_outputs(video: Path, base: Path, formats: Sequence[str], previous: 
             return []
         moves.append((old, new))
     return moves
+
+
+def _outputs_now(report: PastReport, record: Record) -> Record:
+    """``record`` with its outputs where they are now: moved as ``report`` was, where its output folder moved
+    (``mv OUT OUT2``, the videos left in place: every video was captioned again, and one corrected by hand then
+    failed on every run)."""
+    if report.before is None or report.before == report.path.parent or not report.records:
+        return record
+    return record[0], _moved(record[1], report.before, report.path.parent)
 
 
 def _mtime(path: Path) -> int:
