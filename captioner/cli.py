@@ -70,10 +70,9 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
     def emit(self, record: logging.LogRecord) -> None:
-        # a progress bar on screen (run's per video): the line goes above it, not onto its end (tqdm clears and
-        # redraws it); the bar's own clear-up then no longer blanks the line below
-        bars = getattr(sys.modules.get("tqdm"), "tqdm", None)
-        if bars is not None and getattr(bars, "_instances", None):
+        # a progress bar on screen (run's per video): the line goes above it, not onto its end
+        bars = _bars_on_screen()
+        if bars is not None:
             try:
                 bars.write(self.format(record), file=sys.stderr)
                 return
@@ -424,12 +423,20 @@ class _ClosedStdout:
         return False
 
 
+def _bars_on_screen() -> Any:
+    """tqdm's class while one of its bars is open, else None: a line then goes through ``tqdm.write``, which clears
+    the bars, writes it and draws them again below (written straight to stderr it landed on the end of the bar's
+    line, and the bar's clear-up blanked the line below). tqdm not imported yet: no bar."""
+    bars = getattr(sys.modules.get("tqdm"), "tqdm", None)
+    return bars if bars is not None and getattr(bars, "_instances", None) else None
+
+
 def _say(line: str) -> None:
     """One line on stderr, if stderr can still be written (after SIGHUP the terminal is gone: EIO); above a progress
     bar on screen, not onto its end."""
     try:
-        bars = getattr(sys.modules.get("tqdm"), "tqdm", None)
-        if bars is not None and getattr(bars, "_instances", None):
+        bars = _bars_on_screen()
+        if bars is not None:
             bars.write(line, file=sys.stderr)
         else:
             click.echo(line, err=True)

@@ -53,6 +53,7 @@ from .config import SearchConfig
 from .errors import CANNOT_LIST, CaptionerError, OutputError, cannot_list, path_list, printable
 from .outputs import count_text, walk
 from .progress import Progress, ProgressCallback
+from .review import RESULTS_GENERATOR
 from .vse import decode_vector, quantize
 
 log = logging.getLogger(__name__)
@@ -1021,8 +1022,6 @@ td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}</style><
 """
 
 
-#: Marks a results page, so that ``--html`` replaces its own pages and nothing else.
-RESULTS_GENERATOR = "captioner search"
 
 
 def _results_head(head: bytes) -> bool:

@@ -57,6 +57,9 @@ _DATA = Path(__file__).parent / "data"
 
 #: Marks every page this module writes (the index only overwrites such files).
 GENERATOR = "captioner"
+#: Marks a results page of ``captioner search --html`` (``find.py`` writes them), so that it is taken for no review page
+#: and ``--html`` replaces its own pages and nothing else.
+RESULTS_GENERATOR = f"{GENERATOR} search"
 
 #: The status line's instruction (review.js keeps the text it finds there and writes it back).
 HINT = ("Click a caption, or press Enter or Space on it, to play from there; click or Tab to its text to edit it "
@@ -240,6 +243,19 @@ def page_data(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seque
     }
 
 
+def _video_tag(v: Mapping[str, Any]) -> str:
+    """The page's ``<video>`` tag for its data's ``video`` (``format_html``; ``_rewrite_page`` writes it again)."""
+    return f'<video id="video" controls preload="metadata" src="{_e(v["src"])}" aria-label="video {_e(v["name"] or "")}">'
+
+
+def _page_title(v: Mapping[str, Any]) -> str:
+    return f"{v['name'] or 'video'} · captions"
+
+
+def _heading(v: Mapping[str, Any]) -> str:
+    return _e(v["name"] or "video")
+
+
 def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Sequence[Snapshot] = (), *,
                 output: OutputConfig = OutputConfig(), review: ReviewConfig = ReviewConfig(),
                 page: Path = Path("video.html")) -> str:
@@ -293,7 +309,7 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
     filter_box = (f'<label class="filter"><input type="checkbox" id="only-check"> show only the {len(low)} '
                   f'cue{"s" * (len(low) != 1)} to check</label>\n' if low else "")
     body = f"""<header class="bar">
-<div class="title"><h1>{_e(v['name'] or 'video')}</h1>
+<div class="title"><h1>{_heading(v)}</h1>
 <p class="facts">{' · '.join(_e(f) for f in facts)} · <span class="model">{_e(model_text)}</span></p></div>
 <div class="actions">
 <button type="button" id="dl-srt">Download .srt</button>
@@ -303,7 +319,7 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
 </header>
 <main class="review">
 <section class="player">
-<video id="video" controls preload="metadata" src="{_e(v['src'])}" aria-label="video {_e(v['name'] or '')}">
+{_video_tag(v)}
 <track kind="captions" srclang="en" label="Captions" default src="{_e(track)}">
 </video>
 <p id="video-error" class="notice" hidden></p>
@@ -322,7 +338,7 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
 </ol>
 </section>
 </main>"""
-    return _page(f"{v['name'] or 'video'} · captions", body, data, _asset("review.css"),
+    return _page(_page_title(v), body, data, _asset("review.css"),
                  _asset("bar.js") + _asset("review.js"))
 
 
@@ -471,21 +487,32 @@ def restem_page(page: Path) -> bool:
 
 
 def _read_page(page: Path) -> tuple[str, re.Match[str], dict[str, Any], dict[str, Any]] | None:
-    """A review page captioner wrote: (its text, its data block's match, the data's ``video``, the data); None for
-    any other file, or one that cannot be read."""
+    """A video's review page captioner wrote: (its text, its data block's match, the data's ``video``, the data);
+    None for any other file (an archive index included), or one that cannot be read."""
+    read = _own_page(page)
+    if read is None:
+        return None
+    text, match, data = read
+    v = data.get("video") if isinstance(data.get("cues"), list) else None
+    return (text, match, v, data) if isinstance(v, dict) else None
+
+
+def _own_page(page: Path, errors: str = "strict") -> tuple[str, re.Match[str], dict[str, Any]] | None:
+    """A page captioner wrote, read once: (its text, its data block's match, the data, a dict); None otherwise."""
+    if not os.path.isfile(page):  # a FIFO of that name: reading it waited for a writer for ever
+        return None
     try:
-        text = Path(page).read_text(encoding="utf-8")
+        text = Path(page).read_text(encoding="utf-8", errors=errors)
     except (OSError, UnicodeDecodeError):
         return None
     match = _DATA_RE.search(text)
-    if not is_review_page(page) or not match:
+    if not _ours(text[:2048]) or not match:
         return None
     try:
         data = parse_json(match.group(1))
     except ValueError:
         return None
-    v = data.get("video") if isinstance(data, dict) and isinstance(data.get("cues"), list) else None
-    return (text, match, v, data) if isinstance(v, dict) else None
+    return (text, match, data) if isinstance(data, dict) else None
 
 
 def _rewrite_page(page: Path, text: str, match: re.Match[str], data: dict[str, Any]) -> bool:
@@ -495,12 +522,10 @@ def _rewrite_page(page: Path, text: str, match: re.Match[str], data: dict[str, A
     head, tail = text[: match.start(1)], text[match.end(1):]
     # the tags as the page writes them, whatever they held (a name that is not UTF-8 was written with "?")
     head = re.sub(r'<video id="video" controls preload="metadata" src="[^"]*" aria-label="video [^"]*">',
-                  lambda _: f'<video id="video" controls preload="metadata" src="{_e(v["src"])}" '
-                            f'aria-label="video {_e(v["name"] or "")}">', head, count=1)
-    head = re.sub(r"<title>[^<]*</title>", lambda _: f"<title>{_e(v['name'] or 'video')} · captions</title>", head,
+                  lambda _: _video_tag(v), head, count=1)
+    head = re.sub(r"<title>[^<]*</title>", lambda _: f"<title>{_e(_page_title(v))}</title>", head, count=1)
+    head = re.sub(r'<div class="title"><h1>[^<]*</h1>', lambda _: f'<div class="title"><h1>{_heading(v)}</h1>', head,
                   count=1)
-    head = re.sub(r'<div class="title"><h1>[^<]*</h1>', lambda _: f'<div class="title"><h1>{_e(v["name"] or "video")}</h1>',
-                  head, count=1)
     write_atomic(Path(os.path.realpath(page)), head + _json_for_html(data) + tail)
     return True
 
@@ -520,14 +545,8 @@ def index_path(root: Path, pages: Sequence[Path]) -> Path:
 
 def _archive_index(path: Path) -> bool:
     """Whether ``path`` is an archive index captioner wrote (its data lists ``videos``; a video's page lists cues)."""
-    if not is_review_page(path):
-        return False
-    try:
-        match = _DATA_RE.search(path.read_text(encoding="utf-8", errors="replace"))
-        data = parse_json(match.group(1)) if match else None
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and isinstance(data.get("videos"), list) and "cues" not in data
+    read = _own_page(path, errors="replace")
+    return read is not None and isinstance(read[2].get("videos"), list) and "cues" not in read[2]
 
 
 def is_review_page(path: Path) -> bool:
@@ -536,12 +555,16 @@ def is_review_page(path: Path) -> bool:
         return False
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
-            head = handle.read(2048)
+            return _ours(handle.read(2048))
     except OSError:
         return False
-    # a search results page (``captioner search --html``) is marked "captioner search": no review page
+
+
+def _ours(head: str) -> bool:
+    """Whether a page's first 2,048 characters carry captioner's generator tag: a review page or an archive index;
+    a search results page (``captioner search --html``, marked ``RESULTS_GENERATOR``) is neither."""
     return (f'<meta name="generator" content="{GENERATOR} ' in head
-            and f'<meta name="generator" content="{GENERATOR} search">' not in head)
+            and f'<meta name="generator" content="{RESULTS_GENERATOR}">' not in head)
 
 
 def write_index(entries: Sequence[IndexEntry], root: Path, title: str = "Captioned videos") -> Path:

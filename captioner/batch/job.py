@@ -90,12 +90,18 @@ class FileResult:
         row = {"path": self.video, "status": self.status.value, "reason": self.reason,
                "seconds": round(self.seconds, 3), "cues": self.cues, "outputs": list(self.outputs)}
         if self.source:
-            row["source"] = {"size": self.source[0], "mtime_ns": self.source[1], "outputs": list(self.covers)}
+            row["source"] = source_row((self.source, self.covers))
         return row
 
     def keeping(self, previous: Record | None) -> FileResult:
         """This failed or pending result with the record of the outputs the video still has."""
         return replace(self, source=previous[0], covers=previous[1]) if previous else self
+
+
+def source_row(record: Record) -> dict[str, Any]:
+    """A record as a report writes it (a row's ``"source"``; ``plan.read_report`` reads it back)."""
+    (size, mtime_ns), made = record
+    return {"size": size, "mtime_ns": mtime_ns, "outputs": list(made)}
 
 
 #: Called once per video as its result comes in.

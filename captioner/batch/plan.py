@@ -214,8 +214,6 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     read = {path for path, _ in plan.report_paths_abs()}
     stamps = {video: _mtime(report.path) for report, _, _ in reports for video in [*report.earlier, *report.records]}
     for path in (o for other in others for o in other if o.name == REPORT_NAME and o not in read):
-        if not os.path.isfile(path):  # a FIFO of that name: reading it waited for a writer for ever
-            continue
         stamp = _mtime(path)
         for video, record in read_report(path).records.items():
             if video not in recorded or stamp > stamps[video]:  # the newer report's word
@@ -396,10 +394,11 @@ def _renamed_outputs(video: Path, base: Path, formats: Sequence[str], previous: 
     if previous is None or tuple(previous[0]) != signature_now(video):
         return []
     moves: list[tuple[Path, Path]] = []
+    made = {os.path.realpath(m) for m in previous[1]}
     for fmt in formats:
         new = output_file(base, fmt)
         if os.path.lexists(new):
-            if os.path.realpath(new) in {os.path.realpath(m) for m in previous[1]}:
+            if os.path.realpath(new) in made:
                 continue  # this one is where it goes already
             return []
         old = next((Path(m) for m in previous[1] if Path(m).parent == base.parent and m.endswith(f".{fmt}")
@@ -414,7 +413,7 @@ def _outputs_now(report: PastReport, record: Record) -> Record:
     """``record`` with its outputs where they are now: moved as ``report`` was, where its output folder moved
     (``mv OUT OUT2``, the videos left in place: every video was captioned again, and one corrected by hand then
     failed on every run)."""
-    if report.before is None or report.before == report.path.parent or not report.records:
+    if report.before is None or report.before == report.path.parent:
         return record
     return record[0], _moved(record[1], report.before, report.path.parent)
 
@@ -435,13 +434,12 @@ def _made_from_another(video: Path, base: Path, formats: Sequence[str], made_fro
     OUT`` moves 2023's outputs to OUT/2023, and its record still listing OUT/a.srt refused archive/a.mp4 for ever."""
     for fmt in formats:
         owner = made_from.get(os.path.realpath(output_file(base, fmt)))
-        if owner is not None and owner[0] in bases and bases[owner[0]] != base:
+        if owner is None or owner[0] == str(video) or bases.get(owner[0], base) != base:
             continue
-        if owner is not None and owner[0] != str(video):
-            with contextlib.suppress(OSError):
-                if os.path.samefile(owner[0], video):  # the same file by another name (a linked folder)
-                    continue
-            return owner
+        with contextlib.suppress(OSError):
+            if os.path.samefile(owner[0], video):  # the same file by another name (a linked folder)
+                continue
+        return owner
     return None
 
 

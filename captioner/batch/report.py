@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import CaptionerError, OutputError, os_reason
 from ..outputs import REPORT_NAME, absolute, json_surrogates, make_folders, output_file, write_atomic
-from .job import BatchJob, FileResult, Status, covering, signature_now
+from .job import BatchJob, FileResult, Status, covering, signature_now, source_row
 from .plan import BatchPlan
 
 
@@ -83,8 +83,8 @@ def batch_report(plan: BatchPlan, results: Sequence[FileResult], roots: Sequence
         **({"gone": [{"path": video, "outputs": list(made)} for video, made in gone]} if gone else {}),
         # another input folder's videos batched into the same output folder before, with their outputs: whose those
         # outputs are (``BatchPlan.earlier``)
-        **({"earlier": [{"path": video, "source": {"size": source[0], "mtime_ns": source[1], "outputs": list(made)}}
-                        for video, (source, made) in sorted(earlier.items())]} if earlier else {}),
+        **({"earlier": [{"path": video, "source": source_row(record)} for video, record in sorted(earlier.items())]}
+           if earlier else {}),
     }
 
 
