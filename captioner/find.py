@@ -37,6 +37,7 @@ import io
 import json
 import logging
 import math
+import numbers
 import os
 import re
 import stat
@@ -921,8 +922,9 @@ class Searcher:
         if tokenizer is not None:
             check_words(query, tokenizer)
         n = self.config.results if n is None else n
-        if n < 1:
-            raise CaptionerError(f"the number of results must be at least 1, got {n}")
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            # 2.5 failed in NumPy's partition (TypeError), True was taken as 1
+            raise CaptionerError(f"the number of results must be a whole number of at least 1, got {n!r}")
         pool: list[tuple[float, int, int]] = []
         for k, (rows, s) in enumerate(zip(self._rows, self.scores(query))):
             if rows is not None:

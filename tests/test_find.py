@@ -153,6 +153,10 @@ def test_errors_for_bad_input(archive: Path, tmp_path: Path) -> None:
         with pytest.raises(CaptionerError, match="the query is empty"):
             s.search(invisible)
     assert s.search("?").hits and s.search("\U0001f436").hits  # punctuation and emoji are something to look for
+    for n in (0, 2.5, True, "3"):  # 2.5 failed in NumPy (TypeError), True was taken as 1
+        with pytest.raises(CaptionerError, match="number of results must be a whole number"):
+            s.search("cooking", n)
+    assert len(s.search("cooking", np.int64(2)).hits) == 2
     with pytest.raises(CaptionerError, match="no folders to search"):
         Searcher([], embedder=BagOfWords())
     (tmp_path / "empty").mkdir()
