@@ -627,17 +627,21 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
     from .batch.plan import find_files
     from .encoder import UNDECODED_PHOTO_EXTENSIONS, load_image
     from .find import json_text
-    from .outputs import too_long
+    from .outputs import count_text, too_long
     from .video import no_such_file
 
     files: list[Path] = []
     failed = 0
+    folders: list[Path] = []
+    left_out: list[Path] = []  # files under the folders without a photo's extension (said, as batch counts them)
     for p in paths:
         # os.path's tests, not Path's: on a path too long for the system Path's raised (a traceback). As batch
         # walks: hidden files and folders (macOS ._photo.jpg) left out, links to folders not followed
         if os.path.isdir(p):
+            folders.append(p)
             # HEIC photos too: each gets its error line and hint (left out, a folder of them was "no images found")
-            found, _, unlisted = find_files(p, extensions=IMAGE_EXTENSIONS + UNDECODED_PHOTO_EXTENSIONS)
+            found, other, unlisted = find_files(p, extensions=IMAGE_EXTENSIONS + UNDECODED_PHOTO_EXTENSIONS)
+            left_out.extend(other)
             for f in found:
                 if os.path.isfile(f):
                     files.append(f)
@@ -646,7 +650,9 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
                     os.stat(f)
                 except OSError as exc:
                     _fail(f"{printable(str(f))}: cannot read file ({os_reason(exc)})")
-                    failed += 1
+                else:  # a FIFO or a device named like a photo: as when it is named itself
+                    _fail(f"{printable(str(f))}: not a regular file")
+                failed += 1
             for folder, reason in unlisted:
                 _fail(f"{printable(str(folder))}: {reason}")
                 failed += 1
@@ -658,9 +664,13 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
         else:
             _fail(f"{p}: {too_long(p)}" if too_long(p) else no_such_file(p, "file or folder"))
             failed += 1
+    if left_out and not quiet:  # b.jpe, c.jp2: OpenCV reads them when named, a folder's walk takes extensions
+        named = ", ".join(printable(str(f)) for f in left_out[:3]) + (", ..." if len(left_out) > 3 else "")
+        _say(f"note: {count_text(len(left_out), 'file')} without a photo's extension left out ({named}); "
+             "name a file to caption it")
     if not files:
         if not failed:
-            _fail("no images found")
+            _fail("no images found" + (f" in {', '.join(printable(str(f)) for f in folders)}" if folders else ""))
         sys.exit(1)
     config = configure(model_dir=model_dir, beam_size=beam_size, int8=int8, style=style, photo_rerank_weight=rerank_weight,
                        photo_consensus_weight=consensus)

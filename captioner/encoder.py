@@ -273,7 +273,7 @@ def load_image(path: str, size: int | None = None) -> np.ndarray:
                 heif = Path(path).suffix.lower() in UNDECODED_PHOTO_EXTENSIONS  # iPhones' default: no decoder here
                 raise CaptionerError(f"{path}: not a readable image"
                                      + (" (HEIC is not supported: convert it to JPEG)" if heif else ""))
-            return cv2.cvtColor(_over_white(data, img), cv2.COLOR_BGR2RGB)
+            return cv2.cvtColor(_avif_turned(data, _over_white(data, img)), cv2.COLOR_BGR2RGB)
     except (OSError, MemoryError, cv2.error) as exc:
         if out_of_memory(exc):  # "a smaller --batch-size" cannot help one photo: it is decoded alone
             raise OutOfMemory(f"{path}: {PHOTO_OUT_OF_MEMORY}") from None
@@ -365,7 +365,10 @@ def _over_white(data: np.ndarray, img: np.ndarray) -> np.ndarray:
     kind = _alpha_kind(data)
     if kind is None:
         return img
-    full = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    # an animated GIF is decoded with alpha only where its last frame has a transparent colour: its first
+    # frame alone (the one ``img`` shows) keeps its own
+    first = _gif_first_frame(data.tobytes()) if data[:4].tobytes() == b"GIF8" else None
+    full = cv2.imdecode(np.frombuffer(first[0], np.uint8) if first else data, cv2.IMREAD_UNCHANGED)
     if full is None:
         return img
     key = _png_grey_key(data) if full.ndim == 2 else None  # OpenCV keeps no alpha for a grey PNG's tRNS key
@@ -420,19 +423,14 @@ def _alpha_kind(data: np.ndarray) -> str | None:
                 return "straight" if struct.unpack("<I", raw[21:25])[0] >> 28 & 1 else None
             return None  # lossy VP8 without a VP8X header has no alpha
         if raw[:4] == b"GIF8":
-            blob = data.tobytes()
-            at = blob.find(b"\x21\xf9\x04")
-            while at >= 0:  # a graphic control extension: its first byte's low bit says a colour is transparent
-                if at + 3 < len(blob) and blob[at + 3] & 1:
-                    return "straight"
-                at = blob.find(b"\x21\xf9\x04", at + 1)
-            return None
+            first = _gif_first_frame(data.tobytes())
+            return None if first is not None and not first[1] else "straight"
         if raw[:2] == b"BM":
             (bits,), (compression,) = struct.unpack("<H", raw[28:30]), struct.unpack("<I", raw[30:34])
             return "straight" if bits == 32 and compression in (3, 6) else None  # BI_BITFIELDS, BI_ALPHABITFIELDS
-        if raw[:4] in (b"II*\x00", b"MM\x00*"):
+        if raw[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # classic and BigTIFF
             return _tiff_alpha_kind(memoryview(data))
-        if raw[4:8] == b"ftyp" and raw[8:12] in (b"avif", b"avis"):
+        if _is_avif(raw):
             return "straight"  # its alpha is an auxiliary image, found deep in the boxes: the decode decides
     except (IndexError, struct.error):
         return "straight"
@@ -477,21 +475,149 @@ def _tiff_alpha_kind(blob: memoryview) -> str | None:
     import struct
 
     order = "<" if bytes(blob[:2]) == b"II" else ">"
-    (first,) = struct.unpack(order + "I", blob[4:8])
-    (count,) = struct.unpack(order + "H", blob[first:first + 2])
+    big = blob[2:4] in (b"+\x00", b"\x00+")  # BigTIFF: 8-byte offsets and counts, 20-byte entries
+    (first,) = struct.unpack(order + "Q", blob[8:16]) if big else struct.unpack(order + "I", blob[4:8])
+    (count,) = struct.unpack(order + ("Q" if big else "H"), blob[first:first + (8 if big else 2)])
+    head, size, entry = (8, 20, "HHQ8s") if big else (2, 12, "HHI4s")
     tags: dict[int, int] = {}
     for i in range(count):
-        tag, kind, _, value = struct.unpack(order + "HHI4s", blob[first + 2 + 12 * i:first + 14 + 12 * i])
+        at = first + head + size * i
+        tag, kind, _, value = struct.unpack(order + entry, blob[at:at + size])
         if kind == 3:  # SHORT: the first value sits in the first two bytes
             tags[tag] = struct.unpack(order + "H", value[:2])[0]
-        elif kind == 4:
-            tags[tag] = struct.unpack(order + "I", value)[0]
+        elif kind == 4:  # LONG
+            tags[tag] = struct.unpack(order + "I", value[:4])[0]
     samples, colour = tags.get(277, 1), _TIFF_COLOUR_SAMPLES.get(tags.get(262, -1))
     if colour is None:
         return "straight"  # a photometric this table does not know: the second decode decides
     if samples <= colour:
         return None
     return "premultiplied" if tags.get(338) in (1, 2) else "straight"
+
+
+def _gif_first_frame(blob: bytes) -> tuple[bytes, bool] | None:
+    """A GIF's first frame as a GIF of its own, and whether that frame has a transparent colour; None for a
+    file whose blocks cannot be followed to the end of its first image.
+
+    OpenCV decodes an animated GIF with alpha only where its *last* frame has a transparent colour: a logo
+    whose first frame is transparent and whose next one is opaque came back with black where it was
+    transparent. The first image and the control extension before it are all that frame is."""
+    if len(blob) < 13 or blob[:4] != b"GIF8":
+        return None
+    at, transparent = 13, False
+    if blob[10] & 0x80:  # a global colour table
+        at += 3 * (2 << (blob[10] & 7))
+    while at < len(blob):
+        if blob[at] == 0x21:  # an extension: its label, then data sub-blocks up to an empty one
+            if blob[at + 1:at + 3] == b"\xf9\x04" and at + 3 < len(blob):  # graphic control: of the next image
+                transparent = bool(blob[at + 3] & 1)
+            at += 2
+            while at < len(blob) and blob[at]:
+                at += blob[at] + 1
+            at += 1
+        elif blob[at] == 0x2C:  # the first image: descriptor, local colour table, LZW code size, sub-blocks
+            if at + 10 > len(blob):
+                return None
+            flags = blob[at + 9]
+            at += 10 + (3 * (2 << (flags & 7)) if flags & 0x80 else 0) + 1
+            while at < len(blob) and blob[at]:
+                at += blob[at] + 1
+            if at >= len(blob):
+                return None
+            return blob[:at + 1] + b"\x3b", transparent
+        else:
+            return None
+    return None
+
+
+def _is_avif(raw: bytes) -> bool:
+    """Whether a file's first bytes are an AVIF's ``ftyp`` box: "avif" or "avis" among its brands (the
+    major brand may be "mif1", AVIF then only in the compatible ones)."""
+    if raw[4:8] != b"ftyp":
+        return False
+    size = min(int.from_bytes(raw[:4], "big"), len(raw))
+    brands = [raw[i:i + 4] for i in range(8, size - 3, 4) if i != 12]  # the major brand, then after the version
+    return b"avif" in brands or b"avis" in brands
+
+
+def _boxes(blob: memoryview, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """ISO base media boxes between ``start`` and ``end``: (type, payload start, payload end)."""
+    at = start
+    while at + 8 <= end:
+        size, kind = int.from_bytes(blob[at:at + 4], "big"), bytes(blob[at + 4:at + 8])
+        head = 8
+        if size == 1 and at + 16 <= end:  # a 64-bit size follows the type
+            size, head = int.from_bytes(blob[at + 8:at + 16], "big"), 16
+        elif size == 0:  # to the end
+            size = end - at
+        if size < head or at + size > end:
+            return
+        yield kind, at + head, at + size
+        at += size
+
+
+def _avif_turns(data: np.ndarray) -> list[tuple[str, int]]:
+    """The rotation (``irot``: quarter turns anticlockwise) and mirror (``imir``: 0 exchanges top and bottom,
+    1 left and right; ISO/IEC 23008-12:2022) an AVIF's primary image is shown with, in the order they apply.
+
+    Phones and converters store a turned photo as it was taken plus these boxes, which browsers apply;
+    OpenCV's decoder does not (nor the EXIF orientation, which HEIF's boxes replace): a photo taken with the
+    phone held upright was captioned lying on its side."""
+    blob = memoryview(data)
+    meta = next(((a, b) for kind, a, b in _boxes(blob, 0, len(blob)) if kind == b"meta"), None)
+    if meta is None:
+        return []
+    children = {kind: (a, b) for kind, a, b in _boxes(blob, meta[0] + 4, meta[1])}  # meta is a full box
+    if b"pitm" not in children or b"iprp" not in children:
+        return []
+    a, _ = children[b"pitm"]
+    primary = int.from_bytes(blob[a + 4:a + 6], "big") if blob[a] == 0 else int.from_bytes(blob[a + 4:a + 8], "big")
+    props = {kind: (a, b) for kind, a, b in _boxes(blob, *children[b"iprp"])}
+    if b"ipco" not in props or b"ipma" not in props:
+        return []
+    listed = list(_boxes(blob, *props[b"ipco"]))  # properties are numbered from 1 in this order
+    a, b = props[b"ipma"]
+    version, flags = blob[a], int.from_bytes(blob[a + 1:a + 4], "big")
+    count, at = int.from_bytes(blob[a + 4:a + 8], "big"), a + 8
+    item_size, wide = (2 if version < 1 else 4), bool(flags & 1)
+    for _ in range(count):
+        if at + item_size + 1 > b:
+            return []
+        item, n = int.from_bytes(blob[at:at + item_size], "big"), blob[at + item_size]
+        at += item_size + 1
+        numbers = []
+        for _ in range(n):
+            if wide:
+                numbers.append(int.from_bytes(blob[at:at + 2], "big") & 0x7FFF)
+                at += 2
+            else:
+                numbers.append(blob[at] & 0x7F)
+                at += 1
+        if item != primary:
+            continue
+        turns = []
+        for k in numbers:
+            if 1 <= k <= len(listed) and listed[k - 1][0] in (b"irot", b"imir") and listed[k - 1][1] < listed[k - 1][2]:
+                kind, payload, _ = listed[k - 1]
+                turns.append(("irot" if kind == b"irot" else "imir", blob[payload] & (3 if kind == b"irot" else 1)))
+        return turns
+    return []
+
+
+def _avif_turned(data: np.ndarray, img: np.ndarray) -> np.ndarray:
+    """``img`` (an AVIF's pixels as stored) turned as its ``irot``/``imir`` boxes say; other files as they are."""
+    if not _is_avif(data[:64].tobytes()):
+        return img
+    try:
+        turns = _avif_turns(data)
+    except (IndexError, ValueError):  # boxes cut short: shown as stored, as before
+        return img
+    for kind, value in turns:
+        if kind == "irot":
+            img = np.rot90(img, value)  # anticlockwise, as irot counts
+        else:
+            img = img[::-1, :] if value == 0 else img[:, ::-1]  # 0: top and bottom exchanged, 1: left and right
+    return np.ascontiguousarray(img)
 
 
 def _as_shown(alpha: np.ndarray, data: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:

@@ -448,3 +448,86 @@ def test_caption_images_takes_any_iterable_of_images_or_a_stacked_batch_but_not_
     past = captioner.encoder.config.batch_size + 1  # an image of the second batch is counted from the first image
     with pytest.raises(ValueError, match=rf"^image {past}: expected an RGB picture"):
         captioner.caption_images([red] * past + [np.zeros((4, 4), np.uint8)])
+
+
+# ---------------------------------------------------------------- pictures shown otherwise than stored
+
+
+def _pillow_avif() -> object:
+    """Pillow with AVIF (it writes the rotation and mirror boxes, and reads them as browsers do), or a skip."""
+    image = pytest.importorskip("PIL.Image")
+    features = pytest.importorskip("PIL.features")
+    if not features.check("avif") or not cv2.imencode(".avif", np.zeros((8, 8, 3), np.uint8))[0]:
+        pytest.skip("no AVIF in this Pillow or OpenCV")
+    return image
+
+
+def test_an_avif_is_turned_and_mirrored_as_its_boxes_say(tmp_path) -> None:
+    """A phone's AVIF stores the picture as taken plus irot/imir boxes, which browsers apply; OpenCV does not,
+    and the photo was captioned lying on its side. All eight orientations against Pillow, which reads the boxes."""
+    image = _pillow_avif()
+    from PIL import ImageOps
+
+    rng = np.random.default_rng(3)
+    stored = image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1))
+    shown_by = {}
+    for orientation in range(1, 9):
+        exif = image.Exif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"o{orientation}.avif"
+        stored.save(path, exif=exif, quality=100)
+        want = np.asarray(ImageOps.exif_transpose(image.open(path)).convert("RGB")).astype(np.float64)
+        got = load_image(str(path)).astype(np.float64)
+        assert got.shape == want.shape and np.abs(got - want).mean() < 3, orientation
+        shown_by[orientation] = got
+    assert all(np.abs(shown_by[1] - shown_by[o]).mean() > 20 for o in (2, 3, 4))  # the turns are not alike
+
+
+def test_transparency_in_bigtiff_mif1_avif_and_an_animated_gif_is_seen_over_white(tmp_path) -> None:
+    """Black where transparent: a BigTIFF (its header unknown), an AVIF whose major brand is mif1 (AVIF only
+    among the compatible brands), and a GIF whose first frame is transparent but whose next one is opaque
+    (OpenCV then decodes without alpha)."""
+    image = pytest.importorskip("PIL.Image")
+    rgba = np.zeros((24, 32, 4), np.uint8)
+    rgba[6:18, 8:24] = (200, 30, 30, 255)  # an opaque red block on a transparent ground
+    logo = image.fromarray(rgba, "RGBA")
+    logo.save(tmp_path / "big.tif", big_tiff=True)
+    opaque = image.new("RGBA", (32, 24), (0, 0, 255, 255))
+    logo.save(tmp_path / "anim.gif", save_all=True, append_images=[opaque], duration=500, loop=0, disposal=2)
+    names = ["big.tif", "anim.gif"]
+    features = pytest.importorskip("PIL.features")
+    if features.check("avif"):
+        logo.save(tmp_path / "logo.avif", quality=100)
+        data = bytearray((tmp_path / "logo.avif").read_bytes())
+        assert data[8:12] == b"avif"
+        data[8:12] = b"mif1"
+        (tmp_path / "mif1.avif").write_bytes(bytes(data))
+        names.append("mif1.avif")
+    for name in names:
+        rgb = load_image(str(tmp_path / name))
+        assert (rgb[0, 0] == 255).all() and (rgb[23, 31] == 255).all(), name
+        assert np.abs(rgb[12, 16].astype(int) - (200, 30, 30)).max() <= 3, name
+
+
+def test_files_a_folder_walk_leaves_out_are_said(tmp_path, tiny_model) -> None:
+    """Photos named .jpe or .jp2 in a folder were left out without a word (batch counts what it ignores), a FIFO
+    named like a photo too (named itself: "not a regular file"), and an empty folder said only "no images
+    found"."""
+    album = tmp_path / "album"
+    album.mkdir()
+    first = _photo(album / "a.jpg")
+    (album / "b.jpe").write_bytes(first.read_bytes())
+    (album / "notes.txt").write_text("x", encoding="utf-8")
+    os.mkfifo(album / "pipe.jpg")
+    result = cli("image", album, "--model", tiny_model, "--beam-size", "1")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines() == [
+        f"error: {album / 'pipe.jpg'}: not a regular file",
+        f"note: 2 files without a photo's extension left out ({album / 'b.jpe'}, {album / 'notes.txt'}); "
+        "name a file to caption it"]
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(first)]
+    assert cli("image", album, "-q", "--model", tiny_model, "--beam-size", "1").stderr.splitlines() == [
+        f"error: {album / 'pipe.jpg'}: not a regular file"]
+    (tmp_path / "empty").mkdir()
+    result = cli("image", tmp_path / "empty", "--model", tiny_model)
+    assert result.exit_code == 1 and result.stderr.splitlines() == [f"error: no images found in {tmp_path / 'empty'}"]
