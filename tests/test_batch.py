@@ -1347,3 +1347,51 @@ def test_a_second_ctrl_c_while_the_report_is_written_still_leaves_the_report(tmp
         run_batch(plan, CaptionConfig())
     assert sorted(p.name for p in out.iterdir()) == ["a.srt", REPORT_NAME]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _cut_in_half(src: Path, dst: Path) -> Path:
+    """A recording cut off half-way: captioned, with a warning."""
+    data = src.read_bytes()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(data[: len(data) // 2])
+    return dst
+
+
+def test_what_workers_log_reaches_the_batch_process_logging(tmp_path, tiny_model):
+    """Worker processes wrote their log records to their own stderr: a program calling run_batch(workers=2) with
+    its logging sent to a file had the warnings on its terminal (the library never prints) and not in its log;
+    the CLI printed a name's newline raw, splitting the line; Ray's actors lost every warning (their stderr
+    reaches the driver only with -v), so a damaged video was captioned without the warning the README promises."""
+    make_video(tmp_path / "src.avi", [("red", 1.5), ("blue", 1.5)])
+    _cut_in_half(tmp_path / "src.avi", tmp_path / "vids" / "cut\noff.avi")
+    make_video(tmp_path / "vids" / "ok.mp4", [("green", 1.0)], seed=2)
+    script = tmp_path / "lib.py"
+    script.write_text(
+        "import logging\n"
+        "from pathlib import Path\n"
+        "if __name__ == '__main__':\n"
+        "    logging.basicConfig(filename='app.log', level=logging.WARNING)\n"
+        "    from captioner.batch import plan_batch, run_batch\n"
+        "    from captioner.config import configure\n"
+        "    plan = plan_batch([Path('vids')], Path('subs'), ['srt'])\n"
+        f"    out = run_batch(plan, configure(model_dir={str(tiny_model)!r}, beam_size=1), workers=2)\n"
+        "    print(sorted(r.status.value for r in out.results))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, script.name], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout == "['ok', 'ok']\n" and done.stderr == "", done.stderr
+    logged = (tmp_path / "app.log").read_text()
+    assert logged.startswith(f"WARNING:captioner.video:{tmp_path / 'vids' / 'cut'}\noff.avi: decoding stopped after ")
+    engines = [("--workers", "2")]
+    try:
+        import ray  # noqa: F401
+        engines.append(("--engine", "ray", "--workers", "2"))
+    except ImportError:
+        pass
+    for i, engine in enumerate(engines):
+        result = batch(tmp_path / "vids", "-o", tmp_path / f"out{i}", "--model", tiny_model, "--beam-size", "1",
+                       *engine)
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+        assert len(warnings) == 1, (engine, result.stderr)
+        assert warnings[0].startswith(f"warning: {tmp_path / 'vids' / 'cut'}\\noff.avi: decoding stopped after ")

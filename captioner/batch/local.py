@@ -54,6 +54,7 @@ def run_local(jobs: Sequence[BatchJob], config: CaptionConfig, *, workers: int =
     results: list[FileResult] = []
 
     def deliver(r: FileResult) -> None:
+        r = replay(r)  # a worker process's log lines, logged here before its result is told
         results.append(r)
         on_result(r)
 
@@ -143,19 +144,48 @@ def remove_marker(marker: Path | None) -> None:
 _worker_state: dict[str, Any] = {}
 
 
-class _WorkerFormatter(logging.Formatter):
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return f"{record.levelname.lower()}: {record.getMessage()}"
+class _Held(logging.Handler):
+    """What a worker process logs, held until it goes back to the batch process with a file's result."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[tuple[str, int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append((record.name, record.levelno, record.getMessage()))
+        except Exception:  # a record whose arguments do not format: logging's own report, as any handler
+            self.handleError(record)
+
+
+_HELD = _Held()
 
 
 def worker_logging(level: int) -> None:
-    """Log like the CLI (``warning: <message>`` on stderr) from a worker process."""
+    """Hold a worker process's log records for the batch process (``held``, then ``replay`` there).
+
+    Workers wrote their records to their own stderr: a library caller's logging setup never saw them
+    (a program logging to a file had warnings printed on its terminal, and the library never prints),
+    the CLI's formatter did not escape them (a file name's newline split the line), and Ray's actors,
+    whose stderr reaches the driver only with -v, lost every warning of a damaged video."""
     logger = logging.getLogger("captioner")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(_WorkerFormatter())
-        logger.addHandler(handler)
+    if _HELD not in logger.handlers:
+        logger.addHandler(_HELD)
+    logger.propagate = False  # a worker's root logger (Python's last resort, Ray's handlers) writes nothing
     logger.setLevel(level)
+
+
+def held(result: FileResult) -> FileResult:
+    """``result`` carrying what this worker process logged since its last result (starting, for its first)."""
+    lines, _HELD.lines = _HELD.lines, []
+    return replace(result, logged=tuple(lines)) if lines else result
+
+
+def replay(result: FileResult) -> FileResult:
+    """Log, in the batch process, what a worker logged for ``result``; the result without it."""
+    for name, level, message in result.logged:
+        logging.getLogger(name).log(level, "%s", message)
+    return replace(result, logged=()) if result.logged else result
 
 
 #: Seconds between a worker's checks that the process that started it is still alive.
@@ -261,7 +291,7 @@ def _init_pool_worker(config: CaptionConfig, log_level: int) -> None:
 def _pool_task(job: BatchJob) -> FileResult:
     if "error" in _worker_state:
         raise _worker_state["error"]
-    return run_job(_worker_state["captioner"], job, _worker_state["config"])
+    return held(run_job(_worker_state["captioner"], job, _worker_state["config"]))
 
 
 def _start_resource_tracker() -> None:

@@ -20,7 +20,7 @@ from ..config import CaptionConfig, usable_cpus
 from ..errors import CaptionerError, Terminated, elided, os_reason
 from ..native import native_stderr_captured
 from .job import BatchJob, FileResult, ResultCallback, absolute_model, crashed, run_job
-from .local import worker_logging
+from .local import held, replay, worker_logging
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class _CaptionActor:
         return self.error
 
     def caption(self, job: BatchJob) -> FileResult:
-        return run_job(self.captioner, job, self.config)
+        return held(run_job(self.captioner, job, self.config))
 
 
 def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | None = None,
@@ -275,7 +275,7 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
                 continue
             job, actor = inflight.pop(ref)
             try:
-                result = ray.get(ref)
+                result = replay(ray.get(ref))
                 idle.append(actor)
             except Exception as exc:  # the actor process died on this file: report it, replace the actor
                 result = crashed(job, type(exc).__name__)
