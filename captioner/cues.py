@@ -354,9 +354,23 @@ def _pages(text: str, max_line_width: int, max_line_count: int, max_chars: int) 
     Lines are wrapped at ``min(max_line_width, max_chars)``, as evenly as they can be and not ending on a weak
     word where another break will do (``balance_lines``, as within a cue: a page ending "... in a" before "library"
     came back at ``--max-line-count 1``), and grouped in order; a piece is re-wrapped by the writers into at most
-    ``max_line_count`` lines (a wider wrap never needs more lines).
+    ``max_line_count`` lines (a wider wrap never needs more lines); a word longer than a line stays whole on
+    one page, over the width.
     """
-    lines = wrap_pieces(text, min(max_line_width, max_chars), len(text) + 1, balance=True)
+    # a word longer than a line is a line of its own, whole: cut into pieces ("skateboard" / "ing down" at
+    # --max-line-width 10) it was split between cues, and the TXT and JSON kept the fragments (search missed it)
+    width = min(max_line_width, max_chars)
+    lines: list[tuple[str, bool]] = []
+    run: list[str] = []
+    for word in [*text.split(), ""]:
+        if word and len(word) <= width:
+            run.append(word)
+            continue
+        if run:
+            lines += wrap_pieces(" ".join(run), width, len(text) + 1, balance=True)
+            run = []
+        if word:
+            lines.append((word, False))
     pages: list[str] = []
     current: list[tuple[str, bool]] = []
     for line in lines:
@@ -645,7 +659,8 @@ def layout_cues(
         max_chars = max(1, min(max_chars, math.floor(min(cps * max_ms / 1000.0, 1e12) + 1e-6)))  # 1e308 cps: no inf
 
     def page_need(text: str) -> int:
-        return max(min_ms, math.ceil(len(text) * 1000.0 / cps - 1e-6) if cps else 0)
+        need = max(min_ms, math.ceil(len(text) * 1000.0 / cps - 1e-6) if cps else 0)
+        return min(need, max_ms) if max_ms else need  # a page over max_chars: a word longer than a cue can be read
 
     # [start ms, end ms, pieces, piece needs, confidence, start ms as given, end ms as given, number]
     caps = []
