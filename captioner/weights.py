@@ -44,6 +44,12 @@ class ModelInfo:
     photo_bank: dict[str, Any] = field(default_factory=dict)  # model.json "photo_bank" (caption_bank --photos); {} = none
 
 
+def same_digest(actual: str, expected: Any) -> bool:
+    """Whether a file's hex digest is the one a manifest names, in either case: Windows tools (Get-FileHash,
+    certutil) print digests in upper case, and a manifest edited with one was refused as a corrupt model."""
+    return isinstance(expected, str) and actual == expected.lower()
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -157,7 +163,7 @@ def load_tensors(folder: str | Path, name: str, entry: Mapping[str, Any], what: 
     if not isinstance(entry, Mapping):
         raise ModelError(f"{Path(folder) / 'model.json'}: its {what} entry is not an object")
     actual = sha256_file(path)
-    if actual != entry.get("sha256"):
+    if not same_digest(actual, entry.get("sha256")):
         raise ModelError(f"{path}: checksum mismatch (expected {str(entry.get('sha256'))[:12]}…, got {actual[:12]}…)")
     try:
         return {k: float32(v) for k, v in load_file(str(path)).items()}
@@ -267,7 +273,7 @@ def _checked(folder: str | Path) -> tuple[Path, dict[str, Any], str]:
     folder, manifest = complete_manifest(folder)
     tensor_path = folder / TENSORS
     actual = sha256_file(tensor_path)
-    if actual != manifest.get("sha256"):
+    if not same_digest(actual, manifest.get("sha256")):
         raise ModelError(
             f"{tensor_path}: checksum mismatch (expected {str(manifest.get('sha256'))[:12]}… for model "
             f"{manifest.get('name')!r}, got {actual[:12]}…); the file is corrupt or belongs to another model"

@@ -567,3 +567,32 @@ def test_float16_weights_load_with_an_opencv_that_cannot_convert_them(monkeypatc
     monkeypatch.setattr(cv2, "multiply", refuses)
     converted = float32(values)
     assert converted.dtype == np.float32 and np.array_equal(converted, expected)
+
+
+def test_a_manifest_s_checksums_may_be_in_upper_case(tmp_path, tiny_model):
+    """Windows tools (Get-FileHash, certutil) print SHA-256 digests in upper case: a model.json edited with one
+    was refused as 'checksum mismatch ... the file is corrupt'. Any other change to a digest still is."""
+    import json
+    import shutil
+
+    from captioner.config import CaptionConfig
+    from captioner.pipeline import Captioner
+
+    model = Path(shutil.copytree(tiny_model, tmp_path / "model"))
+    manifest = json.loads((model / "model.json").read_text())
+
+    def upper(node):
+        if isinstance(node, dict):
+            return {k: (v.upper() if k == "sha256" and isinstance(v, str) else upper(v)) for k, v in node.items()}
+        return [upper(v) for v in node] if isinstance(node, list) else node
+
+    shouted = upper(manifest)
+    assert json.dumps(shouted) != json.dumps(manifest)
+    (model / "model.json").write_text(json.dumps(shouted))
+    captioner = Captioner(replace(CaptionConfig(), model_dir=model, threads=1))
+    assert captioner.caption_features(np.zeros((49, 1280), np.float32)).text
+    assert captioner.model_info.sha256 == manifest["sha256"]  # outputs name the digest as computed
+    shouted["sha256"] = shouted["sha256"][:-1] + ("0" if shouted["sha256"][-1] != "0" else "1")
+    (model / "model.json").write_text(json.dumps(shouted))
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        load_model(model)
