@@ -534,7 +534,10 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
                           remove_empty, remove_stale_temp_files, replaces_input, seconds_text, stretch_label)
 
     if end is not None and end < start + 0.001 - 1e-9:  # a millisecond, subtitles' precision (and the file names')
-        raise click.BadParameter(f"{seconds_text(end)} s is not after --start ({seconds_text(start)} s)",
+        # 2.0009 after 2 was "2.001 s is not after --start (2 s)": the rule, with the values as given
+        given = lambda t: f"{t:.6f}".rstrip("0").rstrip(".")  # noqa: E731  (to the microsecond, as it was given)
+        raise click.BadParameter(f"{given(end)} s is not at least a millisecond after --start ({given(start)} s)"
+                                 if end > start else f"{seconds_text(end)} s is not after --start ({seconds_text(start)} s)",
                                  param_hint="'--end'")
     _setup_logging(verbose, quiet)
     from .batch.job import caption_one
@@ -721,20 +724,25 @@ def info(model_dir: Path) -> None:
         _fail(_reason(exc))
         sys.exit(1)
     try:
-        _describe_model(folder, m)
+        lines = _describe_model(folder, m)
     except (TypeError, AttributeError, ValueError, KeyError) as exc:  # card fields of a hand-edited model.json
         _fail(f"{folder / 'model.json'}: cannot describe the model ({exc.__class__.__name__}: {exc})")
         sys.exit(1)
+    for line in lines:
+        click.echo(line)
 
 
-def _describe_model(folder: Path, m: dict) -> None:
-    """``captioner info``'s lines for the manifest ``m`` of the model in ``folder``."""
+def _describe_model(folder: Path, m: dict) -> list[str]:
+    """``captioner info``'s lines for the manifest ``m`` of the model in ``folder``: all made before one is
+    printed (a hand-edited field that cannot be read printed half the card, then an error)."""
     from .encoder import runtime_summary
     from .vocab import SPECIALS, STYLES
 
+    lines: list[str] = []
+
     extra = m.get("extra", {})
-    click.echo(f"model:     {m.get('name')}  ({folder})")
-    click.echo(f"encoder:   {m.get('encoder')} (frozen, ImageNet-1k)")
+    lines.append(f"model:     {m.get('name')}  ({folder})")
+    lines.append(f"encoder:   {m.get('encoder')} (frozen, ImageNet-1k)")
     d = m.get("decoder", {})
     k, kd = d.get("concept_slots", 0), d.get("detector_slots", 0)
     concepts = (f", attends over and copies {k} concept words ({kd} detected, {k - kd} ImageNet)" if kd
@@ -745,12 +753,12 @@ def _describe_model(folder: Path, m: dict) -> None:
     # <pad>, <start>, <end>, <unk> and the style tokens are the decoder's, not words it can write
     not_words = len(tokens) + sum(1 for w in vocab if w in SPECIALS)
     words = (d.get("vocab_size") or 0) - not_words
-    click.echo(f"decoder:   attention LSTM, hidden {d.get('hidden_dim')}, vocabulary {words} words{concepts}"
+    lines.append(f"decoder:   attention LSTM, hidden {d.get('hidden_dim')}, vocabulary {words} words{concepts}"
                + (f"; writes in styles {', '.join(styles)} (--style)" if styles else ""))
     if m.get("detectors"):
         from .detect import describe
 
-        click.echo(f"concepts:  {describe(m['detectors'])}")
+        lines.append(f"concepts:  {describe(m['detectors'])}")
     from .outputs import count_text
 
     grammar = m.get("grammar") or {}
@@ -767,10 +775,10 @@ def _describe_model(folder: Path, m: dict) -> None:
         rules.append(f"{count_text(len(grammar['before_person']), 'word')} said almost only before a person word "
                      "('young') banned with them when nobody is seen")
     for i, rule in enumerate(rules):
-        click.echo(("grammar:   " if i == 0 else "           ") + rule)
+        lines.append(("grammar:   " if i == 0 else "           ") + rule)
     if m.get("vse"):
         memory = m["vse"].get("memory") or {}
-        click.echo(f"search:    JSON cues carry a {m['vse'].get('dim')}-d visual vector in {m['vse'].get('space')}'s "
+        lines.append(f"search:    JSON cues carry a {m['vse'].get('dim')}-d visual vector in {m['vse'].get('space')}'s "
                    "sentence space (captioner search ranks by it)"
                    + (f", moved towards the captions of the {memory.get('k')} training videos it looks most like "
                       f"(of {memory.get('items')})" if memory else ""))
@@ -778,26 +786,27 @@ def _describe_model(folder: Path, m: dict) -> None:
             vectors = m["vse"]["words"].get("count")
             if vectors == len(vocab):  # a vector per vocabulary entry, the special tokens' unused
                 vectors -= not_words
-            click.echo(f"choosing:  a caption is the beam caption with the best likelihood + closeness to the picture's "
+            lines.append(f"choosing:  a caption is the beam caption with the best likelihood + closeness to the picture's "
                        f"vector (vectors for {vectors} words; --rerank-weight)")
     if m.get("bank"):
         b = m["bank"]
-        click.echo(f"consensus: video candidates also from the {b.get('captions')} captions of {b.get('videos')} training "
+        lines.append(f"consensus: video candidates also from the {b.get('captions')} captions of {b.get('videos')} training "
                    "videos, those the nearest agree on (--consensus)")
     if m.get("photo_bank"):
         b = m["photo_bank"]
-        click.echo(f"photos:    candidates also from the {b.get('captions')} captions of {b.get('photos')} training "
+        lines.append(f"photos:    candidates also from the {b.get('captions')} captions of {b.get('photos')} training "
                    "photos, those the nearest agree on (captioner image --consensus)")
-    click.echo(f"sha256:    {m.get('sha256')}")
-    click.echo(f"runtime:   {runtime_summary(str(m.get('encoder')))}")
+    lines.append(f"sha256:    {m.get('sha256')}")
+    lines.append(f"runtime:   {runtime_summary(str(m.get('encoder')))}")
     training = extra.get("training", {})
     if training:
-        click.echo(f"trained:   {training.get('data')}")
+        lines.append(f"trained:   {training.get('data')}")
     for name, table in extra.get("metrics", {}).items():
-        click.echo(f"{name}: " + ", ".join(_metric(k, v, table) for k, v in table.items() if k != "n_without_person"))
+        lines.append(f"{name}: " + ", ".join(_metric(k, v, table) for k, v in table.items() if k != "n_without_person"))
     card = folder / "README.md"
     if card.exists():
-        click.echo(f"model card: {card}")
+        lines.append(f"model card: {card}")
+    return lines
 
 
 @main.command()
@@ -835,6 +844,9 @@ def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engin
     from .outputs import prepare_output_dir, remove_empty
 
     _setup_logging(verbose, quiet)
+    if ray_address is not None and not ray_address.strip():  # an unset variable: was a private local instance
+        raise click.BadParameter("an empty address (leave the option out to start a private local instance)",
+                                 param_hint="'--ray-address'")
     if ray_address and engine != "ray":
         raise click.UsageError("--ray-address needs --engine ray")
     started = time.time()

@@ -293,6 +293,10 @@ def test_ray_missing_is_one_line(tmp_path, tiny_model, small_tree, monkeypatch):
     assert not (tmp_path / "o").exists()
     usage = batch(small_tree, "--ray-address", "auto", ok_codes=(2,))
     assert "--engine ray" in usage.stderr
+    # an unset variable ($RAY_ADDRESS): it ran on a private local instance, not the cluster
+    empty = batch(small_tree, "-o", tmp_path / "o", "--engine", "ray", "--ray-address", " ", ok_codes=(2,))
+    assert "Invalid value for '--ray-address': an empty address" in empty.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_the_private_ray_instance_is_started_on_the_loopback(tmp_path, tiny_model, small_tree, monkeypatch):
@@ -1395,3 +1399,26 @@ def test_what_workers_log_reaches_the_batch_process_logging(tmp_path, tiny_model
         warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
         assert len(warnings) == 1, (engine, result.stderr)
         assert warnings[0].startswith(f"warning: {tmp_path / 'vids' / 'cut'}\\noff.avi: decoding stopped after ")
+
+
+def test_library_batch_arguments_are_checked_before_any_work(tmp_path, tiny_model):
+    """run_batch(workers=-3) ran and wrote "workers": -3 into the report, "2" and 2.5 failed with a TypeError after
+    a report of pending videos; plan_batch(formats=()) called every video up to date and wrote nothing, "srt" was
+    taken as ('s', 'r', 't')."""
+    from captioner.batch import plan_batch, run_batch
+    from captioner.config import configure
+
+    make_video(tmp_path / "in" / "a.mp4", [("red", 1.0)])
+    for formats in ((), [""], ["srt", "sub"]):
+        with pytest.raises(ValueError, match="subtitle format"):
+            plan_batch([tmp_path / "in"], tmp_path / "out", formats)
+    with pytest.raises(ValueError, match="format names"):
+        plan_batch([tmp_path / "in"], tmp_path / "out", [b"srt"])
+    assert plan_batch([tmp_path / "in"], tmp_path / "out", "srt, JSON").formats == ("srt", "json")
+    plan = plan_batch([tmp_path / "in"], tmp_path / "out", ["srt"])
+    config = configure(model_dir=tiny_model, beam_size=1)
+    for workers in (-3, 0, True, "2", 2.5):
+        with pytest.raises(ValueError, match="workers must be a whole number"):
+            run_batch(plan, config, workers=workers)
+    assert not (tmp_path / "out").exists()
+    assert run_batch(plan, config, workers=1).counts()[Status.OK] == 1

@@ -325,7 +325,9 @@ def test_a_stretch_across_a_join_says_so(tmp_path, tiny_model, caplog) -> None:
 
 @pytest.mark.parametrize("args, message", [
     (("--start", "1:00:00.25", "--end", "1:00:00.125"), "3600.125 s is not after --start (3600.25 s)"),
-    (("--start", "5", "--end", "5.0004"), "5 s is not after --start (5 s)"),  # not a millisecond: no subtitle
+    # not a millisecond: no subtitle; as given (it was "5 s is not after --start (5 s)", rounded)
+    (("--start", "5", "--end", "5.0004"), "5.0004 s is not at least a millisecond after --start (5 s)"),
+    (("--start", "2", "--end", "2.0009"), "2.0009 s is not at least a millisecond after --start (2 s)"),
     (("--start", "1234567", "--end", "1234566"), "1234566 s is not after --start (1234567 s)"),
 ])
 def test_times_in_messages_are_given_to_the_millisecond(tmp_path, film, args, message) -> None:

@@ -14,6 +14,7 @@ Importing this package loads neither torch, cv2 nor Ray.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import logging
 import os
 import time
@@ -87,6 +88,9 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
     """
     if engine not in ("local", "ray"):
         raise ValueError(f"unknown engine {engine!r}: use local or ray")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1):
+        # -3 ran (and was written into the report), "2" and 2.5 failed after a report of pending videos
+        raise ValueError(f"workers must be a whole number >= 1 or None, got {workers!r}")
     if set(config.output.formats) != set(plan.formats):
         # the plan chose what is up to date by its formats: each video gets those (with the config's
         # own, a json the plan asked for was never written, the video "ok", and captioned again every run)

@@ -128,13 +128,18 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     subtitles, captions edited by hand) fails, unless ``overwrite``, and nothing is replaced.
     Temporary files an interrupted run left beside the outputs are deleted.
 
-    Raises ``ValueError`` for roots that would share an output sub-folder, ``CaptionerError`` when
-    another batch holds a folder below the one this batch locked (``lock.check_unlocked``; ``locked``:
-    the folders this batch holds, ``lock.exclusive``'s).
+    Raises ``ValueError`` for no or unknown ``formats`` (a string is read as ``--format`` reads it) and
+    for roots that would share an output sub-folder, ``CaptionerError`` when another batch holds a
+    folder below the one this batch locked (``lock.check_unlocked``; ``locked``: the folders this
+    batch holds, ``lock.exclusive``'s).
     """
-    from ..writers import FORMATS
+    from ..writers import FORMATS, parse_formats
 
     path_list(roots, "plan_batch")
+    if not isinstance(formats, str) and not all(isinstance(f, str) for f in formats):
+        raise ValueError(f"formats must be format names such as ['srt', 'json'], got {formats!r}")
+    # "srt" was taken as ('s', 'r', 't') and failed late; () called every video up to date, writing nothing
+    formats = parse_formats(formats if isinstance(formats, str) else ",".join(formats))
     pairs: list[tuple[Path, Path]] = []  # (as given, absolute), repeated roots dropped
     real_roots: set[str] = set()
     for r in roots:
