@@ -34,7 +34,7 @@ __all__ = [
     "base_names_of", "cache_dir", "case_keys", "count_text", "ignores_case", "json_number", "json_surrogates",
     "keep_extensions", "make_folders", "new_file_mode", "output_base", "output_bases", "output_file", "output_names",
     "output_problem", "outputs_up_to_date", "parse_json", "prepare_output_dir", "remove_empty",
-    "remove_stale_temp_files", "replaces_input", "too_long", "walk", "write_atomic", "write_problem",
+    "remove_stale_temp_files", "replaces_input", "too_long", "walk", "write_all_atomic", "write_atomic", "write_problem",
 ]
 
 log = logging.getLogger(__name__)
@@ -251,14 +251,30 @@ def keep_extensions(pairs: Sequence[tuple[Path, Path]], key: Callable[[Path], st
     only where the file system ignores it. Where the extensions cannot tell them apart
     (``run d1/clip.mp4 d2/clip.mp4 -o out``) the bases stay as they are: the first
     video's ``clip.srt`` was ``clip.mp4.srt`` for nothing, the second clashes either way.
+
+    A base that took its extension can meet another video's plain base (``b.mp4`` and ``b.avi`` become
+    ``b.mp4`` and ``b.avi``, and ``b.mp4.mkv``'s base is ``b.mp4``): that one keeps its extension too, as
+    often as it takes (the third video failed, "its subtitles would overwrite those of b.mp4").
     """
     key = key or case_keys()
-    keys = [key(base) for _, base in pairs]
-    groups: dict[str, set[str]] = {}  # a base -> the keys of its videos' bases with their extension
-    for (video, base), k in zip(pairs, keys):
-        groups.setdefault(k, set()).add(key(base.with_name(base.name + video.suffix)))
-    return [base.with_name(base.name + video.suffix) if len(groups[k]) > 1 else base
-            for (video, base), k in zip(pairs, keys)]
+    bases = [base for _, base in pairs]
+    extended = [False] * len(pairs)
+    while True:
+        groups: dict[str, list[int]] = {}  # a base -> its videos
+        for i, base in enumerate(bases):
+            groups.setdefault(key(base), []).append(i)
+        grow = []
+        for members in groups.values():
+            # the bases each video of a clash would have, its extension kept (one that has it already keeps it)
+            wider = {key(bases[i] if extended[i] else bases[i].with_name(bases[i].name + pairs[i][0].suffix))
+                     for i in members}
+            if len(members) > 1 and len(wider) > 1:
+                grow += [i for i in members if not extended[i]]
+        if not grow:
+            return bases
+        for i in grow:
+            bases[i] = bases[i].with_name(bases[i].name + pairs[i][0].suffix)
+            extended[i] = True
 
 
 def count_text(n: int, noun: str) -> str:
@@ -573,7 +589,45 @@ def write_atomic(path: Path, text: str) -> None:
     with a one-line message that starts with ``path``. An interrupt
     (``KeyboardInterrupt``) also removes the temporary file and propagates.
     """
-    path = Path(path)
+    write_all_atomic([(path, text)])
+
+
+def write_all_atomic(files: Sequence[tuple[Path, str]]) -> None:
+    """Write each ``(path, text)`` as ``write_atomic`` does, and replace none of them unless every text was written.
+
+    All the texts go to their temporary files first; only then are they renamed. A video's formats
+    were written one after the other, so a full disk (or a file-size limit) at the third left the first
+    two new and the rest from an earlier run, under one error line that named only the third. A rename
+    can still fail (a file made immutable): the error then names the files already replaced.
+    """
+    staged: list[tuple[str | None, Path]] = []
+    try:
+        for path, text in files:
+            staged.append((_staged(Path(path), text), Path(path)))
+        for i, (tmp, path) in enumerate(staged):
+            try:
+                os.replace(tmp, path)  # type: ignore[arg-type]
+            except OSError as exc:
+                done = ", ".join(str(p) for _, p in staged[:i])
+                raise OutputError(f"{path}: cannot write: {_one_line(exc)}"
+                                  + (f" ({done} replaced already)" if done else "")) from exc
+            staged[i] = (None, path)
+    finally:  # a failure or an interrupt: no temporary file stays
+        for tmp, _ in staged:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:  # renamed already: a Ctrl-C came between the rename and the line after it
+                    pass
+                except OSError:
+                    log.warning("could not remove temporary file %s", tmp)
+    for parent in dict.fromkeys(path.parent for _, path in staged):
+        _fsync_folder(parent)
+
+
+def _staged(path: Path, text: str) -> str:
+    """``text`` in a hidden temporary file beside ``path``, fsynced, with the mode ``path`` has or a new
+    file gets; its name. ``OutputError`` (the temporary file removed) when it cannot be written."""
     parent = path.parent
     if not os.path.isdir(parent):
         missing = f"{parent} is not a folder" if os.path.lexists(parent) else f"folder {parent} does not exist"
@@ -593,8 +647,8 @@ def write_atomic(path: Path, text: str) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-        tmp_name = None
+        done, tmp_name = tmp_name, None
+        return done
     except Exception as exc:
         reason = write_problem(path) if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG else None
         raise OutputError(f"{path}: cannot write: {reason or _one_line(exc)}") from exc
@@ -602,11 +656,8 @@ def write_atomic(path: Path, text: str) -> None:
         if tmp_name is not None:
             try:
                 os.unlink(tmp_name)
-            except FileNotFoundError:  # renamed already: a Ctrl-C came between the rename and the line after it
-                pass
             except OSError:
                 log.warning("could not remove temporary file %s", tmp_name)
-    _fsync_folder(parent)
 
 
 @contextmanager

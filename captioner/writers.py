@@ -34,7 +34,7 @@ from typing import Any
 
 from captioner.config import OutputConfig, ReviewConfig
 from captioner.cues import Cue, clean_text, join_lines, normalize_cues, to_ms, wrap_pieces, wrap_text
-from captioner.outputs import json_surrogates, output_file, parse_json, write_atomic
+from captioner.outputs import json_surrogates, output_file, parse_json, write_all_atomic, write_atomic
 from captioner.review import is_review_page, snapshots_for, write_page
 
 __all__ = [
@@ -330,8 +330,8 @@ def write_subtitles(
     ``out/talk.srt``, ...); its folder must exist. Cues go through
     ``normalize_cues`` once, so all formats show identical cues. Formats are
     validated up front (``ValueError`` for an unknown one, before anything is
-    written) and a format named twice is written once. Each file is written
-    atomically; if one fails with ``OutputError``, files already written stay.
+    written) and a format named twice is written once. The files are written
+    together (``write_all_atomic``): if one cannot be written (``OutputError``), none is replaced.
     Neighbouring identical captions are not merged here: call ``merge_cues``
     first if that is wanted. ``html`` (the review page, review.py) shows the
     thumbnails and concept words of ``snapshots`` (``VideoResult.snapshots``) and
@@ -340,14 +340,15 @@ def write_subtitles(
     wanted = parse_formats(",".join(formats)) if formats else ()
     ready = normalize_cues(cues, duration)
     base = Path(base)
-    written: list[Path] = []
+    texts: list[tuple[Path, str]] = []
     for fmt in wanted:
         path = output_file(base, fmt)
         doc = Document(metadata, output, snapshots, review or ReviewConfig(), path)
-        write_atomic(path, WRITERS[fmt](ready, doc))
+        texts.append((path, WRITERS[fmt](ready, doc)))
+    write_all_atomic(texts)
+    for path, _ in texts:
         logger.debug("wrote %s (%d cues)", path, len(ready))
-        written.append(path)
-    return written
+    return [path for path, _ in texts]
 
 
 # --------------------------------------------------------------------------- files captioner did not write

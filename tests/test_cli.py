@@ -405,6 +405,20 @@ def test_info_says_of_how_many_pictures_a_share_of_invented_people_is(tiny_model
     assert "old set: METEOR 20.0, invented_person 12.5" in lines  # no base recorded: the share alone
 
 
+def test_info_on_a_hand_edited_card_prints_no_half_of_it(tiny_model, tmp_path) -> None:
+    """A metrics table that is a number printed 14 lines of the card, then the error."""
+    import shutil
+
+    from captioner.weights import update_manifest
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    update_manifest(model, lambda m: m.setdefault("extra", {}).__setitem__("metrics", {"x": 5}))
+    result = cli("info", "--model", model)
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr.startswith(f"error: {model / 'model.json'}: cannot describe the model (")
+
+
 def test_info_on_a_missing_model(tmp_path) -> None:
     result = cli("info", "--model", tmp_path / "nope")
     assert result.exit_code == 1
@@ -659,10 +673,10 @@ def test_a_long_failure_reason_keeps_its_cause(tmp_path, tiny_model, clip, monke
 
     from captioner.errors import OutputError
 
-    def full(path, text):
-        raise OutputError(f"{path}: cannot write: No space left on device")
+    def full(files):
+        raise OutputError(f"{files[0][0]}: cannot write: No space left on device")
 
-    monkeypatch.setattr("captioner.writers.write_atomic", full)
+    monkeypatch.setattr("captioner.writers.write_all_atomic", full)
     _copy(clip, tmp_path / "in" / "talk.mp4")
     out = tmp_path / "out" / "/".join(["Interview_2026_Camera_B_Closeup" * 4] * 4)
     result = cli("batch", tmp_path / "in", "-o", out, "--model", tiny_model, "-f", "srt", "-q")

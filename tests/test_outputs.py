@@ -122,3 +122,44 @@ def test_an_output_folder_that_exists_but_cannot_be_written_is_not_said_to_be_un
     with pytest.raises(OutputError, match=r"^.*/new: cannot create output folder \(Permission denied\)$"):
         prepare_output_dir(tmp_path / "new")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_video_s_formats_are_replaced_together_or_not_at_all(tmp_path, monkeypatch) -> None:
+    """A full disk (or ``ulimit -f``) at the third format left the first two new and the rest from the run
+    before, under one error line that named only the third: a folder mixing two runs."""
+    from captioner import outputs
+    from captioner.config import OutputConfig
+    from captioner.cues import Cue
+    from captioner.errors import OutputError
+    from captioner.writers import write_subtitles
+
+    for ext in ("srt", "vtt", "txt"):
+        (tmp_path / f"a.{ext}").write_text("old\n", encoding="utf-8")
+    real = outputs._staged
+
+    def disk_full_at_txt(path: Path, text: str) -> str:
+        if path.suffix == ".txt":
+            raise OutputError(f"{path}: cannot write: No space left on device")
+        return real(path, text)
+
+    monkeypatch.setattr(outputs, "_staged", disk_full_at_txt)
+    cues = [Cue(0.0, 2.0, "a dog runs")]
+    with pytest.raises(OutputError, match="a.txt: cannot write: No space left on device$"):
+        write_subtitles(cues, tmp_path / "a", ["srt", "vtt", "json", "txt"], OutputConfig(), {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.srt", "a.txt", "a.vtt"]  # no temporary file, no a.json
+    assert all(p.read_text(encoding="utf-8") == "old\n" for p in tmp_path.iterdir())
+    monkeypatch.setattr(outputs, "_staged", real)
+    real_replace = outputs.os.replace
+
+    def immutable_vtt(src, dst):
+        if str(dst).endswith(".vtt"):
+            raise PermissionError(1, "Operation not permitted")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", immutable_vtt)
+    with pytest.raises(OutputError, match=r"a.vtt: cannot write: .*\(.*a.srt replaced already\)$"):
+        write_subtitles(cues, tmp_path / "a", ["srt", "vtt", "txt"], OutputConfig(), {})
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.srt", "a.txt", "a.vtt"]
+    assert "a dog runs" in (tmp_path / "a.srt").read_text(encoding="utf-8")
+    assert (tmp_path / "a.vtt").read_text(encoding="utf-8") == (tmp_path / "a.txt").read_text(encoding="utf-8") == "old\n"
