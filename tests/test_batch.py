@@ -1422,3 +1422,21 @@ def test_library_batch_arguments_are_checked_before_any_work(tmp_path, tiny_mode
             run_batch(plan, config, workers=workers)
     assert not (tmp_path / "out").exists()
     assert run_batch(plan, config, workers=1).counts()[Status.OK] == 1
+
+
+def test_a_killed_batch_leaves_no_warning_from_the_resource_tracker(tmp_path):
+    """kill -9 of a batch with --workers 2 left multiprocessing's resource tracker to clean up the pool's semaphores,
+    and its UserWarning ("There appear to be 5 leaked semaphore objects ...", with its source path) came on the
+    terminal after the shell's prompt."""
+    script = tmp_path / "killed.py"
+    script.write_text(
+        "import multiprocessing, os, signal\n"
+        "from captioner.batch.local import _start_resource_tracker\n"
+        "_start_resource_tracker()\n"
+        "lock = multiprocessing.get_context('spawn').Lock()  # a named semaphore the tracker keeps\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    # the tracker holds the stderr pipe until it has cleaned up: its output is all read here
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == -signal.SIGKILL and done.stderr == ""

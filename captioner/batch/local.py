@@ -308,9 +308,15 @@ def _start_resource_tracker() -> None:
     from multiprocessing import resource_tracker
 
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # a batch killed (kill -9) left it to clean up the pool's semaphores, and its UserWarning about them ("There
+    # appear to be 5 leaked semaphore objects", with its source path) came on the terminal after the shell's prompt:
+    # the tracker starts with this interpreter's -W options, so one more silences that warning there alone
+    warnoptions = list(sys.warnoptions)
+    sys.warnoptions.append("ignore::UserWarning:multiprocessing.resource_tracker")
     try:
         resource_tracker.ensure_running()
     finally:
+        sys.warnoptions[:] = warnoptions
         signal.signal(signal.SIGHUP, previous)
 
 
