@@ -373,7 +373,11 @@ class _Group(click.Group):
             _say("terminated")
             ctx.exit(143)
         except KeyboardInterrupt:
-            if Terminated in _INTERRUPTED:  # a SIGTERM that Ray's signal check re-raised as a plain Ctrl-C
+            # a SIGTERM or SIGHUP that Ray's signal check re-raised as a plain Ctrl-C (a hang-up was "interrupted")
+            if HungUp in _INTERRUPTED:
+                _say("hung up")
+                ctx.exit(129)
+            if Terminated in _INTERRUPTED:
                 _say("terminated")
                 ctx.exit(143)
             _say("interrupted")

@@ -580,19 +580,22 @@ def test_file_names_on_stderr_keep_their_bytes(tmp_path, clip, tiny_model) -> No
     assert done.returncode == 0 and done.stderr.startswith(os.path.join(os.fsencode(tmp_path), b"caf\xe9.srt  (")), done.stderr
 
 
-def test_a_sigterm_that_arrives_as_a_plain_interrupt_still_exits_143(tmp_path, monkeypatch) -> None:
-    """Ray's signal check re-raises a SIGTERM landing in ray.wait as a plain KeyboardInterrupt: 'interrupted', 130."""
+@pytest.mark.parametrize("signal_kind, code, line", [("Terminated", 143, "terminated"), ("HungUp", 129, "hung up")])
+def test_a_sigterm_that_arrives_as_a_plain_interrupt_still_exits_143(tmp_path, monkeypatch, signal_kind, code,
+                                                                      line) -> None:
+    """Ray's signal check re-raises a SIGTERM landing in ray.wait as a plain KeyboardInterrupt: 'interrupted', 130.
+    A SIGHUP too (a tester's Ray batch, once in seven)."""
     import captioner.cli as cli_mod
-    from captioner.errors import Terminated
+    import captioner.errors as errors_mod
 
     def stopped(*args, **kwargs):
-        cli_mod._INTERRUPTED.append(Terminated)
+        cli_mod._INTERRUPTED.append(getattr(errors_mod, signal_kind))
         raise KeyboardInterrupt
 
     monkeypatch.setattr("captioner.batch.run_batch", stopped)
     make_video(tmp_path / "in" / "a.mp4", [("red", 1.0)])
     result = cli("batch", tmp_path / "in", "-q")
-    assert result.exit_code == 143 and result.stderr == "terminated\n"
+    assert result.exit_code == code and result.stderr == f"{line}\n"
 
 
 def test_an_empty_or_non_folder_output_dir_is_refused(tmp_path, tiny_model, clip, monkeypatch) -> None:
