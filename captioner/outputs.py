@@ -251,30 +251,14 @@ def keep_extensions(pairs: Sequence[tuple[Path, Path]], key: Callable[[Path], st
     only where the file system ignores it. Where the extensions cannot tell them apart
     (``run d1/clip.mp4 d2/clip.mp4 -o out``) the bases stay as they are: the first
     video's ``clip.srt`` was ``clip.mp4.srt`` for nothing, the second clashes either way.
-
-    A base that took its extension can meet another video's plain base (``b.mp4`` and ``b.avi`` become
-    ``b.mp4`` and ``b.avi``, and ``b.mp4.mkv``'s base is ``b.mp4``): that one keeps its extension too, as
-    often as it takes (the third video failed, "its subtitles would overwrite those of b.mp4").
     """
     key = key or case_keys()
-    bases = [base for _, base in pairs]
-    extended = [False] * len(pairs)
-    while True:
-        groups: dict[str, list[int]] = {}  # a base -> its videos
-        for i, base in enumerate(bases):
-            groups.setdefault(key(base), []).append(i)
-        grow = []
-        for members in groups.values():
-            # the bases each video of a clash would have, its extension kept (one that has it already keeps it)
-            wider = {key(bases[i] if extended[i] else bases[i].with_name(bases[i].name + pairs[i][0].suffix))
-                     for i in members}
-            if len(members) > 1 and len(wider) > 1:
-                grow += [i for i in members if not extended[i]]
-        if not grow:
-            return bases
-        for i in grow:
-            bases[i] = bases[i].with_name(bases[i].name + pairs[i][0].suffix)
-            extended[i] = True
+    keys = [key(base) for _, base in pairs]
+    groups: dict[str, set[str]] = {}  # a base -> the keys of its videos' bases with their extension
+    for (video, base), k in zip(pairs, keys):
+        groups.setdefault(k, set()).add(key(base.with_name(base.name + video.suffix)))
+    return [base.with_name(base.name + video.suffix) if len(groups[k]) > 1 else base
+            for (video, base), k in zip(pairs, keys)]
 
 
 def count_text(n: int, noun: str) -> str:

@@ -194,16 +194,6 @@ def test_same_named_videos_of_two_folders_under_one_output_folder(tmp_path, clip
     assert result.exit_code == 0 and files_under(tmp_path / "out2") == ["clip.avi.srt", "clip.mp4.srt"]
 
 
-def test_a_name_an_extension_gave_is_not_taken_from_a_third_video(tmp_path, clip, tiny_model) -> None:
-    """b.mp4 and b.avi became b.mp4.srt and b.avi.srt, and b.mp4.mkv (base b.mp4) then failed: "its subtitles would
-    overwrite those of b.mp4" (in another order, b.mp4.mkv took b.mp4.srt and the real b.mp4 failed)."""
-    videos = [_copy(clip, tmp_path / "in" / name) for name in ("b.mp4", "b.avi", "b.mp4.mkv")]
-    for i, order in enumerate((videos, videos[::-1])):
-        result = cli("run", *order, "-o", tmp_path / f"out{i}", "--model", tiny_model, "-q")
-        assert result.exit_code == 0, result.stderr
-        assert files_under(tmp_path / f"out{i}") == ["b.avi.srt", "b.mp4.mkv.srt", "b.mp4.srt"]
-
-
 def test_one_cue_is_said_in_the_singular(tmp_path, clip, tiny_model, monkeypatch) -> None:
     """'talk.srt  (1 cues)'."""
     from captioner.pipeline import Caption, Captioner
