@@ -1440,3 +1440,22 @@ def test_a_killed_batch_leaves_no_warning_from_the_resource_tracker(tmp_path):
     # the tracker holds the stderr pipe until it has cleaned up: its output is all read here
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == -signal.SIGKILL and done.stderr == ""
+
+
+def test_a_later_same_name_video_never_takes_another_s_captions(tmp_path, tiny_model):
+    """b.mp4.mkv and b.avi captioned, then an older b.mp4 put beside them (cp -p): a version of keep_extensions that
+    moved b.mp4.mkv's outputs to b.mp4.mkv.* let batch call b.mp4 up to date with b.mp4.mkv's captions (its JSON
+    rewritten to claim them). It must fail, its outputs left to the video that made them."""
+    make_video(tmp_path / "in" / "b.mp4.mkv", [("red", 1.0)])
+    make_video(tmp_path / "in" / "b.avi", [("blue", 1.0)], seed=1)
+    out = tmp_path / "out"
+    batch(tmp_path / "in", "-o", out, "--model", tiny_model, "--beam-size", "1", "-f", "srt,json", "-q")
+    made = json.loads((out / "b.mp4.json").read_text())["metadata"]["video"]["path"]
+    assert made == str(tmp_path / "in" / "b.mp4.mkv")
+    later = make_video(tmp_path / "b.mp4", [("checker", 1.0)], seed=2).path
+    os.utime(later, (0, 0))
+    shutil.copy2(later, tmp_path / "in" / "b.mp4")
+    result = batch(tmp_path / "in", "-o", out, "--model", tiny_model, "--beam-size", "1", "-f", "srt,json", "-q")
+    assert result.exit_code == 1 and f"{Path('in') / 'b.mp4'}: its outputs would replace those of" in result.stderr
+    assert by_name(read_report(out / REPORT_NAME))["b.mp4"]["status"] == "failed"
+    assert json.loads((out / "b.mp4.json").read_text())["metadata"]["video"]["path"] == made
