@@ -639,7 +639,7 @@ class Captioner:
                 t0 = time.perf_counter()
                 enc = self.encoder.encode(images)
                 t_encode += time.perf_counter() - t0
-                window = segmenter.push([f.time for f in batch], enc.pooled,
+                window = segmenter.push([f.time for f in batch], enc.pooled, [f.since for f in batch],
                                         grids=enc.grid.astype(np.float16),  # float16 grids: half the memory
                                         probs=enc.probs,
                                         # the frames as squashed for the encoder (one per segment becomes a thumbnail)

@@ -11,7 +11,9 @@ Three passes, each fixing what the previous one cannot see:
 
 1. **Cut at shots.** A large cosine distance between the features of two
    consecutive samples means the picture changed; the cut is put halfway
-   between them, the best guess with one sample per interval.
+   between them, the best guess with one sample per interval, unless the
+   reader says no frame came between them (``since``: a screen recording's
+   frames come only when the screen changes), then at the second.
 2. **Split long pieces.** A two-minute static shot would otherwise get one
    caption for two minutes; it is cut into equal parts no longer than
    ``max_segment`` so the viewer still gets a cue every few seconds.
@@ -78,12 +80,15 @@ def segment_frames(
     pooled: np.ndarray,
     duration: float,
     config: SegmentConfig,
+    since: Sequence[float] | None = None,
 ) -> list[Segment]:
     """Split ``[0, duration]`` into segments of visually coherent samples.
 
     Args:
         times: non-decreasing time in seconds of each sample.
         pooled: ``[N, D]`` pooled features of the same samples.
+        since: per sample, the earliest time its picture can have appeared (the first frame after the
+            sample before it; ``-inf``: not known): a cut before it goes no earlier.
         duration: length of the video in seconds (0 if unknown); extended to
             ``times[-1] + one sample interval`` so the last sample is inside.
         config: shot threshold and segment length limits. ``max_segment <= 0``
@@ -117,7 +122,10 @@ def segment_frames(
     given = float(duration) if math.isfinite(duration) and duration > 0 else 0.0
     end = max(given, float(t[-1]) + step)
 
-    pieces = _cut_at_shots(t, x, end, config.shot_threshold)
+    after = None if since is None else np.asarray(since, dtype=np.float64)
+    if after is not None and after.shape != t.shape:
+        raise ValueError(f"{len(t)} times but {len(after)} since values")
+    pieces = _cut_at_shots(t, x, end, config.shot_threshold, after)
     if config.max_segment > 0:
         pieces = [part for piece in pieces for part in _split(piece, t, config.max_segment)]
     pieces = _merge_short(pieces, x, config.min_duration)
@@ -211,6 +219,7 @@ class StreamingSegmenter:
         self.origin = float(origin)
         self._lead = 0  # buffered frames before that stretch: context for its first segments only
         self.times: list[float] = []
+        self.since: list[float] = []  # per frame, segment_frames' ``since`` (-inf: not known)
         self._chunks: dict[str, list[Any]] = {"pooled": []}
         self._lists: dict[str, list[Any]] = {}
 
@@ -218,13 +227,16 @@ class StreamingSegmenter:
         """Frames buffered."""
         return len(self.times)
 
-    def push(self, times: Sequence[float], pooled: np.ndarray, **data: Any) -> Window | None:
+    def push(self, times: Sequence[float], pooled: np.ndarray, since: Sequence[float | None] | None = None,
+             **data: Any) -> Window | None:
         """Add frames; a ``Window`` when some segments are finished, else None.
 
-        ``data``: per-frame NumPy arrays (concatenated along their first axis) or
+        ``since``: per frame, the earliest time its picture can have appeared (``video.Frame.since``; None: not
+        known). ``data``: per-frame NumPy arrays (concatenated along their first axis) or
         lists (extended), one entry per frame; None entries are skipped.
         """
         self.times.extend(times)
+        self.since.extend(-math.inf if s is None else s for s in (since or [None] * len(times)))
         self._chunks["pooled"].append(pooled)
         for name, value in data.items():
             if value is None:
@@ -262,8 +274,9 @@ class StreamingSegmenter:
         # stands for the stretch from its start, as it did there (its time before the stretch ended a run in a
         # traceback: an 11-minute static video under --fast, 1 fps under --max-segment 0.5)
         rel = [max(t - self.origin, 0.0) for t in self.times[lead:]]
+        since = [s - self.origin for s in self.since[lead:]]
         end = rel[-1] if duration is None else max(duration - self.origin, rel[-1])
-        segments = segment_frames(rel, self._array("pooled")[lead:], end, self.config)
+        segments = segment_frames(rel, self._array("pooled")[lead:], end, self.config, since)
         return [Segment(s.start, s.end, tuple(f + lead for f in s.frames)) for s in segments] if lead else segments
 
     def _window(self, segments: list[Segment]) -> Window:
@@ -285,6 +298,7 @@ class StreamingSegmenter:
         New lists and arrays: a ``Window`` handed back keeps the old ones.
         """
         self.times = self.times[index:]
+        self.since = self.since[index:]
         for name in self._chunks:
             self._chunks[name] = [self._array(name)[index:].copy()]
         for name in self._lists:
@@ -321,13 +335,17 @@ def _sample_interval(t: np.ndarray, config: SegmentConfig) -> float:
     return config.min_duration if config.min_duration > 0 else 1.0
 
 
-def _cut_at_shots(t: np.ndarray, x: np.ndarray, end: float, threshold: float) -> list[_Piece]:
-    """Pass 1: one piece per shot, cut halfway between the samples either side."""
+def _cut_at_shots(t: np.ndarray, x: np.ndarray, end: float, threshold: float,
+                  since: np.ndarray | None = None) -> list[_Piece]:
+    """Pass 1: one piece per shot, cut halfway between the samples either side, but not before the first frame
+    after the earlier one (``since`` of the later; as ``video.change_time``)."""
     cuts = np.nonzero(shot_boundaries(x) > threshold)[0]
     pieces: list[_Piece] = []
     start, first = 0.0, 0
     for i in cuts:
         at = float(t[i] + t[i + 1]) / 2.0
+        if since is not None and since[i + 1] > at:
+            at = min(float(since[i + 1]), float(t[i + 1]))
         pieces.append((start, at, list(range(first, i + 1))))
         start, first = at, i + 1
     pieces.append((start, end, list(range(first, len(t)))))

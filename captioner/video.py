@@ -138,6 +138,10 @@ class Frame:
     index: int  # decoded frame number in the stream (0-based)
     time: float  # seconds since the start of the stream, non-decreasing
     image: np.ndarray  # RGB uint8, H x W x 3
+    # the time of the first frame after the sample before this one (this one's own time where none came
+    # between; None: not known): what this sample shows can have come no earlier. A screen recording stores a
+    # frame only when the screen changes: between samples 20 s apart, the cut belongs at the second, not half-way
+    since: float | None = None
 
 
 def open_video(path: str | Path) -> VideoInfo:
@@ -512,16 +516,23 @@ def within(frames: Iterator[Frame], start: float = 0.0, end: float | None = None
             if frame.time < start:
                 before = frame
                 continue
-            if not found and before is not None and (before.time + frame.time) / 2 > start < frame.time:
-                yield dataclasses.replace(before, time=start)
+            if not found and before is not None and change_time(before, frame) > start < frame.time:
+                yield dataclasses.replace(before, time=start, since=None)
             found = True
             yield frame
         if not found and before is not None and (stats is None or stats.end_time > start):
-            yield dataclasses.replace(before, time=start)
+            yield dataclasses.replace(before, time=start, since=None)
     finally:
         close = getattr(frames, "close", None)
         if close is not None:
             close()
+
+
+def change_time(before: Frame, frame: Frame) -> float:
+    """Where the picture of ``before`` gives way to that of the next sample ``frame``: half-way between them, the
+    best guess with frames in between, but not before ``frame.since`` (no frame came between: at ``frame``)."""
+    middle = (before.time + frame.time) / 2.0
+    return middle if frame.since is None else min(frame.time, max(middle, frame.since))
 
 
 def sample_times_hint(info: VideoInfo, fps: float) -> int:
@@ -619,6 +630,7 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
         # more frames after it than it is numbers after it: a raw MPEG-2 stream's last frame, by its number over
         # FFmpeg's 25 fps for the stream's 30, came 12 s after the one before
         known, known_index = 0.0, 0
+        since: float | None = None  # the time of the first frame decoded after the last sample
         while _grab(cap, skipped):
             index = decoded
             decoded += 1
@@ -659,16 +671,19 @@ def _decode_frames(path: Path, fps: float, max_frame_seconds: float, stats: Deco
             stats.decoded = decoded
             stats.end_time = time + 1.0 / stream_fps
             if not clock.due(time):
+                since = time if since is None else since
                 continue
             image = _retrieve(cap)
             if image is None:
                 # Not taken: the following frame stands in for this one.
                 failed_retrieves += 1
+                since = time if since is None else since
                 continue
             clock.take(time)
             sampled += 1
             stats.sampled = sampled
-            yield Frame(index=index, time=time, image=image)
+            yield Frame(index=index, time=time, image=image, since=time if since is None else min(since, time))
+            since = None
         if landing:  # past the end, where the container says it is, or lost: from the start
             near_end = stats.announced_end - SEEK_MIN_S / 2
             raise _SeekMissed(f"no frame after a jump to {jump:.3f} s",
@@ -1121,6 +1136,7 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         # (a decoder may return it a few packets later).
         position, keys = 0, collections.deque()
         ignores_skip = False
+        shown: list[float] = []  # the times of the packets not yet past the last sample (``Frame.since``)
         try:
             packets = container.demux(stream)
             while True:
@@ -1155,6 +1171,8 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                             last_dts = dts + offset
                         shown_until = max(shown_until, pts + offset)
                         stats.end_time = max(stats.end_time, pts + offset + length)
+                        if pts + offset > last_time:
+                            shown.append(pts + offset)
                 if ignores_skip and not packet.is_keyframe:
                     continue
                 try:
@@ -1178,8 +1196,13 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                     n += 1
                     stats.sampled = n
                     clock.take(t)
+                    # the packets between the last sample and this one, decoded or not: the first is the earliest
+                    # this picture can have come (on the packets' clock, the frames' own unless parts were joined)
+                    between = [p for p in shown if last_time + _TIME_EPS < p <= t + _TIME_EPS]
+                    since = None if frame_times.joins else min([t, *between])
+                    shown = [p for p in shown if p > t + _TIME_EPS]
                     longest_gap, last_time = max(longest_gap, t - last_time), t
-                    yield Frame(index=index, time=t, image=_upright(frame))
+                    yield Frame(index=index, time=t, image=_upright(frame), since=since)
         finally:  # also where the caller stopped reading (``within``'s end), past a join
             _log_joins(p, frame_times.joins)
         if not time_base or not timed:  # no packet timestamps: the stream ends after its last frame

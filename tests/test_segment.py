@@ -372,3 +372,22 @@ def test_streaming_samples_further_apart_than_the_longest_segment(max_segment, m
     spans += [last.span(s) for s in last.segments]
     assert spans[0][0] == 0.0 and spans[-1][1] == 300 * step
     assert all(a[1] == pytest.approx(b[0]) and a[0] < a[1] for a, b in zip(spans, spans[1:]))
+
+
+def test_a_cut_goes_no_earlier_than_the_first_frame_after_the_sample_before() -> None:
+    """A screen recording stores a frame only when the screen changes: samples at 0 and 20 s with no frame between
+    were cut at 10 s, the next cue ten seconds before its picture. ``since`` (the reader's) moves the cut to 20 s;
+    with frames between (since just after the first sample), half-way as before."""
+    pooled = np.array([[1.0, 0.0], [0.0, 1.0]])
+    config = SegmentConfig(max_segment=0, min_duration=0)
+    assert [s.start for s in segment_frames([0.0, 20.0], pooled, 30.0, config)] == [0.0, 10.0]
+    assert [s.start for s in segment_frames([0.0, 20.0], pooled, 30.0, config, [0.0, 20.0])] == [0.0, 20.0]
+    assert [s.start for s in segment_frames([0.0, 20.0], pooled, 30.0, config, [0.0, 0.04])] == [0.0, 10.0]
+    assert [s.start for s in segment_frames([0.0, 20.0], pooled, 30.0, config, [0.0, 15.0])] == [0.0, 15.0]
+    with pytest.raises(ValueError, match="since"):
+        segment_frames([0.0, 20.0], pooled, 30.0, config, [0.0])
+    streaming = segment.StreamingSegmenter(config, window=2)
+    assert streaming.push([0.0], pooled[:1], [None]) is None
+    done = streaming.push([20.0], pooled[1:], [20.0])
+    rest = streaming.finish(30.0)
+    assert [done.span(s) for s in done.segments] + [rest.span(s) for s in rest.segments] == [(0.0, 20.0), (20.0, 30.0)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -22,6 +23,7 @@ from videos import (
     patch_avi_header,
     pyav_video,
     rotate_video,
+    shot_frame,
     truncate_video,
     write_garbage,
 )
@@ -756,3 +758,29 @@ def test_fast_mode_times_an_avi_as_normal_mode_does(tmp_path: Path) -> None:
         stats = video.DecodeStats()
         times = [f.time for f in read(path, 1.0, stats=stats)]
         assert times == pytest.approx([0.0, 1.0]) and stats.end_time == pytest.approx(2.0), (read, times, stats)
+
+
+def test_a_screen_recording_s_next_picture_is_cut_where_it_came(tmp_path: Path, tiny_model) -> None:
+    """A screen recording stores a frame only when the screen changes (a variable frame rate): frames at 0, 20 and
+    30 s were cut half-way between the samples, the second picture's cue starting at 10 s, ten seconds before it
+    showed. Each sample now says when the first frame after the sample before it came (``Frame.since``), in both
+    readers, and the cut goes no earlier."""
+    from click.testing import CliRunner
+
+    from captioner.cli import main
+
+    looks = [shot_frame("red", 0, (64, 48)), shot_frame("checker", 0, (64, 48)), shot_frame("checker", 0, (64, 48))]
+    path = pyav_video(tmp_path / "screen.mp4", "libx264", looks, gop=1, pts_ms=[0, 20000, 30000],
+                      options={"preset": "ultrafast"})
+    for keyframes in (False, True):
+        frames = list(video.read_frames(path, 1.0, keyframes=keyframes))
+        assert [v for f in frames for v in (f.time, f.since)] == pytest.approx([0.0, 0.0, 20.0, 20.0, 30.0, 30.0])
+    steady = make_video(tmp_path / "steady.mp4", [("red", 2.0)], fps=10)  # frames between samples: as before
+    assert [f.since for f in iter_frames(steady, 1.0)] == pytest.approx([0.0, 0.1])
+    for extra in ([], ["--fast"]):
+        result = CliRunner().invoke(main, ["run", str(path), "-o", str(tmp_path / "o"), "-f", "json", "--overwrite",
+                                           "--model", str(tiny_model), "--beam-size", "1",
+                                           "-q", *extra])
+        assert result.exit_code == 0, result.output
+        cues = json.loads((tmp_path / "o" / "screen.json").read_text())["cues"]
+        assert 20.0 in [c["start"] for c in cues], (extra, cues)
