@@ -1459,3 +1459,26 @@ def test_a_later_same_name_video_never_takes_another_s_captions(tmp_path, tiny_m
     assert result.exit_code == 1 and f"{Path('in') / 'b.mp4'}: its outputs would replace those of" in result.stderr
     assert by_name(read_report(out / REPORT_NAME))["b.mp4"]["status"] == "failed"
     assert json.loads((out / "b.mp4.json").read_text())["metadata"]["video"]["path"] == made
+
+
+def test_a_worker_s_traceback_comes_back_with_its_log_line(caplog):
+    """-vv showed the traceback of a file's unexpected failure with one worker and none with --workers 2: a worker's
+    log lines came back as text, the traceback dropped."""
+    import logging
+
+    from captioner.batch.job import FileResult
+    from captioner.batch.local import _Held, replay
+
+    held = _Held()
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        held.handle(logging.getLogger("captioner.batch.job").makeRecord(
+            "captioner.batch.job", logging.DEBUG, "job.py", 1, "%s failed", ("v2.mp4",), sys.exc_info()))
+    result = FileResult("v2.mp4", Status.FAILED, "ZeroDivisionError", logged=tuple(held.lines))
+    with caplog.at_level(logging.DEBUG, logger="captioner"):
+        assert replay(result).logged == ()
+    (record,) = [r for r in caplog.records if r.name == "captioner.batch.job"]
+    assert record.getMessage() == "v2.mp4 failed"
+    text = logging.Formatter().format(record)
+    assert text.startswith("v2.mp4 failed\nTraceback (most recent call last):") and "ZeroDivisionError" in text

@@ -85,9 +85,9 @@ class FileResult:
     # describe an earlier file: without it the next run fell back to file times, and a replacement
     # dated older (``cp -p``) that failed once was taken as captioned from then on.
     covers: tuple[str, ...] = ()
-    # (logger, level, message) of what a worker process logged while captioning this file (and starting, for
+    # (logger, level, message, traceback text) of what a worker process logged while captioning this file (and starting, for
     # its first): the batch process logs them again as its own (``local.replay``), not in the report
-    logged: tuple[tuple[str, int, str], ...] = field(default=(), compare=False, repr=False)
+    logged: tuple[tuple[str, int, str, str | None], ...] = field(default=(), compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         row = {"path": self.video, "status": self.status.value, "reason": self.reason,

@@ -145,15 +145,21 @@ _worker_state: dict[str, Any] = {}
 
 
 class _Held(logging.Handler):
-    """What a worker process logs, held until it goes back to the batch process with a file's result."""
+    """What a worker process logs, held until it goes back to the batch process with a file's result:
+    (logger, level, message, the traceback it carries as text or None)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.lines: list[tuple[str, int, str]] = []
+        self.lines: list[tuple[str, int, str, str | None]] = []
+        self._text = logging.Formatter()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.lines.append((record.name, record.levelno, record.getMessage()))
+            # a traceback cannot travel between processes; its text can (-vv showed none with --workers 2)
+            trace = self._text.formatException(record.exc_info) if record.exc_info else record.exc_text
+            if record.stack_info:
+                trace = "\n".join(filter(None, [trace, self._text.formatStack(record.stack_info)]))
+            self.lines.append((record.name, record.levelno, record.getMessage(), trace or None))
         except Exception:  # a record whose arguments do not format: logging's own report, as any handler
             self.handleError(record)
 
@@ -183,8 +189,12 @@ def held(result: FileResult) -> FileResult:
 
 def replay(result: FileResult) -> FileResult:
     """Log, in the batch process, what a worker logged for ``result``; the result without it."""
-    for name, level, message in result.logged:
-        logging.getLogger(name).log(level, "%s", message)
+    for name, level, message, trace in result.logged:
+        logger = logging.getLogger(name)
+        if logger.isEnabledFor(level):
+            record = logger.makeRecord(name, level, "(worker)", 0, "%s", (message,), None)
+            record.exc_text = trace  # formatters print it as they print a traceback of this process
+            logger.handle(record)
     return replace(result, logged=()) if result.logged else result
 
 
