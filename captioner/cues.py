@@ -373,8 +373,16 @@ def _pages(text: str, max_line_width: int, max_line_count: int, max_chars: int) 
             lines.append((word, False))
     pages: list[str] = []
     current: list[tuple[str, bool]] = []
+
+    def too_many(page: list[tuple[str, bool]]) -> bool:
+        """More lines than a cue shows: with a long word, as the writers wrap the page (the word cut there, its
+        lines the page's lines: "skateboarding the street" at width 8 took "skateboa" / "rding" / "the street")."""
+        if all(len(line) <= width for line, _ in page):
+            return len(page) > max_line_count
+        return len(wrap_pieces(join_lines(page), max_line_width, 10**6)) > max_line_count
+
     for line in lines:
-        if current and (len(current) >= max_line_count or len(join_lines([*current, line])) > max_chars):
+        if current and (too_many([*current, line]) or len(join_lines([*current, line])) > max_chars):
             pages.append(join_lines(current))
             current = []
         current.append(line)
