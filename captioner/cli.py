@@ -539,7 +539,7 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
 
     if end is not None and end < start + 0.001 - 1e-9:  # a millisecond, subtitles' precision (and the file names')
         # 2.0009 after 2 was "2.001 s is not after --start (2 s)": the rule, with the values as given
-        given = lambda t: f"{t:.6f}".rstrip("0").rstrip(".")  # noqa: E731  (to the microsecond, as it was given)
+        given = lambda t: f"{t:.9f}".rstrip("0").rstrip(".")  # noqa: E731  (to the nanosecond, as it was given)
         raise click.BadParameter(f"{given(end)} s is not at least a millisecond after --start ({given(start)} s)"
                                  if end > start else f"{seconds_text(end)} s is not after --start ({seconds_text(start)} s)",
                                  param_hint="'--end'")

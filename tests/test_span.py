@@ -328,6 +328,7 @@ def test_a_stretch_across_a_join_says_so(tmp_path, tiny_model, caplog) -> None:
     # not a millisecond: no subtitle; as given (it was "5 s is not after --start (5 s)", rounded)
     (("--start", "5", "--end", "5.0004"), "5.0004 s is not at least a millisecond after --start (5 s)"),
     (("--start", "2", "--end", "2.0009"), "2.0009 s is not at least a millisecond after --start (2 s)"),
+    (("--start", "1", "--end", "1.0000001"), "1.0000001 s is not at least a millisecond after --start (1 s)"),
     (("--start", "1234567", "--end", "1234566"), "1234566 s is not after --start (1234567 s)"),
 ])
 def test_times_in_messages_are_given_to_the_millisecond(tmp_path, film, args, message) -> None:
