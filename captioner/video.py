@@ -25,6 +25,7 @@ import math
 import os
 import re
 import shlex
+import struct
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -493,7 +494,49 @@ def read_frames(path: str | Path, fps: float, *, keyframes: bool = False,
     """
     if keyframes:
         return iter_keyframes(path, fps, stats=stats)
+    reason = pyav_reason(path)
+    if reason is not None:
+        log.info("%s: read with PyAV (%s)", path, reason)
+        return iter_keyframes(path, fps, stats=stats, keys_only=False)
     return iter_frames(path, fps, stats=stats, seek=seek)
+
+
+def pyav_reason(path: str | Path) -> str | None:
+    """Why OpenCV would show ``path``'s picture otherwise than a player does (then ``read_frames`` decodes it with
+    PyAV, as ``--fast`` does), or None. From its first key frame, kept while the file stays as it is:
+
+    * BT.2020 colour (HDR, a phone's default): OpenCV converted it with another matrix (pure red came out
+      255, 66, 44; grey 142 for 125);
+    * transparency (PNG or ProRes 4444 in MOV, animated PNG): OpenCV drops it, and the picture was seen over
+      black where photos are seen over white;
+    * a mirroring display matrix (some front cameras, ``-display_hflip``): OpenCV turns the picture by the angle
+      it reads from it, and a mirrored recording came out upside down.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _cached_pyav_reason(str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_pyav_reason(path: str, inode: int, size: int, mtime_ns: int) -> str | None:
+    def read(container: Any) -> str | None:
+        stream = container.streams.video[0]
+        stream.codec_context.skip_frame = "NONKEY"
+        frame = next(iter(container.decode(stream)), None)
+        if frame is None:
+            return None
+        if getattr(frame, "colorspace", None) in (9, 10):  # FFmpeg's BT2020_NCL, BT2020_CL
+            return "BT.2020 colour"
+        if _has_alpha(frame.format):
+            return "transparency"
+        matrix = _display_matrix(frame)
+        if matrix is not None and _mirrored(matrix):
+            return "a mirrored display"
+        return None
+
+    return _probe(Path(path), read, None)
 
 
 def within(frames: Iterator[Frame], start: float = 0.0, end: float | None = None,
@@ -1070,13 +1113,60 @@ def _upright(frame: Any) -> np.ndarray:
     caller. Without this, ``--fast`` captioned a phone video lying on its side.
     ``frame.rotation`` (PyAV 15 and later) is counter-clockwise degrees, as ``np.rot90`` turns.
     """
-    image = frame.to_ndarray(format="rgb24")
+    if _has_alpha(getattr(frame, "format", None)):  # over white, as photos are (a logo clip's transparent ground was black)
+        rgba = frame.to_ndarray(format="rgba")
+        a = rgba[:, :, 3:].astype(np.float32) / 255.0
+        image = np.minimum(rgba[:, :, :3] * a + 255.0 * (1.0 - a) + 0.5, 255.0).astype(np.uint8)
+    else:
+        image = frame.to_ndarray(format="rgb24")
+    matrix = _display_matrix(frame)
+    if matrix is not None:
+        return _displayed(image, matrix)
     quarter = round(float(getattr(frame, "rotation", 0) or 0) / 90.0) % 4
     return np.ascontiguousarray(np.rot90(image, quarter)) if quarter else image
 
 
-def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = None) -> Iterator[Frame]:
+def _has_alpha(fmt: Any) -> bool:
+    """Whether a PyAV pixel format carries transparency (yuva420p, rgba, ya8, gbrap, ...: 2 or 4 components)."""
+    return fmt is not None and len(getattr(fmt, "components", ())) in (2, 4)
+
+
+def _display_matrix(frame: Any) -> tuple[int, ...] | None:
+    """A PyAV frame's display matrix (FFmpeg's nine 32-bit numbers), or None."""
+    for data in getattr(frame, "side_data", ()):
+        if str(getattr(data, "type", "")).endswith("DISPLAYMATRIX"):
+            raw = bytes(data)
+            return struct.unpack("9i", raw[:36]) if len(raw) >= 36 else None
+    return None
+
+
+def _mirrored(matrix: Sequence[int]) -> bool:
+    """Whether a display matrix mirrors the picture (its 2 x 2 part has a negative determinant)."""
+    return matrix[0] * matrix[4] - matrix[1] * matrix[3] < 0
+
+
+def _displayed(image: np.ndarray, matrix: Sequence[int]) -> np.ndarray:
+    """``image`` as a display matrix shows it: quarter turns and mirrors (a shown x is ``m0 x + m3 y``, a shown y
+    ``m1 x + m4 y``). ``frame.rotation`` says only the turn: a mirrored front-camera recording came out upside down."""
+    a, b, c, d = (int(np.sign(matrix[k])) for k in (0, 1, 3, 4))
+    if a == 0 and d == 0 and b and c:  # x and y exchanged
+        image = np.swapaxes(image, 0, 1)
+        rows, columns = b < 0, c < 0
+    else:
+        rows, columns = d < 0, a < 0
+    if rows:
+        image = image[::-1]
+    if columns:
+        image = image[:, ::-1]
+    return np.ascontiguousarray(image)
+
+
+def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = None,
+                   keys_only: bool = True) -> Iterator[Frame]:
     """Fast mode: decode only the key frames (PyAV), at most ``fps`` of them per second.
+
+    ``keys_only=False``: every frame decoded, sampled as ``iter_frames`` samples (``read_frames`` reads so the
+    streams OpenCV shows otherwise than players: ``pyav_reason``).
 
     Every other frame of an H.264/HEVC stream depends on its neighbours, so plain
     sampling must decode them all; key frames decode on their own. Encoders place
@@ -1108,7 +1198,8 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         if not container.streams.video:
             raise VideoError(f"{p}: no video stream")
         stream = container.streams.video[0]
-        stream.codec_context.skip_frame = "NONKEY"
+        if keys_only:
+            stream.codec_context.skip_frame = "NONKEY"
         time_base = float(stream.time_base) if stream.time_base else 0.0
         rate = _stream_rate(_raw_rate(container, stream) or float(stream.average_rate or 0))
         announced = int(stream.frames or 0)
@@ -1136,6 +1227,7 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         # (a decoder may return it a few packets later).
         position, keys = 0, collections.deque()
         ignores_skip = False
+        shown_frames = 0  # frames decoded (every-frame mode: a frame's number, in the order they are shown)
         shown: list[float] = []  # the times of the packets not yet past the last sample (``Frame.since``)
         try:
             packets = container.demux(stream)
@@ -1182,12 +1274,15 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                     if keys and packet.size and packet.is_keyframe:
                         keys.pop()  # it gives no frame
                     continue
-                if not packet.is_keyframe and any(not frame.key_frame for frame in frames):
+                if keys_only and not packet.is_keyframe and any(not frame.key_frame for frame in frames):
                     # a decoder that ignores skip_frame (FFmpeg's VP9) decoded every frame: from here on only the
                     # key packets reach it (each decodes alone); those it already gave are shown as usual
                     ignores_skip = True
                 for frame in frames:
-                    index = keys.popleft() if keys else max(0, position - 1)
+                    if keys_only:
+                        index = keys.popleft() if keys else max(0, position - 1)
+                    else:
+                        index, shown_frames = shown_frames, shown_frames + 1
                     # no timestamps: the frame number is the only clock, as in iter_frames
                     t = frame_times(max(0.0, float(frame.time) - (origin or 0.0) - (delay or 0.0))
                                     if frame.time is not None else index / rate)
@@ -1224,7 +1319,7 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                 if tail is None or stats.end_time < _SHORT_STREAM_RATIO * (tail - (origin or 0.0)):
                     announced_length = length
     if not n:
-        raise VideoError(f"{p}: no decodable key frames" + (f" ({stopped})" if stopped else ""))
+        raise VideoError(f"{p}: no decodable {'key ' if keys_only else ''}frames" + (f" ({stopped})" if stopped else ""))
     announced = max(0, announced - hidden)
     counted_short = announced > 0 and stats.decoded < announced
     # every packet was read: where their timestamps end, the picture ends (an MKV announces no frame
@@ -1233,13 +1328,14 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
     stats.short = counted_short or timed
     if stopped or bad or counted_short:
         log.warning("%s: the stream ends early or is damaged (%d packet(s) of %s announced frames read%s); "
-                    "captioning the %d key frame(s) that decoded", p, stats.decoded, announced or "?",
-                    f", {bad} undecodable" if bad else "", n)
+                    "captioning the %d %sframe(s) that decoded", p, stats.decoded, announced or "?",
+                    f", {bad} undecodable" if bad else "", n, "key " if keys_only else "")
     elif announced_length:
         log.warning("%s: the picture ends at %.1f s of the %.1f s the container announces; the file may be damaged "
-                    "or truncated, captioning the %d key frame(s) that decoded", p, stats.end_time, announced_length, n)
+                    "or truncated, captioning the %d %sframe(s) that decoded", p, stats.end_time, announced_length, n,
+                    "key " if keys_only else "")
     longest_gap = max(longest_gap, stats.end_time - last_time)
-    if longest_gap > FAST_GAP_WARNING_S:
+    if keys_only and longest_gap > FAST_GAP_WARNING_S:
         # screen recorders and intra-refresh streams put one key frame at the start: --fast then
         # captions a whole recording from its first frame, and the captions would not say so
         log.warning("%s: --fast: %d key frame(s) in %.0f s, %.0f s without one; captions there repeat the "

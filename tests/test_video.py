@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import logging
 import math
 from pathlib import Path
@@ -784,3 +785,63 @@ def test_a_screen_recording_s_next_picture_is_cut_where_it_came(tmp_path: Path, 
         assert result.exit_code == 0, result.output
         cues = json.loads((tmp_path / "o" / "screen.json").read_text())["cues"]
         assert 20.0 in [c["start"] for c in cues], (extra, cues)
+
+
+def _pyav_write(path: Path, codec: str, frames: list[np.ndarray], pix_fmt: str, fmt: str = "rgb24",
+                colorspace: int | None = None) -> Path:
+    """``frames`` (``fmt`` arrays) encoded by PyAV, 5 a second; ``colorspace``: FFmpeg's number, in the stream and
+    in the conversion to ``pix_fmt``."""
+    av = pytest.importorskip("av")
+    if codec not in av.codecs_available:
+        pytest.skip(f"no {codec} encoder in this PyAV")
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=5)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = pix_fmt
+        if colorspace is not None:
+            stream.codec_context.colorspace = stream.codec_context.color_primaries = colorspace
+        for image in frames:
+            frame = av.VideoFrame.from_ndarray(image, format=fmt)
+            if colorspace is not None:
+                frame = frame.reformat(format=pix_fmt, dst_colorspace=colorspace)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_streams_opencv_shows_otherwise_are_read_as_players_show_them(tmp_path: Path) -> None:
+    """OpenCV converted BT.2020 colour (HDR, a phone's default) with another matrix (red came out 255, 65, 43), read
+    a transparent clip (PNG in MOV, ProRes 4444) over black where photos are seen over white, and turned a mirrored
+    recording upside down (it reads only an angle from the display matrix). Those streams are read with PyAV."""
+    red_grey = np.zeros((48, 64, 3), np.uint8)
+    red_grey[:, :32] = (255, 0, 0)
+    red_grey[:, 32:] = (128, 128, 128)
+    hdr = _pyav_write(tmp_path / "hdr.mp4", "libx264", [red_grey] * 10, "yuv420p", colorspace=9)  # BT2020_NCL
+    assert video.pyav_reason(hdr) == "BT.2020 colour"
+    image = next(iter(video.read_frames(hdr, 1.0))).image
+    assert np.abs(image[24, 10].astype(int) - (255, 0, 0)).max() <= 6
+    assert np.abs(image[24, 50].astype(int) - 128).max() <= 6
+
+    sticker = np.zeros((48, 64, 4), np.uint8)
+    sticker[10:38, 20:44] = (20, 20, 20, 255)  # a dark square on a transparent ground
+    clip = _pyav_write(tmp_path / "sticker.mov", "png", [sticker] * 10, "rgba", fmt="rgba")
+    assert video.pyav_reason(clip) == "transparency"
+    frames = list(video.read_frames(clip, 1.0))
+    assert [f.time for f in frames] == pytest.approx([0.0, 1.0])
+    assert (frames[0].image[0, 0] == 255).all() and (frames[0].image[24, 32] == 20).all()
+
+    # a left-right mirror in the track header (what -display_hflip writes): shown mirrored, as FFmpeg shows it
+    plain = make_video(tmp_path / "plain.mp4", [("checker", 1.0)], size=(64, 48)).path
+    stored = next(iter(iter_frames(plain, 1.0))).image
+    data = bytearray(Path(plain).read_bytes())
+    box = data.find(b"tkhd")
+    at = box + 4 + (4 + 20 if data[box + 4] == 0 else 4 + 32) + 16
+    data[at:at + 36] = struct.pack(">9i", -0x10000, 0, 0, 0, 0x10000, 0, 64 << 16, 0, 0x40000000)
+    (tmp_path / "mirrored.mp4").write_bytes(bytes(data))
+    assert video.pyav_reason(tmp_path / "mirrored.mp4") == "a mirrored display"
+    for keyframes in (False, True):
+        shown = next(iter(video.read_frames(tmp_path / "mirrored.mp4", 1.0, keyframes=keyframes))).image
+        assert np.abs(shown.astype(int) - stored[:, ::-1]).mean() < 3, keyframes  # was turned 180 degrees
+    assert video.pyav_reason(plain) is None  # an ordinary video: OpenCV's reader, as before
