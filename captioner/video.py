@@ -1319,7 +1319,9 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                 if tail is None or stats.end_time < _SHORT_STREAM_RATIO * (tail - (origin or 0.0)):
                     announced_length = length
     if not n:
-        raise VideoError(f"{p}: no decodable {'key ' if keys_only else ''}frames" + (f" ({stopped})" if stopped else ""))
+        # PyAV's FFmpeg has no decoder for some files OpenCV reads (an animated WebP): the normal reader may
+        raise VideoError(f"{p}: no decodable {'key ' if keys_only else ''}frames" + (f" ({stopped})" if stopped else "")
+                         + ("; try without --fast" if keys_only else ""))
     announced = max(0, announced - hidden)
     counted_short = announced > 0 and stats.decoded < announced
     # every packet was read: where their timestamps end, the picture ends (an MKV announces no frame

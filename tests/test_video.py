@@ -845,3 +845,23 @@ def test_streams_opencv_shows_otherwise_are_read_as_players_show_them(tmp_path: 
         shown = next(iter(video.read_frames(tmp_path / "mirrored.mp4", 1.0, keyframes=keyframes))).image
         assert np.abs(shown.astype(int) - stored[:, ::-1]).mean() < 3, keyframes  # was turned 180 degrees
     assert video.pyav_reason(plain) is None  # an ordinary video: OpenCV's reader, as before
+
+
+def test_fast_mode_on_a_file_only_opencv_decodes_says_to_run_without_it(tmp_path: Path, tiny_model) -> None:
+    """An animated WebP: OpenCV reads it, PyAV's FFmpeg has no decoder for it, and --fast said only "no decodable
+    key frames"."""
+    from click.testing import CliRunner
+
+    from captioner.cli import main
+
+    image = pytest.importorskip("PIL.Image")
+    frames = [image.fromarray(shot_frame(look, 0, (64, 48))) for look in ("red", "checker", "blue")]
+    frames[0].save(tmp_path / "anim.webp", save_all=True, append_images=frames[1:], duration=500, loop=0)
+    args = ["run", str(tmp_path / "anim.webp"), "-o", str(tmp_path / "o"), "--model", str(tiny_model), "-q"]
+    normal = CliRunner().invoke(main, args)
+    if normal.exit_code != 0:
+        pytest.skip("this OpenCV does not read animated WebP either")
+    fast = CliRunner().invoke(main, [*args, "--fast", "--overwrite"])
+    if fast.exit_code == 0:
+        pytest.skip("this PyAV decodes animated WebP")
+    assert fast.exit_code == 1 and fast.stderr.rstrip().endswith("no decodable key frames; try without --fast")
