@@ -540,9 +540,9 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
     if end is not None and end < start + 0.001 - 1e-9:  # a millisecond, subtitles' precision (and the file names')
         # 2.0009 after 2 was "2.001 s is not after --start (2 s)": the rule, with the values as given
         given = lambda t: f"{t:.9f}".rstrip("0").rstrip(".")  # noqa: E731  (to the nanosecond, as it was given)
-        raise click.BadParameter(f"{given(end)} s is not at least a millisecond after --start ({given(start)} s)"
-                                 if end > start else f"{seconds_text(end)} s is not after --start ({seconds_text(start)} s)",
-                                 param_hint="'--end'")
+        message = (f"{given(end)} s is not at least a millisecond after --start ({given(start)} s)" if end > start
+                   else f"{seconds_text(end)} s is not after --start ({seconds_text(start)} s)")
+        raise click.BadParameter(message, param_hint="'--end'")
     _setup_logging(verbose, quiet)
     from .batch.job import caption_one
     from .writers import foreign_outputs, foreign_reason
@@ -758,7 +758,7 @@ def _describe_model(folder: Path, m: dict) -> list[str]:
     not_words = len(tokens) + sum(1 for w in vocab if w in SPECIALS)
     words = (d.get("vocab_size") or 0) - not_words
     lines.append(f"decoder:   attention LSTM, hidden {d.get('hidden_dim')}, vocabulary {words} words{concepts}"
-               + (f"; writes in styles {', '.join(styles)} (--style)" if styles else ""))
+                 + (f"; writes in styles {', '.join(styles)} (--style)" if styles else ""))
     if m.get("detectors"):
         from .detect import describe
 
@@ -783,23 +783,23 @@ def _describe_model(folder: Path, m: dict) -> list[str]:
     if m.get("vse"):
         memory = m["vse"].get("memory") or {}
         lines.append(f"search:    JSON cues carry a {m['vse'].get('dim')}-d visual vector in {m['vse'].get('space')}'s "
-                   "sentence space (captioner search ranks by it)"
-                   + (f", moved towards the captions of the {memory.get('k')} training videos it looks most like "
-                      f"(of {memory.get('items')})" if memory else ""))
+                     "sentence space (captioner search ranks by it)"
+                     + (f", moved towards the captions of the {memory.get('k')} training videos it looks most like "
+                        f"(of {memory.get('items')})" if memory else ""))
         if m["vse"].get("words"):
             vectors = m["vse"]["words"].get("count")
             if vectors == len(vocab):  # a vector per vocabulary entry, the special tokens' unused
                 vectors -= not_words
-            lines.append(f"choosing:  a caption is the beam caption with the best likelihood + closeness to the picture's "
-                       f"vector (vectors for {vectors} words; --rerank-weight)")
+            lines.append("choosing:  a caption is the beam caption with the best likelihood + closeness to the "
+                         f"picture's vector (vectors for {vectors} words; --rerank-weight)")
     if m.get("bank"):
         b = m["bank"]
-        lines.append(f"consensus: video candidates also from the {b.get('captions')} captions of {b.get('videos')} training "
-                   "videos, those the nearest agree on (--consensus)")
+        lines.append(f"consensus: video candidates also from the {b.get('captions')} captions of {b.get('videos')} "
+                     "training videos, those the nearest agree on (--consensus)")
     if m.get("photo_bank"):
         b = m["photo_bank"]
         lines.append(f"photos:    candidates also from the {b.get('captions')} captions of {b.get('photos')} training "
-                   "photos, those the nearest agree on (captioner image --consensus)")
+                     "photos, those the nearest agree on (captioner image --consensus)")
     lines.append(f"sha256:    {m.get('sha256')}")
     lines.append(f"runtime:   {runtime_summary(str(m.get('encoder')))}")
     training = extra.get("training", {})
