@@ -370,7 +370,7 @@ def _over_white(data: np.ndarray, img: np.ndarray) -> np.ndarray:
         return img
     # an animated GIF is decoded with alpha only where its last frame has a transparent colour: its first
     # frame alone (the one ``img`` shows) keeps its own
-    first = _gif_first_frame(data.tobytes()) if data[:4].tobytes() == b"GIF8" else None
+    first = _gif_first_frame(memoryview(data)) if data[:4].tobytes() == b"GIF8" else None
     full = cv2.imdecode(np.frombuffer(first[0], np.uint8) if first else data, cv2.IMREAD_UNCHANGED)
     if full is None:
         return img
@@ -426,7 +426,7 @@ def _alpha_kind(data: np.ndarray) -> str | None:
                 return "straight" if struct.unpack("<I", raw[21:25])[0] >> 28 & 1 else None
             return None  # lossy VP8 without a VP8X header has no alpha
         if raw[:4] == b"GIF8":
-            first = _gif_first_frame(data.tobytes())
+            first = _gif_first_frame(memoryview(data))  # not a copy of the whole file
             return None if first is not None and not first[1] else "straight"
         if raw[:2] == b"BM":
             (bits,), (compression,) = struct.unpack("<H", raw[28:30]), struct.unpack("<I", raw[30:34])
@@ -498,21 +498,21 @@ def _tiff_alpha_kind(blob: memoryview) -> str | None:
     return "premultiplied" if tags.get(338) in (1, 2) else "straight"
 
 
-def _gif_first_frame(blob: bytes) -> tuple[bytes, bool] | None:
+def _gif_first_frame(blob: memoryview | bytes) -> tuple[bytes, bool] | None:
     """A GIF's first frame as a GIF of its own, and whether that frame has a transparent colour; None for a
     file whose blocks cannot be followed to the end of its first image.
 
     OpenCV decodes an animated GIF with alpha only where its *last* frame has a transparent colour: a logo
     whose first frame is transparent and whose next one is opaque came back with black where it was
     transparent. The first image and the control extension before it are all that frame is."""
-    if len(blob) < 13 or blob[:4] != b"GIF8":
+    if len(blob) < 13 or bytes(blob[:4]) != b"GIF8":
         return None
     at, transparent = 13, False
     if blob[10] & 0x80:  # a global colour table
         at += 3 * (2 << (blob[10] & 7))
     while at < len(blob):
         if blob[at] == 0x21:  # an extension: its label, then data sub-blocks up to an empty one
-            if blob[at + 1:at + 3] == b"\xf9\x04" and at + 3 < len(blob):  # graphic control: of the next image
+            if bytes(blob[at + 1:at + 3]) == b"\xf9\x04" and at + 3 < len(blob):  # graphic control: of the next image
                 transparent = bool(blob[at + 3] & 1)
             at += 2
             while at < len(blob) and blob[at]:
@@ -527,7 +527,7 @@ def _gif_first_frame(blob: bytes) -> tuple[bytes, bool] | None:
                 at += blob[at] + 1
             if at >= len(blob):
                 return None
-            return blob[:at + 1] + b"\x3b", transparent
+            return bytes(blob[:at + 1]) + b"\x3b", transparent
         else:
             return None
     return None
