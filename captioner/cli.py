@@ -522,7 +522,8 @@ def main() -> None:
               help="Caption from this time of the video: seconds (90.5, 90s, 1500ms), 1m30s (as output names "
                    "give it) or [HH:]MM:SS[.mmm]. Cue times stay the "
                    "video's, so the subtitles play with the whole file; an MP4, MOV, MKV or WebM is jumped into, other "
-                   "containers decode the frames before it without looking at them. "
+                   "containers (and HDR, transparent or mirrored video, read with PyAV) decode the frames before it "
+                   "without looking at them. "
                    "The outputs are named for the stretch (talk.1m30s-2m00s.srt). Default: the start.")
 @click.option("--end", type=_Time(), default=_D.sampling.end,
               help="Caption up to this time (same forms as --start); reading stops there. Default: the end.")

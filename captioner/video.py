@@ -530,7 +530,9 @@ def _cached_pyav_reason(path: str, inode: int, size: int, mtime_ns: int) -> str 
         if getattr(frame, "colorspace", None) in (9, 10):  # FFmpeg's BT2020_NCL, BT2020_CL
             return "BT.2020 colour"
         if _has_alpha(frame.format):
-            return "transparency"
+            alpha = frame.to_ndarray(format="rgba")[:, :, 3]
+            if alpha.any() and alpha.min() < 255:  # all 0: a 32-bit AVI's unused byte; all 255: opaque
+                return "transparency"
         matrix = _display_matrix(frame)
         if matrix is not None and _mirrored(matrix):
             return "a mirrored display"
@@ -1113,17 +1115,23 @@ def _upright(frame: Any) -> np.ndarray:
     caller. Without this, ``--fast`` captioned a phone video lying on its side.
     ``frame.rotation`` (PyAV 15 and later) is counter-clockwise degrees, as ``np.rot90`` turns.
     """
-    if _has_alpha(getattr(frame, "format", None)):  # over white, as photos are (a logo clip's transparent ground was black)
-        rgba = frame.to_ndarray(format="rgba")
-        a = rgba[:, :, 3:].astype(np.float32) / 255.0
-        image = np.minimum(rgba[:, :, :3] * a + 255.0 * (1.0 - a) + 0.5, 255.0).astype(np.uint8)
-    else:
-        image = frame.to_ndarray(format="rgb24")
+    image = _over_white(frame.to_ndarray(format="rgba")) if _has_alpha(getattr(frame, "format", None)) \
+        else frame.to_ndarray(format="rgb24")
     matrix = _display_matrix(frame)
     if matrix is not None:
         return _displayed(image, matrix)
     quarter = round(float(getattr(frame, "rotation", 0) or 0) / 90.0) % 4
     return np.ascontiguousarray(np.rot90(image, quarter)) if quarter else image
+
+
+def _over_white(rgba: np.ndarray) -> np.ndarray:
+    """RGBA pixels composited over white, as photos are (a logo clip's transparent ground was black); an alpha of 0
+    everywhere is an unused fourth byte (a 32-bit BI_RGB AVI from a screen grabber), not a picture to blank out."""
+    alpha = rgba[:, :, 3]
+    if not alpha.any() or alpha.min() == 255:
+        return np.ascontiguousarray(rgba[:, :, :3])
+    a = alpha[:, :, None].astype(np.float32) / 255.0
+    return np.minimum(rgba[:, :, :3] * a + 255.0 * (1.0 - a) + 0.5, 255.0).astype(np.uint8)
 
 
 def _has_alpha(fmt: Any) -> bool:
@@ -1229,6 +1237,8 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         ignores_skip = False
         shown_frames = 0  # frames decoded (every-frame mode: a frame's number, in the order they are shown)
         shown: list[float] = []  # the times of the packets not yet past the last sample (``Frame.since``)
+        untimed = False  # a packet without a timestamp came (a raw .h264): ``since`` unknown from there on
+        first_after: float | None = None  # every-frame mode: the first frame decoded after the last sample
         try:
             packets = container.demux(stream)
             while True:
@@ -1265,6 +1275,8 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                         stats.end_time = max(stats.end_time, pts + offset + length)
                         if pts + offset > last_time:
                             shown.append(pts + offset)
+                    else:
+                        untimed = True
                 if ignores_skip and not packet.is_keyframe:
                     continue
                 try:
@@ -1287,15 +1299,21 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                     t = frame_times(max(0.0, float(frame.time) - (origin or 0.0) - (delay or 0.0))
                                     if frame.time is not None else index / rate)
                     if not clock.due(t):
+                        first_after = t if first_after is None else first_after
                         continue
                     n += 1
                     stats.sampled = n
                     clock.take(t)
-                    # the packets between the last sample and this one, decoded or not: the first is the earliest
-                    # this picture can have come (on the packets' clock, the frames' own unless parts were joined)
-                    between = [p for p in shown if last_time + _TIME_EPS < p <= t + _TIME_EPS]
-                    since = None if frame_times.joins else min([t, *between])
+                    if not keys_only:  # every frame decoded: the first after the last sample, as iter_frames says
+                        since = t if first_after is None else min(first_after, t)
+                    elif frame_times.joins or untimed:  # (a raw stream's packets carry no time: every cut was late)
+                        since = None
+                    else:
+                        # the packets between the last sample and this one, decoded or not: the first is the earliest
+                        # this picture can have come (on the packets' clock, the frames' own unless parts were joined)
+                        since = min([t, *(p for p in shown if last_time + _TIME_EPS < p <= t + _TIME_EPS)])
                     shown = [p for p in shown if p > t + _TIME_EPS]
+                    first_after = None
                     longest_gap, last_time = max(longest_gap, t - last_time), t
                     yield Frame(index=index, time=t, image=_upright(frame), since=since)
         finally:  # also where the caller stopped reading (``within``'s end), past a join

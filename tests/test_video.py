@@ -865,3 +865,20 @@ def test_fast_mode_on_a_file_only_opencv_decodes_says_to_run_without_it(tmp_path
     if fast.exit_code == 0:
         pytest.skip("this PyAV decodes animated WebP")
     assert fast.exit_code == 1 and fast.stderr.rstrip().endswith("no decodable key frames; try without --fast")
+
+
+def test_an_unused_alpha_byte_and_untimed_packets_are_not_taken_for_what_they_are_not(tmp_path: Path) -> None:
+    """A 32-bit BI_RGB AVI (a screen grabber's 'uncompressed') decodes as bgra with a fourth byte of 0: taken as
+    transparency, every frame came out white. A raw .h264 stream's packets carry no time: --fast said no frame came
+    between samples (Frame.since = the sample's time), and every cut landed on the later sample."""
+    picture = np.zeros((48, 64, 4), np.uint8)
+    picture[:, :, :3] = shot_frame("checker", 0, (64, 48))  # alpha 0 everywhere
+    avi = _pyav_write(tmp_path / "grab.avi", "rawvideo", [picture] * 10, "bgra", fmt="rgba")
+    assert video.pyav_reason(avi) is None
+    for keyframes in (False, True):
+        image = next(iter(video.read_frames(avi, 1.0, keyframes=keyframes))).image
+        assert np.abs(image.astype(int) - picture[:, :, :3]).mean() < 2, keyframes  # was 255 everywhere
+    raw = pyav_video(tmp_path / "cam.h264", "libx264", [shot_frame("red", i, (64, 48)) for i in range(50)], rate=10,
+                     gop=10, container="h264")
+    frames = list(video.read_frames(raw, 1.0, keyframes=True))
+    assert len(frames) >= 4 and all(f.since is None for f in frames)
