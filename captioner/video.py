@@ -27,7 +27,7 @@ import re
 import shlex
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -65,6 +65,9 @@ _GRAB_ATTEMPTS = 250
 #: Timestamps within this many seconds of a sampling instant count as on it,
 #: so a 29.97 fps frame at 0.9999 s is the sample for 1 s, not the one after.
 _TIME_EPS = 1e-3
+
+#: ``--fast``: how many decoded key frames are held back to be put in presentation order (``iter_keyframes``).
+_KEY_REORDER = 3
 
 #: ``--fast``: a stretch longer than this without a key frame is worth a warning (encoders
 #: put one every 2-10 s; screen recorders and intra-refresh streams only at the start).
@@ -1134,6 +1137,12 @@ def _over_white(rgba: np.ndarray) -> np.ndarray:
     return np.minimum(rgba[:, :, :3] * a + 255.0 * (1.0 - a) + 0.5, 255.0).astype(np.uint8)
 
 
+def _presentation(frame: Any) -> tuple[bool, int]:
+    """A decoded PyAV frame's place in presentation order (frames without a timestamp keep their order, last)."""
+    pts = getattr(frame, "pts", None)
+    return pts is None, pts or 0
+
+
 def _has_alpha(fmt: Any) -> bool:
     """Whether a PyAV pixel format carries transparency (yuva420p, rgba, ya8, gbrap, ...: 2 or 4 components)."""
     return fmt is not None and len(getattr(fmt, "components", ())) in (2, 4)
@@ -1239,6 +1248,50 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         shown: list[float] = []  # the times of the packets not yet past the last sample (``Frame.since``)
         untimed = False  # a packet without a timestamp came (a raw .h264): ``since`` unknown from there on
         first_after: float | None = None  # every-frame mode: the first frame decoded after the last sample
+        def sample(frame: Any) -> Iterator[Frame]:
+            """A decoded frame's sample, if it is one (sampling, ``since``, the frame's number)."""
+            nonlocal shown_frames, first_after, n, shown, longest_gap, last_time
+            if keys_only:
+                index = keys.popleft() if keys else max(0, position - 1)
+            else:
+                index, shown_frames = shown_frames, shown_frames + 1
+            # no timestamps: the frame number is the only clock, as in iter_frames
+            t = frame_times(max(0.0, float(frame.time) - (origin or 0.0) - (delay or 0.0))
+                            if frame.time is not None else index / rate)
+            if not clock.due(t):
+                first_after = t if first_after is None else first_after
+                return
+            n += 1
+            stats.sampled = n
+            clock.take(t)
+            if not keys_only:  # every frame decoded: the first after the last sample, as iter_frames says
+                since = t if first_after is None else min(first_after, t)
+            elif frame_times.joins or untimed:  # (a raw stream's packets carry no time: every cut was late)
+                since = None
+            else:
+                # the packets between the last sample and this one, decoded or not: the first is the earliest
+                # this picture can have come (on the packets' clock, the frames' own unless parts were joined)
+                since = min([t, *(p for p in shown if last_time + _TIME_EPS < p <= t + _TIME_EPS)])
+            shown = [p for p in shown if p > t + _TIME_EPS]
+            first_after = None
+            longest_gap, last_time = max(longest_gap, t - last_time), t
+            yield Frame(index=index, time=t, image=_upright(frame), since=since)
+
+        pending: list[Any] = []  # decoded key frames held back to come out in presentation order
+
+        def in_order(frames: Sequence[Any], final: bool) -> list[Any]:
+            """Key frames in presentation order. Skipping the frames between them, a decoder may give an open-GOP
+            HEVC's key frames out of order (the one at 0 s after the one at 8.3 s: the first was lost, held back by
+            the timeline); a few are held and sorted. Joined recordings, whose times go back, keep decode order."""
+            nonlocal pending
+            if not keys_only or frame_times.joins or offset:
+                out, pending = [*pending, *frames], []
+                return out
+            pending = sorted([*pending, *frames], key=_presentation)
+            keep = 0 if final else min(len(pending), _KEY_REORDER)
+            out, pending = pending[:len(pending) - keep], pending[len(pending) - keep:]
+            return out
+
         try:
             packets = container.demux(stream)
             while True:
@@ -1290,32 +1343,10 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                     # a decoder that ignores skip_frame (FFmpeg's VP9) decoded every frame: from here on only the
                     # key packets reach it (each decodes alone); those it already gave are shown as usual
                     ignores_skip = True
-                for frame in frames:
-                    if keys_only:
-                        index = keys.popleft() if keys else max(0, position - 1)
-                    else:
-                        index, shown_frames = shown_frames, shown_frames + 1
-                    # no timestamps: the frame number is the only clock, as in iter_frames
-                    t = frame_times(max(0.0, float(frame.time) - (origin or 0.0) - (delay or 0.0))
-                                    if frame.time is not None else index / rate)
-                    if not clock.due(t):
-                        first_after = t if first_after is None else first_after
-                        continue
-                    n += 1
-                    stats.sampled = n
-                    clock.take(t)
-                    if not keys_only:  # every frame decoded: the first after the last sample, as iter_frames says
-                        since = t if first_after is None else min(first_after, t)
-                    elif frame_times.joins or untimed:  # (a raw stream's packets carry no time: every cut was late)
-                        since = None
-                    else:
-                        # the packets between the last sample and this one, decoded or not: the first is the earliest
-                        # this picture can have come (on the packets' clock, the frames' own unless parts were joined)
-                        since = min([t, *(p for p in shown if last_time + _TIME_EPS < p <= t + _TIME_EPS)])
-                    shown = [p for p in shown if p > t + _TIME_EPS]
-                    first_after = None
-                    longest_gap, last_time = max(longest_gap, t - last_time), t
-                    yield Frame(index=index, time=t, image=_upright(frame), since=since)
+                for frame in in_order(frames, final=not packet.size):
+                    yield from sample(frame)
+            for frame in in_order([], final=True):  # what a stream that stopped early still held
+                yield from sample(frame)
         finally:  # also where the caller stopped reading (``within``'s end), past a join
             _log_joins(p, frame_times.joins)
         if not time_base or not timed:  # no packet timestamps: the stream ends after its last frame
