@@ -335,17 +335,22 @@ def _sample_interval(t: np.ndarray, config: SegmentConfig) -> float:
     return config.min_duration if config.min_duration > 0 else 1.0
 
 
+def cut_time(earlier: float, later: float, since: float | None = None) -> float:
+    """Where the picture of a sample at ``earlier`` gives way to that of the next one at ``later``: half-way, the best
+    guess with frames between them, but no earlier than ``since``, the first frame after ``earlier`` (None or
+    ``-inf``: not known). ``video.within`` opens a stretch by the same rule."""
+    middle = (earlier + later) / 2.0
+    return middle if since is None or since <= middle else min(float(since), later)
+
+
 def _cut_at_shots(t: np.ndarray, x: np.ndarray, end: float, threshold: float,
                   since: np.ndarray | None = None) -> list[_Piece]:
-    """Pass 1: one piece per shot, cut halfway between the samples either side, but not before the first frame
-    after the earlier one (``since`` of the later; as ``video.change_time``)."""
+    """Pass 1: one piece per shot, cut between the samples either side (``cut_time``)."""
     cuts = np.nonzero(shot_boundaries(x) > threshold)[0]
     pieces: list[_Piece] = []
     start, first = 0.0, 0
     for i in cuts:
-        at = float(t[i] + t[i + 1]) / 2.0
-        if since is not None and since[i + 1] > at:
-            at = min(float(since[i + 1]), float(t[i + 1]))
+        at = cut_time(float(t[i]), float(t[i + 1]), None if since is None else float(since[i + 1]))
         pieces.append((start, at, list(range(first, i + 1))))
         start, first = at, i + 1
     pieces.append((start, end, list(range(first, len(t)))))

@@ -37,6 +37,7 @@ import numpy as np
 
 from captioner.config import IMAGE_EXTENSIONS
 from captioner.errors import VideoError
+from captioner.segment import cut_time
 from captioner.native import quiet_native_logs
 
 log = logging.getLogger(__name__)
@@ -532,10 +533,8 @@ def _cached_pyav_reason(path: str, inode: int, size: int, mtime_ns: int) -> str 
             return None
         if getattr(frame, "colorspace", None) in (9, 10):  # FFmpeg's BT2020_NCL, BT2020_CL
             return "BT.2020 colour"
-        if _has_alpha(frame.format):
-            alpha = frame.to_ndarray(format="rgba")[:, :, 3]
-            if alpha.any() and alpha.min() < 255:  # all 0: a 32-bit AVI's unused byte; all 255: opaque
-                return "transparency"
+        if _has_alpha(frame.format) and _transparent(frame.to_ndarray(format="rgba")[:, :, 3]):
+            return "transparency"
         matrix = _display_matrix(frame)
         if matrix is not None and _mirrored(matrix):
             return "a mirrored display"
@@ -564,7 +563,7 @@ def within(frames: Iterator[Frame], start: float = 0.0, end: float | None = None
             if frame.time < start:
                 before = frame
                 continue
-            if not found and before is not None and change_time(before, frame) > start < frame.time:
+            if not found and before is not None and cut_time(before.time, frame.time, frame.since) > start < frame.time:
                 yield dataclasses.replace(before, time=start, since=None)
             found = True
             yield frame
@@ -574,13 +573,6 @@ def within(frames: Iterator[Frame], start: float = 0.0, end: float | None = None
         close = getattr(frames, "close", None)
         if close is not None:
             close()
-
-
-def change_time(before: Frame, frame: Frame) -> float:
-    """Where the picture of ``before`` gives way to that of the next sample ``frame``: half-way between them, the
-    best guess with frames in between, but not before ``frame.since`` (no frame came between: at ``frame``)."""
-    middle = (before.time + frame.time) / 2.0
-    return middle if frame.since is None else min(frame.time, max(middle, frame.since))
 
 
 def sample_times_hint(info: VideoInfo, fps: float) -> int:
@@ -1127,11 +1119,17 @@ def _upright(frame: Any) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, quarter)) if quarter else image
 
 
+def _transparent(alpha: np.ndarray) -> bool:
+    """Whether an alpha channel shows anything through: not all 255 (opaque), nor all 0 (an unused fourth byte, as a
+    32-bit BI_RGB AVI from a screen grabber has, not a picture to blank out)."""
+    return bool(alpha.any()) and int(alpha.min()) < 255
+
+
 def _over_white(rgba: np.ndarray) -> np.ndarray:
-    """RGBA pixels composited over white, as photos are (a logo clip's transparent ground was black); an alpha of 0
-    everywhere is an unused fourth byte (a 32-bit BI_RGB AVI from a screen grabber), not a picture to blank out."""
+    """RGBA pixels composited over white, as photos are (a logo clip's transparent ground was black), where the
+    alpha is transparency (``_transparent``)."""
     alpha = rgba[:, :, 3]
-    if not alpha.any() or alpha.min() == 255:
+    if not _transparent(alpha):
         return np.ascontiguousarray(rgba[:, :, :3])
     a = alpha[:, :, None].astype(np.float32) / 255.0
     return np.minimum(rgba[:, :, :3] * a + 255.0 * (1.0 - a) + 0.5, 255.0).astype(np.uint8)
