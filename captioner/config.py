@@ -57,10 +57,16 @@ def _number(low: float = -math.inf, high: float = math.inf, *, above: bool = Fal
     return ok, "a finite number" + (" " + " and ".join(bounds) if bounds else "")
 
 
+def is_whole(v: Any, low: float = -math.inf, high: float = math.inf) -> bool:
+    """Whether ``v`` is a whole number within [low, high] (not a bool: True is no count), as the library's
+    arguments that are counts must be (``SearchConfig.results``, ``Searcher.search``'s n, ``run_batch``'s workers)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and low <= v <= high
+
+
 def _count(low: int, high: float = math.inf) -> tuple[Callable[[Any], bool], str]:
     """A rule for ``_checked``: a whole number within [low, high]."""
     def ok(v: Any) -> bool:
-        return isinstance(v, numbers.Integral) and not isinstance(v, bool) and low <= v <= high
+        return is_whole(v, low, high)
     return ok, f"a whole number >= {low}" if high == math.inf else f"a whole number from {low} to {high:g}"
 
 

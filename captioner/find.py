@@ -37,7 +37,6 @@ import io
 import json
 import logging
 import math
-import numbers
 import os
 import re
 import stat
@@ -50,7 +49,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from .config import SearchConfig
+from .config import SearchConfig, is_whole
 from .errors import CANNOT_LIST, CaptionerError, OutputError, cannot_list, path_list, printable
 from .outputs import count_text, walk
 from .progress import Progress, ProgressCallback
@@ -922,7 +921,7 @@ class Searcher:
         if tokenizer is not None:
             check_words(query, tokenizer)
         n = self.config.results if n is None else n
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        if not is_whole(n, 1):
             # 2.5 failed in NumPy's partition (TypeError), True was taken as 1
             raise CaptionerError(f"the number of results must be a whole number of at least 1, got {n!r}")
         pool: list[tuple[float, int, int]] = []

@@ -14,7 +14,6 @@ Importing this package loads neither torch, cv2 nor Ray.
 from __future__ import annotations
 
 import contextlib
-import numbers
 import logging
 import os
 import time
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Literal
 
-from ..config import CaptionConfig, configure
+from ..config import CaptionConfig, configure, is_whole
 from ..errors import CaptionerError
 from .job import BatchJob, FileResult, ResultCallback, Status, caption_one, run_job
 from .lock import LOCK_NAME, exclusive
@@ -88,7 +87,7 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
     """
     if engine not in ("local", "ray"):
         raise ValueError(f"unknown engine {engine!r}: use local or ray")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1):
+    if workers is not None and not is_whole(workers, 1):
         # -3 ran (and was written into the report), "2" and 2.5 failed after a report of pending videos
         raise ValueError(f"workers must be a whole number >= 1 or None, got {workers!r}")
     if set(config.output.formats) != set(plan.formats):
