@@ -43,7 +43,8 @@ from urllib.parse import quote
 
 from captioner.config import OutputConfig, ReviewConfig
 from captioner.errors import OutputError
-from captioner.outputs import INDEX_FALLBACK_NAME, INDEX_NAME, json_number, json_surrogates, parse_json, write_atomic
+from captioner.outputs import (INDEX_FALLBACK_NAME, INDEX_NAME, absolute, json_number, json_surrogates, parse_json,
+                               write_atomic)
 
 if TYPE_CHECKING:
     from captioner.writers import Document
@@ -62,8 +63,8 @@ GENERATOR = "captioner"
 RESULTS_GENERATOR = f"{GENERATOR} search"
 
 #: The status line's instruction (review.js keeps the text it finds there and writes it back).
-HINT = ("Click a caption, or press Enter or Space on it, to play from there; click or Tab to its text to edit it "
-        "(Enter finishes the edit, Esc takes it back).")
+HINT = ("Click a caption, or press Enter on it, to go there; Space on it plays from there and pauses again; click or "
+        "Tab to its text to edit it (Enter finishes the edit, Esc takes it back).")
 
 _DATA_RE = re.compile(r'<script type="application/json" id="captioner-data">(.*?)</script>', re.S)
 _THUMB_RE = re.compile(r'<img class="thumb" src="data:image/jpeg;base64,([A-Za-z0-9+/=]*)"')
@@ -185,9 +186,9 @@ def _clock(seconds: float, decimals: int = 1) -> str:
 def _href(target: Path, folder: Path) -> str:
     """A URL for ``target`` relative to ``folder`` (percent-encoded), or a file: URL when none exists."""
     try:
-        rel = os.path.relpath(os.path.abspath(target), os.path.abspath(folder))
+        rel = os.path.relpath(absolute(target), absolute(folder))
     except ValueError:  # another drive (Windows)
-        return Path(os.path.abspath(target)).as_uri()
+        return absolute(target).as_uri()
     return quote(os.fsencode(rel.replace(os.sep, "/")))  # the name's own bytes, even when they are not UTF-8
 
 
@@ -253,7 +254,8 @@ def _page_title(v: Mapping[str, Any]) -> str:
 
 
 def _heading(v: Mapping[str, Any]) -> str:
-    return _e(v["name"] or "video")
+    # a right-to-left name reads in its own order (the index's links do; the heading showed "שלום עולם.mp4")
+    return f'<bdi>{_e(v["name"])}</bdi>' if v["name"] else "video"
 
 
 def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Sequence[Snapshot] = (), *,
@@ -524,7 +526,7 @@ def _rewrite_page(page: Path, text: str, match: re.Match[str], data: dict[str, A
     head = re.sub(r'<video id="video" controls preload="metadata" src="[^"]*" aria-label="video [^"]*">',
                   lambda _: _video_tag(v), head, count=1)
     head = re.sub(r"<title>[^<]*</title>", lambda _: f"<title>{_e(_page_title(v))}</title>", head, count=1)
-    head = re.sub(r'<div class="title"><h1>[^<]*</h1>', lambda _: f'<div class="title"><h1>{_heading(v)}</h1>', head,
+    head = re.sub(r'<div class="title"><h1>(?:<bdi>)?[^<]*(?:</bdi>)?</h1>', lambda _: f'<div class="title"><h1>{_heading(v)}</h1>', head,
                   count=1)
     write_atomic(Path(os.path.realpath(page)), head + _json_for_html(data) + tail)
     return True

@@ -271,7 +271,7 @@ def test_a_page_of_a_moved_or_renamed_video_plays_it_where_it_is(tmp_path, tiny_
     (moved / "a.webm").rename(moved / "a.mkv")
     assert cli("batch", moved, *args).exit_code == 0
     page = (out / "a.html").read_text(encoding="utf-8")
-    assert read_page_data(out / "a.html")["video"]["name"] == "a.mkv" and "<h1>a.mkv</h1>" in page
+    assert read_page_data(out / "a.html")["video"]["name"] == "a.mkv" and "<h1><bdi>a.mkv</bdi></h1>" in page
     assert "<title>a.mkv · captions</title>" in page and 'aria-label="video a.mkv"' in page
 
 
@@ -561,6 +561,93 @@ def test_a_video_the_browser_cannot_play_gets_a_notice(browser, tmp_path, captio
     rows(browser)[-1].click()  # the list still works: the chosen cue is highlighted
     assert active_index(browser) == len(result.cues) - 1
     assert [e for e in console_errors(browser) if "old.mp4" not in e["message"]] == []
+
+
+def test_a_picture_the_browser_cannot_show_beside_sound_it_plays_gets_a_notice(browser, tmp_path, captioner):
+    """MPEG-4 part 2 with AAC sound (old cameras and phones): Chromium plays the sound and raises no error, the
+    player shrank to a sound bar and the page said nothing."""
+    import av
+
+    path = tmp_path / "old.mp4"
+    with av.open(str(path), "w") as out:
+        picture = out.add_stream("mpeg4", rate=10)
+        picture.width, picture.height, picture.pix_fmt = 160, 90, "yuv420p"
+        sound = out.add_stream("aac", rate=44100)
+        samples = (np.sin(np.arange(44100 * 3) * 0.06) * 0.3).astype(np.float32)[None, :]
+        chunk = 1024
+        for i in range(30):
+            frame = av.VideoFrame.from_ndarray(np.full((90, 160, 3), i * 8, np.uint8), format="rgb24")
+            for packet in picture.encode(frame):
+                out.mux(packet)
+        for at in range(0, samples.shape[1] - chunk, chunk):
+            frame = av.AudioFrame.from_ndarray(samples[:, at:at + chunk], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 44100, at
+            for packet in sound.encode(frame):
+                out.mux(packet)
+        for stream in (picture, sound):
+            for packet in stream.encode():
+                out.mux(packet)
+    result = captioner.caption_video(path)
+    page = tmp_path / "old.html"
+    page.write_text(format_html(result.cues, result.metadata(), result.snapshots, page=page), encoding="utf-8")
+    browser.get(page.as_uri())
+    notice = browser.find_element("id", "video-error")
+    wait_for(browser, lambda d: notice.is_displayed(), message="no notice for a picture the browser cannot show")
+    assert "The picture of old.mp4 cannot be shown here" in notice.text
+
+
+def test_space_on_a_cue_plays_from_it_and_pauses(browser, tmp_path):
+    """From the list the keyboard could go to a cue but never play it (Space went there too), and the player's own
+    buttons were two Tab stops a cue back: thousands on a long video."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    page = crafted_page(tmp_path, [Cue(0, 3, "first", 0.9), Cue(3, 6, "second", 0.9), Cue(6, 9, "third", 0.9)])
+    open_page(browser, page)
+    browser.execute_script("document.getElementById('video').muted = true; document.getElementById('cue-2').focus()")
+    ActionChains(browser).send_keys(Keys.SPACE).perform()
+    wait_for(browser, lambda d: not d.execute_script("return document.getElementById('video').paused"),
+             message="Space did not play")
+    assert 3.0 <= current_time(browser) < 6.0
+    ActionChains(browser).send_keys(Keys.SPACE).perform()
+    wait_for(browser, lambda d: d.execute_script("return document.getElementById('video').paused"),
+             message="Space again did not pause")
+    browser.execute_script("document.getElementById('cue-1').focus()")
+    ActionChains(browser).send_keys(Keys.ENTER).perform()  # Enter goes there and leaves the video paused
+    assert current_time(browser) < 3.0 and browser.execute_script("return document.getElementById('video').paused")
+    assert "Space on it plays from there" in browser.find_element("id", "status").text
+
+
+def test_a_right_to_left_name_reads_in_its_own_order_in_the_heading(tmp_path):
+    """The index showed a Hebrew name right to left; the page's heading laid it out left to right."""
+    meta = {"video": {"path": str(tmp_path / "שלום עולם.mp4"), "duration": 3.0}, "model": {}}
+    page = format_html([Cue(0, 3, "a cue", 0.9)], meta, page=tmp_path / "x.html")
+    assert "<h1><bdi>שלום עולם.mp4</bdi></h1>" in page
+
+
+def test_a_page_written_in_a_folder_reached_through_a_symlink_links_its_video_by_that_path(tmp_path, monkeypatch):
+    """cd link && captioner run clip.mp4 -o "$PWD/out": the link climbed out through the resolved folder
+    (../../real/proj/clip.mp4), broken when the page was opened by its real path or the folder moved."""
+    real = tmp_path / "real" / "proj"
+    real.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(real)
+    monkeypatch.chdir(tmp_path / "link")
+    monkeypatch.setenv("PWD", str(tmp_path / "link"))
+    meta = {"video": {"path": "clip.mp4", "duration": 3.0}, "model": {}}
+    page = tmp_path / "link" / "out" / "clip.html"
+    page.parent.mkdir()
+    page.write_text(format_html([Cue(0, 3, "a cue", 0.9)], meta, page=page), encoding="utf-8")
+    assert read_page_data(page)["video"]["src"] == "../clip.mp4"
+
+
+def test_a_large_index_filters_once_the_typing_pauses(browser, tmp_path):
+    """1,000 videos: every key rebuilt every match list (half a second a key); the filter still finds them."""
+    index = tmp_path / "index.html"
+    entries = [IndexEntry(f"clip{i:03d}.mp4", "failed", "not a video") for i in range(250)]
+    index.write_text(format_index(entries, index), encoding="utf-8")
+    open_index(browser, index)
+    browser.find_element("id", "filter").send_keys("clip12")
+    wait_for(browser, lambda d: d.find_element("id", "count").text == "10 of 250 videos", message="no filtering")
 
 
 def test_a_video_named_like_markup_runs_no_script(browser, archive):

@@ -362,6 +362,15 @@
     }
   }
 
+  // Space on a row: play from its cue, or pause. In a long list the player's own buttons are thousands of Tab
+  // stops back, and the keyboard could go to a cue but never play it
+  function playFrom(i) {
+    if (!video.paused && !video.ended) { video.pause(); return; }
+    if (cueAt(video.currentTime) !== i) seek(i);  // paused inside this cue: go on from there
+    var playing = video.play();
+    if (playing && playing.catch) playing.catch(function () { /* no media: the notice says so */ });
+  }
+
   var ticking = false;
   function tick() {
     follow();
@@ -392,12 +401,26 @@
       video.src = besidePage;
       return;
     }
-    var note = document.getElementById("video-error");
-    note.textContent = "The video " + data.video.name + " cannot be played here (missing, " +
-      "or a format this browser does not play; tried " + tried.map(decodeName).join(" and ") +
-      " from this page's folder). The captions and thumbnails below still work.";
-    note.hidden = false;
+    tell("The video ", " cannot be played here (missing, or a format this browser does not play; tried " +
+      tried.map(decodeName).join(" and ") + " from this page's folder). The captions and thumbnails below still work.");
   });
+  // a picture this browser cannot decode beside a sound it can (MPEG-4 part 2 or HEVC with AAC) raises no error:
+  // the player shrank to a sound bar and the page said nothing
+  video.addEventListener("loadedmetadata", function () {
+    if (video.videoWidth === 0 && data.video.width > 0) {
+      tell("The picture of ", " cannot be shown here (a format this browser does not decode; its sound may " +
+        "still play). The captions and thumbnails below still work.");
+    }
+  });
+  function tell(before, after) {  // the name isolated: a right-to-left name keeps its own order in the sentence
+    var note = document.getElementById("video-error"), name = document.createElement("bdi");
+    name.textContent = data.video.name;
+    note.textContent = "";
+    note.appendChild(document.createTextNode(before));
+    note.appendChild(name);
+    note.appendChild(document.createTextNode(after));
+    note.hidden = false;
+  }
   function decodeName(src) { try { return decodeURIComponent(src); } catch (e) { return src; } }
 
   rows.forEach(function (row, i) {
@@ -408,7 +431,9 @@
     text.setAttribute("aria-label", "caption " + (i + 1));
     row.addEventListener("click", function () { seek(i); });
     row.addEventListener("keydown", function (ev) {
-      if (ev.target === row && (ev.key === "Enter" || ev.key === " ")) { ev.preventDefault(); seek(i); }
+      if (ev.target !== row) return;
+      if (ev.key === "Enter") { ev.preventDefault(); seek(i); }
+      if (ev.key === " ") { ev.preventDefault(); playFrom(i); }
     });
     // the text when editing began: what Esc goes back to. The window losing focus (another tab, Alt-Tab) blurs
     // and refocuses the caption without ending the edit: Esc then took back nothing (it was already saved)
