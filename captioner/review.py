@@ -334,7 +334,7 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
 </section>
 <section class="list">
 <h2 id="cues-heading" class="vh">Captions</h2>
-<p id="cue-help" class="vh">Enter or Space: play from this cue; Tab to its text to edit it.</p>
+<p id="cue-help" class="vh">Enter: go to this cue; Space: play from it, or pause; Tab to its text to edit it.</p>
 {filter_box}{empty}<ol id="cues" class="cues" aria-labelledby="cues-heading">
 {chr(10).join(rows)}
 </ol>

@@ -1000,7 +1000,7 @@ def test_a_screen_reader_is_told_what_each_part_of_the_page_is(browser, tmp_path
     page = crafted_page(tmp_path, cues, snapshots=snaps)
     open_page(browser, page)
     row = ax_node(browser, "#cue-1")
-    assert "Enter or Space" in ax_text(row, "description") and "edit" in ax_text(row, "description")
+    assert "Space: play from it" in ax_text(row, "description") and "edit" in ax_text(row, "description")
     assert ax_text(row, "name") == "0:00.0 – 0:03.0 a dog runs"  # was nameless: its description only
     assert browser.execute_script("return document.querySelector('#cue-1 .conf').textContent") == "confidence 0.93"
     word = ax_node(browser, "#cue-1 .concepts li")
@@ -1013,7 +1013,7 @@ def test_a_screen_reader_is_told_what_each_part_of_the_page_is(browser, tmp_path
     assert ax_text(ax_node(browser, "#cues"), "name") == "Captions"
     assert browser.execute_script("return document.querySelector('h2').textContent") == "Captions"  # to jump to
     status = browser.find_element("id", "status").text
-    assert "Enter or Space" in status and "Esc" in status, status
+    assert "press Enter" in status and "Space" in status and "Esc" in status, status
     # nothing of it shows: the hidden texts take no room
     assert browser.execute_script(
         "return Array.prototype.every.call(document.querySelectorAll('.vh'),"
