@@ -1074,18 +1074,19 @@ def search(query: str, folders: tuple[Path, ...], results: int, as_json: bool, h
             bar.close()
     for path, reason in result.errors:
         _fail(f"{path}: {reason}")
-    if as_json:
-        click.echo(hits_json(query, result, ascii_only=not _utf8_stdout()), nl=False)
-    else:
-        for line in hit_lines(result.hits):
-            click.echo(line)
     failed = bool(result.errors)
     if html_page is not None:
+        # before the hits: a reader that stops early (| head -1) ended the process before the page was written
         try:  # the hits are shown even when the page cannot be written
             write_results_html(query, result, html_page)
         except CaptionerError as exc:
             _fail(str(exc))
             failed = True
+    if as_json:
+        click.echo(hits_json(query, result, ascii_only=not _utf8_stdout()), nl=False)
+    else:
+        for line in hit_lines(result.hits):
+            click.echo(line)
     sys.exit(1 if failed else 0)
 
 

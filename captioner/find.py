@@ -207,10 +207,11 @@ def _stat_outputs(root: Path, errors: list[tuple[str, str]] | None = None
                     st = os.stat(path)
             except OSError as exc:
                 st = exc
+            if not isinstance(st, OSError) and not stat.S_ISREG(st.st_mode):
+                continue  # before _is_report, which reads: a FIFO named captioner-report.json hung the search
             if f in NOT_OUTPUTS and (isinstance(st, OSError) or _is_report(path)):
                 continue
-            if isinstance(st, OSError) or stat.S_ISREG(st.st_mode):
-                found.append((path, st, link))
+            found.append((path, st, link))
     names: dict[tuple[int, int], int] = {}
     for _, st, _ in found:
         if not isinstance(st, OSError):
@@ -717,13 +718,16 @@ def quantize_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.rint(v / scale[:, None]), -127, 127).astype(np.int8), scale.astype(np.float32)
 
 
-def _dot(rows: np.ndarray, vec: np.ndarray, chunk: int = 32768) -> np.ndarray:
-    """``rows @ vec`` in float32 for rows of any dtype (float16, int8), converted a slice at a time (bounded memory)."""
-    if rows.dtype == np.float32:
-        return rows @ vec
+def _dot(rows: np.ndarray, vec: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """``rows @ vec`` for rows of any dtype (float16, int8), converted a slice at a time (bounded memory).
+
+    Summed in float64, given as float32: BLAS sums a float32 row in an order that depends on where the row lies
+    in the matrix, so two identical cues scored 0.442142516 and 0.442142546 and their tie came out in no order.
+    """
+    vec64 = np.asarray(vec, np.float64)
     out = np.empty(len(rows), np.float32)
     for s in range(0, len(rows), chunk):
-        out[s : s + chunk] = rows[s : s + chunk].astype(np.float32) @ vec
+        out[s : s + chunk] = rows[s : s + chunk].astype(np.float64) @ vec64
     return out
 
 
@@ -930,8 +934,9 @@ class Searcher:
                 s = s[rows]
             if not len(s):
                 continue
-            top = np.argsort(-s, kind="stable")[:n] if len(s) > 4 * n else np.argsort(-s, kind="stable")
-            if len(s) > 4 * n:  # argpartition for big indexes, then sort the few
+            if len(s) <= 4 * n:
+                top = np.argsort(-s, kind="stable")
+            else:  # partition for big indexes (a whole sort of 100,000 scores was made first, then thrown away)
                 kth = -np.partition(-s, n - 1)[n - 1]  # the n-th best score
                 above = np.flatnonzero(s > kth)
                 part = np.concatenate([above, np.flatnonzero(s == kth)[: n - len(above)]])  # ties: earliest rows
@@ -1014,7 +1019,9 @@ def format_results_html(query: str, result: SearchResult, page: Path) -> str:
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <title>captioner search: {e(query)}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}</style></head>
+td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}}
+h1,td{{overflow-wrap:anywhere}}td:nth-child(2),td:nth-child(3){{white-space:nowrap}}
+@media (max-width:600px){{body{{margin:1em}}td,th{{padding:.3em .4em}}}}</style></head>
 <body><h1>Search: {e(query)}</h1><p>{count_text(result.cues, "cue")} searched.</p>
 <table><thead><tr><th>video</th><th>time</th><th>score</th><th>caption</th></tr></thead>
 <tbody>
@@ -1057,6 +1064,11 @@ def check_results_page(page: Path) -> None:
         raise OutputError(f"{page}: cannot write: {problem}")
     if os.path.lexists(page):
         try:
+            if _is_stdout(page):
+                raise OutputError(f"{page}: writing to standard output is not supported: give a file name")
+            if os.path.exists(page) and not os.path.isfile(page) and not os.path.isdir(page):
+                # reading a FIFO (>(cat), mkfifo) to see whose page it is waited for a writer forever
+                raise OutputError(f"{page}: cannot write: not a regular file (a pipe or a device)")
             with open(page, "rb") as handle:
                 head = handle.read(4096)
         except OSError as exc:
@@ -1069,6 +1081,15 @@ def check_results_page(page: Path) -> None:
                           "caption output (choose a .html name)")
     if not _may(page.parent, os.W_OK | os.X_OK):
         raise OutputError(f"{page}: cannot write: folder {page.parent} is not writable")
+
+
+def _is_stdout(page: Path) -> bool:
+    """Whether ``page`` is this process's standard output (``/dev/stdout``, ``/dev/fd/1``), whatever it goes to."""
+    try:
+        named, out = os.stat(page), os.fstat(1)
+    except (OSError, ValueError):
+        return False
+    return (named.st_dev, named.st_ino) == (out.st_dev, out.st_ino)
 
 
 def write_results_html(query: str, result: SearchResult, page: Path) -> None:

@@ -813,3 +813,93 @@ def test_a_killed_index_write_leaves_nothing_for_long(archive: Path) -> None:
     write_output(archive / "new.json", [(0.0, 2.0, "a cat is sleeping")])  # a change: the index is written again
     update_index(archive, BagOfWords())
     assert sorted(p.name for p in folder.iterdir()) == [young.name, "index.npz"]  # another search's, maybe
+
+
+def test_a_fifo_named_like_a_batch_report_is_not_waited_on(archive: Path) -> None:
+    """A FIFO named captioner-report.json: it was read (is it a report?) before being left out, and search hung."""
+    import threading
+
+    (archive / "captioner-report.json").unlink()
+    fifo = archive / "captioner-report.json"
+    os.mkfifo(fifo)
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(Searcher([archive], embedder=BagOfWords()).cues), daemon=True)
+    worker.start()
+    worker.join(20)
+    if worker.is_alive():  # let it go: a writer that opens and closes the FIFO ends its wait
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert done == [3]
+
+
+def test_html_into_a_pipe_or_standard_output_is_an_error_not_a_hang(archive: Path, tmp_path: Path) -> None:
+    """--html /dev/stdout into a pipe, >(cat) or a FIFO: reading it to see whose page it is waited forever;
+    /dev/stdout into a file was called a page of someone else's."""
+    import subprocess
+    import sys
+
+    from clitools import subprocess_env
+
+    fifo = tmp_path / "page.html"
+    os.mkfifo(fifo)
+    command = [sys.executable, "-m", "captioner.cli", "search", "dog", str(archive), "--html"]
+    r = subprocess.run([*command, str(fifo)], capture_output=True, text=True, timeout=60, env=subprocess_env())
+    assert (r.returncode, r.stderr) == (1, f"error: {fifo}: cannot write: not a regular file (a pipe or a device)\n")
+    r = subprocess.run([*command, "/dev/stdout"], capture_output=True, text=True, timeout=60, env=subprocess_env())
+    assert (r.returncode, r.stderr, r.stdout) == (
+        1, "error: /dev/stdout: writing to standard output is not supported: give a file name\n", "")
+
+
+def test_html_is_written_when_the_reader_of_the_hits_stops_early(archive: Path, tmp_path: Path) -> None:
+    """search ... --html results.html | head -1: the page was written after the hits, and a closed pipe ended the
+    process before it, silently."""
+    import subprocess
+    import sys
+
+    from clitools import subprocess_env
+
+    page = tmp_path / "results.html"
+    read, write = os.pipe()
+    os.close(read)  # a reader gone before the first hit is printed
+    try:
+        r = subprocess.run([sys.executable, "-m", "captioner.cli", "search", "dog", str(archive), "--html", str(page)],
+                           stdout=write, stderr=subprocess.PIPE, text=True, timeout=60, env=subprocess_env())
+    finally:
+        os.close(write)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "Search: dog" in page.read_text(encoding="utf-8")
+
+
+class DenseWords(BagOfWords):
+    """Dense unit rows (one random vector per distinct text): sums in an order BLAS chooses differ in the last bits."""
+
+    def embed(self, texts):
+        self.embedded.extend(texts)
+        out = np.stack([np.random.default_rng(int(hashlib.md5(t.encode()).hexdigest()[:8], 16)).normal(size=384)
+                        for t in texts]).astype(np.float32)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_identical_cues_tie_in_file_order(tmp_path: Path) -> None:
+    """Five copies of one video's captions came out e, a, b, c, f: BLAS gave identical rows scores 3e-8 apart
+    by where they lay in the matrix, and the README promises folder, file and time order for equal scores."""
+    from captioner.vse import encode_vector
+
+    rng = np.random.default_rng(0)
+    same = encode_vector(rng.normal(size=384) / np.sqrt(384))
+    for name in "abcdefghijkl":
+        cues = [{"start": 0.0, "end": 4.0, "text": "a colourful test pattern with bars", "vector": same}]
+        cues += [{"start": 4.0 + k, "end": 5.0 + k, "text": f"something else {name} {k}",
+                  "vector": encode_vector(rng.normal(size=384) / np.sqrt(384))} for k in range(ord(name) % 5)]
+        (tmp_path / "subs").mkdir(exist_ok=True)
+        (tmp_path / "subs" / f"{name}.json").write_text(
+            json.dumps({"metadata": {"video": {"path": f"/v/{name}.mp4"}}, "cues": cues}), encoding="utf-8")
+    hits = Searcher([tmp_path / "subs"], embedder=DenseWords()).search("colourful pattern", 40).hits
+    assert [h.output.stem for h in hits if h.start == 0.0] == list("abcdefghijkl")
+    assert len({h.score for h in hits if h.start == 0.0}) == 1
+
+
+def test_a_results_page_wraps_long_names(archive: Path, tmp_path: Path) -> None:
+    """A 60-character video name pushed the time, score and caption off a phone's screen."""
+    page = tmp_path / "r.html"
+    text = format_results_html("dog", Searcher([archive], embedder=BagOfWords()).search("dog"), page)
+    assert "overflow-wrap:anywhere" in text and "width=device-width" in text
