@@ -579,7 +579,8 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
             # a bar only on a terminal: redirected to a file, tqdm's redraws are noise around the error lines
             bar = None if quiet or not sys.stderr.isatty() else _ProgressBar(video.name)
             try:
-                written, n_cues = caption_one(captioner, video, base, config, progress=_checked(bar))
+                written, n_cues = caption_one(captioner, video, base, config, progress=_checked(bar),
+                                              overwrite=overwrite)
             except (ModelError, OutOfMemory) as exc:  # the weights (loaded beside the first video), or no memory
                 # left: no other video can be captioned either
                 _fail(_reason(exc))

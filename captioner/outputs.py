@@ -595,6 +595,34 @@ def write_atomic(path: Path, text: str) -> None:
     write_all_atomic([(path, text)])
 
 
+@contextmanager
+def stops_held() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP held off for the ``with`` block, then delivered as they came.
+
+    The report is written however a batch stops, and people press Ctrl-C twice: the second one, landing while
+    the report was written, removed its temporary file and left no report at all (or an old one); one between a
+    video's renames left its SRT new and its JSON old. Only where Python handles the signal (in the main thread);
+    a signal left to the system is not touched.
+    """
+    import signal
+    import threading
+
+    held: list[int] = []
+    previous: dict[int, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            number = getattr(signal, name, None)
+            if number is not None and callable(signal.getsignal(number)):
+                previous[number] = signal.signal(number, lambda sig, _frame: held.append(sig))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in dict.fromkeys(held):
+            signal.raise_signal(number)
+
+
 def write_all_atomic(files: Sequence[tuple[Path, str]]) -> None:
     """Write each ``(path, text)`` as ``write_atomic`` does, and replace none of them unless every text was written.
 
@@ -607,14 +635,15 @@ def write_all_atomic(files: Sequence[tuple[Path, str]]) -> None:
     try:
         for path, text in files:
             staged.append((_staged(Path(path), text), Path(path)))
-        for i, (tmp, path) in enumerate(staged):
-            try:
-                os.replace(tmp, path)  # type: ignore[arg-type]
-            except OSError as exc:
-                done = ", ".join(str(p) for _, p in staged[:i])
-                raise OutputError(f"{path}: cannot write: {_one_line(exc)}"
-                                  + (f" ({done} replaced already)" if done else "")) from exc
-            staged[i] = (None, path)
+        with stops_held():  # a Ctrl-C between two renames: all of them, then the stop
+            for i, (tmp, path) in enumerate(staged):
+                try:
+                    os.replace(tmp, path)  # type: ignore[arg-type]
+                except OSError as exc:
+                    done = ", ".join(str(p) for _, p in staged[:i])
+                    raise OutputError(f"{path}: cannot write: {_one_line(exc)}"
+                                      + (f" ({done} replaced already)" if done else "")) from exc
+                staged[i] = (None, path)
     finally:  # a failure or an interrupt: no temporary file stays
         for tmp, _ in staged:
             if tmp is not None:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from captioner.config import OutputConfig, ReviewConfig
+from captioner.errors import OutputError
 from captioner.cues import Cue, clean_text, join_lines, normalize_cues, to_ms, wrap_pieces, wrap_text
 from captioner.outputs import json_surrogates, output_file, parse_json, write_all_atomic, write_atomic
 from captioner.review import is_review_page, snapshots_for, write_page
@@ -323,6 +324,7 @@ def write_subtitles(
     *,
     snapshots: Sequence[Any] = (),
     review: ReviewConfig | None = None,
+    keep_foreign: bool = False,
 ) -> list[Path]:
     """Write ``base.<fmt>`` for each requested format and return the paths written.
 
@@ -335,7 +337,10 @@ def write_subtitles(
     Neighbouring identical captions are not merged here: call ``merge_cues``
     first if that is wanted. ``html`` (the review page, review.py) shows the
     thumbnails and concept words of ``snapshots`` (``VideoResult.snapshots``) and
-    marks cues under ``review.low_confidence`` (a ``ReviewConfig``).
+    marks cues under ``review.low_confidence`` (a ``ReviewConfig``). ``keep_foreign``: an output that captioner
+    did not write (``foreign_outputs``) is an ``OutputError`` and nothing is written: the CLI checks before
+    captioning, and checks again here, as a film's dialogue subtitles put there meanwhile (an hour into a batch)
+    were replaced.
     """
     wanted = parse_formats(",".join(formats)) if formats else ()
     ready = normalize_cues(cues, duration)
@@ -345,6 +350,10 @@ def write_subtitles(
         path = output_file(base, fmt)
         doc = Document(metadata, output, snapshots, review or ReviewConfig(), path)
         texts.append((path, WRITERS[fmt](ready, doc)))
+    if keep_foreign:
+        foreign = foreign_outputs(base, wanted)
+        if foreign:
+            raise OutputError(foreign_reason(foreign[0]))
     write_all_atomic(texts)
     for path, _ in texts:
         logger.debug("wrote %s (%d cues)", path, len(ready))

@@ -411,14 +411,14 @@ def test_workers_that_die_while_starting_blame_no_file(tmp_path):
     import batch_tasks
 
     results = []
-    with pytest.raises(CaptionerError, match=r"^2 worker processes could not start: they ended while loading the "
-                                             r"model, before their first file"):
+    with pytest.raises(CaptionerError, match=r"^the 2 worker processes could not start: a worker ended while "
+                                             r"loading the model, before the first file"):
         run_pool(jobs, 2, batch_tasks.crash_or_succeed, batch_tasks.die_at_start, (), results.append)
     assert results == []
     # the file retried alone in a pool whose worker could not start is not blamed either (it was "failed" and
     # the batch said "could not start" too)
     jobs = [BatchJob(tmp_path / "crash.mp4", tmp_path / "crash.mp4", "crash.mp4", 0)]
-    with pytest.raises(CaptionerError, match=r"^2 worker processes could not start"):
+    with pytest.raises(CaptionerError, match=r"^the 2 worker processes could not start"):
         run_pool(jobs, 2, batch_tasks.crash_and_mark, batch_tasks.die_if_marked, (str(tmp_path),), results.append)
     assert (tmp_path / "crashed").exists() and results == []
 
@@ -1482,3 +1482,64 @@ def test_a_worker_s_traceback_comes_back_with_its_log_line(caplog):
     assert record.getMessage() == "v2.mp4 failed"
     text = logging.Formatter().format(record)
     assert text.startswith("v2.mp4 failed\nTraceback (most recent call last):") and "ZeroDivisionError" in text
+
+
+def test_subtitles_put_beside_a_video_while_it_is_captioned_are_not_replaced(tmp_path, captioner):
+    """The check for files captioner did not write ran when the batch was planned only: a film's dialogue
+    subtitles saved beside it an hour into the batch (or while `run` captioned it) were replaced, exit 0."""
+    from captioner.batch.job import BatchJob, Status, run_job
+    from captioner.config import CaptionConfig, OutputConfig
+
+    video = make_video(tmp_path / "film.mp4", [("red", 1.0)]).path
+    dialogue = "1\n00:00:00,000 --> 00:00:02,000\nHello, World! This is DIALOGUE.\n"
+
+    class SavedMeanwhile:  # the user saves film.srt while the video is being read
+        def caption_video(self, path, progress=None):
+            (tmp_path / "film.srt").write_text(dialogue)
+            return captioner.caption_video(path, progress=progress)
+
+    config = CaptionConfig(output=OutputConfig(formats=("srt", "json")))
+    result = run_job(SavedMeanwhile(), BatchJob(video, tmp_path / "film", "film.mp4", 0), config)
+    assert result.status == Status.FAILED and "film.srt: exists and captioner did not write it" in result.reason
+    assert (tmp_path / "film.srt").read_text() == dialogue and not (tmp_path / "film.json").exists()
+    result = run_job(SavedMeanwhile(), BatchJob(video, tmp_path / "film", "film.mp4", 0, overwrite=True), config)
+    assert result.status == Status.OK and "DIALOGUE" not in (tmp_path / "film.srt").read_text()
+
+
+def test_a_lock_file_the_disk_refuses_is_one_line_naming_the_folder(tmp_path, tiny_model):
+    """ulimit -f 0 or a full disk at the lock file: "cannot write the output: File too large" (the words for a
+    failed print, no folder named), and the -o folders it had made were left behind."""
+    import resource
+
+    from clitools import captioner_command, subprocess_env
+
+    make_video(tmp_path / "in" / "a.mp4", [("red", 1.0)])
+    out = tmp_path / "new" / "deeper"
+    r = subprocess.run(captioner_command("batch", tmp_path / "in", "-o", out, "--model", tiny_model, "-q"),
+                       capture_output=True, text=True, timeout=120, env=subprocess_env(),
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0)))
+    assert (r.returncode, r.stderr) == (1, f"error: {out}: cannot write (file too large)\n")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_video_still_being_written_is_captioned_with_a_warning(tmp_path, captioner, caplog):
+    """A recording still being copied in was captioned as far as it had come and reported ok, unsaid."""
+    import logging
+
+    from captioner.batch.job import run_job
+    from captioner.config import CaptionConfig, OutputConfig
+
+    video = make_video(tmp_path / "rec.mp4", [("red", 1.0)]).path
+
+    class Growing:  # the copy goes on while the video is read
+        def caption_video(self, path, progress=None):
+            result = captioner.caption_video(path, progress=progress)
+            with open(path, "ab") as handle:
+                handle.write(b"\0" * 1000)
+            return result
+
+    with caplog.at_level(logging.WARNING, logger="captioner"):
+        result = run_job(Growing(), BatchJob(video, tmp_path / "rec", "rec.mp4", 0),
+                         CaptionConfig(output=OutputConfig(formats=("json",))))
+    assert result.status == Status.OK
+    assert f"{video}: changed while it was read (still being written?)" in caplog.text

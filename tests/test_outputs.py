@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,28 @@ def test_a_video_s_formats_are_replaced_together_or_not_at_all(tmp_path, monkeyp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.srt", "a.txt", "a.vtt"]
     assert "a dog runs" in (tmp_path / "a.srt").read_text(encoding="utf-8")
     assert (tmp_path / "a.vtt").read_text(encoding="utf-8") == (tmp_path / "a.txt").read_text(encoding="utf-8") == "old\n"
+
+
+def test_a_ctrl_c_between_a_videos_renames_comes_after_all_of_them(tmp_path, monkeypatch):
+    """Ctrl-C landing between two renames left the SRT of the new video beside the JSON of the old one, although a
+    video's formats are replaced together; it now comes once every one is renamed."""
+    import signal
+
+    import captioner.outputs as outputs_mod
+
+    srt, js = tmp_path / "clip.srt", tmp_path / "clip.json"
+    srt.write_text("old"), js.write_text("old")
+    real = os.replace
+    calls = []
+
+    def replace_then_interrupt(src, dst):
+        real(src, dst)
+        calls.append(dst)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(outputs_mod.os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        outputs_mod.write_all_atomic([(srt, "new"), (js, "new")])
+    assert (srt.read_text(), js.read_text()) == ("new", "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.json", "clip.srt"]

@@ -13,16 +13,16 @@ Importing this package loads neither torch, cv2 nor Ray.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Callable, Literal
 
 from ..config import CaptionConfig, configure, is_whole
 from ..errors import CaptionerError
+from ..outputs import stops_held
 from .job import BatchJob, FileResult, ResultCallback, Status, caption_one, run_job
 from .lock import LOCK_NAME, exclusive
 from .local import MARKER_NAME, remove_marker, run_local
@@ -124,7 +124,7 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
             if on_stop is not None:
                 on_stop()
     finally:  # also on Ctrl-C or SIGTERM: report what was done, the rest as pending
-        with _stops_held():
+        with stops_held():
             unfinished = unfinished_results(plan.jobs, results, plan.formats, started)
             remove_partial_writes(plan.jobs, unfinished)
             results += unfinished
@@ -188,28 +188,3 @@ def _repoint(outputs: list[tuple[Path, Path]]) -> int:
     return changed  # said by the caller (BatchOutcome.repointed: the CLI's note)
 
 
-@contextlib.contextmanager
-def _stops_held() -> Iterator[None]:
-    """Ctrl-C, SIGTERM and SIGHUP held off for the ``with`` block, then delivered as they came.
-
-    The report is written however a batch stops, and people press Ctrl-C twice: the second one, landing while
-    the report was written, removed its temporary file and left no report at all (or an old one). Only where
-    Python handles the signal (in the main thread); a signal left to the system is not touched.
-    """
-    import signal
-    import threading
-
-    held: list[int] = []
-    previous: dict[int, object] = {}
-    if threading.current_thread() is threading.main_thread():
-        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-            number = getattr(signal, name, None)
-            if number is not None and callable(signal.getsignal(number)):
-                previous[number] = signal.signal(number, lambda sig, _frame: held.append(sig))
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        for number in dict.fromkeys(held):
-            signal.raise_signal(number)

@@ -63,6 +63,9 @@ class BatchJob:
     #: formats this run does not ask for whose outputs an earlier run made from an older file of this video: written
     #: again with the rest (``plan.refreshed_formats``), so that none of them describes the old picture
     refresh: tuple[str, ...] = ()
+    #: ``--overwrite``: outputs captioner did not write are replaced (else the video fails, also when one appears
+    #: while the batch runs)
+    overwrite: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,12 +115,18 @@ ResultCallback = Callable[[FileResult], None]
 
 
 def caption_one(captioner: "Captioner", video: Path, base: Path, config: CaptionConfig,
-                progress: "ProgressCallback | None" = None, also: Sequence[str] = ()) -> tuple[list[Path], int]:
+                progress: "ProgressCallback | None" = None, also: Sequence[str] = (),
+                overwrite: bool = False) -> tuple[list[Path], int]:
     """Caption ``video`` and write ``base.<fmt>`` for each format (the config's, then ``also``'s); returns (paths,
-    cue count)."""
+    cue count). Unless ``overwrite``, an output captioner did not write is an ``OutputError`` (checked again at the
+    write: the user's own subtitles may have been put there while the video was captioned)."""
     from ..writers import write_subtitles
 
+    before = signature_now(video)
     result = captioner.caption_video(video, progress=progress)
+    if before is not None and signature_now(video) != before:  # a recording or a copy still being written
+        log.warning("%s: changed while it was read (still being written?): captioned as far as it was read; "
+                    "caption it again once it is complete (batch does so by itself)", video)
     try:
         make_folders(base.parent)
     except OSError as exc:
@@ -126,7 +135,7 @@ def caption_one(captioner: "Captioner", video: Path, base: Path, config: Caption
     metadata["video"]["path"] = str(absolute(video))  # the same record whether run or batch wrote it
     formats = tuple(dict.fromkeys([*config.output.formats, *also]))
     paths = write_subtitles(result.cues, base, formats, config.output, metadata, result.duration,
-                            snapshots=result.snapshots, review=config.review)
+                            snapshots=result.snapshots, review=config.review, keep_foreign=not overwrite)
     return paths, len(result.cues)
 
 
@@ -156,7 +165,7 @@ def run_job(captioner: "Captioner", job: BatchJob, config: CaptionConfig) -> Fil
         # before reading it: a video changed meanwhile is done again next time. A file that cannot be
         # read fails in caption_one, worded as run words it (a dangling link: "no such file")
         source = signature_now(job.video)
-        paths, n_cues = caption_one(captioner, job.video, job.base, config, also=job.refresh)
+        paths, n_cues = caption_one(captioner, job.video, job.base, config, also=job.refresh, overwrite=job.overwrite)
     except Exception as exc:  # one bad file must never stop a batch
         log.debug("%s failed", job.video, exc_info=not isinstance(exc, CaptionerError))
         return FileResult(str(job.video), Status.FAILED, failure_reason(exc, job.video), time.perf_counter() - t0,

@@ -278,9 +278,10 @@ def _workers_could_not_start(imported: bool, workers: int) -> CaptionerError:
             f"worker processes could not start: each runs {script} again as it starts; a script that calls "
             f"run_batch with workers > 1 must do so under 'if __name__ == \"__main__\":' (as multiprocessing "
             f"requires)")
-    when = "while loading the model" if imported else "as they started"
-    return CaptionerError(f"{workers} worker processes could not start: they ended {when}, before their first "
-                          f"file: use one worker (--workers 1)")
+    # how many died is not known (one of two, killed by the system for memory, breaks the pool as well)
+    when = "while loading the model" if imported else "as it started"
+    return CaptionerError(f"the {workers} worker processes could not start: a worker ended {when}, before the "
+                          f"first file: use one worker (--workers 1)")
 
 
 def _init_pool_worker(config: CaptionConfig, log_level: int) -> None:

@@ -81,7 +81,10 @@ def exclusive(folders: Sequence[Path]) -> Iterator[frozenset[str]]:
                 os.unlink(path)
             except OSError:
                 pass
-            handle.close()
+            try:
+                handle.close()
+            except OSError:  # the pid a full disk refused, flushed again: its error replaced the one that says why
+                pass
 
 
 def _open_lock(path: str) -> Any:

@@ -309,8 +309,8 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         if problem:
             plan.done.append(FileResult(str(video), Status.FAILED, problem, shown=shown, root=i).keeping(previous))
         else:
-            plan.jobs.append(BatchJob(video, base, shown, i, previous, refreshed_formats(video, base, plan.formats,
-                                                                                         previous)))
+            plan.jobs.append(BatchJob(video, base, shown, i, previous,
+                                      refreshed_formats(video, base, plan.formats, previous), overwrite=overwrite))
             if (previous is None or found_moved) and "json" not in plan.formats:
                 plan.repoint.append((output_file(base, "json"), video))
 
