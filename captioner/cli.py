@@ -738,6 +738,12 @@ def info(model_dir: Path) -> None:
         click.echo(line)
 
 
+def _obj(value: Any) -> dict:
+    """A card field that should be a JSON object, or {} (a hand-edited "extra": null, which a run never reads,
+    made info fail where run and image worked)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _describe_model(folder: Path, m: dict) -> list[str]:
     """``captioner info``'s lines for the manifest ``m`` of the model in ``folder``: all made before one is
     printed (a hand-edited field that cannot be read printed half the card, then an error)."""
@@ -746,10 +752,10 @@ def _describe_model(folder: Path, m: dict) -> list[str]:
 
     lines: list[str] = []
 
-    extra = m.get("extra", {})
+    extra = _obj(m.get("extra"))
     lines.append(f"model:     {m.get('name')}  ({folder})")
     lines.append(f"encoder:   {m.get('encoder')} (frozen, ImageNet-1k)")
-    d = m.get("decoder", {})
+    d = _obj(m.get("decoder"))
     k, kd = d.get("concept_slots", 0), d.get("detector_slots", 0)
     concepts = (f", attends over and copies {k} concept words ({kd} detected, {k - kd} ImageNet)" if kd
                 else f", attends over and copies {k} ImageNet concept words" if k else "")
@@ -767,11 +773,11 @@ def _describe_model(folder: Path, m: dict) -> list[str]:
         lines.append(f"concepts:  {describe(m['detectors'])}")
     from .outputs import count_text
 
-    grammar = m.get("grammar") or {}
+    grammar = _obj(m.get("grammar"))
     rules = ([f"after is/are only the {count_text(len(grammar['after_be']), 'word')} the training captions put there "
               "(no noun in the verb slot)"] if grammar.get("after_be") else [])
-    article = grammar.get("after_article") or {}
-    then = article.get("then") or {}
+    article = _obj(grammar.get("after_article"))
+    then = _obj(article.get("then"))
     modifiers = sum(1 for after in then.values() if after)  # one with nothing after it is banned (vocab.follow_rules)
     if article.get("banned") or then:
         banned = count_text(len(article.get("banned") or ()) + len(then) - modifiers, "word")
@@ -782,32 +788,35 @@ def _describe_model(folder: Path, m: dict) -> list[str]:
                      "('young') banned with them when nobody is seen")
     for i, rule in enumerate(rules):
         lines.append(("grammar:   " if i == 0 else "           ") + rule)
-    if m.get("vse"):
-        memory = m["vse"].get("memory") or {}
-        lines.append(f"search:    JSON cues carry a {m['vse'].get('dim')}-d visual vector in {m['vse'].get('space')}'s "
+    vse = _obj(m.get("vse"))
+    if vse:
+        memory = _obj(vse.get("memory"))
+        lines.append(f"search:    JSON cues carry a {vse.get('dim')}-d visual vector in {vse.get('space')}'s "
                      "sentence space (captioner search ranks by it)"
                      + (f", moved towards the captions of the {memory.get('k')} training videos it looks most like "
                         f"(of {memory.get('items')})" if memory else ""))
-        if m["vse"].get("words"):
-            vectors = m["vse"]["words"].get("count")
+        if _obj(vse.get("words")):
+            vectors = vse["words"].get("count")
             if vectors == len(vocab):  # a vector per vocabulary entry, the special tokens' unused
                 vectors -= not_words
             lines.append("choosing:  a caption is the beam caption with the best likelihood + closeness to the "
                          f"picture's vector (vectors for {vectors} words; --rerank-weight)")
-    if m.get("bank"):
+    if _obj(m.get("bank")):
         b = m["bank"]
         lines.append(f"consensus: video candidates also from the {b.get('captions')} captions of {b.get('videos')} "
                      "training videos, those the nearest agree on (--consensus)")
-    if m.get("photo_bank"):
+    if _obj(m.get("photo_bank")):
         b = m["photo_bank"]
         lines.append(f"photos:    candidates also from the {b.get('captions')} captions of {b.get('photos')} training "
                      "photos, those the nearest agree on (captioner image --consensus)")
     lines.append(f"sha256:    {m.get('sha256')}")
     lines.append(f"runtime:   {runtime_summary(str(m.get('encoder')))}")
-    training = extra.get("training", {})
+    training = _obj(extra.get("training"))
     if training:
         lines.append(f"trained:   {training.get('data')}")
-    for name, table in extra.get("metrics", {}).items():
+    for name, table in _obj(extra.get("metrics")).items():
+        if not isinstance(table, dict):
+            continue
         lines.append(f"{name}: " + ", ".join(_metric(k, v, table) for k, v in table.items() if k != "n_without_person"))
     card = folder / "README.md"
     if card.exists():

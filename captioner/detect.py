@@ -298,6 +298,8 @@ def load_detectors(folder: Path, manifest: Mapping) -> Detectors | None:
                          load_presence(Path(folder), entry.get("presence")))
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelError(f"{path}: does not match model.json ({exc.__class__.__name__}: {str(exc)[:100]})") from None
+    except ModelError as exc:  # the tensors against model.json's words, or its thresholds: named no file
+        raise ModelError(f"{path}: does not match model.json ({str(exc).removeprefix('detectors: ')})") from None
 
 
 def describe(entry: Mapping) -> str:

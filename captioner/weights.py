@@ -196,9 +196,12 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     from .outputs import parse_json
 
     folder = resolve(folder)
-    try:
-        manifest = parse_json((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    try:  # utf-8-sig: Windows tools (PowerShell 5's Set-Content -Encoding UTF8, old Notepad) begin with a BOM
+        manifest = parse_json((folder / MANIFEST).read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as exc:  # where, as search says it of a caption output
+        raise ModelError(f"{folder / MANIFEST}: unreadable model manifest (not valid JSON, line {exc.lineno} "
+                         f"column {exc.colno}: {exc.msg})") from None
+    except (OSError, UnicodeDecodeError) as exc:
         raise ModelError(f"{folder / MANIFEST}: unreadable model manifest ({exc.__class__.__name__})") from None
     except ValueError as exc:  # parse_json's: nested too deep, a number too long
         raise ModelError(f"{folder / MANIFEST}: unreadable model manifest ({exc})") from None

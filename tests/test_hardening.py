@@ -665,3 +665,66 @@ def test_console_leaves_a_caller_that_keeps_control_its_ctrl_c():
                           capture_output=True, text=True, env=subprocess_env(), cwd=REPO, timeout=120,
                           preexec_fn=sigint_default_in_child)
     assert done.stdout.splitlines()[1::2] == ["True", "True"], done.stderr
+
+
+def _linked_weights(folder: Path) -> Path:
+    """The shipped model's files hard-linked (or copied) into ``folder``, model.json a copy to edit."""
+    import shutil
+
+    folder.mkdir()
+    for part in (REPO / "weights").iterdir():
+        if part.name == "model.json" or part.is_dir():
+            continue
+        try:
+            os.link(part, folder / part.name)
+        except OSError:
+            shutil.copy(part, folder / part.name)
+    shutil.copy(REPO / "weights" / "model.json", folder / "model.json")
+    return folder
+
+
+def test_detectors_that_do_not_match_model_json_name_the_file(tmp_path):
+    """A detector word list cut short, or thresholds for words without a detector: "error: detectors: tensors do
+    not match 10 words", no file named (every other damaged part names its file)."""
+    model = _linked_weights(tmp_path / "model")
+    manifest = json.loads((model / "model.json").read_text())
+    cases = ((("words",), manifest["detectors"]["words"][:10], "tensors do not match 10 words"),
+             (("word_thresholds",), {"zzz": 0.5}, "thresholds for words without a detector: zzz"))
+    for (key,), value, says in cases:
+        edited = json.loads(json.dumps(manifest))
+        edited["detectors"][key] = value
+        (model / "model.json").write_text(json.dumps(edited))
+        result = CliRunner().invoke(main, ["info", "--model", str(model)])
+        assert (result.exit_code, result.stderr) == (
+            1, f"error: {model / 'detectors.safetensors'}: does not match model.json ({says})\n")
+
+
+def test_a_model_json_saved_with_a_byte_order_mark_loads_and_a_typo_says_where(tmp_path, tiny_model):
+    """PowerShell 5's Set-Content -Encoding UTF8 begins the file with a BOM: the model no longer loaded, "unreadable
+    model manifest (JSONDecodeError)", as a typo was told, with no line or column."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    text = (model / "model.json").read_text(encoding="utf-8")
+    (model / "model.json").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert CliRunner().invoke(main, ["info", "--model", str(model)]).exit_code == 0
+    (model / "model.json").write_text(text[:-10], encoding="utf-8")
+    result = CliRunner().invoke(main, ["info", "--model", str(model)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {model / 'model.json'}: unreadable model manifest (not valid JSON, line ")
+
+
+@pytest.mark.parametrize("edit", [{"extra": None}, {"vse": {"memory": "x"}}, {"vse": {"words": 5}},
+                                  {"extra": {"metrics": {"msrvtt": 3}}}])
+def test_info_describes_a_model_that_run_uses_whatever_its_card_fields_hold(tmp_path, edit):
+    """"extra": null (or a card field of another shape) made info fail, "cannot describe the model
+    (AttributeError ...)", where run and image used the model without complaint."""
+    model = _linked_weights(tmp_path / "model")
+    manifest = json.loads((model / "model.json").read_text())
+    for key, value in edit.items():
+        manifest[key] = {**manifest[key], **value} if isinstance(value, dict) and key == "vse" else value
+    (model / "model.json").write_text(json.dumps(manifest))
+    result = CliRunner().invoke(main, ["info", "--model", str(model)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("model:     msrvtt-cc3m-flickr8k-lite0-detectors")
