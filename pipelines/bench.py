@@ -44,7 +44,7 @@ from types import SimpleNamespace
 
 from captioner.config import usable_cpus
 
-from .common import CACHE, same_caption_steps
+from .common import CACHE, positive_int, positive_seconds, same_caption_steps
 from .demo import sample_video
 
 BENCH = CACHE / "bench"
@@ -154,7 +154,7 @@ def paired(repeat: int, decode: list[str], run: list[str]) -> tuple[tuple[dict, 
     median, and every pair's ratio in the order measured. A pair shares the machine's state of
     the moment, so its ratio is steadier than one of times measured minutes apart."""
     pairs = []
-    for _ in range(max(1, repeat)):
+    for _ in range(repeat):
         d = measured_rss(decode)
         pairs.append((d, measured_rss(run)))
     ratios = [d["wall_s"] / r["wall_s"] for d, r in pairs]
@@ -176,8 +176,9 @@ def agreement(a: Path, b: Path) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=120.0, help="length of the 1x video")
-    ap.add_argument("--repeat", type=int, default=3, help="(decode, run) pairs a throughput ratio is the median of")
+    ap.add_argument("--seconds", type=positive_seconds, default=120.0, help="length of the 1x video")
+    ap.add_argument("--repeat", type=positive_int, default=3,
+                    help="(decode, run) pairs a throughput ratio is the median of")
     args = ap.parse_args()
     py = sys.executable
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it, so the breakdown matches `captioner run`

@@ -164,7 +164,7 @@ def main() -> None:
     folder = MSRVTT_VIDEOS / args.split
     videos = sorted(folder.glob("video*.mp4"))[: args.limit or None]
     if not videos:
-        raise SystemExit(f"no videos in {folder}: build them with ../shared/tools/msrvtt_videos.py")
+        raise SystemExit(f"error: no videos in {folder}: build them with ../shared/tools/msrvtt_videos.py")
     refs: dict[str, list[str]] = {}
     for line in (folder / "refs.tsv").read_text(encoding="utf-8").splitlines():
         vid, _, cap = line.partition("\t")

@@ -46,6 +46,21 @@ def _whole_number(text: str, least: int, rule: str) -> int:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    """An argparse type for a length in seconds (a bench video's): -5 built two copies of the clip and reported a
+    table as if the run were valid."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
 def share(text: str) -> float:
     """An argparse type for a share between 0 and 1 (a recall to keep): 1.5 failed only after the fit."""
     import argparse

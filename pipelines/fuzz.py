@@ -247,6 +247,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "is refused if they hold files that fuzz did not make")
     parser.add_argument("--workers", type=positive_int, default=2)
     args = parser.parse_args(argv)
+    if args.model is not None:  # before any mutant: a bad model made every video "pending", told as a finding
+        from captioner.config import CaptionConfig
+        from captioner.pipeline import check_model
+        from captioner.weights import resolve, verify_model
+
+        args.model = resolve(args.model).absolute()  # the batch runs in the repository, not the caller's folder
+        verify_model(args.model)
+        check_model(CaptionConfig(model_dir=args.model))
     found = strangers(args.out)
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""

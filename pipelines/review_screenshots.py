@@ -21,7 +21,7 @@ from pathlib import Path
 
 import cv2
 
-from .common import CACHE
+from .common import CACHE, out_folder
 from .demo import sample_video
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -48,7 +48,7 @@ def cut(src: Path, dst: Path, start: float, end: float) -> None:
     cap.release()
 
 
-def browser(width: int, height: int):
+def browser(width: int, height: int, profile: str):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -57,7 +57,7 @@ def browser(width: int, height: int):
     for flag in FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--window-size={width},{height}")
-    options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='captioner-shots-')}")
+    options.add_argument(f"--user-data-dir={profile}")
     return webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
 
 
@@ -74,7 +74,7 @@ def save(driver, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("docs"))
+    parser.add_argument("--out", type=out_folder, default=Path("docs"))
     args = parser.parse_args()
     clip = sample_video()
     work = CACHE / "review-shots"
@@ -92,7 +92,8 @@ def main() -> None:
     subprocess.run(cmd)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    driver = browser(1200, 740)
+    profile = tempfile.TemporaryDirectory(prefix="captioner-shots-")  # 2.7 MB a run was left in /tmp
+    driver = browser(1200, 740, profile.name)
     try:
         driver.get((out / "bigbuckbunny.html").as_uri())
         time.sleep(1.0)
@@ -109,6 +110,7 @@ def main() -> None:
         save(driver, args.out / "review-index.png")
     finally:
         driver.quit()
+        profile.cleanup()
 
 
 if __name__ == "__main__":

@@ -382,7 +382,8 @@ def test_bad_lines_in_data_and_refs_files_are_one_line(tmp_path):
     ("train", ["--concepts", "0"]), ("train_vse", ["--max-frames", "0"]), ("train_scst", ["--max-words", "0"]),
     ("search_bench", ["--distinct", "0"]), ("search_bench", ["--sample", "0"]),
     ("train", ["--run", "FILE"]), ("train_video", ["--run", "FILE"]), ("train_vse", ["--run", "FILE"]),
-    ("train_scst", ["--run", "FILE"]),
+    ("train_scst", ["--run", "FILE"]), ("bench", ["--seconds", "-5"]), ("bench", ["--repeat", "0"]),
+    ("review_screenshots", ["--out", "FILE"]),
 ])
 def test_count_options_are_checked_before_any_work(job, options, tmp_path, monkeypatch, capsys):
     """--max-frames 0 (randrange), --detector-slots over --slots (RuntimeError), --text with a typo, --distinct 0
@@ -598,3 +599,13 @@ def test_an_export_into_a_folder_on_another_file_system_or_after_a_killed_one(tm
                 assert subprocess.run(["git", "-C", str(root), "check-ignore", "-q", left]).returncode == 0, left
     finally:
         shutil.rmtree(target, ignore_errors=True)
+
+
+def test_fuzz_checks_its_model_before_making_any_mutant(tmp_path):
+    """--model naming no model: the batch's error line was dropped and every video counted "pending", a finding."""
+    from captioner.errors import ModelError
+    from pipelines.fuzz import main
+
+    with pytest.raises(ModelError, match="no such model folder"):
+        main(["--count", "1", "--workers", "1", "--model", str(tmp_path / "nonexist"), "--out", str(tmp_path / "f")])
+    assert not (tmp_path / "f" / "videos").exists()
