@@ -291,11 +291,12 @@ def load_detectors(folder: Path, manifest: Mapping) -> Detectors | None:
 
     path = Path(folder) / TENSORS
     t = load_tensors(folder, TENSORS, entry, "detectors")  # float32
+    presence = load_presence(Path(folder), entry.get("presence"))  # its errors name its own file
     try:
         return Detectors(tuple(entry["words"]), t["weight"], t["bias"], t["platt_a"], t["platt_b"],
                          float(entry.get("presence_threshold", 0.0)), t.get("basis"),
                          {str(w): float(v) for w, v in dict(entry.get("word_thresholds") or {}).items()},
-                         load_presence(Path(folder), entry.get("presence")))
+                         presence)
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelError(f"{path}: does not match model.json ({exc.__class__.__name__}: {str(exc)[:100]})") from None
     except ModelError as exc:  # the tensors against model.json's words, or its thresholds: named no file

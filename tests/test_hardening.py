@@ -728,3 +728,19 @@ def test_info_describes_a_model_that_run_uses_whatever_its_card_fields_hold(tmp_
     result = CliRunner().invoke(main, ["info", "--model", str(model)])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("model:     msrvtt-cc3m-flickr8k-lite0-detectors")
+
+
+def test_a_damaged_presence_head_names_its_own_file(tmp_path):
+    """After the detectors' errors were given their file, the presence head's (loaded with them) was wrapped as
+    "detectors.safetensors: does not match model.json (presence.safetensors: checksum mismatch ...)"."""
+    import shutil
+
+    model = _linked_weights(tmp_path / "model")
+    (model / "presence.safetensors").unlink()
+    shutil.copy(REPO / "weights" / "presence.safetensors", model / "presence.safetensors")
+    data = bytearray((model / "presence.safetensors").read_bytes())
+    data[-10] ^= 1
+    (model / "presence.safetensors").write_bytes(bytes(data))
+    result = CliRunner().invoke(main, ["info", "--model", str(model)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {model / 'presence.safetensors'}: checksum mismatch")
