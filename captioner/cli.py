@@ -847,7 +847,8 @@ def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engin
     \b
     Outputs mirror DIR's sub-folders under --output-dir (DIR/a/clip.mp4 -> OUT/a/clip.srt),
     or sit beside each video. With several DIRs and -o, each gets OUT/<its name>/.
-    A video whose outputs are newer than it is skipped (--overwrite redoes it); failures
+    A video the report says was captioned from this very file (its size and time), its
+    outputs still there, is skipped (--overwrite redoes it); failures
     print one 'error: <path>: <reason>' line each. OUT/captioner-report.json (or
     DIR/captioner-report.json) lists every video. Exit 0: none failed, 1: some failed
     (or the report could not be written).

@@ -118,10 +118,12 @@ def cache_dir() -> Path:
 
     The one default for that variable (the encoder exports live in ``encoders/`` under it).
     """
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    xdg = os.path.expanduser(os.environ.get("XDG_CACHE_HOME", ""))
     if not os.path.isabs(xdg):  # the XDG spec: a relative path is invalid and ignored (else one cache per folder)
         xdg = os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(os.environ.get("CAPTIONER_CACHE") or os.path.join(xdg, "captioner"))
+    own = os.path.expanduser(os.environ.get("CAPTIONER_CACHE", ""))  # "~/x" quoted: the shell left the ~
+    # relative: ignored as XDG's is (a cache in each folder run in, the encoder exported again there, 11 s each)
+    return Path(own if os.path.isabs(own) else os.path.join(xdg, "captioner"))
 
 
 def absolute(path: Path | str) -> Path:

@@ -73,6 +73,20 @@ def test_the_cache_folder_has_one_default(monkeypatch, tmp_path):
     assert onnx_cache_dir() == tmp_path / "mine" / "encoders"
 
 
+def test_a_relative_or_tilde_cache_folder_is_not_made_in_each_folder(monkeypatch, tmp_path):
+    """CAPTIONER_CACHE=relcache exported the encoder (18.6 MB, 11 s with torch) into every folder run in, and a
+    quoted "~/x" into a folder named ~; a relative XDG_CACHE_HOME was already ignored, as the XDG spec says."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("CAPTIONER_CACHE", "relcache")
+    assert cache_dir() == tmp_path / ".cache" / "captioner"
+    monkeypatch.setenv("CAPTIONER_CACHE", "~/mine")
+    assert cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("CAPTIONER_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", "~/xdg")
+    assert cache_dir() == tmp_path / "xdg" / "captioner"
+
+
 @pytest.mark.parametrize("length", [241, 242, 250, 255])
 def test_a_long_but_legal_output_name_is_written(tmp_path, length) -> None:
     """An output name of 242-255 bytes is legal, but its temporary file (14 bytes longer) was not:
