@@ -857,6 +857,7 @@ def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engin
     import time
 
     from .batch import exclusive, require_ray
+    from .batch.lock import lock_folders
     from .outputs import prepare_output_dir, remove_empty
 
     _setup_logging(verbose, quiet)
@@ -876,8 +877,7 @@ def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engin
                     # a folder that cannot exist fails before any video is captioned
                     created = prepare_output_dir(output_dir)
                 # one batch at a time writes into a folder (the outputs', or the videos' when they go beside them)
-                locked = stack.enter_context(exclusive([output_dir] if output_dir is not None else
-                                                       [f for f in folders if os.path.isdir(f)]))
+                locked = stack.enter_context(exclusive(lock_folders(output_dir, folders)))
             except CaptionerError as exc:
                 _fail(str(exc))
                 remove_empty(created)

@@ -1543,3 +1543,32 @@ def test_a_video_still_being_written_is_captioned_with_a_warning(tmp_path, capti
                          CaptionConfig(output=OutputConfig(formats=("json",))))
     assert result.status == Status.OK
     assert f"{video}: changed while it was read (still being written?)" in caplog.text
+
+
+def test_a_library_batch_is_refused_where_another_process_s_batch_writes(tmp_path, tiny_model) -> None:
+    """plan_batch + run_batch took no lock: beside a running `captioner batch` into the same folder they captioned
+    every video again, took its "captioning" marker for a crash and removed it."""
+    from captioner.batch import plan_batch, run_batch
+    from captioner.config import configure
+    from captioner.errors import CaptionerError
+    from clitools import subprocess_env
+
+    make_video(tmp_path / "in" / "a.mp4", [("red", 1.0)])
+    out = tmp_path / "out"
+    out.mkdir()
+    plan = plan_batch([tmp_path / "in"], out, ["srt"])  # planned before the other batch started
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from captioner.batch import exclusive\n"
+                               "with exclusive([sys.argv[1]]):\n    print('held', flush=True); time.sleep(60)", str(out)],
+                              stdout=subprocess.PIPE, text=True, env=subprocess_env())
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CaptionerError, match=r"another captioner batch is writing there \(process \d+\)"):
+            plan_batch([tmp_path / "in"], out, ["srt"])
+        with pytest.raises(CaptionerError, match=r"another captioner batch is writing there"):
+            run_batch(plan, configure(model_dir=tiny_model))
+        assert sorted(p.name for p in out.iterdir()) == [".captioner-batch.lock"]  # nothing of this batch's
+    finally:
+        holder.kill()
+        holder.wait()
+    outcome = run_batch(plan_batch([tmp_path / "in"], out, ["srt"]), configure(model_dir=tiny_model))
+    assert outcome.counts()[Status.OK] == 1 and (out / "a.srt").is_file()

@@ -406,7 +406,8 @@ def test_info_says_of_how_many_pictures_a_share_of_invented_people_is(tiny_model
 
 
 def test_info_on_a_hand_edited_card_prints_no_half_of_it(tiny_model, tmp_path) -> None:
-    """A metrics table that is a number printed 14 lines of the card, then the error."""
+    """A metrics table that is a number printed 14 lines of the card, then the error; since, a card field of another
+    shape is passed over (run uses such a model), the rest of the card printed whole."""
     import shutil
 
     from captioner.weights import update_manifest
@@ -415,8 +416,8 @@ def test_info_on_a_hand_edited_card_prints_no_half_of_it(tiny_model, tmp_path) -
     shutil.copytree(tiny_model, model)
     update_manifest(model, lambda m: m.setdefault("extra", {}).__setitem__("metrics", {"x": 5}))
     result = cli("info", "--model", model)
-    assert (result.exit_code, result.stdout) == (1, "")
-    assert result.stderr.startswith(f"error: {model / 'model.json'}: cannot describe the model (")
+    assert result.exit_code == 0 and result.stdout.startswith("model:     tiny-test")
+    assert not [line for line in result.stdout.splitlines() if line.startswith("x:")]
 
 
 def test_info_on_a_missing_model(tmp_path) -> None:

@@ -24,7 +24,7 @@ from ..config import CaptionConfig, configure, is_whole
 from ..errors import CaptionerError
 from ..outputs import stops_held
 from .job import BatchJob, FileResult, ResultCallback, Status, caption_one, run_job
-from .lock import LOCK_NAME, exclusive
+from .lock import LOCK_NAME, exclusive, held, lock_folders
 from .local import MARKER_NAME, remove_marker, run_local
 from .plan import BatchPlan, find_files, plan_batch, remove_partial_writes
 from .ray import require_ray, run_ray
@@ -78,7 +78,8 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
     The report is written however the engine stops: on Ctrl-C or SIGTERM too (then
     finished videos are ``ok``, the others ``pending``, and the interrupt
     propagates). A ``CaptionerError`` that is not about one video (the model, the
-    cluster) ends the batch and is returned as ``fatal``.
+    cluster) ends the batch and is returned as ``fatal``. The batch's folders are locked (``lock.exclusive``) while it
+    runs: a ``CaptionerError`` is raised, before anything is done, if another process's batch writes there.
 
     Local ``workers`` > 1 start processes by 'spawn', which imports the calling script
     again in each: a script must call this under ``if __name__ == "__main__":`` (as
@@ -95,6 +96,17 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
         # own, a json the plan asked for was never written, the video "ok", and captioned again every run)
         config = configure(config, formats=plan.formats)
     started = time.time() if started is None else started
+    # one batch at a time writes into a folder: locked here unless held already (the CLI's; a library caller's own)
+    folders = lock_folders(plan.output_dir, plan.roots)
+    if {os.path.realpath(f) for f in folders} <= held():
+        return _run(plan, config, engine, workers, ray_address, started, on_result, on_stop)
+    with exclusive(folders):
+        return _run(plan, config, engine, workers, ray_address, started, on_result, on_stop)
+
+
+def _run(plan: BatchPlan, config: CaptionConfig, engine: Engine, workers: int | None, ray_address: str | None,
+         started: float, on_result: ResultCallback | None, on_stop: Callable[[], None] | None) -> BatchOutcome:
+    """``run_batch`` once the batch's folders are locked."""
     results: list[FileResult] = list(plan.done)
 
     def deliver(r: FileResult) -> None:

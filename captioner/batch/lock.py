@@ -18,6 +18,20 @@ from ..errors import CaptionerError, os_reason, path_list
 #: The hidden file in a batch's output folder (or input folder, outputs beside the videos) that it holds locked.
 LOCK_NAME = ".captioner-batch.lock"
 
+#: The folders (real paths) this process holds locked, with how many ``exclusive`` blocks hold each: the library's
+#: ``run_batch`` locks its folders unless the CLI (or the caller) holds them already.
+_HELD: dict[str, int] = {}
+
+
+def held() -> frozenset[str]:
+    """The folders (real paths) whose batch lock this process holds."""
+    return frozenset(_HELD)
+
+
+def lock_folders(output_dir: Path | None, roots: Sequence[Path]) -> list[Path]:
+    """The folders a batch locks: its output folder, or its input folders when the outputs go beside the videos."""
+    return [output_dir] if output_dir is not None else [r for r in roots if os.path.isdir(r)]
+
 
 @contextmanager
 def exclusive(folders: Sequence[Path]) -> Iterator[frozenset[str]]:
@@ -40,6 +54,7 @@ def exclusive(folders: Sequence[Path]) -> Iterator[frozenset[str]]:
         yield own
         return
     held: list[tuple[str, Any]] = []
+    counted: list[str] = []
     try:
         for folder in sorted(own):
             path = os.path.join(folder, LOCK_NAME)
@@ -74,8 +89,15 @@ def exclusive(folders: Sequence[Path]) -> Iterator[frozenset[str]]:
                     break
                 handle.close()
             check_unlocked([folder], above=True, own=own)  # ``batch a a/b``: a is its own, not another's
+        for folder in own:
+            _HELD[folder] = _HELD.get(folder, 0) + 1
+            counted.append(folder)
         yield own
     finally:
+        for folder in counted:
+            _HELD[folder] -= 1
+            if not _HELD[folder]:
+                del _HELD[folder]
         for path, handle in held:  # removed while still locked, so no other batch locks a file no longer there
             try:
                 os.unlink(path)

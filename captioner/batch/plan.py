@@ -25,7 +25,7 @@ from ..outputs import (
 )
 from ..writers import captioner_wrote, foreign_outputs, foreign_reason
 from .job import BatchJob, FileResult, Record, Status, failure_reason, signature_now
-from .lock import check_unlocked
+from .lock import check_unlocked, held, lock_folders
 
 log = logging.getLogger(__name__)
 
@@ -337,6 +337,9 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     plan.ignored = [len(files) for files in plan.ignored_files]
     for path in (path for files in plan.ignored_files for path in files):
         log.info("%s: ignored (not a video file extension)", path)
+    # another batch writing into the folder this one writes into (the CLI locks it first; a library plan may not
+    # have: it captioned every video again beside the CLI's batch and took its "captioning" marker for a crash)
+    check_unlocked(lock_folders(out_abs, plan.roots), own=set(locked) | held())
     # a batch on a folder below this one's (``batch a`` while ``batch a/b`` runs): before anything there is removed
     for i, root in enumerate(plan.roots):
         check_unlocked({e[1].parent for e in found if e[3] == i}, below=out_abs or root, own=locked)
