@@ -33,6 +33,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+def __dir__() -> list[str]:
+    """The lazy names too: help(captioner), dir() and tab completion did not show Captioner, CaptionConfig, Cue."""
+    return sorted({*globals(), *__all__})
+
+
 def console(**click_options: object) -> None:
     """The ``captioner`` command (``[project.scripts]``).
 

@@ -103,6 +103,10 @@ def _checked(config: Any, **rules: tuple[Callable[[Any], bool], str]) -> None:
         value = getattr(config, name)
         if not ok(value):
             raise ValueError(f"{type(config).__name__}.{name} must be {need}, got {value!r}")
+        if type(value).__module__ == "numpy" and hasattr(value, "item"):
+            # NumPy's scalars pass the rules but not every library: threads=np.int64(1) failed in threadpoolctl
+            # at every caption_video, and a report with it in JSON's encoder
+            object.__setattr__(config, name, value.item())
 
 
 def _typed(config: Any, **types: type | tuple[type, ...]) -> None:

@@ -28,7 +28,7 @@ from .concepts import top_concepts
 from .config import CaptionConfig, usable_cpus
 from .errors import CaptionerError, VideoError
 from .native import blas_limited
-from .outputs import count_text, seconds_text
+from .outputs import absolute, count_text, seconds_text
 from .progress import Progress, ProgressCallback  # noqa: F401  (Progress: importable from here too)
 from .review import Snapshot, encode_jpeg, shrink, snapshots_for, thumbnail_size
 from .search import Hypothesis, OnceMap, once_groups, search_many
@@ -75,7 +75,8 @@ class VideoResult:
         """Metadata for the JSON writer."""
         return {
             "video": {
-                "path": str(self.video.path), "width": self.video.width, "height": self.video.height,
+                # absolute, as README says the JSON records it: "b.mp4" named nothing to a search run elsewhere
+                "path": str(absolute(self.video.path)), "width": self.video.width, "height": self.video.height,
                 "fps": round(self.video.fps, 3), "duration": round(self.duration, 3),
                 "frames_sampled": self.frames_sampled,
                 **({} if self.span is None else {"captioned": [round(t, 3) for t in self.span]}),

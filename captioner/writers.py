@@ -342,6 +342,8 @@ def write_subtitles(
     captioning, and checks again here, as a film's dialogue subtitles put there meanwhile (an hour into a batch)
     were replaced.
     """
+    if isinstance(formats, str):  # "srt,json" as --format reads it (as configure and plan_batch take it), not s, r, t
+        formats = (formats,)
     wanted = parse_formats(",".join(formats)) if formats else ()
     ready = normalize_cues(cues, duration)
     base = Path(base)

@@ -1572,3 +1572,29 @@ def test_a_library_batch_is_refused_where_another_process_s_batch_writes(tmp_pat
         holder.wait()
     outcome = run_batch(plan_batch([tmp_path / "in"], out, ["srt"]), configure(model_dir=tiny_model))
     assert outcome.counts()[Status.OK] == 1 and (out / "a.srt").is_file()
+
+
+def test_an_unguarded_one_worker_script_after_a_killed_batch_is_told_why(tmp_path, tiny_model):
+    """workers=1 after a batch killed mid-file: the file it was captioning is retried in a process of its own, which
+    an unguarded script cannot start; the message said the guard is needed "with workers > 1" only."""
+    from captioner.batch.local import MARKER_NAME, write_marker
+
+    make_video(tmp_path / "vids" / "a.mp4", [("red", 1.0)])
+    (tmp_path / "subs").mkdir()
+    write_marker(tmp_path / "subs" / MARKER_NAME, tmp_path / "vids" / "a.mp4")  # as a batch killed on a.mp4 left it
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from captioner.batch import plan_batch, run_batch\n"
+        "from captioner.config import configure\n"
+        "plan = plan_batch([Path('vids')], Path('subs'), ['srt'])\n"
+        f"out = run_batch(plan, configure(model_dir={str(tiny_model)!r}, beam_size=1))\n"
+        "print(out.fatal)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, script.name], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].endswith(
+        "a script that calls run_batch after a batch that ended while captioning a file (that file is captioned "
+        "again in a process of its own) must do so under 'if __name__ == \"__main__\":' (as multiprocessing requires)")

@@ -596,3 +596,23 @@ def test_a_manifest_s_checksums_may_be_in_upper_case(tmp_path, tiny_model):
     (model / "model.json").write_text(json.dumps(shouted))
     with pytest.raises(ModelError, match="checksum mismatch"):
         load_model(model)
+
+
+def test_the_library_takes_numpy_counts_and_a_format_string_and_shows_its_names(tmp_path):
+    """threads=np.int64(1) passed the config check, then failed in threadpoolctl at every caption_video;
+    write_subtitles(formats="srt") read "s", "r", "t"; dir(captioner) lacked Captioner, CaptionConfig and Cue."""
+    import json
+
+    import numpy as np
+
+    import captioner
+    from captioner.config import CaptionConfig, OutputConfig, configure
+    from captioner.cues import Cue
+    from captioner.writers import write_subtitles
+
+    assert type(configure(threads=np.int64(1)).threads) is int
+    assert type(CaptionConfig(threads=np.int64(2)).threads) is int
+    written = write_subtitles([Cue(0, 1, "a dog")], tmp_path / "x", "srt,json", OutputConfig(),
+                              {"video": {"path": "x.mp4"}})
+    assert [p.name for p in written] == ["x.srt", "x.json"] and json.loads((tmp_path / "x.json").read_text())
+    assert {"Captioner", "CaptionConfig", "Cue"} <= set(dir(captioner))

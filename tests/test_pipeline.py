@@ -340,3 +340,14 @@ def test_caption_features_says_what_features_it_takes(captioner, feats, says):
         with pytest.raises(ValueError) as caught:
             captioner.caption_features(given, video=True)
     assert str(caught.value) == says
+
+
+def test_a_library_result_records_the_video_by_its_absolute_path(tmp_path, captioner, monkeypatch):
+    """caption_video("b.mp4") then write_subtitles: the JSON said "b.mp4", which a search run from elsewhere could
+    not find (only the CLI made it absolute); README says the JSON records the absolute path."""
+    from videos import make_video
+
+    make_video(tmp_path / "b.mp4", [("red", 1.0)])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PWD", str(tmp_path))
+    assert captioner.caption_video("b.mp4").metadata()["video"]["path"] == str(tmp_path / "b.mp4")

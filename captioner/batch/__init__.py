@@ -91,6 +91,7 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
     if workers is not None and not is_whole(workers, 1):
         # -3 ran (and was written into the report), "2" and 2.5 failed after a report of pending videos
         raise ValueError(f"workers must be a whole number >= 1 or None, got {workers!r}")
+    workers = None if workers is None else int(workers)  # np.int64(2): the whole batch ran, then its report failed
     if set(config.output.formats) != set(plan.formats):
         # the plan chose what is up to date by its formats: each video gets those (with the config's
         # own, a json the plan asked for was never written, the video "ok", and captioned again every run)

@@ -274,10 +274,12 @@ def _workers_could_not_start(imported: bool, workers: int) -> CaptionerError:
     # a .py script run by path; captioner's own command (a console script, or python -m) guards its main
     if script and str(script).endswith(".py") and getattr(sys.modules["__main__"], "__spec__", None) is None \
             and not imported:
+        # workers=1 starts one too: for the file a killed batch was captioning, retried in a process of its own
+        when = "with workers > 1" if workers > 1 else "after a batch that ended while captioning a file (that file " \
+            "is captioned again in a process of its own)"
         return CaptionerError(
             f"worker processes could not start: each runs {script} again as it starts; a script that calls "
-            f"run_batch with workers > 1 must do so under 'if __name__ == \"__main__\":' (as multiprocessing "
-            f"requires)")
+            f"run_batch {when} must do so under 'if __name__ == \"__main__\":' (as multiprocessing requires)")
     # how many died is not known (one of two, killed by the system for memory, breaks the pool as well)
     when = "while loading the model" if imported else "as it started"
     return CaptionerError(f"the {workers} worker processes could not start: a worker ended {when}, before the "
