@@ -454,6 +454,10 @@ def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None
     only when ``formats`` include the review page (``html``), the one output that shows them.
     """
     c = base if base is not None else CaptionConfig()
+    if not isinstance(c, CaptionConfig):  # a dict: "'dict' object has no attribute 'segments'"
+        raise TypeError(f"configure's base must be a CaptionConfig, got {type(c).__name__}")
+    if model_dir is not None and not isinstance(model_dir, (str, os.PathLike)):
+        raise TypeError(f"CaptionConfig.model_dir must be a folder's path, got {model_dir!r}")
     if formats is not None:
         formats = _format_names(formats)
 

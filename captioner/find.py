@@ -835,6 +835,8 @@ def _searched_rows(indexes: Sequence[Index]) -> list[np.ndarray | None]:
 
 def check_query(query: str) -> None:
     """``CaptionerError`` unless ``query`` is text worth searching for."""
+    if not isinstance(query, str):  # b"dog", 3: AttributeErrors ('bytes' object has no attribute 'encode')
+        raise CaptionerError(f"the query must be text (a str), got {type(query).__name__}")
     if not query or not query.strip():
         raise CaptionerError("the query is empty")
     try:
@@ -868,6 +870,7 @@ class Searcher:
             embedder = TextEmbedder()
         self.config, self.embedder = config, embedder
         path_list(roots, "Searcher")
+        roots = list(roots)  # a generator: "object of type 'generator' has no len()"
         if not len(roots):
             raise CaptionerError("no folders to search")
         self.errors: list[tuple[str, str]] = []

@@ -160,7 +160,7 @@ def open_video(path: str | Path) -> VideoInfo:
         VideoError: with a one-line message that starts with the path.
     """
     p = Path(path)
-    _check_file(p)
+    _check_file(p, path)
     try:
         return _open_video(p)
     except cv2.error as exc:
@@ -482,7 +482,7 @@ def iter_frames(
     if not (math.isfinite(max_frame_seconds) and max_frame_seconds > 0):
         raise ValueError(f"max_frame_seconds must be positive, got {max_frame_seconds!r}")
     p = Path(path)
-    _check_file(p)
+    _check_file(p, path)
     stats = stats if stats is not None else DecodeStats()
     return _iter_frames(p, float(fps), float(max_frame_seconds), stats, float(seek) if math.isfinite(seek) else 0.0)
 
@@ -867,12 +867,14 @@ def looks_like_url(path: str | Path) -> bool:
     return re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", str(path)) is not None
 
 
-def _check_file(path: Path) -> None:
+def _check_file(path: Path, given: object = None) -> None:
     """Reject what is plainly not a video file before OpenCV sees it.
 
     OpenCV answers every one of these with the same silent ``isOpened() ==
     False`` (or, for a FIFO, by blocking), which would leave the user guessing.
     """
+    if isinstance(given, (str, bytes)) and not given:  # Path("") is ".": caption_video("") said ".: is a directory"
+        raise VideoError("an empty path is no video file name")
     try:
         if not path.exists():
             raise VideoError(no_such_file(path))
@@ -1204,7 +1206,7 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         raise ValueError(f"sampling fps must be a positive number, got {fps!r}")
     stats = stats if stats is not None else DecodeStats()
     p = Path(path)
-    _check_file(p)
+    _check_file(p, path)
     try:
         container = av.open(str(p))
     except Exception as exc:  # PyAV raises its own error types for every way a file can be bad

@@ -227,3 +227,23 @@ def test_an_unknown_style_or_a_folder_for_a_config_is_refused(tiny_model):
         configure(model_dir=tiny_model, style="vdieo")  # it was refused only at the first caption
     with pytest.raises(TypeError, match="Captioner takes a CaptionConfig, got str"):
         Captioner(str(tiny_model))
+
+
+def test_configure_names_a_base_or_model_folder_of_the_wrong_type():
+    """configure(base={}) said "'dict' object has no attribute 'segments'", model_dir=3 "expected str, bytes or
+    os.PathLike object, not int"."""
+    from captioner.config import configure
+
+    with pytest.raises(TypeError, match="configure's base must be a CaptionConfig, got dict"):
+        configure({})
+    with pytest.raises(TypeError, match="CaptionConfig.model_dir must be a folder's path, got 3"):
+        configure(model_dir=3)
+
+
+def test_an_empty_video_path_is_said_so():
+    """caption_video("") named "." (Path("") is the current folder): ".: is a directory, not a video file"."""
+    from captioner.errors import VideoError
+    from captioner.video import open_video
+
+    with pytest.raises(VideoError, match="^an empty path is no video file name$"):
+        open_video("")

@@ -903,3 +903,12 @@ def test_a_results_page_wraps_long_names(archive: Path, tmp_path: Path) -> None:
     page = tmp_path / "r.html"
     text = format_results_html("dog", Searcher([archive], embedder=BagOfWords()).search("dog"), page)
     assert "overflow-wrap:anywhere" in text and "width=device-width" in text
+
+
+def test_a_query_that_is_not_text_and_folders_as_a_generator(archive: Path) -> None:
+    """search(b"dog") and search(3) were AttributeErrors; Searcher(p for p in ...) "has no len()"."""
+    s = Searcher((p for p in [archive]), embedder=BagOfWords())
+    assert s.cues == 3
+    for query in (b"dog", 3):
+        with pytest.raises(CaptionerError, match=f"the query must be text \\(a str\\), got {type(query).__name__}"):
+            s.search(query)
