@@ -721,13 +721,15 @@ def quantize_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _dot(rows: np.ndarray, vec: np.ndarray, chunk: int = 8192) -> np.ndarray:
     """``rows @ vec`` for rows of any dtype (float16, int8), converted a slice at a time (bounded memory).
 
-    Summed in float64, given as float32: BLAS sums a float32 row in an order that depends on where the row lies
-    in the matrix, so two identical cues scored 0.442142516 and 0.442142546 and their tie came out in no order.
+    Each row summed the same way (NumPy's einsum, not BLAS): BLAS sums a row in an order that depends on where
+    it lies in the matrix, so two identical cues scored 0.442142516 and 0.442142546 and their tie came out in no
+    order. einsum is also about 3x faster here than the matrix product was (30 against 95 ms over 100,000 int8 rows
+    of 384, one run, /tmp script).
     """
-    vec64 = np.asarray(vec, np.float64)
+    vec32 = np.asarray(vec, np.float32)
     out = np.empty(len(rows), np.float32)
     for s in range(0, len(rows), chunk):
-        out[s : s + chunk] = rows[s : s + chunk].astype(np.float64) @ vec64
+        out[s : s + chunk] = np.einsum("ij,j->i", rows[s : s + chunk].astype(np.float32, copy=False), vec32)
     return out
 
 
