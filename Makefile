@@ -6,6 +6,9 @@ DATA   ?= $(or $(CAPTIONER_DATA),../shared/data)
 # the offline jobs read the data folder from CAPTIONER_DATA: `make train DATA=/mnt/data` moves it
 export CAPTIONER_DATA := $(abspath $(DATA))
 EXTRAS ?= test,train,ray
+# and their work folder from CAPTIONER_WORK (features, runs, bench videos): `make train WORK=/mnt/work` moves it
+WORK   ?= $(or $(CAPTIONER_WORK),.cache)
+export CAPTIONER_WORK := $(abspath $(WORK))
 
 .PHONY: install demo test train eval bench fuzz clean help
 
@@ -40,17 +43,17 @@ test: install
 # videos' captions for consensus candidates, and the training photos' (pipelines.train_scst, stage 3, is an experiment: not shipped)
 train: install
 	$(PY) -m pipelines.extract_features --set flickr8k --set coco
-	$(PY) -m pipelines.train --run .cache/runs/concepts --epochs 6
-	$(PY) -m pipelines.train --resume .cache/runs/concepts/best.pt --run .cache/runs/concepts-lr2 --epochs 8 --lr 2e-4 --out .cache/models/stage1
+	$(PY) -m pipelines.train --run $(WORK)/runs/concepts --epochs 6
+	$(PY) -m pipelines.train --resume $(WORK)/runs/concepts/best.pt --run $(WORK)/runs/concepts-lr2 --epochs 8 --lr 2e-4 --out $(WORK)/models/stage1
 	$(PY) -m pipelines.prepare_data
 	$(PY) -m pipelines.extract_features --set msrvtt --set cc3m
 	$(PY) -m pipelines.train_detectors
-	$(PY) -m pipelines.train_video --init .cache/models/stage1 --run .cache/runs/video --overwrite --no-styles --out weights
-	$(PY) -m pipelines.train_video --init weights --shipped-detectors --run .cache/runs/style --overwrite --epochs 5 --lr 1.5e-4 --msrvtt-caps 6 --out weights
-	$(PY) -m pipelines.train_video --init weights --shipped-detectors --run .cache/runs/swa --overwrite --epochs 3 --lr 7.5e-5 --msrvtt-caps 6 --keep-epochs
-	$(PY) -m pipelines.train_video --init weights --shipped-detectors --run .cache/runs/swa --epochs 3 --lr 7.5e-5 --msrvtt-caps 6 --export-only --average 3 --out weights
+	$(PY) -m pipelines.train_video --init $(WORK)/models/stage1 --run $(WORK)/runs/video --overwrite --no-styles --out weights
+	$(PY) -m pipelines.train_video --init weights --shipped-detectors --run $(WORK)/runs/style --overwrite --epochs 5 --lr 1.5e-4 --msrvtt-caps 6 --out weights
+	$(PY) -m pipelines.train_video --init weights --shipped-detectors --run $(WORK)/runs/swa --overwrite --epochs 3 --lr 7.5e-5 --msrvtt-caps 6 --keep-epochs
+	$(PY) -m pipelines.train_video --init weights --shipped-detectors --run $(WORK)/runs/swa --epochs 3 --lr 7.5e-5 --msrvtt-caps 6 --export-only --average 3 --out weights
 	$(PY) -m pipelines.train_presence --model weights --out weights
-	$(PY) -m pipelines.train_vse --init weights --run .cache/runs/vse --ensemble 3 --out weights
+	$(PY) -m pipelines.train_vse --init weights --run $(WORK)/runs/vse --ensemble 3 --out weights
 	$(PY) -m pipelines.vse_memory --model weights
 	$(PY) -m pipelines.caption_vectors --model weights
 	$(PY) -m pipelines.grammar --model weights
@@ -69,4 +72,4 @@ fuzz: install
 	$(PY) -m pipelines.fuzz --count 200
 
 clean:
-	rm -rf .cache/demo .cache/bench .pytest_cache
+	rm -rf $(WORK)/demo $(WORK)/bench .pytest_cache
