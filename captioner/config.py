@@ -72,7 +72,8 @@ def _count(low: int, high: float = math.inf) -> tuple[Callable[[Any], bool], str
 
 def _flag() -> tuple[Callable[[Any], bool], str]:
     """A rule for ``_checked``: True or False (NumPy's too); "no" was taken as true, it is not empty."""
-    return (lambda v: isinstance(v, bool) or type(v).__module__ == "numpy" and type(v).__name__ == "bool_"), \
+    # NumPy 2 names its type "bool" (np.False_ was refused), NumPy 1 "bool_"
+    return (lambda v: isinstance(v, bool) or type(v).__module__ == "numpy" and type(v).__name__ in ("bool_", "bool")), \
         "True or False"
 
 

@@ -51,7 +51,7 @@ import numpy as np
 
 from .config import SearchConfig, is_whole
 from .errors import CANNOT_LIST, CaptionerError, OutputError, cannot_list, path_list, printable
-from .outputs import absolute, count_text, walk
+from .outputs import count_text, walk
 from .progress import Progress, ProgressCallback
 from .review import RESULTS_GENERATOR
 from .vse import decode_vector, quantize
@@ -1000,7 +1000,7 @@ def json_text(obj: Any, ascii_only: bool = False, indent: int | None = None) -> 
 def _href(target: Path, page: Path, start: float) -> str:
     """``target`` at ``start`` relative to ``page`` as named, symlinks not resolved: a browser opens the page
     at that path (results/ a link to store/results: links made from the resolved page led nowhere)."""
-    rel = os.path.relpath(absolute(target), absolute(page).parent)
+    rel = os.path.relpath(os.path.abspath(target), os.path.dirname(os.path.abspath(page)))
     return quote(os.fsencode(Path(rel).as_posix())) + f"#t={start:.3f}".rstrip("0").rstrip(".")  # bytes: any name
 
 
@@ -1012,7 +1012,7 @@ def format_results_html(query: str, result: SearchResult, page: Path) -> str:
         where = e(str(h.output))
         # a results page saved as clip.html (--html beside the outputs) is no review page of clip
         if h.page.is_file() and not is_results_page(h.page):  # named by its path from the page (a/ and b/ clip)
-            shown = os.path.relpath(absolute(h.output), absolute(page).parent)[:-5]
+            shown = os.path.relpath(os.path.abspath(h.output), os.path.dirname(os.path.abspath(page)))[:-5]
             where = f'<a href="{e(_href(h.page, page, h.start))}">{e(shown)}</a>'
         rows.append(f"<tr><td>{where}</td><td>{e(clock(h.start))} &rarr; {e(clock(h.end))}</td>"
                     f"<td>{h.score:.3f}</td><td dir=\"auto\">{e(h.text)}</td></tr>")

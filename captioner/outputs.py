@@ -127,27 +127,8 @@ def cache_dir() -> Path:
 
 
 def absolute(path: Path | str) -> Path:
-    """Absolute without resolving symlinks (a shared mount keeps the name users know).
-
-    A relative path is taken from the working folder as the shell names it (``$PWD``), not as ``os.getcwd()``
-    resolves it: run in a folder reached through a symlink, ``clip.mp4`` and ``$PWD/out`` were put on two
-    different paths, and a review page's link to its video climbed out through the resolved one.
-    """
-    path = os.fspath(path)
-    if not os.path.isabs(path):
-        path = os.path.join(_working_folder(), path)
-    return Path(os.path.normpath(path))
-
-
-def _working_folder() -> str:
-    cwd, shell = os.getcwd(), os.environ.get("PWD", "")
-    if shell and shell != cwd and os.path.isabs(shell):
-        try:
-            if os.path.samefile(shell, cwd):  # not a stale $PWD (the process changed folder since)
-                return shell
-        except OSError:
-            pass
-    return cwd
+    """Absolute without resolving symlinks (a shared mount keeps the name users know)."""
+    return Path(os.path.abspath(path))
 
 
 # --------------------------------------------------------------------------- names

@@ -43,7 +43,7 @@ from urllib.parse import quote
 
 from captioner.config import OutputConfig, ReviewConfig
 from captioner.errors import OutputError
-from captioner.outputs import (INDEX_FALLBACK_NAME, INDEX_NAME, absolute, json_number, json_surrogates, parse_json,
+from captioner.outputs import (INDEX_FALLBACK_NAME, INDEX_NAME, json_number, json_surrogates, parse_json,
                                write_atomic)
 
 if TYPE_CHECKING:
@@ -186,9 +186,9 @@ def _clock(seconds: float, decimals: int = 1) -> str:
 def _href(target: Path, folder: Path) -> str:
     """A URL for ``target`` relative to ``folder`` (percent-encoded), or a file: URL when none exists."""
     try:
-        rel = os.path.relpath(absolute(target), absolute(folder))
+        rel = os.path.relpath(os.path.abspath(target), os.path.abspath(folder))
     except ValueError:  # another drive (Windows)
-        return absolute(target).as_uri()
+        return Path(os.path.abspath(target)).as_uri()
     return quote(os.fsencode(rel.replace(os.sep, "/")))  # the name's own bytes, even when they are not UTF-8
 
 

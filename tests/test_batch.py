@@ -1598,3 +1598,37 @@ def test_an_unguarded_one_worker_script_after_a_killed_batch_is_told_why(tmp_pat
     assert done.stdout.splitlines()[-1].endswith(
         "a script that calls run_batch after a batch that ended while captioning a file (that file is captioned "
         "again in a process of its own) must do so under 'if __name__ == \"__main__\":' (as multiprocessing requires)")
+
+
+def test_dot_dot_from_a_folder_reached_through_a_symlink_means_what_the_system_means(tmp_path, tiny_model,
+                                                                                     monkeypatch):
+    """A change of this session took relative paths from $PWD and removed '..' by text: from link/ (-> real/sub)
+    `batch ../vids -o ../out` failed every video and wrote its report over another folder's (reverted)."""
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    make_video(tmp_path / "real" / "vids" / "a.mp4", [("red", 1.0)])
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "sub")
+    monkeypatch.chdir(tmp_path / "link")
+    monkeypatch.setenv("PWD", str(tmp_path / "link"))
+    result = batch("../vids", "-o", "../out", "--model", tiny_model, "-f", "srt,json")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "real" / "out" / "a.srt").is_file() and not (tmp_path / "out").exists()
+    data = json.loads((tmp_path / "real" / "out" / "a.json").read_text())
+    assert data["metadata"]["video"]["path"] == str(tmp_path / "real" / "vids" / "a.mp4")
+
+
+def test_a_library_batch_inside_its_callers_lock_on_the_archive_or_some_of_its_folders(tmp_path, tiny_model,
+                                                                                      monkeypatch) -> None:
+    """run_batch locked its folders again, unless the caller held exactly those: under the caller's exclusive() on
+    the archive above them, or on one of two folders, it named its own process as "another batch"."""
+    from captioner.batch import exclusive, plan_batch, run_batch
+    from captioner.config import configure
+
+    make_video(tmp_path / "v1" / "a.mp4", [("red", 1.0)])
+    make_video(tmp_path / "v2" / "b.mp4", [("blue", 1.0)])
+    config = configure(model_dir=tiny_model, formats=["srt"])
+    with exclusive([tmp_path]) as own:
+        outcome = run_batch(plan_batch([tmp_path / "v1"], None, ["srt"], locked=own), config)
+    assert outcome.counts()[Status.OK] == 1
+    with exclusive([tmp_path / "v1"]) as own:
+        outcome = run_batch(plan_batch([tmp_path / "v1", tmp_path / "v2"], None, ["srt"], locked=own), config)
+    assert outcome.counts()[Status.OK] == 1 and outcome.counts()[Status.SKIPPED] == 1

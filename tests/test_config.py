@@ -247,3 +247,13 @@ def test_an_empty_video_path_is_said_so():
 
     with pytest.raises(VideoError, match="^an empty path is no video file name$"):
         open_video("")
+
+
+def test_numpy_booleans_are_flags():
+    """np.False_ is named "bool" by NumPy 2: int8=np.bool_(False) was refused while NumPy counts were taken."""
+    import numpy as np
+
+    from captioner.config import configure
+
+    config = configure(int8=np.bool_(False))
+    assert config.encoder.int8 is False

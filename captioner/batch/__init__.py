@@ -98,10 +98,14 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
         config = configure(config, formats=plan.formats)
     started = time.time() if started is None else started
     # one batch at a time writes into a folder: locked here unless held already (the CLI's; a library caller's own)
-    folders = lock_folders(plan.output_dir, plan.roots)
-    if {os.path.realpath(f) for f in folders} <= held():
+    mine = held()
+    # a folder this process holds, or one below it (a caller's lock on the archive): locked already
+    todo = [f for f in lock_folders(plan.output_dir, plan.roots)
+            if not any(os.path.realpath(f) == h or os.path.realpath(f).startswith(h.rstrip(os.sep) + os.sep)
+                       for h in mine)]
+    if not todo:
         return _run(plan, config, engine, workers, ray_address, started, on_result, on_stop)
-    with exclusive(folders):
+    with exclusive(todo):
         return _run(plan, config, engine, workers, ray_address, started, on_result, on_stop)
 
 
