@@ -62,6 +62,29 @@ def batch(*args, ok_codes=(0, 1)):
     return result
 
 
+def unguarded_script(folder: Path, model: Path, workers: int) -> Path:
+    """A script that batches folder/vids into folder/subs at module level (no ``if __name__ == "__main__":``) and
+    prints the videos' statuses and the fatal error."""
+    script = folder / "unguarded.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from captioner.batch import plan_batch, run_batch\n"
+        "from captioner.config import configure\n"
+        "plan = plan_batch([Path('vids')], Path('subs'), ['srt'])\n"
+        f"out = run_batch(plan, configure(model_dir={str(model)!r}, beam_size=1), workers={workers})\n"
+        "print([r.status.value for r in out.results])\n"
+        "print(out.fatal)\n")
+    return script
+
+
+def run_script(script: Path) -> subprocess.CompletedProcess:
+    """``python SCRIPT`` in its folder, as a user runs a library script by path (this checkout importable)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, script.name], cwd=script.parent, capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
 def files_under(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
@@ -429,19 +452,8 @@ def test_a_script_that_runs_a_two_worker_batch_unguarded_is_told_why_and_blames_
     good video was reported "failed: the worker process died on this file"."""
     make_video(tmp_path / "vids" / "a.mp4", [("red", 1.0)])
     make_video(tmp_path / "vids" / "b.mp4", [("blue", 1.0)])
-    script = tmp_path / "unguarded.py"
-    script.write_text(
-        "from pathlib import Path\n"
-        "from captioner.batch import plan_batch, run_batch\n"
-        "from captioner.config import configure\n"
-        "plan = plan_batch([Path('vids')], Path('subs'), ['srt'])\n"
-        f"out = run_batch(plan, configure(model_dir={str(tiny_model)!r}, beam_size=1), workers=2)\n"
-        "print([r.status.value for r in out.results])\n"
-        "print(out.fatal)\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
-                                                        os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, script.name], cwd=tmp_path, capture_output=True, text=True, env=env,
-                          timeout=120)
+    script = unguarded_script(tmp_path, tiny_model, workers=2)
+    done = run_script(script)
     assert done.returncode == 0, done.stderr
     statuses, fatal = done.stdout.splitlines()[-2:]
     assert statuses == "['pending', 'pending']"
@@ -1380,10 +1392,7 @@ def test_what_workers_log_reaches_the_batch_process_logging(tmp_path, tiny_model
         "    plan = plan_batch([Path('vids')], Path('subs'), ['srt'])\n"
         f"    out = run_batch(plan, configure(model_dir={str(tiny_model)!r}, beam_size=1), workers=2)\n"
         "    print(sorted(r.status.value for r in out.results))\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
-                                                        os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, script.name], cwd=tmp_path, capture_output=True, text=True, env=env,
-                          timeout=120)
+    done = run_script(script)
     assert done.returncode == 0 and done.stdout == "['ok', 'ok']\n" and done.stderr == "", done.stderr
     logged = (tmp_path / "app.log").read_text()
     assert logged.startswith(f"WARNING:captioner.video:{tmp_path / 'vids' / 'cut'}\noff.avi: decoding stopped after ")
@@ -1582,18 +1591,8 @@ def test_an_unguarded_one_worker_script_after_a_killed_batch_is_told_why(tmp_pat
     make_video(tmp_path / "vids" / "a.mp4", [("red", 1.0)])
     (tmp_path / "subs").mkdir()
     write_marker(tmp_path / "subs" / MARKER_NAME, tmp_path / "vids" / "a.mp4")  # as a batch killed on a.mp4 left it
-    script = tmp_path / "unguarded.py"
-    script.write_text(
-        "from pathlib import Path\n"
-        "from captioner.batch import plan_batch, run_batch\n"
-        "from captioner.config import configure\n"
-        "plan = plan_batch([Path('vids')], Path('subs'), ['srt'])\n"
-        f"out = run_batch(plan, configure(model_dir={str(tiny_model)!r}, beam_size=1))\n"
-        "print(out.fatal)\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
-                                                        os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, script.name], cwd=tmp_path, capture_output=True, text=True, env=env,
-                          timeout=120)
+    script = unguarded_script(tmp_path, tiny_model, workers=1)
+    done = run_script(script)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1].endswith(
         "a script that calls run_batch after a batch that ended while captioning a file (that file is captioned "

@@ -549,14 +549,20 @@ def test_escape_takes_an_edit_back(browser, archive):
     assert browser.execute_script("return localStorage.length") == 0
 
 
-def test_a_video_the_browser_cannot_play_gets_a_notice(browser, tmp_path, captioner):
-    video = make_video(tmp_path / "old.mp4", SHOTS_B)  # MPEG-4 part 2: Chromium does not play it
-    result = captioner.caption_video(video.path)
-    page = tmp_path / "old.html"
+def page_notice(browser, captioner, video: Path):
+    """Caption ``video``, open its review page (beside it) and wait for the notice about the video; (result, notice)."""
+    result = captioner.caption_video(video)
+    page = video.with_suffix(".html")
     page.write_text(format_html(result.cues, result.metadata(), result.snapshots, page=page), encoding="utf-8")
     browser.get(page.as_uri())
     notice = browser.find_element("id", "video-error")
-    wait_for(browser, lambda d: notice.is_displayed(), message="no notice for an unplayable video")
+    wait_for(browser, lambda d: notice.is_displayed(), message=f"no notice for {video.name}")
+    return result, notice
+
+
+def test_a_video_the_browser_cannot_play_gets_a_notice(browser, tmp_path, captioner):
+    video = make_video(tmp_path / "old.mp4", SHOTS_B)  # MPEG-4 part 2: Chromium does not play it
+    result, notice = page_notice(browser, captioner, video.path)
     assert "old.mp4 cannot be played here" in notice.text
     rows(browser)[-1].click()  # the list still works: the chosen cue is highlighted
     assert active_index(browser) == len(result.cues) - 1
@@ -587,12 +593,7 @@ def test_a_picture_the_browser_cannot_show_beside_sound_it_plays_gets_a_notice(b
         for stream in (picture, sound):
             for packet in stream.encode():
                 out.mux(packet)
-    result = captioner.caption_video(path)
-    page = tmp_path / "old.html"
-    page.write_text(format_html(result.cues, result.metadata(), result.snapshots, page=page), encoding="utf-8")
-    browser.get(page.as_uri())
-    notice = browser.find_element("id", "video-error")
-    wait_for(browser, lambda d: notice.is_displayed(), message="no notice for a picture the browser cannot show")
+    _, notice = page_notice(browser, captioner, path)
     assert "The picture of old.mp4 cannot be shown here" in notice.text
 
 
