@@ -97,9 +97,9 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
         # own, a json the plan asked for was never written, the video "ok", and captioned again every run)
         config = configure(config, formats=plan.formats)
     started = time.time() if started is None else started
-    # one batch at a time writes into a folder: locked here unless held already (the CLI's; a library caller's own)
+    # one batch at a time writes into a folder: locked here, unless this process holds it or a folder above it
+    # already (the CLI's lock; a library caller's own, on the archive)
     mine = held()
-    # a folder this process holds, or one below it (a caller's lock on the archive): locked already
     todo = [f for f in lock_folders(plan.output_dir, plan.roots)
             if not any(os.path.realpath(f) == h or os.path.realpath(f).startswith(h.rstrip(os.sep) + os.sep)
                        for h in mine)]
