@@ -24,7 +24,7 @@ from ..config import CaptionConfig, configure, is_whole
 from ..errors import CaptionerError
 from ..outputs import stops_held
 from .job import BatchJob, FileResult, ResultCallback, Status, caption_one, run_job
-from .lock import LOCK_NAME, exclusive, held, lock_folders
+from .lock import LOCK_NAME, exclusive, holds, lock_folders
 from .local import MARKER_NAME, remove_marker, run_local
 from .plan import BatchPlan, find_files, plan_batch, remove_partial_writes
 from .ray import require_ray, run_ray
@@ -99,10 +99,7 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
     started = time.time() if started is None else started
     # one batch at a time writes into a folder: locked here, unless this process holds it or a folder above it
     # already (the CLI's lock; a library caller's own, on the archive)
-    mine = held()
-    todo = [f for f in lock_folders(plan.output_dir, plan.roots)
-            if not any(os.path.realpath(f) == h or os.path.realpath(f).startswith(h.rstrip(os.sep) + os.sep)
-                       for h in mine)]
+    todo = [f for f in lock_folders(plan.output_dir, plan.roots) if not holds(f)]
     if not todo:
         return _run(plan, config, engine, workers, ray_address, started, on_result, on_stop)
     with exclusive(todo):

@@ -132,7 +132,6 @@ def caption_one(captioner: "Captioner", video: Path, base: Path, config: Caption
     except OSError as exc:
         raise OutputError(f"{base.parent}: cannot create output folder ({exc.strerror or exc})") from None
     metadata = result.metadata()
-    metadata["video"]["path"] = str(absolute(video))  # the same record whether run or batch wrote it
     formats = tuple(dict.fromkeys([*config.output.formats, *also]))
     paths = write_subtitles(result.cues, base, formats, config.output, metadata, result.duration,
                             snapshots=result.snapshots, review=config.review, keep_foreign=not overwrite)

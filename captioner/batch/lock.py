@@ -28,6 +28,12 @@ def held() -> frozenset[str]:
     return frozenset(_HELD)
 
 
+def holds(folder: str | os.PathLike[str]) -> bool:
+    """Whether this process holds the batch lock of ``folder`` or of a folder above it (a batch there covers it)."""
+    real = Path(os.path.realpath(folder))
+    return any(real.is_relative_to(h) for h in _HELD)
+
+
 def lock_folders(output_dir: Path | None, roots: Sequence[Path]) -> list[Path]:
     """The folders a batch locks: its output folder, or its input folders when the outputs go beside the videos."""
     return [output_dir] if output_dir is not None else [r for r in roots if os.path.isdir(r)]
