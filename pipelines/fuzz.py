@@ -250,11 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.model is not None:  # before any mutant: a bad model made every video "pending", told as a finding
         from captioner.config import CaptionConfig
         from captioner.pipeline import check_model
-        from captioner.weights import resolve, verify_model
+        from captioner.weights import resolve
 
         args.model = resolve(args.model).absolute()  # the batch runs in the repository, not the caller's folder
-        verify_model(args.model)
-        check_model(CaptionConfig(model_dir=args.model))
+        check_model(CaptionConfig(model_dir=args.model))  # every part a run loads, every checksum
     found = strangers(args.out)
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
