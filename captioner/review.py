@@ -545,6 +545,11 @@ def index_path(root: Path, pages: Sequence[Path]) -> Path:
                       "index is not written (rename one)")
 
 
+def archive_index_in(root: Path) -> Path | None:
+    """The archive index captioner wrote in ``root`` (``index.html`` or ``captioner-index.html``), if there is one."""
+    return next((p for p in (Path(root) / INDEX_NAME, Path(root) / INDEX_FALLBACK_NAME) if _archive_index(p)), None)
+
+
 def _archive_index(path: Path) -> bool:
     """Whether ``path`` is an archive index captioner wrote (its data lists ``videos``; a video's page lists cues)."""
     read = _own_page(path, errors="replace")

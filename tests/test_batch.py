@@ -1038,6 +1038,27 @@ def test_a_replaced_videos_other_outputs_are_written_again_not_left_stale(tmp_pa
     assert (tree / "b.txt").stat().st_mtime_ns >= (tree / "b.mp4").stat().st_mtime_ns  # written again
 
 
+def test_the_archive_index_follows_review_pages_written_again_without_html(tmp_path, tiny_model):
+    """A replaced video captioned again for -f srt has its review page written again (the test above), but the archive
+    index kept the old picture's captions and times until the next batch with html. It is written again too, linking
+    the other videos' pages from their earlier run."""
+    from captioner.review import _own_page, read_page_data
+
+    tree = tmp_path / "in"
+    make_video(tree / "a.mp4", [("red", 1.0)], seed=0)
+    make_video(tree / "b.mp4", [("green", 1.0)], seed=1)
+    make_video(tmp_path / "other.mp4", [("checker", 1.0), ("blue", 1.0), ("red", 1.0)], seed=2)
+    batch(tree, "--model", tiny_model, "-f", "srt,html", "-q")
+    (tree / "a.mp4").write_bytes((tmp_path / "other.mp4").read_bytes())
+    result = batch(tree, "--model", tiny_model, "-f", "srt", "-q")
+    assert result.exit_code == 0, result.output
+    videos = {v["name"]: v for v in _own_page(tree / "index.html")[2]["videos"]}
+    page = read_page_data(tree / "a.html")
+    assert page["video"]["duration"] == 3.0
+    assert videos["a.mp4"]["captions"] == [[c["start"], c["text"]] for c in page["cues"]]
+    assert videos["b.mp4"]["href"] == "b.html"  # not captioned again: its page of the first run
+
+
 def test_a_dangling_link_is_worded_as_run_words_it(tmp_path, tiny_model):
     """batch said "FileNotFoundError: [Errno 2] No such file or directory: '/abs/...'" (run: "no such file")."""
     tree = tmp_path / "in"

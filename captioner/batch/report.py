@@ -104,7 +104,8 @@ def write_reports(plan: BatchPlan, results: Sequence[FileResult], *,
                   extra: Mapping[str, Any] | None = None) -> list[Path]:
     """Write the report(s) atomically (``OUT/captioner-report.json``, else one per input folder).
 
-    With ``html`` among the formats, the archive index (review.py) is written beside each report.
+    With ``html`` among the formats, the archive index (review.py) is written beside each report, and where the
+    batch wrote review pages again to match a replaced video (``refreshed_formats``) beside an index.
     Raises ``ReportError`` (what failed, what was written) once every report that can be is written:
     one input folder that cannot take its report (read-only) left the others' unwritten.
     """
@@ -123,7 +124,10 @@ def write_reports(plan: BatchPlan, results: Sequence[FileResult], *,
             failed.append(f"cannot write the report: {exc.filename or path.parent}: {os_reason(exc)}")
             continue
         written.append(path)
-        if "html" in plan.formats:  # the archive index of the review pages, beside the report
+        # the archive index of the review pages, beside the report; also where this batch wrote review pages again
+        # without -f html (made from an older file of their video: ``refreshed_formats``) into a folder that has
+        # one, whose captions were then the old pictures' until the next batch with html
+        if "html" in plan.formats or _rewrites_index(results, roots, path.parent):
             try:
                 written.append(write_batch_index(plan, results, roots, path.parent))
             except (CaptionerError, OSError) as exc:
@@ -131,6 +135,15 @@ def write_reports(plan: BatchPlan, results: Sequence[FileResult], *,
     if failed:
         raise ReportError("; ".join(failed), written)
     return written
+
+
+def _rewrites_index(results: Sequence[FileResult], roots: Sequence[int], folder: Path) -> bool:
+    """Whether this batch wrote a review page of a video under ``roots`` and ``folder`` has an archive index."""
+    from ..review import archive_index_in
+
+    wanted = set(roots)
+    return any(r.root in wanted and r.status is Status.OK and any(p.endswith(".html") for p in r.outputs)
+               for r in results) and archive_index_in(folder) is not None
 
 
 def write_batch_index(plan: BatchPlan, results: Sequence[FileResult], roots: Sequence[int], folder: Path) -> Path:
@@ -157,6 +170,8 @@ def write_batch_index(plan: BatchPlan, results: Sequence[FileResult], roots: Seq
         elif several:
             shown = f"{root.name}/{shown}"
         page = next((Path(p) for p in r.outputs if str(p).endswith(".html")), None)
+        if page is None and r.status in (Status.OK, Status.SKIPPED):  # its page of an earlier run, same file
+            page = next((Path(p) for p in r.covers if p.endswith(".html") and os.path.isfile(p)), None)
         entries.append(IndexEntry(shown.replace(os.sep, "/"), r.status.value, r.reason, page))
     # another folder's videos batched into the same output folder before (the report's "earlier"): their pages are
     # still here and were left out, as if the index covered only the last folder batched
