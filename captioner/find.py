@@ -1013,8 +1013,11 @@ def format_results_html(query: str, result: SearchResult, page: Path) -> str:
         # a results page saved as clip.html (--html beside the outputs) is no review page of clip
         if h.page.is_file() and not is_results_page(h.page):  # named by its path from the page (a/ and b/ clip)
             shown = os.path.relpath(os.path.abspath(h.output), os.path.dirname(os.path.abspath(page)))[:-5]
-            where = f'<a href="{e(_href(h.page, page, h.start))}">{e(shown)}</a>'
-        rows.append(f"<tr><td>{where}</td><td>{e(clock(h.start))} &rarr; {e(clock(h.end))}</td>"
+            # the time inside the link's name too: a video's hits all read "out/b" in a screen reader's list of links
+            where = (f'<a href="{e(_href(h.page, page, h.start))}">{e(shown)}'
+                     f'<span class="vh"> at {e(clock(h.start))}</span></a>')
+        # each time unbroken, the line free to break after the arrow (a phone's width)
+        rows.append(f"<tr><td>{where}</td><td><span>{e(clock(h.start))} &rarr;</span> <span>{e(clock(h.end))}</span></td>"
                     f"<td>{h.score:.3f}</td><td dir=\"auto\">{e(h.text)}</td></tr>")
     body = "\n".join(rows) or '<tr><td colspan="4">no results</td></tr>'
     return f"""<!DOCTYPE html>
@@ -1025,13 +1028,15 @@ def format_results_html(query: str, result: SearchResult, page: Path) -> str:
 <title>captioner search: {e(query)}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}}
-h1,td{{overflow-wrap:anywhere}}td:nth-child(2),td:nth-child(3){{white-space:nowrap}}
-@media (max-width:600px){{body{{margin:1em}}td,th{{padding:.3em .4em}}}}</style></head>
-<body><h1>Search: {e(query)}</h1><p>{count_text(result.cues, "cue")} searched.</p>
+h1,td:first-child{{overflow-wrap:anywhere}}td:last-child{{overflow-wrap:break-word;min-width:8em}}
+td:nth-child(2) span,td:nth-child(3){{white-space:nowrap}}
+.vh{{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}}
+@media (max-width:600px){{body{{margin:1em}}td,th{{padding:.3em .4em}}table{{display:block;overflow-x:auto}}}}</style></head>
+<body><main><h1>Search: {e(query)}</h1><p>{count_text(result.cues, "cue")} searched.</p>
 <table><thead><tr><th>video</th><th>time</th><th>score</th><th>caption</th></tr></thead>
 <tbody>
 {body}
-</tbody></table></body></html>
+</tbody></table></main></body></html>
 """
 
 

@@ -292,13 +292,16 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
         rows.append(
             f'<li class="cue{" low" if flagged else ""}" id="cue-{i + 1}" data-index="{i}" tabindex="0" '
             # named by its time and caption (the text as edited: the name follows it), told what keys do
-            f'aria-labelledby="cue-{i + 1}-time cue-{i + 1}-text" aria-describedby="cue-help">'
+            # (and "check" where the caption is to be checked: the page's "look at these first"), its confidence said
+            # after it: the name replaced the row's contents, and a screen reader tabbing through never heard either
+            f'aria-labelledby="cue-{i + 1}-time cue-{i + 1}-text{f" cue-{i + 1}-flag" if flagged else ""}" '
+            f'aria-describedby="cue-{i + 1}-conf cue-help">'
             f"{thumb}<div class=\"body\"><div class=\"meta\">"
             f'<span class="num">{i + 1}</span>'
             f'<span class="time" id="cue-{i + 1}-time">{_clock(cue.start)} – {_clock(cue.end)}</span>'
-            f'<span class="conf" title="confidence: how likely the caption says something the picture shows">'
+            f'<span class="conf" id="cue-{i + 1}-conf" title="confidence: how likely the caption says something the picture shows">'
             f"<span class=\"vh\">confidence </span>{c['confidence']:.2f}</span>"
-            + ('<span class="flag" title="confidence below '
+            + (f'<span class="flag" id="cue-{i + 1}-flag" title="confidence below '
                f'{review.low_confidence:.2f}: check this caption">check</span>' if flagged else "")
             + '<span class="edited-badge">edited</span></div>'
             f'<p class="text" id="cue-{i + 1}-text" dir="auto">{_e(cue.text)}</p>'
@@ -324,8 +327,9 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
 {_video_tag(v)}
 <track kind="captions" srclang="en" label="Captions" default src="{_e(track)}">
 </video>
-<p id="video-error" class="notice" hidden></p>
-<p id="status" class="hint" aria-live="polite" tabindex="-1"{'' if rows else ' hidden'}>{_e(HINT if rows else '')}</p>
+<p id="video-error" class="notice" role="alert" hidden></p>
+<p id="hint" class="hint"{'' if rows else ' hidden'}>{_e(HINT if rows else '')}</p>
+<p id="status" class="hint" aria-live="polite" tabindex="-1" hidden></p>
 <dl class="legend">
 <dt><span class="flag">check</span></dt><dd>confidence below {review.low_confidence:.2f} (how likely the caption says something the picture shows, from how close its words sit to the picture): look at these first</dd>
 <dt><span class="chip">word</span></dt><dd>concept words the model was given for this caption: objects recognised in the cue's frames (probability on hover)</dd>
@@ -445,7 +449,7 @@ def format_index(entries: Sequence[IndexEntry], index: Path, title: str = "Capti
 </header>
 <main class="index">
 <table class="videos">
-<thead><tr><th></th><th>video</th><th class="num">length</th><th class="num">cues</th><th class="num" title="cues whose confidence is below the page's mark: look at these first">to check</th><th>status</th></tr></thead>
+<thead><tr><th><span class="vh">picture</span></th><th>video</th><th class="num">length</th><th class="num">cues</th><th class="num" title="cues whose confidence is below the page's mark: look at these first">to check</th><th>status</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody>

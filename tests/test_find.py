@@ -221,7 +221,7 @@ def test_results_page_names_each_video_by_its_path(archive: Path, tmp_path: Path
         (archive / folder / "clip.html").write_text("<html></html>", encoding="utf-8")
     result = Searcher([archive], embedder=BagOfWords()).search("dog folder", 2)
     page = format_results_html("dog", result, tmp_path / "results.html")
-    assert ">subs/a/clip</a>" in page and ">subs/b/clip</a>" in page
+    assert '>subs/a/clip<span class="vh"> at ' in page and '>subs/b/clip<span class="vh"> at ' in page
 
 
 def test_embedder_matches_sentence_transformers() -> None:
@@ -690,7 +690,7 @@ def test_a_results_page_in_a_symlinked_folder_links_from_where_it_is_opened(arch
     page = tmp_path / "res" / "r.html"
     text = format_results_html("cooking", Searcher([archive], embedder=BagOfWords()).search("cooking", 1), page)
     href = unquote(text.split('href="', 1)[1].split("#", 1)[0])
-    assert href == "../subs/day/kitchen.html" and ">../subs/day/kitchen</a>" in text
+    assert href == "../subs/day/kitchen.html" and '>../subs/day/kitchen<span class="vh"> at 00:00:00.000</span></a>' in text
     assert os.path.normpath(os.path.join(os.path.dirname(page), href)) == str(archive / "day" / "kitchen.html")
 
 

@@ -564,6 +564,7 @@ def test_a_video_the_browser_cannot_play_gets_a_notice(browser, tmp_path, captio
     video = make_video(tmp_path / "old.mp4", SHOTS_B)  # MPEG-4 part 2: Chromium does not play it
     result, notice = page_notice(browser, captioner, video.path)
     assert "old.mp4 cannot be played here" in notice.text
+    assert ax_text(ax_node(browser, "#video-error"), "role") == "alert"  # it appears after load: it is announced
     rows(browser)[-1].click()  # the list still works: the chosen cue is highlighted
     assert active_index(browser) == len(result.cues) - 1
     assert [e for e in console_errors(browser) if "old.mp4" not in e["message"]] == []
@@ -616,7 +617,7 @@ def test_space_on_a_cue_plays_from_it_and_pauses(browser, tmp_path):
     browser.execute_script("document.getElementById('cue-1').focus()")
     ActionChains(browser).send_keys(Keys.ENTER).perform()  # Enter goes there and leaves the video paused
     assert current_time(browser) < 3.0 and browser.execute_script("return document.getElementById('video').paused")
-    assert "Space on it plays from there" in browser.find_element("id", "status").text
+    assert "Space on it plays from there" in browser.find_element("id", "hint").text
 
 
 def test_a_right_to_left_name_reads_in_its_own_order_in_the_heading(tmp_path):
@@ -988,6 +989,10 @@ def test_a_screen_reader_is_told_what_each_part_of_the_page_is(browser, tmp_path
     row = ax_node(browser, "#cue-1")
     assert "Space: play from it" in ax_text(row, "description") and "edit" in ax_text(row, "description")
     assert ax_text(row, "name") == "0:00.0 – 0:03.0 a dog runs"  # was nameless: its description only
+    # the mark to check and the confidence: the row's name replaced its contents, and neither was heard
+    assert ax_text(row, "description").startswith("confidence 0.93 Enter:")
+    assert ax_text(ax_node(browser, "#cue-2"), "name") == "0:03.0 – 0:06.0 a cat sits check"
+    assert ax_text(ax_node(browser, "#cue-2"), "description").startswith("confidence 0.20 ")
     assert browser.execute_script("return document.querySelector('#cue-1 .conf').textContent") == "confidence 0.93"
     word = ax_node(browser, "#cue-1 .concepts li")
     assert not ax_text(word, "name").startswith("probability")
@@ -998,8 +1003,8 @@ def test_a_screen_reader_is_told_what_each_part_of_the_page_is(browser, tmp_path
     assert ax_text(ax_node(browser, "video"), "name") == "video clip.webm"
     assert ax_text(ax_node(browser, "#cues"), "name") == "Captions"
     assert browser.execute_script("return document.querySelector('h2').textContent") == "Captions"  # to jump to
-    status = browser.find_element("id", "status").text
-    assert "press Enter" in status and "Space" in status and "Esc" in status, status
+    hint = browser.find_element("id", "hint").text
+    assert "press Enter" in hint and "Space" in hint and "Esc" in hint, hint
     # nothing of it shows: the hidden texts take no room
     assert browser.execute_script(
         "return Array.prototype.every.call(document.querySelectorAll('.vh'),"
@@ -1168,7 +1173,7 @@ def test_an_empty_page_says_why_it_may_be_empty(browser, tmp_path):
     page = crafted_page(tmp_path, [])
     assert "every caption was under --min-confidence" in page.read_text(encoding="utf-8")
     open_page(browser, page)
-    assert not browser.find_element("id", "status").is_displayed()
+    assert not browser.find_element("id", "hint").is_displayed() and not browser.find_element("id", "status").is_displayed()
     assert "Click a caption" not in browser.find_element("tag name", "body").text
     assert console_errors(browser) == []
 
@@ -1384,3 +1389,92 @@ def test_an_anamorphic_video_s_thumbnails_are_shown_as_the_video_is(tmp_path, ca
     result = captioner.caption_video(path)
     image = cv2.imdecode(np.frombuffer(result.snapshots[0].jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape[:2] == (90, 160)  # 16:9 in the 160x120 box
+
+
+def test_in_a_short_wide_window_the_cue_gone_to_is_in_the_window(browser, tmp_path):
+    """A landscape phone or 200 % zoom (915 x 412): two columns, the title bar not sticky, the list's own scroll box
+    sized for the window but starting far down it. The cue #t= opened at (and the playing one) was scrolled into the
+    list's box only: 22 px of it showed at the window's bottom edge."""
+    cues = [Cue(i * 0.5, i * 0.5 + 0.5, f"caption number {i}", 0.9) for i in range(18)]
+    page = crafted_page(tmp_path, cues, name="a_name_long_enough_to_wrap_the_title_bar_of_a_short_window")
+    viewport(browser, 915, 412)
+    try:
+        browser.get(page.as_uri() + "#t=8.6")
+        wait_for(browser, lambda d: d.execute_script("return document.activeElement.id") == "cue-18")
+        inside = ("var r = document.getElementById(arguments[0]).getBoundingClientRect();"
+                  " return r.top >= 0 && r.bottom <= window.innerHeight + 1;")
+        assert browser.execute_script("return getComputedStyle(document.querySelector('.bar')).position") == "static"
+        assert browser.execute_script(inside, "cue-18")
+        browser.execute_script("window.scrollTo(0, 0); document.activeElement.blur();"
+                               " document.getElementById('video').currentTime = 6.2")
+        wait_for(browser, lambda d: active_index(d) == 12)
+        assert browser.execute_script(inside, "cue-13")
+    finally:
+        viewport(browser)
+
+
+def test_undoing_an_edit_does_not_read_the_instruction_out_again(browser, tmp_path):
+    """The status line is a live region and held the page's instruction too: each time an edit was typed back to the
+    model's caption (a typo fixed, Esc), the whole 35-word instruction was queued for speech over the typing."""
+    from selenium.webdriver.common.keys import Keys
+
+    page = crafted_page(tmp_path, [Cue(0, 3, "a dog", 0.9), Cue(3, 6, "a cat", 0.9)])
+    open_page(browser, page)
+    browser.execute_script("window.said = []; var s = document.getElementById('status');"
+                           " new MutationObserver(function () { window.said.push(s.textContent); })"
+                           ".observe(s, {childList: true, characterData: true, subtree: true})")
+    text = rows(browser)[0].find_element("css selector", ".text")
+    text.click()
+    text.send_keys(Keys.END, "x")
+    text.send_keys(Keys.BACKSPACE)
+    text.send_keys("y", Keys.ESCAPE)
+    said = browser.execute_script("return window.said")
+    assert said and all("Click a caption" not in s for s in said), said
+    assert "Click a caption" in browser.find_element("id", "hint").text  # still on the page, outside the live region
+    assert console_errors(browser) == []
+
+
+def test_the_index_filter_box_and_quiet_buttons_have_a_visible_edge(browser, archive):
+    """The filter box's only edge was #e2e6eb on white, 1.25:1 (WCAG 1.4.11 asks 3:1 for a control's boundary)."""
+    def contrast(a, b):
+        def lum(rgb):
+            c = [x / 255 for x in rgb]
+            c = [x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4 for x in c]
+            return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+        hi, lo = sorted((lum(a), lum(b)), reverse=True)
+        return (hi + 0.05) / (lo + 0.05)
+
+    rgb = "return getComputedStyle(arguments[0])[arguments[1]].match(/\\d+/g).slice(0, 3).map(Number)"
+    open_index(browser, archive["index"])
+    box, bar = browser.find_element("id", "filter"), browser.find_element("css selector", ".bar")
+    assert contrast(browser.execute_script(rgb, box, "borderTopColor"),
+                    browser.execute_script(rgb, bar, "backgroundColor")) >= 3
+    open_page(browser, archive["other"])
+    button = browser.find_element("id", "discard")
+    assert contrast(browser.execute_script(rgb, button, "borderTopColor"),
+                    browser.execute_script(rgb, browser.find_element("css selector", ".bar"), "backgroundColor")) >= 3
+
+
+def test_a_results_page_reflows_on_a_phone_and_names_each_link_by_its_time(browser, tmp_path):
+    """search --html at 320 px: the whole page scrolled sideways (412 px wide) and captions broke mid-word; a video's
+    hits were links all named "out/b" (a screen reader's list of links could not tell them apart); no main landmark."""
+    from captioner.find import Hit, SearchResult, format_results_html
+
+    page = crafted_page(tmp_path, [Cue(0, 3, "a dog", 0.9), Cue(3, 6, "a cat", 0.9)],
+                        name="a_fairly_long_video_file_name_for_wrapping")
+    hits = [Hit(page.with_suffix(".json"), "x.webm", s, s + 3, "a watermelon is being sliced with a knife", 0.5)
+            for s in (0.0, 3.0)]
+    results = tmp_path / "results.html"
+    results.write_text(format_results_html("melon", SearchResult(hits, [], 2, []), results), encoding="utf-8")
+    viewport(browser, 320, 640)
+    try:
+        open_index(browser, results)
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= 320
+        assert browser.execute_script("return document.querySelectorAll('main h1, main table').length") == 2
+        names = [ax_text(ax_node(browser, f"tr:nth-child({k}) a"), "name") for k in (1, 2)]
+        assert names == ["a_fairly_long_video_file_name_for_wrapping at 00:00:00.000",
+                         "a_fairly_long_video_file_name_for_wrapping at 00:00:03.000"]
+        caption = browser.find_element("css selector", "tr td:last-child")
+        assert caption.rect["width"] >= 90  # was squeezed to 70 px, "waterm / elon"
+    finally:
+        viewport(browser)

@@ -18,7 +18,6 @@
   // The folder, not the file: batch renames a page beside its video (clip.html -> clip.mp4.html) and it stays itself
   var here = location.pathname.replace(/[^\/]*$/, "");
   var active = -1;
-  var hint = statusLine.textContent;  // the instruction the page was written with ("" on a page without cues)
   var onlyCheck = document.getElementById("only-check");
   if (onlyCheck) {
     onlyCheck.checked = false;  // a reload shows every cue again
@@ -178,8 +177,10 @@
       (others ? " " + others + (others === 1 ? " edit was" : " edits were") + " made on another page of this video" +
        " (kept for it)." : "");
     var text = message || (n ? n + (n === 1 ? " caption" : " captions") +
-      " edited; saved in this browser. The downloads contain the edits." + old : (hint + old).trim());
-    // a live region: written only when its sentence changes (not on every keystroke of an edit)
+      " edited; saved in this browser. The downloads contain the edits." + old : old.trim());
+    // a live region: written only when its sentence changes (not on every keystroke of an edit). The instruction
+    // is a line of its own, outside it: put back here whenever the last edit was undone, the whole instruction was
+    // read out again over the typing
     if (statusLine.textContent !== text) statusLine.textContent = text;
     statusLine.hidden = !text;
   }
@@ -338,6 +339,11 @@
     var box = list.getBoundingClientRect(), r = row.getBoundingClientRect();
     if (list.scrollHeight > list.clientHeight + 1) {  // the list scrolls by itself (wide screens)
       if (r.top < box.top || r.bottom > box.bottom) list.scrollTop += r.top - box.top - (box.height - r.height) / 2;
+      // and the page, where the list's box reaches past the window (a short window: the title bar scrolls away
+      // and the list, sized for the window, starts further down): the row showed 22 px at the window's edge
+      r = row.getBoundingClientRect();
+      var barH = parseFloat(getComputedStyle(document.documentElement).getPropertyValue("--bar-h")) || 0;
+      if (r.top < barH || r.bottom > window.innerHeight) row.scrollIntoView({block: "nearest"});
     } else if ((r.top < 0 || r.bottom > window.innerHeight) && !watching()) {
       row.scrollIntoView({block: "center"});
     }
