@@ -55,7 +55,8 @@ INDEX_NAMES = (INDEX_NAME, INDEX_FALLBACK_NAME)
 _TMP_SUFFIX = ".captioner.tmp"
 #: A temporary output this many seconds old is a killed run's, not one another run is writing (``run`` clears them).
 STALE_WRITE_S = 60.0
-_TMP_RE = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}" + re.escape(_TMP_SUFFIX))
+# DOTALL: a name with a newline in it (allowed everywhere else) left its temporary files behind on every run
+_TMP_RE = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}" + re.escape(_TMP_SUFFIX), re.S)
 
 
 #: Longest file name most file systems take (NAME_MAX, bytes).
@@ -412,6 +413,8 @@ def output_problem(base: Path, formats: Sequence[str]) -> str | None:
     folder = Path(base).parent
     while not os.path.exists(folder) and folder != folder.parent:  # -o's sub-folders are made when written
         folder = folder.parent
+    if not os.path.isdir(folder):  # out/2023 a file where batch mirrors in/2023: it said "read-only"
+        return f"{folder}: a file is in the way of the output folder; move it, or -o DIR writes elsewhere"
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"{folder}: cannot write there (read-only or not permitted); -o DIR writes elsewhere"
     return None
@@ -724,7 +727,7 @@ def remove_stale_temp_files(folder: Path, names: Iterable[str], older_than: floa
     index's until 2026-12-05). Returns the count removed.
     """
     names = {_tmp_stem(n) for n in names}
-    pattern = _TMP_RE if suffix == _TMP_SUFFIX else re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}" + re.escape(suffix))
+    pattern = _TMP_RE if suffix == _TMP_SUFFIX else re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}" + re.escape(suffix), re.S)
     removed = 0
     try:
         entries = os.listdir(folder)

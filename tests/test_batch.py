@@ -1059,6 +1059,52 @@ def test_the_archive_index_follows_review_pages_written_again_without_html(tmp_p
     assert videos["b.mp4"]["href"] == "b.html"  # not captioned again: its page of the first run
 
 
+def test_videos_in_a_folder_that_cannot_be_listed_are_not_gone_and_keep_their_records(tmp_path, tiny_model, as_a_user):
+    """A sub-folder made unreadable (permissions, a share's ACL) made its videos "no longer there (deleted or
+    renamed)" and dropped their records: readable again, a replacement dated older (cp -p) was taken as captioned."""
+    tree, out = tmp_path / "in", tmp_path / "out"
+    make_video(tree / "a.mp4", [("red", 1.0)], seed=0)
+    make_video(tree / "day1" / "b.mp4", [("blue", 1.0)], seed=1)
+    make_video(tmp_path / "other.mp4", [("checker", 1.0), ("green", 1.0)], seed=2)
+    batch(tree, "-o", out, "--model", tiny_model, "-q")
+    os.chmod(tree / "day1", 0)
+    try:
+        result = batch(tree, "-o", out, "--model", tiny_model)
+    finally:
+        os.chmod(tree / "day1", 0o755)
+    assert "cannot list folder" in result.output and "no longer there" not in result.output
+    assert "gone" not in read_report(out / REPORT_NAME)
+    old = (tree / "day1" / "b.mp4").stat().st_mtime - 3600
+    (tree / "day1" / "b.mp4").write_bytes((tmp_path / "other.mp4").read_bytes())
+    os.utime(tree / "day1" / "b.mp4", (old, old))  # cp -p of a file older than the outputs
+    assert batch(tree, "-o", out, "--model", tiny_model, "-q").exit_code == 0
+    assert by_name(read_report(out / REPORT_NAME))["b.mp4"]["status"] == "ok"
+
+
+def test_outputs_renamed_to_a_name_too_long_are_not_reported_up_to_date(tmp_path, tiny_model):
+    """A same-name sibling (a.avi beside a captioned a.mp4) renames a.srt to a.mp4.srt; for a 249-letter name that
+    is over 255 bytes: the rename failed with a warning and the report said "up to date (renamed)", listing a file
+    that did not exist. It fails before captioning, as a name too long does."""
+    tree, stem = tmp_path / "in", "y" * 249
+    make_video(tree / f"{stem}.mp4", [("red", 1.0)])
+    batch(tree, "--model", tiny_model, "-q")
+    make_video(tree / f"{stem}.avi", [("blue", 1.0)])
+    batch(tree, "--model", tiny_model, "-q")
+    rows = by_name(read_report(tree / REPORT_NAME))
+    assert rows[f"{stem}.mp4"]["status"] == "failed" and "file name too long" in rows[f"{stem}.mp4"]["reason"]
+    assert all(os.path.exists(o) for row in rows.values() for o in row["outputs"])
+
+
+def test_a_file_where_an_output_sub_folder_goes_is_named_as_in_the_way(tmp_path, tiny_model):
+    """out/2023 a file where batch in -o out mirrors in/2023: the reason said "cannot write there (read-only or not
+    permitted)" of a folder that could be written."""
+    make_video(tmp_path / "in" / "2023" / "clip.mp4", [("red", 1.0)])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "2023").write_text("notes")
+    result = batch(tmp_path / "in", "-o", tmp_path / "out", "--model", tiny_model)
+    assert result.exit_code == 1 and f"{tmp_path / 'out' / '2023'}: a file is in the way" in result.output, result.output
+
+
 def test_a_dangling_link_is_worded_as_run_words_it(tmp_path, tiny_model):
     """batch said "FileNotFoundError: [Errno 2] No such file or directory: '/abs/...'" (run: "no such file")."""
     tree = tmp_path / "in"

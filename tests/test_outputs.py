@@ -41,6 +41,19 @@ def test_the_cleanup_removes_exactly_what_a_killed_write_leaves(tmp_path):
     assert target.read_text() == "whole\n" and remove_stale_temp_files(tmp_path, [target.name]) == 0
 
 
+def test_the_cleanup_finds_the_temporary_files_of_a_name_with_a_newline(tmp_path):
+    """A video named "new\\nline.mp4" (captioned like any other) left its outputs' temporary files on every run: the
+    pattern's "." did not match the newline."""
+    import tempfile
+
+    from captioner.outputs import _tmp_prefix
+
+    for name in ("new\nline.srt", "plain.srt"):
+        fd, _ = tempfile.mkstemp(prefix=_tmp_prefix(name), suffix=".captioner.tmp", dir=tmp_path)
+        os.close(fd)
+    assert remove_stale_temp_files(tmp_path, ["new\nline.srt", "plain.srt"]) == 2 and not list(tmp_path.iterdir())
+
+
 def test_atomic_path_renames_on_success_and_cleans_up_on_failure(tmp_path):
     target = tmp_path / "model.onnx"
     with pytest.raises(RuntimeError):

@@ -21,7 +21,7 @@ from ..errors import CaptionerError, cannot_list, path_list
 from ..outputs import (
     INDEX_FALLBACK_NAME, INDEX_NAMES, REPORT_NAME, absolute, base_names_of, case_keys, keep_extensions, output_base,
     output_file, output_names, output_problem, outputs_up_to_date, parse_json, remove_stale_temp_files, replaces_input,
-    walk,
+    walk, write_problem,
 )
 from ..writers import captioner_wrote, foreign_outputs, foreign_reason
 from .job import BatchJob, FileResult, Record, Status, failure_reason, signature_now
@@ -329,6 +329,10 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         kept = {video: record for video, record in {**report.earlier, **report.records}.items()
                 if not any(Path(video).is_relative_to(r) for r in plan.roots) and os.path.isfile(video)
                 and any(os.path.isfile(m) for m in record[1])}
+        # and the records of videos in a folder that cannot be listed now (permissions, a share's ACL): dropped, the
+        # videos were "no longer there", and once readable again a replacement dated older (cp -p) went unnoticed
+        kept.update((video, record) for video, record in report.records.items()
+                    if Path(video) not in seen and cannot_tell(Path(video)))
         if kept:
             plan.earlier[report.path] = kept
     left = {Path(m) for gone in plan.gone.values() for _, made in gone for m in made}  # a gone video's: not ignored
@@ -413,6 +417,8 @@ def _renamed_outputs(video: Path, base: Path, formats: Sequence[str], previous: 
                     and Path(m) != new and os.path.isfile(m)), None)
         if old is None or key(old.with_name(old.name[: -len(fmt) - 1])) in bases_now:
             return []
+        if write_problem(new):  # a new name too long for the system: the rename failed with a warning, and the
+            return []  # video was reported up to date under outputs that did not exist (it fails as others do)
         moves.append((old, new))
     return moves
 
@@ -534,6 +540,18 @@ def moved_records(report: PastReport, roots: Sequence[Path]) -> dict[tuple[int, 
     return out
 
 
+def cannot_tell(path: Path) -> bool:
+    """Whether it cannot be told if ``path`` exists: a folder on its way cannot be searched (``os.path.isfile``
+    said False, as for a file deleted)."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return False
+
+
 def gone_videos(report: PastReport, roots: Sequence[Path], found: Collection[Path],
                 claimed: Collection[Path]) -> list[tuple[str, tuple[str, ...]]]:
     """The videos ``report`` recorded (its rows and the gone videos it listed) that are no longer there, deleted
@@ -556,8 +574,8 @@ def gone_videos(report: PastReport, roots: Sequence[Path], found: Collection[Pat
         old = Path(video)
         at = _inside(old, report.inputs)
         path = roots[where[at[0]]] / at[1] if at is not None and at[0] in where else old
-        if path in found or os.path.isfile(path) or os.path.isfile(old):
-            continue
+        if path in found or os.path.isfile(path) or os.path.isfile(old) or cannot_tell(path) or cannot_tell(old):
+            continue  # (a folder that cannot be listed: its videos are not gone, and keep their records: plan_batch)
         kept = tuple(m for m in _moved(made, report.before, report.path.parent)
                      if Path(m) not in claimed and os.path.lexists(m))
         if kept:
