@@ -173,7 +173,7 @@ def _probe(p: Path, read: Callable[[Any], T], otherwise: T) -> T:
     try:
         import av
 
-        with av.open(str(p), timeout=OPEN_TIMEOUT_S) as container:
+        with av.open(_ffmpeg_name(p), timeout=OPEN_TIMEOUT_S) as container:
             return read(container)
     except Exception:  # PyAV raises its own error types for every way a file can be bad
         return otherwise
@@ -891,6 +891,13 @@ def _check_file(path: Path, given: object = None) -> None:
         raise VideoError(f"{path}: cannot read file ({reason.lower()})") from exc
 
 
+def _ffmpeg_name(path: Path) -> str:
+    """``path`` absolute, as FFmpeg (OpenCV's and PyAV's) is given it: FFmpeg reads a relative name that begins
+    "file:" or "http:" as a protocol, and captioned another file ("file:clip.mp4" read clip.mp4) or looked the name
+    up on the network. Captioner reads local files only."""
+    return os.path.abspath(path)
+
+
 @contextlib.contextmanager
 def _opencv_name(path: Path) -> Iterator[str]:
     """``path`` as a name OpenCV can take, for as long as it takes to open the file.
@@ -900,7 +907,7 @@ def _opencv_name(path: Path) -> Iterator[str]:
     Such a file is opened through a symlink with a plain name in a temporary folder,
     removed as soon as FFmpeg holds the file open.
     """
-    name = str(path)
+    name = _ffmpeg_name(path)
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
@@ -1208,7 +1215,7 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
     p = Path(path)
     _check_file(p, path)
     try:
-        container = av.open(str(p))
+        container = av.open(_ffmpeg_name(p))
     except Exception as exc:  # PyAV raises its own error types for every way a file can be bad
         raise VideoError(f"{p}: not a video file or unsupported codec ({exc.__class__.__name__})") from None
     with container:

@@ -897,3 +897,15 @@ def test_fast_mode_keeps_open_gop_key_frames_in_order(tmp_path: Path) -> None:
         keys = [float(p.pts * stream.time_base) for p in container.demux(stream) if p.is_keyframe and p.pts is not None]
     assert len(keys) >= 2
     assert [f.time for f in video.iter_keyframes(path, 1.0)] == pytest.approx(keys, abs=0.01)
+
+
+@pytest.mark.parametrize("keyframes", [False, True])
+def test_a_relative_name_that_begins_like_a_protocol_is_that_file(tmp_path, monkeypatch, keyframes):
+    """FFmpeg read a relative "file:clip.mp4" as its file protocol: clip.mp4 (another video) was captioned under
+    the name, exit 0; "http:example.mp4" was looked up on the network. The file named is read, offline."""
+    monkeypatch.chdir(tmp_path)
+    make_video(tmp_path / "clip.mp4", [("red", 1.0)], fps=10)
+    make_video(tmp_path / "file:clip.mp4", [("blue", 3.0)], fps=10)
+    assert open_video("file:clip.mp4").duration == pytest.approx(3.0, abs=0.15)
+    frames = list(video.read_frames("file:clip.mp4", fps=1.0, keyframes=keyframes))
+    assert frames and all(f.image[..., 2].mean() > 150 for f in frames)  # blue (RGB): clip.mp4 is red
