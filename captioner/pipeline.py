@@ -15,8 +15,10 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -160,6 +162,19 @@ def _fresh(exc: Exception) -> Exception:
     return new.with_traceback(exc.__traceback__)
 
 
+def _load_again_after_fork() -> None:
+    """In a child forked while a Captioner(wait=False) was still loading: its loader thread is not in this process,
+    and the child waited for the model for ever. It loads here again."""
+    for captioner in list(_LOADING):
+        if not captioner._loaded.is_set():
+            captioner._start_loading()
+
+
+_LOADING: "weakref.WeakSet[Captioner]" = weakref.WeakSet()  # those whose model is loading now
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_load_again_after_fork)
+
+
 class Captioner:
     """Loads the model once; captions videos and images."""
 
@@ -200,13 +215,22 @@ class Captioner:
             enc_cfg = dataclasses.replace(enc_cfg, name=encoder_name, image_size=input_size(encoder_name))
         self.encoder = Encoder(enc_cfg, device=device, threads=config.threads)
         self._load_error: Exception | None = None
+        self._start_loading()
+        if wait:
+            self.wait()
+
+    def _start_loading(self) -> None:
         # not a daemon: the interpreter waits for it at exit, since a process that exits while
         # the thread is inside OpenCV's thread pool is aborted ("terminate called ...")
         self._loaded = threading.Event()
         self._loader = threading.Thread(target=self._load_in_background, name="captioner-load")
+        _LOADING.add(self)
         self._loader.start()
-        if wait:
-            self.wait()
+
+    def __reduce__(self) -> Any:
+        # a spawn worker given one failed in multiprocessing with "Can't pickle local object 'CDLL...'"
+        raise TypeError("a Captioner cannot be pickled (it holds the loaded model): make one in each worker "
+                        "process, or pass its CaptionConfig")
 
     def wait(self) -> None:
         """Return once the model has loaded; raise what loading it raised (again at each call).
@@ -240,6 +264,7 @@ class Captioner:
             self._load_error = exc
         finally:
             self._loaded.set()
+            _LOADING.discard(self)
 
     @staticmethod
     def _load(m: SimpleNamespace) -> None:

@@ -351,3 +351,42 @@ def test_a_library_result_records_the_video_by_its_absolute_path(tmp_path, capti
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PWD", str(tmp_path))
     assert captioner.caption_video("b.mp4").metadata()["video"]["path"] == str(tmp_path / "b.mp4")
+
+
+_FORKED: list = []  # the Captioner a forked child inherits (it cannot be pickled to it)
+
+
+def _cues_in_child(path):
+    return [c.text for c in _FORKED[0].caption_video(path).cues]
+
+
+def test_a_captioner_still_loading_when_the_process_forks_loads_in_the_child(tmp_path, tiny_model, monkeypatch):
+    """Captioner(wait=False), then a fork (a multiprocessing pool, as on Linux by default before Python 3.14): the
+    loader thread is not in the child, which waited for the model for ever."""
+    import multiprocessing
+    import time
+
+    video = make_video(tmp_path / "clip.mp4", [("red", 1.0)]).path
+    real_load = Captioner._load
+
+    def slow_load(m):  # still loading when the pool forks
+        time.sleep(1.5)
+        real_load(m)
+
+    monkeypatch.setattr(Captioner, "_load", staticmethod(slow_load))
+    loading = Captioner(replace(CaptionConfig(), model_dir=tiny_model), wait=False)
+    _FORKED[:] = [loading]
+    try:
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            texts = pool.apply_async(_cues_in_child, (video,)).get(timeout=120)
+    finally:
+        _FORKED.clear()
+    assert texts == [c.text for c in loading.caption_video(video).cues]
+
+
+def test_a_captioner_cannot_be_pickled_and_says_what_to_do(captioner):
+    """A spawn worker given one failed deep in multiprocessing: "Can't pickle local object 'CDLL.__init__...'"."""
+    import pickle
+
+    with pytest.raises(TypeError, match="^a Captioner cannot be pickled .*make one in each worker process"):
+        pickle.dumps(captioner)
