@@ -68,6 +68,9 @@ class VideoResult:
     snapshots: list[Snapshot] = field(default_factory=list)
     # (start, end) seconds when only a stretch of the video was captioned (``SamplingConfig.start``/``end``)
     span: tuple[float, float] | None = None
+    # the video's absolute path when it was captioned: made absolute at ``metadata()`` time, a relative name
+    # followed the caller's os.chdir since and the JSON named a file that was not there
+    path: str = ""
 
     def cue_snapshots(self) -> list[Snapshot | None]:
         """For each cue, the snapshot of the segment it came from: its thumbnail and concept words."""
@@ -78,7 +81,7 @@ class VideoResult:
         return {
             "video": {
                 # absolute, as README says the JSON records it: "b.mp4" named nothing to a search run elsewhere
-                "path": str(absolute(self.video.path)), "width": self.video.width, "height": self.video.height,
+                "path": self.path or str(absolute(self.video.path)), "width": self.video.width, "height": self.video.height,
                 "fps": round(self.video.fps, 3), "duration": round(self.duration, 3),
                 "frames_sampled": self.frames_sampled,
                 **({} if self.span is None else {"captioned": [round(t, 3) for t in self.span]}),
@@ -673,7 +676,8 @@ class Captioner:
                 if window is not None:
                     out.caption(window)
                 if progress and len(batch) == batch_size:
-                    progress(Progress("frames", n_frames, max(expected, n_frames)))
+                    # total 0 while unknown (a raw .h264 stream has no frame count): it said 100 % all along
+                    progress(Progress("frames", n_frames, max(expected, n_frames) if expected else 0))
         finally:
             batches.close()  # the reader thread stops (prefetch's own finally) before its generator is closed
             with contextlib.suppress(ValueError):  # a reader still busy after prefetch's wait ends on its own
@@ -735,7 +739,8 @@ class Captioner:
         log.info("%s: %s, %s, %s in %.1f s", info.path, count_text(n_frames, "frame"),
                  count_text(out.n_segments, "segment"), count_text(len(cues), "cue"), timings["total_s"])
         return VideoResult(info, cues, n_frames, duration, self.model_summary(), timings, out.snapshots,
-                           span=(start, cues_end) if start or end is not None else None)
+                           span=(start, cues_end) if start or end is not None else None,
+                           path=str(absolute(info.path)))
 
     def _squash(self, frame: Frame) -> Frame:
         """The frame resized to the encoder's input. Runs in the reader thread: the resize goes on beside

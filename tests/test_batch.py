@@ -1698,3 +1698,14 @@ def test_a_library_batch_inside_its_callers_lock_on_the_archive_or_some_of_its_f
     with exclusive([tmp_path / "v1"]) as own:
         outcome = run_batch(plan_batch([tmp_path / "v1", tmp_path / "v2"], None, ["srt"], locked=own), config)
     assert outcome.counts()[Status.OK] == 1 and outcome.counts()[Status.SKIPPED] == 1
+
+
+def test_plan_batch_with_an_output_folder_given_as_text_says_which_folders_clash(tmp_path):
+    """plan_batch(["a/x", "b/x"], "subs"): TypeError "unsupported operand type(s) for /: 'str' and 'str'" in place of
+    the ValueError a Path gives (a string works everywhere else)."""
+    from captioner.batch import plan_batch
+
+    for name in ("a/x", "b/x"):
+        make_video(tmp_path / name / "c.mp4", [("red", 1.0)])
+    with pytest.raises(ValueError, match="would share the output folder .*subs/x"):
+        plan_batch([tmp_path / "a" / "x", tmp_path / "b" / "x"], str(tmp_path / "subs"), ["srt"])

@@ -390,3 +390,30 @@ def test_a_captioner_cannot_be_pickled_and_says_what_to_do(captioner):
 
     with pytest.raises(TypeError, match="^a Captioner cannot be pickled .*make one in each worker process"):
         pickle.dumps(captioner)
+
+
+def test_progress_says_the_total_is_unknown_until_the_end_when_the_stream_has_no_frame_count(tmp_path, tiny_model):
+    """A raw .h264 (no container, no frame count): every progress call said total == done, 100 % all along."""
+    import numpy as np
+
+    from captioner.video import open_video, sample_times_hint
+    from videos import pyav_video
+
+    images = [np.full((48, 64, 3), (i * 5) % 256, np.uint8) for i in range(40)]
+    path = pyav_video(tmp_path / "clip.h264", "libx264", images, rate=10, gop=10, container="h264")
+    assert sample_times_hint(open_video(path), 10.0) == 0
+    calls = []
+    cap = Captioner(replace(CaptionConfig(), model_dir=tiny_model, sampling=SamplingConfig(fps=10.0)))
+    cap.caption_video(path, progress=lambda p: calls.append((p.stage, p.done, p.total)))
+    frames = [(done, total) for stage, done, total in calls if stage == "frames"]
+    assert len(frames) >= 2 and all(total == 0 for _, total in frames[:-1]), frames
+    assert frames[-1][0] == frames[-1][1] > 16
+
+
+def test_the_json_path_is_the_video_captioned_after_a_change_of_folder(tmp_path, tiny_model, monkeypatch):
+    """VideoResult.metadata() made a relative name absolute when called: after os.chdir the JSON named another file."""
+    make_video(tmp_path / "clip.mp4", [("red", 1.0)])
+    monkeypatch.chdir(tmp_path)
+    result = Captioner(replace(CaptionConfig(), model_dir=tiny_model)).caption_video("clip.mp4")
+    monkeypatch.chdir(tmp_path.parent)
+    assert result.metadata()["video"]["path"] == str(tmp_path / "clip.mp4")

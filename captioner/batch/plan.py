@@ -157,7 +157,7 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
             if names.count(name) > 1:
                 same = " and ".join(str(g) for (g, _), n in zip(pairs, names) if n == name)
                 raise ValueError(f"input folders {same} would share the output folder "
-                                 f"{output_dir / name}; caption them in separate runs")
+                                 f"{Path(output_dir) / name}; caption them in separate runs")
         mirror_into = [out_abs / n for n in names]
 
     seen: set[Path] = set()
