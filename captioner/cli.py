@@ -491,10 +491,10 @@ def main() -> None:
     """Describe what is visible in videos as timed subtitles.
 
     \b
-    captioner run talk.mp4                  # -> talk.srt beside the video
-    captioner run *.mp4 -o subs -f all      # srt, vtt, json, txt and html into subs/
-    captioner batch archive/ -o subs        # a whole folder tree, resumable
-    captioner image photo.jpg               # alt text for photos
+    captioner run talk.mp4               # -> talk.srt beside the video
+    captioner run *.mp4 -o subs -f all   # srt, vtt, json, txt and html into subs/
+    captioner batch archive/ -o subs     # a whole folder tree, resumable
+    captioner image photo.jpg            # alt text for photos
     """
     # OpenMP threads that spin while waiting steal the core the video decoder needs
     # (and collapse under any other load: 30x slower encodes were seen on a busy
@@ -511,7 +511,7 @@ def main() -> None:
                 stream.reconfigure(errors="backslashreplace")
 
 
-@main.command()
+@main.command(short_help="Caption video files into subtitles (srt, vtt, json, txt, html).")
 # readable=False: click refused the whole command over one unreadable file; each gets its own error line
 @click.argument("videos", nargs=-1, required=True, type=_Named(readable=False, path_type=Path, what="file name",
                                                                dash=_no_stdin("file")))
@@ -577,7 +577,7 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
             # what a run of this video killed outright left (batch clears them when it plans)
             remove_stale_temp_files(base.parent, output_names(base), older_than=STALE_WRITE_S)
             # a bar only on a terminal: redirected to a file, tqdm's redraws are noise around the error lines
-            bar = None if quiet or not sys.stderr.isatty() else _ProgressBar(video.name)
+            bar = None if quiet or not sys.stderr.isatty() else _ProgressBar(printable(video.name))
             try:
                 written, n_cues = caption_one(captioner, video, base, config, progress=_checked(bar),
                                               overwrite=overwrite)
@@ -602,7 +602,7 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
             remove_empty(created)
 
 
-@main.command()
+@main.command(short_help="Caption photos: alt text, one line per photo (or JSON).")
 @click.argument("paths", nargs=-1, required=True,
                 type=_Named(readable=False, path_type=Path, what="file or folder name",
                             dash=_no_stdin("file or folder")))
@@ -713,7 +713,7 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
     sys.exit(1 if failed else 0)
 
 
-@main.command()
+@main.command(short_help="Show the model card: model, encoder, training data, metrics.")
 @click.option("--model", "model_dir", type=_MODEL, default=DEFAULT_WEIGHTS_DIR,
               show_default="shipped weights/", help="Model folder (or its model.json) to describe.")
 def info(model_dir: Path) -> None:
@@ -824,7 +824,7 @@ def _describe_model(folder: Path, m: dict) -> list[str]:
     return lines
 
 
-@main.command()
+@main.command(short_help="Caption every video under folders (resumable; a report).")
 @click.argument("folders", metavar="DIR...", nargs=-1, required=True,
                 type=_Named(exists=True, file_okay=False, path_type=Path, what="folder name", dash=_no_stdin("folder")))
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Look into sub-folders.")
@@ -845,13 +845,14 @@ def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engin
     """Caption every video under DIR (resumable; bad files are reported, never fatal).
 
     \b
-    Outputs mirror DIR's sub-folders under --output-dir (DIR/a/clip.mp4 -> OUT/a/clip.srt),
-    or sit beside each video. With several DIRs and -o, each gets OUT/<its name>/.
-    A video the report says was captioned from this very file (its size and time), its
-    outputs still there, is skipped (--overwrite redoes it); failures
-    print one 'error: <path>: <reason>' line each. OUT/captioner-report.json (or
-    DIR/captioner-report.json) lists every video. Exit 0: none failed, 1: some failed
-    (or the report could not be written).
+    Outputs mirror DIR's sub-folders under --output-dir
+    (DIR/a/clip.mp4 -> OUT/a/clip.srt), or sit beside each video. With several
+    DIRs and -o, each gets OUT/<its name>/. A video the report says was captioned
+    from this very file (its size and time), its outputs still there, is skipped
+    (--overwrite redoes it); failures print one 'error: <path>: <reason>' line
+    each. OUT/captioner-report.json (or DIR/captioner-report.json) lists every
+    video. Exit 0: none failed, 1: some failed (or the report could not be
+    written).
     """
     import contextlib
     import time
@@ -911,9 +912,10 @@ def _run_batch(folders, output_dir, formats, recursive, overwrite, engine, worke
         if r.status is Status.FAILED:
             _fail(f"{r.shown}: {r.reason}")
     if not quiet and not plan.jobs and not plan.done:
-        _say(f"no videos found in {', '.join(map(str, folders))}")
-    bar = tqdm(total=len(plan.jobs), unit="video", desc="captioning", file=sys.stderr, dynamic_ncols=True,
-               disable=True if quiet else None, mininterval=0.5)
+        _say(f"no videos found in {', '.join(printable(str(f)) for f in folders)}")
+    # no bar where nothing is to be captioned (it stayed on the terminal as "captioning: 0video")
+    bar = tqdm(total=len(plan.jobs), unit=" video", desc="captioning", file=sys.stderr, dynamic_ncols=True,
+               disable=True if quiet or not plan.jobs else None, mininterval=0.5)
 
     def on_result(r: FileResult) -> None:
         if r.status is Status.FAILED:
@@ -931,7 +933,7 @@ def _run_batch(folders, output_dir, formats, recursive, overwrite, engine, worke
              f"{counts[Status.FAILED]} failed, "
              + (f"{counts[Status.PENDING]} not run, " if counts[Status.PENDING] else "")
              + f"{sum(plan.ignored)} non-video file(s) ignored in {time.time() - started:.1f} s"
-             + (f"; report: {', '.join(map(str, outcome.reports))}" if outcome.reports else ""))
+             + (f"; report: {', '.join(printable(str(r)) for r in outcome.reports)}" if outcome.reports else ""))
         if gone := len({video for g in plan.gone.values() for video, _ in g}):  # nested roots: in two reports
             _say(f"note: {count_text(gone, 'video')} captioned before {'is' if gone == 1 else 'are'} no longer there "
                  "(deleted or renamed); the outputs left are kept"
@@ -1025,7 +1027,7 @@ def _load(config: CaptionConfig, *, wait: bool = True):
         sys.exit(1)
 
 
-@main.command()
+@main.command(short_help="Find the moments that match a query in captioned folders.")
 @click.argument("query")
 @click.argument("folders", nargs=-1, required=True,
                 # readable=False: a folder that cannot be listed is one error line (exit 1), the others searched

@@ -472,6 +472,8 @@ def prepare_output_dir(output_dir: Path) -> list[Path]:
     """
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise OutputError(f"{output_dir}: not a folder (-o names the folder the outputs go into)")
+    if os.path.islink(output_dir) and not os.path.exists(output_dir):  # said "cannot create (Not a directory)"
+        raise OutputError(f"{output_dir}: a link to {os.readlink(output_dir)}, which does not exist")
     made: list[Path] = []
     existed = os.path.isdir(output_dir)
     try:

@@ -1709,3 +1709,14 @@ def test_plan_batch_with_an_output_folder_given_as_text_says_which_folders_clash
         make_video(tmp_path / name / "c.mp4", [("red", 1.0)])
     with pytest.raises(ValueError, match="would share the output folder .*subs/x"):
         plan_batch([tmp_path / "a" / "x", tmp_path / "b" / "x"], str(tmp_path / "subs"), ["srt"])
+
+
+def test_a_folder_name_with_control_characters_stays_on_its_line(tmp_path):
+    """ "no videos found in" and the summary's "report:" printed a folder's newline (and ESC) as they are: the line
+    split in two, or the terminal's screen was cleared; every other line escapes them."""
+    tree = tmp_path / "em\npty\x1b[2J"
+    tree.mkdir()
+    lines = batch(tree).stderr.splitlines()
+    shown = str(tree).replace("\n", "\\n").replace("\x1b", "\\x1b")
+    assert lines[0] == f"no videos found in {shown}" and len(lines) == 2, lines
+    assert lines[1].endswith(f"; report: {shown}/{REPORT_NAME}")

@@ -47,6 +47,22 @@ def test_help_lists_commands_and_options() -> None:
     assert "--beam-size" in cli("image", "--help").stdout
 
 
+def test_help_fits_80_columns_and_names_every_command_whole(monkeypatch) -> None:
+    """The command list cut summaries mid-phrase ("Caption photos (files, or folders of..."), and batch's help had
+    lines of 83-89 columns in an 80-column terminal (its blocks are not re-wrapped)."""
+    from click.testing import CliRunner
+
+    from captioner.cli import main
+
+    monkeypatch.setenv("COLUMNS", "80")
+    commands = ("run", "batch", "image", "info", "search")
+    for args in [(), *((c,) for c in commands)]:
+        text = CliRunner().invoke(main, [*args, "--help"], terminal_width=80).stdout
+        assert max(map(len, text.splitlines())) <= 80, (args, [l for l in text.splitlines() if len(l) > 80])
+    listed = CliRunner().invoke(main, ["--help"], terminal_width=80).stdout.split("Commands:", 1)[1]
+    assert "..." not in listed and all(f"  {c} " in listed for c in commands), listed
+
+
 def test_version() -> None:
     result = cli("--version")
     assert result.exit_code == 0

@@ -132,6 +132,17 @@ def test_folders_made_before_a_failure_part_way_are_taken_back(tmp_path: Path) -
     assert make_folders(tmp_path / "a" / "b") == [tmp_path / "a", tmp_path / "a" / "b"]
 
 
+def test_an_output_folder_that_is_a_dangling_link_says_so(tmp_path: Path) -> None:
+    """-o brokenlink (a link to a folder since removed): "cannot create output folder (Not a directory)" sent the
+    user looking for a file."""
+    from captioner.errors import OutputError
+    from captioner.outputs import prepare_output_dir
+
+    (tmp_path / "out").symlink_to(tmp_path / "gone")
+    with pytest.raises(OutputError, match=f"^{tmp_path / 'out'}: a link to {tmp_path / 'gone'}, which does not exist$"):
+        prepare_output_dir(tmp_path / "out")
+
+
 def test_an_output_folder_that_exists_but_cannot_be_written_is_not_said_to_be_uncreatable(tmp_path: Path,
                                                                                         monkeypatch) -> None:
     """A read-only -o folder that exists was "cannot create output folder (Permission denied)": a typo to look for."""
