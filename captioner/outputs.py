@@ -283,7 +283,9 @@ def stretch_label(start: float, end: float | None) -> str:
     them (newer than the video, captioner's own) for the finished video's.
     """
     def clock(seconds: float) -> str:
-        hours, rest = divmod(round(seconds, 3), 3600)
+        # whole milliseconds as the cues round them (cues.to_ms): round(2.0485, 3) named 2.049 s a stretch whose
+        # first cue the subtitles start at 2.048
+        hours, rest = divmod(int(round(seconds * 1000.0)) / 1000, 3600)
         minutes, secs = divmod(rest, 60)
         text = seconds_text(secs) + "s"
         if hours:

@@ -35,6 +35,7 @@ from .progress import Progress, ProgressCallback  # noqa: F401  (Progress: impor
 from .review import Snapshot, encode_jpeg, shrink, snapshots_for, thumbnail_size
 from .search import Hypothesis, OnceMap, once_groups, search_many
 from .segment import StreamingSegmenter, Window
+from .cues import to_ms
 from .subtitles import Cue, layout_cues, merge_cues
 from .vocab import fix_articles, follow_rules
 from .video import DecodeStats, Frame, VideoInfo, open_video, prefetch, read_frames, sample_times_hint, within
@@ -84,7 +85,7 @@ class VideoResult:
                 "path": self.path or str(absolute(self.video.path)), "width": self.video.width, "height": self.video.height,
                 "fps": round(self.video.fps, 3), "duration": round(self.duration, 3),
                 "frames_sampled": self.frames_sampled,
-                **({} if self.span is None else {"captioned": [round(t, 3) for t in self.span]}),
+                **({} if self.span is None else {"captioned": [to_ms(t) / 1000 for t in self.span]}),  # as cues
             },
             "model": self.model,
         }
@@ -718,7 +719,8 @@ class Captioner:
         # judged as written: neighbours of one caption merged first, each with its time-weighted confidence (a cue
         # written at 0.64 lost a 4 s stretch whose segment alone was under 0.5, and the counts were of segments)
         merged = merge_cues(out.cues) if fmt.min_confidence > 0 else out.cues  # at 0 every cue is kept: no merge
-        sure = [c for c in merged if c.confidence >= fmt.min_confidence]
+        # at the JSON's 4 places: a cue the JSON shows as 0.585 was left out by --min-confidence 0.585 (0.58497)
+        sure = [c for c in merged if round(c.confidence, 4) >= fmt.min_confidence]
         if merged and not sure:  # an empty subtitle file needs saying
             log.warning("%s: %s confidence under %.2f (--min-confidence): no captions", info.path,
                         "the one cue has" if len(merged) == 1 else f"all {len(merged)} cues have", fmt.min_confidence)

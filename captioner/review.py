@@ -300,7 +300,7 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
             f'<span class="num">{i + 1}</span>'
             f'<span class="time" id="cue-{i + 1}-time">{_clock(cue.start)} – {_clock(cue.end)}</span>'
             f'<span class="conf" id="cue-{i + 1}-conf" title="confidence: how likely the caption says something the picture shows">'
-            f"<span class=\"vh\">confidence </span>{c['confidence']:.2f}</span>"
+            f"<span class=\"vh\">confidence </span>{_two_places(c['confidence'])}</span>"
             + (f'<span class="flag" id="cue-{i + 1}-flag" title="confidence below '
                f'{review.low_confidence:.2f}: check this caption">check</span>' if flagged else "")
             + '<span class="edited-badge">edited</span></div>'
@@ -547,6 +547,12 @@ def index_path(root: Path, pages: Sequence[Path]) -> Path:
             return candidate
     raise OutputError(f"{root}: {INDEX_NAME} and {INDEX_FALLBACK_NAME} are both another page or file; the archive "
                       "index is not written (rename one)")
+
+
+def _two_places(value: float) -> str:
+    """``value`` to two places, cut, not rounded: a cue of 0.496 was shown "0.50" beside "check: confidence below
+    0.50"; a number shown is never above the one the mark was compared with."""
+    return f"{math.floor(value * 100 + 1e-6) / 100:.2f}"
 
 
 def archive_index_in(root: Path) -> Path | None:

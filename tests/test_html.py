@@ -1478,3 +1478,11 @@ def test_a_results_page_reflows_on_a_phone_and_names_each_link_by_its_time(brows
         assert caption.rect["width"] >= 90  # was squeezed to 70 px, "waterm / elon"
     finally:
         viewport(browser)
+
+
+def test_a_confidence_just_under_the_mark_is_not_shown_at_the_mark(tmp_path):
+    """A cue of 0.496 was shown "0.50" beside "check" ("confidence below 0.50"): shown cut to two places, 0.49."""
+    page = crafted_page(tmp_path, [Cue(0, 3, "a dog", 0.496), Cue(3, 6, "a cat", 0.5)])
+    text = page.read_text(encoding="utf-8")
+    assert 'confidence </span>0.49</span><span class="flag"' in text
+    assert 'confidence </span>0.50</span><span class="edited-badge"' in text  # at the mark: not to check

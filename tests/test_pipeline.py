@@ -417,3 +417,17 @@ def test_the_json_path_is_the_video_captioned_after_a_change_of_folder(tmp_path,
     result = Captioner(replace(CaptionConfig(), model_dir=tiny_model)).caption_video("clip.mp4")
     monkeypatch.chdir(tmp_path.parent)
     assert result.metadata()["video"]["path"] == str(tmp_path / "clip.mp4")
+
+
+def test_min_confidence_compares_the_confidence_the_json_shows(tmp_path, tiny_model, monkeypatch):
+    """--min-confidence 0.585 left out a cue the JSON shows as 0.585: merged cues' confidences (duration-weighted
+    means, 0.58497) were compared unrounded."""
+    from captioner import pipeline
+
+    real = pipeline.merge_cues
+    monkeypatch.setattr(pipeline, "merge_cues", lambda cues: [replace(c, confidence=0.58497) for c in real(cues)])
+    video = make_video(tmp_path / "clip.mp4", [("red", 1.0)]).path
+    config = replace(CaptionConfig(), model_dir=tiny_model)
+    config = replace(config, output=replace(config.output, min_confidence=0.585))
+    cues = Captioner(config).caption_video(video).cues
+    assert len(cues) == 1  # kept (was left out: no cues)

@@ -75,6 +75,19 @@ def test_run_captions_only_the_stretch_asked_for(tmp_path, film, tiny_model) -> 
     assert all(4.0 <= c["start"] < c["end"] <= 8.5 for c in data["cues"])
 
 
+def test_the_name_the_json_and_the_cues_round_a_stretch_alike(tmp_path, film, tiny_model) -> None:
+    """--start 2.0485 --end 2.0595: the outputs were named 2.049s-2.059s and the JSON said [2.049, 2.059], while the
+    cue ran 2.048 --> 2.060 (round(t, 3) for the first two, whole milliseconds of t * 1000 for the cues)."""
+    result = cli("run", film, "-o", tmp_path, "-f", "srt,json", "--model", tiny_model, "--beam-size", "1",
+                 "--start", "2.0485", "--end", "2.0595", "--min-duration", "0")
+    assert result.exit_code == 0, result.stderr
+    (name,) = [p.name for p in tmp_path.glob("*.json")]
+    data = json.loads((tmp_path / name).read_text(encoding="utf-8"))
+    start, end = data["metadata"]["video"]["captioned"]
+    assert name == f"film.{start:g}s-{end:g}s.json"
+    assert (data["cues"][0]["start"], data["cues"][-1]["end"]) == (start, end)
+
+
 def test_a_whole_run_says_no_stretch(tmp_path, film, tiny_model) -> None:
     result = cli("run", film, "-o", tmp_path, "-f", "json", "--model", tiny_model, "--beam-size", "1")
     assert result.exit_code == 0, result.stderr
