@@ -51,7 +51,7 @@ import numpy as np
 
 from .config import SearchConfig, is_whole
 from .errors import CANNOT_LIST, CaptionerError, OutputError, cannot_list, path_list, printable
-from .outputs import count_text, walk
+from .outputs import count_text, walk, walked_into
 from .progress import Progress, ProgressCallback
 from .review import RESULTS_GENERATOR
 from .vse import decode_vector, quantize
@@ -194,7 +194,7 @@ def _stat_outputs(root: Path, errors: list[tuple[str, str]] | None = None
             onerror(PermissionError(errno.EACCES, os.strerror(errno.EACCES), folder))
             dirs[:] = []
             continue
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if walked_into(d))
         for f in files:
             if not f.lower().endswith(".json") or f.startswith("."):
                 continue
@@ -810,7 +810,7 @@ def _walk_reaches(outer: Path, inner: Path) -> bool:
     way, and every folder on the way can be listed. A sub-folder named with a parent it cannot be reached
     from (a private/ of mode 711 between them) was dropped, and never searched."""
     parts = inner.relative_to(outer).parts
-    if any(part.startswith(".") for part in parts):
+    if not all(walked_into(part) for part in parts):
         return False
     return all(_may(outer.joinpath(*parts[:k]), os.R_OK | os.X_OK) for k in range(len(parts)))
 

@@ -383,6 +383,17 @@ def outputs_up_to_date(video: Path, base: Path, formats: Sequence[str],
 # --------------------------------------------------------------------------- folders
 
 
+#: Folders a file system or an OS keeps for itself at a drive's root: the root-only lost+found of every ext4 drive
+#: failed every batch of a drive root ("cannot list folder", exit 1, counted as a video); Windows' own two likewise.
+SYSTEM_FOLDERS = frozenset({"lost+found", "System Volume Information", "$RECYCLE.BIN", "$Recycle.Bin"})
+
+
+def walked_into(name: str) -> bool:
+    """Whether the walkers of batch, image and search go into a sub-folder of this name: not a hidden one (a
+    leading dot: .git, .thumbnails, the search index), not a system folder (``SYSTEM_FOLDERS``)."""
+    return not name.startswith(".") and name not in SYSTEM_FOLDERS
+
+
 def walk(root: Path | str,
          onerror: Callable[[OSError], None] | None = None) -> Iterator[tuple[str, list[str], list[str]]]:
     """``os.walk(root, onerror=onerror)`` (top-down, symlinked folders not followed) with a stack of its own:

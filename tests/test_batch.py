@@ -1720,3 +1720,20 @@ def test_a_folder_name_with_control_characters_stays_on_its_line(tmp_path):
     shown = str(tree).replace("\n", "\\n").replace("\x1b", "\\x1b")
     assert lines[0] == f"no videos found in {shown}" and len(lines) == 2, lines
     assert lines[1].endswith(f"; report: {shown}/{REPORT_NAME}")
+
+
+def test_a_drive_roots_system_folders_are_not_walked_into(tmp_path, tiny_model, as_a_user):
+    """Every ext4 drive's root has a root-only lost+found: a batch of the drive failed on every run ("cannot list
+    folder", exit 1) and counted it as a failed video; Windows' System Volume Information and $RECYCLE.BIN alike."""
+    tree = tmp_path / "drive"
+    make_video(tree / "a.mp4", [("red", 1.0)])
+    for name in ("lost+found", "System Volume Information", "$RECYCLE.BIN"):
+        (tree / name).mkdir()
+        make_video(tree / name / "b.mp4", [("blue", 1.0)])
+    os.chmod(tree / "lost+found", 0)  # as root's 700 is to a user
+    try:
+        result = batch(tree, "--model", tiny_model)
+    finally:
+        os.chmod(tree / "lost+found", 0o700)
+    assert result.exit_code == 0 and "error" not in result.output, result.output
+    assert set(by_name(read_report(tree / REPORT_NAME))) == {"a.mp4"}

@@ -21,7 +21,7 @@ from ..errors import CaptionerError, cannot_list, path_list
 from ..outputs import (
     INDEX_FALLBACK_NAME, INDEX_NAMES, REPORT_NAME, absolute, base_names_of, case_keys, keep_extensions, output_base,
     output_file, output_names, output_problem, outputs_up_to_date, parse_json, remove_stale_temp_files, replaces_input,
-    walk, write_problem,
+    walk, walked_into, write_problem,
 )
 from ..writers import captioner_wrote, foreign_outputs, foreign_reason
 from .job import BatchJob, FileResult, Record, Status, failure_reason, signature_now
@@ -96,7 +96,7 @@ def find_files(root: Path, *, recursive: bool = True, exclude: Sequence[Path] = 
     for dirpath, dirnames, filenames in walk(root, onerror):
         here = inside.get(dirpath, False)
         if recursive:
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            dirnames[:] = sorted(d for d in dirnames if walked_into(d))
             for d in dirnames:
                 inside[os.path.join(dirpath, d)] = here or os.path.realpath(os.path.join(dirpath, d)) in excluded
         else:
