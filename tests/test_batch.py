@@ -1737,3 +1737,19 @@ def test_a_drive_roots_system_folders_are_not_walked_into(tmp_path, tiny_model, 
         os.chmod(tree / "lost+found", 0o700)
     assert result.exit_code == 0 and "error" not in result.output, result.output
     assert set(by_name(read_report(tree / REPORT_NAME))) == {"a.mp4"}
+
+
+def test_a_video_whose_outputs_another_video_of_the_run_owns_fails_as_on_a_first_run(tmp_path, tiny_model):
+    """clip.mp4 and clip.mp4.mp4 captioned, then a clip.avi came: clip.mp4's outputs became clip.mp4.srt, which
+    clip.mp4.mp4 owns. The reason advised batching "both folders" into one run (one folder, one run) or --overwrite,
+    which then gave clip.mp4.mp4's JSON to clip.mp4."""
+    tree = tmp_path / "in"
+    make_video(tree / "clip.mp4", [("red", 1.0)], seed=0)
+    make_video(tree / "clip.mp4.mp4", [("blue", 1.0)], seed=1)
+    batch(tree, "--model", tiny_model, "-f", "srt,json", "-q")
+    make_video(tree / "clip.avi", [("green", 1.0)], seed=2)
+    for extra in ((), ("--overwrite",)):
+        result = batch(tree, "--model", tiny_model, "-f", "srt,json", *extra)
+        assert f"error: {tree / 'clip.mp4'}: its subtitles would overwrite those of {tree / 'clip.mp4.mp4'}" \
+            in result.output, result.output
+        assert read_output(tree / "clip.mp4.json")[0] == str(tree / "clip.mp4.mp4")

@@ -253,6 +253,12 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         if made_from and (owner := _made_from_another(video, base, plan.formats, made_from, bases)) is not None \
                 and not (found_moved and owner[1] == previous):  # its own record, by its path before a move
             other, record = owner
+            if other in bases:  # a video of this run whose outputs these are (clip.mp4.mp4's clip.mp4.srt, wanted
+                # by clip.mp4 once a clip.avi came): as a first run says it; the advice for two folders batched into
+                # one -o did not apply, and following it (--overwrite) gave clip.mp4.mp4's captions to clip.mp4
+                plan.done.append(FileResult(str(video), Status.FAILED, f"its subtitles would overwrite those of {other}",
+                                            shown=shown, root=i).keeping(previous))
+                continue
             if previous is None and tuple(record[0]) == signature_now(video):  # it renamed (a.mp4 -> a.mkv), or a copy
                 previous, found_moved = record, True
             elif os.path.isfile(other) and not overwrite:
