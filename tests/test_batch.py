@@ -1532,7 +1532,8 @@ def test_a_later_same_name_video_never_takes_another_s_captions(tmp_path, tiny_m
     os.utime(later, (0, 0))
     shutil.copy2(later, tmp_path / "in" / "b.mp4")
     result = batch(tmp_path / "in", "-o", out, "--model", tiny_model, "--beam-size", "1", "-f", "srt,json", "-q")
-    assert result.exit_code == 1 and f"{Path('in') / 'b.mp4'}: its outputs would replace those of" in result.stderr
+    assert result.exit_code == 1 and f"{Path('in') / 'b.mp4'}: its subtitles would overwrite those of " \
+        f"{tmp_path / 'in' / 'b.mp4.mkv'}" in result.stderr  # as a first run says it (the video is in this run)
     assert by_name(read_report(out / REPORT_NAME))["b.mp4"]["status"] == "failed"
     assert json.loads((out / "b.mp4.json").read_text())["metadata"]["video"]["path"] == made
 
