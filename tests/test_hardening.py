@@ -744,3 +744,67 @@ def test_a_damaged_presence_head_names_its_own_file(tmp_path):
     result = CliRunner().invoke(main, ["info", "--model", str(model)])
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: {model / 'presence.safetensors'}: checksum mismatch")
+
+
+@pytest.mark.parametrize("answer, refused", [
+    (b"HTTP/1.0 400 Bad request version\r\n\r\n", True),  # a web server: the dashboard's 8265, a wrong port
+    (bytes([0, 0, 24, 4, 0, 0, 0, 0, 0]), False),  # a gRPC server's SETTINGS frame, as Ray's GCS answers
+    (b"", False),  # nothing said in time: not judged
+])
+def test_an_address_where_something_else_than_ray_answers_is_one_line_at_once(answer, refused):
+    """--ray-address at a port where a web server answers: the TCP check passed, and ray.init retried for about 14
+    minutes (20 tries of 41 s), Ctrl-C held. Ray's servers speak gRPC; a server that does not is named at once."""
+    import socket
+    import threading
+
+    from captioner.batch.ray import _unreachable
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(64)
+            conn.sendall(answer)
+            time.sleep(1.5 if not answer else 0.2)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        said = _unreachable(f"127.0.0.1:{port}", timeout=1.0)
+    finally:
+        thread.join(5)
+        server.close()
+    if refused:
+        assert said.startswith(f"something other than a Ray head answers at 127.0.0.1:{port} (it said 'HTTP/1.0')")
+    else:
+        assert said is None
+
+
+@pytest.mark.parametrize("error, said", [
+    (TypeError("Descriptors cannot be created directly"),
+     "Ray cannot be imported: TypeError: Descriptors cannot be created directly"),
+    (ModuleNotFoundError("No module named 'google.protobuf'", name="google.protobuf"),
+     "Ray cannot be imported: No module named 'google.protobuf'"),
+    (ModuleNotFoundError("No module named 'ray'", name="ray"), "the Ray engine needs Ray: pip install 'ray>=2.9'"),
+])
+def test_a_broken_ray_install_is_one_line_with_its_reason(monkeypatch, error, said):
+    """A Ray that fails to import (a protobuf its generated code does not fit) gave a 42-line traceback; a missing
+    module of Ray's was told "the Ray engine needs Ray", though Ray was installed."""
+    import builtins
+
+    from captioner.batch.ray import require_ray
+    from captioner.errors import CaptionerError
+
+    real = builtins.__import__
+
+    def broken(name, *args, **kwargs):
+        if name == "ray":
+            raise error
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    with pytest.raises(CaptionerError) as caught:
+        require_ray()
+    assert str(caught.value) == said

@@ -31,8 +31,13 @@ RAY_START_TIMEOUT_S = 600.0
 def require_ray():
     try:
         import ray
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "ray":  # Ray is there, a module it needs is not: "needs Ray" sent the user to install it again
+            raise CaptionerError(f"Ray cannot be imported: {exc}") from None
         raise CaptionerError("the Ray engine needs Ray: pip install 'ray>=2.9'") from None
+    except Exception as exc:  # a broken install (a protobuf Ray's generated code does not fit): was a traceback
+        raise CaptionerError(f"Ray cannot be imported: {type(exc).__name__}: "
+                             f"{elided(' '.join(str(exc).split()), 200)}") from None
     return ray
 
 
@@ -81,11 +86,37 @@ def _unreachable(address: str, timeout: float = 5.0) -> str | None:
     if match is None:
         return None
     try:
-        socket.create_connection((match.group(1), int(match.group(2))), timeout=timeout).close()
+        with socket.create_connection((match.group(1), int(match.group(2))), timeout=timeout) as conn:
+            said = b"" if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true") else _first_bytes(conn, timeout)
     except OSError as exc:
         return (f"cannot reach a Ray head at {address} ({os_reason(exc)}): is it running (ray start --head) and the "
                 "address right?")
+    if said and not (len(said) >= 9 and said[3] == 4):  # Ray's servers speak gRPC: a first frame of HTTP/2 settings
+        # a web server there (the dashboard's 8265, a wrong port): ray.init retried for about 14 minutes
+        shown = elided(" ".join(said.decode("ascii", "replace").split()), 40)
+        return (f"something other than a Ray head answers at {address} (it said {shown!r}): give the head's GCS "
+                "address (HOST:6379, as `ray start --head` prints it) or ray://HOST:10001")
     return None
+
+
+#: An HTTP/2 client's first bytes (the connection preface and an empty SETTINGS frame): a gRPC server, as every
+#: Ray server is, answers with a SETTINGS frame of its own.
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _first_bytes(conn: Any, timeout: float) -> bytes:
+    """What a server says first to an HTTP/2 client (up to 9 bytes, a frame's header); b"" if nothing in time."""
+    import socket
+
+    conn.settimeout(timeout)
+    got = b""
+    try:
+        conn.sendall(_HTTP2_HELLO)
+        while len(got) < 9 and (chunk := conn.recv(9 - len(got))):
+            got += chunk
+    except (socket.timeout, OSError):
+        pass
+    return got
 
 
 #: Where a private instance listens: this machine only.
@@ -198,9 +229,11 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
         on_sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
         # Ctrl-C inside ray.init leaves the processes it has started (GCS, raylet, their agents) running
         # for a minute after the CLI exits, whatever shutdown is tried: hold it until ray.init returns
+        # (a cluster joined by address starts no process here: Ctrl-C stops its retries at once, which could run
+        # for minutes where the address answers but no head does)
         held: list[int] = []
         on_sigint = None  # (a process that ignores SIGINT, started with nohup or &, keeps ignoring it)
-        if main_thread and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        if main_thread and not address and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             on_sigint = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
         with native_stderr_captured("Ray said") as captured:  # Ray's C++ client writes its retries straight to fd 2
             try:
@@ -212,6 +245,8 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
                         ray.init(address="local", num_cpus=(workers or max(1, cores // per_actor)) * per_actor,
                                  _node_ip_address=LOOPBACK, dashboard_host=LOOPBACK, **quiet)
             except SystemExit as exc:  # ray.init's own SIGTERM handler exits; stop like our caller's would
+                with contextlib.suppress(Exception):  # the agents it had started ran on for a minute
+                    ray.shutdown()
                 if exc.code == signal.SIGTERM:
                     raise Terminated from None
                 raise
@@ -232,6 +267,11 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
     actors: list[Any] = []
     try:
         total_cpus = int(ray.cluster_resources().get("CPU", 1))
+        # an actor wanting more CPUs than any node has never starts: the batch waited RAY_START_TIMEOUT_S unsaid
+        most = max((int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=0)
+        if most and config.threads > most:
+            raise CaptionerError(f"--threads {config.threads}: no node of the Ray cluster has that many CPUs (the "
+                                 f"most: {most}); each worker takes --threads CPUs")
         n_actors = max(1, min(len(jobs), workers or total_cpus // per_actor))
         actor_cls = ray.remote(_CaptionActor).options(num_cpus=config.threads, max_restarts=0)
 
