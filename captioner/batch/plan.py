@@ -337,8 +337,8 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
                 and any(os.path.isfile(m) for m in record[1])}
         # and the records of videos in a folder that cannot be listed now (permissions, a share's ACL): dropped, the
         # videos were "no longer there", and once readable again a replacement dated older (cp -p) went unnoticed
-        kept.update((video, record) for video, record in report.records.items()
-                    if Path(video) not in seen and cannot_tell(Path(video)))
+        kept.update((video, record) for video, record in {**report.earlier, **report.records}.items()
+                    if Path(video) not in seen and cannot_tell(Path(video)))  # (run after run while it cannot)
         if kept:
             plan.earlier[report.path] = kept
     left = {Path(m) for gone in plan.gone.values() for _, made in gone for m in made}  # a gone video's: not ignored
