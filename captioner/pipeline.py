@@ -166,9 +166,22 @@ def _fresh(exc: Exception) -> Exception:
     return new.with_traceback(exc.__traceback__)
 
 
+#: Seconds a fork waits for a Captioner(wait=False) still loading (a first run exports the encoder: seconds).
+FORK_WAIT_S = 300.0
+
+
+def _finish_loading_before_fork() -> None:
+    """A fork (a multiprocessing pool) while a Captioner(wait=False) is loading waits for it: the loader thread is
+    not in the child, which waited for the model for ever, and a child that loads again may find a lock the
+    thread held (an import, ONNX Runtime's) held for ever. Not the loader itself (a subprocess it starts)."""
+    me = threading.current_thread()
+    for captioner in list(_LOADING):
+        if captioner._loader is not me:
+            captioner._loaded.wait(FORK_WAIT_S)
+
+
 def _load_again_after_fork() -> None:
-    """In a child forked while a Captioner(wait=False) was still loading: its loader thread is not in this process,
-    and the child waited for the model for ever. It loads here again."""
+    """A child forked by the loader itself, or after FORK_WAIT_S: its model loads here again."""
     for captioner in list(_LOADING):
         if not captioner._loaded.is_set():
             captioner._start_loading()
@@ -176,7 +189,7 @@ def _load_again_after_fork() -> None:
 
 _LOADING: "weakref.WeakSet[Captioner]" = weakref.WeakSet()  # those whose model is loading now
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_load_again_after_fork)
+    os.register_at_fork(before=_finish_loading_before_fork, after_in_child=_load_again_after_fork)
 
 
 class Captioner:
@@ -235,6 +248,13 @@ class Captioner:
         # a spawn worker given one failed in multiprocessing with "Can't pickle local object 'CDLL...'"
         raise TypeError("a Captioner cannot be pickled (it holds the loaded model): make one in each worker "
                         "process, or pass its CaptionConfig")
+
+    def __copy__(self) -> "Captioner":
+        """A shallow copy (the same model; its parts may be replaced on the copy alone), once the model is loaded."""
+        self.wait()
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
 
     def wait(self) -> None:
         """Return once the model has loaded; raise what loading it raised (again at each call).

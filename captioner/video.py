@@ -894,8 +894,10 @@ def _check_file(path: Path, given: object = None) -> None:
 def _ffmpeg_name(path: Path) -> str:
     """``path`` absolute, as FFmpeg (OpenCV's and PyAV's) is given it: FFmpeg reads a relative name that begins
     "file:" or "http:" as a protocol, and captioned another file ("file:clip.mp4" read clip.mp4) or looked the name
-    up on the network. Captioner reads local files only."""
-    return os.path.abspath(path)
+    up on the network. Captioner reads local files only. Joined to the working folder, not tidied: os.path.abspath
+    took "link/../clip.mp4" as "clip.mp4" by its text, another file than the system's."""
+    name = os.fspath(path)
+    return name if os.path.isabs(name) else os.path.join(os.getcwd(), name)
 
 
 @contextlib.contextmanager

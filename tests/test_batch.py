@@ -1059,7 +1059,9 @@ def test_the_archive_index_follows_review_pages_written_again_without_html(tmp_p
     assert videos["b.mp4"]["href"] == "b.html"  # not captioned again: its page of the first run
 
 
-def test_videos_in_a_folder_that_cannot_be_listed_are_not_gone_and_keep_their_records(tmp_path, tiny_model, as_a_user):
+@pytest.mark.parametrize("mode", [0, 0o311])  # 311: entered, not listed (a share's ACL): its files can be looked at
+def test_videos_in_a_folder_that_cannot_be_listed_are_not_gone_and_keep_their_records(tmp_path, tiny_model, as_a_user,
+                                                                                       mode):
     """A sub-folder made unreadable (permissions, a share's ACL) made its videos "no longer there (deleted or
     renamed)" and dropped their records: readable again, a replacement dated older (cp -p) was taken as captioned."""
     tree, out = tmp_path / "in", tmp_path / "out"
@@ -1067,7 +1069,7 @@ def test_videos_in_a_folder_that_cannot_be_listed_are_not_gone_and_keep_their_re
     make_video(tree / "day1" / "b.mp4", [("blue", 1.0)], seed=1)
     make_video(tmp_path / "other.mp4", [("checker", 1.0), ("green", 1.0)], seed=2)
     batch(tree, "-o", out, "--model", tiny_model, "-q")
-    os.chmod(tree / "day1", 0)
+    os.chmod(tree / "day1", mode)
     try:
         result = batch(tree, "-o", out, "--model", tiny_model)
         again = batch(tree, "-o", out, "--model", tiny_model)  # a second run while it still cannot be listed
@@ -1755,3 +1757,27 @@ def test_a_video_whose_outputs_another_video_of_the_run_owns_fails_as_on_a_first
         assert f"error: {tree / 'clip.mp4'}: its subtitles would overwrite those of {tree / 'clip.mp4.mp4'}" \
             in result.output, result.output
         assert read_output(tree / "clip.mp4.json")[0] == str(tree / "clip.mp4.mp4")
+
+
+def test_the_index_keeps_the_pages_of_videos_not_walked_or_not_yet_redone(tmp_path, tiny_model):
+    """A batch without html that wrote a page again rewrote the index from its own results: with --no-recursive the
+    sub-folders' videos left it, and a stopped batch's pending videos lost their links, their pages still there."""
+    from captioner.batch import FileResult, plan_batch
+    from captioner.batch.report import write_batch_index
+    from captioner.review import _own_page
+
+    tree = tmp_path / "in"
+    make_video(tree / "a.mp4", [("red", 1.0)], seed=0)
+    make_video(tree / "c.mp4", [("green", 1.0)], seed=3)
+    make_video(tree / "sub" / "b.mp4", [("blue", 1.0)], seed=1)
+    make_video(tmp_path / "other.mp4", [("checker", 1.0), ("blue", 1.0)], seed=2)
+    batch(tree, "--model", tiny_model, "-f", "srt,html", "-q")
+    (tree / "a.mp4").write_bytes((tmp_path / "other.mp4").read_bytes())
+    assert batch(tree, "--model", tiny_model, "-f", "srt", "--no-recursive", "-q").exit_code == 0
+    links = {v["name"]: v["href"] for v in _own_page(tree / "index.html")[2]["videos"]}
+    assert links == {"a.mp4": "a.html", "c.mp4": "c.html", "sub/b.mp4": "sub/b.html"}, links
+    plan = plan_batch([tree], None, ["srt"])
+    pending = FileResult(str(tree / "c.mp4"), Status.PENDING, "not captioned: the batch stopped first",
+                         covers=(str(tree / "c.srt"), str(tree / "c.html")))
+    write_batch_index(plan, [*plan.done, pending], [0], tree)
+    assert {v["name"]: v["href"] for v in _own_page(tree / "index.html")[2]["videos"]}["c.mp4"] == "c.html"

@@ -431,3 +431,13 @@ def test_min_confidence_compares_the_confidence_the_json_shows(tmp_path, tiny_mo
     config = replace(config, output=replace(config.output, min_confidence=0.585))
     cues = Captioner(config).caption_video(video).cues
     assert len(cues) == 1  # kept (was left out: no cues)
+
+
+def test_a_captioner_can_be_copied(captioner, tmp_path):
+    """copy.copy(captioner) (to swap a part on the copy alone) raised "cannot be pickled" once pickling said why."""
+    import copy
+
+    video = make_video(tmp_path / "clip.mp4", [("red", 1.0)]).path
+    twin = copy.copy(captioner)
+    assert twin is not captioner and twin.decoder is captioner.decoder
+    assert [c.text for c in twin.caption_video(video).cues] == [c.text for c in captioner.caption_video(video).cues]

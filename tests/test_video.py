@@ -909,3 +909,14 @@ def test_a_relative_name_that_begins_like_a_protocol_is_that_file(tmp_path, monk
     assert open_video("file:clip.mp4").duration == pytest.approx(3.0, abs=0.15)
     frames = list(video.read_frames("file:clip.mp4", fps=1.0, keyframes=keyframes))
     assert frames and all(f.image[..., 2].mean() > 150 for f in frames)  # blue (RGB): clip.mp4 is red
+
+
+def test_a_path_through_a_linked_folder_and_dot_dot_is_the_file_the_system_names(tmp_path, monkeypatch):
+    """sub/link/../clip.mp4 with sub/link -> ../real/deep is real/clip.mp4; made absolute by its text (abspath) it
+    became sub/clip.mp4: another video captioned, or a good one refused."""
+    monkeypatch.chdir(tmp_path)
+    make_video(tmp_path / "real" / "clip.mp4", [("blue", 3.0)], fps=10)
+    (tmp_path / "real" / "deep").mkdir()
+    make_video(tmp_path / "sub" / "clip.mp4", [("red", 1.0)], fps=10)
+    (tmp_path / "sub" / "link").symlink_to(Path("..", "real", "deep"))
+    assert open_video("sub/link/../clip.mp4").duration == pytest.approx(3.0, abs=0.15)

@@ -337,8 +337,11 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
                 and any(os.path.isfile(m) for m in record[1])}
         # and the records of videos in a folder that cannot be listed now (permissions, a share's ACL): dropped, the
         # videos were "no longer there", and once readable again a replacement dated older (cp -p) went unnoticed
+        # (run after run while it cannot; also a folder that can be entered but not listed, mode 311, whose videos
+        # can still be looked at, and videos left out of this walk by --no-recursive: their pages stay in the index)
         kept.update((video, record) for video, record in {**report.earlier, **report.records}.items()
-                    if Path(video) not in seen and cannot_tell(Path(video)))  # (run after run while it cannot)
+                    if Path(video) not in seen and (cannot_tell(Path(video)) or os.path.isfile(video))
+                    and any(os.path.isfile(m) or cannot_tell(Path(m)) for m in record[1]))
         if kept:
             plan.earlier[report.path] = kept
     left = {Path(m) for gone in plan.gone.values() for _, made in gone for m in made}  # a gone video's: not ignored

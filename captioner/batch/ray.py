@@ -233,7 +233,8 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
         # for minutes where the address answers but no head does)
         held: list[int] = []
         on_sigint = None  # (a process that ignores SIGINT, started with nohup or &, keeps ignoring it)
-        if main_thread and not address and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        joining = bool(address) and address != "local"  # "local" starts a private instance, as no address does
+        if main_thread and not joining and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             on_sigint = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
         with native_stderr_captured("Ray said") as captured:  # Ray's C++ client writes its retries straight to fd 2
             try:
@@ -270,8 +271,12 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
         # an actor wanting more CPUs than any node has never starts: the batch waited RAY_START_TIMEOUT_S unsaid
         most = max((int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=0)
         if most and config.threads > most:
-            raise CaptionerError(f"--threads {config.threads}: no node of the Ray cluster has that many CPUs (the "
-                                 f"most: {most}); each worker takes --threads CPUs")
+            if local or address == "local":
+                raise CaptionerError(f"--threads {config.threads}: the private Ray instance has {most} CPU(s); each "
+                                     "worker takes --threads CPUs")
+            # a joined cluster may add such a node (an autoscaler): said, and waited for as long as a start may take
+            log.warning("--threads %d: no node of the Ray cluster has that many CPUs now (the most: %d); the batch "
+                        "waits up to %d s for one to join", config.threads, most, int(RAY_START_TIMEOUT_S))
         n_actors = max(1, min(len(jobs), workers or total_cpus // per_actor))
         actor_cls = ray.remote(_CaptionActor).options(num_cpus=config.threads, max_restarts=0)
 

@@ -170,14 +170,18 @@ def write_batch_index(plan: BatchPlan, results: Sequence[FileResult], roots: Seq
         elif several:
             shown = f"{root.name}/{shown}"
         page = next((Path(p) for p in r.outputs if str(p).endswith(".html")), None)
-        if page is None and r.status in (Status.OK, Status.SKIPPED):  # its page of an earlier run, same file
+        if page is None and r.status is not Status.FAILED:  # its page of an earlier run (pending: not yet redone)
             page = next((Path(p) for p in r.covers if p.endswith(".html") and os.path.isfile(p)), None)
         entries.append(IndexEntry(shown.replace(os.sep, "/"), r.status.value, r.reason, page))
     # another folder's videos batched into the same output folder before (the report's "earlier"): their pages are
     # still here and were left out, as if the index covered only the last folder batched
+    # (and videos of these folders not walked this time: a folder that cannot be listed, --no-recursive)
     for video, (_, made) in sorted(plan.earlier.get(Path(folder) / REPORT_NAME, {}).items()):
         page = next((Path(m) for m in made if m.endswith(".html") and os.path.isfile(m)), None)
         if page is not None:
-            entries.append(IndexEntry(f"{Path(video).parent.name}/{Path(video).name}", "skipped", "", page))
+            root = next((plan.roots[i] for i in sorted(wanted) if Path(video).is_relative_to(plan.roots[i])), None)
+            shown = (f"{Path(video).parent.name}/{Path(video).name}" if root is None else
+                     f"{Path(root).name}/{os.path.relpath(video, root)}" if several else os.path.relpath(video, root))
+            entries.append(IndexEntry(shown.replace(os.sep, "/"), "skipped", "", page))
     names = [Path(plan.roots[i]).name or str(plan.roots[i]) for i in sorted(wanted)]
     return write_index(entries, Path(folder), f"{', '.join(names)} · captioned videos")
