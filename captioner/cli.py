@@ -149,7 +149,8 @@ def caption_options(f):
         click.option("--rerank-weight", type=_Finite(min=0), default=_D.decoding.rerank_weight,
                      show_default=True,
                      help="Video: how much a caption's closeness to what the segment looks like (its search "
-                          "vector) counts when choosing among the beam's captions; 0 = the likeliest caption."),
+                          "vector) counts when choosing among the beam's captions; 0 = not at all (with "
+                          "--consensus 0 too: the likeliest caption)."),
         click.option("--consensus", type=_Finite(min=0), default=_D.decoding.consensus_weight,
                      show_default=True,
                      help="Video: how much agreeing with what people said of the training videos the segment "
@@ -610,7 +611,8 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
               help="Beam width; 1 = greedy.")
 @click.option("--rerank-weight", type=_Finite(min=0), default=_D.decoding.photo_rerank_weight,
               show_default=True, help="How much a caption's closeness to what the photo looks like counts when "
-                                      "choosing among the beam's captions; 0 = the likeliest caption.")
+                                      "choosing among the beam's captions; 0 = not at all (with --consensus 0 too: "
+                                      "the likeliest caption).")
 @click.option("--consensus", type=_Finite(min=0), default=_D.decoding.photo_consensus_weight,
               show_default=True,
               help="How much agreeing with what people said of the training photos this one looks most like "

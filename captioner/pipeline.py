@@ -398,12 +398,13 @@ class Captioner:
             absent = [self._absent(d, f) for d, f in zip(detected, feats)]
             banned = [self._banned + a for a in absent]
             beam_size = self.config.decoding.beam_size  # 1: greedy, under the same rules
-            # video segments' vectors go into the JSON; a photo's is computed only to choose its caption
+            # video segments' vectors go into the JSON; a photo's chooses its caption (closeness, its neighbours'
+            # captions) and rates it: made at --rerank-weight 0 too, which turned --consensus off unsaid and put
+            # the confidence on another scale (the words' mean probability)
             d_cfg = self.config.decoding
             weight = d_cfg.rerank_weight if video else d_cfg.photo_rerank_weight
             guide = d_cfg.guide_weight if video else d_cfg.photo_guide_weight
-            vectors = [self._segment_vector(f, d, memory=video) if video or weight > 0 or guide > 0 else None
-                       for f, d in zip(feats, detected)]
+            vectors = [self._segment_vector(f, d, memory=video) for f, d in zip(feats, detected)]
             priors = [self._word_prior(v, guide) for v in vectors]
             states = [self._start(f, c, b, p, video) for f, c, b, p in zip(feats, concepts, banned, priors)]
             found = self._search([(f, c, b, (), p) for f, c, b, p in zip(feats, concepts, banned, priors)],

@@ -277,3 +277,15 @@ def test_photo_captions_join_the_photo_banks_agreed_captions(tmp_path: Path) -> 
     scores, _ = cap.photo_bank.consensus(pool)
     assert agreed.lower() == " ".join(vocab[i] for i in pool[int(np.argmax(scores))])
     assert agreed != plain  # the tiny decoder's own caption is none of the bank's
+
+    def caption_at(rerank: float) -> tuple[str, float]:  # consensus on, the closeness term at ``rerank``
+        base = CaptionConfig()
+        cap = Captioner(replace(base, model_dir=folder, decoding=replace(
+            base.decoding, photo_rerank_weight=rerank, photo_consensus_weight=1000.0, photo_consensus_photos=3,
+            photo_consensus_candidates=2)))
+        got = cap.caption_batch([(feats, None)])[0]
+        return got.text, got.confidence
+
+    # --rerank-weight 0 turned the consensus off unsaid (the photo's vector was not made) and rated the caption
+    # on another scale: 0 only drops the closeness term
+    assert caption_at(0.0)[0] == agreed and caption_at(0.0) == caption_at(1e-9)

@@ -370,7 +370,8 @@ def test_video_captions_go_through_rerank_with_their_segment_vector(tmp_path: Pa
     cap.config = replace(cap.config, decoding=replace(cap.config.decoding, photo_rerank_weight=0.0))
     seen.clear()
     cap.caption_batch([(feats[:CELLS], None)], video=False)
-    assert seen[0][1] is None  # photo reranking off: no vector computed
+    # photo reranking off: the vector is made all the same (the consensus and the confidence read it); weight 0
+    assert np.allclose(seen[0][1], cap.vse.embed_map(pooled, det_probs), atol=1e-5) and seen[0][2] == 0.0
 
 
 
