@@ -692,25 +692,32 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
     bar = tqdm(total=len(files), unit="image", desc="captioning", file=sys.stderr, dynamic_ncols=True, leave=False,
                disable=True if quiet or len(files) < 2 or not sys.stderr.isatty() else None, mininterval=0.5)
     for start in range(0, len(files), batch_size):
-        chunk, imgs = [], []
+        chunk, imgs, errors = [], [], {}
         for f in files[start : start + batch_size]:
             try:  # shrunk at once: a batch of 12-megapixel photos held whole took over 1 GB
                 imgs.append(captioner.encoder.resize(load_image(str(f), captioner.encoder.config.image_size)))
-                chunk.append(f)
             except CaptionerError as exc:
                 failed += 1
+                errors[len(chunk)] = _error_line(exc)
+            chunk.append(f)
+        captions = iter(captioner.caption_images(imgs))
+        # each line in the photos' order: a chunk's errors were printed before the captions of the photos ahead
+        # of them (a terminal showed b.jpg's error above a.jpg's caption)
+        for k, f in enumerate(chunk):
+            if k in errors:
                 try:  # _fail's line, clear of the bar; a stderr that cannot be written stops no photo (as _say)
-                    tqdm.write(_error_line(exc), file=sys.stderr)
+                    tqdm.write(errors[k], file=sys.stderr)
                 except OSError:
                     pass
-        with bar.external_write_mode(file=sys.stdout):  # a caption line is not glued onto the bar's
-            for f, cap in zip(chunk, captioner.caption_images(imgs)):
+                continue
+            cap = next(captions)
+            with bar.external_write_mode(file=sys.stdout):  # a caption line is not glued onto the bar's
                 if as_json:  # valid JSON whatever the name (as search --json)
                     click.echo(json_text({"path": str(f), "caption": cap.text, "confidence": round(cap.confidence, 3)},
                                          ascii_only=not _utf8_stdout()))
                 else:
                     click.echo(f"{printable(str(f))}\t{printable(cap.text)}")
-        bar.update(len(files[start : start + batch_size]))
+        bar.update(len(chunk))
     bar.close()
     sys.exit(1 if failed else 0)
 

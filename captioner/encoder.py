@@ -238,9 +238,12 @@ def check_image(image: object, index: int = 0) -> None:
     if not isinstance(image, np.ndarray):
         got, hint = f"a {type(image).__name__}", ""
     else:
-        got, hint = f"{'an empty' if not image.size else 'a'} {image.dtype} array of shape {image.shape}", ""
-        if image.dtype.kind == "f":
-            hint = "; floats in 0..1 convert with (image * 255).round().astype(np.uint8)"
+        article = "an empty" if not image.size else "an" if str(image.dtype)[0] in "aeio" else "a"  # an int64, a uint16
+        got, hint = f"{article} {image.dtype} array of shape {image.shape}", ""
+        if image.dtype.kind == "f":  # the conversion for the range the values are in (x 255 wrapped 0..255 ones)
+            big = image.size and np.nanmax(image) > 1.0
+            hint = ("; floats in 0..255 convert with image.round().clip(0, 255).astype(np.uint8)" if big else
+                    "; floats in 0..1 convert with (image * 255).round().astype(np.uint8)")
         elif image.ndim == 2 or image.ndim == 3 and image.shape[2] in (1, 4):
             hint = "; convert grey or RGBA with cv2.cvtColor (COLOR_GRAY2RGB, COLOR_RGBA2RGB)"
     raise ValueError(f"image {index}: expected an RGB picture as a uint8 array of shape (height, width, 3), "
@@ -272,11 +275,16 @@ def load_image(path: str, size: int | None = None) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)  # np.fromfile handles unicode paths that cv2.imread cannot
         with native_stderr_captured(f"decoding {path}"):
             img = cv2.imdecode(data, _jpeg_reduction(data, size)) if data.size else None
+            cut = img is None and (whole := _end_restored(data)) is not None
+            if cut:
+                img = cv2.imdecode(whole, _jpeg_reduction(whole, size))
+                data = whole
             if img is None:
-                heif = Path(path).suffix.lower() in UNDECODED_PHOTO_EXTENSIONS  # iPhones' default: no decoder here
-                raise CaptionerError(f"{path}: not a readable image"
-                                     + (" (HEIC is not supported: convert it to JPEG)" if heif else ""))
-            return cv2.cvtColor(_avif_turned(data, _over_white(data, img)), cv2.COLOR_BGR2RGB)
+                raise CaptionerError(f"{path}: not a readable image{_what_it_is(path, data)}")
+            rgb = cv2.cvtColor(_avif_turned(data, _over_white(data, img)), cv2.COLOR_BGR2RGB)
+        if cut:  # (outside the capture of fd 2, where a warning went to the debug log)
+            log.warning("%s: the file is cut short (no end marker); captioned as far as it decodes", path)
+        return rgb
     except (OSError, MemoryError, cv2.error) as exc:
         if out_of_memory(exc):  # "a smaller --batch-size" cannot help one photo: it is decoded alone
             raise OutOfMemory(f"{path}: {PHOTO_OUT_OF_MEMORY}") from None
@@ -287,6 +295,39 @@ def load_image(path: str, size: int | None = None) -> np.ndarray:
             raise CaptionerError(f"{path}: " + ("too large to decode (over 2^30 pixels)" if big
                                                 else "not a readable image (OpenCV cannot decode it)")) from None
         raise
+
+
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+
+
+def _what_it_is(path: str, data: np.ndarray) -> str:
+    """A hint after "not a readable image", by the file's first bytes (its name as the fallback): a HEIC photo
+    named .jpg, or a video, got none."""
+    head = bytes(data[:16])
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS or (
+            not head[4:8] == b"ftyp" and Path(path).suffix.lower() in UNDECODED_PHOTO_EXTENSIONS):
+        return " (HEIC is not supported: convert it to JPEG)"  # iPhones' default: no decoder here
+    if head[4:8] == b"ftyp" and head[8:12] not in (b"avif", b"avis") or head[:4] == b"\x1aE\xdf\xa3" or (
+            head[:4] == b"RIFF" and head[8:12] == b"AVI "):
+        return " (it is a video: caption it with captioner run)"
+    return ""
+
+
+#: The end a JPEG (EOI) and a PNG (its IEND chunk) lack when a download or a copy stopped just short of it.
+_JPEG_END = np.frombuffer(b"\xff\xd9", np.uint8)
+_PNG_END = np.frombuffer(b"\x00\x00\x00\x00IEND\xaeB`\x82", np.uint8)
+
+
+def _end_restored(data: np.ndarray) -> np.ndarray | None:
+    """A JPEG or PNG's bytes with the end marker it lacks put back, or None: OpenCV refused a JPEG missing only
+    its last 2 bytes ("not a readable image") that browsers, ffmpeg and cv2.imread show; a video cut short is
+    captioned as far as it decodes."""
+    head, tail = bytes(data[:8]), bytes(data[-12:])
+    if head[:2] == b"\xff\xd8" and not tail.endswith(b"\xff\xd9"):
+        return np.concatenate([data, _JPEG_END])
+    if head == b"\x89PNG\r\n\x1a\n" and not tail.endswith(bytes(_PNG_END[4:])):
+        return np.concatenate([data, _PNG_END])
+    return None
 
 
 #: Photo extensions OpenCV has no decoder for (HEIC, iPhones' default): ``captioner image`` names such
@@ -379,6 +420,8 @@ def _over_white(data: np.ndarray, img: np.ndarray) -> np.ndarray:
         stored = full[:, :, 3]
     elif key is not None:
         stored = np.where(full == key, 0, 255).astype(np.uint8)
+    elif full.ndim == 2 and data[:4].tobytes() in (b"II*\x00", b"MM\x00*") and (la := _tiff_grey_alpha(data)) is not None:
+        stored = la  # a grey + alpha TIFF: OpenCV returns the grey alone (a logo came out all black)
     else:
         return img  # no alpha
     scale = float(np.iinfo(stored.dtype).max if stored.dtype.kind in "ui" else 1.0)
@@ -397,6 +440,20 @@ def _over_white(data: np.ndarray, img: np.ndarray) -> np.ndarray:
             shown = colour * a + 255.0 * (1.0 - a)
         out[top:top + 512] = np.minimum(shown + 0.5, 255.0).astype(np.uint8)
     return out
+
+
+def _tiff_grey_alpha(data: np.ndarray) -> np.ndarray | None:
+    """The alpha of a grey + alpha TIFF, read with Pillow (torchvision's dependency; None without it), which
+    OpenCV drops."""
+    try:
+        import io
+
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data.tobytes())) as im:
+            return np.asarray(im.getchannel("A")) if im.mode in ("LA", "La") else None
+    except Exception:  # no Pillow, or a TIFF it cannot read: as OpenCV shows it
+        return None
 
 
 def _alpha_kind(data: np.ndarray) -> str | None:

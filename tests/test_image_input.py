@@ -331,6 +331,9 @@ def test_one_photo_too_large_for_memory_is_not_told_to_lower_batch_size(tmp_path
     (np.zeros((64, 48, 4), np.uint8), "uint8 array of shape (64, 48, 4); convert grey or RGBA with cv2.cvtColor"),
     (np.zeros((64, 48), np.uint8), "uint8 array of shape (64, 48); convert grey or RGBA"),
     (np.zeros((0, 0, 3), np.uint8), "an empty uint8 array of shape (0, 0, 3)"),
+    # "a int64"; and floats of 0..255 were told to be multiplied by 255 (wrapped into noise)
+    (np.zeros((64, 48, 3), np.int64), "got an int64 array of shape (64, 48, 3)"),
+    (np.full((64, 48, 3), 200.0), "float64 array of shape (64, 48, 3); floats in 0..255 convert with image.round()"),
 ])
 def test_caption_images_says_what_input_it_takes(captioner, image, says) -> None:
     """Floats in 0..1 were captioned as a nearly black picture without a word; RGBA and grey arrays raised
@@ -531,3 +534,68 @@ def test_files_a_folder_walk_leaves_out_are_said(tmp_path, tiny_model) -> None:
     (tmp_path / "empty").mkdir()
     result = cli("image", tmp_path / "empty", "--model", tiny_model)
     assert result.exit_code == 1 and result.stderr.splitlines() == [f"error: no images found in {tmp_path / 'empty'}"]
+
+
+def test_a_photo_cut_short_just_before_its_end_marker_is_read_with_a_warning(tmp_path, caplog):
+    """A JPEG without its last 2 bytes (EOI) or a PNG without its IEND chunk (a download stopped just short) was
+    "not a readable image"; browsers, ffmpeg and cv2.imread show them, and a video cut short is captioned as far as
+    it decodes. A PNG cut in its pixel data is still refused."""
+    import logging
+
+    rgb = shot_frame("checker", 0, (64, 48))
+    for ext in (".jpg", ".png"):
+        ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        whole = buf.tobytes()
+        (tmp_path / f"cut{ext}").write_bytes(whole[:-2] if ext == ".jpg" else whole[:-12])
+        with caplog.at_level(logging.WARNING, logger="captioner"):
+            got = load_image(str(tmp_path / f"cut{ext}"))
+        assert np.array_equal(got, load_image(_write(tmp_path / f"whole{ext}", whole)))
+        assert f"cut{ext}: the file is cut short" in caplog.text
+        if ext == ".png":
+            (tmp_path / "half.png").write_bytes(whole[: len(whole) // 2])
+            with pytest.raises(CaptionerError, match="half.png: not a readable image$"):
+                load_image(str(tmp_path / "half.png"))
+
+
+def _write(path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
+def test_a_grey_and_alpha_tiff_is_seen_over_white(tmp_path):
+    """A grey + alpha TIFF (a logo) came out all black: OpenCV returns its grey alone; the PNG of it was right."""
+    pil = pytest.importorskip("PIL.Image")
+    la = np.zeros((40, 40, 2), np.uint8)
+    la[10:30, 10:30, 1] = 255  # a black square, opaque; the rest transparent
+    for ext in (".png", ".tif"):
+        pil.fromarray(la, "LA").save(tmp_path / f"logo{ext}")
+    png, tif = load_image(str(tmp_path / "logo.png")), load_image(str(tmp_path / "logo.tif"))
+    assert tuple(tif[0, 0]) == (255, 255, 255) and np.array_equal(tif, png)
+
+
+def test_a_failed_photos_line_comes_in_its_place_among_the_captions(tmp_path, tiny_model) -> None:
+    """A chunk's error lines were printed before its captions: on a terminal b.jpg's error stood above a.jpg's
+    caption (with the default --batch-size 16, ahead of up to 15 captions)."""
+    album = tmp_path / "album"
+    album.mkdir()
+    _photo(album / "a.jpg")
+    (album / "b.jpg").write_bytes(b"")
+    _photo(album / "c.jpg", "blue")
+    done = subprocess.run(captioner_command("image", album, "--model", tiny_model, "--beam-size", "1"),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=subprocess_env(), timeout=120)
+    assert done.returncode == 1
+    assert [line.split("\t")[0] for line in done.stdout.splitlines()] == [
+        str(album / "a.jpg"), f"error: {album / 'b.jpg'}: not a readable image", str(album / "c.jpg")], done.stdout
+
+
+def test_what_an_unreadable_file_is_is_told_by_its_bytes_not_its_name(tmp_path, tiny_model) -> None:
+    """A HEIC photo named .jpg got no hint (the hint went by the extension), and a video named .jpg none either."""
+    heic = tmp_path / "IMG_0002.jpg"
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic")
+    video = make_video(tmp_path / "clip.mp4", [("red", 1.0)]).path
+    named = tmp_path / "frame.jpg"
+    named.write_bytes(video.read_bytes())
+    for path, hint in ((heic, "HEIC is not supported: convert it to JPEG"),
+                       (named, "it is a video: caption it with captioner run")):
+        with pytest.raises(CaptionerError, match=f"^{path}: not a readable image \\({hint}\\)$"):
+            load_image(str(path))
