@@ -241,7 +241,8 @@ def check_image(image: object, index: int = 0) -> None:
         article = "an empty" if not image.size else "an" if str(image.dtype)[0] in "aeio" else "a"  # an int64, a uint16
         got, hint = f"{article} {image.dtype} array of shape {image.shape}", ""
         if image.dtype.kind == "f":  # the conversion for the range the values are in (x 255 wrapped 0..255 ones)
-            big = image.size and np.nanmax(image) > 1.0
+            finite = image[np.isfinite(image)]  # (np.nanmax warned on stderr of an all-NaN picture)
+            big = finite.size and finite.max() > 1.0
             hint = ("; floats in 0..255 convert with image.round().clip(0, 255).astype(np.uint8)" if big else
                     "; floats in 0..1 convert with (image * 255).round().astype(np.uint8)")
         elif image.ndim == 2 or image.ndim == 3 and image.shape[2] in (1, 4):
@@ -279,6 +280,10 @@ def load_image(path: str, size: int | None = None) -> np.ndarray:
             if cut:
                 img = cv2.imdecode(whole, _jpeg_reduction(whole, size))
                 data = whole
+                missing = _missing_share(img) if whole[:2].tobytes() == b"\xff\xd8" else 0.0 if img is not None else 1.0
+                if img is not None and missing > MAX_MISSING_SHARE:  # (a PNG cut in its data is not decoded at all)  # a download stopped part-way: alt text of a grey picture, exit 0
+                    raise CaptionerError(f"{path}: not a readable image (the file is cut short: about "
+                                         f"{100 * missing:.0f} % of the picture is missing)")
             if img is None:
                 raise CaptionerError(f"{path}: not a readable image{_what_it_is(path, data)}")
             rgb = cv2.cvtColor(_avif_turned(data, _over_white(data, img)), cv2.COLOR_BGR2RGB)
@@ -297,18 +302,25 @@ def load_image(path: str, size: int | None = None) -> np.ndarray:
         raise
 
 
-_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+_HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"}
+#: ISO media brands of still pictures (AVIF, generic HEIF) and of sound alone: no "it is a video" for those
+_NOT_VIDEO_BRANDS = {b"avif", b"avis", b"mif1", b"msf1", b"miaf", b"M4A ", b"M4B ", b"M4P ", b"F4A "}
 
 
 def _what_it_is(path: str, data: np.ndarray) -> str:
     """A hint after "not a readable image", by the file's first bytes (its name as the fallback): a HEIC photo
-    named .jpg, or a video, got none."""
-    head = bytes(data[:16])
-    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS or (
-            not head[4:8] == b"ftyp" and Path(path).suffix.lower() in UNDECODED_PHOTO_EXTENSIONS):
-        return " (HEIC is not supported: convert it to JPEG)"  # iPhones' default: no decoder here
-    if head[4:8] == b"ftyp" and head[8:12] not in (b"avif", b"avis") or head[:4] == b"\x1aE\xdf\xa3" or (
-            head[:4] == b"RIFF" and head[8:12] == b"AVI "):
+    named .jpg, or a video, got none. An ISO media file is told by its major and compatible brands."""
+    head = bytes(data[:12])
+    if head[4:8] == b"ftyp":
+        size = int.from_bytes(head[:4], "big")
+        box = bytes(data[8:max(16, min(size, 256))])
+        brands = {box[k:k + 4] for k in range(0, len(box) - 3, 4)} - {box[4:8]}  # (bytes 4-8: the minor version)
+        if brands & _HEIC_BRANDS:
+            return " (HEIC is not supported: convert it to JPEG)"  # iPhones' default: no decoder here
+        return "" if brands & _NOT_VIDEO_BRANDS else " (it is a video: caption it with captioner run)"
+    if Path(path).suffix.lower() in UNDECODED_PHOTO_EXTENSIONS:
+        return " (HEIC is not supported: convert it to JPEG)"
+    if head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
         return " (it is a video: caption it with captioner run)"
     return ""
 
@@ -316,6 +328,21 @@ def _what_it_is(path: str, data: np.ndarray) -> str:
 #: The end a JPEG (EOI) and a PNG (its IEND chunk) lack when a download or a copy stopped just short of it.
 _JPEG_END = np.frombuffer(b"\xff\xd9", np.uint8)
 _PNG_END = np.frombuffer(b"\x00\x00\x00\x00IEND\xaeB`\x82", np.uint8)
+
+
+#: The share of a JPEG's height the decoder may fill in (its flat grey) where a file cut short ends, for the
+#: picture still to be captioned: a row of blocks, not the half of a picture a stopped download leaves.
+MAX_MISSING_SHARE = 0.05
+
+
+def _missing_share(img: np.ndarray | None) -> float:
+    """The share of ``img``'s rows, from the bottom, that are the flat grey (128) libjpeg fills in past the end of
+    the data (1.0 for no picture)."""
+    if img is None:
+        return 1.0
+    flat = np.all(np.abs(img.astype(np.int16) - 128) <= 2, axis=(1, 2))
+    rows = len(flat) if flat.all() else int(np.argmin(flat[::-1]))  # the flat rows at the bottom
+    return rows / max(1, len(flat))
 
 
 def _end_restored(data: np.ndarray) -> np.ndarray | None:

@@ -175,14 +175,30 @@ def _finish_loading_before_fork() -> None:
     not in the child, which waited for the model for ever, and a child that loads again may find a lock the
     thread held (an import, ONNX Runtime's) held for ever. Not the loader itself (a subprocess it starts)."""
     me = threading.current_thread()
-    for captioner in list(_LOADING):
-        if captioner._loader is not me:
-            captioner._loaded.wait(FORK_WAIT_S)
+    try:
+        for captioner in _loading_now():
+            if captioner._loader is not me:
+                captioner._loaded.wait(FORK_WAIT_S)
+    except KeyboardInterrupt:  # an at-fork hook cannot raise (it was printed and dropped): raised after the fork
+        import _thread
+
+        _thread.interrupt_main()
+
+
+def _loading_now() -> list["Captioner"]:
+    """The Captioners loading now; a loader that finishes meanwhile changed the set under list() ("Set changed
+    size during iteration")."""
+    for _ in range(100):
+        try:
+            return list(_LOADING)
+        except RuntimeError:
+            continue
+    return []
 
 
 def _load_again_after_fork() -> None:
     """A child forked by the loader itself, or after FORK_WAIT_S: its model loads here again."""
-    for captioner in list(_LOADING):
+    for captioner in _loading_now():
         if not captioner._loaded.is_set():
             captioner._start_loading()
 

@@ -1776,6 +1776,8 @@ def test_the_index_keeps_the_pages_of_videos_not_walked_or_not_yet_redone(tmp_pa
     assert batch(tree, "--model", tiny_model, "-f", "srt", "--no-recursive", "-q").exit_code == 0
     links = {v["name"]: v["href"] for v in _own_page(tree / "index.html")[2]["videos"]}
     assert links == {"a.mp4": "a.html", "c.mp4": "c.html", "sub/b.mp4": "sub/b.html"}, links
+    (tree / "sub" / "b.mp4").unlink()  # kept as a record of a video not walked, then deleted: gone, said
+    assert "1 video captioned before is no longer there" in batch(tree, "--model", tiny_model, "-f", "srt").output
     plan = plan_batch([tree], None, ["srt"])
     pending = FileResult(str(tree / "c.mp4"), Status.PENDING, "not captioned: the batch stopped first",
                          covers=(str(tree / "c.srt"), str(tree / "c.html")))

@@ -356,17 +356,19 @@ def test_a_library_result_records_the_video_by_its_absolute_path(tmp_path, capti
 _FORKED: list = []  # the Captioner a forked child inherits (it cannot be pickled to it)
 
 
-def _cues_in_child(path):
-    return [c.text for c in _FORKED[0].caption_video(path).cues]
+def _model_in_child():
+    # the model as the child has it: the decoder's words (not a caption: inference in a forked child after the
+    # parent's ONNX Runtime or torch thread pools ran is not reliable, whatever captioner does)
+    return _FORKED[0].vocab.decode(range(8))
 
 
-def test_a_captioner_still_loading_when_the_process_forks_loads_in_the_child(tmp_path, tiny_model, monkeypatch):
+def test_a_captioner_still_loading_when_the_process_forks_has_its_model_in_the_child(tmp_path, tiny_model,
+                                                                                   monkeypatch):
     """Captioner(wait=False), then a fork (a multiprocessing pool, as on Linux by default before Python 3.14): the
     loader thread is not in the child, which waited for the model for ever."""
     import multiprocessing
     import time
 
-    video = make_video(tmp_path / "clip.mp4", [("red", 1.0)]).path
     real_load = Captioner._load
 
     def slow_load(m):  # still loading when the pool forks
@@ -378,10 +380,10 @@ def test_a_captioner_still_loading_when_the_process_forks_loads_in_the_child(tmp
     _FORKED[:] = [loading]
     try:
         with multiprocessing.get_context("fork").Pool(1) as pool:
-            texts = pool.apply_async(_cues_in_child, (video,)).get(timeout=120)
+            words = pool.apply_async(_model_in_child).get(timeout=60)
     finally:
         _FORKED.clear()
-    assert texts == [c.text for c in loading.caption_video(video).cues]
+    assert words == loading.vocab.decode(range(8))
 
 
 def test_a_captioner_cannot_be_pickled_and_says_what_to_do(captioner):

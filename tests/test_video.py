@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 import logging
 import math
@@ -920,3 +921,8 @@ def test_a_path_through_a_linked_folder_and_dot_dot_is_the_file_the_system_names
     make_video(tmp_path / "sub" / "clip.mp4", [("red", 1.0)], fps=10)
     (tmp_path / "sub" / "link").symlink_to(Path("..", "real", "deep"))
     assert open_video("sub/link/../clip.mp4").duration == pytest.approx(3.0, abs=0.15)
+    # a name that is not UTF-8 goes through a link OpenCV can open: made to the same file
+    latin = os.fsdecode(b"clip\xe9.mp4")
+    os.rename(tmp_path / "real" / "clip.mp4", tmp_path / "real" / latin)
+    os.rename(tmp_path / "sub" / "clip.mp4", tmp_path / "sub" / latin)
+    assert open_video(f"sub/link/../{latin}").duration == pytest.approx(3.0, abs=0.15)

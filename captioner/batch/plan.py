@@ -573,7 +573,8 @@ def gone_videos(report: PastReport, roots: Sequence[Path], found: Collection[Pat
     file is not gone."""
     if report.before is None:
         return []
-    rows = [(video, made) for video, (_, made) in report.records.items()]
+    # (and the records it kept of videos not walked then: a --no-recursive run's sub-folders; one deleted since is gone)
+    rows = [(video, made) for video, (_, made) in {**report.earlier, **report.records}.items()]
     if isinstance(report.gone, list):
         rows += [(str(g["path"]), [str(m) for m in g["outputs"]]) for g in report.gone
                  if isinstance(g, dict) and "path" in g and isinstance(g.get("outputs"), list)]

@@ -270,13 +270,10 @@ def run_ray(jobs: Sequence[BatchJob], config: CaptionConfig, *, address: str | N
         total_cpus = int(ray.cluster_resources().get("CPU", 1))
         # an actor wanting more CPUs than any node has never starts: the batch waited RAY_START_TIMEOUT_S unsaid
         most = max((int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=0)
-        if most and config.threads > most:
-            if local or address == "local":
-                raise CaptionerError(f"--threads {config.threads}: the private Ray instance has {most} CPU(s); each "
-                                     "worker takes --threads CPUs")
-            # a joined cluster may add such a node (an autoscaler): said, and waited for as long as a start may take
-            log.warning("--threads %d: no node of the Ray cluster has that many CPUs now (the most: %d); the batch "
-                        "waits up to %d s for one to join", config.threads, most, int(RAY_START_TIMEOUT_S))
+        if most and config.threads > most:  # (an autoscaler could add such a node; that is rare, a 10-minute wait not)
+            raise CaptionerError(f"--threads {config.threads}: no node of the Ray cluster has that many CPUs (the "
+                                 f"most: {most}); each worker takes --threads CPUs (on an autoscaling cluster, start "
+                                 "such a node first)")
         n_actors = max(1, min(len(jobs), workers or total_cpus // per_actor))
         actor_cls = ray.remote(_CaptionActor).options(num_cpus=config.threads, max_restarts=0)
 
