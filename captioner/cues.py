@@ -654,6 +654,9 @@ def layout_cues(
     if max_line_width < 1 or max_line_count < 1:
         raise ValueError("max_line_width and max_line_count must be at least 1")
     ready = normalize_cues(merge_cues(cues), duration)
+    # where the cues as given end (shot cuts, the segmenter's own splits): a merged run cut again for max_duration
+    # is cut there first; cut evenly, a cue began 1.25 s before the shot it describes
+    joins = sorted({to_ms(c.end) for c in cues})
     end_ms = to_ms(duration) if duration is not None else None
     start_ms = to_ms(start)
     # seconds beyond any video (1e12: 31,000 years) are that bound: --max-segment 1e305 overflowed to inf ms
@@ -714,6 +717,12 @@ def layout_cues(
         for text, need, a, b in zip(pages, needs, bounds, bounds[1:]):
             length = b - a
             cuts = [a, b]
+            if max_ms and length > max_ms and (at_joins := _cuts_at_joins(a, b, joins, max_ms, need, min_ms)):
+                # each piece rated by the cues as given it holds (a dark shot folded into a sure one's run showed
+                # the run's mean, 0.73 for its own 0.54)
+                for s, e in zip(at_joins, at_joins[1:]):
+                    _append(result, Cue(s / 1000.0, e / 1000.0, text, _rated(cues, s, e, confidence)), max_ms)
+                continue
             if max_ms and length > max_ms:
                 parts = math.ceil(length / max_ms)
                 short = need and parts * need > length  # equal cues too short to read
@@ -731,6 +740,30 @@ def layout_cues(
                 if e > s:
                     _append(result, Cue(s / 1000.0, e / 1000.0, text, confidence), max_ms)
     return result
+
+
+def _rated(cues: Sequence[Cue], s: int, e: int, otherwise: float) -> float:
+    """The confidence of the cues as given over ``[s, e]`` ms, weighted by how much of it each holds."""
+    held = [(min(to_ms(c.end), e) - max(to_ms(c.start), s), c.confidence) for c in cues]
+    total = sum(t for t, _ in held if t > 0)
+    return sum(t * c for t, c in held if t > 0) / total if total else otherwise
+
+
+def _cuts_at_joins(a: int, b: int, joins: Sequence[int], max_ms: int, need: int, min_ms: int) -> list[int] | None:
+    """Cut points (ms) of ``[a, b]`` into cues of at most ``max_ms``, each at one of ``joins`` (where the cues as
+    given met), the first at least ``need`` long (its reading time), the rest ``min_ms`` (repeats of a text just
+    read); the farthest join within reach each time. None where the joins cannot do it with as few cues as an even
+    cut (more cues of one text flicker)."""
+    cuts, most = [a], math.ceil((b - a) / max_ms) - 1  # no more cues than an even cut makes
+    while b - cuts[-1] > max_ms and len(cuts) <= most:
+        least = need if len(cuts) == 1 else min_ms
+        reach = [t for t in joins if cuts[-1] + max(least, 1) <= t <= cuts[-1] + max_ms and b - t >= max(min_ms, 1)]
+        if not reach:
+            return None
+        cuts.append(max(reach))
+    if b - cuts[-1] > max_ms or b - cuts[-1] < min_ms:
+        return None
+    return cuts + [b]
 
 
 def _append(result: list[Cue], cue: Cue, max_ms: int) -> None:

@@ -285,3 +285,16 @@ def test_limits_beyond_any_video_do_not_overflow():
     for max_duration, min_duration in ((1e305, 1.0), (8.0, 1.7e308), (1.7e308, 1.7e308)):
         out = layout_cues(cues, 9.0, **{**RULES, "max_duration": max_duration, "min_duration": min_duration})
         assert out and all(0.0 <= c.start < c.end <= 9.0 for c in out)
+
+
+def test_a_merged_run_cut_again_is_cut_where_its_shots_met():
+    """Two shots with the same caption merged into 12.5 s, then cut evenly for an 8 s limit: the second cue began
+    1.25 s before the shot it describes (a describer's edit of it then sat over the first shot). Cut where the cues as
+    given met, each piece keeps its own confidence (a dark shot took the run's 0.73 for its own 0.54)."""
+    from captioner.cues import Cue, layout_cues
+
+    given = [Cue(0, 5.5, "a car", 0.9), Cue(5.5, 12.5, "a dog is playing with a cat", 0.8),
+             Cue(12.5, 18, "a dog is playing with a cat", 0.54)]
+    out = layout_cues(given, 18.0, max_duration=8, min_duration=1, max_chars_per_second=20, max_line_width=42,
+                      max_line_count=2)
+    assert [(c.start, c.end, c.confidence) for c in out[1:]] == [(5.5, 12.5, 0.8), (12.5, 18.0, 0.54)]
