@@ -1783,3 +1783,25 @@ def test_the_index_keeps_the_pages_of_videos_not_walked_or_not_yet_redone(tmp_pa
                          covers=(str(tree / "c.srt"), str(tree / "c.html")))
     write_batch_index(plan, [*plan.done, pending], [0], tree)
     assert {v["name"]: v["href"] for v in _own_page(tree / "index.html")[2]["videos"]}["c.mp4"] == "c.html"
+
+
+def test_an_output_folder_moved_alone_keeps_the_other_folders_records_and_repoints_its_pages(tmp_path, tiny_model):
+    """day1 and day2 batched into one -o, then `mv subs subs2`: the first run into subs2 dropped day1's records (the
+    report's "earlier"), so a day2/a.mp4 then took day1/a.mp4's captions unsaid and the index lost day1's pages; and
+    no review page was repointed, each linking its video from where subs was (none played)."""
+    from captioner.review import _own_page
+
+    make_video(tmp_path / "day1" / "a.mp4", [("red", 1.0)], seed=0)
+    make_video(tmp_path / "day2" / "b.mp4", [("blue", 1.0)], seed=1)
+    subs, moved = tmp_path / "subs", tmp_path / "deeper" / "subs2"
+    for day in ("day1", "day2"):
+        batch(tmp_path / day, "-o", subs, "--model", tiny_model, "-f", "json,html", "-q")
+    moved.parent.mkdir()
+    subs.rename(moved)
+    assert batch(tmp_path / "day2", "-o", moved, "--model", tiny_model, "-f", "json,html", "-q").exit_code == 0
+    assert {v["name"] for v in _own_page(moved / "index.html")[2]["videos"]} == {"b.mp4", "day1/a.mp4"}
+    assert 'src="../../day2/b.mp4"' in (moved / "b.html").read_text(encoding="utf-8")  # plays from subs2
+    make_video(tmp_path / "day2" / "a.mp4", [("checker", 1.0)], seed=2)
+    result = batch(tmp_path / "day2", "-o", moved, "--model", tiny_model, "-f", "json,html")
+    assert result.exit_code == 1 and "its outputs would replace those of" in result.output, result.output
+    assert read_output(moved / "a.json")[0] == str(tmp_path / "day1" / "a.mp4")

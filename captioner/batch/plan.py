@@ -211,9 +211,15 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     reports = [(read_report(path), [plan.roots[c] for c in covered], covered)
                for path, covered in plan.report_paths_abs()]
     # the reports' rows, over the records they carried of another input folder's videos (``BatchPlan.earlier``)
-    recorded = {video: record for report, _, _ in reports for video, record in report.earlier.items()}
+    # (its outputs where they are now, for the other folder's records too: with -o moved alone they were dropped,
+    # and another video of that name took those captions unsaid)
+    recorded = {video: _outputs_now(report, record) for report, _, _ in reports
+                for video, record in report.earlier.items()}
     recorded.update((video, _outputs_now(report, record)) for report, _, _ in reports
                     for video, record in report.records.items())
+    # videos whose outputs moved with their -o (alone): their review pages link the video from the old place
+    out_moved = {video for report, _, _ in reports if report.before is not None
+                 and report.before != report.path.parent for video in report.records}
     # a batch of a sub-folder before (``batch archive/2023``, then ``batch archive``): its report's records too, where
     # this batch's own reports say nothing of a video (a video replaced there by an older file kept its captions)
     read = {path for path, _ in plan.report_paths_abs()}
@@ -298,7 +304,7 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
             plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date", outputs=wanted,
                                         shown=shown, root=i, source=previous[0] if previous else signature_now(video),
                                         covers=previous[1] if previous else wanted))
-            if previous is None or found_moved:
+            if previous is None or found_moved or str(video) in out_moved:
                 plan.repoint.append((output_file(base, "json"), video))
             continue
         if not problem and not overwrite and not others_outputs and previous is not None and (
@@ -332,14 +338,15 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     for report, roots_now, _ in reports:
         if gone := gone_videos(report, roots_now, seen, own):
             plan.gone[report.path] = gone
-        kept = {video: record for video, record in {**report.earlier, **report.records}.items()
+        now = {video: _outputs_now(report, record) for video, record in {**report.earlier, **report.records}.items()}
+        kept = {video: record for video, record in now.items()
                 if not any(Path(video).is_relative_to(r) for r in plan.roots) and os.path.isfile(video)
                 and any(os.path.isfile(m) for m in record[1])}
         # and the records of videos in a folder that cannot be listed now (permissions, a share's ACL): dropped, the
         # videos were "no longer there", and once readable again a replacement dated older (cp -p) went unnoticed
         # (run after run while it cannot; also a folder that can be entered but not listed, mode 311, whose videos
         # can still be looked at, and videos left out of this walk by --no-recursive: their pages stay in the index)
-        kept.update((video, record) for video, record in {**report.earlier, **report.records}.items()
+        kept.update((video, record) for video, record in now.items()
                     if Path(video) not in seen and (cannot_tell(Path(video)) or os.path.isfile(video))
                     and any(os.path.isfile(m) or cannot_tell(Path(m)) for m in record[1]))
         if kept:
