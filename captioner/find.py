@@ -904,7 +904,7 @@ class Searcher:
                                  " (caption with -f json first)")
         # one folder of several with nothing to search is a mistake worth a line (a typo, the wrong drive)
         self.errors.extend((r, "no captioner JSON outputs under it") for r in empty if r not in unlisted)
-        # outputs without a single cue (videos too short or dark to caption): a search of only them printed nothing
+        # outputs without a single cue (every cue under --min-confidence): a search of only them printed nothing
         # and exited 0, as if it had looked and found nothing to show; beside folders with cues, a valid archive
         if any(len(idx) for idx in self.indexes):
             for r in no_cues:
