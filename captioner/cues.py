@@ -717,13 +717,11 @@ def layout_cues(
         for text, need, a, b in zip(pages, needs, bounds, bounds[1:]):
             length = b - a
             cuts = [a, b]
+            # (each piece keeps the run's confidence: --min-confidence judged the merged run, and a piece rated
+            # by its own shot was written under the threshold)
             if max_ms and length > max_ms and (at_joins := _cuts_at_joins(a, b, joins, max_ms, need, min_ms)):
-                # each piece rated by the cues as given it holds (a dark shot folded into a sure one's run showed
-                # the run's mean, 0.73 for its own 0.54)
-                for s, e in zip(at_joins, at_joins[1:]):
-                    _append(result, Cue(s / 1000.0, e / 1000.0, text, _rated(cues, s, e, confidence)), max_ms)
-                continue
-            if max_ms and length > max_ms:
+                cuts = at_joins
+            elif max_ms and length > max_ms:
                 parts = math.ceil(length / max_ms)
                 short = need and parts * need > length  # equal cues too short to read
                 if short and need + (parts - 1) * min_ms <= length:
@@ -740,13 +738,6 @@ def layout_cues(
                 if e > s:
                     _append(result, Cue(s / 1000.0, e / 1000.0, text, confidence), max_ms)
     return result
-
-
-def _rated(cues: Sequence[Cue], s: int, e: int, otherwise: float) -> float:
-    """The confidence of the cues as given over ``[s, e]`` ms, weighted by how much of it each holds."""
-    held = [(min(to_ms(c.end), e) - max(to_ms(c.start), s), c.confidence) for c in cues]
-    total = sum(t for t, _ in held if t > 0)
-    return sum(t * c for t, c in held if t > 0) / total if total else otherwise
 
 
 def _cuts_at_joins(a: int, b: int, joins: Sequence[int], max_ms: int, need: int, min_ms: int) -> list[int] | None:

@@ -1801,6 +1801,7 @@ def test_an_output_folder_moved_alone_keeps_the_other_folders_records_and_repoin
     assert batch(tmp_path / "day2", "-o", moved, "--model", tiny_model, "-f", "json,html", "-q").exit_code == 0
     assert {v["name"] for v in _own_page(moved / "index.html")[2]["videos"]} == {"b.mp4", "day1/a.mp4"}
     assert 'src="../../day2/b.mp4"' in (moved / "b.html").read_text(encoding="utf-8")  # plays from subs2
+    assert 'src="../../day1/a.mp4"' in (moved / "a.html").read_text(encoding="utf-8")  # the other folder's too
     make_video(tmp_path / "day2" / "a.mp4", [("checker", 1.0)], seed=2)
     result = batch(tmp_path / "day2", "-o", moved, "--model", tiny_model, "-f", "json,html")
     assert result.exit_code == 1 and "its outputs would replace those of" in result.output, result.output
