@@ -759,10 +759,10 @@ class Captioner:
         # at the JSON's 4 places: a cue the JSON shows as 0.585 was left out by --min-confidence 0.585 (0.58497)
         sure = [c for c in merged if round(c.confidence, 4) >= fmt.min_confidence]
         if merged and not sure:  # an empty subtitle file needs saying
-            log.warning("%s: %s confidence under %.2f (--min-confidence): no captions", info.path,
+            log.warning("%s: %s confidence under %g (--min-confidence): no captions", info.path,
                         "the one cue has" if len(merged) == 1 else f"all {len(merged)} cues have", fmt.min_confidence)
         elif len(sure) < len(merged):
-            log.info("%s: %d of %d cues left out (confidence under %.2f)", info.path, len(merged) - len(sure),
+            log.info("%s: %d of %d cues left out (confidence under %g)", info.path, len(merged) - len(sure),
                      len(merged), fmt.min_confidence)
         # the segments of the cues kept, for layout_cues to merge as it always does (merging merged cues again
         # can join two that the first pass kept apart)

@@ -205,7 +205,10 @@ def test_one_cue_is_said_in_the_singular(tmp_path, clip, tiny_model, monkeypatch
     assert result.stderr == f"{tmp_path / 'talk.srt'}  (1 cue)\n{tmp_path / 'talk.txt'}  (1 cue)\n"
     # and where its one cue is left out, and a search's page (both said "1 cues")
     result = cli("run", video, "--model", tiny_model, "-f", "json", "--min-confidence", "1", "-o", tmp_path / "out")
-    assert "warning: " in result.stderr and "the one cue has confidence under 1.00" in result.stderr
+    assert "warning: " in result.stderr and "the one cue has confidence under 1 (--min-confidence)" in result.stderr
+    # the threshold as given (it said "under 0.71" for 0.715)
+    result = cli("run", video, "--model", tiny_model, "-f", "json", "--min-confidence", "0.715", "-o", tmp_path / "o2")
+    assert "the one cue has confidence under 0.715 (--min-confidence)" in result.stderr
     result = cli("run", video, "--model", tiny_model, "-f", "json", "-o", tmp_path / "found")
     assert cli("search", "dog", tmp_path / "found", "--html", tmp_path / "r.html").exit_code == 0
     assert "<p>1 cue searched.</p>" in (tmp_path / "r.html").read_text(encoding="utf-8")
