@@ -234,7 +234,8 @@ def page_data(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seque
         },
         "model": {"name": model.get("name"), "sha256": model.get("sha256")},
         "low_confidence": review.low_confidence,
-        "line": {"width": output.max_line_width, "count": output.max_line_count},
+        # (cps: the reading speed the cues were laid out for; an edit longer than its cue can be read is marked)
+        "line": {"width": output.max_line_width, "count": output.max_line_count, "cps": output.max_chars_per_second},
         "cues": [
             {"start": round(c.start, 3), "end": round(c.end, 3), "text": c.text,
              "confidence": round(float(c.confidence), 4),
@@ -295,7 +296,7 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
             # (and "check" where the caption is to be checked: the page's "look at these first"), its confidence said
             # after it: the name replaced the row's contents, and a screen reader tabbing through never heard either
             f'aria-labelledby="cue-{i + 1}-time cue-{i + 1}-text{f" cue-{i + 1}-flag" if flagged else ""}" '
-            f'aria-describedby="cue-{i + 1}-conf cue-help">'
+            f'aria-describedby="cue-{i + 1}-conf cue-{i + 1}-slow cue-help">'
             f"{thumb}<div class=\"body\"><div class=\"meta\">"
             f'<span class="num">{i + 1}</span>'
             f'<span class="time" id="cue-{i + 1}-time">{_clock(cue.start)} – {_clock(cue.end)}</span>'
@@ -303,7 +304,8 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
             f"<span class=\"vh\">confidence </span>{_two_places(c['confidence'])}</span>"
             + (f'<span class="flag" id="cue-{i + 1}-flag" title="confidence below '
                f'{review.low_confidence:.2f}: check this caption">check</span>' if flagged else "")
-            + '<span class="edited-badge">edited</span></div>'
+            + '<span class="edited-badge">edited</span>'
+            f'<span class="slow-badge" id="cue-{i + 1}-slow"></span></div>'
             f'<p class="text" id="cue-{i + 1}-text" dir="auto">{_e(cue.text)}</p>'
             + (f'<ul class="concepts" aria-label="concept words the encoder saw">{concepts}</ul>' if concepts else "")
             + "</div></li>"

@@ -1486,3 +1486,22 @@ def test_a_confidence_just_under_the_mark_is_not_shown_at_the_mark(tmp_path):
     text = page.read_text(encoding="utf-8")
     assert 'confidence </span>0.49</span><span class="flag"' in text
     assert 'confidence </span>0.50</span><span class="edited-badge"' in text  # at the mark: not to check
+
+
+def test_an_edit_too_long_to_read_in_its_cue_is_marked(browser, tmp_path):
+    """A describer's longer sentence (45 characters in a 1.8 s cue) downloaded with the cue's times and no word: at
+    20 characters a second it flashes by unread. The row says so, visibly and to a screen reader; a fitting edit, or
+    the model's own caption, says nothing."""
+    from selenium.webdriver.common.keys import Keys
+
+    page = crafted_page(tmp_path, [Cue(0, 1.8, "a dog", 0.9), Cue(1.8, 6, "a cat", 0.9)])
+    open_page(browser, page)
+    text = rows(browser)[0].find_element("css selector", ".text")
+    text.click()
+    text.send_keys(Keys.END, " runs across the garden after a red ball")
+    slow = browser.find_element("id", "cue-1-slow")
+    assert slow.text == "too long to read in 1.8 s (needs 2.3 s)"  # 45 characters at 20 a second
+    assert "too long to read" in ax_text(ax_node(browser, "#cue-1"), "description")
+    text.send_keys(Keys.ESCAPE)  # back to the model's caption
+    assert browser.find_element("id", "cue-1-slow").text == ""
+    assert console_errors(browser) == []

@@ -210,6 +210,14 @@
     var row = rows[i], text = textOf(i), node = row.querySelector(".text");
     if (document.activeElement !== node) node.textContent = text;
     row.classList.toggle("edited", editedText(i) !== null);
+    // an edit longer than its cue can be read at the speed the cues were laid out for: said beside it (the
+    // downloads keep the cue's times, and a describer's longer sentence flashed by unread)
+    var slow = row.querySelector(".slow-badge"), cps = data.line && data.line.cps, held = cues[i].end - cues[i].start;
+    if (slow) {
+      var needs = cps > 0 && editedText(i) !== null ? clean(text).length / cps : 0;
+      slow.textContent = needs > held + 0.0005 ? "too long to read in " + held.toFixed(1) + " s (needs " +
+        needs.toFixed(1) + " s)" : "";
+    }
     var cue = trackCue(i);
     if (cue) {
       cue.text = vttEscape(wrapPieces(clean(text), data.line.width, data.line.count)
