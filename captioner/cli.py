@@ -7,12 +7,13 @@ It parses options, builds a ``CaptionConfig``, calls the library and turns
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import click
 
@@ -80,6 +81,30 @@ class _StderrHandler(logging.StreamHandler):
                 self.handleError(record)
                 return
         super().emit(record)
+
+
+@contextlib.contextmanager
+def _held_log_lines(into: list[logging.LogRecord]) -> Iterator[None]:
+    """The CLI's log lines of the ``captioner`` logger kept in ``into`` instead of written, for ``_write_held``
+    to write them where they belong in the output (``image``: a photo's warning among the captions)."""
+    def hold(record: logging.LogRecord) -> bool:
+        into.append(record)
+        return False
+
+    handlers = [h for h in logging.getLogger("captioner").handlers if getattr(h, "_captioner_cli", False)]
+    for h in handlers:
+        h.addFilter(hold)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(hold)
+
+
+def _write_held(records: Sequence[logging.LogRecord]) -> None:
+    for h in (h for h in logging.getLogger("captioner").handlers if getattr(h, "_captioner_cli", False)):
+        for record in records:
+            h.handle(record)
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -692,18 +717,22 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
     bar = tqdm(total=len(files), unit="image", desc="captioning", file=sys.stderr, dynamic_ncols=True, leave=False,
                disable=True if quiet or len(files) < 2 or not sys.stderr.isatty() else None, mininterval=0.5)
     for start in range(0, len(files), batch_size):
-        chunk, imgs, errors = [], [], {}
+        chunk, imgs, errors, logged = [], [], {}, {}
         for f in files[start : start + batch_size]:
+            held: list[logging.LogRecord] = []
             try:  # shrunk at once: a batch of 12-megapixel photos held whole took over 1 GB
-                imgs.append(captioner.encoder.resize(load_image(str(f), captioner.encoder.config.image_size)))
+                with _held_log_lines(held):  # (a "cut short" warning came above earlier photos' captions)
+                    imgs.append(captioner.encoder.resize(load_image(str(f), captioner.encoder.config.image_size)))
             except CaptionerError as exc:
                 failed += 1
                 errors[len(chunk)] = _error_line(exc)
+            logged[len(chunk)] = held
             chunk.append(f)
         captions = iter(captioner.caption_images(imgs))
         # each line in the photos' order: a chunk's errors were printed before the captions of the photos ahead
         # of them (a terminal showed b.jpg's error above a.jpg's caption)
         for k, f in enumerate(chunk):
+            _write_held(logged[k])
             if k in errors:
                 try:  # _fail's line, clear of the bar; a stderr that cannot be written stops no photo (as _say)
                     tqdm.write(errors[k], file=sys.stderr)

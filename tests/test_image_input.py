@@ -583,11 +583,14 @@ def test_a_failed_photos_line_comes_in_its_place_among_the_captions(tmp_path, ti
     _photo(album / "a.jpg")
     (album / "b.jpg").write_bytes(b"")
     _photo(album / "c.jpg", "blue")
+    (album / "d.jpg").write_bytes(_photo(tmp_path / "whole.jpg", "green").read_bytes()[:-2])  # a warning, in its place
     done = subprocess.run(captioner_command("image", album, "--model", tiny_model, "--beam-size", "1"),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=subprocess_env(), timeout=120)
     assert done.returncode == 1
     assert [line.split("\t")[0] for line in done.stdout.splitlines()] == [
-        str(album / "a.jpg"), f"error: {album / 'b.jpg'}: not a readable image", str(album / "c.jpg")], done.stdout
+        str(album / "a.jpg"), f"error: {album / 'b.jpg'}: not a readable image", str(album / "c.jpg"),
+        f"warning: {album / 'd.jpg'}: the file is cut short (no end marker); captioned as far as it decodes",
+        str(album / "d.jpg")], done.stdout
 
 
 def test_what_an_unreadable_file_is_is_told_by_its_bytes_not_its_name(tmp_path, tiny_model) -> None:
