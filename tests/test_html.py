@@ -1490,18 +1490,28 @@ def test_a_confidence_just_under_the_mark_is_not_shown_at_the_mark(tmp_path):
 
 def test_an_edit_too_long_to_read_in_its_cue_is_marked(browser, tmp_path):
     """A describer's longer sentence (45 characters in a 1.8 s cue) downloaded with the cue's times and no word: at
-    20 characters a second it flashes by unread. The row says so, visibly and to a screen reader; a fitting edit, or
-    the model's own caption, says nothing."""
+    20 characters a second it flashes by unread. The row says so, visibly and to a screen reader; a fitting edit, the
+    model's own caption, or an edit no longer than a caption the layout let run short says nothing."""
     from selenium.webdriver.common.keys import Keys
 
+    set_text = ("var t = document.getElementById('cue-1-text'); t.textContent = arguments[0];"
+                " t.dispatchEvent(new Event('input'))")
     page = crafted_page(tmp_path, [Cue(0, 1.8, "a dog", 0.9), Cue(1.8, 6, "a cat", 0.9)])
     open_page(browser, page)
     text = rows(browser)[0].find_element("css selector", ".text")
     text.click()
     text.send_keys(Keys.END, " runs across the garden after a red ball")
     slow = browser.find_element("id", "cue-1-slow")
-    assert slow.text == "too long to read in 1.8 s (needs 2.3 s)"  # 45 characters at 20 a second
+    assert slow.text == "too long to read in 1.8 s (needs 2.3 s)."  # 45 characters at 20 a second
     assert "too long to read" in ax_text(ax_node(browser, "#cue-1"), "description")
-    text.send_keys(Keys.ESCAPE)  # back to the model's caption
+    browser.execute_script(set_text, "a" * 37 + "\U0001F600")  # 38 characters (an emoji is one): 1.9 s
+    assert slow.text == "too long to read in 1.8 s (needs 1.9 s)."
+    browser.execute_script(set_text, "\U0001F600" * 20 + " b")  # 22 characters (44 UTF-16 units): it fits
+    assert slow.text == ""
+    text.send_keys(Keys.END, " runs across the garden after a red ball", Keys.ESCAPE)  # back to the model's caption
+    assert browser.find_element("id", "cue-1-slow").text == ""
+    short = crafted_page(tmp_path, [Cue(0, 0.6, "a person is playing a video game", 0.9)], name="short")
+    open_page(browser, short)  # the only caption of a short video, let run short: a typo fix makes it no longer
+    browser.execute_script(set_text, "A person is playing a video game")
     assert browser.find_element("id", "cue-1-slow").text == ""
     assert console_errors(browser) == []

@@ -212,11 +212,15 @@
     row.classList.toggle("edited", editedText(i) !== null);
     // an edit longer than its cue can be read at the speed the cues were laid out for: said beside it (the
     // downloads keep the cue's times, and a describer's longer sentence flashed by unread)
+    // (in code points, as the layout counts; only where the edit is longer than the model's caption, which the
+    // layout may have let run short: the only caption of a very short video; held cut down and need rounded up,
+    // "1.8 s (needs 1.8 s)" said nothing)
     var slow = row.querySelector(".slow-badge"), cps = data.line && data.line.cps, held = cues[i].end - cues[i].start;
     if (slow) {
-      var needs = cps > 0 && editedText(i) !== null ? clean(text).length / cps : 0;
-      slow.textContent = needs > held + 0.0005 ? "too long to read in " + held.toFixed(1) + " s (needs " +
-        needs.toFixed(1) + " s)" : "";
+      var length = chars(clean(text)).length, longer = editedText(i) !== null && length > chars(cues[i].text).length;
+      var needs = cps > 0 && longer ? length / cps : 0;
+      slow.textContent = needs > held + 0.0005 ? "too long to read in " + (Math.floor(held * 10 + 1e-9) / 10).toFixed(1) +
+        " s (needs " + (Math.ceil(needs * 10 - 1e-9) / 10).toFixed(1) + " s)." : "";
     }
     var cue = trackCue(i);
     if (cue) {
