@@ -83,6 +83,12 @@ class _StderrHandler(logging.StreamHandler):
         super().emit(record)
 
 
+def _cli_handlers(logger: logging.Logger | None = None) -> list[logging.Handler]:
+    """The handlers ``_setup_logging`` put on the ``captioner`` logger."""
+    logger = logger or logging.getLogger("captioner")
+    return [h for h in logger.handlers if getattr(h, "_captioner_cli", False)]
+
+
 @contextlib.contextmanager
 def _held_log_lines(into: list[logging.LogRecord]) -> Iterator[None]:
     """The CLI's log lines of the ``captioner`` logger kept in ``into`` instead of written, for ``_write_held``
@@ -91,7 +97,7 @@ def _held_log_lines(into: list[logging.LogRecord]) -> Iterator[None]:
         into.append(record)
         return False
 
-    handlers = [h for h in logging.getLogger("captioner").handlers if getattr(h, "_captioner_cli", False)]
+    handlers = _cli_handlers()
     for h in handlers:
         h.addFilter(hold)
     try:
@@ -102,7 +108,7 @@ def _held_log_lines(into: list[logging.LogRecord]) -> Iterator[None]:
 
 
 def _write_held(records: Sequence[logging.LogRecord]) -> None:
-    for h in (h for h in logging.getLogger("captioner").handlers if getattr(h, "_captioner_cli", False)):
+    for h in _cli_handlers():
         for record in records:
             h.handle(record)
 
@@ -117,7 +123,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     logger = logging.getLogger("captioner")
-    for old in [h for h in logger.handlers if getattr(h, "_captioner_cli", False)]:
+    for old in _cli_handlers(logger):
         logger.removeHandler(old)
     handler = _StderrHandler()
     handler.setFormatter(_CliFormatter())

@@ -280,8 +280,10 @@ def load_image(path: str, size: int | None = None) -> np.ndarray:
             if cut:
                 img = cv2.imdecode(whole, _jpeg_reduction(whole, size))
                 data = whole
-                missing = _missing_share(img) if whole[:2].tobytes() == b"\xff\xd8" else 0.0 if img is not None else 1.0
-                if img is not None and missing > MAX_MISSING_SHARE:  # (a PNG cut in its data is not decoded at all)  # a download stopped part-way: alt text of a grey picture, exit 0
+                # a download stopped part-way: alt text of a grey picture, exit 0 (a PNG cut in its data does not
+                # decode at all)
+                missing = _missing_share(img) if img is not None and whole[:2].tobytes() == b"\xff\xd8" else 0.0
+                if missing > MAX_MISSING_SHARE:
                     raise CaptionerError(f"{path}: not a readable image (the file is cut short: about "
                                          f"{100 * missing:.0f} % of the picture is missing)")
             if img is None:
@@ -302,6 +304,8 @@ def load_image(path: str, size: int | None = None) -> np.ndarray:
         raise
 
 
+_HEIC_HINT = " (HEIC is not supported: convert it to JPEG)"  # iPhones' default: no decoder here
+_VIDEO_HINT = " (it is a video: caption it with captioner run)"
 _HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"}
 #: ISO media brands of still pictures (AVIF, generic HEIF) and of sound alone: no "it is a video" for those
 _NOT_VIDEO_BRANDS = {b"avif", b"avis", b"mif1", b"msf1", b"miaf", b"M4A ", b"M4B ", b"M4P ", b"F4A "}
@@ -316,12 +320,12 @@ def _what_it_is(path: str, data: np.ndarray) -> str:
         box = bytes(data[8:max(16, min(size, 256))])
         brands = {box[k:k + 4] for k in range(0, len(box) - 3, 4)} - {box[4:8]}  # (bytes 4-8: the minor version)
         if brands & _HEIC_BRANDS:
-            return " (HEIC is not supported: convert it to JPEG)"  # iPhones' default: no decoder here
-        return "" if brands & _NOT_VIDEO_BRANDS else " (it is a video: caption it with captioner run)"
+            return _HEIC_HINT
+        return "" if brands & _NOT_VIDEO_BRANDS else _VIDEO_HINT
     if Path(path).suffix.lower() in UNDECODED_PHOTO_EXTENSIONS:
-        return " (HEIC is not supported: convert it to JPEG)"
+        return _HEIC_HINT
     if head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
-        return " (it is a video: caption it with captioner run)"
+        return _VIDEO_HINT
     return ""
 
 
@@ -335,11 +339,9 @@ _PNG_END = np.frombuffer(b"\x00\x00\x00\x00IEND\xaeB`\x82", np.uint8)
 MAX_MISSING_SHARE = 0.05
 
 
-def _missing_share(img: np.ndarray | None) -> float:
+def _missing_share(img: np.ndarray) -> float:
     """The share of ``img``'s rows, from the bottom, that are the flat grey (128) libjpeg fills in past the end of
-    the data (1.0 for no picture)."""
-    if img is None:
-        return 1.0
+    the data."""
     flat = np.all(np.abs(img.astype(np.int16) - 128) <= 2, axis=(1, 2))
     rows = len(flat) if flat.all() else int(np.argmin(flat[::-1]))  # the flat rows at the bottom
     return rows / max(1, len(flat))

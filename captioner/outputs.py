@@ -55,8 +55,13 @@ INDEX_NAMES = (INDEX_NAME, INDEX_FALLBACK_NAME)
 _TMP_SUFFIX = ".captioner.tmp"
 #: A temporary output this many seconds old is a killed run's, not one another run is writing (``run`` clears them).
 STALE_WRITE_S = 60.0
-# DOTALL: a name with a newline in it (allowed everywhere else) left its temporary files behind on every run
-_TMP_RE = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}" + re.escape(_TMP_SUFFIX), re.S)
+def _tmp_pattern(suffix: str) -> re.Pattern[str]:
+    """``.<name>.<mkstemp's 8 letters><suffix>``; DOTALL: a name with a newline in it (allowed everywhere else)
+    left its temporary files behind on every run."""
+    return re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}" + re.escape(suffix), re.S)
+
+
+_TMP_RE = _tmp_pattern(_TMP_SUFFIX)
 
 
 #: Longest file name most file systems take (NAME_MAX, bytes).
@@ -742,7 +747,7 @@ def remove_stale_temp_files(folder: Path, names: Iterable[str], older_than: floa
     index's until 2026-12-05). Returns the count removed.
     """
     names = {_tmp_stem(n) for n in names}
-    pattern = _TMP_RE if suffix == _TMP_SUFFIX else re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}" + re.escape(suffix), re.S)
+    pattern = _TMP_RE if suffix == _TMP_SUFFIX else _tmp_pattern(suffix)
     removed = 0
     try:
         entries = os.listdir(folder)

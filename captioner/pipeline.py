@@ -28,6 +28,7 @@ import numpy as np
 
 from .concepts import top_concepts
 from .config import CaptionConfig, usable_cpus
+from .cues import to_ms
 from .errors import CaptionerError, VideoError
 from .native import blas_limited
 from .outputs import absolute, count_text, seconds_text
@@ -35,7 +36,6 @@ from .progress import Progress, ProgressCallback  # noqa: F401  (Progress: impor
 from .review import Snapshot, encode_jpeg, shrink, snapshots_for, thumbnail_size
 from .search import Hypothesis, OnceMap, once_groups, search_many
 from .segment import StreamingSegmenter, Window
-from .cues import to_ms
 from .subtitles import Cue, layout_cues, merge_cues
 from .vocab import fix_articles, follow_rules
 from .video import DecodeStats, Frame, VideoInfo, open_video, prefetch, read_frames, sample_times_hint, within

@@ -544,7 +544,7 @@ def index_path(root: Path, pages: Sequence[Path]) -> Path:
     index.mp4 captioned by ``run`` or by an earlier batch, since deleted) was written over, and so was a foreign
     captioner-index.html; ``OutputError`` where neither name is free."""
     taken = {os.path.abspath(p) for p in pages}
-    for candidate in (Path(root) / INDEX_NAME, Path(root) / INDEX_FALLBACK_NAME):
+    for candidate in _index_candidates(root):
         if os.path.abspath(candidate) not in taken and (not os.path.lexists(candidate) or _archive_index(candidate)):
             return candidate
     raise OutputError(f"{root}: {INDEX_NAME} and {INDEX_FALLBACK_NAME} are both another page or file; the archive "
@@ -559,7 +559,12 @@ def _two_places(value: float) -> str:
 
 def archive_index_in(root: Path) -> Path | None:
     """The archive index captioner wrote in ``root`` (``index.html`` or ``captioner-index.html``), if there is one."""
-    return next((p for p in (Path(root) / INDEX_NAME, Path(root) / INDEX_FALLBACK_NAME) if _archive_index(p)), None)
+    return next((p for p in _index_candidates(root) if _archive_index(p)), None)
+
+
+def _index_candidates(root: Path) -> tuple[Path, Path]:
+    """Where an archive index goes in ``root``, in the order tried."""
+    return Path(root) / INDEX_NAME, Path(root) / INDEX_FALLBACK_NAME
 
 
 def _archive_index(path: Path) -> bool:

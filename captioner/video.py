@@ -917,7 +917,7 @@ def _opencv_name(path: Path) -> Iterator[str]:
         with tempfile.TemporaryDirectory(prefix="captioner-") as folder:
             link = os.path.join(folder, "video" + suffix)
             try:
-                os.symlink(_ffmpeg_name(path), link)  # (not abspath: link/../clip.mp4 is not ./clip.mp4)
+                os.symlink(name, link)  # (not abspath: link/../clip.mp4 is not ./clip.mp4)
             except OSError as exc:  # no symlinks here (some Windows setups): say what to do instead
                 raise VideoError(f"{path}: the file name is not valid UTF-8 and no link to it could be made "
                                  f"({exc.strerror or exc}); rename the file") from None

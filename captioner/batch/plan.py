@@ -218,8 +218,7 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     recorded.update((video, _outputs_now(report, record)) for report, _, _ in reports
                     for video, record in report.records.items())
     # videos whose outputs moved with their -o (alone): their review pages link the video from the old place
-    out_moved = {video for report, _, _ in reports if report.before is not None
-                 and report.before != report.path.parent for video in {**report.earlier, **report.records}}
+    out_moved = {video for report, _, _ in reports if report.moved for video in {**report.earlier, **report.records}}
     # a batch of a sub-folder before (``batch archive/2023``, then ``batch archive``): its report's records too, where
     # this batch's own reports say nothing of a video (a video replaced there by an older file kept its captions)
     read = {path for path, _ in plan.report_paths_abs()}
@@ -339,11 +338,11 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         if gone := gone_videos(report, roots_now, seen, own):
             plan.gone[report.path] = gone
         now = {video: _outputs_now(report, record) for video, record in {**report.earlier, **report.records}.items()}
-        if report.before is not None and report.before != report.path.parent:  # -o moved: pages of videos not in
-            # this run link them from the old place too, and after this run's report nothing says it moved
+        if report.moved:  # pages of videos not in this run link them from the old place too, and after this
+            # run's report nothing says the folder moved
             plan.repoint.extend((Path(json), Path(video)) for video, (_, made) in now.items()
                                 if Path(video) not in seen and os.path.isfile(video)
-                                for json in made[:] if json.endswith(".json") and os.path.isfile(json))
+                                for json in made if json.endswith(".json") and os.path.isfile(json))
         kept = {video: record for video, record in now.items()
                 if not any(Path(video).is_relative_to(r) for r in plan.roots) and os.path.isfile(video)
                 and any(os.path.isfile(m) for m in record[1])}
@@ -418,6 +417,11 @@ class PastReport:
     gone: Any = None  # its list of gone videos, as written (checked where read)
     earlier: dict[str, Record] = field(default_factory=dict)  # its ``"earlier"`` records (``BatchPlan.earlier``)
 
+    @property
+    def moved(self) -> bool:
+        """Whether its output folder has moved since it was written (``mv OUT OUT2``)."""
+        return self.before is not None and self.before != self.path.parent
+
 
 def _renamed_outputs(video: Path, base: Path, formats: Sequence[str], previous: Record | None,
                      bases_now: Collection[str], key: Any) -> list[tuple[Path, Path]]:
@@ -448,7 +452,7 @@ def _outputs_now(report: PastReport, record: Record) -> Record:
     """``record`` with its outputs where they are now: moved as ``report`` was, where its output folder moved
     (``mv OUT OUT2``, the videos left in place: every video was captioned again, and one corrected by hand then
     failed on every run)."""
-    if report.before is None or report.before == report.path.parent:
+    if not report.moved:
         return record
     return record[0], _moved(record[1], report.before, report.path.parent)
 

@@ -146,6 +146,11 @@ def _rewrites_index(results: Sequence[FileResult], roots: Sequence[int], folder:
                for r in results) and archive_index_in(folder) is not None
 
 
+def _page_in(outputs: Sequence[str], on_disk: bool = False) -> Path | None:
+    """The review page among a video's ``outputs`` (``on_disk``: one still there), or None."""
+    return next((Path(p) for p in outputs if str(p).endswith(".html") and (not on_disk or os.path.isfile(p))), None)
+
+
 def write_batch_index(plan: BatchPlan, results: Sequence[FileResult], roots: Sequence[int], folder: Path) -> Path:
     """Write the index of a batch's videos under ``roots`` (indexes into ``plan.roots``) into ``folder``.
 
@@ -169,15 +174,15 @@ def write_batch_index(plan: BatchPlan, results: Sequence[FileResult], roots: Seq
             shown = r.shown or r.video
         elif several:
             shown = f"{root.name}/{shown}"
-        page = next((Path(p) for p in r.outputs if str(p).endswith(".html")), None)
+        page = _page_in(r.outputs)
         if page is None and r.status is not Status.FAILED:  # its page of an earlier run (pending: not yet redone)
-            page = next((Path(p) for p in r.covers if p.endswith(".html") and os.path.isfile(p)), None)
+            page = _page_in(r.covers, on_disk=True)
         entries.append(IndexEntry(shown.replace(os.sep, "/"), r.status.value, r.reason, page))
     # another folder's videos batched into the same output folder before (the report's "earlier"): their pages are
     # still here and were left out, as if the index covered only the last folder batched
     # (and videos of these folders not walked this time: a folder that cannot be listed, --no-recursive)
     for video, (_, made) in sorted(plan.earlier.get(Path(folder) / REPORT_NAME, {}).items()):
-        page = next((Path(m) for m in made if m.endswith(".html") and os.path.isfile(m)), None)
+        page = _page_in(made, on_disk=True)
         if page is not None:
             root = next((plan.roots[i] for i in sorted(wanted) if Path(video).is_relative_to(plan.roots[i])), None)
             shown = (f"{Path(video).parent.name}/{Path(video).name}" if root is None else

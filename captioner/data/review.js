@@ -210,11 +210,10 @@
     var row = rows[i], text = textOf(i), node = row.querySelector(".text");
     if (document.activeElement !== node) node.textContent = text;
     row.classList.toggle("edited", editedText(i) !== null);
-    // an edit longer than its cue can be read at the speed the cues were laid out for: said beside it (the
-    // downloads keep the cue's times, and a describer's longer sentence flashed by unread)
-    // (in code points, as the layout counts; only where the edit is longer than the model's caption, which the
-    // layout may have let run short: the only caption of a very short video; held cut down and need rounded up,
-    // "1.8 s (needs 1.8 s)" said nothing)
+    // an edit longer than its cue can be read at the speed the cues were laid out for is said beside it (the
+    // downloads keep the cue's times: a describer's longer sentence flashed by unread). Counted in code points, as
+    // the layout counts; only an edit longer than the model's caption (the layout may let the only caption of a
+    // very short video run short); the time held cut down and the need rounded up ("1.8 s (needs 1.8 s)")
     var slow = row.querySelector(".slow-badge"), cps = data.line && data.line.cps, held = cues[i].end - cues[i].start;
     if (slow) {
       var length = chars(clean(text)).length, longer = editedText(i) !== null && length > chars(cues[i].text).length;
