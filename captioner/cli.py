@@ -517,17 +517,21 @@ def _checked(bar):
     return report
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+#: ``main``'s help (not its docstring: ``python -OO`` strips docstrings, and --help said nothing)
+_MAIN_HELP = """Describe what is visible in videos as timed subtitles.
+
+\b
+captioner run talk.mp4               # -> talk.srt beside the video
+captioner run *.mp4 -o subs -f all   # srt, vtt, json, txt and html into subs/
+captioner batch archive/ -o subs     # a whole folder tree, resumable
+captioner image photo.jpg            # alt text for photos
+"""
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             help=_MAIN_HELP)
 @click.version_option(__version__, prog_name="captioner")
 def main() -> None:
-    """Describe what is visible in videos as timed subtitles.
-
-    \b
-    captioner run talk.mp4               # -> talk.srt beside the video
-    captioner run *.mp4 -o subs -f all   # srt, vtt, json, txt and html into subs/
-    captioner batch archive/ -o subs     # a whole folder tree, resumable
-    captioner image photo.jpg            # alt text for photos
-    """
     # OpenMP threads that spin while waiting steal the core the video decoder needs
     # (and collapse under any other load: 30x slower encodes were seen on a busy
     # machine). Passive waiting cut `make bench`'s run from 8.6 s to 7.5 s. It must be
@@ -543,7 +547,15 @@ def main() -> None:
                 stream.reconfigure(errors="backslashreplace")
 
 
-@main.command(short_help="Caption video files into subtitles (srt, vtt, json, txt, html).")
+#: ``run``'s help (not its docstring: ``python -OO`` strips docstrings, and --help said nothing)
+_RUN_HELP = """Caption VIDEO files into subtitle files (default: <name>.srt beside each video).
+
+Files captioner wrote before are replaced; any other file of the same name is left alone (--overwrite).
+--start and --end caption one stretch of each video (a scene of a film).
+"""
+
+
+@main.command(short_help="Caption video files into subtitles (srt, vtt, json, txt, html).", help=_RUN_HELP)
 # readable=False: click refused the whole command over one unreadable file; each gets its own error line
 @click.argument("videos", nargs=-1, required=True, type=_Named(readable=False, path_type=Path, what="file name",
                                                                dash=_no_stdin("file")))
@@ -562,11 +574,6 @@ def main() -> None:
 @caption_options
 def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, formats: tuple[str, ...], verbose: int,
         quiet: bool, start: float, end: float | None, **options) -> None:
-    """Caption VIDEO files into subtitle files (default: <name>.srt beside each video).
-
-    Files captioner wrote before are replaced; any other file of the same name is left alone (--overwrite).
-    --start and --end caption one stretch of each video (a scene of a film).
-    """
     from .outputs import (STALE_WRITE_S, count_text, output_bases, output_names, output_problem, prepare_output_dir,
                           remove_empty, remove_stale_temp_files, replaces_input, seconds_text, stretch_label)
 
@@ -634,7 +641,13 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
             remove_empty(created)
 
 
-@main.command(short_help="Caption photos: alt text, one line per photo (or JSON).")
+#: ``image``'s help (not its docstring: ``python -OO`` strips docstrings, and --help said nothing)
+_IMAGE_HELP = """Caption photos (files, or folders of .jpg/.jpeg/.jfif/.png/.webp/.avif/.bmp/.tif/.tiff/.gif: \
+the first frame):
+prints '<path>\\t<caption>' per image (--json: a JSON object per line)."""
+
+
+@main.command(short_help="Caption photos: alt text, one line per photo (or JSON).", help=_IMAGE_HELP)
 @click.argument("paths", nargs=-1, required=True,
                 type=_Named(readable=False, path_type=Path, what="file or folder name",
                             dash=_no_stdin("file or folder")))
@@ -663,8 +676,6 @@ def run(videos: tuple[Path, ...], overwrite: bool, output_dir: Path | None, form
 @click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bar.")
 def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consensus: float, model_dir: Path,
           batch_size: int, as_json: bool, int8: bool, style: str, verbose: int, quiet: bool) -> None:
-    """Caption photos (files, or folders of .jpg/.jpeg/.jfif/.png/.webp/.avif/.bmp/.tif/.tiff/.gif: the first frame):
-    prints '<path>\\t<caption>' per image (--json: a JSON object per line)."""
     _setup_logging(verbose, quiet)
     from .batch.plan import find_files
     from .encoder import UNDECODED_PHOTO_EXTENSIONS, load_image
@@ -757,11 +768,14 @@ def image(paths: tuple[Path, ...], beam_size: int, rerank_weight: float, consens
     sys.exit(1 if failed else 0)
 
 
-@main.command(short_help="Show the model card: model, encoder, training data, metrics.")
+#: ``info``'s help (not its docstring: ``python -OO`` strips docstrings, and --help said nothing)
+_INFO_HELP = """Show the model card summary: model, encoder, training data, metrics, checksum."""
+
+
+@main.command(short_help="Show the model card: model, encoder, training data, metrics.", help=_INFO_HELP)
 @click.option("--model", "model_dir", type=_MODEL, default=DEFAULT_WEIGHTS_DIR,
               show_default="shipped weights/", help="Model folder (or its model.json) to describe.")
 def info(model_dir: Path) -> None:
-    """Show the model card summary: model, encoder, training data, metrics, checksum."""
     from .weights import resolve, verify_model
 
     from .pipeline import check_model
@@ -786,6 +800,25 @@ def _obj(value: Any) -> dict:
     """A card field that should be a JSON object, or {} (a hand-edited "extra": null, which a run never reads,
     made info fail where run and image worked)."""
     return value if isinstance(value, dict) else {}
+
+
+def _versions() -> str:
+    """The versions a bug report needs, from the installed packages' metadata (nothing imported: torch
+    took seconds); a dependency that is missing is said to be."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = [f"captioner {__version__}", f"Python {platform.python_version()}"]
+    for names in (("numpy",), ("onnxruntime",), ("opencv-python-headless", "opencv-python"), ("av",), ("torch",)):
+        for name in names:
+            try:
+                parts.append(f"{name} {version(name)}")
+                break
+            except PackageNotFoundError:
+                continue
+        else:
+            parts.append(f"{names[0]} not installed")
+    return ", ".join(parts)
 
 
 def _describe_model(folder: Path, m: dict) -> list[str]:
@@ -855,6 +888,7 @@ def _describe_model(folder: Path, m: dict) -> list[str]:
                      "photos, those the nearest agree on (captioner image --consensus)")
     lines.append(f"sha256:    {m.get('sha256')}")
     lines.append(f"runtime:   {runtime_summary(str(m.get('encoder')))}")
+    lines.append(f"versions:  {_versions()}")
     training = _obj(extra.get("training"))
     if training:
         lines.append(f"trained:   {training.get('data')}")
@@ -868,7 +902,22 @@ def _describe_model(folder: Path, m: dict) -> list[str]:
     return lines
 
 
-@main.command(short_help="Caption every video under folders (resumable; a report).")
+#: ``batch``'s help (not its docstring: ``python -OO`` strips docstrings, and --help said nothing)
+_BATCH_HELP = """Caption every video under DIR (resumable; bad files are reported, never fatal).
+
+\b
+Outputs mirror DIR's sub-folders under --output-dir
+(DIR/a/clip.mp4 -> OUT/a/clip.srt), or sit beside each video. With several
+DIRs and -o, each gets OUT/<its name>/. A video the report says was captioned
+from this very file (its size and time), its outputs still there, is skipped
+(--overwrite redoes it); failures print one 'error: <path>: <reason>' line
+each. OUT/captioner-report.json (or DIR/captioner-report.json) lists every
+video. Exit 0: none failed, 1: some failed (or the report could not be
+written).
+"""
+
+
+@main.command(short_help="Caption every video under folders (resumable; a report).", help=_BATCH_HELP)
 @click.argument("folders", metavar="DIR...", nargs=-1, required=True,
                 type=_Named(exists=True, file_okay=False, path_type=Path, what="folder name", dash=_no_stdin("folder")))
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Look into sub-folders.")
@@ -886,18 +935,6 @@ def _describe_model(folder: Path, m: dict) -> list[str]:
 def batch(folders: tuple[Path, ...], recursive: bool, workers: int | None, engine: str, ray_address: str | None,
           overwrite: bool, output_dir: Path | None, formats: tuple[str, ...], verbose: int, quiet: bool,
           **options) -> None:
-    """Caption every video under DIR (resumable; bad files are reported, never fatal).
-
-    \b
-    Outputs mirror DIR's sub-folders under --output-dir
-    (DIR/a/clip.mp4 -> OUT/a/clip.srt), or sit beside each video. With several
-    DIRs and -o, each gets OUT/<its name>/. A video the report says was captioned
-    from this very file (its size and time), its outputs still there, is skipped
-    (--overwrite redoes it); failures print one 'error: <path>: <reason>' line
-    each. OUT/captioner-report.json (or DIR/captioner-report.json) lists every
-    video. Exit 0: none failed, 1: some failed (or the report could not be
-    written).
-    """
     import contextlib
     import time
 
@@ -1071,7 +1108,26 @@ def _load(config: CaptionConfig, *, wait: bool = True):
         sys.exit(1)
 
 
-@main.command(short_help="Find the moments that match a query in captioned folders.")
+#: ``search``'s help (not its docstring: ``python -OO`` strips docstrings, and --help said nothing)
+_SEARCH_HELP = """Find the moments whose captions match QUERY in the JSON outputs under FOLDERS.
+
+\b
+captioner search "a dog running on a beach" subs/
+captioner search "cooking" subs/ -n 20 --json
+captioner search "a car" subs/ --html results.html
+
+Cues are ranked by meaning: the query's sentence embedding (offline) against
+each cue's picture vector and its caption (weights: SearchConfig); prints
+'path  start --> end  score  caption', best first. The index is kept in
+FOLDER/.captioner-search/ (or the cache folder if FOLDER is read-only) and
+brought up to date with the JSON files on every search (on a terminal, a
+progress bar while new captions are embedded). A JSON file that is
+not a captioner output gives one 'error: <path>: <reason>' line (exit 1; the
+others are still searched).
+"""
+
+
+@main.command(short_help="Find the moments that match a query in captioned folders.", help=_SEARCH_HELP)
 @click.argument("query")
 @click.argument("folders", nargs=-1, required=True,
                 # readable=False: a folder that cannot be listed is one error line (exit 1), the others searched
@@ -1087,22 +1143,6 @@ def _load(config: CaptionConfig, *, wait: bool = True):
 @click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bar.")
 def search(query: str, folders: tuple[Path, ...], results: int, as_json: bool, html_page: Path | None,
            verbose: int, quiet: bool) -> None:
-    """Find the moments whose captions match QUERY in the JSON outputs under FOLDERS.
-
-    \b
-    captioner search "a dog running on a beach" subs/
-    captioner search "cooking" subs/ -n 20 --json
-    captioner search "a car" subs/ --html results.html
-
-    Cues are ranked by meaning: the query's sentence embedding (offline) against
-    each cue's picture vector and its caption (weights: SearchConfig); prints
-    'path  start --> end  score  caption', best first. The index is kept in
-    FOLDER/.captioner-search/ (or the cache folder if FOLDER is read-only) and
-    brought up to date with the JSON files on every search (on a terminal, a
-    progress bar while new captions are embedded). A JSON file that is
-    not a captioner output gives one 'error: <path>: <reason>' line (exit 1; the
-    others are still searched).
-    """
     _setup_logging(verbose, quiet)
     from .find import Searcher, check_query, check_results_page, check_words, hit_lines, hits_json, write_results_html
 

@@ -206,7 +206,7 @@ def onnx_path(folder: Path) -> Path:
 def _onnx_session(embedder: TextEmbedder):
     """An ONNX Runtime session of ``embedder``'s layers, exported first if not cached (or unreadable)."""
     from .config import usable_cpus
-    from .encoder import cached_session, onnxruntime_module
+    from .encoder import cached_session, onnx_source, onnxruntime_module
 
     ort = onnxruntime_module()
     path = onnx_path(embedder.folder)
@@ -214,7 +214,7 @@ def _onnx_session(embedder: TextEmbedder):
     options.intra_op_num_threads = usable_cpus()
     options.log_severity_level = 4  # fatal only: an error also comes as the exception, which the CLI words
 
-    return cached_session(lambda p: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"]),
+    return cached_session(lambda p: ort.InferenceSession(onnx_source(p), options, providers=["CPUExecutionProvider"]),
                           path, lambda p: _export(embedder, p), "text model")
 
 
@@ -225,6 +225,7 @@ def _export(embedder: TextEmbedder, path: Path) -> None:
     import torch
     from torch.nn import functional as F
 
+    from .encoder import onnx_target
     from .outputs import atomic_path
 
     e = embedder
@@ -258,9 +259,9 @@ def _export(embedder: TextEmbedder, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     ids = torch.ones((2, 7), dtype=torch.int64)
-    with warnings.catch_warnings(), atomic_path(path) as tmp:
+    with warnings.catch_warnings(), atomic_path(path) as tmp, onnx_target(tmp) as f:
         warnings.simplefilter("ignore")
-        torch.onnx.export(Layers().eval(), (ids, torch.ones_like(ids)), str(tmp), input_names=["ids", "mask"],
+        torch.onnx.export(Layers().eval(), (ids, torch.ones_like(ids)), f, input_names=["ids", "mask"],
                           output_names=["embedding"], dynamic_axes={"ids": {0: "n", 1: "length"},
                                                                     "mask": {0: "n", 1: "length"}, "embedding": {0: "n"}},
                           opset_version=17, dynamo=False)

