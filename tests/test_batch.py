@@ -600,6 +600,73 @@ def test_a_caption_file_corrected_by_hand_is_kept_and_its_unchanged_video_skippe
     assert (tree / "a.srt").read_text(encoding="utf-8") == corrected
 
 
+def test_a_new_format_keeps_the_outputs_corrected_by_hand(tmp_path, tiny_model):
+    """-f srt,json then -f srt,json,vtt captioned the unchanged video again and wrote every format: a JSON
+    corrected by hand (it stays captioner's: it has its metadata) and an .srt edited in lower case went back
+    to the model's words, unsaid. The outputs the report vouches for are kept; only the new format is written."""
+    tree = tmp_path / "in"
+    make_video(tree / "a.mp4", [("red", 1.0)], seed=0)
+    batch(tree, "--model", tiny_model, "-f", "srt,json", "-q")
+    data = json.loads((tree / "a.json").read_text())
+    data["cues"][0]["text"] = "A red screen, checked by Anna."
+    (tree / "a.json").write_text(json.dumps(data, indent=2))
+    srt_lines = (tree / "a.srt").read_text().splitlines()
+    srt_lines[2] = "a red screen, corrected by hand"
+    (tree / "a.srt").write_text("\n".join(srt_lines) + "\n")
+    edited = {f: (tree / f"a.{f}").read_bytes() for f in ("srt", "json")}
+    result = batch(tree, "--model", tiny_model, "-f", "srt,json,vtt", "-q")
+    assert result.exit_code == 0 and result.stderr == ""
+    assert {f: (tree / f"a.{f}").read_bytes() for f in ("srt", "json")} == edited
+    assert (tree / "a.vtt").read_text().startswith("WEBVTT")
+    row = by_name(read_report(tree / REPORT_NAME))["a.mp4"]
+    assert row["status"] == "ok" and sorted(Path(o).name for o in row["outputs"]) == ["a.json", "a.srt", "a.vtt"]
+    # the next run: all three up to date, the corrections still there
+    result = batch(tree, "--model", tiny_model, "-f", "srt,json,vtt", "-q")
+    assert by_name(read_report(tree / REPORT_NAME))["a.mp4"]["status"] == "skipped"
+    assert {f: (tree / f"a.{f}").read_bytes() for f in ("srt", "json")} == edited
+    # --overwrite still writes them all again
+    batch(tree, "--model", tiny_model, "-f", "srt,json,vtt", "--overwrite", "-q")
+    assert json.loads((tree / "a.json").read_text())["cues"][0]["text"] != "A red screen, checked by Anna."
+
+
+def test_a_batch_killed_after_a_format_was_added_is_finished_not_redone(tmp_path, tiny_model):
+    """-f json, then -f json,srt killed (kill -9: no report written) after some .srt files: the next run captioned
+    every video again, as the old report's records do not list the new .srt. One written after that report, by
+    captioner, of a video unchanged since the record, was made from it: the video is up to date."""
+    tree = tmp_path / "in"
+    make_video(tree / "a.mp4", [("red", 1.0)], seed=0)
+    make_video(tree / "b.mp4", [("blue", 1.0)], seed=1)
+    batch(tree, "--model", tiny_model, "-f", "json", "-q")
+    report_ns = (tree / REPORT_NAME).stat().st_mtime_ns
+    json_b = (tree / "b.json").read_bytes()
+    # what the killed run left: a.srt, written after the report (its JSON rewritten alike)
+    result = CliRunner().invoke(main, ["run", str(tree / "a.mp4"), "--model", str(tiny_model), "-f", "srt", "-q"])
+    assert result.exit_code == 0, result.output
+    os.utime(tree / "a.srt", ns=(report_ns + 10**9, report_ns + 10**9))
+    srt_a = (tree / "a.srt").read_bytes()
+    batch(tree, "--model", tiny_model, "-f", "json,srt", "-q")
+    rows = by_name(read_report(tree / REPORT_NAME))
+    assert rows["a.mp4"]["status"] == "skipped" and rows["b.mp4"]["status"] == "ok"
+    assert (tree / "a.srt").read_bytes() == srt_a and (tree / "b.json").read_bytes() == json_b  # b: only its .srt new
+    assert sorted(Path(o).name for o in rows["a.mp4"]["outputs"]) == ["a.json", "a.srt"]
+    # the new report lists a.srt as made from a.mp4: a third run skips both, their cue counts kept
+    counts = {name: row["cues"] for name, row in rows.items()}
+    batch(tree, "--model", tiny_model, "-f", "json,srt", "-q")
+    rows = by_name(read_report(tree / REPORT_NAME))
+    assert {v["status"] for v in rows.values()} == {"skipped"}
+    assert {name: row["cues"] for name, row in rows.items()} == counts and counts["b.mp4"] >= 1
+    assert counts["a.mp4"] == len(json.loads((tree / "a.json").read_text())["cues"])  # a: counted in its JSON
+    # an .srt older than the report (of the video before it was replaced, say) does not count
+    (tree / "b.srt").unlink()
+    os.utime(tree / "a.srt", ns=(report_ns - 10**9, report_ns - 10**9))
+    (tree / REPORT_NAME).unlink()
+    batch(tree, "--model", tiny_model, "-f", "json", "-q")
+    report_ns = (tree / REPORT_NAME).stat().st_mtime_ns
+    os.utime(tree / "a.srt", ns=(report_ns - 10**9, report_ns - 10**9))
+    batch(tree, "--model", tiny_model, "-f", "json,srt", "-q")
+    assert by_name(read_report(tree / REPORT_NAME))["a.mp4"]["status"] == "ok"
+
+
 @pytest.mark.parametrize("output_dir", [False, True])
 def test_resume_knows_its_videos_after_the_archive_moved(tmp_path, tiny_model, output_dir):
     """The report's records were found by the video's absolute path only: once the archive was moved or renamed

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..config import CaptionConfig
 from ..errors import OUT_OF_MEMORY, CaptionerError, OutputError, elided, out_of_memory
-from ..outputs import absolute, make_folders
+from ..outputs import absolute, make_folders, output_file
 
 if TYPE_CHECKING:
     from ..pipeline import Captioner, ProgressCallback
@@ -66,6 +66,9 @@ class BatchJob:
     #: ``--overwrite``: outputs captioner did not write are replaced (else the video fails, also when one appears
     #: while the batch runs)
     overwrite: bool = False
+    #: formats asked for whose outputs are up to date (``plan.plan_batch``: the report vouches for them, corrections
+    #: by hand included): not written again, only the others
+    keep: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,10 +119,10 @@ ResultCallback = Callable[[FileResult], None]
 
 def caption_one(captioner: "Captioner", video: Path, base: Path, config: CaptionConfig,
                 progress: "ProgressCallback | None" = None, also: Sequence[str] = (),
-                overwrite: bool = False) -> tuple[list[Path], int]:
-    """Caption ``video`` and write ``base.<fmt>`` for each format (the config's, then ``also``'s); returns (paths,
-    cue count). Unless ``overwrite``, an output captioner did not write is an ``OutputError`` (checked again at the
-    write: the user's own subtitles may have been put there while the video was captioned)."""
+                overwrite: bool = False, keep: Sequence[str] = ()) -> tuple[list[Path], int]:
+    """Caption ``video`` and write ``base.<fmt>`` for each format (the config's, then ``also``'s, less ``keep``'s);
+    returns (paths, cue count). Unless ``overwrite``, an output captioner did not write is an ``OutputError`` (checked
+    again at the write: the user's own subtitles may have been put there while the video was captioned)."""
     from ..writers import write_subtitles
 
     before = signature_now(video)
@@ -132,7 +135,7 @@ def caption_one(captioner: "Captioner", video: Path, base: Path, config: Caption
     except OSError as exc:
         raise OutputError(f"{base.parent}: cannot create output folder ({exc.strerror or exc})") from None
     metadata = result.metadata()
-    formats = tuple(dict.fromkeys([*config.output.formats, *also]))
+    formats = tuple(f for f in dict.fromkeys([*config.output.formats, *also]) if f not in keep)
     paths = write_subtitles(result.cues, base, formats, config.output, metadata, result.duration,
                             snapshots=result.snapshots, review=config.review, keep_foreign=not overwrite)
     return paths, len(result.cues)
@@ -164,12 +167,13 @@ def run_job(captioner: "Captioner", job: BatchJob, config: CaptionConfig) -> Fil
         # before reading it: a video changed meanwhile is done again next time. A file that cannot be
         # read fails in caption_one, worded as run words it (a dangling link: "no such file")
         source = signature_now(job.video)
-        paths, n_cues = caption_one(captioner, job.video, job.base, config, also=job.refresh, overwrite=job.overwrite)
+        paths, n_cues = caption_one(captioner, job.video, job.base, config, also=job.refresh, overwrite=job.overwrite,
+                                    keep=job.keep)
     except Exception as exc:  # one bad file must never stop a batch
         log.debug("%s failed", job.video, exc_info=not isinstance(exc, CaptionerError))
         return FileResult(str(job.video), Status.FAILED, failure_reason(exc, job.video), time.perf_counter() - t0,
                           shown=job.shown, root=job.root).keeping(job.previous)
-    written = tuple(str(p) for p in paths)
+    written = tuple(str(p) for p in paths) + tuple(str(output_file(job.base, f)) for f in job.keep)
     return FileResult(str(job.video), Status.OK, "", time.perf_counter() - t0, n_cues, written,
                       shown=job.shown, root=job.root, source=source, covers=covering(written, source, job.previous))
 

@@ -223,6 +223,8 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     # this batch's own reports say nothing of a video (a video replaced there by an older file kept its captions)
     read = {path for path, _ in plan.report_paths_abs()}
     stamps = {video: _mtime(report.path) for report, _, _ in reports for video in [*report.earlier, *report.records]}
+    # a skipped video's row keeps its cue count (it was null: a sum over the report's rows failed or fell short)
+    counts = {video: n for report, _, _ in reports for video, n in report.cues.items()}
     for path in (o for other in others for o in other if o.name == REPORT_NAME and o not in read):
         stamp = _mtime(path)
         for video, record in read_report(path).records.items():
@@ -290,7 +292,15 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         own.update(output_file(base, f) for f in FORMATS)
         tmp_names.setdefault(base.parent, set()).update(output_names(base))
         wanted = tuple(str(output_file(base, f)) for f in plan.formats)
-        foreign = [] if overwrite else foreign_outputs(base, plan.formats)
+        # outputs the report vouches for (made from the video as it still is, corrections by hand included) are
+        # kept when a run asks for more formats, only the new ones written: all were written again, and a JSON or
+        # an .srt corrected by hand went back to the model's words unsaid (-f srt,json then -f srt,json,vtt)
+        # (and those a later batch made from it but could not report: kill -9 after -f json became -f json,srt)
+        keep = () if overwrite or others_outputs or previous is None else tuple(
+            f for f in plan.formats if outputs_up_to_date(video, base, (f,), previous)
+            or _finished_since(video, output_file(base, f), previous, stamps.get(str(video))))
+        write = tuple(f for f in plan.formats if f not in keep)
+        foreign = [] if overwrite else foreign_outputs(base, write)
         # the video itself: never, even with --overwrite; a film's dialogue subtitles, captions edited by
         # hand: never replaced unasked
         replaces = replaces_input(video, base, plan.formats)
@@ -299,10 +309,13 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         # nothing to write, so up to date; was a failure on every run, its page left out of index.html
         vouched = previous is not None and not replaces
         if (not problem or vouched) and not overwrite and not others_outputs \
-                and outputs_up_to_date(video, base, plan.formats, previous):
-            plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date", outputs=wanted,
+                and (len(keep) == len(plan.formats) or outputs_up_to_date(video, base, plan.formats, previous)):
+            cues = counts.get(str(video))
+            if cues is None and "json" in plan.formats:
+                cues = _cue_count(output_file(base, "json"))
+            plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date", outputs=wanted, cues=cues,
                                         shown=shown, root=i, source=previous[0] if previous else signature_now(video),
-                                        covers=previous[1] if previous else wanted))
+                                        covers=tuple(dict.fromkeys([*previous[1], *wanted])) if previous else wanted))
             if previous is None or found_moved or str(video) in out_moved:
                 plan.repoint.append((output_file(base, "json"), video))
             continue
@@ -311,17 +324,18 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
             plan.renames.extend(moves)
             new_names = dict((str(old), str(new)) for old, new in moves)
             plan.done.append(FileResult(str(video), Status.SKIPPED, "outputs are up to date (renamed)", outputs=wanted,
-                                        shown=shown, root=i, source=previous[0],
+                                        cues=counts.get(str(video)), shown=shown, root=i, source=previous[0],
                                         covers=tuple(new_names.get(m, m) for m in previous[1])))
             if found_moved:  # the archive moved too: the renamed JSON and page name where the video is now
                 plan.repoint.append((output_file(base, "json"), video))
             continue
-        problem = problem or output_problem(base, plan.formats)
+        problem = problem or output_problem(base, write)
         if problem:
             plan.done.append(FileResult(str(video), Status.FAILED, problem, shown=shown, root=i).keeping(previous))
         else:
             plan.jobs.append(BatchJob(video, base, shown, i, previous,
-                                      refreshed_formats(video, base, plan.formats, previous), overwrite=overwrite))
+                                      refreshed_formats(video, base, plan.formats, previous), overwrite=overwrite,
+                                      keep=keep))
             if (previous is None or found_moved) and "json" not in plan.formats:
                 plan.repoint.append((output_file(base, "json"), video))
 
@@ -374,6 +388,30 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     return plan
 
 
+def _cue_count(json_path: Path) -> int | None:
+    """The number of cues in a captioner JSON output, or None if it cannot be read: for a skipped video no report
+    row counted (outputs of ``run``, or an archive moved since its report)."""
+    try:
+        cues = parse_json(json_path.read_text(encoding="utf-8"))["cues"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return len(cues) if isinstance(cues, list) else None
+
+
+def _finished_since(video: Path, output: Path, previous: Record, report_ns: int | None) -> bool:
+    """Whether ``output``, which the record ``previous`` does not list, was made from the video as recorded by a
+    later batch that never wrote its report (``kill -9``, a power cut): the video unchanged since the record, the
+    output captioner's and written after the report (``report_ns``) was. A batch killed after a format was added
+    had every video captioned again by the next run, those it had finished too."""
+    if report_ns is None or signature_now(video) != tuple(previous[0]):
+        return False
+    try:
+        st = os.stat(output)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_mtime_ns > report_ns and captioner_wrote(output)
+
+
 def refreshed_formats(video: Path, base: Path, formats: Sequence[str], previous: Record | None) -> tuple[str, ...]:
     """The formats not in ``formats`` whose outputs of ``video`` (to be captioned) were made from an older file of it:
     recorded as made from a file the video no longer is, or older than the video (not recorded). A batch asked for
@@ -416,6 +454,7 @@ class PastReport:
     before: Path | None = None  # where its outputs were: its ``output_dir``, else its one input folder
     gone: Any = None  # its list of gone videos, as written (checked where read)
     earlier: dict[str, Record] = field(default_factory=dict)  # its ``"earlier"`` records (``BatchPlan.earlier``)
+    cues: dict[str, int] = field(default_factory=dict)  # video path -> its cue count, where a row said it
 
     @property
     def moved(self) -> bool:
@@ -497,10 +536,12 @@ def read_report(report: Path) -> PastReport:
         data = parse_json(Path(report).read_text(encoding="utf-8"))
         _add_records(data.get("earlier", []), earlier)
         _add_records(data["videos"], records)
+        cues = {str(row["path"]): row["cues"] for row in data["videos"]
+                if type(row.get("cues")) is int and row.get("status") in ("ok", "skipped")}
         inputs = [Path(str(p)) for p in data["inputs"]]
         folder = data.get("output_dir")
         before = Path(str(folder)) if folder else (inputs[0] if len(inputs) == 1 else None)
-        return PastReport(Path(report), records, inputs, before, data.get("gone"), earlier)
+        return PastReport(Path(report), records, inputs, before, data.get("gone"), earlier, cues)
     except _UNREADABLE_REPORT:
         return PastReport(Path(report), records, earlier=earlier)  # the rows before a malformed one are kept
 
