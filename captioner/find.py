@@ -1044,9 +1044,10 @@ td:nth-child(2) span,td:nth-child(3){{white-space:nowrap}}
 
 def _results_head(head: bytes) -> bool:
     """Whether ``head``, a page's first bytes, is a results page's (its mark, or the title of a page of a
-    version before the mark)."""
+    version before the mark, which had no generator tag: a review page of a video named "captioner search:
+    talk.mp4" has that title too, and was written over by ``--html`` and its hits left unlinked)."""
     return (f'<meta name="generator" content="{RESULTS_GENERATOR}">'.encode() in head
-            or b"<title>captioner search: " in head)
+            or (b"<title>captioner search: " in head and b'<meta name="generator" content="' not in head))
 
 
 def is_results_page(page: Path) -> bool:

@@ -532,6 +532,18 @@ def test_html_does_not_replace_a_file_it_did_not_write(archive: Path) -> None:
     assert "Search: cat" in page.read_text(encoding="utf-8")
     page.write_text("<!DOCTYPE html>\n<html><head><title>captioner search: a dog</title>", encoding="utf-8")
     assert runner.invoke(main, ["search", "cat", str(archive), "--html", str(page)]).exit_code == 0  # an older version's
+    # a review page of a video named "captioner search: talk.mp4" has that title too: it is not a results page
+    from captioner.find import is_results_page
+    from captioner.review import format_html
+    from captioner.subtitles import Cue
+
+    review = archive / "captioner search: talk.html"
+    review.write_text(format_html([Cue(0, 1, "a dog", 0.9)], {"video": {"path": str(archive / "captioner search: "
+                                  "talk.mp4")}, "model": {}}, [], page=review), encoding="utf-8")
+    assert not is_results_page(review)
+    before = review.read_bytes()
+    assert runner.invoke(main, ["search", "cat", str(archive), "--html", str(review)]).exit_code == 1
+    assert review.read_bytes() == before
 
 
 def test_context_windows_of_cues_without_vectors_make_no_float_copies(tmp_path: Path, monkeypatch) -> None:

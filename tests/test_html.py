@@ -25,7 +25,7 @@ from browser import chrome, close, console_errors, require_browser, shot, wait_f
 from captioner.config import CaptionConfig, OutputConfig, ReviewConfig
 from captioner.errors import OutputError
 from captioner.review import (
-    INDEX_FALLBACK_NAME, IndexEntry, Snapshot, format_html, format_index, read_page_data, snapshots_for,
+    INDEX_FALLBACK_NAME, IndexEntry, Snapshot, format_html, format_index, read_page_data, snapshots_for, write_index,
 )
 from captioner.subtitles import Cue, parse_formats
 from clitools import cli, files_under, isolate_cli, run_subprocess  # noqa: F401  (isolate_cli is a fixture)
@@ -635,6 +635,21 @@ def test_a_large_index_filters_once_the_typing_pauses(browser, tmp_path):
     open_index(browser, index)
     browser.find_element("id", "filter").send_keys("clip12")
     wait_for(browser, lambda d: d.find_element("id", "count").text == "10 of 250 videos", message="no filtering")
+
+
+def test_the_index_says_a_matching_cue_past_an_hour_in_hours(browser, tmp_path):
+    """A cue at 1 h 2 min 5.5 s was listed as "62:05" beside a length of "2:01:40"."""
+    video = webm(tmp_path / "film.webm", ARCHIVE_A)
+    page = tmp_path / "film.html"
+    page.write_text(format_html([Cue(3725.5, 3730, "a dog runs", 0.9), Cue(65, 70, "a dog sits", 0.9)],
+                                {"video": {"path": str(video.path), "duration": 7300}, "model": {}}, [],
+                                review=ReviewConfig(), page=page), encoding="utf-8")
+    index = write_index([IndexEntry("film.webm", "ok", "", page)], tmp_path)
+    open_index(browser, index)
+    browser.find_element("id", "filter").send_keys("dog")
+    hits = browser.find_element("css selector", "tr.video .hits").text
+    assert "1:02:05" in hits and "62:05" not in hits and "1:05" in hits
+    assert console_errors(browser) == []
 
 
 def test_a_video_named_like_markup_runs_no_script(browser, archive):

@@ -12,10 +12,10 @@
   // one form of each letter: a name from macOS spells "é" as "e" and an accent, the keyboard as one letter
   function fold(text) { text = String(text); return (text.normalize ? text.normalize("NFC") : text).toLowerCase(); }
 
-  function clock(seconds) {
-    var s = Math.floor(seconds), m = Math.floor(s / 60);
-    s -= m * 60;
-    return m + ":" + (s < 10 ? "0" : "") + s;
+  function clock(seconds) {  // h:mm:ss from an hour on, as the length column and the review page say it ("62:05")
+    var s = Math.floor(seconds), h = Math.floor(s / 3600), m = Math.floor((s - h * 3600) / 60);
+    s -= h * 3600 + m * 60;
+    return (h ? h + ":" + (m < 10 ? "0" : "") : "") + m + ":" + (s < 10 ? "0" : "") + s;
   }
 
   function markInto(node, text, words) {  // text with each matched word in <mark>, built from text nodes
