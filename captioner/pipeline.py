@@ -85,6 +85,8 @@ class VideoResult:
                 "path": self.path or str(absolute(self.video.path)), "width": self.video.width, "height": self.video.height,
                 "fps": round(self.video.fps, 3), "duration": round(self.duration, 3),
                 "frames_sampled": self.frames_sampled,
+                # where the file's own clock starts, when not at 0: the review page plays the cues on a browser's clock
+                **({"clock_start": round(self.video.clock_start, 3)} if self.video.clock_start > 0 else {}),
                 **({} if self.span is None else {"captioned": [to_ms(t) / 1000 for t in self.span]}),  # as cues
             },
             "model": self.model,

@@ -227,6 +227,8 @@ def page_data(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seque
             "src": _href(video_path, page.parent) if named else "",
             "stem": page.name[: -len(".html")] if page.name.endswith(".html") else page.stem,
             "duration": video.get("duration"),
+            # a browser plays on the file's own timestamps: cue times plus this (review.js, and the track below)
+            **({"clock_start": _clock_start(video)} if _clock_start(video) else {}),
             "width": video.get("width"),
             "height": video.get("height"),
             # the stretch captioned (run --start/--end): its page keeps its edits apart from the whole video's
@@ -243,6 +245,13 @@ def page_data(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seque
             for c, s in zip(cues, shots)
         ],
     }
+
+
+def _clock_start(video: Mapping[str, Any]) -> float:
+    """A video's ``clock_start`` as its metadata gives it (seconds, > 0), else 0.0 (absent, or not a number)."""
+    value = video.get("clock_start")
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return float(value) if ok else 0.0
 
 
 def _video_tag(v: Mapping[str, Any]) -> str:
@@ -263,13 +272,16 @@ def format_html(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seq
                 output: OutputConfig = OutputConfig(), review: ReviewConfig = ReviewConfig(),
                 page: Path = Path("video.html")) -> str:
     """The review page of one video (cues as ``normalize_cues`` gives them; ``page``: where it will be written)."""
+    from captioner.cues import Cue
     from captioner.writers import format_vtt  # writers.py imports this module for its registry
 
     data = page_data(cues, metadata, snapshots, output, review, Path(page))
     shots = snapshots_for(cues, snapshots)
     v, m = data["video"], data["model"]
     low = [c for c in data["cues"] if c["confidence"] < review.low_confidence]
-    vtt = format_vtt(cues, max_line_width=output.max_line_width, max_line_count=output.max_line_count)
+    shift = _clock_start(v)
+    on_clock = [Cue(c.start + shift, c.end + shift, c.text) for c in cues] if shift else cues
+    vtt = format_vtt(on_clock, max_line_width=output.max_line_width, max_line_count=output.max_line_count)
     track = "data:text/vtt;base64," + base64.b64encode(vtt.encode("utf-8")).decode("ascii")
     facts = [f"{_clock(v['duration'] or 0.0, 1)}", f"{len(cues)} cue{'s' * (len(cues) != 1)}"]
     if v.get("captioned"):  # one stretch (run --start/--end): the page says which, beside the video's length

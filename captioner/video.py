@@ -112,6 +112,9 @@ class VideoInfo:
     duration: float  # seconds, best estimate from metadata (0.0 if unknown)
     # a pixel's width over its height as shown (an anamorphic DVD's 720x480 pixels are shown 16:9): 1.0 if square
     pixel_aspect: float = 1.0
+    #: seconds: the file's own first timestamp (its container's start), from which players count and cue times are
+    #: counted; a browser plays on the timestamps themselves (a cut part of a recording: 12.2 s in), 0.0 if none
+    clock_start: float = 0.0
 
 
 @dataclass
@@ -162,7 +165,7 @@ def open_video(path: str | Path) -> VideoInfo:
     p = Path(path)
     _check_file(p, path)
     try:
-        return _open_video(p)
+        return dataclasses.replace(_open_video(p), clock_start=_stream_facts(p)[4])
     except cv2.error as exc:
         raise VideoError(f"{p}: OpenCV cannot read this file ({_cv_reason(exc)})") from None
 
@@ -207,8 +210,9 @@ def _stream_timing(p: Path) -> tuple[float, float | None, frozenset[str]]:
     return _stream_facts(p)[:3]
 
 
-def _stream_facts(p: Path) -> tuple[float, float | None, frozenset[str], tuple[float, int] | None]:
-    """``_stream_timing``'s three values and ``_raw_timing``'s, from one PyAV open of ``p``, kept while the
+def _stream_facts(p: Path) -> tuple[float, float | None, frozenset[str], tuple[float, int] | None, float]:
+    """``_stream_timing``'s three values, ``_raw_timing``'s and the container's start (``VideoInfo.clock_start``:
+    0.0 if none or implausible), from one PyAV open of ``p``, kept while the
     file stays as it is: ``open_video`` and the reader both ask (a 25 fps video was opened by PyAV three
     times a run, ~11 ms each)."""
     try:
@@ -220,12 +224,12 @@ def _stream_facts(p: Path) -> tuple[float, float | None, frozenset[str], tuple[f
 
 @functools.lru_cache(maxsize=8)
 def _cached_stream_facts(path: str, inode: int, size: int, mtime_ns: int) -> tuple[float, float | None, frozenset[str],
-                                                                                   tuple[float, int] | None]:
+                                                                                   tuple[float, int] | None, float]:
     return _read_stream_facts(Path(path))
 
 
-def _read_stream_facts(p: Path) -> tuple[float, float | None, frozenset[str], tuple[float, int] | None]:
-    def read(container: Any) -> tuple[float, float | None, frozenset[str], tuple[float, int] | None]:
+def _read_stream_facts(p: Path) -> tuple[float, float | None, frozenset[str], tuple[float, int] | None, float]:
+    def read(container: Any) -> tuple[float, float | None, frozenset[str], tuple[float, int] | None, float]:
         stream = container.streams.video[0]
         base = float(stream.time_base) if stream.time_base else 0.0
         start = stream.start_time * base if stream.start_time is not None and base else None
@@ -241,9 +245,9 @@ def _read_stream_facts(p: Path) -> tuple[float, float | None, frozenset[str], tu
             length = container.duration / 1e6 if container.duration else 0.0
             raw = rate, int(round(length * rate)) if math.isfinite(length) and length > 0 else int(stream.frames or 0)
         return (offset if math.isfinite(offset) and 0 < offset < 86400 else 0.0), seconds, \
-            frozenset(_format_names(container)), raw
+            frozenset(_format_names(container)), raw, (origin if origin is not None and 0 < origin < 86400 else 0.0)
 
-    return _probe(p, read, (0.0, None, frozenset(), None))
+    return _probe(p, read, (0.0, None, frozenset(), None, 0.0))
 
 
 #: The most packets ``_picture_end`` reads after seeking to a file's last key frame.

@@ -29,7 +29,7 @@ from captioner.review import (
 )
 from captioner.subtitles import Cue, parse_formats
 from clitools import cli, files_under, isolate_cli, run_subprocess  # noqa: F401  (isolate_cli is a fixture)
-from videos import make_video, write_garbage
+from videos import make_video, shifted_copy, write_garbage
 
 EVIL = "<img src=x onerror=alert(1)>"
 SHOTS_A = [("red", 3), ("checker", 3), ("blue", 3), ("stripes", 3)]
@@ -635,6 +635,34 @@ def test_a_large_index_filters_once_the_typing_pauses(browser, tmp_path):
     open_index(browser, index)
     browser.find_element("id", "filter").send_keys("clip12")
     wait_for(browser, lambda d: d.find_element("id", "count").text == "10 of 250 videos", message="no filtering")
+
+
+def test_a_video_whose_clock_starts_late_plays_its_captions_on_the_browser_s_clock(browser, tmp_path, tiny_model):
+    """A cut part of a recording starts at its own timestamp (here 5 s): Chromium plays on the timestamps, the cue
+    times count from the file's start as players show them. The track, a click on a cue and the row that follows
+    playback were all 5 s early: no caption showed while the picture played, a click went to another picture."""
+    pytest.importorskip("av")
+    plain = webm(tmp_path / "plain.webm", ARCHIVE_A).path
+    clip = shifted_copy(plain, tmp_path / "part.webm", 5.0)
+    done = run_subprocess("run", clip, "-f", "json,html", "--model", tiny_model, "--threads", "1", "--context", "0")
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "part.json").read_text())
+    assert data["metadata"]["video"]["clock_start"] == 5.0
+    cues = data["cues"]
+    assert len(cues) >= 2
+    open_page(browser, tmp_path / "part.html")
+    wait_for(browser, lambda d: d.execute_script("return document.getElementById('video').readyState") >= 1)
+    for i, cue in enumerate(cues):
+        rows(browser)[i].find_element("css selector", ".time").click()
+        wait_for(browser, lambda d: not d.execute_script("return document.getElementById('video').seeking"))
+        assert current_time(browser) == pytest.approx(5 + cue["start"] + 0.001, abs=0.01)
+        on_screen = browser.execute_script("var a = document.getElementById('video').textTracks[0].activeCues;"
+                                           "return a.length ? a[0].text : null")
+        assert on_screen is not None and " ".join(on_screen.split()) == cue["text"]
+    last = cues[-1]
+    browser.execute_script("document.getElementById('video').currentTime = arguments[0]", 5 + (last["start"] + last["end"]) / 2)
+    wait_for(browser, lambda d: d.find_element("css selector", "li.cue.active").get_attribute("id") == f"cue-{len(cues)}")
+    assert console_errors(browser) == []
 
 
 def test_the_index_says_a_matching_cue_past_an_hour_in_hours(browser, tmp_path):

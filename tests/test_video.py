@@ -25,6 +25,7 @@ from videos import (
     patch_avi_header,
     pyav_video,
     rotate_video,
+    shifted_copy,
     shot_frame,
     truncate_video,
     write_garbage,
@@ -529,6 +530,21 @@ def test_a_picture_that_starts_after_the_sound_is_timed_as_players_show_it(tmp_p
         frames = list(read(path, 1.0, stats=stats))
         assert frames[0].time == pytest.approx(2.0, abs=0.05), read
         assert stats.end_time == pytest.approx(6.0, abs=0.05), read
+
+
+def test_a_file_whose_own_clock_starts_late_says_where(tmp_path: Path) -> None:
+    """A cut part of a recording (-f segment), a stream copy with -output_ts_offset: the container starts 5 s in.
+    Cue times count from there, as players show them; a browser plays on the timestamps themselves, so the
+    review page must know where they start (``VideoInfo.clock_start``, the JSON's ``clock_start``)."""
+    pytest.importorskip("av")
+    plain = make_video(tmp_path / "a.webm", [("red", 1.0), ("blue", 1.0)], fps=10, codec="VP80").path
+    moved = shifted_copy(plain, tmp_path / "b.webm", 5.0)
+    assert open_video(plain).clock_start == 0.0
+    assert open_video(moved).clock_start == pytest.approx(5.0)
+    frames = list(iter_frames(moved, 1.0))
+    assert [round(f.time, 2) for f in frames] == [0.0, 1.0]  # cue times as players show them, not moved
+    # a container that starts before 0 (an MKV's sound at -0.061 s) has no late clock
+    assert open_video(make_timed_video(tmp_path / "neg.mkv", video_start=3.0, sound_start=-0.061)).clock_start == 0.0
 
 
 def test_a_container_that_starts_before_zero_is_not_offset_twice(tmp_path: Path) -> None:

@@ -459,3 +459,22 @@ def make_timed_video(path: str | os.PathLike[str], *, video_start: float = 0.0, 
             out.mux(packet)
     out.close()
     return path
+
+
+def shifted_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str], seconds: float) -> Path:
+    """``src``'s picture stream copied into ``dst`` with every timestamp ``seconds`` later, as ``ffmpeg -c copy
+    -output_ts_offset`` or a cut part of a recording (``-f segment``) leaves them: the container starts there."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = inp.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        shift = int(round(seconds / stream.time_base))
+        for packet in inp.demux(stream):
+            if packet.dts is None:  # the demuxer's empty packet at the end
+                continue
+            packet.pts += shift
+            packet.dts += shift
+            packet.stream = copy
+            out.mux(packet)
+    return Path(dst)

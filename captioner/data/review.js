@@ -188,6 +188,10 @@
   // the track's cues by their start (ms), made once the track has loaded: a scan of every track cue for each
   // row made redrawing all rows (another tab's edits, the track's load) n-squared on a long film's page
   var trackIndex = null;
+  // a browser plays a file on its own timestamps, which start at data.video.clock_start where the cue times (as
+  // players show them) start at 0: a cut part of a recording, 12.2 s in, showed every caption 12.2 s early, and a
+  // click on a cue went to another picture. Every time the video is told or asked goes through this shift
+  var shift = +data.video.clock_start || 0;
   function trackCue(i) {
     if (trackIndex === null) {
       var tracks = video.textTracks, index = null;
@@ -196,7 +200,7 @@
         if (!list || !list.length) continue;
         index = index || {};
         for (var c = 0; c < list.length; c++) {
-          var key = Math.round(list[c].startTime * 1000);
+          var key = Math.round((list[c].startTime - shift) * 1000);
           if (!(key in index)) index[key] = list[c];
         }
       }
@@ -226,7 +230,7 @@
       cue.text = vttEscape(wrapPieces(clean(text), data.line.width, data.line.count)
         .map(function (l) { return l[0]; }).join("\n"));
       // a caption emptied here is left out of the downloads: the picture shows no empty subtitle box either
-      cue.endTime = clean(text) ? cues[i].end : cues[i].start;
+      cue.endTime = (clean(text) ? cues[i].end : cues[i].start) + shift;
     }
   }
 
@@ -335,7 +339,7 @@
   }
 
   function follow() {
-    var i = cueAt(video.currentTime);
+    var i = cueAt(video.currentTime - shift);
     if (i === active) return;
     if (active >= 0) { rows[active].classList.remove("active"); rows[active].removeAttribute("aria-current"); }
     active = i;
@@ -370,7 +374,7 @@
 
   function seek(i) {
     // a hair past the start: at the exact boundary a player also shows the cue that ends there
-    try { video.currentTime = cues[i].start + Math.min(0.001, (cues[i].end - cues[i].start) / 2); } catch (e) { /* no media: still highlight */ }
+    try { video.currentTime = shift + cues[i].start + Math.min(0.001, (cues[i].end - cues[i].start) / 2); } catch (e) { /* no media: still highlight */ }
     follow();
     if (active !== i) {  // the video is missing or not loaded yet: show the choice anyway
       if (active >= 0) rows[active].classList.remove("active");
@@ -383,7 +387,7 @@
   // stops back, and the keyboard could go to a cue but never play it
   function playFrom(i) {
     if (!video.paused && !video.ended) { video.pause(); return; }
-    if (cueAt(video.currentTime) !== i) seek(i);  // paused inside this cue: go on from there
+    if (cueAt(video.currentTime - shift) !== i) seek(i);  // paused inside this cue: go on from there
     var playing = video.play();
     if (playing && playing.catch) playing.catch(function () { /* no media: the notice says so */ });
   }
@@ -400,10 +404,10 @@
   video.addEventListener("loadedmetadata", function () {
     // a stretch's page (run --start) opens where its captions begin, not at the film's start
     var from = data.video.captioned ? data.video.captioned[0] : 0;
-    if (from > 0 && video.currentTime < from && !/^#(?:.*&)?t=/.test(location.hash)) {
-      try { video.currentTime = from; } catch (e) { /* no media */ }
+    if (from > 0 && video.currentTime - shift < from && !/^#(?:.*&)?t=/.test(location.hash)) {
+      try { video.currentTime = from + shift; } catch (e) { /* no media */ }
     }
-    var i = cueAt(video.currentTime);
+    var i = cueAt(video.currentTime - shift);
     if (active < 0 && i >= 0) { active = i; rows[i].classList.add("active"); rows[i].setAttribute("aria-current", "true"); }
   });
   // the video by its path from where the page was written; failing that (the page and the video were moved
@@ -487,7 +491,7 @@
     if (!hash) return;
     var t = parseFloat(hash[1]), at = cueAt(t + 0.0005);
     if (at >= 0) { seek(at); scrollIntoList(rows[at]); rows[at].focus({preventScroll: true}); return; }
-    try { video.currentTime = t; } catch (e) { /* no media */ }  // a time between cues: the video goes there
+    try { video.currentTime = t + shift; } catch (e) { /* no media */ }  // a time between cues: the video goes there
   }
   seekToHash();
   window.addEventListener("hashchange", seekToHash);
