@@ -36,3 +36,12 @@ def die_if_marked(folder: str) -> None:
     retries that file alone can then not start."""
     if (Path(folder) / "crashed").exists():
         os._exit(3)
+
+
+def report_sigint(job: BatchJob) -> FileResult:
+    """Succeeds, saying in its reason how the worker process was born: SIGINT blocked (inherited from the batch
+    process while it started its workers) or not."""
+    import signal
+
+    born = "blocked" if signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []) else "open"
+    return FileResult(str(job.video), Status.OK, born, seconds=0.0, cues=0, shown=job.shown, root=job.root)

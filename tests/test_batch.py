@@ -425,6 +425,22 @@ def test_a_worker_that_dies_costs_only_its_file(tmp_path):
     assert all(s is Status.OK for s, _ in status.values())
 
 
+def test_workers_are_born_with_ctrl_c_ignored(tmp_path):
+    """Ctrl-C reaches every process of the terminal's group: a worker still importing (before its initializer
+    ignores SIGINT) printed a KeyboardInterrupt traceback above the batch's "interrupted". Workers are started
+    with SIGINT ignored and blocked; the batch process's own handler and mask are as they were after."""
+    import signal
+
+    import batch_tasks
+
+    handler, mask = signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    jobs = [BatchJob(tmp_path / n, tmp_path / n, n, 0) for n in ("a.mp4", "b.mp4")]
+    results = []
+    run_pool(jobs, 2, batch_tasks.report_sigint, None, (), results.append)
+    assert {r.reason for r in results} == {"blocked"}
+    assert signal.getsignal(signal.SIGINT) is handler and signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask
+
+
 def test_workers_that_die_while_starting_blame_no_file(tmp_path):
     """Workers that die before their first file (here in the initializer, as a crash loading the model would):
     each file in flight was "failed: the worker process died on this file", retried alone, and failed again."""

@@ -333,6 +333,32 @@ def _start_resource_tracker() -> None:
         signal.signal(signal.SIGHUP, previous)
 
 
+@contextlib.contextmanager
+def _workers_born_deaf() -> Any:
+    """Worker processes started inside start with SIGINT ignored; this process's Ctrl-C meanwhile waits.
+
+    A terminal's Ctrl-C goes to the whole process group: a worker still importing (half a second, before
+    ``_start_worker`` ignores SIGINT) printed a KeyboardInterrupt traceback above the batch's "interrupted". A
+    spawned process keeps an ignored signal ignored, and its interpreter then installs no handler of its own.
+    SIGINT is blocked here meanwhile (Linux keeps a blocked signal pending even while it is ignored), so a
+    Ctrl-C in those milliseconds reaches this process once its handler is back. Only the main thread can
+    change a handler: elsewhere (a library's thread) nothing changes.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask") \
+            or signal.getsignal(signal.SIGINT) is None:  # (a handler set outside Python cannot be put back)
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def run_pool(jobs: Sequence[BatchJob], workers: int, task: Callable[[BatchJob], FileResult],
               initializer: Callable[..., None] | None, initargs: tuple, deliver: ResultCallback) -> None:
     """Run ``task`` over ``jobs`` in a 'spawn' process pool, surviving worker deaths; ``deliver`` gets each result.
@@ -364,19 +390,21 @@ def run_pool(jobs: Sequence[BatchJob], workers: int, task: Callable[[BatchJob], 
     steps = None
     try:
         while queue or suspects or inflight:
+            # (a submit starts the worker processes it needs)
             try:  # no usable /dev/shm (containers, sandboxes) or too few file descriptors: was a traceback
-                if pool is None:
-                    steps = (context.RawValue("b", 0), context.RawValue("b", 0))  # no lock to be left held
-                    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                               initargs=(os.getpid(), steps, initializer, initargs))
-                if suspects:
-                    if not inflight:
-                        job = suspects.popleft()
-                        inflight[pool.submit(task, job)] = (job, True)
-                else:
-                    while queue and len(inflight) < workers:
-                        job = queue.popleft()
-                        inflight[pool.submit(task, job)] = (job, False)
+                with _workers_born_deaf():
+                    if pool is None:
+                        steps = (context.RawValue("b", 0), context.RawValue("b", 0))  # no lock to be left held
+                        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                                   initargs=(os.getpid(), steps, initializer, initargs))
+                    if suspects:
+                        if not inflight:
+                            job = suspects.popleft()
+                            inflight[pool.submit(task, job)] = (job, True)
+                    else:
+                        while queue and len(inflight) < workers:
+                            job = queue.popleft()
+                            inflight[pool.submit(task, job)] = (job, False)
             except OSError as exc:
                 raise CaptionerError(f"cannot start {workers} worker processes "
                                      f"({os_reason(exc)}): use --workers 1") from None
