@@ -343,13 +343,7 @@ class _Group(click.Group):
         import signal
         import threading
 
-        # A descriptor closed by the caller is None in Python: run, batch and search stopped on a closed
-        # stderr (2>&-: isatty of None) and wrote nothing; their messages go nowhere instead, as with
-        # 2>/dev/null. A closed stdout (>&-) lost image's, search's and info's output with exit 0.
-        if sys.stderr is None:
-            sys.stderr = open(os.devnull, "w", encoding="utf-8")
-        if sys.stdout is None:
-            sys.stdout = _ClosedStdout()
+        _standard_streams()
 
         # A Ctrl-C before ``invoke`` takes over (click parsing the command line) was click's "Aborted!" and
         # exit 1: it raises an exception click does not catch. Only over Python's own handler.
@@ -369,7 +363,10 @@ class _Group(click.Group):
                 raise  # a broken pipe is click's (quiet); anything else is a bug: its traceback says where
             sys.stdout = open(os.devnull, "w", encoding="utf-8")  # what is still buffered goes nowhere at exit
             _say(f"error: cannot write the output: {exc.strerror or exc}")
-            sys.exit(1)
+            # a usage error's message that could not be written (2>/dev/full) keeps click's code: a script read
+            # exit 1, a video that failed, for a mistyped option
+            shown = _click_error_shown(exc)
+            sys.exit(shown.exit_code if shown is not None else 1)
         finally:
             if early is not None:
                 signal.signal(signal.SIGINT, early)
@@ -435,6 +432,49 @@ class _StdoutClosed(OSError):
     """A write to a standard output that the caller closed."""
 
 
+def _click_error_shown(exc: BaseException) -> click.ClickException | None:
+    """The click error whose message was being written when ``exc`` was raised (click shows it after its
+    ``except`` clause: ``exc`` has no context, the error is the ``self`` of its ``show`` on the traceback)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        shown = tb.tb_frame.f_locals.get("self")
+        if isinstance(shown, click.ClickException):
+            return shown
+        tb = tb.tb_next
+    return None
+
+
+def _standard_streams() -> None:
+    """Stand-ins for the standard streams the caller closed.
+
+    A descriptor closed by the caller is None in Python: run, batch and search stopped on a closed
+    stderr (2>&-: isatty of None) and wrote nothing; their messages go nowhere instead, as with
+    2>/dev/null. A closed stdout (>&-) lost image's, search's and info's output with exit 0.
+    """
+    if sys.stderr is None:
+        sys.stderr = open(_null_on(2), "w", encoding="utf-8", closefd=False)
+    if sys.stdout is None:
+        sys.stdout = _ClosedStdout()
+
+
+def _null_on(fd: int) -> int:
+    """A descriptor on /dev/null, ``fd`` itself where the caller closed it (else a new one).
+
+    Opened plainly, /dev/null took the lowest free number: 0 where stdin was closed too (``<&- >&- 2>&-``),
+    and the next file opened (the batch's lock, a video, an output's temporary file) became descriptor 2,
+    receiving what FFmpeg and OpenCV write there.
+    """
+    null = os.open(os.devnull, os.O_RDWR)
+    if null != fd:
+        try:
+            os.fstat(fd)
+        except OSError:  # closed: hold it
+            os.dup2(null, fd)
+            os.close(null)
+            return fd
+    return null
+
+
 class _ClosedStdout:
     """``sys.stdout`` where the caller closed descriptor 1 (``captioner image a.jpg >&-``): writing to it fails.
 
@@ -447,7 +487,7 @@ class _ClosedStdout:
     errors = "strict"
 
     def __init__(self) -> None:
-        self._placeholder = open(os.devnull, "w", encoding="utf-8")
+        self._placeholder = open(_null_on(1), "w", encoding="utf-8", closefd=False)
 
     def write(self, text: str) -> int:
         raise _StdoutClosed(errno.EBADF, "standard output is closed")
@@ -1048,7 +1088,14 @@ class _ProgressBar:
         from tqdm import tqdm
 
         if self._bar is None:
-            self._bar = tqdm(total=None, desc=self.label, unit=" frames", file=sys.stderr, leave=False,
+            import shutil
+
+            from .errors import elided
+
+            # a name that filled the line left no room for the count, the percentage and the time left: a third of
+            # the width at most, cut in the middle (its start and its end tell videos apart)
+            label = elided(self.label, max(12, shutil.get_terminal_size().columns // 3))
+            self._bar = tqdm(total=None, desc=label, unit=" frames", file=sys.stderr, leave=False,
                              dynamic_ncols=True, mininterval=0.5)
         bar = self._bar
         if p.stage == "frames":

@@ -560,6 +560,57 @@ def test_a_closed_stderr_does_not_stop_a_run(tmp_path, tiny_model, clip) -> None
     assert done.returncode == 0 and (tmp_path / "out" / "clip.srt").is_file()
 
 
+def test_closed_standard_streams_are_held_on_dev_null(tmp_path) -> None:
+    """<&- >&- 2>&-: the stand-in for stderr took descriptor 0, so the next file opened (the batch's lock, a
+    video, an output's temporary file) became descriptor 2 and received what FFmpeg and OpenCV write there."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "fds.txt"
+    code = ("import os, sys\n"
+            "from captioner.cli import _standard_streams\n"
+            "_standard_streams()\n"
+            f"f = open({str(tmp_path / 'next.bin')!r}, 'wb')\n"
+            f"with open({str(out)!r}, 'w') as o:\n"
+            "    o.write(' '.join([str(f.fileno()), os.readlink('/proc/self/fd/1'), os.readlink('/proc/self/fd/2')]))\n")
+    done = subprocess.run([sys.executable, "-c", code], timeout=120,
+                          preexec_fn=lambda: [os.close(fd) for fd in (0, 1, 2)])
+    assert done.returncode == 0
+    number, one, two = out.read_text().split()
+    assert int(number) not in (1, 2) and (one, two) == (os.devnull, os.devnull)
+
+
+def test_a_usage_error_keeps_its_exit_code_when_stderr_is_full(tmp_path) -> None:
+    """2>/dev/full: click's usage message could not be written, and the exit was 1 (a video failed), not 2."""
+    import subprocess
+    import sys
+
+    for args in (["run", str(tmp_path / "x.mp4"), "--fps", "0"], ["batch", str(tmp_path / "missing")]):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([sys.executable, "-m", "captioner.cli", *args], stderr=full, timeout=120)
+        assert done.returncode == 2, args
+
+
+def test_a_long_file_name_leaves_the_progress_bar_room(monkeypatch) -> None:
+    """A name as wide as the terminal was the whole bar: no count, percentage or time left ever showed."""
+    import os
+    import shutil
+
+    from captioner.cli import _ProgressBar
+    from captioner.progress import Progress
+
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *a, **k: os.terminal_size((80, 24)))
+    name = "2019-05-12 Interview with John Smith about the town hall history, part 2.mp4"
+    bar = _ProgressBar(name)
+    bar(Progress("frames", 1, 10))
+    try:
+        desc = bar._bar.desc
+    finally:
+        bar.close()
+    assert len(desc) <= 26 and desc.startswith("2019-05-") and desc.endswith("part 2.mp4") and "…" in desc
+
+
 def test_image_on_a_stdout_that_is_not_utf8_escapes_what_it_cannot_hold(tmp_path, tiny_model) -> None:
     """PYTHONIOENCODING=latin-1 and a file name that is not UTF-8 (or not Latin-1): a traceback after the first line."""
     import os
