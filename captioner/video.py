@@ -281,9 +281,14 @@ def _picture_end(container: Any, stream: Any) -> float | None:
                 picture = end if picture is None else max(picture, end)
     except Exception:  # PyAV's errors for a file it cannot seek in or read
         return None
-    if picture is None or every is None or every - origin < _SHORT_STREAM_RATIO * length:
+    if picture is None or every is None:
         return None
-    return picture
+    # an MKV whose timestamps start late (remuxed with -copyts from a recording 10 minutes in) gives its length
+    # from 0, not from its start: as a length it made a whole file "damaged or truncated" and a stretch's JSON
+    # 10 minutes long; the part after the start is then what the packets must reach
+    whole = every - origin >= _SHORT_STREAM_RATIO * length or (
+        0 < origin < length and every - origin >= _SHORT_STREAM_RATIO * (length - origin))
+    return picture if whole else None
 
 
 #: Frames a packet's display time may lie before the latest one (frames stored out of display order: B-frames,

@@ -547,6 +547,25 @@ def test_a_file_whose_own_clock_starts_late_says_where(tmp_path: Path) -> None:
     assert open_video(make_timed_video(tmp_path / "neg.mkv", video_start=3.0, sound_start=-0.061)).clock_start == 0.0
 
 
+def test_an_mkv_whose_timestamps_start_late_is_whole(tmp_path: Path, caplog) -> None:
+    """An MKV remuxed with -copyts from a recording 10 minutes in gives its length from 0 (604 s for 4 s of
+    picture starting at 600): a whole file was "damaged or truncated", and a stretch's duration 604 s."""
+    pytest.importorskip("av")
+    plain = make_video(tmp_path / "a.mkv", [("red", 2.0), ("blue", 2.0)], fps=10, codec="VP80").path
+    late = shifted_copy(plain, tmp_path / "late.mkv", 600.0)
+    with caplog.at_level(logging.WARNING, logger="captioner.video"):
+        stats = video.DecodeStats()
+        frames = list(iter_frames(late, 1.0, stats=stats))
+    assert "damaged" not in caplog.text and stats.end_time == pytest.approx(4.0, abs=0.05)
+    assert [round(f.time, 2) for f in frames] == [0.0, 1.0, 2.0, 3.0]
+    assert video._stream_timing(late)[1] == pytest.approx(4.0, abs=0.05)  # the picture's length, as a stretch says
+    data = late.read_bytes()  # and one cut off mid-way is still said to be
+    (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2])
+    with caplog.at_level(logging.WARNING, logger="captioner.video"):
+        list(iter_frames(tmp_path / "cut.mkv", 1.0))
+    assert "the file may be damaged or truncated" in caplog.text
+
+
 def test_a_container_that_starts_before_zero_is_not_offset_twice(tmp_path: Path) -> None:
     """An MKV whose sound starts at -0.061 s and picture at 3 s: OpenCV already counts from the container's start
     (3.061 s), so the probe's offset must not be added again (cues came 3 s late and ran past the end)."""
