@@ -1322,6 +1322,101 @@ def test_another_pages_edits_of_the_same_video_are_neither_stale_nor_discarded_t
     assert rows(browser)[1].find_element("css selector", ".text").text == "mine"  # kept
 
 
+def test_another_page_s_edit_at_the_same_start_does_not_replace_this_one(browser, tmp_path):
+    """Edits were kept by their cue's start alone: a page of the same video made with other options whose cue at
+    that start says something else took the slot, and this page's edit was gone, unsaid. Edits saved by the start
+    alone (an earlier version) are still shown."""
+    video = webm(tmp_path / "clip.webm", ARCHIVE_A)
+    meta = {"video": {"path": str(video.path)}, "model": {}}
+    a, b = tmp_path / "a" / "clip.html", tmp_path / "b" / "clip.html"
+    for page, cues in ((a, [Cue(0, 3, "first", 0.9), Cue(3, 9, "second", 0.9)]),
+                       (b, [Cue(0, 4.5, "one", 0.9), Cue(4.5, 9, "two", 0.9)])):
+        page.parent.mkdir()
+        page.write_text(format_html(cues, meta, [], page=page), encoding="utf-8")
+    edit = ("var el = document.querySelectorAll('li.cue .text')[arguments[0]]; el.focus(); el.textContent = arguments[1];"
+            "el.dispatchEvent(new Event('input', {bubbles: true})); el.blur();")
+    open_page(browser, a)
+    browser.execute_script(edit, 0, "edit on page a")
+    open_page(browser, b, clear=False)
+    browser.execute_script(edit, 0, "edit on page b")
+    open_page(browser, a, clear=False)
+    assert rows(browser)[0].find_element("css selector", ".text").text == "edit on page a"
+    open_page(browser, b, clear=False)
+    assert rows(browser)[0].find_element("css selector", ".text").text == "edit on page b"
+    # an edit stored by the start alone, as earlier pages stored it, is this cue's: shown, and moved on the next edit
+    key = browser.execute_script("return Object.keys(localStorage)[0]")
+    browser.execute_script("localStorage.setItem(arguments[0], JSON.stringify({version: 1, edits: {'3000': "
+                           "{orig: 'second', text: 'older edit', page: arguments[1]}}}))", key,
+                           a.parent.as_uri().replace("file://", "") + "/")
+    open_page(browser, a, clear=False)
+    assert rows(browser)[1].find_element("css selector", ".text").text == "older edit"
+    browser.execute_script(edit, 1, "newer edit")
+    stored = json.loads(browser.execute_script("return localStorage.getItem(arguments[0])", key))["edits"]
+    assert stored == {"3000 second": {"orig": "second", "text": "newer edit", "page": stored["3000 second"]["page"]}}
+
+
+def test_an_input_method_s_enter_and_esc_do_not_end_the_edit(browser, tmp_path):
+    """Confirming a conversion (Enter) or cancelling one (Esc) in a CJK input method comes as a keydown with
+    isComposing: Enter ended the edit after every conversion, Esc threw the whole correction away."""
+    video = webm(tmp_path / "clip.webm", ARCHIVE_A)
+    page = tmp_path / "clip.html"
+    page.write_text(format_html([Cue(0, 3, "first", 0.9)], {"video": {"path": str(video.path)}, "model": {}}, [],
+                                page=page), encoding="utf-8")
+    open_page(browser, page)
+    browser.execute_script("var el = document.querySelector('li.cue .text'); el.focus(); el.textContent = 'first 日本';"
+                           "el.dispatchEvent(new Event('input', {bubbles: true}));")
+    for key in ("Enter", "Escape"):
+        browser.execute_script("document.activeElement.dispatchEvent(new KeyboardEvent('keydown', {key: arguments[0], "
+                               "keyCode: 229, isComposing: true, bubbles: true, cancelable: true}))", key)
+        assert browser.execute_script("return document.activeElement.classList.contains('text')"), key
+    assert rows(browser)[0].find_element("css selector", ".text").text == "first 日本"
+
+
+def test_text_dropped_in_as_lines_keeps_its_words_apart(browser, tmp_path):
+    """Text dragged in from another window lands as lines in elements ("a red<div>car</div>"): the stored edit and
+    the downloads read "a redcar"."""
+    video = webm(tmp_path / "clip.webm", ARCHIVE_A)
+    page = tmp_path / "clip.html"
+    page.write_text(format_html([Cue(0, 3, "first", 0.9)], {"video": {"path": str(video.path)}, "model": {}}, [],
+                                page=page), encoding="utf-8")
+    open_page(browser, page)
+    browser.execute_script("var el = document.querySelector('li.cue .text'); el.focus();"
+                           "el.innerHTML = 'near a red<div>car</div><div>by<br>the sea</div>';"
+                           "el.dispatchEvent(new Event('input', {bubbles: true})); el.blur();")
+    stored = browser.execute_script("return localStorage.getItem(Object.keys(localStorage)[0])")
+    assert [e["text"] for e in json.loads(stored)["edits"].values()] == ["near a red car by the sea"]
+    open_page(browser, page, clear=False)
+    assert rows(browser)[0].find_element("css selector", ".text").text == "near a red car by the sea"
+
+
+def test_a_storage_that_fills_while_typing_keeps_no_cut_off_edit(browser, tmp_path):
+    """Each key saves every edit: near the storage's limit the first keys saved and the later ones did not, and a
+    reload showed the edit cut off where the space ran out, as a saved edit. It keeps the caption as it was
+    when the edit began."""
+    video = webm(tmp_path / "clip.webm", ARCHIVE_A)
+    page = tmp_path / "clip.html"
+    page.write_text(format_html([Cue(0, 3, "first", 0.9), Cue(3, 9, "second", 0.9)],
+                                {"video": {"path": str(video.path)}, "model": {}}, [], page=page), encoding="utf-8")
+    open_page(browser, page)
+    text = rows(browser)[1].find_element("css selector", ".text")
+    browser.execute_script("arguments[0].focus(); arguments[0].textContent = 'second, edited';"
+                           "arguments[0].dispatchEvent(new Event('input', {bubbles: true})); arguments[0].blur();", text)
+    # storage with room for a few more characters only: the quota as Chromium enforces it, in a stand-in
+    browser.execute_script("var room = localStorage.getItem(Object.keys(localStorage)[0]).length + 12,"
+                           " real = Storage.prototype.setItem; Storage.prototype.setItem = function (k, v) {"
+                           " if (v.length > room) throw new DOMException('full', 'QuotaExceededError');"
+                           " return real.call(this, k, v); };")
+    browser.execute_script("arguments[0].focus();", text)
+    typed = "second, edited"
+    for word in " and then a long sentence that runs past the space left".split(" "):
+        typed += " " + word
+        browser.execute_script("arguments[0].textContent = arguments[1];"
+                               "arguments[0].dispatchEvent(new Event('input', {bubbles: true}));", text, typed)
+    assert "does not keep the edits" in browser.find_element("id", "status").text
+    open_page(browser, page, clear=False)  # a reload: the edit as it was when this typing began (not "… and then")
+    assert rows(browser)[1].find_element("css selector", ".text").text == "second, edited"
+
+
 def test_esc_takes_back_an_edit_across_the_window_losing_focus_and_paste_keeps_its_spaces(browser, tmp_path):
     """The window going to the back and returning refocused the caption: Esc then took back nothing. A paste of
     " in a kitchen" lost its spaces and joined the words ("talkingin")."""

@@ -124,7 +124,21 @@
   function vttEscape(text) { return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"); }
 
   // ---------------------------------------------------------------- edits (localStorage)
-  function keyOf(i) { return String(Math.round(cues[i].start * 1000)); }
+  // an edit's slot: the cue's start (ms) and the model's caption. By the start alone, a page of the same video made
+  // with other options (another -o, --fps) whose cue at that start says something else shared the slot: an edit
+  // there replaced this page's edit, unsaid. Edits saved by the slot of the start alone are still found (entryOf)
+  var startedAs = {};  // each caption's text when its edit began (a full storage keeps that: onEdit)
+  function keyOf(i) { return Math.round(cues[i].start * 1000) + " " + cues[i].text; }
+
+  // the slot that holds cue i's edit (its own, or the older start-only one), or null
+  function entryOf(i) {
+    var keys = [keyOf(i), String(Math.round(cues[i].start * 1000))];
+    for (var k = 0; k < keys.length; k++) {
+      var e = edits[keys[k]];
+      if (e && e.orig === cues[i].text) return keys[k];
+    }
+    return null;
+  }
 
   function loadEdits() {  // null when storage cannot be read (blocked, some private modes)
     try {
@@ -143,8 +157,8 @@
 
   // an edit applies only to the cue it was made on (same start, same original caption)
   function editedText(i) {
-    var e = edits[keyOf(i)];
-    return e && e.orig === cues[i].text ? e.text : null;
+    var k = entryOf(i);
+    return k === null ? null : edits[k].text;
   }
 
   function textOf(i) { var e = editedText(i); return e === null ? cues[i].text : e; }
@@ -159,7 +173,7 @@
   // on another page of the video, left to it
   function unshown() {
     var shown = {}, out = {stale: [], others: []};
-    for (var i = 0; i < cues.length; i++) if (editedText(i) !== null) shown[keyOf(i)] = true;
+    for (var i = 0; i < cues.length; i++) if (entryOf(i) !== null) shown[entryOf(i)] = true;
     Object.keys(edits).forEach(function (k) {
       if (shown[k]) return;
       (edits[k].page && edits[k].page !== here ? out.others : out.stale).push(k);
@@ -235,14 +249,31 @@
   }
 
   function onEdit(i) {
-    var text = clean(rows[i].querySelector(".text").textContent);
+    // text dropped in from another window comes as lines in elements (<div>car</div>), whose textContent joins
+    // "a red" and "car" into "a redcar": the lines as the page shows them, each break a space (clean)
+    var node = rows[i].querySelector(".text");
+    var text = clean(node.children.length ? node.innerText : node.textContent);
     // what another tab of this page saved since: kept (the whole set was written back, and the last tab won);
     // while storage fails (blocked, full) the edits live in this page only, and none is dropped by a reload
     var stored = storageWorks ? loadEdits() : null;
     if (stored !== null) edits = stored;
-    if (text === cues[i].text) delete edits[keyOf(i)];
-    else edits[keyOf(i)] = {orig: cues[i].text, text: text, page: here};
+    var old = entryOf(i);
+    if (old !== null) delete edits[old];  // (an older start-only slot moves to the cue's own)
+    if (text !== cues[i].text) edits[keyOf(i)] = {orig: cues[i].text, text: text, page: here};
     var saved = saveEdits();
+    if (!saved && startedAs[i] !== undefined) {
+      // storage full part-way through typing: it held the edit as far as the last keystroke that fit, and a reload
+      // showed that cut-off text as a saved edit. It keeps this caption as it was when the edit began instead
+      var kept = loadEdits() || {}, was = startedAs[i];
+      [keyOf(i), String(Math.round(cues[i].start * 1000))].forEach(function (k) {
+        if (kept[k] && kept[k].orig === cues[i].text) delete kept[k];
+      });
+      if (was !== cues[i].text) kept[keyOf(i)] = {orig: cues[i].text, text: was, page: here};
+      try { localStorage.setItem(storageKey, JSON.stringify({version: 1, edits: kept})); } catch (e) {
+        delete kept[keyOf(i)];  // not even that fits: the model's caption, never a cut-off one
+        try { localStorage.setItem(storageKey, JSON.stringify({version: 1, edits: kept})); } catch (e2) { /* none */ }
+      }
+    }
     storageWorks = storageWorks && saved;
     rows[i].classList.toggle("edited", editedText(i) !== null);
     showText(i);
@@ -459,13 +490,16 @@
     // the text when editing began: what Esc goes back to. The window losing focus (another tab, Alt-Tab) blurs
     // and refocuses the caption without ending the edit: Esc then took back nothing (it was already saved)
     var before = null;
-    text.addEventListener("focus", function () { if (before === null) before = textOf(i); });
+    text.addEventListener("focus", function () { if (before === null) before = startedAs[i] = textOf(i); });
     text.addEventListener("input", function () { onEdit(i); });
     text.addEventListener("blur", function () {
-      if (document.hasFocus()) before = null;  // the edit ended here, not by the window going to the back
+      if (document.hasFocus()) { before = null; delete startedAs[i]; }  // the edit ended here, not by the window going to the back
       showText(i);
     });
     text.addEventListener("keydown", function (ev) {  // the edit ends; the keyboard stays on its row
+      // an input method's Enter (confirm) and Esc (cancel a conversion) come with isComposing: they ended the edit,
+      // and Esc threw the whole correction away
+      if (ev.isComposing || ev.keyCode === 229) return;
       if (ev.key === "Enter") { ev.preventDefault(); text.blur(); row.focus(); }
       if (ev.key === "Escape") {
         if (before !== null) { text.textContent = before; onEdit(i); }
