@@ -124,9 +124,8 @@
   function vttEscape(text) { return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"); }
 
   // ---------------------------------------------------------------- edits (localStorage)
-  // an edit's slot: the cue's start (ms) and the model's caption. By the start alone, a page of the same video made
-  // with other options (another -o, --fps) whose cue at that start says something else shared the slot: an edit
-  // there replaced this page's edit, unsaid. Edits saved by the slot of the start alone are still found (entryOf)
+  // an edit's slot: its cue's start (ms) and caption (by the start alone, a page of the video made with other
+  // options took this page's slot, unsaid); start-only slots of earlier pages are still found (entryOf)
   var startedAs = {};  // each caption's text when its edit began (a full storage keeps that: onEdit)
   function keyOf(i) { return Math.round(cues[i].start * 1000) + " " + cues[i].text; }
 
@@ -202,9 +201,8 @@
   // the track's cues by their start (ms), made once the track has loaded: a scan of every track cue for each
   // row made redrawing all rows (another tab's edits, the track's load) n-squared on a long film's page
   var trackIndex = null;
-  // a browser plays a file on its own timestamps, which start at data.video.clock_start where the cue times (as
-  // players show them) start at 0: a cut part of a recording, 12.2 s in, showed every caption 12.2 s early, and a
-  // click on a cue went to another picture. Every time the video is told or asked goes through this shift
+  // a browser plays a file on its own timestamps, from data.video.clock_start, where cue times start at 0 (a cut
+  // part of a recording showed every caption that much early): every time the video is told or asked is shifted
   var shift = +data.video.clock_start || 0;
   function trackCue(i) {
     if (trackIndex === null) {
@@ -249,8 +247,7 @@
   }
 
   function onEdit(i) {
-    // text dropped in from another window comes as lines in elements (<div>car</div>), whose textContent joins
-    // "a red" and "car" into "a redcar": the lines as the page shows them, each break a space (clean)
+    // text dropped in comes as lines in elements, which textContent joins ("a red<div>car</div>": "a redcar")
     var node = rows[i].querySelector(".text");
     var text = clean(node.children.length ? node.innerText : node.textContent);
     // what another tab of this page saved since: kept (the whole set was written back, and the last tab won);
@@ -262,8 +259,8 @@
     if (text !== cues[i].text) edits[keyOf(i)] = {orig: cues[i].text, text: text, page: here};
     var saved = saveEdits();
     if (!saved && startedAs[i] !== undefined) {
-      // storage full part-way through typing: it held the edit as far as the last keystroke that fit, and a reload
-      // showed that cut-off text as a saved edit. It keeps this caption as it was when the edit began instead
+      // storage full part-way through typing kept the edit as far as it fit, shown as saved after a reload: it
+      // keeps the caption as it was when the edit began instead
       var kept = loadEdits() || {}, was = startedAs[i];
       [keyOf(i), String(Math.round(cues[i].start * 1000))].forEach(function (k) {
         if (kept[k] && kept[k].orig === cues[i].text) delete kept[k];
@@ -497,8 +494,7 @@
       showText(i);
     });
     text.addEventListener("keydown", function (ev) {  // the edit ends; the keyboard stays on its row
-      // an input method's Enter (confirm) and Esc (cancel a conversion) come with isComposing: they ended the edit,
-      // and Esc threw the whole correction away
+      // an input method's Enter and Esc (confirm, cancel a conversion) ended the edit; Esc threw it away
       if (ev.isComposing || ev.keyCode === 229) return;
       if (ev.key === "Enter") { ev.preventDefault(); text.blur(); row.focus(); }
       if (ev.key === "Escape") {
