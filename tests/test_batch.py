@@ -510,6 +510,47 @@ def test_workers_inherit_one_int8_decision(tmp_path, tiny_model, small_tree, mon
         assert json.loads((out / name).read_text())["metadata"]["model"]["encoder_precision"] == "float32"
 
 
+def test_the_library_batch_locks_a_new_output_folder_against_other_threads_too(tmp_path, monkeypatch):
+    """run_batch into an output folder that did not exist yet locked nothing (the folder was made later, by the
+    writers): another batch wrote there beside it, and no marker of the video being captioned was kept. And the
+    lock counted as held by every thread of the process: a second run_batch in another thread wrote beside it."""
+    import threading
+
+    import captioner.batch as batch_pkg
+    from captioner.batch import LOCK_NAME, exclusive, plan_batch, run_batch
+    from captioner.batch.lock import holds
+    from captioner.config import CaptionConfig
+    from captioner.errors import CaptionerError
+
+    tree, out = tmp_path / "in", tmp_path / "out"
+    tree.mkdir()
+    (tree / "a.mp4").write_bytes(b"not decoded here")
+    plan = plan_batch([tree], out, ["srt"])
+    seen = {}
+
+    def engine(jobs, config, *, workers, on_result, marker):
+        seen["lock"] = (out / LOCK_NAME).exists()
+        seen["marker_folder"] = marker is not None and marker.parent.is_dir()
+
+        def other_thread():
+            seen["other holds"] = holds(out)  # so its run_batch would not pass over the lock
+            try:
+                with exclusive([out]):
+                    seen["other"] = "locked it too"
+            except CaptionerError as exc:
+                seen["other"] = str(exc)
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+        seen["same thread"] = holds(out)  # this thread's (the CLI's lock, then run_batch in the same thread)
+
+    monkeypatch.setattr(batch_pkg, "run_local", engine)
+    run_batch(plan, CaptionConfig())
+    assert seen["lock"] and seen["marker_folder"] and seen["same thread"] and not seen["other holds"]
+    assert "another captioner batch is writing there" in seen["other"]
+
+
 def test_a_stopped_batch_leaves_no_temporary_file(tmp_path, monkeypatch):
     """A worker stopped inside ``write_atomic`` leaves its hidden temporary file; the batch removes it as it stops.
 

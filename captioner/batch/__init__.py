@@ -22,7 +22,7 @@ from typing import Callable, Literal
 
 from ..config import CaptionConfig, configure, is_whole
 from ..errors import CaptionerError
-from ..outputs import stops_held
+from ..outputs import prepare_output_dir, stops_held
 from .job import BatchJob, FileResult, ResultCallback, Status, caption_one, run_job
 from .lock import LOCK_NAME, exclusive, holds, lock_folders
 from .local import MARKER_NAME, remove_marker, run_local
@@ -97,7 +97,11 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
         # own, a json the plan asked for was never written, the video "ok", and captioned again every run)
         config = configure(config, formats=plan.formats)
     started = time.time() if started is None else started
-    # one batch at a time writes into a folder: locked here, unless this process holds it or a folder above it
+    if plan.output_dir is not None and plan.jobs:
+        # made before it is locked, as the CLI makes it: a folder that did not exist yet was locked by nobody (another
+        # batch wrote there beside this one) and kept no marker of the video being captioned when a crash came
+        prepare_output_dir(Path(plan.output_dir))
+    # one batch at a time writes into a folder: locked here, unless this thread holds it or a folder above it
     # already (the CLI's lock; a library caller's own, on the archive)
     todo = [f for f in lock_folders(plan.output_dir, plan.roots) if not holds(f)]
     if not todo:
