@@ -255,9 +255,11 @@ class DecodingConfig:
     photo_confidence_fit: tuple[float, float] | None = (-2.29, 8.73)
 
     def __post_init__(self) -> None:
-        weight = _number(0)
+        # bounded far past any use: length_penalty 300 overflowed a float in the beam search, a guide weight of 1e39
+        # float32's range (no cue, a NumPy warning on stderr)
+        weight = _number(0, 1e6)
         fit = _numbers(2, optional=True)
-        _checked(self, beam_size=_count(1), max_length=_count(2, MAX_LENGTH), length_penalty=weight,
+        _checked(self, beam_size=_count(1), max_length=_count(2, MAX_LENGTH), length_penalty=_number(0, 10),
                  no_repeat_ngram=_count(0), video_style=_one_of(STYLES), photo_style=_one_of(STYLES), grammar=_flag(),
                  confidence_fit=fit, photo_confidence_fit=fit,
                  concept_weight=_number(0, 1), video_concept_weight=_number(0, 1), concept_min_prob=_number(0, 1),
@@ -371,7 +373,8 @@ class ReviewConfig:
     low_confidence: float = 0.5
 
     def __post_init__(self) -> None:
-        _checked(self, thumbnails=_flag(), thumbnail_width=_count(1), thumbnail_height=_count(1),
+        # (a box of 10**9 px asked for 2 EB of memory; 4096 is past any thumbnail)
+        _checked(self, thumbnails=_flag(), thumbnail_width=_count(1, 4096), thumbnail_height=_count(1, 4096),
                  jpeg_quality=_count(0, 100),
                  concept_words=_count(0), low_confidence=_number(0, 1))
 
@@ -429,6 +432,8 @@ class CaptionConfig:
                grounding=GroundingConfig, sampling=SamplingConfig, segments=SegmentConfig, output=OutputConfig,
                review=ReviewConfig)
         _checked(self, threads=_count(0))
+        if not isinstance(self.model_dir, Path):  # a str stayed one (.name failed), unequal to the same folder's Path
+            object.__setattr__(self, "model_dir", Path(self.model_dir))
 
 
 def configure(base: CaptionConfig | None = None, *, model_dir: str | Path | None = None,

@@ -257,3 +257,28 @@ def test_numpy_booleans_are_flags():
 
     config = configure(int8=np.bool_(False))
     assert config.encoder.int8 is False
+
+
+def test_values_past_any_use_are_refused_where_the_config_is_made():
+    """length_penalty 300 overflowed a float in the beam search (an OverflowError naming no field), a guide weight
+    of 1e39 overflowed float32 (no cue, a NumPy warning on stderr), a thumbnail box of 10**9 px asked for 2 EB."""
+    from captioner.config import DecodingConfig, ReviewConfig
+
+    for field, value in (("length_penalty", 300.0), ("guide_weight", 1e39), ("rerank_weight", 1e7)):
+        with pytest.raises(ValueError, match=f"DecodingConfig.{field} must be a finite number"):
+            DecodingConfig(**{field: value})
+    DecodingConfig(length_penalty=10.0, guide_weight=1e6)  # the bounds themselves are fine
+    with pytest.raises(ValueError, match="ReviewConfig.thumbnail_width must be a whole number from 1 to 4096"):
+        ReviewConfig(thumbnail_width=10**9)
+
+
+def test_a_model_folder_given_as_text_is_a_path():
+    """CaptionConfig(model_dir="weights") kept a str under its Path annotation: .name failed, and it was unequal
+    to the same folder given as a Path."""
+    from pathlib import Path
+
+    from captioner.config import CaptionConfig
+
+    config = CaptionConfig(model_dir="some/weights")
+    assert config.model_dir == Path("some/weights") and config.model_dir.name == "weights"
+    assert config == CaptionConfig(model_dir=Path("some/weights"))
