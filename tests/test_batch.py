@@ -428,7 +428,7 @@ def test_a_worker_that_dies_costs_only_its_file(tmp_path):
 def test_workers_are_born_with_ctrl_c_ignored(tmp_path):
     """Ctrl-C reaches every process of the terminal's group: a worker still importing (before its initializer
     ignores SIGINT) printed a KeyboardInterrupt traceback above the batch's "interrupted". Workers are started
-    with SIGINT ignored and blocked; the batch process's own handler and mask are as they were after."""
+    with SIGINT blocked; the batch process's own handler and mask are as they were after."""
     import signal
 
     import batch_tasks
@@ -439,6 +439,30 @@ def test_workers_are_born_with_ctrl_c_ignored(tmp_path):
     run_pool(jobs, 2, batch_tasks.report_sigint, None, (), results.append)
     assert {r.reason for r in results} == {"blocked"}
     assert signal.getsignal(signal.SIGINT) is handler and signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask
+
+
+def test_a_ctrl_c_while_workers_start_is_not_lost():
+    """SIGINT ignored in the batch process while its workers started: another of its threads (tqdm's monitor) took
+    a Ctrl-C that came then and threw it away, and the batch ran to its end."""
+    import signal
+    import threading
+
+    from captioner.batch.local import _workers_born_deaf
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, args=(10,))  # a thread that does not block SIGINT
+    other.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with _workers_born_deaf():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)
+            time.sleep(1)
+    finally:
+        stop.set()
+        other.join()
 
 
 def test_workers_that_die_while_starting_blame_no_file(tmp_path):

@@ -335,28 +335,26 @@ def _start_resource_tracker() -> None:
 
 @contextlib.contextmanager
 def _workers_born_deaf() -> Any:
-    """Worker processes started inside start with SIGINT ignored; this process's Ctrl-C meanwhile waits.
+    """Worker processes started inside start with SIGINT blocked, until ``_start_worker`` ignores it.
 
     A terminal's Ctrl-C goes to the whole process group: a worker still importing (half a second, before
-    ``_start_worker`` ignores SIGINT) printed a KeyboardInterrupt traceback above the batch's "interrupted". A
-    spawned process keeps an ignored signal ignored, and its interpreter then installs no handler of its own.
-    SIGINT is blocked here meanwhile (Linux keeps a blocked signal pending even while it is ignored), so a
-    Ctrl-C in those milliseconds reaches this process once its handler is back. Only the main thread can
-    change a handler: elsewhere (a library's thread) nothing changes.
+    ``_start_worker`` ignores SIGINT) printed a KeyboardInterrupt traceback above the batch's "interrupted".
+    A spawned process keeps the signal mask of the thread that started it; a Ctrl-C then waits in the
+    worker and is dropped when it ignores the signal. Only this thread's mask changes: this process's
+    Ctrl-C still comes (another of its threads takes it, or this one once the mask is back). Ignoring
+    SIGINT here instead lost a Ctrl-C in that window: another thread took it and threw it away.
     """
     import signal
 
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask") \
-            or signal.getsignal(signal.SIGINT) is None:  # (a handler set outside Python cannot be put back)
+    if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    was = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        if signal.SIGINT not in was:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def run_pool(jobs: Sequence[BatchJob], workers: int, task: Callable[[BatchJob], FileResult],
