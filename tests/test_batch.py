@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 import srt
@@ -708,6 +710,32 @@ def test_a_new_format_keeps_the_outputs_corrected_by_hand(tmp_path, tiny_model):
     # --overwrite still writes them all again
     batch(tree, "--model", tiny_model, "-f", "srt,json,vtt", "--overwrite", "-q")
     assert json.loads((tree / "a.json").read_text())["cues"][0]["text"] != "A red screen, checked by Anna."
+
+
+@pytest.mark.parametrize("how", ["archive moved", "video renamed", "output folder moved"])
+def test_kept_outputs_name_the_video_where_it_is_now(tmp_path, tiny_model, how):
+    """A format added after the archive moved (or the video was renamed, or -o moved alone): the kept JSON and
+    review page still named the old place, run after run (written again, as before, they named the new one)."""
+    tree, out = tmp_path / "arch", tmp_path / "out"
+    make_video(tree / "a.mp4", [("red", 1.0)], seed=0)
+    args = ["-o", str(out)] if how == "output folder moved" else []
+    batch(tree, *args, "--model", tiny_model, "-f", "json,html", "-q")
+    if how == "archive moved":
+        tree = tree.rename(tmp_path / "arch2")
+        out = tree
+    elif how == "video renamed":
+        (tree / "a.mp4").rename(tree / "a.mov")
+        out = tree
+    else:
+        (tmp_path / "sub").mkdir()
+        out = out.rename(tmp_path / "sub" / "out2")
+        args = ["-o", str(out)]
+    video = tree / ("a.mov" if how == "video renamed" else "a.mp4")
+    batch(tree, *args, "--model", tiny_model, "-f", "json,html,srt", "-q")
+    assert json.loads((out / "a.json").read_text())["metadata"]["video"]["path"] == str(video)
+    page = (out / "a.html").read_text(encoding="utf-8")
+    src = re.search(r'<video id="video"[^>]* src="([^"]*)"', page).group(1)
+    assert (out / unquote(src)).resolve() == video.resolve()
 
 
 def test_a_batch_killed_after_a_format_was_added_is_finished_not_redone(tmp_path, tiny_model):

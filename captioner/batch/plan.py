@@ -338,6 +338,10 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
                                       keep=keep))
             if (previous is None or found_moved) and "json" not in plan.formats:
                 plan.repoint.append((output_file(base, "json"), video))
+            elif {"json", "html"} & set(keep) and (found_moved or str(video) in out_moved):
+                # a kept JSON and page name the video where it is now (moved, renamed, -o moved alone), as a skipped
+                # video's do: written again they did, kept they linked the old place for good
+                plan.repoint.append((output_file(base, "json"), video))
 
     def captioners(path: Path, root: Path) -> bool:
         """Whether ``path`` is captioner's own (an earlier run's output, a batch's report or index), not an input:
