@@ -451,6 +451,8 @@ def _standard_streams() -> None:
     stderr (2>&-: isatty of None) and wrote nothing; their messages go nowhere instead, as with
     2>/dev/null. A closed stdout (>&-) lost image's, search's and info's output with exit 0.
     """
+    if sys.stdin is None:  # held too: else the next file opened (the batch lock) became stdin, children's too
+        sys.stdin = open(_null_on(0), encoding="utf-8", closefd=False)
     if sys.stderr is None:
         sys.stderr = open(_null_on(2), "w", encoding="utf-8", closefd=False)
     if sys.stdout is None:

@@ -838,8 +838,10 @@ def runtime_summary(name: str) -> str:
     try:
         onnxruntime_module()
     except Exception as exc:  # said "encoder on ONNX Runtime" while every run failed to import it
-        return (f"NumPy decoder; encoder on torch, slower: ONNX Runtime cannot be imported "
-                f"({exc.__class__.__name__}: {first_line(exc) or 'no detail'})")
+        why = f"ONNX Runtime cannot be imported ({exc.__class__.__name__}: {first_line(exc) or 'no detail'})"
+        if not _torch_importable():
+            return f"no encoder: {why}, and torch, which would encode instead, is not installed"
+        return f"NumPy decoder; encoder on torch, slower: {why}"
     state = "exported" if path.exists() else "not exported yet (the first run exports it; that step needs torch)"
     line = f"NumPy decoder; encoder on ONNX Runtime, {path} {state}"
     ranges = int8_ranges_path(name)

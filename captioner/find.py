@@ -294,7 +294,10 @@ def index_path(root: Path) -> Path:
         writable = False
     if writable:
         return inside
-    return cache_home() / hashlib.sha256(os.fsencode(root)).hexdigest()[:20] / INDEX_FILE
+    try:
+        return cache_home() / hashlib.sha256(os.fsencode(root)).hexdigest()[:20] / INDEX_FILE
+    except CaptionerError:  # no cache folder either (no home): searched all the same, the index not kept (a warning)
+        return inside
 
 
 @dataclass

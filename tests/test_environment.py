@@ -170,3 +170,7 @@ def test_info_says_the_versions_and_an_onnx_runtime_it_cannot_import(monkeypatch
     line = encoder_mod.runtime_summary("efficientnet-lite0")
     assert line == ("NumPy decoder; encoder on torch, slower: ONNX Runtime cannot be imported "
                     "(ImportError: DLL load failed)")
+    monkeypatch.setattr(encoder_mod, "_torch_importable", lambda: False)  # and no torch: nothing encodes
+    assert encoder_mod.runtime_summary("efficientnet-lite0") == (
+        "no encoder: ONNX Runtime cannot be imported (ImportError: DLL load failed), and torch, which would encode "
+        "instead, is not installed")

@@ -935,3 +935,17 @@ def test_a_query_that_is_not_text_and_folders_as_a_generator(archive: Path) -> N
     for query in (b"dog", 3):
         with pytest.raises(CaptionerError, match=f"the query must be text \\(a str\\), got {type(query).__name__}"):
             s.search(query)
+
+
+def test_a_read_only_folder_is_searched_where_there_is_no_home_for_its_index(tmp_path: Path, monkeypatch) -> None:
+    """A folder that cannot be written keeps its index in the cache folder; with no home (HOME unset, a user id
+    without a passwd entry) there is none, and the search failed ("no home folder") where it had answered."""
+    import captioner.find as find
+
+    write_output(tmp_path / "a" / "v.json", [(0.0, 1.0, "a dog runs on a beach")])
+    monkeypatch.setattr(find, "_may", lambda path, mode: not mode & os.W_OK)  # read-only (tests may run as root)
+    monkeypatch.delenv("CAPTIONER_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(os.path, "expanduser", lambda p: p)
+    idx, _ = update_index(tmp_path / "a", BagOfWords())
+    assert len(idx) == 1
