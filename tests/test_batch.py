@@ -577,6 +577,33 @@ def test_the_library_batch_locks_a_new_output_folder_against_other_threads_too(t
     assert "another captioner batch is writing there" in seen["other"]
 
 
+def test_a_full_disk_stops_the_batch_and_leaves_the_rest_pending(tmp_path, monkeypatch):
+    """A full output disk: every later video was captioned in full and failed the same way, a line each (hours of
+    a large archive), then the report could not be written either. The batch stops at the first such failure."""
+    import captioner.batch.local as local
+    from captioner.batch import FileResult, plan_batch, run_batch
+    from captioner.config import CaptionConfig
+
+    tree, out = tmp_path / "in", tmp_path / "out"
+    tree.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        (tree / name).write_bytes(b"not decoded here")
+    captioned = []
+
+    def full_disk(captioner, job, config):
+        captioned.append(job.shown)
+        return FileResult(str(job.video), Status.FAILED, f"{out / 'a.srt'}: cannot write: No space left on device",
+                          shown=job.shown, root=job.root)
+
+    import captioner.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "Captioner", lambda config: None)
+    monkeypatch.setattr(local, "run_job", full_disk)
+    outcome = run_batch(plan_batch([tree], out, ["srt"]), CaptionConfig())
+    assert len(captioned) == 1 and "the disk the outputs go to is full" in str(outcome.fatal)
+    assert sorted(r.status.value for r in outcome.results) == ["failed", "pending", "pending"]
+
+
 def test_a_stopped_batch_leaves_no_temporary_file(tmp_path, monkeypatch):
     """A worker stopped inside ``write_atomic`` leaves its hidden temporary file; the batch removes it as it stops.
 

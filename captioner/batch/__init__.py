@@ -13,6 +13,7 @@ Importing this package loads neither torch, cv2 nor Ray.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -119,6 +120,11 @@ def _run(plan: BatchPlan, config: CaptionConfig, engine: Engine, workers: int | 
         results.append(r)
         if on_result is not None:
             on_result(r)
+        if r.status is Status.FAILED and any(os.strerror(e) in r.reason for e in _DISK_FULL):
+            # not the video's fault, and every later video would be captioned in full to fail the same way (hours
+            # of a large archive's time, a line each): the batch stops, the rest pending for the next run
+            raise CaptionerError("stopped: the disk the outputs go to is full; free some space and run the batch "
+                                 "again (the videos done are kept)")
 
     fatal = None
     reports: list[Path] = []
@@ -159,6 +165,10 @@ def _run(plan: BatchPlan, config: CaptionConfig, engine: Engine, workers: int | 
                                      .split())
                 log.error("%s", unwritten)
     return BatchOutcome(tuple(results), tuple(reports), fatal, unwritten, repointed, renamed)
+
+
+#: A write that fails with one of these fails every video after it too (``_run``'s ``deliver`` stops the batch).
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _rename(moves: list[tuple[Path, Path]]) -> int:
