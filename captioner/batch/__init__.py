@@ -26,7 +26,7 @@ from ..errors import CaptionerError
 from ..outputs import prepare_output_dir, stops_held
 from .job import BatchJob, FileResult, ResultCallback, Status, caption_one, run_job
 from .lock import LOCK_NAME, exclusive, holds, lock_folders
-from .local import MARKER_NAME, remove_marker, run_local
+from .local import MARKER_NAME, _leave_if_spawning, remove_marker, run_local
 from .plan import BatchPlan, find_files, plan_batch, remove_partial_writes
 from .ray import require_ray, run_ray
 from .report import ReportError, counts, unfinished_results, write_reports
@@ -98,6 +98,7 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
         # own, a json the plan asked for was never written, the video "ok", and captioned again every run)
         config = configure(config, formats=plan.formats)
     started = time.time() if started is None else started
+    _leave_if_spawning()  # a worker running an unguarded script again: before it makes or locks anything
     if plan.output_dir is not None and plan.jobs:
         # made before it is locked, as the CLI makes it: a folder that did not exist yet was locked by nobody (another
         # batch wrote there beside this one) and kept no marker of the video being captioned when a crash came

@@ -134,7 +134,9 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     batch holds, ``lock.exclusive``'s).
     """
     from ..writers import FORMATS, parse_formats
+    from .local import _leave_if_spawning
 
+    _leave_if_spawning()  # a worker running an unguarded script again: it found the batch's own lock and raised
     path_list(roots, "plan_batch")
     if not isinstance(formats, str) and not all(isinstance(f, str) for f in formats):
         raise ValueError(f"formats must be format names such as ['srt', 'json'], got {formats!r}")
