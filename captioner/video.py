@@ -514,6 +514,13 @@ def read_frames(path: str | Path, fps: float, *, keyframes: bool = False,
     return iter_frames(path, fps, stats=stats, seek=seek)
 
 
+#: A stream whose average frame rate is under this share of its nominal one holds frames for long: a screen recording
+#: or a slideshow with repeats dropped (``ffmpeg -vf mpdecimate``) stores a burst of frames as the picture changes,
+#: then one frame held for seconds. OpenCV's reader samples the first frame of each burst and never sees the held
+#: one: a cue changed half-way to the next burst (4.5 s late, 5 s early), and a stretch lost a shot.
+_HELD_RATE_RATIO = 0.5
+
+
 def pyav_reason(path: str | Path) -> str | None:
     """Why OpenCV would show ``path``'s picture otherwise than a player does (then ``read_frames`` decodes it with
     PyAV, as ``--fast`` does), or None. From its first key frame, kept while the file stays as it is:
@@ -523,7 +530,8 @@ def pyav_reason(path: str | Path) -> str | None:
     * transparency (PNG or ProRes 4444 in MOV, animated PNG): OpenCV drops it, and the picture was seen over
       black where photos are seen over white;
     * a mirroring display matrix (some front cameras, ``-display_hflip``): OpenCV turns the picture by the angle
-      it reads from it, and a mirrored recording came out upside down.
+      it reads from it, and a mirrored recording came out upside down;
+    * frames held for long (``_HELD_RATE_RATIO``): PyAV's reader samples a held frame too (``iter_keyframes``).
     """
     try:
         st = os.stat(path)
@@ -536,6 +544,9 @@ def pyav_reason(path: str | Path) -> str | None:
 def _cached_pyav_reason(path: str, inode: int, size: int, mtime_ns: int) -> str | None:
     def read(container: Any) -> str | None:
         stream = container.streams.video[0]
+        base, average = float(stream.base_rate or 0), float(stream.average_rate or 0)
+        if 0 < average < _HELD_RATE_RATIO * base:
+            return "a variable frame rate that holds frames"
         stream.codec_context.skip_frame = "NONKEY"
         frame = next(iter(container.decode(stream)), None)
         if frame is None:
@@ -1273,9 +1284,11 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
         shown: list[float] = []  # the times of the packets not yet past the last sample (``Frame.since``)
         untimed = False  # a packet without a timestamp came (a raw .h264): ``since`` unknown from there on
         first_after: float | None = None  # every-frame mode: the first frame decoded after the last sample
+        held: tuple[Any, float, int] | None = None  # every-frame mode: the last frame not sampled (frame, time, index)
+
         def sample(frame: Any) -> Iterator[Frame]:
             """A decoded frame's sample, if it is one (sampling, ``since``, the frame's number)."""
-            nonlocal shown_frames, first_after, n, shown, longest_gap, last_time
+            nonlocal shown_frames, first_after, n, shown, longest_gap, last_time, held
             if keys_only:
                 index = keys.popleft() if keys else max(0, position - 1)
             else:
@@ -1285,7 +1298,20 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                             if frame.time is not None else index / rate)
             if not clock.due(t):
                 first_after = t if first_after is None else first_after
+                if not keys_only:
+                    held = (frame, t, index)
                 return
+            if held is not None and t - clock.next_time > 0.5 / fps:
+                # the frame on screen when this sample came due is the one before it, held (a screen recording
+                # stores a burst of frames as the picture changes, then holds the last): sampled too, else the
+                # cut went half-way to the next burst, seconds from where the picture changed (``pyav_reason``)
+                yield from emit(*held)
+            held = None
+            yield from emit(frame, t, index)
+
+        def emit(frame: Any, t: float, index: int) -> Iterator[Frame]:
+            """``frame`` at ``t`` as a sample."""
+            nonlocal first_after, n, shown, longest_gap, last_time
             n += 1
             stats.sampled = n
             clock.take(t)
@@ -1372,6 +1398,8 @@ def iter_keyframes(path: str | Path, fps: float, *, stats: DecodeStats | None = 
                     yield from sample(frame)
             for frame in in_order([], final=True):  # what a stream that stopped early still held
                 yield from sample(frame)
+            if held is not None and stats.end_time - clock.next_time > 0.5 / fps:  # the last frame, held to the end
+                yield from emit(*held)
         finally:  # also where the caller stopped reading (``within``'s end), past a join
             _log_joins(p, frame_times.joins)
         if not time_base or not timed:  # no packet timestamps: the stream ends after its last frame

@@ -823,6 +823,30 @@ def test_a_screen_recording_s_next_picture_is_cut_where_it_came(tmp_path: Path, 
         assert 20.0 in [c["start"] for c in cues], (extra, cues)
 
 
+def test_a_recording_that_holds_the_last_frame_of_each_burst_is_cut_where_the_picture_changed(tmp_path: Path) -> None:
+    """A screen recording (or a slideshow with repeats dropped, ``mpdecimate``) stores a burst of frames as the
+    picture changes, then holds the last one for seconds. The reader sampled the first frame of each burst and
+    never the held one: the cut went half-way to the next burst (5 s early here), and a fade's end was missed
+    (4.5 s late). Such a stream is read with PyAV, which samples the held frame too."""
+    from captioner.segment import cut_time
+
+    looks, pts = [], []
+    for shot, look in enumerate(("red", "checker", "blue")):
+        for k in range(5):  # a burst of five frames 40 ms apart, the last held until the next burst, 3 s on
+            looks.append(shot_frame(look, 0, (64, 48)))
+            pts.append(shot * 3000 + 40 * k)
+    path = pyav_video(tmp_path / "screen.mp4", "libx264", looks, rate=25, pts_ms=pts, options={"preset": "ultrafast"})
+    assert video.pyav_reason(path) == "a variable frame rate that holds frames"
+    frames = list(video.read_frames(path, 1.0))
+    # (the last burst is not held: the file ends 40 ms after it)
+    assert [round(f.time, 2) for f in frames] == [0.0, 0.16, 3.0, 3.16, 6.0]
+    assert [round(f.since, 2) for f in frames] == [0.0, 0.04, 3.0, 3.04, 6.0]
+    # the cut between the held picture (0.16) and the next burst (3.0): where that burst began, not half-way
+    assert cut_time(frames[1].time, frames[2].time, frames[2].since) == pytest.approx(3.0)
+    steady = make_video(tmp_path / "steady.mp4", [("red", 2.0)], fps=10)  # a steady rate: as before
+    assert video.pyav_reason(steady) is None
+
+
 def _pyav_write(path: Path, codec: str, frames: list[np.ndarray], pix_fmt: str, fmt: str = "rgb24",
                 colorspace: int | None = None) -> Path:
     """``frames`` (``fmt`` arrays) encoded by PyAV, 5 a second; ``colorspace``: FFmpeg's number, in the stream and
