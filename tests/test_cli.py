@@ -751,7 +751,9 @@ def test_a_long_failure_reason_keeps_its_cause(tmp_path, tiny_model, clip, monke
     _copy(clip, tmp_path / "in" / "talk.mp4")
     out = tmp_path / "out" / "/".join(["Interview_2026_Camera_B_Closeup" * 4] * 4)
     result = cli("batch", tmp_path / "in", "-o", out, "--model", tiny_model, "-f", "srt", "-q")
-    (line,) = result.stderr.splitlines()
+    line, stop = result.stderr.splitlines()  # (a full disk stops the batch: the videos after it would fail alike)
+    assert stop == "error: stopped: the disk the outputs go to is full; free some space and run the batch again " \
+                   "(the videos done are kept)"
     assert result.exit_code == 1 and line.startswith(f"error: {tmp_path / 'in' / 'talk.mp4'}: {tmp_path}")
     assert line.endswith("Closeup/talk.srt: cannot write: No space left on device") and "…" in line
     (row,) = json.loads((out / "captioner-report.json").read_text())["videos"]
