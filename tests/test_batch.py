@@ -539,12 +539,13 @@ def test_workers_inherit_one_int8_decision(tmp_path, tiny_model, small_tree, mon
 def test_the_library_batch_locks_a_new_output_folder_against_other_threads_too(tmp_path, monkeypatch):
     """run_batch into an output folder that did not exist yet locked nothing (the folder was made later, by the
     writers): another batch wrote there beside it, and no marker of the video being captioned was kept. And the
-    lock counted as held by every thread of the process: a second run_batch in another thread wrote beside it."""
+    lock is the process's: a second run_batch in another thread took it for its own and wrote beside the first.
+    A caller holding the lock in one thread still plans and runs the batch in another (a GUI's worker thread)."""
     import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     import captioner.batch as batch_pkg
     from captioner.batch import LOCK_NAME, exclusive, plan_batch, run_batch
-    from captioner.batch.lock import holds
     from captioner.config import CaptionConfig
     from captioner.errors import CaptionerError
 
@@ -557,24 +558,29 @@ def test_the_library_batch_locks_a_new_output_folder_against_other_threads_too(t
     def engine(jobs, config, *, workers, on_result, marker):
         seen["lock"] = (out / LOCK_NAME).exists()
         seen["marker_folder"] = marker is not None and marker.parent.is_dir()
+        if "other" in seen:
+            return
 
         def other_thread():
-            seen["other holds"] = holds(out)  # so its run_batch would not pass over the lock
             try:
-                with exclusive([out]):
-                    seen["other"] = "locked it too"
+                run_batch(plan, CaptionConfig())
+                seen["other"] = "ran beside it"
             except CaptionerError as exc:
                 seen["other"] = str(exc)
 
         thread = threading.Thread(target=other_thread)
         thread.start()
         thread.join()
-        seen["same thread"] = holds(out)  # this thread's (the CLI's lock, then run_batch in the same thread)
 
     monkeypatch.setattr(batch_pkg, "run_local", engine)
     run_batch(plan, CaptionConfig())
-    assert seen["lock"] and seen["marker_folder"] and seen["same thread"] and not seen["other holds"]
-    assert "another captioner batch is writing there" in seen["other"]
+    assert seen["lock"] and seen["marker_folder"]
+    assert "another captioner batch of this process is writing there" in seen["other"]
+    # the lock held in this thread, the batch planned and run in a worker thread
+    with exclusive([out]), ThreadPoolExecutor(1) as pool:
+        again = pool.submit(plan_batch, [tree], out, ["srt"]).result()
+        outcome = pool.submit(run_batch, again, CaptionConfig()).result()
+    assert outcome.fatal is None
 
 
 def test_a_full_disk_stops_the_batch_and_leaves_the_rest_pending(tmp_path, monkeypatch):
@@ -602,6 +608,33 @@ def test_a_full_disk_stops_the_batch_and_leaves_the_rest_pending(tmp_path, monke
     outcome = run_batch(plan_batch([tree], out, ["srt"]), CaptionConfig())
     assert len(captioned) == 1 and "the disk the outputs go to is full" in str(outcome.fatal)
     assert sorted(r.status.value for r in outcome.results) == ["failed", "pending", "pending"]
+
+    # the stop once: an engine stopping delivers what its other workers finished, full-disk failures too, and must
+    # go on stopping them (a second raise skipped that, and the batch waited for every running video)
+    import captioner.batch as batch_pkg
+
+    stopped = []
+
+    def engine(jobs, config, *, workers, on_result, marker):
+        try:
+            on_result(full_disk(None, jobs[0], config))
+        except BaseException:
+            on_result(full_disk(None, jobs[1], config))
+            stopped.append(True)
+            raise
+
+    monkeypatch.setattr(batch_pkg, "run_local", engine)
+    outcome = run_batch(plan_batch([tree], out, ["srt"]), CaptionConfig())
+    assert stopped and sorted(r.status.value for r in outcome.results) == ["failed", "failed", "pending"]
+
+    # a reason that names such a file, not the disk's state: that video fails, the batch goes on
+    monkeypatch.undo()
+    monkeypatch.setattr(pipeline, "Captioner", lambda config: None)
+    monkeypatch.setattr(local, "run_job", lambda captioner, job, config: FileResult(
+        str(job.video), Status.FAILED, f"{out / 'No space left on device.srt'}: exists and captioner did not write it",
+        shown=job.shown, root=job.root))
+    outcome = run_batch(plan_batch([tree], out, ["srt"]), CaptionConfig())
+    assert outcome.fatal is None and [r.status.value for r in outcome.results] == ["failed"] * 3
 
 
 def test_a_stopped_batch_leaves_no_temporary_file(tmp_path, monkeypatch):

@@ -13,13 +13,16 @@ Importing this package loads neither torch, cv2 nor Ray.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
+import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal, Sequence
 
 from ..config import CaptionConfig, configure, is_whole
 from ..errors import CaptionerError
@@ -103,13 +106,38 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
         # made before it is locked, as the CLI makes it: a folder that did not exist yet was locked by nobody (another
         # batch wrote there beside this one) and kept no marker of the video being captioned when a crash came
         prepare_output_dir(Path(plan.output_dir))
-    # one batch at a time writes into a folder: locked here, unless this thread holds it or a folder above it
-    # already (the CLI's lock; a library caller's own, on the archive)
-    todo = [f for f in lock_folders(plan.output_dir, plan.roots) if not holds(f)]
-    if not todo:
+    # one batch at a time writes into a folder: locked here, unless this process holds it or a folder above it
+    # already (the CLI's lock; a library caller's own, on the archive, maybe taken in another thread)
+    folders = lock_folders(plan.output_dir, plan.roots)
+    todo = [f for f in folders if not holds(f)]
+    with _running(folders), exclusive(todo) if todo else contextlib.nullcontext():
         return _run(plan, config, engine, workers, ray_address, started, on_result, on_stop)
-    with exclusive(todo):
-        return _run(plan, config, engine, workers, ray_address, started, on_result, on_stop)
+
+
+#: The folders (real paths) a ``run_batch`` of this process writes into now: the batch lock is the process's, so a
+#: second ``run_batch`` in another thread passed over it as its own and wrote beside the first.
+_RUNNING: set[str] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _running(folders: Sequence[Path]) -> Iterator[None]:
+    """Mark ``folders`` as written by a batch of this process while it runs; ``CaptionerError`` if another batch of
+    this process (another thread's) writes into one of them, or into a folder above or below one."""
+    mine = {os.path.realpath(f) for f in folders}
+    with _RUNNING_LOCK:
+        for folder in mine:
+            other = next((r for r in _RUNNING if Path(folder).is_relative_to(r) or Path(r).is_relative_to(folder)),
+                         None)
+            if other is not None:
+                raise CaptionerError(f"{folder}: another captioner batch of this process is writing there ({other}); "
+                                     "wait for it to finish, or give another -o")
+        _RUNNING.update(mine)
+    try:
+        yield
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.difference_update(mine)
 
 
 def _run(plan: BatchPlan, config: CaptionConfig, engine: Engine, workers: int | None, ray_address: str | None,
@@ -117,13 +145,17 @@ def _run(plan: BatchPlan, config: CaptionConfig, engine: Engine, workers: int | 
     """``run_batch`` once the batch's folders are locked."""
     results: list[FileResult] = list(plan.done)
 
+    stopping = []
+
     def deliver(r: FileResult) -> None:
         results.append(r)
         if on_result is not None:
             on_result(r)
-        if r.status is Status.FAILED and any(os.strerror(e) in r.reason for e in _DISK_FULL):
+        if r.status is Status.FAILED and _DISK_FULL.search(r.reason) and not stopping:
             # not the video's fault, and every later video would be captioned in full to fail the same way (hours
-            # of a large archive's time, a line each): the batch stops, the rest pending for the next run
+            # of a large archive's time, a line each): the batch stops, the rest pending for the next run. Once:
+            # the engine delivers what its other workers finished as it stops, and must go on stopping them
+            stopping.append(r)
             raise CaptionerError("stopped: the disk the outputs go to is full; free some space and run the batch "
                                  "again (the videos done are kept)")
 
@@ -168,8 +200,11 @@ def _run(plan: BatchPlan, config: CaptionConfig, engine: Engine, workers: int | 
     return BatchOutcome(tuple(results), tuple(reports), fatal, unwritten, repointed, renamed)
 
 
-#: A write that fails with one of these fails every video after it too (``_run``'s ``deliver`` stops the batch).
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+#: A failure whose reason ends with one of these (a write's cause, as writers and ``errors.os_reason`` word it) fails
+#: every video after it too (``_run``'s ``deliver`` stops the batch); at the end only: a file named "No space left on
+#: device.srt" that is in the way stopped it.
+_DISK_FULL = re.compile("(?i)(?:" + "|".join(re.escape(os.strerror(e)) for e in (errno.ENOSPC, errno.EDQUOT))
+                        + r")\)?$")
 
 
 def _rename(moves: list[tuple[Path, Path]]) -> int:

@@ -8,7 +8,6 @@ beside the videos) and is refused where another batch's folder holds or is held 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,25 +18,20 @@ from ..errors import CaptionerError, os_reason, path_list
 #: The hidden file in a batch's output folder (or input folder, outputs beside the videos) that it holds locked.
 LOCK_NAME = ".captioner-batch.lock"
 
-#: Per thread, the folders (real paths) it holds locked, with how many ``exclusive`` blocks hold each: the library's
-#: ``run_batch`` locks its folders unless the CLI (or the caller) holds them already, in the same thread. Per
-#: process, a second ``run_batch`` in another thread took the first's lock for its own and wrote beside it.
-_HELD: dict[int, dict[str, int]] = {}
-
-
-def _held_here() -> dict[str, int]:
-    return _HELD.setdefault(threading.get_ident(), {})
+#: The folders (real paths) this process holds locked, with how many ``exclusive`` blocks hold each: the library's
+#: ``run_batch`` locks its folders unless the CLI (or the caller) holds them already.
+_HELD: dict[str, int] = {}
 
 
 def held() -> frozenset[str]:
-    """The folders (real paths) whose batch lock this thread holds."""
-    return frozenset(_HELD.get(threading.get_ident(), ()))
+    """The folders (real paths) whose batch lock this process holds."""
+    return frozenset(_HELD)
 
 
 def holds(folder: str | os.PathLike[str]) -> bool:
-    """Whether this thread holds the batch lock of ``folder`` or of a folder above it (a batch there covers it)."""
+    """Whether this process holds the batch lock of ``folder`` or of a folder above it (a batch there covers it)."""
     real = Path(os.path.realpath(folder))
-    return any(real.is_relative_to(h) for h in held())
+    return any(real.is_relative_to(h) for h in _HELD)
 
 
 def lock_folders(output_dir: Path | None, roots: Sequence[Path]) -> list[Path]:
@@ -101,19 +95,15 @@ def exclusive(folders: Sequence[Path]) -> Iterator[frozenset[str]]:
                     break
                 handle.close()
             check_unlocked([folder], above=True, own=own)  # ``batch a a/b``: a is its own, not another's
-        mine = _held_here()
         for folder in own:
-            mine[folder] = mine.get(folder, 0) + 1
+            _HELD[folder] = _HELD.get(folder, 0) + 1
             counted.append(folder)
         yield own
     finally:
-        mine = _held_here()
         for folder in counted:
-            mine[folder] -= 1
-            if not mine[folder]:
-                del mine[folder]
-        if not mine:
-            _HELD.pop(threading.get_ident(), None)
+            _HELD[folder] -= 1
+            if not _HELD[folder]:
+                del _HELD[folder]
         for path, handle in held:  # removed while still locked, so no other batch locks a file no longer there
             try:
                 os.unlink(path)
