@@ -514,11 +514,32 @@ def read_frames(path: str | Path, fps: float, *, keyframes: bool = False,
     return iter_frames(path, fps, stats=stats, seek=seek)
 
 
-#: A stream whose average frame rate is under this share of its nominal one holds frames for long: a screen recording
-#: or a slideshow with repeats dropped (``ffmpeg -vf mpdecimate``) stores a burst of frames as the picture changes,
-#: then one frame held for seconds. OpenCV's reader samples the first frame of each burst and never sees the held
-#: one: a cue changed half-way to the next burst (4.5 s late, 5 s early), and a stretch lost a shot.
-_HELD_RATE_RATIO = 0.5
+#: The packets' times ``_holds_frames`` looks at (read, not decoded) at most, and the stream time they span at most.
+_HOLD_SCAN_PACKETS, _HOLD_SCAN_S = 300, 60.0
+
+
+def _holds_frames(times: list[float], packets: Iterator[Any], base: float) -> bool:
+    """Whether the stream stores bursts of frames and holds each burst's last one: a gap of a second or more, and of
+    8 times the usual distance between frames, among its first packets' times. A screen recording or a slideshow
+    with repeats dropped (``ffmpeg -vf mpdecimate``) stores a burst as the picture changes, then one frame held for
+    seconds. OpenCV's reader samples the first frame of each burst and never the held one: a cue changed half-way
+    to the next burst (4.5 s late, 5 s early), and a stretch lost a shot. The containers' frame rates do not tell
+    (an MKV's or WebM's average is the nominal one, an MPEG-TS has none); a stream of one frame per change, as the
+    ordinary reader times it well (``Frame.since``), and one whose rate changes, do not count.
+    """
+    if not base:
+        return False
+    for packet in packets:  # (``times``: those read so far, more read here)
+        if len(times) >= _HOLD_SCAN_PACKETS or (times and times[-1] - times[0] > _HOLD_SCAN_S):
+            break
+        if packet.pts is not None and packet.size:
+            times.append(float(packet.pts * base))
+    times = sorted(set(times))
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    if len(gaps) < 3:
+        return False
+    usual = sorted(gaps)[len(gaps) // 2]
+    return max(gaps) >= max(1.0, 8 * usual)
 
 
 def pyav_reason(path: str | Path) -> str | None:
@@ -531,7 +552,7 @@ def pyav_reason(path: str | Path) -> str | None:
       black where photos are seen over white;
     * a mirroring display matrix (some front cameras, ``-display_hflip``): OpenCV turns the picture by the angle
       it reads from it, and a mirrored recording came out upside down;
-    * frames held for long (``_HELD_RATE_RATIO``): PyAV's reader samples a held frame too (``iter_keyframes``).
+    * bursts of frames whose last one is held (``_holds_frames``): PyAV's reader samples it too (``iter_keyframes``).
     """
     try:
         st = os.stat(path)
@@ -544,11 +565,17 @@ def pyav_reason(path: str | Path) -> str | None:
 def _cached_pyav_reason(path: str, inode: int, size: int, mtime_ns: int) -> str | None:
     def read(container: Any) -> str | None:
         stream = container.streams.video[0]
-        base, average = float(stream.base_rate or 0), float(stream.average_rate or 0)
-        if 0 < average < _HELD_RATE_RATIO * base:
-            return "a variable frame rate that holds frames"
         stream.codec_context.skip_frame = "NONKEY"
-        frame = next(iter(container.decode(stream)), None)
+        base = float(stream.time_base) if stream.time_base else 0.0
+        times: list[float] = []  # the packets' times, for ``_holds_frames`` (a decoder may take many before a frame)
+        packets = container.demux(stream)
+        frame = None
+        for packet in packets:
+            if packet.pts is not None and packet.size and base:
+                times.append(float(packet.pts * base))
+            frame = next(iter(packet.decode()), None)
+            if frame is not None:
+                break
         if frame is None:
             return None
         if getattr(frame, "colorspace", None) in (9, 10):  # FFmpeg's BT2020_NCL, BT2020_CL
@@ -558,6 +585,8 @@ def _cached_pyav_reason(path: str, inode: int, size: int, mtime_ns: int) -> str 
         matrix = _display_matrix(frame)
         if matrix is not None and _mirrored(matrix):
             return "a mirrored display"
+        if _holds_frames(times, packets, base):
+            return "bursts of frames, each last one held"
         return None
 
     return _probe(Path(path), read, None)

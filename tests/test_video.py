@@ -836,7 +836,7 @@ def test_a_recording_that_holds_the_last_frame_of_each_burst_is_cut_where_the_pi
             looks.append(shot_frame(look, 0, (64, 48)))
             pts.append(shot * 3000 + 40 * k)
     path = pyav_video(tmp_path / "screen.mp4", "libx264", looks, rate=25, pts_ms=pts, options={"preset": "ultrafast"})
-    assert video.pyav_reason(path) == "a variable frame rate that holds frames"
+    assert video.pyav_reason(path) == "bursts of frames, each last one held"
     frames = list(video.read_frames(path, 1.0))
     # (the last burst is not held: the file ends 40 ms after it)
     assert [round(f.time, 2) for f in frames] == [0.0, 0.16, 3.0, 3.16, 6.0]
@@ -845,6 +845,13 @@ def test_a_recording_that_holds_the_last_frame_of_each_burst_is_cut_where_the_pi
     assert cut_time(frames[1].time, frames[2].time, frames[2].since) == pytest.approx(3.0)
     steady = make_video(tmp_path / "steady.mp4", [("red", 2.0)], fps=10)  # a steady rate: as before
     assert video.pyav_reason(steady) is None
+    # an MKV gives its nominal rate as the average (and an MPEG-TS none): the packets' times tell, not the rates
+    assert video.pyav_reason(shifted_copy(path, tmp_path / "screen.mkv", 0.0)) == "bursts of frames, each last one held"
+    # a rate that changes (a 30 fps intro before 24 fps) holds nothing
+    changing = [round(1000 * k / 30) for k in range(30)] + [1000 + round(1000 * k / 24) for k in range(48)]
+    mixed = pyav_video(tmp_path / "mixed.mp4", "libx264", [shot_frame("red", k, (64, 48)) for k in range(78)],
+                       rate=30, pts_ms=changing, options={"preset": "ultrafast"})
+    assert video.pyav_reason(mixed) is None
 
 
 def _pyav_write(path: Path, codec: str, frames: list[np.ndarray], pix_fmt: str, fmt: str = "rgb24",
