@@ -1393,28 +1393,39 @@ def test_a_storage_that_fills_while_typing_keeps_no_cut_off_edit(browser, tmp_pa
     """Each key saves every edit: near the storage's limit the first keys saved and the later ones did not, and a
     reload showed the edit cut off where the space ran out, as a saved edit. It keeps the caption as it was
     when the edit began."""
+    from selenium.webdriver.common.keys import Keys
+
     video = webm(tmp_path / "clip.webm", ARCHIVE_A)
     page = tmp_path / "clip.html"
     page.write_text(format_html([Cue(0, 3, "first", 0.9), Cue(3, 9, "second", 0.9)],
                                 {"video": {"path": str(video.path)}, "model": {}}, [], page=page), encoding="utf-8")
+    full = ("var room = localStorage.getItem(arguments[0]).length + arguments[1],"
+            " real = Storage.prototype.setItem; Storage.prototype.setItem = function (k, v) {"
+            " if (v.length > room) throw new DOMException('full', 'QuotaExceededError');"
+            " return real.call(this, k, v); };")
+
+    def type_into(text, keys):
+        text.click()
+        text.send_keys(Keys.END, keys)
+
     open_page(browser, page)
     text = rows(browser)[1].find_element("css selector", ".text")
-    browser.execute_script("arguments[0].focus(); arguments[0].textContent = 'second, edited';"
-                           "arguments[0].dispatchEvent(new Event('input', {bubbles: true})); arguments[0].blur();", text)
-    # storage with room for a few more characters only: the quota as Chromium enforces it, in a stand-in
-    browser.execute_script("var room = localStorage.getItem(Object.keys(localStorage)[0]).length + 12,"
-                           " real = Storage.prototype.setItem; Storage.prototype.setItem = function (k, v) {"
-                           " if (v.length > room) throw new DOMException('full', 'QuotaExceededError');"
-                           " return real.call(this, k, v); };")
-    browser.execute_script("arguments[0].focus();", text)
-    typed = "second, edited"
-    for word in " and then a long sentence that runs past the space left".split(" "):
-        typed += " " + word
-        browser.execute_script("arguments[0].textContent = arguments[1];"
-                               "arguments[0].dispatchEvent(new Event('input', {bubbles: true}));", text, typed)
+    type_into(text, ", edited" + Keys.ENTER)
+    key = browser.execute_script("return Object.keys(localStorage)[0]")
+    browser.execute_script(full, key, 12)  # room for a few more characters only: the quota, in a stand-in
+    type_into(text, " and then a long sentence that runs past the space left")
     assert "does not keep the edits" in browser.find_element("id", "status").text
     open_page(browser, page, clear=False)  # a reload: the edit as it was when this typing began (not "… and then")
     assert rows(browser)[1].find_element("css selector", ".text").text == "second, edited"
+    # a correction saved by an earlier page in its start-only slot, the storage as full: kept in that slot (moved to
+    # the longer key, it did not fit, and the model's caption came back)
+    browser.execute_script("localStorage.setItem(arguments[0], JSON.stringify({version: 1, edits: {'3000': "
+                           "{orig: 'second', text: 'a saved correction', page: '/elsewhere/'}}}))", key)
+    open_page(browser, page, clear=False)
+    browser.execute_script(full, key, 0)
+    type_into(rows(browser)[1].find_element("css selector", ".text"), ", and more")
+    open_page(browser, page, clear=False)
+    assert rows(browser)[1].find_element("css selector", ".text").text == "a saved correction"
 
 
 def test_esc_takes_back_an_edit_across_the_window_losing_focus_and_paste_keeps_its_spaces(browser, tmp_path):

@@ -126,18 +126,18 @@
   // ---------------------------------------------------------------- edits (localStorage)
   // an edit's slot: its cue's start (ms) and caption (by the start alone, a page of the video made with other
   // options took this page's slot, unsaid); start-only slots of earlier pages are still found (entryOf)
-  var startedAs = {};  // each caption's text when its edit began (a full storage keeps that: onEdit)
+  var startedAs = {};  // each caption's stored edit when its edit began (a full storage keeps that: onEdit)
   function keyOf(i) { return Math.round(cues[i].start * 1000) + " " + cues[i].text; }
 
-  // the slot that holds cue i's edit (its own, or the older start-only one), or null
-  function entryOf(i) {
-    var keys = [keyOf(i), String(Math.round(cues[i].start * 1000))];
-    for (var k = 0; k < keys.length; k++) {
-      var e = edits[keys[k]];
-      if (e && e.orig === cues[i].text) return keys[k];
-    }
-    return null;
+  // the slots that hold cue i's edit (its own, the older start-only one), and the one shown (the first), or null
+  function slotsOf(i) {
+    return [keyOf(i), String(Math.round(cues[i].start * 1000))].filter(function (k) {
+      return edits[k] && edits[k].orig === cues[i].text;
+    });
   }
+  function entryOf(i) { var slots = slotsOf(i); return slots.length ? slots[0] : null; }
+  // cue i's stored edit as an edit of it begins: what a storage that fills while typing keeps (onEdit)
+  function startOf(i) { var slot = entryOf(i); return {slot: slot, entry: slot === null ? null : edits[slot]}; }
 
   function loadEdits() {  // null when storage cannot be read (blocked, some private modes)
     try {
@@ -172,7 +172,7 @@
   // on another page of the video, left to it
   function unshown() {
     var shown = {}, out = {stale: [], others: []};
-    for (var i = 0; i < cues.length; i++) if (entryOf(i) !== null) shown[entryOf(i)] = true;
+    for (var i = 0; i < cues.length; i++) slotsOf(i).forEach(function (k) { shown[k] = true; });
     Object.keys(edits).forEach(function (k) {
       if (shown[k]) return;
       (edits[k].page && edits[k].page !== here ? out.others : out.stale).push(k);
@@ -254,8 +254,8 @@
     // while storage fails (blocked, full) the edits live in this page only, and none is dropped by a reload
     var stored = storageWorks ? loadEdits() : null;
     if (stored !== null) edits = stored;
-    var old = entryOf(i);
-    if (old !== null) delete edits[old];  // (an older start-only slot moves to the cue's own)
+    if (startedAs[i] === undefined) startedAs[i] = startOf(i);  // (no focus event came)
+    slotsOf(i).forEach(function (k) { delete edits[k]; });  // (an older start-only slot moves to the cue's own)
     if (text !== cues[i].text) edits[keyOf(i)] = {orig: cues[i].text, text: text, page: here};
     var saved = saveEdits();
     if (!saved && startedAs[i] !== undefined) {
@@ -265,9 +265,9 @@
       [keyOf(i), String(Math.round(cues[i].start * 1000))].forEach(function (k) {
         if (kept[k] && kept[k].orig === cues[i].text) delete kept[k];
       });
-      if (was !== cues[i].text) kept[keyOf(i)] = {orig: cues[i].text, text: was, page: here};
+      if (was.slot !== null) kept[was.slot] = was.entry;  // as it was stored, in its slot: no longer than before
       try { localStorage.setItem(storageKey, JSON.stringify({version: 1, edits: kept})); } catch (e) {
-        delete kept[keyOf(i)];  // not even that fits: the model's caption, never a cut-off one
+        if (was.slot !== null) delete kept[was.slot];  // not even that fits: the model's caption, never a cut-off one
         try { localStorage.setItem(storageKey, JSON.stringify({version: 1, edits: kept})); } catch (e2) { /* none */ }
       }
     }
@@ -487,10 +487,13 @@
     // the text when editing began: what Esc goes back to. The window losing focus (another tab, Alt-Tab) blurs
     // and refocuses the caption without ending the edit: Esc then took back nothing (it was already saved)
     var before = null;
-    text.addEventListener("focus", function () { if (before === null) before = startedAs[i] = textOf(i); });
+    text.addEventListener("focus", function () {
+      if (before === null) { before = textOf(i); startedAs[i] = startOf(i); }
+    });
     text.addEventListener("input", function () { onEdit(i); });
     text.addEventListener("blur", function () {
-      if (document.hasFocus()) { before = null; delete startedAs[i]; }  // the edit ended here, not by the window going to the back
+      if (document.hasFocus()) before = null;  // the edit ended here, not by the window going to the back
+      delete startedAs[i];  // (what a full storage keeps: the caption as the next keystroke finds it)
       showText(i);
     });
     text.addEventListener("keydown", function (ev) {  // the edit ends; the keyboard stays on its row
