@@ -1294,9 +1294,13 @@ def test_a_stretchs_page_keeps_its_edits_apart_from_the_whole_videos(browser, tm
     assert rows(browser)[0].find_element("css selector", ".text").text == "mine"
 
 
-def test_another_pages_edits_of_the_same_video_are_neither_stale_nor_discarded_there(browser, tmp_path):
-    """Pages of one video in two output folders (other options: other cues) share its stored edits: the second page
-    called the first's edit "of captions no longer on this page (captioned again?)" and its Discard deleted it."""
+#: A script that edits caption ``arguments[0]`` of the open page to ``arguments[1]``, as typing does (input, blur).
+EDIT = ("var el = document.querySelectorAll('li.cue .text')[arguments[0]]; el.focus(); el.textContent = arguments[1];"
+        "el.dispatchEvent(new Event('input', {bubbles: true})); el.blur();")
+
+
+def two_pages_of_one_video(tmp_path: Path) -> tuple[Path, Path]:
+    """Review pages of one video in two output folders, made with other options (other cues): a/ and b/."""
     video = webm(tmp_path / "clip.webm", ARCHIVE_A)
     meta = {"video": {"path": str(video.path)}, "model": {}}
     a, b = tmp_path / "a" / "clip.html", tmp_path / "b" / "clip.html"
@@ -1304,15 +1308,20 @@ def test_another_pages_edits_of_the_same_video_are_neither_stale_nor_discarded_t
                        (b, [Cue(0, 4.5, "one", 0.9), Cue(4.5, 9, "two", 0.9)])):
         page.parent.mkdir()
         page.write_text(format_html(cues, meta, [], page=page), encoding="utf-8")
-    edit = ("var el = document.querySelectorAll('li.cue .text')[arguments[0]]; el.focus(); el.textContent = arguments[1];"
-            "el.dispatchEvent(new Event('input', {bubbles: true})); el.blur();")
+    return a, b
+
+
+def test_another_pages_edits_of_the_same_video_are_neither_stale_nor_discarded_there(browser, tmp_path):
+    """Pages of one video in two output folders (other options: other cues) share its stored edits: the second page
+    called the first's edit "of captions no longer on this page (captioned again?)" and its Discard deleted it."""
+    a, b = two_pages_of_one_video(tmp_path)
     open_page(browser, a)
-    browser.execute_script(edit, 1, "mine")
+    browser.execute_script(EDIT, 1, "mine")
     open_page(browser, b, clear=False)
     status = browser.find_element("id", "status").text
     assert "no longer on this page" not in status and "1 edit was made on another page of this video" in status
     assert not browser.find_element("id", "discard").is_enabled()
-    browser.execute_script(edit, 0, "its own")
+    browser.execute_script(EDIT, 0, "its own")
     discard = browser.find_element("id", "discard")
     discard.click()
     assert discard.text == "Discard 1 edit? Click again"
@@ -1326,19 +1335,11 @@ def test_another_page_s_edit_at_the_same_start_does_not_replace_this_one(browser
     """Edits were kept by their cue's start alone: a page of the same video made with other options whose cue at
     that start says something else took the slot, and this page's edit was gone, unsaid. Edits saved by the start
     alone (an earlier version) are still shown."""
-    video = webm(tmp_path / "clip.webm", ARCHIVE_A)
-    meta = {"video": {"path": str(video.path)}, "model": {}}
-    a, b = tmp_path / "a" / "clip.html", tmp_path / "b" / "clip.html"
-    for page, cues in ((a, [Cue(0, 3, "first", 0.9), Cue(3, 9, "second", 0.9)]),
-                       (b, [Cue(0, 4.5, "one", 0.9), Cue(4.5, 9, "two", 0.9)])):
-        page.parent.mkdir()
-        page.write_text(format_html(cues, meta, [], page=page), encoding="utf-8")
-    edit = ("var el = document.querySelectorAll('li.cue .text')[arguments[0]]; el.focus(); el.textContent = arguments[1];"
-            "el.dispatchEvent(new Event('input', {bubbles: true})); el.blur();")
+    a, b = two_pages_of_one_video(tmp_path)
     open_page(browser, a)
-    browser.execute_script(edit, 0, "edit on page a")
+    browser.execute_script(EDIT, 0, "edit on page a")
     open_page(browser, b, clear=False)
-    browser.execute_script(edit, 0, "edit on page b")
+    browser.execute_script(EDIT, 0, "edit on page b")
     open_page(browser, a, clear=False)
     assert rows(browser)[0].find_element("css selector", ".text").text == "edit on page a"
     open_page(browser, b, clear=False)
@@ -1350,19 +1351,25 @@ def test_another_page_s_edit_at_the_same_start_does_not_replace_this_one(browser
                            a.parent.as_uri().replace("file://", "") + "/")
     open_page(browser, a, clear=False)
     assert rows(browser)[1].find_element("css selector", ".text").text == "older edit"
-    browser.execute_script(edit, 1, "newer edit")
+    browser.execute_script(EDIT, 1, "newer edit")
     stored = json.loads(browser.execute_script("return localStorage.getItem(arguments[0])", key))["edits"]
     assert stored == {"3000 second": {"orig": "second", "text": "newer edit", "page": stored["3000 second"]["page"]}}
 
 
-def test_an_input_method_s_enter_and_esc_do_not_end_the_edit(browser, tmp_path):
-    """Confirming a conversion (Enter) or cancelling one (Esc) in a CJK input method comes as a keydown with
-    isComposing: Enter ended the edit after every conversion, Esc threw the whole correction away."""
+def open_one_cue_page(browser, tmp_path: Path) -> Path:
+    """A review page of one cue ("first", 0–3 s), opened with no stored edits; returns its path."""
     video = webm(tmp_path / "clip.webm", ARCHIVE_A)
     page = tmp_path / "clip.html"
     page.write_text(format_html([Cue(0, 3, "first", 0.9)], {"video": {"path": str(video.path)}, "model": {}}, [],
                                 page=page), encoding="utf-8")
     open_page(browser, page)
+    return page
+
+
+def test_an_input_method_s_enter_and_esc_do_not_end_the_edit(browser, tmp_path):
+    """Confirming a conversion (Enter) or cancelling one (Esc) in a CJK input method comes as a keydown with
+    isComposing: Enter ended the edit after every conversion, Esc threw the whole correction away."""
+    page = open_one_cue_page(browser, tmp_path)
     browser.execute_script("var el = document.querySelector('li.cue .text'); el.focus(); el.textContent = 'first 日本';"
                            "el.dispatchEvent(new Event('input', {bubbles: true}));")
     for key in ("Enter", "Escape"):
@@ -1375,11 +1382,7 @@ def test_an_input_method_s_enter_and_esc_do_not_end_the_edit(browser, tmp_path):
 def test_text_dropped_in_as_lines_keeps_its_words_apart(browser, tmp_path):
     """Text dragged in from another window lands as lines in elements ("a red<div>car</div>"): the stored edit and
     the downloads read "a redcar"."""
-    video = webm(tmp_path / "clip.webm", ARCHIVE_A)
-    page = tmp_path / "clip.html"
-    page.write_text(format_html([Cue(0, 3, "first", 0.9)], {"video": {"path": str(video.path)}, "model": {}}, [],
-                                page=page), encoding="utf-8")
-    open_page(browser, page)
+    page = open_one_cue_page(browser, tmp_path)
     browser.execute_script("var el = document.querySelector('li.cue .text'); el.focus();"
                            "el.innerHTML = 'near a red<div>car</div><div>by<br>the sea</div>';"
                            "el.dispatchEvent(new Event('input', {bubbles: true})); el.blur();")
