@@ -1369,7 +1369,7 @@ def open_one_cue_page(browser, tmp_path: Path) -> Path:
 def test_an_input_method_s_enter_and_esc_do_not_end_the_edit(browser, tmp_path):
     """Confirming a conversion (Enter) or cancelling one (Esc) in a CJK input method comes as a keydown with
     isComposing: Enter ended the edit after every conversion, Esc threw the whole correction away."""
-    page = open_one_cue_page(browser, tmp_path)
+    open_one_cue_page(browser, tmp_path)
     browser.execute_script("var el = document.querySelector('li.cue .text'); el.focus(); el.textContent = 'first 日本';"
                            "el.dispatchEvent(new Event('input', {bubbles: true}));")
     for key in ("Enter", "Escape"):
