@@ -257,6 +257,11 @@ def _is_report(path: Path) -> bool:
 # --------------------------------------------------------------------------- the index
 
 
+#: A file whose modification or change time is within this of its index's writing is read again (``update_index``):
+#: times kept to the second (FAT keeps two) cannot tell two writes in one second apart.
+RACY_NS = 2_000_000_000
+
+
 def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
     """What tells a changed file: size, modification time, inode, and the inode's change time, which
     an in-place rewrite moves even when it keeps the size and sets the modification time back."""
@@ -503,10 +508,12 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
     inside = root / INDEX_FOLDER / INDEX_FILE
     path = Path(path) if path is not None else index_path(root)
     old = None
+    written = -1  # when the old index was written (ns)
     # a read-only archive may carry its own index: start from it, or from the cache's copy if newer
     for candidate in sorted({path, inside}, key=_mtime, reverse=True):
         old = Index.load(candidate, root, MODEL_NAME, config.context_seconds, config.concept_words)
         if old is not None:
+            written = _mtime(candidate)
             break
     stats = UpdateStats()
     walk_errors: list[tuple[str, str]] = []
@@ -525,13 +532,25 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
     old_files = old.files if old is not None else {}
     old_rejected = old.rejected if old is not None else {}
 
+    def settled(sig: tuple[int, ...]) -> bool:
+        # a file changed within RACY_NS of the index's writing may have changed again since with the same signature
+        # (git's "racily clean"): where times are kept to the second (FAT, exFAT, HFS+, many shares, ext4 with small
+        # inodes), a caption corrected twice in one second kept its first correction in the index for good
+        return sig[1] < written - RACY_NS and sig[3] < written - RACY_NS
+
     def unchanged(entries: dict[str, dict[str, Any]], rel: str, sig: tuple[int, ...]) -> bool:
         # a file one user may not read stays unread for that user only: the index is shared
-        return (rel in entries and tuple(entries[rel]["sig"]) == sig
+        return (rel in entries and tuple(entries[rel]["sig"]) == sig and settled(sig)
                 and entries[rel].get("uid", _uid()) == _uid())
 
+    def readable(rel: str) -> bool:
+        # an indexed file this process may not read (another user's index, the file made private since) is read
+        # again, and fails as it does with a fresh index: its captions were shown from the shared index, exit 0
+        return _may(current[rel][0], os.R_OK)
+
     if old is not None and len(old_files) + len(old_rejected) == len(current) and all(
-            unchanged(old_files, k, sig) or unchanged(old_rejected, k, sig) for k, (_, sig) in current.items()):
+            (unchanged(old_files, k, sig) and readable(k)) or unchanged(old_rejected, k, sig)
+            for k, (_, sig) in current.items()):
         errors.extend((said(p), old_rejected[k]["reason"]) for k, (p, _) in current.items() if k in old_rejected)
         stats.cues, stats.seconds = len(old), time.perf_counter() - t0
         old.ids = ids
@@ -559,7 +578,7 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
             errors.append((said(p), old_rejected[rel]["reason"]))
             new.rejected[rel] = old_rejected[rel]
             continue
-        if entry is not None and tuple(entry["sig"]) == sig:
+        if entry is not None and tuple(entry["sig"]) == sig and settled(sig) and readable(rel):
             first, count = int(entry["first"]), int(entry["count"])
             rows = range(first, first + count)
             video = entry["video"]
@@ -860,8 +879,16 @@ def check_words(query: str, tokenizer: Any = None) -> None:
     from .embed import knows_a_word, read_tokenizer
 
     if not knows_a_word(tokenizer if tokenizer is not None else read_tokenizer(), query):
+        if all(len(word) > LONGEST_WORD for word in query.split()):  # the tokenizer's unknown token too, and so said
+            raise CaptionerError(f"the query's words are longer than the search model reads ({LONGEST_WORD} "
+                                 f"characters at most): {query.strip()[:40]!r}")
         raise CaptionerError(f"the search model knows none of the query's characters ({query.strip()[:40]!r}); "
                              "captions are English: search with English words")
+
+
+#: The longest word the sentence model's tokenizer reads (its WordPiece ``max_input_chars_per_word``); a longer one is
+#: its unknown token.
+LONGEST_WORD = 100
 
 
 class Searcher:

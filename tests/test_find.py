@@ -949,3 +949,54 @@ def test_a_read_only_folder_is_searched_where_there_is_no_home_for_its_index(tmp
     monkeypatch.setattr(os.path, "expanduser", lambda p: p)
     idx, _ = update_index(tmp_path / "a", BagOfWords())
     assert len(idx) == 1
+
+
+def test_a_file_changed_twice_in_the_second_its_index_was_written_is_read_again(tmp_path: Path, monkeypatch) -> None:
+    """Where times are kept to the second (FAT, exFAT, HFS+, shares, ext4 with small inodes), a caption corrected twice
+    in one second, a search between, kept the same signature: the index showed the first correction for good."""
+    import captioner.find as find
+
+    real = find._signature
+    monkeypatch.setattr(find, "_signature", lambda st: (*real(st)[:3], real(st)[1]))  # no change time, as such drives
+    out = tmp_path / "a" / "v.json"
+    write_output(out, [(0.0, 1.0, "a person is riding a camel")])
+    stamp = time.time_ns()
+    os.utime(out, ns=(stamp, stamp))
+    idx, _ = update_index(tmp_path / "a", BagOfWords())
+    write_output(out, [(0.0, 1.0, "a person is riding a zebra")])  # the same size, the same second
+    os.utime(out, ns=(stamp, stamp))
+    idx, _ = update_index(tmp_path / "a", BagOfWords())
+    assert idx.texts[idx.text_of[0]].startswith("a person is riding a zebra")
+
+
+def test_an_indexed_file_this_process_may_not_read_is_read_again(tmp_path: Path, monkeypatch) -> None:
+    """Another user's index (or a file made private since) listed a JSON this process may not read: its captions were
+    searched from the shared index, exit 0, where a fresh index said "Permission denied"."""
+    import captioner.find as find
+
+    write_output(tmp_path / "a" / "v.json", [(0.0, 1.0, "a dog runs on a beach")])
+    write_output(tmp_path / "a" / "w.json", [(0.0, 1.0, "a cat sleeps")])
+    update_index(tmp_path / "a", BagOfWords())
+    private = str(tmp_path / "a" / "w.json")
+    monkeypatch.setattr(find, "_may", lambda p, mode: str(p) != private)
+    real = find.read_output
+
+    def read(path):
+        if str(path) == private:  # as the system answers the process that may not read it
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(find, "read_output", read)
+    errors: list = []
+    idx, _ = update_index(tmp_path / "a", BagOfWords(), errors=errors)
+    assert [e[1] for e in errors] == ["Permission denied"] and list(idx.files) == ["v.json"]
+
+
+def test_a_query_of_words_too_long_for_the_model_says_so() -> None:
+    """A word over 100 characters is the tokenizer's unknown token: the error blamed characters the model knows."""
+    from captioner.find import check_words
+
+    with pytest.raises(CaptionerError, match=r"^the query's words are longer than the search model reads \(100 "):
+        check_words("dog" * 34)
+    with pytest.raises(CaptionerError, match="knows none of the query's characters"):
+        check_words("猫")
