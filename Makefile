@@ -20,6 +20,7 @@ help:
 	@echo "make eval     score weights/ on Flickr8k test, coco-val2017-mini and the MSVD clips"
 	@echo "make bench    speed and memory benchmark"
 	@echo "make fuzz     200 mutated real clips through batch --workers 2: no crash, hang, partial file or unnamed failure"
+	@echo "make clean    remove the demo and bench videos and pytest's cache"
 
 install: $(VENV)/.installed
 

@@ -1214,6 +1214,11 @@ def search(query: str, folders: tuple[Path, ...], results: int, as_json: bool, h
         result = Searcher(folders, progress=bar).search(query, results)
     except CaptionerError as exc:
         _fail(str(exc))
+        if as_json:  # one object whatever happened, as README promises (a program parsing it read nothing)
+            from .find import SearchResult
+
+            empty = SearchResult([], [(", ".join(str(f) for f in folders), str(exc))], 0, [])
+            click.echo(hits_json(query, empty, ascii_only=not _utf8_stdout()), nl=False)
         sys.exit(1)
     finally:
         if bar:

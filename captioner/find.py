@@ -1098,7 +1098,8 @@ def check_results_page(page: Path) -> None:
     from .outputs import too_long, write_problem
 
     if not os.path.isdir(page.parent):  # not Path.is_dir(): it raises on a path too long for the system
-        reason = too_long(page.parent, folder=True) or f"folder {page.parent} does not exist"
+        reason = too_long(page.parent, folder=True) or (f"{page.parent} is not a folder" if os.path.lexists(page.parent)
+                                                        else f"folder {page.parent} does not exist")
         raise OutputError(f"{page}: cannot write: {reason}")
     problem = write_problem(page)
     if problem:

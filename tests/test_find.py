@@ -1000,3 +1000,20 @@ def test_a_query_of_words_too_long_for_the_model_says_so() -> None:
         check_words("dog" * 34)
     with pytest.raises(CaptionerError, match="knows none of the query's characters"):
         check_words("猫")
+
+
+def test_json_is_one_object_even_when_there_is_nothing_to_search(tmp_path: Path) -> None:
+    """--json printed nothing where a folder held no JSON outputs (README: --json prints one object); and a results
+    page under a file said that the file's "folder does not exist"."""
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(main, ["search", "dog", str(tmp_path / "empty"), "--json"])
+    assert r.exit_code == 1
+    data = json.loads(r.stdout)
+    assert (data["query"], data["cues_searched"], data["results"]) == ("dog", 0, [])
+    assert "no captioner JSON outputs under" in data["errors"][0]["reason"]
+    (tmp_path / "f").write_text("a file")
+    from captioner.find import check_results_page
+    from captioner.errors import OutputError
+
+    with pytest.raises(OutputError, match=r"f/x\.html: cannot write: .*/f is not a folder$"):
+        check_results_page(tmp_path / "f" / "x.html")
