@@ -536,7 +536,9 @@ def update_index(root: Path, embedder: Any, config: SearchConfig = SearchConfig(
         # a file changed within RACY_NS of the index's writing may have changed again since with the same signature
         # (git's "racily clean"): where times are kept to the second (FAT, exFAT, HFS+, many shares, ext4 with small
         # inodes), a caption corrected twice in one second kept its first correction in the index for good
-        return sig[1] < written - RACY_NS and sig[3] < written - RACY_NS
+        # (a time far past the index's writing is no such race: a file dated in the future, cp -p from a machine
+        # whose clock is ahead, was read again and the index rewritten on every search)
+        return all(not written - RACY_NS <= stamp <= written + RACY_NS for stamp in (sig[1], sig[3]))
 
     def unchanged(entries: dict[str, dict[str, Any]], rel: str, sig: tuple[int, ...]) -> bool:
         # a file one user may not read stays unread for that user only: the index is shared

@@ -514,13 +514,15 @@ def read_frames(path: str | Path, fps: float, *, keyframes: bool = False,
     return iter_frames(path, fps, stats=stats, seek=seek)
 
 
-#: The packets' times ``_holds_frames`` looks at (read, not decoded) at most, and the stream time they span at most.
-_HOLD_SCAN_PACKETS, _HOLD_SCAN_S = 300, 60.0
+#: The packets' times ``_holds_frames`` looks at (read, not decoded) at most, the stream time they span at most, and
+#: the bytes of packets read at most (a 1080p file at 80 Mb/s: 100 MB read to choose a reader).
+_HOLD_SCAN_PACKETS, _HOLD_SCAN_S, _HOLD_SCAN_BYTES = 300, 60.0, 16_000_000
 
 
 def _holds_frames(times: list[float], packets: Iterator[Any], base: float) -> bool:
-    """Whether the stream stores bursts of frames and holds each burst's last one: a gap of a second or more, and of
-    8 times the usual distance between frames, among its first packets' times. A screen recording or a slideshow
+    """Whether the stream stores bursts of frames and holds each burst's last one: two gaps or more of a second or
+    more, and of 8 times the usual distance between frames, among its first packets' times (one is a glitch, a join
+    or a timestamp wrap: a phone's stalled second sent its film to the reader that cannot jump to --start). A screen recording or a slideshow
     with repeats dropped (``ffmpeg -vf mpdecimate``) stores a burst as the picture changes, then one frame held for
     seconds. OpenCV's reader samples the first frame of each burst and never the held one: a cue changed half-way
     to the next burst (4.5 s late, 5 s early), and a stretch lost a shot. The containers' frame rates do not tell
@@ -529,9 +531,11 @@ def _holds_frames(times: list[float], packets: Iterator[Any], base: float) -> bo
     """
     if not base:
         return False
+    read = 0
     for packet in packets:  # (``times``: those read so far, more read here)
-        if len(times) >= _HOLD_SCAN_PACKETS or (times and times[-1] - times[0] > _HOLD_SCAN_S):
+        if len(times) >= _HOLD_SCAN_PACKETS or read > _HOLD_SCAN_BYTES or (times and times[-1] - times[0] > _HOLD_SCAN_S):
             break
+        read += packet.size
         if packet.pts is not None and packet.size:
             times.append(float(packet.pts * base))
     times = sorted(set(times))
@@ -539,7 +543,7 @@ def _holds_frames(times: list[float], packets: Iterator[Any], base: float) -> bo
     if len(gaps) < 3:
         return False
     usual = sorted(gaps)[len(gaps) // 2]
-    return max(gaps) >= max(1.0, 8 * usual)
+    return sum(gap >= max(1.0, 8 * usual) for gap in gaps) >= 2
 
 
 def pyav_reason(path: str | Path) -> str | None:

@@ -567,15 +567,24 @@ def test_the_library_batch_locks_a_new_output_folder_against_other_threads_too(t
                 seen["other"] = "ran beside it"
             except CaptionerError as exc:
                 seen["other"] = str(exc)
+            try:  # its plan too: it removed the running batch's temporary files as stale
+                plan_batch([tree], out, ["srt"])
+                seen["other plan"] = "planned beside it"
+            except CaptionerError as exc:
+                seen["other plan"] = str(exc)
 
+        temporary.write_text("half of a.srt")  # as a worker writing it leaves it for a moment
         thread = threading.Thread(target=other_thread)
         thread.start()
         thread.join()
+        seen["temporary kept"] = temporary.exists()
 
+    temporary = out / ".a.srt.abcd1234.captioner.tmp"
     monkeypatch.setattr(batch_pkg, "run_local", engine)
     run_batch(plan, CaptionConfig())
-    assert seen["lock"] and seen["marker_folder"]
+    assert seen["lock"] and seen["marker_folder"] and seen["temporary kept"]
     assert "another captioner batch of this process is writing there" in seen["other"]
+    assert "another captioner batch of this process is writing there" in seen["other plan"]
     # the lock held in this thread, the batch planned and run in a worker thread
     with exclusive([out]), ThreadPoolExecutor(1) as pool:
         again = pool.submit(plan_batch, [tree], out, ["srt"]).result()
@@ -627,6 +636,11 @@ def test_a_full_disk_stops_the_batch_and_leaves_the_rest_pending(tmp_path, monke
     outcome = run_batch(plan_batch([tree], out, ["srt"]), CaptionConfig())
     assert stopped and sorted(r.status.value for r in outcome.results) == ["failed", "failed", "pending"]
 
+    # the cause at the end however the writer words it: an OSError's file, what was replaced before it failed
+    from captioner.batch import _DISK_FULL
+
+    assert _DISK_FULL.search("OSError: [Errno 28] No space left on device: '/o/x'")
+    assert _DISK_FULL.search(f"{out / 'a.json'}: cannot write: No space left on device ({out / 'a.srt'} replaced already)")
     # a reason that names such a file, not the disk's state: that video fails, the batch goes on
     monkeypatch.undo()
     monkeypatch.setattr(pipeline, "Captioner", lambda config: None)

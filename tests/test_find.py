@@ -1017,3 +1017,19 @@ def test_json_is_one_object_even_when_there_is_nothing_to_search(tmp_path: Path)
 
     with pytest.raises(OutputError, match=r"f/x\.html: cannot write: .*/f is not a folder$"):
         check_results_page(tmp_path / "f" / "x.html")
+
+
+def test_a_file_dated_in_the_future_does_not_rewrite_the_index_on_every_search(tmp_path: Path, monkeypatch) -> None:
+    """A JSON copied with cp -p from a machine whose clock is ahead counted as changed within two seconds of every
+    index's writing: read again, and the index rewritten, on every search."""
+    import captioner.find as find
+
+    monkeypatch.setattr(find, "RACY_NS", 2_000_000_000)  # the rule itself (conftest sets it aside for other tests)
+    out = tmp_path / "a" / "v.json"
+    write_output(out, [(0.0, 1.0, "a dog runs on a beach")])
+    ahead = time.time_ns() + 365 * 86400 * 10**9
+    os.utime(out, ns=(ahead, ahead))
+    time.sleep(2.2)  # its change time (set by the system, now) settles
+    update_index(tmp_path / "a", BagOfWords())
+    _, st = update_index(tmp_path / "a", BagOfWords())
+    assert not st.written and st.changed == 0

@@ -18,17 +18,16 @@ import errno
 import logging
 import os
 import re
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Callable, Literal
 
 from ..config import CaptionConfig, configure, is_whole
 from ..errors import CaptionerError
 from ..outputs import prepare_output_dir, stops_held
 from .job import BatchJob, FileResult, ResultCallback, Status, caption_one, run_job
-from .lock import LOCK_NAME, exclusive, holds, lock_folders
+from .lock import LOCK_NAME, exclusive, holds, lock_folders, running
 from .local import MARKER_NAME, _leave_if_spawning, remove_marker, run_local
 from .plan import BatchPlan, find_files, plan_batch, remove_partial_writes
 from .ray import require_ray, run_ray
@@ -109,35 +108,10 @@ def run_batch(plan: BatchPlan, config: CaptionConfig, *, engine: Engine = "local
     # one batch at a time writes into a folder: locked here, unless this process holds it or a folder above it
     # already (the CLI's lock; a library caller's own, on the archive, maybe taken in another thread)
     folders = lock_folders(plan.output_dir, plan.roots)
-    todo = [f for f in folders if not holds(f)]
-    with _running(folders), exclusive(todo) if todo else contextlib.nullcontext():
-        return _run(plan, config, engine, workers, ray_address, started, on_result, on_stop)
-
-
-#: The folders (real paths) a ``run_batch`` of this process writes into now: the batch lock is the process's, so a
-#: second ``run_batch`` in another thread passed over it as its own and wrote beside the first.
-_RUNNING: set[str] = set()
-_RUNNING_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _running(folders: Sequence[Path]) -> Iterator[None]:
-    """Mark ``folders`` as written by a batch of this process while it runs; ``CaptionerError`` if another batch of
-    this process (another thread's) writes into one of them, or into a folder above or below one."""
-    mine = {os.path.realpath(f) for f in folders}
-    with _RUNNING_LOCK:
-        for folder in mine:
-            other = next((r for r in _RUNNING if Path(folder).is_relative_to(r) or Path(r).is_relative_to(folder)),
-                         None)
-            if other is not None:
-                raise CaptionerError(f"{folder}: another captioner batch of this process is writing there ({other}); "
-                                     "wait for it to finish, or give another -o")
-        _RUNNING.update(mine)
-    try:
-        yield
-    finally:
-        with _RUNNING_LOCK:
-            _RUNNING.difference_update(mine)
+    with running(folders):  # (which locks this process holds: asked once no other batch of it can change them)
+        todo = [f for f in folders if not holds(f)]
+        with exclusive(todo) if todo else contextlib.nullcontext():
+            return _run(plan, config, engine, workers, ray_address, started, on_result, on_stop)
 
 
 def _run(plan: BatchPlan, config: CaptionConfig, engine: Engine, workers: int | None, ray_address: str | None,
@@ -204,7 +178,7 @@ def _run(plan: BatchPlan, config: CaptionConfig, engine: Engine, workers: int | 
 #: every video after it too (``_run``'s ``deliver`` stops the batch); at the end only: a file named "No space left on
 #: device.srt" that is in the way stopped it.
 _DISK_FULL = re.compile("(?i)(?:" + "|".join(re.escape(os.strerror(e)) for e in (errno.ENOSPC, errno.EDQUOT))
-                        + r")\)?$")
+                        + r")(?:\)|: '[^']*'| \([^()]*\))?$")  # (os_reason's; an OSError's file; "(x replaced already)")
 
 
 def _rename(moves: list[tuple[Path, Path]]) -> int:

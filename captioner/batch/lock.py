@@ -8,6 +8,7 @@ beside the videos) and is refused where another batch's folder holds or is held 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,52 @@ LOCK_NAME = ".captioner-batch.lock"
 #: The folders (real paths) this process holds locked, with how many ``exclusive`` blocks hold each: the library's
 #: ``run_batch`` locks its folders unless the CLI (or the caller) holds them already.
 _HELD: dict[str, int] = {}
+
+
+#: The folders (real paths) a ``run_batch`` of this process writes into now: the batch lock is the process's, so a
+#: second ``run_batch`` in another thread passed over it as its own and wrote beside the first, and a ``plan_batch``
+#: there removed the first one's temporary files as stale.
+_RUNNING: set[str] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def _running_over(folders: Iterable[str]) -> tuple[str, str] | None:
+    """(one of ``folders``, the running batch's folder it lies in, above or below), or None. Under ``_RUNNING_LOCK``."""
+    for folder in folders:
+        other = next((r for r in _RUNNING if Path(folder).is_relative_to(r) or Path(r).is_relative_to(folder)), None)
+        if other is not None:
+            return folder, other
+    return None
+
+
+def _busy_here(folder: str, other: str) -> CaptionerError:
+    return CaptionerError(f"{folder}: another captioner batch of this process is writing there ({other}); "
+                          "wait for it to finish, or give another -o")
+
+
+def check_not_running(folders: Iterable[str | os.PathLike[str]]) -> None:
+    """``CaptionerError`` if a batch of this process (another thread's ``run_batch``) writes into one of ``folders``."""
+    with _RUNNING_LOCK:
+        clash = _running_over(os.path.realpath(f) for f in folders)
+    if clash is not None:
+        raise _busy_here(*clash)
+
+
+@contextmanager
+def running(folders: Sequence[Path]) -> Iterator[None]:
+    """Mark ``folders`` as written by a batch of this process while it runs; ``CaptionerError`` if another batch of
+    this process (another thread's) writes into one of them, or into a folder above or below one."""
+    mine = {os.path.realpath(f) for f in folders}
+    with _RUNNING_LOCK:
+        clash = _running_over(mine)
+        if clash is not None:
+            raise _busy_here(*clash)
+        _RUNNING.update(mine)
+    try:
+        yield
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.difference_update(mine)
 
 
 def held() -> frozenset[str]:

@@ -25,7 +25,7 @@ from ..outputs import (
 )
 from ..writers import captioner_wrote, foreign_outputs, foreign_reason
 from .job import BatchJob, FileResult, Record, Status, failure_reason, signature_now
-from .lock import check_unlocked, held, lock_folders
+from .lock import check_not_running, check_unlocked, held, lock_folders
 
 log = logging.getLogger(__name__)
 
@@ -384,6 +384,7 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
     # another batch writing into the folder this one writes into (the CLI locks it first; a library plan may not
     # have: it captioned every video again beside the CLI's batch and took its "captioning" marker for a crash)
     check_unlocked(lock_folders(out_abs, plan.roots), own=set(locked) | held())
+    check_not_running(lock_folders(out_abs, plan.roots))  # another thread's batch: its temporary files are not stale
     # a batch on a folder below this one's (``batch a`` while ``batch a/b`` runs): before anything there is removed
     for i, root in enumerate(plan.roots):
         check_unlocked({e[1].parent for e in found if e[3] == i}, below=out_abs or root, own=locked)
