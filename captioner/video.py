@@ -522,18 +522,19 @@ _HOLD_SCAN_PACKETS, _HOLD_SCAN_S, _HOLD_SCAN_BYTES = 300, 60.0, 16_000_000
 def _holds_frames(times: list[float], packets: Iterator[Any], base: float) -> bool:
     """Whether the stream stores bursts of frames and holds each burst's last one: two gaps or more of a second or
     more, and of 8 times the usual distance between frames, among its first packets' times (one is a glitch, a join
-    or a timestamp wrap: a phone's stalled second sent its film to the reader that cannot jump to --start). A screen recording or a slideshow
-    with repeats dropped (``ffmpeg -vf mpdecimate``) stores a burst as the picture changes, then one frame held for
-    seconds. OpenCV's reader samples the first frame of each burst and never the held one: a cue changed half-way
-    to the next burst (4.5 s late, 5 s early), and a stretch lost a shot. The containers' frame rates do not tell
-    (an MKV's or WebM's average is the nominal one, an MPEG-TS has none); a stream of one frame per change, as the
-    ordinary reader times it well (``Frame.since``), and one whose rate changes, do not count.
+    or a timestamp wrap: a phone's stalled second sent its film to the reader that cannot jump to --start). A screen
+    recording or a slideshow with repeats dropped (``ffmpeg -vf mpdecimate``) stores a burst as the picture changes,
+    then one frame held for seconds. OpenCV's reader samples the first frame of each burst and never the held one: a
+    cue changed half-way to the next burst (4.5 s late, 5 s early), and a stretch lost a shot. The containers' frame
+    rates do not tell (an MKV's or WebM's average is the nominal one, an MPEG-TS has none); a stream of one frame
+    per change, as the ordinary reader times it well (``Frame.since``), and one whose rate changes, do not count.
     """
     if not base:
         return False
     read = 0
     for packet in packets:  # (``times``: those read so far, more read here)
-        if len(times) >= _HOLD_SCAN_PACKETS or read > _HOLD_SCAN_BYTES or (times and times[-1] - times[0] > _HOLD_SCAN_S):
+        if len(times) >= _HOLD_SCAN_PACKETS or read > _HOLD_SCAN_BYTES or (
+                times and times[-1] - times[0] > _HOLD_SCAN_S):
             break
         read += packet.size
         if packet.pts is not None and packet.size:

@@ -177,8 +177,9 @@ def _run(plan: BatchPlan, config: CaptionConfig, engine: Engine, workers: int | 
 #: A failure whose reason ends with one of these (a write's cause, as writers and ``errors.os_reason`` word it) fails
 #: every video after it too (``_run``'s ``deliver`` stops the batch); at the end only: a file named "No space left on
 #: device.srt" that is in the way stopped it.
+# (after the cause: os_reason's ")", an OSError's file, "(x replaced already)")
 _DISK_FULL = re.compile("(?i)(?:" + "|".join(re.escape(os.strerror(e)) for e in (errno.ENOSPC, errno.EDQUOT))
-                        + r")(?:\)|: '[^']*'| \([^()]*\))?$")  # (os_reason's; an OSError's file; "(x replaced already)")
+                        + r")(?:\)|: '[^']*'| \([^()]*\))?$")
 
 
 def _rename(moves: list[tuple[Path, Path]]) -> int:
