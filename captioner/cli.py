@@ -18,7 +18,8 @@ from typing import Any, Iterator, Sequence
 import click
 
 from . import __version__
-from .config import DEFAULT_WEIGHTS_DIR, IMAGE_EXTENSIONS, MIN_SEGMENT, CaptionConfig, SearchConfig, configure
+from .config import (DEFAULT_WEIGHTS_DIR, IMAGE_EXTENSIONS, MAX_WEIGHT, MIN_SEGMENT, CaptionConfig, SearchConfig,
+                     configure)
 from .errors import (OUT_OF_MEMORY, CaptionerError, HungUp, ModelError, OutOfMemory, Terminated, os_reason,
                      out_of_memory, printable)
 from .vocab import CHOSEN_STYLES
@@ -177,12 +178,12 @@ def caption_options(f):
                           "a shot of a second or two says little alone); 0 = the segment's own frames only."),
         click.option("--beam-size", type=click.IntRange(min=1, max=20), default=_D.decoding.beam_size,
                      show_default=True, help="Beam width; 1 = greedy (fastest)."),
-        click.option("--rerank-weight", type=_Finite(min=0, max=1e6), default=_D.decoding.rerank_weight,
+        click.option("--rerank-weight", type=_Finite(min=0, max=MAX_WEIGHT), default=_D.decoding.rerank_weight,
                      show_default=True,
                      help="Video: how much a caption's closeness to what the segment looks like (its search "
                           "vector) counts when choosing among the beam's captions; 0 = not at all (with "
                           "--consensus 0 too: the likeliest caption)."),
-        click.option("--consensus", type=_Finite(min=0, max=1e6), default=_D.decoding.consensus_weight,
+        click.option("--consensus", type=_Finite(min=0, max=MAX_WEIGHT), default=_D.decoding.consensus_weight,
                      show_default=True,
                      help="Video: how much agreeing with what people said of the training videos the segment "
                           "looks most like counts (their best-agreed captions also become candidates, scored by "
@@ -695,11 +696,11 @@ prints '<path>\\t<caption>' per image (--json: a JSON object per line)."""
                             dash=_no_stdin("file or folder")))
 @click.option("--beam-size", type=click.IntRange(min=1, max=20), default=_D.decoding.beam_size, show_default=True,
               help="Beam width; 1 = greedy.")
-@click.option("--rerank-weight", type=_Finite(min=0, max=1e6), default=_D.decoding.photo_rerank_weight,
+@click.option("--rerank-weight", type=_Finite(min=0, max=MAX_WEIGHT), default=_D.decoding.photo_rerank_weight,
               show_default=True, help="How much a caption's closeness to what the photo looks like counts when "
                                       "choosing among the beam's captions; 0 = not at all (with --consensus 0 too: "
                                       "the likeliest caption).")
-@click.option("--consensus", type=_Finite(min=0, max=1e6), default=_D.decoding.photo_consensus_weight,
+@click.option("--consensus", type=_Finite(min=0, max=MAX_WEIGHT), default=_D.decoding.photo_consensus_weight,
               show_default=True,
               help="How much agreeing with what people said of the training photos this one looks most like "
                    "counts (their best-agreed captions also become candidates, scored by the decoder for this "

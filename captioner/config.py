@@ -183,6 +183,11 @@ MAX_LENGTH = 100
 MAX_FPS = 1000.0
 
 
+#: The most a decoding weight may be, far past any use: a guide weight of 1e39 overflowed float32's range (no cue, a
+#: NumPy warning on stderr); and length_penalty 300 overflowed a float in the beam search (bound 10).
+MAX_WEIGHT = 1e6
+
+
 @dataclass(frozen=True)
 class DecodingConfig:
     """How captions are searched for."""
@@ -255,9 +260,7 @@ class DecodingConfig:
     photo_confidence_fit: tuple[float, float] | None = (-2.29, 8.73)
 
     def __post_init__(self) -> None:
-        # bounded far past any use: length_penalty 300 overflowed a float in the beam search, a guide weight of 1e39
-        # float32's range (no cue, a NumPy warning on stderr)
-        weight = _number(0, 1e6)
+        weight = _number(0, MAX_WEIGHT)
         fit = _numbers(2, optional=True)
         _checked(self, beam_size=_count(1), max_length=_count(2, MAX_LENGTH), length_penalty=_number(0, 10),
                  no_repeat_ngram=_count(0), video_style=_one_of(STYLES), photo_style=_one_of(STYLES), grammar=_flag(),

@@ -37,7 +37,7 @@ import numpy as np
 from .config import EncoderConfig, usable_cpus
 from .errors import (PHOTO_OUT_OF_MEMORY, CaptionerError, ModelError, OutOfMemory, first_line, os_reason,
                      out_of_memory, raise_if_out_of_memory)
-from .native import torch_threads
+from .native import torch_threads, utf8_name
 
 log = logging.getLogger(__name__)
 
@@ -876,27 +876,19 @@ def onnx_source(path: Path) -> str | bytes:
     """What ``onnxruntime.InferenceSession`` opens ``path`` by: its name, or the file's bytes when the
     name is not UTF-8 (a Latin-1 cache or home folder, which Python keeps as lone surrogates: ONNX
     Runtime refused such a name with a TypeError on every run, and the encoder went to torch)."""
-    name = str(path)
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return path.read_bytes()
-    return name
+    return str(path) if utf8_name(str(path)) else path.read_bytes()
 
 
 @contextmanager
 def onnx_target(tmp: Path) -> Iterator[Any]:
     """Where ``torch.onnx.export`` writes ``tmp``: its name, or, for a name that is not UTF-8 (which the
     exporter refused: "incompatible function arguments"), a buffer written to ``tmp`` after it."""
-    name = str(tmp)
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        buffer = io.BytesIO()
-        yield buffer
-        tmp.write_bytes(buffer.getvalue())
+    if utf8_name(str(tmp)):
+        yield str(tmp)
         return
-    yield name
+    buffer = io.BytesIO()
+    yield buffer
+    tmp.write_bytes(buffer.getvalue())
 
 
 #: A temporary export file this many seconds old is left over, not being written (``cached_session``).

@@ -17,6 +17,16 @@ import threading
 from typing import Any, Callable, Iterator
 
 
+def utf8_name(name: str) -> bool:
+    """Whether a path's text is UTF-8, as native libraries take it: a name that is not (a Latin-1 folder, which
+    Python keeps as lone surrogates) crashed OpenCV and was refused by ONNX Runtime and its exporter."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def quiet_native_logs() -> None:
     """Keep FFmpeg's and OpenCV's messages off stderr, unless the ``captioner`` log is at debug level
     (``-vv``) or the user set their levels (``OPENCV_FFMPEG_LOGLEVEL``, ``OPENCV_LOG_LEVEL``).

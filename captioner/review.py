@@ -216,6 +216,7 @@ def page_data(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seque
     """What a review page embeds (and what ``write_index`` reads back from it)."""
     video = dict(metadata.get("video") or {})
     model = dict(metadata.get("model") or {})
+    shift = _clock_start(video)
     named = str(video.get("path") or "")  # Path("") is "." (the page linked its own folder as the video)
     video_path = Path(named)
     shots = snapshots_for(cues, snapshots)
@@ -228,7 +229,7 @@ def page_data(cues: Sequence[Any], metadata: Mapping[str, Any], snapshots: Seque
             "stem": page.name[: -len(".html")] if page.name.endswith(".html") else page.stem,
             "duration": video.get("duration"),
             # a browser plays on the file's own timestamps: cue times plus this (review.js, and the track below)
-            **({"clock_start": _clock_start(video)} if _clock_start(video) else {}),
+            **({"clock_start": shift} if shift else {}),
             "width": video.get("width"),
             "height": video.get("height"),
             # the stretch captioned (run --start/--end): its page keeps its edits apart from the whole video's

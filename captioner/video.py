@@ -38,7 +38,7 @@ import numpy as np
 from captioner.config import IMAGE_EXTENSIONS
 from captioner.errors import VideoError, first_line
 from captioner.segment import cut_time
-from captioner.native import quiet_native_logs
+from captioner.native import quiet_native_logs, utf8_name
 
 log = logging.getLogger(__name__)
 
@@ -964,27 +964,26 @@ def _opencv_name(path: Path) -> Iterator[str]:
     removed as soon as FFmpeg holds the file open.
     """
     name = _ffmpeg_name(path)
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        suffix = path.suffix if path.suffix.isascii() and path.suffix.isprintable() else ""
-        def no_link(exc: OSError) -> VideoError:  # no symlinks here (some Windows setups): say what to do
-            return VideoError(f"{path}: the file name is not valid UTF-8 and no link to it could be made "
-                              f"({exc.strerror or first_line(exc)}); rename the file")
+    if utf8_name(name):
+        yield name
+        return
+    suffix = path.suffix if path.suffix.isascii() and path.suffix.isprintable() else ""
 
-        try:  # no temporary folder can be written (a full disk): a traceback that ended the other videos' run
-            temporary = tempfile.TemporaryDirectory(prefix="captioner-")
+    def no_link(exc: OSError) -> VideoError:  # no symlinks here (some Windows setups): say what to do
+        return VideoError(f"{path}: the file name is not valid UTF-8 and no link to it could be made "
+                          f"({exc.strerror or first_line(exc)}); rename the file")
+
+    try:  # no temporary folder can be written (a full disk): a traceback that ended the other videos' run
+        temporary = tempfile.TemporaryDirectory(prefix="captioner-")
+    except OSError as exc:
+        raise no_link(exc) from None
+    with temporary as folder:
+        link = os.path.join(folder, "video" + suffix)
+        try:
+            os.symlink(name, link)  # (not abspath: link/../clip.mp4 is not ./clip.mp4)
         except OSError as exc:
             raise no_link(exc) from None
-        with temporary as folder:
-            link = os.path.join(folder, "video" + suffix)
-            try:
-                os.symlink(name, link)  # (not abspath: link/../clip.mp4 is not ./clip.mp4)
-            except OSError as exc:
-                raise no_link(exc) from None
-            yield link
-        return
-    yield name
+        yield link
 
 
 def _open_capture(path: Path, timeout_s: float) -> Any:

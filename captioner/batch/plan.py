@@ -311,7 +311,8 @@ def plan_batch(roots: Sequence[Path], output_dir: Path | None, formats: Sequence
         # nothing to write, so up to date; was a failure on every run, its page left out of index.html
         vouched = previous is not None and not replaces
         if (not problem or vouched) and not overwrite and not others_outputs \
-                and (len(keep) == len(plan.formats) or outputs_up_to_date(video, base, plan.formats, previous)):
+                and (len(keep) == len(plan.formats) if previous is not None  # (``keep`` asked it format by format)
+                     else outputs_up_to_date(video, base, plan.formats)):
             cues = counts.get(str(video))
             if cues is None and "json" in plan.formats:
                 cues = _cue_count(output_file(base, "json"))

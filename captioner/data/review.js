@@ -129,10 +129,12 @@
   var startedAs = {};  // each caption's stored edit when its edit began (a full storage keeps that: onEdit)
   function keyOf(i) { return Math.round(cues[i].start * 1000) + " " + cues[i].text; }
 
-  // the slots that hold cue i's edit (its own, the older start-only one), and the one shown (the first), or null
-  function slotsOf(i) {
+  // the slots of ``within`` (default: the edits) that hold cue i's edit (its own, the older start-only one), and
+  // the one shown (the first), or null
+  function slotsOf(i, within) {
+    var set = within || edits;
     return [keyOf(i), String(Math.round(cues[i].start * 1000))].filter(function (k) {
-      return edits[k] && edits[k].orig === cues[i].text;
+      return set[k] && set[k].orig === cues[i].text;
     });
   }
   function entryOf(i) { var slots = slotsOf(i); return slots.length ? slots[0] : null; }
@@ -262,9 +264,7 @@
       // storage full part-way through typing kept the edit as far as it fit, shown as saved after a reload: it
       // keeps the caption as it was when the edit began instead
       var kept = loadEdits() || {}, was = startedAs[i];
-      [keyOf(i), String(Math.round(cues[i].start * 1000))].forEach(function (k) {
-        if (kept[k] && kept[k].orig === cues[i].text) delete kept[k];
-      });
+      slotsOf(i, kept).forEach(function (k) { delete kept[k]; });
       if (was.slot !== null) kept[was.slot] = was.entry;  // as it was stored, in its slot: no longer than before
       try { localStorage.setItem(storageKey, JSON.stringify({version: 1, edits: kept})); } catch (e) {
         if (was.slot !== null) delete kept[was.slot];  // not even that fits: the model's caption, never a cut-off one
